@@ -1,0 +1,31 @@
+//! The memtrace capture format, defined once for the tracker (writer) and the reporter (reader).
+//!
+//! A capture is a file header followed by 8-byte aligned chunks. Each chunk carries one thread's
+//! events, varint and delta encoded and usually zstd-compressed (compression itself is done by the
+//! users of this crate). `docs/FORMAT.md` describes the bytes; this crate is the reference.
+
+pub mod chunk;
+pub mod header;
+pub mod record;
+pub mod varint;
+
+pub use chunk::{ChunkCodec, ChunkHeader, ChunkKind, CHUNK_ALIGN, CHUNK_HEADER_LEN, CHUNK_MAGIC};
+pub use header::{FileHeader, HeaderError, TickSource, DATA_ALIGN, FILE_MAGIC, MAJOR, MINOR};
+pub use record::{Allocator, DecodeError, Decoder, Encoder, Marker, Record, Trailer};
+
+/// Option bits stored in the file header.
+pub mod options {
+    pub const FOLLOW_FORK: u64 = 1 << 0;
+    pub const NATIVE: u64 = 1 << 1;
+    pub const PYTHON_ALLOCATORS: u64 = 1 << 2;
+}
+
+/// Trailer flags: why a capture may be incomplete.
+pub mod trailer_flags {
+    /// Writing to the capture failed (disk full, I/O error): some events were dropped.
+    pub const WRITE_FAILED: u64 = 1 << 0;
+    /// The capture reached its size limit: later events were dropped.
+    pub const SIZE_LIMIT: u64 = 1 << 1;
+    /// The trailer was written before an exec(): the process went on as another program.
+    pub const EXEC: u64 = 1 << 2;
+}
