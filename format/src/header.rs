@@ -170,7 +170,7 @@ impl FileHeader {
             _ => return Err(HeaderError::Corrupt("unknown tick source")),
         };
         let options = next().ok_or(bad.clone())?;
-        let mut take_bytes = |pos: &mut usize| -> Result<Vec<u8>, HeaderError> {
+        let take_bytes = |pos: &mut usize| -> Result<Vec<u8>, HeaderError> {
             let n = varint::get(body, pos).ok_or(bad.clone())? as usize;
             let end = pos.checked_add(n).filter(|&e| e <= body.len()).ok_or(bad.clone())?;
             let v = body[*pos..end].to_vec();

@@ -1,1 +1,29 @@
+//! memtrace's tracker: a preloaded shared library that interposes the allocation functions and
+//! writes every allocation and free, with its call site, thread and time, to a capture file.
+//! `../shared/DESIGN.md` explains the choices; `docs/FORMAT.md` the file it writes.
 
+mod alloc;
+mod capture;
+mod clock;
+mod config;
+mod hooks;
+mod lifecycle;
+mod lock;
+mod modules;
+mod real;
+mod stacks;
+mod sys;
+mod thread;
+mod tls;
+
+use std::sync::atomic::AtomicBool;
+
+/// Recording is on: set once the capture is open, cleared when it is finished (or in a fork
+/// child that is not followed).
+pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+#[global_allocator]
+static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
+
+pub use hooks::*;
+pub use lifecycle::{__libc_start_main, exit};

@@ -1,0 +1,56 @@
+//! The tracker's own heap: straight to the real allocator, so the tracker's memory never passes
+//! through its hooks (and is never recorded).
+
+use crate::real;
+use std::alloc::{GlobalAlloc, Layout};
+
+pub struct RealAllocator;
+
+// SAFETY: every block comes from the real allocator (or the bootstrap arena, never freed) with at
+// least the requested size and alignment.
+unsafe impl GlobalAlloc for RealAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match real::get() {
+            // SAFETY: plain calls of the C allocator.
+            Some(r) if layout.align() <= 16 => unsafe { (r.malloc)(layout.size()) as *mut u8 },
+            Some(r) => {
+                let mut p = core::ptr::null_mut();
+                // SAFETY: p is a valid out-pointer; the alignment is a power of two >= 16.
+                if unsafe { (r.posix_memalign)(&mut p, layout.align(), layout.size()) } != 0 {
+                    return core::ptr::null_mut();
+                }
+                p as *mut u8
+            }
+            None => real::arena_alloc(layout.size(), layout.align()) as *mut u8,
+        }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        if real::in_arena(p as *mut libc::c_void) {
+            return;
+        }
+        if let Some(r) = real::get() {
+            // SAFETY: p came from the real allocator.
+            unsafe { (r.free)(p as *mut libc::c_void) };
+        }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if layout.align() <= 16 && !real::in_arena(p as *mut libc::c_void) {
+            if let Some(r) = real::get() {
+                // SAFETY: p came from the real allocator.
+                return unsafe { (r.realloc)(p as *mut libc::c_void, new_size) as *mut u8 };
+            }
+        }
+        // SAFETY: the layout is valid (it was valid for the old block).
+        let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        if !new.is_null() {
+            // SAFETY: both blocks hold at least min(old, new) bytes.
+            unsafe {
+                core::ptr::copy_nonoverlapping(p, new, layout.size().min(new_size));
+                self.dealloc(p, layout);
+            }
+        }
+        new
+    }
+}

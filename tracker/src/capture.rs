@@ -1,0 +1,245 @@
+//! The capture file: a shared mapping of the file, grown in large steps with fallocate (which
+//! reserves the disk blocks, so a full disk is an error here and never a SIGBUS later). Writers
+//! reserve space with an atomic offset; only growing the file takes a lock.
+
+use crate::lock::SpinLock;
+use crate::sys;
+use memtrace_format::{trailer_flags, ChunkHeader, CHUNK_ALIGN, CHUNK_HEADER_LEN};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// Virtual size reserved for the mapping; a capture cannot grow beyond it.
+const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
+const MIN_STEP: u64 = 4 << 20;
+const MAX_STEP: u64 = 256 << 20;
+
+pub struct Capture {
+    fd: AtomicI32,
+    base: AtomicPtr<u8>,
+    map_len: AtomicUsize,
+    /// End of the reserved part of the file.
+    reserved: AtomicU64,
+    /// Bytes of the file backed by fallocate (or ftruncate where fallocate is not supported).
+    allocated: AtomicU64,
+    grow_lock: SpinLock<()>,
+    /// No more reservations (the capture was finished, or writing failed).
+    closed: AtomicBool,
+    /// Bits of trailer_flags.
+    flags: AtomicU64,
+    pub records_written: AtomicU64,
+    pub records_dropped: AtomicU64,
+    /// Where the trailer goes (reserved at start so that it can be written on a full disk).
+    trailer_at: AtomicU64,
+}
+
+pub static CAPTURE: Capture = Capture {
+    fd: AtomicI32::new(-1),
+    base: AtomicPtr::new(core::ptr::null_mut()),
+    map_len: AtomicUsize::new(0),
+    reserved: AtomicU64::new(0),
+    allocated: AtomicU64::new(0),
+    grow_lock: SpinLock::new(()),
+    closed: AtomicBool::new(true),
+    flags: AtomicU64::new(0),
+    records_written: AtomicU64::new(0),
+    records_dropped: AtomicU64::new(0),
+    trailer_at: AtomicU64::new(0),
+};
+
+pub fn align(n: u64) -> u64 {
+    n.div_ceil(CHUNK_ALIGN as u64) * CHUNK_ALIGN as u64
+}
+
+impl Capture {
+    /// Maps `fd` (a new, empty file) and writes the file header. Err(errno) on failure.
+    pub fn open(&self, fd: i32, header: &[u8]) -> Result<(), i32> {
+        let mut mapped = None;
+        for len in MAP_SIZES {
+            if let Some(p) = sys::map_shared(fd, len) {
+                mapped = Some((p, len));
+                break;
+            }
+        }
+        let (base, len) = mapped.ok_or(libc::ENOMEM)?;
+        self.fd.store(fd, Ordering::Relaxed);
+        self.base.store(base, Ordering::Relaxed);
+        self.map_len.store(len, Ordering::Relaxed);
+        self.reserved.store(0, Ordering::Relaxed);
+        self.allocated.store(0, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+        self.records_written.store(0, Ordering::Relaxed);
+        self.records_dropped.store(0, Ordering::Relaxed);
+        self.closed.store(false, Ordering::Release);
+        let data_start = memtrace_format::FileHeader::data_start(header.len()) as u64;
+        let p = self.reserve(data_start).ok_or(libc::ENOSPC)?;
+        // SAFETY: p has data_start >= header.len() reserved, backed bytes.
+        unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), p, header.len()) };
+        let trailer_len = CHUNK_HEADER_LEN as u64 + align(memtrace_format::Trailer::MAX_LEN as u64);
+        let at = self.reserve(trailer_len).ok_or(libc::ENOSPC)?;
+        self.trailer_at.store(at as u64 - base as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+    }
+
+    pub fn fail(&self, flag: u64) {
+        self.flags.fetch_or(flag, Ordering::Relaxed);
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Reserves `len` bytes (a multiple of 8) of backed file space; returns where to write them.
+    pub fn reserve(&self, len: u64) -> Option<*mut u8> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let off = self.reserved.fetch_add(len, Ordering::Relaxed);
+        let end = off + len;
+        if end > self.map_len.load(Ordering::Relaxed) as u64 {
+            self.fail(trailer_flags::SIZE_LIMIT);
+            return None;
+        }
+        if end > self.allocated.load(Ordering::Acquire) && !self.grow(end) {
+            return None;
+        }
+        // SAFETY: off + len lies inside the mapping (checked above).
+        Some(unsafe { self.base.load(Ordering::Relaxed).add(off as usize) })
+    }
+
+    #[cold]
+    fn grow(&self, end: u64) -> bool {
+        let _g = self.grow_lock.lock();
+        let have = self.allocated.load(Ordering::Acquire);
+        if end <= have {
+            return true;
+        }
+        let _errno = sys::ErrnoGuard::new();
+        let step = (have / 4).clamp(MIN_STEP, MAX_STEP);
+        let target = (end + step).min(self.map_len.load(Ordering::Relaxed) as u64);
+        let fd = self.fd.load(Ordering::Relaxed);
+        let grown = match sys::fallocate(fd, 0, have, target - have) {
+            Ok(()) => true,
+            // Filesystems without fallocate: extend the file (sparse) instead.
+            Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target).is_ok(),
+            Err(_) => false,
+        };
+        if !grown {
+            self.fail(trailer_flags::WRITE_FAILED);
+            return false;
+        }
+        self.allocated.store(target, Ordering::Release);
+        true
+    }
+
+    /// Appends a chunk: payload first, header last, so that a chunk cut short has no valid
+    /// header. Returns false (and counts the records as dropped) when it cannot be written.
+    pub fn write_chunk(&self, header: &ChunkHeader, payload: &[u8]) -> bool {
+        let total = header.total_len() as u64;
+        let Some(p) = self.reserve(total) else {
+            self.records_dropped
+                .fetch_add(u64::from(header.record_count), Ordering::Relaxed);
+            return false;
+        };
+        // SAFETY: `total` bytes at p are reserved for this chunk alone.
+        unsafe {
+            core::ptr::copy_nonoverlapping(payload.as_ptr(), p.add(CHUNK_HEADER_LEN), payload.len());
+            fence(Ordering::Release);
+            let h = header.encode();
+            core::ptr::copy_nonoverlapping(h.as_ptr(), p, CHUNK_HEADER_LEN);
+        }
+        self.records_written
+            .fetch_add(u64::from(header.record_count), Ordering::Relaxed);
+        true
+    }
+
+    /// Pointer to file offset `off` of the mapping.
+    pub fn at(&self, off: u64) -> *mut u8 {
+        // SAFETY: callers pass offsets of regions they reserved.
+        unsafe { self.base.load(Ordering::Relaxed).add(off as usize) }
+    }
+
+    pub fn offset_of(&self, p: *mut u8) -> u64 {
+        p as u64 - self.base.load(Ordering::Relaxed) as u64
+    }
+
+    /// Writes the trailer into its reserved place and, when `last`, stops all writing and trims
+    /// the file to what was reserved.
+    pub fn finish(&self, threads: u64, extra_flags: u64, last: bool) {
+        let (end_tick, end_mono_ns) = crate::clock::pair();
+        let trailer = memtrace_format::Trailer {
+            end_mono_ns,
+            end_tick,
+            records_written: self.records_written.load(Ordering::Relaxed),
+            records_dropped: self.records_dropped.load(Ordering::Relaxed),
+            flags: self.flags.load(Ordering::Relaxed) | extra_flags,
+            threads,
+        };
+        let mut buf = [0u8; memtrace_format::Trailer::MAX_LEN];
+        let n = trailer.encode(&mut buf);
+        let header = ChunkHeader {
+            kind: memtrace_format::ChunkKind::Trailer,
+            codec: memtrace_format::ChunkCodec::Raw,
+            flags: 0,
+            thread_serial: 0,
+            tid: sys::gettid(),
+            seq: 0,
+            stored_len: n as u32,
+            raw_len: n as u32,
+            record_count: 0,
+            first_tick: end_tick,
+            last_tick: end_tick,
+            flush_mono_ns: end_mono_ns,
+            flush_tick: end_tick,
+        };
+        let at = self.at(self.trailer_at.load(Ordering::Relaxed));
+        // SAFETY: the trailer region was reserved at open for this.
+        unsafe {
+            core::ptr::copy_nonoverlapping(buf.as_ptr(), at.add(CHUNK_HEADER_LEN), n);
+            fence(Ordering::Release);
+            let h = header.encode();
+            core::ptr::copy_nonoverlapping(h.as_ptr(), at, CHUNK_HEADER_LEN);
+        }
+        if last {
+            self.closed.store(true, Ordering::Release);
+            // Writers that reserved before the close stay inside `reserved`: trimming there is safe.
+            let end = self
+                .reserved
+                .load(Ordering::Acquire)
+                .min(self.allocated.load(Ordering::Acquire));
+            let _errno = sys::ErrnoGuard::new();
+            let _ = sys::ftruncate(self.fd.load(Ordering::Relaxed), end);
+        }
+    }
+
+    /// Releases free space in the middle of the file (an emptied staging area) to the disk.
+    pub fn punch_hole(&self, off: u64, len: u64) {
+        let _errno = sys::ErrnoGuard::new();
+        let _ = sys::fallocate(
+            self.fd.load(Ordering::Relaxed),
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        );
+    }
+
+    /// In a fork child: forget the parent's capture without touching it.
+    pub fn abandon(&self) {
+        self.closed.store(true, Ordering::Release);
+        let base = self.base.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        if !base.is_null() {
+            sys::unmap(base, self.map_len.load(Ordering::Relaxed));
+        }
+        let fd = self.fd.swap(-1, Ordering::Relaxed);
+        if fd >= 0 {
+            sys::close(fd);
+        }
+    }
+
+    pub fn lock_for_fork(&self) {
+        self.grow_lock.raw_lock();
+    }
+
+    pub fn unlock_after_fork(&self) {
+        self.grow_lock.raw_unlock();
+    }
+}

@@ -1,0 +1,372 @@
+//! The interposed functions. Each exported symbol is a naked trampoline that passes its caller's
+//! return address (the call site) as one more argument to the hook.
+//!
+//! A hook calls the real function and records the event, unless the re-entrancy flag says the
+//! tracker itself is running on this thread or recording is off. Frees are recorded before the
+//! real call and allocations after it, so that a block reused by another thread is always seen
+//! freed before it is allocated again.
+
+use crate::real::{self, Real};
+use crate::{clock, thread, tls, ACTIVE};
+use libc::{c_int, c_void, off_t, size_t};
+use memtrace_format::Allocator;
+use std::sync::atomic::Ordering;
+
+/// Defines `$name` with the C signature `($args) -> $ret` as a trampoline to `$hook`, which takes
+/// the same arguments and the return address last.
+macro_rules! trampoline {
+    ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        /// # Safety
+        /// Same contract as the C library function of this name.
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!(concat!("mov ", $reg, ", [rsp]"), "jmp {hook}", hook = sym $hook);
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!(concat!("mov ", $a64, ", x30"), "b {hook}", hook = sym $hook);
+        }
+    };
+}
+
+trampoline!(malloc, hook_malloc, "rsi", "x1", (size: size_t) -> *mut c_void);
+trampoline!(free, hook_free, "rsi", "x1", (p: *mut c_void) -> ());
+trampoline!(calloc, hook_calloc, "rdx", "x2", (n: size_t, size: size_t) -> *mut c_void);
+trampoline!(realloc, hook_realloc, "rdx", "x2", (p: *mut c_void, size: size_t) -> *mut c_void);
+trampoline!(reallocarray, hook_reallocarray, "rcx", "x3", (p: *mut c_void, n: size_t, size: size_t) -> *mut c_void);
+trampoline!(posix_memalign, hook_posix_memalign, "rcx", "x3", (out: *mut *mut c_void, align: size_t, size: size_t) -> c_int);
+trampoline!(aligned_alloc, hook_aligned_alloc, "rdx", "x2", (align: size_t, size: size_t) -> *mut c_void);
+trampoline!(memalign, hook_memalign, "rdx", "x2", (align: size_t, size: size_t) -> *mut c_void);
+trampoline!(valloc, hook_valloc, "rsi", "x1", (size: size_t) -> *mut c_void);
+trampoline!(pvalloc, hook_pvalloc, "rsi", "x1", (size: size_t) -> *mut c_void);
+trampoline!(munmap, hook_munmap, "rdx", "x2", (addr: *mut c_void, len: size_t) -> c_int);
+// mremap is variadic in C; the optional fifth argument is passed in the fifth register.
+trampoline!(mremap, hook_mremap, "r9", "x5", (old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new_addr: *mut c_void) -> *mut c_void);
+
+/// mmap takes six arguments, so the return address goes on the stack as a seventh.
+macro_rules! trampoline7 {
+    ($name:ident, $hook:ident) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        /// # Safety
+        /// Same contract as the C library's mmap.
+        pub unsafe extern "C" fn $name(
+            addr: *mut c_void,
+            len: size_t,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            off: off_t,
+        ) -> *mut c_void {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!(
+                "mov rax, [rsp]",
+                "push rax",
+                "call {hook}",
+                "add rsp, 8",
+                "ret",
+                hook = sym $hook
+            );
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!("mov x6, x30", "b {hook}", hook = sym $hook);
+        }
+    };
+}
+
+trampoline7!(mmap, hook_mmap);
+trampoline7!(mmap64, hook_mmap);
+
+/// Whether to record on this thread now; sets the re-entrancy flag when it returns Some.
+#[inline(always)]
+fn enter() -> Option<&'static mut tls::Tls> {
+    if !ACTIVE.load(Ordering::Relaxed) {
+        return None;
+    }
+    let t = tls::get();
+    if t.in_tracker != 0 {
+        return None;
+    }
+    t.in_tracker = 1;
+    Some(t)
+}
+
+#[inline(always)]
+fn leave(t: &mut tls::Tls) {
+    t.in_tracker = 0;
+}
+
+#[inline(always)]
+fn real() -> Option<&'static Real> {
+    real::get()
+}
+
+unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_void {
+    let Some(r) = real() else {
+        return real::arena_alloc(size, 16);
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.malloc)(size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { (r.malloc)(size) };
+    if !p.is_null() {
+        thread::record_alloc(t, Allocator::Malloc, p as u64, size as u64, ret as u64);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
+    if p.is_null() || real::in_arena(p) {
+        return;
+    }
+    let Some(r) = real() else { return };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.free)(p) };
+    };
+    thread::record_free(t, false, p as u64, clock::tick());
+    // SAFETY: forwarding the caller's request.
+    unsafe { (r.free)(p) };
+    leave(t);
+}
+
+unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {
+    let Some(r) = real() else {
+        return match n.checked_mul(size) {
+            Some(total) => real::arena_alloc(total, 16),
+            None => core::ptr::null_mut(),
+        };
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.calloc)(n, size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { (r.calloc)(n, size) };
+    if !p.is_null() {
+        let total = (n as u64).saturating_mul(size as u64);
+        thread::record_alloc(t, Allocator::Calloc, p as u64, total, ret as u64);
+    }
+    leave(t);
+    p
+}
+
+/// realloc of a block from the bootstrap arena: a new real block with a copy of the old one.
+fn realloc_from_arena(r: Option<&Real>, p: *mut c_void, size: size_t) -> *mut c_void {
+    let new = match r {
+        // SAFETY: a fresh allocation from the real allocator.
+        Some(r) => unsafe { (r.malloc)(size) },
+        None => real::arena_alloc(size, 16),
+    };
+    if !new.is_null() {
+        let n = real::arena_size(p).min(size);
+        // SAFETY: both blocks hold at least n bytes and do not overlap.
+        unsafe { core::ptr::copy_nonoverlapping(p as *const u8, new as *mut u8, n) };
+    }
+    new
+}
+
+/// Records a realloc that returned `new` for `old` (either may be null), with the tick taken
+/// before the call for the free half.
+fn record_realloc(t: &mut tls::Tls, old: *mut c_void, new: *mut c_void, size: u64, before: u64, ret: usize) {
+    if new.is_null() {
+        if size == 0 && !old.is_null() {
+            // realloc(p, 0) freed p.
+            thread::record_free(t, false, old as u64, before);
+        }
+        return;
+    }
+    if !old.is_null() {
+        thread::record_free(t, false, old as u64, before);
+    }
+    thread::record_alloc(t, Allocator::Realloc, new as u64, size, ret as u64);
+}
+
+unsafe extern "C" fn hook_realloc(p: *mut c_void, size: size_t, ret: usize) -> *mut c_void {
+    if real::in_arena(p) {
+        return realloc_from_arena(real(), p, size);
+    }
+    let Some(r) = real() else {
+        return real::arena_alloc(size, 16);
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.realloc)(p, size) };
+    };
+    let before = clock::tick();
+    // SAFETY: forwarding the caller's request.
+    let new = unsafe { (r.realloc)(p, size) };
+    record_realloc(t, p, new, size as u64, before, ret);
+    leave(t);
+    new
+}
+
+unsafe extern "C" fn hook_reallocarray(p: *mut c_void, n: size_t, size: size_t, ret: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        // SAFETY: errno slot of this thread.
+        unsafe { *libc::__errno_location() = libc::ENOMEM };
+        return core::ptr::null_mut();
+    };
+    // SAFETY: same contract as realloc with the checked product.
+    unsafe { hook_realloc(p, total, ret) }
+}
+
+unsafe extern "C" fn hook_posix_memalign(out: *mut *mut c_void, align: size_t, size: size_t, ret: usize) -> c_int {
+    let Some(r) = real() else {
+        let p = real::arena_alloc(size, align);
+        // SAFETY: out is the caller's result pointer.
+        unsafe { *out = p };
+        return if p.is_null() { libc::ENOMEM } else { 0 };
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.posix_memalign)(out, align, size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let rc = unsafe { (r.posix_memalign)(out, align, size) };
+    if rc == 0 {
+        // SAFETY: on success the real function stored the block in *out.
+        let p = unsafe { *out };
+        thread::record_alloc(t, Allocator::PosixMemalign, p as u64, size as u64, ret as u64);
+    }
+    leave(t);
+    rc
+}
+
+/// The memalign-like functions: (align, size) → block, recorded under `allocator`.
+fn aligned(
+    allocator: Allocator,
+    f: Option<unsafe extern "C" fn(size_t, size_t) -> *mut c_void>,
+    align: size_t,
+    size: size_t,
+    ret: usize,
+) -> *mut c_void {
+    let (Some(_), Some(f)) = (real(), f) else {
+        return real::arena_alloc(size, align.min(4096));
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { f(align, size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { f(align, size) };
+    if !p.is_null() {
+        thread::record_alloc(t, allocator, p as u64, size as u64, ret as u64);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn hook_aligned_alloc(align: size_t, size: size_t, ret: usize) -> *mut c_void {
+    aligned(Allocator::AlignedAlloc, real().and_then(|r| r.aligned_alloc), align, size, ret)
+}
+
+unsafe extern "C" fn hook_memalign(align: size_t, size: size_t, ret: usize) -> *mut c_void {
+    aligned(Allocator::Memalign, real().and_then(|r| r.memalign), align, size, ret)
+}
+
+/// valloc and pvalloc: (size) → page-aligned block.
+fn page_aligned(allocator: Allocator, f: Option<unsafe extern "C" fn(size_t) -> *mut c_void>, size: size_t, ret: usize) -> *mut c_void {
+    let (Some(_), Some(f)) = (real(), f) else {
+        return real::arena_alloc(size, 4096);
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { f(size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { f(size) };
+    if !p.is_null() {
+        thread::record_alloc(t, allocator, p as u64, size as u64, ret as u64);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn hook_valloc(size: size_t, ret: usize) -> *mut c_void {
+    page_aligned(Allocator::Valloc, real().and_then(|r| r.valloc), size, ret)
+}
+
+unsafe extern "C" fn hook_pvalloc(size: size_t, ret: usize) -> *mut c_void {
+    page_aligned(Allocator::Pvalloc, real().and_then(|r| r.pvalloc), size, ret)
+}
+
+unsafe extern "C" fn hook_mmap(
+    addr: *mut c_void,
+    len: size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: off_t,
+    ret: usize,
+) -> *mut c_void {
+    let Some(r) = real() else {
+        // SAFETY: the raw system call has the same contract.
+        return unsafe { libc::syscall(libc::SYS_mmap, addr, len, prot, flags, fd, off) as *mut c_void };
+    };
+    let anonymous = flags & libc::MAP_ANONYMOUS != 0;
+    let t = if anonymous { enter() } else { None };
+    let Some(t) = t else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.mmap)(addr, len, prot, flags, fd, off) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { (r.mmap)(addr, len, prot, flags, fd, off) };
+    if p != libc::MAP_FAILED {
+        if flags & libc::MAP_FIXED != 0 {
+            // A fixed mapping replaces whatever was there.
+            thread::record_munmap(t, p as u64, len as u64, clock::tick());
+        }
+        thread::record_alloc(t, Allocator::Mmap, p as u64, len as u64, ret as u64);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn hook_munmap(addr: *mut c_void, len: size_t, _ret: usize) -> c_int {
+    let Some(r) = real() else {
+        // SAFETY: the raw system call has the same contract.
+        return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (r.munmap)(addr, len) };
+    };
+    let before = clock::tick();
+    // SAFETY: forwarding the caller's request.
+    let rc = unsafe { (r.munmap)(addr, len) };
+    if rc == 0 {
+        thread::record_munmap(t, addr as u64, len as u64, before);
+    }
+    leave(t);
+    rc
+}
+
+unsafe extern "C" fn hook_mremap(
+    old: *mut c_void,
+    old_len: size_t,
+    new_len: size_t,
+    flags: c_int,
+    new_addr: *mut c_void,
+    ret: usize,
+) -> *mut c_void {
+    let f = real().and_then(|r| r.mremap);
+    let Some(f) = f else {
+        // SAFETY: the raw system call has the same contract.
+        return unsafe { libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr) as *mut c_void };
+    };
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { f(old, old_len, new_len, flags, new_addr) };
+    };
+    let before = clock::tick();
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { f(old, old_len, new_len, flags, new_addr) };
+    if p != libc::MAP_FAILED {
+        thread::record_mremap(t, (old as u64, old_len as u64), (p as u64, new_len as u64), ret as u64, before);
+    }
+    leave(t);
+    p
+}

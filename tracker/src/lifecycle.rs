@@ -1,0 +1,280 @@
+//! Start, end and fork: opening the capture when the library loads, the "live at exit" marker
+//! when main returns or exit() is called, finishing the capture when the library is unloaded at
+//! exit, and what a forked child does.
+
+use crate::capture::CAPTURE;
+use crate::config::{child_path, Config};
+use crate::lock::SpinLock;
+use crate::real::{self, MainFn};
+use crate::{clock, modules, stacks, sys, thread, tls, ACTIVE};
+use libc::{c_int, c_void};
+use memtrace_format::{options, FileHeader, Marker, MAJOR, MINOR};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = memtrace_init;
+
+#[used]
+#[link_section = ".fini_array"]
+static FINI: extern "C" fn() = memtrace_fini;
+
+extern "C" fn memtrace_init() {
+    tls::guarded(|| {
+        if real::get().is_none() {
+            return;
+        }
+        let pid = sys::getpid();
+        let Some(cfg) = Config::from_env(pid) else {
+            return;
+        };
+        cfg.prepare_environment(&own_path());
+        thread::init_key();
+        // SAFETY: registering plain functions that never unwind.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+        let result = start_capture(&cfg, pid);
+        if let Err(msg) = result {
+            report_status(&cfg, &msg);
+        } else {
+            ACTIVE.store(true, Ordering::Release);
+        }
+        *CONFIG.lock() = Some(cfg);
+    });
+}
+
+/// The path this library was loaded from.
+fn own_path() -> Vec<u8> {
+    // SAFETY: dladdr fills `info` for an address inside this library.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    let here = memtrace_init as *const c_void;
+    // SAFETY: as above; dli_fname is a NUL-terminated string owned by the loader.
+    unsafe {
+        if libc::dladdr(here, &mut info) != 0 && !info.dli_fname.is_null() {
+            return core::ffi::CStr::from_ptr(info.dli_fname).to_bytes().to_vec();
+        }
+    }
+    b"libmemtrace_tracker.so".to_vec()
+}
+
+/// Opens the capture file and writes its header.
+fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
+    let fd = open_capture(cfg)?;
+    let header = file_header(cfg, pid);
+    if let Err(e) = CAPTURE.open(fd, &header) {
+        sys::close(fd);
+        return Err(describe(b"cannot write the capture", &cfg.output, e));
+    }
+    modules::refresh();
+    Ok(())
+}
+
+fn open_capture(cfg: &Config) -> Result<c_int, Vec<u8>> {
+    let base_flags = libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC;
+    let mut path = cfg.output.clone();
+    let mut attempt = 1u32;
+    loop {
+        let flags = base_flags | if cfg.force { libc::O_TRUNC } else { libc::O_EXCL };
+        let mut z = path.clone();
+        z.push(0);
+        match sys::open(&z, flags, 0o644) {
+            Ok(fd) => return Ok(fd),
+            // A followed process that exec'd finds its pre-exec capture under its name.
+            Err(libc::EEXIST) if cfg.descendant && attempt < 100 => {
+                attempt += 1;
+                path = cfg.output.clone();
+                path.extend_from_slice(b".");
+                path.extend_from_slice(attempt.to_string().as_bytes());
+            }
+            Err(e) => return Err(describe(b"cannot create the capture", &path, e)),
+        }
+    }
+}
+
+fn describe(what: &[u8], path: &[u8], errno: c_int) -> Vec<u8> {
+    let mut msg = what.to_vec();
+    msg.extend_from_slice(b" ");
+    msg.extend_from_slice(path);
+    msg.extend_from_slice(b": ");
+    msg.extend_from_slice(std::io::Error::from_raw_os_error(errno).to_string().as_bytes());
+    msg
+}
+
+/// Tells `memtrace run` (through its status file) why nothing is recorded. Never writes to the
+/// program's own stderr.
+fn report_status(cfg: &Config, msg: &[u8]) {
+    let Some(path) = &cfg.status else { return };
+    let mut z = path.clone();
+    z.push(0);
+    if let Ok(fd) = sys::open(&z, libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC, 0o600) {
+        let mut line = msg.to_vec();
+        line.push(b'\n');
+        let _ = sys::write_all(fd, &line);
+        sys::close(fd);
+    }
+}
+
+fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
+    let mut cmdline = vec![0u8; 256 * 1024];
+    let n = sys::read_file(b"/proc/self/cmdline\0", &mut cmdline);
+    cmdline.truncate(n);
+    let argv: Vec<Vec<u8>> = cmdline
+        .strip_suffix(&[0])
+        .unwrap_or(&cmdline)
+        .split(|&b| b == 0)
+        .map(|a| a.to_vec())
+        .collect();
+    let mut exe = vec![0u8; 4096];
+    let n = sys::readlink(b"/proc/self/exe\0", &mut exe);
+    exe.truncate(n);
+    let (start_tick, start_mono_ns) = clock::pair();
+    let mut opts = 0;
+    if cfg.follow_fork {
+        opts |= options::FOLLOW_FORK;
+    }
+    FileHeader {
+        major: MAJOR,
+        minor: MINOR,
+        pid,
+        ppid: sys::getppid(),
+        start_realtime_ns: sys::clock_ns(libc::CLOCK_REALTIME),
+        start_mono_ns,
+        start_tick,
+        tick_source: clock::SOURCE,
+        options: opts,
+        argv,
+        exe,
+        tool_version: env!("CARGO_PKG_VERSION").as_bytes().to_vec(),
+    }
+    .encode()
+}
+
+/// Finishes the capture: runs when the library is unloaded at exit (after the program's exit
+/// handlers), flushing every thread, including threads still running.
+extern "C" fn memtrace_fini() {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    tls::guarded(|| {
+        thread::flush_all_and_close();
+        modules::refresh();
+        CAPTURE.finish(thread::threads_seen(), 0, true);
+        ACTIVE.store(false, Ordering::Release);
+    });
+}
+
+static EXIT_MARKED: AtomicBool = AtomicBool::new(false);
+
+/// Marks where "live at exit" is measured: the first of main returning and exit() being called.
+fn exit_snapshot() {
+    if !ACTIVE.load(Ordering::Acquire) || EXIT_MARKED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let t = tls::get();
+    if t.in_tracker != 0 {
+        return;
+    }
+    t.in_tracker = 1;
+    thread::record_marker(t, Marker::ExitSnapshot);
+    t.in_tracker = 0;
+}
+
+static REAL_MAIN: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" fn main_wrapper(argc: c_int, argv: *mut *mut i8, envp: *mut *mut i8) -> c_int {
+    // SAFETY: REAL_MAIN holds the program's main, stored by __libc_start_main below.
+    let main: MainFn = unsafe { core::mem::transmute::<usize, MainFn>(REAL_MAIN.load(Ordering::Acquire)) };
+    // SAFETY: calling the program's main as libc would.
+    let status = unsafe { main(argc, argv, envp) };
+    exit_snapshot();
+    status
+}
+
+/// Interposed so that main's return can be seen (the "live at exit" point of native programs).
+///
+/// # Safety
+/// Called by the program's start-up code, as libc's.
+#[no_mangle]
+pub unsafe extern "C" fn __libc_start_main(
+    main: MainFn,
+    argc: c_int,
+    argv: *mut *mut i8,
+    init: Option<unsafe extern "C" fn()>,
+    fini: Option<unsafe extern "C" fn()>,
+    rtld_fini: Option<unsafe extern "C" fn()>,
+    stack_end: *mut c_void,
+) -> c_int {
+    let Some(start) = real::get().and_then(|r| r.libc_start_main) else {
+        // SAFETY: nothing can start the program without libc's start routine.
+        unsafe { libc::abort() };
+    };
+    REAL_MAIN.store(main as usize, Ordering::Release);
+    // SAFETY: forwarding to libc with main wrapped.
+    unsafe { start(main_wrapper, argc, argv, init, fini, rtld_fini, stack_end) }
+}
+
+/// Interposed to mark "live at exit" when the program calls exit().
+///
+/// # Safety
+/// Same contract as libc's exit.
+#[no_mangle]
+pub unsafe extern "C" fn exit(status: c_int) -> ! {
+    exit_snapshot();
+    match real::get().and_then(|r| r.exit) {
+        // SAFETY: forwarding to libc's exit.
+        Some(real_exit) => unsafe { real_exit(status) },
+        // SAFETY: ends the process without running exit handlers.
+        None => unsafe { libc::_exit(status) },
+    }
+}
+
+extern "C" fn fork_prepare() {
+    stacks::lock_all();
+    modules::lock_for_fork();
+    CAPTURE.lock_for_fork();
+}
+
+extern "C" fn fork_parent() {
+    CAPTURE.unlock_after_fork();
+    modules::unlock_after_fork();
+    stacks::unlock_all();
+}
+
+/// In the child: a lock may have been held by a thread that does not exist here, so all are
+/// released; then the child stops recording, or (--follow-fork) starts a capture of its own.
+extern "C" fn fork_child() {
+    CAPTURE.unlock_after_fork();
+    modules::unlock_after_fork();
+    stacks::unlock_all();
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    tls::guarded(|| {
+        // The parent's capture is shared memory: the child must never write to it.
+        ACTIVE.store(false, Ordering::Release);
+        CAPTURE.abandon();
+        let cfg = CONFIG.lock();
+        let Some(cfg) = cfg.as_ref() else { return };
+        if !cfg.follow_fork {
+            return;
+        }
+        let pid = sys::getpid();
+        let child = Config {
+            output: child_path(&cfg.root, pid),
+            force: false,
+            follow_fork: true,
+            root: cfg.root.clone(),
+            status: cfg.status.clone(),
+            descendant: true,
+        };
+        stacks::clear();
+        modules::reset();
+        thread::reset_for_new_capture();
+        EXIT_MARKED.store(false, Ordering::Relaxed);
+        match start_capture(&child, pid) {
+            Ok(()) => ACTIVE.store(true, Ordering::Release),
+            Err(msg) => report_status(&child, &msg),
+        }
+    });
+}

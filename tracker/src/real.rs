@@ -1,0 +1,175 @@
+//! The real allocation functions (the next definitions after the tracker's, found with
+//! dlsym(RTLD_NEXT)). While dlsym itself runs it may allocate: those requests are served from a
+//! small static arena whose blocks are never handed to the real allocator.
+
+use libc::{c_int, c_void, off_t, size_t};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+
+type MallocFn = unsafe extern "C" fn(size_t) -> *mut c_void;
+type FreeFn = unsafe extern "C" fn(*mut c_void);
+type CallocFn = unsafe extern "C" fn(size_t, size_t) -> *mut c_void;
+type ReallocFn = unsafe extern "C" fn(*mut c_void, size_t) -> *mut c_void;
+type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, size_t, size_t) -> c_int;
+type AlignFn = unsafe extern "C" fn(size_t, size_t) -> *mut c_void;
+type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
+type MunmapFn = unsafe extern "C" fn(*mut c_void, size_t) -> c_int;
+type MremapFn = unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, *mut c_void) -> *mut c_void;
+pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
+pub type MainFn = unsafe extern "C" fn(c_int, *mut *mut i8, *mut *mut i8) -> c_int;
+pub type StartMainFn = unsafe extern "C" fn(
+    MainFn,
+    c_int,
+    *mut *mut i8,
+    Option<unsafe extern "C" fn()>,
+    Option<unsafe extern "C" fn()>,
+    Option<unsafe extern "C" fn()>,
+    *mut c_void,
+) -> c_int;
+
+pub struct Real {
+    pub malloc: MallocFn,
+    pub free: FreeFn,
+    pub calloc: CallocFn,
+    pub realloc: ReallocFn,
+    pub posix_memalign: PosixMemalignFn,
+    pub aligned_alloc: Option<AlignFn>,
+    pub memalign: Option<AlignFn>,
+    pub valloc: Option<MallocFn>,
+    pub pvalloc: Option<MallocFn>,
+    pub mmap: MmapFn,
+    pub munmap: MunmapFn,
+    pub mremap: Option<MremapFn>,
+    pub exit: Option<ExitFn>,
+    pub libc_start_main: Option<StartMainFn>,
+}
+
+const UNRESOLVED: u8 = 0;
+const RESOLVING: u8 = 1;
+const RESOLVED: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNRESOLVED);
+
+struct RealCell(UnsafeCell<Option<Real>>);
+// SAFETY: written once by the thread that wins the UNRESOLVED→RESOLVING race, read only after
+// STATE is RESOLVED (release/acquire).
+unsafe impl Sync for RealCell {}
+static REAL: RealCell = RealCell(UnsafeCell::new(None));
+
+fn sym(name: &core::ffi::CStr) -> *mut c_void {
+    // SAFETY: dlsym with a NUL-terminated name.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+}
+
+macro_rules! required {
+    ($name:literal) => {{
+        let p = sym($name);
+        if p.is_null() {
+            // Without the real allocator nothing can run: say so and stop.
+            let msg = b"memtrace: cannot find the real allocation functions\n";
+            // SAFETY: writing a static message to stderr.
+            unsafe { libc::write(2, msg.as_ptr() as *const c_void, msg.len()) };
+            // SAFETY: terminating the process.
+            unsafe { libc::abort() };
+        }
+        // SAFETY: the symbol has the C signature of the libc function of that name.
+        unsafe { core::mem::transmute::<*mut c_void, _>(p) }
+    }};
+}
+
+macro_rules! optional {
+    ($name:literal) => {{
+        let p = sym($name);
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: the symbol has the C signature of the libc function of that name.
+            Some(unsafe { core::mem::transmute::<*mut c_void, _>(p) })
+        }
+    }};
+}
+
+/// The real functions; None while they are being looked up (use the arena then).
+#[inline(always)]
+pub fn get() -> Option<&'static Real> {
+    if STATE.load(Ordering::Acquire) == RESOLVED {
+        // SAFETY: RESOLVED is stored after REAL was written.
+        unsafe { (*REAL.0.get()).as_ref() }
+    } else {
+        resolve()
+    }
+}
+
+#[cold]
+fn resolve() -> Option<&'static Real> {
+    if STATE
+        .compare_exchange(UNRESOLVED, RESOLVING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Another thread (or dlsym on this one) is resolving: serve from the arena meanwhile.
+        if STATE.load(Ordering::Acquire) == RESOLVED {
+            // SAFETY: as in get().
+            return unsafe { (*REAL.0.get()).as_ref() };
+        }
+        return None;
+    }
+    let real = Real {
+        malloc: required!(c"malloc"),
+        free: required!(c"free"),
+        calloc: required!(c"calloc"),
+        realloc: required!(c"realloc"),
+        posix_memalign: required!(c"posix_memalign"),
+        aligned_alloc: optional!(c"aligned_alloc"),
+        memalign: optional!(c"memalign"),
+        valloc: optional!(c"valloc"),
+        pvalloc: optional!(c"pvalloc"),
+        mmap: required!(c"mmap"),
+        munmap: required!(c"munmap"),
+        mremap: optional!(c"mremap"),
+        exit: optional!(c"exit"),
+        libc_start_main: optional!(c"__libc_start_main"),
+    };
+    // SAFETY: only the thread that won the race writes, before publishing RESOLVED.
+    unsafe { *REAL.0.get() = Some(real) };
+    STATE.store(RESOLVED, Ordering::Release);
+    // SAFETY: just written.
+    unsafe { (*REAL.0.get()).as_ref() }
+}
+
+/// The bootstrap arena: bump allocation, never freed.
+const ARENA_SIZE: usize = 256 * 1024;
+#[repr(C, align(64))]
+struct Arena(UnsafeCell<[u8; ARENA_SIZE]>);
+// SAFETY: blocks are handed out by an atomic bump pointer, each to one caller.
+unsafe impl Sync for Arena {}
+static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_SIZE]));
+static ARENA_USED: AtomicUsize = AtomicUsize::new(0);
+static ARENA_LAST: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// A zeroed block of the arena (each block is preceded by its size), or null when exhausted.
+pub fn arena_alloc(size: usize, align: usize) -> *mut c_void {
+    let align = align.max(16);
+    let need = size.div_ceil(16) * 16 + align;
+    let start = ARENA_USED.fetch_add(need, Ordering::Relaxed);
+    if start + need > ARENA_SIZE {
+        return core::ptr::null_mut();
+    }
+    let base = ARENA.0.get() as *mut u8 as usize;
+    let user = (base + start + 16).div_ceil(align) * align;
+    // SAFETY: [user - 8, user + size) lies inside this caller's reserved range.
+    unsafe { *((user - 8) as *mut usize) = size };
+    ARENA_LAST.store(user as *mut u8, Ordering::Relaxed);
+    user as *mut c_void
+}
+
+pub fn in_arena(p: *mut c_void) -> bool {
+    let base = ARENA.0.get() as *mut u8 as usize;
+    let p = p as usize;
+    p >= base && p < base + ARENA_SIZE
+}
+
+/// Size of an arena block.
+pub fn arena_size(p: *mut c_void) -> usize {
+    // SAFETY: p came from arena_alloc, which stored the size just before it.
+    unsafe { *((p as usize - 8) as *const usize) }
+}

@@ -1,0 +1,71 @@
+//! Interning of call sites: each distinct stack gets a small id, and its definition is written to
+//! the capture once (by the thread that saw it first). A per-thread cache answers most lookups;
+//! the process-wide table is split in shards so that threads rarely meet on a lock.
+
+use crate::lock::SpinLock;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const SHARDS: usize = 64;
+
+/// Ids start at 1: 0 means "no stack known".
+static NEXT_STACK: AtomicU64 = AtomicU64::new(1);
+static NEXT_FRAME: AtomicU64 = AtomicU64::new(1);
+
+/// Bumped when the tables are cleared (a followed fork starts a new capture): per-thread caches
+/// from an older epoch are stale.
+pub static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+type Shard = SpinLock<Option<HashMap<u64, u64>>>;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Shard = SpinLock::new(None);
+static NATIVE_SITES: [Shard; SHARDS] = [EMPTY; SHARDS];
+
+#[inline]
+pub fn hash(v: u64) -> u64 {
+    v.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16
+}
+
+/// A new native call site: its stack and frame ids, to be defined by the caller.
+pub struct NewSite {
+    pub stack: u64,
+    pub frame: u64,
+}
+
+/// The stack id of the native return address `ret`; `Err` with fresh ids when it is new (the
+/// caller writes their definitions).
+pub fn native_site(ret: u64) -> Result<u64, NewSite> {
+    let shard = &NATIVE_SITES[(hash(ret) as usize) % SHARDS];
+    let mut g = shard.lock();
+    let map = g.get_or_insert_with(HashMap::new);
+    if let Some(&id) = map.get(&ret) {
+        return Ok(id);
+    }
+    let stack = NEXT_STACK.fetch_add(1, Ordering::Relaxed);
+    let frame = NEXT_FRAME.fetch_add(1, Ordering::Relaxed);
+    map.insert(ret, stack);
+    Err(NewSite { stack, frame })
+}
+
+pub fn lock_all() {
+    for s in &NATIVE_SITES {
+        s.raw_lock();
+    }
+}
+
+pub fn unlock_all() {
+    for s in &NATIVE_SITES {
+        s.raw_unlock();
+    }
+}
+
+/// Forgets every stack (a new capture starts): ids are defined again when next seen.
+pub fn clear() {
+    for s in &NATIVE_SITES {
+        if let Some(m) = s.lock().as_mut() {
+            m.clear();
+        }
+    }
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}

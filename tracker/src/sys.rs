@@ -1,0 +1,187 @@
+//! Raw system calls for the tracker's own needs: they never enter the allocation hooks (the
+//! tracker's memory and file I/O must not be recorded or re-enter the tracker).
+
+use libc::{c_int, c_long, c_void};
+
+/// Saves errno on creation and restores it on drop: the hooks must not change what the program
+/// sees in errno.
+pub struct ErrnoGuard(c_int);
+
+impl ErrnoGuard {
+    pub fn new() -> ErrnoGuard {
+        // SAFETY: __errno_location returns this thread's errno slot, always valid.
+        ErrnoGuard(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for ErrnoGuard {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
+fn result(r: c_long) -> Result<c_long, c_int> {
+    if r < 0 {
+        // SAFETY: errno slot of this thread.
+        Err(unsafe { *libc::__errno_location() })
+    } else {
+        Ok(r)
+    }
+}
+
+/// Anonymous private memory, zero-filled; None when the kernel refuses.
+pub fn map_anon(len: usize) -> Option<*mut u8> {
+    // SAFETY: an anonymous mapping touches no existing memory.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            0usize,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1i32,
+            0usize,
+        )
+    };
+    if p < 0 {
+        None
+    } else {
+        Some(p as *mut u8)
+    }
+}
+
+/// A shared mapping of `len` bytes of `fd` from offset 0 (may extend past the end of the file).
+pub fn map_shared(fd: c_int, len: usize) -> Option<*mut u8> {
+    // SAFETY: a new mapping at an address of the kernel's choice.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            0usize,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_NORESERVE,
+            fd,
+            0usize,
+        )
+    };
+    if p < 0 {
+        None
+    } else {
+        Some(p as *mut u8)
+    }
+}
+
+pub fn unmap(p: *mut u8, len: usize) {
+    // SAFETY: the caller owns the mapping and no longer uses it.
+    unsafe { libc::syscall(libc::SYS_munmap, p, len) };
+}
+
+/// open(2) of a NUL-terminated path.
+pub fn open(path: &[u8], flags: c_int, mode: u32) -> Result<c_int, c_int> {
+    debug_assert_eq!(path.last(), Some(&0));
+    // SAFETY: path is NUL-terminated.
+    let r = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, mode) };
+    result(r).map(|fd| fd as c_int)
+}
+
+pub fn close(fd: c_int) {
+    // SAFETY: closes a descriptor the tracker opened.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+}
+
+pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid slice.
+        let r = result(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) });
+        match r {
+            Ok(n) => buf = &buf[n as usize..],
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads up to buf.len() bytes; returns how many.
+pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize, c_int> {
+    // SAFETY: buf is a valid, writable slice.
+    result(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_int> {
+    // SAFETY: plain system call on the capture descriptor.
+    result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())
+}
+
+pub fn ftruncate(fd: c_int, len: u64) -> Result<(), c_int> {
+    // SAFETY: plain system call on the capture descriptor.
+    result(unsafe { libc::syscall(libc::SYS_ftruncate, fd, len) }).map(|_| ())
+}
+
+pub fn gettid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+pub fn getpid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_getpid) as u32 }
+}
+
+pub fn getppid() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_getppid) as u32 }
+}
+
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec; clock_gettime does not allocate.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub fn sched_yield() {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_sched_yield) };
+}
+
+/// Reads a whole small file (like /proc/self/cmdline) into `buf`; returns the length read.
+pub fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
+    let Ok(fd) = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        return 0;
+    };
+    let mut n = 0;
+    while n < buf.len() {
+        match read(fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(libc::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    close(fd);
+    n
+}
+
+/// readlink(2) into buf; returns the length.
+pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
+    // SAFETY: path is NUL-terminated, buf writable.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_readlinkat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            buf.as_mut_ptr() as *mut c_void,
+            buf.len(),
+        )
+    };
+    if r < 0 {
+        0
+    } else {
+        r as usize
+    }
+}

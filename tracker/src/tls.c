@@ -1,0 +1,15 @@
+/* The tracker's per-thread block, in the initial-exec TLS model (read through %fs). */
+#include <stdint.h>
+
+struct memtrace_tls {
+    uint32_t in_tracker;   /* non-zero while the tracker runs on this thread */
+    uint32_t exited;       /* the thread's state was released at thread exit */
+    void *state;           /* the thread's ThreadState, or NULL */
+    uint32_t serial;       /* the thread's serial number in the capture, 0 if none yet */
+    uint32_t next_seq;     /* the next chunk sequence number of the thread */
+    uint64_t epoch;        /* capture epoch the serial belongs to (a followed fork starts anew) */
+};
+
+static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));
+
+struct memtrace_tls *memtrace_tls_get(void) { return &memtrace_tls_block; }

@@ -1,0 +1,33 @@
+//! Access to the per-thread block defined in tls.c (initial-exec TLS).
+
+#[repr(C)]
+pub struct Tls {
+    pub in_tracker: u32,
+    pub exited: u32,
+    pub state: *mut core::ffi::c_void,
+    pub serial: u32,
+    pub next_seq: u32,
+    pub epoch: u64,
+}
+
+extern "C" {
+    fn memtrace_tls_get() -> *mut Tls;
+}
+
+/// This thread's block. Valid for the whole life of the thread.
+#[inline(always)]
+pub fn get() -> &'static mut Tls {
+    // SAFETY: the block is static thread-local storage of this thread; the tracker only uses it
+    // from this thread and never keeps two live references across a call that also takes one.
+    unsafe { &mut *memtrace_tls_get() }
+}
+
+/// Runs `f` with the re-entrancy flag set, so that allocations made on the way are not recorded.
+pub fn guarded<R>(f: impl FnOnce() -> R) -> R {
+    let t = get();
+    let was = t.in_tracker;
+    t.in_tracker = 1;
+    let r = f();
+    get().in_tracker = was;
+    r
+}
