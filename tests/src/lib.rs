@@ -1,1 +1,138 @@
-//! Helpers shared by the end-to-end tests live in tests/tests/common.
+//! Helpers for the end-to-end tests: find the built `memtrace`, compile test programs, run them
+//! under memtrace and read `stats --json`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The workspace's root directory.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_path_buf()
+}
+
+/// The `memtrace` binary under test: $MEMTRACE_BIN, else target/release/memtrace (built by the
+/// README's test command before the tests run).
+pub fn memtrace_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("MEMTRACE_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let bin = target.join("release").join("memtrace");
+    assert!(
+        bin.is_file() && target.join("release/libmemtrace_tracker.so").is_file(),
+        "{} or its tracker library is missing: run `cargo build --release` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "memtrace-e2e-{}-{}-{}",
+        std::process::id(),
+        name,
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// Compiles tests/programs/<name>.c without optimizations (so every allocation happens).
+pub fn compile(name: &str, dir: &Path) -> PathBuf {
+    let src = workspace().join("tests/programs").join(format!("{name}.c"));
+    let out = dir.join(name);
+    let status = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "compiling {} failed", src.display());
+    out
+}
+
+/// Runs `memtrace ARGS...` and returns its output.
+pub fn memtrace(args: &[&str], dir: &Path) -> Output {
+    Command::new(memtrace_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs")
+}
+
+/// Runs `program args` under `memtrace run -q -o <capture>` and returns the capture path.
+pub fn record(dir: &Path, capture: &str, program: &Path, args: &[&str]) -> (PathBuf, Output) {
+    let cap = dir.join(capture);
+    let mut all = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path"), "--"];
+    let prog = program.to_str().expect("utf-8 path");
+    all.push(prog);
+    all.extend_from_slice(args);
+    let out = memtrace(&all, dir);
+    (cap, out)
+}
+
+/// `memtrace stats --json` of a capture, parsed.
+pub fn stats(capture: &Path) -> Value {
+    let out = Command::new(memtrace_bin())
+        .args(["stats", "--json"])
+        .arg(capture)
+        .output()
+        .expect("memtrace stats runs");
+    assert!(
+        out.status.success(),
+        "stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stats --json prints JSON")
+}
+
+/// A number field of a stats object.
+pub fn num(v: &Value, key: &str) -> i64 {
+    v[key]
+        .as_i64()
+        .or_else(|| v[key].as_f64().map(|f| f as i64))
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+/// The count of allocator `name` (0 when absent).
+pub fn allocator(v: &Value, name: &str) -> i64 {
+    v["allocators"][name].as_i64().unwrap_or(0)
+}
+
+/// Stats of `mode args` minus stats of the "none" mode of the same program: what the mode itself
+/// did, without libc's own start-up allocations.
+pub struct Delta {
+    pub run: Value,
+    pub base: Value,
+}
+
+impl Delta {
+    pub fn of(dir: &Path, program: &Path, args: &[&str]) -> Delta {
+        let (base_cap, out) = record(dir, "base.bin", program, &["none"]);
+        assert!(out.status.success(), "baseline run failed: {out:?}");
+        let (cap, out) = record(dir, "run.bin", program, args);
+        assert!(out.status.success(), "run failed: {out:?}");
+        Delta {
+            run: stats(&cap),
+            base: stats(&base_cap),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> i64 {
+        num(&self.run, key) - num(&self.base, key)
+    }
+
+    pub fn allocator(&self, name: &str) -> i64 {
+        allocator(&self.run, name) - allocator(&self.base, name)
+    }
+}

@@ -3,6 +3,7 @@
 //! `../shared/DESIGN.md` explains the choices; `docs/FORMAT.md` the file it writes.
 
 mod alloc;
+mod barrier;
 mod capture;
 mod clock;
 mod config;

@@ -32,6 +32,7 @@ extern "C" fn memtrace_init() {
         };
         cfg.prepare_environment(&own_path());
         thread::init_key();
+        crate::barrier::init();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg, pid);

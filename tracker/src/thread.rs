@@ -7,7 +7,7 @@ use crate::capture::{align, CAPTURE};
 use crate::{clock, stacks, sys, tls};
 use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker, CHUNK_HEADER_LEN};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use zstd_safe::{CCtx, CParameter};
 
 /// Bytes of encoded records a thread buffers before compressing them.
@@ -20,7 +20,6 @@ const COMPRESSION_LEVEL: i32 = 1;
 
 const IDLE: u32 = 0;
 const WRITING: u32 = 1;
-const CLOSED: u32 = 2;
 
 #[derive(Clone, Copy)]
 struct BackRef {
@@ -40,7 +39,10 @@ struct Site {
 pub struct ThreadState {
     next: *mut ThreadState,
     in_use: AtomicBool,
+    /// The owner is writing (plain stores: see `acquire` and `flush_all_and_close`).
     busy: AtomicU32,
+    /// The finisher took over: the owner writes no more.
+    closed: AtomicBool,
     exit_rounds: u32,
     serial: u32,
     tid: u32,
@@ -91,6 +93,7 @@ pub fn reset_for_new_capture() {
         let s = unsafe { &mut *p };
         s.slot = core::ptr::null_mut();
         s.busy.store(IDLE, Ordering::Relaxed);
+        s.closed.store(false, Ordering::Relaxed);
         s.in_use.store(false, Ordering::Relaxed);
         p = s.next;
     }
@@ -110,10 +113,14 @@ fn acquire(t: &mut tls::Tls) -> Option<&'static mut ThreadState> {
     }
     // SAFETY: states live forever and only this thread claims its own.
     let s = unsafe { &mut *p };
-    if s.busy
-        .compare_exchange(IDLE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    // Dekker-style with an asymmetric barrier: the owner announces itself with a plain store and
+    // then looks for the finisher's flag; the finisher sets the flag, runs membarrier() (a full
+    // barrier on every thread) and then looks at `busy`. One of the two sees the other, and the
+    // allocation path pays no locked instruction.
+    s.busy.store(WRITING, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    if s.closed.load(Ordering::Relaxed) {
+        s.busy.store(IDLE, Ordering::Relaxed);
         return None;
     }
     Some(s)
@@ -121,6 +128,7 @@ fn acquire(t: &mut tls::Tls) -> Option<&'static mut ThreadState> {
 
 #[inline]
 fn release(s: &mut ThreadState) {
+    compiler_fence(Ordering::SeqCst);
     s.busy.store(IDLE, Ordering::Release);
 }
 
@@ -142,6 +150,7 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     s.exit_rounds = 0;
     s.name_len = usize::MAX;
     s.busy.store(IDLE, Ordering::Relaxed);
+    s.closed.store(false, Ordering::Relaxed);
     s.start_chunk();
     t.state = p as *mut libc::c_void;
     t.serial = s.serial;
@@ -554,17 +563,13 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         let key = KEY.load(Ordering::Relaxed);
         // SAFETY: re-registering the same value for another destructor round.
         unsafe { libc::pthread_setspecific(key, arg) };
-    } else if s
-        .busy
-        .compare_exchange(IDLE, WRITING, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
-    {
+    } else if let Some(s) = acquire(t) {
         s.flush();
         t.next_seq = s.seq;
         t.serial = s.serial;
         t.state = core::ptr::null_mut();
         t.exited = 1;
-        s.busy.store(IDLE, Ordering::Release);
+        release(s);
         s.in_use.store(false, Ordering::Release);
     }
     t.in_tracker = was;
@@ -576,28 +581,29 @@ pub fn flush_all_and_close() {
     let mut p = REGISTRY.load(Ordering::Acquire);
     while !p.is_null() {
         // SAFETY: registry entries are never freed.
+        unsafe { (*p).closed.store(true, Ordering::SeqCst) };
+        // SAFETY: as above.
+        p = unsafe { (*p).next };
+    }
+    crate::barrier::all_threads();
+    let me = tls::get().state as *mut ThreadState;
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: registry entries are never freed.
         let s = unsafe { &mut *p };
+        // The owner may be finishing one event: give it time, but never hang the exit. (The
+        // calling thread's own state is idle: the finisher runs outside the hooks.)
         let mut spins = 0u32;
-        loop {
-            match s.busy.compare_exchange(IDLE, CLOSED, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => {
-                    if s.in_use.load(Ordering::Acquire) && !s.slot.is_null() {
-                        s.flush();
-                        // An emptied staging area is only a hole in the file.
-                        let off = CAPTURE.offset_of(s.slot);
-                        CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);
-                    }
-                    break;
-                }
-                Err(CLOSED) => break,
-                Err(_) => {
-                    // The owner is writing one event; give it time, but never hang the exit.
-                    spins += 1;
-                    if spins > 20_000 {
-                        break;
-                    }
-                    sys::sched_yield();
-                }
+        while p != me && s.busy.load(Ordering::Acquire) != IDLE && spins < 20_000 {
+            spins += 1;
+            sys::sched_yield();
+        }
+        if s.busy.load(Ordering::Acquire) == IDLE || p == me {
+            if s.in_use.load(Ordering::Acquire) && !s.slot.is_null() {
+                s.flush();
+                // An emptied staging area is only a hole in the file.
+                let off = CAPTURE.offset_of(s.slot);
+                CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);
             }
         }
         p = s.next;

@@ -1,0 +1,246 @@
+//! C programs with known allocation patterns, run under `memtrace run`, checked through
+//! `memtrace stats --json`. Counts and bytes are exact: the "none" mode of the same program is
+//! subtracted (libc's own start-up allocations).
+
+use memtrace_e2e::*;
+
+fn setup(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch(name);
+    let prog = compile("patterns", &dir);
+    (dir, prog)
+}
+
+#[test]
+fn malloc_and_free_counts_and_bytes() {
+    let (dir, prog) = setup("malloc");
+    let d = Delta::of(&dir, &prog, &["malloc", "1000", "100"]);
+    // 1000 mallocs plus the mmap'd pointer array (1000 * 8 bytes).
+    assert_eq!(d.allocator("malloc"), 1000);
+    assert_eq!(d.allocator("mmap"), 1);
+    assert_eq!(d.get("total_allocations"), 1001);
+    assert_eq!(d.get("total_bytes"), 100_000 + 8000);
+    assert_eq!(d.get("peak_bytes"), 108_000);
+    assert_eq!(d.get("leaked_bytes"), 0);
+    assert_eq!(d.get("leaked_allocations"), 0);
+}
+
+#[test]
+fn leaks_are_live_at_exit() {
+    let (dir, prog) = setup("leak");
+    let d = Delta::of(&dir, &prog, &["leak", "10", "50"]);
+    assert_eq!(d.get("total_allocations"), 10);
+    assert_eq!(d.get("leaked_bytes"), 500);
+    assert_eq!(d.get("leaked_allocations"), 10);
+    assert_eq!(d.get("peak_bytes"), 500);
+}
+
+#[test]
+fn calloc_counts_the_product() {
+    let (dir, prog) = setup("calloc");
+    let d = Delta::of(&dir, &prog, &["calloc", "5", "10"]);
+    assert_eq!(d.allocator("calloc"), 5);
+    assert_eq!(d.get("total_bytes"), 5 * 40);
+    assert_eq!(d.get("peak_bytes"), 40);
+}
+
+#[test]
+fn realloc_chain_is_a_free_and_an_allocation_each() {
+    let (dir, prog) = setup("realloc");
+    let d = Delta::of(&dir, &prog, &["realloc", "10"]);
+    assert_eq!(d.allocator("malloc"), 1);
+    assert_eq!(d.allocator("realloc"), 10);
+    assert_eq!(d.get("total_allocations"), 11);
+    // 16, then 32, 64, ..., 16384
+    assert_eq!(d.get("total_bytes"), 16 + (32..=16384).filter(|s: &i64| s.count_ones() == 1).sum::<i64>());
+    assert_eq!(d.get("peak_bytes"), 16384);
+    assert_eq!(d.get("leaked_bytes"), 0);
+}
+
+#[test]
+fn aligned_allocators_are_named() {
+    let (dir, prog) = setup("aligned");
+    let d = Delta::of(&dir, &prog, &["aligned"]);
+    for name in ["posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc"] {
+        assert_eq!(d.allocator(name), 1, "{name}");
+    }
+    assert_eq!(d.get("total_bytes"), 1000 + 2048 + 3000 + 5000 + 6000);
+    assert_eq!(d.get("peak_bytes"), 6000);
+}
+
+#[test]
+fn anonymous_mmap_counts_and_partial_munmap_releases() {
+    let (dir, prog) = setup("mmap");
+    let d = Delta::of(&dir, &prog, &["mmap"]);
+    // The file-backed mapping is not heap.
+    assert_eq!(d.allocator("mmap"), 1);
+    assert_eq!(d.get("peak_bytes"), 16 * 4096);
+    assert_eq!(d.get("leaked_bytes"), 0);
+}
+
+#[test]
+fn peak_in_the_middle() {
+    let (dir, prog) = setup("peak");
+    let d = Delta::of(&dir, &prog, &["peak"]);
+    assert_eq!(d.get("peak_bytes"), (10 << 20) + (1 << 20));
+    assert_eq!(d.get("total_bytes"), (10 << 20) + (1 << 20) + (5 << 20));
+    assert_eq!(d.get("leaked_bytes"), 0);
+    let t = d.run["peak_time_s"].as_f64().expect("peak time");
+    let total = d.run["duration_s"].as_f64().expect("duration");
+    assert!(t >= 0.0 && t <= total, "peak at {t}s of {total}s");
+}
+
+#[test]
+fn eight_threads_of_100k_allocations() {
+    let (dir, prog) = setup("threads");
+    let d = Delta::of(&dir, &prog, &["threads", "8", "100000"]);
+    let threads = d.run["threads"].as_array().expect("threads list");
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|t| t["allocations"].as_i64() == Some(100_000))
+        .collect();
+    assert_eq!(workers.len(), 8, "threads: {threads:?}");
+    for w in workers {
+        assert_eq!(w["bytes"].as_i64(), Some(6_400_000));
+    }
+    assert!(d.allocator("malloc") >= 800_000);
+    assert_eq!(d.get("leaked_bytes"), 0);
+}
+
+#[test]
+fn fork_child_is_not_traced_by_default() {
+    let (dir, prog) = setup("fork");
+    let d = Delta::of(&dir, &prog, &["fork", "5"]);
+    assert_eq!(d.get("leaked_bytes"), 7 * 3000);
+    assert_eq!(d.get("total_allocations"), 7);
+    let extra: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run.bin."))
+        .collect();
+    assert!(extra.is_empty(), "no child capture without --follow-fork");
+}
+
+#[test]
+fn follow_fork_writes_the_child_capture() {
+    let (dir, prog) = setup("follow");
+    let cap = dir.join("run.bin");
+    let out = memtrace(
+        &["run", "-q", "--follow-fork", "-o", cap.to_str().unwrap(), "--", prog.to_str().unwrap(), "fork", "5"],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let children: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("run.bin."))
+        .collect();
+    assert_eq!(children.len(), 1, "{children:?}");
+    let child = stats(&children[0]);
+    // The child allocates 5 x 1000 and leaves with _exit (no exit handlers): all recovered.
+    assert_eq!(num(&child, "total_allocations"), 5);
+    assert_eq!(num(&child, "leaked_bytes"), 5000);
+    let parent = stats(&cap);
+    assert!(num(&parent, "leaked_bytes") >= 21000);
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let (dir, prog) = setup("exit");
+    let (cap, out) = record(&dir, "run.bin", &prog, &["exit", "3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let (base, _) = record(&dir, "base.bin", &prog, &["none"]);
+    let leaked = num(&stats(&cap), "leaked_bytes") - num(&stats(&base), "leaked_bytes");
+    assert_eq!(leaked, 4242);
+}
+
+#[test]
+fn sigkill_leaves_a_readable_capture() {
+    let (dir, prog) = setup("kill");
+    let (cap, out) = record(&dir, "run.bin", &prog, &["kill", "100", "10"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let (base, _) = record(&dir, "base.bin", &prog, &["none"]);
+    let s = stats(&cap);
+    let b = stats(&base);
+    assert_eq!(num(&s, "total_allocations") - num(&b, "total_allocations"), 100);
+    assert_eq!(num(&s, "leaked_bytes") - num(&b, "leaked_bytes"), 1000);
+    assert_eq!(s["complete"].as_bool(), Some(false));
+}
+
+#[test]
+fn stdout_and_stdin_are_untouched() {
+    let dir = scratch("stdio");
+    let prog = compile("patterns", &dir);
+    let input: String = (0..2000).map(|i| format!("line {i} {}\n", "x".repeat(i % 97))).collect();
+    let run = |traced: bool| {
+        let mut cmd = if traced {
+            let mut c = std::process::Command::new(memtrace_bin());
+            c.args(["run", "-q", "-f", "-o"]).arg(dir.join("io.bin")).arg("--").arg(&prog);
+            c
+        } else {
+            std::process::Command::new(&prog)
+        };
+        cmd.arg("echo")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .current_dir(&dir);
+        let mut child = cmd.spawn().expect("spawn");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().expect("output")
+    };
+    let plain = run(false);
+    let traced = run(true);
+    assert_eq!(traced.status.code(), plain.status.code());
+    assert_eq!(traced.stdout, plain.stdout);
+    assert!(traced.stdout.starts_with(b"line 0"));
+}
+
+#[test]
+fn ls_runs_unchanged_and_names_its_capture() {
+    let dir = scratch("ls");
+    let plain = std::process::Command::new("ls").args(["-la", "/usr"]).output().unwrap();
+    let out = memtrace(&["run", "ls", "-la", "/usr"], &dir);
+    assert_eq!(out.stdout, plain.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let name = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("memtrace-ls.") && n.ends_with(".bin"))
+        .expect("default capture name memtrace-ls.<pid>.bin");
+    assert!(stderr.contains(&name), "{stderr}");
+    assert!(stderr.contains("memtrace stats"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let s = stats(&dir.join(&name));
+    assert!(num(&s, "total_allocations") > 0);
+    // -q silences the line.
+    let quiet = memtrace(&["run", "-q", "-o", "q.bin", "ls"], &dir);
+    assert!(quiet.stderr.is_empty());
+}
+
+#[test]
+fn existing_capture_is_not_overwritten_without_force() {
+    let dir = scratch("exists");
+    std::fs::write(dir.join("taken.bin"), b"precious").unwrap();
+    let out = memtrace(&["run", "-o", "taken.bin", "true"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("-f"), "{stderr}");
+    assert_eq!(std::fs::read(dir.join("taken.bin")).unwrap(), b"precious");
+    let out = memtrace(&["run", "-q", "-f", "-o", "taken.bin", "true"], &dir);
+    assert_eq!(out.status.code(), Some(0));
+    assert_ne!(std::fs::read(dir.join("taken.bin")).unwrap(), b"precious");
+}
+
+#[test]
+fn missing_program_is_one_clear_line() {
+    let dir = scratch("missing");
+    let out = memtrace(&["run", "no-such-program-here"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no-such-program-here"), "{stderr}");
+}
