@@ -1,1 +1,57 @@
-fn main() {}
+//! The `memtrace` command.
+
+use clap::error::ErrorKind;
+use clap::{Parser, Subcommand};
+use memtrace_reporter::{run, stats};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "memtrace",
+    version,
+    about = "Track the memory allocations of a program and report on them",
+    after_help = "Examples:\n  memtrace run ./myprog arg1 arg2     trace a program, write memtrace-myprog.<pid>.bin\n  memtrace run -o out.bin python3 script.py\n  memtrace stats out.bin              summary: totals, peak, leaks, top locations\n  memtrace stats --json out.bin"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a program with the tracker and write a capture
+    Run(run::RunArgs),
+    /// Summarize a capture: totals, peak memory, leaks, sizes, top allocation sites, threads
+    Stats(stats::StatsArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                // Help goes to stdout, or stderr when it stands for a usage error.
+                let _ = e.print();
+                let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    1
+                } else {
+                    0
+                };
+                std::process::exit(code);
+            }
+            _ => {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or("invalid arguments");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                eprintln!("memtrace: {first} (see 'memtrace --help')");
+                std::process::exit(1);
+            }
+        },
+    };
+    let code = match cli.command {
+        Command::Run(args) => run::execute(args),
+        Command::Stats(args) => stats::execute(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,121 @@
+//! Live anonymous mappings, as intervals keyed by start address. munmap may remove any part of a
+//! mapping, splitting it.
+
+use std::collections::BTreeMap;
+
+/// A live mapping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub len: u64,
+    pub stack: u64,
+    pub thread: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Mappings {
+    map: BTreeMap<u64, Mapping>,
+    bytes: u64,
+}
+
+impl Mappings {
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn count(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Adds a mapping of `[addr, addr + len)`, replacing whatever tracked range it overlaps.
+    pub fn add(&mut self, addr: u64, mapping: Mapping) {
+        let len = mapping.len.min(u64::MAX - addr);
+        if len == 0 {
+            return;
+        }
+        self.remove(addr, len);
+        self.map.insert(addr, Mapping { len, ..mapping });
+        self.bytes += len;
+    }
+
+    /// Whether some tracked mapping overlaps `[addr, addr + len)` (or contains `addr` when
+    /// `len` is 0).
+    pub fn overlaps(&self, addr: u64, len: u64) -> bool {
+        let end = addr.saturating_add(len.max(1));
+        if let Some((&s, m)) = self.map.range(..=addr).next_back() {
+            if s.saturating_add(m.len) > addr {
+                return true;
+            }
+        }
+        self.map.range(addr..end).next().is_some()
+    }
+
+    /// Removes `[addr, addr + len)` from every tracked mapping; returns the bytes removed.
+    pub fn remove(&mut self, addr: u64, len: u64) -> u64 {
+        let end = addr.saturating_add(len);
+        if end <= addr {
+            return 0;
+        }
+        let mut hits: Vec<(u64, Mapping)> = Vec::new();
+        if let Some((&s, &m)) = self.map.range(..addr).next_back() {
+            if s.saturating_add(m.len) > addr {
+                hits.push((s, m));
+            }
+        }
+        hits.extend(self.map.range(addr..end).map(|(&s, &m)| (s, m)));
+        let mut removed = 0;
+        for (s, m) in hits {
+            self.map.remove(&s);
+            let e = s.saturating_add(m.len);
+            if s < addr {
+                self.map.insert(s, Mapping { len: addr - s, ..m });
+            }
+            if e > end {
+                self.map.insert(end, Mapping { len: e - end, ..m });
+            }
+            removed += e.min(end) - s.max(addr);
+        }
+        self.bytes -= removed;
+        removed
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Mapping)> + '_ {
+        self.map.iter().map(|(&a, m)| (a, m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(len: u64) -> Mapping {
+        Mapping {
+            len,
+            stack: 0,
+            thread: 0,
+        }
+    }
+
+    #[test]
+    fn partial_unmaps_split() {
+        let mut maps = Mappings::default();
+        maps.add(0x10000, m(0x3000));
+        assert_eq!(maps.remove(0x11000, 0x1000), 0x1000);
+        assert_eq!((maps.bytes(), maps.count()), (0x2000, 2));
+        assert_eq!(maps.remove(0x0, 0x10800), 0x800);
+        assert_eq!(maps.bytes(), 0x1800);
+        assert!(maps.overlaps(0x12000, 0x10));
+        assert!(!maps.overlaps(0x11000, 0x1000));
+        assert_eq!(maps.remove(0x10000, 0x100000), 0x1800);
+        assert_eq!((maps.bytes(), maps.count()), (0, 0));
+    }
+
+    #[test]
+    fn overlapping_add_replaces() {
+        let mut maps = Mappings::default();
+        maps.add(0x1000, m(0x2000));
+        maps.add(0x2000, m(0x2000));
+        assert_eq!(maps.bytes(), 0x3000);
+        maps.add(u64::MAX - 4, m(100));
+        assert_eq!(maps.bytes(), 0x3004);
+    }
+}

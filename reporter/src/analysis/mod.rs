@@ -1,0 +1,143 @@
+//! Analyses over the event stream: totals, the live-heap replay and the tables to resolve
+//! locations.
+
+pub mod heap;
+pub mod mappings;
+pub mod replay;
+pub mod tables;
+pub mod totals;
+
+use crate::capture::clock::Clock;
+use crate::capture::decode::{ChunkTables, DecodedChunk};
+use crate::capture::event::Event;
+use crate::capture::scan::{self, Index};
+use crate::capture::stream::{self, Consumer};
+use crate::capture::Capture;
+use replay::{Replay, Snapshot};
+use tables::Tables;
+use totals::{Sum, Totals};
+
+/// Per-thread results.
+#[derive(Clone, Debug)]
+pub struct ThreadStats {
+    pub serial: u32,
+    pub tid: u32,
+    /// The last thread name record of the thread.
+    pub name: Option<String>,
+    pub allocs: Sum,
+}
+
+/// Everything the reports need, from one pass over a capture.
+#[derive(Debug)]
+pub struct Analysis {
+    pub index: Index,
+    pub clock: Clock,
+    pub totals: Totals,
+    pub replay: Replay,
+    pub tables: Tables,
+    pub threads: Vec<ThreadStats>,
+    /// The largest event tick.
+    pub last_tick: Option<u64>,
+    /// Problems found while reading, in file then load order.
+    pub warnings: Vec<String>,
+}
+
+impl Analysis {
+    /// Live memory at the exit snapshot, or at the end of the capture without one.
+    pub fn leaked(&self) -> Snapshot {
+        self.replay.exit.unwrap_or(Snapshot {
+            tick: self.last_tick,
+            event_index: self.replay.events,
+            bytes: self.replay.live_bytes(),
+            allocations: self.replay.live_allocations(),
+        })
+    }
+
+    /// Whether the capture ended properly (a trailer, no write failure).
+    pub fn complete(&self) -> bool {
+        self.index.complete()
+    }
+
+    pub fn duration_s(&self) -> f64 {
+        self.clock.duration_s(self.last_tick)
+    }
+}
+
+struct Analyzer {
+    totals: Totals,
+    tables: Tables,
+    replay: Replay,
+    threads: Vec<ThreadStats>,
+}
+
+impl Consumer for Analyzer {
+    type Summary = Totals;
+
+    fn summarize(chunk: &DecodedChunk) -> Totals {
+        Totals::from_events(&chunk.events)
+    }
+
+    fn chunk_loaded(
+        &mut self,
+        thread: Option<usize>,
+        tables: ChunkTables,
+        summary: Option<Totals>,
+    ) {
+        let name = self.tables.absorb(tables);
+        let Some(t) = thread.and_then(|t| self.threads.get_mut(t)) else {
+            return;
+        };
+        if let Some(name) = name {
+            t.name = Some(String::from_utf8_lossy(&name).into_owned());
+        }
+        if let Some(s) = summary {
+            t.allocs.merge(s.allocs);
+            self.totals.merge(s);
+        }
+    }
+
+    fn events(&mut self, thread: usize, events: &[Event]) {
+        self.replay.events(thread, events);
+    }
+}
+
+/// Reads the whole capture once.
+pub fn analyze(capture: &Capture) -> Analysis {
+    let file = capture.bytes();
+    let index = scan::scan(file, capture.data_start());
+    let clock = Clock::new(&capture.header, index.latest_pair);
+    let mut analyzer = Analyzer {
+        totals: Totals::default(),
+        tables: Tables::default(),
+        replay: Replay::default(),
+        threads: index
+            .threads
+            .iter()
+            .map(|t| ThreadStats {
+                serial: t.serial,
+                tid: t.tid,
+                name: None,
+                allocs: Sum::default(),
+            })
+            .collect(),
+    };
+    let report = stream::run(file, &index, &mut analyzer);
+    let mut warnings = index.warnings.clone();
+    warnings.extend(report.warnings);
+    if clock.guessed && report.events > 0 {
+        warnings.push(
+            "the capture has no clock reference besides its start: times assume a 3 GHz time-stamp counter"
+                .to_string(),
+        );
+    }
+    Analysis {
+        index,
+        clock,
+        totals: analyzer.totals,
+        replay: analyzer.replay,
+        tables: analyzer.tables,
+        threads: analyzer.threads,
+        last_tick: report.last_tick,
+        warnings,
+    }
+}

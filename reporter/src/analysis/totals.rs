@@ -1,0 +1,134 @@
+//! Order-independent totals: counts, bytes, the size histogram, allocators and per-stack sums.
+//! Computed per chunk on the decoding threads and added up.
+
+use crate::capture::event::{code, Event};
+use hashbrown::HashMap;
+use memtrace_format::Allocator;
+
+/// Histogram bins: one for size 0, then one per power of two, [2^k, 2^(k+1)).
+pub const BINS: usize = 65;
+
+/// The bin of an allocation size.
+#[inline]
+pub fn bin_of(size: u64) -> usize {
+    (64 - size.leading_zeros()) as usize
+}
+
+/// The smallest and largest size (inclusive) of a bin.
+pub fn bin_range(bin: usize) -> (u64, u64) {
+    match bin {
+        0 => (0, 0),
+        64.. => (1 << 63, u64::MAX),
+        b => (1 << (b - 1), (1 << b) - 1),
+    }
+}
+
+/// Allocation count and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sum {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Sum {
+    #[inline]
+    pub fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
+    #[inline]
+    pub fn merge(&mut self, other: Sum) {
+        self.count += other.count;
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Totals {
+    /// Every allocation record (mmap included) and the new mapping of every mremap.
+    pub allocs: Sum,
+    /// Free records (free, the free half of realloc, pymalloc frees) and munmaps.
+    pub frees: u64,
+    pub histogram: [Sum; BINS],
+    /// Allocations per allocator (`Allocator as usize`).
+    pub allocators: [u64; Allocator::ALL.len()],
+    /// Allocations per stack id.
+    pub by_stack: HashMap<u64, Sum>,
+}
+
+impl Default for Totals {
+    fn default() -> Totals {
+        Totals {
+            allocs: Sum::default(),
+            frees: 0,
+            histogram: [Sum::default(); BINS],
+            allocators: [0; Allocator::ALL.len()],
+            by_stack: HashMap::new(),
+        }
+    }
+}
+
+impl Totals {
+    #[inline]
+    fn alloc(&mut self, allocator: u8, size: u64, stack: u64) {
+        self.allocs.add(size);
+        self.histogram[bin_of(size)].add(size);
+        if let Some(n) = self.allocators.get_mut(allocator as usize) {
+            *n += 1;
+        }
+        self.by_stack.entry(stack).or_default().add(size);
+    }
+
+    /// The totals of one thread's events.
+    pub fn from_events(events: &[Event]) -> Totals {
+        let mut t = Totals::default();
+        for ev in events {
+            match ev.code() {
+                c @ 0..code::ALLOC_END => t.alloc(c, ev.size, ev.stack()),
+                code::MREMAP_NEW => t.alloc(Allocator::Mmap as u8, ev.size, ev.stack()),
+                code::FREE | code::PY_FREE | code::MUNMAP => t.frees += 1,
+                _ => {}
+            }
+        }
+        t
+    }
+
+    pub fn merge(&mut self, other: Totals) {
+        self.allocs.merge(other.allocs);
+        self.frees += other.frees;
+        for (a, b) in self.histogram.iter_mut().zip(other.histogram) {
+            a.merge(b);
+        }
+        for (a, b) in self.allocators.iter_mut().zip(other.allocators) {
+            *a += b;
+        }
+        if self.by_stack.is_empty() {
+            self.by_stack = other.by_stack;
+        } else {
+            for (stack, sum) in other.by_stack {
+                self.by_stack.entry(stack).or_default().merge(sum);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins() {
+        assert_eq!(bin_of(0), 0);
+        assert_eq!(bin_of(1), 1);
+        assert_eq!(bin_of(16), 5);
+        assert_eq!(bin_of(31), 5);
+        assert_eq!(bin_range(5), (16, 31));
+        assert_eq!(bin_of(u64::MAX), 64);
+        for b in 0..BINS {
+            let (lo, hi) = bin_range(b);
+            assert_eq!(bin_of(lo), b);
+            assert_eq!(bin_of(hi), b);
+        }
+    }
+}

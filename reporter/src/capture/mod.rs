@@ -1,0 +1,146 @@
+//! Reading a capture file: the file header, the chunk index, payload decoding and the merged
+//! event stream.
+
+pub mod clock;
+pub mod decode;
+pub mod event;
+pub mod scan;
+pub mod stream;
+
+use memmap2::Mmap;
+use memtrace_format::{FileHeader, HeaderError};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a capture could not be opened at all.
+#[derive(Debug)]
+pub enum OpenError {
+    Io(io::Error),
+    IsDirectory,
+    Header(HeaderError),
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Io(e) => match e.kind() {
+                io::ErrorKind::NotFound => write!(f, "no such file"),
+                io::ErrorKind::PermissionDenied => write!(f, "permission denied"),
+                _ => write!(f, "cannot read the file: {e}"),
+            },
+            OpenError::IsDirectory => write!(f, "is a directory, not a capture file"),
+            OpenError::Header(HeaderError::TooShort) => {
+                write!(f, "not a memtrace capture (the file is too short)")
+            }
+            OpenError::Header(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// An error tied to the capture's path, as shown to users.
+#[derive(Debug)]
+pub struct CaptureError {
+    pub path: PathBuf,
+    pub kind: OpenError,
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.kind)
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+enum Data {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+/// An open capture: its bytes and its decoded file header.
+pub struct Capture {
+    path: PathBuf,
+    data: Data,
+    pub header: FileHeader,
+    /// Encoded length of the file header.
+    pub header_len: usize,
+}
+
+impl Capture {
+    /// Maps the file at `path` and decodes its header.
+    pub fn open(path: &Path) -> Result<Capture, CaptureError> {
+        let err = |kind| CaptureError {
+            path: path.to_path_buf(),
+            kind,
+        };
+        let file = File::open(path).map_err(|e| err(OpenError::Io(e)))?;
+        let meta = file.metadata().map_err(|e| err(OpenError::Io(e)))?;
+        if meta.is_dir() {
+            return Err(err(OpenError::IsDirectory));
+        }
+        // SAFETY: the map is read-only and private to this process. A capture that is still being
+        // written only grows (the tracker appends); a file truncated under us would fault, which
+        // is the documented risk of reading a capture that another process shrinks.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| err(OpenError::Io(e)))?;
+        Capture::from_data(path.to_path_buf(), Data::Mapped(map))
+    }
+
+    /// A capture held in memory (tests, or data read from a pipe).
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Capture, CaptureError> {
+        Capture::from_data(path.into(), Data::Owned(bytes))
+    }
+
+    fn from_data(path: PathBuf, data: Data) -> Result<Capture, CaptureError> {
+        let bytes: &[u8] = match &data {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        };
+        match FileHeader::decode(bytes) {
+            Ok((header, header_len)) => Ok(Capture {
+                path,
+                data,
+                header,
+                header_len,
+            }),
+            Err(e) => Err(CaptureError {
+                path,
+                kind: OpenError::Header(e),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole file.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
+
+    /// Offset of the first chunk.
+    pub fn data_start(&self) -> usize {
+        FileHeader::data_start(self.header_len)
+    }
+
+    /// "MAJOR.MINOR" of the capture's format.
+    pub fn format_version(&self) -> String {
+        format!("{}.{}", self.header.major, self.header.minor)
+    }
+
+    /// The command line, arguments joined by spaces (lossy UTF-8).
+    pub fn argv(&self) -> Vec<String> {
+        self.header
+            .argv
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}

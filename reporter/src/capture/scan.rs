@@ -1,0 +1,297 @@
+//! The chunk index: one pass over the chunk headers (cheap), before any payload is decoded.
+//!
+//! Damaged headers are skipped by scanning forward in 8-byte steps for the next valid one; a chunk
+//! that runs past the end of the file ends the scan (a truncated capture).
+
+use hashbrown::{HashMap, HashSet};
+use memtrace_format::{
+    trailer_flags, ChunkHeader, ChunkKind, Decoder, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN,
+};
+
+/// A chunk that carries a thread's events (an Events chunk or a live Staging chunk) or metadata.
+#[derive(Clone, Debug)]
+pub struct ChunkEntry {
+    /// File offset of the chunk header.
+    pub offset: usize,
+    pub header: ChunkHeader,
+    /// Bytes of payload to read after the header: the compressed size for zstd, the record bytes
+    /// for raw and staging chunks.
+    pub payload_len: usize,
+    /// Index into `Index::threads` (0 for meta chunks).
+    pub thread: usize,
+    /// Ticks of the first and last timed record (staging: found by decoding).
+    pub first_tick: u64,
+    pub last_tick: u64,
+}
+
+impl ChunkEntry {
+    /// The payload bytes of this chunk within the file.
+    pub fn payload<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+        let start = self.offset + CHUNK_HEADER_LEN;
+        file.get(start..start + self.payload_len).unwrap_or(&[])
+    }
+
+    /// "offset X (thread T, seq S)" for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "offset {} (thread {}, seq {})",
+            self.offset, self.header.thread_serial, self.header.seq
+        )
+    }
+}
+
+/// One traced thread: its serial, OS thread id and chunks in sequence order.
+#[derive(Clone, Debug)]
+pub struct ThreadInfo {
+    pub serial: u32,
+    pub tid: u32,
+    /// Indices into `Index::chunks`, by `seq`.
+    pub chunks: Vec<usize>,
+}
+
+/// Everything learned from the chunk headers.
+#[derive(Clone, Debug, Default)]
+pub struct Index {
+    /// Event-bearing chunks (Events, and Staging chunks that are not stale), in file order.
+    pub chunks: Vec<ChunkEntry>,
+    pub threads: Vec<ThreadInfo>,
+    /// Meta chunks (module records), in file order.
+    pub meta: Vec<ChunkEntry>,
+    /// The last trailer in the file.
+    pub trailer: Option<Trailer>,
+    /// Chunks with a valid header read completely (of every kind).
+    pub chunks_read: usize,
+    /// Where a chunk ran past the end of the file.
+    pub truncated_at: Option<usize>,
+    /// The (tick, monotonic ns) pair read last in time, from chunk headers or the trailer.
+    pub latest_pair: Option<(u64, u64)>,
+    pub warnings: Vec<String>,
+}
+
+impl Index {
+    /// A trailer was read and the tracker reported no write failure.
+    pub fn complete(&self) -> bool {
+        self.trailer
+            .as_ref()
+            .is_some_and(|t| t.flags & trailer_flags::WRITE_FAILED == 0)
+    }
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// The first and last tick of the timed records of a raw payload (decoding stops at damage).
+pub fn tick_range(payload: &[u8]) -> Option<(u64, u64)> {
+    let mut range: Option<(u64, u64)> = None;
+    for rec in Decoder::new(payload) {
+        let Ok(rec) = rec else { break };
+        if let Some(t) = rec.tick() {
+            range = Some(match range {
+                None => (t, t),
+                Some((a, b)) => (a.min(t), b.max(t)),
+            });
+        }
+    }
+    range
+}
+
+/// Scans the chunk headers of `file`, starting at `data_start`.
+pub fn scan(file: &[u8], data_start: usize) -> Index {
+    let mut index = Index::default();
+    let len = file.len();
+    let mut pos = data_start.min(len);
+    // Raw candidate chunks, before staging deduplication.
+    let mut events: Vec<ChunkEntry> = Vec::new();
+    let mut staging: Vec<ChunkEntry> = Vec::new();
+    let note_pair = |index: &mut Index, tick: u64, mono: u64| {
+        if mono != 0 && index.latest_pair.is_none_or(|(_, m)| mono > m) {
+            index.latest_pair = Some((tick, mono));
+        }
+    };
+
+    while pos < len {
+        let Some(header) = file.get(pos..).and_then(ChunkHeader::decode) else {
+            // Not a valid header: look for the next one, 8 bytes at a time.
+            let start = pos;
+            let mut next = pos + CHUNK_ALIGN;
+            while next + CHUNK_HEADER_LEN <= len && ChunkHeader::decode(&file[next..]).is_none() {
+                next += CHUNK_ALIGN;
+            }
+            if next + CHUNK_HEADER_LEN > len {
+                // No further header: the rest of the file is a tail.
+                if !all_zero(&file[start..]) {
+                    index.warnings.push(format!(
+                        "skipped {} bytes of damaged data at offset {start}",
+                        len - start
+                    ));
+                }
+                break;
+            }
+            index.warnings.push(format!(
+                "skipped {} bytes of damaged data at offset {start}",
+                next - start
+            ));
+            pos = next;
+            continue;
+        };
+        let total = header.total_len();
+        let payload_start = pos + CHUNK_HEADER_LEN;
+        if pos + total > len {
+            // A staging chunk holds complete records up to raw_len: keep them if they are here.
+            let used = (header.raw_len as usize).min(header.stored_len as usize);
+            if header.kind == ChunkKind::Staging && payload_start + used <= len && used > 0 {
+                staging.push(entry_for(pos, header, used, file));
+            }
+            index.truncated_at = Some(pos);
+            index.warnings.push(format!(
+                "capture is truncated at offset {pos}; read {} complete chunks",
+                index.chunks_read
+            ));
+            break;
+        }
+        index.chunks_read += 1;
+        note_pair(&mut index, header.flush_tick, header.flush_mono_ns);
+        let stored = header.stored_len as usize;
+        match header.kind {
+            ChunkKind::Events | ChunkKind::Meta => {
+                let payload_len = match header.codec {
+                    memtrace_format::ChunkCodec::Zstd => stored,
+                    memtrace_format::ChunkCodec::Raw => {
+                        if header.raw_len as usize > stored {
+                            index.warnings.push(format!(
+                                "skipped damaged chunk at offset {pos}: its length fields disagree"
+                            ));
+                            pos += total;
+                            continue;
+                        }
+                        header.raw_len as usize
+                    }
+                };
+                let entry = ChunkEntry {
+                    offset: pos,
+                    header,
+                    payload_len,
+                    thread: 0,
+                    first_tick: header.first_tick,
+                    last_tick: header.last_tick,
+                };
+                if header.kind == ChunkKind::Events {
+                    events.push(entry);
+                } else {
+                    index.meta.push(entry);
+                }
+            }
+            ChunkKind::Staging => {
+                let mut used = header.raw_len as usize;
+                if used > stored {
+                    index.warnings.push(format!(
+                        "staging chunk at offset {pos} claims {used} bytes of records in {stored} bytes; reading {stored}"
+                    ));
+                    used = stored;
+                }
+                if used > 0 {
+                    staging.push(entry_for(pos, header, used, file));
+                }
+            }
+            ChunkKind::Trailer => {
+                let n = (header.raw_len as usize).min(stored);
+                match Trailer::decode(&file[payload_start..payload_start + n]) {
+                    Some(t) => {
+                        note_pair(&mut index, t.end_tick, t.end_mono_ns);
+                        index.trailer = Some(t);
+                    }
+                    None => index
+                        .warnings
+                        .push(format!("skipped a damaged trailer at offset {pos}")),
+                }
+            }
+        }
+        pos += total;
+    }
+
+    // Staging chunks superseded by an Events chunk of the same (thread, seq) are stale copies.
+    let mut seen: HashSet<(u32, u32)> = HashSet::with_capacity(events.len());
+    let mut chunks: Vec<ChunkEntry> = Vec::with_capacity(events.len() + staging.len());
+    for e in events {
+        if seen.insert((e.header.thread_serial, e.header.seq)) {
+            chunks.push(e);
+        } else {
+            index.warnings.push(format!(
+                "ignored a second chunk for thread {} seq {} at offset {}",
+                e.header.thread_serial, e.header.seq, e.offset
+            ));
+        }
+    }
+    for s in staging {
+        if seen.insert((s.header.thread_serial, s.header.seq)) {
+            chunks.push(s);
+        }
+    }
+    chunks.sort_by_key(|c| c.offset);
+
+    // Threads, by serial, in order of first appearance.
+    let mut by_serial: HashMap<u32, usize> = HashMap::new();
+    for (i, c) in chunks.iter_mut().enumerate() {
+        let t = *by_serial.entry(c.header.thread_serial).or_insert_with(|| {
+            index.threads.push(ThreadInfo {
+                serial: c.header.thread_serial,
+                tid: c.header.tid,
+                chunks: Vec::new(),
+            });
+            index.threads.len() - 1
+        });
+        c.thread = t;
+        index.threads[t].chunks.push(i);
+    }
+    for t in &mut index.threads {
+        t.chunks
+            .sort_by_key(|&i| (chunks[i].header.seq, chunks[i].offset));
+    }
+    index.chunks = chunks;
+
+    match &index.trailer {
+        None => index.warnings.push(
+            "capture is incomplete (no trailer): the process was killed or is still running; \
+             reporting what was recovered"
+                .to_string(),
+        ),
+        Some(t) => {
+            if t.flags & trailer_flags::WRITE_FAILED != 0 {
+                index.warnings.push(
+                    "writing the capture failed (disk full or I/O error): some events are missing"
+                        .to_string(),
+                );
+            }
+            if t.flags & trailer_flags::SIZE_LIMIT != 0 {
+                index.warnings.push(
+                    "the capture reached its size limit: later events were dropped".to_string(),
+                );
+            }
+            if t.records_dropped > 0 {
+                index
+                    .warnings
+                    .push(format!("the tracker dropped {} records", t.records_dropped));
+            }
+        }
+    }
+    index
+}
+
+/// An entry for a staging chunk with `used` bytes of complete records; its ticks come from
+/// decoding them, since the header's live tick fields are not checksummed.
+fn entry_for(pos: usize, header: ChunkHeader, used: usize, file: &[u8]) -> ChunkEntry {
+    let start = pos + CHUNK_HEADER_LEN;
+    let (first_tick, last_tick) = file
+        .get(start..start + used)
+        .and_then(tick_range)
+        .unwrap_or((0, 0));
+    ChunkEntry {
+        offset: pos,
+        header,
+        payload_len: used,
+        thread: 0,
+        first_tick,
+        last_tick,
+    }
+}

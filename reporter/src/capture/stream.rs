@@ -1,0 +1,226 @@
+//! The event stream: chunks decoded in parallel, in bounded batches, and merged into one
+//! timeline.
+//!
+//! Each thread's chunks are read in sequence order; threads are merged by tick, ties broken by
+//! file order. Chunks are loaded in order of their first tick (from the chunk headers), so once a
+//! batch is loaded every event earlier than the first tick of the next unloaded chunk can be
+//! delivered. Memory stays bounded by a batch plus the unfinished chunk of each thread, whatever
+//! the size of the capture. While the consumer replays one batch, the next is decoded.
+
+use super::decode::{decode_chunk, ChunkTables, DecodedChunk};
+use super::event::Event;
+use super::scan::Index;
+use rayon::prelude::*;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Raw payload bytes decoded per batch.
+const BATCH_BYTES: usize = 4 << 20;
+/// Chunks decoded per batch, at most.
+const BATCH_CHUNKS: usize = 256;
+
+/// What the stream is delivered to.
+pub trait Consumer: Send {
+    /// Order-independent results computed from one chunk.
+    type Summary: Send;
+    /// Runs in parallel on the decoding threads, once per event-bearing chunk.
+    fn summarize(chunk: &DecodedChunk) -> Self::Summary;
+    /// A chunk was loaded: its table records and summary. Each thread's chunks arrive in sequence
+    /// order; `thread` is None for meta chunks (they have no summary then).
+    fn chunk_loaded(
+        &mut self,
+        thread: Option<usize>,
+        tables: ChunkTables,
+        summary: Option<Self::Summary>,
+    );
+    /// A run of one thread's events, in merged timeline order.
+    fn events(&mut self, thread: usize, events: &[Event]);
+}
+
+/// What the stream itself found.
+#[derive(Clone, Debug, Default)]
+pub struct StreamReport {
+    /// Damaged chunks and records, in load order.
+    pub warnings: Vec<String>,
+    /// Events delivered.
+    pub events: u64,
+    /// The largest tick delivered.
+    pub last_tick: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Planned {
+    chunk: usize,
+    /// No event of this chunk (nor of the thread's later chunks) is expected before this tick.
+    key: u64,
+}
+
+/// The load order: by first tick, each thread's chunks in sequence order.
+fn plan(index: &Index) -> Vec<Planned> {
+    let mut out: Vec<(u64, usize, usize, usize)> = Vec::with_capacity(index.chunks.len());
+    for (t, thread) in index.threads.iter().enumerate() {
+        let mut key = 0u64;
+        for (pos, &c) in thread.chunks.iter().enumerate() {
+            key = key.max(index.chunks[c].first_tick);
+            out.push((key, t, pos, c));
+        }
+    }
+    out.sort_unstable();
+    out.into_iter()
+        .map(|(key, _, _, chunk)| Planned { chunk, key })
+        .collect()
+}
+
+fn next_batch(plan: &[Planned], index: &Index, start: usize) -> std::ops::Range<usize> {
+    let mut end = start;
+    let mut bytes = 0usize;
+    while end < plan.len() && (end == start || (bytes < BATCH_BYTES && end - start < BATCH_CHUNKS))
+    {
+        bytes += index.chunks[plan[end].chunk].header.raw_len as usize;
+        end += 1;
+    }
+    start..end
+}
+
+fn decode_batch<C: Consumer>(
+    file: &[u8],
+    index: &Index,
+    batch: &[Planned],
+) -> Vec<(DecodedChunk, C::Summary)> {
+    batch
+        .par_iter()
+        .map(|p| {
+            let chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
+            let summary = C::summarize(&chunk);
+            (chunk, summary)
+        })
+        .collect()
+}
+
+struct Loaded {
+    events: Vec<Event>,
+    pos: usize,
+    offset: usize,
+}
+
+/// K-way merge of the threads' loaded events.
+struct Merger {
+    queues: Vec<VecDeque<Loaded>>,
+    /// Head of each thread with loaded events: (tick, chunk offset, thread).
+    heap: BinaryHeap<Reverse<(u64, usize, usize)>>,
+    in_heap: Vec<bool>,
+    events: u64,
+    last_tick: Option<u64>,
+}
+
+impl Merger {
+    fn new(threads: usize) -> Merger {
+        Merger {
+            queues: (0..threads).map(|_| VecDeque::new()).collect(),
+            heap: BinaryHeap::with_capacity(threads),
+            in_heap: vec![false; threads],
+            events: 0,
+            last_tick: None,
+        }
+    }
+
+    fn push(&mut self, thread: usize, events: Vec<Event>, offset: usize) {
+        let Some(first) = events.first().map(|e| e.tick) else {
+            return;
+        };
+        let Some(queue) = self.queues.get_mut(thread) else {
+            return;
+        };
+        queue.push_back(Loaded {
+            events,
+            pos: 0,
+            offset,
+        });
+        if !self.in_heap[thread] {
+            self.in_heap[thread] = true;
+            self.heap.push(Reverse((first, offset, thread)));
+        }
+    }
+
+    /// Delivers every loaded event with a tick below `bound` (all of them when None).
+    fn drain<C: Consumer>(&mut self, bound: Option<u64>, consumer: &mut C) {
+        let bound = bound.map_or(u128::MAX, u128::from);
+        while let Some(&Reverse((tick, offset, t))) = self.heap.peek() {
+            if u128::from(tick) >= bound {
+                break;
+            }
+            self.heap.pop();
+            // This thread may go on while its events come before the next thread's head.
+            let cut = match self.heap.peek() {
+                Some(&Reverse((next_tick, next_offset, _))) => {
+                    u128::from(next_tick) + u128::from(offset < next_offset)
+                }
+                None => u128::MAX,
+            }
+            .min(bound);
+            let queue = &mut self.queues[t];
+            let Some(front) = queue.front_mut() else {
+                self.in_heap[t] = false;
+                continue;
+            };
+            let evs = &front.events;
+            let start = front.pos;
+            // The head is the earliest event of all: it goes in any case.
+            let mut end = start + 1;
+            while end < evs.len() && u128::from(evs[end].tick) < cut {
+                end += 1;
+            }
+            consumer.events(t, &evs[start..end]);
+            self.events += (end - start) as u64;
+            let last = evs[end - 1].tick;
+            self.last_tick = Some(self.last_tick.map_or(last, |l| l.max(last)));
+            front.pos = end;
+            if end == front.events.len() {
+                queue.pop_front();
+            }
+            match queue.front() {
+                Some(f) => self.heap.push(Reverse((f.events[f.pos].tick, f.offset, t))),
+                None => self.in_heap[t] = false,
+            }
+        }
+    }
+}
+
+/// Streams the capture's events to `consumer`.
+pub fn run<C: Consumer>(file: &[u8], index: &Index, consumer: &mut C) -> StreamReport {
+    let mut report = StreamReport::default();
+    for (i, entry) in index.meta.iter().enumerate() {
+        let chunk = decode_chunk(file, entry, i);
+        if let Some(w) = chunk.warning {
+            report.warnings.push(w);
+        }
+        consumer.chunk_loaded(None, chunk.tables, None);
+    }
+
+    let plan = plan(index);
+    let mut merger = Merger::new(index.threads.len());
+    let first = next_batch(&plan, index, 0);
+    let mut loaded_to = first.end;
+    let mut pending = (!first.is_empty()).then(|| decode_batch::<C>(file, index, &plan[first]));
+    while let Some(batch) = pending.take() {
+        for (chunk, summary) in batch {
+            if let Some(w) = chunk.warning {
+                report.warnings.push(w);
+            }
+            consumer.chunk_loaded(Some(chunk.thread), chunk.tables, Some(summary));
+            merger.push(chunk.thread, chunk.events, chunk.offset);
+        }
+        let bound = plan.get(loaded_to).map(|p| p.key);
+        let range = next_batch(&plan, index, loaded_to);
+        loaded_to = range.end;
+        let (_, next) = rayon::join(
+            || merger.drain(bound, consumer),
+            || (!range.is_empty()).then(|| decode_batch::<C>(file, index, &plan[range.clone()])),
+        );
+        pending = next;
+    }
+    merger.drain(None, consumer);
+    report.events = merger.events;
+    report.last_tick = merger.last_tick;
+    report
+}

@@ -1,0 +1,157 @@
+//! Allocation sites: stacks reduced to their innermost frame and grouped by source location
+//! (function, file, line), so that different return addresses on one line count together.
+
+use crate::analysis::tables::{Frame, Tables};
+use crate::analysis::totals::Sum;
+use crate::symbols::Symbolizer;
+use hashbrown::HashMap;
+
+/// A source location, or a label when it could not be resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Location {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u64>,
+    /// `function at file:line`, or `libfoo.so+0x1234` for an unresolved native address.
+    pub label: String,
+}
+
+/// The label of an unknown stack.
+pub const UNKNOWN: &str = "<unknown>";
+
+impl Location {
+    fn unknown() -> Location {
+        Location {
+            function: None,
+            file: None,
+            line: None,
+            label: UNKNOWN.to_string(),
+        }
+    }
+
+    fn new(
+        function: Option<String>,
+        file: Option<String>,
+        line: Option<u64>,
+        module: Option<&str>,
+        fallback: String,
+    ) -> Location {
+        let label = match (&function, &file, line) {
+            (Some(f), Some(file), Some(l)) => format!("{f} at {file}:{l}"),
+            (Some(f), Some(file), None) => format!("{f} at {file}"),
+            (Some(f), None, _) => match module {
+                Some(m) => format!("{f} in {m}"),
+                None => f.clone(),
+            },
+            (None, Some(file), Some(l)) => format!("{file}:{l}"),
+            (None, Some(file), None) => file.clone(),
+            (None, None, _) => fallback,
+        };
+        Location {
+            function,
+            file,
+            line,
+            label,
+        }
+    }
+}
+
+/// Allocations of one location.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocationTotals {
+    pub location: Location,
+    pub sum: Sum,
+}
+
+/// Resolves each stack's innermost frame and adds up the sums of stacks sharing a location.
+pub fn by_location(
+    by_stack: &HashMap<u64, Sum>,
+    tables: &Tables,
+    symbolizer: &mut Symbolizer,
+) -> Vec<LocationTotals> {
+    let mut out: Vec<LocationTotals> = Vec::new();
+    let mut slot_of: HashMap<Location, usize> = HashMap::new();
+    // Many stacks share an innermost frame: resolve each frame once.
+    let mut frame_slot: HashMap<u64, usize> = HashMap::new();
+    let mut unknown_slot: Option<usize> = None;
+    for (&stack, &sum) in by_stack {
+        let slot = match tables.innermost(stack) {
+            Some((frame_id, frame)) => match frame_slot.get(&frame_id) {
+                Some(&s) => s,
+                None => {
+                    let loc = resolve(frame, tables, symbolizer);
+                    let s = slot(&mut out, &mut slot_of, loc);
+                    frame_slot.insert(frame_id, s);
+                    s
+                }
+            },
+            None => *unknown_slot
+                .get_or_insert_with(|| slot(&mut out, &mut slot_of, Location::unknown())),
+        };
+        out[slot].sum.merge(sum);
+    }
+    out
+}
+
+fn slot(
+    out: &mut Vec<LocationTotals>,
+    slot_of: &mut HashMap<Location, usize>,
+    loc: Location,
+) -> usize {
+    *slot_of.entry(loc).or_insert_with_key(|loc| {
+        out.push(LocationTotals {
+            location: loc.clone(),
+            sum: Sum::default(),
+        });
+        out.len() - 1
+    })
+}
+
+/// The location of one frame.
+pub fn resolve(frame: Frame, tables: &Tables, symbolizer: &mut Symbolizer) -> Location {
+    match frame {
+        Frame::Python {
+            function,
+            file,
+            line,
+        } => {
+            let function = tables.string(function);
+            let file = tables.string(file);
+            let line = (line != 0).then_some(line);
+            Location::new(function, file, line, None, UNKNOWN.to_string())
+        }
+        Frame::Native(addr) => {
+            let sym = symbolizer.resolve(addr).clone();
+            let fallback = sym.address_label();
+            Location::new(
+                sym.function,
+                sym.file,
+                sym.line.map(u64::from),
+                sym.module.as_deref(),
+                fallback,
+            )
+        }
+    }
+}
+
+/// The `n` largest by bytes (ties: more allocations, then label).
+pub fn top_by_bytes(locs: &[LocationTotals], n: usize) -> Vec<LocationTotals> {
+    let mut v: Vec<&LocationTotals> = locs.iter().collect();
+    v.sort_by(|a, b| {
+        (b.sum.bytes, b.sum.count)
+            .cmp(&(a.sum.bytes, a.sum.count))
+            .then_with(|| a.location.label.cmp(&b.location.label))
+    });
+    v.into_iter().take(n).cloned().collect()
+}
+
+/// The `n` largest by number of allocations (ties: more bytes, then label).
+pub fn top_by_count(locs: &[LocationTotals], n: usize) -> Vec<LocationTotals> {
+    let mut v: Vec<&LocationTotals> = locs.iter().collect();
+    v.sort_by(|a, b| {
+        (b.sum.count, b.sum.bytes)
+            .cmp(&(a.sum.count, a.sum.bytes))
+            .then_with(|| a.location.label.cmp(&b.location.label))
+    });
+    v.into_iter().take(n).cloned().collect()
+}

@@ -1,0 +1,6 @@
+//! Reports built from an analysis.
+
+pub mod human;
+pub mod locations;
+pub mod stats;
+pub mod text;

@@ -1,0 +1,180 @@
+//! The text rendering of the `stats` report.
+
+use super::human::{count, seconds, size};
+use super::stats::{LocationRow, StatsReport};
+use std::io::{self, Write};
+
+const BAR_WIDTH: usize = 40;
+
+/// A bar of `value / max` of the width, in eighths of a character.
+fn bar(value: u64, max: u64) -> String {
+    const PARTS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let eighths = if max == 0 {
+        0
+    } else {
+        ((value as u128 * (BAR_WIDTH as u128 * 8)) / max as u128) as usize
+    };
+    let eighths = if value > 0 { eighths.max(1) } else { 0 };
+    let mut s = "█".repeat(eighths / 8);
+    if eighths % 8 != 0 {
+        s.push(PARTS[eighths % 8]);
+    }
+    let used = s.chars().count();
+    s.extend(std::iter::repeat_n(' ', BAR_WIDTH.saturating_sub(used)));
+    s
+}
+
+fn top_list(
+    out: &mut impl Write,
+    title: &str,
+    rows: &[LocationRow],
+    by_count: bool,
+) -> io::Result<()> {
+    writeln!(out, "{title}")?;
+    if rows.is_empty() {
+        writeln!(out, "  (no allocations)")?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let (first, second) = if by_count {
+            (format!("{} allocations", count(r.count)), size(r.bytes))
+        } else {
+            (size(r.bytes), format!("{} allocations", count(r.count)))
+        };
+        writeln!(
+            out,
+            "  {:>2}. {first:>18}  {second:>20}  {}",
+            i + 1,
+            r.location
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the report for a person.
+pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "Capture:      {} (format {})",
+        r.capture, r.format_version
+    )?;
+    writeln!(out, "Command:      {}", r.command)?;
+    writeln!(out, "PID:          {}", r.pid)?;
+    writeln!(
+        out,
+        "Duration:     {}{}",
+        seconds(r.duration_s),
+        if r.complete {
+            ""
+        } else {
+            " (incomplete capture)"
+        }
+    )?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Total allocations:      {}",
+        count(r.total_allocations)
+    )?;
+    writeln!(
+        out,
+        "Total bytes allocated:  {} ({} bytes)",
+        size(r.total_bytes),
+        count(r.total_bytes)
+    )?;
+    writeln!(out, "Total frees:            {}", count(r.total_frees))?;
+    writeln!(
+        out,
+        "Peak memory:            {} ({} bytes) in {} allocations, at {}",
+        size(r.peak_bytes),
+        count(r.peak_bytes),
+        count(r.peak_allocations),
+        seconds(r.peak_time_s)
+    )?;
+    let leak_title = if r.leaks_at == "exit_snapshot" {
+        "Live at exit:          "
+    } else {
+        "Live at end:           "
+    };
+    writeln!(
+        out,
+        "{leak_title} {} ({} bytes) in {} allocations",
+        size(r.leaked_bytes),
+        count(r.leaked_bytes),
+        count(r.leaked_allocations)
+    )?;
+
+    writeln!(out)?;
+    writeln!(out, "Allocation sizes:")?;
+    if r.histogram.is_empty() {
+        writeln!(out, "  (no allocations)")?;
+    }
+    let max = r.histogram.iter().map(|b| b.count).max().unwrap_or(0);
+    for b in &r.histogram {
+        let label = format!("{} - {}", size(b.lo), size(b.hi));
+        writeln!(
+            out,
+            "  {label:>21} |{}| {:>12}  {:>10}",
+            bar(b.count, max),
+            count(b.count),
+            size(b.bytes)
+        )?;
+    }
+
+    writeln!(out)?;
+    writeln!(out, "Allocators:")?;
+    let mut allocators: Vec<(&String, &u64)> = r.allocators.iter().collect();
+    allocators.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    for (name, n) in allocators {
+        writeln!(out, "  {name:<18} {:>14}", count(*n))?;
+    }
+
+    writeln!(out)?;
+    top_list(
+        out,
+        &format!("Top {} locations by bytes allocated:", r.top_by_size.len()),
+        &r.top_by_size,
+        false,
+    )?;
+    writeln!(out)?;
+    top_list(
+        out,
+        &format!(
+            "Top {} locations by number of allocations:",
+            r.top_by_count.len()
+        ),
+        &r.top_by_count,
+        true,
+    )?;
+
+    writeln!(out)?;
+    writeln!(out, "Threads:")?;
+    writeln!(
+        out,
+        "  {:>8}  {:<20} {:>14} {:>12}",
+        "TID", "NAME", "ALLOCATIONS", "BYTES"
+    )?;
+    for t in &r.threads {
+        writeln!(
+            out,
+            "  {:>8}  {:<20} {:>14} {:>12}",
+            t.tid,
+            t.name.as_deref().unwrap_or("-"),
+            count(t.allocations),
+            size(t.bytes)
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bar;
+
+    #[test]
+    fn bars_scale() {
+        assert_eq!(bar(10, 10).chars().filter(|&c| c == '█').count(), 40);
+        assert_eq!(bar(0, 10).trim(), "");
+        assert!(!bar(1, 1_000_000).trim().is_empty());
+        assert_eq!(bar(5, 10).chars().count(), 40);
+    }
+}

@@ -1,0 +1,120 @@
+//! Native symbolization: return addresses to (function, file, line) through the module map
+//! recorded in the capture and the modules' DWARF data (addr2line).
+
+pub mod elf;
+pub mod modules;
+
+use addr2line::Loader;
+use hashbrown::HashMap;
+use modules::ModuleMap;
+use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// What an address resolved to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Symbol {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// File name of the module holding the address.
+    pub module: Option<String>,
+    /// The address relative to the module's base (the absolute address without a module).
+    pub offset: u64,
+}
+
+impl Symbol {
+    /// `libfoo.so+0x1234`, or the bare address outside any module.
+    pub fn address_label(&self) -> String {
+        match &self.module {
+            Some(m) => format!("{m}+{:#x}", self.offset),
+            None => format!("{:#x}", self.offset),
+        }
+    }
+}
+
+/// Resolves addresses, caching per address and loading each module's debug data once.
+pub struct Symbolizer {
+    map: ModuleMap,
+    loaders: Vec<Option<Result<Loader, elf::Unavailable>>>,
+    cache: HashMap<u64, Symbol>,
+    /// Modules whose file changed since the capture (one message each).
+    pub warnings: Vec<String>,
+}
+
+impl Symbolizer {
+    pub fn new(map: ModuleMap) -> Symbolizer {
+        let n = map.modules.len();
+        Symbolizer {
+            map,
+            loaders: (0..n).map(|_| None).collect(),
+            cache: HashMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn loader(&mut self, module: usize) -> Option<&Loader> {
+        let slot = self.loaders.get_mut(module)?;
+        if slot.is_none() {
+            let m = &self.map.modules[module];
+            let path = Path::new(OsStr::from_bytes(&m.path));
+            let loaded = elf::open(path, &m.build_id);
+            if loaded.as_ref().err() == Some(&elf::Unavailable::BuildIdMismatch) {
+                self.warnings.push(format!(
+                    "{} changed since the capture (its build-id differs): its addresses are shown as offsets",
+                    path.display()
+                ));
+            }
+            *slot = Some(loaded);
+        }
+        slot.as_ref()?.as_ref().ok()
+    }
+
+    /// The symbol of a return address.
+    pub fn resolve(&mut self, addr: u64) -> &Symbol {
+        if !self.cache.contains_key(&addr) {
+            let sym = self.lookup(addr);
+            self.cache.insert(addr, sym);
+        }
+        &self.cache[&addr]
+    }
+
+    fn lookup(&mut self, addr: u64) -> Symbol {
+        let Some((module, offset)) = self.map.find(addr) else {
+            return Symbol {
+                offset: addr,
+                ..Symbol::default()
+            };
+        };
+        let mut sym = Symbol {
+            module: Some(self.map.name(module)),
+            offset,
+            ..Symbol::default()
+        };
+        let Some(loader) = self.loader(module) else {
+            return sym;
+        };
+        // A return address points after the call: look up the call instruction.
+        let probe = offset.saturating_sub(1);
+        if let Ok(mut frames) = loader.find_frames(probe) {
+            if let Ok(Some(frame)) = frames.next() {
+                sym.function = frame
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.demangle().ok())
+                    .map(Cow::into_owned);
+                if let Some(loc) = frame.location {
+                    sym.file = loc.file.map(str::to_string);
+                    sym.line = loc.line;
+                }
+            }
+        }
+        if sym.function.is_none() {
+            sym.function = loader
+                .find_symbol(probe)
+                .map(|name| addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned());
+        }
+        sym
+    }
+}
