@@ -45,6 +45,9 @@ pub static CAPTURE: Capture = Capture {
     trailer_at: AtomicU64::new(0),
 };
 
+/// Bytes reserved for the trailer's payload.
+const TRAILER_PAYLOAD: usize = memtrace_format::Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
+
 pub fn align(n: u64) -> u64 {
     n.div_ceil(CHUNK_ALIGN as u64) * CHUNK_ALIGN as u64
 }
@@ -73,7 +76,7 @@ impl Capture {
         let p = self.reserve(data_start).ok_or(libc::ENOSPC)?;
         // SAFETY: p has data_start >= header.len() reserved, backed bytes.
         unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), p, header.len()) };
-        let trailer_len = CHUNK_HEADER_LEN as u64 + align(memtrace_format::Trailer::MAX_LEN as u64);
+        let trailer_len = CHUNK_HEADER_LEN as u64 + TRAILER_PAYLOAD as u64;
         let at = self.reserve(trailer_len).ok_or(libc::ENOSPC)?;
         self.trailer_at.store(at as u64 - base as u64, Ordering::Relaxed);
         Ok(())
@@ -174,8 +177,11 @@ impl Capture {
             flags: self.flags.load(Ordering::Relaxed) | extra_flags,
             threads,
         };
-        let mut buf = [0u8; memtrace_format::Trailer::MAX_LEN];
-        let n = trailer.encode(&mut buf);
+        // The trailer fills its whole reserved place (zero padding after the varints), so that no
+        // gap follows it.
+        let mut buf = [0u8; TRAILER_PAYLOAD];
+        trailer.encode(&mut buf);
+        let n = TRAILER_PAYLOAD;
         let header = ChunkHeader {
             kind: memtrace_format::ChunkKind::Trailer,
             codec: memtrace_format::ChunkCodec::Raw,

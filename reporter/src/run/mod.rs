@@ -1,0 +1,239 @@
+//! `memtrace run`: runs a program with the tracker preloaded and writes a capture.
+
+mod program;
+mod signals;
+
+use clap::Args;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Examples:\n  memtrace run ./myprog arg1 arg2\n  memtrace run -o out.bin -- ls -l /\n  memtrace run --follow-fork make -j2\n  memtrace stats out.bin"
+)]
+pub struct RunArgs {
+    /// Write the capture to FILE (default: memtrace-<program>.<pid>.bin in the current directory)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the capture file if it exists
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// Do not print where the capture went
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Trace the children the program forks (and programs they exec): each writes <capture>.<pid>
+    #[arg(long = "follow-fork")]
+    pub follow_fork: bool,
+    /// The program and its arguments
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// Environment variable naming the tracker library, overriding the one beside the executable.
+pub const TRACKER_ENV: &str = "MEMTRACE_TRACKER";
+const TRACKER_FILE: &str = "libmemtrace_tracker.so";
+
+/// A failure of memtrace itself (not of the program): one line for the user.
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+/// Runs the program; returns the exit status memtrace should exit with: the program's own, or
+/// 128+N when it died of signal N, or 1 when memtrace could not run it.
+pub fn execute(args: RunArgs) -> i32 {
+    match run(args) {
+        Ok(code) => code,
+        Err(RunError(msg)) => {
+            eprintln!("memtrace: {msg}");
+            1
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<i32, RunError> {
+    let (program, rest) = args
+        .command
+        .split_first()
+        .ok_or_else(|| RunError("no program given".into()))?;
+    let path = program::resolve(program)?;
+    program::check_traceable(&path)?;
+    let tracker = tracker_path()?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| RunError(format!("cannot read the current directory: {e}")))?;
+    let template = match &args.output {
+        Some(out) => {
+            if out.exists() && !args.force {
+                return Err(RunError(format!(
+                    "{} already exists (use -f to overwrite it)",
+                    out.display()
+                )));
+            }
+            let abs = if out.is_absolute() {
+                out.clone()
+            } else {
+                cwd.join(out)
+            };
+            abs.into_os_string()
+        }
+        None => {
+            let name = Path::new(program)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "program".into());
+            cwd.join(format!("memtrace-{name}.{{pid}}.bin"))
+                .into_os_string()
+        }
+    };
+    let status_file = std::env::temp_dir().join(format!("memtrace-status-{}", std::process::id()));
+    let _ = std::fs::remove_file(&status_file);
+
+    let mut preload = tracker.clone().into_os_string();
+    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        preload.push(":");
+        preload.push(existing);
+    }
+    let mut cmd = Command::new(&path);
+    cmd.arg0(program)
+        .args(rest)
+        .env("LD_PRELOAD", &preload)
+        .env("MEMTRACE_OUTPUT", &template)
+        .env("MEMTRACE_STATUS", &status_file)
+        .env_remove("MEMTRACE_PARENT_CAPTURE");
+    if args.force {
+        cmd.env("MEMTRACE_FORCE", "1");
+    }
+    if args.follow_fork {
+        cmd.env("MEMTRACE_FOLLOW_FORK", "1");
+    }
+    let guard = signals::Forwarder::install()
+        .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| RunError(format!("cannot run {}: {e}", path.display())))?;
+    guard.forward_to(child.id());
+    let status = child
+        .wait()
+        .map_err(|e| RunError(format!("lost track of the program: {e}")))?;
+    drop(guard);
+    let code = exit_code(status);
+
+    let capture = PathBuf::from(
+        template
+            .to_string_lossy()
+            .replace("{pid}", &child.id().to_string()),
+    );
+    // Name the capture as the user would: relative to the current directory when inside it.
+    let shown = capture
+        .strip_prefix(&cwd)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| capture.clone());
+    let tracker_msg = std::fs::read_to_string(&status_file).ok();
+    let _ = std::fs::remove_file(&status_file);
+    if !args.quiet {
+        report(&capture, &shown, tracker_msg.as_deref(), status);
+    }
+    Ok(code)
+}
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
+    }
+}
+
+/// The final line: where the capture is and how to look at it, or why there is none.
+fn report(capture: &Path, shown: &Path, tracker_msg: Option<&str>, status: std::process::ExitStatus) {
+    if let Some(msg) = tracker_msg.map(str::trim).filter(|m| !m.is_empty()) {
+        eprintln!("memtrace: {msg}");
+    }
+    if !capture.exists() {
+        eprintln!(
+            "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
+        );
+        return;
+    }
+    let shown = shown.display();
+    match completeness(capture) {
+        Ok(None) => eprintln!("memtrace: wrote {shown}; view it with: memtrace stats {shown}"),
+        Ok(Some(why)) => eprintln!(
+            "memtrace: wrote {shown} (incomplete: {why}); view what was recorded with: memtrace stats {shown}"
+        ),
+        Err(_) if status.signal().is_some() => eprintln!(
+            "memtrace: wrote {shown} (the program was killed); view what was recorded with: memtrace stats {shown}"
+        ),
+        Err(e) => eprintln!("memtrace: wrote {shown}, but it cannot be read: {e}"),
+    }
+}
+
+/// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable.
+fn tracker_path() -> Result<PathBuf, RunError> {
+    if let Some(p) = std::env::var_os(TRACKER_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(RunError(format!(
+                "{TRACKER_ENV} names {}, which does not exist",
+                p.display()
+            )));
+        }
+        return Ok(std::fs::canonicalize(&p).unwrap_or(p));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| RunError(format!("cannot locate memtrace itself: {e}")))?;
+    let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+    let beside = exe.with_file_name(TRACKER_FILE);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    Err(RunError(format!(
+        "cannot find the tracker library {TRACKER_FILE} beside {} (set {TRACKER_ENV} to its path)",
+        exe.display()
+    )))
+}
+
+/// Whether the capture was finished: None when complete, else why not. The trailer sits in the
+/// first chunk place after the header, reserved there when the capture starts.
+fn completeness(capture: &Path) -> Result<Option<String>, String> {
+    use memtrace_format::{
+        trailer_flags, ChunkHeader, ChunkKind, FileHeader, Trailer, CHUNK_HEADER_LEN,
+    };
+    let mut head = Vec::new();
+    std::fs::File::open(capture)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, 128 * 1024), &mut head)
+        })
+        .map_err(|e| e.to_string())?;
+    let (_, len) = FileHeader::decode(&head).map_err(|e| e.to_string())?;
+    let at = FileHeader::data_start(len);
+    let chunk = head.get(at..).and_then(ChunkHeader::decode);
+    let Some(chunk) = chunk.filter(|c| c.kind == ChunkKind::Trailer) else {
+        return Ok(Some(
+            "the program ended before the capture was finished".into(),
+        ));
+    };
+    let body = head
+        .get(at + CHUNK_HEADER_LEN..at + CHUNK_HEADER_LEN + chunk.stored_len as usize)
+        .and_then(Trailer::decode)
+        .ok_or("damaged trailer")?;
+    if body.flags & trailer_flags::WRITE_FAILED != 0 {
+        return Ok(Some(format!(
+            "writing failed (disk full?), {} events dropped",
+            body.records_dropped
+        )));
+    }
+    if body.flags & trailer_flags::SIZE_LIMIT != 0 {
+        return Ok(Some(format!(
+            "size limit reached, {} events dropped",
+            body.records_dropped
+        )));
+    }
+    Ok(None)
+}
