@@ -594,3 +594,36 @@ fn native_frames_are_symbolized_when_the_module_matches() {
     assert_eq!(top.function, None);
     assert!(top.location.contains('+'), "{top:?}");
 }
+
+#[test]
+fn tracker_layout_of_a_killed_process() {
+    // As the tracker lays out a file: the trailer's place reserved (zeros) right after the header,
+    // a staging area per thread, Events chunks after; killed: no trailer, a preallocated zero tail.
+    let mut b = CaptureBuilder::new();
+    b.zeros(72 + 64);
+    let mut c1 = Chunk::new();
+    c1.malloc(30, 0x30, 7);
+    let staging_at = b.staging(1, 1, 1, &c1, 1024, &[]);
+    let mut c0 = Chunk::new();
+    c0.malloc(10, 0x10, 100).malloc(20, 0x20, 200);
+    b.events(1, 1, 0, &c0);
+    b.zeros(1 << 16);
+    let r = report(&b);
+    assert_eq!(r.total_allocations, 3);
+    assert_eq!(r.leaked_bytes, 307);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(has_warning(&r, "incomplete"));
+    assert!(staging_at > 0);
+
+    // The same capture finished: the trailer sits in its reserved place.
+    let mut t = CaptureBuilder::new();
+    let trailer_at = t.file.len();
+    t.trailer(100);
+    let mut bytes = b.bytes();
+    let tb = t.bytes();
+    bytes[trailer_at..tb.len()].copy_from_slice(&tb[trailer_at..]);
+    let r = report_bytes(bytes);
+    assert!(r.complete);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.total_allocations, 3);
+}

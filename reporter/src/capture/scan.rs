@@ -6,6 +6,7 @@
 use hashbrown::{HashMap, HashSet};
 use memtrace_format::{
     trailer_flags, ChunkHeader, ChunkKind, Decoder, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN,
+    CHUNK_MAGIC,
 };
 
 /// A chunk that carries a thread's events (an Events chunk or a live Staging chunk) or metadata.
@@ -81,6 +82,19 @@ fn all_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| b == 0)
 }
 
+/// The offset of the next valid chunk header at or after `from` (8-byte steps).
+fn next_header(file: &[u8], from: usize) -> Option<usize> {
+    let magic = CHUNK_MAGIC.to_le_bytes();
+    let mut pos = from;
+    while pos + CHUNK_HEADER_LEN <= file.len() {
+        if file[pos..pos + 4] == magic && ChunkHeader::decode(&file[pos..]).is_some() {
+            return Some(pos);
+        }
+        pos += CHUNK_ALIGN;
+    }
+    None
+}
+
 /// The first and last tick of the timed records of a raw payload (decoding stops at damage).
 pub fn tick_range(payload: &[u8]) -> Option<(u64, u64)> {
     let mut range: Option<(u64, u64)> = None;
@@ -112,28 +126,24 @@ pub fn scan(file: &[u8], data_start: usize) -> Index {
 
     while pos < len {
         let Some(header) = file.get(pos..).and_then(ChunkHeader::decode) else {
-            // Not a valid header: look for the next one, 8 bytes at a time.
-            let start = pos;
-            let mut next = pos + CHUNK_ALIGN;
-            while next + CHUNK_HEADER_LEN <= len && ChunkHeader::decode(&file[next..]).is_none() {
-                next += CHUNK_ALIGN;
+            // Not a valid header: resume at the next one. Zeros are space that was reserved and
+            // never written (the trailer's place in a capture of a killed process, the end of a
+            // preallocated file); anything else is damage worth a warning.
+            let next = next_header(file, pos + CHUNK_ALIGN);
+            let end = next.unwrap_or(len);
+            if !all_zero(&file[pos..end]) {
+                index.warnings.push(format!(
+                    "skipped {} bytes of damaged data at offset {pos}",
+                    end - pos
+                ));
             }
-            if next + CHUNK_HEADER_LEN > len {
-                // No further header: the rest of the file is a tail.
-                if !all_zero(&file[start..]) {
-                    index.warnings.push(format!(
-                        "skipped {} bytes of damaged data at offset {start}",
-                        len - start
-                    ));
+            match next {
+                Some(n) => {
+                    pos = n;
+                    continue;
                 }
-                break;
+                None => break,
             }
-            index.warnings.push(format!(
-                "skipped {} bytes of damaged data at offset {start}",
-                next - start
-            ));
-            pos = next;
-            continue;
         };
         let total = header.total_len();
         let payload_start = pos + CHUNK_HEADER_LEN;
