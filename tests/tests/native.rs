@@ -248,3 +248,36 @@ fn missing_program_is_one_clear_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("no-such-program-here"), "{stderr}");
 }
+
+#[test]
+fn a_full_disk_never_breaks_the_program() {
+    // RLIMIT_FSIZE stands in for a full disk: the capture cannot grow past 200 KB.
+    let (dir, prog) = setup("full");
+    let cap = dir.join("full.bin");
+    let script = format!(
+        "ulimit -f 200; exec {} run -o {} -- {} threads 4 200000",
+        memtrace_bin().display(),
+        cap.display(),
+        prog.display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(&dir)
+        .output()
+        .expect("bash runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"done threads\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("incomplete"), "{stderr}");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(false));
+    assert!(num(&s, "total_allocations") > 0);
+}
+
+#[test]
+fn unwritable_capture_directory_is_refused_before_running() {
+    let dir = scratch("nodir");
+    let out = memtrace(&["run", "-o", "no/such/dir/x.bin", "true"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}

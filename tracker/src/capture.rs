@@ -48,6 +48,19 @@ pub static CAPTURE: Capture = Capture {
 /// Bytes reserved for the trailer's payload.
 const TRAILER_PAYLOAD: usize = memtrace_format::Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
 
+/// The largest file this process may write (RLIMIT_FSIZE).
+fn file_size_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    lim.rlim_cur
+}
+
 pub fn align(n: u64) -> u64 {
     n.div_ceil(CHUNK_ALIGN as u64) * CHUNK_ALIGN as u64
 }
@@ -55,6 +68,7 @@ pub fn align(n: u64) -> u64 {
 impl Capture {
     /// Maps `fd` (a new, empty file) and writes the file header. Err(errno) on failure.
     pub fn open(&self, fd: i32, header: &[u8]) -> Result<(), i32> {
+        self.fd.store(fd, Ordering::Relaxed);
         let mut mapped = None;
         for len in MAP_SIZES {
             if let Some(p) = sys::map_shared(fd, len) {
@@ -63,7 +77,6 @@ impl Capture {
             }
         }
         let (base, len) = mapped.ok_or(libc::ENOMEM)?;
-        self.fd.store(fd, Ordering::Relaxed);
         self.base.store(base, Ordering::Relaxed);
         self.map_len.store(len, Ordering::Relaxed);
         self.reserved.store(0, Ordering::Relaxed);
@@ -86,9 +99,12 @@ impl Capture {
         !self.closed.load(Ordering::Relaxed)
     }
 
+    /// Writing failed: recording stops (the program runs on untouched, at full speed); what was
+    /// written stays readable and the trailer will say why it ends early.
     pub fn fail(&self, flag: u64) {
         self.flags.fetch_or(flag, Ordering::Relaxed);
         self.closed.store(true, Ordering::Release);
+        crate::ACTIVE.store(false, Ordering::Release);
     }
 
     /// Reserves `len` bytes (a multiple of 8) of backed file space; returns where to write them.
@@ -118,8 +134,14 @@ impl Capture {
         }
         let _errno = sys::ErrnoGuard::new();
         let step = (have / 4).clamp(MIN_STEP, MAX_STEP);
-        let target = (end + step).min(self.map_len.load(Ordering::Relaxed) as u64);
+        // Growing past RLIMIT_FSIZE would send SIGXFSZ, which kills the program: stop before.
+        let limit = file_size_limit();
+        let target = (end + step).min(self.map_len.load(Ordering::Relaxed) as u64).min(limit);
         let fd = self.fd.load(Ordering::Relaxed);
+        if end > target {
+            self.fail(trailer_flags::WRITE_FAILED);
+            return false;
+        }
         let grown = match sys::fallocate(fd, 0, have, target - have) {
             Ok(()) => true,
             // Filesystems without fallocate: extend the file (sparse) instead.

@@ -12,6 +12,9 @@ use memtrace_format::{options, FileHeader, Marker, MAJOR, MINOR};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
+/// A capture of this process was started (and not abandoned by a fork child).
+static STARTED: AtomicBool = AtomicBool::new(false);
+static FINISHED: AtomicBool = AtomicBool::new(false);
 
 #[used]
 #[link_section = ".init_array"]
@@ -39,6 +42,7 @@ extern "C" fn memtrace_init() {
         if let Err(msg) = result {
             report_status(&cfg, &msg);
         } else {
+            STARTED.store(true, Ordering::Release);
             ACTIVE.store(true, Ordering::Release);
         }
         *CONFIG.lock() = Some(cfg);
@@ -64,7 +68,11 @@ fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
     let fd = open_capture(cfg)?;
     let header = file_header(cfg, pid);
     if let Err(e) = CAPTURE.open(fd, &header) {
-        sys::close(fd);
+        CAPTURE.abandon();
+        let mut z = cfg.output.clone();
+        z.push(0);
+        // SAFETY: unlink of the NUL-terminated path of the file just created.
+        unsafe { libc::unlink(z.as_ptr() as *const libc::c_char) };
         return Err(describe(b"cannot write the capture", &cfg.output, e));
     }
     modules::refresh();
@@ -154,7 +162,7 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
 /// Finishes the capture: runs when the library is unloaded at exit (after the program's exit
 /// handlers), flushing every thread, including threads still running.
 extern "C" fn memtrace_fini() {
-    if !ACTIVE.load(Ordering::Acquire) {
+    if !STARTED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
     tls::guarded(|| {
@@ -248,12 +256,13 @@ extern "C" fn fork_child() {
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
-    if !ACTIVE.load(Ordering::Acquire) {
+    if !STARTED.load(Ordering::Acquire) {
         return;
     }
     tls::guarded(|| {
         // The parent's capture is shared memory: the child must never write to it.
         ACTIVE.store(false, Ordering::Release);
+        STARTED.store(false, Ordering::Release);
         CAPTURE.abandon();
         let cfg = CONFIG.lock();
         let Some(cfg) = cfg.as_ref() else { return };
@@ -273,8 +282,12 @@ extern "C" fn fork_child() {
         modules::reset();
         thread::reset_for_new_capture();
         EXIT_MARKED.store(false, Ordering::Relaxed);
+        FINISHED.store(false, Ordering::Relaxed);
         match start_capture(&child, pid) {
-            Ok(()) => ACTIVE.store(true, Ordering::Release),
+            Ok(()) => {
+                STARTED.store(true, Ordering::Release);
+                ACTIVE.store(true, Ordering::Release);
+            }
             Err(msg) => report_status(&child, &msg),
         }
     });

@@ -244,7 +244,7 @@ impl ThreadState {
 
     #[inline]
     fn room(&mut self, n: usize) {
-        if SLOT_CAP - self.used < n {
+        if SLOT_CAP - self.used < n && CAPTURE.is_open() {
             self.flush();
         }
     }
@@ -518,9 +518,7 @@ pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
 #[cold]
 fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u64) -> usize) {
     if t.exited == 0 || t.serial == 0 || !CAPTURE.is_open() {
-        if CAPTURE.is_open() {
-            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let _errno = sys::ErrnoGuard::new();

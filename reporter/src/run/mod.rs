@@ -73,6 +73,14 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
                     out.display()
                 )));
             }
+            let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(RunError(format!(
+                    "cannot write {}: directory {} does not exist",
+                    out.display(),
+                    dir.display()
+                )));
+            }
             let abs = if out.is_absolute() {
                 out.clone()
             } else {
