@@ -1,0 +1,446 @@
+//! Property tests: whatever the Encoder writes, the Decoder reads back identically; damaged
+//! payloads end in an error or fewer records, never a panic.
+
+use memtrace_format::record::{Segment, MAX_EVENT_LEN};
+use memtrace_format::{
+    Allocator, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Encoder, FileHeader, Marker, Record,
+    TickSource, Trailer, MAJOR, MINOR,
+};
+use proptest::prelude::*;
+
+/// One thing to encode. Ticks are deltas from the previous timed record.
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc {
+        allocator: u8,
+        dt: u64,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    },
+    FreeAddr {
+        python: bool,
+        dt: u64,
+        addr: u64,
+    },
+    /// A free of an earlier allocation of the chunk, `pick` choosing which.
+    FreeBack {
+        python: bool,
+        dt: u64,
+        pick: u64,
+    },
+    Munmap {
+        dt: u64,
+        addr: u64,
+        len: u64,
+    },
+    Mremap {
+        dt: u64,
+        old: u64,
+        old_len: u64,
+        new: u64,
+        new_len: u64,
+        stack: u64,
+    },
+    Marker {
+        dt: u64,
+        code: u64,
+    },
+    Stack {
+        id: u64,
+        parent: u64,
+        frame: u64,
+    },
+    NativeFrame {
+        id: u64,
+        addr: u64,
+    },
+    PythonFrame {
+        id: u64,
+        function: u64,
+        file: u64,
+        line: u64,
+    },
+    Str {
+        id: u64,
+        bytes: Vec<u8>,
+    },
+    ThreadName {
+        name: Vec<u8>,
+    },
+    Module {
+        base: u64,
+        path: Vec<u8>,
+        build_id: Vec<u8>,
+        segments: Vec<(u64, u64, u64)>,
+    },
+}
+
+/// Small and large values, to hit every varint length.
+fn val() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0u64..8,
+        0u64..300,
+        any::<u32>().prop_map(u64::from),
+        any::<u64>()
+    ]
+}
+
+fn dt() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..7, 7u64..10_000, 0u64..(1 << 40)]
+}
+
+fn addr() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        0x1000u64..0x2000,
+        0x7f00_0000_0000u64..0x7f00_0010_0000,
+        any::<u64>()
+    ]
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..40)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..12, dt(), addr(), val(), val())
+            .prop_map(|(allocator, dt, addr, size, stack)| Op::Alloc { allocator, dt, addr, size, stack }),
+        2 => (any::<bool>(), dt(), addr()).prop_map(|(python, dt, addr)| Op::FreeAddr { python, dt, addr }),
+        3 => (any::<bool>(), dt(), any::<u64>()).prop_map(|(python, dt, pick)| Op::FreeBack { python, dt, pick }),
+        1 => (dt(), addr(), val()).prop_map(|(dt, addr, len)| Op::Munmap { dt, addr, len }),
+        1 => (dt(), addr(), val(), addr(), val(), val()).prop_map(|(dt, old, old_len, new, new_len, stack)| {
+            Op::Mremap { dt, old, old_len, new, new_len, stack }
+        }),
+        1 => (dt(), val()).prop_map(|(dt, code)| Op::Marker { dt, code }),
+        1 => (val(), val(), val()).prop_map(|(id, parent, frame)| Op::Stack { id, parent, frame }),
+        1 => (val(), addr()).prop_map(|(id, addr)| Op::NativeFrame { id, addr }),
+        1 => (val(), val(), val(), val())
+            .prop_map(|(id, function, file, line)| Op::PythonFrame { id, function, file, line }),
+        1 => (val(), bytes()).prop_map(|(id, bytes)| Op::Str { id, bytes }),
+        1 => bytes().prop_map(|name| Op::ThreadName { name }),
+        1 => (addr(), bytes(), bytes(), proptest::collection::vec((val(), val(), val()), 0..4))
+            .prop_map(|(base, path, build_id, segments)| Op::Module { base, path, build_id, segments }),
+    ]
+}
+
+/// An owned copy of a record, to compare with decoded ones.
+fn owned(r: &Record<'_>) -> String {
+    format!("{r:?}")
+}
+
+/// Encodes `ops`; returns the payload, the expected records (Debug text) and where each record
+/// ends in the payload.
+fn encode(ops: &[Op]) -> (Vec<u8>, Vec<String>, Vec<usize>) {
+    let mut enc = Encoder::new();
+    let mut buf = vec![0u8; 256 + ops.len() * 256];
+    let mut pos = 0usize;
+    let mut tick = 0u64;
+    let mut allocs: Vec<u64> = Vec::new();
+    let mut expected = Vec::new();
+    let mut ends = Vec::new();
+    let mut next_tick = |dt: u64| {
+        tick = tick.saturating_add(dt);
+        tick
+    };
+    for op in ops {
+        let start = pos;
+        // The room the encoder asks callers to keep free for this record.
+        let room = match op {
+            Op::Str { bytes, .. } => Encoder::table_record_len(bytes.len()),
+            Op::ThreadName { name } => Encoder::table_record_len(name.len()),
+            Op::Module {
+                path,
+                build_id,
+                segments,
+                ..
+            } => Encoder::module_len(path, build_id, segments.len()),
+            Op::Stack { .. } | Op::NativeFrame { .. } | Op::PythonFrame { .. } => {
+                Encoder::table_record_len(0)
+            }
+            _ => MAX_EVENT_LEN,
+        };
+        let check_room = |pos: usize| {
+            assert!(
+                pos - start <= room,
+                "{op:?} took {} bytes, room {room}",
+                pos - start
+            )
+        };
+        let rec: Record<'_> = match op.clone() {
+            Op::Alloc {
+                allocator,
+                dt,
+                addr,
+                size,
+                stack,
+            } => {
+                let tick = next_tick(dt);
+                let allocator = Allocator::from_u8(allocator).expect("allocator");
+                pos = enc.alloc(&mut buf, pos, allocator, tick, addr, size, stack);
+                allocs.push(addr);
+                Record::Alloc {
+                    tick,
+                    allocator,
+                    addr,
+                    size,
+                    stack,
+                }
+            }
+            Op::FreeAddr { python, dt, addr } => {
+                let tick = next_tick(dt);
+                pos = enc.free_addr(&mut buf, pos, python, tick, addr);
+                Record::Free { tick, python, addr }
+            }
+            Op::FreeBack { python, dt, pick } => {
+                if allocs.is_empty() {
+                    continue;
+                }
+                let distance = pick % allocs.len() as u64 + 1;
+                let addr = allocs[allocs.len() - distance as usize];
+                assert_eq!(enc.alloc_count(), allocs.len() as u64);
+                let tick = next_tick(dt);
+                pos = enc.free_back(&mut buf, pos, python, tick, distance, addr);
+                Record::Free { tick, python, addr }
+            }
+            Op::Munmap { dt, addr, len } => {
+                let tick = next_tick(dt);
+                pos = enc.munmap(&mut buf, pos, tick, addr, len);
+                Record::Munmap { tick, addr, len }
+            }
+            Op::Mremap {
+                dt,
+                old,
+                old_len,
+                new,
+                new_len,
+                stack,
+            } => {
+                let tick = next_tick(dt);
+                pos = enc.mremap(&mut buf, pos, tick, old, old_len, new, new_len, stack);
+                Record::Mremap {
+                    tick,
+                    old_addr: old,
+                    old_len,
+                    new_addr: new,
+                    new_len,
+                    stack,
+                }
+            }
+            Op::Marker { dt, code } => {
+                let tick = next_tick(dt);
+                let marker = Marker::from_code(code);
+                pos = enc.marker(&mut buf, pos, tick, marker);
+                Record::Marker { tick, marker }
+            }
+            Op::Stack { id, parent, frame } => {
+                pos = enc.stack(&mut buf, pos, id, parent, frame);
+                Record::Stack { id, parent, frame }
+            }
+            Op::NativeFrame { id, addr } => {
+                pos = enc.native_frame(&mut buf, pos, id, addr);
+                Record::NativeFrame { id, addr }
+            }
+            Op::PythonFrame {
+                id,
+                function,
+                file,
+                line,
+            } => {
+                pos = enc.python_frame(&mut buf, pos, id, function, file, line);
+                Record::PythonFrame {
+                    id,
+                    function,
+                    file,
+                    line,
+                }
+            }
+            Op::Str { id, bytes } => {
+                pos = enc.string(&mut buf, pos, id, &bytes);
+                check_room(pos);
+                expected.push(owned(&Record::String { id, bytes: &bytes }));
+                ends.push(pos);
+                continue;
+            }
+            Op::ThreadName { name } => {
+                pos = enc.thread_name(&mut buf, pos, &name);
+                check_room(pos);
+                expected.push(owned(&Record::ThreadName { name: &name }));
+                ends.push(pos);
+                continue;
+            }
+            Op::Module {
+                base,
+                path,
+                build_id,
+                segments,
+            } => {
+                let segments: Vec<Segment> = segments
+                    .into_iter()
+                    .map(|(vaddr, memsz, file_offset)| Segment {
+                        vaddr,
+                        memsz,
+                        file_offset,
+                    })
+                    .collect();
+                pos = enc.module(&mut buf, pos, base, &path, &build_id, &segments);
+                check_room(pos);
+                expected.push(owned(&Record::Module {
+                    base,
+                    path: &path,
+                    build_id: &build_id,
+                    segments,
+                }));
+                ends.push(pos);
+                continue;
+            }
+        };
+        check_room(pos);
+        expected.push(owned(&rec));
+        ends.push(pos);
+    }
+    buf.truncate(pos);
+    (buf, expected, ends)
+}
+
+/// Decodes everything; returns the good records and whether decoding ended in an error.
+fn decode(buf: &[u8]) -> (Vec<String>, bool) {
+    let mut out = Vec::new();
+    let mut failed = false;
+    let mut n = 0usize;
+    for r in Decoder::new(buf) {
+        n += 1;
+        assert!(n <= buf.len() + 1, "the decoder must consume bytes");
+        match r {
+            Ok(r) => out.push(owned(&r)),
+            Err(_) => failed = true,
+        }
+    }
+    (out, failed)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn records_round_trip(ops in proptest::collection::vec(op(), 0..200)) {
+        let (buf, expected, _) = encode(&ops);
+        let (got, failed) = decode(&buf);
+        prop_assert!(!failed);
+        prop_assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn truncated_payloads_give_a_prefix(ops in proptest::collection::vec(op(), 1..100),
+                                        cut in any::<prop::sample::Index>()) {
+        let (buf, expected, ends) = encode(&ops);
+        let keep = cut.index(buf.len() + 1);
+        let (got, failed) = decode(&buf[..keep]);
+        let complete = ends.iter().filter(|&&e| e <= keep).count();
+        // Every record that fits is read back; a record cut short is an error, never a wrong record.
+        prop_assert_eq!(&got[..], &expected[..complete]);
+        prop_assert_eq!(failed, keep != ends.get(complete.wrapping_sub(1)).copied().unwrap_or(0));
+    }
+
+    #[test]
+    fn corrupted_payloads_never_panic(ops in proptest::collection::vec(op(), 1..100),
+                                      flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..8)) {
+        let (mut buf, expected, ends) = encode(&ops);
+        prop_assume!(!buf.is_empty());
+        let mut first = buf.len();
+        for (at, x) in flips {
+            let i = at.index(buf.len());
+            first = first.min(i);
+            buf[i] ^= x;
+        }
+        let (got, _) = decode(&buf);
+        // Records that end before the first damaged byte are intact.
+        let intact = ends.iter().filter(|&&e| e <= first).count();
+        prop_assert!(got.len() >= intact);
+        prop_assert_eq!(&got[..intact], &expected[..intact]);
+    }
+
+    #[test]
+    fn random_payloads_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode(&buf);
+        let _ = Trailer::decode(&buf);
+        let _ = ChunkHeader::decode(&buf);
+        let _ = FileHeader::decode(&buf);
+    }
+
+    #[test]
+    fn trailer_round_trip(v in proptest::array::uniform6(any::<u64>())) {
+        let t = Trailer {
+            end_mono_ns: v[0],
+            end_tick: v[1],
+            records_written: v[2],
+            records_dropped: v[3],
+            flags: v[4],
+            threads: v[5],
+        };
+        let mut buf = [0u8; Trailer::MAX_LEN];
+        let n = t.encode(&mut buf);
+        prop_assert_eq!(Trailer::decode(&buf[..n]), Some(t));
+    }
+
+    #[test]
+    fn chunk_header_round_trip(kind in 1u8..=4, zstd in any::<bool>(), a in any::<[u32; 6]>(),
+                               t in any::<[u64; 4]>(), flags in any::<u16>()) {
+        let h = ChunkHeader {
+            kind: ChunkKind::from_u8(kind).expect("kind"),
+            codec: if zstd { ChunkCodec::Zstd } else { ChunkCodec::Raw },
+            flags,
+            thread_serial: a[0],
+            tid: a[1],
+            seq: a[2],
+            stored_len: a[3] % (64 << 20),
+            raw_len: a[4] % (64 << 20),
+            record_count: a[5],
+            first_tick: t[0],
+            last_tick: t[1],
+            flush_mono_ns: t[2],
+            flush_tick: t[3],
+        };
+        let b = h.encode();
+        prop_assert_eq!(ChunkHeader::decode(&b), Some(h));
+        // Any single flipped bit of a covered field is caught.
+        for i in 0..64usize {
+            if h.kind == ChunkKind::Staging && (24..48).contains(&i) {
+                continue;
+            }
+            let mut c = b;
+            c[i] ^= 1 << (i % 8);
+            prop_assert_eq!(ChunkHeader::decode(&c), None);
+        }
+    }
+
+    #[test]
+    fn file_header_round_trip(pid in any::<u32>(), ppid in any::<u32>(), v in any::<[u64; 4]>(),
+                              tsc in proptest::option::of(0u8..64),
+                              argv in proptest::collection::vec(bytes(), 0..6), exe in bytes()) {
+        let h = FileHeader {
+            major: MAJOR,
+            minor: MINOR,
+            pid,
+            ppid,
+            start_realtime_ns: v[0],
+            start_mono_ns: v[1],
+            start_tick: v[2],
+            tick_source: match tsc {
+                Some(shift) => TickSource::Tsc { shift },
+                None => TickSource::MonotonicNs,
+            },
+            options: v[3],
+            argv,
+            exe,
+            tool_version: b"1.2.3".to_vec(),
+        };
+        let bytes = h.encode();
+        let (back, len) = FileHeader::decode(&bytes).expect("decodes");
+        prop_assert_eq!(back, h);
+        prop_assert_eq!(len, bytes.len());
+        for cut in 0..bytes.len() {
+            prop_assert!(FileHeader::decode(&bytes[..cut]).is_err());
+        }
+    }
+}
