@@ -113,7 +113,10 @@ impl FileHeader {
             put_bytes(&mut out, arg);
         }
         put_bytes(&mut out, &self.exe[..self.exe.len().min(4096)]);
-        put_bytes(&mut out, &self.tool_version[..self.tool_version.len().min(256)]);
+        put_bytes(
+            &mut out,
+            &self.tool_version[..self.tool_version.len().min(256)],
+        );
         let len = out.len() as u32;
         out[12..16].copy_from_slice(&len.to_le_bytes());
         let crc = crc32fast::hash(&out[FIXED_LEN..]);
@@ -143,7 +146,7 @@ impl FileHeader {
             return Err(HeaderError::UnsupportedVersion { major, minor });
         }
         let len = u32::from_le_bytes([buf[12], buf[13], buf[14], buf[15]]) as usize;
-        if len < FIXED_LEN || len > MAX_HEADER_LEN {
+        if !(FIXED_LEN..=MAX_HEADER_LEN).contains(&len) {
             return Err(HeaderError::Corrupt("impossible header length"));
         }
         if buf.len() < len {
@@ -172,7 +175,10 @@ impl FileHeader {
         let options = next().ok_or(bad.clone())?;
         let take_bytes = |pos: &mut usize| -> Result<Vec<u8>, HeaderError> {
             let n = varint::get(body, pos).ok_or(bad.clone())? as usize;
-            let end = pos.checked_add(n).filter(|&e| e <= body.len()).ok_or(bad.clone())?;
+            let end = pos
+                .checked_add(n)
+                .filter(|&e| e <= body.len())
+                .ok_or(bad.clone())?;
             let v = body[*pos..end].to_vec();
             *pos = end;
             Ok(v)
@@ -237,14 +243,23 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let bytes = sample().encode();
-        assert_eq!(FileHeader::decode(b"hello world, not a capture"), Err(HeaderError::NotACapture));
+        assert_eq!(
+            FileHeader::decode(b"hello world, not a capture"),
+            Err(HeaderError::NotACapture)
+        );
         assert_eq!(FileHeader::decode(&bytes[..30]), Err(HeaderError::TooShort));
         let mut v2 = bytes.clone();
         v2[8] = 2;
-        assert!(matches!(FileHeader::decode(&v2), Err(HeaderError::UnsupportedVersion { major: 2, .. })));
+        assert!(matches!(
+            FileHeader::decode(&v2),
+            Err(HeaderError::UnsupportedVersion { major: 2, .. })
+        ));
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0x55;
-        assert!(matches!(FileHeader::decode(&flipped), Err(HeaderError::Corrupt(_))));
+        assert!(matches!(
+            FileHeader::decode(&flipped),
+            Err(HeaderError::Corrupt(_))
+        ));
     }
 }

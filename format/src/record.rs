@@ -145,8 +145,16 @@ pub enum Record<'a> {
         stack: u64,
     },
     /// A free; `python` for pymalloc_free, else free() or the free half of a realloc.
-    Free { tick: u64, python: bool, addr: u64 },
-    Munmap { tick: u64, addr: u64, len: u64 },
+    Free {
+        tick: u64,
+        python: bool,
+        addr: u64,
+    },
+    Munmap {
+        tick: u64,
+        addr: u64,
+        len: u64,
+    },
     Mremap {
         tick: u64,
         old_addr: u64,
@@ -156,9 +164,16 @@ pub enum Record<'a> {
         stack: u64,
     },
     /// Stack `id` is frame `frame` called from stack `parent` (0 = the root).
-    Stack { id: u64, parent: u64, frame: u64 },
+    Stack {
+        id: u64,
+        parent: u64,
+        frame: u64,
+    },
     /// Frame `id` is the native instruction address `addr` (a return address).
-    NativeFrame { id: u64, addr: u64 },
+    NativeFrame {
+        id: u64,
+        addr: u64,
+    },
     /// Frame `id` is a Python frame: strings `function` and `file`, executing `line`.
     PythonFrame {
         id: u64,
@@ -166,17 +181,29 @@ pub enum Record<'a> {
         file: u64,
         line: u64,
     },
-    String { id: u64, bytes: &'a [u8] },
-    ThreadName { name: &'a [u8] },
+    String {
+        id: u64,
+        bytes: &'a [u8],
+    },
+    ThreadName {
+        name: &'a [u8],
+    },
     Module {
         base: u64,
         path: &'a [u8],
         build_id: &'a [u8],
         segments: Vec<Segment>,
     },
-    Marker { tick: u64, marker: Marker },
+    Marker {
+        tick: u64,
+        marker: Marker,
+    },
     /// A record type added by a later minor version; readers skip it.
-    Extended { tick: u64, kind: u64, payload: &'a [u8] },
+    Extended {
+        tick: u64,
+        kind: u64,
+        payload: &'a [u8],
+    },
 }
 
 impl Record<'_> {
@@ -242,6 +269,7 @@ impl Encoder {
     }
 
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn alloc(
         &mut self,
         buf: &mut [u8],
@@ -271,15 +299,30 @@ impl Encoder {
         distance: u64,
         addr: u64,
     ) -> usize {
-        let t = if python { rtype::PYFREE_BACK } else { rtype::FREE_BACK };
+        let t = if python {
+            rtype::PYFREE_BACK
+        } else {
+            rtype::FREE_BACK
+        };
         let pos = self.head(buf, pos, t, tick);
         self.prev_addr = addr;
         put(buf, pos, distance)
     }
 
     #[inline]
-    pub fn free_addr(&mut self, buf: &mut [u8], pos: usize, python: bool, tick: u64, addr: u64) -> usize {
-        let t = if python { rtype::PYFREE_ADDR } else { rtype::FREE_ADDR };
+    pub fn free_addr(
+        &mut self,
+        buf: &mut [u8],
+        pos: usize,
+        python: bool,
+        tick: u64,
+        addr: u64,
+    ) -> usize {
+        let t = if python {
+            rtype::PYFREE_ADDR
+        } else {
+            rtype::FREE_ADDR
+        };
         let pos = self.head(buf, pos, t, tick);
         self.addr(buf, pos, addr)
     }
@@ -368,7 +411,10 @@ impl Encoder {
 
     /// Room needed by a module record.
     pub fn module_len(path: &[u8], build_id: &[u8], segments: usize) -> usize {
-        1 + 3 * varint::MAX_VARINT_LEN + path.len() + build_id.len() + segments * 3 * varint::MAX_VARINT_LEN
+        1 + 3 * varint::MAX_VARINT_LEN
+            + path.len()
+            + build_id.len()
+            + segments * 3 * varint::MAX_VARINT_LEN
     }
 
     pub fn module(
@@ -491,13 +537,17 @@ impl<'a> Decoder<'a> {
         let rtype = b0 >> 3;
         let mut delta = u64::from(b0 & 7);
         if delta == 7 {
-            delta = self.var()?.checked_add(7).ok_or_else(|| self.err("tick overflow"))?;
+            delta = self
+                .var()?
+                .checked_add(7)
+                .ok_or_else(|| self.err("tick overflow"))?;
         }
         let tick = self.prev_tick.wrapping_add(delta);
         self.prev_tick = tick;
         let rec = match rtype {
             0..=11 => {
-                let allocator = Allocator::from_u8(rtype).ok_or_else(|| self.err("bad allocator"))?;
+                let allocator =
+                    Allocator::from_u8(rtype).ok_or_else(|| self.err("bad allocator"))?;
                 let addr = self.addr()?;
                 let size = self.var()?;
                 let stack = self.var()?;
@@ -566,7 +616,9 @@ impl<'a> Decoder<'a> {
                 id: self.var()?,
                 bytes: self.bytes()?,
             },
-            rtype::THREAD_NAME => Record::ThreadName { name: self.bytes()? },
+            rtype::THREAD_NAME => Record::ThreadName {
+                name: self.bytes()?,
+            },
             rtype::MODULE => {
                 let base = self.var()?;
                 let path = self.bytes()?;

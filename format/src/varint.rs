@@ -54,7 +54,16 @@ mod tests {
 
     #[test]
     fn round_trip_edges() {
-        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX - 1, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            u32::MAX as u64,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut buf = [0u8; MAX_VARINT_LEN];
             let end = put(&mut buf, 0, v);
             let mut pos = 0;

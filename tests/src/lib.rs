@@ -73,7 +73,14 @@ pub fn memtrace(args: &[&str], dir: &Path) -> Output {
 /// Runs `program args` under `memtrace run -q -o <capture>` and returns the capture path.
 pub fn record(dir: &Path, capture: &str, program: &Path, args: &[&str]) -> (PathBuf, Output) {
     let cap = dir.join(capture);
-    let mut all = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path"), "--"];
+    let mut all = vec![
+        "run",
+        "-q",
+        "-f",
+        "-o",
+        cap.to_str().expect("utf-8 path"),
+        "--",
+    ];
     let prog = program.to_str().expect("utf-8 path");
     all.push(prog);
     all.extend_from_slice(args);

@@ -51,7 +51,12 @@ fn realloc_chain_is_a_free_and_an_allocation_each() {
     assert_eq!(d.allocator("realloc"), 10);
     assert_eq!(d.get("total_allocations"), 11);
     // 16, then 32, 64, ..., 16384
-    assert_eq!(d.get("total_bytes"), 16 + (32..=16384).filter(|s: &i64| s.count_ones() == 1).sum::<i64>());
+    assert_eq!(
+        d.get("total_bytes"),
+        16 + (32..=16384)
+            .filter(|s: &i64| s.count_ones() == 1)
+            .sum::<i64>()
+    );
     assert_eq!(d.get("peak_bytes"), 16384);
     assert_eq!(d.get("leaked_bytes"), 0);
 }
@@ -60,7 +65,13 @@ fn realloc_chain_is_a_free_and_an_allocation_each() {
 fn aligned_allocators_are_named() {
     let (dir, prog) = setup("aligned");
     let d = Delta::of(&dir, &prog, &["aligned"]);
-    for name in ["posix_memalign", "aligned_alloc", "memalign", "valloc", "pvalloc"] {
+    for name in [
+        "posix_memalign",
+        "aligned_alloc",
+        "memalign",
+        "valloc",
+        "pvalloc",
+    ] {
         assert_eq!(d.allocator(name), 1, "{name}");
     }
     assert_eq!(d.get("total_bytes"), 1000 + 2048 + 3000 + 5000 + 6000);
@@ -129,7 +140,17 @@ fn follow_fork_writes_the_child_capture() {
     let (dir, prog) = setup("follow");
     let cap = dir.join("run.bin");
     let out = memtrace(
-        &["run", "-q", "--follow-fork", "-o", cap.to_str().unwrap(), "--", prog.to_str().unwrap(), "fork", "5"],
+        &[
+            "run",
+            "-q",
+            "--follow-fork",
+            "-o",
+            cap.to_str().unwrap(),
+            "--",
+            prog.to_str().unwrap(),
+            "fork",
+            "5",
+        ],
         &dir,
     );
     assert!(out.status.success(), "{out:?}");
@@ -137,7 +158,12 @@ fn follow_fork_writes_the_child_capture() {
         .expect("dir")
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("run.bin."))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("run.bin.")
+        })
         .collect();
     assert_eq!(children.len(), 1, "{children:?}");
     let child = stats(&children[0]);
@@ -166,7 +192,10 @@ fn sigkill_leaves_a_readable_capture() {
     let (base, _) = record(&dir, "base.bin", &prog, &["none"]);
     let s = stats(&cap);
     let b = stats(&base);
-    assert_eq!(num(&s, "total_allocations") - num(&b, "total_allocations"), 100);
+    assert_eq!(
+        num(&s, "total_allocations") - num(&b, "total_allocations"),
+        100
+    );
     assert_eq!(num(&s, "leaked_bytes") - num(&b, "leaked_bytes"), 1000);
     assert_eq!(s["complete"].as_bool(), Some(false));
 }
@@ -175,11 +204,16 @@ fn sigkill_leaves_a_readable_capture() {
 fn stdout_and_stdin_are_untouched() {
     let dir = scratch("stdio");
     let prog = compile("patterns", &dir);
-    let input: String = (0..2000).map(|i| format!("line {i} {}\n", "x".repeat(i % 97))).collect();
+    let input: String = (0..2000)
+        .map(|i| format!("line {i} {}\n", "x".repeat(i % 97)))
+        .collect();
     let run = |traced: bool| {
         let mut cmd = if traced {
             let mut c = std::process::Command::new(memtrace_bin());
-            c.args(["run", "-q", "-f", "-o"]).arg(dir.join("io.bin")).arg("--").arg(&prog);
+            c.args(["run", "-q", "-f", "-o"])
+                .arg(dir.join("io.bin"))
+                .arg("--")
+                .arg(&prog);
             c
         } else {
             std::process::Command::new(&prog)
@@ -190,7 +224,12 @@ fn stdout_and_stdin_are_untouched() {
             .current_dir(&dir);
         let mut child = cmd.spawn().expect("spawn");
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().expect("output")
     };
     let plain = run(false);
@@ -203,7 +242,10 @@ fn stdout_and_stdin_are_untouched() {
 #[test]
 fn ls_runs_unchanged_and_names_its_capture() {
     let dir = scratch("ls");
-    let plain = std::process::Command::new("ls").args(["-la", "/usr"]).output().unwrap();
+    let plain = std::process::Command::new("ls")
+        .args(["-la", "/usr"])
+        .output()
+        .unwrap();
     let out = memtrace(&["run", "ls", "-la", "/usr"], &dir);
     assert_eq!(out.stdout, plain.stdout);
     assert_eq!(out.status.code(), Some(0));

@@ -43,7 +43,8 @@ unsafe impl GlobalAlloc for RealAllocator {
             }
         }
         // SAFETY: the layout is valid (it was valid for the old block).
-        let new = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        let new =
+            unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
         if !new.is_null() {
             // SAFETY: both blocks hold at least min(old, new) bytes.
             unsafe {

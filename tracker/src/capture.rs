@@ -5,7 +5,9 @@
 use crate::lock::SpinLock;
 use crate::sys;
 use memtrace_format::{trailer_flags, ChunkHeader, CHUNK_ALIGN, CHUNK_HEADER_LEN};
-use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
 
 /// Virtual size reserved for the mapping; a capture cannot grow beyond it.
 const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
@@ -46,7 +48,8 @@ pub static CAPTURE: Capture = Capture {
 };
 
 /// Bytes reserved for the trailer's payload.
-const TRAILER_PAYLOAD: usize = memtrace_format::Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
+const TRAILER_PAYLOAD: usize =
+    memtrace_format::Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
 
 /// The largest file this process may write (RLIMIT_FSIZE).
 fn file_size_limit() -> u64 {
@@ -55,7 +58,9 @@ fn file_size_limit() -> u64 {
         rlim_max: 0,
     };
     // SAFETY: getrlimit fills a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
         return u64::MAX;
     }
     lim.rlim_cur
@@ -91,7 +96,8 @@ impl Capture {
         unsafe { core::ptr::copy_nonoverlapping(header.as_ptr(), p, header.len()) };
         let trailer_len = CHUNK_HEADER_LEN as u64 + TRAILER_PAYLOAD as u64;
         let at = self.reserve(trailer_len).ok_or(libc::ENOSPC)?;
-        self.trailer_at.store(at as u64 - base as u64, Ordering::Relaxed);
+        self.trailer_at
+            .store(at as u64 - base as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -136,7 +142,9 @@ impl Capture {
         let step = (have / 4).clamp(MIN_STEP, MAX_STEP);
         // Growing past RLIMIT_FSIZE would send SIGXFSZ, which kills the program: stop before.
         let limit = file_size_limit();
-        let target = (end + step).min(self.map_len.load(Ordering::Relaxed) as u64).min(limit);
+        let target = (end + step)
+            .min(self.map_len.load(Ordering::Relaxed) as u64)
+            .min(limit);
         let fd = self.fd.load(Ordering::Relaxed);
         if end > target {
             self.fail(trailer_flags::WRITE_FAILED);
@@ -167,7 +175,11 @@ impl Capture {
         };
         // SAFETY: `total` bytes at p are reserved for this chunk alone.
         unsafe {
-            core::ptr::copy_nonoverlapping(payload.as_ptr(), p.add(CHUNK_HEADER_LEN), payload.len());
+            core::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                p.add(CHUNK_HEADER_LEN),
+                payload.len(),
+            );
             fence(Ordering::Release);
             let h = header.encode();
             core::ptr::copy_nonoverlapping(h.as_ptr(), p, CHUNK_HEADER_LEN);

@@ -170,7 +170,14 @@ fn realloc_from_arena(r: Option<&Real>, p: *mut c_void, size: size_t) -> *mut c_
 
 /// Records a realloc that returned `new` for `old` (either may be null), with the tick taken
 /// before the call for the free half.
-fn record_realloc(t: &mut tls::Tls, old: *mut c_void, new: *mut c_void, size: u64, before: u64, ret: usize) {
+fn record_realloc(
+    t: &mut tls::Tls,
+    old: *mut c_void,
+    new: *mut c_void,
+    size: u64,
+    before: u64,
+    ret: usize,
+) {
     if new.is_null() {
         if size == 0 && !old.is_null() {
             // realloc(p, 0) freed p.
@@ -203,7 +210,12 @@ unsafe extern "C" fn hook_realloc(p: *mut c_void, size: size_t, ret: usize) -> *
     new
 }
 
-unsafe extern "C" fn hook_reallocarray(p: *mut c_void, n: size_t, size: size_t, ret: usize) -> *mut c_void {
+unsafe extern "C" fn hook_reallocarray(
+    p: *mut c_void,
+    n: size_t,
+    size: size_t,
+    ret: usize,
+) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
         // SAFETY: errno slot of this thread.
         unsafe { *libc::__errno_location() = libc::ENOMEM };
@@ -213,7 +225,12 @@ unsafe extern "C" fn hook_reallocarray(p: *mut c_void, n: size_t, size: size_t, 
     unsafe { hook_realloc(p, total, ret) }
 }
 
-unsafe extern "C" fn hook_posix_memalign(out: *mut *mut c_void, align: size_t, size: size_t, ret: usize) -> c_int {
+unsafe extern "C" fn hook_posix_memalign(
+    out: *mut *mut c_void,
+    align: size_t,
+    size: size_t,
+    ret: usize,
+) -> c_int {
     let Some(r) = real() else {
         let p = real::arena_alloc(size, align);
         // SAFETY: out is the caller's result pointer.
@@ -229,7 +246,13 @@ unsafe extern "C" fn hook_posix_memalign(out: *mut *mut c_void, align: size_t, s
     if rc == 0 {
         // SAFETY: on success the real function stored the block in *out.
         let p = unsafe { *out };
-        thread::record_alloc(t, Allocator::PosixMemalign, p as u64, size as u64, ret as u64);
+        thread::record_alloc(
+            t,
+            Allocator::PosixMemalign,
+            p as u64,
+            size as u64,
+            ret as u64,
+        );
     }
     leave(t);
     rc
@@ -260,15 +283,32 @@ fn aligned(
 }
 
 unsafe extern "C" fn hook_aligned_alloc(align: size_t, size: size_t, ret: usize) -> *mut c_void {
-    aligned(Allocator::AlignedAlloc, real().and_then(|r| r.aligned_alloc), align, size, ret)
+    aligned(
+        Allocator::AlignedAlloc,
+        real().and_then(|r| r.aligned_alloc),
+        align,
+        size,
+        ret,
+    )
 }
 
 unsafe extern "C" fn hook_memalign(align: size_t, size: size_t, ret: usize) -> *mut c_void {
-    aligned(Allocator::Memalign, real().and_then(|r| r.memalign), align, size, ret)
+    aligned(
+        Allocator::Memalign,
+        real().and_then(|r| r.memalign),
+        align,
+        size,
+        ret,
+    )
 }
 
 /// valloc and pvalloc: (size) → page-aligned block.
-fn page_aligned(allocator: Allocator, f: Option<unsafe extern "C" fn(size_t) -> *mut c_void>, size: size_t, ret: usize) -> *mut c_void {
+fn page_aligned(
+    allocator: Allocator,
+    f: Option<unsafe extern "C" fn(size_t) -> *mut c_void>,
+    size: size_t,
+    ret: usize,
+) -> *mut c_void {
     let (Some(_), Some(f)) = (real(), f) else {
         return real::arena_alloc(size, 4096);
     };
@@ -290,7 +330,12 @@ unsafe extern "C" fn hook_valloc(size: size_t, ret: usize) -> *mut c_void {
 }
 
 unsafe extern "C" fn hook_pvalloc(size: size_t, ret: usize) -> *mut c_void {
-    page_aligned(Allocator::Pvalloc, real().and_then(|r| r.pvalloc), size, ret)
+    page_aligned(
+        Allocator::Pvalloc,
+        real().and_then(|r| r.pvalloc),
+        size,
+        ret,
+    )
 }
 
 unsafe extern "C" fn hook_mmap(
@@ -304,7 +349,9 @@ unsafe extern "C" fn hook_mmap(
 ) -> *mut c_void {
     let Some(r) = real() else {
         // SAFETY: the raw system call has the same contract.
-        return unsafe { libc::syscall(libc::SYS_mmap, addr, len, prot, flags, fd, off) as *mut c_void };
+        return unsafe {
+            libc::syscall(libc::SYS_mmap, addr, len, prot, flags, fd, off) as *mut c_void
+        };
     };
     let anonymous = flags & libc::MAP_ANONYMOUS != 0;
     let t = if anonymous { enter() } else { None };
@@ -355,7 +402,9 @@ unsafe extern "C" fn hook_mremap(
     let f = real().and_then(|r| r.mremap);
     let Some(f) = f else {
         // SAFETY: the raw system call has the same contract.
-        return unsafe { libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr) as *mut c_void };
+        return unsafe {
+            libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr) as *mut c_void
+        };
     };
     let Some(t) = enter() else {
         // SAFETY: forwarding the caller's request.
@@ -365,7 +414,13 @@ unsafe extern "C" fn hook_mremap(
     // SAFETY: forwarding the caller's request.
     let p = unsafe { f(old, old_len, new_len, flags, new_addr) };
     if p != libc::MAP_FAILED {
-        thread::record_mremap(t, (old as u64, old_len as u64), (p as u64, new_len as u64), ret as u64, before);
+        thread::record_mremap(
+            t,
+            (old as u64, old_len as u64),
+            (p as u64, new_len as u64),
+            ret as u64,
+            before,
+        );
     }
     leave(t);
     p

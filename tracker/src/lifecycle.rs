@@ -57,7 +57,9 @@ fn own_path() -> Vec<u8> {
     // SAFETY: as above; dli_fname is a NUL-terminated string owned by the loader.
     unsafe {
         if libc::dladdr(here, &mut info) != 0 && !info.dli_fname.is_null() {
-            return core::ffi::CStr::from_ptr(info.dli_fname).to_bytes().to_vec();
+            return core::ffi::CStr::from_ptr(info.dli_fname)
+                .to_bytes()
+                .to_vec();
         }
     }
     b"libmemtrace_tracker.so".to_vec()
@@ -84,7 +86,12 @@ fn open_capture(cfg: &Config) -> Result<c_int, Vec<u8>> {
     let mut path = cfg.output.clone();
     let mut attempt = 1u32;
     loop {
-        let flags = base_flags | if cfg.force { libc::O_TRUNC } else { libc::O_EXCL };
+        let flags = base_flags
+            | if cfg.force {
+                libc::O_TRUNC
+            } else {
+                libc::O_EXCL
+            };
         let mut z = path.clone();
         z.push(0);
         match sys::open(&z, flags, 0o644) {
@@ -106,7 +113,11 @@ fn describe(what: &[u8], path: &[u8], errno: c_int) -> Vec<u8> {
     msg.extend_from_slice(b" ");
     msg.extend_from_slice(path);
     msg.extend_from_slice(b": ");
-    msg.extend_from_slice(std::io::Error::from_raw_os_error(errno).to_string().as_bytes());
+    msg.extend_from_slice(
+        std::io::Error::from_raw_os_error(errno)
+            .to_string()
+            .as_bytes(),
+    );
     msg
 }
 
@@ -116,7 +127,11 @@ fn report_status(cfg: &Config, msg: &[u8]) {
     let Some(path) = &cfg.status else { return };
     let mut z = path.clone();
     z.push(0);
-    if let Ok(fd) = sys::open(&z, libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC, 0o600) {
+    if let Ok(fd) = sys::open(
+        &z,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
+        0o600,
+    ) {
         let mut line = msg.to_vec();
         line.push(b'\n');
         let _ = sys::write_all(fd, &line);
@@ -193,7 +208,8 @@ static REAL_MAIN: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "C" fn main_wrapper(argc: c_int, argv: *mut *mut i8, envp: *mut *mut i8) -> c_int {
     // SAFETY: REAL_MAIN holds the program's main, stored by __libc_start_main below.
-    let main: MainFn = unsafe { core::mem::transmute::<usize, MainFn>(REAL_MAIN.load(Ordering::Acquire)) };
+    let main: MainFn =
+        unsafe { core::mem::transmute::<usize, MainFn>(REAL_MAIN.load(Ordering::Acquire)) };
     // SAFETY: calling the program's main as libc would.
     let status = unsafe { main(argc, argv, envp) };
     exit_snapshot();

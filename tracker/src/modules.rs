@@ -30,7 +30,11 @@ pub fn reset() {
     LAST_ADDS.store(u64::MAX, Ordering::Relaxed);
 }
 
-unsafe extern "C" fn read_adds(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+unsafe extern "C" fn read_adds(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: the loader passes a valid info; data is the &mut u64 given below.
     unsafe { *(data as *mut u64) = (*info).dlpi_adds };
     1
@@ -56,12 +60,16 @@ struct Collected {
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
-unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+unsafe extern "C" fn collect(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
     // SAFETY: the loader passes a valid info for the duration of the call; data is &mut Collected.
     let (info, c) = unsafe { (&*info, &mut *(data as *mut Collected)) };
     let base = info.dlpi_addr;
@@ -98,14 +106,18 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: 
             });
         } else if ph.p_type == libc::PT_NOTE && build_id.is_empty() {
             // SAFETY: a loaded PT_NOTE segment is mapped at base + p_vaddr for p_memsz bytes.
-            let notes = unsafe { core::slice::from_raw_parts((base + ph.p_vaddr) as *const u8, ph.p_memsz as usize) };
+            let notes = unsafe {
+                core::slice::from_raw_parts((base + ph.p_vaddr) as *const u8, ph.p_memsz as usize)
+            };
             build_id = find_build_id(notes);
         }
     }
     let need = Encoder::module_len(path, build_id, segments.len());
     let at = c.buf.len();
     c.buf.resize(at + need, 0);
-    let end = c.enc.module(&mut c.buf, at, base, path, build_id, &segments);
+    let end = c
+        .enc
+        .module(&mut c.buf, at, base, path, build_id, &segments);
     c.buf.truncate(end);
     c.count += 1;
     0
@@ -115,7 +127,9 @@ unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: usize, data: 
 fn find_build_id(notes: &[u8]) -> &[u8] {
     let mut pos = 0usize;
     while pos + 12 <= notes.len() {
-        let word = |i: usize| u32::from_ne_bytes([notes[i], notes[i + 1], notes[i + 2], notes[i + 3]]) as usize;
+        let word = |i: usize| {
+            u32::from_ne_bytes([notes[i], notes[i + 1], notes[i + 2], notes[i + 3]]) as usize
+        };
         let (namesz, descsz, ntype) = (word(pos), word(pos + 4), word(pos + 8));
         let name_at = pos + 12;
         let desc_at = name_at + namesz.div_ceil(4) * 4;

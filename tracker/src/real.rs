@@ -14,7 +14,8 @@ type PosixMemalignFn = unsafe extern "C" fn(*mut *mut c_void, size_t, size_t) ->
 type AlignFn = unsafe extern "C" fn(size_t, size_t) -> *mut c_void;
 type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
 type MunmapFn = unsafe extern "C" fn(*mut c_void, size_t) -> c_int;
-type MremapFn = unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, *mut c_void) -> *mut c_void;
+type MremapFn =
+    unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, *mut c_void) -> *mut c_void;
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type MainFn = unsafe extern "C" fn(c_int, *mut *mut i8, *mut *mut i8) -> c_int;
 pub type StartMainFn = unsafe extern "C" fn(
@@ -62,7 +63,7 @@ fn sym(name: &core::ffi::CStr) -> *mut c_void {
 }
 
 macro_rules! required {
-    ($name:literal) => {{
+    ($name:literal, $ty:ty) => {{
         let p = sym($name);
         if p.is_null() {
             // Without the real allocator nothing can run: say so and stop.
@@ -73,18 +74,18 @@ macro_rules! required {
             unsafe { libc::abort() };
         }
         // SAFETY: the symbol has the C signature of the libc function of that name.
-        unsafe { core::mem::transmute::<*mut c_void, _>(p) }
+        unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
     }};
 }
 
 macro_rules! optional {
-    ($name:literal) => {{
+    ($name:literal, $ty:ty) => {{
         let p = sym($name);
         if p.is_null() {
             None
         } else {
             // SAFETY: the symbol has the C signature of the libc function of that name.
-            Some(unsafe { core::mem::transmute::<*mut c_void, _>(p) })
+            Some(unsafe { core::mem::transmute::<*mut c_void, $ty>(p) })
         }
     }};
 }
@@ -114,20 +115,20 @@ fn resolve() -> Option<&'static Real> {
         return None;
     }
     let real = Real {
-        malloc: required!(c"malloc"),
-        free: required!(c"free"),
-        calloc: required!(c"calloc"),
-        realloc: required!(c"realloc"),
-        posix_memalign: required!(c"posix_memalign"),
-        aligned_alloc: optional!(c"aligned_alloc"),
-        memalign: optional!(c"memalign"),
-        valloc: optional!(c"valloc"),
-        pvalloc: optional!(c"pvalloc"),
-        mmap: required!(c"mmap"),
-        munmap: required!(c"munmap"),
-        mremap: optional!(c"mremap"),
-        exit: optional!(c"exit"),
-        libc_start_main: optional!(c"__libc_start_main"),
+        malloc: required!(c"malloc", MallocFn),
+        free: required!(c"free", FreeFn),
+        calloc: required!(c"calloc", CallocFn),
+        realloc: required!(c"realloc", ReallocFn),
+        posix_memalign: required!(c"posix_memalign", PosixMemalignFn),
+        aligned_alloc: optional!(c"aligned_alloc", AlignFn),
+        memalign: optional!(c"memalign", AlignFn),
+        valloc: optional!(c"valloc", MallocFn),
+        pvalloc: optional!(c"pvalloc", MallocFn),
+        mmap: required!(c"mmap", MmapFn),
+        munmap: required!(c"munmap", MunmapFn),
+        mremap: optional!(c"mremap", MremapFn),
+        exit: optional!(c"exit", ExitFn),
+        libc_start_main: optional!(c"__libc_start_main", StartMainFn),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.
     unsafe { *REAL.0.get() = Some(real) };

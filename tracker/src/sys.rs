@@ -106,7 +106,8 @@ pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
 /// Reads up to buf.len() bytes; returns how many.
 pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize, c_int> {
     // SAFETY: buf is a valid, writable slice.
-    result(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+    result(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) })
+        .map(|n| n as usize)
 }
 
 pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_int> {

@@ -6,7 +6,9 @@
 use crate::capture::{align, CAPTURE};
 use crate::{clock, stacks, sys, tls};
 use memtrace_format::record::MAX_EVENT_LEN;
-use memtrace_format::{Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker, CHUNK_HEADER_LEN};
+use memtrace_format::{
+    Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker, CHUNK_HEADER_LEN,
+};
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use zstd_safe::{CCtx, CParameter};
 
@@ -285,7 +287,8 @@ impl ThreadState {
                 header.codec = ChunkCodec::Raw;
                 header.stored_len = used as u32;
                 // SAFETY: the staging payload, `used` bytes of complete records.
-                let raw = unsafe { core::slice::from_raw_parts(self.slot.add(CHUNK_HEADER_LEN), used) };
+                let raw =
+                    unsafe { core::slice::from_raw_parts(self.slot.add(CHUNK_HEADER_LEN), used) };
                 CAPTURE.write_chunk(&header, raw)
             }
         };
@@ -305,7 +308,8 @@ impl ThreadState {
         }
         if self.cctx.is_none() {
             let mut c = CCtx::try_create()?;
-            c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL)).ok()?;
+            c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL))
+                .ok()?;
             c.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
             self.cctx = Some(c);
         }
@@ -339,7 +343,9 @@ impl ThreadState {
         if SLOT_CAP - self.used >= 64 {
             let used = self.used;
             // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state; split borrow of encoder and slot.
-            let buf = unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
+            let buf = unsafe {
+                core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP)
+            };
             let end = self.enc.thread_name(buf, used, &name[..len]);
             let tick = self.last_tick;
             self.commit(end, tick);
@@ -361,7 +367,9 @@ impl ThreadState {
                 let used = self.used;
                 let enc = &mut self.enc;
                 // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state; split borrow of encoder and slot.
-                let buf = unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
+                let buf = unsafe {
+                    core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP)
+                };
                 let p = enc.native_frame(buf, used, new.frame, ret);
                 let p = enc.stack(buf, p, new.stack, 0, new.frame);
                 self.used = p;
@@ -384,7 +392,8 @@ impl ThreadState {
         let used = self.used;
         let enc = &mut self.enc;
         // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
-        let buf = unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
+        let buf =
+            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
         let end = enc.alloc(buf, used, allocator, tick, addr, size, stack);
         let index = self.enc.alloc_count();
         let i = (stacks::hash(addr) as usize) & (BACKREFS - 1);
@@ -408,7 +417,8 @@ impl ThreadState {
         let used = self.used;
         let enc = &mut self.enc;
         // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
-        let buf = unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
+        let buf =
+            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
         let end = if e.addr == addr && e.seq == self.seq && e.index != 0 {
             self.backrefs[i].addr = 0;
             let distance = enc.alloc_count() - e.index + 1;
@@ -427,7 +437,8 @@ impl ThreadState {
         }
         let used = self.used;
         // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
-        let buf = unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
+        let buf =
+            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
         let end = f(&mut self.enc, buf, used);
         self.commit(end, tick);
     }
@@ -466,7 +477,9 @@ pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64
         s.alloc(allocator, addr, size, ret);
         release(s);
     } else {
-        dead_thread_event(t, |enc, buf, tick| enc.alloc(buf, 0, allocator, tick, addr, size, 0));
+        dead_thread_event(t, |enc, buf, tick| {
+            enc.alloc(buf, 0, allocator, tick, addr, size, 0)
+        });
     }
 }
 
@@ -499,7 +512,9 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
         );
         release(s);
     } else {
-        dead_thread_event(t, |enc, buf, _| enc.mremap(buf, 0, tick, old.0, old.1, new.0, new.1, 0));
+        dead_thread_event(t, |enc, buf, _| {
+            enc.mremap(buf, 0, tick, old.0, old.1, new.0, new.1, 0)
+        });
     }
 }
 
@@ -596,13 +611,12 @@ pub fn flush_all_and_close() {
             spins += 1;
             sys::sched_yield();
         }
-        if s.busy.load(Ordering::Acquire) == IDLE || p == me {
-            if s.in_use.load(Ordering::Acquire) && !s.slot.is_null() {
-                s.flush();
-                // An emptied staging area is only a hole in the file.
-                let off = CAPTURE.offset_of(s.slot);
-                CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);
-            }
+        let idle = s.busy.load(Ordering::Acquire) == IDLE || p == me;
+        if idle && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() {
+            s.flush();
+            // An emptied staging area is only a hole in the file.
+            let off = CAPTURE.offset_of(s.slot);
+            CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);
         }
         p = s.next;
     }
