@@ -323,3 +323,88 @@ fn unwritable_capture_directory_is_refused_before_running() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+fn stress(dir: &std::path::Path) -> std::path::PathBuf {
+    compile("stress", dir)
+}
+
+#[test]
+fn fork_while_threads_allocate_never_deadlocks() {
+    let dir = scratch("forkthreads");
+    let prog = stress(&dir);
+    let (cap, out) = record(&dir, "run.bin", &prog, &["fork-threads"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"children ok: 50\n");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true));
+    // The spinning threads free everything they allocate.
+    assert!(num(&s, "total_allocations") > 1000);
+}
+
+#[test]
+fn a_crash_keeps_its_events_and_its_status() {
+    let dir = scratch("segv");
+    let prog = stress(&dir);
+    let cap = dir.join("run.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-f",
+            "-o",
+            cap.to_str().unwrap(),
+            prog.to_str().unwrap(),
+            "segv",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(128 + 11));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("signal 11"), "{stderr}");
+    let s = stats(&cap);
+    assert_eq!(num(&s, "leaked_bytes"), 3 * 777);
+    assert_eq!(num(&s, "total_allocations"), 3);
+}
+
+#[test]
+fn failed_allocations_record_nothing() {
+    let dir = scratch("huge");
+    let prog = stress(&dir);
+    let (cap, out) = record(&dir, "run.bin", &prog, &["huge"]);
+    assert_eq!(out.stdout, b"huge: failed\n");
+    assert_eq!(num(&stats(&cap), "total_allocations"), 0);
+}
+
+#[test]
+fn exit_with_threads_still_allocating_loses_nothing_before_it() {
+    let dir = scratch("exitthreads");
+    let prog = stress(&dir);
+    let (cap, out) = record(&dir, "run.bin", &prog, &["exit-threads"]);
+    assert_eq!(out.status.code(), Some(0));
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true));
+    let allocs = num(&s, "total_allocations");
+    let frees = num(&s, "total_frees");
+    // Each spinning thread holds at most one block when the capture ends.
+    assert!(
+        allocs > 1000 && allocs - frees <= 4 + 8,
+        "{allocs} allocations, {frees} frees"
+    );
+}
+
+#[test]
+fn exec_without_follow_fork_is_not_traced_and_keeps_events() {
+    let dir = scratch("exec");
+    let prog = stress(&dir);
+    let (cap, out) = record(&dir, "run.bin", &prog, &["exec"]);
+    assert_eq!(out.stdout, b"from-exec\n");
+    let s = stats(&cap);
+    // The block allocated before the exec; nothing of the shell.
+    assert_eq!(num(&s, "total_allocations"), 1);
+    assert_eq!(num(&s, "leaked_bytes"), 555);
+    let extra = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("run.bin."))
+        .count();
+    assert_eq!(extra, 0);
+}

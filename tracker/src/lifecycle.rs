@@ -95,7 +95,7 @@ fn open_capture(cfg: &Config) -> Result<c_int, Vec<u8>> {
         let mut z = path.clone();
         z.push(0);
         match sys::open(&z, flags, 0o644) {
-            Ok(fd) => return Ok(fd),
+            Ok(fd) => return Ok(sys::move_fd_high(fd)),
             // A followed process that exec'd finds its pre-exec capture under its name.
             Err(libc::EEXIST) if cfg.descendant && attempt < 100 => {
                 attempt += 1;

@@ -186,3 +186,15 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
         r as usize
     }
 }
+
+/// Moves a descriptor to a high number (close-on-exec), out of the way of the program's own
+/// descriptors: a program that reuses low numbers must never get the capture's.
+pub fn move_fd_high(fd: c_int) -> c_int {
+    // SAFETY: fcntl F_DUPFD_CLOEXEC on a descriptor the tracker owns.
+    let high = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 700) } as c_int;
+    if high < 0 {
+        return fd;
+    }
+    close(fd);
+    high
+}

@@ -73,7 +73,10 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
                     out.display()
                 )));
             }
-            let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = out
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if !dir.is_dir() {
                 return Err(RunError(format!(
                     "cannot write {}: directory {} does not exist",
@@ -159,7 +162,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 }
 
 /// The final line: where the capture is and how to look at it, or why there is none.
-fn report(capture: &Path, shown: &Path, tracker_msg: Option<&str>, status: std::process::ExitStatus) {
+fn report(
+    capture: &Path,
+    shown: &Path,
+    tracker_msg: Option<&str>,
+    status: std::process::ExitStatus,
+) {
     if let Some(msg) = tracker_msg.map(str::trim).filter(|m| !m.is_empty()) {
         eprintln!("memtrace: {msg}");
     }
@@ -170,14 +178,18 @@ fn report(capture: &Path, shown: &Path, tracker_msg: Option<&str>, status: std::
         return;
     }
     let shown = shown.display();
+    let ended = match status.signal() {
+        Some(sig) => format!("the program was killed by signal {sig}"),
+        None => "the program ended before the capture was finished".to_string(),
+    };
     match completeness(capture) {
         Ok(None) => eprintln!("memtrace: wrote {shown}; view it with: memtrace stats {shown}"),
-        Ok(Some(why)) => eprintln!(
-            "memtrace: wrote {shown} (incomplete: {why}); view what was recorded with: memtrace stats {shown}"
-        ),
-        Err(_) if status.signal().is_some() => eprintln!(
-            "memtrace: wrote {shown} (the program was killed); view what was recorded with: memtrace stats {shown}"
-        ),
+        Ok(Some(why)) => {
+            let why = if why == UNFINISHED { ended } else { why };
+            eprintln!(
+                "memtrace: wrote {shown} (incomplete: {why}); view what was recorded with: memtrace stats {shown}"
+            )
+        }
         Err(e) => eprintln!("memtrace: wrote {shown}, but it cannot be read: {e}"),
     }
 }
@@ -207,6 +219,8 @@ fn tracker_path() -> Result<PathBuf, RunError> {
     )))
 }
 
+const UNFINISHED: &str = "no trailer";
+
 /// Whether the capture was finished: None when complete, else why not. The trailer sits in the
 /// first chunk place after the header, reserved there when the capture starts.
 fn completeness(capture: &Path) -> Result<Option<String>, String> {
@@ -223,9 +237,7 @@ fn completeness(capture: &Path) -> Result<Option<String>, String> {
     let at = FileHeader::data_start(len);
     let chunk = head.get(at..).and_then(ChunkHeader::decode);
     let Some(chunk) = chunk.filter(|c| c.kind == ChunkKind::Trailer) else {
-        return Ok(Some(
-            "the program ended before the capture was finished".into(),
-        ));
+        return Ok(Some(UNFINISHED.into()));
     };
     let body = head
         .get(at + CHUNK_HEADER_LEN..at + CHUNK_HEADER_LEN + chunk.stored_len as usize)
