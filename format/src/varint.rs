@@ -17,7 +17,7 @@ pub fn put(buf: &mut [u8], mut pos: usize, mut v: u64) -> usize {
 }
 
 /// Reads a varint at `buf[*pos..]`, advancing `pos`. None on truncation or overlong input.
-#[inline]
+#[inline(always)]
 pub fn get(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut result = 0u64;
     let mut shift = 0u32;

@@ -42,28 +42,29 @@ impl Replay {
         self.heap.count() + self.maps.count()
     }
 
-    fn snapshot(&self, tick: u64) -> Snapshot {
+    fn snapshot(&self, tick: u64, event_index: u64) -> Snapshot {
         Snapshot {
             tick: Some(tick),
-            event_index: self.events,
+            event_index,
             bytes: self.live_bytes(),
             allocations: self.live_allocations(),
         }
     }
 
     #[inline]
-    fn check_peak(&mut self, tick: u64) {
+    fn check_peak(&mut self, tick: u64, event_index: u64) {
         let live = self.live_bytes();
         if live > self.peak.bytes {
-            self.peak = self.snapshot(tick);
+            self.peak = self.snapshot(tick, event_index);
         }
     }
 
     /// Replays a run of events of thread `thread`.
     pub fn events(&mut self, thread: usize, events: &[Event]) {
         let thread = thread as u32;
-        for ev in events {
-            self.events += 1;
+        let base = self.events;
+        for (i, ev) in events.iter().enumerate() {
+            let index = base + i as u64 + 1;
             let c = ev.code();
             if c < code::ALLOC_END {
                 if c == Allocator::Mmap as u8 {
@@ -79,7 +80,7 @@ impl Replay {
                     self.heap
                         .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, c));
                 }
-                self.check_peak(ev.tick);
+                self.check_peak(ev.tick, index);
                 continue;
             }
             match c {
@@ -104,16 +105,17 @@ impl Replay {
                             thread,
                         },
                     );
-                    self.check_peak(ev.tick);
+                    self.check_peak(ev.tick, index);
                 }
                 code::MARKER
                     if self.exit.is_none()
                         && Marker::from_code(ev.size) == Marker::ExitSnapshot =>
                 {
-                    self.exit = Some(self.snapshot(ev.tick));
+                    self.exit = Some(self.snapshot(ev.tick, index));
                 }
                 _ => {}
             }
         }
+        self.events = base + events.len() as u64;
     }
 }

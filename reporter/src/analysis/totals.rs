@@ -70,26 +70,41 @@ impl Default for Totals {
 }
 
 impl Totals {
-    #[inline]
-    fn alloc(&mut self, allocator: u8, size: u64, stack: u64) {
-        self.allocs.add(size);
-        self.histogram[bin_of(size)].add(size);
-        if let Some(n) = self.allocators.get_mut(allocator as usize) {
-            *n += 1;
-        }
-        self.by_stack.entry(stack).or_default().add(size);
-    }
-
     /// The totals of one thread's events.
     pub fn from_events(events: &[Event]) -> Totals {
         let mut t = Totals::default();
+        // Allocation sites repeat (loops): sum runs of one stack before touching the map.
+        let mut run_stack = 0u64;
+        let mut run = Sum::default();
         for ev in events {
-            match ev.code() {
-                c @ 0..code::ALLOC_END => t.alloc(c, ev.size, ev.stack()),
-                code::MREMAP_NEW => t.alloc(Allocator::Mmap as u8, ev.size, ev.stack()),
-                code::FREE | code::PY_FREE | code::MUNMAP => t.frees += 1,
-                _ => {}
+            let c = ev.code();
+            let allocator = match c {
+                0..code::ALLOC_END => c,
+                code::MREMAP_NEW => Allocator::Mmap as u8,
+                code::FREE | code::PY_FREE | code::MUNMAP => {
+                    t.frees += 1;
+                    continue;
+                }
+                _ => continue,
+            };
+            let size = ev.size;
+            t.allocs.add(size);
+            t.histogram[bin_of(size)].add(size);
+            if let Some(n) = t.allocators.get_mut(allocator as usize) {
+                *n += 1;
             }
+            let stack = ev.stack();
+            if stack != run_stack {
+                if run.count > 0 {
+                    t.by_stack.entry(run_stack).or_default().merge(run);
+                }
+                run_stack = stack;
+                run = Sum::default();
+            }
+            run.add(size);
+        }
+        if run.count > 0 {
+            t.by_stack.entry(run_stack).or_default().merge(run);
         }
         t
     }

@@ -11,8 +11,7 @@ use super::decode::{decode_chunk, ChunkTables, DecodedChunk};
 use super::event::Event;
 use super::scan::Index;
 use rayon::prelude::*;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 
 /// Raw payload bytes decoded per batch.
 const BATCH_BYTES: usize = 4 << 20;
@@ -100,14 +99,99 @@ fn decode_batch<C: Consumer>(
 struct Loaded {
     events: Vec<Event>,
     pos: usize,
-    offset: usize,
+    /// File order of the chunk (its index in `Index::chunks`), the tie-breaker.
+    rank: u32,
+}
+
+/// The merge key of a thread's head event: tick, then file order (the chunk's rank); the low
+/// half also names the thread. Kept as two u64 (a u128 written in halves and read whole stalls
+/// store forwarding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    tick: u64,
+    low: u64,
+}
+
+const MAX_KEY: Key = Key {
+    tick: u64::MAX,
+    low: u64::MAX,
+};
+
+#[inline]
+fn key(tick: u64, rank: u32, thread: u32) -> Key {
+    Key {
+        tick,
+        low: (u64::from(rank) << 32) | u64::from(thread),
+    }
+}
+
+/// A binary min-heap of merge keys (one per thread with loaded events).
+#[derive(Default)]
+struct KeyHeap(Vec<Key>);
+
+impl KeyHeap {
+    fn push(&mut self, k: Key) {
+        let h = &mut self.0;
+        h.push(k);
+        let mut i = h.len() - 1;
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if h[parent] <= k {
+                break;
+            }
+            h[i] = h[parent];
+            i = parent;
+        }
+        h[i] = k;
+    }
+
+    /// Puts `k` at the root and sifts it down.
+    #[inline]
+    fn replace_top(&mut self, k: Key) {
+        let h = &mut self.0;
+        let n = h.len();
+        let mut i = 0;
+        loop {
+            let l = 2 * i + 1;
+            if l >= n {
+                break;
+            }
+            let r = l + 1;
+            let c = if r < n && h[r] < h[l] { r } else { l };
+            if k <= h[c] {
+                break;
+            }
+            h[i] = h[c];
+            i = c;
+        }
+        if n > 0 {
+            h[i] = k;
+        }
+    }
+
+    fn pop_top(&mut self) {
+        let Some(last) = self.0.pop() else { return };
+        if !self.0.is_empty() {
+            self.replace_top(last);
+        }
+    }
+
+    /// The smallest key other than the minimum.
+    #[inline]
+    fn second(&self) -> Key {
+        let h = &self.0;
+        match (h.get(1), h.get(2)) {
+            (Some(&a), Some(&b)) => a.min(b),
+            (Some(&a), None) => a,
+            _ => MAX_KEY,
+        }
+    }
 }
 
 /// K-way merge of the threads' loaded events.
 struct Merger {
     queues: Vec<VecDeque<Loaded>>,
-    /// Head of each thread with loaded events: (tick, chunk offset, thread).
-    heap: BinaryHeap<Reverse<(u64, usize, usize)>>,
+    heap: KeyHeap,
     in_heap: Vec<bool>,
     events: u64,
     last_tick: Option<u64>,
@@ -117,58 +201,64 @@ impl Merger {
     fn new(threads: usize) -> Merger {
         Merger {
             queues: (0..threads).map(|_| VecDeque::new()).collect(),
-            heap: BinaryHeap::with_capacity(threads),
+            heap: KeyHeap::default(),
             in_heap: vec![false; threads],
             events: 0,
             last_tick: None,
         }
     }
 
-    fn push(&mut self, thread: usize, events: Vec<Event>, offset: usize) {
+    fn push(&mut self, thread: usize, events: Vec<Event>, rank: usize) {
         let Some(first) = events.first().map(|e| e.tick) else {
             return;
         };
-        let Some(queue) = self.queues.get_mut(thread) else {
+        let (Some(queue), Ok(t), Ok(rank)) = (
+            self.queues.get_mut(thread),
+            u32::try_from(thread),
+            u32::try_from(rank),
+        ) else {
             return;
         };
         queue.push_back(Loaded {
             events,
             pos: 0,
-            offset,
+            rank,
         });
         if !self.in_heap[thread] {
             self.in_heap[thread] = true;
-            self.heap.push(Reverse((first, offset, thread)));
+            self.heap.push(key(first, rank, t));
         }
     }
 
     /// Delivers every loaded event with a tick below `bound` (all of them when None).
     fn drain<C: Consumer>(&mut self, bound: Option<u64>, consumer: &mut C) {
-        let bound = bound.map_or(u128::MAX, u128::from);
-        while let Some(&Reverse((tick, offset, t))) = self.heap.peek() {
-            if u128::from(tick) >= bound {
+        let bound = bound.map_or(MAX_KEY, |b| Key { tick: b, low: 0 });
+        while let Some(&top) = self.heap.0.first() {
+            if top >= bound {
                 break;
             }
-            self.heap.pop();
-            // This thread may go on while its events come before the next thread's head.
-            let cut = match self.heap.peek() {
-                Some(&Reverse((next_tick, next_offset, _))) => {
-                    u128::from(next_tick) + u128::from(offset < next_offset)
-                }
-                None => u128::MAX,
-            }
-            .min(bound);
+            let t = (top.low & 0xffff_ffff) as usize;
+            // This thread goes on while its events come before every other thread's head.
+            let cut = self.heap.second().min(bound);
             let queue = &mut self.queues[t];
             let Some(front) = queue.front_mut() else {
                 self.in_heap[t] = false;
+                self.heap.pop_top();
                 continue;
             };
             let evs = &front.events;
             let start = front.pos;
-            // The head is the earliest event of all: it goes in any case.
+            // The head is the earliest event of all: it goes in any case. Ticks equal to the
+            // cut's go on only when this chunk comes first in the file.
             let mut end = start + 1;
-            while end < evs.len() && u128::from(evs[end].tick) < cut {
-                end += 1;
+            if top.low < cut.low {
+                while end < evs.len() && evs[end].tick <= cut.tick {
+                    end += 1;
+                }
+            } else {
+                while end < evs.len() && evs[end].tick < cut.tick {
+                    end += 1;
+                }
             }
             consumer.events(t, &evs[start..end]);
             self.events += (end - start) as u64;
@@ -179,8 +269,13 @@ impl Merger {
                 queue.pop_front();
             }
             match queue.front() {
-                Some(f) => self.heap.push(Reverse((f.events[f.pos].tick, f.offset, t))),
-                None => self.in_heap[t] = false,
+                Some(f) => self
+                    .heap
+                    .replace_top(key(f.events[f.pos].tick, f.rank, t as u32)),
+                None => {
+                    self.in_heap[t] = false;
+                    self.heap.pop_top();
+                }
             }
         }
     }
@@ -208,7 +303,7 @@ pub fn run<C: Consumer>(file: &[u8], index: &Index, consumer: &mut C) -> StreamR
                 report.warnings.push(w);
             }
             consumer.chunk_loaded(Some(chunk.thread), chunk.tables, Some(summary));
-            merger.push(chunk.thread, chunk.events, chunk.offset);
+            merger.push(chunk.thread, chunk.events, chunk.entry);
         }
         let bound = plan.get(loaded_to).map(|p| p.key);
         let range = next_batch(&plan, index, loaded_to);
