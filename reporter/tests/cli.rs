@@ -168,7 +168,7 @@ fn text_report_and_warnings_on_stderr() {
         "8.0 KiB - 16.0 KiB",
         "Allocators:",
         "malloc",
-        "Top 1 locations by bytes allocated:",
+        "Top 1 location by bytes allocated:",
         "<unknown>",
         "main",
     ] {

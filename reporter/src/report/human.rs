@@ -33,6 +33,15 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// `1 allocation`, `1,234 allocations`.
+pub fn counted(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{} {what}s", count(n))
+    }
+}
+
 /// `0.532 s`, `12.3 s`, `2 min 5.0 s`.
 pub fn seconds(s: f64) -> String {
     if !s.is_finite() {
@@ -68,6 +77,8 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1000), "1,000");
         assert_eq!(count(1234567), "1,234,567");
+        assert_eq!(counted(1, "allocation"), "1 allocation");
+        assert_eq!(counted(1000, "allocation"), "1,000 allocations");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The text rendering of the `stats` report.
 
-use super::human::{count, seconds, size};
+use super::human::{count, counted, seconds, size};
 use super::stats::{LocationRow, StatsReport};
 use std::io::{self, Write};
 
@@ -36,9 +36,9 @@ fn top_list(
     }
     for (i, r) in rows.iter().enumerate() {
         let (first, second) = if by_count {
-            (format!("{} allocations", count(r.count)), size(r.bytes))
+            (counted(r.count, "allocation"), size(r.bytes))
         } else {
-            (size(r.bytes), format!("{} allocations", count(r.count)))
+            (size(r.bytes), counted(r.count, "allocation"))
         };
         writeln!(
             out,
@@ -84,10 +84,10 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "Total frees:            {}", count(r.total_frees))?;
     writeln!(
         out,
-        "Peak memory:            {} ({} bytes) in {} allocations, at {}",
+        "Peak memory:            {} ({} bytes) in {}, at {}",
         size(r.peak_bytes),
         count(r.peak_bytes),
-        count(r.peak_allocations),
+        counted(r.peak_allocations, "allocation"),
         seconds(r.peak_time_s)
     )?;
     let leak_title = if r.leaks_at == "exit_snapshot" {
@@ -97,10 +97,10 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     };
     writeln!(
         out,
-        "{leak_title} {} ({} bytes) in {} allocations",
+        "{leak_title} {} ({} bytes) in {}",
         size(r.leaked_bytes),
         count(r.leaked_bytes),
-        count(r.leaked_allocations)
+        counted(r.leaked_allocations, "allocation")
     )?;
 
     writeln!(out)?;
@@ -131,7 +131,10 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out)?;
     top_list(
         out,
-        &format!("Top {} locations by bytes allocated:", r.top_by_size.len()),
+        &format!(
+            "Top {} by bytes allocated:",
+            counted(r.top_by_size.len() as u64, "location")
+        ),
         &r.top_by_size,
         false,
     )?;
@@ -139,8 +142,8 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     top_list(
         out,
         &format!(
-            "Top {} locations by number of allocations:",
-            r.top_by_count.len()
+            "Top {} by number of allocations:",
+            counted(r.top_by_count.len() as u64, "location")
         ),
         &r.top_by_count,
         true,
