@@ -444,3 +444,27 @@ proptest! {
         }
     }
 }
+
+/// The worked example of docs/FORMAT.md, byte for byte.
+#[test]
+fn documented_example() {
+    let mut buf = [0u8; 64];
+    let mut e = Encoder::new();
+    let p = e.alloc(&mut buf, 0, Allocator::Malloc, 1000, 0x5000, 32, 1);
+    let p = e.free_back(&mut buf, p, false, 1003, 1, 0x5000);
+    let p = e.free_addr(&mut buf, p, false, 1003, 0x5040);
+    let p = e.marker(&mut buf, p, 1010, Marker::ExitSnapshot);
+    let p = e.stack(&mut buf, p, 1, 0, 1);
+    let p = e.native_frame(&mut buf, p, 1, 0x401136);
+    assert_eq!(
+        &buf[..p],
+        &[
+            0x07, 0xe1, 0x07, 0x80, 0xc0, 0x02, 0x20, 0x01, // alloc
+            0x83, 0x01, // free by back-reference
+            0x88, 0x80, 0x01, // free by address
+            0xf7, 0x00, 0x01, // exit-snapshot marker
+            0xc0, 0x01, 0x00, 0x01, // stack
+            0xc8, 0x01, 0xb6, 0xa2, 0x80, 0x02, // native frame
+        ]
+    );
+}
