@@ -11,7 +11,7 @@ use crate::capture::clock::Clock;
 use crate::capture::decode::{ChunkTables, DecodedChunk};
 use crate::capture::event::Event;
 use crate::capture::scan::{self, Index};
-use crate::capture::stream::{self, Consumer};
+use crate::capture::stream::{self, BatchLimits, Consumer};
 use crate::capture::Capture;
 use replay::{Replay, Snapshot};
 use tables::Tables;
@@ -103,6 +103,11 @@ impl Consumer for Analyzer {
 
 /// Reads the whole capture once.
 pub fn analyze(capture: &Capture) -> Analysis {
+    analyze_with(capture, BatchLimits::default())
+}
+
+/// Reads the whole capture once, decoding `limits` at a time.
+pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
     let file = capture.bytes();
     let index = scan::scan(file, capture.data_start());
     let clock = Clock::new(&capture.header, index.latest_pair);
@@ -121,7 +126,7 @@ pub fn analyze(capture: &Capture) -> Analysis {
             })
             .collect(),
     };
-    let report = stream::run(file, &index, &mut analyzer);
+    let report = stream::run(file, &index, &mut analyzer, limits);
     let mut warnings = index.warnings.clone();
     warnings.extend(report.warnings);
     if clock.guessed && report.events > 0 {

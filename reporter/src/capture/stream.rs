@@ -13,10 +13,23 @@ use super::scan::Index;
 use rayon::prelude::*;
 use std::collections::VecDeque;
 
-/// Raw payload bytes decoded per batch.
-const BATCH_BYTES: usize = 4 << 20;
-/// Chunks decoded per batch, at most.
-const BATCH_CHUNKS: usize = 256;
+/// How much is decoded at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Raw payload bytes decoded per batch (at least one chunk is).
+    pub bytes: usize,
+    /// Chunks decoded per batch, at most.
+    pub chunks: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> BatchLimits {
+        BatchLimits {
+            bytes: 4 << 20,
+            chunks: 256,
+        }
+    }
+}
 
 /// What the stream is delivered to.
 pub trait Consumer: Send {
@@ -70,10 +83,16 @@ fn plan(index: &Index) -> Vec<Planned> {
         .collect()
 }
 
-fn next_batch(plan: &[Planned], index: &Index, start: usize) -> std::ops::Range<usize> {
+fn next_batch(
+    plan: &[Planned],
+    index: &Index,
+    start: usize,
+    limits: BatchLimits,
+) -> std::ops::Range<usize> {
     let mut end = start;
     let mut bytes = 0usize;
-    while end < plan.len() && (end == start || (bytes < BATCH_BYTES && end - start < BATCH_CHUNKS))
+    while end < plan.len()
+        && (end == start || (bytes < limits.bytes && end - start < limits.chunks))
     {
         bytes += index.chunks[plan[end].chunk].header.raw_len as usize;
         end += 1;
@@ -281,8 +300,13 @@ impl Merger {
     }
 }
 
-/// Streams the capture's events to `consumer`.
-pub fn run<C: Consumer>(file: &[u8], index: &Index, consumer: &mut C) -> StreamReport {
+/// Streams the capture's events to `consumer`, decoding `limits` at a time.
+pub fn run<C: Consumer>(
+    file: &[u8],
+    index: &Index,
+    consumer: &mut C,
+    limits: BatchLimits,
+) -> StreamReport {
     let mut report = StreamReport::default();
     for (i, entry) in index.meta.iter().enumerate() {
         let chunk = decode_chunk(file, entry, i);
@@ -294,7 +318,7 @@ pub fn run<C: Consumer>(file: &[u8], index: &Index, consumer: &mut C) -> StreamR
 
     let plan = plan(index);
     let mut merger = Merger::new(index.threads.len());
-    let first = next_batch(&plan, index, 0);
+    let first = next_batch(&plan, index, 0, limits);
     let mut loaded_to = first.end;
     let mut pending = (!first.is_empty()).then(|| decode_batch::<C>(file, index, &plan[first]));
     while let Some(batch) = pending.take() {
@@ -306,7 +330,7 @@ pub fn run<C: Consumer>(file: &[u8], index: &Index, consumer: &mut C) -> StreamR
             merger.push(chunk.thread, chunk.events, chunk.entry);
         }
         let bound = plan.get(loaded_to).map(|p| p.key);
-        let range = next_batch(&plan, index, loaded_to);
+        let range = next_batch(&plan, index, loaded_to, limits);
         loaded_to = range.end;
         let (_, next) = rayon::join(
             || merger.drain(bound, consumer),
