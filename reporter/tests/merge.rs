@@ -115,13 +115,16 @@ fn model(threads: &[Vec<(u64, usize, Op)>]) -> (u64, u64, u64) {
     (peak, bytes, count)
 }
 
+/// (thread, seq, events as (tick, op))
+type ThreadChunk = (usize, u32, Vec<(u64, Op)>);
+
 fn check(s: &Scenario) -> Result<(), TestCaseError> {
     // Split each thread's events into chunks.
     let mut per_thread: Vec<Vec<(u64, Op)>> = vec![Vec::new(); s.threads];
     for &(tick, t, op) in &s.events {
         per_thread[t].push((tick, op));
     }
-    let mut chunks: Vec<(usize, u32, Vec<(u64, Op)>)> = Vec::new();
+    let mut chunks: Vec<ThreadChunk> = Vec::new();
     for (t, evs) in per_thread.iter().enumerate() {
         let mut seq = 0u32;
         let mut rest = &evs[..];
