@@ -24,6 +24,15 @@ fn bar(value: u64, max: u64) -> String {
     s
 }
 
+/// "Top 5 locations by bytes allocated:" (no count when the list is empty).
+fn top_title(n: usize, by: &str) -> String {
+    if n == 0 {
+        format!("Top locations by {by}:")
+    } else {
+        format!("Top {} by {by}:", counted(n as u64, "location"))
+    }
+}
+
 fn top_list(
     out: &mut impl Write,
     title: &str,
@@ -131,20 +140,14 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out)?;
     top_list(
         out,
-        &format!(
-            "Top {} by bytes allocated:",
-            counted(r.top_by_size.len() as u64, "location")
-        ),
+        &top_title(r.top_by_size.len(), "bytes allocated"),
         &r.top_by_size,
         false,
     )?;
     writeln!(out)?;
     top_list(
         out,
-        &format!(
-            "Top {} by number of allocations:",
-            counted(r.top_by_count.len() as u64, "location")
-        ),
+        &top_title(r.top_by_count.len(), "number of allocations"),
         &r.top_by_count,
         true,
     )?;
