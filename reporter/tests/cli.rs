@@ -190,3 +190,31 @@ fn text_report_and_warnings_on_stderr() {
     assert_eq!(v["complete"], false);
     assert_eq!(v["warnings"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn library_errors_are_results() {
+    use memtrace_reporter::stats::report;
+    let missing = report(Path::new("/nonexistent/capture.bin"), 5).expect_err("missing");
+    assert_eq!(
+        missing.to_string(),
+        "/nonexistent/capture.bin: no such file"
+    );
+    let text = write_bytes("lib-text", b"#!/bin/sh\necho not a capture\n");
+    let e = report(&text, 5).expect_err("not a capture");
+    assert!(
+        e.to_string()
+            .ends_with("not a memtrace capture (bad magic number)"),
+        "{e}"
+    );
+    let mut bytes = sample().bytes();
+    bytes[8] = 2;
+    let v2 = write_bytes("lib-v2", &bytes);
+    let e = report(&v2, 5).expect_err("version 2");
+    assert!(
+        e.to_string()
+            .contains("capture format version 2.0 is not supported"),
+        "{e}"
+    );
+    let ok = report(&sample().write("lib-ok"), 5).expect("a capture");
+    assert_eq!(ok.total_allocations, 3);
+}
