@@ -322,18 +322,25 @@ pub fn run<C: Consumer>(
     let mut loaded_to = first.end;
     let mut pending = (!first.is_empty()).then(|| decode_batch::<C>(file, index, &plan[first]));
     while let Some(batch) = pending.take() {
+        let mut loaded = Vec::with_capacity(batch.len());
         for (chunk, summary) in batch {
             if let Some(w) = chunk.warning {
                 report.warnings.push(w);
             }
-            consumer.chunk_loaded(Some(chunk.thread), chunk.tables, Some(summary));
             merger.push(chunk.thread, chunk.events, chunk.entry);
+            loaded.push((chunk.thread, chunk.tables, summary));
         }
         let bound = plan.get(loaded_to).map(|p| p.key);
         let range = next_batch(&plan, index, loaded_to, limits);
         loaded_to = range.end;
+        // The consumer takes the batch (tables, summaries, events) while the next one decodes.
         let (_, next) = rayon::join(
-            || merger.drain(bound, consumer),
+            || {
+                for (thread, tables, summary) in loaded {
+                    consumer.chunk_loaded(Some(thread), tables, Some(summary));
+                }
+                merger.drain(bound, consumer)
+            },
             || (!range.is_empty()).then(|| decode_batch::<C>(file, index, &plan[range.clone()])),
         );
         pending = next;
