@@ -30,46 +30,31 @@ fn result(r: c_long) -> Result<c_long, c_int> {
     }
 }
 
-/// Anonymous private memory, zero-filled; None when the kernel refuses.
-pub fn map_anon(len: usize) -> Option<*mut u8> {
-    // SAFETY: an anonymous mapping touches no existing memory.
+/// mmap(2) at an address of the kernel's choice; None when the kernel refuses.
+fn map(len: usize, flags: c_int, fd: c_int) -> Option<*mut u8> {
+    // SAFETY: a new mapping at an address of the kernel's choice touches no existing memory.
     let p = unsafe {
         libc::syscall(
             libc::SYS_mmap,
             0usize,
             len,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1i32,
-            0usize,
-        )
-    };
-    if p < 0 {
-        None
-    } else {
-        Some(p as *mut u8)
-    }
-}
-
-/// A shared mapping of `len` bytes of `fd` from offset 0 (may extend past the end of the file).
-pub fn map_shared(fd: c_int, len: usize) -> Option<*mut u8> {
-    // SAFETY: a new mapping at an address of the kernel's choice.
-    let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            0usize,
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_NORESERVE,
+            flags,
             fd,
             0usize,
         )
     };
-    if p < 0 {
-        None
-    } else {
-        Some(p as *mut u8)
-    }
+    (p >= 0).then_some(p as *mut u8)
+}
+
+/// Anonymous private memory, zero-filled.
+pub fn map_anon(len: usize) -> Option<*mut u8> {
+    map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
+}
+
+/// A shared mapping of `len` bytes of `fd` from offset 0 (may extend past the end of the file).
+pub fn map_shared(fd: c_int, len: usize) -> Option<*mut u8> {
+    map(len, libc::MAP_SHARED | libc::MAP_NORESERVE, fd)
 }
 
 pub fn unmap(p: *mut u8, len: usize) {
