@@ -40,6 +40,8 @@ impl ChunkKind {
 pub enum ChunkCodec {
     Raw = 0,
     Zstd = 1,
+    /// The records split into streams, each stored raw or as a zstd frame (`crate::columns`).
+    Columns = 2,
 }
 
 impl ChunkCodec {
@@ -47,6 +49,7 @@ impl ChunkCodec {
         match v {
             0 => Some(ChunkCodec::Raw),
             1 => Some(ChunkCodec::Zstd),
+            2 => Some(ChunkCodec::Columns),
             _ => None,
         }
     }

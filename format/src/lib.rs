@@ -5,6 +5,7 @@
 //! users of this crate). `docs/FORMAT.md` describes the bytes; this crate is the reference.
 
 pub mod chunk;
+pub mod columns;
 pub mod header;
 pub mod record;
 pub mod varint;

@@ -109,7 +109,7 @@ impl Marker {
     }
 }
 
-mod rtype {
+pub(crate) mod rtype {
     pub const FREE_BACK: u8 = 16;
     pub const FREE_ADDR: u8 = 17;
     pub const PYFREE_BACK: u8 = 18;
@@ -358,6 +358,21 @@ impl Encoder {
         put(buf, pos, marker.code())
     }
 
+    /// A record of a type added by a later minor version (readers that do not know `kind` skip
+    /// it).
+    pub fn extended(
+        &mut self,
+        buf: &mut [u8],
+        pos: usize,
+        tick: u64,
+        kind: u64,
+        payload: &[u8],
+    ) -> usize {
+        let pos = self.head(buf, pos, rtype::EXTENDED, tick);
+        let pos = put(buf, pos, kind);
+        put_bytes(buf, pos, payload)
+    }
+
     /// Table records carry no time: their delta is 0.
     fn untimed(&mut self, buf: &mut [u8], pos: usize, rtype: u8) -> usize {
         buf[pos] = rtype << 3;
@@ -461,6 +476,28 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// An allocation or a free, as `Decoder::next_event` reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Byte 0 of the record.
+    pub head: u8,
+    pub tick: u64,
+    pub kind: EventKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Alloc {
+        allocator: Allocator,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    },
+    /// A free (of either kind: the head's type tells); `distance` when it named its allocation
+    /// by distance.
+    Free { addr: u64, distance: Option<u64> },
+}
+
 /// Decodes the records of one chunk payload, in order.
 pub struct Decoder<'a> {
     buf: &'a [u8],
@@ -469,19 +506,96 @@ pub struct Decoder<'a> {
     prev_addr: u64,
     /// Addresses of this chunk's allocation records, for frees by distance.
     allocs: Vec<u64>,
+    /// The distance of the last free decoded, when it named its allocation by distance.
+    last_distance: Option<u64>,
     failed: bool,
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(buf: &'a [u8]) -> Decoder<'a> {
+        Decoder::with_allocs(buf, Vec::new())
+    }
+
+    /// A decoder that keeps the chunk's allocation addresses in `allocs` (cleared first), so
+    /// that a caller decoding many chunks reuses one buffer.
+    pub fn with_allocs(buf: &'a [u8], mut allocs: Vec<u64>) -> Decoder<'a> {
+        allocs.clear();
         Decoder {
             buf,
             pos: 0,
             prev_tick: 0,
             prev_addr: 0,
-            allocs: Vec::new(),
+            allocs,
+            last_distance: None,
             failed: false,
         }
+    }
+
+    /// Gives back the buffer of allocation addresses.
+    pub fn into_allocs(self) -> Vec<u64> {
+        self.allocs
+    }
+
+    /// Decodes the next record if it is an allocation or a free (the bulk of any chunk),
+    /// without building a `Record`; returns None, consuming nothing, for any other record, at the
+    /// end, or on damage (which `next` then reports).
+    #[inline]
+    pub fn next_event(&mut self) -> Option<Event> {
+        let head = *self.buf.get(self.pos)?;
+        let rtype = head >> 3;
+        if !matches!(rtype, 0..=11 | 16..=19) || self.failed {
+            return None;
+        }
+        let mut pos = self.pos + 1;
+        let mut delta = u64::from(head & 7);
+        if delta == 7 {
+            delta = get(self.buf, &mut pos)?.checked_add(7)?;
+        }
+        let tick = self.prev_tick.wrapping_add(delta);
+        let kind = match rtype {
+            0..=11 => {
+                let d = unzigzag(get(self.buf, &mut pos)?);
+                let size = get(self.buf, &mut pos)?;
+                let stack = get(self.buf, &mut pos)?;
+                let addr = self.prev_addr.wrapping_add(d as u64);
+                self.allocs.push(addr);
+                EventKind::Alloc {
+                    allocator: Allocator::from_u8(rtype)?,
+                    addr,
+                    size,
+                    stack,
+                }
+            }
+            rtype::FREE_BACK | rtype::PYFREE_BACK => {
+                let d = get(self.buf, &mut pos)?;
+                let n = self.allocs.len() as u64;
+                if d == 0 || d > n {
+                    return None;
+                }
+                EventKind::Free {
+                    addr: self.allocs[(n - d) as usize],
+                    distance: Some(d),
+                }
+            }
+            _ => {
+                let d = unzigzag(get(self.buf, &mut pos)?);
+                EventKind::Free {
+                    addr: self.prev_addr.wrapping_add(d as u64),
+                    distance: None,
+                }
+            }
+        };
+        self.prev_addr = match kind {
+            EventKind::Alloc { addr, .. } | EventKind::Free { addr, .. } => addr,
+        };
+        self.prev_tick = tick;
+        self.pos = pos;
+        Some(Event { head, tick, kind })
+    }
+
+    /// For the free just decoded: the distance it named its allocation by, if it did.
+    pub fn last_distance(&self) -> Option<u64> {
+        self.last_distance
     }
 
     /// Bytes consumed so far.
@@ -497,6 +611,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    #[inline]
     fn var(&mut self) -> Result<u64, DecodeError> {
         match get(self.buf, &mut self.pos) {
             Some(v) => Ok(v),
@@ -504,6 +619,7 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    #[inline]
     fn addr(&mut self) -> Result<u64, DecodeError> {
         let d = unzigzag(self.var()?);
         self.prev_addr = self.prev_addr.wrapping_add(d as u64);
@@ -521,6 +637,7 @@ impl<'a> Decoder<'a> {
         Ok(s)
     }
 
+    #[inline]
     fn back(&mut self, distance: u64) -> Result<u64, DecodeError> {
         let n = self.allocs.len() as u64;
         if distance == 0 || distance > n {
@@ -531,7 +648,9 @@ impl<'a> Decoder<'a> {
         Ok(addr)
     }
 
+    #[inline]
     fn record(&mut self) -> Result<Record<'a>, DecodeError> {
+        self.last_distance = None;
         let b0 = self.buf[self.pos];
         self.pos += 1;
         let rtype = b0 >> 3;
@@ -563,6 +682,7 @@ impl<'a> Decoder<'a> {
             rtype::FREE_BACK | rtype::PYFREE_BACK => {
                 let d = self.var()?;
                 let addr = self.back(d)?;
+                self.last_distance = Some(d);
                 Record::Free {
                     tick,
                     python: rtype == rtype::PYFREE_BACK,
@@ -663,6 +783,7 @@ impl<'a> Decoder<'a> {
 impl<'a> Iterator for Decoder<'a> {
     type Item = Result<Record<'a>, DecodeError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed || self.pos >= self.buf.len() {
             return None;

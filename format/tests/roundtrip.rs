@@ -468,3 +468,136 @@ fn documented_example() {
         ]
     );
 }
+
+mod columns {
+    use super::*;
+    use memtrace_format::columns::{self, join, read_frames, stream, write_frame_table, Splitter};
+
+    fn split(s: &mut Splitter, raw: &[u8]) -> [Vec<u8>; stream::COUNT] {
+        let mut out: [Vec<u8>; stream::COUNT] = Default::default();
+        s.split(raw, &mut out).expect("an encoder's payload splits");
+        out
+    }
+
+    fn refs(streams: &[Vec<u8>; stream::COUNT]) -> [&[u8]; stream::COUNT] {
+        std::array::from_fn(|i| streams[i].as_slice())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn split_then_join_gives_the_payload_back(a in proptest::collection::vec(op(), 0..200),
+                                                  b in proptest::collection::vec(op(), 0..200)) {
+            // One splitter for two chunks, as a writer thread uses it: the second chunk must not
+            // lean on the first one's candidates.
+            let mut s = Splitter::new();
+            for ops in [&a, &b] {
+                let (raw, _, _) = encode(ops);
+                let streams = split(&mut s, &raw);
+                prop_assert_eq!(join(&refs(&streams), raw.len()), Ok(raw));
+            }
+        }
+
+        #[test]
+        fn damaged_streams_never_panic(ops in proptest::collection::vec(op(), 1..100),
+                                       which in 0..stream::COUNT,
+                                       flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+                                       cut in any::<prop::sample::Index>()) {
+            let (raw, _, _) = encode(&ops);
+            let mut streams = split(&mut Splitter::new(), &raw);
+            let mut damaged = streams.clone();
+            if !damaged[which].is_empty() {
+                for (at, x) in flips {
+                    let i = at.index(damaged[which].len());
+                    damaged[which][i] ^= x;
+                }
+            }
+            if let Ok(out) = join(&refs(&damaged), raw.len()) {
+                prop_assert_eq!(out.len(), raw.len());
+            }
+            let keep = cut.index(streams[which].len() + 1);
+            streams[which].truncate(keep);
+            if let Ok(out) = join(&refs(&streams), raw.len()) {
+                prop_assert_eq!(out.len(), raw.len());
+            }
+        }
+
+        #[test]
+        fn random_frame_tables_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = read_frames(&buf, 1 << 16);
+        }
+    }
+
+    #[test]
+    fn reused_addresses_take_one_byte() {
+        // malloc(100) at A, free(A), malloc(40) at A again, then one at the end of that block.
+        let a = 0x5555_0000_1000u64;
+        let mut enc = Encoder::new();
+        let mut raw = vec![0u8; 256];
+        let mut pos = enc.alloc(&mut raw, 0, Allocator::Malloc, 1, a, 100, 1);
+        pos = enc.free_back(&mut raw, pos, false, 2, 1, a);
+        pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 3, a, 40, 1);
+        pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 4, a + 48, 40, 1);
+        raw.truncate(pos);
+        let streams = split(&mut Splitter::new(), &raw);
+        // The first address is a delta; the second names the freed block (distance 0, the
+        // latest candidate); the third the end of the second block (glibc: 40 + 8 → 48).
+        let addr = &streams[stream::ADDR];
+        assert_eq!(&addr[addr.len() - 2..], &[1, 1]);
+        assert_eq!(streams[stream::SIZE_LO], vec![100, 40, 40]);
+        assert_eq!(streams[stream::SIZE_HI], vec![0, 0, 0]);
+        assert_eq!(streams[stream::FREE], vec![1]);
+        assert_eq!(join(&refs(&streams), raw.len()), Ok(raw));
+    }
+
+    #[test]
+    fn frees_by_address_find_their_allocation() {
+        // The tracker writes frees by address; the split names the allocation by distance.
+        let (a, b) = (0x7000_0000u64, 0x7100_0000u64);
+        let mut enc = Encoder::new();
+        let mut raw = vec![0u8; 256];
+        let mut pos = enc.alloc(&mut raw, 0, Allocator::Malloc, 1, a, 10, 1);
+        pos = enc.alloc(&mut raw, pos, Allocator::Calloc, 2, b, 20, 1);
+        pos = enc.free_addr(&mut raw, pos, false, 3, a);
+        pos = enc.free_addr(&mut raw, pos, true, 4, 0x1234);
+        raw.truncate(pos);
+        let streams = split(&mut Splitter::new(), &raw);
+        // a is the second most recent allocation: distance 2, code 5; 0x1234 is unknown: the
+        // zigzag delta from a, plus one, doubled.
+        let unknown = (((0x1234i64 - a as i64) << 1) ^ ((0x1234i64 - a as i64) >> 63)) as u64;
+        let mut expected = vec![5u8];
+        let mut v = (unknown + 1) * 2;
+        while v >= 0x80 {
+            expected.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        expected.push(v as u8);
+        assert_eq!(streams[stream::FREE_ADDR], expected);
+        assert_eq!(streams[stream::TYPE], vec![0, 1, 17, 19]);
+        assert_eq!(join(&refs(&streams), raw.len()), Ok(raw));
+    }
+
+    #[test]
+    fn frame_tables_round_trip() {
+        let lens: [(usize, usize); stream::COUNT] = std::array::from_fn(|i| (i * 3, i * 2));
+        let mut buf = vec![0u8; columns::MAX_FRAME_TABLE];
+        let n = write_frame_table(&lens, &mut buf);
+        buf.truncate(n);
+        let total: usize = lens.iter().map(|l| l.1).sum();
+        buf.extend((0..total).map(|i| i as u8));
+        let frames = read_frames(&buf, 1 << 16).expect("a table just written reads");
+        let mut at = n;
+        for (f, &(raw, stored)) in frames.iter().zip(lens.iter()) {
+            assert_eq!(f.raw_len, raw);
+            assert_eq!(f.stored, &buf[at..at + stored]);
+            assert_eq!(f.is_compressed(), raw != stored);
+            at += stored;
+        }
+        assert!(read_frames(&buf[..buf.len() - 1], 1 << 16).is_err());
+        assert!(
+            read_frames(&buf, 10).is_err(),
+            "raw lengths above the limit are refused"
+        );
+    }
+}

@@ -74,7 +74,7 @@ fn counts_bytes_peak_and_histogram() {
     assert_eq!(r.allocators.len(), 9, "the C allocators, always");
     assert_eq!(r.command, "./prog --flag");
     assert_eq!(r.pid, 4242);
-    assert_eq!(r.format_version, "1.0");
+    assert_eq!(r.format_version, "1.1");
     assert!(r.complete);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(r.threads.len(), 1);
@@ -224,6 +224,85 @@ fn many_threads_many_chunks_match_a_simple_replay() {
     assert_eq!(r.peak_bytes as i64, expected_peak);
     assert_eq!(r.leaked_bytes as i64, expected_live);
     assert_eq!(r.total_allocations, 1000);
+}
+
+#[test]
+fn columnar_chunks_read_like_zstd_chunks() {
+    // The same records, stored once per codec, give the same report.
+    let mut chunks = Vec::new();
+    for seq in 0..3u64 {
+        let mut c = Chunk::new();
+        for i in 0..400u64 {
+            let tick = seq * 1000 + i * 2;
+            // Reused addresses, block ends and fresh ones, as an allocator makes them.
+            let addr = 0x5000_0000 + ((i * 37) % 128) * 64;
+            c.malloc(tick, addr, 1 + (i * 13) % 5000);
+            if i % 4 != 3 {
+                c.free(tick + 1, addr);
+            }
+        }
+        c.free_back(seq * 1000 + 900, 2, 0x5000_0000 + ((398 * 37) % 128) * 64);
+        chunks.push(c);
+    }
+    let build = |columnar: bool| {
+        let mut b = CaptureBuilder::new();
+        for (seq, c) in chunks.iter().enumerate() {
+            if columnar {
+                b.columns_events(1, 7, seq as u32, c);
+            } else {
+                b.events(1, 7, seq as u32, c);
+            }
+        }
+        b.trailer(10_000);
+        report(&b)
+    };
+    let (z, col) = (build(false), build(true));
+    assert!(col.warnings.is_empty(), "{:?}", col.warnings);
+    assert_eq!(col.total_allocations, 1200);
+    assert_eq!(
+        (
+            col.total_bytes,
+            col.total_frees,
+            col.peak_bytes,
+            col.leaked_bytes
+        ),
+        (z.total_bytes, z.total_frees, z.peak_bytes, z.leaked_bytes)
+    );
+    assert_eq!(
+        serde_json::to_string(&col.histogram).ok(),
+        serde_json::to_string(&z.histogram).ok()
+    );
+}
+
+#[test]
+fn damaged_columnar_chunk_is_skipped() {
+    let mut b = CaptureBuilder::new();
+    let mut offsets = Vec::new();
+    for seq in 0..3u32 {
+        let mut c = Chunk::new();
+        for i in 0..200u64 {
+            c.malloc(
+                u64::from(seq) * 1000 + i,
+                0x9000 + i * 4096 * u64::from(seq + 1),
+                100 + i,
+            );
+        }
+        offsets.push(b.columns_events(1, 1, seq, &c));
+    }
+    b.trailer(10_000);
+    let mut bytes = b.bytes();
+    // Make chunk 1's stream table name a different layout.
+    bytes[offsets[1] + 72] ^= 0x40;
+    let r = report_bytes(bytes);
+    assert_eq!(r.total_allocations, 400);
+    assert!(
+        has_warning(
+            &r,
+            &format!("skipped damaged chunk at offset {}", offsets[1])
+        ),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]

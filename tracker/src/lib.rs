@@ -6,6 +6,7 @@ mod alloc;
 mod barrier;
 mod capture;
 mod clock;
+mod compress;
 mod config;
 mod hooks;
 mod lifecycle;

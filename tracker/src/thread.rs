@@ -4,32 +4,22 @@
 //! process-wide registry so that the finisher can flush every thread at exit.
 
 use crate::capture::{align, CAPTURE};
+use crate::compress::Compressor;
 use crate::{clock, stacks, sys, tls};
 use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{
     Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker, CHUNK_HEADER_LEN,
 };
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
-use zstd_safe::{CCtx, CParameter};
 
 /// Bytes of encoded records a thread buffers before compressing them.
-pub const SLOT_CAP: usize = 64 * 1024;
-const BACKREFS: usize = 4096;
+pub const SLOT_CAP: usize = 256 * 1024;
 const SITES: usize = 1024;
 /// Room kept free for the table records an event may bring (stack, frame, thread name).
 const SLACK: usize = 160;
-const COMPRESSION_LEVEL: i32 = 1;
 
 const IDLE: u32 = 0;
 const WRITING: u32 = 1;
-
-#[derive(Clone, Copy)]
-struct BackRef {
-    addr: u64,
-    /// 1-based index of the allocation record in its chunk.
-    index: u64,
-    seq: u32,
-}
 
 #[derive(Clone, Copy)]
 struct Site {
@@ -46,6 +36,9 @@ pub struct ThreadState {
     /// The finisher took over: the owner writes no more.
     closed: AtomicBool,
     exit_rounds: u32,
+    /// A flush failed (the capture takes no more): the staging area keeps its records, complete,
+    /// and must be neither flushed again nor reused.
+    stuck: bool,
     serial: u32,
     tid: u32,
     seq: u32,
@@ -56,10 +49,8 @@ pub struct ThreadState {
     first_tick: u64,
     last_tick: u64,
     enc: Encoder,
-    backrefs: [BackRef; BACKREFS],
     sites: [Site; SITES],
-    cctx: Option<CCtx<'static>>,
-    scratch: *mut u8,
+    compressor: Compressor,
     name: [u8; 16],
     name_len: usize,
 }
@@ -69,8 +60,6 @@ static NEXT_SERIAL: AtomicU32 = AtomicU32::new(1);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Threads that recorded anything (for the trailer).
 static THREADS_SEEN: AtomicU32 = AtomicU32::new(0);
-
-const SCRATCH_LEN: usize = SLOT_CAP + SLOT_CAP / 8 + 1024;
 
 /// Creates the key whose destructor flushes a thread's buffer when the thread exits.
 pub fn init_key() {
@@ -182,10 +171,9 @@ fn claim_state() -> Option<*mut ThreadState> {
     }
     let p = sys::map_anon(core::mem::size_of::<ThreadState>())? as *mut ThreadState;
     // SAFETY: fresh zeroed memory of the right size; every field is valid when zeroed except
-    // cctx (None is represented by zero for this Option of a non-null pointer wrapper, but we
-    // write it explicitly) and the encoder (written explicitly).
+    // the compressor and the encoder, written explicitly.
     unsafe {
-        core::ptr::addr_of_mut!((*p).cctx).write(None);
+        core::ptr::addr_of_mut!((*p).compressor).write(Compressor::new());
         core::ptr::addr_of_mut!((*p).enc).write(Encoder::new());
         (*p).in_use = AtomicBool::new(true);
         let mut head = REGISTRY.load(Ordering::Acquire);
@@ -247,14 +235,18 @@ impl ThreadState {
     #[inline]
     fn room(&mut self, n: usize) {
         if SLOT_CAP - self.used < n && CAPTURE.is_open() {
-            self.flush();
+            let _ = self.flush();
         }
     }
 
-    /// Compresses the buffered records into an Events chunk and starts the next one.
-    fn flush(&mut self) {
+    /// Compresses the buffered records into an Events chunk and starts the next one. False when
+    /// the records could not be written (they stay in the staging area).
+    fn flush(&mut self) -> bool {
+        if self.stuck {
+            return false;
+        }
         if self.used == 0 {
-            return;
+            return true;
         }
         let _errno = sys::ErrnoGuard::new();
         self.update_name();
@@ -276,19 +268,17 @@ impl ThreadState {
             flush_mono_ns,
             flush_tick,
         };
-        let written = match self.compress(used) {
-            Some(n) => {
-                header.stored_len = n as u32;
-                // SAFETY: scratch holds SCRATCH_LEN bytes, n of them just written.
-                let out = unsafe { core::slice::from_raw_parts(self.scratch, n) };
-                CAPTURE.write_chunk(&header, out)
+        // SAFETY: the staging payload, `used` bytes of complete records.
+        let raw = unsafe { core::slice::from_raw_parts(self.slot.add(CHUNK_HEADER_LEN), used) };
+        let written = match self.compressor.compress(raw, SLOT_CAP) {
+            Some((codec, stored)) => {
+                header.codec = codec;
+                header.stored_len = stored.len() as u32;
+                CAPTURE.write_chunk(&header, stored)
             }
             None => {
                 header.codec = ChunkCodec::Raw;
                 header.stored_len = used as u32;
-                // SAFETY: the staging payload, `used` bytes of complete records.
-                let raw =
-                    unsafe { core::slice::from_raw_parts(self.slot.add(CHUNK_HEADER_LEN), used) };
                 CAPTURE.write_chunk(&header, raw)
             }
         };
@@ -296,34 +286,13 @@ impl ThreadState {
             self.seq += 1;
             self.start_chunk();
         } else {
-            // The capture cannot take more: the events stay in the staging area, complete.
-            // Later events are dropped (counted) by the callers that find no room.
+            // The capture cannot take more: the events stay in the staging area, complete (its
+            // header's raw_len counts them). Later events are dropped (counted) by the callers
+            // that find no room.
+            self.stuck = true;
             self.used = SLOT_CAP;
         }
-    }
-
-    fn compress(&mut self, used: usize) -> Option<usize> {
-        if self.scratch.is_null() {
-            self.scratch = sys::map_anon(SCRATCH_LEN)?;
-        }
-        if self.cctx.is_none() {
-            let mut c = CCtx::try_create()?;
-            c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL))
-                .ok()?;
-            c.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
-            self.cctx = Some(c);
-        }
-        let cctx = self.cctx.as_mut()?;
-        // SAFETY: scratch is SCRATCH_LEN bytes owned by this state; the staging payload has
-        // `used` bytes of records.
-        let (dst, src) = unsafe {
-            (
-                core::slice::from_raw_parts_mut(self.scratch, SCRATCH_LEN),
-                core::slice::from_raw_parts(self.slot.add(CHUNK_HEADER_LEN), used),
-            )
-        };
-        let n = cctx.compress2(dst, src).ok()?;
-        (n < used).then_some(n)
+        written
     }
 
     /// Appends a ThreadName record when the thread's name changed.
@@ -395,13 +364,6 @@ impl ThreadState {
         let buf =
             unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
         let end = enc.alloc(buf, used, allocator, tick, addr, size, stack);
-        let index = self.enc.alloc_count();
-        let i = (stacks::hash(addr) as usize) & (BACKREFS - 1);
-        self.backrefs[i] = BackRef {
-            addr,
-            index,
-            seq: self.seq,
-        };
         self.commit(end, tick);
     }
 
@@ -412,20 +374,12 @@ impl ThreadState {
             CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let i = (stacks::hash(addr) as usize) & (BACKREFS - 1);
-        let e = self.backrefs[i];
         let used = self.used;
-        let enc = &mut self.enc;
         // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
         let buf =
             unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
-        let end = if e.addr == addr && e.seq == self.seq && e.index != 0 {
-            self.backrefs[i].addr = 0;
-            let distance = enc.alloc_count() - e.index + 1;
-            enc.free_back(buf, used, python, tick, distance, addr)
-        } else {
-            enc.free_addr(buf, used, python, tick, addr)
-        };
+        // By address: the flush finds the allocation it frees (columns::Splitter), off this path.
+        let end = self.enc.free_addr(buf, used, python, tick, addr);
         self.commit(end, tick);
     }
 
@@ -577,13 +531,16 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         // SAFETY: re-registering the same value for another destructor round.
         unsafe { libc::pthread_setspecific(key, arg) };
     } else if let Some(s) = acquire(t) {
-        s.flush();
+        let flushed = s.flush();
         t.next_seq = s.seq;
         t.serial = s.serial;
         t.state = core::ptr::null_mut();
         t.exited = 1;
         release(s);
-        s.in_use.store(false, Ordering::Release);
+        // A stuck state keeps its unwritten records in its staging area: never reuse it.
+        if flushed {
+            s.in_use.store(false, Ordering::Release);
+        }
     }
     t.in_tracker = was;
 }
@@ -612,8 +569,7 @@ pub fn flush_all_and_close() {
             sys::sched_yield();
         }
         let idle = s.busy.load(Ordering::Acquire) == IDLE || p == me;
-        if idle && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() {
-            s.flush();
+        if idle && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {
             // An emptied staging area is only a hole in the file.
             let off = CAPTURE.offset_of(s.slot);
             CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);

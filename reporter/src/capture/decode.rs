@@ -3,7 +3,7 @@
 use super::event::{code, Event};
 use super::scan::ChunkEntry;
 use memtrace_format::record::Segment;
-use memtrace_format::{ChunkCodec, ChunkKind, Decoder, Record};
+use memtrace_format::{columns, ChunkCodec, ChunkKind, Decoder, Record};
 use std::borrow::Cow;
 use std::cell::RefCell;
 
@@ -92,10 +92,30 @@ fn decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
 /// The decoded payload bytes of a chunk.
 pub fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Cow<'a, [u8]>, String> {
     let stored = entry.payload(file);
-    if entry.header.kind == ChunkKind::Staging || entry.header.codec == ChunkCodec::Raw {
+    if entry.header.kind == ChunkKind::Staging {
         return Ok(Cow::Borrowed(stored));
     }
-    decompress(stored, entry.header.raw_len as usize).map(Cow::Owned)
+    let raw_len = entry.header.raw_len as usize;
+    match entry.header.codec {
+        ChunkCodec::Raw => Ok(Cow::Borrowed(stored)),
+        ChunkCodec::Zstd => decompress(stored, raw_len).map(Cow::Owned),
+        ChunkCodec::Columns => join_columns(stored, raw_len).map(Cow::Owned),
+    }
+}
+
+/// Decompresses the streams of a columnar payload and rebuilds the raw records from them.
+fn join_columns(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    // A stream is never longer than a few times the records it came from.
+    let frames = columns::read_frames(stored, 4 * raw_len + 64).map_err(|e| e.to_string())?;
+    let mut owned: [Option<Vec<u8>>; columns::stream::COUNT] = Default::default();
+    for (slot, f) in owned.iter_mut().zip(frames.iter()) {
+        if f.is_compressed() {
+            *slot = Some(decompress(f.stored, f.raw_len)?);
+        }
+    }
+    let streams: [&[u8]; columns::stream::COUNT] =
+        std::array::from_fn(|i| owned[i].as_deref().unwrap_or(frames[i].stored));
+    columns::join(&streams, raw_len).map_err(|e| e.to_string())
 }
 
 /// Decodes the chunk `entry` (number `entry_idx` of its list) of `file`.

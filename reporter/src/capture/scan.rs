@@ -166,7 +166,9 @@ pub fn scan(file: &[u8], data_start: usize) -> Index {
         match header.kind {
             ChunkKind::Events | ChunkKind::Meta => {
                 let payload_len = match header.codec {
-                    memtrace_format::ChunkCodec::Zstd => stored,
+                    memtrace_format::ChunkCodec::Zstd | memtrace_format::ChunkCodec::Columns => {
+                        stored
+                    }
                     memtrace_format::ChunkCodec::Raw => {
                         if header.raw_len as usize > stored {
                             index.warnings.push(format!(

@@ -237,6 +237,33 @@ impl CaptureBuilder {
         self.chunk(h, &z, z.len())
     }
 
+    /// An Events chunk in the columns codec (streams of 64 bytes or more compressed).
+    pub fn columns_events(&mut self, serial: u32, tid: u32, seq: u32, c: &Chunk) -> usize {
+        use memtrace_format::columns::{self, stream, Splitter};
+        let h = Self::header_for(ChunkKind::Events, ChunkCodec::Columns, serial, tid, seq, c);
+        let mut streams: [Vec<u8>; stream::COUNT] = Default::default();
+        Splitter::new()
+            .split(&c.buf, &mut streams)
+            .expect("the builder's records split");
+        let mut lens = [(0usize, 0usize); stream::COUNT];
+        let mut body = Vec::new();
+        for (s, len) in streams.iter().zip(lens.iter_mut()) {
+            let z = zstd::bulk::compress(s, 1).expect("compress");
+            let stored = if s.len() >= columns::MIN_COMPRESSED_STREAM && z.len() < s.len() {
+                z
+            } else {
+                s.clone()
+            };
+            *len = (s.len(), stored.len());
+            body.extend_from_slice(&stored);
+        }
+        let mut payload = vec![0u8; columns::MAX_FRAME_TABLE];
+        let n = columns::write_frame_table(&lens, &mut payload);
+        payload.truncate(n);
+        payload.extend_from_slice(&body);
+        self.chunk(h, &payload, payload.len())
+    }
+
     /// A raw Events chunk.
     pub fn raw_events(&mut self, serial: u32, tid: u32, seq: u32, c: &Chunk) -> usize {
         let h = Self::header_for(ChunkKind::Events, ChunkCodec::Raw, serial, tid, seq, c);
