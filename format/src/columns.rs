@@ -16,9 +16,7 @@
 //! records one way only. The compression of each stream and the framing (`write_frame_table`,
 //! `read_frames`) are described in docs/FORMAT.md.
 
-use crate::record::{
-    rtype, Allocator, DecodeError, Decoder, Encoder, EventKind, Marker, Record, Segment,
-};
+use crate::record::{rtype, Allocator, DecodeError, Decoder, Encoder, Marker, Record, Segment};
 use crate::varint::{get, put, unzigzag, zigzag, MAX_VARINT_LEN};
 
 /// The streams of a columnar chunk, in the order they are stored.
@@ -193,21 +191,6 @@ impl Splitter {
         };
         let mut dec = Decoder::with_allocs(raw, std::mem::take(&mut self.allocs));
         let result = loop {
-            if let Some(ev) = dec.next_event() {
-                self.put_head(ev.head, Some(ev.tick), true, &mut state, out);
-                match ev.kind {
-                    EventKind::Alloc {
-                        allocator,
-                        addr,
-                        size,
-                        stack,
-                    } => self.put_alloc(allocator, addr, size, stack, &mut state, out),
-                    EventKind::Free { addr, distance } => {
-                        self.put_free(addr, distance, &mut state, out)
-                    }
-                }
-                continue;
-            }
             let start = dec.position();
             match dec.next() {
                 None => break Ok(()),

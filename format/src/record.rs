@@ -476,28 +476,6 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// An allocation or a free, as `Decoder::next_event` reads it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event {
-    /// Byte 0 of the record.
-    pub head: u8,
-    pub tick: u64,
-    pub kind: EventKind,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    Alloc {
-        allocator: Allocator,
-        addr: u64,
-        size: u64,
-        stack: u64,
-    },
-    /// A free (of either kind: the head's type tells); `distance` when it named its allocation
-    /// by distance.
-    Free { addr: u64, distance: Option<u64> },
-}
-
 /// Decodes the records of one chunk payload, in order.
 pub struct Decoder<'a> {
     buf: &'a [u8],
@@ -534,63 +512,6 @@ impl<'a> Decoder<'a> {
     /// Gives back the buffer of allocation addresses.
     pub fn into_allocs(self) -> Vec<u64> {
         self.allocs
-    }
-
-    /// Decodes the next record if it is an allocation or a free (the bulk of any chunk),
-    /// without building a `Record`; returns None, consuming nothing, for any other record, at the
-    /// end, or on damage (which `next` then reports).
-    #[inline]
-    pub fn next_event(&mut self) -> Option<Event> {
-        let head = *self.buf.get(self.pos)?;
-        let rtype = head >> 3;
-        if !matches!(rtype, 0..=11 | 16..=19) || self.failed {
-            return None;
-        }
-        let mut pos = self.pos + 1;
-        let mut delta = u64::from(head & 7);
-        if delta == 7 {
-            delta = get(self.buf, &mut pos)?.checked_add(7)?;
-        }
-        let tick = self.prev_tick.wrapping_add(delta);
-        let kind = match rtype {
-            0..=11 => {
-                let d = unzigzag(get(self.buf, &mut pos)?);
-                let size = get(self.buf, &mut pos)?;
-                let stack = get(self.buf, &mut pos)?;
-                let addr = self.prev_addr.wrapping_add(d as u64);
-                self.allocs.push(addr);
-                EventKind::Alloc {
-                    allocator: Allocator::from_u8(rtype)?,
-                    addr,
-                    size,
-                    stack,
-                }
-            }
-            rtype::FREE_BACK | rtype::PYFREE_BACK => {
-                let d = get(self.buf, &mut pos)?;
-                let n = self.allocs.len() as u64;
-                if d == 0 || d > n {
-                    return None;
-                }
-                EventKind::Free {
-                    addr: self.allocs[(n - d) as usize],
-                    distance: Some(d),
-                }
-            }
-            _ => {
-                let d = unzigzag(get(self.buf, &mut pos)?);
-                EventKind::Free {
-                    addr: self.prev_addr.wrapping_add(d as u64),
-                    distance: None,
-                }
-            }
-        };
-        self.prev_addr = match kind {
-            EventKind::Alloc { addr, .. } | EventKind::Free { addr, .. } => addr,
-        };
-        self.prev_tick = tick;
-        self.pos = pos;
-        Some(Event { head, tick, kind })
     }
 
     /// For the free just decoded: the distance it named its allocation by, if it did.

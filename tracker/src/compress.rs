@@ -15,8 +15,8 @@ const COLUMNS_MIN: usize = 4096;
 /// One thread's compression state, created on its first flush and kept for the next ones.
 pub struct Compressor {
     cctx: Option<CCtx<'static>>,
-    scratch: *mut u8,
-    scratch_len: usize,
+    /// Where stored payloads are built (anonymous memory mapped once, never unmapped).
+    scratch: &'static mut [u8],
     splitter: Splitter,
     streams: [Vec<u8>; stream::COUNT],
 }
@@ -25,8 +25,7 @@ impl Compressor {
     pub fn new() -> Compressor {
         Compressor {
             cctx: None,
-            scratch: core::ptr::null_mut(),
-            scratch_len: 0,
+            scratch: &mut [],
             splitter: Splitter::new(),
             streams: Default::default(),
         }
@@ -36,27 +35,34 @@ impl Compressor {
     /// the stored bytes, or None when nothing is smaller than `raw` itself.
     pub fn compress(&mut self, raw: &[u8], max_raw: usize) -> Option<(ChunkCodec, &[u8])> {
         self.prepare(max_raw)?;
+        let cctx = self.cctx.as_mut()?;
         let columnar = if raw.len() >= COLUMNS_MIN {
-            self.columns(raw)
+            let split = self.splitter.split(raw, &mut self.streams);
+            split
+                .ok()
+                .and_then(|()| store_columns(cctx, &self.streams, self.scratch, raw.len()))
         } else {
             None
         };
         let (codec, start, len) = match columnar {
             Some((start, len)) => (ChunkCodec::Columns, start, len),
-            None => (ChunkCodec::Zstd, 0, self.zstd(raw)?),
+            None => {
+                let n = cctx.compress2(&mut *self.scratch, raw).ok()?;
+                (n < raw.len()).then_some((ChunkCodec::Zstd, 0, n))?
+            }
         };
-        // SAFETY: scratch holds scratch_len bytes; [start, start + len) were just written.
-        let out = unsafe { core::slice::from_raw_parts(self.scratch.add(start), len) };
-        Some((codec, out))
+        Some((codec, &self.scratch[start..start + len]))
     }
 
     fn prepare(&mut self, max_raw: usize) -> Option<()> {
-        if self.scratch.is_null() {
+        if self.scratch.is_empty() {
             // Room for every stream stored raw, with their frame table; the address stream can
             // be longer than the raw addresses were.
             let len = 4 * max_raw + MAX_FRAME_TABLE + 4096;
-            self.scratch = sys::map_anon(len)?;
-            self.scratch_len = len;
+            let p = sys::map_anon(len)?;
+            // SAFETY: `len` bytes of fresh anonymous memory that this state alone uses and that
+            // is never unmapped.
+            self.scratch = unsafe { core::slice::from_raw_parts_mut(p, len) };
         }
         if self.cctx.is_none() {
             let mut c = CCtx::try_create()?;
@@ -67,55 +73,41 @@ impl Compressor {
         }
         Some(())
     }
+}
 
-    fn scratch(&mut self) -> &mut [u8] {
-        // SAFETY: scratch is scratch_len bytes of anonymous memory owned by this state.
-        unsafe { core::slice::from_raw_parts_mut(self.scratch, self.scratch_len) }
+/// Writes the frame table and the streams contiguously into `dst`; returns (start, length), or
+/// None when that is not smaller than the `raw_len` bytes they came from.
+fn store_columns(
+    cctx: &mut CCtx,
+    streams: &[Vec<u8>; stream::COUNT],
+    dst: &mut [u8],
+    raw_len: usize,
+) -> Option<(usize, usize)> {
+    let mut lens = [(0usize, 0usize); stream::COUNT];
+    let mut at = MAX_FRAME_TABLE;
+    for (s, len) in streams.iter().zip(lens.iter_mut()) {
+        let stored = store_stream(cctx, s, &mut dst[at..])?;
+        *len = (s.len(), stored);
+        at += stored;
     }
+    let mut table = [0u8; MAX_FRAME_TABLE];
+    let n = write_frame_table(&lens, &mut table);
+    let start = MAX_FRAME_TABLE - n;
+    dst[start..MAX_FRAME_TABLE].copy_from_slice(&table[..n]);
+    let total = at - start;
+    (total < raw_len).then_some((start, total))
+}
 
-    /// One zstd frame at the start of scratch; None when it is not smaller than `raw`.
-    fn zstd(&mut self, raw: &[u8]) -> Option<usize> {
-        // SAFETY: as in `scratch`; taken apart from `self.cctx` for the borrow checker.
-        let dst = unsafe { core::slice::from_raw_parts_mut(self.scratch, self.scratch_len) };
-        let n = self.cctx.as_mut()?.compress2(dst, raw).ok()?;
-        (n < raw.len()).then_some(n)
-    }
-
-    /// The frame table and the streams, contiguous in scratch; returns (start, length).
-    fn columns(&mut self, raw: &[u8]) -> Option<(usize, usize)> {
-        self.splitter.split(raw, &mut self.streams).ok()?;
-        let mut lens = [(0usize, 0usize); stream::COUNT];
-        let mut at = MAX_FRAME_TABLE;
-        for (i, len) in lens.iter_mut().enumerate() {
-            let s = core::mem::take(&mut self.streams[i]);
-            let stored = self.store_stream(&s, at);
-            self.streams[i] = s;
-            let stored = stored?;
-            *len = (self.streams[i].len(), stored);
-            at += stored;
-        }
-        let mut table = [0u8; MAX_FRAME_TABLE];
-        let n = write_frame_table(&lens, &mut table);
-        let start = MAX_FRAME_TABLE - n;
-        self.scratch()[start..MAX_FRAME_TABLE].copy_from_slice(&table[..n]);
-        let total = at - start;
-        (total < raw.len()).then_some((start, total))
-    }
-
-    /// Writes one stream at scratch[at..], compressed when that makes it smaller.
-    fn store_stream(&mut self, s: &[u8], at: usize) -> Option<usize> {
-        let scratch_len = self.scratch_len;
-        if s.len() >= MIN_COMPRESSED_STREAM {
-            // SAFETY: as in `scratch`; taken apart from `self.cctx` for the borrow checker.
-            let dst = unsafe { core::slice::from_raw_parts_mut(self.scratch, scratch_len) };
-            if let Ok(n) = self.cctx.as_mut()?.compress2(&mut dst[at..], s) {
-                if n < s.len() {
-                    return Some(n);
-                }
+/// Writes one stream at the start of `dst`, compressed when that makes it smaller; returns its
+/// stored length.
+fn store_stream(cctx: &mut CCtx, s: &[u8], dst: &mut [u8]) -> Option<usize> {
+    if s.len() >= MIN_COMPRESSED_STREAM {
+        if let Ok(n) = cctx.compress2(&mut *dst, s) {
+            if n < s.len() {
+                return Some(n);
             }
         }
-        let end = at.checked_add(s.len()).filter(|&e| e <= scratch_len)?;
-        self.scratch()[at..end].copy_from_slice(s);
-        Some(s.len())
     }
+    dst.get_mut(..s.len())?.copy_from_slice(s);
+    Some(s.len())
 }

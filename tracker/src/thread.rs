@@ -232,11 +232,29 @@ impl ThreadState {
         }
     }
 
+    /// Makes room for `n` bytes of records, flushing if needed. False when there is none (the
+    /// capture takes no more): the caller's event is dropped, and counted.
     #[inline]
-    fn room(&mut self, n: usize) {
+    fn room(&mut self, n: usize) -> bool {
         if SLOT_CAP - self.used < n && CAPTURE.is_open() {
             let _ = self.flush();
         }
+        if SLOT_CAP - self.used < n {
+            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Encodes records at the end of the staging payload with `f` (given the encoder, the
+    /// payload and where to write); returns where they end. The caller made room.
+    #[inline]
+    fn write(&mut self, f: impl FnOnce(&mut Encoder, &mut [u8], usize) -> usize) -> usize {
+        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this
+        // state, and nothing else writes there while the owner holds it.
+        let buf =
+            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
+        f(&mut self.enc, buf, self.used)
     }
 
     /// Compresses the buffered records into an Events chunk and starts the next one. False when
@@ -287,10 +305,8 @@ impl ThreadState {
             self.start_chunk();
         } else {
             // The capture cannot take more: the events stay in the staging area, complete (its
-            // header's raw_len counts them). Later events are dropped (counted) by the callers
-            // that find no room.
+            // header's raw_len counts them). Later events find no room and are dropped.
             self.stuck = true;
-            self.used = SLOT_CAP;
         }
         written
     }
@@ -310,12 +326,7 @@ impl ThreadState {
         self.name[..len].copy_from_slice(&name[..len]);
         self.name_len = len;
         if SLOT_CAP - self.used >= 64 {
-            let used = self.used;
-            // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state; split borrow of encoder and slot.
-            let buf = unsafe {
-                core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP)
-            };
-            let end = self.enc.thread_name(buf, used, &name[..len]);
+            let end = self.write(|enc, buf, used| enc.thread_name(buf, used, &name[..len]));
             let tick = self.last_tick;
             self.commit(end, tick);
             self.record_count -= 1; // table records are not events
@@ -333,15 +344,10 @@ impl ThreadState {
         let stack = match stacks::native_site(ret) {
             Ok(id) => id,
             Err(new) => {
-                let used = self.used;
-                let enc = &mut self.enc;
-                // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state; split borrow of encoder and slot.
-                let buf = unsafe {
-                    core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP)
-                };
-                let p = enc.native_frame(buf, used, new.frame, ret);
-                let p = enc.stack(buf, p, new.stack, 0, new.frame);
-                self.used = p;
+                self.used = self.write(|enc, buf, used| {
+                    let p = enc.native_frame(buf, used, new.frame, ret);
+                    enc.stack(buf, p, new.stack, 0, new.frame)
+                });
                 new.stack
             }
         };
@@ -351,50 +357,32 @@ impl ThreadState {
 
     #[inline]
     fn alloc(&mut self, allocator: Allocator, addr: u64, size: u64, ret: u64) {
-        self.room(MAX_EVENT_LEN + SLACK);
-        if self.used == SLOT_CAP {
-            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.room(MAX_EVENT_LEN + SLACK) {
             return;
         }
         let stack = self.site(ret);
         let tick = clock::tick();
-        let used = self.used;
-        let enc = &mut self.enc;
-        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
-        let buf =
-            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
-        let end = enc.alloc(buf, used, allocator, tick, addr, size, stack);
+        let end =
+            self.write(|enc, buf, used| enc.alloc(buf, used, allocator, tick, addr, size, stack));
         self.commit(end, tick);
+    }
+
+    /// A free, by address: the flush finds the allocation it frees (columns::Splitter), off
+    /// this path.
+    #[inline]
+    fn free(&mut self, python: bool, addr: u64, tick: u64) {
+        self.with_buf(
+            |enc, buf, used| enc.free_addr(buf, used, python, tick, addr),
+            tick,
+        );
     }
 
     #[inline]
-    fn free(&mut self, python: bool, addr: u64, tick: u64) {
-        self.room(MAX_EVENT_LEN + SLACK);
-        if self.used == SLOT_CAP {
-            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let used = self.used;
-        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
-        let buf =
-            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
-        // By address: the flush finds the allocation it frees (columns::Splitter), off this path.
-        let end = self.enc.free_addr(buf, used, python, tick, addr);
-        self.commit(end, tick);
-    }
-
     fn with_buf(&mut self, f: impl FnOnce(&mut Encoder, &mut [u8], usize) -> usize, tick: u64) {
-        self.room(MAX_EVENT_LEN + SLACK);
-        if self.used == SLOT_CAP {
-            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
-            return;
+        if self.room(MAX_EVENT_LEN + SLACK) {
+            let end = self.write(f);
+            self.commit(end, tick);
         }
-        let used = self.used;
-        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this state.
-        let buf =
-            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
-        let end = f(&mut self.enc, buf, used);
-        self.commit(end, tick);
     }
 }
 
