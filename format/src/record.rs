@@ -484,39 +484,19 @@ pub struct Decoder<'a> {
     prev_addr: u64,
     /// Addresses of this chunk's allocation records, for frees by distance.
     allocs: Vec<u64>,
-    /// The distance of the last free decoded, when it named its allocation by distance.
-    last_distance: Option<u64>,
     failed: bool,
 }
 
 impl<'a> Decoder<'a> {
     pub fn new(buf: &'a [u8]) -> Decoder<'a> {
-        Decoder::with_allocs(buf, Vec::new())
-    }
-
-    /// A decoder that keeps the chunk's allocation addresses in `allocs` (cleared first), so
-    /// that a caller decoding many chunks reuses one buffer.
-    pub fn with_allocs(buf: &'a [u8], mut allocs: Vec<u64>) -> Decoder<'a> {
-        allocs.clear();
         Decoder {
             buf,
             pos: 0,
             prev_tick: 0,
             prev_addr: 0,
-            allocs,
-            last_distance: None,
+            allocs: Vec::new(),
             failed: false,
         }
-    }
-
-    /// Gives back the buffer of allocation addresses.
-    pub fn into_allocs(self) -> Vec<u64> {
-        self.allocs
-    }
-
-    /// For the free just decoded: the distance it named its allocation by, if it did.
-    pub fn last_distance(&self) -> Option<u64> {
-        self.last_distance
     }
 
     /// Bytes consumed so far.
@@ -571,7 +551,6 @@ impl<'a> Decoder<'a> {
 
     #[inline]
     fn record(&mut self) -> Result<Record<'a>, DecodeError> {
-        self.last_distance = None;
         let b0 = self.buf[self.pos];
         self.pos += 1;
         let rtype = b0 >> 3;
@@ -603,7 +582,6 @@ impl<'a> Decoder<'a> {
             rtype::FREE_BACK | rtype::PYFREE_BACK => {
                 let d = self.var()?;
                 let addr = self.back(d)?;
-                self.last_distance = Some(d);
                 Record::Free {
                     tick,
                     python: rtype == rtype::PYFREE_BACK,

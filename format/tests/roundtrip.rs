@@ -471,32 +471,82 @@ fn documented_example() {
 
 mod columns {
     use super::*;
-    use memtrace_format::columns::{self, join, read_frames, stream, write_frame_table, Splitter};
-
-    fn split(s: &mut Splitter, raw: &[u8]) -> [Vec<u8>; stream::COUNT] {
-        let mut out: [Vec<u8>; stream::COUNT] = Default::default();
-        s.split(raw, &mut out).expect("an encoder's payload splits");
-        out
-    }
+    use memtrace_format::columns::{
+        self, join, join_prefix, read_frames, split, staging_streams, stream, write_frame_table,
+        ColumnWriter, Layout,
+    };
 
     fn refs(streams: &[Vec<u8>; stream::COUNT]) -> [&[u8]; stream::COUNT] {
         std::array::from_fn(|i| streams[i].as_slice())
+    }
+
+    /// The records of a raw payload, as Debug text.
+    fn records(raw: &[u8]) -> Vec<String> {
+        Decoder::new(raw)
+            .map(|r| owned(&r.expect("joined records decode")))
+            .collect()
+    }
+
+    /// Writes the records of each raw payload as one chunk of a single writer (as a tracker
+    /// thread does); returns each chunk's streams.
+    fn write_chunks(raws: &[&[u8]], buffer: usize) -> Vec<[Vec<u8>; stream::COUNT]> {
+        let mut w = ColumnWriter::new(Layout::for_buffer(buffer));
+        let mut buf = vec![0u8; buffer];
+        raws.iter()
+            .map(|raw| {
+                w.start(&mut buf, true);
+                for rec in Decoder::new(raw) {
+                    assert!(w.record(&mut buf, &rec.expect("raw decodes")), "room");
+                }
+                w.streams(&buf).map(|s| s.to_vec())
+            })
+            .collect()
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
-        fn split_then_join_gives_the_payload_back(a in proptest::collection::vec(op(), 0..200),
-                                                  b in proptest::collection::vec(op(), 0..200)) {
-            // One splitter for two chunks, as a writer thread uses it: the second chunk must not
-            // lean on the first one's candidates.
-            let mut s = Splitter::new();
-            for ops in [&a, &b] {
-                let (raw, _, _) = encode(ops);
-                let streams = split(&mut s, &raw);
-                prop_assert_eq!(join(&refs(&streams), raw.len()), Ok(raw));
+        fn written_streams_join_into_the_same_records(a in proptest::collection::vec(op(), 0..200),
+                                                      b in proptest::collection::vec(op(), 0..200)) {
+            // One writer for two chunks: the second chunk must not lean on the first one's
+            // candidates or allocations.
+            let (ra, ea, _) = encode(&a);
+            let (rb, eb, _) = encode(&b);
+            let chunks = write_chunks(&[&ra, &rb], 1 << 20);
+            for (streams, expected) in chunks.iter().zip([ea, eb]) {
+                let joined = join(&refs(streams)).expect("written streams join");
+                prop_assert_eq!(records(&joined), expected);
             }
+        }
+
+        #[test]
+        fn a_full_staging_area_keeps_every_record_written(ops in proptest::collection::vec(op(), 1..400),
+                                                          size in 600usize..4000,
+                                                          cut in any::<prop::sample::Index>()) {
+            // A small area fills: the writer refuses the record that would not fit, and what it
+            // took reads back from the directory, also with TYPE cut short as after a kill in
+            // the middle of a record.
+            let (raw, expected, _) = encode(&ops);
+            let layout = Layout::for_buffer(size);
+            let mut buf = vec![0u8; layout.buffer_len()];
+            let mut w = ColumnWriter::new(layout);
+            w.start(&mut buf, false);
+            let mut taken = 0;
+            for rec in Decoder::new(&raw) {
+                if !w.record(&mut buf, &rec.expect("raw decodes")) {
+                    break;
+                }
+                taken += 1;
+            }
+            prop_assert_eq!(w.records(), taken);
+            let streams = staging_streams(&buf, taken).expect("directory reads");
+            prop_assert_eq!(records(&join_prefix(&streams).expect("joins")), &expected[..taken]);
+            let written = w.streams(&buf);
+            prop_assert_eq!(records(&join(&written).expect("joins")), &expected[..taken]);
+            let k = cut.index(taken + 1);
+            let streams = staging_streams(&buf, k).expect("directory reads");
+            prop_assert_eq!(records(&join_prefix(&streams).expect("joins")), &expected[..k]);
         }
 
         #[test]
@@ -505,7 +555,7 @@ mod columns {
                                        flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
                                        cut in any::<prop::sample::Index>()) {
             let (raw, _, _) = encode(&ops);
-            let mut streams = split(&mut Splitter::new(), &raw);
+            let mut streams = split(&raw).expect("an encoder's payload splits");
             let mut damaged = streams.clone();
             if !damaged[which].is_empty() {
                 for (at, x) in flips {
@@ -513,13 +563,18 @@ mod columns {
                     damaged[which][i] ^= x;
                 }
             }
-            if let Ok(out) = join(&refs(&damaged), raw.len()) {
-                prop_assert_eq!(out.len(), raw.len());
-            }
+            let _ = join(&refs(&damaged));
+            let _ = join_prefix(&refs(&damaged));
             let keep = cut.index(streams[which].len() + 1);
             streams[which].truncate(keep);
-            if let Ok(out) = join(&refs(&streams), raw.len()) {
-                prop_assert_eq!(out.len(), raw.len());
+            let _ = join(&refs(&streams));
+        }
+
+        #[test]
+        fn random_directories_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..400),
+                                          records in 0usize..500) {
+            if let Ok(streams) = staging_streams(&buf, records) {
+                let _ = join_prefix(&streams);
             }
         }
 
@@ -536,24 +591,25 @@ mod columns {
         let mut enc = Encoder::new();
         let mut raw = vec![0u8; 256];
         let mut pos = enc.alloc(&mut raw, 0, Allocator::Malloc, 1, a, 100, 1);
-        pos = enc.free_back(&mut raw, pos, false, 2, 1, a);
+        pos = enc.free_addr(&mut raw, pos, false, 2, a);
         pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 3, a, 40, 1);
         pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 4, a + 48, 40, 1);
         raw.truncate(pos);
-        let streams = split(&mut Splitter::new(), &raw);
+        let streams = split(&raw).expect("splits");
         // The first address is a delta; the second names the freed block (distance 0, the
-        // latest candidate); the third the end of the second block (glibc: 40 + 8 → 48).
+        // latest candidate); the third the end of the second block (glibc: 40 + 8 → 48). The
+        // free names the latest allocation (distance 1, code 3).
         let addr = &streams[stream::ADDR];
         assert_eq!(&addr[addr.len() - 2..], &[1, 1]);
+        assert_eq!(streams[stream::FREE_ADDR], vec![3]);
         assert_eq!(streams[stream::SIZE_LO], vec![100, 40, 40]);
         assert_eq!(streams[stream::SIZE_HI], vec![0, 0, 0]);
-        assert_eq!(streams[stream::FREE], vec![1]);
-        assert_eq!(join(&refs(&streams), raw.len()), Ok(raw));
+        assert_eq!(streams[stream::DELTA], vec![1 | 1 << 3, 1 | 1 << 3]);
+        assert_eq!(join(&refs(&streams)), Ok(raw));
     }
 
     #[test]
     fn frees_by_address_find_their_allocation() {
-        // The tracker writes frees by address; the split names the allocation by distance.
         let (a, b) = (0x7000_0000u64, 0x7100_0000u64);
         let mut enc = Encoder::new();
         let mut raw = vec![0u8; 256];
@@ -562,7 +618,7 @@ mod columns {
         pos = enc.free_addr(&mut raw, pos, false, 3, a);
         pos = enc.free_addr(&mut raw, pos, true, 4, 0x1234);
         raw.truncate(pos);
-        let streams = split(&mut Splitter::new(), &raw);
+        let streams = split(&raw).expect("splits");
         // a is the second most recent allocation: distance 2, code 5; 0x1234 is unknown: the
         // zigzag delta from a, plus one, doubled.
         let unknown = (((0x1234i64 - a as i64) << 1) ^ ((0x1234i64 - a as i64) >> 63)) as u64;
@@ -575,7 +631,28 @@ mod columns {
         expected.push(v as u8);
         assert_eq!(streams[stream::FREE_ADDR], expected);
         assert_eq!(streams[stream::TYPE], vec![0, 1, 17, 19]);
-        assert_eq!(join(&refs(&streams), raw.len()), Ok(raw));
+        assert_eq!(join(&refs(&streams)), Ok(raw));
+    }
+
+    #[test]
+    fn a_staging_directory_outside_its_buffer_is_refused() {
+        let layout = Layout::for_buffer(4096);
+        let mut buf = vec![0u8; layout.buffer_len()];
+        let mut w = ColumnWriter::new(layout);
+        w.start(&mut buf, false);
+        assert!(w.reserve_event());
+        w.alloc(&mut buf, Allocator::Malloc, 5, 0x1000, 24, 1);
+        let streams = staging_streams(&buf, 1).expect("reads");
+        let joined = join_prefix(&streams).expect("joins");
+        let expected = Record::Alloc {
+            tick: 5,
+            allocator: Allocator::Malloc,
+            addr: 0x1000,
+            size: 24,
+            stack: 1,
+        };
+        assert_eq!(records(&joined), vec![owned(&expected)]);
+        assert!(staging_streams(&buf[..buf.len() / 2], 1).is_err());
     }
 
     #[test]

@@ -68,7 +68,10 @@ fn unsupported_version() {
     let mut bytes = sample().bytes();
     bytes[8] = 9;
     let p = write_bytes("v9", &bytes);
-    assert_one_line_error(&stats(&p, &["--json"]), "version 9.1 is not supported");
+    assert_one_line_error(
+        &stats(&p, &["--json"]),
+        &format!("version 9.{} is not supported", memtrace_format::MINOR),
+    );
 }
 
 #[test]
@@ -115,7 +118,7 @@ fn json_has_every_key() {
     ] {
         assert!(v.get(key).is_some(), "{key} missing");
     }
-    assert_eq!(v["format_version"], "1.1");
+    assert_eq!(v["format_version"], "1.2");
     assert_eq!(v["command"], "./prog --flag");
     assert_eq!(v["argv"], serde_json::json!(["./prog", "--flag"]));
     assert_eq!(v["pid"], 4242);
@@ -211,8 +214,10 @@ fn library_errors_are_results() {
     let v2 = write_bytes("lib-v2", &bytes);
     let e = report(&v2, 5).expect_err("version 2");
     assert!(
-        e.to_string()
-            .contains("capture format version 2.1 is not supported"),
+        e.to_string().contains(&format!(
+            "capture format version 2.{} is not supported",
+            memtrace_format::MINOR
+        )),
         "{e}"
     );
     let ok = report(&sample().write("lib-ok"), 5).expect("a capture");

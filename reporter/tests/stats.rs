@@ -74,7 +74,7 @@ fn counts_bytes_peak_and_histogram() {
     assert_eq!(r.allocators.len(), 9, "the C allocators, always");
     assert_eq!(r.command, "./prog --flag");
     assert_eq!(r.pid, 4242);
-    assert_eq!(r.format_version, "1.1");
+    assert_eq!(r.format_version, "1.2");
     assert!(r.complete);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(r.threads.len(), 1);
@@ -403,6 +403,36 @@ fn staging_is_recovered_and_stale_staging_is_ignored() {
     assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
     assert!(
         (r.duration_s - 4e-9).abs() < 1e-15,
+        "staging events extend the duration"
+    );
+}
+
+#[test]
+fn a_columnar_staging_area_is_recovered_up_to_its_record_count() {
+    // As the tracker leaves it at a SIGKILL: the records the header counts, and the fields of
+    // one more record it had begun (not counted, so not read).
+    let mut b = CaptureBuilder::new();
+    let mut c0 = Chunk::new();
+    c0.malloc(1, 0x1000, 100).malloc(2, 0x2000, 200);
+    b.events(1, 1, 0, &c0);
+    let mut c1 = Chunk::new();
+    c1.free(3, 0x1000)
+        .malloc(4, 0x3000, 50)
+        .malloc(5, 0x3040, 7);
+    let mut begun = Chunk::new();
+    begun.malloc(6, 0x9000, 1 << 20);
+    b.columns_staging(1, 1, 1, &c1, &begun, 4096);
+    b.zeros(4096);
+    let r = report(&b);
+    assert_eq!(r.total_allocations, 4);
+    assert_eq!(r.total_bytes, 357);
+    assert_eq!(r.total_frees, 1);
+    assert_eq!(r.peak_bytes, 300);
+    assert_eq!(r.leaked_bytes, 257);
+    assert!(!r.complete);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(
+        (r.duration_s - 5e-9).abs() < 1e-15,
         "staging events extend the duration"
     );
 }

@@ -126,7 +126,7 @@ unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
         // SAFETY: forwarding the caller's request.
         return unsafe { (r.free)(p) };
     };
-    thread::record_free(t, false, p as u64, clock::tick());
+    thread::record_free(t, false, p as u64, None);
     // SAFETY: forwarding the caller's request.
     unsafe { (r.free)(p) };
     leave(t);
@@ -181,12 +181,12 @@ fn record_realloc(
     if new.is_null() {
         if size == 0 && !old.is_null() {
             // realloc(p, 0) freed p.
-            thread::record_free(t, false, old as u64, before);
+            thread::record_free(t, false, old as u64, Some(before));
         }
         return;
     }
     if !old.is_null() {
-        thread::record_free(t, false, old as u64, before);
+        thread::record_free(t, false, old as u64, Some(before));
     }
     thread::record_alloc(t, Allocator::Realloc, new as u64, size, ret as u64);
 }

@@ -6,17 +6,16 @@
 use crate::capture::{align, CAPTURE};
 use crate::compress::Compressor;
 use crate::{clock, stacks, sys, tls};
+use memtrace_format::columns::{ColumnWriter, Layout};
 use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{
     Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker, CHUNK_HEADER_LEN,
 };
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
 
-/// Bytes of encoded records a thread buffers before compressing them.
+/// Bytes of a thread's staging area: the directory and regions of a chunk's streams.
 pub const SLOT_CAP: usize = 256 * 1024;
 const SITES: usize = 1024;
-/// Room kept free for the table records an event may bring (stack, frame, thread name).
-const SLACK: usize = 160;
 
 const IDLE: u32 = 0;
 const WRITING: u32 = 1;
@@ -44,11 +43,11 @@ pub struct ThreadState {
     seq: u32,
     /// The staging chunk header in the capture mapping (null until reserved).
     slot: *mut u8,
-    used: usize,
+    /// Event records in the staging area (table records are not counted).
     record_count: u32,
     first_tick: u64,
     last_tick: u64,
-    enc: Encoder,
+    writer: ColumnWriter,
     sites: [Site; SITES],
     compressor: Compressor,
     name: [u8; 16],
@@ -171,10 +170,10 @@ fn claim_state() -> Option<*mut ThreadState> {
     }
     let p = sys::map_anon(core::mem::size_of::<ThreadState>())? as *mut ThreadState;
     // SAFETY: fresh zeroed memory of the right size; every field is valid when zeroed except
-    // the compressor and the encoder, written explicitly.
+    // the compressor and the writer, written explicitly.
     unsafe {
         core::ptr::addr_of_mut!((*p).compressor).write(Compressor::new());
-        core::ptr::addr_of_mut!((*p).enc).write(Encoder::new());
+        core::ptr::addr_of_mut!((*p).writer).write(ColumnWriter::new(Layout::for_buffer(SLOT_CAP)));
         (*p).in_use = AtomicBool::new(true);
         let mut head = REGISTRY.load(Ordering::Acquire);
         loop {
@@ -189,16 +188,14 @@ fn claim_state() -> Option<*mut ThreadState> {
 }
 
 impl ThreadState {
-    /// Writes the staging header for the chunk `seq` and empties the buffer.
+    /// Writes the staging header for the chunk `seq` and empties the streams.
     fn start_chunk(&mut self) {
-        self.used = 0;
         self.record_count = 0;
         self.first_tick = 0;
         self.last_tick = 0;
-        self.enc.reset();
         let header = ChunkHeader {
             kind: ChunkKind::Staging,
-            codec: ChunkCodec::Raw,
+            codec: ChunkCodec::Columns,
             flags: 0,
             thread_serial: self.serial,
             tid: self.tid,
@@ -214,47 +211,65 @@ impl ThreadState {
         let h = header.encode();
         // SAFETY: the slot header is CHUNK_HEADER_LEN bytes of this state's reserved region.
         unsafe { core::ptr::copy_nonoverlapping(h.as_ptr(), self.slot, CHUNK_HEADER_LEN) };
+        self.writer.start(self.payload(), true);
     }
 
-    /// Publishes `used` bytes of complete records in the staging header.
+    /// The staging payload: the streams' directory and regions.
     #[inline]
-    fn commit(&mut self, used: usize, tick: u64) {
-        self.used = used;
+    fn payload(&self) -> &'static mut [u8] {
+        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this
+        // state, never unmapped, and nothing else writes there while the owner holds it.
+        unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) }
+    }
+
+    /// Publishes the records written so far: their count, in the staging header (a reader
+    /// trusts the records it counts, and reads their fields from the regions).
+    #[inline]
+    fn publish(&mut self) {
+        compiler_fence(Ordering::Release);
+        // SAFETY: the raw_len field of this state's staging header; 4-byte aligned.
+        unsafe {
+            let f = self.slot.add(memtrace_format::chunk::STAGING_USED_OFFSET) as *const AtomicU32;
+            (*f).store(self.writer.records() as u32, Ordering::Release);
+        }
+    }
+
+    /// Publishes an event record written at `tick`.
+    #[inline]
+    fn commit(&mut self, tick: u64) {
         if self.record_count == 0 {
             self.first_tick = tick;
         }
         self.record_count += 1;
         self.last_tick = tick;
-        // SAFETY: the raw_len field of this state's staging header; 4-byte aligned.
-        unsafe {
-            let f = self.slot.add(memtrace_format::chunk::STAGING_USED_OFFSET) as *const AtomicU32;
-            (*f).store(used as u32, Ordering::Release);
-        }
+        self.publish();
     }
 
-    /// Makes room for `n` bytes of records, flushing if needed. False when there is none (the
+    /// Makes room for one event record, flushing if needed. False when there is none (the
     /// capture takes no more): the caller's event is dropped, and counted.
     #[inline]
-    fn room(&mut self, n: usize) -> bool {
-        if SLOT_CAP - self.used < n && CAPTURE.is_open() {
-            let _ = self.flush();
+    fn room(&mut self) -> bool {
+        if self.writer.reserve_event() {
+            return true;
         }
-        if SLOT_CAP - self.used < n {
-            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        true
+        self.flush_for_room(|w| w.reserve_event())
     }
 
-    /// Encodes records at the end of the staging payload with `f` (given the encoder, the
-    /// payload and where to write); returns where they end. The caller made room.
-    #[inline]
-    fn write(&mut self, f: impl FnOnce(&mut Encoder, &mut [u8], usize) -> usize) -> usize {
-        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this
-        // state, and nothing else writes there while the owner holds it.
-        let buf =
-            unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) };
-        f(&mut self.enc, buf, self.used)
+    /// Makes room for a table record with `n` bytes of fields, flushing if needed.
+    fn room_for_table(&mut self, n: usize) -> bool {
+        if self.writer.reserve_table(n) {
+            return true;
+        }
+        self.flush_for_room(|w| w.reserve_table(n))
+    }
+
+    #[cold]
+    fn flush_for_room(&mut self, reserve: impl Fn(&mut ColumnWriter) -> bool) -> bool {
+        if CAPTURE.is_open() && self.flush() && reserve(&mut self.writer) {
+            return true;
+        }
+        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Compresses the buffered records into an Events chunk and starts the next one. False when
@@ -263,42 +278,35 @@ impl ThreadState {
         if self.stuck {
             return false;
         }
-        if self.used == 0 {
+        if self.writer.records() == 0 {
             return true;
         }
         let _errno = sys::ErrnoGuard::new();
         self.update_name();
         crate::modules::refresh();
-        let used = self.used;
         let (flush_tick, flush_mono_ns) = clock::pair();
         let mut header = ChunkHeader {
             kind: ChunkKind::Events,
-            codec: ChunkCodec::Zstd,
+            codec: ChunkCodec::Columns,
             flags: 0,
             thread_serial: self.serial,
             tid: self.tid,
             seq: self.seq,
             stored_len: 0,
-            raw_len: used as u32,
+            raw_len: self.writer.total_len() as u32,
             record_count: self.record_count,
             first_tick: self.first_tick,
             last_tick: self.last_tick,
             flush_mono_ns,
             flush_tick,
         };
-        // SAFETY: the staging payload, `used` bytes of complete records.
-        let raw = unsafe { core::slice::from_raw_parts(self.slot.add(CHUNK_HEADER_LEN), used) };
-        let written = match self.compressor.compress(raw, SLOT_CAP) {
-            Some((codec, stored)) => {
-                header.codec = codec;
+        let streams = self.writer.streams(self.payload());
+        let written = match self.compressor.compress(&streams, SLOT_CAP) {
+            Some(stored) => {
                 header.stored_len = stored.len() as u32;
                 CAPTURE.write_chunk(&header, stored)
             }
-            None => {
-                header.codec = ChunkCodec::Raw;
-                header.stored_len = used as u32;
-                CAPTURE.write_chunk(&header, raw)
-            }
+            None => false,
         };
         if written {
             self.seq += 1;
@@ -325,11 +333,12 @@ impl ThreadState {
         }
         self.name[..len].copy_from_slice(&name[..len]);
         self.name_len = len;
-        if SLOT_CAP - self.used >= 64 {
-            let end = self.write(|enc, buf, used| enc.thread_name(buf, used, &name[..len]));
-            let tick = self.last_tick;
-            self.commit(end, tick);
-            self.record_count -= 1; // table records are not events
+        // At a flush the area may be full: then the name waits for the next chunk.
+        if self.writer.reserve_table(ColumnWriter::table_len(len)) {
+            self.writer.thread_name(self.payload(), &name[..len]);
+            self.publish();
+        } else {
+            self.name_len = usize::MAX;
         }
     }
 
@@ -344,10 +353,14 @@ impl ThreadState {
         let stack = match stacks::native_site(ret) {
             Ok(id) => id,
             Err(new) => {
-                self.used = self.write(|enc, buf, used| {
-                    let p = enc.native_frame(buf, used, new.frame, ret);
-                    enc.stack(buf, p, new.stack, 0, new.frame)
-                });
+                // Two table records; if there is no room the ids stay undefined (reports show
+                // an unknown stack) rather than the event being lost.
+                if self.room_for_table(2 * ColumnWriter::table_len(0)) {
+                    let buf = self.payload();
+                    self.writer.native_frame(buf, new.frame, ret);
+                    self.writer.stack(buf, new.stack, 0, new.frame);
+                    self.publish();
+                }
                 new.stack
             }
         };
@@ -357,33 +370,46 @@ impl ThreadState {
 
     #[inline]
     fn alloc(&mut self, allocator: Allocator, addr: u64, size: u64, ret: u64) {
-        if !self.room(MAX_EVENT_LEN + SLACK) {
-            return;
+        for p in self.writer.alloc_lookups(allocator, addr, size) {
+            prefetch(p);
         }
         let stack = self.site(ret);
+        if !self.room() {
+            return;
+        }
         let tick = clock::tick();
-        let end =
-            self.write(|enc, buf, used| enc.alloc(buf, used, allocator, tick, addr, size, stack));
-        self.commit(end, tick);
+        self.writer
+            .alloc(self.payload(), allocator, tick, addr, size, stack);
+        self.commit(tick);
     }
 
-    /// A free, by address: the flush finds the allocation it frees (columns::Splitter), off
-    /// this path.
     #[inline]
     fn free(&mut self, python: bool, addr: u64, tick: u64) {
-        self.with_buf(
-            |enc, buf, used| enc.free_addr(buf, used, python, tick, addr),
-            tick,
-        );
-    }
-
-    #[inline]
-    fn with_buf(&mut self, f: impl FnOnce(&mut Encoder, &mut [u8], usize) -> usize, tick: u64) {
-        if self.room(MAX_EVENT_LEN + SLACK) {
-            let end = self.write(f);
-            self.commit(end, tick);
+        if self.room() {
+            self.writer.free(self.payload(), python, tick, addr);
+            self.commit(tick);
         }
     }
+
+    /// An event other than an allocation or a free, written by `f`.
+    fn event(&mut self, tick: u64, f: impl FnOnce(&mut ColumnWriter, &mut [u8])) {
+        if self.room() {
+            let buf = self.payload();
+            f(&mut self.writer, buf);
+            self.commit(tick);
+        }
+    }
+}
+
+/// Starts loading the cache line at `p` (the model's lookups miss the cache on most events;
+/// the clock read and the stack lookup hide the miss).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
 }
 
 fn proc_comm_path(tid: u32, out: &mut [u8; 48]) -> usize {
@@ -425,19 +451,24 @@ pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64
     }
 }
 
+/// A free of `addr`; `tick` is when it happened if the caller read the clock already (realloc
+/// reads it before calling the real one), else now.
 #[inline]
-pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: u64) {
+pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if let Some(s) = acquire(t) {
+        prefetch(s.writer.free_lookup(addr));
+        let tick = tick.unwrap_or_else(clock::tick);
         s.free(python, addr, tick);
         release(s);
     } else {
+        let tick = tick.unwrap_or_else(clock::tick);
         dead_thread_event(t, |enc, buf, _| enc.free_addr(buf, 0, python, tick, addr));
     }
 }
 
 pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
     if let Some(s) = acquire(t) {
-        s.with_buf(|enc, buf, pos| enc.munmap(buf, pos, tick, addr, len), tick);
+        s.event(tick, |w, buf| w.munmap(buf, tick, addr, len));
         release(s);
     } else {
         dead_thread_event(t, |enc, buf, _| enc.munmap(buf, 0, tick, addr, len));
@@ -446,12 +477,8 @@ pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
 
 pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u64, tick: u64) {
     if let Some(s) = acquire(t) {
-        s.room(MAX_EVENT_LEN + SLACK);
         let stack = s.site(ret);
-        s.with_buf(
-            |enc, buf, pos| enc.mremap(buf, pos, tick, old.0, old.1, new.0, new.1, stack),
-            tick,
-        );
+        s.event(tick, |w, buf| w.mremap(buf, tick, old, new, stack));
         release(s);
     } else {
         dead_thread_event(t, |enc, buf, _| {
@@ -463,7 +490,7 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
 pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
     let tick = clock::tick();
     if let Some(s) = acquire(t) {
-        s.with_buf(|enc, buf, pos| enc.marker(buf, pos, tick, marker), tick);
+        s.event(tick, |w, buf| w.marker(buf, tick, marker));
         release(s);
     } else {
         dead_thread_event(t, |enc, buf, _| enc.marker(buf, 0, tick, marker));

@@ -3,7 +3,7 @@
 use super::event::{code, Event};
 use super::scan::ChunkEntry;
 use memtrace_format::record::Segment;
-use memtrace_format::{columns, ChunkCodec, ChunkKind, Decoder, Record};
+use memtrace_format::{columns, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Record};
 use std::borrow::Cow;
 use std::cell::RefCell;
 
@@ -93,7 +93,7 @@ fn decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
 pub fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Cow<'a, [u8]>, String> {
     let stored = entry.payload(file);
     if entry.header.kind == ChunkKind::Staging {
-        return Ok(Cow::Borrowed(stored));
+        return staging_records(stored, &entry.header);
     }
     let raw_len = entry.header.raw_len as usize;
     match entry.header.codec {
@@ -103,9 +103,26 @@ pub fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Cow<'a, [u8]>, 
     }
 }
 
+/// The complete records of a staging chunk's payload: raw records up to `raw_len`, or the
+/// streams of a columnar staging area up to the record count in `raw_len`.
+pub fn staging_records<'a>(
+    stored: &'a [u8],
+    header: &ChunkHeader,
+) -> Result<Cow<'a, [u8]>, String> {
+    let records = header.raw_len as usize;
+    if header.codec == ChunkCodec::Columns {
+        let streams = columns::staging_streams(stored, records).map_err(|e| e.to_string())?;
+        return columns::join_prefix(&streams)
+            .map(Cow::Owned)
+            .map_err(|e| e.to_string());
+    }
+    Ok(Cow::Borrowed(&stored[..records.min(stored.len())]))
+}
+
 /// Decompresses the streams of a columnar payload and rebuilds the raw records from them.
 fn join_columns(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
-    // A stream is never longer than a few times the records it came from.
+    // Since format 1.2 `raw_len` is the streams' total length; 1.1 writers stored the records'
+    // length, which a stream never exceeds by more than a few times.
     let frames = columns::read_frames(stored, 4 * raw_len + 64).map_err(|e| e.to_string())?;
     let mut owned: [Option<Vec<u8>>; columns::stream::COUNT] = Default::default();
     for (slot, f) in owned.iter_mut().zip(frames.iter()) {
@@ -115,7 +132,7 @@ fn join_columns(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
     }
     let streams: [&[u8]; columns::stream::COUNT] =
         std::array::from_fn(|i| owned[i].as_deref().unwrap_or(frames[i].stored));
-    columns::join(&streams, raw_len).map_err(|e| e.to_string())
+    columns::join(&streams).map_err(|e| e.to_string())
 }
 
 /// Decodes the chunk `entry` (number `entry_idx` of its list) of `file`.

@@ -148,9 +148,12 @@ pub fn scan(file: &[u8], data_start: usize) -> Index {
         let total = header.total_len();
         let payload_start = pos + CHUNK_HEADER_LEN;
         if pos + total > len {
-            // A staging chunk holds complete records up to raw_len: keep them if they are here.
-            let used = (header.raw_len as usize).min(header.stored_len as usize);
-            if header.kind == ChunkKind::Staging && payload_start + used <= len && used > 0 {
+            // A staging chunk holds complete records: keep them if they are here.
+            let used = staging_len(&header);
+            if header.kind == ChunkKind::Staging
+                && payload_start + used <= len
+                && header.raw_len > 0
+            {
                 staging.push(entry_for(pos, header, used, file));
             }
             index.truncated_at = Some(pos);
@@ -192,6 +195,11 @@ pub fn scan(file: &[u8], data_start: usize) -> Index {
                     events.push(entry);
                 } else {
                     index.meta.push(entry);
+                }
+            }
+            ChunkKind::Staging if header.codec == memtrace_format::ChunkCodec::Columns => {
+                if header.raw_len > 0 {
+                    staging.push(entry_for(pos, header, stored, file));
                 }
             }
             ChunkKind::Staging => {
@@ -290,13 +298,25 @@ pub fn scan(file: &[u8], data_start: usize) -> Index {
     index
 }
 
-/// An entry for a staging chunk with `used` bytes of complete records; its ticks come from
-/// decoding them, since the header's live tick fields are not checksummed.
+/// Bytes of payload a staging chunk needs present: all of a columnar one (its streams are
+/// spread over it), the complete records of a raw one.
+fn staging_len(header: &ChunkHeader) -> usize {
+    let stored = header.stored_len as usize;
+    if header.codec == memtrace_format::ChunkCodec::Columns {
+        stored
+    } else {
+        (header.raw_len as usize).min(stored)
+    }
+}
+
+/// An entry for a staging chunk with `used` bytes of payload; its ticks come from decoding its
+/// records, since the header's live tick fields are not checksummed.
 fn entry_for(pos: usize, header: ChunkHeader, used: usize, file: &[u8]) -> ChunkEntry {
     let start = pos + CHUNK_HEADER_LEN;
     let (first_tick, last_tick) = file
         .get(start..start + used)
-        .and_then(tick_range)
+        .and_then(|p| super::decode::staging_records(p, &header).ok())
+        .and_then(|records| tick_range(&records))
         .unwrap_or((0, 0));
     ChunkEntry {
         offset: pos,

@@ -239,12 +239,10 @@ impl CaptureBuilder {
 
     /// An Events chunk in the columns codec (streams of 64 bytes or more compressed).
     pub fn columns_events(&mut self, serial: u32, tid: u32, seq: u32, c: &Chunk) -> usize {
-        use memtrace_format::columns::{self, stream, Splitter};
-        let h = Self::header_for(ChunkKind::Events, ChunkCodec::Columns, serial, tid, seq, c);
-        let mut streams: [Vec<u8>; stream::COUNT] = Default::default();
-        Splitter::new()
-            .split(&c.buf, &mut streams)
-            .expect("the builder's records split");
+        use memtrace_format::columns::{self, stream};
+        let mut h = Self::header_for(ChunkKind::Events, ChunkCodec::Columns, serial, tid, seq, c);
+        let streams = columns::split(&c.buf).expect("the builder's records split");
+        h.raw_len = streams.iter().map(|s| s.len() as u32).sum();
         let mut lens = [(0usize, 0usize); stream::COUNT];
         let mut body = Vec::new();
         for (s, len) in streams.iter().zip(lens.iter_mut()) {
@@ -289,6 +287,36 @@ impl CaptureBuilder {
         p.extend_from_slice(tail);
         assert!(p.len() <= capacity);
         self.chunk(h, &p, capacity)
+    }
+
+    /// A columnar staging chunk of `capacity` bytes, as the tracker leaves one: the chunk's
+    /// records counted in the header, then `extra` more records written but not counted (a
+    /// record being written when the process died).
+    pub fn columns_staging(
+        &mut self,
+        serial: u32,
+        tid: u32,
+        seq: u32,
+        c: &Chunk,
+        extra: &Chunk,
+        capacity: usize,
+    ) -> usize {
+        use memtrace_format::columns::{ColumnWriter, Layout};
+        use memtrace_format::Decoder;
+        let mut h = Self::header_for(ChunkKind::Staging, ChunkCodec::Columns, serial, tid, seq, c);
+        h.first_tick = 0;
+        h.last_tick = 0;
+        let mut payload = vec![0u8; capacity];
+        let mut w = ColumnWriter::new(Layout::for_buffer(capacity));
+        w.start(&mut payload, false);
+        for rec in Decoder::new(&c.buf) {
+            assert!(w.record(&mut payload, &rec.expect("records")), "room");
+        }
+        h.raw_len = w.records() as u32;
+        for rec in Decoder::new(&extra.buf) {
+            assert!(w.record(&mut payload, &rec.expect("records")), "room");
+        }
+        self.chunk(h, &payload, capacity)
     }
 
     /// A Meta chunk (modules), raw.

@@ -1,0 +1,277 @@
+//! Rebuilds raw records from the streams of a columnar chunk.
+
+use super::{block_end, stream, Code};
+use crate::record::{rtype, Allocator, DecodeError, Encoder, Marker, Segment, MAX_EVENT_LEN};
+use crate::varint::{get, unzigzag};
+
+/// Reads one stream front to back.
+pub(super) struct Reader<'a> {
+    buf: &'a [u8],
+    pub(super) pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn new(buf: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { buf, pos: 0, what }
+    }
+
+    pub(super) fn err(&self) -> DecodeError {
+        DecodeError {
+            offset: self.pos,
+            what: self.what,
+        }
+    }
+
+    pub(super) fn var(&mut self) -> Result<u64, DecodeError> {
+        get(self.buf, &mut self.pos).ok_or_else(|| self.err())
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.buf.get(self.pos).ok_or_else(|| self.err())?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.var()? as usize;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| self.err())?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    pub(super) fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+}
+
+pub(super) fn corrupt(what: &'static str, offset: usize) -> DecodeError {
+    DecodeError { offset, what }
+}
+
+/// Rebuilds the raw records of a chunk from its streams. Any inconsistency (a stream too short
+/// or too long, a distance out of range) is an error.
+pub fn join(streams: &[&[u8]; stream::COUNT]) -> Result<Vec<u8>, DecodeError> {
+    join_records(streams, true)
+}
+
+/// Rebuilds the records of a staging area: every record TYPE names, ignoring bytes the other
+/// streams hold beyond them (a record being written when the process died).
+pub fn join_prefix(streams: &[&[u8]; stream::COUNT]) -> Result<Vec<u8>, DecodeError> {
+    join_records(streams, false)
+}
+
+fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>, DecodeError> {
+    // Every record takes at least its type byte; most take a few more.
+    let mut out = vec![0u8; 4 * streams[stream::TYPE].len() + MAX_EVENT_LEN];
+    let mut pos = 0usize;
+    let mut enc = Encoder::new();
+    let mut heads = Reader::new(streams[stream::TYPE], "columns: record types run short");
+    let mut deltas = Reader::new(streams[stream::DELTA], "columns: tick deltas run short");
+    let mut ticks = Reader::new(streams[stream::TICK], "columns: tick stream runs short");
+    let mut addrs = Reader::new(streams[stream::ADDR], "columns: address stream runs short");
+    let mut lows = Reader::new(streams[stream::SIZE_LO], "columns: size stream runs short");
+    let mut highs = Reader::new(streams[stream::SIZE_HI], "columns: size stream runs short");
+    let mut stacks = Reader::new(streams[stream::STACK], "columns: stack stream runs short");
+    let mut frees = Reader::new(streams[stream::FREE], "columns: free stream runs short");
+    let mut free_addrs = Reader::new(
+        streams[stream::FREE_ADDR],
+        "columns: free stream runs short",
+    );
+    let mut other = Reader::new(streams[stream::OTHER], "columns: record stream runs short");
+    let mut candidates: Vec<u64> = Vec::new();
+    let mut allocs: Vec<u64> = Vec::new();
+    let mut pending_delta: Option<u64> = None;
+    let (mut tick, mut prev_alloc, mut prev_free, mut prev_other) = (0u64, 0u64, 0u64, 0u64);
+    while !heads.done() {
+        let rt = heads.byte()?;
+        // Room for this record (its worst case): bounded by the stream bytes it consumes.
+        let room = |out: &mut Vec<u8>, need: usize, pos: usize| {
+            if out.len() < pos + need {
+                out.resize(pos + need, 0);
+            }
+        };
+        let timed = matches!(rt, 0..=11 | 16..=21 | rtype::MARKER | rtype::EXTENDED);
+        if timed {
+            let mut delta = match pending_delta.take() {
+                Some(d) => d,
+                None => {
+                    let pair = deltas.byte()?;
+                    if pair >> 6 != 0 {
+                        return Err(deltas.err());
+                    }
+                    pending_delta = Some(u64::from(pair >> 3));
+                    u64::from(pair & 7)
+                }
+            };
+            if delta == 7 {
+                let r = if matches!(rt, 0..=11 | 16..=19) {
+                    &mut ticks
+                } else {
+                    &mut other
+                };
+                delta = r.var()?.checked_add(7).ok_or_else(|| r.err())?;
+            }
+            tick = tick.wrapping_add(delta);
+        }
+        let mut other_addr = |r: &mut Reader| -> Result<u64, DecodeError> {
+            prev_other = prev_other.wrapping_add(unzigzag(r.var()?) as u64);
+            Ok(prev_other)
+        };
+        match rt {
+            0..=11 => {
+                let allocator = Allocator::from_u8(rt).ok_or_else(|| heads.err())?;
+                let first = addrs.var()?;
+                let addr = match Code::read(first, || addrs.var())? {
+                    Code::Found(d) => {
+                        let n = candidates.len() as u64;
+                        if d >= n {
+                            return Err(corrupt("columns: address names no candidate", addrs.pos));
+                        }
+                        candidates[(n - 1 - d) as usize]
+                    }
+                    Code::Delta(delta) => prev_alloc.wrapping_add(delta),
+                };
+                prev_alloc = addr;
+                let size = (highs.var()? << 8) | u64::from(lows.byte()?);
+                candidates.push(block_end(allocator, addr, size));
+                allocs.push(addr);
+                let stack = stacks.var()?;
+                room(&mut out, MAX_EVENT_LEN, pos);
+                pos = enc.alloc(&mut out, pos, allocator, tick, addr, size, stack);
+            }
+            rtype::FREE_BACK | rtype::PYFREE_BACK => {
+                let d = frees.var()?;
+                let n = allocs.len() as u64;
+                if d == 0 || d > n {
+                    return Err(corrupt("columns: free names no allocation", frees.pos));
+                }
+                let addr = allocs[(n - d) as usize];
+                candidates.push(addr);
+                room(&mut out, MAX_EVENT_LEN, pos);
+                pos = enc.free_back(&mut out, pos, rt == rtype::PYFREE_BACK, tick, d, addr);
+            }
+            rtype::FREE_ADDR | rtype::PYFREE_ADDR => {
+                let first = free_addrs.var()?;
+                prev_free = match Code::read(first, || free_addrs.var())? {
+                    Code::Found(d) => {
+                        let n = allocs.len() as u64;
+                        if d == 0 || d > n {
+                            return Err(corrupt(
+                                "columns: free names no allocation",
+                                free_addrs.pos,
+                            ));
+                        }
+                        allocs[(n - d) as usize]
+                    }
+                    Code::Delta(delta) => prev_free.wrapping_add(delta),
+                };
+                candidates.push(prev_free);
+                room(&mut out, MAX_EVENT_LEN, pos);
+                pos = enc.free_addr(&mut out, pos, rt == rtype::PYFREE_ADDR, tick, prev_free);
+            }
+            rtype::MUNMAP => {
+                let addr = other_addr(&mut other)?;
+                let len = other.var()?;
+                room(&mut out, MAX_EVENT_LEN, pos);
+                pos = enc.munmap(&mut out, pos, tick, addr, len);
+            }
+            rtype::MREMAP => {
+                let old_addr = other_addr(&mut other)?;
+                let old_len = other.var()?;
+                let new_addr = other_addr(&mut other)?;
+                let new_len = other.var()?;
+                let stack = other.var()?;
+                room(&mut out, MAX_EVENT_LEN, pos);
+                pos = enc.mremap(
+                    &mut out, pos, tick, old_addr, old_len, new_addr, new_len, stack,
+                );
+            }
+            rtype::MARKER => {
+                let code = other.var()?;
+                room(&mut out, MAX_EVENT_LEN, pos);
+                pos = enc.marker(&mut out, pos, tick, Marker::from_code(code));
+            }
+            rtype::EXTENDED => {
+                let kind = other.var()?;
+                let payload = other.bytes()?;
+                room(&mut out, Encoder::table_record_len(payload.len()), pos);
+                pos = enc.extended(&mut out, pos, tick, kind, payload);
+            }
+            rtype::STACK => {
+                let (id, parent, frame) = (other.var()?, other.var()?, other.var()?);
+                room(&mut out, Encoder::table_record_len(0), pos);
+                pos = enc.stack(&mut out, pos, id, parent, frame);
+            }
+            rtype::NATIVE_FRAME => {
+                let (id, addr) = (other.var()?, other.var()?);
+                room(&mut out, Encoder::table_record_len(0), pos);
+                pos = enc.native_frame(&mut out, pos, id, addr);
+            }
+            rtype::PYTHON_FRAME => {
+                let (id, function) = (other.var()?, other.var()?);
+                let (file, line) = (other.var()?, other.var()?);
+                room(&mut out, Encoder::table_record_len(0), pos);
+                pos = enc.python_frame(&mut out, pos, id, function, file, line);
+            }
+            rtype::STRING => {
+                let id = other.var()?;
+                let bytes = other.bytes()?;
+                room(&mut out, Encoder::table_record_len(bytes.len()), pos);
+                pos = enc.string(&mut out, pos, id, bytes);
+            }
+            rtype::THREAD_NAME => {
+                let name = other.bytes()?;
+                room(&mut out, Encoder::table_record_len(name.len()), pos);
+                pos = enc.thread_name(&mut out, pos, name);
+            }
+            rtype::MODULE => {
+                let base = other.var()?;
+                let path = other.bytes()?;
+                let build_id = other.bytes()?;
+                let n = other.var()?;
+                if n > 4096 {
+                    return Err(corrupt("columns: too many segments", other.pos));
+                }
+                let mut segments = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    segments.push(Segment {
+                        vaddr: other.var()?,
+                        memsz: other.var()?,
+                        file_offset: other.var()?,
+                    });
+                }
+                room(
+                    &mut out,
+                    Encoder::module_len(path, build_id, segments.len()),
+                    pos,
+                );
+                pos = enc.module(&mut out, pos, base, path, build_id, &segments);
+            }
+            _ => return Err(corrupt("columns: unknown record type", heads.pos - 1)),
+        }
+    }
+    if exact {
+        let readers = [
+            &deltas,
+            &ticks,
+            &addrs,
+            &lows,
+            &highs,
+            &stacks,
+            &frees,
+            &free_addrs,
+            &other,
+        ];
+        if let Some(r) = readers.iter().find(|r| !r.done()) {
+            return Err(corrupt("columns: a stream has bytes left over", r.pos));
+        }
+        if pending_delta.is_some_and(|d| d != 0) {
+            return Err(corrupt("columns: a tick delta left over", deltas.pos));
+        }
+    }
+    out.truncate(pos);
+    Ok(out)
+}

@@ -1,0 +1,561 @@
+//! Writes records straight into the streams of a columnar chunk.
+//!
+//! The streams live in one buffer (the tracker's staging area in the capture file) as regions
+//! laid out by a `Layout` and described by a directory at the buffer's start, so that a reader
+//! finds the records of a staging area left behind by a killed process:
+//!
+//! ```text
+//! u32 × 10   offset of each stream's region from the buffer's start
+//! u32 × 10   capacity of each region
+//! ```
+//!
+//! Only the number of records is published (by the tracker, in the staging chunk header): a
+//! reader takes that many types and reads the other regions from their start, as far as those
+//! records need.
+
+use super::model::AddressModel;
+use super::{address_code, block_end, stream, stream::COUNT};
+use crate::record::{rtype, DecodeError, Decoder, Marker, Record, Segment};
+use crate::varint::zigzag;
+use crate::Allocator;
+
+/// Bytes of the directory at the start of a staging payload.
+pub const DIRECTORY_LEN: usize = 2 * 4 * COUNT;
+
+/// The most bytes one event record (allocation, free, munmap, mremap, marker) adds to each
+/// stream: a varint is at most 10 bytes, an escaped address code 11.
+const EVENT_MAX: [usize; COUNT] = [1, 1, 10, 11, 1, 10, 10, 0, 11, 64];
+
+/// Where each stream's region lies in a buffer, and how big it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    offset: [usize; COUNT],
+    capacity: [usize; COUNT],
+}
+
+impl Layout {
+    /// A buffer of `len` bytes shared among the streams by their usual needs (in 64ths: a
+    /// record's type and an allocation's address, size and stack, a free's address).
+    pub fn for_buffer(len: usize) -> Layout {
+        const SHARES: [usize; COUNT] = [8, 4, 3, 12, 6, 6, 8, 0, 10, 7];
+        let room = len.saturating_sub(DIRECTORY_LEN) / 64;
+        Layout::from_capacities(SHARES.map(|s| s * room))
+    }
+
+    /// A buffer of `len` bytes shared among the streams in proportion to `used`, what a chunk
+    /// of the same writer needed (workloads differ: Python's stacks, a program that only
+    /// allocates), each with some room to spare for a change of pattern.
+    pub fn fitted(used: &[usize; COUNT], len: usize) -> Layout {
+        const SPARE: [usize; COUNT] = [256, 256, 256, 256, 256, 256, 256, 0, 256, 1024];
+        let room = len.saturating_sub(DIRECTORY_LEN);
+        let weight: [usize; COUNT] = std::array::from_fn(|s| used[s] + used[s] / 8 + SPARE[s]);
+        let total: usize = weight.iter().sum();
+        if total == 0 || total > room {
+            return Layout::for_buffer(len);
+        }
+        Layout::from_capacities(weight.map(|w| (w as u128 * room as u128 / total as u128) as usize))
+    }
+
+    fn from_capacities(capacity: [usize; COUNT]) -> Layout {
+        let mut offset = [0usize; COUNT];
+        let mut at = DIRECTORY_LEN;
+        for (o, c) in offset.iter_mut().zip(capacity) {
+            *o = at;
+            at += c;
+        }
+        Layout { offset, capacity }
+    }
+
+    /// Bytes of buffer this layout needs.
+    pub fn buffer_len(&self) -> usize {
+        self.offset[COUNT - 1] + self.capacity[COUNT - 1]
+    }
+}
+
+/// The running values of one chunk.
+#[derive(Clone, Copy, Default)]
+struct ChunkState {
+    timed: u64,
+    prev_tick: u64,
+    prev_alloc: u64,
+    prev_free: u64,
+    prev_other: u64,
+}
+
+/// One writer thread's encoder into streams. It keeps its address model between chunks
+/// (allocated once, on the first chunk) but every chunk decodes on its own.
+pub struct ColumnWriter {
+    layout: Layout,
+    /// Bytes of the buffer (the layouts' rounding may leave a few unused).
+    buffer_len: usize,
+    len: [usize; COUNT],
+    /// Event records that surely fit (see `reserve_event`).
+    budget: usize,
+    model: AddressModel,
+    chunk: ChunkState,
+}
+
+impl ColumnWriter {
+    pub const fn new(layout: Layout) -> ColumnWriter {
+        ColumnWriter {
+            buffer_len: layout.offset[COUNT - 1] + layout.capacity[COUNT - 1],
+            layout,
+            len: [0; COUNT],
+            budget: 0,
+            model: AddressModel::new(),
+            chunk: ChunkState {
+                timed: 0,
+                prev_tick: 0,
+                prev_alloc: 0,
+                prev_free: 0,
+                prev_other: 0,
+            },
+        }
+    }
+
+    /// Starts a chunk in `buf` (at least `layout.buffer_len()` bytes): writes the directory
+    /// with empty streams. With `refit`, the regions are first laid out anew over the same
+    /// bytes, in proportion to what the previous chunk needed.
+    pub fn start(&mut self, buf: &mut [u8], refit: bool) {
+        if refit && self.records() > 0 {
+            self.layout = Layout::fitted(&self.len, self.buffer_len);
+        }
+        self.len = [0; COUNT];
+        self.budget = 0;
+        self.chunk = ChunkState::default();
+        self.model.start_chunk();
+        let words = self.layout.offset.iter().chain(self.layout.capacity.iter());
+        for (i, &v) in words.enumerate() {
+            put_u32(buf, 4 * i, v);
+        }
+    }
+
+    /// Records written to the chunk (events and table records).
+    #[inline]
+    pub fn records(&self) -> usize {
+        self.len[stream::TYPE]
+    }
+
+    /// The bytes of each stream so far.
+    pub fn streams<'a>(&self, buf: &'a [u8]) -> [&'a [u8]; COUNT] {
+        std::array::from_fn(|s| {
+            let start = self.layout.offset[s];
+            buf.get(start..start + self.len[s]).unwrap_or(&[])
+        })
+    }
+
+    /// Total bytes in the streams.
+    pub fn total_len(&self) -> usize {
+        self.len.iter().sum()
+    }
+
+    /// Room for one more event record. False when the chunk is full: start a new one.
+    #[inline]
+    pub fn reserve_event(&mut self) -> bool {
+        if self.budget == 0 {
+            self.budget = self.events_that_fit();
+            if self.budget == 0 {
+                return false;
+            }
+        }
+        self.budget -= 1;
+        true
+    }
+
+    /// Room for a table record with `n` bytes of fields. False when the chunk is full.
+    pub fn reserve_table(&mut self, n: usize) -> bool {
+        // The table record takes from the room the event budget counted on: count again.
+        self.budget = 0;
+        self.room_in(stream::TYPE) >= 1
+            && self.room_in(stream::DELTA) >= 1
+            && self.room_in(stream::OTHER) >= n
+    }
+
+    fn room_in(&self, s: usize) -> usize {
+        self.layout.capacity[s].saturating_sub(self.len[s])
+    }
+
+    #[cold]
+    fn events_that_fit(&self) -> usize {
+        (0..COUNT)
+            .filter(|&s| EVENT_MAX[s] > 0)
+            .map(|s| self.room_in(s) / EVENT_MAX[s])
+            .min()
+            .unwrap_or(0)
+    }
+
+    #[inline]
+    fn byte(&mut self, buf: &mut [u8], s: usize, b: u8) {
+        // A region never overflows when the caller reserved room; if it did, the bytes are
+        // dropped (the reader then finds the stream damaged) rather than written elsewhere.
+        let at = self.layout.offset[s] + self.len[s];
+        if self.len[s] < self.layout.capacity[s] {
+            if let Some(p) = buf.get_mut(at) {
+                *p = b;
+            }
+        }
+        self.len[s] += 1;
+    }
+
+    #[inline]
+    fn var(&mut self, buf: &mut [u8], s: usize, mut v: u64) {
+        while v >= 0x80 {
+            self.byte(buf, s, v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.byte(buf, s, v as u8);
+    }
+
+    fn bytes(&mut self, buf: &mut [u8], s: usize, bytes: &[u8]) {
+        self.var(buf, s, bytes.len() as u64);
+        for &b in bytes {
+            self.byte(buf, s, b);
+        }
+    }
+
+    #[inline]
+    fn code(&mut self, buf: &mut [u8], s: usize, found: Option<u64>, delta: u64) {
+        let (escape, code) = address_code(found, delta);
+        if let Some(e) = escape {
+            self.var(buf, s, e);
+        }
+        self.var(buf, s, code);
+    }
+
+    /// The type and tick delta of a timed record; long deltas of allocations and frees go to
+    /// TICK, those of other records to OTHER. Ticks never go backwards within a chunk.
+    #[inline]
+    fn head(&mut self, buf: &mut [u8], rtype: u8, tick: u64) {
+        self.byte(buf, stream::TYPE, rtype);
+        let tick = tick.max(self.chunk.prev_tick);
+        let delta = tick - self.chunk.prev_tick;
+        self.chunk.prev_tick = tick;
+        let d = delta.min(7) as u8;
+        if self.chunk.timed.is_multiple_of(2) {
+            self.byte(buf, stream::DELTA, d);
+        } else {
+            let at = self.layout.offset[stream::DELTA] + self.len[stream::DELTA] - 1;
+            if let Some(p) = buf.get_mut(at) {
+                *p |= d << 3;
+            }
+        }
+        self.chunk.timed += 1;
+        if d == 7 {
+            let s = if rtype <= rtype::PYFREE_ADDR {
+                stream::TICK
+            } else {
+                stream::OTHER
+            };
+            self.var(buf, s, delta - 7);
+        }
+    }
+
+    fn untimed(&mut self, buf: &mut [u8], rtype: u8) {
+        self.byte(buf, stream::TYPE, rtype);
+    }
+
+    fn other_addr(&mut self, buf: &mut [u8], addr: u64) {
+        let d = zigzag(addr.wrapping_sub(self.chunk.prev_other) as i64);
+        self.chunk.prev_other = addr;
+        self.var(buf, stream::OTHER, d);
+    }
+
+    /// The memory an allocation about to be written will look at: a caller may prefetch it
+    /// while it does other work (the lookups miss the cache on most allocations).
+    #[inline]
+    pub fn alloc_lookups(&self, allocator: Allocator, addr: u64, size: u64) -> [*const u8; 2] {
+        [
+            self.model.slot_ptr(addr),
+            self.model.slot_ptr(block_end(allocator, addr, size)),
+        ]
+    }
+
+    /// The memory a free about to be written will look at (see `alloc_lookups`).
+    #[inline]
+    pub fn free_lookup(&self, addr: u64) -> *const u8 {
+        self.model.slot_ptr(addr)
+    }
+
+    /// An allocation (after `reserve_event`).
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn alloc(
+        &mut self,
+        buf: &mut [u8],
+        allocator: Allocator,
+        tick: u64,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    ) {
+        self.head(buf, allocator as u8, tick);
+        let found = self.model.allocate(addr);
+        let delta = addr.wrapping_sub(self.chunk.prev_alloc);
+        self.chunk.prev_alloc = addr;
+        self.code(buf, stream::ADDR, found, delta);
+        self.model.add(block_end(allocator, addr, size));
+        self.byte(buf, stream::SIZE_LO, size as u8);
+        self.var(buf, stream::SIZE_HI, size >> 8);
+        self.var(buf, stream::STACK, stack);
+    }
+
+    /// A free by address (after `reserve_event`); `python` for pymalloc_free.
+    #[inline]
+    pub fn free(&mut self, buf: &mut [u8], python: bool, tick: u64, addr: u64) {
+        let t = if python {
+            rtype::PYFREE_ADDR
+        } else {
+            rtype::FREE_ADDR
+        };
+        self.head(buf, t, tick);
+        let found = self.model.free(addr);
+        let delta = addr.wrapping_sub(self.chunk.prev_free);
+        self.chunk.prev_free = addr;
+        self.code(buf, stream::FREE_ADDR, found, delta);
+    }
+
+    /// An munmap (after `reserve_event`).
+    pub fn munmap(&mut self, buf: &mut [u8], tick: u64, addr: u64, len: u64) {
+        self.head(buf, rtype::MUNMAP, tick);
+        self.other_addr(buf, addr);
+        self.var(buf, stream::OTHER, len);
+    }
+
+    /// An mremap (after `reserve_event`).
+    pub fn mremap(
+        &mut self,
+        buf: &mut [u8],
+        tick: u64,
+        old: (u64, u64),
+        new: (u64, u64),
+        stack: u64,
+    ) {
+        self.head(buf, rtype::MREMAP, tick);
+        self.other_addr(buf, old.0);
+        self.var(buf, stream::OTHER, old.1);
+        self.other_addr(buf, new.0);
+        self.var(buf, stream::OTHER, new.1);
+        self.var(buf, stream::OTHER, stack);
+    }
+
+    /// A marker (after `reserve_event`).
+    pub fn marker(&mut self, buf: &mut [u8], tick: u64, marker: Marker) {
+        self.head(buf, rtype::MARKER, tick);
+        self.var(buf, stream::OTHER, marker.code());
+    }
+
+    /// Room a table record (or an extended record) with `n` bytes of text needs in OTHER.
+    pub fn table_len(n: usize) -> usize {
+        4 * 10 + 10 + n
+    }
+
+    /// An extended record (after `reserve_table(table_len(payload.len()))`).
+    pub fn extended(&mut self, buf: &mut [u8], tick: u64, kind: u64, payload: &[u8]) {
+        self.head(buf, rtype::EXTENDED, tick);
+        self.var(buf, stream::OTHER, kind);
+        self.bytes(buf, stream::OTHER, payload);
+    }
+
+    /// Stack `id` = `frame` called from `parent` (after `reserve_table(table_len(0))`).
+    pub fn stack(&mut self, buf: &mut [u8], id: u64, parent: u64, frame: u64) {
+        self.untimed(buf, rtype::STACK);
+        for v in [id, parent, frame] {
+            self.var(buf, stream::OTHER, v);
+        }
+    }
+
+    /// Native frame `id` at `addr` (after `reserve_table(table_len(0))`).
+    pub fn native_frame(&mut self, buf: &mut [u8], id: u64, addr: u64) {
+        self.untimed(buf, rtype::NATIVE_FRAME);
+        self.var(buf, stream::OTHER, id);
+        self.var(buf, stream::OTHER, addr);
+    }
+
+    /// Python frame `id` (after `reserve_table(table_len(0))`).
+    pub fn python_frame(&mut self, buf: &mut [u8], id: u64, function: u64, file: u64, line: u64) {
+        self.untimed(buf, rtype::PYTHON_FRAME);
+        for v in [id, function, file, line] {
+            self.var(buf, stream::OTHER, v);
+        }
+    }
+
+    /// String `id` (after `reserve_table(table_len(bytes.len()))`).
+    pub fn string(&mut self, buf: &mut [u8], id: u64, bytes: &[u8]) {
+        self.untimed(buf, rtype::STRING);
+        self.var(buf, stream::OTHER, id);
+        self.bytes(buf, stream::OTHER, bytes);
+    }
+
+    /// The thread's name (after `reserve_table(table_len(name.len()))`).
+    pub fn thread_name(&mut self, buf: &mut [u8], name: &[u8]) {
+        self.untimed(buf, rtype::THREAD_NAME);
+        self.bytes(buf, stream::OTHER, name);
+    }
+
+    /// Room a module record needs in OTHER.
+    pub fn module_len(path: &[u8], build_id: &[u8], segments: usize) -> usize {
+        Self::table_len(path.len() + build_id.len()) + 30 * segments
+    }
+
+    /// A loaded module (after `reserve_table(module_len(..))`).
+    pub fn module(
+        &mut self,
+        buf: &mut [u8],
+        base: u64,
+        path: &[u8],
+        build_id: &[u8],
+        segments: &[Segment],
+    ) {
+        self.untimed(buf, rtype::MODULE);
+        self.var(buf, stream::OTHER, base);
+        self.bytes(buf, stream::OTHER, path);
+        self.bytes(buf, stream::OTHER, build_id);
+        self.var(buf, stream::OTHER, segments.len() as u64);
+        for s in segments {
+            for v in [s.vaddr, s.memsz, s.file_offset] {
+                self.var(buf, stream::OTHER, v);
+            }
+        }
+    }
+
+    /// Writes any decoded record, reserving room first; false when the chunk is full. Frees
+    /// are written by address whatever their raw form.
+    pub fn record(&mut self, buf: &mut [u8], rec: &Record) -> bool {
+        match *rec {
+            Record::Alloc { .. }
+            | Record::Free { .. }
+            | Record::Munmap { .. }
+            | Record::Mremap { .. }
+            | Record::Marker { .. } => {
+                if !self.reserve_event() {
+                    return false;
+                }
+            }
+            Record::Extended { payload: b, .. }
+            | Record::String { bytes: b, .. }
+            | Record::ThreadName { name: b } => {
+                if !self.reserve_table(Self::table_len(b.len())) {
+                    return false;
+                }
+            }
+            Record::Module {
+                path,
+                build_id,
+                ref segments,
+                ..
+            } => {
+                if !self.reserve_table(Self::module_len(path, build_id, segments.len())) {
+                    return false;
+                }
+            }
+            Record::Stack { .. } | Record::NativeFrame { .. } | Record::PythonFrame { .. } => {
+                if !self.reserve_table(Self::table_len(0)) {
+                    return false;
+                }
+            }
+        }
+        match *rec {
+            Record::Alloc {
+                tick,
+                allocator,
+                addr,
+                size,
+                stack,
+            } => self.alloc(buf, allocator, tick, addr, size, stack),
+            Record::Free { tick, python, addr } => self.free(buf, python, tick, addr),
+            Record::Munmap { tick, addr, len } => self.munmap(buf, tick, addr, len),
+            Record::Mremap {
+                tick,
+                old_addr,
+                old_len,
+                new_addr,
+                new_len,
+                stack,
+            } => self.mremap(buf, tick, (old_addr, old_len), (new_addr, new_len), stack),
+            Record::Marker { tick, marker } => self.marker(buf, tick, marker),
+            Record::Extended {
+                tick,
+                kind,
+                payload,
+            } => self.extended(buf, tick, kind, payload),
+            Record::Stack { id, parent, frame } => self.stack(buf, id, parent, frame),
+            Record::NativeFrame { id, addr } => self.native_frame(buf, id, addr),
+            Record::PythonFrame {
+                id,
+                function,
+                file,
+                line,
+            } => self.python_frame(buf, id, function, file, line),
+            Record::String { id, bytes } => self.string(buf, id, bytes),
+            Record::ThreadName { name } => self.thread_name(buf, name),
+            Record::Module {
+                base,
+                path,
+                build_id,
+                ref segments,
+            } => self.module(buf, base, path, build_id, segments),
+        }
+        true
+    }
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: usize) {
+    if let Some(p) = buf.get_mut(at..at + 4) {
+        p.copy_from_slice(&(v as u32).to_le_bytes());
+    }
+}
+
+fn get_u32(buf: &[u8], at: usize) -> Option<usize> {
+    let b = buf.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// The streams of a staging payload (a directory and its regions): TYPE cut to the `records`
+/// the staging header vouches for, the others whole regions, whose bytes beyond those records
+/// are left over from earlier chunks or a record being written: read them with `join_prefix`.
+pub fn staging_streams(payload: &[u8], records: usize) -> Result<[&[u8]; COUNT], DecodeError> {
+    let damaged = |what| DecodeError { offset: 0, what };
+    let mut out: [&[u8]; COUNT] = [&[]; COUNT];
+    for (s, o) in out.iter_mut().enumerate() {
+        let field = |i: usize| get_u32(payload, 4 * (i * COUNT + s));
+        let (off, cap) = match (field(0), field(1)) {
+            (Some(o), Some(c)) => (o, c),
+            _ => return Err(damaged("staging: directory cut short")),
+        };
+        let len = if s == stream::TYPE { records } else { cap };
+        if len > cap || off < DIRECTORY_LEN {
+            return Err(damaged("staging: a stream outgrows its region"));
+        }
+        *o = off
+            .checked_add(len)
+            .and_then(|end| payload.get(off..end))
+            .ok_or_else(|| damaged("staging: a region lies outside the chunk"))?;
+    }
+    Ok(out)
+}
+
+/// Splits a raw payload (records as `record::Encoder` writes them) into streams, for tools and
+/// tests. Frees come out by address whatever their raw form.
+pub fn split(raw: &[u8]) -> Result<[Vec<u8>; COUNT], DecodeError> {
+    let mut records = 0usize;
+    for rec in Decoder::new(raw) {
+        rec?;
+        records += 1;
+    }
+    // Enough for every record at its largest; table records take at most their raw bytes.
+    let capacity = std::array::from_fn(|s| EVENT_MAX[s].max(1) * (records + 1) + raw.len());
+    let layout = Layout::from_capacities(capacity);
+    let mut buf = vec![0u8; layout.buffer_len()];
+    let mut w = ColumnWriter::new(layout);
+    w.start(&mut buf, false);
+    for rec in Decoder::new(raw) {
+        let rec = rec?;
+        if !w.record(&mut buf, &rec) {
+            return Err(DecodeError {
+                offset: 0,
+                what: "columns: a record did not fit its stream",
+            });
+        }
+    }
+    Ok(w.streams(&buf).map(|s| s.to_vec()))
+}
