@@ -1,5 +1,6 @@
 //! `memtrace run`: runs a program with the tracker preloaded and writes a capture.
 
+mod elf;
 mod program;
 mod signals;
 
