@@ -289,7 +289,10 @@ fn a_missing_or_foreign_interpreter_is_one_clear_line() {
     );
     make_executable(&fake);
     let out = memtrace_in(&dir, &["run", "--python", "./fake-python", "hello.py"], &[]);
-    assert_one_line_error(&out, "./fake-python is not a Python interpreter");
+    assert_one_line_error(
+        &out,
+        "./fake-python is not a Python interpreter (it says: not me)",
+    );
     // No python3 on PATH, no virtual environment.
     let empty = dir.join("empty-bin");
     std::fs::create_dir_all(&empty).expect("mkdir");

@@ -85,11 +85,9 @@ fn ask_executable(candidate: &Path) -> Result<PathBuf, RunError> {
         .map_err(|e| RunError(format!("cannot run {}: {e}", candidate.display())))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
-        let why = why
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(str::trim);
+        // The first line: a shim's own complaint comes first (pyenv: "python3.12: command
+        // not found", then advice).
+        let why = why.lines().map(str::trim).find(|l| !l.is_empty());
         return Err(not_python(candidate, why));
     }
     // The last line: a sitecustomize module may print before.
