@@ -33,7 +33,8 @@ Examples:
   memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py
   memtrace stats out.bin")]
 pub struct RunArgs {
-    /// Write the capture to FILE (default: memtrace-<program>.<pid>.bin in the current directory)
+    /// Write the capture to FILE (default: memtrace-<name>.<pid>.bin in the current directory,
+    /// <name> being the program, or the script's stem, the module or "c" for Python)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Overwrite the capture file if it exists
