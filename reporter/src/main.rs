@@ -9,7 +9,14 @@ use memtrace_reporter::{run, stats};
     name = "memtrace",
     version,
     about = "Track the memory allocations of a program and report on them",
-    after_help = "Examples:\n  memtrace run ./myprog arg1 arg2     trace a program, write memtrace-myprog.<pid>.bin\n  memtrace run -o out.bin python3 script.py\n  memtrace stats out.bin              summary: totals, peak, leaks, top locations\n  memtrace stats --json out.bin"
+    after_help = "\
+Examples:
+  memtrace run ./myprog arg1 arg2     trace a program, write memtrace-myprog.<pid>.bin
+  memtrace run script.py arg1         trace a Python script, write memtrace-script.<pid>.bin
+  memtrace run -m http.server 8000    a module (and -c CODE), as python -m / -c would run it
+  memtrace run -o out.bin --python .venv/bin/python script.py
+  memtrace stats out.bin              summary: totals, peak, leaks, top locations
+  memtrace stats --json out.bin"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a program with the tracker and write a capture
+    /// Run a program (or a Python script.py, -m MODULE, -c CODE) with the tracker; write a capture
     Run(run::RunArgs),
     /// Summarize a capture: totals, peak memory, leaks, sizes, top allocation sites, threads
     Stats(stats::StatsArgs),

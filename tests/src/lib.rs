@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find the built `memtrace`, compile test programs, run them
 //! under memtrace and read `stats --json`.
 
+pub mod python;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

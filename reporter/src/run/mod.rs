@@ -1,7 +1,15 @@
 //! `memtrace run`: runs a program with the tracker preloaded and writes a capture.
+//!
+//! - [`target`]: what to start: the program, or for a Python run ([`python`]) the interpreter
+//!   ([`interpreter`]) with the script, `-m module` or `-c code`
+//! - [`signals`]: memtrace survives the terminal's Ctrl-C while the program decides
 
+mod elf;
+mod interpreter;
 mod program;
+mod python;
 mod signals;
+mod target;
 
 use clap::Args;
 use std::ffi::OsString;
@@ -9,11 +17,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Examples:\n  memtrace run ./myprog arg1 arg2\n  memtrace run -o out.bin -- ls -l /\n  memtrace run --follow-fork make -j2\n  memtrace stats out.bin"
-)]
+#[command(after_help = "\
+Python: a first word ending in .py, or -m MODULE, or -c CODE runs the Python interpreter
+(--python PATH, else $VIRTUAL_ENV/bin/python, else python3 on PATH) exactly as
+`python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged.
+memtrace's options come first; every word after the program is the program's.
+
+Examples:
+  memtrace run ./myprog arg1 arg2          writes memtrace-myprog.<pid>.bin
+  memtrace run -o out.bin -- ls -l /
+  memtrace run --follow-fork make -j2
+  memtrace run script.py arg1              writes memtrace-script.<pid>.bin
+  memtrace run -m http.server 8000         writes memtrace-http.server.<pid>.bin
+  memtrace run -c 'print(len(bytearray(10**6)))'
+  memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py
+  memtrace stats out.bin")]
 pub struct RunArgs {
-    /// Write the capture to FILE (default: memtrace-<program>.<pid>.bin in the current directory)
+    /// Write the capture to FILE (default: memtrace-<name>.<pid>.bin in the current directory,
+    /// <name> being the program, or the script's stem, the module or "c" for Python)
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Overwrite the capture file if it exists
@@ -25,7 +46,11 @@ pub struct RunArgs {
     /// Trace the children the program forks (and programs they exec): each writes <capture>.<pid>
     #[arg(long = "follow-fork")]
     pub follow_fork: bool,
-    /// The program and its arguments
+    /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
+    #[arg(long = "python", value_name = "PATH")]
+    pub python: Option<OsString>,
+    /// The program and its arguments; or a Python script.py, -m MODULE or -c CODE and its
+    /// arguments
     #[arg(
         required = true,
         trailing_var_arg = true,
@@ -37,6 +62,9 @@ pub struct RunArgs {
 
 /// Environment variable naming the tracker library, overriding the one beside the executable.
 pub const TRACKER_ENV: &str = "MEMTRACE_TRACKER";
+/// Environment variable telling the tracker that the program is a Python interpreter running
+/// the user's script (`1`); absent otherwise.
+pub const PYTHON_ENV: &str = "MEMTRACE_PYTHON";
 const TRACKER_FILE: &str = "libmemtrace_tracker.so";
 
 /// A failure of memtrace itself (not of the program): one line for the user.
@@ -56,12 +84,7 @@ pub fn execute(args: RunArgs) -> i32 {
 }
 
 fn run(args: RunArgs) -> Result<i32, RunError> {
-    let (program, rest) = args
-        .command
-        .split_first()
-        .ok_or_else(|| RunError("no program given".into()))?;
-    let path = program::resolve(program)?;
-    program::check_traceable(&path)?;
+    let target = target::plan(&args.command, args.python.as_deref())?;
     let tracker = tracker_path()?;
     let cwd = std::env::current_dir()
         .map_err(|e| RunError(format!("cannot read the current directory: {e}")))?;
@@ -91,14 +114,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             };
             abs.into_os_string()
         }
-        None => {
-            let name = Path::new(program)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "program".into());
-            cwd.join(format!("memtrace-{name}.{{pid}}.bin"))
-                .into_os_string()
-        }
+        None => cwd
+            .join(format!("memtrace-{}.{{pid}}.bin", target.name))
+            .into_os_string(),
     };
     let status_file = std::env::temp_dir().join(format!("memtrace-status-{}", std::process::id()));
     let _ = std::fs::remove_file(&status_file);
@@ -108,13 +126,18 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         preload.push(":");
         preload.push(existing);
     }
-    let mut cmd = Command::new(&path);
-    cmd.arg0(program)
-        .args(rest)
+    let mut cmd = Command::new(&target.path);
+    cmd.arg0(&target.arg0)
+        .args(&target.args)
         .env("LD_PRELOAD", &preload)
         .env("MEMTRACE_OUTPUT", &template)
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
+    if target.python {
+        cmd.env(PYTHON_ENV, "1");
+    } else {
+        cmd.env_remove(PYTHON_ENV);
+    }
     if args.force {
         cmd.env("MEMTRACE_FORCE", "1");
     }
@@ -125,7 +148,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
     let mut child = cmd
         .spawn()
-        .map_err(|e| RunError(format!("cannot run {}: {e}", path.display())))?;
+        .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
     let status = child
         .wait()

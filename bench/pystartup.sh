@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The start-up cost of a Python run: `memtrace run empty.py` against the untracked
+# `python empty.py`, wall-clock, alternating, in one run.
+#   bench/pystartup.sh [runs] [python]
+# `python` defaults to the real interpreter behind python3 (its sys.executable, not a pyenv shim).
+# Three ways are measured, each `runs` times (default 20), interleaved: untracked, memtrace with
+# --python, and memtrace choosing the interpreter itself with the real one first on PATH (the
+# common case: an ELF python3 on PATH). Uses hyperfine when it is installed, else a loop timed
+# with $EPOCHREALTIME; prints mean and median milliseconds and what memtrace adds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-20}
+py=${2:-$(python3 -c 'import sys; print(sys.executable)')}
+memtrace=$PWD/target/release/memtrace
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cargo build --release -q
+: >"$work/empty.py"
+mkdir "$work/bin"
+ln -s "$py" "$work/bin/python3"
+cd "$work"
+untracked=("$py" empty.py)
+explicit=("$memtrace" run -q -f -o "$work/e.bin" --python "$py" empty.py)
+onpath=(env PATH="$work/bin:$PATH" "$memtrace" run -q -f -o "$work/p.bin" empty.py)
+echo "python: $py ($("$py" -c 'import sys; print(sys.version.split()[0])')), $runs runs each"
+if command -v hyperfine >/dev/null 2>&1; then
+    hyperfine -N -w 3 -r "$runs" "${untracked[*]}" "${explicit[*]}" "${onpath[*]}"
+    exit
+fi
+ms() { # wall-clock milliseconds of one run
+    local t0=$EPOCHREALTIME
+    "$@" >/dev/null
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }'
+}
+for _ in 1 2 3; do "${untracked[@]}"; "${explicit[@]}"; "${onpath[@]}"; done >/dev/null # warm-up
+: >u; : >e; : >p
+for _ in $(seq "$runs"); do
+    ms "${untracked[@]}" >>u
+    ms "${explicit[@]}" >>e
+    ms "${onpath[@]}" >>p
+done
+stat() { sort -g "$1" | awk '{a[NR]=$1; s+=$1} END {printf "%.1f %.1f\n", s/NR, a[int((NR+1)/2)]}'; }
+read -r um umed < <(stat u)
+read -r em emed < <(stat e)
+read -r pm pmed < <(stat p)
+printf "%-40s mean %6.1f ms  median %6.1f ms\n" "untracked python empty.py" "$um" "$umed"
+printf "%-40s mean %6.1f ms  median %6.1f ms  adds %+.1f ms (median)\n" \
+    "memtrace run --python PY empty.py" "$em" "$emed" "$(awk -v a="$emed" -v b="$umed" 'BEGIN{print a-b}')"
+printf "%-40s mean %6.1f ms  median %6.1f ms  adds %+.1f ms (median)\n" \
+    "memtrace run empty.py (python3 on PATH)" "$pm" "$pmed" "$(awk -v a="$pmed" -v b="$umed" 'BEGIN{print a-b}')"

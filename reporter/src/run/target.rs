@@ -1,0 +1,66 @@
+//! What `memtrace run` starts: the program the user named, or for a Python run
+//! (`script.py`, `-m module`, `-c code`) the chosen interpreter with those words.
+
+use super::interpreter;
+use super::program;
+use super::python::PythonRun;
+use super::RunError;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// A program ready to be started with the tracker preloaded.
+#[derive(Debug)]
+pub struct Target {
+    /// The executable to start.
+    pub path: PathBuf,
+    /// Its `argv[0]`.
+    pub arg0: OsString,
+    /// Its other arguments.
+    pub args: Vec<OsString>,
+    /// The name in the default capture file name, `memtrace-<name>.<pid>.bin`.
+    pub name: String,
+    /// True for a Python run.
+    pub python: bool,
+}
+
+/// The target of `memtrace run [--python PATH] WORDS...`.
+pub fn plan(words: &[OsString], python: Option<&OsStr>) -> Result<Target, RunError> {
+    match PythonRun::parse(words) {
+        Some(run) => python_target(run?, python),
+        None if python.is_some() => Err(RunError(
+            "--python is for Python runs: a script ending in .py, -m MODULE or -c CODE".into(),
+        )),
+        None => native_target(words),
+    }
+}
+
+fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunError> {
+    run.check()?;
+    let path = interpreter::choose(python)?;
+    Ok(Target {
+        arg0: path.clone().into_os_string(),
+        path,
+        args: run.interpreter_args(),
+        name: run.capture_stem(),
+        python: true,
+    })
+}
+
+fn native_target(words: &[OsString]) -> Result<Target, RunError> {
+    let (program, rest) = words
+        .split_first()
+        .ok_or_else(|| RunError("no program given".into()))?;
+    let path = program::resolve(program)?;
+    program::check_traceable(&path)?;
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".into());
+    Ok(Target {
+        path,
+        arg0: program.clone(),
+        args: rest.to_vec(),
+        name,
+        python: false,
+    })
+}

@@ -1,0 +1,120 @@
+//! Helpers for the Python end-to-end tests: the interpreters to run, and a Python program run
+//! both untracked and under `memtrace run`, for comparison.
+
+use crate::memtrace_bin;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The real interpreter behind `python3` on PATH (its `sys.executable`, not a pyenv shim), so
+/// that tests run it directly and quickly. Python 3 is required by the tests.
+pub fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("the Python tests need python3 on PATH");
+        assert!(out.status.success(), "python3 fails: {out:?}");
+        let exe = String::from_utf8(out.stdout).expect("utf-8 path");
+        PathBuf::from(exe.trim())
+    })
+}
+
+/// A pyenv-installed interpreter of version 3.`minor` (`$(pyenv root)/versions/3.minor.*`), or
+/// None, with a note on stderr, when pyenv or that version is absent.
+pub fn pyenv_python(minor: u32) -> Option<PathBuf> {
+    let root = Command::new("pyenv")
+        .arg("root")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let prefix = format!("3.{minor}.");
+    let found = root.and_then(|root| {
+        let mut versions: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path().join("bin").join(format!("python3.{minor}")))
+            .filter(|p| p.is_file())
+            .collect();
+        versions.sort();
+        versions.pop()
+    });
+    if found.is_none() {
+        eprintln!("skipped: no pyenv Python 3.{minor} here (`pyenv versions`)");
+    }
+    found
+}
+
+/// Writes `text` to `dir/name` (creating directories) and returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create dirs");
+    }
+    std::fs::write(&path, text).expect("write file");
+    path
+}
+
+/// Runs a command in `dir` with `stdin` fed to it and returns its output.
+pub fn output(mut cmd: Command, dir: &Path, stdin: &[u8]) -> Output {
+    cmd.current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = stdin.to_vec();
+    // A writer thread, so that a program that does not read does not block the test.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("output");
+    let _ = writer.join();
+    out
+}
+
+/// `python WORDS...` untracked.
+pub fn untracked(python: &Path, words: &[&str], dir: &Path, stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(python);
+    cmd.args(words);
+    output(cmd, dir, stdin)
+}
+
+/// `memtrace run -q -f -o CAPTURE --python PYTHON WORDS...`.
+pub fn tracked(python: &Path, capture: &Path, words: &[&str], dir: &Path, stdin: &[u8]) -> Output {
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(capture)
+        .arg("--python")
+        .arg(python)
+        .args(words);
+    output(cmd, dir, stdin)
+}
+
+/// The one file in `dir` named `prefix<digits>.bin`.
+pub fn default_capture(dir: &Path, prefix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.as_deref()
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|n| n.strip_suffix(".bin"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one capture named {prefix}<pid>.bin in {}: {found:?}",
+        dir.display()
+    );
+    found[0].clone()
+}
