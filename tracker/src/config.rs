@@ -5,6 +5,8 @@
 //! - MEMTRACE_FOLLOW_FORK=1: forked children and exec'd programs write `<capture>.<pid>`.
 //! - MEMTRACE_PARENT_CAPTURE: set for descendants (with --follow-fork): the root capture's path.
 //! - MEMTRACE_STATUS: a file where the tracker writes why it could not record.
+//! - MEMTRACE_PYTHON=1: the program is the Python interpreter of a script run; with
+//!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped.
 //!
 //! Without --follow-fork these variables and the tracker's LD_PRELOAD entry are removed at start,
 //! so that the programs this one runs are not traced.
@@ -20,6 +22,9 @@ pub struct Config {
     pub status: Option<Vec<u8>>,
     /// True when this process is a followed descendant (exec'd after a fork).
     pub descendant: bool,
+    /// The Python run's interpreter: track Python stacks (and the PyMem allocators).
+    pub python: bool,
+    pub python_allocators: bool,
 }
 
 fn var(name: &CStr) -> Option<Vec<u8>> {
@@ -59,6 +64,8 @@ impl Config {
     pub fn from_env(pid: u32) -> Option<Config> {
         let follow_fork = var(c"MEMTRACE_FOLLOW_FORK").is_some_and(|v| v == b"1");
         let status = var(c"MEMTRACE_STATUS");
+        let python = var(c"MEMTRACE_PYTHON").is_some_and(|v| v == b"1");
+        let python_allocators = var(c"MEMTRACE_PYTHON_ALLOCATORS").is_none_or(|v| v != b"0");
         if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
             return Some(Config {
                 output: child_path(&root, pid),
@@ -67,6 +74,8 @@ impl Config {
                 root,
                 status,
                 descendant: true,
+                python,
+                python_allocators,
             });
         }
         let template = var(c"MEMTRACE_OUTPUT")?;
@@ -78,6 +87,8 @@ impl Config {
             follow_fork,
             status,
             descendant: false,
+            python,
+            python_allocators,
         })
     }
 
@@ -99,6 +110,8 @@ impl Config {
             c"MEMTRACE_FOLLOW_FORK",
             c"MEMTRACE_PARENT_CAPTURE",
             c"MEMTRACE_STATUS",
+            c"MEMTRACE_PYTHON",
+            c"MEMTRACE_PYTHON_ALLOCATORS",
         ] {
             // SAFETY: unsetenv with a NUL-terminated name.
             unsafe { libc::unsetenv(name.as_ptr()) };

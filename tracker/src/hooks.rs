@@ -78,7 +78,7 @@ trampoline7!(mmap64, hook_mmap);
 
 /// Whether to record on this thread now; sets the re-entrancy flag when it returns Some.
 #[inline(always)]
-fn enter() -> Option<&'static mut tls::Tls> {
+pub(crate) fn enter() -> Option<&'static mut tls::Tls> {
     if !ACTIVE.load(Ordering::Relaxed) {
         return None;
     }
@@ -91,7 +91,7 @@ fn enter() -> Option<&'static mut tls::Tls> {
 }
 
 #[inline(always)]
-fn leave(t: &mut tls::Tls) {
+pub(crate) fn leave(t: &mut tls::Tls) {
     t.in_tracker = 0;
 }
 

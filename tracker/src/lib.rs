@@ -12,6 +12,7 @@ mod hooks;
 mod lifecycle;
 mod lock;
 mod modules;
+mod python;
 mod real;
 mod stacks;
 mod sys;
@@ -29,3 +30,4 @@ static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
 
 pub use hooks::*;
 pub use lifecycle::{__libc_start_main, exit};
+pub use python::PyInit__memtrace_tracker;

@@ -34,6 +34,7 @@ extern "C" fn memtrace_init() {
             return;
         };
         cfg.prepare_environment(&own_path());
+        crate::python::configure(cfg.python, cfg.python_allocators);
         thread::init_key();
         crate::barrier::init();
         // SAFETY: registering plain functions that never unwind.
@@ -156,6 +157,9 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
     let mut opts = 0;
     if cfg.follow_fork {
         opts |= options::FOLLOW_FORK;
+    }
+    if cfg.python && cfg.python_allocators {
+        opts |= options::PYTHON_ALLOCATORS;
     }
     FileHeader {
         major: MAJOR,
@@ -293,6 +297,8 @@ extern "C" fn fork_child() {
             root: cfg.root.clone(),
             status: cfg.status.clone(),
             descendant: true,
+            python: cfg.python,
+            python_allocators: cfg.python_allocators,
         };
         stacks::clear();
         modules::reset();

@@ -48,16 +48,65 @@ pub fn native_site(ret: u64) -> Result<u64, NewSite> {
     Err(NewSite { stack, frame })
 }
 
+static NEXT_STRING: AtomicU64 = AtomicU64::new(1);
+
+type Table<K> = SpinLock<Option<HashMap<K, u64>>>;
+
+static STRINGS: Table<Box<[u8]>> = SpinLock::new(None);
+static PYTHON_FRAMES: Table<(u64, u64, u64)> = SpinLock::new(None);
+static STACKS: Table<(u64, u64)> = SpinLock::new(None);
+
+/// The id of `key` in `table`: `Ok` when known, else `Err` with a fresh id from `next` (the
+/// caller writes its definition).
+fn intern<K: std::hash::Hash + Eq>(table: &Table<K>, next: &AtomicU64, key: K) -> Result<u64, u64> {
+    let mut g = table.lock();
+    let map = g.get_or_insert_with(HashMap::new);
+    if let Some(&id) = map.get(&key) {
+        return Ok(id);
+    }
+    let id = next.fetch_add(1, Ordering::Relaxed);
+    map.insert(key, id);
+    Err(id)
+}
+
+/// The id of a string (a Python function or file name).
+pub fn string(bytes: &[u8]) -> Result<u64, u64> {
+    let mut g = STRINGS.lock();
+    let map = g.get_or_insert_with(HashMap::new);
+    if let Some(&id) = map.get(bytes) {
+        return Ok(id);
+    }
+    let id = NEXT_STRING.fetch_add(1, Ordering::Relaxed);
+    map.insert(bytes.into(), id);
+    Err(id)
+}
+
+/// The frame id of a Python frame (function and file string ids, line).
+pub fn python_frame(function: u64, file: u64, line: u64) -> Result<u64, u64> {
+    intern(&PYTHON_FRAMES, &NEXT_FRAME, (function, file, line))
+}
+
+/// The id of the stack `frame` called from stack `parent` (0: the outermost frame).
+pub fn stack(parent: u64, frame: u64) -> Result<u64, u64> {
+    intern(&STACKS, &NEXT_STACK, (parent, frame))
+}
+
 pub fn lock_all() {
     for s in &NATIVE_SITES {
         s.raw_lock();
     }
+    STRINGS.raw_lock();
+    PYTHON_FRAMES.raw_lock();
+    STACKS.raw_lock();
 }
 
 pub fn unlock_all() {
     for s in &NATIVE_SITES {
         s.raw_unlock();
     }
+    STRINGS.raw_unlock();
+    PYTHON_FRAMES.raw_unlock();
+    STACKS.raw_unlock();
 }
 
 /// Forgets every stack (a new capture starts): ids are defined again when next seen.
@@ -66,6 +115,15 @@ pub fn clear() {
         if let Some(m) = s.lock().as_mut() {
             m.clear();
         }
+    }
+    if let Some(m) = STRINGS.lock().as_mut() {
+        m.clear();
+    }
+    if let Some(m) = PYTHON_FRAMES.lock().as_mut() {
+        m.clear();
+    }
+    if let Some(m) = STACKS.lock().as_mut() {
+        m.clear();
     }
     EPOCH.fetch_add(1, Ordering::Relaxed);
 }

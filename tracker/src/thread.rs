@@ -52,6 +52,8 @@ pub struct ThreadState {
     compressor: Compressor,
     name: [u8; 16],
     name_len: usize,
+    /// The name came from Python's threading (kept over the OS name).
+    python_named: bool,
 }
 
 static REGISTRY: AtomicPtr<ThreadState> = AtomicPtr::new(core::ptr::null_mut());
@@ -139,6 +141,7 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     s.seq = 0;
     s.exit_rounds = 0;
     s.name_len = usize::MAX;
+    s.python_named = false;
     s.busy.store(IDLE, Ordering::Relaxed);
     s.closed.store(false, Ordering::Relaxed);
     s.start_chunk();
@@ -321,6 +324,9 @@ impl ThreadState {
 
     /// Appends a ThreadName record when the thread's name changed.
     fn update_name(&mut self) {
+        if self.python_named {
+            return;
+        }
         let mut path = [0u8; 48];
         let n = proc_comm_path(self.tid, &mut path);
         let mut name = [0u8; 17];
@@ -342,8 +348,12 @@ impl ThreadState {
         }
     }
 
+    /// The stack of the native call site `ret` (0: unknown, the stack 0).
     #[inline]
     fn site(&mut self, ret: u64) -> u64 {
+        if ret == 0 {
+            return 0;
+        }
         let epoch = stacks::EPOCH.load(Ordering::Relaxed);
         let i = (stacks::hash(ret) as usize) & (SITES - 1);
         let e = self.sites[i];
@@ -368,12 +378,22 @@ impl ThreadState {
         stack
     }
 
+    /// The stack of an event: the thread's Python stack when it runs tracked Python code, else
+    /// the native call site `ret`.
+    #[inline]
+    fn stack_of(&mut self, ret: u64) -> u64 {
+        match crate::python::current_stack(tls::get(), self) {
+            Some(id) => id,
+            None => self.site(ret),
+        }
+    }
+
     #[inline]
     fn alloc(&mut self, allocator: Allocator, addr: u64, size: u64, ret: u64) {
         for p in self.writer.alloc_lookups(allocator, addr, size) {
             prefetch(p);
         }
-        let stack = self.site(ret);
+        let stack = self.stack_of(ret);
         if !self.room() {
             return;
         }
@@ -410,6 +430,64 @@ fn prefetch(p: *const u8) {
     unsafe {
         core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
     };
+}
+
+impl crate::python::Tables for ThreadState {
+    fn string(&mut self, id: u64, bytes: &[u8]) {
+        if self.room_for_table(ColumnWriter::table_len(bytes.len())) {
+            self.writer.string(self.payload(), id, bytes);
+            self.publish();
+        }
+    }
+
+    fn python_frame(&mut self, id: u64, function: u64, file: u64, line: u64) {
+        if self.room_for_table(ColumnWriter::table_len(0)) {
+            self.writer
+                .python_frame(self.payload(), id, function, file, line);
+            self.publish();
+        }
+    }
+
+    fn stack(&mut self, id: u64, parent: u64, frame: u64) {
+        if self.room_for_table(ColumnWriter::table_len(0)) {
+            self.writer.stack(self.payload(), id, parent, frame);
+            self.publish();
+        }
+    }
+}
+
+/// Table records written outside an event (a Python call naming a new code object): `f` gets
+/// the thread's state to write them to, or a sink that drops them when the thread cannot record.
+pub fn with_tables<R>(t: &mut tls::Tls, f: impl FnOnce(&mut dyn crate::python::Tables) -> R) -> R {
+    match acquire(t) {
+        Some(s) => {
+            let r = f(s);
+            release(s);
+            r
+        }
+        None => f(&mut Dropped),
+    }
+}
+
+struct Dropped;
+
+impl crate::python::Tables for Dropped {
+    fn string(&mut self, _: u64, _: &[u8]) {}
+    fn python_frame(&mut self, _: u64, _: u64, _: u64, _: u64) {}
+    fn stack(&mut self, _: u64, _: u64, _: u64) {}
+}
+
+/// Names the calling thread as Python's threading does; the OS name is no longer read.
+pub fn set_python_name(t: &mut tls::Tls, name: &[u8]) {
+    if let Some(s) = acquire(t) {
+        let name = &name[..name.len().min(1024)];
+        if s.room_for_table(ColumnWriter::table_len(name.len())) {
+            s.writer.thread_name(s.payload(), name);
+            s.publish();
+            s.python_named = true;
+        }
+        release(s);
+    }
 }
 
 fn proc_comm_path(tid: u32, out: &mut [u8; 48]) -> usize {

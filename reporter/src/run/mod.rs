@@ -4,6 +4,7 @@
 //!   ([`interpreter`]) with the script, `-m module` or `-c code`
 //! - [`signals`]: memtrace survives the terminal's Ctrl-C while the program decides
 
+mod bootstrap;
 mod elf;
 mod interpreter;
 mod program;
@@ -46,6 +47,9 @@ pub struct RunArgs {
     /// Trace the children the program forks (and programs they exec): each writes <capture>.<pid>
     #[arg(long = "follow-fork")]
     pub follow_fork: bool,
+    /// Python runs: record system allocations only (pymalloc's arenas then show as mmaps)
+    #[arg(long = "no-python-allocators")]
+    pub no_python_allocators: bool,
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
@@ -133,8 +137,20 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("MEMTRACE_OUTPUT", &template)
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
-    if target.python {
-        cmd.env(PYTHON_ENV, "1");
+    let bootstrap = if target.python {
+        Some(bootstrap::Bootstrap::create(&tracker)?)
+    } else {
+        None
+    };
+    if let Some(b) = &bootstrap {
+        cmd.env(PYTHON_ENV, "1").env("PYTHONPATH", b.python_path());
+        match std::env::var_os("PYTHONPATH") {
+            Some(v) => cmd.env(bootstrap::ORIGINAL_PATH_ENV, v),
+            None => cmd.env_remove(bootstrap::ORIGINAL_PATH_ENV),
+        };
+        if args.no_python_allocators {
+            cmd.env("MEMTRACE_PYTHON_ALLOCATORS", "0");
+        }
     } else {
         cmd.env_remove(PYTHON_ENV);
     }
@@ -154,6 +170,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .wait()
         .map_err(|e| RunError(format!("lost track of the program: {e}")))?;
     drop(guard);
+    drop(bootstrap);
     let code = exit_code(status);
 
     let capture = PathBuf::from(

@@ -1,0 +1,42 @@
+# memtrace's start-up hook for a Python run (written by `memtrace run`, removed after it).
+# It starts Python tracking by importing the tracker (already loaded into this process), then
+# leaves no trace: its directory leaves sys.path and PYTHONPATH, and the sitecustomize module it
+# shadowed, if any, runs as it would have.
+
+
+def _memtrace_start():
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    original = os.environ.pop("MEMTRACE_PYTHONPATH", None)
+    if original is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = original
+    # Imported first, so that their frames are not tracked.
+    import atexit
+    import threading
+
+    try:
+        import _memtrace_tracker as tracker
+    except ImportError:
+        tracker = None
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path_importer_cache.pop(here, None)
+    sys.modules.pop("_memtrace_tracker", None)
+    if tracker is not None:
+        atexit.register(tracker.script_finished)
+        started = tracker.thread_started
+        current = threading.current_thread
+        threading.setprofile(lambda frame, event, arg: started(current().name, frame))
+    me = sys.modules.pop("sitecustomize", None)
+    try:
+        import sitecustomize  # noqa: F401  (the one this file shadowed)
+    except ImportError:
+        if me is not None:
+            sys.modules["sitecustomize"] = me
+
+
+_memtrace_start()
+del _memtrace_start

@@ -1,0 +1,133 @@
+//! Wrappers around the PyMem "mem" and "object" domains, so that each object pymalloc serves is
+//! seen on its own. The wrapped allocator runs with the re-entrancy flag set: the malloc or mmap
+//! it makes for a big object or a new arena is not recorded a second time. (The "raw" domain is
+//! plain malloc: the malloc hook sees it.)
+
+use super::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
+use crate::hooks::{enter, leave};
+use crate::{clock, thread};
+use libc::c_void;
+use memtrace_format::Allocator;
+use std::cell::UnsafeCell;
+
+/// The allocators wrapped, one per domain; each wrapper's context points at its original.
+struct Originals(UnsafeCell<[MemAllocator; 2]>);
+// SAFETY: written once, under the GIL, before any wrapper is installed; read-only afterwards.
+unsafe impl Sync for Originals {}
+
+static ORIGINALS: Originals = Originals(UnsafeCell::new(
+    [MemAllocator {
+        ctx: core::ptr::null_mut(),
+        malloc: unset_malloc,
+        calloc: unset_calloc,
+        realloc: unset_realloc,
+        free: unset_free,
+    }; 2],
+));
+
+unsafe extern "C" fn unset_malloc(_: *mut c_void, _: usize) -> *mut c_void {
+    core::ptr::null_mut()
+}
+unsafe extern "C" fn unset_calloc(_: *mut c_void, _: usize, _: usize) -> *mut c_void {
+    core::ptr::null_mut()
+}
+unsafe extern "C" fn unset_realloc(_: *mut c_void, _: *mut c_void, _: usize) -> *mut c_void {
+    core::ptr::null_mut()
+}
+unsafe extern "C" fn unset_free(_: *mut c_void, _: *mut c_void) {}
+
+/// Wraps the mem and object domains. Called once, with the GIL held.
+pub fn install(api: &Api) {
+    let originals = ORIGINALS.0.get() as *mut MemAllocator;
+    for (i, domain) in [DOMAIN_MEM, DOMAIN_OBJ].into_iter().enumerate() {
+        // SAFETY: slot i of the static table, written before the wrapper that reads it exists;
+        // PyMem_GetAllocator fills the struct.
+        unsafe {
+            let original = originals.add(i);
+            (api.mem_get_allocator)(domain, original);
+            let wrapper = MemAllocator {
+                ctx: original as *mut c_void,
+                malloc: wrapped_malloc,
+                calloc: wrapped_calloc,
+                realloc: wrapped_realloc,
+                free: wrapped_free,
+            };
+            (api.mem_set_allocator)(domain, &wrapper);
+        }
+    }
+}
+
+fn original(ctx: *mut c_void) -> &'static MemAllocator {
+    // SAFETY: the context of every wrapper is its slot in ORIGINALS (see `install`).
+    unsafe { &*(ctx as *const MemAllocator) }
+}
+
+unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    let o = original(ctx);
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (o.malloc)(o.ctx, size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { (o.malloc)(o.ctx, size) };
+    if !p.is_null() {
+        thread::record_alloc(t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    let o = original(ctx);
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (o.calloc)(o.ctx, n, size) };
+    };
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { (o.calloc)(o.ctx, n, size) };
+    if !p.is_null() {
+        let total = (n as u64).saturating_mul(size as u64);
+        thread::record_alloc(t, Allocator::PymallocCalloc, p as u64, total, 0);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn wrapped_realloc(
+    ctx: *mut c_void,
+    old: *mut c_void,
+    size: usize,
+) -> *mut c_void {
+    let o = original(ctx);
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (o.realloc)(o.ctx, old, size) };
+    };
+    let before = clock::tick();
+    // SAFETY: forwarding the caller's request.
+    let p = unsafe { (o.realloc)(o.ctx, old, size) };
+    if !p.is_null() {
+        if !old.is_null() {
+            thread::record_free(t, true, old as u64, Some(before));
+        }
+        thread::record_alloc(t, Allocator::PymallocRealloc, p as u64, size as u64, 0);
+    }
+    leave(t);
+    p
+}
+
+unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
+    let o = original(ctx);
+    if p.is_null() {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (o.free)(o.ctx, p) };
+    }
+    let Some(t) = enter() else {
+        // SAFETY: forwarding the caller's request.
+        return unsafe { (o.free)(o.ctx, p) };
+    };
+    thread::record_free(t, true, p as u64, None);
+    // SAFETY: forwarding the caller's request.
+    unsafe { (o.free)(o.ctx, p) };
+    leave(t);
+}

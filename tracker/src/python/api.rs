@@ -1,0 +1,130 @@
+//! The CPython functions the tracker calls, found at run time with dlsym: the tracker is loaded
+//! into every program, and a direct reference to a CPython symbol would keep it from loading into
+//! one that is not Python (full RELRO resolves every symbol at load).
+
+use libc::{c_char, c_int, c_void};
+use std::sync::OnceLock;
+
+pub type Object = c_void;
+
+/// PyMemAllocatorEx (the same layout from 3.5 to 3.13).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MemAllocator {
+    pub ctx: *mut c_void,
+    pub malloc: unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void,
+    pub calloc: unsafe extern "C" fn(*mut c_void, usize, usize) -> *mut c_void,
+    pub realloc: unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> *mut c_void,
+    pub free: unsafe extern "C" fn(*mut c_void, *mut c_void),
+}
+
+/// PyMemAllocatorDomain.
+pub const DOMAIN_MEM: c_int = 1;
+pub const DOMAIN_OBJ: c_int = 2;
+
+/// Py_tracefunc's `what`.
+pub const TRACE_CALL: c_int = 0;
+pub const TRACE_RETURN: c_int = 3;
+
+pub type TraceFunc = unsafe extern "C" fn(*mut Object, *mut Object, c_int, *mut Object) -> c_int;
+
+pub struct Api {
+    pub mem_get_allocator: unsafe extern "C" fn(c_int, *mut MemAllocator),
+    pub mem_set_allocator: unsafe extern "C" fn(c_int, *const MemAllocator),
+    pub eval_set_profile: unsafe extern "C" fn(Option<TraceFunc>, *mut Object),
+    pub frame_get_code: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    pub frame_get_line_number: unsafe extern "C" fn(*mut Object) -> c_int,
+    pub object_get_attr_string: unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object,
+    pub unicode_as_utf8_and_size: unsafe extern "C" fn(*mut Object, *mut isize) -> *const c_char,
+    pub err_clear: unsafe extern "C" fn(),
+    pub inc_ref: unsafe extern "C" fn(*mut Object),
+    pub dec_ref: unsafe extern "C" fn(*mut Object),
+    pub module_create2: unsafe extern "C" fn(*mut c_void, c_int) -> *mut Object,
+    pub none: *mut Object,
+}
+
+// SAFETY: function pointers and the address of the None singleton, shared read-only.
+unsafe impl Send for Api {}
+// SAFETY: as above.
+unsafe impl Sync for Api {}
+
+static API: OnceLock<Option<Api>> = OnceLock::new();
+
+/// The API, or None when this process is not a CPython 3.9+ (a symbol is missing).
+pub fn get() -> Option<&'static Api> {
+    API.get_or_init(resolve).as_ref()
+}
+
+fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the whole process.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p)
+}
+
+macro_rules! func {
+    ($name:literal, $ty:ty) => {{
+        let p = sym($name)?;
+        // SAFETY: the CPython function of this name, whose C signature is `$ty`.
+        unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
+    }};
+}
+
+fn resolve() -> Option<Api> {
+    type F<A, R> = unsafe extern "C" fn(A) -> R;
+    Some(Api {
+        mem_get_allocator: func!(
+            c"PyMem_GetAllocator",
+            unsafe extern "C" fn(c_int, *mut MemAllocator)
+        ),
+        mem_set_allocator: func!(
+            c"PyMem_SetAllocator",
+            unsafe extern "C" fn(c_int, *const MemAllocator)
+        ),
+        eval_set_profile: func!(
+            c"PyEval_SetProfile",
+            unsafe extern "C" fn(Option<TraceFunc>, *mut Object)
+        ),
+        frame_get_code: func!(c"PyFrame_GetCode", F<*mut Object, *mut Object>),
+        frame_get_line_number: func!(c"PyFrame_GetLineNumber", F<*mut Object, c_int>),
+        object_get_attr_string: func!(
+            c"PyObject_GetAttrString",
+            unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object
+        ),
+        unicode_as_utf8_and_size: func!(
+            c"PyUnicode_AsUTF8AndSize",
+            unsafe extern "C" fn(*mut Object, *mut isize) -> *const c_char
+        ),
+        err_clear: func!(c"PyErr_Clear", unsafe extern "C" fn()),
+        inc_ref: func!(c"Py_IncRef", F<*mut Object, ()>),
+        dec_ref: func!(c"Py_DecRef", F<*mut Object, ()>),
+        module_create2: func!(
+            c"PyModule_Create2",
+            unsafe extern "C" fn(*mut c_void, c_int) -> *mut Object
+        ),
+        none: sym(c"_Py_NoneStruct")?,
+    })
+}
+
+impl Api {
+    /// `obj.<attr>` as UTF-8 bytes (copied); None when it is missing or not a str.
+    pub fn str_attr(&self, obj: *mut Object, attr: &core::ffi::CStr) -> Option<Vec<u8>> {
+        // SAFETY: called with the GIL held on a live object; the new reference is released.
+        unsafe {
+            let v = (self.object_get_attr_string)(obj, attr.as_ptr());
+            if v.is_null() {
+                (self.err_clear)();
+                return None;
+            }
+            let mut len: isize = 0;
+            let p = (self.unicode_as_utf8_and_size)(v, &mut len);
+            let out = if p.is_null() || len < 0 {
+                (self.err_clear)();
+                None
+            } else {
+                Some(core::slice::from_raw_parts(p as *const u8, len as usize).to_vec())
+            };
+            (self.dec_ref)(v);
+            out
+        }
+    }
+}

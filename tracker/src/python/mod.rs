@@ -1,0 +1,242 @@
+//! Python-aware tracking: the PyMem allocators and each thread's Python call stack.
+//!
+//! `memtrace run script.py` puts a `sitecustomize` module and a link to this library named
+//! `_memtrace_tracker.so` on the interpreter's path (see reporter/src/run/bootstrap.rs). Python
+//! imports it at start-up, after its own initialization and before the script: the import runs
+//! `PyInit__memtrace_tracker` below, with the GIL held, which wraps the allocators and installs
+//! the profile function that keeps the shadow stacks. Nothing here runs in other programs.
+
+mod allocators;
+mod api;
+mod codes;
+mod shadow;
+
+use crate::{thread, tls, ACTIVE};
+use api::{Object, TRACE_CALL, TRACE_RETURN};
+use libc::{c_char, c_int, c_void};
+use memtrace_format::Marker;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where a thread writes the table records a Python stack needs.
+pub trait Tables {
+    fn string(&mut self, id: u64, bytes: &[u8]);
+    fn python_frame(&mut self, id: u64, function: u64, file: u64, line: u64);
+    fn stack(&mut self, id: u64, parent: u64, frame: u64);
+}
+
+/// This process is the Python run `memtrace run` started (MEMTRACE_PYTHON=1).
+static WANTED: AtomicBool = AtomicBool::new(false);
+/// Trace the PyMem allocators (off with --no-python-allocators).
+static ALLOCATORS: AtomicBool = AtomicBool::new(true);
+/// The profile function is installed: allocations carry Python stacks.
+static TRACKING: AtomicBool = AtomicBool::new(false);
+
+/// Called at start-up with what the environment asked for.
+pub fn configure(wanted: bool, allocators: bool) {
+    WANTED.store(wanted, Ordering::Relaxed);
+    ALLOCATORS.store(allocators, Ordering::Relaxed);
+}
+
+/// The Python stack of the calling thread now, if Python tracking runs and the thread is in
+/// tracked Python code.
+#[inline]
+pub fn current_stack(t: &tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+    if !TRACKING.load(Ordering::Relaxed) || t.py.is_null() {
+        return None;
+    }
+    shadow::current(t, api::get()?, tables)
+}
+
+/// The profile function: every call and return of Python code on a tracked thread.
+unsafe extern "C" fn profile(
+    _: *mut Object,
+    frame: *mut Object,
+    what: c_int,
+    _: *mut Object,
+) -> c_int {
+    match what {
+        TRACE_CALL => on_call(frame),
+        TRACE_RETURN => shadow::pop(tls::get(), frame),
+        _ => {}
+    }
+    0
+}
+
+fn on_call(frame: *mut Object) {
+    let Some(api) = api::get() else { return };
+    let t = tls::get();
+    let was = t.in_tracker;
+    // Naming a new code object allocates: not the program's allocations.
+    t.in_tracker = 1;
+    let ids = thread::with_tables(t, |tables| codes::of_frame(api, frame, tables));
+    if let Some((function, file)) = ids {
+        shadow::push(t, frame, function, file);
+    }
+    tls::get().in_tracker = was;
+}
+
+/// Begins tracking on the calling thread: `frame` (may be None) is the frame running now.
+fn track_thread(api: &api::Api, frame: *mut Object) {
+    // SAFETY: the GIL is held (called from Python); our profile function has the Py_tracefunc
+    // signature.
+    unsafe { (api.eval_set_profile)(Some(profile), core::ptr::null_mut()) };
+    if !frame.is_null() && frame != api.none {
+        on_call(frame);
+    }
+}
+
+fn none(api: &api::Api) -> *mut Object {
+    // SAFETY: None is a live object; the caller returns this new reference to Python.
+    unsafe { (api.inc_ref)(api.none) };
+    api.none
+}
+
+/// `_memtrace_tracker.script_finished()`: the script is done (atexit, before the interpreter
+/// tears down): what is live now is what the script leaked.
+unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *mut Object {
+    let Some(api) = api::get() else {
+        return core::ptr::null_mut();
+    };
+    if TRACKING.load(Ordering::Relaxed) {
+        let t = tls::get();
+        let was = t.in_tracker;
+        t.in_tracker = 1;
+        thread::record_marker(t, Marker::ExitSnapshot);
+        tls::get().in_tracker = was;
+    }
+    none(api)
+}
+
+/// `_memtrace_tracker.thread_started(name, frame)`: a new thread's first Python call (from the
+/// hook `threading.setprofile` runs in each new thread).
+unsafe extern "C" fn thread_started(
+    _module: *mut Object,
+    args: *const *mut Object,
+    nargs: isize,
+) -> *mut Object {
+    let Some(api) = api::get() else {
+        return core::ptr::null_mut();
+    };
+    if TRACKING.load(Ordering::Relaxed) && nargs == 2 && !args.is_null() {
+        // SAFETY: Python passes `nargs` argument references.
+        let (name, frame) = unsafe { (*args, *args.add(1)) };
+        let t = tls::get();
+        let was = t.in_tracker;
+        t.in_tracker = 1;
+        let mut len: isize = 0;
+        // SAFETY: a live object from the caller; the UTF-8 buffer belongs to it.
+        let p = unsafe { (api.unicode_as_utf8_and_size)(name, &mut len) };
+        if p.is_null() || len < 0 {
+            // SAFETY: clearing the TypeError of a name that is not a str.
+            unsafe { (api.err_clear)() };
+        } else {
+            // SAFETY: `len` bytes of UTF-8 owned by `name`, alive during this call.
+            let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
+            thread::set_python_name(t, bytes);
+        }
+        tls::get().in_tracker = was;
+        track_thread(api, frame);
+    }
+    none(api)
+}
+
+/// PyMethodDef.
+#[repr(C)]
+struct MethodDef {
+    name: *const c_char,
+    meth: *const c_void,
+    flags: c_int,
+    doc: *const c_char,
+}
+
+/// PyModuleDef of a default (not free-threaded) build, 3.9 to 3.13.
+#[repr(C)]
+struct ModuleDef {
+    ob_refcnt: isize,
+    ob_type: *mut c_void,
+    m_init: *mut c_void,
+    m_index: isize,
+    m_copy: *mut c_void,
+    m_name: *const c_char,
+    m_doc: *const c_char,
+    m_size: isize,
+    m_methods: *mut MethodDef,
+    m_slots: *mut c_void,
+    m_traverse: *mut c_void,
+    m_clear: *mut c_void,
+    m_free: *mut c_void,
+}
+
+const METH_NOARGS: c_int = 0x0004;
+const METH_FASTCALL: c_int = 0x0080;
+/// PYTHON_API_VERSION, unchanged since 3.0.
+const API_VERSION: c_int = 1013;
+
+struct Static<T>(UnsafeCell<T>);
+// SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
+unsafe impl<T> Sync for Static<T> {}
+
+static METHODS: Static<[MethodDef; 3]> = Static(UnsafeCell::new([
+    MethodDef {
+        name: c"script_finished".as_ptr(),
+        meth: script_finished as *const c_void,
+        flags: METH_NOARGS,
+        doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"thread_started".as_ptr(),
+        meth: thread_started as *const c_void,
+        flags: METH_FASTCALL,
+        doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: core::ptr::null(),
+        meth: core::ptr::null(),
+        flags: 0,
+        doc: core::ptr::null(),
+    },
+]));
+
+static MODULE: Static<ModuleDef> = Static(UnsafeCell::new(ModuleDef {
+    ob_refcnt: 1,
+    ob_type: core::ptr::null_mut(),
+    m_init: core::ptr::null_mut(),
+    m_index: 0,
+    m_copy: core::ptr::null_mut(),
+    m_name: c"_memtrace_tracker".as_ptr(),
+    m_doc: c"memtrace's hooks inside the interpreter (started by memtrace run)".as_ptr(),
+    m_size: -1,
+    m_methods: core::ptr::null_mut(),
+    m_slots: core::ptr::null_mut(),
+    m_traverse: core::ptr::null_mut(),
+    m_clear: core::ptr::null_mut(),
+    m_free: core::ptr::null_mut(),
+}));
+
+/// The module's init function, run by `import _memtrace_tracker` (with the GIL held).
+///
+/// # Safety
+/// Called by CPython's import machinery only.
+#[no_mangle]
+pub unsafe extern "C" fn PyInit__memtrace_tracker() -> *mut Object {
+    let Some(api) = api::get() else {
+        return core::ptr::null_mut();
+    };
+    if WANTED.load(Ordering::Relaxed)
+        && ACTIVE.load(Ordering::Acquire)
+        && !TRACKING.swap(true, Ordering::AcqRel)
+    {
+        if ALLOCATORS.load(Ordering::Relaxed) {
+            allocators::install(api);
+        }
+        track_thread(api, core::ptr::null_mut());
+    }
+    let def = MODULE.0.get();
+    // SAFETY: the static definition, completed with its method table and handed to Python
+    // once (a second import finds the module in sys.modules).
+    unsafe {
+        (*def).m_methods = METHODS.0.get() as *mut MethodDef;
+        (api.module_create2)(def as *mut c_void, API_VERSION)
+    }
+}

@@ -1,0 +1,140 @@
+//! Each thread's shadow stack of Python frames, kept by the profile function (a push at every
+//! call, a pop at every return) and turned into an interned stack id only when the thread
+//! allocates. A frame's line is read then: the innermost frame's every time, the others once
+//! (a caller's line cannot change while its callee runs).
+
+use super::api::{Api, Object};
+use super::Tables;
+use crate::{stacks, sys, tls};
+
+/// Frames kept per thread; deeper frames are counted, not kept.
+const CAPACITY: usize = 8192;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    frame: *mut Object,
+    function: u64,
+    file: u64,
+    /// The interned stack ending at this frame at `line` (0: not known, or stale since this
+    /// frame called another).
+    stack: u64,
+    line: u64,
+}
+
+struct Shadow {
+    depth: usize,
+    entries: [Entry; CAPACITY],
+}
+
+fn shadow(t: &tls::Tls) -> Option<&'static mut Shadow> {
+    let p = t.py as *mut Shadow;
+    // SAFETY: set by `shadow_or_new` to this thread's own mapping, never unmapped.
+    (!p.is_null()).then(|| unsafe { &mut *p })
+}
+
+fn shadow_or_new(t: &mut tls::Tls) -> Option<&'static mut Shadow> {
+    if t.py.is_null() {
+        // Zeroed memory is an empty stack.
+        t.py = sys::map_anon(core::mem::size_of::<Shadow>())? as *mut core::ffi::c_void;
+    }
+    shadow(t)
+}
+
+/// A call: `frame` runs the code of `function` in `file` (string ids).
+pub fn push(t: &mut tls::Tls, frame: *mut Object, function: u64, file: u64) {
+    let Some(s) = shadow_or_new(t) else { return };
+    if let Some(parent) = s.depth.checked_sub(1).and_then(|i| s.entries.get_mut(i)) {
+        // The caller's line is now the call's: its interned stack is stale.
+        parent.stack = 0;
+    }
+    if let Some(e) = s.entries.get_mut(s.depth) {
+        *e = Entry {
+            frame,
+            function,
+            file,
+            stack: 0,
+            line: 0,
+        };
+    }
+    s.depth += 1;
+}
+
+/// A return from `frame`. Frames that were running before tracking began are not on the stack:
+/// their returns are ignored.
+pub fn pop(t: &mut tls::Tls, frame: *mut Object) {
+    let Some(s) = shadow(t) else { return };
+    if s.depth == 0 {
+        return;
+    }
+    if s.depth > CAPACITY {
+        s.depth -= 1;
+        return;
+    }
+    if s.entries[s.depth - 1].frame == frame {
+        s.depth -= 1;
+    } else if let Some(i) = s.entries[..s.depth].iter().rposition(|e| e.frame == frame) {
+        s.depth = i;
+    }
+}
+
+/// Forgets the thread's frames (tracking stopped on this thread: another profiler took over).
+#[allow(dead_code)] // for the PyEval_SetProfile interposition (next)
+pub fn clear(t: &mut tls::Tls) {
+    if let Some(s) = shadow(t) {
+        s.depth = 0;
+    }
+}
+
+/// The interned stack of the thread's Python frames now, defining new frames and stacks in
+/// `tables`; None when the thread runs no Python frame that is tracked.
+pub fn current(t: &tls::Tls, api: &Api, tables: &mut dyn Tables) -> Option<u64> {
+    let s = shadow(t)?;
+    let n = s.depth.min(CAPACITY);
+    if n == 0 {
+        return None;
+    }
+    // Callers whose stack is stale or unknown, from the outermost of them.
+    let mut first = n - 1;
+    while first > 0 && s.entries[first - 1].stack == 0 {
+        first -= 1;
+    }
+    let mut parent = if first == 0 {
+        0
+    } else {
+        s.entries[first - 1].stack
+    };
+    for e in &mut s.entries[first..n] {
+        let line = line_of(api, e.frame);
+        if e.stack == 0 || e.line != line {
+            e.stack = intern(tables, parent, e.function, e.file, line);
+            e.line = line;
+        }
+        parent = e.stack;
+    }
+    Some(parent)
+}
+
+fn line_of(api: &Api, frame: *mut Object) -> u64 {
+    // SAFETY: a frame on the shadow stack is executing (it is popped when it returns), so the
+    // object is alive; reading its line number neither allocates nor needs the GIL's data.
+    let line = unsafe { (api.frame_get_line_number)(frame) };
+    line.max(0) as u64
+}
+
+/// The stack of `function` at `file:line` called from stack `parent`.
+fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: u64) -> u64 {
+    let frame = match stacks::python_frame(function, file, line) {
+        Ok(id) => id,
+        Err(id) => {
+            tables.python_frame(id, function, file, line);
+            id
+        }
+    };
+    match stacks::stack(parent, frame) {
+        Ok(id) => id,
+        Err(id) => {
+            tables.stack(id, parent, frame);
+            id
+        }
+    }
+}
