@@ -1,0 +1,248 @@
+//! Python-aware tracking: allocations of known size at known lines, with the PyMem allocators
+//! traced or not, in threads, at the script's end; and the start-up hook leaving no trace.
+
+use memtrace_e2e::python::*;
+use memtrace_e2e::{allocator, num, scratch, stats};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+/// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
+const BYTES_HEADER: i64 = 33;
+
+/// A location of `top_by_size` or `top_by_count` by function name and line.
+fn location<'a>(v: &'a Value, list: &str, function: &str, line: i64) -> Option<&'a Value> {
+    v[list]
+        .as_array()?
+        .iter()
+        .find(|l| l["function"].as_str() == Some(function) && l["line"].as_i64() == Some(line))
+}
+
+fn run_script(python: &Path, dir: &Path, name: &str, text: &str, extra: &[&str]) -> Value {
+    let script = write(dir, name, text);
+    let capture = dir.join(format!("{name}.bin"));
+    let mut words: Vec<&str> = extra.to_vec();
+    let script_arg = script.to_string_lossy().into_owned();
+    words.push(&script_arg);
+    let out = tracked(python, &capture, &words, dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stats(&capture)
+}
+
+const KNOWN_SITE: &str = "\
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+g()
+";
+
+fn the_allocation_is_at_its_line(python: &Path) {
+    let dir = scratch("py-known-site");
+    let s = run_script(python, &dir, "known.py", KNOWN_SITE, &[]);
+    let top = &s["top_by_size"][0];
+    assert_eq!(top["function"], "f", "{top}");
+    assert_eq!(top["line"], 2, "{top}");
+    assert!(
+        top["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("known.py")),
+        "{top}"
+    );
+    assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
+    assert_eq!(num(top, "count"), 1);
+    assert!(allocator(&s, "pymalloc_malloc") > 0, "{}", s["allocators"]);
+}
+
+#[test]
+fn an_allocation_is_counted_at_its_python_line() {
+    the_allocation_is_at_its_line(python());
+}
+
+#[test]
+fn every_supported_python_version_is_tracked() {
+    for minor in [10, 12, 13] {
+        if let Some(p) = pyenv_python(minor) {
+            the_allocation_is_at_its_line(&p);
+        }
+    }
+}
+
+#[test]
+fn without_the_python_allocators_the_bytes_are_still_at_their_line() {
+    let dir = scratch("py-no-pymalloc");
+    let s = run_script(
+        python(),
+        &dir,
+        "known.py",
+        KNOWN_SITE,
+        &["--no-python-allocators"],
+    );
+    for name in ["pymalloc_malloc", "pymalloc_calloc", "pymalloc_realloc"] {
+        assert_eq!(allocator(&s, name), 0, "{}", s["allocators"]);
+    }
+    let top = location(&s, "top_by_size", "f", 2).expect("f at line 2");
+    assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
+    assert_eq!(num(top, "count"), 1);
+}
+
+#[test]
+fn small_objects_are_each_an_allocation() {
+    // 50,000 objects of one line, each its own pymalloc allocation (itertools.repeat makes no
+    // int per turn); the list holding them adds a few dozen reallocations on the same line.
+    let dir = scratch("py-small");
+    let text = "\
+from itertools import repeat
+def make(n):
+    return [object() for _ in repeat(None, n)]
+
+
+keep = make(50_000)
+";
+    let s = run_script(python(), &dir, "small.py", text, &[]);
+    let top = &s["top_by_count"][0];
+    assert_eq!(top["line"], 3, "{top}");
+    let count = num(top, "count");
+    assert!((50_000..50_100).contains(&count), "{top}");
+    assert!(num(top, "bytes") >= 16 * 50_000, "{top}");
+}
+
+#[test]
+fn threads_are_named_and_their_allocations_placed() {
+    let dir = scratch("py-threads");
+    let text = "\
+import threading
+
+
+def work():
+    global blob
+    blob = b\"\\0\" * 3_000_000
+
+
+t = threading.Thread(target=work, name=\"loader\")
+t.start()
+t.join()
+";
+    let s = run_script(python(), &dir, "threads.py", text, &[]);
+    let loader = s["threads"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == "loader"))
+        .unwrap_or_else(|| panic!("no thread named loader: {}", s["threads"]));
+    assert!(num(loader, "bytes") >= 3_000_000 + BYTES_HEADER, "{loader}");
+    let site = location(&s, "top_by_size", "work", 6).expect("work at line 6");
+    assert_eq!(num(site, "bytes"), 3_000_000 + BYTES_HEADER);
+}
+
+#[test]
+fn live_at_exit_is_taken_when_the_script_ends() {
+    // What the script keeps is live at its end; what it dropped is not; what the interpreter
+    // frees when it tears down does not count.
+    let dir = scratch("py-leaks");
+    let base = run_script(python(), &dir, "empty.py", "pass\n", &[]);
+    let text = "\
+kept = b\"\\0\" * 5_000_000
+dropped = b\"\\0\" * 7_000_000
+del dropped
+";
+    let s = run_script(python(), &dir, "leaks.py", text, &[]);
+    assert_eq!(s["leaks_at"], "exit_snapshot");
+    let extra = num(&s, "leaked_bytes") - num(&base, "leaked_bytes");
+    assert!(
+        (5_000_000 + BYTES_HEADER..5_000_000 + 200_000).contains(&extra),
+        "leaked {extra} more than an empty script"
+    );
+}
+
+#[test]
+fn code_and_modules_are_tracked_too() {
+    let dir = scratch("py-c-m");
+    let capture = dir.join("c.bin");
+    let out = tracked(
+        python(),
+        &capture,
+        &["-c", "x = b'\\0' * 4_000_000"],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&capture);
+    let top = location(&s, "top_by_size", "<module>", 1).expect("<module> at line 1");
+    assert_eq!(top["file"], "<string>");
+    assert_eq!(num(top, "bytes"), 4_000_000 + BYTES_HEADER);
+
+    write(&dir, "pkg/__init__.py", "");
+    write(&dir, "pkg/big.py", "\n\ny = b'\\0' * 6_000_000\n");
+    let capture = dir.join("m.bin");
+    let out = tracked(python(), &capture, &["-m", "pkg.big"], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&capture);
+    let top = location(&s, "top_by_size", "<module>", 3).expect("<module> at line 3");
+    assert!(
+        top["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("pkg/big.py")),
+        "{top}"
+    );
+    assert_eq!(num(top, "bytes"), 6_000_000 + BYTES_HEADER);
+}
+
+#[test]
+fn the_start_up_hook_leaves_no_trace() {
+    // sys.path, PYTHONPATH and sys.modules' sitecustomize are what python shows, and a
+    // sitecustomize of the user's still runs.
+    let dir = scratch("py-hook");
+    let user = dir.join("userpath");
+    write(
+        &user,
+        "sitecustomize.py",
+        "import sys\nsys.user_site_hook_ran = True\n",
+    );
+    let text = "\
+import json, os, sys
+print(json.dumps({
+    'path': sys.path,
+    'pythonpath': os.environ.get('PYTHONPATH'),
+    'memtrace_vars': sorted(k for k in os.environ if k.startswith('MEMTRACE')),
+    'hook': getattr(sys, 'user_site_hook_ran', False),
+    'sitecustomize': getattr(sys.modules.get('sitecustomize'), '__file__', None),
+    'tracker_module': '_memtrace_tracker' in sys.modules,
+}))
+";
+    let script = write(&dir, "probe.py", text);
+    let words = [script.to_str().expect("utf-8 path")];
+    let run = |tracked_run: bool| {
+        let mut cmd = if tracked_run {
+            let mut c = Command::new(memtrace_e2e::memtrace_bin());
+            c.args(["run", "-q", "-f", "-o"])
+                .arg(dir.join("hook.bin"))
+                .arg("--python")
+                .arg(python());
+            c
+        } else {
+            Command::new(python())
+        };
+        cmd.args(words).env("PYTHONPATH", &user);
+        let out = output(cmd, &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        v
+    };
+    let (plain, traced) = (run(false), run(true));
+    assert_eq!(plain["hook"], true);
+    assert_eq!(traced, plain);
+}
