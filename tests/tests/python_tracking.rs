@@ -246,3 +246,42 @@ print(json.dumps({
     assert_eq!(plain["hook"], true);
     assert_eq!(traced, plain);
 }
+
+#[test]
+fn a_profiler_of_the_program_takes_over_safely() {
+    // The program installs its own profile function: memtrace stops following that thread's
+    // frames (they may be gone without a return it sees) instead of reading stale ones.
+    let dir = scratch("py-profiler");
+    let text = "\
+import sys
+def before(n):
+    return b\"\\0\" * n
+kept = before(2_000_000)
+def deep(k):
+    if k:
+        return deep(k - 1)
+    sys.setprofile(lambda *a: None)
+    return 0
+deep(50)
+def after():
+    return [bytearray(64) for _ in range(2000)]
+for _ in range(50):
+    after()
+print('done')
+";
+    let script = write(&dir, "prof.py", text);
+    let capture = dir.join("prof.bin");
+    let out = tracked(
+        python(),
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"done\n");
+    let s = stats(&capture);
+    let site = location(&s, "top_by_size", "before", 3).expect("before at line 3");
+    assert_eq!(num(site, "bytes"), 2_000_000 + BYTES_HEADER);
+    assert!(location(&s, "top_by_count", "after", 12).is_none());
+}

@@ -40,6 +40,7 @@ pub struct Api {
     pub inc_ref: unsafe extern "C" fn(*mut Object),
     pub dec_ref: unsafe extern "C" fn(*mut Object),
     pub module_create2: unsafe extern "C" fn(*mut c_void, c_int) -> *mut Object,
+    pub thread_state_get: unsafe extern "C" fn() -> *mut c_void,
     pub none: *mut Object,
 }
 
@@ -101,6 +102,7 @@ fn resolve() -> Option<Api> {
             c"PyModule_Create2",
             unsafe extern "C" fn(*mut c_void, c_int) -> *mut Object
         ),
+        thread_state_get: func!(c"PyThreadState_Get", unsafe extern "C" fn() -> *mut c_void),
         none: sym(c"_Py_NoneStruct")?,
     })
 }

@@ -79,8 +79,13 @@ fn on_call(frame: *mut Object) {
 /// Begins tracking on the calling thread: `frame` (may be None) is the frame running now.
 fn track_thread(api: &api::Api, frame: *mut Object) {
     // SAFETY: the GIL is held (called from Python); our profile function has the Py_tracefunc
-    // signature.
-    unsafe { (api.eval_set_profile)(Some(profile), core::ptr::null_mut()) };
+    // signature; the thread state is the calling thread's.
+    let thread_state = unsafe {
+        (api.eval_set_profile)(Some(profile), core::ptr::null_mut());
+        (api.thread_state_get)() as *const u8
+    };
+    shadow::find_profile_slot(thread_state, profile as *const () as usize);
+    shadow::set_thread_state(tls::get(), thread_state);
     if !frame.is_null() && frame != api.none {
         on_call(frame);
     }

@@ -6,6 +6,7 @@
 use super::api::{Api, Object};
 use super::Tables;
 use crate::{stacks, sys, tls};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Frames kept per thread; deeper frames are counted, not kept.
 const CAPACITY: usize = 8192;
@@ -23,7 +24,55 @@ struct Entry {
 
 struct Shadow {
     depth: usize,
+    /// The thread's PyThreadState, where `profile_slot` says whose profile function runs.
+    thread_state: *const u8,
+    /// Another profile function replaced ours: this thread's frames are no longer followed.
+    stopped: bool,
     entries: [Entry; CAPACITY],
+}
+
+/// Where PyThreadState holds the C profile function (c_profilefunc), found at start-up by
+/// looking for ours; 0 when not found.
+static PROFILE_SLOT: AtomicUsize = AtomicUsize::new(0);
+static PROFILE_FN: AtomicUsize = AtomicUsize::new(0);
+
+/// Learns where `thread_state` keeps the profile function `ours`, just installed.
+pub fn find_profile_slot(thread_state: *const u8, ours: usize) {
+    if PROFILE_SLOT.load(Ordering::Relaxed) != 0 || thread_state.is_null() {
+        return;
+    }
+    // The field lies within the first few dozen words in every version from 3.9 to 3.13.
+    for i in 1..64 {
+        // SAFETY: PyThreadState is larger than 64 words in every supported version; aligned
+        // reads of its words.
+        let word = unsafe { (thread_state as *const usize).add(i).read() };
+        if word == ours {
+            PROFILE_FN.store(ours, Ordering::Relaxed);
+            PROFILE_SLOT.store(i * 8, Ordering::Relaxed);
+            return;
+        }
+    }
+}
+
+/// Whether our profile function still runs on the thread of `thread_state` (true when that
+/// cannot be told).
+fn still_ours(thread_state: *const u8) -> bool {
+    let slot = PROFILE_SLOT.load(Ordering::Relaxed);
+    if slot == 0 || thread_state.is_null() {
+        return true;
+    }
+    // SAFETY: the calling thread's own PyThreadState (it runs the frames on its shadow stack,
+    // so it is alive); the slot offset was found in one of the same layout.
+    let word = unsafe { (thread_state.add(slot) as *const usize).read_volatile() };
+    word == PROFILE_FN.load(Ordering::Relaxed)
+}
+
+/// Records the thread's PyThreadState (with the GIL held, when tracking begins on it).
+pub fn set_thread_state(t: &mut tls::Tls, thread_state: *const u8) {
+    if let Some(s) = shadow_or_new(t) {
+        s.thread_state = thread_state;
+        s.stopped = false;
+    }
 }
 
 fn shadow(t: &tls::Tls) -> Option<&'static mut Shadow> {
@@ -43,6 +92,9 @@ fn shadow_or_new(t: &mut tls::Tls) -> Option<&'static mut Shadow> {
 /// A call: `frame` runs the code of `function` in `file` (string ids).
 pub fn push(t: &mut tls::Tls, frame: *mut Object, function: u64, file: u64) {
     let Some(s) = shadow_or_new(t) else { return };
+    if s.stopped {
+        return;
+    }
     if let Some(parent) = s.depth.checked_sub(1).and_then(|i| s.entries.get_mut(i)) {
         // The caller's line is now the call's: its interned stack is stale.
         parent.stack = 0;
@@ -77,20 +129,19 @@ pub fn pop(t: &mut tls::Tls, frame: *mut Object) {
     }
 }
 
-/// Forgets the thread's frames (tracking stopped on this thread: another profiler took over).
-#[allow(dead_code)] // for the PyEval_SetProfile interposition (next)
-pub fn clear(t: &mut tls::Tls) {
-    if let Some(s) = shadow(t) {
-        s.depth = 0;
-    }
-}
-
 /// The interned stack of the thread's Python frames now, defining new frames and stacks in
 /// `tables`; None when the thread runs no Python frame that is tracked.
 pub fn current(t: &tls::Tls, api: &Api, tables: &mut dyn Tables) -> Option<u64> {
     let s = shadow(t)?;
     let n = s.depth.min(CAPACITY);
-    if n == 0 {
+    if n == 0 || s.stopped {
+        return None;
+    }
+    if !still_ours(s.thread_state) {
+        // Another profiler took over: the frames on the stack may be gone by now, and no more
+        // calls or returns will come. This thread's stacks are native from here on.
+        s.stopped = true;
+        s.depth = 0;
         return None;
     }
     // Callers whose stack is stale or unknown, from the outermost of them.
