@@ -50,11 +50,7 @@ pub fn by_module(
     tables: &Tables,
     symbolizer: &Symbolizer,
 ) -> Vec<ModuleTotals> {
-    let mut out: Vec<ModuleTotals> = Vec::new();
-    let mut slot_of: HashMap<Module, usize> = HashMap::new();
-    // Many stacks share a file: name each file string once.
-    let mut file_slot: HashMap<u64, usize> = HashMap::new();
-    let mut native_slot: HashMap<u64, usize> = HashMap::new();
+    let mut g = Grouping::default();
     // A native program's stacks need no walk in search of a Python frame.
     let python_frames = tables
         .frames
@@ -65,51 +61,67 @@ pub fn by_module(
             .then(|| innermost_python_file(stack, tables))
             .flatten();
         let slot = match file {
-            Some(file) => match file_slot.get(&file) {
-                Some(&s) => s,
-                None => {
-                    let module = tables
-                        .string(file)
-                        .map_or_else(Module::unknown, Module::python);
-                    let s = slot(&mut out, &mut slot_of, module);
-                    file_slot.insert(file, s);
-                    s
-                }
-            },
-            None => {
-                let addr = innermost_native_address(stack, tables);
-                match addr.and_then(|a| native_slot.get(&a)) {
-                    Some(&s) => s,
-                    None => {
-                        let module = addr.and_then(|a| symbolizer.module_of(a)).map_or_else(
-                            Module::unknown,
-                            |(name, path)| Module {
-                                name,
-                                file: Some(path),
-                            },
-                        );
-                        let s = slot(&mut out, &mut slot_of, module);
-                        if let Some(a) = addr {
-                            native_slot.insert(a, s);
-                        }
-                        s
-                    }
-                }
-            }
+            Some(file) => g.python(file, tables),
+            None => g.native(innermost_native_address(stack, tables), symbolizer),
         };
-        out[slot].sum.merge(sum);
+        g.out[slot].sum.merge(sum);
     }
-    out
+    g.out
 }
 
-fn slot(out: &mut Vec<ModuleTotals>, slot_of: &mut HashMap<Module, usize>, m: Module) -> usize {
-    *slot_of.entry(m).or_insert_with_key(|m| {
-        out.push(ModuleTotals {
-            module: m.clone(),
-            sum: Sum::default(),
-        });
-        out.len() - 1
-    })
+/// Modules being added up, with each file string and address named once.
+#[derive(Default)]
+struct Grouping {
+    out: Vec<ModuleTotals>,
+    slot_of: HashMap<Module, usize>,
+    file_slot: HashMap<u64, usize>,
+    address_slot: HashMap<u64, usize>,
+}
+
+impl Grouping {
+    /// The slot of a Python file (a string id).
+    fn python(&mut self, file: u64, tables: &Tables) -> usize {
+        if let Some(&s) = self.file_slot.get(&file) {
+            return s;
+        }
+        let module = tables
+            .string(file)
+            .map_or_else(Module::unknown, Module::python);
+        let s = self.slot(module);
+        self.file_slot.insert(file, s);
+        s
+    }
+
+    /// The slot of the native module holding an address (`<unknown>` without an address).
+    fn native(&mut self, addr: Option<u64>, symbolizer: &Symbolizer) -> usize {
+        let Some(addr) = addr else {
+            return self.slot(Module::unknown());
+        };
+        if let Some(&s) = self.address_slot.get(&addr) {
+            return s;
+        }
+        let module = match symbolizer.module_of(addr) {
+            Some((name, path)) => Module {
+                name,
+                file: Some(path),
+            },
+            None => Module::unknown(),
+        };
+        let s = self.slot(module);
+        self.address_slot.insert(addr, s);
+        s
+    }
+
+    fn slot(&mut self, m: Module) -> usize {
+        let out = &mut self.out;
+        *self.slot_of.entry(m).or_insert_with_key(|m| {
+            out.push(ModuleTotals {
+                module: m.clone(),
+                sum: Sum::default(),
+            });
+            out.len() - 1
+        })
+    }
 }
 
 /// The file string id of the stack's innermost Python frame.
