@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run a program (or a Python script.py, -m MODULE, -c CODE) with the tracker; write a capture
     Run(run::RunArgs),
-    /// Summarize a capture: totals, peak memory, leaks, sizes, top allocation sites, threads
+    /// Summarize a capture: totals, peak memory, leaks, sizes, top allocation sites and modules, threads
     Stats(stats::StatsArgs),
 }
 

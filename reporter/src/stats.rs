@@ -9,14 +9,26 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
-#[command(
-    after_help = "Examples:\n  memtrace stats out.bin\n  memtrace stats -n 20 out.bin\n  memtrace stats --json out.bin | jq .peak_bytes"
-)]
+#[command(after_help = "\
+Examples:
+  memtrace stats out.bin
+  memtrace stats -n 20 out.bin
+  memtrace stats --json out.bin | jq .peak_bytes
+
+JSON keys: capture, format_version, command, argv, exe, pid, duration_s, total_allocations,
+total_bytes, total_frees, peak_bytes, peak_allocations, peak_time_s, leaked_bytes,
+leaked_allocations, leaks_at, histogram [{lo, hi, count, bytes}], allocators {name: count},
+top_by_size and top_by_count [{location, function, file, line, bytes, count, stack}],
+top_modules [{module, file, bytes, count}], threads [{tid, name, allocations, bytes}], complete,
+warnings. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
+top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
+where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
+(json.decoder), or the native module of a stack without one (libc.so.6), or <unknown>.")]
 pub struct StatsArgs {
     /// The capture file written by `memtrace run`
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// How many locations to list in the top lists
+    /// How many entries each top list has (locations by bytes, by count, modules)
     #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 5)]
     pub top: usize,
     /// Print one JSON object instead of text (warnings go into it, not to stderr)

@@ -81,7 +81,12 @@ fn usage_errors_are_one_line() {
     assert_one_line_error(&memtrace(&["stats", "-n", "lots", "x.bin"]), "lots");
     let help = memtrace(&["stats", "--help"]);
     assert_eq!(help.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&help.stdout).contains("Examples"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("Examples"));
+    assert!(
+        help.contains("top_modules [{module, file, bytes, count}]"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -112,6 +117,7 @@ fn json_has_every_key() {
         "allocators",
         "top_by_size",
         "top_by_count",
+        "top_modules",
         "threads",
         "complete",
         "warnings",
@@ -144,6 +150,11 @@ fn json_has_every_key() {
     assert_eq!(top["line"], serde_json::Value::Null);
     assert_eq!(top["bytes"], 10292);
     assert_eq!(top["count"], 3);
+    assert_eq!(top["stack"], serde_json::json!([]));
+    assert_eq!(
+        v["top_modules"],
+        serde_json::json!([{"module": "<unknown>", "file": null, "bytes": 10292, "count": 3}])
+    );
     assert_eq!(
         v["threads"],
         serde_json::json!([{"tid": 77, "name": "main", "allocations": 3, "bytes": 10292}])

@@ -2,7 +2,7 @@
 //! come after the events that use them, so they are only looked up once the stream is read.
 
 use crate::capture::decode::{ChunkTables, Module};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 
 /// A frame: a native return address or a Python (function, file, line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,6 +10,9 @@ pub enum Frame {
     Native(u64),
     Python { function: u64, file: u64, line: u64 },
 }
+
+/// The most stacks a walk follows from a stack outwards.
+pub const MAX_DEPTH: usize = 4096;
 
 #[derive(Debug, Default)]
 pub struct Tables {
@@ -60,21 +63,35 @@ impl Tables {
 
     /// The frames of a stack, innermost first (stops at unknown ids and at cycles).
     pub fn frames_of(&self, stack: u64) -> Vec<Frame> {
+        self.stack_frames(stack).into_iter().flatten().collect()
+    }
+
+    /// The frames of a stack, innermost first, None for a frame id that is not defined. Stops at
+    /// stack 0, at an unknown stack id, at the first stack seen twice (a cycle) and after
+    /// [`MAX_DEPTH`] stacks.
+    pub fn stack_frames(&self, stack: u64) -> Vec<Option<Frame>> {
+        let mut seen = HashSet::new();
         let mut out = Vec::new();
         let mut id = stack;
-        while id != 0 && out.len() < 4096 {
+        while id != 0 && out.len() < MAX_DEPTH && seen.insert(id) {
             let Some(&(parent, frame)) = self.stacks.get(&id) else {
                 break;
             };
-            if let Some(&f) = self.frames.get(&frame) {
-                out.push(f);
-            }
-            if parent == id {
-                break;
-            }
+            out.push(self.frames.get(&frame).copied());
             id = parent;
         }
         out
+    }
+
+    /// The frames of a stack, innermost first, lazily and without memory, for searches that
+    /// stop early: stops at unknown stack ids, at a stack that is its own parent and after
+    /// [`MAX_DEPTH`] stacks (a longer cycle); skips frame ids that are not defined.
+    pub fn walk(&self, stack: u64) -> Walk<'_> {
+        Walk {
+            tables: self,
+            next: stack,
+            steps: 0,
+        }
     }
 
     /// A string by id (lossy UTF-8).
@@ -82,5 +99,67 @@ impl Tables {
         self.strings
             .get(&id)
             .map(|s| String::from_utf8_lossy(s).into_owned())
+    }
+}
+
+/// The frames of a stack, innermost first: see [`Tables::walk`].
+pub struct Walk<'a> {
+    tables: &'a Tables,
+    next: u64,
+    steps: usize,
+}
+
+impl Iterator for Walk<'_> {
+    type Item = Frame;
+
+    fn next(&mut self) -> Option<Frame> {
+        while self.next != 0 && self.steps < MAX_DEPTH {
+            let id = self.next;
+            let &(parent, frame) = self.tables.stacks.get(&id)?;
+            self.steps += 1;
+            self.next = if parent == id { 0 } else { parent };
+            if let Some(&f) = self.tables.frames.get(&frame) {
+                return Some(f);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(stacks: &[(u64, u64, u64)]) -> Tables {
+        let mut t = Tables::default();
+        for &(id, parent, frame) in stacks {
+            t.stacks.insert(id, (parent, frame));
+            t.frames.insert(frame, Frame::Native(frame * 16));
+        }
+        t
+    }
+
+    #[test]
+    fn walks_outwards_to_the_root() {
+        let t = tables(&[(1, 0, 10), (2, 1, 20), (3, 2, 30)]);
+        assert_eq!(
+            t.frames_of(3),
+            vec![Frame::Native(480), Frame::Native(320), Frame::Native(160)]
+        );
+        assert!(t.frames_of(0).is_empty());
+        assert!(t.frames_of(99).is_empty());
+    }
+
+    #[test]
+    fn odd_tables_end_the_walk() {
+        // Its own parent, a cycle of two, a missing parent, a missing frame.
+        let mut t = tables(&[(1, 1, 10), (2, 3, 20), (3, 2, 30), (4, 77, 40)]);
+        t.stacks.insert(5, (4, 999));
+        assert_eq!(t.frames_of(1), vec![Frame::Native(160)]);
+        assert_eq!(t.frames_of(2), vec![Frame::Native(320), Frame::Native(480)]);
+        assert_eq!(t.walk(2).count(), MAX_DEPTH);
+        assert_eq!(t.frames_of(5), vec![Frame::Native(640)]);
+        assert_eq!(t.stack_frames(5), vec![None, Some(Frame::Native(640))]);
+        assert_eq!(t.walk(5).collect::<Vec<_>>(), vec![Frame::Native(640)]);
     }
 }

@@ -5,6 +5,7 @@ use crate::analysis::tables::{Frame, Tables};
 use crate::analysis::totals::Sum;
 use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
+use std::cmp::Reverse;
 
 /// A source location, or a label when it could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -20,7 +21,8 @@ pub struct Location {
 pub const UNKNOWN: &str = "<unknown>";
 
 impl Location {
-    fn unknown() -> Location {
+    /// An unknown location.
+    pub fn unknown() -> Location {
         Location {
             function: None,
             file: None,
@@ -56,11 +58,56 @@ impl Location {
     }
 }
 
+/// The allocations of one stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackSum {
+    pub stack: u64,
+    pub sum: Sum,
+}
+
+impl StackSum {
+    /// Orders by bytes, then allocations, then the lower stack id (larger is better).
+    fn by_bytes(&self) -> (u64, u64, Reverse<u64>) {
+        (self.sum.bytes, self.sum.count, Reverse(self.stack))
+    }
+
+    /// Orders by allocations, then bytes, then the lower stack id (larger is better).
+    fn by_count(&self) -> (u64, u64, Reverse<u64>) {
+        (self.sum.count, self.sum.bytes, Reverse(self.stack))
+    }
+}
+
 /// Allocations of one location.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocationTotals {
     pub location: Location,
     pub sum: Sum,
+    /// The location's stack with the most bytes (ties: more allocations, then the lower id).
+    pub heaviest: StackSum,
+    /// The location's stack with the most allocations (ties: more bytes, then the lower id).
+    pub busiest: StackSum,
+}
+
+impl LocationTotals {
+    fn new(location: Location) -> LocationTotals {
+        LocationTotals {
+            location,
+            sum: Sum::default(),
+            heaviest: StackSum::default(),
+            busiest: StackSum::default(),
+        }
+    }
+
+    /// Adds the allocations of one stack.
+    fn add(&mut self, s: StackSum) {
+        self.sum.merge(s.sum);
+        if self.heaviest.sum.count == 0 || s.by_bytes() > self.heaviest.by_bytes() {
+            self.heaviest = s;
+        }
+        if self.busiest.sum.count == 0 || s.by_count() > self.busiest.by_count() {
+            self.busiest = s;
+        }
+    }
 }
 
 /// Resolves each stack's innermost frame and adds up the sums of stacks sharing a location.
@@ -88,7 +135,7 @@ pub fn by_location(
             None => *unknown_slot
                 .get_or_insert_with(|| slot(&mut out, &mut slot_of, Location::unknown())),
         };
-        out[slot].sum.merge(sum);
+        out[slot].add(StackSum { stack, sum });
     }
     out
 }
@@ -99,10 +146,7 @@ fn slot(
     loc: Location,
 ) -> usize {
     *slot_of.entry(loc).or_insert_with_key(|loc| {
-        out.push(LocationTotals {
-            location: loc.clone(),
-            sum: Sum::default(),
-        });
+        out.push(LocationTotals::new(loc.clone()));
         out.len() - 1
     })
 }

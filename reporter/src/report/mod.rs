@@ -2,5 +2,8 @@
 
 pub mod human;
 pub mod locations;
+pub mod module_name;
+pub mod modules;
+pub mod stack;
 pub mod stats;
 pub mod text;

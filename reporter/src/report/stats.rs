@@ -1,6 +1,8 @@
 //! The `stats` report: one structure, rendered as text or JSON.
 
 use super::locations::{self, LocationTotals};
+use super::modules::{self, ModuleTotals};
+use super::stack::{self, StackFrame};
 use crate::analysis::totals::{bin_range, BINS};
 use crate::analysis::Analysis;
 use crate::capture::Capture;
@@ -29,10 +31,14 @@ pub struct LocationRow {
     pub line: Option<u64>,
     pub bytes: u64,
     pub count: u64,
+    /// The frames of one stack of the location, innermost (the location itself) first: in
+    /// `top_by_size` the stack with the most bytes, in `top_by_count` the one with the most
+    /// allocations.
+    pub stack: Vec<StackFrame>,
 }
 
-impl From<LocationTotals> for LocationRow {
-    fn from(l: LocationTotals) -> LocationRow {
+impl LocationRow {
+    fn new(l: LocationTotals, stack: Vec<StackFrame>) -> LocationRow {
         LocationRow {
             location: l.location.label,
             function: l.location.function,
@@ -40,6 +46,30 @@ impl From<LocationTotals> for LocationRow {
             line: l.location.line,
             bytes: l.sum.bytes,
             count: l.sum.count,
+            stack,
+        }
+    }
+}
+
+/// A module in the top list of modules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModuleRow {
+    /// A dotted Python module name (`json.decoder`), a native module's file name (`libc.so.6`),
+    /// or `<unknown>`.
+    pub module: String,
+    /// The full path of the module's file, when known.
+    pub file: Option<String>,
+    pub bytes: u64,
+    pub count: u64,
+}
+
+impl From<ModuleTotals> for ModuleRow {
+    fn from(m: ModuleTotals) -> ModuleRow {
+        ModuleRow {
+            module: m.module.name,
+            file: m.module.file,
+            bytes: m.sum.bytes,
+            count: m.sum.count,
         }
     }
 }
@@ -81,6 +111,9 @@ pub struct StatsReport {
     pub allocators: BTreeMap<String, u64>,
     pub top_by_size: Vec<LocationRow>,
     pub top_by_count: Vec<LocationRow>,
+    /// Modules by bytes allocated: the file of the innermost Python frame of each allocation's
+    /// stack, or the native module of a stack without Python frames.
+    pub top_modules: Vec<ModuleRow>,
     pub threads: Vec<ThreadRow>,
     /// A trailer was written and no write failed.
     pub complete: bool,
@@ -118,14 +151,26 @@ pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport 
 
     let map = ModuleMap::new(analysis.tables.modules.clone(), &header.exe);
     let mut symbolizer = Symbolizer::new(map);
-    let locs = locations::by_location(&totals.by_stack, &analysis.tables, &mut symbolizer);
+    let tables = &analysis.tables;
+    let locs = locations::by_location(&totals.by_stack, tables, &mut symbolizer);
     let top_by_size = locations::top_by_bytes(&locs, top)
         .into_iter()
-        .map(LocationRow::from)
+        .map(|l| {
+            let frames = stack::frames(l.heaviest.stack, tables, &mut symbolizer);
+            LocationRow::new(l, frames)
+        })
         .collect();
     let top_by_count = locations::top_by_count(&locs, top)
         .into_iter()
-        .map(LocationRow::from)
+        .map(|l| {
+            let frames = stack::frames(l.busiest.stack, tables, &mut symbolizer);
+            LocationRow::new(l, frames)
+        })
+        .collect();
+    let mods = modules::by_module(&totals.by_stack, tables, &symbolizer);
+    let top_modules = modules::top_by_bytes(&mods, top)
+        .into_iter()
+        .map(ModuleRow::from)
         .collect();
 
     let threads = analysis
@@ -169,6 +214,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport 
         allocators,
         top_by_size,
         top_by_count,
+        top_modules,
         threads,
         complete: analysis.complete(),
         warnings,

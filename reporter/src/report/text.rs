@@ -1,7 +1,8 @@
 //! The text rendering of the `stats` report.
 
 use super::human::{count, counted, seconds, size};
-use super::stats::{LocationRow, StatsReport};
+use super::stack::StackFrame;
+use super::stats::{LocationRow, ModuleRow, StatsReport};
 use std::io::{self, Write};
 
 const BAR_WIDTH: usize = 40;
@@ -33,6 +34,29 @@ fn top_title(n: usize, by: &str) -> String {
     }
 }
 
+/// Callers shown under an entry of the top list by bytes.
+const CALLERS: usize = 4;
+
+/// The callers of a top location (its stack's frames after the innermost), one line each:
+/// `      ← g at app.py:7`; past [`CALLERS`] lines the rest is counted on the last one.
+fn callers(out: &mut impl Write, stack: &[StackFrame]) -> io::Result<()> {
+    let outer = stack.get(1..).unwrap_or_default();
+    let shown = if outer.len() > CALLERS {
+        CALLERS - 1
+    } else {
+        outer.len()
+    };
+    for f in &outer[..shown] {
+        writeln!(out, "      ← {}", f.label)?;
+    }
+    if shown < outer.len() {
+        let more = outer.len() - shown;
+        let frames = if more == 1 { "frame" } else { "frames" };
+        writeln!(out, "      ← … {more} more {frames}")?;
+    }
+    Ok(())
+}
+
 fn top_list(
     out: &mut impl Write,
     title: &str,
@@ -54,6 +78,36 @@ fn top_list(
             "  {:>2}. {first:>18}  {second:>20}  {}",
             i + 1,
             r.location
+        )?;
+        if !by_count {
+            callers(out, &r.stack)?;
+        }
+    }
+    Ok(())
+}
+
+fn top_modules(out: &mut impl Write, rows: &[ModuleRow]) -> io::Result<()> {
+    if rows.is_empty() {
+        writeln!(out, "Top modules by bytes:")?;
+        return writeln!(out, "  (no allocations)");
+    }
+    writeln!(
+        out,
+        "Top {} by bytes:",
+        counted(rows.len() as u64, "module")
+    )?;
+    for (i, m) in rows.iter().enumerate() {
+        let file = match &m.file {
+            Some(f) if *f != m.module => format!("  ({f})"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  {:>2}. {:>18}  {:>20}  {}{file}",
+            i + 1,
+            size(m.bytes),
+            counted(m.count, "allocation"),
+            m.module
         )?;
     }
     Ok(())
@@ -151,6 +205,8 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         &r.top_by_count,
         true,
     )?;
+    writeln!(out)?;
+    top_modules(out, &r.top_modules)?;
 
     writeln!(out)?;
     writeln!(out, "Threads:")?;

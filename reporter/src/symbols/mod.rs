@@ -71,6 +71,16 @@ impl Symbolizer {
         slot.as_ref()?.as_ref().ok()
     }
 
+    /// The module holding an address: its file name and its full path.
+    pub fn module_of(&self, addr: u64) -> Option<(String, String)> {
+        let (module, _) = self.map.find(addr)?;
+        let path = &self.map.modules.get(module)?.path;
+        Some((
+            self.map.name(module),
+            String::from_utf8_lossy(path).into_owned(),
+        ))
+    }
+
     /// The symbol of a return address.
     pub fn resolve(&mut self, addr: u64) -> &Symbol {
         if !self.cache.contains_key(&addr) {

@@ -1,0 +1,41 @@
+//! Whole stacks for reports: every frame of a stack resolved to a source location.
+
+use super::locations::{self, Location};
+use crate::analysis::tables::Tables;
+use crate::symbols::Symbolizer;
+use serde::Serialize;
+
+/// One frame of a stack. The JSON object has the keys `function`, `file` and `line`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StackFrame {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u64>,
+    /// `function at file:line` (or `libfoo.so+0x1234`), for the text report.
+    #[serde(skip)]
+    pub label: String,
+}
+
+impl From<Location> for StackFrame {
+    fn from(l: Location) -> StackFrame {
+        StackFrame {
+            function: l.function,
+            file: l.file,
+            line: l.line,
+            label: l.label,
+        }
+    }
+}
+
+/// The frames of a stack, innermost first (empty for stack 0 or an unknown id; a frame id that
+/// is not defined is a frame of nulls; a cycle ends before its first repeated stack).
+pub fn frames(stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> Vec<StackFrame> {
+    tables
+        .stack_frames(stack)
+        .into_iter()
+        .map(|f| match f {
+            Some(f) => locations::resolve(f, tables, symbolizer).into(),
+            None => Location::unknown().into(),
+        })
+        .collect()
+}
