@@ -62,6 +62,28 @@ fn the_allocation_is_at_its_line(python: &Path) {
     assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
     assert_eq!(num(top, "count"), 1);
     assert!(allocator(&s, "pymalloc_malloc") > 0, "{}", s["allocators"]);
+    // Every frame of the stack with the line it was running: g's call and the module's.
+    let frames: Vec<(String, i64)> = top["stack"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stack: {top}"))
+        .iter()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("?").to_string(),
+                f["line"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let expected = [("f", 2), ("g", 6), ("<module>", 10)].map(|(f, l)| (f.to_string(), l));
+    assert_eq!(frames, expected, "{top}");
+    let module = s["top_modules"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["module"] == "known"))
+        .unwrap_or_else(|| panic!("no module known: {}", s["top_modules"]));
+    assert!(
+        num(module, "bytes") >= 10_000_000 + BYTES_HEADER,
+        "{module}"
+    );
 }
 
 #[test]
