@@ -69,7 +69,9 @@ fn on_call(frame: *mut Object) {
     let was = t.in_tracker;
     // Naming a new code object allocates: not the program's allocations.
     t.in_tracker = 1;
-    let ids = thread::with_tables(t, |tables| codes::of_frame(api, frame, tables));
+    let ids = codes::of_frame(api, frame, |define| {
+        thread::with_tables(tls::get(), |tables| define(tables))
+    });
     if let Some((function, file)) = ids {
         shadow::push(t, frame, function, file);
     }
