@@ -31,7 +31,12 @@ pub struct Capture {
     pub records_dropped: AtomicU64,
     /// Where the trailer goes (reserved at start so that it can be written on a full disk).
     trailer_at: AtomicU64,
+    /// The file below this offset was dropped from memory (see `release_written`).
+    released: AtomicU64,
 }
+
+/// How much written capture may stay resident before it is dropped from memory.
+const RELEASE_STEP: u64 = 4 << 20;
 
 pub static CAPTURE: Capture = Capture {
     fd: AtomicI32::new(-1),
@@ -45,6 +50,7 @@ pub static CAPTURE: Capture = Capture {
     records_written: AtomicU64::new(0),
     records_dropped: AtomicU64::new(0),
     trailer_at: AtomicU64::new(0),
+    released: AtomicU64::new(0),
 };
 
 /// Bytes reserved for the trailer's payload.
@@ -74,6 +80,7 @@ impl Capture {
     /// Maps `fd` (a new, empty file) and writes the file header. Err(errno) on failure.
     pub fn open(&self, fd: i32, header: &[u8]) -> Result<(), i32> {
         self.fd.store(fd, Ordering::Relaxed);
+        self.released.store(0, Ordering::Relaxed);
         let mut mapped = None;
         for len in MAP_SIZES {
             if let Some(p) = sys::map_shared(fd, len) {
@@ -186,7 +193,25 @@ impl Capture {
         }
         self.records_written
             .fetch_add(u64::from(header.record_count), Ordering::Relaxed);
+        self.release_written(self.offset_of(p));
         true
+    }
+
+    /// Keeps the tracked process's resident memory from growing with the capture: the mapped
+    /// file below `upto` (this chunk's start) leaves memory every RELEASE_STEP bytes. Pages of
+    /// chunks and staging areas still being written there simply fault back in.
+    fn release_written(&self, upto: u64) {
+        let from = self.released.load(Ordering::Relaxed);
+        let to = upto & !4095;
+        if to < from + RELEASE_STEP
+            || self
+                .released
+                .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        sys::release_shared(self.at(from), (to - from) as usize);
     }
 
     /// Pointer to file offset `off` of the mapping.

@@ -62,6 +62,14 @@ pub fn unmap(p: *mut u8, len: usize) {
     unsafe { libc::syscall(libc::SYS_munmap, p, len) };
 }
 
+/// Drops `len` bytes of a shared file mapping from this process's memory (its data stays in
+/// the file and comes back on the next access): what is written need not stay resident.
+pub fn release_shared(p: *mut u8, len: usize) {
+    // SAFETY: madvise(MADV_DONTNEED) on a MAP_SHARED file mapping loses no data, and accesses
+    // after it fault the pages back in from the page cache.
+    unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_DONTNEED) };
+}
+
 /// open(2) of a NUL-terminated path.
 pub fn open(path: &[u8], flags: c_int, mode: u32) -> Result<c_int, c_int> {
     debug_assert_eq!(path.last(), Some(&0));
