@@ -90,6 +90,8 @@ pub enum Marker {
     /// The point where "live at exit" is taken: main returned or exit() was called (native), or
     /// the script finished (Python).
     ExitSnapshot,
+    /// A Python run's script starts: what is live then is the interpreter's start-up.
+    ScriptStart,
     /// A marker this reader does not know.
     Other(u64),
 }
@@ -98,12 +100,14 @@ impl Marker {
     pub fn code(self) -> u64 {
         match self {
             Marker::ExitSnapshot => 1,
+            Marker::ScriptStart => 2,
             Marker::Other(c) => c,
         }
     }
     pub fn from_code(c: u64) -> Marker {
         match c {
             1 => Marker::ExitSnapshot,
+            2 => Marker::ScriptStart,
             c => Marker::Other(c),
         }
     }

@@ -113,6 +113,7 @@ fn json_has_every_key() {
         "peak_time_s",
         "leaked_bytes",
         "leaked_allocations",
+        "startup_bytes",
         "histogram",
         "allocators",
         "top_by_size",
@@ -158,6 +159,10 @@ fn json_has_every_key() {
     assert_eq!(
         v["threads"],
         serde_json::json!([{"tid": 77, "name": "main", "allocations": 3, "bytes": 10292}])
+    );
+    assert!(
+        v["startup_bytes"].is_null(),
+        "a native capture has no script start"
     );
 }
 

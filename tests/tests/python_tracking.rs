@@ -178,6 +178,18 @@ del dropped
 ";
     let s = run_script(python(), &dir, "leaks.py", text, &[]);
     assert_eq!(s["leaks_at"], "exit_snapshot");
+    // The interpreter's start-up is reported apart: live when the script started, the same
+    // for both scripts (up to the script's own module and code objects).
+    let startup = num(&s, "startup_bytes");
+    assert!(
+        startup > 1_000_000 && startup < num(&s, "peak_bytes"),
+        "{startup}"
+    );
+    let base_startup = num(&base, "startup_bytes");
+    assert!(
+        (startup - base_startup).abs() < 100_000,
+        "{startup} vs {base_startup}"
+    );
     let extra = num(&s, "leaked_bytes") - num(&base, "leaked_bytes");
     assert!(
         (5_000_000 + BYTES_HEADER..5_000_000 + 200_000).contains(&extra),

@@ -27,6 +27,8 @@ pub struct Replay {
     pub peak: Snapshot,
     /// Live memory at the first exit-snapshot marker.
     pub exit: Option<Snapshot>,
+    /// Live memory when a Python run's script started (the interpreter's start-up).
+    pub script_start: Option<Snapshot>,
     /// Events replayed.
     pub events: u64,
     /// The first half of an mremap moved a tracked mapping: its second half adds the new one.
@@ -112,6 +114,12 @@ impl Replay {
                         && Marker::from_code(ev.size) == Marker::ExitSnapshot =>
                 {
                     self.exit = Some(self.snapshot(ev.tick, index));
+                }
+                code::MARKER
+                    if self.script_start.is_none()
+                        && Marker::from_code(ev.size) == Marker::ScriptStart =>
+                {
+                    self.script_start = Some(self.snapshot(ev.tick, index));
                 }
                 _ => {}
             }

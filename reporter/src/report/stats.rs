@@ -107,6 +107,9 @@ pub struct StatsReport {
     pub leaked_allocations: u64,
     /// Where the leaks were taken: "exit_snapshot" (the program's exit marker) or "end".
     pub leaks_at: &'static str,
+    /// A Python run: bytes live when the script started (the interpreter's start-up, part of
+    /// the peak and of what is live at exit); null for other programs.
+    pub startup_bytes: Option<u64>,
     pub histogram: Vec<HistogramBin>,
     pub allocators: BTreeMap<String, u64>,
     pub top_by_size: Vec<LocationRow>,
@@ -210,6 +213,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport 
         } else {
             "end"
         },
+        startup_bytes: analysis.replay.script_start.map(|s| s.bytes),
         histogram,
         allocators,
         top_by_size,

@@ -165,6 +165,14 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         count(r.leaked_bytes),
         counted(r.leaked_allocations, "allocation")
     )?;
+    if let Some(b) = r.startup_bytes {
+        writeln!(
+            out,
+            "Start-up:               {} ({} bytes) live when the script started (the interpreter's own, counted in the above)",
+            size(b),
+            count(b)
+        )?;
+    }
 
     writeln!(out)?;
     writeln!(out, "Allocation sizes:")?;

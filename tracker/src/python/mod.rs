@@ -238,6 +238,11 @@ pub unsafe extern "C" fn PyInit__memtrace_tracker() -> *mut Object {
             allocators::install(api);
         }
         track_thread(api, core::ptr::null_mut());
+        let t = tls::get();
+        let was = t.in_tracker;
+        t.in_tracker = 1;
+        thread::record_marker(t, Marker::ScriptStart);
+        tls::get().in_tracker = was;
     }
     let def = MODULE.0.get();
     // SAFETY: the static definition, completed with its method table and handed to Python
