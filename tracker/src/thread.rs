@@ -629,6 +629,7 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         t.serial = s.serial;
         t.state = core::ptr::null_mut();
         t.exited = 1;
+        crate::python::thread_exited(t);
         release(s);
         // A stuck state keeps its unwritten records in its staging area: never reuse it.
         if flushed {

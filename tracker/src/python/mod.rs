@@ -48,6 +48,11 @@ pub fn current_stack(t: &tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     shadow::current(t, api::get()?, tables)
 }
 
+/// The thread is ending (its last destructors run): its shadow stack goes.
+pub fn thread_exited(t: &mut tls::Tls) {
+    shadow::release(t);
+}
+
 /// The profile function: every call and return of Python code on a tracked thread.
 unsafe extern "C" fn profile(
     _: *mut Object,

@@ -89,6 +89,14 @@ fn shadow_or_new(t: &mut tls::Tls) -> Option<&'static mut Shadow> {
     shadow(t)
 }
 
+/// Unmaps the thread's shadow stack (at thread exit: no Python code runs on it any more).
+pub fn release(t: &mut tls::Tls) {
+    if !t.py.is_null() {
+        let p = core::mem::replace(&mut t.py, core::ptr::null_mut());
+        sys::unmap(p as *mut u8, core::mem::size_of::<Shadow>());
+    }
+}
+
 /// A call: `frame` runs the code of `function` in `file` (string ids).
 pub fn push(t: &mut tls::Tls, frame: *mut Object, function: u64, file: u64) {
     let Some(s) = shadow_or_new(t) else { return };
