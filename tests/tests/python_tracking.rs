@@ -319,3 +319,42 @@ print('done')
     assert_eq!(num(site, "bytes"), 2_000_000 + BYTES_HEADER);
     assert!(location(&s, "top_by_count", "after", 12).is_none());
 }
+
+#[test]
+fn pools_generators_and_coroutines_are_placed() {
+    let dir = scratch("py-kinds");
+    let text = "\
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+def pooled(n):
+    return b\"\\0\" * n
+def gen():
+    for n in (1_100_000, 1_200_000):
+        yield b\"\\0\" * n
+async def coro():
+    await asyncio.sleep(0)
+    return b\"\\0\" * 1_300_000
+with ThreadPoolExecutor(2) as ex:
+    a = list(ex.map(pooled, [2_000_000, 2_000_000]))
+b = list(gen())
+c = asyncio.run(coro())
+";
+    run_script(python(), &dir, "kinds.py", text, &[]);
+    // asyncio itself allocates more than these (it formats the task's repr when it restores
+    // the SIGINT handler): ask for more locations than the default five.
+    let out = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["stats", "--json", "-n", "50"])
+        .arg(dir.join("kinds.py.bin"))
+        .output()
+        .expect("stats runs");
+    assert!(out.status.success(), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let at = |function: &str, line: i64| {
+        let l = location(&s, "top_by_size", function, line)
+            .unwrap_or_else(|| panic!("no {function} at line {line}: {}", s["top_by_size"]));
+        (num(l, "bytes"), num(l, "count"))
+    };
+    assert_eq!(at("pooled", 4), (2 * (2_000_000 + BYTES_HEADER), 2));
+    assert_eq!(at("gen", 7), (2_300_000 + 2 * BYTES_HEADER, 2));
+    assert_eq!(at("coro", 10), (1_300_000 + BYTES_HEADER, 1));
+}
