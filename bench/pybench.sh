@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Python workloads side by side: untracked, memtrace, memray --trace-python-allocators, in one run.
+#   bench/pybench.sh [rounds] [python]
+# For each workload of ../shared/bench/workloads (small_objects, calls, large_buffers; or the
+# files named in $PYBENCH_WORKLOADS), runs the three alternating `rounds` times (default 3) and
+# prints the median wall seconds, the max resident size, what each tool adds, memtrace's added
+# time as a share of memray's, memtrace's bytes per event, and both peaks (memtrace also without
+# the interpreter's start-up, which memray does not see). memray is installed from PyPI into
+# target/bench-venv the first time (never a dependency of memtrace).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+py=${2:-$(python3 -c 'import sys; print(sys.executable)')}
+workloads=${PYBENCH_WORKLOADS:-"../shared/bench/workloads/small_objects.py ../shared/bench/workloads/calls.py ../shared/bench/workloads/large_buffers.py"}
+memtrace=$PWD/target/release/memtrace
+venv=$PWD/target/bench-venv
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cargo build --release -q
+if [ ! -x "$venv/bin/memray" ]; then
+    "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || { echo "cannot install memray" >&2; exit 1; }
+fi
+run() { # wall seconds and max RSS (KB) of a command
+    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    cat "$work/t"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "python: $py, $rounds rounds (median wall seconds, max RSS)"
+for w in $workloads; do
+    name=$(basename "$w" .py)
+    : >"$work/plain"; : >"$work/mt"; : >"$work/mr"
+    for _ in $(seq "$rounds"); do
+        run "$py" "$w" >>"$work/plain"
+        run "$memtrace" run -q -f -o "$work/mt.bin" --python "$py" "$w" >>"$work/mt"
+        rm -f "$work/mr.bin"
+        run "$venv/bin/python" -m memray run -q --trace-python-allocators -o "$work/mr.bin" "$w" >>"$work/mr"
+    done
+    p=$(cut -d' ' -f1 "$work/plain" | median); m=$(cut -d' ' -f1 "$work/mt" | median); r=$(cut -d' ' -f1 "$work/mr" | median)
+    prss=$(cut -d' ' -f2 "$work/plain" | median); mrss=$(cut -d' ' -f2 "$work/mt" | median); rrss=$(cut -d' ' -f2 "$work/mr" | median)
+    "$memtrace" stats --json "$work/mt.bin" >"$work/mt.json"
+    "$venv/bin/python" -m memray stats --json -f -o "$work/mr.json" "$work/mr.bin" >/dev/null 2>&1
+    "$py" - "$work/mt.json" "$work/mr.json" "$work/mt.bin" "$name" "$p" "$m" "$r" "$prss" "$mrss" "$rrss" <<'PY'
+import json, os, sys
+mt, mr, cap, name = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4]
+p, m, r = map(float, sys.argv[5:8])
+prss, mrss, rrss = map(int, sys.argv[8:11])
+events = mt["total_allocations"] + mt["total_frees"]
+disk = os.stat(cap).st_blocks * 512
+peak, startup = mt["peak_bytes"], mt.get("startup_bytes") or 0
+mpeak = mr["metadata"]["peak_memory"]
+print(f"{name}: untracked {p:.2f}s  memtrace {m:.2f}s ({m / p:.2f}x, +{m - p:.2f}s)  "
+      f"memray {r:.2f}s ({r / p:.2f}x, +{r - p:.2f}s)  memtrace/memray added: {(m - p) / max(r - p, 1e-9):.2f}")
+print(f"  extra RSS: memtrace +{(mrss - prss) / 1024:.1f} MB, memray +{(rrss - prss) / 1024:.1f} MB; "
+      f"capture {disk / max(events, 1):.2f} bytes per event ({events} events)")
+print(f"  peak: memtrace {peak} ({peak - startup} without start-up's {startup}), memray {mpeak}: "
+      f"{100 * (peak - mpeak) / mpeak:+.1f}% ({100 * (peak - startup - mpeak) / mpeak:+.1f}% without start-up)")
+PY
+done
