@@ -358,3 +358,48 @@ c = asyncio.run(coro())
     assert_eq!(at("gen", 7), (2_300_000 + 2 * BYTES_HEADER, 2));
     assert_eq!(at("coro", 10), (1_300_000 + BYTES_HEADER, 1));
 }
+
+#[test]
+fn a_forked_child_runs_as_it_would() {
+    // The child runs new Python code (a code object the tracker has not named yet) after the
+    // fork: it must neither crash nor write to the parent's capture, followed or not.
+    let dir = scratch("py-fork");
+    let text = "\
+import os
+pid = os.fork()
+if pid == 0:
+    x = [bytes(100) for _ in range(1000)]
+    def fresh():
+        return bytearray(5000)
+    fresh()
+    os._exit(7)
+_, status = os.waitpid(pid, 0)
+print('child', os.waitstatus_to_exitcode(status))
+kept = b'\\0' * 1_000_000
+";
+    let script = write(&dir, "fork.py", text);
+    let words = [script.to_str().expect("utf-8")];
+    let plain = untracked(python(), &words, &dir, b"");
+    assert_eq!(plain.stdout, b"child 7\n");
+    for follow in [false, true] {
+        let capture = dir.join(format!("fork-{follow}.bin"));
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(&capture)
+            .arg("--python")
+            .arg(python());
+        if follow {
+            cmd.arg("--follow-fork");
+        }
+        cmd.args(words);
+        let out = output(cmd, &dir, b"");
+        assert_eq!(out.stdout, plain.stdout, "follow {follow}: {out:?}");
+        assert_eq!(out.status.code(), Some(0));
+        let s = stats(&capture);
+        assert!(
+            location(&s, "top_by_size", "<module>", 11).is_some(),
+            "{}",
+            s["top_by_size"]
+        );
+    }
+}

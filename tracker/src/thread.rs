@@ -459,6 +459,10 @@ impl crate::python::Tables for ThreadState {
 /// Table records written outside an event (a Python call naming a new code object): `f` gets
 /// the thread's state to write them to, or a sink that drops them when the thread cannot record.
 pub fn with_tables<R>(t: &mut tls::Tls, f: impl FnOnce(&mut dyn crate::python::Tables) -> R) -> R {
+    // Not recording (a fork child that is not followed: the capture is unmapped there).
+    if !crate::ACTIVE.load(Ordering::Acquire) {
+        return f(&mut Dropped);
+    }
     match acquire(t) {
         Some(s) => {
             let r = f(s);
@@ -479,6 +483,9 @@ impl crate::python::Tables for Dropped {
 
 /// Names the calling thread as Python's threading does; the OS name is no longer read.
 pub fn set_python_name(t: &mut tls::Tls, name: &[u8]) {
+    if !crate::ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
     if let Some(s) = acquire(t) {
         let name = &name[..name.len().min(1024)];
         if s.room_for_table(ColumnWriter::table_len(name.len())) {
@@ -566,6 +573,9 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
 }
 
 pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
+    if !crate::ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
     let tick = clock::tick();
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.marker(buf, tick, marker));
