@@ -284,6 +284,7 @@ extern "C" fn fork_child() {
         ACTIVE.store(false, Ordering::Release);
         STARTED.store(false, Ordering::Release);
         CAPTURE.abandon();
+        thread::close_all();
         let cfg = CONFIG.lock();
         let Some(cfg) = cfg.as_ref() else { return };
         if !cfg.follow_fork {

@@ -75,6 +75,19 @@ pub fn threads_seen() -> u64 {
     u64::from(THREADS_SEEN.load(Ordering::Relaxed))
 }
 
+/// In a fork child that is not followed: the parent's capture is gone (unmapped), so no state
+/// may write to its staging area again, whatever path reaches it (hooks, Python's profile
+/// function, thread exit).
+pub fn close_all() {
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: registry entries are never freed.
+        let s = unsafe { &*p };
+        s.closed.store(true, Ordering::Release);
+        p = s.next;
+    }
+}
+
 /// Restarts numbering for a new capture (a followed fork child).
 pub fn reset_for_new_capture() {
     NEXT_SERIAL.store(1, Ordering::Relaxed);
@@ -379,21 +392,21 @@ impl ThreadState {
     }
 
     /// The stack of an event: the thread's Python stack when it runs tracked Python code, else
-    /// the native call site `ret`.
+    /// the native call site `ret`. `t` is the calling thread's block (the hooks have it).
     #[inline]
-    fn stack_of(&mut self, ret: u64) -> u64 {
-        match crate::python::current_stack(tls::get(), self) {
+    fn stack_of(&mut self, t: &tls::Tls, ret: u64) -> u64 {
+        match crate::python::current_stack(t, self) {
             Some(id) => id,
             None => self.site(ret),
         }
     }
 
     #[inline]
-    fn alloc(&mut self, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    fn alloc(&mut self, t: &tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
         for p in self.writer.alloc_lookups(allocator, addr, size) {
             prefetch(p);
         }
-        let stack = self.stack_of(ret);
+        let stack = self.stack_of(t, ret);
         if !self.room() {
             return;
         }
@@ -459,10 +472,6 @@ impl crate::python::Tables for ThreadState {
 /// Table records written outside an event (a Python call naming a new code object): `f` gets
 /// the thread's state to write them to, or a sink that drops them when the thread cannot record.
 pub fn with_tables<R>(t: &mut tls::Tls, f: impl FnOnce(&mut dyn crate::python::Tables) -> R) -> R {
-    // Not recording (a fork child that is not followed: the capture is unmapped there).
-    if !crate::ACTIVE.load(Ordering::Acquire) {
-        return f(&mut Dropped);
-    }
     match acquire(t) {
         Some(s) => {
             let r = f(s);
@@ -483,9 +492,6 @@ impl crate::python::Tables for Dropped {
 
 /// Names the calling thread as Python's threading does; the OS name is no longer read.
 pub fn set_python_name(t: &mut tls::Tls, name: &[u8]) {
-    if !crate::ACTIVE.load(Ordering::Acquire) {
-        return;
-    }
     if let Some(s) = acquire(t) {
         let name = &name[..name.len().min(1024)];
         if s.room_for_table(ColumnWriter::table_len(name.len())) {
@@ -527,7 +533,7 @@ fn proc_comm_path(tid: u32, out: &mut [u8; 48]) -> usize {
 #[inline]
 pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
     if let Some(s) = acquire(t) {
-        s.alloc(allocator, addr, size, ret);
+        s.alloc(t, allocator, addr, size, ret);
         release(s);
     } else {
         dead_thread_event(t, |enc, buf, tick| {
@@ -573,9 +579,6 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
 }
 
 pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
-    if !crate::ACTIVE.load(Ordering::Acquire) {
-        return;
-    }
     let tick = clock::tick();
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.marker(buf, tick, marker));

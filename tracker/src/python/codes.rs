@@ -5,18 +5,14 @@
 use super::api::{Api, Object};
 use super::Tables;
 use crate::lock::SpinLock;
-use crate::stacks;
+use crate::{stacks, thread, tls};
 use std::collections::HashMap;
 
 static CODES: SpinLock<Option<HashMap<usize, (u64, u64)>>> = SpinLock::new(None);
 
-/// The (function, file) string ids of the code `frame` runs; `tables` gives where to define
-/// new strings (asked only for a code object not seen before). Called with the GIL held.
-pub fn of_frame(
-    api: &Api,
-    frame: *mut Object,
-    tables: impl FnOnce(&mut dyn FnMut(&mut dyn Tables) -> (u64, u64)) -> (u64, u64),
-) -> Option<(u64, u64)> {
+/// The (function, file) string ids of the code `frame` runs; a code object not seen before is
+/// named, its strings defined in the calling thread's chunk. Called with the GIL held.
+pub fn of_frame(api: &Api, frame: *mut Object, t: &mut tls::Tls) -> Option<(u64, u64)> {
     // SAFETY: a live frame handed to the profile function; the result is a new reference.
     let code = unsafe { (api.frame_get_code)(frame) };
     if code.is_null() {
@@ -40,7 +36,9 @@ pub fn of_frame(
     let file = api
         .str_attr(code, c"co_filename")
         .unwrap_or_else(|| b"<unknown>".to_vec());
-    let ids = tables(&mut |t: &mut dyn Tables| (string(&function, t), string(&file, t)));
+    let ids = thread::with_tables(t, |tables| {
+        (string(&function, tables), string(&file, tables))
+    });
     // The new reference stays with the table.
     CODES
         .lock()

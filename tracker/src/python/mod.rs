@@ -74,9 +74,7 @@ fn on_call(frame: *mut Object) {
     let was = t.in_tracker;
     // Naming a new code object allocates: not the program's allocations.
     t.in_tracker = 1;
-    let ids = codes::of_frame(api, frame, |define| {
-        thread::with_tables(tls::get(), |tables| define(tables))
-    });
+    let ids = codes::of_frame(api, frame, t);
     if let Some((function, file)) = ids {
         shadow::push(t, frame, function, file);
     }
@@ -110,7 +108,7 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };
-    if TRACKING.load(Ordering::Relaxed) && ACTIVE.load(Ordering::Acquire) {
+    if TRACKING.load(Ordering::Relaxed) {
         let t = tls::get();
         let was = t.in_tracker;
         t.in_tracker = 1;
