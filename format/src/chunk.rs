@@ -81,6 +81,26 @@ pub struct ChunkHeader {
 }
 
 impl ChunkHeader {
+    /// The header of a trailer chunk with `payload_len` bytes of payload (the encoded
+    /// `trailer`, zero padded): its clock pair is the trailer's end.
+    pub fn trailer(trailer: &crate::Trailer, payload_len: usize) -> ChunkHeader {
+        ChunkHeader {
+            kind: ChunkKind::Trailer,
+            codec: ChunkCodec::Raw,
+            flags: 0,
+            thread_serial: 0,
+            tid: 0,
+            seq: 0,
+            stored_len: payload_len as u32,
+            raw_len: payload_len as u32,
+            record_count: 0,
+            first_tick: trailer.end_tick,
+            last_tick: trailer.end_tick,
+            flush_mono_ns: trailer.end_mono_ns,
+            flush_tick: trailer.end_tick,
+        }
+    }
+
     /// Total bytes the chunk occupies in the file, header and padding included.
     pub fn total_len(&self) -> usize {
         CHUNK_HEADER_LEN + (self.stored_len as usize).div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN

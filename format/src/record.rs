@@ -428,9 +428,10 @@ impl Encoder {
         put_bytes(buf, pos, name)
     }
 
-    /// Room needed by a module record.
+    /// Room needed by a module record: its type, base, two lengths and segment count, the two
+    /// byte strings and three varints per segment.
     pub fn module_len(path: &[u8], build_id: &[u8], segments: usize) -> usize {
-        1 + 3 * varint::MAX_VARINT_LEN
+        1 + 4 * varint::MAX_VARINT_LEN
             + path.len()
             + build_id.len()
             + segments * 3 * varint::MAX_VARINT_LEN

@@ -179,21 +179,7 @@ fn main() -> std::io::Result<()> {
     };
     let mut buf = [0u8; Trailer::MAX_LEN];
     let n = trailer.encode(&mut buf);
-    let h = ChunkHeader {
-        kind: ChunkKind::Trailer,
-        codec: ChunkCodec::Raw,
-        flags: 0,
-        thread_serial: 0,
-        tid: 0,
-        seq: 0,
-        stored_len: n as u32,
-        raw_len: n as u32,
-        record_count: 0,
-        first_tick: 0,
-        last_tick: 0,
-        flush_mono_ns: trailer.end_mono_ns,
-        flush_tick: trailer.end_tick,
-    };
+    let h = ChunkHeader::trailer(&trailer, n);
     out.write_all(&h.encode())?;
     out.write_all(&buf[..n])?;
     let pad = n.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN - n;

@@ -242,19 +242,8 @@ impl Capture {
         trailer.encode(&mut buf);
         let n = TRAILER_PAYLOAD;
         let header = ChunkHeader {
-            kind: memtrace_format::ChunkKind::Trailer,
-            codec: memtrace_format::ChunkCodec::Raw,
-            flags: 0,
-            thread_serial: 0,
             tid: sys::gettid(),
-            seq: 0,
-            stored_len: n as u32,
-            raw_len: n as u32,
-            record_count: 0,
-            first_tick: end_tick,
-            last_tick: end_tick,
-            flush_mono_ns: end_mono_ns,
-            flush_tick: end_tick,
+            ..ChunkHeader::trailer(&trailer, n)
         };
         let at = self.at(self.trailer_at.load(Ordering::Relaxed));
         // SAFETY: the trailer region was reserved at open for this.

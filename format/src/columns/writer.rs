@@ -15,7 +15,7 @@
 
 use super::model::AddressModel;
 use super::{address_code, block_end, stream, stream::COUNT};
-use crate::record::{rtype, DecodeError, Decoder, Marker, Record, Segment};
+use crate::record::{rtype, DecodeError, Decoder, Encoder, Marker, Record, Segment};
 use crate::varint::zigzag;
 use crate::Allocator;
 
@@ -344,9 +344,10 @@ impl ColumnWriter {
         self.var(buf, stream::OTHER, marker.code());
     }
 
-    /// Room a table record (or an extended record) with `n` bytes of text needs in OTHER.
+    /// Room a table record (or an extended record) with `n` bytes of text needs in OTHER: at
+    /// most what its raw encoding takes.
     pub fn table_len(n: usize) -> usize {
-        4 * 10 + 10 + n
+        Encoder::table_record_len(n)
     }
 
     /// An extended record (after `reserve_table(table_len(payload.len()))`).
@@ -392,12 +393,7 @@ impl ColumnWriter {
         self.bytes(buf, stream::OTHER, name);
     }
 
-    /// Room a module record needs in OTHER.
-    pub fn module_len(path: &[u8], build_id: &[u8], segments: usize) -> usize {
-        Self::table_len(path.len() + build_id.len()) + 30 * segments
-    }
-
-    /// A loaded module (after `reserve_table(module_len(..))`).
+    /// A loaded module (after `reserve_table(Encoder::module_len(..))`).
     pub fn module(
         &mut self,
         buf: &mut [u8],
@@ -444,7 +440,7 @@ impl ColumnWriter {
                 ref segments,
                 ..
             } => {
-                if !self.reserve_table(Self::module_len(path, build_id, segments.len())) {
+                if !self.reserve_table(Encoder::module_len(path, build_id, segments.len())) {
                     return false;
                 }
             }

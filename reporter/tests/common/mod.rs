@@ -330,21 +330,7 @@ impl CaptureBuilder {
     pub fn trailer_with(&mut self, t: &Trailer) -> usize {
         let mut buf = [0u8; Trailer::MAX_LEN];
         let n = t.encode(&mut buf);
-        let h = ChunkHeader {
-            kind: ChunkKind::Trailer,
-            codec: ChunkCodec::Raw,
-            flags: 0,
-            thread_serial: 0,
-            tid: 0,
-            seq: 0,
-            stored_len: 0,
-            raw_len: n as u32,
-            record_count: 0,
-            first_tick: 0,
-            last_tick: 0,
-            flush_mono_ns: t.end_mono_ns,
-            flush_tick: t.end_tick,
-        };
+        let h = ChunkHeader::trailer(t, n);
         self.chunk(h, &buf[..n], n)
     }
 
