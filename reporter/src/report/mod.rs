@@ -1,5 +1,6 @@
 //! Reports built from an analysis.
 
+pub mod calltree;
 pub mod human;
 pub mod locations;
 pub mod module_name;
