@@ -122,6 +122,14 @@ fn describe(what: &[u8], path: &[u8], errno: c_int) -> Vec<u8> {
     msg
 }
 
+/// Tells `memtrace run` something it should show the user after the run (one line, without the
+/// "memtrace: " it adds). Never writes to the program's own stderr.
+pub fn tell_memtrace(msg: &[u8]) {
+    if let Some(cfg) = CONFIG.lock().as_ref() {
+        report_status(cfg, msg);
+    }
+}
+
 /// Tells `memtrace run` (through its status file) why nothing is recorded. Never writes to the
 /// program's own stderr.
 fn report_status(cfg: &Config, msg: &[u8]) {

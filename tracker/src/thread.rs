@@ -394,7 +394,7 @@ impl ThreadState {
     /// The stack of an event: the thread's Python stack when it runs tracked Python code, else
     /// the native call site `ret`. `t` is the calling thread's block (the hooks have it).
     #[inline]
-    fn stack_of(&mut self, t: &tls::Tls, ret: u64) -> u64 {
+    fn stack_of(&mut self, t: &mut tls::Tls, ret: u64) -> u64 {
         match crate::python::current_stack(t, self) {
             Some(id) => id,
             None => self.site(ret),
@@ -402,7 +402,7 @@ impl ThreadState {
     }
 
     #[inline]
-    fn alloc(&mut self, t: &tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    fn alloc(&mut self, t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
         for p in self.writer.alloc_lookups(allocator, addr, size) {
             prefetch(p);
         }
@@ -467,27 +467,6 @@ impl crate::python::Tables for ThreadState {
             self.publish();
         }
     }
-}
-
-/// Table records written outside an event (a Python call naming a new code object): `f` gets
-/// the thread's state to write them to, or a sink that drops them when the thread cannot record.
-pub fn with_tables<R>(t: &mut tls::Tls, f: impl FnOnce(&mut dyn crate::python::Tables) -> R) -> R {
-    match acquire(t) {
-        Some(s) => {
-            let r = f(s);
-            release(s);
-            r
-        }
-        None => f(&mut Dropped),
-    }
-}
-
-struct Dropped;
-
-impl crate::python::Tables for Dropped {
-    fn string(&mut self, _: u64, _: &[u8]) {}
-    fn python_frame(&mut self, _: u64, _: u64, _: u64, _: u64) {}
-    fn stack(&mut self, _: u64, _: u64, _: u64) {}
 }
 
 /// Names the calling thread as Python's threading does; the OS name is no longer read.

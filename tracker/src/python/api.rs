@@ -22,10 +22,6 @@ pub struct MemAllocator {
 pub const DOMAIN_MEM: c_int = 1;
 pub const DOMAIN_OBJ: c_int = 2;
 
-/// Py_tracefunc's `what`.
-pub const TRACE_CALL: c_int = 0;
-pub const TRACE_RETURN: c_int = 3;
-
 pub type TraceFunc = unsafe extern "C" fn(*mut Object, *mut Object, c_int, *mut Object) -> c_int;
 
 pub struct Api {
@@ -41,7 +37,14 @@ pub struct Api {
     pub dec_ref: unsafe extern "C" fn(*mut Object),
     pub module_create2: unsafe extern "C" fn(*mut c_void, c_int) -> *mut Object,
     pub thread_state_get: unsafe extern "C" fn() -> *mut c_void,
+    pub gil_state_get_this_thread_state: unsafe extern "C" fn() -> *mut c_void,
+    pub gil_state_check: unsafe extern "C" fn() -> c_int,
+    pub eval_get_frame: unsafe extern "C" fn() -> *mut Object,
+    pub frame_get_back: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    pub code_addr2line: unsafe extern "C" fn(*mut Object, c_int) -> c_int,
+    pub get_version: unsafe extern "C" fn() -> *const c_char,
     pub none: *mut Object,
+    pub code_type: *mut Object,
 }
 
 // SAFETY: function pointers and the address of the None singleton, shared read-only.
@@ -103,30 +106,19 @@ fn resolve() -> Option<Api> {
             unsafe extern "C" fn(*mut c_void, c_int) -> *mut Object
         ),
         thread_state_get: func!(c"PyThreadState_Get", unsafe extern "C" fn() -> *mut c_void),
+        gil_state_get_this_thread_state: func!(
+            c"PyGILState_GetThisThreadState",
+            unsafe extern "C" fn() -> *mut c_void
+        ),
+        gil_state_check: func!(c"PyGILState_Check", unsafe extern "C" fn() -> c_int),
+        eval_get_frame: func!(c"PyEval_GetFrame", unsafe extern "C" fn() -> *mut Object),
+        frame_get_back: func!(c"PyFrame_GetBack", F<*mut Object, *mut Object>),
+        code_addr2line: func!(
+            c"PyCode_Addr2Line",
+            unsafe extern "C" fn(*mut Object, c_int) -> c_int
+        ),
+        get_version: func!(c"Py_GetVersion", unsafe extern "C" fn() -> *const c_char),
         none: sym(c"_Py_NoneStruct")?,
+        code_type: sym(c"PyCode_Type")?,
     })
-}
-
-impl Api {
-    /// `obj.<attr>` as UTF-8 bytes (copied); None when it is missing or not a str.
-    pub fn str_attr(&self, obj: *mut Object, attr: &core::ffi::CStr) -> Option<Vec<u8>> {
-        // SAFETY: called with the GIL held on a live object; the new reference is released.
-        unsafe {
-            let v = (self.object_get_attr_string)(obj, attr.as_ptr());
-            if v.is_null() {
-                (self.err_clear)();
-                return None;
-            }
-            let mut len: isize = 0;
-            let p = (self.unicode_as_utf8_and_size)(v, &mut len);
-            let out = if p.is_null() || len < 0 {
-                (self.err_clear)();
-                None
-            } else {
-                Some(core::slice::from_raw_parts(p as *const u8, len as usize).to_vec())
-            };
-            (self.dec_ref)(v);
-            out
-        }
-    }
 }

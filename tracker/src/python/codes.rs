@@ -1,50 +1,108 @@
-//! What the tracker knows of each code object it saw run: its qualified name and file, as string
-//! ids. A code object is kept alive once seen (one reference), so that its address is never
-//! reused by another while the table names it.
+//! What the tracker knows of each code object it saw running: its qualified name and file, as
+//! string ids. The names are read from the code object's own fields (see layout.rs), so naming
+//! works on a thread that does not hold the GIL; a code object is kept alive once named (one
+//! reference, taken under the GIL), so that its address is never reused by another while the
+//! table and the per-thread caches name it.
 
-use super::api::{Api, Object};
+use super::api::Api;
+use super::layout::{read, Layout};
 use super::Tables;
 use crate::lock::SpinLock;
-use crate::{stacks, thread, tls};
+use crate::stacks;
 use std::collections::HashMap;
 
-static CODES: SpinLock<Option<HashMap<usize, (u64, u64)>>> = SpinLock::new(None);
+/// What a frame running a code object shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Named {
+    Shown { function: u64, file: u64 },
+    /// memtrace's own start-up hook: its frames are left out of stacks.
+    Hidden,
+}
 
-/// The (function, file) string ids of the code `frame` runs; a code object not seen before is
-/// named, its strings defined in the calling thread's chunk. Called with the GIL held.
-pub fn of_frame(api: &Api, frame: *mut Object, t: &mut tls::Tls) -> Option<(u64, u64)> {
-    // SAFETY: a live frame handed to the profile function; the result is a new reference.
-    let code = unsafe { (api.frame_get_code)(frame) };
-    if code.is_null() {
-        // SAFETY: clearing the error the call may have set.
-        unsafe { (api.err_clear)() };
+static CODES: SpinLock<Option<HashMap<usize, Named>>> = SpinLock::new(None);
+
+/// The names of `code`, and whether they are settled (the code is kept alive and may be
+/// cached); strings not defined before are written to `tables`.
+pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) -> (Named, bool) {
+    if let Some(&n) = CODES.lock().get_or_insert_with(HashMap::new).get(&code) {
+        return (n, true);
+    }
+    // SAFETY: PyGILState_Check only reads the runtime's state.
+    let gil = unsafe { (api.gil_state_check)() } == 1;
+    // SAFETY: `code` is the live code object of a frame running on this thread; its name and
+    // file fields are set at creation and never change.
+    let (function, file) = unsafe {
+        (
+            text(api, layout, read(code + layout.co_qualname), gil),
+            text(api, layout, read(code + layout.co_filename), gil),
+        )
+    };
+    let settled = gil && function.is_some() && file.is_some();
+    let function = function.unwrap_or(b"<unknown>");
+    let file = file.unwrap_or(b"<unknown>");
+    let named = if is_bootstrap(file) {
+        Named::Hidden
+    } else {
+        Named::Shown {
+            function: string(function, tables),
+            file: string(file, tables),
+        }
+    };
+    if settled {
+        // SAFETY: the GIL is held; the new reference stays with the table.
+        unsafe { (api.inc_ref)(code as *mut _) };
+        CODES
+            .lock()
+            .get_or_insert_with(HashMap::new)
+            .insert(code, named);
+    }
+    (named, settled)
+}
+
+/// The UTF-8 text of the str object at `s`: read in place when it is compact ASCII (its bytes
+/// follow the header and never change), else through the C API when the GIL is held.
+///
+/// # Safety
+/// `s` is a live str object of the layout's version, alive as long as the returned slice is.
+unsafe fn text<'a>(api: &Api, layout: &Layout, s: usize, gil: bool) -> Option<&'a [u8]> {
+    if s == 0 {
         return None;
     }
-    if let Some(&ids) = CODES
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .get(&(code as usize))
-    {
-        // SAFETY: the table holds another reference: this one is not the last.
-        unsafe { (api.dec_ref)(code) };
-        return Some(ids);
+    // SAFETY: per the caller: PyASCIIObject's length (offset 16) and state bits (offset 32:
+    // compact is bit 5, ascii bit 6 in 3.10 to 3.13) are readable.
+    let (len, state) = unsafe { (read(s + 16) as isize, ((s + 32) as *const u32).read()) };
+    const COMPACT_ASCII: u32 = (1 << 5) | (1 << 6);
+    if state & COMPACT_ASCII == COMPACT_ASCII && len >= 0 {
+        // SAFETY: a compact ASCII str keeps its `len` characters right after its header.
+        return Some(unsafe {
+            core::slice::from_raw_parts((s + layout.ascii_data) as *const u8, len as usize)
+        });
     }
-    let function = api
-        .str_attr(code, c"co_qualname")
-        .or_else(|| api.str_attr(code, c"co_name"))
-        .unwrap_or_else(|| b"<unknown>".to_vec());
-    let file = api
-        .str_attr(code, c"co_filename")
-        .unwrap_or_else(|| b"<unknown>".to_vec());
-    let ids = thread::with_tables(t, |tables| {
-        (string(&function, tables), string(&file, tables))
-    });
-    // The new reference stays with the table.
-    CODES
-        .lock()
-        .get_or_insert_with(HashMap::new)
-        .insert(code as usize, ids);
-    Some(ids)
+    if !gil {
+        return None;
+    }
+    let mut n: isize = 0;
+    // SAFETY: the GIL is held; the UTF-8 buffer is cached in the str object, which outlives
+    // the slice per the caller.
+    unsafe {
+        let p = (api.unicode_as_utf8_and_size)(s as *mut _, &mut n);
+        if p.is_null() || n < 0 {
+            (api.err_clear)();
+            return None;
+        }
+        Some(core::slice::from_raw_parts(p as *const u8, n as usize))
+    }
+}
+
+/// memtrace's start-up hook (`memtrace-py-<pid>/sitecustomize.py`, see
+/// reporter/src/run/bootstrap.rs).
+fn is_bootstrap(file: &[u8]) -> bool {
+    let Some(dir) = file.strip_suffix(b"/sitecustomize.py") else {
+        return false;
+    };
+    let name = dir.rsplit(|&b| b == b'/').next().unwrap_or(dir);
+    name.strip_prefix(b"memtrace-py-")
+        .is_some_and(|pid| !pid.is_empty() && pid.iter().all(u8::is_ascii_digit))
 }
 
 fn string(bytes: &[u8], tables: &mut dyn Tables) -> u64 {
@@ -54,5 +112,18 @@ fn string(bytes: &[u8], tables: &mut dyn Tables) -> u64 {
             tables.string(id, bytes);
             id
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_bootstrap;
+
+    #[test]
+    fn only_the_start_up_hook_is_hidden() {
+        assert!(is_bootstrap(b"/tmp/memtrace-py-1234/sitecustomize.py"));
+        assert!(!is_bootstrap(b"/usr/lib/python3/sitecustomize.py"));
+        assert!(!is_bootstrap(b"/tmp/memtrace-py-/sitecustomize.py"));
+        assert!(!is_bootstrap(b"/tmp/memtrace-py-12/other.py"));
     }
 }

@@ -9,14 +9,17 @@
 mod allocators;
 mod api;
 mod codes;
-mod shadow;
+mod frames;
+mod layout;
 
 use crate::{thread, tls, ACTIVE};
-use api::{Object, TRACE_CALL, TRACE_RETURN};
+use api::Object;
+use frames::Interpreter;
 use libc::{c_char, c_int, c_void};
 use memtrace_format::Marker;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// Where a thread writes the table records a Python stack needs.
 pub trait Tables {
@@ -29,8 +32,11 @@ pub trait Tables {
 static WANTED: AtomicBool = AtomicBool::new(false);
 /// Trace the PyMem allocators (off with --no-python-allocators).
 static ALLOCATORS: AtomicBool = AtomicBool::new(true);
-/// The profile function is installed: allocations carry Python stacks.
+/// The tracker started in the Python run (markers, thread names).
 static TRACKING: AtomicBool = AtomicBool::new(false);
+/// The running interpreter's layout, set once at start-up when verified: allocations carry
+/// Python stacks.
+static INTERPRETER: OnceLock<Interpreter> = OnceLock::new();
 
 /// Called at start-up with what the environment asked for.
 pub fn configure(wanted: bool, allocators: bool) {
@@ -38,62 +44,47 @@ pub fn configure(wanted: bool, allocators: bool) {
     ALLOCATORS.store(allocators, Ordering::Relaxed);
 }
 
-/// The Python stack of the calling thread now, if Python tracking runs and the thread is in
-/// tracked Python code.
+/// The Python stack of the calling thread now, if Python tracking runs and the thread runs
+/// Python code.
 #[inline]
-pub fn current_stack(t: &tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
-    if !TRACKING.load(Ordering::Relaxed) || t.py.is_null() {
+pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+    if !TRACKING.load(Ordering::Relaxed) {
         return None;
     }
-    shadow::current(t, api::get()?, tables)
+    frames::current(t, api::get()?, INTERPRETER.get()?, tables)
 }
 
-/// The thread is ending (its last destructors run): its shadow stack goes.
+/// The thread is ending (its last destructors run): its frame caches go.
 pub fn thread_exited(t: &mut tls::Tls) {
-    shadow::release(t);
+    frames::release(t);
 }
 
-/// The profile function: every call and return of Python code on a tracked thread.
-unsafe extern "C" fn profile(
-    _: *mut Object,
-    frame: *mut Object,
-    what: c_int,
-    _: *mut Object,
-) -> c_int {
-    match what {
-        TRACE_CALL => on_call(frame),
-        TRACE_RETURN => shadow::pop(tls::get(), frame),
-        _ => {}
-    }
-    0
-}
-
-fn on_call(frame: *mut Object) {
-    let Some(api) = api::get() else { return };
-    let t = tls::get();
-    let was = t.in_tracker;
-    // Naming a new code object allocates: not the program's allocations.
-    t.in_tracker = 1;
-    let ids = codes::of_frame(api, frame, t);
-    if let Some((function, file)) = ids {
-        shadow::push(t, frame, function, file);
-    }
-    tls::get().in_tracker = was;
-}
-
-/// Begins tracking on the calling thread: `frame` (may be None) is the frame running now.
-fn track_thread(api: &api::Api, frame: *mut Object) {
-    // SAFETY: the GIL is held (called from Python); our profile function has the Py_tracefunc
-    // signature; the thread state is the calling thread's.
-    let thread_state = unsafe {
-        (api.eval_set_profile)(Some(profile), core::ptr::null_mut());
-        (api.thread_state_get)() as *const u8
+/// Learns the running interpreter's frame layout and checks it on the calling thread (the GIL
+/// is held and Python frames run: the import of the tracker). False, with a message, when the
+/// version is not one this build knows or the check fails.
+fn learn_interpreter(api: &api::Api) -> bool {
+    let minor = layout::running_minor(api);
+    let Some(layout) = minor.and_then(layout::Layout::for_minor) else {
+        crate::lifecycle::tell_memtrace(
+            b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks",
+        );
+        return false;
     };
-    shadow::find_profile_slot(thread_state, profile as *const () as usize);
-    shadow::set_thread_state(tls::get(), thread_state);
-    if !frame.is_null() && frame != api.none {
-        on_call(frame);
+    // SAFETY: the GIL is held: the calling thread's state is current.
+    let tstate = unsafe { (api.thread_state_get)() } as usize;
+    if !layout::verify(&layout, api, tstate) {
+        crate::lifecycle::tell_memtrace(
+            b"this Python's frames are not laid out as memtrace expects: allocations have no Python stacks",
+        );
+        return false;
     }
+    let py = Interpreter {
+        layout,
+        // SAFETY: the live thread state of the calling thread.
+        interp: unsafe { layout::read(tstate + layout::TSTATE_INTERP) },
+        code_type: api.code_type as usize,
+    };
+    INTERPRETER.set(py).is_ok()
 }
 
 fn none(api: &api::Api) -> *mut Object {
@@ -118,8 +109,9 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
     none(api)
 }
 
-/// `_memtrace_tracker.thread_started(name, frame)`: a new thread's first Python call (from the
-/// hook `threading.setprofile` runs in each new thread).
+/// `_memtrace_tracker.thread_started(name)`: a new thread's first Python call, from the hook
+/// `threading.setprofile` runs in each new thread. Records the thread's name and removes the
+/// hook (the thread's frames are read at its allocations; nothing follows its calls).
 unsafe extern "C" fn thread_started(
     _module: *mut Object,
     args: *const *mut Object,
@@ -128,9 +120,11 @@ unsafe extern "C" fn thread_started(
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };
-    if TRACKING.load(Ordering::Relaxed) && nargs == 2 && !args.is_null() {
+    // SAFETY: the GIL is held; removing the calling thread's profile function (the hook).
+    unsafe { (api.eval_set_profile)(None, core::ptr::null_mut()) };
+    if TRACKING.load(Ordering::Relaxed) && nargs >= 1 && !args.is_null() {
         // SAFETY: Python passes `nargs` argument references.
-        let (name, frame) = unsafe { (*args, *args.add(1)) };
+        let name = unsafe { *args };
         let t = tls::get();
         let was = t.in_tracker;
         t.in_tracker = 1;
@@ -146,7 +140,6 @@ unsafe extern "C" fn thread_started(
             thread::set_python_name(t, bytes);
         }
         tls::get().in_tracker = was;
-        track_thread(api, frame);
     }
     none(api)
 }
@@ -240,7 +233,7 @@ pub unsafe extern "C" fn PyInit__memtrace_tracker() -> *mut Object {
         if ALLOCATORS.load(Ordering::Relaxed) {
             allocators::install(api);
         }
-        track_thread(api, core::ptr::null_mut());
+        learn_interpreter(api);
         let t = tls::get();
         let was = t.in_tracker;
         t.in_tracker = 1;

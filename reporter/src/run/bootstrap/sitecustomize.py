@@ -29,7 +29,7 @@ def _memtrace_start():
         atexit.register(tracker.script_finished)
         started = tracker.thread_started
         current = threading.current_thread
-        threading.setprofile(lambda frame, event, arg: started(current().name, frame))
+        threading.setprofile(lambda frame, event, arg: started(current().name))
     me = sys.modules.pop("sitecustomize", None)
     try:
         import sitecustomize  # noqa: F401  (the one this file shadowed)

@@ -1,0 +1,214 @@
+//! The Python stack of the allocating thread, read from the interpreter's frame chain at the
+//! allocation (no work at calls and returns). Each thread keeps the chain it last turned into a
+//! stack id, as (code, instruction offset, stack id) from the outermost frame: a new walk only
+//! names and interns the frames below the first one that differs, and a caller's line is
+//! computed once per instruction it calls from.
+
+use super::api::Api;
+use super::codes::{self, Named};
+use super::layout::{read, Layout, OB_TYPE, TSTATE_INTERP};
+use super::Tables;
+use crate::{stacks, sys, tls};
+
+/// Frames followed per stack; the outermost frames of a deeper stack are left out.
+const CAPACITY: usize = 4096;
+/// Slots of the per-thread caches (powers of two).
+const LINE_SLOTS: usize = 1024;
+const NAME_SLOTS: usize = 512;
+
+#[derive(Clone, Copy)]
+struct Step {
+    code: usize,
+    offset: isize,
+    /// The interned stack ending at this frame (its parent's, for a hidden frame).
+    stack: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Walked {
+    code: usize,
+    offset: isize,
+}
+
+#[derive(Clone, Copy)]
+struct LineSlot {
+    code: usize,
+    offset: isize,
+    line: u64,
+}
+
+#[derive(Clone, Copy)]
+struct NameSlot {
+    code: usize,
+    named: Named,
+}
+
+/// A thread's caches, in an anonymous mapping (zeroed: empty) made at its first Python stack.
+struct ThreadFrames {
+    depth: usize,
+    chain: [Step; CAPACITY],
+    scratch: [Walked; CAPACITY],
+    lines: [LineSlot; LINE_SLOTS],
+    names: [NameSlot; NAME_SLOTS],
+}
+
+/// What the walk needs of the running interpreter, known once verified.
+pub struct Interpreter {
+    pub layout: Layout,
+    /// The main interpreter: thread states of others are not followed.
+    pub interp: usize,
+    pub code_type: usize,
+}
+
+fn frames_of(t: &mut tls::Tls) -> Option<&'static mut ThreadFrames> {
+    if t.py.is_null() {
+        t.py = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut core::ffi::c_void;
+    }
+    // SAFETY: this thread's own mapping, made above, unmapped only by `release` at its exit.
+    Some(unsafe { &mut *(t.py as *mut ThreadFrames) })
+}
+
+/// Unmaps the thread's caches (at thread exit: no Python code runs on it any more).
+pub fn release(t: &mut tls::Tls) {
+    if !t.py.is_null() {
+        let p = core::mem::replace(&mut t.py, core::ptr::null_mut());
+        sys::unmap(p as *mut u8, core::mem::size_of::<ThreadFrames>());
+    }
+}
+
+/// The interned stack of the calling thread's Python frames now, defining new strings, frames
+/// and stacks in `tables`; None when the thread runs no Python frame.
+pub fn current(
+    t: &mut tls::Tls,
+    api: &Api,
+    py: &Interpreter,
+    tables: &mut dyn Tables,
+) -> Option<u64> {
+    // SAFETY: reads the thread's own entry of the runtime's thread-state key.
+    let tstate = unsafe { (api.gil_state_get_this_thread_state)() } as usize;
+    // SAFETY: a thread state bound to this thread is alive while the thread uses it.
+    if tstate == 0 || unsafe { read(tstate + TSTATE_INTERP) } != py.interp {
+        return None;
+    }
+    let f = frames_of(t)?;
+    let n = walk(f, &py.layout, py.code_type, tstate);
+    if n == 0 {
+        return None;
+    }
+    // The frames kept from the last walk: the same code at the same instruction, outermost
+    // first, have the same stack.
+    let mut same = 0;
+    while same < n.min(f.depth) {
+        let (c, w) = (f.chain[same], f.scratch[n - 1 - same]);
+        if c.code != w.code || c.offset != w.offset {
+            break;
+        }
+        same += 1;
+    }
+    let mut parent = if same == 0 {
+        0
+    } else {
+        f.chain[same - 1].stack
+    };
+    for i in same..n {
+        let w = f.scratch[n - 1 - i];
+        let (named, settled) = name(f, api, py, w.code, tables);
+        parent = match named {
+            Named::Hidden => parent,
+            Named::Shown { function, file } => {
+                let line = line(f, api, w.code, w.offset);
+                intern(tables, parent, function, file, line)
+            }
+        };
+        f.chain[i] = Step {
+            // A code not kept alive could be freed and another made at its address: its step
+            // never matches.
+            code: if settled { w.code } else { 0 },
+            offset: w.offset,
+            stack: parent,
+        };
+    }
+    f.depth = n;
+    (parent != 0).then_some(parent)
+}
+
+/// Reads the chain from `tstate` into `f.scratch`, innermost first; returns its length.
+fn walk(f: &mut ThreadFrames, layout: &Layout, code_type: usize, tstate: usize) -> usize {
+    let mut n = 0;
+    // SAFETY: the thread's own state: the chain it points at is changed only by this thread,
+    // which is here, and every frame on it is alive; each frame's code object is alive while
+    // the frame runs.
+    unsafe {
+        let mut frame = layout.current_frame(tstate);
+        // Shims do not count towards the capacity: bound the steps as well.
+        let mut steps = 0;
+        while frame != 0 && n < CAPACITY && steps < 4 * CAPACITY {
+            steps += 1;
+            if !layout.is_shim(frame) {
+                let code = layout.code(frame);
+                if code != 0 && read(code + OB_TYPE) == code_type {
+                    f.scratch[n] = Walked {
+                        code,
+                        offset: layout.offset(frame, code),
+                    };
+                    n += 1;
+                }
+            }
+            frame = layout.previous(frame);
+        }
+    }
+    n
+}
+
+fn name(
+    f: &mut ThreadFrames,
+    api: &Api,
+    py: &Interpreter,
+    code: usize,
+    tables: &mut dyn Tables,
+) -> (Named, bool) {
+    let slot = &mut f.names[(code >> 4) & (NAME_SLOTS - 1)];
+    if slot.code == code {
+        return (slot.named, true);
+    }
+    let (named, settled) = codes::name(api, &py.layout, code, tables);
+    if settled {
+        *slot = NameSlot { code, named };
+    }
+    (named, settled)
+}
+
+fn line(f: &mut ThreadFrames, api: &Api, code: usize, offset: isize) -> u64 {
+    let h = (code >> 4) ^ (offset as usize).wrapping_mul(0x9e37_79b9);
+    let slot = &mut f.lines[h & (LINE_SLOTS - 1)];
+    if slot.code == code && slot.offset == offset {
+        return slot.line;
+    }
+    let offset32 = offset.clamp(i32::MIN as isize, i32::MAX as isize) as i32;
+    // SAFETY: a live code object; PyCode_Addr2Line only reads its line table.
+    let line = unsafe { (api.code_addr2line)(code as *mut _, offset32) }.max(0) as u64;
+    // Only for a code the name cache holds: those are kept alive (codes.rs), so their
+    // addresses are never reused by another code object.
+    if f.names[(code >> 4) & (NAME_SLOTS - 1)].code == code {
+        *slot = LineSlot { code, offset, line };
+    }
+    line
+}
+
+/// The stack of `function` at `file:line` called from stack `parent`.
+fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: u64) -> u64 {
+    let frame = match stacks::python_frame(function, file, line) {
+        Ok(id) => id,
+        Err(id) => {
+            tables.python_frame(id, function, file, line);
+            id
+        }
+    };
+    match stacks::stack(parent, frame) {
+        Ok(id) => id,
+        Err(id) => {
+            tables.stack(id, parent, frame);
+            id
+        }
+    }
+}
