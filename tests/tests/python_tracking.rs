@@ -282,15 +282,15 @@ print(json.dumps({
 }
 
 #[test]
-fn a_profiler_of_the_program_takes_over_safely() {
-    // The program installs its own profile function: memtrace stops following that thread's
-    // frames (they may be gone without a return it sees) instead of reading stale ones.
+fn a_profiler_of_the_program_changes_nothing() {
+    // memtrace reads frames at allocations and installs no profile function: a program that
+    // installs its own (here from deep in a recursion) keeps its stacks, before and after.
     let dir = scratch("py-profiler");
     let text = "\
 import sys
 def before(n):
     return b\"\\0\" * n
-kept = before(2_000_000)
+kept = [before(2_000_000)]
 def deep(k):
     if k:
         return deep(k - 1)
@@ -298,9 +298,9 @@ def deep(k):
     return 0
 deep(50)
 def after():
-    return [bytearray(64) for _ in range(2000)]
-for _ in range(50):
-    after()
+    return b\"\\0\" * 1_500_000
+for _ in range(3):
+    kept.append(after())
 print('done')
 ";
     let script = write(&dir, "prof.py", text);
@@ -317,7 +317,72 @@ print('done')
     let s = stats(&capture);
     let site = location(&s, "top_by_size", "before", 3).expect("before at line 3");
     assert_eq!(num(site, "bytes"), 2_000_000 + BYTES_HEADER);
-    assert!(location(&s, "top_by_count", "after", 12).is_none());
+    let site = location(&s, "top_by_size", "after", 12).expect("after at line 12");
+    // The three objects, and at most a few small ones the profile function's calls make there.
+    let bytes = num(site, "bytes");
+    assert!(
+        (3 * (1_500_000 + BYTES_HEADER)..3 * (1_500_000 + BYTES_HEADER) + 10_000).contains(&bytes),
+        "{site}"
+    );
+    assert_eq!(
+        frames_of(site),
+        [("after", 12), ("<module>", 14)].map(|(f, l)| (f.to_string(), l))
+    );
+}
+
+#[test]
+fn a_thread_created_from_c_has_its_python_stack() {
+    // ctypes runs the callback on a thread a C library created (PyGILState_Ensure gives it a
+    // thread state): its allocations are at the callback's line.
+    let dir = scratch("py-cthread");
+    let lib = dir.join("libcthread.so");
+    let status = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-pthread", "-o"])
+        .arg(&lib)
+        .arg(memtrace_e2e::workspace().join("tests/programs/cthread.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(status.success());
+    let text = "\
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+kept, slot = [None, None], iter(range(2))
+def callback():
+    kept[next(slot)] = b\"\\0\" * 2_500_000
+cb = ctypes.CFUNCTYPE(None)(callback)
+lib.run_in_thread(cb)
+lib.run_in_thread(cb)
+print(len(kept))
+";
+    let script = write(&dir, "cthread.py", text);
+    let capture = dir.join("cthread.bin");
+    let words = [
+        script.to_str().expect("utf-8"),
+        lib.to_str().expect("utf-8"),
+    ];
+    let out = tracked(python(), &capture, &words, &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"2\n");
+    let s = stats(&capture);
+    let site = location(&s, "top_by_size", "callback", 5).expect("callback at line 5");
+    assert_eq!(num(site, "bytes"), 2 * (2_500_000 + BYTES_HEADER));
+    assert_eq!(num(site, "count"), 2);
+    assert_eq!(frames_of(site), [("callback".to_string(), 5)]);
+}
+
+/// A location's stack as (function, line), innermost first.
+fn frames_of(site: &Value) -> Vec<(String, i64)> {
+    site["stack"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stack: {site}"))
+        .iter()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("?").to_string(),
+                f["line"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 #[test]

@@ -50,7 +50,43 @@ pub fn native_site(ret: u64) -> Result<u64, NewSite> {
 
 static NEXT_STRING: AtomicU64 = AtomicU64::new(1);
 
-type Table<K> = SpinLock<Option<HashMap<K, u64>>>;
+/// The interning tables are looked up on the allocation path: a multiply-rotate hash (as in
+/// rustc's FxHash) instead of SipHash; the keys are ids and names, not adversarial input.
+#[derive(Clone, Copy, Default)]
+pub struct FastHash(u64);
+
+impl std::hash::Hasher for FastHash {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K> = HashMap<K, u64, std::hash::BuildHasherDefault<FastHash>>;
+type Table<K> = SpinLock<Option<FastMap<K>>>;
 
 static STRINGS: Table<Box<[u8]>> = SpinLock::new(None);
 static PYTHON_FRAMES: Table<(u64, u64, u64)> = SpinLock::new(None);
@@ -60,7 +96,7 @@ static STACKS: Table<(u64, u64)> = SpinLock::new(None);
 /// caller writes its definition).
 fn intern<K: std::hash::Hash + Eq>(table: &Table<K>, next: &AtomicU64, key: K) -> Result<u64, u64> {
     let mut g = table.lock();
-    let map = g.get_or_insert_with(HashMap::new);
+    let map = g.get_or_insert_with(FastMap::default);
     if let Some(&id) = map.get(&key) {
         return Ok(id);
     }
@@ -72,7 +108,7 @@ fn intern<K: std::hash::Hash + Eq>(table: &Table<K>, next: &AtomicU64, key: K) -
 /// The id of a string (a Python function or file name).
 pub fn string(bytes: &[u8]) -> Result<u64, u64> {
     let mut g = STRINGS.lock();
-    let map = g.get_or_insert_with(HashMap::new);
+    let map = g.get_or_insert_with(FastMap::default);
     if let Some(&id) = map.get(bytes) {
         return Ok(id);
     }

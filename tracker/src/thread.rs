@@ -76,8 +76,8 @@ pub fn threads_seen() -> u64 {
 }
 
 /// In a fork child that is not followed: the parent's capture is gone (unmapped), so no state
-/// may write to its staging area again, whatever path reaches it (hooks, Python's profile
-/// function, thread exit).
+/// may write to its staging area again, whatever path reaches it (hooks, Python's
+/// allocators, thread exit).
 pub fn close_all() {
     let mut p = REGISTRY.load(Ordering::Acquire);
     while !p.is_null() {

@@ -8,7 +8,7 @@ pub struct Tls {
     pub serial: u32,
     pub next_seq: u32,
     pub epoch: u64,
-    /// The thread's Python shadow stack (python::shadow), or null.
+    /// The thread's Python frame caches (python::frames), or null.
     pub py: *mut core::ffi::c_void,
 }
 

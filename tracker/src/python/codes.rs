@@ -10,22 +10,35 @@ use super::Tables;
 use crate::lock::SpinLock;
 use crate::stacks;
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 /// What a frame running a code object shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Named {
-    Shown { function: u64, file: u64 },
+    Shown {
+        function: u64,
+        file: u64,
+    },
     /// memtrace's own start-up hook: its frames are left out of stacks.
     Hidden,
 }
 
-static CODES: SpinLock<Option<HashMap<usize, Named>>> = SpinLock::new(None);
+/// Code address → (the tables' epoch its names were made in, its names).
+static CODES: SpinLock<Option<HashMap<usize, (u64, Named)>>> = SpinLock::new(None);
 
 /// The names of `code`, and whether they are settled (the code is kept alive and may be
 /// cached); strings not defined before are written to `tables`.
 pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) -> (Named, bool) {
-    if let Some(&n) = CODES.lock().get_or_insert_with(HashMap::new).get(&code) {
-        return (n, true);
+    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
+    let kept = CODES
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .get(&code)
+        .copied();
+    if let Some((e, n)) = kept {
+        if e == epoch {
+            return (n, true);
+        }
     }
     // SAFETY: PyGILState_Check only reads the runtime's state.
     let gil = unsafe { (api.gil_state_check)() } == 1;
@@ -37,7 +50,7 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
             text(api, layout, read(code + layout.co_filename), gil),
         )
     };
-    let settled = gil && function.is_some() && file.is_some();
+    let readable = function.is_some() && file.is_some();
     let function = function.unwrap_or(b"<unknown>");
     let file = file.unwrap_or(b"<unknown>");
     let named = if is_bootstrap(file) {
@@ -48,13 +61,17 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
             file: string(file, tables),
         }
     };
+    // A code named in an earlier epoch (before a followed fork) is kept already.
+    let settled = readable && (kept.is_some() || gil);
     if settled {
-        // SAFETY: the GIL is held; the new reference stays with the table.
-        unsafe { (api.inc_ref)(code as *mut _) };
+        if kept.is_none() {
+            // SAFETY: the GIL is held; the new reference stays with the table.
+            unsafe { (api.inc_ref)(code as *mut _) };
+        }
         CODES
             .lock()
             .get_or_insert_with(HashMap::new)
-            .insert(code, named);
+            .insert(code, (epoch, named));
     }
     (named, settled)
 }

@@ -9,6 +9,7 @@ use super::codes::{self, Named};
 use super::layout::{read, Layout, OB_TYPE, TSTATE_INTERP};
 use super::Tables;
 use crate::{stacks, sys, tls};
+use std::sync::atomic::Ordering;
 
 /// Frames followed per stack; the outermost frames of a deeper stack are left out.
 const CAPACITY: usize = 4096;
@@ -30,11 +31,15 @@ struct Walked {
     offset: isize,
 }
 
+/// An instruction's line, and the stack of the last frame seen there with its parent stack:
+/// a function allocating on several instructions under the same callers needs no interning.
 #[derive(Clone, Copy)]
 struct LineSlot {
     code: usize,
     offset: isize,
     line: u64,
+    parent: u64,
+    stack: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -45,6 +50,8 @@ struct NameSlot {
 
 /// A thread's caches, in an anonymous mapping (zeroed: empty) made at its first Python stack.
 struct ThreadFrames {
+    /// The tables' epoch the cached ids belong to (a followed fork starts new tables).
+    epoch: u64,
     depth: usize,
     chain: [Step; CAPACITY],
     scratch: [Walked; CAPACITY],
@@ -91,7 +98,12 @@ pub fn current(
         return None;
     }
     let f = frames_of(t)?;
-    let n = walk(f, &py.layout, py.code_type, tstate);
+    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
+    if f.epoch != epoch {
+        forget_ids(f);
+        f.epoch = epoch;
+    }
+    let n = walk(f, &py.layout, tstate);
     if n == 0 {
         return None;
     }
@@ -112,12 +124,21 @@ pub fn current(
     };
     for i in same..n {
         let w = f.scratch[n - 1 - i];
-        let (named, settled) = name(f, api, py, w.code, tables);
+        // Checked here, not in the walk: the code object's header is rarely in the cache.
+        // SAFETY: the frame's executable object is alive while the frame runs.
+        let is_code = unsafe { read(w.code + OB_TYPE) } == py.code_type;
+        let (named, settled) = if is_code {
+            name(f, api, py, w.code, tables)
+        } else {
+            // 3.13 frames may run other objects than code: not a Python function to show.
+            (Named::Hidden, false)
+        };
         parent = match named {
             Named::Hidden => parent,
             Named::Shown { function, file } => {
-                let line = line(f, api, w.code, w.offset);
-                intern(tables, parent, function, file, line)
+                stack_at(f, api, (w.code, w.offset), settled, parent, |line| {
+                    intern(tables, parent, function, file, line)
+                })
             }
         };
         f.chain[i] = Step {
@@ -133,7 +154,7 @@ pub fn current(
 }
 
 /// Reads the chain from `tstate` into `f.scratch`, innermost first; returns its length.
-fn walk(f: &mut ThreadFrames, layout: &Layout, code_type: usize, tstate: usize) -> usize {
+fn walk(f: &mut ThreadFrames, layout: &Layout, tstate: usize) -> usize {
     let mut n = 0;
     // SAFETY: the thread's own state: the chain it points at is changed only by this thread,
     // which is here, and every frame on it is alive; each frame's code object is alive while
@@ -146,7 +167,7 @@ fn walk(f: &mut ThreadFrames, layout: &Layout, code_type: usize, tstate: usize) 
             steps += 1;
             if !layout.is_shim(frame) {
                 let code = layout.code(frame);
-                if code != 0 && read(code + OB_TYPE) == code_type {
+                if code != 0 {
                     f.scratch[n] = Walked {
                         code,
                         offset: layout.offset(frame, code),
@@ -178,21 +199,54 @@ fn name(
     (named, settled)
 }
 
-fn line(f: &mut ThreadFrames, api: &Api, code: usize, offset: isize) -> u64 {
+/// The stack of the frame at `(code, offset)` called from `parent`: from the thread's cache, or
+/// made by `intern` from the instruction's line.
+fn stack_at(
+    f: &mut ThreadFrames,
+    api: &Api,
+    (code, offset): (usize, isize),
+    settled: bool,
+    parent: u64,
+    intern: impl FnOnce(u64) -> u64,
+) -> u64 {
     let h = (code >> 4) ^ (offset as usize).wrapping_mul(0x9e37_79b9);
     let slot = &mut f.lines[h & (LINE_SLOTS - 1)];
     if slot.code == code && slot.offset == offset {
-        return slot.line;
+        if slot.parent == parent && slot.stack != 0 {
+            return slot.stack;
+        }
+        let stack = intern(slot.line);
+        slot.parent = parent;
+        slot.stack = stack;
+        return stack;
     }
     let offset32 = offset.clamp(i32::MIN as isize, i32::MAX as isize) as i32;
     // SAFETY: a live code object; PyCode_Addr2Line only reads its line table.
     let line = unsafe { (api.code_addr2line)(code as *mut _, offset32) }.max(0) as u64;
-    // Only for a code the name cache holds: those are kept alive (codes.rs), so their
-    // addresses are never reused by another code object.
-    if f.names[(code >> 4) & (NAME_SLOTS - 1)].code == code {
-        *slot = LineSlot { code, offset, line };
+    let stack = intern(line);
+    // Only for a code kept alive (codes.rs): its address is never reused by another.
+    if settled {
+        *slot = LineSlot {
+            code,
+            offset,
+            line,
+            parent,
+            stack,
+        };
     }
-    line
+    stack
+}
+
+/// Drops every cached id (new tables), keeping the lines.
+fn forget_ids(f: &mut ThreadFrames) {
+    f.depth = 0;
+    for n in &mut f.names {
+        n.code = 0;
+    }
+    for l in &mut f.lines {
+        l.parent = 0;
+        l.stack = 0;
+    }
 }
 
 /// The stack of `function` at `file:line` called from stack `parent`.

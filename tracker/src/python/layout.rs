@@ -190,9 +190,7 @@ impl Layout {
                 Position::Instruction { field, code_start } => {
                     (read(frame + field) as isize).wrapping_sub((code + code_start) as isize)
                 }
-                Position::LastIndex(field) => {
-                    ((frame + field) as *const i32).read() as isize * 2
-                }
+                Position::LastIndex(field) => ((frame + field) as *const i32).read() as isize * 2,
             }
         }
     }
@@ -223,7 +221,11 @@ pub fn running_minor(api: &Api) -> Option<u32> {
     // SAFETY: Py_GetVersion returns a static NUL-terminated string.
     let version = unsafe { CStr::from_ptr((api.get_version)()) }.to_bytes();
     let rest = version.strip_prefix(b"3.")?;
-    let digits: Vec<u8> = rest.iter().take_while(|b| b.is_ascii_digit()).copied().collect();
+    let digits: Vec<u8> = rest
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .copied()
+        .collect();
     std::str::from_utf8(&digits).ok()?.parse().ok()
 }
 
