@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,9 +88,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "exit")) {            /* leaks one block and exits with status n */
         touch(malloc(4242));
         exit((int)n);
-    } else if (!strcmp(mode, "kill")) {            /* leaks n x size, then SIGKILLs itself */
+    } else if (!strcmp(mode, "kill")) {            /* leaks n x size, then is SIGKILLed */
         for (long i = 0; i < n; i++) touch(malloc(size));
-        raise(SIGKILL);
+        /* The system call, not libc's kill: as if killed from outside. */
+        syscall(SYS_kill, getpid(), SIGKILL);
+    } else if (!strcmp(mode, "raise")) {           /* leaks n x size, then raise(SIGTERM) */
+        for (long i = 0; i < n; i++) touch(malloc(size));
+        raise(SIGTERM);
     } else if (!strcmp(mode, "echo")) {            /* copies stdin to stdout through malloc'd lines */
         char *line = NULL;
         size_t cap = 0;

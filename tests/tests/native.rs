@@ -201,6 +201,23 @@ fn sigkill_leaves_a_readable_capture() {
 }
 
 #[test]
+fn a_program_ending_itself_with_a_signal_leaves_a_complete_capture() {
+    // raise(SIGTERM) runs no exit handlers: the tracker finishes the capture before it.
+    let (dir, prog) = setup("raise");
+    let (cap, out) = record(&dir, "run.bin", &prog, &["raise", "100", "10"]);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM), "{out:?}");
+    let (base, _) = record(&dir, "base.bin", &prog, &["none"]);
+    let s = stats(&cap);
+    let b = stats(&base);
+    assert_eq!(s["complete"].as_bool(), Some(true));
+    assert_eq!(
+        num(&s, "total_allocations") - num(&b, "total_allocations"),
+        100
+    );
+    assert_eq!(num(&s, "leaked_bytes") - num(&b, "leaked_bytes"), 1000);
+}
+
+#[test]
 fn stdout_and_stdin_are_untouched() {
     let dir = scratch("stdio");
     let prog = compile("patterns", &dir);

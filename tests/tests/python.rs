@@ -496,8 +496,9 @@ fn ctrl_c_is_a_keyboard_interrupt_in_the_script() {
     assert!(stderr.contains("Traceback"), "{stderr}");
     assert!(stderr.trim_end().ends_with("KeyboardInterrupt"), "{stderr}");
     assert_eq!(stderr, String::from_utf8_lossy(&plain.stderr));
-    // Readable, with what was recorded. (Python leaves through a SIGINT it sends itself, past
-    // the C exit handlers, so the tracker does not finish the capture yet: `complete` is false.)
+    // Python leaves through a SIGINT it sends itself, past the C exit handlers: the tracker
+    // finishes the capture just before.
     let s = stats(&cap);
     assert!(num(&s, "total_allocations") > 0, "{s}");
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
 }

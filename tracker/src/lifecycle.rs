@@ -188,6 +188,12 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
 
 /// Finishes the capture: runs when the library is unloaded at exit (after the program's exit
 /// handlers), flushing every thread, including threads still running.
+/// Finishes the capture now: the process is about to end without running its exit handlers
+/// (it sends itself a signal that kills it).
+pub fn finish_now() {
+    memtrace_fini();
+}
+
 extern "C" fn memtrace_fini() {
     if !STARTED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
         return;

@@ -17,6 +17,8 @@ type MunmapFn = unsafe extern "C" fn(*mut c_void, size_t) -> c_int;
 type MremapFn =
     unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, *mut c_void) -> *mut c_void;
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
+pub type KillFn = unsafe extern "C" fn(libc::pid_t, c_int) -> c_int;
+pub type RaiseFn = unsafe extern "C" fn(c_int) -> c_int;
 pub type MainFn = unsafe extern "C" fn(c_int, *mut *mut i8, *mut *mut i8) -> c_int;
 pub type StartMainFn = unsafe extern "C" fn(
     MainFn,
@@ -42,6 +44,8 @@ pub struct Real {
     pub munmap: MunmapFn,
     pub mremap: Option<MremapFn>,
     pub exit: Option<ExitFn>,
+    pub kill: Option<KillFn>,
+    pub raise: Option<RaiseFn>,
     pub libc_start_main: Option<StartMainFn>,
 }
 
@@ -128,6 +132,8 @@ fn resolve() -> Option<&'static Real> {
         munmap: required!(c"munmap", MunmapFn),
         mremap: optional!(c"mremap", MremapFn),
         exit: optional!(c"exit", ExitFn),
+        kill: optional!(c"kill", KillFn),
+        raise: optional!(c"raise", RaiseFn),
         libc_start_main: optional!(c"__libc_start_main", StartMainFn),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.
