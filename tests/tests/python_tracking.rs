@@ -468,3 +468,49 @@ kept = b'\\0' * 1_000_000
         );
     }
 }
+
+#[test]
+fn a_script_killed_from_outside_leaves_its_allocations_readable() {
+    // SIGKILL from another process: no exit handler runs; what the script did before is in
+    // the capture, at its line and stack.
+    let dir = scratch("py-sigkill");
+    let text = "\
+import os, sys, time
+def load():
+    return b\"\\0\" * 3_000_000
+kept = load()
+print(os.getpid(), flush=True)
+time.sleep(60)
+";
+    let script = write(&dir, "killed.py", text);
+    let capture = dir.join("killed.bin");
+    let mut child = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&script)
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read the pid");
+    let pid: i32 = line.trim().parse().expect("a pid");
+    // SAFETY: kill(2) of the script's process, which is waiting in its sleep.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(128 + libc::SIGKILL));
+    let s = stats(&capture);
+    assert_eq!(s["complete"].as_bool(), Some(false), "{s}");
+    let site = location(&s, "top_by_size", "load", 3).expect("load at line 3");
+    assert_eq!(num(site, "bytes"), 3_000_000 + BYTES_HEADER);
+    assert_eq!(
+        frames_of(site),
+        [("load", 3), ("<module>", 4)].map(|(f, l)| (f.to_string(), l))
+    );
+}
