@@ -4,7 +4,7 @@
 use memtrace_e2e::python::*;
 use memtrace_e2e::{allocator, num, scratch, stats};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
@@ -513,4 +513,77 @@ time.sleep(60)
         frames_of(site),
         [("load", 3), ("<module>", 4)].map(|(f, l)| (f.to_string(), l))
     );
+}
+
+#[test]
+fn daemon_threads_still_running_at_exit_are_harmless() {
+    // Daemon threads churn while the script ends. (3.10 crashes when its exit takes long after
+    // the interpreter is freed: the capture is finished with the script, before that.)
+    let dir = scratch("py-daemons");
+    let text = "\
+import threading, sys
+def churn():
+    while True:
+        x = [str(i) for i in range(100)]
+        d = {i: bytearray(64) for i in range(50)}
+for _ in range(4):
+    threading.Thread(target=churn, daemon=True).start()
+import time; time.sleep(0.2)
+print('bye')
+";
+    let script = write(&dir, "daemons.py", text);
+    let mut pythons: Vec<PathBuf> = (10..=13).filter_map(pyenv_python).collect();
+    pythons.push(python().to_path_buf());
+    for py in &pythons {
+        for round in 0..2 {
+            let capture = dir.join(format!("daemons-{round}.bin"));
+            let out = tracked(py, &capture, &[script.to_str().expect("utf-8")], &dir, b"");
+            assert!(out.status.success(), "{}: {out:?}", py.display());
+            assert_eq!(out.stdout, b"bye\n");
+            let s = stats(&capture);
+            assert_eq!(s["complete"].as_bool(), Some(true), "{}", py.display());
+            // The threads' allocations are at their lines, called from churn.
+            let site = s["top_by_count"][0].clone();
+            assert!(matches!(site["line"].as_i64(), Some(4 | 5)), "{site}");
+            assert!(
+                frames_of(&site)
+                    .iter()
+                    .any(|f| f == &("churn".to_string(), site["line"].as_i64().unwrap_or(0))),
+                "{site}"
+            );
+        }
+    }
+}
+
+#[test]
+fn os_exit_and_a_failed_exec_leave_a_complete_capture() {
+    // os._exit runs no exit handlers: the tracker finishes the capture in _exit. A child that
+    // fails to exec calls _exit too (after vfork, in the parent's memory): that must not end
+    // the parent's capture.
+    let dir = scratch("py-os-exit");
+    let text = "\
+import os, subprocess
+try:
+    subprocess.run(['/nonexistent/program'])
+except FileNotFoundError:
+    pass
+kept = b\"\\0\" * 2_000_000
+print('exiting', flush=True)
+os._exit(3)
+";
+    let script = write(&dir, "osexit.py", text);
+    let capture = dir.join("osexit.bin");
+    let out = tracked(
+        python(),
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(out.stdout, b"exiting\n");
+    let s = stats(&capture);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    let site = location(&s, "top_by_size", "<module>", 6).expect("<module> at line 6");
+    assert_eq!(num(site, "bytes"), 2_000_000 + BYTES_HEADER);
 }

@@ -30,6 +30,6 @@ pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
 
 pub use hooks::*;
-pub use lifecycle::{__libc_start_main, exit};
+pub use lifecycle::{__libc_start_main, _exit, exit};
 pub use python::PyInit__memtrace_tracker;
 pub use signals::{kill, raise};

@@ -9,12 +9,15 @@ use crate::real::{self, MainFn};
 use crate::{clock, modules, stacks, sys, thread, tls, ACTIVE};
 use libc::{c_int, c_void};
 use memtrace_format::{options, FileHeader, Marker, MAJOR, MINOR};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
 /// A capture of this process was started (and not abandoned by a fork child).
 static STARTED: AtomicBool = AtomicBool::new(false);
 static FINISHED: AtomicBool = AtomicBool::new(false);
+/// The process whose capture is open: a vfork child shares the parent's memory (and no fork
+/// handler runs in it), so it must not finish the parent's capture.
+static CAPTURE_PID: AtomicU32 = AtomicU32::new(0);
 
 #[used]
 #[link_section = ".init_array"]
@@ -43,6 +46,7 @@ extern "C" fn memtrace_init() {
         if let Err(msg) = result {
             report_status(&cfg, &msg);
         } else {
+            CAPTURE_PID.store(pid, Ordering::Relaxed);
             STARTED.store(true, Ordering::Release);
             ACTIVE.store(true, Ordering::Release);
         }
@@ -191,7 +195,9 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
 /// Finishes the capture now: the process is about to end without running its exit handlers
 /// (it sends itself a signal that kills it).
 pub fn finish_now() {
-    memtrace_fini();
+    if sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed) {
+        memtrace_fini();
+    }
 }
 
 extern "C" fn memtrace_fini() {
@@ -267,9 +273,30 @@ pub unsafe extern "C" fn exit(status: c_int) -> ! {
     match real::get().and_then(|r| r.exit) {
         // SAFETY: forwarding to libc's exit.
         Some(real_exit) => unsafe { real_exit(status) },
-        // SAFETY: ends the process without running exit handlers.
-        None => unsafe { libc::_exit(status) },
+        None => exit_now(status),
     }
+}
+
+/// Interposed: `_exit` runs no exit handlers (Python's os._exit, a child after fork), so the
+/// capture is finished first.
+///
+/// # Safety
+/// Same contract as libc's _exit.
+#[no_mangle]
+pub unsafe extern "C" fn _exit(status: c_int) -> ! {
+    finish_now();
+    match real::get().and_then(|r| r.underscore_exit) {
+        // SAFETY: forwarding to libc's _exit.
+        Some(real_exit) => unsafe { real_exit(status) },
+        None => exit_now(status),
+    }
+}
+
+/// Ends the process at once (libc's _exit is this library's own hook).
+fn exit_now(status: c_int) -> ! {
+    // SAFETY: exit_group(2) ends every thread of the process; it does not return.
+    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    unreachable!("exit_group returned")
 }
 
 extern "C" fn fork_prepare() {
@@ -322,6 +349,7 @@ extern "C" fn fork_child() {
         FINISHED.store(false, Ordering::Relaxed);
         match start_capture(&child, pid) {
             Ok(()) => {
+                CAPTURE_PID.store(pid, Ordering::Relaxed);
                 STARTED.store(true, Ordering::Release);
                 ACTIVE.store(true, Ordering::Release);
             }

@@ -93,7 +93,8 @@ pub fn current(
 ) -> Option<u64> {
     // SAFETY: reads the thread's own entry of the runtime's thread-state key.
     let tstate = unsafe { (api.gil_state_get_this_thread_state)() } as usize;
-    // SAFETY: a thread state bound to this thread is alive while the thread uses it.
+    // SAFETY: a thread state bound to this thread is alive while the thread uses it (until the
+    // interpreter's teardown, which the capture does not reach: see script_finished).
     if tstate == 0 || unsafe { read(tstate + TSTATE_INTERP) } != py.interp {
         return None;
     }

@@ -94,7 +94,7 @@ fn none(api: &api::Api) -> *mut Object {
 }
 
 /// `_memtrace_tracker.script_finished()`: the script is done (atexit, before the interpreter
-/// tears down): what is live now is what the script leaked.
+/// tears down): what is live now is what the script leaked, and the capture is finished.
 unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *mut Object {
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
@@ -106,6 +106,11 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
         thread::record_marker(t, Marker::ExitSnapshot);
         tls::get().in_tracker = was;
     }
+    // The capture ends with the script, before the interpreter's teardown, as memray's does.
+    // Finishing it at exit instead takes long enough, after the interpreter is freed, for
+    // daemon threads of 3.10 to wake on its freed state and crash the process; and the thread
+    // states of daemon threads are freed while those threads live on.
+    crate::lifecycle::finish_now();
     none(api)
 }
 
