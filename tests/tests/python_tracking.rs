@@ -587,3 +587,34 @@ os._exit(3)
     let site = location(&s, "top_by_size", "<module>", 6).expect("<module> at line 6");
     assert_eq!(num(site, "bytes"), 2_000_000 + BYTES_HEADER);
 }
+
+#[test]
+fn threads_ending_as_the_script_ends_lose_nothing() {
+    // The workers' last events (their exit) may race with the end of the capture: they come
+    // after its end, and nothing is reported lost.
+    let dir = scratch("py-thread-end");
+    let text = "\
+import threading
+def work(n):
+    out = []
+    for i in range(n):
+        out.append(str(i) * 3)
+        if len(out) > 1000:
+            out.clear()
+ts = [threading.Thread(target=work, args=(30_000,)) for _ in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print('done')
+";
+    for round in 0..3 {
+        let s = run_script(python(), &dir, &format!("ends{round}.py"), text, &[]);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
+        let workers = s["threads"].as_array().map(|ts| {
+            ts.iter()
+                .filter(|t| num(t, "allocations") >= 30_000)
+                .count()
+        });
+        assert_eq!(workers, Some(4), "{}", s["threads"]);
+    }
+}

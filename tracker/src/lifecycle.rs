@@ -204,11 +204,12 @@ extern "C" fn memtrace_fini() {
     if !STARTED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
         return;
     }
+    // Recording stops first: an event racing with the end comes after it, not a lost one.
+    ACTIVE.store(false, Ordering::Release);
     tls::guarded(|| {
         thread::flush_all_and_close();
         modules::refresh();
         CAPTURE.finish(thread::threads_seen(), 0, true);
-        ACTIVE.store(false, Ordering::Release);
     });
 }
 

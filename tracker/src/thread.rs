@@ -572,7 +572,11 @@ pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
 #[cold]
 fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u64) -> usize) {
     if t.exited == 0 || t.serial == 0 || !CAPTURE.is_open() {
-        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+        // Once recording has stopped (the capture is being finished), a late event is after
+        // the end, not lost.
+        if crate::ACTIVE.load(Ordering::Acquire) {
+            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+        }
         return;
     }
     let _errno = sys::ErrnoGuard::new();
