@@ -5,10 +5,12 @@
 //! - [`analysis`]: totals and the live-heap replay (peak, leaks)
 //! - [`symbols`]: native addresses to functions and lines
 //! - [`report`]: the reports built from an analysis
+//! - [`export`]: standard formats (collapsed stacks, speedscope, pprof, CSV)
 //! - [`stats`], [`run`]: the subcommands
 
 pub mod analysis;
 pub mod capture;
+pub mod export;
 pub mod report;
 pub mod run;
 pub mod stats;

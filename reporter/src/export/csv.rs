@@ -1,0 +1,128 @@
+//! One row per allocation site (innermost location) with bytes and allocations live at the
+//! view's moment and over the whole run, largest live first.
+
+use super::Site;
+use crate::analysis::totals::Sum;
+use crate::report::locations::Location;
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+pub const HEADER: [&str; 8] = [
+    "location",
+    "function",
+    "file",
+    "line",
+    "live_bytes",
+    "live_allocations",
+    "allocated_bytes",
+    "allocations",
+];
+
+pub fn write(sites: &[Site], out: &mut dyn Write) -> io::Result<()> {
+    let mut by_location: HashMap<Location, (Sum, Sum)> = HashMap::new();
+    for s in sites {
+        let key = s.frames.last().cloned().unwrap_or_else(Location::unknown);
+        let e = by_location.entry(key).or_default();
+        e.0.merge(s.live);
+        e.1.merge(s.allocated);
+    }
+    let mut rows: Vec<(Location, (Sum, Sum))> = by_location.into_iter().collect();
+    rows.sort_by(|a, b| {
+        (b.1 .0.bytes, b.1 .1.bytes)
+            .cmp(&(a.1 .0.bytes, a.1 .1.bytes))
+            .then_with(|| a.0.label.cmp(&b.0.label))
+    });
+    let mut w = ::csv::Writer::from_writer(out);
+    w.write_record(HEADER).map_err(io::Error::other)?;
+    for (l, (live, allocated)) in rows {
+        let line = l.line.map(|n| n.to_string()).unwrap_or_default();
+        w.write_record([
+            l.label.as_str(),
+            l.function.as_deref().unwrap_or(""),
+            l.file.as_deref().unwrap_or(""),
+            line.as_str(),
+            &live.bytes.to_string(),
+            &live.count.to_string(),
+            &allocated.bytes.to_string(),
+            &allocated.count.to_string(),
+        ])
+        .map_err(io::Error::other)?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(f: &str, file: &str, line: u64) -> Location {
+        Location {
+            function: Some(f.to_string()),
+            file: Some(file.to_string()),
+            line: Some(line),
+            label: format!("{f} at {file}:{line}"),
+        }
+    }
+
+    #[test]
+    fn rows_by_innermost_location_round_trip() {
+        let f = loc("f", "a, b.py", 2);
+        let g = loc("g", "a, b.py", 5);
+        let sites = [
+            Site {
+                frames: vec![g.clone(), f.clone()],
+                allocated: Sum {
+                    count: 3,
+                    bytes: 300,
+                },
+                live: Sum {
+                    count: 1,
+                    bytes: 100,
+                },
+            },
+            Site {
+                frames: vec![f.clone()],
+                allocated: Sum {
+                    count: 2,
+                    bytes: 20,
+                },
+                live: Sum {
+                    count: 2,
+                    bytes: 20,
+                },
+            },
+            Site {
+                frames: vec![g.clone()],
+                allocated: Sum { count: 1, bytes: 7 },
+                live: Sum::default(),
+            },
+        ];
+        let mut out = Vec::new();
+        write(&sites, &mut out).expect("write");
+        let mut r = ::csv::Reader::from_reader(out.as_slice());
+        assert_eq!(
+            r.headers().expect("header").iter().collect::<Vec<_>>(),
+            HEADER
+        );
+        let rows: Vec<Vec<String>> = r
+            .records()
+            .map(|rec| rec.expect("row").iter().map(str::to_string).collect())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                vec![
+                    "f at a, b.py:2",
+                    "f",
+                    "a, b.py",
+                    "2",
+                    "120",
+                    "3",
+                    "320",
+                    "5"
+                ],
+                vec!["g at a, b.py:5", "g", "a, b.py", "5", "0", "0", "7", "1"],
+            ]
+        );
+    }
+}

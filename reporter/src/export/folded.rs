@@ -1,0 +1,100 @@
+//! Collapsed stacks: one line per stack, `outer;...;inner BYTES`, for flamegraph.pl and inferno.
+//! The value is the bytes live at the view's moment; stacks with none are left out.
+
+use super::{frame_name, Site};
+use std::io::{self, Write};
+
+/// The root frame of a stack with no frame known.
+pub const UNKNOWN_STACK: &str = "<unknown>";
+
+pub fn write(sites: &[Site], out: &mut dyn Write) -> io::Result<()> {
+    let mut lines: Vec<(String, u64)> = sites
+        .iter()
+        .filter(|s| s.live.bytes > 0)
+        .map(|s| (stack_line(s), s.live.bytes))
+        .collect();
+    // Same stacks of different ids (one location reached through different return addresses)
+    // become one line.
+    lines.sort();
+    let mut merged: Vec<(String, u64)> = Vec::with_capacity(lines.len());
+    for (stack, bytes) in lines {
+        match merged.last_mut() {
+            Some((last, total)) if *last == stack => *total += bytes,
+            _ => merged.push((stack, bytes)),
+        }
+    }
+    for (stack, bytes) in merged {
+        writeln!(out, "{stack} {bytes}")?;
+    }
+    Ok(())
+}
+
+fn stack_line(s: &Site) -> String {
+    if s.frames.is_empty() {
+        return UNKNOWN_STACK.to_string();
+    }
+    let names: Vec<String> = s.frames.iter().map(|f| clean(frame_name(f))).collect();
+    names.join(";")
+}
+
+/// A frame name without the characters that delimit the format (`;` between frames, the last
+/// space before the value, line ends).
+fn clean(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            ';' => ':',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::totals::Sum;
+    use crate::report::locations::Location;
+
+    pub fn loc(f: &str, line: u64) -> Location {
+        Location {
+            function: Some(f.to_string()),
+            file: Some("a.py".to_string()),
+            line: Some(line),
+            label: format!("{f} at a.py:{line}"),
+        }
+    }
+
+    fn site(frames: &[(&str, u64)], live: u64) -> Site {
+        Site {
+            frames: frames.iter().map(|&(f, l)| loc(f, l)).collect(),
+            allocated: Sum {
+                count: 1,
+                bytes: live + 10,
+            },
+            live: Sum {
+                count: 1,
+                bytes: live,
+            },
+        }
+    }
+
+    #[test]
+    fn one_line_per_stack_outermost_first() {
+        let sites = [
+            site(&[("<module>", 9), ("g", 5), ("f", 2)], 100),
+            site(&[("<module>", 9), ("h;x", 7)], 30),
+            site(&[("<module>", 9), ("g", 5), ("f", 2)], 5),
+            site(&[("<module>", 3)], 0),
+            site(&[], 4),
+        ];
+        let mut out = Vec::new();
+        write(&sites, &mut out).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(
+            text,
+            "<module> at a.py:9;g at a.py:5;f at a.py:2 105\n\
+             <module> at a.py:9;h:x at a.py:7 30\n\
+             <unknown> 4\n"
+        );
+    }
+}
