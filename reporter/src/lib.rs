@@ -11,6 +11,7 @@
 pub mod analysis;
 pub mod capture;
 pub mod export;
+pub mod flamegraph;
 pub mod report;
 pub mod run;
 pub mod stats;

@@ -1,0 +1,115 @@
+//! The page: title and figures, the chart, the flamegraph and the top lines, in one file. The
+//! flamegraph's SVG carries its own script (zoom, search): it sits in an iframe's `srcdoc` so
+//! that its script finds its own document.
+
+use std::fmt::Write;
+
+/// A row of the top lines table.
+pub struct TopLine {
+    pub location: String,
+    pub bytes: u64,
+    pub allocations: u64,
+}
+
+/// What the page shows.
+pub struct Page<'a> {
+    pub title: &'a str,
+    /// Short facts under the title (command, peak, duration...), as (label, value).
+    pub facts: Vec<(&'a str, String)>,
+    pub chart_svg: Option<&'a str>,
+    pub flamegraph_svg: &'a str,
+    pub top_lines: &'a [TopLine],
+}
+
+pub fn render(page: &Page) -> String {
+    let mut h = String::with_capacity(page.flamegraph_svg.len() * 2 + 16_384);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"generator\" content=\"memtrace {}\"><title>{}</title><style>{}</style></head><body>\n",
+        env!("CARGO_PKG_VERSION"),
+        escape(page.title),
+        STYLE
+    );
+    let _ = write!(h, "<h1>{}</h1>\n<dl class=\"facts\">", escape(page.title));
+    for (k, v) in &page.facts {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(v));
+    }
+    h.push_str("</dl>\n");
+    if let Some(chart) = page.chart_svg {
+        let _ = writeln!(h, "<section id=\"timeline\">{chart}</section>");
+    }
+    let _ = writeln!(
+        h,
+        "<section><iframe id=\"flamegraph\" title=\"flamegraph\" srcdoc=\"{}\"></iframe></section>",
+        escape(page.flamegraph_svg)
+    );
+    h.push_str("<section><h2>Top lines</h2><table id=\"top-lines\"><thead><tr><th>location</th><th>bytes</th><th>allocations</th></tr></thead><tbody>\n");
+    for row in page.top_lines {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(&row.location),
+            row.bytes,
+            row.allocations
+        );
+    }
+    h.push_str("</tbody></table></section>\n</body></html>\n");
+    h
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
+h1{font-size:1.4em}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
+dt{font-weight:bold}dd{margin:0;font-family:monospace}\
+iframe#flamegraph{width:100%;height:70vh;border:1px solid #ccc}\
+table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}\
+td.n{text-align:right;font-family:monospace}";
+
+/// Text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_holds_every_part_escaped() {
+        let svg = "<svg onload=\"init(evt)\"><text>f&lt;T&gt;</text></svg>";
+        let rows = [TopLine {
+            location: "f<T> at a.py:2".to_string(),
+            bytes: 100,
+            allocations: 1,
+        }];
+        let page = Page {
+            title: "memtrace: run.bin",
+            facts: vec![("Peak", "100 B".to_string())],
+            chart_svg: Some("<svg id=\"chart\"></svg>"),
+            flamegraph_svg: svg,
+            top_lines: &rows,
+        };
+        let html = render(&page);
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("<svg id=\"chart\"></svg>"));
+        assert!(html.contains(
+            "srcdoc=\"&lt;svg onload=&quot;init(evt)&quot;&gt;&lt;text&gt;f&amp;lt;T&amp;gt;"
+        ));
+        assert!(html.contains("<td>f&lt;T&gt; at a.py:2</td><td class=\"n\">100</td>"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no network"
+        );
+    }
+}
