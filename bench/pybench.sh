@@ -4,7 +4,8 @@
 # For each workload of ../shared/bench/workloads (small_objects, calls, large_buffers; or the
 # files named in $PYBENCH_WORKLOADS), runs the three alternating `rounds` times (default 3) and
 # prints the median wall seconds, the max resident size, what each tool adds, memtrace's added
-# time as a share of memray's, memtrace's bytes per event, and both peaks (memtrace also without
+# time as a share of memray's (by wall time and by CPU time, user+sys: the CPU figure moves less
+# when the machine is busy), memtrace's bytes per event, and both peaks (memtrace also without
 # the interpreter's start-up, which memray does not see). memray is installed from PyPI into
 # target/bench-venv the first time (never a dependency of memtrace).
 set -euo pipefail
@@ -20,9 +21,9 @@ cargo build --release -q
 if [ ! -x "$venv/bin/memray" ]; then
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || { echo "cannot install memray" >&2; exit 1; }
 fi
-run() { # wall seconds and max RSS (KB) of a command
-    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    cat "$work/t"
+run() { # wall seconds, max RSS (KB) and CPU seconds (user+sys) of a command
+    /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$work/t"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "python: $py, $rounds rounds (median wall seconds, max RSS)"
@@ -37,19 +38,23 @@ for w in $workloads; do
     done
     p=$(cut -d' ' -f1 "$work/plain" | median); m=$(cut -d' ' -f1 "$work/mt" | median); r=$(cut -d' ' -f1 "$work/mr" | median)
     prss=$(cut -d' ' -f2 "$work/plain" | median); mrss=$(cut -d' ' -f2 "$work/mt" | median); rrss=$(cut -d' ' -f2 "$work/mr" | median)
+    pc=$(cut -d' ' -f3 "$work/plain" | median); mc=$(cut -d' ' -f3 "$work/mt" | median); rc=$(cut -d' ' -f3 "$work/mr" | median)
     "$memtrace" stats --json "$work/mt.bin" >"$work/mt.json"
     "$venv/bin/python" -m memray stats --json -f -o "$work/mr.json" "$work/mr.bin" >/dev/null 2>&1
-    "$py" - "$work/mt.json" "$work/mr.json" "$work/mt.bin" "$name" "$p" "$m" "$r" "$prss" "$mrss" "$rrss" <<'PY'
+    "$py" - "$work/mt.json" "$work/mr.json" "$work/mt.bin" "$name" "$p" "$m" "$r" "$prss" "$mrss" "$rrss" "$pc" "$mc" "$rc" <<'PY'
 import json, os, sys
 mt, mr, cap, name = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4]
 p, m, r = map(float, sys.argv[5:8])
 prss, mrss, rrss = map(int, sys.argv[8:11])
+pc, mc, rc = map(float, sys.argv[11:14])
 events = mt["total_allocations"] + mt["total_frees"]
 disk = os.stat(cap).st_blocks * 512
 peak, startup = mt["peak_bytes"], mt.get("startup_bytes") or 0
 mpeak = mr["metadata"]["peak_memory"]
 print(f"{name}: untracked {p:.2f}s  memtrace {m:.2f}s ({m / p:.2f}x, +{m - p:.2f}s)  "
       f"memray {r:.2f}s ({r / p:.2f}x, +{r - p:.2f}s)  memtrace/memray added: {(m - p) / max(r - p, 1e-9):.2f}")
+print(f"  CPU (user+sys): untracked {pc:.2f}s  memtrace {mc:.2f}s ({mc / pc:.2f}x)  memray {rc:.2f}s "
+      f"({rc / pc:.2f}x)  memtrace/memray added: {(mc - pc) / max(rc - pc, 1e-9):.2f}")
 print(f"  extra RSS: memtrace +{(mrss - prss) / 1024:.1f} MB, memray +{(rrss - prss) / 1024:.1f} MB; "
       f"capture {disk / max(events, 1):.2f} bytes per event ({events} events)")
 print(f"  peak: memtrace {peak} ({peak - startup} without start-up's {startup}), memray {mpeak}: "
