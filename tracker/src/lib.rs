@@ -14,6 +14,7 @@ mod lock;
 mod modules;
 mod python;
 mod real;
+mod rss;
 mod signals;
 mod stacks;
 mod sys;

@@ -344,6 +344,7 @@ extern "C" fn fork_child() {
             python_allocators: cfg.python_allocators,
         };
         stacks::clear();
+        crate::rss::reset();
         modules::reset();
         thread::reset_for_new_capture();
         EXIT_MARKED.store(false, Ordering::Relaxed);

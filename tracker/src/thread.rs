@@ -259,6 +259,25 @@ impl ThreadState {
         self.record_count += 1;
         self.last_tick = tick;
         self.publish();
+        if crate::rss::due(tick) {
+            self.sample_rss(tick);
+        }
+    }
+
+    /// Records the process's resident size (the sample due now, if this thread claims it).
+    #[cold]
+    fn sample_rss(&mut self, tick: u64) {
+        let Some(bytes) = crate::rss::take(tick) else {
+            return;
+        };
+        let mut payload = [0u8; 10];
+        let n = memtrace_format::varint::put(&mut payload, 0, bytes);
+        if self.room_for_table(ColumnWriter::table_len(n)) {
+            let buf = self.payload();
+            self.writer
+                .extended(buf, tick, crate::rss::RECORD_KIND, &payload[..n]);
+            self.publish();
+        }
     }
 
     /// Makes room for one event record, flushing if needed. False when there is none (the

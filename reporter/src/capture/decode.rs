@@ -7,6 +7,9 @@ use memtrace_format::{columns, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Reco
 use std::borrow::Cow;
 use std::cell::RefCell;
 
+/// The extended record kind of a resident-size sample (varint bytes).
+pub const RESIDENT_SIZE: u64 = 1;
+
 /// A loaded module, from a Module record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
@@ -216,6 +219,18 @@ pub fn decode_records(
             Record::Marker { tick, marker } => {
                 if timed {
                     events.push(Event::new(code::MARKER, tick, 0, marker.code(), 0));
+                }
+            }
+            Record::Extended {
+                tick,
+                kind: RESIDENT_SIZE,
+                payload,
+            } => {
+                let mut pos = 0;
+                if let (true, Some(bytes)) =
+                    (timed, memtrace_format::varint::get(payload, &mut pos))
+                {
+                    events.push(Event::new(code::RESIDENT, tick, 0, bytes, 0));
                 }
             }
             Record::Extended { .. } => {}

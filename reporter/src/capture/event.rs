@@ -15,6 +15,8 @@ pub mod code {
     pub const MREMAP_NEW: u8 = 22;
     /// A marker; `size` holds the marker code.
     pub const MARKER: u8 = 30;
+    /// A sample of the process's resident size; `size` holds the bytes.
+    pub const RESIDENT: u8 = 32;
 }
 
 const STACK_BITS: u32 = 56;
@@ -35,11 +37,15 @@ pub struct Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     Alloc(Allocator),
-    Free { python: bool },
+    Free {
+        python: bool,
+    },
     Munmap,
     MremapOld,
     MremapNew,
     Marker(Marker),
+    /// The process's resident size (bytes in `size`).
+    Resident,
 }
 
 impl Event {
@@ -74,6 +80,7 @@ impl Event {
             code::MREMAP_OLD => EventKind::MremapOld,
             code::MREMAP_NEW => EventKind::MremapNew,
             code::MARKER => EventKind::Marker(Marker::from_code(self.size)),
+            code::RESIDENT => EventKind::Resident,
             _ => match Allocator::from_u8(c) {
                 Some(a) => EventKind::Alloc(a),
                 None => EventKind::Marker(Marker::Other(0)),
