@@ -6,6 +6,7 @@
 //! - [`symbols`]: native addresses to functions and lines
 //! - [`report`]: the reports built from an analysis
 //! - [`stats`], [`run`]: the subcommands
+//! - [`tui`]: the interactive terminal UI of a call tree
 
 pub mod analysis;
 pub mod capture;
@@ -13,3 +14,4 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod symbols;
+pub mod tui;

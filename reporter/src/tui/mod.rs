@@ -1,0 +1,108 @@
+//! The interactive terminal UI of a call tree (`memtrace tree` on a terminal): rows of bytes,
+//! share, allocations and location, folded and unfolded with the keys, a search, a filter of
+//! Python's import machinery, and a panel on the selected node.
+//!
+//! - [`display`]: the tree shown (all frames, or without the import machinery)
+//! - [`state`]: expanded nodes, rows, selection, search; what each key does
+//! - [`keys`]: terminal keys to actions
+//! - [`render`], [`panel`]: drawing a frame
+//! - [`source`]: source lines for the panel
+//! - [`terminal`]: raw mode and the alternate screen, restored on exit and on a panic
+
+pub mod display;
+pub mod keys;
+pub mod panel;
+pub mod render;
+pub mod source;
+pub mod state;
+pub mod terminal;
+
+use crate::report::calltree::CallTree;
+use ratatui::crossterm::event::{self, Event};
+use source::Sources;
+use state::State;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// What the UI says about the tree it shows.
+#[derive(Clone, Debug, Default)]
+pub struct TuiInfo {
+    /// The capture file: shown in the title; its directory is searched for relative source files.
+    pub capture: PathBuf,
+    /// The traced command line.
+    pub command: String,
+    /// The view the tree is of: "peak", "leaks" or "temporary".
+    pub view: String,
+    /// The bytes shares are relative to (the peak, for the peak view); 0 shows no shares.
+    pub peak_bytes: u64,
+    /// Thread serial → display name, such as `main (tid 1234)`.
+    pub threads: BTreeMap<u32, String>,
+}
+
+impl TuiInfo {
+    fn thread_name(&self, serial: u32) -> String {
+        match self.threads.get(&serial) {
+            Some(name) => name.clone(),
+            None => format!("thread #{serial}"),
+        }
+    }
+
+    /// What the root row stands for.
+    fn root_label(&self) -> String {
+        match self.view.as_str() {
+            "peak" => "all memory live at the peak".to_string(),
+            "leaks" => "all memory leaked (live at exit)".to_string(),
+            "temporary" => "all temporary allocations".to_string(),
+            other => format!("all ({other})"),
+        }
+    }
+}
+
+/// The UI's state and what it draws from.
+pub struct App {
+    pub state: State,
+    pub info: TuiInfo,
+    pub sources: Sources,
+}
+
+impl App {
+    pub fn new(tree: CallTree, info: TuiInfo) -> App {
+        let bases = info
+            .capture
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| vec![p.to_path_buf()])
+            .unwrap_or_default();
+        App {
+            state: State::new(tree),
+            info,
+            sources: Sources::new(bases),
+        }
+    }
+}
+
+/// Shows `tree` until the user quits (q, Esc or Ctrl-C). Needs stdout to be a terminal.
+pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
+    if !std::io::stdout().is_terminal() {
+        return Err(std::io::Error::other("stdout is not a terminal"));
+    }
+    let mut app = App::new(tree, info);
+    let mut session = terminal::Session::start()?;
+    while !app.state.quit() {
+        session
+            .terminal()
+            .draw(|frame| render::draw(frame, &mut app))?;
+        match event::read()? {
+            Event::Key(key) => {
+                if let Some(action) = keys::action(key, app.state.prompt().is_some()) {
+                    app.state.apply(action);
+                }
+            }
+            // The next draw takes the new size.
+            Event::Resize(..) => {}
+            _ => {}
+        }
+    }
+    session.finish()
+}
