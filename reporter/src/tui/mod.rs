@@ -48,6 +48,16 @@ impl TuiInfo {
         }
     }
 
+    /// What shares are of, after "12.5% of".
+    fn total_name(&self) -> String {
+        match self.view.as_str() {
+            "peak" => "the peak".to_string(),
+            "leaks" => "the leaked bytes".to_string(),
+            "temporary" => "the temporary bytes".to_string(),
+            other => format!("the {other} total"),
+        }
+    }
+
     /// What the root row stands for.
     fn root_label(&self) -> String {
         match self.view.as_str() {

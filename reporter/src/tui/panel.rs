@@ -33,11 +33,11 @@ pub fn lines(node: &Node, info: &TuiInfo, sources: &mut Sources) -> Vec<Line<'st
         }
     }
     out.push(Line::raw(format!(
-        "{} ({} B), {} of the {}, {}",
+        "{} ({} B), {} of {}, {}",
         size(node.bytes),
         count(node.bytes),
         share(node.bytes, info.peak_bytes),
-        info.view,
+        info.total_name(),
         counted(node.allocations, "allocation"),
     )));
     out.push(Line::raw(format!(

@@ -105,8 +105,7 @@ fn row_lines(app: &App, area: Rect) -> Vec<Line<'static>> {
         .map(|row| {
             let id = state.rows()[row];
             let node = &tree.nodes[id];
-            let indent = (node.depth * 2).min(max_indent);
-            let mut line = row_line(app, id, node, indent);
+            let mut line = row_line(app, id, node, &indentation(node.depth, max_indent));
             if row == state.cursor() {
                 line = line.style(reversed());
             } else if state.is_match(id) {
@@ -117,7 +116,16 @@ fn row_lines(app: &App, area: Rect) -> Vec<Line<'static>> {
         .collect()
 }
 
-fn row_line(app: &App, id: NodeId, node: &Node, indent: usize) -> Line<'static> {
+/// Two columns a level; past `max`, the depth as a number so that deep rows still tell apart.
+fn indentation(depth: usize, max: usize) -> String {
+    if depth * 2 <= max {
+        return " ".repeat(depth * 2);
+    }
+    let tag = format!("{depth}› ");
+    format!("{tag:>max$}")
+}
+
+fn row_line(app: &App, id: NodeId, node: &Node, indent: &str) -> Line<'static> {
     let state = &app.state;
     let marker = if node.children.is_empty() {
         "  "
@@ -127,11 +135,10 @@ fn row_line(app: &App, id: NodeId, node: &Node, indent: usize) -> Line<'static> 
         "▸ "
     };
     let numbers = format!(
-        "{:>10} {:>6} {:>7}  {:indent$}{marker}",
+        "{:>10} {:>6} {:>7}  {indent}{marker}",
         size(node.bytes),
         share(node.bytes, app.info.peak_bytes),
         compact(node.allocations),
-        ""
     );
     let mut spans = vec![Span::raw(numbers)];
     let name_style = if state.is_match(id) {
@@ -420,7 +427,18 @@ mod tests {
             .unwrap_or_default();
         assert!(leaf.starts_with("   1.0 MiB"), "{leaf}");
         assert!(leaf.contains(" 250.0k "), "{leaf}");
-        assert!(leaf.contains("f59  deep.py:59"), "{leaf}");
+        assert!(leaf.contains("60›   f59  deep.py:59"), "{leaf}");
+        let parent = lines
+            .iter()
+            .find(|l| l.contains("f58"))
+            .cloned()
+            .unwrap_or_default();
+        assert!(parent.contains("59› ▾ f58"), "{parent}");
+        // Both tags end where the capped indentation does.
+        assert_eq!(leaf.find('›'), parent.find('›'));
+        assert_eq!(indentation(3, 26), "      ");
+        assert_eq!(indentation(13, 26), " ".repeat(26));
+        assert_eq!(indentation(14, 26), format!("{:>26}", "14› "));
     }
 
     #[test]
