@@ -291,3 +291,34 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     tmux.keys(&["C-c"]);
     assert_quit_cleanly(&tmux);
 }
+
+#[test]
+#[ignore = "needs memtrace tree (branch reports)"]
+fn a_termination_signal_quits_and_restores_the_terminal() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-sigterm");
+    let (capture, _) = capture(&dir);
+    let tmux = Tmux::start(&tree_command(&capture));
+    tmux.wait_for("│big");
+    // The pane runs a shell, whose child is memtrace.
+    let out = tmux.run(&["display-message", "-p", "-t", "ui", "#{pane_pid}"]);
+    let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = Command::new("ps")
+        .args(["-o", "pid=", "--ppid", &shell])
+        .output()
+        .expect("ps runs");
+    let children: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(
+        children.len(),
+        1,
+        "children of the pane's shell {shell}: {children:?}"
+    );
+    // SAFETY: kill(2) on the one process this test started in its pane.
+    assert_eq!(unsafe { libc::kill(children[0], libc::SIGTERM) }, 0);
+    assert_quit_cleanly(&tmux);
+}

@@ -8,11 +8,13 @@
 //! - [`render`], [`panel`]: drawing a frame
 //! - [`source`]: source lines for the panel
 //! - [`terminal`]: raw mode and the alternate screen, restored on exit and on a panic
+//! - [`signals`]: termination signals end the UI as q does
 
 pub mod display;
 pub mod keys;
 pub mod panel;
 pub mod render;
+pub mod signals;
 pub mod source;
 pub mod state;
 pub mod terminal;
@@ -24,6 +26,10 @@ use state::State;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often a quiet UI looks for a termination signal.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 /// What the UI says about the tree it shows.
 #[derive(Clone, Debug, Default)]
@@ -98,20 +104,24 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
         return Err(std::io::Error::other("stdout is not a terminal"));
     }
     let mut app = App::new(tree, info);
+    let signals = signals::QuitSignals::register()?;
     let mut session = terminal::Session::start()?;
-    while !app.state.quit() {
-        session
-            .terminal()
-            .draw(|frame| render::draw(frame, &mut app))?;
-        match event::read()? {
-            Event::Key(key) => {
-                if let Some(action) = keys::action(key, app.state.prompt().is_some()) {
-                    app.state.apply(action);
-                }
+    let mut redraw = true;
+    while !app.state.quit() && !signals.raised() {
+        if redraw {
+            session
+                .terminal()
+                .draw(|frame| render::draw(frame, &mut app))?;
+        }
+        redraw = event::poll(SIGNAL_CHECK)?;
+        if !redraw {
+            continue;
+        }
+        // A resize or anything else needs no more than the draw, which takes the new size.
+        if let Event::Key(key) = event::read()? {
+            if let Some(action) = keys::action(key, app.state.prompt().is_some()) {
+                app.state.apply(action);
             }
-            // The next draw takes the new size.
-            Event::Resize(..) => {}
-            _ => {}
         }
     }
     session.finish()

@@ -75,11 +75,12 @@ fn split(body: Rect) -> (Rect, Option<Rect>) {
 
 fn title_line(app: &App) -> String {
     let info = &app.info;
-    let mut parts = vec![format!(
-        "memtrace {} {}",
-        info.view,
-        size(app.state.tree().root().bytes)
-    )];
+    // The peak as the capture says, else the tree's total.
+    let total = match info.peak_bytes {
+        0 => app.state.tree().root().bytes,
+        peak => peak,
+    };
+    let mut parts = vec![format!("memtrace {} {}", info.view, size(total))];
     // Before the command and path, which may not fit.
     if app.state.hides_imports() {
         parts.push("imports hidden".to_string());
