@@ -5,12 +5,14 @@
 //! - [`display`]: the tree shown (all frames, or without the import machinery)
 //! - [`state`]: expanded nodes, rows, selection, search; what each key does
 //! - [`keys`]: terminal keys to actions
+//! - [`input`]: waiting for keys, and noticing a terminal that hung up
 //! - [`render`], [`panel`]: drawing a frame
 //! - [`source`]: source lines for the panel
 //! - [`terminal`]: raw mode and the alternate screen, restored on exit and on a panic
 //! - [`signals`]: termination signals end the UI as q does
 
 pub mod display;
+pub mod input;
 pub mod keys;
 pub mod panel;
 pub mod render;
@@ -20,6 +22,7 @@ pub mod state;
 pub mod terminal;
 
 use crate::report::calltree::CallTree;
+use input::Wait;
 use ratatui::crossterm::event::{self, Event};
 use source::Sources;
 use state::State;
@@ -105,6 +108,7 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
     }
     let mut app = App::new(tree, info);
     let signals = signals::QuitSignals::register()?;
+    let input = input::Input::open();
     let mut session = terminal::Session::start()?;
     let mut redraw = true;
     while !app.state.quit() && !signals.raised() {
@@ -113,10 +117,17 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
                 .terminal()
                 .draw(|frame| render::draw(frame, &mut app))?;
         }
-        redraw = event::poll(SIGNAL_CHECK)?;
-        if !redraw {
-            continue;
+        redraw = false;
+        match input.wait(SIGNAL_CHECK)? {
+            Wait::Quiet => continue,
+            // Nobody to show anything to, nor a terminal to restore.
+            Wait::HungUp => {
+                let _ = session.finish();
+                return Ok(());
+            }
+            Wait::Ready => {}
         }
+        redraw = true;
         // A resize or anything else needs no more than the draw, which takes the new size.
         if let Event::Key(key) = event::read()? {
             if let Some(action) = keys::action(key, app.state.prompt().is_some()) {

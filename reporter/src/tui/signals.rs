@@ -1,7 +1,8 @@
-//! Termination signals while the UI runs (`kill`, a closed terminal): they end the UI normally,
-//! so the terminal is restored, instead of killing the process in raw mode.
+//! Termination requests while the UI runs (`kill`): they end the UI normally, so the terminal is
+//! restored, instead of killing the process in raw mode. SIGHUP keeps its default: the terminal
+//! is gone, there is nothing to restore.
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::SigId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,7 @@ impl QuitSignals {
             raised,
             ids: Vec::new(),
         };
-        for sig in [SIGTERM, SIGHUP, SIGINT, SIGQUIT] {
+        for sig in [SIGTERM, SIGINT, SIGQUIT] {
             let id = signal_hook::flag::register(sig, Arc::clone(&signals.raised))?;
             signals.ids.push(id);
         }
