@@ -6,31 +6,53 @@ use crate::report::calltree::{CallTree, Node, NodeId, ROOT};
 use crate::report::locations::Location;
 use hashbrown::HashMap;
 
-/// A displayed tree and how its nodes relate to the original tree's.
-pub struct Display {
-    pub tree: CallTree,
-    /// For each displayed node, the first original node merged into it.
-    origin: Vec<NodeId>,
-    /// For each original node, the displayed node holding it: itself, or for a left-out frame its
-    /// nearest shown ancestor.
-    shown_as: Vec<NodeId>,
-    /// Original nodes left out of the display.
-    left_out: Vec<bool>,
-    /// Displayed nodes in pre-order (the order of a fully expanded tree), and each one's place.
-    preorder: Vec<NodeId>,
+/// A tree's nodes in pre-order (the order of the fully expanded tree), and each one's place in
+/// it: what the search walks.
+pub struct PreOrder {
+    nodes: Vec<NodeId>,
     place: Vec<usize>,
 }
 
-impl Display {
-    /// The tree as it is.
-    pub fn all(tree: &CallTree) -> Display {
-        let n = tree.nodes.len();
-        let ids: Vec<NodeId> = (0..n).collect();
-        Display::finish(tree.clone(), ids.clone(), ids, vec![false; n])
+impl PreOrder {
+    pub fn of(tree: &CallTree) -> PreOrder {
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        let mut todo = vec![ROOT];
+        while let Some(id) = todo.pop() {
+            nodes.push(id);
+            todo.extend(tree.nodes[id].children.iter().rev());
+        }
+        let mut place = vec![0; tree.nodes.len()];
+        for (i, &id) in nodes.iter().enumerate() {
+            place[id] = i;
+        }
+        PreOrder { nodes, place }
     }
 
+    pub fn nodes(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    pub fn place(&self, id: NodeId) -> usize {
+        self.place[id]
+    }
+}
+
+/// A tree without some frames, and how its nodes relate to the original tree's.
+pub struct Filtered {
+    pub tree: CallTree,
+    pub order: PreOrder,
+    /// For each shown node, the first original node merged into it.
+    origin: Vec<NodeId>,
+    /// For each original node, the shown node holding it: itself, or for a left-out frame its
+    /// nearest shown ancestor.
+    shown_as: Vec<NodeId>,
+    /// Original nodes left out.
+    left_out: Vec<bool>,
+}
+
+impl Filtered {
     /// The tree without the frames `hide` says to leave out.
-    pub fn without(tree: &CallTree, hide: impl Fn(&Location) -> bool) -> Display {
+    pub fn without(tree: &CallTree, hide: impl Fn(&Location) -> bool) -> Filtered {
         let n = tree.nodes.len();
         let mut nodes = vec![Node {
             children: Vec::new(),
@@ -39,8 +61,11 @@ impl Display {
         let mut origin = vec![ROOT];
         let mut shown_as = vec![ROOT; n];
         let mut left_out = vec![false; n];
-        // (displayed parent, location) → displayed child, to merge siblings that meet.
+        // (shown parent, location) → shown child, to merge siblings that meet. Only the children of
+        // a node that took in a left-out frame's children, or merged two originals, can meet:
+        // original siblings differ.
         let mut index: HashMap<(NodeId, &Location), NodeId> = HashMap::new();
+        let mut grafted = vec![false; 1];
         // Iterative: Python stacks can be deeper than a thread's stack allows recursing.
         let mut todo: Vec<(NodeId, NodeId)> = tree.nodes[ROOT]
             .children
@@ -52,7 +77,16 @@ impl Display {
             let node = &tree.nodes[o];
             let at = match &node.location {
                 Some(loc) if !hide(loc) => {
-                    let d = *index.entry((parent, loc)).or_insert_with(|| {
+                    let existing = if grafted[parent] {
+                        index.get(&(parent, loc)).copied()
+                    } else {
+                        None
+                    };
+                    if let Some(d) = existing {
+                        // Two originals meet in d: their children may meet too.
+                        open_index(d, tree, &nodes, &origin, &mut grafted, &mut index);
+                    }
+                    let d = existing.unwrap_or_else(|| {
                         let d = nodes.len();
                         nodes.push(Node {
                             location: Some(loc.clone()),
@@ -67,6 +101,7 @@ impl Display {
                         });
                         nodes[parent].children.push(d);
                         origin.push(o);
+                        grafted.push(false);
                         d
                     });
                     let m = &mut nodes[d];
@@ -82,54 +117,40 @@ impl Display {
                     left_out[o] = true;
                     nodes[parent].own_bytes += node.own_bytes;
                     nodes[parent].own_allocations += node.own_allocations;
+                    open_index(parent, tree, &nodes, &origin, &mut grafted, &mut index);
                     parent
                 }
             };
+            if grafted[parent] && at != parent {
+                if let Some(loc) = &node.location {
+                    index.entry((parent, loc)).or_insert(at);
+                }
+            }
             shown_as[o] = at;
             todo.extend(node.children.iter().rev().map(|&c| (c, at)));
         }
         let mut shown = CallTree { nodes };
         sort(&mut shown);
-        Display::finish(shown, origin, shown_as, left_out)
-    }
-
-    fn finish(
-        tree: CallTree,
-        origin: Vec<NodeId>,
-        shown_as: Vec<NodeId>,
-        left_out: Vec<bool>,
-    ) -> Display {
-        let mut preorder = Vec::with_capacity(tree.nodes.len());
-        let mut todo = vec![ROOT];
-        while let Some(id) = todo.pop() {
-            preorder.push(id);
-            todo.extend(tree.nodes[id].children.iter().rev());
-        }
-        let mut place = vec![0; tree.nodes.len()];
-        for (i, &id) in preorder.iter().enumerate() {
-            place[id] = i;
-        }
-        Display {
-            tree,
+        Filtered {
+            order: PreOrder::of(&shown),
+            tree: shown,
             origin,
             shown_as,
             left_out,
-            preorder,
-            place,
         }
     }
 
-    /// The original node a displayed node stands for (the first merged into it).
+    /// The original node a shown node stands for (the first merged into it).
     pub fn origin(&self, id: NodeId) -> NodeId {
         self.origin[id]
     }
 
-    /// The displayed node holding an original node.
+    /// The shown node holding an original node.
     pub fn shown_as(&self, original: NodeId) -> NodeId {
         self.shown_as[original]
     }
 
-    /// Whether an original node is left out of this display.
+    /// Whether an original node is left out.
     pub fn is_left_out(&self, original: NodeId) -> bool {
         self.left_out[original]
     }
@@ -138,15 +159,25 @@ impl Display {
     pub fn left_out_count(&self) -> usize {
         self.left_out.iter().filter(|&&l| l).count()
     }
+}
 
-    /// Displayed nodes in pre-order.
-    pub fn preorder(&self) -> &[NodeId] {
-        &self.preorder
+/// From now on the children of shown node `d` are indexed by location: index those it has.
+fn open_index<'a>(
+    d: NodeId,
+    tree: &'a CallTree,
+    nodes: &[Node],
+    origin: &[NodeId],
+    grafted: &mut [bool],
+    index: &mut HashMap<(NodeId, &'a Location), NodeId>,
+) {
+    if grafted[d] {
+        return;
     }
-
-    /// A displayed node's place in the pre-order.
-    pub fn place(&self, id: NodeId) -> usize {
-        self.place[id]
+    grafted[d] = true;
+    for &c in &nodes[d].children {
+        if let Some(l) = &tree.nodes[origin[c]].location {
+            index.insert((d, l), c);
+        }
     }
 }
 
@@ -163,20 +194,18 @@ pub fn is_import_machinery(loc: &Location) -> bool {
 /// Children by size as the call tree's builder orders them (bytes, allocations, then label), and
 /// threads without repeats.
 fn sort(tree: &mut CallTree) {
-    let order: Vec<(u64, u64, String)> = tree
-        .nodes
-        .iter()
-        .map(|n| {
-            let label = n.location.as_ref().map(|l| l.label.clone());
-            (n.bytes, n.allocations, label.unwrap_or_default())
-        })
-        .collect();
-    for node in &mut tree.nodes {
-        node.children.sort_by(|&a, &b| {
-            let (ab, ac, al) = &order[a];
-            let (bb, bc, bl) = &order[b];
-            (bb, bc).cmp(&(ab, ac)).then_with(|| al.cmp(bl))
+    for i in 0..tree.nodes.len() {
+        let mut children = std::mem::take(&mut tree.nodes[i].children);
+        let nodes = &tree.nodes;
+        let label = |id: NodeId| nodes[id].location.as_ref().map(|l| l.label.as_str());
+        children.sort_by(|&a, &b| {
+            let (na, nb) = (&nodes[a], &nodes[b]);
+            (nb.bytes, nb.allocations)
+                .cmp(&(na.bytes, na.allocations))
+                .then_with(|| label(a).cmp(&label(b)))
         });
+        let node = &mut tree.nodes[i];
+        node.children = children;
         node.threads.sort_unstable();
         node.threads.dedup();
     }
@@ -254,19 +283,38 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn all_is_the_tree_itself() {
+    fn pre_order_is_the_fully_expanded_order() {
         let tree = tree_with_imports();
-        let d = Display::all(&tree);
-        assert_eq!(d.tree, tree);
-        assert_eq!(d.left_out_count(), 0);
-        assert_eq!(d.preorder()[0], ROOT);
-        assert_eq!(d.preorder().len(), tree.nodes.len());
+        let order = PreOrder::of(&tree);
+        let names: Vec<&str> = order
+            .nodes()
+            .iter()
+            .map(|&id| function(&tree, id))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "",
+                "<module>",
+                "_find_and_load",
+                "_load_unlocked",
+                "<module>",
+                "table",
+                "main",
+                "_handle_fromlist",
+                "<module>",
+                "table",
+            ]
+        );
+        for (i, &id) in order.nodes().iter().enumerate() {
+            assert_eq!(order.place(id), i);
+        }
     }
 
     #[test]
     fn import_frames_are_left_out_and_their_children_merged() {
         let tree = tree_with_imports();
-        let d = Display::without(&tree, is_import_machinery);
+        let d = Filtered::without(&tree, is_import_machinery);
         assert_eq!(d.left_out_count(), 3);
         let root = d.tree.root();
         assert_eq!((root.bytes, root.allocations), (255, 5));
@@ -298,8 +346,112 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(d.shown_as(d.origin(table)), table);
-        let places: Vec<usize> = d.preorder().iter().map(|&id| d.place(id)).collect();
-        assert_eq!(places, (0..d.tree.nodes.len()).collect::<Vec<_>>());
+        assert_eq!(d.order.nodes().len(), d.tree.nodes.len());
+    }
+
+    #[test]
+    fn a_frame_reached_directly_and_through_imports_is_one_node() {
+        let top = loc("<module>", "app.py", 1);
+        let lib = loc("<module>", "lib.py", 1);
+        let direct = [top.clone(), lib.clone(), loc("x", "lib.py", 2)];
+        let imported = [top, import("_find_and_load"), lib, loc("y", "lib.py", 3)];
+        let tree = CallTree::build([
+            StackAllocations {
+                frames: &direct,
+                bytes: 200,
+                allocations: 1,
+                thread: 1,
+            },
+            StackAllocations {
+                frames: &imported,
+                bytes: 50,
+                allocations: 1,
+                thread: 1,
+            },
+        ]);
+        let d = Filtered::without(&tree, is_import_machinery);
+        let top = d.tree.root().children[0];
+        assert_eq!(d.tree.nodes[top].children.len(), 1);
+        let lib = d.tree.nodes[top].children[0];
+        assert_eq!(d.tree.nodes[lib].bytes, 250);
+        let kids: Vec<&str> = d.tree.nodes[lib]
+            .children
+            .iter()
+            .map(|&k| function(&d.tree, k))
+            .collect();
+        assert_eq!(kids, ["x", "y"]);
+        assert_eq!(d.tree.nodes.len(), 5);
+    }
+
+    /// Two trees alike: the same nodes, sums, threads and depths, children in the same order.
+    fn assert_same(a: &CallTree, b: &CallTree) {
+        let mut todo = vec![(ROOT, ROOT)];
+        while let Some((x, y)) = todo.pop() {
+            let (m, n) = (&a.nodes[x], &b.nodes[y]);
+            assert_eq!(m.location, n.location);
+            assert_eq!(
+                (
+                    m.bytes,
+                    m.allocations,
+                    m.own_bytes,
+                    m.own_allocations,
+                    m.depth
+                ),
+                (
+                    n.bytes,
+                    n.allocations,
+                    n.own_bytes,
+                    n.own_allocations,
+                    n.depth
+                ),
+                "{:?}",
+                m.location
+            );
+            assert_eq!(m.threads, n.threads, "{:?}", m.location);
+            assert_eq!(m.children.len(), n.children.len(), "{:?}", m.location);
+            todo.extend(m.children.iter().copied().zip(n.children.iter().copied()));
+        }
+    }
+
+    proptest::proptest! {
+        /// Leaving frames out of the tree is building the tree of the stacks without them.
+        #[test]
+        fn filtering_the_tree_is_filtering_the_stacks(
+            stacks in proptest::collection::vec(
+                (proptest::collection::vec(0..6usize, 0..7), 1..1000u64, 1..4u32),
+                0..40,
+            )
+        ) {
+            // Three import frames, three of the program's; labels tell them apart.
+            let alphabet = [
+                import("_find_and_load"),
+                import("_load_unlocked"),
+                loc("exec_module", "<frozen importlib._bootstrap_external>", 2),
+                loc("<module>", "app.py", 1),
+                loc("<module>", "lib.py", 1),
+                loc("f", "lib.py", 7),
+            ];
+            let frames: Vec<Vec<Location>> = stacks
+                .iter()
+                .map(|(ids, _, _)| ids.iter().map(|&i| alphabet[i].clone()).collect())
+                .collect();
+            let kept: Vec<Vec<Location>> = frames
+                .iter()
+                .map(|f| f.iter().filter(|l| !is_import_machinery(l)).cloned().collect())
+                .collect();
+            let build = |all: &[Vec<Location>]| {
+                CallTree::build(all.iter().zip(&stacks).map(|(f, &(_, bytes, thread))| {
+                    StackAllocations {
+                        frames: f,
+                        bytes,
+                        allocations: 1,
+                        thread,
+                    }
+                }))
+            };
+            let d = Filtered::without(&build(&frames), is_import_machinery);
+            assert_same(&d.tree, &build(&kept));
+        }
     }
 
     #[test]

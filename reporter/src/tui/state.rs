@@ -2,7 +2,7 @@
 //! rows, the selection and scroll position, the search and the prompt line. Keys become
 //! [`Action`]s; this module applies them without touching the terminal, so it is tested alone.
 
-use super::display::{is_import_machinery, Display};
+use super::display::{is_import_machinery, Filtered, PreOrder};
 use crate::report::calltree::{CallTree, NodeId, ROOT};
 
 /// What a key asks for.
@@ -45,7 +45,10 @@ pub struct Search {
 
 pub struct State {
     original: CallTree,
-    display: Display,
+    original_order: PreOrder,
+    /// The tree without import machinery, made the first time it is asked for.
+    filtered: Option<Filtered>,
+    /// Whether the filtered tree is the one shown.
     hide_imports: bool,
     /// Per displayed node.
     expanded: Vec<bool>,
@@ -68,11 +71,11 @@ pub struct State {
 impl State {
     /// Opens on the biggest path, expanded, with its leaf selected.
     pub fn new(tree: CallTree) -> State {
-        let display = Display::all(&tree);
         let mut state = State {
-            expanded: vec![false; display.tree.nodes.len()],
+            expanded: vec![false; tree.nodes.len()],
+            original_order: PreOrder::of(&tree),
             original: tree,
-            display,
+            filtered: None,
             hide_imports: false,
             rows: Vec::new(),
             cursor: 0,
@@ -83,14 +86,30 @@ impl State {
             message: None,
             quit: false,
         };
-        let path = state.display.tree.biggest_path();
+        let path = state.tree().biggest_path();
         let target = path.last().copied().unwrap_or(ROOT);
         state.reveal(target);
         state
     }
 
+    /// The tree shown.
     pub fn tree(&self) -> &CallTree {
-        &self.display.tree
+        match (&self.filtered, self.hide_imports) {
+            (Some(f), true) => &f.tree,
+            _ => &self.original,
+        }
+    }
+
+    fn order(&self) -> &PreOrder {
+        match (&self.filtered, self.hide_imports) {
+            (Some(f), true) => &f.order,
+            _ => &self.original_order,
+        }
+    }
+
+    /// The filtered tree when it is the one shown.
+    fn shown_filter(&self) -> Option<&Filtered> {
+        self.filtered.as_ref().filter(|_| self.hide_imports)
     }
 
     pub fn rows(&self) -> &[NodeId] {
@@ -220,14 +239,14 @@ impl State {
         self.scroll();
     }
 
-    /// Every displayed node whose function or file contains the query, ignoring case.
+    /// Every shown node whose function or file contains the query, ignoring case.
     fn find(&self, query: String) -> Search {
-        let needle = query.to_lowercase();
-        let contains = |s: Option<&String>| s.is_some_and(|s| s.to_lowercase().contains(&needle));
-        let tree = &self.display.tree;
+        let needle = Needle::new(&query);
+        let contains = |s: Option<&String>| s.is_some_and(|s| needle.found_in(s));
+        let tree = self.tree();
         let mut is_match = vec![false; tree.nodes.len()];
         let mut matches = Vec::new();
-        for &id in self.display.preorder() {
+        for &id in self.order().nodes() {
             if let Some(loc) = &tree.nodes[id].location {
                 if contains(loc.function.as_ref()) || contains(loc.file.as_ref()) {
                     is_match[id] = true;
@@ -248,12 +267,9 @@ impl State {
             self.message = Some("no search: press / to search".to_string());
             return;
         };
-        let here = self.display.place(self.selected());
-        let places: Vec<usize> = search
-            .matches
-            .iter()
-            .map(|&m| self.display.place(m))
-            .collect();
+        let order = self.order();
+        let here = order.place(self.selected());
+        let places: Vec<usize> = search.matches.iter().map(|&m| order.place(m)).collect();
         let found = if forward {
             places.iter().position(|&p| p > here).or(Some(0))
         } else {
@@ -283,10 +299,10 @@ impl State {
     fn expand_all(&mut self, id: NodeId) {
         let mut todo = vec![id];
         while let Some(n) = todo.pop() {
-            let children = &self.display.tree.nodes[n].children;
+            let children = &self.tree().nodes[n].children;
             if !children.is_empty() {
-                self.expanded[n] = true;
                 todo.extend(children.iter().copied());
+                self.expanded[n] = true;
             }
         }
         self.relayout(id);
@@ -294,12 +310,19 @@ impl State {
 
     /// Expands the ancestors of a node and selects it.
     fn reveal(&mut self, id: NodeId) {
-        let mut at = self.display.tree.nodes[id].parent;
+        let mut changed = false;
+        let mut at = self.tree().nodes[id].parent;
         while let Some(p) = at {
+            changed |= !self.expanded[p];
             self.expanded[p] = true;
-            at = self.display.tree.nodes[p].parent;
+            at = self.tree().nodes[p].parent;
         }
-        self.relayout(id);
+        // Laying out a large expanded tree again costs: only when something opened.
+        if changed || self.rows.is_empty() {
+            self.relayout(id);
+        } else {
+            self.select(id);
+        }
         self.scroll_to_middle();
     }
 
@@ -311,47 +334,51 @@ impl State {
 
     /// Rebuilds the visible rows, keeping `keep` selected.
     fn relayout(&mut self, keep: NodeId) {
-        let tree = &self.display.tree;
-        self.rows.clear();
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.clear();
+        let tree = self.tree();
         let mut todo = vec![ROOT];
         while let Some(id) = todo.pop() {
-            self.rows.push(id);
+            rows.push(id);
             if self.expanded[id] {
                 todo.extend(tree.nodes[id].children.iter().rev());
             }
         }
+        self.rows = rows;
         self.cursor = 0;
         self.select(keep);
     }
 
     fn toggle_imports(&mut self) {
-        let original_selected = self.display.origin(self.selected());
+        let shown = self.shown_filter();
+        let to_original = |id: NodeId| shown.map_or(id, |f| f.origin(id));
+        let original_selected = to_original(self.selected());
         // Expanded state, carried through the original tree's nodes.
         let expanded_originals: Vec<bool> = (0..self.original.nodes.len())
-            .map(|o| self.expanded[self.display.shown_as(o)])
+            .map(|o| self.expanded[shown.map_or(o, |f| f.shown_as(o))])
             .collect();
         self.hide_imports = !self.hide_imports;
-        self.display = if self.hide_imports {
-            Display::without(&self.original, is_import_machinery)
-        } else {
-            Display::all(&self.original)
-        };
-        self.expanded = vec![false; self.display.tree.nodes.len()];
+        if self.hide_imports && self.filtered.is_none() {
+            self.filtered = Some(Filtered::without(&self.original, is_import_machinery));
+        }
+        let shown = self.shown_filter();
+        let from_original = |o: NodeId| shown.map_or(o, |f| f.shown_as(o));
+        let mut expanded = vec![false; self.tree().nodes.len()];
         for (o, &on) in expanded_originals.iter().enumerate() {
-            if on && !self.display.is_left_out(o) {
-                self.expanded[self.display.shown_as(o)] = true;
+            if on && !shown.is_some_and(|f| f.is_left_out(o)) {
+                expanded[from_original(o)] = true;
             }
         }
+        let target = from_original(original_selected);
+        let message = match shown {
+            Some(f) => format!("import machinery hidden ({} frames)", f.left_out_count()),
+            None => "import machinery shown".to_string(),
+        };
+        self.expanded = expanded;
         self.search = self.search.take().map(|s| self.find(s.query));
-        self.message = Some(if self.hide_imports {
-            format!(
-                "import machinery hidden ({} frames)",
-                self.display.left_out_count()
-            )
-        } else {
-            "import machinery shown".to_string()
-        });
-        self.reveal(self.display.shown_as(original_selected));
+        self.message = Some(message);
+        self.rows.clear();
+        self.reveal(target);
     }
 
     /// Keeps the selection on screen.
@@ -373,6 +400,33 @@ impl State {
             self.offset = self.cursor.saturating_sub(self.height / 2);
         }
         self.scroll();
+    }
+}
+
+/// A search text, matched ignoring case without allocating per candidate when it is ASCII.
+struct Needle {
+    lower: String,
+    ascii: bool,
+}
+
+impl Needle {
+    fn new(query: &str) -> Needle {
+        Needle {
+            lower: query.to_lowercase(),
+            ascii: query.is_ascii(),
+        }
+    }
+
+    fn found_in(&self, hay: &str) -> bool {
+        if self.ascii {
+            let n = self.lower.as_bytes();
+            return n.is_empty()
+                || hay
+                    .as_bytes()
+                    .windows(n.len())
+                    .any(|w| w.eq_ignore_ascii_case(n));
+        }
+        hay.to_lowercase().contains(&self.lower)
     }
 }
 
@@ -575,6 +629,14 @@ mod tests {
         assert_eq!(state.message(), Some("no match for \"nothing-like-it\""));
         run(&mut state, &[Action::Search, Action::Quit]);
         assert!(state.quit());
+    }
+
+    #[test]
+    fn needles_ignore_case() {
+        assert!(Needle::new("Load").found_in("_find_and_LOAD"));
+        assert!(!Needle::new("loads").found_in("_find_and_load"));
+        assert!(Needle::new("ÉTÉ").found_in("/src/été.py"));
+        assert!(Needle::new("").found_in("x"));
     }
 
     #[test]
