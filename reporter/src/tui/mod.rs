@@ -21,6 +21,7 @@ pub mod source;
 pub mod state;
 pub mod terminal;
 
+use crate::analysis::ThreadStats;
 use crate::report::calltree::CallTree;
 use input::Wait;
 use ratatui::crossterm::event::{self, Event};
@@ -50,6 +51,20 @@ pub struct TuiInfo {
 }
 
 impl TuiInfo {
+    /// Display names of a capture's threads: `name (tid N)`, or `tid N` for a thread never named.
+    pub fn thread_names(threads: &[ThreadStats]) -> BTreeMap<u32, String> {
+        threads
+            .iter()
+            .map(|t| {
+                let name = match &t.name {
+                    Some(n) if !n.is_empty() => format!("{n} (tid {})", t.tid),
+                    _ => format!("tid {}", t.tid),
+                };
+                (t.serial, name)
+            })
+            .collect()
+    }
+
     fn thread_name(&self, serial: u32) -> String {
         match self.threads.get(&serial) {
             Some(name) => name.clone(),
@@ -63,6 +78,7 @@ impl TuiInfo {
             "peak" => "the peak".to_string(),
             "leaks" => "the leaked bytes".to_string(),
             "temporary" => "the temporary bytes".to_string(),
+            "" => "the total".to_string(),
             other => format!("the {other} total"),
         }
     }
@@ -73,6 +89,7 @@ impl TuiInfo {
             "peak" => "all memory live at the peak".to_string(),
             "leaks" => "all memory leaked (live at exit)".to_string(),
             "temporary" => "all temporary allocations".to_string(),
+            "" => "all".to_string(),
             other => format!("all ({other})"),
         }
     }
@@ -136,4 +153,34 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
         }
     }
     session.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::totals::Sum;
+
+    #[test]
+    fn threads_are_named_with_their_tid() {
+        let thread = |serial, tid, name: Option<&str>| ThreadStats {
+            serial,
+            tid,
+            name: name.map(str::to_string),
+            allocs: Sum::default(),
+        };
+        let names = TuiInfo::thread_names(&[
+            thread(1, 100, Some("python3")),
+            thread(2, 101, None),
+            thread(3, 102, Some("")),
+        ]);
+        assert_eq!(names[&1], "python3 (tid 100)");
+        assert_eq!(names[&2], "tid 101");
+        assert_eq!(names[&3], "tid 102");
+        let info = TuiInfo {
+            threads: names,
+            ..TuiInfo::default()
+        };
+        assert_eq!(info.thread_name(1), "python3 (tid 100)");
+        assert_eq!(info.thread_name(9), "thread #9");
+    }
 }

@@ -443,6 +443,45 @@ mod tests {
     }
 
     #[test]
+    fn any_size_draws_without_panicking() {
+        let mut app = App::new(tree_with_imports(), info());
+        let mut term = terminal(80, 24);
+        for (w, h) in [
+            (1, 1),
+            (2, 3),
+            (10, 2),
+            (30, 4),
+            (200, 5),
+            (20, 60),
+            (80, 24),
+        ] {
+            term.backend_mut().resize(w, h);
+            let lines = screen(&mut term, &mut app);
+            assert_eq!(lines.len(), usize::from(h));
+            app.state.apply(Action::Search);
+            app.state.apply(Action::Input('t'));
+            screen(&mut term, &mut app);
+            app.state.apply(Action::Submit);
+            app.state.apply(Action::PageDown);
+        }
+    }
+
+    #[test]
+    fn an_empty_tree_shows_its_root() {
+        use crate::report::calltree::CallTree;
+        let mut app = App::new(CallTree::new(), TuiInfo::default());
+        let lines = screen(&mut terminal(80, 24), &mut app);
+        assert_eq!(lines[2], "       0 B      -       0    all");
+        assert!(lines[16].starts_with("│all "), "{}", lines[16]);
+        assert!(
+            lines[17].starts_with("│0 B (0 B), - of the total, 0 allocations"),
+            "{}",
+            lines[17]
+        );
+        assert!(lines[23].ends_with("1/1"), "{}", lines[23]);
+    }
+
+    #[test]
     fn counts_fit_their_column() {
         assert_eq!(compact(99_999), "99,999");
         assert_eq!(compact(100_000), "100.0k");

@@ -94,17 +94,12 @@ impl State {
 
     /// The tree shown.
     pub fn tree(&self) -> &CallTree {
-        match (&self.filtered, self.hide_imports) {
-            (Some(f), true) => &f.tree,
-            _ => &self.original,
-        }
+        self.shown_filter().map_or(&self.original, |f| &f.tree)
     }
 
     fn order(&self) -> &PreOrder {
-        match (&self.filtered, self.hide_imports) {
-            (Some(f), true) => &f.order,
-            _ => &self.original_order,
-        }
+        self.shown_filter()
+            .map_or(&self.original_order, |f| &f.order)
     }
 
     /// The filtered tree when it is the one shown.
