@@ -38,11 +38,14 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 /// What the UI says about the tree it shows.
 #[derive(Clone, Debug, Default)]
 pub struct TuiInfo {
+    /// The view's title as the text tree prints it (such as `Memory live at the peak (…): 10.7 MiB
+    /// …`); empty: the title bar says the view and the peak instead.
+    pub title: String,
     /// The capture file: shown in the title; its directory is searched for relative source files.
     pub capture: PathBuf,
     /// The traced command line.
     pub command: String,
-    /// The view the tree is of: "peak", "leaks" or "temporary".
+    /// The view the tree is of: "peak", "leaks", "temporary" or "all".
     pub view: String,
     /// The bytes shares are relative to (the peak, for the peak view); 0 shows no shares.
     pub peak_bytes: u64,
@@ -78,6 +81,7 @@ impl TuiInfo {
             "peak" => "the peak".to_string(),
             "leaks" => "the leaked bytes".to_string(),
             "temporary" => "the temporary bytes".to_string(),
+            "all" => "all allocated bytes".to_string(),
             "" => "the total".to_string(),
             other => format!("the {other} total"),
         }
@@ -89,6 +93,7 @@ impl TuiInfo {
             "peak" => "all memory live at the peak".to_string(),
             "leaks" => "all memory leaked (live at exit)".to_string(),
             "temporary" => "all temporary allocations".to_string(),
+            "all" => "every allocation of the run".to_string(),
             "" => "all".to_string(),
             other => format!("all ({other})"),
         }

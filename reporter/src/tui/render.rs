@@ -80,7 +80,12 @@ fn title_line(app: &App) -> String {
         0 => app.state.tree().root().bytes,
         peak => peak,
     };
-    let mut parts = vec![format!("memtrace {} {}", info.view, size(total))];
+    let head = if info.title.is_empty() {
+        format!("memtrace {} {}", info.view, size(total))
+    } else {
+        info.title.clone()
+    };
+    let mut parts = vec![head];
     // Before the command and path, which may not fit.
     if app.state.hides_imports() {
         parts.push("imports hidden".to_string());
@@ -227,6 +232,7 @@ mod tests {
 
     fn info() -> TuiInfo {
         TuiInfo {
+            title: String::new(),
             capture: "/tmp/app.bin".into(),
             command: "python app.py".to_string(),
             view: "peak".to_string(),
@@ -350,6 +356,14 @@ mod tests {
         let lines = screen(&mut terminal(80, 24), &mut app);
         assert!(
             lines[0].starts_with(" memtrace peak 255 B · imports hidden · python"),
+            "{}",
+            lines[0]
+        );
+        // A title from the caller stands first.
+        app.info.title = "Memory live at the peak: 255 B".to_string();
+        let lines = screen(&mut terminal(80, 24), &mut app);
+        assert!(
+            lines[0].starts_with(" Memory live at the peak: 255 B · imports hidden · python"),
             "{}",
             lines[0]
         );
