@@ -21,7 +21,7 @@ const PANEL_HEIGHT: u16 = 8;
 /// Bytes, share and allocation columns, with their spaces.
 const NUMBERS: usize = 10 + 1 + 6 + 1 + 7 + 2;
 
-const HELP: &str = "↑↓ move  ←→ ⏎ fold  e expand all  / search  n next  i imports  q quit";
+const HELP: &str = "↑↓ move  ←→ ⏎ fold  e all  / search  n next  i imports  q quit";
 
 pub fn draw(frame: &mut Frame, app: &mut App) {
     let [title, body, status] = Layout::vertical([
@@ -86,10 +86,6 @@ fn title_line(app: &App) -> String {
         info.title.clone()
     };
     let mut parts = vec![head];
-    // Before the command and path, which may not fit.
-    if app.state.hides_imports() {
-        parts.push("imports hidden".to_string());
-    }
     if !info.command.is_empty() {
         parts.push(info.command.clone());
     }
@@ -203,14 +199,20 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         frame.set_cursor_position((x.min(area.right().saturating_sub(1)), area.y));
         return;
     }
-    let left = state.message().unwrap_or(HELP).to_string();
-    let right = format!("{}/{} ", state.cursor() + 1, state.rows().len());
-    let room = usize::from(area.width).saturating_sub(left.chars().count() + 1);
-    let line = if right.chars().count() <= room {
-        format!("{left}{right:>room$}", right = right, room = room + 1)
+    // The filter and the position always show; the help or message takes the rest.
+    let filter = if state.hides_imports() {
+        "imports hidden · "
     } else {
-        left
+        ""
     };
+    let right = format!("{filter}{}/{} ", state.cursor() + 1, state.rows().len());
+    let width = usize::from(area.width);
+    let room = width.saturating_sub(right.chars().count() + 1);
+    let mut left: String = state.message().unwrap_or(HELP).chars().take(room).collect();
+    let pad = width.saturating_sub(left.chars().count() + right.chars().count());
+    left.extend(std::iter::repeat_n(' ', pad));
+    left.push_str(&right);
+    let line = left;
     frame.render_widget(
         Paragraph::new(line).style(Style::new().add_modifier(Modifier::DIM)),
         area,
@@ -355,15 +357,16 @@ mod tests {
         app.state.apply(Action::ToggleImports);
         let lines = screen(&mut terminal(80, 24), &mut app);
         assert!(
-            lines[0].starts_with(" memtrace peak 255 B · imports hidden · python"),
+            lines[23].starts_with("import machinery hidden (3 frames)"),
             "{}",
-            lines[0]
+            lines[23]
         );
+        assert!(lines[23].ends_with("imports hidden · 4/5"), "{}", lines[23]);
         // A title from the caller stands first.
         app.info.title = "Memory live at the peak: 255 B".to_string();
         let lines = screen(&mut terminal(80, 24), &mut app);
         assert!(
-            lines[0].starts_with(" Memory live at the peak: 255 B · imports hidden · python"),
+            lines[0].starts_with(" Memory live at the peak: 255 B · python app.py · /tmp/"),
             "{}",
             lines[0]
         );
