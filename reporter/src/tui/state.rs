@@ -234,7 +234,9 @@ impl State {
         self.scroll();
     }
 
-    /// Every shown node whose function or file contains the query, ignoring case.
+    /// Every shown node whose function or file contains the query, ignoring case. Without a file
+    /// the label counts too: it names the module of a native function, the address of an
+    /// unresolved frame, the thread of a per-thread node.
     fn find(&self, query: String) -> Search {
         let needle = Needle::new(&query);
         let contains = |s: Option<&String>| s.is_some_and(|s| needle.found_in(s));
@@ -243,7 +245,10 @@ impl State {
         let mut matches = Vec::new();
         for &id in self.order().nodes() {
             if let Some(loc) = &tree.nodes[id].location {
-                if contains(loc.function.as_ref()) || contains(loc.file.as_ref()) {
+                let found = contains(loc.function.as_ref())
+                    || contains(loc.file.as_ref())
+                    || (loc.file.is_none() && needle.found_in(&loc.label));
+                if found {
                     is_match[id] = true;
                     matches.push(id);
                 }
@@ -429,6 +434,7 @@ impl Needle {
 mod tests {
     use super::*;
     use crate::report::calltree::StackAllocations;
+    use crate::report::locations::Location;
     use crate::tui::display::tests::{loc, tree_with_imports};
 
     fn function(state: &State, id: NodeId) -> String {
@@ -595,6 +601,48 @@ mod tests {
         // A file name matches too.
         type_search(&mut state, "lib.py");
         assert_eq!(selected(&state), "<module>@lib.py");
+    }
+
+    #[test]
+    fn labels_count_for_frames_without_a_file() {
+        let native = Location {
+            function: Some("malloc_thing".to_string()),
+            file: None,
+            line: None,
+            label: "malloc_thing in libfoo.so".to_string(),
+        };
+        let unresolved = Location {
+            function: None,
+            file: None,
+            line: None,
+            label: "libbar.so+0x1234".to_string(),
+        };
+        let a = [loc("<module>", "app.py", 1), native];
+        let b = [unresolved];
+        let tree = CallTree::build([
+            StackAllocations {
+                frames: &a,
+                bytes: 10,
+                allocations: 1,
+                thread: 1,
+            },
+            StackAllocations {
+                frames: &b,
+                bytes: 5,
+                allocations: 1,
+                thread: 1,
+            },
+        ]);
+        let mut state = State::new(tree);
+        type_search(&mut state, "libfoo");
+        assert_eq!(state.message(), Some("match 1 of 1"));
+        assert_eq!(selected(&state), "malloc_thing@?");
+        type_search(&mut state, "LIBBAR.so+0x");
+        assert_eq!(state.message(), Some("match 1 of 1"));
+        assert_eq!(selected(&state), "?@?");
+        // A located frame's label ("<module> at app.py:1") does not count: "at" finds nothing.
+        type_search(&mut state, " at ");
+        assert_eq!(state.message(), Some("no match for \"at\""));
     }
 
     #[test]
