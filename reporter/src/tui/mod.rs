@@ -21,7 +21,6 @@ pub mod source;
 pub mod state;
 pub mod terminal;
 
-use crate::analysis::ThreadStats;
 use crate::report::calltree::CallTree;
 use input::Wait;
 use ratatui::crossterm::event::{self, Event};
@@ -54,16 +53,20 @@ pub struct TuiInfo {
 }
 
 impl TuiInfo {
-    /// Display names of a capture's threads: `name (tid N)`, or `tid N` for a thread never named.
-    pub fn thread_names(threads: &[ThreadStats]) -> BTreeMap<u32, String> {
+    /// Display names of threads given as (serial, tid, name): `name (tid N)`, or `tid N` for a
+    /// thread never named. From an analysis:
+    /// `thread_names(a.threads.iter().map(|t| (t.serial, t.tid, t.name.as_deref())))`.
+    pub fn thread_names<'a>(
+        threads: impl IntoIterator<Item = (u32, u32, Option<&'a str>)>,
+    ) -> BTreeMap<u32, String> {
         threads
-            .iter()
-            .map(|t| {
-                let name = match &t.name {
-                    Some(n) if !n.is_empty() => format!("{n} (tid {})", t.tid),
-                    _ => format!("tid {}", t.tid),
+            .into_iter()
+            .map(|(serial, tid, name)| {
+                let name = match name {
+                    Some(n) if !n.is_empty() => format!("{n} (tid {tid})"),
+                    _ => format!("tid {tid}"),
                 };
-                (t.serial, name)
+                (serial, name)
             })
             .collect()
     }
@@ -163,20 +166,13 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::totals::Sum;
 
     #[test]
     fn threads_are_named_with_their_tid() {
-        let thread = |serial, tid, name: Option<&str>| ThreadStats {
-            serial,
-            tid,
-            name: name.map(str::to_string),
-            allocs: Sum::default(),
-        };
-        let names = TuiInfo::thread_names(&[
-            thread(1, 100, Some("python3")),
-            thread(2, 101, None),
-            thread(3, 102, Some("")),
+        let names = TuiInfo::thread_names([
+            (1, 100, Some("python3")),
+            (2, 101, None),
+            (3, 102, Some("")),
         ]);
         assert_eq!(names[&1], "python3 (tid 100)");
         assert_eq!(names[&2], "tid 101");
