@@ -7,6 +7,7 @@
 //! - [`report`]: the reports built from an analysis
 //! - [`export`]: standard formats (collapsed stacks, speedscope, pprof, CSV)
 //! - [`stats`], [`run`]: the subcommands
+//! - [`tui`]: the interactive terminal UI of a call tree
 
 pub mod analysis;
 pub mod capture;
@@ -16,3 +17,4 @@ pub mod report;
 pub mod run;
 pub mod stats;
 pub mod symbols;
+pub mod tui;

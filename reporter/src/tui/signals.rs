@@ -1,0 +1,54 @@
+//! Termination requests while the UI runs (`kill`): they end the UI normally, so the terminal is
+//! restored, instead of killing the process in raw mode. SIGHUP keeps its default: the terminal
+//! is gone, there is nothing to restore.
+
+use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::SigId;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Set when one of the signals arrives; the handlers go away when dropped.
+pub struct QuitSignals {
+    raised: Arc<AtomicBool>,
+    ids: Vec<SigId>,
+}
+
+impl QuitSignals {
+    pub fn register() -> std::io::Result<QuitSignals> {
+        let raised = Arc::new(AtomicBool::new(false));
+        let mut signals = QuitSignals {
+            raised,
+            ids: Vec::new(),
+        };
+        for sig in [SIGTERM, SIGINT, SIGQUIT] {
+            let id = signal_hook::flag::register(sig, Arc::clone(&signals.raised))?;
+            signals.ids.push(id);
+        }
+        Ok(signals)
+    }
+
+    pub fn raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for QuitSignals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_is_noted_not_fatal() {
+        let signals = QuitSignals::register().expect("handlers install");
+        assert!(!signals.raised());
+        assert!(signal_hook::low_level::raise(SIGTERM).is_ok());
+        assert!(signals.raised());
+    }
+}

@@ -1,0 +1,359 @@
+//! The terminal UI of `memtrace tree FILE`, driven in tmux as a person would: it opens on the
+//! biggest path at the peak, moves, searches, hides import frames, follows a resize, and gives
+//! the terminal back as it found it on q and on Ctrl-C. Skipped when tmux is missing.
+
+use memtrace_e2e::python::*;
+use memtrace_e2e::{memtrace_bin, scratch};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// At the peak (after `medium()`): 8 MB from `big` and 3 MB from `medium` in the main thread,
+/// 2 MB kept from the `tui-worker` thread.
+const SCRIPT: &str = "\
+import threading
+
+KEEP = []
+
+
+def big():
+    return b\"\\0\" * 8_000_000
+
+
+def medium():
+    return b\"\\1\" * 3_000_000
+
+
+def work():
+    KEEP.append(b\"\\2\" * 2_000_000)
+
+
+def main():
+    t = threading.Thread(target=work, name=\"tui-worker\")
+    t.start()
+    t.join()
+    a = big()
+    b = medium()
+    KEEP.clear()
+    return len(a) + len(b)
+
+
+main()
+";
+
+/// How long the UI may take to show something.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn have_tmux() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: tmux is not installed");
+    }
+    found
+}
+
+/// A tmux server of our own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// Starts `command` in an 80×24 window.
+    fn start(command: &str) -> Tmux {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let socket = format!(
+            "memtrace-e2e-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmux = Tmux { socket };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "ui",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-f", "/dev/null", "-L", &self.socket])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "ui"];
+        args.extend_from_slice(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+    }
+
+    /// Types text literally (no key names).
+    fn text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "ui", "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text:?}: {out:?}");
+    }
+
+    fn resize(&self, width: u32, height: u32) {
+        let out = self.run(&[
+            "resize-window",
+            "-t",
+            "ui",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+        ]);
+        assert!(out.status.success(), "resize-window: {out:?}");
+    }
+
+    fn screen(&self) -> Vec<String> {
+        let out = self.run(&["capture-pane", "-p", "-t", "ui"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The screen once `ready` holds for it; fails showing the last screen after a while.
+    fn wait(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            if start.elapsed() > PATIENCE {
+                panic!("waiting for {what}; the screen:\n{}", screen.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The screen once some line contains `needle`.
+    fn wait_for(&self, needle: &str) -> Vec<String> {
+        self.wait(needle, |s| s.iter().any(|l| l.contains(needle)))
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// The line containing `needle`.
+fn line<'a>(screen: &'a [String], needle: &str) -> &'a str {
+    screen
+        .iter()
+        .find(|l| l.contains(needle))
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no {needle:?} on the screen:\n{}", screen.join("\n")))
+}
+
+/// The capture of SCRIPT, and the script's path.
+fn capture(dir: &Path) -> (PathBuf, PathBuf) {
+    let script = write(dir, "tui_sites.py", SCRIPT);
+    let capture = dir.join("tui_sites.bin");
+    let script_arg = script.to_string_lossy().into_owned();
+    let out = tracked(python(), &capture, &[&script_arg], dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    (capture, script)
+}
+
+/// `memtrace tree CAPTURE`, then what the shell sees after it: its status and the tty's modes.
+fn tree_command(capture: &Path) -> String {
+    format!(
+        "'{}' tree '{}'; echo \"EXITED $?\"; stty -a | grep -o -E -- '-?icanon|-?echo ' | tr '\\n' ' '; echo; sleep 60",
+        memtrace_bin().display(),
+        capture.display()
+    )
+}
+
+/// The shell's report once the UI has quit: status 0, the tree gone, the tty cooked again.
+fn assert_quit_cleanly(tmux: &Tmux) {
+    let screen = tmux.wait("the UI to quit", |s| {
+        s.iter().any(|l| l.contains("EXITED")) && s.iter().any(|l| l.contains("icanon"))
+    });
+    let text = screen.join("\n");
+    assert!(text.contains("EXITED 0"), "{text}");
+    assert!(
+        !text.contains("-icanon") && !text.contains("-echo"),
+        "{text}"
+    );
+    // The alternate screen is left: none of the tree remains.
+    assert!(!text.contains("allocs"), "{text}");
+}
+
+#[test]
+#[ignore = "needs memtrace tree (branch reports)"]
+fn browses_the_peak_in_tmux() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-browse");
+    let (capture, script) = capture(&dir);
+    let tmux = Tmux::start(&tree_command(&capture));
+
+    // Opens on the biggest path: <module> → main (calling big) → big, big selected, the panel
+    // below; main calling medium is a sibling (a node per line), folded.
+    let screen = tmux.wait_for("│big");
+    assert_eq!(screen.len(), 24, "{}", screen.join("\n"));
+    assert!(line(&screen, "▾ <module>").contains("tui_sites.py:28"));
+    assert!(line(&screen, "▾ main").contains("tui_sites.py:22"));
+    let big = line(&screen, "  big  ");
+    assert!(big.contains("tui_sites.py:7"), "{big}");
+    assert!(big.trim_start().starts_with("7.6 MiB"), "{big}");
+    let medium_caller = line(&screen, "▸ main");
+    assert!(medium_caller.contains("tui_sites.py:23"), "{medium_caller}");
+    assert!(
+        medium_caller.trim_start().starts_with("2.9 MiB"),
+        "{medium_caller}"
+    );
+    let at = format!("at {}:7", script.display());
+    assert!(line(&screen, "│at ").contains(&at), "{}", screen.join("\n"));
+    assert!(line(&screen, "allocation").contains("(8,000,033 B)"));
+    assert!(line(&screen, " │ ").contains("return b\"\\0\" * 8_000_000"));
+
+    // Up to main, whose panel shows it.
+    tmux.keys(&["k"]);
+    let screen = tmux.wait_for("│main");
+    assert!(line(&screen, "│at ").contains("tui_sites.py:22"));
+
+    // Collapse it: big folds away.
+    tmux.keys(&["Left"]);
+    tmux.wait("main to collapse", |s| {
+        s.iter().any(|l| l.contains("▸ main  tui_sites.py:22"))
+            && !s.iter().any(|l| l.contains("  big  "))
+    });
+
+    // Search the worker's function: the path to it expands, its thread is named.
+    tmux.keys(&["/"]);
+    tmux.text("work");
+    tmux.wait_for("/work");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("│work");
+    assert!(line(&screen, "match 1 of").contains("match 1 of"));
+    assert!(line(&screen, "│thread").contains("tui-worker"));
+    assert!(line(&screen, "  work  ").contains("tui_sites.py:15"));
+
+    // i hides import machinery (and says so); i again shows it.
+    tmux.keys(&["i"]);
+    tmux.wait_for("imports hidden");
+    tmux.keys(&["i"]);
+    tmux.wait("import frames shown again", |s| {
+        !s.iter().any(|l| l.contains("imports hidden")) && s.iter().any(|l| l.contains("│work"))
+    });
+
+    // Wider: the panel moves right of the tree; narrower again: below.
+    tmux.resize(130, 30);
+    let screen = tmux.wait("the panel on the right", |s| {
+        s.len() == 30
+            && s.iter()
+                .any(|l| l.find("┌ selected").is_some_and(|x| x > 40))
+    });
+    assert!(line(&screen, "  work  ").contains("tui_sites.py:15"));
+    assert!(line(&screen, "│work").find("│work").is_some_and(|x| x > 40));
+    tmux.resize(80, 24);
+    tmux.wait("the panel below", |s| {
+        s.len() == 24 && s.iter().any(|l| l.starts_with("┌ selected"))
+    });
+
+    tmux.keys(&["q"]);
+    assert_quit_cleanly(&tmux);
+}
+
+#[test]
+#[ignore = "needs memtrace tree (branch reports)"]
+fn ctrl_c_quits_and_restores_the_terminal() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-ctrl-c");
+    let (capture, _) = capture(&dir);
+    let tmux = Tmux::start(&tree_command(&capture));
+    tmux.wait_for("│big");
+    tmux.keys(&["C-c"]);
+    assert_quit_cleanly(&tmux);
+}
+
+#[test]
+#[ignore = "needs memtrace tree (branch reports)"]
+fn a_termination_signal_quits_and_restores_the_terminal() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-sigterm");
+    let (capture, _) = capture(&dir);
+    let tmux = Tmux::start(&tree_command(&capture));
+    tmux.wait_for("│big");
+    let pid = ui_process(&tmux);
+    // SAFETY: kill(2) on the one process this test started in its pane.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_quit_cleanly(&tmux);
+}
+
+/// The memtrace process running in the pane: the child of its shell.
+fn ui_process(tmux: &Tmux) -> i32 {
+    let out = tmux.run(&["display-message", "-p", "-t", "ui", "#{pane_pid}"]);
+    let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let out = Command::new("ps")
+        .args(["-o", "pid=", "--ppid", &shell])
+        .output()
+        .expect("ps runs");
+    let children: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert_eq!(
+        children.len(),
+        1,
+        "children of the pane's shell {shell}: {children:?}"
+    );
+    children[0]
+}
+
+#[test]
+#[ignore = "needs memtrace tree (branch reports)"]
+fn a_terminal_that_goes_away_ends_the_ui() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-hangup");
+    let (capture, _) = capture(&dir);
+    // SIGHUP ignored, as under nohup: the UI must notice the hang-up itself, not spin on it.
+    let command = format!(
+        "trap '' HUP; '{}' tree '{}'; sleep 60",
+        memtrace_bin().display(),
+        capture.display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("│big");
+    let pid = ui_process(&tmux);
+    let _ = tmux.run(&["kill-server"]);
+    let start = Instant::now();
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    while alive() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive() {
+        // SAFETY: kill(2) on the process this test started, left running.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("memtrace tree {pid} still runs 5 s after its terminal went away");
+    }
+}
