@@ -3,6 +3,35 @@
 use hashbrown::hash_map::Entry;
 use hashbrown::HashMap;
 use std::collections::VecDeque;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes a block address so that nearby addresses land in nearby buckets (allocators hand out
+/// neighbouring blocks one after the other, so the replay touches few cache lines), while the
+/// top bits, which the table uses as a tag, are mixed.
+#[derive(Default, Clone, Copy)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        let a = self.0;
+        (a >> 4) ^ (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57))
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +61,7 @@ impl Block {
 /// kept; a free removes the older one.
 #[derive(Debug, Default)]
 pub struct LiveHeap {
-    blocks: HashMap<u64, Block>,
+    blocks: AddrMap<Block>,
     newer: HashMap<u64, VecDeque<Block>>,
     bytes: u64,
     count: u64,
