@@ -41,17 +41,20 @@ pub struct Block {
     /// Index of the allocating thread.
     pub thread: u32,
     pub allocator: u8,
+    /// The event index of its allocation (1 for the capture's first event).
+    pub index: u64,
     /// Newer blocks at the same address wait in the overflow queue.
     has_newer: bool,
 }
 
 impl Block {
-    pub fn new(size: u64, stack: u64, thread: u32, allocator: u8) -> Block {
+    pub fn new(size: u64, stack: u64, thread: u32, allocator: u8, index: u64) -> Block {
         Block {
             size,
             stack,
             thread,
             allocator,
+            index,
             has_newer: false,
         }
     }
@@ -137,8 +140,8 @@ mod tests {
     #[test]
     fn duplicate_addresses_free_the_older_first() {
         let mut h = LiveHeap::default();
-        h.alloc(0x10, Block::new(8, 1, 0, 0));
-        h.alloc(0x10, Block::new(16, 2, 1, 0));
+        h.alloc(0x10, Block::new(8, 1, 0, 0, 1));
+        h.alloc(0x10, Block::new(16, 2, 1, 0, 2));
         assert_eq!((h.bytes(), h.count()), (24, 2));
         assert_eq!(h.free(0x10).map(|b| b.size), Some(8));
         assert_eq!((h.bytes(), h.count()), (16, 1));

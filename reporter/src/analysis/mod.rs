@@ -4,7 +4,9 @@
 pub mod heap;
 pub mod mappings;
 pub mod replay;
+pub mod sets;
 pub mod tables;
+pub mod temporary;
 pub mod totals;
 
 use crate::capture::clock::Clock;

@@ -1,0 +1,105 @@
+//! Sets of allocations grouped by (stack, thread): what was live at one moment (the peak, the
+//! exit snapshot) or what the temporary allocations were. Memory is one entry per distinct
+//! (stack, thread), whatever the number of allocations.
+
+use super::heap::LiveHeap;
+use super::mappings::Mappings;
+use super::totals::Sum;
+use hashbrown::HashMap;
+
+/// A stack id and the index of the thread (in the capture's thread list) that allocated.
+pub type Key = (u64, u32);
+
+/// Allocations by (stack, thread), and their total.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocSet {
+    pub groups: HashMap<Key, Sum>,
+}
+
+impl AllocSet {
+    #[inline]
+    pub fn add(&mut self, key: Key, bytes: u64) {
+        self.groups.entry(key).or_default().add(bytes);
+    }
+
+    /// Every allocation of the set.
+    pub fn total(&self) -> Sum {
+        let mut t = Sum::default();
+        for s in self.groups.values() {
+            t.merge(*s);
+        }
+        t
+    }
+
+    /// The allocations by stack, all threads together.
+    pub fn by_stack(&self) -> HashMap<u64, Sum> {
+        let mut out: HashMap<u64, Sum> = HashMap::new();
+        for (&(stack, _), &s) in &self.groups {
+            out.entry(stack).or_default().merge(s);
+        }
+        out
+    }
+
+    /// The set restricted to the threads `keep` accepts (by thread index).
+    pub fn filter_threads(&self, keep: impl Fn(u32) -> bool) -> AllocSet {
+        AllocSet {
+            groups: self
+                .groups
+                .iter()
+                .filter(|(&(_, t), _)| keep(t))
+                .map(|(&k, &s)| (k, s))
+                .collect(),
+        }
+    }
+}
+
+/// Part of an allocation that was live at a moment and has gone since: a freed block, an
+/// unmapped range. `count` is how many allocations fewer there are (an munmap that splits a
+/// mapping in two makes one more: -1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Departed {
+    pub stack: u64,
+    pub thread: u32,
+    pub bytes: u64,
+    pub count: i64,
+}
+
+/// What was live at the moment after event `index`: the blocks and mappings still live that
+/// are that old, plus what departed since.
+pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &[Departed]) -> AllocSet {
+    let mut signed: HashMap<Key, (i64, i64)> = HashMap::new();
+    for (_, b) in heap.iter() {
+        if b.index <= index {
+            let e = signed.entry((b.stack, b.thread)).or_default();
+            e.0 += 1;
+            e.1 += b.size as i64;
+        }
+    }
+    for (_, m) in maps.iter() {
+        if m.index <= index {
+            let e = signed.entry((m.stack, m.thread)).or_default();
+            e.0 += 1;
+            e.1 += m.len as i64;
+        }
+    }
+    for d in departed {
+        let e = signed.entry((d.stack, d.thread)).or_default();
+        e.0 += d.count;
+        e.1 += d.bytes as i64;
+    }
+    AllocSet {
+        groups: signed
+            .into_iter()
+            .filter(|&(_, (c, b))| c > 0 || b > 0)
+            .map(|(k, (c, b))| {
+                (
+                    k,
+                    Sum {
+                        count: c.max(0) as u64,
+                        bytes: b.max(0) as u64,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
