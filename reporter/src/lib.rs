@@ -9,7 +9,11 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod summary;
 pub mod symbols;
+pub mod tree;
+pub mod view_args;

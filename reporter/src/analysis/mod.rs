@@ -15,7 +15,10 @@ use crate::capture::event::Event;
 use crate::capture::scan::{self, Index};
 use crate::capture::stream::{self, BatchLimits, Consumer};
 use crate::capture::Capture;
+use crate::progress::Progress;
+use hashbrown::HashMap;
 use replay::{Replay, Snapshot};
+use sets::AllocSet;
 use tables::Tables;
 use totals::{Sum, Totals};
 
@@ -27,6 +30,8 @@ pub struct ThreadStats {
     /// The last thread name record of the thread.
     pub name: Option<String>,
     pub allocs: Sum,
+    /// The thread's allocations per stack id.
+    pub by_stack: HashMap<u64, Sum>,
 }
 
 /// Everything the reports need, from one pass over a capture.
@@ -55,6 +60,17 @@ impl Analysis {
         })
     }
 
+    /// Every allocation of the capture by (stack, thread).
+    pub fn all_set(&self) -> AllocSet {
+        let mut set = AllocSet::default();
+        for (i, t) in self.threads.iter().enumerate() {
+            for (&stack, &sum) in &t.by_stack {
+                set.groups.insert((stack, i as u32), sum);
+            }
+        }
+        set
+    }
+
     /// Whether the capture ended properly (a trailer, no write failure).
     pub fn complete(&self) -> bool {
         self.index.complete()
@@ -65,7 +81,26 @@ impl Analysis {
     }
 }
 
+/// What a pass computes besides the defaults, and how it shows progress.
+pub struct Options {
+    /// Find the temporary allocations with this threshold (see [`temporary::Temporary`]).
+    pub temporary: Option<usize>,
+    pub limits: BatchLimits,
+    pub progress: Progress,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            temporary: None,
+            limits: BatchLimits::default(),
+            progress: Progress::none(),
+        }
+    }
+}
+
 struct Analyzer {
+    progress: Progress,
     totals: Totals,
     tables: Tables,
     replay: Replay,
@@ -85,6 +120,7 @@ impl Consumer for Analyzer {
         tables: ChunkTables,
         summary: Option<Totals>,
     ) {
+        self.progress.inc(1);
         let name = self.tables.absorb(tables);
         let Some(t) = thread.and_then(|t| self.threads.get_mut(t)) else {
             return;
@@ -94,6 +130,9 @@ impl Consumer for Analyzer {
         }
         if let Some(s) = summary {
             t.allocs.merge(s.allocs);
+            for (&stack, &sum) in &s.by_stack {
+                t.by_stack.entry(stack).or_default().merge(sum);
+            }
             self.totals.merge(s);
         }
     }
@@ -110,13 +149,28 @@ pub fn analyze(capture: &Capture) -> Analysis {
 
 /// Reads the whole capture once, decoding `limits` at a time.
 pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
+    analyze_options(
+        capture,
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+}
+
+/// Reads the whole capture once, as `options` say. A progress bar counts chunks.
+pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let file = capture.bytes();
     let index = scan::scan(file, capture.data_start());
     let clock = Clock::new(&capture.header, index.latest_pair);
+    let mut progress = options.progress;
+    progress.set_length(index.chunks.len() as u64);
+    let limits = options.limits;
     let mut analyzer = Analyzer {
+        progress,
         totals: Totals::default(),
         tables: Tables::default(),
-        replay: Replay::default(),
+        replay: Replay::with_temporary(options.temporary),
         threads: index
             .threads
             .iter()
@@ -125,10 +179,12 @@ pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
                 tid: t.tid,
                 name: None,
                 allocs: Sum::default(),
+                by_stack: HashMap::new(),
             })
             .collect(),
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
+    analyzer.progress.finish();
     let mut warnings = index.warnings.clone();
     warnings.extend(report.warnings);
     if clock.guessed && report.events > 0 {
