@@ -40,6 +40,12 @@ enum Command {
 }
 
 fn main() {
+    // Large buffers (decoded chunks) go back to the system when freed: glibc would otherwise
+    // raise its mmap threshold after the first ones and keep them in its arenas.
+    // SAFETY: mallopt only sets allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {

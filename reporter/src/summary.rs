@@ -110,7 +110,7 @@ fn render(
 
 /// Runs `memtrace summary`; returns the exit status.
 pub fn execute(args: SummaryArgs) -> i32 {
-    let opts = args.view.options();
+    let opts = args.view.options(views::View::Peak);
     let (capture, analysis) = match view_args::load(&args.file, &opts) {
         Ok(x) => x,
         Err(e) => {

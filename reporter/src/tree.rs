@@ -100,7 +100,7 @@ fn interactive(tree: CallTree, info: TreeInfo, limits: Limits) -> io::Result<()>
 
 /// Runs `memtrace tree`; returns the exit status.
 pub fn execute(args: TreeArgs) -> i32 {
-    let opts = args.view.options();
+    let opts = args.view.options(views::View::Peak);
     let (capture, analysis) = match view_args::load(&args.file, &opts) {
         Ok(x) => x,
         Err(e) => {

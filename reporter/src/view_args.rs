@@ -28,14 +28,15 @@ pub struct ViewArgs {
 }
 
 impl ViewArgs {
-    pub fn options(&self) -> ViewOptions {
+    /// The options, with `default` when neither --leaks nor --temporary is given.
+    pub fn options(&self, default: View) -> ViewOptions {
         ViewOptions {
             view: if self.leaks {
                 View::Leaks
             } else if self.temporary {
                 View::Temporary
             } else {
-                View::Peak
+                default
             },
             temporary_threshold: self.temporary_threshold as usize,
             split_threads: self.threads,

@@ -15,7 +15,10 @@ impl Hasher for AddrHasher {
     #[inline]
     fn finish(&self) -> u64 {
         let a = self.0;
-        (a >> 4) ^ (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57))
+        // Bits 16..22 choose the shard: leave them out, so that the 64 KiB regions of one
+        // shard follow each other instead of landing on the same buckets.
+        let near = ((a >> 4) & 0xFFF) | ((a >> 22) << 12);
+        near ^ (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57))
     }
 
     #[inline]
@@ -33,41 +36,93 @@ impl Hasher for AddrHasher {
 
 type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
-/// A live heap block.
+/// Bits of a block's stack id (larger ids, which no tracker writes, count as unknown: 0).
+const STACK_BITS: u32 = 40;
+/// Bits of a block's thread index (larger indexes share the last value).
+const THREAD_BITS: u32 = 24;
+const NEWER: u64 = 1 << 63;
+
+/// A live heap block, packed in 24 bytes (the live heap of a large run holds millions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
     pub size: u64,
-    pub stack: u64,
-    /// Index of the allocating thread.
-    pub thread: u32,
-    pub allocator: u8,
-    /// The event index of its allocation (1 for the capture's first event).
-    pub index: u64,
-    /// Newer blocks at the same address wait in the overflow queue.
-    has_newer: bool,
+    /// The event index of its allocation (1 for the capture's first event); the top bit says
+    /// that newer blocks at the same address wait in the overflow queue.
+    index_newer: u64,
+    /// Stack id (low 40 bits) and thread index (high 24 bits).
+    stack_thread: u64,
 }
 
 impl Block {
-    pub fn new(size: u64, stack: u64, thread: u32, allocator: u8, index: u64) -> Block {
+    pub fn new(size: u64, stack: u64, thread: u32, index: u64) -> Block {
+        let stack = if stack >> STACK_BITS != 0 { 0 } else { stack };
+        let thread = u64::from(thread).min((1 << THREAD_BITS) - 1);
         Block {
             size,
-            stack,
-            thread,
-            allocator,
-            index,
-            has_newer: false,
+            index_newer: index & !NEWER,
+            stack_thread: stack | (thread << STACK_BITS),
         }
     }
+
+    /// The allocation's stack id.
+    #[inline]
+    pub fn stack(&self) -> u64 {
+        self.stack_thread & ((1 << STACK_BITS) - 1)
+    }
+
+    /// Index of the allocating thread.
+    #[inline]
+    pub fn thread(&self) -> u32 {
+        (self.stack_thread >> STACK_BITS) as u32
+    }
+
+    /// The event index of the allocation.
+    #[inline]
+    pub fn index(&self) -> u64 {
+        self.index_newer & !NEWER
+    }
+
+    #[inline]
+    fn has_newer(&self) -> bool {
+        self.index_newer & NEWER != 0
+    }
+
+    #[inline]
+    fn set_newer(&mut self, newer: bool) {
+        self.index_newer = self.index() | if newer { NEWER } else { 0 };
+    }
+}
+
+/// Tables the heap is split into, by address: each grows on its own, so that growing never
+/// holds two copies of the whole heap.
+const SHARDS: usize = 64;
+
+/// The shard of an address: 64 KiB regions take turns (bits 16..22), so neighbours stay
+/// together. [`AddrHasher`] leaves these bits out.
+#[inline]
+fn shard(addr: u64) -> usize {
+    ((addr >> 16) as usize) % SHARDS
 }
 
 /// Live blocks by address. Two allocations at one address (threads whose events tie) are both
 /// kept; a free removes the older one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LiveHeap {
-    blocks: AddrMap<Block>,
+    blocks: Vec<AddrMap<Block>>,
     newer: HashMap<u64, VecDeque<Block>>,
     bytes: u64,
     count: u64,
+}
+
+impl Default for LiveHeap {
+    fn default() -> LiveHeap {
+        LiveHeap {
+            blocks: (0..SHARDS).map(|_| AddrMap::default()).collect(),
+            newer: HashMap::new(),
+            bytes: 0,
+            count: 0,
+        }
+    }
 }
 
 impl LiveHeap {
@@ -83,12 +138,12 @@ impl LiveHeap {
     pub fn alloc(&mut self, addr: u64, block: Block) {
         self.bytes = self.bytes.wrapping_add(block.size);
         self.count += 1;
-        match self.blocks.entry(addr) {
+        match self.blocks[shard(addr)].entry(addr) {
             Entry::Vacant(v) => {
                 v.insert(block);
             }
             Entry::Occupied(mut o) => {
-                o.get_mut().has_newer = true;
+                o.get_mut().set_newer(true);
                 self.newer.entry(addr).or_default().push_back(block);
             }
         }
@@ -97,15 +152,16 @@ impl LiveHeap {
     /// Frees the (oldest) block at `addr`; None when no block is live there.
     #[inline]
     pub fn free(&mut self, addr: u64) -> Option<Block> {
-        let Entry::Occupied(mut o) = self.blocks.entry(addr) else {
+        let Entry::Occupied(mut o) = self.blocks[shard(addr)].entry(addr) else {
             return None;
         };
-        let old = *o.get();
-        if old.has_newer {
+        let mut old = *o.get();
+        old.set_newer(false);
+        if o.get().has_newer() {
             let queue = self.newer.get_mut(&addr);
             match queue.and_then(|q| q.pop_front().map(|b| (b, q.is_empty()))) {
                 Some((mut next, empty)) => {
-                    next.has_newer = !empty;
+                    next.set_newer(!empty);
                     if empty {
                         self.newer.remove(&addr);
                     }
@@ -125,11 +181,14 @@ impl LiveHeap {
 
     /// Every live block (the older first at a shared address).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &Block)> + '_ {
-        self.blocks.iter().map(|(&a, b)| (a, b)).chain(
-            self.newer
-                .iter()
-                .flat_map(|(&a, q)| q.iter().map(move |b| (a, b))),
-        )
+        self.blocks
+            .iter()
+            .flat_map(|m| m.iter().map(|(&a, b)| (a, b)))
+            .chain(
+                self.newer
+                    .iter()
+                    .flat_map(|(&a, q)| q.iter().map(move |b| (a, b))),
+            )
     }
 }
 
@@ -140,13 +199,15 @@ mod tests {
     #[test]
     fn duplicate_addresses_free_the_older_first() {
         let mut h = LiveHeap::default();
-        h.alloc(0x10, Block::new(8, 1, 0, 0, 1));
-        h.alloc(0x10, Block::new(16, 2, 1, 0, 2));
+        h.alloc(0x10, Block::new(8, 1, 0, 1));
+        h.alloc(0x10, Block::new(16, 2, 1, 2));
         assert_eq!((h.bytes(), h.count()), (24, 2));
         assert_eq!(h.free(0x10).map(|b| b.size), Some(8));
         assert_eq!((h.bytes(), h.count()), (16, 1));
         assert_eq!(h.free(0x10).map(|b| b.size), Some(16));
         assert_eq!(h.free(0x10), None);
+        let b = Block::new(5, 1 << 41, 1 << 25, 9);
+        assert_eq!((b.stack(), b.thread(), b.index()), (0, (1 << 24) - 1, 9));
         assert_eq!((h.bytes(), h.count()), (0, 0));
     }
 }

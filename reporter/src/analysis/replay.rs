@@ -3,7 +3,7 @@
 
 use super::heap::{Block, LiveHeap};
 use super::mappings::{Mapping, Mappings};
-use super::sets::{self, AllocSet, Departed};
+use super::sets::{self, AllocSet, Departed, Departures};
 use super::temporary::Temporary;
 use crate::capture::event::{code, Event};
 use memtrace_format::{Allocator, Marker};
@@ -37,9 +37,9 @@ pub struct Replay {
     remap_pending: bool,
     /// What was live at the peak and has gone since (emptied at every new peak: bounded by
     /// what was live at the peak).
-    peak_departed: Vec<Departed>,
+    peak_departed: Departures,
     /// What was live at the exit snapshot and has gone since.
-    exit_departed: Vec<Departed>,
+    exit_departed: Departures,
     /// Temporary allocations, when asked for.
     pub temporary: Option<Temporary>,
 }
@@ -75,7 +75,7 @@ impl Replay {
     pub fn exit_set(&self) -> AllocSet {
         match self.exit {
             Some(e) => sets::live_at(e.event_index, &self.heap, &self.maps, &self.exit_departed),
-            None => sets::live_at(u64::MAX, &self.heap, &self.maps, &[]),
+            None => sets::live_at(u64::MAX, &self.heap, &self.maps, &Departures::default()),
         }
     }
 
@@ -156,7 +156,7 @@ impl Replay {
                     self.map(ev, thread, index);
                 } else {
                     self.heap
-                        .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, c, index));
+                        .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, index));
                     if let Some(t) = &mut self.temporary {
                         t.allocated(thread, ev.addr, index);
                     }
@@ -168,10 +168,10 @@ impl Replay {
                 code::FREE | code::PY_FREE => {
                     if let Some(b) = self.heap.free(ev.addr) {
                         self.departed(
-                            b.index,
+                            b.index(),
                             Departed {
-                                stack: b.stack,
-                                thread: b.thread,
+                                stack: b.stack(),
+                                thread: b.thread(),
                                 bytes: b.size,
                                 count: 1,
                             },

@@ -64,13 +64,59 @@ pub struct Departed {
     pub count: i64,
 }
 
+/// Departures since a moment: the latest in a list (cheap to add and to empty at every new
+/// peak), folded by (stack, thread) when the list grows, so that memory stays one entry per
+/// stack rather than one per allocation.
+#[derive(Clone, Debug, Default)]
+pub struct Departures {
+    recent: Vec<Departed>,
+    folded: HashMap<Key, (i64, i64)>,
+}
+
+/// Departures kept in the list before folding.
+const FOLD_AT: usize = 1 << 14;
+
+impl Departures {
+    #[inline]
+    pub fn push(&mut self, d: Departed) {
+        if self.recent.len() >= FOLD_AT {
+            self.fold();
+        }
+        self.recent.push(d);
+    }
+
+    fn fold(&mut self) {
+        for d in self.recent.drain(..) {
+            let e = self.folded.entry((d.stack, d.thread)).or_default();
+            e.0 += d.count;
+            e.1 += d.bytes as i64;
+        }
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.recent.clear();
+        if !self.folded.is_empty() {
+            self.folded.clear();
+        }
+    }
+
+    /// Every departure, by (stack, thread): (allocations, bytes).
+    fn each(&self) -> impl Iterator<Item = (Key, (i64, i64))> + '_ {
+        self.recent
+            .iter()
+            .map(|d| ((d.stack, d.thread), (d.count, d.bytes as i64)))
+            .chain(self.folded.iter().map(|(&k, &v)| (k, v)))
+    }
+}
+
 /// What was live at the moment after event `index`: the blocks and mappings still live that
 /// are that old, plus what departed since.
-pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &[Departed]) -> AllocSet {
+pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &Departures) -> AllocSet {
     let mut signed: HashMap<Key, (i64, i64)> = HashMap::new();
     for (_, b) in heap.iter() {
-        if b.index <= index {
-            let e = signed.entry((b.stack, b.thread)).or_default();
+        if b.index() <= index {
+            let e = signed.entry((b.stack(), b.thread())).or_default();
             e.0 += 1;
             e.1 += b.size as i64;
         }
@@ -82,10 +128,10 @@ pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &[Departe
             e.1 += m.len as i64;
         }
     }
-    for d in departed {
-        let e = signed.entry((d.stack, d.thread)).or_default();
-        e.0 += d.count;
-        e.1 += d.bytes as i64;
+    for (k, (count, bytes)) in departed.each() {
+        let e = signed.entry(k).or_default();
+        e.0 += count;
+        e.1 += bytes;
     }
     AllocSet {
         groups: signed

@@ -49,11 +49,11 @@ impl Temporary {
     #[inline]
     pub fn freed(&mut self, thread: u32, addr: u64, block: &Block) {
         let q = self.thread(thread);
-        let Some(pos) = q.iter().rposition(|&e| e == (addr, block.index)) else {
+        let Some(pos) = q.iter().rposition(|&e| e == (addr, block.index())) else {
             return;
         };
         q.remove(pos);
-        self.set.add((block.stack, block.thread), block.size);
+        self.set.add((block.stack(), block.thread()), block.size);
     }
 }
 
@@ -62,7 +62,7 @@ mod tests {
     use super::*;
 
     fn block(index: u64) -> Block {
-        Block::new(10, 7, 0, 0, index)
+        Block::new(10, 7, 0, index)
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     fn default() -> BatchLimits {
         BatchLimits {
-            bytes: 4 << 20,
+            bytes: 1 << 20,
             chunks: 256,
         }
     }

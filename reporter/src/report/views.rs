@@ -11,6 +11,8 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum View {
+    /// Every allocation of the run.
+    All,
     /// Live at the high-water mark of live bytes.
     Peak,
     /// Live at the exit snapshot (or at the end of the capture without one).
@@ -94,6 +96,7 @@ pub struct Selection {
 /// The allocations of `view` in an analysis, keeping the threads `--thread` names.
 pub fn select(analysis: &Analysis, opts: &ViewOptions) -> Result<Selection, String> {
     let set = match opts.view {
+        View::All => analysis.all_set(),
         View::Peak => analysis.replay.peak_set(),
         View::Leaks => analysis.replay.exit_set(),
         View::Temporary => analysis
@@ -132,6 +135,7 @@ pub fn filtered(
 /// A sentence naming what a selection holds, for the first line of a report.
 pub fn title(analysis: &Analysis, s: &Selection) -> String {
     let what = match s.view {
+        View::All => "Every allocation".to_string(),
         View::Peak => {
             let at = analysis
                 .replay
