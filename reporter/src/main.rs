@@ -40,8 +40,9 @@ enum Command {
 }
 
 fn main() {
-    // Large buffers (decoded chunks) go back to the system when freed: glibc would otherwise
-    // raise its mmap threshold after the first ones and keep them in its arenas.
+    // Large buffers (the live heap's tables as they grow) go back to the system when freed:
+    // glibc would otherwise raise its mmap threshold after the first ones and keep them in its
+    // arenas. Decoded event buffers are used again (capture::pool).
     // SAFETY: mallopt only sets allocator parameters.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);

@@ -53,6 +53,7 @@ pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), Stri
         Options {
             temporary: view.temporary(),
             progress: Progress::stderr("reading the capture"),
+            freeze: true,
             ..Options::default()
         },
     );

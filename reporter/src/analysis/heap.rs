@@ -36,60 +36,107 @@ impl Hasher for AddrHasher {
 
 type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
-/// Bits of a block's stack id (larger ids, which no tracker writes, count as unknown: 0).
-const STACK_BITS: u32 = 40;
-/// Bits of a block's thread index (larger indexes share the last value).
-const THREAD_BITS: u32 = 24;
-const NEWER: u64 = 1 << 63;
-
-/// A live heap block, packed in 24 bytes (the live heap of a large run holds millions).
+/// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Block {
     pub size: u64,
-    /// The event index of its allocation (1 for the capture's first event); the top bit says
-    /// that newer blocks at the same address wait in the overflow queue.
-    index_newer: u64,
-    /// Stack id (low 40 bits) and thread index (high 24 bits).
-    stack_thread: u64,
+    stack: u64,
+    thread: u32,
+    index: u64,
 }
 
 impl Block {
     pub fn new(size: u64, stack: u64, thread: u32, index: u64) -> Block {
-        let stack = if stack >> STACK_BITS != 0 { 0 } else { stack };
-        let thread = u64::from(thread).min((1 << THREAD_BITS) - 1);
         Block {
             size,
-            index_newer: index & !NEWER,
-            stack_thread: stack | (thread << STACK_BITS),
+            stack,
+            thread,
+            index,
         }
     }
 
     /// The allocation's stack id.
     #[inline]
     pub fn stack(&self) -> u64 {
-        self.stack_thread & ((1 << STACK_BITS) - 1)
+        self.stack
     }
 
     /// Index of the allocating thread.
     #[inline]
     pub fn thread(&self) -> u32 {
-        (self.stack_thread >> STACK_BITS) as u32
+        self.thread
     }
 
-    /// The event index of the allocation.
+    /// The event index of the allocation (1 for the capture's first event).
     #[inline]
     pub fn index(&self) -> u64 {
-        self.index_newer & !NEWER
+        self.index
+    }
+}
+
+const INDEX_BITS: u32 = 46;
+const THREAD_BITS: u32 = 16;
+/// Newer blocks at the same address wait in the overflow queue.
+const NEWER: u64 = 1 << 62;
+/// The block did not fit: it is in [`LiveHeap::wide`].
+const WIDE: u64 = 1 << 63;
+
+/// A block as the table keeps it, in 16 bytes (the live heap of a large run holds millions):
+/// size (32 bits) and stack id (32); event index (46), thread (16) and two flags. A block with
+/// a larger field is kept whole on the side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Packed {
+    size_stack: u64,
+    index_thread: u64,
+}
+
+impl Packed {
+    #[inline]
+    fn new(b: &Block) -> Option<Packed> {
+        let fits = b.size >> 32 == 0
+            && b.stack >> 32 == 0
+            && b.index >> INDEX_BITS == 0
+            && b.thread >> THREAD_BITS == 0;
+        fits.then(|| Packed {
+            size_stack: b.size | (b.stack << 32),
+            index_thread: b.index | (u64::from(b.thread) << INDEX_BITS),
+        })
+    }
+
+    const fn wide() -> Packed {
+        Packed {
+            size_stack: 0,
+            index_thread: WIDE,
+        }
+    }
+
+    #[inline]
+    fn is_wide(&self) -> bool {
+        self.index_thread & WIDE != 0
     }
 
     #[inline]
     fn has_newer(&self) -> bool {
-        self.index_newer & NEWER != 0
+        self.index_thread & NEWER != 0
     }
 
     #[inline]
     fn set_newer(&mut self, newer: bool) {
-        self.index_newer = self.index() | if newer { NEWER } else { 0 };
+        if newer {
+            self.index_thread |= NEWER;
+        } else {
+            self.index_thread &= !NEWER;
+        }
+    }
+
+    #[inline]
+    fn block(&self) -> Block {
+        Block {
+            size: self.size_stack & 0xFFFF_FFFF,
+            stack: self.size_stack >> 32,
+            thread: ((self.index_thread >> INDEX_BITS) & ((1 << THREAD_BITS) - 1)) as u32,
+            index: self.index_thread & ((1 << INDEX_BITS) - 1),
+        }
     }
 }
 
@@ -104,11 +151,25 @@ fn shard(addr: u64) -> usize {
     ((addr >> 16) as usize) % SHARDS
 }
 
+/// The table entry of the oldest block at `addr`; a block too wide to pack is kept in `wide`.
+#[inline]
+fn packed(wide: &mut HashMap<u64, Block>, addr: u64, block: Block) -> Packed {
+    match Packed::new(&block) {
+        Some(p) => p,
+        None => {
+            wide.insert(addr, block);
+            Packed::wide()
+        }
+    }
+}
+
 /// Live blocks by address. Two allocations at one address (threads whose events tie) are both
 /// kept; a free removes the older one.
 #[derive(Debug)]
 pub struct LiveHeap {
-    blocks: Vec<AddrMap<Block>>,
+    blocks: Vec<AddrMap<Packed>>,
+    /// Blocks too large to pack, by address (the oldest at the address only).
+    wide: HashMap<u64, Block>,
     newer: HashMap<u64, VecDeque<Block>>,
     bytes: u64,
     count: u64,
@@ -118,6 +179,7 @@ impl Default for LiveHeap {
     fn default() -> LiveHeap {
         LiveHeap {
             blocks: (0..SHARDS).map(|_| AddrMap::default()).collect(),
+            wide: HashMap::new(),
             newer: HashMap::new(),
             bytes: 0,
             count: 0,
@@ -140,7 +202,7 @@ impl LiveHeap {
         self.count += 1;
         match self.blocks[shard(addr)].entry(addr) {
             Entry::Vacant(v) => {
-                v.insert(block);
+                v.insert(packed(&mut self.wide, addr, block));
             }
             Entry::Occupied(mut o) => {
                 o.get_mut().set_newer(true);
@@ -155,17 +217,22 @@ impl LiveHeap {
         let Entry::Occupied(mut o) = self.blocks[shard(addr)].entry(addr) else {
             return None;
         };
-        let mut old = *o.get();
-        old.set_newer(false);
-        if o.get().has_newer() {
+        let head = *o.get();
+        let old = if head.is_wide() {
+            self.wide.remove(&addr)?
+        } else {
+            head.block()
+        };
+        if head.has_newer() {
             let queue = self.newer.get_mut(&addr);
             match queue.and_then(|q| q.pop_front().map(|b| (b, q.is_empty()))) {
-                Some((mut next, empty)) => {
-                    next.set_newer(!empty);
+                Some((next, empty)) => {
                     if empty {
                         self.newer.remove(&addr);
                     }
-                    *o.get_mut() = next;
+                    let mut p = packed(&mut self.wide, addr, next);
+                    p.set_newer(!empty);
+                    *o.get_mut() = p;
                 }
                 None => {
                     o.remove();
@@ -180,14 +247,21 @@ impl LiveHeap {
     }
 
     /// Every live block (the older first at a shared address).
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &Block)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Block)> + '_ {
         self.blocks
             .iter()
-            .flat_map(|m| m.iter().map(|(&a, b)| (a, b)))
+            .flat_map(|m| m.iter())
+            .filter_map(|(&a, p)| {
+                if p.is_wide() {
+                    self.wide.get(&a).map(|&b| (a, b))
+                } else {
+                    Some((a, p.block()))
+                }
+            })
             .chain(
                 self.newer
                     .iter()
-                    .flat_map(|(&a, q)| q.iter().map(move |b| (a, b))),
+                    .flat_map(|(&a, q)| q.iter().map(move |&b| (a, b))),
             )
     }
 }
@@ -206,8 +280,17 @@ mod tests {
         assert_eq!((h.bytes(), h.count()), (16, 1));
         assert_eq!(h.free(0x10).map(|b| b.size), Some(16));
         assert_eq!(h.free(0x10), None);
-        let b = Block::new(5, 1 << 41, 1 << 25, 9);
-        assert_eq!((b.stack(), b.thread(), b.index()), (0, (1 << 24) - 1, 9));
+        // Blocks too wide to pack, alone and sharing an address.
+        let wide = Block::new(1 << 40, 1 << 41, 1 << 25, 1 << 50);
+        h.alloc(0x20, wide);
+        h.alloc(0x20, Block::new(3, 4, 5, 6));
+        h.alloc(0x20, wide);
+        assert_eq!(h.iter().count(), 3);
+        assert_eq!(h.free(0x20), Some(wide));
+        assert_eq!(h.free(0x20), Some(Block::new(3, 4, 5, 6)));
+        assert_eq!(h.free(0x20), Some(wide));
+        assert_eq!(h.free(0x20), None);
+        assert_eq!((h.bytes(), h.count()), (0, 0));
         assert_eq!((h.bytes(), h.count()), (0, 0));
     }
 }

@@ -87,19 +87,28 @@ pub struct Options {
     pub temporary: Option<usize>,
     pub limits: BatchLimits,
     pub progress: Progress,
+    /// Free the live heap once read, keeping the sets at the peak and at exit
+    /// ([`replay::Replay::freeze`]).
+    pub freeze: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             temporary: None,
-            limits: BatchLimits::default(),
+            // Small batches: what is decoded and waiting stays small next to the live heap.
+            limits: BatchLimits {
+                bytes: 512 << 10,
+                ..BatchLimits::default()
+            },
             progress: Progress::none(),
+            freeze: false,
         }
     }
 }
 
-struct Analyzer {
+struct Analyzer<'a> {
+    capture: &'a Capture,
     progress: Progress,
     totals: Totals,
     tables: Tables,
@@ -107,7 +116,7 @@ struct Analyzer {
     threads: Vec<ThreadStats>,
 }
 
-impl Consumer for Analyzer {
+impl Consumer for Analyzer<'_> {
     type Summary = Totals;
 
     fn summarize(chunk: &DecodedChunk) -> Totals {
@@ -140,6 +149,10 @@ impl Consumer for Analyzer {
     fn events(&mut self, thread: usize, events: &[Event]) {
         self.replay.events(thread, events);
     }
+
+    fn decoded(&mut self, range: std::ops::Range<usize>) {
+        self.capture.release(range);
+    }
 }
 
 /// Reads the whole capture once.
@@ -167,6 +180,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     progress.set_length(index.chunks.len() as u64);
     let limits = options.limits;
     let mut analyzer = Analyzer {
+        capture,
         progress,
         totals: Totals::default(),
         tables: Tables::default(),
@@ -185,6 +199,9 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
     analyzer.progress.finish();
+    if options.freeze {
+        analyzer.replay.freeze();
+    }
     let mut warnings = index.warnings.clone();
     warnings.extend(report.warnings);
     if clock.guessed && report.events > 0 {

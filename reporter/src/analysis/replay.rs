@@ -42,15 +42,52 @@ pub struct Replay {
     exit_departed: Departures,
     /// Temporary allocations, when asked for.
     pub temporary: Option<Temporary>,
+    /// After [`Replay::freeze`]: what the live heap was needed for.
+    frozen: Option<Frozen>,
+}
+
+/// What a frozen replay keeps of its live heap.
+#[derive(Debug)]
+struct Frozen {
+    peak: AllocSet,
+    exit: AllocSet,
+    live_bytes: u64,
+    live_allocations: u64,
 }
 
 impl Replay {
     pub fn live_bytes(&self) -> u64 {
-        self.heap.bytes().wrapping_add(self.maps.bytes())
+        match &self.frozen {
+            Some(f) => f.live_bytes,
+            None => self.heap.bytes().wrapping_add(self.maps.bytes()),
+        }
     }
 
     pub fn live_allocations(&self) -> u64 {
-        self.heap.count() + self.maps.count()
+        match &self.frozen {
+            Some(f) => f.live_allocations,
+            None => self.heap.count() + self.maps.count(),
+        }
+    }
+
+    /// Once the capture is read: keeps the sets live at the peak and at exit and the live
+    /// totals, and frees the live heap (the largest memory of the replay). Replaying more
+    /// events afterwards is not meaningful.
+    pub fn freeze(&mut self) {
+        if self.frozen.is_some() {
+            return;
+        }
+        let frozen = Frozen {
+            peak: self.peak_set(),
+            exit: self.exit_set(),
+            live_bytes: self.live_bytes(),
+            live_allocations: self.live_allocations(),
+        };
+        self.heap = LiveHeap::default();
+        self.maps = Mappings::default();
+        self.peak_departed = Departures::default();
+        self.exit_departed = Departures::default();
+        self.frozen = Some(frozen);
     }
 
     /// A replay that also finds the temporary allocations (see [`Temporary`]).
@@ -63,6 +100,9 @@ impl Replay {
 
     /// The allocations live at the peak (exactly those: their total is `peak`).
     pub fn peak_set(&self) -> AllocSet {
+        if let Some(f) = &self.frozen {
+            return f.peak.clone();
+        }
         sets::live_at(
             self.peak.event_index,
             &self.heap,
@@ -73,6 +113,9 @@ impl Replay {
 
     /// The allocations live at the exit snapshot, or at the end without one.
     pub fn exit_set(&self) -> AllocSet {
+        if let Some(f) = &self.frozen {
+            return f.exit.clone();
+        }
         match self.exit {
             Some(e) => sets::live_at(e.event_index, &self.heap, &self.maps, &self.exit_departed),
             None => sets::live_at(u64::MAX, &self.heap, &self.maps, &Departures::default()),
