@@ -149,15 +149,7 @@ const ALWAYS_LISTED: usize = 9;
 
 /// Builds the report of every allocation, resolving the top locations.
 pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport {
-    let all = ViewOptions {
-        view: View::All,
-        ..ViewOptions::default()
-    };
-    match build_view(capture, analysis, top, &all) {
-        Ok(r) => r,
-        // Without a thread filter a view always exists.
-        Err(_) => unreachable!("the view of every allocation"),
-    }
+    build_threads(capture, analysis, top, View::All, None, false)
 }
 
 /// The top locations of a set by live bytes, each with its heaviest stack.
@@ -185,8 +177,29 @@ pub fn build_view(
     top: usize,
     opts: &ViewOptions,
 ) -> Result<StatsReport, String> {
-    let selection = views::select(analysis, opts)?;
-    let peak_set: AllocSet = views::filtered(analysis, opts, analysis.replay.peak_set())?.set;
+    let threads = views::kept_threads(analysis, opts)?;
+    Ok(build_threads(
+        capture,
+        analysis,
+        top,
+        opts.view,
+        threads,
+        opts.split_threads,
+    ))
+}
+
+/// Builds the report of `view` for the threads `threads` (all when None); `split_threads`: with
+/// each thread's top locations at the peak.
+fn build_threads(
+    capture: &Capture,
+    analysis: &Analysis,
+    top: usize,
+    view: View,
+    threads: Option<Vec<u32>>,
+    split_threads: bool,
+) -> StatsReport {
+    let peak_set: AllocSet = views::select_threads(analysis, View::Peak, threads.clone()).set;
+    let selection = views::select_threads(analysis, view, threads);
     let view_stacks = selection.set.by_stack();
     let header = &capture.header;
     let totals = &analysis.totals;
@@ -243,9 +256,8 @@ pub fn build_view(
         }
         let mine = peak_set.filter_threads(|x| x == i);
         let at_peak = mine.total();
-        let top_at_peak = opts
-            .split_threads
-            .then(|| top_rows(&mine.by_stack(), tables, &mut symbolizer, top));
+        let top_at_peak =
+            split_threads.then(|| top_rows(&mine.by_stack(), tables, &mut symbolizer, top));
         threads.push(ThreadRow {
             tid: t.tid,
             name: t.name.clone(),
@@ -262,7 +274,7 @@ pub fn build_view(
     let mut warnings = analysis.warnings.clone();
     warnings.extend(symbolizer.warnings);
 
-    Ok(StatsReport {
+    StatsReport {
         capture: capture.path().display().to_string(),
         format_version: capture.format_version(),
         command: argv.join(" "),
@@ -297,5 +309,5 @@ pub fn build_view(
         temporary_threshold: selection.threshold,
         complete: analysis.complete(),
         warnings,
-    })
+    }
 }

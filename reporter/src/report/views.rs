@@ -95,7 +95,21 @@ pub struct Selection {
 
 /// The allocations of `view` in an analysis, keeping the threads `--thread` names.
 pub fn select(analysis: &Analysis, opts: &ViewOptions) -> Result<Selection, String> {
-    let set = match opts.view {
+    let threads = kept_threads(analysis, opts)?;
+    Ok(select_threads(analysis, opts.view, threads))
+}
+
+/// The thread indexes `--thread` names (None: every thread).
+pub fn kept_threads(analysis: &Analysis, opts: &ViewOptions) -> Result<Option<Vec<u32>>, String> {
+    opts.thread
+        .as_deref()
+        .map(|which| threads_named(&analysis.threads, which))
+        .transpose()
+}
+
+/// The allocations of `view`, of the threads `threads` (every thread when None).
+pub fn select_threads(analysis: &Analysis, view: View, threads: Option<Vec<u32>>) -> Selection {
+    let set = match view {
         View::All => analysis.all_set(),
         View::Peak => analysis.replay.peak_set(),
         View::Leaks => analysis.replay.exit_set(),
@@ -106,30 +120,17 @@ pub fn select(analysis: &Analysis, opts: &ViewOptions) -> Result<Selection, Stri
             .map(|t| t.set.clone())
             .unwrap_or_default(),
     };
-    filtered(analysis, opts, set)
-}
-
-/// `set` with the threads `--thread` names, as a selection of `opts.view`.
-pub fn filtered(
-    analysis: &Analysis,
-    opts: &ViewOptions,
-    set: AllocSet,
-) -> Result<Selection, String> {
-    let threads = match &opts.thread {
-        Some(which) => Some(threads_named(&analysis.threads, which)?),
-        None => None,
-    };
     let set = match &threads {
         Some(keep) => set.filter_threads(|t| keep.contains(&t)),
         None => set,
     };
-    Ok(Selection {
-        view: opts.view,
+    Selection {
+        view,
         total: set.total(),
         set,
         threads,
         threshold: analysis.replay.temporary.as_ref().map(|t| t.threshold()),
-    })
+    }
 }
 
 /// A sentence naming what a selection holds, for the first line of a report.
