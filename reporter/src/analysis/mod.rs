@@ -151,7 +151,11 @@ impl Consumer for Analyzer<'_> {
     }
 
     fn decoded(&mut self, range: std::ops::Range<usize>) {
-        self.capture.release(range);
+        // A page fault maps the pages around it too (64 KiB by default): release those with
+        // the chunk, or they stay mapped once their own chunk is gone.
+        const AROUND: usize = 128 << 10;
+        self.capture
+            .release(range.start.saturating_sub(AROUND)..range.end.saturating_add(AROUND));
     }
 }
 
@@ -174,7 +178,10 @@ pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
 /// Reads the whole capture once, as `options` say. A progress bar counts chunks.
 pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let file = capture.bytes();
-    let index = scan::scan(file, capture.data_start());
+    // The scan brings in pages all over the file (the system maps neighbours of each page
+    // read): let them go as it goes; decoding reads each chunk again once.
+    let index = scan::scan_releasing(file, capture.data_start(), |upto| capture.release(0..upto));
+    capture.release(0..file.len());
     let clock = Clock::new(&capture.header, index.latest_pair);
     let mut progress = options.progress;
     progress.set_length(index.chunks.len() as u64);
