@@ -149,3 +149,35 @@ pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &Departur
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn departures_fold_by_stack_and_clear() {
+        let mut d = Departures::default();
+        let n = 3 * FOLD_AT as u64 + 5;
+        for i in 0..n {
+            d.push(Departed {
+                stack: i % 3,
+                thread: 0,
+                bytes: 10,
+                count: 1,
+            });
+        }
+        assert!(d.recent.len() <= FOLD_AT && d.folded.len() == 3);
+        let set = live_at(0, &LiveHeap::default(), &Mappings::default(), &d);
+        assert_eq!(
+            set.total(),
+            Sum {
+                count: n,
+                bytes: 10 * n
+            }
+        );
+        assert_eq!(set.groups[&(1, 0)].count, n / 3 + u64::from(n % 3 > 1));
+        d.clear();
+        let set = live_at(0, &LiveHeap::default(), &Mappings::default(), &d);
+        assert_eq!(set.total(), Sum::default());
+    }
+}
