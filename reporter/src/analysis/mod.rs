@@ -153,7 +153,7 @@ impl Consumer for Analyzer<'_> {
     fn decoded(&mut self, range: std::ops::Range<usize>) {
         // A page fault maps the pages around it too (64 KiB by default): release those with
         // the chunk, or they stay mapped once their own chunk is gone.
-        const AROUND: usize = 128 << 10;
+        const AROUND: usize = 64 << 10;
         self.capture
             .release(range.start.saturating_sub(AROUND)..range.end.saturating_add(AROUND));
     }

@@ -6,7 +6,7 @@ use super::event::Event;
 use std::sync::Mutex;
 
 /// Buffers kept at most (about as many as are decoded and waiting at a time).
-const KEPT: usize = 4;
+const KEPT: usize = 8;
 
 static POOL: Mutex<Vec<Vec<Event>>> = Mutex::new(Vec::new());
 
