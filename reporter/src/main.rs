@@ -46,6 +46,9 @@ fn main() {
     // SAFETY: mallopt only sets allocator parameters.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        // ... and the smaller buffers of each decoded chunk stay with the allocator instead of
+        // going back and faulting in again for the next chunk.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
