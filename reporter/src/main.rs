@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_reporter::{run, stats};
+use memtrace_reporter::{run, stats, summary, tree};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,7 +16,11 @@ Examples:
   memtrace run -m http.server 8000    a module (and -c CODE), as python -m / -c would run it
   memtrace run -o out.bin --python .venv/bin/python script.py
   memtrace stats out.bin              summary: totals, peak, leaks, top locations
-  memtrace stats --json out.bin"
+  memtrace stats --json out.bin
+  memtrace tree out.bin               the call tree of the memory live at the peak
+  memtrace tree --leaks --text out.bin   what is still live at exit, as text
+  memtrace summary -s own out.bin     functions by the bytes they allocated, at the peak
+  memtrace summary --temporary out.bin   allocations freed right after they were made"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,9 +33,23 @@ enum Command {
     Run(run::RunArgs),
     /// Summarize a capture: totals, peak memory, leaks, sizes, top allocation sites and modules, threads
     Stats(stats::StatsArgs),
+    /// The call tree of the memory live at the peak (or at exit, or of temporary allocations)
+    Tree(tree::TreeArgs),
+    /// Functions by own and total bytes at the peak (or at exit, or of temporary allocations)
+    Summary(summary::SummaryArgs),
 }
 
 fn main() {
+    // Large buffers (the live heap's tables as they grow) go back to the system when freed:
+    // glibc would otherwise raise its mmap threshold after the first ones and keep them in its
+    // arenas. Decoded event buffers are used again (capture::pool).
+    // SAFETY: mallopt only sets allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        // ... and the smaller buffers of each decoded chunk stay with the allocator instead of
+        // going back and faulting in again for the next chunk.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => match e.kind() {
@@ -59,6 +77,8 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run::execute(args),
         Command::Stats(args) => stats::execute(args),
+        Command::Tree(args) => tree::execute(args),
+        Command::Summary(args) => summary::execute(args),
     };
     std::process::exit(code);
 }

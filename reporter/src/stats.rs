@@ -4,6 +4,8 @@ use crate::analysis;
 use crate::capture::{Capture, CaptureError};
 use crate::report::stats::{self, StatsReport};
 use crate::report::text;
+use crate::report::views::{View, ViewOptions};
+use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -14,13 +16,20 @@ Examples:
   memtrace stats out.bin
   memtrace stats -n 20 out.bin
   memtrace stats --json out.bin | jq .peak_bytes
+  memtrace stats --leaks out.bin            top lists of what is still live at exit
+  memtrace stats --temporary out.bin        top lists of temporary allocations
+  memtrace stats --threads out.bin          each thread's top locations at the peak
+  memtrace stats --thread worker-1 out.bin  one thread's allocations
 
 JSON keys: capture, format_version, command, argv, exe, pid, duration_s, total_allocations,
 total_bytes, total_frees, peak_bytes, peak_allocations, peak_time_s, leaked_bytes,
 leaked_allocations, leaks_at, histogram [{lo, hi, count, bytes}], allocators {name: count},
 top_by_size and top_by_count [{location, function, file, line, bytes, count, stack}],
-top_modules [{module, file, bytes, count}], threads [{tid, name, allocations, bytes}], complete,
-warnings. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
+top_modules [{module, file, bytes, count}], top_at_peak (as top_by_size, live bytes at the
+peak), threads [{tid, name, allocations, bytes, peak_bytes, peak_allocations, top_at_peak (with
+--threads, else null)}], view (all, leaks, temporary: what top_by_size, top_by_count and
+top_modules count), view_bytes, view_allocations, temporary_threshold, complete, warnings.
+--thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
 top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
 where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
 (json.decoder), or the native module of a stack without one (libc.so.6), or <unknown>.")]
@@ -34,6 +43,8 @@ pub struct StatsArgs {
     /// Print one JSON object instead of text (warnings go into it, not to stderr)
     #[arg(long = "json")]
     pub json: bool,
+    #[command(flatten)]
+    pub view: ViewArgs,
 }
 
 /// Reads a capture and builds its stats report.
@@ -41,6 +52,12 @@ pub fn report(path: &Path, top: usize) -> Result<StatsReport, CaptureError> {
     let capture = Capture::open(path)?;
     let analysis = analysis::analyze(&capture);
     Ok(stats::build(&capture, &analysis, top))
+}
+
+/// Reads a capture and builds the stats report of a view; errors are the line to print.
+pub fn report_view(path: &Path, top: usize, view: &ViewOptions) -> Result<StatsReport, String> {
+    let (capture, analysis) = view_args::load(path, view)?;
+    stats::build_view(&capture, &analysis, top, view)
 }
 
 fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
@@ -57,7 +74,7 @@ fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
 
 /// Runs `memtrace stats`; returns the exit status.
 pub fn execute(args: StatsArgs) -> i32 {
-    let r = match report(&args.file, args.top) {
+    let r = match report_view(&args.file, args.top, &args.view.options(View::All)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("memtrace: {e}");

@@ -120,6 +120,11 @@ fn json_has_every_key() {
         "top_by_count",
         "top_modules",
         "threads",
+        "top_at_peak",
+        "view",
+        "view_bytes",
+        "view_allocations",
+        "temporary_threshold",
         "complete",
         "warnings",
     ] {
@@ -158,12 +163,20 @@ fn json_has_every_key() {
     );
     assert_eq!(
         v["threads"],
-        serde_json::json!([{"tid": 77, "name": "main", "allocations": 3, "bytes": 10292}])
+        serde_json::json!([{"tid": 77, "name": "main", "allocations": 3, "bytes": 10292,
+            "peak_bytes": 2000 + 8192, "peak_allocations": 2, "top_at_peak": null}])
     );
     assert!(
         v["startup_bytes"].is_null(),
         "a native capture has no script start"
     );
+    assert_eq!(v["view"], "all");
+    assert_eq!(
+        (v["view_bytes"].as_u64(), v["view_allocations"].as_u64()),
+        (Some(10292), Some(3))
+    );
+    assert_eq!(v["top_at_peak"][0]["bytes"], 2000 + 8192);
+    assert_eq!(v["top_at_peak"][0]["count"], 2);
 }
 
 #[test]

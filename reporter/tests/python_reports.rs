@@ -444,7 +444,9 @@ fn text_report_shows_callers_and_modules() {
     let by_count = text
         .split("by number of allocations:")
         .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
         .expect("the list by count");
+    assert!(by_count.contains("allocations"), "{by_count}");
     assert!(!by_count.contains('←'), "{by_count}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_memtrace"))

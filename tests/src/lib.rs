@@ -145,3 +145,32 @@ impl Delta {
         allocator(&self.run, name) - allocator(&self.base, name)
     }
 }
+
+/// `memtrace ARGS... CAPTURE` (a report with `--json`), parsed.
+pub fn report(args: &[&str], capture: &Path) -> Value {
+    let out = Command::new(memtrace_bin())
+        .args(args)
+        .arg(capture)
+        .output()
+        .expect("memtrace runs");
+    assert!(
+        out.status.success(),
+        "memtrace {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the report prints JSON")
+}
+
+/// Bytes and allocations of the nodes of a `tree --json` tree whose function is `function`
+/// (nodes nested in one another counted once, at the outermost).
+pub fn node_sum(node: &Value, function: &str) -> (i64, i64) {
+    if node["function"].as_str() == Some(function) {
+        return (num(node, "bytes"), num(node, "allocations"));
+    }
+    let mut sum = (0, 0);
+    for c in node["children"].as_array().into_iter().flatten() {
+        let (b, a) = node_sum(c, function);
+        sum = (sum.0 + b, sum.1 + a);
+    }
+    sum
+}

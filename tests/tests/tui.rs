@@ -201,7 +201,6 @@ fn assert_quit_cleanly(tmux: &Tmux) {
 }
 
 #[test]
-#[ignore = "needs memtrace tree (branch reports)"]
 fn browses_the_peak_in_tmux() {
     if !have_tmux() {
         return;
@@ -279,7 +278,6 @@ fn browses_the_peak_in_tmux() {
 }
 
 #[test]
-#[ignore = "needs memtrace tree (branch reports)"]
 fn ctrl_c_quits_and_restores_the_terminal() {
     if !have_tmux() {
         return;
@@ -293,7 +291,6 @@ fn ctrl_c_quits_and_restores_the_terminal() {
 }
 
 #[test]
-#[ignore = "needs memtrace tree (branch reports)"]
 fn a_termination_signal_quits_and_restores_the_terminal() {
     if !have_tmux() {
         return;
@@ -329,7 +326,6 @@ fn ui_process(tmux: &Tmux) -> i32 {
 }
 
 #[test]
-#[ignore = "needs memtrace tree (branch reports)"]
 fn a_terminal_that_goes_away_ends_the_ui() {
     if !have_tmux() {
         return;

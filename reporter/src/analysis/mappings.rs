@@ -9,6 +9,9 @@ pub struct Mapping {
     pub len: u64,
     pub stack: u64,
     pub thread: u32,
+    /// The event index of the mmap (or mremap) that made it; the pieces of a split mapping keep
+    /// it.
+    pub index: u64,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +54,19 @@ impl Mappings {
 
     /// Removes `[addr, addr + len)` from every tracked mapping; returns the bytes removed.
     pub fn remove(&mut self, addr: u64, len: u64) -> u64 {
+        self.remove_each(addr, len, |_, _, _| {})
+    }
+
+    /// Removes `[addr, addr + len)` from every tracked mapping and calls `removed(piece, bytes,
+    /// pieces)` for each piece it touched: the bytes taken from it, and how many pieces fewer
+    /// there are now (1 when it went entirely, 0 when it shrank, -1 when it was split in two).
+    /// Returns the bytes removed.
+    pub fn remove_each(
+        &mut self,
+        addr: u64,
+        len: u64,
+        mut removed_from: impl FnMut(&Mapping, u64, i64),
+    ) -> u64 {
         let end = addr.saturating_add(len);
         if end <= addr {
             return 0;
@@ -66,13 +82,18 @@ impl Mappings {
         for (s, m) in hits {
             self.map.remove(&s);
             let e = s.saturating_add(m.len);
+            let mut left = 1;
             if s < addr {
                 self.map.insert(s, Mapping { len: addr - s, ..m });
+                left -= 1;
             }
             if e > end {
                 self.map.insert(end, Mapping { len: e - end, ..m });
+                left -= 1;
             }
-            removed += e.min(end) - s.max(addr);
+            let bytes = e.min(end) - s.max(addr);
+            removed_from(&m, bytes, left);
+            removed += bytes;
         }
         self.bytes -= removed;
         removed
@@ -92,6 +113,7 @@ mod tests {
             len,
             stack: 0,
             thread: 0,
+            index: 1,
         }
     }
 
@@ -107,6 +129,22 @@ mod tests {
         assert!(!maps.overlaps(0x11000, 0x1000));
         assert_eq!(maps.remove(0x10000, 0x100000), 0x1800);
         assert_eq!((maps.bytes(), maps.count()), (0, 0));
+    }
+
+    #[test]
+    fn removal_reports_each_piece() {
+        let mut maps = Mappings::default();
+        maps.add(0x10000, m(0x4000));
+        maps.add(0x20000, m(0x1000));
+        let mut seen = Vec::new();
+        // A hole in the middle of the first: split in two (one piece more).
+        maps.remove_each(0x11000, 0x1000, |p, b, n| seen.push((p.len, b, n)));
+        assert_eq!(seen, vec![(0x4000, 0x1000, -1)]);
+        seen.clear();
+        // The end of the first's second piece, and the whole second mapping.
+        maps.remove_each(0x13000, 0x10000, |p, b, n| seen.push((p.len, b, n)));
+        assert_eq!(seen, vec![(0x2000, 0x1000, 0), (0x1000, 0x1000, 1)]);
+        assert_eq!((maps.bytes(), maps.count()), (0x2000, 2));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 pub mod heap;
 pub mod mappings;
 pub mod replay;
+pub mod sets;
 pub mod tables;
+pub mod temporary;
 pub mod totals;
 
 use crate::capture::clock::Clock;
@@ -13,7 +15,10 @@ use crate::capture::event::Event;
 use crate::capture::scan::{self, Index};
 use crate::capture::stream::{self, BatchLimits, Consumer};
 use crate::capture::Capture;
+use crate::progress::Progress;
+use hashbrown::HashMap;
 use replay::{Replay, Snapshot};
+use sets::AllocSet;
 use tables::Tables;
 use totals::{Sum, Totals};
 
@@ -25,6 +30,8 @@ pub struct ThreadStats {
     /// The last thread name record of the thread.
     pub name: Option<String>,
     pub allocs: Sum,
+    /// The thread's allocations per stack id.
+    pub by_stack: HashMap<u64, Sum>,
 }
 
 /// Everything the reports need, from one pass over a capture.
@@ -53,6 +60,17 @@ impl Analysis {
         })
     }
 
+    /// Every allocation of the capture by (stack, thread).
+    pub fn all_set(&self) -> AllocSet {
+        let mut set = AllocSet::default();
+        for (i, t) in self.threads.iter().enumerate() {
+            for (&stack, &sum) in &t.by_stack {
+                set.groups.insert((stack, i as u32), sum);
+            }
+        }
+        set
+    }
+
     /// Whether the capture ended properly (a trailer, no write failure).
     pub fn complete(&self) -> bool {
         self.index.complete()
@@ -63,14 +81,42 @@ impl Analysis {
     }
 }
 
-struct Analyzer {
+/// What a pass computes besides the defaults, and how it shows progress.
+pub struct Options {
+    /// Find the temporary allocations with this threshold (see [`temporary::Temporary`]).
+    pub temporary: Option<usize>,
+    pub limits: BatchLimits,
+    pub progress: Progress,
+    /// Free the live heap once read, keeping the sets at the peak and at exit
+    /// ([`replay::Replay::freeze`]).
+    pub freeze: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            temporary: None,
+            // Small batches: what is decoded and waiting stays small next to the live heap.
+            limits: BatchLimits {
+                bytes: 512 << 10,
+                ..BatchLimits::default()
+            },
+            progress: Progress::none(),
+            freeze: false,
+        }
+    }
+}
+
+struct Analyzer<'a> {
+    capture: &'a Capture,
+    progress: Progress,
     totals: Totals,
     tables: Tables,
     replay: Replay,
     threads: Vec<ThreadStats>,
 }
 
-impl Consumer for Analyzer {
+impl Consumer for Analyzer<'_> {
     type Summary = Totals;
 
     fn summarize(chunk: &DecodedChunk) -> Totals {
@@ -83,6 +129,7 @@ impl Consumer for Analyzer {
         tables: ChunkTables,
         summary: Option<Totals>,
     ) {
+        self.progress.inc(1);
         let name = self.tables.absorb(tables);
         let Some(t) = thread.and_then(|t| self.threads.get_mut(t)) else {
             return;
@@ -92,12 +139,23 @@ impl Consumer for Analyzer {
         }
         if let Some(s) = summary {
             t.allocs.merge(s.allocs);
+            for (&stack, &sum) in &s.by_stack {
+                t.by_stack.entry(stack).or_default().merge(sum);
+            }
             self.totals.merge(s);
         }
     }
 
     fn events(&mut self, thread: usize, events: &[Event]) {
         self.replay.events(thread, events);
+    }
+
+    fn decoded(&mut self, range: std::ops::Range<usize>) {
+        // A page fault maps the pages around it too (64 KiB by default): release those with
+        // the chunk, or they stay mapped once their own chunk is gone.
+        const AROUND: usize = 64 << 10;
+        self.capture
+            .release(range.start.saturating_sub(AROUND)..range.end.saturating_add(AROUND));
     }
 }
 
@@ -108,13 +166,32 @@ pub fn analyze(capture: &Capture) -> Analysis {
 
 /// Reads the whole capture once, decoding `limits` at a time.
 pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
+    analyze_options(
+        capture,
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+}
+
+/// Reads the whole capture once, as `options` say. A progress bar counts chunks.
+pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let file = capture.bytes();
-    let index = scan::scan(file, capture.data_start());
+    // The scan brings in pages all over the file (the system maps neighbours of each page
+    // read): let them go as it goes; decoding reads each chunk again once.
+    let index = scan::scan_releasing(file, capture.data_start(), |upto| capture.release(0..upto));
+    capture.release(0..file.len());
     let clock = Clock::new(&capture.header, index.latest_pair);
+    let mut progress = options.progress;
+    progress.set_length(index.chunks.len() as u64);
+    let limits = options.limits;
     let mut analyzer = Analyzer {
+        capture,
+        progress,
         totals: Totals::default(),
         tables: Tables::default(),
-        replay: Replay::default(),
+        replay: Replay::with_temporary(options.temporary),
         threads: index
             .threads
             .iter()
@@ -123,10 +200,15 @@ pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
                 tid: t.tid,
                 name: None,
                 allocs: Sum::default(),
+                by_stack: HashMap::new(),
             })
             .collect(),
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
+    analyzer.progress.finish();
+    if options.freeze {
+        analyzer.replay.freeze();
+    }
     let mut warnings = index.warnings.clone();
     warnings.extend(report.warnings);
     if clock.guessed && report.events > 0 {

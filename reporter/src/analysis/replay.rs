@@ -3,6 +3,8 @@
 
 use super::heap::{Block, LiveHeap};
 use super::mappings::{Mapping, Mappings};
+use super::sets::{self, AllocSet, Departed, Departures};
+use super::temporary::Temporary;
 use crate::capture::event::{code, Event};
 use memtrace_format::{Allocator, Marker};
 
@@ -33,15 +35,124 @@ pub struct Replay {
     pub events: u64,
     /// The first half of an mremap moved a tracked mapping: its second half adds the new one.
     remap_pending: bool,
+    /// What was live at the peak and has gone since (emptied at every new peak: bounded by
+    /// what was live at the peak).
+    peak_departed: Departures,
+    /// What was live at the exit snapshot and has gone since.
+    exit_departed: Departures,
+    /// Temporary allocations, when asked for.
+    pub temporary: Option<Temporary>,
+    /// After [`Replay::freeze`]: what the live heap was needed for.
+    frozen: Option<Frozen>,
+}
+
+/// What a frozen replay keeps of its live heap.
+#[derive(Debug)]
+struct Frozen {
+    peak: AllocSet,
+    exit: AllocSet,
+    live_bytes: u64,
+    live_allocations: u64,
 }
 
 impl Replay {
     pub fn live_bytes(&self) -> u64 {
-        self.heap.bytes().wrapping_add(self.maps.bytes())
+        match &self.frozen {
+            Some(f) => f.live_bytes,
+            None => self.heap.bytes().wrapping_add(self.maps.bytes()),
+        }
     }
 
     pub fn live_allocations(&self) -> u64 {
-        self.heap.count() + self.maps.count()
+        match &self.frozen {
+            Some(f) => f.live_allocations,
+            None => self.heap.count() + self.maps.count(),
+        }
+    }
+
+    /// Once the capture is read: keeps the sets live at the peak and at exit and the live
+    /// totals, and frees the live heap (the largest memory of the replay). Replaying more
+    /// events afterwards is not meaningful.
+    pub fn freeze(&mut self) {
+        if self.frozen.is_some() {
+            return;
+        }
+        let frozen = Frozen {
+            peak: self.peak_set(),
+            exit: self.exit_set(),
+            live_bytes: self.live_bytes(),
+            live_allocations: self.live_allocations(),
+        };
+        self.heap = LiveHeap::default();
+        self.maps = Mappings::default();
+        self.peak_departed = Departures::default();
+        self.exit_departed = Departures::default();
+        self.frozen = Some(frozen);
+    }
+
+    /// A replay that also finds the temporary allocations (see [`Temporary`]).
+    pub fn with_temporary(threshold: Option<usize>) -> Replay {
+        Replay {
+            temporary: threshold.map(Temporary::new),
+            ..Replay::default()
+        }
+    }
+
+    /// The allocations live at the peak (exactly those: their total is `peak`).
+    pub fn peak_set(&self) -> AllocSet {
+        if let Some(f) = &self.frozen {
+            return f.peak.clone();
+        }
+        sets::live_at(
+            self.peak.event_index,
+            &self.heap,
+            &self.maps,
+            &self.peak_departed,
+        )
+    }
+
+    /// The allocations live at the exit snapshot, or at the end without one.
+    pub fn exit_set(&self) -> AllocSet {
+        if let Some(f) = &self.frozen {
+            return f.exit.clone();
+        }
+        match self.exit {
+            Some(e) => sets::live_at(e.event_index, &self.heap, &self.maps, &self.exit_departed),
+            None => sets::live_at(u64::MAX, &self.heap, &self.maps, &Departures::default()),
+        }
+    }
+
+    /// Records that part of an allocation made at event `index` went, for the moments it was
+    /// live at.
+    #[inline]
+    fn departed(&mut self, index: u64, d: Departed) {
+        if index <= self.peak.event_index {
+            self.peak_departed.push(d);
+        }
+        if let Some(e) = &self.exit {
+            if index <= e.event_index {
+                self.exit_departed.push(d);
+            }
+        }
+    }
+
+    /// Unmaps `[addr, addr + len)`.
+    fn unmap(&mut self, addr: u64, len: u64) {
+        let mut gone: Vec<(u64, Departed)> = Vec::new();
+        self.maps.remove_each(addr, len, |m, bytes, count| {
+            gone.push((
+                m.index,
+                Departed {
+                    stack: m.stack,
+                    thread: m.thread,
+                    bytes,
+                    count,
+                },
+            ))
+        });
+        for (index, d) in gone {
+            self.departed(index, d);
+        }
     }
 
     fn snapshot(&self, tick: u64, event_index: u64) -> Snapshot {
@@ -58,7 +169,22 @@ impl Replay {
         let live = self.live_bytes();
         if live > self.peak.bytes {
             self.peak = self.snapshot(tick, event_index);
+            self.peak_departed.clear();
         }
+    }
+
+    /// Adds the mapping of an mmap or of an mremap's new half (replacing what it overlaps).
+    fn map(&mut self, ev: &Event, thread: u32, index: u64) {
+        self.unmap(ev.addr, ev.size);
+        self.maps.add(
+            ev.addr,
+            Mapping {
+                len: ev.size,
+                stack: ev.stack(),
+                thread,
+                index,
+            },
+        );
     }
 
     /// Replays a run of events of thread `thread`.
@@ -70,43 +196,45 @@ impl Replay {
             let c = ev.code();
             if c < code::ALLOC_END {
                 if c == Allocator::Mmap as u8 {
-                    self.maps.add(
-                        ev.addr,
-                        Mapping {
-                            len: ev.size,
-                            stack: ev.stack(),
-                            thread,
-                        },
-                    );
+                    self.map(ev, thread, index);
                 } else {
                     self.heap
-                        .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, c));
+                        .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, index));
+                    if let Some(t) = &mut self.temporary {
+                        t.allocated(thread, ev.addr, index);
+                    }
                 }
                 self.check_peak(ev.tick, index);
                 continue;
             }
             match c {
                 code::FREE | code::PY_FREE => {
-                    self.heap.free(ev.addr);
+                    if let Some(b) = self.heap.free(ev.addr) {
+                        self.departed(
+                            b.index(),
+                            Departed {
+                                stack: b.stack(),
+                                thread: b.thread(),
+                                bytes: b.size,
+                                count: 1,
+                            },
+                        );
+                        if let Some(t) = &mut self.temporary {
+                            t.freed(thread, ev.addr, &b);
+                        }
+                    }
                 }
                 code::MUNMAP => {
-                    self.maps.remove(ev.addr, ev.size);
+                    self.unmap(ev.addr, ev.size);
                 }
                 code::MREMAP_OLD => {
                     self.remap_pending = self.maps.overlaps(ev.addr, ev.size);
                     if self.remap_pending {
-                        self.maps.remove(ev.addr, ev.size);
+                        self.unmap(ev.addr, ev.size);
                     }
                 }
                 code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
-                    self.maps.add(
-                        ev.addr,
-                        Mapping {
-                            len: ev.size,
-                            stack: ev.stack(),
-                            thread,
-                        },
-                    );
+                    self.map(ev, thread, index);
                     self.check_peak(ev.tick, index);
                 }
                 code::MARKER
@@ -125,5 +253,145 @@ impl Replay {
             }
         }
         self.events = base + events.len() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::totals::Sum;
+
+    fn alloc(addr: u64, size: u64, stack: u64) -> Event {
+        Event::new(Allocator::Malloc as u8, 0, addr, size, stack)
+    }
+    fn free(addr: u64) -> Event {
+        Event::new(code::FREE, 0, addr, 0, 0)
+    }
+    fn mmap(addr: u64, size: u64, stack: u64) -> Event {
+        Event::new(Allocator::Mmap as u8, 0, addr, size, stack)
+    }
+    fn munmap(addr: u64, size: u64) -> Event {
+        Event::new(code::MUNMAP, 0, addr, size, 0)
+    }
+    fn sum(set: &AllocSet, stack: u64, thread: u32) -> (u64, u64) {
+        let s = set
+            .groups
+            .get(&(stack, thread))
+            .copied()
+            .unwrap_or_default();
+        (s.bytes, s.count)
+    }
+
+    #[test]
+    fn the_peak_set_is_what_was_live_at_the_peak() {
+        let mut r = Replay::default();
+        r.events(0, &[alloc(0x100, 100, 1), alloc(0x200, 50, 2)]);
+        r.events(1, &[alloc(0x300, 30, 3)]); // peak: 180 in three
+        r.events(0, &[free(0x100), alloc(0x400, 60, 4), free(0x200)]);
+        r.events(1, &[free(0x300), alloc(0x500, 10, 5)]);
+        assert_eq!(
+            (r.peak.bytes, r.peak.allocations, r.peak.event_index),
+            (180, 3, 3)
+        );
+        let set = r.peak_set();
+        assert_eq!(
+            set.total(),
+            Sum {
+                count: 3,
+                bytes: 180
+            }
+        );
+        assert_eq!(sum(&set, 1, 0), (100, 1));
+        assert_eq!(sum(&set, 3, 1), (30, 1));
+        assert_eq!(sum(&set, 4, 0), (0, 0));
+        // At the end, exit set is the live heap.
+        assert_eq!(
+            r.exit_set().total(),
+            Sum {
+                count: 2,
+                bytes: 70
+            }
+        );
+    }
+
+    #[test]
+    fn a_peak_at_the_very_end_and_a_realloc_in_place() {
+        let mut r = Replay::default();
+        r.events(
+            0,
+            &[alloc(0x100, 100, 1), free(0x100), alloc(0x100, 150, 2)],
+        );
+        r.events(0, &[free(0x100), alloc(0x100, 20, 3), alloc(0x200, 200, 4)]);
+        assert_eq!(r.peak.bytes, 220);
+        let set = r.peak_set();
+        assert_eq!(
+            set.total(),
+            Sum {
+                count: 2,
+                bytes: 220
+            }
+        );
+        assert_eq!(sum(&set, 3, 0), (20, 1));
+    }
+
+    #[test]
+    fn partial_unmaps_before_and_after_the_peak() {
+        let mut r = Replay::default();
+        r.events(
+            0,
+            &[
+                mmap(0x10000, 0x4000, 1),
+                munmap(0x11000, 0x1000),  // split: two pieces, 0x3000
+                mmap(0x20000, 0x2000, 2), // peak 0x5000 in three pieces
+                munmap(0x10000, 0x1000),
+                munmap(0x21000, 0x800),
+                munmap(0x20000, 0x1000),
+            ],
+        );
+        assert_eq!((r.peak.bytes, r.peak.allocations), (0x5000, 3));
+        let set = r.peak_set();
+        assert_eq!(sum(&set, 1, 0), (0x3000, 2));
+        assert_eq!(sum(&set, 2, 0), (0x2000, 1));
+        assert_eq!(
+            r.exit_set().total(),
+            Sum {
+                count: 2,
+                bytes: 0x2800
+            }
+        );
+    }
+
+    #[test]
+    fn the_exit_snapshot_set_and_temporaries() {
+        let mut r = Replay::with_temporary(Some(1));
+        let exit = Event::new(code::MARKER, 0, 0, 1, 0);
+        r.events(
+            0,
+            &[
+                alloc(0x100, 8, 1),
+                free(0x100), // temporary
+                alloc(0x200, 16, 2),
+                alloc(0x300, 32, 3),
+                free(0x200), // not: one allocation in between
+                exit,
+                free(0x300), // temporary: still the latest allocation
+            ],
+        );
+        let set = r.exit_set();
+        assert_eq!(
+            set.total(),
+            Sum {
+                count: 1,
+                bytes: 32
+            }
+        );
+        let t = r.temporary.as_ref().map(|t| t.set.total());
+        assert_eq!(
+            t,
+            Some(Sum {
+                count: 2,
+                bytes: 40
+            })
+        );
     }
 }

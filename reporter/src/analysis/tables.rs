@@ -83,6 +83,21 @@ impl Tables {
         out
     }
 
+    /// The frame ids of a stack, innermost first, with the same stops as [`Tables::stack_frames`].
+    pub fn stack_frame_ids(&self, stack: u64) -> Vec<u64> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut id = stack;
+        while id != 0 && out.len() < MAX_DEPTH && seen.insert(id) {
+            let Some(&(parent, frame)) = self.stacks.get(&id) else {
+                break;
+            };
+            out.push(frame);
+            id = parent;
+        }
+        out
+    }
+
     /// The frames of a stack, innermost first, lazily and without memory, for searches that
     /// stop early: stops at unknown stack ids, at a stack that is its own parent and after
     /// [`MAX_DEPTH`] stacks (a longer cycle); skips frame ids that are not defined.

@@ -160,6 +160,7 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
     // Every record takes at least one byte; the header's count is only a hint.
     let hint = (entry.header.record_count as usize).min(bytes.len());
     if timed {
+        out.events = super::pool::take();
         out.events.reserve(hint);
     }
     if let Err(e) = decode_records(&bytes, timed, &mut out.events, &mut out.tables) {

@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod decode;
 pub mod event;
+pub mod pool;
 pub mod scan;
 pub mod stream;
 
@@ -122,6 +123,26 @@ impl Capture {
         match &self.data {
             Data::Mapped(m) => m,
             Data::Owned(v) => v,
+        }
+    }
+
+    /// Lets the system drop the file's pages in `range` from this process's memory (they are
+    /// read again from the file if needed): for a mapped capture that is read once, front to
+    /// back. Nothing for a capture held in memory.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        if let Data::Mapped(m) = &self.data {
+            let end = range.end.min(m.len());
+            if range.start < end {
+                // SAFETY: the map is private and read-only, never written: dropping its pages
+                // only means reading them from the file again.
+                let _ = unsafe {
+                    m.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        range.start,
+                        end - range.start,
+                    )
+                };
+            }
         }
     }
 

@@ -112,7 +112,16 @@ pub fn tick_range(payload: &[u8]) -> Option<(u64, u64)> {
 
 /// Scans the chunk headers of `file`, starting at `data_start`.
 pub fn scan(file: &[u8], data_start: usize) -> Index {
+    scan_releasing(file, data_start, |_| {})
+}
+
+/// How far the scan goes between calls of its `done` callback.
+const RELEASE_EVERY: usize = 8 << 20;
+
+/// [`scan`], calling `done(offset)` every few MiB once the bytes before `offset` are read.
+pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize)) -> Index {
     let mut index = Index::default();
+    let mut released = 0usize;
     let len = file.len();
     let mut pos = data_start.min(len);
     // Raw candidate chunks, before staging deduplication.
@@ -125,6 +134,10 @@ pub fn scan(file: &[u8], data_start: usize) -> Index {
     };
 
     while pos < len {
+        if pos - released >= RELEASE_EVERY {
+            done(pos);
+            released = pos;
+        }
         let Some(header) = file.get(pos..).and_then(ChunkHeader::decode) else {
             // Not a valid header: resume at the next one. Zeros are space that was reserved and
             // never written (the trailer's place in a capture of a killed process, the end of a

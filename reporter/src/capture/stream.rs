@@ -10,6 +10,7 @@
 use super::decode::{decode_chunk, ChunkTables, DecodedChunk};
 use super::event::Event;
 use super::scan::Index;
+use memtrace_format::CHUNK_HEADER_LEN;
 use rayon::prelude::*;
 use std::collections::VecDeque;
 
@@ -47,6 +48,8 @@ pub trait Consumer: Send {
     );
     /// A run of one thread's events, in merged timeline order.
     fn events(&mut self, thread: usize, events: &[Event]);
+    /// The file bytes `range` (a chunk) are decoded and will not be read again.
+    fn decoded(&mut self, _range: std::ops::Range<usize>) {}
 }
 
 /// What the stream itself found.
@@ -285,7 +288,9 @@ impl Merger {
             self.last_tick = Some(self.last_tick.map_or(last, |l| l.max(last)));
             front.pos = end;
             if end == front.events.len() {
-                queue.pop_front();
+                if let Some(done) = queue.pop_front() {
+                    super::pool::give(done.events);
+                }
             }
             match queue.front() {
                 Some(f) => self
@@ -326,6 +331,9 @@ pub fn run<C: Consumer>(
         for (chunk, summary) in batch {
             if let Some(w) = chunk.warning {
                 report.warnings.push(w);
+            }
+            if let Some(e) = index.chunks.get(chunk.entry) {
+                consumer.decoded(e.offset..e.offset + CHUNK_HEADER_LEN + e.payload_len);
             }
             merger.push(chunk.thread, chunk.events, chunk.entry);
             loaded.push((chunk.thread, chunk.tables, summary));

@@ -3,11 +3,16 @@
 use super::locations::{self, LocationTotals};
 use super::modules::{self, ModuleTotals};
 use super::stack::{self, StackFrame};
+use super::views::{self, View, ViewOptions};
+use crate::analysis::sets::AllocSet;
+use crate::analysis::tables::Tables;
+use crate::analysis::totals::Sum;
 use crate::analysis::totals::{bin_range, BINS};
 use crate::analysis::Analysis;
 use crate::capture::Capture;
 use crate::symbols::modules::ModuleMap;
 use crate::symbols::Symbolizer;
+use hashbrown::HashMap;
 use memtrace_format::Allocator;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -80,6 +85,11 @@ pub struct ThreadRow {
     pub name: Option<String>,
     pub allocations: u64,
     pub bytes: u64,
+    /// Bytes and allocations of the thread live at the peak.
+    pub peak_bytes: u64,
+    pub peak_allocations: u64,
+    /// With --threads: the thread's top locations at the peak; null otherwise.
+    pub top_at_peak: Option<Vec<LocationRow>>,
 }
 
 /// Everything `memtrace stats` shows. Field names are the JSON keys.
@@ -118,6 +128,17 @@ pub struct StatsReport {
     /// stack, or the native module of a stack without Python frames.
     pub top_modules: Vec<ModuleRow>,
     pub threads: Vec<ThreadRow>,
+    /// Live bytes by location at the peak (the high-water mark), the largest first, each with
+    /// its stack with the most bytes then.
+    pub top_at_peak: Vec<LocationRow>,
+    /// What the top lists (by size, by count, modules) count: "all" allocations, "leaks" (live
+    /// at exit) or "temporary" allocations.
+    pub view: View,
+    /// The bytes and allocations of the view (with --thread: of that thread).
+    pub view_bytes: u64,
+    pub view_allocations: u64,
+    /// --temporary: the threshold; null otherwise.
+    pub temporary_threshold: Option<usize>,
     /// A trailer was written and no write failed.
     pub complete: bool,
     pub warnings: Vec<String>,
@@ -126,8 +147,60 @@ pub struct StatsReport {
 /// Allocators always listed, even with no allocations: the C ones.
 const ALWAYS_LISTED: usize = 9;
 
-/// Builds the report, resolving the top locations.
+/// Builds the report of every allocation, resolving the top locations.
 pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport {
+    build_threads(capture, analysis, top, View::All, None, false)
+}
+
+/// The top locations of a set by live bytes, each with its heaviest stack.
+fn top_rows(
+    set: &HashMap<u64, Sum>,
+    tables: &Tables,
+    symbolizer: &mut Symbolizer,
+    top: usize,
+) -> Vec<LocationRow> {
+    let locs = locations::by_location(set, tables, symbolizer);
+    locations::top_by_bytes(&locs, top)
+        .into_iter()
+        .map(|l| {
+            let frames = stack::frames(l.heaviest.stack, tables, symbolizer);
+            LocationRow::new(l, frames)
+        })
+        .collect()
+}
+
+/// Builds the report of a view (all allocations, leaks, temporary ones; a thread), resolving
+/// the top locations. The error is a thread that is not in the capture.
+pub fn build_view(
+    capture: &Capture,
+    analysis: &Analysis,
+    top: usize,
+    opts: &ViewOptions,
+) -> Result<StatsReport, String> {
+    let threads = views::kept_threads(analysis, opts)?;
+    Ok(build_threads(
+        capture,
+        analysis,
+        top,
+        opts.view,
+        threads,
+        opts.split_threads,
+    ))
+}
+
+/// Builds the report of `view` for the threads `threads` (all when None); `split_threads`: with
+/// each thread's top locations at the peak.
+fn build_threads(
+    capture: &Capture,
+    analysis: &Analysis,
+    top: usize,
+    view: View,
+    threads: Option<Vec<u32>>,
+    split_threads: bool,
+) -> StatsReport {
+    let peak_set: AllocSet = views::select_threads(analysis, View::Peak, threads.clone()).set;
+    let selection = views::select_threads(analysis, view, threads);
+    let view_stacks = selection.set.by_stack();
     let header = &capture.header;
     let totals = &analysis.totals;
     let argv = capture.argv();
@@ -155,14 +228,8 @@ pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport 
     let map = ModuleMap::new(analysis.tables.modules.clone(), &header.exe);
     let mut symbolizer = Symbolizer::new(map);
     let tables = &analysis.tables;
-    let locs = locations::by_location(&totals.by_stack, tables, &mut symbolizer);
-    let top_by_size = locations::top_by_bytes(&locs, top)
-        .into_iter()
-        .map(|l| {
-            let frames = stack::frames(l.heaviest.stack, tables, &mut symbolizer);
-            LocationRow::new(l, frames)
-        })
-        .collect();
+    let locs = locations::by_location(&view_stacks, tables, &mut symbolizer);
+    let top_by_size = top_rows(&view_stacks, tables, &mut symbolizer, top);
     let top_by_count = locations::top_by_count(&locs, top)
         .into_iter()
         .map(|l| {
@@ -170,22 +237,37 @@ pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport 
             LocationRow::new(l, frames)
         })
         .collect();
-    let mods = modules::by_module(&totals.by_stack, tables, &symbolizer);
+    let mods = modules::by_module(&view_stacks, tables, &symbolizer);
+    let top_at_peak = top_rows(&peak_set.by_stack(), tables, &mut symbolizer, top);
     let top_modules = modules::top_by_bytes(&mods, top)
         .into_iter()
         .map(ModuleRow::from)
         .collect();
 
-    let threads = analysis
-        .threads
-        .iter()
-        .map(|t| ThreadRow {
+    let mut threads = Vec::new();
+    for (i, t) in analysis.threads.iter().enumerate() {
+        let i = i as u32;
+        if selection
+            .threads
+            .as_ref()
+            .is_some_and(|keep| !keep.contains(&i))
+        {
+            continue;
+        }
+        let mine = peak_set.filter_threads(|x| x == i);
+        let at_peak = mine.total();
+        let top_at_peak =
+            split_threads.then(|| top_rows(&mine.by_stack(), tables, &mut symbolizer, top));
+        threads.push(ThreadRow {
             tid: t.tid,
             name: t.name.clone(),
             allocations: t.allocs.count,
             bytes: t.allocs.bytes,
-        })
-        .collect();
+            peak_bytes: at_peak.bytes,
+            peak_allocations: at_peak.count,
+            top_at_peak,
+        });
+    }
 
     let peak = analysis.replay.peak;
     let leaked = analysis.leaked();
@@ -220,6 +302,11 @@ pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport 
         top_by_count,
         top_modules,
         threads,
+        top_at_peak,
+        view: selection.view,
+        view_bytes: selection.total.bytes,
+        view_allocations: selection.total.count,
+        temporary_threshold: selection.threshold,
         complete: analysis.complete(),
         warnings,
     }

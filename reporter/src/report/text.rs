@@ -3,6 +3,7 @@
 use super::human::{count, counted, seconds, size};
 use super::stack::StackFrame;
 use super::stats::{LocationRow, ModuleRow, StatsReport};
+use super::views::View;
 use std::io::{self, Write};
 
 const BAR_WIDTH: usize = 40;
@@ -200,18 +201,47 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     }
 
     writeln!(out)?;
+    let of = match r.view {
+        View::All => "",
+        View::Peak => " (live at the peak)",
+        View::Leaks => " (live at exit)",
+        View::Temporary => " (temporary allocations)",
+    };
+    if r.view != View::All {
+        writeln!(
+            out,
+            "The lists below count{of}: {} ({} bytes) in {}",
+            size(r.view_bytes),
+            count(r.view_bytes),
+            counted(r.view_allocations, "allocation")
+        )?;
+        writeln!(out)?;
+    }
     top_list(
         out,
-        &top_title(r.top_by_size.len(), "bytes allocated"),
+        &format!(
+            "{}{of}:",
+            top_title(r.top_by_size.len(), "bytes allocated").trim_end_matches(':')
+        ),
         &r.top_by_size,
         false,
     )?;
     writeln!(out)?;
     top_list(
         out,
-        &top_title(r.top_by_count.len(), "number of allocations"),
+        &format!(
+            "{}{of}:",
+            top_title(r.top_by_count.len(), "number of allocations").trim_end_matches(':')
+        ),
         &r.top_by_count,
         true,
+    )?;
+    writeln!(out)?;
+    top_list(
+        out,
+        &top_title(r.top_at_peak.len(), "bytes live at the peak"),
+        &r.top_at_peak,
+        false,
     )?;
     writeln!(out)?;
     top_modules(out, &r.top_modules)?;
@@ -220,18 +250,39 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "Threads:")?;
     writeln!(
         out,
-        "  {:>8}  {:<20} {:>14} {:>12}",
-        "TID", "NAME", "ALLOCATIONS", "BYTES"
+        "  {:>8}  {:<20} {:>14} {:>12} {:>12}",
+        "TID", "NAME", "ALLOCATIONS", "BYTES", "AT PEAK"
     )?;
     for t in &r.threads {
         writeln!(
             out,
-            "  {:>8}  {:<20} {:>14} {:>12}",
+            "  {:>8}  {:<20} {:>14} {:>12} {:>12}",
             t.tid,
             t.name.as_deref().unwrap_or("-"),
             count(t.allocations),
-            size(t.bytes)
+            size(t.bytes),
+            size(t.peak_bytes)
         )?;
+    }
+    for t in &r.threads {
+        if let Some(rows) = &t.top_at_peak {
+            writeln!(out)?;
+            let name = t
+                .name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            top_list(
+                out,
+                &format!(
+                    "Thread {}{name}: {}",
+                    t.tid,
+                    top_title(rows.len(), "bytes live at the peak")
+                ),
+                rows,
+                false,
+            )?;
+        }
     }
     Ok(())
 }

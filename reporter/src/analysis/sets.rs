@@ -1,0 +1,183 @@
+//! Sets of allocations grouped by (stack, thread): what was live at one moment (the peak, the
+//! exit snapshot) or what the temporary allocations were. Memory is one entry per distinct
+//! (stack, thread), whatever the number of allocations.
+
+use super::heap::LiveHeap;
+use super::mappings::Mappings;
+use super::totals::Sum;
+use hashbrown::HashMap;
+
+/// A stack id and the index of the thread (in the capture's thread list) that allocated.
+pub type Key = (u64, u32);
+
+/// Allocations by (stack, thread), and their total.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllocSet {
+    pub groups: HashMap<Key, Sum>,
+}
+
+impl AllocSet {
+    #[inline]
+    pub fn add(&mut self, key: Key, bytes: u64) {
+        self.groups.entry(key).or_default().add(bytes);
+    }
+
+    /// Every allocation of the set.
+    pub fn total(&self) -> Sum {
+        let mut t = Sum::default();
+        for s in self.groups.values() {
+            t.merge(*s);
+        }
+        t
+    }
+
+    /// The allocations by stack, all threads together.
+    pub fn by_stack(&self) -> HashMap<u64, Sum> {
+        let mut out: HashMap<u64, Sum> = HashMap::new();
+        for (&(stack, _), &s) in &self.groups {
+            out.entry(stack).or_default().merge(s);
+        }
+        out
+    }
+
+    /// The set restricted to the threads `keep` accepts (by thread index).
+    pub fn filter_threads(&self, keep: impl Fn(u32) -> bool) -> AllocSet {
+        AllocSet {
+            groups: self
+                .groups
+                .iter()
+                .filter(|(&(_, t), _)| keep(t))
+                .map(|(&k, &s)| (k, s))
+                .collect(),
+        }
+    }
+}
+
+/// Part of an allocation that was live at a moment and has gone since: a freed block, an
+/// unmapped range. `count` is how many allocations fewer there are (an munmap that splits a
+/// mapping in two makes one more: -1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Departed {
+    pub stack: u64,
+    pub thread: u32,
+    pub bytes: u64,
+    pub count: i64,
+}
+
+/// Departures since a moment: the latest in a list (cheap to add and to empty at every new
+/// peak), folded by (stack, thread) when the list grows, so that memory stays one entry per
+/// stack rather than one per allocation.
+#[derive(Clone, Debug, Default)]
+pub struct Departures {
+    recent: Vec<Departed>,
+    folded: HashMap<Key, (i64, i64)>,
+}
+
+/// Departures kept in the list before folding.
+const FOLD_AT: usize = 1 << 14;
+
+impl Departures {
+    #[inline]
+    pub fn push(&mut self, d: Departed) {
+        if self.recent.len() >= FOLD_AT {
+            self.fold();
+        }
+        self.recent.push(d);
+    }
+
+    fn fold(&mut self) {
+        for d in self.recent.drain(..) {
+            let e = self.folded.entry((d.stack, d.thread)).or_default();
+            e.0 += d.count;
+            e.1 += d.bytes as i64;
+        }
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.recent.clear();
+        if !self.folded.is_empty() {
+            self.folded.clear();
+        }
+    }
+
+    /// Every departure, by (stack, thread): (allocations, bytes).
+    fn each(&self) -> impl Iterator<Item = (Key, (i64, i64))> + '_ {
+        self.recent
+            .iter()
+            .map(|d| ((d.stack, d.thread), (d.count, d.bytes as i64)))
+            .chain(self.folded.iter().map(|(&k, &v)| (k, v)))
+    }
+}
+
+/// What was live at the moment after event `index`: the blocks and mappings still live that
+/// are that old, plus what departed since.
+pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &Departures) -> AllocSet {
+    let mut signed: HashMap<Key, (i64, i64)> = HashMap::new();
+    for (_, b) in heap.iter() {
+        if b.index() <= index {
+            let e = signed.entry((b.stack(), b.thread())).or_default();
+            e.0 += 1;
+            e.1 += b.size as i64;
+        }
+    }
+    for (_, m) in maps.iter() {
+        if m.index <= index {
+            let e = signed.entry((m.stack, m.thread)).or_default();
+            e.0 += 1;
+            e.1 += m.len as i64;
+        }
+    }
+    for (k, (count, bytes)) in departed.each() {
+        let e = signed.entry(k).or_default();
+        e.0 += count;
+        e.1 += bytes;
+    }
+    AllocSet {
+        groups: signed
+            .into_iter()
+            .filter(|&(_, (c, b))| c > 0 || b > 0)
+            .map(|(k, (c, b))| {
+                (
+                    k,
+                    Sum {
+                        count: c.max(0) as u64,
+                        bytes: b.max(0) as u64,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn departures_fold_by_stack_and_clear() {
+        let mut d = Departures::default();
+        let n = 3 * FOLD_AT as u64 + 5;
+        for i in 0..n {
+            d.push(Departed {
+                stack: i % 3,
+                thread: 0,
+                bytes: 10,
+                count: 1,
+            });
+        }
+        assert!(d.recent.len() <= FOLD_AT && d.folded.len() == 3);
+        let set = live_at(0, &LiveHeap::default(), &Mappings::default(), &d);
+        assert_eq!(
+            set.total(),
+            Sum {
+                count: n,
+                bytes: 10 * n
+            }
+        );
+        assert_eq!(set.groups[&(1, 0)].count, n / 3 + u64::from(n % 3 > 1));
+        d.clear();
+        let set = live_at(0, &LiveHeap::default(), &Mappings::default(), &d);
+        assert_eq!(set.total(), Sum::default());
+    }
+}

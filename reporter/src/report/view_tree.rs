@@ -1,0 +1,106 @@
+//! The call tree of a selection: each (stack, thread) group resolved to its locations,
+//! outermost first, and added to a [`CallTree`]; with `--threads`, under one node per thread.
+
+use super::calltree::{Builder, CallTree, StackAllocations};
+use super::locations::{self, Location};
+use super::views::{thread_label, Selection};
+use crate::analysis::tables::Tables;
+use crate::analysis::Analysis;
+use crate::symbols::Symbolizer;
+use hashbrown::HashMap;
+use std::rc::Rc;
+
+/// Resolves stacks to locations, each frame and each stack once.
+pub struct StackResolver<'a> {
+    tables: &'a Tables,
+    pub symbolizer: Symbolizer,
+    frames: HashMap<u64, Location>,
+    stacks: HashMap<u64, Rc<[Location]>>,
+}
+
+impl<'a> StackResolver<'a> {
+    pub fn new(tables: &'a Tables, symbolizer: Symbolizer) -> StackResolver<'a> {
+        StackResolver {
+            tables,
+            symbolizer,
+            frames: HashMap::new(),
+            stacks: HashMap::new(),
+        }
+    }
+
+    /// The locations of a stack, outermost first; `<unknown>` alone for an unknown stack.
+    pub fn outermost_first(&mut self, stack: u64) -> Rc<[Location]> {
+        if let Some(s) = self.stacks.get(&stack) {
+            return s.clone();
+        }
+        let ids = self.tables.stack_frame_ids(stack);
+        let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
+        for &id in ids.iter().rev() {
+            let loc = match self.frames.get(&id) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = match self.tables.frames.get(&id) {
+                        Some(&f) => locations::resolve(f, self.tables, &mut self.symbolizer),
+                        None => Location::unknown(),
+                    };
+                    self.frames.insert(id, l.clone());
+                    l
+                }
+            };
+            locs.push(loc);
+        }
+        if locs.is_empty() {
+            locs.push(Location::unknown());
+        }
+        let locs: Rc<[Location]> = locs.into();
+        self.stacks.insert(stack, locs.clone());
+        locs
+    }
+}
+
+/// The location standing for a thread in a tree split by thread.
+pub fn thread_location(analysis: &Analysis, thread: u32) -> Location {
+    let label = match analysis.threads.get(thread as usize) {
+        Some(t) => format!("thread {}", thread_label(t)),
+        None => format!("thread #{thread}"),
+    };
+    Location {
+        function: None,
+        file: None,
+        line: None,
+        label,
+    }
+}
+
+/// Builds the call tree of a selection. Node threads are thread serials.
+pub fn build(
+    analysis: &Analysis,
+    selection: &Selection,
+    resolver: &mut StackResolver<'_>,
+    split_threads: bool,
+) -> CallTree {
+    let mut groups: Vec<_> = selection.set.groups.iter().collect();
+    // A stable order, so that equal trees come out of equal captures.
+    groups.sort_unstable_by_key(|(&k, _)| k);
+    let mut builder = Builder::default();
+    let mut path: Vec<Location> = Vec::new();
+    for (&(stack, thread), sum) in groups {
+        let frames = resolver.outermost_first(stack);
+        path.clear();
+        if split_threads {
+            path.push(thread_location(analysis, thread));
+        }
+        path.extend(frames.iter().cloned());
+        let serial = analysis
+            .threads
+            .get(thread as usize)
+            .map_or(thread, |t| t.serial);
+        builder.add(&StackAllocations {
+            frames: &path,
+            bytes: sum.bytes,
+            allocations: sum.count,
+            thread: serial,
+        });
+    }
+    builder.finish()
+}

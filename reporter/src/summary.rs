@@ -1,0 +1,155 @@
+//! `memtrace summary`: a table of functions with their own and total bytes and allocations at
+//! the peak (or in another view).
+
+use crate::report::human::{count, size};
+use crate::report::summary::{self, Row, SortBy};
+use crate::report::views;
+use crate::tree;
+use crate::view_args::{self, ViewArgs};
+use clap::Args;
+use serde::Serialize;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+A function is a function in a file (its lines together). Own: allocated with the function as
+the innermost frame. Total: allocated while the function was on the stack (counted once when it
+recurses). The own bytes of all functions add up to the view's total.
+
+Examples:
+  memtrace summary out.bin                    the 20 functions with the most bytes at the peak
+  memtrace summary -s own -n 50 out.bin
+  memtrace summary --leaks out.bin            what is still live at exit
+  memtrace summary --temporary -s allocations out.bin
+  memtrace summary --threads out.bin          functions per thread
+  memtrace summary --json out.bin | jq '.rows[0]'
+
+JSON keys: capture, view, title, bytes, allocations, functions (rows in all), rows
+[{location, function, file, thread, own_bytes, own_allocations, total_bytes,
+total_allocations}] (thread: with --threads, else null).")]
+pub struct SummaryArgs {
+    /// The capture file written by `memtrace run`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// Sort by (largest first)
+    #[arg(short = 's', long = "sort", value_enum, default_value_t = SortBy::Total)]
+    pub sort: SortBy,
+    /// How many functions to list
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct JsonSummary<'a> {
+    capture: String,
+    view: views::View,
+    title: &'a str,
+    bytes: u64,
+    allocations: u64,
+    functions: usize,
+    rows: &'a [Row],
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+fn render(
+    title: &str,
+    total: u64,
+    rows: &[Row],
+    all: usize,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    writeln!(out, "{title}")?;
+    writeln!(
+        out,
+        "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  FUNCTION",
+        "TOTAL", "", "OWN", "", "ALLOCATIONS", "OWN ALLOCS"
+    )?;
+    if rows.is_empty() {
+        writeln!(out, "  (no allocations)")?;
+    }
+    for r in rows {
+        let thread = r
+            .thread
+            .as_ref()
+            .map(|t| format!("  [{t}]"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  {}{thread}",
+            size(r.total_bytes),
+            percent(r.total_bytes, total),
+            size(r.own_bytes),
+            percent(r.own_bytes, total),
+            count(r.total_allocations),
+            count(r.own_allocations),
+            r.location
+        )?;
+    }
+    if all > rows.len() {
+        writeln!(
+            out,
+            "… {} more functions (-n to see more)",
+            count((all - rows.len()) as u64)
+        )?;
+    }
+    Ok(())
+}
+
+/// Runs `memtrace summary`; returns the exit status.
+pub fn execute(args: SummaryArgs) -> i32 {
+    let opts = args.view.options(views::View::Peak);
+    let (capture, analysis) = match view_args::load(&args.file, &opts) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    };
+    let selection = match views::select(&analysis, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    };
+    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
+    let title = views::title(&analysis, &selection);
+    let mut all = analysis.warnings.clone();
+    all.append(&mut warnings);
+    view_args::warn(&all);
+    let rows = summary::rows(&tree, opts.split_threads, args.sort);
+    let shown = &rows[..rows.len().min(args.top)];
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let root = tree.root();
+    let r = if args.json {
+        let s = JsonSummary {
+            capture: capture.path().display().to_string(),
+            view: selection.view,
+            title: &title,
+            bytes: root.bytes,
+            allocations: root.allocations,
+            functions: rows.len(),
+            rows: shown,
+        };
+        serde_json::to_writer(&mut out, &s)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        render(&title, root.bytes, shown, rows.len(), &mut out)
+    };
+    view_args::written(r.and_then(|()| out.flush()))
+}

@@ -1,0 +1,166 @@
+//! `memtrace tree`: the call tree of the memory live at the peak (or of another view), as text
+//! when stdout is not a terminal, interactive when it is.
+
+use crate::analysis::Analysis;
+use crate::report::calltree::CallTree;
+use crate::report::tree_json;
+use crate::report::tree_text::{self, Limits};
+use crate::report::view_tree::{self, StackResolver};
+use crate::report::views::{self, Selection};
+use crate::symbols::modules::ModuleMap;
+use crate::symbols::Symbolizer;
+use crate::view_args::{self, ViewArgs};
+use clap::Args;
+use serde::Serialize;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Each line: bytes, share of the root, allocations, and `function at file:line`; children are
+sorted by bytes. The root is everything the view holds: by default the memory live at the peak
+(the high-water mark of live bytes), with --leaks what is live at exit, with --temporary the
+temporary allocations.
+
+Examples:
+  memtrace tree out.bin                      interactive on a terminal, text when piped
+  memtrace tree --text out.bin               text: 12 levels, 5 children per node
+  memtrace tree --text --depth 4 --biggest 3 out.bin
+  memtrace tree --leaks --text out.bin       what is still live at exit
+  memtrace tree --temporary --temporary-threshold 4 --text out.bin
+  memtrace tree --threads --text out.bin     one top-level node per thread
+  memtrace tree --thread MainThread --json out.bin | jq .tree.bytes
+
+JSON keys: capture, view, title, bytes, allocations, tree. A node: location, function, file,
+line, bytes, share (percent of the root), allocations, own_bytes, own_allocations, threads
+(TIDs), children, more ({nodes, bytes, allocations} left out, or null). Without --depth or
+--biggest the JSON tree is whole.")]
+pub struct TreeArgs {
+    /// The capture file written by `memtrace run`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// Print text even when stdout is a terminal
+    #[arg(long, conflicts_with = "json")]
+    pub text: bool,
+    /// Print the tree as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Levels shown below the root [text: 12]
+    #[arg(long, value_name = "N")]
+    pub depth: Option<usize>,
+    /// Children shown per node, the largest [text: 5]
+    #[arg(long, value_name = "N")]
+    pub biggest: Option<usize>,
+    /// Characters per line of text
+    #[arg(long, value_name = "N", default_value_t = 140, value_parser = clap::value_parser!(u64).range(40..=100_000))]
+    pub width: u64,
+}
+
+#[derive(Serialize)]
+struct JsonTree {
+    capture: String,
+    view: views::View,
+    title: String,
+    bytes: u64,
+    allocations: u64,
+    tree: tree_json::JsonNode,
+}
+
+/// The tree of a selection.
+pub fn build(
+    capture: &crate::capture::Capture,
+    analysis: &Analysis,
+    selection: &Selection,
+    split_threads: bool,
+) -> (CallTree, Vec<String>) {
+    let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
+    let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
+    let tree = view_tree::build(analysis, selection, &mut resolver, split_threads);
+    (tree, resolver.symbolizer.warnings)
+}
+
+/// Runs `memtrace tree`; returns the exit status.
+pub fn execute(args: TreeArgs) -> i32 {
+    let opts = args.view.options(views::View::Peak);
+    let (capture, analysis) = match view_args::load(&args.file, &opts) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    };
+    let selection = match views::select(&analysis, &opts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    };
+    let (tree, mut warnings) = build(&capture, &analysis, &selection, opts.split_threads);
+    let title = views::title(&analysis, &selection);
+    let mut all = analysis.warnings.clone();
+    all.append(&mut warnings);
+    let defaults = Limits::default();
+    let limits = Limits {
+        depth: args.depth.unwrap_or(defaults.depth),
+        biggest: args.biggest.unwrap_or(defaults.biggest),
+        width: args.width as usize,
+    };
+    if args.json {
+        let tree = JsonTree {
+            capture: capture.path().display().to_string(),
+            view: selection.view,
+            title,
+            bytes: tree.root().bytes,
+            allocations: tree.root().allocations,
+            tree: tree_json::node(
+                &tree,
+                &analysis,
+                0,
+                args.depth.unwrap_or(usize::MAX),
+                args.biggest.unwrap_or(usize::MAX),
+            ),
+        };
+        view_args::warn(&all);
+        let stdout = io::stdout();
+        let mut out = io::BufWriter::new(stdout.lock());
+        return view_args::written(
+            serde_json::to_writer(&mut out, &tree)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(out))
+                .and_then(|()| out.flush()),
+        );
+    }
+    view_args::warn(&all);
+    if !args.text && io::stdout().is_terminal() {
+        let view = match selection.view {
+            views::View::All => "all",
+            views::View::Peak => "peak",
+            views::View::Leaks => "leaks",
+            views::View::Temporary => "temporary",
+        };
+        let info = crate::tui::TuiInfo {
+            title,
+            capture: capture.path().to_path_buf(),
+            command: capture.argv().join(" "),
+            view: view.to_string(),
+            peak_bytes: tree.root().bytes,
+            threads: crate::tui::TuiInfo::thread_names(
+                analysis
+                    .threads
+                    .iter()
+                    .map(|t| (t.serial, t.tid, t.name.as_deref())),
+            ),
+        };
+        return view_args::written(crate::tui::run(tree, info));
+    }
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    view_args::written(
+        writeln!(out, "{title}")
+            .and_then(|()| tree_text::render(&tree, limits, &mut out))
+            .and_then(|()| out.flush()),
+    )
+}

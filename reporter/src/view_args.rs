@@ -1,0 +1,80 @@
+//! The options every report shares: the view (`--leaks`, `--temporary`), threads (`--threads`,
+//! `--thread`), and reading the capture with progress on stderr.
+
+use crate::analysis::{self, Analysis, Options};
+use crate::capture::Capture;
+use crate::progress::Progress;
+use crate::report::views::{View, ViewOptions};
+use clap::Args;
+use std::path::Path;
+
+#[derive(Args, Debug, Clone)]
+pub struct ViewArgs {
+    /// Show the memory still live at exit (the exit snapshot; the end of the capture without one)
+    #[arg(long, conflicts_with = "temporary")]
+    pub leaks: bool,
+    /// Show the temporary allocations: freed by their thread before it made N more allocations
+    #[arg(long)]
+    pub temporary: bool,
+    /// N for --temporary
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub temporary_threshold: u64,
+    /// Split the report by thread (one top-level entry per thread)
+    #[arg(long)]
+    pub threads: bool,
+    /// Keep only the thread of this name or TID
+    #[arg(long, value_name = "NAME|TID")]
+    pub thread: Option<String>,
+}
+
+impl ViewArgs {
+    /// The options, with `default` when neither --leaks nor --temporary is given.
+    pub fn options(&self, default: View) -> ViewOptions {
+        ViewOptions {
+            view: if self.leaks {
+                View::Leaks
+            } else if self.temporary {
+                View::Temporary
+            } else {
+                default
+            },
+            temporary_threshold: self.temporary_threshold as usize,
+            split_threads: self.threads,
+            thread: self.thread.clone(),
+        }
+    }
+}
+
+/// Opens and reads a capture for a report; errors are the one line to print.
+pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), String> {
+    let capture = Capture::open(path).map_err(|e| e.to_string())?;
+    let analysis = analysis::analyze_options(
+        &capture,
+        Options {
+            temporary: view.temporary(),
+            progress: Progress::stderr("reading the capture"),
+            freeze: true,
+            ..Options::default()
+        },
+    );
+    Ok((capture, analysis))
+}
+
+/// Prints the warnings of a text report on stderr.
+pub fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("memtrace: warning: {w}");
+    }
+}
+
+/// The exit status of writing a report: a closed pipe (`| head`) is fine.
+pub fn written(r: std::io::Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("memtrace: cannot write the report: {e}");
+            1
+        }
+    }
+}
