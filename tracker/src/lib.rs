@@ -19,6 +19,7 @@ mod stacks;
 mod sys;
 mod thread;
 mod tls;
+mod unwind;
 
 use std::sync::atomic::AtomicBool;
 
@@ -33,3 +34,4 @@ pub use hooks::*;
 pub use lifecycle::{__libc_start_main, _exit, exit};
 pub use python::PyInit__memtrace_tracker;
 pub use signals::{kill, raise};
+pub use unwind::dlclose;

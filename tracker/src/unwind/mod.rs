@@ -1,0 +1,104 @@
+//! Native call stacks (`memtrace run --native`): the allocating thread's stack is unwound in
+//! process at each allocation, with framehop over the `.eh_frame` of the loaded modules (frame
+//! pointers where a module has no CFI), and interned as a prefix tree of native frames.
+//!
+//! - [`loaded`]: the modules' unwind tables, rebuilt when the loader's lists change
+//! - [`bounds`]: the stacks a walk may read
+//! - [`walk`]: the walk itself, from inside the tracker out to the thread's first frame
+//! - [`tree`]: the per-thread cache of the last stack, so that only new nodes are interned
+//!
+//! Nothing here runs unless `--native` was asked for: the allocation path tests one flag.
+
+mod bounds;
+mod loaded;
+mod tree;
+mod walk;
+
+pub use loaded::dlclose;
+
+use crate::{stacks, sys, tls};
+use framehop::x86_64::CacheX86_64;
+use framehop::MustNotAllocateDuringUnwind;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Frames kept per stack: the innermost ones of a deeper stack.
+pub const MAX_DEPTH: usize = 128;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Where a thread writes the table records a native stack needs.
+pub trait Tables {
+    fn native_frame(&mut self, id: u64, address: u64);
+    fn stack(&mut self, id: u64, parent: u64, frame: u64);
+}
+
+/// Called at start-up: record native stacks (MEMTRACE_NATIVE=1).
+pub fn configure(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+#[inline(always)]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// A thread's unwinding state, in an anonymous mapping made at its first native stack.
+struct Native {
+    /// The thread the stack bounds were read for (a mapping outlives nothing, but be sure).
+    tid: u32,
+    bounds: bounds::Stack,
+    /// framehop's rule cache and DWARF evaluation space (boxed by framehop: built once).
+    cache: Option<Cache>,
+    /// Walks since the loader's lists were last checked (see `loaded::check_every`).
+    walks: u32,
+    tree: tree::Tree,
+}
+
+fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
+    if t.native.is_null() {
+        let p = sys::map_anon(core::mem::size_of::<Native>())? as *mut Native;
+        // SAFETY: fresh zeroed memory of the right size, owned by this thread; `cache` is
+        // written before use (zeroed bytes are not a valid Option<Cache>).
+        unsafe { core::ptr::addr_of_mut!((*p).cache).write(None) };
+        t.native = p as *mut core::ffi::c_void;
+    }
+    // SAFETY: this thread's own mapping, made above, unmapped only by `thread_exited`.
+    let n = unsafe { &mut *(t.native as *mut Native) };
+    let tid = sys::gettid();
+    if n.tid != tid {
+        n.tid = tid;
+        n.bounds = bounds::Stack::of_this_thread();
+    }
+    Some(n)
+}
+
+/// The thread is ending: its unwinding state goes.
+pub fn thread_exited(t: &mut tls::Tls) {
+    if t.native.is_null() {
+        return;
+    }
+    let p = core::mem::replace(&mut t.native, core::ptr::null_mut()) as *mut Native;
+    // SAFETY: the thread's own state, no longer reachable: drop its cache (the tracker's own
+    // allocator frees it), then unmap it.
+    unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*p).cache)) };
+    sys::unmap(p as *mut u8, core::mem::size_of::<Native>());
+}
+
+/// The interned native stack of the calling thread's allocation, defining new frames and stacks
+/// in `tables`; None when it could not be unwound (the caller falls back to the call site).
+/// Called from a hook with the re-entrancy flag set.
+#[inline(never)]
+pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+    let n = native_of(t)?;
+    let snapshot = loaded::current(&mut n.walks)?;
+    let cache = n.cache.get_or_insert_with(Cache::new_in);
+    let mut pcs = [0u64; MAX_DEPTH];
+    let depth = walk::walk(snapshot, cache, &n.bounds, &mut pcs);
+    if depth == 0 {
+        return None;
+    }
+    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
+    Some(n.tree.intern(epoch, &pcs[..depth], tables))
+}

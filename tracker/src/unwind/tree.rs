@@ -1,0 +1,88 @@
+//! A thread's last native stack, outermost first, with the stack id of each prefix: a new stack
+//! interns only the frames below the first one that differs (a prefix tree whose nodes are
+//! written once), and the same stack again costs a comparison.
+
+use super::{Tables, MAX_DEPTH};
+use crate::stacks;
+
+/// Slots of the per-thread cache of frame ids (a power of two).
+const FRAME_SLOTS: usize = 1024;
+
+#[derive(Clone, Copy)]
+struct Node {
+    pc: u64,
+    /// The interned stack ending at this frame.
+    stack: u64,
+}
+
+#[derive(Clone, Copy)]
+struct FrameSlot {
+    pc: u64,
+    frame: u64,
+}
+
+/// Zeroed memory is an empty tree.
+pub struct Tree {
+    /// The tables' epoch the ids belong to (a followed fork starts new tables).
+    epoch: u64,
+    depth: usize,
+    chain: [Node; MAX_DEPTH],
+    frames: [FrameSlot; FRAME_SLOTS],
+}
+
+impl Tree {
+    /// The stack id of `pcs` (innermost first, not empty), defining new frames and stacks in
+    /// `tables`.
+    pub fn intern(&mut self, epoch: u64, pcs: &[u64], tables: &mut dyn Tables) -> u64 {
+        if self.epoch != epoch {
+            self.depth = 0;
+            self.frames = [FrameSlot { pc: 0, frame: 0 }; FRAME_SLOTS];
+            self.epoch = epoch;
+        }
+        let n = pcs.len().min(MAX_DEPTH);
+        let outer = |i: usize| pcs[n - 1 - i];
+        let mut same = 0;
+        while same < n.min(self.depth) && self.chain[same].pc == outer(same) {
+            same += 1;
+        }
+        if same == n {
+            return self.chain[n - 1].stack;
+        }
+        let mut parent = if same == 0 {
+            0
+        } else {
+            self.chain[same - 1].stack
+        };
+        for i in same..n {
+            let pc = outer(i);
+            let frame = self.frame(pc, tables);
+            parent = match stacks::stack(parent, frame) {
+                Ok(id) => id,
+                Err(id) => {
+                    tables.stack(id, parent, frame);
+                    id
+                }
+            };
+            self.chain[i] = Node { pc, stack: parent };
+        }
+        self.depth = n;
+        parent
+    }
+
+    /// The frame id of the return address `pc`.
+    fn frame(&mut self, pc: u64, tables: &mut dyn Tables) -> u64 {
+        let slot = &mut self.frames[(stacks::hash(pc) as usize) & (FRAME_SLOTS - 1)];
+        if slot.pc == pc && slot.frame != 0 {
+            return slot.frame;
+        }
+        let frame = match stacks::native_frame(pc) {
+            Ok(id) => id,
+            Err(id) => {
+                tables.native_frame(id, pc);
+                id
+            }
+        };
+        *slot = FrameSlot { pc, frame };
+        frame
+    }
+}
