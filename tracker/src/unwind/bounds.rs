@@ -43,7 +43,10 @@ impl Stack {
 /// signal stack; None when `sp` is on neither (a coroutine's stack, say).
 pub fn window(thread: &Stack, sp: u64) -> Option<Window> {
     if thread.contains(sp) {
-        return Some(Window { lo: sp, hi: thread.hi });
+        return Some(Window {
+            lo: sp,
+            hi: thread.hi,
+        });
     }
     let alt = signal_stack()?;
     alt.contains(sp).then_some(Window { lo: sp, hi: alt.hi })

@@ -10,12 +10,10 @@ use crate::lock::SpinLock;
 use framehop::x86_64::UnwinderX86_64;
 use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
 use libc::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// Walks of a thread between two checks of the loader's counters.
 const CHECK_EVERY: u32 = 4096;
-/// Walks meeting unknown code between two checks (JIT code meets it at every allocation).
-const UNKNOWN_CHECK_EVERY: u32 = 256;
 
 pub type Unwind = UnwinderX86_64<&'static [u8], MustNotAllocateDuringUnwind>;
 
@@ -47,7 +45,6 @@ static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(core::ptr::null_mut());
 static STALE: AtomicBool = AtomicBool::new(false);
 /// A thread is building a snapshot (others go on with the current one).
 static BUILDING: AtomicBool = AtomicBool::new(false);
-static UNKNOWN_SEEN: AtomicU32 = AtomicU32::new(0);
 /// Snapshots replaced (kept alive for walks still reading them).
 static RETIRED: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
@@ -65,13 +62,19 @@ pub fn current(walks: &mut u32) -> Option<&'static Snapshot> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// A walk met code no module covers: perhaps a module loaded since (checked now and then).
-pub fn unknown_code(snapshot: &Snapshot) {
-    if UNKNOWN_SEEN.fetch_add(1, Ordering::Relaxed) % UNKNOWN_CHECK_EVERY == 0
-        && changed(snapshot)
-    {
-        STALE.store(true, Ordering::Relaxed);
+/// A walk met code no module covers: perhaps a module loaded since. True when a new snapshot
+/// was made.
+pub fn refresh_if_changed() -> bool {
+    let p = CURRENT.load(Ordering::Acquire);
+    if p.is_null() {
+        return false;
     }
+    // SAFETY: snapshots are never freed.
+    if !changed(unsafe { &*p }) {
+        return false;
+    }
+    rebuild();
+    CURRENT.load(Ordering::Acquire) != p
 }
 
 fn changed(snapshot: &Snapshot) -> bool {
@@ -102,6 +105,8 @@ fn rebuild() {
     }
     // Cleared first: a dlclose while building marks the new snapshot stale again.
     STALE.store(false, Ordering::Relaxed);
+    // The capture's module map gets the new modules too (the reporter symbolizes with it).
+    crate::modules::refresh();
     let snapshot = Box::into_raw(Box::new(build()));
     let old = CURRENT.swap(snapshot, Ordering::AcqRel);
     if !old.is_null() {
@@ -260,6 +265,11 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
             return -1;
         }
         REAL_DLCLOSE.store(f, Ordering::Relaxed);
+    }
+    if crate::ACTIVE.load(Ordering::Acquire) {
+        // The module goes into the capture's map before it is gone (its frames are symbolized
+        // from it), if no flush wrote it yet.
+        crate::tls::guarded(crate::modules::refresh);
     }
     // SAFETY: f is libc's dlclose, found above.
     let real: DlcloseFn = unsafe { core::mem::transmute::<usize, DlcloseFn>(f) };

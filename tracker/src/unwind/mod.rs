@@ -44,16 +44,37 @@ pub fn enabled() -> bool {
 
 type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 
-/// A thread's unwinding state, in an anonymous mapping made at its first native stack.
+/// A thread's unwinding state, in an anonymous mapping made at its first native stack (and
+/// inherited as it is by a fork child, whose thread runs on the same stack).
 struct Native {
-    /// The thread the stack bounds were read for (a mapping outlives nothing, but be sure).
-    tid: u32,
     bounds: bounds::Stack,
     /// framehop's rule cache and DWARF evaluation space (boxed by framehop: built once).
     cache: Option<Cache>,
-    /// Walks since the loader's lists were last checked (see `loaded::check_every`).
+    /// Walks since the loader's lists were last checked (see `loaded::current`).
     walks: u32,
+    /// The last walk's return addresses, innermost first.
+    pcs: [u64; MAX_DEPTH],
+    /// Code outside every module met by walks, with the snapshot it was not in: the loader is
+    /// asked about a new module once per such address (JIT code meets the same ones again).
+    unknown: [(u64, usize); UNKNOWN_SLOTS],
     tree: tree::Tree,
+}
+
+const UNKNOWN_SLOTS: usize = 64;
+
+/// Whether `pc`, unknown code, was not met before with `snapshot` (remembered in `seen`).
+fn first_unknown(
+    seen: &mut [(u64, usize); UNKNOWN_SLOTS],
+    pc: u64,
+    snapshot: &loaded::Snapshot,
+) -> bool {
+    let key = (pc, snapshot as *const loaded::Snapshot as usize);
+    let slot = &mut seen[(stacks::hash(pc) as usize) & (UNKNOWN_SLOTS - 1)];
+    if *slot == key {
+        return false;
+    }
+    *slot = key;
+    true
 }
 
 fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
@@ -61,17 +82,14 @@ fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
         let p = sys::map_anon(core::mem::size_of::<Native>())? as *mut Native;
         // SAFETY: fresh zeroed memory of the right size, owned by this thread; `cache` is
         // written before use (zeroed bytes are not a valid Option<Cache>).
-        unsafe { core::ptr::addr_of_mut!((*p).cache).write(None) };
+        unsafe {
+            core::ptr::addr_of_mut!((*p).cache).write(None);
+            (*p).bounds = bounds::Stack::of_this_thread();
+        }
         t.native = p as *mut core::ffi::c_void;
     }
     // SAFETY: this thread's own mapping, made above, unmapped only by `thread_exited`.
-    let n = unsafe { &mut *(t.native as *mut Native) };
-    let tid = sys::gettid();
-    if n.tid != tid {
-        n.tid = tid;
-        n.bounds = bounds::Stack::of_this_thread();
-    }
-    Some(n)
+    Some(unsafe { &mut *(t.native as *mut Native) })
 }
 
 /// The thread is ending: its unwinding state goes.
@@ -94,11 +112,18 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let n = native_of(t)?;
     let snapshot = loaded::current(&mut n.walks)?;
     let cache = n.cache.get_or_insert_with(Cache::new_in);
-    let mut pcs = [0u64; MAX_DEPTH];
-    let depth = walk::walk(snapshot, cache, &n.bounds, &mut pcs);
-    if depth == 0 {
+    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
+    if depth.unknown
+        && first_unknown(&mut n.unknown, n.pcs[depth.frames - 1], snapshot)
+        && loaded::refresh_if_changed()
+    {
+        // Code of a module loaded since the snapshot was made: walk again with the new one.
+        let snapshot = loaded::current(&mut n.walks)?;
+        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
+    }
+    if depth.frames == 0 {
         return None;
     }
     let epoch = stacks::EPOCH.load(Ordering::Relaxed);
-    Some(n.tree.intern(epoch, &pcs[..depth], tables))
+    Some(n.tree.intern(epoch, &n.pcs[..depth.frames], tables))
 }

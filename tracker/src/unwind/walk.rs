@@ -23,15 +23,23 @@ const REG_RBP: u64 = 10;
 const REG_RSP: u64 = 15;
 const REG_RIP: u64 = 16;
 
+/// What a walk found.
+pub struct Walked {
+    /// Return addresses written, innermost first (0: the walk did not get out of the tracker).
+    pub frames: usize,
+    /// It stopped at code no module of the snapshot covers.
+    pub unknown: bool,
+}
+
 /// Fills `out` with the return addresses of the allocating code's stack, innermost first (the
-/// call site first); returns how many. 0 when the walk did not get out of the tracker.
+/// call site first).
 #[inline(never)]
 pub fn walk(
     snapshot: &Snapshot,
     cache: &mut Cache,
     thread: &bounds::Stack,
     out: &mut [u64; MAX_DEPTH],
-) -> usize {
+) -> Walked {
     let (ip, sp, bp): (u64, u64, u64);
     // SAFETY: reads three registers; touches no memory.
     unsafe {
@@ -45,8 +53,12 @@ pub fn walk(
             options(nomem, nostack, preserves_flags)
         );
     }
+    let mut walked = Walked {
+        frames: 0,
+        unknown: false,
+    };
     let Some(mut window) = bounds::window(thread, sp) else {
-        return 0;
+        return walked;
     };
     let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
     let mut address = FrameAddress::from_instruction_pointer(ip);
@@ -73,7 +85,7 @@ pub fn walk(
         if snapshot.is_own(ra) {
             own += 1;
             if n == 0 && own > OWN_FRAMES {
-                return 0;
+                return walked;
             }
             let Some(next) = FrameAddress::from_return_address(ra) else {
                 break;
@@ -85,7 +97,7 @@ pub fn walk(
             // JIT or other code no module covers: it has no unwind tables to follow.
             out[n] = ra;
             n += 1;
-            super::loaded::unknown_code(snapshot);
+            walked.unknown = true;
             break;
         };
         if is_restore_rt(ra, code) {
@@ -107,7 +119,8 @@ pub fn walk(
         };
         address = next;
     }
-    n
+    walked.frames = n;
+    walked
 }
 
 /// Whether `ra` (inside the module code range `code`) is glibc's signal return trampoline.

@@ -1,0 +1,285 @@
+//! `memtrace run --native`: whole native stacks of C programs built at -O0 and -O2, with and
+//! without frame pointers, through signal handlers (on the thread's stack and on a signal
+//! stack), in many threads and in a library loaded and unloaded; and a Python run. The frames
+//! are checked by function and line against markers in the sources.
+
+use memtrace_e2e::python::{python, write};
+use memtrace_e2e::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SRC: &str = "native_stacks";
+const LIB: &str = "native_lib";
+
+/// The builds every stack is checked in.
+const BUILDS: [&[&str]; 5] = [
+    &["-O0"],
+    &["-O0", "-fomit-frame-pointer"],
+    &["-O2"],
+    &["-O2", "-fomit-frame-pointer"],
+    &["-O2", "-fno-omit-frame-pointer"],
+];
+
+fn source(name: &str) -> PathBuf {
+    workspace().join("tests/programs").join(format!("{name}.c"))
+}
+
+/// The line of `/* SITE marker */` in a test program.
+fn line(name: &str, marker: &str) -> u64 {
+    let text = std::fs::read_to_string(source(name)).expect("read the source");
+    let tag = format!("/* SITE {marker} */");
+    let i = text
+        .lines()
+        .position(|l| l.contains(&tag))
+        .unwrap_or_else(|| panic!("no {tag} in {name}.c"));
+    i as u64 + 1
+}
+
+fn gcc(dir: &Path, name: &str, flags: &[&str], extra: &[&str]) -> PathBuf {
+    let tag: String = flags.concat().replace('-', "_");
+    let out = dir.join(format!("{name}{tag}{}", extra.concat().replace('-', "_")));
+    let status = Command::new("gcc")
+        .args(["-g", "-fno-builtin", "-pthread"])
+        .args(flags)
+        .args(extra)
+        .arg("-o")
+        .arg(&out)
+        .arg(source(name))
+        .arg("-ldl")
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "compiling {name} {flags:?} failed");
+    out
+}
+
+/// Runs `program args` under `memtrace run --native` and returns its stats.
+fn run_native(dir: &Path, program: &Path, args: &[&str]) -> Value {
+    let cap = dir.join("native.bin");
+    let prog = program.to_str().expect("utf-8 path");
+    let mut all = vec!["run", "--native", "-q", "-f", "-o"];
+    all.push(cap.to_str().expect("utf-8 path"));
+    all.push("--");
+    all.push(prog);
+    all.extend_from_slice(args);
+    let out = memtrace(&all, dir);
+    assert!(out.status.success(), "{program:?} {args:?} failed: {out:?}");
+    stats(&cap)
+}
+
+/// A frame as (function, line).
+type Frame = (Option<String>, Option<u64>);
+
+/// The stack of the allocation site (a source line) with `count` allocations of `bytes` in all.
+fn site(stats: &Value, bytes: u64, count: u64) -> Vec<Frame> {
+    let entries = stats["top_by_size"]
+        .as_array()
+        .into_iter()
+        .chain(stats["top_by_count"].as_array())
+        .flatten();
+    for e in entries {
+        if e["bytes"].as_u64() == Some(bytes) && e["count"].as_u64() == Some(count) {
+            return e["stack"]
+                .as_array()
+                .expect("a stack")
+                .iter()
+                .map(|f| {
+                    (
+                        f["function"].as_str().map(str::to_string),
+                        f["line"].as_u64(),
+                    )
+                })
+                .collect();
+        }
+    }
+    panic!("no site of {count} allocations of {bytes} bytes in {stats}");
+}
+
+fn at(function: &str, src: &str, marker: &str) -> Frame {
+    (Some(function.to_string()), Some(line(src, marker)))
+}
+
+fn function(f: &Frame) -> &str {
+    f.0.as_deref().unwrap_or("?")
+}
+
+/// The main thread's walk reaches the program's entry point.
+fn ends_at_start(stack: &[Frame], flags: &[&str]) {
+    assert_eq!(
+        stack.last().map(function),
+        Some("_start"),
+        "{flags:?}: {stack:?}"
+    );
+}
+
+#[test]
+fn three_levels_and_an_inlined_function_in_every_build() {
+    let dir = scratch("native-levels");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        let s = run_native(&dir, &prog, &["levels"]);
+        let outer = [
+            at("level2", SRC, "level2"),
+            at("level1", SRC, "level1"),
+            at("main", SRC, "main_levels"),
+        ];
+        let plain = site(&s, 2222, 1);
+        assert_eq!(
+            plain[0],
+            at("level3", SRC, "level3"),
+            "{flags:?}: {plain:?}"
+        );
+        assert_eq!(plain[1..4], outer, "{flags:?}: {plain:?}");
+        ends_at_start(&plain, flags);
+        // The inlined function's frame is the call site's innermost one (level3 itself is the
+        // function it was inlined into).
+        let inlined = site(&s, 3333, 1);
+        assert_eq!(
+            inlined[0],
+            at("inlined_alloc", SRC, "inlined_alloc"),
+            "{flags:?}: {inlined:?}"
+        );
+        assert_eq!(inlined[1..4], outer, "{flags:?}: {inlined:?}");
+        ends_at_start(&inlined, flags);
+    }
+}
+
+/// The handler's frame, then the interrupted code and its callers down to main.
+fn check_signal_stack(stack: &[Frame], flags: &[&str]) {
+    assert_eq!(
+        stack[0],
+        at("handler", SRC, "handler"),
+        "{flags:?}: {stack:?}"
+    );
+    let trigger = stack
+        .iter()
+        .position(|f| function(f) == "trigger")
+        .unwrap_or_else(|| panic!("{flags:?}: no trigger frame in {stack:?}"));
+    assert_eq!(
+        stack[trigger..trigger + 2],
+        [
+            at("trigger", SRC, "trigger"),
+            at("main", SRC, "main_signal")
+        ],
+        "{flags:?}: {stack:?}"
+    );
+    ends_at_start(stack, flags);
+}
+
+#[test]
+fn a_signal_handler_allocating_has_the_interrupted_stack_below_it() {
+    let dir = scratch("native-signal");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        for mode in ["signal", "altsignal"] {
+            let s = run_native(&dir, &prog, &[mode]);
+            check_signal_stack(&site(&s, 3333, 1), flags);
+        }
+    }
+}
+
+#[test]
+fn sixteen_threads_have_their_stacks_down_to_the_thread_start() {
+    let dir = scratch("native-threads");
+    for flags in [&["-O0"][..], &["-O2", "-fomit-frame-pointer"]] {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        let s = run_native(&dir, &prog, &["threads", "16"]);
+        assert_eq!(num(&s, "total_frees") >= 16_000, true, "{s}");
+        let stack = site(&s, 4444 * 16_000, 16_000);
+        assert_eq!(
+            stack[..2],
+            [
+                at("thread_alloc", SRC, "thread_alloc"),
+                at("thread_main", SRC, "thread_main")
+            ],
+            "{flags:?}: {stack:?}"
+        );
+        // Below thread_main only the C library's thread start (start_thread, clone3).
+        assert!(stack.len() <= 4, "{flags:?}: {stack:?}");
+        assert!(
+            !stack.iter().any(|f| function(f) == "main"),
+            "{flags:?}: {stack:?}"
+        );
+    }
+}
+
+#[test]
+fn a_library_loaded_called_and_closed_three_times() {
+    let dir = scratch("native-dlopen");
+    for flags in [&["-O0"][..], &["-O2", "-fomit-frame-pointer"]] {
+        let lib = gcc(&dir, LIB, flags, &["-shared", "-fPIC"]);
+        let prog = gcc(&dir, SRC, flags, &[]);
+        let s = run_native(&dir, &prog, &["dlopen", lib.to_str().expect("utf-8 path")]);
+        let stack = site(&s, 5555 * 3, 3);
+        assert_eq!(
+            stack[..3],
+            [
+                at("lib_inner", LIB, "lib_inner"),
+                at("lib_alloc", LIB, "lib_alloc"),
+                at("main", SRC, "main_dlopen"),
+            ],
+            "{flags:?}: {stack:?}"
+        );
+        ends_at_start(&stack, flags);
+        // Allocations after each dlclose are unwound with the new module list.
+        let stack = site(&s, 6666 + 6667 + 6668, 3);
+        assert_eq!(
+            stack[0],
+            at("level3", SRC, "level3"),
+            "{flags:?}: {stack:?}"
+        );
+        ends_at_start(&stack, flags);
+    }
+}
+
+#[test]
+fn a_python_script_runs_with_native_stacks() {
+    let dir = scratch("native-python");
+    let script = write(
+        &dir,
+        "native.py",
+        "import json, threading\n\
+         def work():\n    return [bytearray(100_000) for _ in range(20)]\n\
+         t = threading.Thread(target=work)\nt.start()\nt.join()\n\
+         kept = work()\nprint(len(json.dumps({'a': list(range(1000))})))\n",
+    );
+    let cap = dir.join("py.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "--native",
+            "-q",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8 path"),
+            "--python",
+            python().to_str().expect("utf-8 path"),
+            script.to_str().expect("utf-8 path"),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4897");
+    let s = stats(&cap);
+    // The bytearrays' buffers, made in both threads: the C function that allocates, the
+    // interpreter's evaluation loop that called it, and the thread's start below.
+    let stacks: Vec<Vec<String>> = s["top_by_size"]
+        .as_array()
+        .expect("top sites")
+        .iter()
+        .map(|e| {
+            e["stack"]
+                .as_array()
+                .expect("a stack")
+                .iter()
+                .map(|f| f["function"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .collect();
+    let evaluated = stacks
+        .iter()
+        .filter(|st| st.iter().any(|f| f == "_PyEval_EvalFrameDefault"))
+        .count();
+    assert!(evaluated >= 2, "{stacks:?}");
+    assert!(num(&s, "total_allocations") > 40, "{s}");
+}
