@@ -52,7 +52,7 @@ static RETIRED: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 pub fn current(walks: &mut u32) -> Option<&'static Snapshot> {
     *walks = walks.wrapping_add(1);
     let mut p = CURRENT.load(Ordering::Acquire);
-    let due = *walks % CHECK_EVERY == 0;
+    let due = walks.is_multiple_of(CHECK_EVERY);
     // SAFETY: snapshots are never freed.
     if p.is_null() || STALE.load(Ordering::Relaxed) || (due && changed(unsafe { &*p })) {
         rebuild();
