@@ -3,7 +3,7 @@
 //! stack), in many threads and in a library loaded and unloaded; and a Python run. The frames
 //! are checked by function and line against markers in the sources.
 
-use memtrace_e2e::python::{python, write};
+use memtrace_e2e::python::{pyenv_python, python, write};
 use memtrace_e2e::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -229,6 +229,103 @@ fn a_library_loaded_called_and_closed_three_times() {
             "{flags:?}: {stack:?}"
         );
         ends_at_start(&stack, flags);
+    }
+}
+
+/// Runs `script` with --native under `python` and returns the stats.
+fn run_python_native(dir: &Path, python: &Path, script: &Path, capture: &str) -> Value {
+    let cap = dir.join(capture);
+    let out = memtrace(
+        &[
+            "run",
+            "--native",
+            "-q",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8 path"),
+            "--python",
+            python.to_str().expect("utf-8 path"),
+            script.to_str().expect("utf-8 path"),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    stats(&cap)
+}
+
+/// The top stacks by size as (function, file, line).
+fn top_stacks(s: &Value) -> Vec<Vec<(String, String, u64)>> {
+    s["top_by_size"]
+        .as_array()
+        .expect("top sites")
+        .iter()
+        .map(|e| {
+            e["stack"]
+                .as_array()
+                .expect("a stack")
+                .iter()
+                .map(|f| {
+                    (
+                        f["function"].as_str().unwrap_or("?").to_string(),
+                        f["file"].as_str().unwrap_or("").to_string(),
+                        f["line"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+const MERGE_SCRIPT: &str =
+    "def work():\n    return [bytearray(100_000) for _ in range(20)]\nkept = work()\n";
+
+#[test]
+fn python_frames_are_merged_below_the_evaluation_loop_in_3_10_to_3_13() {
+    let dir = scratch("native-merge");
+    let script = write(&dir, "merge.py", MERGE_SCRIPT);
+    for minor in 10..=13 {
+        let Some(python) = pyenv_python(minor) else {
+            continue;
+        };
+        let s = run_python_native(&dir, &python, &script, &format!("m{minor}.bin"));
+        let stacks = top_stacks(&s);
+        let stack = stacks
+            .iter()
+            .find(|st| st.iter().any(|f| f.0 == "work" && f.2 == 2))
+            .unwrap_or_else(|| panic!("3.{minor}: no stack through work in {stacks:?}"));
+        let py: Vec<usize> = (0..stack.len())
+            .filter(|&i| stack[i].1.ends_with("merge.py"))
+            .collect();
+        // The script's frames innermost first (the comprehension's own frame before 3.12),
+        // ending with the module's: from 3.11 one run of the evaluation loop, in one block; on
+        // 3.10 a run per frame, each below the C frames of its call.
+        let (first, last) = (py[0], py[py.len() - 1]);
+        if minor >= 11 {
+            assert_eq!(last - first + 1, py.len(), "3.{minor}: {stack:?}");
+        } else {
+            assert!(
+                py.windows(2).all(|w| w[1] > w[0] + 1),
+                "3.{minor}: {stack:?}"
+            );
+        }
+        let names: Vec<(&str, u64)> = py
+            .iter()
+            .map(|&i| (stack[i].0.as_str(), stack[i].2))
+            .collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            [("work", 2), ("<module>", 3)],
+            "3.{minor}: {stack:?}"
+        );
+        assert!(names.len() <= 3, "3.{minor}: {stack:?}");
+        // C frames of the allocation above the block, the interpreter's below it.
+        assert!(first >= 2 && stack.len() > last + 3, "3.{minor}: {stack:?}");
+        assert!(
+            !stack[..first]
+                .iter()
+                .any(|f| f.0.contains("EvalFrameDefault")),
+            "3.{minor}: {stack:?}"
+        );
     }
 }
 

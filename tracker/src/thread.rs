@@ -484,13 +484,6 @@ impl crate::unwind::Tables for ThreadState {
             self.publish();
         }
     }
-
-    fn stack(&mut self, id: u64, parent: u64, frame: u64) {
-        if self.room_for_table(ColumnWriter::table_len(0)) {
-            self.writer.stack(self.payload(), id, parent, frame);
-            self.publish();
-        }
-    }
 }
 
 /// Names the calling thread as Python's threading does; the OS name is no longer read.

@@ -11,25 +11,29 @@
 
 mod bounds;
 mod loaded;
+mod merge;
 mod tree;
 mod walk;
 
 pub use loaded::dlclose;
+pub use merge::learn_eval_loop;
 
 use crate::{stacks, sys, tls};
 use framehop::x86_64::CacheX86_64;
 use framehop::MustNotAllocateDuringUnwind;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Frames kept per stack: the innermost ones of a deeper stack.
+/// Native frames kept per stack: the innermost ones of a deeper stack.
 pub const MAX_DEPTH: usize = 128;
+/// Frames kept per merged stack of native and Python frames.
+pub const MAX_MERGED: usize = 512;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Where a thread writes the table records a native stack needs.
-pub trait Tables {
+/// Where a thread writes the table records a native stack needs (and, for a merged stack, the
+/// Python ones).
+pub trait Tables: crate::python::Tables {
     fn native_frame(&mut self, id: u64, address: u64);
-    fn stack(&mut self, id: u64, parent: u64, frame: u64);
 }
 
 /// Called at start-up: record native stacks (MEMTRACE_NATIVE=1).
@@ -54,6 +58,8 @@ struct Native {
     walks: u32,
     /// The last walk's return addresses, innermost first.
     pcs: [u64; MAX_DEPTH],
+    /// The last merged chain, innermost first.
+    merged: [u64; MAX_MERGED],
     /// Code outside every module met by walks, with the snapshot it was not in: the loader is
     /// asked about a new module once per such address (JIT code meets the same ones again).
     unknown: [(u64, usize); UNKNOWN_SLOTS],
@@ -124,6 +130,14 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     if depth.frames == 0 {
         return None;
     }
+    let pcs = &n.pcs[..depth.frames];
+    let keys = match crate::python::current_chain(t, tables) {
+        Some(chain) => match merge::merge(pcs, chain, &mut n.merged) {
+            Some(len) => &n.merged[..len],
+            None => pcs,
+        },
+        None => pcs,
+    };
     let epoch = stacks::EPOCH.load(Ordering::Relaxed);
-    Some(n.tree.intern(epoch, &n.pcs[..depth.frames], tables))
+    Some(n.tree.intern(epoch, keys, tables))
 }

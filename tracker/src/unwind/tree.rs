@@ -1,8 +1,9 @@
-//! A thread's last native stack, outermost first, with the stack id of each prefix: a new stack
+//! A thread's last native (or merged) stack, outermost first, with the stack id of each prefix: a new stack
 //! interns only the frames below the first one that differs (a prefix tree whose nodes are
 //! written once), and the same stack again costs a comparison.
 
-use super::{Tables, MAX_DEPTH};
+use super::merge::PYTHON;
+use super::{Tables, MAX_MERGED};
 use crate::stacks;
 
 /// Slots of the per-thread cache of frame ids (a power of two).
@@ -26,20 +27,20 @@ pub struct Tree {
     /// The tables' epoch the ids belong to (a followed fork starts new tables).
     epoch: u64,
     depth: usize,
-    chain: [Node; MAX_DEPTH],
+    chain: [Node; MAX_MERGED],
     frames: [FrameSlot; FRAME_SLOTS],
 }
 
 impl Tree {
-    /// The stack id of `pcs` (innermost first, not empty), defining new frames and stacks in
-    /// `tables`.
+    /// The stack id of `pcs` (innermost first, not empty: return addresses, and Python frame
+    /// ids marked with `PYTHON`), defining new frames and stacks in `tables`.
     pub fn intern(&mut self, epoch: u64, pcs: &[u64], tables: &mut dyn Tables) -> u64 {
         if self.epoch != epoch {
             self.depth = 0;
             self.frames = [FrameSlot { pc: 0, frame: 0 }; FRAME_SLOTS];
             self.epoch = epoch;
         }
-        let n = pcs.len().min(MAX_DEPTH);
+        let n = pcs.len().min(MAX_MERGED);
         let outer = |i: usize| pcs[n - 1 - i];
         let mut same = 0;
         while same < n.min(self.depth) && self.chain[same].pc == outer(same) {
@@ -71,6 +72,9 @@ impl Tree {
 
     /// The frame id of the return address `pc`.
     fn frame(&mut self, pc: u64, tables: &mut dyn Tables) -> u64 {
+        if pc & PYTHON != 0 {
+            return pc & !PYTHON;
+        }
         let slot = &mut self.frames[(stacks::hash(pc) as usize) & (FRAME_SLOTS - 1)];
         if slot.pc == pc && slot.frame != 0 {
             return slot.frame;
