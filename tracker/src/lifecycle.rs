@@ -321,6 +321,7 @@ extern "C" fn fork_child() {
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
+    crate::unwind::after_fork();
     if !STARTED.load(Ordering::Acquire) {
         return;
     }

@@ -4,9 +4,9 @@
 //! A snapshot is rebuilt when the loader's lists change: after a `dlclose` (interposed here: a
 //! closed module's tables are unmapped), when a walk meets code no module covers (a `dlopen`),
 //! and every so many walks (libc's own loads and unloads, which pass no interposable function).
-//! A replaced snapshot is kept, never freed: a walk on another thread may still be reading it.
+//! A replaced snapshot is kept, never freed: a walk on another thread may still be reading it
+//! (a few KiB per dlopen or dlclose).
 
-use crate::lock::SpinLock;
 use framehop::x86_64::UnwinderX86_64;
 use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
 use libc::{c_int, c_void};
@@ -45,8 +45,6 @@ static CURRENT: AtomicPtr<Snapshot> = AtomicPtr::new(core::ptr::null_mut());
 static STALE: AtomicBool = AtomicBool::new(false);
 /// A thread is building a snapshot (others go on with the current one).
 static BUILDING: AtomicBool = AtomicBool::new(false);
-/// Snapshots replaced (kept alive for walks still reading them).
-static RETIRED: SpinLock<Vec<usize>> = SpinLock::new(Vec::new());
 
 /// The snapshot to walk with, rebuilt first if the loader's lists changed.
 pub fn current(walks: &mut u32) -> Option<&'static Snapshot> {
@@ -108,11 +106,14 @@ fn rebuild() {
     // The capture's module map gets the new modules too (the reporter symbolizes with it).
     crate::modules::refresh();
     let snapshot = Box::into_raw(Box::new(build()));
-    let old = CURRENT.swap(snapshot, Ordering::AcqRel);
-    if !old.is_null() {
-        RETIRED.lock().push(old as usize);
-    }
+    // The old one is leaked on purpose (see above).
+    CURRENT.swap(snapshot, Ordering::AcqRel);
     BUILDING.store(false, Ordering::Release);
+}
+
+/// In a fork child: a thread of the parent that was building is gone with its claim.
+pub fn after_fork() {
+    BUILDING.store(false, Ordering::Relaxed);
 }
 
 struct Builder {

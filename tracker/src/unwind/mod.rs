@@ -15,7 +15,7 @@ mod merge;
 mod tree;
 mod walk;
 
-pub use loaded::dlclose;
+pub use loaded::{after_fork, dlclose};
 pub use merge::learn_eval_loop;
 
 use crate::{stacks, sys, tls};
