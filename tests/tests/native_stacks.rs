@@ -380,3 +380,28 @@ fn a_python_script_runs_with_native_stacks() {
     assert!(evaluated >= 2, "{stacks:?}");
     assert!(num(&s, "total_allocations") > 40, "{s}");
 }
+
+#[test]
+fn fork_while_threads_unwind_never_deadlocks_and_children_follow() {
+    let dir = scratch("native-fork");
+    let prog = compile("stress", &dir);
+    for follow in [false, true] {
+        let cap = dir.join(format!("fork{follow}.bin"));
+        let mut args = vec!["run", "--native", "-q", "-f", "-o"];
+        args.push(cap.to_str().expect("utf-8 path"));
+        if follow {
+            args.push("--follow-fork");
+        }
+        args.extend(["--", prog.to_str().expect("utf-8 path"), "fork-threads"]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(out.stdout, b"children ok: 50\n");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true));
+        assert!(num(&s, "total_allocations") > 1000, "{s}");
+        // The spinning threads' allocations: spin_alloc below the C library's thread start.
+        let top = &s["top_by_count"][0]["stack"];
+        assert_eq!(top[0]["function"].as_str(), Some("spin_alloc"), "{top}");
+        assert!(top.as_array().is_some_and(|a| a.len() <= 3), "{top}");
+    }
+}

@@ -5,6 +5,7 @@
 //! - [`loaded`]: the modules' unwind tables, rebuilt when the loader's lists change
 //! - [`bounds`]: the stacks a walk may read
 //! - [`walk`]: the walk itself, from inside the tracker out to the thread's first frame
+//! - [`merge`]: in a Python run, the Python frames placed below the evaluation loop's frames
 //! - [`tree`]: the per-thread cache of the last stack, so that only new nodes are interned
 //!
 //! Nothing here runs unless `--native` was asked for: the allocation path tests one flag.
