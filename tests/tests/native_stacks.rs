@@ -405,3 +405,41 @@ fn fork_while_threads_unwind_never_deadlocks_and_children_follow() {
         assert!(top.as_array().is_some_and(|a| a.len() <= 3), "{top}");
     }
 }
+
+#[test]
+fn sqlite3_allocations_show_the_library_below_the_script_line() {
+    let dir = scratch("native-sqlite");
+    let script = write(
+        &dir,
+        "sq.py",
+        "import sqlite3\n\
+         db = sqlite3.connect(':memory:')\n\
+         db.execute('create table t (a integer, b text)')\n\
+         db.executemany('insert into t values (?, ?)', ((i, 'x' * 100) for i in range(20000)))\n\
+         print(db.execute('select count(*) from t').fetchone()[0])\n",
+    );
+    let s = run_python_native(&dir, python(), &script, "sq.bin");
+    let stacks = top_stacks(&s);
+    // The inserts' memory: libsqlite3's step function, called from the module's line 4 through
+    // the sqlite3 extension.
+    let stack = stacks
+        .iter()
+        .find(|st| st.iter().any(|f| f.0 == "sqlite3_step"))
+        .unwrap_or_else(|| panic!("no stack through sqlite3_step in {stacks:?}"));
+    let step = stack
+        .iter()
+        .position(|f| f.0 == "sqlite3_step")
+        .expect("found");
+    let module = stack
+        .iter()
+        .position(|f| f.0 == "<module>")
+        .unwrap_or_else(|| panic!("no Python frame in {stack:?}"));
+    assert!(step < module, "{stack:?}");
+    assert_eq!(stack[module].2, 4, "{stack:?}");
+    assert!(
+        stack[step..module]
+            .iter()
+            .any(|f| f.0.contains("executemany")),
+        "{stack:?}"
+    );
+}
