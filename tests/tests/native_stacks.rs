@@ -53,6 +53,22 @@ fn gcc(dir: &Path, name: &str, flags: &[&str], extra: &[&str]) -> PathBuf {
     out
 }
 
+/// `memtrace stats --json -n 100` of a capture: enough sites to find small ones.
+fn stats(capture: &Path) -> Value {
+    let out = memtrace(
+        &[
+            "stats",
+            "--json",
+            "-n",
+            "100",
+            capture.to_str().expect("utf-8 path"),
+        ],
+        capture.parent().expect("a directory"),
+    );
+    assert!(out.status.success(), "stats failed: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("stats --json prints JSON")
+}
+
 /// Runs `program args` under `memtrace run --native` and returns its stats.
 fn run_native(dir: &Path, program: &Path, args: &[&str]) -> Value {
     let cap = dir.join("native.bin");
@@ -442,4 +458,48 @@ fn sqlite3_allocations_show_the_library_below_the_script_line() {
             .any(|f| f.0.contains("executemany")),
         "{stack:?}"
     );
+}
+
+#[test]
+fn a_library_called_through_ctypes_has_the_python_frames_above_it() {
+    let dir = scratch("native-ctypes");
+    let lib = gcc(&dir, LIB, &["-O2"], &["-shared", "-fPIC"]);
+    let script = write(
+        &dir,
+        "ct.py",
+        &format!(
+            "import ctypes\n\
+             lib = ctypes.CDLL({lib:?})\n\
+             lib.lib_alloc.restype = ctypes.c_void_p\n\
+             def call(n):\n    return lib.lib_alloc(n)\n\
+             kept = [call(7777) for _ in range(3)]\n"
+        ),
+    );
+    for minor in 10..=13 {
+        let Some(python) = pyenv_python(minor) else {
+            continue;
+        };
+        let s = run_python_native(&dir, &python, &script, &format!("ct{minor}.bin"));
+        let stack = site(&s, 7777 * 3, 3);
+        assert_eq!(
+            stack[..2],
+            [
+                at("lib_inner", LIB, "lib_inner"),
+                at("lib_alloc", LIB, "lib_alloc")
+            ],
+            "3.{minor}: {stack:?}"
+        );
+        // Through libffi and _ctypes up to the Python function that called, and its caller.
+        let call = stack
+            .iter()
+            .position(|f| f == &(Some("call".to_string()), Some(5)))
+            .unwrap_or_else(|| panic!("3.{minor}: no Python frame call in {stack:?}"));
+        assert!(call > 2, "3.{minor}: {stack:?}");
+        assert!(
+            stack[call + 1..]
+                .iter()
+                .any(|f| function(f) == "<module>" && f.1 == Some(6)),
+            "3.{minor}: {stack:?}"
+        );
+    }
 }
