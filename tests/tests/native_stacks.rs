@@ -1,7 +1,8 @@
 //! `memtrace run --native`: whole native stacks of C programs built at -O0 and -O2, with and
 //! without frame pointers, through signal handlers (on the thread's stack and on a signal
-//! stack), in many threads and in a library loaded and unloaded; and a Python run. The frames
-//! are checked by function and line against markers in the sources.
+//! stack), in many threads, in a library loaded and unloaded, across fork; and merged stacks of
+//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3. The frames are checked by
+//! function and line against markers in the sources.
 
 use memtrace_e2e::python::{pyenv_python, python, write};
 use memtrace_e2e::*;

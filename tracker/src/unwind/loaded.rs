@@ -23,6 +23,8 @@ pub struct Snapshot {
     code: Vec<(u64, u64)>,
     /// The tracker's own code: the frames a walk starts in and skips.
     pub own: (u64, u64),
+    /// The C library's code, where its signal return trampoline is.
+    pub libc: (u64, u64),
     /// The loader's (adds, subs) counters when the snapshot was made.
     counters: (u64, u64),
 }
@@ -135,9 +137,13 @@ fn build() -> Snapshot {
         unwinder: b.unwinder,
         code: b.code,
         own: (0, 0),
+        libc: (0, 0),
         counters: b.counters,
     };
     s.own = s.code_of(own_address()).unwrap_or((0, 0));
+    s.libc = s
+        .code_of(libc::sigaction as *const () as usize as u64)
+        .unwrap_or((0, 0));
     s
 }
 

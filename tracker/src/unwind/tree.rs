@@ -8,6 +8,9 @@ use crate::stacks;
 
 /// Slots of the per-thread cache of frame ids (a power of two).
 const FRAME_SLOTS: usize = 1024;
+/// Slots of the per-thread cache of stack ids (a power of two): a merged stack whose Python
+/// line changed re-links the native frames below it, mostly to stacks met before.
+const STACK_SLOTS: usize = 4096;
 
 #[derive(Clone, Copy)]
 struct Node {
@@ -22,6 +25,13 @@ struct FrameSlot {
     frame: u64,
 }
 
+#[derive(Clone, Copy)]
+struct StackSlot {
+    parent: u64,
+    frame: u64,
+    stack: u64,
+}
+
 /// Zeroed memory is an empty tree.
 pub struct Tree {
     /// The tables' epoch the ids belong to (a followed fork starts new tables).
@@ -29,6 +39,7 @@ pub struct Tree {
     depth: usize,
     chain: [Node; MAX_MERGED],
     frames: [FrameSlot; FRAME_SLOTS],
+    stacks: [StackSlot; STACK_SLOTS],
 }
 
 impl Tree {
@@ -38,6 +49,11 @@ impl Tree {
         if self.epoch != epoch {
             self.depth = 0;
             self.frames = [FrameSlot { pc: 0, frame: 0 }; FRAME_SLOTS];
+            self.stacks = [StackSlot {
+                parent: 0,
+                frame: 0,
+                stack: 0,
+            }; STACK_SLOTS];
             self.epoch = epoch;
         }
         let n = pcs.len().min(MAX_MERGED);
@@ -57,17 +73,33 @@ impl Tree {
         for i in same..n {
             let pc = outer(i);
             let frame = self.frame(pc, tables);
-            parent = match stacks::stack(parent, frame) {
-                Ok(id) => id,
-                Err(id) => {
-                    tables.stack(id, parent, frame);
-                    id
-                }
-            };
+            parent = self.stack(parent, frame, tables);
             self.chain[i] = Node { pc, stack: parent };
         }
         self.depth = n;
         parent
+    }
+
+    /// The id of the stack `frame` called from `parent`.
+    fn stack(&mut self, parent: u64, frame: u64, tables: &mut dyn Tables) -> u64 {
+        let h = stacks::hash(parent.rotate_left(32) ^ frame) as usize;
+        let slot = &mut self.stacks[h & (STACK_SLOTS - 1)];
+        if slot.parent == parent && slot.frame == frame && slot.stack != 0 {
+            return slot.stack;
+        }
+        let stack = match stacks::stack(parent, frame) {
+            Ok(id) => id,
+            Err(id) => {
+                tables.stack(id, parent, frame);
+                id
+            }
+        };
+        *slot = StackSlot {
+            parent,
+            frame,
+            stack,
+        };
+        stack
     }
 
     /// The frame id of the return address `pc`.

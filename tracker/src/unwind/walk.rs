@@ -63,6 +63,7 @@ pub fn walk(
     let mut regs = UnwindRegsX86_64::new(ip, sp, bp);
     let mut address = FrameAddress::from_instruction_pointer(ip);
     let mut own = 0;
+    let mut last = (0, 0);
     let mut n = 0;
     let mut steps = 0;
     while n < MAX_DEPTH && steps < 2 * MAX_DEPTH + OWN_FRAMES {
@@ -93,14 +94,21 @@ pub fn walk(
             address = next;
             continue;
         }
-        let Some(code) = snapshot.code_of(ra) else {
+        // Most frames of a stack are in the module of the frame before: look that one up first.
+        let code = if last.0 <= ra && ra < last.1 {
+            Some(last)
+        } else {
+            snapshot.code_of(ra)
+        };
+        let Some(code) = code else {
             // JIT or other code no module covers: it has no unwind tables to follow.
             out[n] = ra;
             n += 1;
             walked.unknown = true;
             break;
         };
-        if is_restore_rt(ra, code) {
+        last = code;
+        if code == snapshot.libc && is_restore_rt(ra, code) {
             // A signal handler's caller: continue in the interrupted code.
             let Some((pc, next)) = interrupted(&window, thread, regs.sp(), &mut regs) else {
                 break;
