@@ -134,6 +134,13 @@ pub fn native_frame(address: u64) -> Result<u64, u64> {
     intern(&NATIVE_FRAMES, &NEXT_FRAME, address)
 }
 
+/// A new stack id for a chain below a stack made just now by the caller: no other thread can
+/// know the parent, so its child cannot be in the table (it is not added to it either: a later
+/// lookup may then give the same chain a second id, which readers take as they take any).
+pub fn fresh_stack() -> u64 {
+    NEXT_STACK.fetch_add(1, Ordering::Relaxed)
+}
+
 pub fn lock_all() {
     for s in &NATIVE_SITES {
         s.raw_lock();

@@ -70,28 +70,42 @@ impl Tree {
         } else {
             self.chain[same - 1].stack
         };
+        // Below a stack made in this call, every stack is new: no table lookups.
+        let mut fresh = false;
         for i in same..n {
             let pc = outer(i);
             let frame = self.frame(pc, tables);
-            parent = self.stack(parent, frame, tables);
+            (parent, fresh) = self.stack(parent, frame, fresh, tables);
             self.chain[i] = Node { pc, stack: parent };
         }
         self.depth = n;
         parent
     }
 
-    /// The id of the stack `frame` called from `parent`.
-    fn stack(&mut self, parent: u64, frame: u64, tables: &mut dyn Tables) -> u64 {
+    /// The id of the stack `frame` called from `parent` (made just now when `fresh`), and
+    /// whether it is new.
+    fn stack(
+        &mut self,
+        parent: u64,
+        frame: u64,
+        fresh: bool,
+        tables: &mut dyn Tables,
+    ) -> (u64, bool) {
         let h = stacks::hash(parent.rotate_left(32) ^ frame) as usize;
         let slot = &mut self.stacks[h & (STACK_SLOTS - 1)];
-        if slot.parent == parent && slot.frame == frame && slot.stack != 0 {
-            return slot.stack;
+        if !fresh && slot.parent == parent && slot.frame == frame && slot.stack != 0 {
+            return (slot.stack, false);
         }
-        let stack = match stacks::stack(parent, frame) {
-            Ok(id) => id,
+        let found = if fresh {
+            Err(stacks::fresh_stack())
+        } else {
+            stacks::stack(parent, frame)
+        };
+        let (stack, new) = match found {
+            Ok(id) => (id, false),
             Err(id) => {
                 tables.stack(id, parent, frame);
-                id
+                (id, true)
             }
         };
         *slot = StackSlot {
@@ -99,7 +113,7 @@ impl Tree {
             frame,
             stack,
         };
-        stack
+        (stack, new)
     }
 
     /// The frame id of the return address `pc`.
