@@ -286,6 +286,20 @@ fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: 
     (stack, frame)
 }
 
+impl Step {
+    /// A step of a made-up chain, for tests of what reads chains.
+    #[cfg(test)]
+    pub fn for_test(frame: u64, entry: bool) -> Step {
+        Step {
+            code: 0,
+            offset: 0,
+            stack: 0,
+            frame,
+            entry,
+        }
+    }
+}
+
 /// The chain the last `current` call read, outermost first (empty when it found none).
 pub fn last_chain(t: &tls::Tls) -> &'static [Step] {
     if t.py.is_null() {

@@ -285,3 +285,39 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     STALE.store(true, Ordering::Release);
     rc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eh_frame_hdr_points_at_eh_frame() {
+        // version 1, eh_frame_ptr pcrel|sdata4 (0x1b), then the pointer: -0x100 from the field.
+        let mut hdr = [0u8; 16];
+        hdr[..4].copy_from_slice(&[1, 0x1b, 0x03, 0x3b]);
+        hdr[4..8].copy_from_slice(&(-0x100i32).to_le_bytes());
+        let at = hdr.as_ptr() as u64;
+        assert_eq!(eh_frame_svma(0, at, 16), Some(at + 4 - 0x100));
+        // In a module's terms: relative to its base.
+        assert_eq!(
+            eh_frame_svma(0x10, at - 0x10, 16),
+            Some(at + 4 - 0x100 - 0x10)
+        );
+        // datarel|udata4: from the header's start.
+        hdr[1] = 0x33;
+        hdr[4..8].copy_from_slice(&0x40u32.to_le_bytes());
+        assert_eq!(eh_frame_svma(0, at, 16), Some(at + 0x40));
+        // Another version, or an encoding not known: none.
+        hdr[0] = 2;
+        assert_eq!(eh_frame_svma(0, at, 16), None);
+    }
+
+    #[test]
+    fn the_loaded_modules_cover_this_code_and_the_c_library() {
+        let s = build();
+        assert!(s.is_own(own_address()));
+        assert!(s.code_of(own_address()).is_some());
+        assert_ne!(s.libc, (0, 0));
+        assert!(s.code_of(8).is_none());
+    }
+}

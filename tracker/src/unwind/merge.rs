@@ -90,3 +90,55 @@ pub fn merge(pcs: &[u64], chain: &[Step], out: &mut [u64; MAX_MERGED]) -> Option
     }
     Some(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An evaluation loop at [0x1000, 0x2000); C frames elsewhere.
+    fn with_loop<R>(f: impl FnOnce() -> R) -> R {
+        EVAL_START.store(0x1000, Ordering::Relaxed);
+        EVAL_END.store(0x2000, Ordering::Relaxed);
+        f()
+    }
+
+    #[test]
+    fn each_run_goes_below_its_loop_frame() {
+        with_loop(|| {
+            // Native, innermost first: malloc's caller, the inner loop, a C call, the outer
+            // loop, main. Python, outermost first: run 1 = [1, 2], run 2 = [3 (hidden: 0), 4].
+            let pcs = [0x9000, 0x1500, 0x9100, 0x1600, 0x9200];
+            let chain = [
+                Step::for_test(1, true),
+                Step::for_test(2, false),
+                Step::for_test(0, true),
+                Step::for_test(4, false),
+            ];
+            let mut out = [0u64; MAX_MERGED];
+            let n = merge(&pcs, &chain, &mut out).expect("runs pair up");
+            assert_eq!(
+                out[..n],
+                [
+                    0x9000,
+                    PYTHON | 4,
+                    0x1500,
+                    0x9100,
+                    PYTHON | 2,
+                    PYTHON | 1,
+                    0x1600,
+                    0x9200
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn runs_that_do_not_pair_leave_the_stack_native() {
+        with_loop(|| {
+            let pcs = [0x9000, 0x1500, 0x9200];
+            let chain = [Step::for_test(1, true), Step::for_test(2, true)];
+            let mut out = [0u64; MAX_MERGED];
+            assert_eq!(merge(&pcs, &chain, &mut out), None);
+        });
+    }
+}
