@@ -290,26 +290,30 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
 mod tests {
     use super::*;
 
+    /// What `eh_frame_svma` reads in `hdr`, as an offset from the header's start, for a module
+    /// loaded 0x10 bytes below it.
+    fn target(hdr: &[u8; 16]) -> Option<i64> {
+        let at = hdr.as_ptr() as u64;
+        eh_frame_svma(0x10, at - 0x10, 16).map(|svma| (svma + 0x10).wrapping_sub(at) as i64)
+    }
+
     #[test]
     fn eh_frame_hdr_points_at_eh_frame() {
         // version 1, eh_frame_ptr pcrel|sdata4 (0x1b), then the pointer: -0x100 from the field.
         let mut hdr = [0u8; 16];
         hdr[..4].copy_from_slice(&[1, 0x1b, 0x03, 0x3b]);
         hdr[4..8].copy_from_slice(&(-0x100i32).to_le_bytes());
-        let at = hdr.as_ptr() as u64;
-        assert_eq!(eh_frame_svma(0, at, 16), Some(at + 4 - 0x100));
-        // In a module's terms: relative to its base.
-        assert_eq!(
-            eh_frame_svma(0x10, at - 0x10, 16),
-            Some(at + 4 - 0x100 - 0x10)
-        );
+        assert_eq!(target(&hdr), Some(4 - 0x100));
         // datarel|udata4: from the header's start.
         hdr[1] = 0x33;
         hdr[4..8].copy_from_slice(&0x40u32.to_le_bytes());
-        assert_eq!(eh_frame_svma(0, at, 16), Some(at + 0x40));
-        // Another version, or an encoding not known: none.
+        assert_eq!(target(&hdr), Some(0x40));
+        // An encoding not known, or another version: none.
+        hdr[1] = 0x4b;
+        assert_eq!(target(&hdr), None);
+        hdr[1] = 0x1b;
         hdr[0] = 2;
-        assert_eq!(eh_frame_svma(0, at, 16), None);
+        assert_eq!(target(&hdr), None);
     }
 
     #[test]
