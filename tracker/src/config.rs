@@ -7,6 +7,7 @@
 //! - MEMTRACE_STATUS: a file where the tracker writes why it could not record.
 //! - MEMTRACE_PYTHON=1: the program is the Python interpreter of a script run; with
 //!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped.
+//! - MEMTRACE_NATIVE=1: record the whole native stack of every allocation (--native).
 //!
 //! Without --follow-fork these variables and the tracker's LD_PRELOAD entry are removed at start,
 //! so that the programs this one runs are not traced.
@@ -25,6 +26,8 @@ pub struct Config {
     /// The Python run's interpreter: track Python stacks (and the PyMem allocators).
     pub python: bool,
     pub python_allocators: bool,
+    /// Record whole native stacks (--native).
+    pub native: bool,
 }
 
 fn var(name: &CStr) -> Option<Vec<u8>> {
@@ -66,6 +69,7 @@ impl Config {
         let status = var(c"MEMTRACE_STATUS");
         let python = var(c"MEMTRACE_PYTHON").is_some_and(|v| v == b"1");
         let python_allocators = var(c"MEMTRACE_PYTHON_ALLOCATORS").is_none_or(|v| v != b"0");
+        let native = var(c"MEMTRACE_NATIVE").is_some_and(|v| v == b"1");
         if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
             return Some(Config {
                 output: child_path(&root, pid),
@@ -76,6 +80,7 @@ impl Config {
                 descendant: true,
                 python,
                 python_allocators,
+                native,
             });
         }
         let template = var(c"MEMTRACE_OUTPUT")?;
@@ -89,6 +94,7 @@ impl Config {
             descendant: false,
             python,
             python_allocators,
+            native,
         })
     }
 
@@ -112,6 +118,7 @@ impl Config {
             c"MEMTRACE_STATUS",
             c"MEMTRACE_PYTHON",
             c"MEMTRACE_PYTHON_ALLOCATORS",
+            c"MEMTRACE_NATIVE",
         ] {
             // SAFETY: unsetenv with a NUL-terminated name.
             unsafe { libc::unsetenv(name.as_ptr()) };

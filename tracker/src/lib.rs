@@ -20,6 +20,11 @@ mod stacks;
 mod sys;
 mod thread;
 mod tls;
+#[cfg(target_arch = "x86_64")]
+mod unwind;
+#[cfg(not(target_arch = "x86_64"))]
+#[path = "unwind_off.rs"]
+mod unwind;
 
 use std::sync::atomic::AtomicBool;
 
@@ -34,3 +39,5 @@ pub use hooks::*;
 pub use lifecycle::{__libc_start_main, _exit, exit};
 pub use python::PyInit__memtrace_tracker;
 pub use signals::{kill, raise};
+#[cfg(target_arch = "x86_64")]
+pub use unwind::dlclose;

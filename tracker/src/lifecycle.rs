@@ -38,6 +38,7 @@ extern "C" fn memtrace_init() {
         };
         cfg.prepare_environment(&own_path());
         crate::python::configure(cfg.python, cfg.python_allocators);
+        crate::unwind::configure(cfg.native);
         thread::init_key();
         crate::barrier::init();
         // SAFETY: registering plain functions that never unwind.
@@ -172,6 +173,9 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
     }
     if cfg.python && cfg.python_allocators {
         opts |= options::PYTHON_ALLOCATORS;
+    }
+    if cfg.native {
+        opts |= options::NATIVE;
     }
     FileHeader {
         major: MAJOR,
@@ -318,6 +322,7 @@ extern "C" fn fork_child() {
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
+    crate::unwind::after_fork();
     if !STARTED.load(Ordering::Acquire) {
         return;
     }
@@ -342,6 +347,7 @@ extern "C" fn fork_child() {
             descendant: true,
             python: cfg.python,
             python_allocators: cfg.python_allocators,
+            native: cfg.native,
         };
         stacks::clear();
         crate::rss::reset();

@@ -91,6 +91,8 @@ type Table<K> = SpinLock<Option<FastMap<K>>>;
 static STRINGS: Table<Box<[u8]>> = SpinLock::new(None);
 static PYTHON_FRAMES: Table<(u64, u64, u64)> = SpinLock::new(None);
 static STACKS: Table<(u64, u64)> = SpinLock::new(None);
+/// Native frames of whole stacks (--native), by return address.
+static NATIVE_FRAMES: Table<u64> = SpinLock::new(None);
 
 /// The id of `key` in `table`: `Ok` when known, else `Err` with a fresh id from `next` (the
 /// caller writes its definition).
@@ -127,6 +129,18 @@ pub fn stack(parent: u64, frame: u64) -> Result<u64, u64> {
     intern(&STACKS, &NEXT_STACK, (parent, frame))
 }
 
+/// The frame id of a native return address in a whole native stack.
+pub fn native_frame(address: u64) -> Result<u64, u64> {
+    intern(&NATIVE_FRAMES, &NEXT_FRAME, address)
+}
+
+/// A new stack id for a chain below a stack made just now by the caller: no other thread can
+/// know the parent, so its child cannot be in the table (it is not added to it either: a later
+/// lookup may then give the same chain a second id, which readers take as they take any).
+pub fn fresh_stack() -> u64 {
+    NEXT_STACK.fetch_add(1, Ordering::Relaxed)
+}
+
 pub fn lock_all() {
     for s in &NATIVE_SITES {
         s.raw_lock();
@@ -134,6 +148,7 @@ pub fn lock_all() {
     STRINGS.raw_lock();
     PYTHON_FRAMES.raw_lock();
     STACKS.raw_lock();
+    NATIVE_FRAMES.raw_lock();
 }
 
 pub fn unlock_all() {
@@ -143,6 +158,7 @@ pub fn unlock_all() {
     STRINGS.raw_unlock();
     PYTHON_FRAMES.raw_unlock();
     STACKS.raw_unlock();
+    NATIVE_FRAMES.raw_unlock();
 }
 
 /// Forgets every stack (a new capture starts): ids are defined again when next seen.
@@ -159,6 +175,9 @@ pub fn clear() {
         m.clear();
     }
     if let Some(m) = STACKS.lock().as_mut() {
+        m.clear();
+    }
+    if let Some(m) = NATIVE_FRAMES.lock().as_mut() {
         m.clear();
     }
     EPOCH.fetch_add(1, Ordering::Relaxed);

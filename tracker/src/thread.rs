@@ -410,10 +410,18 @@ impl ThreadState {
         stack
     }
 
-    /// The stack of an event: the thread's Python stack when it runs tracked Python code, else
-    /// the native call site `ret`. `t` is the calling thread's block (the hooks have it).
+    /// The stack of an event: with --native the whole native stack; else the thread's Python
+    /// stack when it runs tracked Python code, else the native call site `ret`. `t` is the
+    /// calling thread's block (the hooks have it).
     #[inline]
-    fn stack_of(&mut self, t: &mut tls::Tls, ret: u64) -> u64 {
+    fn stack_of(&mut self, t: &mut tls::Tls, allocator: Allocator, ret: u64) -> u64 {
+        // mmap's trampoline calls its hook (a seventh argument on the stack): no walk gets
+        // through it, and its call site is enough.
+        if crate::unwind::enabled() && allocator != Allocator::Mmap {
+            if let Some(id) = crate::unwind::stack(t, self) {
+                return id;
+            }
+        }
         match crate::python::current_stack(t, self) {
             Some(id) => id,
             None => self.site(ret),
@@ -425,7 +433,7 @@ impl ThreadState {
         for p in self.writer.alloc_lookups(allocator, addr, size) {
             prefetch(p);
         }
-        let stack = self.stack_of(t, ret);
+        let stack = self.stack_of(t, allocator, ret);
         if !self.room() {
             return;
         }
@@ -483,6 +491,15 @@ impl crate::python::Tables for ThreadState {
     fn stack(&mut self, id: u64, parent: u64, frame: u64) {
         if self.room_for_table(ColumnWriter::table_len(0)) {
             self.writer.stack(self.payload(), id, parent, frame);
+            self.publish();
+        }
+    }
+}
+
+impl crate::unwind::Tables for ThreadState {
+    fn native_frame(&mut self, id: u64, address: u64) {
+        if self.room_for_table(ColumnWriter::table_len(0)) {
+            self.writer.native_frame(self.payload(), id, address);
             self.publish();
         }
     }
@@ -645,6 +662,7 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         t.state = core::ptr::null_mut();
         t.exited = 1;
         crate::python::thread_exited(t);
+        crate::unwind::thread_exited(t);
         release(s);
         // A stuck state keeps its unwritten records in its staging area: never reuse it.
         if flushed {

@@ -9,6 +9,7 @@ struct memtrace_tls {
     uint32_t next_seq;     /* the next chunk sequence number of the thread */
     uint64_t epoch;        /* capture epoch the serial belongs to (a followed fork starts anew) */
     void *py;              /* the thread's Python shadow stack, or NULL */
+    void *native;          /* the thread's native unwinding state, or NULL */
 };
 
 static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));

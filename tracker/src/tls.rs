@@ -10,6 +10,8 @@ pub struct Tls {
     pub epoch: u64,
     /// The thread's Python frame caches (python::frames), or null.
     pub py: *mut core::ffi::c_void,
+    /// The thread's native unwinding state (unwind), or null.
+    pub native: *mut core::ffi::c_void,
 }
 
 extern "C" {

@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Python runs: record system allocations only (pymalloc's arenas then show as mmaps)
     #[arg(long = "no-python-allocators")]
     pub no_python_allocators: bool,
+    /// Record the whole native call stack of every allocation (not only its call site)
+    #[arg(long = "native")]
+    pub native: bool,
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
@@ -159,6 +162,11 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     }
     if args.follow_fork {
         cmd.env("MEMTRACE_FOLLOW_FORK", "1");
+    }
+    if args.native {
+        cmd.env("MEMTRACE_NATIVE", "1");
+    } else {
+        cmd.env_remove("MEMTRACE_NATIVE");
     }
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;

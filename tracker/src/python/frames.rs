@@ -18,17 +18,22 @@ const LINE_SLOTS: usize = 1024;
 const NAME_SLOTS: usize = 512;
 
 #[derive(Clone, Copy)]
-struct Step {
+pub struct Step {
     code: usize,
     offset: isize,
     /// The interned stack ending at this frame (its parent's, for a hidden frame).
     stack: u64,
+    /// The frame's id (0 for a hidden frame).
+    pub frame: u64,
+    /// The outermost frame of one run of the evaluation loop (native stacks merge there).
+    pub entry: bool,
 }
 
 #[derive(Clone, Copy)]
 struct Walked {
     code: usize,
     offset: isize,
+    entry: bool,
 }
 
 /// An instruction's line, and the stack of the last frame seen there with its parent stack:
@@ -40,6 +45,7 @@ struct LineSlot {
     line: u64,
     parent: u64,
     stack: u64,
+    frame: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -113,7 +119,7 @@ pub fn current(
     let mut same = 0;
     while same < n.min(f.depth) {
         let (c, w) = (f.chain[same], f.scratch[n - 1 - same]);
-        if c.code != w.code || c.offset != w.offset {
+        if c.code != w.code || c.offset != w.offset || c.entry != w.entry {
             break;
         }
         same += 1;
@@ -134,8 +140,9 @@ pub fn current(
             // 3.13 frames may run other objects than code: not a Python function to show.
             (Named::Hidden, false)
         };
-        parent = match named {
-            Named::Hidden => parent,
+        let frame;
+        (parent, frame) = match named {
+            Named::Hidden => (parent, 0),
             Named::Shown { function, file } => {
                 stack_at(f, api, (w.code, w.offset), settled, parent, |line| {
                     intern(tables, parent, function, file, line)
@@ -148,6 +155,8 @@ pub fn current(
             code: if settled { w.code } else { 0 },
             offset: w.offset,
             stack: parent,
+            frame,
+            entry: w.entry,
         };
     }
     f.depth = n;
@@ -166,12 +175,18 @@ fn walk(f: &mut ThreadFrames, layout: &Layout, tstate: usize) -> usize {
         let mut steps = 0;
         while frame != 0 && n < CAPACITY && steps < 4 * CAPACITY {
             steps += 1;
-            if !layout.is_shim(frame) {
+            if layout.is_shim(frame) {
+                // 3.12+: the frame below a shim is the first of a run of the evaluation loop.
+                if n > 0 {
+                    f.scratch[n - 1].entry = true;
+                }
+            } else {
                 let code = layout.code(frame);
                 if code != 0 {
                     f.scratch[n] = Walked {
                         code,
                         offset: layout.offset(frame, code),
+                        entry: layout.is_entry(frame),
                     };
                     n += 1;
                 }
@@ -208,23 +223,24 @@ fn stack_at(
     (code, offset): (usize, isize),
     settled: bool,
     parent: u64,
-    intern: impl FnOnce(u64) -> u64,
-) -> u64 {
+    intern: impl FnOnce(u64) -> (u64, u64),
+) -> (u64, u64) {
     let h = (code >> 4) ^ (offset as usize).wrapping_mul(0x9e37_79b9);
     let slot = &mut f.lines[h & (LINE_SLOTS - 1)];
     if slot.code == code && slot.offset == offset {
         if slot.parent == parent && slot.stack != 0 {
-            return slot.stack;
+            return (slot.stack, slot.frame);
         }
-        let stack = intern(slot.line);
+        let (stack, frame) = intern(slot.line);
         slot.parent = parent;
         slot.stack = stack;
-        return stack;
+        slot.frame = frame;
+        return (stack, frame);
     }
     let offset32 = offset.clamp(i32::MIN as isize, i32::MAX as isize) as i32;
     // SAFETY: a live code object; PyCode_Addr2Line only reads its line table.
     let line = unsafe { (api.code_addr2line)(code as *mut _, offset32) }.max(0) as u64;
-    let stack = intern(line);
+    let (stack, frame) = intern(line);
     // Only for a code kept alive (codes.rs): its address is never reused by another.
     if settled {
         *slot = LineSlot {
@@ -233,9 +249,10 @@ fn stack_at(
             line,
             parent,
             stack,
+            frame,
         };
     }
-    stack
+    (stack, frame)
 }
 
 /// Drops every cached id (new tables), keeping the lines.
@@ -250,8 +267,8 @@ fn forget_ids(f: &mut ThreadFrames) {
     }
 }
 
-/// The stack of `function` at `file:line` called from stack `parent`.
-fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: u64) -> u64 {
+/// The stack of `function` at `file:line` called from stack `parent`, and the frame's id.
+fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: u64) -> (u64, u64) {
     let frame = match stacks::python_frame(function, file, line) {
         Ok(id) => id,
         Err(id) => {
@@ -259,11 +276,36 @@ fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: 
             id
         }
     };
-    match stacks::stack(parent, frame) {
+    let stack = match stacks::stack(parent, frame) {
         Ok(id) => id,
         Err(id) => {
             tables.stack(id, parent, frame);
             id
         }
+    };
+    (stack, frame)
+}
+
+impl Step {
+    /// A step of a made-up chain, for tests of what reads chains.
+    #[cfg(test)]
+    pub fn for_test(frame: u64, entry: bool) -> Step {
+        Step {
+            code: 0,
+            offset: 0,
+            stack: 0,
+            frame,
+            entry,
+        }
     }
+}
+
+/// The chain the last `current` call read, outermost first (empty when it found none).
+pub fn last_chain(t: &tls::Tls) -> &'static [Step] {
+    if t.py.is_null() {
+        return &[];
+    }
+    // SAFETY: this thread's own mapping (see frames_of).
+    let f = unsafe { &*(t.py as *const ThreadFrames) };
+    &f.chain[..f.depth]
 }

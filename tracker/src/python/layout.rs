@@ -50,6 +50,8 @@ pub const TSTATE_INTERP: usize = 16;
 pub const OB_TYPE: usize = 8;
 /// `_PyInterpreterFrame.owner` of a shim frame (FRAME_OWNED_BY_CSTACK).
 const OWNED_BY_CSTACK: u8 = 3;
+/// `_PyInterpreterFrame.is_entry` (3.11).
+const IS_ENTRY_311: usize = 68;
 /// PyFrameObject.f_frame (3.11+).
 const FRAME_OBJECT_F_FRAME: usize = 24;
 
@@ -164,6 +166,21 @@ impl Layout {
             // SAFETY: per the caller, the owner byte exists.
             Some(off) => unsafe { ((frame + off) as *const u8).read() == OWNED_BY_CSTACK },
             None => false,
+        }
+    }
+
+    /// Whether `frame` is the first a run of the evaluation loop executes: on 3.10 every frame
+    /// (a call of the loop per frame); on 3.11 its `is_entry` flag; 3.12+ mark runs with shims.
+    ///
+    /// # Safety
+    /// `frame` is a live frame of this layout's version.
+    #[inline]
+    pub unsafe fn is_entry(&self, frame: usize) -> bool {
+        match self.minor {
+            10 => true,
+            // SAFETY: per the caller, a 3.11 _PyInterpreterFrame, whose is_entry is at 68.
+            11 => unsafe { ((frame + IS_ENTRY_311) as *const u8).read() != 0 },
+            _ => false,
         }
     }
 

@@ -15,6 +15,7 @@ mod layout;
 use crate::{thread, tls, ACTIVE};
 use api::Object;
 use frames::Interpreter;
+pub use frames::Step;
 use libc::{c_char, c_int, c_void};
 use memtrace_format::Marker;
 use std::cell::UnsafeCell;
@@ -52,6 +53,14 @@ pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         return None;
     }
     frames::current(t, api::get()?, INTERPRETER.get()?, tables)
+}
+
+/// The calling thread's Python frames now, outermost first (interned as `current_stack` does),
+/// for a merged native stack; None when it runs none.
+#[inline]
+pub fn current_chain(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<&'static [Step]> {
+    current_stack(t, tables)?;
+    Some(frames::last_chain(t))
 }
 
 /// The thread is ending (its last destructors run): its frame caches go.
@@ -238,7 +247,9 @@ pub unsafe extern "C" fn PyInit__memtrace_tracker() -> *mut Object {
         if ALLOCATORS.load(Ordering::Relaxed) {
             allocators::install(api);
         }
-        learn_interpreter(api);
+        if learn_interpreter(api) && crate::unwind::enabled() {
+            crate::unwind::learn_eval_loop();
+        }
         let t = tls::get();
         let was = t.in_tracker;
         t.in_tracker = 1;

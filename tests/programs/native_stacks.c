@@ -1,0 +1,103 @@
+/* Allocations in known functions, for whole native stacks (memtrace run --native).
+   Usage: native_stacks levels | signal | altsignal | threads N | dlopen LIB
+   Each site allocates a size no other site uses; the markers in comments name the lines the
+   test expects in the stacks. Functions are noipa so that -O2 neither inlines, clones nor
+   tail-calls them; the empty asm after each call keeps the caller's frame on the stack. */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
+#define NOIPA __attribute__((noipa))
+
+static void *sink[64];
+
+static inline __attribute__((always_inline)) void *inlined_alloc(size_t n) {
+    char *p = malloc(n); /* SITE inlined_alloc */
+    memset(p, 1, n);
+    return p;
+}
+
+NOIPA void *level3(size_t n) {
+    void *p = malloc(n); /* SITE level3 */
+    KEEP(p);
+    void *q = inlined_alloc(n + 1111); /* SITE level3_inlined */
+    KEEP(q);
+    sink[1] = q;
+    return p;
+}
+
+NOIPA void *level2(size_t n) {
+    void *p = level3(n); /* SITE level2 */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void *level1(size_t n) {
+    void *p = level2(n); /* SITE level1 */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void handler(int sig) {
+    void *p = malloc(3333); /* SITE handler */
+    KEEP(p);
+    sink[2] = p;
+    (void)sig;
+}
+
+NOIPA void trigger(int sig) {
+    pthread_kill(pthread_self(), sig); /* SITE trigger */
+    KEEP(sink);
+}
+
+NOIPA void *thread_alloc(size_t n) {
+    void *p = malloc(n); /* SITE thread_alloc */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void *thread_main(void *arg) {
+    for (int i = 0; i < 1000; i++) {
+        void *p = thread_alloc(4444); /* SITE thread_main */
+        KEEP(p);
+        free(p);
+    }
+    return arg;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "levels";
+    if (!strcmp(mode, "levels")) {
+        sink[0] = level1(2222); /* SITE main_levels */
+    } else if (!strcmp(mode, "signal") || !strcmp(mode, "altsignal")) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = handler;
+        if (!strcmp(mode, "altsignal")) {
+            stack_t ss = {.ss_sp = malloc(1 << 16), .ss_size = 1 << 16, .ss_flags = 0};
+            sigaltstack(&ss, NULL);
+            sa.sa_flags = SA_ONSTACK;
+        }
+        sigaction(SIGUSR1, &sa, NULL);
+        trigger(SIGUSR1); /* SITE main_signal */
+    } else if (!strcmp(mode, "threads")) {
+        int n = argc > 2 ? atoi(argv[2]) : 16;
+        pthread_t t[64];
+        for (int i = 0; i < n && i < 64; i++) pthread_create(&t[i], NULL, thread_main, NULL);
+        for (int i = 0; i < n && i < 64; i++) pthread_join(t[i], NULL);
+    } else if (!strcmp(mode, "dlopen")) {
+        for (int round = 0; round < 3; round++) {
+            void *h = dlopen(argv[2], RTLD_NOW);
+            if (!h) { fprintf(stderr, "%s\n", dlerror()); return 2; }
+            void *(*f)(size_t) = (void *(*)(size_t))dlsym(h, "lib_alloc");
+            sink[10 + round] = f(5555); /* SITE main_dlopen */
+            dlclose(h);
+            sink[20 + round] = level1(6666 + round);
+        }
+    }
+    return 0;
+}

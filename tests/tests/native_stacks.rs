@@ -1,0 +1,506 @@
+//! `memtrace run --native`: whole native stacks of C programs built at -O0 and -O2, with and
+//! without frame pointers, through signal handlers (on the thread's stack and on a signal
+//! stack), in many threads, in a library loaded and unloaded, across fork; and merged stacks of
+//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3. The frames are checked by
+//! function and line against markers in the sources.
+
+use memtrace_e2e::python::{pyenv_python, python, write};
+use memtrace_e2e::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SRC: &str = "native_stacks";
+const LIB: &str = "native_lib";
+
+/// The builds every stack is checked in.
+const BUILDS: [&[&str]; 5] = [
+    &["-O0"],
+    &["-O0", "-fomit-frame-pointer"],
+    &["-O2"],
+    &["-O2", "-fomit-frame-pointer"],
+    &["-O2", "-fno-omit-frame-pointer"],
+];
+
+fn source(name: &str) -> PathBuf {
+    workspace().join("tests/programs").join(format!("{name}.c"))
+}
+
+/// The line of `/* SITE marker */` in a test program.
+fn line(name: &str, marker: &str) -> u64 {
+    let text = std::fs::read_to_string(source(name)).expect("read the source");
+    let tag = format!("/* SITE {marker} */");
+    let i = text
+        .lines()
+        .position(|l| l.contains(&tag))
+        .unwrap_or_else(|| panic!("no {tag} in {name}.c"));
+    i as u64 + 1
+}
+
+fn gcc(dir: &Path, name: &str, flags: &[&str], extra: &[&str]) -> PathBuf {
+    let tag: String = flags.concat().replace('-', "_");
+    let out = dir.join(format!("{name}{tag}{}", extra.concat().replace('-', "_")));
+    let status = Command::new("gcc")
+        .args(["-g", "-fno-builtin", "-pthread"])
+        .args(flags)
+        .args(extra)
+        .arg("-o")
+        .arg(&out)
+        .arg(source(name))
+        .arg("-ldl")
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "compiling {name} {flags:?} failed");
+    out
+}
+
+/// `memtrace stats --json -n 100` of a capture: enough sites to find small ones.
+fn stats(capture: &Path) -> Value {
+    let out = memtrace(
+        &[
+            "stats",
+            "--json",
+            "-n",
+            "100",
+            capture.to_str().expect("utf-8 path"),
+        ],
+        capture.parent().expect("a directory"),
+    );
+    assert!(out.status.success(), "stats failed: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("stats --json prints JSON")
+}
+
+/// Runs `program args` under `memtrace run --native` and returns its stats.
+fn run_native(dir: &Path, program: &Path, args: &[&str]) -> Value {
+    let cap = dir.join("native.bin");
+    let prog = program.to_str().expect("utf-8 path");
+    let mut all = vec!["run", "--native", "-q", "-f", "-o"];
+    all.push(cap.to_str().expect("utf-8 path"));
+    all.push("--");
+    all.push(prog);
+    all.extend_from_slice(args);
+    let out = memtrace(&all, dir);
+    assert!(out.status.success(), "{program:?} {args:?} failed: {out:?}");
+    stats(&cap)
+}
+
+/// A frame as (function, line).
+type Frame = (Option<String>, Option<u64>);
+
+/// The stack of the allocation site (a source line) with `count` allocations of `bytes` in all.
+fn site(stats: &Value, bytes: u64, count: u64) -> Vec<Frame> {
+    let entries = stats["top_by_size"]
+        .as_array()
+        .into_iter()
+        .chain(stats["top_by_count"].as_array())
+        .flatten();
+    for e in entries {
+        if e["bytes"].as_u64() == Some(bytes) && e["count"].as_u64() == Some(count) {
+            return e["stack"]
+                .as_array()
+                .expect("a stack")
+                .iter()
+                .map(|f| {
+                    (
+                        f["function"].as_str().map(str::to_string),
+                        f["line"].as_u64(),
+                    )
+                })
+                .collect();
+        }
+    }
+    panic!("no site of {count} allocations of {bytes} bytes in {stats}");
+}
+
+fn at(function: &str, src: &str, marker: &str) -> Frame {
+    (Some(function.to_string()), Some(line(src, marker)))
+}
+
+fn function(f: &Frame) -> &str {
+    f.0.as_deref().unwrap_or("?")
+}
+
+/// The main thread's walk reaches the program's entry point.
+fn ends_at_start(stack: &[Frame], flags: &[&str]) {
+    assert_eq!(
+        stack.last().map(function),
+        Some("_start"),
+        "{flags:?}: {stack:?}"
+    );
+}
+
+#[test]
+fn three_levels_and_an_inlined_function_in_every_build() {
+    let dir = scratch("native-levels");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        let s = run_native(&dir, &prog, &["levels"]);
+        let outer = [
+            at("level2", SRC, "level2"),
+            at("level1", SRC, "level1"),
+            at("main", SRC, "main_levels"),
+        ];
+        let plain = site(&s, 2222, 1);
+        assert_eq!(
+            plain[0],
+            at("level3", SRC, "level3"),
+            "{flags:?}: {plain:?}"
+        );
+        assert_eq!(plain[1..4], outer, "{flags:?}: {plain:?}");
+        ends_at_start(&plain, flags);
+        // The inlined function's frame is the call site's innermost one (level3 itself is the
+        // function it was inlined into).
+        let inlined = site(&s, 3333, 1);
+        assert_eq!(
+            inlined[0],
+            at("inlined_alloc", SRC, "inlined_alloc"),
+            "{flags:?}: {inlined:?}"
+        );
+        assert_eq!(inlined[1..4], outer, "{flags:?}: {inlined:?}");
+        ends_at_start(&inlined, flags);
+    }
+}
+
+/// The handler's frame, then the interrupted code and its callers down to main.
+fn check_signal_stack(stack: &[Frame], flags: &[&str]) {
+    assert_eq!(
+        stack[0],
+        at("handler", SRC, "handler"),
+        "{flags:?}: {stack:?}"
+    );
+    let trigger = stack
+        .iter()
+        .position(|f| function(f) == "trigger")
+        .unwrap_or_else(|| panic!("{flags:?}: no trigger frame in {stack:?}"));
+    assert_eq!(
+        stack[trigger..trigger + 2],
+        [
+            at("trigger", SRC, "trigger"),
+            at("main", SRC, "main_signal")
+        ],
+        "{flags:?}: {stack:?}"
+    );
+    ends_at_start(stack, flags);
+}
+
+#[test]
+fn a_signal_handler_allocating_has_the_interrupted_stack_below_it() {
+    let dir = scratch("native-signal");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        for mode in ["signal", "altsignal"] {
+            let s = run_native(&dir, &prog, &[mode]);
+            check_signal_stack(&site(&s, 3333, 1), flags);
+        }
+    }
+}
+
+#[test]
+fn sixteen_threads_have_their_stacks_down_to_the_thread_start() {
+    let dir = scratch("native-threads");
+    for flags in [&["-O0"][..], &["-O2", "-fomit-frame-pointer"]] {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        let s = run_native(&dir, &prog, &["threads", "16"]);
+        assert!(num(&s, "total_frees") >= 16_000, "{s}");
+        let stack = site(&s, 4444 * 16_000, 16_000);
+        assert_eq!(
+            stack[..2],
+            [
+                at("thread_alloc", SRC, "thread_alloc"),
+                at("thread_main", SRC, "thread_main")
+            ],
+            "{flags:?}: {stack:?}"
+        );
+        // Below thread_main only the C library's thread start (start_thread, clone3).
+        assert!(stack.len() <= 4, "{flags:?}: {stack:?}");
+        assert!(
+            !stack.iter().any(|f| function(f) == "main"),
+            "{flags:?}: {stack:?}"
+        );
+    }
+}
+
+#[test]
+fn a_library_loaded_called_and_closed_three_times() {
+    let dir = scratch("native-dlopen");
+    for flags in [&["-O0"][..], &["-O2", "-fomit-frame-pointer"]] {
+        let lib = gcc(&dir, LIB, flags, &["-shared", "-fPIC"]);
+        let prog = gcc(&dir, SRC, flags, &[]);
+        let s = run_native(&dir, &prog, &["dlopen", lib.to_str().expect("utf-8 path")]);
+        let stack = site(&s, 5555 * 3, 3);
+        assert_eq!(
+            stack[..3],
+            [
+                at("lib_inner", LIB, "lib_inner"),
+                at("lib_alloc", LIB, "lib_alloc"),
+                at("main", SRC, "main_dlopen"),
+            ],
+            "{flags:?}: {stack:?}"
+        );
+        ends_at_start(&stack, flags);
+        // Allocations after each dlclose are unwound with the new module list.
+        let stack = site(&s, 6666 + 6667 + 6668, 3);
+        assert_eq!(
+            stack[0],
+            at("level3", SRC, "level3"),
+            "{flags:?}: {stack:?}"
+        );
+        ends_at_start(&stack, flags);
+    }
+}
+
+/// Runs `script` with --native under `python` and returns the stats.
+fn run_python_native(dir: &Path, python: &Path, script: &Path, capture: &str) -> Value {
+    let cap = dir.join(capture);
+    let out = memtrace(
+        &[
+            "run",
+            "--native",
+            "-q",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8 path"),
+            "--python",
+            python.to_str().expect("utf-8 path"),
+            script.to_str().expect("utf-8 path"),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    stats(&cap)
+}
+
+/// The top stacks by size as (function, file, line).
+fn top_stacks(s: &Value) -> Vec<Vec<(String, String, u64)>> {
+    s["top_by_size"]
+        .as_array()
+        .expect("top sites")
+        .iter()
+        .map(|e| {
+            e["stack"]
+                .as_array()
+                .expect("a stack")
+                .iter()
+                .map(|f| {
+                    (
+                        f["function"].as_str().unwrap_or("?").to_string(),
+                        f["file"].as_str().unwrap_or("").to_string(),
+                        f["line"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+const MERGE_SCRIPT: &str =
+    "def work():\n    return [bytearray(100_000) for _ in range(20)]\nkept = work()\n";
+
+#[test]
+fn python_frames_are_merged_below_the_evaluation_loop_in_3_10_to_3_13() {
+    let dir = scratch("native-merge");
+    let script = write(&dir, "merge.py", MERGE_SCRIPT);
+    for minor in 10..=13 {
+        let Some(python) = pyenv_python(minor) else {
+            continue;
+        };
+        let s = run_python_native(&dir, &python, &script, &format!("m{minor}.bin"));
+        let stacks = top_stacks(&s);
+        let stack = stacks
+            .iter()
+            .find(|st| st.iter().any(|f| f.0 == "work" && f.2 == 2))
+            .unwrap_or_else(|| panic!("3.{minor}: no stack through work in {stacks:?}"));
+        let py: Vec<usize> = (0..stack.len())
+            .filter(|&i| stack[i].1.ends_with("merge.py"))
+            .collect();
+        // The script's frames innermost first (the comprehension's own frame before 3.12),
+        // ending with the module's: from 3.11 one run of the evaluation loop, in one block; on
+        // 3.10 a run per frame, each below the C frames of its call.
+        let (first, last) = (py[0], py[py.len() - 1]);
+        if minor >= 11 {
+            assert_eq!(last - first + 1, py.len(), "3.{minor}: {stack:?}");
+        } else {
+            assert!(
+                py.windows(2).all(|w| w[1] > w[0] + 1),
+                "3.{minor}: {stack:?}"
+            );
+        }
+        let names: Vec<(&str, u64)> = py
+            .iter()
+            .map(|&i| (stack[i].0.as_str(), stack[i].2))
+            .collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            [("work", 2), ("<module>", 3)],
+            "3.{minor}: {stack:?}"
+        );
+        assert!(names.len() <= 3, "3.{minor}: {stack:?}");
+        // C frames of the allocation above the block, the interpreter's below it.
+        assert!(first >= 2 && stack.len() > last + 3, "3.{minor}: {stack:?}");
+        assert!(
+            !stack[..first]
+                .iter()
+                .any(|f| f.0.contains("EvalFrameDefault")),
+            "3.{minor}: {stack:?}"
+        );
+    }
+}
+
+#[test]
+fn a_python_script_runs_with_native_stacks() {
+    let dir = scratch("native-python");
+    let script = write(
+        &dir,
+        "native.py",
+        "import json, threading\n\
+         def work():\n    return [bytearray(100_000) for _ in range(20)]\n\
+         t = threading.Thread(target=work)\nt.start()\nt.join()\n\
+         kept = work()\nprint(len(json.dumps({'a': list(range(1000))})))\n",
+    );
+    let cap = dir.join("py.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "--native",
+            "-q",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8 path"),
+            "--python",
+            python().to_str().expect("utf-8 path"),
+            script.to_str().expect("utf-8 path"),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4897");
+    let s = stats(&cap);
+    // The bytearrays' buffers, made in both threads: the C function that allocates, the
+    // interpreter's evaluation loop that called it, and the thread's start below.
+    let stacks: Vec<Vec<String>> = s["top_by_size"]
+        .as_array()
+        .expect("top sites")
+        .iter()
+        .map(|e| {
+            e["stack"]
+                .as_array()
+                .expect("a stack")
+                .iter()
+                .map(|f| f["function"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .collect();
+    let evaluated = stacks
+        .iter()
+        .filter(|st| st.iter().any(|f| f == "_PyEval_EvalFrameDefault"))
+        .count();
+    assert!(evaluated >= 2, "{stacks:?}");
+    assert!(num(&s, "total_allocations") > 40, "{s}");
+}
+
+#[test]
+fn fork_while_threads_unwind_never_deadlocks_and_children_follow() {
+    let dir = scratch("native-fork");
+    let prog = compile("stress", &dir);
+    for follow in [false, true] {
+        let cap = dir.join(format!("fork{follow}.bin"));
+        let mut args = vec!["run", "--native", "-q", "-f", "-o"];
+        args.push(cap.to_str().expect("utf-8 path"));
+        if follow {
+            args.push("--follow-fork");
+        }
+        args.extend(["--", prog.to_str().expect("utf-8 path"), "fork-threads"]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(out.stdout, b"children ok: 50\n");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true));
+        assert!(num(&s, "total_allocations") > 1000, "{s}");
+        // The spinning threads' allocations: spin_alloc below the C library's thread start.
+        let top = &s["top_by_count"][0]["stack"];
+        assert_eq!(top[0]["function"].as_str(), Some("spin_alloc"), "{top}");
+        assert!(top.as_array().is_some_and(|a| a.len() <= 3), "{top}");
+    }
+}
+
+#[test]
+fn sqlite3_allocations_show_the_library_below_the_script_line() {
+    let dir = scratch("native-sqlite");
+    let script = write(
+        &dir,
+        "sq.py",
+        "import sqlite3\n\
+         db = sqlite3.connect(':memory:')\n\
+         db.execute('create table t (a integer, b text)')\n\
+         db.executemany('insert into t values (?, ?)', ((i, 'x' * 100) for i in range(20000)))\n\
+         print(db.execute('select count(*) from t').fetchone()[0])\n",
+    );
+    let s = run_python_native(&dir, python(), &script, "sq.bin");
+    let stacks = top_stacks(&s);
+    // The inserts' memory: libsqlite3's step function, called from the module's line 4 through
+    // the sqlite3 extension.
+    let stack = stacks
+        .iter()
+        .find(|st| st.iter().any(|f| f.0 == "sqlite3_step"))
+        .unwrap_or_else(|| panic!("no stack through sqlite3_step in {stacks:?}"));
+    let step = stack
+        .iter()
+        .position(|f| f.0 == "sqlite3_step")
+        .expect("found");
+    let module = stack
+        .iter()
+        .position(|f| f.0 == "<module>")
+        .unwrap_or_else(|| panic!("no Python frame in {stack:?}"));
+    assert!(step < module, "{stack:?}");
+    assert_eq!(stack[module].2, 4, "{stack:?}");
+    assert!(
+        stack[step..module]
+            .iter()
+            .any(|f| f.0.contains("executemany")),
+        "{stack:?}"
+    );
+}
+
+#[test]
+fn a_library_called_through_ctypes_has_the_python_frames_above_it() {
+    let dir = scratch("native-ctypes");
+    let lib = gcc(&dir, LIB, &["-O2"], &["-shared", "-fPIC"]);
+    let script = write(
+        &dir,
+        "ct.py",
+        &format!(
+            "import ctypes\n\
+             lib = ctypes.CDLL({lib:?})\n\
+             lib.lib_alloc.restype = ctypes.c_void_p\n\
+             def call(n):\n    return lib.lib_alloc(n)\n\
+             kept = [call(7777) for _ in range(3)]\n"
+        ),
+    );
+    for minor in 10..=13 {
+        let Some(python) = pyenv_python(minor) else {
+            continue;
+        };
+        let s = run_python_native(&dir, &python, &script, &format!("ct{minor}.bin"));
+        let stack = site(&s, 7777 * 3, 3);
+        assert_eq!(
+            stack[..2],
+            [
+                at("lib_inner", LIB, "lib_inner"),
+                at("lib_alloc", LIB, "lib_alloc")
+            ],
+            "3.{minor}: {stack:?}"
+        );
+        // Through libffi and _ctypes up to the Python function that called, and its caller.
+        let call = stack
+            .iter()
+            .position(|f| f == &(Some("call".to_string()), Some(5)))
+            .unwrap_or_else(|| panic!("3.{minor}: no Python frame call in {stack:?}"));
+        assert!(call > 2, "3.{minor}: {stack:?}");
+        assert!(
+            stack[call + 1..]
+                .iter()
+                .any(|f| function(f) == "<module>" && f.1 == Some(6)),
+            "3.{minor}: {stack:?}"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! Native call stacks (`memtrace run --native`): the allocating thread's stack is unwound in
+//! process at each allocation, with framehop over the `.eh_frame` of the loaded modules (frame
+//! pointers where a module has no CFI), and interned as a prefix tree of native frames.
+//!
+//! - [`loaded`]: the modules' unwind tables, rebuilt when the loader's lists change
+//! - [`bounds`]: the stacks a walk may read
+//! - [`walk`]: the walk itself, from inside the tracker out to the thread's first frame
+//! - [`merge`]: in a Python run, the Python frames placed below the evaluation loop's frames
+//! - [`tree`]: the per-thread cache of the last stack, so that only new nodes are interned
+//!
+//! Nothing here runs unless `--native` was asked for: the allocation path tests one flag.
+
+mod bounds;
+mod loaded;
+mod merge;
+mod tree;
+mod walk;
+
+pub use loaded::{after_fork, dlclose};
+pub use merge::learn_eval_loop;
+
+use crate::{stacks, sys, tls};
+use framehop::x86_64::CacheX86_64;
+use framehop::MustNotAllocateDuringUnwind;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Native frames kept per stack: the innermost ones of a deeper stack.
+pub const MAX_DEPTH: usize = 128;
+/// Frames kept per merged stack of native and Python frames.
+pub const MAX_MERGED: usize = 512;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Where a thread writes the table records a native stack needs (and, for a merged stack, the
+/// Python ones).
+pub trait Tables: crate::python::Tables {
+    fn native_frame(&mut self, id: u64, address: u64);
+}
+
+/// Called at start-up: record native stacks (MEMTRACE_NATIVE=1).
+pub fn configure(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+#[inline(always)]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
+
+/// A thread's unwinding state, in an anonymous mapping made at its first native stack (and
+/// inherited as it is by a fork child, whose thread runs on the same stack).
+struct Native {
+    bounds: bounds::Stack,
+    /// framehop's rule cache and DWARF evaluation space (boxed by framehop: built once).
+    cache: Option<Cache>,
+    /// Walks since the loader's lists were last checked (see `loaded::current`).
+    walks: u32,
+    /// The last walk's return addresses, innermost first.
+    pcs: [u64; MAX_DEPTH],
+    /// The last merged chain, innermost first.
+    merged: [u64; MAX_MERGED],
+    /// Code outside every module met by walks, with the snapshot it was not in: the loader is
+    /// asked about a new module once per such address (JIT code meets the same ones again).
+    unknown: [(u64, usize); UNKNOWN_SLOTS],
+    tree: tree::Tree,
+}
+
+const UNKNOWN_SLOTS: usize = 64;
+
+/// Whether `pc`, unknown code, was not met before with `snapshot` (remembered in `seen`).
+fn first_unknown(
+    seen: &mut [(u64, usize); UNKNOWN_SLOTS],
+    pc: u64,
+    snapshot: &loaded::Snapshot,
+) -> bool {
+    let key = (pc, snapshot as *const loaded::Snapshot as usize);
+    let slot = &mut seen[(stacks::hash(pc) as usize) & (UNKNOWN_SLOTS - 1)];
+    if *slot == key {
+        return false;
+    }
+    *slot = key;
+    true
+}
+
+fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
+    if t.native.is_null() {
+        let p = sys::map_anon(core::mem::size_of::<Native>())? as *mut Native;
+        // SAFETY: fresh zeroed memory of the right size, owned by this thread; `cache` is
+        // written before use (zeroed bytes are not a valid Option<Cache>).
+        unsafe {
+            core::ptr::addr_of_mut!((*p).cache).write(None);
+            (*p).bounds = bounds::Stack::of_this_thread();
+        }
+        t.native = p as *mut core::ffi::c_void;
+    }
+    // SAFETY: this thread's own mapping, made above, unmapped only by `thread_exited`.
+    Some(unsafe { &mut *(t.native as *mut Native) })
+}
+
+/// The thread is ending: its unwinding state goes.
+pub fn thread_exited(t: &mut tls::Tls) {
+    if t.native.is_null() {
+        return;
+    }
+    let p = core::mem::replace(&mut t.native, core::ptr::null_mut()) as *mut Native;
+    // SAFETY: the thread's own state, no longer reachable: drop its cache (the tracker's own
+    // allocator frees it), then unmap it.
+    unsafe { core::ptr::drop_in_place(core::ptr::addr_of_mut!((*p).cache)) };
+    sys::unmap(p as *mut u8, core::mem::size_of::<Native>());
+}
+
+/// The interned native stack of the calling thread's allocation, defining new frames and stacks
+/// in `tables`; None when it could not be unwound (the caller falls back to the call site).
+/// Called from a hook with the re-entrancy flag set.
+#[inline(never)]
+pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+    let n = native_of(t)?;
+    let snapshot = loaded::current(&mut n.walks)?;
+    let cache = n.cache.get_or_insert_with(Cache::new_in);
+    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
+    if depth.unknown
+        && first_unknown(&mut n.unknown, n.pcs[depth.frames - 1], snapshot)
+        && loaded::refresh_if_changed()
+    {
+        // Code of a module loaded since the snapshot was made: walk again with the new one.
+        let snapshot = loaded::current(&mut n.walks)?;
+        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
+    }
+    if depth.frames == 0 {
+        return None;
+    }
+    let pcs = &n.pcs[..depth.frames];
+    let keys = match crate::python::current_chain(t, tables) {
+        Some(chain) => match merge::merge(pcs, chain, &mut n.merged) {
+            Some(len) => &n.merged[..len],
+            None => pcs,
+        },
+        None => pcs,
+    };
+    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
+    Some(n.tree.intern(epoch, keys, tables))
+}
