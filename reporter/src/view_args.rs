@@ -25,6 +25,10 @@ pub struct ViewArgs {
     /// Keep only the thread of this name or TID
     #[arg(long, value_name = "NAME|TID")]
     pub thread: Option<String>,
+    /// In a Python run, count the interpreter's start-up too (by default a report starts when
+    /// the script starts, as memray's do)
+    #[arg(long)]
+    pub include_startup: bool,
 }
 
 impl ViewArgs {
@@ -41,6 +45,7 @@ impl ViewArgs {
             temporary_threshold: self.temporary_threshold as usize,
             split_threads: self.threads,
             thread: self.thread.clone(),
+            include_startup: self.include_startup,
         }
     }
 }
@@ -54,6 +59,7 @@ pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), Stri
             temporary: view.temporary(),
             progress: Progress::stderr("reading the capture"),
             freeze: true,
+            include_startup: view.include_startup,
             ..Options::default()
         },
     );

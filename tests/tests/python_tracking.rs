@@ -618,3 +618,58 @@ print('done')
         assert_eq!(workers, Some(4), "{}", s["threads"]);
     }
 }
+
+#[test]
+fn reports_start_with_the_script_unless_asked() {
+    // As memray sees a run: the interpreter's start-up (and `site`, run before the script) is
+    // not in the figures; --include-startup counts it.
+    let dir = scratch("py-startup");
+    let text = "\
+kept = b\"\\0\" * 10_000_000
+";
+    for py in (10..=13)
+        .filter_map(pyenv_python)
+        .chain([python().to_path_buf()])
+    {
+        let script = write(&dir, "startup.py", text);
+        let capture = dir.join("startup.bin");
+        let out = tracked(&py, &capture, &[script.to_str().expect("utf-8")], &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        let s = stats(&capture);
+        let startup = num(&s, "startup_bytes");
+        assert!(startup > 1_000_000, "{}: {startup}", py.display());
+        assert_eq!(s["startup_included"], false);
+        let peak = num(&s, "peak_bytes");
+        let kept = 10_000_000 + BYTES_HEADER;
+        // The bytes object, and the little the running of a module takes.
+        assert!(
+            (kept..kept + 100_000).contains(&peak),
+            "{}: {peak}",
+            py.display()
+        );
+        assert!(
+            num(&s, "total_frees") <= num(&s, "total_allocations"),
+            "{s}"
+        );
+        let files = s["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["stack"].as_array().cloned().unwrap_or_default())
+            .filter_map(|f| f["file"].as_str().map(str::to_string))
+            .collect::<Vec<_>>();
+        assert!(!files.iter().any(|f| f == "<frozen site>"), "{files:?}");
+        let all = memtrace_e2e::memtrace(
+            &[
+                "stats",
+                "--json",
+                "--include-startup",
+                capture.to_str().expect("utf-8"),
+            ],
+            &dir,
+        );
+        let all: Value = serde_json::from_slice(&all.stdout).expect("json");
+        assert_eq!(all["startup_included"], true);
+        assert!(num(&all, "peak_bytes") >= peak + startup / 2, "{all}");
+    }
+}

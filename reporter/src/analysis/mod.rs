@@ -11,12 +11,13 @@ pub mod totals;
 
 use crate::capture::clock::Clock;
 use crate::capture::decode::{ChunkTables, DecodedChunk};
-use crate::capture::event::Event;
+use crate::capture::event::{code, Event};
 use crate::capture::scan::{self, Index};
 use crate::capture::stream::{self, BatchLimits, Consumer};
 use crate::capture::Capture;
 use crate::progress::Progress;
 use hashbrown::HashMap;
+use memtrace_format::Marker;
 use replay::{Replay, Snapshot};
 use sets::AllocSet;
 use tables::Tables;
@@ -90,6 +91,9 @@ pub struct Options {
     /// Free the live heap once read, keeping the sets at the peak and at exit
     /// ([`replay::Replay::freeze`]).
     pub freeze: bool,
+    /// In a Python run, count the interpreter's start-up too (by default a report starts at
+    /// the script's start, as memray's do).
+    pub include_startup: bool,
 }
 
 impl Default for Options {
@@ -103,6 +107,7 @@ impl Default for Options {
             },
             progress: Progress::none(),
             freeze: false,
+            include_startup: false,
         }
     }
 }
@@ -114,6 +119,40 @@ struct Analyzer<'a> {
     tables: Tables,
     replay: Replay,
     threads: Vec<ThreadStats>,
+    /// Collecting the totals before the script's start (until it is seen).
+    startup: Option<Startup>,
+    /// Those totals, once the start was seen.
+    startup_cut: Option<Startup>,
+}
+
+/// The totals of the events before a Python script's start, kept to be taken away from the
+/// whole run's once the start is seen.
+struct Startup {
+    totals: Totals,
+    threads: Vec<Totals>,
+    events: u64,
+    started: bool,
+}
+
+/// A Python run's start-up is some ten thousand events: no start marker by this many events
+/// means a run without one (a native program).
+const STARTUP_EVENTS_MAX: u64 = 5_000_000;
+
+impl Startup {
+    /// Adds the events of `thread` before the script's start; true once it is seen.
+    fn add(&mut self, thread: usize, events: &[Event]) {
+        let start = events.iter().position(|e| {
+            e.code() == code::MARKER && Marker::from_code(e.size) == Marker::ScriptStart
+        });
+        let before = &events[..start.unwrap_or(events.len())];
+        let t = Totals::from_events(before);
+        if let Some(slot) = self.threads.get_mut(thread) {
+            slot.merge(t.clone());
+        }
+        self.totals.merge(t);
+        self.events += before.len() as u64;
+        self.started = start.is_some();
+    }
 }
 
 impl Consumer for Analyzer<'_> {
@@ -147,6 +186,15 @@ impl Consumer for Analyzer<'_> {
     }
 
     fn events(&mut self, thread: usize, events: &[Event]) {
+        if let Some(s) = &mut self.startup {
+            s.add(thread, events);
+            if s.started {
+                let s = self.startup.take();
+                self.startup_cut = s;
+            } else if s.events > STARTUP_EVENTS_MAX {
+                self.startup = None;
+            }
+        }
         self.replay.events(thread, events);
     }
 
@@ -191,7 +239,11 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         progress,
         totals: Totals::default(),
         tables: Tables::default(),
-        replay: Replay::with_temporary(options.temporary),
+        replay: {
+            let mut r = Replay::with_temporary(options.temporary);
+            r.include_startup = options.include_startup;
+            r
+        },
         threads: index
             .threads
             .iter()
@@ -203,8 +255,22 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
                 by_stack: HashMap::new(),
             })
             .collect(),
+        startup: (!options.include_startup).then(|| Startup {
+            totals: Totals::default(),
+            threads: vec![Totals::default(); index.threads.len()],
+            events: 0,
+            started: false,
+        }),
+        startup_cut: None,
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
+    if let Some(cut) = analyzer.startup_cut.take() {
+        analyzer.totals.subtract(&cut.totals);
+        for (t, before) in analyzer.threads.iter_mut().zip(&cut.threads) {
+            t.allocs.subtract(before.allocs);
+            totals::subtract_by_stack(&mut t.by_stack, &before.by_stack);
+        }
+    }
     analyzer.progress.finish();
     if options.freeze {
         analyzer.replay.freeze();

@@ -42,6 +42,11 @@ pub struct Replay {
     exit_departed: Departures,
     /// Temporary allocations, when asked for.
     pub temporary: Option<Temporary>,
+    /// Count what a Python run's interpreter start-up left live too (else the replay starts
+    /// afresh at the script's start, as memray sees a run).
+    pub include_startup: bool,
+    /// Frees and unmaps of memory the replay knew (not of blocks from before it started).
+    pub frees: u64,
     /// After [`Replay::freeze`]: what the live heap was needed for.
     frozen: Option<Frozen>,
 }
@@ -173,6 +178,21 @@ impl Replay {
         }
     }
 
+    /// Forgets what is live (the interpreter's start-up): from here on only what the script
+    /// allocates counts, and frees of the forgotten blocks are of unknown memory.
+    fn start_afresh(&mut self, tick: u64, index: u64) {
+        self.heap = LiveHeap::default();
+        self.maps = Mappings::default();
+        self.peak_departed.clear();
+        self.peak = Snapshot {
+            tick: Some(tick),
+            event_index: index,
+            bytes: 0,
+            allocations: 0,
+        };
+        self.frees = 0;
+    }
+
     /// Adds the mapping of an mmap or of an mremap's new half (replacing what it overlaps).
     fn map(&mut self, ev: &Event, thread: u32, index: u64) {
         self.unmap(ev.addr, ev.size);
@@ -210,6 +230,7 @@ impl Replay {
             match c {
                 code::FREE | code::PY_FREE => {
                     if let Some(b) = self.heap.free(ev.addr) {
+                        self.frees += 1;
                         self.departed(
                             b.index(),
                             Departed {
@@ -225,6 +246,9 @@ impl Replay {
                     }
                 }
                 code::MUNMAP => {
+                    if self.maps.overlaps(ev.addr, ev.size) {
+                        self.frees += 1;
+                    }
                     self.unmap(ev.addr, ev.size);
                 }
                 code::MREMAP_OLD => {
@@ -248,6 +272,9 @@ impl Replay {
                         && Marker::from_code(ev.size) == Marker::ScriptStart =>
                 {
                     self.script_start = Some(self.snapshot(ev.tick, index));
+                    if !self.include_startup {
+                        self.start_afresh(ev.tick, index);
+                    }
                 }
                 _ => {}
             }

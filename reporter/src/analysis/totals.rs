@@ -42,6 +42,23 @@ impl Sum {
         self.count += other.count;
         self.bytes = self.bytes.saturating_add(other.bytes);
     }
+
+    pub fn subtract(&mut self, other: Sum) {
+        self.count = self.count.saturating_sub(other.count);
+        self.bytes = self.bytes.saturating_sub(other.bytes);
+    }
+}
+
+/// Takes `other`'s sums away from `by_stack`, dropping the stacks left with nothing.
+pub fn subtract_by_stack(by_stack: &mut HashMap<u64, Sum>, other: &HashMap<u64, Sum>) {
+    for (stack, sum) in other {
+        if let Some(s) = by_stack.get_mut(stack) {
+            s.subtract(*sum);
+            if s.count == 0 {
+                by_stack.remove(stack);
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +124,19 @@ impl Totals {
             t.by_stack.entry(run_stack).or_default().merge(run);
         }
         t
+    }
+
+    /// Takes away totals that were merged in (the events before a Python script's start).
+    pub fn subtract(&mut self, other: &Totals) {
+        self.allocs.subtract(other.allocs);
+        self.frees = self.frees.saturating_sub(other.frees);
+        for (a, b) in self.histogram.iter_mut().zip(&other.histogram) {
+            a.subtract(*b);
+        }
+        for (a, b) in self.allocators.iter_mut().zip(&other.allocators) {
+            *a = a.saturating_sub(*b);
+        }
+        subtract_by_stack(&mut self.by_stack, &other.by_stack);
     }
 
     pub fn merge(&mut self, other: Totals) {

@@ -117,9 +117,11 @@ pub struct StatsReport {
     pub leaked_allocations: u64,
     /// Where the leaks were taken: "exit_snapshot" (the program's exit marker) or "end".
     pub leaks_at: &'static str,
-    /// A Python run: bytes live when the script started (the interpreter's start-up, part of
-    /// the peak and of what is live at exit); null for other programs.
+    /// A Python run: bytes live when the script started (the interpreter's start-up); null
+    /// for other programs. Not part of the other figures unless `startup_included`.
     pub startup_bytes: Option<u64>,
+    /// The figures count the interpreter's start-up too (--include-startup).
+    pub startup_included: bool,
     pub histogram: Vec<HistogramBin>,
     pub allocators: BTreeMap<String, u64>,
     pub top_by_size: Vec<LocationRow>,
@@ -284,7 +286,7 @@ fn build_threads(
         duration_s: analysis.duration_s(),
         total_allocations: totals.allocs.count,
         total_bytes: totals.allocs.bytes,
-        total_frees: totals.frees,
+        total_frees: analysis.replay.frees,
         peak_bytes: peak.bytes,
         peak_allocations: peak.allocations,
         peak_time_s: peak.tick.map_or(0.0, |t| analysis.clock.seconds(t)),
@@ -296,6 +298,7 @@ fn build_threads(
             "end"
         },
         startup_bytes: analysis.replay.script_start.map(|s| s.bytes),
+        startup_included: analysis.replay.include_startup,
         histogram,
         allocators,
         top_by_size,

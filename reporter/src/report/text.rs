@@ -167,9 +167,14 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         counted(r.leaked_allocations, "allocation")
     )?;
     if let Some(b) = r.startup_bytes {
+        let how = if r.startup_included {
+            "counted in the above"
+        } else {
+            "not counted: --include-startup counts it"
+        };
         writeln!(
             out,
-            "Start-up:               {} ({} bytes) live when the script started (the interpreter's own, counted in the above)",
+            "Start-up:               {} ({} bytes) live when the script started (the interpreter's own, {how})",
             size(b),
             count(b)
         )?;

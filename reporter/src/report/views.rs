@@ -30,6 +30,8 @@ pub struct ViewOptions {
     pub split_threads: bool,
     /// Only the thread of this name or TID.
     pub thread: Option<String>,
+    /// In a Python run, count the interpreter's start-up too.
+    pub include_startup: bool,
 }
 
 impl Default for ViewOptions {
@@ -39,6 +41,7 @@ impl Default for ViewOptions {
             temporary_threshold: 1,
             split_threads: false,
             thread: None,
+            include_startup: false,
         }
     }
 }

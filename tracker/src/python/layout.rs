@@ -213,7 +213,7 @@ impl Layout {
     }
 
     /// The interpreter frame behind a frame object (3.11+), or the object itself (3.10).
-    fn frame_of_object(&self, object: usize) -> usize {
+    pub fn frame_of_object(&self, object: usize) -> usize {
         if self.minor == 10 {
             object
         } else {

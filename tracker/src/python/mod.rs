@@ -11,6 +11,7 @@ mod api;
 mod codes;
 mod frames;
 mod layout;
+mod startup;
 
 use crate::{thread, tls, ACTIVE};
 use api::Object;
@@ -247,14 +248,15 @@ pub unsafe extern "C" fn PyInit__memtrace_tracker() -> *mut Object {
         if ALLOCATORS.load(Ordering::Relaxed) {
             allocators::install(api);
         }
-        if learn_interpreter(api) && crate::unwind::enabled() {
+        let known = learn_interpreter(api);
+        if known && crate::unwind::enabled() {
             crate::unwind::learn_eval_loop();
         }
-        let t = tls::get();
-        let was = t.in_tracker;
-        t.in_tracker = 1;
-        thread::record_marker(t, Marker::ScriptStart);
-        tls::get().in_tracker = was;
+        // The script starts when `site`, which imports this module, is done.
+        let watching = INTERPRETER.get().is_some_and(|py| startup::watch(api, py));
+        if !watching {
+            startup::mark();
+        }
     }
     let def = MODULE.0.get();
     // SAFETY: the static definition, completed with its method table and handed to Python
