@@ -72,7 +72,9 @@ fn counts_bytes_peak_and_histogram() {
     assert_eq!(r.allocators["malloc"], 2);
     assert_eq!(r.allocators["calloc"], 1);
     assert_eq!(r.allocators["mmap"], 0);
-    assert_eq!(r.allocators.len(), 9, "the C allocators, always");
+    // The free calls, the matched one and the one of unknown memory.
+    assert_eq!(r.allocators["free"], 2);
+    assert_eq!(r.allocators.len(), 10, "the C allocators and free, always");
     assert_eq!(r.command, "./prog --flag");
     assert_eq!(r.pid, 4242);
     assert_eq!(r.format_version, "1.2");

@@ -62,6 +62,8 @@ fn the_allocation_is_at_its_line(python: &Path) {
     assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
     assert_eq!(num(top, "count"), 1);
     assert!(allocator(&s, "pymalloc_malloc") > 0, "{}", s["allocators"]);
+    // g drops the 10 MB object: its free is a pymalloc_free.
+    assert!(allocator(&s, "pymalloc_free") > 0, "{}", s["allocators"]);
     // Every frame of the stack with the line it was running: g's call and the module's.
     let frames: Vec<(String, i64)> = top["stack"]
         .as_array()

@@ -70,6 +70,8 @@ pub struct Totals {
     pub histogram: [Sum; BINS],
     /// Allocations per allocator (`Allocator as usize`).
     pub allocators: [u64; Allocator::ALL.len()],
+    /// Free records by kind: free (malloc family), pymalloc_free, munmap.
+    pub free_kinds: [u64; 3],
     /// Allocations per stack id.
     pub by_stack: HashMap<u64, Sum>,
 }
@@ -81,6 +83,7 @@ impl Default for Totals {
             frees: 0,
             histogram: [Sum::default(); BINS],
             allocators: [0; Allocator::ALL.len()],
+            free_kinds: [0; 3],
             by_stack: HashMap::new(),
         }
     }
@@ -100,6 +103,12 @@ impl Totals {
                 code::MREMAP_NEW => Allocator::Mmap as u8,
                 code::FREE | code::PY_FREE | code::MUNMAP => {
                     t.frees += 1;
+                    let kind = match c {
+                        code::FREE => 0,
+                        code::PY_FREE => 1,
+                        _ => 2,
+                    };
+                    t.free_kinds[kind] += 1;
                     continue;
                 }
                 _ => continue,
@@ -136,6 +145,9 @@ impl Totals {
         for (a, b) in self.allocators.iter_mut().zip(&other.allocators) {
             *a = a.saturating_sub(*b);
         }
+        for (a, b) in self.free_kinds.iter_mut().zip(&other.free_kinds) {
+            *a = a.saturating_sub(*b);
+        }
         subtract_by_stack(&mut self.by_stack, &other.by_stack);
     }
 
@@ -146,6 +158,9 @@ impl Totals {
             a.merge(b);
         }
         for (a, b) in self.allocators.iter_mut().zip(other.allocators) {
+            *a += b;
+        }
+        for (a, b) in self.free_kinds.iter_mut().zip(other.free_kinds) {
             *a += b;
         }
         if self.by_stack.is_empty() {

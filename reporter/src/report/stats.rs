@@ -220,12 +220,18 @@ fn build_threads(
         })
         .collect();
 
-    let allocators = Allocator::ALL
+    let mut allocators: BTreeMap<String, u64> = Allocator::ALL
         .iter()
         .enumerate()
         .filter(|&(i, _)| i < ALWAYS_LISTED || totals.allocators[i] > 0)
         .map(|(i, a)| (a.name().to_string(), totals.allocators[i]))
         .collect();
+    // The deallocators' calls, beside the allocators' (free records, matched or not).
+    for (name, n) in ["free", "pymalloc_free", "munmap"].iter().zip(totals.free_kinds) {
+        if n > 0 || *name == "free" {
+            allocators.insert(name.to_string(), n);
+        }
+    }
 
     let map = ModuleMap::new(analysis.tables.modules.clone(), &header.exe);
     let mut symbolizer = Symbolizer::new(map);
