@@ -5,8 +5,7 @@
 # files named in $PYBENCH_WORKLOADS), runs the three alternating `rounds` times (default 3) and
 # prints the median wall seconds, the max resident size, what each tool adds, memtrace's added
 # time as a share of memray's (by wall time and by CPU time, user+sys: the CPU figure moves less
-# when the machine is busy), memtrace's bytes per event, and both peaks (memtrace also without
-# the interpreter's start-up, which memray does not see). memray is installed from PyPI into
+# when the machine is busy), memtrace's bytes per event, and both peaks. memray is installed from PyPI into
 # target/bench-venv the first time (never a dependency of memtrace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +56,7 @@ print(f"  CPU (user+sys): untracked {pc:.2f}s  memtrace {mc:.2f}s ({mc / pc:.2f}
       f"({rc / pc:.2f}x)  memtrace/memray added: {(mc - pc) / max(rc - pc, 1e-9):.2f}")
 print(f"  extra RSS: memtrace +{(mrss - prss) / 1024:.1f} MB, memray +{(rrss - prss) / 1024:.1f} MB; "
       f"capture {disk / max(events, 1):.2f} bytes per event ({events} events)")
-print(f"  peak: memtrace {peak} ({peak - startup} without start-up's {startup}), memray {mpeak}: "
-      f"{100 * (peak - mpeak) / mpeak:+.1f}% ({100 * (peak - startup - mpeak) / mpeak:+.1f}% without start-up)")
+print(f"  peak: memtrace {peak}, memray {mpeak}: {100 * (peak - mpeak) / mpeak:+.1f}% "
+      f"(memtrace leaves out the interpreter's start-up, {startup} bytes live, as memray does)")
 PY
 done
