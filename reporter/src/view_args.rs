@@ -1,6 +1,7 @@
 //! The options every report shares: the view (`--leaks`, `--temporary`), threads (`--threads`,
 //! `--thread`), and reading the capture with progress on stderr.
 
+use crate::analysis::tables::FrameView;
 use crate::analysis::{self, Analysis, Options};
 use crate::capture::Capture;
 use crate::progress::Progress;
@@ -29,6 +30,12 @@ pub struct ViewArgs {
     /// the script starts, as memray's do)
     #[arg(long)]
     pub include_startup: bool,
+    /// Show Python frames only (a `--native` capture also holds native frames)
+    #[arg(long, conflicts_with = "native_only")]
+    pub python_only: bool,
+    /// Show native frames only (a `--native` capture of a Python program merges both)
+    #[arg(long)]
+    pub native_only: bool,
 }
 
 impl ViewArgs {
@@ -46,6 +53,13 @@ impl ViewArgs {
             split_threads: self.threads,
             thread: self.thread.clone(),
             include_startup: self.include_startup,
+            frame_view: if self.python_only {
+                FrameView::PythonOnly
+            } else if self.native_only {
+                FrameView::NativeOnly
+            } else {
+                FrameView::Merged
+            },
         }
     }
 }
@@ -53,7 +67,7 @@ impl ViewArgs {
 /// Opens and reads a capture for a report; errors are the one line to print.
 pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), String> {
     let capture = Capture::open(path).map_err(|e| e.to_string())?;
-    let analysis = analysis::analyze_options(
+    let mut analysis = analysis::analyze_options(
         &capture,
         Options {
             temporary: view.temporary(),
@@ -63,6 +77,7 @@ pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), Stri
             ..Options::default()
         },
     );
+    analysis.tables.frame_view = view.frame_view;
     Ok((capture, analysis))
 }
 

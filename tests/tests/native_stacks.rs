@@ -504,3 +504,88 @@ fn a_library_called_through_ctypes_has_the_python_frames_above_it() {
         );
     }
 }
+
+/// Every node of a `tree --json` tree as (function, file).
+fn tree_nodes(v: &Value, out: &mut Vec<(String, String)>) {
+    out.push((
+        v["function"].as_str().unwrap_or("").to_string(),
+        v["file"].as_str().unwrap_or("").to_string(),
+    ));
+    for c in v["children"].as_array().into_iter().flatten() {
+        tree_nodes(c, out);
+    }
+}
+
+#[test]
+fn merged_python_only_and_native_only_views() {
+    let dir = scratch("native-views");
+    let lib = gcc(&dir, LIB, &["-O2"], &["-shared", "-fPIC"]);
+    let script = write(
+        &dir,
+        "views.py",
+        &format!(
+            "import ctypes\n\
+             lib = ctypes.CDLL({lib:?})\n\
+             lib.lib_alloc.restype = ctypes.c_void_p\n\
+             def call(n):\n    return lib.lib_alloc(n)\n\
+             kept = [call(7777) for _ in range(3)]\n"
+        ),
+    );
+    run_python_native(&dir, python(), &script, "views.bin");
+    let cap = dir.join("views.bin");
+    let tree = |view: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec!["tree", "--json"];
+        args.extend_from_slice(view);
+        args.push(cap.to_str().expect("utf-8"));
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let mut nodes = Vec::new();
+        tree_nodes(&v["tree"], &mut nodes);
+        nodes
+    };
+    let is_py = |file: &str| file.ends_with(".py") || file.starts_with("<frozen");
+    // Merged: Python frames stand in for the evaluation loop that ran them.
+    let merged = tree(&[]);
+    assert!(merged.iter().any(|(f, _)| f == "lib_inner"), "{merged:?}");
+    assert!(merged.iter().any(|(f, file)| f == "call" && is_py(file)));
+    assert!(
+        !merged.iter().any(|(f, _)| f == "_PyEval_EvalFrameDefault"),
+        "{merged:?}"
+    );
+    // Python only: the library's bytes are call's own.
+    let py = tree(&["--python-only"]);
+    assert!(py.iter().any(|(f, _)| f == "call"));
+    assert!(
+        !py.iter().any(|(f, _)| f == "lib_inner" || f == "lib_alloc"),
+        "{py:?}"
+    );
+    let out = memtrace(
+        &[
+            "stats",
+            "--json",
+            "-n",
+            "50",
+            "--python-only",
+            cap.to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let call = s["top_by_size"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["function"] == "call" && l["line"] == 5))
+        .unwrap_or_else(|| panic!("call at line 5: {}", s["top_by_size"]));
+    assert!(num(call, "bytes") >= 3 * 7777, "{call}");
+    // Native only: the evaluation loop is back, no Python frame.
+    let native = tree(&["--native-only"]);
+    assert!(native.iter().any(|(f, _)| f == "lib_inner"));
+    assert!(
+        native.iter().any(|(f, _)| f == "_PyEval_EvalFrameDefault"),
+        "{native:?}"
+    );
+    assert!(
+        !native.iter().any(|(_, file)| file.ends_with(".py")),
+        "{native:?}"
+    );
+}

@@ -14,6 +14,19 @@ pub enum Frame {
 /// The most stacks a walk follows from a stack outwards.
 pub const MAX_DEPTH: usize = 4096;
 
+/// Which frames of a stack the reports show (a `--native` capture holds both kinds).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FrameView {
+    /// Native and Python frames as one path: an evaluation-loop frame followed by the Python
+    /// frames it ran is shown as those Python frames.
+    #[default]
+    Merged,
+    /// Python frames only (a stack without any keeps its innermost frame).
+    PythonOnly,
+    /// Native frames only (a stack without any keeps its frames).
+    NativeOnly,
+}
+
 #[derive(Debug, Default)]
 pub struct Tables {
     /// Stack id → (parent stack id, frame id).
@@ -22,6 +35,8 @@ pub struct Tables {
     pub frames: HashMap<u64, Frame>,
     pub strings: HashMap<u64, Box<[u8]>>,
     pub modules: Vec<Module>,
+    /// The frames reports show.
+    pub frame_view: FrameView,
 }
 
 impl Tables {
@@ -59,6 +74,24 @@ impl Tables {
         }
         let &(_, frame) = self.stacks.get(&stack)?;
         self.frames.get(&frame).map(|&f| (frame, f))
+    }
+
+    /// The innermost frame a report shows for a stack in [`Tables::frame_view`]: the stack's
+    /// own frame, or with only one kind shown, the innermost frame of that kind.
+    pub fn innermost_shown(&self, stack: u64) -> Option<(u64, Frame)> {
+        let wanted = |f: &Frame| match self.frame_view {
+            FrameView::Merged => true,
+            FrameView::PythonOnly => matches!(f, Frame::Python { .. }),
+            FrameView::NativeOnly => matches!(f, Frame::Native(_)),
+        };
+        if self.frame_view == FrameView::Merged {
+            return self.innermost(stack);
+        }
+        let ids = self.stack_frame_ids(stack);
+        ids.iter()
+            .filter_map(|id| self.frames.get(id).map(|&f| (*id, f)))
+            .find(|(_, f)| wanted(f))
+            .or_else(|| self.innermost(stack))
     }
 
     /// The frames of a stack, innermost first (stops at unknown ids and at cycles).

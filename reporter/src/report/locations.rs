@@ -122,7 +122,7 @@ pub fn by_location(
     let mut frame_slot: HashMap<u64, usize> = HashMap::new();
     let mut unknown_slot: Option<usize> = None;
     for (&stack, &sum) in by_stack {
-        let slot = match tables.innermost(stack) {
+        let slot = match tables.innermost_shown(stack) {
             Some((frame_id, frame)) => match frame_slot.get(&frame_id) {
                 Some(&s) => s,
                 None => {

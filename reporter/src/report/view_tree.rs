@@ -4,7 +4,7 @@
 use super::calltree::{Builder, CallTree, StackAllocations};
 use super::locations::{self, Location};
 use super::views::{thread_label, Selection};
-use crate::analysis::tables::Tables;
+use crate::analysis::tables::{Frame, FrameView, Tables};
 use crate::analysis::Analysis;
 use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
@@ -35,7 +35,21 @@ impl<'a> StackResolver<'a> {
         }
         let ids = self.tables.stack_frame_ids(stack);
         let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
-        for &id in ids.iter().rev() {
+        let kinds: Vec<Option<Frame>> = ids
+            .iter()
+            .rev()
+            .map(|id| self.tables.frames.get(id).copied())
+            .collect();
+        let is_python = |k: &Option<Frame>| matches!(k, Some(Frame::Python { .. }));
+        let any_python = kinds.iter().any(is_python);
+        let any_native = kinds.iter().any(|k| matches!(k, Some(Frame::Native(_))));
+        for (i, &id) in ids.iter().rev().enumerate() {
+            let python = is_python(&kinds[i]);
+            match self.tables.frame_view {
+                FrameView::PythonOnly if any_python && !python => continue,
+                FrameView::NativeOnly if any_native && python => continue,
+                _ => {}
+            }
             let loc = match self.frames.get(&id) {
                 Some(l) => l.clone(),
                 None => {
@@ -47,7 +61,17 @@ impl<'a> StackResolver<'a> {
                     l
                 }
             };
-            locs.push(loc);
+            // Merged: an evaluation-loop frame followed by the Python frames it ran is those.
+            let eval_loop = self.tables.frame_view == FrameView::Merged
+                && !python
+                && kinds.get(i + 1).is_some_and(is_python)
+                && loc
+                    .function
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("_PyEval_EvalFrame"));
+            if !eval_loop {
+                locs.push(loc);
+            }
         }
         if locs.is_empty() {
             locs.push(Location::unknown());

@@ -3,6 +3,7 @@
 //! by thread (`--threads`).
 
 use crate::analysis::sets::AllocSet;
+use crate::analysis::tables::FrameView;
 use crate::analysis::totals::Sum;
 use crate::analysis::{Analysis, ThreadStats};
 use serde::Serialize;
@@ -32,6 +33,8 @@ pub struct ViewOptions {
     pub thread: Option<String>,
     /// In a Python run, count the interpreter's start-up too.
     pub include_startup: bool,
+    /// The frames shown (merged, Python only, native only).
+    pub frame_view: FrameView,
 }
 
 impl Default for ViewOptions {
@@ -42,6 +45,7 @@ impl Default for ViewOptions {
             split_threads: false,
             thread: None,
             include_startup: false,
+            frame_view: FrameView::Merged,
         }
     }
 }
