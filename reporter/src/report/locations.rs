@@ -178,6 +178,36 @@ pub fn resolve(frame: Frame, tables: &Tables, symbolizer: &mut Symbolizer) -> Lo
     }
 }
 
+/// The locations of one frame, innermost first: a native frame whose function was inlined
+/// stands for the inlined function and then each function it was inlined into, at the line of
+/// the inlined call.
+pub fn resolve_all(frame: Frame, tables: &Tables, symbolizer: &mut Symbolizer) -> Vec<Location> {
+    let first = resolve(frame, tables, symbolizer);
+    let Frame::Native(addr) = frame else {
+        return vec![first];
+    };
+    let sym = symbolizer.resolve(addr);
+    let module = sym.module.clone();
+    let fallback = sym.address_label();
+    let callers: Vec<Location> = sym
+        .inlined_into
+        .iter()
+        .map(|c| {
+            Location::new(
+                c.function.clone(),
+                c.file.clone(),
+                c.line.map(u64::from),
+                module.as_deref(),
+                fallback.clone(),
+            )
+        })
+        .collect();
+    let mut out = Vec::with_capacity(1 + callers.len());
+    out.push(first);
+    out.extend(callers);
+    out
+}
+
 /// The `n` largest by bytes (ties: more allocations, then label).
 pub fn top_by_bytes(locs: &[LocationTotals], n: usize) -> Vec<LocationTotals> {
     let mut v: Vec<&LocationTotals> = locs.iter().collect();

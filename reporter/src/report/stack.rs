@@ -33,9 +33,10 @@ pub fn frames(stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> Vec<S
     tables
         .stack_frames(stack)
         .into_iter()
-        .map(|f| match f {
-            Some(f) => locations::resolve(f, tables, symbolizer).into(),
-            None => Location::unknown().into(),
+        .flat_map(|f| match f {
+            Some(f) => locations::resolve_all(f, tables, symbolizer),
+            None => vec![Location::unknown()],
         })
+        .map(StackFrame::from)
         .collect()
 }

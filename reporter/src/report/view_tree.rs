@@ -14,7 +14,8 @@ use std::rc::Rc;
 pub struct StackResolver<'a> {
     tables: &'a Tables,
     pub symbolizer: Symbolizer,
-    frames: HashMap<u64, Location>,
+    /// A frame's locations, innermost first (more than one where functions were inlined).
+    frames: HashMap<u64, Rc<[Location]>>,
     stacks: HashMap<u64, Rc<[Location]>>,
 }
 
@@ -50,26 +51,34 @@ impl<'a> StackResolver<'a> {
                 FrameView::NativeOnly if any_native && python => continue,
                 _ => {}
             }
-            let loc = match self.frames.get(&id) {
+            let frame_locs = match self.frames.get(&id) {
                 Some(l) => l.clone(),
                 None => {
-                    let l = match self.tables.frames.get(&id) {
-                        Some(&f) => locations::resolve(f, self.tables, &mut self.symbolizer),
-                        None => Location::unknown(),
+                    let l: Rc<[Location]> = match self.tables.frames.get(&id) {
+                        Some(&f) => {
+                            locations::resolve_all(f, self.tables, &mut self.symbolizer).into()
+                        }
+                        None => vec![Location::unknown()].into(),
                     };
                     self.frames.insert(id, l.clone());
                     l
                 }
             };
+            let Some(loc) = frame_locs.first().cloned() else {
+                continue;
+            };
             // Merged: an evaluation-loop frame followed by the Python frames it ran is those.
             let eval_loop = self.tables.frame_view == FrameView::Merged
                 && !python
                 && kinds.get(i + 1).is_some_and(is_python)
-                && loc
-                    .function
-                    .as_deref()
-                    .is_some_and(|f| f.starts_with("_PyEval_EvalFrame"));
+                && frame_locs.iter().any(|l| {
+                    l.function
+                        .as_deref()
+                        .is_some_and(|f| f.starts_with("_PyEval_EvalFrame"))
+                });
             if !eval_loop {
+                // The functions it was inlined into come first (outermost first).
+                locs.extend(frame_locs[1..].iter().rev().cloned());
                 locs.push(loc);
             }
         }

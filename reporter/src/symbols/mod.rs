@@ -22,6 +22,17 @@ pub struct Symbol {
     pub module: Option<String>,
     /// The address relative to the module's base (the absolute address without a module).
     pub offset: u64,
+    /// When the function is inlined: the functions it was inlined into, each with the line of
+    /// the inlined call, innermost first (they share the address's frame).
+    pub inlined_into: Vec<InlineCaller>,
+}
+
+/// A function that an inlined call was expanded into, at the call's line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InlineCaller {
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
 }
 
 impl Symbol {
@@ -118,6 +129,22 @@ impl Symbolizer {
                     sym.file = loc.file.map(str::to_string);
                     sym.line = loc.line;
                 }
+            }
+            // The functions the first one was inlined into (a bounded chain).
+            while let Ok(Some(frame)) = frames.next() {
+                if sym.inlined_into.len() >= 64 {
+                    break;
+                }
+                let loc = frame.location;
+                sym.inlined_into.push(InlineCaller {
+                    function: frame
+                        .function
+                        .as_ref()
+                        .and_then(|f| f.demangle().ok())
+                        .map(Cow::into_owned),
+                    file: loc.as_ref().and_then(|l| l.file.map(str::to_string)),
+                    line: loc.and_then(|l| l.line),
+                });
             }
         }
         if sym.function.is_none() {
