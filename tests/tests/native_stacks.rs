@@ -595,3 +595,71 @@ fn merged_python_only_and_native_only_views() {
         "{native:?}"
     );
 }
+
+#[test]
+fn symbols_come_from_a_separate_debug_file() {
+    // A stripped program whose DWARF is in prog.debug, named by its .gnu_debuglink: its
+    // allocation site still has its file and line; without the debug file, only the name.
+    let dir = scratch("native-debuglink");
+    let src = write(
+        &dir,
+        "p.c",
+        "#include <stdlib.h>\n\
+         #include <stdio.h>\n\
+         __attribute__((noinline)) void *make_block(size_t n) {\n\
+         \x20   return malloc(n);\n\
+         }\n\
+         int main(void) {\n\
+         \x20   void *p = make_block(123457);\n\
+         \x20   printf(\"%d\\n\", p != 0);\n\
+         \x20   return 0;\n\
+         }\n",
+    );
+    let prog = dir.join("p");
+    let run = |cmd: &str, args: &[&std::ffi::OsStr]| {
+        let st = Command::new(cmd).args(args).current_dir(&dir).status();
+        assert!(st.is_ok_and(|s| s.success()), "{cmd} {args:?}");
+    };
+    run(
+        "gcc",
+        &[
+            "-O0".as_ref(),
+            "-g".as_ref(),
+            "-o".as_ref(),
+            prog.as_os_str(),
+            src.as_os_str(),
+        ],
+    );
+    run(
+        "objcopy",
+        &[
+            "--only-keep-debug".as_ref(),
+            "p".as_ref(),
+            "p.debug".as_ref(),
+        ],
+    );
+    run("strip", &["--strip-debug".as_ref(), "p".as_ref()]);
+    run(
+        "objcopy",
+        &["--add-gnu-debuglink=p.debug".as_ref(), "p".as_ref()],
+    );
+    let (cap, out) = record(&dir, "p.bin", &prog, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let site = |s: &Value| {
+        s["top_by_size"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["bytes"] == 123457).cloned())
+            .unwrap_or_else(|| panic!("no site: {s}"))
+    };
+    let with = site(&stats(&cap));
+    assert_eq!(with["function"], "make_block");
+    assert_eq!(with["line"], 4);
+    assert!(
+        with["file"].as_str().is_some_and(|f| f.ends_with("p.c")),
+        "{with}"
+    );
+    std::fs::remove_file(dir.join("p.debug")).expect("remove");
+    let without = site(&stats(&cap));
+    assert_eq!(without["function"], "make_block");
+    assert!(without["line"].is_null(), "{without}");
+}

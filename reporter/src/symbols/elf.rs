@@ -37,5 +37,23 @@ pub fn open(path: &Path, expected: &[u8]) -> Result<Loader, Unavailable> {
             _ => return Err(Unavailable::BuildIdMismatch),
         }
     }
+    // The DWARF may be in a separate debug file.
+    if let Some(debug) = separate_debug_file(path) {
+        if let Ok(loader) = Loader::new(&debug) {
+            return Ok(loader);
+        }
+    }
     Loader::new(path).map_err(|_| Unavailable::Missing)
+}
+
+/// The module's separate debug file, when the module itself has no DWARF.
+fn separate_debug_file(path: &Path) -> Option<std::path::PathBuf> {
+    let file = File::open(path).ok()?;
+    // SAFETY: as in `build_id`.
+    let map = unsafe { Mmap::map(&file) }.ok()?;
+    let obj = object::File::parse(&*map).ok()?;
+    if super::debugfile::has_dwarf(&obj) {
+        return None;
+    }
+    super::debugfile::find(path, &obj)
 }

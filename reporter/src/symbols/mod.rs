@@ -1,6 +1,7 @@
 //! Native symbolization: return addresses to (function, file, line) through the module map
 //! recorded in the capture and the modules' DWARF data (addr2line).
 
+pub mod debugfile;
 pub mod elf;
 pub mod modules;
 
