@@ -663,3 +663,97 @@ fn symbols_come_from_a_separate_debug_file() {
     assert_eq!(without["function"], "make_block");
     assert!(without["line"].is_null(), "{without}");
 }
+
+/// A virtual environment with numpy (target/test-venv, made once), or None with a note when
+/// it cannot be made here (no package index).
+fn numpy_python() -> Option<PathBuf> {
+    let venv = workspace().join("target/test-venv");
+    let py = venv.join("bin/python");
+    let has_numpy = |py: &Path| {
+        Command::new(py)
+            .args(["-c", "import numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if py.is_file() && has_numpy(&py) {
+        return Some(py);
+    }
+    let made = Command::new(python())
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(&py)
+            .args(["-m", "pip", "install", "-q", "numpy"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && has_numpy(&py) {
+        Some(py)
+    } else {
+        eprintln!("skipped: numpy cannot be installed here");
+        None
+    }
+}
+
+#[test]
+fn numpy_allocations_show_numpy_and_its_blas_below_the_script() {
+    let Some(py) = numpy_python() else {
+        return;
+    };
+    let dir = scratch("native-numpy");
+    let script = write(
+        &dir,
+        "np_work.py",
+        "import numpy as np\n\
+         def step(n):\n\
+         \x20   a = np.random.default_rng(0).random((n, n))\n\
+         \x20   b = a @ a.T\n\
+         \x20   c = np.sort(b, axis=None)\n\
+         \x20   return float(c[-1])\n\
+         print(sum(step(n) for n in (200, 400)))\n",
+    );
+    run_python_native(&dir, &py, &script, "np.bin");
+    let cap = dir.join("np.bin");
+    let out = memtrace(
+        &[
+            "stats",
+            "--json",
+            "-n",
+            "30",
+            "--native-only",
+            cap.to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json");
+    // numpy's own allocation functions, in the native frames of the top sites.
+    let functions: Vec<String> = s["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["stack"].as_array().cloned().unwrap_or_default())
+        .filter_map(|f| f["function"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        functions
+            .iter()
+            .any(|f| f.starts_with("PyArray_") || f.starts_with("PyDataMem")),
+        "{functions:?}"
+    );
+    // Merged: the arrays' memory sits below the script's lines 3 to 5.
+    let merged = stats(&cap);
+    let lines: Vec<i64> = merged["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["stack"].as_array().cloned().unwrap_or_default())
+        .filter(|f| {
+            f["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("np_work.py"))
+        })
+        .filter_map(|f| f["line"].as_i64())
+        .collect();
+    assert!(lines.iter().any(|l| (3..=5).contains(l)), "{lines:?}");
+}
