@@ -377,7 +377,18 @@ fn a_python_script_runs_with_native_stacks() {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "4897");
-    let s = stats(&cap);
+    // The native frames alone (the default merged view shows Python frames in place of the
+    // evaluation loop).
+    let out = memtrace(
+        &[
+            "stats",
+            "--json",
+            "--native-only",
+            cap.to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    let s: Value = serde_json::from_slice(&out.stdout).expect("json");
     // The bytearrays' buffers, made in both threads: the C function that allocates, the
     // interpreter's evaluation loop that called it, and the thread's start below.
     let stacks: Vec<Vec<String>> = s["top_by_size"]

@@ -308,9 +308,11 @@ extern "C" fn fork_prepare() {
     stacks::lock_all();
     modules::lock_for_fork();
     CAPTURE.lock_for_fork();
+    sys::phdr_lock_for_fork();
 }
 
 extern "C" fn fork_parent() {
+    sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
@@ -319,6 +321,7 @@ extern "C" fn fork_parent() {
 /// In the child: a lock may have been held by a thread that does not exist here, so all are
 /// released; then the child stops recording, or (--follow-fork) starts a capture of its own.
 extern "C" fn fork_child() {
+    sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();

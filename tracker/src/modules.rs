@@ -44,7 +44,7 @@ unsafe extern "C" fn read_adds(
 pub fn refresh() {
     let mut adds = 0u64;
     // SAFETY: read_adds only reads the info and writes the u64 it is given.
-    unsafe { libc::dl_iterate_phdr(Some(read_adds), &mut adds as *mut u64 as *mut libc::c_void) };
+    unsafe { crate::sys::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };
     if adds == LAST_ADDS.load(Ordering::Relaxed) {
         return;
     }
@@ -154,7 +154,7 @@ fn write_new_modules() {
         known: &mut *known as *mut Known,
     };
     // SAFETY: collect only reads loader data and appends to `c`.
-    unsafe { libc::dl_iterate_phdr(Some(collect), &mut c as *mut Collected as *mut libc::c_void) };
+    unsafe { crate::sys::iterate_phdr(collect, &mut c as *mut Collected as *mut libc::c_void) };
     if c.count == 0 {
         return;
     }

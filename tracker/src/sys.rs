@@ -191,3 +191,35 @@ pub fn move_fd_high(fd: c_int) -> c_int {
     close(fd);
     high
 }
+
+/// The tracker's calls of dl_iterate_phdr, one at a time and never across a fork: a thread of
+/// the parent inside it at fork time would leave the loader's lock held in the child, where
+/// the child's next dl_iterate_phdr (or dlopen) would wait forever.
+static PHDR: crate::lock::SpinLock<()> = crate::lock::SpinLock::new(());
+
+/// dl_iterate_phdr with `callback` and `data`, under the tracker's fork guard.
+///
+/// # Safety
+/// As dl_iterate_phdr: `callback` is safe to call with `data`.
+pub unsafe fn iterate_phdr(
+    callback: unsafe extern "C" fn(
+        *mut libc::dl_phdr_info,
+        usize,
+        *mut libc::c_void,
+    ) -> libc::c_int,
+    data: *mut libc::c_void,
+) {
+    let _guard = PHDR.lock();
+    // SAFETY: per the caller.
+    unsafe { libc::dl_iterate_phdr(Some(callback), data) };
+}
+
+/// Before fork: waits until no thread is inside `iterate_phdr` and keeps others out.
+pub fn phdr_lock_for_fork() {
+    PHDR.raw_lock();
+}
+
+/// After fork, in the parent and in the child.
+pub fn phdr_unlock_after_fork() {
+    PHDR.raw_unlock();
+}

@@ -1,6 +1,7 @@
 //! Whole stacks for reports: every frame of a stack resolved to a source location.
 
-use super::locations::{self, Location};
+use super::locations::Location;
+use super::view_tree;
 use crate::analysis::tables::Tables;
 use crate::symbols::Symbolizer;
 use serde::Serialize;
@@ -30,13 +31,12 @@ impl From<Location> for StackFrame {
 /// The frames of a stack, innermost first (empty for stack 0 or an unknown id; a frame id that
 /// is not defined is a frame of nulls; a cycle ends before its first repeated stack).
 pub fn frames(stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> Vec<StackFrame> {
-    tables
-        .stack_frames(stack)
-        .into_iter()
-        .flat_map(|f| match f {
-            Some(f) => locations::resolve_all(f, tables, symbolizer),
-            None => vec![Location::unknown()],
-        })
-        .map(StackFrame::from)
-        .collect()
+    if stack == 0 || !tables.stacks.contains_key(&stack) {
+        return Vec::new();
+    }
+    let mut locs = view_tree::shown_locations(tables, stack, &mut |id| {
+        view_tree::frame_locations(tables, id, symbolizer)
+    });
+    locs.reverse();
+    locs.into_iter().map(StackFrame::from).collect()
 }

@@ -34,61 +34,75 @@ impl<'a> StackResolver<'a> {
         if let Some(s) = self.stacks.get(&stack) {
             return s.clone();
         }
-        let ids = self.tables.stack_frame_ids(stack);
-        let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
-        let kinds: Vec<Option<Frame>> = ids
-            .iter()
-            .rev()
-            .map(|id| self.tables.frames.get(id).copied())
-            .collect();
-        let is_python = |k: &Option<Frame>| matches!(k, Some(Frame::Python { .. }));
-        let any_python = kinds.iter().any(is_python);
-        let any_native = kinds.iter().any(|k| matches!(k, Some(Frame::Native(_))));
-        for (i, &id) in ids.iter().rev().enumerate() {
-            let python = is_python(&kinds[i]);
-            match self.tables.frame_view {
-                FrameView::PythonOnly if any_python && !python => continue,
-                FrameView::NativeOnly if any_native && python => continue,
-                _ => {}
-            }
-            let frame_locs = match self.frames.get(&id) {
-                Some(l) => l.clone(),
-                None => {
-                    let l: Rc<[Location]> = match self.tables.frames.get(&id) {
-                        Some(&f) => {
-                            locations::resolve_all(f, self.tables, &mut self.symbolizer).into()
-                        }
-                        None => vec![Location::unknown()].into(),
-                    };
-                    self.frames.insert(id, l.clone());
-                    l
-                }
-            };
-            let Some(loc) = frame_locs.first().cloned() else {
-                continue;
-            };
-            // Merged: an evaluation-loop frame followed by the Python frames it ran is those.
-            let eval_loop = self.tables.frame_view == FrameView::Merged
-                && !python
-                && kinds.get(i + 1).is_some_and(is_python)
-                && frame_locs.iter().any(|l| {
-                    l.function
-                        .as_deref()
-                        .is_some_and(|f| f.starts_with("_PyEval_EvalFrame"))
-                });
-            if !eval_loop {
-                // The functions it was inlined into come first (outermost first).
-                locs.extend(frame_locs[1..].iter().rev().cloned());
-                locs.push(loc);
-            }
-        }
-        if locs.is_empty() {
-            locs.push(Location::unknown());
-        }
-        let locs: Rc<[Location]> = locs.into();
+        let (tables, symbolizer, frames) = (self.tables, &mut self.symbolizer, &mut self.frames);
+        let locs: Rc<[Location]> = shown_locations(tables, stack, &mut |id| {
+            frames
+                .entry(id)
+                .or_insert_with(|| frame_locations(tables, id, symbolizer))
+                .clone()
+        })
+        .into();
         self.stacks.insert(stack, locs.clone());
         locs
     }
+}
+
+/// A frame's locations, innermost first (more than one where functions were inlined).
+pub fn frame_locations(tables: &Tables, id: u64, symbolizer: &mut Symbolizer) -> Rc<[Location]> {
+    match tables.frames.get(&id) {
+        Some(&f) => locations::resolve_all(f, tables, symbolizer).into(),
+        None => vec![Location::unknown()].into(),
+    }
+}
+
+/// The locations a report shows for a stack in [`Tables::frame_view`], outermost first
+/// (`<unknown>` alone for an unknown stack); `frame` gives a frame id's locations, innermost
+/// first.
+pub fn shown_locations(
+    tables: &Tables,
+    stack: u64,
+    frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
+) -> Vec<Location> {
+    let ids = tables.stack_frame_ids(stack);
+    let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
+    let kinds: Vec<Option<Frame>> = ids
+        .iter()
+        .rev()
+        .map(|id| tables.frames.get(id).copied())
+        .collect();
+    let is_python = |k: &Option<Frame>| matches!(k, Some(Frame::Python { .. }));
+    let any_python = kinds.iter().any(is_python);
+    let any_native = kinds.iter().any(|k| matches!(k, Some(Frame::Native(_))));
+    for (i, &id) in ids.iter().rev().enumerate() {
+        let python = is_python(&kinds[i]);
+        match tables.frame_view {
+            FrameView::PythonOnly if any_python && !python => continue,
+            FrameView::NativeOnly if any_native && python => continue,
+            _ => {}
+        }
+        let frame_locs = frame(id);
+        let Some(loc) = frame_locs.first().cloned() else {
+            continue;
+        };
+        // Merged: an evaluation-loop frame followed by the Python frames it ran is those.
+        let eval_loop = tables.frame_view == FrameView::Merged
+            && !python
+            && kinds.get(i + 1).is_some_and(is_python)
+            && frame_locs.iter().any(|l| {
+                l.function
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("_PyEval_EvalFrame"))
+            });
+        if !eval_loop {
+            // The functions it was inlined into come first (outermost first).
+            locs.extend(frame_locs[1..].iter().rev().cloned());
+            locs.push(loc);
+        }
+    }
+    if locs.is_empty() {
+        locs.push(Location::unknown());
+    }
+    locs
 }
 
 /// The location standing for a thread in a tree split by thread.

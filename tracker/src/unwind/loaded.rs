@@ -95,7 +95,7 @@ unsafe extern "C" fn read_counters(
 fn counters() -> (u64, u64) {
     let mut c = (0u64, 0u64);
     // SAFETY: read_counters only reads the info and writes the pair it is given.
-    unsafe { libc::dl_iterate_phdr(Some(read_counters), &mut c as *mut _ as *mut c_void) };
+    unsafe { crate::sys::iterate_phdr(read_counters, &mut c as *mut _ as *mut c_void) };
     c
 }
 
@@ -131,7 +131,7 @@ fn build() -> Snapshot {
         counters: (0, 0),
     };
     // SAFETY: add_module only reads loader data and appends to `b`.
-    unsafe { libc::dl_iterate_phdr(Some(add_module), &mut b as *mut Builder as *mut c_void) };
+    unsafe { crate::sys::iterate_phdr(add_module, &mut b as *mut Builder as *mut c_void) };
     b.code.sort_unstable();
     let mut s = Snapshot {
         unwinder: b.unwinder,
