@@ -12,6 +12,7 @@
 pub mod analysis;
 pub mod capture;
 pub mod export;
+pub mod export_command;
 pub mod flamegraph;
 pub mod progress;
 pub mod report;
