@@ -54,7 +54,9 @@ pub struct ExportArgs {
 /// Runs `memtrace export`; returns the exit status.
 pub fn execute(args: ExportArgs) -> i32 {
     if args.format == Format::Pprof && args.output.is_none() && io::stdout().is_terminal() {
-        eprintln!("memtrace: pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout");
+        eprintln!(
+            "memtrace: pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout"
+        );
         return 1;
     }
     let opts = args.view.options(views::View::Peak);
@@ -94,7 +96,9 @@ pub fn execute(args: ExportArgs) -> i32 {
                 }
             };
             let mut out = io::BufWriter::new(file);
-            match write(args.format, &sites, &name, duration_ns, &mut out).and_then(|()| out.flush()) {
+            match write(args.format, &sites, &name, duration_ns, &mut out)
+                .and_then(|()| out.flush())
+            {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("memtrace: cannot write {}: {e}", path.display());

@@ -227,7 +227,10 @@ fn build_threads(
         .map(|(i, a)| (a.name().to_string(), totals.allocators[i]))
         .collect();
     // The deallocators' calls, beside the allocators' (free records, matched or not).
-    for (name, n) in ["free", "pymalloc_free", "munmap"].iter().zip(totals.free_kinds) {
+    for (name, n) in ["free", "pymalloc_free", "munmap"]
+        .iter()
+        .zip(totals.free_kinds)
+    {
         if n > 0 || *name == "free" {
             allocators.insert(name.to_string(), n);
         }
