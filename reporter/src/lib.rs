@@ -14,6 +14,7 @@ pub mod capture;
 pub mod export;
 pub mod export_command;
 pub mod flamegraph;
+pub mod flamegraph_command;
 pub mod progress;
 pub mod report;
 pub mod run;

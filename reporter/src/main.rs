@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_reporter::{export_command, run, stats, summary, tree};
+use memtrace_reporter::{export_command, flamegraph_command, run, stats, summary, tree};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -21,6 +21,8 @@ Examples:
   memtrace tree --leaks --text out.bin   what is still live at exit, as text
   memtrace summary -s own out.bin     functions by the bytes they allocated, at the peak
   memtrace summary --temporary out.bin   allocations freed right after they were made
+  memtrace flamegraph out.bin         out.html: flamegraph at the peak, memory over time, top lines
+  memtrace flamegraph --leaks --inverted -o leaks.html out.bin
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
   memtrace export out.bin --format pprof -o out.pb.gz"
 )]
@@ -39,6 +41,8 @@ enum Command {
     Tree(tree::TreeArgs),
     /// Functions by own and total bytes at the peak (or at exit, or of temporary allocations)
     Summary(summary::SummaryArgs),
+    /// Write an HTML page: flamegraph of the peak (or exit, temporary), memory over time, top lines
+    Flamegraph(flamegraph_command::FlamegraphArgs),
     /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
     Export(export_command::ExportArgs),
 }
@@ -83,6 +87,7 @@ fn main() {
         Command::Stats(args) => stats::execute(args),
         Command::Tree(args) => tree::execute(args),
         Command::Summary(args) => summary::execute(args),
+        Command::Flamegraph(args) => flamegraph_command::execute(args),
         Command::Export(args) => export_command::execute(args),
     };
     std::process::exit(code);
