@@ -322,6 +322,36 @@ mod tests {
     }
 
     #[test]
+    fn the_series_follow_live_bytes_and_resident_size() {
+        let at = |tick: u64, mut e: Event| {
+            e.tick = tick;
+            e
+        };
+        let mut r = Replay::default();
+        r.events(
+            0,
+            &[
+                at(10, alloc(0x100, 100, 1)),
+                at(20, alloc(0x200, 50, 2)),
+                at(25, Event::new(code::RESIDENT, 25, 0, 4096, 0)),
+                at(30, free(0x100)),
+                at(40, mmap(0x10000, 4096, 3)),
+                at(50, munmap(0x10000, 4096)),
+            ],
+        );
+        assert_eq!(
+            r.heap_series.points().collect::<Vec<_>>(),
+            vec![(10, 100), (20, 150), (30, 50), (40, 4146), (50, 50)]
+        );
+        assert_eq!(
+            r.resident_series.points().collect::<Vec<_>>(),
+            vec![(25, 4096)]
+        );
+        let top = r.heap_series.points().map(|p| p.1).max();
+        assert_eq!(top, Some(r.peak.bytes));
+    }
+
+    #[test]
     fn the_peak_set_is_what_was_live_at_the_peak() {
         let mut r = Replay::default();
         r.events(0, &[alloc(0x100, 100, 1), alloc(0x200, 50, 2)]);

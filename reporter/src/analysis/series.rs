@@ -7,8 +7,8 @@ pub const MAX_POINTS: usize = 4000;
 
 #[derive(Clone, Debug)]
 pub struct Series {
-    /// Ticks per bucket.
-    width: u64,
+    /// log2 of the ticks per bucket.
+    shift: u32,
     /// (bucket, tick of the highest value, the value), in bucket order.
     points: Vec<(u64, u64, u64)>,
 }
@@ -16,7 +16,7 @@ pub struct Series {
 impl Default for Series {
     fn default() -> Series {
         Series {
-            width: 1,
+            shift: 0,
             points: Vec::new(),
         }
     }
@@ -25,7 +25,7 @@ impl Default for Series {
 impl Series {
     /// Records `value` at `tick` (ticks come in order; a late one joins the last bucket).
     pub fn record(&mut self, tick: u64, value: u64) {
-        let bucket = tick / self.width;
+        let bucket = tick >> self.shift;
         match self.points.last_mut() {
             Some(last) if last.0 >= bucket => {
                 if value > last.2 {
@@ -45,10 +45,10 @@ impl Series {
 
     /// Doubles the bucket width, merging pairs of buckets into their highest point.
     fn widen(&mut self) {
-        self.width = self.width.saturating_mul(2);
+        self.shift = (self.shift + 1).min(63);
         let mut merged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.points.len() / 2 + 1);
         for &(_, tick, value) in &self.points {
-            let bucket = tick / self.width;
+            let bucket = tick >> self.shift;
             match merged.last_mut() {
                 Some(last) if last.0 >= bucket => {
                     if value > last.2 {
