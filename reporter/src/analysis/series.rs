@@ -5,21 +5,12 @@
 /// At most this many points.
 pub const MAX_POINTS: usize = 4000;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Series {
     /// log2 of the ticks per bucket.
     shift: u32,
     /// (bucket, tick of the highest value, the value), in bucket order.
     points: Vec<(u64, u64, u64)>,
-}
-
-impl Default for Series {
-    fn default() -> Series {
-        Series {
-            shift: 0,
-            points: Vec::new(),
-        }
-    }
 }
 
 impl Series {
