@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod diff;
 pub mod export;
 pub mod export_command;
 pub mod flamegraph;

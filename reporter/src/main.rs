@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_reporter::{export_command, flamegraph_command, run, stats, summary, tree};
+use memtrace_reporter::{diff, export_command, flamegraph_command, run, stats, summary, tree};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,7 +24,8 @@ Examples:
   memtrace flamegraph out.bin         out.html: flamegraph at the peak, memory over time, top lines
   memtrace flamegraph --leaks --inverted -o leaks.html out.bin
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
-  memtrace export out.bin --format pprof -o out.pb.gz"
+  memtrace export out.bin --format pprof -o out.pb.gz
+  memtrace diff before.bin after.bin  peak, totals and changes by location at the peak"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +42,8 @@ enum Command {
     Tree(tree::TreeArgs),
     /// Functions by own and total bytes at the peak (or at exit, or of temporary allocations)
     Summary(summary::SummaryArgs),
+    /// Compare two captures: peak, totals and the changes of each location at the peak
+    Diff(diff::DiffArgs),
     /// Write an HTML page: flamegraph of the peak (or exit, temporary), memory over time, top lines
     Flamegraph(flamegraph_command::FlamegraphArgs),
     /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
@@ -87,6 +90,7 @@ fn main() {
         Command::Stats(args) => stats::execute(args),
         Command::Tree(args) => tree::execute(args),
         Command::Summary(args) => summary::execute(args),
+        Command::Diff(args) => diff::execute(args),
         Command::Flamegraph(args) => flamegraph_command::execute(args),
         Command::Export(args) => export_command::execute(args),
     };
