@@ -224,3 +224,41 @@ fn bad_uses_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("memtrace: no thread"));
 }
+
+#[test]
+fn with_leaks_the_live_values_are_those_at_exit() {
+    let (_dir, cap) = capture("export-leaks");
+    let text =
+        String::from_utf8(exported(&cap, &["--format", "folded", "--leaks"])).expect("utf-8");
+    let total: i64 = text
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<i64>().ok()))
+        .sum();
+    assert_eq!(total, num(&stats(&cap), "leaked_bytes"));
+    // g drops f's block before the script ends: it is not live at exit.
+    assert!(!text.contains(";f at "), "{text}");
+}
+
+#[test]
+fn pprof_is_not_written_to_a_terminal() {
+    // `script` gives the command a terminal as stdout.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("note: no `script` command, terminal check skipped");
+        return;
+    }
+    let (_dir, cap) = capture("export-terminal");
+    let cmd = format!(
+        "'{}' export '{}' --format pprof; echo status=$?",
+        memtrace_bin().display(),
+        cap.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(
+        text,
+        "memtrace: pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout\nstatus=1\n"
+    );
+}
