@@ -11,8 +11,11 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod diff;
 pub mod export;
+pub mod export_command;
 pub mod flamegraph;
+pub mod flamegraph_command;
 pub mod progress;
 pub mod report;
 pub mod run;

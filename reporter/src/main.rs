@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_reporter::{run, stats, summary, tree};
+use memtrace_reporter::{diff, export_command, flamegraph_command, run, stats, summary, tree};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,7 +20,12 @@ Examples:
   memtrace tree out.bin               the call tree of the memory live at the peak
   memtrace tree --leaks --text out.bin   what is still live at exit, as text
   memtrace summary -s own out.bin     functions by the bytes they allocated, at the peak
-  memtrace summary --temporary out.bin   allocations freed right after they were made"
+  memtrace summary --temporary out.bin   allocations freed right after they were made
+  memtrace flamegraph out.bin         out.html: flamegraph at the peak, memory over time, top lines
+  memtrace flamegraph --leaks --inverted -o leaks.html out.bin
+  memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
+  memtrace export out.bin --format pprof -o out.pb.gz
+  memtrace diff before.bin after.bin  peak, totals and changes by location at the peak"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +42,12 @@ enum Command {
     Tree(tree::TreeArgs),
     /// Functions by own and total bytes at the peak (or at exit, or of temporary allocations)
     Summary(summary::SummaryArgs),
+    /// Compare two captures: peak, totals and the changes of each location at the peak
+    Diff(diff::DiffArgs),
+    /// Write an HTML page: flamegraph of the peak (or exit, temporary), memory over time, top lines
+    Flamegraph(flamegraph_command::FlamegraphArgs),
+    /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
+    Export(export_command::ExportArgs),
 }
 
 fn main() {
@@ -79,6 +90,9 @@ fn main() {
         Command::Stats(args) => stats::execute(args),
         Command::Tree(args) => tree::execute(args),
         Command::Summary(args) => summary::execute(args),
+        Command::Diff(args) => diff::execute(args),
+        Command::Flamegraph(args) => flamegraph_command::execute(args),
+        Command::Export(args) => export_command::execute(args),
     };
     std::process::exit(code);
 }

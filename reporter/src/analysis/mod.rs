@@ -4,6 +4,7 @@
 pub mod heap;
 pub mod mappings;
 pub mod replay;
+pub mod series;
 pub mod sets;
 pub mod tables;
 pub mod temporary;

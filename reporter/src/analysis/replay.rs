@@ -3,6 +3,7 @@
 
 use super::heap::{Block, LiveHeap};
 use super::mappings::{Mapping, Mappings};
+use super::series::Series;
 use super::sets::{self, AllocSet, Departed, Departures};
 use super::temporary::Temporary;
 use crate::capture::event::{code, Event};
@@ -47,6 +48,10 @@ pub struct Replay {
     pub include_startup: bool,
     /// Frees and unmaps of memory the replay knew (not of blocks from before it started).
     pub frees: u64,
+    /// Live bytes over time (ticks), downsampled.
+    pub heap_series: Series,
+    /// The process's resident size over time (ticks), as the tracker sampled it.
+    pub resident_series: Series,
     /// After [`Replay::freeze`]: what the live heap was needed for.
     frozen: Option<Frozen>,
 }
@@ -191,6 +196,8 @@ impl Replay {
             allocations: 0,
         };
         self.frees = 0;
+        self.heap_series.clear();
+        self.heap_series.record(tick, 0);
     }
 
     /// Adds the mapping of an mmap or of an mremap's new half (replacing what it overlaps).
@@ -225,6 +232,7 @@ impl Replay {
                     }
                 }
                 self.check_peak(ev.tick, index);
+                self.heap_series.record(ev.tick, self.live_bytes());
                 continue;
             }
             match c {
@@ -243,6 +251,7 @@ impl Replay {
                         if let Some(t) = &mut self.temporary {
                             t.freed(thread, ev.addr, &b);
                         }
+                        self.heap_series.record(ev.tick, self.live_bytes());
                     }
                 }
                 code::MUNMAP => {
@@ -250,7 +259,9 @@ impl Replay {
                         self.frees += 1;
                     }
                     self.unmap(ev.addr, ev.size);
+                    self.heap_series.record(ev.tick, self.live_bytes());
                 }
+                code::RESIDENT => self.resident_series.record(ev.tick, ev.size),
                 code::MREMAP_OLD => {
                     self.remap_pending = self.maps.overlaps(ev.addr, ev.size);
                     if self.remap_pending {
@@ -260,6 +271,7 @@ impl Replay {
                 code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
                     self.map(ev, thread, index);
                     self.check_peak(ev.tick, index);
+                    self.heap_series.record(ev.tick, self.live_bytes());
                 }
                 code::MARKER
                     if self.exit.is_none()
@@ -307,6 +319,36 @@ mod tests {
             .copied()
             .unwrap_or_default();
         (s.bytes, s.count)
+    }
+
+    #[test]
+    fn the_series_follow_live_bytes_and_resident_size() {
+        let at = |tick: u64, mut e: Event| {
+            e.tick = tick;
+            e
+        };
+        let mut r = Replay::default();
+        r.events(
+            0,
+            &[
+                at(10, alloc(0x100, 100, 1)),
+                at(20, alloc(0x200, 50, 2)),
+                at(25, Event::new(code::RESIDENT, 25, 0, 4096, 0)),
+                at(30, free(0x100)),
+                at(40, mmap(0x10000, 4096, 3)),
+                at(50, munmap(0x10000, 4096)),
+            ],
+        );
+        assert_eq!(
+            r.heap_series.points().collect::<Vec<_>>(),
+            vec![(10, 100), (20, 150), (30, 50), (40, 4146), (50, 50)]
+        );
+        assert_eq!(
+            r.resident_series.points().collect::<Vec<_>>(),
+            vec![(25, 4096)]
+        );
+        let top = r.heap_series.points().map(|p| p.1).max();
+        assert_eq!(top, Some(r.peak.bytes));
     }
 
     #[test]

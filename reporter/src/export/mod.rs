@@ -6,6 +6,7 @@
 pub mod csv;
 pub mod folded;
 pub mod pprof;
+pub mod sites;
 pub mod speedscope;
 
 use crate::analysis::totals::Sum;

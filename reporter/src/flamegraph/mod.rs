@@ -3,5 +3,6 @@
 
 pub mod fold;
 pub mod html;
+pub mod page;
 pub mod svg;
 pub mod timeline;

@@ -1,6 +1,7 @@
 //! Reports built from an analysis.
 
 pub mod calltree;
+pub mod diff;
 pub mod human;
 pub mod locations;
 pub mod module_name;

@@ -1,0 +1,99 @@
+//! A bounded series of values over time: the highest value of each time bucket, the buckets
+//! doubling in width whenever the series is full, so that a run of any length keeps at most
+//! [`MAX_POINTS`] points and its highest values (the peak) stay in.
+
+/// At most this many points.
+pub const MAX_POINTS: usize = 4000;
+
+#[derive(Clone, Debug, Default)]
+pub struct Series {
+    /// log2 of the ticks per bucket.
+    shift: u32,
+    /// (bucket, tick of the highest value, the value), in bucket order.
+    points: Vec<(u64, u64, u64)>,
+}
+
+impl Series {
+    /// Records `value` at `tick` (ticks come in order; a late one joins the last bucket).
+    pub fn record(&mut self, tick: u64, value: u64) {
+        let bucket = tick >> self.shift;
+        match self.points.last_mut() {
+            Some(last) if last.0 >= bucket => {
+                if value > last.2 {
+                    last.1 = tick;
+                    last.2 = value;
+                }
+            }
+            _ => {
+                if self.points.len() >= MAX_POINTS {
+                    self.widen();
+                    return self.record(tick, value);
+                }
+                self.points.push((bucket, tick, value));
+            }
+        }
+    }
+
+    /// Doubles the bucket width, merging pairs of buckets into their highest point.
+    fn widen(&mut self) {
+        self.shift = (self.shift + 1).min(63);
+        let mut merged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.points.len() / 2 + 1);
+        for &(_, tick, value) in &self.points {
+            let bucket = tick >> self.shift;
+            match merged.last_mut() {
+                Some(last) if last.0 >= bucket => {
+                    if value > last.2 {
+                        last.1 = tick;
+                        last.2 = value;
+                    }
+                }
+                _ => merged.push((bucket, tick, value)),
+            }
+        }
+        self.points = merged;
+    }
+
+    /// Forgets every point.
+    pub fn clear(&mut self) {
+        *self = Series::default();
+    }
+
+    /// The (tick, value) points in time order.
+    pub fn points(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.points.iter().map(|&(_, t, v)| (t, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_the_highest_value_kept() {
+        let mut s = Series::default();
+        for t in 0..1_000_000u64 {
+            s.record(1_000 + t * 7, if t == 654_321 { 1 << 40 } else { t % 977 });
+        }
+        assert!(
+            s.len() <= MAX_POINTS && s.len() > MAX_POINTS / 4,
+            "{}",
+            s.len()
+        );
+        assert!(s.points().any(|p| p == (1_000 + 654_321 * 7, 1 << 40)));
+        let ticks: Vec<u64> = s.points().map(|p| p.0).collect();
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]));
+        let mut few = Series::default();
+        few.record(5, 1);
+        few.record(5, 3);
+        few.record(9, 2);
+        assert_eq!(few.points().collect::<Vec<_>>(), vec![(5, 3), (9, 2)]);
+    }
+}

@@ -1,0 +1,206 @@
+//! `memtrace diff`: two captures compared: the peak, the totals, and each location's bytes at
+//! the peak (or in another view), matched by symbolized location.
+
+use crate::analysis::totals::Sum;
+use crate::export::sites;
+use crate::report::diff::{self, Change, LocationChange};
+use crate::report::human::{count, size};
+use crate::report::locations::Location;
+use crate::report::view_tree::StackResolver;
+use crate::report::views::{self, ViewOptions};
+use crate::symbols::modules::ModuleMap;
+use crate::symbols::Symbolizer;
+use crate::view_args::{self, ViewArgs};
+use clap::Args;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+A location is the innermost frame of a stack (`function at file:line`), matched between the
+captures by that name, so two runs of the same program compare even when their addresses
+differ. Changes are NEW minus BASE, in percent of BASE.
+
+Examples:
+  memtrace diff before.bin after.bin          peak, totals, the 20 largest changes at the peak
+  memtrace diff --leaks before.bin after.bin  what is live at exit
+  memtrace diff -n 100 before.bin after.bin
+  memtrace diff --json before.bin after.bin | jq '.locations[0]'
+
+JSON keys: base, new (the captures), view, peak_bytes, peak_allocations, total_bytes,
+total_allocations, view_bytes, view_allocations (each {base, new, change, percent}; percent null
+when base is 0), locations [{location, function, file, line, bytes, allocations}] (all, the
+largest changes first).")]
+pub struct DiffArgs {
+    /// The capture to compare against
+    #[arg(value_name = "BASE")]
+    pub base: PathBuf,
+    /// The capture compared
+    #[arg(value_name = "NEW")]
+    pub new: PathBuf,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// How many locations to list (text)
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a diff reads of one capture.
+struct Side {
+    peak: Sum,
+    total: Sum,
+    view: Sum,
+    locations: HashMap<Location, Sum>,
+}
+
+fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
+    let (capture, analysis) = view_args::load(path, opts)?;
+    let selection = views::select(&analysis, opts)?;
+    let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
+    let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
+    let sites = sites::sites(&analysis, &selection, &mut resolver, false);
+    let mut all = analysis.warnings.clone();
+    all.append(&mut resolver.symbolizer.warnings);
+    view_args::warn(&all);
+    Ok(Side {
+        peak: Sum {
+            count: analysis.replay.peak.allocations,
+            bytes: analysis.replay.peak.bytes,
+        },
+        total: analysis.totals.allocs,
+        view: selection.total,
+        locations: diff::by_location(&sites),
+    })
+}
+
+#[derive(Serialize)]
+struct JsonDiff {
+    base: String,
+    new: String,
+    view: views::View,
+    peak_bytes: Change,
+    peak_allocations: Change,
+    total_bytes: Change,
+    total_allocations: Change,
+    view_bytes: Change,
+    view_allocations: Change,
+    locations: Vec<LocationChange>,
+}
+
+/// Runs `memtrace diff`; returns the exit status.
+pub fn execute(args: DiffArgs) -> i32 {
+    let opts = args.view.options(views::View::Peak);
+    let (base, new) = match side(&args.base, &opts).and_then(|b| Ok((b, side(&args.new, &opts)?))) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    };
+    let d = JsonDiff {
+        base: args.base.display().to_string(),
+        new: args.new.display().to_string(),
+        view: opts.view,
+        peak_bytes: Change::new(base.peak.bytes, new.peak.bytes),
+        peak_allocations: Change::new(base.peak.count, new.peak.count),
+        total_bytes: Change::new(base.total.bytes, new.total.bytes),
+        total_allocations: Change::new(base.total.count, new.total.count),
+        view_bytes: Change::new(base.view.bytes, new.view.bytes),
+        view_allocations: Change::new(base.view.count, new.view.count),
+        locations: diff::locations(&base.locations, &new.locations),
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let r = if args.json {
+        serde_json::to_writer(&mut out, &d)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        render(&d, args.top, &mut out)
+    };
+    view_args::written(r.and_then(|()| out.flush()))
+}
+
+fn percent(c: &Change) -> String {
+    match c.percent {
+        Some(p) => format!("{p:+.1}%"),
+        None if c.change == 0 => "0%".to_string(),
+        None => "new".to_string(),
+    }
+}
+
+fn signed_size(n: i64) -> String {
+    let s = size(n.unsigned_abs());
+    if n < 0 {
+        format!("-{s}")
+    } else {
+        format!("+{s}")
+    }
+}
+
+fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {
+    writeln!(out, "BASE {}\nNEW  {}", d.base, d.new)?;
+    let figure = |out: &mut dyn Write, name: &str, c: &Change, bytes: bool| {
+        let (b, n, ch) = if bytes {
+            (size(c.base), size(c.new), signed_size(c.change))
+        } else {
+            (
+                count(c.base),
+                count(c.new),
+                format!(
+                    "{}{}",
+                    if c.change < 0 { "-" } else { "+" },
+                    count(c.change.unsigned_abs())
+                ),
+            )
+        };
+        writeln!(
+            out,
+            "{name:<18} {b:>10} -> {n:>10}  {ch:>11} {:>8}",
+            percent(c)
+        )
+    };
+    figure(out, "Peak", &d.peak_bytes, true)?;
+    figure(out, "Peak allocations", &d.peak_allocations, false)?;
+    figure(out, "Total allocated", &d.total_bytes, true)?;
+    figure(out, "Allocations", &d.total_allocations, false)?;
+    let view = match d.view {
+        views::View::Peak => "at the peak",
+        views::View::Leaks => "live at exit",
+        views::View::Temporary => "temporary",
+        views::View::All => "every allocation",
+    };
+    writeln!(out, "\nChanges by location, {view}:")?;
+    writeln!(
+        out,
+        "{:>10} {:>10}  {:>11} {:>8}  LOCATION",
+        "BASE", "NEW", "CHANGE", "%"
+    )?;
+    if d.locations.is_empty() {
+        writeln!(out, "  (no changes)")?;
+    }
+    for r in d.locations.iter().take(top) {
+        writeln!(
+            out,
+            "{:>10} {:>10}  {:>11} {:>8}  {}",
+            size(r.bytes.base),
+            size(r.bytes.new),
+            signed_size(r.bytes.change),
+            percent(&r.bytes),
+            r.location
+        )?;
+    }
+    if d.locations.len() > top {
+        writeln!(
+            out,
+            "… {} more locations (-n to see more)",
+            count((d.locations.len() - top) as u64)
+        )?;
+    }
+    Ok(())
+}

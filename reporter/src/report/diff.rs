@@ -1,0 +1,144 @@
+//! Comparing two captures: a figure before and after, and the bytes of each location (the
+//! innermost frame, matched by its symbolized name, not by address) in the view of each.
+
+use super::locations::Location;
+use crate::analysis::totals::Sum;
+use crate::export::Site;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// A figure in BASE and in NEW.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub base: u64,
+    pub new: u64,
+    pub change: i64,
+    /// The change in percent of BASE (None when BASE is 0).
+    pub percent: Option<f64>,
+}
+
+impl Change {
+    pub fn new(base: u64, new: u64) -> Change {
+        let change = (new as i128 - base as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        Change {
+            base,
+            new,
+            change,
+            percent: (base > 0).then(|| 100.0 * change as f64 / base as f64),
+        }
+    }
+}
+
+/// One location's bytes and allocations in the view of each capture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LocationChange {
+    pub location: String,
+    pub function: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u64>,
+    pub bytes: Change,
+    pub allocations: Change,
+}
+
+/// The live sums of the sites by innermost location.
+pub fn by_location(sites: &[Site]) -> HashMap<Location, Sum> {
+    let mut m: HashMap<Location, Sum> = HashMap::new();
+    for s in sites
+        .iter()
+        .filter(|s| s.live.count > 0 || s.live.bytes > 0)
+    {
+        let key = s.frames.last().cloned().unwrap_or_else(Location::unknown);
+        m.entry(key).or_default().merge(s.live);
+    }
+    m
+}
+
+/// Every location of either side with a change, the largest changes (either way) first.
+pub fn locations(
+    base: &HashMap<Location, Sum>,
+    new: &HashMap<Location, Sum>,
+) -> Vec<LocationChange> {
+    let mut keys: Vec<&Location> = base.keys().chain(new.keys()).collect();
+    keys.sort_by(|a, b| a.label.cmp(&b.label));
+    keys.dedup_by(|a, b| a == b);
+    let mut rows: Vec<LocationChange> = keys
+        .into_iter()
+        .map(|l| {
+            let b = base.get(l).copied().unwrap_or_default();
+            let n = new.get(l).copied().unwrap_or_default();
+            LocationChange {
+                location: l.label.clone(),
+                function: l.function.clone(),
+                file: l.file.clone(),
+                line: l.line,
+                bytes: Change::new(b.bytes, n.bytes),
+                allocations: Change::new(b.count, n.count),
+            }
+        })
+        .filter(|r| r.bytes.change != 0 || r.allocations.change != 0)
+        .collect();
+    rows.sort_by(|a, b| {
+        b.bytes
+            .change
+            .unsigned_abs()
+            .cmp(&a.bytes.change.unsigned_abs())
+            .then_with(|| a.location.cmp(&b.location))
+    });
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loc(f: &str, line: u64) -> Location {
+        Location {
+            function: Some(f.to_string()),
+            file: Some("a.py".to_string()),
+            line: Some(line),
+            label: format!("{f} at a.py:{line}"),
+        }
+    }
+
+    fn sums(rows: &[(Location, u64, u64)]) -> HashMap<Location, Sum> {
+        rows.iter()
+            .map(|(l, bytes, count)| {
+                (
+                    l.clone(),
+                    Sum {
+                        bytes: *bytes,
+                        count: *count,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn changes_by_location_largest_first() {
+        let base = sums(&[
+            (loc("f", 2), 100, 1),
+            (loc("g", 5), 50, 1),
+            (loc("h", 7), 9, 1),
+        ]);
+        let new = sums(&[
+            (loc("f", 2), 200, 1),
+            (loc("g", 5), 50, 1),
+            (loc("k", 1), 300, 3),
+        ]);
+        let rows = locations(&base, &new);
+        let got: Vec<(&str, i64, Option<f64>)> = rows
+            .iter()
+            .map(|r| (r.location.as_str(), r.bytes.change, r.bytes.percent))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("k at a.py:1", 300, None),
+                ("f at a.py:2", 100, Some(100.0)),
+                ("h at a.py:7", -9, Some(-100.0)),
+            ]
+        );
+        assert_eq!(Change::new(3, 0).change, -3);
+    }
+}

@@ -1,0 +1,107 @@
+//! `memtrace diff`: two runs of a script whose one line allocates twice as much in NEW.
+
+use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::{memtrace_bin, num, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
+const BLOCK: i64 = 10_000_000 + 33;
+
+const SCRIPT: &str = "\
+import sys
+
+
+def block():
+    return b\"\\0\" * 10_000_000
+
+
+keep = []
+for _ in range(int(sys.argv[1])):
+    keep.append(block())
+";
+
+fn runs(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let script = write(&dir, "twice.py", SCRIPT);
+    let script_arg = script.to_string_lossy().into_owned();
+    let mut caps = Vec::new();
+    for n in ["1", "2"] {
+        let cap = dir.join(format!("run{n}.bin"));
+        let out = tracked(python(), &cap, &[&script_arg, n], &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        caps.push(cap);
+    }
+    let new = caps.pop().expect("two runs");
+    let base = caps.pop().expect("two runs");
+    (dir, base, new)
+}
+
+fn diff(args: &[&str], base: &Path, new: &Path) -> Output {
+    Command::new(memtrace_bin())
+        .arg("diff")
+        .args(args)
+        .arg(base)
+        .arg(new)
+        .output()
+        .expect("memtrace runs")
+}
+
+#[test]
+fn the_line_allocating_twice_as_much_is_plus_100_percent() {
+    let (dir, base, new) = runs("diff-twice");
+    let out = diff(&["--json"], &base, &new);
+    assert!(out.status.success(), "{out:?}");
+    let d: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let file = dir.join("twice.py").display().to_string();
+    let row = d["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .find(|r| r["location"] == format!("block at {file}:5"))
+        .unwrap_or_else(|| panic!("no row for block: {d}"));
+    assert_eq!(num(&row["bytes"], "base"), BLOCK);
+    assert_eq!(num(&row["bytes"], "new"), 2 * BLOCK);
+    assert_eq!(num(&row["bytes"], "change"), BLOCK);
+    assert_eq!(row["bytes"]["percent"].as_f64(), Some(100.0));
+    assert_eq!(num(&row["allocations"], "change"), 1);
+    // It is the largest change, and the peaks are those of stats.
+    assert_eq!(d["locations"][0]["location"], row["location"]);
+    assert_eq!(
+        num(&d["peak_bytes"], "base"),
+        num(&stats(&base), "peak_bytes")
+    );
+    assert_eq!(
+        num(&d["peak_bytes"], "new"),
+        num(&stats(&new), "peak_bytes")
+    );
+    assert_eq!(
+        num(&d["total_bytes"], "change"),
+        num(&stats(&new), "total_bytes") - num(&stats(&base), "total_bytes")
+    );
+    // The text table says the same.
+    let out = diff(&[], &base, &new);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.ends_with(&format!("  block at {file}:5")))
+        .unwrap_or_else(|| panic!("no line for block:\n{text}"));
+    assert!(line.contains(" +100.0% "), "{line}");
+    // A capture against itself: no changes.
+    let same: Value =
+        serde_json::from_slice(&diff(&["--json"], &base, &base).stdout).expect("JSON");
+    assert_eq!(same["locations"], Value::Array(vec![]));
+    assert_eq!(num(&same["peak_bytes"], "change"), 0);
+}
+
+#[test]
+fn a_missing_capture_is_a_one_line_error() {
+    let (_dir, base, _new) = runs("diff-missing");
+    let out = diff(&[], &base, Path::new("/nonexistent/new.bin"));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("memtrace: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -1,0 +1,264 @@
+//! `memtrace export`: a Python script with one known allocation site (10,000,033 bytes at
+//! `f`'s line 2, called from `g` at line 6 and the module at line 10), exported in each format;
+//! each file is read back with a real reader and agrees with `stats --json`.
+
+use flate2::read::GzDecoder;
+use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::{memtrace_bin, num, scratch, stats};
+use memtrace_reporter::export::pprof::Profile;
+use prost::Message;
+use serde_json::Value;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
+const SITE_BYTES: i64 = 10_000_000 + 33;
+
+const KNOWN_SITE: &str = "\
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+keep = [g()]
+";
+
+fn capture(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let script = write(&dir, "known.py", KNOWN_SITE);
+    let cap = dir.join("known.bin");
+    let script_arg = script.to_string_lossy().into_owned();
+    let out = tracked(python(), &cap, &[&script_arg], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    (dir, cap)
+}
+
+fn export(cap: &Path, args: &[&str]) -> Output {
+    Command::new(memtrace_bin())
+        .arg("export")
+        .arg(cap)
+        .args(args)
+        .output()
+        .expect("memtrace runs")
+}
+
+fn exported(cap: &Path, args: &[&str]) -> Vec<u8> {
+    let out = export(cap, args);
+    assert!(
+        out.status.success(),
+        "export {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn peak(cap: &Path) -> i64 {
+    num(&stats(cap), "peak_bytes")
+}
+
+#[test]
+fn folded_stacks_name_the_site_with_its_bytes() {
+    let (dir, cap) = capture("export-folded");
+    let text = String::from_utf8(exported(&cap, &["--format", "folded"])).expect("utf-8");
+    let file = dir.join("known.py").display().to_string();
+    let stack = format!("<module> at {file}:10;g at {file}:6;f at {file}:2");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{stack} ")))
+        .unwrap_or_else(|| panic!("no line for {stack}:\n{text}"));
+    assert_eq!(line, format!("{stack} {SITE_BYTES}"));
+    let total: i64 = text
+        .lines()
+        .map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(_, n)| n.parse::<i64>().ok())
+                .unwrap_or_else(|| panic!("bad line {l}"))
+        })
+        .sum();
+    assert_eq!(total, peak(&cap));
+    // -o writes the same to a file.
+    let out = dir.join("out.folded");
+    let path = out.to_string_lossy().into_owned();
+    exported(&cap, &["--format", "folded", "-o", &path]);
+    assert_eq!(std::fs::read_to_string(&out).expect("written"), text);
+}
+
+#[test]
+fn speedscope_samples_weigh_the_peak() {
+    let (_dir, cap) = capture("export-speedscope");
+    let v: Value =
+        serde_json::from_slice(&exported(&cap, &["--format", "speedscope"])).expect("JSON");
+    assert_eq!(
+        v["$schema"],
+        "https://www.speedscope.app/file-format-schema.json"
+    );
+    let frames = v["shared"]["frames"].as_array().expect("frames");
+    let p = &v["profiles"][0];
+    assert_eq!(p["type"], "sampled");
+    assert_eq!(p["unit"], "bytes");
+    let samples = p["samples"].as_array().expect("samples");
+    let weights = p["weights"].as_array().expect("weights");
+    assert_eq!(samples.len(), weights.len());
+    let mut known = 0;
+    for (s, w) in samples.iter().zip(weights) {
+        let names: Vec<&str> = s
+            .as_array()
+            .expect("a stack")
+            .iter()
+            .map(|i| {
+                let i = i.as_u64().expect("an index") as usize;
+                assert!(i < frames.len(), "frame {i} of {}", frames.len());
+                frames[i]["name"].as_str().expect("a name")
+            })
+            .collect();
+        let leaf = names.last().expect("a frame");
+        if leaf.starts_with("f at ") && leaf.ends_with("known.py:2") {
+            known += 1;
+            assert_eq!(w.as_i64(), Some(SITE_BYTES));
+            assert_eq!(names.len(), 3, "{names:?}");
+        }
+    }
+    assert_eq!(known, 1);
+    let sum: i64 = weights.iter().map(|w| w.as_i64().expect("weight")).sum();
+    assert_eq!(sum, peak(&cap));
+    assert_eq!(num(p, "endValue"), peak(&cap));
+}
+
+#[test]
+fn pprof_decodes_with_the_four_sample_types() {
+    let (dir, cap) = capture("export-pprof");
+    let out = dir.join("known.pb.gz");
+    let path = out.to_string_lossy().into_owned();
+    exported(&cap, &["--format", "pprof", "-o", &path]);
+    let mut raw = Vec::new();
+    GzDecoder::new(std::fs::File::open(&out).expect("written"))
+        .read_to_end(&mut raw)
+        .expect("gzip");
+    let p = Profile::decode(raw.as_slice()).expect("a pprof profile");
+    let s = |i: i64| p.string_table[i as usize].as_str();
+    let types: Vec<(&str, &str)> = p
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_objects", "count"),
+            ("inuse_space", "bytes")
+        ]
+    );
+    let leaf_of = |sample: &memtrace_reporter::export::pprof::Sample| {
+        let id = sample.location_id[0];
+        let loc = p.location.iter().find(|l| l.id == id).expect("location");
+        let line = &loc.line[0];
+        let func = p
+            .function
+            .iter()
+            .find(|f| f.id == line.function_id)
+            .expect("function");
+        (
+            s(func.name).to_string(),
+            s(func.filename).to_string(),
+            line.line,
+        )
+    };
+    let known: Vec<_> = p
+        .sample
+        .iter()
+        .filter(|x| {
+            let (f, file, line) = leaf_of(x);
+            f == "f" && file.ends_with("known.py") && line == 2
+        })
+        .collect();
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].value, vec![1, SITE_BYTES, 1, SITE_BYTES]);
+    assert_eq!(known[0].location_id.len(), 3);
+    let inuse: i64 = p.sample.iter().map(|x| x.value[3]).sum();
+    assert_eq!(inuse, peak(&cap));
+}
+
+#[test]
+fn csv_has_a_row_per_site() {
+    let (_dir, cap) = capture("export-csv");
+    let data = exported(&cap, &["--format", "csv"]);
+    let mut r = csv::Reader::from_reader(data.as_slice());
+    assert_eq!(
+        r.headers().expect("header").iter().collect::<Vec<_>>(),
+        memtrace_reporter::export::csv::HEADER
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.expect("a row")).collect();
+    let known: Vec<_> = rows
+        .iter()
+        .filter(|x| &x[1] == "f" && x[2].ends_with("known.py") && &x[3] == "2")
+        .collect();
+    assert_eq!(known.len(), 1);
+    let n = |i: usize| known[0][i].parse::<i64>().expect("a number");
+    assert_eq!((n(4), n(5), n(6), n(7)), (SITE_BYTES, 1, SITE_BYTES, 1));
+    let live: i64 = rows
+        .iter()
+        .map(|x| x[4].parse::<i64>().expect("a number"))
+        .sum();
+    assert_eq!(live, peak(&cap));
+}
+
+#[test]
+fn bad_uses_are_one_line_errors() {
+    let (_dir, cap) = capture("export-errors");
+    let out = export(&cap, &["--format", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("memtrace: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = export(Path::new("/nonexistent/x.bin"), &["--format", "csv"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("memtrace: "));
+    let out = export(&cap, &["--format", "csv", "--thread", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("memtrace: no thread"));
+}
+
+#[test]
+fn with_leaks_the_live_values_are_those_at_exit() {
+    let (_dir, cap) = capture("export-leaks");
+    let text =
+        String::from_utf8(exported(&cap, &["--format", "folded", "--leaks"])).expect("utf-8");
+    let total: i64 = text
+        .lines()
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<i64>().ok()))
+        .sum();
+    assert_eq!(total, num(&stats(&cap), "leaked_bytes"));
+    // g drops f's block before the script ends: it is not live at exit.
+    assert!(!text.contains(";f at "), "{text}");
+}
+
+#[test]
+fn pprof_is_not_written_to_a_terminal() {
+    // `script` gives the command a terminal as stdout.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("note: no `script` command, terminal check skipped");
+        return;
+    }
+    let (_dir, cap) = capture("export-terminal");
+    let cmd = format!(
+        "'{}' export '{}' --format pprof; echo status=$?",
+        memtrace_bin().display(),
+        cap.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(
+        text,
+        "memtrace: pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout\nstatus=1\n"
+    );
+}
