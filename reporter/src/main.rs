@@ -15,8 +15,10 @@ Examples:
   memtrace run script.py arg1         trace a Python script, write memtrace-script.<pid>.bin
   memtrace run -m http.server 8000    a module (and -c CODE), as python -m / -c would run it
   memtrace run -o out.bin --python .venv/bin/python script.py
+  memtrace run --native script.py     native stacks too, merged with the Python frames
   memtrace stats out.bin              summary: totals, peak, leaks, top locations
   memtrace stats --json out.bin
+  memtrace stats --python-only out.bin   a --native capture seen through its Python frames
   memtrace tree out.bin               the call tree of the memory live at the peak
   memtrace tree --leaks --text out.bin   what is still live at exit, as text
   memtrace summary -s own out.bin     functions by the bytes they allocated, at the peak
