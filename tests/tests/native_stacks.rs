@@ -752,6 +752,17 @@ fn numpy_allocations_show_numpy_and_its_blas_below_the_script() {
             .any(|f| f.starts_with("PyArray_") || f.starts_with("PyDataMem")),
         "{functions:?}"
     );
+    // Modules by their innermost native frame: numpy's extension among them.
+    let modules: Vec<String> = s["top_modules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["module"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        modules.iter().any(|m| m.contains("multiarray")),
+        "{modules:?}"
+    );
     // Merged: the arrays' memory sits below the script's lines 3 to 5.
     let merged = stats(&cap);
     let lines: Vec<i64> = merged["top_by_size"]

@@ -4,7 +4,7 @@
 
 use super::locations::UNKNOWN;
 use super::module_name::module_name;
-use crate::analysis::tables::{Frame, Tables};
+use crate::analysis::tables::{Frame, FrameView, Tables};
 use crate::analysis::totals::Sum;
 use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
@@ -51,17 +51,27 @@ pub fn by_module(
     symbolizer: &Symbolizer,
 ) -> Vec<ModuleTotals> {
     let mut g = Grouping::default();
+    // --native-only: the module of the innermost native frame, Python frames aside.
+    let native_only = tables.frame_view == FrameView::NativeOnly;
     // A native program's stacks need no walk in search of a Python frame.
-    let python_frames = tables
-        .frames
-        .values()
-        .any(|f| matches!(f, Frame::Python { .. }));
+    let python_frames = !native_only
+        && tables
+            .frames
+            .values()
+            .any(|f| matches!(f, Frame::Python { .. }));
     for (&stack, &sum) in by_stack {
         let file = python_frames
             .then(|| innermost_python_file(stack, tables))
             .flatten();
         let slot = match file {
             Some(file) => g.python(file, tables),
+            None if native_only => match innermost_native_of_any(stack, tables) {
+                Some(addr) => g.native(Some(addr), symbolizer),
+                None => match innermost_python_file(stack, tables) {
+                    Some(file) => g.python(file, tables),
+                    None => g.native(None, symbolizer),
+                },
+            },
             None => g.native(innermost_native_address(stack, tables), symbolizer),
         };
         g.out[slot].sum.merge(sum);
@@ -129,6 +139,14 @@ fn innermost_python_file(stack: u64, tables: &Tables) -> Option<u64> {
     tables.walk(stack).find_map(|f| match f {
         Frame::Python { file, .. } => Some(file),
         Frame::Native(_) => None,
+    })
+}
+
+/// The address of the stack's innermost native frame, wherever it is.
+fn innermost_native_of_any(stack: u64, tables: &Tables) -> Option<u64> {
+    tables.walk(stack).find_map(|f| match f {
+        Frame::Native(addr) => Some(addr),
+        Frame::Python { .. } => None,
     })
 }
 
