@@ -60,15 +60,8 @@ pub fn execute(args: ExportArgs) -> i32 {
         return 1;
     }
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis) = match view_args::load(&args.file, &opts) {
+    let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
-    let selection = match views::select(&analysis, &opts) {
-        Ok(s) => s,
         Err(e) => {
             eprintln!("memtrace: {e}");
             return 1;

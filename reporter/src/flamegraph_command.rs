@@ -52,8 +52,7 @@ pub fn execute(args: FlamegraphArgs) -> i32 {
 
 fn write(args: &FlamegraphArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis) = view_args::load(&args.file, &opts)?;
-    let selection = views::select(&analysis, &opts)?;
+    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
     let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
     let mut all = analysis.warnings.clone();
     all.append(&mut warnings);

@@ -111,15 +111,8 @@ fn render(
 /// Runs `memtrace summary`; returns the exit status.
 pub fn execute(args: SummaryArgs) -> i32 {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis) = match view_args::load(&args.file, &opts) {
+    let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
-    let selection = match views::select(&analysis, &opts) {
-        Ok(s) => s,
         Err(e) => {
             eprintln!("memtrace: {e}");
             return 1;

@@ -5,7 +5,7 @@ use crate::analysis::tables::FrameView;
 use crate::analysis::{self, Analysis, Options};
 use crate::capture::Capture;
 use crate::progress::Progress;
-use crate::report::views::{View, ViewOptions};
+use crate::report::views::{self, Selection, View, ViewOptions};
 use clap::Args;
 use std::path::Path;
 
@@ -79,6 +79,17 @@ pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), Stri
     );
     analysis.tables.frame_view = view.frame_view;
     Ok((capture, analysis))
+}
+
+/// Opens and reads a capture and selects the view's allocations: what every report command
+/// starts with. Errors are the one line to print.
+pub fn load_selection(
+    path: &Path,
+    view: &ViewOptions,
+) -> Result<(Capture, Analysis, Selection), String> {
+    let (capture, analysis) = load(path, view)?;
+    let selection = views::select(&analysis, view)?;
+    Ok((capture, analysis, selection))
 }
 
 /// Prints the warnings of a text report on stderr.

@@ -2,6 +2,7 @@
 //! The value is the bytes live at the view's moment; stacks with none are left out.
 
 use super::{frame_name, Site};
+use crate::flamegraph::fold::clean;
 use std::io::{self, Write};
 
 /// The root frame of a stack with no frame known.
@@ -35,18 +36,6 @@ fn stack_line(s: &Site) -> String {
     }
     let names: Vec<String> = s.frames.iter().map(|f| clean(frame_name(f))).collect();
     names.join(";")
-}
-
-/// A frame name without the characters that delimit the format (`;` between frames, the last
-/// space before the value, line ends).
-fn clean(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            ';' => ':',
-            '\n' | '\r' => ' ',
-            c => c,
-        })
-        .collect()
 }
 
 #[cfg(test)]
