@@ -42,16 +42,7 @@ fn stack_line(s: &Site) -> String {
 mod tests {
     use super::*;
     use crate::analysis::totals::Sum;
-    use crate::report::locations::Location;
-
-    pub fn loc(f: &str, line: u64) -> Location {
-        Location {
-            function: Some(f.to_string()),
-            file: Some("a.py".to_string()),
-            line: Some(line),
-            label: format!("{f} at a.py:{line}"),
-        }
-    }
+    use crate::report::locations::test_location as loc;
 
     fn site(frames: &[(&str, u64)], live: u64) -> Site {
         Site {

@@ -197,17 +197,9 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::analysis::totals::Sum;
+    use crate::report::locations::test_location as loc;
     use flate2::read::GzDecoder;
     use std::io::Read;
-
-    fn loc(f: &str, line: u64) -> Loc {
-        Loc {
-            function: Some(f.to_string()),
-            file: Some("a.py".to_string()),
-            line: Some(line),
-            label: format!("{f} at a.py:{line}"),
-        }
-    }
 
     #[test]
     fn decodes_back_with_four_sample_types_and_leaf_first_samples() {

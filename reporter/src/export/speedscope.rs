@@ -98,16 +98,8 @@ pub fn write(sites: &[Site], name: &str, out: &mut dyn Write) -> io::Result<()> 
 mod tests {
     use super::*;
     use crate::analysis::totals::Sum;
+    use crate::report::locations::test_location as loc;
     use serde_json::Value;
-
-    fn loc(f: &str, line: u64) -> Location {
-        Location {
-            function: Some(f.to_string()),
-            file: Some("a.py".to_string()),
-            line: Some(line),
-            label: format!("{f} at a.py:{line}"),
-        }
-    }
 
     #[test]
     fn samples_index_shared_frames_root_first() {

@@ -187,15 +187,7 @@ fn touch(node: &mut Node, s: &StackAllocations<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn loc(f: &str, line: u64) -> Location {
-        Location {
-            function: Some(f.to_string()),
-            file: Some("a.py".to_string()),
-            line: Some(line),
-            label: format!("{f} at a.py:{line}"),
-        }
-    }
+    use crate::report::locations::test_location as loc;
 
     #[test]
     fn sums_paths_and_sorts_children_by_bytes() {

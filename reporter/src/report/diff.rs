@@ -90,15 +90,7 @@ pub fn locations(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn loc(f: &str, line: u64) -> Location {
-        Location {
-            function: Some(f.to_string()),
-            file: Some("a.py".to_string()),
-            line: Some(line),
-            label: format!("{f} at a.py:{line}"),
-        }
-    }
+    use crate::report::locations::test_location as loc;
 
     fn sums(rows: &[(Location, u64, u64)]) -> HashMap<Location, Sum> {
         rows.iter()

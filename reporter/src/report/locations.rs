@@ -229,3 +229,14 @@ pub fn top_by_count(locs: &[LocationTotals], n: usize) -> Vec<LocationTotals> {
     });
     v.into_iter().take(n).cloned().collect()
 }
+
+/// A Python location `f at a.py:line`, for tests.
+#[cfg(test)]
+pub fn test_location(f: &str, line: u64) -> Location {
+    Location {
+        function: Some(f.to_string()),
+        file: Some("a.py".to_string()),
+        line: Some(line),
+        label: format!("{f} at a.py:{line}"),
+    }
+}

@@ -119,15 +119,7 @@ pub fn rows(tree: &CallTree, split_threads: bool, sort: SortBy) -> Vec<Row> {
 mod tests {
     use super::*;
     use crate::report::calltree::StackAllocations;
-
-    fn loc(f: &str, line: u64) -> Location {
-        Location {
-            function: Some(f.to_string()),
-            file: Some("a.py".to_string()),
-            line: Some(line),
-            label: format!("{f} at a.py:{line}"),
-        }
-    }
+    use crate::report::locations::test_location as loc;
 
     #[test]
     fn recursion_counts_once_and_own_sums_to_the_root() {
