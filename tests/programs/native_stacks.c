@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
 #define NOIPA __attribute__((noipa))
@@ -42,6 +43,12 @@ NOIPA void *level1(size_t n) {
     return p;
 }
 
+NOIPA void *map_pages(size_t pages) {
+    void *m = mmap(NULL, pages * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* SITE map_pages */
+    KEEP(m);
+    return m;
+}
+
 NOIPA void handler(int sig) {
     void *p = malloc(3333); /* SITE handler */
     KEEP(p);
@@ -73,6 +80,7 @@ int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "levels";
     if (!strcmp(mode, "levels")) {
         sink[0] = level1(2222); /* SITE main_levels */
+        sink[3] = map_pages(7); /* SITE main_map */
     } else if (!strcmp(mode, "signal") || !strcmp(mode, "altsignal")) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);

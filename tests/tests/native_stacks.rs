@@ -161,6 +161,17 @@ fn three_levels_and_an_inlined_function_in_every_build() {
         );
         assert_eq!(inlined[2..5], outer, "{flags:?}: {inlined:?}");
         ends_at_start(&inlined, flags);
+        // An anonymous mmap: the walk goes through mmap's trampoline to the caller.
+        let mapped = site(&s, 7 * 4096, 1);
+        assert_eq!(
+            mapped[..2],
+            [
+                at("map_pages", SRC, "map_pages"),
+                at("main", SRC, "main_map")
+            ],
+            "{flags:?}: {mapped:?}"
+        );
+        ends_at_start(&mapped, flags);
     }
 }
 

@@ -59,12 +59,18 @@ macro_rules! trampoline7 {
             off: off_t,
         ) -> *mut c_void {
             #[cfg(target_arch = "x86_64")]
+            // The CFI lets an unwinder started in the hook (--native) step through the pushed
+            // argument to mmap's caller.
             core::arch::naked_asm!(
+                ".cfi_startproc",
                 "mov rax, [rsp]",
                 "push rax",
+                ".cfi_adjust_cfa_offset 8",
                 "call {hook}",
                 "add rsp, 8",
+                ".cfi_adjust_cfa_offset -8",
                 "ret",
+                ".cfi_endproc",
                 hook = sym $hook
             );
             #[cfg(target_arch = "aarch64")]

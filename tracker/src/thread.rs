@@ -414,10 +414,8 @@ impl ThreadState {
     /// stack when it runs tracked Python code, else the native call site `ret`. `t` is the
     /// calling thread's block (the hooks have it).
     #[inline]
-    fn stack_of(&mut self, t: &mut tls::Tls, allocator: Allocator, ret: u64) -> u64 {
-        // mmap's trampoline calls its hook (a seventh argument on the stack): no walk gets
-        // through it, and its call site is enough.
-        if crate::unwind::enabled() && allocator != Allocator::Mmap {
+    fn stack_of(&mut self, t: &mut tls::Tls, ret: u64) -> u64 {
+        if crate::unwind::enabled() {
             if let Some(id) = crate::unwind::stack(t, self) {
                 return id;
             }
@@ -433,7 +431,7 @@ impl ThreadState {
         for p in self.writer.alloc_lookups(allocator, addr, size) {
             prefetch(p);
         }
-        let stack = self.stack_of(t, allocator, ret);
+        let stack = self.stack_of(t, ret);
         if !self.room() {
             return;
         }
