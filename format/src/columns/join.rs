@@ -1,7 +1,9 @@
 //! Rebuilds raw records from the streams of a columnar chunk.
 
 use super::{block_end, stream, Code};
-use crate::record::{rtype, Allocator, DecodeError, Encoder, Marker, Segment, MAX_EVENT_LEN};
+use crate::record::{
+    rtype, Allocator, DecodeError, Encoder, Marker, Record, Segment, MAX_EVENT_LEN,
+};
 use crate::varint::{get, unzigzag};
 
 /// Reads one stream front to back.
@@ -63,11 +65,103 @@ pub fn join_prefix(streams: &[&[u8]; stream::COUNT]) -> Result<Vec<u8>, DecodeEr
     join_records(streams, false)
 }
 
+/// Hands each record of a chunk's streams to `each`, in order, without rebuilding raw records
+/// (what a reader that wants records, not bytes, should call). `exact` as in [`join`] (true)
+/// or [`join_prefix`] (false). A free is given with how many allocations ago its block was
+/// allocated when the streams say so.
+pub fn each_record<'a>(
+    streams: &[&'a [u8]; stream::COUNT],
+    exact: bool,
+    mut each: impl FnMut(Record<'a>, Option<u64>),
+) -> Result<(), DecodeError> {
+    visit(streams, exact, &mut each)
+}
+
 fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>, DecodeError> {
     // Every record takes at least its type byte; most take a few more.
     let mut out = vec![0u8; 4 * streams[stream::TYPE].len() + MAX_EVENT_LEN];
     let mut pos = 0usize;
     let mut enc = Encoder::new();
+    visit(streams, exact, &mut |rec, back| {
+        // Room for this record (its worst case): bounded by the stream bytes it consumed.
+        let need = match &rec {
+            Record::Extended { payload, .. } => Encoder::table_record_len(payload.len()),
+            Record::String { bytes, .. } => Encoder::table_record_len(bytes.len()),
+            Record::ThreadName { name } => Encoder::table_record_len(name.len()),
+            Record::Module {
+                path,
+                build_id,
+                segments,
+                ..
+            } => Encoder::module_len(path, build_id, segments.len()),
+            Record::Stack { .. } | Record::NativeFrame { .. } | Record::PythonFrame { .. } => {
+                Encoder::table_record_len(0)
+            }
+            _ => MAX_EVENT_LEN,
+        };
+        if out.len() < pos + need {
+            out.resize(pos + need, 0);
+        }
+        pos = encode(&mut enc, &mut out, pos, rec, back);
+    })?;
+    out.truncate(pos);
+    Ok(out)
+}
+
+/// Writes `rec` as a raw record at `pos` (a free as a back reference when it is one).
+fn encode(enc: &mut Encoder, out: &mut [u8], pos: usize, rec: Record, back: Option<u64>) -> usize {
+    match rec {
+        Record::Alloc {
+            tick,
+            allocator,
+            addr,
+            size,
+            stack,
+        } => enc.alloc(out, pos, allocator, tick, addr, size, stack),
+        Record::Free { tick, python, addr } => match back {
+            Some(d) => enc.free_back(out, pos, python, tick, d, addr),
+            None => enc.free_addr(out, pos, python, tick, addr),
+        },
+        Record::Munmap { tick, addr, len } => enc.munmap(out, pos, tick, addr, len),
+        Record::Mremap {
+            tick,
+            old_addr,
+            old_len,
+            new_addr,
+            new_len,
+            stack,
+        } => enc.mremap(out, pos, tick, old_addr, old_len, new_addr, new_len, stack),
+        Record::Marker { tick, marker } => enc.marker(out, pos, tick, marker),
+        Record::Extended {
+            tick,
+            kind,
+            payload,
+        } => enc.extended(out, pos, tick, kind, payload),
+        Record::Stack { id, parent, frame } => enc.stack(out, pos, id, parent, frame),
+        Record::NativeFrame { id, addr } => enc.native_frame(out, pos, id, addr),
+        Record::PythonFrame {
+            id,
+            function,
+            file,
+            line,
+        } => enc.python_frame(out, pos, id, function, file, line),
+        Record::String { id, bytes } => enc.string(out, pos, id, bytes),
+        Record::ThreadName { name } => enc.thread_name(out, pos, name),
+        Record::Module {
+            base,
+            path,
+            build_id,
+            segments,
+        } => enc.module(out, pos, base, path, build_id, &segments),
+    }
+}
+
+/// Reads the streams record by record.
+fn visit<'a>(
+    streams: &[&'a [u8]; stream::COUNT],
+    exact: bool,
+    each: &mut dyn FnMut(Record<'a>, Option<u64>),
+) -> Result<(), DecodeError> {
     let mut heads = Reader::new(streams[stream::TYPE], "columns: record types run short");
     let mut deltas = Reader::new(streams[stream::DELTA], "columns: tick deltas run short");
     let mut ticks = Reader::new(streams[stream::TICK], "columns: tick stream runs short");
@@ -87,12 +181,6 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
     let (mut tick, mut prev_alloc, mut prev_free, mut prev_other) = (0u64, 0u64, 0u64, 0u64);
     while !heads.done() {
         let rt = heads.byte()?;
-        // Room for this record (its worst case): bounded by the stream bytes it consumes.
-        let room = |out: &mut Vec<u8>, need: usize, pos: usize| {
-            if out.len() < pos + need {
-                out.resize(pos + need, 0);
-            }
-        };
         let timed = matches!(rt, 0..=11 | 16..=21 | rtype::MARKER | rtype::EXTENDED);
         if timed {
             let mut delta = match pending_delta.take() {
@@ -139,8 +227,14 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
                 candidates.push(block_end(allocator, addr, size));
                 allocs.push(addr);
                 let stack = stacks.var()?;
-                room(&mut out, MAX_EVENT_LEN, pos);
-                pos = enc.alloc(&mut out, pos, allocator, tick, addr, size, stack);
+                let rec = Record::Alloc {
+                    tick,
+                    allocator,
+                    addr,
+                    size,
+                    stack,
+                };
+                each(rec, None);
             }
             rtype::FREE_BACK | rtype::PYFREE_BACK => {
                 let d = frees.var()?;
@@ -150,8 +244,8 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
                 }
                 let addr = allocs[(n - d) as usize];
                 candidates.push(addr);
-                room(&mut out, MAX_EVENT_LEN, pos);
-                pos = enc.free_back(&mut out, pos, rt == rtype::PYFREE_BACK, tick, d, addr);
+                let python = rt == rtype::PYFREE_BACK;
+                each(Record::Free { tick, python, addr }, Some(d));
             }
             rtype::FREE_ADDR | rtype::PYFREE_ADDR => {
                 let first = free_addrs.var()?;
@@ -169,14 +263,20 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
                     Code::Delta(delta) => prev_free.wrapping_add(delta),
                 };
                 candidates.push(prev_free);
-                room(&mut out, MAX_EVENT_LEN, pos);
-                pos = enc.free_addr(&mut out, pos, rt == rtype::PYFREE_ADDR, tick, prev_free);
+                let python = rt == rtype::PYFREE_ADDR;
+                each(
+                    Record::Free {
+                        tick,
+                        python,
+                        addr: prev_free,
+                    },
+                    None,
+                );
             }
             rtype::MUNMAP => {
                 let addr = other_addr(&mut other)?;
                 let len = other.var()?;
-                room(&mut out, MAX_EVENT_LEN, pos);
-                pos = enc.munmap(&mut out, pos, tick, addr, len);
+                each(Record::Munmap { tick, addr, len }, None);
             }
             rtype::MREMAP => {
                 let old_addr = other_addr(&mut other)?;
@@ -184,48 +284,57 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
                 let new_addr = other_addr(&mut other)?;
                 let new_len = other.var()?;
                 let stack = other.var()?;
-                room(&mut out, MAX_EVENT_LEN, pos);
-                pos = enc.mremap(
-                    &mut out, pos, tick, old_addr, old_len, new_addr, new_len, stack,
-                );
+                let rec = Record::Mremap {
+                    tick,
+                    old_addr,
+                    old_len,
+                    new_addr,
+                    new_len,
+                    stack,
+                };
+                each(rec, None);
             }
             rtype::MARKER => {
-                let code = other.var()?;
-                room(&mut out, MAX_EVENT_LEN, pos);
-                pos = enc.marker(&mut out, pos, tick, Marker::from_code(code));
+                let marker = Marker::from_code(other.var()?);
+                each(Record::Marker { tick, marker }, None);
             }
             rtype::EXTENDED => {
                 let kind = other.var()?;
                 let payload = other.bytes()?;
-                room(&mut out, Encoder::table_record_len(payload.len()), pos);
-                pos = enc.extended(&mut out, pos, tick, kind, payload);
+                let rec = Record::Extended {
+                    tick,
+                    kind,
+                    payload,
+                };
+                each(rec, None);
             }
             rtype::STACK => {
                 let (id, parent, frame) = (other.var()?, other.var()?, other.var()?);
-                room(&mut out, Encoder::table_record_len(0), pos);
-                pos = enc.stack(&mut out, pos, id, parent, frame);
+                each(Record::Stack { id, parent, frame }, None);
             }
             rtype::NATIVE_FRAME => {
                 let (id, addr) = (other.var()?, other.var()?);
-                room(&mut out, Encoder::table_record_len(0), pos);
-                pos = enc.native_frame(&mut out, pos, id, addr);
+                each(Record::NativeFrame { id, addr }, None);
             }
             rtype::PYTHON_FRAME => {
                 let (id, function) = (other.var()?, other.var()?);
                 let (file, line) = (other.var()?, other.var()?);
-                room(&mut out, Encoder::table_record_len(0), pos);
-                pos = enc.python_frame(&mut out, pos, id, function, file, line);
+                let rec = Record::PythonFrame {
+                    id,
+                    function,
+                    file,
+                    line,
+                };
+                each(rec, None);
             }
             rtype::STRING => {
                 let id = other.var()?;
                 let bytes = other.bytes()?;
-                room(&mut out, Encoder::table_record_len(bytes.len()), pos);
-                pos = enc.string(&mut out, pos, id, bytes);
+                each(Record::String { id, bytes }, None);
             }
             rtype::THREAD_NAME => {
                 let name = other.bytes()?;
-                room(&mut out, Encoder::table_record_len(name.len()), pos);
-                pos = enc.thread_name(&mut out, pos, name);
+                each(Record::ThreadName { name }, None);
             }
             rtype::MODULE => {
                 let base = other.var()?;
@@ -243,12 +352,13 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
                         file_offset: other.var()?,
                     });
                 }
-                room(
-                    &mut out,
-                    Encoder::module_len(path, build_id, segments.len()),
-                    pos,
-                );
-                pos = enc.module(&mut out, pos, base, path, build_id, &segments);
+                let rec = Record::Module {
+                    base,
+                    path,
+                    build_id,
+                    segments,
+                };
+                each(rec, None);
             }
             _ => return Err(corrupt("columns: unknown record type", heads.pos - 1)),
         }
@@ -272,6 +382,5 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
             return Err(corrupt("columns: a tick delta left over", deltas.pos));
         }
     }
-    out.truncate(pos);
-    Ok(out)
+    Ok(())
 }

@@ -92,38 +92,97 @@ fn decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
     })
 }
 
-/// The decoded payload bytes of a chunk.
-pub fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Cow<'a, [u8]>, String> {
-    let stored = entry.payload(file);
-    if entry.header.kind == ChunkKind::Staging {
-        return staging_records(stored, &entry.header);
+/// A chunk's payload, ready to be read record by record.
+// One lives on the stack per chunk decoded: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Payload<'a> {
+    /// Raw records.
+    Records(Cow<'a, [u8]>),
+    /// The streams of a columnar chunk (`exact`: a finished chunk, not a staging area).
+    Streams {
+        owned: [Option<Vec<u8>>; columns::stream::COUNT],
+        frames: [&'a [u8]; columns::stream::COUNT],
+        exact: bool,
+    },
+}
+
+impl Payload<'_> {
+    /// Hands each record to `each`; stops at the first bad one.
+    fn each_record(
+        &self,
+        mut each: impl FnMut(Record<'_>),
+    ) -> Result<(), memtrace_format::DecodeError> {
+        match self {
+            Payload::Records(bytes) => {
+                for rec in Decoder::new(bytes) {
+                    each(rec?);
+                }
+                Ok(())
+            }
+            Payload::Streams {
+                owned,
+                frames,
+                exact,
+            } => {
+                let streams: [&[u8]; columns::stream::COUNT] =
+                    std::array::from_fn(|i| owned[i].as_deref().unwrap_or(frames[i]));
+                columns::each_record(&streams, *exact, |rec, _| each(rec))
+            }
+        }
     }
-    let raw_len = entry.header.raw_len as usize;
-    match entry.header.codec {
-        ChunkCodec::Raw => Ok(Cow::Borrowed(stored)),
-        ChunkCodec::Zstd => decompress(stored, raw_len).map(Cow::Owned),
-        ChunkCodec::Columns => join_columns(stored, raw_len).map(Cow::Owned),
+}
+
+/// The payload of a chunk: decompressed, and for a staging chunk cut to its complete records.
+fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<'a>, String> {
+    let stored = entry.payload(file);
+    let header = &entry.header;
+    if header.kind == ChunkKind::Staging {
+        return staging_payload(stored, header);
+    }
+    let raw_len = header.raw_len as usize;
+    match header.codec {
+        ChunkCodec::Raw => Ok(Payload::Records(Cow::Borrowed(stored))),
+        ChunkCodec::Zstd => decompress(stored, raw_len).map(|b| Payload::Records(Cow::Owned(b))),
+        ChunkCodec::Columns => column_streams(stored, raw_len),
     }
 }
 
 /// The complete records of a staging chunk's payload: raw records up to `raw_len`, or the
 /// streams of a columnar staging area up to the record count in `raw_len`.
-pub fn staging_records<'a>(
-    stored: &'a [u8],
-    header: &ChunkHeader,
-) -> Result<Cow<'a, [u8]>, String> {
+fn staging_payload<'a>(stored: &'a [u8], header: &ChunkHeader) -> Result<Payload<'a>, String> {
     let records = header.raw_len as usize;
     if header.codec == ChunkCodec::Columns {
-        let streams = columns::staging_streams(stored, records).map_err(|e| e.to_string())?;
-        return columns::join_prefix(&streams)
-            .map(Cow::Owned)
-            .map_err(|e| e.to_string());
+        let frames = columns::staging_streams(stored, records).map_err(|e| e.to_string())?;
+        return Ok(Payload::Streams {
+            owned: Default::default(),
+            frames,
+            exact: false,
+        });
     }
-    Ok(Cow::Borrowed(&stored[..records.min(stored.len())]))
+    Ok(Payload::Records(Cow::Borrowed(
+        &stored[..records.min(stored.len())],
+    )))
 }
 
-/// Decompresses the streams of a columnar payload and rebuilds the raw records from them.
-fn join_columns(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+/// The first and last tick of a staging chunk's complete records (`payload` its stored bytes).
+pub fn staging_tick_range(payload: &[u8], header: &ChunkHeader) -> Option<(u64, u64)> {
+    let staging = ChunkHeader {
+        kind: ChunkKind::Staging,
+        ..*header
+    };
+    let mut range: Option<(u64, u64)> = None;
+    let records = staging_payload(payload, &staging).ok()?;
+    // A bad record ends the range: the ticks before it stand.
+    let _ = records.each_record(|rec| {
+        if let Some(t) = rec.tick() {
+            range = Some(range.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+        }
+    });
+    range
+}
+
+/// Decompresses the streams of a columnar payload.
+fn column_streams(stored: &[u8], raw_len: usize) -> Result<Payload<'_>, String> {
     // Since format 1.2 `raw_len` is the streams' total length; 1.1 writers stored the records'
     // length, which a stream never exceeds by more than a few times.
     let frames = columns::read_frames(stored, 4 * raw_len + 64).map_err(|e| e.to_string())?;
@@ -133,9 +192,11 @@ fn join_columns(stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
             *slot = Some(decompress(f.stored, f.raw_len)?);
         }
     }
-    let streams: [&[u8]; columns::stream::COUNT] =
-        std::array::from_fn(|i| owned[i].as_deref().unwrap_or(frames[i].stored));
-    columns::join(&streams).map_err(|e| e.to_string())
+    Ok(Payload::Streams {
+        owned,
+        frames: std::array::from_fn(|i| frames[i].stored),
+        exact: true,
+    })
 }
 
 /// Decodes the chunk `entry` (number `entry_idx` of its list) of `file`.
@@ -146,7 +207,7 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         offset: entry.offset,
         ..DecodedChunk::default()
     };
-    let bytes = match payload(file, entry) {
+    let payload = match payload(file, entry) {
         Ok(b) => b,
         Err(e) => {
             out.warning = Some(format!(
@@ -157,13 +218,14 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         }
     };
     let timed = entry.header.kind != ChunkKind::Meta;
-    // Every record takes at least one byte; the header's count is only a hint.
-    let hint = (entry.header.record_count as usize).min(bytes.len());
     if timed {
+        // The header's count is only a hint: never reserve more than the payload could hold.
+        let hint = (entry.header.record_count as usize).min(entry.header.raw_len as usize);
         out.events = super::pool::take();
         out.events.reserve(hint);
     }
-    if let Err(e) = decode_records(&bytes, timed, &mut out.events, &mut out.tables) {
+    let (events, tables) = (&mut out.events, &mut out.tables);
+    if let Err(e) = payload.each_record(|rec| add_record(rec, timed, events, tables)) {
         out.warning = Some(format!(
             "damaged records in chunk at {}: {e}; kept the {} events before it",
             entry.describe(),
@@ -181,87 +243,91 @@ pub fn decode_records(
     tables: &mut ChunkTables,
 ) -> Result<(), memtrace_format::DecodeError> {
     for rec in Decoder::new(bytes) {
-        match rec? {
-            Record::Alloc {
-                tick,
-                allocator,
-                addr,
-                size,
-                stack,
-            } => {
-                if timed {
-                    events.push(Event::new(allocator as u8, tick, addr, size, stack));
-                }
-            }
-            Record::Free { tick, python, addr } => {
-                if timed {
-                    let c = if python { code::PY_FREE } else { code::FREE };
-                    events.push(Event::new(c, tick, addr, 0, 0));
-                }
-            }
-            Record::Munmap { tick, addr, len } => {
-                if timed {
-                    events.push(Event::new(code::MUNMAP, tick, addr, len, 0));
-                }
-            }
-            Record::Mremap {
-                tick,
-                old_addr,
-                old_len,
-                new_addr,
-                new_len,
-                stack,
-            } => {
-                if timed {
-                    events.push(Event::new(code::MREMAP_OLD, tick, old_addr, old_len, 0));
-                    events.push(Event::new(code::MREMAP_NEW, tick, new_addr, new_len, stack));
-                }
-            }
-            Record::Marker { tick, marker } => {
-                if timed {
-                    events.push(Event::new(code::MARKER, tick, 0, marker.code(), 0));
-                }
-            }
-            Record::Extended {
-                tick,
-                kind: RESIDENT_SIZE,
-                payload,
-            } => {
-                let mut pos = 0;
-                if let (true, Some(bytes)) =
-                    (timed, memtrace_format::varint::get(payload, &mut pos))
-                {
-                    events.push(Event::new(code::RESIDENT, tick, 0, bytes, 0));
-                }
-            }
-            Record::Extended { .. } => {}
-            Record::Stack { id, parent, frame } => tables.stacks.push((id, parent, frame)),
-            Record::NativeFrame { id, addr } => tables.native_frames.push((id, addr)),
-            Record::PythonFrame {
-                id,
-                function,
-                file,
-                line,
-            } => tables.python_frames.push(PyFrameRow {
-                id,
-                function,
-                file,
-                line,
-            }),
-            Record::String { id, bytes } => tables.strings.push((id, bytes.into())),
-            Record::ThreadName { name } => tables.thread_name = Some(name.into()),
-            Record::Module {
-                base,
-                path,
-                build_id,
-                segments,
-            } => tables.modules.push(Module {
-                base,
-                path: path.to_vec(),
-                build_id: build_id.to_vec(),
-                segments,
-            }),
-        }
+        add_record(rec?, timed, events, tables);
     }
     Ok(())
+}
+
+/// Adds one record to `events` (a timed one, when `timed`) or to `tables`.
+#[inline]
+fn add_record(rec: Record<'_>, timed: bool, events: &mut Vec<Event>, tables: &mut ChunkTables) {
+    match rec {
+        Record::Alloc {
+            tick,
+            allocator,
+            addr,
+            size,
+            stack,
+        } => {
+            if timed {
+                events.push(Event::new(allocator as u8, tick, addr, size, stack));
+            }
+        }
+        Record::Free { tick, python, addr } => {
+            if timed {
+                let c = if python { code::PY_FREE } else { code::FREE };
+                events.push(Event::new(c, tick, addr, 0, 0));
+            }
+        }
+        Record::Munmap { tick, addr, len } => {
+            if timed {
+                events.push(Event::new(code::MUNMAP, tick, addr, len, 0));
+            }
+        }
+        Record::Mremap {
+            tick,
+            old_addr,
+            old_len,
+            new_addr,
+            new_len,
+            stack,
+        } => {
+            if timed {
+                events.push(Event::new(code::MREMAP_OLD, tick, old_addr, old_len, 0));
+                events.push(Event::new(code::MREMAP_NEW, tick, new_addr, new_len, stack));
+            }
+        }
+        Record::Marker { tick, marker } => {
+            if timed {
+                events.push(Event::new(code::MARKER, tick, 0, marker.code(), 0));
+            }
+        }
+        Record::Extended {
+            tick,
+            kind: RESIDENT_SIZE,
+            payload,
+        } => {
+            let mut pos = 0;
+            if let (true, Some(bytes)) = (timed, memtrace_format::varint::get(payload, &mut pos)) {
+                events.push(Event::new(code::RESIDENT, tick, 0, bytes, 0));
+            }
+        }
+        Record::Extended { .. } => {}
+        Record::Stack { id, parent, frame } => tables.stacks.push((id, parent, frame)),
+        Record::NativeFrame { id, addr } => tables.native_frames.push((id, addr)),
+        Record::PythonFrame {
+            id,
+            function,
+            file,
+            line,
+        } => tables.python_frames.push(PyFrameRow {
+            id,
+            function,
+            file,
+            line,
+        }),
+        Record::String { id, bytes } => tables.strings.push((id, bytes.into())),
+        Record::ThreadName { name } => tables.thread_name = Some(name.into()),
+        Record::Module {
+            base,
+            path,
+            build_id,
+            segments,
+        } => tables.modules.push(Module {
+            base,
+            path: path.to_vec(),
+            build_id: build_id.to_vec(),
+            segments,
+        }),
+    }
 }

@@ -5,8 +5,7 @@
 
 use hashbrown::{HashMap, HashSet};
 use memtrace_format::{
-    trailer_flags, ChunkHeader, ChunkKind, Decoder, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN,
-    CHUNK_MAGIC,
+    trailer_flags, ChunkHeader, ChunkKind, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN, CHUNK_MAGIC,
 };
 
 /// A chunk that carries a thread's events (an Events chunk or a live Staging chunk) or metadata.
@@ -93,21 +92,6 @@ fn next_header(file: &[u8], from: usize) -> Option<usize> {
         pos += CHUNK_ALIGN;
     }
     None
-}
-
-/// The first and last tick of the timed records of a raw payload (decoding stops at damage).
-pub fn tick_range(payload: &[u8]) -> Option<(u64, u64)> {
-    let mut range: Option<(u64, u64)> = None;
-    for rec in Decoder::new(payload) {
-        let Ok(rec) = rec else { break };
-        if let Some(t) = rec.tick() {
-            range = Some(match range {
-                None => (t, t),
-                Some((a, b)) => (a.min(t), b.max(t)),
-            });
-        }
-    }
-    range
 }
 
 /// Scans the chunk headers of `file`, starting at `data_start`.
@@ -328,8 +312,7 @@ fn entry_for(pos: usize, header: ChunkHeader, used: usize, file: &[u8]) -> Chunk
     let start = pos + CHUNK_HEADER_LEN;
     let (first_tick, last_tick) = file
         .get(start..start + used)
-        .and_then(|p| super::decode::staging_records(p, &header).ok())
-        .and_then(|records| tick_range(&records))
+        .and_then(|p| super::decode::staging_tick_range(p, &header))
         .unwrap_or((0, 0));
     ChunkEntry {
         offset: pos,
