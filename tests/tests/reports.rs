@@ -137,7 +137,7 @@ fn a_peak_inside_a_thread_and_thread_filters() {
         .find(|k| {
             k["location"]
                 .as_str()
-                .is_some_and(|l| l.contains("(worker)"))
+                .is_some_and(|l| l.contains(&format!("worker (tid {tid})")))
         })
         .expect("the worker's node");
     assert_eq!(num(wnode, "bytes"), 8000);

@@ -3,6 +3,7 @@
 use super::human::{count, counted, seconds, size};
 use super::stack::StackFrame;
 use super::stats::{LocationRow, ModuleRow, StatsReport};
+use super::views::thread_display;
 use super::views::View;
 use std::io::{self, Write};
 
@@ -272,16 +273,11 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     for t in &r.threads {
         if let Some(rows) = &t.top_at_peak {
             writeln!(out)?;
-            let name = t
-                .name
-                .as_deref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default();
+            let name = thread_display(t.tid, t.name.as_deref());
             top_list(
                 out,
                 &format!(
-                    "Thread {}{name}: {}",
-                    t.tid,
+                    "Thread {name}: {}",
                     top_title(rows.len(), "bytes live at the peak")
                 ),
                 rows,

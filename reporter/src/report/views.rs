@@ -80,11 +80,16 @@ pub fn threads_named(threads: &[ThreadStats], which: &str) -> Result<Vec<u32>, S
     Ok(found)
 }
 
-/// `1234 (MainThread)` or `1234`.
+/// `MainThread (tid 1234)`, or `tid 1234` for a thread never named.
 pub fn thread_label(t: &ThreadStats) -> String {
-    match &t.name {
-        Some(n) => format!("{} ({n})", t.tid),
-        None => t.tid.to_string(),
+    thread_display(t.tid, t.name.as_deref())
+}
+
+/// How every report names a thread: `name (tid N)`, or `tid N` without a name.
+pub fn thread_display(tid: u32, name: Option<&str>) -> String {
+    match name {
+        Some(n) if !n.is_empty() => format!("{n} (tid {tid})"),
+        _ => format!("tid {tid}"),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod state;
 pub mod terminal;
 
 use crate::report::calltree::CallTree;
+use crate::report::views::thread_display;
 use input::Wait;
 use ratatui::crossterm::event::{self, Event};
 use source::Sources;
@@ -61,13 +62,7 @@ impl TuiInfo {
     ) -> BTreeMap<u32, String> {
         threads
             .into_iter()
-            .map(|(serial, tid, name)| {
-                let name = match name {
-                    Some(n) if !n.is_empty() => format!("{n} (tid {tid})"),
-                    _ => format!("tid {tid}"),
-                };
-                (serial, name)
-            })
+            .map(|(serial, tid, name)| (serial, thread_display(tid, name)))
             .collect()
     }
 
