@@ -11,9 +11,23 @@ pub struct Look<'a> {
     pub inverted: bool,
 }
 
+/// The height of a frame, in pixels.
+pub const FRAME_HEIGHT: usize = 16;
+
 /// The SVG of collapsed lines (`stack bytes`, or `stack before after` for a differential one).
 pub fn render(lines: &[String], look: &Look) -> std::io::Result<String> {
+    draw(lines, look, false)
+}
+
+/// The SVG of collapsed lines already sorted by stack, drawn in their order.
+pub fn render_sorted(lines: &[String], look: &Look) -> std::io::Result<String> {
+    draw(lines, look, true)
+}
+
+fn draw(lines: &[String], look: &Look, sorted: bool) -> std::io::Result<String> {
     let mut opt = Options::default();
+    opt.no_sort = sorted;
+    opt.frame_height = FRAME_HEIGHT;
     opt.title = look.title.to_string();
     opt.subtitle = look.subtitle.map(str::to_string);
     opt.count_name = "bytes".to_string();
