@@ -202,7 +202,10 @@ mod tests {
         );
         assert_eq!(title("g", p(500, 500)), "g (500 → 500 bytes, +0 bytes, 0%)");
         assert_eq!(title("n", p(0, 7)), "n (0 → 7 bytes, +7 bytes, new)");
-        assert_eq!(title("s", p(40, 10)), "s (40 → 10 bytes, -30 bytes, -75.0%)");
+        assert_eq!(
+            title("s", p(40, 10)),
+            "s (40 → 10 bytes, -30 bytes, -75.0%)"
+        );
     }
 
     #[test]

@@ -4,11 +4,14 @@
 
 use std::fmt::Write;
 
-/// A row of the top lines table.
-pub struct TopLine {
-    pub location: String,
-    pub bytes: u64,
-    pub allocations: u64,
+/// The table under the flamegraph: a location, then numbers, per row.
+pub struct Table {
+    pub heading: String,
+    /// The `id` of the table element.
+    pub id: &'static str,
+    pub columns: Vec<&'static str>,
+    /// The first cell is text, the others are numbers (aligned right).
+    pub rows: Vec<Vec<String>>,
 }
 
 /// What the page shows.
@@ -18,7 +21,7 @@ pub struct Page<'a> {
     pub facts: Vec<(&'a str, String)>,
     pub chart_svg: Option<&'a str>,
     pub flamegraph_svg: &'a str,
-    pub top_lines: &'a [TopLine],
+    pub table: &'a Table,
 }
 
 pub fn render(page: &Page) -> String {
@@ -44,15 +47,24 @@ pub fn render(page: &Page) -> String {
         "<section><iframe id=\"flamegraph\" title=\"flamegraph\" srcdoc=\"{}\"></iframe></section>",
         escape(page.flamegraph_svg)
     );
-    h.push_str("<section><h2>Top lines</h2><table id=\"top-lines\"><thead><tr><th>location</th><th>bytes</th><th>allocations</th></tr></thead><tbody>\n");
-    for row in page.top_lines {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape(&row.location),
-            row.bytes,
-            row.allocations
-        );
+    let t = page.table;
+    let _ = write!(
+        h,
+        "<section><h2>{}</h2><table id=\"{}\"><thead><tr>",
+        escape(&t.heading),
+        t.id
+    );
+    for c in &t.columns {
+        let _ = write!(h, "<th>{}</th>", escape(c));
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for row in &t.rows {
+        h.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            let class = if i == 0 { "" } else { " class=\"n\"" };
+            let _ = write!(h, "<td{class}>{}</td>", escape(cell));
+        }
+        h.push_str("</tr>\n");
     }
     h.push_str("</tbody></table></section>\n</body></html>\n");
     h
@@ -88,17 +100,22 @@ mod tests {
     #[test]
     fn the_page_holds_every_part_escaped() {
         let svg = "<svg onload=\"init(evt)\"><text>f&lt;T&gt;</text></svg>";
-        let rows = [TopLine {
-            location: "f<T> at a.py:2".to_string(),
-            bytes: 100,
-            allocations: 1,
-        }];
+        let table = Table {
+            heading: "Top lines".to_string(),
+            id: "top-lines",
+            columns: vec!["location", "bytes", "allocations"],
+            rows: vec![vec![
+                "f<T> at a.py:2".to_string(),
+                "100".to_string(),
+                "1".to_string(),
+            ]],
+        };
         let page = Page {
             title: "memtrace: run.bin",
             facts: vec![("Peak", "100 B".to_string())],
             chart_svg: Some("<svg id=\"chart\"></svg>"),
             flamegraph_svg: svg,
-            top_lines: &rows,
+            table: &table,
         };
         let html = render(&page);
         assert!(html.starts_with("<!DOCTYPE html>"));
@@ -106,7 +123,12 @@ mod tests {
         assert!(html.contains(
             "srcdoc=\"&lt;svg onload=&quot;init(evt)&quot;&gt;&lt;text&gt;f&amp;lt;T&amp;gt;"
         ));
-        assert!(html.contains("<td>f&lt;T&gt; at a.py:2</td><td class=\"n\">100</td>"));
+        assert!(
+            html.contains("<h2>Top lines</h2><table id=\"top-lines\"><thead><tr><th>location</th>")
+        );
+        assert!(html.contains(
+            "<tr><td>f&lt;T&gt; at a.py:2</td><td class=\"n\">100</td><td class=\"n\">1</td></tr>"
+        ));
         assert!(
             !html.contains("http://") && !html.contains("https://"),
             "no network"

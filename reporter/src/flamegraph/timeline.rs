@@ -41,23 +41,44 @@ pub fn downsample(points: &[(f64, u64)], max: usize) -> Series {
     out
 }
 
+/// What the chart shows.
+#[derive(Default)]
+pub struct Curves<'a> {
+    /// The heap's live bytes.
+    pub heap: &'a [(f64, u64)],
+    /// The resident size (empty when not sampled).
+    pub rss: &'a [(f64, u64)],
+    /// The peak of the heap.
+    pub peak: Option<(f64, u64)>,
+    /// Another run's heap to compare with (the differential page's BASE): the other curves are
+    /// then NEW's.
+    pub base_heap: Option<&'a [(f64, u64)]>,
+}
+
 /// The chart as an SVG element.
-pub fn render(
-    heap: &[(f64, u64)],
-    rss: &[(f64, u64)],
-    peak: Option<(f64, u64)>,
-) -> Result<String, String> {
-    let heap = downsample(heap, MAX_POINTS);
-    let rss = downsample(rss, MAX_POINTS);
+pub fn render(curves: &Curves) -> Result<String, String> {
+    let heap = downsample(curves.heap, MAX_POINTS);
+    let rss = downsample(curves.rss, MAX_POINTS);
+    let base = curves
+        .base_heap
+        .map(|b| downsample(b, MAX_POINTS))
+        .unwrap_or_default();
+    let (heap_label, rss_label) = if curves.base_heap.is_some() {
+        ("NEW heap (live bytes)", "NEW resident size")
+    } else {
+        ("heap (live bytes)", "resident size")
+    };
     let t_max = heap
         .iter()
         .chain(&rss)
+        .chain(&base)
         .map(|p| p.0)
         .fold(0.0f64, f64::max)
         .max(1e-3);
     let y_max = heap
         .iter()
         .chain(&rss)
+        .chain(&base)
         .map(|p| p.1)
         .max()
         .unwrap_or(0)
@@ -80,6 +101,17 @@ pub fn render(
             .y_desc("MiB")
             .draw()
             .map_err(|e| e.to_string())?;
+        if curves.base_heap.is_some() {
+            let base_color = RGBColor(0x75, 0x70, 0xb3);
+            chart
+                .draw_series(LineSeries::new(
+                    base.iter().map(|&(t, v)| (t, v as f64 / MIB)),
+                    base_color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label("BASE heap (live bytes)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], base_color));
+        }
         let heap_color = RGBColor(0xd9, 0x5f, 0x02);
         chart
             .draw_series(LineSeries::new(
@@ -87,7 +119,7 @@ pub fn render(
                 heap_color.stroke_width(2),
             ))
             .map_err(|e| e.to_string())?
-            .label("heap (live bytes)")
+            .label(heap_label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], heap_color));
         if !rss.is_empty() {
             let rss_color = RGBColor(0x1b, 0x9e, 0x77);
@@ -97,10 +129,10 @@ pub fn render(
                     rss_color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?
-                .label("resident size")
+                .label(rss_label)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], rss_color));
         }
-        if let Some((t, v)) = peak {
+        if let Some((t, v)) = curves.peak {
             chart
                 .draw_series(std::iter::once(Circle::new(
                     (t, v as f64 / MIB),
@@ -147,11 +179,26 @@ mod tests {
     #[test]
     fn the_chart_is_an_svg_with_its_legend() {
         let heap = vec![(0.0, 0), (0.5, 5 << 20), (1.0, 1 << 20)];
-        let svg = render(&heap, &[], Some((0.5, 5 << 20))).expect("chart");
+        let svg = render(&Curves {
+            heap: &heap,
+            peak: Some((0.5, 5 << 20)),
+            ..Curves::default()
+        })
+        .expect("chart");
         assert!(svg.contains("<svg"));
         assert!(svg.contains("Memory over time"));
         assert!(svg.contains("heap (live bytes)"));
         assert!(svg.contains("peak"));
-        assert!(render(&[], &[], None).is_ok());
+        assert!(!svg.contains("BASE"));
+        assert!(render(&Curves::default()).is_ok());
+        let base = vec![(0.0, 0), (0.7, 3 << 20)];
+        let both = render(&Curves {
+            heap: &heap,
+            base_heap: Some(&base),
+            ..Curves::default()
+        })
+        .expect("chart");
+        assert!(both.contains("BASE heap (live bytes)"));
+        assert!(both.contains("NEW heap (live bytes)"));
     }
 }
