@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the built `memtrace`, compile test programs, run them
 //! under memtrace and read `stats --json`.
 
+pub mod page;
 pub mod python;
 
 use serde_json::Value;
