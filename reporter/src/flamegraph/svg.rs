@@ -1,7 +1,7 @@
 //! The flamegraph picture itself: inferno's interactive SVG (click to zoom, search, the bytes of
 //! a frame on hover).
 
-use inferno::flamegraph::{self, Direction, Options};
+use inferno::flamegraph::{self, Direction, Options, TextTruncateDirection};
 
 /// How the flamegraph is drawn.
 pub struct Look<'a> {
@@ -28,6 +28,8 @@ fn draw(lines: &[String], look: &Look, sorted: bool) -> std::io::Result<String> 
     let mut opt = Options::default();
     opt.no_sort = sorted;
     opt.frame_height = FRAME_HEIGHT;
+    // A long label keeps its start, the function's name (`f at /long/path/app.py:12`).
+    opt.text_truncate_direction = TextTruncateDirection::Right;
     opt.title = look.title.to_string();
     opt.subtitle = look.subtitle.map(str::to_string);
     opt.count_name = "bytes".to_string();
