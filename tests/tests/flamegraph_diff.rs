@@ -6,6 +6,7 @@
 use memtrace_e2e::page::{frame_titles, self_contained};
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::{memtrace_bin, scratch};
+use memtrace_reporter::report::human::count as sep;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -241,17 +242,4 @@ fn bad_captures_are_one_line_errors() {
     }
     assert!(!r.dir.join("run2.diff.html").exists());
     assert!(!r.dir.join("new.diff.html").exists());
-}
-
-/// `1,234,567`.
-fn sep(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

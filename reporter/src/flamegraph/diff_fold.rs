@@ -215,7 +215,7 @@ mod tests {
             (&[m.clone(), f.clone()], 2_000),
             (&[m.clone(), g.clone()], 500),
             (&[m.clone(), tiny.clone()], 1),
-            (&[m.clone()], 100),
+            (std::slice::from_ref(&m), 100),
         ]);
         let d = DiffTree::build(&base, &label(&base), &new, &label(&new));
         assert_eq!(

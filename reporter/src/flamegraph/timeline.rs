@@ -111,7 +111,10 @@ pub fn render(curves: &Curves) -> Result<String, String> {
         for (text, color) in entries {
             match color {
                 Some(c) => top
-                    .draw(&PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)))
+                    .draw(&PathElement::new(
+                        vec![(x, y), (x + 20, y)],
+                        c.stroke_width(2),
+                    ))
                     .map_err(e)?,
                 None => top
                     .draw(&Circle::new((x + 10, y), 5, RED.filled()))
