@@ -217,6 +217,39 @@ fn the_view_options_apply() {
     );
 }
 
+/// Thousands of functions, each allocating from its own line and stack, all live at the peak.
+const MANY_STACKS: &str = "\
+source = ''.join(f'def f{i}():\\n    return bytearray({i % 97 + 200})\\n' for i in range(5000))
+space = {}
+exec(compile(source, 'generated.py', 'exec'), space)
+keep = [space[f'f{i}']() for i in range(5000)]
+del source, space
+big = bytearray(64_000_000)
+";
+
+#[test]
+fn many_stacks_give_a_small_page() {
+    let dir = scratch("flamediff-many");
+    let script = write(&dir, "many.py", MANY_STACKS);
+    let cap = dir.join("many.bin");
+    let out = tracked(python(), &cap, &[&script.to_string_lossy()], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let page = dir.join("many.html");
+    let out = flamegraph_diff(&["-o", &page.to_string_lossy()], &cap, &cap);
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&page).expect("written");
+    self_contained(&html);
+    let titles = frame_titles(&html);
+    assert!(
+        titles
+            .iter()
+            .any(|t| t.starts_with("other (small frames) (")),
+        "{titles:#?}"
+    );
+    assert!(titles.len() < 200, "{} frames", titles.len());
+    assert!(html.len() < 1 << 20, "{} bytes", html.len());
+}
+
 #[test]
 fn bad_captures_are_one_line_errors() {
     let r = runs("flamediff-bad");
