@@ -96,7 +96,8 @@ pub fn write(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
     let flamegraph = diff_svg::render(
         diff_fold::stacks(&merged, fold::MIN_SHARE),
         &svg::Look {
-            title: &format!("{}: NEW against BASE", new.title),
+            // Short: it shares its line with the picture's "Reset Zoom" and "Search".
+            title: &format!("NEW against BASE, {}", view_name(new.view)),
             subtitle: Some(subtitle),
             inverted: args.inverted,
         },
