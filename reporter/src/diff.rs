@@ -126,15 +126,8 @@ pub fn execute(args: DiffArgs) -> i32 {
     view_args::written(r.and_then(|()| out.flush()))
 }
 
-fn percent(c: &Change) -> String {
-    match c.percent {
-        Some(p) => format!("{p:+.1}%"),
-        None if c.change == 0 => "0%".to_string(),
-        None => "new".to_string(),
-    }
-}
-
-fn signed_size(n: i64) -> String {
+/// `+1.5 MiB`, `-3 B`.
+pub fn signed_size(n: i64) -> String {
     let s = size(n.unsigned_abs());
     if n < 0 {
         format!("-{s}")
@@ -162,7 +155,7 @@ fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {
         writeln!(
             out,
             "{name:<18} {b:>10} -> {n:>10}  {ch:>11} {:>8}",
-            percent(c)
+            c.percent_text()
         )
     };
     figure(out, "Peak", &d.peak_bytes, true)?;
@@ -191,7 +184,7 @@ fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {
             size(r.bytes.base),
             size(r.bytes.new),
             signed_size(r.bytes.change),
-            percent(&r.bytes),
+            r.bytes.percent_text(),
             r.location
         )?;
     }

@@ -1,7 +1,9 @@
 //! `memtrace flamegraph`: one self-contained HTML file with the flamegraph of a view (the
-//! peak by default), the chart of memory over time and the top lines.
+//! peak by default), the chart of memory over time and the top lines; with `--diff`, the
+//! differential flamegraph of two captures.
 
 use crate::flamegraph::{html, page, svg, timeline};
+use crate::flamegraph_diff;
 use crate::report::human;
 use crate::report::views;
 use crate::tree;
@@ -21,12 +23,24 @@ Examples:
   memtrace flamegraph -o peak.html out.bin
   memtrace flamegraph --leaks out.bin         what is still live at exit
   memtrace flamegraph --temporary --inverted out.bin   icicle of the temporary allocations
-  memtrace flamegraph --threads out.bin       one tower per thread")]
+  memtrace flamegraph --threads out.bin       one tower per thread
+
+With --diff BASE, FILE is NEW and the page is a differential flamegraph: NEW's frames (width:
+bytes in NEW), each coloured by the change of its own bytes against BASE (red grew, blue
+shrank), matched by symbolized location (`function at file:line`) as in `memtrace diff`; the
+hover text gives a frame's bytes before and after and the change. The chart shows both heaps,
+the table the largest changes by location.
+
+  memtrace flamegraph --diff before.bin after.bin    writes after.diff.html
+  memtrace flamegraph --diff before.bin after.bin -o change.html --leaks")]
 pub struct FlamegraphArgs {
-    /// The capture file written by `memtrace run`
+    /// The capture file written by `memtrace run` (NEW with --diff)
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// The HTML file to write [default: FILE with .html]
+    /// Compare FILE against BASE: a differential flamegraph
+    #[arg(long, value_name = "BASE")]
+    pub diff: Option<PathBuf>,
+    /// The HTML file to write [default: FILE with .html; with --diff, .diff.html]
     #[arg(short = 'o', long = "output", value_name = "OUT.html")]
     pub output: Option<PathBuf>,
     /// Draw an icicle graph: the outermost frames at the top
@@ -37,11 +51,15 @@ pub struct FlamegraphArgs {
 }
 
 /// How many rows the top lines table has.
-const TOP_LINES: usize = 20;
+pub const TOP_LINES: usize = 20;
 
 /// Runs `memtrace flamegraph`; returns the exit status.
 pub fn execute(args: FlamegraphArgs) -> i32 {
-    match write(&args) {
+    let written = match &args.diff {
+        Some(base) => flamegraph_diff::write(base, &args),
+        None => write(&args),
+    };
+    match written {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("memtrace: {e}");
@@ -73,19 +91,15 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
             analysis.replay.peak.bytes,
         )
     });
-    let chart = timeline::render(
-        &page::seconds(&analysis, &analysis.replay.heap_series),
-        &page::seconds(&analysis, &analysis.replay.resident_series),
+    let chart = timeline::render(&timeline::Curves {
+        heap: &page::seconds(&analysis, &analysis.replay.heap_series),
+        rss: &page::seconds(&analysis, &analysis.replay.resident_series),
         peak,
-    )
+        base_heap: None,
+    })
     .map_err(|e| format!("cannot draw the chart: {e}"))?;
     let top = page::top_lines(&tree, TOP_LINES);
-    let view = match selection.view {
-        views::View::All => "every allocation",
-        views::View::Peak => "live at the peak",
-        views::View::Leaks => "live at exit (--leaks)",
-        views::View::Temporary => "temporary allocations (--temporary)",
-    };
+    let view = view_name(selection.view);
     let heading = format!("memtrace: {}", capture.path().display());
     let html = html::render(&html::Page {
         title: &heading,
@@ -104,13 +118,28 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         ],
         chart_svg: Some(&chart),
         flamegraph_svg: &flamegraph,
-        top_lines: &top,
+        table: &page::top_lines_table(&top),
     });
     let out = args
         .output
         .clone()
         .unwrap_or_else(|| args.file.with_extension("html"));
-    std::fs::write(&out, html).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    save(&out, &html)
+}
+
+/// What a view holds, for the page's facts.
+pub fn view_name(view: views::View) -> &'static str {
+    match view {
+        views::View::All => "every allocation",
+        views::View::Peak => "live at the peak",
+        views::View::Leaks => "live at exit (--leaks)",
+        views::View::Temporary => "temporary allocations (--temporary)",
+    }
+}
+
+/// Writes the page and says so on stderr.
+pub fn save(out: &std::path::Path, html: &str) -> Result<(), String> {
+    std::fs::write(out, html).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     eprintln!("memtrace: wrote {}", out.display());
     Ok(())
 }

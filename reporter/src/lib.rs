@@ -16,6 +16,7 @@ pub mod export;
 pub mod export_command;
 pub mod flamegraph;
 pub mod flamegraph_command;
+pub mod flamegraph_diff;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find the built `memtrace`, compile test programs, run them
 //! under memtrace and read `stats --json`.
 
+pub mod browser;
+pub mod page;
 pub mod python;
 
 use serde_json::Value;
@@ -16,15 +18,20 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: $CARGO_TARGET_DIR, else target/ in the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
 /// The `memtrace` binary under test: $MEMTRACE_BIN, else target/release/memtrace (built by the
 /// README's test command before the tests run).
 pub fn memtrace_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("MEMTRACE_BIN") {
         return PathBuf::from(p);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
+    let target = target_dir();
     let bin = target.join("release").join("memtrace");
     assert!(
         bin.is_file() && target.join("release/libmemtrace_tracker.so").is_file(),

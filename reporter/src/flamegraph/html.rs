@@ -4,11 +4,14 @@
 
 use std::fmt::Write;
 
-/// A row of the top lines table.
-pub struct TopLine {
-    pub location: String,
-    pub bytes: u64,
-    pub allocations: u64,
+/// The table under the flamegraph: a location, then numbers, per row.
+pub struct Table {
+    pub heading: String,
+    /// The `id` of the table element.
+    pub id: &'static str,
+    pub columns: Vec<&'static str>,
+    /// The first cell is text, the others are numbers (aligned right).
+    pub rows: Vec<Vec<String>>,
 }
 
 /// What the page shows.
@@ -18,7 +21,7 @@ pub struct Page<'a> {
     pub facts: Vec<(&'a str, String)>,
     pub chart_svg: Option<&'a str>,
     pub flamegraph_svg: &'a str,
-    pub top_lines: &'a [TopLine],
+    pub table: &'a Table,
 }
 
 pub fn render(page: &Page) -> String {
@@ -39,20 +42,33 @@ pub fn render(page: &Page) -> String {
     if let Some(chart) = page.chart_svg {
         let _ = writeln!(h, "<section id=\"timeline\">{chart}</section>");
     }
+    // The iframe is as tall as the picture, so the page scrolls rather than the frame.
+    let height = svg_height(page.flamegraph_svg)
+        .map(|h| format!(" style=\"height:{}px\"", h + 4))
+        .unwrap_or_default();
     let _ = writeln!(
         h,
-        "<section><iframe id=\"flamegraph\" title=\"flamegraph\" srcdoc=\"{}\"></iframe></section>",
-        escape(page.flamegraph_svg)
+        "<section><iframe id=\"flamegraph\" title=\"flamegraph\"{height} srcdoc=\"{}\"></iframe></section>",
+        escape(&frame_document(page.flamegraph_svg))
     );
-    h.push_str("<section><h2>Top lines</h2><table id=\"top-lines\"><thead><tr><th>location</th><th>bytes</th><th>allocations</th></tr></thead><tbody>\n");
-    for row in page.top_lines {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape(&row.location),
-            row.bytes,
-            row.allocations
-        );
+    let t = page.table;
+    let _ = write!(
+        h,
+        "<section><h2>{}</h2><table id=\"{}\"><thead><tr>",
+        escape(&t.heading),
+        t.id
+    );
+    for c in &t.columns {
+        let _ = write!(h, "<th>{}</th>", escape(c));
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for row in &t.rows {
+        h.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            let class = if i == 0 { "" } else { " class=\"n\"" };
+            let _ = write!(h, "<td{class}>{}</td>", escape(cell));
+        }
+        h.push_str("</tr>\n");
     }
     h.push_str("</tbody></table></section>\n</body></html>\n");
     h
@@ -61,9 +77,36 @@ pub fn render(page: &Page) -> String {
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em}dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
 dt{font-weight:bold}dd{margin:0;font-family:monospace}\
-iframe#flamegraph{width:100%;height:70vh;border:1px solid #ccc}\
+iframe#flamegraph{width:100%;height:70vh;border:1px solid #ccc;display:block}\
 table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}\
 td.n{text-align:right;font-family:monospace}";
+
+/// The iframe's document: the SVG inline in an HTML page (in standards mode, without the SVG's
+/// XML prolog and doctype) that gives it the frame's whole width; inferno's script then fits
+/// the frames to that width.
+fn frame_document(svg: &str) -> String {
+    let body = svg.find("<svg").map_or(svg, |i| &svg[i..]);
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><style>{FRAME_STYLE}</style>\
+         <script>{FRAME_SCRIPT}</script></head><body>{body}</body></html>"
+    )
+}
+
+const FRAME_STYLE: &str = "html,body{margin:0;padding:0}svg{display:block;width:100%}";
+
+/// inferno's script keeps the zoom in the URL (`history.replaceState`), which a `srcdoc`
+/// document may not do: without this, every click on a frame throws a SecurityError.
+const FRAME_SCRIPT: &str = "(function(){var r=history.replaceState.bind(history);\
+history.replaceState=function(){try{r.apply(null,arguments)}catch(e){}}})();";
+
+/// The `height` of the SVG's root element, in pixels.
+fn svg_height(svg: &str) -> Option<u32> {
+    let start = svg.find("<svg")?;
+    let tag = &svg[start..start + svg[start..].find('>')?];
+    let i = tag.find(" height=\"")? + " height=\"".len();
+    let len = tag[i..].find('"')?;
+    tag[i..i + len].parse().ok()
+}
 
 /// Text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -87,26 +130,39 @@ mod tests {
 
     #[test]
     fn the_page_holds_every_part_escaped() {
-        let svg = "<svg onload=\"init(evt)\"><text>f&lt;T&gt;</text></svg>";
-        let rows = [TopLine {
-            location: "f<T> at a.py:2".to_string(),
-            bytes: 100,
-            allocations: 1,
-        }];
+        let svg = "<?xml version=\"1.0\"?><!DOCTYPE svg><svg height=\"120\" onload=\"init(evt)\"><text>f&lt;T&gt;</text></svg>";
+        let table = Table {
+            heading: "Top lines".to_string(),
+            id: "top-lines",
+            columns: vec!["location", "bytes", "allocations"],
+            rows: vec![vec![
+                "f<T> at a.py:2".to_string(),
+                "100".to_string(),
+                "1".to_string(),
+            ]],
+        };
         let page = Page {
             title: "memtrace: run.bin",
             facts: vec![("Peak", "100 B".to_string())],
             chart_svg: Some("<svg id=\"chart\"></svg>"),
             flamegraph_svg: svg,
-            top_lines: &rows,
+            table: &table,
         };
         let html = render(&page);
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.contains("<svg id=\"chart\"></svg>"));
+        // The SVG sits in an HTML document of its own, without its XML prolog, as tall as it.
+        assert!(html.contains("<iframe id=\"flamegraph\" title=\"flamegraph\" style=\"height:124px\" srcdoc=\"&lt;!DOCTYPE html&gt;"));
         assert!(html.contains(
-            "srcdoc=\"&lt;svg onload=&quot;init(evt)&quot;&gt;&lt;text&gt;f&amp;lt;T&amp;gt;"
+            "&lt;body&gt;&lt;svg height=&quot;120&quot; onload=&quot;init(evt)&quot;&gt;&lt;text&gt;f&amp;lt;T&amp;gt;&lt;/text&gt;&lt;/svg&gt;&lt;/body&gt;"
         ));
-        assert!(html.contains("<td>f&lt;T&gt; at a.py:2</td><td class=\"n\">100</td>"));
+        assert!(!html.contains("&lt;?xml"));
+        assert!(
+            html.contains("<h2>Top lines</h2><table id=\"top-lines\"><thead><tr><th>location</th>")
+        );
+        assert!(html.contains(
+            "<tr><td>f&lt;T&gt; at a.py:2</td><td class=\"n\">100</td><td class=\"n\">1</td></tr>"
+        ));
         assert!(
             !html.contains("http://") && !html.contains("https://"),
             "no network"

@@ -1,7 +1,7 @@
 //! The flamegraph picture itself: inferno's interactive SVG (click to zoom, search, the bytes of
 //! a frame on hover).
 
-use inferno::flamegraph::{self, Direction, Options};
+use inferno::flamegraph::{self, Direction, Options, TextTruncateDirection};
 
 /// How the flamegraph is drawn.
 pub struct Look<'a> {
@@ -11,9 +11,25 @@ pub struct Look<'a> {
     pub inverted: bool,
 }
 
+/// The height of a frame, in pixels.
+pub const FRAME_HEIGHT: usize = 16;
+
 /// The SVG of collapsed lines (`stack bytes`, or `stack before after` for a differential one).
 pub fn render(lines: &[String], look: &Look) -> std::io::Result<String> {
+    draw(lines, look, false)
+}
+
+/// The SVG of collapsed lines already sorted by stack, drawn in their order.
+pub fn render_sorted(lines: &[String], look: &Look) -> std::io::Result<String> {
+    draw(lines, look, true)
+}
+
+fn draw(lines: &[String], look: &Look, sorted: bool) -> std::io::Result<String> {
     let mut opt = Options::default();
+    opt.no_sort = sorted;
+    opt.frame_height = FRAME_HEIGHT;
+    // A long label keeps its start, the function's name (`f at /long/path/app.py:12`).
+    opt.text_truncate_direction = TextTruncateDirection::Right;
     opt.title = look.title.to_string();
     opt.subtitle = look.subtitle.map(str::to_string);
     opt.count_name = "bytes".to_string();

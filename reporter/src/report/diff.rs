@@ -27,6 +27,16 @@ impl Change {
             percent: (base > 0).then(|| 100.0 * change as f64 / base as f64),
         }
     }
+
+    /// The percent for people: `+100.0%`, `-3.5%`, `0%` when nothing changed, `new` when BASE
+    /// is 0.
+    pub fn percent_text(&self) -> String {
+        match self.percent {
+            _ if self.change == 0 => "0%".to_string(),
+            Some(p) => format!("{p:+.1}%"),
+            None => "new".to_string(),
+        }
+    }
 }
 
 /// One location's bytes and allocations in the view of each capture.
@@ -132,5 +142,10 @@ mod tests {
             ]
         );
         assert_eq!(Change::new(3, 0).change, -3);
+        let texts: Vec<String> = [(100, 200), (200, 100), (5, 5), (0, 0), (0, 7)]
+            .iter()
+            .map(|&(b, n)| Change::new(b, n).percent_text())
+            .collect();
+        assert_eq!(texts, ["+100.0%", "-50.0%", "0%", "0%", "new"]);
     }
 }

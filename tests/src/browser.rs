@@ -1,0 +1,142 @@
+//! Driving Debian's headless chromium over an HTML report with tests/browser/flamegraph.mjs
+//! (playwright-core, installed by `npm ci` once into target/browser/node). Chromium, node and
+//! npm are required: CI installs them (`.ci/run`), and a test that needs them fails, with how
+//! to install them, when they are missing.
+
+use crate::{target_dir, workspace};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Where the screenshots go: target/browser/.
+pub fn artefacts() -> PathBuf {
+    let dir = target_dir().join("browser");
+    std::fs::create_dir_all(&dir).expect("create target/browser");
+    dir
+}
+
+/// The chromium to drive: $MEMTRACE_CHROMIUM, else Debian's /usr/bin/chromium.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("MEMTRACE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.is_file(),
+        "the browser test needs Debian's chromium at {} (`apt-get install -y \
+         --no-install-recommends chromium`, as .ci/run does; or set MEMTRACE_CHROMIUM)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `program --version`, failing the test with how to install it when it is absent.
+fn require(program: &str) {
+    let ok = Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "the browser test needs `{program}` on PATH (Debian: `apt-get install -y nodejs npm`)"
+    );
+}
+
+/// target/browser/node/node_modules with the locked playwright-core: `npm ci` runs when the
+/// lock file changed since the last install, else the install is reused.
+fn node_modules() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        require("node");
+        require("npm");
+        let src = workspace().join("tests/browser");
+        let dir = artefacts().join("node");
+        std::fs::create_dir_all(&dir).expect("create target/browser/node");
+        let lock = std::fs::read(src.join("package-lock.json")).expect("the lock file");
+        let stamp = dir.join("installed.lock");
+        let modules = dir.join("node_modules");
+        let fresh = std::fs::read(&stamp).is_ok_and(|s| s == lock)
+            && modules.join("playwright-core/package.json").is_file();
+        if !fresh {
+            for f in ["package.json", "package-lock.json"] {
+                std::fs::copy(src.join(f), dir.join(f)).expect("copy the package files");
+            }
+            let out = Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("npm runs");
+            assert!(
+                out.status.success(),
+                "npm ci in {} failed: {}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::write(&stamp, &lock).expect("write the stamp");
+        }
+        modules
+    })
+}
+
+/// What to check on a page (see tests/browser/flamegraph.mjs).
+pub struct Check<'a> {
+    pub report: &'a Path,
+    /// The screenshots' name in target/browser/: NAME.png and NAME-zoomed.png.
+    pub name: &'a str,
+    /// Frames that must be drawn, by name.
+    pub names: &'a [String],
+    /// The frame to hover and click.
+    pub zoom: &'a str,
+    /// A frame the zoom hides.
+    pub beside: &'a str,
+    /// Text the details line shows while hovering `zoom`.
+    pub hover: &'a str,
+}
+
+/// Loads the page in headless chromium and checks it; returns the screenshots' paths.
+pub fn check(c: &Check) -> (PathBuf, PathBuf) {
+    let chromium = chromium();
+    let modules = node_modules();
+    let dir = artefacts();
+    let shot = dir.join(format!("{}.png", c.name));
+    let zoomed = dir.join(format!("{}-zoomed.png", c.name));
+    for f in [&shot, &zoomed] {
+        let _ = std::fs::remove_file(f);
+    }
+    let spec: Value = json!({
+        "report": c.report,
+        "screenshot": shot,
+        "zoomed_screenshot": zoomed,
+        "names": c.names,
+        "zoom": c.zoom,
+        "beside": c.beside,
+        "hover": c.hover,
+        "node_modules": modules,
+        "chromium": chromium,
+    });
+    let spec_path = dir.join(format!("{}.json", c.name));
+    std::fs::write(&spec_path, spec.to_string()).expect("write the spec");
+    let out = Command::new("node")
+        .arg(workspace().join("tests/browser/flamegraph.mjs"))
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "the page failed in chromium:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [&shot, &zoomed] {
+        let png = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{}",
+            f.display()
+        );
+    }
+    (shot, zoomed)
+}

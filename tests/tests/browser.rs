@@ -1,0 +1,127 @@
+//! The HTML reports render in headless chromium: loaded from a file URL, the flamegraph draws
+//! the known functions of a test capture, hovering a frame shows its bytes, clicking one zooms
+//! to it; the chart and the table are there. Screenshots (before and after the zoom) are left in
+//! target/browser/ (flamegraph.png, flamegraph-zoomed.png, flamegraph-diff.png,
+//! flamegraph-diff-zoomed.png).
+//!
+//! Needs Debian's chromium, node and npm (`.ci/run` installs chromium); fails without them.
+
+use memtrace_e2e::browser::{self, Check};
+use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::{memtrace_bin, scratch};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Two towers of known sizes under `<module>`: g → f (10 MB) and h (6 MB).
+const TWO_TOWERS: &str = "\
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    return f(10_000_000)
+
+
+def h():
+    return bytearray(6_000_000)
+
+
+keep = [g(), h()]
+";
+
+/// One line allocates twice as much when run with 2, another the same.
+const TWICE: &str = "\
+import sys
+
+
+def block():
+    return b\"\\0\" * 10_000_000
+
+
+def same():
+    return b\"\\0\" * 4_000_000
+
+
+keep = [same()]
+for _ in range(int(sys.argv[1])):
+    keep.append(block())
+";
+
+fn capture(dir: &Path, script: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let cap = dir.join(name);
+    let mut words = vec![script.to_str().expect("utf-8 path")];
+    words.extend_from_slice(args);
+    let out = tracked(python(), &cap, &words, dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    cap
+}
+
+fn memtrace(args: &[&str]) {
+    let out = Command::new(memtrace_bin())
+        .args(args)
+        .output()
+        .expect("memtrace runs");
+    assert!(
+        out.status.success(),
+        "memtrace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_report_renders_and_zooms_in_chromium() {
+    let dir = scratch("browser-report");
+    let script = write(&dir, "towers.py", TWO_TOWERS);
+    let cap = capture(&dir, &script, "towers.bin", &[]);
+    let report = dir.join("towers.html");
+    memtrace(&[
+        "flamegraph",
+        "-o",
+        report.to_str().expect("utf-8 path"),
+        cap.to_str().expect("utf-8 path"),
+    ]);
+    let file = script.display().to_string();
+    let h = format!("h at {file}:10");
+    let (shot, zoomed) = browser::check(&Check {
+        report: &report,
+        name: "flamegraph",
+        names: &[
+            format!("<module> at {file}:13"),
+            format!("g at {file}:6"),
+            format!("f at {file}:2"),
+            h.clone(),
+        ],
+        zoom: &h,
+        beside: &format!("g at {file}:6"),
+        hover: &format!("Frame: {h} ("),
+    });
+    eprintln!("screenshots: {} {}", shot.display(), zoomed.display());
+}
+
+#[test]
+fn the_differential_report_renders_and_zooms_in_chromium() {
+    let dir = scratch("browser-diff");
+    let script = write(&dir, "twice.py", TWICE);
+    let base = capture(&dir, &script, "run1.bin", &["1"]);
+    let new = capture(&dir, &script, "run2.bin", &["2"]);
+    let report = dir.join("diff.html");
+    memtrace(&[
+        "flamegraph",
+        "-o",
+        report.to_str().expect("utf-8 path"),
+        "--diff",
+        base.to_str().expect("utf-8 path"),
+        new.to_str().expect("utf-8 path"),
+    ]);
+    let file = script.display().to_string();
+    let same = format!("same at {file}:9");
+    let (shot, zoomed) = browser::check(&Check {
+        report: &report,
+        name: "flamegraph-diff",
+        names: &[format!("block at {file}:5"), same.clone()],
+        zoom: &same,
+        beside: &format!("block at {file}:5"),
+        hover: &format!("Frame: {same} (4,000,033 → 4,000,033 bytes, +0 bytes, 0%)"),
+    });
+    eprintln!("screenshots: {} {}", shot.display(), zoomed.display());
+}
