@@ -118,3 +118,41 @@ pub fn default_capture(dir: &Path, prefix: &str) -> PathBuf {
     );
     found[0].clone()
 }
+
+/// A script whose `block` (line 5) allocates 10 MB once per run count given as its argument,
+/// and whose `same` (line 9) allocates 4 MB whatever the count: run with 1 and then 2, NEW's
+/// `block` line has twice BASE's bytes and `same`'s are unchanged.
+pub const TWICE_AND_SAME: &str = "\
+import sys
+
+
+def block():
+    return b\"\\0\" * 10_000_000
+
+
+def same():
+    return b\"\\0\" * 4_000_000
+
+
+keep = [same()]
+for _ in range(int(sys.argv[1])):
+    keep.append(block())
+";
+
+/// Writes `script` into a scratch directory `name` and captures it twice, with the argument 1
+/// (BASE: `run1.bin`) and 2 (NEW: `run2.bin`). Returns (directory, script, BASE, NEW).
+pub fn two_runs(name: &str, script: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let dir = crate::scratch(name);
+    let path = write(&dir, "twice.py", script);
+    let arg = path.to_string_lossy().into_owned();
+    let mut caps = Vec::new();
+    for n in ["1", "2"] {
+        let cap = dir.join(format!("run{n}.bin"));
+        let out = tracked(python(), &cap, &[&arg, n], &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        caps.push(cap);
+    }
+    let new = caps.pop().expect("two runs");
+    let base = caps.pop().expect("two runs");
+    (dir, path, base, new)
+}

@@ -7,7 +7,7 @@
 //! Needs Debian's chromium, node and npm (`.ci/run` installs chromium); fails without them.
 
 use memtrace_e2e::browser::{self, Check};
-use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{python, tracked, write, TWICE_AND_SAME};
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,24 +27,6 @@ def h():
 
 
 keep = [g(), h()]
-";
-
-/// One line allocates twice as much when run with 2, another the same.
-const TWICE: &str = "\
-import sys
-
-
-def block():
-    return b\"\\0\" * 10_000_000
-
-
-def same():
-    return b\"\\0\" * 4_000_000
-
-
-keep = [same()]
-for _ in range(int(sys.argv[1])):
-    keep.append(block())
 ";
 
 fn capture(dir: &Path, script: &Path, name: &str, args: &[&str]) -> PathBuf {
@@ -101,7 +83,7 @@ fn the_report_renders_and_zooms_in_chromium() {
 #[test]
 fn the_differential_report_renders_and_zooms_in_chromium() {
     let dir = scratch("browser-diff");
-    let script = write(&dir, "twice.py", TWICE);
+    let script = write(&dir, "twice.py", TWICE_AND_SAME);
     let base = capture(&dir, &script, "run1.bin", &["1"]);
     let new = capture(&dir, &script, "run2.bin", &["2"]);
     let report = dir.join("diff.html");

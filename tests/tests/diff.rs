@@ -1,7 +1,7 @@
 //! `memtrace diff`: two runs of a script whose one line allocates twice as much in NEW.
 
-use memtrace_e2e::python::{python, tracked, write};
-use memtrace_e2e::{memtrace_bin, num, scratch, stats};
+use memtrace_e2e::python::two_runs;
+use memtrace_e2e::{memtrace_bin, num, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -23,18 +23,7 @@ for _ in range(int(sys.argv[1])):
 ";
 
 fn runs(name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let dir = scratch(name);
-    let script = write(&dir, "twice.py", SCRIPT);
-    let script_arg = script.to_string_lossy().into_owned();
-    let mut caps = Vec::new();
-    for n in ["1", "2"] {
-        let cap = dir.join(format!("run{n}.bin"));
-        let out = tracked(python(), &cap, &[&script_arg, n], &dir, b"");
-        assert!(out.status.success(), "{out:?}");
-        caps.push(cap);
-    }
-    let new = caps.pop().expect("two runs");
-    let base = caps.pop().expect("two runs");
+    let (dir, _script, base, new) = two_runs(name, SCRIPT);
     (dir, base, new)
 }
 

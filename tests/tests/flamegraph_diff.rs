@@ -4,7 +4,7 @@
 //! one-line errors.
 
 use memtrace_e2e::page::{frame_titles, self_contained};
-use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{python, tracked, two_runs, write, TWICE_AND_SAME};
 use memtrace_e2e::{memtrace_bin, scratch};
 use memtrace_reporter::report::human::count as sep;
 use std::path::{Path, PathBuf};
@@ -13,23 +13,6 @@ use std::process::{Command, Output};
 /// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
 const BLOCK: u64 = 10_000_000 + 33;
 const SAME: u64 = 4_000_000 + 33;
-
-const SCRIPT: &str = "\
-import sys
-
-
-def block():
-    return b\"\\0\" * 10_000_000
-
-
-def same():
-    return b\"\\0\" * 4_000_000
-
-
-keep = [same()]
-for _ in range(int(sys.argv[1])):
-    keep.append(block())
-";
 
 struct Runs {
     dir: PathBuf,
@@ -40,18 +23,7 @@ struct Runs {
 }
 
 fn runs(name: &str) -> Runs {
-    let dir = scratch(name);
-    let script = write(&dir, "twice.py", SCRIPT);
-    let script_arg = script.to_string_lossy().into_owned();
-    let mut caps = Vec::new();
-    for n in ["1", "2"] {
-        let cap = dir.join(format!("run{n}.bin"));
-        let out = tracked(python(), &cap, &[&script_arg, n], &dir, b"");
-        assert!(out.status.success(), "{out:?}");
-        caps.push(cap);
-    }
-    let new = caps.pop().expect("two runs");
-    let base = caps.pop().expect("two runs");
+    let (dir, script, base, new) = two_runs(name, TWICE_AND_SAME);
     Runs {
         dir,
         base,
