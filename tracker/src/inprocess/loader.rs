@@ -12,7 +12,6 @@ use libc::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 type DlopenFn = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
-#[cfg(not(target_arch = "x86_64"))]
 type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 
 static DLOPEN: AtomicUsize = AtomicUsize::new(0);
@@ -33,9 +32,9 @@ pub fn real_dlopen() -> Option<usize> {
     lookup(&DLOPEN, libc::RTLD_DEFAULT, c"dlopen")
 }
 
-/// The dlclose the hook forwards to (the unwinder's dlclose, on x86_64, calls the next one).
+/// The dlclose the process calls.
 pub fn real_dlclose() -> Option<usize> {
-    lookup(&DLCLOSE, libc::RTLD_NEXT, c"dlclose")
+    lookup(&DLCLOSE, libc::RTLD_DEFAULT, c"dlclose")
 }
 
 /// The hook put in `dlopen` slots: passes its return address (the caller) to `hook_dlopen`.
@@ -65,24 +64,22 @@ unsafe extern "C" fn hook_dlopen(file: *const c_char, mode: c_int, ret: usize) -
     handle
 }
 
-/// The hook put in `dlclose` slots.
+/// The hook put in `dlclose` slots: the module goes into the capture's map before it is gone
+/// (its frames are symbolized from it), and the unwinder forgets it after.
 ///
 /// # Safety
 /// Same contract as the C library's dlclose.
 pub unsafe extern "C" fn dlclose_hook(handle: *mut c_void) -> c_int {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the unwinder's interposed dlclose, which forwards to the C library's.
-        unsafe { crate::unwind::dlclose(handle) }
+    let Some(f) = real_dlclose() else { return -1 };
+    if crate::ACTIVE.load(Ordering::Acquire) {
+        tls::guarded(crate::modules::refresh);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let Some(f) = real_dlclose() else { return -1 };
-        // SAFETY: the C library's dlclose, found by real_dlclose.
-        let real: DlcloseFn = unsafe { core::mem::transmute::<usize, DlcloseFn>(f) };
-        // SAFETY: forwarding the caller's request.
-        unsafe { real(handle) }
-    }
+    // SAFETY: the C library's dlclose, found by real_dlclose.
+    let real: DlcloseFn = unsafe { core::mem::transmute::<usize, DlcloseFn>(f) };
+    // SAFETY: forwarding the caller's request.
+    let rc = unsafe { real(handle) };
+    crate::unwind::module_closed();
+    rc
 }
 
 /// The public head of glibc's `struct link_map`.

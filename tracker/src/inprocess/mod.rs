@@ -68,8 +68,8 @@ pub fn claim() -> Result<Starting, &'static str> {
 fn another_tracker_preloaded() -> bool {
     // SAFETY: dlsym with a NUL-terminated name.
     let init = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyInit__memtrace_tracker".as_ptr()) };
-    let ours = crate::python::PyInit__memtrace_tracker as *const () as *mut libc::c_void;
-    !init.is_null() && init != ours
+    let own = targets::object_of(another_tracker_preloaded as *const () as usize);
+    !init.is_null() && targets::object_of(init as usize) != own
 }
 
 impl Starting {

@@ -41,7 +41,7 @@ fn global(name: &core::ffi::CStr) -> usize {
 }
 
 /// The base of the object holding `p`, 0 when none does.
-fn object_of(p: usize) -> usize {
+pub fn object_of(p: usize) -> usize {
     // SAFETY: dladdr only reads the loader's tables and fills `info`.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     // SAFETY: as above.
@@ -51,99 +51,97 @@ fn object_of(p: usize) -> usize {
     info.dli_fbase as usize
 }
 
+/// This library's own definition of `name`: taking the address of an exported function in
+/// Rust goes through the GOT, which names the global definition (the C library's, when the
+/// tracker is not preloaded), so the hooks are looked up in this library's handle.
+fn own(name: &core::ffi::CStr) -> usize {
+    static HANDLE: OnceLock<usize> = OnceLock::new();
+    let handle = *HANDLE.get_or_init(|| {
+        // SAFETY: dladdr fills `info` for an address of this library; dlopen with RTLD_NOLOAD
+        // only hands out the handle of the loaded library (given back below: the library
+        // stays loaded, as Python never unloads an extension module).
+        unsafe {
+            let mut info: libc::Dl_info = core::mem::zeroed();
+            if libc::dladdr(own as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
+                return 0;
+            }
+            let h = libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            h as usize
+        }
+    });
+    if handle == 0 {
+        return 0;
+    }
+    // SAFETY: dlsym in this library's own handle, with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(handle as *mut c_void, name.as_ptr()) } as usize;
+    if object_of(p) == object_of(own as *const () as usize) {
+        p
+    } else {
+        0
+    }
+}
+
 fn build() -> Targets {
     let mut list = Vec::new();
     let Some(r) = real::get() else {
         return Targets { list };
     };
-    let own = object_of(build as *const () as usize);
+    let own_base = object_of(build as *const () as usize);
     let allocator = object_of(r.malloc as usize);
     // (name, hook, what the hook forwards to: None when it forwards to a sibling, such as
     // reallocarray to realloc, which must then come from the allocator's own object).
     let candidates: [(&'static core::ffi::CStr, usize, Option<usize>); 19] = [
-        (
-            c"malloc",
-            crate::hooks::malloc as *const () as usize,
-            Some(r.malloc as usize),
-        ),
-        (
-            c"free",
-            crate::hooks::free as *const () as usize,
-            Some(r.free as usize),
-        ),
-        (
-            c"calloc",
-            crate::hooks::calloc as *const () as usize,
-            Some(r.calloc as usize),
-        ),
-        (
-            c"realloc",
-            crate::hooks::realloc as *const () as usize,
-            Some(r.realloc as usize),
-        ),
-        (
-            c"reallocarray",
-            crate::hooks::reallocarray as *const () as usize,
-            None,
-        ),
+        (c"malloc", own(c"malloc"), Some(r.malloc as usize)),
+        (c"free", own(c"free"), Some(r.free as usize)),
+        (c"calloc", own(c"calloc"), Some(r.calloc as usize)),
+        (c"realloc", own(c"realloc"), Some(r.realloc as usize)),
+        (c"reallocarray", own(c"reallocarray"), None),
         (
             c"posix_memalign",
-            crate::hooks::posix_memalign as *const () as usize,
+            own(c"posix_memalign"),
             Some(r.posix_memalign as usize),
         ),
         (
             c"aligned_alloc",
-            crate::hooks::aligned_alloc as *const () as usize,
+            own(c"aligned_alloc"),
             Some(r.aligned_alloc.map_or(NONE, |f| f as usize)),
         ),
         (
             c"memalign",
-            crate::hooks::memalign as *const () as usize,
+            own(c"memalign"),
             Some(r.memalign.map_or(NONE, |f| f as usize)),
         ),
         (
             c"valloc",
-            crate::hooks::valloc as *const () as usize,
+            own(c"valloc"),
             Some(r.valloc.map_or(NONE, |f| f as usize)),
         ),
         (
             c"pvalloc",
-            crate::hooks::pvalloc as *const () as usize,
+            own(c"pvalloc"),
             Some(r.pvalloc.map_or(NONE, |f| f as usize)),
         ),
-        (
-            c"mmap",
-            crate::hooks::mmap as *const () as usize,
-            Some(r.mmap as usize),
-        ),
-        (
-            c"mmap64",
-            crate::hooks::mmap64 as *const () as usize,
-            Some(r.mmap as usize),
-        ),
-        (
-            c"munmap",
-            crate::hooks::munmap as *const () as usize,
-            Some(r.munmap as usize),
-        ),
+        (c"mmap", own(c"mmap"), Some(r.mmap as usize)),
+        (c"mmap64", own(c"mmap64"), Some(r.mmap as usize)),
+        (c"munmap", own(c"munmap"), Some(r.munmap as usize)),
         (
             c"mremap",
-            crate::hooks::mremap as *const () as usize,
+            own(c"mremap"),
             Some(r.mremap.map_or(NONE, |f| f as usize)),
         ),
         (
             c"_exit",
-            crate::lifecycle::_exit as *const () as usize,
+            own(c"_exit"),
             Some(r.underscore_exit.map_or(NONE, |f| f as usize)),
         ),
         (
             c"kill",
-            crate::signals::kill as *const () as usize,
+            own(c"kill"),
             Some(r.kill.map_or(NONE, |f| f as usize)),
         ),
         (
             c"raise",
-            crate::signals::raise as *const () as usize,
+            own(c"raise"),
             Some(r.raise.map_or(NONE, |f| f as usize)),
         ),
         (
@@ -159,7 +157,7 @@ fn build() -> Targets {
     ];
     for (name, hook, forward) in candidates {
         let expected = global(name);
-        if expected == 0 || object_of(expected) == own {
+        if hook == 0 || expected == 0 || object_of(expected) == own_base {
             continue;
         }
         let ok = match forward {
