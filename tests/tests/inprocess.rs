@@ -479,3 +479,93 @@ fn a_fork_child_writes_its_own_capture_with_follow_fork() {
     assert_eq!(num(site, "bytes"), 8_000_000 + BYTES_HEADER);
     assert!(location(&s, "<module>", 4).is_none());
 }
+
+#[test]
+fn threads_allocating_through_many_starts_and_stops_run_on() {
+    let dir = setup("inproc-stress");
+    let base = dir.join("cycle.bin");
+    let script = "\
+import sys, threading
+import _memtrace_tracker as tracker
+done = False
+def churn():
+    while not done:
+        small = [bytes(100) for _ in range(100)]
+        big = bytearray(100_000)
+threads = [threading.Thread(target=churn) for _ in range(4)]
+for t in threads:
+    t.start()
+for i in range(20):
+    tracker.start(f'{sys.argv[1]}.{i}', i % 2 == 0, i % 3 != 0, False)
+    mark = b\"\\0\" * 1_000_000
+    tracker.stop()
+done = True
+for t in threads:
+    t.join()
+print('survived')
+";
+    let out = run(
+        python(),
+        &dir,
+        "stress.py",
+        script,
+        &[base.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "survived\n");
+    for i in 0..20 {
+        let s = stats(&PathBuf::from(format!("{}.{i}", base.display())));
+        assert_eq!(s["complete"], true, "capture {i}: {}", s["warnings"]);
+        if i % 2 == 1 {
+            let site = location(&s, "<module>", 13)
+                .unwrap_or_else(|| panic!("capture {i}: {}", s["top_by_size"]));
+            assert_eq!(num(site, "bytes"), 1_000_000 + BYTES_HEADER, "capture {i}");
+        }
+    }
+}
+
+#[test]
+fn a_patched_slot_holds_the_hook_while_tracking_and_its_own_value_after() {
+    // The malloc slot of a library loaded while tracking: patched (neither the C library's
+    // malloc nor the library's lazy stub), then put back.
+    let dir = setup("inproc-slot");
+    let lib = compile_library(&dir);
+    let relocs = Command::new("readelf")
+        .args(["-rW"])
+        .arg(&lib)
+        .output()
+        .expect("readelf runs");
+    let offset = text(&relocs.stdout)
+        .lines()
+        .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .expect("a JUMP_SLOT of malloc");
+    let script = "\
+import ctypes, sys
+import _memtrace_tracker as tracker
+libc_malloc = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+def slot(lib):
+    base = ctypes.c_size_t.from_address(lib._handle).value
+    value = ctypes.c_size_t.from_address(base + int(sys.argv[3], 16)).value
+    return 'libc' if value == libc_malloc else 'own' if base <= value < base + (1 << 20) else 'other'
+tracker.start(sys.argv[1], False, True, False)
+lib = ctypes.CDLL(sys.argv[2])
+during = slot(lib)
+tracker.stop()
+print(during, slot(lib) in ('libc', 'own'))
+";
+    let capture = dir.join("slot.bin");
+    let out = run(
+        python(),
+        &dir,
+        "slot.py",
+        script,
+        &[
+            capture.to_str().expect("utf-8"),
+            lib.to_str().expect("utf-8"),
+            &offset,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "other True\n");
+}
