@@ -244,7 +244,7 @@ fn protected(relro: (usize, usize), page: usize) -> (usize, usize) {
 /// Writes `new` into `slot` if it still holds `old`, making its page writable for the time of
 /// the write when it is in RELRO. False when it could not be written.
 fn write(object: &Object<'_>, slot: usize, old: usize, new: usize) -> bool {
-    if slot % 8 != 0 {
+    if !slot.is_multiple_of(8) {
         return false;
     }
     // SAFETY: sysconf has no preconditions.

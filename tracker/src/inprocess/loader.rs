@@ -158,7 +158,11 @@ unsafe fn open_as(real: DlopenFn, file: *const c_char, mode: c_int, ret: usize) 
 }
 
 /// The link map of the object holding `ret`, when that object has an RPATH or a RUNPATH.
+///
+/// # Safety
+/// None beyond dladdr1's: `ret` may be any address.
 unsafe fn caller_with_search_path(ret: usize) -> Option<*mut LinkMap> {
+    // SAFETY: Dl_info is plain data: all zeroes is a valid value, filled by dladdr1.
     let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
     let mut map: *mut c_void = core::ptr::null_mut();
     // SAFETY: dladdr1 only reads the loader's tables and fills both out-parameters.
@@ -185,6 +189,9 @@ unsafe fn caller_with_search_path(ret: usize) -> Option<*mut LinkMap> {
 
 /// Tries `file` in the directories `caller` searches (RPATH, LD_LIBRARY_PATH, RUNPATH, in the
 /// loader's order), opening the first that exists and loads.
+///
+/// # Safety
+/// `caller` is a live link map, `file` a NUL-terminated string, `real` the C library's dlopen.
 unsafe fn search(
     real: DlopenFn,
     caller: *mut LinkMap,
