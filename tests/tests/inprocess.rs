@@ -569,3 +569,66 @@ print(during, slot(lib) in ('libc', 'own'))
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text(&out.stdout), "other True\n");
 }
+
+#[test]
+fn a_library_dlopened_by_name_is_found_along_its_callers_runpath() {
+    // loader.so (RUNPATH $ORIGIN/plugins) opens "libplugin.so" by name while tracking: the
+    // hooked dlopen finds it where the loader would for loader.so, and its malloc is seen.
+    let dir = setup("inproc-runpath");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    let plugin_src = write(
+        &dir,
+        "plugin.c",
+        "#include <stdlib.h>\n#include <string.h>\nvoid *kept;\nvoid grow(void) { kept = malloc(4000000); memset(kept, 1, 4000000); }\n",
+    );
+    let loader_src = write(
+        &dir,
+        "loader.c",
+        "#include <dlfcn.h>\nint load(void) {\n    void *h = dlopen(\"libplugin.so\", RTLD_NOW);\n    if (!h) return 1;\n    void (*grow)(void) = (void (*)(void))dlsym(h, \"grow\");\n    if (!grow) return 2;\n    grow();\n    return 0;\n}\n",
+    );
+    for (src, out, extra) in [
+        (&plugin_src, plugins.join("libplugin.so"), vec![]),
+        (
+            &loader_src,
+            dir.join("loader.so"),
+            vec!["-Wl,--enable-new-dtags,-rpath,$ORIGIN/plugins", "-ldl"],
+        ),
+    ] {
+        let status = Command::new("gcc")
+            .args(["-O0", "-fno-builtin", "-shared", "-fPIC", "-o"])
+            .arg(&out)
+            .arg(src)
+            .args(&extra)
+            .status()
+            .expect("gcc runs");
+        assert!(status.success(), "compiling {} failed", src.display());
+    }
+    let script = "\
+import ctypes, sys
+import _memtrace_tracker as tracker
+loader = ctypes.CDLL(sys.argv[2])
+tracker.start(sys.argv[1], False, False, False)
+rc = loader.load()
+tracker.stop()
+print(rc)
+";
+    let capture = dir.join("runpath.bin");
+    let loader = dir.join("loader.so");
+    let out = run(
+        python(),
+        &dir,
+        "runpath.py",
+        script,
+        &[
+            capture.to_str().expect("utf-8"),
+            loader.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "0\n");
+    let s = stats(&capture);
+    let site = location(&s, "<module>", 5).expect("the load at line 5");
+    assert_eq!(num(site, "bytes"), 4_000_000);
+    assert_eq!(num(site, "count"), 1);
+}
