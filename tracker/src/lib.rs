@@ -9,6 +9,7 @@ mod clock;
 mod compress;
 mod config;
 mod hooks;
+mod inprocess;
 mod lifecycle;
 mod lock;
 mod modules;

@@ -205,8 +205,13 @@ pub fn finish_now() {
 }
 
 extern "C" fn memtrace_fini() {
+    finish();
+}
+
+/// Finishes the capture, if one is open and not finished yet; true when this call did.
+fn finish() -> bool {
     if !STARTED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
-        return;
+        return false;
     }
     // Recording stops first: an event racing with the end comes after it, not a lost one.
     ACTIVE.store(false, Ordering::Release);
@@ -215,6 +220,59 @@ extern "C" fn memtrace_fini() {
         modules::refresh();
         CAPTURE.finish(thread::threads_seen(), 0, true);
     });
+    true
+}
+
+// ---- in-process tracking (see crate::inprocess): a capture started and finished on request ----
+
+/// A capture of this process is being recorded (preloaded by `memtrace run`, or in-process).
+pub fn capture_started() -> bool {
+    STARTED.load(Ordering::Acquire)
+}
+
+/// Starts a capture in a running process: `cfg` names it. The hooks are installed by the
+/// caller, which sets ACTIVE once they are.
+pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        thread::init_key();
+        crate::barrier::init();
+    });
+    tls::guarded(|| {
+        let pid = sys::getpid();
+        crate::python::configure(false, cfg.python_allocators);
+        crate::unwind::configure(cfg.native);
+        thread::begin_capture();
+        stacks::clear();
+        crate::rss::reset();
+        modules::reset();
+        EXIT_MARKED.store(false, Ordering::Relaxed);
+        FINISHED.store(false, Ordering::Relaxed);
+        start_capture(&cfg, pid)?;
+        CAPTURE_PID.store(pid, Ordering::Relaxed);
+        *CONFIG.lock() = Some(cfg);
+        STARTED.store(true, Ordering::Release);
+        Ok(())
+    })
+}
+
+/// Finishes an in-process capture (recording stops first) and lets go of its file: the
+/// mapping once no thread writes to it any more. Nothing when no capture runs here (a fork
+/// child that is not followed).
+pub fn end_in_process() {
+    ACTIVE.store(false, Ordering::Release);
+    let pid = sys::getpid();
+    if CAPTURE_PID.load(Ordering::Relaxed) == pid && finish() {
+        tls::guarded(|| {
+            // Writers that raced with the end are done before the file goes (or it stays).
+            if thread::wait_idle(2000) {
+                CAPTURE.abandon();
+            }
+        });
+    }
+    crate::unwind::configure(false);
+    STARTED.store(false, Ordering::Release);
+    *CONFIG.lock() = None;
 }
 
 static EXIT_MARKED: AtomicBool = AtomicBool::new(false);
@@ -304,14 +362,14 @@ fn exit_now(status: c_int) -> ! {
     unreachable!("exit_group returned")
 }
 
-extern "C" fn fork_prepare() {
+pub(crate) extern "C" fn fork_prepare() {
     stacks::lock_all();
     modules::lock_for_fork();
     CAPTURE.lock_for_fork();
     sys::phdr_lock_for_fork();
 }
 
-extern "C" fn fork_parent() {
+pub(crate) extern "C" fn fork_parent() {
     sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
@@ -320,7 +378,7 @@ extern "C" fn fork_parent() {
 
 /// In the child: a lock may have been held by a thread that does not exist here, so all are
 /// released; then the child stops recording, or (--follow-fork) starts a capture of its own.
-extern "C" fn fork_child() {
+pub(crate) extern "C" fn fork_child() {
     sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();

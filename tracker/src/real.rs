@@ -1,5 +1,5 @@
-//! The real allocation functions (the next definitions after the tracker's, found with
-//! dlsym(RTLD_NEXT)). While dlsym itself runs it may allocate: those requests are served from a
+//! The real allocation functions (the definitions the process uses besides the tracker's: see
+//! `sym`). While dlsym itself runs it may allocate: those requests are served from a
 //! small static arena whose blocks are never handed to the real allocator.
 
 use libc::{c_int, c_void, off_t, size_t};
@@ -62,8 +62,28 @@ struct RealCell(UnsafeCell<Option<Real>>);
 unsafe impl Sync for RealCell {}
 static REAL: RealCell = RealCell(UnsafeCell::new(None));
 
+/// The base address of the object holding `p` (0 when none does).
+fn object_of(p: *const c_void) -> usize {
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::dladdr(p, &mut info) } == 0 {
+        return 0;
+    }
+    info.dli_fbase as usize
+}
+
+/// The definition of `name` the process's code calls: the global one (RTLD_DEFAULT), unless
+/// that is this library's own (preloaded, it interposes the function), then the next one. So a
+/// tracker loaded into a running process (in-process tracking) forwards to what the process
+/// used before, whatever comes after the tracker in the search order.
 fn sym(name: &core::ffi::CStr) -> *mut c_void {
-    // SAFETY: dlsym with a NUL-terminated name.
+    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    if !p.is_null() && object_of(p) != object_of(sym as *const c_void) {
+        return p;
+    }
+    // SAFETY: as above.
     unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
 }
 

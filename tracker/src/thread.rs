@@ -11,7 +11,7 @@ use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{
     Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker, CHUNK_HEADER_LEN,
 };
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// Bytes of a thread's staging area: the directory and regions of a chunk's streams.
 pub const SLOT_CAP: usize = 256 * 1024;
@@ -54,6 +54,8 @@ pub struct ThreadState {
     name_len: usize,
     /// The name came from Python's threading (kept over the OS name).
     python_named: bool,
+    /// The capture the state was attached in (see `GENERATION`).
+    generation: u64,
 }
 
 static REGISTRY: AtomicPtr<ThreadState> = AtomicPtr::new(core::ptr::null_mut());
@@ -61,6 +63,9 @@ static NEXT_SERIAL: AtomicU32 = AtomicU32::new(1);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Threads that recorded anything (for the trailer).
 static THREADS_SEEN: AtomicU32 = AtomicU32::new(0);
+/// Bumped when an in-process capture starts: a state attached in an earlier one is closed, and
+/// its thread, which still holds it, attaches afresh at its next event (`reattach`).
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// Creates the key whose destructor flushes a thread's buffer when the thread exits.
 pub fn init_key() {
@@ -126,9 +131,80 @@ fn acquire(t: &mut tls::Tls) -> Option<&'static mut ThreadState> {
     compiler_fence(Ordering::SeqCst);
     if s.closed.load(Ordering::Relaxed) {
         s.busy.store(IDLE, Ordering::Relaxed);
+        return reattach(t, s);
+    }
+    Some(s)
+}
+
+/// The thread's state is closed: if it belongs to an earlier in-process capture while another
+/// one is open, the thread lets it go (its place in the old file is gone) and attaches anew.
+#[cold]
+fn reattach(t: &mut tls::Tls, old: &mut ThreadState) -> Option<&'static mut ThreadState> {
+    if old.generation == GENERATION.load(Ordering::Acquire) {
+        return None;
+    }
+    // The earlier capture is finished: the state is free to go, its place in that file gone.
+    old.slot = core::ptr::null_mut();
+    old.stuck = false;
+    t.state = core::ptr::null_mut();
+    t.serial = 0;
+    old.in_use.store(false, Ordering::Release);
+    if !CAPTURE.is_open() {
+        return None;
+    }
+    let p = attach(t)?;
+    // SAFETY: states live forever and only this thread claims its own.
+    let s = unsafe { &mut *p };
+    s.busy.store(WRITING, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    if s.closed.load(Ordering::Relaxed) {
+        s.busy.store(IDLE, Ordering::Relaxed);
         return None;
     }
     Some(s)
+}
+
+/// Starts the numbering of an in-process capture (the capture is not open yet). States of
+/// earlier captures stay with their threads until they let them go (see `reattach`); the free
+/// ones forget their place in the old file.
+pub fn begin_capture() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+    NEXT_SERIAL.store(1, Ordering::Relaxed);
+    THREADS_SEEN.store(0, Ordering::Relaxed);
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: registry entries are never freed; a free one is touched by no thread.
+        let s = unsafe { &mut *p };
+        if !s.in_use.load(Ordering::Acquire) {
+            s.slot = core::ptr::null_mut();
+            s.stuck = false;
+        }
+        p = s.next;
+    }
+}
+
+/// After the end of a capture: waits (at most about `limit_ms`) until no thread is writing to
+/// its state. True when none is, so the capture's mapping may go.
+pub fn wait_idle(limit_ms: u32) -> bool {
+    crate::barrier::all_threads();
+    let me = tls::get().state as *mut ThreadState;
+    let mut waited = 0u32;
+    let mut p = REGISTRY.load(Ordering::Acquire);
+    while !p.is_null() {
+        // SAFETY: registry entries are never freed.
+        let s = unsafe { &*p };
+        if p != me && s.busy.load(Ordering::Acquire) != IDLE {
+            if waited >= limit_ms {
+                return false;
+            }
+            waited += 1;
+            // SAFETY: a plain sleep of 1 ms.
+            unsafe { libc::usleep(1000) };
+            continue;
+        }
+        p = s.next;
+    }
+    true
 }
 
 #[inline]
@@ -155,6 +231,7 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     s.exit_rounds = 0;
     s.name_len = usize::MAX;
     s.python_named = false;
+    s.generation = GENERATION.load(Ordering::Acquire);
     s.busy.store(IDLE, Ordering::Relaxed);
     s.closed.store(false, Ordering::Relaxed);
     s.start_chunk();
@@ -358,6 +435,15 @@ impl ThreadState {
     fn update_name(&mut self) {
         if self.python_named {
             return;
+        }
+        let mut known = [0u8; crate::inprocess::names::MAX];
+        if let Some(len) = crate::inprocess::names::get(self.tid, &mut known) {
+            if self.writer.reserve_table(ColumnWriter::table_len(len)) {
+                self.writer.thread_name(self.payload(), &known[..len]);
+                self.publish();
+                self.python_named = true;
+                return;
+            }
         }
         let mut path = [0u8; 48];
         let n = proc_comm_path(self.tid, &mut path);
@@ -666,6 +752,11 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         if flushed {
             s.in_use.store(false, Ordering::Release);
         }
+    } else if t.state.is_null() {
+        // The state of an earlier in-process capture was let go (see `reattach`): only the
+        // thread's own caches go.
+        crate::python::thread_exited(t);
+        crate::unwind::thread_exited(t);
     }
     t.in_tracker = was;
 }
@@ -694,7 +785,9 @@ pub fn flush_all_and_close() {
             sys::sched_yield();
         }
         let idle = s.busy.load(Ordering::Acquire) == IDLE || p == me;
-        if idle && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {
+        // A state of an earlier in-process capture points into that capture's file, gone.
+        let current = s.generation == GENERATION.load(Ordering::Acquire);
+        if idle && current && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {
             // An emptied staging area is only a hole in the file.
             let off = CAPTURE.offset_of(s.slot);
             CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);

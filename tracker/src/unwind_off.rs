@@ -22,3 +22,5 @@ pub fn thread_exited(_t: &mut crate::tls::Tls) {}
 pub fn after_fork() {}
 
 pub fn learn_eval_loop() {}
+
+pub fn module_closed() {}

@@ -9,6 +9,7 @@ use crate::{clock, thread};
 use libc::c_void;
 use memtrace_format::Allocator;
 use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The allocators wrapped, one per domain; each wrapper's context points at its original.
 struct Originals(UnsafeCell<[MemAllocator; 2]>);
@@ -36,12 +37,18 @@ unsafe extern "C" fn unset_realloc(_: *mut c_void, _: *mut c_void, _: usize) -> 
 }
 unsafe extern "C" fn unset_free(_: *mut c_void, _: *mut c_void) {}
 
-/// Wraps the mem and object domains. Called once, with the GIL held.
+/// The wrapper of each domain is in the domain's chain (installed and not taken out).
+static INSTALLED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
+
+/// Wraps the mem and object domains (those not wrapped already). Called with the GIL held.
 pub fn install(api: &Api) {
     let originals = ORIGINALS.0.get() as *mut MemAllocator;
     for (i, domain) in [DOMAIN_MEM, DOMAIN_OBJ].into_iter().enumerate() {
-        // SAFETY: slot i of the static table, written before the wrapper that reads it exists;
-        // PyMem_GetAllocator fills the struct.
+        if INSTALLED[i].swap(true, Ordering::AcqRel) {
+            continue;
+        }
+        // SAFETY: slot i of the static table, written while no wrapper that reads it is
+        // installed; PyMem_GetAllocator fills the struct.
         unsafe {
             let original = originals.add(i);
             (api.mem_get_allocator)(domain, original);
@@ -53,6 +60,37 @@ pub fn install(api: &Api) {
                 free: wrapped_free,
             };
             (api.mem_set_allocator)(domain, &wrapper);
+        }
+    }
+}
+
+/// Puts back the allocators the wrappers wrap, where a wrapper is still the domain's
+/// allocator. One another tool wrapped since (tracemalloc) stays in its chain, passing calls
+/// through (recording is off), and is used again by the next `install`. Called with the GIL
+/// held, so no call is inside a wrapper.
+pub fn uninstall(api: &Api) {
+    let originals = ORIGINALS.0.get() as *mut MemAllocator;
+    for (i, domain) in [DOMAIN_MEM, DOMAIN_OBJ].into_iter().enumerate() {
+        if !INSTALLED[i].load(Ordering::Acquire) {
+            continue;
+        }
+        let mut current = MemAllocator {
+            ctx: core::ptr::null_mut(),
+            malloc: unset_malloc,
+            calloc: unset_calloc,
+            realloc: unset_realloc,
+            free: unset_free,
+        };
+        // SAFETY: PyMem_GetAllocator fills the struct; slot i of the table is the original.
+        unsafe {
+            (api.mem_get_allocator)(domain, &mut current);
+            let original = originals.add(i);
+            if current.ctx == original as *mut c_void
+                && current.malloc as usize == wrapped_malloc as *const () as usize
+            {
+                (api.mem_set_allocator)(domain, original);
+                INSTALLED[i].store(false, Ordering::Release);
+            }
         }
     }
 }

@@ -5,12 +5,17 @@
 //! imports it at start-up, after its own initialization and before the script: the import runs
 //! `PyInit__memtrace_tracker` below, with the GIL held, which wraps the allocators and installs
 //! the profile function that keeps the shadow stacks. Nothing here runs in other programs.
+//!
+//! Imported into an interpreter that `memtrace run` did not start, the module does nothing until
+//! its `start` is called (session.rs: in-process tracking).
 
 mod allocators;
 mod api;
 mod codes;
 mod frames;
 mod layout;
+mod session;
+mod session_api;
 mod startup;
 
 use crate::{thread, tls, ACTIVE};
@@ -195,7 +200,20 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 3]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 5]> = Static(UnsafeCell::new([
+    MethodDef {
+        name: c"start".as_ptr(),
+        meth: session::start as *const c_void,
+        flags: METH_FASTCALL,
+        doc: c"start(path, native, python_allocators, follow_fork): start tracking this process"
+            .as_ptr(),
+    },
+    MethodDef {
+        name: c"stop".as_ptr(),
+        meth: session::stop as *const c_void,
+        flags: METH_NOARGS,
+        doc: c"stop(): stop tracking and finish the capture".as_ptr(),
+    },
     MethodDef {
         name: c"script_finished".as_ptr(),
         meth: script_finished as *const c_void,
@@ -223,7 +241,7 @@ static MODULE: Static<ModuleDef> = Static(UnsafeCell::new(ModuleDef {
     m_index: 0,
     m_copy: core::ptr::null_mut(),
     m_name: c"_memtrace_tracker".as_ptr(),
-    m_doc: c"memtrace's hooks inside the interpreter (started by memtrace run)".as_ptr(),
+    m_doc: c"memtrace's hooks inside the interpreter (memtrace run, or start and stop)".as_ptr(),
     m_size: -1,
     m_methods: core::ptr::null_mut(),
     m_slots: core::ptr::null_mut(),

@@ -286,6 +286,12 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     rc
 }
 
+/// A module may have been closed (the in-process dlclose hook, which does not pass through the
+/// interposed `dlclose`): the snapshot is replaced before the next walk.
+pub fn module_closed() {
+    STALE.store(true, Ordering::Release);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ mod merge;
 mod tree;
 mod walk;
 
-pub use loaded::{after_fork, dlclose};
+pub use loaded::{after_fork, dlclose, module_closed};
 pub use merge::learn_eval_loop;
 
 use crate::{stacks, sys, tls};

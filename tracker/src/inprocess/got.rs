@@ -1,0 +1,296 @@
+//! Patching the GOT slots of the loaded objects, and putting them back.
+//!
+//! Every pass runs inside dl_iterate_phdr, one object at a time: an object being visited is on
+//! the loader's list, so it cannot be unmapped meanwhile. Each patched slot is remembered with
+//! what it held; a restore writes that back only where the slot still holds the hook (a slot the
+//! loader or anyone else rewrote since is left as it is), so a remembered slot of an object
+//! closed since is harmless. Slots in the read-only part after relocation (RELRO) are made
+//! writable for the write and read-only again.
+
+use super::elf::Object;
+use super::targets::{self, Targets};
+use crate::lock::SpinLock;
+use crate::sys;
+use libc::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A patched slot: where, what it held, what was put there.
+#[derive(Clone, Copy)]
+struct Entry {
+    slot: usize,
+    original: usize,
+    hook: usize,
+}
+
+/// Slots remembered at most (a hash table by slot address, in an anonymous mapping).
+const CAPACITY: usize = 1 << 16;
+
+struct Table {
+    entries: *mut Entry,
+    used: usize,
+}
+
+// SAFETY: the table is only reached through the PATCH lock.
+unsafe impl Send for Table {}
+
+static PATCH: SpinLock<Table> = SpinLock::new(Table {
+    entries: core::ptr::null_mut(),
+    used: 0,
+});
+
+/// Base addresses of the objects never patched: the tracker and the dynamic loader.
+static OWN_BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
+static LOADER_BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+impl Table {
+    fn slots(&mut self) -> Option<&mut [Entry]> {
+        if self.entries.is_null() {
+            let len = CAPACITY * core::mem::size_of::<Entry>();
+            self.entries = sys::map_anon(len)? as *mut Entry;
+        }
+        // SAFETY: the mapping holds CAPACITY entries (zeroed: empty), owned by this table.
+        Some(unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) })
+    }
+
+    /// Remembers `e`, replacing an entry for the same slot. False when full.
+    fn remember(&mut self, e: Entry) -> bool {
+        let full = self.used * 4 >= CAPACITY * 3;
+        let Some(slots) = self.slots() else {
+            return false;
+        };
+        let mut i = (crate::stacks::hash(e.slot as u64) as usize) & (CAPACITY - 1);
+        loop {
+            let s = &mut slots[i];
+            if s.slot == e.slot {
+                *s = e;
+                return true;
+            }
+            if s.slot == 0 {
+                if full {
+                    return false;
+                }
+                *s = e;
+                self.used += 1;
+                return true;
+            }
+            i = (i + 1) & (CAPACITY - 1);
+        }
+    }
+}
+
+fn bases() {
+    if OWN_BASE.load(Ordering::Relaxed) != usize::MAX {
+        return;
+    }
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: as above, for an address of this library.
+    let own = if unsafe { libc::dladdr(bases as *const c_void, &mut info) } != 0 {
+        info.dli_fbase as usize
+    } else {
+        0
+    };
+    // SAFETY: getauxval has no preconditions; AT_BASE is the dynamic loader's load address.
+    let loader = unsafe { libc::getauxval(libc::AT_BASE) } as usize;
+    LOADER_BASE.store(loader, Ordering::Relaxed);
+    OWN_BASE.store(own, Ordering::Relaxed);
+}
+
+/// Whether the object at `info` is one to leave alone.
+fn skipped(info: &libc::dl_phdr_info) -> bool {
+    let base = info.dlpi_addr as usize;
+    if base == OWN_BASE.load(Ordering::Relaxed) || base == LOADER_BASE.load(Ordering::Relaxed) {
+        return true;
+    }
+    if info.dlpi_name.is_null() {
+        return false;
+    }
+    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+    let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+    name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate")
+}
+
+struct Pass<'a> {
+    table: &'a mut Table,
+    targets: &'a Targets,
+    /// Slots written (patched or restored).
+    written: usize,
+}
+
+/// Patches every hooked slot of every loaded object not patched yet. Returns how many slots
+/// were patched.
+pub fn patch_all() -> usize {
+    bases();
+    let targets = targets::get();
+    let mut table = PATCH.lock();
+    let mut pass = Pass {
+        table: &mut table,
+        targets,
+        written: 0,
+    };
+    // SAFETY: patch_object reads the loader's description of each object and its tables.
+    unsafe { sys::iterate_phdr(patch_object, &mut pass as *mut Pass as *mut c_void) };
+    pass.written
+}
+
+unsafe extern "C" fn patch_object(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the Pass of patch_all.
+    let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
+    if skipped(info) {
+        return 0;
+    }
+    // SAFETY: a loaded object's description, valid during this callback.
+    let object = unsafe { Object::new(info) };
+    // SAFETY: the object stays loaded while the callback runs.
+    unsafe {
+        object.for_each_slot(|slot| {
+            let Some(target) = pass.targets.find(slot.name) else {
+                return;
+            };
+            if slot.defined_here || !object.in_writable_segment(slot.address) {
+                return;
+            }
+            let current = read(slot.address);
+            // A slot bound to the function itself, or a lazy slot not yet resolved (it still
+            // points into the object's own PLT).
+            if current == target.hook || !(current == target.expected || object.contains(current)) {
+                return;
+            }
+            let entry = Entry {
+                slot: slot.address,
+                original: current,
+                hook: target.hook,
+            };
+            if pass.table.remember(entry) && write(&object, slot.address, current, target.hook) {
+                pass.written += 1;
+            }
+        })
+    };
+    0
+}
+
+/// Puts back every patched slot that still holds its hook, and forgets them all. Returns how
+/// many were put back.
+pub fn restore_all() -> usize {
+    let mut table = PATCH.lock();
+    if table.used == 0 {
+        return 0;
+    }
+    let targets = targets::get();
+    let mut pass = Pass {
+        table: &mut table,
+        targets,
+        written: 0,
+    };
+    // SAFETY: restore_object reads the loader's description of each object.
+    unsafe { sys::iterate_phdr(restore_object, &mut pass as *mut Pass as *mut c_void) };
+    let written = pass.written;
+    if let Some(slots) = table.slots() {
+        slots.fill(Entry {
+            slot: 0,
+            original: 0,
+            hook: 0,
+        });
+    }
+    table.used = 0;
+    written
+}
+
+unsafe extern "C" fn restore_object(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the Pass of restore_all.
+    let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
+    if skipped(info) {
+        return 0;
+    }
+    // SAFETY: a loaded object's description, valid during this callback.
+    let object = unsafe { Object::new(info) };
+    let Some(slots) = pass.table.slots() else {
+        return 0;
+    };
+    for e in slots.iter().filter(|e| e.slot != 0) {
+        if !object.in_writable_segment(e.slot) {
+            continue;
+        }
+        // SAFETY: the slot lies in a writable segment of an object that stays loaded during
+        // this callback.
+        if unsafe { read(e.slot) } == e.hook && write(&object, e.slot, e.hook, e.original) {
+            pass.written += 1;
+        }
+    }
+    0
+}
+
+/// # Safety
+/// `slot` must be a mapped, 8-aligned word.
+unsafe fn read(slot: usize) -> usize {
+    // SAFETY: the caller's promise; other threads read the slot concurrently, so atomically.
+    unsafe { (*(slot as *const AtomicUsize)).load(Ordering::Acquire) }
+}
+
+/// The pages of `[start, end)` the loader made read-only: whole pages only (glibc protects from
+/// the start's page to the end rounded down).
+fn protected(relro: (usize, usize), page: usize) -> (usize, usize) {
+    (relro.0 & !(page - 1), relro.1 & !(page - 1))
+}
+
+/// Writes `new` into `slot` if it still holds `old`, making its page writable for the time of
+/// the write when it is in RELRO. False when it could not be written.
+fn write(object: &Object<'_>, slot: usize, old: usize, new: usize) -> bool {
+    if !slot.is_multiple_of(8) {
+        return false;
+    }
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let locked = object
+        .relro()
+        .map(|r| protected(r, page))
+        .is_some_and(|(s, e)| s <= slot && slot < e);
+    let at = slot & !(page - 1);
+    if locked && !mprotect(at, page, libc::PROT_READ | libc::PROT_WRITE) {
+        return false;
+    }
+    // SAFETY: the slot is a word of a writable (or just made writable) page of a loaded
+    // object; other threads load it concurrently, so it is swapped atomically.
+    let done = unsafe {
+        (*(slot as *const AtomicUsize))
+            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    };
+    if locked {
+        mprotect(at, page, libc::PROT_READ);
+    }
+    done
+}
+
+fn mprotect(at: usize, len: usize, prot: c_int) -> bool {
+    let _errno = sys::ErrnoGuard::new();
+    // SAFETY: changes the protection of a page of a loaded object's relocated data only.
+    unsafe { libc::syscall(libc::SYS_mprotect, at, len, prot) == 0 }
+}
+
+pub fn lock_for_fork() {
+    PATCH.raw_lock();
+}
+
+pub fn unlock_after_fork() {
+    PATCH.raw_unlock();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_pages_of_relro_are_protected() {
+        assert_eq!(protected((0x1e10, 0x5008), 0x1000), (0x1000, 0x5000));
+        assert_eq!(protected((0x1000, 0x3000), 0x1000), (0x1000, 0x3000));
+    }
+}

@@ -1,0 +1,162 @@
+//! In-process tracking: a capture started and stopped inside a running program that was not
+//! started by `memtrace run` (the tracker is not preloaded, only loaded, as Python's
+//! `_memtrace_tracker` extension module). The preload hooks are put in the GOT slots of every
+//! loaded object for the allocation functions (and `dlopen`, so that objects loaded later are
+//! patched too), and taken out again at the end.
+//!
+//! - [`elf`]: an object's dynamic relocations, read in memory
+//! - [`targets`]: the functions hooked, and what a slot must hold to be patched
+//! - [`got`]: patching and restoring slots (RELRO included)
+//! - [`loader`]: the `dlopen` and `dlclose` hooks
+//! - [`names`]: thread names learnt from Python for threads already running
+//!
+//! The session here is the process-wide state: one capture at a time, started and stopped by
+//! python::session (which adds what Python needs).
+
+mod elf;
+mod got;
+mod loader;
+pub mod names;
+mod targets;
+
+use crate::config::Config;
+use crate::lifecycle;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+const IDLE: u8 = 0;
+/// Starting or stopping.
+const BUSY: u8 = 1;
+const RUNNING: u8 = 2;
+
+static SESSION: AtomicU8 = AtomicU8::new(IDLE);
+/// Slots are patched: objects loaded now are patched too.
+static HOOKED: AtomicBool = AtomicBool::new(false);
+
+/// What `start` asks for.
+pub struct Request {
+    pub path: Vec<u8>,
+    pub native: bool,
+    pub python_allocators: bool,
+    pub follow_fork: bool,
+}
+
+/// A started session, until it runs or is given up: dropping it lets the next start in.
+pub struct Starting(());
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        let _ = SESSION.compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Claims the session for a start: refused while a capture is recorded here (an in-process
+/// one, or `memtrace run`'s).
+pub fn claim() -> Result<Starting, &'static str> {
+    SESSION
+        .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+        .map_err(|_| "a memtrace Tracker is already active in this process")?;
+    let starting = Starting(());
+    // With no session, a capture that runs is memtrace run's.
+    if lifecycle::capture_started() || another_tracker_preloaded() {
+        return Err("this process is already tracked by memtrace run");
+    }
+    Ok(starting)
+}
+
+/// Whether another copy of the tracker is preloaded (its hooks come first: this one's would
+/// only see what it lets through).
+fn another_tracker_preloaded() -> bool {
+    // SAFETY: dlsym with a NUL-terminated name.
+    let init = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"PyInit__memtrace_tracker".as_ptr()) };
+    let own = targets::object_of(another_tracker_preloaded as *const () as usize);
+    !init.is_null() && targets::object_of(init as usize) != own
+}
+
+impl Starting {
+    /// Opens the capture (nothing is recorded until ACTIVE is set and the hooks are in).
+    pub fn open(&self, req: &Request) -> Result<(), Vec<u8>> {
+        register_fork_handlers();
+        let cfg = Config {
+            output: req.path.clone(),
+            force: false,
+            follow_fork: req.follow_fork,
+            root: req.path.clone(),
+            status: None,
+            descendant: false,
+            python: true,
+            python_allocators: req.python_allocators,
+            native: req.native,
+        };
+        lifecycle::begin_in_process(cfg)
+    }
+
+    /// Recording starts: the slots of every loaded object are patched.
+    pub fn run(self) {
+        crate::ACTIVE.store(true, Ordering::Release);
+        HOOKED.store(true, Ordering::Release);
+        crate::tls::guarded(got::patch_all);
+        SESSION.store(RUNNING, Ordering::Release);
+        core::mem::forget(self);
+    }
+}
+
+/// A running session being stopped.
+pub struct Stopping(());
+
+/// Claims the running session for a stop; recording stops at once.
+pub fn stop_claim() -> Result<Stopping, &'static str> {
+    SESSION
+        .compare_exchange(RUNNING, BUSY, Ordering::AcqRel, Ordering::Acquire)
+        .map_err(|_| "no memtrace Tracker is active in this process")?;
+    crate::ACTIVE.store(false, Ordering::Release);
+    Ok(Stopping(()))
+}
+
+impl Stopping {
+    /// Puts every patched slot back.
+    pub fn unhook(&self) {
+        HOOKED.store(false, Ordering::Release);
+        crate::tls::guarded(got::restore_all);
+    }
+
+    /// Finishes the capture and ends the session.
+    pub fn finish(self) {
+        lifecycle::end_in_process();
+        SESSION.store(IDLE, Ordering::Release);
+    }
+}
+
+/// The dlopen hook loaded objects: patch theirs too, if tracking runs.
+fn loaded_more() {
+    if HOOKED.load(Ordering::Acquire) {
+        got::patch_all();
+    }
+}
+
+fn register_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registering plain functions that never unwind.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+}
+
+extern "C" fn fork_prepare() {
+    got::lock_for_fork();
+    names::lock_for_fork();
+    lifecycle::fork_prepare();
+}
+
+extern "C" fn fork_parent() {
+    lifecycle::fork_parent();
+    names::unlock_after_fork();
+    got::unlock_after_fork();
+}
+
+/// In the child the patched slots stay (the memory is the parent's copy): the child's own
+/// `stop` puts them back; recording goes on only with follow_fork (see lifecycle::fork_child).
+extern "C" fn fork_child() {
+    names::unlock_after_fork();
+    got::unlock_after_fork();
+    lifecycle::fork_child();
+}

@@ -1,0 +1,176 @@
+//! The functions hooked in the GOT slots of loaded objects: the allocation functions of the
+//! preload hooks, and what the tracker's lifecycle needs (objects loaded later, `_exit`, a
+//! process signalling itself). Each is hooked only when the hook forwards to the very function
+//! the process's code calls (the global definition), and a slot only when it holds that
+//! function (or its not yet resolved lazy stub): a slot bound elsewhere is left alone.
+
+use crate::real;
+use libc::c_void;
+use std::sync::OnceLock;
+
+/// A function to hook: its name, the hook, and the definition a slot must hold to be patched.
+#[derive(Clone, Copy)]
+pub struct Target {
+    pub name: &'static [u8],
+    pub hook: usize,
+    pub expected: usize,
+}
+
+pub struct Targets {
+    list: Vec<Target>,
+}
+
+impl Targets {
+    pub fn find(&self, name: &[u8]) -> Option<&Target> {
+        self.list.iter().find(|t| t.name == name)
+    }
+}
+
+/// A forward address no definition has (the real function is missing: never hooked).
+const NONE: usize = usize::MAX;
+
+static TARGETS: OnceLock<Targets> = OnceLock::new();
+
+pub fn get() -> &'static Targets {
+    TARGETS.get_or_init(build)
+}
+
+fn global(name: &core::ffi::CStr) -> usize {
+    // SAFETY: dlsym with a NUL-terminated name.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
+}
+
+/// The base of the object holding `p`, 0 when none does.
+pub fn object_of(p: usize) -> usize {
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    if p == 0 || unsafe { libc::dladdr(p as *const c_void, &mut info) } == 0 {
+        return 0;
+    }
+    info.dli_fbase as usize
+}
+
+/// This library's own definition of `name`: taking the address of an exported function in
+/// Rust goes through the GOT, which names the global definition (the C library's, when the
+/// tracker is not preloaded), so the hooks are looked up in this library's handle.
+fn own(name: &core::ffi::CStr) -> usize {
+    static HANDLE: OnceLock<usize> = OnceLock::new();
+    let handle = *HANDLE.get_or_init(|| {
+        // SAFETY: dladdr fills `info` for an address of this library; dlopen with RTLD_NOLOAD
+        // only hands out the handle of the loaded library (given back below: the library
+        // stays loaded, as Python never unloads an extension module).
+        unsafe {
+            let mut info: libc::Dl_info = core::mem::zeroed();
+            if libc::dladdr(own as *const c_void, &mut info) == 0 || info.dli_fname.is_null() {
+                return 0;
+            }
+            let h = libc::dlopen(info.dli_fname, libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            h as usize
+        }
+    });
+    if handle == 0 {
+        return 0;
+    }
+    // SAFETY: dlsym in this library's own handle, with a NUL-terminated name.
+    let p = unsafe { libc::dlsym(handle as *mut c_void, name.as_ptr()) } as usize;
+    if object_of(p) == object_of(own as *const () as usize) {
+        p
+    } else {
+        0
+    }
+}
+
+fn build() -> Targets {
+    let mut list = Vec::new();
+    let Some(r) = real::get() else {
+        return Targets { list };
+    };
+    let own_base = object_of(build as *const () as usize);
+    let allocator = object_of(r.malloc as usize);
+    // (name, hook, what the hook forwards to: None when it forwards to a sibling, such as
+    // reallocarray to realloc, which must then come from the allocator's own object).
+    let candidates: [(&'static core::ffi::CStr, usize, Option<usize>); 19] = [
+        (c"malloc", own(c"malloc"), Some(r.malloc as usize)),
+        (c"free", own(c"free"), Some(r.free as usize)),
+        (c"calloc", own(c"calloc"), Some(r.calloc as usize)),
+        (c"realloc", own(c"realloc"), Some(r.realloc as usize)),
+        (c"reallocarray", own(c"reallocarray"), None),
+        (
+            c"posix_memalign",
+            own(c"posix_memalign"),
+            Some(r.posix_memalign as usize),
+        ),
+        (
+            c"aligned_alloc",
+            own(c"aligned_alloc"),
+            Some(r.aligned_alloc.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"memalign",
+            own(c"memalign"),
+            Some(r.memalign.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"valloc",
+            own(c"valloc"),
+            Some(r.valloc.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"pvalloc",
+            own(c"pvalloc"),
+            Some(r.pvalloc.map_or(NONE, |f| f as usize)),
+        ),
+        (c"mmap", own(c"mmap"), Some(r.mmap as usize)),
+        (c"mmap64", own(c"mmap64"), Some(r.mmap as usize)),
+        (c"munmap", own(c"munmap"), Some(r.munmap as usize)),
+        (
+            c"mremap",
+            own(c"mremap"),
+            Some(r.mremap.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"_exit",
+            own(c"_exit"),
+            Some(r.underscore_exit.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"kill",
+            own(c"kill"),
+            Some(r.kill.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"raise",
+            own(c"raise"),
+            Some(r.raise.map_or(NONE, |f| f as usize)),
+        ),
+        (
+            c"dlopen",
+            super::loader::dlopen_hook as *const () as usize,
+            Some(super::loader::real_dlopen().unwrap_or(NONE)),
+        ),
+        (
+            c"dlclose",
+            super::loader::dlclose_hook as *const () as usize,
+            Some(super::loader::real_dlclose().unwrap_or(NONE)),
+        ),
+    ];
+    for (name, hook, forward) in candidates {
+        let expected = global(name);
+        if hook == 0 || expected == 0 || object_of(expected) == own_base {
+            continue;
+        }
+        let ok = match forward {
+            Some(f) => f == expected,
+            None => allocator != 0 && object_of(expected) == allocator,
+        };
+        if ok {
+            list.push(Target {
+                name: name.to_bytes(),
+                hook,
+                expected,
+            });
+        }
+    }
+    Targets { list }
+}

@@ -1,0 +1,83 @@
+//! The CPython functions in-process tracking calls besides those of `api` (argument checks,
+//! errors, `threading`), found at run time with dlsym like those.
+
+use super::api::Object;
+use libc::{c_char, c_int, c_longlong, c_void};
+use std::sync::OnceLock;
+
+pub struct SessionApi {
+    pub err_set_string: unsafe extern "C" fn(*mut Object, *const c_char),
+    pub err_occurred: unsafe extern "C" fn() -> *mut Object,
+    /// `PyExc_RuntimeError` and `PyExc_TypeError` (the exception types).
+    pub runtime_error: *mut Object,
+    pub type_error: *mut Object,
+    pub object_is_true: unsafe extern "C" fn(*mut Object) -> c_int,
+    pub import_module: unsafe extern "C" fn(*const c_char) -> *mut Object,
+    pub call_no_args: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    pub call_obj_args: unsafe extern "C" fn(*mut Object, ...) -> *mut Object,
+    pub get_iter: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    pub iter_next: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    pub long_as_long_long: unsafe extern "C" fn(*mut Object) -> c_longlong,
+    pub cfunction_new: unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object,
+}
+
+// SAFETY: function pointers and the addresses of two immortal type objects, shared read-only.
+unsafe impl Send for SessionApi {}
+// SAFETY: as above.
+unsafe impl Sync for SessionApi {}
+
+static API: OnceLock<Option<SessionApi>> = OnceLock::new();
+
+/// The functions, or None when one is missing (not a CPython 3.9+).
+pub fn get() -> Option<&'static SessionApi> {
+    API.get_or_init(resolve).as_ref()
+}
+
+fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the whole process.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+    (!p.is_null()).then_some(p)
+}
+
+macro_rules! func {
+    ($name:literal, $ty:ty) => {{
+        let p = sym($name)?;
+        // SAFETY: the CPython function of this name, whose C signature is `$ty`.
+        unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
+    }};
+}
+
+/// The object a `PyObject *` variable of CPython's points at.
+fn object(name: &core::ffi::CStr) -> Option<*mut Object> {
+    let p = sym(name)? as *const *mut Object;
+    // SAFETY: the exported variable holds a pointer to an exception type, set at start-up.
+    let o = unsafe { *p };
+    (!o.is_null()).then_some(o)
+}
+
+fn resolve() -> Option<SessionApi> {
+    type F<A, R> = unsafe extern "C" fn(A) -> R;
+    Some(SessionApi {
+        err_set_string: func!(
+            c"PyErr_SetString",
+            unsafe extern "C" fn(*mut Object, *const c_char)
+        ),
+        err_occurred: func!(c"PyErr_Occurred", unsafe extern "C" fn() -> *mut Object),
+        runtime_error: object(c"PyExc_RuntimeError")?,
+        type_error: object(c"PyExc_TypeError")?,
+        object_is_true: func!(c"PyObject_IsTrue", F<*mut Object, c_int>),
+        import_module: func!(c"PyImport_ImportModule", F<*const c_char, *mut Object>),
+        call_no_args: func!(c"PyObject_CallNoArgs", F<*mut Object, *mut Object>),
+        call_obj_args: func!(
+            c"PyObject_CallFunctionObjArgs",
+            unsafe extern "C" fn(*mut Object, ...) -> *mut Object
+        ),
+        get_iter: func!(c"PyObject_GetIter", F<*mut Object, *mut Object>),
+        iter_next: func!(c"PyIter_Next", F<*mut Object, *mut Object>),
+        long_as_long_long: func!(c"PyLong_AsLongLong", F<*mut Object, c_longlong>),
+        cfunction_new: func!(
+            c"PyCFunction_NewEx",
+            unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object
+        ),
+    })
+}
