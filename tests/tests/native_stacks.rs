@@ -1,7 +1,7 @@
 //! `memtrace run --native`: whole native stacks of C programs built at -O0 and -O2, with and
 //! without frame pointers, through signal handlers (on the thread's stack and on a signal
 //! stack), in many threads, in a library loaded and unloaded, across fork; and merged stacks of
-//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3. The frames are checked by
+//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3, json's C accelerator. The frames are checked by
 //! function and line against markers in the sources.
 
 use memtrace_e2e::python::{pyenv_python, python, write};
@@ -484,6 +484,36 @@ fn sqlite3_allocations_show_the_library_below_the_script_line() {
             .any(|f| f.0.contains("executemany")),
         "{stack:?}"
     );
+}
+
+#[test]
+fn json_s_c_accelerator_is_below_the_script_line() {
+    let dir = scratch("native-json");
+    let script = write(
+        &dir,
+        "js.py",
+        "import json\n\
+         data = [{'k%d' % i: 'v' * 50, 'n': list(range(20))} for i in range(20000)]\n\
+         text = json.dumps(data)\n\
+         back = json.loads(text)\n",
+    );
+    let s = run_python_native(&dir, python(), &script, "js.bin");
+    let stacks = top_stacks(&s);
+    // dumps' number strings and loads' objects are made by the C accelerator's encoder and
+    // scanner, below the script's lines 3 and 4.
+    for (function, line) in [("encoder_listencode_obj", 3), ("scan_once_unicode", 4)] {
+        let stack = stacks
+            .iter()
+            .find(|st| st.iter().any(|f| f.0 == function))
+            .unwrap_or_else(|| panic!("no stack through {function} in {stacks:?}"));
+        let native = stack.iter().position(|f| f.0 == function).expect("found");
+        let module = stack
+            .iter()
+            .position(|f| f.0 == "<module>")
+            .unwrap_or_else(|| panic!("no Python frame in {stack:?}"));
+        assert!(native < module, "{stack:?}");
+        assert_eq!(stack[module].2, line, "{stack:?}");
+    }
 }
 
 #[test]
