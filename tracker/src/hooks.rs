@@ -2,9 +2,9 @@
 //! return address (the call site) as one more argument to the hook.
 //!
 //! A hook calls the real function and records the event, unless the re-entrancy flag says the
-//! tracker itself is running on this thread or recording is off. Frees are recorded before the
-//! real call and allocations after it, so that a block reused by another thread is always seen
-//! freed before it is allocated again.
+//! tracker itself is running on this thread or recording is off. A free's time is read before
+//! the real call and an allocation's after it, so that a block reused by another thread is always
+//! seen freed before it is allocated again.
 
 use crate::real::{self, Real};
 use crate::{clock, thread, tls, ACTIVE};
@@ -132,9 +132,13 @@ unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
         // SAFETY: forwarding the caller's request.
         return unsafe { (r.free)(p) };
     };
-    thread::record_free(t, false, p as u64, None);
+    // Timed before the real free (ordered before any reuse of the block), written after it
+    // (the real free hides the recorder's cache miss).
+    let tick = clock::tick();
+    thread::prefetch_free(t, p as u64);
     // SAFETY: forwarding the caller's request.
     unsafe { (r.free)(p) };
+    thread::record_free(t, false, p as u64, Some(tick));
     leave(t);
 }
 

@@ -641,8 +641,22 @@ pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64
     }
 }
 
-/// A free of `addr`; `tick` is when it happened if the caller read the clock already (realloc
-/// reads it before calling the real one), else now.
+/// Starts loading what recording a free of `addr` will look at, for a caller that records it
+/// after the real free (with the tick it read before): the real free hides the cache miss.
+#[inline]
+pub fn prefetch_free(t: &tls::Tls, addr: u64) {
+    let p = t.state as *const ThreadState;
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: states live forever and only this thread writes its own; only the address of a
+    // table slot is computed, for a hint.
+    let s = unsafe { &*p };
+    prefetch(s.writer.free_lookup(addr));
+}
+
+/// A free of `addr`; `tick` is when it happened if the caller read the clock already (before
+/// calling the real function: then another thread's reuse of the block is after it), else now.
 #[inline]
 pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if let Some(s) = acquire(t) {

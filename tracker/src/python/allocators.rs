@@ -164,8 +164,12 @@ unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
         // SAFETY: forwarding the caller's request.
         return unsafe { (o.free)(o.ctx, p) };
     };
-    thread::record_free(t, true, p as u64, None);
+    // The tick before the real free orders the free before any reuse of the block; the record
+    // is written after it, so that the real free hides the recorder's cache miss.
+    let tick = clock::tick();
+    thread::prefetch_free(t, p as u64);
     // SAFETY: forwarding the caller's request.
     unsafe { (o.free)(o.ctx, p) };
+    thread::record_free(t, true, p as u64, Some(tick));
     leave(t);
 }
