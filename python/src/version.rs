@@ -1,0 +1,48 @@
+//! The Python version of a capture's interpreter, from the file names the capture recorded:
+//! the executable (`python3.11`), a loaded `libpython3.11.so`, or a source file under
+//! `lib/python3.11/`.
+
+/// "3.11" for the first name that shows a Python version, None when none does.
+pub fn python_version<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> Option<String> {
+    names.into_iter().find_map(version_in)
+}
+
+/// The `X.Y` following `python` in a name (`X.Y` digits only).
+fn version_in(name: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(name);
+    let mut rest = text.as_ref();
+    while let Some(at) = rest.find("python") {
+        let after = &rest[at + "python".len()..];
+        let major: String = after.chars().take_while(char::is_ascii_digit).collect();
+        let tail = &after[major.len()..];
+        if !major.is_empty() && tail.starts_with('.') {
+            let minor: String = tail[1..].chars().take_while(char::is_ascii_digit).collect();
+            if !minor.is_empty() {
+                return Some(format!("{major}.{minor}"));
+            }
+        }
+        rest = after;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_version_in_file_names() {
+        let names: [&[u8]; 3] = [
+            b"/usr/bin/bash",
+            b"/root/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0",
+            b"/usr/bin/python3.11",
+        ];
+        assert_eq!(python_version(names), Some("3.12".to_string()));
+        assert_eq!(python_version([b"/usr/bin/python3".as_slice()]), None);
+        assert_eq!(
+            python_version([b"/usr/lib/python3.10/json/decoder.py".as_slice()]),
+            Some("3.10".to_string())
+        );
+        assert_eq!(python_version([b"python".as_slice()]), None);
+    }
+}
