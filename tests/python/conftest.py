@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SUPPORT = HERE / "support"
 
+# The test project and the scripts are run by the tests, not collected.
+collect_ignore = ["projects", "support"]
+
 
 def run(cmd: list[str | os.PathLike[str]], **kw: object) -> subprocess.CompletedProcess[str]:
     """Runs a command, capturing its text output."""
