@@ -54,11 +54,18 @@ fn run() -> Result<(), String> {
         .unwrap_or_else(|| root.join("target"));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "-p", "memtrace-reporter", "-p", "memtrace-tracker"])
-        .arg("--manifest-path")
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "-p",
+        "memtrace-reporter",
+        "-p",
+        "memtrace-tracker",
+    ])
+    .arg("--manifest-path")
+    .arg(root.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
     for var in CLEARED {
         cmd.env_remove(var);
     }

@@ -20,7 +20,8 @@ pub type Item = (u32, Event);
 
 /// Whether an event is an allocation or a free (not a marker nor a resident-size sample).
 pub fn is_record(c: u8) -> bool {
-    c < code::ALLOC_END || matches!(c, code::FREE | code::PY_FREE | code::MUNMAP)
+    c < code::ALLOC_END
+        || matches!(c, code::FREE | code::PY_FREE | code::MUNMAP)
         || c == code::MREMAP_OLD
         || c == code::MREMAP_NEW
 }

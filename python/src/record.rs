@@ -68,7 +68,10 @@ impl AllocationRecord {
     /// The system thread id of the thread that allocated.
     #[getter]
     fn tid(&self) -> u32 {
-        self.shared.threads.get(self.thread as usize).map_or(0, |t| t.tid)
+        self.shared
+            .threads
+            .get(self.thread as usize)
+            .map_or(0, |t| t.tid)
     }
 
     /// The thread's name (Python `threading` names), if it had one.
