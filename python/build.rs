@@ -1,5 +1,5 @@
 //! Builds the `memtrace` executable and the tracker library from the workspace around this
-//! package (a nested `cargo build --release`), and puts them into the Python package directory,
+//! package (a nested `cargo build --release` of the workspace), and puts them into the Python package directory,
 //! where maturin packs them into the wheel: `memtrace/memtrace` (the CLI the `memtrace` console
 //! script runs) and `memtrace/_memtrace_tracker.so` (the preload library, also importable as
 //! `memtrace._memtrace_tracker`).
@@ -54,18 +54,13 @@ fn run() -> Result<(), String> {
         .unwrap_or_else(|| root.join("target"));
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "-p",
-        "memtrace-reporter",
-        "-p",
-        "memtrace-tracker",
-    ])
-    .arg("--manifest-path")
-    .arg(root.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
+    // The workspace's own `cargo build --release` (the README's): the same features, so what
+    // it built is reused as is.
+    cmd.args(["build", "--release"])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
     for var in CLEARED {
         cmd.env_remove(var);
     }
