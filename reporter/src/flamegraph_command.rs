@@ -68,7 +68,9 @@ pub fn execute(args: FlamegraphArgs) -> i32 {
     }
 }
 
-fn write(args: &FlamegraphArgs) -> Result<(), String> {
+/// Writes the HTML page `args` ask for (also used by the Python package); the error is the one
+/// line to show.
+pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
     let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
     let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);

@@ -73,6 +73,9 @@ pub const TRACKER_ENV: &str = "MEMTRACE_TRACKER";
 /// the user's script (`1`); absent otherwise.
 pub const PYTHON_ENV: &str = "MEMTRACE_PYTHON";
 const TRACKER_FILE: &str = "libmemtrace_tracker.so";
+/// The tracker's name in the Python package, where the same file is also the importable
+/// module `memtrace._memtrace_tracker` (the package's `memtrace` executable sits beside it).
+const PACKAGED_TRACKER_FILE: &str = "_memtrace_tracker.so";
 
 /// A failure of memtrace itself (not of the program): one line for the user.
 #[derive(Debug)]
@@ -242,7 +245,8 @@ fn report(
     }
 }
 
-/// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable.
+/// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable (named as built, or
+/// as the Python package ships it).
 fn tracker_path() -> Result<PathBuf, RunError> {
     if let Some(p) = std::env::var_os(TRACKER_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
@@ -257,9 +261,11 @@ fn tracker_path() -> Result<PathBuf, RunError> {
     let exe = std::env::current_exe()
         .map_err(|e| RunError(format!("cannot locate memtrace itself: {e}")))?;
     let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
-    let beside = exe.with_file_name(TRACKER_FILE);
-    if beside.is_file() {
-        return Ok(beside);
+    for name in [TRACKER_FILE, PACKAGED_TRACKER_FILE] {
+        let beside = exe.with_file_name(name);
+        if beside.is_file() {
+            return Ok(beside);
+        }
     }
     Err(RunError(format!(
         "cannot find the tracker library {TRACKER_FILE} beside {} (set {TRACKER_ENV} to its path)",

@@ -1,0 +1,76 @@
+"""The IPython magic: ``%load_ext memtrace``, then ``%%memtrace`` on a cell runs the cell under
+``memtrace.Tracker`` and prints the cell's peak and top lines, and writes the HTML report
+(``memtrace flamegraph``'s page) into the results directory."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ._locations import top_lines
+from ._native import FileReader, write_flamegraph
+from ._sizes import format_size
+from ._tracker import Tracker
+
+#: The file name a cell's frames carry.
+CELL_FILE = "<memtrace-cell>"
+
+_cells = itertools.count(1)
+
+
+@magics_class
+class MemtraceMagics(Magics):
+    @magic_arguments()
+    @argument("-n", "--top", type=int, default=5, help="how many top lines to print (5)")
+    @argument(
+        "-d",
+        "--results-dir",
+        default="memtrace-results",
+        help="where the capture and the HTML report go (memtrace-results)",
+    )
+    @argument("--native", action="store_true", help="record native stacks too")
+    @argument("--leaks", action="store_true", help="report what the cell left live, not its peak")
+    @argument("--no-html", action="store_true", help="do not write the HTML report")
+    @cell_magic
+    def memtrace(self, line: str, cell: str) -> None:
+        """Runs the cell under memtrace and reports its peak memory and top lines."""
+        args = parse_argstring(self.memtrace, line)
+        results = Path(args.results_dir)
+        results.mkdir(parents=True, exist_ok=True)
+        number = next(_cells)
+        capture = results / f"cell-{number}.bin"
+        while capture.exists():
+            number = next(_cells)
+            capture = results / f"cell-{number}.bin"
+        code = compile(cell, CELL_FILE, "exec")
+        with Tracker(capture, native=args.native):
+            exec(code, self.shell.user_ns)  # noqa: S102 (running the user's cell is the point)
+        report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
+
+
+def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:
+    """Prints a cell's peak (or leaks) and its top lines; writes the HTML page."""
+    reader = FileReader(capture)
+    meta = reader.metadata
+    if leaks:
+        total, count = meta.leaked_bytes, meta.leaked_allocations
+        print(f"memtrace: the cell left {format_size(total)} ({total} bytes) live in {count} allocations")
+        records = reader.leaked_records()
+    else:
+        total, count = meta.peak_bytes, meta.peak_allocations
+        print(f"memtrace: the cell's peak: {format_size(total)} ({total} bytes) in {count} allocations")
+        records = reader.peak_records()
+    for l in top_lines(records, top):
+        print(f"  {format_size(l.size):>11} ({l.size} bytes) in {l.n_allocations}: {l.label}")
+    if html:
+        page = capture.with_suffix(".html")
+        write_flamegraph(capture, page, leaks=leaks)
+        print(f"memtrace: wrote {page}")
+
+
+def register(ipython: Any) -> None:
+    ipython.register_magics(MemtraceMagics)

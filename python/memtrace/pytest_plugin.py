@@ -1,0 +1,212 @@
+"""The memtrace pytest plugin (``pytest --memtrace``).
+
+Each test runs under ``memtrace.Tracker``; its capture is read back with ``FileReader``:
+
+- the peak memory of the biggest tests is listed at the end of the session;
+- ``@pytest.mark.limit_memory("24 MB")`` fails a test whose peak exceeds the limit, naming the
+  top allocating lines;
+- ``@pytest.mark.limit_leaks("1 MB")`` fails a test that leaves more than that live at its end;
+- ``--memtrace-bin-dir DIR`` keeps each test's capture (``DIR/<test id>.bin``).
+
+Sizes: a number of bytes, or with a unit: B, KB, MB, GB (powers of 1024, as pytest-memray
+reads them; KiB, MiB, GiB too).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generator
+
+import pytest
+
+from ._locations import top_lines
+from ._native import FileReader
+from ._sizes import format_size, parse_size
+from ._tracker import Tracker, _tracker_module
+
+#: Lines listed in a failure message.
+TOP_LINES = 5
+
+
+def check_tracker() -> None:
+    """Raises RuntimeError when ``Tracker`` cannot work in this process."""
+    _tracker_module()
+
+
+@dataclass
+class Result:
+    """What one test's capture showed."""
+
+    nodeid: str
+    capture: Path
+    peak_bytes: int
+    peak_allocations: int
+    leaked_bytes: int
+    failures: list[str] = field(default_factory=list)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("memtrace", "memory tracking with memtrace")
+    group.addoption(
+        "--memtrace",
+        action="store_true",
+        default=False,
+        help="track each test's memory (peaks, limit_memory and limit_leaks markers)",
+    )
+    group.addoption(
+        "--memtrace-bin-dir",
+        metavar="DIR",
+        default=None,
+        help="keep each test's capture in DIR (DIR/<test id>.bin)",
+    )
+    group.addoption(
+        "--memtrace-top",
+        metavar="N",
+        type=int,
+        default=5,
+        help="how many of the biggest tests to list (5)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "limit_memory(size): with --memtrace, fail when the test's peak memory exceeds size",
+    )
+    config.addinivalue_line(
+        "markers",
+        "limit_leaks(size): with --memtrace, fail when the test leaves more than size live",
+    )
+    if config.getoption("memtrace"):
+        try:
+            check_tracker()
+        except (ImportError, RuntimeError) as e:
+            raise pytest.UsageError(f"--memtrace: {e}") from e
+        config.pluginmanager.register(MemtracePlugin(config), "memtrace-plugin")
+
+
+def _limit(item: pytest.Item, name: str) -> int | None:
+    marker = item.get_closest_marker(name)
+    if marker is None:
+        return None
+    if len(marker.args) != 1 or marker.kwargs:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.{name} takes one size, e.g. {name}(\"24 MB\")"
+        )
+    try:
+        return parse_size(marker.args[0])
+    except ValueError as e:
+        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name}: {e}") from e
+
+
+def _file_name(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:200] or "test"
+
+
+class MemtracePlugin:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        bin_dir = config.getoption("memtrace_bin_dir")
+        self.keep = bin_dir is not None
+        self.dir = Path(bin_dir) if bin_dir else Path(tempfile.mkdtemp(prefix="memtrace-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.results: dict[str, Result] = {}
+
+    def _capture_path(self, nodeid: str) -> Path:
+        path = self.dir / f"{_file_name(nodeid)}.bin"
+        if path.exists():
+            path.unlink()
+        return path
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
+        memory = _limit(item, "limit_memory")
+        leaks = _limit(item, "limit_leaks")
+        path = self._capture_path(item.nodeid)
+        tracker = Tracker(path)
+        tracker.start()
+        try:
+            yield
+        finally:
+            tracker.stop()
+        self.results[item.nodeid] = self._check(item.nodeid, path, memory, leaks)
+
+    def _check(self, nodeid: str, path: Path, memory: int | None, leaks: int | None) -> Result:
+        reader = FileReader(path)
+        meta = reader.metadata
+        result = Result(
+            nodeid=nodeid,
+            capture=path,
+            peak_bytes=meta.peak_bytes,
+            peak_allocations=meta.peak_allocations,
+            leaked_bytes=meta.leaked_bytes,
+        )
+        if memory is not None and meta.peak_bytes > memory:
+            result.failures.append(
+                _message(
+                    f"Test was limited to {format_size(memory)} ({memory} bytes) but allocated "
+                    f"{format_size(meta.peak_bytes)} ({meta.peak_bytes} bytes) at its peak",
+                    "allocating",
+                    reader.peak_records(),
+                )
+            )
+        if leaks is not None and meta.leaked_bytes > leaks:
+            result.failures.append(
+                _message(
+                    f"Test was allowed to leak {format_size(leaks)} ({leaks} bytes) but leaked "
+                    f"{format_size(meta.leaked_bytes)} ({meta.leaked_bytes} bytes)",
+                    "leaking",
+                    reader.leaked_records(),
+                )
+            )
+        if not self.keep:
+            path.unlink(missing_ok=True)
+        return result
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        result = self.results.get(item.nodeid)
+        if call.when != "call" or result is None or not result.failures:
+            return
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = "\n\n".join(result.failures)
+        else:
+            report.sections.append(("memtrace", "\n\n".join(result.failures)))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        n = self.config.getoption("memtrace_top")
+        biggest = sorted(self.results.values(), key=lambda r: (-r.peak_bytes, r.nodeid))[:n]
+        terminalreporter.write_sep("=", "memtrace: peak memory of the biggest tests")
+        for r in biggest:
+            terminalreporter.write_line(
+                f"{format_size(r.peak_bytes):>11}  {r.nodeid}  "
+                f"({r.peak_bytes} bytes in {r.peak_allocations} allocations)"
+            )
+        if self.keep:
+            terminalreporter.write_line(f"captures in {self.dir}")
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _message(headline: str, verb: str, records: Any) -> str:
+    lines = [headline, f"Top {verb} lines:"]
+    for line in top_lines(records, TOP_LINES):
+        allocations = "allocation" if line.n_allocations == 1 else "allocations"
+        lines.append(
+            f"  {format_size(line.size):>11} ({line.size} bytes) in {line.n_allocations} "
+            f"{allocations}: {line.label}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+//! Allocations grouped by (stack, thread, allocator): those live at one moment of the timeline
+//! (the peak, the exit snapshot) and the temporary ones. The reporter's replay gives the exact
+//! live set; these passes add the allocator of each block, which its sets do not keep.
+
+use hashbrown::HashMap;
+use memtrace_format::Allocator;
+use memtrace_reporter::analysis::replay::Replay;
+use memtrace_reporter::analysis::totals::Sum;
+use memtrace_reporter::capture::decode::{ChunkTables, DecodedChunk};
+use memtrace_reporter::capture::event::{code, Event};
+use memtrace_reporter::capture::scan::Index;
+use memtrace_reporter::capture::stream::{self, BatchLimits, Consumer};
+
+/// The allocations of one stack by one thread (an index into the capture's threads) with one
+/// allocator (an `Allocator` code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub stack: u64,
+    pub thread: u32,
+    pub allocator: u8,
+    pub sum: Sum,
+}
+
+type Key = (u64, u32, u8);
+
+/// The groups, largest first (ties: more allocations, then the lower stack, thread, allocator).
+fn sorted(groups: HashMap<Key, Sum>) -> Vec<Group> {
+    let mut out: Vec<Group> = groups
+        .into_iter()
+        .filter(|(_, s)| s.count > 0 || s.bytes > 0)
+        .map(|((stack, thread, allocator), sum)| Group {
+            stack,
+            thread,
+            allocator,
+            sum,
+        })
+        .collect();
+    out.sort_unstable_by(|a, b| {
+        (b.sum.bytes, b.sum.count)
+            .cmp(&(a.sum.bytes, a.sum.count))
+            .then((a.stack, a.thread, a.allocator).cmp(&(b.stack, b.thread, b.allocator)))
+    });
+    out
+}
+
+fn is_heap_alloc(c: u8) -> bool {
+    c < code::ALLOC_END && c != Allocator::Mmap as u8
+}
+
+/// Replays the stream up to event `target` (the capture's end when None) and groups what is
+/// live there.
+struct LiveAt {
+    replay: Replay,
+    /// The allocator of each heap block by address (the replay's blocks do not keep it).
+    allocators: HashMap<u64, u8>,
+    target: Option<u64>,
+    result: Option<HashMap<Key, Sum>>,
+}
+
+impl LiveAt {
+    fn take(&mut self) {
+        let mut groups: HashMap<Key, Sum> = HashMap::new();
+        for (addr, b) in self.replay.heap.iter() {
+            let allocator = self
+                .allocators
+                .get(&addr)
+                .copied()
+                .unwrap_or(Allocator::Malloc as u8);
+            groups
+                .entry((b.stack(), b.thread(), allocator))
+                .or_default()
+                .add(b.size);
+        }
+        for (_, m) in self.replay.maps.iter() {
+            groups
+                .entry((m.stack, m.thread, Allocator::Mmap as u8))
+                .or_default()
+                .add(m.len);
+        }
+        self.result = Some(groups);
+    }
+
+    fn note(&mut self, events: &[Event]) {
+        for e in events {
+            let c = e.code();
+            if is_heap_alloc(c) {
+                self.allocators.insert(e.addr, c);
+            } else if c == code::FREE || c == code::PY_FREE {
+                self.allocators.remove(&e.addr);
+            }
+        }
+    }
+}
+
+impl Consumer for LiveAt {
+    type Summary = ();
+
+    fn summarize(_: &DecodedChunk) {}
+
+    fn chunk_loaded(&mut self, _: Option<usize>, _: ChunkTables, _: Option<()>) {}
+
+    fn events(&mut self, thread: usize, events: &[Event]) {
+        if self.result.is_some() {
+            return;
+        }
+        let n = match self.target {
+            Some(t) => usize::try_from(t.saturating_sub(self.replay.events))
+                .unwrap_or(usize::MAX)
+                .min(events.len()),
+            None => events.len(),
+        };
+        let now = &events[..n];
+        self.note(now);
+        self.replay.events(thread, now);
+        if self.target == Some(self.replay.events) {
+            self.take();
+        }
+    }
+}
+
+/// What was live after event `target` (1 for the first event; at the end when None), grouped.
+pub fn live_at(
+    file: &[u8],
+    index: &Index,
+    include_startup: bool,
+    target: Option<u64>,
+) -> Vec<Group> {
+    let mut replay = Replay::default();
+    replay.include_startup = include_startup;
+    let mut live = LiveAt {
+        replay,
+        allocators: HashMap::new(),
+        target,
+        result: None,
+    };
+    if target == Some(0) {
+        return Vec::new();
+    }
+    stream::run(file, index, &mut live, BatchLimits::default());
+    if live.result.is_none() {
+        live.take();
+    }
+    sorted(live.result.unwrap_or_default())
+}
+
+/// Finds the temporary allocations with the reporter's replay, noting each one's allocator.
+struct Temporaries {
+    replay: Replay,
+    /// Each live heap block's (allocator, stack, thread) by address.
+    blocks: HashMap<u64, (u8, u64, u32)>,
+    groups: HashMap<Key, Sum>,
+}
+
+impl Temporaries {
+    fn count_of(&self, stack: u64, thread: u32) -> Sum {
+        self.replay
+            .temporary
+            .as_ref()
+            .and_then(|t| t.set.groups.get(&(stack, thread)).copied())
+            .unwrap_or_default()
+    }
+}
+
+impl Consumer for Temporaries {
+    type Summary = ();
+
+    fn summarize(_: &DecodedChunk) {}
+
+    fn chunk_loaded(&mut self, _: Option<usize>, _: ChunkTables, _: Option<()>) {}
+
+    fn events(&mut self, thread: usize, events: &[Event]) {
+        // Runs without a free of a known block go to the replay whole.
+        let mut run = 0;
+        for (i, e) in events.iter().enumerate() {
+            let c = e.code();
+            if is_heap_alloc(c) {
+                self.blocks.insert(e.addr, (c, e.stack(), thread as u32));
+                continue;
+            }
+            if c != code::FREE && c != code::PY_FREE {
+                continue;
+            }
+            let Some((allocator, stack, owner)) = self.blocks.remove(&e.addr) else {
+                continue;
+            };
+            self.replay.events(thread, &events[run..i]);
+            let before = self.count_of(stack, owner);
+            self.replay.events(thread, &events[i..=i]);
+            let after = self.count_of(stack, owner);
+            run = i + 1;
+            if after.count > before.count {
+                let g = self.groups.entry((stack, owner, allocator)).or_default();
+                g.count += after.count - before.count;
+                g.bytes += after.bytes.saturating_sub(before.bytes);
+            }
+        }
+        self.replay.events(thread, &events[run..]);
+    }
+}
+
+/// The temporary allocations (freed by their thread before it made `threshold` more), grouped.
+pub fn temporary(
+    file: &[u8],
+    index: &Index,
+    include_startup: bool,
+    threshold: usize,
+) -> Vec<Group> {
+    let mut replay = Replay::with_temporary(Some(threshold.max(1)));
+    replay.include_startup = include_startup;
+    let mut t = Temporaries {
+        replay,
+        blocks: HashMap::new(),
+        groups: HashMap::new(),
+    };
+    stream::run(file, index, &mut t, BatchLimits::default());
+    sorted(t.groups)
+}

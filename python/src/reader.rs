@@ -1,0 +1,251 @@
+//! `FileReader`: a capture's metadata and its allocation records.
+
+use crate::errors;
+use crate::events::{self, Item};
+use crate::groups::{self, Group};
+use crate::record::{allocator_name, frees, AllocationRecord};
+use crate::shared::Shared;
+use pyo3::prelude::*;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+/// What a capture says about its run.
+#[pyclass(module = "memtrace", frozen, get_all)]
+pub struct Metadata {
+    /// The command line, words joined by spaces.
+    pub command: String,
+    pub argv: Vec<String>,
+    /// The traced executable (the interpreter in a Python run).
+    pub executable: String,
+    pub pid: u32,
+    pub ppid: u32,
+    /// When the capture started, in seconds since the epoch.
+    pub start_time: f64,
+    /// "3.11" in a Python run (from the interpreter's file names), else None.
+    pub python_version: Option<String>,
+    /// The options of the run.
+    pub native: bool,
+    pub python_allocators: bool,
+    pub follow_fork: bool,
+    pub duration_s: f64,
+    pub total_allocations: u64,
+    pub total_bytes: u64,
+    pub total_frees: u64,
+    /// The high-water mark of live bytes, its allocations and when it was reached.
+    pub peak_bytes: u64,
+    pub peak_allocations: u64,
+    pub peak_time_s: f64,
+    /// Live at exit (the end of the capture without an exit snapshot).
+    pub leaked_bytes: u64,
+    pub leaked_allocations: u64,
+    /// Whether the capture was finished properly.
+    pub complete: bool,
+    pub format_version: String,
+    pub tool_version: String,
+    /// Problems found while reading (damaged chunks, a truncated file).
+    pub warnings: Vec<String>,
+}
+
+#[pymethods]
+impl Metadata {
+    fn __repr__(&self) -> String {
+        format!(
+            "<Metadata command={:?} pid={} peak_bytes={} duration_s={:.3}>",
+            self.command, self.pid, self.peak_bytes, self.duration_s
+        )
+    }
+}
+
+/// Reads a capture written by `memtrace run` or `memtrace.Tracker`.
+#[pyclass(module = "memtrace", frozen)]
+pub struct FileReader {
+    shared: Arc<Shared>,
+}
+
+fn group_records(shared: &Arc<Shared>, groups: Vec<Group>) -> Records {
+    Records {
+        shared: shared.clone(),
+        groups: Mutex::new(groups.into_iter()),
+    }
+}
+
+#[pymethods]
+impl FileReader {
+    /// Opens and reads the capture at `path`. In a Python run the records start when the
+    /// script starts (as the reports do), unless `include_startup`.
+    #[new]
+    #[pyo3(signature = (path, *, include_startup = false))]
+    fn new(py: Python<'_>, path: PathBuf, include_startup: bool) -> PyResult<FileReader> {
+        let shared = py
+            .detach(|| Shared::open(&path, include_startup))
+            .map_err(errors::open_error)?;
+        Ok(FileReader {
+            shared: Arc::new(shared),
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.shared.capture.path().to_path_buf()
+    }
+
+    #[getter]
+    fn metadata(&self) -> Metadata {
+        let f = &self.shared.facts;
+        Metadata {
+            command: f.argv.join(" "),
+            argv: f.argv.clone(),
+            executable: f.exe.clone(),
+            pid: f.pid,
+            ppid: f.ppid,
+            start_time: f.start_time,
+            python_version: f.python_version.clone(),
+            native: f.native,
+            python_allocators: f.python_allocators,
+            follow_fork: f.follow_fork,
+            duration_s: f.duration_s,
+            total_allocations: f.total_allocations,
+            total_bytes: f.total_bytes,
+            total_frees: f.total_frees,
+            peak_bytes: f.peak_bytes,
+            peak_allocations: f.peak_allocations,
+            peak_time_s: f.peak_time_s,
+            leaked_bytes: f.leaked_bytes,
+            leaked_allocations: f.leaked_allocations,
+            complete: f.complete,
+            format_version: f.format_version.clone(),
+            tool_version: f.tool_version.clone(),
+            warnings: f.warnings.clone(),
+        }
+    }
+
+    /// The allocations live at the peak, grouped by stack, thread and allocator, largest
+    /// first.
+    fn peak_records(&self, py: Python<'_>) -> Records {
+        let s = &self.shared;
+        let groups = py.detach(|| {
+            groups::live_at(
+                s.capture.bytes(),
+                &s.index,
+                s.include_startup,
+                Some(s.peak_index),
+            )
+        });
+        group_records(s, groups)
+    }
+
+    /// The allocations live at exit (the exit snapshot; the end of the capture without one),
+    /// grouped by stack, thread and allocator, largest first.
+    fn leaked_records(&self, py: Python<'_>) -> Records {
+        let s = &self.shared;
+        let groups = py.detach(|| {
+            groups::live_at(s.capture.bytes(), &s.index, s.include_startup, s.exit_index)
+        });
+        group_records(s, groups)
+    }
+
+    /// The temporary allocations (freed by their thread before it made `threshold` more
+    /// allocations), grouped by stack, thread and allocator, largest first.
+    #[pyo3(signature = (threshold = 1))]
+    fn temporary_records(&self, py: Python<'_>, threshold: usize) -> Records {
+        let s = &self.shared;
+        let groups = py.detach(|| {
+            groups::temporary(s.capture.bytes(), &s.index, s.include_startup, threshold)
+        });
+        group_records(s, groups)
+    }
+
+    /// Every allocation and free, in timeline order, read as the iteration goes.
+    fn all_records(&self) -> Events {
+        Events {
+            shared: self.shared.clone(),
+            state: Mutex::new(EventsState {
+                rx: events::start(self.shared.clone(), self.shared.include_startup),
+                batch: Vec::new().into_iter(),
+            }),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<FileReader {}>", self.shared.capture.path().display())
+    }
+}
+
+/// An iterator over grouped records.
+#[pyclass(module = "memtrace")]
+pub struct Records {
+    shared: Arc<Shared>,
+    groups: Mutex<std::vec::IntoIter<Group>>,
+}
+
+#[pymethods]
+impl Records {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<AllocationRecord> {
+        let g = self.groups.lock().ok()?.next()?;
+        Some(AllocationRecord {
+            shared: self.shared.clone(),
+            kind: "alloc",
+            allocator: allocator_name(g.allocator),
+            size: g.sum.bytes,
+            n_allocations: g.sum.count,
+            address: 0,
+            stack_id: g.stack,
+            time: None,
+            thread: g.thread,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.groups.lock().map_or(0, |g| g.len())
+    }
+}
+
+struct EventsState {
+    rx: Receiver<Vec<Item>>,
+    batch: std::vec::IntoIter<Item>,
+}
+
+/// An iterator over every allocation and free.
+#[pyclass(module = "memtrace")]
+pub struct Events {
+    shared: Arc<Shared>,
+    state: Mutex<EventsState>,
+}
+
+#[pymethods]
+impl Events {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> Option<AllocationRecord> {
+        let mut state = self.state.lock().ok()?;
+        let (thread, e) = match state.batch.next() {
+            Some(item) => item,
+            None => {
+                let rx = &mut state.rx;
+                let batch = py.detach(move || rx.recv()).ok()?;
+                state.batch = batch.into_iter();
+                state.batch.next()?
+            }
+        };
+        let c = e.code();
+        let free = frees(c);
+        Some(AllocationRecord {
+            shared: self.shared.clone(),
+            kind: if free { "free" } else { "alloc" },
+            allocator: allocator_name(c),
+            size: e.size,
+            n_allocations: u64::from(!free),
+            address: e.addr,
+            stack_id: e.stack(),
+            time: Some(self.shared.clock.seconds(e.tick).max(0.0)),
+            thread,
+        })
+    }
+}

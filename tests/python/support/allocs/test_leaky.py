@@ -1,0 +1,2 @@
+LEAKS = []
+LEAKS.append(bytearray(2_000_000))

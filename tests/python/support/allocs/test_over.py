@@ -1,0 +1,1 @@
+data = bytearray(8_000_000)

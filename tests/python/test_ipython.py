@@ -1,0 +1,63 @@
+"""The IPython magic through IPython's API: %load_ext memtrace, then %%memtrace on a cell."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from conftest import SUPPORT, Env, checked, run
+
+CELL_RUN = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+ip.run_cell_magic("memtrace", "-d " + sys.argv[1], "x = bytearray(10_000_000)\\ny = len(x)\\n")
+print("y =", ip.user_ns["y"])
+"""
+
+
+def run_cell(env: Env, results: Path, fake: Path | None = None) -> str:
+    environ = dict(os.environ)
+    code = CELL_RUN
+    if fake is not None:
+        environ["PYTHONPATH"] = str(SUPPORT)
+        environ["MEMTRACE_FAKE_CAPTURE"] = str(fake)
+        code = "import memtrace_fake\n" + code
+    r = run([env.python, "-c", code, results], env=environ)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def check(out: str, results: Path, line: str) -> None:
+    lines = out.splitlines()
+    m = re.fullmatch(r"memtrace: the cell's peak: 9\.5 MiB \((\d+) bytes\) in (\d+) allocations", lines[0])
+    assert m, out
+    assert 10_000_001 <= int(m.group(1)) < 10_100_000
+    m = re.fullmatch(r" +9\.5 MiB \((\d+) bytes\) in \d+: (.*)", lines[1])
+    assert m, out
+    assert 10_000_001 <= int(m.group(1)) < 10_000_200
+    assert m.group(2) == line
+    assert lines[-2] == f"memtrace: wrote {results}/cell-1.html"
+    assert lines[-1] == "y = 10000000"
+    page = (results / "cell-1.html").read_text()
+    assert "<svg" in page and "Memory live at the peak" in page
+    assert (results / "cell-1.bin").is_file()
+
+
+def test_magic_on_a_capture_of_memtrace_run(env: Env, tmp_path: Path) -> None:
+    capture = tmp_path / "cell.bin"
+    script = SUPPORT / "allocs" / "cell.py"
+    checked([env.memtrace, "run", "-q", "-o", capture, script])
+    results = tmp_path / "results"
+    out = run_cell(env, results, fake=capture)
+    check(out, results, f"<module> at {script}:1")
+
+
+@pytest.mark.usefixtures("needs_tracker")
+def test_magic_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    out = run_cell(env, results)
+    check(out, results, "<module> at <memtrace-cell>:1")

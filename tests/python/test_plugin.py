@@ -1,0 +1,136 @@
+"""The pytest plugin on a small test project: the limits, the summary, --memtrace-bin-dir.
+
+With a stand-in Tracker that hands the plugin captures made by `memtrace run` of scripts doing
+each test's allocations (the plugin's own logic), and with the real Tracker (in-process)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import HERE, SUPPORT, Env, checked, run
+
+PROJECT = HERE / "projects" / "limits"
+ALLOCS = SUPPORT / "allocs"
+
+
+@pytest.fixture(scope="module")
+def fake_captures(env: Env, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("fake")
+    for script in ALLOCS.glob("test_*.py"):
+        checked([env.memtrace, "run", "-q", "-o", out / f"{script.stem}.bin", script])
+    return out
+
+
+def run_project(env: Env, tmp_path: Path, *args: str, fake: Path | None = None):
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project)
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    extra: list[str] = []
+    if fake is not None:
+        environ["PYTHONPATH"] = str(SUPPORT)
+        environ["MEMTRACE_FAKE_CAPTURES"] = str(fake)
+        extra = ["-p", "memtrace_fake"]
+    return run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", *extra, "--memtrace", *args,
+         "test_limits.py"],
+        cwd=project,
+        env=environ,
+    )
+
+
+def check_outcome(out: str, over_line: str, leak_line: str) -> None:
+    assert re.search(r"^=+ 2 failed, 2 passed in ", out, re.M), out
+    assert "FAILED test_limits.py::test_over" in out
+    assert "FAILED test_limits.py::test_leaky" in out
+    m = re.search(
+        r"Test was limited to 5\.0 MiB \(5242880 bytes\) but allocated (\d+\.\d) MiB \((\d+) "
+        r"bytes\) at its peak\nTop allocating lines:\n +7\.6 MiB \((\d+) bytes\) in \d "
+        r"allocations?: (.*)\n",
+        out,
+    )
+    assert m, out
+    assert 8_000_001 <= int(m.group(2)) < 8_500_000
+    # The bytearray's buffer and its object, on the test's line.
+    assert 8_000_001 <= int(m.group(3)) < 8_000_200
+    assert m.group(4) == over_line
+    m = re.search(
+        r"Test was allowed to leak 1\.0 MiB \(1048576 bytes\) but leaked (\d+\.\d) MiB "
+        r"\((\d+) bytes\)\nTop leaking lines:\n +1\.9 MiB \((\d+) bytes\) in \d allocations?: "
+        r"(.*)\n",
+        out,
+    )
+    assert m, out
+    assert 2_000_001 <= int(m.group(3)) < 2_000_200
+    assert m.group(4) == leak_line
+    summary = out.split("memtrace: peak memory of the biggest tests", 1)[1].splitlines()[1:5]
+    names = [line.split()[2] for line in summary]
+    assert names[:3] == [
+        "test_limits.py::test_over",
+        "test_limits.py::test_leaky",
+        "test_limits.py::test_under",
+    ], summary
+
+
+def test_limits_with_captures_of_memtrace_run(env: Env, tmp_path: Path, fake_captures: Path) -> None:
+    r = run_project(env, tmp_path, fake=fake_captures)
+    assert r.returncode == 1, r.stdout + r.stderr
+    check_outcome(
+        r.stdout,
+        f"<module> at {ALLOCS}/test_over.py:1",
+        f"<module> at {ALLOCS}/test_leaky.py:2",
+    )
+
+
+def test_bin_dir_keeps_the_captures(env: Env, tmp_path: Path, fake_captures: Path) -> None:
+    bins = tmp_path / "bins"
+    r = run_project(env, tmp_path, "--memtrace-bin-dir", str(bins), fake=fake_captures)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert sorted(p.name for p in bins.iterdir()) == [
+        "test_limits.py_test_leaky.bin",
+        "test_limits.py_test_over.bin",
+        "test_limits.py_test_plain.bin",
+        "test_limits.py_test_under.bin",
+    ]
+    assert f"captures in {bins}" in r.stdout
+    meta = env.py(
+        f"import memtrace; print(memtrace.FileReader({str(bins / 'test_limits.py_test_over.bin')!r}).metadata.peak_bytes > 8_000_000)"
+    )
+    assert meta.stdout.strip() == "True"
+
+
+def test_without_the_option_nothing_is_tracked(env: Env, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project)
+    r = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "test_limits.py"], cwd=project)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4 passed" in r.stdout and "plugins: memtrace" in r.stdout
+    assert "peak memory" not in r.stdout
+
+
+def test_a_bad_size_is_a_usage_error(env: Env, tmp_path: Path, fake_captures: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_bad.py").write_text(
+        "import pytest\n\n@pytest.mark.limit_memory('lots')\ndef test_plain():\n    pass\n"
+    )
+    environ = dict(os.environ, PYTHONPATH=str(SUPPORT), MEMTRACE_FAKE_CAPTURES=str(fake_captures))
+    r = run(
+        [env.python, "-m", "pytest", "-p", "memtrace_fake", "--memtrace", "test_bad.py"],
+        cwd=project,
+        env=environ,
+    )
+    assert r.returncode != 0
+    assert "limit_memory: not a size: 'lots'" in r.stdout + r.stderr
+
+
+@pytest.mark.usefixtures("needs_tracker")
+def test_limits_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
+    r = run_project(env, tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    path = tmp_path / "project" / "test_limits.py"
+    check_outcome(r.stdout, f"test_over at {path}:8", f"test_leaky at {path}:20")

@@ -1,0 +1,187 @@
+"""memtrace.FileReader on captures made by the packaged `memtrace run`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SUPPORT, Env, checked, run
+
+SCRIPT = SUPPORT / "known.py"
+PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.fixture(scope="module")
+def capture(env: Env, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """known.py's capture and the pid the script printed."""
+    out = tmp_path_factory.mktemp("captures") / "known.bin"
+    r = checked([env.memtrace, "run", "-q", "-o", out, SCRIPT])
+    return out, int(r.stdout.strip())
+
+
+def read(env: Env, capture: Path, code: str) -> object:
+    """Runs `code` with `r` a FileReader of `capture`; returns what it put in `out` (JSON)."""
+    prog = f"import json, memtrace\nr = memtrace.FileReader({str(capture)!r})\n{code}\nprint(json.dumps(out))"
+    return json.loads(env.py(prog).stdout)
+
+
+def test_metadata(env: Env, capture: tuple[Path, int]) -> None:
+    path, pid = capture
+    stats = json.loads(checked([env.memtrace, "stats", "--json", path]).stdout)
+    meta = read(
+        env,
+        path,
+        "m = r.metadata\nout = {k: getattr(m, k) for k in dir(m) if not k.startswith('_')}",
+    )
+    assert isinstance(meta, dict)
+    assert meta["pid"] == pid
+    assert meta["argv"][1:] == [str(SCRIPT)]
+    assert meta["command"] == " ".join(meta["argv"])
+    assert meta["python_version"] == PY
+    assert (meta["native"], meta["python_allocators"], meta["follow_fork"]) == (False, True, False)
+    assert meta["complete"] is True and meta["warnings"] == []
+    for key in ("peak_bytes", "peak_allocations", "total_allocations", "total_bytes",
+                "total_frees", "leaked_bytes", "leaked_allocations"):
+        assert meta[key] == stats[key], key
+    assert meta["duration_s"] == pytest.approx(stats["duration_s"])
+    # The peak holds the bytearrays of 10 MB, 3 MB (the worker thread's) and 2 MB.
+    assert 15_000_003 <= meta["peak_bytes"] < 15_500_000
+
+
+def test_peak_records(env: Env, capture: tuple[Path, int]) -> None:
+    path, pid = capture
+    out = read(
+        env,
+        path,
+        "recs = list(r.peak_records())\n"
+        "m = r.metadata\n"
+        "out = dict(total=sum(x.size for x in recs), count=sum(x.n_allocations for x in recs),"
+        " peak=m.peak_bytes, peak_count=m.peak_allocations,"
+        " top=[dict(size=x.size, n=x.n_allocations, allocator=x.allocator, tid=x.tid,"
+        " thread=x.thread_name, py=x.python_stack(), merged=x.merged_stack(),"
+        " native=x.native_stack(), address=x.address, time=x.time) for x in recs[:2]])",
+    )
+    assert isinstance(out, dict)
+    assert (out["total"], out["count"]) == (out["peak"], out["peak_count"])
+    big, worker = out["top"]
+    assert (big["size"], big["n"], big["allocator"]) == (10_000_001, 1, "pymalloc_realloc")
+    assert big["tid"] == pid and big["thread"] is not None
+    assert big["py"] == [["make", str(SCRIPT), 7], ["<module>", str(SCRIPT), 20]]
+    assert big["merged"] == big["py"]
+    assert big["native"] == []
+    assert (big["address"], big["time"]) == (0, None)
+    assert (worker["size"], worker["n"], worker["thread"]) == (3_000_001, 1, "worker")
+    assert worker["tid"] != pid
+    assert worker["py"][0] == ["worker", str(SCRIPT), 17]
+
+
+def test_leaked_records(env: Env, capture: tuple[Path, int]) -> None:
+    path, _ = capture
+    out = read(
+        env,
+        path,
+        "recs = list(r.leaked_records())\n"
+        "out = dict(total=sum(x.size for x in recs), leaked=r.metadata.leaked_bytes,"
+        " top=[x.size, x.python_stack()] if (x := recs[0]) else None)",
+    )
+    assert isinstance(out, dict)
+    assert out["total"] == out["leaked"]
+    assert out["top"] == [2_000_001, [["<module>", str(SCRIPT), 25]]]
+
+
+def test_temporary_records(env: Env, capture: tuple[Path, int]) -> None:
+    path, _ = capture
+    stats = json.loads(checked([env.memtrace, "stats", "--temporary", "--json", path]).stdout)
+    out = read(
+        env,
+        path,
+        "recs = list(r.temporary_records())\n"
+        f"line = [x for x in recs if x.python_stack()[:1] == [('churn', {str(SCRIPT)!r}, 12)]]\n"
+        "out = dict(total=sum(x.size for x in recs), count=sum(x.n_allocations for x in recs),"
+        " line=[(x.size, x.n_allocations) for x in line])",
+    )
+    assert isinstance(out, dict)
+    assert (out["total"], out["count"]) == (stats["view_bytes"], stats["view_allocations"])
+    # Each bytearray's buffer is freed before the next allocation: 1000 temporaries.
+    assert out["line"] == [[5_001_000, 1000]]
+
+
+def test_all_records(env: Env, capture: tuple[Path, int]) -> None:
+    path, _ = capture
+    out = read(
+        env,
+        path,
+        "allocs = frees = size = 0\nbig = []\n"
+        "for e in r.all_records():\n"
+        "    if e.kind == 'alloc':\n"
+        "        allocs += 1; size += e.size\n"
+        "    else:\n"
+        "        frees += 1\n"
+        "    if e.size == 10_000_001 or (big and e.kind == 'free' and e.address == big[0][1]):\n"
+        "        big.append((e.kind, e.address, e.allocator, e.time, e.python_stack()))\n"
+        "m = r.metadata\n"
+        "out = dict(allocs=allocs, size=size, frees=frees, big=big,"
+        " total=(m.total_allocations, m.total_bytes), duration=m.duration_s)",
+    )
+    assert isinstance(out, dict)
+    assert [out["allocs"], out["size"]] == out["total"]
+    assert out["frees"] > 1000
+    (kind, address, allocator, time, stack), freed = out["big"]
+    assert (kind, allocator) == ("alloc", "pymalloc_realloc")
+    assert 0 < time <= out["duration"]
+    assert stack == [["make", str(SCRIPT), 7], ["<module>", str(SCRIPT), 20]]
+    assert freed[:3] == ["free", address, "pymalloc_free"]
+    assert freed[3] > time
+
+
+def test_native_capture(env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "native.bin"
+    checked([env.memtrace, "run", "-q", "--native", "-o", out, SCRIPT])
+    res = read(
+        env,
+        out,
+        "x = next(iter(r.peak_records()))\n"
+        "out = dict(native=r.metadata.native, size=x.size, n=x.native_stack(),"
+        " m=x.merged_stack(), p=x.python_stack())",
+    )
+    assert isinstance(res, dict)
+    assert res["native"] is True and res["size"] == 10_000_001
+    functions = [f[0] for f in res["n"]]
+    assert any(f.startswith("_PyEval_EvalFrame") for f in functions)
+    # Merged: the Python frames stand where the evaluation loop ran them.
+    merged = [tuple(f) for f in res["m"]]
+    assert ("make", str(SCRIPT), 7) in merged
+    at = merged.index(("make", str(SCRIPT), 7))
+    assert merged[at + 1] == ("<module>", str(SCRIPT), 20)
+    assert not merged[at - 1][0].startswith("_PyEval_EvalFrame")
+    assert res["p"] == [["make", str(SCRIPT), 7], ["<module>", str(SCRIPT), 20]]
+
+
+def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
+    path, _ = capture
+    data = path.read_bytes()
+    (tmp_path / "short.bin").write_bytes(data[:10])
+    (tmp_path / "text.bin").write_bytes(b"not a capture at all, just some text\n" * 10)
+    (tmp_path / "cut.bin").write_bytes(data[: len(data) // 3])
+    code = (
+        "import memtrace, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        m = memtrace.FileReader(name).metadata\n"
+        "        print('ok', m.complete, len(m.warnings) > 0)\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__, isinstance(e, ValueError), e)\n"
+    )
+    names = [tmp_path / n for n in ("missing.bin", "short.bin", "text.bin", "cut.bin")]
+    r = run([env.python, "-c", code, *names, tmp_path])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        f"FileNotFoundError False {tmp_path}/missing.bin: no such file",
+        f"CaptureError True {tmp_path}/short.bin: not a memtrace capture (the file is too short)",
+        f"CaptureError True {tmp_path}/text.bin: not a memtrace capture (bad magic number)",
+        "ok True True",
+        f"IsADirectoryError False {tmp_path}: is a directory, not a capture file",
+    ]
+    assert "panicked" not in r.stderr

@@ -1,0 +1,69 @@
+"""memtrace.Tracker inside a Python process that memtrace run did not start (no preloading).
+
+These need the tracker library's in-process start()/stop(); until it has them they skip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import Env, run
+
+pytestmark = pytest.mark.usefixtures("needs_tracker")
+
+PROGRAM = '''\
+import json, sys
+import memtrace
+
+def work():
+    return bytearray(10_000_000)
+
+with memtrace.Tracker(sys.argv[1]):
+    data = work()
+    del data
+    kept = bytearray(3_000_000)
+
+r = memtrace.FileReader(sys.argv[1])
+m = r.metadata
+peak = list(r.peak_records())
+leaks = list(r.leaked_records())
+print(json.dumps(dict(
+    peak=m.peak_bytes, leaked=m.leaked_bytes,
+    top=[peak[0].size, peak[0].n_allocations, peak[0].python_stack()[:2]],
+    leak=[leaks[0].size, leaks[0].python_stack()[:1]],
+)))
+'''
+
+
+def test_exact_counts_in_process(env: Env, tmp_path: Path) -> None:
+    prog = tmp_path / "prog.py"
+    prog.write_text(PROGRAM)
+    r = run([env.python, prog, tmp_path / "out.bin"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert 10_000_001 <= out["peak"] < 10_100_000
+    assert out["top"] == [10_000_001, 1, [["work", str(prog), 5], ["<module>", str(prog), 8]]]
+    assert 3_000_001 <= out["leaked"] < 3_100_000
+    assert out["leak"] == [3_000_001, [["<module>", str(prog), 10]]]
+
+
+def test_nested_and_existing_captures_are_refused(env: Env, tmp_path: Path) -> None:
+    code = (
+        "import sys, memtrace\n"
+        "a, b = sys.argv[1], sys.argv[2]\n"
+        "with memtrace.Tracker(a):\n"
+        "    try:\n"
+        "        memtrace.Tracker(b).start()\n"
+        "    except RuntimeError as e:\n"
+        "        print('nested:', e)\n"
+        "try:\n"
+        "    memtrace.Tracker(a).start()\n"
+        "except RuntimeError as e:\n"
+        "    print('exists:', e)\n"
+    )
+    r = run([env.python, "-c", code, tmp_path / "a.bin", tmp_path / "b.bin"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("nested: ") and lines[1].startswith("exists: ")
+    assert not (tmp_path / "b.bin").exists()
