@@ -19,6 +19,7 @@ pub fn write_flamegraph(
 ) -> PyResult<()> {
     let args = FlamegraphArgs {
         file: capture,
+        diff: None,
         output: Some(output),
         inverted,
         view: ViewArgs {

@@ -75,19 +75,4 @@ def env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Env:
     return e
 
 
-@pytest.fixture(scope="session")
-def tracker_in_process(env: Env) -> bool:
-    """Whether the packaged tracker library can track in-process (has start/stop)."""
-    r = env.py("import memtrace._memtrace_tracker as t; print(hasattr(t, 'start'))")
-    return r.stdout.strip() == "True"
-
-
-@pytest.fixture
-def needs_tracker(tracker_in_process: bool) -> None:
-    if not tracker_in_process:
-        pytest.skip(
-            "the tracker library has no in-process start() yet (memtrace.Tracker's hooking "
-            "lands with the tracker's in-process tracking)"
-        )
-
 

@@ -56,7 +56,6 @@ def test_magic_on_a_capture_of_memtrace_run(env: Env, tmp_path: Path) -> None:
     check(out, results, f"<module> at {script}:1")
 
 
-@pytest.mark.usefixtures("needs_tracker")
 def test_magic_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
     results = tmp_path / "results"
     out = run_cell(env, results)

@@ -128,7 +128,6 @@ def test_a_bad_size_is_a_usage_error(env: Env, tmp_path: Path, fake_captures: Pa
     assert "limit_memory: not a size: 'lots'" in r.stdout + r.stderr
 
 
-@pytest.mark.usefixtures("needs_tracker")
 def test_limits_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
     r = run_project(env, tmp_path)
     assert r.returncode == 1, r.stdout + r.stderr

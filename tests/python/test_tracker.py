@@ -1,6 +1,4 @@
-"""memtrace.Tracker inside a Python process that memtrace run did not start (no preloading).
-
-These need the tracker library's in-process start()/stop(); until it has them they skip."""
+"""memtrace.Tracker inside a Python process that memtrace run did not start (no preloading)."""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ from pathlib import Path
 import pytest
 from conftest import Env, run
 
-pytestmark = pytest.mark.usefixtures("needs_tracker")
 
 PROGRAM = '''\
 import json, sys
