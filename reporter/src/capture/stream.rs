@@ -271,17 +271,16 @@ impl Merger {
             let evs = &front.events;
             let start = front.pos;
             // The head is the earliest event of all: it goes in any case. Ticks equal to the
-            // cut's go on only when this chunk comes first in the file.
-            let mut end = start + 1;
-            if top.low < cut.low {
-                while end < evs.len() && evs[end].tick <= cut.tick {
-                    end += 1;
-                }
+            // cut's go on only when this chunk comes first in the file. A thread's ticks never
+            // decrease, so the run ends where a binary search says (a single-threaded capture
+            // would otherwise read every tick once more here).
+            let rest = &evs[start + 1..];
+            let run = if top.low < cut.low {
+                rest.partition_point(|e| e.tick <= cut.tick)
             } else {
-                while end < evs.len() && evs[end].tick < cut.tick {
-                    end += 1;
-                }
-            }
+                rest.partition_point(|e| e.tick < cut.tick)
+            };
+            let end = start + 1 + run;
             consumer.events(t, &evs[start..end]);
             self.events += (end - start) as u64;
             let last = evs[end - 1].tick;
