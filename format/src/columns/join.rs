@@ -65,24 +65,78 @@ pub fn join_prefix(streams: &[&[u8]; stream::COUNT]) -> Result<Vec<u8>, DecodeEr
     join_records(streams, false)
 }
 
-/// Hands each record of a chunk's streams to `each`, in order, without rebuilding raw records
+/// What [`each_record`] hands a chunk's records to. Allocations and frees, nearly all of the
+/// records, come as plain values (passed in registers: a record written to memory field by field
+/// and read back whole stalls the reader on each one); the others as a [`Record`].
+pub trait RecordSink<'a> {
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64);
+    /// `back`: how many allocations ago (in the chunk) the block was allocated, when the streams
+    /// say so.
+    fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>);
+    /// Every other record.
+    fn other(&mut self, rec: Record<'a>);
+
+    /// Hands over a decoded record by its kind.
+    #[inline(always)]
+    fn record(&mut self, rec: Record<'a>) {
+        match rec {
+            Record::Alloc {
+                tick,
+                allocator,
+                addr,
+                size,
+                stack,
+            } => self.alloc(tick, allocator, addr, size, stack),
+            Record::Free { tick, python, addr } => self.free(tick, python, addr, None),
+            other => self.other(other),
+        }
+    }
+}
+
+/// Hands each record of a chunk's streams to `sink`, in order, without rebuilding raw records
 /// (what a reader that wants records, not bytes, should call). `exact` as in [`join`] (true)
-/// or [`join_prefix`] (false). A free is given with how many allocations ago its block was
-/// allocated when the streams say so.
+/// or [`join_prefix`] (false).
 pub fn each_record<'a>(
     streams: &[&'a [u8]; stream::COUNT],
     exact: bool,
-    mut each: impl FnMut(Record<'a>, Option<u64>),
+    sink: &mut impl RecordSink<'a>,
 ) -> Result<(), DecodeError> {
-    visit(streams, exact, &mut each)
+    visit(streams, exact, sink)
 }
 
-fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>, DecodeError> {
-    // Every record takes at least its type byte; most take a few more.
-    let mut out = vec![0u8; 4 * streams[stream::TYPE].len() + MAX_EVENT_LEN];
-    let mut pos = 0usize;
-    let mut enc = Encoder::new();
-    visit(streams, exact, &mut |rec, back| {
+/// Rebuilds raw records (as `record::Encoder` writes them).
+struct RawRecords {
+    out: Vec<u8>,
+    pos: usize,
+    enc: Encoder,
+}
+
+impl RawRecords {
+    /// Room for a record of at most `need` bytes.
+    #[inline]
+    fn room(&mut self, need: usize) {
+        if self.out.len() < self.pos + need {
+            self.out.resize(self.pos + need, 0);
+        }
+    }
+}
+
+impl<'a> RecordSink<'a> for RawRecords {
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+        self.room(MAX_EVENT_LEN);
+        self.pos = (self.enc).alloc(&mut self.out, self.pos, allocator, tick, addr, size, stack);
+    }
+
+    fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>) {
+        self.room(MAX_EVENT_LEN);
+        let (out, pos) = (&mut self.out, self.pos);
+        self.pos = match back {
+            Some(d) => self.enc.free_back(out, pos, python, tick, d, addr),
+            None => self.enc.free_addr(out, pos, python, tick, addr),
+        };
+    }
+
+    fn other(&mut self, rec: Record<'a>) {
         // Room for this record (its worst case): bounded by the stream bytes it consumed.
         let need = match &rec {
             Record::Extended { payload, .. } => Encoder::table_record_len(payload.len()),
@@ -99,17 +153,25 @@ fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>
             }
             _ => MAX_EVENT_LEN,
         };
-        if out.len() < pos + need {
-            out.resize(pos + need, 0);
-        }
-        pos = encode(&mut enc, &mut out, pos, rec, back);
-    })?;
-    out.truncate(pos);
-    Ok(out)
+        self.room(need);
+        self.pos = encode(&mut self.enc, &mut self.out, self.pos, rec);
+    }
 }
 
-/// Writes `rec` as a raw record at `pos` (a free as a back reference when it is one).
-fn encode(enc: &mut Encoder, out: &mut [u8], pos: usize, rec: Record, back: Option<u64>) -> usize {
+fn join_records(streams: &[&[u8]; stream::COUNT], exact: bool) -> Result<Vec<u8>, DecodeError> {
+    // Every record takes at least its type byte; most take a few more.
+    let mut raw = RawRecords {
+        out: vec![0u8; 4 * streams[stream::TYPE].len() + MAX_EVENT_LEN],
+        pos: 0,
+        enc: Encoder::new(),
+    };
+    visit(streams, exact, &mut raw)?;
+    raw.out.truncate(raw.pos);
+    Ok(raw.out)
+}
+
+/// Writes `rec` as a raw record at `pos`.
+fn encode(enc: &mut Encoder, out: &mut [u8], pos: usize, rec: Record) -> usize {
     match rec {
         Record::Alloc {
             tick,
@@ -118,10 +180,7 @@ fn encode(enc: &mut Encoder, out: &mut [u8], pos: usize, rec: Record, back: Opti
             size,
             stack,
         } => enc.alloc(out, pos, allocator, tick, addr, size, stack),
-        Record::Free { tick, python, addr } => match back {
-            Some(d) => enc.free_back(out, pos, python, tick, d, addr),
-            None => enc.free_addr(out, pos, python, tick, addr),
-        },
+        Record::Free { tick, python, addr } => enc.free_addr(out, pos, python, tick, addr),
         Record::Munmap { tick, addr, len } => enc.munmap(out, pos, tick, addr, len),
         Record::Mremap {
             tick,
@@ -157,12 +216,11 @@ fn encode(enc: &mut Encoder, out: &mut [u8], pos: usize, rec: Record, back: Opti
 }
 
 /// Reads the streams record by record.
-// Generic rather than `dyn`: the reader's closure is inlined into the loop (one indirect call
-// per record cost the reader a tenth of its decoding time).
-fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
+// Generic rather than `dyn`: the sink's calls are inlined into the loop.
+fn visit<'a, S: RecordSink<'a>>(
     streams: &[&'a [u8]; stream::COUNT],
     exact: bool,
-    each: &mut F,
+    sink: &mut S,
 ) -> Result<(), DecodeError> {
     let mut heads = Reader::new(streams[stream::TYPE], "columns: record types run short");
     let mut deltas = Reader::new(streams[stream::DELTA], "columns: tick deltas run short");
@@ -229,14 +287,7 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                 candidates.push(block_end(allocator, addr, size));
                 allocs.push(addr);
                 let stack = stacks.var()?;
-                let rec = Record::Alloc {
-                    tick,
-                    allocator,
-                    addr,
-                    size,
-                    stack,
-                };
-                each(rec, None);
+                sink.alloc(tick, allocator, addr, size, stack);
             }
             rtype::FREE_BACK | rtype::PYFREE_BACK => {
                 let d = frees.var()?;
@@ -246,8 +297,7 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                 }
                 let addr = allocs[(n - d) as usize];
                 candidates.push(addr);
-                let python = rt == rtype::PYFREE_BACK;
-                each(Record::Free { tick, python, addr }, Some(d));
+                sink.free(tick, rt == rtype::PYFREE_BACK, addr, Some(d));
             }
             rtype::FREE_ADDR | rtype::PYFREE_ADDR => {
                 let first = free_addrs.var()?;
@@ -265,20 +315,12 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                     Code::Delta(delta) => prev_free.wrapping_add(delta),
                 };
                 candidates.push(prev_free);
-                let python = rt == rtype::PYFREE_ADDR;
-                each(
-                    Record::Free {
-                        tick,
-                        python,
-                        addr: prev_free,
-                    },
-                    None,
-                );
+                sink.free(tick, rt == rtype::PYFREE_ADDR, prev_free, None);
             }
             rtype::MUNMAP => {
                 let addr = other_addr(&mut other)?;
                 let len = other.var()?;
-                each(Record::Munmap { tick, addr, len }, None);
+                sink.other(Record::Munmap { tick, addr, len });
             }
             rtype::MREMAP => {
                 let old_addr = other_addr(&mut other)?;
@@ -294,11 +336,11 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                     new_len,
                     stack,
                 };
-                each(rec, None);
+                sink.other(rec);
             }
             rtype::MARKER => {
                 let marker = Marker::from_code(other.var()?);
-                each(Record::Marker { tick, marker }, None);
+                sink.other(Record::Marker { tick, marker });
             }
             rtype::EXTENDED => {
                 let kind = other.var()?;
@@ -308,15 +350,15 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                     kind,
                     payload,
                 };
-                each(rec, None);
+                sink.other(rec);
             }
             rtype::STACK => {
                 let (id, parent, frame) = (other.var()?, other.var()?, other.var()?);
-                each(Record::Stack { id, parent, frame }, None);
+                sink.other(Record::Stack { id, parent, frame });
             }
             rtype::NATIVE_FRAME => {
                 let (id, addr) = (other.var()?, other.var()?);
-                each(Record::NativeFrame { id, addr }, None);
+                sink.other(Record::NativeFrame { id, addr });
             }
             rtype::PYTHON_FRAME => {
                 let (id, function) = (other.var()?, other.var()?);
@@ -327,16 +369,16 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                     file,
                     line,
                 };
-                each(rec, None);
+                sink.other(rec);
             }
             rtype::STRING => {
                 let id = other.var()?;
                 let bytes = other.bytes()?;
-                each(Record::String { id, bytes }, None);
+                sink.other(Record::String { id, bytes });
             }
             rtype::THREAD_NAME => {
                 let name = other.bytes()?;
-                each(Record::ThreadName { name }, None);
+                sink.other(Record::ThreadName { name });
             }
             rtype::MODULE => {
                 let base = other.var()?;
@@ -360,7 +402,7 @@ fn visit<'a, F: FnMut(Record<'a>, Option<u64>)>(
                     build_id,
                     segments,
                 };
-                each(rec, None);
+                sink.other(rec);
             }
             _ => return Err(corrupt("columns: unknown record type", heads.pos - 1)),
         }

@@ -2,8 +2,9 @@
 
 use super::event::{code, Event};
 use super::scan::ChunkEntry;
+use memtrace_format::columns::RecordSink;
 use memtrace_format::record::Segment;
-use memtrace_format::{columns, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Record};
+use memtrace_format::{columns, Allocator, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Record};
 use std::borrow::Cow;
 use std::cell::RefCell;
 
@@ -107,15 +108,15 @@ enum Payload<'a> {
 }
 
 impl Payload<'_> {
-    /// Hands each record to `each`; stops at the first bad one.
-    fn each_record(
-        &self,
-        mut each: impl FnMut(Record<'_>),
+    /// Hands each record to `sink`; stops at the first bad one.
+    fn each_record<'s>(
+        &'s self,
+        sink: &mut impl RecordSink<'s>,
     ) -> Result<(), memtrace_format::DecodeError> {
         match self {
             Payload::Records(bytes) => {
                 for rec in Decoder::new(bytes) {
-                    each(rec?);
+                    sink.record(rec?);
                 }
                 Ok(())
             }
@@ -126,7 +127,7 @@ impl Payload<'_> {
             } => {
                 let streams: [&[u8]; columns::stream::COUNT] =
                     std::array::from_fn(|i| owned[i].as_deref().unwrap_or(frames[i]));
-                columns::each_record(&streams, *exact, |rec, _| each(rec))
+                columns::each_record(&streams, *exact, sink)
             }
         }
     }
@@ -170,15 +171,36 @@ pub fn staging_tick_range(payload: &[u8], header: &ChunkHeader) -> Option<(u64, 
         kind: ChunkKind::Staging,
         ..*header
     };
-    let mut range: Option<(u64, u64)> = None;
     let records = staging_payload(payload, &staging).ok()?;
+    let mut range = TickRange(None);
     // A bad record ends the range: the ticks before it stand.
-    let _ = records.each_record(|rec| {
+    let _ = records.each_record(&mut range);
+    range.0
+}
+
+/// The first and last tick of the records handed over.
+struct TickRange(Option<(u64, u64)>);
+
+impl TickRange {
+    fn add(&mut self, t: u64) {
+        self.0 = Some(self.0.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+    }
+}
+
+impl<'a> RecordSink<'a> for TickRange {
+    fn alloc(&mut self, tick: u64, _: Allocator, _: u64, _: u64, _: u64) {
+        self.add(tick);
+    }
+
+    fn free(&mut self, tick: u64, _: bool, _: u64, _: Option<u64>) {
+        self.add(tick);
+    }
+
+    fn other(&mut self, rec: Record<'a>) {
         if let Some(t) = rec.tick() {
-            range = Some(range.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
+            self.add(t);
         }
-    });
-    range
+    }
 }
 
 /// Decompresses the streams of a columnar payload.
@@ -224,8 +246,12 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         out.events = super::pool::take();
         out.events.reserve(hint);
     }
-    let (events, tables) = (&mut out.events, &mut out.tables);
-    if let Err(e) = payload.each_record(|rec| add_record(rec, timed, events, tables)) {
+    let mut sink = EventSink {
+        timed,
+        events: &mut out.events,
+        tables: &mut out.tables,
+    };
+    if let Err(e) = payload.each_record(&mut sink) {
         out.warning = Some(format!(
             "damaged records in chunk at {}: {e}; kept the {} events before it",
             entry.describe(),
@@ -242,33 +268,61 @@ pub fn decode_records(
     events: &mut Vec<Event>,
     tables: &mut ChunkTables,
 ) -> Result<(), memtrace_format::DecodeError> {
+    let mut sink = EventSink {
+        timed,
+        events,
+        tables,
+    };
     for rec in Decoder::new(bytes) {
-        add_record(rec?, timed, events, tables);
+        sink.record(rec?);
     }
     Ok(())
 }
 
-/// Adds one record to `events` (a timed one, when `timed`) or to `tables`.
-#[inline]
-fn add_record(rec: Record<'_>, timed: bool, events: &mut Vec<Event>, tables: &mut ChunkTables) {
+/// Puts timed records into `events` (when `timed`), table records into `tables`.
+struct EventSink<'e> {
+    timed: bool,
+    events: &'e mut Vec<Event>,
+    tables: &'e mut ChunkTables,
+}
+
+impl<'a> RecordSink<'a> for EventSink<'_> {
+    #[inline(always)]
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+        if self.timed {
+            self.events
+                .push(Event::new(allocator as u8, tick, addr, size, stack));
+        }
+    }
+
+    #[inline(always)]
+    fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>) {
+        if self.timed {
+            let c = if python { code::PY_FREE } else { code::FREE };
+            self.events.push(Event::new(c, tick, addr, 0, 0));
+        }
+    }
+
+    #[inline(never)]
+    fn other(&mut self, rec: Record<'a>) {
+        add_other_record(rec, self.timed, self.events, self.tables);
+    }
+}
+
+/// A record other than an allocation or a free, into `events` (when `timed`) or `tables`.
+fn add_other_record(
+    rec: Record<'_>,
+    timed: bool,
+    events: &mut Vec<Event>,
+    tables: &mut ChunkTables,
+) {
     match rec {
-        Record::Alloc {
-            tick,
-            allocator,
-            addr,
-            size,
-            stack,
-        } => {
-            if timed {
-                events.push(Event::new(allocator as u8, tick, addr, size, stack));
-            }
+        Record::Alloc { .. } | Record::Free { .. } => EventSink {
+            timed,
+            events,
+            tables,
         }
-        Record::Free { tick, python, addr } => {
-            if timed {
-                let c = if python { code::PY_FREE } else { code::FREE };
-                events.push(Event::new(c, tick, addr, 0, 0));
-            }
-        }
+        .record(rec),
         Record::Munmap { tick, addr, len } => {
             if timed {
                 events.push(Event::new(code::MUNMAP, tick, addr, len, 0));
