@@ -15,6 +15,8 @@ pub struct Series {
 
 impl Series {
     /// Records `value` at `tick` (ticks come in order; a late one joins the last bucket).
+    /// Inlined: the replay calls it for every event.
+    #[inline]
     pub fn record(&mut self, tick: u64, value: u64) {
         let bucket = tick >> self.shift;
         match self.points.last_mut() {
@@ -24,14 +26,18 @@ impl Series {
                     last.2 = value;
                 }
             }
-            _ => {
-                if self.points.len() >= MAX_POINTS {
-                    self.widen();
-                    return self.record(tick, value);
-                }
-                self.points.push((bucket, tick, value));
-            }
+            _ => self.open_bucket(bucket, tick, value),
         }
+    }
+
+    /// A point in a new bucket (widening the buckets first when the series is full).
+    #[cold]
+    fn open_bucket(&mut self, bucket: u64, tick: u64, value: u64) {
+        if self.points.len() >= MAX_POINTS {
+            self.widen();
+            return self.record(tick, value);
+        }
+        self.points.push((bucket, tick, value));
     }
 
     /// Doubles the bucket width, merging pairs of buckets into their highest point.
