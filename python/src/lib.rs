@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reader::FileReader>()?;
-    m.add_class::<reader::Metadata>()?;
+    m.add_class::<shared::Metadata>()?;
     m.add_class::<reader::Records>()?;
     m.add_class::<reader::Events>()?;
     m.add_class::<record::AllocationRecord>()?;

@@ -4,58 +4,11 @@ use crate::errors;
 use crate::events::{self, Item};
 use crate::groups::{self, Group};
 use crate::record::{allocator_name, frees, AllocationRecord};
-use crate::shared::Shared;
+use crate::shared::{Metadata, Shared};
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-
-/// What a capture says about its run.
-#[pyclass(module = "memtrace", frozen, get_all)]
-pub struct Metadata {
-    /// The command line, words joined by spaces.
-    pub command: String,
-    pub argv: Vec<String>,
-    /// The traced executable (the interpreter in a Python run).
-    pub executable: String,
-    pub pid: u32,
-    pub ppid: u32,
-    /// When the capture started, in seconds since the epoch.
-    pub start_time: f64,
-    /// "3.11" in a Python run (from the interpreter's file names), else None.
-    pub python_version: Option<String>,
-    /// The options of the run.
-    pub native: bool,
-    pub python_allocators: bool,
-    pub follow_fork: bool,
-    pub duration_s: f64,
-    pub total_allocations: u64,
-    pub total_bytes: u64,
-    pub total_frees: u64,
-    /// The high-water mark of live bytes, its allocations and when it was reached.
-    pub peak_bytes: u64,
-    pub peak_allocations: u64,
-    pub peak_time_s: f64,
-    /// Live at exit (the end of the capture without an exit snapshot).
-    pub leaked_bytes: u64,
-    pub leaked_allocations: u64,
-    /// Whether the capture was finished properly.
-    pub complete: bool,
-    pub format_version: String,
-    pub tool_version: String,
-    /// Problems found while reading (damaged chunks, a truncated file).
-    pub warnings: Vec<String>,
-}
-
-#[pymethods]
-impl Metadata {
-    fn __repr__(&self) -> String {
-        format!(
-            "<Metadata command={:?} pid={} peak_bytes={} duration_s={:.3}>",
-            self.command, self.pid, self.peak_bytes, self.duration_s
-        )
-    }
-}
 
 /// Reads a capture written by `memtrace run` or `memtrace.Tracker`.
 #[pyclass(module = "memtrace", frozen)]
@@ -92,32 +45,7 @@ impl FileReader {
 
     #[getter]
     fn metadata(&self) -> Metadata {
-        let f = &self.shared.facts;
-        Metadata {
-            command: f.argv.join(" "),
-            argv: f.argv.clone(),
-            executable: f.exe.clone(),
-            pid: f.pid,
-            ppid: f.ppid,
-            start_time: f.start_time,
-            python_version: f.python_version.clone(),
-            native: f.native,
-            python_allocators: f.python_allocators,
-            follow_fork: f.follow_fork,
-            duration_s: f.duration_s,
-            total_allocations: f.total_allocations,
-            total_bytes: f.total_bytes,
-            total_frees: f.total_frees,
-            peak_bytes: f.peak_bytes,
-            peak_allocations: f.peak_allocations,
-            peak_time_s: f.peak_time_s,
-            leaked_bytes: f.leaked_bytes,
-            leaked_allocations: f.leaked_allocations,
-            complete: f.complete,
-            format_version: f.format_version.clone(),
-            tool_version: f.tool_version.clone(),
-            warnings: f.warnings.clone(),
-        }
+        self.shared.metadata.clone()
     }
 
     /// The allocations live at the peak, grouped by stack, thread and allocator, largest

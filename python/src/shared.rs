@@ -10,6 +10,7 @@ use memtrace_reporter::capture::scan::Index;
 use memtrace_reporter::capture::{Capture, CaptureError};
 use memtrace_reporter::symbols::modules::ModuleMap;
 use memtrace_reporter::symbols::Symbolizer;
+use pyo3::prelude::*;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -20,15 +21,22 @@ pub struct ThreadInfo {
     pub name: Option<String>,
 }
 
-/// The facts of a capture (header and whole-run figures).
+/// What a capture says about its run.
+#[pyclass(module = "memtrace", frozen, get_all)]
 #[derive(Clone, Debug)]
-pub struct Facts {
+pub struct Metadata {
+    /// The command line, words joined by spaces.
+    pub command: String,
     pub argv: Vec<String>,
-    pub exe: String,
+    /// The traced executable (the interpreter in a Python run).
+    pub executable: String,
     pub pid: u32,
     pub ppid: u32,
+    /// When the capture started, in seconds since the epoch.
     pub start_time: f64,
+    /// "3.11" in a Python run (from the interpreter's file names), else None.
     pub python_version: Option<String>,
+    /// The options of the run.
     pub native: bool,
     pub python_allocators: bool,
     pub follow_fork: bool,
@@ -36,15 +44,29 @@ pub struct Facts {
     pub total_allocations: u64,
     pub total_bytes: u64,
     pub total_frees: u64,
+    /// The high-water mark of live bytes, its allocations and when it was reached.
     pub peak_bytes: u64,
     pub peak_allocations: u64,
     pub peak_time_s: f64,
+    /// Live at exit (the end of the capture without an exit snapshot).
     pub leaked_bytes: u64,
     pub leaked_allocations: u64,
+    /// Whether the capture was finished properly.
     pub complete: bool,
     pub format_version: String,
     pub tool_version: String,
+    /// Problems found while reading (damaged chunks, a truncated file).
     pub warnings: Vec<String>,
+}
+
+#[pymethods]
+impl Metadata {
+    fn __repr__(&self) -> String {
+        format!(
+            "<Metadata command={:?} pid={} peak_bytes={} duration_s={:.3}>",
+            self.command, self.pid, self.peak_bytes, self.duration_s
+        )
+    }
 }
 
 pub struct Shared {
@@ -52,7 +74,7 @@ pub struct Shared {
     pub index: Index,
     pub clock: Clock,
     pub threads: Vec<ThreadInfo>,
-    pub facts: Facts,
+    pub metadata: Metadata,
     pub include_startup: bool,
     /// A Python run: the stream has the script's start marker.
     pub has_script_start: bool,
@@ -81,9 +103,11 @@ impl Shared {
         let names = std::iter::once(header.exe.as_slice())
             .chain(analysis.tables.modules.iter().map(|m| m.path.as_slice()));
         let python_version = version::python_version(names);
-        let facts = Facts {
-            argv: capture.argv(),
-            exe: String::from_utf8_lossy(&header.exe).into_owned(),
+        let argv = capture.argv();
+        let metadata = Metadata {
+            command: argv.join(" "),
+            argv,
+            executable: String::from_utf8_lossy(&header.exe).into_owned(),
             pid: header.pid,
             ppid: header.ppid,
             start_time: header.start_realtime_ns as f64 / 1e9,
@@ -121,7 +145,7 @@ impl Shared {
             index: analysis.index,
             clock: analysis.clock,
             threads,
-            facts,
+            metadata,
             include_startup,
             has_script_start: analysis.replay.script_start.is_some(),
             peak_index: peak.event_index,

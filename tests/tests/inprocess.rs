@@ -252,11 +252,12 @@ lib.drop()
 print('done')
 ";
 
-#[test]
-fn a_library_loaded_after_start_is_tracked() {
-    let dir = setup("inproc-dlopen");
+/// Runs LOADS_A_LIBRARY in a scratch directory `name` with the test library, tracking in
+/// `mode` ("python" or "native"); returns the capture and the run's output.
+fn track_a_library(name: &str, mode: &str) -> (PathBuf, Output) {
+    let dir = setup(name);
     let lib = compile_library(&dir);
-    let capture = dir.join("dl.bin");
+    let capture = dir.join(format!("{mode}.bin"));
     let out = run(
         python(),
         &dir,
@@ -265,9 +266,15 @@ fn a_library_loaded_after_start_is_tracked() {
         &[
             capture.to_str().expect("utf-8"),
             lib.to_str().expect("utf-8"),
-            "python",
+            mode,
         ],
     );
+    (capture, out)
+}
+
+#[test]
+fn a_library_loaded_after_start_is_tracked() {
+    let (capture, out) = track_a_library("inproc-dlopen", "python");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text(&out.stdout), "done\n");
     let s = stats(&capture);
@@ -285,20 +292,7 @@ fn a_library_loaded_after_start_is_tracked() {
 
 #[test]
 fn native_stacks_reach_into_a_loaded_library() {
-    let dir = setup("inproc-native");
-    let lib = compile_library(&dir);
-    let capture = dir.join("native.bin");
-    let out = run(
-        python(),
-        &dir,
-        "dl.py",
-        LOADS_A_LIBRARY,
-        &[
-            capture.to_str().expect("utf-8"),
-            lib.to_str().expect("utf-8"),
-            "native",
-        ],
-    );
+    let (capture, out) = track_a_library("inproc-native", "native");
     assert!(out.status.success(), "{out:?}");
     let s = stats(&capture);
     assert_eq!(s["complete"], true);

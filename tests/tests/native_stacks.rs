@@ -464,20 +464,7 @@ fn sqlite3_allocations_show_the_library_below_the_script_line() {
     let stacks = top_stacks(&s);
     // The inserts' memory: libsqlite3's step function, called from the module's line 4 through
     // the sqlite3 extension.
-    let stack = stacks
-        .iter()
-        .find(|st| st.iter().any(|f| f.0 == "sqlite3_step"))
-        .unwrap_or_else(|| panic!("no stack through sqlite3_step in {stacks:?}"));
-    let step = stack
-        .iter()
-        .position(|f| f.0 == "sqlite3_step")
-        .expect("found");
-    let module = stack
-        .iter()
-        .position(|f| f.0 == "<module>")
-        .unwrap_or_else(|| panic!("no Python frame in {stack:?}"));
-    assert!(step < module, "{stack:?}");
-    assert_eq!(stack[module].2, 4, "{stack:?}");
+    let (stack, step, module) = below_script_line(&stacks, "sqlite3_step", 4);
     assert!(
         stack[step..module]
             .iter()
@@ -502,18 +489,31 @@ fn json_s_c_accelerator_is_below_the_script_line() {
     // dumps' number strings and loads' objects are made by the C accelerator's encoder and
     // scanner, below the script's lines 3 and 4.
     for (function, line) in [("encoder_listencode_obj", 3), ("scan_once_unicode", 4)] {
-        let stack = stacks
-            .iter()
-            .find(|st| st.iter().any(|f| f.0 == function))
-            .unwrap_or_else(|| panic!("no stack through {function} in {stacks:?}"));
-        let native = stack.iter().position(|f| f.0 == function).expect("found");
-        let module = stack
-            .iter()
-            .position(|f| f.0 == "<module>")
-            .unwrap_or_else(|| panic!("no Python frame in {stack:?}"));
-        assert!(native < module, "{stack:?}");
-        assert_eq!(stack[module].2, line, "{stack:?}");
+        below_script_line(&stacks, function, line);
     }
+}
+
+type MergedStack = Vec<(String, String, u64)>;
+
+/// The first of `stacks` through the native `function`, checked to have the script's module
+/// frame below it at `line`; with the positions of both frames.
+fn below_script_line<'s>(
+    stacks: &'s [MergedStack],
+    function: &str,
+    line: u64,
+) -> (&'s MergedStack, usize, usize) {
+    let stack = stacks
+        .iter()
+        .find(|st| st.iter().any(|f| f.0 == function))
+        .unwrap_or_else(|| panic!("no stack through {function} in {stacks:?}"));
+    let native = stack.iter().position(|f| f.0 == function).expect("found");
+    let module = stack
+        .iter()
+        .position(|f| f.0 == "<module>")
+        .unwrap_or_else(|| panic!("no Python frame in {stack:?}"));
+    assert!(native < module, "{stack:?}");
+    assert_eq!(stack[module].2, line, "{stack:?}");
+    (stack, native, module)
 }
 
 #[test]

@@ -78,9 +78,16 @@ fn object_of(p: *const c_void) -> usize {
 /// tracker loaded into a running process (in-process tracking) forwards to what the process
 /// used before, whatever comes after the tracker in the search order.
 fn sym(name: &core::ffi::CStr) -> *mut c_void {
+    // This library's base, looked up once (resolving runs once, on one thread).
+    static OWN: AtomicUsize = AtomicUsize::new(0);
+    let mut own = OWN.load(Ordering::Relaxed);
+    if own == 0 {
+        own = object_of(sym as *const c_void);
+        OWN.store(own, Ordering::Relaxed);
+    }
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    if !p.is_null() && object_of(p) != object_of(sym as *const c_void) {
+    if !p.is_null() && object_of(p) != own {
         return p;
     }
     // SAFETY: as above.

@@ -24,10 +24,31 @@ const DT_STRSZ: i64 = 10;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
 
+/// An entry of a dynamic section.
 #[repr(C)]
-struct Dyn {
+pub(super) struct Dyn {
     tag: i64,
     val: u64,
+}
+
+/// The (tag, value) entries of the dynamic section at `d`, up to DT_NULL (at most 4096; none
+/// when `d` is null).
+///
+/// # Safety
+/// `d` is null or a mapped dynamic section ending with DT_NULL, and stays so while the iterator
+/// is used.
+pub(super) unsafe fn dynamic_entries(d: *const Dyn) -> impl Iterator<Item = (i64, u64)> {
+    (0..4096)
+        .map(move |n| {
+            if d.is_null() {
+                return None;
+            }
+            // SAFETY: the caller's promise; entries before DT_NULL are read only.
+            let e = unsafe { &*d.add(n) };
+            (e.tag != DT_NULL).then_some((e.tag, e.val))
+        })
+        .take_while(Option::is_some)
+        .flatten()
 }
 
 #[repr(C)]
@@ -132,26 +153,19 @@ impl<'a> Object<'a> {
             return;
         };
         let mut t = Tables::default();
-        let mut d = dynamic as *const Dyn;
         // SAFETY: the caller's promise: the dynamic section is mapped and ends with DT_NULL.
-        unsafe {
-            let mut n = 0;
-            while (*d).tag != DT_NULL && n < 4096 {
-                let v = (*d).val;
-                match (*d).tag {
-                    DT_SYMTAB => t.symtab = self.pointer(v),
-                    DT_STRTAB => t.strtab = self.pointer(v),
-                    DT_STRSZ => t.strsz = v as usize,
-                    DT_RELA => t.rela = self.pointer(v),
-                    DT_RELASZ => t.relasz = v as usize,
-                    DT_RELAENT => t.relaent = v as usize,
-                    DT_JMPREL => t.jmprel = self.pointer(v),
-                    DT_PLTRELSZ => t.pltrelsz = v as usize,
-                    DT_PLTREL => t.pltrel = v as i64,
-                    _ => {}
-                }
-                d = d.add(1);
-                n += 1;
+        for (tag, v) in unsafe { dynamic_entries(dynamic as *const Dyn) } {
+            match tag {
+                DT_SYMTAB => t.symtab = self.pointer(v),
+                DT_STRTAB => t.strtab = self.pointer(v),
+                DT_STRSZ => t.strsz = v as usize,
+                DT_RELA => t.rela = self.pointer(v),
+                DT_RELASZ => t.relasz = v as usize,
+                DT_RELAENT => t.relaent = v as usize,
+                DT_JMPREL => t.jmprel = self.pointer(v),
+                DT_PLTRELSZ => t.pltrelsz = v as usize,
+                DT_PLTREL => t.pltrel = v as i64,
+                _ => {}
             }
         }
         if t.symtab == 0 || t.strtab == 0 {

@@ -7,6 +7,7 @@
 //! already, then the caller's directories before the system's), and opens what it finds by
 //! path; anything else goes to dlopen unchanged.
 
+use super::elf::{dynamic_entries, Dyn};
 use crate::{sys, tls};
 use libc::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -91,12 +92,6 @@ struct LinkMap {
 }
 
 #[repr(C)]
-struct Dyn {
-    tag: i64,
-    val: u64,
-}
-
-#[repr(C)]
 struct SerPath {
     name: *const c_char,
     flags: u32,
@@ -114,7 +109,6 @@ const RTLD_DI_SERINFO: c_int = 4;
 const RTLD_DI_SERINFOSIZE: c_int = 5;
 /// A directory of the system's defaults (searched after ld.so.cache: left to dlopen itself).
 const LA_SER_DEFAULT: u32 = 0x40;
-const DT_NULL: i64 = 0;
 const DT_RPATH: i64 = 15;
 const DT_RUNPATH: i64 = 29;
 
@@ -173,18 +167,10 @@ unsafe fn caller_with_search_path(ret: usize) -> Option<*mut LinkMap> {
     }
     let map = map as *mut LinkMap;
     // SAFETY: a live link map: its dynamic section is mapped and ends with DT_NULL.
-    unsafe {
-        let mut d = (*map).l_ld;
-        let mut n = 0;
-        while !d.is_null() && (*d).tag != DT_NULL && n < 4096 {
-            if (*d).tag == DT_RPATH || (*d).tag == DT_RUNPATH {
-                return Some(map);
-            }
-            d = d.add(1);
-            n += 1;
-        }
-    }
-    None
+    let mut entries = unsafe { dynamic_entries((*map).l_ld) };
+    entries
+        .any(|(tag, _)| tag == DT_RPATH || tag == DT_RUNPATH)
+        .then_some(map)
 }
 
 /// Tries `file` in the directories `caller` searches (RPATH, LD_LIBRARY_PATH, RUNPATH, in the

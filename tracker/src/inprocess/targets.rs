@@ -90,69 +90,37 @@ fn build() -> Targets {
     let allocator = object_of(r.malloc as usize);
     // (name, hook, what the hook forwards to: None when it forwards to a sibling, such as
     // reallocarray to realloc, which must then come from the allocator's own object).
+    // `ours`: this library's hook `name`, forwarding to `f`; `opt`: a function the C library
+    // may lack (then NONE, which no slot holds).
+    let ours = |name: &'static core::ffi::CStr, f: Option<usize>| (name, own(name), f);
+    let opt = |f: Option<usize>| Some(f.unwrap_or(NONE));
     let candidates: [(&'static core::ffi::CStr, usize, Option<usize>); 19] = [
-        (c"malloc", own(c"malloc"), Some(r.malloc as usize)),
-        (c"free", own(c"free"), Some(r.free as usize)),
-        (c"calloc", own(c"calloc"), Some(r.calloc as usize)),
-        (c"realloc", own(c"realloc"), Some(r.realloc as usize)),
-        (c"reallocarray", own(c"reallocarray"), None),
-        (
-            c"posix_memalign",
-            own(c"posix_memalign"),
-            Some(r.posix_memalign as usize),
-        ),
-        (
-            c"aligned_alloc",
-            own(c"aligned_alloc"),
-            Some(r.aligned_alloc.map_or(NONE, |f| f as usize)),
-        ),
-        (
-            c"memalign",
-            own(c"memalign"),
-            Some(r.memalign.map_or(NONE, |f| f as usize)),
-        ),
-        (
-            c"valloc",
-            own(c"valloc"),
-            Some(r.valloc.map_or(NONE, |f| f as usize)),
-        ),
-        (
-            c"pvalloc",
-            own(c"pvalloc"),
-            Some(r.pvalloc.map_or(NONE, |f| f as usize)),
-        ),
-        (c"mmap", own(c"mmap"), Some(r.mmap as usize)),
-        (c"mmap64", own(c"mmap64"), Some(r.mmap as usize)),
-        (c"munmap", own(c"munmap"), Some(r.munmap as usize)),
-        (
-            c"mremap",
-            own(c"mremap"),
-            Some(r.mremap.map_or(NONE, |f| f as usize)),
-        ),
-        (
-            c"_exit",
-            own(c"_exit"),
-            Some(r.underscore_exit.map_or(NONE, |f| f as usize)),
-        ),
-        (
-            c"kill",
-            own(c"kill"),
-            Some(r.kill.map_or(NONE, |f| f as usize)),
-        ),
-        (
-            c"raise",
-            own(c"raise"),
-            Some(r.raise.map_or(NONE, |f| f as usize)),
-        ),
+        ours(c"malloc", Some(r.malloc as usize)),
+        ours(c"free", Some(r.free as usize)),
+        ours(c"calloc", Some(r.calloc as usize)),
+        ours(c"realloc", Some(r.realloc as usize)),
+        ours(c"reallocarray", None),
+        ours(c"posix_memalign", Some(r.posix_memalign as usize)),
+        ours(c"aligned_alloc", opt(r.aligned_alloc.map(|f| f as usize))),
+        ours(c"memalign", opt(r.memalign.map(|f| f as usize))),
+        ours(c"valloc", opt(r.valloc.map(|f| f as usize))),
+        ours(c"pvalloc", opt(r.pvalloc.map(|f| f as usize))),
+        ours(c"mmap", Some(r.mmap as usize)),
+        ours(c"mmap64", Some(r.mmap as usize)),
+        ours(c"munmap", Some(r.munmap as usize)),
+        ours(c"mremap", opt(r.mremap.map(|f| f as usize))),
+        ours(c"_exit", opt(r.underscore_exit.map(|f| f as usize))),
+        ours(c"kill", opt(r.kill.map(|f| f as usize))),
+        ours(c"raise", opt(r.raise.map(|f| f as usize))),
         (
             c"dlopen",
             super::loader::dlopen_hook as *const () as usize,
-            Some(super::loader::real_dlopen().unwrap_or(NONE)),
+            opt(super::loader::real_dlopen()),
         ),
         (
             c"dlclose",
             super::loader::dlclose_hook as *const () as usize,
-            Some(super::loader::real_dlclose().unwrap_or(NONE)),
+            opt(super::loader::real_dlclose()),
         ),
     ];
     for (name, hook, forward) in candidates {

@@ -59,19 +59,23 @@ pub fn get() -> Option<&'static Api> {
     API.get_or_init(resolve).as_ref()
 }
 
-fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
+/// The address of a CPython symbol in this process.
+pub(super) fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the whole process.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     (!p.is_null()).then_some(p)
 }
 
+/// The CPython function `$name` as a pointer of type `$ty` (returns None from the enclosing
+/// function when it is missing).
 macro_rules! func {
     ($name:literal, $ty:ty) => {{
-        let p = sym($name)?;
+        let p = $crate::python::api::sym($name)?;
         // SAFETY: the CPython function of this name, whose C signature is `$ty`.
-        unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
+        unsafe { core::mem::transmute::<*mut libc::c_void, $ty>(p) }
     }};
 }
+pub(super) use func;
 
 fn resolve() -> Option<Api> {
     type F<A, R> = unsafe extern "C" fn(A) -> R;

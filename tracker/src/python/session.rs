@@ -213,14 +213,19 @@ static HOOK_DEF: Static<MethodDef> = Static(UnsafeCell::new(MethodDef {
     doc: core::ptr::null(),
 }));
 
-/// Has every thread `threading` starts from now name itself at its first call, unless the
-/// program gave `threading` a profile hook of its own.
-///
+/// `threading`, its `getprofile` and `setprofile`, and the profile hook it has now: new
+/// references, null where missing.
+struct Profile {
+    threading: *mut Object,
+    get: *mut Object,
+    set: *mut Object,
+    current: *mut Object,
+}
+
 /// # Safety
 /// The GIL is held.
-unsafe fn install_thread_hook(api: &Api, s: &SessionApi) {
-    // SAFETY: the GIL is held; references taken are given back (the hook's is kept in HOOK
-    // until `remove_thread_hook`).
+unsafe fn threading_profile(api: &Api, s: &SessionApi) -> Profile {
+    // SAFETY: the GIL is held; the references are the caller's to give back.
     unsafe {
         let threading = (s.import_module)(c"threading".as_ptr());
         let get = attr(api, threading, c"getprofile");
@@ -230,6 +235,46 @@ unsafe fn install_thread_hook(api: &Api, s: &SessionApi) {
         } else {
             (s.call_no_args)(get)
         };
+        Profile {
+            threading,
+            get,
+            set,
+            current,
+        }
+    }
+}
+
+/// Gives back `objects` (null ones skipped by Py_DecRef) and clears an error they left.
+///
+/// # Safety
+/// The GIL is held; each object is a reference the caller owns.
+unsafe fn release(api: &Api, s: &SessionApi, objects: &[*mut Object]) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        for &o in objects {
+            (api.dec_ref)(o);
+        }
+        if !(s.err_occurred)().is_null() {
+            (api.err_clear)();
+        }
+    }
+}
+
+/// Has every thread `threading` starts from now name itself at its first call, unless the
+/// program gave `threading` a profile hook of its own.
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn install_thread_hook(api: &Api, s: &SessionApi) {
+    // SAFETY: the GIL is held; references taken are given back (the hook's is kept in HOOK
+    // until `remove_thread_hook`).
+    unsafe {
+        let Profile {
+            threading,
+            get,
+            set,
+            current,
+        } = threading_profile(api, s);
         if current == api.none && !set.is_null() {
             let hook = (s.cfunction_new)(
                 HOOK_DEF.0.get() as *mut c_void,
@@ -246,12 +291,7 @@ unsafe fn install_thread_hook(api: &Api, s: &SessionApi) {
                 }
             }
         }
-        for o in [current, set, get, threading] {
-            (api.dec_ref)(o);
-        }
-        if !(s.err_occurred)().is_null() {
-            (api.err_clear)();
-        }
+        release(api, s, &[current, set, get, threading]);
     }
 }
 
@@ -266,24 +306,17 @@ unsafe fn remove_thread_hook(api: &Api, s: &SessionApi) {
     }
     // SAFETY: the GIL is held; references taken are given back, the hook's last.
     unsafe {
-        let threading = (s.import_module)(c"threading".as_ptr());
-        let get = attr(api, threading, c"getprofile");
-        let set = attr(api, threading, c"setprofile");
-        let current = if get.is_null() {
-            core::ptr::null_mut()
-        } else {
-            (s.call_no_args)(get)
-        };
+        let Profile {
+            threading,
+            get,
+            set,
+            current,
+        } = threading_profile(api, s);
         if current == hook && !set.is_null() {
             let r = (s.call_obj_args)(set, api.none, core::ptr::null_mut::<Object>());
             (api.dec_ref)(r);
         }
-        for o in [current, set, get, threading, hook] {
-            (api.dec_ref)(o);
-        }
-        if !(s.err_occurred)().is_null() {
-            (api.err_clear)();
-        }
+        release(api, s, &[current, set, get, threading, hook]);
     }
 }
 

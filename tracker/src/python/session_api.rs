@@ -1,7 +1,7 @@
 //! The CPython functions in-process tracking calls besides those of `api` (argument checks,
 //! errors, `threading`), found at run time with dlsym like those.
 
-use super::api::Object;
+use super::api::{func, sym, Object};
 use libc::{c_char, c_int, c_longlong, c_void};
 use std::sync::OnceLock;
 
@@ -31,20 +31,6 @@ static API: OnceLock<Option<SessionApi>> = OnceLock::new();
 /// The functions, or None when one is missing (not a CPython 3.9+).
 pub fn get() -> Option<&'static SessionApi> {
     API.get_or_init(resolve).as_ref()
-}
-
-fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
-    // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the whole process.
-    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!p.is_null()).then_some(p)
-}
-
-macro_rules! func {
-    ($name:literal, $ty:ty) => {{
-        let p = sym($name)?;
-        // SAFETY: the CPython function of this name, whose C signature is `$ty`.
-        unsafe { core::mem::transmute::<*mut c_void, $ty>(p) }
-    }};
 }
 
 /// The object a `PyObject *` variable of CPython's points at.
