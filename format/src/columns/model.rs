@@ -1,9 +1,8 @@
 //! The writer's index of recent addresses: which address is a candidate (a freed block or the
 //! end of an allocated one) and which allocation record an address belongs to.
 
-/// The table's size (log2 of its slots) unless the writer is told otherwise: 16 Ki slots of 32
-/// bytes keep a native program's frees matched (mallocbench: 1.95 bytes per event).
-pub const DEFAULT_TABLE_BITS: u32 = 14;
+const TABLE_BITS: u32 = 14;
+const TABLE_LEN: usize = 1 << TABLE_BITS;
 
 /// What the model knows about the addresses of one hash slot. Both indexes live in one slot
 /// because an allocation and its free look up and add at the same address: one cache line.
@@ -24,7 +23,6 @@ struct Slot {
 /// below which entries belong to earlier chunks.
 pub(super) struct AddressModel {
     table: Vec<Slot>,
-    bits: u32,
     candidates: u64,
     allocations: u64,
     candidate_base: u64,
@@ -32,15 +30,14 @@ pub(super) struct AddressModel {
 }
 
 #[inline]
-fn slot(addr: u64, bits: u32) -> usize {
-    ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+fn slot(addr: u64) -> usize {
+    ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
 }
 
 impl AddressModel {
     pub(super) const fn new() -> AddressModel {
         AddressModel {
             table: Vec::new(),
-            bits: DEFAULT_TABLE_BITS,
             candidates: 0,
             allocations: 0,
             candidate_base: 0,
@@ -48,19 +45,9 @@ impl AddressModel {
         }
     }
 
-    /// Sets the table's size (log2 of its slots, 4 to 20) for the chunks to come.
-    pub(super) fn set_bits(&mut self, bits: u32) {
-        let bits = bits.clamp(4, 20);
-        if bits != self.bits {
-            self.bits = bits;
-            // Made again at the next chunk; its serials start at 0, below every base.
-            self.table = Vec::new();
-        }
-    }
-
     pub(super) fn start_chunk(&mut self) {
         if self.table.is_empty() {
-            self.table = vec![Slot::default(); 1 << self.bits];
+            self.table = vec![Slot::default(); TABLE_LEN];
         }
         self.candidate_base = self.candidates;
         self.allocation_base = self.allocations;
@@ -74,7 +61,7 @@ impl AddressModel {
         self.allocations = serial;
         let candidates = self.candidates;
         let base = self.candidate_base;
-        let at = self.table.get_mut(slot(addr, self.bits))?;
+        let at = self.table.get_mut(slot(addr))?;
         let found = (at.candidate == addr && at.candidate_serial > base)
             .then(|| candidates - at.candidate_serial);
         at.allocation = addr;
@@ -90,7 +77,7 @@ impl AddressModel {
         let base = self.allocation_base;
         let serial = self.candidates + 1;
         self.candidates = serial;
-        let at = self.table.get_mut(slot(addr, self.bits))?;
+        let at = self.table.get_mut(slot(addr))?;
         let found = (at.allocation == addr && at.allocation_serial > base)
             .then(|| allocations - at.allocation_serial + 1);
         at.candidate = addr;
@@ -103,7 +90,7 @@ impl AddressModel {
     #[inline]
     pub(super) fn slot_ptr(&self, addr: u64) -> *const u8 {
         self.table
-            .get(slot(addr, self.bits))
+            .get(slot(addr))
             .map_or(core::ptr::null(), |at| (at as *const Slot).cast())
     }
 
@@ -112,7 +99,7 @@ impl AddressModel {
     pub(super) fn add(&mut self, addr: u64) {
         let serial = self.candidates + 1;
         self.candidates = serial;
-        if let Some(at) = self.table.get_mut(slot(addr, self.bits)) {
+        if let Some(at) = self.table.get_mut(slot(addr)) {
             at.candidate = addr;
             at.candidate_serial = serial;
         }

@@ -260,13 +260,6 @@ impl ColumnWriter {
         self.var(buf, stream::OTHER, d);
     }
 
-    /// Sizes the writer's index of recent addresses (log2 of its slots; see
-    /// `model::DEFAULT_TABLE_BITS`): smaller stays in cache beside a busy program, larger finds
-    /// more frees of blocks allocated long ago in the chunk. Takes effect at the next chunk.
-    pub fn set_model_bits(&mut self, bits: u32) {
-        self.model.set_bits(bits);
-    }
-
     /// The memory an allocation about to be written will look at: a caller may prefetch it
     /// while it does other work (the lookups miss the cache on most allocations).
     #[inline]
