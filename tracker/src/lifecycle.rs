@@ -38,6 +38,7 @@ extern "C" fn memtrace_init() {
         };
         cfg.prepare_environment(&own_path());
         crate::python::configure(cfg.python, cfg.python_allocators);
+        thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::init_key();
         crate::barrier::init();
@@ -241,6 +242,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
     tls::guarded(|| {
         let pid = sys::getpid();
         crate::python::configure(false, cfg.python_allocators);
+        thread::set_python_run(cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::begin_capture();
         stacks::clear();

@@ -63,6 +63,26 @@ static NEXT_SERIAL: AtomicU32 = AtomicU32::new(1);
 static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Threads that recorded anything (for the trailer).
 static THREADS_SEEN: AtomicU32 = AtomicU32::new(0);
+/// Size of each thread's index of recent addresses (log2 of its slots): see `set_python_run`.
+static MODEL_BITS: AtomicU32 = AtomicU32::new(NATIVE_MODEL_BITS);
+/// 16 Ki slots (512 KiB): a native program's frees of blocks allocated long ago in the chunk
+/// are found (mallocbench: 1.95 bytes per event).
+const NATIVE_MODEL_BITS: u32 = 14;
+/// 1 Ki slots (32 KiB): the interpreter's frees are of recent blocks, and a table that stays in
+/// cache beside its working set makes small_objects.py's tracked run about a tenth shorter (and
+/// its capture a little smaller).
+const PYTHON_MODEL_BITS: u32 = 10;
+
+/// Whether the PyMem allocators are traced in this capture: sizes the index of recent addresses
+/// of the threads that attach from now on.
+pub fn set_python_run(python: bool) {
+    let bits = if python {
+        PYTHON_MODEL_BITS
+    } else {
+        NATIVE_MODEL_BITS
+    };
+    MODEL_BITS.store(bits, Ordering::Relaxed);
+}
 /// Bumped when an in-process capture starts: a state attached in an earlier one is closed, and
 /// its thread, which still holds it, attaches afresh at its next event (`reattach`).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -234,6 +254,7 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     s.generation = GENERATION.load(Ordering::Acquire);
     s.busy.store(IDLE, Ordering::Relaxed);
     s.closed.store(false, Ordering::Relaxed);
+    s.writer.set_model_bits(MODEL_BITS.load(Ordering::Relaxed));
     s.start_chunk();
     t.state = p as *mut libc::c_void;
     t.serial = s.serial;

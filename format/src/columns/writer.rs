@@ -260,6 +260,14 @@ impl ColumnWriter {
         self.var(buf, stream::OTHER, d);
     }
 
+    /// Sizes the part of the writer's index of recent addresses in use (log2 of its slots; see
+    /// `model::DEFAULT_TABLE_BITS`): smaller stays in cache beside a busy program, larger finds
+    /// more frees of blocks allocated long ago in the chunk. The table's allocation never
+    /// changes size, so the traced program's memory layout does not either.
+    pub fn set_model_bits(&mut self, bits: u32) {
+        self.model.set_bits(bits);
+    }
+
     /// The memory an allocation about to be written will look at: a caller may prefetch it
     /// while it does other work (the lookups miss the cache on most allocations).
     #[inline]
