@@ -96,6 +96,38 @@ pub fn tracked(python: &Path, capture: &Path, words: &[&str], dir: &Path, stdin:
     output(cmd, dir, stdin)
 }
 
+/// `tracked`, with the address-space layout not randomized (`setarch -R`) where the system
+/// allows it. For tests that compare two runs' totals: CPython's pymalloc keeps a radix tree of
+/// its arenas whose nodes depend on where the arenas land, so a randomized start-up needs one
+/// more 128 KiB node in a few runs out of a hundred.
+pub fn tracked_fixed_layout(
+    python: &Path,
+    capture: &Path,
+    words: &[&str],
+    dir: &Path,
+    stdin: &[u8],
+) -> Output {
+    static SETARCH_WORKS: OnceLock<bool> = OnceLock::new();
+    let works = *SETARCH_WORKS.get_or_init(|| {
+        Command::new("setarch")
+            .args(["-R", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    if !works {
+        return tracked(python, capture, words, dir, stdin);
+    }
+    let mut cmd = Command::new("setarch");
+    cmd.arg("-R")
+        .arg(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(capture)
+        .arg("--python")
+        .arg(python)
+        .args(words);
+    output(cmd, dir, stdin)
+}
+
 /// The one file in `dir` named `prefix<digits>.bin`.
 pub fn default_capture(dir: &Path, prefix: &str) -> PathBuf {
     let found: Vec<PathBuf> = std::fs::read_dir(dir)
