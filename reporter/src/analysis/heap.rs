@@ -60,6 +60,8 @@ fn shard(addr: u64) -> usize {
 /// Bits of an address code: a 16-byte aligned address below 2^47 (what allocators hand out)
 /// without its four zero bits and its shard bits.
 const CODE_BITS: u32 = 37;
+// The code leaves out exactly the six shard bits.
+const _: () = assert!(SHARDS == 1 << 6);
 const CODE_MASK: u64 = (1 << CODE_BITS) - 1;
 
 /// The code of an address a slot can hold; None for the others (kept in [`LiveHeap::outside`]).
