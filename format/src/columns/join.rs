@@ -222,6 +222,30 @@ fn visit<'a, S: RecordSink<'a>>(
     exact: bool,
     sink: &mut S,
 ) -> Result<(), DecodeError> {
+    // The address lists of the previous chunk read on this thread, emptied: lists this large
+    // (one entry per record) would otherwise be mapped and unmapped afresh for every chunk.
+    let (mut candidates, mut allocs) = SCRATCH.take();
+    candidates.clear();
+    allocs.clear();
+    let result = visit_with(streams, exact, sink, &mut candidates, &mut allocs);
+    SCRATCH.set((candidates, allocs));
+    result
+}
+
+thread_local! {
+    /// [`visit`]'s address lists, kept between chunks.
+    static SCRATCH: std::cell::Cell<(Vec<u64>, Vec<u64>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// [`visit`] with its address lists: the candidates (freed blocks and block ends) and the
+/// allocations of the chunk, each in record order.
+fn visit_with<'a, S: RecordSink<'a>>(
+    streams: &[&'a [u8]; stream::COUNT],
+    exact: bool,
+    sink: &mut S,
+    candidates: &mut Vec<u64>,
+    allocs: &mut Vec<u64>,
+) -> Result<(), DecodeError> {
     let mut heads = Reader::new(streams[stream::TYPE], "columns: record types run short");
     let mut deltas = Reader::new(streams[stream::DELTA], "columns: tick deltas run short");
     let mut ticks = Reader::new(streams[stream::TICK], "columns: tick stream runs short");
@@ -235,8 +259,6 @@ fn visit<'a, S: RecordSink<'a>>(
         "columns: free stream runs short",
     );
     let mut other = Reader::new(streams[stream::OTHER], "columns: record stream runs short");
-    let mut candidates: Vec<u64> = Vec::new();
-    let mut allocs: Vec<u64> = Vec::new();
     let mut pending_delta: Option<u64> = None;
     let (mut tick, mut prev_alloc, mut prev_free, mut prev_other) = (0u64, 0u64, 0u64, 0u64);
     while !heads.done() {

@@ -1,40 +1,12 @@
 //! The live heap: blocks from malloc and friends, by address.
+//!
+//! The replay looks up every free here, so the table is what it waits for (cache misses): each
+//! block takes one 16-byte slot, its address packed in with the rest, and nearby addresses
+//! land in nearby slots.
 
-use hashbrown::hash_map::Entry;
+use hashbrown::hash_table::{Entry, HashTable};
 use hashbrown::HashMap;
 use std::collections::VecDeque;
-use std::hash::{BuildHasherDefault, Hasher};
-
-/// Hashes a block address so that nearby addresses land in nearby buckets (allocators hand out
-/// neighbouring blocks one after the other, so the replay touches few cache lines), while the
-/// top bits, which the table uses as a tag, are mixed.
-#[derive(Default, Clone, Copy)]
-pub struct AddrHasher(u64);
-
-impl Hasher for AddrHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        let a = self.0;
-        // Bits 16..22 choose the shard: leave them out, so that the 64 KiB regions of one
-        // shard follow each other instead of landing on the same buckets.
-        let near = ((a >> 4) & 0xFFF) | ((a >> 22) << 12);
-        near ^ (a.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57))
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
 /// A live heap block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,91 +46,136 @@ impl Block {
     }
 }
 
-const INDEX_BITS: u32 = 46;
-const THREAD_BITS: u32 = 16;
-/// Newer blocks at the same address wait in the overflow queue.
-const NEWER: u64 = 1 << 62;
-/// The block did not fit: it is in [`LiveHeap::wide`].
-const WIDE: u64 = 1 << 63;
-
-/// A block as the table keeps it, in 16 bytes (the live heap of a large run holds millions):
-/// size (32 bits) and stack id (32); event index (46), thread (16) and two flags. A block with
-/// a larger field is kept whole on the side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Packed {
-    size_stack: u64,
-    index_thread: u64,
-}
-
-impl Packed {
-    #[inline]
-    fn new(b: &Block) -> Option<Packed> {
-        let fits = b.size >> 32 == 0
-            && b.stack >> 32 == 0
-            && b.index >> INDEX_BITS == 0
-            && b.thread >> THREAD_BITS == 0;
-        fits.then(|| Packed {
-            size_stack: b.size | (b.stack << 32),
-            index_thread: b.index | (u64::from(b.thread) << INDEX_BITS),
-        })
-    }
-
-    const fn wide() -> Packed {
-        Packed {
-            size_stack: 0,
-            index_thread: WIDE,
-        }
-    }
-
-    #[inline]
-    fn is_wide(&self) -> bool {
-        self.index_thread & WIDE != 0
-    }
-
-    #[inline]
-    fn has_newer(&self) -> bool {
-        self.index_thread & NEWER != 0
-    }
-
-    #[inline]
-    fn set_newer(&mut self, newer: bool) {
-        if newer {
-            self.index_thread |= NEWER;
-        } else {
-            self.index_thread &= !NEWER;
-        }
-    }
-
-    #[inline]
-    fn block(&self) -> Block {
-        Block {
-            size: self.size_stack & 0xFFFF_FFFF,
-            stack: self.size_stack >> 32,
-            thread: ((self.index_thread >> INDEX_BITS) & ((1 << THREAD_BITS) - 1)) as u32,
-            index: self.index_thread & ((1 << INDEX_BITS) - 1),
-        }
-    }
-}
-
 /// Tables the heap is split into, by address: each grows on its own, so that growing never
 /// holds two copies of the whole heap.
 const SHARDS: usize = 64;
 
 /// The shard of an address: 64 KiB regions take turns (bits 16..22), so neighbours stay
-/// together. [`AddrHasher`] leaves these bits out.
+/// together. An address code leaves these bits out.
 #[inline]
 fn shard(addr: u64) -> usize {
     ((addr >> 16) as usize) % SHARDS
 }
 
-/// The table entry of the oldest block at `addr`; a block too wide to pack is kept in `wide`.
+/// Bits of an address code: a 16-byte aligned address below 2^47 (what allocators hand out)
+/// without its four zero bits and its shard bits.
+const CODE_BITS: u32 = 37;
+// The code leaves out exactly the six shard bits.
+const _: () = assert!(SHARDS == 1 << 6);
+const CODE_MASK: u64 = (1 << CODE_BITS) - 1;
+
+/// The code of an address a slot can hold; None for the others (kept in [`LiveHeap::outside`]).
+/// Neighbouring addresses have neighbouring codes.
 #[inline]
-fn packed(wide: &mut HashMap<u64, Block>, addr: u64, block: Block) -> Packed {
-    match Packed::new(&block) {
-        Some(p) => p,
+fn addr_code(addr: u64) -> Option<u64> {
+    (addr & 0xF == 0 && addr >> 47 == 0).then_some(((addr >> 4) & 0xFFF) | ((addr >> 22) << 12))
+}
+
+/// The address of a code in shard `shard`.
+#[inline]
+fn code_addr(code: u64, shard: usize) -> u64 {
+    ((code & 0xFFF) << 4) | ((shard as u64) << 16) | ((code >> 12) << 22)
+}
+
+/// The table hash of a code: the code itself in the low bits (the bucket: nearby addresses
+/// touch few cache lines), mixed bits on top (the tag the table compares first).
+#[inline]
+fn hash(code: u64) -> u64 {
+    code ^ (code.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57))
+}
+
+const STACK_SHIFT: u32 = CODE_BITS;
+const STACK_BITS: u32 = 25;
+/// Newer blocks at the same address wait in [`LiveHeap::newer`].
+const NEWER: u64 = 1 << 62;
+/// The block did not fit: it is in [`LiveHeap::wide`].
+const WIDE: u64 = 1 << 63;
+const INDEX_BITS: u32 = 36;
+const SIZE_SHIFT: u32 = INDEX_BITS;
+const SIZE_BITS: u32 = 20;
+const THREAD_SHIFT: u32 = SIZE_SHIFT + SIZE_BITS;
+const THREAD_BITS: u32 = 8;
+
+/// A block as the table keeps it, in 16 bytes: address code (37 bits), stack id (25) and two
+/// flags; event index (36), size (20) and thread (8). A block with a larger field is kept
+/// whole on the side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    code_stack: u64,
+    index_size_thread: u64,
+}
+
+#[inline]
+fn bits(value: u64, shift: u32, width: u32) -> u64 {
+    (value >> shift) & ((1 << width) - 1)
+}
+
+impl Slot {
+    #[inline]
+    fn new(code: u64, b: &Block) -> Option<Slot> {
+        let fits = b.stack >> STACK_BITS == 0
+            && b.index >> INDEX_BITS == 0
+            && b.size >> SIZE_BITS == 0
+            && b.thread >> THREAD_BITS == 0;
+        fits.then_some(Slot {
+            code_stack: code | (b.stack << STACK_SHIFT),
+            index_size_thread: b.index
+                | (b.size << SIZE_SHIFT)
+                | (u64::from(b.thread) << THREAD_SHIFT),
+        })
+    }
+
+    const fn wide(code: u64) -> Slot {
+        Slot {
+            code_stack: code | WIDE,
+            index_size_thread: 0,
+        }
+    }
+
+    #[inline]
+    fn code(&self) -> u64 {
+        self.code_stack & CODE_MASK
+    }
+
+    #[inline]
+    fn is_wide(&self) -> bool {
+        self.code_stack & WIDE != 0
+    }
+
+    #[inline]
+    fn has_newer(&self) -> bool {
+        self.code_stack & NEWER != 0
+    }
+
+    #[inline]
+    fn set_newer(&mut self, newer: bool) {
+        if newer {
+            self.code_stack |= NEWER;
+        } else {
+            self.code_stack &= !NEWER;
+        }
+    }
+
+    #[inline]
+    fn block(&self) -> Block {
+        let x = self.index_size_thread;
+        Block {
+            size: bits(x, SIZE_SHIFT, SIZE_BITS),
+            stack: bits(self.code_stack, STACK_SHIFT, STACK_BITS),
+            thread: bits(x, THREAD_SHIFT, THREAD_BITS) as u32,
+            index: bits(x, 0, INDEX_BITS),
+        }
+    }
+}
+
+/// The slot of the oldest block at an address; a block too wide to pack goes to `wide`.
+#[inline]
+fn slot(wide: &mut HashMap<u64, Block>, code: u64, addr: u64, block: Block) -> Slot {
+    match Slot::new(code, &block) {
+        Some(s) => s,
         None => {
             wide.insert(addr, block);
-            Packed::wide()
+            Slot::wide(code)
         }
     }
 }
@@ -167,10 +184,13 @@ fn packed(wide: &mut HashMap<u64, Block>, addr: u64, block: Block) -> Packed {
 /// kept; a free removes the older one.
 #[derive(Debug)]
 pub struct LiveHeap {
-    blocks: Vec<AddrMap<Packed>>,
+    shards: Vec<HashTable<Slot>>,
     /// Blocks too large to pack, by address (the oldest at the address only).
     wide: HashMap<u64, Block>,
+    /// Newer blocks at an address the tables hold, oldest first.
     newer: HashMap<u64, VecDeque<Block>>,
+    /// Blocks at addresses without a code (unaligned, or beyond 47 bits), oldest first.
+    outside: HashMap<u64, VecDeque<Block>>,
     bytes: u64,
     count: u64,
 }
@@ -178,9 +198,10 @@ pub struct LiveHeap {
 impl Default for LiveHeap {
     fn default() -> LiveHeap {
         LiveHeap {
-            blocks: (0..SHARDS).map(|_| AddrMap::default()).collect(),
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
             wide: HashMap::new(),
             newer: HashMap::new(),
+            outside: HashMap::new(),
             bytes: 0,
             count: 0,
         }
@@ -200,9 +221,14 @@ impl LiveHeap {
     pub fn alloc(&mut self, addr: u64, block: Block) {
         self.bytes = self.bytes.wrapping_add(block.size);
         self.count += 1;
-        match self.blocks[shard(addr)].entry(addr) {
+        let Some(code) = addr_code(addr) else {
+            self.outside.entry(addr).or_default().push_back(block);
+            return;
+        };
+        let table = &mut self.shards[shard(addr)];
+        match table.entry(hash(code), |s| s.code() == code, |s| hash(s.code())) {
             Entry::Vacant(v) => {
-                v.insert(packed(&mut self.wide, addr, block));
+                v.insert(slot(&mut self.wide, code, addr, block));
             }
             Entry::Occupied(mut o) => {
                 o.get_mut().set_newer(true);
@@ -214,7 +240,11 @@ impl LiveHeap {
     /// Frees the (oldest) block at `addr`; None when no block is live there.
     #[inline]
     pub fn free(&mut self, addr: u64) -> Option<Block> {
-        let Entry::Occupied(mut o) = self.blocks[shard(addr)].entry(addr) else {
+        let Some(code) = addr_code(addr) else {
+            return self.free_outside(addr);
+        };
+        let Ok(mut o) = self.shards[shard(addr)].find_entry(hash(code), |s| s.code() == code)
+        else {
             return None;
         };
         let head = *o.get();
@@ -230,9 +260,9 @@ impl LiveHeap {
                     if empty {
                         self.newer.remove(&addr);
                     }
-                    let mut p = packed(&mut self.wide, addr, next);
-                    p.set_newer(!empty);
-                    *o.get_mut() = p;
+                    let mut s = slot(&mut self.wide, code, addr, next);
+                    s.set_newer(!empty);
+                    *o.get_mut() = s;
                 }
                 None => {
                     o.remove();
@@ -246,24 +276,40 @@ impl LiveHeap {
         Some(old)
     }
 
+    #[cold]
+    fn free_outside(&mut self, addr: u64) -> Option<Block> {
+        let queue = self.outside.get_mut(&addr)?;
+        let old = queue.pop_front()?;
+        if queue.is_empty() {
+            self.outside.remove(&addr);
+        }
+        self.bytes = self.bytes.wrapping_sub(old.size);
+        self.count -= 1;
+        Some(old)
+    }
+
     /// Every live block (the older first at a shared address).
     pub fn iter(&self) -> impl Iterator<Item = (u64, Block)> + '_ {
-        self.blocks
+        self.shards
             .iter()
-            .flat_map(|m| m.iter())
-            .filter_map(|(&a, p)| {
-                if p.is_wide() {
+            .enumerate()
+            .flat_map(|(i, t)| t.iter().map(move |s| (code_addr(s.code(), i), s)))
+            .filter_map(|(a, s)| {
+                if s.is_wide() {
                     self.wide.get(&a).map(|&b| (a, b))
                 } else {
-                    Some((a, p.block()))
+                    Some((a, s.block()))
                 }
             })
-            .chain(
-                self.newer
-                    .iter()
-                    .flat_map(|(&a, q)| q.iter().map(move |&b| (a, b))),
-            )
+            .chain(queued(&self.newer))
+            .chain(queued(&self.outside))
     }
+}
+
+/// The blocks of a map of queues, with their addresses.
+fn queued(map: &HashMap<u64, VecDeque<Block>>) -> impl Iterator<Item = (u64, Block)> + '_ {
+    map.iter()
+        .flat_map(|(&a, q)| q.iter().map(move |&b| (a, b)))
 }
 
 #[cfg(test)]
@@ -291,6 +337,47 @@ mod tests {
         assert_eq!(h.free(0x20), Some(wide));
         assert_eq!(h.free(0x20), None);
         assert_eq!((h.bytes(), h.count()), (0, 0));
+    }
+
+    #[test]
+    fn every_address_and_field_comes_back_whole() {
+        let mut h = LiveHeap::default();
+        let largest = Block::new(
+            (1 << SIZE_BITS) - 1,
+            (1 << STACK_BITS) - 1,
+            255,
+            (1 << INDEX_BITS) - 1,
+        );
+        let addrs = [
+            0x10,
+            0x7fff_ffff_fff0, // the highest code
+            0x7f12_3456_7890, // every shard bit set somewhere
+            0x5555_5555_5551, // unaligned: outside the tables
+            0x8000_0000_0000, // beyond 47 bits
+            0xffff_8000_0000_0000,
+        ];
+        for (i, &a) in addrs.iter().enumerate() {
+            h.alloc(a, Block::new(i as u64 + 1, 7, 3, i as u64 + 1));
+        }
+        h.alloc(0x7f12_3456_7890, largest);
+        h.alloc(0x5555_5555_5551, largest);
+        let mut live: Vec<(u64, Block)> = h.iter().collect();
+        live.sort_by_key(|&(a, b)| (a, b.index()));
+        let mut want: Vec<(u64, Block)> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| (a, Block::new(i as u64 + 1, 7, 3, i as u64 + 1)))
+            .chain([(0x7f12_3456_7890, largest), (0x5555_5555_5551, largest)])
+            .collect();
+        want.sort_by_key(|&(a, b)| (a, b.index()));
+        assert_eq!(live, want);
+        for (i, &a) in addrs.iter().enumerate() {
+            assert_eq!(h.free(a).map(|b| b.index()), Some(i as u64 + 1));
+            assert_eq!(h.free(a ^ 0x10000), None);
+        }
+        assert_eq!(h.free(0x7f12_3456_7890), Some(largest));
+        assert_eq!(h.free(0x5555_5555_5551), Some(largest));
+        assert_eq!(h.free(0x5555_5555_5551), None);
         assert_eq!((h.bytes(), h.count()), (0, 0));
     }
 }

@@ -101,9 +101,10 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             temporary: None,
-            // Small batches: what is decoded and waiting stays small next to the live heap.
+            // Small batches: what is decoded and waiting stays small next to the live heap
+            // (256 KiB of records: some 50 thousand events, 1.6 MiB, per batch).
             limits: BatchLimits {
-                bytes: 512 << 10,
+                bytes: 256 << 10,
                 ..BatchLimits::default()
             },
             progress: Progress::none(),
@@ -124,6 +125,8 @@ struct Analyzer<'a> {
     startup: Option<Startup>,
     /// Those totals, once the start was seen.
     startup_cut: Option<Startup>,
+    /// File bytes decoded and not released yet.
+    unreleased: Option<std::ops::Range<usize>>,
 }
 
 /// The totals of the events before a Python script's start, kept to be taken away from the
@@ -200,8 +203,26 @@ impl Consumer for Analyzer<'_> {
     }
 
     fn decoded(&mut self, range: std::ops::Range<usize>) {
+        // Released a few chunks at a time: each release interrupts the other threads to flush
+        // their address translations.
+        const SPAN: usize = 1 << 20;
+        let pending = match self.unreleased.take() {
+            Some(p) => p.start.min(range.start)..p.end.max(range.end),
+            None => range,
+        };
+        if pending.len() >= SPAN {
+            self.release(pending);
+        } else {
+            self.unreleased = Some(pending);
+        }
+    }
+}
+
+impl Analyzer<'_> {
+    /// Lets the file pages of decoded chunks go.
+    fn release(&self, range: std::ops::Range<usize>) {
         // A page fault maps the pages around it too (64 KiB by default): release those with
-        // the chunk, or they stay mapped once their own chunk is gone.
+        // the chunks, or they stay mapped once their own chunks are gone.
         const AROUND: usize = 64 << 10;
         self.capture
             .release(range.start.saturating_sub(AROUND)..range.end.saturating_add(AROUND));
@@ -263,8 +284,12 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             started: false,
         }),
         startup_cut: None,
+        unreleased: None,
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
+    if let Some(rest) = analyzer.unreleased.take() {
+        analyzer.release(rest);
+    }
     if let Some(cut) = analyzer.startup_cut.take() {
         analyzer.totals.subtract(&cut.totals);
         for (t, before) in analyzer.threads.iter_mut().zip(&cut.threads) {

@@ -311,6 +311,17 @@ pub fn run<C: Consumer>(
     consumer: &mut C,
     limits: BatchLimits,
 ) -> StreamReport {
+    // On a thread of the pool: each batch's join then stays among its threads, instead of
+    // waking this one and the pool once per batch.
+    rayon::scope(|_| run_in_pool(file, index, consumer, limits))
+}
+
+fn run_in_pool<C: Consumer>(
+    file: &[u8],
+    index: &Index,
+    consumer: &mut C,
+    limits: BatchLimits,
+) -> StreamReport {
     let mut report = StreamReport::default();
     for (i, entry) in index.meta.iter().enumerate() {
         let chunk = decode_chunk(file, entry, i);

@@ -5,7 +5,7 @@ use super::modules::{self, ModuleTotals};
 use super::stack::{self, StackFrame};
 use super::views::{self, View, ViewOptions};
 use crate::analysis::sets::AllocSet;
-use crate::analysis::tables::Tables;
+use crate::analysis::tables::{Frame, Tables};
 use crate::analysis::totals::Sum;
 use crate::analysis::totals::{bin_range, BINS};
 use crate::analysis::Analysis;
@@ -239,6 +239,17 @@ fn build_threads(
     let map = ModuleMap::new(analysis.tables.modules.clone(), &header.exe);
     let mut symbolizer = Symbolizer::new(map);
     let tables = &analysis.tables;
+    let peak_stacks = peak_set.by_stack();
+    // The locations below resolve the innermost frame of every stack of both sets.
+    symbolizer.preload(
+        view_stacks
+            .keys()
+            .chain(peak_stacks.keys())
+            .filter_map(|&stack| match tables.innermost_shown(stack) {
+                Some((_, Frame::Native(addr))) => Some(addr),
+                _ => None,
+            }),
+    );
     let locs = locations::by_location(&view_stacks, tables, &mut symbolizer);
     let top_by_size = top_rows(&view_stacks, tables, &mut symbolizer, top);
     let top_by_count = locations::top_by_count(&locs, top)
@@ -249,7 +260,7 @@ fn build_threads(
         })
         .collect();
     let mods = modules::by_module(&view_stacks, tables, &symbolizer);
-    let top_at_peak = top_rows(&peak_set.by_stack(), tables, &mut symbolizer, top);
+    let top_at_peak = top_rows(&peak_stacks, tables, &mut symbolizer, top);
     let top_modules = modules::top_by_bytes(&mods, top)
         .into_iter()
         .map(ModuleRow::from)

@@ -8,6 +8,7 @@ pub mod modules;
 use addr2line::Loader;
 use hashbrown::HashMap;
 use modules::ModuleMap;
+use rayon::prelude::*;
 use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -50,6 +51,8 @@ impl Symbol {
 pub struct Symbolizer {
     map: ModuleMap,
     loaders: Vec<Option<Result<Loader, elf::Unavailable>>>,
+    /// Modules already used (a changed file is reported on its module's first use).
+    used: Vec<bool>,
     cache: HashMap<u64, Symbol>,
     /// Modules whose file changed since the capture (one message each).
     pub warnings: Vec<String>,
@@ -61,26 +64,46 @@ impl Symbolizer {
         Symbolizer {
             map,
             loaders: (0..n).map(|_| None).collect(),
+            used: vec![false; n],
             cache: HashMap::new(),
             warnings: Vec::new(),
         }
     }
 
+    /// Loads the debug data of the modules holding `addrs` all at once, on the threads of the
+    /// pool, for a report about to resolve them (one module's, libc's compressed DWARF, takes
+    /// longer than the others together). What is reported stays as lazy loading would.
+    pub fn preload(&mut self, addrs: impl Iterator<Item = u64>) {
+        let mut modules: Vec<usize> = addrs
+            .filter_map(|a| self.map.find(a).map(|(m, _)| m))
+            .filter(|&m| self.loaders.get(m).is_some_and(Option::is_none))
+            .collect();
+        modules.sort_unstable();
+        modules.dedup();
+        if modules.len() < 2 {
+            return;
+        }
+        let map = &self.map;
+        let opened: Vec<(usize, Result<Loader, elf::Unavailable>)> =
+            modules.par_iter().map(|&m| (m, open(map, m))).collect();
+        for (m, loaded) in opened {
+            self.loaders[m] = Some(loaded);
+        }
+    }
+
     fn loader(&mut self, module: usize) -> Option<&Loader> {
         let slot = self.loaders.get_mut(module)?;
-        if slot.is_none() {
-            let m = &self.map.modules[module];
-            let path = Path::new(OsStr::from_bytes(&m.path));
-            let loaded = elf::open(path, &m.build_id);
-            if loaded.as_ref().err() == Some(&elf::Unavailable::BuildIdMismatch) {
-                self.warnings.push(format!(
-                    "{} changed since the capture (its build-id differs): its addresses are shown as offsets",
-                    path.display()
-                ));
-            }
-            *slot = Some(loaded);
+        let loaded = slot.get_or_insert_with(|| open(&self.map, module));
+        if !std::mem::replace(&mut self.used[module], true)
+            && loaded.as_ref().err() == Some(&elf::Unavailable::BuildIdMismatch)
+        {
+            let path = Path::new(OsStr::from_bytes(&self.map.modules[module].path));
+            self.warnings.push(format!(
+                "{} changed since the capture (its build-id differs): its addresses are shown as offsets",
+                path.display()
+            ));
         }
-        slot.as_ref()?.as_ref().ok()
+        loaded.as_ref().ok()
     }
 
     /// The module holding an address: its file name and its full path.
@@ -154,5 +177,54 @@ impl Symbolizer {
                 .map(|name| addr2line::demangle_auto(Cow::Borrowed(name), None).into_owned());
         }
         sym
+    }
+}
+
+/// Opens the debug data of module `module` of `map`.
+fn open(map: &ModuleMap, module: usize) -> Result<Loader, elf::Unavailable> {
+    let m = &map.modules[module];
+    elf::open(Path::new(OsStr::from_bytes(&m.path)), &m.build_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::decode::Module;
+    use memtrace_format::record::Segment;
+
+    fn module(base: u64, path: &[u8]) -> Module {
+        Module {
+            base,
+            path: path.to_vec(),
+            // Not the build-id of any file: an existing file reads as changed.
+            build_id: vec![1, 2, 3],
+            segments: vec![Segment {
+                vaddr: 0,
+                memsz: 0x1000,
+                file_offset: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn preloading_reports_a_changed_file_on_its_first_use_only() {
+        let exe = std::env::current_exe().expect("the test's executable");
+        let map = ModuleMap::new(
+            vec![
+                module(0x10000, exe.as_os_str().as_bytes()),
+                module(0x20000, b"/nonexistent/libtwo.so"),
+            ],
+            b"/nonexistent/prog",
+        );
+        let mut s = Symbolizer::new(map);
+        s.preload([0x10010, 0x20010, 0x99999].into_iter());
+        assert!(s.loaders.iter().all(Option::is_some));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.resolve(0x20010).module.as_deref(), Some("libtwo.so"));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.resolve(0x10010).offset, 0x10);
+        assert_eq!(s.resolve(0x10020).offset, 0x20);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("changed since the capture"));
     }
 }
