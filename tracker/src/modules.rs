@@ -95,9 +95,8 @@ unsafe extern "C" fn collect(
     known.seen.push(key);
     let mut segments = Vec::new();
     let mut build_id: &[u8] = &[];
-    for i in 0..info.dlpi_phnum as usize {
-        // SAFETY: dlpi_phdr points to dlpi_phnum program headers.
-        let ph = unsafe { &*info.dlpi_phdr.add(i) };
+    // SAFETY: the loader's description of a loaded object, valid during the callback.
+    for ph in unsafe { sys::program_headers(info) } {
         if ph.p_type == libc::PT_LOAD {
             segments.push(Segment {
                 vaddr: ph.p_vaddr,

@@ -214,6 +214,19 @@ pub unsafe fn iterate_phdr(
     unsafe { libc::dl_iterate_phdr(Some(callback), data) };
 }
 
+/// The program headers of the object `info` describes (none when the loader gives none).
+///
+/// # Safety
+/// `info` is the loader's description of a loaded object, as a dl_iterate_phdr callback gets
+/// it, and the returned slice is used only while that holds.
+pub unsafe fn program_headers(info: &libc::dl_phdr_info) -> &[libc::Elf64_Phdr] {
+    if info.dlpi_phdr.is_null() {
+        return &[];
+    }
+    // SAFETY: the caller's promise: dlpi_phdr points at dlpi_phnum program headers.
+    unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
+}
+
 /// Before fork: waits until no thread is inside `iterate_phdr` and keeps others out.
 pub fn phdr_lock_for_fork() {
     PHDR.raw_lock();

@@ -21,8 +21,10 @@ const DT_RELA: i64 = 7;
 const DT_RELASZ: i64 = 8;
 const DT_RELAENT: i64 = 9;
 const DT_STRSZ: i64 = 10;
+pub(super) const DT_RPATH: i64 = 15;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
+pub(super) const DT_RUNPATH: i64 = 29;
 
 /// An entry of a dynamic section.
 #[repr(C)]
@@ -89,15 +91,10 @@ impl<'a> Object<'a> {
     /// `info` must be the loader's description of a loaded object, valid for `'a` (the
     /// duration of a dl_iterate_phdr callback).
     pub unsafe fn new(info: &'a dl_phdr_info) -> Object<'a> {
-        let phdrs = if info.dlpi_phdr.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: the caller's promise: dlpi_phdr points at dlpi_phnum program headers.
-            unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
-        };
         Object {
             base: info.dlpi_addr as usize,
-            phdrs,
+            // SAFETY: the caller's promise.
+            phdrs: unsafe { crate::sys::program_headers(info) },
         }
     }
 

@@ -7,7 +7,7 @@
 //! already, then the caller's directories before the system's), and opens what it finds by
 //! path; anything else goes to dlopen unchanged.
 
-use super::elf::{dynamic_entries, Dyn};
+use super::elf::{dynamic_entries, Dyn, DT_RPATH, DT_RUNPATH};
 use crate::{sys, tls};
 use libc::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -109,8 +109,6 @@ const RTLD_DI_SERINFO: c_int = 4;
 const RTLD_DI_SERINFOSIZE: c_int = 5;
 /// A directory of the system's defaults (searched after ld.so.cache: left to dlopen itself).
 const LA_SER_DEFAULT: u32 = 0x40;
-const DT_RPATH: i64 = 15;
-const DT_RUNPATH: i64 = 29;
 
 extern "C" {
     fn dladdr1(

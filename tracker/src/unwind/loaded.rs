@@ -160,12 +160,8 @@ unsafe extern "C" fn add_module(
     // SAFETY: the loader passes a valid info for the duration of the call; data is &mut Builder.
     let (info, b) = unsafe { (&*info, &mut *(data as *mut Builder)) };
     b.counters = (info.dlpi_adds, info.dlpi_subs);
-    let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
-        &[]
-    } else {
-        // SAFETY: dlpi_phdr points to dlpi_phnum program headers of a loaded module.
-        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) }
-    };
+    // SAFETY: the loader's description of a loaded module, valid during the callback.
+    let phdrs = unsafe { crate::sys::program_headers(info) };
     let base = info.dlpi_addr;
     let mut code: Option<(u64, u64)> = None;
     let mut hdr = None;
