@@ -120,11 +120,14 @@ fn raise(kind: *mut Object, msg: &[u8]) -> *mut Object {
     core::ptr::null_mut()
 }
 
-/// The UTF-8 bytes of a str (None with a TypeError set when `o` is not one).
+/// The UTF-8 bytes of a str (None with a TypeError set when `o` is not one; None for null).
 ///
 /// # Safety
-/// `o` is a live object and the GIL is held.
+/// `o` is a live object (or null) and the GIL is held.
 unsafe fn text(api: &Api, o: *mut Object) -> Option<Vec<u8>> {
+    if o.is_null() {
+        return None;
+    }
     let mut len: isize = 0;
     // SAFETY: the caller's promise; the buffer belongs to `o` and is copied at once.
     unsafe {
@@ -154,6 +157,18 @@ unsafe fn attr(api: &Api, o: *mut Object, name: &core::ffi::CStr) -> *mut Object
     }
 }
 
+/// `f()`, a new reference or null (null for a null `f`; an exception may be left set).
+///
+/// # Safety
+/// `f` is a live object (or null) and the GIL is held.
+unsafe fn call(s: &SessionApi, f: *mut Object) -> *mut Object {
+    if f.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: the caller's promise.
+    unsafe { (s.call_no_args)(f) }
+}
+
 /// Remembers the name of every thread of `threading` by its native id.
 ///
 /// # Safety
@@ -163,11 +178,7 @@ unsafe fn learn_thread_names(api: &Api, s: &SessionApi) {
     unsafe {
         let threading = (s.import_module)(c"threading".as_ptr());
         let enumerate = attr(api, threading, c"enumerate");
-        let list = if enumerate.is_null() {
-            core::ptr::null_mut()
-        } else {
-            (s.call_no_args)(enumerate)
-        };
+        let list = call(s, enumerate);
         let iter = if list.is_null() {
             core::ptr::null_mut()
         } else {
@@ -185,7 +196,7 @@ unsafe fn learn_thread_names(api: &Api, s: &SessionApi) {
                 (s.long_as_long_long)(id)
             };
             let name = attr(api, item, c"name");
-            if !name.is_null() && tid > 0 && tid <= i64::from(u32::MAX) {
+            if tid > 0 && tid <= i64::from(u32::MAX) {
                 if let Some(bytes) = text(api, name) {
                     names::set(tid as u32, &bytes);
                 }
@@ -230,11 +241,7 @@ unsafe fn threading_profile(api: &Api, s: &SessionApi) -> Profile {
         let threading = (s.import_module)(c"threading".as_ptr());
         let get = attr(api, threading, c"getprofile");
         let set = attr(api, threading, c"setprofile");
-        let current = if get.is_null() {
-            core::ptr::null_mut()
-        } else {
-            (s.call_no_args)(get)
-        };
+        let current = call(s, get);
         Profile {
             threading,
             get,
@@ -341,17 +348,9 @@ unsafe extern "C" fn thread_hook(
         unsafe {
             let threading = (s.import_module)(c"threading".as_ptr());
             let current = attr(api, threading, c"current_thread");
-            let me = if current.is_null() {
-                core::ptr::null_mut()
-            } else {
-                (s.call_no_args)(current)
-            };
+            let me = call(s, current);
             let name = attr(api, me, c"name");
-            if let Some(bytes) = if name.is_null() {
-                None
-            } else {
-                text(api, name)
-            } {
+            if let Some(bytes) = text(api, name) {
                 thread::set_python_name(tls::get(), &bytes);
             }
             for o in [name, me, current, threading] {
