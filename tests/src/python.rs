@@ -88,11 +88,7 @@ pub fn untracked(python: &Path, words: &[&str], dir: &Path, stdin: &[u8]) -> Out
 /// `memtrace run -q -f -o CAPTURE --python PYTHON WORDS...`.
 pub fn tracked(python: &Path, capture: &Path, words: &[&str], dir: &Path, stdin: &[u8]) -> Output {
     let mut cmd = Command::new(memtrace_bin());
-    cmd.args(["run", "-q", "-f", "-o"])
-        .arg(capture)
-        .arg("--python")
-        .arg(python)
-        .args(words);
+    run_args(&mut cmd, python, capture, words);
     output(cmd, dir, stdin)
 }
 
@@ -118,14 +114,18 @@ pub fn tracked_fixed_layout(
         return tracked(python, capture, words, dir, stdin);
     }
     let mut cmd = Command::new("setarch");
-    cmd.arg("-R")
-        .arg(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
+    cmd.arg("-R").arg(memtrace_bin());
+    run_args(&mut cmd, python, capture, words);
+    output(cmd, dir, stdin)
+}
+
+/// Appends `run -q -f -o CAPTURE --python PYTHON WORDS...`.
+fn run_args(cmd: &mut Command, python: &Path, capture: &Path, words: &[&str]) {
+    cmd.args(["run", "-q", "-f", "-o"])
         .arg(capture)
         .arg("--python")
         .arg(python)
         .args(words);
-    output(cmd, dir, stdin)
 }
 
 /// The one file in `dir` named `prefix<digits>.bin`.
