@@ -115,6 +115,33 @@ struct Pass<'a> {
     targets: &'a Targets,
     /// Slots written (patched or restored).
     written: usize,
+    /// What is done to each loaded object (but those `skipped`).
+    visit: fn(&Object<'_>, &mut Pass<'_>),
+}
+
+impl Pass<'_> {
+    /// Runs `visit` on every loaded object but those `skipped`; returns the slots written.
+    fn run(mut self) -> usize {
+        // SAFETY: each_object reads the loader's description of each object.
+        unsafe { sys::iterate_phdr(each_object, &mut self as *mut Pass as *mut c_void) };
+        self.written
+    }
+}
+
+unsafe extern "C" fn each_object(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the Pass being run.
+    let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
+    if !skipped(info) {
+        // SAFETY: a loaded object's description, valid during this callback.
+        let object = unsafe { Object::new(info) };
+        let visit = pass.visit;
+        visit(&object, pass);
+    }
+    0
 }
 
 /// Patches every hooked slot of every loaded object not patched yet. Returns how many slots
@@ -123,29 +150,18 @@ pub fn patch_all() -> usize {
     bases();
     let targets = targets::get();
     let mut table = PATCH.lock();
-    let mut pass = Pass {
+    Pass {
         table: &mut table,
         targets,
         written: 0,
-    };
-    // SAFETY: patch_object reads the loader's description of each object and its tables.
-    unsafe { sys::iterate_phdr(patch_object, &mut pass as *mut Pass as *mut c_void) };
-    pass.written
+        visit: patch_object,
+    }
+    .run()
 }
 
-unsafe extern "C" fn patch_object(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut c_void,
-) -> c_int {
-    // SAFETY: the loader passes a valid info for the call; data is the Pass of patch_all.
-    let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
-    if skipped(info) {
-        return 0;
-    }
-    // SAFETY: a loaded object's description, valid during this callback.
-    let object = unsafe { Object::new(info) };
-    // SAFETY: the object stays loaded while the callback runs.
+/// Patches the hooked slots of one loaded object (during `each_object`).
+fn patch_object(object: &Object<'_>, pass: &mut Pass<'_>) {
+    // SAFETY: the object stays loaded while the loader's callback runs.
     unsafe {
         object.for_each_slot(|slot| {
             let Some(target) = pass.targets.find(slot.name) else {
@@ -165,12 +181,11 @@ unsafe extern "C" fn patch_object(
                 original: current,
                 hook: target.hook,
             };
-            if pass.table.remember(entry) && write(&object, slot.address, current, target.hook) {
+            if pass.table.remember(entry) && write(object, slot.address, current, target.hook) {
                 pass.written += 1;
             }
         })
     };
-    0
 }
 
 /// Puts back every patched slot that still holds its hook, and forgets them all. Returns how
@@ -180,15 +195,13 @@ pub fn restore_all() -> usize {
     if table.used == 0 {
         return 0;
     }
-    let targets = targets::get();
-    let mut pass = Pass {
+    let written = Pass {
         table: &mut table,
-        targets,
+        targets: targets::get(),
         written: 0,
-    };
-    // SAFETY: restore_object reads the loader's description of each object.
-    unsafe { sys::iterate_phdr(restore_object, &mut pass as *mut Pass as *mut c_void) };
-    let written = pass.written;
+        visit: restore_object,
+    }
+    .run();
     if let Some(slots) = table.slots() {
         slots.fill(Entry {
             slot: 0,
@@ -200,20 +213,10 @@ pub fn restore_all() -> usize {
     written
 }
 
-unsafe extern "C" fn restore_object(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut c_void,
-) -> c_int {
-    // SAFETY: the loader passes a valid info for the call; data is the Pass of restore_all.
-    let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
-    if skipped(info) {
-        return 0;
-    }
-    // SAFETY: a loaded object's description, valid during this callback.
-    let object = unsafe { Object::new(info) };
+/// Puts back the patched slots of one loaded object (during `each_object`).
+fn restore_object(object: &Object<'_>, pass: &mut Pass<'_>) {
     let Some(slots) = pass.table.slots() else {
-        return 0;
+        return;
     };
     for e in slots.iter().filter(|e| e.slot != 0) {
         if !object.in_writable_segment(e.slot) {
@@ -221,11 +224,10 @@ unsafe extern "C" fn restore_object(
         }
         // SAFETY: the slot lies in a writable segment of an object that stays loaded during
         // this callback.
-        if unsafe { read(e.slot) } == e.hook && write(&object, e.slot, e.hook, e.original) {
+        if unsafe { read(e.slot) } == e.hook && write(object, e.slot, e.hook, e.original) {
             pass.written += 1;
         }
     }
-    0
 }
 
 /// # Safety
