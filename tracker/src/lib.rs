@@ -1,6 +1,6 @@
 //! memtrace's tracker: a preloaded shared library that interposes the allocation functions and
 //! writes every allocation and free, with its call site, thread and time, to a capture file.
-//! `../shared/DESIGN.md` explains the choices; `docs/FORMAT.md` the file it writes.
+//! `docs/ARCHITECTURE.md` explains the choices; `docs/FORMAT.md` the file it writes.
 
 mod alloc;
 mod barrier;
