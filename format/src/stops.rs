@@ -46,8 +46,12 @@ impl StopsShort {
     pub fn label(self) -> &'static str {
         match self {
             StopsShort::TooDeep => "<stack stops short: deeper than kept, outer frames left out>",
-            StopsShort::UnknownCode => "<stack stops short: unwinding ended at code no module covers>",
-            StopsShort::Unwinding => "<stack stops short: unwinding ended at a frame it could not follow>",
+            StopsShort::UnknownCode => {
+                "<stack stops short: unwinding ended at code no module covers>"
+            }
+            StopsShort::Unwinding => {
+                "<stack stops short: unwinding ended at a frame it could not follow>"
+            }
             StopsShort::Other(_) => "<stack stops short>",
         }
     }

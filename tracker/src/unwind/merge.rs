@@ -218,7 +218,11 @@ mod tests {
             // No loop frame reached: every Python frame is outside the mark.
             let unwinding = StopsShort::Unwinding.address();
             assert_eq!(
-                merged(&[0x9000, 0x9100], Some(StopsShort::Unwinding), &three_runs()),
+                merged(
+                    &[0x9000, 0x9100],
+                    Some(StopsShort::Unwinding),
+                    &three_runs()
+                ),
                 [
                     0x9000,
                     0x9100,
@@ -233,7 +237,14 @@ mod tests {
             let chain = [Step::for_test(7, true)];
             assert_eq!(
                 merged(&pcs, Some(StopsShort::UnknownCode), &chain),
-                [0x9000, 0x1500, 0x9100, 0x1600, 0x9200, StopsShort::UnknownCode.address()]
+                [
+                    0x9000,
+                    0x1500,
+                    0x9100,
+                    0x1600,
+                    0x9200,
+                    StopsShort::UnknownCode.address()
+                ]
             );
             // Not a Python thread.
             assert_eq!(
