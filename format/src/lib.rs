@@ -8,11 +8,13 @@ pub mod chunk;
 pub mod columns;
 pub mod header;
 pub mod record;
+pub mod stops;
 pub mod varint;
 
 pub use chunk::{ChunkCodec, ChunkHeader, ChunkKind, CHUNK_ALIGN, CHUNK_HEADER_LEN, CHUNK_MAGIC};
 pub use header::{FileHeader, HeaderError, TickSource, DATA_ALIGN, FILE_MAGIC, MAJOR, MINOR};
 pub use record::{Allocator, DecodeError, Decoder, Encoder, Marker, Record, Trailer};
+pub use stops::StopsShort;
 
 /// Option bits stored in the file header.
 pub mod options {
