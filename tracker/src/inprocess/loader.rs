@@ -18,11 +18,12 @@ type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 static DLOPEN: AtomicUsize = AtomicUsize::new(0);
 static DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 
-fn lookup(cell: &AtomicUsize, scope: *mut c_void, name: &core::ffi::CStr) -> Option<usize> {
+/// The definition of the global `name` (never a non-PIE executable's PLT stub, which would
+/// lead back to the hook once the executable's slot is patched).
+fn lookup(cell: &AtomicUsize, name: &core::ffi::CStr) -> Option<usize> {
     let mut f = cell.load(Ordering::Relaxed);
     if f == 0 {
-        // SAFETY: dlsym with a pseudo-handle and a NUL-terminated name.
-        f = unsafe { libc::dlsym(scope, name.as_ptr()) } as usize;
+        f = crate::definition::global(name).definition;
         cell.store(f, Ordering::Relaxed);
     }
     (f != 0).then_some(f)
@@ -30,12 +31,12 @@ fn lookup(cell: &AtomicUsize, scope: *mut c_void, name: &core::ffi::CStr) -> Opt
 
 /// The dlopen the process calls.
 pub fn real_dlopen() -> Option<usize> {
-    lookup(&DLOPEN, libc::RTLD_DEFAULT, c"dlopen")
+    lookup(&DLOPEN, c"dlopen")
 }
 
 /// The dlclose the process calls.
 pub fn real_dlclose() -> Option<usize> {
-    lookup(&DLCLOSE, libc::RTLD_DEFAULT, c"dlclose")
+    lookup(&DLCLOSE, c"dlclose")
 }
 
 /// The hook put in `dlopen` slots: passes its return address (the caller) to `hook_dlopen`.
