@@ -130,15 +130,39 @@ fn is_vdso(info: &libc::dl_phdr_info) -> bool {
 mod tests {
     use super::*;
 
+    fn dlsym_default(name: &core::ffi::CStr) -> usize {
+        // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
+    }
+
     #[test]
-    fn the_c_library_defines_malloc() {
-        // The test binary is a PIE (or, linked -no-pie, exports no malloc): the global malloc
-        // is the C library's definition, and the walk finds the same.
-        let g = global(c"malloc");
-        assert_ne!(g.address, 0);
-        assert!(!is_stub(g.address));
-        assert_eq!(g.definition, g.address);
-        assert_eq!(first_definition(b"malloc"), g.address);
+    fn the_walk_finds_the_c_librarys_definitions() {
+        // This test binary holds the hooks (it is "the tracker", skipped): malloc is then the
+        // C library's, which is no stub.
+        let malloc = first_definition(b"malloc");
+        assert_ne!(malloc, 0);
+        assert!(!is_stub(malloc));
+        assert_ne!(
+            object_of(malloc),
+            object_of(first_definition as *const () as usize)
+        );
+        assert_eq!(object_of(malloc), object_of(dlsym_default(c"realpath")));
         assert_eq!(first_definition(b"no_such_function_here"), 0);
+    }
+
+    #[test]
+    fn the_walk_takes_the_default_version_as_dlsym_does() {
+        // glibc has pthread_cond_init@GLIBC_2.2.5 and pthread_cond_init@@GLIBC_2.3.2 (the
+        // default, after the other in the symbol table), likewise sem_post and realpath: an
+        // unversioned lookup is the default one.
+        for name in [c"pthread_cond_init", c"sem_post", c"realpath"] {
+            let global = global(name);
+            assert_eq!(global.definition, global.address, "{name:?}");
+            assert_eq!(
+                first_definition(name.to_bytes()),
+                dlsym_default(name),
+                "{name:?}"
+            );
+        }
     }
 }
