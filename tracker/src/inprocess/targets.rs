@@ -18,8 +18,8 @@ pub struct Target {
     /// The function's definition.
     pub expected: usize,
     /// The function's global address: the definition, or the canonical PLT stub of a non-PIE
-    /// executable that takes the function's address (other objects' slots hold the stub, the
-    /// executable's own slot the definition).
+    /// executable that takes the function's address (slots that take the address hold the
+    /// stub; call slots, the executable's own included, the definition).
     pub alias: usize,
 }
 
