@@ -8,6 +8,7 @@ mod capture;
 mod clock;
 mod compress;
 mod config;
+mod definition;
 mod hooks;
 mod inprocess;
 mod lifecycle;
