@@ -382,10 +382,11 @@ impl ThreadState {
     /// capture takes no more): the caller's event is dropped, and counted.
     #[inline]
     fn room(&mut self) -> bool {
-        if self.writer.reserve_event() {
+        if self.writer.reserve_event() || self.flush_for_room(|w| w.reserve_event()) {
             return true;
         }
-        self.flush_for_room(|w| w.reserve_event())
+        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+        false
     }
 
     /// Makes room for a table record with `n` bytes of fields, flushing if needed.
@@ -398,11 +399,7 @@ impl ThreadState {
 
     #[cold]
     fn flush_for_room(&mut self, reserve: impl Fn(&mut ColumnWriter) -> bool) -> bool {
-        if CAPTURE.is_open() && self.flush() && reserve(&mut self.writer) {
-            return true;
-        }
-        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
-        false
+        CAPTURE.is_open() && self.flush() && reserve(&mut self.writer)
     }
 
     /// Compresses the buffered records into an Events chunk and starts the next one. False when
@@ -757,6 +754,8 @@ fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u
     };
     if CAPTURE.write_chunk(&header, &buf[..n]) {
         t.next_seq += 1;
+    } else {
+        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -274,11 +274,10 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
                 .to_string(),
         ),
         Some(t) => {
-            if t.flags & trailer_flags::WRITE_FAILED != 0 {
-                index.warnings.push(
-                    "writing the capture failed (disk full or I/O error): some events are missing"
-                        .to_string(),
-                );
+            if let Some(why) = trailer_flags::write_failure(t.flags) {
+                index.warnings.push(format!(
+                    "writing the capture stopped ({why}): some events are missing"
+                ));
             }
             if t.flags & trailer_flags::SIZE_LIMIT != 0 {
                 index.warnings.push(

@@ -297,9 +297,9 @@ fn completeness(capture: &Path) -> Result<Option<String>, String> {
         .get(at + CHUNK_HEADER_LEN..at + CHUNK_HEADER_LEN + chunk.stored_len as usize)
         .and_then(Trailer::decode)
         .ok_or("damaged trailer")?;
-    if body.flags & trailer_flags::WRITE_FAILED != 0 {
+    if let Some(why) = trailer_flags::write_failure(body.flags) {
         return Ok(Some(format!(
-            "writing failed (disk full?), {} events dropped",
+            "writing stopped: {why}; {} events dropped",
             body.records_dropped
         )));
     }
