@@ -129,10 +129,17 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
             let next = next_header(file, pos + CHUNK_ALIGN);
             let end = next.unwrap_or(len);
             if !all_zero(&file[pos..end]) {
-                index.warnings.push(format!(
-                    "skipped {} bytes of damaged data at offset {pos}",
-                    end - pos
-                ));
+                // Without a trailer (read first: its place follows the header) the process ended
+                // abruptly, most likely while writing this chunk (payload first, header last);
+                // its records are still in the thread's staging area, read as such.
+                index.warnings.push(if index.trailer.is_none() {
+                    format!(
+                        "skipped {} bytes at offset {pos}: a chunk the process was writing when it ended",
+                        end - pos
+                    )
+                } else {
+                    format!("skipped {} bytes of damaged data at offset {pos}", end - pos)
+                });
             }
             match next {
                 Some(n) => {
@@ -276,7 +283,7 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
         Some(t) => {
             if let Some(why) = trailer_flags::write_failure(t.flags) {
                 index.warnings.push(format!(
-                    "writing the capture stopped ({why}): some events are missing"
+                    "writing the capture stopped, some events are missing: {why}"
                 ));
             }
             if t.flags & trailer_flags::SIZE_LIMIT != 0 {

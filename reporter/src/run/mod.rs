@@ -219,13 +219,17 @@ fn report(
     tracker_msg: Option<&str>,
     status: std::process::ExitStatus,
 ) {
-    if let Some(msg) = tracker_msg.map(str::trim).filter(|m| !m.is_empty()) {
+    let told = tracker_msg.map(str::trim).filter(|m| !m.is_empty());
+    if let Some(msg) = told {
         eprintln!("memtrace: {msg}");
     }
     if !capture.exists() {
-        eprintln!(
-            "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
-        );
+        // The tracker's own message (a full disk at the start, say) already said why.
+        if told.is_none() {
+            eprintln!(
+                "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
+            );
+        }
         return;
     }
     let shown = shown.display();

@@ -1,11 +1,19 @@
-/* A program that treats descriptors as its own: it closes every one from 3 up (as daemons and
-   closefrom/close_range users do) or dup2s over high numbers, then opens files until one gets
-   the number a tracker would use, and writes them. Its files must be byte-identical with and
-   without memtrace. Also: a known number of allocations for the drop-count tests.
-   Usage: fdtorture MODE [N]
-     closefrom|close_range|loop|dup2|none  WORKDIR-relative files under out/, N malloc/free
-                                            pairs (64 bytes) interleaved with the writing
-     pairs N      N malloc(48)/free pairs, nothing else
+/* Programs that are hard on a tracker, for tests/tests/torture.rs.
+   Usage: torture MODE [ARGS]
+     closefrom|close_range|loop|dup2|none N
+         Treats descriptors as its own: closes every one from 3 up (as daemons and closefrom or
+         close_range users do), or dup2s a file over every number from 600 to 1099, then opens
+         files out/fNNNN until one gets a number of 700 or more (the tracker's), writes 2 MiB
+         into that one and a line into the others, with N malloc/free pairs of varied sizes in
+         between. Its files must be byte-identical with and without memtrace.
+         With $TORTURE_MOVE set, renames that file to $TORTURE_MOVE.moved right after the closing.
+     pairs N
+         N malloc/free pairs of varied sizes, nothing else.
+     kill T COUNTERS TARGET
+         T threads do malloc/free pairs without end, each counting its completed pairs in the
+         shared file COUNTERS (T records of {tid, pairs}, 8-byte words); once they did TARGET
+         pairs together, the process sends itself SIGKILL with the system call (as if killed from
+         outside) while they are still writing.
    Built with -O0 -fno-builtin so every call really happens. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,13 +62,55 @@ static void fill(int fd, long len, int seed, long churn_per_block) {
     }
 }
 
+struct counter {
+    volatile long tid;
+    volatile long pairs;
+};
+
+static void *hammer(void *arg) {
+    struct counter *c = arg;
+    unsigned long k = 88172645463325252UL ^ (unsigned long)arg;
+    c->tid = syscall(SYS_gettid);
+    for (;;) {
+        k ^= k << 13, k ^= k >> 7, k ^= k << 17;
+        char *p = malloc(16 + (k >> 8) % 2000);
+        p[0] = (char)k;
+        sink = p[0];
+        free(p);
+        c->pairs++; /* after the pair: at the kill, the thread did `pairs` or one more */
+    }
+    return NULL;
+}
+
+static int kill_mid_write(int threads, const char *counters, long target) {
+    int fd = open(counters, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || ftruncate(fd, 4096) != 0) die("counters");
+    struct counter *c = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (c == MAP_FAILED) die("mmap");
+    close(fd);
+    pthread_t t;
+    for (int i = 0; i < threads && i < 64; i++)
+        if (pthread_create(&t, NULL, hammer, &c[i]) != 0) die("pthread_create");
+    for (;;) {
+        long sum = 0;
+        for (int i = 0; i < threads; i++) sum += c[i].pairs;
+        if (sum >= target) break;
+        usleep(1000);
+    }
+    syscall(SYS_kill, getpid(), SIGKILL);
+    return 1;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "none";
     long n = argc > 2 ? atol(argv[2]) : 0;
 
+    if (!strcmp(mode, "kill") && argc > 4) return kill_mid_write(atoi(argv[2]), argv[3], atol(argv[4]));
     if (!strcmp(mode, "pairs")) {
+        unsigned long k = 88172645463325252UL;
         for (long i = 0; i < n; i++) {
-            char *p = malloc(48);
+            k ^= k << 13, k ^= k >> 7, k ^= k << 17;
+            char *p = malloc(16 + (k >> 8) % 2000); /* varied: the capture must grow */
             p[0] = (char)i;
             sink = p[0];
             free(p);
@@ -82,6 +135,13 @@ int main(int argc, char **argv) {
     } else if (strcmp(mode, "none")) {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;
+    }
+
+    const char *move = getenv("TORTURE_MOVE");
+    if (move) {
+        char moved[4096];
+        snprintf(moved, sizeof moved, "%s.moved", move);
+        if (rename(move, moved) != 0) die("rename");
     }
 
     /* Open files until one gets number 700 (or the first free number above it). */
