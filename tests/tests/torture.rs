@@ -77,7 +77,12 @@ fn dropped(s: &Value) -> i64 {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|w| w.as_str()?.strip_prefix("the tracker dropped ")?.split(' ').next())
+        .filter_map(|w| {
+            w.as_str()?
+                .strip_prefix("the tracker dropped ")?
+                .split(' ')
+                .next()
+        })
         .map(|n| n.parse::<i64>().expect("a count"))
         .sum()
 }
@@ -115,7 +120,12 @@ fn a_program_closing_every_descriptor_keeps_its_files_and_the_capture_goes_on() 
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!stderr.contains("incomplete"), "{mode}: {stderr}");
         let s = stats(&cap);
-        assert_eq!(s["complete"].as_bool(), Some(true), "{mode}: {}", warnings(&s));
+        assert_eq!(
+            s["complete"].as_bool(),
+            Some(true),
+            "{mode}: {}",
+            warnings(&s)
+        );
         assert_eq!(
             num(&s, "total_allocations") - num(&base, "total_allocations"),
             PAIRS_N,
@@ -154,11 +164,17 @@ fn a_capture_that_cannot_be_reopened_stops_and_says_why() {
         .expect("memtrace runs");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, plain.stdout);
-    assert!(files(&moved_dir) == plain_files, "the program's files differ");
+    assert!(
+        files(&moved_dir) == plain_files,
+        "the program's files differ"
+    );
     let s = stats(&cap.with_extension("bin.moved"));
     assert_eq!(s["complete"].as_bool(), Some(false));
     let w = warnings(&s);
-    assert!(w.contains("closed or replaced the capture's file descriptor"), "{w}");
+    assert!(
+        w.contains("closed or replaced the capture's file descriptor"),
+        "{w}"
+    );
     assert!(!w.contains("disk full"), "{w}");
     assert!(!w.contains("damaged"), "{w}");
     // Every event is recorded or counted dropped; the "live at exit" marker, after the stop,
@@ -185,7 +201,9 @@ fn run_dropped(stderr: &str) -> i64 {
         .rsplit(' ')
         .next()
         .expect("a count");
-    before.parse().unwrap_or_else(|_| panic!("no count in {stderr}"))
+    before
+        .parse()
+        .unwrap_or_else(|_| panic!("no count in {stderr}"))
 }
 
 #[test]
@@ -239,9 +257,18 @@ fn threads_past_a_write_failure_count_every_lost_event() {
     assert_eq!(out.stdout, b"done threads\n");
     let s = stats(&cap);
     assert_eq!(s["complete"].as_bool(), Some(false));
-    assert!(events(&s) < events(&full) / 2, "stopped early: {}", events(&s));
+    assert!(
+        events(&s) < events(&full) / 2,
+        "stopped early: {}",
+        events(&s)
+    );
     // Events of the staging areas the threads could not flush are recovered, not dropped.
-    assert_eq!(events(&s) + dropped(&s), events(&full) + 1, "{}", warnings(&s));
+    assert_eq!(
+        events(&s) + dropped(&s),
+        events(&full) + 1,
+        "{}",
+        warnings(&s)
+    );
 }
 
 #[test]
@@ -255,7 +282,10 @@ fn a_full_disk_stops_the_capture_and_says_so() {
     let mnt = dir.join("mnt");
     std::fs::create_dir(&mnt).expect("create mnt/");
     let probe = bash(
-        &format!("unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs {}'", mnt.display()),
+        &format!(
+            "unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs {}'",
+            mnt.display()
+        ),
         &dir,
     );
     if !probe.status.success() {
@@ -281,7 +311,11 @@ fn a_full_disk_stops_the_capture_and_says_so() {
     assert!(stderr.contains("the disk is full"), "{stderr}");
     let s = stats(&dir.join("full.bin"));
     assert_eq!(s["complete"].as_bool(), Some(false));
-    assert!(warnings(&s).contains("the disk is full"), "{}", warnings(&s));
+    assert!(
+        warnings(&s).contains("the disk is full"),
+        "{}",
+        warnings(&s)
+    );
     assert_eq!(dropped(&s), run_dropped(&stderr));
     assert_eq!(events(&s) + dropped(&s), 2 * PAIRS_N + events(&base) + 1);
 
@@ -294,7 +328,10 @@ fn a_full_disk_stops_the_capture_and_says_so() {
         prog = prog.display(),
     );
     let out = bash(&format!("unshare -m sh -c '{script}'"), &dir);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("status 0"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("status 0"),
+        "{out:?}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
@@ -314,7 +351,12 @@ fn sigkill_while_threads_write_keeps_everything_they_did() {
             &dir,
             &format!("kill{round}.bin"),
             &prog,
-            &["kill", "3", counters.to_str().expect("utf-8 path"), "1500000"],
+            &[
+                "kill",
+                "3",
+                counters.to_str().expect("utf-8 path"),
+                "1500000",
+            ],
         );
         assert_eq!(out.status.code(), Some(128 + libc::SIGKILL), "{out:?}");
         let words: Vec<i64> = std::fs::read(&counters)
