@@ -108,6 +108,8 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
     let mut released = 0usize;
     let len = file.len();
     let mut pos = data_start.min(len);
+    // Bytes no chunk header describes: (index of the warning, offset, length).
+    let mut gaps: Vec<(usize, usize, usize)> = Vec::new();
     // Raw candidate chunks, before staging deduplication.
     let mut events: Vec<ChunkEntry> = Vec::new();
     let mut staging: Vec<ChunkEntry> = Vec::new();
@@ -129,17 +131,11 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
             let next = next_header(file, pos + CHUNK_ALIGN);
             let end = next.unwrap_or(len);
             if !all_zero(&file[pos..end]) {
-                // Without a trailer (read first: its place follows the header) the process ended
-                // abruptly, most likely while writing this chunk (payload first, header last);
-                // its records are still in the thread's staging area, read as such.
-                index.warnings.push(if index.trailer.is_none() {
-                    format!(
-                        "skipped {} bytes at offset {pos}: a chunk the process was writing when it ended",
-                        end - pos
-                    )
-                } else {
-                    format!("skipped {} bytes of damaged data at offset {pos}", end - pos)
-                });
+                gaps.push((index.warnings.len(), pos, end - pos));
+                index.warnings.push(format!(
+                    "skipped {} bytes of damaged data at offset {pos}",
+                    end - pos
+                ));
             }
             match next {
                 Some(n) => {
@@ -274,6 +270,14 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
     }
     index.chunks = chunks;
 
+    if index.trailer.is_none() {
+        // The process ended abruptly, most likely while writing such a chunk (payload first,
+        // header last): its records are still in the thread's staging area, read as such.
+        for (i, pos, len) in gaps {
+            index.warnings[i] =
+                format!("skipped {len} bytes at offset {pos}: a chunk the process was writing when it ended");
+        }
+    }
     match &index.trailer {
         None => index.warnings.push(
             "capture is incomplete (no trailer): the process was killed or is still running; \
@@ -283,7 +287,7 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
         Some(t) => {
             if let Some(why) = trailer_flags::write_failure(t.flags) {
                 index.warnings.push(format!(
-                    "writing the capture stopped, some events are missing: {why}"
+                    "writing the capture failed, some events are missing: {why}"
                 ));
             }
             if t.flags & trailer_flags::SIZE_LIMIT != 0 {
