@@ -115,8 +115,8 @@ impl Capture {
 
     /// Writing failed: recording stops; what was written stays readable and the trailer will
     /// say why it ends early. The hooks stay on, only to count each later event as dropped
-    /// (every thread's state is closed, so an event costs one atomic increment): the trailer's
-    /// count is then every event the capture misses.
+    /// (every thread's state is closed, so an event only increments its thread's counter): the
+    /// trailer's count is then every event the capture misses.
     pub fn fail(&self, flag: u64) {
         self.flags.fetch_or(flag, Ordering::Relaxed);
         self.closed.store(true, Ordering::Release);
@@ -271,10 +271,7 @@ impl Capture {
                 .min(self.allocated.load(Ordering::Acquire));
             let _errno = sys::ErrnoGuard::new();
             // Without a descriptor of its own the file keeps its zero tail (readers skip it).
-            if self.file.with(|fd| sys::ftruncate(fd, end)).is_none() {
-                self.flags
-                    .fetch_or(trailer_flags::DESCRIPTOR_LOST, Ordering::Relaxed);
-            }
+            let _ = self.file.with(|fd| sys::ftruncate(fd, end));
         }
     }
 
