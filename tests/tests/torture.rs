@@ -385,3 +385,49 @@ fn sigkill_while_threads_write_keeps_everything_they_did() {
         assert!(total >= 1_500_000);
     }
 }
+
+#[test]
+fn a_python_script_closing_every_descriptor_keeps_its_files() {
+    // os.closerange (closefrom inside libc), then a file at the tracker's old number written
+    // while the script allocates: the capture grows meanwhile.
+    use memtrace_e2e::python;
+    let script = r#"
+import os
+os.closerange(3, 4096)
+fds = []
+while True:
+    fds.append(os.open(f"out/f{len(fds)}", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
+    if fds[-1] >= 700:
+        break
+total = 0
+for i in range(64):
+    os.write(fds[-1], bytes([i]) * 32768)
+    junk = [bytes([i % 251]) * (100 + (j * 7919) % 900) for j in range(9000)]
+    total += sum(len(b) for b in junk)
+for i, fd in enumerate(fds):
+    os.write(fd, b"file %d\n" % i)
+    os.close(fd)
+print(len(fds), total)
+"#;
+    let py = python::python();
+    let plain_dir = run_dir("py-plain");
+    python::write(&plain_dir, "closeall.py", script);
+    let plain = python::untracked(py, &["closeall.py"], &plain_dir, b"");
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    let dir = run_dir("py-tracked");
+    python::write(&dir, "closeall.py", script);
+    let cap = dir.join("run.bin");
+    let out = python::tracked(py, &cap, &["closeall.py"], &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain.stdout);
+    let (got, want) = (files(&dir), files(&plain_dir));
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!(a == b, "{} differs from the untracked run's", a.0);
+    }
+    assert!(got.iter().any(|f| f.1.len() > 2 << 20), "no 2 MiB file");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    // The 576,000 bytes objects, at least, were recorded.
+    assert!(num(&s, "total_allocations") > 576_000);
+}
