@@ -5,6 +5,7 @@
 mod alloc;
 mod barrier;
 mod capture;
+mod capture_fd;
 mod clock;
 mod compress;
 mod config;
