@@ -2,13 +2,16 @@
 //!
 //! - [`target`]: what to start: the program, or for a Python run ([`python`]) the interpreter
 //!   ([`interpreter`]) with the script, `-m module` or `-c code`
-//! - [`signals`]: memtrace survives the terminal's Ctrl-C while the program decides
+//! - [`signals`]: memtrace passes on the signals sent to it, and survives the terminal's Ctrl-C
+//!   while the program decides
+//! - [`rundir`]: the run's private directory (the Python hook, the tracker's status file)
 
 mod bootstrap;
 mod elf;
 mod interpreter;
 mod program;
 mod python;
+mod rundir;
 mod signals;
 mod target;
 
@@ -128,8 +131,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             .join(format!("memtrace-{}.{{pid}}.bin", target.name))
             .into_os_string(),
     };
-    let status_file = std::env::temp_dir().join(format!("memtrace-status-{}", std::process::id()));
-    let _ = std::fs::remove_file(&status_file);
+    let run_dir = rundir::RunDir::create()?;
+    let status_file = run_dir.status_path();
 
     let mut preload = tracker.clone().into_os_string();
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -144,7 +147,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
     let bootstrap = if target.python {
-        Some(bootstrap::Bootstrap::create(&tracker)?)
+        Some(bootstrap::Bootstrap::create(&tracker, run_dir.path())?)
     } else {
         None
     };
@@ -177,11 +180,11 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .spawn()
         .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
+    signals::wait_for_exit(child.id());
+    guard.finish();
     let status = child
         .wait()
         .map_err(|e| RunError(format!("lost track of the program: {e}")))?;
-    drop(guard);
-    drop(bootstrap);
     let code = exit_code(status);
 
     let capture = PathBuf::from(
@@ -194,8 +197,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .strip_prefix(&cwd)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| capture.clone());
-    let tracker_msg = std::fs::read_to_string(&status_file).ok();
-    let _ = std::fs::remove_file(&status_file);
+    let tracker_msg = run_dir.read_status();
+    drop(run_dir);
     if !args.quiet {
         report(&capture, &shown, tracker_msg.as_deref(), status);
     }
@@ -219,8 +222,11 @@ fn report(
     tracker_msg: Option<&str>,
     status: std::process::ExitStatus,
 ) {
-    if let Some(msg) = tracker_msg.map(str::trim).filter(|m| !m.is_empty()) {
-        eprintln!("memtrace: {msg}");
+    for line in tracker_msg.unwrap_or_default().lines() {
+        let line = line.trim();
+        if !line.is_empty() {
+            eprintln!("memtrace: {line}");
+        }
     }
     if !capture.exists() {
         eprintln!(
