@@ -98,7 +98,11 @@ mod tests {
         let path = run.path().to_path_buf();
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        let name = path.file_name().expect("name").to_string_lossy().into_owned();
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
         assert!(!name.contains(&std::process::id().to_string()), "{name}");
         assert_eq!(run.read_status(), None);
         std::fs::write(run.status_path(), "x".repeat(100_000)).expect("write");

@@ -137,8 +137,14 @@ fn received_it_too(sig: libc::c_int, code: libc::c_int, pid: libc::pid_t) -> boo
         return false;
     }
     // SAFETY: getpgid, getpgrp, getsid and getpid only read the process table.
-    let (theirs, ours, session, me) =
-        unsafe { (libc::getpgid(pid), libc::getpgrp(), libc::getsid(0), libc::getpid()) };
+    let (theirs, ours, session, me) = unsafe {
+        (
+            libc::getpgid(pid),
+            libc::getpgrp(),
+            libc::getsid(0),
+            libc::getpid(),
+        )
+    };
     if theirs != ours {
         return false;
     }
