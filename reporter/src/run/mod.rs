@@ -174,6 +174,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     } else {
         cmd.env_remove("MEMTRACE_NATIVE");
     }
+    signals::isolate(&mut cmd);
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
     let mut child = cmd

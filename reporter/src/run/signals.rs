@@ -5,12 +5,24 @@
 //! signal's origin: the terminal's come from the kernel (`si_code` SI_KERNEL), another
 //! process's from kill, tgkill or sigqueue.
 //!
+//! A signal sent to memtrace's whole process group by another process (a test harness's or a
+//! shell's killpg, `timeout`) also comes from kill, and would reach the program twice: directly
+//! and passed on. So when no terminal needs the program in memtrace's group for job control
+//! (none of memtrace's standard streams is a terminal, and memtrace is not in a terminal's
+//! foreground), the program gets a process group of its own ([`isolate`]): such a signal then
+//! reaches memtrace alone and is passed on once. The program is then killed if memtrace is
+//! (SIGKILL, which memtrace cannot pass on), as it would have been in memtrace's group.
+//!
 //! Once the program has ended, the default dispositions come back, so that a signal sent to
 //! memtrace while it writes its report ends it as it would end any program.
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 use signal_hook::iterator::{Handle, SignalsInfo};
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The signals passed on: those that would otherwise end memtrace and leave the program running.
@@ -104,6 +116,37 @@ impl Drop for Forwarder {
             self.stop();
         }
     }
+}
+
+/// Starts the program in a process group of its own when no terminal is involved (see the top).
+pub fn isolate(cmd: &mut Command) {
+    if terminal_involved() {
+        return;
+    }
+    cmd.process_group(0);
+    // SAFETY: prctl is async-signal-safe, as the child's code between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    };
+}
+
+/// A standard stream is a terminal, or memtrace is in its terminal's foreground group: the
+/// program must share memtrace's group, for the terminal's job control (Ctrl-Z, fg, reads).
+fn terminal_involved() -> bool {
+    if std::io::stdin().is_terminal()
+        || std::io::stdout().is_terminal()
+        || std::io::stderr().is_terminal()
+    {
+        return true;
+    }
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    // SAFETY: tcgetpgrp on an open descriptor, getpgrp without arguments.
+    unsafe { libc::tcgetpgrp(tty.as_raw_fd()) == libc::getpgrp() }
 }
 
 /// Waits until the program has ended without reaping it, so that its pid cannot be reused by
