@@ -6,6 +6,7 @@
 use memtrace_e2e::python::python;
 use memtrace_e2e::{memtrace_bin, scratch, stats};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -49,7 +50,18 @@ struct Running {
 
 impl Running {
     fn start(dir: &Path, tmp: &Path, args: &[&str]) -> Running {
-        let mut child = Command::new(memtrace_bin())
+        Running::spawn(Command::new(memtrace_bin()), dir, tmp, args)
+    }
+
+    /// Started as a job would be: memtrace leads a process group of its own.
+    fn start_in_group(dir: &Path, tmp: &Path, args: &[&str]) -> Running {
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.process_group(0);
+        Running::spawn(cmd, dir, tmp, args)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, tmp: &Path, args: &[&str]) -> Running {
+        let mut child = cmd
             .args(["run", "-f", "-o", "capture.bin"])
             .args(args)
             .current_dir(dir)
@@ -559,4 +571,69 @@ fn ctrl_c_in_the_terminal_reaches_the_program_once() {
     assert!(screen.contains("SIGINT x1"), "{screen}");
     assert!(screen.contains("EXITED 0"), "{screen}");
     assert_complete(&dir);
+}
+
+/// Counts SIGINTs without a terminal: a harness's killpg of memtrace's process group.
+#[test]
+fn a_signal_to_memtrace_s_whole_group_reaches_the_program_once() {
+    let (dir, tmp) = dirs("killpg");
+    let script = write(&dir, "count.py", CTRL_C_COUNTER);
+    let py = python_str();
+    let mut run = Running::start_in_group(
+        &dir,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    run.expect_line("ready");
+    let group = format!("-{}", run.child.id());
+    let status = Command::new("kill")
+        .args(["-s", "INT", "--", &group])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let (status, lines, stderr) = run.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(lines, ["ready", "SIGINT x1"]);
+    assert_complete(&dir);
+}
+
+/// Prints its pid, then waits to be killed.
+const SLEEPER: &str = r#"
+import os, time
+print("pid", os.getpid())
+time.sleep(120)
+"#;
+
+#[test]
+fn the_program_does_not_outlive_a_killed_memtrace() {
+    let (dir, tmp) = dirs("sigkill");
+    let script = write(&dir, "sleep.py", SLEEPER);
+    let py = python_str();
+    let mut run = Running::start(
+        &dir,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    let line = run.expect_line("pid ");
+    let pid = line.trim_start_matches("pid ").to_string();
+    run.signal("KILL");
+    let _ = run.child.wait();
+    let until = Instant::now() + PATIENCE;
+    // Gone, or a zombie until its new parent reaps it.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while alive() {
+        if Instant::now() > until {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid]).status();
+            panic!("the program {pid} outlived memtrace");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
