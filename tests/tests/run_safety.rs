@@ -6,7 +6,7 @@
 use memtrace_e2e::python::python;
 use memtrace_e2e::{memtrace_bin, scratch, stats};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -636,4 +636,65 @@ fn the_program_does_not_outlive_a_killed_memtrace() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Fills its stderr pipe exactly, so that memtrace's own last line on it blocks.
+const FILL_STDERR: &str = r#"
+import fcntl, os
+F_GETPIPE_SZ = 1032
+size = fcntl.fcntl(2, F_GETPIPE_SZ)
+written = 0
+while written < size:
+    written += os.write(2, b"x" * (size - written))
+"#;
+
+#[test]
+fn a_sigterm_after_the_program_ended_ends_memtrace() {
+    let (dir, tmp) = dirs("late-term");
+    let script = write(&dir, "fill.py", FILL_STDERR);
+    let mut child = Command::new(memtrace_bin())
+        .args(["run", "-f", "-o", "capture.bin", "--python"])
+        .arg(python())
+        .arg(&script)
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let pid = child.id();
+    // The program is reaped (after memtrace has restored its signals): memtrace is writing
+    // its report, blocked on the full pipe.
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let until = Instant::now() + PATIENCE;
+    let mut started = false;
+    loop {
+        let list = std::fs::read_to_string(&children).unwrap_or_default();
+        started |= !list.trim().is_empty();
+        if started && list.trim().is_empty() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the program did not end (started: {started})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-s", "TERM", &pid.to_string()])
+        .status();
+    let until = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("SIGTERM did not end memtrace");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
