@@ -182,6 +182,10 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
     signals::wait_for_exit(child.id());
+    // Read and removed before the default dispositions return, so that a signal ending
+    // memtrace from then on leaves nothing behind.
+    let tracker_msg = run_dir.read_status();
+    drop(run_dir);
     guard.finish();
     let status = child
         .wait()
@@ -198,8 +202,6 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .strip_prefix(&cwd)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| capture.clone());
-    let tracker_msg = run_dir.read_status();
-    drop(run_dir);
     if !args.quiet {
         report(&capture, &shown, tracker_msg.as_deref(), status);
     }
