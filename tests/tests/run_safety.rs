@@ -698,3 +698,36 @@ fn a_sigterm_after_the_program_ended_ends_memtrace() {
     };
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
 }
+
+/// The status file still works: the tracker's reason for not recording reaches the user.
+#[test]
+fn the_tracker_s_status_reaches_the_user() {
+    let (dir, tmp) = dirs("status");
+    // /proc exists, but no file can be created in it, not even by root.
+    let out = Command::new(memtrace_bin())
+        .args([
+            "run",
+            "-o",
+            "/proc/memtrace-run-safety.bin",
+            "--",
+            "/bin/true",
+        ])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("memtrace: cannot create the capture /proc/memtrace-run-safety.bin: "),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("memtrace: no capture was written"),
+        "{stderr}"
+    );
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "left behind");
+}
