@@ -30,13 +30,21 @@ pub struct Config {
     pub native: bool,
 }
 
+extern "C" {
+    /// glibc's getenv that answers nothing in a set-user-ID or otherwise privileged process
+    /// (not declared by the libc crate for Linux).
+    fn secure_getenv(name: *const libc::c_char) -> *mut libc::c_char;
+}
+
+/// A variable of the environment; none in a privileged process, so that the environment cannot
+/// make a set-user-ID program write files where its caller chooses.
 fn var(name: &CStr) -> Option<Vec<u8>> {
-    // SAFETY: getenv with a NUL-terminated name; the result is copied at once.
-    let p = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: secure_getenv with a NUL-terminated name; the result is copied at once.
+    let p = unsafe { secure_getenv(name.as_ptr()) };
     if p.is_null() {
         None
     } else {
-        // SAFETY: a non-null getenv result is a NUL-terminated string.
+        // SAFETY: a non-null secure_getenv result is a NUL-terminated string.
         Some(unsafe { CStr::from_ptr(p) }.to_bytes().to_vec())
     }
 }

@@ -140,18 +140,8 @@ pub fn tell_memtrace(msg: &[u8]) {
 /// Tells `memtrace run` (through its status file) why nothing is recorded. Never writes to the
 /// program's own stderr.
 fn report_status(cfg: &Config, msg: &[u8]) {
-    let Some(path) = &cfg.status else { return };
-    let mut z = path.clone();
-    z.push(0);
-    if let Ok(fd) = sys::open(
-        &z,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC,
-        0o600,
-    ) {
-        let mut line = msg.to_vec();
-        line.push(b'\n');
-        let _ = sys::write_all(fd, &line);
-        sys::close(fd);
+    if let Some(path) = &cfg.status {
+        crate::status::append(path, msg);
     }
 }
 

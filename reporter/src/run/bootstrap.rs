@@ -5,30 +5,41 @@
 
 use super::RunError;
 use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const SITECUSTOMIZE: &str = include_str!("bootstrap/sitecustomize.py");
 /// The original PYTHONPATH (absent: there was none), restored by the hook.
 pub const ORIGINAL_PATH_ENV: &str = "MEMTRACE_PYTHONPATH";
 
-/// The hook's directory; removed when dropped (after the run).
+/// The hook's directory, inside the run's private directory (which removes it after the run).
+/// Its name, `memtrace-py-<pid>`, is how the tracker knows the hook's frames.
 pub struct Bootstrap {
     dir: PathBuf,
 }
 
 impl Bootstrap {
-    pub fn create(tracker: &Path) -> Result<Bootstrap, RunError> {
-        let dir = std::env::temp_dir().join(format!("memtrace-py-{}", std::process::id()));
+    pub fn create(tracker: &Path, private: &Path) -> Result<Bootstrap, RunError> {
+        let dir = private.join(format!("memtrace-py-{}", std::process::id()));
         let shown = dir.display().to_string();
         let fail =
             |e: std::io::Error| RunError(format!("cannot set up the Python hook in {shown}: {e}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).map_err(fail)?;
-        let b = Bootstrap { dir };
-        std::fs::write(b.dir.join("sitecustomize.py"), SITECUSTOMIZE).map_err(fail)?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(fail)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(dir.join("sitecustomize.py"))
+            .and_then(|mut f| f.write_all(SITECUSTOMIZE.as_bytes()))
+            .map_err(fail)?;
         let tracker = std::fs::canonicalize(tracker).map_err(fail)?;
-        std::os::unix::fs::symlink(tracker, b.dir.join("_memtrace_tracker.so")).map_err(fail)?;
-        Ok(b)
+        std::os::unix::fs::symlink(tracker, dir.join("_memtrace_tracker.so")).map_err(fail)?;
+        Ok(Bootstrap { dir })
     }
 
     /// PYTHONPATH for the interpreter: the hook's directory first.
@@ -39,11 +50,5 @@ impl Bootstrap {
             p.push(existing);
         }
         p
-    }
-}
-
-impl Drop for Bootstrap {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

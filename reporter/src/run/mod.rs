@@ -2,13 +2,16 @@
 //!
 //! - [`target`]: what to start: the program, or for a Python run ([`python`]) the interpreter
 //!   ([`interpreter`]) with the script, `-m module` or `-c code`
-//! - [`signals`]: memtrace survives the terminal's Ctrl-C while the program decides
+//! - [`signals`]: memtrace passes on the signals sent to it, and survives the terminal's Ctrl-C
+//!   while the program decides
+//! - [`rundir`]: the run's private directory (the Python hook, the tracker's status file)
 
 mod bootstrap;
 mod elf;
 mod interpreter;
 mod program;
 mod python;
+mod rundir;
 mod signals;
 mod target;
 
@@ -128,8 +131,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             .join(format!("memtrace-{}.{{pid}}.bin", target.name))
             .into_os_string(),
     };
-    let status_file = std::env::temp_dir().join(format!("memtrace-status-{}", std::process::id()));
-    let _ = std::fs::remove_file(&status_file);
+    let run_dir = rundir::RunDir::create()?;
+    let status_file = run_dir.status_path();
 
     let mut preload = tracker.clone().into_os_string();
     if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -144,7 +147,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
     let bootstrap = if target.python {
-        Some(bootstrap::Bootstrap::create(&tracker)?)
+        Some(bootstrap::Bootstrap::create(&tracker, run_dir.path())?)
     } else {
         None
     };
@@ -171,17 +174,22 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     } else {
         cmd.env_remove("MEMTRACE_NATIVE");
     }
+    signals::isolate(&mut cmd);
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
     let mut child = cmd
         .spawn()
         .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
+    signals::wait_for_exit(child.id());
+    // Read and removed before the default dispositions return, so that a signal ending
+    // memtrace from then on leaves nothing behind.
+    let tracker_msg = run_dir.read_status();
+    drop(run_dir);
+    guard.finish();
     let status = child
         .wait()
         .map_err(|e| RunError(format!("lost track of the program: {e}")))?;
-    drop(guard);
-    drop(bootstrap);
     let code = exit_code(status);
 
     let capture = PathBuf::from(
@@ -194,8 +202,6 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .strip_prefix(&cwd)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| capture.clone());
-    let tracker_msg = std::fs::read_to_string(&status_file).ok();
-    let _ = std::fs::remove_file(&status_file);
     if !args.quiet {
         report(&capture, &shown, tracker_msg.as_deref(), status);
     }
@@ -220,8 +226,11 @@ fn report(
     status: std::process::ExitStatus,
 ) {
     let told = tracker_msg.map(str::trim).filter(|m| !m.is_empty());
-    if let Some(msg) = told {
-        eprintln!("memtrace: {msg}");
+    for line in told.unwrap_or_default().lines() {
+        let line = line.trim();
+        if !line.is_empty() {
+            eprintln!("memtrace: {line}");
+        }
     }
     if !capture.exists() {
         // The tracker's own message (a full disk at the start, say) already said why.

@@ -1,50 +1,218 @@
-//! While the program runs, memtrace itself must not die of the terminal's Ctrl-C or Ctrl-\
-//! (the program gets them too and decides), and passes on a SIGTERM or SIGHUP sent to it.
+//! While the program runs, memtrace passes on to it the signals another process sends to
+//! memtrace (`kill -INT <pid>`, a supervisor's stop signal), and survives, without sending them
+//! again, the ones the terminal sends to the whole foreground process group (Ctrl-C, Ctrl-\,
+//! hangup), which the program receives itself and decides about. The two are told apart by the
+//! signal's origin: the terminal's come from the kernel (`si_code` SI_KERNEL), another
+//! process's from kill, tgkill or sigqueue.
+//!
+//! A signal sent to memtrace's whole process group by another process (a test harness's or a
+//! shell's killpg, `timeout`) also comes from kill, and would reach the program twice: directly
+//! and passed on. So when no terminal needs the program in memtrace's group for job control
+//! (none of memtrace's standard streams is a terminal, and memtrace is not in a terminal's
+//! foreground), the program gets a process group of its own ([`isolate`]): such a signal then
+//! reaches memtrace alone and is passed on once. The program is then killed if memtrace is
+//! (SIGKILL, which memtrace cannot pass on), as it would have been in memtrace's group.
+//!
+//! Once the program has ended, the default dispositions come back, so that a signal sent to
+//! memtrace while it writes its report ends it as it would end any program.
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-use signal_hook::iterator::{Handle, Signals};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::exfiltrator::WithRawSiginfo;
+use signal_hook::iterator::{Handle, SignalsInfo};
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The signals passed on: those that would otherwise end memtrace and leave the program running.
+const FORWARDED: [libc::c_int; 6] = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2];
+
+#[derive(Default)]
+struct State {
+    /// The program, once started.
+    program: Option<libc::pid_t>,
+    /// The program has ended: nothing is sent to its pid any more.
+    ended: bool,
+    /// Signals that came while there was no program to take them.
+    held: Vec<libc::c_int>,
+}
 
 pub struct Forwarder {
     handle: Handle,
-    child: Arc<AtomicI32>,
+    state: Arc<Mutex<State>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Forwarder {
     /// Installs handlers (not SIG_IGN, so the program starts with default dispositions).
     pub fn install() -> std::io::Result<Forwarder> {
-        let mut signals = Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGHUP])?;
+        let mut signals = SignalsInfo::<WithRawSiginfo>::new(FORWARDED)?;
         let handle = signals.handle();
-        let child = Arc::new(AtomicI32::new(0));
-        let target = Arc::clone(&child);
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = Arc::clone(&state);
         let thread = std::thread::spawn(move || {
-            for sig in signals.forever() {
-                let pid = target.load(Ordering::Acquire);
-                if pid > 0 && (sig == SIGTERM || sig == SIGHUP) {
-                    // SAFETY: kill(2) on the child's pid with a plain signal number.
-                    unsafe { libc::kill(pid, sig) };
+            for info in signals.forever() {
+                let mut state = lock(&shared);
+                match state.program {
+                    Some(pid) if !state.ended => {
+                        if !received_it_too(info.si_signo, info.si_code, pid) {
+                            send(pid, info.si_signo);
+                        }
+                    }
+                    _ => state.held.push(info.si_signo),
                 }
             }
         });
         Ok(Forwarder {
             handle,
-            child,
+            state,
             thread: Some(thread),
         })
     }
 
+    /// The program has started: it gets the signals from now on, and those that came before.
     pub fn forward_to(&self, pid: u32) {
-        self.child.store(pid as i32, Ordering::Release);
+        let mut state = lock(&self.state);
+        state.program = Some(pid as libc::pid_t);
+        for sig in std::mem::take(&mut state.held) {
+            send(pid as libc::pid_t, sig);
+        }
+    }
+
+    /// The program has ended (see [`wait_for_exit`]): stops forwarding and restores the default
+    /// dispositions; a signal that came meanwhile, with no program to take it, now takes its
+    /// default effect on memtrace.
+    pub fn finish(mut self) {
+        let held = self.stop();
+        for sig in held {
+            // SAFETY: raise(3) of a plain signal number, whose disposition is now the default.
+            unsafe { libc::raise(sig) };
+        }
+    }
+
+    fn stop(&mut self) -> Vec<libc::c_int> {
+        lock(&self.state).ended = true;
+        // Behind signal-hook's back (it never uninstalls its handler, which would swallow the
+        // signals): nothing in memtrace registers these signals again after a run.
+        for sig in FORWARDED {
+            // SAFETY: signal(2) back to the default disposition; the handler it replaces only
+            // wakes the forwarding thread, which is stopped next.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        std::mem::take(&mut lock(&self.state).held)
     }
 }
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        self.handle.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if self.thread.is_some() {
+            self.stop();
         }
+    }
+}
+
+/// Starts the program in a process group of its own when no terminal is involved (see the top).
+pub fn isolate(cmd: &mut Command) {
+    if terminal_involved() {
+        return;
+    }
+    cmd.process_group(0);
+    // SAFETY: prctl is async-signal-safe, as the child's code between fork and exec must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    };
+}
+
+/// A standard stream is a terminal, or memtrace is in its terminal's foreground group: the
+/// program must share memtrace's group, for the terminal's job control (Ctrl-Z, fg, reads).
+fn terminal_involved() -> bool {
+    if std::io::stdin().is_terminal()
+        || std::io::stdout().is_terminal()
+        || std::io::stderr().is_terminal()
+    {
+        return true;
+    }
+    let Ok(tty) = std::fs::File::open("/dev/tty") else {
+        return false;
+    };
+    // SAFETY: tcgetpgrp on an open descriptor, getpgrp without arguments.
+    unsafe { libc::tcgetpgrp(tty.as_raw_fd()) == libc::getpgrp() }
+}
+
+/// Waits until the program has ended without reaping it, so that its pid cannot be reused by
+/// another process while a signal may still be forwarded to it.
+pub fn wait_for_exit(pid: u32) {
+    loop {
+        // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid(2) on our own child with a valid out-buffer; WNOWAIT leaves it unreaped
+        // for Child::wait.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// Whether the program got this signal itself: a terminal's signal (from the kernel) goes to
+/// the foreground process group, which holds the program unless it left memtrace's group. A
+/// hangup from the kernel goes to the session leader alone, so when memtrace is the leader the
+/// program did not get it.
+fn received_it_too(sig: libc::c_int, code: libc::c_int, pid: libc::pid_t) -> bool {
+    if code != libc::SI_KERNEL {
+        return false;
+    }
+    // SAFETY: getpgid, getpgrp, getsid and getpid only read the process table.
+    let (theirs, ours, session, me) = unsafe {
+        (
+            libc::getpgid(pid),
+            libc::getpgrp(),
+            libc::getsid(0),
+            libc::getpid(),
+        )
+    };
+    if theirs != ours {
+        return false;
+    }
+    !(sig == SIGHUP && session == me)
+}
+
+fn send(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: kill(2) of our own, not yet reaped, child with a plain signal number.
+    unsafe { libc::kill(pid, sig) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_kernel_s_signals_reach_the_program_without_memtrace() {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        assert!(!received_it_too(SIGINT, libc::SI_USER, me));
+        assert!(!received_it_too(SIGINT, libc::SI_QUEUE, me));
+        assert!(!received_it_too(SIGINT, libc::SI_TKILL, me));
+        assert!(received_it_too(SIGINT, libc::SI_KERNEL, me));
+        assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
     }
 }

@@ -1,0 +1,129 @@
+//! The private directory of one `memtrace run`, for the Python start-up hook and the tracker's
+//! status file: created in $TMPDIR under an unpredictable name with mode 0700 whatever the
+//! umask, so that no other user can plant, read or swap what memtrace and the tracker put there.
+//! Removed with everything in it after the run. The status file is still read defensively (no
+//! link followed, never blocking, bounded, control characters shown as escapes).
+
+use super::RunError;
+use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The most of the status file shown: the tracker writes a line or two.
+const STATUS_LIMIT: u64 = 16 * 1024;
+
+pub struct RunDir {
+    dir: tempfile::TempDir,
+}
+
+impl RunDir {
+    pub fn create() -> Result<RunDir, RunError> {
+        let parent = std::env::temp_dir();
+        let fail = |e: std::io::Error| {
+            RunError(format!(
+                "cannot create a private directory in {}: {e}",
+                parent.display()
+            ))
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("memtrace-")
+            .rand_bytes(12)
+            .tempdir_in(&parent)
+            .map_err(fail)?;
+        // The umask may have taken bits from the owner too; the others never get any.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(fail)?;
+        Ok(RunDir { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where the tracker writes why it could not record (it creates the file when it must).
+    pub fn status_path(&self) -> PathBuf {
+        self.dir.path().join("status")
+    }
+
+    /// The tracker's lines, if it wrote any, as they can safely be shown on a terminal.
+    pub fn read_status(&self) -> Option<String> {
+        read_bounded(&self.status_path()).map(|text| printable(&text))
+    }
+}
+
+/// The start of a regular file at `path`, without following a link or waiting on a FIFO.
+fn read_bounded(path: &Path) -> Option<String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(STATUS_LIMIT).read_to_end(&mut bytes).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `text` with every control character but the line break escaped (`\u{1b}`), so that it cannot
+/// move the cursor, retitle the window or clear the screen.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            printable("cannot create x\u{1b}]0;t\u{7}\u{9b}2J\r\nnext\n"),
+            "cannot create x\\u{1b}]0;t\\u{7}\\u{9b}2J\\r\nnext\n"
+        );
+    }
+
+    #[test]
+    fn the_directory_is_private_and_removed_after_the_run() {
+        let run = RunDir::create().expect("private dir");
+        let path = run.path().to_path_buf();
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(!name.contains(&std::process::id().to_string()), "{name}");
+        assert_eq!(run.read_status(), None);
+        std::fs::write(run.status_path(), "x".repeat(100_000)).expect("write");
+        assert_eq!(run.read_status().map(|s| s.len()), Some(16 * 1024));
+        drop(run);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_fifo_or_a_link_at_the_status_path_is_not_read() {
+        let run = RunDir::create().expect("private dir");
+        let target = run.path().join("elsewhere");
+        std::fs::write(&target, "planted\n").expect("write");
+        std::os::unix::fs::symlink(&target, run.status_path()).expect("symlink");
+        assert_eq!(run.read_status(), None);
+        std::fs::remove_file(run.status_path()).expect("unlink");
+        let made = std::process::Command::new("mkfifo")
+            .arg(run.status_path())
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        assert_eq!(run.read_status(), None);
+    }
+}

@@ -1,0 +1,733 @@
+//! `memtrace run` must not be stopped or fooled by what others put in the shared temporary
+//! directory, must keep its own files private whatever the umask, and must pass on to the
+//! program the signals another process sends to memtrace (a supervisor's SIGINT, `kill -QUIT`)
+//! while a terminal's Ctrl-C, which the program receives itself, reaches it only once.
+
+use memtrace_e2e::python::python;
+use memtrace_e2e::{memtrace_bin, scratch, stats};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+/// How long a step may take on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A scratch directory and, inside it, the TMPDIR the run is given.
+fn dirs(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp dir");
+    (dir, tmp)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `memtrace run -f -o <dir>/capture.bin ARGS` started in `dir` with TMPDIR=`tmp`, its stdout
+/// read line by line.
+struct Running {
+    child: Child,
+    lines: Receiver<String>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(dir: &Path, tmp: &Path, args: &[&str]) -> Running {
+        Running::spawn(Command::new(memtrace_bin()), dir, tmp, args)
+    }
+
+    /// Started as a job would be: memtrace leads a process group of its own.
+    fn start_in_group(dir: &Path, tmp: &Path, args: &[&str]) -> Running {
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.process_group(0);
+        Running::spawn(cmd, dir, tmp, args)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path, tmp: &Path, args: &[&str]) -> Running {
+        let mut child = cmd
+            .args(["run", "-f", "-o", "capture.bin"])
+            .args(args)
+            .current_dir(dir)
+            .env("TMPDIR", tmp)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("memtrace runs");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf);
+            buf
+        });
+        Running {
+            child,
+            lines,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stdout line containing `needle`.
+    fn expect_line(&mut self, needle: &str) -> String {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => {
+                    self.kill_all();
+                    panic!("no line with {needle:?}; stdout so far: {:?}", self.seen);
+                }
+            }
+        }
+    }
+
+    /// `kill -s SIG` to memtrace's own pid.
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -s {sig}");
+    }
+
+    /// memtrace's exit status, stdout lines and stderr; fails (killing memtrace and the
+    /// program) when memtrace does not end in time.
+    fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        let until = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                break s;
+            }
+            if Instant::now() > until {
+                self.kill_all();
+                panic!("memtrace did not end; stdout: {:?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        let stderr = self.stderr.join().expect("stderr reader");
+        (
+            status,
+            self.seen,
+            String::from_utf8_lossy(&stderr).into_owned(),
+        )
+    }
+
+    /// SIGKILL to memtrace and the program it runs.
+    fn kill_all(&mut self) {
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for p in children
+            .split_whitespace()
+            .chain([pid.to_string().as_str()])
+        {
+            let _ = Command::new("kill").args(["-s", "KILL", p]).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The capture is finished: a trailer, nothing dropped.
+fn assert_complete(dir: &Path) {
+    let s = stats(&dir.join("capture.bin"));
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+}
+
+// --- temporary files ---
+
+/// What a program running under memtrace plants at the status file's old name,
+/// $TMPDIR/memtrace-status-<memtrace's pid>, while memtrace waits for it.
+fn plant_old_status(name: &str, plant: &str, quiet: bool) -> (ExitStatus, String, PathBuf) {
+    let (dir, tmp) = dirs(name);
+    let script = format!("{plant} \"$TMPDIR/memtrace-status-$PPID\"; echo planted");
+    let mut args = vec!["--", "/bin/sh", "-c", &script];
+    if quiet {
+        args.insert(0, "-q");
+    }
+    let mut run = Running::start(&dir, &tmp, &args);
+    run.expect_line("planted");
+    let (status, _, stderr) = run.finish();
+    (status, stderr, tmp)
+}
+
+#[test]
+fn a_fifo_at_the_old_status_name_does_not_block_memtrace() {
+    let (status, stderr, tmp) = plant_old_status("fifo-status", "mkfifo", true);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+    // Someone else's file: left alone.
+    assert_eq!(entries(&tmp).len(), 1);
+}
+
+#[test]
+fn a_file_at_the_old_status_name_is_not_shown() {
+    let (status, stderr, _) = plant_old_status(
+        "file-status",
+        "printf '\\033[2J\\033]0;owned\\007PLANTED %0100000d\\n' 0 >",
+        false,
+    );
+    assert_eq!(status.code(), Some(0), "{stderr:.200}");
+    assert!(!stderr.contains("PLANTED"), "{stderr:.200}");
+    assert!(
+        stderr.starts_with("memtrace: wrote capture.bin;"),
+        "{stderr:.200}"
+    );
+}
+
+/// A program that finds memtrace's private directory (it runs as the same user, so it can)
+/// and plants a FIFO, then a large file full of escape sequences, at the status path.
+const PLANT_IN_PRIVATE_DIR: &str = r#"
+import glob, os, sys
+[private] = glob.glob(os.path.join(os.environ["TMPDIR"], "memtrace-*"))
+status = os.path.join(private, "status")
+if sys.argv[1] == "fifo":
+    os.mkfifo(status)
+else:
+    with open(status, "w") as f:
+        f.write("\x1b[2J\x1b]0;owned\x07PLANTED " + "x" * 1_000_000 + "\n")
+print("planted")
+"#;
+
+#[test]
+fn the_status_file_is_read_safely_even_when_replaced() {
+    for kind in ["fifo", "file"] {
+        let (dir, tmp) = dirs(&format!("private-{kind}"));
+        let script = write(&dir, "plant.py", PLANT_IN_PRIVATE_DIR);
+        let script = script.to_str().expect("utf-8 path");
+        let mut run = Running::start(&dir, &tmp, &["--python", &python_str(), script, kind]);
+        run.expect_line("planted");
+        let (status, _, stderr) = run.finish();
+        assert_eq!(status.code(), Some(0), "{kind}: {stderr}");
+        assert!(!stderr.contains('\x1b'), "{kind}: escapes printed");
+        assert!(
+            stderr.len() < 100_000,
+            "{kind}: {} bytes shown",
+            stderr.len()
+        );
+        if kind == "file" {
+            assert!(stderr.starts_with("memtrace: \\u{1b}[2J"), "{stderr:.200}");
+        }
+        assert_eq!(entries(&tmp), Vec::<String>::new(), "{kind}: left behind");
+    }
+}
+
+fn python_str() -> String {
+    python().to_str().expect("utf-8 path").to_string()
+}
+
+/// Lists, from inside the tracked program, everything under $TMPDIR: type, mode and path.
+const LIST_TMPDIR: &str = r#"
+import os, stat
+top = os.environ["TMPDIR"]
+for root, dirs, files in os.walk(top):
+    for name in dirs + files:
+        path = os.path.join(root, name)
+        st = os.lstat(path)
+        kind = "d" if stat.S_ISDIR(st.st_mode) else "l" if stat.S_ISLNK(st.st_mode) else "f"
+        print(kind, oct(stat.S_IMODE(st.st_mode)), os.path.relpath(path, top))
+"#;
+
+#[test]
+fn under_umask_0_the_run_s_files_stay_private() {
+    let (dir, tmp) = dirs("umask");
+    let script = write(&dir, "list.py", LIST_TMPDIR);
+    let command = format!(
+        "umask 0 && exec '{}' run -q -f -o capture.bin --python '{}' '{}'",
+        memtrace_bin().display(),
+        python().display(),
+        script.display()
+    );
+    let out = Command::new("/bin/sh")
+        .args(["-c", &command])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let listed: Vec<(&str, u32, &str)> = stdout
+        .lines()
+        .map(|l| {
+            let mut w = l.splitn(3, ' ');
+            let kind = w.next().expect("kind");
+            let mode = u32::from_str_radix(&w.next().expect("mode")[2..], 8).expect("octal");
+            (kind, mode, w.next().expect("path"))
+        })
+        .collect();
+    // One directory of the run, named unpredictably (not after a pid).
+    let top: Vec<&str> = listed
+        .iter()
+        .map(|e| e.2)
+        .filter(|p| !p.contains('/'))
+        .collect();
+    assert_eq!(top.len(), 1, "{stdout}");
+    let random = top[0].strip_prefix("memtrace-").expect("memtrace- prefix");
+    assert_eq!(random.len(), 12, "{stdout}");
+    assert!(random.chars().any(|c| !c.is_ascii_digit()), "{stdout}");
+    assert!(
+        listed.iter().any(|e| e.2.ends_with("/sitecustomize.py")),
+        "{stdout}"
+    );
+    for (kind, mode, path) in &listed {
+        match *kind {
+            "d" => assert_eq!(*mode, 0o700, "{path}: {stdout}"),
+            "f" => assert_eq!(mode & 0o022, 0, "{path} is writable by others: {stdout}"),
+            _ => {}
+        }
+    }
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "left behind");
+    assert_complete(&dir);
+}
+
+// --- signals ---
+
+/// The exit status of `python -m http.server` stopped by `kill -INT`, without memtrace.
+fn untracked_server_interrupted(dir: &Path) -> (ExitStatus, String) {
+    let mut child = Command::new(python())
+        .args(["-m", "http.server", "0", "--bind", "127.0.0.1"])
+        .current_dir(dir)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python runs");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("read");
+    assert_serving(&first);
+    let _ = Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status();
+    let mut rest = String::new();
+    let _ = out.read_to_string(&mut rest);
+    (child.wait().expect("wait"), rest)
+}
+
+/// http.server's first line names its port; a request answered there means it is inside
+/// serve_forever, where it handles KeyboardInterrupt (not just before, where it does not).
+fn assert_serving(first: &str) {
+    let port: u16 = first
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer:.200}");
+}
+
+#[test]
+fn kill_int_of_memtrace_stops_a_python_server() {
+    let (dir, tmp) = dirs("kill-int-server");
+    let (untracked, untracked_out) = untracked_server_interrupted(&dir);
+    let py = python_str();
+    let args = [
+        "-q",
+        "--python",
+        &py,
+        "-m",
+        "http.server",
+        "0",
+        "--bind",
+        "127.0.0.1",
+    ];
+    let mut run = Running::start(&dir, &tmp, &args);
+    let first = run.expect_line("Serving HTTP");
+    assert_serving(&first);
+    run.signal("INT");
+    let (status, lines, stderr) = run.finish();
+    assert_eq!(status.code(), untracked.code(), "{stderr}");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        untracked_out.contains("Keyboard interrupt received, exiting."),
+        "{untracked_out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "Keyboard interrupt received, exiting."),
+        "{lines:?}"
+    );
+    assert_complete(&dir);
+}
+
+/// A server that does not catch KeyboardInterrupt: Python ends by re-raising SIGINT.
+const BARE_SERVER: &str = r#"
+import os, socketserver
+server = socketserver.TCPServer(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+print("serving", os.getpid())
+server.serve_forever()
+"#;
+
+#[test]
+fn kill_int_of_memtrace_ends_a_script_with_keyboard_interrupt() {
+    let (dir, tmp) = dirs("kill-int-script");
+    let script = write(&dir, "serve.py", BARE_SERVER);
+    let py = python_str();
+    let mut run = Running::start(
+        &dir,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    run.expect_line("serving");
+    run.signal("INT");
+    let (status, _, stderr) = run.finish();
+    // Python's own status after an unhandled KeyboardInterrupt is death by SIGINT: 128 + 2.
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("\nKeyboardInterrupt\n"), "{stderr}");
+    assert!(!stderr.contains("memtrace: "), "{stderr}");
+    assert_complete(&dir);
+}
+
+/// Reports each signal it gets; ends once it has had them all.
+const SIGNAL_REPORTER: &str = r#"
+import signal, sys
+names = sys.argv[1:]
+got = []
+def handler(sig, frame):
+    name = signal.Signals(sig).name
+    got.append(name)
+    print("got", name)
+for name in names:
+    signal.signal(getattr(signal, name), handler)
+print("ready")
+while len(got) < len(names):
+    signal.pause()
+"#;
+
+#[test]
+fn signals_sent_to_memtrace_reach_the_program_once() {
+    let (dir, tmp) = dirs("kill-signals");
+    let script = write(&dir, "signals.py", SIGNAL_REPORTER);
+    let names = [
+        "SIGQUIT", "SIGTERM", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT",
+    ];
+    let py = python_str();
+    let mut args = vec!["-q", "--python", &py, script.to_str().expect("utf-8")];
+    args.extend_from_slice(&names);
+    let mut run = Running::start(&dir, &tmp, &args);
+    run.expect_line("ready");
+    for name in names {
+        run.signal(name.trim_start_matches("SIG"));
+        run.expect_line(&format!("got {name}"));
+    }
+    let (status, lines, stderr) = run.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let got: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("got "))
+        .collect();
+    assert_eq!(got, names, "each signal exactly once");
+    assert_complete(&dir);
+}
+
+/// Counts the SIGINTs it gets, waiting a while after the first for a second one.
+const CTRL_C_COUNTER: &str = r#"
+import signal, time
+count = 0
+def handler(sig, frame):
+    global count
+    count += 1
+signal.signal(signal.SIGINT, handler)
+print("ready", flush=True)
+while count == 0:
+    signal.pause()
+time.sleep(2)
+print(f"SIGINT x{count}", flush=True)
+"#;
+
+fn have_tmux() -> bool {
+    let found = Command::new("tmux")
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: tmux is not installed");
+    }
+    found
+}
+
+/// A tmux server of our own running `command` in a terminal; killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Tmux {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let tmux = Tmux {
+            socket: format!(
+                "memtrace-run-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            command,
+        ]);
+        assert!(out.status.success(), "tmux new-session: {out:?}");
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-f", "/dev/null", "-L", &self.socket])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tmux runs")
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let out = self.run(&["capture-pane", "-p", "-t", "t"]);
+            let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(Instant::now() < until, "no {needle:?} on:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn ctrl_c_in_the_terminal_reaches_the_program_once() {
+    if !have_tmux() {
+        return;
+    }
+    let (dir, tmp) = dirs("ctrl-c");
+    let script = write(&dir, "count.py", CTRL_C_COUNTER);
+    let command = format!(
+        "cd '{}' && TMPDIR='{}' '{}' run -q -f -o capture.bin --python '{}' '{}'; echo \"EXITED $?\"; sleep 60",
+        dir.display(),
+        tmp.display(),
+        memtrace_bin().display(),
+        python().display(),
+        script.display()
+    );
+    let tmux = Tmux::start(&command);
+    tmux.wait_for("ready");
+    let out = tmux.run(&["send-keys", "-t", "t", "C-c"]);
+    assert!(out.status.success(), "send-keys: {out:?}");
+    let screen = tmux.wait_for("EXITED");
+    assert!(screen.contains("SIGINT x1"), "{screen}");
+    assert!(screen.contains("EXITED 0"), "{screen}");
+    assert_complete(&dir);
+}
+
+/// Counts SIGINTs without a terminal: a harness's killpg of memtrace's process group.
+#[test]
+fn a_signal_to_memtrace_s_whole_group_reaches_the_program_once() {
+    let (dir, tmp) = dirs("killpg");
+    let script = write(&dir, "count.py", CTRL_C_COUNTER);
+    let py = python_str();
+    let mut run = Running::start_in_group(
+        &dir,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    run.expect_line("ready");
+    let group = format!("-{}", run.child.id());
+    let status = Command::new("kill")
+        .args(["-s", "INT", "--", &group])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let (status, lines, stderr) = run.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(lines, ["ready", "SIGINT x1"]);
+    assert_complete(&dir);
+}
+
+/// Prints its pid, then waits to be killed.
+const SLEEPER: &str = r#"
+import os, time
+print("pid", os.getpid())
+time.sleep(120)
+"#;
+
+#[test]
+fn the_program_does_not_outlive_a_killed_memtrace() {
+    let (dir, tmp) = dirs("sigkill");
+    let script = write(&dir, "sleep.py", SLEEPER);
+    let py = python_str();
+    let mut run = Running::start(
+        &dir,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    let line = run.expect_line("pid ");
+    let pid = line.trim_start_matches("pid ").to_string();
+    run.signal("KILL");
+    let _ = run.child.wait();
+    let until = Instant::now() + PATIENCE;
+    // Gone, or a zombie until its new parent reaps it.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while alive() {
+        if Instant::now() > until {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid]).status();
+            panic!("the program {pid} outlived memtrace");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fills its stderr pipe exactly, so that memtrace's own last line on it blocks.
+const FILL_STDERR: &str = r#"
+import fcntl, os
+F_GETPIPE_SZ = 1032
+size = fcntl.fcntl(2, F_GETPIPE_SZ)
+written = 0
+while written < size:
+    written += os.write(2, b"x" * (size - written))
+"#;
+
+#[test]
+fn a_sigterm_after_the_program_ended_ends_memtrace() {
+    let (dir, tmp) = dirs("late-term");
+    let script = write(&dir, "fill.py", FILL_STDERR);
+    let mut child = Command::new(memtrace_bin())
+        .args(["run", "-f", "-o", "capture.bin", "--python"])
+        .arg(python())
+        .arg(&script)
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let pid = child.id();
+    // The program is reaped (after memtrace has restored its signals): memtrace is writing
+    // its report, blocked on the full pipe.
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let until = Instant::now() + PATIENCE;
+    let mut started = false;
+    loop {
+        let list = std::fs::read_to_string(&children).unwrap_or_default();
+        started |= !list.trim().is_empty();
+        if started && list.trim().is_empty() {
+            break;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the program did not end (started: {started})");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = Command::new("kill")
+        .args(["-s", "TERM", &pid.to_string()])
+        .status();
+    let until = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("SIGTERM did not end memtrace");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+}
+
+/// The status file still works: the tracker's reason for not recording reaches the user.
+#[test]
+fn the_tracker_s_status_reaches_the_user() {
+    let (dir, tmp) = dirs("status");
+    // /proc exists, but no file can be created in it, not even by root.
+    let out = Command::new(memtrace_bin())
+        .args([
+            "run",
+            "-o",
+            "/proc/memtrace-run-safety.bin",
+            "--",
+            "/bin/true",
+        ])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with("memtrace: cannot create the capture /proc/memtrace-run-safety.bin: "),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("memtrace: no capture was written"),
+        "{stderr}"
+    );
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "left behind");
+}
