@@ -720,13 +720,10 @@ fn the_tracker_s_status_reaches_the_user() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{stderr}");
+    // The tracker's reason, and no second guess after it ("statically linked?").
+    assert_eq!(lines.len(), 1, "{stderr}");
     assert!(
         lines[0].starts_with("memtrace: cannot create the capture /proc/memtrace-run-safety.bin: "),
-        "{stderr}"
-    );
-    assert!(
-        lines[1].starts_with("memtrace: no capture was written"),
         "{stderr}"
     );
     assert_eq!(entries(&tmp), Vec::<String>::new(), "left behind");
