@@ -59,6 +59,12 @@ pub fn execute(args: ExportArgs) -> i32 {
         );
         return 1;
     }
+    if let Some(out) = &args.output {
+        if let Err(e) = crate::output::check_not_input(out, &[&args.file]) {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    }
     let opts = args.view.options(views::View::Peak);
     let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
         Ok(x) => x,

@@ -71,6 +71,11 @@ pub fn execute(args: FlamegraphArgs) -> i32 {
 /// Writes the HTML page `args` ask for (also used by the Python package); the error is the one
 /// line to show.
 pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.file.with_extension("html"));
+    crate::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(views::View::Peak);
     let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
     let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
@@ -122,10 +127,6 @@ pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
         flamegraph_svg: &flamegraph,
         table: &page::top_lines_table(&top),
     });
-    let out = args
-        .output
-        .clone()
-        .unwrap_or_else(|| args.file.with_extension("html"));
     save(&out, &html)
 }
 
