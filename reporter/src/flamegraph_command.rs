@@ -6,6 +6,7 @@ use crate::flamegraph::{html, page, svg, timeline};
 use crate::flamegraph_diff;
 use crate::report::human;
 use crate::report::views;
+use crate::report::visible::escape;
 use crate::tree;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
@@ -111,7 +112,7 @@ pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
     let html = html::render(&html::Page {
         title: &heading,
         facts: vec![
-            ("Command", capture.argv().join(" ")),
+            ("Command", escape(&capture.argv().join(" ")).into_owned()),
             (
                 "Peak",
                 format!(

@@ -44,7 +44,7 @@ fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
     let replay = &analysis.replay;
     Ok(Side {
         path: capture.path().display().to_string(),
-        command: capture.argv().join(" "),
+        command: crate::report::visible::escape(&capture.argv().join(" ")).into_owned(),
         peak: Sum {
             count: replay.peak.allocations,
             bytes: replay.peak.bytes,

@@ -45,7 +45,11 @@ mod tests {
         std::os::unix::fs::symlink(&input, &link).expect("symlink");
         std::fs::hard_link(&input, &hard).expect("hard link");
         for out in [&input, &link, &hard, &dir.join(".").join("cap.html")] {
-            assert!(check_not_input(out, &[&input]).is_err(), "{}", out.display());
+            assert!(
+                check_not_input(out, &[&input]).is_err(),
+                "{}",
+                out.display()
+            );
         }
         assert!(check_not_input(&dir.join("other.html"), &[&input]).is_ok());
         let _ = std::fs::remove_dir_all(&dir);

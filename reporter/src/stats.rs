@@ -5,6 +5,7 @@ use crate::capture::{Capture, CaptureError};
 use crate::report::stats::{self, StatsReport};
 use crate::report::text;
 use crate::report::views::{View, ViewOptions};
+use crate::report::visible::{escape, Style, Visible};
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use std::io::{self, Write};
@@ -66,7 +67,8 @@ pub fn report_view(path: &Path, top: usize, view: &ViewOptions) -> Result<StatsR
 
 fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let style = if json { Style::Json } else { Style::Text };
+    let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
     if json {
         serde_json::to_writer_pretty(&mut out, r).map_err(io::Error::other)?;
         writeln!(out)?;
@@ -87,7 +89,7 @@ pub fn execute(args: StatsArgs) -> i32 {
     };
     if !args.json {
         for w in &r.warnings {
-            eprintln!("memtrace: warning: {w}");
+            eprintln!("memtrace: warning: {}", escape(w));
         }
     }
     match write_report(&r, args.json) {

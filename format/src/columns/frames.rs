@@ -51,7 +51,10 @@ pub fn read_frames(
         let stored = r.var()?;
         total = total.saturating_add(raw);
         if total > max_total as u64 {
-            return Err(corrupt("columns: the streams claim more than the chunk holds", r.pos));
+            return Err(corrupt(
+                "columns: the streams claim more than the chunk holds",
+                r.pos,
+            ));
         }
         if stored > payload.len() as u64 {
             return Err(r.err());

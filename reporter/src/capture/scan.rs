@@ -83,7 +83,8 @@ impl Index {
     pub fn complete(&self) -> bool {
         self.truncated_at.is_none()
             && self.trailer.as_ref().is_some_and(|t| {
-                t.flags & trailer_flags::WRITE_FAILED == 0 && self.records_found >= t.records_written
+                t.flags & trailer_flags::WRITE_FAILED == 0
+                    && self.records_found >= t.records_written
             })
     }
 
