@@ -142,7 +142,7 @@ fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<'a>, String
         return staging_payload(stored, header);
     }
     let raw_len = header.raw_len as usize;
-    if header.kind != ChunkKind::Meta && entry.decoded_len > MAX_DECODED {
+    if !super::scan::unbounded(header) && entry.decoded_len > MAX_DECODED {
         return Err(format!(
             "it claims {} bytes of records, more than a tracker writes",
             entry.decoded_len

@@ -220,7 +220,9 @@ pub fn scan_releasing(
                         header.raw_len as usize
                     }
                 };
-                let decoded_len = if header.kind == ChunkKind::Meta {
+                // A raw Meta chunk (modules, as the tracker writes them) is read where it lies;
+                // anything that decodes to more is bounded as a thread's chunk is.
+                let decoded_len = if unbounded(&header) {
                     payload_len
                 } else {
                     match bounded(&header, payload_len, minor, pos) {
@@ -363,6 +365,11 @@ pub fn scan_releasing(
         ));
     }
     index
+}
+
+/// A raw Meta chunk: bounded by the file alone.
+pub fn unbounded(header: &ChunkHeader) -> bool {
+    header.kind == ChunkKind::Meta && header.codec == ChunkCodec::Raw
 }
 
 /// The decoded length of a thread's chunk at `pos` (`used` payload bytes), or the warning that
