@@ -66,6 +66,8 @@ impl Outcome {
 
 /// Runs `memtrace ARGS` in `dir`, measuring its peak resident size (wait4's rusage of that one
 /// child); kills it and fails past `limit`.
+// The child is reaped by wait4, which std does not know of.
+#[allow(clippy::zombie_processes)]
 fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
     let what = format!(
         "memtrace {}",
@@ -127,35 +129,33 @@ fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
 /// The report commands, each as the arguments for a capture `file` (outputs go to `dir`;
 /// `other` is a second, valid capture for the two-capture commands).
 fn commands(file: &Path, other: &Path, dir: &Path) -> Vec<Vec<OsString>> {
-    let f = file.as_os_str().to_owned();
-    let o = other.as_os_str().to_owned();
-    let out = |name: &str| dir.join(name).into_os_string();
-    let a = |words: &[&str]| words.iter().map(OsString::from).collect::<Vec<_>>();
-    let with = |mut v: Vec<OsString>, more: &[OsString]| {
-        v.extend_from_slice(more);
-        v
+    let f = file.as_os_str();
+    let o = other.as_os_str();
+    let page = dir.join("page.html");
+    let pprof = dir.join("out.pb.gz");
+    let diff_page = dir.join("diff.html");
+    let cmd = |words: &[&str], tail: &[&std::ffi::OsStr]| -> Vec<OsString> {
+        let words = words.iter().map(OsString::from);
+        words.chain(tail.iter().map(|t| t.to_os_string())).collect()
     };
     vec![
-        with(a(&["stats"]), &[f.clone()]),
-        with(a(&["stats", "--json"]), &[f.clone()]),
-        with(a(&["stats", "--leaks", "--threads"]), &[f.clone()]),
-        with(a(&["summary"]), &[f.clone()]),
-        with(a(&["summary", "--temporary", "--json"]), &[f.clone()]),
-        with(a(&["tree", "--text"]), &[f.clone()]),
-        with(a(&["tree", "--json", "--threads"]), &[f.clone()]),
-        with(a(&["flamegraph", "-o"]), &[out("page.html"), f.clone()]),
-        with(a(&["export", "-f", "folded"]), &[f.clone()]),
-        with(a(&["export", "-f", "speedscope"]), &[f.clone()]),
-        with(
-            a(&["export", "-f", "pprof", "-o"]),
-            &[out("out.pb.gz"), f.clone()],
-        ),
-        with(a(&["export", "-f", "csv", "--leaks"]), &[f.clone()]),
-        with(a(&["diff"]), &[o.clone(), f.clone()]),
-        with(a(&["diff", "--json"]), &[f.clone(), o.clone()]),
-        with(
-            a(&["flamegraph", "--diff"]),
-            &[o, f, "-o".into(), out("diff.html")],
+        cmd(&["stats"], &[f]),
+        cmd(&["stats", "--json"], &[f]),
+        cmd(&["stats", "--leaks", "--threads"], &[f]),
+        cmd(&["summary"], &[f]),
+        cmd(&["summary", "--temporary", "--json"], &[f]),
+        cmd(&["tree", "--text"], &[f]),
+        cmd(&["tree", "--json", "--threads"], &[f]),
+        cmd(&["flamegraph", "-o"], &[page.as_os_str(), f]),
+        cmd(&["export", "-f", "folded"], &[f]),
+        cmd(&["export", "-f", "speedscope"], &[f]),
+        cmd(&["export", "-f", "pprof", "-o"], &[pprof.as_os_str(), f]),
+        cmd(&["export", "-f", "csv", "--leaks"], &[f]),
+        cmd(&["diff"], &[o, f]),
+        cmd(&["diff", "--json"], &[f, o]),
+        cmd(
+            &["flamegraph", "-o"],
+            &[diff_page.as_os_str(), "--diff".as_ref(), o, f],
         ),
     ]
 }

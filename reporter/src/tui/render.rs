@@ -278,6 +278,40 @@ mod tests {
     }
 
     #[test]
+    fn names_with_control_characters_are_shown_escaped() {
+        use crate::report::calltree::{CallTree, StackAllocations};
+        use crate::tui::display::tests::loc;
+        let evil = "\x1b]0;PWNED\x07\u{202e}";
+        let frames = [loc(evil, &format!("{evil}.py"), 3)];
+        let tree = CallTree::build([StackAllocations {
+            frames: &frames,
+            bytes: 100,
+            allocations: 1,
+            thread: 1,
+        }]);
+        let mut info = info();
+        info.command = format!("python {evil}");
+        info.threads.insert(1, format!("{evil} (tid 100)"));
+        let mut app = App::new(tree, info);
+        app.state.apply(Action::Down);
+        let lines = screen(&mut terminal(160, 24), &mut app);
+        let all = lines.join("\n");
+        assert!(!all.chars().any(is_unsafe), "{all}");
+        let shown = "\\x1b]0;PWNED\\x07\\u{202e}";
+        assert!(
+            lines[0].contains(&format!("python {shown}")),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[3].contains(&format!("{shown}  {shown}.py:3")),
+            "{}",
+            lines[3]
+        );
+        assert!(all.contains(&format!("thread: {shown} (tid 100)")), "{all}");
+    }
+
+    #[test]
     fn opens_on_80_by_24_with_the_biggest_path_and_the_panel_below() {
         let mut app = App::new(tree_with_imports(), info());
         let lines = screen(&mut terminal(80, 24), &mut app);
