@@ -9,6 +9,13 @@ pub const CHUNK_HEADER_LEN: usize = 72;
 pub const CHUNK_ALIGN: usize = 8;
 /// Largest payload a reader accepts.
 pub const MAX_PAYLOAD: usize = 64 << 20;
+/// The most a thread's chunk (Events or Staging) may decode to: bytes of raw records (codecs 0
+/// and 1), of the streams together (codec 2), or a staging area's capacity. Four times what any
+/// tracker writes (a staging area of 256 KiB), and far below [`MAX_PAYLOAD`]: a few bytes of
+/// zstd frames can claim gigabytes, and a reader holds a batch of decoded chunks at a time, so
+/// a chunk claiming more is damage, not a reason to allocate. Meta chunks (raw, in the file)
+/// are not bound by it.
+pub const MAX_DECODED: usize = 1 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkKind {

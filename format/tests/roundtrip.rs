@@ -696,5 +696,9 @@ mod columns {
             read_frames(&buf, 10).is_err(),
             "raw lengths above the limit are refused"
         );
+        // The limit is on the streams together: each under it is not enough.
+        let raw_total: usize = lens.iter().map(|l| l.0).sum();
+        assert!(read_frames(&buf, raw_total).is_ok());
+        assert!(read_frames(&buf, raw_total - 1).is_err());
     }
 }

@@ -22,6 +22,7 @@ pub fn open_error(e: OpenFailure) -> PyErr {
         }
         OpenError::Io(_) => PyOSError::new_err(message),
         OpenError::IsDirectory => PyIsADirectoryError::new_err(message),
+        OpenError::NotRegular => PyOSError::new_err(message),
         OpenError::Header(_) => CaptureError::new_err(message),
     }
 }

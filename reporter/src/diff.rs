@@ -114,8 +114,7 @@ pub fn execute(args: DiffArgs) -> i32 {
         view_allocations: Change::new(base.view.count, new.view.count),
         locations: diff::locations(&base.locations, &new.locations),
     };
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = view_args::stdout(args.json);
     let r = if args.json {
         serde_json::to_writer(&mut out, &d)
             .map_err(io::Error::other)

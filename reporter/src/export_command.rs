@@ -4,6 +4,7 @@
 use crate::export::{self, Site};
 use crate::report::view_tree::StackResolver;
 use crate::report::views;
+use crate::report::visible::{Style, Visible};
 use crate::symbols::modules::ModuleMap;
 use crate::symbols::Symbolizer;
 use crate::view_args::{self, ViewArgs};
@@ -59,6 +60,12 @@ pub fn execute(args: ExportArgs) -> i32 {
         );
         return 1;
     }
+    if let Some(out) = &args.output {
+        if let Err(e) = crate::output::check_not_input(out, &[&args.file]) {
+            eprintln!("memtrace: {e}");
+            return 1;
+        }
+    }
     let opts = args.view.options(views::View::Peak);
     let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
         Ok(x) => x,
@@ -88,7 +95,7 @@ pub fn execute(args: ExportArgs) -> i32 {
                     return 1;
                 }
             };
-            let mut out = io::BufWriter::new(file);
+            let mut out = Visible::with(io::BufWriter::new(file), data_style(args.format, false));
             match write(args.format, &sites, &name, duration_ns, &mut out)
                 .and_then(|()| out.flush())
             {
@@ -101,11 +108,26 @@ pub fn execute(args: ExportArgs) -> i32 {
         }
         None => {
             let stdout = io::stdout();
-            let mut out = io::BufWriter::new(stdout.lock());
+            let terminal = stdout.is_terminal();
+            let mut out = Visible::with(
+                io::BufWriter::new(stdout.lock()),
+                data_style(args.format, terminal),
+            );
             view_args::written(
                 write(args.format, &sites, &name, duration_ns, &mut out).and_then(|()| out.flush()),
             )
         }
+    }
+}
+
+/// How the names in an export are made safe: speedscope's JSON always (its strings keep their
+/// value), folded stacks and CSV only on a terminal (in a file they stay as they are: data).
+/// Pprof is binary: never.
+fn data_style(format: Format, terminal: bool) -> Option<Style> {
+    match format {
+        Format::Speedscope => Some(Style::Json),
+        Format::Folded | Format::Csv if terminal => Some(Style::Text),
+        _ => None,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::flamegraph::{html, page, svg, timeline};
 use crate::flamegraph_diff;
 use crate::report::human;
 use crate::report::views;
+use crate::report::visible::escape;
 use crate::tree;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
@@ -71,6 +72,11 @@ pub fn execute(args: FlamegraphArgs) -> i32 {
 /// Writes the HTML page `args` ask for (also used by the Python package); the error is the one
 /// line to show.
 pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.file.with_extension("html"));
+    crate::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(views::View::Peak);
     let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
     let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
@@ -106,7 +112,7 @@ pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
     let html = html::render(&html::Page {
         title: &heading,
         facts: vec![
-            ("Command", capture.argv().join(" ")),
+            ("Command", escape(&capture.argv().join(" ")).into_owned()),
             (
                 "Peak",
                 format!(
@@ -122,10 +128,6 @@ pub fn write(args: &FlamegraphArgs) -> Result<(), String> {
         flamegraph_svg: &flamegraph,
         table: &page::top_lines_table(&top),
     });
-    let out = args
-        .output
-        .clone()
-        .unwrap_or_else(|| args.file.with_extension("html"));
     save(&out, &html)
 }
 

@@ -44,7 +44,7 @@ fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
     let replay = &analysis.replay;
     Ok(Side {
         path: capture.path().display().to_string(),
-        command: capture.argv().join(" "),
+        command: crate::report::visible::escape(&capture.argv().join(" ")).into_owned(),
         peak: Sum {
             count: replay.peak.allocations,
             bytes: replay.peak.bytes,
@@ -86,6 +86,11 @@ fn frame_name(analysis: &Analysis, node: &Node, split_threads: bool) -> String {
 
 /// Writes the differential page of `args.file` (NEW) against `base`.
 pub fn write(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.file.with_extension("diff.html"));
+    crate::output::check_not_input(&out, &[base, &args.file])?;
     let opts = args.view.options(View::Peak);
     let base = side(base, &opts)?;
     let new = side(&args.file, &opts)?;
@@ -150,10 +155,6 @@ pub fn write(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
         flamegraph_svg: &flamegraph,
         table: &table,
     });
-    let out = args
-        .output
-        .clone()
-        .unwrap_or_else(|| args.file.with_extension("diff.html"));
     save(&out, &html)
 }
 

@@ -17,6 +17,7 @@ pub mod export_command;
 pub mod flamegraph;
 pub mod flamegraph_command;
 pub mod flamegraph_diff;
+pub mod output;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -5,6 +5,7 @@ use crate::capture::{Capture, CaptureError};
 use crate::report::stats::{self, StatsReport};
 use crate::report::text;
 use crate::report::views::{View, ViewOptions};
+use crate::report::visible::{escape, Style, Visible};
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use std::io::{self, Write};
@@ -32,7 +33,9 @@ top_by_size and top_by_count [{location, function, file, line, bytes, count, sta
 top_modules [{module, file, bytes, count}], top_at_peak (as top_by_size, live bytes at the
 peak), threads [{tid, name, allocations, bytes, peak_bytes, peak_allocations, top_at_peak (with
 --threads, else null)}], view (all, leaks, temporary: what top_by_size, top_by_count and
-top_modules count), view_bytes, view_allocations, temporary_threshold, complete, warnings.
+top_modules count), view_bytes, view_allocations, temporary_threshold, complete (a trailer, no
+write failure, every record it counts found), records_found and records_written (the trailer's
+count, or null), warnings.
 --thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
 top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
 where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
@@ -66,7 +69,8 @@ pub fn report_view(path: &Path, top: usize, view: &ViewOptions) -> Result<StatsR
 
 fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let style = if json { Style::Json } else { Style::Text };
+    let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
     if json {
         serde_json::to_writer_pretty(&mut out, r).map_err(io::Error::other)?;
         writeln!(out)?;
@@ -87,7 +91,7 @@ pub fn execute(args: StatsArgs) -> i32 {
     };
     if !args.json {
         for w in &r.warnings {
-            eprintln!("memtrace: warning: {w}");
+            eprintln!("memtrace: warning: {}", escape(w));
         }
     }
     match write_report(&r, args.json) {

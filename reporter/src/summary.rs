@@ -125,8 +125,7 @@ pub fn execute(args: SummaryArgs) -> i32 {
     view_args::warn(&all);
     let rows = summary::rows(&tree, opts.split_threads, args.sort);
     let shown = &rows[..rows.len().min(args.top)];
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = view_args::stdout(args.json);
     let root = tree.root();
     let r = if args.json {
         let s = JsonSummary {

@@ -117,8 +117,7 @@ pub fn execute(args: TreeArgs) -> i32 {
             ),
         };
         view_args::warn(&all);
-        let stdout = io::stdout();
-        let mut out = io::BufWriter::new(stdout.lock());
+        let mut out = view_args::stdout(true);
         return view_args::written(
             serde_json::to_writer(&mut out, &tree)
                 .map_err(io::Error::other)
@@ -149,8 +148,7 @@ pub fn execute(args: TreeArgs) -> i32 {
         };
         return view_args::written(crate::tui::run(tree, info));
     }
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    let mut out = view_args::stdout(false);
     view_args::written(
         writeln!(out, "{title}")
             .and_then(|()| tree_text::render(&tree, limits, &mut out))

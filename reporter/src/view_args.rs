@@ -6,6 +6,7 @@ use crate::analysis::{self, Analysis, Options};
 use crate::capture::Capture;
 use crate::progress::Progress;
 use crate::report::views::{self, Selection, View, ViewOptions};
+use crate::report::visible::{escape, Style, Visible};
 use clap::Args;
 use std::path::Path;
 
@@ -95,8 +96,15 @@ pub fn load_selection(
 /// Prints the warnings of a text report on stderr.
 pub fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("memtrace: warning: {w}");
+        eprintln!("memtrace: warning: {}", escape(w));
     }
+}
+
+/// A report's stdout: text or JSON with the capture's names made safe to show
+/// ([`crate::report::visible`]).
+pub fn stdout(json: bool) -> Visible<std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    let style = if json { Style::Json } else { Style::Text };
+    Visible::new(std::io::BufWriter::new(std::io::stdout().lock()), style)
 }
 
 /// The exit status of writing a report: a closed pipe (`| head`) is fine.

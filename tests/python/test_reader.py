@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -165,6 +166,7 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
     (tmp_path / "short.bin").write_bytes(data[:10])
     (tmp_path / "text.bin").write_bytes(b"not a capture at all, just some text\n" * 10)
     (tmp_path / "cut.bin").write_bytes(data[: len(data) // 3])
+    os.mkfifo(tmp_path / "fifo")
     code = (
         "import memtrace, sys\n"
         "for name in sys.argv[1:]:\n"
@@ -174,14 +176,17 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
         "    except Exception as e:\n"
         "        print(type(e).__name__, isinstance(e, ValueError), e)\n"
     )
-    names = [tmp_path / n for n in ("missing.bin", "short.bin", "text.bin", "cut.bin")]
-    r = run([env.python, "-c", code, *names, tmp_path])
+    names = [tmp_path / n for n in ("missing.bin", "short.bin", "text.bin", "cut.bin", "fifo")]
+    # Nothing writes into the FIFO: opening it for reading would wait forever.
+    r = run([env.python, "-c", code, *names, tmp_path], timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         f"FileNotFoundError False {tmp_path}/missing.bin: no such file",
         f"CaptureError True {tmp_path}/short.bin: not a memtrace capture (the file is too short)",
         f"CaptureError True {tmp_path}/text.bin: not a memtrace capture (bad magic number)",
-        "ok True True",
+        # A copy cut short keeps its trailer (at the file's start) but not every record it counts.
+        "ok False True",
+        f"OSError False {tmp_path}/fifo: is not a regular file, not a capture file",
         f"IsADirectoryError False {tmp_path}: is a directory, not a capture file",
     ]
     assert "panicked" not in r.stderr

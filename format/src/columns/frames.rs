@@ -33,20 +33,30 @@ impl Frame<'_> {
     }
 }
 
-/// Splits a stored columnar payload into its frames. Every raw length is at most `max_raw`.
+/// Splits a stored columnar payload into its frames. The raw lengths add up to at most
+/// `max_total`: what the reader is prepared to decode for this chunk (a frame table is a few
+/// bytes, and each length it claims is memory the reader would otherwise hand out).
 pub fn read_frames(
     payload: &[u8],
-    max_raw: usize,
+    max_total: usize,
 ) -> Result<[Frame<'_>; stream::COUNT], DecodeError> {
     let mut r = Reader::new(payload, "columns: damaged frame table");
     if r.var()? != stream::COUNT as u64 {
         return Err(corrupt("columns: unknown stream layout", 0));
     }
     let mut lens = [(0usize, 0usize); stream::COUNT];
+    let mut total = 0u64;
     for l in lens.iter_mut() {
         let raw = r.var()?;
         let stored = r.var()?;
-        if raw > max_raw as u64 || stored > payload.len() as u64 {
+        total = total.saturating_add(raw);
+        if total > max_total as u64 {
+            return Err(corrupt(
+                "columns: the streams claim more than the chunk holds",
+                r.pos,
+            ));
+        }
+        if stored > payload.len() as u64 {
             return Err(r.err());
         }
         *l = (raw as usize, stored as usize);

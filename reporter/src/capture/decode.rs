@@ -2,6 +2,7 @@
 
 use super::event::{code, Event};
 use super::scan::ChunkEntry;
+use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::columns::RecordSink;
 use memtrace_format::record::Segment;
 use memtrace_format::{columns, Allocator, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Record};
@@ -141,10 +142,16 @@ fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<'a>, String
         return staging_payload(stored, header);
     }
     let raw_len = header.raw_len as usize;
+    if !super::scan::unbounded(header) && entry.decoded_len > MAX_DECODED {
+        return Err(format!(
+            "it claims {} bytes of records, more than a tracker writes",
+            entry.decoded_len
+        ));
+    }
     match header.codec {
         ChunkCodec::Raw => Ok(Payload::Records(Cow::Borrowed(stored))),
         ChunkCodec::Zstd => decompress(stored, raw_len).map(|b| Payload::Records(Cow::Owned(b))),
-        ChunkCodec::Columns => column_streams(stored, raw_len),
+        ChunkCodec::Columns => column_streams(stored, entry.decoded_len),
     }
 }
 
@@ -203,11 +210,10 @@ impl<'a> RecordSink<'a> for TickRange {
     }
 }
 
-/// Decompresses the streams of a columnar payload.
-fn column_streams(stored: &[u8], raw_len: usize) -> Result<Payload<'_>, String> {
-    // Since format 1.2 `raw_len` is the streams' total length; 1.1 writers stored the records'
-    // length, which a stream never exceeds by more than a few times.
-    let frames = columns::read_frames(stored, 4 * raw_len + 64).map_err(|e| e.to_string())?;
+/// Decompresses the streams of a columnar payload, `max_total` bytes of them at most (the
+/// chunk's decoded length).
+fn column_streams(stored: &[u8], max_total: usize) -> Result<Payload<'_>, String> {
+    let frames = columns::read_frames(stored, max_total).map_err(|e| e.to_string())?;
     let mut owned: [Option<Vec<u8>>; columns::stream::COUNT] = Default::default();
     for (slot, f) in owned.iter_mut().zip(frames.iter()) {
         if f.is_compressed() {
@@ -241,8 +247,9 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
     };
     let timed = entry.header.kind != ChunkKind::Meta;
     if timed {
-        // The header's count is only a hint: never reserve more than the payload could hold.
-        let hint = (entry.header.record_count as usize).min(entry.header.raw_len as usize);
+        // The header's count is only a hint: never reserve more than the payload could hold
+        // (a record takes two bytes at least).
+        let hint = (entry.header.record_count as usize).min(entry.decoded_len / 2);
         out.events = super::pool::take();
         out.events.reserve(hint);
     }

@@ -11,8 +11,8 @@ pub mod stream;
 use memmap2::Mmap;
 use memtrace_format::{FileHeader, HeaderError};
 use std::fmt;
-use std::fs::File;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why a capture could not be opened at all.
@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 pub enum OpenError {
     Io(io::Error),
     IsDirectory,
+    /// A FIFO, a device, a socket: reading one could wait forever or never end.
+    NotRegular,
     Header(HeaderError),
 }
 
@@ -32,6 +34,7 @@ impl fmt::Display for OpenError {
                 _ => write!(f, "cannot read the file: {e}"),
             },
             OpenError::IsDirectory => write!(f, "is a directory, not a capture file"),
+            OpenError::NotRegular => write!(f, "is not a regular file, not a capture file"),
             OpenError::Header(HeaderError::TooShort) => {
                 write!(f, "not a memtrace capture (the file is too short)")
             }
@@ -78,11 +81,24 @@ impl Capture {
             path: path.to_path_buf(),
             kind,
         };
-        let file = File::open(path).map_err(|e| err(OpenError::Io(e)))?;
-        let meta = file.metadata().map_err(|e| err(OpenError::Io(e)))?;
-        if meta.is_dir() {
-            return Err(err(OpenError::IsDirectory));
-        }
+        let kind = |meta: &std::fs::Metadata| {
+            if meta.is_dir() {
+                Err(err(OpenError::IsDirectory))
+            } else if !meta.is_file() {
+                Err(err(OpenError::NotRegular))
+            } else {
+                Ok(())
+            }
+        };
+        // Checked before opening: opening a FIFO for reading waits for a writer.
+        kind(&std::fs::metadata(path).map_err(|e| err(OpenError::Io(e)))?)?;
+        // Non-blocking, should the path have become a FIFO since: the check below then refuses it.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| err(OpenError::Io(e)))?;
+        kind(&file.metadata().map_err(|e| err(OpenError::Io(e)))?)?;
         // SAFETY: the map is read-only and private to this process. A capture that is still being
         // written only grows (the tracker appends); a file truncated under us would fault, which
         // is the documented risk of reading a capture that another process shrinks.

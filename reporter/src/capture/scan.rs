@@ -4,8 +4,10 @@
 //! that runs past the end of the file ends the scan (a truncated capture).
 
 use hashbrown::{HashMap, HashSet};
+use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::{
-    trailer_flags, ChunkHeader, ChunkKind, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN, CHUNK_MAGIC,
+    trailer_flags, ChunkCodec, ChunkHeader, ChunkKind, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN,
+    CHUNK_MAGIC,
 };
 
 /// A chunk that carries a thread's events (an Events chunk or a live Staging chunk) or metadata.
@@ -17,6 +19,9 @@ pub struct ChunkEntry {
     /// Bytes of payload to read after the header: the compressed size for zstd, the record bytes
     /// for raw and staging chunks.
     pub payload_len: usize,
+    /// The most bytes the payload decodes to (records, or streams together): what decoding it
+    /// may allocate, at most [`MAX_DECODED`] for a thread's chunk.
+    pub decoded_len: usize,
     /// Index into `Index::threads` (0 for meta chunks).
     pub thread: usize,
     /// Ticks of the first and last timed record (staging: found by decoding).
@@ -63,17 +68,30 @@ pub struct Index {
     pub chunks_read: usize,
     /// Where a chunk ran past the end of the file.
     pub truncated_at: Option<usize>,
+    /// Records in the Events and Meta chunks found, by their headers: what the trailer's
+    /// `records_written` counts too.
+    pub records_found: u64,
     /// The (tick, monotonic ns) pair read last in time, from chunk headers or the trailer.
     pub latest_pair: Option<(u64, u64)>,
     pub warnings: Vec<String>,
 }
 
 impl Index {
-    /// A trailer was read and the tracker reported no write failure.
+    /// A trailer was read, the tracker reported no write failure, and the file holds every
+    /// record the trailer counts (a copy cut short keeps its trailer: the trailer's place is
+    /// at the start of the file).
     pub fn complete(&self) -> bool {
-        self.trailer
-            .as_ref()
-            .is_some_and(|t| t.flags & trailer_flags::WRITE_FAILED == 0)
+        self.truncated_at.is_none()
+            && self.trailer.as_ref().is_some_and(|t| {
+                t.flags & trailer_flags::WRITE_FAILED == 0
+                    && self.records_found >= t.records_written
+            })
+    }
+
+    /// The trailer's count of records written, when the file holds fewer.
+    pub fn records_missing(&self) -> Option<u64> {
+        let written = self.trailer.as_ref()?.records_written;
+        (self.records_found < written).then_some(written)
     }
 }
 
@@ -94,16 +112,37 @@ fn next_header(file: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// Scans the chunk headers of `file`, starting at `data_start`.
-pub fn scan(file: &[u8], data_start: usize) -> Index {
-    scan_releasing(file, data_start, |_| {})
+/// Scans the chunk headers of `file`, starting at `data_start`; `minor` is the capture's minor
+/// format version.
+pub fn scan(file: &[u8], data_start: usize, minor: u16) -> Index {
+    scan_releasing(file, data_start, minor, |_| {})
+}
+
+/// Bytes a chunk of a thread decodes to at most (see [`ChunkEntry::decoded_len`]), for a
+/// capture of minor version `minor`; `used` is its payload in the file.
+fn decoded_len(header: &ChunkHeader, used: usize, minor: u16) -> usize {
+    let raw_len = header.raw_len as usize;
+    match (header.kind, header.codec) {
+        (ChunkKind::Staging, _) | (_, ChunkCodec::Raw) => used,
+        (_, ChunkCodec::Zstd) => raw_len,
+        // Since 1.2 `raw_len` is the streams' total length. Before, it was the raw records',
+        // which a stream can exceed: an munmap's address is a delta against another munmap's
+        // in its stream, against the record before in raw records.
+        (_, ChunkCodec::Columns) if minor >= 2 => raw_len,
+        (_, ChunkCodec::Columns) => raw_len.saturating_mul(4).saturating_add(64),
+    }
 }
 
 /// How far the scan goes between calls of its `done` callback.
 const RELEASE_EVERY: usize = 8 << 20;
 
 /// [`scan`], calling `done(offset)` every few MiB once the bytes before `offset` are read.
-pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize)) -> Index {
+pub fn scan_releasing(
+    file: &[u8],
+    data_start: usize,
+    minor: u16,
+    mut done: impl FnMut(usize),
+) -> Index {
     let mut index = Index::default();
     let mut released = 0usize;
     let len = file.len();
@@ -154,7 +193,10 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
                 && payload_start + used <= len
                 && header.raw_len > 0
             {
-                staging.push(entry_for(pos, header, used, file));
+                match bounded(&header, used, minor, pos) {
+                    Ok(decoded) => staging.push(entry_for(pos, header, used, decoded, file)),
+                    Err(w) => index.warnings.push(w),
+                }
             }
             index.truncated_at = Some(pos);
             index.warnings.push(format!(
@@ -169,10 +211,8 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
         match header.kind {
             ChunkKind::Events | ChunkKind::Meta => {
                 let payload_len = match header.codec {
-                    memtrace_format::ChunkCodec::Zstd | memtrace_format::ChunkCodec::Columns => {
-                        stored
-                    }
-                    memtrace_format::ChunkCodec::Raw => {
+                    ChunkCodec::Zstd | ChunkCodec::Columns => stored,
+                    ChunkCodec::Raw => {
                         if header.raw_len as usize > stored {
                             index.warnings.push(format!(
                                 "skipped damaged chunk at offset {pos}: its length fields disagree"
@@ -183,10 +223,25 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
                         header.raw_len as usize
                     }
                 };
+                // A raw Meta chunk (modules, as the tracker writes them) is read where it lies;
+                // anything that decodes to more is bounded as a thread's chunk is.
+                let decoded_len = if unbounded(&header) {
+                    payload_len
+                } else {
+                    match bounded(&header, payload_len, minor, pos) {
+                        Ok(d) => d,
+                        Err(w) => {
+                            index.warnings.push(w);
+                            pos += total;
+                            continue;
+                        }
+                    }
+                };
                 let entry = ChunkEntry {
                     offset: pos,
                     header,
                     payload_len,
+                    decoded_len,
                     thread: 0,
                     first_tick: header.first_tick,
                     last_tick: header.last_tick,
@@ -194,12 +249,16 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
                 if header.kind == ChunkKind::Events {
                     events.push(entry);
                 } else {
+                    index.records_found += u64::from(header.record_count);
                     index.meta.push(entry);
                 }
             }
-            ChunkKind::Staging if header.codec == memtrace_format::ChunkCodec::Columns => {
+            ChunkKind::Staging if header.codec == ChunkCodec::Columns => {
                 if header.raw_len > 0 {
-                    staging.push(entry_for(pos, header, stored, file));
+                    match bounded(&header, stored, minor, pos) {
+                        Ok(decoded) => staging.push(entry_for(pos, header, stored, decoded, file)),
+                        Err(w) => index.warnings.push(w),
+                    }
                 }
             }
             ChunkKind::Staging => {
@@ -211,7 +270,10 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
                     used = stored;
                 }
                 if used > 0 {
-                    staging.push(entry_for(pos, header, used, file));
+                    match bounded(&header, used, minor, pos) {
+                        Ok(decoded) => staging.push(entry_for(pos, header, used, decoded, file)),
+                        Err(w) => index.warnings.push(w),
+                    }
                 }
             }
             ChunkKind::Trailer => {
@@ -235,6 +297,7 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
     let mut chunks: Vec<ChunkEntry> = Vec::with_capacity(events.len() + staging.len());
     for e in events {
         if seen.insert((e.header.thread_serial, e.header.seq)) {
+            index.records_found += u64::from(e.header.record_count);
             chunks.push(e);
         } else {
             index.warnings.push(format!(
@@ -302,23 +365,56 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
             }
         }
     }
+    if let Some(written) = index.records_missing() {
+        // The trailer's place is at the start of the file: a copy cut short (a partial copy, a
+        // full disk) keeps it and loses chunks after the cut, whole ones included.
+        index.warnings.push(format!(
+            "capture is truncated or damaged: its chunks hold {} of the {} records the tracker \
+             wrote; reporting what is left",
+            index.records_found, written
+        ));
+    }
     index
+}
+
+/// A raw Meta chunk: bounded by the file alone.
+pub fn unbounded(header: &ChunkHeader) -> bool {
+    header.kind == ChunkKind::Meta && header.codec == ChunkCodec::Raw
+}
+
+/// The decoded length of a thread's chunk at `pos` (`used` payload bytes), or the warning that
+/// skips it: it claims more than a tracker writes.
+fn bounded(header: &ChunkHeader, used: usize, minor: u16, pos: usize) -> Result<usize, String> {
+    let n = decoded_len(header, used, minor);
+    if n > MAX_DECODED {
+        return Err(format!(
+            "skipped damaged chunk at offset {pos}: it claims {n} bytes of records, more than a \
+             tracker writes ({MAX_DECODED} at most)"
+        ));
+    }
+    Ok(n)
 }
 
 /// Bytes of payload a staging chunk needs present: all of a columnar one (its streams are
 /// spread over it), the complete records of a raw one.
 fn staging_len(header: &ChunkHeader) -> usize {
     let stored = header.stored_len as usize;
-    if header.codec == memtrace_format::ChunkCodec::Columns {
+    if header.codec == ChunkCodec::Columns {
         stored
     } else {
         (header.raw_len as usize).min(stored)
     }
 }
 
-/// An entry for a staging chunk with `used` bytes of payload; its ticks come from decoding its
-/// records, since the header's live tick fields are not checksummed.
-fn entry_for(pos: usize, header: ChunkHeader, used: usize, file: &[u8]) -> ChunkEntry {
+/// An entry for a staging chunk with `used` bytes of payload (`decoded_len` decoded); its ticks
+/// come from decoding its records, since the header's live tick fields are not checksummed.
+fn entry_for(
+    pos: usize,
+    header: ChunkHeader,
+    used: usize,
+    decoded_len: usize,
+    file: &[u8],
+) -> ChunkEntry {
     let start = pos + CHUNK_HEADER_LEN;
     let (first_tick, last_tick) = file
         .get(start..start + used)
@@ -328,6 +424,7 @@ fn entry_for(pos: usize, header: ChunkHeader, used: usize, file: &[u8]) -> Chunk
         offset: pos,
         header,
         payload_len: used,
+        decoded_len,
         thread: 0,
         first_tick,
         last_tick,

@@ -97,7 +97,8 @@ fn next_batch(
     while end < plan.len()
         && (end == start || (bytes < limits.bytes && end - start < limits.chunks))
     {
-        bytes += index.chunks[plan[end].chunk].header.raw_len as usize;
+        // What the chunk decodes to (streams or records), not what it takes in the file.
+        bytes += index.chunks[plan[end].chunk].decoded_len;
         end += 1;
     }
     start..end

@@ -57,15 +57,17 @@ fn walk(
     }
 }
 
-/// A frame name without the format's delimiters.
+/// A frame name without the format's delimiters, its control characters made visible.
 pub fn clean(name: &str) -> String {
-    name.chars()
+    let name: String = name
+        .chars()
         .map(|c| match c {
             ';' => ':',
             '\n' | '\r' => ' ',
             c => c,
         })
-        .collect()
+        .collect();
+    crate::report::visible::escape(&name).into_owned()
 }
 
 #[cfg(test)]

@@ -15,3 +15,4 @@ pub mod tree_json;
 pub mod tree_text;
 pub mod view_tree;
 pub mod views;
+pub mod visible;

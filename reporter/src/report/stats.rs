@@ -146,8 +146,12 @@ pub struct StatsReport {
     pub view_allocations: u64,
     /// --temporary: the threshold; null otherwise.
     pub temporary_threshold: Option<usize>,
-    /// A trailer was written and no write failed.
+    /// A trailer was written, no write failed and the file holds every record it counts.
     pub complete: bool,
+    /// Records (events and table records) in the chunks found, by their headers.
+    pub records_found: u64,
+    /// Records the tracker wrote, by the trailer; null without one.
+    pub records_written: Option<u64>,
     pub warnings: Vec<String>,
 }
 
@@ -339,6 +343,8 @@ fn build_threads(
         view_allocations: selection.total.count,
         temporary_threshold: selection.threshold,
         complete: analysis.complete(),
+        records_found: analysis.index.records_found,
+        records_written: analysis.index.trailer.as_ref().map(|t| t.records_written),
         warnings,
     }
 }

@@ -4,6 +4,7 @@ use super::source::Sources;
 use super::TuiInfo;
 use crate::report::calltree::Node;
 use crate::report::human::{count, counted, size};
+use crate::report::visible::escape;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 
@@ -17,18 +18,17 @@ pub fn lines(node: &Node, info: &TuiInfo, sources: &mut Sources) -> Vec<Line<'st
     match &node.location {
         None => out.push(Line::styled(info.root_label(), bold)),
         Some(loc) => {
-            out.push(Line::styled(
-                loc.function.clone().unwrap_or_else(|| loc.label.clone()),
-                bold,
-            ));
+            let name = loc.function.as_deref().unwrap_or(&loc.label);
+            out.push(Line::styled(escape(name).into_owned(), bold));
             if let Some(file) = &loc.file {
+                let file = escape(file);
                 let at = match loc.line {
                     Some(l) => format!("at {file}:{l}"),
                     None => format!("at {file}"),
                 };
                 out.push(Line::raw(at));
             } else if loc.function.is_some() {
-                out.push(Line::raw(loc.label.clone()));
+                out.push(Line::raw(escape(&loc.label).into_owned()));
             }
         }
     }
@@ -55,7 +55,7 @@ pub fn lines(node: &Node, info: &TuiInfo, sources: &mut Sources) -> Vec<Line<'st
                         format!("{line} │ "),
                         Style::new().add_modifier(Modifier::DIM),
                     ),
-                    Span::raw(text.trim().to_string()),
+                    Span::raw(escape(text.trim()).into_owned()),
                 ]));
             }
         }
@@ -88,5 +88,5 @@ fn threads(serials: &[u32], info: &TuiInfo) -> String {
     if names.is_empty() {
         return "threads: none".to_string();
     }
-    format!("{word}: {}", names.join(", "))
+    escape(&format!("{word}: {}", names.join(", "))).into_owned()
 }

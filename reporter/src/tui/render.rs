@@ -6,6 +6,7 @@ use super::panel::{self, share};
 use super::App;
 use crate::report::calltree::{Node, NodeId};
 use crate::report::human::{count, size};
+use crate::report::visible::{escape, is_unsafe};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -55,6 +56,13 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         );
     }
     draw_status(frame, app, status);
+    // Whatever a name still carries (the escapes above cover what the capture names), no
+    // control character reaches the terminal.
+    for cell in frame.buffer_mut().content.iter_mut() {
+        if cell.symbol().chars().any(is_unsafe) {
+            cell.set_symbol("\u{fffd}");
+        }
+    }
 }
 
 /// The tree's area and the panel's, if there is room for one.
@@ -92,7 +100,7 @@ fn title_line(app: &App) -> String {
     if !info.capture.as_os_str().is_empty() {
         parts.push(info.capture.display().to_string());
     }
-    format!(" {}", parts.join(" · "))
+    escape(&format!(" {}", parts.join(" · "))).into_owned()
 }
 
 fn row_lines(app: &App, area: Rect) -> Vec<Line<'static>> {
@@ -151,13 +159,14 @@ fn row_line(app: &App, id: NodeId, node: &Node, indent: &str) -> Line<'static> {
     match &node.location {
         None => spans.push(Span::styled(app.info.root_label(), name_style)),
         Some(loc) => {
-            let name = loc.function.clone().unwrap_or_else(|| loc.label.clone());
-            spans.push(Span::styled(name, name_style));
+            let name = loc.function.as_deref().unwrap_or(&loc.label);
+            spans.push(Span::styled(escape(name).into_owned(), name_style));
             if loc.function.is_some() {
                 if let Some(file) = &loc.file {
+                    let file = escape(short_file(file));
                     let at = match loc.line {
-                        Some(l) => format!("  {}:{l}", short_file(file)),
-                        None => format!("  {}", short_file(file)),
+                        Some(l) => format!("  {file}:{l}"),
+                        None => format!("  {file}"),
                     };
                     spans.push(Span::styled(at, Style::new().add_modifier(Modifier::DIM)));
                 }
@@ -266,6 +275,40 @@ mod tests {
 
     fn terminal(width: u16, height: u16) -> Terminal<TestBackend> {
         Terminal::new(TestBackend::new(width, height)).expect("a test terminal")
+    }
+
+    #[test]
+    fn names_with_control_characters_are_shown_escaped() {
+        use crate::report::calltree::{CallTree, StackAllocations};
+        use crate::tui::display::tests::loc;
+        let evil = "\x1b]0;PWNED\x07\u{202e}";
+        let frames = [loc(evil, &format!("{evil}.py"), 3)];
+        let tree = CallTree::build([StackAllocations {
+            frames: &frames,
+            bytes: 100,
+            allocations: 1,
+            thread: 1,
+        }]);
+        let mut info = info();
+        info.command = format!("python {evil}");
+        info.threads.insert(1, format!("{evil} (tid 100)"));
+        let mut app = App::new(tree, info);
+        app.state.apply(Action::Down);
+        let lines = screen(&mut terminal(160, 24), &mut app);
+        let all = lines.join("\n");
+        assert!(!all.chars().any(is_unsafe), "{all}");
+        let shown = "\\x1b]0;PWNED\\x07\\u{202e}";
+        assert!(
+            lines[0].contains(&format!("python {shown}")),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[3].contains(&format!("{shown}  {shown}.py:3")),
+            "{}",
+            lines[3]
+        );
+        assert!(all.contains(&format!("thread: {shown} (tid 100)")), "{all}");
     }
 
     #[test]

@@ -1,0 +1,844 @@
+//! Hostile and odd input for every report command: crafted captures whose few bytes claim
+//! gigabytes, random damage to a real capture, copies cut short, FIFOs, names with control
+//! characters, and a report asked to write over its input. Each run must end (exit 0 or 1,
+//! never a panic) within bounded time and memory, and say what it could not read.
+
+use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::{memtrace_bin, scratch};
+use memtrace_format::chunk::MAX_DECODED;
+use memtrace_format::columns::{self, stream};
+use memtrace_format::{
+    ChunkCodec, ChunkHeader, ChunkKind, FileHeader, TickSource, CHUNK_ALIGN, MAJOR, MINOR,
+};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// What a report may use at most, whatever the input: a real capture's report takes some
+/// 20-70 MiB here (stats symbolizes), the crafted captures below took 300 MiB and more before
+/// their claims were bounded.
+const MAX_RSS_KIB: i64 = 200 << 10;
+/// Generous: the machine may be loaded; a report of these small files takes well under a second.
+const TIME_LIMIT: Duration = Duration::from_secs(90);
+
+/// How a report run ended.
+struct Outcome {
+    what: String,
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+    max_rss_kib: i64,
+}
+
+impl Outcome {
+    /// Exit 0 or 1, no panic, memory within bounds.
+    fn check(&self) {
+        assert!(
+            matches!(self.code, Some(0 | 1)),
+            "{}: exit {:?}, stderr:\n{}",
+            self.what,
+            self.code,
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked at") && !self.stderr.contains("RUST_BACKTRACE"),
+            "{}: {}",
+            self.what,
+            self.stderr
+        );
+        assert!(
+            self.max_rss_kib <= MAX_RSS_KIB,
+            "{}: {} KiB resident at most, the bound is {MAX_RSS_KIB}",
+            self.what,
+            self.max_rss_kib
+        );
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.what, self.stderr))
+    }
+}
+
+/// Runs `memtrace ARGS` in `dir`, measuring its peak resident size (wait4's rusage of that one
+/// child); kills it and fails past `limit`.
+// The child is reaped by wait4, which std does not know of.
+#[allow(clippy::zombie_processes)]
+fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
+    let what = format!(
+        "memtrace {}",
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut child = Command::new(memtrace_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    let (status, usage) = loop {
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is a valid value for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for our own child without blocking; both pointers are to locals.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break (status, usage);
+        }
+        assert!(r == 0, "{what}: wait4 failed");
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = out_reader.join().expect("stdout reader");
+    let stderr = String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Outcome {
+        what,
+        code,
+        stdout,
+        stderr,
+        max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+/// The report commands, each as the arguments for a capture `file` (outputs go to `dir`;
+/// `other` is a second, valid capture for the two-capture commands).
+fn commands(file: &Path, other: &Path, dir: &Path) -> Vec<Vec<OsString>> {
+    let f = file.as_os_str();
+    let o = other.as_os_str();
+    let page = dir.join("page.html");
+    let pprof = dir.join("out.pb.gz");
+    let diff_page = dir.join("diff.html");
+    let cmd = |words: &[&str], tail: &[&std::ffi::OsStr]| -> Vec<OsString> {
+        let words = words.iter().map(OsString::from);
+        words.chain(tail.iter().map(|t| t.to_os_string())).collect()
+    };
+    vec![
+        cmd(&["stats"], &[f]),
+        cmd(&["stats", "--json"], &[f]),
+        cmd(&["stats", "--leaks", "--threads"], &[f]),
+        cmd(&["summary"], &[f]),
+        cmd(&["summary", "--temporary", "--json"], &[f]),
+        cmd(&["tree", "--text"], &[f]),
+        cmd(&["tree", "--json", "--threads"], &[f]),
+        cmd(&["flamegraph", "-o"], &[page.as_os_str(), f]),
+        cmd(&["export", "-f", "folded"], &[f]),
+        cmd(&["export", "-f", "speedscope"], &[f]),
+        cmd(&["export", "-f", "pprof", "-o"], &[pprof.as_os_str(), f]),
+        cmd(&["export", "-f", "csv", "--leaks"], &[f]),
+        cmd(&["diff"], &[o, f]),
+        cmd(&["diff", "--json"], &[f, o]),
+        cmd(
+            &["flamegraph", "-o"],
+            &[diff_page.as_os_str(), "--diff".as_ref(), o, f],
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real captures, recorded once per test run.
+
+/// Allocations at known lines, then enough of them to fill several chunks, and a thread.
+const KNOWN_LINES: &str = "\
+import threading
+
+
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+def churn(n):
+    kept = []
+    for i in range(n):
+        kept.append(bytes(100 + i % 50))
+        if len(kept) > 1000:
+            kept.clear()
+    return kept
+
+
+def worker():
+    return [bytes(1000) for _ in range(100)]
+
+
+t = threading.Thread(target=worker, name=\"worker\")
+t.start()
+t.join()
+g()
+churn(int(__import__(\"sys\").argv[1]))
+";
+
+/// A capture of KNOWN_LINES making `n` churn allocations.
+fn record_known_lines(name: &str, n: u32) -> PathBuf {
+    let dir = scratch(name);
+    let script = write(&dir, "known_lines.py", KNOWN_LINES);
+    let capture = dir.join("known_lines.bin");
+    let n = n.to_string();
+    let words = [script.to_str().expect("utf-8 path"), n.as_str()];
+    let out = tracked(python(), &capture, &words, &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    capture
+}
+
+/// A small real capture (a few chunks), to damage.
+fn small_capture() -> &'static Path {
+    static CAPTURE: OnceLock<PathBuf> = OnceLock::new();
+    CAPTURE.get_or_init(|| record_known_lines("hostile-small", 20_000))
+}
+
+/// A real capture whose Events chunks take most of the file (about 1 MB).
+fn large_capture() -> &'static Path {
+    static CAPTURE: OnceLock<PathBuf> = OnceLock::new();
+    CAPTURE.get_or_init(|| record_known_lines("hostile-large", 250_000))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crafted captures.
+
+fn file_header() -> Vec<u8> {
+    let h = FileHeader {
+        major: MAJOR,
+        minor: MINOR,
+        pid: 7,
+        ppid: 1,
+        start_realtime_ns: 1_700_000_000_000_000_000,
+        start_mono_ns: 0,
+        start_tick: 0,
+        tick_source: TickSource::MonotonicNs,
+        options: 0,
+        argv: vec![b"crafted".to_vec()],
+        exe: b"/nonexistent/crafted".to_vec(),
+        tool_version: b"hostile".to_vec(),
+    };
+    let mut file = h.encode();
+    file.resize(FileHeader::data_start(file.len()), 0);
+    file
+}
+
+fn events_header(codec: ChunkCodec, seq: u32, raw_len: usize, records: u32) -> ChunkHeader {
+    ChunkHeader {
+        kind: ChunkKind::Events,
+        codec,
+        flags: 0,
+        thread_serial: 1,
+        tid: 100,
+        seq,
+        stored_len: 0,
+        raw_len: raw_len as u32,
+        record_count: records,
+        first_tick: 0,
+        last_tick: 0,
+        flush_mono_ns: 1000,
+        flush_tick: 1000,
+    }
+}
+
+fn push_chunk(file: &mut Vec<u8>, mut h: ChunkHeader, payload: &[u8]) {
+    h.stored_len = payload.len() as u32;
+    file.extend_from_slice(&h.encode());
+    file.extend_from_slice(payload);
+    file.resize(file.len().div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN, 0);
+}
+
+/// A columnar payload of `streams`, each compressed (zeros shrink to almost nothing).
+fn columns_payload(streams: &[Vec<u8>; stream::COUNT]) -> Vec<u8> {
+    let mut lens = [(0usize, 0usize); stream::COUNT];
+    let mut body = Vec::new();
+    for (s, len) in streams.iter().zip(lens.iter_mut()) {
+        let stored = if s.is_empty() {
+            Vec::new()
+        } else {
+            zstd::bulk::compress(s, 19).expect("compress")
+        };
+        *len = (s.len(), stored.len());
+        body.extend_from_slice(&stored);
+    }
+    let mut payload = vec![0u8; columns::MAX_FRAME_TABLE];
+    let n = columns::write_frame_table(&lens, &mut payload);
+    payload.truncate(n);
+    payload.extend_from_slice(&body);
+    payload
+}
+
+/// Streams of `n` mallocs of 0 bytes at address 0, all zeros (a zero address code escapes to a
+/// second varint: two bytes each).
+fn malloc_streams(n: usize) -> [Vec<u8>; stream::COUNT] {
+    let mut s: [Vec<u8>; stream::COUNT] = Default::default();
+    s[stream::TYPE] = vec![0; n];
+    s[stream::DELTA] = vec![0; n.div_ceil(2)];
+    s[stream::ADDR] = vec![0; 2 * n];
+    s[stream::SIZE_LO] = vec![0; n];
+    s[stream::SIZE_HI] = vec![0; n];
+    s[stream::STACK] = vec![0; n];
+    s
+}
+
+/// Crafted captures, by name: a few KiB each that once decoded to hundreds of MiB.
+fn crafted() -> Vec<(&'static str, Vec<u8>)> {
+    let mut out = Vec::new();
+
+    // One columnar chunk whose streams (4 Mi mallocs, 22 MiB) its raw_len covers.
+    let streams = malloc_streams(4 << 20);
+    let total: usize = streams.iter().map(Vec::len).sum();
+    let mut file = file_header();
+    push_chunk(
+        &mut file,
+        events_header(ChunkCodec::Columns, 0, total, 4 << 20),
+        &columns_payload(&streams),
+    );
+    out.push(("columns-bomb", file));
+
+    // One zstd chunk of 16 MiB of zeros: 4 Mi raw mallocs of four bytes.
+    let zeros = vec![0u8; 16 << 20];
+    let mut file = file_header();
+    push_chunk(
+        &mut file,
+        events_header(ChunkCodec::Zstd, 0, zeros.len(), 4 << 20),
+        &zstd::bulk::compress(&zeros, 19).expect("compress"),
+    );
+    out.push(("zstd-bomb", file));
+
+    // Chunks whose header claims little and whose streams claim four times more each (what
+    // a reader of format 1.1 allowed a stream), several of them.
+    let streams = malloc_streams(64 << 10);
+    let mut file = file_header();
+    for seq in 0..8 {
+        push_chunk(
+            &mut file,
+            events_header(ChunkCodec::Columns, seq, 64 << 10, 64 << 10),
+            &columns_payload(&streams),
+        );
+    }
+    out.push(("streams-beyond-raw-len", file));
+
+    // A frame table claiming the largest lengths a varint holds.
+    let mut payload = vec![stream::COUNT as u8];
+    for _ in 0..stream::COUNT {
+        payload.extend_from_slice(&[0xff; 9]);
+        payload.push(0x01);
+        payload.push(0);
+    }
+    let mut file = file_header();
+    push_chunk(
+        &mut file,
+        events_header(ChunkCodec::Columns, 0, MAX_DECODED, 1),
+        &payload,
+    );
+    out.push(("huge-frame-table", file));
+
+    // A staging chunk claiming the largest capacity, cut by the end of the file.
+    let mut file = file_header();
+    let mut h = events_header(ChunkCodec::Columns, 0, 1 << 20, 0);
+    h.kind = ChunkKind::Staging;
+    h.stored_len = 64 << 20;
+    file.extend_from_slice(&h.encode());
+    file.extend_from_slice(&[0u8; 4096]);
+    out.push(("staging-past-the-end", file));
+
+    out
+}
+
+#[test]
+fn crafted_captures_are_refused_in_bounded_memory() {
+    let dir = scratch("hostile-crafted");
+    let other = small_capture();
+    for (name, bytes) in crafted() {
+        let path = dir.join(format!("{name}.bin"));
+        std::fs::write(&path, &bytes).expect("write");
+        assert!(bytes.len() < 64 << 10, "{name}: {} bytes", bytes.len());
+        for args in commands(&path, other, &dir) {
+            run_bounded(&args, &dir, TIME_LIMIT).check();
+        }
+        let stats = run_bounded(
+            &[
+                OsString::from("stats"),
+                OsString::from("--json"),
+                path.into(),
+            ],
+            &dir,
+            TIME_LIMIT,
+        );
+        stats.check();
+        let v = stats.json();
+        assert_eq!(v["total_allocations"], 0, "{name}: {v}");
+        assert_eq!(v["complete"], false, "{name}");
+        let warnings = v["warnings"].to_string();
+        assert!(
+            warnings.contains("damaged") || warnings.contains("truncated"),
+            "{name}: {warnings}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random damage to a real capture.
+
+/// xorshift64*: the same damage on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Offsets of the chunk headers of `file` (valid ones, in order).
+fn chunk_offsets(file: &[u8]) -> Vec<(usize, ChunkHeader)> {
+    let (_, header_len) = FileHeader::decode(file).expect("a real capture");
+    let mut pos = FileHeader::data_start(header_len);
+    let mut out = Vec::new();
+    while pos + memtrace_format::CHUNK_HEADER_LEN <= file.len() {
+        match ChunkHeader::decode(&file[pos..]) {
+            Some(h) if pos + h.total_len() <= file.len() => {
+                out.push((pos, h));
+                pos += h.total_len();
+            }
+            Some(_) => break,
+            None => pos += CHUNK_ALIGN,
+        }
+    }
+    out
+}
+
+/// The damage of seed `seed` to `real`: flipped bytes, zeroed or overwritten ranges, a cut, or
+/// chunk headers re-signed with hostile fields.
+fn damaged(real: &[u8], seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut f = real.to_vec();
+    let chunks = chunk_offsets(real);
+    match seed % 6 {
+        0 => {
+            for _ in 0..1 + rng.below(16) {
+                let at = rng.below(f.len());
+                f[at] ^= 1 + rng.below(255) as u8;
+            }
+        }
+        1 => {
+            let at = rng.below(f.len());
+            let end = (at + 1 + rng.below(8192)).min(f.len());
+            f[at..end].fill(0);
+        }
+        2 => {
+            let at = rng.below(f.len());
+            let end = (at + 1 + rng.below(1024)).min(f.len());
+            for b in &mut f[at..end] {
+                *b = rng.next() as u8;
+            }
+        }
+        3 => f.truncate(rng.below(f.len())),
+        4 => {
+            // A chunk header with one field changed, and a valid checksum.
+            let (at, mut h) = chunks[rng.below(chunks.len())];
+            let v = rng.next() as u32;
+            match rng.below(8) {
+                0 => h.raw_len = v % (64 << 20),
+                1 => h.stored_len = v % (h.stored_len + 64).max(1),
+                2 => h.record_count = v,
+                3 => h.seq = v % 4,
+                4 => h.thread_serial = v % 4,
+                5 => {
+                    h.codec =
+                        [ChunkCodec::Raw, ChunkCodec::Zstd, ChunkCodec::Columns][v as usize % 3]
+                }
+                6 => {
+                    h.kind = [
+                        ChunkKind::Events,
+                        ChunkKind::Staging,
+                        ChunkKind::Meta,
+                        ChunkKind::Trailer,
+                    ][v as usize % 4]
+                }
+                _ => h.first_tick = rng.next(),
+            }
+            f[at..at + memtrace_format::CHUNK_HEADER_LEN].copy_from_slice(&h.encode());
+        }
+        _ => {
+            // Bytes of a payload's start (a frame table, a directory, the first records).
+            let (at, h) = chunks[rng.below(chunks.len())];
+            let start = at + memtrace_format::CHUNK_HEADER_LEN;
+            let len = (h.stored_len as usize).clamp(1, 96);
+            for _ in 0..1 + rng.below(4) {
+                let i = start + rng.below(len);
+                if i < f.len() {
+                    f[i] = rng.next() as u8;
+                }
+            }
+        }
+    }
+    f
+}
+
+/// Every report the library makes of damaged copies (in this process: fast enough for many),
+/// without a panic.
+#[test]
+fn random_damage_to_a_real_capture_never_breaks_the_library() {
+    use memtrace_reporter::analysis;
+    use memtrace_reporter::capture::Capture;
+    use memtrace_reporter::report::{stats, views};
+    let real = std::fs::read(small_capture()).expect("read");
+    for seed in 0..72u64 {
+        let bytes = damaged(&real, seed);
+        let result = std::panic::catch_unwind(|| {
+            let Ok(capture) = Capture::from_bytes("damaged.bin", bytes) else {
+                return;
+            };
+            let a = analysis::analyze(&capture);
+            // The stats report symbolizes the capture's modules (a few hundred ms): some seeds.
+            if seed % 16 == 0 {
+                let _ = stats::build(&capture, &a, 5);
+            }
+            let view = [views::View::Peak, views::View::Leaks, views::View::All][seed as usize % 3];
+            {
+                let opts = views::ViewOptions {
+                    view,
+                    split_threads: seed % 2 == 0,
+                    ..views::ViewOptions::default()
+                };
+                if let Ok(sel) = views::select(&a, &opts) {
+                    let _ = memtrace_reporter::tree::build(&capture, &a, &sel, opts.split_threads);
+                }
+            }
+        });
+        assert!(
+            result.is_ok(),
+            "damage of seed {seed} made the reader panic"
+        );
+    }
+}
+
+/// Each command on damaged copies, as a user runs it: exit 0 or 1, bounded memory and time.
+#[test]
+fn random_damage_to_a_real_capture_every_command() {
+    let dir = scratch("hostile-damage");
+    let real_path = small_capture();
+    let real = std::fs::read(real_path).expect("read");
+    let n = commands(real_path, real_path, &dir).len();
+    for seed in 0..12u64 {
+        let path = dir.join(format!("damaged-{seed}.bin"));
+        std::fs::write(&path, damaged(&real, seed)).expect("write");
+        let all = commands(&path, real_path, &dir);
+        // stats --json on each; the other commands in turn, each on two copies at least.
+        let r = run_bounded(&all[1], &dir, TIME_LIMIT);
+        r.check();
+        if r.code == Some(0) {
+            let _ = r.json();
+        }
+        for k in 0..3 {
+            let i = (seed as usize * 3 + k) % n;
+            run_bounded(&all[i], &dir, TIME_LIMIT).check();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Copies cut short.
+
+/// Records in the whole chunks of `file` that the trailer counts (Events and Meta), by their
+/// headers: what a reader can still find in a copy cut short.
+fn records_in_chunks(file: &[u8]) -> (u64, usize) {
+    let mut records = 0;
+    let mut events = 0;
+    for (_, h) in chunk_offsets(file) {
+        match h.kind {
+            ChunkKind::Events => {
+                records += u64::from(h.record_count);
+                events += 1;
+            }
+            ChunkKind::Meta => records += u64::from(h.record_count),
+            _ => {}
+        }
+    }
+    (records, events)
+}
+
+#[test]
+fn truncated_copies_report_what_they_hold() {
+    let real_path = large_capture();
+    let real = std::fs::read(real_path).expect("read");
+    let dir = scratch("hostile-truncated");
+    let whole = run_bounded(
+        &["stats".into(), "--json".into(), real_path.into()],
+        &dir,
+        TIME_LIMIT,
+    );
+    whole.check();
+    let whole = whole.json();
+    assert_eq!(whole["complete"], true, "{}", whole["warnings"]);
+    let written = whole["records_written"].as_u64().expect("a trailer");
+    assert_eq!(whole["records_found"].as_u64(), Some(written));
+    assert_eq!(records_in_chunks(&real).0, written);
+
+    // A cut at a chunk boundary: the end of the Events chunk nearest 60% of the file.
+    let chunks = chunk_offsets(&real);
+    let boundary = chunks
+        .iter()
+        .filter(|(_, h)| h.kind == ChunkKind::Events)
+        .map(|(at, h)| at + h.total_len())
+        .filter(|&end| end < real.len())
+        .min_by_key(|&end| end.abs_diff(real.len() * 3 / 5))
+        .expect("several Events chunks");
+    for (name, len) in [
+        ("half", real.len() / 2),
+        ("third", real.len() / 3),
+        ("boundary", boundary),
+    ] {
+        let cut = &real[..len];
+        let path = dir.join(format!("{name}.bin"));
+        std::fs::write(&path, cut).expect("write");
+        let (expected, events) = records_in_chunks(cut);
+        assert!(expected > 0 && expected < written, "{name}: {expected}");
+        let r = run_bounded(
+            &["stats".into(), "--json".into(), path.clone().into()],
+            &dir,
+            TIME_LIMIT,
+        );
+        r.check();
+        let v = r.json();
+        assert_eq!(v["complete"], false, "{name}: {v}");
+        assert_eq!(v["records_found"].as_u64(), Some(expected), "{name}");
+        assert_eq!(v["records_written"].as_u64(), Some(written), "{name}");
+        let warning = format!("its chunks hold {expected} of the {written} records");
+        assert!(
+            v["warnings"].as_array().is_some_and(|w| w
+                .iter()
+                .any(|w| w.as_str().is_some_and(|w| w.contains(&warning)))),
+            "{name}: {}",
+            v["warnings"]
+        );
+        if events > 0 {
+            // What the chunks left hold is reported: allocations, and a peak.
+            assert!(v["total_allocations"].as_u64() > Some(0), "{name}: {v}");
+            assert!(v["peak_bytes"].as_u64() > Some(0), "{name}");
+        }
+        let text = run_bounded(&["stats".into(), path.clone().into()], &dir, TIME_LIMIT);
+        text.check();
+        assert!(text.stderr.contains(&warning), "{name}: {}", text.stderr);
+        assert!(
+            String::from_utf8_lossy(&text.stdout).contains("(incomplete capture)"),
+            "{name}"
+        );
+    }
+    // The cut at a boundary keeps Events chunks: the test covers reporting what they hold.
+    assert!(records_in_chunks(&real[..boundary]).1 > 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files that are not captures, and outputs that are inputs.
+
+#[test]
+fn a_fifo_or_a_device_is_refused_at_once() {
+    let dir = scratch("hostile-fifo");
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let real = small_capture();
+    for input in [fifo.as_path(), Path::new("/dev/null")] {
+        for args in commands(input, real, &dir) {
+            // Nothing writes into the FIFO: a reader that opens it for reading waits forever.
+            let r = run_bounded(&args, &dir, Duration::from_secs(30));
+            r.check();
+            assert_eq!(r.code, Some(1), "{}", r.what);
+            let lines: Vec<&str> = r.stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{}: {}", r.what, r.stderr);
+            assert!(lines[0].contains("is not a regular file"), "{}", lines[0]);
+        }
+    }
+}
+
+#[test]
+fn a_report_never_writes_over_its_input() {
+    let dir = scratch("hostile-overwrite");
+    let real = std::fs::read(small_capture()).expect("read");
+    let html = dir.join("cap.html");
+    std::fs::write(&html, &real).expect("write");
+    let link = dir.join("link.bin");
+    std::os::unix::fs::symlink(&html, &link).expect("symlink");
+    let cases: Vec<Vec<OsString>> = vec![
+        // The default output of `flamegraph cap.html` is cap.html.
+        vec!["flamegraph".into(), "cap.html".into()],
+        vec![
+            "flamegraph".into(),
+            "-o".into(),
+            "./cap.html".into(),
+            s(&html),
+        ],
+        vec!["flamegraph".into(), "-o".into(), s(&html), s(&link)],
+        vec![
+            "flamegraph".into(),
+            "--diff".into(),
+            s(&html),
+            s(&link),
+            "-o".into(),
+            s(&html),
+        ],
+        vec![
+            "export".into(),
+            "-f".into(),
+            "folded".into(),
+            "-o".into(),
+            s(&link),
+            s(&html),
+        ],
+        vec![
+            "export".into(),
+            "-f".into(),
+            "pprof".into(),
+            "-o".into(),
+            "cap.html".into(),
+            s(&link),
+        ],
+    ];
+    for args in cases {
+        let r = run_bounded(&args, &dir, TIME_LIMIT);
+        r.check();
+        assert_eq!(r.code, Some(1), "{}", r.what);
+        assert_eq!(r.stderr.lines().count(), 1, "{}: {}", r.what, r.stderr);
+        assert!(r.stderr.contains("refusing to write"), "{}", r.stderr);
+        assert_eq!(std::fs::read(&html).expect("read"), real, "{}", r.what);
+    }
+    // Another name is written as asked.
+    let r = run_bounded(
+        &[
+            "flamegraph".into(),
+            "-o".into(),
+            "page.html".into(),
+            s(&html),
+        ],
+        &dir,
+        TIME_LIMIT,
+    );
+    r.check();
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(dir.join("page.html").is_file());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names with control characters.
+
+const EVIL_NAME: &str = "\x1b]0;PWNED\x07\u{202e}";
+
+#[test]
+fn control_characters_in_names_are_shown_escaped() {
+    let dir = scratch("hostile-names");
+    let script = write(
+        &dir,
+        "names.py",
+        "import threading\n\
+         def work():\n    return [bytes(1000) for _ in range(100)]\n\
+         t = threading.Thread(target=work, name='\\x1b]0;PWNED\\x07\\u202e')\n\
+         t.start()\nt.join()\n",
+    );
+    let capture = dir.join("names.bin");
+    let words = [script.to_str().expect("utf-8"), "\x1b[31mARG"];
+    let out = tracked(python(), &capture, &words, &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let c = s(&capture);
+    let text_commands: Vec<Vec<OsString>> = vec![
+        vec!["stats".into(), "--threads".into(), c.clone()],
+        vec!["summary".into(), "--threads".into(), c.clone()],
+        vec![
+            "tree".into(),
+            "--text".into(),
+            "--threads".into(),
+            c.clone(),
+        ],
+        vec!["diff".into(), "--threads".into(), c.clone(), c.clone()],
+    ];
+    for args in text_commands {
+        let r = run_bounded(&args, &dir, TIME_LIMIT);
+        r.check();
+        assert_eq!(r.code, Some(0), "{}: {}", r.what, r.stderr);
+        let text = String::from_utf8(r.stdout.clone()).expect("utf-8");
+        assert!(
+            !text
+                .chars()
+                .any(|ch| ch == '\x1b' || ch == '\x07' || ch == '\u{202e}'),
+            "{}: a control character reached the output",
+            r.what
+        );
+        if !r.what.starts_with("memtrace diff") {
+            assert!(
+                text.contains("\\x1b]0;PWNED\\x07\\u{202e}"),
+                "{}:\n{text}",
+                r.what
+            );
+        }
+    }
+    let r = run_bounded(&["stats".into(), c.clone()], &dir, TIME_LIMIT);
+    assert!(String::from_utf8_lossy(&r.stdout).contains("\\x1b[31mARG"));
+    // JSON keeps the names (escaped in JSON's own way, the same once parsed).
+    let r = run_bounded(
+        &["stats".into(), "--json".into(), c.clone()],
+        &dir,
+        TIME_LIMIT,
+    );
+    r.check();
+    assert!(!r.stdout.iter().any(|&b| b == 0x1b || b == 0x07));
+    let v = r.json();
+    let names: Vec<&str> = v["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&EVIL_NAME), "{names:?}");
+    // The flamegraph page neither.
+    let page = dir.join("names.html");
+    let r = run_bounded(
+        &[
+            "flamegraph".into(),
+            "--threads".into(),
+            "-o".into(),
+            s(&page),
+            c,
+        ],
+        &dir,
+        TIME_LIMIT,
+    );
+    r.check();
+    let html = std::fs::read(&page).expect("page");
+    assert!(!html.iter().any(|&b| b == 0x1b || b == 0x07));
+}
+
+fn s(p: &Path) -> OsString {
+    OsString::from(p)
+}
