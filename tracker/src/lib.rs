@@ -18,6 +18,7 @@ mod real;
 mod rss;
 mod signals;
 mod stacks;
+mod staging;
 mod sys;
 mod thread;
 mod tls;

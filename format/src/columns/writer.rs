@@ -130,6 +130,17 @@ impl ColumnWriter {
         }
     }
 
+    /// Moves the writer to a buffer of `len` bytes, from the next `start` on: the regions are
+    /// laid out over it in proportion to what the chunk so far needed (if it has records).
+    pub fn set_buffer_len(&mut self, len: usize) {
+        self.buffer_len = len;
+        self.layout = if self.records() > 0 {
+            Layout::fitted(&self.len, len)
+        } else {
+            Layout::for_buffer(len)
+        };
+    }
+
     /// Records written to the chunk (events and table records).
     #[inline]
     pub fn records(&self) -> usize {

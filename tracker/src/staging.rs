@@ -1,0 +1,97 @@
+//! The sizes of the threads' staging areas in the capture file, and a pool of free ones.
+//!
+//! A thread's area starts small and doubles (up to `MAX_CLASS`) each time it fills, so that a
+//! thread that allocates little costs little file space and memory, and one that allocates much
+//! writes large, well compressed chunks. A thread that moves to a bigger area leaves the smaller
+//! one here, for the next thread that needs an area of that size. (A thread that exits keeps its
+//! area in its state, which the next new thread reuses: see `thread::claim_state`.)
+
+use crate::capture::CAPTURE;
+use memtrace_format::CHUNK_HEADER_LEN;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Sizes of areas: class `k` takes `MIN_AREA << k` bytes of the file, header included.
+const CLASSES: usize = 8;
+pub const MAX_CLASS: u8 = CLASSES as u8 - 1;
+const MIN_AREA: usize = 2048;
+
+/// Payload bytes (the streams' directory and regions) of an area of `class`.
+pub const fn capacity(class: u8) -> usize {
+    (MIN_AREA << class) - CHUNK_HEADER_LEN
+}
+
+/// The largest payload of any area.
+pub const MAX_CAPACITY: usize = capacity(MAX_CLASS);
+
+/// File bytes of an area of `class`.
+const fn area_len(class: u8) -> u64 {
+    (MIN_AREA << class) as u64
+}
+
+/// Free areas kept per class; more are left unused in the file (each an empty Staging chunk).
+const POOL: usize = 64;
+
+/// Free areas by class: the area's file offset, tagged with the capture it belongs to (the
+/// high bits), 0 for an empty entry. An entry is taken by swapping it out: no ABA, no lock.
+static FREE: [[AtomicU64; POOL]; CLASSES] =
+    [const { [const { AtomicU64::new(0) }; POOL] }; CLASSES];
+/// Offsets fit below this bit (the mapping is at most 1 TiB).
+const TAG_SHIFT: u32 = 44;
+
+fn entry(offset: u64, generation: u64) -> u64 {
+    offset | (generation << TAG_SHIFT)
+}
+
+/// An area of `class` for a state of the capture `generation`: a free one, or new file space.
+/// Null when the capture takes no more.
+pub fn take(class: u8, generation: u64) -> Option<*mut u8> {
+    let tag = entry(0, generation);
+    for e in &FREE[usize::from(class)] {
+        if e.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let v = e.swap(0, Ordering::Acquire);
+        // An entry of an earlier in-process capture points into a file that is gone.
+        if v != 0 && v & !((1 << TAG_SHIFT) - 1) == tag {
+            return Some(CAPTURE.at(v & ((1 << TAG_SHIFT) - 1)));
+        }
+    }
+    CAPTURE.reserve(area_len(class))
+}
+
+/// Gives back `area` (of `class`, holding no records) for another thread to take.
+pub fn give(area: *mut u8, class: u8, generation: u64) {
+    let v = entry(CAPTURE.offset_of(area), generation);
+    for e in &FREE[usize::from(class)] {
+        if e.load(Ordering::Relaxed) == 0
+            && e.compare_exchange(0, v, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+/// Takes every free area of the capture `generation` out of the pool, calling `f` with each
+/// (at the end of the capture, to give their disk space back).
+pub fn drain(generation: u64, mut f: impl FnMut(*mut u8, usize)) {
+    let tag = entry(0, generation);
+    for (class, list) in FREE.iter().enumerate() {
+        for e in list {
+            let v = e.swap(0, Ordering::Acquire);
+            if v != 0 && v & !((1 << TAG_SHIFT) - 1) == tag {
+                f(
+                    CAPTURE.at(v & ((1 << TAG_SHIFT) - 1)),
+                    capacity(class as u8),
+                );
+            }
+        }
+    }
+}
+
+/// Empties the pool (a new capture, in a fork child: the areas belong to the parent's file).
+pub fn clear() {
+    for e in FREE.iter().flatten() {
+        e.store(0, Ordering::Relaxed);
+    }
+}
