@@ -47,7 +47,7 @@ static void *one_malloc_then_wait(void *arg) {
 static void *pool_work(void *arg) {
     (void)arg;
     for (int i = 0; i < 20; i++) {
-        void *p = malloc(100);
+        void *p = malloc(100); /* the pool's allocation */
         *(volatile char *)p = 1;
         free(p);
     }
