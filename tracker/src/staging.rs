@@ -10,22 +10,23 @@ use crate::capture::CAPTURE;
 use memtrace_format::CHUNK_HEADER_LEN;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Sizes of areas: class `k` takes `MIN_AREA << k` bytes of the file, header included.
+/// Sizes of areas: class `k` holds `MIN_CAPACITY << k` bytes of payload after its header, from
+/// 2 KiB to 256 KiB.
 const CLASSES: usize = 8;
 pub const MAX_CLASS: u8 = CLASSES as u8 - 1;
-const MIN_AREA: usize = 2048;
+const MIN_CAPACITY: usize = 2048;
 
 /// Payload bytes (the streams' directory and regions) of an area of `class`.
 pub const fn capacity(class: u8) -> usize {
-    (MIN_AREA << class) - CHUNK_HEADER_LEN
+    MIN_CAPACITY << class
 }
 
 /// The largest payload of any area.
 pub const MAX_CAPACITY: usize = capacity(MAX_CLASS);
 
-/// File bytes of an area of `class`.
+/// File bytes of an area of `class` (a multiple of 8, as chunks are).
 const fn area_len(class: u8) -> u64 {
-    (MIN_AREA << class) as u64
+    (CHUNK_HEADER_LEN + capacity(class)) as u64
 }
 
 /// Free areas kept per class; more are left unused in the file (each an empty Staging chunk).
