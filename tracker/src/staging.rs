@@ -96,3 +96,65 @@ pub fn clear() {
         e.store(0, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opens the (process-wide) capture on a fresh temporary file.
+    fn open_capture() {
+        let path = std::env::temp_dir().join(format!("memtrace-staging-{}\0", std::process::id()));
+        let fd = crate::sys::open(
+            path.to_str().expect("utf-8").as_bytes(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+            0o600,
+        )
+        .expect("a temporary file opens");
+        let _ = std::fs::remove_file(path.to_str().expect("utf-8").trim_end_matches('\0'));
+        CAPTURE.open(fd, &[0u8; 64]).expect("the capture opens");
+    }
+
+    #[test]
+    fn areas_are_sized_reused_by_size_and_capture_and_drained() {
+        open_capture();
+        assert_eq!(capacity(0), 2048);
+        assert_eq!(MAX_CAPACITY, 256 * 1024);
+        let off = |p: *mut u8| CAPTURE.offset_of(p);
+
+        // New areas are consecutive file space of their size.
+        let a = take(0, 5).expect("an area");
+        let b = take(0, 5).expect("an area");
+        assert_eq!(off(b) - off(a), area_len(0));
+        let big = take(3, 5).expect("an area");
+        assert_eq!(off(big) - off(b), area_len(0));
+
+        // A given-back area is taken again, by its size only.
+        give(a, 0, 5);
+        let c = take(3, 5).expect("an area");
+        assert_eq!(off(c) - off(big), area_len(3), "another size: new space");
+        assert_eq!(take(0, 5), Some(a), "the same size: the free area");
+        assert_ne!(take(0, 5), Some(a), "taken once only");
+
+        // An area of an earlier capture is never handed out.
+        give(b, 1, 4);
+        let d = take(1, 5).expect("an area");
+        assert_ne!(d, b);
+
+        // Beyond the pool's room areas are left alone; the pool gives back what it holds.
+        let areas: Vec<*mut u8> = (0..POOL + 3)
+            .map(|_| take(2, 5).expect("an area"))
+            .collect();
+        for &p in &areas {
+            give(p, 2, 5);
+        }
+        give(d, 1, 5);
+        let mut drained = Vec::new();
+        drain(5, |p, cap| drained.push((off(p), cap)));
+        assert_eq!(drained.len(), POOL + 1);
+        assert!(drained.contains(&(off(d), capacity(1))));
+        assert!(drained.contains(&(off(areas[0]), capacity(2))));
+        assert!(!drained.contains(&(off(areas[POOL]), capacity(2))));
+        let e = take(2, 5).expect("an area");
+        assert!(!areas.contains(&e), "the pool is empty after drain");
+    }
+}
