@@ -174,14 +174,15 @@ fn a_pool_of_threads_started_and_stopped_costs_by_the_events() {
     assert_eq!(num(&loc, "bytes"), rounds * 200 * 20 * 100, "{loc}");
 
     // Memory: a small state for each thread alive at once (at most 200), reused by the threads
-    // that follow; the second half of the run, as many threads again, adds next to nothing.
+    // that follow, and the written capture still mapped (dropped every 4 MiB); the second half
+    // of the run, as many threads again, adds no more than that window.
     let added = end - plain;
     assert!(
         added <= 24 * MIB,
         "tracked peak {end} bytes, untracked {plain}: the tracker adds {added}"
     );
     assert!(
-        end - half <= 4 * MIB,
+        end - half <= 8 * MIB,
         "the peak grew from {half} to {end} bytes between the halves ({half_rounds} and {rounds} rounds)"
     );
     // The capture: the events' chunks (a few hundred bytes for each thread's 40 events), not a
