@@ -6,6 +6,9 @@
  *                             each thread mallocs and frees 100 bytes 20 times; prints the
  *                             resident peak and the capture's size ($MANYTHREADS_CAPTURE) at
  *                             REPORT_AT seconds (default: half way) and at the end
+ *   manythreads busy N PAIRS  N threads alive at once, each mallocs and frees 64 bytes PAIRS
+ *                             times; once all are joined, prints "rss_kb N", the resident size
+ *                             (VmRSS) in KiB
  *   manythreads none          nothing (a baseline)
  * Every mode ends by printing "hwm_kb N", the peak resident size (VmHWM) in KiB. */
 #define _GNU_SOURCE
@@ -21,14 +24,28 @@
 static void **blocks;
 static pthread_barrier_t barrier;
 
-static long hwm_kb(void) {
+static long status_kb(const char *field) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kb = -1;
     while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmHWM:", 6)) kb = atol(line + 6);
+        if (!strncmp(line, field, strlen(field))) kb = atol(line + strlen(field));
     if (f) fclose(f);
     return kb;
+}
+
+static long hwm_kb(void) { return status_kb("VmHWM:"); }
+
+static long pairs;
+
+static void *busy_work(void *arg) {
+    (void)arg;
+    for (long i = 0; i < pairs; i++) {
+        void *p = malloc(64); /* the busy threads' allocation */
+        *(volatile char *)p = 1;
+        free(p);
+    }
+    return NULL;
 }
 
 static void *one_malloc(void *arg) {
@@ -99,6 +116,17 @@ int main(int argc, char **argv) {
         free(blocks);
         free(t);
         printf("%s %ld threads\n", mode, n);
+    } else if (!strcmp(mode, "busy")) {
+        pairs = argc > 3 ? atol(argv[3]) : 100000;
+        pthread_t *t = calloc(n, sizeof *t);
+        for (long i = 0; i < n; i++)
+            if (start(&t[i], busy_work, 0) != 0) {
+                printf("pthread_create failed at %ld\n", i);
+                return 1;
+            }
+        for (long i = 0; i < n; i++) pthread_join(t[i], NULL);
+        free(t);
+        printf("rss_kb %ld\n", status_kb("VmRSS:"));
     } else if (!strcmp(mode, "pool")) {
         double seconds = atof(argv[2]);
         long threads = argc > 3 ? atol(argv[3]) : 200;

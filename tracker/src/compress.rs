@@ -47,6 +47,15 @@ impl Compressor {
         Some(&self.scratch[start..at])
     }
 
+    /// Gives the memory of the context and of the payloads built back (a thread that wrote much
+    /// exited: its state may wait long for another thread); both come back when next needed.
+    pub fn release(&mut self) {
+        self.cctx = None;
+        if !self.scratch.is_empty() {
+            sys::discard(self.scratch.as_mut_ptr(), self.scratch.len());
+        }
+    }
+
     fn prepare(&mut self, max_raw: usize) -> Option<()> {
         if self.scratch.is_empty() {
             // Room for every stream stored as it is, after the frame table (pages are touched

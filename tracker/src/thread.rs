@@ -88,6 +88,10 @@ pub fn set_python_run(python: bool) {
     MODEL_BITS.store(bits, Ordering::Relaxed);
 }
 
+/// A thread that exits with an area of this class or larger (32 KiB: it wrote thousands of
+/// events) gives its memory back; smaller ones keep it for the next thread (a few pages).
+const RELEASE_CLASS: u8 = 4;
+
 /// The part of the index of recent addresses a thread uses with an area of `class`: a small
 /// area holds few events, and a small part touches few pages of the table (mapped zeroed).
 fn model_bits(class: u8) -> u32 {
@@ -436,6 +440,21 @@ impl ThreadState {
         }
         CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
         false
+    }
+
+    /// Gives back the memory the state's thread made it use (the index of recent addresses, the
+    /// compressor's, the staging area's pages): the thread exited, and the state may wait long
+    /// for another. Its records are all in the capture.
+    fn release_memory(&mut self) {
+        self.writer.release_model();
+        self.compressor.release();
+        // The whole pages of the area (madvise takes page-aligned addresses); they come back
+        // from the file when touched.
+        let start = (self.slot as usize).next_multiple_of(4096);
+        let end = (self.slot as usize + CHUNK_HEADER_LEN + self.cap) & !4095;
+        if end > start {
+            sys::release_shared(start as *mut u8, end - start);
+        }
     }
 
     /// Moves the thread to an area of the next size, leaving the current one (which holds no
@@ -852,6 +871,9 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         release(s);
         // A stuck state keeps its unwritten records in its staging area: never reuse it.
         if flushed {
+            if s.class >= RELEASE_CLASS {
+                s.release_memory();
+            }
             s.in_use.store(false, Ordering::Release);
         }
     } else if t.state.is_null() {

@@ -59,6 +59,12 @@ impl AddressModel {
         self.bits = bits.clamp(4, ALLOCATED_BITS);
     }
 
+    /// Frees the table (the next chunk allocates it again, empty): for a writer that may stay
+    /// idle a long time.
+    pub(super) fn release(&mut self) {
+        self.table = Vec::new();
+    }
+
     pub(super) fn start_chunk(&mut self) {
         if self.table.is_empty() {
             self.table = vec![[0; 4]; 1 << ALLOCATED_BITS];

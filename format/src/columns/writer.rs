@@ -279,6 +279,13 @@ impl ColumnWriter {
         self.model.set_bits(bits);
     }
 
+    /// Frees the index of recent addresses until the next `start` (which allocates it again,
+    /// empty): for a writer that may stay idle a long time. Records are unaffected (a chunk
+    /// never uses an earlier chunk's entries; without the table, nothing is found).
+    pub fn release_model(&mut self) {
+        self.model.release();
+    }
+
     /// The memory an allocation about to be written will look at: a caller may prefetch it
     /// while it does other work (the lookups miss the cache on most allocations).
     #[inline]
