@@ -862,6 +862,10 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         unsafe { libc::pthread_setspecific(key, arg) };
     } else if let Some(s) = acquire(t) {
         let flushed = s.flush();
+        // Still claimed for writing: the finisher leaves the state alone meanwhile.
+        if flushed && s.class >= RELEASE_CLASS {
+            s.release_memory();
+        }
         t.next_seq = s.seq;
         t.serial = s.serial;
         t.state = core::ptr::null_mut();
@@ -871,9 +875,6 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         release(s);
         // A stuck state keeps its unwritten records in its staging area: never reuse it.
         if flushed {
-            if s.class >= RELEASE_CLASS {
-                s.release_memory();
-            }
             s.in_use.store(false, Ordering::Release);
         }
     } else if t.state.is_null() {
