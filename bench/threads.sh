@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What threads cost under memtrace: the peak resident size (VmHWM) untracked and tracked, and the
 # capture's size, for 1,000 threads each making one malloc (all alive at once, then one after
-# another) and for a pool of 200 threads started and joined over and over for `seconds`.
+# another), the resident size left once 40 busy threads exited, and for a pool of 200 threads
+# started and joined over and over for `seconds`.
 #   bench/threads.sh [seconds]        (default 60; $MEMTRACE: another memtrace binary to measure)
 # The pool lines show the peak and the capture half way and at the end: with a tracker whose cost
 # follows the events, the peak stays put in the second half and the capture grows with the rounds.
@@ -23,6 +24,10 @@ for mode in alive sequential; do
     disk=$(du -B1 "$work/$mode.bin" | cut -f1)
     echo "1000 threads, $mode: peak untracked $(mib $((plain * 1024))), tracked $(mib $((tracked * 1024))) (+$(mib $(((tracked - plain) * 1024)))); capture $(mib "$size") ($(mib "$disk") on disk)"
 done
+rss() { awk '/^rss_kb/ {print $2}'; }
+plain=$("$work/manythreads" busy 40 100000 | rss)
+tracked=$("$memtrace" run -q -f -o "$work/busy.bin" -- "$work/manythreads" busy 40 100000 | rss)
+echo "40 threads of 100000 malloc/free pairs, resident once they exited: untracked $(mib $((plain * 1024))), tracked $(mib $((tracked * 1024)))"
 echo "pool of 200 threads for ${seconds}s, untracked:"
 "$work/manythreads" pool "$seconds" 200 | sed 's/^/  /'
 echo "tracked:"
