@@ -97,6 +97,7 @@ const RELEASE_CLASS: u8 = 4;
 fn model_bits(class: u8) -> u32 {
     (7 + u32::from(class)).min(MODEL_BITS.load(Ordering::Relaxed))
 }
+
 /// Bumped when an in-process capture starts: a state attached in an earlier one is closed, and
 /// its thread, which still holds it, attaches afresh at its next event (`reattach`).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
