@@ -29,7 +29,8 @@ const fn area_len(class: u8) -> u64 {
     (CHUNK_HEADER_LEN + capacity(class)) as u64
 }
 
-/// Free areas kept per class; more are left unused in the file (each an empty Staging chunk).
+/// Free areas kept per class; more are left unused in the file (each an empty Staging chunk,
+/// its disk space given back).
 const POOL: usize = 64;
 
 /// Free areas by class: the area's file offset, tagged with the capture it belongs to (the
@@ -60,7 +61,8 @@ pub fn take(class: u8, generation: u64) -> Option<*mut u8> {
     CAPTURE.reserve(area_len(class))
 }
 
-/// Gives back `area` (of `class`, holding no records) for another thread to take.
+/// Gives back `area` (of `class`, holding no records) for another thread to take, or, when the
+/// pool is full, its disk space.
 pub fn give(area: *mut u8, class: u8, generation: u64) {
     let v = entry(CAPTURE.offset_of(area), generation);
     for e in &FREE[usize::from(class)] {
@@ -70,6 +72,16 @@ pub fn give(area: *mut u8, class: u8, generation: u64) {
         {
             return;
         }
+    }
+    punch(area, capacity(class));
+}
+
+/// Gives the disk space of an emptied area (its header says it holds no records) back; an area
+/// smaller than a page keeps it.
+pub fn punch(area: *mut u8, cap: usize) {
+    if cap >= 4096 {
+        let off = CAPTURE.offset_of(area);
+        CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, cap as u64);
     }
 }
 
@@ -140,7 +152,8 @@ mod tests {
         let d = take(1, 5).expect("an area");
         assert_ne!(d, b);
 
-        // Beyond the pool's room areas are left alone; the pool gives back what it holds.
+        // Beyond the pool's room areas are left in the file (emptied); the pool gives back
+        // what it holds.
         let areas: Vec<*mut u8> = (0..POOL + 3)
             .map(|_| take(2, 5).expect("an area"))
             .collect();

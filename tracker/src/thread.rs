@@ -914,22 +914,14 @@ pub fn flush_all_and_close() {
         // A state of an earlier in-process capture points into that capture's file, gone.
         let current = s.generation == GENERATION.load(Ordering::Acquire);
         if idle && current && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {
-            punch_area(s.slot, s.cap);
+            // An emptied staging area is only a hole in the file.
+            staging::punch(s.slot, s.cap);
         } else if current && !s.slot.is_null() && claim(s) {
             // The area of an exited thread: empty (a stuck one stays claimed, never reused).
-            punch_area(s.slot, staging::capacity(s.class));
+            staging::punch(s.slot, staging::capacity(s.class));
             s.in_use.store(false, Ordering::Release);
         }
         p = s.next;
     }
-    staging::drain(GENERATION.load(Ordering::Acquire), punch_area);
-}
-
-/// Gives the disk space of an emptied staging area back: its records are in the capture's
-/// chunks, and its header says it holds none. Areas smaller than a page are left as they are.
-fn punch_area(area: *mut u8, cap: usize) {
-    if cap >= 4096 {
-        let off = CAPTURE.offset_of(area);
-        CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, cap as u64);
-    }
+    staging::drain(GENERATION.load(Ordering::Acquire), staging::punch);
 }
