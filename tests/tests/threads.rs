@@ -227,3 +227,45 @@ fn threads_that_wrote_much_give_their_memory_back_when_they_exit() {
         "resident after the threads exited: {tracked} bytes tracked, {plain} untracked"
     );
 }
+
+/// A record larger than a new thread's small staging area (a Python thread's 1,000-character
+/// name, a function name of 3,000 characters) moves the thread to an area big enough for it:
+/// nothing is dropped.
+#[test]
+fn records_larger_than_a_small_staging_area_are_kept() {
+    use memtrace_e2e::python::{python, tracked, write};
+    let dir = scratch("py-long");
+    let function = format!("f{}", "x".repeat(2999));
+    let text = format!(
+        "import threading\n\n\ndef {function}():\n    global blob\n    blob = b\"\\0\" * 4_000_000\n\n\n\
+         t = threading.Thread(target={function}, name=\"n\" * 1000)\nt.start()\nt.join()\n"
+    );
+    let script = write(&dir, "long.py", &text);
+    let cap = dir.join("long.bin");
+    let out = tracked(
+        python(),
+        &cap,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&cap);
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    assert_eq!(s["warnings"], serde_json::json!([]));
+    let threads = s["threads"].as_array().expect("threads");
+    let named = threads
+        .iter()
+        .find(|t| t["name"].as_str() == Some(&"n".repeat(1000)))
+        .unwrap_or_else(|| panic!("no thread with the long name: {}", s["threads"]));
+    assert!(num(named, "bytes") >= 4_000_033, "{named}");
+    let site = s["top_by_size"]
+        .as_array()
+        .expect("top_by_size")
+        .iter()
+        .find(|l| l["function"].as_str() == Some(&function))
+        .unwrap_or_else(|| panic!("no location in the long-named function"));
+    assert_eq!(num(site, "line"), 6, "{site}");
+    assert_eq!(num(site, "bytes"), 4_000_033, "{site}");
+    assert_eq!(num(site, "count"), 1, "{site}");
+}
