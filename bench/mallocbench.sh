@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The tracker's cost per malloc/free pair, side by side with heaptrack, in one run.
 #   bench/mallocbench.sh [pairs] [rounds]
-# Builds ../shared/bench/workloads/mallocbench.c (or $MALLOCBENCH_SRC), then runs it untracked,
+# Builds bench/workloads/mallocbench.c (or $MALLOCBENCH_SRC), then runs it untracked,
 # under memtrace and under heaptrack, alternating, `rounds` times; prints the median user+sys time
 # of each, the nanoseconds each tool adds per pair, their ratio, and memtrace's bytes per event.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-20000000}
 rounds=${2:-3}
-src=${MALLOCBENCH_SRC:-../shared/bench/workloads/mallocbench.c}
+src=${MALLOCBENCH_SRC:-bench/workloads/mallocbench.c}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo build --release -q

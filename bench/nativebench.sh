@@ -2,7 +2,7 @@
 # The cost of `memtrace run --native` per malloc/free pair, side by side with heaptrack (which
 # always unwinds the whole stack), in one run.
 #   bench/nativebench.sh [pairs] [rounds]
-# Builds ../shared/bench/workloads/mallocbench.c (or $MALLOCBENCH_SRC), then runs it untracked,
+# Builds bench/workloads/mallocbench.c (or $MALLOCBENCH_SRC), then runs it untracked,
 # under memtrace (call sites only), memtrace --native and heaptrack, alternating, `rounds`
 # times; prints the median user+sys time of each, the nanoseconds each adds per pair, and
 # memtrace --native's added time as a share of heaptrack's (the target: at most 0.5).
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-20000000}
 rounds=${2:-3}
-src=${MALLOCBENCH_SRC:-../shared/bench/workloads/mallocbench.c}
+src=${MALLOCBENCH_SRC:-bench/workloads/mallocbench.c}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo build --release -q

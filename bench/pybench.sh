@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Python workloads side by side: untracked, memtrace, memray --trace-python-allocators, in one run.
 #   bench/pybench.sh [rounds] [python]
-# For each workload of ../shared/bench/workloads (small_objects, calls, large_buffers; or the
+# For each workload of bench/workloads (small_objects, calls, large_buffers; or the
 # files named in $PYBENCH_WORKLOADS), runs the three alternating `rounds` times (default 3) and
 # prints the median wall seconds, the max resident size, what each tool adds, memtrace's added
 # time as a share of memray's (by wall time and by CPU time, user+sys: the CPU figure moves less
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 py=${2:-$(python3 -c 'import sys; print(sys.executable)')}
-workloads=${PYBENCH_WORKLOADS:-"../shared/bench/workloads/small_objects.py ../shared/bench/workloads/calls.py ../shared/bench/workloads/large_buffers.py"}
+workloads=${PYBENCH_WORKLOADS:-"bench/workloads/small_objects.py bench/workloads/calls.py bench/workloads/large_buffers.py"}
 memtrace=$PWD/target/release/memtrace
 venv=$PWD/target/bench-venv
 work=$(mktemp -d)

@@ -2,7 +2,7 @@
 # Python workloads with native stacks, side by side in one run: untracked, `memtrace run
 # --native` and `memray run --native --trace-python-allocators`.
 #   bench/pynativebench.sh [rounds] [python]
-# Workloads: ../shared/bench/workloads/small_objects.py and numpy_work.py (when numpy imports in
+# Workloads: bench/workloads/small_objects.py and numpy_work.py (when numpy imports in
 # the bench venv), or the files named in $PYBENCH_WORKLOADS. Prints the median wall seconds of
 # each, what each tool adds, and memtrace's added time as a share of memray's (the target: at
 # most 1). memray is installed from PyPI into target/bench-venv the first time (as pybench.sh).
@@ -18,9 +18,9 @@ cargo build --release -q
 if [ ! -x "$venv/bin/memray" ]; then
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || { echo "cannot install memray" >&2; exit 1; }
 fi
-workloads=${PYBENCH_WORKLOADS:-../shared/bench/workloads/small_objects.py}
+workloads=${PYBENCH_WORKLOADS:-bench/workloads/small_objects.py}
 if [ -z "${PYBENCH_WORKLOADS:-}" ] && "$venv/bin/python" -c 'import numpy' 2>/dev/null; then
-    workloads="$workloads ../shared/bench/workloads/numpy_work.py"
+    workloads="$workloads bench/workloads/numpy_work.py"
 fi
 wall() { # wall seconds of a command
     /usr/bin/time -f "%e" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }

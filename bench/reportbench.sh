@@ -2,7 +2,7 @@
 # Reports side by side: memtrace stats / tree (text) / summary against memray stats / summary,
 # on captures of one run of a workload each (memtrace run, memray run --trace-python-allocators).
 #   bench/reportbench.sh [rounds] [python]
-# The workload is ../shared/bench/workloads/small_objects.py, or $REPORTBENCH_WORKLOAD. Each
+# The workload is bench/workloads/small_objects.py, or $REPORTBENCH_WORKLOAD. Each
 # report runs `rounds` times (default 3), alternating; prints the median wall seconds and max
 # RSS of each, and the ratios (memray's time / memtrace's, memray's RSS / memtrace's). memray is
 # installed from PyPI into target/bench-venv the first time (never a dependency of memtrace).
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 py=${2:-$(python3 -c 'import sys; print(sys.executable)')}
-workload=${REPORTBENCH_WORKLOAD:-../shared/bench/workloads/small_objects.py}
+workload=${REPORTBENCH_WORKLOAD:-bench/workloads/small_objects.py}
 memtrace=$PWD/target/release/memtrace
 venv=$PWD/target/bench-venv
 work=$(mktemp -d)

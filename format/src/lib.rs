@@ -8,11 +8,13 @@ pub mod chunk;
 pub mod columns;
 pub mod header;
 pub mod record;
+pub mod stops;
 pub mod varint;
 
 pub use chunk::{ChunkCodec, ChunkHeader, ChunkKind, CHUNK_ALIGN, CHUNK_HEADER_LEN, CHUNK_MAGIC};
 pub use header::{FileHeader, HeaderError, TickSource, DATA_ALIGN, FILE_MAGIC, MAJOR, MINOR};
 pub use record::{Allocator, DecodeError, Decoder, Encoder, Marker, Record, Trailer};
+pub use stops::StopsShort;
 
 /// Option bits stored in the file header.
 pub mod options {
@@ -29,4 +31,27 @@ pub mod trailer_flags {
     pub const SIZE_LIMIT: u64 = 1 << 1;
     /// The trailer was written before an exec(): the process went on as another program.
     pub const EXEC: u64 = 1 << 2;
+    /// With WRITE_FAILED, why: the program closed or replaced the capture's file descriptor
+    /// and the file could not be opened again.
+    pub const DESCRIPTOR_LOST: u64 = 1 << 3;
+    /// With WRITE_FAILED, why: the file size limit (RLIMIT_FSIZE, `ulimit -f`) was reached.
+    pub const FILE_SIZE_LIMIT: u64 = 1 << 4;
+    /// With WRITE_FAILED, why: the disk (or the user's quota) is full.
+    pub const NO_SPACE: u64 = 1 << 5;
+
+    /// Why writing the capture stopped, in words, from a trailer's flags; None when it did not.
+    pub fn write_failure(flags: u64) -> Option<&'static str> {
+        if flags & WRITE_FAILED == 0 {
+            return None;
+        }
+        Some(if flags & DESCRIPTOR_LOST != 0 {
+            "the program closed or replaced the capture's file descriptor and the file could not be opened again"
+        } else if flags & FILE_SIZE_LIMIT != 0 {
+            "the file size limit (ulimit -f) was reached"
+        } else if flags & NO_SPACE != 0 {
+            "the disk is full"
+        } else {
+            "disk full or I/O error"
+        })
+    }
 }

@@ -1,7 +1,8 @@
 //! `memtrace run --native`: whole native stacks of C programs built at -O0 and -O2, with and
 //! without frame pointers, through signal handlers (on the thread's stack and on a signal
 //! stack), in many threads, in a library loaded and unloaded, across fork; and merged stacks of
-//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3, json's C accelerator. The frames are checked by
+//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3, json's C accelerator; stacks
+//! deeper than the frames kept, which stop short and say so. The frames are checked by
 //! function and line against markers in the sources.
 
 use memtrace_e2e::python::{pyenv_python, python, write};
@@ -819,4 +820,131 @@ fn numpy_allocations_show_numpy_and_its_blas_below_the_script() {
         .filter_map(|f| f["line"].as_i64())
         .collect();
     assert!(lines.iter().any(|l| (3..=5).contains(l)), "{lines:?}");
+}
+
+/// The label of the mark where a stack stops short (`<stack stops short: …>`).
+fn is_mark(function: &str) -> bool {
+    function.starts_with("<stack stops short")
+}
+
+#[test]
+fn a_native_stack_deeper_than_kept_is_marked_where_it_stops() {
+    let dir = scratch("native-deep");
+    let prog = gcc(&dir, "deep_stack", &["-O0"], &[]);
+    let s = run_native(&dir, &prog, &[]);
+    // The innermost 128 frames (the allocating call, then 127 recursive calls), then the mark.
+    let stack = site(&s, 4242, 1);
+    assert_eq!(stack.len(), 129, "{stack:?}");
+    assert_eq!(stack[0], at("recurse", "deep_stack", "deep_alloc"));
+    let call = at("recurse", "deep_stack", "deep_call");
+    assert!(stack[1..128].iter().all(|f| *f == call), "{stack:?}");
+    assert_eq!(
+        stack[128].0.as_deref(),
+        Some("<stack stops short: deeper than kept, outer frames left out>")
+    );
+    assert_eq!(num(&s, "peak_stops_short_bytes"), 4242, "{s}");
+    assert_eq!(num(&s, "peak_stops_short_allocations"), 1, "{s}");
+    let cap = dir.join("native.bin");
+    let out = memtrace(&["stats", cap.to_str().expect("utf-8 path")], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Stacks stop short:      100.0% of the peak (4.1 KiB in 1 allocation)"),
+        "{text}"
+    );
+}
+
+/// Forty levels of Python recursion through `map` (C frames between the Python ones): a native
+/// stack far deeper than the 128 frames kept.
+const DEEP_SCRIPT: &str = "def down(n):\n    if n == 0:\n        return bytearray(1_000_000)\n    return list(map(down, [n - 1]))[0]\nkept = down(40)\n";
+
+/// The Python frames of DEEP_SCRIPT's allocation, innermost first.
+fn deep_python_frames() -> Vec<(String, u64)> {
+    let mut v = vec![("down".to_string(), 3)];
+    v.extend(std::iter::repeat_n(("down".to_string(), 4), 40));
+    v.push(("<module>".to_string(), 5));
+    v
+}
+
+#[test]
+fn a_python_stack_that_stops_short_has_every_python_frame_and_says_so() {
+    let dir = scratch("native-deep-python");
+    let script = write(&dir, "deep.py", DEEP_SCRIPT);
+    let mut pythons = vec![python().to_path_buf()];
+    pythons.extend((10..=13).filter_map(pyenv_python));
+    for (i, py) in pythons.iter().enumerate() {
+        let name = format!("deep{i}.bin");
+        let s = run_python_native(&dir, py, &script, &name);
+        let cap = dir.join(&name);
+        let stacks = top_stacks(&s);
+        let stack = stacks
+            .iter()
+            .find(|st| st.iter().any(|f| f.0 == "down" && f.2 == 3))
+            .unwrap_or_else(|| panic!("{py:?}: no stack through down:3 in {stacks:?}"));
+        // Merged: the script's frames in order, each evaluation-loop frame replaced by its
+        // Python frames, also those of the runs whose loop frames are beyond the kept ones:
+        // they come outside the mark.
+        let python: Vec<(String, u64)> = stack
+            .iter()
+            .filter(|f| f.1.ends_with("deep.py"))
+            .map(|f| (f.0.clone(), f.2))
+            .collect();
+        assert_eq!(python, deep_python_frames(), "{py:?}: {stack:?}");
+        assert!(
+            !stack.iter().any(|f| f.0.contains("EvalFrameDefault")),
+            "{py:?}: {stack:?}"
+        );
+        let marks: Vec<usize> = (0..stack.len()).filter(|&i| is_mark(&stack[i].0)).collect();
+        assert_eq!(marks.len(), 1, "{py:?}: {stack:?}");
+        let (inside, outside) = (&stack[..marks[0]], &stack[marks[0] + 1..]);
+        assert!(
+            inside.iter().any(|f| f.1.ends_with("deep.py"))
+                && inside.iter().any(|f| f.0 == "map_next"),
+            "{py:?}: {stack:?}"
+        );
+        assert!(
+            !outside.is_empty() && outside.iter().all(|f| f.1.ends_with("deep.py")),
+            "{py:?}: {stack:?}"
+        );
+        // Python only: the whole Python stack, as without --native.
+        let out = memtrace(
+            &[
+                "stats",
+                "--json",
+                "--python-only",
+                cap.to_str().expect("utf-8 path"),
+            ],
+            &dir,
+        );
+        let p: Value = serde_json::from_slice(&out.stdout).expect("stats --json");
+        let row = p["top_by_size"]
+            .as_array()
+            .and_then(|l| l.iter().find(|l| l["function"] == "down" && l["line"] == 3))
+            .unwrap_or_else(|| panic!("{py:?}: no down:3 in {}", p["top_by_size"]));
+        let frames: Vec<(String, u64)> = row["stack"]
+            .as_array()
+            .expect("a stack")
+            .iter()
+            .map(|f| {
+                (
+                    f["function"].as_str().unwrap_or("?").to_string(),
+                    f["line"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(frames, deep_python_frames(), "{py:?}: {row}");
+        // The report says how much of the peak is under stacks that stop short.
+        assert!(
+            num(&s, "peak_stops_short_bytes") >= 1_000_000,
+            "{py:?}: {}",
+            s["peak_stops_short_bytes"]
+        );
+        let out = memtrace(&["stats", cap.to_str().expect("utf-8 path")], &dir);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.lines().any(|l| l.starts_with("Stacks stop short:")
+                && l.contains("% of the peak (")
+                && l.contains("under native stacks that stop short")),
+            "{py:?}: {text}"
+        );
+    }
 }

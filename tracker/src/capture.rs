@@ -2,12 +2,11 @@
 //! reserves the disk blocks, so a full disk is an error here and never a SIGBUS later). Writers
 //! reserve space with an atomic offset; only growing the file takes a lock.
 
+use crate::capture_fd::CaptureFd;
 use crate::lock::SpinLock;
 use crate::sys;
 use memtrace_format::{trailer_flags, ChunkHeader, CHUNK_ALIGN, CHUNK_HEADER_LEN};
-use std::sync::atomic::{
-    fence, AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Virtual size reserved for the mapping; a capture cannot grow beyond it.
 const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
@@ -15,7 +14,8 @@ const MIN_STEP: u64 = 4 << 20;
 const MAX_STEP: u64 = 256 << 20;
 
 pub struct Capture {
-    fd: AtomicI32,
+    /// Checked to still be the capture before each use (the program may close or replace it).
+    file: CaptureFd,
     base: AtomicPtr<u8>,
     map_len: AtomicUsize,
     /// End of the reserved part of the file.
@@ -39,7 +39,7 @@ pub struct Capture {
 const RELEASE_STEP: u64 = 4 << 20;
 
 pub static CAPTURE: Capture = Capture {
-    fd: AtomicI32::new(-1),
+    file: CaptureFd::new(),
     base: AtomicPtr::new(core::ptr::null_mut()),
     map_len: AtomicUsize::new(0),
     reserved: AtomicU64::new(0),
@@ -73,9 +73,10 @@ fn file_size_limit() -> u64 {
 }
 
 impl Capture {
-    /// Maps `fd` (a new, empty file) and writes the file header. Err(errno) on failure.
-    pub fn open(&self, fd: i32, header: &[u8]) -> Result<(), i32> {
-        self.fd.store(fd, Ordering::Relaxed);
+    /// Maps `fd` (a new, empty file, opened from `path`) and writes the file header.
+    /// Err(errno) on failure.
+    pub fn open(&self, fd: i32, path: &[u8], header: &[u8]) -> Result<(), i32> {
+        self.file.set(fd, path)?;
         self.released.store(0, Ordering::Relaxed);
         let mut mapped = None;
         for len in MAP_SIZES {
@@ -108,12 +109,14 @@ impl Capture {
         !self.closed.load(Ordering::Relaxed)
     }
 
-    /// Writing failed: recording stops (the program runs on untouched, at full speed); what was
-    /// written stays readable and the trailer will say why it ends early.
+    /// Writing failed: recording stops; what was written stays readable and the trailer will
+    /// say why it ends early. The hooks stay on, only to count each later event as dropped
+    /// (every thread's state is closed, so an event only increments its thread's counter): the
+    /// trailer's count is then every event the capture misses.
     pub fn fail(&self, flag: u64) {
         self.flags.fetch_or(flag, Ordering::Relaxed);
         self.closed.store(true, Ordering::Release);
-        crate::ACTIVE.store(false, Ordering::Release);
+        crate::thread::close_all();
     }
 
     /// Reserves `len` bytes (a multiple of 8) of backed file space; returns where to write them.
@@ -148,19 +151,26 @@ impl Capture {
         let target = (end + step)
             .min(self.map_len.load(Ordering::Relaxed) as u64)
             .min(limit);
-        let fd = self.fd.load(Ordering::Relaxed);
         if end > target {
-            self.fail(trailer_flags::WRITE_FAILED);
+            self.fail(trailer_flags::WRITE_FAILED | trailer_flags::FILE_SIZE_LIMIT);
             return false;
         }
-        let grown = match sys::fallocate(fd, 0, have, target - have) {
-            Ok(()) => true,
-            // Filesystems without fallocate: extend the file (sparse) instead.
-            Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target).is_ok(),
-            Err(_) => false,
+        let grown = self.file.with(|fd| {
+            match sys::fallocate(fd, 0, have, target - have) {
+                // Filesystems without fallocate: extend the file (sparse) instead.
+                Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target),
+                r => r,
+            }
+        });
+        let why = match grown {
+            Some(Ok(())) => 0,
+            None => trailer_flags::DESCRIPTOR_LOST,
+            Some(Err(libc::ENOSPC)) | Some(Err(libc::EDQUOT)) => trailer_flags::NO_SPACE,
+            Some(Err(libc::EFBIG)) => trailer_flags::FILE_SIZE_LIMIT,
+            Some(Err(_)) => trailer_flags::WRITE_FAILED,
         };
-        if !grown {
-            self.fail(trailer_flags::WRITE_FAILED);
+        if why != 0 {
+            self.fail(trailer_flags::WRITE_FAILED | why);
             return false;
         }
         self.allocated.store(target, Ordering::Release);
@@ -168,12 +178,11 @@ impl Capture {
     }
 
     /// Appends a chunk: payload first, header last, so that a chunk cut short has no valid
-    /// header. Returns false (and counts the records as dropped) when it cannot be written.
+    /// header. Returns false when it cannot be written: the caller counts its records as
+    /// dropped, unless they stay readable elsewhere (a thread's staging area).
     pub fn write_chunk(&self, header: &ChunkHeader, payload: &[u8]) -> bool {
         let total = header.total_len() as u64;
         let Some(p) = self.reserve(total) else {
-            self.records_dropped
-                .fetch_add(u64::from(header.record_count), Ordering::Relaxed);
             return false;
         };
         // SAFETY: `total` bytes at p are reserved for this chunk alone.
@@ -257,19 +266,22 @@ impl Capture {
                 .load(Ordering::Acquire)
                 .min(self.allocated.load(Ordering::Acquire));
             let _errno = sys::ErrnoGuard::new();
-            let _ = sys::ftruncate(self.fd.load(Ordering::Relaxed), end);
+            // Without a descriptor of its own the file keeps its zero tail (readers skip it).
+            let _ = self.file.with(|fd| sys::ftruncate(fd, end));
         }
     }
 
     /// Releases free space in the middle of the file (an emptied staging area) to the disk.
     pub fn punch_hole(&self, off: u64, len: u64) {
         let _errno = sys::ErrnoGuard::new();
-        let _ = sys::fallocate(
-            self.fd.load(Ordering::Relaxed),
-            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-            off,
-            len,
-        );
+        let _ = self.file.with(|fd| {
+            sys::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off,
+                len,
+            )
+        });
     }
 
     /// In a fork child: forget the parent's capture without touching it.
@@ -279,17 +291,16 @@ impl Capture {
         if !base.is_null() {
             sys::unmap(base, self.map_len.load(Ordering::Relaxed));
         }
-        let fd = self.fd.swap(-1, Ordering::Relaxed);
-        if fd >= 0 {
-            sys::close(fd);
-        }
+        self.file.close();
     }
 
     pub fn lock_for_fork(&self) {
         self.grow_lock.raw_lock();
+        self.file.lock_for_fork();
     }
 
     pub fn unlock_after_fork(&self) {
+        self.file.unlock_after_fork();
         self.grow_lock.raw_unlock();
     }
 }

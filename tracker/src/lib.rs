@@ -1,13 +1,15 @@
 //! memtrace's tracker: a preloaded shared library that interposes the allocation functions and
 //! writes every allocation and free, with its call site, thread and time, to a capture file.
-//! `../shared/DESIGN.md` explains the choices; `docs/FORMAT.md` the file it writes.
+//! `docs/ARCHITECTURE.md` explains the choices; `docs/FORMAT.md` the file it writes.
 
 mod alloc;
 mod barrier;
 mod capture;
+mod capture_fd;
 mod clock;
 mod compress;
 mod config;
+mod definition;
 mod hooks;
 mod inprocess;
 mod lifecycle;

@@ -74,9 +74,9 @@ fn own_path() -> Vec<u8> {
 
 /// Opens the capture file and writes its header.
 fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
-    let fd = open_capture(cfg)?;
+    let (fd, path) = open_capture(cfg)?;
     let header = file_header(cfg, pid);
-    if let Err(e) = CAPTURE.open(fd, &header) {
+    if let Err(e) = CAPTURE.open(fd, &path, &header) {
         CAPTURE.abandon();
         let mut z = cfg.output.clone();
         z.push(0);
@@ -88,7 +88,8 @@ fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
     Ok(())
 }
 
-fn open_capture(cfg: &Config) -> Result<c_int, Vec<u8>> {
+/// Creates the capture file: its descriptor and the path it was created at.
+fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>), Vec<u8>> {
     let base_flags = libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC;
     let mut path = cfg.output.clone();
     let mut attempt = 1u32;
@@ -102,7 +103,7 @@ fn open_capture(cfg: &Config) -> Result<c_int, Vec<u8>> {
         let mut z = path.clone();
         z.push(0);
         match sys::open(&z, flags, 0o644) {
-            Ok(fd) => return Ok(sys::move_fd_high(fd)),
+            Ok(fd) => return Ok((sys::move_fd_high(fd), path)),
             // A followed process that exec'd finds its pre-exec capture under its name.
             Err(libc::EEXIST) if cfg.descendant && attempt < 100 => {
                 attempt += 1;

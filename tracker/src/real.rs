@@ -2,6 +2,7 @@
 //! `sym`). While dlsym itself runs it may allocate: those requests are served from a
 //! small static arena whose blocks are never handed to the real allocator.
 
+use crate::definition::{self, object_of};
 use libc::{c_int, c_void, off_t, size_t};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
@@ -62,36 +63,29 @@ struct RealCell(UnsafeCell<Option<Real>>);
 unsafe impl Sync for RealCell {}
 static REAL: RealCell = RealCell(UnsafeCell::new(None));
 
-/// The base address of the object holding `p` (0 when none does).
-fn object_of(p: *const c_void) -> usize {
-    // SAFETY: dladdr only reads the loader's tables and fills `info`.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    // SAFETY: as above.
-    if unsafe { libc::dladdr(p, &mut info) } == 0 {
-        return 0;
-    }
-    info.dli_fbase as usize
-}
-
 /// The definition of `name` the process's code calls: the global one (RTLD_DEFAULT), unless
 /// that is this library's own (preloaded, it interposes the function), then the next one. So a
 /// tracker loaded into a running process (in-process tracking) forwards to what the process
-/// used before, whatever comes after the tracker in the search order.
+/// used before, whatever comes after the tracker in the search order. A non-PIE executable's
+/// PLT stub is never taken for the function (see `definition`): it would lead back to the hook.
 fn sym(name: &core::ffi::CStr) -> *mut c_void {
     // This library's base, looked up once (resolving runs once, on one thread).
     static OWN: AtomicUsize = AtomicUsize::new(0);
     let mut own = OWN.load(Ordering::Relaxed);
     if own == 0 {
-        own = object_of(sym as *const c_void);
+        own = object_of(sym as *const () as usize);
         OWN.store(own, Ordering::Relaxed);
     }
-    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
-    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    if !p.is_null() && object_of(p) != own {
-        return p;
+    let global = definition::global(name).definition;
+    if global != 0 && object_of(global) != own {
+        return global as *mut c_void;
     }
-    // SAFETY: as above.
-    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if next.is_null() || object_of(next as usize) == own || definition::is_stub(next as usize) {
+        return core::ptr::null_mut();
+    }
+    next
 }
 
 macro_rules! required {

@@ -115,15 +115,18 @@ mod tests {
 
     /// Opens the (process-wide) capture on a fresh temporary file.
     fn open_capture() {
-        let path = std::env::temp_dir().join(format!("memtrace-staging-{}\0", std::process::id()));
+        let path = std::env::temp_dir().join(format!("memtrace-staging-{}", std::process::id()));
+        let path = path.to_str().expect("utf-8").as_bytes().to_vec();
         let fd = crate::sys::open(
-            path.to_str().expect("utf-8").as_bytes(),
+            &[&path[..], b"\0"].concat(),
             libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
             0o600,
         )
         .expect("a temporary file opens");
-        let _ = std::fs::remove_file(path.to_str().expect("utf-8").trim_end_matches('\0'));
-        CAPTURE.open(fd, &[0u8; 64]).expect("the capture opens");
+        CAPTURE
+            .open(fd, &path, &[0u8; 64])
+            .expect("the capture opens");
+        let _ = std::fs::remove_file(String::from_utf8_lossy(&path).as_ref());
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_
     result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())
 }
 
+/// The device and inode of the file open at `fd`: what makes it that file.
+pub fn file_id(fd: c_int) -> Result<(u64, u64), c_int> {
+    // SAFETY: a zeroed stat is a valid out-parameter; fstat only writes it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    result(unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) })?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 pub fn ftruncate(fd: c_int, len: u64) -> Result<(), c_int> {
     // SAFETY: plain system call on the capture descriptor.
     result(unsafe { libc::syscall(libc::SYS_ftruncate, fd, len) }).map(|_| ())

@@ -60,6 +60,9 @@ pub struct ThreadState {
     python_named: bool,
     /// The capture the state was attached in (see `GENERATION`).
     generation: u64,
+    /// Events of this thread the capture could not take (written by the owner only, so no
+    /// cache line is shared between threads; summed into the trailer's count at the end).
+    dropped: AtomicU64,
 }
 
 static REGISTRY: AtomicPtr<ThreadState> = AtomicPtr::new(core::ptr::null_mut());
@@ -141,6 +144,7 @@ pub fn reset_for_new_capture() {
         s.busy.store(IDLE, Ordering::Relaxed);
         s.closed.store(false, Ordering::Relaxed);
         s.in_use.store(false, Ordering::Relaxed);
+        s.dropped.store(0, Ordering::Relaxed);
         p = s.next;
     }
     let t = tls::get();
@@ -274,6 +278,7 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     s.exit_rounds = 0;
     s.name_len = usize::MAX;
     s.python_named = false;
+    s.dropped.store(0, Ordering::Relaxed);
     s.busy.store(IDLE, Ordering::Relaxed);
     s.closed.store(false, Ordering::Relaxed);
     s.writer.set_model_bits(model_bits(s.class));
@@ -409,10 +414,11 @@ impl ThreadState {
     /// capture takes no more): the caller's event is dropped, and counted.
     #[inline]
     fn room(&mut self) -> bool {
-        if self.writer.reserve_event() {
+        if self.writer.reserve_event() || self.flush_for_room(|w| w.reserve_event()) {
             return true;
         }
-        self.flush_for_room(|w| w.reserve_event())
+        count_in(&self.dropped);
+        false
     }
 
     /// Makes room for a table record with `n` bytes of fields, flushing if needed.
@@ -428,18 +434,18 @@ impl ThreadState {
     /// the record does not fit an empty one.
     #[cold]
     fn flush_for_room(&mut self, reserve: impl Fn(&mut ColumnWriter) -> bool) -> bool {
-        if CAPTURE.is_open() && self.flush_and_grow(true) {
+        if !(CAPTURE.is_open() && self.flush_and_grow(true)) {
+            return false;
+        }
+        if reserve(&mut self.writer) {
+            return true;
+        }
+        while self.writer.records() == 0 && self.grow() {
+            self.start_chunk();
             if reserve(&mut self.writer) {
                 return true;
             }
-            while self.writer.records() == 0 && self.grow() {
-                self.start_chunk();
-                if reserve(&mut self.writer) {
-                    return true;
-                }
-            }
         }
-        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
         false
     }
 
@@ -817,7 +823,7 @@ fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u
         // Once recording has stopped (the capture is being finished), a late event is after
         // the end, not lost.
         if crate::ACTIVE.load(Ordering::Acquire) {
-            CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+            count_dropped(t);
         }
         return;
     }
@@ -844,7 +850,27 @@ fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u
     };
     if CAPTURE.write_chunk(&header, &buf[..n]) {
         t.next_seq += 1;
+    } else {
+        count_dropped(t);
     }
+}
+
+/// One event of the calling thread lost: counted in its own state when it has one (after a
+/// write failure every thread counts this way, at full speed), else process-wide.
+fn count_dropped(t: &tls::Tls) {
+    let p = t.state as *const ThreadState;
+    if p.is_null() {
+        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // SAFETY: states live forever; `dropped` is this thread's own counter.
+        count_in(unsafe { &(*p).dropped });
+    }
+}
+
+/// Adds one to a counter only its owner writes (no locked instruction).
+#[inline]
+fn count_in(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// The pthread key destructor: runs at thread exit. It re-arms itself for the later rounds of
@@ -911,6 +937,8 @@ pub fn flush_all_and_close() {
             sys::sched_yield();
         }
         let idle = s.busy.load(Ordering::Acquire) == IDLE || p == me;
+        let lost = s.dropped.swap(0, Ordering::AcqRel);
+        CAPTURE.records_dropped.fetch_add(lost, Ordering::Relaxed);
         // A state of an earlier in-process capture points into that capture's file, gone.
         let current = s.generation == GENERATION.load(Ordering::Acquire);
         if idle && current && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {

@@ -108,6 +108,8 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
     let mut released = 0usize;
     let len = file.len();
     let mut pos = data_start.min(len);
+    // Bytes no chunk header describes: (index of the warning, offset, length).
+    let mut gaps: Vec<(usize, usize, usize)> = Vec::new();
     // Raw candidate chunks, before staging deduplication.
     let mut events: Vec<ChunkEntry> = Vec::new();
     let mut staging: Vec<ChunkEntry> = Vec::new();
@@ -129,6 +131,7 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
             let next = next_header(file, pos + CHUNK_ALIGN);
             let end = next.unwrap_or(len);
             if !all_zero(&file[pos..end]) {
+                gaps.push((index.warnings.len(), pos, end - pos));
                 index.warnings.push(format!(
                     "skipped {} bytes of damaged data at offset {pos}",
                     end - pos
@@ -267,6 +270,14 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
     }
     index.chunks = chunks;
 
+    if index.trailer.is_none() {
+        // The process ended abruptly, most likely while writing such a chunk (payload first,
+        // header last): its records are still in the thread's staging area, read as such.
+        for (i, pos, len) in gaps {
+            index.warnings[i] =
+                format!("skipped {len} bytes at offset {pos}: a chunk the process was writing when it ended");
+        }
+    }
     match &index.trailer {
         None => index.warnings.push(
             "capture is incomplete (no trailer): the process was killed or is still running; \
@@ -274,11 +285,10 @@ pub fn scan_releasing(file: &[u8], data_start: usize, mut done: impl FnMut(usize
                 .to_string(),
         ),
         Some(t) => {
-            if t.flags & trailer_flags::WRITE_FAILED != 0 {
-                index.warnings.push(
-                    "writing the capture failed (disk full or I/O error): some events are missing"
-                        .to_string(),
-                );
+            if let Some(why) = trailer_flags::write_failure(t.flags) {
+                index.warnings.push(format!(
+                    "writing the capture failed, some events are missing: {why}"
+                ));
             }
             if t.flags & trailer_flags::SIZE_LIMIT != 0 {
                 index.warnings.push(

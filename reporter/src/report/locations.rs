@@ -5,6 +5,7 @@ use crate::analysis::tables::{Frame, Tables};
 use crate::analysis::totals::Sum;
 use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
+use memtrace_format::StopsShort;
 use std::cmp::Reverse;
 
 /// A source location, or a label when it could not be resolved.
@@ -28,6 +29,17 @@ impl Location {
             file: None,
             line: None,
             label: UNKNOWN.to_string(),
+        }
+    }
+
+    /// Where a native stack stops short of the thread's first frame (named as a function, so
+    /// that every output shows it).
+    pub fn stops_short(mark: StopsShort) -> Location {
+        Location {
+            function: Some(mark.label().to_string()),
+            file: None,
+            line: None,
+            label: mark.label().to_string(),
         }
     }
 
@@ -165,6 +177,9 @@ pub fn resolve(frame: Frame, tables: &Tables, symbolizer: &mut Symbolizer) -> Lo
             Location::new(function, file, line, None, UNKNOWN.to_string())
         }
         Frame::Native(addr) => {
+            if let Some(mark) = StopsShort::from_address(addr) {
+                return Location::stops_short(mark);
+            }
             let sym = symbolizer.resolve(addr).clone();
             let fallback = sym.address_label();
             Location::new(
@@ -186,6 +201,9 @@ pub fn resolve_all(frame: Frame, tables: &Tables, symbolizer: &mut Symbolizer) -
     let Frame::Native(addr) = frame else {
         return vec![first];
     };
+    if StopsShort::from_address(addr).is_some() {
+        return vec![first];
+    }
     let sym = symbolizer.resolve(addr);
     let module = sym.module.clone();
     let fallback = sym.address_label();

@@ -6,6 +6,7 @@ pub mod human;
 pub mod locations;
 pub mod module_name;
 pub mod modules;
+pub mod short_stacks;
 pub mod stack;
 pub mod stats;
 pub mod summary;

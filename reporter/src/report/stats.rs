@@ -2,6 +2,7 @@
 
 use super::locations::{self, LocationTotals};
 use super::modules::{self, ModuleTotals};
+use super::short_stacks;
 use super::stack::{self, StackFrame};
 use super::views::{self, View, ViewOptions};
 use crate::analysis::sets::AllocSet;
@@ -122,6 +123,10 @@ pub struct StatsReport {
     pub startup_bytes: Option<u64>,
     /// The figures count the interpreter's start-up too (--include-startup).
     pub startup_included: bool,
+    /// Bytes and allocations live at the peak whose native stacks stop short of the thread's
+    /// first frame (`--native`: too deep, at JIT code, at a frame the unwinder could not follow).
+    pub peak_stops_short_bytes: u64,
+    pub peak_stops_short_allocations: u64,
     pub histogram: Vec<HistogramBin>,
     pub allocators: BTreeMap<String, u64>,
     pub top_by_size: Vec<LocationRow>,
@@ -292,6 +297,7 @@ fn build_threads(
     }
 
     let peak = analysis.replay.peak;
+    let stops_short = short_stacks::under_short_stacks(&peak_stacks, tables);
     let leaked = analysis.leaked();
     let mut warnings = analysis.warnings.clone();
     warnings.extend(symbolizer.warnings);
@@ -319,6 +325,8 @@ fn build_threads(
         },
         startup_bytes: analysis.replay.script_start.map(|s| s.bytes),
         startup_included: analysis.replay.include_startup,
+        peak_stops_short_bytes: stops_short.bytes,
+        peak_stops_short_allocations: stops_short.count,
         histogram,
         allocators,
         top_by_size,

@@ -27,6 +27,20 @@ fn bar(value: u64, max: u64) -> String {
     s
 }
 
+/// `part` as a share of `whole`: "0.1%"; "<0.1%" for a sliver, so that it never reads 0.
+fn share(part: u64, whole: u64) -> String {
+    let p = if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    };
+    if part > 0 && p < 0.05 {
+        "<0.1%".to_string()
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
 /// "Top 5 locations by bytes allocated:" (no count when the list is empty).
 fn top_title(n: usize, by: &str) -> String {
     if n == 0 {
@@ -167,6 +181,15 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         count(r.leaked_bytes),
         counted(r.leaked_allocations, "allocation")
     )?;
+    if r.peak_stops_short_bytes > 0 {
+        writeln!(
+            out,
+            "Stacks stop short:      {} of the peak ({} in {}) is under native stacks that stop short of the thread's first frame (\"<stack stops short: …>\" in reports)",
+            share(r.peak_stops_short_bytes, r.peak_bytes),
+            size(r.peak_stops_short_bytes),
+            counted(r.peak_stops_short_allocations, "allocation")
+        )?;
+    }
     if let Some(b) = r.startup_bytes {
         let how = if r.startup_included {
             "counted in the above"

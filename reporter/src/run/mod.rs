@@ -219,13 +219,17 @@ fn report(
     tracker_msg: Option<&str>,
     status: std::process::ExitStatus,
 ) {
-    if let Some(msg) = tracker_msg.map(str::trim).filter(|m| !m.is_empty()) {
+    let told = tracker_msg.map(str::trim).filter(|m| !m.is_empty());
+    if let Some(msg) = told {
         eprintln!("memtrace: {msg}");
     }
     if !capture.exists() {
-        eprintln!(
-            "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
-        );
+        // The tracker's own message (a full disk at the start, say) already said why.
+        if told.is_none() {
+            eprintln!(
+                "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
+            );
+        }
         return;
     }
     let shown = shown.display();
@@ -297,9 +301,9 @@ fn completeness(capture: &Path) -> Result<Option<String>, String> {
         .get(at + CHUNK_HEADER_LEN..at + CHUNK_HEADER_LEN + chunk.stored_len as usize)
         .and_then(Trailer::decode)
         .ok_or("damaged trailer")?;
-    if body.flags & trailer_flags::WRITE_FAILED != 0 {
+    if let Some(why) = trailer_flags::write_failure(body.flags) {
         return Ok(Some(format!(
-            "writing failed (disk full?), {} events dropped",
+            "writing stopped: {why}; {} events dropped",
             body.records_dropped
         )));
     }

@@ -1,6 +1,7 @@
 //! Reading a loaded object's dynamic relocations: the GOT slots (JUMP_SLOT and GLOB_DAT entries
 //! of DT_JMPREL and DT_RELA) through which it calls a function by name, with what the loader
-//! told dl_iterate_phdr about it.
+//! told dl_iterate_phdr about it; and what its dynamic symbol table says of a name (through
+//! its GNU or SysV hash table, as the loader looks it up).
 
 use libc::{dl_phdr_info, Elf64_Phdr};
 
@@ -15,6 +16,7 @@ const R_JUMP_SLOT: u32 = 1026;
 
 const DT_NULL: i64 = 0;
 const DT_PLTRELSZ: i64 = 2;
+const DT_HASH: i64 = 4;
 const DT_STRTAB: i64 = 5;
 const DT_SYMTAB: i64 = 6;
 const DT_RELA: i64 = 7;
@@ -25,6 +27,8 @@ pub(super) const DT_RPATH: i64 = 15;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
 pub(super) const DT_RUNPATH: i64 = 29;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
+const DT_VERSYM: i64 = 0x6fff_fff0;
 
 /// An entry of a dynamic section.
 #[repr(C)]
@@ -63,10 +67,10 @@ struct Rela {
 #[repr(C)]
 struct Sym {
     name: u32,
-    _info: u8,
+    info: u8,
     _other: u8,
     shndx: u16,
-    _value: u64,
+    value: u64,
     _size: u64,
 }
 
@@ -141,15 +145,15 @@ impl<'a> Object<'a> {
         }
     }
 
-    /// Calls `f` with each JUMP_SLOT and GLOB_DAT slot naming a symbol (addend 0).
+    /// The tables named by the object's dynamic section (all 0 when it has none).
     ///
     /// # Safety
     /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
-    pub unsafe fn for_each_slot(&self, mut f: impl FnMut(Slot<'_>)) {
-        let Some((dynamic, _)) = self.segment(libc::PT_DYNAMIC) else {
-            return;
-        };
+    unsafe fn tables(&self) -> Tables {
         let mut t = Tables::default();
+        let Some((dynamic, _)) = self.segment(libc::PT_DYNAMIC) else {
+            return t;
+        };
         // SAFETY: the caller's promise: the dynamic section is mapped and ends with DT_NULL.
         for (tag, v) in unsafe { dynamic_entries(dynamic as *const Dyn) } {
             match tag {
@@ -162,9 +166,22 @@ impl<'a> Object<'a> {
                 DT_JMPREL => t.jmprel = self.pointer(v),
                 DT_PLTRELSZ => t.pltrelsz = v as usize,
                 DT_PLTREL => t.pltrel = v as i64,
+                DT_HASH => t.hash = self.pointer(v),
+                DT_GNU_HASH => t.gnu_hash = self.pointer(v),
+                DT_VERSYM => t.versym = self.pointer(v),
                 _ => {}
             }
         }
+        t
+    }
+
+    /// Calls `f` with each JUMP_SLOT and GLOB_DAT slot naming a symbol (addend 0).
+    ///
+    /// # Safety
+    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
+    pub unsafe fn for_each_slot(&self, mut f: impl FnMut(Slot<'_>)) {
+        // SAFETY: the caller's promise.
+        let mut t = unsafe { self.tables() };
         if t.symtab == 0 || t.strtab == 0 {
             return;
         }
@@ -184,6 +201,134 @@ impl<'a> Object<'a> {
             }
         }
     }
+
+    /// What the object's dynamic symbol table says of the function `name`, looked up as the
+    /// loader looks up a name without a version (the default version, `name@@V`): defined here
+    /// (a canonical PLT entry of a non-PIE executable is undefined: it is no definition).
+    ///
+    /// # Safety
+    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
+    pub unsafe fn definition(&self, name: &[u8]) -> Definition {
+        // SAFETY: the caller's promise.
+        let t = unsafe { self.tables() };
+        if t.symtab == 0 || t.strtab == 0 {
+            return Definition::Absent;
+        }
+        let mut found = Definition::Absent;
+        let mut check = |index: usize| {
+            // SAFETY: an index from the object's hash table is an entry of its symbol table.
+            match unsafe { t.defines(index, name) } {
+                Some(address) => {
+                    found = address.map_or(Definition::Indirect, |a| {
+                        Definition::At(self.base.wrapping_add(a))
+                    });
+                    true
+                }
+                None => false,
+            }
+        };
+        // SAFETY: the hash tables named by the dynamic section are mapped while the object is.
+        unsafe {
+            if t.gnu_hash != 0 {
+                gnu_hash_chain(t.gnu_hash, name, &mut check);
+            } else if t.hash != 0 {
+                sysv_hash_chain(t.hash, name, &mut check);
+            }
+        }
+        found
+    }
+}
+
+/// What an object's symbol table says of a function's name.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Definition {
+    /// Not defined there (absent, or undefined: a reference, or a canonical PLT entry).
+    Absent,
+    /// Defined there, at this address.
+    At(usize),
+    /// An indirect function (STT_GNU_IFUNC): its address is what its resolver returns.
+    Indirect,
+}
+
+const STT_FUNC: u8 = 2;
+const STT_GNU_IFUNC: u8 = 10;
+const STB_GLOBAL: u8 = 1;
+const STB_WEAK: u8 = 2;
+const STB_GNU_UNIQUE: u8 = 10;
+/// A version index with this bit is a non-default version (`name@V`, not `name@@V`).
+const VERSYM_HIDDEN: u16 = 0x8000;
+
+/// The GNU hash of a symbol name.
+fn gnu_hash(name: &[u8]) -> u32 {
+    name.iter()
+        .fold(5381u32, |h, &c| h.wrapping_mul(33).wrapping_add(c as u32))
+}
+
+/// The SysV (DT_HASH) hash of a symbol name.
+fn sysv_hash(name: &[u8]) -> u32 {
+    name.iter().fold(0u32, |h, &c| {
+        let h = (h << 4).wrapping_add(c as u32);
+        let g = h & 0xf000_0000;
+        (h ^ (g >> 24)) & !g
+    })
+}
+
+/// Calls `check` with each symbol index of `name`'s chain of a DT_GNU_HASH table until it says
+/// it is done.
+///
+/// # Safety
+/// `table` is a mapped DT_GNU_HASH table of a loaded object.
+unsafe fn gnu_hash_chain(table: usize, name: &[u8], check: &mut impl FnMut(usize) -> bool) {
+    let words = table as *const u32;
+    // SAFETY: the caller's promise: the header, bloom filter, buckets and chains are mapped.
+    unsafe {
+        let (buckets, offset, bloom) = (*words as usize, *words.add(1) as usize, *words.add(2));
+        if buckets == 0 {
+            return;
+        }
+        let bucket = words.add(4 + 2 * bloom as usize);
+        let chain = bucket.add(buckets);
+        let h = gnu_hash(name);
+        let mut i = *bucket.add(h as usize % buckets) as usize;
+        if i < offset {
+            return;
+        }
+        loop {
+            let entry = *chain.add(i - offset);
+            if (entry | 1) == (h | 1) && check(i) {
+                return;
+            }
+            if entry & 1 != 0 {
+                return;
+            }
+            i += 1;
+        }
+    }
+}
+
+/// Calls `check` with each symbol index of `name`'s chain of a DT_HASH table until it says it
+/// is done.
+///
+/// # Safety
+/// `table` is a mapped DT_HASH table of a loaded object.
+unsafe fn sysv_hash_chain(table: usize, name: &[u8], check: &mut impl FnMut(usize) -> bool) {
+    let words = table as *const u32;
+    // SAFETY: the caller's promise: the header, buckets and chains are mapped.
+    unsafe {
+        let (buckets, chains) = (*words as usize, *words.add(1) as usize);
+        if buckets == 0 {
+            return;
+        }
+        let chain = words.add(2 + buckets);
+        let mut i = *words.add(2 + sysv_hash(name) as usize % buckets) as usize;
+        // A chain visits each symbol at most once: a longer one is a damaged table.
+        for _ in 0..chains {
+            if i == 0 || i >= chains || check(i) {
+                return;
+            }
+            i = *chain.add(i) as usize;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -197,9 +342,55 @@ struct Tables {
     jmprel: usize,
     pltrelsz: usize,
     pltrel: i64,
+    hash: usize,
+    gnu_hash: usize,
+    versym: usize,
 }
 
 impl Tables {
+    /// Whether symbol `index` is a definition of the function `name` in its default version:
+    /// None if not; Some(None) for an indirect function; Some(Some(value)) else.
+    ///
+    /// # Safety
+    /// `index` is an entry of this symbol table.
+    unsafe fn defines(&self, index: usize, name: &[u8]) -> Option<Option<usize>> {
+        // SAFETY: the caller's promise.
+        let sym = unsafe { &*(self.symtab as *const Sym).add(index) };
+        let (kind, bind) = (sym.info & 0xf, sym.info >> 4);
+        let global = matches!(bind, STB_GLOBAL | STB_WEAK | STB_GNU_UNIQUE);
+        if sym.shndx == 0 || sym.value == 0 || !global || !matches!(kind, STT_FUNC | STT_GNU_IFUNC)
+        {
+            return None;
+        }
+        // SAFETY: a version table has one entry per symbol.
+        if self.versym != 0
+            && unsafe { *(self.versym as *const u16).add(index) } & VERSYM_HIDDEN != 0
+        {
+            return None;
+        }
+        // SAFETY: the symbol's name is in the string table (checked against its size).
+        if unsafe { self.name(sym) } != Some(name) {
+            return None;
+        }
+        Some((kind == STT_FUNC).then_some(sym.value as usize))
+    }
+
+    /// A symbol's name, None when it lies outside the string table.
+    ///
+    /// # Safety
+    /// `sym` is an entry of this symbol table.
+    unsafe fn name(&self, sym: &Sym) -> Option<&[u8]> {
+        let start = sym.name as usize;
+        if self.strsz != 0 && start >= self.strsz {
+            return None;
+        }
+        // SAFETY: st_name is an offset of a NUL-terminated name in the string table.
+        Some(
+            unsafe { core::ffi::CStr::from_ptr((self.strtab + start) as *const libc::c_char) }
+                .to_bytes(),
+        )
+    }
+
     /// # Safety
     /// `[at, at + len)` must be mapped relocation entries of a loaded object whose symbol and
     /// string tables these are.
@@ -215,19 +406,28 @@ impl Tables {
             }
             // SAFETY: a relocation's symbol index is an entry of the object's symbol table.
             let sym = unsafe { &*(self.symtab as *const Sym).add(index) };
-            let start = sym.name as usize;
-            if self.strsz != 0 && start >= self.strsz {
+            // SAFETY: as above.
+            let Some(name) = (unsafe { self.name(sym) }) else {
                 continue;
-            }
-            // SAFETY: st_name is an offset of a NUL-terminated name in the string table.
-            let name =
-                unsafe { core::ffi::CStr::from_ptr((self.strtab + start) as *const libc::c_char) }
-                    .to_bytes();
+            };
             f(Slot {
                 address: base.wrapping_add(r.offset as usize),
                 name,
                 defined_here: sym.shndx != 0,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_the_loaders() {
+        // The examples of the GNU hash section's description (and the SysV ABI's function).
+        assert_eq!(gnu_hash(b""), 5381);
+        assert_eq!(gnu_hash(b"printf"), 0x156b_2bb8);
+        assert_eq!(sysv_hash(b"printf"), 0x0779_05a6);
     }
 }

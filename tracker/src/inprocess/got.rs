@@ -171,9 +171,9 @@ fn patch_object(object: &Object<'_>, pass: &mut Pass<'_>) {
                 return;
             }
             let current = read(slot.address);
-            // A slot bound to the function itself, or a lazy slot not yet resolved (it still
-            // points into the object's own PLT).
-            if current == target.hook || !(current == target.expected || object.contains(current)) {
+            // A slot bound to the function itself (or to the stub standing for it), or a lazy
+            // slot not yet resolved (it still points into the object's own PLT).
+            if current == target.hook || !(target.holds(current) || object.contains(current)) {
                 return;
             }
             let entry = Entry {

@@ -18,11 +18,12 @@ type DlcloseFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 static DLOPEN: AtomicUsize = AtomicUsize::new(0);
 static DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 
-fn lookup(cell: &AtomicUsize, scope: *mut c_void, name: &core::ffi::CStr) -> Option<usize> {
+/// The definition of the global `name` (never a non-PIE executable's PLT stub, which would
+/// lead back to the hook once the executable's slot is patched).
+fn lookup(cell: &AtomicUsize, name: &core::ffi::CStr) -> Option<usize> {
     let mut f = cell.load(Ordering::Relaxed);
     if f == 0 {
-        // SAFETY: dlsym with a pseudo-handle and a NUL-terminated name.
-        f = unsafe { libc::dlsym(scope, name.as_ptr()) } as usize;
+        f = crate::definition::global(name).definition;
         cell.store(f, Ordering::Relaxed);
     }
     (f != 0).then_some(f)
@@ -30,12 +31,12 @@ fn lookup(cell: &AtomicUsize, scope: *mut c_void, name: &core::ffi::CStr) -> Opt
 
 /// The dlopen the process calls.
 pub fn real_dlopen() -> Option<usize> {
-    lookup(&DLOPEN, libc::RTLD_DEFAULT, c"dlopen")
+    lookup(&DLOPEN, c"dlopen")
 }
 
 /// The dlclose the process calls.
 pub fn real_dlclose() -> Option<usize> {
-    lookup(&DLCLOSE, libc::RTLD_DEFAULT, c"dlclose")
+    lookup(&DLCLOSE, c"dlclose")
 }
 
 /// The hook put in `dlopen` slots: passes its return address (the caller) to `hook_dlopen`.
@@ -133,9 +134,12 @@ unsafe fn open_as(real: DlopenFn, file: *const c_char, mode: c_int, ret: usize) 
     if bare {
         // SAFETY: `ret` is a return address in loaded code (or anything: dladdr1 says no).
         if let Some(caller) = unsafe { caller_with_search_path(ret) } {
-            // Loaded already under that name: the loader takes it before searching.
+            // Loaded already under that name: the loader takes it before searching. The probe
+            // is the tracker's own work: what it allocates (the error it leaves) is not
+            // recorded (the loader allocates through the program's malloc when the executable
+            // exports it: Debian's python).
             // SAFETY: forwarding the caller's request, asking only for a loaded object.
-            let h = unsafe { real(file, mode | libc::RTLD_NOLOAD) };
+            let h = crate::tls::guarded(|| unsafe { real(file, mode | libc::RTLD_NOLOAD) });
             if !h.is_null() {
                 return h;
             }
@@ -190,15 +194,17 @@ unsafe fn search(
             flags: 0,
         }],
     };
+    // Asking for the search path is the tracker's own work: what dlinfo allocates is not
+    // recorded.
     // SAFETY: dlinfo fills the size and count for a live handle (a link map is one).
-    if unsafe {
+    let rc = crate::tls::guarded(|| unsafe {
         dlinfo(
             caller as *mut c_void,
             RTLD_DI_SERINFOSIZE,
             &mut size as *mut _ as *mut _,
         )
-    } != 0
-    {
+    });
+    if rc != 0 {
         return None;
     }
     let mut buf = [0u64; 2048];
@@ -210,7 +216,10 @@ unsafe fn search(
     let paths = unsafe {
         (*info).size = size.size;
         (*info).count = size.count;
-        if dlinfo(caller as *mut c_void, RTLD_DI_SERINFO, info as *mut c_void) != 0 {
+        let rc = crate::tls::guarded(|| {
+            dlinfo(caller as *mut c_void, RTLD_DI_SERINFO, info as *mut c_void)
+        });
+        if rc != 0 {
             return None;
         }
         core::slice::from_raw_parts((*info).paths.as_ptr(), (*info).count as usize)

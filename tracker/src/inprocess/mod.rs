@@ -13,7 +13,7 @@
 //! The session here is the process-wide state: one capture at a time, started and stopped by
 //! python::session (which adds what Python needs).
 
-mod elf;
+pub(crate) mod elf;
 mod got;
 mod loader;
 pub mod names;

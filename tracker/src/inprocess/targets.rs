@@ -2,18 +2,32 @@
 //! preload hooks, and what the tracker's lifecycle needs (objects loaded later, `_exit`, a
 //! process signalling itself). Each is hooked only when the hook forwards to the very function
 //! the process's code calls (the global definition), and a slot only when it holds that
-//! function (or its not yet resolved lazy stub): a slot bound elsewhere is left alone.
+//! function, the non-PIE executable's PLT stub standing for it, or its not yet resolved lazy
+//! stub: a slot bound elsewhere is left alone.
 
+pub use crate::definition::object_of;
 use crate::real;
 use libc::c_void;
 use std::sync::OnceLock;
 
-/// A function to hook: its name, the hook, and the definition a slot must hold to be patched.
+/// A function to hook: its name, the hook, and what a slot must hold to be patched.
 #[derive(Clone, Copy)]
 pub struct Target {
     pub name: &'static [u8],
     pub hook: usize,
+    /// The function's definition.
     pub expected: usize,
+    /// The function's global address: the definition, or the canonical PLT stub of a non-PIE
+    /// executable that takes the function's address (slots that take the address hold the
+    /// stub; call slots, the executable's own included, the definition).
+    pub alias: usize,
+}
+
+impl Target {
+    /// Whether a slot holding `value` is bound to this function.
+    pub fn holds(&self, value: usize) -> bool {
+        value == self.expected || value == self.alias
+    }
 }
 
 pub struct Targets {
@@ -33,22 +47,6 @@ static TARGETS: OnceLock<Targets> = OnceLock::new();
 
 pub fn get() -> &'static Targets {
     TARGETS.get_or_init(build)
-}
-
-fn global(name: &core::ffi::CStr) -> usize {
-    // SAFETY: dlsym with a NUL-terminated name.
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
-}
-
-/// The base of the object holding `p`, 0 when none does.
-pub fn object_of(p: usize) -> usize {
-    // SAFETY: dladdr only reads the loader's tables and fills `info`.
-    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
-    // SAFETY: as above.
-    if p == 0 || unsafe { libc::dladdr(p as *const c_void, &mut info) } == 0 {
-        return 0;
-    }
-    info.dli_fbase as usize
 }
 
 /// This library's own definition of `name`: taking the address of an exported function in
@@ -124,7 +122,8 @@ fn build() -> Targets {
         ),
     ];
     for (name, hook, forward) in candidates {
-        let expected = global(name);
+        let global = crate::definition::global(name);
+        let expected = global.definition;
         if hook == 0 || expected == 0 || object_of(expected) == own_base {
             continue;
         }
@@ -137,6 +136,7 @@ fn build() -> Targets {
                 name: name.to_bytes(),
                 hook,
                 expected,
+                alias: global.address,
             });
         }
     }

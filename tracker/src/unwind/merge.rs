@@ -1,12 +1,15 @@
 //! One chain of a Python run's native and Python frames: after each native frame of CPython's
 //! evaluation loop (`_PyEval_EvalFrameDefault`), the Python frames that run of the loop was
 //! executing (docs/FORMAT.md, "Native stacks"). The runs are told apart by the Python chain's
-//! entry frames; the k-th loop frame from the innermost runs the k-th run from the innermost.
-//! When the two counts differ (a walk cut short, a run starting), the stack stays native only.
+//! entry frames; the k-th loop frame from the innermost runs the k-th run from the innermost, so
+//! a walk that stops short (too deep, at JIT code, at a frame it cannot follow) still pairs the
+//! loop frames it found, and the outer runs go outside the mark of where it stopped. When a whole
+//! walk's counts differ (a run starting), the stack stays native only.
 
 use super::MAX_MERGED;
 use crate::python::Step;
 use libc::c_void;
+use memtrace_format::StopsShort;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Marks a Python frame id among the return addresses of a merged chain (user-space addresses
@@ -52,43 +55,83 @@ fn is_eval(pc: u64, (start, end): (u64, u64)) -> bool {
     start < pc && pc <= end
 }
 
-/// The merged chain of the native return addresses `pcs` (innermost first) and the Python
-/// `chain` (outermost first), innermost first into `out`; None when the runs do not pair up.
-pub fn merge(pcs: &[u64], chain: &[Step], out: &mut [u64; MAX_MERGED]) -> Option<usize> {
+/// The chain of the native return addresses `pcs` (innermost first) and the Python `chain`
+/// (outermost first), innermost first into `out`; its length. `short` says why the walk stopped
+/// before the thread's first frame: the chain then ends with that mark, and the Python frames of
+/// the runs whose loop frames were not reached go outside it, so that each loop frame found still
+/// has its own run (the runs pair from the innermost). Runs that do not pair up leave the native
+/// frames alone. A chain longer than `out` keeps its innermost part, marked too deep.
+pub fn merge(
+    pcs: &[u64],
+    short: Option<StopsShort>,
+    chain: &[Step],
+    out: &mut [u64; MAX_MERGED],
+) -> usize {
     let eval = (
         EVAL_START.load(Ordering::Relaxed),
         EVAL_END.load(Ordering::Relaxed),
     );
-    if eval.0 == 0 {
-        return None;
-    }
     let loops = pcs.iter().filter(|&&pc| is_eval(pc, eval)).count();
     let runs = chain.iter().filter(|s| s.entry).count();
-    if loops == 0 || loops != runs {
-        return None;
-    }
-    let mut n = 0;
-    let mut push = |key: u64| {
-        if n < MAX_MERGED {
-            out[n] = key;
-            n += 1;
-        }
-    };
+    // A whole stack has a loop frame for each run; one that stops short, for the inner ones.
+    let pairs = eval.0 != 0
+        && match short {
+            None => loops > 0 && loops == runs,
+            Some(_) => loops <= runs,
+        };
+    let mut chain_out = Chain { out, n: 0 };
     // The Python frames not placed yet: chain[..end].
     let mut end = chain.len();
     for &pc in pcs {
-        if is_eval(pc, eval) {
-            let start = chain[..end].iter().rposition(|s| s.entry)?;
-            for s in chain[start..end].iter().rev() {
-                if s.frame != 0 {
-                    push(PYTHON | s.frame);
-                }
-            }
+        if pairs && is_eval(pc, eval) {
+            // Found: each loop frame before this one took one run, and there are more runs.
+            let start = chain[..end].iter().rposition(|s| s.entry).unwrap_or(0);
+            chain_out.python(&chain[start..end]);
             end = start;
         }
-        push(pc);
+        chain_out.push(pc);
     }
-    Some(n)
+    if let Some(s) = short {
+        chain_out.push(s.address());
+        if pairs {
+            chain_out.python(&chain[..end]);
+        }
+    }
+    chain_out.finish()
+}
+
+/// A chain being written, innermost first; what does not fit is left out.
+struct Chain<'a> {
+    out: &'a mut [u64; MAX_MERGED],
+    /// Keys pushed, also those that did not fit.
+    n: usize,
+}
+
+impl Chain<'_> {
+    fn push(&mut self, key: u64) {
+        if self.n < MAX_MERGED {
+            self.out[self.n] = key;
+        }
+        self.n += 1;
+    }
+
+    /// The shown frames of `steps` (outermost first), innermost first.
+    fn python(&mut self, steps: &[Step]) {
+        for s in steps.iter().rev() {
+            if s.frame != 0 {
+                self.push(PYTHON | s.frame);
+            }
+        }
+    }
+
+    /// The chain's length; a chain cut at the end of `out` ends with the too-deep mark.
+    fn finish(self) -> usize {
+        if self.n > MAX_MERGED {
+            self.out[MAX_MERGED - 1] = StopsShort::TooDeep.address();
+            return MAX_MERGED;
+        }
+        self.n
+    }
 }
 
 #[cfg(test)]
@@ -102,22 +145,32 @@ mod tests {
         f()
     }
 
+    fn merged(pcs: &[u64], short: Option<StopsShort>, chain: &[Step]) -> Vec<u64> {
+        let mut out = [0u64; MAX_MERGED];
+        let n = merge(pcs, short, chain, &mut out);
+        out[..n].to_vec()
+    }
+
+    /// Python, outermost first: run 1 = [1, 2], run 2 = [3 (hidden: 0), 4], run 3 = [5].
+    fn three_runs() -> [Step; 5] {
+        [
+            Step::for_test(1, true),
+            Step::for_test(2, false),
+            Step::for_test(0, true),
+            Step::for_test(4, false),
+            Step::for_test(5, true),
+        ]
+    }
+
     #[test]
     fn each_run_goes_below_its_loop_frame() {
         with_loop(|| {
             // Native, innermost first: malloc's caller, the inner loop, a C call, the outer
             // loop, main. Python, outermost first: run 1 = [1, 2], run 2 = [3 (hidden: 0), 4].
             let pcs = [0x9000, 0x1500, 0x9100, 0x1600, 0x9200];
-            let chain = [
-                Step::for_test(1, true),
-                Step::for_test(2, false),
-                Step::for_test(0, true),
-                Step::for_test(4, false),
-            ];
-            let mut out = [0u64; MAX_MERGED];
-            let n = merge(&pcs, &chain, &mut out).expect("runs pair up");
+            let chain = &three_runs()[..4];
             assert_eq!(
-                out[..n],
+                merged(&pcs, None, chain),
                 [
                     0x9000,
                     PYTHON | 4,
@@ -133,12 +186,82 @@ mod tests {
     }
 
     #[test]
-    fn runs_that_do_not_pair_leave_the_stack_native() {
+    fn runs_that_do_not_pair_leave_a_whole_stack_native() {
         with_loop(|| {
             let pcs = [0x9000, 0x1500, 0x9200];
             let chain = [Step::for_test(1, true), Step::for_test(2, true)];
-            let mut out = [0u64; MAX_MERGED];
-            assert_eq!(merge(&pcs, &chain, &mut out), None);
+            assert_eq!(merged(&pcs, None, &chain), pcs);
+        });
+    }
+
+    #[test]
+    fn a_stack_that_stops_short_pairs_its_loop_frames_from_the_innermost() {
+        with_loop(|| {
+            // The walk found the loop frames of runs 3 and 2; run 1's is beyond where it ended.
+            let pcs = [0x9000, 0x1500, 0x9100, 0x1600, 0x9200];
+            let too_deep = StopsShort::TooDeep.address();
+            assert_eq!(
+                merged(&pcs, Some(StopsShort::TooDeep), &three_runs()),
+                [
+                    0x9000,
+                    PYTHON | 5,
+                    0x1500,
+                    0x9100,
+                    PYTHON | 4,
+                    0x1600,
+                    0x9200,
+                    too_deep,
+                    PYTHON | 2,
+                    PYTHON | 1,
+                ]
+            );
+            // No loop frame reached: every Python frame is outside the mark.
+            let unwinding = StopsShort::Unwinding.address();
+            assert_eq!(
+                merged(
+                    &[0x9000, 0x9100],
+                    Some(StopsShort::Unwinding),
+                    &three_runs()
+                ),
+                [
+                    0x9000,
+                    0x9100,
+                    unwinding,
+                    PYTHON | 5,
+                    PYTHON | 4,
+                    PYTHON | 2,
+                    PYTHON | 1
+                ]
+            );
+            // More loop frames than runs: native frames and the mark only.
+            let chain = [Step::for_test(7, true)];
+            assert_eq!(
+                merged(&pcs, Some(StopsShort::UnknownCode), &chain),
+                [
+                    0x9000,
+                    0x1500,
+                    0x9100,
+                    0x1600,
+                    0x9200,
+                    StopsShort::UnknownCode.address()
+                ]
+            );
+            // Not a Python thread.
+            assert_eq!(
+                merged(&pcs[..2], Some(StopsShort::TooDeep), &[]),
+                [0x9000, 0x1500, too_deep]
+            );
+        });
+    }
+
+    #[test]
+    fn a_chain_longer_than_kept_keeps_its_innermost_part_marked_too_deep() {
+        with_loop(|| {
+            let pcs: Vec<u64> = (0..MAX_MERGED as u64 + 10).map(|i| 0x9000 + i).collect();
+            let out = merged(&pcs, None, &[]);
+            assert_eq!(out.len(), MAX_MERGED);
+            assert_eq!(out[..MAX_MERGED - 1], pcs[..MAX_MERGED - 1]);
+            assert_eq!(out[MAX_MERGED - 1], StopsShort::TooDeep.address());
         });
     }
 }

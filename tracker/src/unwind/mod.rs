@@ -5,7 +5,8 @@
 //! - [`loaded`]: the modules' unwind tables, rebuilt when the loader's lists change
 //! - [`bounds`]: the stacks a walk may read
 //! - [`walk`]: the walk itself, from inside the tracker out to the thread's first frame
-//! - [`merge`]: in a Python run, the Python frames placed below the evaluation loop's frames
+//! - [`merge`]: in a Python run, the Python frames placed below the evaluation loop's frames; a
+//!   stack that stops short of the thread's first frame marked so
 //! - [`tree`]: the per-thread cache of the last stack, so that only new nodes are interned
 //!
 //! Nothing here runs unless `--native` was asked for: the allocation path tests one flag.
@@ -22,6 +23,7 @@ pub use merge::learn_eval_loop;
 use crate::{stacks, sys, tls};
 use framehop::x86_64::CacheX86_64;
 use framehop::MustNotAllocateDuringUnwind;
+use memtrace_format::StopsShort;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Native frames kept per stack: the innermost ones of a deeper stack.
@@ -120,7 +122,7 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let snapshot = loaded::current(&mut n.walks)?;
     let cache = n.cache.get_or_insert_with(Cache::new_in);
     let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
-    if depth.unknown
+    if depth.short == Some(StopsShort::UnknownCode)
         && first_unknown(&mut n.unknown, n.pcs[depth.frames - 1], snapshot)
         && loaded::refresh_if_changed()
     {
@@ -132,12 +134,12 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         return None;
     }
     let pcs = &n.pcs[..depth.frames];
-    let keys = match crate::python::current_chain(t, tables) {
-        Some(chain) => match merge::merge(pcs, chain, &mut n.merged) {
-            Some(len) => &n.merged[..len],
-            None => pcs,
-        },
-        None => pcs,
+    let keys = match (crate::python::current_chain(t, tables), depth.short) {
+        (None, None) => pcs,
+        (chain, short) => {
+            let len = merge::merge(pcs, short, chain.unwrap_or(&[]), &mut n.merged);
+            &n.merged[..len]
+        }
     };
     let epoch = stacks::EPOCH.load(Ordering::Relaxed);
     Some(n.tree.intern(epoch, keys, tables))

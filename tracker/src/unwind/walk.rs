@@ -2,13 +2,15 @@
 //! by a jump, so its return address is the allocating call site), then frame by frame to the
 //! thread's first one. It reads only the stack window of `bounds` and the mapped unwind tables
 //! of the snapshot, stops at code no module covers, and steps over signal frames by reading the
-//! interrupted context the kernel saved.
+//! interrupted context the kernel saved. It says why it stopped short of the thread's first frame,
+//! so that the stack can be marked and its Python frames still placed.
 
 use super::bounds::{self, Window};
 use super::loaded::Snapshot;
 use super::{Cache, MAX_DEPTH};
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder};
+use memtrace_format::StopsShort;
 
 /// Tracker frames between the walk and the hook, at most (a bound, not an expectation).
 const OWN_FRAMES: usize = 32;
@@ -27,8 +29,8 @@ const REG_RIP: u64 = 16;
 pub struct Walked {
     /// Return addresses written, innermost first (0: the walk did not get out of the tracker).
     pub frames: usize,
-    /// It stopped at code no module of the snapshot covers.
-    pub unknown: bool,
+    /// Why it stopped before the thread's first frame; None when it reached it.
+    pub short: Option<StopsShort>,
 }
 
 /// Fills `out` with the return addresses of the allocating code's stack, innermost first (the
@@ -55,7 +57,7 @@ pub fn walk(
     }
     let mut walked = Walked {
         frames: 0,
-        unknown: false,
+        short: Some(StopsShort::Unwinding),
     };
     let Some(mut window) = bounds::window(thread, sp) else {
         return walked;
@@ -66,7 +68,7 @@ pub fn walk(
     let mut last = (0, 0);
     let mut n = 0;
     let mut steps = 0;
-    while n < MAX_DEPTH && steps < 2 * MAX_DEPTH + OWN_FRAMES {
+    while steps < 2 * MAX_DEPTH + OWN_FRAMES {
         steps += 1;
         let before = regs.sp();
         let mut read = |a: u64| window.read(a);
@@ -75,7 +77,12 @@ pub fn walk(
             .unwind_frame(address, &mut regs, cache, &mut read)
         {
             Ok(Some(ra)) if ra != 0 => ra,
-            _ => break,
+            // The thread's first frame: its caller is undefined (CFI) or its frame pointer 0.
+            Ok(_) => {
+                walked.short = None;
+                break;
+            }
+            Err(_) => break,
         };
         // Every frame lies above the one it called: anything else is a broken chain.
         if regs.sp() <= before {
@@ -94,6 +101,11 @@ pub fn walk(
             address = next;
             continue;
         }
+        // A frame beyond the ones kept: the stack is deeper.
+        if n == MAX_DEPTH {
+            walked.short = Some(StopsShort::TooDeep);
+            break;
+        }
         // Most frames of a stack are in the module of the frame before: look that one up first.
         let code = if last.0 <= ra && ra < last.1 {
             Some(last)
@@ -104,7 +116,7 @@ pub fn walk(
             // JIT or other code no module covers: it has no unwind tables to follow.
             out[n] = ra;
             n += 1;
-            walked.unknown = true;
+            walked.short = Some(StopsShort::UnknownCode);
             break;
         };
         last = code;

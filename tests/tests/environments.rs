@@ -1,0 +1,436 @@
+//! Every environment memtrace claims to support, end to end, with allocations of known size at
+//! known lines: Debian's `/usr/bin/python3` (a non-PIE executable that exports `malloc` and
+//! `free` as its own PLT stubs), each pyenv Python 3.10 to 3.13, a virtual environment, in-process
+//! tracking under Debian's python, and a non-PIE C program that takes the allocation functions'
+//! addresses. The program's output and exit status must be what they are untracked. Every run is
+//! bounded: a hang (a hook that calls itself through a stub spins forever) fails its test
+//! instead of stalling the suite.
+
+use memtrace_e2e::python::{pyenv_python, python, write};
+use memtrace_e2e::{allocator, memtrace_bin, num, report, scratch};
+use serde_json::Value;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous for a loaded two-core machine: these runs take well under a second.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
+const BYTES_HEADER: i64 = 33;
+
+/// Runs `cmd` in `dir` with an empty stdin, in a process group of its own; fails the test, after
+/// killing the group, if it has not ended within TIMEOUT.
+fn bounded(mut cmd: Command, dir: &Path) -> Output {
+    let what = format!("{cmd:?}");
+    cmd.current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} fails to start: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.wait();
+            panic!("{what} hangs: still running after {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Whether this run is CI's, where every claimed environment must be present.
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Debian's python3 (`apt-get install python3`), or None, with a note, when it is absent here.
+/// CI must have it (.ci/run installs it): there its absence fails the test.
+fn debian_python() -> Option<PathBuf> {
+    let path = Path::new("/usr/bin/python3");
+    if path.is_file() {
+        return Some(path.to_path_buf());
+    }
+    assert!(
+        !in_ci(),
+        "CI must test Debian's /usr/bin/python3: .ci/run installs it (apt-get install python3)"
+    );
+    eprintln!("skipped: no /usr/bin/python3 here (Debian's `apt-get install python3`)");
+    None
+}
+
+/// `stats --json` with room for every location of these small programs.
+fn stats(capture: &Path) -> Value {
+    report(&["stats", "--json", "-n", "20"], capture)
+}
+
+/// The (function, line) of each frame of a location's stack, innermost first.
+fn frames(location: &Value) -> Vec<(String, i64)> {
+    location["stack"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no stack: {location}"))
+        .iter()
+        .map(|f| {
+            let function = f["function"].as_str().unwrap_or("?").to_string();
+            (function, f["line"].as_i64().unwrap_or(0))
+        })
+        .collect()
+}
+
+/// A location of `top_by_size` by function and line.
+fn location<'a>(s: &'a Value, function: &str, line: i64) -> Option<&'a Value> {
+    s["top_by_size"]
+        .as_array()?
+        .iter()
+        .find(|l| l["function"].as_str() == Some(function) && l["line"].as_i64() == Some(line))
+}
+
+/// `f` (line 5) allocates 10 MB once, called from `g` (line 9), called at line 13; the script
+/// prints and exits with status 5.
+const SCRIPT: &str = "\
+import sys
+
+
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+print(\"size\", g())
+sys.exit(5)
+";
+
+/// `memtrace run -q -f -o CAPTURE [--python PYTHON] EXTRA... script`, bounded.
+fn run_tracked(python: Option<&Path>, capture: &Path, extra: &[&str], script: &Path) -> Output {
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"]).arg(capture);
+    if let Some(python) = python {
+        cmd.arg("--python").arg(python);
+    }
+    cmd.args(extra).arg(script);
+    bounded(cmd, script.parent().expect("the script's directory"))
+}
+
+/// Runs SCRIPT with `python` untracked and under `memtrace run` (with the Python allocators
+/// traced, and without): the same output and status, and the 10 MB at its line, with its stack.
+fn python_is_tracked(python: &Path, name: &str) {
+    let dir = scratch(name);
+    let script = write(&dir, "known.py", SCRIPT);
+    let mut plain = Command::new(python);
+    plain.arg(&script);
+    let plain = bounded(plain, &dir);
+    assert_eq!(
+        plain.status.code(),
+        Some(5),
+        "{} untracked: {plain:?}",
+        python.display()
+    );
+    assert_eq!(text(&plain.stdout), "size 10000000\n");
+    for extra in [&[][..], &["--no-python-allocators"][..]] {
+        let capture = dir.join("known.bin");
+        let out = run_tracked(Some(python), &capture, extra, &script);
+        let what = format!("{} {extra:?}", python.display());
+        assert_eq!(out.status, plain.status, "{what}: {out:?}");
+        assert_eq!(text(&out.stdout), text(&plain.stdout), "{what}");
+        assert_eq!(text(&out.stderr), text(&plain.stderr), "{what}");
+        the_script_allocation_is_at_its_line(&stats(&capture), &what);
+        if extra.is_empty() {
+            let s = stats(&capture);
+            assert!(
+                allocator(&s, "pymalloc_malloc") > 0,
+                "{what}: {}",
+                s["allocators"]
+            );
+        }
+    }
+}
+
+fn the_script_allocation_is_at_its_line(s: &Value, what: &str) {
+    assert_eq!(s["complete"], true, "{what}: {}", s["warnings"]);
+    let top = &s["top_by_size"][0];
+    assert_eq!(top["function"], "f", "{what}: {top}");
+    assert_eq!(top["line"], 5, "{what}: {top}");
+    assert!(
+        top["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("known.py")),
+        "{what}: {top}"
+    );
+    assert_eq!(
+        num(top, "bytes"),
+        10_000_000 + BYTES_HEADER,
+        "{what}: {top}"
+    );
+    assert_eq!(num(top, "count"), 1, "{what}: {top}");
+    let expected = [("f", 5), ("g", 9), ("<module>", 13)].map(|(f, l)| (f.to_string(), l));
+    assert_eq!(frames(top), expected, "{what}: {top}");
+}
+
+#[test]
+fn debians_python_is_tracked() {
+    if let Some(python) = debian_python() {
+        python_is_tracked(&python, "env-debian");
+    }
+}
+
+#[test]
+fn every_pyenv_python_is_tracked() {
+    for minor in 10..=13 {
+        if let Some(python) = pyenv_python(minor) {
+            python_is_tracked(&python, &format!("env-pyenv-3{minor}"));
+        }
+    }
+}
+
+#[test]
+fn a_virtual_environments_python_is_tracked() {
+    // Of Debian's python when there is one (its venv's python is that same non-PIE binary).
+    let base = debian_python().unwrap_or_else(|| python().to_path_buf());
+    let dir = scratch("env-venv");
+    let venv = dir.join("venv");
+    let mut make = Command::new(&base);
+    make.args(["-m", "venv", "--without-pip"]).arg(&venv);
+    let made = bounded(make, &dir);
+    assert!(
+        made.status.success(),
+        "{} -m venv: {made:?}",
+        base.display()
+    );
+    let venv_python = venv.join("bin/python");
+    let mut probe = Command::new(&venv_python);
+    probe.args(["-c", "import sys; print(sys.prefix != sys.base_prefix)"]);
+    assert_eq!(text(&bounded(probe, &dir).stdout), "True\n", "not a venv");
+    python_is_tracked(&venv_python, "env-venv-python");
+    // An active virtual environment (no --python) is what `memtrace run` runs.
+    let script = write(&dir, "known.py", SCRIPT);
+    let capture = dir.join("active.bin");
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg(&script)
+        .env("VIRTUAL_ENV", &venv);
+    let out = bounded(cmd, &dir);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(text(&out.stdout), "size 10000000\n");
+    let s = stats(&capture);
+    assert!(
+        s["exe"].as_str().is_some_and(|e| e.contains("python")),
+        "{}",
+        s["exe"]
+    );
+    the_script_allocation_is_at_its_line(&s, "active venv");
+}
+
+/// In-process tracking: the script imports the tracker as `_memtrace_tracker` and tracks
+/// `g()` (line 9) between start and stop; `python_allocators` as asked.
+const IN_PROCESS: &str = "\
+import sys
+import _memtrace_tracker as tracker
+def f(n):
+    return b\"\\0\" * n
+def g():
+    return f(10_000_000)
+before = b\"\\0\" * 20_000_000
+tracker.start(sys.argv[1], False, sys.argv[2] == \"pymem\", False)
+kept = g()
+del before
+tracker.stop()
+after = b\"\\0\" * 30_000_000
+print(\"kept\", len(kept))
+sys.exit(7)
+";
+
+#[test]
+fn debians_python_tracks_in_process() {
+    let Some(python) = debian_python() else {
+        return;
+    };
+    let dir = scratch("env-inprocess");
+    let lib = memtrace_bin()
+        .parent()
+        .expect("the binary's directory")
+        .join("libmemtrace_tracker.so");
+    std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link the tracker");
+    let script = write(&dir, "inproc.py", IN_PROCESS);
+    // Without the Python allocators, the interpreter's own malloc calls (from the executable,
+    // through its PLT) are what is recorded.
+    for (mode, alloc, free) in [
+        ("pymem", "pymalloc_malloc", "pymalloc_free"),
+        ("raw", "malloc", "free"),
+    ] {
+        let capture = dir.join(format!("{mode}.bin"));
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script).arg(&capture).arg(mode);
+        cmd.env_remove("LD_PRELOAD");
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MEMTRACE") {
+                cmd.env_remove(k);
+            }
+        }
+        let out = bounded(cmd, &dir);
+        assert_eq!(out.status.code(), Some(7), "{mode}: {out:?}");
+        assert_eq!(text(&out.stdout), "kept 10000000\n", "{mode}");
+        assert_eq!(text(&out.stderr), "", "{mode}");
+        let s = stats(&capture);
+        assert_eq!(s["complete"], true, "{mode}: {}", s["warnings"]);
+        let top = location(&s, "f", 4).unwrap_or_else(|| panic!("{mode}: no f at line 4: {s}"));
+        assert_eq!(
+            num(top, "bytes"),
+            10_000_000 + BYTES_HEADER,
+            "{mode}: {top}"
+        );
+        assert_eq!(num(top, "count"), 1, "{mode}: {top}");
+        let expected = [("f", 4), ("g", 6), ("<module>", 9)].map(|(f, l)| (f.to_string(), l));
+        assert_eq!(frames(top), expected, "{mode}: {top}");
+        assert!(allocator(&s, alloc) >= 1, "{mode}: {}", s["allocators"]);
+        // `before` (20 MB, allocated before start) is freed while tracking.
+        assert!(allocator(&s, free) >= 1, "{mode}: {}", s["allocators"]);
+        let total = num(&s, "total_bytes");
+        assert!(
+            (10_000_000 + BYTES_HEADER..10_200_000).contains(&total),
+            "{mode}: total {total}"
+        );
+    }
+}
+
+/// Builds tests/programs/nopie.c as a non-PIE executable (-no-pie -fno-pic), and checks that it
+/// is one (ELF type EXEC, not DYN).
+fn compile_non_pie(dir: &Path) -> PathBuf {
+    let src = memtrace_e2e::workspace().join("tests/programs/nopie.c");
+    let out = dir.join("nopie");
+    let status = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-no-pie", "-fno-pic", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "compiling {} failed", src.display());
+    let header = std::fs::read(&out).expect("read the program");
+    const ET_EXEC: u16 = 2;
+    assert_eq!(
+        u16::from_le_bytes([header[16], header[17]]),
+        ET_EXEC,
+        "not a non-PIE executable"
+    );
+    out
+}
+
+/// The line of tests/programs/nopie.c holding `needle` (1-based).
+fn line_of(source: &str, needle: &str) -> i64 {
+    let index = source
+        .lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} is not in nopie.c"));
+    index as i64 + 1
+}
+
+#[test]
+fn a_non_pie_program_taking_mallocs_address_is_tracked() {
+    let dir = scratch("env-nopie");
+    let program = compile_non_pie(&dir);
+    let source = std::fs::read_to_string(memtrace_e2e::workspace().join("tests/programs/nopie.c"))
+        .expect("read nopie.c");
+    let run = |capture: Option<&str>, args: &[&str]| {
+        let mut cmd = match capture {
+            Some(capture) => {
+                let mut cmd = Command::new(memtrace_bin());
+                cmd.args(["run", "-q", "-f", "-o", capture, "--"])
+                    .arg(&program);
+                cmd
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(args);
+        bounded(cmd, &dir)
+    };
+    let plain = run(None, &[]);
+    assert_eq!(plain.status.code(), Some(3), "{plain:?}");
+    assert_eq!(text(&plain.stdout), "done\n");
+    let base = run(Some("base.bin"), &["none"]);
+    assert!(base.status.success(), "{base:?}");
+    let out = run(Some("run.bin"), &[]);
+    assert_eq!(out.status, plain.status, "{out:?}");
+    assert_eq!(text(&out.stdout), text(&plain.stdout));
+    assert_eq!(text(&out.stderr), text(&plain.stderr));
+    let (s, b) = (stats(&dir.join("run.bin")), stats(&dir.join("base.bin")));
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    // What the program did, without what libc's start-up did (the "none" run).
+    let get = |key: &str| num(&s, key) - num(&b, key);
+    let count = |name: &str| allocator(&s, name) - allocator(&b, name);
+    for name in [
+        "malloc",
+        "calloc",
+        "realloc",
+        "posix_memalign",
+        "aligned_alloc",
+        "mmap",
+        "munmap",
+    ] {
+        assert_eq!(count(name), 1, "{name}: {}", s["allocators"]);
+    }
+    // a, b (the realloc frees calloc's block) and c; d is kept.
+    assert_eq!(count("free"), 4, "{}", s["allocators"]);
+    assert_eq!(get("total_allocations"), 6);
+    assert_eq!(get("total_bytes"), 1111 + 2100 + 4444 + 3333 + 5120 + 65536);
+    assert_eq!(get("peak_bytes"), 1111 + 4444 + 3333 + 5120 + 65536);
+    assert_eq!(get("leaked_bytes"), 5120);
+    assert_eq!(get("leaked_allocations"), 1);
+    for (needle, bytes) in [
+        ("use_malloc(1111)", 1111),
+        ("use_calloc(3, 700)", 2100),
+        ("use_realloc(b, 4444)", 4444),
+        ("use_posix_memalign(&c, 64, 3333)", 3333),
+        ("use_aligned_alloc(256, 5120)", 5120),
+        ("use_mmap(NULL, 65536", 65536),
+    ] {
+        let line = line_of(&source, needle);
+        let site = location(&s, "main", line)
+            .unwrap_or_else(|| panic!("no main at line {line} ({needle}): {}", s["top_by_size"]));
+        assert_eq!(num(site, "bytes"), bytes, "{needle}: {site}");
+        assert_eq!(num(site, "count"), 1, "{needle}: {site}");
+    }
+}

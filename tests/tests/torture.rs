@@ -1,0 +1,433 @@
+//! Programs that are hard on the tracker (tests/programs/torture.c): they close every
+//! descriptor and reuse the numbers, fill the disk or the file size limit, or are killed while
+//! their threads write. The program must run as it does untracked, byte for byte, and the
+//! capture must hold what happened or say exactly what it misses.
+
+use memtrace_e2e::{compile, memtrace_bin, num, record, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// malloc/free pairs done while the program's file holds the tracker's old descriptor number:
+/// enough that the capture must grow then (about 4 bytes a pair: 8 MB).
+const PAIRS: &str = "2000000";
+const PAIRS_N: i64 = 2_000_000;
+/// The program's ring of 64 blocks starts empty: its first free of each slot is free(NULL),
+/// which is no event.
+const RING: i64 = 64;
+
+/// The files a run left in `dir`/out, by name.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("out"))
+        .expect("out/ exists")
+        .map(|e| {
+            let e = e.expect("readable entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).expect("readable file"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A fresh directory with an empty out/ for one run.
+fn run_dir(name: &str) -> PathBuf {
+    let dir = scratch(name);
+    std::fs::create_dir(dir.join("out")).expect("create out/");
+    dir
+}
+
+/// Runs `torture args` untracked in a fresh directory: its output and its files.
+fn untracked(prog: &Path, args: &[&str]) -> (Output, Vec<(String, Vec<u8>)>) {
+    let dir = run_dir("untracked");
+    let out = Command::new(prog)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .expect("the program runs");
+    (out, files(&dir))
+}
+
+/// Runs `torture args` under memtrace in a fresh directory: capture, output, files.
+fn tracked(
+    prog: &Path,
+    args: &[&str],
+    env: Option<(&str, &str)>,
+) -> (PathBuf, Output, Vec<(String, Vec<u8>)>) {
+    let dir = run_dir("tracked");
+    let cap = dir.join("run.bin");
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(prog)
+        .args(args)
+        .current_dir(&dir);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("memtrace runs");
+    let f = files(&dir);
+    (cap, out, f)
+}
+
+/// The count of events the tracker says it dropped (0 when it says nothing).
+fn dropped(s: &Value) -> i64 {
+    s["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| {
+            w.as_str()?
+                .strip_prefix("the tracker dropped ")?
+                .split(' ')
+                .next()
+        })
+        .map(|n| n.parse::<i64>().expect("a count"))
+        .sum()
+}
+
+fn events(s: &Value) -> i64 {
+    num(s, "total_allocations") + num(s, "total_frees")
+}
+
+fn warnings(s: &Value) -> String {
+    s["warnings"].to_string()
+}
+
+#[test]
+fn a_program_closing_every_descriptor_keeps_its_files_and_the_capture_goes_on() {
+    // closefrom (glibc calls the system call itself), close_range by syscall(), a plain close
+    // loop, and dup2 over the tracker's number: then the program's 2 MiB file gets number 700.
+    let dir = run_dir("closeall");
+    let prog = compile("torture", &dir);
+    let (base, out) = record(&dir, "base.bin", &prog, &["none", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let base = stats(&base);
+    for mode in ["closefrom", "close_range", "loop", "dup2"] {
+        let (plain, plain_files) = untracked(&prog, &[mode, PAIRS]);
+        assert_eq!(plain.status.code(), Some(0), "{mode}: {plain:?}");
+        let (cap, out, got) = tracked(&prog, &[mode, PAIRS], None);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {out:?}");
+        assert_eq!(out.stdout, plain.stdout, "{mode}");
+        assert_eq!(got.len(), plain_files.len(), "{mode}: number of files");
+        for (a, b) in got.iter().zip(&plain_files) {
+            assert!(a == b, "{mode}: {} differs from the untracked run's", a.0);
+        }
+        let big = got.iter().map(|f| f.1.len()).max();
+        assert_eq!(big, Some(2 << 20), "{mode}");
+        // The tracker opened its capture again and recorded everything.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("incomplete"), "{mode}: {stderr}");
+        let s = stats(&cap);
+        assert_eq!(
+            s["complete"].as_bool(),
+            Some(true),
+            "{mode}: {}",
+            warnings(&s)
+        );
+        assert_eq!(
+            num(&s, "total_allocations") - num(&base, "total_allocations"),
+            PAIRS_N,
+            "{mode}"
+        );
+        assert_eq!(
+            num(&s, "total_frees") - num(&base, "total_frees"),
+            PAIRS_N - RING,
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn a_capture_that_cannot_be_reopened_stops_and_says_why() {
+    // The program closes every descriptor and renames the capture: the tracker cannot open it
+    // again, so it stops (the program's files untouched) and the trailer says why.
+    let dir = scratch("lostfd");
+    let prog = compile("torture", &dir);
+    let (plain, plain_files) = untracked(&prog, &["closefrom", PAIRS]);
+    let (full, out, _) = tracked(&prog, &["closefrom", PAIRS], None);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let full = stats(&full);
+
+    let moved_dir = run_dir("moved");
+    let cap = moved_dir.join("run.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .args(["closefrom", PAIRS])
+        .env("TORTURE_MOVE", &cap)
+        .current_dir(&moved_dir)
+        .output()
+        .expect("memtrace runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain.stdout);
+    assert!(
+        files(&moved_dir) == plain_files,
+        "the program's files differ"
+    );
+    let s = stats(&cap.with_extension("bin.moved"));
+    assert_eq!(s["complete"].as_bool(), Some(false));
+    let w = warnings(&s);
+    assert!(
+        w.contains("closed or replaced the capture's file descriptor"),
+        "{w}"
+    );
+    assert!(!w.contains("disk full"), "{w}");
+    assert!(!w.contains("damaged"), "{w}");
+    // Every event is recorded or counted dropped; the "live at exit" marker, after the stop,
+    // is one of the dropped.
+    assert!(events(&s) < events(&full), "stopped early: {}", events(&s));
+    assert_eq!(events(&s) + dropped(&s), events(&full) + 1, "{w}");
+}
+
+/// Runs `script` (bash) and returns its output.
+fn bash(script: &str, dir: &Path) -> Output {
+    Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("bash runs")
+}
+
+/// The count in "N events dropped" of memtrace run's last line.
+fn run_dropped(stderr: &str) -> i64 {
+    let before = stderr
+        .split(" events dropped")
+        .next()
+        .expect("a message")
+        .rsplit(' ')
+        .next()
+        .expect("a count");
+    before
+        .parse()
+        .unwrap_or_else(|_| panic!("no count in {stderr}"))
+}
+
+#[test]
+fn a_file_size_limit_counts_every_lost_event() {
+    // ulimit -f: the capture stops growing at 1000 KB, far from the 2 M events; every later
+    // event is counted, so recorded + dropped is every event the program made.
+    let dir = scratch("fsize");
+    let prog = compile("torture", &dir);
+    let (base, _) = record(&dir, "base.bin", &prog, &["pairs", "0"]);
+    let base = stats(&base);
+    let cap = dir.join("limited.bin");
+    let out = bash(
+        &format!(
+            "ulimit -f 1000; exec {} run -o {} -- {} pairs 1000000",
+            memtrace_bin().display(),
+            cap.display(),
+            prog.display()
+        ),
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("file size limit (ulimit -f)"), "{stderr}");
+    assert!(!stderr.contains("disk full"), "{stderr}");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(false));
+    assert!(events(&s) < 1_000_000, "stopped early: {}", events(&s));
+    assert_eq!(dropped(&s), run_dropped(&stderr));
+    // 1 M allocations and 1 M frees, and the "live at exit" marker (dropped).
+    assert_eq!(events(&s) + dropped(&s), 2_000_000 + events(&base) + 1);
+}
+
+#[test]
+fn threads_past_a_write_failure_count_every_lost_event() {
+    let dir = scratch("fsize-threads");
+    let prog = compile("patterns", &dir);
+    let (full, out) = record(&dir, "full.bin", &prog, &["threads", "4", "200000"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let full = stats(&full);
+    let cap = dir.join("limited.bin");
+    let out = bash(
+        &format!(
+            "ulimit -f 1000; exec {} run -q -o {} -- {} threads 4 200000",
+            memtrace_bin().display(),
+            cap.display(),
+            prog.display()
+        ),
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"done threads\n");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(false));
+    assert!(
+        events(&s) < events(&full) / 2,
+        "stopped early: {}",
+        events(&s)
+    );
+    // Events of the staging areas the threads could not flush are recovered, not dropped.
+    assert_eq!(
+        events(&s) + dropped(&s),
+        events(&full) + 1,
+        "{}",
+        warnings(&s)
+    );
+}
+
+#[test]
+fn a_full_disk_stops_the_capture_and_says_so() {
+    // A small tmpfs in a private mount namespace (needs root, as in CI). Where the namespace
+    // cannot be made, a_file_size_limit_counts_every_lost_event stands in.
+    let dir = scratch("enospc");
+    let prog = compile("torture", &dir);
+    let (base, _) = record(&dir, "base.bin", &prog, &["pairs", "0"]);
+    let base = stats(&base);
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).expect("create mnt/");
+    let probe = bash(
+        &format!(
+            "unshare -m sh -c 'mount -t tmpfs -o size=1m tmpfs {}'",
+            mnt.display()
+        ),
+        &dir,
+    );
+    if !probe.status.success() {
+        eprintln!(
+            "skipped: cannot mount a tmpfs in a private mount namespace: {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
+        return;
+    }
+    // 6 MB: room for the first 4 MiB step of the capture, not for the second.
+    let script = format!(
+        "mount -t tmpfs -o size=6m tmpfs {mnt} && cd {mnt} && \
+         {memtrace} run -o full.bin -- {prog} pairs {PAIRS}; echo status $?; cp full.bin {dir}/",
+        mnt = mnt.display(),
+        memtrace = memtrace_bin().display(),
+        prog = prog.display(),
+        dir = dir.display(),
+    );
+    let out = bash(&format!("unshare -m sh -c '{script}'"), &dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("status 0"), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the disk is full"), "{stderr}");
+    let s = stats(&dir.join("full.bin"));
+    assert_eq!(s["complete"].as_bool(), Some(false));
+    assert!(
+        warnings(&s).contains("the disk is full"),
+        "{}",
+        warnings(&s)
+    );
+    assert_eq!(dropped(&s), run_dropped(&stderr));
+    assert_eq!(events(&s) + dropped(&s), 2 * PAIRS_N + events(&base) + 1);
+
+    // Full from the start: no capture, one line saying why, the program untouched.
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs {mnt} && cd {mnt} && \
+         {memtrace} run -o full.bin -- {prog} pairs 1000; echo status $?",
+        mnt = mnt.display(),
+        memtrace = memtrace_bin().display(),
+        prog = prog.display(),
+    );
+    let out = bash(&format!("unshare -m sh -c '{script}'"), &dir);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("status 0"),
+        "{out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+}
+
+#[test]
+fn sigkill_while_threads_write_keeps_everything_they_did() {
+    // Three threads allocate and free without end, each counting its completed pairs in a
+    // shared file; the process is SIGKILLed (the system call: no hook sees it) while they
+    // write, compress and flush. The capture holds each thread's pairs: as many as it counted,
+    // or one more (the pair in progress at the kill).
+    let dir = scratch("killmid");
+    let prog = compile("torture", &dir);
+    for round in 0..2 {
+        let counters = dir.join(format!("counters{round}"));
+        let (cap, out) = record(
+            &dir,
+            &format!("kill{round}.bin"),
+            &prog,
+            &[
+                "kill",
+                "3",
+                counters.to_str().expect("utf-8 path"),
+                "1500000",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(128 + libc::SIGKILL), "{out:?}");
+        let words: Vec<i64> = std::fs::read(&counters)
+            .expect("counters")
+            .chunks_exact(8)
+            .take(6)
+            .map(|w| i64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .collect();
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(false));
+        assert!(!warnings(&s).contains("damaged"), "{}", warnings(&s));
+        let threads = s["threads"].as_array().expect("threads");
+        for c in words.chunks_exact(2) {
+            let (tid, pairs) = (c[0], c[1]);
+            let t = threads
+                .iter()
+                .find(|t| t["tid"].as_i64() == Some(tid))
+                .unwrap_or_else(|| panic!("thread {tid} missing: {threads:?}"));
+            let allocs = num(t, "allocations");
+            assert!(
+                allocs == pairs || allocs == pairs + 1,
+                "thread {tid}: {allocs} allocations recorded, {pairs} pairs done"
+            );
+        }
+        let total: i64 = words.chunks_exact(2).map(|c| c[1]).sum();
+        assert!(total >= 1_500_000);
+    }
+}
+
+#[test]
+fn a_python_script_closing_every_descriptor_keeps_its_files() {
+    // os.closerange (closefrom inside libc), then a file at the tracker's old number written
+    // while the script allocates: the capture grows meanwhile.
+    use memtrace_e2e::python;
+    let script = r#"
+import os
+os.closerange(3, 4096)
+fds = []
+while True:
+    fds.append(os.open(f"out/f{len(fds)}", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
+    if fds[-1] >= 700:
+        break
+total = 0
+for i in range(64):
+    os.write(fds[-1], bytes([i]) * 32768)
+    junk = [bytes([i % 251]) * (100 + (j * 7919) % 900) for j in range(9000)]
+    total += sum(len(b) for b in junk)
+for i, fd in enumerate(fds):
+    os.write(fd, b"file %d\n" % i)
+    os.close(fd)
+print(len(fds), total)
+"#;
+    let py = python::python();
+    let plain_dir = run_dir("py-plain");
+    python::write(&plain_dir, "closeall.py", script);
+    let plain = python::untracked(py, &["closeall.py"], &plain_dir, b"");
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    let dir = run_dir("py-tracked");
+    python::write(&dir, "closeall.py", script);
+    let cap = dir.join("run.bin");
+    let out = python::tracked(py, &cap, &["closeall.py"], &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain.stdout);
+    let (got, want) = (files(&dir), files(&plain_dir));
+    assert_eq!(got.len(), want.len());
+    for (a, b) in got.iter().zip(&want) {
+        assert!(a == b, "{} differs from the untracked run's", a.0);
+    }
+    assert!(got.iter().any(|f| f.1.len() > 2 << 20), "no 2 MiB file");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    // The 576,000 bytes objects, at least, were recorded.
+    assert!(num(&s, "total_allocations") > 576_000);
+}

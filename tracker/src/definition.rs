@@ -1,0 +1,168 @@
+//! Where a function the process calls by name is really defined.
+//!
+//! `dlsym(RTLD_DEFAULT, "malloc")` gives the first symbol `malloc` of the global scope, and in a
+//! non-PIE executable that takes the function's address (Debian's and Ubuntu's
+//! `/usr/bin/python3`; any C program built with `-no-pie -fno-pic` that writes `f = malloc`) that
+//! symbol is no definition: it is undefined, valued at the executable's own PLT stub (a
+//! "canonical PLT entry", so that the function's address is one in every object). The stub jumps
+//! through the executable's GOT slot, which holds the tracker's hook when the tracker is
+//! preloaded, or after in-process tracking patched it: a hook that forwards to the stub calls
+//! itself forever. So a stub is told from a definition (dladdr1's symbol entry is undefined),
+//! and the definition behind it is found as the loader bound the executable's own slot: the
+//! first loaded object, in load order, that defines the name. The tracker is skipped: it is
+//! never the definition a hook forwards to. Objects are read in memory (their hash tables), so
+//! the walk calls nothing that locks or allocates.
+
+use crate::inprocess::elf::{Definition, Object};
+use libc::{c_int, c_void};
+
+/// dladdr1's request for the symbol table entry (glibc's dlfcn.h).
+const RTLD_DL_SYMENT: c_int = 1;
+/// The section index of an undefined symbol (elf.h).
+const SHN_UNDEF: u16 = 0;
+
+/// What the global scope says of a name.
+#[derive(Clone, Copy)]
+pub struct Global {
+    /// `dlsym(RTLD_DEFAULT, name)`: the address the process's code uses for the function
+    /// (a canonical PLT stub, in a non-PIE executable that takes the function's address).
+    pub address: usize,
+    /// The definition that address leads to: the address itself unless it is a stub; 0 when
+    /// none was found.
+    pub definition: usize,
+}
+
+/// The global symbol `name`, and the definition it leads to.
+pub fn global(name: &core::ffi::CStr) -> Global {
+    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+    let definition = if address != 0 && is_stub(address) {
+        first_definition(name.to_bytes())
+    } else {
+        address
+    };
+    Global {
+        address,
+        definition,
+    }
+}
+
+/// Whether the symbol at `p` is undefined where it lies: a canonical PLT entry, which only
+/// jumps through its object's GOT slot, not a function.
+pub fn is_stub(p: usize) -> bool {
+    // SAFETY: dladdr1 only reads the loader's tables; it fills `info` and points `sym` at the
+    // loader's symbol entry for `p`, valid while the object is loaded.
+    unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        let mut sym: *const libc::Elf64_Sym = core::ptr::null();
+        let found = libc::dladdr1(
+            p as *const c_void,
+            &mut info,
+            &mut sym as *mut *const libc::Elf64_Sym as *mut *mut c_void,
+            RTLD_DL_SYMENT,
+        );
+        found != 0 && !sym.is_null() && (*sym).st_shndx == SHN_UNDEF
+    }
+}
+
+/// The base address of the object holding `p`, 0 when none does.
+pub fn object_of(p: usize) -> usize {
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let mut info: libc::Dl_info = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    if p == 0 || unsafe { libc::dladdr(p as *const c_void, &mut info) } == 0 {
+        return 0;
+    }
+    info.dli_fbase as usize
+}
+
+struct Walk<'a> {
+    name: &'a [u8],
+    /// The tracker's base (skipped).
+    own: usize,
+    found: Definition,
+}
+
+/// The definition of `name` in the first loaded object, in load order, that has one (not the
+/// tracker); 0 when none does, or when the first is an indirect function (its resolver is the
+/// loader's business: then this gives up).
+fn first_definition(name: &[u8]) -> usize {
+    let mut walk = Walk {
+        name,
+        own: object_of(first_definition as *const () as usize),
+        found: Definition::Absent,
+    };
+    // SAFETY: `visit` reads each object's tables while the loader keeps it loaded.
+    unsafe { crate::sys::iterate_phdr(visit, &mut walk as *mut Walk as *mut c_void) };
+    match walk.found {
+        Definition::At(address) => address,
+        _ => 0,
+    }
+}
+
+unsafe extern "C" fn visit(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the Walk being run.
+    let (info, walk) = unsafe { (&*info, &mut *(data as *mut Walk)) };
+    if info.dlpi_addr as usize == walk.own || is_vdso(info) {
+        return 0;
+    }
+    // SAFETY: a loaded object's description, valid during this callback, and its tables.
+    walk.found = unsafe { Object::new(info).definition(walk.name) };
+    c_int::from(walk.found != Definition::Absent)
+}
+
+/// The kernel's vDSO: it defines no allocation function, and its dynamic section is not
+/// relocated like the others'.
+fn is_vdso(info: &libc::dl_phdr_info) -> bool {
+    if info.dlpi_name.is_null() {
+        return false;
+    }
+    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+    let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+    name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dlsym_default(name: &core::ffi::CStr) -> usize {
+        // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
+    }
+
+    #[test]
+    fn the_walk_finds_the_c_librarys_definitions() {
+        // This test binary holds the hooks (it is "the tracker", skipped): malloc is then the
+        // C library's, which is no stub.
+        let malloc = first_definition(b"malloc");
+        assert_ne!(malloc, 0);
+        assert!(!is_stub(malloc));
+        assert_ne!(
+            object_of(malloc),
+            object_of(first_definition as *const () as usize)
+        );
+        assert_eq!(object_of(malloc), object_of(dlsym_default(c"realpath")));
+        assert_eq!(first_definition(b"no_such_function_here"), 0);
+    }
+
+    #[test]
+    fn the_walk_takes_the_default_version_as_dlsym_does() {
+        // glibc has pthread_cond_init@GLIBC_2.2.5 and pthread_cond_init@@GLIBC_2.3.2 (the
+        // default, after the other in the symbol table), likewise sem_post and realpath: an
+        // unversioned lookup is the default one.
+        for name in [c"pthread_cond_init", c"sem_post", c"realpath"] {
+            let global = global(name);
+            assert_eq!(global.definition, global.address, "{name:?}");
+            assert_eq!(
+                first_definition(name.to_bytes()),
+                dlsym_default(name),
+                "{name:?}"
+            );
+        }
+    }
+}
