@@ -902,6 +902,11 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         release(s);
         // A stuck state keeps its unwritten records in its staging area: never reuse it.
         if flushed {
+            // The next thread to take the state starts its own count.
+            let lost = s.dropped.swap(0, Ordering::AcqRel);
+            if lost > 0 {
+                CAPTURE.records_dropped.fetch_add(lost, Ordering::Relaxed);
+            }
             s.in_use.store(false, Ordering::Release);
         }
     } else if t.state.is_null() {
