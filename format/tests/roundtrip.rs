@@ -541,6 +541,42 @@ mod columns {
         }
 
         #[test]
+        fn a_writer_moved_to_other_buffers_keeps_the_records(
+                ops in proptest::collection::vec(op(), 1..400),
+                sizes in proptest::collection::vec(600usize..70_000, 1..6)) {
+            // As a tracker thread whose staging area grows: each time the buffer is full the
+            // chunk ends and the writer moves to the next buffer size, laid out from what the
+            // chunk so far used; every record lands in exactly one chunk, in order.
+            let (raw, expected, _) = encode(&ops);
+            let mut w = ColumnWriter::new(Layout::for_buffer(sizes[0]));
+            let mut buf = vec![0u8; sizes[0]];
+            let mut next = sizes.iter().cycle().skip(1);
+            let mut got = Vec::new();
+            w.start(&mut buf, true);
+            let mut recs = Decoder::new(&raw).peekable();
+            let mut empty_starts = 0;
+            while let Some(rec) = recs.peek() {
+                let rec = rec.as_ref().expect("raw decodes");
+                if w.record(&mut buf, rec) {
+                    recs.next();
+                    empty_starts = 0;
+                    continue;
+                }
+                // Full: keep the chunk, move to the next size (a record larger than a whole
+                // buffer would come back here with the chunk empty each time).
+                got.extend(records(&join(&w.streams(&buf)).expect("written streams join")));
+                empty_starts += 1;
+                prop_assume!(empty_starts <= sizes.len());
+                let &len = next.next().expect("cycle");
+                w.set_buffer_len(len);
+                buf = vec![0u8; len];
+                w.start(&mut buf, true);
+            }
+            got.extend(records(&join(&w.streams(&buf)).expect("written streams join")));
+            prop_assert_eq!(got, expected);
+        }
+
+        #[test]
         fn a_full_staging_area_keeps_every_record_written(ops in proptest::collection::vec(op(), 1..400),
                                                           size in 600usize..4000,
                                                           cut in any::<prop::sample::Index>()) {

@@ -311,7 +311,7 @@ fn missing_program_is_one_clear_line() {
 #[test]
 fn a_full_disk_never_breaks_the_program() {
     // RLIMIT_FSIZE stands in for a full disk: the capture cannot grow past 1000 KB, room for
-    // the staging areas (256 KiB a thread) and a few chunks, far from all.
+    // the staging areas (up to 256 KiB a thread) and a few chunks, far from all.
     let (dir, prog) = setup("full");
     let cap = dir.join("full.bin");
     let script = format!(

@@ -1,8 +1,17 @@
 //! The tracker's own heap: straight to the real allocator, so the tracker's memory never passes
-//! through its hooks (and is never recorded).
+//! through its hooks (and is never recorded). Large blocks are mappings of their own: a zeroed
+//! one (each thread's index of recent addresses) then costs memory only for the pages the
+//! thread touches, whatever the program did to malloc's mmap threshold.
 
-use crate::real;
+use crate::{real, sys};
 use std::alloc::{GlobalAlloc, Layout};
+
+/// Blocks of at least this size are mapped directly (glibc's default mmap threshold).
+const MAPPED: usize = 128 * 1024;
+
+fn mapped(layout: &Layout) -> bool {
+    layout.size() >= MAPPED && layout.align() <= 4096
+}
 
 pub struct RealAllocator;
 
@@ -10,6 +19,9 @@ pub struct RealAllocator;
 // least the requested size and alignment.
 unsafe impl GlobalAlloc for RealAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if mapped(&layout) {
+            return sys::map_anon(layout.size()).unwrap_or(core::ptr::null_mut());
+        }
         match real::get() {
             // SAFETY: plain calls of the C allocator.
             Some(r) if layout.align() <= 16 => unsafe { (r.malloc)(layout.size()) as *mut u8 },
@@ -25,7 +37,26 @@ unsafe impl GlobalAlloc for RealAllocator {
         }
     }
 
-    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if mapped(&layout) {
+            // Fresh anonymous pages are zero.
+            return sys::map_anon(layout.size()).unwrap_or(core::ptr::null_mut());
+        }
+        // SAFETY: the caller's layout is valid; the block holds layout.size() bytes.
+        unsafe {
+            let p = self.alloc(layout);
+            if !p.is_null() {
+                core::ptr::write_bytes(p, 0, layout.size());
+            }
+            p
+        }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        if mapped(&layout) {
+            sys::unmap(p, layout.size());
+            return;
+        }
         if real::in_arena(p as *mut libc::c_void) {
             return;
         }
@@ -36,7 +67,12 @@ unsafe impl GlobalAlloc for RealAllocator {
     }
 
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if layout.align() <= 16 && !real::in_arena(p as *mut libc::c_void) {
+        let small = |size| size < MAPPED;
+        if layout.align() <= 16
+            && small(layout.size())
+            && small(new_size)
+            && !real::in_arena(p as *mut libc::c_void)
+        {
             if let Some(r) = real::get() {
                 // SAFETY: p came from the real allocator.
                 return unsafe { (r.realloc)(p as *mut libc::c_void, new_size) as *mut u8 };

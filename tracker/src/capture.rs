@@ -72,10 +72,6 @@ fn file_size_limit() -> u64 {
     lim.rlim_cur
 }
 
-pub fn align(n: u64) -> u64 {
-    n.div_ceil(CHUNK_ALIGN as u64) * CHUNK_ALIGN as u64
-}
-
 impl Capture {
     /// Maps `fd` (a new, empty file, opened from `path`) and writes the file header.
     /// Err(errno) on failure.

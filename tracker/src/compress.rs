@@ -8,7 +8,8 @@ use zstd_safe::{CCtx, CParameter};
 
 const COMPRESSION_LEVEL: i32 = 1;
 
-/// One thread's compression state, created on its first flush and kept for the next ones.
+/// One thread's compression state, created when first needed and kept for the next flushes (a
+/// thread whose streams are all too short to compress never creates a zstd context).
 pub struct Compressor {
     cctx: Option<CCtx<'static>>,
     /// Where stored payloads are built (anonymous memory mapped once, never unmapped).
@@ -30,7 +31,12 @@ impl Compressor {
         let mut lens = [(0usize, 0usize); stream::COUNT];
         let mut at = MAX_FRAME_TABLE;
         for (s, len) in streams.iter().zip(lens.iter_mut()) {
-            let stored = store_stream(self.cctx.as_mut(), s, &mut self.scratch[at..])?;
+            let cctx = if s.len() >= MIN_COMPRESSED_STREAM {
+                context(&mut self.cctx)
+            } else {
+                None
+            };
+            let stored = store_stream(cctx, s, &mut self.scratch[at..])?;
             *len = (s.len(), stored);
             at += stored;
         }
@@ -41,32 +47,47 @@ impl Compressor {
         Some(&self.scratch[start..at])
     }
 
+    /// Gives the memory of the context and of the payloads built back (a thread that wrote much
+    /// exited: its state may wait long for another thread); both come back when next needed.
+    pub fn release(&mut self) {
+        self.cctx = None;
+        if !self.scratch.is_empty() {
+            sys::discard(self.scratch.as_mut_ptr(), self.scratch.len());
+        }
+    }
+
     fn prepare(&mut self, max_raw: usize) -> Option<()> {
         if self.scratch.is_empty() {
-            // Room for every stream stored as it is, after the frame table.
+            // Room for every stream stored as it is, after the frame table (pages are touched
+            // only as far as payloads reach).
             let len = max_raw + MAX_FRAME_TABLE;
             let p = sys::map_anon(len)?;
             // SAFETY: `len` bytes of fresh anonymous memory that this state alone uses and that
             // is never unmapped.
             self.scratch = unsafe { core::slice::from_raw_parts_mut(p, len) };
         }
-        if self.cctx.is_none() {
-            // Without a context (no memory for it) the streams are stored as they are.
-            self.cctx = CCtx::try_create().and_then(|mut c| {
-                c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL))
-                    .ok()?;
-                c.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
-                Some(c)
-            });
-        }
         Some(())
     }
+}
+
+/// The zstd context in `cctx`, created on first use. None when there is no memory for one: the
+/// streams are then stored as they are.
+fn context<'a>(cctx: &'a mut Option<CCtx<'static>>) -> Option<&'a mut CCtx<'static>> {
+    if cctx.is_none() {
+        *cctx = CCtx::try_create().and_then(|mut c| {
+            c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL))
+                .ok()?;
+            c.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
+            Some(c)
+        });
+    }
+    cctx.as_mut()
 }
 
 /// Writes one stream at the start of `dst`, compressed when that makes it smaller; returns its
 /// stored length.
 fn store_stream(cctx: Option<&mut CCtx>, s: &[u8], dst: &mut [u8]) -> Option<usize> {
-    if let Some(cctx) = cctx.filter(|_| s.len() >= MIN_COMPRESSED_STREAM) {
+    if let Some(cctx) = cctx {
         if let Ok(n) = cctx.compress2(&mut *dst, s) {
             if n < s.len() {
                 return Some(n);

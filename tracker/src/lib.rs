@@ -20,6 +20,7 @@ mod real;
 mod rss;
 mod signals;
 mod stacks;
+mod staging;
 mod status;
 mod sys;
 mod thread;

@@ -70,6 +70,14 @@ pub fn release_shared(p: *mut u8, len: usize) {
     unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_DONTNEED) };
 }
 
+/// Drops `len` bytes of private anonymous memory from this process's memory: they read as zeros
+/// afterwards.
+pub fn discard(p: *mut u8, len: usize) {
+    // SAFETY: madvise(MADV_DONTNEED) on private anonymous memory the caller owns and whose
+    // contents it no longer needs.
+    unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_DONTNEED) };
+}
+
 /// open(2) of a NUL-terminated path.
 pub fn open(path: &[u8], flags: c_int, mode: u32) -> Result<c_int, c_int> {
     debug_assert_eq!(path.last(), Some(&0));

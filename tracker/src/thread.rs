@@ -1,10 +1,13 @@
 //! Per-thread recording: each thread owns a staging area inside the capture file where its
 //! events are encoded in place (so they survive a crash or a kill), and compresses it into an
-//! Events chunk when it fills. States are reached from the thread's TLS block and listed in a
-//! process-wide registry so that the finisher can flush every thread at exit.
+//! Events chunk when it fills. The area starts small and grows as the thread writes more (see
+//! `staging`). States are reached from the thread's TLS block and listed in a process-wide
+//! registry so that the finisher can flush every thread at exit; the state of a thread that
+//! exited, with its area, is taken by the next new thread.
 
-use crate::capture::{align, CAPTURE};
+use crate::capture::CAPTURE;
 use crate::compress::Compressor;
+use crate::staging::{self, MAX_CLASS};
 use crate::{clock, stacks, sys, tls};
 use memtrace_format::columns::{ColumnWriter, Layout};
 use memtrace_format::record::MAX_EVENT_LEN;
@@ -13,8 +16,6 @@ use memtrace_format::{
 };
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
-/// Bytes of a thread's staging area: the directory and regions of a chunk's streams.
-pub const SLOT_CAP: usize = 256 * 1024;
 const SITES: usize = 1024;
 
 const IDLE: u32 = 0;
@@ -43,6 +44,9 @@ pub struct ThreadState {
     seq: u32,
     /// The staging chunk header in the capture mapping (null until reserved).
     slot: *mut u8,
+    /// The size of the staging area (see `staging`), and its payload's bytes.
+    class: u8,
+    cap: usize,
     /// Event records in the staging area (table records are not counted).
     record_count: u32,
     first_tick: u64,
@@ -86,6 +90,17 @@ pub fn set_python_run(python: bool) {
     };
     MODEL_BITS.store(bits, Ordering::Relaxed);
 }
+
+/// A thread that exits with an area of this class or larger (32 KiB: it wrote thousands of
+/// events) gives its memory back; smaller ones keep it for the next thread (a few pages).
+const RELEASE_CLASS: u8 = 4;
+
+/// The part of the index of recent addresses a thread uses with an area of `class`: a small
+/// area holds few events, and a small part touches few pages of the table (mapped zeroed).
+fn model_bits(class: u8) -> u32 {
+    (7 + u32::from(class)).min(MODEL_BITS.load(Ordering::Relaxed))
+}
+
 /// Bumped when an in-process capture starts: a state attached in an earlier one is closed, and
 /// its thread, which still holds it, attaches afresh at its next event (`reattach`).
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -118,6 +133,7 @@ pub fn close_all() {
 
 /// Restarts numbering for a new capture (a followed fork child).
 pub fn reset_for_new_capture() {
+    staging::clear();
     NEXT_SERIAL.store(1, Ordering::Relaxed);
     THREADS_SEEN.store(0, Ordering::Relaxed);
     let mut p = REGISTRY.load(Ordering::Acquire);
@@ -245,21 +261,27 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     let p = claim_state()?;
     // SAFETY: the state was just claimed by this thread.
     let s = unsafe { &mut *p };
+    s.generation = GENERATION.load(Ordering::Acquire);
     if s.slot.is_null() {
-        let len = CHUNK_HEADER_LEN as u64 + align(SLOT_CAP as u64);
-        s.slot = CAPTURE.reserve(len)?;
+        let Some(area) = staging::take(0, s.generation) else {
+            s.in_use.store(false, Ordering::Release);
+            return None;
+        };
+        s.slot = area;
+        s.class = 0;
+        s.writer.set_buffer_len(staging::capacity(0));
     }
+    s.cap = staging::capacity(s.class);
     s.serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
     s.tid = sys::gettid();
     s.seq = 0;
     s.exit_rounds = 0;
     s.name_len = usize::MAX;
     s.python_named = false;
-    s.generation = GENERATION.load(Ordering::Acquire);
     s.dropped.store(0, Ordering::Relaxed);
     s.busy.store(IDLE, Ordering::Relaxed);
     s.closed.store(false, Ordering::Relaxed);
-    s.writer.set_model_bits(MODEL_BITS.load(Ordering::Relaxed));
+    s.writer.set_model_bits(model_bits(s.class));
     s.start_chunk();
     t.state = p as *mut libc::c_void;
     t.serial = s.serial;
@@ -272,17 +294,21 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     Some(p)
 }
 
+/// Takes the state `s` if it is free.
+fn claim(s: &ThreadState) -> bool {
+    !s.in_use.load(Ordering::Relaxed)
+        && s.in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+}
+
 /// A free registry entry, or a new one.
 fn claim_state() -> Option<*mut ThreadState> {
     let mut p = REGISTRY.load(Ordering::Acquire);
     while !p.is_null() {
         // SAFETY: registry entries are never freed.
         let s = unsafe { &*p };
-        if !s.in_use.load(Ordering::Relaxed)
-            && s.in_use
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
+        if claim(s) {
             return Some(p);
         }
         p = s.next;
@@ -292,7 +318,8 @@ fn claim_state() -> Option<*mut ThreadState> {
     // the compressor and the writer, written explicitly.
     unsafe {
         core::ptr::addr_of_mut!((*p).compressor).write(Compressor::new());
-        core::ptr::addr_of_mut!((*p).writer).write(ColumnWriter::new(Layout::for_buffer(SLOT_CAP)));
+        core::ptr::addr_of_mut!((*p).writer)
+            .write(ColumnWriter::new(Layout::for_buffer(staging::capacity(0))));
         (*p).in_use = AtomicBool::new(true);
         let mut head = REGISTRY.load(Ordering::Acquire);
         loop {
@@ -319,7 +346,7 @@ impl ThreadState {
             thread_serial: self.serial,
             tid: self.tid,
             seq: self.seq,
-            stored_len: SLOT_CAP as u32,
+            stored_len: self.cap as u32,
             raw_len: 0,
             record_count: 0,
             first_tick: 0,
@@ -336,9 +363,9 @@ impl ThreadState {
     /// The staging payload: the streams' directory and regions.
     #[inline]
     fn payload(&self) -> &'static mut [u8] {
-        // SAFETY: the slot reserves CHUNK_HEADER_LEN + SLOT_CAP bytes of the mapping for this
-        // state, never unmapped, and nothing else writes there while the owner holds it.
-        unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), SLOT_CAP) }
+        // SAFETY: the slot reserves CHUNK_HEADER_LEN + cap bytes of the mapping for this state,
+        // never unmapped, and nothing else writes there while the owner holds it.
+        unsafe { core::slice::from_raw_parts_mut(self.slot.add(CHUNK_HEADER_LEN), self.cap) }
     }
 
     /// Publishes the records written so far: their count, in the staging header (a reader
@@ -402,14 +429,74 @@ impl ThreadState {
         self.flush_for_room(|w| w.reserve_table(n))
     }
 
+    /// The area is full: its records go to the capture and the thread moves on to a bigger
+    /// area (if it is not the largest), where the next chunk starts; then bigger still while
+    /// the record does not fit an empty one.
     #[cold]
     fn flush_for_room(&mut self, reserve: impl Fn(&mut ColumnWriter) -> bool) -> bool {
-        CAPTURE.is_open() && self.flush() && reserve(&mut self.writer)
+        if !(CAPTURE.is_open() && self.flush_and_grow(true)) {
+            return false;
+        }
+        if reserve(&mut self.writer) {
+            return true;
+        }
+        while self.writer.records() == 0 && self.grow() {
+            self.start_chunk();
+            if reserve(&mut self.writer) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Gives back the memory the state's thread made it use (the index of recent addresses, the
+    /// compressor's, the staging area's pages): the thread exited, and the state may wait long
+    /// for another. Its records are all in the capture.
+    fn release_memory(&mut self) {
+        self.writer.release_model();
+        self.compressor.release();
+        // The whole pages of the area (madvise takes page-aligned addresses); they come back
+        // from the file when touched.
+        let start = (self.slot as usize).next_multiple_of(4096);
+        let end = (self.slot as usize + CHUNK_HEADER_LEN + self.cap) & !4095;
+        if end > start {
+            sys::release_shared(start as *mut u8, end - start);
+        }
+    }
+
+    /// Moves the thread to an area of the next size, leaving the current one (which holds no
+    /// records the capture lacks) to other threads. The caller starts a chunk there. False at
+    /// the largest size, or when the capture has no room for a bigger area.
+    fn grow(&mut self) -> bool {
+        if self.class >= MAX_CLASS {
+            return false;
+        }
+        let Some(area) = staging::take(self.class + 1, self.generation) else {
+            return false;
+        };
+        let (old, old_class) = (self.slot, self.class);
+        self.slot = area;
+        self.class += 1;
+        self.cap = staging::capacity(self.class);
+        self.writer.set_buffer_len(self.cap);
+        self.writer.set_model_bits(model_bits(self.class));
+        // SAFETY: the raw_len field of the old area's staging header; 4-byte aligned.
+        unsafe {
+            let f = old.add(memtrace_format::chunk::STAGING_USED_OFFSET) as *const AtomicU32;
+            (*f).store(0, Ordering::Release);
+        }
+        staging::give(old, old_class, self.generation);
+        true
     }
 
     /// Compresses the buffered records into an Events chunk and starts the next one. False when
     /// the records could not be written (they stay in the staging area).
     fn flush(&mut self) -> bool {
+        self.flush_and_grow(false)
+    }
+
+    /// As `flush`; with `grow`, the next chunk starts in a bigger area (see `grow`).
+    fn flush_and_grow(&mut self, grow: bool) -> bool {
         if self.stuck {
             return false;
         }
@@ -436,7 +523,7 @@ impl ThreadState {
             flush_tick,
         };
         let streams = self.writer.streams(self.payload());
-        let written = match self.compressor.compress(&streams, SLOT_CAP) {
+        let written = match self.compressor.compress(&streams, staging::MAX_CAPACITY) {
             Some(stored) => {
                 header.stored_len = stored.len() as u32;
                 CAPTURE.write_chunk(&header, stored)
@@ -445,6 +532,10 @@ impl ThreadState {
         };
         if written {
             self.seq += 1;
+            if grow {
+                // The area keeps a stale copy of the chunk just written: no reader uses it.
+                self.grow();
+            }
             self.start_chunk();
         } else {
             // The capture cannot take more: the events stay in the staging area, complete (its
@@ -798,6 +889,10 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         unsafe { libc::pthread_setspecific(key, arg) };
     } else if let Some(s) = acquire(t) {
         let flushed = s.flush();
+        // Still claimed for writing: the finisher leaves the state alone meanwhile.
+        if flushed && s.class >= RELEASE_CLASS {
+            s.release_memory();
+        }
         t.next_seq = s.seq;
         t.serial = s.serial;
         t.state = core::ptr::null_mut();
@@ -807,6 +902,11 @@ unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
         release(s);
         // A stuck state keeps its unwritten records in its staging area: never reuse it.
         if flushed {
+            // The next thread to take the state starts its own count.
+            let lost = s.dropped.swap(0, Ordering::AcqRel);
+            if lost > 0 {
+                CAPTURE.records_dropped.fetch_add(lost, Ordering::Relaxed);
+            }
             s.in_use.store(false, Ordering::Release);
         }
     } else if t.state.is_null() {
@@ -848,9 +948,13 @@ pub fn flush_all_and_close() {
         let current = s.generation == GENERATION.load(Ordering::Acquire);
         if idle && current && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {
             // An emptied staging area is only a hole in the file.
-            let off = CAPTURE.offset_of(s.slot);
-            CAPTURE.punch_hole(off + CHUNK_HEADER_LEN as u64, SLOT_CAP as u64);
+            staging::punch(s.slot, s.cap);
+        } else if current && !s.slot.is_null() && claim(s) {
+            // The area of an exited thread: empty (a stuck one stays claimed, never reused).
+            staging::punch(s.slot, staging::capacity(s.class));
+            s.in_use.store(false, Ordering::Release);
         }
         p = s.next;
     }
+    staging::drain(GENERATION.load(Ordering::Acquire), staging::punch);
 }

@@ -9,19 +9,19 @@ pub const DEFAULT_TABLE_BITS: u32 = 14;
 /// one more radix-tree node or not depending on where its arenas land).
 const ALLOCATED_BITS: u32 = DEFAULT_TABLE_BITS;
 
-/// What the model knows about the addresses of one hash slot. Both indexes live in one slot
-/// because an allocation and its free look up and add at the same address: one cache line.
-#[derive(Clone, Copy, Default)]
-#[repr(align(32))]
-struct Slot {
-    /// The latest candidate at this slot, with its writer-wide serial (those of earlier chunks
-    /// are stale).
-    candidate: u64,
-    candidate_serial: u64,
-    /// The latest allocation at this slot, with the writer-wide serial of its record.
-    allocation: u64,
-    allocation_serial: u64,
-}
+/// What the model knows about the addresses of one hash slot, as words (see the indexes
+/// below). Both indexes live in one slot because an allocation and its free look up and add at
+/// the same address: one cache line. A plain array, so that the table is allocated zeroed
+/// (`vec![[0; 4]; n]` asks the allocator for zeroed memory): the tracker gets it as fresh
+/// pages, and a thread that writes little touches few of them.
+type Slot = [u64; 4];
+/// The latest candidate at this slot, with its writer-wide serial (those of earlier chunks are
+/// stale).
+const CANDIDATE: usize = 0;
+const CANDIDATE_SERIAL: usize = 1;
+/// The latest allocation at this slot, with the writer-wide serial of its record.
+const ALLOCATION: usize = 2;
+const ALLOCATION_SERIAL: usize = 3;
 
 /// Candidates and allocations by hash, most recent wins: a lossy index is enough for a guess.
 /// Serials run on across chunks (so the table is never cleared); `start_chunk` sets the bases
@@ -59,9 +59,15 @@ impl AddressModel {
         self.bits = bits.clamp(4, ALLOCATED_BITS);
     }
 
+    /// Frees the table (the next chunk allocates it again, empty): for a writer that may stay
+    /// idle a long time.
+    pub(super) fn release(&mut self) {
+        self.table = Vec::new();
+    }
+
     pub(super) fn start_chunk(&mut self) {
         if self.table.is_empty() {
-            self.table = vec![Slot::default(); 1 << ALLOCATED_BITS];
+            self.table = vec![[0; 4]; 1 << ALLOCATED_BITS];
         }
         self.candidate_base = self.candidates;
         self.allocation_base = self.allocations;
@@ -76,10 +82,10 @@ impl AddressModel {
         let candidates = self.candidates;
         let base = self.candidate_base;
         let at = self.table.get_mut(slot(addr, self.bits))?;
-        let found = (at.candidate == addr && at.candidate_serial > base)
-            .then(|| candidates - at.candidate_serial);
-        at.allocation = addr;
-        at.allocation_serial = serial;
+        let found = (at[CANDIDATE] == addr && at[CANDIDATE_SERIAL] > base)
+            .then(|| candidates - at[CANDIDATE_SERIAL]);
+        at[ALLOCATION] = addr;
+        at[ALLOCATION_SERIAL] = serial;
         found
     }
 
@@ -92,10 +98,10 @@ impl AddressModel {
         let serial = self.candidates + 1;
         self.candidates = serial;
         let at = self.table.get_mut(slot(addr, self.bits))?;
-        let found = (at.allocation == addr && at.allocation_serial > base)
-            .then(|| allocations - at.allocation_serial + 1);
-        at.candidate = addr;
-        at.candidate_serial = serial;
+        let found = (at[ALLOCATION] == addr && at[ALLOCATION_SERIAL] > base)
+            .then(|| allocations - at[ALLOCATION_SERIAL] + 1);
+        at[CANDIDATE] = addr;
+        at[CANDIDATE_SERIAL] = serial;
         found
     }
 
@@ -114,8 +120,8 @@ impl AddressModel {
         let serial = self.candidates + 1;
         self.candidates = serial;
         if let Some(at) = self.table.get_mut(slot(addr, self.bits)) {
-            at.candidate = addr;
-            at.candidate_serial = serial;
+            at[CANDIDATE] = addr;
+            at[CANDIDATE_SERIAL] = serial;
         }
     }
 }

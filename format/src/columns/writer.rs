@@ -130,6 +130,17 @@ impl ColumnWriter {
         }
     }
 
+    /// Moves the writer to a buffer of `len` bytes, from the next `start` on: the regions are
+    /// laid out over it in proportion to what the chunk so far needed (if it has records).
+    pub fn set_buffer_len(&mut self, len: usize) {
+        self.buffer_len = len;
+        self.layout = if self.records() > 0 {
+            Layout::fitted(&self.len, len)
+        } else {
+            Layout::for_buffer(len)
+        };
+    }
+
     /// Records written to the chunk (events and table records).
     #[inline]
     pub fn records(&self) -> usize {
@@ -266,6 +277,13 @@ impl ColumnWriter {
     /// changes size, so the traced program's memory layout does not either.
     pub fn set_model_bits(&mut self, bits: u32) {
         self.model.set_bits(bits);
+    }
+
+    /// Frees the index of recent addresses until the next `start` (which allocates it again,
+    /// empty): for a writer that may stay idle a long time. Records are unaffected (a chunk
+    /// never uses an earlier chunk's entries; without the table, nothing is found).
+    pub fn release_model(&mut self) {
+        self.model.release();
     }
 
     /// The memory an allocation about to be written will look at: a caller may prefetch it

@@ -1,0 +1,271 @@
+//! Many threads: each one is recorded exactly, and a thread that allocates little costs little
+//! file space and memory (issue 15: 1,000 threads once made a 262 MB capture and used 732 MB
+//! more memory, a 256 KiB staging area and a 512 KiB index each). The program is
+//! tests/programs/manythreads.c; it prints its own peak resident size (VmHWM).
+
+use memtrace_e2e::{compile, memtrace_bin, num, record, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MIB: i64 = 1024 * 1024;
+
+fn setup(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let prog = compile("manythreads", &dir);
+    (dir, prog)
+}
+
+/// The line of manythreads.c whose source contains `marker`.
+fn line_of(marker: &str) -> i64 {
+    let src = memtrace_e2e::workspace().join("tests/programs/manythreads.c");
+    let text = std::fs::read_to_string(src).expect("manythreads.c reads");
+    let i = text
+        .lines()
+        .position(|l| l.contains(marker))
+        .expect("the marker is in manythreads.c");
+    i as i64 + 1
+}
+
+/// The "hwm_kb N" the program printed last, in bytes.
+fn hwm(stdout: &[u8]) -> i64 {
+    let text = String::from_utf8_lossy(stdout);
+    let kb = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("hwm_kb "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("no hwm_kb line in {text}"));
+    assert!(kb > 0, "{text}");
+    kb * 1024
+}
+
+/// Runs the program untracked; returns its output.
+fn untracked(dir: &Path, prog: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(prog)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the program runs");
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+/// The location of `top_by_count` at `line` of manythreads.c.
+fn at_line(s: &Value, line: i64) -> Value {
+    s["top_by_count"]
+        .as_array()
+        .expect("top_by_count")
+        .iter()
+        .find(|l| {
+            l["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("manythreads.c"))
+                && l["line"].as_i64() == Some(line)
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no location at manythreads.c:{line} in {}",
+                s["top_by_count"]
+            )
+        })
+}
+
+/// 1,000 threads each malloc 4242 bytes once, all alive at once or one after another: every
+/// allocation is in the capture, at its line, and the capture and the memory the tracker adds
+/// stay small (4 MB, 64 MB: about 4 KiB and 64 KiB a thread).
+fn thousand_threads(mode: &str) {
+    let (dir, prog) = setup(mode);
+    let plain = hwm(&untracked(&dir, &prog, &[mode, "1000"]));
+    let (cap, out) = record(&dir, "run.bin", &prog, &[mode, "1000"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("{mode} 1000 threads\n")),
+        "{text}"
+    );
+    let tracked = hwm(&out.stdout);
+
+    let s = stats(&cap);
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    assert_eq!(s["warnings"], serde_json::json!([]));
+    let loc = at_line(&s, line_of("the one allocation of each thread"));
+    assert_eq!(num(&loc, "count"), 1000, "{loc}");
+    assert_eq!(num(&loc, "bytes"), 1000 * 4242, "{loc}");
+    assert_eq!(loc["function"], "one_malloc");
+    // The main thread and the 1,000 workers, each with its one block.
+    let threads = s["threads"].as_array().expect("threads");
+    assert_eq!(threads.len(), 1001, "{}", s["threads"]);
+    let workers = threads
+        .iter()
+        .filter(|t| t["allocations"] == 1 && t["bytes"] == 4242)
+        .count();
+    assert_eq!(workers, 1000, "{}", s["threads"]);
+
+    let size = std::fs::metadata(&cap).expect("capture").len() as i64;
+    assert!(
+        size <= 4 * MIB,
+        "a {size}-byte capture for 1,000 small threads"
+    );
+    assert!(
+        tracked - plain <= 64 * MIB,
+        "tracked peak {tracked} bytes, untracked {plain}: the tracker adds more than 64 MiB"
+    );
+}
+
+#[test]
+fn a_thousand_threads_alive_at_once_are_recorded_exactly_and_cheaply() {
+    thousand_threads("alive");
+}
+
+#[test]
+fn a_thousand_threads_one_after_another_are_recorded_exactly_and_cheaply() {
+    thousand_threads("sequential");
+}
+
+/// The "at Ts: rounds R hwm_kb H capture C" lines of a pool run: (rounds, hwm bytes).
+fn pool_points(stdout: &[u8]) -> Vec<(i64, i64)> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|l| l.starts_with("at "))
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let field = |name: &str| -> i64 {
+                let i = w.iter().position(|&x| x == name).expect("field");
+                w[i + 1].parse().expect("a number")
+            };
+            (field("rounds"), field("hwm_kb") * 1024)
+        })
+        .collect()
+}
+
+/// A pool of 200 threads started and joined over and over (each thread mallocs and frees 20
+/// times): the tracker's memory does not grow with the threads started, only the capture does,
+/// with the events. (`bench/threads.sh` runs the same for a minute.)
+#[test]
+fn a_pool_of_threads_started_and_stopped_costs_by_the_events() {
+    let (dir, prog) = setup("pool");
+    let args = ["pool", "3", "200", "1.5"];
+    let plain = hwm(&untracked(&dir, &prog, &args));
+    let cap = dir.join("pool.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let points = pool_points(&out.stdout);
+    assert_eq!(points.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));
+    let (half_rounds, half) = points[0];
+    let (rounds, end) = points[1];
+    assert!(rounds > half_rounds && half_rounds > 0, "{points:?}");
+
+    // Every event: 20 allocations a thread, at their line.
+    let s = stats(&cap);
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    assert_eq!(s["warnings"], serde_json::json!([]));
+    let loc = at_line(&s, line_of("the pool's allocation"));
+    assert_eq!(num(&loc, "count"), rounds * 200 * 20, "{loc}");
+    assert_eq!(num(&loc, "bytes"), rounds * 200 * 20 * 100, "{loc}");
+
+    // Memory: a small state for each thread alive at once (at most 200), reused by the threads
+    // that follow, and the written capture still mapped (dropped every 4 MiB); the second half
+    // of the run, as many threads again, adds no more than that window.
+    let added = end - plain;
+    assert!(
+        added <= 24 * MIB,
+        "tracked peak {end} bytes, untracked {plain}: the tracker adds {added}"
+    );
+    assert!(
+        end - half <= 8 * MIB,
+        "the peak grew from {half} to {end} bytes between the halves ({half_rounds} and {rounds} rounds)"
+    );
+    // The capture: the events' chunks (a few hundred bytes for each thread's 40 events), not a
+    // staging area for each thread.
+    let size = std::fs::metadata(&cap).expect("capture").len() as i64;
+    let threads = rounds * 200;
+    assert!(
+        size <= 4 * MIB + threads * 1024,
+        "a {size}-byte capture for {threads} threads of 40 events"
+    );
+}
+
+/// 40 threads allocating much at once, then gone: the memory their recording took (the index
+/// of recent addresses, the compressor's, the staging areas' pages) is given back when they
+/// exit, not kept for threads that may never come.
+#[test]
+fn threads_that_wrote_much_give_their_memory_back_when_they_exit() {
+    let (dir, prog) = setup("busy");
+    let args = ["busy", "40", "100000"];
+    let rss = |stdout: &[u8]| -> i64 {
+        let text = String::from_utf8_lossy(stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("rss_kb "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no rss_kb line in {text}"))
+            * 1024
+    };
+    let plain = rss(&untracked(&dir, &prog, &args));
+    let (cap, out) = record(&dir, "run.bin", &prog, &args);
+    assert!(out.status.success(), "{out:?}");
+    let tracked = rss(&out.stdout);
+
+    let s = stats(&cap);
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    let loc = at_line(&s, line_of("the busy threads' allocation"));
+    assert_eq!(num(&loc, "count"), 40 * 100_000, "{loc}");
+    assert_eq!(num(&loc, "bytes"), 40 * 100_000 * 64, "{loc}");
+    // What stays: the main thread's state, the capture's mapped window (up to 4 MiB), a few
+    // pages of each idle state; about 1 MiB a thread was kept before.
+    assert!(
+        tracked - plain <= 24 * MIB,
+        "resident after the threads exited: {tracked} bytes tracked, {plain} untracked"
+    );
+}
+
+/// A record larger than a new thread's small staging area (a Python thread's 1,000-character
+/// name, a function name of 3,000 characters) moves the thread to an area big enough for it:
+/// nothing is dropped.
+#[test]
+fn records_larger_than_a_small_staging_area_are_kept() {
+    use memtrace_e2e::python::{python, tracked, write};
+    let dir = scratch("py-long");
+    let function = format!("f{}", "x".repeat(2999));
+    let text = format!(
+        "import threading\n\n\ndef {function}():\n    global blob\n    blob = b\"\\0\" * 4_000_000\n\n\n\
+         t = threading.Thread(target={function}, name=\"n\" * 1000)\nt.start()\nt.join()\n"
+    );
+    let script = write(&dir, "long.py", &text);
+    let cap = dir.join("long.bin");
+    let out = tracked(
+        python(),
+        &cap,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&cap);
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    assert_eq!(s["warnings"], serde_json::json!([]));
+    let threads = s["threads"].as_array().expect("threads");
+    let named = threads
+        .iter()
+        .find(|t| t["name"].as_str() == Some(&"n".repeat(1000)))
+        .unwrap_or_else(|| panic!("no thread with the long name: {}", s["threads"]));
+    assert!(num(named, "bytes") >= 4_000_033, "{named}");
+    let site = s["top_by_size"]
+        .as_array()
+        .expect("top_by_size")
+        .iter()
+        .find(|l| l["function"].as_str() == Some(&function))
+        .unwrap_or_else(|| panic!("no location in the long-named function"));
+    assert_eq!(num(site, "line"), 6, "{site}");
+    assert_eq!(num(site, "bytes"), 4_000_033, "{site}");
+    assert_eq!(num(site, "count"), 1, "{site}");
+}
