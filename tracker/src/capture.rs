@@ -265,6 +265,46 @@ impl Capture {
         }
     }
 
+    /// Cuts the file to what was reserved (as the end of a capture does) while recording goes
+    /// on: the space beyond is allocated again when a writer needs it.
+    pub fn trim(&self) {
+        let _g = self.grow_lock.lock();
+        let end = self
+            .reserved
+            .load(Ordering::Acquire)
+            .min(self.allocated.load(Ordering::Acquire));
+        let _errno = sys::ErrnoGuard::new();
+        if sys::ftruncate(self.fd.load(Ordering::Relaxed), end).is_ok() {
+            self.allocated.store(end, Ordering::Release);
+        }
+    }
+
+    /// Removes the trailer (header first): the capture is not finished after all (an exec
+    /// failed). Its place reads as unwritten space.
+    pub fn withdraw_trailer(&self) {
+        if self.base.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let at = self.at(self.trailer_at.load(Ordering::Relaxed));
+        // SAFETY: the trailer region reserved at open.
+        unsafe {
+            core::ptr::write_bytes(at, 0, CHUNK_HEADER_LEN);
+            fence(Ordering::Release);
+            core::ptr::write_bytes(at.add(CHUNK_HEADER_LEN), 0, TRAILER_PAYLOAD);
+        }
+    }
+
+    /// Allocates again the disk space of a range released by `punch_hole` that is to be written
+    /// (an exec failed): on failure recording stops, rather than a write faulting later.
+    pub fn refill(&self, off: u64, len: u64) {
+        let _errno = sys::ErrnoGuard::new();
+        if sys::fallocate(self.fd.load(Ordering::Relaxed), libc::FALLOC_FL_KEEP_SIZE, off, len)
+            .is_err()
+        {
+            self.fail(trailer_flags::WRITE_FAILED);
+        }
+    }
+
     /// Releases free space in the middle of the file (an emptied staging area) to the disk.
     pub fn punch_hole(&self, off: u64, len: u64) {
         let _errno = sys::ErrnoGuard::new();

@@ -8,6 +8,7 @@ mod capture;
 mod clock;
 mod compress;
 mod config;
+mod exec;
 mod hooks;
 mod inprocess;
 mod lifecycle;
@@ -36,6 +37,7 @@ pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 #[global_allocator]
 static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
 
+pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
 pub use hooks::*;
 pub use lifecycle::{__libc_start_main, _exit, exit};
 pub use python::PyInit__memtrace_tracker;

@@ -830,3 +830,16 @@ pub fn flush_all_and_close() {
         p = s.next;
     }
 }
+
+/// Compresses the calling thread's buffered events into a chunk now (before an exec); the
+/// thread goes on recording. Returns the file range of its emptied staging area.
+pub fn flush_current(t: &mut tls::Tls) -> Option<(u64, u64)> {
+    if t.state.is_null() {
+        return None;
+    }
+    let s = acquire(t)?;
+    let flushed = s.flush();
+    let off = CAPTURE.offset_of(s.slot) + CHUNK_HEADER_LEN as u64;
+    release(s);
+    flushed.then_some((off, SLOT_CAP as u64))
+}
