@@ -153,21 +153,18 @@ impl Config {
     pub fn prepare_environment(&self, tracker_path: &[u8]) {
         // These describe this image only: a followed child is not an exec of this process.
         for name in [c"MEMTRACE_EXEC", c"MEMTRACE_EXEC_BASE"] {
-            // SAFETY: unsetenv with a NUL-terminated name.
-            unsafe { libc::unsetenv(name.as_ptr()) };
+            crate::environ::unset(name);
         }
         if self.follow_fork {
             if !self.descendant {
                 if let Ok(root) = CString::new(self.root.clone()) {
-                    // SAFETY: setenv copies both strings; called at start-up.
-                    unsafe { libc::setenv(c"MEMTRACE_PARENT_CAPTURE".as_ptr(), root.as_ptr(), 1) };
+                    crate::environ::set(c"MEMTRACE_PARENT_CAPTURE", &root);
                 }
             }
             return;
         }
         for name in VARIABLES {
-            // SAFETY: unsetenv with a NUL-terminated name.
-            unsafe { libc::unsetenv(name.as_ptr()) };
+            crate::environ::unset(name);
         }
         remove_from_preload(tracker_path);
     }
@@ -207,10 +204,8 @@ fn remove_from_preload(tracker_path: &[u8]) {
         .filter(|e| !e.is_empty() && *e != tracker_path && file_name(e) != ours)
         .collect();
     if kept.is_empty() {
-        // SAFETY: unsetenv with a NUL-terminated name.
-        unsafe { libc::unsetenv(c"LD_PRELOAD".as_ptr()) };
+        crate::environ::unset(c"LD_PRELOAD");
     } else if let Ok(v) = CString::new(kept.join(&b':')) {
-        // SAFETY: setenv copies both strings.
-        unsafe { libc::setenv(c"LD_PRELOAD".as_ptr(), v.as_ptr(), 1) };
+        crate::environ::set(c"LD_PRELOAD", &v);
     }
 }

@@ -8,6 +8,7 @@ mod capture;
 mod clock;
 mod compress;
 mod config;
+mod environ;
 mod exec;
 mod hooks;
 mod inprocess;

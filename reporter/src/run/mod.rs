@@ -72,6 +72,8 @@ pub const TRACKER_ENV: &str = "MEMTRACE_TRACKER";
 /// Environment variable telling the tracker that the program is a Python interpreter running
 /// the user's script (`1`); absent otherwise.
 pub const PYTHON_ENV: &str = "MEMTRACE_PYTHON";
+/// Environment variable naming the start-up hook's directory, for exec'd images that are CPython.
+const PYTHON_HOOK_ENV: &str = "MEMTRACE_PYTHON_HOOK";
 const TRACKER_FILE: &str = "libmemtrace_tracker.so";
 /// The tracker's name in the Python package, where the same file is also the importable
 /// module `memtrace._memtrace_tracker` (the package's `memtrace` executable sits beside it).
@@ -143,12 +145,19 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("MEMTRACE_OUTPUT", &template)
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
-    let bootstrap = if target.python {
-        Some(bootstrap::Bootstrap::create(&tracker)?)
-    } else {
-        None
+    // The start-up hook serves the Python run, and any image the program execs that is CPython
+    // (the tracker puts it on that image's PYTHONPATH): made for every run, required for a
+    // Python run only.
+    let bootstrap = match bootstrap::Bootstrap::create(&tracker) {
+        Ok(b) => Some(b),
+        Err(e) if target.python => return Err(e),
+        Err(_) => None,
     };
-    if let Some(b) = &bootstrap {
+    match &bootstrap {
+        Some(b) => cmd.env(PYTHON_HOOK_ENV, b.dir()),
+        None => cmd.env_remove(PYTHON_HOOK_ENV),
+    };
+    if let Some(b) = bootstrap.as_ref().filter(|_| target.python) {
         cmd.env(PYTHON_ENV, "1").env("PYTHONPATH", b.python_path());
         match std::env::var_os("PYTHONPATH") {
             Some(v) => cmd.env(bootstrap::ORIGINAL_PATH_ENV, v),

@@ -32,14 +32,11 @@ pub fn adopt_image(hook: Option<&[u8]>) -> bool {
     let Ok(path) = std::ffi::CString::new(path) else {
         return false;
     };
-    // SAFETY: setenv/unsetenv with NUL-terminated strings, at start-up (before main).
-    unsafe {
-        match original.and_then(|o| std::ffi::CString::new(o.into_encoded_bytes()).ok()) {
-            Some(o) => libc::setenv(c"MEMTRACE_PYTHONPATH".as_ptr(), o.as_ptr(), 1),
-            None => libc::unsetenv(c"MEMTRACE_PYTHONPATH".as_ptr()),
-        };
-        libc::setenv(c"PYTHONPATH".as_ptr(), path.as_ptr(), 1);
+    match original.and_then(|o| std::ffi::CString::new(o.into_encoded_bytes()).ok()) {
+        Some(o) => crate::environ::set(c"MEMTRACE_PYTHONPATH", &o),
+        None => crate::environ::unset(c"MEMTRACE_PYTHONPATH"),
     }
+    crate::environ::set(c"PYTHONPATH", &path);
     true
 }
 
