@@ -100,7 +100,12 @@ mod tests {
     fn round_trip() {
         let mut buf = vec![0u8; MAX_PAYLOAD];
         let args: [&[u8]; 3] = [b"python3", b"x.py", b"--flag"];
-        let n = encode(&mut buf, b"/tmp/run.bin.exec1", b"/usr/bin/python3", args.into_iter());
+        let n = encode(
+            &mut buf,
+            b"/tmp/run.bin.exec1",
+            b"/usr/bin/python3",
+            args.into_iter(),
+        );
         let r = decode(&buf[..n]).expect("decodes");
         assert_eq!(r.next, b"/tmp/run.bin.exec1");
         assert_eq!(r.program, b"/usr/bin/python3");

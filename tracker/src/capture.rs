@@ -298,8 +298,13 @@ impl Capture {
     /// (an exec failed): on failure recording stops, rather than a write faulting later.
     pub fn refill(&self, off: u64, len: u64) {
         let _errno = sys::ErrnoGuard::new();
-        if sys::fallocate(self.fd.load(Ordering::Relaxed), libc::FALLOC_FL_KEEP_SIZE, off, len)
-            .is_err()
+        if sys::fallocate(
+            self.fd.load(Ordering::Relaxed),
+            libc::FALLOC_FL_KEEP_SIZE,
+            off,
+            len,
+        )
+        .is_err()
         {
             self.fail(trailer_flags::WRITE_FAILED);
         }

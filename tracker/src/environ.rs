@@ -22,7 +22,9 @@ pub fn set(name: &CStr, value: &CStr) {
         // SAFETY: setenv copies both NUL-terminated strings; called at start-up.
         0 => unsafe { libc::setenv(name.as_ptr(), value.as_ptr(), 1) },
         // SAFETY: the C library's setenv, as above.
-        f => unsafe { core::mem::transmute::<usize, SetenvFn>(f)(name.as_ptr(), value.as_ptr(), 1) },
+        f => unsafe {
+            core::mem::transmute::<usize, SetenvFn>(f)(name.as_ptr(), value.as_ptr(), 1)
+        },
     };
 }
 

@@ -143,7 +143,35 @@ pub struct StatsReport {
     pub temporary_threshold: Option<usize>,
     /// A trailer was written and no write failed.
     pub complete: bool,
+    /// The program exec'd another one, recorded in another capture; null otherwise.
+    pub exec: Option<ExecRow>,
     pub warnings: Vec<String>,
+}
+
+/// The exec that ended a capture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExecRow {
+    /// The new program's command line, arguments joined by spaces.
+    pub command: String,
+    /// The file given to exec.
+    pub program: String,
+    pub argv: Vec<String>,
+    /// The capture of the new program.
+    pub next_capture: String,
+    /// Whether that capture exists (a program that cannot be traced writes none).
+    pub next_capture_exists: bool,
+}
+
+impl From<crate::capture::exec::Exec> for ExecRow {
+    fn from(e: crate::capture::exec::Exec) -> ExecRow {
+        ExecRow {
+            command: e.command(),
+            next_capture_exists: e.next.is_file(),
+            next_capture: e.next.display().to_string(),
+            program: e.program,
+            argv: e.argv,
+        }
+    }
 }
 
 /// Allocators always listed, even with no allocations: the C ones.
@@ -331,6 +359,8 @@ fn build_threads(
         view_allocations: selection.total.count,
         temporary_threshold: selection.threshold,
         complete: analysis.complete(),
+        exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
+            .map(ExecRow::from),
         warnings,
     }
 }

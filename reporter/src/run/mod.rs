@@ -6,6 +6,7 @@
 
 mod bootstrap;
 mod elf;
+mod execs;
 mod interpreter;
 mod program;
 mod python;
@@ -45,6 +46,7 @@ pub struct RunArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
     /// Trace the children the program forks (and programs they exec): each writes <capture>.<pid>
+    /// (a program the traced process itself execs is always traced: <capture>.exec<N>)
     #[arg(long = "follow-fork")]
     pub follow_fork: bool,
     /// Python runs: record system allocations only (pymalloc's arenas then show as mmaps)
@@ -206,6 +208,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     let tracker_msg = std::fs::read_to_string(&status_file).ok();
     let _ = std::fs::remove_file(&status_file);
     if !args.quiet {
+        // A program that exec'd has a capture per program: the hint names the last.
+        let (capture, shown) = execs::announce(&capture, &shown, &cwd);
         report(&capture, &shown, tracker_msg.as_deref(), status);
     }
     Ok(code)

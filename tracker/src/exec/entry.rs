@@ -10,7 +10,8 @@ use super::{follow, Target};
 use libc::{c_char, c_int};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-type ExecveFn = unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
+type ExecveFn =
+    unsafe extern "C" fn(*const c_char, *const *const c_char, *const *const c_char) -> c_int;
 type FexecveFn = unsafe extern "C" fn(c_int, *const *const c_char, *const *const c_char) -> c_int;
 type ExecveatFn = unsafe extern "C" fn(
     c_int,

@@ -49,7 +49,9 @@ impl Scratch {
     pub fn pointers(&mut self, n: usize) -> Option<&'static mut [*const c_char]> {
         let bytes = self.take(n.checked_mul(core::mem::size_of::<usize>())?)?;
         // SAFETY: 8-byte aligned, zeroed memory of n pointers (a zero pointer is null).
-        Some(unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut *const c_char, n) })
+        Some(unsafe {
+            core::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut *const c_char, n)
+        })
     }
 }
 
