@@ -125,13 +125,15 @@ impl Capture {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        let off = self.reserved.fetch_add(len, Ordering::Relaxed);
+        // Sequentially consistent with `trim`: a writer either reserved before the trim looked
+        // (and is below the cut) or sees the lowered `allocated` and grows the file again.
+        let off = self.reserved.fetch_add(len, Ordering::SeqCst);
         let end = off + len;
         if end > self.map_len.load(Ordering::Relaxed) as u64 {
             self.fail(trailer_flags::SIZE_LIMIT);
             return None;
         }
-        if end > self.allocated.load(Ordering::Acquire) && !self.grow(end) {
+        if end > self.allocated.load(Ordering::SeqCst) && !self.grow(end) {
             return None;
         }
         // SAFETY: off + len lies inside the mapping (checked above).
@@ -269,14 +271,20 @@ impl Capture {
     /// on: the space beyond is allocated again when a writer needs it.
     pub fn trim(&self) {
         let _g = self.grow_lock.lock();
-        let end = self
-            .reserved
-            .load(Ordering::Acquire)
-            .min(self.allocated.load(Ordering::Acquire));
+        let before = self.allocated.load(Ordering::SeqCst);
+        // `allocated` goes down first: a writer reserving from now on finds its end above it
+        // and waits in `grow` for this lock. Then every reservation made before is below the
+        // cut (see `reserve`).
+        let seen = self.reserved.load(Ordering::SeqCst).min(before);
+        self.allocated.store(seen, Ordering::SeqCst);
+        let end = self.reserved.load(Ordering::SeqCst).min(before);
         let _errno = sys::ErrnoGuard::new();
-        if sys::ftruncate(self.fd.load(Ordering::Relaxed), end).is_ok() {
-            self.allocated.store(end, Ordering::Release);
-        }
+        let now = if sys::ftruncate(self.fd.load(Ordering::Relaxed), end).is_ok() {
+            end
+        } else {
+            before
+        };
+        self.allocated.store(now, Ordering::SeqCst);
     }
 
     /// Removes the trailer (header first): the capture is not finished after all (an exec
