@@ -4,8 +4,8 @@
      chain N          image_block(10000 + N); exec itself as `chain N-1` while N > 0
      via FUNCTION     image_block(3000); exec itself as `chain 0` through FUNCTION (execl,
                       execle, execlp, execv, execve, execvp, execvpe, fexecve)
-     fail             image_block(1111); exec a missing program; then after_block(2222) x3,
-                      exit status 7
+     fail [PATH]      image_block(1111); exec PATH (default: a missing program), which fails;
+                      then after_block(2222) x3, exit status 7
      threads          4 threads allocate without pause; exec itself as `chain 0`
      vfork            vfork + exec /bin/echo, vfork + exec of a missing program (_exit 127);
                       then after_block(4444)
@@ -124,7 +124,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "fail")) {
         image_block(1111);
         char *args[] = {"missing", NULL};
-        int r = execv("/nonexistent/program", args);
+        int r = execv(argc > 2 ? argv[2] : "/nonexistent/program", args);
         printf("exec failed: %d %s\n", r, strerror(errno));
         for (int i = 0; i < 3; i++) after_block(2222);
         return 7;
