@@ -121,7 +121,7 @@ pub unsafe fn follow(
     program: &[u8],
     argv: *const *const c_char,
     envp: *const *const c_char,
-    call: impl FnOnce(*const *const c_char) -> libc::c_int,
+    call: impl Fn(*const *const c_char) -> libc::c_int,
 ) -> libc::c_int {
     let plan = PLAN.load(Ordering::Acquire);
     if plan.is_null() || !crate::lifecycle::records_this_image() {
@@ -147,10 +147,17 @@ pub unsafe fn follow(
     } else {
         None
     };
-    let rc = call(prepared.envp);
+    let mut rc = call(prepared.envp);
     // The exec failed: the program goes on, and so does its capture.
     // SAFETY: this thread's errno slot.
-    let errno = unsafe { *libc::__errno_location() };
+    let mut errno = unsafe { *libc::__errno_location() };
+    if errno == libc::E2BIG {
+        // The tracker's variables made the environment too large: the program as it asked,
+        // untracked, rather than a failure it would not have had.
+        rc = call(envp);
+        // SAFETY: as above.
+        errno = unsafe { *libc::__errno_location() };
+    }
     if reachable {
         CAPTURE.withdraw_trailer();
     }

@@ -23,9 +23,10 @@ pub fn adopt_image(hook: Option<&[u8]>) -> bool {
     let Ok(hook) = std::ffi::CString::new(hook) else {
         return false;
     };
-    let original = std::env::var_os("PYTHONPATH").filter(|v| !v.is_empty());
+    // An empty PYTHONPATH is kept as such (the hook restores it exactly).
+    let original = std::env::var_os("PYTHONPATH");
     let mut path = hook.as_bytes().to_vec();
-    if let Some(o) = &original {
+    if let Some(o) = original.as_ref().filter(|o| !o.is_empty()) {
         path.push(b':');
         path.extend_from_slice(o.as_encoded_bytes());
     }
