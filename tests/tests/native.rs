@@ -443,5 +443,8 @@ fn exec_keeps_events_and_the_execd_program_has_its_own_capture() {
         .filter(|n| n.starts_with("run.bin."))
         .collect();
     assert_eq!(extra, ["run.bin.exec1"]);
-    assert_eq!(stats(&dir.join("run.bin.exec1"))["command"], "sh -c echo from-exec");
+    assert_eq!(
+        stats(&dir.join("run.bin.exec1"))["command"],
+        "sh -c echo from-exec"
+    );
 }
