@@ -427,3 +427,46 @@ fn a_followed_child_that_execs_has_a_capture_per_program() {
         (10_000, 1)
     );
 }
+
+#[test]
+fn python_isolated_mode_is_tracked_natively_and_sees_its_own_environment() {
+    // -I ignores PYTHONPATH: the start-up hook cannot run, so nothing of it is set up.
+    let dir = scratch("exec-py-isolated");
+    write(&dir, "x.py", SCRIPT);
+    let py = python().to_str().expect("utf-8");
+    let line = format!("PYTHONPATH=/opt/pp exec '{py}' -I x.py");
+    let words = ["/bin/sh", "-c", &line];
+    let (_, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    assert_eq!(out.stdout, b"None /opt/pp []\n");
+    let s = full_stats(&dir.join("run.bin.exec1"));
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(site(&s, "f"), (0, 0));
+    assert_eq!(allocator(&s, "pymalloc_malloc"), 0, "{}", s["allocators"]);
+    assert!(num(&s, "total_bytes") >= 3_000_000, "{s}");
+}
+
+#[test]
+fn an_exec_of_a_program_that_cannot_be_traced_is_reported() {
+    // Debian's ldconfig is statically linked: nothing can be preloaded into it.
+    let dir = scratch("exec-static");
+    let words = ["/bin/sh", "-c", "exec /sbin/ldconfig --version"];
+    let (cap, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    let s = full_stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(
+        s["exec"]["next_capture_exists"].as_bool(),
+        Some(false),
+        "{s}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("the program exec'd /sbin/ldconfig --version, which wrote no capture")
+            && err.contains("memtrace: wrote run.bin; view it with: memtrace stats run.bin"),
+        "{err}"
+    );
+    assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
+}
