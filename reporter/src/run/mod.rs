@@ -29,6 +29,7 @@ Examples:
   memtrace run ./myprog arg1 arg2          writes memtrace-myprog.<pid>.bin
   memtrace run -o out.bin -- ls -l /
   memtrace run --follow-fork make -j2
+  memtrace run ./wrapper.sh                a program it execs writes <capture>.exec1 (...exec2)
   memtrace run script.py arg1              writes memtrace-script.<pid>.bin
   memtrace run -m http.server 8000         writes memtrace-http.server.<pid>.bin
   memtrace run -c 'print(len(bytearray(10**6)))'

@@ -194,7 +194,10 @@ pub unsafe extern "C" fn fexecve(
     let d = super::decimal(fd.max(0) as u32, &mut digits);
     link[14..14 + d.len()].copy_from_slice(d);
     let mut program = [0u8; 4096];
-    let n = crate::sys::readlink(&link, &mut program);
+    let n = {
+        let _errno = crate::sys::ErrnoGuard::new();
+        crate::sys::readlink(&link, &mut program)
+    };
     let f = real(&FEXECVE, c"fexecve");
     // SAFETY: the caller's arguments, as fexecve takes them.
     unsafe {
