@@ -6,6 +6,7 @@
                       execle, execlp, execv, execve, execvp, execvpe, fexecve)
      fail [PATH]      image_block(1111); exec PATH (default: a missing program), which fails;
                       then after_block(2222) x3, exit status 7
+     failwait PATH    as fail, then prints its pid and waits to be killed
      threads          4 threads allocate without pause; exec itself as `chain 0`
      vfork            vfork + exec /bin/echo, vfork + exec of a missing program (_exit 127);
                       then after_block(4444)
@@ -121,12 +122,16 @@ int main(int argc, char **argv) {
         via(argc > 2 ? argv[2] : "");
         perror("exec");
         return 99;
-    } else if (!strcmp(mode, "fail")) {
+    } else if (!strcmp(mode, "fail") || !strcmp(mode, "failwait")) {
         image_block(1111);
         char *args[] = {"missing", NULL};
         int r = execv(argc > 2 ? argv[2] : "/nonexistent/program", args);
         printf("exec failed: %d %s\n", r, strerror(errno));
         for (int i = 0; i < 3; i++) after_block(2222);
+        if (!strcmp(mode, "failwait")) {
+            printf("%d\n", (int)getpid());
+            for (;;) pause();
+        }
         return 7;
     } else if (!strcmp(mode, "threads")) {
         pthread_t t[4];

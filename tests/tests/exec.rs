@@ -470,3 +470,52 @@ fn an_exec_of_a_program_that_cannot_be_traced_is_reported() {
     );
     assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
 }
+
+#[test]
+fn a_capture_killed_after_a_failed_exec_is_incomplete_and_readable() {
+    // The failed exec's trailer was withdrawn: a kill afterwards leaves an incomplete capture
+    // (no trailer), whose records are all readable.
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("exec-fail-kill");
+    let prog = compile("exec", &dir);
+    let not_exec = write(&dir, "not-executable", "data");
+    let cap = dir.join("run.bin");
+    let mut child = Command::new(memtrace_bin())
+        .args(["run", "-q", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .arg("failwait")
+        .arg(&not_exec)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(first.starts_with("exec failed: -1 "), "{first}");
+    let pid: i32 = lines
+        .next()
+        .expect("the pid")
+        .expect("utf-8")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // SAFETY: kill(2) of the program this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let status = child.wait().expect("memtrace ends");
+    assert_eq!(status.code(), Some(128 + libc::SIGKILL));
+    let s = full_stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(false), "{s}");
+    let warnings = s["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.contains("no trailer")),
+        "{warnings:?}"
+    );
+    assert_eq!(site(&s, "image_block"), (1111, 1));
+    assert_eq!(site(&s, "after_block"), (3 * 2222, 3));
+}

@@ -303,19 +303,15 @@ impl Capture {
     }
 
     /// Allocates again the disk space of a range released by `punch_hole` that is to be written
-    /// (an exec failed): on failure recording stops, rather than a write faulting later.
-    pub fn refill(&self, off: u64, len: u64) {
+    /// (an exec failed): on failure recording stops (false), rather than a write faulting later.
+    pub fn refill(&self, off: u64, len: u64) -> bool {
         let _errno = sys::ErrnoGuard::new();
-        if sys::fallocate(
-            self.fd.load(Ordering::Relaxed),
-            libc::FALLOC_FL_KEEP_SIZE,
-            off,
-            len,
-        )
-        .is_err()
-        {
+        let fd = self.fd.load(Ordering::Relaxed);
+        if sys::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, off, len).is_err() {
             self.fail(trailer_flags::WRITE_FAILED);
+            return false;
         }
+        true
     }
 
     /// Releases free space in the middle of the file (an emptied staging area) to the disk.

@@ -843,3 +843,15 @@ pub fn flush_current(t: &mut tls::Tls) -> Option<(u64, u64)> {
     release(s);
     flushed.then_some((off, SLOT_CAP as u64))
 }
+
+/// After `flush_current` whose staging area was then released to the disk (an exec that
+/// failed): the area's header and directory are written again, and the thread records on.
+pub fn restart_current(t: &mut tls::Tls) {
+    if t.state.is_null() {
+        return;
+    }
+    if let Some(s) = acquire(t) {
+        s.start_chunk();
+        release(s);
+    }
+}

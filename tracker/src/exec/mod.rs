@@ -162,7 +162,10 @@ pub unsafe fn follow(
         CAPTURE.withdraw_trailer();
     }
     if let Some((off, len)) = emptied {
-        CAPTURE.refill(off, len);
+        if CAPTURE.refill(off, len) {
+            // The hole took the staging area's directory with it.
+            thread::restart_current(tls::get());
+        }
     }
     drop(prepared);
     tls::get().in_tracker = was;
