@@ -519,3 +519,32 @@ fn a_capture_killed_after_a_failed_exec_is_incomplete_and_readable() {
     assert_eq!(site(&s, "image_block"), (1111, 1));
     assert_eq!(site(&s, "after_block"), (3 * 2222, 3));
 }
+
+#[test]
+fn a_taken_name_is_not_overwritten_without_force() {
+    let dir = scratch("exec-taken");
+    let prog = compile("exec", &dir);
+    std::fs::write(dir.join("run.bin.exec1"), "someone's file").expect("write");
+    let cap = dir.join("run.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            "--",
+            prog.to_str().expect("utf-8"),
+            "chain",
+            "1",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read(dir.join("run.bin.exec1")).expect("read"),
+        b"someone's file"
+    );
+    assert_execd_into(&full_stats(&cap), "run.bin.exec1.2", "exec chain 0");
+    let next = full_stats(&dir.join("run.bin.exec1.2"));
+    assert_eq!(site(&next, "image_block"), (10_000, 1));
+}

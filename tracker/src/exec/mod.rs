@@ -269,17 +269,26 @@ fn preload_entry(s: &mut Scratch, tracker: &[u8], old: &[u8]) -> Option<*const c
 fn next_capture(s: &mut Scratch, plan: &Plan) -> Option<&'static [u8]> {
     let mut digits = [0u8; 10];
     let n = decimal(plan.next, &mut digits);
-    let first = s.cstr(&[&plan.base, b".exec", n])?;
-    let mut path = first;
+    // One buffer, its suffix rewritten for each candidate.
+    let stem = plan.base.len() + b".exec".len() + n.len();
+    let buf = s.take(stem + 12)?;
+    let mut at = 0;
+    for part in [&plan.base[..], b".exec", n] {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    let mut len = stem;
     let mut k = 2u32;
-    while !plan.force && exists(libc::AT_FDCWD, path) && k < 1000 {
+    while !plan.force && exists(libc::AT_FDCWD, buf.as_ptr() as *const c_char) && k < 1000 {
         let mut kd = [0u8; 10];
         let kd = decimal(k, &mut kd);
-        path = s.cstr(&[&plan.base, b".exec", n, b".", kd])?;
+        buf[stem] = b'.';
+        buf[stem + 1..stem + 1 + kd.len()].copy_from_slice(kd);
+        len = stem + 1 + kd.len();
+        buf[len] = 0;
         k += 1;
     }
-    // SAFETY: a NUL-terminated string in the scratch mapping.
-    Some(unsafe { core::ffi::CStr::from_ptr(path) }.to_bytes())
+    Some(&buf[..len])
 }
 
 fn decimal(mut v: u32, out: &mut [u8; 10]) -> &[u8] {
