@@ -2,7 +2,7 @@
 //!
 //! - MEMTRACE_OUTPUT: the capture path; `{pid}` in it is replaced by the process id.
 //! - MEMTRACE_FORCE=1: overwrite an existing capture.
-//! - MEMTRACE_FOLLOW_FORK=1: forked children and exec'd programs write `<capture>.<pid>`.
+//! - MEMTRACE_FOLLOW_FORK=1: the program's children (forked, spawned) write `<capture>.<pid>`.
 //! - MEMTRACE_PARENT_CAPTURE: set for descendants (with --follow-fork): the root capture's path.
 //! - MEMTRACE_STATUS: a file where the tracker writes why it could not record.
 //! - MEMTRACE_PYTHON=1: the program is the Python interpreter of a script run; with
