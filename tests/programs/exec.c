@@ -8,6 +8,10 @@
                       then after_block(2222) x3, exit status 7
      failwait PATH    as fail, then prints its pid and waits to be killed
      threads          4 threads allocate without pause; exec itself as `chain 0`
+     threadsfail PATH 4 threads allocate without pause; exec PATH fails; after_block(2222);
+                      the threads stop and are joined
+     signal           allocates and frees without pause until a timer's signal handler execs
+                      itself as `chain 0` (the handler may interrupt the tracker)
      vfork            vfork + exec /bin/echo, vfork + exec of a missing program (_exit 127);
                       then after_block(4444)
      spawn            posix_spawn /bin/echo and a missing program; then after_block(5555)
@@ -21,7 +25,9 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +106,13 @@ static int forks(int depth, int n) {
     return depth;
 }
 
+static void exec_from_handler(int sig) {
+    (void)sig;
+    char *args[] = {"exec", "chain", "0", NULL};
+    execv(self, args);
+    _exit(98);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
     find_self();
@@ -141,6 +154,27 @@ int main(int argc, char **argv) {
         execv(self, args);
         perror("execv");
         return 99;
+    } else if (!strcmp(mode, "threadsfail")) {
+        pthread_t t[4];
+        for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, spin, NULL);
+        usleep(20000);
+        char *args[] = {"missing", NULL};
+        int r = execv(argc > 2 ? argv[2] : "/nonexistent/program", args);
+        printf("exec failed: %d %s\n", r, strerror(errno));
+        after_block(2222);
+        usleep(20000);
+        stop = 1;
+        for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+        return 0;
+    } else if (!strcmp(mode, "signal")) {
+        signal(SIGALRM, exec_from_handler);
+        struct itimerval it = {{0, 0}, {0, 20000}};
+        setitimer(ITIMER_REAL, &it, NULL);
+        for (;;) {
+            void *p = malloc(48);
+            *(volatile char *)p = 1;
+            free(p);
+        }
     } else if (!strcmp(mode, "vfork")) {
         pid_t pid = vfork();
         if (pid == 0) {

@@ -31,6 +31,9 @@ use memtrace_format::{trailer_flags, ChunkCodec, ChunkHeader, ChunkKind, Encoder
 use scratch::{entries, Scratch};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
+/// How long an exec waits for other threads to finish the event they are writing.
+const PAUSE_LIMIT_MS: u32 = 200;
+
 /// What an exec of this image passes on, prepared at start: the hook allocates nothing.
 struct Plan {
     /// The tracker library's path (the new LD_PRELOAD's first entry).
@@ -143,6 +146,8 @@ pub unsafe fn follow(
         Target::Unknown => true,
     };
     let emptied = if reachable {
+        // No other thread is left halfway through writing a chunk when the exec ends it.
+        thread::pause_others(PAUSE_LIMIT_MS);
         checkpoint(was != 0, &mut prepared)
     } else {
         None
@@ -160,6 +165,7 @@ pub unsafe fn follow(
     }
     if reachable {
         CAPTURE.withdraw_trailer();
+        thread::resume_others();
     }
     if let Some((off, len)) = emptied {
         if CAPTURE.refill(off, len) {
