@@ -3,8 +3,10 @@
 // to __tls_get_addr, which costs most of the hook and can allocate after a dlopen.
 fn main() {
     println!("cargo:rerun-if-changed=src/tls.c");
+    println!("cargo:rerun-if-changed=src/exec.c");
     cc::Build::new()
         .file("src/tls.c")
+        .file("src/exec.c")
         .opt_level(2)
         .flag("-fvisibility=hidden")
         .compile("memtrace_tls");

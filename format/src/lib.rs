@@ -6,6 +6,7 @@
 
 pub mod chunk;
 pub mod columns;
+pub mod exec;
 pub mod header;
 pub mod record;
 pub mod stops;

@@ -424,19 +424,27 @@ fn exit_with_threads_still_allocating_loses_nothing_before_it() {
 }
 
 #[test]
-fn exec_without_follow_fork_is_not_traced_and_keeps_events() {
+fn exec_keeps_events_and_the_execd_program_has_its_own_capture() {
+    // Before the exec: the block, in a complete capture that names the next one. The shell the
+    // program became is tracked too (without --follow-fork: it is the same process).
     let dir = scratch("exec");
     let prog = stress(&dir);
     let (cap, out) = record(&dir, "run.bin", &prog, &["exec"]);
     assert_eq!(out.stdout, b"from-exec\n");
     let s = stats(&cap);
-    // The block allocated before the exec; nothing of the shell.
     assert_eq!(num(&s, "total_allocations"), 1);
     assert_eq!(num(&s, "leaked_bytes"), 555);
-    let extra = std::fs::read_dir(&dir)
+    assert_eq!(s["complete"].as_bool(), Some(true));
+    assert_eq!(s["exec"]["command"], "sh -c echo from-exec");
+    let extra: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("run.bin."))
-        .count();
-    assert_eq!(extra, 0);
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("run.bin."))
+        .collect();
+    assert_eq!(extra, ["run.bin.exec1"]);
+    assert_eq!(
+        stats(&dir.join("run.bin.exec1"))["command"],
+        "sh -c echo from-exec"
+    );
 }

@@ -124,13 +124,15 @@ impl Capture {
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        let off = self.reserved.fetch_add(len, Ordering::Relaxed);
+        // Sequentially consistent with `trim`: a writer either reserved before the trim looked
+        // (and is below the cut) or sees the lowered `allocated` and grows the file again.
+        let off = self.reserved.fetch_add(len, Ordering::SeqCst);
         let end = off + len;
         if end > self.map_len.load(Ordering::Relaxed) as u64 {
             self.fail(trailer_flags::SIZE_LIMIT);
             return None;
         }
-        if end > self.allocated.load(Ordering::Acquire) && !self.grow(end) {
+        if end > self.allocated.load(Ordering::SeqCst) && !self.grow(end) {
             return None;
         }
         // SAFETY: off + len lies inside the mapping (checked above).
@@ -269,6 +271,55 @@ impl Capture {
             // Without a descriptor of its own the file keeps its zero tail (readers skip it).
             let _ = self.file.with(|fd| sys::ftruncate(fd, end));
         }
+    }
+
+    /// Cuts the file to what was reserved (as the end of a capture does) while recording goes
+    /// on: the space beyond is allocated again when a writer needs it.
+    pub fn trim(&self) {
+        let _g = self.grow_lock.lock();
+        let before = self.allocated.load(Ordering::SeqCst);
+        // `allocated` goes down first: a writer reserving from now on finds its end above it
+        // and waits in `grow` for this lock. Then every reservation made before is below the
+        // cut (see `reserve`).
+        let seen = self.reserved.load(Ordering::SeqCst).min(before);
+        self.allocated.store(seen, Ordering::SeqCst);
+        let end = self.reserved.load(Ordering::SeqCst).min(before);
+        let _errno = sys::ErrnoGuard::new();
+        // Only through a descriptor checked to be the capture's (see capture_fd).
+        let now = match self.file.with(|fd| sys::ftruncate(fd, end)) {
+            Some(Ok(_)) => end,
+            _ => before,
+        };
+        self.allocated.store(now, Ordering::SeqCst);
+    }
+
+    /// Removes the trailer (header first): the capture is not finished after all (an exec
+    /// failed). Its place reads as unwritten space.
+    pub fn withdraw_trailer(&self) {
+        if self.base.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let at = self.at(self.trailer_at.load(Ordering::Relaxed));
+        // SAFETY: the trailer region reserved at open.
+        unsafe {
+            core::ptr::write_bytes(at, 0, CHUNK_HEADER_LEN);
+            fence(Ordering::Release);
+            core::ptr::write_bytes(at.add(CHUNK_HEADER_LEN), 0, TRAILER_PAYLOAD);
+        }
+    }
+
+    /// Allocates again the disk space of a range released by `punch_hole` that is to be written
+    /// (an exec failed): on failure recording stops (false), rather than a write faulting later.
+    pub fn refill(&self, off: u64, len: u64) -> bool {
+        let _errno = sys::ErrnoGuard::new();
+        let refilled = self
+            .file
+            .with(|fd| sys::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, off, len));
+        if !matches!(refilled, Some(Ok(_))) {
+            self.fail(trailer_flags::WRITE_FAILED);
+            return false;
+        }
+        true
     }
 
     /// Releases free space in the middle of the file (an emptied staging area) to the disk.

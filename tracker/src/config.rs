@@ -2,12 +2,16 @@
 //!
 //! - MEMTRACE_OUTPUT: the capture path; `{pid}` in it is replaced by the process id.
 //! - MEMTRACE_FORCE=1: overwrite an existing capture.
-//! - MEMTRACE_FOLLOW_FORK=1: forked children and exec'd programs write `<capture>.<pid>`.
+//! - MEMTRACE_FOLLOW_FORK=1: the program's children (forked, spawned) write `<capture>.<pid>`.
 //! - MEMTRACE_PARENT_CAPTURE: set for descendants (with --follow-fork): the root capture's path.
 //! - MEMTRACE_STATUS: a file where the tracker writes why it could not record.
 //! - MEMTRACE_PYTHON=1: the program is the Python interpreter of a script run; with
 //!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped.
 //! - MEMTRACE_NATIVE=1: record the whole native stack of every allocation (--native).
+//! - MEMTRACE_PYTHON_HOOK: the start-up hook's directory, for an exec'd image that is CPython.
+//! - MEMTRACE_EXEC=N, MEMTRACE_EXEC_BASE: set by the exec hook (exec.rs) for the image a tracked
+//!   process exec'd: it is the N-th exec of the process whose first capture is the base;
+//!   MEMTRACE_OUTPUT is then the exact path of its capture.
 //!
 //! Without --follow-fork these variables and the tracker's LD_PRELOAD entry are removed at start,
 //! so that the programs this one runs are not traced.
@@ -28,7 +32,28 @@ pub struct Config {
     pub python_allocators: bool,
     /// Record whole native stacks (--native).
     pub native: bool,
+    /// How many execs of this process came before this image (0: the first image).
+    pub exec: u32,
+    /// The capture of the process's first image (the next exec's capture is named after it).
+    pub exec_base: Vec<u8>,
+    /// The Python start-up hook's directory (MEMTRACE_PYTHON_HOOK).
+    pub python_hook: Option<Vec<u8>>,
 }
+
+/// The variables the tracker reads (removed for the program's children unless followed).
+pub const VARIABLES: [&CStr; 11] = [
+    c"MEMTRACE_OUTPUT",
+    c"MEMTRACE_FORCE",
+    c"MEMTRACE_FOLLOW_FORK",
+    c"MEMTRACE_PARENT_CAPTURE",
+    c"MEMTRACE_STATUS",
+    c"MEMTRACE_PYTHON",
+    c"MEMTRACE_PYTHON_ALLOCATORS",
+    c"MEMTRACE_NATIVE",
+    c"MEMTRACE_PYTHON_HOOK",
+    c"MEMTRACE_EXEC",
+    c"MEMTRACE_EXEC_BASE",
+];
 
 extern "C" {
     /// glibc's getenv that answers nothing in a set-user-ID or otherwise privileged process
@@ -78,9 +103,29 @@ impl Config {
         let python = var(c"MEMTRACE_PYTHON").is_some_and(|v| v == b"1");
         let python_allocators = var(c"MEMTRACE_PYTHON_ALLOCATORS").is_none_or(|v| v != b"0");
         let native = var(c"MEMTRACE_NATIVE").is_some_and(|v| v == b"1");
-        if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
+        let python_hook = var(c"MEMTRACE_PYTHON_HOOK");
+        if let Some(exec) = exec_image() {
+            let output = var(c"MEMTRACE_OUTPUT")?;
             return Some(Config {
-                output: child_path(&root, pid),
+                root: var(c"MEMTRACE_PARENT_CAPTURE").unwrap_or_else(|| exec.1.clone()),
+                output,
+                force: var(c"MEMTRACE_FORCE").is_some_and(|v| v == b"1"),
+                follow_fork,
+                status,
+                descendant: false,
+                python: false,
+                python_allocators,
+                native,
+                exec: exec.0,
+                exec_base: exec.1,
+                python_hook,
+            });
+        }
+        if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
+            let output = child_path(&root, pid);
+            return Some(Config {
+                exec_base: output.clone(),
+                output,
                 force: false,
                 follow_fork,
                 root,
@@ -89,12 +134,15 @@ impl Config {
                 python,
                 python_allocators,
                 native,
+                exec: 0,
+                python_hook,
             });
         }
         let template = var(c"MEMTRACE_OUTPUT")?;
         let output = replace_pid(&template, pid);
         Some(Config {
             root: output.clone(),
+            exec_base: output.clone(),
             output,
             force: var(c"MEMTRACE_FORCE").is_some_and(|v| v == b"1"),
             follow_fork,
@@ -103,36 +151,38 @@ impl Config {
             python,
             python_allocators,
             native,
+            exec: 0,
+            python_hook,
         })
     }
 
     /// Leaves the environment for the program's own children: cleaned of the tracker unless
     /// they are to be followed.
     pub fn prepare_environment(&self, tracker_path: &[u8]) {
+        // These describe this image only: a followed child is not an exec of this process.
+        for name in [c"MEMTRACE_EXEC", c"MEMTRACE_EXEC_BASE"] {
+            crate::environ::unset(name);
+        }
         if self.follow_fork {
             if !self.descendant {
                 if let Ok(root) = CString::new(self.root.clone()) {
-                    // SAFETY: setenv copies both strings; called at start-up.
-                    unsafe { libc::setenv(c"MEMTRACE_PARENT_CAPTURE".as_ptr(), root.as_ptr(), 1) };
+                    crate::environ::set(c"MEMTRACE_PARENT_CAPTURE", &root);
                 }
             }
             return;
         }
-        for name in [
-            c"MEMTRACE_OUTPUT",
-            c"MEMTRACE_FORCE",
-            c"MEMTRACE_FOLLOW_FORK",
-            c"MEMTRACE_PARENT_CAPTURE",
-            c"MEMTRACE_STATUS",
-            c"MEMTRACE_PYTHON",
-            c"MEMTRACE_PYTHON_ALLOCATORS",
-            c"MEMTRACE_NATIVE",
-        ] {
-            // SAFETY: unsetenv with a NUL-terminated name.
-            unsafe { libc::unsetenv(name.as_ptr()) };
+        for name in VARIABLES {
+            crate::environ::unset(name);
         }
         remove_from_preload(tracker_path);
     }
+}
+
+/// (N, base) of an image a tracked process exec'd (MEMTRACE_EXEC=N, MEMTRACE_EXEC_BASE).
+fn exec_image() -> Option<(u32, Vec<u8>)> {
+    let n = var(c"MEMTRACE_EXEC")?;
+    let n = std::str::from_utf8(&n).ok()?.parse::<u32>().ok()?;
+    Some((n, var(c"MEMTRACE_EXEC_BASE")?))
 }
 
 fn replace_pid(template: &[u8], pid: u32) -> Vec<u8> {
@@ -162,10 +212,8 @@ fn remove_from_preload(tracker_path: &[u8]) {
         .filter(|e| !e.is_empty() && *e != tracker_path && file_name(e) != ours)
         .collect();
     if kept.is_empty() {
-        // SAFETY: unsetenv with a NUL-terminated name.
-        unsafe { libc::unsetenv(c"LD_PRELOAD".as_ptr()) };
+        crate::environ::unset(c"LD_PRELOAD");
     } else if let Ok(v) = CString::new(kept.join(&b':')) {
-        // SAFETY: setenv copies both strings.
-        unsafe { libc::setenv(c"LD_PRELOAD".as_ptr(), v.as_ptr(), 1) };
+        crate::environ::set(c"LD_PRELOAD", &v);
     }
 }

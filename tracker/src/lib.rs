@@ -10,6 +10,8 @@ mod clock;
 mod compress;
 mod config;
 mod definition;
+mod environ;
+mod exec;
 mod hooks;
 mod inprocess;
 mod lifecycle;
@@ -40,6 +42,7 @@ pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 #[global_allocator]
 static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
 
+pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
 pub use hooks::*;
 pub use lifecycle::{__libc_start_main, _exit, exit};
 pub use python::PyInit__memtrace_tracker;

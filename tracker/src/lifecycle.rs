@@ -33,10 +33,16 @@ extern "C" fn memtrace_init() {
             return;
         }
         let pid = sys::getpid();
-        let Some(cfg) = Config::from_env(pid) else {
+        let Some(mut cfg) = Config::from_env(pid) else {
             return;
         };
-        cfg.prepare_environment(&own_path());
+        if cfg.exec > 0 {
+            // An exec'd image: tracked as a Python run if it is CPython.
+            cfg.python = crate::python::adopt_image(cfg.python_hook.as_deref());
+        }
+        let tracker = own_path();
+        cfg.prepare_environment(&tracker);
+        crate::exec::configure(&cfg, &tracker);
         crate::python::configure(cfg.python, cfg.python_allocators);
         thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);
@@ -198,6 +204,14 @@ pub fn finish_now() {
 
 extern "C" fn memtrace_fini() {
     finish();
+}
+
+/// This image records its own capture now: not a vfork child (which shares the parent's
+/// memory), not a fork child that is not followed, not after the end.
+pub fn records_this_image() -> bool {
+    STARTED.load(Ordering::Acquire)
+        && !FINISHED.load(Ordering::Acquire)
+        && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed)
 }
 
 /// Finishes the capture, if one is open and not finished yet; true when this call did.
@@ -402,6 +416,9 @@ pub(crate) extern "C" fn fork_child() {
             python: cfg.python,
             python_allocators: cfg.python_allocators,
             native: cfg.native,
+            exec: 0,
+            exec_base: child_path(&cfg.root, pid),
+            python_hook: cfg.python_hook.clone(),
         };
         stacks::clear();
         crate::rss::reset();
@@ -411,6 +428,7 @@ pub(crate) extern "C" fn fork_child() {
         FINISHED.store(false, Ordering::Relaxed);
         match start_capture(&child, pid) {
             Ok(()) => {
+                crate::exec::after_fork(&child);
                 CAPTURE_PID.store(pid, Ordering::Relaxed);
                 STARTED.store(true, Ordering::Release);
                 ACTIVE.store(true, Ordering::Release);

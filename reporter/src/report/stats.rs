@@ -152,7 +152,35 @@ pub struct StatsReport {
     pub records_found: u64,
     /// Records the tracker wrote, by the trailer; null without one.
     pub records_written: Option<u64>,
+    /// The program exec'd another one, recorded in another capture; null otherwise.
+    pub exec: Option<ExecRow>,
     pub warnings: Vec<String>,
+}
+
+/// The exec that ended a capture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExecRow {
+    /// The new program's command line, arguments joined by spaces.
+    pub command: String,
+    /// The file given to exec.
+    pub program: String,
+    pub argv: Vec<String>,
+    /// The capture of the new program.
+    pub next_capture: String,
+    /// Whether that capture exists (a program that cannot be traced writes none).
+    pub next_capture_exists: bool,
+}
+
+impl From<crate::capture::exec::Exec> for ExecRow {
+    fn from(e: crate::capture::exec::Exec) -> ExecRow {
+        ExecRow {
+            command: e.command(),
+            next_capture_exists: e.next.is_file(),
+            next_capture: e.next.display().to_string(),
+            program: e.program,
+            argv: e.argv,
+        }
+    }
 }
 
 /// Allocators always listed, even with no allocations: the C ones.
@@ -345,6 +373,8 @@ fn build_threads(
         complete: analysis.complete(),
         records_found: analysis.index.records_found,
         records_written: analysis.index.trailer.as_ref().map(|t| t.records_written),
+        exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
+            .map(ExecRow::from),
         warnings,
     }
 }

@@ -148,6 +148,19 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
             " (incomplete capture)"
         }
     )?;
+    if let Some(e) = &r.exec {
+        let missing = if e.next_capture_exists {
+            ""
+        } else {
+            ", not written"
+        };
+        writeln!(out, "Exec'd:       {}", e.command)?;
+        writeln!(
+            out,
+            "              its capture: {}{missing}",
+            e.next_capture
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,

@@ -42,6 +42,11 @@ impl Bootstrap {
         Ok(Bootstrap { dir })
     }
 
+    /// The hook's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// PYTHONPATH for the interpreter: the hook's directory first.
     pub fn python_path(&self) -> OsString {
         let mut p = self.dir.clone().into_os_string();

@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod elf;
+mod execs;
 mod interpreter;
 mod program;
 mod python;
@@ -31,6 +32,7 @@ Examples:
   memtrace run ./myprog arg1 arg2          writes memtrace-myprog.<pid>.bin
   memtrace run -o out.bin -- ls -l /
   memtrace run --follow-fork make -j2
+  memtrace run ./wrapper.sh                a program it execs writes <capture>.exec1 (...exec2)
   memtrace run script.py arg1              writes memtrace-script.<pid>.bin
   memtrace run -m http.server 8000         writes memtrace-http.server.<pid>.bin
   memtrace run -c 'print(len(bytearray(10**6)))'
@@ -48,6 +50,7 @@ pub struct RunArgs {
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
     /// Trace the children the program forks (and programs they exec): each writes <capture>.<pid>
+    /// (a program the traced process itself execs is always traced: <capture>.exec<N>)
     #[arg(long = "follow-fork")]
     pub follow_fork: bool,
     /// Python runs: record system allocations only (pymalloc's arenas then show as mmaps)
@@ -75,6 +78,8 @@ pub const TRACKER_ENV: &str = "MEMTRACE_TRACKER";
 /// Environment variable telling the tracker that the program is a Python interpreter running
 /// the user's script (`1`); absent otherwise.
 pub const PYTHON_ENV: &str = "MEMTRACE_PYTHON";
+/// Environment variable naming the start-up hook's directory, for exec'd images that are CPython.
+const PYTHON_HOOK_ENV: &str = "MEMTRACE_PYTHON_HOOK";
 const TRACKER_FILE: &str = "libmemtrace_tracker.so";
 /// The tracker's name in the Python package, where the same file is also the importable
 /// module `memtrace._memtrace_tracker` (the package's `memtrace` executable sits beside it).
@@ -146,12 +151,19 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("MEMTRACE_OUTPUT", &template)
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
-    let bootstrap = if target.python {
-        Some(bootstrap::Bootstrap::create(&tracker, run_dir.path())?)
-    } else {
-        None
+    // The start-up hook serves the Python run, and any image the program execs that is CPython
+    // (the tracker puts it on that image's PYTHONPATH): made for every run, required for a
+    // Python run only.
+    let bootstrap = match bootstrap::Bootstrap::create(&tracker, run_dir.path()) {
+        Ok(b) => Some(b),
+        Err(e) if target.python => return Err(e),
+        Err(_) => None,
     };
-    if let Some(b) = &bootstrap {
+    match &bootstrap {
+        Some(b) => cmd.env(PYTHON_HOOK_ENV, b.dir()),
+        None => cmd.env_remove(PYTHON_HOOK_ENV),
+    };
+    if let Some(b) = bootstrap.as_ref().filter(|_| target.python) {
         cmd.env(PYTHON_ENV, "1").env("PYTHONPATH", b.python_path());
         match std::env::var_os("PYTHONPATH") {
             Some(v) => cmd.env(bootstrap::ORIGINAL_PATH_ENV, v),
@@ -203,6 +215,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| capture.clone());
     if !args.quiet {
+        // A program that exec'd has a capture per program: the hint names the last.
+        let (capture, shown) = execs::announce(&capture, &shown, &cwd);
         report(&capture, &shown, tracker_msg.as_deref(), status);
     }
     Ok(code)

@@ -86,6 +86,9 @@ impl Starting {
             python: true,
             python_allocators: req.python_allocators,
             native: req.native,
+            exec: 0,
+            exec_base: req.path.clone(),
+            python_hook: None,
         };
         lifecycle::begin_in_process(cfg)
     }

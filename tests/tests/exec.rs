@@ -1,0 +1,617 @@
+//! A tracked process that execs (`env`, `sh -c 'exec ...'`, wrappers, os.execv) goes on being
+//! tracked: each program writes its own capture (`<capture>.exec<N>`), the one before the exec
+//! is complete and names the next; a failed exec changes nothing. And vfork, posix_spawn and
+//! chains of forks leave the program's output and exit status unchanged, with children tracked
+//! under --follow-fork only. The C program is tests/programs/exec.c: its blocks have known sizes
+//! in functions of their own.
+
+use memtrace_e2e::python::{python, untracked, write};
+use memtrace_e2e::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// `memtrace run -o run.bin [FLAGS] -- WORDS` in `dir` (not quiet: the closing hint is checked).
+fn run(dir: &Path, flags: &[&str], words: &[&str]) -> (PathBuf, Output) {
+    let cap = dir.join("run.bin");
+    let mut args = vec!["run", "-f", "-o", cap.to_str().expect("utf-8")];
+    args.extend_from_slice(flags);
+    args.push("--");
+    args.extend_from_slice(words);
+    (cap.clone(), memtrace(&args, dir))
+}
+
+/// The program alone, for comparison.
+fn plain(dir: &Path, words: &[&str]) -> Output {
+    Command::new(words[0])
+        .args(&words[1..])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the program runs")
+}
+
+/// `stats --json` with long enough top lists to find a program's own functions.
+fn full_stats(cap: &Path) -> Value {
+    report(&["stats", "--json", "-n", "50"], cap)
+}
+
+/// (bytes, count) of the top_by_size location in `function` (0, 0 when absent).
+fn site(s: &Value, function: &str) -> (i64, i64) {
+    s["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["function"].as_str() == Some(function))
+        .fold((0, 0), |(b, c), l| {
+            (b + num(l, "bytes"), c + num(l, "count"))
+        })
+}
+
+/// The files of `dir` whose names start with `prefix`, sorted.
+fn files(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Checks that `s` is complete and names `next` as the capture of the program it exec'd.
+fn assert_execd_into(s: &Value, next: &str, command: &str) {
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
+    let e = &s["exec"];
+    assert!(
+        e["next_capture"]
+            .as_str()
+            .is_some_and(|p| p.ends_with(&format!("/{next}"))),
+        "{e}"
+    );
+    assert_eq!(e["next_capture_exists"].as_bool(), Some(true), "{e}");
+    assert_eq!(e["command"].as_str(), Some(command), "{e}");
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A script with a known allocation (f, line 3) that prints what it sees of its environment.
+const SCRIPT: &str = "\
+import os
+def f(n):
+    return b\"\\0\" * n
+keep = f(3_000_000)
+print(os.environ.get('X'), os.environ.get('PYTHONPATH'),
+      sorted(k for k in os.environ if k.startswith('MEMTRACE') or k == 'LD_PRELOAD'))
+";
+
+/// The capture of the script run after an exec: its allocation at its line, Python stacks and
+/// the PyMem allocators, complete.
+fn assert_python_image(cap: &Path) {
+    let s = full_stats(cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(s["exec"], Value::Null);
+    let top = s["top_by_size"][0].clone();
+    assert_eq!(top["function"], "f", "{top}");
+    assert_eq!(top["line"], 3, "{top}");
+    assert_eq!(num(&top, "bytes"), 3_000_000 + 33, "{top}");
+    assert_eq!(num(&top, "count"), 1, "{top}");
+    let frames: Vec<(String, i64)> = top["stack"]
+        .as_array()
+        .expect("a stack")
+        .iter()
+        .map(|f| (f["function"].as_str().unwrap_or("?").into(), num(f, "line")))
+        .collect();
+    assert_eq!(
+        frames,
+        [("f".to_string(), 3), ("<module>".to_string(), 4)],
+        "{top}"
+    );
+    assert!(allocator(&s, "pymalloc_malloc") > 0, "{}", s["allocators"]);
+    // The report starts with the script (the interpreter's start-up is apart).
+    assert!(s["startup_bytes"].as_i64().is_some_and(|b| b > 0), "{s}");
+}
+
+#[test]
+fn env_runs_the_program_tracked_with_its_own_capture() {
+    let dir = scratch("exec-env");
+    let prog = compile("exec", &dir);
+    let p = prog.to_str().expect("utf-8");
+    let words = ["env", "X=1", p, "chain", "0"];
+    let (cap, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    assert_eq!(out.stdout, b"image 0\n");
+    assert_execd_into(&full_stats(&cap), "run.bin.exec1", &format!("{p} chain 0"));
+    let next = full_stats(&dir.join("run.bin.exec1"));
+    assert_eq!(next["complete"].as_bool(), Some(true), "{next}");
+    assert_eq!(site(&next, "image_block"), (10_000, 1));
+    assert_eq!(num(&next, "total_allocations"), 1);
+    // The closing hint names the program's capture.
+    let err = stderr(&out);
+    assert!(
+        err.contains("run.bin -> run.bin.exec1")
+            && err.contains("view it with: memtrace stats run.bin.exec1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn env_running_python_is_a_python_run() {
+    let dir = scratch("exec-env-py");
+    write(&dir, "x.py", SCRIPT);
+    let py = python().to_str().expect("utf-8");
+    let words = ["env", "X=1", "PYTHONPATH=/opt/pp", py, "x.py"];
+    let (cap, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The program sees its own environment: no hook on PYTHONPATH, no memtrace variables.
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    assert_eq!(out.stdout, b"1 /opt/pp []\n");
+    assert_execd_into(&full_stats(&cap), "run.bin.exec1", &format!("{py} x.py"));
+    assert_python_image(&dir.join("run.bin.exec1"));
+}
+
+#[test]
+fn sh_c_exec_python_is_a_python_run() {
+    let dir = scratch("exec-sh-py");
+    write(&dir, "x.py", SCRIPT);
+    let py = python().to_str().expect("utf-8");
+    let line = format!("exec '{py}' x.py");
+    let words = ["/bin/sh", "-c", &line];
+    let (cap, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    assert_eq!(out.stdout, b"None None []\n");
+    assert_execd_into(&full_stats(&cap), "run.bin.exec1", &format!("{py} x.py"));
+    assert_python_image(&dir.join("run.bin.exec1"));
+    assert_eq!(files(&dir, "run.bin"), ["run.bin", "run.bin.exec1"]);
+}
+
+#[test]
+fn os_execv_of_a_python_script_goes_on_as_python() {
+    let dir = scratch("exec-os-execv");
+    write(&dir, "x.py", SCRIPT);
+    let first = write(
+        &dir,
+        "first.py",
+        "import os, sys\nkept = b'1' * 500_000\nos.execv(sys.executable, [sys.executable, 'x.py'])\n",
+    );
+    let cap = dir.join("run.bin");
+    let out =
+        memtrace_e2e::python::tracked(python(), &cap, &[first.to_str().expect("utf-8")], &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        untracked(python(), &["first.py"], &dir, b"").stdout
+    );
+    let s = full_stats(&cap);
+    assert_execd_into(&s, "run.bin.exec1", &format!("{} x.py", python().display()));
+    let kept = s["top_by_size"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["line"] == 2))
+        .unwrap_or_else(|| panic!("line 2 of first.py: {s}"));
+    assert_eq!(num(kept, "bytes"), 500_000 + 33);
+    assert_python_image(&dir.join("run.bin.exec1"));
+}
+
+#[test]
+fn two_execs_in_a_row_make_three_captures() {
+    let dir = scratch("exec-chain");
+    let prog = compile("exec", &dir);
+    let p = prog.to_str().expect("utf-8");
+    let (cap, out) = run(&dir, &[], &[p, "chain", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"image 2\nimage 1\nimage 0\n");
+    assert_eq!(
+        files(&dir, "run.bin"),
+        ["run.bin", "run.bin.exec1", "run.bin.exec2"]
+    );
+    let caps = [cap, dir.join("run.bin.exec1"), dir.join("run.bin.exec2")];
+    for (i, c) in caps.iter().enumerate() {
+        let s = full_stats(c);
+        // Each image's own block, and nothing of another image.
+        assert_eq!(site(&s, "image_block"), (10_002 - i as i64, 1), "{s}");
+        assert_eq!(num(&s, "total_allocations"), 1, "{s}");
+        assert_eq!(s["pid"], full_stats(&caps[0])["pid"]);
+        if i < 2 {
+            assert_execd_into(
+                &s,
+                &format!("run.bin.exec{}", i + 1),
+                &format!("exec chain {}", 1 - i),
+            );
+        } else {
+            assert_eq!(s["complete"].as_bool(), Some(true));
+            assert_eq!(s["exec"], Value::Null);
+        }
+    }
+    let err = stderr(&out);
+    assert!(
+        err.contains("exec'd 2 times")
+            && err.contains("run.bin -> run.bin.exec1 -> run.bin.exec2")
+            && err.contains("memtrace stats run.bin.exec2"),
+        "{err}"
+    );
+    // The text report says it too.
+    let text = memtrace(&["stats", caps[0].to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Exec'd:       exec chain 1\n") && text.contains("its capture: "),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_failed_exec_goes_on_in_the_same_capture() {
+    let dir = scratch("exec-fail");
+    let prog = compile("exec", &dir);
+    let p = prog.to_str().expect("utf-8");
+    // A program that is not there (ENOENT), one that is not executable (EACCES) and one that
+    // is not a program (ENOEXEC): the last two fail after the capture was made ready.
+    let not_exec = write(&dir, "not-executable", "data");
+    let bad = write(&dir, "bad-program", "\x7fELF not really");
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    for target in [
+        None,
+        Some(not_exec.to_str().expect("utf-8")),
+        Some(bad.to_str().expect("utf-8")),
+    ] {
+        let mut words = vec![p, "fail"];
+        words.extend(target);
+        let (cap, out) = run(&dir, &[], &words);
+        let alone = plain(&dir, &words);
+        assert_eq!(out.status.code(), Some(7), "{out:?}");
+        assert_eq!(out.stdout, alone.stdout);
+        assert!(out.stdout.starts_with(b"exec failed: -1 "), "{out:?}");
+        let s = full_stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
+        assert_eq!(s["exec"], Value::Null, "{s}");
+        assert_eq!(site(&s, "image_block"), (1111, 1));
+        assert_eq!(site(&s, "after_block"), (3 * 2222, 3));
+        assert_eq!(num(&s, "total_allocations"), 4);
+        assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
+        assert!(
+            stderr(&out).contains("memtrace: wrote run.bin; view it with"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn every_exec_function_is_followed() {
+    let dir = scratch("exec-via");
+    let prog = compile("exec", &dir);
+    let p = prog.to_str().expect("utf-8");
+    for f in [
+        "execl", "execle", "execlp", "execv", "execve", "execvp", "execvpe", "fexecve",
+    ] {
+        let (cap, out) = run(&dir, &[], &[p, "via", f]);
+        assert_eq!(out.status.code(), Some(0), "{f}: {out:?}");
+        assert_eq!(out.stdout, b"image 0\n", "{f}");
+        let s = full_stats(&cap);
+        assert_eq!(site(&s, "image_block"), (3000, 1), "{f}");
+        assert_execd_into(&s, "run.bin.exec1", "exec chain 0");
+        let next = full_stats(&dir.join("run.bin.exec1"));
+        assert_eq!(site(&next, "image_block"), (10_000, 1), "{f}: {next}");
+    }
+}
+
+#[test]
+fn an_exec_while_threads_allocate() {
+    let dir = scratch("exec-threads");
+    let prog = compile("exec", &dir);
+    for _ in 0..3 {
+        let (cap, out) = run(&dir, &[], &[prog.to_str().expect("utf-8"), "threads"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(out.stdout, b"image 0\n");
+        let s = full_stats(&cap);
+        assert_execd_into(&s, "run.bin.exec1", "exec chain 0");
+        assert!(num(&s, "total_allocations") > 100, "{s}");
+        let next = full_stats(&dir.join("run.bin.exec1"));
+        assert_eq!(site(&next, "image_block"), (10_000, 1), "{next}");
+    }
+}
+
+#[test]
+fn a_bash_script_keeps_the_tracker_from_its_children() {
+    // bash defines its own unsetenv, which does nothing before the shell has started: the
+    // tracker's variables must still be gone from what its children get.
+    let dir = scratch("exec-bash");
+    let (cap, out) = run(
+        &dir,
+        &[],
+        &[
+            "/bin/bash",
+            "-c",
+            "/bin/cat /proc/self/environ | /usr/bin/tr '\\0' '\\n' | /bin/grep -c -e ^MEMTRACE_ -e ^LD_PRELOAD=; exit 0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"0\n");
+    assert_eq!(
+        stderr(&out),
+        "memtrace: wrote run.bin; view it with: memtrace stats run.bin\n"
+    );
+    assert_eq!(stats(&cap)["complete"].as_bool(), Some(true));
+    assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
+}
+
+/// Runs `exec MODE ARGS` alone, tracked, and tracked with --follow-fork: the output and exit
+/// status are the same each time. Returns the directory and the tracked runs' (capture stats,
+/// children's captures), the followed run's files left in place.
+fn three_ways(name: &str, mode: &[&str]) -> (PathBuf, [(Value, Vec<String>); 2]) {
+    let dir = scratch(name);
+    let prog = compile("exec", &dir);
+    let mut words = vec![prog.to_str().expect("utf-8")];
+    words.extend_from_slice(mode);
+    let alone = plain(&dir, &words);
+    assert!(alone.status.success(), "{alone:?}");
+    let runs = [&[][..], &["--follow-fork"][..]].map(|flags| {
+        for f in files(&dir, "run.bin") {
+            std::fs::remove_file(dir.join(f)).expect("remove");
+        }
+        let (cap, out) = run(&dir, flags, &words);
+        assert_eq!(out.status.code(), alone.status.code(), "{flags:?}: {out:?}");
+        assert_eq!(out.stdout, alone.stdout, "{flags:?}");
+        let s = full_stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
+        let children: Vec<String> = files(&dir, "run.bin.")
+            .into_iter()
+            .inspect(|c| {
+                let cs = full_stats(&dir.join(c));
+                assert_eq!(cs["complete"].as_bool(), Some(true), "{c}: {cs}");
+            })
+            .collect();
+        if flags.is_empty() {
+            assert!(children.is_empty(), "{children:?}");
+        }
+        (s, children)
+    });
+    (dir, runs)
+}
+
+#[test]
+fn vfork_children_run_as_they_would() {
+    let (_, [(s, _), (fs, children)]) = three_ways("exec-vfork", &["vfork"]);
+    for s in [&s, &fs] {
+        assert_eq!(site(s, "after_block"), (4444, 1));
+    }
+    // Followed: the echo the first child became (the second one's exec fails: no capture).
+    assert_eq!(children.len(), 1, "{children:?}");
+}
+
+#[test]
+fn posix_spawn_children_run_as_they_would() {
+    let (_, [(s, _), (fs, children)]) = three_ways("exec-spawn", &["spawn"]);
+    for s in [&s, &fs] {
+        assert_eq!(site(s, "after_block"), (5555, 1));
+    }
+    assert_eq!(children.len(), 1, "{children:?}");
+}
+
+#[test]
+fn a_chain_of_forks_runs_as_it_would() {
+    let (dir, [(s, _), (fs, children)]) = three_ways("exec-forks", &["forks", "3"]);
+    for s in [&s, &fs] {
+        assert_eq!(site(s, "image_block"), (6000, 1));
+    }
+    // Followed: each child at depth d has its own capture with its block of 6000 + d.
+    let mut blocks: Vec<(i64, i64)> = children
+        .iter()
+        .map(|c| site(&full_stats(&dir.join(c)), "image_block"))
+        .collect();
+    blocks.sort();
+    assert_eq!(blocks, [(6001, 1), (6002, 1), (6003, 1)]);
+}
+
+#[test]
+fn a_followed_child_that_execs_has_a_capture_per_program() {
+    let (dir, [(s, _), (_, children)]) = three_ways("exec-forkexec", &["forkexec"]);
+    assert_eq!(s["exec"], Value::Null);
+    // run.bin.<pid> (the forked child: its block of 7777) and run.bin.<pid>.exec1.
+    assert_eq!(children.len(), 2, "{children:?}");
+    let (child, execd) = (&children[0], &children[1]);
+    assert_eq!(execd, &format!("{child}.exec1"));
+    let cs = full_stats(&dir.join(child));
+    assert_eq!(site(&cs, "image_block"), (7777, 1));
+    assert_execd_into(&cs, execd, "exec chain 0");
+    assert_eq!(
+        site(&full_stats(&dir.join(execd)), "image_block"),
+        (10_000, 1)
+    );
+}
+
+#[test]
+fn python_isolated_mode_is_tracked_natively_and_sees_its_own_environment() {
+    // -I ignores PYTHONPATH: the start-up hook cannot run, so nothing of it is set up.
+    let dir = scratch("exec-py-isolated");
+    write(&dir, "x.py", SCRIPT);
+    let py = python().to_str().expect("utf-8");
+    let line = format!("PYTHONPATH=/opt/pp exec '{py}' -I x.py");
+    let words = ["/bin/sh", "-c", &line];
+    let (_, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    assert_eq!(out.stdout, b"None /opt/pp []\n");
+    let s = full_stats(&dir.join("run.bin.exec1"));
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(site(&s, "f"), (0, 0));
+    assert_eq!(allocator(&s, "pymalloc_malloc"), 0, "{}", s["allocators"]);
+    assert!(num(&s, "total_bytes") >= 3_000_000, "{s}");
+}
+
+#[test]
+fn an_exec_of_a_program_that_cannot_be_traced_is_reported() {
+    // Debian's ldconfig is statically linked: nothing can be preloaded into it.
+    let dir = scratch("exec-static");
+    let words = ["/bin/sh", "-c", "exec /sbin/ldconfig --version"];
+    let (cap, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout);
+    let s = full_stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(
+        s["exec"]["next_capture_exists"].as_bool(),
+        Some(false),
+        "{s}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("the program exec'd /sbin/ldconfig --version, which wrote no capture")
+            && err.contains("memtrace: wrote run.bin; view it with: memtrace stats run.bin"),
+        "{err}"
+    );
+    assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
+}
+
+#[test]
+fn a_capture_killed_after_a_failed_exec_is_incomplete_and_readable() {
+    // The failed exec's trailer was withdrawn: a kill afterwards leaves an incomplete capture
+    // (no trailer), whose records are all readable.
+    use std::io::{BufRead, BufReader};
+    let dir = scratch("exec-fail-kill");
+    let prog = compile("exec", &dir);
+    let not_exec = write(&dir, "not-executable", "data");
+    let cap = dir.join("run.bin");
+    let mut child = Command::new(memtrace_bin())
+        .args(["run", "-q", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .arg("failwait")
+        .arg(&not_exec)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("utf-8");
+    assert!(first.starts_with("exec failed: -1 "), "{first}");
+    let pid: i32 = lines
+        .next()
+        .expect("the pid")
+        .expect("utf-8")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // SAFETY: kill(2) of the program this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let status = child.wait().expect("memtrace ends");
+    assert_eq!(status.code(), Some(128 + libc::SIGKILL));
+    let s = full_stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(false), "{s}");
+    let warnings = s["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.contains("no trailer")),
+        "{warnings:?}"
+    );
+    assert_eq!(site(&s, "image_block"), (1111, 1));
+    assert_eq!(site(&s, "after_block"), (3 * 2222, 3));
+}
+
+#[test]
+fn a_taken_name_is_not_overwritten_without_force() {
+    let dir = scratch("exec-taken");
+    let prog = compile("exec", &dir);
+    std::fs::write(dir.join("run.bin.exec1"), "someone's file").expect("write");
+    let cap = dir.join("run.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            "--",
+            prog.to_str().expect("utf-8"),
+            "chain",
+            "1",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        std::fs::read(dir.join("run.bin.exec1")).expect("read"),
+        b"someone's file"
+    );
+    assert_execd_into(&full_stats(&cap), "run.bin.exec1.2", "exec chain 0");
+    let next = full_stats(&dir.join("run.bin.exec1.2"));
+    assert_eq!(site(&next, "image_block"), (10_000, 1));
+}
+
+#[test]
+fn an_exec_from_a_signal_handler() {
+    // The handler may run while the tracker records the loop's allocations on the same thread:
+    // then only the steps that take no lock and touch no thread state run before the exec.
+    let dir = scratch("exec-signal");
+    let prog = compile("exec", &dir);
+    for _ in 0..5 {
+        let (cap, out) = run(&dir, &[], &[prog.to_str().expect("utf-8"), "signal"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(out.stdout, b"image 0\n");
+        let s = full_stats(&cap);
+        // A handler that interrupted the thread halfway through writing a chunk leaves that
+        // chunk unfinished (its events stay readable in the thread's staging area): reported
+        // as skipped bytes, as after a kill.
+        let warnings = s["warnings"].as_array().expect("warnings");
+        assert!(
+            warnings.iter().all(|w| {
+                w.as_str().is_some_and(|w| {
+                    w.starts_with("skipped ") && w.contains(" bytes of damaged data")
+                })
+            }),
+            "{warnings:?}"
+        );
+        let mut s = s.clone();
+        s["warnings"] = serde_json::json!([]);
+        assert_execd_into(&s, "run.bin.exec1", "exec chain 0");
+        assert!(num(&s, "total_allocations") > 100, "{s}");
+        let next = full_stats(&dir.join("run.bin.exec1"));
+        assert_eq!(site(&next, "image_block"), (10_000, 1), "{next}");
+    }
+}
+
+#[test]
+fn a_failed_exec_while_threads_allocate_loses_nothing() {
+    // The other threads wait while the exec is tried, and record on after it failed.
+    let dir = scratch("exec-threads-fail");
+    let prog = compile("exec", &dir);
+    let not_exec = write(&dir, "not-executable", "data");
+    for _ in 0..3 {
+        let (cap, out) = run(
+            &dir,
+            &[],
+            &[
+                prog.to_str().expect("utf-8"),
+                "threadsfail",
+                not_exec.to_str().expect("utf-8"),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(out.stdout, b"exec failed: -1 Permission denied\n");
+        let s = full_stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
+        assert_eq!(s["exec"], Value::Null);
+        assert_eq!(site(&s, "after_block"), (2222, 1));
+        // Every block the threads allocated was freed, and each free was seen: no event was
+        // lost while the exec was tried (after_block's is the one malloc without a free).
+        assert_eq!(
+            allocator(&s, "malloc") - allocator(&s, "free"),
+            1,
+            "{}",
+            s["allocators"]
+        );
+        assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
+    }
+}

@@ -1,0 +1,355 @@
+//! Following an exec of the tracked process (the same process becomes another program: `env`,
+//! wrapper scripts ending in `exec`, launchers, `os.execv`).
+//!
+//! The exec functions are interposed ([`entry`]). When the image that records its own capture
+//! (not a vfork child, not a fork child that is not followed) execs:
+//! 1. The next image's capture is named `<base>.exec<N>` (base: the process's first capture;
+//!    N counts the execs of the process), or `<base>.exec<N>.<k>` when that file exists and
+//!    the run may not overwrite it.
+//! 2. The tracker's variables and its LD_PRELOAD entry are added to the environment the new
+//!    program gets (whatever environment the program passes), so that it is tracked too.
+//! 3. The current capture gets an exec record (the program and the next capture, in a Meta
+//!    chunk), the calling thread's events are compressed, and the trailer is written with the
+//!    EXEC flag: the capture is complete. Other threads' staging areas stay readable in place.
+//! 4. If the exec fails, the trailer is withdrawn and recording goes on in the same capture,
+//!    with errno as the exec left it.
+//!
+//! The new image's tracker starts from those variables (config.rs); if it is CPython it is
+//! tracked as a Python run ([`crate::python::adopt_image`]).
+
+mod entry;
+mod scratch;
+
+pub use entry::*;
+
+use crate::capture::CAPTURE;
+use crate::config::{Config, VARIABLES};
+use crate::{modules, sys, thread, tls};
+use libc::c_char;
+use memtrace_format::exec as record;
+use memtrace_format::{trailer_flags, ChunkCodec, ChunkHeader, ChunkKind, Encoder};
+use scratch::{entries, Scratch};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+/// How long an exec waits for other threads to finish the event they are writing.
+const PAUSE_LIMIT_MS: u32 = 200;
+
+/// What an exec of this image passes on, prepared at start: the hook allocates nothing.
+struct Plan {
+    /// The tracker library's path (the new LD_PRELOAD's first entry).
+    tracker: Vec<u8>,
+    /// The process's first capture, after which the next one is named.
+    base: Vec<u8>,
+    /// The next image's number (this image's plus one).
+    next: u32,
+    force: bool,
+    /// `NAME=value\0` strings of the other variables the next image gets.
+    fixed: Vec<u8>,
+}
+
+/// The plan of this image; null when execs are not followed (no `memtrace run` capture).
+static PLAN: AtomicPtr<Plan> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Prepares the following of execs of this image (start-up, or a followed fork child).
+pub fn configure(cfg: &Config, tracker: &[u8]) {
+    entry::resolve();
+    let mut fixed = Vec::new();
+    let mut set = |name: &str, value: &[u8]| {
+        fixed.extend_from_slice(name.as_bytes());
+        fixed.push(b'=');
+        fixed.extend_from_slice(value);
+        fixed.push(0);
+    };
+    set("MEMTRACE_EXEC", (cfg.exec + 1).to_string().as_bytes());
+    set("MEMTRACE_EXEC_BASE", &cfg.exec_base);
+    if let Some(status) = &cfg.status {
+        set("MEMTRACE_STATUS", status);
+    }
+    if cfg.force {
+        set("MEMTRACE_FORCE", b"1");
+    }
+    if cfg.follow_fork {
+        set("MEMTRACE_FOLLOW_FORK", b"1");
+        set("MEMTRACE_PARENT_CAPTURE", &cfg.root);
+    }
+    if !cfg.python_allocators {
+        set("MEMTRACE_PYTHON_ALLOCATORS", b"0");
+    }
+    if cfg.native {
+        set("MEMTRACE_NATIVE", b"1");
+    }
+    if let Some(hook) = &cfg.python_hook {
+        set("MEMTRACE_PYTHON_HOOK", hook);
+    }
+    let plan = Box::new(Plan {
+        tracker: tracker.to_vec(),
+        base: cfg.exec_base.clone(),
+        next: cfg.exec + 1,
+        force: cfg.force,
+        fixed,
+    });
+    // An earlier plan (the parent's, in a fork child) is left in place: a vfork sibling may
+    // still read it.
+    PLAN.store(Box::into_raw(plan), Ordering::Release);
+}
+
+/// A followed fork child starts its own capture: its execs are named after it. Nothing when
+/// execs are not followed (in-process tracking).
+pub fn after_fork(child: &Config) {
+    let plan = PLAN.load(Ordering::Acquire);
+    if !plan.is_null() {
+        // SAFETY: plans are never freed.
+        let tracker = unsafe { (*plan).tracker.clone() };
+        configure(child, &tracker);
+    }
+}
+
+/// Whether the exec will find its file: false only when the path certainly names nothing (a
+/// shell trying each directory of PATH), so that such attempts leave the capture alone.
+#[derive(Clone, Copy)]
+pub enum Target {
+    /// A path that execve resolves as access(2) does.
+    Path(*const c_char),
+    /// Found by the exec function itself (PATH search, a descriptor).
+    Unknown,
+}
+
+/// Runs the exec `call` with the environment `envp`, followed when this image records its own
+/// capture. `program` is what the record names as the program.
+///
+/// # Safety
+/// `argv` and `envp` are null or NULL-terminated arrays of C strings, as exec takes them.
+pub unsafe fn follow(
+    target: Target,
+    program: &[u8],
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    call: impl Fn(*const *const c_char) -> libc::c_int,
+) -> libc::c_int {
+    let plan = PLAN.load(Ordering::Acquire);
+    if plan.is_null() || !crate::lifecycle::records_this_image() {
+        return call(envp);
+    }
+    // SAFETY: plans are never freed.
+    let plan = unsafe { &*plan };
+    let t = tls::get();
+    let was = t.in_tracker;
+    t.in_tracker = 1;
+    // SAFETY: as the caller promises.
+    let Some(mut prepared) = (unsafe { prepare(plan, program, argv, envp) }) else {
+        // No memory for the new environment: the program runs as it asked, untracked.
+        tls::get().in_tracker = was;
+        return call(envp);
+    };
+    let reachable = match target {
+        Target::Path(p) => exists(libc::AT_FDCWD, p),
+        Target::Unknown => true,
+    };
+    let emptied = if reachable {
+        // No other thread is left halfway through writing a chunk when the exec ends it.
+        thread::pause_others(PAUSE_LIMIT_MS);
+        checkpoint(was != 0, &mut prepared)
+    } else {
+        None
+    };
+    let mut rc = call(prepared.envp);
+    // The exec failed: the program goes on, and so does its capture.
+    // SAFETY: this thread's errno slot.
+    let mut errno = unsafe { *libc::__errno_location() };
+    if errno == libc::E2BIG {
+        // The tracker's variables made the environment too large: the program as it asked,
+        // untracked, rather than a failure it would not have had.
+        rc = call(envp);
+        // SAFETY: as above.
+        errno = unsafe { *libc::__errno_location() };
+    }
+    if reachable {
+        CAPTURE.withdraw_trailer();
+        thread::resume_others();
+    }
+    if let Some((off, len)) = emptied {
+        if CAPTURE.refill(off, len) {
+            // The hole took the staging area's directory with it.
+            thread::restart_current(tls::get());
+        }
+    }
+    drop(prepared);
+    tls::get().in_tracker = was;
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+    rc
+}
+
+/// An exec made ready: the new environment and the exec record, in `_scratch`.
+struct Prepared {
+    envp: *const *const c_char,
+    record: &'static [u8],
+    _scratch: Scratch,
+}
+
+/// Builds the new environment (the program's, without the tracker's variables and with this
+/// plan's) and the exec record.
+unsafe fn prepare(
+    plan: &Plan,
+    program: &[u8],
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> Option<Prepared> {
+    // SAFETY: as the caller promises.
+    let env = unsafe { entries(envp) };
+    // SAFETY: as above.
+    let args = unsafe { entries(argv) };
+    let preload = env
+        .clone()
+        .find_map(|e| e.strip_prefix(b"LD_PRELOAD="))
+        .unwrap_or(b"");
+    let names = plan.fixed.split(|&b| b == 0).filter(|s| !s.is_empty());
+    let room = 8 * (env.clone().count() + names.clone().count() + 4)
+        + plan.fixed.len()
+        + 2 * plan.base.len()
+        + 2 * preload.len()
+        + plan.tracker.len()
+        + 2 * record::MAX_PAYLOAD
+        + 256;
+    let mut s = Scratch::new(room)?;
+    let next = next_capture(&mut s, plan)?;
+    let list = s.pointers(env.clone().count() + names.clone().count() + 3)?;
+    let mut n = 0;
+    for e in env.clone() {
+        if !e.starts_with(b"LD_PRELOAD=") && !ours(e) {
+            list[n] = e.as_ptr() as *const c_char;
+            n += 1;
+        }
+    }
+    list[n] = preload_entry(&mut s, &plan.tracker, preload)?;
+    list[n + 1] = s.cstr(&[b"MEMTRACE_OUTPUT=", next])?;
+    n += 2;
+    for v in names {
+        list[n] = v.as_ptr() as *const c_char;
+        n += 1;
+    }
+    list[n] = core::ptr::null();
+    let payload = s.take(record::MAX_PAYLOAD)?;
+    let len = record::encode(payload, next, program, args);
+    let out = s.take(Encoder::table_record_len(len) + 16)?;
+    let (tick, _) = crate::clock::pair();
+    let used = Encoder::new().extended(out, 0, tick, record::EXEC_KIND, &payload[..len]);
+    Some(Prepared {
+        envp: list.as_ptr(),
+        record: &out[..used],
+        _scratch: s,
+    })
+}
+
+/// `NAME=` of one of the tracker's variables.
+fn ours(entry: &[u8]) -> bool {
+    VARIABLES.iter().any(|name| {
+        let name = name.to_bytes();
+        entry.len() > name.len() && entry.starts_with(name) && entry[name.len()] == b'='
+    })
+}
+
+/// `LD_PRELOAD=<tracker>[:<the program's other entries>]`.
+fn preload_entry(s: &mut Scratch, tracker: &[u8], old: &[u8]) -> Option<*const c_char> {
+    let file_name = |p: &[u8]| -> usize { p.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1) };
+    let mine = &tracker[file_name(tracker)..];
+    let out = s.take(b"LD_PRELOAD=".len() + tracker.len() + old.len() + 2)?;
+    let mut at = 0;
+    for part in [&b"LD_PRELOAD="[..], tracker] {
+        out[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    for e in old.split(|&c| c == b':' || c == b' ') {
+        if e.is_empty() || e == tracker || &e[file_name(e)..] == mine {
+            continue;
+        }
+        out[at] = b':';
+        out[at + 1..at + 1 + e.len()].copy_from_slice(e);
+        at += 1 + e.len();
+    }
+    out[at] = 0;
+    Some(out.as_ptr() as *const c_char)
+}
+
+/// `<base>.exec<N>`, or with `.2`, `.3`... when that file exists and may not be overwritten.
+fn next_capture(s: &mut Scratch, plan: &Plan) -> Option<&'static [u8]> {
+    let mut digits = [0u8; 10];
+    let n = decimal(plan.next, &mut digits);
+    // One buffer, its suffix rewritten for each candidate.
+    let stem = plan.base.len() + b".exec".len() + n.len();
+    let buf = s.take(stem + 12)?;
+    let mut at = 0;
+    for part in [&plan.base[..], b".exec", n] {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    let mut len = stem;
+    let mut k = 2u32;
+    while !plan.force && exists(libc::AT_FDCWD, buf.as_ptr() as *const c_char) && k < 1000 {
+        let mut kd = [0u8; 10];
+        let kd = decimal(k, &mut kd);
+        buf[stem] = b'.';
+        buf[stem + 1..stem + 1 + kd.len()].copy_from_slice(kd);
+        len = stem + 1 + kd.len();
+        buf[len] = 0;
+        k += 1;
+    }
+    Some(&buf[..len])
+}
+
+fn decimal(mut v: u32, out: &mut [u8; 10]) -> &[u8] {
+    let mut i = out.len();
+    loop {
+        i -= 1;
+        out[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &out[i..];
+        }
+    }
+}
+
+/// Whether `path` names something (faccessat F_OK, a raw system call).
+fn exists(dirfd: libc::c_int, path: *const c_char) -> bool {
+    let _errno = sys::ErrnoGuard::new();
+    // SAFETY: a NUL-terminated path; faccessat only reads it.
+    unsafe { libc::syscall(libc::SYS_faccessat, dirfd, path, libc::F_OK) == 0 }
+}
+
+/// Ends the capture as the exec would leave it: the exec record, this thread's events
+/// compressed, the modules, the trailer (EXEC) and the file cut to what was written. `nested`:
+/// the exec interrupted the tracker on this thread (a signal handler), whose state is then
+/// left alone (only lock-free steps run). Returns the file range of this thread's emptied
+/// staging area, released to the disk.
+fn checkpoint(nested: bool, prepared: &mut Prepared) -> Option<(u64, u64)> {
+    let _errno = sys::ErrnoGuard::new();
+    let (tick, mono) = crate::clock::pair();
+    let header = ChunkHeader {
+        kind: ChunkKind::Meta,
+        codec: ChunkCodec::Raw,
+        flags: 0,
+        thread_serial: 0,
+        tid: sys::gettid(),
+        seq: 0,
+        stored_len: prepared.record.len() as u32,
+        raw_len: prepared.record.len() as u32,
+        record_count: 1,
+        first_tick: tick,
+        last_tick: tick,
+        flush_mono_ns: mono,
+        flush_tick: tick,
+    };
+    CAPTURE.write_chunk(&header, prepared.record);
+    if nested {
+        CAPTURE.finish(thread::threads_seen(), trailer_flags::EXEC, false);
+        return None;
+    }
+    let emptied = thread::flush_current(tls::get());
+    modules::refresh();
+    CAPTURE.finish(thread::threads_seen(), trailer_flags::EXEC, false);
+    CAPTURE.trim();
+    if let Some((off, len)) = emptied {
+        CAPTURE.punch_hole(off, len);
+    }
+    emptied
+}

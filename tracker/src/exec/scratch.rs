@@ -1,0 +1,80 @@
+//! Memory for one exec: the new environment and the exec record are built in a private
+//! anonymous mapping, never with malloc (exec may be called from a signal handler, or while
+//! another thread holds the allocator's locks). A successful exec discards it with the image;
+//! a failed one unmaps it.
+
+use crate::sys;
+use libc::c_char;
+
+pub struct Scratch {
+    base: *mut u8,
+    len: usize,
+    used: usize,
+}
+
+impl Scratch {
+    pub fn new(len: usize) -> Option<Scratch> {
+        let len = len.div_ceil(4096) * 4096;
+        Some(Scratch {
+            base: sys::map_anon(len)?,
+            len,
+            used: 0,
+        })
+    }
+
+    /// `n` zeroed bytes, 8-byte aligned; None when the mapping is full.
+    pub fn take(&mut self, n: usize) -> Option<&'static mut [u8]> {
+        let start = self.used.div_ceil(8) * 8;
+        let end = start.checked_add(n).filter(|&e| e <= self.len)?;
+        self.used = end;
+        // SAFETY: [start, end) lies inside the mapping and is handed out once; the mapping
+        // outlives every use (it goes when the Scratch is dropped, after the exec returned).
+        Some(unsafe { core::slice::from_raw_parts_mut(self.base.add(start), n) })
+    }
+
+    /// The concatenation of `parts` as a NUL-terminated string.
+    pub fn cstr(&mut self, parts: &[&[u8]]) -> Option<*const c_char> {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        let out = self.take(n + 1)?;
+        let mut at = 0;
+        for p in parts {
+            out[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        out[at] = 0;
+        Some(out.as_ptr() as *const c_char)
+    }
+
+    /// An array of `n` pointers (null-filled).
+    pub fn pointers(&mut self, n: usize) -> Option<&'static mut [*const c_char]> {
+        let bytes = self.take(n.checked_mul(core::mem::size_of::<usize>())?)?;
+        // SAFETY: 8-byte aligned, zeroed memory of n pointers (a zero pointer is null).
+        Some(unsafe {
+            core::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut *const c_char, n)
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        sys::unmap(self.base, self.len);
+    }
+}
+
+/// The entries of a NULL-terminated array of C strings (argv, envp); none for a null array.
+///
+/// # Safety
+/// `array` is null or a NULL-terminated array of NUL-terminated strings that outlive the use.
+pub unsafe fn entries(array: *const *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
+    let mut n = 0usize;
+    if !array.is_null() {
+        // SAFETY: the caller promises a NULL-terminated array.
+        while unsafe { !(*array.add(n)).is_null() } {
+            n += 1;
+        }
+    }
+    (0..n).map(move |i| {
+        // SAFETY: i < n, the array's length; each entry is a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(*array.add(i)) }.to_bytes()
+    })
+}

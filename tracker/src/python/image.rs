@@ -1,0 +1,110 @@
+//! A new image that is CPython (an exec'd program: `env python3 x.py`, a wrapper script's
+//! `exec python3 app.py`, a launcher) gets the Python run's tracking: Python stacks and the PyMem
+//! allocators. `memtrace run` names its start-up hook's directory (MEMTRACE_PYTHON_HOOK); this
+//! puts it first on PYTHONPATH, at the tracker's start, before the interpreter reads its
+//! environment. The hook (reporter/src/run/bootstrap/sitecustomize.py) then starts tracking and
+//! restores PYTHONPATH, so the program sees its own environment.
+//!
+//! Decided per image, from the executable itself: usable for any image the tracker starts in
+//! (an exec'd one here; a followed child as well).
+
+use super::api;
+use crate::sys;
+
+/// Whether this image is CPython and will run the start-up hook; if so PYTHONPATH now names
+/// the hook first (MEMTRACE_PYTHONPATH keeps the original for the hook to restore).
+pub fn adopt_image(hook: Option<&[u8]>) -> bool {
+    let Some(hook) = hook.filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    if !is_cpython() || skips_hook() {
+        return false;
+    }
+    let Ok(hook) = std::ffi::CString::new(hook) else {
+        return false;
+    };
+    // An empty PYTHONPATH is kept as such (the hook restores it exactly).
+    let original = std::env::var_os("PYTHONPATH");
+    let mut path = hook.as_bytes().to_vec();
+    if let Some(o) = original.as_ref().filter(|o| !o.is_empty()) {
+        path.push(b':');
+        path.extend_from_slice(o.as_encoded_bytes());
+    }
+    let Ok(path) = std::ffi::CString::new(path) else {
+        return false;
+    };
+    match original.and_then(|o| std::ffi::CString::new(o.into_encoded_bytes()).ok()) {
+        Some(o) => crate::environ::set(c"MEMTRACE_PYTHONPATH", &o),
+        None => crate::environ::unset(c"MEMTRACE_PYTHONPATH"),
+    }
+    crate::environ::set(c"PYTHONPATH", &path);
+    true
+}
+
+/// CPython's `main` is here (the executable defines it, or imports it from libpython) and the
+/// executable is an interpreter: it defines `main` itself or is called python*. A program that
+/// only embeds libpython (gdb, vim) is not a Python run.
+fn is_cpython() -> bool {
+    let main = api::sym(c"Py_BytesMain").or_else(|| api::sym(c"Py_Main"));
+    let Some(main) = main else { return false };
+    in_executable(main as usize) || named_python()
+}
+
+fn named_python() -> bool {
+    let mut exe = [0u8; 4096];
+    let n = sys::readlink(b"/proc/self/exe\0", &mut exe);
+    let name = exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]);
+    name.starts_with(b"python")
+}
+
+/// Whether `addr` lies in a loaded segment of the executable (the loader's first object).
+fn in_executable(addr: usize) -> bool {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info; data is the (address, found) pair below.
+        let (info, q) = unsafe { (&*info, &mut *(data as *mut (usize, bool))) };
+        // SAFETY: the loader's description of a loaded object, valid during the callback.
+        for ph in unsafe { sys::program_headers(info) } {
+            let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
+            if ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&q.0) {
+                q.1 = true;
+            }
+        }
+        1 // the executable comes first: stop there
+    }
+    let mut q = (addr, false);
+    // SAFETY: the callback only reads the loader's data and writes `q`.
+    unsafe { sys::iterate_phdr(first, &mut q as *mut (usize, bool) as *mut libc::c_void) };
+    q.1
+}
+
+/// The interpreter's options skip the hook: -E and -I ignore PYTHONPATH, -S skips `site`.
+/// Python stops reading options at the script, `-c`, `-m` or `--`.
+fn skips_hook() -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = sys::read_file(b"/proc/self/cmdline\0", &mut buf);
+    let mut args = buf[..n].split(|&b| b == 0).skip(1);
+    while let Some(arg) = args.next() {
+        if arg == b"--" || arg.len() < 2 || arg[0] != b'-' || arg[1] == b'-' {
+            return false;
+        }
+        for (i, &c) in arg.iter().enumerate().skip(1) {
+            match c {
+                b'E' | b'I' | b'S' => return true,
+                b'c' | b'm' => return false,
+                // An option with a value: the rest of the word, or the next word.
+                b'W' | b'X' => {
+                    if i + 1 == arg.len() {
+                        args.next();
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
