@@ -1,37 +1,27 @@
 //! memtrace's tracker: a preloaded shared library that interposes the allocation functions and
 //! writes every allocation and free, with its call site, thread and time, to a capture file.
 //! `docs/ARCHITECTURE.md` explains the choices; `docs/FORMAT.md` the file it writes.
+//!
+//! The modules form one-way layers, one folder each, from the bottom up: base → capture →
+//! stacks → record → hooks → session. A module imports only from its own layer or the layers
+//! below (tracker/tests/layers.rs fails on an upward import); a lower layer that must tell a
+//! higher one something is handed a function at start-up.
 
-mod alloc;
-mod barrier;
+mod base;
 mod capture;
-mod capture_fd;
-mod clock;
-mod compress;
-mod config;
-mod definition;
-mod environ;
-mod exec;
 mod hooks;
-mod inprocess;
-mod lifecycle;
-mod lock;
-mod modules;
-mod python;
-mod real;
-mod rss;
-mod signals;
+mod record;
+mod session;
 mod stacks;
-mod staging;
-mod status;
-mod sys;
-mod thread;
-mod tls;
-#[cfg(target_arch = "x86_64")]
-mod unwind;
-#[cfg(not(target_arch = "x86_64"))]
-#[path = "unwind_off.rs"]
-mod unwind;
+
+// Short paths (`crate::sys`, `crate::thread`, ...) for the modules of every layer, so that a
+// module's path does not change when its file moves between layers; tests/layers.rs resolves
+// them to their layer.
+use base::{alloc, barrier, clock, config, definition, elf, environ, lock, real, sys, tls};
+use capture::{compress, modules, rss, staging, status};
+use record::{names, thread};
+use session::{exec, inprocess, lifecycle, pyext};
+use stacks::{python, unwind};
 
 use std::sync::atomic::AtomicBool;
 
@@ -43,9 +33,9 @@ pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
 
 pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
-pub use hooks::*;
+pub use hooks::native::*;
+pub use hooks::signals::{kill, raise};
 pub use lifecycle::{__libc_start_main, _exit, exit};
-pub use python::PyInit__memtrace_tracker;
-pub use signals::{kill, raise};
+pub use pyext::PyInit__memtrace_tracker;
 #[cfg(target_arch = "x86_64")]
 pub use unwind::dlclose;

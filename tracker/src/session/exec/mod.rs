@@ -15,7 +15,7 @@
 //!    with errno as the exec left it.
 //!
 //! The new image's tracker starts from those variables (config.rs); if it is CPython it is
-//! tracked as a Python run ([`crate::python::adopt_image`]).
+//! tracked as a Python run ([`crate::pyext::adopt_image`]).
 
 mod entry;
 mod scratch;

@@ -3,8 +3,8 @@
 //! it makes for a big object or a new arena is not recorded a second time. (The "raw" domain is
 //! plain malloc: the malloc hook sees it.)
 
-use super::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::hooks::{enter, leave};
+use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::{clock, thread};
 use libc::c_void;
 use memtrace_format::Allocator;

@@ -7,7 +7,7 @@
 //! already, then the caller's directories before the system's), and opens what it finds by
 //! path; anything else goes to dlopen unchanged.
 
-use super::elf::{dynamic_entries, Dyn, DT_RPATH, DT_RUNPATH};
+use crate::elf::{dynamic_entries, Dyn, DT_RPATH, DT_RUNPATH};
 use crate::{sys, tls};
 use libc::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! reserves the disk blocks, so a full disk is an error here and never a SIGBUS later). Writers
 //! reserve space with an atomic offset; only growing the file takes a lock.
 
-use crate::capture_fd::CaptureFd;
+use super::fd::CaptureFd;
 use crate::lock::SpinLock;
 use crate::sys;
 use memtrace_format::{trailer_flags, ChunkHeader, CHUNK_ALIGN, CHUNK_HEADER_LEN};

@@ -7,8 +7,8 @@
 //! closed since is harmless. Slots in the read-only part after relocation (RELRO) are made
 //! writable for the write and read-only again.
 
-use super::elf::Object;
 use super::targets::{self, Targets};
+use crate::elf::Object;
 use crate::lock::SpinLock;
 use crate::sys;
 use libc::{c_int, c_void};

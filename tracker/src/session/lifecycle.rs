@@ -38,12 +38,12 @@ extern "C" fn memtrace_init() {
         };
         if cfg.exec > 0 {
             // An exec'd image: tracked as a Python run if it is CPython.
-            cfg.python = crate::python::adopt_image(cfg.python_hook.as_deref());
+            cfg.python = crate::pyext::adopt_image(cfg.python_hook.as_deref());
         }
         let tracker = own_path();
         cfg.prepare_environment(&tracker);
         crate::exec::configure(&cfg, &tracker);
-        crate::python::configure(cfg.python, cfg.python_allocators);
+        crate::pyext::configure(cfg.python, cfg.python_allocators);
         thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::init_key();
@@ -246,7 +246,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
     });
     tls::guarded(|| {
         let pid = sys::getpid();
-        crate::python::configure(false, cfg.python_allocators);
+        crate::pyext::configure(false, cfg.python_allocators);
         thread::set_python_run(cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::begin_capture();

@@ -23,16 +23,16 @@ const DT_RELA: i64 = 7;
 const DT_RELASZ: i64 = 8;
 const DT_RELAENT: i64 = 9;
 const DT_STRSZ: i64 = 10;
-pub(super) const DT_RPATH: i64 = 15;
+pub(crate) const DT_RPATH: i64 = 15;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
-pub(super) const DT_RUNPATH: i64 = 29;
+pub(crate) const DT_RUNPATH: i64 = 29;
 const DT_GNU_HASH: i64 = 0x6fff_fef5;
 const DT_VERSYM: i64 = 0x6fff_fff0;
 
 /// An entry of a dynamic section.
 #[repr(C)]
-pub(super) struct Dyn {
+pub(crate) struct Dyn {
     tag: i64,
     val: u64,
 }
@@ -43,7 +43,7 @@ pub(super) struct Dyn {
 /// # Safety
 /// `d` is null or a mapped dynamic section ending with DT_NULL, and stays so while the iterator
 /// is used.
-pub(super) unsafe fn dynamic_entries(d: *const Dyn) -> impl Iterator<Item = (i64, u64)> {
+pub(crate) unsafe fn dynamic_entries(d: *const Dyn) -> impl Iterator<Item = (i64, u64)> {
     (0..4096)
         .map(move |n| {
             if d.is_null() {

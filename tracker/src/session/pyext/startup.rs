@@ -4,7 +4,7 @@
 //! point (Marker::ScriptStart) and removes itself: it runs only for the rest of `site`.
 
 use super::api::{Api, Object};
-use super::frames::Interpreter;
+use crate::python::frames::Interpreter;
 use crate::{thread, tls};
 use libc::c_int;
 use memtrace_format::Marker;

@@ -13,7 +13,7 @@
 //! never the definition a hook forwards to. Objects are read in memory (their hash tables), so
 //! the walk calls nothing that locks or allocates.
 
-use crate::inprocess::elf::{Definition, Object};
+use crate::elf::{Definition, Object};
 use libc::{c_int, c_void};
 
 /// dladdr1's request for the symbol table entry (glibc's dlfcn.h).

@@ -13,14 +13,13 @@
 //! The session here is the process-wide state: one capture at a time, started and stopped by
 //! python::session (which adds what Python needs).
 
-pub(crate) mod elf;
 mod got;
 mod loader;
-pub mod names;
 mod targets;
 
 use crate::config::Config;
 use crate::lifecycle;
+use crate::names;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 const IDLE: u8 = 0;

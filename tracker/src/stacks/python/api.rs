@@ -60,7 +60,7 @@ pub fn get() -> Option<&'static Api> {
 }
 
 /// The address of a CPython symbol in this process.
-pub(super) fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
+pub(crate) fn sym(name: &core::ffi::CStr) -> Option<*mut c_void> {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT searches the whole process.
     let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
     (!p.is_null()).then_some(p)
@@ -75,7 +75,7 @@ macro_rules! func {
         unsafe { core::mem::transmute::<*mut libc::c_void, $ty>(p) }
     }};
 }
-pub(super) use func;
+pub(crate) use func;
 
 fn resolve() -> Option<Api> {
     type F<A, R> = unsafe extern "C" fn(A) -> R;

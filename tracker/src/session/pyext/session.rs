@@ -10,7 +10,8 @@
 use super::api::{self, Api, Object};
 use super::session_api::{self, SessionApi};
 use super::{allocators, startup, MethodDef, Static, INTERPRETER, METH_FASTCALL, TRACKING};
-use crate::inprocess::{self, names, Request};
+use crate::inprocess::{self, Request};
+use crate::names;
 use crate::{thread, tls};
 use libc::c_void;
 use std::cell::UnsafeCell;

@@ -1,51 +1,34 @@
-//! Python-aware tracking: the PyMem allocators and each thread's Python call stack.
+//! The Python extension module `_memtrace_tracker`: how a Python run turns tracking on.
 //!
 //! `memtrace run script.py` puts a `sitecustomize` module and a link to this library named
 //! `_memtrace_tracker.so` on the interpreter's path (see reporter/src/run/bootstrap.rs). Python
 //! imports it at start-up, after its own initialization and before the script: the import runs
-//! `PyInit__memtrace_tracker` below, with the GIL held, which wraps the allocators and installs
-//! the profile function that keeps the shadow stacks. Nothing here runs in other programs.
+//! `PyInit__memtrace_tracker` below, with the GIL held, which wraps the allocators
+//! (hooks::pymem) and learns the interpreter's frame layout (stacks::python). Nothing here runs
+//! in other programs.
 //!
 //! Imported into an interpreter that `memtrace run` did not start, the module does nothing until
 //! its `start` is called (session.rs: in-process tracking).
 
-mod allocators;
-mod api;
-mod codes;
-mod frames;
 mod image;
-mod layout;
 mod session;
 mod session_api;
 mod startup;
 
+use crate::hooks::pymem as allocators;
+use crate::python::api::{self, Object};
+use crate::python::{INTERPRETER, TRACKING};
 use crate::{thread, tls, ACTIVE};
-use api::Object;
-use frames::Interpreter;
-pub use frames::Step;
 pub use image::adopt_image;
 use libc::{c_char, c_int, c_void};
 use memtrace_format::Marker;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
-
-/// Where a thread writes the table records a Python stack needs.
-pub trait Tables {
-    fn string(&mut self, id: u64, bytes: &[u8]);
-    fn python_frame(&mut self, id: u64, function: u64, file: u64, line: u64);
-    fn stack(&mut self, id: u64, parent: u64, frame: u64);
-}
 
 /// This process is the Python run `memtrace run` started (MEMTRACE_PYTHON=1).
 static WANTED: AtomicBool = AtomicBool::new(false);
 /// Trace the PyMem allocators (off with --no-python-allocators).
 static ALLOCATORS: AtomicBool = AtomicBool::new(true);
-/// The tracker started in the Python run (markers, thread names).
-static TRACKING: AtomicBool = AtomicBool::new(false);
-/// The running interpreter's layout, set once at start-up when verified: allocations carry
-/// Python stacks.
-static INTERPRETER: OnceLock<Interpreter> = OnceLock::new();
 
 /// Called at start-up with what the environment asked for.
 pub fn configure(wanted: bool, allocators: bool) {
@@ -53,55 +36,18 @@ pub fn configure(wanted: bool, allocators: bool) {
     ALLOCATORS.store(allocators, Ordering::Relaxed);
 }
 
-/// The Python stack of the calling thread now, if Python tracking runs and the thread runs
-/// Python code.
-#[inline]
-pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
-    if !TRACKING.load(Ordering::Relaxed) {
-        return None;
-    }
-    frames::current(t, api::get()?, INTERPRETER.get()?, tables)
-}
-
-/// The calling thread's Python frames now, outermost first (interned as `current_stack` does),
-/// for a merged native stack; None when it runs none.
-#[inline]
-pub fn current_chain(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<&'static [Step]> {
-    current_stack(t, tables)?;
-    Some(frames::last_chain(t))
-}
-
-/// The thread is ending (its last destructors run): its frame caches go.
-pub fn thread_exited(t: &mut tls::Tls) {
-    frames::release(t);
-}
-
-/// Learns the running interpreter's frame layout and checks it on the calling thread (the GIL
-/// is held and Python frames run: the import of the tracker). False, with a message, when the
-/// version is not one this build knows or the check fails.
+/// Learns the running interpreter's frame layout (stacks::python); tells the user why Python
+/// stacks are missing when it cannot.
 fn learn_interpreter(api: &api::Api) -> bool {
-    let minor = layout::running_minor(api);
-    let Some(layout) = minor.and_then(layout::Layout::for_minor) else {
-        crate::lifecycle::tell_memtrace(
-            b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks",
-        );
-        return false;
-    };
-    // SAFETY: the GIL is held: the calling thread's state is current.
-    let tstate = unsafe { (api.thread_state_get)() } as usize;
-    if !layout::verify(&layout, api, tstate) {
-        crate::lifecycle::tell_memtrace(
-            b"this Python's frames are not laid out as memtrace expects: allocations have no Python stacks",
-        );
-        return false;
+    match crate::python::learn_interpreter(api) {
+        Ok(()) => true,
+        Err(msg) => {
+            if !msg.is_empty() {
+                crate::lifecycle::tell_memtrace(msg);
+            }
+            false
+        }
     }
-    let py = Interpreter {
-        layout,
-        // SAFETY: the live thread state of the calling thread.
-        interp: unsafe { layout::read(tstate + layout::TSTATE_INTERP) },
-        code_type: api.code_type as usize,
-    };
-    INTERPRETER.set(py).is_ok()
 }
 
 fn none(api: &api::Api) -> *mut Object {

@@ -555,8 +555,8 @@ impl ThreadState {
         if self.python_named {
             return;
         }
-        let mut known = [0u8; crate::inprocess::names::MAX];
-        if let Some(len) = crate::inprocess::names::get(self.tid, &mut known) {
+        let mut known = [0u8; crate::names::MAX];
+        if let Some(len) = crate::names::get(self.tid, &mut known) {
             if self.writer.reserve_table(ColumnWriter::table_len(len)) {
                 self.writer.thread_name(self.payload(), &known[..len]);
                 self.publish();

@@ -1,0 +1,82 @@
+//! Each thread's Python call stack, read from the interpreter's frames at an allocation.
+//!
+//! This is the stacks layer's half of Python support: the interpreter's layout, the frames and
+//! the code objects. The Python extension module that turns it on (`_memtrace_tracker`) is
+//! session::pyext; the PyMem allocator wrappers are hooks::pymem.
+
+pub(crate) mod api;
+mod codes;
+pub(crate) mod frames;
+mod layout;
+
+use crate::tls;
+use frames::Interpreter;
+pub use frames::Step;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// Where a thread writes the table records a Python stack needs.
+pub trait Tables {
+    fn string(&mut self, id: u64, bytes: &[u8]);
+    fn python_frame(&mut self, id: u64, function: u64, file: u64, line: u64);
+    fn stack(&mut self, id: u64, parent: u64, frame: u64);
+}
+
+/// The tracker started in the Python run (markers, thread names).
+pub(crate) static TRACKING: AtomicBool = AtomicBool::new(false);
+/// The running interpreter's layout, set once at start-up when verified: allocations carry
+/// Python stacks.
+pub(crate) static INTERPRETER: OnceLock<Interpreter> = OnceLock::new();
+
+/// The Python stack of the calling thread now, if Python tracking runs and the thread runs
+/// Python code.
+#[inline]
+pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+    if !TRACKING.load(Ordering::Relaxed) {
+        return None;
+    }
+    frames::current(t, api::get()?, INTERPRETER.get()?, tables)
+}
+
+/// The calling thread's Python frames now, outermost first (interned as `current_stack` does),
+/// for a merged native stack; None when it runs none.
+#[inline]
+pub fn current_chain(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<&'static [Step]> {
+    current_stack(t, tables)?;
+    Some(frames::last_chain(t))
+}
+
+/// The thread is ending (its last destructors run): its frame caches go.
+pub fn thread_exited(t: &mut tls::Tls) {
+    frames::release(t);
+}
+
+/// Learns the running interpreter's frame layout and checks it on the calling thread (the GIL
+/// is held and Python frames run: the import of the tracker). Err, with the message for the
+/// user, when the version is not one this build knows or the check fails.
+pub(crate) fn learn_interpreter(api: &api::Api) -> Result<(), &'static [u8]> {
+    let minor = layout::running_minor(api);
+    let Some(layout) = minor.and_then(layout::Layout::for_minor) else {
+        return Err(
+            b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks",
+        );
+    };
+    // SAFETY: the GIL is held: the calling thread's state is current.
+    let tstate = unsafe { (api.thread_state_get)() } as usize;
+    if !layout::verify(&layout, api, tstate) {
+        return Err(
+            b"this Python's frames are not laid out as memtrace expects: allocations have no Python stacks",
+        );
+    }
+    let py = Interpreter {
+        layout,
+        // SAFETY: the live thread state of the calling thread.
+        interp: unsafe { layout::read(tstate + layout::TSTATE_INTERP) },
+        code_type: api.code_type as usize,
+    };
+    if INTERPRETER.set(py).is_ok() {
+        Ok(())
+    } else {
+        Err(b"")
+    }
+}
