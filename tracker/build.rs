@@ -2,11 +2,11 @@
 // initial-exec TLS model, and the default (global-dynamic) model turns every access into a call
 // to __tls_get_addr, which costs most of the hook and can allocate after a dlopen.
 fn main() {
-    println!("cargo:rerun-if-changed=src/tls.c");
-    println!("cargo:rerun-if-changed=src/exec.c");
+    println!("cargo:rerun-if-changed=src/base/tls.c");
+    println!("cargo:rerun-if-changed=src/session/exec.c");
     cc::Build::new()
-        .file("src/tls.c")
-        .file("src/exec.c")
+        .file("src/base/tls.c")
+        .file("src/session/exec.c")
         .opt_level(2)
         .flag("-fvisibility=hidden")
         .compile("memtrace_tls");

@@ -7,6 +7,17 @@ use crate::lock::SpinLock;
 use crate::sys;
 use memtrace_format::{trailer_flags, ChunkHeader, CHUNK_ALIGN, CHUNK_HEADER_LEN};
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// What a failure must also do in the record layer above: close every thread's state
+/// (record::thread::close_all). Handed down by the session before the capture opens; read only
+/// on the failure path.
+static ON_FAIL: OnceLock<fn()> = OnceLock::new();
+
+/// Sets what `fail` calls to close every thread's state (once; later calls keep the first).
+pub fn on_fail(close_all: fn()) {
+    let _ = ON_FAIL.set(close_all);
+}
 
 /// Virtual size reserved for the mapping; a capture cannot grow beyond it.
 const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
@@ -116,7 +127,9 @@ impl Capture {
     pub fn fail(&self, flag: u64) {
         self.flags.fetch_or(flag, Ordering::Relaxed);
         self.closed.store(true, Ordering::Release);
-        crate::thread::close_all();
+        if let Some(close_all) = ON_FAIL.get() {
+            close_all();
+        }
     }
 
     /// Reserves `len` bytes (a multiple of 8) of backed file space; returns where to write them.

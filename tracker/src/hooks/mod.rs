@@ -1,8 +1,7 @@
 //! Layer 4, the hooks: the interposed malloc family and mmap (native), the PyMem allocator
-//! wrappers (pymem) and the signal functions. Each event goes straight down to the record layer.
+//! wrappers (pymem). Each event goes straight down to the record layer.
 
 pub(crate) mod native;
 pub(crate) mod pymem;
-pub(crate) mod signals;
 
 pub(crate) use native::*;

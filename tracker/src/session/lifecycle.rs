@@ -82,6 +82,7 @@ fn own_path() -> Vec<u8> {
 fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
     let (fd, path) = open_capture(cfg)?;
     let header = file_header(cfg, pid);
+    crate::capture::on_fail(thread::close_all);
     if let Err(e) = CAPTURE.open(fd, &path, &header) {
         CAPTURE.abandon();
         let mut z = cfg.output.clone();

@@ -1,8 +1,10 @@
 //! Layer 5, the session: start and end of the capture (lifecycle), fork, exec, in-process start
-//! and stop (inprocess), and the Python extension module (pyext). It drives the layers below and
+//! and stop (inprocess), the Python extension module (pyext) and kill/raise finishing the capture
+//! before a signal ends the process (signals). It drives the layers below and
 //! registers with them what they must tell it.
 
 pub(crate) mod exec;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod pyext;
+pub(crate) mod signals;
