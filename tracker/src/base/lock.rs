@@ -41,7 +41,7 @@ impl<T> SpinLock<T> {
             if spins < 64 {
                 std::hint::spin_loop();
             } else {
-                crate::sys::sched_yield();
+                sched_yield();
             }
         }
     }
@@ -71,4 +71,11 @@ impl<T> Drop for Guard<'_, T> {
     fn drop(&mut self) {
         self.lock.raw_unlock();
     }
+}
+
+/// Gives the processor up (as a raw system call: the lock is the bottom of the tracker and uses
+/// nothing else of it).
+pub fn sched_yield() {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_sched_yield) };
 }

@@ -155,10 +155,7 @@ pub fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-pub fn sched_yield() {
-    // SAFETY: no arguments.
-    unsafe { libc::syscall(libc::SYS_sched_yield) };
-}
+pub use crate::lock::sched_yield;
 
 /// Reads a whole small file (like /proc/self/cmdline) into `buf`; returns the length read.
 pub fn read_file(path: &[u8], buf: &mut [u8]) -> usize {

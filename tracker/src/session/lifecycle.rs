@@ -6,18 +6,13 @@ use crate::capture::CAPTURE;
 use crate::config::{child_path, Config};
 use crate::lock::SpinLock;
 use crate::real::{self, MainFn};
+use crate::state::{CAPTURE_PID, FINISHED, STARTED};
 use crate::{clock, modules, stacks, sys, thread, tls, ACTIVE};
 use libc::{c_int, c_void};
 use memtrace_format::{options, FileHeader, Marker, MAJOR, MINOR};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
-/// A capture of this process was started (and not abandoned by a fork child).
-static STARTED: AtomicBool = AtomicBool::new(false);
-static FINISHED: AtomicBool = AtomicBool::new(false);
-/// The process whose capture is open: a vfork child shares the parent's memory (and no fork
-/// handler runs in it), so it must not finish the parent's capture.
-static CAPTURE_PID: AtomicU32 = AtomicU32::new(0);
 
 #[used]
 #[link_section = ".init_array"]
@@ -38,12 +33,12 @@ extern "C" fn memtrace_init() {
         };
         if cfg.exec > 0 {
             // An exec'd image: tracked as a Python run if it is CPython.
-            cfg.python = crate::pyext::adopt_image(cfg.python_hook.as_deref());
+            cfg.python = crate::pyrun::adopt_image(cfg.python_hook.as_deref());
         }
         let tracker = own_path();
         cfg.prepare_environment(&tracker);
         crate::exec::configure(&cfg, &tracker);
-        crate::pyext::configure(cfg.python, cfg.python_allocators);
+        crate::pyrun::configure(cfg.python, cfg.python_allocators);
         thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::init_key();
@@ -207,14 +202,6 @@ extern "C" fn memtrace_fini() {
     finish();
 }
 
-/// This image records its own capture now: not a vfork child (which shares the parent's
-/// memory), not a fork child that is not followed, not after the end.
-pub fn records_this_image() -> bool {
-    STARTED.load(Ordering::Acquire)
-        && !FINISHED.load(Ordering::Acquire)
-        && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed)
-}
-
 /// Finishes the capture, if one is open and not finished yet; true when this call did.
 fn finish() -> bool {
     if !STARTED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
@@ -247,7 +234,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
     });
     tls::guarded(|| {
         let pid = sys::getpid();
-        crate::pyext::configure(false, cfg.python_allocators);
+        crate::pyrun::configure(false, cfg.python_allocators);
         thread::set_python_run(cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::begin_capture();

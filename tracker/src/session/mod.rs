@@ -7,4 +7,6 @@ pub(crate) mod exec;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod pyext;
+pub(crate) mod pyrun;
 pub(crate) mod signals;
+pub(crate) mod state;

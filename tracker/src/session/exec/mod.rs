@@ -15,7 +15,7 @@
 //!    with errno as the exec left it.
 //!
 //! The new image's tracker starts from those variables (config.rs); if it is CPython it is
-//! tracked as a Python run ([`crate::pyext::adopt_image`]).
+//! tracked as a Python run ([`crate::pyrun::adopt_image`]).
 
 mod entry;
 mod scratch;
@@ -127,7 +127,7 @@ pub unsafe fn follow(
     call: impl Fn(*const *const c_char) -> libc::c_int,
 ) -> libc::c_int {
     let plan = PLAN.load(Ordering::Acquire);
-    if plan.is_null() || !crate::lifecycle::records_this_image() {
+    if plan.is_null() || !crate::state::records_this_image() {
         return call(envp);
     }
     // SAFETY: plans are never freed.

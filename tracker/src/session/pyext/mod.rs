@@ -10,31 +10,19 @@
 //! Imported into an interpreter that `memtrace run` did not start, the module does nothing until
 //! its `start` is called (session.rs: in-process tracking).
 
-mod image;
 mod session;
 mod session_api;
 mod startup;
 
 use crate::hooks::pymem as allocators;
+use crate::pyrun::{ALLOCATORS, WANTED};
 use crate::python::api::{self, Object};
 use crate::python::{INTERPRETER, TRACKING};
 use crate::{thread, tls, ACTIVE};
-pub use image::adopt_image;
 use libc::{c_char, c_int, c_void};
 use memtrace_format::Marker;
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// This process is the Python run `memtrace run` started (MEMTRACE_PYTHON=1).
-static WANTED: AtomicBool = AtomicBool::new(false);
-/// Trace the PyMem allocators (off with --no-python-allocators).
-static ALLOCATORS: AtomicBool = AtomicBool::new(true);
-
-/// Called at start-up with what the environment asked for.
-pub fn configure(wanted: bool, allocators: bool) {
-    WANTED.store(wanted, Ordering::Relaxed);
-    ALLOCATORS.store(allocators, Ordering::Relaxed);
-}
+use std::sync::atomic::Ordering;
 
 /// Learns the running interpreter's frame layout (stacks::python); tells the user why Python
 /// stacks are missing when it cannot.

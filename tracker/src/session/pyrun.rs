@@ -7,9 +7,24 @@
 //!
 //! Decided per image, from the executable itself: usable for any image the tracker starts in
 //! (an exec'd one here; a followed child as well).
+//!
+//! Also what the environment asked of the Python run (`configure`), read when the interpreter
+//! imports the extension module (session::pyext). Below lifecycle, which sets it at start-up.
 
-use super::api;
+use crate::python::api;
 use crate::sys;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// This process is the Python run `memtrace run` started (MEMTRACE_PYTHON=1).
+pub(crate) static WANTED: AtomicBool = AtomicBool::new(false);
+/// Trace the PyMem allocators (off with --no-python-allocators).
+pub(crate) static ALLOCATORS: AtomicBool = AtomicBool::new(true);
+
+/// Called at start-up with what the environment asked for.
+pub fn configure(wanted: bool, allocators: bool) {
+    WANTED.store(wanted, Ordering::Relaxed);
+    ALLOCATORS.store(allocators, Ordering::Relaxed);
+}
 
 /// Whether this image is CPython and will run the start-up hook; if so PYTHONPATH now names
 /// the hook first (MEMTRACE_PYTHONPATH keeps the original for the hook to restore).
