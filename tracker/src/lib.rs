@@ -6,6 +6,12 @@
 //! stacks → record → hooks → session. A module imports only from its own layer or the layers
 //! below (tracker/tests/layers.rs fails on an upward import); a lower layer that must tell a
 //! higher one something is handed a function at start-up.
+//!
+//! Unsafe code: every unsafe operation sits in its own `unsafe` block, even inside an unsafe
+//! function, with a `// SAFETY:` comment that says why it holds (both lints below).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod base;
 mod capture;

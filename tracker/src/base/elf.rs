@@ -362,11 +362,12 @@ impl Tables {
         {
             return None;
         }
-        // SAFETY: a version table has one entry per symbol.
-        if self.versym != 0
-            && unsafe { *(self.versym as *const u16).add(index) } & VERSYM_HIDDEN != 0
-        {
-            return None;
+        if self.versym != 0 {
+            // SAFETY: a version table has one entry per symbol.
+            let version = unsafe { *(self.versym as *const u16).add(index) };
+            if version & VERSYM_HIDDEN != 0 {
+                return None;
+            }
         }
         // SAFETY: the symbol's name is in the string table (checked against its size).
         if unsafe { self.name(sym) } != Some(name) {
