@@ -203,3 +203,17 @@ pub fn arena_size(p: *mut c_void) -> usize {
     // SAFETY: p came from arena_alloc, which stored the size just before it.
     unsafe { *((p as usize - 8) as *const usize) }
 }
+
+/// Passes a request on: calls `$f`, the function a hook stands in for (the real C library
+/// function or Python's original allocator), with the caller's own arguments, unchanged. The
+/// one place that says why that is sound, instead of a copy of the reason at every hook.
+macro_rules! forward {
+    ($f:expr; $($arg:expr),* $(,)?) => {{
+        let f = $f;
+        // SAFETY: the program called the hook with these arguments, under the C contract of
+        // the function it meant; `f` is that function (same signature, same contract), so
+        // passing the request on is exactly as safe as the program's own call was.
+        unsafe { f($($arg),*) }
+    }};
+}
+pub(crate) use forward;

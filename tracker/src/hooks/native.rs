@@ -6,10 +6,11 @@
 //! the real call and an allocation's after it, so that a block reused by another thread is always
 //! seen freed before it is allocated again.
 
-use crate::real::{self, Real};
+use crate::real::{self, forward, Real};
 use crate::{clock, thread, tls, ACTIVE};
 use libc::{c_int, c_void, off_t, size_t};
 use memtrace_format::Allocator;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 
 /// Defines `$name` with the C signature `($args) -> $ret` as a trampoline to `$hook`, which takes
@@ -82,9 +83,10 @@ macro_rules! trampoline7 {
 trampoline7!(mmap, hook_mmap);
 trampoline7!(mmap64, hook_mmap);
 
-/// Whether to record on this thread now; sets the re-entrancy flag when it returns Some.
+/// Whether to record on this thread now: Some sets the re-entrancy flag, and the guard it holds
+/// clears it again when it goes out of scope (so no return path can leave it set).
 #[inline(always)]
-pub(crate) fn enter() -> Option<&'static mut tls::Tls> {
+pub(crate) fn enter() -> Option<Entered> {
     if !ACTIVE.load(Ordering::Relaxed) {
         return None;
     }
@@ -93,12 +95,34 @@ pub(crate) fn enter() -> Option<&'static mut tls::Tls> {
         return None;
     }
     t.in_tracker = 1;
-    Some(t)
+    Some(Entered(t))
 }
 
-#[inline(always)]
-pub(crate) fn leave(t: &mut tls::Tls) {
-    t.in_tracker = 0;
+/// The calling thread's state while a hook records: anything the tracker calls that comes
+/// back into a hook passes straight through until this is dropped. A plain store on drop, no
+/// call.
+pub(crate) struct Entered(&'static mut tls::Tls);
+
+impl Deref for Entered {
+    type Target = tls::Tls;
+    #[inline(always)]
+    fn deref(&self) -> &tls::Tls {
+        self.0
+    }
+}
+
+impl DerefMut for Entered {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut tls::Tls {
+        self.0
+    }
+}
+
+impl Drop for Entered {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.0.in_tracker = 0;
+    }
 }
 
 #[inline(always)]
@@ -110,16 +134,13 @@ unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_void {
     let Some(r) = real() else {
         return real::arena_alloc(size, 16);
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.malloc)(size) };
+    let Some(mut t) = enter() else {
+        return forward!(r.malloc; size);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { (r.malloc)(size) };
+    let p = forward!(r.malloc; size);
     if !p.is_null() {
-        thread::record_alloc(t, Allocator::Malloc, p as u64, size as u64, ret as u64);
+        thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, ret as u64);
     }
-    leave(t);
     p
 }
 
@@ -128,18 +149,15 @@ unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
         return;
     }
     let Some(r) = real() else { return };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.free)(p) };
+    let Some(mut t) = enter() else {
+        return forward!(r.free; p);
     };
     // Timed before the real free (ordered before any reuse of the block), written after it
     // (the real free hides the recorder's cache miss).
     let tick = clock::tick();
-    thread::prefetch_free(t, p as u64);
-    // SAFETY: forwarding the caller's request.
-    unsafe { (r.free)(p) };
-    thread::record_free(t, false, p as u64, Some(tick));
-    leave(t);
+    thread::prefetch_free(&t, p as u64);
+    forward!(r.free; p);
+    thread::record_free(&mut t, false, p as u64, Some(tick));
 }
 
 unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {
@@ -149,17 +167,14 @@ unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_
             None => core::ptr::null_mut(),
         };
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.calloc)(n, size) };
+    let Some(mut t) = enter() else {
+        return forward!(r.calloc; n, size);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { (r.calloc)(n, size) };
+    let p = forward!(r.calloc; n, size);
     if !p.is_null() {
         let total = (n as u64).saturating_mul(size as u64);
-        thread::record_alloc(t, Allocator::Calloc, p as u64, total, ret as u64);
+        thread::record_alloc(&mut t, Allocator::Calloc, p as u64, total, ret as u64);
     }
-    leave(t);
     p
 }
 
@@ -208,15 +223,12 @@ unsafe extern "C" fn hook_realloc(p: *mut c_void, size: size_t, ret: usize) -> *
     let Some(r) = real() else {
         return real::arena_alloc(size, 16);
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.realloc)(p, size) };
+    let Some(mut t) = enter() else {
+        return forward!(r.realloc; p, size);
     };
     let before = clock::tick();
-    // SAFETY: forwarding the caller's request.
-    let new = unsafe { (r.realloc)(p, size) };
-    record_realloc(t, p, new, size as u64, before, ret);
-    leave(t);
+    let new = forward!(r.realloc; p, size);
+    record_realloc(&mut t, p, new, size as u64, before, ret);
     new
 }
 
@@ -247,24 +259,21 @@ unsafe extern "C" fn hook_posix_memalign(
         unsafe { *out = p };
         return if p.is_null() { libc::ENOMEM } else { 0 };
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.posix_memalign)(out, align, size) };
+    let Some(mut t) = enter() else {
+        return forward!(r.posix_memalign; out, align, size);
     };
-    // SAFETY: forwarding the caller's request.
-    let rc = unsafe { (r.posix_memalign)(out, align, size) };
+    let rc = forward!(r.posix_memalign; out, align, size);
     if rc == 0 {
         // SAFETY: on success the real function stored the block in *out.
         let p = unsafe { *out };
         thread::record_alloc(
-            t,
+            &mut t,
             Allocator::PosixMemalign,
             p as u64,
             size as u64,
             ret as u64,
         );
     }
-    leave(t);
     rc
 }
 
@@ -279,16 +288,13 @@ fn aligned(
     let (Some(_), Some(f)) = (real(), f) else {
         return real::arena_alloc(size, align.min(4096));
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { f(align, size) };
+    let Some(mut t) = enter() else {
+        return forward!(f; align, size);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { f(align, size) };
+    let p = forward!(f; align, size);
     if !p.is_null() {
-        thread::record_alloc(t, allocator, p as u64, size as u64, ret as u64);
+        thread::record_alloc(&mut t, allocator, p as u64, size as u64, ret as u64);
     }
-    leave(t);
     p
 }
 
@@ -322,16 +328,13 @@ fn page_aligned(
     let (Some(_), Some(f)) = (real(), f) else {
         return real::arena_alloc(size, 4096);
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { f(size) };
+    let Some(mut t) = enter() else {
+        return forward!(f; size);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { f(size) };
+    let p = forward!(f; size);
     if !p.is_null() {
-        thread::record_alloc(t, allocator, p as u64, size as u64, ret as u64);
+        thread::record_alloc(&mut t, allocator, p as u64, size as u64, ret as u64);
     }
-    leave(t);
     p
 }
 
@@ -365,20 +368,17 @@ unsafe extern "C" fn hook_mmap(
     };
     let anonymous = flags & libc::MAP_ANONYMOUS != 0;
     let t = if anonymous { enter() } else { None };
-    let Some(t) = t else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.mmap)(addr, len, prot, flags, fd, off) };
+    let Some(mut t) = t else {
+        return forward!(r.mmap; addr, len, prot, flags, fd, off);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { (r.mmap)(addr, len, prot, flags, fd, off) };
+    let p = forward!(r.mmap; addr, len, prot, flags, fd, off);
     if p != libc::MAP_FAILED {
         if flags & libc::MAP_FIXED != 0 {
             // A fixed mapping replaces whatever was there.
-            thread::record_munmap(t, p as u64, len as u64, clock::tick());
+            thread::record_munmap(&mut t, p as u64, len as u64, clock::tick());
         }
-        thread::record_alloc(t, Allocator::Mmap, p as u64, len as u64, ret as u64);
+        thread::record_alloc(&mut t, Allocator::Mmap, p as u64, len as u64, ret as u64);
     }
-    leave(t);
     p
 }
 
@@ -387,17 +387,14 @@ unsafe extern "C" fn hook_munmap(addr: *mut c_void, len: size_t, _ret: usize) ->
         // SAFETY: the raw system call has the same contract.
         return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (r.munmap)(addr, len) };
+    let Some(mut t) = enter() else {
+        return forward!(r.munmap; addr, len);
     };
     let before = clock::tick();
-    // SAFETY: forwarding the caller's request.
-    let rc = unsafe { (r.munmap)(addr, len) };
+    let rc = forward!(r.munmap; addr, len);
     if rc == 0 {
-        thread::record_munmap(t, addr as u64, len as u64, before);
+        thread::record_munmap(&mut t, addr as u64, len as u64, before);
     }
-    leave(t);
     rc
 }
 
@@ -416,22 +413,19 @@ unsafe extern "C" fn hook_mremap(
             libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr) as *mut c_void
         };
     };
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { f(old, old_len, new_len, flags, new_addr) };
+    let Some(mut t) = enter() else {
+        return forward!(f; old, old_len, new_len, flags, new_addr);
     };
     let before = clock::tick();
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { f(old, old_len, new_len, flags, new_addr) };
+    let p = forward!(f; old, old_len, new_len, flags, new_addr);
     if p != libc::MAP_FAILED {
         thread::record_mremap(
-            t,
+            &mut t,
             (old as u64, old_len as u64),
             (p as u64, new_len as u64),
             ret as u64,
             before,
         );
     }
-    leave(t);
     p
 }

@@ -3,8 +3,9 @@
 //! it makes for a big object or a new arena is not recorded a second time. (The "raw" domain is
 //! plain malloc: the malloc hook sees it.)
 
-use crate::hooks::{enter, leave};
+use crate::hooks::enter;
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
+use crate::real::forward;
 use crate::{clock, thread};
 use libc::c_void;
 use memtrace_format::Allocator;
@@ -102,32 +103,26 @@ fn original(ctx: *mut c_void) -> &'static MemAllocator {
 
 unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
     let o = original(ctx);
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (o.malloc)(o.ctx, size) };
+    let Some(mut t) = enter() else {
+        return forward!(o.malloc; o.ctx, size);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { (o.malloc)(o.ctx, size) };
+    let p = forward!(o.malloc; o.ctx, size);
     if !p.is_null() {
-        thread::record_alloc(t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
+        thread::record_alloc(&mut t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
     }
-    leave(t);
     p
 }
 
 unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
     let o = original(ctx);
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (o.calloc)(o.ctx, n, size) };
+    let Some(mut t) = enter() else {
+        return forward!(o.calloc; o.ctx, n, size);
     };
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { (o.calloc)(o.ctx, n, size) };
+    let p = forward!(o.calloc; o.ctx, n, size);
     if !p.is_null() {
         let total = (n as u64).saturating_mul(size as u64);
-        thread::record_alloc(t, Allocator::PymallocCalloc, p as u64, total, 0);
+        thread::record_alloc(&mut t, Allocator::PymallocCalloc, p as u64, total, 0);
     }
-    leave(t);
     p
 }
 
@@ -137,39 +132,32 @@ unsafe extern "C" fn wrapped_realloc(
     size: usize,
 ) -> *mut c_void {
     let o = original(ctx);
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (o.realloc)(o.ctx, old, size) };
+    let Some(mut t) = enter() else {
+        return forward!(o.realloc; o.ctx, old, size);
     };
     let before = clock::tick();
-    // SAFETY: forwarding the caller's request.
-    let p = unsafe { (o.realloc)(o.ctx, old, size) };
+    let p = forward!(o.realloc; o.ctx, old, size);
     if !p.is_null() {
         if !old.is_null() {
-            thread::record_free(t, true, old as u64, Some(before));
+            thread::record_free(&mut t, true, old as u64, Some(before));
         }
-        thread::record_alloc(t, Allocator::PymallocRealloc, p as u64, size as u64, 0);
+        thread::record_alloc(&mut t, Allocator::PymallocRealloc, p as u64, size as u64, 0);
     }
-    leave(t);
     p
 }
 
 unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
     let o = original(ctx);
     if p.is_null() {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (o.free)(o.ctx, p) };
+        return forward!(o.free; o.ctx, p);
     }
-    let Some(t) = enter() else {
-        // SAFETY: forwarding the caller's request.
-        return unsafe { (o.free)(o.ctx, p) };
+    let Some(mut t) = enter() else {
+        return forward!(o.free; o.ctx, p);
     };
     // The tick before the real free orders the free before any reuse of the block; the record
     // is written after it, so that the real free hides the recorder's cache miss.
     let tick = clock::tick();
-    thread::prefetch_free(t, p as u64);
-    // SAFETY: forwarding the caller's request.
-    unsafe { (o.free)(o.ctx, p) };
-    thread::record_free(t, true, p as u64, Some(tick));
-    leave(t);
+    thread::prefetch_free(&t, p as u64);
+    forward!(o.free; o.ctx, p);
+    thread::record_free(&mut t, true, p as u64, Some(tick));
 }

@@ -2,6 +2,7 @@
 //! KeyboardInterrupt; others `raise(SIGTERM)` or `kill(getpid(), ...)`) runs no exit handlers:
 //! the capture is finished just before such a signal is sent, so that it is complete.
 
+use crate::real::forward;
 use crate::{lifecycle, real, sys};
 use libc::{c_int, pid_t};
 
@@ -16,8 +17,7 @@ pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.kill) {
-        // SAFETY: forwarding the caller's request.
-        Some(real_kill) => unsafe { real_kill(pid, sig) },
+        Some(real_kill) => forward!(real_kill; pid, sig),
         // SAFETY: the system call kill(2) with the caller's arguments.
         None => unsafe { libc::syscall(libc::SYS_kill, pid, sig) as c_int },
     }
@@ -33,8 +33,7 @@ pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.raise) {
-        // SAFETY: forwarding the caller's request.
-        Some(real_raise) => unsafe { real_raise(sig) },
+        Some(real_raise) => forward!(real_raise; sig),
         // SAFETY: tgkill(2) to the calling thread with the caller's signal.
         None => unsafe {
             libc::syscall(

@@ -8,6 +8,7 @@
 //! path; anything else goes to dlopen unchanged.
 
 use crate::elf::{dynamic_entries, Dyn, DT_RPATH, DT_RUNPATH};
+use crate::real::forward;
 use crate::{sys, tls};
 use libc::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,8 +79,7 @@ pub unsafe extern "C" fn dlclose_hook(handle: *mut c_void) -> c_int {
     }
     // SAFETY: the C library's dlclose, found by real_dlclose.
     let real: DlcloseFn = unsafe { core::mem::transmute::<usize, DlcloseFn>(f) };
-    // SAFETY: forwarding the caller's request.
-    let rc = unsafe { real(handle) };
+    let rc = forward!(real; handle);
     crate::unwind::module_closed();
     rc
 }
@@ -149,8 +149,7 @@ unsafe fn open_as(real: DlopenFn, file: *const c_char, mode: c_int, ret: usize) 
             }
         }
     }
-    // SAFETY: forwarding the caller's request.
-    unsafe { real(file, mode) }
+    forward!(real; file, mode)
 }
 
 /// The link map of the object holding `ret`, when that object has an RPATH or a RUNPATH.

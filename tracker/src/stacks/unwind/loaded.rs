@@ -7,6 +7,7 @@
 //! A replaced snapshot is kept, never freed: a walk on another thread may still be reading it
 //! (a few KiB per dlopen or dlclose).
 
+use crate::real::forward;
 use framehop::x86_64::UnwinderX86_64;
 use framehop::{ExplicitModuleSectionInfo, Module, MustNotAllocateDuringUnwind, Unwinder};
 use libc::{c_int, c_void};
@@ -276,8 +277,7 @@ pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     }
     // SAFETY: f is libc's dlclose, found above.
     let real: DlcloseFn = unsafe { core::mem::transmute::<usize, DlcloseFn>(f) };
-    // SAFETY: forwarding the caller's request.
-    let rc = unsafe { real(handle) };
+    let rc = forward!(real; handle);
     STALE.store(true, Ordering::Release);
     rc
 }
