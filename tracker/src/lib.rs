@@ -38,10 +38,5 @@ pub(crate) static ACTIVE: AtomicBool = AtomicBool::new(false);
 #[global_allocator]
 static GLOBAL: alloc::RealAllocator = alloc::RealAllocator;
 
-pub use exec::{execl, execle, execlp, execv, execve, execveat, execvp, execvpe, fexecve};
-pub use hooks::native::*;
-pub use lifecycle::{__libc_start_main, _exit, exit};
-pub use pyext::PyInit__memtrace_tracker;
-pub use session::signals::{kill, raise};
-#[cfg(target_arch = "x86_64")]
-pub use unwind::dlclose;
+// Every exported symbol is defined in session/exports.rs.
+pub use session::exports::*;

@@ -431,6 +431,36 @@ fn every_source_file_is_in_a_layer_folder() {
     }
 }
 
+/// Every exported symbol is defined in one file: the library's C surface is read there.
+#[test]
+fn every_export_is_in_session_exports() {
+    let src = src_dir();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut elsewhere = Vec::new();
+    for file in files {
+        let rel = file
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .into_owned();
+        if rel == "session/exports.rs" {
+            continue;
+        }
+        let code = strip_comments(&fs::read_to_string(&file).expect("source is UTF-8"));
+        for (n, line) in code.lines().enumerate() {
+            if line.contains("no_mangle") || line.contains("export_name") {
+                elsewhere.push(format!("tracker/src/{rel}:{}", n + 1));
+            }
+        }
+    }
+    assert!(
+        elsewhere.is_empty(),
+        "exported outside session/exports.rs (define the symbol there, as a jump to the \
+         implementation): {elsewhere:?}"
+    );
+}
+
 #[test]
 fn the_reader_finds_every_form_of_import() {
     let own: Vec<String> = ["capture", "file"].iter().map(|s| s.to_string()).collect();

@@ -1,5 +1,6 @@
-//! The interposed functions. Each exported symbol is a naked trampoline that passes its caller's
-//! return address (the call site) as one more argument to the hook.
+//! The interposed allocation functions. Each exported symbol (session::exports) is a naked
+//! trampoline that passes its caller's return address (the call site) as one more argument to
+//! the hook here.
 //!
 //! A hook calls the real function and records the event, unless the re-entrancy flag says the
 //! tracker itself is running on this thread or recording is off. A free's time is read before
@@ -12,76 +13,6 @@ use libc::{c_int, c_void, off_t, size_t};
 use memtrace_format::Allocator;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
-
-/// Defines `$name` with the C signature `($args) -> $ret` as a trampoline to `$hook`, which takes
-/// the same arguments and the return address last.
-macro_rules! trampoline {
-    ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        #[unsafe(naked)]
-        #[no_mangle]
-        /// # Safety
-        /// Same contract as the C library function of this name.
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!(concat!("mov ", $reg, ", [rsp]"), "jmp {hook}", hook = sym $hook);
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!(concat!("mov ", $a64, ", x30"), "b {hook}", hook = sym $hook);
-        }
-    };
-}
-
-trampoline!(malloc, hook_malloc, "rsi", "x1", (size: size_t) -> *mut c_void);
-trampoline!(free, hook_free, "rsi", "x1", (p: *mut c_void) -> ());
-trampoline!(calloc, hook_calloc, "rdx", "x2", (n: size_t, size: size_t) -> *mut c_void);
-trampoline!(realloc, hook_realloc, "rdx", "x2", (p: *mut c_void, size: size_t) -> *mut c_void);
-trampoline!(reallocarray, hook_reallocarray, "rcx", "x3", (p: *mut c_void, n: size_t, size: size_t) -> *mut c_void);
-trampoline!(posix_memalign, hook_posix_memalign, "rcx", "x3", (out: *mut *mut c_void, align: size_t, size: size_t) -> c_int);
-trampoline!(aligned_alloc, hook_aligned_alloc, "rdx", "x2", (align: size_t, size: size_t) -> *mut c_void);
-trampoline!(memalign, hook_memalign, "rdx", "x2", (align: size_t, size: size_t) -> *mut c_void);
-trampoline!(valloc, hook_valloc, "rsi", "x1", (size: size_t) -> *mut c_void);
-trampoline!(pvalloc, hook_pvalloc, "rsi", "x1", (size: size_t) -> *mut c_void);
-trampoline!(munmap, hook_munmap, "rdx", "x2", (addr: *mut c_void, len: size_t) -> c_int);
-// mremap is variadic in C; the optional fifth argument is passed in the fifth register.
-trampoline!(mremap, hook_mremap, "r9", "x5", (old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new_addr: *mut c_void) -> *mut c_void);
-
-/// mmap takes six arguments, so the return address goes on the stack as a seventh.
-macro_rules! trampoline7 {
-    ($name:ident, $hook:ident) => {
-        #[unsafe(naked)]
-        #[no_mangle]
-        /// # Safety
-        /// Same contract as the C library's mmap.
-        pub unsafe extern "C" fn $name(
-            addr: *mut c_void,
-            len: size_t,
-            prot: c_int,
-            flags: c_int,
-            fd: c_int,
-            off: off_t,
-        ) -> *mut c_void {
-            #[cfg(target_arch = "x86_64")]
-            // The CFI lets an unwinder started in the hook (--native) step through the pushed
-            // argument to mmap's caller.
-            core::arch::naked_asm!(
-                ".cfi_startproc",
-                "mov rax, [rsp]",
-                "push rax",
-                ".cfi_adjust_cfa_offset 8",
-                "call {hook}",
-                "add rsp, 8",
-                ".cfi_adjust_cfa_offset -8",
-                "ret",
-                ".cfi_endproc",
-                hook = sym $hook
-            );
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!("mov x6, x30", "b {hook}", hook = sym $hook);
-        }
-    };
-}
-
-trampoline7!(mmap, hook_mmap);
-trampoline7!(mmap64, hook_mmap);
 
 /// Whether to record on this thread now: Some sets the re-entrancy flag, and the guard it holds
 /// clears it again when it goes out of scope (so no return path can leave it set).
@@ -130,7 +61,7 @@ fn real() -> Option<&'static Real> {
     real::get()
 }
 
-unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_void {
     let Some(r) = real() else {
         return real::arena_alloc(size, 16);
     };
@@ -144,7 +75,7 @@ unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_void {
     p
 }
 
-unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
+pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
     if p.is_null() || real::in_arena(p) {
         return;
     }
@@ -160,7 +91,7 @@ unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
     thread::record_free(&mut t, false, p as u64, Some(tick));
 }
 
-unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {
     let Some(r) = real() else {
         return match n.checked_mul(size) {
             Some(total) => real::arena_alloc(total, 16),
@@ -216,7 +147,11 @@ fn record_realloc(
     thread::record_alloc(t, Allocator::Realloc, new as u64, size, ret as u64);
 }
 
-unsafe extern "C" fn hook_realloc(p: *mut c_void, size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_realloc(
+    p: *mut c_void,
+    size: size_t,
+    ret: usize,
+) -> *mut c_void {
     if real::in_arena(p) {
         return realloc_from_arena(real(), p, size);
     }
@@ -232,7 +167,7 @@ unsafe extern "C" fn hook_realloc(p: *mut c_void, size: size_t, ret: usize) -> *
     new
 }
 
-unsafe extern "C" fn hook_reallocarray(
+pub(crate) unsafe extern "C" fn hook_reallocarray(
     p: *mut c_void,
     n: size_t,
     size: size_t,
@@ -247,7 +182,7 @@ unsafe extern "C" fn hook_reallocarray(
     unsafe { hook_realloc(p, total, ret) }
 }
 
-unsafe extern "C" fn hook_posix_memalign(
+pub(crate) unsafe extern "C" fn hook_posix_memalign(
     out: *mut *mut c_void,
     align: size_t,
     size: size_t,
@@ -298,7 +233,11 @@ fn aligned(
     p
 }
 
-unsafe extern "C" fn hook_aligned_alloc(align: size_t, size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_aligned_alloc(
+    align: size_t,
+    size: size_t,
+    ret: usize,
+) -> *mut c_void {
     aligned(
         Allocator::AlignedAlloc,
         real().and_then(|r| r.aligned_alloc),
@@ -308,7 +247,11 @@ unsafe extern "C" fn hook_aligned_alloc(align: size_t, size: size_t, ret: usize)
     )
 }
 
-unsafe extern "C" fn hook_memalign(align: size_t, size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_memalign(
+    align: size_t,
+    size: size_t,
+    ret: usize,
+) -> *mut c_void {
     aligned(
         Allocator::Memalign,
         real().and_then(|r| r.memalign),
@@ -338,11 +281,11 @@ fn page_aligned(
     p
 }
 
-unsafe extern "C" fn hook_valloc(size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_valloc(size: size_t, ret: usize) -> *mut c_void {
     page_aligned(Allocator::Valloc, real().and_then(|r| r.valloc), size, ret)
 }
 
-unsafe extern "C" fn hook_pvalloc(size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_pvalloc(size: size_t, ret: usize) -> *mut c_void {
     page_aligned(
         Allocator::Pvalloc,
         real().and_then(|r| r.pvalloc),
@@ -351,7 +294,7 @@ unsafe extern "C" fn hook_pvalloc(size: size_t, ret: usize) -> *mut c_void {
     )
 }
 
-unsafe extern "C" fn hook_mmap(
+pub(crate) unsafe extern "C" fn hook_mmap(
     addr: *mut c_void,
     len: size_t,
     prot: c_int,
@@ -382,7 +325,7 @@ unsafe extern "C" fn hook_mmap(
     p
 }
 
-unsafe extern "C" fn hook_munmap(addr: *mut c_void, len: size_t, _ret: usize) -> c_int {
+pub(crate) unsafe extern "C" fn hook_munmap(addr: *mut c_void, len: size_t, _ret: usize) -> c_int {
     let Some(r) = real() else {
         // SAFETY: the raw system call has the same contract.
         return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
@@ -398,7 +341,7 @@ unsafe extern "C" fn hook_munmap(addr: *mut c_void, len: size_t, _ret: usize) ->
     rc
 }
 
-unsafe extern "C" fn hook_mremap(
+pub(crate) unsafe extern "C" fn hook_mremap(
     old: *mut c_void,
     old_len: size_t,
     new_len: size_t,

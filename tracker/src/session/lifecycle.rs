@@ -302,7 +302,6 @@ unsafe extern "C" fn main_wrapper(argc: c_int, argv: *mut *mut i8, envp: *mut *m
 ///
 /// # Safety
 /// Called by the program's start-up code, as libc's.
-#[no_mangle]
 pub unsafe extern "C" fn __libc_start_main(
     main: MainFn,
     argc: c_int,
@@ -325,7 +324,6 @@ pub unsafe extern "C" fn __libc_start_main(
 ///
 /// # Safety
 /// Same contract as libc's exit.
-#[no_mangle]
 pub unsafe extern "C" fn exit(status: c_int) -> ! {
     exit_snapshot();
     match real::get().and_then(|r| r.exit) {
@@ -340,7 +338,6 @@ pub unsafe extern "C" fn exit(status: c_int) -> ! {
 ///
 /// # Safety
 /// Same contract as libc's _exit.
-#[no_mangle]
 pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     finish_now();
     match real::get().and_then(|r| r.underscore_exit) {

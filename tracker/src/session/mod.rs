@@ -1,9 +1,11 @@
 //! Layer 5, the session: start and end of the capture (lifecycle), fork, exec, in-process start
 //! and stop (inprocess), the Python extension module (pyext) and kill/raise finishing the capture
 //! before a signal ends the process (signals). It drives the layers below and
-//! registers with them what they must tell it.
+//! registers with them what they must tell it. exports.rs defines every symbol the library
+//! exports, each a jump to its implementation here or below.
 
 pub(crate) mod exec;
+pub(crate) mod exports;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod pyext;

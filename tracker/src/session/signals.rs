@@ -11,7 +11,6 @@ use libc::{c_int, pid_t};
 ///
 /// # Safety
 /// Same contract as libc's kill.
-#[no_mangle]
 pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
     if pid > 0 && pid as u32 == sys::getpid() && ends_the_process(sig) {
         lifecycle::finish_now();
@@ -27,7 +26,6 @@ pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
 ///
 /// # Safety
 /// Same contract as libc's raise.
-#[no_mangle]
 pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
     if ends_the_process(sig) {
         lifecycle::finish_now();

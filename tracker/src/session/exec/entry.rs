@@ -96,7 +96,6 @@ unsafe fn text<'a>(p: *const c_char) -> &'a [u8] {
 ///
 /// # Safety
 /// Same contract as libc's execve.
-#[no_mangle]
 pub unsafe extern "C" fn memtrace_execve_hook(
     path: *const c_char,
     argv: *const *const c_char,
@@ -114,7 +113,6 @@ pub unsafe extern "C" fn memtrace_execve_hook(
 ///
 /// # Safety
 /// Same contract as libc's execvpe.
-#[no_mangle]
 pub unsafe extern "C" fn memtrace_execvpe_hook(
     file: *const c_char,
     argv: *const *const c_char,
@@ -142,7 +140,6 @@ pub unsafe extern "C" fn memtrace_execvpe_hook(
 
 /// # Safety
 /// Same contract as libc's execve.
-#[no_mangle]
 pub unsafe extern "C" fn execve(
     path: *const c_char,
     argv: *const *const c_char,
@@ -154,7 +151,6 @@ pub unsafe extern "C" fn execve(
 
 /// # Safety
 /// Same contract as libc's execv.
-#[no_mangle]
 pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
     // SAFETY: forwarded, with the process's environment as execv uses.
     unsafe { memtrace_execve_hook(path, argv, environ()) }
@@ -162,7 +158,6 @@ pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) 
 
 /// # Safety
 /// Same contract as libc's execvpe.
-#[no_mangle]
 pub unsafe extern "C" fn execvpe(
     file: *const c_char,
     argv: *const *const c_char,
@@ -174,7 +169,6 @@ pub unsafe extern "C" fn execvpe(
 
 /// # Safety
 /// Same contract as libc's execvp.
-#[no_mangle]
 pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
     // SAFETY: forwarded, with the process's environment as execvp uses.
     unsafe { memtrace_execvpe_hook(file, argv, environ()) }
@@ -182,7 +176,6 @@ pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char)
 
 /// # Safety
 /// Same contract as libc's fexecve.
-#[no_mangle]
 pub unsafe extern "C" fn fexecve(
     fd: c_int,
     argv: *const *const c_char,
@@ -212,7 +205,6 @@ pub unsafe extern "C" fn fexecve(
 
 /// # Safety
 /// Same contract as libc's execveat.
-#[no_mangle]
 pub unsafe extern "C" fn execveat(
     dirfd: c_int,
     path: *const c_char,
@@ -230,29 +222,9 @@ pub unsafe extern "C" fn execveat(
     }
 }
 
+// The variadic exec functions, in C (exec.c); exported by session::exports.
 extern "C" {
-    fn memtrace_execl(path: *const c_char, arg: *const c_char, ...) -> c_int;
-    fn memtrace_execle(path: *const c_char, arg: *const c_char, ...) -> c_int;
-    fn memtrace_execlp(file: *const c_char, arg: *const c_char, ...) -> c_int;
+    pub(crate) fn memtrace_execl(path: *const c_char, arg: *const c_char, ...) -> c_int;
+    pub(crate) fn memtrace_execle(path: *const c_char, arg: *const c_char, ...) -> c_int;
+    pub(crate) fn memtrace_execlp(file: *const c_char, arg: *const c_char, ...) -> c_int;
 }
-
-/// Defines the variadic `$name` as a jump to its C implementation `$c` (registers, the stack
-/// and %al, the count of vector registers used, pass through untouched).
-macro_rules! variadic {
-    ($name:ident, $c:ident) => {
-        #[unsafe(naked)]
-        #[no_mangle]
-        /// # Safety
-        /// Same contract as the C library function of this name.
-        pub unsafe extern "C" fn $name(path: *const c_char, arg: *const c_char) -> c_int {
-            #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!("jmp {c}", c = sym $c);
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!("b {c}", c = sym $c);
-        }
-    };
-}
-
-variadic!(execl, memtrace_execl);
-variadic!(execle, memtrace_execle);
-variadic!(execlp, memtrace_execlp);

@@ -17,10 +17,8 @@
 //! The new image's tracker starts from those variables (config.rs); if it is CPython it is
 //! tracked as a Python run ([`crate::pyrun::adopt_image`]).
 
-mod entry;
+pub(crate) mod entry;
 mod scratch;
-
-pub use entry::*;
 
 use crate::capture::CAPTURE;
 use crate::config::{Config, VARIABLES};

@@ -3,9 +3,9 @@
 //! `memtrace run script.py` puts a `sitecustomize` module and a link to this library named
 //! `_memtrace_tracker.so` on the interpreter's path (see reporter/src/run/bootstrap.rs). Python
 //! imports it at start-up, after its own initialization and before the script: the import runs
-//! `PyInit__memtrace_tracker` below, with the GIL held, which wraps the allocators
-//! (hooks::pymem) and learns the interpreter's frame layout (stacks::python). Nothing here runs
-//! in other programs.
+//! `PyInit__memtrace_tracker` (`init_module` below), with the GIL held, which wraps the
+//! allocators (hooks::pymem) and learns the interpreter's frame layout (stacks::python). Nothing
+//! here runs in other programs.
 //!
 //! Imported into an interpreter that `memtrace run` did not start, the module does nothing until
 //! its `start` is called (session.rs: in-process tracking).
@@ -190,8 +190,7 @@ static MODULE: Static<ModuleDef> = Static(UnsafeCell::new(ModuleDef {
 ///
 /// # Safety
 /// Called by CPython's import machinery only.
-#[no_mangle]
-pub unsafe extern "C" fn PyInit__memtrace_tracker() -> *mut Object {
+pub unsafe extern "C" fn init_module() -> *mut Object {
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };

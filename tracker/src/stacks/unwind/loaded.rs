@@ -259,7 +259,6 @@ static REAL_DLCLOSE: AtomicUsize = AtomicUsize::new(0);
 ///
 /// # Safety
 /// Same contract as the C library's dlclose.
-#[no_mangle]
 pub unsafe extern "C" fn dlclose(handle: *mut c_void) -> c_int {
     let mut f = REAL_DLCLOSE.load(Ordering::Relaxed);
     if f == 0 {

@@ -1,0 +1,145 @@
+//! Every symbol the library exports, one line each: the functions it interposes and the entry
+//! points that C code (exec.c) and Python call. Each is a naked jump to its implementation in the
+//! layer it belongs to (arguments, stack and return address pass through untouched; no frame is
+//! added), so what the library exports is read here rather than gathered from five modules.
+
+use libc::{c_char, c_int, c_void, off_t, pid_t, size_t};
+
+/// Defines `$name`, exported with the C signature `($args) -> $ret`, as a jump to `$target`,
+/// an `extern "C"` function of the same signature.
+macro_rules! export {
+    ($name:ident => $target:path, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        /// # Safety
+        /// Same contract as the C library function of this name (or the entry point's caller).
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!("jmp {f}", f = sym $target);
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!("b {f}", f = sym $target);
+        }
+    };
+}
+
+// ---- the allocation functions (hooks::native): the call site goes along ----
+
+/// Defines `$name` with the C signature `($args) -> $ret` as a trampoline to `$hook`, which takes
+/// the same arguments and the return address last.
+macro_rules! trampoline {
+    ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        /// # Safety
+        /// Same contract as the C library function of this name.
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!(concat!("mov ", $reg, ", [rsp]"), "jmp {hook}", hook = sym crate::hooks::native::$hook);
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!(concat!("mov ", $a64, ", x30"), "b {hook}", hook = sym crate::hooks::native::$hook);
+        }
+    };
+}
+
+trampoline!(malloc, hook_malloc, "rsi", "x1", (size: size_t) -> *mut c_void);
+trampoline!(free, hook_free, "rsi", "x1", (p: *mut c_void) -> ());
+trampoline!(calloc, hook_calloc, "rdx", "x2", (n: size_t, size: size_t) -> *mut c_void);
+trampoline!(realloc, hook_realloc, "rdx", "x2", (p: *mut c_void, size: size_t) -> *mut c_void);
+trampoline!(reallocarray, hook_reallocarray, "rcx", "x3", (p: *mut c_void, n: size_t, size: size_t) -> *mut c_void);
+trampoline!(posix_memalign, hook_posix_memalign, "rcx", "x3", (out: *mut *mut c_void, align: size_t, size: size_t) -> c_int);
+trampoline!(aligned_alloc, hook_aligned_alloc, "rdx", "x2", (align: size_t, size: size_t) -> *mut c_void);
+trampoline!(memalign, hook_memalign, "rdx", "x2", (align: size_t, size: size_t) -> *mut c_void);
+trampoline!(valloc, hook_valloc, "rsi", "x1", (size: size_t) -> *mut c_void);
+trampoline!(pvalloc, hook_pvalloc, "rsi", "x1", (size: size_t) -> *mut c_void);
+trampoline!(munmap, hook_munmap, "rdx", "x2", (addr: *mut c_void, len: size_t) -> c_int);
+// mremap is variadic in C; the optional fifth argument is passed in the fifth register.
+trampoline!(mremap, hook_mremap, "r9", "x5", (old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new_addr: *mut c_void) -> *mut c_void);
+
+/// mmap takes six arguments, so the return address goes on the stack as a seventh.
+macro_rules! trampoline7 {
+    ($name:ident, $hook:ident) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        /// # Safety
+        /// Same contract as the C library's mmap.
+        pub unsafe extern "C" fn $name(
+            addr: *mut c_void,
+            len: size_t,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            off: off_t,
+        ) -> *mut c_void {
+            #[cfg(target_arch = "x86_64")]
+            // The CFI lets an unwinder started in the hook (--native) step through the pushed
+            // argument to mmap's caller.
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                "mov rax, [rsp]",
+                "push rax",
+                ".cfi_adjust_cfa_offset 8",
+                "call {hook}",
+                "add rsp, 8",
+                ".cfi_adjust_cfa_offset -8",
+                "ret",
+                ".cfi_endproc",
+                hook = sym crate::hooks::native::$hook
+            );
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!("mov x6, x30", "b {hook}", hook = sym crate::hooks::native::$hook);
+        }
+    };
+}
+
+trampoline7!(mmap, hook_mmap);
+trampoline7!(mmap64, hook_mmap);
+
+// ---- the exec family (session::exec) ----
+
+/// Defines the variadic `$name` as a jump to its C implementation `$c` (registers, the stack
+/// and %al, the count of vector registers used, pass through untouched).
+macro_rules! variadic {
+    ($name:ident, $c:ident) => {
+        #[unsafe(naked)]
+        #[no_mangle]
+        /// # Safety
+        /// Same contract as the C library function of this name.
+        pub unsafe extern "C" fn $name(path: *const c_char, arg: *const c_char) -> c_int {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!("jmp {c}", c = sym crate::exec::entry::$c);
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!("b {c}", c = sym crate::exec::entry::$c);
+        }
+    };
+}
+
+variadic!(execl, memtrace_execl);
+variadic!(execle, memtrace_execle);
+variadic!(execlp, memtrace_execlp);
+
+export!(execve => crate::exec::entry::execve, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
+export!(execv => crate::exec::entry::execv, (path: *const c_char, argv: *const *const c_char) -> c_int);
+export!(execvpe => crate::exec::entry::execvpe, (file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
+export!(execvp => crate::exec::entry::execvp, (file: *const c_char, argv: *const *const c_char) -> c_int);
+export!(fexecve => crate::exec::entry::fexecve, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
+export!(execveat => crate::exec::entry::execveat, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int) -> c_int);
+// Called by the variadic ones in exec.c.
+export!(memtrace_execve_hook => crate::exec::entry::memtrace_execve_hook, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
+export!(memtrace_execvpe_hook => crate::exec::entry::memtrace_execvpe_hook, (file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
+
+// ---- start and end of the program (session::lifecycle, session::signals) ----
+
+export!(__libc_start_main => crate::lifecycle::__libc_start_main, (main: crate::real::MainFn, argc: c_int, argv: *mut *mut i8, init: Option<unsafe extern "C" fn()>, fini: Option<unsafe extern "C" fn()>, rtld_fini: Option<unsafe extern "C" fn()>, stack_end: *mut c_void) -> c_int);
+export!(exit => crate::lifecycle::exit, (status: c_int) -> !);
+export!(_exit => crate::lifecycle::_exit, (status: c_int) -> !);
+export!(kill => crate::session::signals::kill, (pid: pid_t, sig: c_int) -> c_int);
+export!(raise => crate::session::signals::raise, (sig: c_int) -> c_int);
+
+// ---- loaded objects (stacks::unwind) ----
+
+#[cfg(target_arch = "x86_64")]
+export!(dlclose => crate::unwind::dlclose, (handle: *mut c_void) -> c_int);
+
+// ---- the Python extension module (session::pyext) ----
+
+export!(PyInit__memtrace_tracker => crate::pyext::init_module, () -> *mut c_void);
