@@ -298,7 +298,7 @@ impl Capture {
         self.allocated.store(seen, Ordering::SeqCst);
         let end = self.reserved.load(Ordering::SeqCst).min(before);
         let _errno = sys::ErrnoGuard::new();
-        // Only through a descriptor checked to be the capture's (see capture_fd).
+        // Only through a descriptor checked to be the capture's (see capture::fd).
         let now = match self.file.with(|fd| sys::ftruncate(fd, end)) {
             Some(Ok(_)) => end,
             _ => before,

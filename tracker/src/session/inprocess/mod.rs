@@ -4,14 +4,14 @@
 //! loaded object for the allocation functions (and `dlopen`, so that objects loaded later are
 //! patched too), and taken out again at the end.
 //!
-//! - [`elf`]: an object's dynamic relocations, read in memory
+//! - [`crate::elf`] (base): an object's dynamic relocations, read in memory
 //! - [`targets`]: the functions hooked, and what a slot must hold to be patched
 //! - [`got`]: patching and restoring slots (RELRO included)
 //! - [`loader`]: the `dlopen` and `dlclose` hooks
-//! - [`names`]: thread names learnt from Python for threads already running
+//! - [`crate::names`] (record): thread names learnt from Python for threads already running
 //!
 //! The session here is the process-wide state: one capture at a time, started and stopped by
-//! python::session (which adds what Python needs).
+//! pyext::session (which adds what Python needs).
 
 mod got;
 mod loader;
