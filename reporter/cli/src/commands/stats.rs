@@ -5,7 +5,7 @@ use clap::Args;
 use memtrace_reporter::report::stats::{self, StatsReport};
 use memtrace_reporter::report::text;
 use memtrace_reporter::report::views::{View, ViewOptions};
-use memtrace_reporter::report::visible::{escape, Style, Visible};
+use memtrace_reporter::report::visible::{Style, Visible};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -76,9 +76,7 @@ fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
 pub fn execute(args: StatsArgs) -> Result<(), String> {
     let r = report_view(&args.file, args.top, &args.view.options(View::All))?;
     if !args.json {
-        for w in &r.warnings {
-            eprintln!("memtrace: warning: {}", escape(w));
-        }
+        view_args::warn(&r.warnings);
     }
     view_args::written(write_report(&r, args.json))
 }
