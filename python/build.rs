@@ -45,6 +45,8 @@ fn run() -> Result<(), String> {
         "tracker",
         "reporter/src",
         "reporter/Cargo.toml",
+        "reporter/cli/src",
+        "reporter/cli/Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -1,7 +1,9 @@
-//! The HTML report of `memtrace flamegraph`, written from Python (the IPython magic).
+//! The HTML report of `memtrace flamegraph`, written from Python (the IPython magic) through
+//! the reporter library's plain function.
 
-use memtrace_reporter::flamegraph_command::{self, FlamegraphArgs};
-use memtrace_reporter::view_args::ViewArgs;
+use memtrace_reporter::flamegraph::report;
+use memtrace_reporter::report::views::{View, ViewOptions};
+use memtrace_reporter::report::visible::escape;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
@@ -17,22 +19,18 @@ pub fn write_flamegraph(
     leaks: bool,
     inverted: bool,
 ) -> PyResult<()> {
-    let args = FlamegraphArgs {
-        file: capture,
-        diff: None,
-        output: Some(output),
-        inverted,
-        view: ViewArgs {
-            leaks,
-            temporary: false,
-            temporary_threshold: 1,
-            threads: false,
-            thread: None,
-            include_startup: false,
-            python_only: false,
-            native_only: false,
-        },
+    let view = ViewOptions {
+        view: if leaks { View::Leaks } else { View::Peak },
+        ..ViewOptions::default()
     };
-    py.detach(|| flamegraph_command::write(&args))
-        .map_err(PyValueError::new_err)
+    py.detach(|| {
+        report::write(&capture, &output, &view, inverted, &mut |warnings| {
+            for w in warnings {
+                eprintln!("memtrace: warning: {}", escape(w));
+            }
+        })?;
+        eprintln!("memtrace: wrote {}", output.display());
+        Ok::<(), String>(())
+    })
+    .map_err(PyValueError::new_err)
 }

@@ -1,29 +1,19 @@
-//! The memtrace reporter: reads captures written by the tracker and reports on them, and runs
-//! programs under the tracker (`memtrace run`).
+//! The memtrace reporter library: reads captures written by the tracker and builds reports on
+//! them. The `memtrace` command (reporter/cli) and the Python package are built on it; it shows
+//! nothing on a terminal itself (progress is a callback the caller passes in).
 //!
 //! - [`capture`]: the file (header, chunk index, decoding, the merged event stream)
 //! - [`analysis`]: totals and the live-heap replay (peak, leaks)
 //! - [`symbols`]: native addresses to functions and lines
 //! - [`report`]: the reports built from an analysis
 //! - [`export`]: standard formats (collapsed stacks, speedscope, pprof, CSV)
-//! - [`stats`], [`run`]: the subcommands
-//! - [`tui`]: the interactive terminal UI of a call tree
+//! - [`flamegraph`]: the HTML pages (flamegraph, memory over time)
+//! - [`output`]: files a report writes are never its inputs
 
 pub mod analysis;
 pub mod capture;
-pub mod diff;
 pub mod export;
-pub mod export_command;
 pub mod flamegraph;
-pub mod flamegraph_command;
-pub mod flamegraph_diff;
 pub mod output;
-pub mod progress;
 pub mod report;
-pub mod run;
-pub mod stats;
-pub mod summary;
 pub mod symbols;
-pub mod tree;
-pub mod tui;
-pub mod view_args;

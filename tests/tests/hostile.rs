@@ -531,7 +531,12 @@ fn random_damage_to_a_real_capture_never_breaks_the_library() {
                     ..views::ViewOptions::default()
                 };
                 if let Ok(sel) = views::select(&a, &opts) {
-                    let _ = memtrace_reporter::tree::build(&capture, &a, &sel, opts.split_threads);
+                    let _ = memtrace_reporter::report::tree::build(
+                        &capture,
+                        &a,
+                        &sel,
+                        opts.split_threads,
+                    );
                 }
             }
         });

@@ -16,7 +16,6 @@ use crate::capture::event::{code, Event};
 use crate::capture::scan::{self, Index};
 use crate::capture::stream::{self, BatchLimits, Consumer};
 use crate::capture::Capture;
-use crate::progress::Progress;
 use hashbrown::HashMap;
 use memtrace_format::Marker;
 use replay::{Replay, Snapshot};
@@ -83,12 +82,25 @@ impl Analysis {
     }
 }
 
+/// How far a pass has got, for the caller to show: the number of chunks to read, then each
+/// chunk read, then the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Total(u64),
+    Done(u64),
+    Finished,
+}
+
+/// Called as a pass goes (see [`Step`]); the library shows nothing itself.
+pub type ProgressFn = Box<dyn FnMut(Step) + Send>;
+
 /// What a pass computes besides the defaults, and how it shows progress.
 pub struct Options {
     /// Find the temporary allocations with this threshold (see [`temporary::Temporary`]).
     pub temporary: Option<usize>,
     pub limits: BatchLimits,
-    pub progress: Progress,
+    /// Told of the chunks read, if given.
+    pub progress: Option<ProgressFn>,
     /// Free the live heap once read, keeping the sets at the peak and at exit
     /// ([`replay::Replay::freeze`]).
     pub freeze: bool,
@@ -107,7 +119,7 @@ impl Default for Options {
                 bytes: 256 << 10,
                 ..BatchLimits::default()
             },
-            progress: Progress::none(),
+            progress: None,
             freeze: false,
             include_startup: false,
         }
@@ -116,7 +128,7 @@ impl Default for Options {
 
 struct Analyzer<'a> {
     capture: &'a Capture,
-    progress: Progress,
+    progress: Option<ProgressFn>,
     totals: Totals,
     tables: Tables,
     replay: Replay,
@@ -172,7 +184,9 @@ impl Consumer for Analyzer<'_> {
         tables: ChunkTables,
         summary: Option<Totals>,
     ) {
-        self.progress.inc(1);
+        if let Some(p) = &mut self.progress {
+            p(Step::Done(1));
+        }
         let name = self.tables.absorb(tables);
         let Some(t) = thread.and_then(|t| self.threads.get_mut(t)) else {
             return;
@@ -245,7 +259,7 @@ pub fn analyze_with(capture: &Capture, limits: BatchLimits) -> Analysis {
     )
 }
 
-/// Reads the whole capture once, as `options` say. A progress bar counts chunks.
+/// Reads the whole capture once, as `options` say. Progress counts chunks.
 pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let file = capture.bytes();
     // The scan brings in pages all over the file (the system maps neighbours of each page
@@ -256,7 +270,9 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     capture.release(0..file.len());
     let clock = Clock::new(&capture.header, index.latest_pair);
     let mut progress = options.progress;
-    progress.set_length(index.chunks.len() as u64);
+    if let Some(p) = &mut progress {
+        p(Step::Total(index.chunks.len() as u64));
+    }
     let limits = options.limits;
     let mut analyzer = Analyzer {
         capture,
@@ -299,7 +315,9 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             totals::subtract_by_stack(&mut t.by_stack, &before.by_stack);
         }
     }
-    analyzer.progress.finish();
+    if let Some(p) = &mut analyzer.progress {
+        p(Step::Finished);
+    }
     if options.freeze {
         analyzer.replay.freeze();
     }

@@ -7,5 +7,6 @@ pub mod diff_svg;
 pub mod fold;
 pub mod html;
 pub mod page;
+pub mod report;
 pub mod svg;
 pub mod timeline;

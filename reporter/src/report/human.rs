@@ -21,6 +21,16 @@ pub fn size(bytes: u64) -> String {
 }
 
 /// `1,234,567`.
+/// `+1.5 MiB`, `-3 B`.
+pub fn signed_size(n: i64) -> String {
+    let s = size(n.unsigned_abs());
+    if n < 0 {
+        format!("-{s}")
+    } else {
+        format!("+{s}")
+    }
+}
+
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);

@@ -3,6 +3,7 @@
 pub mod calltree;
 pub mod diff;
 pub mod human;
+pub mod load;
 pub mod locations;
 pub mod module_name;
 pub mod modules;
@@ -11,6 +12,7 @@ pub mod stack;
 pub mod stats;
 pub mod summary;
 pub mod text;
+pub mod tree;
 pub mod tree_json;
 pub mod tree_text;
 pub mod view_tree;

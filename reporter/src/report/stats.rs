@@ -10,7 +10,7 @@ use crate::analysis::tables::{Frame, Tables};
 use crate::analysis::totals::Sum;
 use crate::analysis::totals::{bin_range, BINS};
 use crate::analysis::Analysis;
-use crate::capture::Capture;
+use crate::capture::{Capture, CaptureError};
 use crate::symbols::modules::ModuleMap;
 use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
@@ -185,6 +185,13 @@ impl From<crate::capture::exec::Exec> for ExecRow {
 
 /// Allocators always listed, even with no allocations: the C ones.
 const ALWAYS_LISTED: usize = 9;
+
+/// Reads a capture and builds its stats report (everything, the default view).
+pub fn report(path: &std::path::Path, top: usize) -> Result<StatsReport, CaptureError> {
+    let capture = Capture::open(path)?;
+    let analysis = crate::analysis::analyze(&capture);
+    Ok(build(&capture, &analysis, top))
+}
 
 /// Builds the report of every allocation, resolving the top locations.
 pub fn build(capture: &Capture, analysis: &Analysis, top: usize) -> StatsReport {

@@ -23,7 +23,7 @@ pub struct Row {
 }
 
 /// What rows are sorted by (largest first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SortBy {
     /// Total bytes
     Total,

@@ -21,9 +21,9 @@ pub mod source;
 pub mod state;
 pub mod terminal;
 
-use crate::report::calltree::CallTree;
-use crate::report::views::thread_display;
 use input::Wait;
+use memtrace_reporter::report::calltree::CallTree;
+use memtrace_reporter::report::views::thread_display;
 use ratatui::crossterm::event::{self, Event};
 use source::Sources;
 use state::State;

@@ -2,7 +2,8 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_reporter::{diff, export_command, flamegraph_command, run, stats, summary, tree};
+use memtrace_cli::commands::{diff, export, flamegraph, stats, summary, tree};
+use memtrace_cli::run;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,9 +48,9 @@ enum Command {
     /// Compare two captures: peak, totals and the changes of each location at the peak
     Diff(diff::DiffArgs),
     /// Write an HTML page: flamegraph of the peak (or exit, temporary), memory over time, top lines
-    Flamegraph(flamegraph_command::FlamegraphArgs),
+    Flamegraph(flamegraph::FlamegraphArgs),
     /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
-    Export(export_command::ExportArgs),
+    Export(export::ExportArgs),
 }
 
 fn main() {
@@ -87,14 +88,23 @@ fn main() {
             }
         },
     };
-    let code = match cli.command {
+    // Each command's error is printed here, once; a report's success is status 0, a run's the
+    // program's own.
+    let done = match cli.command {
         Command::Run(args) => run::execute(args),
-        Command::Stats(args) => stats::execute(args),
-        Command::Tree(args) => tree::execute(args),
-        Command::Summary(args) => summary::execute(args),
-        Command::Diff(args) => diff::execute(args),
-        Command::Flamegraph(args) => flamegraph_command::execute(args),
-        Command::Export(args) => export_command::execute(args),
+        Command::Stats(args) => stats::execute(args).map(|()| 0),
+        Command::Tree(args) => tree::execute(args).map(|()| 0),
+        Command::Summary(args) => summary::execute(args).map(|()| 0),
+        Command::Diff(args) => diff::execute(args).map(|()| 0),
+        Command::Flamegraph(args) => flamegraph::execute(args).map(|()| 0),
+        Command::Export(args) => export::execute(args).map(|()| 0),
+    };
+    let code = match done {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("memtrace: {e}");
+            1
+        }
     };
     std::process::exit(code);
 }

@@ -1,13 +1,11 @@
 //! `memtrace stats`: a summary of a capture, as text or JSON.
 
-use crate::analysis;
-use crate::capture::{Capture, CaptureError};
-use crate::report::stats::{self, StatsReport};
-use crate::report::text;
-use crate::report::views::{View, ViewOptions};
-use crate::report::visible::{escape, Style, Visible};
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::report::stats::{self, StatsReport};
+use memtrace_reporter::report::text;
+use memtrace_reporter::report::views::{View, ViewOptions};
+use memtrace_reporter::report::visible::{Style, Visible};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -55,13 +53,6 @@ pub struct StatsArgs {
     pub view: ViewArgs,
 }
 
-/// Reads a capture and builds its stats report.
-pub fn report(path: &Path, top: usize) -> Result<StatsReport, CaptureError> {
-    let capture = Capture::open(path)?;
-    let analysis = analysis::analyze(&capture);
-    Ok(stats::build(&capture, &analysis, top))
-}
-
 /// Reads a capture and builds the stats report of a view; errors are the line to print.
 pub fn report_view(path: &Path, top: usize, view: &ViewOptions) -> Result<StatsReport, String> {
     let (capture, analysis) = view_args::load(path, view)?;
@@ -81,27 +72,11 @@ fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
     out.flush()
 }
 
-/// Runs `memtrace stats`; returns the exit status.
-pub fn execute(args: StatsArgs) -> i32 {
-    let r = match report_view(&args.file, args.top, &args.view.options(View::All)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
+/// Runs `memtrace stats`.
+pub fn execute(args: StatsArgs) -> Result<(), String> {
+    let r = report_view(&args.file, args.top, &args.view.options(View::All))?;
     if !args.json {
-        for w in &r.warnings {
-            eprintln!("memtrace: warning: {}", escape(w));
-        }
+        view_args::warn(&r.warnings);
     }
-    match write_report(&r, args.json) {
-        Ok(()) => 0,
-        // The reader went away (`memtrace stats out.bin | head`): nothing more to say.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("memtrace: cannot write the report: {e}");
-            1
-        }
-    }
+    view_args::written(write_report(&r, args.json))
 }

@@ -1,5 +1,6 @@
 //! Reports of Python captures: locations with their stacks, modules, callers in the text report.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{CaptureBuilder, Chunk};

@@ -1,16 +1,11 @@
 //! `memtrace tree`: the call tree of the memory live at the peak (or of another view), as text
 //! when stdout is not a terminal, interactive when it is.
 
-use crate::analysis::Analysis;
-use crate::report::calltree::CallTree;
-use crate::report::tree_json;
-use crate::report::tree_text::{self, Limits};
-use crate::report::view_tree::{self, StackResolver};
-use crate::report::views::{self, Selection};
-use crate::symbols::modules::ModuleMap;
-use crate::symbols::Symbolizer;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::report::tree_text::{self, Limits};
+use memtrace_reporter::report::views;
+use memtrace_reporter::report::{tree, tree_json};
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -68,30 +63,11 @@ struct JsonTree {
     tree: tree_json::JsonNode,
 }
 
-/// The tree of a selection.
-pub fn build(
-    capture: &crate::capture::Capture,
-    analysis: &Analysis,
-    selection: &Selection,
-    split_threads: bool,
-) -> (CallTree, Vec<String>) {
-    let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
-    let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
-    let tree = view_tree::build(analysis, selection, &mut resolver, split_threads);
-    (tree, resolver.symbolizer.warnings)
-}
-
-/// Runs `memtrace tree`; returns the exit status.
-pub fn execute(args: TreeArgs) -> i32 {
+/// Runs `memtrace tree`.
+pub fn execute(args: TreeArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
-    let (tree, mut warnings) = build(&capture, &analysis, &selection, opts.split_threads);
+    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
+    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
     let title = views::title(&analysis, &selection);
     let mut all = analysis.warnings.clone();
     all.append(&mut warnings);

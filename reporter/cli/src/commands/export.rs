@@ -1,14 +1,14 @@
 //! `memtrace export`: a capture's allocation sites in a standard format (collapsed stacks,
 //! speedscope, pprof, CSV), for the view the options choose (the peak by default).
 
-use crate::export::{self, Site};
-use crate::report::view_tree::StackResolver;
-use crate::report::views;
-use crate::report::visible::{Style, Visible};
-use crate::symbols::modules::ModuleMap;
-use crate::symbols::Symbolizer;
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
+use memtrace_reporter::export::{self, Site};
+use memtrace_reporter::report::view_tree::StackResolver;
+use memtrace_reporter::report::views;
+use memtrace_reporter::report::visible::{Style, Visible};
+use memtrace_reporter::symbols::modules::ModuleMap;
+use memtrace_reporter::symbols::Symbolizer;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -52,28 +52,18 @@ pub struct ExportArgs {
     pub view: ViewArgs,
 }
 
-/// Runs `memtrace export`; returns the exit status.
-pub fn execute(args: ExportArgs) -> i32 {
+/// Runs `memtrace export`.
+pub fn execute(args: ExportArgs) -> Result<(), String> {
     if args.format == Format::Pprof && args.output.is_none() && io::stdout().is_terminal() {
-        eprintln!(
-            "memtrace: pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout"
+        return Err(
+            "pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout".into(),
         );
-        return 1;
     }
     if let Some(out) = &args.output {
-        if let Err(e) = crate::output::check_not_input(out, &[&args.file]) {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
+        memtrace_reporter::output::check_not_input(out, &[&args.file])?;
     }
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
+    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
     let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
     let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
     let sites = export::sites::sites(&analysis, &selection, &mut resolver, opts.split_threads);
@@ -88,23 +78,12 @@ pub fn execute(args: ExportArgs) -> i32 {
     let duration_ns = (analysis.duration_s() * 1e9) as i64;
     match &args.output {
         Some(path) => {
-            let file = match File::create(path) {
-                Ok(f) => f,
-                Err(e) => {
-                    eprintln!("memtrace: cannot create {}: {e}", path.display());
-                    return 1;
-                }
-            };
+            let file =
+                File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut out = Visible::with(io::BufWriter::new(file), data_style(args.format, false));
-            match write(args.format, &sites, &name, duration_ns, &mut out)
+            write(args.format, &sites, &name, duration_ns, &mut out)
                 .and_then(|()| out.flush())
-            {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("memtrace: cannot write {}: {e}", path.display());
-                    1
-                }
-            }
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
         None => {
             let stdout = io::stdout();

@@ -3,7 +3,7 @@
 //! [`Action`]s; this module applies them without touching the terminal, so it is tested alone.
 
 use super::display::{is_import_machinery, Filtered, PreOrder};
-use crate::report::calltree::{CallTree, NodeId, ROOT};
+use memtrace_reporter::report::calltree::{CallTree, NodeId, ROOT};
 
 /// What a key asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -433,9 +433,9 @@ impl Needle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::calltree::StackAllocations;
-    use crate::report::locations::Location;
     use crate::tui::display::tests::{loc, tree_with_imports};
+    use memtrace_reporter::report::calltree::StackAllocations;
+    use memtrace_reporter::report::locations::Location;
 
     fn function(state: &State, id: NodeId) -> String {
         match &state.tree().nodes[id].location {

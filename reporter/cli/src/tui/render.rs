@@ -4,9 +4,9 @@
 
 use super::panel::{self, share};
 use super::App;
-use crate::report::calltree::{Node, NodeId};
-use crate::report::human::{count, size};
-use crate::report::visible::{escape, is_unsafe};
+use memtrace_reporter::report::calltree::{Node, NodeId};
+use memtrace_reporter::report::human::{count, size};
+use memtrace_reporter::report::visible::{escape, is_unsafe};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -279,8 +279,8 @@ mod tests {
 
     #[test]
     fn names_with_control_characters_are_shown_escaped() {
-        use crate::report::calltree::{CallTree, StackAllocations};
         use crate::tui::display::tests::loc;
+        use memtrace_reporter::report::calltree::{CallTree, StackAllocations};
         let evil = "\x1b]0;PWNED\x07\u{202e}";
         let frames = [loc(evil, &format!("{evil}.py"), 3)];
         let tree = CallTree::build([StackAllocations {
@@ -467,8 +467,8 @@ mod tests {
 
     #[test]
     fn deep_rows_stop_indenting() {
-        use crate::report::calltree::{CallTree, StackAllocations};
         use crate::tui::display::tests::loc;
+        use memtrace_reporter::report::calltree::{CallTree, StackAllocations};
         let frames: Vec<_> = (0..60)
             .map(|i| loc(&format!("f{i}"), "deep.py", i))
             .collect();
@@ -528,7 +528,7 @@ mod tests {
 
     #[test]
     fn an_empty_tree_shows_its_root() {
-        use crate::report::calltree::CallTree;
+        use memtrace_reporter::report::calltree::CallTree;
         let mut app = App::new(CallTree::new(), TuiInfo::default());
         let lines = screen(&mut terminal(80, 24), &mut app);
         assert_eq!(lines[2], "       0 B      -       0    all");

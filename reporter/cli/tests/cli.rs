@@ -1,5 +1,6 @@
 //! The `memtrace` binary: errors, text and JSON output.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::{write_bytes, CaptureBuilder, Chunk};
@@ -225,7 +226,7 @@ fn text_report_and_warnings_on_stderr() {
 
 #[test]
 fn library_errors_are_results() {
-    use memtrace_reporter::stats::report;
+    use memtrace_reporter::report::stats::report;
     let missing = report(Path::new("/nonexistent/capture.bin"), 5).expect_err("missing");
     assert_eq!(
         missing.to_string(),

@@ -1,12 +1,11 @@
 //! `memtrace summary`: a table of functions with their own and total bytes and allocations at
 //! the peak (or in another view).
 
-use crate::report::human::{count, size};
-use crate::report::summary::{self, Row, SortBy};
-use crate::report::views;
-use crate::tree;
 use crate::view_args::{self, ViewArgs};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use memtrace_reporter::report::human::{count, size};
+use memtrace_reporter::report::summary::{self, Row, SortBy};
+use memtrace_reporter::report::{tree, views};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -35,14 +34,38 @@ pub struct SummaryArgs {
     #[command(flatten)]
     pub view: ViewArgs,
     /// Sort by (largest first)
-    #[arg(short = 's', long = "sort", value_enum, default_value_t = SortBy::Total)]
-    pub sort: SortBy,
+    #[arg(short = 's', long = "sort", value_enum, default_value_t = Sort::Total)]
+    pub sort: Sort,
     /// How many functions to list
     #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
     pub top: usize,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+/// What rows are sorted by (largest first): the library's [`SortBy`] as an option.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Sort {
+    /// Total bytes
+    Total,
+    /// Own bytes
+    Own,
+    /// Total allocations
+    Allocations,
+    /// Own allocations
+    OwnAllocations,
+}
+
+impl From<Sort> for SortBy {
+    fn from(s: Sort) -> SortBy {
+        match s {
+            Sort::Total => SortBy::Total,
+            Sort::Own => SortBy::Own,
+            Sort::Allocations => SortBy::Allocations,
+            Sort::OwnAllocations => SortBy::OwnAllocations,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -108,22 +131,16 @@ fn render(
     Ok(())
 }
 
-/// Runs `memtrace summary`; returns the exit status.
-pub fn execute(args: SummaryArgs) -> i32 {
+/// Runs `memtrace summary`.
+pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = match view_args::load_selection(&args.file, &opts) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
+    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
     let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
     let title = views::title(&analysis, &selection);
     let mut all = analysis.warnings.clone();
     all.append(&mut warnings);
     view_args::warn(&all);
-    let rows = summary::rows(&tree, opts.split_threads, args.sort);
+    let rows = summary::rows(&tree, opts.split_threads, args.sort.into());
     let shown = &rows[..rows.len().min(args.top)];
     let mut out = view_args::stdout(args.json);
     let root = tree.root();

@@ -1,17 +1,17 @@
 //! `memtrace diff`: two captures compared: the peak, the totals, and each location's bytes at
 //! the peak (or in another view), matched by symbolized location.
 
-use crate::analysis::totals::Sum;
-use crate::export::sites;
-use crate::report::diff::{self, Change, LocationChange};
-use crate::report::human::{count, size};
-use crate::report::locations::Location;
-use crate::report::view_tree::StackResolver;
-use crate::report::views::{self, ViewOptions};
-use crate::symbols::modules::ModuleMap;
-use crate::symbols::Symbolizer;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::analysis::totals::Sum;
+use memtrace_reporter::export::sites;
+use memtrace_reporter::report::diff::{self, Change, LocationChange};
+use memtrace_reporter::report::human::{count, signed_size, size};
+use memtrace_reporter::report::locations::Location;
+use memtrace_reporter::report::view_tree::StackResolver;
+use memtrace_reporter::report::views::{self, ViewOptions};
+use memtrace_reporter::symbols::modules::ModuleMap;
+use memtrace_reporter::symbols::Symbolizer;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -92,16 +92,11 @@ struct JsonDiff {
     locations: Vec<LocationChange>,
 }
 
-/// Runs `memtrace diff`; returns the exit status.
-pub fn execute(args: DiffArgs) -> i32 {
+/// Runs `memtrace diff`.
+pub fn execute(args: DiffArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (base, new) = match side(&args.base, &opts).and_then(|b| Ok((b, side(&args.new, &opts)?))) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("memtrace: {e}");
-            return 1;
-        }
-    };
+    let base = side(&args.base, &opts)?;
+    let new = side(&args.new, &opts)?;
     let d = JsonDiff {
         base: args.base.display().to_string(),
         new: args.new.display().to_string(),
@@ -123,16 +118,6 @@ pub fn execute(args: DiffArgs) -> i32 {
         render(&d, args.top, &mut out)
     };
     view_args::written(r.and_then(|()| out.flush()))
-}
-
-/// `+1.5 MiB`, `-3 B`.
-pub fn signed_size(n: i64) -> String {
-    let s = size(n.unsigned_abs());
-    if n < 0 {
-        format!("-{s}")
-    } else {
-        format!("+{s}")
-    }
 }
 
 fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {

@@ -2,7 +2,7 @@
 //! mode off, the alternate screen left) before the panic is printed. The test runs itself again
 //! in tmux as the panicking child. Skipped when tmux is missing.
 
-use memtrace_reporter::tui::terminal::Session;
+use memtrace_cli::tui::terminal::Session;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 

@@ -90,15 +90,9 @@ const PACKAGED_TRACKER_FILE: &str = "_memtrace_tracker.so";
 pub struct RunError(pub String);
 
 /// Runs the program; returns the exit status memtrace should exit with: the program's own, or
-/// 128+N when it died of signal N, or 1 when memtrace could not run it.
-pub fn execute(args: RunArgs) -> i32 {
-    match run(args) {
-        Ok(code) => code,
-        Err(RunError(msg)) => {
-            eprintln!("memtrace: {msg}");
-            1
-        }
-    }
+/// 128+N when it died of signal N; the error (exit status 1) when memtrace could not run it.
+pub fn execute(args: RunArgs) -> Result<i32, String> {
+    run(args).map_err(|RunError(msg)| msg)
 }
 
 fn run(args: RunArgs) -> Result<i32, RunError> {

@@ -2,6 +2,7 @@
 //! stderr is not a terminal.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use memtrace_reporter::analysis::{ProgressFn, Step};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -34,13 +35,14 @@ impl Progress {
         }
     }
 
-    /// No progress at all.
-    pub fn none() -> Progress {
-        Progress {
-            bar: None,
-            start: Instant::now(),
-            shown: false,
-        }
+    /// The library's progress callback drawing this bar; none when there is no bar.
+    pub fn callback(mut self) -> Option<ProgressFn> {
+        self.bar.as_ref()?;
+        Some(Box::new(move |step| match step {
+            Step::Total(n) => self.set_length(n),
+            Step::Done(n) => self.inc(n),
+            Step::Finished => self.finish(),
+        }))
     }
 
     /// Sets the number of steps.

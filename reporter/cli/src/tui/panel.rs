@@ -2,9 +2,9 @@
 
 use super::source::Sources;
 use super::TuiInfo;
-use crate::report::calltree::Node;
-use crate::report::human::{count, counted, size};
-use crate::report::visible::escape;
+use memtrace_reporter::report::calltree::Node;
+use memtrace_reporter::report::human::{count, counted, size};
+use memtrace_reporter::report::visible::escape;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 

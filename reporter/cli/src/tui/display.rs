@@ -2,9 +2,9 @@
 //! their children shown in their place and merged with siblings of the same location. It keeps
 //! the mapping both ways so that a selection and the expanded nodes survive switching views.
 
-use crate::report::calltree::{CallTree, Node, NodeId, ROOT};
-use crate::report::locations::Location;
 use hashbrown::HashMap;
+use memtrace_reporter::report::calltree::{CallTree, Node, NodeId, ROOT};
+use memtrace_reporter::report::locations::Location;
 
 /// A tree's nodes in pre-order (the order of the fully expanded tree), and each one's place in
 /// it: what the search walks.
@@ -214,7 +214,7 @@ fn sort(tree: &mut CallTree) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::report::calltree::StackAllocations;
+    use memtrace_reporter::report::calltree::StackAllocations;
 
     pub fn loc(function: &str, file: &str, line: u64) -> Location {
         Location {

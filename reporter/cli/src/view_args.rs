@@ -1,13 +1,14 @@
 //! The options every report shares: the view (`--leaks`, `--temporary`), threads (`--threads`,
 //! `--thread`), and reading the capture with progress on stderr.
 
-use crate::analysis::tables::FrameView;
-use crate::analysis::{self, Analysis, Options};
-use crate::capture::Capture;
 use crate::progress::Progress;
-use crate::report::views::{self, Selection, View, ViewOptions};
-use crate::report::visible::{escape, Style, Visible};
 use clap::Args;
+use memtrace_reporter::analysis::tables::FrameView;
+use memtrace_reporter::analysis::Analysis;
+use memtrace_reporter::capture::Capture;
+use memtrace_reporter::report::load;
+use memtrace_reporter::report::views::{Selection, View, ViewOptions};
+use memtrace_reporter::report::visible::{escape, Style, Visible};
 use std::path::Path;
 
 #[derive(Args, Debug, Clone)]
@@ -67,19 +68,11 @@ impl ViewArgs {
 
 /// Opens and reads a capture for a report; errors are the one line to print.
 pub fn load(path: &Path, view: &ViewOptions) -> Result<(Capture, Analysis), String> {
-    let capture = Capture::open(path).map_err(|e| e.to_string())?;
-    let mut analysis = analysis::analyze_options(
-        &capture,
-        Options {
-            temporary: view.temporary(),
-            progress: Progress::stderr("reading the capture"),
-            freeze: true,
-            include_startup: view.include_startup,
-            ..Options::default()
-        },
-    );
-    analysis.tables.frame_view = view.frame_view;
-    Ok((capture, analysis))
+    load::load(
+        path,
+        view,
+        Progress::stderr("reading the capture").callback(),
+    )
 }
 
 /// Opens and reads a capture and selects the view's allocations: what every report command
@@ -88,9 +81,11 @@ pub fn load_selection(
     path: &Path,
     view: &ViewOptions,
 ) -> Result<(Capture, Analysis, Selection), String> {
-    let (capture, analysis) = load(path, view)?;
-    let selection = views::select(&analysis, view)?;
-    Ok((capture, analysis, selection))
+    load::load_selection(
+        path,
+        view,
+        Progress::stderr("reading the capture").callback(),
+    )
 }
 
 /// Prints the warnings of a text report on stderr.
@@ -101,20 +96,17 @@ pub fn warn(warnings: &[String]) {
 }
 
 /// A report's stdout: text or JSON with the capture's names made safe to show
-/// ([`crate::report::visible`]).
+/// ([`memtrace_reporter::report::visible`]).
 pub fn stdout(json: bool) -> Visible<std::io::BufWriter<std::io::StdoutLock<'static>>> {
     let style = if json { Style::Json } else { Style::Text };
     Visible::new(std::io::BufWriter::new(std::io::stdout().lock()), style)
 }
 
-/// The exit status of writing a report: a closed pipe (`| head`) is fine.
-pub fn written(r: std::io::Result<()>) -> i32 {
+/// The outcome of writing a report: a closed pipe (`| head`) is fine.
+pub fn written(r: std::io::Result<()>) -> Result<(), String> {
     match r {
-        Ok(()) => 0,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Err(e) => {
-            eprintln!("memtrace: cannot write the report: {e}");
-            1
-        }
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot write the report: {e}")),
     }
 }

@@ -2,7 +2,7 @@
 //! program has its own capture, and the one the user meant is usually the last. One line says
 //! which captures there are; the usual hint then names the last.
 
-use crate::capture::exec;
+use memtrace_reporter::capture::exec;
 use std::path::{Path, PathBuf};
 
 /// Prints the line about the execs, if the program exec'd, and returns the capture the final

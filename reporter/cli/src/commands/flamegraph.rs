@@ -1,0 +1,111 @@
+//! `memtrace flamegraph`: one self-contained HTML file with the flamegraph of a view (the
+//! peak by default), the chart of memory over time and the top lines; with `--diff`, the
+//! differential flamegraph of two captures.
+
+use crate::view_args::{self, ViewArgs};
+use clap::Args;
+use memtrace_reporter::flamegraph::report::{self, Side};
+use memtrace_reporter::report::tree;
+use memtrace_reporter::report::views::{View, ViewOptions};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The page needs no network to view: the flamegraph (click a frame to zoom, search, hover for
+bytes), the chart of live heap bytes and resident size over time with the peak marked, and the
+top lines. Frames under 0.1% of the view are merged into \"other (small frames)\" and the chart
+is downsampled, so the file stays small whatever the capture.
+
+Examples:
+  memtrace flamegraph out.bin                 writes out.html: the memory live at the peak
+  memtrace flamegraph -o peak.html out.bin
+  memtrace flamegraph --leaks out.bin         what is still live at exit
+  memtrace flamegraph --temporary --inverted out.bin   icicle of the temporary allocations
+  memtrace flamegraph --threads out.bin       one tower per thread
+
+With --diff BASE, FILE is NEW and the page is a differential flamegraph: NEW's frames (width:
+bytes in NEW), each coloured by the change of its own bytes against BASE (red grew, blue
+shrank), matched by symbolized location (`function at file:line`) as in `memtrace diff`; the
+hover text gives a frame's bytes before and after and the change. The chart shows both heaps,
+the table the largest changes by location.
+
+  memtrace flamegraph --diff before.bin after.bin    writes after.diff.html
+  memtrace flamegraph --diff before.bin after.bin -o change.html --leaks")]
+pub struct FlamegraphArgs {
+    /// The capture file written by `memtrace run` (NEW with --diff)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Compare FILE against BASE: a differential flamegraph
+    #[arg(long, value_name = "BASE")]
+    pub diff: Option<PathBuf>,
+    /// The HTML file to write [default: FILE with .html; with --diff, .diff.html]
+    #[arg(short = 'o', long = "output", value_name = "OUT.html")]
+    pub output: Option<PathBuf>,
+    /// Draw an icicle graph: the outermost frames at the top
+    #[arg(long)]
+    pub inverted: bool,
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+/// Runs `memtrace flamegraph`.
+pub fn execute(args: FlamegraphArgs) -> Result<(), String> {
+    match &args.diff {
+        Some(base) => write_diff(base, &args),
+        None => write(&args),
+    }
+}
+
+/// Writes the page of one view.
+fn write(args: &FlamegraphArgs) -> Result<(), String> {
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.file.with_extension("html"));
+    memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
+    let opts = args.view.options(View::Peak);
+    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
+    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
+    let mut all = analysis.warnings.clone();
+    all.append(&mut warnings);
+    view_args::warn(&all);
+    let html = report::html_page(&capture, &analysis, &selection, &tree, args.inverted)?;
+    save(&out, &html)
+}
+
+/// One capture's side of a differential page (its warnings shown as it is read).
+fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
+    let (capture, analysis, selection) = view_args::load_selection(path, opts)?;
+    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
+    let mut all = analysis.warnings.clone();
+    all.append(&mut warnings);
+    view_args::warn(&all);
+    Ok(Side::new(
+        &capture,
+        &analysis,
+        &selection,
+        tree,
+        opts.split_threads,
+    ))
+}
+
+/// Writes the differential page of `args.file` (NEW) against `base`.
+fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
+    let out = args
+        .output
+        .clone()
+        .unwrap_or_else(|| args.file.with_extension("diff.html"));
+    memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
+    let opts = args.view.options(View::Peak);
+    let base = side(base, &opts)?;
+    let new = side(&args.file, &opts)?;
+    let html = report::diff_page(&base, &new, args.inverted)?;
+    save(&out, &html)
+}
+
+/// Writes the page and says so on stderr.
+fn save(out: &Path, html: &str) -> Result<(), String> {
+    std::fs::write(out, html).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("memtrace: wrote {}", out.display());
+    Ok(())
+}

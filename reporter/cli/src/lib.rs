@@ -1,0 +1,13 @@
+//! The `memtrace` command on top of the reporter library: the command line and the terminal.
+//!
+//! - [`commands`]: the report commands (stats, tree, summary, diff, flamegraph, export)
+//! - [`run`]: `memtrace run`, a program under the tracker
+//! - [`tui`]: the interactive terminal UI of a call tree
+//! - [`progress`]: a progress bar on stderr for the library's progress callback
+//! - [`view_args`]: the options every report shares
+
+pub mod commands;
+pub mod progress;
+pub mod run;
+pub mod tui;
+pub mod view_args;

@@ -1,0 +1,253 @@
+//! The pages of `memtrace flamegraph`, made from a capture already read: the page of one view
+//! (flamegraph, memory over time, top lines) and the differential page of two captures. The
+//! command and the Python package both write them; neither builds the other's arguments.
+
+use super::diff_fold::{self, DiffTree};
+use super::{diff_svg, fold, html, page, svg, timeline};
+use crate::analysis::totals::Sum;
+use crate::analysis::Analysis;
+use crate::capture::Capture;
+use crate::report::calltree::{CallTree, Node};
+use crate::report::diff::{self, Change};
+use crate::report::views::{self, Selection, View, ViewOptions};
+use crate::report::visible::escape;
+use crate::report::{human, load, tree};
+use std::path::Path;
+
+/// How many rows the top lines table has.
+pub const TOP_LINES: usize = 20;
+
+/// What a view holds, for the page's facts.
+pub fn view_name(view: View) -> &'static str {
+    match view {
+        View::All => "every allocation",
+        View::Peak => "live at the peak",
+        View::Leaks => "live at exit (--leaks)",
+        View::Temporary => "temporary allocations (--temporary)",
+    }
+}
+
+/// The page of one view: `tree` is the selection's ([`tree::build`]). The error is the one line
+/// to show.
+pub fn html_page(
+    capture: &Capture,
+    analysis: &Analysis,
+    selection: &Selection,
+    tree: &CallTree,
+    inverted: bool,
+) -> Result<String, String> {
+    let title = views::title(analysis, selection);
+    let flamegraph = svg::render(
+        &page::folded(tree),
+        &svg::Look {
+            title: &title,
+            subtitle: None,
+            inverted,
+        },
+    )
+    .map_err(|e| format!("cannot draw the flamegraph: {e}"))?;
+    let peak = analysis.replay.peak.tick.map(|t| {
+        (
+            analysis.clock.seconds(t).max(0.0),
+            analysis.replay.peak.bytes,
+        )
+    });
+    let chart = timeline::render(&timeline::Curves {
+        heap: &page::seconds(analysis, &analysis.replay.heap_series),
+        rss: &page::seconds(analysis, &analysis.replay.resident_series),
+        peak,
+        base_heap: None,
+    })
+    .map_err(|e| format!("cannot draw the chart: {e}"))?;
+    let top = page::top_lines(tree, TOP_LINES);
+    let view = view_name(selection.view);
+    let heading = format!("memtrace: {}", capture.path().display());
+    Ok(html::render(&html::Page {
+        title: &heading,
+        facts: vec![
+            ("Command", escape(&capture.argv().join(" ")).into_owned()),
+            (
+                "Peak",
+                format!(
+                    "{} ({} bytes)",
+                    human::size(analysis.replay.peak.bytes),
+                    human::count(analysis.replay.peak.bytes)
+                ),
+            ),
+            ("Duration", human::seconds(analysis.duration_s())),
+            ("View", format!("{view}: {title}")),
+        ],
+        chart_svg: Some(&chart),
+        flamegraph_svg: &flamegraph,
+        table: &page::top_lines_table(&top),
+    }))
+}
+
+/// Writes the page of one view of the capture `file` to `output`, reading the capture without
+/// progress; `warn` is given the capture's warnings. The error is the one line to show.
+pub fn write(
+    file: &Path,
+    output: &Path,
+    view: &ViewOptions,
+    inverted: bool,
+    warn: &mut dyn FnMut(&[String]),
+) -> Result<(), String> {
+    crate::output::check_not_input(output, &[file])?;
+    let (capture, analysis, selection) = load::load_selection(file, view, None)?;
+    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, view.split_threads);
+    let mut all = analysis.warnings.clone();
+    all.append(&mut warnings);
+    warn(&all);
+    let html = html_page(&capture, &analysis, &selection, &tree, inverted)?;
+    std::fs::write(output, html).map_err(|e| format!("cannot write {}: {e}", output.display()))
+}
+
+/// What the differential page needs of one capture (the capture itself can be closed before
+/// the next is read).
+pub struct Side {
+    path: String,
+    command: String,
+    peak: Sum,
+    peak_point: Option<(f64, u64)>,
+    heap: Vec<(f64, u64)>,
+    rss: Vec<(f64, u64)>,
+    tree: CallTree,
+    /// Each node's frame name, by node id.
+    names: Vec<String>,
+    view: View,
+    title: String,
+}
+
+impl Side {
+    /// One capture's side: `tree` is the selection's ([`tree::build`]).
+    pub fn new(
+        capture: &Capture,
+        analysis: &Analysis,
+        selection: &Selection,
+        tree: CallTree,
+        split_threads: bool,
+    ) -> Side {
+        let names = tree
+            .nodes
+            .iter()
+            .map(|n| frame_name(analysis, n, split_threads))
+            .collect();
+        let replay = &analysis.replay;
+        Side {
+            path: capture.path().display().to_string(),
+            command: escape(&capture.argv().join(" ")).into_owned(),
+            peak: Sum {
+                count: replay.peak.allocations,
+                bytes: replay.peak.bytes,
+            },
+            peak_point: replay
+                .peak
+                .tick
+                .map(|t| (analysis.clock.seconds(t).max(0.0), replay.peak.bytes)),
+            heap: page::seconds(analysis, &replay.heap_series),
+            rss: page::seconds(analysis, &replay.resident_series),
+            title: views::title(analysis, selection),
+            view: selection.view,
+            tree,
+            names,
+        }
+    }
+}
+
+/// A node's frame name, the same in both captures for the same place: its location, or for a
+/// thread's node (`--threads`) the thread's name, else its order of creation (thread IDs differ
+/// between runs).
+fn frame_name(analysis: &Analysis, node: &Node, split_threads: bool) -> String {
+    if split_threads && node.depth == 1 {
+        let serial = node.threads.first().copied().unwrap_or(0);
+        let name = analysis
+            .threads
+            .iter()
+            .find(|t| t.serial == serial)
+            .and_then(|t| t.name.clone());
+        return match name {
+            Some(n) => format!("thread {n}"),
+            None => format!("thread #{serial}"),
+        };
+    }
+    node.location
+        .as_ref()
+        .map(|l| l.label.clone())
+        .unwrap_or_default()
+}
+
+/// The differential page of `new` against `base`. The error is the one line to show.
+pub fn diff_page(base: &Side, new: &Side, inverted: bool) -> Result<String, String> {
+    let merged = DiffTree::build(&base.tree, &|id| base.names[id].clone(), &new.tree, &|id| {
+        new.names[id].clone()
+    });
+    let subtitle = "Width: bytes in NEW. Colour: a frame's own bytes grew (red) or shrank (blue) against BASE. Hover: bytes before and after.";
+    let flamegraph = diff_svg::render(
+        diff_fold::stacks(&merged, fold::MIN_SHARE),
+        &svg::Look {
+            // Short: it shares its line with the picture's "Reset Zoom" and "Search".
+            title: &format!("NEW against BASE, {}", view_name(new.view)),
+            subtitle: Some(subtitle),
+            inverted,
+        },
+    )
+    .map_err(|e| format!("cannot draw the flamegraph: {e}"))?;
+    let chart = timeline::render(&timeline::Curves {
+        heap: &new.heap,
+        rss: &new.rss,
+        peak: new.peak_point,
+        base_heap: Some(&base.heap),
+    })
+    .map_err(|e| format!("cannot draw the chart: {e}"))?;
+    let changes = diff::locations(
+        &page::own_by_location(&base.tree),
+        &page::own_by_location(&new.tree),
+    );
+    let table = html::Table {
+        heading: format!("Largest changes by location, {}", view_name(new.view)),
+        id: "changes",
+        columns: vec!["location", "BASE bytes", "NEW bytes", "change", "%"],
+        rows: changes
+            .iter()
+            .take(TOP_LINES)
+            .map(|c| {
+                vec![
+                    c.location.clone(),
+                    c.bytes.base.to_string(),
+                    c.bytes.new.to_string(),
+                    format!("{:+}", c.bytes.change),
+                    c.bytes.percent_text(),
+                ]
+            })
+            .collect(),
+    };
+    let view_bytes = Change::new(merged.total().before, merged.total().after);
+    let heading = format!("memtrace: {} against {}", new.path, base.path);
+    Ok(html::render(&html::Page {
+        title: &heading,
+        facts: vec![
+            ("BASE", format!("{} ({})", base.path, base.command)),
+            ("NEW", format!("{} ({})", new.path, new.command)),
+            (
+                "Peak",
+                change_text(Change::new(base.peak.bytes, new.peak.bytes)),
+            ),
+            ("View", format!("{}: {}", view_name(new.view), new.title)),
+            ("View bytes", change_text(view_bytes)),
+        ],
+        chart_svg: Some(&chart),
+        flamegraph_svg: &flamegraph,
+        table: &table,
+    }))
+}
+
+/// `1.0 MiB → 2.0 MiB (+1.0 MiB, +100.0%)`.
+fn change_text(c: Change) -> String {
+    format!(
+        "{} → {} ({}, {})",
+        human::size(c.base),
+        human::size(c.new),
+        human::signed_size(c.change),
+        c.percent_text()
+    )
+}

@@ -1,0 +1,40 @@
+//! Opening and reading a capture for a report of a view: what every report starts with. The
+//! caller chooses how progress shows (the command: a bar on stderr; Python: none).
+
+use super::views::{self, Selection, ViewOptions};
+use crate::analysis::{self, Analysis, Options, ProgressFn};
+use crate::capture::Capture;
+use std::path::Path;
+
+/// Opens and reads a capture for a report; errors are the one line to print.
+pub fn load(
+    path: &Path,
+    view: &ViewOptions,
+    progress: Option<ProgressFn>,
+) -> Result<(Capture, Analysis), String> {
+    let capture = Capture::open(path).map_err(|e| e.to_string())?;
+    let mut analysis = analysis::analyze_options(
+        &capture,
+        Options {
+            temporary: view.temporary(),
+            progress,
+            freeze: true,
+            include_startup: view.include_startup,
+            ..Options::default()
+        },
+    );
+    analysis.tables.frame_view = view.frame_view;
+    Ok((capture, analysis))
+}
+
+/// Opens and reads a capture and selects the view's allocations. Errors are the one line to
+/// print.
+pub fn load_selection(
+    path: &Path,
+    view: &ViewOptions,
+    progress: Option<ProgressFn>,
+) -> Result<(Capture, Analysis, Selection), String> {
+    let (capture, analysis) = load(path, view, progress)?;
+    let selection = views::select(&analysis, view)?;
+    Ok((capture, analysis, selection))
+}
