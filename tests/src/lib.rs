@@ -4,6 +4,7 @@
 pub mod browser;
 pub mod page;
 pub mod python;
+pub mod tmux;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

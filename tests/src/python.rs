@@ -50,6 +50,32 @@ pub fn pyenv_python(minor: u32) -> Option<PathBuf> {
     found
 }
 
+/// The CPython minor versions the README claims to support (3.10 to 3.13).
+pub const CLAIMED_MINORS: [u32; 4] = [10, 11, 12, 13];
+
+/// The pyenv interpreter of a claimed version 3.`minor`: a test that checks a claim must not
+/// pass having checked nothing, so a missing one fails, naming it (CI installs 3.10 to 3.13).
+pub fn claimed_python(minor: u32) -> PathBuf {
+    assert!(
+        CLAIMED_MINORS.contains(&minor),
+        "3.{minor} is not a version the README claims"
+    );
+    pyenv_python(minor).unwrap_or_else(|| {
+        panic!(
+            "Python 3.{minor} is missing: the README claims 3.10 to 3.13, and this test checks \
+             that claim on pyenv's interpreters (install it: `pyenv install 3.{minor}`)"
+        )
+    })
+}
+
+/// Every claimed version's interpreter, oldest first (fails naming the first one missing).
+pub fn claimed_pythons() -> Vec<(u32, PathBuf)> {
+    CLAIMED_MINORS
+        .iter()
+        .map(|&minor| (minor, claimed_python(minor)))
+        .collect()
+}
+
 /// Writes `text` to `dir/name` (creating directories) and returns the path.
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

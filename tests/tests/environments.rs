@@ -6,7 +6,7 @@
 //! bounded: a hang (a hook that calls itself through a stub spins forever) fails its test
 //! instead of stalling the suite.
 
-use memtrace_e2e::python::{pyenv_python, python, write};
+use memtrace_e2e::python::{claimed_pythons, python, write};
 use memtrace_e2e::{allocator, memtrace_bin, num, report, scratch};
 use serde_json::Value;
 use std::io::Read;
@@ -219,10 +219,8 @@ fn debians_python_is_tracked() {
 
 #[test]
 fn every_pyenv_python_is_tracked() {
-    for minor in 10..=13 {
-        if let Some(python) = pyenv_python(minor) {
-            python_is_tracked(&python, &format!("env-pyenv-3{minor}"));
-        }
+    for (minor, python) in claimed_pythons() {
+        python_is_tracked(&python, &format!("env-pyenv-3{minor}"));
     }
 }
 

@@ -5,7 +5,7 @@
 //! deeper than the frames kept, which stop short and say so. The frames are checked by
 //! function and line against markers in the sources.
 
-use memtrace_e2e::python::{pyenv_python, python, write};
+use memtrace_e2e::python::{claimed_pythons, python, write};
 use memtrace_e2e::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -315,10 +315,7 @@ const MERGE_SCRIPT: &str =
 fn python_frames_are_merged_below_the_evaluation_loop_in_3_10_to_3_13() {
     let dir = scratch("native-merge");
     let script = write(&dir, "merge.py", MERGE_SCRIPT);
-    for minor in 10..=13 {
-        let Some(python) = pyenv_python(minor) else {
-            continue;
-        };
+    for (minor, python) in claimed_pythons() {
         let s = run_python_native(&dir, &python, &script, &format!("m{minor}.bin"));
         let stacks = top_stacks(&s);
         let stack = stacks
@@ -532,10 +529,7 @@ fn a_library_called_through_ctypes_has_the_python_frames_above_it() {
              kept = [call(7777) for _ in range(3)]\n"
         ),
     );
-    for minor in 10..=13 {
-        let Some(python) = pyenv_python(minor) else {
-            continue;
-        };
+    for (minor, python) in claimed_pythons() {
         let s = run_python_native(&dir, &python, &script, &format!("ct{minor}.bin"));
         let stack = site(&s, 7777 * 3, 3);
         assert_eq!(
@@ -870,7 +864,7 @@ fn a_python_stack_that_stops_short_has_every_python_frame_and_says_so() {
     let dir = scratch("native-deep-python");
     let script = write(&dir, "deep.py", DEEP_SCRIPT);
     let mut pythons = vec![python().to_path_buf()];
-    pythons.extend((10..=13).filter_map(pyenv_python));
+    pythons.extend(claimed_pythons().into_iter().map(|(_, p)| p));
     for (i, py) in pythons.iter().enumerate() {
         let name = format!("deep{i}.bin");
         let s = run_python_native(&dir, py, &script, &name);

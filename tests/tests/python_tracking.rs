@@ -96,10 +96,8 @@ fn an_allocation_is_counted_at_its_python_line() {
 
 #[test]
 fn every_supported_python_version_is_tracked() {
-    for minor in [10, 12, 13] {
-        if let Some(p) = pyenv_python(minor) {
-            the_allocation_is_at_its_line(&p);
-        }
+    for (_, p) in claimed_pythons() {
+        the_allocation_is_at_its_line(&p);
     }
 }
 
@@ -535,7 +533,7 @@ import time; time.sleep(0.2)
 print('bye')
 ";
     let script = write(&dir, "daemons.py", text);
-    let mut pythons: Vec<PathBuf> = (10..=13).filter_map(pyenv_python).collect();
+    let mut pythons: Vec<PathBuf> = claimed_pythons().into_iter().map(|(_, p)| p).collect();
     pythons.push(python().to_path_buf());
     for py in &pythons {
         for round in 0..2 {
@@ -630,8 +628,9 @@ fn reports_start_with_the_script_unless_asked() {
     let text = "\
 kept = b\"\\0\" * 10_000_000
 ";
-    for py in (10..=13)
-        .filter_map(pyenv_python)
+    for py in claimed_pythons()
+        .into_iter()
+        .map(|(_, p)| p)
         .chain([python().to_path_buf()])
     {
         let script = write(&dir, "startup.py", text);

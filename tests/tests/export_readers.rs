@@ -1,0 +1,227 @@
+//! Each export read by a reader that shares no code with memtrace: pprof decoded by Google's
+//! Python protobuf from the real profile.proto (tests/vendor/pprof), speedscope validated
+//! against its published JSON schema (tests/vendor/speedscope) with Python's jsonschema, CSV
+//! checked against the column list the README gives. The readers run in a virtual environment
+//! made once under target/export-readers (pip installs protobuf, grpcio-tools, jsonschema).
+//! The content is checked, not only the form: a Python script with one known site (10,000,033
+//! bytes at `f`'s line 2, called from `g` at line 6, from the module at line 10).
+
+use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::{memtrace_bin, num, scratch, stats, target_dir, workspace};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// `b"\0" * n`: a 32-byte header, n bytes and a NUL.
+const SITE_BYTES: i64 = 10_000_000 + 33;
+
+const KNOWN_SITE: &str = "\
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+keep = [g()]
+";
+
+const PACKAGES: [&str; 3] = ["protobuf", "grpcio-tools", "jsonschema"];
+
+/// The Python of target/export-readers, made and filled on first use.
+fn readers_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let venv = target_dir().join("export-readers");
+        let py = venv.join("bin").join("python");
+        let ready = || {
+            Command::new(&py)
+                .args(["-c", "import google.protobuf, grpc_tools, jsonschema"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ready() {
+            let out = Command::new(python())
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .output()
+                .expect("python3 runs");
+            assert!(out.status.success(), "python3 -m venv: {out:?}");
+            let out = Command::new(&py)
+                .args(["-m", "pip", "install", "-q"])
+                .args(PACKAGES)
+                .output()
+                .expect("pip runs");
+            assert!(out.status.success(), "pip install {PACKAGES:?}: {out:?}");
+            assert!(ready(), "{PACKAGES:?} installed but not importable");
+        }
+        py
+    })
+}
+
+/// tests/readers/read_exports.py KIND FILE, its JSON.
+fn read(kind: &str, file: &Path) -> Value {
+    let out = Command::new(readers_python())
+        .arg(workspace().join("tests/readers/read_exports.py"))
+        .arg(kind)
+        .arg(file)
+        .output()
+        .expect("the reader runs");
+    assert!(
+        out.status.success(),
+        "read_exports.py {kind}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the reader prints JSON")
+}
+
+fn capture(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let script = write(&dir, "known.py", KNOWN_SITE);
+    let cap = dir.join("known.bin");
+    let arg = script.to_string_lossy().into_owned();
+    let out = tracked(python(), &cap, &[&arg], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    (dir, cap)
+}
+
+fn export(cap: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(memtrace_bin())
+        .arg("export")
+        .arg(cap)
+        .args(args)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "export {args:?}: {out:?}");
+    out.stdout
+}
+
+/// The known site's stack, innermost first, as [function, file, line].
+fn known_stack(dir: &Path) -> Value {
+    let file = dir.join("known.py").display().to_string();
+    json!([["f", file, 2], ["g", file, 6], ["<module>", file, 10]])
+}
+
+#[test]
+fn pprof_read_with_the_real_profile_proto() {
+    let (dir, cap) = capture("readers-pprof");
+    let out = dir.join("known.pb.gz");
+    export(
+        &cap,
+        &["--format", "pprof", "-o", out.to_str().expect("utf-8")],
+    );
+    let p = read("pprof", &out);
+    assert_eq!(
+        p["sample_types"],
+        json!([
+            ["alloc_objects", "count"],
+            ["alloc_space", "bytes"],
+            ["inuse_objects", "count"],
+            ["inuse_space", "bytes"]
+        ])
+    );
+    let samples = p["samples"].as_array().expect("samples");
+    // pprof's stacks are leaf first.
+    let known: Vec<&Value> = samples
+        .iter()
+        .filter(|s| s["stack"] == known_stack(&dir))
+        .collect();
+    assert_eq!(known.len(), 1, "{samples:?}");
+    assert_eq!(known[0]["values"], json!([1, SITE_BYTES, 1, SITE_BYTES]));
+    // The values agree with stats: the live ones add up to the peak, the allocated ones to the
+    // run's allocations.
+    let s = stats(&cap);
+    let sum = |i: usize| -> i64 {
+        samples
+            .iter()
+            .map(|x| x["values"][i].as_i64().expect("a value"))
+            .sum()
+    };
+    assert_eq!(sum(3), num(&s, "peak_bytes"));
+    assert_eq!(sum(2), num(&s, "peak_allocations"));
+    assert_eq!(sum(1), num(&s, "total_bytes"));
+    assert_eq!(sum(0), num(&s, "total_allocations"));
+}
+
+#[test]
+fn speedscope_valid_against_its_published_schema() {
+    let (dir, cap) = capture("readers-speedscope");
+    let out = dir.join("known.speedscope.json");
+    std::fs::write(&out, export(&cap, &["--format", "speedscope"])).expect("write");
+    let v = read("speedscope", &out);
+    let profiles = v["profiles"].as_array().expect("profiles");
+    assert_eq!(profiles.len(), 1);
+    let p = &profiles[0];
+    assert_eq!(p["unit"], "bytes");
+    let peak = num(&stats(&cap), "peak_bytes");
+    assert_eq!(num(p, "endValue"), peak);
+    let samples = p["samples"].as_array().expect("samples");
+    // speedscope's stacks are root first; frame names are "function at file:line".
+    let file = dir.join("known.py").display().to_string();
+    let expected = json!([
+        [format!("<module> at {file}:10"), file, 10],
+        [format!("g at {file}:6"), file, 6],
+        [format!("f at {file}:2"), file, 2]
+    ]);
+    let known: Vec<&Value> = samples.iter().filter(|s| s["stack"] == expected).collect();
+    assert_eq!(known.len(), 1, "{samples:?}");
+    assert_eq!(num(known[0], "weight"), SITE_BYTES);
+    let sum: i64 = samples.iter().map(|s| num(s, "weight")).sum();
+    assert_eq!(sum, peak);
+}
+
+/// The CSV columns the README lists ("one row per innermost location: `...`").
+fn readme_csv_columns() -> Vec<String> {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).expect("README.md");
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = "row per innermost location: `";
+    let at = flat.find(start).expect("the README lists the CSV columns") + start.len();
+    let end = flat[at..].find('`').expect("closing backquote");
+    flat[at..at + end]
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn csv_has_the_readme_columns_and_the_known_site() {
+    let (dir, cap) = capture("readers-csv");
+    let columns = readme_csv_columns();
+    assert_eq!(columns.len(), 8, "{columns:?}");
+    let data = export(&cap, &["--format", "csv"]);
+    let mut r = csv::Reader::from_reader(data.as_slice());
+    let header: Vec<String> = r
+        .headers()
+        .expect("a header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(header, columns);
+    let col = |name: &str| columns.iter().position(|c| c == name).expect(name);
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.expect("a row")).collect();
+    let file = dir.join("known.py").display().to_string();
+    let known: Vec<&csv::StringRecord> = rows
+        .iter()
+        .filter(|x| &x[col("function")] == "f" && x[col("file")] == file && &x[col("line")] == "2")
+        .collect();
+    assert_eq!(known.len(), 1, "{rows:?}");
+    let n = |name: &str| known[0][col(name)].parse::<i64>().expect("a number");
+    assert_eq!(n("live_bytes"), SITE_BYTES);
+    assert_eq!(n("live_allocations"), 1);
+    assert_eq!(n("allocated_bytes"), SITE_BYTES);
+    assert_eq!(n("allocations"), 1);
+    assert_eq!(&known[0][col("location")], format!("f at {file}:2"));
+    let s = stats(&cap);
+    let sum = |name: &str| -> i64 {
+        rows.iter()
+            .map(|x| x[col(name)].parse::<i64>().expect("a number"))
+            .sum()
+    };
+    assert_eq!(sum("live_bytes"), num(&s, "peak_bytes"));
+    assert_eq!(sum("allocated_bytes"), num(&s, "total_bytes"));
+    assert_eq!(sum("allocations"), num(&s, "total_allocations"));
+}
