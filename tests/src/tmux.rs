@@ -58,6 +58,21 @@ impl Tmux {
         assert!(out.status.success(), "send-keys {key:?}: {out:?}");
     }
 
+    /// Presses several keys in one go.
+    pub fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "ui"];
+        args.extend_from_slice(keys);
+        let out = self.run(&args);
+        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
+    }
+
+    /// Resizes the window (the UI follows its terminal's size).
+    pub fn resize(&self, width: u32, height: u32) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let out = self.run(&["resize-window", "-t", "ui", "-x", &w, "-y", &h]);
+        assert!(out.status.success(), "resize-window: {out:?}");
+    }
+
     /// Types text literally (no key names).
     pub fn text(&self, text: &str) {
         let out = self.run(&["send-keys", "-t", "ui", "-l", text]);
@@ -85,6 +100,13 @@ impl Tmux {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+impl Tmux {
+    /// The screen once some line contains `needle`.
+    pub fn wait_for(&self, needle: &str) -> Vec<String> {
+        self.wait(needle, |s| s.iter().any(|l| l.contains(needle)))
     }
 }
 

@@ -4,12 +4,12 @@
 //! while a terminal's Ctrl-C, which the program receives itself, reaches it only once.
 
 use memtrace_e2e::python::python;
+use memtrace_e2e::tmux::{have_tmux, Tmux};
 use memtrace_e2e::{memtrace_bin, scratch, stats};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
@@ -477,77 +477,6 @@ time.sleep(2)
 print(f"SIGINT x{count}", flush=True)
 "#;
 
-fn have_tmux() -> bool {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: tmux is not installed");
-    }
-    found
-}
-
-/// A tmux server of our own running `command` in a terminal; killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Tmux {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let tmux = Tmux {
-            socket: format!(
-                "memtrace-run-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
-        };
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .args(["-f", "/dev/null", "-L", &self.socket])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        let until = Instant::now() + PATIENCE;
-        loop {
-            let out = self.run(&["capture-pane", "-p", "-t", "t"]);
-            let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(Instant::now() < until, "no {needle:?} on:\n{screen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
-
 #[test]
 fn ctrl_c_in_the_terminal_reaches_the_program_once() {
     if !have_tmux() {
@@ -563,11 +492,10 @@ fn ctrl_c_in_the_terminal_reaches_the_program_once() {
         python().display(),
         script.display()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start(&command, 80, 24);
     tmux.wait_for("ready");
-    let out = tmux.run(&["send-keys", "-t", "t", "C-c"]);
-    assert!(out.status.success(), "send-keys: {out:?}");
-    let screen = tmux.wait_for("EXITED");
+    tmux.key("C-c");
+    let screen = tmux.wait_for("EXITED").join("\n");
     assert!(screen.contains("SIGINT x1"), "{screen}");
     assert!(screen.contains("EXITED 0"), "{screen}");
     assert_complete(&dir);

@@ -3,10 +3,10 @@
 //! the terminal back as it found it on q and on Ctrl-C. Skipped when tmux is missing.
 
 use memtrace_e2e::python::*;
+use memtrace_e2e::tmux::{have_tmux, Tmux};
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// At the peak (after `medium()`): 8 MB from `big` and 3 MB from `medium` in the main thread,
@@ -41,121 +41,6 @@ def main():
 
 main()
 ";
-
-/// How long the UI may take to show something.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-fn have_tmux() -> bool {
-    let found = Command::new("tmux")
-        .arg("-V")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: tmux is not installed");
-    }
-    found
-}
-
-/// A tmux server of our own (its own socket), killed when dropped.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    /// Starts `command` in an 80×24 window.
-    fn start(command: &str) -> Tmux {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let socket = format!(
-            "memtrace-e2e-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let tmux = Tmux { socket };
-        let out = tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "ui",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            command,
-        ]);
-        assert!(out.status.success(), "tmux new-session: {out:?}");
-        tmux
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .args(["-f", "/dev/null", "-L", &self.socket])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "ui"];
-        args.extend_from_slice(keys);
-        let out = self.run(&args);
-        assert!(out.status.success(), "send-keys {keys:?}: {out:?}");
-    }
-
-    /// Types text literally (no key names).
-    fn text(&self, text: &str) {
-        let out = self.run(&["send-keys", "-t", "ui", "-l", text]);
-        assert!(out.status.success(), "send-keys -l {text:?}: {out:?}");
-    }
-
-    fn resize(&self, width: u32, height: u32) {
-        let out = self.run(&[
-            "resize-window",
-            "-t",
-            "ui",
-            "-x",
-            &width.to_string(),
-            "-y",
-            &height.to_string(),
-        ]);
-        assert!(out.status.success(), "resize-window: {out:?}");
-    }
-
-    fn screen(&self) -> Vec<String> {
-        let out = self.run(&["capture-pane", "-p", "-t", "ui"]);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// The screen once `ready` holds for it; fails showing the last screen after a while.
-    fn wait(&self, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
-        let start = Instant::now();
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            if start.elapsed() > PATIENCE {
-                panic!("waiting for {what}; the screen:\n{}", screen.join("\n"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The screen once some line contains `needle`.
-    fn wait_for(&self, needle: &str) -> Vec<String> {
-        self.wait(needle, |s| s.iter().any(|l| l.contains(needle)))
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.run(&["kill-server"]);
-    }
-}
 
 /// The line containing `needle`.
 fn line<'a>(screen: &'a [String], needle: &str) -> &'a str {
@@ -207,7 +92,7 @@ fn browses_the_peak_in_tmux() {
     }
     let dir = scratch("tui-browse");
     let (capture, script) = capture(&dir);
-    let tmux = Tmux::start(&tree_command(&capture));
+    let tmux = Tmux::start(&tree_command(&capture), 80, 24);
 
     // Opens on the biggest path: <module> → main (calling big) → big, big selected, the panel
     // below; main calling medium is a sibling (a node per line), folded.
@@ -284,7 +169,7 @@ fn ctrl_c_quits_and_restores_the_terminal() {
     }
     let dir = scratch("tui-ctrl-c");
     let (capture, _) = capture(&dir);
-    let tmux = Tmux::start(&tree_command(&capture));
+    let tmux = Tmux::start(&tree_command(&capture), 80, 24);
     tmux.wait_for("│big");
     tmux.keys(&["C-c"]);
     assert_quit_cleanly(&tmux);
@@ -297,7 +182,7 @@ fn a_termination_signal_quits_and_restores_the_terminal() {
     }
     let dir = scratch("tui-sigterm");
     let (capture, _) = capture(&dir);
-    let tmux = Tmux::start(&tree_command(&capture));
+    let tmux = Tmux::start(&tree_command(&capture), 80, 24);
     tmux.wait_for("│big");
     let pid = ui_process(&tmux);
     // SAFETY: kill(2) on the one process this test started in its pane.
@@ -338,7 +223,7 @@ fn a_terminal_that_goes_away_ends_the_ui() {
         memtrace_bin().display(),
         capture.display()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start(&command, 80, 24);
     tmux.wait_for("│big");
     let pid = ui_process(&tmux);
     let _ = tmux.run(&["kill-server"]);
