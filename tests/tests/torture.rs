@@ -257,10 +257,13 @@ fn threads_past_a_write_failure_count_every_lost_event() {
     assert_eq!(out.stdout, b"done threads\n");
     let s = stats(&cap);
     assert_eq!(s["complete"].as_bool(), Some(false));
+    // Where the 1,000 KiB limit cuts depends on how the four threads' chunks interleave (the
+    // whole run is a 1.6 MB file): it stopped early, and the file stayed within the limit.
+    assert!(events(&s) < events(&full), "stopped early: {}", events(&s));
+    let len = std::fs::metadata(&cap).expect("capture").len();
     assert!(
-        events(&s) < events(&full) / 2,
-        "stopped early: {}",
-        events(&s)
+        len <= 1000 * 1024,
+        "the capture is {len} bytes, over ulimit -f"
     );
     // Events of the staging areas the threads could not flush are recovered, not dropped.
     assert_eq!(
