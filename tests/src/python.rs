@@ -214,3 +214,21 @@ pub fn two_runs(name: &str, script: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf
     let base = caps.pop().expect("two runs");
     (dir, path, base, new)
 }
+
+/// A script with one known allocation site: `f` at line 2 allocates `b"\0" * 10_000_000` (one
+/// bytes object of SITE_BYTES), called from `g` at line 6, called from `<module>` at line 10.
+pub const KNOWN_SITE: &str = "\
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+keep = [g()]
+";
+
+/// The bytes of KNOWN_SITE's allocation: a 32-byte header, n bytes and a NUL.
+pub const SITE_BYTES: i64 = 10_000_000 + 33;

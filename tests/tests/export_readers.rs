@@ -7,27 +7,12 @@
 //! bytes at `f`'s line 2, called from `g` at line 6, from the module at line 10).
 
 use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{KNOWN_SITE, SITE_BYTES};
 use memtrace_e2e::{memtrace_bin, num, scratch, stats, target_dir, workspace};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-
-/// `b"\0" * n`: a 32-byte header, n bytes and a NUL.
-const SITE_BYTES: i64 = 10_000_000 + 33;
-
-const KNOWN_SITE: &str = "\
-def f(n):
-    return b\"\\0\" * n
-
-
-def g():
-    data = f(10_000_000)
-    return len(data)
-
-
-keep = [g()]
-";
 
 const PACKAGES: [&str; 3] = ["protobuf", "grpcio-tools", "jsonschema"];
 

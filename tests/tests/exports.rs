@@ -4,6 +4,7 @@
 
 use flate2::read::GzDecoder;
 use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{KNOWN_SITE, SITE_BYTES};
 use memtrace_e2e::{memtrace_bin, num, scratch, stats};
 use memtrace_reporter::export::pprof::Profile;
 use prost::Message;
@@ -11,22 +12,6 @@ use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-/// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
-const SITE_BYTES: i64 = 10_000_000 + 33;
-
-const KNOWN_SITE: &str = "\
-def f(n):
-    return b\"\\0\" * n
-
-
-def g():
-    data = f(10_000_000)
-    return len(data)
-
-
-keep = [g()]
-";
 
 fn capture(name: &str) -> (PathBuf, PathBuf) {
     let dir = scratch(name);

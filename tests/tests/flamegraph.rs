@@ -3,23 +3,11 @@
 //! of distinct stacks still gives a small file.
 
 use memtrace_e2e::page::{self_contained, unescaped};
+use memtrace_e2e::python::KNOWN_SITE;
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const KNOWN_SITE: &str = "\
-def f(n):
-    return b\"\\0\" * n
-
-
-def g():
-    data = f(10_000_000)
-    return len(data)
-
-
-keep = [g()]
-";
 
 /// Thousands of functions, each allocating from its own line and stack, all live at the peak
 /// (the last allocation, larger than what compiling them took).
