@@ -47,11 +47,10 @@ pub fn global(name: &core::ffi::CStr) -> Global {
     }
 }
 
-/// Whether the symbol at `p` is undefined where it lies: a canonical PLT entry, which only
-/// jumps through its object's GOT slot, not a function.
-pub fn is_stub(p: usize) -> bool {
+/// The loader's symbol table entry for the symbol at `p` (dladdr1), when one covers it.
+pub fn symbol_entry(p: usize) -> Option<libc::Elf64_Sym> {
     // SAFETY: dladdr1 only reads the loader's tables; it fills `info` and points `sym` at the
-    // loader's symbol entry for `p`, valid while the object is loaded.
+    // loader's symbol entry for `p`, valid while the object is loaded (copied out at once).
     unsafe {
         let mut info: libc::Dl_info = core::mem::zeroed();
         let mut sym: *const libc::Elf64_Sym = core::ptr::null();
@@ -61,8 +60,14 @@ pub fn is_stub(p: usize) -> bool {
             &mut sym as *mut *const libc::Elf64_Sym as *mut *mut c_void,
             RTLD_DL_SYMENT,
         );
-        found != 0 && !sym.is_null() && (*sym).st_shndx == SHN_UNDEF
+        (found != 0 && !sym.is_null()).then(|| *sym)
     }
+}
+
+/// Whether the symbol at `p` is undefined where it lies: a canonical PLT entry, which only
+/// jumps through its object's GOT slot, not a function.
+pub fn is_stub(p: usize) -> bool {
+    symbol_entry(p).is_some_and(|sym| sym.st_shndx == SHN_UNDEF)
 }
 
 /// The base address of the object holding `p`, 0 when none does.

@@ -8,7 +8,6 @@
 
 use super::MAX_MERGED;
 use crate::python::Step;
-use libc::c_void;
 use memtrace_format::StopsShort;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -16,37 +15,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// never have the top bit set).
 pub const PYTHON: u64 = 1 << 63;
 
-/// dladdr1's request for the symbol table entry (glibc's dlfcn.h).
-const RTLD_DL_SYMENT: libc::c_int = 1;
-
 /// The evaluation loop's code: [start, end).
 static EVAL_START: AtomicU64 = AtomicU64::new(0);
 static EVAL_END: AtomicU64 = AtomicU64::new(0);
 
 /// Finds the evaluation loop's code (the interpreter has started: its symbols are loaded).
 pub fn learn_eval_loop() {
-    // SAFETY: dlsym with a NUL-terminated name; dladdr1 fills `info` and points `sym` at the
-    // loader's symbol entry for an address inside a loaded module.
-    unsafe {
-        let p = libc::dlsym(libc::RTLD_DEFAULT, c"_PyEval_EvalFrameDefault".as_ptr());
-        if p.is_null() {
-            return;
-        }
-        let mut info: libc::Dl_info = core::mem::zeroed();
-        let mut sym: *const libc::Elf64_Sym = core::ptr::null();
-        let found = libc::dladdr1(
-            p,
-            &mut info,
-            &mut sym as *mut *const libc::Elf64_Sym as *mut *mut c_void,
-            RTLD_DL_SYMENT,
-        );
-        if found == 0 || sym.is_null() || (*sym).st_size == 0 {
-            return;
-        }
-        let start = p as u64;
-        EVAL_START.store(start, Ordering::Relaxed);
-        EVAL_END.store(start + (*sym).st_size, Ordering::Relaxed);
+    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_PyEval_EvalFrameDefault".as_ptr()) };
+    if p.is_null() {
+        return;
     }
+    let Some(sym) = crate::definition::symbol_entry(p as usize) else {
+        return;
+    };
+    if sym.st_size == 0 {
+        return;
+    }
+    let start = p as u64;
+    EVAL_START.store(start, Ordering::Relaxed);
+    EVAL_END.store(start + sym.st_size, Ordering::Relaxed);
 }
 
 /// Whether the return address `pc` returns into the evaluation loop.
