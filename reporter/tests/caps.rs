@@ -2,9 +2,7 @@
 //! of a columnar chunk to what its header says; a capture is complete only when its chunks hold
 //! every record its trailer counts.
 
-mod common;
-
-use common::{CaptureBuilder, Chunk};
+use crate::common::{CaptureBuilder, Chunk};
 use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::columns::{self, stream};
 use memtrace_format::{ChunkCodec, ChunkHeader, ChunkKind, Trailer};

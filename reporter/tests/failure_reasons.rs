@@ -1,9 +1,7 @@
 //! What the reporter says about a capture that stopped early: the reason the tracker gave, and
 //! an unfinished chunk of a killed process told apart from damage.
 
-mod common;
-
-use common::{CaptureBuilder, Chunk};
+use crate::common::{CaptureBuilder, Chunk};
 use memtrace_format::{trailer_flags, Trailer};
 use memtrace_reporter::analysis;
 use memtrace_reporter::capture::Capture;

@@ -1,8 +1,6 @@
 //! No input makes the reader panic: random files, and captures with random damage.
 
-mod common;
-
-use common::{CaptureBuilder, Chunk};
+use crate::common::{CaptureBuilder, Chunk};
 use memtrace_format::Allocator;
 use memtrace_reporter::analysis;
 use memtrace_reporter::capture::Capture;

@@ -1,9 +1,7 @@
 //! The merged replay against a simple model: random multi-threaded event streams, split into
 //! chunks written in random order, read with several batch sizes.
 
-mod common;
-
-use common::{CaptureBuilder, Chunk};
+use crate::common::{CaptureBuilder, Chunk};
 use hashbrown::HashMap;
 use memtrace_reporter::analysis;
 use memtrace_reporter::capture::stream::BatchLimits;

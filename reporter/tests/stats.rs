@@ -1,8 +1,6 @@
 //! Exact stats of synthetic captures.
 
-mod common;
-
-use common::{CaptureBuilder, Chunk};
+use crate::common::{CaptureBuilder, Chunk};
 use memtrace_format::record::Segment;
 use memtrace_format::{trailer_flags, Allocator, Trailer};
 use memtrace_reporter::analysis;

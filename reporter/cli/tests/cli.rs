@@ -1,9 +1,6 @@
 //! The `memtrace` binary: errors, text and JSON output.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
-use common::{write_bytes, CaptureBuilder, Chunk};
+use crate::common::{write_bytes, CaptureBuilder, Chunk};
 use memtrace_format::Allocator;
 use std::path::Path;
 use std::process::{Command, Output};

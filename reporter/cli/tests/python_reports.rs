@@ -1,9 +1,6 @@
 //! Reports of Python captures: locations with their stacks, modules, callers in the text report.
 
-#[path = "../../tests/common/mod.rs"]
-mod common;
-
-use common::{CaptureBuilder, Chunk};
+use crate::common::{CaptureBuilder, Chunk};
 use memtrace_format::record::Segment;
 use memtrace_format::Allocator;
 use memtrace_reporter::analysis;

@@ -47,7 +47,7 @@ fn a_panic_restores_the_terminal() {
     }
     let exe = std::env::current_exe().expect("the test's own path");
     let command = format!(
-        "{CHILD}=1 '{}' --exact a_panic_restores_the_terminal --nocapture --test-threads=1; \
+        "{CHILD}=1 '{}' --exact tui_panic::a_panic_restores_the_terminal --nocapture --test-threads=1; \
          echo \"EXITED $?\"; stty -a | grep -o -E -- '-?icanon|-?echo ' | tr '\\n' ' '; echo; \
          sleep 60",
         exe.display()
