@@ -1,0 +1,170 @@
+//! The recording entry points, called by the hooks with the re-entrancy flag set: each claims
+//! the calling thread's state, encodes one event and publishes it. A thread whose state was
+//! already given back (after its exit destructors) writes a one-record chunk of its own.
+
+use super::owner::{acquire, release};
+use super::state::{count_in, prefetch, ThreadState};
+use crate::capture::CAPTURE;
+use crate::{clock, sys, tls};
+use memtrace_format::columns::ColumnWriter;
+use memtrace_format::record::MAX_EVENT_LEN;
+use memtrace_format::{Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker};
+use std::sync::atomic::Ordering;
+
+impl ThreadState {
+    #[inline]
+    fn alloc(&mut self, t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+        for p in self.writer.alloc_lookups(allocator, addr, size) {
+            prefetch(p);
+        }
+        let stack = self.stack_of(t, ret);
+        if !self.room() {
+            return;
+        }
+        let tick = clock::tick();
+        self.writer
+            .alloc(self.payload(), allocator, tick, addr, size, stack);
+        self.commit(tick);
+    }
+
+    #[inline]
+    fn free(&mut self, python: bool, addr: u64, tick: u64) {
+        if self.room() {
+            self.writer.free(self.payload(), python, tick, addr);
+            self.commit(tick);
+        }
+    }
+
+    /// An event other than an allocation or a free, written by `f`.
+    fn event(&mut self, tick: u64, f: impl FnOnce(&mut ColumnWriter, &mut [u8])) {
+        if self.room() {
+            let buf = self.payload();
+            f(&mut self.writer, buf);
+            self.commit(tick);
+        }
+    }
+}
+
+#[inline]
+pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    if let Some(s) = acquire(t) {
+        s.alloc(t, allocator, addr, size, ret);
+        release(s);
+    } else {
+        dead_thread_event(t, |enc, buf, tick| {
+            enc.alloc(buf, 0, allocator, tick, addr, size, 0)
+        });
+    }
+}
+
+/// Starts loading what recording a free of `addr` will look at, for a caller that records it
+/// after the real free (with the tick it read before): the real free hides the cache miss.
+#[inline]
+pub fn prefetch_free(t: &tls::Tls, addr: u64) {
+    let p = t.state as *const ThreadState;
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: states live forever and only this thread writes its own; only the address of a
+    // table slot is computed, for a hint.
+    let s = unsafe { &*p };
+    prefetch(s.writer.free_lookup(addr));
+}
+
+/// A free of `addr`; `tick` is when it happened if the caller read the clock already (before
+/// calling the real function: then another thread's reuse of the block is after it), else now.
+#[inline]
+pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
+    if let Some(s) = acquire(t) {
+        prefetch(s.writer.free_lookup(addr));
+        let tick = tick.unwrap_or_else(clock::tick);
+        s.free(python, addr, tick);
+        release(s);
+    } else {
+        let tick = tick.unwrap_or_else(clock::tick);
+        dead_thread_event(t, |enc, buf, _| enc.free_addr(buf, 0, python, tick, addr));
+    }
+}
+
+pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
+    if let Some(s) = acquire(t) {
+        s.event(tick, |w, buf| w.munmap(buf, tick, addr, len));
+        release(s);
+    } else {
+        dead_thread_event(t, |enc, buf, _| enc.munmap(buf, 0, tick, addr, len));
+    }
+}
+
+pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u64, tick: u64) {
+    if let Some(s) = acquire(t) {
+        let stack = s.site(ret);
+        s.event(tick, |w, buf| w.mremap(buf, tick, old, new, stack));
+        release(s);
+    } else {
+        dead_thread_event(t, |enc, buf, _| {
+            enc.mremap(buf, 0, tick, old.0, old.1, new.0, new.1, 0)
+        });
+    }
+}
+
+pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
+    let tick = clock::tick();
+    if let Some(s) = acquire(t) {
+        s.event(tick, |w, buf| w.marker(buf, tick, marker));
+        release(s);
+    } else {
+        dead_thread_event(t, |enc, buf, _| enc.marker(buf, 0, tick, marker));
+    }
+}
+
+/// An event of a thread whose state was already released (after its exit destructors): written
+/// straight to the capture as a one-record chunk continuing the thread's sequence.
+#[cold]
+fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u64) -> usize) {
+    if t.exited == 0 || t.serial == 0 || !CAPTURE.is_open() {
+        // Once recording has stopped (the capture is being finished), a late event is after
+        // the end, not lost.
+        if crate::ACTIVE.load(Ordering::Acquire) {
+            count_dropped(t);
+        }
+        return;
+    }
+    let _errno = sys::ErrnoGuard::new();
+    let mut buf = [0u8; MAX_EVENT_LEN];
+    let mut enc = Encoder::new();
+    let tick = clock::tick();
+    let n = f(&mut enc, &mut buf, tick);
+    let (flush_tick, flush_mono_ns) = clock::pair();
+    let header = ChunkHeader {
+        kind: ChunkKind::Events,
+        codec: ChunkCodec::Raw,
+        flags: 0,
+        thread_serial: t.serial,
+        tid: sys::gettid(),
+        seq: t.next_seq,
+        stored_len: n as u32,
+        raw_len: n as u32,
+        record_count: 1,
+        first_tick: tick,
+        last_tick: tick,
+        flush_mono_ns,
+        flush_tick,
+    };
+    if CAPTURE.write_chunk(&header, &buf[..n]) {
+        t.next_seq += 1;
+    } else {
+        count_dropped(t);
+    }
+}
+
+/// One event of the calling thread lost: counted in its own state when it has one (after a
+/// write failure every thread counts this way, at full speed), else process-wide.
+fn count_dropped(t: &tls::Tls) {
+    let p = t.state as *const ThreadState;
+    if p.is_null() {
+        CAPTURE.records_dropped.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // SAFETY: states live forever; `dropped` is this thread's own counter.
+        count_in(unsafe { &(*p).dropped });
+    }
+}

@@ -1,0 +1,56 @@
+//! The stack of an event: the native stack with --native, else the thread's Python stack when
+//! it runs tracked Python code, else the native call site, looked up in a per-thread cache
+//! (a site's stack id is stable within one stack epoch).
+
+use super::state::{Site, ThreadState, SITES};
+use crate::{stacks, tls};
+use memtrace_format::columns::ColumnWriter;
+use std::sync::atomic::Ordering;
+
+impl ThreadState {
+    /// The stack of the native call site `ret` (0: unknown, the stack 0).
+    #[inline]
+    pub(super) fn site(&mut self, ret: u64) -> u64 {
+        if ret == 0 {
+            return 0;
+        }
+        let epoch = stacks::EPOCH.load(Ordering::Relaxed);
+        let i = (stacks::hash(ret) as usize) & (SITES - 1);
+        let e = self.sites[i];
+        if e.ret == ret && e.epoch == epoch {
+            return e.stack;
+        }
+        let stack = match stacks::native_site(ret) {
+            Ok(id) => id,
+            Err(new) => {
+                // Two table records; if there is no room the ids stay undefined (reports show
+                // an unknown stack) rather than the event being lost.
+                if self.room_for_table(2 * ColumnWriter::table_len(0)) {
+                    let buf = self.payload();
+                    self.writer.native_frame(buf, new.frame, ret);
+                    self.writer.stack(buf, new.stack, 0, new.frame);
+                    self.publish();
+                }
+                new.stack
+            }
+        };
+        self.sites[i] = Site { ret, stack, epoch };
+        stack
+    }
+
+    /// The stack of an event: with --native the whole native stack; else the thread's Python
+    /// stack when it runs tracked Python code, else the native call site `ret`. `t` is the
+    /// calling thread's block (the hooks have it).
+    #[inline]
+    pub(super) fn stack_of(&mut self, t: &mut tls::Tls, ret: u64) -> u64 {
+        if crate::unwind::enabled() {
+            if let Some(id) = crate::unwind::stack(t, self) {
+                return id;
+            }
+        }
+        match crate::python::current_stack(t, self) {
+            Some(id) => id,
+            None => self.site(ret),
+        }
+    }
+}
