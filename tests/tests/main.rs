@@ -1,7 +1,8 @@
 //! End-to-end tests: C and Python programs run under memtrace.
 //!
 //! One test binary per crate: each file beside this one is a module here, so the suite
-//! links once. `every_test_file_is_a_module` fails when a file is added and not declared.
+//! links once. `every_test_file_is_a_module` fails when a file is added to this crate's
+//! test folder, or the reporter's or the command's, and not declared.
 
 mod browser;
 mod diff;
@@ -25,25 +26,28 @@ mod torture;
 mod tui;
 mod tui_keys;
 
-/// Cargo's automatic test discovery is off for this crate (one binary), so a new file in this
-/// folder would otherwise be silently left out of the suite.
+/// Cargo's automatic test discovery is off in every crate with one test binary, so a new file in
+/// one of their test folders would otherwise be silently left out of the suite.
 #[test]
 fn every_test_file_is_a_module() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let declared = include_str!("main.rs");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("the tests folder is readable") {
-        let path = entry.expect("a directory entry").path();
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
-            continue;
-        };
-        let is_test_file = path.extension().is_some_and(|e| e == "rs") && stem != "main";
-        if is_test_file && !declared.contains(&format!("mod {stem};")) {
-            missing.push(stem.to_string());
+    for folder in ["tests/tests", "reporter/tests", "reporter/cli/tests"] {
+        let dir = root.join(folder);
+        let declared = std::fs::read_to_string(dir.join("main.rs")).expect("a main.rs");
+        for entry in std::fs::read_dir(&dir).expect("the tests folder is readable") {
+            let path = entry.expect("a directory entry").path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let is_test_file = path.extension().is_some_and(|e| e == "rs") && stem != "main";
+            if is_test_file && !declared.contains(&format!("mod {stem};")) {
+                missing.push(format!("{folder}/{stem}.rs"));
+            }
         }
     }
     assert!(
         missing.is_empty(),
-        "test files not declared in main.rs: {missing:?}"
+        "test files not declared in their main.rs: {missing:?}"
     );
 }

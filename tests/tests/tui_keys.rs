@@ -89,6 +89,17 @@ fn press(tmux: &Tmux, key: &str, pos: &str, name: &str, line: Option<u32>) -> Ve
 }
 
 /// The number of rows the tree has now (the footer's "N/ROWS").
+/// Presses `key`, which must select the root row (the whole view) of a tree of `t` rows.
+fn to_root(tmux: &Tmux, key: &str, t: u32) -> Vec<String> {
+    press(
+        tmux,
+        key,
+        &format!("1/{t}"),
+        "all memory live at the peak",
+        None,
+    )
+}
+
 fn rows(screen: &[String]) -> u32 {
     let f = footer(screen);
     f.rsplit_once('/')
@@ -100,19 +111,24 @@ fn has(screen: &[String], text: &str) -> bool {
     screen.iter().any(|l| l.contains(text))
 }
 
-#[test]
-fn every_documented_key_does_what_the_document_says() {
-    if !have_tmux() {
-        return;
-    }
-    let dir = scratch("tui-keys");
-    let capture = capture(&dir);
+/// `memtrace tree` on the script's capture (in the scratch folder `name`), in an 80×24 window
+/// that reports how the UI exited.
+fn open_tree(name: &str) -> Tmux {
+    let capture = capture(&scratch(name));
     let command = format!(
         "'{}' tree '{}'; echo \"EXITED $?\"; sleep 60",
         memtrace_bin().display(),
         capture.display()
     );
-    let tmux = Tmux::start(&command, 80, 24);
+    Tmux::start(&command, 80, 24)
+}
+
+#[test]
+fn every_documented_key_does_what_the_document_says() {
+    if !have_tmux() {
+        return;
+    }
+    let tmux = open_tree("tui-keys");
     // Opens on big (row 4): the whole view, <module>, main, big. The rows: main's 32 calls
     // under <module>, and the little the module's other lines allocate (74 here).
     let s = tmux.wait("the tree", |s| {
@@ -129,21 +145,9 @@ fn every_documented_key_does_what_the_document_says() {
 
     // G, End: the last row; g, Home: the first (the whole view).
     press(&tmux, "G", &format!("{t}/{t}"), "<module>", None);
-    press(
-        &tmux,
-        "g",
-        &format!("1/{}", t),
-        "all memory live at the peak",
-        None,
-    );
+    to_root(&tmux, "g", t);
     press(&tmux, "End", &format!("{t}/{t}"), "<module>", None);
-    press(
-        &tmux,
-        "Home",
-        &format!("1/{}", t),
-        "all memory live at the peak",
-        None,
-    );
+    to_root(&tmux, "Home", t);
 
     // PageDown, PageUp: by a page (the 12 rows the tree shows above the panel).
     press(&tmux, "PageDown", &format!("13/{}", t), "main", Some(118));
@@ -151,13 +155,7 @@ fn every_documented_key_does_what_the_document_says() {
     press(&tmux, "PageUp", &format!("13/{}", t), "main", Some(118));
 
     // To main calling chain1 (row 5, folded).
-    press(
-        &tmux,
-        "g",
-        &format!("1/{}", t),
-        "all memory live at the peak",
-        None,
-    );
+    to_root(&tmux, "g", t);
     press(&tmux, "j", &format!("2/{}", t), "<module>", Some(143));
     press(&tmux, "j", &format!("3/{}", t), "main", Some(108));
     press(&tmux, "j", &format!("4/{}", t), "big", Some(6));
@@ -257,14 +255,7 @@ fn q_quits() {
     if !have_tmux() {
         return;
     }
-    let dir = scratch("tui-keys-q");
-    let capture = capture(&dir);
-    let command = format!(
-        "'{}' tree '{}'; echo \"EXITED $?\"; sleep 60",
-        memtrace_bin().display(),
-        capture.display()
-    );
-    let tmux = Tmux::start(&command, 80, 24);
+    let tmux = open_tree("tui-keys-q");
     tmux.wait("the tree", |s| footer(s).contains(" 4/"));
     tmux.key("q");
     let s = tmux.wait("the UI to quit", |s| has(s, "EXITED"));

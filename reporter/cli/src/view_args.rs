@@ -6,9 +6,10 @@ use clap::Args;
 use memtrace_reporter::analysis::tables::FrameView;
 use memtrace_reporter::analysis::Analysis;
 use memtrace_reporter::capture::Capture;
-use memtrace_reporter::report::load;
+use memtrace_reporter::report::calltree::CallTree;
 use memtrace_reporter::report::views::{Selection, View, ViewOptions};
 use memtrace_reporter::report::visible::{escape, Style, Visible};
+use memtrace_reporter::report::{load, tree};
 use std::path::Path;
 
 #[derive(Args, Debug, Clone)]
@@ -86,6 +87,19 @@ pub fn load_selection(
         view,
         Progress::stderr("reading the capture").callback(),
     )
+}
+
+/// What the tree-shaped reports (tree, summary, flamegraph) start from: the capture read, the
+/// view selected and its call tree built.
+pub type TreeView = (Capture, Analysis, Selection, CallTree);
+
+/// Reads `path` and builds the call tree of `view`, printing every warning on stderr.
+pub fn load_tree(path: &Path, view: &ViewOptions) -> Result<TreeView, String> {
+    let (capture, analysis, selection) = load_selection(path, view)?;
+    let (tree, warnings) = tree::build(&capture, &analysis, &selection, view.split_threads);
+    warn(&analysis.warnings);
+    warn(&warnings);
+    Ok((capture, analysis, selection, tree))
 }
 
 /// Prints the warnings of a text report on stderr.

@@ -3,29 +3,12 @@
 //! in tmux as the panicking child. Skipped when tmux is missing.
 
 use memtrace_cli::tui::terminal::Session;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use memtrace_e2e::tmux::{have_tmux, Tmux};
+use std::time::Duration;
 
 /// Set in the child's environment: be the program that panics.
 const CHILD: &str = "MEMTRACE_TUI_PANIC_CHILD";
 const MESSAGE: &str = "a panic on purpose, inside the terminal UI";
-
-fn tmux(socket: &str, args: &[&str]) -> Output {
-    Command::new("tmux")
-        .args(["-f", "/dev/null", "-L", socket])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("tmux runs")
-}
-
-struct Server(String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = tmux(&self.0, &["kill-server"]);
-    }
-}
 
 #[test]
 fn a_panic_restores_the_terminal() {
@@ -36,13 +19,7 @@ fn a_panic_restores_the_terminal() {
         std::thread::sleep(Duration::from_millis(300));
         panic!("{MESSAGE}");
     }
-    let found = Command::new("tmux")
-        .arg("-V")
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: tmux is not installed");
+    if !have_tmux() {
         return;
     }
     let exe = std::env::current_exe().expect("the test's own path");
@@ -52,35 +29,11 @@ fn a_panic_restores_the_terminal() {
          sleep 60",
         exe.display()
     );
-    let server = Server(format!("memtrace-tui-panic-{}", std::process::id()));
-    let out = tmux(
-        &server.0,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "ui",
-            "-x",
-            "100",
-            "-y",
-            "40",
-            &command,
-        ],
-    );
-    assert!(out.status.success(), "tmux new-session: {out:?}");
-    let start = Instant::now();
-    let screen = loop {
-        let out = tmux(&server.0, &["capture-pane", "-p", "-t", "ui"]);
-        let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-        if screen.contains("icanon") {
-            break screen;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the child did not finish; the screen:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let tmux = Tmux::start(&command, 100, 40);
+    let screen = tmux.wait("the child to finish", |s| {
+        s.iter().any(|l| l.contains("icanon"))
+    });
+    let screen = screen.join("\n");
     // The panic was printed on the normal screen (not lost with the alternate one), the child
     // failed, and the terminal is cooked again.
     assert!(screen.contains(MESSAGE), "{screen}");

@@ -5,7 +5,9 @@
 use super::fd::CaptureFd;
 use crate::lock::SpinLock;
 use crate::sys;
-use memtrace_format::{trailer_flags, ChunkHeader, CHUNK_ALIGN, CHUNK_HEADER_LEN};
+use memtrace_format::{
+    trailer_flags, ChunkCodec, ChunkHeader, ChunkKind, CHUNK_ALIGN, CHUNK_HEADER_LEN,
+};
 use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -190,6 +192,28 @@ impl Capture {
         }
         self.allocated.store(target, Ordering::Release);
         true
+    }
+
+    /// Appends a Meta chunk (records of the process, not of a thread: modules, an exec) of
+    /// `record_count` raw records, numbered `seq` in the meta sequence, stamped now.
+    pub fn write_meta(&self, seq: u32, record_count: u32, payload: &[u8]) -> bool {
+        let (tick, mono) = crate::clock::pair();
+        let header = ChunkHeader {
+            kind: ChunkKind::Meta,
+            codec: ChunkCodec::Raw,
+            flags: 0,
+            thread_serial: 0,
+            tid: sys::gettid(),
+            seq,
+            stored_len: payload.len() as u32,
+            raw_len: payload.len() as u32,
+            record_count,
+            first_tick: tick,
+            last_tick: tick,
+            flush_mono_ns: mono,
+            flush_tick: tick,
+        };
+        self.write_chunk(&header, payload)
     }
 
     /// Appends a chunk: payload first, header last, so that a chunk cut short has no valid

@@ -7,7 +7,7 @@ use crate::capture::CAPTURE;
 use crate::lock::SpinLock;
 use crate::sys;
 use memtrace_format::record::Segment;
-use memtrace_format::{ChunkCodec, ChunkHeader, ChunkKind, Encoder};
+use memtrace_format::Encoder;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 struct Known {
@@ -157,23 +157,7 @@ fn write_new_modules() {
     if c.count == 0 {
         return;
     }
-    let (tick, mono) = crate::clock::pair();
-    let header = ChunkHeader {
-        kind: ChunkKind::Meta,
-        codec: ChunkCodec::Raw,
-        flags: 0,
-        thread_serial: 0,
-        tid: sys::gettid(),
-        seq: known.seq,
-        stored_len: c.buf.len() as u32,
-        raw_len: c.buf.len() as u32,
-        record_count: c.count,
-        first_tick: tick,
-        last_tick: tick,
-        flush_mono_ns: mono,
-        flush_tick: tick,
-    };
-    if CAPTURE.write_chunk(&header, &c.buf) {
+    if CAPTURE.write_meta(known.seq, c.count, &c.buf) {
         known.seq += 1;
     }
 }

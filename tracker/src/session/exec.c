@@ -1,6 +1,6 @@
 /* The variadic exec functions (Rust cannot define C variadic functions): they gather their
    arguments as glibc does (on the stack, no allocation) and call the tracker's execve or
-   execvpe hook (tracker/src/exec/entry.rs). */
+   execvpe hook (tracker/src/session/exec/entry.rs). */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -25,40 +25,31 @@ int memtrace_execvpe_hook(const char *file, char *const argv[], char *const envp
         va_end(ap);                                                                            \
     } while (0)
 
+/* The body of a list call: `argv` gathered on the stack (counted first, then filled), the
+   environment `environ` unless `take_envp` reads it after the list (execle), then `call`. */
+#define LIST_CALL(arg, take_envp, call)                                                        \
+    do {                                                                                       \
+        ptrdiff_t argc;                                                                        \
+        COUNT_ARGS(arg, argc);                                                                 \
+        char *argv[argc + 1];                                                                  \
+        char **envp = environ;                                                                 \
+        va_list ap;                                                                            \
+        va_start(ap, arg);                                                                     \
+        argv[0] = (char *)arg;                                                                 \
+        for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);                    \
+        take_envp;                                                                             \
+        va_end(ap);                                                                            \
+        return call;                                                                           \
+    } while (0)
+
 int memtrace_execl(const char *path, const char *arg, ...) {
-    ptrdiff_t argc;
-    COUNT_ARGS(arg, argc);
-    char *argv[argc + 1];
-    va_list ap;
-    va_start(ap, arg);
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);
-    va_end(ap);
-    return memtrace_execve_hook(path, argv, environ);
+    LIST_CALL(arg, (void)0, memtrace_execve_hook(path, argv, envp));
 }
 
 int memtrace_execle(const char *path, const char *arg, ...) {
-    ptrdiff_t argc;
-    COUNT_ARGS(arg, argc);
-    char *argv[argc + 1];
-    char **envp;
-    va_list ap;
-    va_start(ap, arg);
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);
-    envp = va_arg(ap, char **);
-    va_end(ap);
-    return memtrace_execve_hook(path, argv, envp);
+    LIST_CALL(arg, envp = va_arg(ap, char **), memtrace_execve_hook(path, argv, envp));
 }
 
 int memtrace_execlp(const char *file, const char *arg, ...) {
-    ptrdiff_t argc;
-    COUNT_ARGS(arg, argc);
-    char *argv[argc + 1];
-    va_list ap;
-    va_start(ap, arg);
-    argv[0] = (char *)arg;
-    for (ptrdiff_t i = 1; i <= argc; i++) argv[i] = va_arg(ap, char *);
-    va_end(ap);
-    return memtrace_execvpe_hook(file, argv, environ);
+    LIST_CALL(arg, (void)0, memtrace_execvpe_hook(file, argv, envp));
 }

@@ -5,7 +5,6 @@
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::flamegraph::report::{self, Side};
-use memtrace_reporter::report::tree;
 use memtrace_reporter::report::views::{View, ViewOptions};
 use std::path::{Path, PathBuf};
 
@@ -64,22 +63,14 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
-    view_args::warn(&all);
+    let (capture, analysis, selection, tree) = view_args::load_tree(&args.file, &opts)?;
     let html = report::html_page(&capture, &analysis, &selection, &tree, args.inverted)?;
     save(&out, &html)
 }
 
 /// One capture's side of a differential page (its warnings shown as it is read).
 fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
-    let (capture, analysis, selection) = view_args::load_selection(path, opts)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
-    view_args::warn(&all);
+    let (capture, analysis, selection, tree) = view_args::load_tree(path, opts)?;
     Ok(Side::new(
         &capture,
         &analysis,

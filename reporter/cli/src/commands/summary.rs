@@ -5,7 +5,7 @@ use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
 use memtrace_reporter::report::human::{count, size};
 use memtrace_reporter::report::summary::{self, Row, SortBy};
-use memtrace_reporter::report::{tree, views};
+use memtrace_reporter::report::views;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -134,12 +134,8 @@ fn render(
 /// Runs `memtrace summary`.
 pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
+    let (capture, analysis, selection, tree) = view_args::load_tree(&args.file, &opts)?;
     let title = views::title(&analysis, &selection);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
-    view_args::warn(&all);
     let rows = summary::rows(&tree, opts.split_threads, args.sort.into());
     let shown = &rows[..rows.len().min(args.top)];
     let mut out = view_args::stdout(args.json);

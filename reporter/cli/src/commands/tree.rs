@@ -3,9 +3,9 @@
 
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::report::tree_json;
 use memtrace_reporter::report::tree_text::{self, Limits};
 use memtrace_reporter::report::views;
-use memtrace_reporter::report::{tree, tree_json};
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -66,11 +66,8 @@ struct JsonTree {
 /// Runs `memtrace tree`.
 pub fn execute(args: TreeArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
+    let (capture, analysis, selection, tree) = view_args::load_tree(&args.file, &opts)?;
     let title = views::title(&analysis, &selection);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
     let defaults = Limits::default();
     let limits = Limits {
         depth: args.depth.unwrap_or(defaults.depth),
@@ -92,7 +89,6 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
                 args.biggest.unwrap_or(usize::MAX),
             ),
         };
-        view_args::warn(&all);
         let mut out = view_args::stdout(true);
         return view_args::written(
             serde_json::to_writer(&mut out, &tree)
@@ -101,7 +97,6 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
                 .and_then(|()| out.flush()),
         );
     }
-    view_args::warn(&all);
     if !args.text && io::stdout().is_terminal() {
         let view = match selection.view {
             views::View::All => "all",

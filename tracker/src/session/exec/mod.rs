@@ -25,7 +25,7 @@ use crate::config::{Config, VARIABLES};
 use crate::{modules, sys, thread, tls};
 use libc::c_char;
 use memtrace_format::exec as record;
-use memtrace_format::{trailer_flags, ChunkCodec, ChunkHeader, ChunkKind, Encoder};
+use memtrace_format::{trailer_flags, Encoder};
 use scratch::{entries, Scratch};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -321,23 +321,7 @@ fn exists(dirfd: libc::c_int, path: *const c_char) -> bool {
 /// staging area, released to the disk.
 fn checkpoint(nested: bool, prepared: &mut Prepared) -> Option<(u64, u64)> {
     let _errno = sys::ErrnoGuard::new();
-    let (tick, mono) = crate::clock::pair();
-    let header = ChunkHeader {
-        kind: ChunkKind::Meta,
-        codec: ChunkCodec::Raw,
-        flags: 0,
-        thread_serial: 0,
-        tid: sys::gettid(),
-        seq: 0,
-        stored_len: prepared.record.len() as u32,
-        raw_len: prepared.record.len() as u32,
-        record_count: 1,
-        first_tick: tick,
-        last_tick: tick,
-        flush_mono_ns: mono,
-        flush_tick: tick,
-    };
-    CAPTURE.write_chunk(&header, prepared.record);
+    CAPTURE.write_meta(0, 1, prepared.record);
     if nested {
         CAPTURE.finish(thread::threads_seen(), trailer_flags::EXEC, false);
         return None;
