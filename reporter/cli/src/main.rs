@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_cli::commands::{diff, export, flamegraph, stats, summary, tree};
+use memtrace_cli::commands::{diff, export, flamegraph, lines, stats, summary, tree};
 use memtrace_cli::run;
 
 #[derive(Parser, Debug)]
@@ -24,6 +24,8 @@ Examples:
   memtrace tree --leaks --text out.bin   what is still live at exit, as text
   memtrace summary -s own out.bin     functions by the bytes they allocated, at the peak
   memtrace summary --temporary out.bin   allocations freed right after they were made
+  memtrace lines out.bin              the script's source, each line with its memory at the peak
+  memtrace lines out.bin --function build   one function, line by line
   memtrace flamegraph out.bin         out.html: flamegraph at the peak, memory over time, top lines
   memtrace flamegraph --leaks --inverted -o leaks.html out.bin
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
@@ -47,6 +49,8 @@ enum Command {
     Summary(summary::SummaryArgs),
     /// Compare two captures: peak, totals and the changes of each location at the peak
     Diff(diff::DiffArgs),
+    /// The source, line by line, with the memory each line holds (at the peak, at exit, ...)
+    Lines(lines::LinesArgs),
     /// Write an HTML page: flamegraph of the peak (or exit, temporary), memory over time, top lines
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
@@ -96,6 +100,7 @@ fn main() {
         Command::Tree(args) => tree::execute(args).map(|()| 0),
         Command::Summary(args) => summary::execute(args).map(|()| 0),
         Command::Diff(args) => diff::execute(args).map(|()| 0),
+        Command::Lines(args) => lines::execute(args).map(|()| 0),
         Command::Flamegraph(args) => flamegraph::execute(args).map(|()| 0),
         Command::Export(args) => export::execute(args).map(|()| 0),
     };

@@ -3,6 +3,8 @@
 pub mod calltree;
 pub mod diff;
 pub mod human;
+pub mod lines;
+pub mod lines_listing;
 pub mod load;
 pub mod locations;
 pub mod module_name;

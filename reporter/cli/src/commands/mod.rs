@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod export;
 pub mod flamegraph;
+pub mod lines;
 pub mod stats;
 pub mod summary;
 pub mod tree;

@@ -1,0 +1,223 @@
+//! `memtrace lines`: the script's source, line by line, with the memory each line holds.
+
+use crate::view_args::{self, ViewArgs};
+use clap::{Args, ValueEnum};
+use memtrace_reporter::report::lines::{self, FileMemory, LineFilter};
+use memtrace_reporter::report::lines_listing::{self, LineSort, Listing, Source};
+use memtrace_reporter::report::views::{self, View};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Each line is charged with what it allocated directly and through the functions it called, so a
+call line holds its callees' memory too. Columns: the view's bytes (live at the peak; at exit
+with --leaks; temporary with --temporary), all bytes allocated, the number of allocations, and
+the bytes still live at exit. Only lines with memory are shown, with three lines of context
+(--all: every line). By default the listing covers the program's own files, not the Python
+installation's or installed packages'.
+
+Examples:
+  memtrace lines out.bin                      the script's lines with memory at the peak
+  memtrace lines out.bin app/models.py        one file (a path as recorded, or its end)
+  memtrace lines out.bin --function build     one function, whole
+  memtrace lines --leaks out.bin              what each line left live at exit
+  memtrace lines -s allocated -n 10 out.bin   the 10 lines that allocated the most
+  memtrace lines --json out.bin | jq '.files[0].lines[0]'
+
+JSON keys: capture, view, files [{file, found, changed, lines [{line, bytes, allocations_live,
+allocated_bytes, allocations, exit_bytes, exit_allocations, text}]}].")]
+pub struct LinesArgs {
+    /// The capture file written by `memtrace run`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Source files to list (default: the program's own files with memory)
+    #[arg(value_name = "SOURCE")]
+    pub sources: Vec<String>,
+    /// Only the lines of this function, shown whole
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+    /// Every line of each file, not only those with memory and their context
+    #[arg(long)]
+    pub all: bool,
+    /// A flat list of the lines with memory, sorted by this column (largest first)
+    #[arg(short = 's', long = "sort", value_enum)]
+    pub sort: Option<Sort>,
+    /// With --sort: how many lines to list
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
+    pub top: usize,
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The columns a flat list can be sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Sort {
+    /// The view's bytes (live at the peak, at exit, or temporary)
+    Bytes,
+    /// All bytes allocated
+    Allocated,
+    /// The number of allocations
+    Allocations,
+    /// Bytes live at exit
+    Exit,
+}
+
+impl From<Sort> for LineSort {
+    fn from(s: Sort) -> LineSort {
+        match s {
+            Sort::Bytes => LineSort::Bytes,
+            Sort::Allocated => LineSort::Allocated,
+            Sort::Allocations => LineSort::Allocations,
+            Sort::Exit => LineSort::Exit,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct JsonLines {
+    capture: String,
+    view: View,
+    files: Vec<lines_listing::JsonFile>,
+}
+
+/// Runs `memtrace lines`.
+pub fn execute(args: LinesArgs) -> Result<(), String> {
+    let opts = args.view.options(View::Peak);
+    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
+    view_args::warn(&analysis.warnings);
+    if !lines::has_python_frames(&analysis.tables) {
+        return Err(format!(
+            "{} has no Python frames: `memtrace lines` lists Python source lines (for a native \
+             program, try `memtrace tree {}`)",
+            args.file.display(),
+            args.file.display()
+        ));
+    }
+    let filter = LineFilter {
+        function: args.function.as_deref(),
+    };
+    let all_files = lines::by_line(&analysis, &selection, filter);
+    let files = chosen_files(all_files, &args.sources)?;
+    if let Some(name) = &args.function {
+        if files.iter().all(|f| f.lines.is_empty()) {
+            return Err(format!(
+                "no memory in a function named {name:?} (try `memtrace summary {}` for the \
+                 functions that allocated)",
+                args.file.display()
+            ));
+        }
+    }
+    let started = lines_listing::started_at(capture.header.start_realtime_ns);
+    let code = run_code(&capture.argv());
+    let with_source: Vec<(FileMemory, Source)> = files
+        .into_iter()
+        .map(|f| {
+            let source = match (&code, f.file.as_str()) {
+                (Some(code), "<string>") => Source::code(code),
+                _ => Source::read(&f.file, started),
+            };
+            (f, source)
+        })
+        .collect();
+    let listing = Listing {
+        view_column: match selection.view {
+            View::Leaks => "At exit",
+            View::Temporary => "Temporary",
+            View::All => "Allocated",
+            View::Peak => "Peak",
+        },
+        all: args.all,
+        function: args.function.as_deref(),
+    };
+    let mut out = view_args::stdout(args.json);
+    let r = if args.json {
+        let doc = JsonLines {
+            capture: capture.path().display().to_string(),
+            view: selection.view,
+            files: lines_listing::json_files(&with_source, &listing),
+        };
+        serde_json::to_writer(&mut out, &doc)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        writeln!(out, "{}", views::title(&analysis, &selection))
+            .and_then(|()| writeln!(out))
+            .and_then(|()| match args.sort {
+                Some(by) => lines_listing::write_sorted(
+                    &mut out,
+                    &with_source,
+                    &listing,
+                    by.into(),
+                    args.top,
+                ),
+                None => lines_listing::write_text(&mut out, &with_source, &listing),
+            })
+    };
+    view_args::written(r.and_then(|()| out.flush()))
+}
+
+/// The files to list: those named (each must have memory, or it is an error naming the files
+/// that have), else the program's own.
+fn chosen_files(all: Vec<FileMemory>, named: &[String]) -> Result<Vec<FileMemory>, String> {
+    if named.is_empty() {
+        let own: Vec<FileMemory> = all
+            .iter()
+            .filter(|f| !lines::is_library_file(&f.file))
+            .cloned()
+            .collect();
+        // A program that is all library code (a `-m` of an installed module): list everything.
+        return Ok(if own.is_empty() { all } else { own });
+    }
+    let mut out = Vec::new();
+    for name in named {
+        let found: Vec<&FileMemory> = all.iter().filter(|f| names_file(name, &f.file)).collect();
+        if found.is_empty() {
+            let known: Vec<&str> = all
+                .iter()
+                .filter(|f| !lines::is_library_file(&f.file))
+                .map(|f| f.file.as_str())
+                .take(5)
+                .collect();
+            return Err(format!(
+                "no memory at any line of {name} in this capture (files with memory: {})",
+                if known.is_empty() {
+                    "none of the program's own".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        for f in found {
+            if !out.iter().any(|o: &FileMemory| o.file == f.file) {
+                out.push(f.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the argument `name` names the recorded path `file`: the same path, the same file
+/// once both are made absolute, or the end of the path at a `/`.
+fn names_file(name: &str, file: &str) -> bool {
+    if name == file || file.ends_with(&format!("/{}", name.trim_start_matches("./"))) {
+        return true;
+    }
+    match (
+        Path::new(name).canonicalize(),
+        Path::new(file).canonicalize(),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The code of a `python -c CODE` run, from the capture's command line.
+fn run_code(argv: &[String]) -> Option<String> {
+    let i = argv.iter().position(|a| a == "-c")?;
+    argv.get(i + 1).cloned()
+}

@@ -1,0 +1,229 @@
+//! `memtrace lines`: the source listing with each line's memory, on every claimed Python, with
+//! exact bytes for a function whose three memory lines are known; a source edited or removed
+//! after the run; bad arguments and a native capture refused in one line.
+
+use memtrace_e2e::python::{claimed_pythons, python, tracked, write};
+use memtrace_e2e::{compile, memtrace, record, scratch};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Three lines of `work` each allocate one bytes object of a known size (a 32-byte header, the
+/// bytes and a NUL); the caller keeps them, so they are live at the peak and at exit.
+const SCRIPT: &str = "\
+def work():
+    a = b\"\\1\" * 1_000_000
+    b = b\"\\2\" * 2_000_000
+    c = b\"\\3\" * 3_000_000
+    return a, b, c
+
+
+keep = work()
+print(len(keep))
+";
+const WORK_LINES: [(u64, u64); 3] = [(2, 1_000_033), (3, 2_000_033), (4, 3_000_033)];
+
+fn run(python: &Path, dir: &Path) -> PathBuf {
+    let script = write(dir, "work.py", SCRIPT);
+    let capture = dir.join("work.bin");
+    let out = tracked(
+        python,
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
+    capture
+}
+
+fn lines_json(capture: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["lines", "--json", capture.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let out = memtrace(&args, capture.parent().expect("dir"));
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn line(file: &Value, n: u64) -> &Value {
+    file["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["line"] == n)
+        .unwrap_or_else(|| panic!("no line {n} in {file}"))
+}
+
+#[test]
+fn each_memory_line_has_its_exact_bytes_on_every_claimed_python() {
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("lines-3{minor}"));
+        let capture = run(&python, &dir);
+        let v = lines_json(&capture, &[]);
+        let files = v["files"].as_array().expect("files");
+        // The program's own file only (not the interpreter's library files).
+        assert_eq!(files.len(), 1, "3.{minor}: {v}");
+        let file = &files[0];
+        assert!(file["file"].as_str().expect("a path").ends_with("/work.py"));
+        assert_eq!(file["found"], true);
+        assert_eq!(file["changed"], false);
+        for (n, bytes) in WORK_LINES {
+            let l = line(file, n);
+            assert_eq!(l["bytes"], bytes, "3.{minor} line {n}: {l}");
+            assert_eq!(l["allocations_live"], 1, "3.{minor} line {n}: {l}");
+            assert_eq!(l["allocated_bytes"], bytes, "3.{minor} line {n}: {l}");
+            assert_eq!(l["allocations"], 1, "3.{minor} line {n}: {l}");
+            assert_eq!(l["exit_bytes"], bytes, "3.{minor} line {n}: {l}");
+        }
+        assert_eq!(line(file, 3)["text"], "    b = b\"\\2\" * 2_000_000");
+        // The call line holds its callee's memory: at least the three objects.
+        let call = line(file, 8)["bytes"].as_u64().expect("bytes");
+        assert!(call >= 6_000_099, "3.{minor}: {call}");
+        // --function keeps the function's own lines and leaves the call out.
+        let f = lines_json(&capture, &["--function", "work"]);
+        let only = &f["files"][0];
+        let numbers: Vec<u64> = only["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .map(|l| l["line"].as_u64().expect("n"))
+            .filter(|n| WORK_LINES.iter().any(|(w, _)| w == n) || *n == 8)
+            .collect();
+        assert_eq!(numbers, vec![2, 3, 4], "3.{minor}: {f}");
+    }
+}
+
+#[test]
+fn the_text_listing_is_memory_profilers_table_with_context() {
+    let dir = scratch("lines-text");
+    let capture = run(python(), &dir);
+    let out = memtrace(
+        &[
+            "lines",
+            capture.to_str().expect("utf-8"),
+            "--function",
+            "work",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let rows: Vec<&str> = text.lines().collect();
+    let header = rows
+        .iter()
+        .position(|l| l.starts_with("Line #"))
+        .unwrap_or_else(|| panic!("no header:\n{text}"));
+    assert!(rows[header].ends_with("Line Contents"), "{text}");
+    assert!(rows[header - 2].starts_with("Filename: ") && rows[header - 2].ends_with("/work.py"));
+    // The whole function, def to return, each memory line with its size in binary units.
+    let body: Vec<&str> = rows[header + 2..].to_vec();
+    assert_eq!(body.len(), 5, "{text}");
+    assert!(
+        body[0].starts_with("     1 ") && body[0].ends_with("def work():"),
+        "{text}"
+    );
+    assert!(
+        body[1].starts_with("     2   976.6 KiB   976.6 KiB            1   976.6 KiB      a = "),
+        "{text}"
+    );
+    assert!(
+        body[2].starts_with("     3     1.9 MiB     1.9 MiB            1     1.9 MiB      b = "),
+        "{text}"
+    );
+    assert!(
+        body[3].starts_with("     4     2.9 MiB     2.9 MiB            1     2.9 MiB      c = "),
+        "{text}"
+    );
+    assert!(body[4].ends_with("    return a, b, c"), "{text}");
+}
+
+#[test]
+fn a_source_edited_or_removed_after_the_run_is_flagged() {
+    let dir = scratch("lines-changed");
+    let capture = run(python(), &dir);
+    // A modification time clearly after the run's start, whatever the file system's precision.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write(&dir, "work.py", &SCRIPT.replace("work", "other"));
+    let v = lines_json(&capture, &[]);
+    assert_eq!(v["files"][0]["changed"], true, "{v}");
+    let out = memtrace(&["lines", capture.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(changed since the run: lines may not match)"),
+        "{text}"
+    );
+
+    std::fs::remove_file(dir.join("work.py")).expect("remove");
+    let v = lines_json(&capture, &[]);
+    let file = &v["files"][0];
+    assert_eq!(file["found"], false, "{v}");
+    assert_eq!(line(file, 2)["bytes"], 1_000_033);
+    assert_eq!(line(file, 2)["text"], Value::Null);
+    let out = memtrace(&["lines", capture.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(source not found: line numbers only)"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "     3     1.9 MiB     1.9 MiB            1     1.9 MiB  "),
+        "{text}"
+    );
+}
+
+#[test]
+fn code_run_with_dash_c_is_listed_from_the_command_line() {
+    let dir = scratch("lines-c");
+    let capture = dir.join("c.bin");
+    let code = "x = 1\ny = b'\\0' * 500_000\nprint(len(y))";
+    let out = tracked(python(), &capture, &["-c", code], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let v = lines_json(&capture, &[]);
+    let file = v["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .find(|f| f["file"] == "<string>")
+        .unwrap_or_else(|| panic!("no <string> file: {v}"));
+    assert_eq!(line(file, 2)["bytes"], 500_033);
+    assert_eq!(line(file, 2)["text"], "y = b'\\0' * 500_000");
+}
+
+fn one_line_error(args: &[&str], dir: &Path, expected: &str) {
+    let out = memtrace(args, dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("memtrace: ") && err.contains(expected),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn bad_arguments_and_native_captures_are_one_line_each() {
+    let dir = scratch("lines-errors");
+    let capture = run(python(), &dir);
+    let cap = capture.to_str().expect("utf-8");
+    one_line_error(&["lines", "nosuch.bin"], &dir, "nosuch.bin");
+    one_line_error(
+        &["lines", cap, "nosuch.py"],
+        &dir,
+        "no memory at any line of nosuch.py",
+    );
+    one_line_error(
+        &["lines", cap, "--function", "nosuch"],
+        &dir,
+        "no memory in a function named \"nosuch\"",
+    );
+    let prog = compile("reports", &dir);
+    let (native, out) = record(&dir, "native.bin", &prog, &[]);
+    assert!(out.status.success(), "{out:?}");
+    one_line_error(
+        &["lines", native.to_str().expect("utf-8")],
+        &dir,
+        "has no Python frames",
+    );
+}
