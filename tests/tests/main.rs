@@ -9,6 +9,7 @@ mod environments;
 mod exec;
 mod export_readers;
 mod exports;
+mod first_steps;
 mod flamegraph;
 mod flamegraph_diff;
 mod hostile;
