@@ -8,6 +8,7 @@ mod cli;
 mod common;
 mod python_reports;
 mod tui_panic;
+mod usage_errors;
 
 /// Cargo's automatic test discovery is off for this crate (one binary), so a new file in this
 /// folder would otherwise be silently left out of the suite.
