@@ -7,6 +7,7 @@ mod cli;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod python_reports;
+mod stats_text;
 mod tui_panic;
 mod usage_errors;
 
