@@ -89,11 +89,7 @@ fn script_dir<'a>(argv: &[String], files: impl IntoIterator<Item = &'a str>) -> 
         if !f.is_absolute() || !f.ends_with(&tail) {
             return None;
         }
-        let mut dir = f;
-        for _ in 0..parts.len() {
-            dir = dir.parent()?;
-        }
-        Some(dir.to_path_buf())
+        f.parent().map(Path::to_path_buf)
     })
 }
 
