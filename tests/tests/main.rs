@@ -25,6 +25,7 @@ mod threads;
 mod torture;
 mod tui;
 mod tui_keys;
+mod unknown;
 
 /// Cargo's automatic test discovery is off for this crate (one binary), so a new file in this
 /// folder would otherwise be silently left out of the suite.
