@@ -9,6 +9,7 @@ mod common;
 mod python_reports;
 mod stats_text;
 mod tui_panic;
+mod unknown_note;
 mod usage_errors;
 
 /// Cargo's automatic test discovery is off for this crate (one binary), so a new file in this

@@ -1,6 +1,7 @@
 //! The text rendering of the `stats` report.
 
 use super::human::{count, counted, seconds, size};
+use super::locations::{UNKNOWN, UNKNOWN_NOTE};
 use super::paths::Paths;
 use super::stack::StackFrame;
 use super::stats::{LocationRow, ModuleRow, StatsReport};
@@ -340,6 +341,20 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
     )?;
     writeln!(out)?;
     top_modules(out, &r.top_modules, o)?;
+    let lists = [&r.top_by_size, &r.top_by_count, &r.top_at_peak];
+    let unknown = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .any(|l| l.location == UNKNOWN)
+        || r.top_modules.iter().any(|m| m.module == UNKNOWN)
+        || r.threads
+            .iter()
+            .flat_map(|t| t.top_at_peak.iter().flatten())
+            .any(|l| l.location == UNKNOWN);
+    if unknown {
+        writeln!(out)?;
+        writeln!(out, "{UNKNOWN_NOTE}")?;
+    }
 
     writeln!(out)?;
     writeln!(out, "Threads:")?;
