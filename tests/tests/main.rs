@@ -10,6 +10,7 @@ mod environments;
 mod exec;
 mod export_readers;
 mod exports;
+mod first_steps;
 mod flamegraph;
 mod flamegraph_diff;
 mod hostile;
@@ -26,6 +27,7 @@ mod threads;
 mod torture;
 mod tui;
 mod tui_keys;
+mod unknown;
 
 /// Cargo's automatic test discovery is off in every crate with one test binary, so a new file in
 /// one of their test folders would otherwise be silently left out of the suite.

@@ -5,9 +5,11 @@
 //! - [`tui`]: the interactive terminal UI of a call tree
 //! - [`progress`]: a progress bar on stderr for the library's progress callback
 //! - [`view_args`]: the options every report shares
+//! - [`usage`]: usage errors as one line with an example
 
 pub mod commands;
 pub mod progress;
 pub mod run;
 pub mod tui;
+pub mod usage;
 pub mod view_args;

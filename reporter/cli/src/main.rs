@@ -1,9 +1,9 @@
 //! The `memtrace` command.
 
 use clap::error::ErrorKind;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use memtrace_cli::commands::{diff, export, flamegraph, lines, stats, summary, tree};
-use memtrace_cli::run;
+use memtrace_cli::{run, usage};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -84,10 +84,9 @@ fn main() {
                 std::process::exit(code);
             }
             _ => {
-                let text = e.to_string();
-                let first = text.lines().next().unwrap_or("invalid arguments");
-                let first = first.strip_prefix("error: ").unwrap_or(first);
-                eprintln!("memtrace: {first} (see 'memtrace --help')");
+                let words: Vec<String> = std::env::args().skip(1).collect();
+                let line = usage::message(&Cli::command(), &e, &words);
+                eprintln!("memtrace: {line}");
                 std::process::exit(1);
             }
         },

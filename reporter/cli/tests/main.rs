@@ -8,4 +8,7 @@ mod cli;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod python_reports;
+mod stats_text;
 mod tui_panic;
+mod unknown_note;
+mod usage_errors;

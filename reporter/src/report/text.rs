@@ -1,6 +1,8 @@
 //! The text rendering of the `stats` report.
 
 use super::human::{count, counted, seconds, size};
+use super::locations::{UNKNOWN, UNKNOWN_NOTE};
+use super::paths::Paths;
 use super::stack::StackFrame;
 use super::stats::{LocationRow, ModuleRow, StatsReport};
 use super::views::thread_display;
@@ -8,6 +10,15 @@ use super::views::View;
 use std::io::{self, Write};
 
 const BAR_WIDTH: usize = 40;
+
+/// How the text shows what the report holds.
+#[derive(Clone, Debug, Default)]
+pub struct TextOptions {
+    /// List every allocator, also those never called (`--all`).
+    pub all_allocators: bool,
+    /// How file paths show (`--full-paths`: as recorded).
+    pub paths: Paths,
+}
 
 /// A bar of `value / max` of the width, in eighths of a character.
 fn bar(value: u64, max: u64) -> String {
@@ -55,7 +66,7 @@ const CALLERS: usize = 4;
 
 /// The callers of a top location (its stack's frames after the innermost), one line each:
 /// `      ← g at app.py:7`; past [`CALLERS`] lines the rest is counted on the last one.
-fn callers(out: &mut impl Write, stack: &[StackFrame]) -> io::Result<()> {
+fn callers(out: &mut impl Write, stack: &[StackFrame], o: &TextOptions) -> io::Result<()> {
     let outer = stack.get(1..).unwrap_or_default();
     let shown = if outer.len() > CALLERS {
         CALLERS - 1
@@ -63,7 +74,11 @@ fn callers(out: &mut impl Write, stack: &[StackFrame]) -> io::Result<()> {
         outer.len()
     };
     for f in &outer[..shown] {
-        writeln!(out, "      ← {}", f.label)?;
+        writeln!(
+            out,
+            "      ← {}",
+            o.paths.label(&f.label, f.file.as_deref())
+        )?;
     }
     if shown < outer.len() {
         let more = outer.len() - shown;
@@ -78,6 +93,7 @@ fn top_list(
     title: &str,
     rows: &[LocationRow],
     by_count: bool,
+    o: &TextOptions,
 ) -> io::Result<()> {
     writeln!(out, "{title}")?;
     if rows.is_empty() {
@@ -93,16 +109,16 @@ fn top_list(
             out,
             "  {:>2}. {first:>18}  {second:>20}  {}",
             i + 1,
-            r.location
+            o.paths.label(&r.location, r.file.as_deref())
         )?;
         if !by_count {
-            callers(out, &r.stack)?;
+            callers(out, &r.stack, o)?;
         }
     }
     Ok(())
 }
 
-fn top_modules(out: &mut impl Write, rows: &[ModuleRow]) -> io::Result<()> {
+fn top_modules(out: &mut impl Write, rows: &[ModuleRow], o: &TextOptions) -> io::Result<()> {
     if rows.is_empty() {
         writeln!(out, "Top modules by bytes:")?;
         return writeln!(out, "  (no allocations)");
@@ -114,7 +130,7 @@ fn top_modules(out: &mut impl Write, rows: &[ModuleRow]) -> io::Result<()> {
     )?;
     for (i, m) in rows.iter().enumerate() {
         let file = match &m.file {
-            Some(f) if *f != m.module => format!("  ({f})"),
+            Some(f) if *f != m.module => format!("  ({})", o.paths.file(f)),
             _ => String::new(),
         };
         writeln!(
@@ -129,8 +145,23 @@ fn top_modules(out: &mut impl Write, rows: &[ModuleRow]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes the report for a person.
+/// Writes the report for a person, with full paths and every allocator.
 pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
+    render_with(r, out, &TextOptions::default())
+}
+
+/// A histogram row's sizes: `64 B - 127 B`, one size when the bin holds one, and the
+/// allocations of no bytes (`malloc(0)`) as such.
+fn bin_label(lo: u64, hi: u64) -> String {
+    match (lo, hi) {
+        (0, 0) => "zero-byte".to_string(),
+        _ if lo == hi => size(lo),
+        _ => format!("{} - {}", size(lo), size(hi)),
+    }
+}
+
+/// Writes the report for a person, as `o` says.
+pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io::Result<()> {
     writeln!(
         out,
         "Capture:      {} (format {})",
@@ -162,10 +193,20 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         )?;
     }
     writeln!(out)?;
+    let zero_byte = r
+        .histogram
+        .iter()
+        .find(|b| b.hi == 0)
+        .map_or(0, |b| b.count);
     writeln!(
         out,
-        "Total allocations:      {}",
-        count(r.total_allocations)
+        "Total allocations:      {}{}",
+        count(r.total_allocations),
+        if zero_byte > 0 {
+            format!(" ({} of zero bytes)", count(zero_byte))
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,
@@ -224,7 +265,7 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     }
     let max = r.histogram.iter().map(|b| b.count).max().unwrap_or(0);
     for b in &r.histogram {
-        let label = format!("{} - {}", size(b.lo), size(b.hi));
+        let label = bin_label(b.lo, b.hi);
         writeln!(
             out,
             "  {label:>21} |{}| {:>12}  {:>10}",
@@ -238,8 +279,18 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "Allocators:")?;
     let mut allocators: Vec<(&String, &u64)> = r.allocators.iter().collect();
     allocators.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let never = allocators.iter().filter(|(_, n)| **n == 0).count();
     for (name, n) in allocators {
-        writeln!(out, "  {name:<18} {:>14}", count(*n))?;
+        if *n > 0 || o.all_allocators {
+            writeln!(out, "  {name:<18} {:>14}", count(*n))?;
+        }
+    }
+    if never > 0 && !o.all_allocators {
+        writeln!(
+            out,
+            "  ({} never called: --all lists them)",
+            counted(never as u64, "other")
+        )?;
     }
 
     writeln!(out)?;
@@ -267,6 +318,7 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         ),
         &r.top_by_size,
         false,
+        o,
     )?;
     writeln!(out)?;
     top_list(
@@ -277,6 +329,7 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         ),
         &r.top_by_count,
         true,
+        o,
     )?;
     writeln!(out)?;
     top_list(
@@ -284,9 +337,24 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         &top_title(r.top_at_peak.len(), "bytes live at the peak"),
         &r.top_at_peak,
         false,
+        o,
     )?;
     writeln!(out)?;
-    top_modules(out, &r.top_modules)?;
+    top_modules(out, &r.top_modules, o)?;
+    let lists = [&r.top_by_size, &r.top_by_count, &r.top_at_peak];
+    let unknown = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .any(|l| l.location == UNKNOWN)
+        || r.top_modules.iter().any(|m| m.module == UNKNOWN)
+        || r.threads
+            .iter()
+            .flat_map(|t| t.top_at_peak.iter().flatten())
+            .any(|l| l.location == UNKNOWN);
+    if unknown {
+        writeln!(out)?;
+        writeln!(out, "{UNKNOWN_NOTE}")?;
+    }
 
     writeln!(out)?;
     writeln!(out, "Threads:")?;
@@ -318,6 +386,7 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
                 ),
                 rows,
                 false,
+                o,
             )?;
         }
     }

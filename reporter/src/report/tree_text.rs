@@ -4,6 +4,7 @@
 
 use super::calltree::{CallTree, NodeId, ROOT};
 use super::human::{count, size};
+use super::locations::{UNKNOWN, UNKNOWN_NOTE};
 use std::io::{self, Write};
 
 /// How much of the tree to print.
@@ -50,6 +51,8 @@ struct Printer<'a, W: Write> {
     limits: Limits,
     total: u64,
     out: &'a mut W,
+    /// An `<unknown>` node was printed: the note follows the tree.
+    unknown: bool,
 }
 
 impl<W: Write> Printer<'_, W> {
@@ -75,6 +78,7 @@ impl<W: Write> Printer<'_, W> {
             let last = i + 1 == shown && rest.is_empty();
             let child = &self.tree.nodes[c];
             let label = child.location.as_ref().map_or("?", |l| l.label.as_str());
+            self.unknown |= label == UNKNOWN;
             let cut = if child.depth >= self.limits.depth && !child.children.is_empty() {
                 " …"
             } else {
@@ -124,9 +128,14 @@ pub fn render(tree: &CallTree, limits: Limits, out: &mut impl Write) -> io::Resu
         limits,
         total: root.bytes,
         out,
+        unknown: false,
     };
     p.line(root.bytes, root.allocations, "(all)")?;
-    p.children(ROOT, "")
+    p.children(ROOT, "")?;
+    if p.unknown {
+        writeln!(p.out, "{UNKNOWN_NOTE}")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::report::paths::Paths;
 use memtrace_reporter::report::stats::{self, StatsReport};
-use memtrace_reporter::report::text;
+use memtrace_reporter::report::text::{self, TextOptions};
 use memtrace_reporter::report::views::{View, ViewOptions};
 use memtrace_reporter::report::visible::{Style, Visible};
 use std::io::{self, Write};
@@ -19,6 +20,7 @@ Examples:
   memtrace stats --temporary out.bin        top lists of temporary allocations
   memtrace stats --threads out.bin          each thread's top locations at the peak
   memtrace stats --thread worker-1 out.bin  one thread's allocations
+  memtrace stats --all --full-paths out.bin every allocator, also those never called; full paths
 
 JSON keys: capture, format_version, command, argv, exe, pid, duration_s, total_allocations,
 total_bytes, total_frees (of allocations the capture saw), peak_bytes, peak_allocations,
@@ -49,6 +51,13 @@ pub struct StatsArgs {
     /// Print one JSON object instead of text (warnings go into it, not to stderr)
     #[arg(long = "json")]
     pub json: bool,
+    /// List every allocator, also those the program never called
+    #[arg(long = "all")]
+    pub all: bool,
+    /// Show files with their full paths (by default a file under the script's directory or the
+    /// current directory is shown relative to it, whichever is shorter; JSON has full paths)
+    #[arg(long = "full-paths")]
+    pub full_paths: bool,
     #[command(flatten)]
     pub view: ViewArgs,
 }
@@ -59,7 +68,29 @@ pub fn report_view(path: &Path, top: usize, view: &ViewOptions) -> Result<StatsR
     stats::build_view(&capture, &analysis, top, view)
 }
 
-fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
+/// How the text report shows paths: relative to the script's directory or the current one,
+/// unless `full`.
+pub fn paths_of(r: &StatsReport, full: bool) -> Paths {
+    if full {
+        return Paths::full();
+    }
+    let rows = r
+        .top_by_size
+        .iter()
+        .chain(&r.top_by_count)
+        .chain(&r.top_at_peak);
+    let files = rows
+        .flat_map(|row| {
+            row.file
+                .iter()
+                .chain(row.stack.iter().flat_map(|f| &f.file))
+        })
+        .chain(r.top_modules.iter().flat_map(|m| &m.file))
+        .map(String::as_str);
+    Paths::relative(&r.argv, files, std::env::current_dir().ok())
+}
+
+fn write_report(r: &StatsReport, json: bool, o: &TextOptions) -> io::Result<()> {
     let stdout = io::stdout();
     let style = if json { Style::Json } else { Style::Text };
     let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
@@ -67,7 +98,7 @@ fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
         serde_json::to_writer_pretty(&mut out, r).map_err(io::Error::other)?;
         writeln!(out)?;
     } else {
-        text::render(r, &mut out)?;
+        text::render_with(r, &mut out, o)?;
     }
     out.flush()
 }
@@ -78,5 +109,9 @@ pub fn execute(args: StatsArgs) -> Result<(), String> {
     if !args.json {
         view_args::warn(&r.warnings);
     }
-    view_args::written(write_report(&r, args.json))
+    let o = TextOptions {
+        all_allocators: args.all,
+        paths: paths_of(&r, args.full_paths),
+    };
+    view_args::written(write_report(&r, args.json, &o))
 }

@@ -4,6 +4,7 @@
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
 use memtrace_reporter::report::human::{count, size};
+use memtrace_reporter::report::locations::{UNKNOWN, UNKNOWN_NOTE};
 use memtrace_reporter::report::summary::{self, Row, SortBy};
 use memtrace_reporter::report::views;
 use serde::Serialize;
@@ -127,6 +128,9 @@ fn render(
             "… {} more functions (-n to see more)",
             count((all - rows.len()) as u64)
         )?;
+    }
+    if rows.iter().any(|r| r.location == UNKNOWN) {
+        writeln!(out, "{UNKNOWN_NOTE}")?;
     }
     Ok(())
 }

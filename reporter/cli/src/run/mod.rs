@@ -29,11 +29,11 @@ Python: a first word ending in .py, or -m MODULE, or -c CODE runs the Python int
 memtrace's options come first; every word after the program is the program's.
 
 Examples:
+  memtrace run script.py arg1              writes memtrace-script.<pid>.bin
   memtrace run ./myprog arg1 arg2          writes memtrace-myprog.<pid>.bin
   memtrace run -o out.bin -- ls -l /
   memtrace run --follow-fork make -j2
   memtrace run ./wrapper.sh                a program it execs writes <capture>.exec1 (...exec2)
-  memtrace run script.py arg1              writes memtrace-script.<pid>.bin
   memtrace run -m http.server 8000         writes memtrace-http.server.<pid>.bin
   memtrace run -c 'print(len(bytearray(10**6)))'
   memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py

@@ -4,6 +4,7 @@ use super::source::Sources;
 use super::TuiInfo;
 use memtrace_reporter::report::calltree::Node;
 use memtrace_reporter::report::human::{count, counted, size};
+use memtrace_reporter::report::locations::{UNKNOWN, UNKNOWN_NOTE};
 use memtrace_reporter::report::visible::escape;
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -47,6 +48,12 @@ pub fn lines(node: &Node, info: &TuiInfo, sources: &mut Sources) -> Vec<Line<'st
         node.depth
     )));
     out.push(Line::raw(threads(&node.threads, info)));
+    if node.location.as_ref().is_some_and(|l| l.label == UNKNOWN) {
+        out.push(Line::styled(
+            UNKNOWN_NOTE.replace('\n', " "),
+            Style::new().add_modifier(Modifier::DIM),
+        ));
+    }
     if let Some(loc) = &node.location {
         if let (Some(file), Some(line)) = (&loc.file, loc.line) {
             if let Some(text) = sources.line(file, line) {

@@ -312,6 +312,27 @@ mod tests {
     }
 
     #[test]
+    fn the_panel_explains_unknown() {
+        use memtrace_reporter::report::calltree::{CallTree, StackAllocations};
+        use memtrace_reporter::report::locations::Location;
+        let frames = [Location::unknown()];
+        let tree = CallTree::build([StackAllocations {
+            frames: &frames,
+            bytes: 100,
+            allocations: 1,
+            thread: 1,
+        }]);
+        let mut app = App::new(tree, info());
+        app.state.apply(Action::Down);
+        let all = screen(&mut terminal(160, 24), &mut app).join("\n");
+        assert!(
+            all.contains("│<unknown>: allocations made while their thread ran no Python  │"),
+            "{all}"
+        );
+        assert!(all.contains("│--native` records their stacks."), "{all}");
+    }
+
+    #[test]
     fn opens_on_80_by_24_with_the_biggest_path_and_the_panel_below() {
         let mut app = App::new(tree_with_imports(), info());
         let lines = screen(&mut terminal(80, 24), &mut app);

@@ -39,8 +39,9 @@ impl ThreadState {
     }
 
     /// The stack of an event: with --native the whole native stack; else the thread's Python
-    /// stack when it runs tracked Python code, else the native call site `ret`. `t` is the
-    /// calling thread's block (the hooks have it).
+    /// stack when it runs tracked Python code, else the main script's `<compile>` frame while
+    /// the interpreter compiles it (python::script), else the native call site `ret`. `t` is
+    /// the calling thread's block (the hooks have it).
     #[inline]
     pub(super) fn stack_of(&mut self, t: &mut tls::Tls, ret: u64) -> u64 {
         if crate::unwind::enabled() {
@@ -50,7 +51,10 @@ impl ThreadState {
         }
         match crate::python::current_stack(t, self) {
             Some(id) => id,
-            None => self.site(ret),
+            None => match crate::python::script::compile_stack(t, self) {
+                Some(id) => id,
+                None => self.site(ret),
+            },
         }
     }
 }

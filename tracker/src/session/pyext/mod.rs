@@ -100,6 +100,39 @@ unsafe extern "C" fn thread_started(
     none(api)
 }
 
+/// `_memtrace_tracker.script_path(path)`: the start-up hook names the main script (as its code
+/// objects will name it), so that the allocations of its compilation, before its first frame
+/// runs, are charged to it (python::script).
+unsafe extern "C" fn script_path(
+    _module: *mut Object,
+    args: *const *mut Object,
+    nargs: isize,
+) -> *mut Object {
+    let Some(api) = api::get() else {
+        return core::ptr::null_mut();
+    };
+    if TRACKING.load(Ordering::Relaxed) && nargs >= 1 && !args.is_null() {
+        // SAFETY: Python passes `nargs` argument references.
+        let path = unsafe { *args };
+        let t = tls::get();
+        let was = t.in_tracker;
+        t.in_tracker = 1;
+        let mut len: isize = 0;
+        // SAFETY: a live object from the caller; the UTF-8 buffer belongs to it.
+        let p = unsafe { (api.unicode_as_utf8_and_size)(path, &mut len) };
+        if p.is_null() || len < 0 {
+            // SAFETY: clearing the TypeError of a path that is not a str.
+            unsafe { (api.err_clear)() };
+        } else {
+            // SAFETY: `len` bytes of UTF-8 owned by `path`, alive during this call.
+            let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
+            crate::python::script::set(t, bytes);
+        }
+        tls::get().in_tracker = was;
+    }
+    none(api)
+}
+
 /// PyMethodDef.
 #[repr(C)]
 struct MethodDef {
@@ -136,7 +169,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 5]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 6]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -159,6 +192,12 @@ static METHODS: Static<[MethodDef; 5]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"thread_started".as_ptr(),
         meth: thread_started as *const c_void,
+        flags: METH_FASTCALL,
+        doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"script_path".as_ptr(),
+        meth: script_path as *const c_void,
         flags: METH_FASTCALL,
         doc: core::ptr::null(),
     },

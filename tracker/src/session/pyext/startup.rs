@@ -51,6 +51,7 @@ pub fn mark() {
     let was = t.in_tracker;
     t.in_tracker = 1;
     thread::record_marker(t, Marker::ScriptStart);
+    crate::python::script::started();
     tls::get().in_tracker = was;
 }
 

@@ -300,6 +300,22 @@ impl Step {
     }
 }
 
+/// The file (string id) of the outermost shown frame of the chain the last `current` call read,
+/// when its code's names are cached (settled); None otherwise.
+pub fn outermost_file(t: &tls::Tls) -> Option<u64> {
+    if t.py.is_null() {
+        return None;
+    }
+    // SAFETY: this thread's own mapping (see frames_of).
+    let f = unsafe { &*(t.py as *const ThreadFrames) };
+    let code = f.chain[..f.depth].iter().find(|s| s.frame != 0)?.code;
+    let slot = &f.names[(code >> 4) & (NAME_SLOTS - 1)];
+    match slot.named {
+        Named::Shown { file, .. } if code != 0 && slot.code == code => Some(file),
+        _ => None,
+    }
+}
+
 /// The chain the last `current` call read, outermost first (empty when it found none).
 pub fn last_chain(t: &tls::Tls) -> &'static [Step] {
     if t.py.is_null() {

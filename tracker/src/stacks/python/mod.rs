@@ -8,6 +8,7 @@ pub(crate) mod api;
 mod codes;
 pub(crate) mod frames;
 mod layout;
+pub(crate) mod script;
 
 use crate::tls;
 use frames::Interpreter;
@@ -35,7 +36,9 @@ pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     if !TRACKING.load(Ordering::Relaxed) {
         return None;
     }
-    frames::current(t, api::get()?, INTERPRETER.get()?, tables)
+    let stack = frames::current(t, api::get()?, INTERPRETER.get()?, tables)?;
+    script::frame_seen(t, tables);
+    Some(stack)
 }
 
 /// The calling thread's Python frames now, outermost first (interned as `current_stack` does),

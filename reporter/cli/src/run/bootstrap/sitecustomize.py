@@ -26,6 +26,16 @@ def _memtrace_start():
     sys.path_importer_cache.pop(here, None)
     sys.modules.pop("_memtrace_tracker", None)
     if tracker is not None:
+        # The script, named as its code objects will name it (CPython makes a relative path
+        # absolute by prefixing the current directory): its compilation, before its first
+        # line runs, is charged to it. `-c` code is "<string>"; `-m` runs under runpy's frames.
+        main = sys.argv[0] if sys.argv else ""
+        if main == "-c":
+            tracker.script_path("<string>")
+        elif main not in ("", "-", "-m"):
+            path = main if os.path.isabs(main) else os.path.join(os.getcwd(), main)
+            if os.path.isfile(path):
+                tracker.script_path(path)
         atexit.register(tracker.script_finished)
         started = tracker.thread_started
         current = threading.current_thread

@@ -1,0 +1,110 @@
+//! Allocations without a Python frame: the main script's compilation (after `site`, before
+//! its first line) is charged to `<compile>` at the script, so a short script's top lists name
+//! its own lines and that, never `<unknown>`. (What stays `<unknown>`, a thread starting, is
+//! explained in every text report: reporter/cli/tests/unknown_note.rs.)
+
+use memtrace_e2e::python::{claimed_pythons, tracked, write, SITE_BYTES};
+use memtrace_e2e::{num, report, scratch};
+use serde_json::Value;
+use std::path::Path;
+
+/// KNOWN_SITE with a thread and churn, as in the hostile tests' known_lines.
+const KNOWN_LINES: &str = "\
+import threading
+
+
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+def churn(n):
+    kept = []
+    for i in range(n):
+        kept.append(bytes(100 + i % 50))
+        if len(kept) > 1000:
+            kept.clear()
+    return kept
+
+
+def worker():
+    return [bytes(1000) for _ in range(100)]
+
+
+t = threading.Thread(target=worker, name=\"worker\")
+t.start()
+t.join()
+g()
+churn(20_000)
+";
+
+fn locations(rows: &Value) -> Vec<String> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r["location"]
+                .as_str()
+                .or(r["module"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The row of `rows` at `file:line` (line null: `<compile>`).
+fn row<'a>(rows: &'a Value, file: &Path, line: Option<u64>) -> &'a Value {
+    let file = file.to_str().expect("utf-8 path");
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["file"].as_str() == Some(file) && r["line"].as_u64() == line)
+        .unwrap_or_else(|| panic!("{file}:{line:?} in {rows:#}"))
+}
+
+#[test]
+fn a_short_script_has_no_unknown_among_its_top_five() {
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("unknown-3{minor}"));
+        let script = write(&dir, "known_lines.py", KNOWN_LINES);
+        let capture = dir.join("known_lines.bin");
+        let words = [script.to_str().expect("utf-8 path")];
+        let out = tracked(&python, &capture, &words, &dir, b"");
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+
+        let v = report(&["stats", "--json", "-n", "5"], &capture);
+        for list in ["top_by_size", "top_by_count", "top_at_peak"] {
+            let names = locations(&v[list]);
+            assert_eq!(names.len(), 5, "3.{minor} {list}: {names:?}");
+            assert!(
+                !names.iter().any(|n| n == "<unknown>"),
+                "3.{minor} {list}: {names:?}"
+            );
+        }
+        // The known lines, exactly: f's bytes object at line 5, called from g at line 9.
+        let f = row(&v["top_by_size"], &script, Some(5));
+        assert_eq!(
+            (num(f, "bytes"), num(f, "count")),
+            (SITE_BYTES, 1),
+            "3.{minor}"
+        );
+        assert_eq!(f["stack"][1]["line"], 9, "3.{minor}");
+        // The compilation: after `site`, before line 1, on the main thread: `<compile>` at the
+        // script, among the top 5 by bytes (some hundred KiB in about a thousand allocations).
+        let compile = row(&v["top_by_size"], &script, None);
+        assert_eq!(compile["function"], "<compile>", "3.{minor}");
+        assert!(
+            (500..5_000).contains(&num(compile, "count")),
+            "3.{minor}: {compile}"
+        );
+        // churn's bytes objects: 20,000 of 100 + i % 50 bytes, each with a 33-byte header.
+        let churn = row(&v["top_by_size"], &script, Some(16));
+        let bytes: i64 = (0..20_000).map(|i| 100 + i % 50 + 33).sum();
+        assert!(num(churn, "bytes") >= bytes, "3.{minor}: {churn}");
+        assert!(num(churn, "count") >= 20_000, "3.{minor}: {churn}");
+    }
+}
