@@ -3,7 +3,8 @@
 //! command and the Python package both write them; neither builds the other's arguments.
 
 use super::diff_fold::{self, DiffTree};
-use super::{diff_svg, fold, html, page, svg, timeline};
+use super::{app, data, diff_svg, fold, html, page, svg, timeline};
+use crate::analysis::{self, Options, ProgressFn};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
 use crate::capture::Capture;
@@ -11,7 +12,7 @@ use crate::report::calltree::{CallTree, Node};
 use crate::report::diff::{self, Change};
 use crate::report::views::{self, Selection, View, ViewOptions};
 use crate::report::visible::escape;
-use crate::report::{human, load, tree};
+use crate::report::human;
 use std::path::Path;
 
 /// How many rows the top lines table has.
@@ -83,7 +84,52 @@ pub fn html_page(
     }))
 }
 
-/// Writes the page of one view of the capture `file` to `output`, reading the capture without
+/// Opens and reads a capture for the interactive page: the time buckets
+/// ([`data::BUCKETS`]) and the temporary allocations are kept as well. Errors are the one line
+/// to show.
+pub fn load_for_page(
+    file: &Path,
+    view: &ViewOptions,
+    progress: Option<ProgressFn>,
+) -> Result<(Capture, Analysis), String> {
+    let capture = Capture::open(file).map_err(|e| e.to_string())?;
+    let mut analysis = analysis::analyze_options(
+        &capture,
+        Options {
+            temporary: Some(view.temporary_threshold.max(1)),
+            buckets: Some(data::BUCKETS),
+            progress,
+            freeze: true,
+            include_startup: view.include_startup,
+            ..Options::default()
+        },
+    );
+    analysis.tables.frame_view = view.frame_view;
+    Ok((capture, analysis))
+}
+
+/// The interactive page of a capture read by [`load_for_page`], starting on `view`.
+pub fn interactive_page(
+    capture: &Capture,
+    analysis: &Analysis,
+    view: &ViewOptions,
+    inverted: bool,
+) -> Result<String, String> {
+    let thread = views::kept_threads(analysis, view)?.and_then(|t| t.first().copied());
+    let data = data::build(
+        capture,
+        analysis,
+        &data::Start {
+            view: view.view,
+            inverted,
+            split_threads: view.split_threads,
+            thread,
+        },
+    );
+    Ok(app::render(&data))
+}
+
+/// Writes the interactive page of the capture `file` to `output`, reading the capture without
 /// progress; `warn` is given the capture's warnings. The error is the one line to show.
 pub fn write(
     file: &Path,
@@ -93,12 +139,9 @@ pub fn write(
     warn: &mut dyn FnMut(&[String]),
 ) -> Result<(), String> {
     crate::output::check_not_input(output, &[file])?;
-    let (capture, analysis, selection) = load::load_selection(file, view, None)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, view.split_threads);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
-    warn(&all);
-    let html = html_page(&capture, &analysis, &selection, &tree, inverted)?;
+    let (capture, analysis) = load_for_page(file, view, None)?;
+    warn(&analysis.warnings);
+    let html = interactive_page(&capture, &analysis, view, inverted)?;
     std::fs::write(output, html).map_err(|e| format!("cannot write {}: {e}", output.display()))
 }
 

@@ -2,6 +2,7 @@
 //! peak by default), the chart of memory over time and the top lines; with `--diff`, the
 //! differential flamegraph of two captures.
 
+use crate::progress::Progress;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::flamegraph::report::{self, Side};
@@ -64,12 +65,13 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
-    view_args::warn(&all);
-    let html = report::html_page(&capture, &analysis, &selection, &tree, args.inverted)?;
+    let (capture, analysis) = report::load_for_page(
+        &args.file,
+        &opts,
+        Progress::stderr("reading the capture").callback(),
+    )?;
+    view_args::warn(&analysis.warnings);
+    let html = report::interactive_page(&capture, &analysis, &opts, args.inverted)?;
     save(&out, &html)
 }
 
