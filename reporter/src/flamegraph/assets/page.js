@@ -220,6 +220,7 @@
     return s;
   }
   function drawFlame(root) {
+    if (current !== root) details.textContent = "Hover a frame for its bytes and source line; click it to zoom.";
     current = root;
     while (fg.firstChild) fg.removeChild(fg.firstChild);
     const W = Math.max(400, fg.parentNode.clientWidth || 1200);
@@ -299,12 +300,16 @@
     const rows = new Map();
     for (const it of items) {
       const seen = new Set();
-      const frames = state.threads === "each" ? it.frames : it.frames;
+      const frames = it.frames;
       frames.forEach((f, i) => {
         let r = rows.get(f);
         if (!r) {
           const fr = D.frames[f];
-          r = { frame: f, location: fr[0], own: 0, total: 0, count: 0, threadSet: new Set(), where: fr[2] ? (fr[3] ? fr[2] + ":" + fr[3] : fr[2]) : "" };
+          const where = fr[2] ? (fr[3] ? fr[2] + ":" + fr[3] : fr[2]) : "";
+          // The function alone when its file:line has a column of its own.
+          const suffix = " at " + where;
+          const location = where && fr[0].endsWith(suffix) ? fr[0].slice(0, -suffix.length) : fr[0];
+          r = { frame: f, location, own: 0, total: 0, count: 0, threadSet: new Set(), where };
           rows.set(f, r);
         }
         if (!seen.has(f)) { r.total += it.bytes; seen.add(f); }
@@ -333,7 +338,7 @@
     }
     let rows = locations(items);
     const q = state.filter.toLowerCase();
-    if (q) rows = rows.filter((r) => (r.location + " " + r.where + " " + r.threads).toLowerCase().includes(q));
+    if (q) rows = rows.filter((r) => (D.frames[r.frame][0] + " " + r.threads).toLowerCase().includes(q));
     const col = COLUMNS.find((c) => c.key === state.sort) || COLUMNS[1];
     rows.sort((a, b) => {
       const x = a[col.key], y = b[col.key];
@@ -352,7 +357,7 @@
       tr.appendChild(loc);
       for (const k of ["own", "total"]) { const td = el("td", { class: "n" }); td.appendChild(sized(r[k])); tr.appendChild(td); }
       tr.appendChild(el("td", { class: "n" }, count(r.count)));
-      tr.appendChild(el("td", {}, r.threads));
+      tr.appendChild(el("td", { class: "t" }, r.threads));
       tr.appendChild(el("td", { class: "loc" }, r.where));
       body.appendChild(tr);
     }
