@@ -84,7 +84,10 @@ fn the_page_shows_the_known_sites_and_the_chart() {
     assert_eq!(top["peak"], serde_json::json!([10_000_033, 1]));
     let f = data["frames"]
         .as_array()
-        .and_then(|fs| fs.iter().find(|f| f[0] == format!("f at {file}:2").as_str()))
+        .and_then(|fs| {
+            fs.iter()
+                .find(|f| f[0] == format!("f at {file}:2").as_str())
+        })
         .expect("f's frame");
     assert_eq!(f[4], "return b\"\\0\" * n");
     // Nothing is lost: the groups add up to the peak, at the peak and in the time bucket of
@@ -100,7 +103,10 @@ fn the_page_shows_the_known_sites_and_the_chart() {
         .collect();
     assert_eq!(hwm.len(), 200);
     assert_eq!(hwm.iter().max(), Some(&peak));
-    let b = hwm.iter().position(|&v| v == peak).expect("the peak's bucket") as u64;
+    let b = hwm
+        .iter()
+        .position(|&v| v == peak)
+        .expect("the peak's bucket") as u64;
     assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
     // The chart's series: the heap and the resident size.
     assert!(!data["heap"].as_array().expect("heap").is_empty());
@@ -154,10 +160,16 @@ fn many_stacks_give_a_small_page() {
         .iter()
         .filter_map(|v| v.as_u64())
         .collect();
-    let b = hwm.iter().position(|&v| v == peak).expect("the peak's bucket") as u64;
+    let b = hwm
+        .iter()
+        .position(|&v| v == peak)
+        .expect("the peak's bucket") as u64;
     assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
     let all: u64 = groups.iter().filter_map(|g| g["all"][1].as_u64()).sum();
-    assert_eq!(all, data["meta"]["total_allocations"].as_u64().expect("total"));
+    assert_eq!(
+        all,
+        data["meta"]["total_allocations"].as_u64().expect("total")
+    );
 }
 
 #[test]

@@ -273,7 +273,10 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start) -> PageData 
             warnings: analysis.warnings.clone(),
         },
         buckets,
-        heap: downsample(&super::page::seconds(analysis, &analysis.replay.heap_series)),
+        heap: downsample(&super::page::seconds(
+            analysis,
+            &analysis.replay.heap_series,
+        )),
         rss: downsample(&super::page::seconds(
             analysis,
             &analysis.replay.resident_series,
@@ -632,7 +635,9 @@ mod tests {
     #[test]
     fn frame_kinds() {
         assert!(is_import_machinery("<frozen importlib._bootstrap>"));
-        assert!(is_import_machinery("<frozen importlib._bootstrap_external>"));
+        assert!(is_import_machinery(
+            "<frozen importlib._bootstrap_external>"
+        ));
         assert!(!is_import_machinery("/app/main.py"));
         assert!(is_interpreter(
             Some("/usr/lib/libpython3.12.so.1.0"),
@@ -645,7 +650,11 @@ mod tests {
             "python3.12"
         ));
         assert!(is_interpreter(None, Some("_PyEval_EvalFrameDefault"), "x"));
-        assert!(!is_interpreter(Some("/usr/lib/libc.so.6"), Some("malloc"), "python3"));
+        assert!(!is_interpreter(
+            Some("/usr/lib/libc.so.6"),
+            Some("malloc"),
+            "python3"
+        ));
     }
 
     #[test]
@@ -654,6 +663,9 @@ mod tests {
         let json = serde_json::to_string(s).unwrap_or_default();
         let safe = json.replace('<', "\\u003c").replace('\u{2028}', "\\u2028");
         assert!(!safe.contains('<'));
-        assert_eq!(serde_json::from_str::<String>(&safe).ok().as_deref(), Some(s));
+        assert_eq!(
+            serde_json::from_str::<String>(&safe).ok().as_deref(),
+            Some(s)
+        );
     }
 }

@@ -1,18 +1,18 @@
-//! The pages of `memtrace flamegraph`, made from a capture already read: the page of one view
-//! (flamegraph, memory over time, top lines) and the differential page of two captures. The
+//! The pages of `memtrace flamegraph`, made from a capture already read: the interactive page
+//! (every view computed in the page from bounded data) and the differential page of two captures. The
 //! command and the Python package both write them; neither builds the other's arguments.
 
 use super::diff_fold::{self, DiffTree};
 use super::{app, data, diff_svg, fold, html, page, svg, timeline};
-use crate::analysis::{self, Options, ProgressFn};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
+use crate::analysis::{self, Options, ProgressFn};
 use crate::capture::Capture;
 use crate::report::calltree::{CallTree, Node};
 use crate::report::diff::{self, Change};
+use crate::report::human;
 use crate::report::views::{self, Selection, View, ViewOptions};
 use crate::report::visible::escape;
-use crate::report::human;
 use std::path::Path;
 
 /// How many rows the top lines table has.
@@ -26,62 +26,6 @@ pub fn view_name(view: View) -> &'static str {
         View::Leaks => "live at exit (--leaks)",
         View::Temporary => "temporary allocations (--temporary)",
     }
-}
-
-/// The page of one view: `tree` is the selection's ([`tree::build`]). The error is the one line
-/// to show.
-pub fn html_page(
-    capture: &Capture,
-    analysis: &Analysis,
-    selection: &Selection,
-    tree: &CallTree,
-    inverted: bool,
-) -> Result<String, String> {
-    let title = views::title(analysis, selection);
-    let flamegraph = svg::render(
-        &page::folded(tree),
-        &svg::Look {
-            title: &title,
-            subtitle: None,
-            inverted,
-        },
-    )
-    .map_err(|e| format!("cannot draw the flamegraph: {e}"))?;
-    let peak = analysis.replay.peak.tick.map(|t| {
-        (
-            analysis.clock.seconds(t).max(0.0),
-            analysis.replay.peak.bytes,
-        )
-    });
-    let chart = timeline::render(&timeline::Curves {
-        heap: &page::seconds(analysis, &analysis.replay.heap_series),
-        rss: &page::seconds(analysis, &analysis.replay.resident_series),
-        peak,
-        base_heap: None,
-    })
-    .map_err(|e| format!("cannot draw the chart: {e}"))?;
-    let top = page::top_lines(tree, TOP_LINES);
-    let view = view_name(selection.view);
-    let heading = format!("memtrace: {}", capture.path().display());
-    Ok(html::render(&html::Page {
-        title: &heading,
-        facts: vec![
-            ("Command", escape(&capture.argv().join(" ")).into_owned()),
-            (
-                "Peak",
-                format!(
-                    "{} ({} bytes)",
-                    human::size(analysis.replay.peak.bytes),
-                    human::count(analysis.replay.peak.bytes)
-                ),
-            ),
-            ("Duration", human::seconds(analysis.duration_s())),
-            ("View", format!("{view}: {title}")),
-        ],
-        chart_svg: Some(&chart),
-        flamegraph_svg: &flamegraph,
-        table: &page::top_lines_table(&top),
-    }))
 }
 
 /// Opens and reads a capture for the interactive page: the time buckets
