@@ -218,12 +218,12 @@ try {
     await page.locator("th[data-key=count]").click();
     const down = await counts();
     check(down.length > 2 && down.every((v, i) => i === 0 || down[i - 1] >= v), `not by allocations, most first: ${down}`);
+    await shot("sorted");
     await page.locator("th[data-key=count]").click();
     const up = await counts();
     check(up.every((v, i) => i === 0 || up[i - 1] <= v), `not by allocations, fewest first: ${up}`);
     check((await page.evaluate(() => location.hash)).includes("sort=count-asc"), "the sort is not in the URL");
     await page.locator("th[data-key=own]").click();
-    await shot("sorted");
   }
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
   console.log(`ok: ${shots.length} screenshots: ${shots.join(" ")}`);

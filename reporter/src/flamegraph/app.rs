@@ -3,16 +3,15 @@
 //! page's own script (assets/page.js) from the data embedded as JSON ([`super::data`]). One
 //! file, nothing from the network.
 
-use super::data::{self, PageData};
+
 use super::html::escape;
 
 const STYLE: &str = include_str!("assets/page.css");
 const SCRIPT: &str = include_str!("assets/page.js");
 
-/// The page.
-pub fn render(data: &PageData) -> String {
-    let json = data::to_script_json(data);
-    let title = format!("memtrace: {}", data.meta.path);
+/// The page of the data `json` ([`super::data::build_json`]) of the capture `path`.
+pub fn render(path: &str, json: &str) -> String {
+    let title = format!("memtrace: {path}");
     let mut h = String::with_capacity(json.len() + STYLE.len() + SCRIPT.len() + 8192);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str(&format!(
@@ -23,7 +22,7 @@ pub fn render(data: &PageData) -> String {
     h.push_str(&format!("<h1>{}</h1>\n", escape(&title)));
     h.push_str(BODY);
     h.push_str("<script type=\"application/json\" id=\"memtrace-data\">");
-    h.push_str(&json);
+    h.push_str(json);
     h.push_str("</script>\n<script>");
     h.push_str(SCRIPT);
     h.push_str("</script>\n</body></html>\n");

@@ -150,9 +150,28 @@ struct Acc {
     changes: usize,
 }
 
+/// The most bytes of embedded data: the groups kept are cut until it fits (deep stacks with
+/// long names can outweigh the estimate of [`CHANGE_BUDGET`]).
+pub const DATA_LIMIT: usize = 9 << 20;
+
 /// The page's data from a capture read with [`crate::analysis::Options::buckets`] and the
-/// temporary allocations.
-pub fn build(capture: &Capture, analysis: &Analysis, start: &Start) -> PageData {
+/// temporary allocations, as JSON safe in a `<script>` ([`to_script_json`]), at most
+/// [`DATA_LIMIT`] bytes but for a pathological capture.
+pub fn build_json(capture: &Capture, analysis: &Analysis, start: &Start) -> String {
+    let mut max_groups = MAX_GROUPS;
+    loop {
+        let data = build(capture, analysis, start, max_groups);
+        let json = to_script_json(&data);
+        let kept = data.groups.len().saturating_sub(data.threads.len() + 1);
+        if json.len() <= DATA_LIMIT || kept == 0 {
+            return json;
+        }
+        max_groups = kept * 7 / 10;
+    }
+}
+
+/// The page's data, keeping at most `max_groups` (stack, thread) groups of their own.
+pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: usize) -> PageData {
     let empty = BucketData::default();
     let bd = analysis.buckets.as_ref().unwrap_or(&empty);
     let mut groups: HashMap<(u64, u32), Acc> = HashMap::new();
@@ -204,7 +223,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start) -> PageData 
     let mut merged = 0usize;
     for (key, acc) in order {
         if acc.score >= MIN_SHARE
-            && kept.len() < MAX_GROUPS
+            && kept.len() < max_groups
             && used + acc.changes <= CHANGE_BUDGET * 9 / 10
         {
             used += acc.changes;

@@ -60,7 +60,7 @@ pub fn interactive_page(
     inverted: bool,
 ) -> Result<String, String> {
     let thread = views::kept_threads(analysis, view)?.and_then(|t| t.first().copied());
-    let data = data::build(
+    let json = data::build_json(
         capture,
         analysis,
         &data::Start {
@@ -70,7 +70,7 @@ pub fn interactive_page(
             thread,
         },
     );
-    Ok(app::render(&data))
+    Ok(app::render(&capture.path().display().to_string(), &json))
 }
 
 /// Writes the interactive page of the capture `file` to `output`, reading the capture without
