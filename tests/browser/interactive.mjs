@@ -106,6 +106,30 @@ try {
   await page.locator("#unzoom").click();
   check(!(await page.evaluate(() => location.hash)).includes("zoom="), "the zoom stays in the URL");
 
+  // A --native capture: the interpreter's frames are hidden, then shown on demand. Hidden:
+  // the outermost Python frame is a root (nothing of the interpreter's start above it) and the
+  // inner Python frame sits right on the outer one (no evaluation loop between them).
+  if (spec.native) {
+    const n = spec.native;
+    const titles = async () => await visible.locator("title").allTextContents();
+    const rectOf = async (name) => await frameOf(name).first().locator("rect").boundingBox();
+    const rows = async () => {
+      const outer = await rectOf(n.outer), inner = await rectOf(n.inner);
+      const bottom = Math.max(...(await visible.locator("rect").evaluateAll((rs) => rs.map((r) => r.getBoundingClientRect().y))));
+      return { gap: Math.round((outer.y - inner.y) / 16), root: Math.abs(outer.y - bottom) < 1 };
+    };
+    const hidden = await rows();
+    check(hidden.gap === 1 && hidden.root, `hidden interpreter frames: ${n.inner} is ${hidden.gap} rows over ${n.outer}, which is a root: ${hidden.root}`);
+    check((await titles()).some((t) => t.startsWith(n.below + " ")), `no ${n.below} under the Python frames`);
+    await page.locator("#interp").uncheck();
+    const shown = await rows();
+    check(shown.gap > 1 && !shown.root, `shown interpreter frames: ${n.inner} is ${shown.gap} rows over ${n.outer}, a root: ${shown.root}`);
+    check((await titles()).some((t) => t.startsWith(n.between + " ")), `no ${n.between} frame once the interpreter's frames show`);
+    check((await page.evaluate(() => location.hash)).includes("interpreter=show"), "the interpreter toggle is not in the URL");
+    await shot("native");
+    await page.locator("#interp").check();
+  }
+
   const p = spec.phases;
   if (p) {
     // The chart's bars: each bucket's high-water mark. Phase two's plateau is the highest,

@@ -156,6 +156,10 @@ pub struct Explore<'a> {
     pub hover: &'a str,
     /// For a two-phase script: the frames of each phase and the rest (see the script).
     pub phases: Option<Value>,
+    /// For a --native capture: `{outer, inner}`: two Python frames, caller and callee, with the
+    /// interpreter's frames between them (`between`, a function name) and before them, hidden by
+    /// default; `below`: a native function under the Python frames, always shown.
+    pub native: Option<Value>,
 }
 
 /// Loads the interactive page in headless chromium, uses it and checks it; returns the
@@ -173,6 +177,7 @@ pub fn explore(c: &Explore) -> Vec<PathBuf> {
         "beside": c.beside,
         "hover": c.hover,
         "phases": c.phases,
+        "native": c.native,
         "node_modules": modules,
         "chromium": chromium,
     });

@@ -12,7 +12,8 @@ use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Two towers of known sizes under `<module>`: g → f (10 MB) and h (6 MB).
+/// Two towers of known sizes under `<module>`: g → f (10 MB) and h (6 MB), h called through a
+/// builtin (`map`), so that the interpreter's frames lie between `<module>` and `<lambda>`.
 const TWO_TOWERS: &str = "\
 def f(n):
     return b\"\\0\" * n
@@ -26,13 +27,23 @@ def h():
     return bytearray(6_000_000)
 
 
-keep = [g(), h()]
+keep = [g(), *map(lambda _: h(), [0])]
 ";
 
 fn capture(dir: &Path, script: &Path, name: &str, args: &[&str]) -> PathBuf {
     let cap = dir.join(name);
     let mut words = vec![script.to_str().expect("utf-8 path")];
     words.extend_from_slice(args);
+    let out = tracked(python(), &cap, &words, dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    cap
+}
+
+/// `capture` with `memtrace run` options before the script.
+fn capture_with(dir: &Path, script: &Path, name: &str, options: &[&str]) -> PathBuf {
+    let cap = dir.join(name);
+    let mut words = options.to_vec();
+    words.push(script.to_str().expect("utf-8 path"));
     let out = tracked(python(), &cap, &words, dir, b"");
     assert!(out.status.success(), "{out:?}");
     cap
@@ -54,7 +65,8 @@ fn memtrace(args: &[&str]) {
 fn the_report_renders_and_zooms_in_chromium() {
     let dir = scratch("browser-report");
     let script = write(&dir, "towers.py", TWO_TOWERS);
-    let cap = capture(&dir, &script, "towers.bin", &[]);
+    // --native: the interpreter's frames are recorded, hidden by default.
+    let cap = capture_with(&dir, &script, "towers.bin", &["--native"]);
     let report = dir.join("towers.html");
     memtrace(&[
         "flamegraph",
@@ -75,8 +87,14 @@ fn the_report_renders_and_zooms_in_chromium() {
         ],
         zoom: &h,
         beside: &format!("g at {file}:6"),
-        hover: &format!("Frame: {h} (5.7 MiB, 6,000,057 bytes, "),
+        hover: &format!("Frame: {h} (5.7 MiB, 6,000,"),
         phases: None,
+        native: Some(serde_json::json!({
+            "outer": format!("<module> at {file}:13"),
+            "inner": format!("<lambda> at {file}:13"),
+            "between": "_PyEval_EvalFrameDefault",
+            "below": "PyByteArray_Resize",
+        })),
     });
     eprintln!("screenshots: {shots:?}");
 }
@@ -189,6 +207,7 @@ fn the_page_picks_ranges_moments_threads_and_frames_in_chromium() {
             "evil": "<img src=x onerror=alert(2)> at <script>alert(1)</script>:2",
             "outer": outer,
         })),
+        native: None,
     });
     assert_eq!(shots.len(), 9, "{shots:?}");
     eprintln!("screenshots: {shots:?}");

@@ -3,7 +3,6 @@
 //! page's own script (assets/page.js) from the data embedded as JSON ([`super::data`]). One
 //! file, nothing from the network.
 
-
 use super::html::escape;
 
 const STYLE: &str = include_str!("assets/page.css");

@@ -136,9 +136,18 @@
     let frames = D.stacks[stack];
     if (state.imports) frames = frames.filter((f) => D.frames[f][1] !== K.IMPORT);
     if (state.interp) {
-      let last = -1;
-      frames.forEach((f, i) => { if (D.frames[f][1] === K.PYTHON || D.frames[f][1] === K.IMPORT) last = i; });
-      if (last > 0) frames = frames.filter((f, i) => i >= last || D.frames[f][1] !== K.INTERPRETER);
+      // Above the outermost Python frame: how the interpreter got there (_start, libc,
+      // Py_RunMain, a thread's start). Between Python frames: the interpreter's own frames
+      // (the evaluation loop, calls); a library's frames there stay. Below the innermost
+      // Python frame: what the line called, all kept.
+      let first = -1, last = -1;
+      frames.forEach((f, i) => {
+        const k = D.frames[f][1];
+        if (k === K.PYTHON || k === K.IMPORT) { if (first < 0) first = i; last = i; }
+      });
+      if (first >= 0) {
+        frames = frames.filter((f, i) => i >= last || (i >= first && D.frames[f][1] !== K.INTERPRETER));
+      }
     }
     return frames;
   }
