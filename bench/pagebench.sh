@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The HTML report side by side: `memtrace flamegraph` against `memray flamegraph --temporal`
 # (memray's page with a time range to pick, as memtrace's has), on a capture of one run of each
-# workload by each tool; then memtrace's page on a capture of about 10^8 events.
+# workload by each tool (memray with --trace-python-allocators, to see the same allocations); then memtrace's page on a capture of about 10^8 events.
 #   bench/pagebench.sh [python] [events]
 # Prints, per workload, each tool's report wall seconds and page size. The 10^8-event capture
 # is mallocbench (bench/workloads/mallocbench.c) with events/2 malloc/free pairs over 4 threads;
@@ -26,10 +26,10 @@ wall() { # wall seconds of a command, its output dropped
 mib() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.2f MiB", b / 1048576 }'; }
 
 printf "%-18s %12s %14s %14s %14s %14s\n" workload events "memtrace s" "memtrace page" "memray s" "memray page"
-for w in small_objects large_buffers calls threads; do
+for w in small_objects large_buffers calls threads many_stacks; do
     src=bench/workloads/$w.py
     "$memtrace" run -q -f -o "$work/mt.bin" --python "$py" "$src" >/dev/null
-    "$venv/bin/python" -m memray run -q -f -o "$work/mr.bin" "$src" >/dev/null
+    "$venv/bin/python" -m memray run -q -f --trace-python-allocators -o "$work/mr.bin" "$src" >/dev/null
     n=$("$memtrace" stats --json "$work/mt.bin" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(d["total_allocations"] + d["total_frees"])')
     mt=$(wall "$memtrace" flamegraph -o "$work/mt.html" "$work/mt.bin")
     mr=$(wall "$venv/bin/python" -m memray flamegraph --temporal -f -o "$work/mr.html" "$work/mr.bin")

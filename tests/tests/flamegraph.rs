@@ -82,6 +82,9 @@ fn the_page_shows_the_known_sites_and_the_chart() {
         .expect("a group");
     assert_eq!(innermost(&data, top), format!("f at {file}:2"));
     assert_eq!(top["peak"], serde_json::json!([10_000_033, 1]));
+    // Its allocator (a bit per allocator, named in meta): Python's object allocator.
+    assert_eq!(data["meta"]["allocators"][9], "pymalloc_malloc");
+    assert_eq!(top["a"], 1 << 9);
     let f = data["frames"]
         .as_array()
         .and_then(|fs| {

@@ -63,6 +63,8 @@ pub struct Buckets {
     histories: Vec<(Key, Vec<Change>)>,
     /// The first bucket after the script started (the buckets before hold nothing).
     first: usize,
+    /// The allocators each stack used: bit `Allocator as u8`.
+    allocators: HashMap<u64, u16>,
 }
 
 impl Buckets {
@@ -86,6 +88,7 @@ impl Buckets {
             pending: Vec::new(),
             histories: Vec::new(),
             first: 0,
+            allocators: HashMap::new(),
         }
     }
 
@@ -149,9 +152,19 @@ impl Buckets {
         cell
     }
 
-    /// After an allocation made at `tick`: `live` is the live bytes after it.
+    /// After an allocation by `allocator` (its code, `Allocator as u8`) made at `tick`: `live`
+    /// is the live bytes after it.
     #[inline]
-    pub fn allocated(&mut self, stack: u64, thread: u32, size: u64, tick: u64, live: u64) {
+    pub fn allocated(
+        &mut self,
+        stack: u64,
+        thread: u32,
+        allocator: u8,
+        size: u64,
+        tick: u64,
+        live: u64,
+    ) {
+        *self.allocators.entry(stack).or_default() |= 1 << (allocator & 15);
         let key = (stack, thread, self.cur as u32);
         let new_max = live > self.cur_max;
         let epoch = self.epoch;
@@ -272,6 +285,7 @@ impl Buckets {
             first: self.first,
             maxes: self.maxes,
             histories: self.histories,
+            allocators: self.allocators,
         }
     }
 
@@ -294,6 +308,8 @@ pub struct BucketData {
     pub maxes: Vec<(u64, u64)>,
     /// Each key's value at every snapshot where it changed (zero before the first).
     pub histories: Vec<(Key, Vec<Change>)>,
+    /// The allocators each stack used: bit `Allocator as u8`.
+    pub allocators: HashMap<u64, u16>,
 }
 
 impl BucketData {
@@ -334,7 +350,7 @@ mod tests {
             self.b.advance(tick, self.live, self.index);
             self.live += size;
             self.blocks.insert(self.index, (stack, size));
-            self.b.allocated(stack, 0, size, tick, self.live);
+            self.b.allocated(stack, 0, 0, size, tick, self.live);
             self.index
         }
         fn free(&mut self, tick: u64, which: u64) {

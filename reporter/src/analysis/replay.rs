@@ -228,7 +228,14 @@ impl Replay {
     fn allocated(&mut self, ev: &Event, thread: u32) {
         if let Some(b) = &mut self.buckets {
             let live = self.heap.bytes().wrapping_add(self.maps.bytes());
-            b.allocated(ev.stack(), thread, ev.size, ev.tick, live);
+            // The new half of an mremap is a mapping.
+            let c = ev.code();
+            let allocator = if c < code::ALLOC_END {
+                c
+            } else {
+                Allocator::Mmap as u8
+            };
+            b.allocated(ev.stack(), thread, allocator, ev.size, ev.tick, live);
         }
     }
 

@@ -15,6 +15,7 @@ use crate::report::views::{thread_label, View};
 use crate::symbols::modules::ModuleMap;
 use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
+use memtrace_format::Allocator;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ pub const BUCKETS: usize = 200;
 
 /// At most this many values of the time buckets in the page (about 20 bytes each): the stacks
 /// are kept, largest first, until they are used up.
-pub const CHANGE_BUDGET: usize = 250_000;
+pub const CHANGE_BUDGET: usize = 400_000;
 
 /// At most this many (stack, thread) groups of their own.
 pub const MAX_GROUPS: usize = 4_000;
@@ -91,6 +92,8 @@ pub struct Meta {
     pub exit_snapshot: bool,
     pub temporary_threshold: usize,
     pub unknown_help: &'static str,
+    /// Allocator names by bit.
+    pub allocators: Vec<&'static str>,
     pub version: &'static str,
     pub warnings: Vec<String>,
 }
@@ -127,6 +130,8 @@ pub struct Group {
     pub leak: [u64; 2],
     pub temp: [u64; 2],
     pub all: [u64; 2],
+    /// The allocators of the group's allocations: bit `Allocator as u8` ([`Meta::allocators`]).
+    pub a: u16,
     pub live: Vec<Vec<u64>>,
 }
 
@@ -148,6 +153,7 @@ struct Acc {
     live: BTreeMap<u32, Vec<Change>>,
     score: f64,
     changes: usize,
+    allocators: u16,
 }
 
 /// The most bytes of embedded data: the groups kept are cut until it fits (deep stacks with
@@ -188,6 +194,9 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
         add_set(&t.set, |a| &mut a.temp);
     }
     add_set(&analysis.all_set(), |a| &mut a.all);
+    for ((stack, _), acc) in groups.iter_mut() {
+        acc.allocators = bd.allocators.get(stack).copied().unwrap_or(0);
+    }
     for ((stack, thread, a), h) in &bd.histories {
         let acc = groups.entry((*stack, *thread)).or_default();
         acc.changes += h.len() + 1;
@@ -288,6 +297,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
                 .as_ref()
                 .map_or(1, |t| t.threshold()),
             unknown_help: UNKNOWN_HELP,
+            allocators: Allocator::ALL.iter().map(|a| a.name()).collect(),
             version: env!("CARGO_PKG_VERSION"),
             warnings: analysis.warnings.clone(),
         },
@@ -332,6 +342,7 @@ fn group(s: u32, t: i64, acc: &Acc) -> Group {
         leak: pair(acc.leak),
         temp: pair(acc.temp),
         all: pair(acc.all),
+        a: acc.allocators,
         live: acc
             .live
             .iter()
@@ -376,6 +387,7 @@ fn merge(accs: Vec<Acc>) -> Acc {
         out.leak.merge(acc.leak);
         out.temp.merge(acc.temp);
         out.all.merge(acc.all);
+        out.allocators |= acc.allocators;
         for (a, h) in acc.live {
             let mut prev = (0i64, 0i64);
             for (b, bytes, count) in h {

@@ -166,7 +166,7 @@
       if (state.threads !== "all" && state.threads !== "each") {
         if (g.t !== +state.threads) return;
       }
-      out.push({ frames: shownFrames(g.s), bytes, count: n, thread: g.t });
+      out.push({ frames: shownFrames(g.s), bytes, count: n, thread: g.t, allocators: g.a });
     });
     return out;
   }
@@ -303,6 +303,7 @@
     { key: "total", name: "total bytes" },
     { key: "count", name: "allocations" },
     { key: "threads", name: "threads", text: true },
+    { key: "allocator", name: "allocator", text: true },
     { key: "where", name: "file:line", text: true },
   ];
   function locations(items) {
@@ -318,17 +319,18 @@
           // The function alone when its file:line has a column of its own.
           const suffix = " at " + where;
           const location = where && fr[0].endsWith(suffix) ? fr[0].slice(0, -suffix.length) : fr[0];
-          r = { frame: f, location, own: 0, total: 0, count: 0, threadSet: new Set(), where };
+          r = { frame: f, location, own: 0, total: 0, count: 0, threadSet: new Set(), mask: 0, where };
           rows.set(f, r);
         }
         if (!seen.has(f)) { r.total += it.bytes; seen.add(f); }
-        if (i === frames.length - 1) { r.own += it.bytes; r.count += it.count; r.threadSet.add(it.thread); }
+        if (i === frames.length - 1) { r.own += it.bytes; r.count += it.count; r.threadSet.add(it.thread); r.mask |= it.allocators; }
       });
     }
     const out = [...rows.values()].filter((r) => r.own > 0 || r.count > 0);
     for (const r of out) {
       const ts = [...r.threadSet];
       r.threads = ts.length === 1 ? threadName(ts[0]) : ts.length + " threads";
+      r.allocator = D.meta.allocators.filter((_, i) => r.mask & (1 << i)).join(", ");
     }
     return out;
   }
@@ -367,6 +369,7 @@
       for (const k of ["own", "total"]) { const td = el("td", { class: "n" }); td.appendChild(sized(r[k])); tr.appendChild(td); }
       tr.appendChild(el("td", { class: "n" }, count(r.count)));
       tr.appendChild(el("td", { class: "t" }, r.threads));
+      tr.appendChild(el("td", { class: "t" }, r.allocator));
       tr.appendChild(el("td", { class: "loc" }, r.where));
       body.appendChild(tr);
     }
