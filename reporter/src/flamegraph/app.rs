@@ -43,7 +43,8 @@ const BODY: &str = r#"<dl class="facts" id="facts"></dl>
 </div>
 <div id="selection"><span id="what"></span><button type="button" id="clear">clear the selection</button></div>
 <section id="timeline"><svg id="chart" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="memory over time"></svg>
-<div class="note"><span id="resolution"></span> Bars: each bucket's high-water mark; line: live heap; green: resident size; red dot: the peak.</div></section>
+<div id="legend"></div>
+<div class="note"><span id="resolution"></span> Bars: each bucket's high-water mark, the largest locations coloured (the legend); line: live heap; green: resident size; red dot: the peak.</div></section>
 <section id="flame"><div id="flamebar"><div id="details">Hover a frame for its bytes; click it to zoom.</div><button type="button" id="unzoom" class="hide">Reset zoom</button></div>
 <svg id="flamegraph" xmlns="http://www.w3.org/2000/svg"></svg>
 <div class="note" id="merged"></div></section>

@@ -235,13 +235,6 @@
     const W = Math.max(400, fg.parentNode.clientWidth || 1200);
     const PAD = 10;
     const width = W - 2 * PAD;
-    const H = (root.maxDepth + 1) * FRAME_H + 2 * PAD;
-    fg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-    fg.setAttribute("width", W);
-    fg.setAttribute("height", H);
-    fg.style.height = H + "px";
-    const g = svg("g", { id: "frames" });
-    fg.appendChild(g);
     let zoomNode = null;
     const byId = new Map();
     (function index(n) { byId.set(n.id, n); for (const c of n.children.values()) index(c); })(root);
@@ -250,40 +243,52 @@
     const ancestors = new Set();
     for (let n = focus; n; n = n.parent) ancestors.add(n);
     const minW = 0.3;
-    function y(depth) {
-      return state.inverted ? PAD + (depth - 1) * FRAME_H : H - PAD - depth * FRAME_H;
-    }
-    function place(node, x, w, shown) {
+    // Layout first: the picture is as tall as the deepest frame drawn.
+    const boxes = [];
+    let depth = 0;
+    function layout(node, x, w, shown) {
       if (node !== root) {
         const hidden = !shown || w < minW;
-        const grp = svg("g", hidden ? { class: "hide" } : {});
-        grp.appendChild(svg("title", {}, `${node.name} (${size(node.total)}, ${exact(node.total)}, ${(100 * node.total / Math.max(1, root.total)).toFixed(2)}%)`));
-        grp.appendChild(svg("rect", { x: x.toFixed(2), y: y(node.depth), width: Math.max(0, w).toFixed(2), height: FRAME_H - 1, fill: colour(node), rx: 2 }));
-        const chars = Math.floor((w - 6) / 7);
-        let label = "";
-        if (chars >= 3) label = node.name.length <= chars ? node.name : node.name.slice(0, chars - 2) + "..";
-        grp.appendChild(svg("text", { x: (x + 3).toFixed(2), y: y(node.depth) + FRAME_H - 4 }, label));
-        grp.addEventListener("mouseover", () => { details.textContent = describe(node, root); });
-        grp.addEventListener("click", (e) => { e.stopPropagation(); state.zoom = node.id; render(); });
-        g.appendChild(grp);
+        boxes.push({ node, x, w, hidden });
+        if (!hidden) depth = Math.max(depth, node.depth);
       }
       const kids = [...node.children.values()].sort((a, b) => b.total - a.total || (a.name < b.name ? -1 : 1));
       if (ancestors.has(node) && node !== focus) {
         // Above the zoomed frame: its ancestors span the width, the others are hidden.
-        for (const c of kids) {
-          if (ancestors.has(c)) place(c, PAD, width, shown);
-          else place(c, PAD, 0, false);
-        }
+        for (const c of kids) layout(c, PAD, ancestors.has(c) ? width : 0, shown && ancestors.has(c));
         return;
       }
       let cx = x;
       for (const c of kids) {
         const cw = node.total ? w * c.total / node.total : 0;
-        place(c, cx, cw, shown);
+        // Frames too narrow to draw take their subtree with them.
+        layout(c, cx, cw, shown && cw >= minW);
         cx += cw;
       }
     }
-    place(root, PAD, width, true);
+    layout(root, PAD, width, true);
+    const H = Math.max(1, depth) * FRAME_H + 2 * PAD;
+    fg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+    fg.setAttribute("width", W);
+    fg.setAttribute("height", H);
+    fg.style.height = H + "px";
+    const g = svg("g", { id: "frames" });
+    fg.appendChild(g);
+    function y(d) {
+      return state.inverted ? PAD + (d - 1) * FRAME_H : H - PAD - d * FRAME_H;
+    }
+    for (const { node, x, w, hidden } of boxes) {
+      const grp = svg("g", hidden ? { class: "hide" } : {});
+      grp.appendChild(svg("title", {}, `${node.name} (${size(node.total)}, ${exact(node.total)}, ${(100 * node.total / Math.max(1, root.total)).toFixed(2)}%)`));
+      grp.appendChild(svg("rect", { x: x.toFixed(2), y: y(node.depth), width: Math.max(0, w).toFixed(2), height: FRAME_H - 1, fill: colour(node), rx: 2 }));
+      const chars = Math.floor((w - 6) / 7);
+      let label = "";
+      if (chars >= 3) label = node.name.length <= chars ? node.name : node.name.slice(0, chars - 2) + "..";
+      grp.appendChild(svg("text", { x: (x + 3).toFixed(2), y: y(node.depth) + FRAME_H - 4 }, label));
+      grp.addEventListener("mouseover", () => { details.textContent = describe(node, root); });
+      grp.addEventListener("click", (e) => { e.stopPropagation(); state.zoom = node.id; render(); });
+      g.appendChild(grp);
+    }
     if (root.total === 0) {
       g.appendChild(svg("text", { x: PAD, y: PAD + 12 }, "(no memory in this view)"));
     }
@@ -369,7 +374,7 @@
       for (const k of ["own", "total"]) { const td = el("td", { class: "n" }); td.appendChild(sized(r[k])); tr.appendChild(td); }
       tr.appendChild(el("td", { class: "n" }, count(r.count)));
       tr.appendChild(el("td", { class: "t" }, r.threads));
-      tr.appendChild(el("td", { class: "t" }, r.allocator));
+      tr.appendChild(el("td", { class: "a" }, r.allocator));
       tr.appendChild(el("td", { class: "loc" }, r.where));
       body.appendChild(tr);
     }
@@ -390,6 +395,36 @@
     return Math.max(D.buckets.first, Math.min(NB - 1, b));
   }
   const bStart = (b) => D.buckets.t0_s + b * D.buckets.width_s;
+  /** The largest locations' series (live at each bucket's high-water mark), for the threads
+   * shown: [{name, values}], the largest first; cached per thread choice. */
+  const PALETTE = ["#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#e377c2", "#17becf"];
+  const seriesCache = new Map();
+  function topSeries() {
+    if (seriesCache.has(state.threads)) return seriesCache.get(state.threads);
+    const byName = new Map();
+    D.groups.forEach((g) => {
+      if (state.threads !== "all" && state.threads !== "each" && g.t !== +state.threads) return;
+      const stack = D.stacks[g.s];
+      const name = D.frames[stack[stack.length - 1]][0];
+      let diff = byName.get(name);
+      if (!diff) { diff = new Float64Array(NB + 1); byName.set(name, diff); }
+      for (const h of g.live) {
+        let prev = 0;
+        for (let i = 1; i < h.length; i += 3) { diff[h[i]] += h[i + 1] - prev; prev = h[i + 1]; }
+      }
+    });
+    const all = [];
+    for (const [name, diff] of byName) {
+      const values = new Array(NB);
+      let v = 0, top = 0;
+      for (let b = 0; b < NB; b++) { v += diff[b]; values[b] = Math.max(0, v); top = Math.max(top, values[b]); }
+      if (top > 0) all.push({ name, values, top });
+    }
+    all.sort((a, b) => b.top - a.top || (a.name < b.name ? -1 : 1));
+    const out = all.slice(0, PALETTE.length);
+    seriesCache.set(state.threads, out);
+    return out;
+  }
   function drawChart() {
     while (chart.firstChild) chart.removeChild(chart.firstChild);
     chart.setAttribute("viewBox", `0 0 ${CW} ${CH}`);
@@ -402,6 +437,29 @@
       const r = svg("rect", { class: "bar", x: x0, y: yOf(v), width: Math.max(0.5, x1 - x0 - 0.3), height: Math.max(0, yOf(0) - yOf(v)) });
       r.appendChild(svg("title", {}, `${secs(bStart(b))} – ${secs(bStart(b + 1))}: high-water mark ${size(v)} (${exact(v)}) at ${secs(D.buckets.at_s[b])}`));
       chart.appendChild(r);
+    });
+    // The largest locations, stacked from the bottom; the rest of each bar is everything else.
+    const tops = topSeries();
+    const base = new Array(NB).fill(0);
+    tops.forEach((sr, k) => {
+      let d = "";
+      for (let b = D.buckets.first; b < NB; b++) {
+        const x0 = xOf(bStart(b)), x1 = xOf(bStart(b + 1));
+        const y0 = yOf(base[b]), y1 = yOf(base[b] + sr.values[b]);
+        if (sr.values[b] > 0) d += `M${x0.toFixed(1)} ${y0.toFixed(1)}V${y1.toFixed(1)}H${x1.toFixed(1)}V${y0.toFixed(1)}Z`;
+        base[b] += sr.values[b];
+      }
+      const path = svg("path", { class: "stack", d, fill: PALETTE[k], "fill-opacity": 0.55 });
+      path.appendChild(svg("title", {}, `${sr.name}: up to ${size(sr.top)} (${exact(sr.top)})`));
+      chart.appendChild(path);
+    });
+    const legend = document.getElementById("legend");
+    while (legend.firstChild) legend.removeChild(legend.firstChild);
+    tops.forEach((sr, k) => {
+      const item = el("span", { class: "key", title: `up to ${size(sr.top)} (${exact(sr.top)})` });
+      item.appendChild(el("span", { class: "swatch", style: `background:${PALETTE[k]}` }));
+      item.appendChild(document.createTextNode(sr.name));
+      legend.appendChild(item);
     });
     const line = (pts, cls) => {
       if (!pts.length) return;
