@@ -8,8 +8,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
-/// Writes `memtrace flamegraph`'s page for `capture` to `output`: the flamegraph of the memory
-/// live at the peak (or at exit with `leaks`), memory over time and the top lines.
+/// Writes `memtrace flamegraph`'s interactive page for `capture` to `output`, opening on the
+/// memory live at the peak (or at exit with `leaks`): every other view is picked in the page.
 #[pyfunction]
 #[pyo3(signature = (capture, output, *, leaks = false, inverted = false))]
 pub fn write_flamegraph(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -43,7 +44,9 @@ def check(out: str, results: Path, line: str) -> None:
     assert lines[-2] == f"memtrace: wrote {results}/cell-1.html"
     assert lines[-1] == "y = 10000000"
     page = (results / "cell-1.html").read_text()
-    assert "<svg" in page and "Memory live at the peak" in page
+    # The interactive page, opening on the peak, its data naming the cell's line.
+    assert '<svg id="flamegraph"' in page and '"initial":{"view":"peak"' in page
+    assert json.dumps(line).replace("<", "\\u003c") in page
     assert (results / "cell-1.bin").is_file()
 
 

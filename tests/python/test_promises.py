@@ -76,7 +76,7 @@ def test_magic_leaks(env: Env, tmp_path: Path) -> None:
     assert labels == ["<module> at <memtrace-cell>:2", "<module> at <memtrace-cell>:3"], lines
     assert lines[-1] == f"memtrace: wrote {results}/cell-1.html"
     page = (results / "cell-1.html").read_text()
-    assert "<svg" in page
+    assert "<svg" in page and '"initial":{"view":"leaks"' in page
 
 
 def test_magic_native(env: Env, tmp_path: Path) -> None:

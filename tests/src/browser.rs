@@ -140,3 +140,75 @@ pub fn check(c: &Check) -> (PathBuf, PathBuf) {
     }
     (shot, zoomed)
 }
+
+/// What to check on the interactive page (see tests/browser/interactive.mjs).
+pub struct Explore<'a> {
+    pub report: &'a Path,
+    /// The screenshots' prefix in target/browser/: NAME-STEP.png.
+    pub name: &'a str,
+    /// Frames that must be drawn, by name.
+    pub names: &'a [String],
+    /// The frame to hover and click.
+    pub zoom: &'a str,
+    /// A frame the zoom hides.
+    pub beside: &'a str,
+    /// Text the details line shows while hovering `zoom`.
+    pub hover: &'a str,
+    /// For a two-phase script: the frames of each phase and the rest (see the script).
+    pub phases: Option<Value>,
+    /// For a --native capture: `{outer, inner}`: two Python frames, caller and callee, with the
+    /// interpreter's frames between them (`between`, a function name) and before them, hidden by
+    /// default; `below`: a native function under the Python frames, always shown.
+    pub native: Option<Value>,
+}
+
+/// Loads the interactive page in headless chromium, uses it and checks it; returns the
+/// screenshots' paths (one per step).
+pub fn explore(c: &Explore) -> Vec<PathBuf> {
+    let chromium = chromium();
+    let modules = node_modules();
+    let dir = artefacts();
+    let spec: Value = json!({
+        "report": c.report,
+        "shots": dir,
+        "name": c.name,
+        "names": c.names,
+        "zoom": c.zoom,
+        "beside": c.beside,
+        "hover": c.hover,
+        "phases": c.phases,
+        "native": c.native,
+        "node_modules": modules,
+        "chromium": chromium,
+    });
+    let spec_path = dir.join(format!("{}.json", c.name));
+    std::fs::write(&spec_path, spec.to_string()).expect("write the spec");
+    let out = Command::new("node")
+        .arg(workspace().join("tests/browser/interactive.mjs"))
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the page failed in chromium:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shots: Vec<PathBuf> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok: "))
+        .flat_map(|l| l.split_once(": ").map(|x| x.1).unwrap_or("").split(' '))
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    for f in &shots {
+        let png = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{}",
+            f.display()
+        );
+    }
+    shots
+}

@@ -39,3 +39,57 @@ pub fn self_contained(html: &str) {
         }
     }
 }
+
+/// The data the interactive page embeds (its `<script type="application/json">`), parsed.
+pub fn page_data(html: &str) -> serde_json::Value {
+    let start = "<script type=\"application/json\" id=\"memtrace-data\">";
+    let json = html
+        .split(start)
+        .nth(1)
+        .and_then(|rest| rest.split("</script>").next())
+        .expect("the page embeds its data");
+    serde_json::from_str(json).expect("the page's data is JSON")
+}
+
+/// The bytes of each of the page's (stack, thread) groups live at time bucket `b`: the
+/// groups' histories summed as the page's script does.
+pub fn live_at_bucket(data: &serde_json::Value, b: u64) -> Vec<u64> {
+    let groups = data["groups"].as_array().expect("groups");
+    groups
+        .iter()
+        .map(|g| {
+            let mut total = 0;
+            for h in g["live"].as_array().expect("live") {
+                let h: Vec<u64> = h
+                    .as_array()
+                    .expect("a history")
+                    .iter()
+                    .filter_map(|v| v.as_u64())
+                    .collect();
+                let mut value = 0;
+                for change in h[1..].chunks(3) {
+                    if change[0] > b {
+                        break;
+                    }
+                    value = change[1];
+                }
+                total += value;
+            }
+            total
+        })
+        .collect()
+}
+
+/// The name of the innermost frame of a group.
+pub fn innermost(data: &serde_json::Value, group: &serde_json::Value) -> String {
+    let stack = &data["stacks"][group["s"].as_u64().expect("s") as usize];
+    let last = stack
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|f| f.as_u64())
+        .expect("a frame");
+    data["frames"][last as usize][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}

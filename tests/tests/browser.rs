@@ -6,13 +6,14 @@
 //!
 //! Needs Debian's chromium, node and npm (`.ci/run` installs chromium); fails without them.
 
-use memtrace_e2e::browser::{self, Check};
+use memtrace_e2e::browser::{self, Check, Explore};
 use memtrace_e2e::python::{python, tracked, write, TWICE_AND_SAME};
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Two towers of known sizes under `<module>`: g → f (10 MB) and h (6 MB).
+/// Two towers of known sizes under `<module>`: g → f (10 MB) and h (6 MB), h called through a
+/// builtin (`map`), so that the interpreter's frames lie between `<module>` and `<lambda>`.
 const TWO_TOWERS: &str = "\
 def f(n):
     return b\"\\0\" * n
@@ -26,13 +27,23 @@ def h():
     return bytearray(6_000_000)
 
 
-keep = [g(), h()]
+keep = [g(), *map(lambda _: h(), [0])]
 ";
 
 fn capture(dir: &Path, script: &Path, name: &str, args: &[&str]) -> PathBuf {
     let cap = dir.join(name);
     let mut words = vec![script.to_str().expect("utf-8 path")];
     words.extend_from_slice(args);
+    let out = tracked(python(), &cap, &words, dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    cap
+}
+
+/// `capture` with `memtrace run` options before the script.
+fn capture_with(dir: &Path, script: &Path, name: &str, options: &[&str]) -> PathBuf {
+    let cap = dir.join(name);
+    let mut words = options.to_vec();
+    words.push(script.to_str().expect("utf-8 path"));
     let out = tracked(python(), &cap, &words, dir, b"");
     assert!(out.status.success(), "{out:?}");
     cap
@@ -54,7 +65,8 @@ fn memtrace(args: &[&str]) {
 fn the_report_renders_and_zooms_in_chromium() {
     let dir = scratch("browser-report");
     let script = write(&dir, "towers.py", TWO_TOWERS);
-    let cap = capture(&dir, &script, "towers.bin", &[]);
+    // --native: the interpreter's frames are recorded, hidden by default.
+    let cap = capture_with(&dir, &script, "towers.bin", &["--native"]);
     let report = dir.join("towers.html");
     memtrace(&[
         "flamegraph",
@@ -64,7 +76,7 @@ fn the_report_renders_and_zooms_in_chromium() {
     ]);
     let file = script.display().to_string();
     let h = format!("h at {file}:10");
-    let (shot, zoomed) = browser::check(&Check {
+    let shots = browser::explore(&Explore {
         report: &report,
         name: "flamegraph",
         names: &[
@@ -75,9 +87,16 @@ fn the_report_renders_and_zooms_in_chromium() {
         ],
         zoom: &h,
         beside: &format!("g at {file}:6"),
-        hover: &format!("Frame: {h} ("),
+        hover: &format!("Frame: {h} (5.7 MiB, 6,000,"),
+        phases: None,
+        native: Some(serde_json::json!({
+            "outer": format!("<module> at {file}:13"),
+            "inner": format!("<lambda> at {file}:13"),
+            "between": "_PyEval_EvalFrameDefault",
+            "below": "PyByteArray_Resize",
+        })),
     });
-    eprintln!("screenshots: {} {}", shot.display(), zoomed.display());
+    eprintln!("screenshots: {shots:?}");
 }
 
 #[test]
@@ -106,4 +125,90 @@ fn the_differential_report_renders_and_zooms_in_chromium() {
         hover: &format!("Frame: {same} (4,000,033 → 4,000,033 bytes, +0 bytes, 0%)"),
     });
     eprintln!("screenshots: {} {}", shot.display(), zoomed.display());
+}
+
+/// Two phases a sleep apart, each holding its own line's memory; a thread in phase two; a
+/// module whose import keeps memory; a function and a file named with markup.
+const PHASES: &str = "\
+import threading
+import time
+
+import helper
+
+space = {}
+exec(compile('def evil():\\n    return bytearray(2_000_000)\\n', '<script>alert(1)</script>', 'exec'), space)
+evil = space['evil']
+name = '<img src=x onerror=alert(2)>'
+changes = {'co_name': name}
+if hasattr(evil.__code__, 'co_qualname'):
+    changes['co_qualname'] = name
+evil.__code__ = evil.__code__.replace(**changes)
+
+
+def phase_one():
+    return [bytearray(1_000_000) for _ in range(20)]
+
+
+def worker(out):
+    out.append(bytearray(3_000_000))
+
+
+def phase_two():
+    kept = [bytearray(1_000_000) for _ in range(30)]
+    out = []
+    t = threading.Thread(target=worker, args=(out,))
+    t.start()
+    t.join()
+    return kept, out, evil()
+
+
+def main():
+    a = phase_one()
+    time.sleep(0.6)
+    del a
+    b = phase_two()
+    time.sleep(0.6)
+    del b
+
+
+main()
+";
+
+#[test]
+fn the_page_picks_ranges_moments_threads_and_frames_in_chromium() {
+    let dir = scratch("browser-phases");
+    write(&dir, "helper.py", "DATA = bytearray(5_000_000)\n");
+    let script = write(&dir, "phases.py", PHASES);
+    let cap = capture(&dir, &script, "phases.bin", &[]);
+    let report = dir.join("phases.html");
+    memtrace(&[
+        "flamegraph",
+        "-o",
+        report.to_str().expect("utf-8 path"),
+        cap.to_str().expect("utf-8 path"),
+    ]);
+    let file = script.display().to_string();
+    let helper = dir.join("helper.py").display().to_string();
+    let outer = format!("<module> at {file}:42");
+    let two = format!("phase_two at {file}:25");
+    let shots = browser::explore(&Explore {
+        report: &report,
+        name: "phases",
+        names: &[outer.clone(), format!("main at {file}:37"), two.clone()],
+        zoom: &two,
+        beside: &format!("<module> at {helper}:1"),
+        hover: &format!("Frame: {two} ("),
+        phases: Some(serde_json::json!({
+            "one": format!("phase_one at {file}:17"),
+            "source_one": "return [bytearray(1_000_000) for _ in range(20)]",
+            "two": two,
+            "worker": format!("worker at {file}:21"),
+            "module": format!("<module> at {helper}:1"),
+            "evil": "<img src=x onerror=alert(2)> at <script>alert(1)</script>:2",
+            "outer": outer,
+        })),
+        native: None,
+    });
+    assert_eq!(shots.len(), 9, "{shots:?}");
+    eprintln!("screenshots: {shots:?}");
 }

@@ -1,8 +1,9 @@
 //! `memtrace flamegraph`: the HTML page of a Python script with known allocation sites is one
-//! self-contained file naming them, with the chart of memory over time; a capture of thousands
-//! of distinct stacks still gives a small file.
+//! self-contained file whose embedded data names them with their exact bytes, adds up to the
+//! peak in every view and time bucket, and embeds the source lines; a capture of thousands of
+//! distinct stacks still gives a small file.
 
-use memtrace_e2e::page::{self_contained, unescaped};
+use memtrace_e2e::page::{innermost, live_at_bucket, page_data, self_contained};
 use memtrace_e2e::python::KNOWN_SITE;
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::{memtrace_bin, scratch};
@@ -57,44 +58,73 @@ fn the_page_shows_the_known_sites_and_the_chart() {
     let html = std::fs::read_to_string(&page).expect("the default output is FILE.html");
     assert!(html.starts_with("<!DOCTYPE html>"));
     self_contained(&html);
-    let text = unescaped(&unescaped(&html));
+    let data = page_data(&html);
     let file = dir.join("known.py").display().to_string();
+    let frames: Vec<&str> = data["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .filter_map(|f| f[0].as_str())
+        .collect();
     for name in [
         format!("f at {file}:2"),
         format!("g at {file}:6"),
         format!("<module> at {file}:10"),
     ] {
-        assert!(
-            html.contains(&name) || text.contains(&name),
-            "{name} not in the page"
-        );
+        assert!(frames.contains(&name.as_str()), "{name} not in the page");
     }
-    // The flamegraph's hover text of f's frame has its exact bytes.
-    assert!(text.contains("10,000,033 bytes"), "f's bytes");
-    // The top lines table's first row is f's line.
-    let first = html
-        .split("<tbody>")
-        .nth(1)
-        .and_then(|t| t.split("</tr>").next())
-        .expect("a first row");
-    assert_eq!(
-        first,
-        format!("\n<tr><td>f at {file}:2</td><td class=\"n\">10000033</td><td class=\"n\">1</td>")
-    );
-    // The chart with both series and the peak.
-    assert!(html.contains("<section id=\"timeline\"><svg"));
-    assert!(html.contains("Memory over time"));
-    assert!(html.contains("heap (live bytes)"));
-    assert!(html.contains("resident size"));
-    assert!(html.contains(">\npeak\n</text>"));
-    assert!(html.contains("var inverted = false"));
-    // -o and --inverted.
+    // The largest group at the peak is f's line, with its exact bytes; f's source line is
+    // embedded for the hover.
+    let groups = data["groups"].as_array().expect("groups");
+    let top = groups
+        .iter()
+        .max_by_key(|g| g["peak"][0].as_u64())
+        .expect("a group");
+    assert_eq!(innermost(&data, top), format!("f at {file}:2"));
+    assert_eq!(top["peak"], serde_json::json!([10_000_033, 1]));
+    // Its allocator (a bit per allocator, named in meta): Python's object allocator.
+    assert_eq!(data["meta"]["allocators"][9], "pymalloc_malloc");
+    assert_eq!(top["a"], 1 << 9);
+    let f = data["frames"]
+        .as_array()
+        .and_then(|fs| {
+            fs.iter()
+                .find(|f| f[0] == format!("f at {file}:2").as_str())
+        })
+        .expect("f's frame");
+    assert_eq!(f[4], "return b\"\\0\" * n");
+    // Nothing is lost: the groups add up to the peak, at the peak and in the time bucket of
+    // the peak's high-water mark.
+    let peak = data["meta"]["peak"].as_u64().expect("peak");
+    let at_peak: u64 = groups.iter().filter_map(|g| g["peak"][0].as_u64()).sum();
+    assert_eq!(at_peak, peak);
+    let hwm: Vec<u64> = data["buckets"]["hwm"]
+        .as_array()
+        .expect("hwm")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    assert_eq!(hwm.len(), 200);
+    assert_eq!(hwm.iter().max(), Some(&peak));
+    let b = hwm
+        .iter()
+        .position(|&v| v == peak)
+        .expect("the peak's bucket") as u64;
+    assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
+    // The chart's series: the heap and the resident size.
+    assert!(!data["heap"].as_array().expect("heap").is_empty());
+    assert!(!data["rss"].as_array().expect("rss").is_empty());
+    assert!(data["meta"]["peak_at_s"].as_f64() > Some(0.0));
+    assert_eq!(data["initial"]["inverted"], false);
+    assert_eq!(data["initial"]["view"], "peak");
+    // -o, --inverted and --leaks start the page there.
     let inverted = dir.join("icicle.html");
     let path = inverted.to_string_lossy().into_owned();
-    flamegraph(&cap, &["--inverted", "-o", &path]);
-    let icicle = std::fs::read_to_string(&inverted).expect("written");
-    assert!(icicle.contains("var inverted = true"));
-    assert!(icicle.contains(&format!("f at {file}:2")));
+    flamegraph(&cap, &["--inverted", "--leaks", "-o", &path]);
+    let icicle = page_data(&std::fs::read_to_string(&inverted).expect("written"));
+    assert_eq!(icicle["initial"]["inverted"], true);
+    assert_eq!(icicle["initial"]["view"], "leaks");
+    assert_eq!(icicle["frames"], data["frames"]);
 }
 
 #[test]
@@ -114,10 +144,35 @@ fn many_stacks_give_a_small_page() {
     flamegraph(&cap, &[]);
     let html = std::fs::read_to_string(dir.join("known.html")).expect("written");
     self_contained(&html);
-    assert!(html.contains("other (small frames)"));
     assert!(html.len() < 1 << 20, "{} bytes", html.len());
-    let rows = html.matches("<tr><td>").count();
-    assert_eq!(rows, 20);
+    let data = page_data(&html);
+    let groups = data["groups"].as_array().expect("groups");
+    // Most stacks went into "other", which keeps their share: the groups still add up to the
+    // peak, at the peak and at the peak's time bucket.
+    assert!(data["merged"].as_u64() > Some(4000), "{}", data["merged"]);
+    assert!(groups.len() < 100, "{} groups", groups.len());
+    assert!(groups
+        .iter()
+        .any(|g| innermost(&data, g) == "other (small stacks)"));
+    let peak = data["meta"]["peak"].as_u64().expect("peak");
+    let at_peak: u64 = groups.iter().filter_map(|g| g["peak"][0].as_u64()).sum();
+    assert_eq!(at_peak, peak);
+    let hwm: Vec<u64> = data["buckets"]["hwm"]
+        .as_array()
+        .expect("hwm")
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .collect();
+    let b = hwm
+        .iter()
+        .position(|&v| v == peak)
+        .expect("the peak's bucket") as u64;
+    assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
+    let all: u64 = groups.iter().filter_map(|g| g["all"][1].as_u64()).sum();
+    assert_eq!(
+        all,
+        data["meta"]["total_allocations"].as_u64().expect("total")
+    );
 }
 
 #[test]

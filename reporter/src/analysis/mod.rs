@@ -1,6 +1,7 @@
 //! Analyses over the event stream: totals, the live-heap replay and the tables to resolve
 //! locations.
 
+pub mod buckets;
 pub mod heap;
 pub mod mappings;
 pub mod replay;
@@ -46,6 +47,9 @@ pub struct Analysis {
     pub threads: Vec<ThreadStats>,
     /// The largest event tick.
     pub last_tick: Option<u64>,
+    /// What was live at each time bucket's high-water mark, when asked for
+    /// ([`Options::buckets`]).
+    pub buckets: Option<buckets::BucketData>,
     /// Problems found while reading, in file then load order.
     pub warnings: Vec<String>,
 }
@@ -107,6 +111,9 @@ pub struct Options {
     /// In a Python run, count the interpreter's start-up too (by default a report starts at
     /// the script's start, as memray's do).
     pub include_startup: bool,
+    /// Keep what was live at the high-water mark of each of this many time buckets
+    /// ([`buckets::Buckets`]).
+    pub buckets: Option<usize>,
 }
 
 impl Default for Options {
@@ -122,6 +129,7 @@ impl Default for Options {
             progress: None,
             freeze: false,
             include_startup: false,
+            buckets: None,
         }
     }
 }
@@ -282,6 +290,11 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         replay: {
             let mut r = Replay::with_temporary(options.temporary);
             r.include_startup = options.include_startup;
+            r.buckets = options.buckets.map(|n| {
+                let first = index.chunks.iter().map(|c| c.first_tick).min().unwrap_or(0);
+                let last = index.chunks.iter().map(|c| c.last_tick).max().unwrap_or(0);
+                buckets::Buckets::new(n, first, last)
+            });
             r
         },
         threads: index
@@ -318,6 +331,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     if let Some(p) = &mut analyzer.progress {
         p(Step::Finished);
     }
+    let buckets = analyzer.replay.buckets.take().map(buckets::Buckets::finish);
     if options.freeze {
         analyzer.replay.freeze();
     }
@@ -337,6 +351,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         tables: analyzer.tables,
         threads: analyzer.threads,
         last_tick: report.last_tick,
+        buckets,
         warnings,
     }
 }

@@ -1,6 +1,7 @@
 //! Replaying the merged event stream over the live heap: live bytes at every point, the exact
 //! peak, and what was live at the exit snapshot.
 
+use super::buckets::Buckets;
 use super::heap::{Block, LiveHeap};
 use super::mappings::{Mapping, Mappings};
 use super::series::Series;
@@ -54,6 +55,8 @@ pub struct Replay {
     pub resident_series: Series,
     /// After [`Replay::freeze`]: what the live heap was needed for.
     frozen: Option<Frozen>,
+    /// What was live at each time bucket's high-water mark, when asked for (the HTML report).
+    pub buckets: Option<Buckets>,
 }
 
 /// What a frozen replay keeps of its live heap.
@@ -136,6 +139,9 @@ impl Replay {
     /// live at.
     #[inline]
     fn departed(&mut self, index: u64, d: Departed) {
+        if let Some(b) = &mut self.buckets {
+            b.freed(index, d.stack, d.thread, d.bytes, d.count);
+        }
         if index <= self.peak.event_index {
             self.peak_departed.push(d);
         }
@@ -196,6 +202,9 @@ impl Replay {
             allocations: 0,
         };
         self.frees = 0;
+        if let Some(b) = &mut self.buckets {
+            b.start_afresh(tick, index);
+        }
         self.heap_series.clear();
         self.heap_series.record(tick, 0);
     }
@@ -214,6 +223,22 @@ impl Replay {
         );
     }
 
+    /// Tells the buckets of an allocation (once the heap holds it).
+    #[inline]
+    fn allocated(&mut self, ev: &Event, thread: u32) {
+        if let Some(b) = &mut self.buckets {
+            let live = self.heap.bytes().wrapping_add(self.maps.bytes());
+            // The new half of an mremap is a mapping.
+            let c = ev.code();
+            let allocator = if c < code::ALLOC_END {
+                c
+            } else {
+                Allocator::Mmap as u8
+            };
+            b.allocated(ev.stack(), thread, allocator, ev.size, ev.tick, live);
+        }
+    }
+
     /// Replays a run of events of thread `thread`.
     pub fn events(&mut self, thread: usize, events: &[Event]) {
         let thread = thread as u32;
@@ -221,6 +246,13 @@ impl Replay {
         for (i, ev) in events.iter().enumerate() {
             let index = base + i as u64 + 1;
             let c = ev.code();
+            if let Some(b) = &mut self.buckets {
+                b.advance(
+                    ev.tick,
+                    self.heap.bytes().wrapping_add(self.maps.bytes()),
+                    index,
+                );
+            }
             if c < code::ALLOC_END {
                 if c == Allocator::Mmap as u8 {
                     self.map(ev, thread, index);
@@ -232,6 +264,7 @@ impl Replay {
                     }
                 }
                 self.check_peak(ev.tick, index);
+                self.allocated(ev, thread);
                 self.heap_series.record(ev.tick, self.live_bytes());
                 continue;
             }
@@ -271,6 +304,7 @@ impl Replay {
                 code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
                     self.map(ev, thread, index);
                     self.check_peak(ev.tick, index);
+                    self.allocated(ev, thread);
                     self.heap_series.record(ev.tick, self.live_bytes());
                 }
                 code::MARKER

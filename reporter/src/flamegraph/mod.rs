@@ -2,6 +2,8 @@
 //! (plotters) and the top lines, in one self-contained file that needs no network to view; or
 //! the differential flamegraph of two captures.
 
+pub mod app;
+pub mod data;
 pub mod diff_fold;
 pub mod diff_svg;
 pub mod fold;

@@ -1,17 +1,18 @@
-//! The pages of `memtrace flamegraph`, made from a capture already read: the page of one view
-//! (flamegraph, memory over time, top lines) and the differential page of two captures. The
+//! The pages of `memtrace flamegraph`, made from a capture already read: the interactive page
+//! (every view computed in the page from bounded data) and the differential page of two captures. The
 //! command and the Python package both write them; neither builds the other's arguments.
 
 use super::diff_fold::{self, DiffTree};
-use super::{diff_svg, fold, html, page, svg, timeline};
+use super::{app, data, diff_svg, fold, html, page, svg, timeline};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
+use crate::analysis::{self, Options, ProgressFn};
 use crate::capture::Capture;
 use crate::report::calltree::{CallTree, Node};
 use crate::report::diff::{self, Change};
+use crate::report::human;
 use crate::report::views::{self, Selection, View, ViewOptions};
 use crate::report::visible::escape;
-use crate::report::{human, load, tree};
 use std::path::Path;
 
 /// How many rows the top lines table has.
@@ -27,63 +28,52 @@ pub fn view_name(view: View) -> &'static str {
     }
 }
 
-/// The page of one view: `tree` is the selection's ([`tree::build`]). The error is the one line
+/// Opens and reads a capture for the interactive page: the time buckets
+/// ([`data::BUCKETS`]) and the temporary allocations are kept as well. Errors are the one line
 /// to show.
-pub fn html_page(
-    capture: &Capture,
-    analysis: &Analysis,
-    selection: &Selection,
-    tree: &CallTree,
-    inverted: bool,
-) -> Result<String, String> {
-    let title = views::title(analysis, selection);
-    let flamegraph = svg::render(
-        &page::folded(tree),
-        &svg::Look {
-            title: &title,
-            subtitle: None,
-            inverted,
+pub fn load_for_page(
+    file: &Path,
+    view: &ViewOptions,
+    progress: Option<ProgressFn>,
+) -> Result<(Capture, Analysis), String> {
+    let capture = Capture::open(file).map_err(|e| e.to_string())?;
+    let mut analysis = analysis::analyze_options(
+        &capture,
+        Options {
+            temporary: Some(view.temporary_threshold.max(1)),
+            buckets: Some(data::BUCKETS),
+            progress,
+            freeze: true,
+            include_startup: view.include_startup,
+            ..Options::default()
         },
-    )
-    .map_err(|e| format!("cannot draw the flamegraph: {e}"))?;
-    let peak = analysis.replay.peak.tick.map(|t| {
-        (
-            analysis.clock.seconds(t).max(0.0),
-            analysis.replay.peak.bytes,
-        )
-    });
-    let chart = timeline::render(&timeline::Curves {
-        heap: &page::seconds(analysis, &analysis.replay.heap_series),
-        rss: &page::seconds(analysis, &analysis.replay.resident_series),
-        peak,
-        base_heap: None,
-    })
-    .map_err(|e| format!("cannot draw the chart: {e}"))?;
-    let top = page::top_lines(tree, TOP_LINES);
-    let view = view_name(selection.view);
-    let heading = format!("memtrace: {}", capture.path().display());
-    Ok(html::render(&html::Page {
-        title: &heading,
-        facts: vec![
-            ("Command", escape(&capture.argv().join(" ")).into_owned()),
-            (
-                "Peak",
-                format!(
-                    "{} ({} bytes)",
-                    human::size(analysis.replay.peak.bytes),
-                    human::count(analysis.replay.peak.bytes)
-                ),
-            ),
-            ("Duration", human::seconds(analysis.duration_s())),
-            ("View", format!("{view}: {title}")),
-        ],
-        chart_svg: Some(&chart),
-        flamegraph_svg: &flamegraph,
-        table: &page::top_lines_table(&top),
-    }))
+    );
+    analysis.tables.frame_view = view.frame_view;
+    Ok((capture, analysis))
 }
 
-/// Writes the page of one view of the capture `file` to `output`, reading the capture without
+/// The interactive page of a capture read by [`load_for_page`], starting on `view`.
+pub fn interactive_page(
+    capture: &Capture,
+    analysis: &Analysis,
+    view: &ViewOptions,
+    inverted: bool,
+) -> Result<String, String> {
+    let thread = views::kept_threads(analysis, view)?.and_then(|t| t.first().copied());
+    let json = data::build_json(
+        capture,
+        analysis,
+        &data::Start {
+            view: view.view,
+            inverted,
+            split_threads: view.split_threads,
+            thread,
+        },
+    );
+    Ok(app::render(&capture.path().display().to_string(), &json))
+}
+
+/// Writes the interactive page of the capture `file` to `output`, reading the capture without
 /// progress; `warn` is given the capture's warnings. The error is the one line to show.
 pub fn write(
     file: &Path,
@@ -93,12 +83,9 @@ pub fn write(
     warn: &mut dyn FnMut(&[String]),
 ) -> Result<(), String> {
     crate::output::check_not_input(output, &[file])?;
-    let (capture, analysis, selection) = load::load_selection(file, view, None)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, view.split_threads);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
-    warn(&all);
-    let html = html_page(&capture, &analysis, &selection, &tree, inverted)?;
+    let (capture, analysis) = load_for_page(file, view, None)?;
+    warn(&analysis.warnings);
+    let html = interactive_page(&capture, &analysis, view, inverted)?;
     std::fs::write(output, html).map_err(|e| format!("cannot write {}: {e}", output.display()))
 }
 

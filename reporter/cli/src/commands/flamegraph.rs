@@ -1,7 +1,8 @@
-//! `memtrace flamegraph`: one self-contained HTML file with the flamegraph of a view (the
-//! peak by default), the chart of memory over time and the top lines; with `--diff`, the
-//! differential flamegraph of two captures.
+//! `memtrace flamegraph`: one self-contained interactive HTML file (flamegraph, chart to pick a
+//! moment or a time range on, table of locations; opens on the peak by default); with
+//! `--diff`, the differential flamegraph of two captures.
 
+use crate::progress::Progress;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::flamegraph::report::{self, Side};
@@ -10,10 +11,20 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-The page needs no network to view: the flamegraph (click a frame to zoom, search, hover for
-bytes), the chart of live heap bytes and resident size over time with the peak marked, and the
-top lines. Frames under 0.1% of the view are merged into \"other (small frames)\" and the chart
-is downsampled, so the file stays small whatever the capture.
+The page is one file and needs no network. Every control works in the page, without a re-run,
+and is kept in the URL's fragment so that a view can be shared:
+  - drag over the chart to pick a time range: the flamegraph and the table show what was
+    allocated in it and still live at its high-water mark; click the chart for the heap live
+    at that moment (200 time buckets; each keeps its own high-water mark exactly);
+  - peak, leaks (live at exit), temporary, every allocation;
+  - threads: all merged, each apart, or one; inverted (icicle);
+  - hide the import machinery, the interpreter's own frames between Python frames (--native
+    captures) and <unknown> (hover it for what it is);
+  - a table of locations (own and total bytes, allocations, threads, file:line) to sort and
+    filter; hovering a Python frame shows its source line.
+Small stacks are merged into \"other (small stacks)\", which keeps their bytes, so the page
+stays a few MB whatever the capture. --leaks, --temporary, --threads, --thread and --inverted
+choose the view the page opens on.
 
 Examples:
   memtrace flamegraph out.bin                 writes out.html: the memory live at the peak
@@ -63,8 +74,13 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(View::Peak);
-    let (capture, analysis, selection, tree) = view_args::load_tree(&args.file, &opts)?;
-    let html = report::html_page(&capture, &analysis, &selection, &tree, args.inverted)?;
+    let (capture, analysis) = report::load_for_page(
+        &args.file,
+        &opts,
+        Progress::stderr("reading the capture").callback(),
+    )?;
+    view_args::warn(&analysis.warnings);
+    let html = report::interactive_page(&capture, &analysis, &opts, args.inverted)?;
     save(&out, &html)
 }
 
