@@ -9,6 +9,7 @@ mod environments;
 mod exec;
 mod export_readers;
 mod exports;
+mod families;
 mod flamegraph;
 mod flamegraph_diff;
 mod hostile;

@@ -31,8 +31,11 @@ extern "C" fn memtrace_init() {
         let Some(mut cfg) = Config::from_env(pid) else {
             return;
         };
-        if cfg.exec > 0 {
-            // An exec'd image: tracked as a Python run if it is CPython.
+        if cfg.exec > 0 || cfg.descendant {
+            // An exec'd image, or a followed descendant that starts as a new image (a
+            // multiprocessing spawn or forkserver child, subprocess, a shell's child): tracked
+            // as a Python run if it is CPython. The root run's hook already restored PYTHONPATH,
+            // so what the environment inherited says nothing about this image.
             cfg.python = crate::pyrun::adopt_image(cfg.python_hook.as_deref());
         }
         let tracker = own_path();
