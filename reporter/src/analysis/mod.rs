@@ -107,6 +107,8 @@ pub struct Options {
     /// In a Python run, count the interpreter's start-up too (by default a report starts at
     /// the script's start, as memray's do).
     pub include_startup: bool,
+    /// Points kept of the live heap's series (`replay.heap_series`): its time resolution.
+    pub heap_points: usize,
 }
 
 impl Default for Options {
@@ -122,6 +124,7 @@ impl Default for Options {
             progress: None,
             freeze: false,
             include_startup: false,
+            heap_points: series::MAX_POINTS,
         }
     }
 }
@@ -282,6 +285,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         replay: {
             let mut r = Replay::with_temporary(options.temporary);
             r.include_startup = options.include_startup;
+            r.heap_series = series::Series::with_capacity(options.heap_points);
             r
         },
         threads: index

@@ -41,6 +41,7 @@ extern "C" fn memtrace_init() {
         let tracker = own_path();
         cfg.prepare_environment(&tracker);
         crate::exec::configure(&cfg, &tracker);
+        crate::family::resolve();
         crate::pyrun::configure(cfg.python, cfg.python_allocators);
         thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);

@@ -6,6 +6,7 @@
 
 pub(crate) mod exec;
 pub(crate) mod exports;
+pub(crate) mod family;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod pyext;

@@ -2,6 +2,7 @@
 
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::family::report::{self as family_report, FamilyReport};
 use memtrace_reporter::report::stats::{self, StatsReport};
 use memtrace_reporter::report::text;
 use memtrace_reporter::report::views::{View, ViewOptions};
@@ -59,24 +60,39 @@ pub fn report_view(path: &Path, top: usize, view: &ViewOptions) -> Result<StatsR
     stats::build_view(&capture, &analysis, top, view)
 }
 
-fn write_report(r: &StatsReport, json: bool) -> io::Result<()> {
+fn write_report(r: &StatsReport, family: Option<&FamilyReport>, json: bool) -> io::Result<()> {
     let stdout = io::stdout();
     let style = if json { Style::Json } else { Style::Text };
     let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
     if json {
-        serde_json::to_writer_pretty(&mut out, r).map_err(io::Error::other)?;
+        let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
+        if let (Some(f), Some(obj)) = (family, v.as_object_mut()) {
+            // The family's keys beside the root process's own.
+            if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(f) {
+                obj.extend(extra);
+            }
+        }
+        serde_json::to_writer_pretty(&mut out, &v).map_err(io::Error::other)?;
         writeln!(out)?;
     } else {
         text::render(r, &mut out)?;
+        if let Some(f) = family {
+            family_report::render(f, &mut out)?;
+        }
     }
     out.flush()
 }
 
 /// Runs `memtrace stats`.
 pub fn execute(args: StatsArgs) -> Result<(), String> {
-    let r = report_view(&args.file, args.top, &args.view.options(View::All))?;
+    let view = args.view.options(View::All);
+    let mut r = report_view(&args.file, args.top, &view)?;
+    let family = family_report::build(&args.file, view.include_startup)?;
+    if let Some(f) = &family {
+        r.warnings.extend(f.warnings.iter().cloned());
+    }
     if !args.json {
         view_args::warn(&r.warnings);
     }
-    view_args::written(write_report(&r, args.json))
+    view_args::written(write_report(&r, family.as_ref(), args.json))
 }

@@ -18,7 +18,7 @@
 //! tracked as a Python run ([`crate::pyrun::adopt_image`]).
 
 pub(crate) mod entry;
-mod scratch;
+pub(crate) mod scratch;
 
 use crate::capture::CAPTURE;
 use crate::config::{Config, VARIABLES};
@@ -126,6 +126,8 @@ pub unsafe fn follow(
 ) -> libc::c_int {
     let plan = PLAN.load(Ordering::Acquire);
     if plan.is_null() || !crate::state::records_this_image() {
+        // SAFETY: argv as the caller promises.
+        unsafe { crate::family::vfork_child_execs(program, argv) };
         return call(envp);
     }
     // SAFETY: plans are never freed.
