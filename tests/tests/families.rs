@@ -308,3 +308,360 @@ t.join()
     let threads = s["threads"].to_string();
     assert!(threads.contains("loader"), "{threads}");
 }
+
+// ---- the family report: the process tree and the combined peak ----
+
+/// The `processes` row of `pid`.
+fn row(s: &Value, pid: i64) -> Value {
+    s["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["pid"].as_i64() == Some(pid))
+        .unwrap_or_else(|| panic!("no process {pid} in {}", s["processes"]))
+        .clone()
+}
+
+/// The pids a script printed, one per line.
+fn pids(stdout: &[u8]) -> Vec<i64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Runs `script` under `memtrace run --follow-fork`; returns the capture and the output.
+fn run_traced(dir: &Path, script: &Path) -> (PathBuf, std::process::Output) {
+    let capture = dir.join("family.bin");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(script);
+    let out = output(cmd, dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    (capture, out)
+}
+
+const MB30: i64 = 30_000_000;
+
+#[test]
+fn two_children_holding_30_mb_at_once_make_a_combined_peak_of_60_mb() {
+    let dir = scratch("family-combined");
+    // Each child holds 30 MB until both do (a barrier), then lets go; the parent waits.
+    let script = write(
+        &dir,
+        "both.py",
+        "\
+import multiprocessing as mp
+
+
+def hold(barrier):
+    block = b\"\\0\" * 30_000_000
+    barrier.wait()
+    barrier.wait()
+    del block
+
+
+if __name__ == \"__main__\":
+    ctx = mp.get_context(\"spawn\")
+    barrier = ctx.Barrier(2)
+    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
+    for k in kids:
+        k.start()
+    for k in kids:
+        print(k.pid, flush=True)
+    for k in kids:
+        k.join()
+",
+    );
+    let (capture, out) = run_traced(&dir, &script);
+    let kids = pids(&out.stdout);
+    assert_eq!(kids.len(), 2, "{out:?}");
+    let s = stats(&capture);
+    let combined = num(&s, "combined_peak_bytes");
+    assert!(combined >= 2 * MB30, "combined peak {combined}");
+    // No single process comes near it.
+    for p in s["processes"].as_array().expect("processes") {
+        assert!(num(p, "peak_bytes") < 2 * MB30 - 1_000_000, "{p}");
+    }
+    let shares = s["combined_peak_by_process"].as_array().expect("shares");
+    for kid in &kids {
+        let share = shares
+            .iter()
+            .find(|x| x["pid"].as_i64() == Some(*kid))
+            .unwrap_or_else(|| panic!("pid {kid} not named at the combined peak: {shares:?}"));
+        assert!(num(share, "bytes") >= MB30, "{share}");
+        let r = row(&s, *kid);
+        assert_eq!(num(&r, "parent_pid"), num(&s, "pid"), "{r}");
+        assert!(num(&r, "peak_bytes") >= MB30, "{r}");
+        assert!(
+            r["command"]
+                .as_str()
+                .is_some_and(|c| c.contains("multiprocessing.spawn")),
+            "{r}"
+        );
+    }
+    let t = s["combined_peak_time_s"].as_f64().expect("a time");
+    assert!(
+        t > 0.0 && t <= s["duration_s"].as_f64().expect("duration"),
+        "{t}"
+    );
+    // The text report shows the tree and the combined peak.
+    let text = memtrace_e2e::memtrace(&["stats", capture.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("Processes ("), "{text}");
+    assert!(text.contains("Combined peak:"), "{text}");
+    for kid in &kids {
+        assert!(text.contains(&format!("pid {kid} ")), "{text}");
+    }
+    family_reports_show_each_process(&capture, &kids, &dir);
+}
+
+/// The nodes of a `tree --json` tree named `function` at `line`, anywhere below `node`.
+fn find_nodes<'a>(node: &'a Value, function: &str, line: i64, out: &mut Vec<&'a Value>) {
+    if node["function"].as_str() == Some(function) && node["line"].as_i64() == Some(line) {
+        out.push(node);
+    }
+    for c in node["children"].as_array().into_iter().flatten() {
+        find_nodes(c, function, line, out);
+    }
+}
+
+fn report_json(args: &[&str], capture: &Path, dir: &Path) -> Value {
+    let mut all = args.to_vec();
+    all.push(capture.to_str().expect("utf-8"));
+    let out = memtrace_e2e::memtrace(&all, dir);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// tree, summary and export show the family at the combined peak, each process its outermost
+/// frame; --pid shows one process alone.
+fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
+    let tree = report_json(&["tree", "--json"], capture, dir);
+    assert!(
+        tree["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("combined peak")),
+        "{}",
+        tree["title"]
+    );
+    let top = tree["tree"]["children"].as_array().expect("children");
+    for kid in kids {
+        let prefix = format!("pid {kid}: ");
+        let node = top
+            .iter()
+            .find(|n| {
+                n["location"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with(&prefix))
+            })
+            .unwrap_or_else(|| panic!("no top-level node for pid {kid}: {top:?}"));
+        let mut held = Vec::new();
+        find_nodes(node, "hold", 5, &mut held);
+        assert_eq!(held.len(), 1, "{node}");
+        assert_eq!(num(held[0], "bytes"), MB30 + BYTES_HEADER, "{}", held[0]);
+    }
+    let summary = report_json(&["summary", "--json"], capture, dir);
+    let rows = summary["rows"].to_string();
+    for kid in kids {
+        assert!(rows.contains(&format!("pid {kid}: ")), "{rows}");
+    }
+    let folded = memtrace_e2e::memtrace(
+        &["export", "-f", "folded", capture.to_str().expect("utf-8")],
+        dir,
+    );
+    let folded = String::from_utf8_lossy(&folded.stdout).into_owned();
+    for kid in kids {
+        let line = folded
+            .lines()
+            .find(|l| l.starts_with(&format!("pid {kid}: ")) && l.contains("hold at "))
+            .unwrap_or_else(|| panic!("no folded stack of pid {kid} at hold: {folded}"));
+        assert!(
+            line.ends_with(&format!(" {}", MB30 + BYTES_HEADER)),
+            "{line}"
+        );
+    }
+    // --pid: one process alone, no process frame.
+    let kid = kids[0].to_string();
+    let alone = report_json(&["tree", "--json", "--pid", &kid], capture, dir);
+    let text = alone["tree"].to_string();
+    assert!(!text.contains("pid "), "{text}");
+    let mut held = Vec::new();
+    find_nodes(&alone["tree"], "hold", 5, &mut held);
+    assert_eq!(held.len(), 1, "{text}");
+    assert_eq!(num(held[0], "bytes"), MB30 + BYTES_HEADER);
+    let s = report_json(&["stats", "--json", "--pid", &kid], capture, dir);
+    assert_eq!(s["pid"].as_i64(), Some(kids[0]));
+    assert!(s.get("processes").is_none(), "--pid: one process");
+    let bad = memtrace_e2e::memtrace(
+        &[
+            "tree",
+            "--text",
+            "--pid",
+            "1",
+            capture.to_str().expect("utf-8"),
+        ],
+        dir,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with("memtrace: no process 1 in the family of"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_parent_capture_alone_names_its_children() {
+    // The root capture copied elsewhere without its children's: the family is still listed
+    // (pid, parent, command, start), from the child records.
+    let dir = scratch("family-records");
+    write(&dir, "worker.py", WORKER);
+    let main = subprocess_main(&dir, "sys.executable", false);
+    let capture = run_family(python(), &dir, &main, &[]);
+    let alone = scratch("family-records-alone").join("root.bin");
+    std::fs::copy(&capture, &alone).expect("copy");
+    let s = stats(&alone);
+    let procs = s["processes"].as_array().expect("processes");
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    let child = &procs[1];
+    assert_eq!(num(child, "parent_pid"), num(&s, "pid"), "{child}");
+    assert_eq!(child["tracked"], false, "{child}");
+    assert!(
+        child["command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("worker.py 3210987")),
+        "{child}"
+    );
+    let start = child["start_s"].as_f64().expect("start");
+    assert!(start > 0.0 && start < 60.0, "{start}");
+    // Beside its children, the same pid is the tracked child with its capture.
+    let s = stats(&capture);
+    let r = row(&s, num(child, "pid"));
+    assert_eq!(r["tracked"], true, "{r}");
+    assert!(num(&r, "peak_bytes") >= 3_210_987, "{r}");
+}
+
+#[test]
+fn a_child_killed_by_sigkill_is_read_as_far_as_it_goes() {
+    let dir = scratch("family-sigkill");
+    let script = write(
+        &dir,
+        "killer.py",
+        "\
+import os, signal, subprocess, sys
+
+code = '''
+import sys, time
+def load():
+    return b\"\\\\0\" * 4_000_000
+kept = load()
+print(\"ready\", flush=True)
+time.sleep(60)
+'''
+child = subprocess.Popen([sys.executable, \"-c\", code], stdout=subprocess.PIPE)
+child.stdout.readline()
+os.kill(child.pid, signal.SIGKILL)
+child.wait()
+print(child.pid)
+",
+    );
+    let (capture, out) = run_traced(&dir, &script);
+    let kid = pids(&out.stdout)[0];
+    let s = stats(&capture);
+    let r = row(&s, kid);
+    assert_eq!(r["complete"], false, "{r}");
+    assert!(num(&r, "peak_bytes") >= 4_000_033, "{r}");
+    let child = stats(&memtrace_e2e_child(&capture, kid));
+    let site = location(&child, "load", 4).expect("load at line 4");
+    assert_eq!(num(site, "bytes"), 4_000_000 + BYTES_HEADER);
+}
+
+/// `<capture>.<pid>`.
+fn memtrace_e2e_child(capture: &Path, pid: i64) -> PathBuf {
+    PathBuf::from(format!("{}.{pid}", capture.display()))
+}
+
+#[test]
+fn a_child_that_outlives_the_parent_is_in_the_family() {
+    let dir = scratch("family-orphan");
+    let done = dir.join("done");
+    let script = write(
+        &dir,
+        "orphan.py",
+        &format!(
+            "\
+import subprocess, sys
+
+code = '''
+import time
+time.sleep(1.0)
+def late():
+    return b\"\\\\0\" * 6_000_000
+kept = late()
+open({done:?}, \"w\").close()
+'''
+child = subprocess.Popen([sys.executable, \"-c\", code], start_new_session=True)
+print(child.pid)
+"
+        ),
+    );
+    let (capture, out) = run_traced(&dir, &script);
+    let kid = pids(&out.stdout)[0];
+    // The parent is gone; the child finishes its capture on its own.
+    let child_capture = memtrace_e2e_child(&capture, kid);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let finished = done.exists() && stats(&child_capture)["complete"] == true;
+        if finished {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let s = stats(&capture);
+    let r = row(&s, kid);
+    assert_eq!(r["complete"], true, "{r}");
+    assert!(num(&r, "peak_bytes") >= 6_000_033, "{r}");
+    // Its heap counts after the parent's end: the combined peak has it.
+    let shares = s["combined_peak_by_process"].as_array().expect("shares");
+    assert!(
+        shares.iter().any(|x| x["pid"].as_i64() == Some(kid)),
+        "{shares:?}"
+    );
+    assert!(s["combined_peak_time_s"].as_f64().expect("t") > s["duration_s"].as_f64().expect("d"));
+    let child = stats(&child_capture);
+    let site = location(&child, "late", 5).expect("late at line 5");
+    assert_eq!(num(site, "bytes"), 6_000_000 + BYTES_HEADER);
+}
+
+#[test]
+fn a_python_child_sees_no_trace_of_its_hook() {
+    // The child's start-up hook is a directory of its own (the run's may be gone when a child
+    // starts late): the child sees its own PYTHONPATH and sys.path, and the directory is gone.
+    let dir = scratch("family-no-trace");
+    write(
+        &dir,
+        "look.py",
+        "\
+import glob, os, sys, tempfile
+print(os.environ.get(\"PYTHONPATH\"), os.environ.get(\"MEMTRACE_PYTHON_HOOK_PRIVATE\"))
+print([p for p in sys.path if \"memtrace\" in p])
+print(glob.glob(os.path.join(tempfile.gettempdir(), f\"memtrace-py-{os.getpid()}*\")))
+",
+    );
+    let main = write(
+        &dir,
+        "main.py",
+        "import os, subprocess, sys\nos.environ[\"PYTHONPATH\"] = \"/nowhere\"\nsubprocess.run([sys.executable, \"look.py\"], check=True)\n",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let files = family_files(&capture);
+    assert!(!files.is_empty(), "the child was tracked");
+}

@@ -109,6 +109,9 @@ pub struct Options {
     pub include_startup: bool,
     /// Points kept of the live heap's series (`replay.heap_series`): its time resolution.
     pub heap_points: usize,
+    /// Take the "peak" at this moment (CLOCK_MONOTONIC ns) instead of at the highest point:
+    /// what was live then (a family's combined peak, see [`crate::family`]).
+    pub peak_at_mono_ns: Option<u64>,
 }
 
 impl Default for Options {
@@ -125,6 +128,7 @@ impl Default for Options {
             freeze: false,
             include_startup: false,
             heap_points: series::MAX_POINTS,
+            peak_at_mono_ns: None,
         }
     }
 }
@@ -286,6 +290,9 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             let mut r = Replay::with_temporary(options.temporary);
             r.include_startup = options.include_startup;
             r.heap_series = series::Series::with_capacity(options.heap_points);
+            r.peak_at = options
+                .peak_at_mono_ns
+                .map(|ns| clock.tick_at(ns as f64 - capture.header.start_mono_ns as f64));
             r
         },
         threads: index
@@ -319,6 +326,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             totals::subtract_by_stack(&mut t.by_stack, &before.by_stack);
         }
     }
+    analyzer.replay.finish_peak_at(report.last_tick);
     if let Some(p) = &mut analyzer.progress {
         p(Step::Finished);
     }

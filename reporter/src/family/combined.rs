@@ -45,6 +45,8 @@ pub struct Peak {
     /// What each process held then: (index in the family, bytes), the largest first, processes
     /// holding nothing left out.
     pub by_process: Vec<(usize, u64)>,
+    /// What each image held then, by image index.
+    pub by_image: Vec<u64>,
 }
 
 /// Reads every capture of `family` (in parallel).
@@ -106,17 +108,47 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     }
 }
 
-/// The combined peak of the images (of `processes` processes).
-pub fn peak(images: &[Image], processes: usize) -> Peak {
-    // (time, image, value): each image's steps, and its heap gone at its end.
+/// Every image's steps as (time, image, value), in time order, each image's heap gone at its
+/// end (equal times: an image's end after its own last step; the sort is stable).
+fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
     let mut points: Vec<(u64, usize, u64)> = Vec::new();
     for (i, img) in images.iter().enumerate() {
         points.extend(img.series.iter().map(|&(t, v)| (t, i, v)));
         let last = img.series.last().map_or(0, |p| p.0);
         points.push((img.end_mono_ns.max(last), i, 0));
     }
-    // Equal times: an image's end after its own last step (stable sort keeps the order above).
     points.sort_by_key(|p| p.0);
+    points
+}
+
+/// The sum of the images' live heaps over time: (seconds after `origin_ns`, bytes), at most
+/// `max_points` points, each the highest sum of its time bucket (the chart of a family).
+pub fn sum_series(images: &[Image], origin_ns: u64, max_points: usize) -> Vec<(f64, u64)> {
+    let mut series = crate::analysis::series::Series::with_capacity(max_points);
+    let mut current = vec![0u64; images.len()];
+    let mut sum = 0u64;
+    for (t, i, v) in steps(images) {
+        sum = sum - current[i] + v;
+        current[i] = v;
+        series.record(t.saturating_sub(origin_ns), sum);
+    }
+    series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
+}
+
+/// One image's live heap over time: (seconds after `origin_ns`, bytes), ending at 0 at its end.
+/// (At most [`crate::analysis::series::MAX_POINTS`] points, each the highest of its bucket.)
+pub fn image_series(image: &Image, origin_ns: u64) -> Vec<(f64, u64)> {
+    let mut series = crate::analysis::series::Series::default();
+    for &(t, v) in &image.series {
+        series.record(t.saturating_sub(origin_ns), v);
+    }
+    series.record(image.end_mono_ns.saturating_sub(origin_ns), 0);
+    series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
+}
+
+/// The combined peak of the images (of `processes` processes).
+pub fn peak(images: &[Image], processes: usize) -> Peak {
+    let points = steps(images);
     let mut current = vec![0u64; images.len()];
     let mut sum: u64 = 0;
     let mut best = (0u64, 0u64, 0usize);
@@ -136,6 +168,7 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
         held[i] = v;
     }
     let mut by_process = vec![0u64; processes];
+    let held_by_image = held.clone();
     for (i, img) in images.iter().enumerate() {
         if let Some(slot) = by_process.get_mut(img.process) {
             *slot += held[i];
@@ -151,6 +184,7 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
         bytes: best.0,
         mono_ns: best.1,
         by_process,
+        by_image: held_by_image,
     }
 }
 

@@ -10,7 +10,9 @@
 //! - [`report`]: what `stats` shows of a family
 
 pub mod combined;
+pub mod page;
 pub mod report;
+pub mod view;
 
 use crate::capture::scan;
 use crate::capture::{exec, family as records, Capture};

@@ -172,13 +172,8 @@ unsafe fn spawn(
     if rc == 0 && recording() {
         // SAFETY: `out` was just written by posix_spawn; path and argv are the caller's C
         // strings.
-        let (child, program, args) = unsafe {
-            (
-                *out,
-                text(path),
-                crate::exec::scratch::entries(argv as *const *const c_char),
-            )
-        };
+        let (child, program, args) =
+            unsafe { (*out, text(path), words(argv as *const *const c_char)) };
         if child > 0 {
             record_child(child as u32, sys::getpid(), how::SPAWN, program, args);
         }
@@ -203,8 +198,27 @@ pub unsafe fn vfork_child_execs(program: &[u8], argv: *const *const c_char) {
         return;
     }
     // SAFETY: as the caller promises.
-    let args = unsafe { crate::exec::scratch::entries(argv) };
+    let args = unsafe { words(argv) };
     record_child(me, parent, how::VFORK_EXEC, program, args);
+}
+
+/// The strings of a NULL-terminated array (none for null). (exec has its own: the exec hook
+/// calls this module, so this one does not import exec.)
+///
+/// # Safety
+/// `array` is null or a NULL-terminated array of C strings that outlive the iterator.
+unsafe fn words(array: *const *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
+    let mut n = 0usize;
+    if !array.is_null() {
+        // SAFETY: the caller promises a NULL-terminated array.
+        while unsafe { !(*array.add(n)).is_null() } {
+            n += 1;
+        }
+    }
+    (0..n).map(move |i| {
+        // SAFETY: i < n, the array's length; each entry is a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(*array.add(i)) }.to_bytes()
+    })
 }
 
 /// The bytes of a C string (empty for null).

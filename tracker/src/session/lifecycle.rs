@@ -31,14 +31,17 @@ extern "C" fn memtrace_init() {
         let Some(mut cfg) = Config::from_env(pid) else {
             return;
         };
+        let tracker = own_path();
         if cfg.exec > 0 || cfg.descendant {
             // An exec'd image, or a followed descendant that starts as a new image (a
             // multiprocessing spawn or forkserver child, subprocess, a shell's child): tracked
             // as a Python run if it is CPython. The root run's hook already restored PYTHONPATH,
             // so what the environment inherited says nothing about this image.
-            cfg.python = crate::pyrun::adopt_image(cfg.python_hook.as_deref());
+            // A descendant (or an image it exec'd) may outlive the run's hook directory.
+            let descendant = cfg.descendant || cfg.exec_base != cfg.root;
+            let private = descendant.then_some(tracker.as_slice());
+            cfg.python = crate::pyrun::adopt_image(cfg.python_hook.as_deref(), private);
         }
-        let tracker = own_path();
         cfg.prepare_environment(&tracker);
         crate::exec::configure(&cfg, &tracker);
         crate::family::resolve();

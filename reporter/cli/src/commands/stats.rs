@@ -86,8 +86,13 @@ fn write_report(r: &StatsReport, family: Option<&FamilyReport>, json: bool) -> i
 /// Runs `memtrace stats`.
 pub fn execute(args: StatsArgs) -> Result<(), String> {
     let view = args.view.options(View::All);
-    let mut r = report_view(&args.file, args.top, &view)?;
-    let family = family_report::build(&args.file, view.include_startup)?;
+    let file = args.view.capture(&args.file)?;
+    let mut r = report_view(&file, args.top, &view)?;
+    // The family's tree and combined peak, unless --pid asked for one process.
+    let family = match args.view.pid {
+        Some(_) => None,
+        None => family_report::build(&args.file, view.include_startup)?,
+    };
     if let Some(f) = &family {
         r.warnings.extend(f.warnings.iter().cloned());
     }

@@ -134,11 +134,20 @@ fn render(
 /// Runs `memtrace summary`.
 pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
-    let (tree, mut warnings) = tree::build(&capture, &analysis, &selection, opts.split_threads);
-    let title = views::title(&analysis, &selection);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut warnings);
+    // A family: its processes' trees under one root (each process a top-level frame).
+    let (capture, tree, title, all) = match args.view.family_tree(&args.file, &opts)? {
+        Some(f) => (args.file.display().to_string(), f.tree, f.title, f.warnings),
+        None => {
+            let file = args.view.capture(&args.file)?;
+            let (capture, analysis, selection) = view_args::load_selection(&file, &opts)?;
+            let (tree, mut warnings) =
+                tree::build(&capture, &analysis, &selection, opts.split_threads);
+            let title = views::title(&analysis, &selection);
+            let mut all = analysis.warnings.clone();
+            all.append(&mut warnings);
+            (capture.path().display().to_string(), tree, title, all)
+        }
+    };
     view_args::warn(&all);
     let rows = summary::rows(&tree, opts.split_threads, args.sort.into());
     let shown = &rows[..rows.len().min(args.top)];
@@ -146,8 +155,8 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let root = tree.root();
     let r = if args.json {
         let s = JsonSummary {
-            capture: capture.path().display().to_string(),
-            view: selection.view,
+            capture,
+            view: opts.view,
             title: &title,
             bytes: root.bytes,
             allocations: root.allocations,

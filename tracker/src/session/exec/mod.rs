@@ -18,7 +18,7 @@
 //! tracked as a Python run ([`crate::pyrun::adopt_image`]).
 
 pub(crate) mod entry;
-pub(crate) mod scratch;
+mod scratch;
 
 use crate::capture::CAPTURE;
 use crate::config::{Config, VARIABLES};
