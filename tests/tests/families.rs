@@ -665,3 +665,53 @@ print(glob.glob(os.path.join(tempfile.gettempdir(), f\"memtrace-py-{os.getpid()}
     let files = family_files(&capture);
     assert!(!files.is_empty(), "the child was tracked");
 }
+
+#[test]
+fn a_run_without_follow_fork_says_how_many_python_children_it_left_out() {
+    let dir = scratch("family-hint");
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import subprocess, sys
+for n in (\"1000\", \"2000\"):
+    subprocess.run([sys.executable, \"worker.py\", n], check=True)
+subprocess.run([\"true\"], check=True)
+",
+    );
+    let capture = dir.join("hint.bin");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&main);
+    let out = output(cmd, &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err.lines().last(),
+        Some("memtrace: 2 child processes were not tracked; --follow-fork tracks them"),
+        "{err}"
+    );
+    assert!(family_files(&capture).is_empty(), "no child capture");
+    // The parent's capture still names all three children.
+    let s = stats(&capture);
+    let procs = s["processes"].as_array().expect("processes");
+    assert_eq!(procs.len(), 4, "{procs:?}");
+    assert!(
+        procs[1..].iter().all(|p| p["tracked"] == false),
+        "{procs:?}"
+    );
+    // With --follow-fork there is nothing to say.
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&main);
+    let out = output(cmd, &dir, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("not tracked"), "{err}");
+}

@@ -182,3 +182,32 @@ fn unnamed_captures(root: &Path, known: &BTreeMap<u32, usize>) -> Vec<(u32, Path
     out.sort();
     out
 }
+
+/// How many of the children the capture at `path` recorded (in all its images) are Python
+/// interpreters: an exec'd program called `python*`, or a fork of a process that is Python
+/// (`python_parent`). For the hint after a run without --follow-fork.
+pub fn python_children(path: &Path, python_parent: bool) -> usize {
+    let is_python = |program: &[u8]| {
+        let name = program.rsplit(|&b| b == b'/').next().unwrap_or(program);
+        name.starts_with(b"python")
+    };
+    let mut pids = std::collections::BTreeSet::new();
+    for (image, _) in exec::chain(path) {
+        let Ok(c) = Capture::open(&image) else {
+            continue;
+        };
+        let index = scan::scan(c.bytes(), c.data_start(), c.header.minor);
+        for child in records::children(c.bytes(), &index) {
+            let r = &child.record;
+            let python = if r.how == memtrace_format::family::how::FORK {
+                python_parent
+            } else {
+                is_python(&r.program) || r.argv.first().is_some_and(|a| is_python(a))
+            };
+            if python {
+                pids.insert(r.pid);
+            }
+        }
+    }
+    pids.len()
+}
