@@ -20,6 +20,7 @@ Examples:
   memtrace stats --temporary out.bin        top lists of temporary allocations
   memtrace stats --threads out.bin          each thread's top locations at the peak
   memtrace stats --thread worker-1 out.bin  one thread's allocations
+  memtrace stats --pid 4242 out.bin         one process of a --follow-fork family
 
 JSON keys: capture, format_version, command, argv, exe, pid, duration_s, total_allocations,
 total_bytes, total_frees (of allocations the capture saw), peak_bytes, peak_allocations,
@@ -36,6 +37,11 @@ top_modules count), view_bytes, view_allocations, temporary_threshold, complete 
 write failure, every record it counts found), records_found and records_written (the trailer's
 count, or null), exec (the program this one exec'd: {command, program, argv, next_capture,
 next_capture_exists}, whose records are in next_capture; null when it did not exec), warnings.
+A capture with children (memtrace run --follow-fork; without --pid) adds processes [{pid,
+parent_pid, command, peak_bytes, total_bytes, leaked_bytes, start_s, tracked, complete,
+captures}], combined_peak_bytes and combined_peak_time_s (the highest sum of the processes'
+live heaps at one moment, seconds after the root's start) and combined_peak_by_process [{pid,
+bytes}]; the text report ends with the process tree and the combined peak.
 --thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
 top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
 where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
