@@ -715,3 +715,69 @@ subprocess.run([\"true\"], check=True)
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!err.contains("not tracked"), "{err}");
 }
+
+#[test]
+fn a_forked_child_that_execs_python_is_tracked_as_python() {
+    // os.fork, then os.execv of the interpreter: the child's second image is a Python run, and
+    // the family names the process by what it became.
+    let dir = scratch("family-fork-exec");
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, \"worker.py\", \"2109876\"])
+os.waitpid(pid, 0)
+",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        2_109_876 + BYTES_HEADER,
+    );
+    let root = stats(&capture);
+    let r = row(&root, num(&s, "pid"));
+    assert_eq!(r["captures"].as_array().map(Vec::len), Some(2), "{r}");
+    assert!(
+        r["command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("worker.py 2109876")),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_child_on_a_venv_python_is_tracked_as_python() {
+    let dir = scratch("family-venv");
+    write(&dir, "worker.py", WORKER);
+    let made = Command::new(python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dir.join("venv"))
+        .status()
+        .expect("python -m venv runs");
+    assert!(made.success());
+    let venv_python = dir.join("venv/bin/python");
+    let quoted = format!("{:?}", venv_python.to_str().expect("utf-8 path"));
+    let main = subprocess_main(&dir, &quoted, false);
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        3_210_987 + BYTES_HEADER,
+    );
+    assert!(
+        s["argv"][0]
+            .as_str()
+            .is_some_and(|a| a.ends_with("venv/bin/python")),
+        "{}",
+        s["argv"]
+    );
+}
