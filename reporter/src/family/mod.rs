@@ -84,6 +84,16 @@ pub fn child_capture(root: &Path, pid: u32) -> PathBuf {
 /// The family of the capture at `root`. Errors (the root cannot be read) are the line to print.
 pub fn discover(root: &Path) -> Result<Family, String> {
     let capture = Capture::open(root).map_err(|e| e.to_string())?;
+    let index = scan::scan(capture.bytes(), capture.data_start(), capture.header.minor);
+    discover_read(root, &capture, &index)
+}
+
+/// [`discover`], the root capture already open and scanned (a report that read it).
+pub fn discover_read(
+    root: &Path,
+    capture: &Capture,
+    index: &scan::Index,
+) -> Result<Family, String> {
     let header = &capture.header;
     let mut processes = vec![Process {
         pid: header.pid,
@@ -92,13 +102,26 @@ pub fn discover(root: &Path) -> Result<Family, String> {
         start_realtime_ns: header.start_realtime_ns,
         captures: Vec::new(),
     }];
-    drop(capture);
     let mut by_pid: BTreeMap<u32, usize> = BTreeMap::from([(processes[0].pid, 0)]);
     let mut queue = VecDeque::from([(0usize, root.to_path_buf())]);
     while let Some((i, first)) = queue.pop_front() {
-        let images: Vec<PathBuf> = exec::chain(&first).into_iter().map(|(p, _)| p).collect();
         let mut found = Vec::new();
-        for image in &images {
+        let images: Vec<PathBuf> = if i == 0 {
+            // The root as read: its chain goes on only if it exec'd.
+            found.extend(records::children(capture.bytes(), index));
+            processes[0].command = capture.argv().join(" ");
+            let mut images = vec![first.clone()];
+            if let Some(next) = exec::of(&first, capture.bytes(), index).map(|e| e.next) {
+                if next.is_file() {
+                    images.extend(exec::chain(&next).into_iter().map(|(p, _)| p));
+                }
+            }
+            images
+        } else {
+            exec::chain(&first).into_iter().map(|(p, _)| p).collect()
+        };
+        let skip = usize::from(i == 0);
+        for image in images.iter().skip(skip) {
             let Ok(c) = Capture::open(image) else {
                 continue;
             };
@@ -153,6 +176,12 @@ pub fn discover(root: &Path) -> Result<Family, String> {
         root: root.to_path_buf(),
         processes,
     })
+}
+
+/// Whether a child capture (`<root>.<pid>`) lies beside `root`: without one the family has no
+/// tracked child, and a report need not read the root's child records.
+pub fn has_child_captures(root: &Path) -> bool {
+    !unnamed_captures(root, &BTreeMap::new()).is_empty()
 }
 
 /// A family has at most this many processes (a fork bomb's capture stays reportable).

@@ -3,7 +3,9 @@
 //! what each process held then). Its fields are JSON keys added to the stats object.
 
 use super::combined::{self, Image};
-use super::{discover, Family};
+use super::{discover, discover_read, Family};
+use crate::capture::scan::Index;
+use crate::capture::Capture;
 use crate::report::human::{count, seconds, size};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -59,7 +61,20 @@ pub struct FamilyReport {
 
 /// The family report of the capture at `root`; None when it has no children.
 pub fn build(root: &Path, include_startup: bool) -> Result<Option<FamilyReport>, String> {
-    let family = discover(root)?;
+    from_family(discover(root)?, include_startup)
+}
+
+/// [`build`], the root capture already open and read (`stats`): it is not scanned again.
+pub fn build_read(
+    root: &Path,
+    capture: &Capture,
+    index: &Index,
+    include_startup: bool,
+) -> Result<Option<FamilyReport>, String> {
+    from_family(discover_read(root, capture, index)?, include_startup)
+}
+
+fn from_family(family: Family, include_startup: bool) -> Result<Option<FamilyReport>, String> {
     if !family.has_children() {
         return Ok(None);
     }

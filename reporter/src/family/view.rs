@@ -66,6 +66,9 @@ struct Chosen {
 }
 
 fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
+    if !super::has_child_captures(root) {
+        return Ok(None);
+    }
     let family = discover(root)?;
     if !family.processes.iter().skip(1).any(|p| p.tracked()) {
         return Ok(None);

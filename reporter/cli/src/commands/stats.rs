@@ -93,11 +93,14 @@ fn write_report(r: &StatsReport, family: Option<&FamilyReport>, json: bool) -> i
 pub fn execute(args: StatsArgs) -> Result<(), String> {
     let view = args.view.options(View::All);
     let file = args.view.capture(&args.file)?;
-    let mut r = report_view(&file, args.top, &view)?;
+    let (capture, analysis) = view_args::load(&file, &view)?;
+    let mut r = stats::build_view(&capture, &analysis, args.top, &view)?;
     // The family's tree and combined peak, unless --pid asked for one process.
     let family = match args.view.pid {
         Some(_) => None,
-        None => family_report::build(&args.file, view.include_startup)?,
+        None => {
+            family_report::build_read(&args.file, &capture, &analysis.index, view.include_startup)?
+        }
     };
     if let Some(f) = &family {
         r.warnings.extend(f.warnings.iter().cloned());
