@@ -31,7 +31,11 @@ class Tracker:
         reader = memtrace.FileReader("out.bin")
 
     ``native``: record whole native stacks; ``python_allocators``: trace the PyMem allocators
-    (pymalloc) as memtrace run does; ``follow_fork``: children write ``path.<pid>`` too.
+    (pymalloc) as memtrace run does; ``follow_fork``: children write ``path.<pid>`` too, forked
+    ones and the programs started while tracking (multiprocessing spawn and forkserver workers,
+    subprocess): those get the tracker through the environment (``LD_PRELOAD`` and memtrace's
+    variables, set in ``os.environ`` from ``start()`` to ``stop()``), and a Python child is
+    tracked as a Python run. ``memtrace stats path`` then reports the family.
     One tracker at a time: starting a second one (nested or from another thread) raises
     ``RuntimeError``, as does a ``path`` that exists.
     """
@@ -48,22 +52,46 @@ class Tracker:
         self.python_allocators = python_allocators
         self.follow_fork = follow_fork
         self._active = False
+        self._saved_env: dict[str, str | None] = {}
 
     def start(self) -> None:
         """Starts tracking into ``path``."""
         if self._active:
             raise RuntimeError("this Tracker is already tracking")
-        _tracker_module().start(
-            self.path, self.native, self.python_allocators, self.follow_fork
-        )
+        module = _tracker_module()
+        module.start(self.path, self.native, self.python_allocators, self.follow_fork)
         self._active = True
+        if self.follow_fork:
+            self._pass_on(module)
 
     def stop(self) -> None:
         """Stops tracking and finishes the capture."""
         if not self._active:
             raise RuntimeError("this Tracker is not tracking")
         self._active = False
+        self._restore_env()
         _tracker_module().stop()
+
+    def _pass_on(self, module: ModuleType) -> None:
+        """Puts the tracker into the environment of the programs started from now on."""
+        library = os.path.abspath(module.__file__ or "")
+        wanted = {
+            "LD_PRELOAD": ":".join(p for p in (library, os.environ.get("LD_PRELOAD")) if p),
+            "MEMTRACE_PARENT_CAPTURE": os.path.abspath(self.path),
+            "MEMTRACE_FOLLOW_FORK": "1",
+            "MEMTRACE_PYTHON_ALLOCATORS": "1" if self.python_allocators else "0",
+            "MEMTRACE_NATIVE": "1" if self.native else "0",
+        }
+        self._saved_env = {name: os.environ.get(name) for name in wanted}
+        os.environ.update(wanted)
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
 
     def __enter__(self) -> Tracker:
         self.start()

@@ -14,6 +14,7 @@ reads them; KiB, MiB, GiB too).
 
 from __future__ import annotations
 
+import glob
 import re
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any, Generator
 
 import pytest
 
+from . import _native
 from ._locations import top_lines
 from ._native import FileReader
 from ._sizes import format_size, parse_size
@@ -127,7 +129,8 @@ class MemtracePlugin:
         memory = _limit(item, "limit_memory")
         leaks = _limit(item, "limit_leaks")
         path = self._capture_path(item.nodeid)
-        tracker = Tracker(path)
+        # Children too (pool workers, subprocesses): limit_memory applies to the combined peak.
+        tracker = Tracker(path, follow_fork=True)
         tracker.start()
         try:
             yield
@@ -138,22 +141,26 @@ class MemtracePlugin:
     def _check(self, nodeid: str, path: Path, memory: int | None, leaks: int | None) -> Result:
         reader = FileReader(path)
         meta = reader.metadata
+        family = _native.family(path)
+        peak = meta.peak_bytes if family is None else family["combined_peak_bytes"]
         result = Result(
             nodeid=nodeid,
             capture=path,
-            peak_bytes=meta.peak_bytes,
+            peak_bytes=peak,
             peak_allocations=meta.peak_allocations,
             leaked_bytes=meta.leaked_bytes,
         )
-        if memory is not None and meta.peak_bytes > memory:
-            result.failures.append(
-                _message(
-                    f"Test was limited to {format_size(memory)} ({memory} bytes) but allocated "
-                    f"{format_size(meta.peak_bytes)} ({meta.peak_bytes} bytes) at its peak",
-                    "allocating",
-                    reader.peak_records(),
-                )
+        if memory is not None and peak > memory:
+            headline = (
+                f"Test was limited to {format_size(memory)} ({memory} bytes) but allocated "
+                f"{format_size(peak)} ({peak} bytes) at its peak"
             )
+            if family is not None:
+                shares = ", ".join(
+                    f"pid {pid} {format_size(b)}" for pid, b in family["combined_peak_by_process"]
+                )
+                headline += f" (the combined peak of its processes: {shares})"
+            result.failures.append(_message(headline, "allocating", reader.peak_records()))
         if leaks is not None and meta.leaked_bytes > leaks:
             result.failures.append(
                 _message(
@@ -165,6 +172,8 @@ class MemtracePlugin:
             )
         if not self.keep:
             path.unlink(missing_ok=True)
+            for child in path.parent.glob(glob.escape(path.name) + ".*"):
+                child.unlink(missing_ok=True)
         return result
 
     @pytest.hookimpl(hookwrapper=True)

@@ -3,6 +3,7 @@
 
 mod errors;
 mod events;
+mod family;
 mod flamegraph;
 mod groups;
 mod reader;
@@ -22,5 +23,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<record::AllocationRecord>()?;
     m.add("CaptureError", m.py().get_type::<errors::CaptureError>())?;
     m.add_function(wrap_pyfunction!(flamegraph::write_flamegraph, m)?)?;
+    m.add_function(wrap_pyfunction!(family::family, m)?)?;
     Ok(())
 }

@@ -13,6 +13,7 @@
 pub mod analysis;
 pub mod capture;
 pub mod export;
+pub mod family;
 pub mod flamegraph;
 pub mod output;
 pub mod report;

@@ -10,6 +10,7 @@ mod environments;
 mod exec;
 mod export_readers;
 mod exports;
+mod families;
 mod first_steps;
 mod flamegraph;
 mod flamegraph_diff;

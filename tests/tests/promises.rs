@@ -64,10 +64,14 @@ fn a_statically_linked_program_is_refused() {
 /// `export --format csv` rows as (function, live_bytes, live_allocations, allocated_bytes,
 /// allocations), by the README's columns.
 fn sites(cap: &Path) -> Vec<(String, i64, i64, i64, i64)> {
-    let out = memtrace(
-        &["export", cap.to_str().expect("utf-8"), "--format", "csv"],
-        cap.parent().expect("dir"),
-    );
+    sites_of(cap, &[])
+}
+
+/// `sites` with more options for `export` (`--pid N`).
+fn sites_of(cap: &Path, extra: &[&str]) -> Vec<(String, i64, i64, i64, i64)> {
+    let mut args = vec!["export", cap.to_str().expect("utf-8"), "--format", "csv"];
+    args.extend_from_slice(extra);
+    let out = memtrace(&args, cap.parent().expect("dir"));
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8(out.stdout).expect("utf-8");
     let mut lines = text.lines();
@@ -142,5 +146,11 @@ fn follow_fork_captures_hold_each_process_own_allocations() {
     assert_eq!(num(&parent, "total_allocations"), 3);
     assert_eq!(num(&parent, "total_bytes"), 3 * 3001);
     assert_eq!(num(&parent, "total_frees"), 0);
-    assert_eq!(sites(&cap), [("parent_work".to_string(), 9003, 3, 9003, 3)]);
+    // Reports of the parent's file show the family unless --pid names one process: the
+    // parent's own sites are its capture's.
+    let parent_pid = num(&parent, "pid").to_string();
+    assert_eq!(
+        sites_of(&cap, &["--pid", &parent_pid]),
+        [("parent_work".to_string(), 9003, 3, 9003, 3)]
+    );
 }

@@ -6,11 +6,12 @@ use clap::Args;
 use memtrace_reporter::analysis::tables::FrameView;
 use memtrace_reporter::analysis::Analysis;
 use memtrace_reporter::capture::Capture;
+use memtrace_reporter::family::view::FamilyTree;
 use memtrace_reporter::report::calltree::CallTree;
 use memtrace_reporter::report::views::{Selection, View, ViewOptions};
 use memtrace_reporter::report::visible::{escape, Style, Visible};
 use memtrace_reporter::report::{load, tree};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug, Clone)]
 pub struct ViewArgs {
@@ -39,9 +40,33 @@ pub struct ViewArgs {
     /// Show native frames only (a `--native` capture of a Python program merges both)
     #[arg(long)]
     pub native_only: bool,
+    /// A family (`memtrace run --follow-fork`): report on process PID alone (by default the
+    /// reports show every process of the family, each as the outermost frame)
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
 }
 
 impl ViewArgs {
+    /// The capture to read: `file`, or with --pid that process's capture in `file`'s family.
+    pub fn capture(&self, file: &Path) -> Result<PathBuf, String> {
+        match self.pid {
+            Some(pid) => memtrace_reporter::family::view::capture_of(file, pid),
+            None => Ok(file.to_path_buf()),
+        }
+    }
+
+    /// The family's tree of `file` for the view (None with --pid, or without children).
+    pub fn family_tree(
+        &self,
+        file: &Path,
+        opts: &ViewOptions,
+    ) -> Result<Option<FamilyTree>, String> {
+        if self.pid.is_some() {
+            return Ok(None);
+        }
+        memtrace_reporter::family::view::build(file, opts)
+    }
+
     /// The options, with `default` when neither --leaks nor --temporary is given.
     pub fn options(&self, default: View) -> ViewOptions {
         ViewOptions {

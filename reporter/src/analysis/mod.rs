@@ -114,6 +114,11 @@ pub struct Options {
     /// Keep what was live at the high-water mark of each of this many time buckets
     /// ([`buckets::Buckets`]).
     pub buckets: Option<usize>,
+    /// Points kept of the live heap's series (`replay.heap_series`): its time resolution.
+    pub heap_points: usize,
+    /// Take the "peak" at this moment (CLOCK_MONOTONIC ns) instead of at the highest point:
+    /// what was live then (a family's combined peak, see [`crate::family`]).
+    pub peak_at_mono_ns: Option<u64>,
 }
 
 impl Default for Options {
@@ -130,6 +135,8 @@ impl Default for Options {
             freeze: false,
             include_startup: false,
             buckets: None,
+            heap_points: series::MAX_POINTS,
+            peak_at_mono_ns: None,
         }
     }
 }
@@ -295,6 +302,10 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
                 let last = index.chunks.iter().map(|c| c.last_tick).max().unwrap_or(0);
                 buckets::Buckets::new(n, first, last)
             });
+            r.heap_series = series::Series::with_capacity(options.heap_points);
+            r.peak_at = options
+                .peak_at_mono_ns
+                .map(|ns| clock.tick_at(ns as f64 - capture.header.start_mono_ns as f64));
             r
         },
         threads: index
@@ -328,6 +339,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             totals::subtract_by_stack(&mut t.by_stack, &before.by_stack);
         }
     }
+    analyzer.replay.finish_peak_at(report.last_tick);
     if let Some(p) = &mut analyzer.progress {
         p(Step::Finished);
     }

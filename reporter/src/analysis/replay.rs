@@ -57,6 +57,11 @@ pub struct Replay {
     frozen: Option<Frozen>,
     /// What was live at each time bucket's high-water mark, when asked for (the HTML report).
     pub buckets: Option<Buckets>,
+    /// Instead of the highest point, take `peak` at this tick: what is live after the last
+    /// event at or before it (a family's combined peak, a moment chosen from outside).
+    pub peak_at: Option<u64>,
+    /// `peak` was taken at `peak_at` (the first event after it was seen).
+    peak_at_taken: bool,
 }
 
 /// What a frozen replay keeps of its live heap.
@@ -180,8 +185,29 @@ impl Replay {
         }
     }
 
+    /// With `peak_at`: takes `peak` before the first event after it (`index`: the last event
+    /// replayed before that one).
+    #[cold]
+    fn take_peak_at(&mut self, tick: u64, index: u64) {
+        self.peak = self.snapshot(tick, index);
+        self.peak_departed.clear();
+        self.peak_at_taken = true;
+    }
+
+    /// With `peak_at`, once every event is replayed: nothing came after it, so `peak` is what
+    /// is live at the end.
+    pub fn finish_peak_at(&mut self, last_tick: Option<u64>) {
+        if self.peak_at.is_some() && !self.peak_at_taken {
+            let tick = last_tick.or(self.peak_at).unwrap_or(0);
+            self.take_peak_at(tick, self.events);
+        }
+    }
+
     #[inline]
     fn check_peak(&mut self, tick: u64, event_index: u64) {
+        if self.peak_at.is_some() {
+            return;
+        }
         let live = self.live_bytes();
         if live > self.peak.bytes {
             self.peak = self.snapshot(tick, event_index);
@@ -245,6 +271,11 @@ impl Replay {
         let base = self.events;
         for (i, ev) in events.iter().enumerate() {
             let index = base + i as u64 + 1;
+            if let Some(at) = self.peak_at {
+                if ev.tick > at && !self.peak_at_taken {
+                    self.take_peak_at(at, index - 1);
+                }
+            }
             let c = ev.code();
             if let Some(b) = &mut self.buckets {
                 b.advance(

@@ -7,6 +7,8 @@ pub const MAX_POINTS: usize = 4000;
 
 #[derive(Clone, Debug, Default)]
 pub struct Series {
+    /// At most this many points (0: [`MAX_POINTS`]).
+    capacity: usize,
     /// log2 of the ticks per bucket.
     shift: u32,
     /// (bucket, tick of the highest value, the value), in bucket order.
@@ -14,6 +16,15 @@ pub struct Series {
 }
 
 impl Series {
+    /// A series of at most `points` points (a finer one: the family's combined peak sums the
+    /// series of its processes).
+    pub fn with_capacity(points: usize) -> Series {
+        Series {
+            capacity: points.max(2),
+            ..Series::default()
+        }
+    }
+
     /// Records `value` at `tick` (ticks come in order; a late one joins the last bucket).
     /// Inlined: the replay calls it for every event.
     #[inline]
@@ -33,7 +44,12 @@ impl Series {
     /// A point in a new bucket (widening the buckets first when the series is full).
     #[cold]
     fn open_bucket(&mut self, bucket: u64, tick: u64, value: u64) {
-        if self.points.len() >= MAX_POINTS {
+        let capacity = if self.capacity == 0 {
+            MAX_POINTS
+        } else {
+            self.capacity
+        };
+        if self.points.len() >= capacity {
             self.widen();
             return self.record(tick, value);
         }
@@ -61,7 +77,10 @@ impl Series {
 
     /// Forgets every point.
     pub fn clear(&mut self) {
-        *self = Series::default();
+        *self = Series {
+            capacity: self.capacity,
+            ..Series::default()
+        };
     }
 
     /// The (tick, value) points in time order.

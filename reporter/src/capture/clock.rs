@@ -62,6 +62,12 @@ impl Clock {
         d * self.ns_per_tick
     }
 
+    /// The tick `ns` nanoseconds after the start of the capture (the inverse of [`Clock::ns`]).
+    pub fn tick_at(&self, ns: f64) -> u64 {
+        let ticks = ns / self.ns_per_tick.max(f64::MIN_POSITIVE);
+        (self.start_tick as f64 + ticks).max(0.0) as u64
+    }
+
     /// Seconds from the start of the capture to `tick`.
     pub fn seconds(&self, tick: u64) -> f64 {
         self.ns(tick) / 1e9

@@ -41,6 +41,24 @@ pub fn node(
     depth: usize,
     biggest: usize,
 ) -> JsonNode {
+    let tid = |serial: u32| {
+        analysis
+            .threads
+            .iter()
+            .find(|t| t.serial == serial)
+            .map_or(serial, |t| t.tid)
+    };
+    node_with(tree, &tid, id, depth, biggest)
+}
+
+/// [`node`], thread serials shown as `tid` says (a family's tree: each process has its own).
+pub fn node_with(
+    tree: &CallTree,
+    tid: &dyn Fn(u32) -> u32,
+    id: NodeId,
+    depth: usize,
+    biggest: usize,
+) -> JsonNode {
     let n = &tree.nodes[id];
     let total = tree.root().bytes;
     let (shown, rest): (&[NodeId], &[NodeId]) = if n.depth >= depth {
@@ -68,20 +86,10 @@ pub fn node(
         allocations: n.allocations,
         own_bytes: n.own_bytes,
         own_allocations: n.own_allocations,
-        threads: n
-            .threads
-            .iter()
-            .map(|&serial| {
-                analysis
-                    .threads
-                    .iter()
-                    .find(|t| t.serial == serial)
-                    .map_or(serial, |t| t.tid)
-            })
-            .collect(),
+        threads: n.threads.iter().map(|&serial| tid(serial)).collect(),
         children: shown
             .iter()
-            .map(|&c| node(tree, analysis, c, depth, biggest))
+            .map(|&c| node_with(tree, tid, c, depth, biggest))
             .collect(),
         more,
     }

@@ -127,6 +127,12 @@ export!(execveat => crate::exec::entry::execveat, (dirfd: c_int, path: *const c_
 export!(memtrace_execve_hook => crate::exec::entry::memtrace_execve_hook, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
 export!(memtrace_execvpe_hook => crate::exec::entry::memtrace_execvpe_hook, (file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
 
+// ---- the children a process starts (session::family) ----
+
+export!(fork => crate::family::fork, () -> pid_t);
+export!(posix_spawn => crate::family::posix_spawn, (pid: *mut pid_t, path: *const c_char, actions: *const libc::posix_spawn_file_actions_t, attr: *const libc::posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int);
+export!(posix_spawnp => crate::family::posix_spawnp, (pid: *mut pid_t, file: *const c_char, actions: *const libc::posix_spawn_file_actions_t, attr: *const libc::posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int);
+
 // ---- start and end of the program (session::lifecycle, session::signals) ----
 
 export!(__libc_start_main => crate::lifecycle::__libc_start_main, (main: crate::real::MainFn, argc: c_int, argv: *mut *mut i8, init: Option<unsafe extern "C" fn()>, fini: Option<unsafe extern "C" fn()>, rtld_fini: Option<unsafe extern "C" fn()>, stack_end: *mut c_void) -> c_int);

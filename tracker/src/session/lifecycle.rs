@@ -31,13 +31,20 @@ extern "C" fn memtrace_init() {
         let Some(mut cfg) = Config::from_env(pid) else {
             return;
         };
-        if cfg.exec > 0 {
-            // An exec'd image: tracked as a Python run if it is CPython.
-            cfg.python = crate::pyrun::adopt_image(cfg.python_hook.as_deref());
-        }
         let tracker = own_path();
+        if cfg.exec > 0 || cfg.descendant {
+            // An exec'd image, or a followed descendant that starts as a new image (a
+            // multiprocessing spawn or forkserver child, subprocess, a shell's child): tracked
+            // as a Python run if it is CPython. The root run's hook already restored PYTHONPATH,
+            // so what the environment inherited says nothing about this image.
+            // A descendant (or an image it exec'd) may outlive the run's hook directory.
+            let descendant = cfg.descendant || cfg.exec_base != cfg.root;
+            let private = descendant.then_some(tracker.as_slice());
+            cfg.python = crate::pyrun::adopt_image(cfg.python_hook.as_deref(), private);
+        }
         cfg.prepare_environment(&tracker);
         crate::exec::configure(&cfg, &tracker);
+        crate::family::resolve();
         crate::pyrun::configure(cfg.python, cfg.python_allocators);
         thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);

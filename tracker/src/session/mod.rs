@@ -6,9 +6,11 @@
 
 pub(crate) mod exec;
 pub(crate) mod exports;
+pub(crate) mod family;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod pyext;
+pub(crate) mod pyhook;
 pub(crate) mod pyrun;
 pub(crate) mod signals;
 pub(crate) mod state;

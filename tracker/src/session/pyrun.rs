@@ -27,17 +27,25 @@ pub fn configure(wanted: bool, allocators: bool) {
 }
 
 /// Whether this image is CPython and will run the start-up hook; if so PYTHONPATH now names
-/// the hook first (MEMTRACE_PYTHONPATH keeps the original for the hook to restore).
-pub fn adopt_image(hook: Option<&[u8]>) -> bool {
-    let Some(hook) = hook.filter(|h| !h.is_empty()) else {
-        return false;
-    };
+/// the hook first (MEMTRACE_PYTHONPATH keeps the original for the hook to restore). With
+/// `private` (a followed descendant: the tracker's path), the hook is a directory of its own
+/// ([`crate::session::pyhook`]), the run's `hook` only if that cannot be made.
+pub fn adopt_image(hook: Option<&[u8]>, private: Option<&[u8]>) -> bool {
     if !is_cpython() || skips_hook() {
         return false;
     }
+    let own = private.and_then(crate::session::pyhook::create);
+    let hook = match own.as_deref().or(hook.filter(|h| !h.is_empty())) {
+        Some(h) => h,
+        None => return false,
+    };
     let Ok(hook) = std::ffi::CString::new(hook) else {
         return false;
     };
+    match &own {
+        Some(_) => crate::environ::set(c"MEMTRACE_PYTHON_HOOK_PRIVATE", &hook),
+        None => crate::environ::unset(c"MEMTRACE_PYTHON_HOOK_PRIVATE"),
+    }
     // An empty PYTHONPATH is kept as such (the hook restores it exactly).
     let original = std::env::var_os("PYTHONPATH");
     let mut path = hook.as_bytes().to_vec();

@@ -95,8 +95,8 @@ struct JsonDiff {
 /// Runs `memtrace diff`.
 pub fn execute(args: DiffArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let base = side(&args.base, &opts)?;
-    let new = side(&args.new, &opts)?;
+    let base = side(&args.view.capture(&args.base)?, &opts)?;
+    let new = side(&args.view.capture(&args.new)?, &opts)?;
     let d = JsonDiff {
         base: args.base.display().to_string(),
         new: args.new.display().to_string(),

@@ -63,19 +63,35 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
         memtrace_reporter::output::check_not_input(out, &[&args.file])?;
     }
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
-    let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
-    let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
-    let sites = export::sites::sites(&analysis, &selection, &mut resolver, opts.split_threads);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut resolver.symbolizer.warnings);
-    view_args::warn(&all);
-    let name = format!(
-        "{}: {}",
-        capture.path().display(),
-        views::title(&analysis, &selection)
-    );
-    let duration_ns = (analysis.duration_s() * 1e9) as i64;
+    let family = match args.view.pid {
+        Some(_) => None,
+        None => memtrace_reporter::family::view::sites(&args.file, &opts)?,
+    };
+    let (sites, name, duration_ns) = match family {
+        // A family: each site's outermost frame is its process (`pid 123: python3 x.py`).
+        Some(f) => {
+            view_args::warn(&f.warnings);
+            let name = format!("{}: {}", args.file.display(), f.title);
+            (f.sites, name, f.duration_ns)
+        }
+        None => {
+            let file = args.view.capture(&args.file)?;
+            let (capture, analysis, selection) = view_args::load_selection(&file, &opts)?;
+            let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
+            let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
+            let sites =
+                export::sites::sites(&analysis, &selection, &mut resolver, opts.split_threads);
+            let mut all = analysis.warnings.clone();
+            all.append(&mut resolver.symbolizer.warnings);
+            view_args::warn(&all);
+            let name = format!(
+                "{}: {}",
+                capture.path().display(),
+                views::title(&analysis, &selection)
+            );
+            (sites, name, (analysis.duration_s() * 1e9) as i64)
+        }
+    };
     match &args.output {
         Some(path) => {
             let file =

@@ -5,6 +5,7 @@
 use crate::progress::Progress;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::family::page as family_page;
 use memtrace_reporter::flamegraph::report::{self, Side};
 use memtrace_reporter::report::views::{View, ViewOptions};
 use std::path::{Path, PathBuf};
@@ -74,8 +75,14 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(View::Peak);
+    if let Some(f) = args.view.family_tree(&args.file, &opts)? {
+        view_args::warn(&f.warnings);
+        let html = family_page::html_page(&args.file, &f, opts.view, args.inverted)?;
+        return save(&out, &html);
+    }
+    let file = args.view.capture(&args.file)?;
     let (capture, analysis) = report::load_for_page(
-        &args.file,
+        &file,
         &opts,
         Progress::stderr("reading the capture").callback(),
     )?;
@@ -104,8 +111,8 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("diff.html"));
     memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
     let opts = args.view.options(View::Peak);
-    let base = side(base, &opts)?;
-    let new = side(&args.file, &opts)?;
+    let base = side(&args.view.capture(base)?, &opts)?;
+    let new = side(&args.view.capture(&args.file)?, &opts)?;
     let html = report::diff_page(&base, &new, args.inverted)?;
     save(&out, &html)
 }

@@ -2,6 +2,7 @@
 
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::family::report::{self as family_report, FamilyReport};
 use memtrace_reporter::report::paths::Paths;
 use memtrace_reporter::report::stats::{self, StatsReport};
 use memtrace_reporter::report::text::{self, TextOptions};
@@ -21,6 +22,7 @@ Examples:
   memtrace stats --threads out.bin          each thread's top locations at the peak
   memtrace stats --thread worker-1 out.bin  one thread's allocations
   memtrace stats --all --full-paths out.bin every allocator, also those never called; full paths
+  memtrace stats --pid 4242 out.bin         one process of a --follow-fork family
 
 JSON keys: capture, format_version, command, argv, exe, pid, duration_s, total_allocations,
 total_bytes, total_frees (of allocations the capture saw), peak_bytes, peak_allocations,
@@ -37,6 +39,11 @@ top_modules count), view_bytes, view_allocations, temporary_threshold, complete 
 write failure, every record it counts found), records_found and records_written (the trailer's
 count, or null), exec (the program this one exec'd: {command, program, argv, next_capture,
 next_capture_exists}, whose records are in next_capture; null when it did not exec), warnings.
+A capture with children (memtrace run --follow-fork; without --pid) adds processes [{pid,
+parent_pid, command, peak_bytes, total_bytes, leaked_bytes, start_s, tracked, complete,
+captures}], combined_peak_bytes and combined_peak_time_s (the highest sum of the processes'
+live heaps at one moment, seconds after the root's start) and combined_peak_by_process [{pid,
+bytes}]; the text report ends with the process tree and the combined peak.
 --thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
 top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
 where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
@@ -90,22 +97,50 @@ pub fn paths_of(r: &StatsReport, full: bool) -> Paths {
     Paths::relative(&r.argv, files, std::env::current_dir().ok())
 }
 
-fn write_report(r: &StatsReport, json: bool, o: &TextOptions) -> io::Result<()> {
+fn write_report(
+    r: &StatsReport,
+    family: Option<&FamilyReport>,
+    json: bool,
+    o: &TextOptions,
+) -> io::Result<()> {
     let stdout = io::stdout();
     let style = if json { Style::Json } else { Style::Text };
     let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
     if json {
-        serde_json::to_writer_pretty(&mut out, r).map_err(io::Error::other)?;
+        let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
+        if let (Some(f), Some(obj)) = (family, v.as_object_mut()) {
+            // The family's keys beside the root process's own.
+            if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(f) {
+                obj.extend(extra);
+            }
+        }
+        serde_json::to_writer_pretty(&mut out, &v).map_err(io::Error::other)?;
         writeln!(out)?;
     } else {
         text::render_with(r, &mut out, o)?;
+        if let Some(f) = family {
+            family_report::render(f, &mut out)?;
+        }
     }
     out.flush()
 }
 
 /// Runs `memtrace stats`.
 pub fn execute(args: StatsArgs) -> Result<(), String> {
-    let r = report_view(&args.file, args.top, &args.view.options(View::All))?;
+    let view = args.view.options(View::All);
+    let file = args.view.capture(&args.file)?;
+    let (capture, analysis) = view_args::load(&file, &view)?;
+    let mut r = stats::build_view(&capture, &analysis, args.top, &view)?;
+    // The family's tree and combined peak, unless --pid asked for one process.
+    let family = match args.view.pid {
+        Some(_) => None,
+        None => {
+            family_report::build_read(&args.file, &capture, &analysis.index, view.include_startup)?
+        }
+    };
+    if let Some(f) = &family {
+        r.warnings.extend(f.warnings.iter().cloned());
+    }
     if !args.json {
         view_args::warn(&r.warnings);
     }
@@ -113,5 +148,5 @@ pub fn execute(args: StatsArgs) -> Result<(), String> {
         all_allocators: args.all,
         paths: paths_of(&r, args.full_paths),
     };
-    view_args::written(write_report(&r, args.json, &o))
+    view_args::written(write_report(&r, family.as_ref(), args.json, &o))
 }

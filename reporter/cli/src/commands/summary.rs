@@ -138,16 +138,31 @@ fn render(
 /// Runs `memtrace summary`.
 pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection, tree) = view_args::load_tree(&args.file, &opts)?;
-    let title = views::title(&analysis, &selection);
+    // A family: its processes' trees under one root (each process a top-level frame).
+    let (capture, tree, title, all) = match args.view.family_tree(&args.file, &opts)? {
+        Some(f) => (args.file.display().to_string(), f.tree, f.title, f.warnings),
+        None => {
+            let file = args.view.capture(&args.file)?;
+            // Its warnings are printed as it is read.
+            let (capture, analysis, selection, tree) = view_args::load_tree(&file, &opts)?;
+            let title = views::title(&analysis, &selection);
+            (
+                capture.path().display().to_string(),
+                tree,
+                title,
+                Vec::new(),
+            )
+        }
+    };
+    view_args::warn(&all);
     let rows = summary::rows(&tree, opts.split_threads, args.sort.into());
     let shown = &rows[..rows.len().min(args.top)];
     let mut out = view_args::stdout(args.json);
     let root = tree.root();
     let r = if args.json {
         let s = JsonSummary {
-            capture: capture.path().display().to_string(),
-            view: selection.view,
+            capture,
+            view: opts.view,
             title: &title,
             bytes: root.bytes,
             allocations: root.allocations,

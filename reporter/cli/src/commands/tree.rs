@@ -63,10 +63,84 @@ struct JsonTree {
     tree: tree_json::JsonNode,
 }
 
+fn view_word(view: views::View) -> &'static str {
+    match view {
+        views::View::All => "all",
+        views::View::Peak => "peak",
+        views::View::Leaks => "leaks",
+        views::View::Temporary => "temporary",
+    }
+}
+
+/// The tree of a family: one top-level node per process.
+fn family_tree(
+    args: &TreeArgs,
+    opts: &views::ViewOptions,
+    f: memtrace_reporter::family::view::FamilyTree,
+) -> Result<(), String> {
+    view_args::warn(&f.warnings);
+    let defaults = Limits::default();
+    let limits = Limits {
+        depth: args.depth.unwrap_or(defaults.depth),
+        biggest: args.biggest.unwrap_or(defaults.biggest),
+        width: args.width as usize,
+    };
+    let tree = f.tree;
+    if args.json {
+        let json = JsonTree {
+            capture: args.file.display().to_string(),
+            view: opts.view,
+            title: f.title,
+            bytes: tree.root().bytes,
+            allocations: tree.root().allocations,
+            tree: tree_json::node_with(
+                &tree,
+                &|serial| serial,
+                0,
+                args.depth.unwrap_or(usize::MAX),
+                args.biggest.unwrap_or(usize::MAX),
+            ),
+        };
+        let mut out = view_args::stdout(true);
+        return view_args::written(
+            serde_json::to_writer(&mut out, &json)
+                .map_err(io::Error::other)
+                .and_then(|()| writeln!(out))
+                .and_then(|()| out.flush()),
+        );
+    }
+    if !args.text && io::stdout().is_terminal() {
+        let info = crate::tui::TuiInfo {
+            title: f.title,
+            capture: args.file.clone(),
+            command: f
+                .family
+                .processes
+                .first()
+                .map(|p| p.command.clone())
+                .unwrap_or_default(),
+            view: view_word(opts.view).to_string(),
+            peak_bytes: tree.root().bytes,
+            threads: Default::default(),
+        };
+        return view_args::written(crate::tui::run(tree, info));
+    }
+    let mut out = view_args::stdout(false);
+    view_args::written(
+        writeln!(out, "{}", f.title)
+            .and_then(|()| tree_text::render(&tree, limits, &mut out))
+            .and_then(|()| out.flush()),
+    )
+}
+
 /// Runs `memtrace tree`.
 pub fn execute(args: TreeArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let (capture, analysis, selection, tree) = view_args::load_tree(&args.file, &opts)?;
+    if let Some(family) = args.view.family_tree(&args.file, &opts)? {
+        return family_tree(&args, &opts, family);
+    }
+    let file = args.view.capture(&args.file)?;
+    let (capture, analysis, selection, tree) = view_args::load_tree(&file, &opts)?;
     let title = views::title(&analysis, &selection);
     let defaults = Limits::default();
     let limits = Limits {
@@ -98,12 +172,7 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
         );
     }
     if !args.text && io::stdout().is_terminal() {
-        let view = match selection.view {
-            views::View::All => "all",
-            views::View::Peak => "peak",
-            views::View::Leaks => "leaks",
-            views::View::Temporary => "temporary",
-        };
+        let view = view_word(selection.view);
         let info = crate::tui::TuiInfo {
             title,
             capture: capture.path().to_path_buf(),

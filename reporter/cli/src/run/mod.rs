@@ -210,13 +210,28 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .unwrap_or_else(|_| capture.clone());
     if !args.quiet {
         // A program that exec'd has a capture per program: the hint names the last.
-        let (capture, shown) = execs::announce(&capture, &shown, &cwd);
-        report(&capture, &shown, tracker_msg.as_deref(), status);
+        let (last, last_shown) = execs::announce(&capture, &shown, &cwd);
+        report(&last, &last_shown, tracker_msg.as_deref(), status);
+        if !args.follow_fork {
+            children_hint(&capture, target.python);
+        }
     }
     Ok(code)
 }
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+/// Without --follow-fork: says how many Python children the program started (untracked).
+fn children_hint(capture: &Path, python_run: bool) {
+    if !capture.is_file() {
+        return;
+    }
+    match memtrace_reporter::family::python_children(capture, python_run) {
+        0 => {}
+        1 => eprintln!("memtrace: 1 child process was not tracked; --follow-fork tracks it"),
+        n => eprintln!("memtrace: {n} child processes were not tracked; --follow-fork tracks them"),
+    }
+}
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     match (status.code(), status.signal()) {

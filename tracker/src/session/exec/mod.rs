@@ -126,6 +126,8 @@ pub unsafe fn follow(
 ) -> libc::c_int {
     let plan = PLAN.load(Ordering::Acquire);
     if plan.is_null() || !crate::state::records_this_image() {
+        // SAFETY: argv as the caller promises.
+        unsafe { crate::family::vfork_child_execs(program, argv) };
         return call(envp);
     }
     // SAFETY: plans are never freed.

@@ -9,6 +9,8 @@ def _memtrace_start():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
+    # A followed child's hook is a directory of its own (the tracker made it): removed below.
+    private = os.environ.pop("MEMTRACE_PYTHON_HOOK_PRIVATE", None)
     original = os.environ.pop("MEMTRACE_PYTHONPATH", None)
     if original is None:
         os.environ.pop("PYTHONPATH", None)
@@ -40,6 +42,8 @@ def _memtrace_start():
         started = tracker.thread_started
         current = threading.current_thread
         threading.setprofile(lambda frame, event, arg: started(current().name))
+    if private is not None and os.path.abspath(private) == here:
+        _memtrace_remove(os, here)
     me = sys.modules.pop("sitecustomize", None)
     try:
         import sitecustomize  # noqa: F401  (the one this file shadowed)
@@ -48,5 +52,28 @@ def _memtrace_start():
             sys.modules["sitecustomize"] = me
 
 
+def _memtrace_remove(os, here):
+    cache = os.path.join(here, "__pycache__")
+    try:
+        names = os.listdir(cache)
+    except OSError:
+        names = []
+    for name in names:
+        try:
+            os.remove(os.path.join(cache, name))
+        except OSError:
+            pass
+    for path in (os.path.join(here, "sitecustomize.py"), os.path.join(here, "_memtrace_tracker.so")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    for path in (cache, here):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
 _memtrace_start()
-del _memtrace_start
+del _memtrace_start, _memtrace_remove

@@ -1,0 +1,231 @@
+//! Reading each capture of a family (in parallel, one file per task) and the family's combined
+//! peak: the highest sum of the processes' live heaps at one moment, every capture's ticks put
+//! on the system's monotonic clock (CLOCK_MONOTONIC, shared by all processes).
+//!
+//! Each image's live heap is followed as a step series of [`SERIES_POINTS`] points (the highest
+//! value of each time bucket: exact while a run has fewer changes than that, else at the
+//! resolution of the run's length divided by it); an image's heap is gone at its end (exit,
+//! exec, or the last record of a capture cut short by a kill).
+
+use super::Family;
+use crate::analysis::{self, Options};
+use crate::capture::Capture;
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+/// Points kept of each image's live-heap series.
+pub const SERIES_POINTS: usize = 1 << 18;
+
+/// What one capture (one image of a process) says.
+#[derive(Clone, Debug, Default)]
+pub struct Image {
+    pub path: PathBuf,
+    /// Index of its process in the family.
+    pub process: usize,
+    pub start_mono_ns: u64,
+    pub end_mono_ns: u64,
+    pub peak_bytes: u64,
+    pub total_bytes: u64,
+    pub total_allocations: u64,
+    pub leaked_bytes: u64,
+    pub complete: bool,
+    /// (monotonic ns, live bytes) in time order.
+    pub series: Vec<(u64, u64)>,
+    /// Why it could not be read (then its figures are zero).
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The combined peak.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Peak {
+    pub bytes: u64,
+    /// When (monotonic ns); 0 when nothing was live.
+    pub mono_ns: u64,
+    /// What each process held then: (index in the family, bytes), the largest first, processes
+    /// holding nothing left out.
+    pub by_process: Vec<(usize, u64)>,
+    /// What each image held then, by image index.
+    pub by_image: Vec<u64>,
+}
+
+/// Reads every capture of `family` (in parallel).
+pub fn read(family: &Family, include_startup: bool) -> Vec<Image> {
+    let jobs: Vec<(usize, PathBuf)> = family
+        .processes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.captures.iter().map(move |c| (i, c.clone())))
+        .collect();
+    jobs.into_par_iter()
+        .map(|(process, path)| read_image(process, path, include_startup))
+        .collect()
+}
+
+fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
+    let capture = match Capture::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            return Image {
+                path,
+                process,
+                error: Some(e.to_string()),
+                ..Image::default()
+            }
+        }
+    };
+    let a = analysis::analyze_options(
+        &capture,
+        Options {
+            include_startup,
+            freeze: true,
+            heap_points: SERIES_POINTS,
+            ..Options::default()
+        },
+    );
+    let start = capture.header.start_mono_ns;
+    let at = |tick: u64| -> u64 { (start as f64 + a.clock.ns(tick)).max(0.0) as u64 };
+    let series = a
+        .replay
+        .heap_series
+        .points()
+        .map(|(t, v)| (at(t), v))
+        .collect();
+    let end = start + (a.duration_s() * 1e9) as u64;
+    Image {
+        path,
+        process,
+        start_mono_ns: start,
+        end_mono_ns: end,
+        peak_bytes: a.replay.peak.bytes,
+        total_bytes: a.totals.allocs.bytes,
+        total_allocations: a.totals.allocs.count,
+        leaked_bytes: a.leaked().bytes,
+        complete: a.complete(),
+        series,
+        error: None,
+        warnings: a.warnings.clone(),
+    }
+}
+
+/// Every image's steps as (time, image, value), in time order, each image's heap gone at its
+/// end (equal times: an image's end after its own last step; the sort is stable).
+fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
+    let mut points: Vec<(u64, usize, u64)> = Vec::new();
+    for (i, img) in images.iter().enumerate() {
+        points.extend(img.series.iter().map(|&(t, v)| (t, i, v)));
+        let last = img.series.last().map_or(0, |p| p.0);
+        points.push((img.end_mono_ns.max(last), i, 0));
+    }
+    points.sort_by_key(|p| p.0);
+    points
+}
+
+/// The sum of the images' live heaps over time: (seconds after `origin_ns`, bytes), at most
+/// `max_points` points, each the highest sum of its time bucket (the chart of a family).
+pub fn sum_series(images: &[Image], origin_ns: u64, max_points: usize) -> Vec<(f64, u64)> {
+    let mut series = crate::analysis::series::Series::with_capacity(max_points);
+    let mut current = vec![0u64; images.len()];
+    let mut sum = 0u64;
+    for (t, i, v) in steps(images) {
+        sum = sum - current[i] + v;
+        current[i] = v;
+        series.record(t.saturating_sub(origin_ns), sum);
+    }
+    series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
+}
+
+/// One image's live heap over time: (seconds after `origin_ns`, bytes), ending at 0 at its end.
+/// (At most [`crate::analysis::series::MAX_POINTS`] points, each the highest of its bucket.)
+pub fn image_series(image: &Image, origin_ns: u64) -> Vec<(f64, u64)> {
+    let mut series = crate::analysis::series::Series::default();
+    for &(t, v) in &image.series {
+        series.record(t.saturating_sub(origin_ns), v);
+    }
+    series.record(image.end_mono_ns.saturating_sub(origin_ns), 0);
+    series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
+}
+
+/// The combined peak of the images (of `processes` processes).
+pub fn peak(images: &[Image], processes: usize) -> Peak {
+    let points = steps(images);
+    let mut current = vec![0u64; images.len()];
+    let mut sum: u64 = 0;
+    let mut best = (0u64, 0u64, 0usize);
+    for (k, &(t, i, v)) in points.iter().enumerate() {
+        sum = sum - current[i] + v;
+        current[i] = v;
+        if sum > best.0 {
+            best = (sum, t, k);
+        }
+    }
+    if best.0 == 0 {
+        return Peak::default();
+    }
+    // What each image held at that moment: the sweep again, up to it.
+    let mut held = vec![0u64; images.len()];
+    for &(_, i, v) in &points[..=best.2] {
+        held[i] = v;
+    }
+    let mut by_process = vec![0u64; processes];
+    let held_by_image = held.clone();
+    for (i, img) in images.iter().enumerate() {
+        if let Some(slot) = by_process.get_mut(img.process) {
+            *slot += held[i];
+        }
+    }
+    let mut by_process: Vec<(usize, u64)> = by_process
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, b)| b > 0)
+        .collect();
+    by_process.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Peak {
+        bytes: best.0,
+        mono_ns: best.1,
+        by_process,
+        by_image: held_by_image,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(process: usize, series: &[(u64, u64)], end: u64) -> Image {
+        Image {
+            process,
+            start_mono_ns: series.first().map_or(0, |p| p.0),
+            end_mono_ns: end,
+            series: series.to_vec(),
+            ..Image::default()
+        }
+    }
+
+    #[test]
+    fn the_combined_peak_is_the_highest_sum_at_one_moment() {
+        // A peaks at 100 (t 10..20), B at 80 (t 30..40): apart, the highest sum is A's 100
+        // plus B's 5; together at t 50..60, 60 + 70.
+        let a = image(0, &[(0, 0), (10, 100), (20, 10), (50, 60), (60, 0)], 70);
+        let b = image(1, &[(0, 5), (30, 80), (40, 5), (55, 70), (65, 0)], 70);
+        let p = peak(&[a, b], 2);
+        assert_eq!(p.bytes, 130);
+        assert_eq!(p.mono_ns, 55);
+        assert_eq!(p.by_process, vec![(1, 70), (0, 60)]);
+    }
+
+    #[test]
+    fn an_ended_image_holds_nothing() {
+        // A ends at 20 holding 100: B's 90 at 30 is alone.
+        let a = image(0, &[(0, 100)], 20);
+        let b = image(1, &[(30, 90)], 40);
+        let p = peak(&[a, b], 2);
+        assert_eq!(p.bytes, 100);
+        assert_eq!(p.by_process, vec![(0, 100)]);
+        // Two images of one process (an exec) add up under it.
+        let c = image(0, &[(0, 10)], 50);
+        let d = image(0, &[(5, 20)], 50);
+        let p = peak(&[c, d], 1);
+        assert_eq!((p.bytes, p.by_process), (30, vec![(0, 30)]));
+    }
+}

@@ -1,0 +1,355 @@
+//! The call tree of a family, for `tree`, `summary`, `flamegraph` and `export` without `--pid`:
+//! one top-level node per process (`pid 123: python3 worker.py`), under it that process's own
+//! tree. The default view is what each process held at the family's combined peak (the moment
+//! the sum of their live heaps was highest); `--leaks`, `--temporary` and the others show each
+//! process's own selection.
+
+use super::combined::{self, Image};
+use super::{discover, Family};
+use crate::analysis::{self, Options};
+use crate::capture::Capture;
+use crate::export::{self, Site};
+use crate::report::calltree::{CallTree, NodeId, ROOT};
+use crate::report::locations::Location;
+use crate::report::view_tree::StackResolver;
+use crate::report::views::{self, View, ViewOptions};
+use crate::report::{human, tree};
+use crate::symbols::modules::ModuleMap;
+use crate::symbols::Symbolizer;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// A family's tree and what the reports say about it.
+pub struct FamilyTree {
+    pub family: Family,
+    pub tree: CallTree,
+    /// The sentence naming what the tree holds (a report's first line).
+    pub title: String,
+    /// Problems reading the captures, each prefixed with its file.
+    pub warnings: Vec<String>,
+    /// The sum of the processes' live heaps over time (seconds after the root's start).
+    pub heap: Vec<(f64, u64)>,
+    /// Each tracked process's live heap over time, by process label (`pid 123: ...`), on the
+    /// same clock: the per-process series of the page's memory-over-time chart.
+    pub process_heaps: Vec<(String, Vec<(f64, u64)>)>,
+    /// The combined peak: (seconds after the root's start, bytes).
+    pub peak: Option<(f64, u64)>,
+}
+
+/// The capture of process `pid` of the family of `root` (its first image). Errors name the
+/// processes there are.
+pub fn capture_of(root: &Path, pid: u32) -> Result<PathBuf, String> {
+    let family = discover(root)?;
+    match family.process(pid) {
+        Some(p) if p.tracked() => Ok(p.captures[0].clone()),
+        Some(_) => Err(format!(
+            "process {pid} was not tracked (run with --follow-fork to track children)"
+        )),
+        None => {
+            let pids: Vec<String> = family.processes.iter().map(|p| p.pid.to_string()).collect();
+            Err(format!(
+                "no process {pid} in the family of {} (processes: {})",
+                root.display(),
+                pids.join(", ")
+            ))
+        }
+    }
+}
+
+/// The family of `root`, its captures read once, and which to read again for `view` (at the
+/// combined peak's moment for the default view).
+struct Chosen {
+    family: Family,
+    images: Vec<Image>,
+    peak_at: Option<u64>,
+    chosen: Vec<usize>,
+}
+
+fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
+    if !super::has_child_captures(root) {
+        return Ok(None);
+    }
+    let family = discover(root)?;
+    if !family.processes.iter().skip(1).any(|p| p.tracked()) {
+        return Ok(None);
+    }
+    let images = combined::read(&family, view.include_startup);
+    let (peak_at, chosen) = if view.view == View::Peak {
+        let peak = combined::peak(&images, family.processes.len());
+        let held: Vec<usize> = (0..images.len())
+            .filter(|&i| peak.by_image.get(i).copied().unwrap_or(0) > 0)
+            .collect();
+        (Some(peak.mono_ns), held)
+    } else {
+        (
+            None,
+            (0..images.len())
+                .filter(|&i| images[i].error.is_none())
+                .collect(),
+        )
+    };
+    Ok(Some(Chosen {
+        family,
+        images,
+        peak_at,
+        chosen,
+    }))
+}
+
+/// (process, what `f` made, warnings) of one image.
+type ImageResult<T> = (usize, T, Vec<String>);
+
+/// `f` of each chosen image's capture, analysis and selection (in parallel): (process, result)
+/// in image order, and the warnings (each prefixed with its file).
+fn each_image<T: Send>(
+    c: &Chosen,
+    view: &ViewOptions,
+    f: impl Fn(&Capture, &analysis::Analysis, &views::Selection) -> (T, Vec<String>) + Sync,
+) -> (Vec<(usize, T)>, Vec<String>) {
+    let results: Vec<Result<ImageResult<T>, String>> = c
+        .chosen
+        .par_iter()
+        .map(|&i| {
+            let image = &c.images[i];
+            let shown = image.path.display().to_string();
+            let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {e}"))?;
+            let mut a = analysis::analyze_options(
+                &capture,
+                Options {
+                    temporary: view.temporary(),
+                    freeze: true,
+                    include_startup: view.include_startup,
+                    peak_at_mono_ns: c.peak_at,
+                    ..Options::default()
+                },
+            );
+            a.tables.frame_view = view.frame_view;
+            let selection = views::select(&a, view).map_err(|e| format!("{shown}: {e}"))?;
+            let (t, w) = f(&capture, &a, &selection);
+            let mut warnings: Vec<String> =
+                a.warnings.iter().map(|x| format!("{shown}: {x}")).collect();
+            warnings.extend(w.into_iter().map(|x| format!("{shown}: {x}")));
+            Ok((image.process, t, warnings))
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for r in results {
+        match r {
+            Ok((process, t, w)) => {
+                out.push((process, t));
+                warnings.extend(w);
+            }
+            // One process's unreadable capture or bad --thread name is not the family's error.
+            Err(e) => warnings.push(e),
+        }
+    }
+    for im in &c.images {
+        if let Some(e) = &im.error {
+            warnings.push(format!("{}: {e}", im.path.display()));
+        }
+    }
+    (out, warnings)
+}
+
+/// The location standing for process `i` (a frame or label of its own).
+fn process_location(family: &Family, i: usize) -> Location {
+    let label = family.processes[i].label();
+    Location {
+        function: Some(label.clone()),
+        file: None,
+        line: None,
+        label,
+    }
+}
+
+/// The family tree of the capture at `root` for `view`; None when it has no tracked children
+/// (the report is then the capture's own).
+pub fn build(root: &Path, view: &ViewOptions) -> Result<Option<FamilyTree>, String> {
+    let Some(c) = choose(root, view)? else {
+        return Ok(None);
+    };
+    let (trees, warnings) = each_image(&c, view, |capture, a, selection| {
+        tree::build(capture, a, selection, view.split_threads)
+    });
+    let mut tree = CallTree::new();
+    let mut process_nodes: Vec<Option<NodeId>> = vec![None; c.family.processes.len()];
+    for (process, sub) in trees {
+        if sub.root().bytes == 0 && sub.root().allocations == 0 {
+            continue;
+        }
+        let at = *process_nodes[process]
+            .get_or_insert_with(|| add_node(&mut tree, ROOT, process_location(&c.family, process)));
+        graft(&mut tree, at, &sub);
+    }
+    sort_children(&mut tree, ROOT);
+    for n in process_nodes.into_iter().flatten() {
+        sort_children(&mut tree, n);
+    }
+    let root_total = (tree.root().bytes, tree.root().allocations);
+    let title = title(&c, view, root_total);
+    let origin = c
+        .images
+        .iter()
+        .find(|i| i.process == 0)
+        .map_or(0, |i| i.start_mono_ns);
+    let heap = combined::sum_series(&c.images, origin, crate::analysis::series::MAX_POINTS);
+    let mut process_heaps: Vec<(String, Vec<(f64, u64)>)> = Vec::new();
+    for (i, p) in c.family.processes.iter().enumerate() {
+        let mut points = Vec::new();
+        for im in c.images.iter().filter(|im| im.process == i) {
+            points.extend(combined::image_series(im, origin));
+        }
+        if !points.is_empty() {
+            process_heaps.push((p.label(), points));
+        }
+    }
+    let peak = combined::peak(&c.images, c.family.processes.len());
+    let peak =
+        (peak.bytes > 0).then(|| (peak.mono_ns.saturating_sub(origin) as f64 / 1e9, peak.bytes));
+    Ok(Some(FamilyTree {
+        family: c.family,
+        tree,
+        title,
+        warnings,
+        heap,
+        process_heaps,
+        peak,
+    }))
+}
+
+/// A family's allocation sites for `export`: each site's outermost frame is its process.
+pub struct FamilySites {
+    pub sites: Vec<Site>,
+    pub title: String,
+    pub warnings: Vec<String>,
+    /// From the root's start to the last process's end.
+    pub duration_ns: i64,
+}
+
+/// The family's sites of `view` (None without tracked children).
+pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, String> {
+    let Some(c) = choose(root, view)? else {
+        return Ok(None);
+    };
+    let (per_image, warnings) = each_image(&c, view, |capture, a, selection| {
+        let map = ModuleMap::new(a.tables.modules.clone(), &capture.header.exe);
+        let mut resolver = StackResolver::new(&a.tables, Symbolizer::new(map));
+        let sites = export::sites::sites(a, selection, &mut resolver, view.split_threads);
+        (sites, resolver.symbolizer.warnings)
+    });
+    let mut sites = Vec::new();
+    for (process, list) in per_image {
+        let at = process_location(&c.family, process);
+        for mut s in list {
+            s.frames.insert(0, at.clone());
+            sites.push(s);
+        }
+    }
+    let live = sites
+        .iter()
+        .fold((0, 0), |(b, n), s| (b + s.live.bytes, n + s.live.count));
+    let title = title(&c, view, live);
+    let start = c.images.iter().map(|i| i.start_mono_ns).min().unwrap_or(0);
+    let end = c
+        .images
+        .iter()
+        .map(|i| i.end_mono_ns)
+        .max()
+        .unwrap_or(start);
+    Ok(Some(FamilySites {
+        sites,
+        title,
+        warnings,
+        duration_ns: end.saturating_sub(start) as i64,
+    }))
+}
+
+fn add_node(tree: &mut CallTree, parent: NodeId, location: Location) -> NodeId {
+    let mut node = CallTree::new().nodes.remove(ROOT);
+    node.location = Some(location);
+    node.parent = Some(parent);
+    node.depth = tree.nodes[parent].depth + 1;
+    let id = tree.nodes.len();
+    tree.nodes.push(node);
+    tree.nodes[parent].children.push(id);
+    id
+}
+
+/// Copies `src` (without its root) under `at`, adding its totals to `at` and its ancestors.
+fn graft(tree: &mut CallTree, at: NodeId, src: &CallTree) {
+    let offset = tree.nodes.len();
+    let base_depth = tree.nodes[at].depth;
+    for (i, n) in src.nodes.iter().enumerate().skip(1) {
+        let mut n = n.clone();
+        n.parent = n
+            .parent
+            .map(|p| if p == ROOT { at } else { p - 1 + offset });
+        n.children = n.children.iter().map(|&c| c - 1 + offset).collect();
+        n.depth += base_depth;
+        if src.nodes[i].parent == Some(ROOT) {
+            let id = tree.nodes.len();
+            tree.nodes[at].children.push(id);
+        }
+        tree.nodes.push(n);
+    }
+    let r = src.root();
+    let mut up = Some(at);
+    while let Some(id) = up {
+        let node = &mut tree.nodes[id];
+        node.bytes += r.bytes;
+        node.allocations += r.allocations;
+        node.threads.extend(r.threads.iter().copied());
+        node.threads.sort_unstable();
+        node.threads.dedup();
+        up = node.parent;
+    }
+    tree.nodes[at].own_bytes += r.own_bytes;
+    tree.nodes[at].own_allocations += r.own_allocations;
+}
+
+fn sort_children(tree: &mut CallTree, id: NodeId) {
+    let mut kids = std::mem::take(&mut tree.nodes[id].children);
+    let key = |c: &NodeId| {
+        let n = &tree.nodes[*c];
+        let label = n
+            .location
+            .as_ref()
+            .map(|l| l.label.clone())
+            .unwrap_or_default();
+        (
+            std::cmp::Reverse(n.bytes),
+            std::cmp::Reverse(n.allocations),
+            label,
+        )
+    };
+    kids.sort_by_key(key);
+    tree.nodes[id].children = kids;
+}
+
+fn title(c: &Chosen, view: &ViewOptions, (bytes, allocations): (u64, u64)) -> String {
+    let n = c.family.processes.iter().filter(|p| p.tracked()).count();
+    let what = match (view.view, c.peak_at) {
+        (View::Peak, Some(at)) => {
+            let root_start = c
+                .images
+                .iter()
+                .find(|i| i.process == 0)
+                .map_or(at, |i| i.start_mono_ns);
+            format!(
+                "Memory live at the combined peak of {n} processes (the highest sum of their live heaps, at {})",
+                human::seconds(at.saturating_sub(root_start) as f64 / 1e9)
+            )
+        }
+        (View::All, _) => format!("Every allocation of {n} processes"),
+        (View::Leaks, _) => format!("Memory live at exit of each of {n} processes"),
+        (View::Temporary, _) => format!("Temporary allocations of {n} processes"),
+        (View::Peak, None) => format!("Memory of {n} processes"),
+    };
+    format!(
+        "{what}: {} ({} bytes) in {}",
+        human::size(bytes),
+        human::count(bytes),
+        human::counted(allocations, "allocation")
+    )
+}

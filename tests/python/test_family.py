@@ -1,0 +1,107 @@
+"""Process families from Python: Tracker(follow_fork=True) follows spawned children (a
+multiprocessing spawn pool's workers are tracked as Python runs), and the pytest plugin's
+limit_memory applies to the combined peak of a test's processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import Env, checked, run
+
+WORKER = '''\
+import sys
+
+
+def work(n):
+    data = b"\\0" * n
+    return len(data)
+'''
+
+POOL = '''\
+import multiprocessing as mp
+import sys
+
+import memtrace
+import worker
+
+if __name__ == "__main__":
+    with memtrace.Tracker(sys.argv[1], follow_fork=True):
+        ctx = mp.get_context("spawn")
+        pool = ctx.Pool(1)
+        print(pool.map(worker.work, [7_654_321]))
+        pool.close()
+        pool.join()
+'''
+
+
+def test_a_tracker_follows_spawned_python_children(env: Env, tmp_path: Path) -> None:
+    (tmp_path / "worker.py").write_text(WORKER)
+    (tmp_path / "pool.py").write_text(POOL)
+    capture = tmp_path / "out.bin"
+    r = run([env.python, "pool.py", capture], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == "[7654321]\n"
+    stats = json.loads(checked([env.memtrace, "stats", "--json", capture]).stdout)
+    children = [p for p in stats["processes"][1:] if p["tracked"]]
+    assert children, stats["processes"]
+    found = []
+    for child in children:
+        s = json.loads(
+            checked([env.memtrace, "stats", "--json", "--pid", str(child["pid"]), capture]).stdout
+        )
+        found += [
+            loc for loc in s["top_by_size"] if loc["function"] == "work" and loc["line"] == 5
+        ]
+    assert [(f["bytes"], f["count"]) for f in found] == [(7_654_321 + 33, 1)], found
+    # The environment is the program's again after stop().
+    r = run(
+        [env.python, "-c",
+         "import os, sys, memtrace\n"
+         "before = dict(os.environ)\n"
+         "with memtrace.Tracker(sys.argv[1], follow_fork=True):\n"
+         "    assert 'LD_PRELOAD' in os.environ\n"
+         "print(dict(os.environ) == before)\n",
+         tmp_path / "env.bin"],
+    )
+    assert r.stdout == "True\n", r.stdout + r.stderr
+
+
+PROJECT = '''\
+import multiprocessing as mp
+
+import pytest
+
+
+def hold(barrier):
+    block = b"\\0" * 20_000_000
+    barrier.wait()
+    barrier.wait()
+    del block
+
+
+@pytest.mark.limit_memory("30 MB")
+def test_two_workers():
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
+    for k in kids:
+        k.start()
+    for k in kids:
+        k.join()
+'''
+
+
+def test_limit_memory_applies_to_the_combined_peak(env: Env, tmp_path: Path) -> None:
+    # Each worker holds 20 MB, under the 30 MB limit; both at once do not fit.
+    (tmp_path / "test_pool.py").write_text(PROJECT)
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace", "test_pool.py"],
+        cwd=tmp_path,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "FAILED test_pool.py::test_two_workers" in out
+    assert "Test was limited to 30.0 MiB (31457280 bytes) but allocated" in out
+    assert "(the combined peak of its processes: pid " in out
+    assert not list(tmp_path.glob("*.bin*")), "captures are removed"

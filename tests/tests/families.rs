@@ -1,0 +1,783 @@
+//! Process families under `memtrace run --follow-fork`: every Python child, however it was
+//! started (multiprocessing spawn, forkserver and fork, ProcessPoolExecutor, subprocess, a
+//! shell in between, another interpreter version), is tracked as a Python run: its worker
+//! function's allocation is found at its line with its exact size, with the PyMem allocators
+//! traced.
+
+use memtrace_e2e::python::*;
+use memtrace_e2e::{allocator, num, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `b"\0" * n` is one allocation of the bytes object: a 32-byte header, n bytes and a NUL.
+const BYTES_HEADER: i64 = 33;
+
+/// The worker module: `work` allocates `b"\0" * n` at line 5.
+const WORKER: &str = "\
+import sys
+
+
+def work(n):
+    data = b\"\\0\" * n
+    return len(data)
+
+
+if __name__ == \"__main__\":
+    print(work(int(sys.argv[1])))
+";
+const WORK_LINE: i64 = 5;
+
+/// The captures of the family of `capture`: the file itself and every `<capture>.<suffix>`.
+fn family_files(capture: &Path) -> Vec<PathBuf> {
+    let dir = capture.parent().expect("a directory");
+    let name = capture
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    let prefix = format!("{name}.");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn location<'a>(v: &'a Value, function: &str, line: i64) -> Option<&'a Value> {
+    v["top_by_size"]
+        .as_array()?
+        .iter()
+        .find(|l| l["function"].as_str() == Some(function) && l["line"].as_i64() == Some(line))
+}
+
+/// Runs `script` (in `dir`, with `args`) under `memtrace run --follow-fork` with `python`;
+/// the program must succeed with the output it has untracked.
+fn run_family(python: &Path, dir: &Path, script: &Path, args: &[&str]) -> PathBuf {
+    let capture = dir.join("family.bin");
+    let mut words = vec![script.to_str().expect("utf-8 path")];
+    words.extend_from_slice(args);
+    let plain = untracked(python, &words, dir, b"");
+    assert!(plain.status.success(), "untracked: {plain:?}");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python)
+        .args(&words);
+    let out = output(cmd, dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain.stdout, "{out:?}");
+    capture
+}
+
+/// The one child capture whose `function` allocated `bytes` once at `line` of a file ending in
+/// `file`: its stats. Fails listing what each child's top location was.
+fn child_with(capture: &Path, function: &str, file: &str, line: i64, bytes: i64) -> Value {
+    let mut found = Vec::new();
+    let mut seen = Vec::new();
+    for f in family_files(capture) {
+        let s = stats(&f);
+        match location(&s, function, line) {
+            Some(site) if site["file"].as_str().is_some_and(|p| p.ends_with(file)) => {
+                assert_eq!(num(site, "bytes"), bytes, "{}: {site}", f.display());
+                assert_eq!(num(site, "count"), 1, "{}: {site}", f.display());
+                found.push(s.clone());
+            }
+            _ => seen.push(format!(
+                "{}: {}",
+                f.display(),
+                s["top_by_size"][0]["location"]
+            )),
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "one child with {function} at {file}:{line} ({bytes} bytes); others: {seen:#?}"
+    );
+    let s = found.pop().expect("one");
+    // A Python run: the PyMem allocators are traced in the child too.
+    assert!(allocator(&s, "pymalloc_malloc") > 0, "{}", s["allocators"]);
+    s
+}
+
+/// A pool of one worker under the start method `method` runs `work(n)`.
+fn pool_worker_is_python(method: &str, n: i64) {
+    let dir = scratch(&format!("family-{method}"));
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        &format!(
+            "\
+import multiprocessing as mp
+import worker
+
+if __name__ == \"__main__\":
+    ctx = mp.get_context(\"{method}\")
+    pool = ctx.Pool(1)
+    print(pool.map(worker.work, [{n}]))
+    pool.close()
+    pool.join()
+"
+        ),
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(&capture, "work", "worker.py", WORK_LINE, n + BYTES_HEADER);
+    let top = location(&s, "work", WORK_LINE).expect("found");
+    let frames: Vec<&str> = top["stack"]
+        .as_array()
+        .expect("a stack")
+        .iter()
+        .filter_map(|f| f["function"].as_str())
+        .collect();
+    assert!(
+        frames.contains(&"worker"),
+        "the pool's worker loop: {frames:?}"
+    );
+}
+
+#[test]
+fn a_spawned_pool_worker_is_tracked_as_python() {
+    pool_worker_is_python("spawn", 7_654_321);
+}
+
+#[test]
+fn a_forkserver_pool_worker_is_tracked_as_python() {
+    pool_worker_is_python("forkserver", 6_543_210);
+}
+
+#[test]
+fn a_forked_pool_worker_is_tracked_as_python() {
+    pool_worker_is_python("fork", 5_432_109);
+}
+
+#[test]
+fn a_process_pool_executor_worker_is_tracked_as_python() {
+    let dir = scratch("family-executor");
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+from concurrent.futures import ProcessPoolExecutor
+import worker
+
+if __name__ == \"__main__\":
+    with ProcessPoolExecutor(max_workers=1) as ex:
+        print(ex.submit(worker.work, 4_321_098).result())
+",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        4_321_098 + BYTES_HEADER,
+    );
+}
+
+/// `main.py` runs `PROGRAM worker.py N` with subprocess.run (through `sh -c` when `shell`).
+fn subprocess_main(dir: &Path, program: &str, shell: bool) -> PathBuf {
+    let call = if shell {
+        // The shell forks the interpreter, then runs `true`: it stays in between.
+        format!("subprocess.run(f\"'{program}' worker.py 3210987; true\", shell=True, check=True)")
+    } else {
+        format!("subprocess.run([{program}, \"worker.py\", \"3210987\"], check=True)")
+    };
+    write(
+        dir,
+        "main.py",
+        &format!("import subprocess, sys\n\n{call}\nprint(\"done\")\n"),
+    )
+}
+
+#[test]
+fn a_subprocess_of_the_same_interpreter_is_tracked_as_python() {
+    let dir = scratch("family-subprocess");
+    write(&dir, "worker.py", WORKER);
+    let main = subprocess_main(&dir, "sys.executable", false);
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        3_210_987 + BYTES_HEADER,
+    );
+    let frames = location(&s, "work", WORK_LINE).expect("found")["stack"].clone();
+    assert_eq!(frames[1]["function"], "<module>", "{frames}");
+    assert_eq!(frames[1]["line"], 10, "{frames}");
+}
+
+#[test]
+fn a_python_child_behind_a_shell_is_tracked_as_python() {
+    let dir = scratch("family-shell");
+    write(&dir, "worker.py", WORKER);
+    let exe = python().to_str().expect("utf-8 path").to_string();
+    let main = subprocess_main(&dir, &exe, true);
+    let capture = run_family(python(), &dir, &main, &[]);
+    child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        3_210_987 + BYTES_HEADER,
+    );
+}
+
+/// The version of `python` (3.minor).
+fn minor_of(python: &Path) -> u32 {
+    let out = Command::new(python)
+        .args(["-c", "import sys; print(sys.version_info[1])"])
+        .output()
+        .expect("python runs");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a minor version")
+}
+
+#[test]
+fn a_child_on_another_python_version_is_tracked_as_python() {
+    let dir = scratch("family-other-version");
+    write(&dir, "worker.py", WORKER);
+    let mine = minor_of(python());
+    let other_minor = if mine == 12 { 13 } else { 12 };
+    let other = claimed_python(other_minor);
+    let quoted = format!("{:?}", other.to_str().expect("utf-8 path"));
+    let main = subprocess_main(&dir, &quoted, false);
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        3_210_987 + BYTES_HEADER,
+    );
+    assert!(
+        s["exe"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("3.{other_minor}"))),
+        "{}",
+        s["exe"]
+    );
+}
+
+#[test]
+fn a_python_child_thread_is_tracked_at_its_line() {
+    let dir = scratch("family-thread");
+    write(
+        &dir,
+        "threaded.py",
+        "\
+import threading
+kept = None
+
+def in_thread():
+    global kept
+    kept = b\"\\0\" * 2_345_678
+
+
+t = threading.Thread(target=in_thread, name=\"loader\")
+t.start()
+t.join()
+",
+    );
+    let main = write(
+        &dir,
+        "main.py",
+        "import subprocess, sys\nsubprocess.run([sys.executable, \"threaded.py\"], check=True)\n",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "in_thread",
+        "threaded.py",
+        6,
+        2_345_678 + BYTES_HEADER,
+    );
+    let threads = s["threads"].to_string();
+    assert!(threads.contains("loader"), "{threads}");
+}
+
+// ---- the family report: the process tree and the combined peak ----
+
+/// The `processes` row of `pid`.
+fn row(s: &Value, pid: i64) -> Value {
+    s["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["pid"].as_i64() == Some(pid))
+        .unwrap_or_else(|| panic!("no process {pid} in {}", s["processes"]))
+        .clone()
+}
+
+/// The pids a script printed, one per line.
+fn pids(stdout: &[u8]) -> Vec<i64> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Runs `script` under `memtrace run --follow-fork`; returns the capture and the output.
+fn run_traced(dir: &Path, script: &Path) -> (PathBuf, std::process::Output) {
+    let capture = dir.join("family.bin");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(script);
+    let out = output(cmd, dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    (capture, out)
+}
+
+const MB30: i64 = 30_000_000;
+
+#[test]
+fn two_children_holding_30_mb_at_once_make_a_combined_peak_of_60_mb() {
+    let dir = scratch("family-combined");
+    // Each child holds 30 MB until both do (a barrier), then lets go; the parent waits.
+    let script = write(
+        &dir,
+        "both.py",
+        "\
+import multiprocessing as mp
+
+
+def hold(barrier):
+    block = b\"\\0\" * 30_000_000
+    barrier.wait()
+    barrier.wait()
+    del block
+
+
+if __name__ == \"__main__\":
+    ctx = mp.get_context(\"spawn\")
+    barrier = ctx.Barrier(2)
+    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
+    for k in kids:
+        k.start()
+    for k in kids:
+        print(k.pid, flush=True)
+    for k in kids:
+        k.join()
+",
+    );
+    let (capture, out) = run_traced(&dir, &script);
+    let kids = pids(&out.stdout);
+    assert_eq!(kids.len(), 2, "{out:?}");
+    let s = stats(&capture);
+    let combined = num(&s, "combined_peak_bytes");
+    assert!(combined >= 2 * MB30, "combined peak {combined}");
+    // No single process comes near it.
+    for p in s["processes"].as_array().expect("processes") {
+        assert!(num(p, "peak_bytes") < 2 * MB30 - 1_000_000, "{p}");
+    }
+    let shares = s["combined_peak_by_process"].as_array().expect("shares");
+    for kid in &kids {
+        let share = shares
+            .iter()
+            .find(|x| x["pid"].as_i64() == Some(*kid))
+            .unwrap_or_else(|| panic!("pid {kid} not named at the combined peak: {shares:?}"));
+        assert!(num(share, "bytes") >= MB30, "{share}");
+        let r = row(&s, *kid);
+        assert_eq!(num(&r, "parent_pid"), num(&s, "pid"), "{r}");
+        assert!(num(&r, "peak_bytes") >= MB30, "{r}");
+        assert!(
+            r["command"]
+                .as_str()
+                .is_some_and(|c| c.contains("multiprocessing.spawn")),
+            "{r}"
+        );
+    }
+    let t = s["combined_peak_time_s"].as_f64().expect("a time");
+    assert!(
+        t > 0.0 && t <= s["duration_s"].as_f64().expect("duration"),
+        "{t}"
+    );
+    // The text report shows the tree and the combined peak.
+    let text = memtrace_e2e::memtrace(&["stats", capture.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("Processes ("), "{text}");
+    assert!(text.contains("Combined peak:"), "{text}");
+    for kid in &kids {
+        assert!(text.contains(&format!("pid {kid} ")), "{text}");
+    }
+    family_reports_show_each_process(&capture, &kids, &dir);
+}
+
+/// The nodes of a `tree --json` tree named `function` at `line`, anywhere below `node`.
+fn find_nodes<'a>(node: &'a Value, function: &str, line: i64, out: &mut Vec<&'a Value>) {
+    if node["function"].as_str() == Some(function) && node["line"].as_i64() == Some(line) {
+        out.push(node);
+    }
+    for c in node["children"].as_array().into_iter().flatten() {
+        find_nodes(c, function, line, out);
+    }
+}
+
+fn report_json(args: &[&str], capture: &Path, dir: &Path) -> Value {
+    let mut all = args.to_vec();
+    all.push(capture.to_str().expect("utf-8"));
+    let out = memtrace_e2e::memtrace(&all, dir);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// tree, summary and export show the family at the combined peak, each process its outermost
+/// frame; --pid shows one process alone.
+fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
+    let tree = report_json(&["tree", "--json"], capture, dir);
+    assert!(
+        tree["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("combined peak")),
+        "{}",
+        tree["title"]
+    );
+    let top = tree["tree"]["children"].as_array().expect("children");
+    for kid in kids {
+        let prefix = format!("pid {kid}: ");
+        let node = top
+            .iter()
+            .find(|n| {
+                n["location"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with(&prefix))
+            })
+            .unwrap_or_else(|| panic!("no top-level node for pid {kid}: {top:?}"));
+        let mut held = Vec::new();
+        find_nodes(node, "hold", 5, &mut held);
+        assert_eq!(held.len(), 1, "{node}");
+        assert_eq!(num(held[0], "bytes"), MB30 + BYTES_HEADER, "{}", held[0]);
+    }
+    let summary = report_json(&["summary", "--json"], capture, dir);
+    let rows = summary["rows"].to_string();
+    for kid in kids {
+        assert!(rows.contains(&format!("pid {kid}: ")), "{rows}");
+    }
+    let folded = memtrace_e2e::memtrace(
+        &["export", "-f", "folded", capture.to_str().expect("utf-8")],
+        dir,
+    );
+    let folded = String::from_utf8_lossy(&folded.stdout).into_owned();
+    for kid in kids {
+        let line = folded
+            .lines()
+            .find(|l| l.starts_with(&format!("pid {kid}: ")) && l.contains("hold at "))
+            .unwrap_or_else(|| panic!("no folded stack of pid {kid} at hold: {folded}"));
+        assert!(
+            line.ends_with(&format!(" {}", MB30 + BYTES_HEADER)),
+            "{line}"
+        );
+    }
+    // --pid: one process alone, no process frame.
+    let kid = kids[0].to_string();
+    let alone = report_json(&["tree", "--json", "--pid", &kid], capture, dir);
+    let text = alone["tree"].to_string();
+    assert!(!text.contains("pid "), "{text}");
+    let mut held = Vec::new();
+    find_nodes(&alone["tree"], "hold", 5, &mut held);
+    assert_eq!(held.len(), 1, "{text}");
+    assert_eq!(num(held[0], "bytes"), MB30 + BYTES_HEADER);
+    let s = report_json(&["stats", "--json", "--pid", &kid], capture, dir);
+    assert_eq!(s["pid"].as_i64(), Some(kids[0]));
+    assert!(s.get("processes").is_none(), "--pid: one process");
+    let bad = memtrace_e2e::memtrace(
+        &[
+            "tree",
+            "--text",
+            "--pid",
+            "1",
+            capture.to_str().expect("utf-8"),
+        ],
+        dir,
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.starts_with("memtrace: no process 1 in the family of"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_parent_capture_alone_names_its_children() {
+    // The root capture copied elsewhere without its children's: the family is still listed
+    // (pid, parent, command, start), from the child records.
+    let dir = scratch("family-records");
+    write(&dir, "worker.py", WORKER);
+    let main = subprocess_main(&dir, "sys.executable", false);
+    let capture = run_family(python(), &dir, &main, &[]);
+    let alone = scratch("family-records-alone").join("root.bin");
+    std::fs::copy(&capture, &alone).expect("copy");
+    let s = stats(&alone);
+    let procs = s["processes"].as_array().expect("processes");
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    let child = &procs[1];
+    assert_eq!(num(child, "parent_pid"), num(&s, "pid"), "{child}");
+    assert_eq!(child["tracked"], false, "{child}");
+    assert!(
+        child["command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("worker.py 3210987")),
+        "{child}"
+    );
+    let start = child["start_s"].as_f64().expect("start");
+    assert!(start > 0.0 && start < 60.0, "{start}");
+    // Beside its children, the same pid is the tracked child with its capture.
+    let s = stats(&capture);
+    let r = row(&s, num(child, "pid"));
+    assert_eq!(r["tracked"], true, "{r}");
+    assert!(num(&r, "peak_bytes") >= 3_210_987, "{r}");
+}
+
+#[test]
+fn a_child_killed_by_sigkill_is_read_as_far_as_it_goes() {
+    let dir = scratch("family-sigkill");
+    let script = write(
+        &dir,
+        "killer.py",
+        "\
+import os, signal, subprocess, sys
+
+code = '''
+import sys, time
+def load():
+    return b\"\\\\0\" * 4_000_000
+kept = load()
+print(\"ready\", flush=True)
+time.sleep(60)
+'''
+child = subprocess.Popen([sys.executable, \"-c\", code], stdout=subprocess.PIPE)
+child.stdout.readline()
+os.kill(child.pid, signal.SIGKILL)
+child.wait()
+print(child.pid)
+",
+    );
+    let (capture, out) = run_traced(&dir, &script);
+    let kid = pids(&out.stdout)[0];
+    let s = stats(&capture);
+    let r = row(&s, kid);
+    assert_eq!(r["complete"], false, "{r}");
+    assert!(num(&r, "peak_bytes") >= 4_000_033, "{r}");
+    let child = stats(&memtrace_e2e_child(&capture, kid));
+    let site = location(&child, "load", 4).expect("load at line 4");
+    assert_eq!(num(site, "bytes"), 4_000_000 + BYTES_HEADER);
+}
+
+/// `<capture>.<pid>`.
+fn memtrace_e2e_child(capture: &Path, pid: i64) -> PathBuf {
+    PathBuf::from(format!("{}.{pid}", capture.display()))
+}
+
+#[test]
+fn a_child_that_outlives_the_parent_is_in_the_family() {
+    let dir = scratch("family-orphan");
+    let done = dir.join("done");
+    let script = write(
+        &dir,
+        "orphan.py",
+        &format!(
+            "\
+import subprocess, sys
+
+code = '''
+import time
+time.sleep(1.0)
+def late():
+    return b\"\\\\0\" * 6_000_000
+kept = late()
+open({done:?}, \"w\").close()
+'''
+child = subprocess.Popen([sys.executable, \"-c\", code], start_new_session=True)
+print(child.pid)
+"
+        ),
+    );
+    let (capture, out) = run_traced(&dir, &script);
+    let kid = pids(&out.stdout)[0];
+    // The parent is gone; the child finishes its capture on its own.
+    let child_capture = memtrace_e2e_child(&capture, kid);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let finished = done.exists() && stats(&child_capture)["complete"] == true;
+        if finished {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let s = stats(&capture);
+    let r = row(&s, kid);
+    assert_eq!(r["complete"], true, "{r}");
+    assert!(num(&r, "peak_bytes") >= 6_000_033, "{r}");
+    // Its heap counts after the parent's end: the combined peak has it.
+    let shares = s["combined_peak_by_process"].as_array().expect("shares");
+    assert!(
+        shares.iter().any(|x| x["pid"].as_i64() == Some(kid)),
+        "{shares:?}"
+    );
+    assert!(s["combined_peak_time_s"].as_f64().expect("t") > s["duration_s"].as_f64().expect("d"));
+    let child = stats(&child_capture);
+    let site = location(&child, "late", 5).expect("late at line 5");
+    assert_eq!(num(site, "bytes"), 6_000_000 + BYTES_HEADER);
+}
+
+#[test]
+fn a_python_child_sees_no_trace_of_its_hook() {
+    // The child's start-up hook is a directory of its own (the run's may be gone when a child
+    // starts late): the child sees its own PYTHONPATH and sys.path, and the directory is gone.
+    let dir = scratch("family-no-trace");
+    write(
+        &dir,
+        "look.py",
+        "\
+import glob, os, sys, tempfile
+print(os.environ.get(\"PYTHONPATH\"), os.environ.get(\"MEMTRACE_PYTHON_HOOK_PRIVATE\"))
+print([p for p in sys.path if \"memtrace\" in p])
+print(glob.glob(os.path.join(tempfile.gettempdir(), f\"memtrace-py-{os.getpid()}*\")))
+",
+    );
+    let main = write(
+        &dir,
+        "main.py",
+        "import os, subprocess, sys\nos.environ[\"PYTHONPATH\"] = \"/nowhere\"\nsubprocess.run([sys.executable, \"look.py\"], check=True)\n",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let files = family_files(&capture);
+    assert!(!files.is_empty(), "the child was tracked");
+}
+
+#[test]
+fn a_run_without_follow_fork_says_how_many_python_children_it_left_out() {
+    let dir = scratch("family-hint");
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import subprocess, sys
+for n in (\"1000\", \"2000\"):
+    subprocess.run([sys.executable, \"worker.py\", n], check=True)
+subprocess.run([\"true\"], check=True)
+",
+    );
+    let capture = dir.join("hint.bin");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&main);
+    let out = output(cmd, &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        err.lines().last(),
+        Some("memtrace: 2 child processes were not tracked; --follow-fork tracks them"),
+        "{err}"
+    );
+    assert!(family_files(&capture).is_empty(), "no child capture");
+    // The parent's capture still names all three children.
+    let s = stats(&capture);
+    let procs = s["processes"].as_array().expect("processes");
+    assert_eq!(procs.len(), 4, "{procs:?}");
+    assert!(
+        procs[1..].iter().all(|p| p["tracked"] == false),
+        "{procs:?}"
+    );
+    // With --follow-fork there is nothing to say.
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&main);
+    let out = output(cmd, &dir, b"");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!err.contains("not tracked"), "{err}");
+}
+
+#[test]
+fn a_forked_child_that_execs_python_is_tracked_as_python() {
+    // os.fork, then os.execv of the interpreter: the child's second image is a Python run, and
+    // the family names the process by what it became.
+    let dir = scratch("family-fork-exec");
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, \"worker.py\", \"2109876\"])
+os.waitpid(pid, 0)
+",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        2_109_876 + BYTES_HEADER,
+    );
+    let root = stats(&capture);
+    let r = row(&root, num(&s, "pid"));
+    assert_eq!(r["captures"].as_array().map(Vec::len), Some(2), "{r}");
+    assert!(
+        r["command"]
+            .as_str()
+            .is_some_and(|c| c.ends_with("worker.py 2109876")),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_child_on_a_venv_python_is_tracked_as_python() {
+    let dir = scratch("family-venv");
+    write(&dir, "worker.py", WORKER);
+    let made = Command::new(python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(dir.join("venv"))
+        .status()
+        .expect("python -m venv runs");
+    assert!(made.success());
+    let venv_python = dir.join("venv/bin/python");
+    let quoted = format!("{:?}", venv_python.to_str().expect("utf-8 path"));
+    let main = subprocess_main(&dir, &quoted, false);
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = child_with(
+        &capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        3_210_987 + BYTES_HEADER,
+    );
+    assert!(
+        s["argv"][0]
+            .as_str()
+            .is_some_and(|a| a.ends_with("venv/bin/python")),
+        "{}",
+        s["argv"]
+    );
+}

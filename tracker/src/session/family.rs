@@ -1,0 +1,271 @@
+//! The children this image starts, recorded in its own capture (memtrace_format::family) so
+//! that a report finds the process family from the parent's capture alone: each child's pid,
+//! parent pid, command and start time, in a raw Meta chunk written the moment the parent learns
+//! of the child.
+//!
+//! - fork(): interposed; the parent records the child when fork returns (the command is its own:
+//!   the child is its copy until it execs).
+//! - vfork() + exec (CPython's subprocess and multiprocessing, most shells' `exec`): a vfork child
+//!   shares the parent's memory, its capture mapping included, and the parent's thread waits
+//!   until it execs; the exec hook records the child there (exec::follow), as the parent would.
+//! - posix_spawn() and posix_spawnp(): interposed; recorded when they return. (glibc's own
+//!   `system` and `popen` spawn inside libc: those children are not recorded.)
+//!
+//! Records are written whether children are followed or not: without --follow-fork they let the
+//! run say how many children were left out.
+
+use crate::capture::CAPTURE;
+use crate::state::{CAPTURE_PID, FINISHED, STARTED};
+use crate::{clock, sys, tls};
+use libc::{c_char, c_int, pid_t};
+use memtrace_format::family::{self as record, how};
+use memtrace_format::{ChunkCodec, ChunkHeader, ChunkKind, Encoder};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+type ForkFn = unsafe extern "C" fn() -> pid_t;
+type SpawnFn = unsafe extern "C" fn(
+    *mut pid_t,
+    *const c_char,
+    *const libc::posix_spawn_file_actions_t,
+    *const libc::posix_spawnattr_t,
+    *const *mut c_char,
+    *const *mut c_char,
+) -> c_int;
+
+static FORK: AtomicUsize = AtomicUsize::new(0);
+static SPAWN: AtomicUsize = AtomicUsize::new(0);
+static SPAWNP: AtomicUsize = AtomicUsize::new(0);
+/// The last vfork child recorded: one whose exec fails and tries again is recorded once.
+static LAST_VFORK_CHILD: AtomicU32 = AtomicU32::new(0);
+
+fn next(name: &core::ffi::CStr) -> usize {
+    // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT: the definition after this library.
+    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) as usize }
+}
+
+/// Looks the real functions up at start-up.
+pub fn resolve() {
+    for (slot, name) in [
+        (&FORK, c"fork"),
+        (&SPAWN, c"posix_spawn"),
+        (&SPAWNP, c"posix_spawnp"),
+    ] {
+        if slot.load(Ordering::Acquire) == 0 {
+            slot.store(next(name), Ordering::Release);
+        }
+    }
+}
+
+fn real(slot: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+    match slot.load(Ordering::Acquire) {
+        0 => {
+            let f = next(name);
+            slot.store(f, Ordering::Release);
+            f
+        }
+        f => f,
+    }
+}
+
+/// This image records a capture of its own (not a vfork child, not an unfollowed fork child).
+fn recording() -> bool {
+    crate::state::records_this_image()
+}
+
+/// Interposed fork(2): the parent records its child.
+///
+/// # Safety
+/// Same contract as libc's fork.
+pub unsafe extern "C" fn fork() -> pid_t {
+    let f = real(&FORK, c"fork");
+    if f == 0 {
+        // SAFETY: the system call has fork's contract (no atfork handlers: libc's is missing).
+        return unsafe { libc::syscall(libc::SYS_fork) as pid_t };
+    }
+    // SAFETY: libc's fork.
+    let pid = unsafe { core::mem::transmute::<usize, ForkFn>(f)() };
+    if pid > 0 && recording() {
+        let mut argv = [0u8; 4096];
+        let n = sys::read_file(b"/proc/self/cmdline\0", &mut argv);
+        let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);
+        let mut exe = [0u8; 4096];
+        let e = sys::readlink(b"/proc/self/exe\0", &mut exe);
+        record_child(
+            pid as u32,
+            sys::getpid(),
+            how::FORK,
+            &exe[..e],
+            words.split(|&b| b == 0),
+        );
+    }
+    pid
+}
+
+/// Interposed posix_spawn(3).
+///
+/// # Safety
+/// Same contract as libc's posix_spawn.
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut pid_t,
+    path: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    // SAFETY: forwarded with the caller's arguments.
+    unsafe { spawn(&SPAWN, c"posix_spawn", pid, path, actions, attr, argv, envp) }
+}
+
+/// Interposed posix_spawnp(3).
+///
+/// # Safety
+/// Same contract as libc's posix_spawnp.
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut pid_t,
+    file: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    // SAFETY: forwarded with the caller's arguments.
+    unsafe {
+        spawn(
+            &SPAWNP,
+            c"posix_spawnp",
+            pid,
+            file,
+            actions,
+            attr,
+            argv,
+            envp,
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn spawn(
+    slot: &AtomicUsize,
+    name: &core::ffi::CStr,
+    pid: *mut pid_t,
+    path: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    let f = real(slot, name);
+    if f == 0 {
+        return libc::ENOSYS;
+    }
+    // A caller may pass no pid slot: the child's pid is then read from one of ours.
+    let mut own: pid_t = 0;
+    let out = if pid.is_null() {
+        &mut own as *mut pid_t
+    } else {
+        pid
+    };
+    // SAFETY: libc's function with the caller's arguments (and a valid pid slot).
+    let rc =
+        unsafe { core::mem::transmute::<usize, SpawnFn>(f)(out, path, actions, attr, argv, envp) };
+    if rc == 0 && recording() {
+        // SAFETY: `out` was just written by posix_spawn; path and argv are the caller's C
+        // strings.
+        let (child, program, args) =
+            unsafe { (*out, text(path), words(argv as *const *const c_char)) };
+        if child > 0 {
+            record_child(child as u32, sys::getpid(), how::SPAWN, program, args);
+        }
+    }
+    rc
+}
+
+/// Called by the exec hook in a process that does not record a capture of its own: when it is
+/// a vfork child of a recording image (it shares that image's memory), the child is recorded in
+/// the parent's capture, under the parent's suspended thread.
+///
+/// # Safety
+/// `argv` is null or a NULL-terminated array of C strings.
+pub unsafe fn vfork_child_execs(program: &[u8], argv: *const *const c_char) {
+    let me = sys::getpid();
+    let parent = CAPTURE_PID.load(Ordering::Relaxed);
+    let vfork_child = STARTED.load(Ordering::Acquire)
+        && !FINISHED.load(Ordering::Acquire)
+        && parent != 0
+        && me != parent;
+    if !vfork_child || LAST_VFORK_CHILD.swap(me, Ordering::Relaxed) == me {
+        return;
+    }
+    // SAFETY: as the caller promises.
+    let args = unsafe { words(argv) };
+    record_child(me, parent, how::VFORK_EXEC, program, args);
+}
+
+/// The strings of a NULL-terminated array (none for null). (exec has its own: the exec hook
+/// calls this module, so this one does not import exec.)
+///
+/// # Safety
+/// `array` is null or a NULL-terminated array of C strings that outlive the iterator.
+unsafe fn words(array: *const *const c_char) -> impl Iterator<Item = &'static [u8]> + Clone {
+    let mut n = 0usize;
+    if !array.is_null() {
+        // SAFETY: the caller promises a NULL-terminated array.
+        while unsafe { !(*array.add(n)).is_null() } {
+            n += 1;
+        }
+    }
+    (0..n).map(move |i| {
+        // SAFETY: i < n, the array's length; each entry is a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(*array.add(i)) }.to_bytes()
+    })
+}
+
+/// The bytes of a C string (empty for null).
+unsafe fn text<'a>(p: *const c_char) -> &'a [u8] {
+    if p.is_null() {
+        return b"";
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes()
+}
+
+/// Writes a child record (a one-record raw Meta chunk) to the open capture.
+fn record_child<'a>(
+    pid: u32,
+    parent: u32,
+    how: u64,
+    program: &[u8],
+    args: impl Iterator<Item = &'a [u8]> + Clone,
+) {
+    if !CAPTURE.is_open() {
+        return;
+    }
+    let _errno = sys::ErrnoGuard::new();
+    let t = tls::get();
+    let was = t.in_tracker;
+    t.in_tracker = 1;
+    let mut payload = [0u8; record::MAX_PAYLOAD];
+    let realtime = sys::clock_ns(libc::CLOCK_REALTIME);
+    let n = record::encode(&mut payload, pid, parent, realtime, how, program, args);
+    let mut out = [0u8; record::MAX_PAYLOAD + 64];
+    let (tick, mono) = clock::pair();
+    let used = Encoder::new().extended(&mut out, 0, tick, record::CHILD_KIND, &payload[..n]);
+    let header = ChunkHeader {
+        kind: ChunkKind::Meta,
+        codec: ChunkCodec::Raw,
+        flags: 0,
+        thread_serial: 0,
+        tid: sys::gettid(),
+        seq: 0,
+        stored_len: used as u32,
+        raw_len: used as u32,
+        record_count: 1,
+        first_tick: tick,
+        last_tick: tick,
+        flush_mono_ns: mono,
+        flush_tick: tick,
+    };
+    CAPTURE.write_chunk(&header, &out[..used]);
+    t.in_tracker = was;
+}
