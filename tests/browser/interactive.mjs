@@ -63,6 +63,10 @@ try {
   for (const f of ["Peak", "Total allocated", "Allocations", "Duration", "Command", "Python", "Mode"]) {
     check(facts.includes(f), `no ${f} in the summary: ${facts}`);
   }
+  // Human units, the exact bytes on hover.
+  const peakFact = page.locator("dl.facts div", { hasText: "Peak" }).locator("dd");
+  check(/^\d+(\.\d)? (B|KiB|MiB|GiB) at /.test(await peakFact.textContent()), `the peak reads ${await peakFact.textContent()}`);
+  check(/^[\d,]+ bytes$/.test(await peakFact.getAttribute("title")), "no exact bytes on the peak's hover");
   const chart = await page.locator("#timeline svg").boundingBox();
   check(chart && chart.width > 500 && chart.height > 100, `chart not drawn: ${JSON.stringify(chart)}`);
   check((await page.locator("table#locations tbody tr").count()) > 0, "the table has no rows");
@@ -215,6 +219,18 @@ try {
     check((await page.evaluate(() => location.hash)).includes("imports=show"), "the import toggle is not in the URL");
     await shot("imports");
     await page.locator("#imports").check();
+
+    // <unknown>: every allocation includes some made with no frame (a thread's start); its
+    // hover says what it is, and a toggle hides it.
+    await page.locator("#views button[data-view=all]").click();
+    check(await shows("<unknown>"), "no <unknown> in every allocation");
+    await frameOf("<unknown>").first().hover();
+    check((await details.textContent()).includes("no frame recorded"), "the hover does not explain <unknown>");
+    await page.locator("#unknown").check();
+    check(!(await shows("<unknown>")), "<unknown> shows while hidden");
+    check((await page.evaluate(() => location.hash)).includes("unknown=hide"), "the <unknown> toggle is not in the URL");
+    await page.locator("#unknown").uncheck();
+    await page.locator("#views button[data-view=peak]").click();
 
     // A name with markup in it stays text.
     check(await shows(p.evil), `no frame named ${p.evil}`);

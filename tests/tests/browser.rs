@@ -1,8 +1,11 @@
 //! The HTML reports render in headless chromium: loaded from a file URL, the flamegraph draws
 //! the known functions of a test capture, hovering a frame shows its bytes, clicking one zooms
-//! to it; the chart and the table are there. Screenshots (before and after the zoom) are left in
-//! target/browser/ (flamegraph.png, flamegraph-zoomed.png, flamegraph-diff.png,
-//! flamegraph-diff-zoomed.png).
+//! to it; the chart and the table are there. On the interactive page, a two-phase script's
+//! phases are picked by dragging over the chart and by clicking it, threads, import frames,
+//! the interpreter's frames (--native), `<unknown>`, inversion and the table's sort are toggled,
+//! names with markup stay text. Screenshots are left in target/browser/ (flamegraph-STEP.png,
+//! phases-STEP.png, one per step; flamegraph-diff.png, flamegraph-diff-zoomed.png); those of
+//! docs/images/ are copies.
 //!
 //! Needs Debian's chromium, node and npm (`.ci/run` installs chromium); fails without them.
 

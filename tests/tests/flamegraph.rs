@@ -111,6 +111,14 @@ fn the_page_shows_the_known_sites_and_the_chart() {
         .position(|&v| v == peak)
         .expect("the peak's bucket") as u64;
     assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
+    // And at every bucket's high-water mark.
+    for (b, &v) in hwm.iter().enumerate() {
+        assert_eq!(
+            live_at_bucket(&data, b as u64).iter().sum::<u64>(),
+            v,
+            "bucket {b}"
+        );
+    }
     // The chart's series: the heap and the resident size.
     assert!(!data["heap"].as_array().expect("heap").is_empty());
     assert!(!data["rss"].as_array().expect("rss").is_empty());
@@ -168,6 +176,14 @@ fn many_stacks_give_a_small_page() {
         .position(|&v| v == peak)
         .expect("the peak's bucket") as u64;
     assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
+    // And at every bucket's high-water mark.
+    for (b, &v) in hwm.iter().enumerate() {
+        assert_eq!(
+            live_at_bucket(&data, b as u64).iter().sum::<u64>(),
+            v,
+            "bucket {b}"
+        );
+    }
     let all: u64 = groups.iter().filter_map(|g| g["all"][1].as_u64()).sum();
     assert_eq!(
         all,

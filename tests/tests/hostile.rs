@@ -842,6 +842,22 @@ fn control_characters_in_names_are_shown_escaped() {
     r.check();
     let html = std::fs::read(&page).expect("page");
     assert!(!html.iter().any(|&b| b == 0x1b || b == 0x07));
+    // Nor a bidirectional override; the thread's name is shown with its escapes.
+    let text = String::from_utf8(html).expect("utf-8");
+    assert!(!text.contains('\u{202e}'));
+    let data = memtrace_e2e::page::page_data(&text);
+    let threads: Vec<&str> = data["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        threads
+            .iter()
+            .any(|t| t.contains("\\x1b]0;PWNED\\x07\\u{202e}")),
+        "{threads:?}"
+    );
 }
 
 fn s(p: &Path) -> OsString {

@@ -38,6 +38,9 @@ struct Cell {
     rec_count: u64,
     /// Its history's slot in [`Buckets::histories`] (+1; 0: none yet).
     slot: u32,
+    /// The allocators of its allocations (bit `Allocator as u8`), told to
+    /// [`Buckets::allocators`] at the bucket's end.
+    allocators: u16,
 }
 
 /// The tracker, fed by the replay.
@@ -164,11 +167,11 @@ impl Buckets {
         tick: u64,
         live: u64,
     ) {
-        *self.allocators.entry(stack).or_default() |= 1 << (allocator & 15);
         let key = (stack, thread, self.cur as u32);
         let new_max = live > self.cur_max;
         let epoch = self.epoch;
         let cell = self.touch(key);
+        cell.allocators |= 1 << (allocator & 15);
         cell.bytes += size as i64;
         cell.count += 1;
         if !new_max {
@@ -213,6 +216,9 @@ impl Buckets {
             let Some(cell) = self.cells.get_mut(&key) else {
                 continue;
             };
+            if cell.allocators != 0 {
+                *self.allocators.entry(key.0).or_default() |= std::mem::take(&mut cell.allocators);
+            }
             let (sb, sc) = if cell.epoch == self.epoch {
                 (cell.since_bytes, cell.since_count)
             } else {

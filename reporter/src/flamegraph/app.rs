@@ -10,7 +10,7 @@ const SCRIPT: &str = include_str!("assets/page.js");
 
 /// The page of the data `json` ([`super::data::build_json`]) of the capture `path`.
 pub fn render(path: &str, json: &str) -> String {
-    let title = format!("memtrace: {path}");
+    let title = format!("memtrace: {}", crate::report::visible::escape(path));
     let mut h = String::with_capacity(json.len() + STYLE.len() + SCRIPT.len() + 8192);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     h.push_str(&format!(

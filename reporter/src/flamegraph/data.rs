@@ -278,8 +278,8 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
     let native = capture.header.options & memtrace_format::options::NATIVE != 0;
     PageData {
         meta: Meta {
-            path: capture.path().display().to_string(),
-            command: argv.join(" "),
+            path: visible(&capture.path().display().to_string()),
+            command: visible(&argv.join(" ")),
             python: python_version(capture, analysis),
             mode: if native { "full, --native" } else { "full" }.to_string(),
             duration_s: analysis.duration_s(),
@@ -310,7 +310,11 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             analysis,
             &analysis.replay.resident_series,
         )),
-        threads: analysis.threads.iter().map(thread_label).collect(),
+        threads: analysis
+            .threads
+            .iter()
+            .map(|t| visible(&thread_label(t)))
+            .collect(),
         frames: frames.table,
         stacks: frames.stacks,
         groups: out_groups,
@@ -458,11 +462,11 @@ impl<'a> Frames<'a> {
             _ => String::new(),
         };
         self.table.push((
-            name.clone(),
+            visible(&name),
             kind,
-            file.unwrap_or_default().to_string(),
+            visible(file.unwrap_or_default()),
             line.unwrap_or(0),
-            src,
+            visible(&src),
         ));
         let i = (self.table.len() - 1) as u32;
         self.index.insert((name, kind), i);
@@ -593,6 +597,12 @@ pub fn is_interpreter(module: Option<&str>, function: Option<&str>, exe: &str) -
         return false;
     };
     m.starts_with("libpython") || (m.starts_with("python") && (m == exe || exe.is_empty()))
+}
+
+/// A name from the capture with its control and bidirectional characters shown as escapes
+/// (`\x1b`, `\u{202e}`), as every report shows them.
+fn visible(s: &str) -> String {
+    crate::report::visible::escape(s).into_owned()
 }
 
 fn basename(path: &str) -> &str {
