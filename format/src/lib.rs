@@ -9,6 +9,7 @@ pub mod columns;
 pub mod exec;
 pub mod header;
 pub mod record;
+pub mod settings;
 pub mod stops;
 pub mod varint;
 

@@ -175,7 +175,7 @@ impl Consumer for Analyzer<'_> {
     type Summary = Totals;
 
     fn summarize(chunk: &DecodedChunk) -> Totals {
-        Totals::from_events(&chunk.events)
+        Totals::from_sampled(&chunk.events, chunk.sample_bytes)
     }
 
     fn chunk_loaded(

@@ -7,6 +7,7 @@ pub mod event;
 pub mod exec;
 pub mod pool;
 pub mod scan;
+pub mod settings;
 pub mod stream;
 
 use memmap2::Mmap;

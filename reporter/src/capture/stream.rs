@@ -112,8 +112,12 @@ fn decode_batch<C: Consumer>(
     batch
         .par_iter()
         .map(|p| {
-            let chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
+            let mut chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
+            chunk.sample_bytes = index.settings.sample_bytes;
             let summary = C::summarize(&chunk);
+            // The totals count the sizes asked for; everything after sees the bytes each
+            // sampled allocation stands for.
+            super::settings::weigh(&mut chunk.events, chunk.sample_bytes);
             (chunk, summary)
         })
         .collect()

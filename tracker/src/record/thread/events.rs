@@ -5,7 +5,7 @@
 use super::owner::{acquire, release};
 use super::state::{count_in, prefetch, ThreadState};
 use crate::capture::CAPTURE;
-use crate::{clock, sys, tls};
+use crate::{clock, sample, sys, tls};
 use memtrace_format::columns::ColumnWriter;
 use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker};
@@ -47,6 +47,9 @@ impl ThreadState {
 
 #[inline]
 pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    if !sample::take_alloc(t, allocator, addr, size) {
+        return;
+    }
     if let Some(s) = acquire(t) {
         s.alloc(t, allocator, addr, size, ret);
         release(s);
@@ -75,6 +78,9 @@ pub fn prefetch_free(t: &tls::Tls, addr: u64) {
 /// calling the real function: then another thread's reuse of the block is after it), else now.
 #[inline]
 pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
+    if !sample::take_free(addr) {
+        return;
+    }
     if let Some(s) = acquire(t) {
         prefetch(s.writer.free_lookup(addr));
         let tick = tick.unwrap_or_else(clock::tick);

@@ -54,6 +54,7 @@ pub unsafe extern "C" fn start(
         native: flags[0],
         python_allocators: flags[1],
         follow_fork: flags[2],
+        labels: Vec::new(),
     };
     let starting = match inprocess::claim() {
         Ok(starting) => starting,
