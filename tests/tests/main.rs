@@ -21,6 +21,7 @@ mod python;
 mod python_tracking;
 mod reports;
 mod run_safety;
+mod sampling;
 mod threads;
 mod torture;
 mod tui;

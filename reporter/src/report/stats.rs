@@ -154,6 +154,11 @@ pub struct StatsReport {
     pub records_written: Option<u64>,
     /// The program exec'd another one, recorded in another capture; null otherwise.
     pub exec: Option<ExecRow>,
+    /// Byte sampling (`run --sample-bytes N`): N, or 0 for a full capture. When sampled, bytes
+    /// and allocation totals are estimates (see `warnings`).
+    pub sample_bytes: u64,
+    /// The labels the capture was recorded with (`run --label key=value`), in order.
+    pub labels: Vec<(String, String)>,
     pub warnings: Vec<String>,
 }
 
@@ -348,6 +353,8 @@ fn build_threads(
         argv,
         exe: String::from_utf8_lossy(&header.exe).into_owned(),
         pid: header.pid,
+        sample_bytes: analysis.index.settings.sample_bytes,
+        labels: analysis.index.settings.labels.clone(),
         duration_s: analysis.duration_s(),
         total_allocations: totals.allocs.count,
         total_bytes: totals.allocs.bytes,

@@ -148,6 +148,7 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
             " (incomplete capture)"
         }
     )?;
+    super::text_modes::header_lines(r, out)?;
     if let Some(e) = &r.exec {
         let missing = if e.next_capture_exists {
             ""
