@@ -162,3 +162,64 @@ fn bad_sampling_and_label_values_are_one_line() {
         assert!(!dir.join("x.bin").exists());
     }
 }
+
+/// The top `n` lines (file:line) by bytes live at the peak that hold at least 1% of it (below
+/// that, a line holds fewer bytes than a sample stands for: whether it shows is chance).
+fn top_lines(s: &Value, n: usize) -> Vec<String> {
+    let floor = num(s, "peak_bytes") / 100;
+    s["top_at_peak"]
+        .as_array()
+        .expect("top_at_peak")
+        .iter()
+        .take(n)
+        .filter(|r| num(r, "bytes") >= floor)
+        .map(|r| format!("{}:{}", r["file"], r["line"]))
+        .collect()
+}
+
+/// The bench workload large_buffers.py (2,000 bytearrays of 1 to 256 KiB live at the peak),
+/// full and sampled: the estimated peak within 5% and the same top 5 lines at the peak, and
+/// the histogram's bins of most bytes the same.
+#[test]
+fn sampled_workload_matches_the_full_capture() {
+    let dir = scratch("sampling-workload");
+    let python = memtrace_e2e::python::python();
+    let script = memtrace_e2e::workspace().join("bench/workloads/large_buffers.py");
+    let full = dir.join("full.bin");
+    let out = memtrace_e2e::python::tracked(python, &full, &[script.to_str().unwrap()], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let sampled = dir.join("sampled.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--sample-bytes", "64K", "--python"])
+        .arg(python)
+        .arg("-o")
+        .arg(&sampled)
+        .arg(&script)
+        .env("MEMTRACE_SAMPLE_SEED", "7")
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let (f, s) = (
+        memtrace_e2e::report(&["stats", "--json", "-n", "5"], &full),
+        memtrace_e2e::report(&["stats", "--json", "-n", "5"], &sampled),
+    );
+    let (fp, sp) = (num(&f, "peak_bytes"), num(&s, "peak_bytes"));
+    assert!(within(sp, fp as f64, 0.05), "peak: full {fp}, sampled {sp}");
+    assert_eq!(top_lines(&s, 5), top_lines(&f, 5));
+    assert_eq!(heavy_bins(&s), heavy_bins(&f));
+    assert!(std::fs::metadata(&sampled).unwrap().len() < std::fs::metadata(&full).unwrap().len());
+}
+
+/// The histogram's bins (their lower bound) that hold at least 5% of the bytes allocated, with
+/// their bytes within 10% of the total.
+fn heavy_bins(s: &Value) -> Vec<i64> {
+    let total = num(s, "total_bytes");
+    s["histogram"]
+        .as_array()
+        .expect("histogram")
+        .iter()
+        .filter(|b| num(b, "bytes") >= total / 20)
+        .map(|b| num(b, "lo"))
+        .collect()
+}
