@@ -76,12 +76,20 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
         views::title(&analysis, &selection)
     );
     let duration_ns = (analysis.duration_s() * 1e9) as i64;
+    let settings = &analysis.index.settings;
+    let meta = export::pprof::Meta {
+        labels: settings.labels.clone(),
+        comments: (settings.sample_bytes > 0)
+            .then(|| memtrace_reporter::capture::settings::sampled_note(settings.sample_bytes))
+            .into_iter()
+            .collect(),
+    };
     match &args.output {
         Some(path) => {
             let file =
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut out = Visible::with(io::BufWriter::new(file), data_style(args.format, false));
-            write(args.format, &sites, &name, duration_ns, &mut out)
+            write(args.format, &sites, &name, duration_ns, &meta, &mut out)
                 .and_then(|()| out.flush())
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
@@ -93,7 +101,8 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                 data_style(args.format, terminal),
             );
             view_args::written(
-                write(args.format, &sites, &name, duration_ns, &mut out).and_then(|()| out.flush()),
+                write(args.format, &sites, &name, duration_ns, &meta, &mut out)
+                    .and_then(|()| out.flush()),
             )
         }
     }
@@ -115,12 +124,13 @@ fn write(
     sites: &[Site],
     name: &str,
     duration_ns: i64,
+    meta: &export::pprof::Meta,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
         Format::Folded => export::folded::write(sites, out),
         Format::Speedscope => export::speedscope::write(sites, name, out),
-        Format::Pprof => export::pprof::write(sites, 0, duration_ns, out),
+        Format::Pprof => export::pprof::write(sites, 0, duration_ns, meta, out),
         Format::Csv => export::csv::write(sites, out),
     }
 }
