@@ -5,8 +5,9 @@
 //!
 //! Payload: varint `sample_bytes` (0: every allocation is recorded; N: byte sampling, each
 //! byte of a request of fewer than N bytes is sampled with probability 1/N, see
-//! [`weight`]), varint label count, then per label two byte strings, key and value.
-//! Unknown trailing bytes are left for later versions.
+//! [`weight`]), varint label count, then per label two byte strings, key and value, then
+//! varint `memory_limit` (the cgroup v2 `memory.max` the process ran under, 0: none; absent in
+//! the first writers: 0). Unknown trailing bytes are left for later versions.
 
 use crate::varint;
 
@@ -24,6 +25,8 @@ pub struct Settings {
     pub sample_bytes: u64,
     /// `key=value` labels given by the user, in order.
     pub labels: Vec<(String, String)>,
+    /// The cgroup v2 memory limit (`memory.max`) of the process, 0 when none was set.
+    pub memory_limit: u64,
 }
 
 fn put_bytes(buf: &mut [u8], pos: usize, bytes: &[u8]) -> usize {
@@ -35,7 +38,7 @@ fn put_bytes(buf: &mut [u8], pos: usize, bytes: &[u8]) -> usize {
 /// Encodes the payload into `buf` (at least [`MAX_PAYLOAD`] bytes). `labels` holds
 /// `key=value` entries separated by NUL bytes (as the environment passes them); entries
 /// without `=`, and those beyond [`MAX_LABEL_BYTES`] or 64 entries, are left out.
-pub fn encode(buf: &mut [u8], sample_bytes: u64, labels: &[u8]) -> usize {
+pub fn encode(buf: &mut [u8], sample_bytes: u64, labels: &[u8], memory_limit: u64) -> usize {
     let mut pos = varint::put(buf, 0, sample_bytes);
     let fits = |budget: &mut usize, e: &[u8]| {
         if e.len() > *budget {
@@ -58,7 +61,7 @@ pub fn encode(buf: &mut [u8], sample_bytes: u64, labels: &[u8]) -> usize {
         pos = put_bytes(buf, pos, &e[..eq]);
         pos = put_bytes(buf, pos, &e[eq + 1..]);
     }
-    pos
+    varint::put(buf, pos, memory_limit)
 }
 
 /// Decodes a payload; None when it is damaged.
@@ -79,9 +82,11 @@ pub fn decode(payload: &[u8]) -> Option<Settings> {
         let v = take(&mut pos)?;
         labels.push((k, v));
     }
+    let memory_limit = varint::get(payload, &mut pos).unwrap_or(0);
     Some(Settings {
         sample_bytes,
         labels,
+        memory_limit,
     })
 }
 
@@ -106,9 +111,15 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = vec![0u8; MAX_PAYLOAD];
-        let n = encode(&mut buf, 524288, b"service=api\0version=1.4\0bad\0=x");
+        let n = encode(
+            &mut buf,
+            524288,
+            b"service=api\0version=1.4\0bad\0=x",
+            1 << 30,
+        );
         let s = decode(&buf[..n]).unwrap();
         assert_eq!(s.sample_bytes, 524288);
+        assert_eq!(s.memory_limit, 1 << 30);
         assert_eq!(
             s.labels,
             vec![

@@ -16,6 +16,7 @@ mod hostile;
 mod inprocess;
 mod native;
 mod native_stacks;
+mod oom;
 mod promises;
 mod python;
 mod python_tracking;

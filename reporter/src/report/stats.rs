@@ -159,6 +159,8 @@ pub struct StatsReport {
     pub sample_bytes: u64,
     /// The labels the capture was recorded with (`run --label key=value`), in order.
     pub labels: Vec<(String, String)>,
+    /// The cgroup v2 memory limit the program ran under (`memory.max`), null without one.
+    pub memory_limit: Option<u64>,
     pub warnings: Vec<String>,
 }
 
@@ -355,6 +357,7 @@ fn build_threads(
         pid: header.pid,
         sample_bytes: analysis.index.settings.sample_bytes,
         labels: analysis.index.settings.labels.clone(),
+        memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         duration_s: analysis.duration_s(),
         total_allocations: totals.allocs.count,
         total_bytes: totals.allocs.bytes,

@@ -4,7 +4,8 @@ use super::human::size;
 use super::stats::StatsReport;
 use std::io::{self, Write};
 
-/// `Sampling:` and `Labels:` lines, for a sampled or labelled capture; nothing otherwise.
+/// `Sampling:`, `Labels:` and `Memory limit:` lines, for a sampled or labelled capture or one
+/// made under a cgroup memory limit; nothing otherwise.
 pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if r.sample_bytes > 0 {
         writeln!(
@@ -17,6 +18,21 @@ pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if !r.labels.is_empty() {
         let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(out, "Labels:       {}", labels.join(" "))?;
+    }
+    if let Some(limit) = r.memory_limit {
+        let share = if limit > 0 {
+            format!(
+                " (the peak is {:.0}% of it)",
+                r.peak_bytes as f64 * 100.0 / limit as f64
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "Memory limit: {} (cgroup v2 memory.max){share}",
+            size(limit)
+        )?;
     }
     Ok(())
 }

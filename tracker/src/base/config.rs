@@ -98,7 +98,7 @@ extern "C" {
 
 /// A variable of the environment; none in a privileged process, so that the environment cannot
 /// make a set-user-ID program write files where its caller chooses.
-fn var(name: &CStr) -> Option<Vec<u8>> {
+pub fn var(name: &CStr) -> Option<Vec<u8>> {
     // SAFETY: secure_getenv with a NUL-terminated name; the result is copied at once.
     let p = unsafe { secure_getenv(name.as_ptr()) };
     if p.is_null() {

@@ -92,15 +92,18 @@ fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
     Ok(())
 }
 
-/// The settings record (memtrace_format::settings), when the capture is sampled or labelled:
+/// The settings record (memtrace_format::settings), when the capture is sampled or labelled or
+/// the process runs under a cgroup memory limit:
 /// before any event, so a reader of any part of the capture knows how to weigh it.
 fn write_settings(cfg: &Config) {
     use memtrace_format::settings;
-    if cfg.sample_bytes == 0 && cfg.labels.is_empty() {
+    let root = crate::config::var(c"MEMTRACE_CGROUP_ROOT");
+    let limit = crate::capture::cgroup::memory_limit(root.as_deref()).unwrap_or(0);
+    if cfg.sample_bytes == 0 && cfg.labels.is_empty() && limit == 0 {
         return;
     }
     let mut payload = vec![0u8; settings::MAX_PAYLOAD];
-    let len = settings::encode(&mut payload, cfg.sample_bytes, &cfg.labels);
+    let len = settings::encode(&mut payload, cfg.sample_bytes, &cfg.labels, limit);
     let mut record = vec![0u8; settings::MAX_PAYLOAD + 32];
     let used = memtrace_format::Encoder::new().extended(
         &mut record,
