@@ -7,6 +7,7 @@
 pub mod chunk;
 pub mod columns;
 pub mod exec;
+pub mod failed;
 pub mod header;
 pub mod record;
 pub mod settings;

@@ -141,3 +141,47 @@ fn cgroup_memory_limit_is_recorded_and_shown() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stats(&cap)["memory_limit"], Value::Null);
 }
+
+/// A Python `MemoryError` under `prlimit --as`: stats names the request the allocator refused,
+/// its size and line.
+#[test]
+fn memory_error_shows_the_failed_request() {
+    let dir = scratch("oom-memoryerror");
+    let script = memtrace_e2e::python::write(
+        &dir,
+        "grab.py",
+        "def grab():\n    return bytearray(64 * 1024**3)\n\ntry:\n    grab()\nexcept MemoryError:\n    print('MemoryError')\n",
+    );
+    let cap = dir.join("grab.bin");
+    let out = Command::new("prlimit")
+        .arg("--as=4000000000")
+        .arg(memtrace_bin())
+        .args(["run", "-q", "-f", "--python"])
+        .arg(memtrace_e2e::python::python())
+        .arg("-o")
+        .arg(&cap)
+        .arg(&script)
+        .current_dir(&dir)
+        .output()
+        .expect("prlimit runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "MemoryError");
+    let s = stats(&cap);
+    let failed = s["failed_requests"].as_array().expect("failed_requests");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    // bytearray(n) asks for n + 1 bytes (its NUL).
+    assert_eq!(num(&failed[0], "bytes"), 64 * 1024 * 1024 * 1024 + 1);
+    let top = &failed[0]["stack"][0];
+    assert_eq!(
+        (top["function"].as_str(), top["line"].as_i64()),
+        (Some("grab"), Some(2))
+    );
+    let text = memtrace(&["stats", cap.to_str().unwrap()], &dir);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(
+            "Failed:       1 request refused by the allocator: 64.0 GiB (68719476737 bytes"
+        ),
+        "{text}"
+    );
+}

@@ -161,7 +161,20 @@ pub struct StatsReport {
     pub labels: Vec<(String, String)>,
     /// The cgroup v2 memory limit the program ran under (`memory.max`), null without one.
     pub memory_limit: Option<u64>,
+    /// Allocations the allocator refused (a `MemoryError` under `ulimit -v`), the last ones
+    /// last (at most 10).
+    pub failed_requests: Vec<FailedRow>,
     pub warnings: Vec<String>,
+}
+
+/// A request the allocator refused.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailedRow {
+    pub bytes: u64,
+    pub allocator: String,
+    pub time_s: f64,
+    /// Where it was made, innermost frame first.
+    pub stack: Vec<StackFrame>,
 }
 
 /// The exec that ended a capture.
@@ -342,6 +355,22 @@ fn build_threads(
         });
     }
 
+    let mut failed = analysis.tables.failed.clone();
+    failed.sort_by_key(|&(tick, _)| tick);
+    let failed_requests = failed
+        .iter()
+        .rev()
+        .take(10)
+        .rev()
+        .map(|&(tick, f)| FailedRow {
+            bytes: f.size,
+            allocator: Allocator::from_u8(f.allocator.min(255) as u8)
+                .map_or("unknown", |a| a.name())
+                .to_string(),
+            time_s: analysis.clock.seconds(tick),
+            stack: stack::frames(f.stack, tables, &mut symbolizer),
+        })
+        .collect();
     let peak = analysis.replay.peak;
     let stops_short = short_stacks::under_short_stacks(&peak_stacks, tables);
     let leaked = analysis.leaked();
@@ -358,6 +387,7 @@ fn build_threads(
         sample_bytes: analysis.index.settings.sample_bytes,
         labels: analysis.index.settings.labels.clone(),
         memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
+        failed_requests,
         duration_s: analysis.duration_s(),
         total_allocations: totals.allocs.count,
         total_bytes: totals.allocs.bytes,

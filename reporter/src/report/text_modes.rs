@@ -19,6 +19,27 @@ pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(out, "Labels:       {}", labels.join(" "))?;
     }
+    if let Some(last) = r.failed_requests.last() {
+        let n = r.failed_requests.len();
+        let place = last
+            .stack
+            .first()
+            .map_or("an unknown place".to_string(), |f| f.label.clone());
+        writeln!(
+            out,
+            "Failed:       {} refused by the allocator{}: {} ({} bytes, {}) at {place}, at {:.3} s",
+            if n == 1 {
+                "1 request".to_string()
+            } else {
+                format!("{n} requests")
+            },
+            if n == 1 { "" } else { ", the last" },
+            size(last.bytes),
+            last.bytes,
+            last.allocator,
+            last.time_s
+        )?;
+    }
     if let Some(limit) = r.memory_limit {
         let share = if limit > 0 {
             format!(

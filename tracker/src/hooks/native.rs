@@ -71,6 +71,8 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_
     let p = forward!(r.malloc; size);
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, ret as u64);
+    } else if size > 0 {
+        thread::record_failed(&mut t, Allocator::Malloc, size as u64, ret as u64);
     }
     p
 }
@@ -102,9 +104,11 @@ pub(crate) unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize)
         return forward!(r.calloc; n, size);
     };
     let p = forward!(r.calloc; n, size);
+    let total = (n as u64).saturating_mul(size as u64);
     if !p.is_null() {
-        let total = (n as u64).saturating_mul(size as u64);
         thread::record_alloc(&mut t, Allocator::Calloc, p as u64, total, ret as u64);
+    } else if total > 0 {
+        thread::record_failed(&mut t, Allocator::Calloc, total, ret as u64);
     }
     p
 }
@@ -138,6 +142,8 @@ fn record_realloc(
         if size == 0 && !old.is_null() {
             // realloc(p, 0) freed p.
             thread::record_free(t, false, old as u64, Some(before));
+        } else if size > 0 {
+            thread::record_failed(t, Allocator::Realloc, size, ret as u64);
         }
         return;
     }

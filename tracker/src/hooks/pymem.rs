@@ -109,6 +109,8 @@ unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_voi
     let p = forward!(o.malloc; o.ctx, size);
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
+    } else if size > 0 {
+        thread::record_failed(&mut t, Allocator::PymallocMalloc, size as u64, 0);
     }
     p
 }
@@ -119,9 +121,11 @@ unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> 
         return forward!(o.calloc; o.ctx, n, size);
     };
     let p = forward!(o.calloc; o.ctx, n, size);
+    let total = (n as u64).saturating_mul(size as u64);
     if !p.is_null() {
-        let total = (n as u64).saturating_mul(size as u64);
         thread::record_alloc(&mut t, Allocator::PymallocCalloc, p as u64, total, 0);
+    } else if total > 0 {
+        thread::record_failed(&mut t, Allocator::PymallocCalloc, total, 0);
     }
     p
 }
@@ -142,6 +146,8 @@ unsafe extern "C" fn wrapped_realloc(
             thread::record_free(&mut t, true, old as u64, Some(before));
         }
         thread::record_alloc(&mut t, Allocator::PymallocRealloc, p as u64, size as u64, 0);
+    } else if size > 0 {
+        thread::record_failed(&mut t, Allocator::PymallocRealloc, size as u64, 0);
     }
     p
 }

@@ -92,6 +92,34 @@ pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>)
     }
 }
 
+/// An allocation the allocator refused (it returned NULL): the request, where it was made
+/// (memtrace_format::failed). Always recorded, sampling or not: it is rare and it is what a
+/// program that runs out of memory died of.
+#[cold]
+pub fn record_failed(t: &mut tls::Tls, allocator: Allocator, size: u64, ret: u64) {
+    use memtrace_format::failed::{self, Failed};
+    // The program reads errno (ENOMEM) next.
+    let _errno = sys::ErrnoGuard::new();
+    let Some(s) = acquire(t) else {
+        return;
+    };
+    let stack = s.stack_of(t, ret);
+    let mut payload = [0u8; failed::MAX_PAYLOAD];
+    let n = failed::encode(
+        &mut payload,
+        Failed {
+            allocator: allocator as u64,
+            size,
+            stack,
+        },
+    );
+    let tick = clock::tick();
+    s.event(tick, |w, buf| {
+        w.extended(buf, tick, failed::FAILED_KIND, &payload[..n])
+    });
+    release(s);
+}
+
 pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.munmap(buf, tick, addr, len));
