@@ -30,7 +30,7 @@ stat_of() { # peak bytes and the significant top-5 lines at the peak of a memtra
 import json, sys
 s = json.load(sys.stdin)
 floor = s["peak_bytes"] / 100
-lines = [f"{r[\"file\"]}:{r[\"line\"]}" for r in s["top_at_peak"][:5] if r["bytes"] >= floor]
+lines = ["%s:%s" % (r["file"], r["line"]) for r in s["top_at_peak"][:5] if r["bytes"] >= floor]
 print(s["peak_bytes"], ",".join(lines))'
 }
 size() { stat -c %s "$1"; }

@@ -23,7 +23,7 @@ fn killed_run(dir: &Path, extra: &[&str]) -> Value {
     let cap = dir.join("killed.bin");
     let ready = dir.join("ready");
     let _ = std::fs::remove_file(&ready);
-    let mut child = Command::new(memtrace_bin())
+    let child = Command::new(memtrace_bin())
         .args(["run", "-q", "-f"])
         .args(extra)
         .arg("-o")

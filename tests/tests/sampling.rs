@@ -28,7 +28,7 @@ fn sampled_run(dir: &Path, program: &Path, extra: &[&str]) -> PathBuf {
 }
 
 /// The row of `list` at line `line` of sampling.c.
-fn at_line<'a>(list: &'a Value, line: i64) -> &'a Value {
+fn at_line(list: &Value, line: i64) -> &Value {
     list.as_array()
         .expect("a list")
         .iter()

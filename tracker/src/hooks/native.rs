@@ -85,12 +85,16 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
     let Some(mut t) = enter() else {
         return forward!(r.free; p);
     };
+    // Asked before the real free: a block another thread gets next is not ours to judge.
+    if !thread::take_free(p as u64) {
+        return forward!(r.free; p);
+    }
     // Timed before the real free (ordered before any reuse of the block), written after it
     // (the real free hides the recorder's cache miss).
     let tick = clock::tick();
     thread::prefetch_free(&t, p as u64);
     forward!(r.free; p);
-    thread::record_free(&mut t, false, p as u64, Some(tick));
+    thread::record_free_taken(&mut t, false, p as u64, Some(tick));
 }
 
 pub(crate) unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {

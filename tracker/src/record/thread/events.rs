@@ -78,9 +78,22 @@ pub fn prefetch_free(t: &tls::Tls, addr: u64) {
 /// calling the real function: then another thread's reuse of the block is after it), else now.
 #[inline]
 pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
-    if !sample::take_free(addr) {
-        return;
+    if sample::take_free(addr) {
+        record_free_taken(t, python, addr, tick);
     }
+}
+
+/// Whether a free of `addr` is to be recorded, asked before the real free (and then recorded
+/// with [`record_free_taken`]): with sampling, a free of a block that was not sampled costs
+/// the hook nothing more, not even the clock.
+#[inline(always)]
+pub fn take_free(addr: u64) -> bool {
+    sample::take_free(addr)
+}
+
+/// [`record_free`] of a free that [`take_free`] said is to be recorded.
+#[inline]
+pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if let Some(s) = acquire(t) {
         prefetch(s.writer.free_lookup(addr));
         let tick = tick.unwrap_or_else(clock::tick);
