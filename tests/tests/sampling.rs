@@ -80,8 +80,11 @@ fn sampled_capture_estimates_known_allocations() {
     assert!(within(num(churn, "bytes"), 64e6, 0.3), "{churn}");
     assert!(within(num(churn, "count"), 1e6, 0.3), "{churn}");
 
-    // The peak: 16 MiB exactly, plus about 20,000,000 bytes in some 76 samples.
+    // The peak: 16 MiB exactly, plus about 20,000,000 bytes in some 76 samples; its standard
+    // error's bound is N times the root of the samples live then.
     let peak = num(&s, "peak_bytes");
+    let bound = (N as f64 * (num(&s, "peak_allocations") as f64).sqrt()).round() as i64;
+    assert_eq!(num(&s, "peak_standard_error_bytes"), bound);
     assert!(within(peak, (16u64 << 20) as f64 + 2e7, 0.2), "peak {peak}");
     let live = at_line(&s["top_at_peak"], 26);
     assert!(within(num(live, "bytes"), 2e7, 0.4), "{live}");
@@ -108,6 +111,10 @@ fn every_report_says_it_is_sampled() {
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(
         stdout.contains("Sampling:     one sample per 256.0 KiB allocated on average"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("              the peak's standard error is at most "),
         "{stdout}"
     );
     for args in [

@@ -157,6 +157,10 @@ pub struct StatsReport {
     /// Byte sampling (`run --sample-bytes N`): N, or 0 for a full capture. When sampled, bytes
     /// and allocation totals are estimates (see `warnings`).
     pub sample_bytes: u64,
+    /// A sampled capture: an upper bound of the standard error of `peak_bytes` (N times the
+    /// square root of the samples live at the peak; samples of N bytes or more add none); 0
+    /// for a full capture.
+    pub peak_standard_error_bytes: u64,
     /// The labels the capture was recorded with (`run --label key=value`), in order.
     pub labels: Vec<(String, String)>,
     /// The cgroup v2 memory limit the program ran under (`memory.max`), null without one.
@@ -385,6 +389,9 @@ fn build_threads(
         exe: String::from_utf8_lossy(&header.exe).into_owned(),
         pid: header.pid,
         sample_bytes: analysis.index.settings.sample_bytes,
+        peak_standard_error_bytes: (analysis.index.settings.sample_bytes as f64
+            * (analysis.replay.peak.allocations as f64).sqrt())
+        .round() as u64,
         labels: analysis.index.settings.labels.clone(),
         memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         failed_requests,

@@ -14,6 +14,14 @@ pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
             size(r.sample_bytes),
             r.sample_bytes
         )?;
+        if r.peak_bytes > 0 {
+            writeln!(
+                out,
+                "              the peak's standard error is at most {} ({:.0}%)",
+                size(r.peak_standard_error_bytes),
+                r.peak_standard_error_bytes as f64 * 100.0 / r.peak_bytes as f64
+            )?;
+        }
     }
     if !r.labels.is_empty() {
         let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

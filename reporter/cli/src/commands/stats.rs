@@ -35,7 +35,8 @@ top_modules count), view_bytes, view_allocations, temporary_threshold, complete 
 write failure, every record it counts found), records_found and records_written (the trailer's
 count, or null), exec (the program this one exec'd: {command, program, argv, next_capture,
 next_capture_exists}, whose records are in next_capture; null when it did not exec),
-sample_bytes (run --sample-bytes N: N, else 0; bytes are then estimates), labels [[key, value]],
+sample_bytes (run --sample-bytes N: N, else 0; bytes are then estimates),
+peak_standard_error_bytes (sampled: a bound of the peak's standard error), labels [[key, value]],
 memory_limit (the cgroup v2 memory.max the program ran under, or null), failed_requests
 [{bytes, allocator, time_s, stack}] (requests the allocator refused), warnings.
 --thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
