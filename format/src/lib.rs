@@ -7,9 +7,11 @@
 pub mod chunk;
 pub mod columns;
 pub mod exec;
+pub mod failed;
 pub mod family;
 pub mod header;
 pub mod record;
+pub mod settings;
 pub mod stops;
 pub mod varint;
 

@@ -9,6 +9,7 @@ them and finishes the capture.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 import os
 from types import ModuleType, TracebackType
 
@@ -23,6 +24,23 @@ def _tracker_module() -> ModuleType:
     return module
 
 
+def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """The labels as memtrace run --label takes them: keys of letters, digits, ``_.-``;
+    values without control characters; at most 64, 4096 bytes in all."""
+    out = {}
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(f"label {key!r}: keys and values must be str")
+        if not key or not all(c.isascii() and (c.isalnum() or c in "_.-") for c in key):
+            raise ValueError(f"label {key!r}: the key must be letters, digits, '_', '.' or '-'")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"label {key!r}: the value has a control character")
+        out[key] = value
+    if len(out) > 64 or sum(len(k) + len(v) + 1 for k, v in out.items()) > 4096:
+        raise ValueError("too many labels: at most 64, 4096 bytes in all")
+    return out
+
+
 class Tracker:
     """Records every allocation of this process into the capture ``path`` while active::
 
@@ -35,7 +53,9 @@ class Tracker:
     ones and the programs started while tracking (multiprocessing spawn and forkserver workers,
     subprocess): those get the tracker through the environment (``LD_PRELOAD`` and memtrace's
     variables, set in ``os.environ`` from ``start()`` to ``stop()``), and a Python child is
-    tracked as a Python run. ``memtrace stats path`` then reports the family.
+    tracked as a Python run. ``memtrace stats path`` then reports the family;
+    ``labels``: ``{"service": "api"}`` stored in the capture, as ``memtrace run --label`` does
+    (pprof exports carry them); a bad key or value raises ``ValueError``.
     One tracker at a time: starting a second one (nested or from another thread) raises
     ``RuntimeError``, as does a ``path`` that exists.
     """
@@ -46,7 +66,9 @@ class Tracker:
         native: bool = False,
         python_allocators: bool = True,
         follow_fork: bool = False,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
+        self.labels = _check_labels(labels or {})
         self.path = os.fspath(path)
         self.native = native
         self.python_allocators = python_allocators
@@ -58,8 +80,11 @@ class Tracker:
         """Starts tracking into ``path``."""
         if self._active:
             raise RuntimeError("this Tracker is already tracking")
+        args = [self.path, self.native, self.python_allocators, self.follow_fork]
+        if self.labels:
+            args.append("\n".join(f"{k}={v}" for k, v in self.labels.items()))
         module = _tracker_module()
-        module.start(self.path, self.native, self.python_allocators, self.follow_fork)
+        module.start(*args)
         self._active = True
         if self.follow_fork:
             self._pass_on(module)

@@ -220,8 +220,8 @@ try {
     await shot("imports");
     await page.locator("#imports").check();
 
-    // <unknown>: every allocation includes some made with no frame (a thread's start); its
-    // hover says what it is, and a toggle hides it.
+    // <unknown>: every allocation includes some made with no frame (a thread that runs no
+    // Python code); its hover says what it is, and a toggle hides it.
     await page.locator("#views button[data-view=all]").click();
     check(await shows("<unknown>"), "no <unknown> in every allocation");
     await frameOf("<unknown>").first().hover();

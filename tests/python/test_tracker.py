@@ -64,3 +64,22 @@ def test_nested_and_existing_captures_are_refused(env: Env, tmp_path: Path) -> N
     lines = r.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("nested: ") and lines[1].startswith("exists: ")
     assert not (tmp_path / "b.bin").exists()
+
+
+def test_labels_are_stored_and_checked(env: Env, tmp_path: Path) -> None:
+    capture = tmp_path / "labelled.bin"
+    code = (
+        "import sys, memtrace\n"
+        "with memtrace.Tracker(sys.argv[1], labels={'service': 'api', 'version': '1.4'}):\n"
+        "    x = bytearray(10**6)\n"
+        "for bad in ({'': 'x'}, {'a b': 'x'}, {'k': 'a\\nb'}):\n"
+        "    try:\n"
+        "        memtrace.Tracker(sys.argv[1] + '.bad', labels=bad)\n"
+        "    except ValueError as e:\n"
+        "        print('refused', e)\n"
+    )
+    r = env.py(code, str(capture))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("refused") == 3, r.stdout
+    stats = json.loads(run([env.memtrace, "stats", "--json", capture]).stdout)
+    assert stats["labels"] == [["service", "api"], ["version", "1.4"]]

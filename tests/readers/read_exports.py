@@ -50,12 +50,14 @@ def read_pprof(path):
             for line in loc.line:
                 fn = functions[line.function_id]
                 stack.append([s[fn.name], s[fn.filename], line.line])
-        samples.append({"stack": stack, "values": list(sample.value)})
+        samples.append({"stack": stack, "values": list(sample.value),
+                        "labels": [[s[l.key], s[l.str]] for l in sample.label]})
     return {
         "sample_types": [[s[t.type], s[t.unit]] for t in p.sample_type],
         "period_type": [s[p.period_type.type], s[p.period_type.unit]],
         "samples": samples,
         "mappings": len(p.mapping),
+        "comments": [s[c] for c in p.comment],
     }
 
 

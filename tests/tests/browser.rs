@@ -131,7 +131,8 @@ fn the_differential_report_renders_and_zooms_in_chromium() {
 }
 
 /// Two phases a sleep apart, each holding its own line's memory; a thread in phase two; a
-/// module whose import keeps memory; a function and a file named with markup.
+/// module whose import keeps memory; a function and a file named with markup; at the end, an
+/// allocation on a thread that runs no Python code.
 const PHASES: &str = "\
 import threading
 import time
@@ -175,6 +176,10 @@ def main():
 
 
 main()
+# A thread that runs no Python code (it calls bytearray straight from C): its allocation has no
+# frame, the page's <unknown>.
+__import__('_thread').start_new_thread(bytearray, (100_000,))
+time.sleep(0.2)
 ";
 
 #[test]

@@ -210,3 +210,80 @@ fn csv_has_the_readme_columns_and_the_known_site() {
     assert_eq!(sum("allocated_bytes"), num(&s, "total_bytes"));
     assert_eq!(sum("allocations"), num(&s, "total_allocations"));
 }
+
+/// `run --label` (and the in-process `start(..., labels)`) stores labels in the capture; the
+/// pprof export writes them on every sample, with the four standard memory sample types.
+#[test]
+fn pprof_carries_the_capture_labels() {
+    let dir = scratch("readers-pprof-labels");
+    let script = write(&dir, "known.py", KNOWN_SITE);
+    let cap = dir.join("known.bin");
+    let out = Command::new(memtrace_bin())
+        .args([
+            "run",
+            "-q",
+            "-f",
+            "--label",
+            "service=api",
+            "--label",
+            "version=1.4",
+        ])
+        .arg("--python")
+        .arg(python())
+        .arg("-o")
+        .arg(&cap)
+        .arg(&script)
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stats(&cap)["labels"],
+        json!([["service", "api"], ["version", "1.4"]])
+    );
+    let pb = dir.join("known.pb.gz");
+    export(
+        &cap,
+        &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
+    );
+    let p = read("pprof", &pb);
+    assert_eq!(
+        p["sample_types"],
+        json!([
+            ["alloc_objects", "count"],
+            ["alloc_space", "bytes"],
+            ["inuse_objects", "count"],
+            ["inuse_space", "bytes"]
+        ])
+    );
+    let samples = p["samples"].as_array().expect("samples");
+    assert!(!samples.is_empty());
+    for s in samples {
+        assert_eq!(s["labels"], json!([["service", "api"], ["version", "1.4"]]));
+    }
+    assert_eq!(p["comments"], json!([]));
+
+    // Tracked in-process, labels given to start().
+    let lib = memtrace_bin()
+        .parent()
+        .expect("the binary's directory")
+        .join("libmemtrace_tracker.so");
+    std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link");
+    let inproc = dir.join("inproc.bin");
+    let code = format!(
+        "import _memtrace_tracker as t\nt.start({:?}, False, True, False, 'service=worker\\nregion=eu')\nx = bytearray(10**6)\nt.stop()\n",
+        inproc.to_str().expect("utf-8")
+    );
+    let out = Command::new(python())
+        .args(["-c", &code])
+        .env_remove("LD_PRELOAD")
+        .env("PYTHONPATH", &dir)
+        .current_dir(&dir)
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stats(&inproc)["labels"],
+        json!([["service", "worker"], ["region", "eu"]])
+    );
+}

@@ -154,6 +154,11 @@ struct Analyzer<'a> {
     startup_cut: Option<Startup>,
     /// File bytes decoded and not released yet.
     unreleased: Option<std::ops::Range<usize>>,
+    /// Byte sampling of the capture (0: full): events come as recorded and are weighed here,
+    /// after the start-up's totals (which count sizes asked for, as the chunks' totals do).
+    sample_bytes: u64,
+    /// The weighed copy of a run of events of a sampled capture.
+    weighed: Vec<Event>,
 }
 
 /// The totals of the events before a Python script's start, kept to be taken away from the
@@ -163,6 +168,7 @@ struct Startup {
     threads: Vec<Totals>,
     events: u64,
     started: bool,
+    sample_bytes: u64,
 }
 
 /// A Python run's start-up is some ten thousand events: no start marker by this many events
@@ -176,7 +182,7 @@ impl Startup {
             e.code() == code::MARKER && Marker::from_code(e.size) == Marker::ScriptStart
         });
         let before = &events[..start.unwrap_or(events.len())];
-        let t = Totals::from_events(before);
+        let t = Totals::from_sampled(before, self.sample_bytes);
         if let Some(slot) = self.threads.get_mut(thread) {
             slot.merge(t.clone());
         }
@@ -188,9 +194,10 @@ impl Startup {
 
 impl Consumer for Analyzer<'_> {
     type Summary = Totals;
+    const WEIGHED: bool = false;
 
     fn summarize(chunk: &DecodedChunk) -> Totals {
-        Totals::from_events(&chunk.events)
+        Totals::from_sampled(&chunk.events, chunk.sample_bytes)
     }
 
     fn chunk_loaded(
@@ -228,7 +235,14 @@ impl Consumer for Analyzer<'_> {
                 self.startup = None;
             }
         }
-        self.replay.events(thread, events);
+        if self.sample_bytes == 0 {
+            self.replay.events(thread, events);
+        } else {
+            self.weighed.clear();
+            self.weighed.extend_from_slice(events);
+            crate::capture::settings::weigh(&mut self.weighed, self.sample_bytes);
+            self.replay.events(thread, &self.weighed);
+        }
     }
 
     fn decoded(&mut self, range: std::ops::Range<usize>) {
@@ -324,9 +338,12 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             threads: vec![Totals::default(); index.threads.len()],
             events: 0,
             started: false,
+            sample_bytes: index.settings.sample_bytes,
         }),
         startup_cut: None,
         unreleased: None,
+        sample_bytes: index.settings.sample_bytes,
+        weighed: Vec::new(),
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
     if let Some(rest) = analyzer.unreleased.take() {

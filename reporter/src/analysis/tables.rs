@@ -35,6 +35,8 @@ pub struct Tables {
     pub frames: HashMap<u64, Frame>,
     pub strings: HashMap<u64, Box<[u8]>>,
     pub modules: Vec<Module>,
+    /// Allocations the allocator refused (tick, request), in load order.
+    pub failed: Vec<(u64, memtrace_format::failed::Failed)>,
     /// The frames reports show.
     pub frame_view: FrameView,
 }
@@ -64,6 +66,7 @@ impl Tables {
         }));
         self.strings.extend(t.strings);
         self.modules.extend(t.modules);
+        self.failed.extend(t.failed);
         t.thread_name
     }
 

@@ -37,6 +37,13 @@ impl Sum {
         self.bytes = self.bytes.saturating_add(bytes);
     }
 
+    /// `count` allocations of `bytes` in all (the estimate a sample stands for).
+    #[inline]
+    pub fn add_n(&mut self, count: u64, bytes: u64) {
+        self.count += count;
+        self.bytes = self.bytes.saturating_add(bytes);
+    }
+
     #[inline]
     pub fn merge(&mut self, other: Sum) {
         self.count += other.count;
@@ -92,6 +99,14 @@ impl Default for Totals {
 impl Totals {
     /// The totals of one thread's events.
     pub fn from_events(events: &[Event]) -> Totals {
+        Totals::from_sampled(events, 0)
+    }
+
+    /// The totals of one thread's events, of a capture sampled every `sample_bytes` bytes (0:
+    /// not sampled), read before they are weighed: an allocation of `s` bytes counts as the
+    /// bytes it stands for (memtrace_format::settings::weight) and as that many over `s`
+    /// allocations, in the histogram's bin of `s`.
+    pub fn from_sampled(events: &[Event], sample_bytes: u64) -> Totals {
         let mut t = Totals::default();
         // Allocation sites repeat (loops): sum runs of one stack before touching the map.
         let mut run_stack = 0u64;
@@ -114,8 +129,14 @@ impl Totals {
                 _ => continue,
             };
             let size = ev.size;
-            t.allocs.add(size);
-            t.histogram[bin_of(size)].add(size);
+            let (count, bytes) = if sample_bytes == 0 || allocator == Allocator::Mmap as u8 {
+                (1, size)
+            } else {
+                let w = memtrace_format::settings::weight(size, sample_bytes);
+                ((w as f64 / size.max(1) as f64).round().max(1.0) as u64, w)
+            };
+            t.allocs.add_n(count, bytes);
+            t.histogram[bin_of(size)].add_n(count, bytes);
             if let Some(n) = t.allocators.get_mut(allocator as usize) {
                 *n += 1;
             }
@@ -127,7 +148,7 @@ impl Totals {
                 run_stack = stack;
                 run = Sum::default();
             }
-            run.add(size);
+            run.add_n(count, bytes);
         }
         if run.count > 0 {
             t.by_stack.entry(run_stack).or_default().merge(run);

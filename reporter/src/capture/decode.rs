@@ -42,6 +42,8 @@ pub struct ChunkTables {
     /// The last thread name record of the chunk.
     pub thread_name: Option<Box<[u8]>>,
     pub modules: Vec<Module>,
+    /// Allocations the allocator refused: (tick, request).
+    pub failed: Vec<(u64, memtrace_format::failed::Failed)>,
 }
 
 impl ChunkTables {
@@ -52,6 +54,7 @@ impl ChunkTables {
             && self.strings.is_empty()
             && self.thread_name.is_none()
             && self.modules.is_empty()
+            && self.failed.is_empty()
     }
 }
 
@@ -68,6 +71,9 @@ pub struct DecodedChunk {
     pub tables: ChunkTables,
     /// What was wrong with the chunk, if anything (damaged chunks have no events).
     pub warning: Option<String>,
+    /// The capture's byte sampling (0: full): its allocations' sizes are the sizes asked for
+    /// until the stream weighs them, after `Consumer::summarize`.
+    pub sample_bytes: u64,
 }
 
 thread_local! {
@@ -361,6 +367,15 @@ fn add_other_record(
             let mut pos = 0;
             if let (true, Some(bytes)) = (timed, memtrace_format::varint::get(payload, &mut pos)) {
                 events.push(Event::new(code::RESIDENT, tick, 0, bytes, 0));
+            }
+        }
+        Record::Extended {
+            tick,
+            kind: memtrace_format::failed::FAILED_KIND,
+            payload,
+        } => {
+            if let Some(f) = memtrace_format::failed::decode(payload) {
+                tables.failed.push((tick, f));
             }
         }
         Record::Extended { .. } => {}

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod family;
 pub mod pool;
 pub mod scan;
+pub mod settings;
 pub mod stream;
 
 use memmap2::Mmap;

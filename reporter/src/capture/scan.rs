@@ -74,6 +74,8 @@ pub struct Index {
     /// The (tick, monotonic ns) pair read last in time, from chunk headers or the trailer.
     pub latest_pair: Option<(u64, u64)>,
     pub warnings: Vec<String>,
+    /// How the capture was recorded (sampling, labels).
+    pub settings: memtrace_format::settings::Settings,
 }
 
 impl Index {
@@ -364,6 +366,12 @@ pub fn scan_releasing(
                     .push(format!("the tracker dropped {} records", t.records_dropped));
             }
         }
+    }
+    index.settings = super::settings::read(file, &index);
+    if index.settings.sample_bytes > 0 {
+        index
+            .warnings
+            .push(super::settings::sampled_note(index.settings.sample_bytes));
     }
     if let Some(written) = index.records_missing() {
         // The trailer's place is at the start of the file: a copy cut short (a partial copy, a

@@ -27,6 +27,9 @@ pub struct Profile {
     pub time_nanos: i64,
     #[prost(int64, tag = "10")]
     pub duration_nanos: i64,
+    /// String ids of free-form notes (a sampled capture says so here).
+    #[prost(int64, repeated, tag = "13")]
+    pub comment: Vec<i64>,
     #[prost(int64, tag = "14")]
     pub default_sample_type: i64,
 }
@@ -46,6 +49,24 @@ pub struct Sample {
     pub location_id: Vec<u64>,
     #[prost(int64, repeated, tag = "2")]
     pub value: Vec<i64>,
+    /// The capture's labels (`run --label key=value`), on every sample.
+    #[prost(message, repeated, tag = "3")]
+    pub label: Vec<Label>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Label {
+    #[prost(int64, tag = "1")]
+    pub key: i64,
+    #[prost(int64, tag = "2")]
+    pub str: i64,
+}
+
+/// What a profile says besides its samples: the capture's labels and notes.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub labels: Vec<(String, String)>,
+    pub comments: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -85,9 +106,18 @@ pub const SAMPLE_TYPES: [(&str, &str); 4] = [
 ];
 
 /// Builds the profile of `sites`; `duration_nanos` is the capture's length.
-pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64) -> Profile {
+pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64, meta: &Meta) -> Profile {
     let mut b = Builder::default();
     b.string("");
+    let labels: Vec<Label> = meta
+        .labels
+        .iter()
+        .map(|(k, v)| Label {
+            key: b.string(k),
+            str: b.string(v),
+        })
+        .collect();
+    let comment = meta.comments.iter().map(|c| b.string(c)).collect();
     let sample_type = SAMPLE_TYPES
         .iter()
         .map(|(t, u)| ValueType {
@@ -109,6 +139,7 @@ pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64) -> Profile 
             ]
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
             .to_vec(),
+            label: labels.clone(),
         })
         .collect();
     Profile {
@@ -119,6 +150,7 @@ pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64) -> Profile 
         string_table: b.strings,
         time_nanos,
         duration_nanos,
+        comment,
         default_sample_type,
     }
 }
@@ -128,9 +160,10 @@ pub fn write(
     sites: &[Site],
     time_nanos: i64,
     duration_nanos: i64,
+    meta: &Meta,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let bytes = profile(sites, time_nanos, duration_nanos).encode_to_vec();
+    let bytes = profile(sites, time_nanos, duration_nanos, meta).encode_to_vec();
     let mut gz = GzEncoder::new(out, flate2::Compression::default());
     gz.write_all(&bytes)?;
     gz.finish()?;
@@ -226,7 +259,7 @@ mod tests {
             },
         ];
         let mut gz = Vec::new();
-        write(&sites, 1_000, 2_000_000, &mut gz).expect("write");
+        write(&sites, 1_000, 2_000_000, &Meta::default(), &mut gz).expect("write");
         let mut raw = Vec::new();
         GzDecoder::new(gz.as_slice())
             .read_to_end(&mut raw)

@@ -15,6 +15,7 @@ pub mod stack;
 pub mod stats;
 pub mod summary;
 pub mod text;
+pub mod text_modes;
 pub mod tree;
 pub mod tree_json;
 pub mod tree_text;

@@ -154,7 +154,31 @@ pub struct StatsReport {
     pub records_written: Option<u64>,
     /// The program exec'd another one, recorded in another capture; null otherwise.
     pub exec: Option<ExecRow>,
+    /// Byte sampling (`run --sample-bytes N`): N, or 0 for a full capture. When sampled, bytes
+    /// and allocation totals are estimates (see `warnings`).
+    pub sample_bytes: u64,
+    /// A sampled capture: an upper bound of the standard error of `peak_bytes` (N times the
+    /// square root of the samples live at the peak; samples of N bytes or more add none); 0
+    /// for a full capture.
+    pub peak_standard_error_bytes: u64,
+    /// The labels the capture was recorded with (`run --label key=value`), in order.
+    pub labels: Vec<(String, String)>,
+    /// The cgroup v2 memory limit the program ran under (`memory.max`), null without one.
+    pub memory_limit: Option<u64>,
+    /// Allocations the allocator refused (a `MemoryError` under `ulimit -v`), the last ones
+    /// last (at most 10).
+    pub failed_requests: Vec<FailedRow>,
     pub warnings: Vec<String>,
+}
+
+/// A request the allocator refused.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailedRow {
+    pub bytes: u64,
+    pub allocator: String,
+    pub time_s: f64,
+    /// Where it was made, innermost frame first.
+    pub stack: Vec<StackFrame>,
 }
 
 /// The exec that ended a capture.
@@ -335,6 +359,22 @@ fn build_threads(
         });
     }
 
+    let mut failed = analysis.tables.failed.clone();
+    failed.sort_by_key(|&(tick, _)| tick);
+    let failed_requests = failed
+        .iter()
+        .rev()
+        .take(10)
+        .rev()
+        .map(|&(tick, f)| FailedRow {
+            bytes: f.size,
+            allocator: Allocator::from_u8(f.allocator.min(255) as u8)
+                .map_or("unknown", |a| a.name())
+                .to_string(),
+            time_s: analysis.clock.seconds(tick),
+            stack: stack::frames(f.stack, tables, &mut symbolizer),
+        })
+        .collect();
     let peak = analysis.replay.peak;
     let stops_short = short_stacks::under_short_stacks(&peak_stacks, tables);
     let leaked = analysis.leaked();
@@ -348,6 +388,13 @@ fn build_threads(
         argv,
         exe: String::from_utf8_lossy(&header.exe).into_owned(),
         pid: header.pid,
+        sample_bytes: analysis.index.settings.sample_bytes,
+        peak_standard_error_bytes: (analysis.index.settings.sample_bytes as f64
+            * (analysis.replay.peak.allocations as f64).sqrt())
+        .round() as u64,
+        labels: analysis.index.settings.labels.clone(),
+        memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
+        failed_requests,
         duration_s: analysis.duration_s(),
         total_allocations: totals.allocs.count,
         total_bytes: totals.allocs.bytes,

@@ -179,6 +179,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
             " (incomplete capture)"
         }
     )?;
+    super::text_modes::header_lines(r, out)?;
     if let Some(e) = &r.exec {
         let missing = if e.next_capture_exists {
             ""

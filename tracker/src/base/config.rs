@@ -38,10 +38,42 @@ pub struct Config {
     pub exec_base: Vec<u8>,
     /// The Python start-up hook's directory (MEMTRACE_PYTHON_HOOK).
     pub python_hook: Option<Vec<u8>>,
+    /// Byte sampling: one sample per this many bytes (MEMTRACE_SAMPLE_BYTES); 0 records all.
+    pub sample_bytes: u64,
+    /// MEMTRACE_SAMPLE_SEED: fixed random streams for sampling (tests); 0 seeds from the clock.
+    pub sample_seed: u64,
+    /// `key=value` labels separated by NUL bytes (MEMTRACE_LABELS, newline-separated there).
+    pub labels: Vec<u8>,
+}
+
+/// The settings every image and followed child of a run shares (read from the environment).
+#[derive(Clone, Default)]
+pub struct Shared {
+    pub sample_bytes: u64,
+    pub sample_seed: u64,
+    pub labels: Vec<u8>,
+}
+
+impl Shared {
+    pub fn from_env() -> Shared {
+        let number = |name: &CStr| {
+            var(name)
+                .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let labels = var(c"MEMTRACE_LABELS")
+            .map(|v| v.iter().map(|&b| if b == b'\n' { 0 } else { b }).collect())
+            .unwrap_or_default();
+        Shared {
+            sample_bytes: number(c"MEMTRACE_SAMPLE_BYTES"),
+            sample_seed: number(c"MEMTRACE_SAMPLE_SEED"),
+            labels,
+        }
+    }
 }
 
 /// The variables the tracker reads (removed for the program's children unless followed).
-pub const VARIABLES: [&CStr; 11] = [
+pub const VARIABLES: [&CStr; 14] = [
     c"MEMTRACE_OUTPUT",
     c"MEMTRACE_FORCE",
     c"MEMTRACE_FOLLOW_FORK",
@@ -53,6 +85,9 @@ pub const VARIABLES: [&CStr; 11] = [
     c"MEMTRACE_PYTHON_HOOK",
     c"MEMTRACE_EXEC",
     c"MEMTRACE_EXEC_BASE",
+    c"MEMTRACE_SAMPLE_BYTES",
+    c"MEMTRACE_SAMPLE_SEED",
+    c"MEMTRACE_LABELS",
 ];
 
 extern "C" {
@@ -63,7 +98,7 @@ extern "C" {
 
 /// A variable of the environment; none in a privileged process, so that the environment cannot
 /// make a set-user-ID program write files where its caller chooses.
-fn var(name: &CStr) -> Option<Vec<u8>> {
+pub fn var(name: &CStr) -> Option<Vec<u8>> {
     // SAFETY: secure_getenv with a NUL-terminated name; the result is copied at once.
     let p = unsafe { secure_getenv(name.as_ptr()) };
     if p.is_null() {
@@ -104,6 +139,7 @@ impl Config {
         let python_allocators = var(c"MEMTRACE_PYTHON_ALLOCATORS").is_none_or(|v| v != b"0");
         let native = var(c"MEMTRACE_NATIVE").is_some_and(|v| v == b"1");
         let python_hook = var(c"MEMTRACE_PYTHON_HOOK");
+        let shared = Shared::from_env();
         if let Some(exec) = exec_image() {
             let output = var(c"MEMTRACE_OUTPUT")?;
             return Some(Config {
@@ -119,6 +155,9 @@ impl Config {
                 exec: exec.0,
                 exec_base: exec.1,
                 python_hook,
+                sample_bytes: shared.sample_bytes,
+                sample_seed: shared.sample_seed,
+                labels: shared.labels.clone(),
             });
         }
         if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
@@ -136,6 +175,9 @@ impl Config {
                 native,
                 exec: 0,
                 python_hook,
+                sample_bytes: shared.sample_bytes,
+                sample_seed: shared.sample_seed,
+                labels: shared.labels.clone(),
             });
         }
         let template = var(c"MEMTRACE_OUTPUT")?;
@@ -153,6 +195,9 @@ impl Config {
             native,
             exec: 0,
             python_hook,
+            sample_bytes: shared.sample_bytes,
+            sample_seed: shared.sample_seed,
+            labels: shared.labels,
         })
     }
 

@@ -10,6 +10,8 @@ struct memtrace_tls {
     uint64_t epoch;        /* capture epoch the serial belongs to (a followed fork starts anew) */
     void *py;              /* the thread's Python shadow stack, or NULL */
     void *native;          /* the thread's native unwinding state, or NULL */
+    int64_t sample_left;   /* byte sampling: bytes until the next sample */
+    uint64_t sample_rng;   /* byte sampling: the thread's random state, 0 until seeded */
 };
 
 static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));

@@ -12,6 +12,10 @@ pub struct Tls {
     pub py: *mut core::ffi::c_void,
     /// The thread's native unwinding state (unwind), or null.
     pub native: *mut core::ffi::c_void,
+    /// Byte sampling (record::sample): bytes left until the thread's next sample.
+    pub sample_left: i64,
+    /// Byte sampling: the thread's random state (xorshift), 0 until seeded.
+    pub sample_rng: u64,
 }
 
 extern "C" {

@@ -2,6 +2,7 @@
 //! write chunks into, compression, the module map, RSS samples and the status file. Imports only
 //! the base (tests/layers.rs checks).
 
+pub(crate) mod cgroup;
 pub(crate) mod compress;
 pub(crate) mod fd;
 pub(crate) mod file;

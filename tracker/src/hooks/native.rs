@@ -71,6 +71,8 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_
     let p = forward!(r.malloc; size);
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, ret as u64);
+    } else if size > 0 {
+        thread::record_failed(&mut t, Allocator::Malloc, size as u64, ret as u64);
     }
     p
 }
@@ -83,12 +85,16 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
     let Some(mut t) = enter() else {
         return forward!(r.free; p);
     };
+    // Asked before the real free: a block another thread gets next is not ours to judge.
+    if !thread::take_free(p as u64) {
+        return forward!(r.free; p);
+    }
     // Timed before the real free (ordered before any reuse of the block), written after it
     // (the real free hides the recorder's cache miss).
     let tick = clock::tick();
     thread::prefetch_free(&t, p as u64);
     forward!(r.free; p);
-    thread::record_free(&mut t, false, p as u64, Some(tick));
+    thread::record_free_taken(&mut t, false, p as u64, Some(tick));
 }
 
 pub(crate) unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {
@@ -102,9 +108,11 @@ pub(crate) unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize)
         return forward!(r.calloc; n, size);
     };
     let p = forward!(r.calloc; n, size);
+    let total = (n as u64).saturating_mul(size as u64);
     if !p.is_null() {
-        let total = (n as u64).saturating_mul(size as u64);
         thread::record_alloc(&mut t, Allocator::Calloc, p as u64, total, ret as u64);
+    } else if total > 0 {
+        thread::record_failed(&mut t, Allocator::Calloc, total, ret as u64);
     }
     p
 }
@@ -138,6 +146,8 @@ fn record_realloc(
         if size == 0 && !old.is_null() {
             // realloc(p, 0) freed p.
             thread::record_free(t, false, old as u64, Some(before));
+        } else if size > 0 {
+            thread::record_failed(t, Allocator::Realloc, size, ret as u64);
         }
         return;
     }

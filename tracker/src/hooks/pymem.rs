@@ -109,6 +109,8 @@ unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_voi
     let p = forward!(o.malloc; o.ctx, size);
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
+    } else if size > 0 {
+        thread::record_failed(&mut t, Allocator::PymallocMalloc, size as u64, 0);
     }
     p
 }
@@ -119,9 +121,11 @@ unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> 
         return forward!(o.calloc; o.ctx, n, size);
     };
     let p = forward!(o.calloc; o.ctx, n, size);
+    let total = (n as u64).saturating_mul(size as u64);
     if !p.is_null() {
-        let total = (n as u64).saturating_mul(size as u64);
         thread::record_alloc(&mut t, Allocator::PymallocCalloc, p as u64, total, 0);
+    } else if total > 0 {
+        thread::record_failed(&mut t, Allocator::PymallocCalloc, total, 0);
     }
     p
 }
@@ -142,6 +146,8 @@ unsafe extern "C" fn wrapped_realloc(
             thread::record_free(&mut t, true, old as u64, Some(before));
         }
         thread::record_alloc(&mut t, Allocator::PymallocRealloc, p as u64, size as u64, 0);
+    } else if size > 0 {
+        thread::record_failed(&mut t, Allocator::PymallocRealloc, size as u64, 0);
     }
     p
 }
@@ -154,10 +160,13 @@ unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
     let Some(mut t) = enter() else {
         return forward!(o.free; o.ctx, p);
     };
+    if !thread::take_free(p as u64) {
+        return forward!(o.free; o.ctx, p);
+    }
     // The tick before the real free orders the free before any reuse of the block; the record
     // is written after it, so that the real free hides the recorder's cache miss.
     let tick = clock::tick();
     thread::prefetch_free(&t, p as u64);
     forward!(o.free; o.ctx, p);
-    thread::record_free(&mut t, true, p as u64, Some(tick));
+    thread::record_free_taken(&mut t, true, p as u64, Some(tick));
 }

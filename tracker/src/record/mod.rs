@@ -3,4 +3,5 @@
 //! into the stacks and the capture (tests/layers.rs checks).
 
 pub(crate) mod names;
+pub(crate) mod sample;
 pub(crate) mod thread;

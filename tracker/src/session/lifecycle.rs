@@ -93,8 +93,33 @@ fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
         unsafe { libc::unlink(z.as_ptr() as *const libc::c_char) };
         return Err(describe(b"cannot write the capture", &cfg.output, e));
     }
+    crate::sample::configure(cfg.sample_bytes, cfg.sample_seed);
+    write_settings(cfg);
     modules::refresh();
     Ok(())
+}
+
+/// The settings record (memtrace_format::settings), when the capture is sampled or labelled or
+/// the process runs under a cgroup memory limit:
+/// before any event, so a reader of any part of the capture knows how to weigh it.
+fn write_settings(cfg: &Config) {
+    use memtrace_format::settings;
+    let root = crate::config::var(c"MEMTRACE_CGROUP_ROOT");
+    let limit = crate::capture::cgroup::memory_limit(root.as_deref()).unwrap_or(0);
+    if cfg.sample_bytes == 0 && cfg.labels.is_empty() && limit == 0 {
+        return;
+    }
+    let mut payload = vec![0u8; settings::MAX_PAYLOAD];
+    let len = settings::encode(&mut payload, cfg.sample_bytes, &cfg.labels, limit);
+    let mut record = vec![0u8; settings::MAX_PAYLOAD + 32];
+    let used = memtrace_format::Encoder::new().extended(
+        &mut record,
+        0,
+        crate::clock::tick(),
+        settings::SETTINGS_KIND,
+        &payload[..len],
+    );
+    CAPTURE.write_meta(0, 1, &record[..used]);
 }
 
 /// Creates the capture file: its descriptor and the path it was created at.
@@ -411,6 +436,9 @@ pub(crate) extern "C" fn fork_child() {
             exec: 0,
             exec_base: child_path(&cfg.root, pid),
             python_hook: cfg.python_hook.clone(),
+            sample_bytes: cfg.sample_bytes,
+            sample_seed: cfg.sample_seed,
+            labels: cfg.labels.clone(),
         };
         stacks::clear();
         crate::rss::reset();

@@ -67,12 +67,13 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
         Some(_) => None,
         None => memtrace_reporter::family::view::sites(&args.file, &opts)?,
     };
-    let (sites, name, duration_ns) = match family {
+    let (sites, name, duration_ns, meta) = match family {
         // A family: each site's outermost frame is its process (`pid 123: python3 x.py`).
         Some(f) => {
             view_args::warn(&f.warnings);
             let name = format!("{}: {}", args.file.display(), f.title);
-            (f.sites, name, f.duration_ns)
+            // The root capture's labels are not read for a family (--pid gives them).
+            (f.sites, name, f.duration_ns, export::pprof::Meta::default())
         }
         None => {
             let file = args.view.capture(&args.file)?;
@@ -89,7 +90,17 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                 capture.path().display(),
                 views::title(&analysis, &selection)
             );
-            (sites, name, (analysis.duration_s() * 1e9) as i64)
+            let settings = &analysis.index.settings;
+            let meta = export::pprof::Meta {
+                labels: settings.labels.clone(),
+                comments: (settings.sample_bytes > 0)
+                    .then(|| {
+                        memtrace_reporter::capture::settings::sampled_note(settings.sample_bytes)
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
         }
     };
     match &args.output {
@@ -97,7 +108,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             let file =
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut out = Visible::with(io::BufWriter::new(file), data_style(args.format, false));
-            write(args.format, &sites, &name, duration_ns, &mut out)
+            write(args.format, &sites, &name, duration_ns, &meta, &mut out)
                 .and_then(|()| out.flush())
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
@@ -109,7 +120,8 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                 data_style(args.format, terminal),
             );
             view_args::written(
-                write(args.format, &sites, &name, duration_ns, &mut out).and_then(|()| out.flush()),
+                write(args.format, &sites, &name, duration_ns, &meta, &mut out)
+                    .and_then(|()| out.flush()),
             )
         }
     }
@@ -131,12 +143,13 @@ fn write(
     sites: &[Site],
     name: &str,
     duration_ns: i64,
+    meta: &export::pprof::Meta,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
         Format::Folded => export::folded::write(sites, out),
         Format::Speedscope => export::speedscope::write(sites, name, out),
-        Format::Pprof => export::pprof::write(sites, 0, duration_ns, out),
+        Format::Pprof => export::pprof::write(sites, 0, duration_ns, meta, out),
         Format::Csv => export::csv::write(sites, out),
     }
 }

@@ -38,13 +38,18 @@ peak), threads [{tid, name, allocations, bytes, peak_bytes, peak_allocations, to
 top_modules count), view_bytes, view_allocations, temporary_threshold, complete (a trailer, no
 write failure, every record it counts found), records_found and records_written (the trailer's
 count, or null), exec (the program this one exec'd: {command, program, argv, next_capture,
-next_capture_exists}, whose records are in next_capture; null when it did not exec), warnings.
+next_capture_exists}, whose records are in next_capture; null when it did not exec),
+sample_bytes (run --sample-bytes N: N, else 0; bytes are then estimates),
+peak_standard_error_bytes (sampled: a bound of the peak's standard error), labels [[key, value]],
+memory_limit (the cgroup v2 memory.max the program ran under, or null), failed_requests
+[{bytes, allocator, time_s, stack}] (requests the allocator refused), warnings.
 A capture with children (memtrace run --follow-fork; without --pid) adds processes [{pid,
 parent_pid, command, peak_bytes, total_bytes, leaked_bytes, start_s, tracked, complete,
 captures}], combined_peak_bytes and combined_peak_time_s (the highest sum of the processes'
 live heaps at one moment, seconds after the root's start) and combined_peak_by_process [{pid,
 bytes}]; the text report ends with the process tree and the combined peak.
---thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
+--thread keeps one thread in the lists and threads; totals stay the whole run's. A location's
+stack is one of its stacks (top_by_size: the one with the most bytes,
 top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
 where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
 (json.decoder), or the native module of a stack without one (libc.so.6), or <unknown>.")]

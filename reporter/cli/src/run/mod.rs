@@ -10,6 +10,7 @@ mod bootstrap;
 mod elf;
 mod execs;
 mod interpreter;
+mod modes;
 mod program;
 mod python;
 mod rundir;
@@ -37,6 +38,7 @@ Examples:
   memtrace run -m http.server 8000         writes memtrace-http.server.<pid>.bin
   memtrace run -c 'print(len(bytearray(10**6)))'
   memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py
+  memtrace run --sample-bytes 512K --label service=api server.py
   memtrace stats out.bin")]
 pub struct RunArgs {
     /// Write the capture to FILE (default: memtrace-<name>.<pid>.bin in the current directory,
@@ -59,6 +61,15 @@ pub struct RunArgs {
     /// Record the whole native call stack of every allocation (not only its call site)
     #[arg(long = "native")]
     pub native: bool,
+    /// Sample allocations by bytes: each byte is sampled with probability 1/N (N such as 512K,
+    /// 1M, 4096); requests of N bytes or more are always recorded. Reports scale estimates
+    /// and say the capture is sampled
+    #[arg(long = "sample-bytes", value_name = "N")]
+    pub sample_bytes: Option<String>,
+    /// Store a label in the capture (repeatable), e.g. --label service=api --label version=1.4;
+    /// `export --format pprof` writes them as pprof labels
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
@@ -96,6 +107,9 @@ pub fn execute(args: RunArgs) -> Result<i32, String> {
 }
 
 fn run(args: RunArgs) -> Result<i32, RunError> {
+    // Checked before anything starts: a bad value is one line.
+    let mut check = Command::new("true");
+    modes::apply(&mut check, args.sample_bytes.as_deref(), &args.labels)?;
     let target = target::plan(&args.command, args.python.as_deref())?;
     let tracker = tracker_path()?;
     let cwd = std::env::current_dir()
@@ -180,6 +194,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     } else {
         cmd.env_remove("MEMTRACE_NATIVE");
     }
+    modes::apply(&mut cmd, args.sample_bytes.as_deref(), &args.labels)?;
     signals::isolate(&mut cmd);
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;

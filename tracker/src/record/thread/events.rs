@@ -5,7 +5,7 @@
 use super::owner::{acquire, release};
 use super::state::{count_in, prefetch, ThreadState};
 use crate::capture::CAPTURE;
-use crate::{clock, sys, tls};
+use crate::{clock, sample, sys, tls};
 use memtrace_format::columns::ColumnWriter;
 use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker};
@@ -47,6 +47,9 @@ impl ThreadState {
 
 #[inline]
 pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    if !sample::take_alloc(t, allocator, addr, size) {
+        return;
+    }
     if let Some(s) = acquire(t) {
         s.alloc(t, allocator, addr, size, ret);
         release(s);
@@ -75,6 +78,22 @@ pub fn prefetch_free(t: &tls::Tls, addr: u64) {
 /// calling the real function: then another thread's reuse of the block is after it), else now.
 #[inline]
 pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
+    if sample::take_free(addr) {
+        record_free_taken(t, python, addr, tick);
+    }
+}
+
+/// Whether a free of `addr` is to be recorded, asked before the real free (and then recorded
+/// with [`record_free_taken`]): with sampling, a free of a block that was not sampled costs
+/// the hook nothing more, not even the clock.
+#[inline(always)]
+pub fn take_free(addr: u64) -> bool {
+    sample::take_free(addr)
+}
+
+/// [`record_free`] of a free that [`take_free`] said is to be recorded.
+#[inline]
+pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if let Some(s) = acquire(t) {
         prefetch(s.writer.free_lookup(addr));
         let tick = tick.unwrap_or_else(clock::tick);
@@ -84,6 +103,34 @@ pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>)
         let tick = tick.unwrap_or_else(clock::tick);
         dead_thread_event(t, |enc, buf, _| enc.free_addr(buf, 0, python, tick, addr));
     }
+}
+
+/// An allocation the allocator refused (it returned NULL): the request, where it was made
+/// (memtrace_format::failed). Always recorded, sampling or not: it is rare and it is what a
+/// program that runs out of memory died of.
+#[cold]
+pub fn record_failed(t: &mut tls::Tls, allocator: Allocator, size: u64, ret: u64) {
+    use memtrace_format::failed::{self, Failed};
+    // The program reads errno (ENOMEM) next.
+    let _errno = sys::ErrnoGuard::new();
+    let Some(s) = acquire(t) else {
+        return;
+    };
+    let stack = s.stack_of(t, ret);
+    let mut payload = [0u8; failed::MAX_PAYLOAD];
+    let n = failed::encode(
+        &mut payload,
+        Failed {
+            allocator: allocator as u64,
+            size,
+            stack,
+        },
+    );
+    let tick = clock::tick();
+    s.event(tick, |w, buf| {
+        w.extended(buf, tick, failed::FAILED_KIND, &payload[..n])
+    });
+    release(s);
 }
 
 pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {

@@ -26,7 +26,8 @@ mod state;
 mod tables;
 
 pub use events::{
-    prefetch_free, record_alloc, record_free, record_marker, record_mremap, record_munmap,
+    prefetch_free, record_alloc, record_failed, record_free, record_free_taken, record_marker,
+    record_mremap, record_munmap, take_free,
 };
 pub use exec_pause::{flush_current, pause_others, restart_current, resume_others};
 pub use exit::init_key;

@@ -76,6 +76,26 @@ pub fn configure(cfg: &Config, tracker: &[u8]) {
     if cfg.native {
         set("MEMTRACE_NATIVE", b"1");
     }
+    if cfg.sample_bytes > 0 {
+        set(
+            "MEMTRACE_SAMPLE_BYTES",
+            cfg.sample_bytes.to_string().as_bytes(),
+        );
+    }
+    if cfg.sample_seed > 0 {
+        set(
+            "MEMTRACE_SAMPLE_SEED",
+            cfg.sample_seed.to_string().as_bytes(),
+        );
+    }
+    if !cfg.labels.is_empty() {
+        let labels: Vec<u8> = cfg
+            .labels
+            .iter()
+            .map(|&b| if b == 0 { b'\n' } else { b })
+            .collect();
+        set("MEMTRACE_LABELS", &labels);
+    }
     if let Some(hook) = &cfg.python_hook {
         set("MEMTRACE_PYTHON_HOOK", hook);
     }

@@ -37,6 +37,8 @@ pub struct Request {
     pub native: bool,
     pub python_allocators: bool,
     pub follow_fork: bool,
+    /// `key=value` labels separated by NUL bytes (memtrace_format::settings).
+    pub labels: Vec<u8>,
 }
 
 /// A started session, until it runs or is given up: dropping it lets the next start in.
@@ -88,6 +90,9 @@ impl Starting {
             exec: 0,
             exec_base: req.path.clone(),
             python_hook: None,
+            sample_bytes: 0,
+            sample_seed: 0,
+            labels: req.labels.clone(),
         };
         lifecycle::begin_in_process(cfg)
     }

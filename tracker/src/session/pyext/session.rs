@@ -17,7 +17,8 @@ use libc::c_void;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// `start(path: str, native: bool, python_allocators: bool, follow_fork: bool) -> None`.
+/// `start(path: str, native: bool, python_allocators: bool, follow_fork: bool[, labels: str])
+/// -> None`; `labels` holds `key=value` lines (checked by the Python package).
 pub unsafe extern "C" fn start(
     _module: *mut Object,
     args: *const *mut Object,
@@ -26,20 +27,28 @@ pub unsafe extern "C" fn start(
     let (Some(api), Some(s)) = (api::get(), session_api::get()) else {
         return core::ptr::null_mut();
     };
-    if nargs != 4 || args.is_null() {
+    if !(4..=5).contains(&nargs) || args.is_null() {
         return raise(
             s.type_error,
-            b"start() takes 4 arguments: path, native, python_allocators, follow_fork",
+            b"start() takes 4 or 5 arguments: path, native, python_allocators, follow_fork[, labels]",
         );
     }
     // SAFETY: Python passes `nargs` argument references, alive during the call.
-    let a = unsafe { core::slice::from_raw_parts(args, 4) };
+    let a = unsafe { core::slice::from_raw_parts(args, nargs as usize) };
+    let labels = match a.get(4) {
+        // SAFETY: a live argument object; the GIL is held.
+        Some(&o) => match unsafe { text(api, o) } {
+            Some(l) => l.iter().map(|&b| if b == b'\n' { 0 } else { b }).collect(),
+            None => return core::ptr::null_mut(),
+        },
+        None => Vec::new(),
+    };
     // SAFETY: live argument objects; the GIL is held.
     let Some(path) = (unsafe { text(api, a[0]) }) else {
         return core::ptr::null_mut();
     };
     let mut flags = [false; 3];
-    for (flag, &arg) in flags.iter_mut().zip(&a[1..]) {
+    for (flag, &arg) in flags.iter_mut().zip(&a[1..4]) {
         // SAFETY: a live argument object; the GIL is held.
         match unsafe { (s.object_is_true)(arg) } {
             r if r < 0 => return core::ptr::null_mut(),
@@ -54,6 +63,7 @@ pub unsafe extern "C" fn start(
         native: flags[0],
         python_allocators: flags[1],
         follow_fork: flags[2],
+        labels,
     };
     let starting = match inprocess::claim() {
         Ok(starting) => starting,

@@ -1,0 +1,56 @@
+//! How a capture was recorded (memtrace_format::settings): byte sampling and labels. A sampled
+//! capture's allocations are weighed here, as they are decoded, so that every analysis and
+//! report built on the event stream shows estimates of the whole program's bytes.
+
+use super::event::{code, Event};
+use super::scan::Index;
+use memtrace_format::settings::{self, Settings, SETTINGS_KIND};
+use memtrace_format::{Allocator, ChunkCodec, Decoder, Record};
+
+/// The settings record of a capture (the last one in its Meta chunks), or the defaults (a
+/// full capture without labels).
+pub fn read(file: &[u8], index: &Index) -> Settings {
+    let mut last = None;
+    for entry in index
+        .meta
+        .iter()
+        .filter(|e| e.header.codec == ChunkCodec::Raw)
+    {
+        for rec in Decoder::new(entry.payload(file)) {
+            match rec {
+                Ok(Record::Extended {
+                    kind: SETTINGS_KIND,
+                    payload,
+                    ..
+                }) => last = settings::decode(payload).or(last),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }
+    last.unwrap_or_default()
+}
+
+/// Replaces the size of each sampled allocation by the bytes it stands for (mappings are
+/// always recorded and keep theirs). Nothing for a full capture.
+pub fn weigh(events: &mut [Event], sample_bytes: u64) {
+    if sample_bytes == 0 {
+        return;
+    }
+    for e in events {
+        let c = e.code();
+        if c < code::ALLOC_END && c != Allocator::Mmap as u8 {
+            e.size = settings::weight(e.size, sample_bytes);
+        }
+    }
+}
+
+/// The one line every report shows about a sampled capture.
+pub fn sampled_note(sample_bytes: u64) -> String {
+    format!(
+        "sampled capture (--sample-bytes {}): bytes and allocation totals are estimates from \
+         about one sample per {} allocated; counts of live blocks and frees are of samples",
+        sample_bytes,
+        crate::report::human::size(sample_bytes)
+    )
+}

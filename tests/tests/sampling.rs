@@ -1,0 +1,232 @@
+//! `memtrace run --sample-bytes N`: requests of N bytes or more are always recorded with their
+//! size, smaller ones by chance with a weight that makes the estimates unbiased, only the frees
+//! of sampled blocks are recorded, and every report says the capture is sampled. The random
+//! streams are fixed (MEMTRACE_SAMPLE_SEED) so that the statistical bounds, generous as they
+//! are, give the same answer on every run.
+
+use memtrace_e2e::{compile, memtrace, memtrace_bin, num, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const N: u64 = 256 << 10;
+
+fn sampled_run(dir: &Path, program: &Path, extra: &[&str]) -> PathBuf {
+    let cap = dir.join("sampled.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--sample-bytes", "256K"])
+        .args(extra)
+        .arg("-o")
+        .arg(&cap)
+        .arg(program)
+        .env("MEMTRACE_SAMPLE_SEED", "42")
+        .current_dir(dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    cap
+}
+
+/// The row of `list` at line `line` of sampling.c.
+fn at_line(list: &Value, line: i64) -> &Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|r| {
+            r["line"].as_i64() == Some(line)
+                && r["file"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with("sampling.c"))
+        })
+        .unwrap_or_else(|| panic!("no row at sampling.c:{line} in {list}"))
+}
+
+fn within(value: i64, expected: f64, fraction: f64) -> bool {
+    (value as f64 - expected).abs() <= expected * fraction
+}
+
+#[test]
+fn sampled_capture_estimates_known_allocations() {
+    let dir = scratch("sampling");
+    let prog = compile("sampling", &dir);
+    let cap = sampled_run(
+        &dir,
+        &prog,
+        &["--label", "service=api", "--label", "version=1.4"],
+    );
+    let s = stats(&cap);
+    assert_eq!(num(&s, "sample_bytes"), N as i64);
+    assert_eq!(
+        s["labels"],
+        serde_json::json!([["service", "api"], ["version", "1.4"]])
+    );
+    assert!(
+        s["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("sampled capture (--sample-bytes 262144)")),
+        "{}",
+        s["warnings"]
+    );
+
+    // 16 blocks of 1 MiB, above N: all recorded, with their exact size.
+    let large = at_line(&s["top_by_size"], 17);
+    assert_eq!((num(large, "bytes"), num(large, "count")), (16 << 20, 16));
+    let large_peak = at_line(&s["top_at_peak"], 17);
+    assert_eq!(num(large_peak, "bytes"), 16 << 20);
+
+    // 1,000,000 x 64 bytes: about 244 samples; the estimate within 30%.
+    let churn = at_line(&s["top_by_size"], 21);
+    assert!(within(num(churn, "bytes"), 64e6, 0.3), "{churn}");
+    assert!(within(num(churn, "count"), 1e6, 0.3), "{churn}");
+
+    // The peak: 16 MiB exactly, plus about 20,000,000 bytes in some 76 samples; its standard
+    // error's bound is N times the root of the samples live then.
+    let peak = num(&s, "peak_bytes");
+    let bound = (N as f64 * (num(&s, "peak_allocations") as f64).sqrt()).round() as i64;
+    assert_eq!(num(&s, "peak_standard_error_bytes"), bound);
+    assert!(within(peak, (16u64 << 20) as f64 + 2e7, 0.2), "peak {peak}");
+    let live = at_line(&s["top_at_peak"], 26);
+    assert!(within(num(live, "bytes"), 2e7, 0.4), "{live}");
+
+    // Only the frees of sampled blocks: one per sampled malloc (all are freed), not 1.2 million.
+    let mallocs = s["allocators"]["malloc"].as_i64().unwrap();
+    let frees = s["allocators"]["free"].as_i64().unwrap();
+    assert!(mallocs > 100 && mallocs < 2000, "{mallocs} sampled mallocs");
+    assert!(
+        (mallocs - frees).abs() <= 2,
+        "{mallocs} mallocs, {frees} frees"
+    );
+    assert!(num(&s, "leaked_bytes") < N as i64, "{s}");
+}
+
+#[test]
+fn every_report_says_it_is_sampled() {
+    let dir = scratch("sampling-reports");
+    let prog = compile("sampling", &dir);
+    let cap = sampled_run(&dir, &prog, &[]);
+    let c = cap.to_str().unwrap();
+    let text = memtrace(&["stats", c], &dir);
+    assert!(text.status.success());
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        stdout.contains("Sampling:     one sample per 256.0 KiB allocated on average"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("              the peak's standard error is at most "),
+        "{stdout}"
+    );
+    for args in [
+        vec!["tree", c],
+        vec!["summary", c],
+        vec!["export", "--format", "folded", "-o", "out.folded", c],
+    ] {
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("sampled capture (--sample-bytes 262144)"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_sampling_and_label_values_are_one_line() {
+    let dir = scratch("sampling-bad");
+    for (args, expected) in [
+        (
+            vec!["--sample-bytes", "0"],
+            "invalid --sample-bytes value '0'",
+        ),
+        (
+            vec!["--sample-bytes", "lots"],
+            "invalid --sample-bytes value 'lots'",
+        ),
+        (
+            vec!["--sample-bytes", "1.5M"],
+            "invalid --sample-bytes value '1.5M'",
+        ),
+        (vec!["--label", "service"], "invalid --label 'service'"),
+        (vec!["--label", "=api"], "invalid --label '=api'"),
+        (
+            vec!["--label", "a=1", "--label", "a=2"],
+            "label 'a' is given twice",
+        ),
+    ] {
+        let mut all = vec!["run", "-q", "-o", "x.bin"];
+        all.extend(args.iter().copied());
+        all.extend(["true"]);
+        let out = memtrace(&all, &dir);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("memtrace: ") && err.contains(expected),
+            "{args:?}: {err}"
+        );
+        assert!(!dir.join("x.bin").exists());
+    }
+}
+
+/// The top `n` lines (file:line) by bytes live at the peak that hold at least 1% of it (below
+/// that, a line holds fewer bytes than a sample stands for: whether it shows is chance).
+fn top_lines(s: &Value, n: usize) -> Vec<String> {
+    let floor = num(s, "peak_bytes") / 100;
+    s["top_at_peak"]
+        .as_array()
+        .expect("top_at_peak")
+        .iter()
+        .take(n)
+        .filter(|r| num(r, "bytes") >= floor)
+        .map(|r| format!("{}:{}", r["file"], r["line"]))
+        .collect()
+}
+
+/// The bench workload large_buffers.py (2,000 bytearrays of 1 to 256 KiB live at the peak),
+/// full and sampled: the estimated peak within 5% and the same top 5 lines at the peak, and
+/// the histogram's bins of most bytes the same.
+#[test]
+fn sampled_workload_matches_the_full_capture() {
+    let dir = scratch("sampling-workload");
+    let python = memtrace_e2e::python::python();
+    let script = memtrace_e2e::workspace().join("bench/workloads/large_buffers.py");
+    let full = dir.join("full.bin");
+    let out = memtrace_e2e::python::tracked(python, &full, &[script.to_str().unwrap()], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let sampled = dir.join("sampled.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--sample-bytes", "64K", "--python"])
+        .arg(python)
+        .arg("-o")
+        .arg(&sampled)
+        .arg(&script)
+        .env("MEMTRACE_SAMPLE_SEED", "7")
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let (f, s) = (
+        memtrace_e2e::report(&["stats", "--json", "-n", "5"], &full),
+        memtrace_e2e::report(&["stats", "--json", "-n", "5"], &sampled),
+    );
+    let (fp, sp) = (num(&f, "peak_bytes"), num(&s, "peak_bytes"));
+    assert!(within(sp, fp as f64, 0.05), "peak: full {fp}, sampled {sp}");
+    assert_eq!(top_lines(&s, 5), top_lines(&f, 5));
+    assert_eq!(heavy_bins(&s), heavy_bins(&f));
+    assert!(std::fs::metadata(&sampled).unwrap().len() < std::fs::metadata(&full).unwrap().len());
+}
+
+/// The histogram's bins (their lower bound) that hold at least 5% of the bytes allocated, with
+/// their bytes within 10% of the total.
+fn heavy_bins(s: &Value) -> Vec<i64> {
+    let total = num(s, "total_bytes");
+    s["histogram"]
+        .as_array()
+        .expect("histogram")
+        .iter()
+        .filter(|b| num(b, "bytes") >= total / 20)
+        .map(|b| num(b, "lo"))
+        .collect()
+}

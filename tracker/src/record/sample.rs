@@ -1,0 +1,246 @@
+//! Byte sampling (`memtrace run --sample-bytes N`): each byte a thread allocates is sampled
+//! with probability 1/N, as tcmalloc and jemalloc sample their heap profiles, so that a
+//! long-running program pays for one event per N bytes instead of one per call.
+//!
+//! Each thread counts down the bytes to its next sample (in its TLS block: no lock, no
+//! allocation). The countdown is drawn from an exponential distribution of mean N, so an
+//! allocation of `s` bytes is sampled with probability `1 - exp(-s/N)` whatever came before it,
+//! and the reader weighs each sample by the inverse (memtrace_format::settings::weight).
+//! Requests of N bytes or more, and mappings, are always recorded.
+//!
+//! Only the frees of sampled blocks are recorded: their addresses are kept in a lock-free
+//! open-addressing set of fixed size (mapped once, touched as used), probed over a short
+//! window. Should the set ever be full (millions of live samples), every free is recorded from
+//! then on: readers ignore frees of blocks they do not know, so the capture stays right, only
+//! larger.
+
+use crate::{sys, tls};
+use memtrace_format::Allocator;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+
+/// N, or 0 when every allocation is recorded.
+static SAMPLE_BYTES: AtomicU64 = AtomicU64::new(0);
+/// MEMTRACE_SAMPLE_SEED: fixed random streams (tests); 0 seeds from the clock.
+static SEED: AtomicU64 = AtomicU64::new(0);
+/// Threads seeded so far (each gets its own stream of the fixed seed).
+static SEEDED: AtomicU64 = AtomicU64::new(0);
+
+const SET_BITS: u32 = 20;
+const SET_SLOTS: usize = 1 << SET_BITS;
+/// Slots probed from an address's home slot.
+const WINDOW: usize = 64;
+const EMPTY: u64 = 0;
+/// A slot whose address was freed (addresses are never 0 or 1).
+const GONE: u64 = 1;
+
+static SET: AtomicPtr<AtomicU64> = AtomicPtr::new(core::ptr::null_mut());
+
+/// A counting filter in front of the set: how many live samples hash to each counter. A free
+/// (nearly always of a block that was not sampled) reads one byte of this small table, which
+/// stays in the cache, instead of a slot of the large set. A counter that reached 255 stays
+/// there (it only costs a probe of the set).
+const FILTER_BITS: u32 = 16;
+const FILTER_LEN: usize = 1 << FILTER_BITS;
+static FILTER: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
+/// The set was full once: every free is recorded.
+static OVERFLOW: AtomicBool = AtomicBool::new(false);
+
+/// Turns sampling on (n > 0) for the capture starting now.
+pub fn configure(n: u64, seed: u64) {
+    if n > 0 && SET.load(Ordering::Acquire).is_null() {
+        match sys::map_anon(SET_SLOTS * 8 + FILTER_LEN) {
+            Some(p) => {
+                // SAFETY: the filter is the last FILTER_LEN bytes of the same mapping.
+                let filter = unsafe { p.add(SET_SLOTS * 8) };
+                FILTER.store(filter as *mut AtomicU8, Ordering::Release);
+                SET.store(p as *mut AtomicU64, Ordering::Release);
+            }
+            None => OVERFLOW.store(true, Ordering::Relaxed),
+        }
+    }
+    SEED.store(seed, Ordering::Relaxed);
+    SAMPLE_BYTES.store(n, Ordering::Relaxed);
+}
+
+/// Whether an allocation of `size` bytes is recorded; when sampling, a recorded block's
+/// address joins the set (after the real allocation, so its free finds it).
+#[inline(always)]
+pub fn take_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64) -> bool {
+    let n = SAMPLE_BYTES.load(Ordering::Relaxed);
+    if n == 0 || allocator == Allocator::Mmap {
+        return true;
+    }
+    if size < n {
+        t.sample_left -= size as i64;
+        if t.sample_left > 0 {
+            return false;
+        }
+        if !crossed(t, n, size) {
+            return false;
+        }
+    }
+    insert(addr);
+    true
+}
+
+/// Whether a free of `addr` is recorded: when sampling, only that of a sampled block.
+#[inline(always)]
+pub fn take_free(addr: u64) -> bool {
+    if SAMPLE_BYTES.load(Ordering::Relaxed) == 0 {
+        return true;
+    }
+    remove(addr) || OVERFLOW.load(Ordering::Relaxed)
+}
+
+/// The countdown reached zero (or the thread's first allocation): a fresh countdown. Returns
+/// whether this allocation is a sample (not so for a thread's first countdown that it does not
+/// exhaust).
+#[cold]
+fn crossed(t: &mut tls::Tls, n: u64, size: u64) -> bool {
+    if t.sample_rng == 0 {
+        let seed = match SEED.load(Ordering::Relaxed) {
+            0 => crate::clock::tick() ^ (u64::from(sys::gettid()) << 32),
+            s => s.wrapping_add(SEEDED.fetch_add(1, Ordering::Relaxed)),
+        };
+        t.sample_rng = splitmix(seed) | 1;
+        t.sample_left = draw(t, n) - size as i64;
+        if t.sample_left > 0 {
+            return false;
+        }
+    }
+    t.sample_left = draw(t, n);
+    true
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Bytes to the next sample: exponential of mean `n`, at least 1.
+fn draw(t: &mut tls::Tls, n: u64) -> i64 {
+    let mut x = t.sample_rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    t.sample_rng = x;
+    // Uniform in (0, 1]: never ln(0).
+    let u = ((x >> 11) + 1) as f64 / (1u64 << 53) as f64;
+    ((-u.ln() * n as f64) as i64).max(1)
+}
+
+#[inline(always)]
+fn home(addr: u64) -> usize {
+    ((addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SET_BITS)) as usize
+}
+
+#[inline(always)]
+fn counter(addr: u64) -> Option<&'static AtomicU8> {
+    let filter = FILTER.load(Ordering::Relaxed);
+    if filter.is_null() {
+        return None;
+    }
+    let i = ((addr >> 3).wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - FILTER_BITS)) as usize;
+    // SAFETY: the filter is FILTER_LEN bytes, mapped once with the set and never unmapped.
+    Some(unsafe { &*filter.add(i) })
+}
+
+#[inline(always)]
+fn slot(set: *mut AtomicU64, i: usize) -> &'static AtomicU64 {
+    // SAFETY: the set is SET_SLOTS slots, mapped once and never unmapped; i is masked into it.
+    unsafe { &*set.add(i & (SET_SLOTS - 1)) }
+}
+
+fn insert(addr: u64) {
+    let set = SET.load(Ordering::Acquire);
+    if set.is_null() {
+        return;
+    }
+    if let Some(c) = counter(addr) {
+        // Counted before the address goes in: a free that finds it also finds the count.
+        let _ = c.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+            (n < u8::MAX).then_some(n + 1)
+        });
+    }
+    let h = home(addr);
+    for i in 0..WINDOW {
+        let s = slot(set, h + i);
+        let v = s.load(Ordering::Relaxed);
+        if (v == EMPTY || v == GONE)
+            && s.compare_exchange(v, addr, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            return;
+        }
+    }
+    OVERFLOW.store(true, Ordering::Relaxed);
+}
+
+/// Removes `addr`; true when it was there. The same address may be in twice for a moment (a
+/// block freed and reused by another thread before the free is recorded): one goes per free.
+#[inline(always)]
+fn remove(addr: u64) -> bool {
+    let set = SET.load(Ordering::Acquire);
+    let Some(c) = counter(addr) else {
+        return false;
+    };
+    if c.load(Ordering::Acquire) == 0 {
+        return false;
+    }
+    let h = home(addr);
+    for i in 0..WINDOW {
+        let s = slot(set, h + i);
+        let v = s.load(Ordering::Acquire);
+        if v == addr {
+            if s.compare_exchange(addr, GONE, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                let _ = c.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                    (n > 0 && n < u8::MAX).then(|| n - 1)
+                });
+                return true;
+            }
+        } else if v == EMPTY {
+            return false;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_keeps_what_is_sampled() {
+        configure(0, 0);
+        configure(1 << 19, 1);
+        configure(0, 0);
+        for a in (0x1000u64..0x1000 + 4096 * 16).step_by(16) {
+            insert(a);
+        }
+        assert!(remove(0x1000));
+        assert!(!remove(0x1000));
+        assert!(!remove(0x8));
+        for a in (0x1010u64..0x1000 + 4096 * 16).step_by(16) {
+            assert!(remove(a), "{a:#x}");
+        }
+    }
+
+    #[test]
+    fn countdown_is_exponential() {
+        let mut t: tls::Tls = unsafe_zeroed();
+        t.sample_rng = 12345;
+        let n = 1000;
+        let draws: Vec<i64> = (0..20000).map(|_| draw(&mut t, n)).collect();
+        let mean = draws.iter().sum::<i64>() as f64 / draws.len() as f64;
+        assert!((mean - 1000.0).abs() < 50.0, "{mean}");
+    }
+
+    fn unsafe_zeroed() -> tls::Tls {
+        // SAFETY: Tls is plain data (integers and raw pointers): all zeros is a valid value.
+        unsafe { core::mem::zeroed() }
+    }
+}
