@@ -4,6 +4,7 @@
 //! links once. `every_test_file_is_a_module` fails when a file is added and not declared.
 
 mod browser;
+mod color;
 mod diff;
 mod environments;
 mod exec;

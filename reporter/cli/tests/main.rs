@@ -4,6 +4,7 @@
 //! links once. `every_test_file_is_a_module` fails when a file is added and not declared.
 
 mod cli;
+mod color;
 #[path = "../../tests/common/mod.rs"]
 mod common;
 mod python_reports;

@@ -1,5 +1,6 @@
 //! `memtrace stats`: a summary of a capture, as text or JSON.
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::report::paths::Paths;
@@ -60,6 +61,8 @@ pub struct StatsArgs {
     pub full_paths: bool,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
 }
 
 /// Reads a capture and builds the stats report of a view; errors are the line to print.
@@ -90,10 +93,10 @@ pub fn paths_of(r: &StatsReport, full: bool) -> Paths {
     Paths::relative(&r.argv, files, std::env::current_dir().ok())
 }
 
-fn write_report(r: &StatsReport, json: bool, o: &TextOptions) -> io::Result<()> {
+fn write_report(r: &StatsReport, json: bool, o: &TextOptions, color: bool) -> io::Result<()> {
     let stdout = io::stdout();
     let style = if json { Style::Json } else { Style::Text };
-    let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
+    let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style).colored(color && !json);
     if json {
         serde_json::to_writer_pretty(&mut out, r).map_err(io::Error::other)?;
         writeln!(out)?;
@@ -113,5 +116,5 @@ pub fn execute(args: StatsArgs) -> Result<(), String> {
         all_allocators: args.all,
         paths: paths_of(&r, args.full_paths),
     };
-    view_args::written(write_report(&r, args.json, &o))
+    view_args::written(write_report(&r, args.json, &o, args.color.enabled()))
 }

@@ -1,10 +1,12 @@
 //! `memtrace summary`: a table of functions with their own and total bytes and allocations at
 //! the peak (or in another view).
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
 use memtrace_reporter::report::human::{count, size};
 use memtrace_reporter::report::locations::{UNKNOWN, UNKNOWN_NOTE};
+use memtrace_reporter::report::paint::{self, paint, Styled, BOLD};
 use memtrace_reporter::report::summary::{self, Row, SortBy};
 use memtrace_reporter::report::{tree, views};
 use serde::Serialize;
@@ -34,6 +36,8 @@ pub struct SummaryArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
     /// Sort by (largest first)
     #[arg(short = 's', long = "sort", value_enum, default_value_t = Sort::Total)]
     pub sort: Sort,
@@ -93,14 +97,18 @@ fn render(
     total: u64,
     rows: &[Row],
     all: usize,
-    out: &mut impl Write,
+    out: &mut impl Styled,
 ) -> io::Result<()> {
     writeln!(out, "{title}")?;
-    writeln!(
+    paint(
         out,
-        "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  FUNCTION",
-        "TOTAL", "", "OWN", "", "ALLOCATIONS", "OWN ALLOCS"
+        BOLD,
+        format!(
+            "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  FUNCTION",
+            "TOTAL", "", "OWN", "", "ALLOCATIONS", "OWN ALLOCS"
+        ),
     )?;
+    writeln!(out)?;
     if rows.is_empty() {
         writeln!(out, "  (no allocations)")?;
     }
@@ -110,17 +118,26 @@ fn render(
             .as_ref()
             .map(|t| format!("  [{t}]"))
             .unwrap_or_default();
-        writeln!(
+        paint(
             out,
-            "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  {}{thread}",
-            size(r.total_bytes),
-            percent(r.total_bytes, total),
-            size(r.own_bytes),
+            paint::by_share(r.total_bytes, total),
+            format!("{:>10}", size(r.total_bytes)),
+        )?;
+        write!(out, " {:>6}  ", percent(r.total_bytes, total))?;
+        paint(
+            out,
+            paint::by_share(r.own_bytes, total),
+            format!("{:>10}", size(r.own_bytes)),
+        )?;
+        write!(
+            out,
+            " {:>6}  {:>12} {:>12}  ",
             percent(r.own_bytes, total),
             count(r.total_allocations),
             count(r.own_allocations),
-            r.location
         )?;
+        paint::location(out, &r.location)?;
+        writeln!(out, "{thread}")?;
     }
     if all > rows.len() {
         writeln!(
@@ -146,7 +163,7 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
     view_args::warn(&all);
     let rows = summary::rows(&tree, opts.split_threads, args.sort.into());
     let shown = &rows[..rows.len().min(args.top)];
-    let mut out = view_args::stdout(args.json);
+    let mut out = view_args::stdout(args.json).colored(!args.json && args.color.enabled());
     let root = tree.root();
     let r = if args.json {
         let s = JsonSummary {

@@ -1,6 +1,7 @@
 //! `memtrace tree`: the call tree of the memory live at the peak (or of another view), as text
 //! when stdout is not a terminal, interactive when it is.
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::report::tree_text::{self, Limits};
@@ -36,6 +37,8 @@ pub struct TreeArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
     /// Print text even when stdout is a terminal
     #[arg(long, conflicts_with = "json")]
     pub text: bool,
@@ -124,10 +127,10 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
         };
         return view_args::written(crate::tui::run(tree, info));
     }
-    let mut out = view_args::stdout(false);
+    let mut out = view_args::text_stdout(args.color.enabled());
     view_args::written(
         writeln!(out, "{title}")
-            .and_then(|()| tree_text::render(&tree, limits, &mut out))
+            .and_then(|()| tree_text::render_styled(&tree, limits, &mut out))
             .and_then(|()| out.flush()),
     )
 }
