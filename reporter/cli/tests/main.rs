@@ -7,6 +7,7 @@ mod cli;
 mod color;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod completions;
 mod python_reports;
 mod stats_text;
 mod tui_panic;
