@@ -6,6 +6,7 @@ use super::calltree::{CallTree, NodeId, ROOT};
 use super::human::{count, size};
 use super::locations::{UNKNOWN, UNKNOWN_NOTE};
 use super::paint::{self, paint, Plain, Styled, BOLD};
+use super::paths::Paths;
 use std::io::{self, Write};
 
 /// How much of the tree to print.
@@ -54,6 +55,7 @@ struct Printer<'a, W: Write> {
     out: &'a mut W,
     /// An `<unknown>` node was printed: the note follows the tree.
     unknown: bool,
+    paths: &'a Paths,
 }
 
 impl<W: Styled> Printer<'_, W> {
@@ -94,7 +96,9 @@ impl<W: Styled> Printer<'_, W> {
         for (i, &c) in node.children[..shown].iter().enumerate() {
             let last = i + 1 == shown && rest.is_empty();
             let child = &self.tree.nodes[c];
-            let label = child.location.as_ref().map_or("?", |l| l.label.as_str());
+            let label = child.location.as_ref().map_or("?".to_string(), |l| {
+                self.paths.label(&l.label, l.file.as_deref())
+            });
             self.unknown |= label == UNKNOWN;
             let cut = if child.depth >= self.limits.depth && !child.children.is_empty() {
                 " …"
@@ -130,11 +134,17 @@ impl<W: Styled> Printer<'_, W> {
 
 /// Writes the tree under a header line; shares are of the root's bytes.
 pub fn render(tree: &CallTree, limits: Limits, out: &mut impl Write) -> io::Result<()> {
-    render_styled(tree, limits, &mut Plain(out))
+    render_styled(tree, limits, &Paths::full(), &mut Plain(out))
 }
 
-/// [`render`], with colour where `out` shows it: sizes graded by share, locations.
-pub fn render_styled(tree: &CallTree, limits: Limits, out: &mut impl Styled) -> io::Result<()> {
+/// [`render`], with files shown as `paths` says and colour where `out` shows it: sizes graded
+/// by share, locations.
+pub fn render_styled(
+    tree: &CallTree,
+    limits: Limits,
+    paths: &Paths,
+    out: &mut impl Styled,
+) -> io::Result<()> {
     let root = tree.root();
     paint(
         out,
@@ -154,6 +164,7 @@ pub fn render_styled(tree: &CallTree, limits: Limits, out: &mut impl Styled) -> 
         total: root.bytes,
         out,
         unknown: false,
+        paths,
     };
     p.line(root.bytes, root.allocations, "", "(all)")?;
     p.children(ROOT, "")?;

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use memtrace_reporter::report::human::{count, size};
 use memtrace_reporter::report::locations::{UNKNOWN, UNKNOWN_NOTE};
 use memtrace_reporter::report::paint::{self, paint, Styled, BOLD};
+use memtrace_reporter::report::paths::{self, Paths};
 use memtrace_reporter::report::summary::{self, Row, SortBy};
 use memtrace_reporter::report::{tree, views};
 use serde::Serialize;
@@ -44,6 +45,10 @@ pub struct SummaryArgs {
     /// How many functions to list
     #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
     pub top: usize,
+    /// Text: show files with their full paths (by default a file under the script's directory
+    /// or the current directory is shown relative to it, whichever is shorter)
+    #[arg(long = "full-paths")]
+    pub full_paths: bool,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -97,6 +102,7 @@ fn render(
     total: u64,
     rows: &[Row],
     all: usize,
+    paths: &Paths,
     out: &mut impl Styled,
 ) -> io::Result<()> {
     writeln!(out, "{title}")?;
@@ -136,7 +142,7 @@ fn render(
             count(r.total_allocations),
             count(r.own_allocations),
         )?;
-        paint::location(out, &r.location)?;
+        paint::location(out, &paths.label(&r.location, r.file.as_deref()))?;
         writeln!(out, "{thread}")?;
     }
     if all > rows.len() {
@@ -179,7 +185,16 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
             .map_err(io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
-        render(&title, root.bytes, shown, rows.len(), &mut out)
+        let paths = if args.full_paths {
+            Paths::full()
+        } else {
+            Paths::relative(
+                &capture.argv(),
+                paths::tree_files(&tree),
+                std::env::current_dir().ok(),
+            )
+        };
+        render(&title, root.bytes, shown, rows.len(), &paths, &mut out)
     };
     view_args::written(r.and_then(|()| out.flush()))
 }

@@ -4,6 +4,7 @@
 use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::report::paths::{self, Paths};
 use memtrace_reporter::report::tree_text::{self, Limits};
 use memtrace_reporter::report::views;
 use memtrace_reporter::report::{tree, tree_json};
@@ -42,6 +43,10 @@ pub struct TreeArgs {
     /// Print text even when stdout is a terminal
     #[arg(long, conflicts_with = "json")]
     pub text: bool,
+    /// Text: show files with their full paths (by default a file under the script's directory
+    /// or the current directory is shown relative to it, whichever is shorter)
+    #[arg(long = "full-paths")]
+    pub full_paths: bool,
     /// Print the tree as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -127,10 +132,19 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
         };
         return view_args::written(crate::tui::run(tree, info));
     }
+    let paths = if args.full_paths {
+        Paths::full()
+    } else {
+        Paths::relative(
+            &capture.argv(),
+            paths::tree_files(&tree),
+            std::env::current_dir().ok(),
+        )
+    };
     let mut out = view_args::text_stdout(args.color.enabled());
     view_args::written(
         writeln!(out, "{title}")
-            .and_then(|()| tree_text::render_styled(&tree, limits, &mut out))
+            .and_then(|()| tree_text::render_styled(&tree, limits, &paths, &mut out))
             .and_then(|()| out.flush()),
     )
 }
