@@ -2,8 +2,8 @@
 //! example's docstring promise of it (a 5 MB leak, a 20 MB temporary spike, a 50 MB peak) is
 //! what the reports show, on every claimed CPython. (CI runs the README's command itself.)
 
-use memtrace_e2e::python::{claimed_pythons, tracked};
-use memtrace_e2e::{num, report, scratch, workspace};
+use memtrace_e2e::python::{claimed_pythons, python, tracked};
+use memtrace_e2e::{memtrace, num, report, scratch, workspace};
 use serde_json::Value;
 
 /// The demo's lines that allocate what it promises.
@@ -67,4 +67,26 @@ fn the_demo_has_its_leak_spike_and_peak() {
         // The spike came and went before the peak: the peak is the table and the leak.
         assert!(num(&peak, "peak_bytes") < 5_000 * 10_033 + 5_228 * 8 + 5_000_349 + (1 << 20));
     }
+}
+
+#[test]
+fn the_hint_after_a_python_run_names_the_tree_and_the_flamegraph() {
+    let dir = scratch("first-steps-hint");
+    let demo = workspace().join("examples/demo.py");
+    let py = python().to_str().expect("utf-8 path");
+    let demo = demo.to_str().expect("utf-8 path");
+    let out = memtrace(&["run", "-o", "demo.bin", "--python", py, demo], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "memtrace: wrote demo.bin; see where the peak's memory was allocated with: memtrace tree \
+         demo.bin (or the page: memtrace flamegraph demo.bin)\n"
+    );
+    // A native run's first look is the summary.
+    let out = memtrace(&["run", "-o", "true.bin", "--", "/bin/true"], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "memtrace: wrote true.bin; view it with: memtrace stats true.bin\n"
+    );
 }

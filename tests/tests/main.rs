@@ -5,6 +5,7 @@
 //! test folder, or the reporter's or the command's, and not declared.
 
 mod browser;
+mod color;
 mod diff;
 mod environments;
 mod exec;

@@ -1,5 +1,6 @@
 //! The `memtrace` command on top of the reporter library: the command line and the terminal.
 //!
+//! - [`color`]: `--color` for the text reports
 //! - [`commands`]: the report commands (stats, tree, summary, diff, flamegraph, export)
 //! - [`run`]: `memtrace run`, a program under the tracker
 //! - [`tui`]: the interactive terminal UI of a call tree
@@ -7,6 +8,7 @@
 //! - [`view_args`]: the options every report shares
 //! - [`usage`]: usage errors as one line with an example
 
+pub mod color;
 pub mod commands;
 pub mod progress;
 pub mod run;

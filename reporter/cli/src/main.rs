@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
-use memtrace_cli::commands::{diff, export, flamegraph, lines, stats, summary, tree};
+use memtrace_cli::commands::{completions, diff, export, flamegraph, lines, stats, summary, tree};
 use memtrace_cli::{run, usage};
 
 #[derive(Parser, Debug)]
@@ -30,7 +30,9 @@ Examples:
   memtrace flamegraph --leaks --inverted -o leaks.html out.bin
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
   memtrace export out.bin --format pprof -o out.pb.gz
-  memtrace diff before.bin after.bin  peak, totals and changes by location at the peak"
+  memtrace diff before.bin after.bin  peak, totals and changes by location at the peak
+  memtrace completions bash > ~/.local/share/bash-completion/completions/memtrace
+  memtrace man > ~/.local/share/man/man1/memtrace.1"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -55,6 +57,10 @@ enum Command {
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
     Export(export::ExportArgs),
+    /// Print shell completions (bash, zsh, fish)
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page (or write a page per command into a directory)
+    Man(completions::ManArgs),
 }
 
 fn main() {
@@ -102,6 +108,8 @@ fn main() {
         Command::Lines(args) => lines::execute(args).map(|()| 0),
         Command::Flamegraph(args) => flamegraph::execute(args).map(|()| 0),
         Command::Export(args) => export::execute(args).map(|()| 0),
+        Command::Completions(args) => completions::completions(args, Cli::command()).map(|()| 0),
+        Command::Man(args) => completions::man(args, Cli::command()).map(|()| 0),
     };
     let code = match done {
         Ok(code) => code,

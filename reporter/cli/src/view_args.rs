@@ -141,6 +141,11 @@ pub fn stdout(json: bool) -> Visible<std::io::BufWriter<std::io::StdoutLock<'sta
     Visible::new(std::io::BufWriter::new(std::io::stdout().lock()), style)
 }
 
+/// [`stdout`] for text, in colour when `color`.
+pub fn text_stdout(color: bool) -> Visible<std::io::BufWriter<std::io::StdoutLock<'static>>> {
+    stdout(false).colored(color)
+}
+
 /// The outcome of writing a report: a closed pipe (`| head`) is fine.
 pub fn written(r: std::io::Result<()>) -> Result<(), String> {
     match r {

@@ -5,8 +5,10 @@
 //! `every_test_file_is_a_module` (tests/tests/main.rs).
 
 mod cli;
+mod color;
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod completions;
 mod python_reports;
 mod stats_text;
 mod tui_panic;

@@ -144,3 +144,34 @@ fn files_are_relative_to_the_script_or_the_current_directory() {
     assert_eq!(v["top_by_size"][0]["file"], APP);
     assert_eq!(v["top_by_size"][0]["location"], format!("f at {APP}:5"));
 }
+
+#[test]
+fn tree_and_summary_show_files_as_stats_does() {
+    let p = capture().write("tree-text-paths");
+    let tree = stats_text_of(&["tree", "--text"], &p);
+    assert!(tree.contains("├─ <module> at app.py:9\n"), "{tree}");
+    assert!(tree.contains("└─ helper at lib/util.py:2\n"), "{tree}");
+    assert!(!tree.contains("/home/u"), "{tree}");
+    let full = stats_text_of(&["tree", "--text", "--full-paths"], &p);
+    assert!(
+        full.contains(&format!("├─ <module> at {APP}:9\n")),
+        "{full}"
+    );
+    let summary = stats_text_of(&["summary"], &p);
+    assert!(summary.contains("  f at app.py\n"), "{summary}");
+    assert!(summary.contains("  helper at lib/util.py\n"), "{summary}");
+    let full = stats_text_of(&["summary", "--full-paths"], &p);
+    assert!(full.contains(&format!("  f at {APP}\n")), "{full}");
+}
+
+/// `memtrace ARGS CAPTURE` run in `/`.
+fn stats_text_of(args: &[&str], path: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_memtrace"))
+        .args(args)
+        .arg(path)
+        .current_dir("/")
+        .output()
+        .expect("memtrace runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}

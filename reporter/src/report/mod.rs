@@ -9,6 +9,7 @@ pub mod load;
 pub mod locations;
 pub mod module_name;
 pub mod modules;
+pub mod paint;
 pub mod paths;
 pub mod short_stacks;
 pub mod stack;

@@ -65,6 +65,13 @@ impl Paths {
     }
 }
 
+/// The files of a call tree's locations (to find the script's directory among them).
+pub fn tree_files(tree: &super::calltree::CallTree) -> impl Iterator<Item = &str> {
+    tree.nodes
+        .iter()
+        .filter_map(|n| n.location.as_ref()?.file.as_deref())
+}
+
 /// The directory of the Python script the run's command line names (its first word ending in
 /// `.py`): the word's own directory when it is absolute, else that of a frame's file that ends
 /// with it (the interpreter records the script's absolute path).

@@ -2,6 +2,7 @@
 
 use super::human::{count, counted, seconds, size};
 use super::locations::{UNKNOWN, UNKNOWN_NOTE};
+use super::paint::{self, paint, Plain, Styled, BOLD, STRONG};
 use super::paths::Paths;
 use super::stack::StackFrame;
 use super::stats::{LocationRow, ModuleRow, StatsReport};
@@ -66,7 +67,7 @@ const CALLERS: usize = 4;
 
 /// The callers of a top location (its stack's frames after the innermost), one line each:
 /// `      ← g at app.py:7`; past [`CALLERS`] lines the rest is counted on the last one.
-fn callers(out: &mut impl Write, stack: &[StackFrame], o: &TextOptions) -> io::Result<()> {
+fn callers(out: &mut impl Styled, stack: &[StackFrame], o: &TextOptions) -> io::Result<()> {
     let outer = stack.get(1..).unwrap_or_default();
     let shown = if outer.len() > CALLERS {
         CALLERS - 1
@@ -74,11 +75,9 @@ fn callers(out: &mut impl Write, stack: &[StackFrame], o: &TextOptions) -> io::R
         outer.len()
     };
     for f in &outer[..shown] {
-        writeln!(
-            out,
-            "      ← {}",
-            o.paths.label(&f.label, f.file.as_deref())
-        )?;
+        write!(out, "      ← ")?;
+        paint::location(out, &o.paths.label(&f.label, f.file.as_deref()))?;
+        writeln!(out)?;
     }
     if shown < outer.len() {
         let more = outer.len() - shown;
@@ -88,29 +87,33 @@ fn callers(out: &mut impl Write, stack: &[StackFrame], o: &TextOptions) -> io::R
     Ok(())
 }
 
+/// A top list; sizes are graded by their share of `whole` bytes.
 fn top_list(
-    out: &mut impl Write,
+    out: &mut impl Styled,
     title: &str,
     rows: &[LocationRow],
     by_count: bool,
+    whole: u64,
     o: &TextOptions,
 ) -> io::Result<()> {
-    writeln!(out, "{title}")?;
+    paint(out, BOLD, title)?;
+    writeln!(out)?;
     if rows.is_empty() {
         writeln!(out, "  (no allocations)")?;
     }
     for (i, r) in rows.iter().enumerate() {
-        let (first, second) = if by_count {
-            (counted(r.count, "allocation"), size(r.bytes))
+        let grade = paint::by_share(r.bytes, whole);
+        write!(out, "  {:>2}. ", i + 1)?;
+        if by_count {
+            write!(out, "{:>18}  ", counted(r.count, "allocation"))?;
+            paint(out, grade, format!("{:>20}", size(r.bytes)))?;
         } else {
-            (size(r.bytes), counted(r.count, "allocation"))
-        };
-        writeln!(
-            out,
-            "  {:>2}. {first:>18}  {second:>20}  {}",
-            i + 1,
-            o.paths.label(&r.location, r.file.as_deref())
-        )?;
+            paint(out, grade, format!("{:>18}", size(r.bytes)))?;
+            write!(out, "  {:>20}", counted(r.count, "allocation"))?;
+        }
+        write!(out, "  ")?;
+        paint::location(out, &o.paths.label(&r.location, r.file.as_deref()))?;
+        writeln!(out)?;
         if !by_count {
             callers(out, &r.stack, o)?;
         }
@@ -118,26 +121,37 @@ fn top_list(
     Ok(())
 }
 
-fn top_modules(out: &mut impl Write, rows: &[ModuleRow], o: &TextOptions) -> io::Result<()> {
+fn top_modules(
+    out: &mut impl Styled,
+    rows: &[ModuleRow],
+    whole: u64,
+    o: &TextOptions,
+) -> io::Result<()> {
     if rows.is_empty() {
-        writeln!(out, "Top modules by bytes:")?;
+        paint(out, BOLD, "Top modules by bytes:")?;
+        writeln!(out)?;
         return writeln!(out, "  (no allocations)");
     }
-    writeln!(
+    paint(
         out,
-        "Top {} by bytes:",
-        counted(rows.len() as u64, "module")
+        BOLD,
+        format!("Top {} by bytes:", counted(rows.len() as u64, "module")),
     )?;
+    writeln!(out)?;
     for (i, m) in rows.iter().enumerate() {
         let file = match &m.file {
             Some(f) if *f != m.module => format!("  ({})", o.paths.file(f)),
             _ => String::new(),
         };
+        write!(out, "  {:>2}. ", i + 1)?;
+        paint(
+            out,
+            paint::by_share(m.bytes, whole),
+            format!("{:>18}", size(m.bytes)),
+        )?;
         writeln!(
             out,
-            "  {:>2}. {:>18}  {:>20}  {}{file}",
-            i + 1,
-            size(m.bytes),
+            "  {:>20}  {}{file}",
             counted(m.count, "allocation"),
             m.module
         )?;
@@ -147,7 +161,7 @@ fn top_modules(out: &mut impl Write, rows: &[ModuleRow], o: &TextOptions) -> io:
 
 /// Writes the report for a person, with full paths and every allocator.
 pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
-    render_with(r, out, &TextOptions::default())
+    render_with(r, &mut Plain(out), &TextOptions::default())
 }
 
 /// A histogram row's sizes: `64 B - 127 B`, one size when the bin holds one, and the
@@ -161,7 +175,7 @@ fn bin_label(lo: u64, hi: u64) -> String {
 }
 
 /// Writes the report for a person, as `o` says.
-pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io::Result<()> {
+pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> io::Result<()> {
     writeln!(
         out,
         "Capture:      {} (format {})",
@@ -216,11 +230,15 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
         count(r.total_bytes)
     )?;
     writeln!(out, "Total frees:            {}", count(r.total_frees))?;
+    write!(out, "Peak memory:            ")?;
+    paint(
+        out,
+        STRONG,
+        format!("{} ({} bytes)", size(r.peak_bytes), count(r.peak_bytes)),
+    )?;
     writeln!(
         out,
-        "Peak memory:            {} ({} bytes) in {}, at {}",
-        size(r.peak_bytes),
-        count(r.peak_bytes),
+        " in {}, at {}",
         counted(r.peak_allocations, "allocation"),
         seconds(r.peak_time_s)
     )?;
@@ -229,13 +247,13 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
     } else {
         "Live at end:           "
     };
-    writeln!(
+    write!(out, "{leak_title} ")?;
+    paint(
         out,
-        "{leak_title} {} ({} bytes) in {}",
-        size(r.leaked_bytes),
-        count(r.leaked_bytes),
-        counted(r.leaked_allocations, "allocation")
+        BOLD,
+        format!("{} ({} bytes)", size(r.leaked_bytes), count(r.leaked_bytes)),
     )?;
+    writeln!(out, " in {}", counted(r.leaked_allocations, "allocation"))?;
     if r.peak_stops_short_bytes > 0 {
         writeln!(
             out,
@@ -260,7 +278,8 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
     }
 
     writeln!(out)?;
-    writeln!(out, "Allocation sizes:")?;
+    paint(out, BOLD, "Allocation sizes:")?;
+    writeln!(out)?;
     if r.histogram.is_empty() {
         writeln!(out, "  (no allocations)")?;
     }
@@ -277,7 +296,8 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
     }
 
     writeln!(out)?;
-    writeln!(out, "Allocators:")?;
+    paint(out, BOLD, "Allocators:")?;
+    writeln!(out)?;
     let mut allocators: Vec<(&String, &u64)> = r.allocators.iter().collect();
     allocators.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let never = allocators.iter().filter(|(_, n)| **n == 0).count();
@@ -319,6 +339,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
         ),
         &r.top_by_size,
         false,
+        r.view_bytes,
         o,
     )?;
     writeln!(out)?;
@@ -330,6 +351,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
         ),
         &r.top_by_count,
         true,
+        r.view_bytes,
         o,
     )?;
     writeln!(out)?;
@@ -338,10 +360,11 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
         &top_title(r.top_at_peak.len(), "bytes live at the peak"),
         &r.top_at_peak,
         false,
+        r.peak_bytes,
         o,
     )?;
     writeln!(out)?;
-    top_modules(out, &r.top_modules, o)?;
+    top_modules(out, &r.top_modules, r.view_bytes, o)?;
     let lists = [&r.top_by_size, &r.top_by_count, &r.top_at_peak];
     let unknown = lists
         .iter()
@@ -358,7 +381,8 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
     }
 
     writeln!(out)?;
-    writeln!(out, "Threads:")?;
+    paint(out, BOLD, "Threads:")?;
+    writeln!(out)?;
     writeln!(
         out,
         "  {:>8}  {:<20} {:>14} {:>12} {:>12}",
@@ -387,6 +411,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Write, o: &TextOptions) -> io
                 ),
                 rows,
                 false,
+                t.peak_bytes,
                 o,
             )?;
         }

@@ -5,6 +5,8 @@
 use super::calltree::{CallTree, NodeId, ROOT};
 use super::human::{count, size};
 use super::locations::{UNKNOWN, UNKNOWN_NOTE};
+use super::paint::{self, paint, Plain, Styled, BOLD};
+use super::paths::Paths;
 use std::io::{self, Write};
 
 /// How much of the tree to print.
@@ -53,17 +55,34 @@ struct Printer<'a, W: Write> {
     out: &'a mut W,
     /// An `<unknown>` node was printed: the note follows the tree.
     unknown: bool,
+    paths: &'a Paths,
 }
 
-impl<W: Write> Printer<'_, W> {
-    fn line(&mut self, bytes: u64, allocations: u64, text: &str) -> io::Result<()> {
-        let line = format!(
-            "{:>10} {:>6.1}% {:>12}  {text}",
+impl<W: Styled> Printer<'_, W> {
+    /// One node's line: `drawing` (the tree's lines) then `label` (a location, in colour), cut
+    /// at the width as a whole.
+    fn line(&mut self, bytes: u64, allocations: u64, drawing: &str, label: &str) -> io::Result<()> {
+        let figures = format!(
+            "{:>10} {:>6.1}% {:>12}  ",
             size(bytes),
             share(bytes, self.total),
             count(allocations)
         );
-        writeln!(self.out, "{}", fit(line, self.limits.width))
+        let head = format!("{figures}{drawing}");
+        let line = fit(format!("{head}{label}"), self.limits.width);
+        let Some(label) = line.strip_prefix(&head) else {
+            // So narrow that the figures are cut: no colour.
+            return writeln!(self.out, "{line}");
+        };
+        let grade = paint::by_share(bytes, self.total);
+        paint(self.out, grade, &figures[..10])?;
+        write!(self.out, "{}{drawing}", &figures[10..])?;
+        if label.starts_with("… ") || label.starts_with('(') {
+            write!(self.out, "{label}")?;
+        } else {
+            paint::location(self.out, label)?;
+        }
+        writeln!(self.out)
     }
 
     /// Prints the children of `id`; `prefix` is the tree drawing of its ancestors.
@@ -77,7 +96,9 @@ impl<W: Write> Printer<'_, W> {
         for (i, &c) in node.children[..shown].iter().enumerate() {
             let last = i + 1 == shown && rest.is_empty();
             let child = &self.tree.nodes[c];
-            let label = child.location.as_ref().map_or("?", |l| l.label.as_str());
+            let label = child.location.as_ref().map_or("?".to_string(), |l| {
+                self.paths.label(&l.label, l.file.as_deref())
+            });
             self.unknown |= label == UNKNOWN;
             let cut = if child.depth >= self.limits.depth && !child.children.is_empty() {
                 " …"
@@ -88,7 +109,8 @@ impl<W: Write> Printer<'_, W> {
             self.line(
                 child.bytes,
                 child.allocations,
-                &format!("{prefix}{branch}{label}{cut}"),
+                &format!("{prefix}{branch}"),
+                &format!("{label}{cut}"),
             )?;
             let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
             self.children(c, &deeper)?;
@@ -102,7 +124,8 @@ impl<W: Write> Printer<'_, W> {
             self.line(
                 bytes,
                 allocations,
-                &format!("{prefix}└─ … {} {more}", rest.len()),
+                &format!("{prefix}└─ "),
+                &format!("… {} {more}", rest.len()),
             )?;
         }
         Ok(())
@@ -111,26 +134,39 @@ impl<W: Write> Printer<'_, W> {
 
 /// Writes the tree under a header line; shares are of the root's bytes.
 pub fn render(tree: &CallTree, limits: Limits, out: &mut impl Write) -> io::Result<()> {
+    render_styled(tree, limits, &Paths::full(), &mut Plain(out))
+}
+
+/// [`render`], with files shown as `paths` says and colour where `out` shows it: sizes graded
+/// by share, locations.
+pub fn render_styled(
+    tree: &CallTree,
+    limits: Limits,
+    paths: &Paths,
+    out: &mut impl Styled,
+) -> io::Result<()> {
     let root = tree.root();
-    writeln!(
+    paint(
         out,
-        "{}",
+        BOLD,
         fit(
             format!(
                 "{:>10} {:>7} {:>12}  LOCATION",
                 "BYTES", "SHARE", "ALLOCATIONS"
             ),
-            limits.width
-        )
+            limits.width,
+        ),
     )?;
+    writeln!(out)?;
     let mut p = Printer {
         tree,
         limits,
         total: root.bytes,
         out,
         unknown: false,
+        paths,
     };
-    p.line(root.bytes, root.allocations, "(all)")?;
+    p.line(root.bytes, root.allocations, "", "(all)")?;
     p.children(ROOT, "")?;
     if p.unknown {
         writeln!(p.out, "{UNKNOWN_NOTE}")?;

@@ -63,6 +63,8 @@ pub struct Visible<W: Write> {
     active: bool,
     /// The start of a character cut by the end of the last write.
     pending: Vec<u8>,
+    /// Styles ([`super::paint::Styled`]) are written: a terminal that shows colour.
+    color: bool,
 }
 
 impl<W: Write> Visible<W> {
@@ -77,6 +79,7 @@ impl<W: Write> Visible<W> {
             style: style.unwrap_or(Style::Text),
             active: style.is_some(),
             pending: Vec::new(),
+            color: false,
         }
     }
 
@@ -140,6 +143,23 @@ impl<W: Write> Visible<W> {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Visible<W> {
+    /// With `on`, the styles a report asks for are written (SGR sequences, past the escaping).
+    pub fn colored(mut self, on: bool) -> Visible<W> {
+        self.color = on;
+        self
+    }
+}
+
+impl<W: Write> super::paint::Styled for Visible<W> {
+    fn style(&mut self, code: &str) -> io::Result<()> {
+        if self.color && code.bytes().all(|b| b.is_ascii_digit() || b == b';') {
+            write!(self.inner, "\x1b[{code}m")?;
         }
         Ok(())
     }

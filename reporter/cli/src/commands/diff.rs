@@ -1,6 +1,7 @@
 //! `memtrace diff`: two captures compared: the peak, the totals, and each location's bytes at
 //! the peak (or in another view), matched by symbolized location.
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::analysis::totals::Sum;
@@ -8,6 +9,7 @@ use memtrace_reporter::export::sites;
 use memtrace_reporter::report::diff::{self, Change, LocationChange};
 use memtrace_reporter::report::human::{count, signed_size, size};
 use memtrace_reporter::report::locations::Location;
+use memtrace_reporter::report::paint::{self, paint, Styled, BOLD, GREEN, RED, STRONG};
 use memtrace_reporter::report::view_tree::StackResolver;
 use memtrace_reporter::report::views::{self, ViewOptions};
 use memtrace_reporter::symbols::modules::ModuleMap;
@@ -42,6 +44,8 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
     /// How many locations to list (text)
     #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
     pub top: usize,
@@ -109,7 +113,7 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
         view_allocations: Change::new(base.view.count, new.view.count),
         locations: diff::locations(&base.locations, &new.locations),
     };
-    let mut out = view_args::stdout(args.json);
+    let mut out = view_args::stdout(args.json).colored(!args.json && args.color.enabled());
     let r = if args.json {
         serde_json::to_writer(&mut out, &d)
             .map_err(io::Error::other)
@@ -120,9 +124,21 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
     view_args::written(r.and_then(|()| out.flush()))
 }
 
-fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {
+/// Growth red, shrinking green.
+fn change_style(change: i64) -> &'static str {
+    match change.signum() {
+        1 => RED,
+        -1 => GREEN,
+        _ => "",
+    }
+}
+
+fn render(d: &JsonDiff, top: usize, out: &mut impl Styled) -> io::Result<()> {
     writeln!(out, "BASE {}\nNEW  {}", d.base, d.new)?;
-    let figure = |out: &mut dyn Write, name: &str, c: &Change, bytes: bool| {
+    let figure = |out: &mut dyn FnMut(&str, String) -> io::Result<()>,
+                  name: &str,
+                  c: &Change,
+                  bytes: bool| {
         let (b, n, ch) = if bytes {
             (size(c.base), size(c.new), signed_size(c.change))
         } else {
@@ -136,16 +152,22 @@ fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {
                 ),
             )
         };
-        writeln!(
-            out,
-            "{name:<18} {b:>10} -> {n:>10}  {ch:>11} {:>8}",
-            c.percent_text()
-        )
+        let style = if name == "Peak" { STRONG } else { BOLD };
+        out("", format!("{name:<18} {b:>10} -> "))?;
+        out(style, format!("{n:>10}"))?;
+        out(
+            change_style(c.change),
+            format!("  {ch:>11} {:>8}", c.percent_text()),
+        )?;
+        out("", "\n".to_string())
     };
-    figure(out, "Peak", &d.peak_bytes, true)?;
-    figure(out, "Peak allocations", &d.peak_allocations, false)?;
-    figure(out, "Total allocated", &d.total_bytes, true)?;
-    figure(out, "Allocations", &d.total_allocations, false)?;
+    {
+        let mut write = |style: &str, text: String| paint(out, style, text);
+        figure(&mut write, "Peak", &d.peak_bytes, true)?;
+        figure(&mut write, "Peak allocations", &d.peak_allocations, false)?;
+        figure(&mut write, "Total allocated", &d.total_bytes, true)?;
+        figure(&mut write, "Allocations", &d.total_allocations, false)?;
+    }
     let view = match d.view {
         views::View::Peak => "at the peak",
         views::View::Leaks => "live at exit",
@@ -153,24 +175,37 @@ fn render(d: &JsonDiff, top: usize, out: &mut impl Write) -> io::Result<()> {
         views::View::All => "every allocation",
     };
     writeln!(out, "\nChanges by location, {view}:")?;
-    writeln!(
+    paint(
         out,
-        "{:>10} {:>10}  {:>11} {:>8}  LOCATION",
-        "BASE", "NEW", "CHANGE", "%"
+        BOLD,
+        format!(
+            "{:>10} {:>10}  {:>11} {:>8}  LOCATION",
+            "BASE", "NEW", "CHANGE", "%"
+        ),
     )?;
+    writeln!(out)?;
     if d.locations.is_empty() {
         writeln!(out, "  (no changes)")?;
     }
     for r in d.locations.iter().take(top) {
-        writeln!(
+        write!(
             out,
-            "{:>10} {:>10}  {:>11} {:>8}  {}",
+            "{:>10} {:>10}  ",
             size(r.bytes.base),
-            size(r.bytes.new),
-            signed_size(r.bytes.change),
-            r.bytes.percent_text(),
-            r.location
+            size(r.bytes.new)
         )?;
+        paint(
+            out,
+            change_style(r.bytes.change),
+            format!(
+                "{:>11} {:>8}",
+                signed_size(r.bytes.change),
+                r.bytes.percent_text()
+            ),
+        )?;
+        write!(out, "  ")?;
+        paint::location(out, &r.location)?;
+        writeln!(out)?;
     }
     if d.locations.len() > top {
         writeln!(

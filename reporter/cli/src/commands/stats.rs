@@ -1,5 +1,6 @@
 //! `memtrace stats`: a summary of a capture, as text or JSON.
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::family::report::{self as family_report, FamilyReport};
@@ -72,6 +73,8 @@ pub struct StatsArgs {
     pub full_paths: bool,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
 }
 
 /// Reads a capture and builds the stats report of a view; errors are the line to print.
@@ -107,10 +110,11 @@ fn write_report(
     family: Option<&FamilyReport>,
     json: bool,
     o: &TextOptions,
+    color: bool,
 ) -> io::Result<()> {
     let stdout = io::stdout();
     let style = if json { Style::Json } else { Style::Text };
-    let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style);
+    let mut out = Visible::new(io::BufWriter::new(stdout.lock()), style).colored(color && !json);
     if json {
         let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
         if let (Some(f), Some(obj)) = (family, v.as_object_mut()) {
@@ -153,5 +157,11 @@ pub fn execute(args: StatsArgs) -> Result<(), String> {
         all_allocators: args.all,
         paths: paths_of(&r, args.full_paths),
     };
-    view_args::written(write_report(&r, family.as_ref(), args.json, &o))
+    view_args::written(write_report(
+        &r,
+        family.as_ref(),
+        args.json,
+        &o,
+        args.color.enabled(),
+    ))
 }

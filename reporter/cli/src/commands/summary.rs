@@ -1,10 +1,13 @@
 //! `memtrace summary`: a table of functions with their own and total bytes and allocations at
 //! the peak (or in another view).
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
 use memtrace_reporter::report::human::{count, size};
 use memtrace_reporter::report::locations::{UNKNOWN, UNKNOWN_NOTE};
+use memtrace_reporter::report::paint::{self, paint, Styled, BOLD};
+use memtrace_reporter::report::paths::{self, Paths};
 use memtrace_reporter::report::summary::{self, Row, SortBy};
 use memtrace_reporter::report::views;
 use serde::Serialize;
@@ -34,12 +37,18 @@ pub struct SummaryArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
     /// Sort by (largest first)
     #[arg(short = 's', long = "sort", value_enum, default_value_t = Sort::Total)]
     pub sort: Sort,
     /// How many functions to list
     #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
     pub top: usize,
+    /// Text: show files with their full paths (by default a file under the script's directory
+    /// or the current directory is shown relative to it, whichever is shorter)
+    #[arg(long = "full-paths")]
+    pub full_paths: bool,
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
@@ -93,14 +102,19 @@ fn render(
     total: u64,
     rows: &[Row],
     all: usize,
-    out: &mut impl Write,
+    paths: &Paths,
+    out: &mut impl Styled,
 ) -> io::Result<()> {
     writeln!(out, "{title}")?;
-    writeln!(
+    paint(
         out,
-        "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  FUNCTION",
-        "TOTAL", "", "OWN", "", "ALLOCATIONS", "OWN ALLOCS"
+        BOLD,
+        format!(
+            "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  FUNCTION",
+            "TOTAL", "", "OWN", "", "ALLOCATIONS", "OWN ALLOCS"
+        ),
     )?;
+    writeln!(out)?;
     if rows.is_empty() {
         writeln!(out, "  (no allocations)")?;
     }
@@ -110,17 +124,26 @@ fn render(
             .as_ref()
             .map(|t| format!("  [{t}]"))
             .unwrap_or_default();
-        writeln!(
+        paint(
             out,
-            "{:>10} {:>6}  {:>10} {:>6}  {:>12} {:>12}  {}{thread}",
-            size(r.total_bytes),
-            percent(r.total_bytes, total),
-            size(r.own_bytes),
+            paint::by_share(r.total_bytes, total),
+            format!("{:>10}", size(r.total_bytes)),
+        )?;
+        write!(out, " {:>6}  ", percent(r.total_bytes, total))?;
+        paint(
+            out,
+            paint::by_share(r.own_bytes, total),
+            format!("{:>10}", size(r.own_bytes)),
+        )?;
+        write!(
+            out,
+            " {:>6}  {:>12} {:>12}  ",
             percent(r.own_bytes, total),
             count(r.total_allocations),
             count(r.own_allocations),
-            r.location
         )?;
+        paint::location(out, &paths.label(&r.location, r.file.as_deref()))?;
+        writeln!(out, "{thread}")?;
     }
     if all > rows.len() {
         writeln!(
@@ -139,8 +162,15 @@ fn render(
 pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
     // A family: its processes' trees under one root (each process a top-level frame).
-    let (capture, tree, title, all) = match args.view.family_tree(&args.file, &opts)? {
-        Some(f) => (args.file.display().to_string(), f.tree, f.title, f.warnings),
+    // (A family's files are shown relative to the current directory: it has no one script.)
+    let (capture, argv, tree, title, all) = match args.view.family_tree(&args.file, &opts)? {
+        Some(f) => (
+            args.file.display().to_string(),
+            Vec::new(),
+            f.tree,
+            f.title,
+            f.warnings,
+        ),
         None => {
             let file = args.view.capture(&args.file)?;
             // Its warnings are printed as it is read.
@@ -148,6 +178,7 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
             let title = views::title(&analysis, &selection);
             (
                 capture.path().display().to_string(),
+                capture.argv(),
                 tree,
                 title,
                 Vec::new(),
@@ -157,7 +188,7 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
     view_args::warn(&all);
     let rows = summary::rows(&tree, opts.split_threads, args.sort.into());
     let shown = &rows[..rows.len().min(args.top)];
-    let mut out = view_args::stdout(args.json);
+    let mut out = view_args::stdout(args.json).colored(!args.json && args.color.enabled());
     let root = tree.root();
     let r = if args.json {
         let s = JsonSummary {
@@ -173,7 +204,16 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
             .map_err(io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
-        render(&title, root.bytes, shown, rows.len(), &mut out)
+        let paths = if args.full_paths {
+            Paths::full()
+        } else {
+            Paths::relative(
+                &argv,
+                paths::tree_files(&tree),
+                std::env::current_dir().ok(),
+            )
+        };
+        render(&title, root.bytes, shown, rows.len(), &paths, &mut out)
     };
     view_args::written(r.and_then(|()| out.flush()))
 }

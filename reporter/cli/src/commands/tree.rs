@@ -1,8 +1,10 @@
 //! `memtrace tree`: the call tree of the memory live at the peak (or of another view), as text
 //! when stdout is not a terminal, interactive when it is.
 
+use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::report::paths::{self, Paths};
 use memtrace_reporter::report::tree_json;
 use memtrace_reporter::report::tree_text::{self, Limits};
 use memtrace_reporter::report::views;
@@ -36,9 +38,15 @@ pub struct TreeArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub color: ColorArgs,
     /// Print text even when stdout is a terminal
     #[arg(long, conflicts_with = "json")]
     pub text: bool,
+    /// Text: show files with their full paths (by default a file under the script's directory
+    /// or the current directory is shown relative to it, whichever is shorter)
+    #[arg(long = "full-paths")]
+    pub full_paths: bool,
     /// Print the tree as one JSON object
     #[arg(long)]
     pub json: bool,
@@ -188,10 +196,19 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
         };
         return view_args::written(crate::tui::run(tree, info));
     }
-    let mut out = view_args::stdout(false);
+    let paths = if args.full_paths {
+        Paths::full()
+    } else {
+        Paths::relative(
+            &capture.argv(),
+            paths::tree_files(&tree),
+            std::env::current_dir().ok(),
+        )
+    };
+    let mut out = view_args::text_stdout(args.color.enabled());
     view_args::written(
         writeln!(out, "{title}")
-            .and_then(|()| tree_text::render(&tree, limits, &mut out))
+            .and_then(|()| tree_text::render_styled(&tree, limits, &paths, &mut out))
             .and_then(|()| out.flush()),
     )
 }

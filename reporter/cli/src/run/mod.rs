@@ -285,7 +285,7 @@ fn report(
         None => "the program ended before the capture was finished".to_string(),
     };
     match completeness(capture) {
-        Ok(None) => eprintln!("memtrace: wrote {shown}; view it with: memtrace stats {shown}"),
+        Ok(None) => eprintln!("memtrace: wrote {shown}; {}", next_step(capture, &shown)),
         Ok(Some(why)) => {
             let why = if why == UNFINISHED { ended } else { why };
             eprintln!(
@@ -294,6 +294,42 @@ fn report(
         }
         Err(e) => eprintln!("memtrace: wrote {shown}, but it cannot be read: {e}"),
     }
+}
+
+/// The most useful next command for a capture: for a Python run, the tree of the peak (and the
+/// flamegraph page), where the memory comes from by line; for a native run, the summary.
+fn next_step(capture: &Path, shown: &dyn std::fmt::Display) -> String {
+    if is_python_run(capture) {
+        format!(
+            "see where the peak's memory was allocated with: memtrace tree {shown} (or the page: memtrace flamegraph {shown})"
+        )
+    } else {
+        format!("view it with: memtrace stats {shown}")
+    }
+}
+
+/// Whether the capture is a Python run's: the tracker wrapped the PyMem allocators, or the
+/// program is a `python` interpreter.
+fn is_python_run(capture: &Path) -> bool {
+    use memtrace_format::{options, FileHeader};
+    let mut head = Vec::new();
+    let read = std::fs::File::open(capture).and_then(|f| {
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, 64 * 1024), &mut head)
+    });
+    let Ok(header) = read
+        .ok()
+        .and_then(|_| FileHeader::decode(&head).ok().map(|(h, _)| h))
+        .ok_or(())
+    else {
+        return false;
+    };
+    let program = |p: &[u8]| {
+        let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
+        name.starts_with(b"python")
+    };
+    header.options & options::PYTHON_ALLOCATORS != 0
+        || program(&header.exe)
+        || header.argv.first().is_some_and(|a| program(a))
 }
 
 /// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable (named as built, or
