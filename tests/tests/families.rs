@@ -496,6 +496,33 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     let s = report_json(&["stats", "--json", "--pid", &kid], capture, dir);
     assert_eq!(s["pid"].as_i64(), Some(kids[0]));
     assert!(s.get("processes").is_none(), "--pid: one process");
+    // The root alone: its own figures, no family.
+    let root = stats(capture);
+    let root_pid = num(&root, "pid").to_string();
+    let alone = report_json(&["stats", "--json", "--pid", &root_pid], capture, dir);
+    assert_eq!(alone["pid"], root["pid"]);
+    assert_eq!(alone["peak_bytes"], root["peak_bytes"]);
+    assert!(alone.get("processes").is_none());
+    // The page: each process a frame, the combined peak among its facts.
+    let page = dir.join("family.html");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "flamegraph",
+            "-o",
+            page.to_str().expect("utf-8"),
+            capture.to_str().expect("utf-8"),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.contains("Combined peak"), "no combined peak fact");
+    for kid in kids {
+        assert!(
+            html.contains(&format!("pid {kid}: ")),
+            "no frame of pid {kid}"
+        );
+    }
     let bad = memtrace_e2e::memtrace(
         &[
             "tree",
