@@ -440,7 +440,11 @@ fn report_json(args: &[&str], capture: &Path, dir: &Path) -> Value {
 /// tree, summary and export show the family at the combined peak, each process its outermost
 /// frame; --pid shows one process alone.
 fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
-    let tree = report_json(&["tree", "--json"], capture, dir);
+    let tree = report_json(
+        &["tree", "--json", "--biggest", "3", "--depth", "12"],
+        capture,
+        dir,
+    );
     assert!(
         tree["title"]
             .as_str()
@@ -469,16 +473,27 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     for kid in kids {
         assert!(rows.contains(&format!("pid {kid}: ")), "{rows}");
     }
-    let folded = memtrace_e2e::memtrace(
-        &["export", "-f", "folded", capture.to_str().expect("utf-8")],
+    // Written to a file and read line by line: a family's folded stacks are megabytes.
+    let folded = dir.join("family.folded");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "export",
+            "-f",
+            "folded",
+            "-o",
+            folded.to_str().expect("utf-8"),
+            capture.to_str().expect("utf-8"),
+        ],
         dir,
     );
-    let folded = String::from_utf8_lossy(&folded.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
     for kid in kids {
-        let line = folded
-            .lines()
-            .find(|l| l.starts_with(&format!("pid {kid}: ")) && l.contains("hold at "))
-            .unwrap_or_else(|| panic!("no folded stack of pid {kid} at hold: {folded}"));
+        let file = std::fs::File::open(&folded).expect("the folded stacks");
+        let prefix = format!("pid {kid}: ");
+        let line = std::io::BufRead::lines(std::io::BufReader::new(file))
+            .map(|l| l.expect("a line"))
+            .find(|l| l.starts_with(&prefix) && l.contains("hold at "))
+            .unwrap_or_else(|| panic!("no folded stack of pid {kid} at hold"));
         assert!(
             line.ends_with(&format!(" {}", MB30 + BYTES_HEADER)),
             "{line}"
@@ -486,7 +501,20 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     }
     // --pid: one process alone, no process frame.
     let kid = kids[0].to_string();
-    let alone = report_json(&["tree", "--json", "--pid", &kid], capture, dir);
+    let alone = report_json(
+        &[
+            "tree",
+            "--json",
+            "--biggest",
+            "3",
+            "--depth",
+            "12",
+            "--pid",
+            &kid,
+        ],
+        capture,
+        dir,
+    );
     let text = alone["tree"].to_string();
     assert!(!text.contains("pid "), "{text}");
     let mut held = Vec::new();
