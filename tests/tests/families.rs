@@ -440,7 +440,11 @@ fn report_json(args: &[&str], capture: &Path, dir: &Path) -> Value {
 /// tree, summary and export show the family at the combined peak, each process its outermost
 /// frame; --pid shows one process alone.
 fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
-    let tree = report_json(&["tree", "--json"], capture, dir);
+    let tree = report_json(
+        &["tree", "--json", "--biggest", "3", "--depth", "12"],
+        capture,
+        dir,
+    );
     assert!(
         tree["title"]
             .as_str()
@@ -469,16 +473,27 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     for kid in kids {
         assert!(rows.contains(&format!("pid {kid}: ")), "{rows}");
     }
-    let folded = memtrace_e2e::memtrace(
-        &["export", "-f", "folded", capture.to_str().expect("utf-8")],
+    // Written to a file and read line by line: a family's folded stacks are megabytes.
+    let folded = dir.join("family.folded");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "export",
+            "-f",
+            "folded",
+            "-o",
+            folded.to_str().expect("utf-8"),
+            capture.to_str().expect("utf-8"),
+        ],
         dir,
     );
-    let folded = String::from_utf8_lossy(&folded.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
     for kid in kids {
-        let line = folded
-            .lines()
-            .find(|l| l.starts_with(&format!("pid {kid}: ")) && l.contains("hold at "))
-            .unwrap_or_else(|| panic!("no folded stack of pid {kid} at hold: {folded}"));
+        let file = std::fs::File::open(&folded).expect("the folded stacks");
+        let prefix = format!("pid {kid}: ");
+        let line = std::io::BufRead::lines(std::io::BufReader::new(file))
+            .map(|l| l.expect("a line"))
+            .find(|l| l.starts_with(&prefix) && l.contains("hold at "))
+            .unwrap_or_else(|| panic!("no folded stack of pid {kid} at hold"));
         assert!(
             line.ends_with(&format!(" {}", MB30 + BYTES_HEADER)),
             "{line}"
@@ -486,7 +501,20 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     }
     // --pid: one process alone, no process frame.
     let kid = kids[0].to_string();
-    let alone = report_json(&["tree", "--json", "--pid", &kid], capture, dir);
+    let alone = report_json(
+        &[
+            "tree",
+            "--json",
+            "--biggest",
+            "3",
+            "--depth",
+            "12",
+            "--pid",
+            &kid,
+        ],
+        capture,
+        dir,
+    );
     let text = alone["tree"].to_string();
     assert!(!text.contains("pid "), "{text}");
     let mut held = Vec::new();
@@ -496,6 +524,33 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     let s = report_json(&["stats", "--json", "--pid", &kid], capture, dir);
     assert_eq!(s["pid"].as_i64(), Some(kids[0]));
     assert!(s.get("processes").is_none(), "--pid: one process");
+    // The root alone: its own figures, no family.
+    let root = stats(capture);
+    let root_pid = num(&root, "pid").to_string();
+    let alone = report_json(&["stats", "--json", "--pid", &root_pid], capture, dir);
+    assert_eq!(alone["pid"], root["pid"]);
+    assert_eq!(alone["peak_bytes"], root["peak_bytes"]);
+    assert!(alone.get("processes").is_none());
+    // The page: each process a frame, the combined peak among its facts.
+    let page = dir.join("family.html");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "flamegraph",
+            "-o",
+            page.to_str().expect("utf-8"),
+            capture.to_str().expect("utf-8"),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.contains("Combined peak"), "no combined peak fact");
+    for kid in kids {
+        assert!(
+            html.contains(&format!("pid {kid}: ")),
+            "no frame of pid {kid}"
+        );
+    }
     let bad = memtrace_e2e::memtrace(
         &[
             "tree",

@@ -32,6 +32,11 @@ memory live at the peak by default, at exit with --leaks, the temporary allocati
 --temporary. The allocated values (pprof's alloc_*, csv's allocated_bytes and allocations) are
 every allocation of the run, of the threads kept.
 
+A family (memtrace run --follow-fork): folded, speedscope and pprof hold every process, each
+stack's outermost frame its process (`pid 123: python3 worker.py`), at the combined peak by
+default; csv, one row per innermost location without a stack, is of one process: the first
+(FILE's own) or --pid PID's.
+
 Examples:
   memtrace export out.bin --format folded | inferno-flamegraph > peak.svg
   memtrace export out.bin --format folded --leaks -o leaks.folded
@@ -63,9 +68,12 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
         memtrace_reporter::output::check_not_input(out, &[&args.file])?;
     }
     let opts = args.view.options(views::View::Peak);
-    let family = match args.view.pid {
-        Some(_) => None,
-        None => memtrace_reporter::family::view::sites(&args.file, &opts)?,
+    // CSV rows carry no stack, so no process frame: it stays one process's.
+    let family = match (args.view.pid, args.format) {
+        (None, Format::Folded | Format::Speedscope | Format::Pprof) => {
+            memtrace_reporter::family::view::sites(&args.file, &opts)?
+        }
+        _ => None,
     };
     let (sites, name, duration_ns, meta) = match family {
         // A family: each site's outermost frame is its process (`pid 123: python3 x.py`).
