@@ -14,6 +14,7 @@ mod flamegraph;
 mod flamegraph_diff;
 mod hostile;
 mod inprocess;
+mod live;
 mod native;
 mod native_stacks;
 mod promises;

@@ -2,7 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use memtrace_cli::commands::{diff, export, flamegraph, stats, summary, tree};
+use memtrace_cli::commands::{diff, export, flamegraph, live, stats, summary, tree};
 use memtrace_cli::run;
 
 #[derive(Parser, Debug)]
@@ -28,7 +28,8 @@ Examples:
   memtrace flamegraph --leaks --inverted -o leaks.html out.bin
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
   memtrace export out.bin --format pprof -o out.pb.gz
-  memtrace diff before.bin after.bin  peak, totals and changes by location at the peak"
+  memtrace diff before.bin after.bin  peak, totals and changes by location at the peak
+  memtrace live out.bin               watch a capture still being written (run --live: at once)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,8 @@ enum Command {
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Write the allocation sites in a standard format: folded stacks, speedscope, pprof, CSV
     Export(export::ExportArgs),
+    /// Watch a capture that is still being written: live heap, peak so far, the tree, refreshed
+    Live(live::LiveArgs),
 }
 
 fn main() {
@@ -98,6 +101,7 @@ fn main() {
         Command::Diff(args) => diff::execute(args).map(|()| 0),
         Command::Flamegraph(args) => flamegraph::execute(args).map(|()| 0),
         Command::Export(args) => export::execute(args).map(|()| 0),
+        Command::Live(args) => live::execute(args).map(|()| 0),
     };
     let code = match done {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 //! locations.
 
 pub mod heap;
+pub mod live;
 pub mod mappings;
 pub mod replay;
 pub mod series;

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod decode;
 pub mod event;
 pub mod exec;
+pub mod follow;
 pub mod pool;
 pub mod scan;
 pub mod stream;

@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod export;
 pub mod flamegraph;
+pub mod live;
 pub mod stats;
 pub mod summary;
 pub mod tree;

@@ -10,6 +10,7 @@ mod bootstrap;
 mod elf;
 mod execs;
 mod interpreter;
+mod live;
 mod program;
 mod python;
 mod rundir;
@@ -37,6 +38,7 @@ Examples:
   memtrace run -m http.server 8000         writes memtrace-http.server.<pid>.bin
   memtrace run -c 'print(len(bytearray(10**6)))'
   memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py
+  memtrace run --live -o out.bin script.py   the live view; the program's output in out.bin.out
   memtrace stats out.bin")]
 pub struct RunArgs {
     /// Write the capture to FILE (default: memtrace-<name>.<pid>.bin in the current directory,
@@ -59,6 +61,10 @@ pub struct RunArgs {
     /// Record the whole native call stack of every allocation (not only its call site)
     #[arg(long = "native")]
     pub native: bool,
+    /// Show the live view (as `memtrace live`) while the program runs; the program's output
+    /// goes to <capture>.out, named in the view
+    #[arg(long = "live")]
+    pub live: bool,
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
@@ -180,6 +186,15 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     } else {
         cmd.env_remove("MEMTRACE_NATIVE");
     }
+    let output = args.live.then(|| live::output_path(Path::new(&template)));
+    if let Some(out) = &output {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(RunError(
+                "--live needs a terminal (stdout is not one)".to_string(),
+            ));
+        }
+        live::redirect(&mut cmd, out)?;
+    }
     signals::isolate(&mut cmd);
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
@@ -187,6 +202,17 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .spawn()
         .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
+    let viewed = output.as_ref().map(|out| {
+        let capture = template
+            .to_string_lossy()
+            .replace("{pid}", &child.id().to_string());
+        let words: Vec<String> = args
+            .command
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        live::view(Path::new(&capture), child.id(), words.join(" "), out)
+    });
     signals::wait_for_exit(child.id());
     // Read and removed before the default dispositions return, so that a signal ending
     // memtrace from then on leaves nothing behind.
@@ -208,6 +234,13 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .strip_prefix(&cwd)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| capture.clone());
+    if let Some(out) = &output {
+        if let Some(Err(RunError(e))) = &viewed {
+            eprintln!("memtrace: {e}");
+        }
+        let shown = out.strip_prefix(&cwd).unwrap_or(out);
+        eprintln!("memtrace: the program's output is in {}", shown.display());
+    }
     if !args.quiet {
         // A program that exec'd has a capture per program: the hint names the last.
         let (capture, shown) = execs::announce(&capture, &shown, &cwd);
