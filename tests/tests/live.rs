@@ -149,3 +149,64 @@ fn live_refuses_a_missing_file_and_a_pipe() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// `run --live`: the view and the program in one terminal; the program's output goes to
+/// `out.bin.out` (named in the view) and its exit status passes through.
+#[test]
+fn run_live_shows_the_view_and_passes_the_output_and_status_through() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("run_live");
+    write(
+        &dir,
+        "prog.py",
+        "import os, sys, time
+print('to stdout', flush=True)
+print('to stderr', file=sys.stderr, flush=True)
+KEEP = bytearray(2_000_000)
+while not os.path.exists('go'):
+    time.sleep(0.05)
+sys.exit(3)
+",
+    );
+    let cmd = format!(
+        "cd {} && {} run --live -o out.bin --python {} prog.py; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display(),
+        python().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the holding line", |s| {
+        s.iter().any(|l| l.contains("<module>  prog.py:4"))
+    });
+    assert!(screen[0].starts_with("● running"), "{}", screen[0]);
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("output: ") && l.contains("out.bin.out")),
+        "{}",
+        screen.join("\n")
+    );
+    std::fs::write(dir.join("go"), "").expect("write go");
+    ui.wait("the end", |s| s[0].contains("ended (exited with status 3)"));
+    ui.key("q");
+    let start = Instant::now();
+    while std::fs::read_to_string(dir.join("status.txt")).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "memtrace did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    assert_eq!(status.trim(), "status=3");
+    let output = std::fs::read_to_string(dir.join("out.bin.out")).expect("the output file");
+    assert_eq!(output, "to stdout\nto stderr\n");
+    ui.wait_for("the program's output is in out.bin.out");
+    // The capture is whole: the line is in it.
+    let tree = memtrace_e2e::report(&["tree", "--json"], &dir.join("out.bin"));
+    let (bytes, _) = memtrace_e2e::node_sum(&tree["tree"], "<module>");
+    assert!(bytes >= 2_000_000, "{bytes}");
+}
