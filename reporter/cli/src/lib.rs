@@ -6,6 +6,7 @@
 //! - [`progress`]: a progress bar on stderr for the library's progress callback
 //! - [`view_args`]: the options every report shares
 
+pub mod attach;
 pub mod commands;
 pub mod progress;
 pub mod run;

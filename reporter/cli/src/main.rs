@@ -2,6 +2,7 @@
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
+use memtrace_cli::attach;
 use memtrace_cli::commands::{diff, export, flamegraph, live, stats, summary, tree};
 use memtrace_cli::run;
 
@@ -29,7 +30,8 @@ Examples:
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
   memtrace export out.bin --format pprof -o out.pb.gz
   memtrace diff before.bin after.bin  peak, totals and changes by location at the peak
-  memtrace live out.bin               watch a capture still being written (run --live: at once)"
+  memtrace live out.bin               watch a capture still being written (run --live: at once)
+  memtrace attach 1234                track a running process from now on (memtrace detach 1234)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -54,6 +56,10 @@ enum Command {
     Export(export::ExportArgs),
     /// Watch a capture that is still being written: live heap, peak so far, the tree, refreshed
     Live(live::LiveArgs),
+    /// Start tracking a running process (native or Python), until `memtrace detach PID`
+    Attach(attach::AttachArgs),
+    /// Stop the tracking `memtrace attach` started; the process goes on
+    Detach(attach::DetachArgs),
 }
 
 fn main() {
@@ -102,6 +108,8 @@ fn main() {
         Command::Flamegraph(args) => flamegraph::execute(args).map(|()| 0),
         Command::Export(args) => export::execute(args).map(|()| 0),
         Command::Live(args) => live::execute(args).map(|()| 0),
+        Command::Attach(args) => attach::execute(args).map(|()| 0),
+        Command::Detach(args) => attach::execute_detach(args).map(|()| 0),
     };
     let code = match done {
         Ok(code) => code,

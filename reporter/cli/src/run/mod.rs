@@ -301,6 +301,11 @@ fn report(
 
 /// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable (named as built, or
 /// as the Python package ships it).
+pub fn tracker_library() -> Result<PathBuf, RunError> {
+    tracker_path()
+}
+
+/// The tracker library (see [`tracker_library`]).
 fn tracker_path() -> Result<PathBuf, RunError> {
     if let Some(p) = std::env::var_os(TRACKER_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
