@@ -401,6 +401,21 @@ fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool) -> St
     let body = format!(
         "import sys, os, threading, time
 d = {d}
+stop, active = os.path.join(d, 'stop'), os.path.join(d, 'active')
+def watch(end=time.monotonic() + {secs} if {secs} else 0):
+    while os.path.exists(active) and not os.path.exists(stop) and (not end or time.monotonic() < end):
+        time.sleep(0.1)
+    try:
+        mt.stop()
+    except BaseException:
+        pass
+    for p in (stop, active):
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+# The watcher starts first: its own allocations are not in the capture.
+threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
 try:
     sys.path.insert(0, d)
     try:
@@ -409,22 +424,9 @@ try:
         sys.path.remove(d)
     mt.start({c}, {native}, True, False)
 except BaseException as e:
-    open(os.path.join(d, 'error'), 'w').write(str(e))
-    os.remove(os.path.join(d, 'active'))
-else:
-    def watch(stop=os.path.join(d, 'stop'), active=os.path.join(d, 'active'), end=time.monotonic() + {secs} if {secs} else 0):
-        while not os.path.exists(stop) and (not end or time.monotonic() < end):
-            time.sleep(0.1)
-        try:
-            mt.stop()
-        except BaseException:
-            pass
-        for p in (stop, active):
-            try:
-                os.remove(p)
-            except OSError:
-                pass
-    threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
+    with open(os.path.join(d, 'error'), 'w') as f:
+        f.write(str(e))
+    os.remove(active)
 ",
         native = if native { "True" } else { "False" },
         secs = duration_ms as f64 / 1000.0,
