@@ -33,7 +33,8 @@ const LOOKAHEAD: usize = 2 << 20;
 const HOLE_POLLS: u32 = 20;
 
 /// The trailer's place: its header and room for its largest payload.
-const TRAILER_SLOT: usize = CHUNK_HEADER_LEN + Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
+pub const TRAILER_SLOT: usize =
+    CHUNK_HEADER_LEN + Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
 
 /// One thread's progress.
 #[derive(Clone, Debug)]
@@ -90,6 +91,8 @@ pub struct Follower {
     pending: HashMap<(u32, u32), (ChunkEntry, Vec<u8>)>,
     /// The last trailer read: the capture is finished.
     pub trailer: Option<Trailer>,
+    /// The trailer read is the one in the trailer's place.
+    trailer_in_slot: bool,
     /// The (tick, monotonic ns) pair read last in time.
     pub latest_pair: Option<(u64, u64)>,
     /// File bytes read by polls so far (headers, payloads, staging areas).
@@ -132,6 +135,7 @@ impl Follower {
             by_serial: HashMap::new(),
             pending: HashMap::new(),
             trailer: None,
+            trailer_in_slot: false,
             latest_pair: None,
             bytes_read: 0,
         })
@@ -145,6 +149,7 @@ impl Follower {
     pub fn poll(&mut self) -> io::Result<Update> {
         let mut up = Update::default();
         self.scan(&mut up)?;
+        self.staged_threads(&mut up)?;
         let mut fresh: Vec<Vec<Event>> = vec![Vec::new(); self.threads.len()];
         for t in 0..self.threads.len() {
             self.deliver(t, &mut fresh[t], &mut up)?;
@@ -237,9 +242,14 @@ impl Follower {
             .then(|| ChunkHeader::decode(&head))
             .flatten();
         match header {
-            Some(h) if h.kind == ChunkKind::Trailer => self.chunk(self.trailer_at, h, up),
+            Some(h) if h.kind == ChunkKind::Trailer => {
+                self.trailer_in_slot = true;
+                self.chunk(self.trailer_at, h, up)
+            }
             _ => {
-                self.trailer = None;
+                if std::mem::take(&mut self.trailer_in_slot) {
+                    self.trailer = None;
+                }
                 Ok(())
             }
         }
@@ -414,6 +424,23 @@ impl Follower {
             break;
         }
         self.read_staging(t, out, up)
+    }
+
+    /// Threads known so far only by their staging area (they have not filled one yet).
+    fn staged_threads(&mut self, up: &mut Update) -> io::Result<()> {
+        let offsets: Vec<u64> = self.staging.keys().copied().collect();
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        for at in offsets {
+            if self.read(&mut head, at)? != CHUNK_HEADER_LEN {
+                continue;
+            }
+            if let Some(h) = ChunkHeader::decode(&head) {
+                if h.kind == ChunkKind::Staging && h.raw_len > 0 && h.thread_serial != 0 {
+                    self.thread_of(h.thread_serial, h.tid, up);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether a staging area holds (serial, seq) now.
