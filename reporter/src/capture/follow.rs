@@ -542,6 +542,14 @@ fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
 
 /// Merges threads' events by tick (ties: the lower thread first) into runs of one thread.
 fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
+    // One thread with events (the common case): its events as they are, not copied.
+    if per_thread.iter().filter(|e| !e.is_empty()).count() <= 1 {
+        return per_thread
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| !e.is_empty())
+            .collect();
+    }
     let mut heads: Vec<usize> = vec![0; per_thread.len()];
     let mut runs: Vec<(usize, Vec<Event>)> = Vec::new();
     loop {
