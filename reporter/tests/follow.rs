@@ -78,7 +78,7 @@ fn live_follows_staging_flushes_threads_and_the_trailer() {
 #[test]
 fn a_quiet_poll_costs_the_same_however_long_the_capture() {
     let mut b = start();
-    let mut add = |b: &mut CaptureBuilder, from: u32, n: u32| {
+    let add = |b: &mut CaptureBuilder, from: u32, n: u32| {
         for seq in from..from + n {
             let mut c = Chunk::new();
             let t = u64::from(seq) * 10 + 1;

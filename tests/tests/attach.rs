@@ -257,3 +257,49 @@ fn attach_refuses_another_users_process() {
     assert!(err.contains("another user"), "{err}");
     drop(target);
 }
+
+/// `attach --live`: the view opens on the attached process, shows the line allocated after the
+/// attach, and quitting it detaches; the process then ends with its own status.
+#[test]
+fn attach_live_shows_the_process_and_quitting_detaches() {
+    use memtrace_e2e::tmux::{have_tmux, Tmux};
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("attach_live");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let cmd = format!(
+        "cd {} && {} attach --live -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the view or a refusal", |s| {
+        s[0].starts_with("● running") || dir.join("status.txt").exists()
+    });
+    if dir.join("status.txt").exists() {
+        let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+        assert!(err.contains("ptrace"), "{err}");
+        eprintln!("skipped: ptrace is refused here: {err}");
+        return;
+    }
+    assert!(screen[0].contains("live now"), "{}", screen[0]);
+    std::fs::write(dir.join("go"), "").expect("go");
+    ui.wait("the line", |s| s.iter().any(|l| l.contains("attach.c:23")));
+    ui.key("q");
+    wait_for(&dir.join("status.txt"));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    assert_eq!(status.trim(), "status=0");
+    assert!(!std::env::temp_dir()
+        .join(format!("memtrace-attach.{pid}/active"))
+        .exists());
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
+}

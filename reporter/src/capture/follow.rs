@@ -150,9 +150,11 @@ impl Follower {
         let mut up = Update::default();
         self.scan(&mut up)?;
         self.staged_threads(&mut up)?;
-        let mut fresh: Vec<Vec<Event>> = vec![Vec::new(); self.threads.len()];
+        let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(self.threads.len());
         for t in 0..self.threads.len() {
-            self.deliver(t, &mut fresh[t], &mut up)?;
+            let mut events = Vec::new();
+            self.deliver(t, &mut events, &mut up)?;
+            fresh.push(events);
         }
         up.runs = merge(fresh);
         Ok(up)

@@ -25,7 +25,7 @@ pub fn objects(pid: i32) -> Result<Vec<Mapped>, std::io::Error> {
             continue;
         };
         let path: String = f.collect::<Vec<_>>().join(" ");
-        if !path.starts_with('/') || offset.trim_start_matches('0') != "" {
+        if !path.starts_with('/') || !offset.trim_start_matches('0').is_empty() {
             continue;
         }
         let Some(start) = range
