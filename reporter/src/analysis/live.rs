@@ -34,6 +34,8 @@ pub struct Polled {
     pub events: usize,
     /// Threads seen for the first time.
     pub new_threads: usize,
+    /// More is waiting than a poll takes: poll again at once.
+    pub behind: bool,
 }
 
 /// A capture followed as it grows, and its analysis so far.
@@ -78,6 +80,7 @@ impl Live {
             .poll()
             .map_err(|e| format!("{}: {e}", self.follower.path().display()))?;
         let events = up.events();
+        let behind = up.behind;
         let a = &mut self.analysis;
         for &t in &up.new_threads {
             let f = &self.follower.threads[t];
@@ -108,6 +111,7 @@ impl Live {
         Ok(Polled {
             events,
             new_threads: up.new_threads.len(),
+            behind,
         })
     }
 

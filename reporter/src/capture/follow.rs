@@ -32,6 +32,10 @@ const LOOKAHEAD: usize = 2 << 20;
 /// damage, or for a chunk whose writer died, and passed over for good.
 const HOLE_POLLS: u32 = 20;
 
+/// Finished chunks a poll delivers per thread at most (a few hundred thousand events), so that
+/// a view stays responsive while it catches up with a program that writes faster than it reads.
+const CHUNKS_PER_POLL: usize = 32;
+
 /// The trailer's place: its header and room for its largest payload.
 pub const TRAILER_SLOT: usize =
     CHUNK_HEADER_LEN + Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
@@ -61,6 +65,8 @@ pub struct Update {
     pub new_threads: Vec<usize>,
     /// Damage found.
     pub warnings: Vec<String>,
+    /// More was written than one poll takes: poll again at once.
+    pub behind: bool,
 }
 
 impl Update {
@@ -387,9 +393,15 @@ impl Follower {
     /// the part of its staging area not delivered yet.
     fn deliver(&mut self, t: usize, out: &mut Vec<Event>, up: &mut Update) -> io::Result<()> {
         let serial = self.threads[t].serial;
+        let mut delivered = 0;
         loop {
             let seq = self.threads[t].next_seq;
+            if delivered == CHUNKS_PER_POLL && self.pending.contains_key(&(serial, seq)) {
+                up.behind = true;
+                return Ok(());
+            }
             if let Some((entry, bytes)) = self.pending.remove(&(serial, seq)) {
+                delivered += 1;
                 let mut entry = entry;
                 entry.thread = t;
                 let chunk = decode_chunk(&bytes, &entry, 0);

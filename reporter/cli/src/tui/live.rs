@@ -49,6 +49,8 @@ struct Follow {
     after_end: u32,
     /// The last error reading the capture.
     error: Option<String>,
+    /// The last read left more to read: the next one comes at once.
+    behind: bool,
 }
 
 impl Follow {
@@ -100,6 +102,7 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
         ended: None,
         after_end: 0,
         error: None,
+        behind: false,
     };
     refresh(&mut follow, &mut setup);
     let tree = follow.live.tree(follow.moment, follow.thread);
@@ -122,14 +125,18 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
         redraw = false;
         let now = Instant::now();
         if now >= next {
-            next = now + REFRESH;
             if refresh(&mut follow, &mut setup) {
                 rebuild(&mut app, &mut follow, &setup.command, touched);
             }
+            // Catching up: read on at once (keys are still read between reads).
+            next = if follow.behind {
+                Instant::now()
+            } else {
+                Instant::now() + REFRESH
+            };
             redraw = true;
-            continue;
         }
-        match input.wait(next - now)? {
+        match input.wait(next.saturating_duration_since(Instant::now()))? {
             Wait::Quiet => continue,
             Wait::HungUp => {
                 let _ = session.finish();
@@ -175,8 +182,9 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
 
 /// Reads what is new; true when the tree should be built again.
 fn refresh(follow: &mut Follow, setup: &mut LiveSetup) -> bool {
-    if follow.ended.is_some() {
-        // Two more reads after the end: what the program wrote last, and its trailer.
+    if follow.ended.is_some() && !follow.behind {
+        // Two more reads after the end (and after catching up): what the program wrote last,
+        // and its trailer.
         if follow.after_end >= 2 {
             return false;
         }
@@ -185,6 +193,7 @@ fn refresh(follow: &mut Follow, setup: &mut LiveSetup) -> bool {
     let events = match follow.live.poll() {
         Ok(p) => {
             follow.error = None;
+            follow.behind = p.behind;
             p.events + p.new_threads
         }
         Err(e) => {
@@ -245,6 +254,10 @@ fn state_line(follow: &Follow) -> String {
     let state = match (&follow.ended, &follow.error) {
         (_, Some(e)) => format!("! {e}"),
         (Some(how), _) => format!("■ ended ({how}) after {}", seconds(follow.live.elapsed_s())),
+        (None, _) if follow.behind => format!(
+            "● running, catching up: {} read",
+            seconds(follow.live.elapsed_s())
+        ),
         (None, _) => format!("● running {}", seconds(follow.live.elapsed_s())),
     };
     let peak_at = replay.peak.tick.map_or(0.0, |t| a.clock.seconds(t));
