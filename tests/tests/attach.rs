@@ -303,3 +303,55 @@ fn attach_live_shows_the_process_and_quitting_detaches() {
     let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
     assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
 }
+
+/// Every claimed Python (3.10 to 3.13): the line allocated after the attach is in the capture,
+/// with its bytes, and the process ends with its own status.
+#[test]
+fn attach_to_each_claimed_python() {
+    for (minor, py) in memtrace_e2e::python::claimed_pythons() {
+        let dir = scratch(&format!("attach_py3{minor}"));
+        write(&dir, "sl.py", SCRIPT);
+        let mut cmd = Command::new(&py);
+        cmd.arg("sl.py");
+        let target = Target::start(cmd, &dir);
+        let pid = target.pid();
+        let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+        if refused(&out) {
+            return;
+        }
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        std::fs::write(dir.join("go"), "").expect("go");
+        wait_for(&dir.join("allocated"));
+        let out = memtrace(&["detach", &pid], &dir);
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        std::fs::write(dir.join("done"), "").expect("done");
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(5), "3.{minor}");
+        assert_eq!(String::from_utf8_lossy(&end.stderr), "", "3.{minor}");
+        let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+        let at_line = bytes_at(&tree["tree"], "sl.py", 7);
+        assert!(
+            (3_000_000..3_001_000).contains(&at_line),
+            "3.{minor}: {at_line}"
+        );
+    }
+}
+
+/// A Python attach does not support (3.9, when pyenv has one): refused, one line.
+#[test]
+fn attach_refuses_an_unsupported_python() {
+    let Some(py) = memtrace_e2e::python::pyenv_python(9) else {
+        return;
+    };
+    let dir = scratch("attach_py39");
+    write(&dir, "sl.py", SCRIPT);
+    let mut cmd = Command::new(&py);
+    cmd.arg("sl.py");
+    let target = Target::start(cmd, &dir);
+    let out = memtrace(&["attach", &target.pid()], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("Python 3.9"), "{err}");
+    drop(target);
+}
