@@ -8,6 +8,7 @@ mod caps;
 mod common;
 mod dependencies;
 mod failure_reasons;
+mod follow;
 mod garbage;
 mod merge;
 mod stats;

@@ -8,6 +8,7 @@
 //! - [`view_args`]: the options every report shares
 //! - [`usage`]: usage errors as one line with an example
 
+pub mod attach;
 pub mod color;
 pub mod commands;
 pub mod progress;

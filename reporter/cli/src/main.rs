@@ -2,7 +2,10 @@
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
-use memtrace_cli::commands::{completions, diff, export, flamegraph, lines, stats, summary, tree};
+use memtrace_cli::attach;
+use memtrace_cli::commands::{
+    completions, diff, export, flamegraph, lines, live, stats, summary, tree,
+};
 use memtrace_cli::{run, usage};
 
 #[derive(Parser, Debug)]
@@ -31,6 +34,8 @@ Examples:
   memtrace export out.bin --format folded   collapsed stacks at the peak (also speedscope, pprof, csv)
   memtrace export out.bin --format pprof -o out.pb.gz
   memtrace diff before.bin after.bin  peak, totals and changes by location at the peak
+  memtrace live out.bin               watch a capture still being written (run --live: at once)
+  memtrace attach 1234                track a running process from now on (memtrace detach 1234)
   memtrace completions bash > ~/.local/share/bash-completion/completions/memtrace
   memtrace man > ~/.local/share/man/man1/memtrace.1"
 )]
@@ -61,6 +66,12 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page (or write a page per command into a directory)
     Man(completions::ManArgs),
+    /// Watch a capture that is still being written: live heap, peak so far, the tree, refreshed
+    Live(live::LiveArgs),
+    /// Start tracking a running process (native or Python), until `memtrace detach PID`
+    Attach(attach::AttachArgs),
+    /// Stop the tracking `memtrace attach` started; the process goes on
+    Detach(attach::DetachArgs),
 }
 
 fn main() {
@@ -110,6 +121,9 @@ fn main() {
         Command::Export(args) => export::execute(args).map(|()| 0),
         Command::Completions(args) => completions::completions(args, Cli::command()).map(|()| 0),
         Command::Man(args) => completions::man(args, Cli::command()).map(|()| 0),
+        Command::Live(args) => live::execute(args).map(|()| 0),
+        Command::Attach(args) => attach::execute(args).map(|()| 0),
+        Command::Detach(args) => attach::execute_detach(args).map(|()| 0),
     };
     let code = match done {
         Ok(code) => code,

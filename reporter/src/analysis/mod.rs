@@ -3,6 +3,7 @@
 
 pub mod buckets;
 pub mod heap;
+pub mod live;
 pub mod mappings;
 pub mod replay;
 pub mod series;

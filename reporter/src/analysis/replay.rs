@@ -129,6 +129,11 @@ impl Replay {
         )
     }
 
+    /// The allocations live now, after the last event replayed (`memtrace live`).
+    pub fn live_set(&self) -> AllocSet {
+        sets::live_at(u64::MAX, &self.heap, &self.maps, &Departures::default())
+    }
+
     /// The allocations live at the exit snapshot, or at the end without one.
     pub fn exit_set(&self) -> AllocSet {
         if let Some(f) = &self.frozen {

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod event;
 pub mod exec;
 pub mod family;
+pub mod follow;
 pub mod pool;
 pub mod scan;
 pub mod settings;

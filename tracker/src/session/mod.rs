@@ -4,6 +4,7 @@
 //! registers with them what they must tell it. exports.rs defines every symbol the library
 //! exports, each a jump to its implementation here or below.
 
+pub(crate) mod attach;
 pub(crate) mod exec;
 pub(crate) mod exports;
 pub(crate) mod family;

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod export;
 pub mod flamegraph;
 pub mod lines;
+pub mod live;
 pub mod stats;
 pub mod summary;
 pub mod tree;

@@ -10,6 +10,7 @@ mod bootstrap;
 mod elf;
 mod execs;
 mod interpreter;
+mod live;
 mod modes;
 mod program;
 mod python;
@@ -39,6 +40,7 @@ Examples:
   memtrace run -c 'print(len(bytearray(10**6)))'
   memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py
   memtrace run --sample-bytes 512K --label service=api server.py
+  memtrace run --live -o out.bin script.py   the live view; the program's output in out.bin.out
   memtrace stats out.bin")]
 pub struct RunArgs {
     /// Write the capture to FILE (default: memtrace-<name>.<pid>.bin in the current directory,
@@ -70,6 +72,10 @@ pub struct RunArgs {
     /// `export --format pprof` writes them as pprof labels
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Show the live view (as `memtrace live`) while the program runs; the program's output
+    /// goes to <capture>.out, named in the view
+    #[arg(long = "live")]
+    pub live: bool,
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
@@ -195,6 +201,15 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         cmd.env_remove("MEMTRACE_NATIVE");
     }
     modes::apply(&mut cmd, args.sample_bytes.as_deref(), &args.labels)?;
+    let output = args.live.then(|| live::output_path(Path::new(&template)));
+    if let Some(out) = &output {
+        if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            return Err(RunError(
+                "--live needs a terminal (stdout is not one)".to_string(),
+            ));
+        }
+        live::redirect(&mut cmd, out)?;
+    }
     signals::isolate(&mut cmd);
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
@@ -202,6 +217,17 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .spawn()
         .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
+    let viewed = output.as_ref().map(|out| {
+        let capture = template
+            .to_string_lossy()
+            .replace("{pid}", &child.id().to_string());
+        let words: Vec<String> = args
+            .command
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        live::view(Path::new(&capture), child.id(), words.join(" "), out)
+    });
     signals::wait_for_exit(child.id());
     // Read and removed before the default dispositions return, so that a signal ending
     // memtrace from then on leaves nothing behind.
@@ -223,6 +249,13 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .strip_prefix(&cwd)
         .map(Path::to_path_buf)
         .unwrap_or_else(|_| capture.clone());
+    if let Some(out) = &output {
+        if let Some(Err(RunError(e))) = &viewed {
+            eprintln!("memtrace: {e}");
+        }
+        let shown = out.strip_prefix(&cwd).unwrap_or(out);
+        eprintln!("memtrace: the program's output is in {}", shown.display());
+    }
     if !args.quiet {
         // A program that exec'd has a capture per program: the hint names the last.
         let (last, last_shown) = execs::announce(&capture, &shown, &cwd);
@@ -334,6 +367,11 @@ fn is_python_run(capture: &Path) -> bool {
 
 /// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable (named as built, or
 /// as the Python package ships it).
+pub fn tracker_library() -> Result<PathBuf, RunError> {
+    tracker_path()
+}
+
+/// The tracker library (see [`tracker_library`]).
 fn tracker_path() -> Result<PathBuf, RunError> {
     if let Some(p) = std::env::var_os(TRACKER_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);

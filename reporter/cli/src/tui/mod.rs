@@ -14,6 +14,7 @@
 pub mod display;
 pub mod input;
 pub mod keys;
+pub mod live;
 pub mod panel;
 pub mod render;
 pub mod signals;

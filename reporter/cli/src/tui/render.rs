@@ -25,12 +25,18 @@ const NUMBERS: usize = 10 + 1 + 6 + 1 + 7 + 2;
 const HELP: &str = "↑↓ move  ←→ ⏎ fold  e all  / search  n next  i imports  q quit";
 
 pub fn draw(frame: &mut Frame, app: &mut App) {
+    let area = frame.area();
+    draw_in(frame, app, area);
+}
+
+/// Draws the view in `area` of the frame (`memtrace live` puts its own lines above it).
+pub fn draw_in(frame: &mut Frame, app: &mut App, area: Rect) {
     let [title, body, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
+    .areas(area);
     let (tree, panel) = split(body);
     let [header, rows] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(tree);
     app.state.set_height(usize::from(rows.height));

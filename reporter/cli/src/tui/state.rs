@@ -381,6 +381,53 @@ impl State {
         self.reveal(target);
     }
 
+    /// After the tree was built again from newer data (`memtrace live`): takes over from `old`
+    /// the nodes it had expanded and its selection (found again by their locations, the
+    /// selection falling back on its nearest ancestor still there), its scroll position, search,
+    /// prompt and import filter.
+    pub fn carry(&mut self, old: &State) {
+        if old.hide_imports != self.hide_imports {
+            self.toggle_imports();
+        }
+        let old_tree = old.tree();
+        let mut expanded = vec![false; self.tree().nodes.len()];
+        expanded[ROOT] = old.expanded[ROOT];
+        for (id, _) in old.expanded.iter().enumerate().filter(|(_, &on)| on) {
+            if let (Some(n), true) = self.find_from(old_tree, id) {
+                expanded[n] = true;
+            }
+        }
+        let target = self.find_from(old_tree, old.selected()).0.unwrap_or(ROOT);
+        self.expanded = expanded;
+        self.search = old.search.as_ref().map(|s| self.find(s.query.clone()));
+        self.prompt = old.prompt.clone();
+        self.message = old.message.clone();
+        self.quit = old.quit;
+        self.height = old.height;
+        self.offset = old.offset;
+        self.relayout(target);
+        self.scroll();
+    }
+
+    /// The node of this tree at the locations of `id` in `other`: (the node or its deepest
+    /// ancestor found, whether it is the node itself).
+    fn find_from(&self, other: &CallTree, id: NodeId) -> (Option<NodeId>, bool) {
+        let tree = self.tree();
+        let mut at = ROOT;
+        for step in other.path_to(id) {
+            let want = &other.nodes[step].location;
+            match tree.nodes[at]
+                .children
+                .iter()
+                .find(|&&c| tree.nodes[c].location == *want)
+            {
+                Some(&c) => at = c,
+                None => return (Some(at), false),
+            }
+        }
+        (Some(at), true)
+    }
+
     /// Keeps the selection on screen.
     fn scroll(&mut self) {
         self.cursor = self.cursor.min(self.rows.len().saturating_sub(1));

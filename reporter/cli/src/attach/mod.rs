@@ -1,0 +1,470 @@
+//! `memtrace attach PID` and `memtrace detach PID`: tracking a process that is already running,
+//! from the moment of the attach, without gdb or lldb.
+//!
+//! - [`ptrace`]: making the process call a function (its main thread, registers saved and
+//!   restored)
+//! - [`target`]: the process's objects and the addresses of the functions called
+//!
+//! A native process is made to call `dlopen` on the tracker library, then the library's
+//! `memtrace_attach` (tracker/src/session/attach.rs), which starts in-process tracking and a
+//! control thread. A CPython process (3.10 to 3.13) is made to queue, with `Py_AddPendingCall`,
+//! a few lines of Python that import the tracker as the `_memtrace_tracker` module and start
+//! it as the Python `Tracker` does, with Python stacks; its main thread runs them at its next
+//! bytecode, with the GIL. Either way the tracker ends tracking (every patched slot and
+//! allocator restored, the capture finished) when the file `stop` appears in the attach's
+//! directory, `/tmp/memtrace-attach.PID/` (`memtrace detach` creates it), or when the
+//! `--duration` is over; it then removes `stop` and `active`. See docs/ATTACH.md.
+
+pub mod ptrace;
+pub mod target;
+
+use crate::tui::live::{self, LiveSetup};
+use clap::Args;
+use memtrace_reporter::analysis::live::Live;
+use ptrace::{Arg, SeizeError, Stopped};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Starts tracking a running process (native, or CPython 3.10 to 3.13) from now on, until
+`memtrace detach PID` or the end of --duration. Memory allocated before the attach is not
+attributed: its frees are ignored, so the live heap never goes below zero. Needs ptrace: as
+root, or as the process's user with kernel.yama.ptrace_scope = 0. No gdb or lldb.
+
+Examples:
+  memtrace attach 1234                 writes memtrace-attach-1234.bin until: memtrace detach 1234
+  memtrace attach 1234 -o out.bin --duration 30
+  memtrace attach --native 1234        whole native stacks
+  memtrace attach --live 1234          and watch it live (quitting the view detaches)")]
+pub struct AttachArgs {
+    /// The process id
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+    /// Write the capture to FILE (default: memtrace-attach-<pid>.bin in the current directory)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the capture file if it exists
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
+    /// Stop tracking after S seconds (memtrace waits for it)
+    #[arg(long = "duration", value_name = "S")]
+    pub duration: Option<f64>,
+    /// Record the whole native call stack of every allocation
+    #[arg(long = "native")]
+    pub native: bool,
+    /// Open the live view at once (quitting it detaches)
+    #[arg(long = "live")]
+    pub live: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Stops the tracking `memtrace attach PID` started: every patched slot and allocator is restored
+and the capture finished; the process goes on.
+
+Example:
+  memtrace detach 1234")]
+pub struct DetachArgs {
+    /// The process id
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+}
+
+/// The attach's directory for `pid`.
+fn state_dir(pid: i32) -> PathBuf {
+    std::env::temp_dir().join(format!("memtrace-attach.{pid}"))
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The uid owning `pid`.
+fn owner(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Why ptrace was refused, and what to change.
+fn not_permitted(pid: i32) -> String {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    if owner(pid).is_some_and(|u| u != me) && me != 0 {
+        return format!(
+            "cannot attach to process {pid}: it belongs to another user (run memtrace as that user, or as root)"
+        );
+    }
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    match scope {
+        Some(s) if s >= 1 && me != 0 => format!(
+            "cannot attach to process {pid}: ptrace is restricted (kernel.yama.ptrace_scope = {s}); run as root, or allow it with: sysctl kernel.yama.ptrace_scope=0"
+        ),
+        Some(3) => format!(
+            "cannot attach to process {pid}: ptrace is disabled (kernel.yama.ptrace_scope = 3, until reboot)"
+        ),
+        _ => format!(
+            "cannot attach to process {pid}: ptrace is not permitted here (a container without CAP_SYS_PTRACE, or a seccomp policy); give memtrace CAP_SYS_PTRACE (docker run --cap-add SYS_PTRACE)"
+        ),
+    }
+}
+
+/// The tracker library (as `memtrace run` finds it).
+fn tracker() -> Result<PathBuf, String> {
+    crate::run::tracker_library().map_err(|crate::run::RunError(e)| e)
+}
+
+/// Runs `memtrace attach`.
+pub fn execute(args: AttachArgs) -> Result<(), String> {
+    let pid = args.pid;
+    if pid <= 0 || !alive(pid) {
+        return Err(format!("no process {pid} (it is gone, or never existed)"));
+    }
+    if !cfg!(target_arch = "x86_64") {
+        return Err("attach works on x86-64 only".to_string());
+    }
+    let objects = target::objects(pid).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => not_permitted(pid),
+        std::io::ErrorKind::NotFound => format!("no process {pid} (it is gone)"),
+        _ => format!("cannot read process {pid}'s memory map: {e}"),
+    })?;
+    let Some(libc_obj) = target::libc(&objects) else {
+        return Err(format!(
+            "process {pid} is statically linked (no C library is loaded): the tracker cannot be loaded into it"
+        ));
+    };
+    let dir = state_dir(pid);
+    let tracker_loaded = objects.iter().any(|m| {
+        m.path.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker")
+        })
+    });
+    if dir.join("active").exists() {
+        if tracker_loaded {
+            return Err(format!(
+                "process {pid} is already attached (memtrace detach {pid} first)"
+            ));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let python = target::python_minor(&objects, &exe);
+    if let Some(minor) = python {
+        if !(10..=13).contains(&minor) {
+            return Err(format!(
+                "process {pid} runs Python 3.{minor}, which attach does not support (3.10 to 3.13)"
+            ));
+        }
+    }
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    let capture = match &args.output {
+        Some(p) if p.is_absolute() => p.clone(),
+        Some(p) => cwd.join(p),
+        None => cwd.join(format!("memtrace-attach-{pid}.bin")),
+    };
+    if capture.exists() {
+        if !args.force {
+            return Err(format!(
+                "{} already exists (use -f to overwrite it)",
+                capture.display()
+            ));
+        }
+        let _ = std::fs::remove_file(&capture);
+    }
+    let duration_ms = match args.duration {
+        Some(s) if s.is_finite() && s > 0.0 => (s * 1000.0).ceil() as u64,
+        Some(_) => return Err("--duration takes a number of seconds above 0".to_string()),
+        None => 0,
+    };
+    let tracker = tracker()?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The process removes its files there at the end: let it, whoever it runs as.
+    if let Some(uid) = owner(pid) {
+        let _ = std::os::unix::fs::chown(&dir, Some(uid), None);
+    }
+    let active = dir.join("active");
+    let stop = dir.join("stop");
+    let _ = std::fs::remove_file(&stop);
+    std::fs::write(&active, capture.to_string_lossy().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", active.display()))?;
+    let attached = match python {
+        Some(_) => attach_python(
+            pid,
+            &objects,
+            &dir,
+            &capture,
+            duration_ms,
+            args.native,
+            &tracker,
+        ),
+        None => attach_native(
+            pid,
+            libc_obj,
+            &objects,
+            &capture,
+            &stop,
+            &active,
+            duration_ms,
+            args.native,
+            &tracker,
+        ),
+    };
+    if let Err(e) = attached {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    // The capture appears once tracking runs (for Python, at the next bytecode).
+    let start = Instant::now();
+    while !capture.exists() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
+        if let Ok(e) = std::fs::read_to_string(dir.join("error")) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!(
+                "process {pid} could not start tracking: {}",
+                e.trim()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shown = capture
+        .strip_prefix(&cwd)
+        .unwrap_or(&capture)
+        .display()
+        .to_string();
+    let when = humantime_now();
+    if !capture.exists() {
+        eprintln!(
+            "memtrace: attached to process {pid} at {when}; tracking starts when its interpreter next runs Python code; capture {shown}"
+        );
+    } else {
+        eprintln!(
+            "memtrace: attached to process {pid} at {when}; memory allocated before is not attributed; capture {shown}"
+        );
+    }
+    if args.live {
+        let live = Live::open(&capture, true)?;
+        let setup = LiveSetup {
+            command: format!("process {pid} (attached at {when})"),
+            note: None,
+            ended: Box::new(move || (!alive(pid)).then(|| "the process is gone".to_string())),
+        };
+        let viewed = live::run(live, setup).map_err(|e| format!("the live view failed: {e}"));
+        let detached = detach(pid);
+        viewed?;
+        return detached;
+    }
+    if duration_ms > 0 {
+        // Tracking ends by itself: wait for it.
+        let limit = Duration::from_millis(duration_ms) + Duration::from_secs(30);
+        let start = Instant::now();
+        while active.exists() && alive(pid) && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!(
+            "memtrace: detached from process {pid}; view the capture with: memtrace stats {shown}"
+        );
+    } else {
+        eprintln!("memtrace: stop with: memtrace detach {pid}");
+    }
+    Ok(())
+}
+
+/// The wall-clock time now, as `HH:MM:SS UTC`.
+fn humantime_now() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{:02}:{:02}:{:02} UTC", s / 3600 % 24, s / 60 % 60, s % 60)
+}
+
+fn seize(pid: i32) -> Result<Stopped, String> {
+    Stopped::seize(pid).map_err(|e| match e {
+        SeizeError::Gone => format!("no process {pid} (it is gone)"),
+        SeizeError::NotPermitted => not_permitted(pid),
+        SeizeError::Other(e) => format!("cannot attach to process {pid}: {e}"),
+    })
+}
+
+fn cstr(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+/// A native process: `dlopen` of the tracker, then its `memtrace_attach`.
+#[allow(clippy::too_many_arguments)]
+fn attach_native(
+    pid: i32,
+    libc_obj: &target::Mapped,
+    objects: &[target::Mapped],
+    capture: &Path,
+    stop: &Path,
+    active: &Path,
+    duration_ms: u64,
+    native: bool,
+    tracker: &Path,
+) -> Result<(), String> {
+    let dlopen = target::symbol(pid, libc_obj, "dlopen")
+        .or_else(|| target::find(pid, objects, "dlopen").map(|(_, a)| a))
+        .ok_or_else(|| format!("cannot find dlopen in process {pid}"))?;
+    let thread = seize(pid)?;
+    let handle = thread.call(
+        dlopen,
+        &[Arg::Str(0), Arg::Int(libc::RTLD_NOW as u64)],
+        &[&cstr(tracker)],
+    )?;
+    if handle == 0 {
+        return Err(format!(
+            "process {pid} could not load the tracker library {}",
+            tracker.display()
+        ));
+    }
+    let objects = target::objects(pid).map_err(|e| e.to_string())?;
+    let (_, entry) = target::find(pid, &objects, "memtrace_attach")
+        .ok_or_else(|| format!("cannot find memtrace_attach in process {pid}"))?;
+    let r = thread.call(
+        entry,
+        &[
+            Arg::Str(0),
+            Arg::Str(1),
+            Arg::Str(2),
+            Arg::Int(duration_ms),
+            Arg::Int(u64::from(native)),
+        ],
+        &[&cstr(capture), &cstr(stop), &cstr(active)],
+    )?;
+    thread.release()?;
+    match r as i32 {
+        0 => Ok(()),
+        1 => Err(format!("process {pid} is already tracked by memtrace")),
+        2 => Err(format!(
+            "process {pid} could not create the capture {}",
+            capture.display()
+        )),
+        _ => Err(format!("process {pid} could not start tracking (code {r})")),
+    }
+}
+
+/// A CPython process: Python code queued with `Py_AddPendingCall(PyRun_SimpleString, code)`.
+fn attach_python(
+    pid: i32,
+    objects: &[target::Mapped],
+    dir: &Path,
+    capture: &Path,
+    duration_ms: u64,
+    native: bool,
+    tracker: &Path,
+) -> Result<(), String> {
+    let (_, pending) = target::find(pid, objects, "Py_AddPendingCall")
+        .ok_or_else(|| format!("process {pid} looks like Python but has no Py_AddPendingCall"))?;
+    let (_, run) = target::find(pid, objects, "PyRun_SimpleString")
+        .ok_or_else(|| format!("process {pid} looks like Python but has no PyRun_SimpleString"))?;
+    let strdup = target::find(pid, objects, "strdup")
+        .map(|(_, a)| a)
+        .ok_or_else(|| format!("cannot find strdup in process {pid}"))?;
+    let link = dir.join("_memtrace_tracker.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(tracker, &link)
+        .map_err(|e| format!("cannot link the tracker into {}: {e}", dir.display()))?;
+    let code = python_code(dir, capture, duration_ms, native);
+    let thread = seize(pid)?;
+    // The code must outlive this call: a copy on the process's heap (a few hundred bytes).
+    let copy = thread.call(strdup, &[Arg::Str(0)], &[code.as_bytes()])?;
+    if copy == 0 {
+        return Err(format!("process {pid} is out of memory"));
+    }
+    let r = thread.call(pending, &[Arg::Int(run), Arg::Int(copy)], &[])?;
+    thread.release()?;
+    if r as i32 != 0 {
+        return Err(format!(
+            "process {pid}'s interpreter refused the call (its queue is full); try again"
+        ));
+    }
+    Ok(())
+}
+
+/// A Python string literal of `s`.
+fn py_str(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// The code the interpreter runs: starts the tracker and a thread that stops it; in a dict of
+/// its own, so the program's globals stay as they were; errors go to a file, not to the
+/// program's stderr.
+fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool) -> String {
+    let d = py_str(&dir.to_string_lossy());
+    let c = py_str(&capture.to_string_lossy());
+    let body = format!(
+        "import sys, os, threading, time
+d = {d}
+stop, active = os.path.join(d, 'stop'), os.path.join(d, 'active')
+def watch(end=time.monotonic() + {secs} if {secs} else 0):
+    while os.path.exists(active) and not os.path.exists(stop) and (not end or time.monotonic() < end):
+        time.sleep(0.1)
+    try:
+        mt.stop()
+    except BaseException:
+        pass
+    for p in (stop, active):
+        try:
+            os.remove(p)
+        except OSError:
+            pass
+# The watcher starts first: its own allocations are not in the capture.
+threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
+try:
+    sys.path.insert(0, d)
+    try:
+        import _memtrace_tracker as mt
+    finally:
+        sys.path.remove(d)
+    mt.start({c}, {native}, True, False)
+except BaseException as e:
+    with open(os.path.join(d, 'error'), 'w') as f:
+        f.write(str(e))
+    os.remove(active)
+",
+        native = if native { "True" } else { "False" },
+        secs = duration_ms as f64 / 1000.0,
+    );
+    format!("exec({}, {{}})", py_str(&body))
+}
+
+/// Runs `memtrace detach`.
+pub fn execute_detach(args: DetachArgs) -> Result<(), String> {
+    detach(args.pid)
+}
+
+fn detach(pid: i32) -> Result<(), String> {
+    let dir = state_dir(pid);
+    let active = dir.join("active");
+    let Ok(capture) = std::fs::read_to_string(&active) else {
+        return Err(format!("process {pid} is not attached by memtrace"));
+    };
+    if !alive(pid) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!(
+            "process {pid} is gone; its capture {capture} ends where it ended"
+        ));
+    }
+    std::fs::write(dir.join("stop"), b"")
+        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+    let start = Instant::now();
+    while active.exists() && alive(pid) {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(format!(
+                "process {pid} did not stop tracking within a minute (a Python process stops when its interpreter runs Python code)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!(
+        "memtrace: detached from process {pid}; view the capture with: memtrace stats {capture}"
+    );
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! What `memtrace attach` learns about a process from /proc: its mapped objects and where the
+//! functions it must call lie in it (the object's load address plus the symbol's value in the
+//! object's dynamic symbol table), and whether it runs CPython, which version.
+
+use object::{Object, ObjectKind, ObjectSymbol};
+use std::path::{Path, PathBuf};
+
+/// One object mapped in the process: its file and load address.
+#[derive(Clone, Debug)]
+pub struct Mapped {
+    pub path: PathBuf,
+    /// Where the file's offset 0 is mapped.
+    pub start: u64,
+}
+
+/// The objects mapped in `pid`, in the order of /proc/PID/maps.
+pub fn objects(pid: i32) -> Result<Vec<Mapped>, std::io::Error> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let mut out: Vec<Mapped> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(_perms), Some(offset), Some(_dev), Some(_inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let path: String = f.collect::<Vec<_>>().join(" ");
+        if !path.starts_with('/') || !offset.trim_start_matches('0').is_empty() {
+            continue;
+        }
+        let Some(start) = range
+            .split('-')
+            .next()
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+        else {
+            continue;
+        };
+        let path = PathBuf::from(path);
+        if !out.iter().any(|m| m.path == path) {
+            out.push(Mapped { path, start });
+        }
+    }
+    Ok(out)
+}
+
+/// The address of `name` in the process, defined in the object `m` (read through the
+/// process's root, so that a process in another mount namespace reads its own files).
+pub fn symbol(pid: i32, m: &Mapped, name: &str) -> Option<u64> {
+    let file = Path::new(&format!("/proc/{pid}/root")).join(m.path.strip_prefix("/").ok()?);
+    let data = std::fs::read(&file)
+        .or_else(|_| std::fs::read(&m.path))
+        .ok()?;
+    let obj = object::File::parse(&*data).ok()?;
+    let base = match obj.kind() {
+        ObjectKind::Executable => 0,
+        _ => m.start,
+    };
+    obj.dynamic_symbols()
+        .find(|s| s.is_definition() && s.name() == Ok(name))
+        .map(|s| base + s.address())
+}
+
+/// The first object of the process that defines `name`, and its address.
+pub fn find(pid: i32, objects: &[Mapped], name: &str) -> Option<(Mapped, u64)> {
+    objects
+        .iter()
+        .find_map(|m| symbol(pid, m, name).map(|a| (m.clone(), a)))
+}
+
+/// Whether the process maps a C library: no `libc.so` means a statically linked program.
+pub fn libc(objects: &[Mapped]) -> Option<&Mapped> {
+    objects.iter().find(|m| {
+        m.path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("libc.so"))
+    })
+}
+
+/// The CPython minor version (3.N) the process runs, if it runs CPython: from the name of its
+/// `libpython3.N` or `python3.N` object.
+pub fn python_minor(objects: &[Mapped], exe: &Path) -> Option<u32> {
+    let names = objects
+        .iter()
+        .map(|m| m.path.as_path())
+        .chain(std::iter::once(exe));
+    for p in names {
+        let name = p.file_name()?.to_string_lossy().into_owned();
+        let rest = name
+            .strip_prefix("libpython3.")
+            .or_else(|| name.strip_prefix("python3."));
+        if let Some(rest) = rest {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if let Ok(n) = digits.parse() {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_own_libc_and_its_dlopen_are_found() {
+        let pid = std::process::id() as i32;
+        let objs = objects(pid).expect("our maps");
+        let libc = libc(&objs).expect("a dynamically linked test");
+        let found = symbol(pid, libc, "getpid").expect("getpid in libc");
+        // SAFETY: dlsym with a NUL-terminated name.
+        let want = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getpid".as_ptr()) };
+        assert_eq!(found, want as u64);
+    }
+
+    #[test]
+    fn python_versions_from_object_names() {
+        let objs = vec![Mapped {
+            path: PathBuf::from("/usr/lib/libpython3.12.so.1.0"),
+            start: 0,
+        }];
+        assert_eq!(python_minor(&objs, Path::new("/usr/bin/python3")), Some(12));
+        assert_eq!(python_minor(&[], Path::new("/x/bin/python3.11")), Some(11));
+        assert_eq!(python_minor(&[], Path::new("/bin/sleep")), None);
+    }
+}

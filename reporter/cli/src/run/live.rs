@@ -1,0 +1,95 @@
+//! `memtrace run --live`: the program runs with its output in a file (named in the view) while
+//! the live view follows its capture in the terminal; its exit status passes through as in a
+//! plain run.
+
+use super::RunError;
+use crate::tui::live::{self, LiveSetup};
+use memtrace_reporter::analysis::live::Live;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the tracker may take to create the capture before the view gives up waiting.
+const CAPTURE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The file the program's output goes to: the capture's name with `.out` added, for a
+/// template with `{pid}` in it the name without the pid part.
+pub fn output_path(template: &Path) -> PathBuf {
+    let name = template
+        .to_string_lossy()
+        .replace(".{pid}", "")
+        .replace("{pid}", "");
+    PathBuf::from(format!("{name}.out"))
+}
+
+/// Sends the program's stdout and stderr to `out` (created, or truncated) and gives it no
+/// terminal input: the terminal is the view's.
+pub fn redirect(cmd: &mut Command, out: &Path) -> Result<(), RunError> {
+    let file = File::create(out).map_err(|e| {
+        RunError(format!(
+            "cannot write the program's output to {}: {e}",
+            out.display()
+        ))
+    })?;
+    let err = file.try_clone().map_err(|e| {
+        RunError(format!(
+            "cannot write the program's output to {}: {e}",
+            out.display()
+        ))
+    })?;
+    cmd.stdin(Stdio::null()).stdout(file).stderr(err);
+    Ok(())
+}
+
+/// Shows the live view of `capture` while the program `pid` runs, until the user quits (the
+/// program then goes on; memtrace waits for it as in a plain run).
+pub fn view(capture: &Path, pid: u32, command: String, out: &Path) -> Result<(), RunError> {
+    let start = Instant::now();
+    let live = loop {
+        match Live::open(capture, false) {
+            Ok(live) => break live,
+            Err(e) => {
+                if let Some(how) = ended(pid) {
+                    return Err(RunError(format!(
+                        "the program {how} before its capture could be read: {e}"
+                    )));
+                }
+                if start.elapsed() > CAPTURE_PATIENCE {
+                    return Err(RunError(format!("no capture to show: {e}")));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    let setup = LiveSetup {
+        command,
+        note: Some(format!("output: {}", out.display())),
+        ended: Box::new(move || ended(pid)),
+    };
+    live::run(live, setup).map_err(|e| RunError(format!("the live view failed: {e}")))
+}
+
+/// How the child `pid` ended, if it has (left unreaped for the run's own wait).
+fn ended(pid: u32) -> Option<String> {
+    // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid(2) on our own child, without waiting, leaving it unreaped (WNOWAIT).
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    // SAFETY: si_pid and si_status are set by waitid for a child that changed state.
+    let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if r != 0 || who == 0 {
+        return None;
+    }
+    Some(match info.si_code {
+        libc::CLD_EXITED => format!("exited with status {status}"),
+        _ => format!("was killed by signal {status}"),
+    })
+}

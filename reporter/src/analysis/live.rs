@@ -1,0 +1,178 @@
+//! The analysis of a capture that is still being written (`memtrace live`): a [`Follower`]
+//! hands each poll's new events to the same replay a whole-file report uses, so the live heap,
+//! the peak so far and memory over time grow with the capture, and the view's cost per poll
+//! follows what was written since the last one.
+
+use super::replay::Replay;
+use super::sets::AllocSet;
+use super::tables::Tables;
+use super::totals::{Sum, Totals};
+use super::{Analysis, ThreadStats};
+use crate::capture::clock::Clock;
+use crate::capture::follow::Follower;
+use crate::capture::scan::Index;
+use crate::report::calltree::CallTree;
+use crate::report::view_tree::{self, StackResolver};
+use crate::report::views::{Selection, View};
+use crate::symbols::modules::ModuleMap;
+use crate::symbols::Symbolizer;
+use hashbrown::HashMap;
+use std::path::Path;
+
+/// Which moment the live tree shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// What is live now.
+    Now,
+    /// What was live at the peak so far.
+    Peak,
+}
+
+/// What one poll read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    pub events: usize,
+    /// Threads seen for the first time.
+    pub new_threads: usize,
+    /// More is waiting than a poll takes: poll again at once.
+    pub behind: bool,
+}
+
+/// A capture followed as it grows, and its analysis so far.
+pub struct Live {
+    follower: Follower,
+    pub analysis: Analysis,
+    /// The symbolizer and the number of modules it knows (made again when modules come).
+    symbolizer: Option<(usize, Symbolizer)>,
+}
+
+impl Live {
+    /// Opens a capture to follow; `include_startup` counts a Python run's start-up too.
+    pub fn open(path: &Path, include_startup: bool) -> Result<Live, String> {
+        let follower = Follower::open(path)?;
+        let mut replay = Replay::default();
+        replay.include_startup = include_startup;
+        let analysis = Analysis {
+            index: Index::default(),
+            clock: Clock::new(&follower.header, None),
+            totals: Totals::default(),
+            replay,
+            tables: Tables::default(),
+            threads: Vec::new(),
+            last_tick: None,
+            warnings: Vec::new(),
+            buckets: None,
+        };
+        Ok(Live {
+            follower,
+            analysis,
+            symbolizer: None,
+        })
+    }
+
+    pub fn follower(&self) -> &Follower {
+        &self.follower
+    }
+
+    /// Reads what was written since the last poll and replays it.
+    pub fn poll(&mut self) -> Result<Polled, String> {
+        let up = self
+            .follower
+            .poll()
+            .map_err(|e| format!("{}: {e}", self.follower.path().display()))?;
+        let events = up.events();
+        let behind = up.behind;
+        let a = &mut self.analysis;
+        for &t in &up.new_threads {
+            let f = &self.follower.threads[t];
+            a.threads.push(ThreadStats {
+                serial: f.serial,
+                tid: f.tid,
+                name: None,
+                allocs: Sum::default(),
+                by_stack: HashMap::new(),
+            });
+        }
+        for (thread, tables) in up.tables {
+            let name = a.tables.absorb(tables);
+            if let (Some(t), Some(name)) = (thread.and_then(|t| a.threads.get_mut(t)), name) {
+                t.name = Some(String::from_utf8_lossy(&name).into_owned());
+            }
+        }
+        // The live view needs the replay alone: the totals of every allocation (what `stats`
+        // adds up) are not kept, which halves the cost of an event here.
+        for (thread, evs) in &up.runs {
+            a.replay.events(*thread, evs);
+            if let Some(last) = evs.last() {
+                a.last_tick = Some(a.last_tick.map_or(last.tick, |l| l.max(last.tick)));
+            }
+        }
+        a.warnings.extend(up.warnings);
+        a.clock = Clock::new(&self.follower.header, self.follower.latest_pair);
+        Ok(Polled {
+            events,
+            new_threads: up.new_threads.len(),
+            behind,
+        })
+    }
+
+    /// Whether the tracked process finished its capture.
+    pub fn finished(&self) -> bool {
+        self.follower.finished()
+    }
+
+    /// The allocations live at `moment`, of thread index `thread` (all threads when None).
+    pub fn set(&self, moment: Moment, thread: Option<u32>) -> AllocSet {
+        let set = match moment {
+            Moment::Now => self.analysis.replay.live_set(),
+            Moment::Peak => self.analysis.replay.peak_set(),
+        };
+        match thread {
+            Some(keep) => set.filter_threads(|t| t == keep),
+            None => set,
+        }
+    }
+
+    /// The call tree of the allocations live at `moment` (of one thread, if given).
+    pub fn tree(&mut self, moment: Moment, thread: Option<u32>) -> CallTree {
+        let set = self.set(moment, thread);
+        let selection = Selection {
+            view: match moment {
+                Moment::Now => View::Leaks,
+                Moment::Peak => View::Peak,
+            },
+            total: set.total(),
+            set,
+            threads: thread.map(|t| vec![t]),
+            threshold: None,
+        };
+        let modules = self.analysis.tables.modules.len();
+        let symbolizer = match self.symbolizer.take() {
+            Some((n, s)) if n == modules => s,
+            _ => Symbolizer::new(ModuleMap::new(
+                self.analysis.tables.modules.clone(),
+                &self.follower.header.exe,
+            )),
+        };
+        let mut resolver = StackResolver::new(&self.analysis.tables, symbolizer);
+        let tree = view_tree::build(&self.analysis, &selection, &mut resolver, false);
+        self.symbolizer = Some((modules, resolver.symbolizer));
+        tree
+    }
+
+    /// Live bytes over time, as (seconds since the start, bytes).
+    pub fn series(&self) -> Vec<(f64, u64)> {
+        let clock = &self.analysis.clock;
+        self.analysis
+            .replay
+            .heap_series
+            .points()
+            .map(|(tick, bytes)| (clock.seconds(tick), bytes))
+            .collect()
+    }
+
+    /// Seconds from the start of the capture to its last event.
+    pub fn elapsed_s(&self) -> f64 {
+        self.analysis.duration_s()
+    }
+}

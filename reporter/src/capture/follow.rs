@@ -1,0 +1,626 @@
+//! Following a capture that is still being written (`memtrace live`), reading only what is new.
+//!
+//! The tracker appends chunks and encodes each thread's newest events in place, in its staging
+//! area. A [`Follower`] keeps, between polls, the offset below which every chunk has been read,
+//! the staging areas' places and how far each thread has been delivered (its next chunk `seq`
+//! and the events of it already handed over). A poll reads the chunk headers appended since,
+//! the payloads of the new Events and Meta chunks, and the staging areas whose record count
+//! changed: its cost follows what was written since the last poll, not the capture's length.
+//!
+//! The file is read with `pread`, not mapped: it grows under the reader, and it may live on a
+//! network file system.
+
+use super::decode::{decode_chunk, ChunkTables};
+use super::event::Event;
+use super::scan::ChunkEntry;
+use hashbrown::HashMap;
+use memtrace_format::chunk::MAX_DECODED;
+use memtrace_format::{
+    ChunkCodec, ChunkHeader, ChunkKind, FileHeader, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// How far past a chunk still being written (zeros where its header will be) a poll looks for
+/// the chunks written after it: more than the largest chunk a tracker writes.
+const LOOKAHEAD: usize = 2 << 20;
+
+/// Polls a hole may stay unfilled while chunks after it are read before it is taken for
+/// damage, or for a chunk whose writer died, and passed over for good.
+const HOLE_POLLS: u32 = 20;
+
+/// Finished chunks a poll delivers per thread at most (a few hundred thousand events), so that
+/// a view stays responsive while it catches up with a program that writes faster than it reads.
+const CHUNKS_PER_POLL: usize = 32;
+
+/// The trailer's place: its header and room for its largest payload.
+pub const TRAILER_SLOT: usize =
+    CHUNK_HEADER_LEN + Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
+
+/// One thread's progress.
+#[derive(Clone, Debug)]
+pub struct FollowedThread {
+    pub serial: u32,
+    pub tid: u32,
+    /// The chunk `seq` whose events are delivered next.
+    next_seq: u32,
+    /// Events of `next_seq` already delivered (from its staging area).
+    done: usize,
+    /// The staging record count last read for `next_seq` (0: none).
+    staged: u32,
+}
+
+/// What one poll found.
+#[derive(Debug, Default)]
+pub struct Update {
+    /// New events, merged across threads by tick: runs of (thread index, events).
+    pub runs: Vec<(usize, Vec<Event>)>,
+    /// Table records read (thread index; None for a Meta chunk). Staging areas read again give
+    /// their table records again: absorbing them twice changes nothing.
+    pub tables: Vec<(Option<usize>, ChunkTables)>,
+    /// Threads seen for the first time, as indexes into [`Follower::threads`].
+    pub new_threads: Vec<usize>,
+    /// Damage found.
+    pub warnings: Vec<String>,
+    /// More was written than one poll takes: poll again at once.
+    pub behind: bool,
+}
+
+impl Update {
+    pub fn events(&self) -> usize {
+        self.runs.iter().map(|(_, e)| e.len()).sum()
+    }
+}
+
+/// An incremental reader of a growing capture.
+pub struct Follower {
+    path: PathBuf,
+    file: File,
+    pub header: FileHeader,
+    pub header_len: usize,
+    /// The trailer's place.
+    trailer_at: u64,
+    /// Every chunk before this offset has been read.
+    settled: u64,
+    /// Chunks after `settled` already read, found past a hole.
+    read_beyond: BTreeSet<u64>,
+    /// The hole at `settled`, and the polls it has stayed while chunks after it were read.
+    hole: Option<(u64, u32)>,
+    /// Staging areas: offset → payload capacity.
+    staging: BTreeMap<u64, u32>,
+    pub threads: Vec<FollowedThread>,
+    by_serial: HashMap<u32, usize>,
+    /// Events chunks read but not delivered yet: (serial, seq) → (entry at offset 0, bytes).
+    pending: HashMap<(u32, u32), (ChunkEntry, Vec<u8>)>,
+    /// The last trailer read: the capture is finished.
+    pub trailer: Option<Trailer>,
+    /// The trailer read is the one in the trailer's place.
+    trailer_in_slot: bool,
+    /// The (tick, monotonic ns) pair read last in time.
+    pub latest_pair: Option<(u64, u64)>,
+    /// File bytes read by polls so far (headers, payloads, staging areas).
+    pub bytes_read: u64,
+}
+
+impl Follower {
+    /// Opens `path` and reads its file header. Errors are one line, naming the file.
+    pub fn open(path: &Path) -> Result<Follower, String> {
+        let named = |e: String| format!("{}: {e}", path.display());
+        let meta =
+            std::fs::metadata(path).map_err(|e| named(super::OpenError::Io(e).to_string()))?;
+        if meta.is_dir() {
+            return Err(named(super::OpenError::IsDirectory.to_string()));
+        }
+        if !meta.is_file() {
+            return Err(named(super::OpenError::NotRegular.to_string()));
+        }
+        let file = File::open(path).map_err(|e| named(super::OpenError::Io(e).to_string()))?;
+        let mut head = vec![0u8; memtrace_format::header::MAX_HEADER_LEN + 64];
+        let n = read_at(&file, &mut head, 0).map_err(|e| named(e.to_string()))?;
+        head.truncate(n);
+        let (header, header_len) = FileHeader::decode(&head)
+            .map_err(|e| named(super::OpenError::Header(e).to_string()))?;
+        // The first chunk place is the trailer's, zeros until the capture is finished: read it
+        // apart at every poll, never taken for a hole.
+        let trailer_at = FileHeader::data_start(header_len) as u64;
+        let settled = trailer_at + TRAILER_SLOT as u64;
+        Ok(Follower {
+            trailer_at,
+            path: path.to_path_buf(),
+            file,
+            header,
+            header_len,
+            settled,
+            read_beyond: BTreeSet::new(),
+            hole: None,
+            staging: BTreeMap::new(),
+            threads: Vec::new(),
+            by_serial: HashMap::new(),
+            pending: HashMap::new(),
+            trailer: None,
+            trailer_in_slot: false,
+            latest_pair: None,
+            bytes_read: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads what was written since the last poll.
+    pub fn poll(&mut self) -> io::Result<Update> {
+        let mut up = Update::default();
+        self.scan(&mut up)?;
+        self.staged_threads(&mut up)?;
+        let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(self.threads.len());
+        for t in 0..self.threads.len() {
+            let mut events = Vec::new();
+            self.deliver(t, &mut events, &mut up)?;
+            fresh.push(events);
+        }
+        up.runs = merge(fresh);
+        Ok(up)
+    }
+
+    fn read(&mut self, buf: &mut [u8], at: u64) -> io::Result<usize> {
+        let n = read_at(&self.file, buf, at)?;
+        self.bytes_read += n as u64;
+        Ok(n)
+    }
+
+    /// Reads the chunk headers from `settled` on, and the payloads of new chunks.
+    fn scan(&mut self, up: &mut Update) -> io::Result<()> {
+        self.read_trailer(up)?;
+        let mut pos = self.settled;
+        let mut behind_hole = false;
+        let mut found_past_hole = false;
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        loop {
+            let n = self.read(&mut head, pos)?;
+            let header = (n == CHUNK_HEADER_LEN)
+                .then(|| ChunkHeader::decode(&head))
+                .flatten();
+            let Some(header) = header else {
+                // A chunk being written (zeros until its header comes), the end of what was
+                // written, or damage: look a little further for chunks written after it.
+                match self.look_ahead(pos)? {
+                    Some(next) => {
+                        if !behind_hole {
+                            behind_hole = true;
+                            self.hole = match self.hole {
+                                Some((at, polls)) if at == pos => Some((at, polls)),
+                                _ => Some((pos, 0)),
+                            };
+                        }
+                        pos = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            let total = header.total_len() as u64;
+            if self.read_beyond.contains(&pos) {
+                pos += total;
+                continue;
+            }
+            // A header whose payload is not all in the file yet: wait for it.
+            let len = self.file.metadata()?.len();
+            if pos + total > len && header.kind != ChunkKind::Staging {
+                break;
+            }
+            self.chunk(pos, header, up)?;
+            if behind_hole {
+                found_past_hole = true;
+                self.read_beyond.insert(pos);
+            } else {
+                self.settled = pos + total;
+            }
+            pos += total;
+        }
+        if !behind_hole {
+            self.hole = None;
+        } else if let Some((at, polls)) = self.hole {
+            // A hole that stays while later chunks come is no chunk in progress: pass over it.
+            let polls = if found_past_hole { polls + 1 } else { polls };
+            self.hole = Some((at, polls));
+            if polls >= HOLE_POLLS || self.trailer.is_some() {
+                if let Some(&next) = self.read_beyond.range(at..).next() {
+                    up.warnings
+                        .push(format!("skipped unreadable bytes at offset {at}"));
+                    self.settled = next;
+                    self.hole = None;
+                }
+            }
+        }
+        // Chunks read past a hole that is now behind `settled` need no memory.
+        let settled = self.settled;
+        self.read_beyond.retain(|&o| o >= settled);
+        Ok(())
+    }
+
+    /// Reads the trailer's place: a trailer there says the capture is finished (and one that
+    /// went, after an exec that failed, that it is not).
+    fn read_trailer(&mut self, up: &mut Update) -> io::Result<()> {
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        let header = (self.read(&mut head, self.trailer_at)? == CHUNK_HEADER_LEN)
+            .then(|| ChunkHeader::decode(&head))
+            .flatten();
+        match header {
+            Some(h) if h.kind == ChunkKind::Trailer => {
+                self.trailer_in_slot = true;
+                self.chunk(self.trailer_at, h, up)
+            }
+            _ => {
+                if std::mem::take(&mut self.trailer_in_slot) {
+                    self.trailer = None;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The next valid chunk header within [`LOOKAHEAD`] bytes after `pos`.
+    fn look_ahead(&mut self, pos: u64) -> io::Result<Option<u64>> {
+        let mut buf = vec![0u8; LOOKAHEAD + CHUNK_HEADER_LEN];
+        let n = self.read(&mut buf, pos)?;
+        let magic = memtrace_format::CHUNK_MAGIC.to_le_bytes();
+        let mut at = CHUNK_ALIGN;
+        while at + CHUNK_HEADER_LEN <= n {
+            if buf[at..at + 4] == magic && ChunkHeader::decode(&buf[at..]).is_some() {
+                return Ok(Some(pos + at as u64));
+            }
+            at += CHUNK_ALIGN;
+        }
+        Ok(None)
+    }
+
+    /// Takes in a chunk found at `pos`.
+    fn chunk(&mut self, pos: u64, header: ChunkHeader, up: &mut Update) -> io::Result<()> {
+        if header.flush_mono_ns != 0
+            && self
+                .latest_pair
+                .is_none_or(|(_, m)| header.flush_mono_ns > m)
+        {
+            self.latest_pair = Some((header.flush_tick, header.flush_mono_ns));
+        }
+        match header.kind {
+            ChunkKind::Staging => {
+                self.staging.insert(pos, header.stored_len);
+            }
+            ChunkKind::Trailer => {
+                let mut buf = vec![0u8; header.stored_len as usize];
+                let n = self.read(&mut buf, pos + CHUNK_HEADER_LEN as u64)?;
+                let n = n.min(header.raw_len as usize);
+                match Trailer::decode(&buf[..n]) {
+                    Some(t) => {
+                        if t.end_mono_ns != 0 {
+                            self.latest_pair = Some((t.end_tick, t.end_mono_ns));
+                        }
+                        self.trailer = Some(t);
+                    }
+                    None => up
+                        .warnings
+                        .push(format!("skipped a damaged trailer at offset {pos}")),
+                }
+            }
+            ChunkKind::Events | ChunkKind::Meta => {
+                let Some((entry, bytes)) = self.load(pos, header, up)? else {
+                    return Ok(());
+                };
+                if header.kind == ChunkKind::Meta {
+                    let chunk = decode_chunk(&bytes, &entry, 0);
+                    if let Some(w) = chunk.warning {
+                        up.warnings.push(w);
+                    }
+                    up.tables.push((None, chunk.tables));
+                } else {
+                    self.thread_of(header.thread_serial, header.tid, up);
+                    self.pending
+                        .insert((header.thread_serial, header.seq), (entry, bytes));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of a whole chunk (header and payload) and its entry at offset 0, or None when
+    /// it is damaged (a warning says so).
+    fn load(
+        &mut self,
+        pos: u64,
+        header: ChunkHeader,
+        up: &mut Update,
+    ) -> io::Result<Option<(ChunkEntry, Vec<u8>)>> {
+        let stored = header.stored_len as usize;
+        let payload_len = match header.codec {
+            ChunkCodec::Raw if header.raw_len as usize > stored => {
+                up.warnings.push(format!(
+                    "skipped damaged chunk at offset {pos}: its length fields disagree"
+                ));
+                return Ok(None);
+            }
+            ChunkCodec::Raw => header.raw_len as usize,
+            ChunkCodec::Zstd | ChunkCodec::Columns => stored,
+        };
+        let decoded_len = match (header.kind, header.codec) {
+            (_, ChunkCodec::Raw) => payload_len,
+            _ => header.raw_len as usize,
+        };
+        if !super::scan::unbounded(&header) && decoded_len > MAX_DECODED {
+            up.warnings.push(format!(
+                "skipped damaged chunk at offset {pos}: it claims {decoded_len} bytes of records"
+            ));
+            return Ok(None);
+        }
+        let mut bytes = vec![0u8; CHUNK_HEADER_LEN + payload_len];
+        let n = self.read(&mut bytes, pos)?;
+        bytes.truncate(n);
+        let entry = ChunkEntry {
+            offset: 0,
+            header,
+            payload_len,
+            decoded_len,
+            thread: 0,
+            first_tick: header.first_tick,
+            last_tick: header.last_tick,
+        };
+        Ok(Some((entry, bytes)))
+    }
+
+    /// The index of the thread of `serial`, added when new.
+    fn thread_of(&mut self, serial: u32, tid: u32, up: &mut Update) -> usize {
+        if let Some(&t) = self.by_serial.get(&serial) {
+            return t;
+        }
+        let t = self.threads.len();
+        self.threads.push(FollowedThread {
+            serial,
+            tid,
+            next_seq: 0,
+            done: 0,
+            staged: 0,
+        });
+        self.by_serial.insert(serial, t);
+        up.new_threads.push(t);
+        t
+    }
+
+    /// Delivers thread `t`'s new events into `out`: its finished chunks in `seq` order, then
+    /// the part of its staging area not delivered yet.
+    fn deliver(&mut self, t: usize, out: &mut Vec<Event>, up: &mut Update) -> io::Result<()> {
+        let serial = self.threads[t].serial;
+        let mut delivered = 0;
+        loop {
+            let seq = self.threads[t].next_seq;
+            if delivered == CHUNKS_PER_POLL && self.pending.contains_key(&(serial, seq)) {
+                up.behind = true;
+                return Ok(());
+            }
+            if let Some((entry, bytes)) = self.pending.remove(&(serial, seq)) {
+                delivered += 1;
+                let mut entry = entry;
+                entry.thread = t;
+                let chunk = decode_chunk(&bytes, &entry, 0);
+                if let Some(w) = chunk.warning {
+                    up.warnings.push(w);
+                }
+                let th = &mut self.threads[t];
+                out.extend_from_slice(chunk.events.get(th.done..).unwrap_or(&[]));
+                up.tables.push((Some(t), chunk.tables));
+                th.next_seq += 1;
+                th.done = 0;
+                th.staged = 0;
+                continue;
+            }
+            // A later chunk of this thread with this one missing for good (a chunk lost to a
+            // write failure or damage): go on from the next one there is.
+            if self.hole.is_none() {
+                let later = self
+                    .pending
+                    .keys()
+                    .filter(|&&(s, q)| s == serial && q > seq)
+                    .map(|&(_, q)| q)
+                    .min();
+                if let Some(q) = later {
+                    if !self.staging_has(serial, seq)? {
+                        let th = &mut self.threads[t];
+                        th.next_seq = q;
+                        th.done = 0;
+                        th.staged = 0;
+                        continue;
+                    }
+                }
+            }
+            break;
+        }
+        self.read_staging(t, out, up)
+    }
+
+    /// Threads known so far only by their staging area (they have not filled one yet).
+    fn staged_threads(&mut self, up: &mut Update) -> io::Result<()> {
+        let offsets: Vec<u64> = self.staging.keys().copied().collect();
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        for at in offsets {
+            if self.read(&mut head, at)? != CHUNK_HEADER_LEN {
+                continue;
+            }
+            if let Some(h) = ChunkHeader::decode(&head) {
+                if h.kind == ChunkKind::Staging && h.raw_len > 0 && h.thread_serial != 0 {
+                    self.thread_of(h.thread_serial, h.tid, up);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a staging area holds (serial, seq) now.
+    fn staging_has(&mut self, serial: u32, seq: u32) -> io::Result<bool> {
+        let offsets: Vec<u64> = self.staging.keys().copied().collect();
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        for at in offsets {
+            if self.read(&mut head, at)? == CHUNK_HEADER_LEN {
+                if let Some(h) = ChunkHeader::decode(&head) {
+                    if h.kind == ChunkKind::Staging && h.thread_serial == serial && h.seq == seq {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads thread `t`'s staging area when it holds records of its next chunk not delivered.
+    fn read_staging(&mut self, t: usize, out: &mut Vec<Event>, up: &mut Update) -> io::Result<()> {
+        let (serial, seq, staged) = {
+            let th = &self.threads[t];
+            (th.serial, th.next_seq, th.staged)
+        };
+        let offsets: Vec<(u64, u32)> = self.staging.iter().map(|(&o, &c)| (o, c)).collect();
+        let mut head = [0u8; CHUNK_HEADER_LEN];
+        for (at, capacity) in offsets {
+            if self.read(&mut head, at)? != CHUNK_HEADER_LEN {
+                continue;
+            }
+            let Some(h) = ChunkHeader::decode(&head) else {
+                continue;
+            };
+            if h.kind != ChunkKind::Staging || h.thread_serial != serial || h.seq != seq {
+                continue;
+            }
+            if h.raw_len == 0 || h.raw_len == staged || h.stored_len != capacity {
+                return Ok(());
+            }
+            let mut bytes = vec![0u8; CHUNK_HEADER_LEN + capacity as usize];
+            let n = self.read(&mut bytes, at)?;
+            bytes.truncate(n);
+            // Read again: the area may have been flushed and refilled while its payload was read.
+            let mut again = [0u8; CHUNK_HEADER_LEN];
+            self.read(&mut again, at)?;
+            match ChunkHeader::decode(&again) {
+                Some(a) if a.thread_serial == serial && a.seq == seq && a.raw_len >= h.raw_len => {}
+                _ => return Ok(()),
+            }
+            let used = if h.codec == ChunkCodec::Columns {
+                capacity as usize
+            } else {
+                (h.raw_len as usize).min(capacity as usize)
+            };
+            if used > MAX_DECODED || bytes.len() < CHUNK_HEADER_LEN + used {
+                return Ok(());
+            }
+            let entry = ChunkEntry {
+                offset: 0,
+                header: h,
+                payload_len: used,
+                decoded_len: used,
+                thread: t,
+                first_tick: 0,
+                last_tick: 0,
+            };
+            let chunk = decode_chunk(&bytes, &entry, 0);
+            let th = &mut self.threads[t];
+            if let Some(new) = chunk.events.get(th.done..) {
+                out.extend_from_slice(new);
+                th.done = chunk.events.len();
+            }
+            th.staged = h.raw_len;
+            up.tables.push((Some(t), chunk.tables));
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Whether the capture was finished (a trailer was read).
+    pub fn finished(&self) -> bool {
+        self.trailer.is_some()
+    }
+}
+
+/// Reads as much of `buf` as the file holds at `at`.
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], at + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Merges threads' events by tick (ties: the lower thread first) into runs of one thread.
+fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
+    // One thread with events (the common case): its events as they are, not copied.
+    if per_thread.iter().filter(|e| !e.is_empty()).count() <= 1 {
+        return per_thread
+            .into_iter()
+            .enumerate()
+            .filter(|(_, e)| !e.is_empty())
+            .collect();
+    }
+    let mut heads: Vec<usize> = vec![0; per_thread.len()];
+    let mut runs: Vec<(usize, Vec<Event>)> = Vec::new();
+    loop {
+        // Few threads: a linear pick of the earliest head is enough.
+        let mut best: Option<(u64, usize)> = None;
+        let mut second = u64::MAX;
+        for (t, evs) in per_thread.iter().enumerate() {
+            if let Some(e) = evs.get(heads[t]) {
+                match best {
+                    Some((tick, _)) if tick <= e.tick => second = second.min(e.tick),
+                    _ => {
+                        if let Some((tick, _)) = best {
+                            second = second.min(tick);
+                        }
+                        best = Some((e.tick, t));
+                    }
+                }
+            }
+        }
+        let Some((_, t)) = best else { break };
+        let evs = &per_thread[t];
+        let start = heads[t];
+        let run = evs[start + 1..].partition_point(|e| e.tick < second);
+        let end = start + 1 + run;
+        runs.push((t, evs[start..end].to_vec()));
+        heads[t] = end;
+    }
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(tick: u64) -> Event {
+        Event::new(0, tick, tick, 1, 0)
+    }
+
+    #[test]
+    fn merges_threads_by_tick() {
+        let runs = merge(vec![
+            vec![ev(1), ev(2), ev(5), ev(9)],
+            vec![ev(3), ev(4), ev(6)],
+        ]);
+        let order: Vec<(usize, Vec<u64>)> = runs
+            .into_iter()
+            .map(|(t, e)| (t, e.iter().map(|e| e.tick).collect()))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (0, vec![1, 2]),
+                (1, vec![3, 4]),
+                (0, vec![5]),
+                (1, vec![6]),
+                (0, vec![9])
+            ]
+        );
+    }
+}

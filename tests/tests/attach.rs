@@ -1,0 +1,357 @@
+//! `memtrace attach PID` / `memtrace detach PID` on processes started without memtrace: a Python
+//! script and a C program that allocate at known lines after the attach; the target goes on and
+//! ends with its own output and status; a block allocated before the attach and freed after it
+//! does not count; refusals (twice, no such process, statically linked, another user) are one
+//! line with status 1. When ptrace is refused by the environment (a container without
+//! CAP_SYS_PTRACE) the tests say so and check only the refusal.
+
+use memtrace_e2e::python::{python, write};
+use memtrace_e2e::{memtrace_bin, scratch, workspace};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Holds 4,000,000 bytes from before the attach and frees them after it; allocates 3,000,000
+/// at line 7 once `go` exists; exits with status 5 after `done`.
+const SCRIPT: &str = "import os, time
+BEFORE = bytearray(4_000_000)
+print('ready', flush=True)
+while not os.path.exists('go'):
+    time.sleep(0.05)
+del BEFORE
+KEEP = bytearray(3_000_000)
+open('allocated', 'w').close()
+while not os.path.exists('done'):
+    time.sleep(0.05)
+print('bye')
+raise SystemExit(5)
+";
+
+/// A target process, killed if a test fails before it ends.
+struct Target(Option<Child>);
+
+impl Target {
+    /// Starts `cmd` in `dir` and waits for its "ready" line.
+    fn start(mut cmd: Command, dir: &Path) -> Target {
+        let mut child = cmd
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the target starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).expect("read ready");
+        assert_eq!(line, "ready\n");
+        // The rest of the output is read at the end.
+        child.stdout = Some(reader.into_inner());
+        Target(Some(child))
+    }
+
+    fn pid(&self) -> String {
+        self.0.as_ref().map_or(0, Child::id).to_string()
+    }
+
+    fn finish(mut self) -> Output {
+        let child = self.0.take().expect("running");
+        child.wait_with_output().expect("the target ends")
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn memtrace(args: &[&str], dir: &Path) -> Output {
+    Command::new(memtrace_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs")
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether ptrace is refused here (then the refusal is checked, one line and status 1).
+fn refused(out: &Output) -> bool {
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains("ptrace") {
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(err.lines().count(), 1, "{err}");
+        eprintln!("skipped: ptrace is refused here: {err}");
+        return true;
+    }
+    false
+}
+
+/// The nodes of a `tree --json` tree at `file`:`line` (file by its name), bytes summed.
+fn bytes_at(node: &serde_json::Value, file: &str, line: i64) -> i64 {
+    let here = node["file"].as_str().is_some_and(|f| f.ends_with(file))
+        && node["line"].as_i64() == Some(line);
+    if here {
+        return node["bytes"].as_i64().unwrap_or(0);
+    }
+    node["children"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| bytes_at(c, file, line))
+        .sum()
+}
+
+#[test]
+fn attach_to_python_records_the_line_and_the_target_goes_on() {
+    let dir = scratch("attach_py");
+    write(&dir, "sl.py", SCRIPT);
+    let mut cmd = Command::new(python());
+    cmd.arg("sl.py");
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("memory allocated before is not attributed"),
+        "{err}"
+    );
+    // Twice: refused, one line.
+    let again = memtrace(&["attach", &pid, "-o", "cap2.bin"], &dir);
+    assert_eq!(again.status.code(), Some(1));
+    let again_err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again_err.lines().count(), 1, "{again_err}");
+    assert!(again_err.contains("already attached"), "{again_err}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(5));
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    // The line is in the capture, the capture is finished, and the 4,000,000 bytes from before
+    // the attach, freed after it, take nothing off: live at the end is the 3,000,000 kept.
+    let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    let at_line = bytes_at(&tree["tree"], "sl.py", 7);
+    assert!((3_000_000..3_001_000).contains(&at_line), "{at_line}");
+    let live = tree["tree"]["bytes"].as_i64().unwrap_or(-1);
+    assert!((3_000_000..3_200_000).contains(&live), "{live}");
+}
+
+#[test]
+fn attach_to_a_native_program_counts_exactly_what_follows() {
+    let dir = scratch("attach_c");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    // One allocation of 1,234,567 bytes at attach.c:23; the free of the 5,000,000 bytes from
+    // before the attach does not count.
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
+    assert_eq!(tree["tree"]["allocations"].as_i64(), Some(1), "{tree}");
+    assert_eq!(bytes_at(&tree["tree"], "attach.c", 23), 1_234_567);
+}
+
+#[test]
+fn attach_refuses_a_missing_process_and_a_static_program() {
+    let dir = scratch("attach_refuse");
+    let out = memtrace(&["attach", "999999999"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("no process 999999999"), "{err}");
+    let out = memtrace(&["detach", "999999999"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+
+    // Statically linked: the same program built -static, when the C library's static archive
+    // is installed.
+    let src = workspace().join("tests/programs/attach.c");
+    let bin = dir.join("attach_static");
+    let built = Command::new("gcc")
+        .args(["-O0", "-static", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("skipped the static program: gcc -static failed");
+        return;
+    }
+    let target = Target::start(Command::new(&bin), &dir);
+    let out = memtrace(&["attach", &target.pid()], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("statically linked"), "{err}");
+    drop(target);
+}
+
+/// Another user's process: as root, memtrace runs as `nobody` (setpriv) against a process of
+/// root's, and is refused with what to change.
+#[test]
+fn attach_refuses_another_users_process() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to run memtrace as another user");
+        return;
+    }
+    let dir = scratch("attach_user");
+    write(&dir, "sl.py", SCRIPT);
+    let mut cmd = Command::new(python());
+    cmd.arg("sl.py");
+    let target = Target::start(cmd, &dir);
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(memtrace_bin())
+        .args(["attach", &target.pid(), "-o", "/tmp/never.bin"])
+        .current_dir("/")
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: setpriv is not installed");
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") && !err.contains("memtrace:") {
+        eprintln!("skipped: nobody cannot run memtrace from here: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("another user"), "{err}");
+    drop(target);
+}
+
+/// `attach --live`: the view opens on the attached process, shows the line allocated after the
+/// attach, and quitting it detaches; the process then ends with its own status.
+#[test]
+fn attach_live_shows_the_process_and_quitting_detaches() {
+    use memtrace_e2e::tmux::{have_tmux, Tmux};
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("attach_live");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let cmd = format!(
+        "cd {} && {} attach --live -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the view or a refusal", |s| {
+        s[0].starts_with("● running") || dir.join("status.txt").exists()
+    });
+    if dir.join("status.txt").exists() {
+        let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+        assert!(err.contains("ptrace"), "{err}");
+        eprintln!("skipped: ptrace is refused here: {err}");
+        return;
+    }
+    assert!(screen[0].contains("live now"), "{}", screen[0]);
+    std::fs::write(dir.join("go"), "").expect("go");
+    ui.wait("the line", |s| s.iter().any(|l| l.contains("attach.c:23")));
+    ui.key("q");
+    wait_for(&dir.join("status.txt"));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    assert_eq!(status.trim(), "status=0");
+    assert!(!std::env::temp_dir()
+        .join(format!("memtrace-attach.{pid}/active"))
+        .exists());
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
+}
+
+/// Every claimed Python (3.10 to 3.13): the line allocated after the attach is in the capture,
+/// with its bytes, and the process ends with its own status.
+#[test]
+fn attach_to_each_claimed_python() {
+    for (minor, py) in memtrace_e2e::python::claimed_pythons() {
+        let dir = scratch(&format!("attach_py3{minor}"));
+        write(&dir, "sl.py", SCRIPT);
+        let mut cmd = Command::new(&py);
+        cmd.arg("sl.py");
+        let target = Target::start(cmd, &dir);
+        let pid = target.pid();
+        let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+        if refused(&out) {
+            return;
+        }
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        std::fs::write(dir.join("go"), "").expect("go");
+        wait_for(&dir.join("allocated"));
+        let out = memtrace(&["detach", &pid], &dir);
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        std::fs::write(dir.join("done"), "").expect("done");
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(5), "3.{minor}");
+        assert_eq!(String::from_utf8_lossy(&end.stderr), "", "3.{minor}");
+        let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+        let at_line = bytes_at(&tree["tree"], "sl.py", 7);
+        assert!(
+            (3_000_000..3_001_000).contains(&at_line),
+            "3.{minor}: {at_line}"
+        );
+    }
+}
+
+/// A Python attach does not support (3.9, when pyenv has one): refused, one line.
+#[test]
+fn attach_refuses_an_unsupported_python() {
+    let Some(py) = memtrace_e2e::python::pyenv_python(9) else {
+        return;
+    };
+    let dir = scratch("attach_py39");
+    write(&dir, "sl.py", SCRIPT);
+    let mut cmd = Command::new(&py);
+    cmd.arg("sl.py");
+    let target = Target::start(cmd, &dir);
+    let out = memtrace(&["attach", &target.pid()], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("Python 3.9"), "{err}");
+    drop(target);
+}

@@ -1,0 +1,212 @@
+//! `memtrace live` on a capture that grows: a Python program holds 3,000,000 bytes at a known
+//! line in its main thread and 1,000,000 in a thread named `worker`, then waits for a file; the
+//! view, in tmux, shows the line while the program runs, follows a thread with `t`, switches to
+//! the peak with `p`, and says when the program has ended, keeping its final view.
+
+use memtrace_e2e::python::{python, write};
+use memtrace_e2e::tmux::{have_tmux, Tmux};
+use memtrace_e2e::{memtrace_bin, scratch};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Holds 3,000,000 bytes at line 5 (main thread) and 1,000,000 at line 8 (thread `worker`),
+/// waits for `go`, frees them and ends with status 0.
+pub const SCRIPT: &str = "import os, threading, time
+KEEP = []
+
+def hold():
+    KEEP.append(bytearray(3_000_000))
+
+def work():
+    KEEP.append(bytearray(1_000_000))
+    while not os.path.exists('go'):
+        time.sleep(0.05)
+
+t = threading.Thread(target=work, name='worker')
+t.start()
+hold()
+while not os.path.exists('go'):
+    time.sleep(0.05)
+t.join()
+KEEP.clear()
+print('done')
+";
+
+/// The run, killed if the test fails before it ends.
+struct Run(Child);
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the script under `memtrace run -o out.bin` and waits for its capture to appear.
+fn start(dir: &Path) -> Run {
+    write(dir, "grow.py", SCRIPT);
+    let child = Command::new(memtrace_bin())
+        .args(["run", "-q", "-o", "out.bin", "--python"])
+        .arg(python())
+        .arg("grow.py")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memtrace run starts");
+    let start = Instant::now();
+    while !dir.join("out.bin").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no capture");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Run(child)
+}
+
+#[test]
+fn live_follows_a_growing_capture_to_its_end() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("live");
+    let mut child = start(&dir);
+    let cmd = format!(
+        "cd {} && {} live out.bin; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    // While it runs: the line that holds the memory, in the live view.
+    // (The biggest path opens: the main thread's line; the worker's is under its thread's start.)
+    let screen = ui.wait("the holding line", |s| {
+        s.iter().any(|l| l.contains("hold  grow.py:5"))
+    });
+    let head = &screen[0];
+    assert!(head.starts_with("● running"), "{head}");
+    assert!(head.contains("view: live now"), "{head}");
+    // The tree's total: at least the 4,000,000 bytes held.
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("3.8 MiB") || l.contains("3.9 MiB")),
+        "{}",
+        screen.join("\n")
+    );
+    // t: the first thread (main) alone, then the worker alone.
+    ui.key("t");
+    let screen = ui.wait("the main thread alone", |s| s[0].contains("thread: python"));
+    assert!(
+        !screen.iter().any(|l| l.contains("work  grow.py:8")),
+        "{}",
+        screen.join("\n")
+    );
+    ui.key("t");
+    let screen = ui.wait("the worker alone", |s| s[0].contains("thread: worker"));
+    assert!(
+        screen.iter().any(|l| l.contains("work  grow.py:8")),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        !screen.iter().any(|l| l.contains("hold  grow.py:5")),
+        "{}",
+        screen.join("\n")
+    );
+    ui.key("t");
+    ui.wait("all threads", |s| s[0].contains("thread: all"));
+
+    // Let it finish: the view says so and keeps its final state; what was held is freed.
+    std::fs::write(dir.join("go"), "").expect("write go");
+    let status = child.0.wait().expect("memtrace run ends");
+    assert!(status.success(), "{status:?}");
+    let screen = ui.wait("the end", |s| s[0].starts_with("■ ended"));
+    assert!(
+        !screen.iter().any(|l| l.contains("hold  grow.py:5")),
+        "{}",
+        screen.join("\n")
+    );
+    // p: the peak so far, where the held lines are.
+    ui.key("p");
+    let screen = ui.wait("the peak", |s| {
+        s[0].contains("view: peak so far") && s.iter().any(|l| l.contains("hold  grow.py:5"))
+    });
+    assert!(screen[0].starts_with("■ ended"), "{}", screen[0]);
+    ui.key("q");
+    ui.wait("the view to quit", |s| {
+        !s.iter().any(|l| l.contains("view: "))
+    });
+}
+
+#[test]
+fn live_refuses_a_missing_file_and_a_pipe() {
+    let dir = scratch("live_refuse");
+    let out = Command::new(memtrace_bin())
+        .args(["live", "nothing.bin"])
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// `run --live`: the view and the program in one terminal; the program's output goes to
+/// `out.bin.out` (named in the view) and its exit status passes through.
+#[test]
+fn run_live_shows_the_view_and_passes_the_output_and_status_through() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("run_live");
+    write(
+        &dir,
+        "prog.py",
+        "import os, sys, time
+print('to stdout', flush=True)
+print('to stderr', file=sys.stderr, flush=True)
+KEEP = bytearray(2_000_000)
+while not os.path.exists('go'):
+    time.sleep(0.05)
+sys.exit(3)
+",
+    );
+    let cmd = format!(
+        "cd {} && {} run --live -o out.bin --python {} prog.py; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display(),
+        python().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the holding line", |s| {
+        s.iter().any(|l| l.contains("<module>  prog.py:4"))
+    });
+    assert!(screen[0].starts_with("● running"), "{}", screen[0]);
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("output: ") && l.contains("out.bin.out")),
+        "{}",
+        screen.join("\n")
+    );
+    std::fs::write(dir.join("go"), "").expect("write go");
+    ui.wait("the end", |s| s[0].contains("ended (exited with status 3)"));
+    ui.key("q");
+    let start = Instant::now();
+    while std::fs::read_to_string(dir.join("status.txt")).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "memtrace did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    assert_eq!(status.trim(), "status=3");
+    let output = std::fs::read_to_string(dir.join("out.bin.out")).expect("the output file");
+    assert_eq!(output, "to stdout\nto stderr\n");
+    ui.wait_for("the program's output is in out.bin.out");
+    // The capture is whole: the line is in it.
+    let tree = memtrace_e2e::report(&["tree", "--json"], &dir.join("out.bin"));
+    let (bytes, _) = memtrace_e2e::node_sum(&tree["tree"], "<module>");
+    assert!(bytes >= 2_000_000, "{bytes}");
+}

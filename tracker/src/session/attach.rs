@@ -1,0 +1,147 @@
+//! `memtrace attach PID` for a native process: `memtrace` makes the process load this library
+//! (its `dlopen`, called through ptrace) and then call [`attach`], which starts in-process
+//! tracking (GOT patching, as the Python `Tracker` does) and a control thread. The control thread
+//! ends tracking, restoring every patched slot, when the file `stop` appears (`memtrace detach`
+//! creates it), when the duration is over, or when tracking ended otherwise; then it removes
+//! `stop` and `active` (the file `memtrace attach` left, which `memtrace detach` waits to see
+//! go). A Python process is attached through its own interpreter instead (see reporter/cli's
+//! attach), which imports this library as the `_memtrace_tracker` module.
+
+use crate::inprocess::{self, Request};
+use libc::{c_char, c_int, c_void};
+use std::ffi::CStr;
+use std::sync::atomic::Ordering;
+
+/// What the control thread needs: the files it watches and when it stops by itself.
+struct Control {
+    stop: Vec<u8>,
+    active: Vec<u8>,
+    /// CLOCK_MONOTONIC nanoseconds at which tracking ends (0: never by itself).
+    deadline_ns: u64,
+}
+
+/// Results of [`attach`], as `memtrace attach` reads them.
+pub const ATTACHED: c_int = 0;
+pub const ALREADY: c_int = 1;
+pub const NO_CAPTURE: c_int = 2;
+pub const NO_THREAD: c_int = 3;
+pub const BAD_ARGUMENTS: c_int = 4;
+
+/// Starts tracking into the capture `path` and the control thread watching `stop` (removing
+/// `stop` and `active` at the end), for `duration_ms` milliseconds (0: until detached), with
+/// native stacks when `native` is not 0. Called once in the target, by `memtrace attach`.
+///
+/// # Safety
+/// The three paths are NUL-terminated strings.
+pub unsafe extern "C" fn attach(
+    path: *const c_char,
+    stop: *const c_char,
+    active: *const c_char,
+    duration_ms: u64,
+    native: c_int,
+) -> c_int {
+    if path.is_null() || stop.is_null() || active.is_null() {
+        return BAD_ARGUMENTS;
+    }
+    // SAFETY: the caller passes NUL-terminated strings.
+    let (path, stop, active) = unsafe {
+        (
+            CStr::from_ptr(path).to_bytes().to_vec(),
+            CStr::from_ptr(stop).to_bytes().to_vec(),
+            CStr::from_ptr(active).to_bytes().to_vec(),
+        )
+    };
+    let starting = match inprocess::claim() {
+        Ok(s) => s,
+        Err(_) => return ALREADY,
+    };
+    let req = Request {
+        path,
+        native: native != 0,
+        python_allocators: false,
+        follow_fork: false,
+        labels: Vec::new(),
+    };
+    if starting.open(&req).is_err() {
+        return NO_CAPTURE;
+    }
+    starting.run();
+    let deadline_ns = match duration_ms {
+        0 => 0,
+        ms => {
+            crate::sys::clock_ns(libc::CLOCK_MONOTONIC).saturating_add(ms.saturating_mul(1_000_000))
+        }
+    };
+    let control = Box::into_raw(Box::new(Control {
+        stop,
+        active,
+        deadline_ns,
+    }));
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: a plain thread start routine given its own boxed argument.
+    let r = unsafe {
+        libc::pthread_create(
+            &mut thread,
+            core::ptr::null(),
+            watch,
+            control.cast::<c_void>(),
+        )
+    };
+    if r != 0 {
+        // SAFETY: the thread did not start: the box is still ours.
+        drop(unsafe { Box::from_raw(control) });
+        end();
+        return NO_THREAD;
+    }
+    // SAFETY: a thread just created, never joined.
+    unsafe { libc::pthread_detach(thread) };
+    ATTACHED
+}
+
+/// Stops tracking, restores every patched slot and finishes the capture.
+fn end() {
+    if let Ok(stopping) = inprocess::stop_claim() {
+        stopping.unhook();
+        stopping.finish();
+    }
+}
+
+/// Whether the file `path` exists.
+fn exists(path: &[u8]) -> bool {
+    let mut c = path.to_vec();
+    c.push(0);
+    // SAFETY: a NUL-terminated path.
+    unsafe { libc::access(c.as_ptr().cast::<c_char>(), libc::F_OK) == 0 }
+}
+
+fn unlink(path: &[u8]) {
+    let mut c = path.to_vec();
+    c.push(0);
+    // SAFETY: a NUL-terminated path.
+    unsafe { libc::unlink(c.as_ptr().cast::<c_char>()) };
+}
+
+/// The control thread: polls ten times a second for the end.
+extern "C" fn watch(arg: *mut c_void) -> *mut c_void {
+    // SAFETY: `attach` handed over this box.
+    let control = unsafe { Box::from_raw(arg.cast::<Control>()) };
+    // Nothing this thread does is the program's: never recorded.
+    crate::tls::get().in_tracker = 1;
+    loop {
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        // SAFETY: a valid timespec; the remainder is not wanted.
+        unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
+        let late = control.deadline_ns != 0
+            && crate::sys::clock_ns(libc::CLOCK_MONOTONIC) >= control.deadline_ns;
+        if exists(&control.stop) || late || !crate::ACTIVE.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    end();
+    unlink(&control.stop);
+    unlink(&control.active);
+    core::ptr::null_mut()
+}
