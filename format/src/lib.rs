@@ -8,6 +8,7 @@ pub mod chunk;
 pub mod columns;
 pub mod exec;
 pub mod header;
+pub mod objects;
 pub mod record;
 pub mod stops;
 pub mod varint;

@@ -3,6 +3,7 @@
 
 pub mod heap;
 pub mod mappings;
+pub mod objects;
 pub mod replay;
 pub mod series;
 pub mod sets;
@@ -44,6 +45,8 @@ pub struct Analysis {
     pub replay: Replay,
     pub tables: Tables,
     pub threads: Vec<ThreadStats>,
+    /// What was live at exit by type (a Python run's capture with object-types records).
+    pub types: Option<objects::ExitTypes>,
     /// The largest event tick.
     pub last_tick: Option<u64>,
     /// Problems found while reading, in file then load order.
@@ -318,6 +321,17 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     if let Some(p) = &mut analyzer.progress {
         p(Step::Finished);
     }
+    let types = {
+        let exit = analyzer.replay.exit;
+        let (bytes, allocations) = match exit {
+            Some(e) => (e.bytes, e.allocations),
+            None => (
+                analyzer.replay.live_bytes(),
+                analyzer.replay.live_allocations(),
+            ),
+        };
+        objects::exit_types(&analyzer.replay, &analyzer.tables, bytes, allocations)
+    };
     if options.freeze {
         analyzer.replay.freeze();
     }
@@ -336,6 +350,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         replay: analyzer.replay,
         tables: analyzer.tables,
         threads: analyzer.threads,
+        types,
         last_tick: report.last_tick,
         warnings,
     }

@@ -35,6 +35,8 @@ pub struct Tables {
     pub frames: HashMap<u64, Frame>,
     pub strings: HashMap<u64, Box<[u8]>>,
     pub modules: Vec<Module>,
+    /// Object-types records: the Python objects live at the script's end, by type.
+    pub objects: Vec<memtrace_format::objects::ObjectTypes>,
     /// The frames reports show.
     pub frame_view: FrameView,
 }
@@ -64,6 +66,7 @@ impl Tables {
         }));
         self.strings.extend(t.strings);
         self.modules.extend(t.modules);
+        self.objects.extend(t.objects);
         t.thread_name
     }
 

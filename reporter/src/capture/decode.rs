@@ -42,6 +42,8 @@ pub struct ChunkTables {
     /// The last thread name record of the chunk.
     pub thread_name: Option<Box<[u8]>>,
     pub modules: Vec<Module>,
+    /// Object-types records (live Python objects by type, at the script's end).
+    pub objects: Vec<memtrace_format::objects::ObjectTypes>,
 }
 
 impl ChunkTables {
@@ -52,6 +54,7 @@ impl ChunkTables {
             && self.strings.is_empty()
             && self.thread_name.is_none()
             && self.modules.is_empty()
+            && self.objects.is_empty()
     }
 }
 
@@ -361,6 +364,16 @@ fn add_other_record(
             let mut pos = 0;
             if let (true, Some(bytes)) = (timed, memtrace_format::varint::get(payload, &mut pos)) {
                 events.push(Event::new(code::RESIDENT, tick, 0, bytes, 0));
+            }
+        }
+        Record::Extended {
+            kind: memtrace_format::objects::OBJECT_TYPES_KIND,
+            payload,
+            ..
+        } => {
+            // A damaged record is left out: its objects show as untyped.
+            if let Some(o) = memtrace_format::objects::decode(payload) {
+                tables.objects.push(o);
             }
         }
         Record::Extended { .. } => {}

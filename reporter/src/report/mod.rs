@@ -17,6 +17,7 @@ pub mod text;
 pub mod tree;
 pub mod tree_json;
 pub mod tree_text;
+pub mod types;
 pub mod view_tree;
 pub mod views;
 pub mod visible;

@@ -154,6 +154,8 @@ pub struct StatsReport {
     pub records_written: Option<u64>,
     /// The program exec'd another one, recorded in another capture; null otherwise.
     pub exec: Option<ExecRow>,
+    /// A Python run: objects live at exit by type (report::types); null otherwise.
+    pub types: Option<super::types::TypesReport>,
     pub warnings: Vec<String>,
 }
 
@@ -382,6 +384,7 @@ fn build_threads(
         records_written: analysis.index.trailer.as_ref().map(|t| t.records_written),
         exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
             .map(ExecRow::from),
+        types: super::types::report(analysis),
         warnings,
     }
 }

@@ -287,6 +287,10 @@ pub fn render(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     )?;
     writeln!(out)?;
     top_modules(out, &r.top_modules)?;
+    if let Some(t) = &r.types {
+        writeln!(out)?;
+        super::types::render(t, r.top_by_size.len().max(10), out)?;
+    }
 
     writeln!(out)?;
     writeln!(out, "Threads:")?;

@@ -13,6 +13,7 @@
 mod session;
 mod session_api;
 mod startup;
+mod types;
 
 use crate::hooks::pymem as allocators;
 use crate::pyrun::{ALLOCATORS, WANTED};
@@ -55,6 +56,10 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
         let was = t.in_tracker;
         t.in_tracker = 1;
         thread::record_marker(t, Marker::ExitSnapshot);
+        // What is live now, by type (the walk's own allocations are not recorded).
+        if let Some(session) = session_api::get() {
+            types::record_live_objects(api, session);
+        }
         tls::get().in_tracker = was;
     }
     // The capture ends with the script, before the interpreter's teardown, as memray's does.
