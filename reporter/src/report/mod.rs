@@ -1,5 +1,6 @@
 //! Reports built from an analysis.
 
+pub mod by_type;
 pub mod calltree;
 pub mod diff;
 pub mod human;
