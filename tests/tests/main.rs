@@ -26,6 +26,7 @@ mod threads;
 mod torture;
 mod tui;
 mod tui_keys;
+mod types;
 
 /// Cargo's automatic test discovery is off in every crate with one test binary, so a new file in
 /// one of their test folders would otherwise be silently left out of the suite.
