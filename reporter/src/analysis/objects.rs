@@ -36,8 +36,9 @@ pub struct ExitTypes {
     /// Per (row index, stack, thread): the blocks of that type allocated there. Untyped
     /// blocks are under row index `rows.len()`.
     pub by_site: HashMap<(usize, u64, u32), Sum>,
-    /// The type of each typed block live at exit, by the block's address.
-    pub block_types: HashMap<u64, usize>,
+    /// The type (row) of each typed block live at exit and the block's event index (its
+    /// allocation's position in the stream), by the block's address.
+    pub block_types: HashMap<u64, (usize, u64)>,
 }
 
 impl ExitTypes {
@@ -66,12 +67,12 @@ pub fn exit_types(
     let exit_index = replay.exit.map_or(u64::MAX, |e| e.event_index);
     // Blocks live at exit, by address (the capture ends with the script: what is live at its
     // end and was allocated before the exit marker is what was live at exit).
-    let mut blocks: Vec<(u64, u64, u64, u32)> = replay
-        .heap
-        .iter()
-        .filter(|(_, b)| b.index() <= exit_index)
-        .map(|(a, b)| (a, b.size, b.stack(), b.thread()))
-        .collect();
+    let mut blocks: Vec<(u64, u64, u64, u32)> = Vec::new();
+    let mut indices: HashMap<u64, u64> = HashMap::new();
+    for (a, b) in replay.heap.iter().filter(|(_, b)| b.index() <= exit_index) {
+        blocks.push((a, b.size, b.stack(), b.thread()));
+        indices.insert(a, b.index());
+    }
     blocks.sort_unstable_by_key(|b| b.0);
     let mut names: Vec<String> = Vec::new();
     let mut name_index: HashMap<&[u8], usize> = HashMap::new();
@@ -135,7 +136,11 @@ pub fn exit_types(
     let mut block_types = HashMap::with_capacity(typed.len());
     let mut is_typed = vec![false; blocks.len()];
     for (&i, &(t, _)) in &typed {
-        block_types.insert(blocks[i].0, renumber[t]);
+        let addr = blocks[i].0;
+        block_types.insert(
+            addr,
+            (renumber[t], indices.get(&addr).copied().unwrap_or(0)),
+        );
         is_typed[i] = true;
     }
     let untyped_row = rows.len();
