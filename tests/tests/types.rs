@@ -126,7 +126,7 @@ fn the_text_reports_show_the_types() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("Types live at exit (live at exit only"),
+        text.contains("Types live at exit (exit only: the objects live when the script finished"),
         "{text}"
     );
     let row = text

@@ -150,7 +150,7 @@ pub fn render_table(groups: &[TypeGroup], top: usize, out: &mut impl Write) -> i
         .iter()
         .flat_map(|g| g.lines.iter().map(move |l| (g, l)))
         .collect();
-    rows.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.bytes));
     writeln!(
         out,
         "{:>10} {:>12}  {:<32} LINE",

@@ -16,7 +16,7 @@ mod startup;
 mod types;
 
 use crate::hooks::pymem as allocators;
-use crate::pyrun::{ALLOCATORS, WANTED};
+use crate::pyrun::{ALLOCATORS, OBJECT_TYPES, WANTED};
 use crate::python::api::{self, Object};
 use crate::python::{INTERPRETER, TRACKING};
 use crate::{thread, tls, ACTIVE};
@@ -57,7 +57,9 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
         t.in_tracker = 1;
         thread::record_marker(t, Marker::ExitSnapshot);
         tls::get().in_tracker = was;
-        record_types(api);
+        if OBJECT_TYPES.load(Ordering::Relaxed) {
+            record_types(api);
+        }
     }
     // The capture ends with the script, before the interpreter's teardown, as memray's does.
     // Finishing it at exit instead takes long enough, after the interpreter is freed, for
