@@ -183,3 +183,49 @@ fn a_native_capture_and_bad_arguments_are_one_line_each() {
         );
     }
 }
+
+#[test]
+fn no_types_skips_the_walk_and_changes_no_figure() {
+    let (_, python) = claimed_pythons().pop().expect("a claimed Python");
+    let dir = scratch("types-off");
+    let script = write(&dir, "known.py", SCRIPT);
+    let script = script.to_str().expect("utf-8");
+    let capture = dir.join("off.bin");
+    let path = capture.to_str().expect("utf-8");
+    let python = python.to_str().expect("utf-8");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "--no-types",
+            "-o",
+            path,
+            "--python",
+            python,
+            script,
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    // The program's output is its own.
+    assert_eq!(out.stdout.split(|&b| b == b' ').count(), 2, "{out:?}");
+    let stats = json(&["stats", "--json", path], &dir);
+    assert_eq!(stats["types"], Value::Null);
+    // Without types the capture has every other record: the classes' blocks are there, at
+    // exit, on their lines.
+    let on = json(&["lines", "--json", path], &dir);
+    let file = &on["files"][0];
+    let line14 = file["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["line"] == 14)
+        .expect("line 14");
+    assert!(
+        line14["exit_allocations"].as_u64().expect("n") >= PAIRS,
+        "{line14}"
+    );
+    let out = memtrace(&["tree", "--by-type", path], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
