@@ -10,4 +10,5 @@ mod dependencies;
 mod failure_reasons;
 mod garbage;
 mod merge;
+mod object_types;
 mod stats;
