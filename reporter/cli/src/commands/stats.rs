@@ -34,7 +34,9 @@ peak), threads [{tid, name, allocations, bytes, peak_bytes, peak_allocations, to
 top_modules count), view_bytes, view_allocations, temporary_threshold, complete (a trailer, no
 write failure, every record it counts found), records_found and records_written (the trailer's
 count, or null), exec (the program this one exec'd: {command, program, argv, next_capture,
-next_capture_exists}, whose records are in next_capture; null when it did not exec), warnings.
+next_capture_exists}, whose records are in next_capture; null when it did not exec), types (a
+Python run: the objects live at exit by type, {exit [{type, objects, bytes}], peak (null: no
+types at the peak), covered}; null for a capture without types), warnings.
 --thread keeps one thread in the lists and threads; totals stay the whole run's. A location's stack is one of its stacks (top_by_size: the one with the most bytes,
 top_by_count: the most allocations), innermost frame first, each {function, file, line} (null
 where unknown). A module is the file of the innermost Python frame of a stack as a dotted name
