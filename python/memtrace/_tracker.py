@@ -34,7 +34,7 @@ class Tracker:
     (pymalloc) as memtrace run does; ``follow_fork``: children write ``path.<pid>`` too;
     ``object_types``: at ``stop``, walk the live objects and record their types, so that
     ``FileReader(path).leaked_records()`` gives each record's ``object_type`` (the walk takes
-    some 0.5 s per million live objects).
+    some 0.3 s per million live objects).
     One tracker at a time: starting a second one (nested or from another thread) raises
     ``RuntimeError``, as does a ``path`` that exists.
     """
