@@ -10,6 +10,7 @@ pub mod exec;
 pub mod failed;
 pub mod family;
 pub mod header;
+pub mod objects;
 pub mod record;
 pub mod settings;
 pub mod stops;

@@ -45,3 +45,39 @@ def top_lines(records: Iterable[AllocationRecord], n: int) -> list[Line]:
         line.n_allocations += r.n_allocations
     ranked = sorted(lines.values(), key=lambda l: (-l.size, -l.n_allocations, l.label))
     return ranked[:n]
+
+
+@dataclass
+class TypeLine:
+    """The objects of one type allocated on one source line."""
+
+    name: str
+    function: str
+    file: str
+    line: int
+    size: int = 0
+    n_objects: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.file:
+            return f"{self.function} at {self.file}:{self.line}"
+        return self.function
+
+
+def top_types(records: Iterable[AllocationRecord], n: int) -> list[TypeLine]:
+    """The ``n`` (type, line) pairs with the most bytes, of records whose ``object_type`` is
+    known (ties: more objects, then the type and line)."""
+    out: dict[tuple[str, str, str, int], TypeLine] = {}
+    for r in records:
+        name = r.object_type
+        if name is None:
+            continue
+        key = (name, *location(r))
+        t = out.get(key)
+        if t is None:
+            t = out[key] = TypeLine(*key)
+        t.size += r.size
+        t.n_objects += r.n_allocations
+    ranked = sorted(out.values(), key=lambda t: (-t.size, -t.n_objects, t.name, t.label))
+    return ranked[:n]

@@ -5,7 +5,9 @@ Each test runs under ``memtrace.Tracker``; its capture is read back with ``FileR
 - the peak memory of the biggest tests is listed at the end of the session;
 - ``@pytest.mark.limit_memory("24 MB")`` fails a test whose peak exceeds the limit, naming the
   top allocating lines;
-- ``@pytest.mark.limit_leaks("1 MB")`` fails a test that leaves more than that live at its end;
+- ``@pytest.mark.limit_leaks("1 MB")`` fails a test that leaves more than that live at its end,
+  naming the top leaking lines and the types of the objects it leaked, with their counts and
+  the lines that allocated them;
 - ``--memtrace-bin-dir DIR`` keeps each test's capture (``DIR/<test id>.bin``).
 
 Sizes: a number of bytes, or with a unit: B, KB, MB, GB (powers of 1024, as pytest-memray
@@ -25,7 +27,7 @@ from typing import Any, Generator
 import pytest
 
 from . import _native
-from ._locations import top_lines
+from ._locations import top_lines, top_types
 from ._native import FileReader
 from ._sizes import format_size, parse_size
 from ._tracker import Tracker, _tracker_module
@@ -130,7 +132,7 @@ class MemtracePlugin:
         leaks = _limit(item, "limit_leaks")
         path = self._capture_path(item.nodeid)
         # Children too (pool workers, subprocesses): limit_memory applies to the combined peak.
-        tracker = Tracker(path, follow_fork=True)
+        tracker = Tracker(path, follow_fork=True, object_types=leaks is not None)
         tracker.start()
         try:
             yield
@@ -162,14 +164,14 @@ class MemtracePlugin:
                 headline += f" (the combined peak of its processes: {shares})"
             result.failures.append(_message(headline, "allocating", reader.peak_records()))
         if leaks is not None and meta.leaked_bytes > leaks:
-            result.failures.append(
-                _message(
-                    f"Test was allowed to leak {format_size(leaks)} ({leaks} bytes) but leaked "
-                    f"{format_size(meta.leaked_bytes)} ({meta.leaked_bytes} bytes)",
-                    "leaking",
-                    reader.leaked_records(),
-                )
+            leaked = list(reader.leaked_records())
+            message = _message(
+                f"Test was allowed to leak {format_size(leaks)} ({leaks} bytes) but leaked "
+                f"{format_size(meta.leaked_bytes)} ({meta.leaked_bytes} bytes)",
+                "leaking",
+                leaked,
             )
+            result.failures.append(message + _types_message(leaked))
         if not self.keep:
             path.unlink(missing_ok=True)
             for child in path.parent.glob(glob.escape(path.name) + ".*"):
@@ -217,5 +219,20 @@ def _message(headline: str, verb: str, records: Any) -> str:
         lines.append(
             f"  {format_size(line.size):>11} ({line.size} bytes) in {line.n_allocations} "
             f"{allocations}: {line.label}"
+        )
+    return "\n".join(lines)
+
+
+def _types_message(records: list[Any]) -> str:
+    """The leaked objects' types: count, bytes and the line that allocated them."""
+    types = top_types(records, TOP_LINES)
+    if not types:
+        return ""
+    lines = ["", "Top leaked types:"]
+    for t in types:
+        objects = "object" if t.n_objects == 1 else "objects"
+        lines.append(
+            f"  {format_size(t.size):>11} ({t.size} bytes) in {t.n_objects} {objects} of "
+            f"{t.name}: {t.label}"
         )
     return "\n".join(lines)

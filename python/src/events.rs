@@ -15,8 +15,9 @@ const BATCH: usize = 16 << 10;
 /// Batches waiting for the iterator, at most.
 const QUEUED: usize = 4;
 
-/// An event and the index of its thread.
-pub type Item = (u32, Event);
+/// An event, the index of its thread and its position in the stream (1 for the first event, as
+/// the replay numbers them).
+pub type Item = (u32, Event, u64);
 
 /// Whether an event is an allocation or a free (not a marker nor a resident-size sample).
 pub fn is_record(c: u8) -> bool {
@@ -34,6 +35,8 @@ struct Sender {
     started: bool,
     /// The iterator is gone: nothing more to send.
     stopped: bool,
+    /// Events seen so far, the skipped ones included.
+    position: u64,
 }
 
 impl Sender {
@@ -60,6 +63,7 @@ impl Consumer for Sender {
             return;
         }
         for e in events {
+            self.position += 1;
             let c = e.code();
             if !self.started {
                 self.started =
@@ -67,7 +71,7 @@ impl Consumer for Sender {
                 continue;
             }
             if is_record(c) {
-                self.batch.push((thread as u32, *e));
+                self.batch.push((thread as u32, *e, self.position));
                 if self.batch.len() >= BATCH {
                     self.flush();
                 }
@@ -86,6 +90,7 @@ pub fn start(shared: Arc<Shared>, include_startup: bool) -> Receiver<Vec<Item>> 
             batch: Vec::with_capacity(BATCH),
             started: include_startup || !shared.has_script_start,
             stopped: false,
+            position: 0,
         };
         stream::run(
             shared.capture.bytes(),

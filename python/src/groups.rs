@@ -18,27 +18,41 @@ pub struct Group {
     pub stack: u64,
     pub thread: u32,
     pub allocator: u8,
+    /// The type of the objects in these blocks (a row of the capture's types live at exit),
+    /// for blocks live at exit whose object is known.
+    pub object_type: Option<usize>,
     pub sum: Sum,
 }
 
-type Key = (u64, u32, u8);
+/// (stack, thread, allocator, object type or NO_TYPE).
+type Key = (u64, u32, u8, usize);
+const NO_TYPE: usize = usize::MAX;
+
+/// The type (row, block's event index) of each typed block live at exit, by address.
+pub type BlockTypes = HashMap<u64, (usize, u64)>;
 
 /// The groups, largest first (ties: more allocations, then the lower stack, thread, allocator).
 fn sorted(groups: HashMap<Key, Sum>) -> Vec<Group> {
     let mut out: Vec<Group> = groups
         .into_iter()
         .filter(|(_, s)| s.count > 0 || s.bytes > 0)
-        .map(|((stack, thread, allocator), sum)| Group {
+        .map(|((stack, thread, allocator, t), sum)| Group {
             stack,
             thread,
             allocator,
+            object_type: (t != NO_TYPE).then_some(t),
             sum,
         })
         .collect();
     out.sort_unstable_by(|a, b| {
         (b.sum.bytes, b.sum.count)
             .cmp(&(a.sum.bytes, a.sum.count))
-            .then((a.stack, a.thread, a.allocator).cmp(&(b.stack, b.thread, b.allocator)))
+            .then((a.stack, a.thread, a.allocator, a.object_type).cmp(&(
+                b.stack,
+                b.thread,
+                b.allocator,
+                b.object_type,
+            )))
     });
     out
 }
@@ -49,7 +63,10 @@ fn is_heap_alloc(c: u8) -> bool {
 
 /// Replays the stream up to event `target` (the capture's end when None) and groups what is
 /// live there.
-struct LiveAt {
+struct LiveAt<'t> {
+    /// With the types of the blocks live at exit: the blocks' types (when `target` is the
+    /// exit, or the end of a capture without one).
+    types: Option<&'t BlockTypes>,
     replay: Replay,
     /// The allocator of each heap block by address (the replay's blocks do not keep it).
     allocators: HashMap<u64, u8>,
@@ -57,7 +74,7 @@ struct LiveAt {
     result: Option<HashMap<Key, Sum>>,
 }
 
-impl LiveAt {
+impl LiveAt<'_> {
     fn take(&mut self) {
         let mut groups: HashMap<Key, Sum> = HashMap::new();
         for (addr, b) in self.replay.heap.iter() {
@@ -66,14 +83,19 @@ impl LiveAt {
                 .get(&addr)
                 .copied()
                 .unwrap_or(Allocator::Malloc as u8);
+            let t = self
+                .types
+                .and_then(|types| types.get(&addr))
+                .filter(|&&(_, index)| index == b.index())
+                .map_or(NO_TYPE, |&(t, _)| t);
             groups
-                .entry((b.stack(), b.thread(), allocator))
+                .entry((b.stack(), b.thread(), allocator, t))
                 .or_default()
                 .add(b.size);
         }
         for (_, m) in self.replay.maps.iter() {
             groups
-                .entry((m.stack, m.thread, Allocator::Mmap as u8))
+                .entry((m.stack, m.thread, Allocator::Mmap as u8, NO_TYPE))
                 .or_default()
                 .add(m.len);
         }
@@ -92,7 +114,7 @@ impl LiveAt {
     }
 }
 
-impl Consumer for LiveAt {
+impl Consumer for LiveAt<'_> {
     type Summary = ();
 
     fn summarize(_: &DecodedChunk) {}
@@ -118,16 +140,19 @@ impl Consumer for LiveAt {
     }
 }
 
-/// What was live after event `target` (1 for the first event; at the end when None), grouped.
+/// What was live after event `target` (1 for the first event; at the end when None), grouped;
+/// with `types`, by the type of their objects too.
 pub fn live_at(
     file: &[u8],
     index: &Index,
     include_startup: bool,
     target: Option<u64>,
+    types: Option<&BlockTypes>,
 ) -> Vec<Group> {
     let mut replay = Replay::default();
     replay.include_startup = include_startup;
     let mut live = LiveAt {
+        types,
         replay,
         allocators: HashMap::new(),
         target,
@@ -189,7 +214,10 @@ impl Consumer for Temporaries {
             let after = self.count_of(stack, owner);
             run = i + 1;
             if after.count > before.count {
-                let g = self.groups.entry((stack, owner, allocator)).or_default();
+                let g = self
+                    .groups
+                    .entry((stack, owner, allocator, NO_TYPE))
+                    .or_default();
                 g.count += after.count - before.count;
                 g.bytes += after.bytes.saturating_sub(before.bytes);
             }

@@ -58,17 +58,25 @@ impl FileReader {
                 &s.index,
                 s.include_startup,
                 Some(s.peak_index),
+                None,
             )
         });
         group_records(s, groups)
     }
 
     /// The allocations live at exit (the exit snapshot; the end of the capture without one),
-    /// grouped by stack, thread and allocator, largest first.
+    /// grouped by stack, thread, allocator and the type of their objects (`object_type`, where
+    /// the capture has types), largest first.
     fn leaked_records(&self, py: Python<'_>) -> Records {
         let s = &self.shared;
         let groups = py.detach(|| {
-            groups::live_at(s.capture.bytes(), &s.index, s.include_startup, s.exit_index)
+            groups::live_at(
+                s.capture.bytes(),
+                &s.index,
+                s.include_startup,
+                s.exit_index,
+                s.block_types.as_ref(),
+            )
         });
         group_records(s, groups)
     }
@@ -125,6 +133,7 @@ impl Records {
             stack_id: g.stack,
             time: None,
             thread: g.thread,
+            object_type: g.object_type,
         })
     }
 
@@ -153,7 +162,7 @@ impl Events {
 
     fn __next__(&self, py: Python<'_>) -> Option<AllocationRecord> {
         let mut state = self.state.lock().ok()?;
-        let (thread, e) = match state.batch.next() {
+        let (thread, e, position) = match state.batch.next() {
             Some(item) => item,
             None => {
                 let rx = &mut state.rx;
@@ -174,6 +183,12 @@ impl Events {
             stack_id: e.stack(),
             time: Some(self.shared.clock.seconds(e.tick).max(0.0)),
             thread,
+            // The block this allocation made, if it was live at exit with a known object in it.
+            object_type: (!free)
+                .then(|| self.shared.block_types.as_ref()?.get(&e.addr))
+                .flatten()
+                .filter(|&&(_, index)| index == position)
+                .map(|&(t, _)| t),
         })
     }
 }

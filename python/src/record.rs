@@ -55,6 +55,8 @@ pub struct AllocationRecord {
     #[pyo3(get)]
     pub time: Option<f64>,
     pub thread: u32,
+    /// The type of the objects in the block(s) (a row of the capture's types live at exit).
+    pub object_type: Option<usize>,
 }
 
 impl AllocationRecord {
@@ -81,6 +83,15 @@ impl AllocationRecord {
             .threads
             .get(self.thread as usize)
             .and_then(|t| t.name.clone())
+    }
+
+    /// The type of the Python object in the block (`"dict"`, `"__main__.Point"`), where known:
+    /// for blocks live at exit of a capture with types (a `memtrace run` of a script, a
+    /// `Tracker(object_types=True)`), in `leaked_records()` and `all_records()`; else None.
+    #[getter]
+    fn object_type(&self) -> Option<String> {
+        self.object_type
+            .and_then(|t| self.shared.type_names.get(t).cloned())
     }
 
     /// The Python frames, innermost first, as (function, file, line).

@@ -82,6 +82,10 @@ pub struct Shared {
     pub peak_index: u64,
     /// The event index of the exit snapshot, if the capture has one.
     pub exit_index: Option<u64>,
+    /// The names of the types of the objects live at exit (rows of analysis::objects).
+    pub type_names: Vec<String>,
+    /// The type of each typed block live at exit, by address (None: no types in the capture).
+    pub block_types: Option<crate::groups::BlockTypes>,
     resolver: Mutex<Resolver>,
 }
 
@@ -139,6 +143,12 @@ impl Shared {
                 name: t.name.clone(),
             })
             .collect();
+        let types = analysis.types.take();
+        let type_names = types
+            .as_ref()
+            .map(|t| t.rows.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default();
+        let block_types = types.map(|t| t.block_types);
         let tables = std::mem::take(&mut analysis.tables);
         let map = ModuleMap::new(tables.modules.clone(), &header.exe);
         Ok(Shared {
@@ -150,6 +160,8 @@ impl Shared {
             has_script_start: analysis.replay.script_start.is_some(),
             peak_index: peak.event_index,
             exit_index: analysis.replay.exit.map(|e| e.event_index),
+            type_names,
+            block_types,
             resolver: Mutex::new(Resolver::new(tables, Symbolizer::new(map))),
             capture,
         })

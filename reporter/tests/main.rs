@@ -11,4 +11,5 @@ mod failure_reasons;
 mod follow;
 mod garbage;
 mod merge;
+mod object_types;
 mod stats;

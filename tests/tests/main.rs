@@ -33,6 +33,7 @@ mod threads;
 mod torture;
 mod tui;
 mod tui_keys;
+mod types;
 mod unknown;
 
 /// Cargo's automatic test discovery is off in every crate with one test binary, so a new file in

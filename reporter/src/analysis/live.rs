@@ -62,6 +62,7 @@ impl Live {
             last_tick: None,
             warnings: Vec::new(),
             buckets: None,
+            types: None,
         };
         Ok(Live {
             follower,

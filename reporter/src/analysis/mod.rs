@@ -5,6 +5,7 @@ pub mod buckets;
 pub mod heap;
 pub mod live;
 pub mod mappings;
+pub mod objects;
 pub mod replay;
 pub mod series;
 pub mod sets;
@@ -46,6 +47,8 @@ pub struct Analysis {
     pub replay: Replay,
     pub tables: Tables,
     pub threads: Vec<ThreadStats>,
+    /// What was live at exit by type (a Python run's capture with object-types records).
+    pub types: Option<objects::ExitTypes>,
     /// The largest event tick.
     pub last_tick: Option<u64>,
     /// What was live at each time bucket's high-water mark, when asked for
@@ -362,6 +365,17 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         p(Step::Finished);
     }
     let buckets = analyzer.replay.buckets.take().map(buckets::Buckets::finish);
+    let types = {
+        let exit = analyzer.replay.exit;
+        let (bytes, allocations) = match exit {
+            Some(e) => (e.bytes, e.allocations),
+            None => (
+                analyzer.replay.live_bytes(),
+                analyzer.replay.live_allocations(),
+            ),
+        };
+        objects::exit_types(&analyzer.replay, &analyzer.tables, bytes, allocations)
+    };
     if options.freeze {
         analyzer.replay.freeze();
     }
@@ -380,6 +394,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         replay: analyzer.replay,
         tables: analyzer.tables,
         threads: analyzer.threads,
+        types,
         last_tick: report.last_tick,
         buckets,
         warnings,

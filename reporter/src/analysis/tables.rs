@@ -37,6 +37,8 @@ pub struct Tables {
     pub modules: Vec<Module>,
     /// Allocations the allocator refused (tick, request), in load order.
     pub failed: Vec<(u64, memtrace_format::failed::Failed)>,
+    /// Object-types records: the Python objects live at the script's end, by type.
+    pub objects: Vec<memtrace_format::objects::ObjectTypes>,
     /// The frames reports show.
     pub frame_view: FrameView,
 }
@@ -67,6 +69,7 @@ impl Tables {
         self.strings.extend(t.strings);
         self.modules.extend(t.modules);
         self.failed.extend(t.failed);
+        self.objects.extend(t.objects);
         t.thread_name
     }
 

@@ -44,6 +44,8 @@ pub struct ChunkTables {
     pub modules: Vec<Module>,
     /// Allocations the allocator refused: (tick, request).
     pub failed: Vec<(u64, memtrace_format::failed::Failed)>,
+    /// Object-types records (live Python objects by type, at the script's end).
+    pub objects: Vec<memtrace_format::objects::ObjectTypes>,
 }
 
 impl ChunkTables {
@@ -55,6 +57,7 @@ impl ChunkTables {
             && self.thread_name.is_none()
             && self.modules.is_empty()
             && self.failed.is_empty()
+            && self.objects.is_empty()
     }
 }
 
@@ -376,6 +379,16 @@ fn add_other_record(
         } => {
             if let Some(f) = memtrace_format::failed::decode(payload) {
                 tables.failed.push((tick, f));
+            }
+        }
+        Record::Extended {
+            kind: memtrace_format::objects::OBJECT_TYPES_KIND,
+            payload,
+            ..
+        } => {
+            // A damaged record is left out: its objects show as untyped.
+            if let Some(o) = memtrace_format::objects::decode(payload) {
+                tables.objects.push(o);
             }
         }
         Record::Extended { .. } => {}

@@ -1,5 +1,6 @@
 //! Reports built from an analysis.
 
+pub mod by_type;
 pub mod calltree;
 pub mod diff;
 pub mod human;
@@ -20,6 +21,7 @@ pub mod text_modes;
 pub mod tree;
 pub mod tree_json;
 pub mod tree_text;
+pub mod types;
 pub mod view_tree;
 pub mod views;
 pub mod visible;

@@ -168,6 +168,8 @@ pub struct StatsReport {
     /// Allocations the allocator refused (a `MemoryError` under `ulimit -v`), the last ones
     /// last (at most 10).
     pub failed_requests: Vec<FailedRow>,
+    /// A Python run: objects live at exit by type (report::types); null otherwise.
+    pub types: Option<super::types::TypesReport>,
     pub warnings: Vec<String>,
 }
 
@@ -429,6 +431,7 @@ fn build_threads(
         records_written: analysis.index.trailer.as_ref().map(|t| t.records_written),
         exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
             .map(ExecRow::from),
+        types: super::types::report(analysis),
         warnings,
     }
 }

@@ -379,6 +379,10 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
         writeln!(out)?;
         writeln!(out, "{UNKNOWN_NOTE}")?;
     }
+    if let Some(t) = &r.types {
+        writeln!(out)?;
+        super::types::render(t, r.top_by_size.len().max(10), out)?;
+    }
 
     writeln!(out)?;
     paint(out, BOLD, "Threads:")?;

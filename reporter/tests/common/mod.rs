@@ -128,6 +128,21 @@ impl Chunk {
         self.done(end, None)
     }
 
+    /// An object-types record (extended kind 40): objects of type `name` at `addrs` (ascending).
+    pub fn object_types(&mut self, tick: u64, name: &str, addrs: &[u64]) -> &mut Chunk {
+        let mut payload = vec![0u8; memtrace_format::objects::MAX_PAYLOAD];
+        let n = memtrace_format::objects::encode(&mut payload, name.as_bytes(), addrs);
+        let pos = self.room(Encoder::table_record_len(n));
+        let end = self.enc.extended(
+            &mut self.buf,
+            pos,
+            tick,
+            memtrace_format::objects::OBJECT_TYPES_KIND,
+            &payload[..n],
+        );
+        self.done(end, None)
+    }
+
     pub fn thread_name(&mut self, name: &str) -> &mut Chunk {
         let pos = self.room(Encoder::table_record_len(name.len()));
         let end = self.enc.thread_name(&mut self.buf, pos, name.as_bytes());

@@ -6,7 +6,8 @@
 //! - MEMTRACE_PARENT_CAPTURE: set for descendants (with --follow-fork): the root capture's path.
 //! - MEMTRACE_STATUS: a file where the tracker writes why it could not record.
 //! - MEMTRACE_PYTHON=1: the program is the Python interpreter of a script run; with
-//!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped.
+//!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped; with
+//!   MEMTRACE_OBJECT_TYPES=0 the types of the objects live at the script's end are not recorded.
 //! - MEMTRACE_NATIVE=1: record the whole native stack of every allocation (--native).
 //! - MEMTRACE_PYTHON_HOOK: the start-up hook's directory, for an exec'd image that is CPython.
 //! - MEMTRACE_EXEC=N, MEMTRACE_EXEC_BASE: set by the exec hook (exec.rs) for the image a tracked
@@ -30,6 +31,9 @@ pub struct Config {
     /// The Python run's interpreter: track Python stacks (and the PyMem allocators).
     pub python: bool,
     pub python_allocators: bool,
+    /// A Python run: record the types of the objects live when the script finishes (off with
+    /// MEMTRACE_OBJECT_TYPES=0, `memtrace run --no-types`).
+    pub object_types: bool,
     /// Record whole native stacks (--native).
     pub native: bool,
     /// How many execs of this process came before this image (0: the first image).
@@ -73,7 +77,7 @@ impl Shared {
 }
 
 /// The variables the tracker reads (removed for the program's children unless followed).
-pub const VARIABLES: [&CStr; 14] = [
+pub const VARIABLES: [&CStr; 15] = [
     c"MEMTRACE_OUTPUT",
     c"MEMTRACE_FORCE",
     c"MEMTRACE_FOLLOW_FORK",
@@ -81,6 +85,7 @@ pub const VARIABLES: [&CStr; 14] = [
     c"MEMTRACE_STATUS",
     c"MEMTRACE_PYTHON",
     c"MEMTRACE_PYTHON_ALLOCATORS",
+    c"MEMTRACE_OBJECT_TYPES",
     c"MEMTRACE_NATIVE",
     c"MEMTRACE_PYTHON_HOOK",
     c"MEMTRACE_EXEC",
@@ -137,6 +142,7 @@ impl Config {
         let status = var(c"MEMTRACE_STATUS");
         let python = var(c"MEMTRACE_PYTHON").is_some_and(|v| v == b"1");
         let python_allocators = var(c"MEMTRACE_PYTHON_ALLOCATORS").is_none_or(|v| v != b"0");
+        let object_types = var(c"MEMTRACE_OBJECT_TYPES").is_none_or(|v| v != b"0");
         let native = var(c"MEMTRACE_NATIVE").is_some_and(|v| v == b"1");
         let python_hook = var(c"MEMTRACE_PYTHON_HOOK");
         let shared = Shared::from_env();
@@ -151,6 +157,7 @@ impl Config {
                 descendant: false,
                 python: false,
                 python_allocators,
+                object_types,
                 native,
                 exec: exec.0,
                 exec_base: exec.1,
@@ -172,6 +179,7 @@ impl Config {
                 descendant: true,
                 python,
                 python_allocators,
+                object_types,
                 native,
                 exec: 0,
                 python_hook,
@@ -192,6 +200,7 @@ impl Config {
             descendant: false,
             python,
             python_allocators,
+            object_types,
             native,
             exec: 0,
             python_hook,

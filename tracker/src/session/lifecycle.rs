@@ -46,6 +46,7 @@ extern "C" fn memtrace_init() {
         crate::exec::configure(&cfg, &tracker);
         crate::family::resolve();
         crate::pyrun::configure(cfg.python, cfg.python_allocators);
+        crate::pyrun::set_object_types(cfg.object_types);
         thread::set_python_run(cfg.python && cfg.python_allocators);
         crate::unwind::configure(cfg.native);
         thread::init_key();
@@ -432,6 +433,7 @@ pub(crate) extern "C" fn fork_child() {
             descendant: true,
             python: cfg.python,
             python_allocators: cfg.python_allocators,
+            object_types: cfg.object_types,
             native: cfg.native,
             exec: 0,
             exec_base: child_path(&cfg.root, pid),

@@ -20,6 +20,15 @@ pub(crate) static WANTED: AtomicBool = AtomicBool::new(false);
 /// Trace the PyMem allocators (off with --no-python-allocators).
 pub(crate) static ALLOCATORS: AtomicBool = AtomicBool::new(true);
 
+/// Record the types of the objects live when a Python run's script finishes (off with
+/// `memtrace run --no-types`).
+pub(crate) static OBJECT_TYPES: AtomicBool = AtomicBool::new(true);
+
+/// Whether the script's end records the types of the live objects.
+pub fn set_object_types(on: bool) {
+    OBJECT_TYPES.store(on, Ordering::Relaxed);
+}
+
 /// Called at start-up with what the environment asked for.
 pub fn configure(wanted: bool, allocators: bool) {
     WANTED.store(wanted, Ordering::Relaxed);

@@ -43,7 +43,9 @@ next_capture_exists}, whose records are in next_capture; null when it did not ex
 sample_bytes (run --sample-bytes N: N, else 0; bytes are then estimates),
 peak_standard_error_bytes (sampled: a bound of the peak's standard error), labels [[key, value]],
 memory_limit (the cgroup v2 memory.max the program ran under, or null), failed_requests
-[{bytes, allocator, time_s, stack}] (requests the allocator refused), warnings.
+[{bytes, allocator, time_s, stack}] (requests the allocator refused), types (a Python run: the
+objects live at exit by type, {exit [{type, objects, bytes}], peak (null: no types at the
+peak), covered}; null for a capture without types), warnings.
 A capture with children (memtrace run --follow-fork; without --pid) adds processes [{pid,
 parent_pid, command, peak_bytes, total_bytes, leaked_bytes, start_s, tracked, complete,
 captures}], combined_peak_bytes and combined_peak_time_s (the highest sum of the processes'

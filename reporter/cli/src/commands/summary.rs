@@ -4,6 +4,7 @@
 use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
+use memtrace_reporter::report::by_type;
 use memtrace_reporter::report::human::{count, size};
 use memtrace_reporter::report::locations::{UNKNOWN, UNKNOWN_NOTE};
 use memtrace_reporter::report::paint::{self, paint, Styled, BOLD};
@@ -27,10 +28,14 @@ Examples:
   memtrace summary --temporary -s allocations out.bin
   memtrace summary --threads out.bin          functions per thread
   memtrace summary --json out.bin | jq '.rows[0]'
+  memtrace summary --by-type out.bin          a Python run: (type, line) rows of what is
+                                              live at exit
 
 JSON keys: capture, view, title, bytes, allocations, functions (rows in all), rows
 [{location, function, file, thread, own_bytes, own_allocations, total_bytes,
-total_allocations}] (thread: with --threads, else null).")]
+total_allocations}] (thread: with --threads, else null). With --by-type: capture, view (leaks),
+title, types [{type, objects, bytes, allocations, lines [{location, function, file, line,
+bytes, allocations}]}].")]
 pub struct SummaryArgs {
     /// The capture file written by `memtrace run`
     #[arg(value_name = "FILE")]
@@ -52,6 +57,10 @@ pub struct SummaryArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
+    /// A Python run: rows of (object type, line that allocated it) for what is live at exit
+    /// (types are known at exit only)
+    #[arg(long, conflicts_with_all = ["temporary", "threads", "thread"])]
+    pub by_type: bool,
 }
 
 /// What rows are sorted by (largest first): the library's [`SortBy`] as an option.
@@ -160,6 +169,9 @@ fn render(
 
 /// Runs `memtrace summary`.
 pub fn execute(args: SummaryArgs) -> Result<(), String> {
+    if args.by_type {
+        return by_type(&args);
+    }
     let opts = args.view.options(views::View::Peak);
     // A family: its processes' trees under one root (each process a top-level frame).
     // (A family's files are shown relative to the current directory: it has no one script.)
@@ -214,6 +226,38 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
             )
         };
         render(&title, root.bytes, shown, rows.len(), &paths, &mut out)
+    };
+    view_args::written(r.and_then(|()| out.flush()))
+}
+
+#[derive(Serialize)]
+struct JsonByType<'a> {
+    capture: String,
+    view: views::View,
+    title: String,
+    types: &'a [by_type::TypeGroup],
+}
+
+/// `summary --by-type`: rows of (type, line) live at exit, the most bytes first.
+fn by_type(args: &SummaryArgs) -> Result<(), String> {
+    let opts = args.view.options(views::View::Leaks);
+    let (capture, analysis) = view_args::load(&args.file, &opts)?;
+    view_args::warn(&analysis.warnings);
+    let groups = by_type::groups(&capture, &analysis)?;
+    let title = by_type::title(&groups);
+    let mut out = view_args::stdout(args.json);
+    let r = if args.json {
+        let j = JsonByType {
+            capture: capture.path().display().to_string(),
+            view: views::View::Leaks,
+            title,
+            types: &groups,
+        };
+        serde_json::to_writer(&mut out, &j)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        writeln!(out, "{title}").and_then(|()| by_type::render_table(&groups, args.top, &mut out))
     };
     view_args::written(r.and_then(|()| out.flush()))
 }

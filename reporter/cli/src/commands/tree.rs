@@ -5,9 +5,9 @@ use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::report::paths::{self, Paths};
-use memtrace_reporter::report::tree_json;
 use memtrace_reporter::report::tree_text::{self, Limits};
 use memtrace_reporter::report::views;
+use memtrace_reporter::report::{by_type, tree_json};
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
@@ -27,11 +27,15 @@ Examples:
   memtrace tree --temporary --temporary-threshold 4 --text out.bin
   memtrace tree --threads --text out.bin     one top-level node per thread
   memtrace tree --thread MainThread --json out.bin | jq .tree.bytes
+  memtrace tree --by-type out.bin            a Python run: what is live at exit by type,
+                                             each type with the lines that allocated it
 
 JSON keys: capture, view, title, bytes, allocations, tree. A node: location, function, file,
 line, bytes, share (percent of the root), allocations, own_bytes, own_allocations, threads
 (TIDs), children, more ({nodes, bytes, allocations} left out, or null). Without --depth or
---biggest the JSON tree is whole.")]
+--biggest the JSON tree is whole. With --by-type: capture, view (leaks), title, types
+[{type, objects, bytes, allocations, lines [{location, function, file, line, bytes,
+allocations}]}].")]
 pub struct TreeArgs {
     /// The capture file written by `memtrace run`
     #[arg(value_name = "FILE")]
@@ -59,6 +63,10 @@ pub struct TreeArgs {
     /// Characters per line of text
     #[arg(long, value_name = "N", default_value_t = 140, value_parser = clap::value_parser!(u64).range(40..=100_000))]
     pub width: u64,
+    /// A Python run: what is live at exit by object type, each type with the lines that
+    /// allocated its objects (types are known at exit only)
+    #[arg(long, conflicts_with_all = ["temporary", "threads", "thread"])]
+    pub by_type: bool,
 }
 
 #[derive(Serialize)]
@@ -143,6 +151,9 @@ fn family_tree(
 
 /// Runs `memtrace tree`.
 pub fn execute(args: TreeArgs) -> Result<(), String> {
+    if args.by_type {
+        return by_type(&args);
+    }
     let opts = args.view.options(views::View::Peak);
     if let Some(family) = args.view.family_tree(&args.file, &opts)? {
         return family_tree(&args, &opts, family);
@@ -211,4 +222,42 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
             .and_then(|()| tree_text::render_styled(&tree, limits, &paths, &mut out))
             .and_then(|()| out.flush()),
     )
+}
+
+#[derive(Serialize)]
+struct JsonByType<'a> {
+    capture: String,
+    view: views::View,
+    title: String,
+    types: &'a [by_type::TypeGroup],
+}
+
+/// `tree --by-type`: each type live at exit, then the lines that allocated it.
+fn by_type(args: &TreeArgs) -> Result<(), String> {
+    let opts = args.view.options(views::View::Leaks);
+    let (capture, analysis) = view_args::load(&args.file, &opts)?;
+    view_args::warn(&analysis.warnings);
+    let groups = by_type::groups(&capture, &analysis)?;
+    let title = by_type::title(&groups);
+    let mut out = view_args::stdout(args.json);
+    let r = if args.json {
+        let j = JsonByType {
+            capture: capture.path().display().to_string(),
+            view: views::View::Leaks,
+            title,
+            types: &groups,
+        };
+        serde_json::to_writer(&mut out, &j)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        writeln!(out, "{title}").and_then(|()| {
+            by_type::render_tree(
+                &groups,
+                args.biggest.unwrap_or(Limits::default().biggest),
+                &mut out,
+            )
+        })
+    };
+    view_args::written(r.and_then(|()| out.flush()))
 }

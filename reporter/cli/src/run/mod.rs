@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Python runs: record system allocations only (pymalloc's arenas then show as mmaps)
     #[arg(long = "no-python-allocators")]
     pub no_python_allocators: bool,
+    /// Python runs: do not record the types of the objects live when the script finishes
+    /// (the walk of the live objects at exit; the types tables and by-type views need it)
+    #[arg(long = "no-types")]
+    pub no_types: bool,
     /// Record the whole native call stack of every allocation (not only its call site)
     #[arg(long = "native")]
     pub native: bool,
@@ -185,6 +189,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         };
         if args.no_python_allocators {
             cmd.env("MEMTRACE_PYTHON_ALLOCATORS", "0");
+        }
+        if args.no_types {
+            cmd.env("MEMTRACE_OBJECT_TYPES", "0");
         }
     } else {
         cmd.env_remove(PYTHON_ENV);

@@ -73,6 +73,9 @@ pub fn configure(cfg: &Config, tracker: &[u8]) {
     if !cfg.python_allocators {
         set("MEMTRACE_PYTHON_ALLOCATORS", b"0");
     }
+    if !cfg.object_types {
+        set("MEMTRACE_OBJECT_TYPES", b"0");
+    }
     if cfg.native {
         set("MEMTRACE_NATIVE", b"1");
     }

@@ -86,6 +86,8 @@ impl Starting {
             descendant: false,
             python: true,
             python_allocators: req.python_allocators,
+            // In-process, types are asked for per stop (record_object_types).
+            object_types: false,
             native: req.native,
             exec: 0,
             exec_base: req.path.clone(),

@@ -13,9 +13,10 @@
 mod session;
 mod session_api;
 mod startup;
+mod types;
 
 use crate::hooks::pymem as allocators;
-use crate::pyrun::{ALLOCATORS, WANTED};
+use crate::pyrun::{ALLOCATORS, OBJECT_TYPES, WANTED};
 use crate::python::api::{self, Object};
 use crate::python::{INTERPRETER, TRACKING};
 use crate::{thread, tls, ACTIVE};
@@ -56,12 +57,40 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
         t.in_tracker = 1;
         thread::record_marker(t, Marker::ExitSnapshot);
         tls::get().in_tracker = was;
+        if OBJECT_TYPES.load(Ordering::Relaxed) {
+            record_types(api);
+        }
     }
     // The capture ends with the script, before the interpreter's teardown, as memray's does.
     // Finishing it at exit instead takes long enough, after the interpreter is freed, for
     // daemon threads of 3.10 to wake on its freed state and crash the process; and the thread
     // states of daemon threads are freed while those threads live on.
     crate::lifecycle::finish_now();
+    none(api)
+}
+
+/// Walks the live objects and records their types (types.rs), with the re-entrancy flag set:
+/// the walk's own allocations are not recorded.
+fn record_types(api: &api::Api) {
+    let Some(session) = session_api::get() else {
+        return;
+    };
+    let t = tls::get();
+    let was = t.in_tracker;
+    t.in_tracker = 1;
+    types::record_live_objects(api, session);
+    tls::get().in_tracker = was;
+}
+
+/// `_memtrace_tracker.record_object_types()`: in-process tracking (`Tracker(object_types=True)`,
+/// the pytest plugin's `limit_leaks`): records the types of the objects live now, before `stop`.
+unsafe extern "C" fn record_object_types(_module: *mut Object, _: *mut Object) -> *mut Object {
+    let Some(api) = api::get() else {
+        return core::ptr::null_mut();
+    };
+    if TRACKING.load(Ordering::Relaxed) && ACTIVE.load(Ordering::Acquire) {
+        record_types(api);
+    }
     none(api)
 }
 
@@ -169,7 +198,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 6]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 7]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -188,6 +217,13 @@ static METHODS: Static<[MethodDef; 6]> = Static(UnsafeCell::new([
         meth: script_finished as *const c_void,
         flags: METH_NOARGS,
         doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"record_object_types".as_ptr(),
+        meth: record_object_types as *const c_void,
+        flags: METH_NOARGS,
+        doc: c"record_object_types(): record the types of the objects live now (before stop)"
+            .as_ptr(),
     },
     MethodDef {
         name: c"thread_started".as_ptr(),

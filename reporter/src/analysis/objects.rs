@@ -1,0 +1,165 @@
+//! The types of the blocks live at exit: a Python run's capture lists the objects live when the
+//! script finished, by type (object-types records, memtrace_format::objects); each object lies
+//! inside the block it was allocated in, a few words in (the collector's links, and from
+//! 3.11/3.12 the managed dict and weak-reference pointers, come before it). So a block live at
+//! exit takes the type of the first object whose address falls in `[address, address + size)`.
+//! Blocks with no object in them (a list's item array, a dict's keys, buffers) are counted
+//! apart, as "no object", not guessed.
+//!
+//! Only the exit is covered: the tracker records no types at the peak.
+
+use super::replay::Replay;
+use super::tables::Tables;
+use super::totals::Sum;
+use hashbrown::HashMap;
+
+/// The name shown for blocks live at exit with no object in them.
+pub const NO_OBJECT: &str = "<no object>";
+
+/// One type's objects live at exit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeRow {
+    pub name: String,
+    /// Objects of the type found in blocks live at exit.
+    pub objects: u64,
+    /// The blocks holding them, and their bytes.
+    pub blocks: Sum,
+}
+
+/// What was live at exit, by type.
+#[derive(Clone, Debug, Default)]
+pub struct ExitTypes {
+    /// Types, most bytes first (then by name).
+    pub rows: Vec<TypeRow>,
+    /// Blocks live at exit with no object in them, and their bytes (mappings included).
+    pub untyped: Sum,
+    /// Per (row index, stack, thread): the blocks of that type allocated there. Untyped
+    /// blocks are under row index `rows.len()`.
+    pub by_site: HashMap<(usize, u64, u32), Sum>,
+    /// The type (row) of each typed block live at exit and the block's event index (its
+    /// allocation's position in the stream), by the block's address.
+    pub block_types: HashMap<u64, (usize, u64)>,
+}
+
+impl ExitTypes {
+    /// The row index of a type name (`NO_OBJECT` gives `rows.len()`).
+    pub fn row_of(&self, name: &str) -> Option<usize> {
+        if name == NO_OBJECT {
+            return Some(self.rows.len());
+        }
+        self.rows.iter().position(|r| r.name == name)
+    }
+}
+
+/// The types of the blocks live at exit; None when the capture has no object-types records
+/// (not a Python run, a tracker without them, or a run that did not reach the script's end).
+/// `exit_bytes`/`exit_allocations`: the totals live at exit, of which what has no type is
+/// the rest. Must run before the replay is frozen (it reads the live heap).
+pub fn exit_types(
+    replay: &Replay,
+    tables: &Tables,
+    exit_bytes: u64,
+    exit_allocations: u64,
+) -> Option<ExitTypes> {
+    if tables.objects.is_empty() {
+        return None;
+    }
+    let exit_index = replay.exit.map_or(u64::MAX, |e| e.event_index);
+    // Blocks live at exit, by address (the capture ends with the script: what is live at its
+    // end and was allocated before the exit marker is what was live at exit).
+    let mut blocks: Vec<(u64, u64, u64, u32)> = Vec::new();
+    let mut indices: HashMap<u64, u64> = HashMap::new();
+    for (a, b) in replay.heap.iter().filter(|(_, b)| b.index() <= exit_index) {
+        blocks.push((a, b.size, b.stack(), b.thread()));
+        indices.insert(a, b.index());
+    }
+    blocks.sort_unstable_by_key(|b| b.0);
+    let mut names: Vec<String> = Vec::new();
+    let mut name_index: HashMap<&[u8], usize> = HashMap::new();
+    // Per block (by position in `blocks`): its type and object count.
+    let mut typed: HashMap<usize, (usize, u64)> = HashMap::new();
+    for rec in &tables.objects {
+        let t = *name_index.entry(&rec.name[..]).or_insert_with(|| {
+            names.push(String::from_utf8_lossy(&rec.name).into_owned());
+            names.len() - 1
+        });
+        for &addr in &rec.addrs {
+            let Some(i) = blocks.partition_point(|b| b.0 <= addr).checked_sub(1) else {
+                continue;
+            };
+            let (start, size, ..) = blocks[i];
+            if addr >= start.saturating_add(size.max(1)) {
+                continue;
+            }
+            let slot = typed.entry(i).or_insert((t, 0));
+            // A block holds one object as a rule; another inside it counts with the first.
+            slot.1 += 1;
+        }
+    }
+    let mut objects = vec![0u64; names.len()];
+    let mut sums = vec![Sum::default(); names.len()];
+    for &(t, n) in typed.values() {
+        objects[t] += n;
+    }
+    let mut by_site_raw: HashMap<(usize, u64, u32), Sum> = HashMap::new();
+    let mut typed_bytes = Sum::default();
+    for (&i, &(t, _)) in &typed {
+        let (_, size, stack, thread) = blocks[i];
+        sums[t].add(size);
+        typed_bytes.add(size);
+        by_site_raw.entry((t, stack, thread)).or_default().add(size);
+    }
+    // Rows most bytes first; indices renumbered to match.
+    let mut order: Vec<usize> = (0..names.len()).filter(|&t| objects[t] > 0).collect();
+    order.sort_by(|&a, &b| {
+        sums[b]
+            .bytes
+            .cmp(&sums[a].bytes)
+            .then_with(|| names[a].cmp(&names[b]))
+    });
+    let mut renumber = vec![usize::MAX; names.len()];
+    for (row, &t) in order.iter().enumerate() {
+        renumber[t] = row;
+    }
+    let rows: Vec<TypeRow> = order
+        .iter()
+        .map(|&t| TypeRow {
+            name: names[t].clone(),
+            objects: objects[t],
+            blocks: sums[t],
+        })
+        .collect();
+    let mut by_site: HashMap<(usize, u64, u32), Sum> = by_site_raw
+        .into_iter()
+        .map(|((t, s, th), sum)| ((renumber[t], s, th), sum))
+        .collect();
+    let mut block_types = HashMap::with_capacity(typed.len());
+    let mut is_typed = vec![false; blocks.len()];
+    for (&i, &(t, _)) in &typed {
+        let addr = blocks[i].0;
+        block_types.insert(
+            addr,
+            (renumber[t], indices.get(&addr).copied().unwrap_or(0)),
+        );
+        is_typed[i] = true;
+    }
+    let untyped_row = rows.len();
+    for (i, &(_, size, stack, thread)) in blocks.iter().enumerate() {
+        if !is_typed[i] {
+            by_site
+                .entry((untyped_row, stack, thread))
+                .or_default()
+                .add(size);
+        }
+    }
+    let untyped = Sum {
+        count: exit_allocations.saturating_sub(typed_bytes.count),
+        bytes: exit_bytes.saturating_sub(typed_bytes.bytes),
+    };
+    Some(ExitTypes {
+        rows,
+        untyped,
+        by_site,
+        block_types,
+    })
+}

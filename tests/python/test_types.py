@@ -1,0 +1,103 @@
+"""Object types in the Python package: FileReader's `object_type` of records live at exit, and
+the pytest plugin's limit_leaks failure naming the leaked types with counts and lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from conftest import Env, checked, run
+
+# Two classes of known sizes (__slots__: one block of sys.getsizeof bytes each), kept to the end.
+SCRIPT = """\
+import sys
+class Pair:
+    __slots__ = ("left", "right")
+
+class Single:
+    __slots__ = ("a",)
+
+kept = []
+for i in range(1500):
+    kept.append(Pair())
+for i in range(800):
+    kept.append(Single())
+print(sys.getsizeof(Pair()), sys.getsizeof(Single()))
+"""
+
+TEST_FILE = """\
+import pytest
+
+_kept = []
+
+
+class Blob:
+    __slots__ = ("a",)
+
+
+@pytest.mark.limit_leaks("1 KB")
+def test_leaks_objects():
+    for i in range(2000):
+        _kept.append(Blob())
+"""
+
+
+def test_file_reader_gives_the_type_of_records_live_at_exit(env: Env, tmp_path: Path) -> None:
+    script = tmp_path / "two.py"
+    script.write_text(SCRIPT)
+    capture = tmp_path / "two.bin"
+    r = checked([env.memtrace, "run", "-q", "-o", capture, script])
+    pair, single = (int(w) for w in r.stdout.split())
+    code = f"""
+import json, memtrace
+r = memtrace.FileReader({str(capture)!r})
+leaked = {{}}
+for rec in r.leaked_records():
+    t = leaked.setdefault(str(rec.object_type), [0, 0, set()])
+    t[0] += rec.n_allocations
+    t[1] += rec.size
+    t[2].add(rec.python_stack()[0][2] if rec.python_stack() else 0)
+events = {{}}
+for rec in r.all_records():
+    if rec.object_type is not None:
+        events[rec.object_type] = events.get(rec.object_type, 0) + 1
+peak = [rec.object_type for rec in r.peak_records() if rec.object_type is not None]
+print(json.dumps({{"leaked": {{k: [v[0], v[1], sorted(v[2])] for k, v in leaked.items()}},
+                  "events": events, "peak": peak}}))
+"""
+    out = json.loads(env.py(code).stdout)
+    assert out["leaked"]["__main__.Pair"] == [1500, 1500 * pair, [10]], out["leaked"]
+    assert out["leaked"]["__main__.Single"] == [800, 800 * single, [12]], out["leaked"]
+    # Records of blocks without a known object have none.
+    assert "None" in out["leaked"]
+    # Each allocation event whose block was live at exit carries the type.
+    assert out["events"]["__main__.Pair"] == 1500
+    assert out["events"]["__main__.Single"] == 800
+    # The peak has no types.
+    assert out["peak"] == []
+
+
+def test_limit_leaks_names_the_leaked_types(env: Env, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    test_file = project / "test_leak.py"
+    test_file.write_text(TEST_FILE)
+    size = int(env.py("import sys\nclass B:\n    __slots__ = ('a',)\nprint(sys.getsizeof(B()))")
+               .stdout)
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    r = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace", test_file.name],
+            cwd=project, env=environ)
+    assert r.returncode == 1, r.stdout + r.stderr
+    bytes_ = 2000 * size
+    m = re.search(
+        r"Top leaked types:\n +\S+ \S+ \((\d+) bytes\) in (\d+) objects of test_leak\.Blob: "
+        r"(.*)\n",
+        r.stdout,
+    )
+    assert m, r.stdout
+    assert int(m.group(1)) == bytes_
+    assert int(m.group(2)) == 2000
+    assert m.group(3) == f"test_leaks_objects at {test_file}:13"

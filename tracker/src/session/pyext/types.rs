@@ -1,0 +1,254 @@
+//! The types of the objects live when a Python run's script finishes: a walk of the live
+//! objects, written as object-types records (memtrace_format::objects) in Meta chunks, so that
+//! the reporter can give each block live at exit the type of the object in it.
+//!
+//! The walk starts from `gc.get_objects()` and follows every object's referents through its
+//! type's `tp_traverse`, as pympler does, so that objects outside the collector's lists
+//! (strings, bytes, ints, floats, untracked tuples and dicts) are found too; each object is
+//! taken once. It runs with the thread's re-entrancy flag set: what it allocates (the list,
+//! the tables here) is neither recorded nor changes what the program's blocks are. Called with
+//! the GIL held, from `script_finished`, before the capture ends.
+
+use super::api::{func, Api, Object};
+use super::session_api::SessionApi;
+use crate::capture::CAPTURE;
+use libc::{c_char, c_int, c_void};
+use memtrace_format::objects::{self, MAX_ADDRESSES, MAX_PAYLOAD, OBJECT_TYPES_KIND};
+use memtrace_format::Encoder;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
+
+// Offsets in PyObject and PyTypeObject of a default (not free-threaded) build, 3.9 to 3.13.
+const OB_TYPE: usize = 8;
+const LIST_SIZE: usize = 16;
+const LIST_ITEMS: usize = 24;
+const TP_NAME: usize = 24;
+const TP_FLAGS: usize = 168;
+const TP_TRAVERSE: usize = 184;
+const TP_DICT: usize = 264;
+const TP_IS_GC: usize = 328;
+const HEAPTYPE: u64 = 1 << 9;
+const HAVE_GC: u64 = 1 << 14;
+
+/// A Meta chunk holds about this many bytes of records.
+const CHUNK_BYTES: usize = 1 << 20;
+
+type Visit = unsafe extern "C" fn(*mut Object, *mut c_void) -> c_int;
+type Traverse = unsafe extern "C" fn(*mut Object, Visit, *mut c_void) -> c_int;
+type IsGc = unsafe extern "C" fn(*mut Object) -> c_int;
+
+/// `PyDict_GetItemString` (a borrowed reference, runs no Python code).
+struct DictApi {
+    get_item_string: unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object,
+}
+
+fn dict_api() -> Option<&'static DictApi> {
+    static API: OnceLock<Option<DictApi>> = OnceLock::new();
+    API.get_or_init(|| {
+        Some(DictApi {
+            get_item_string: func!(
+                c"PyDict_GetItemString",
+                unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object
+            ),
+        })
+    })
+    .as_ref()
+}
+
+/// Addresses are spread enough that their bits hash well; a multiply mixes the high ones in.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.0 = v as u64;
+    }
+}
+
+type Fast = BuildHasherDefault<AddrHasher>;
+
+/// The walk's state, handed to `visit` through tp_traverse's argument.
+struct Walk {
+    seen: HashSet<usize, Fast>,
+    pending: Vec<usize>,
+}
+
+unsafe extern "C" fn visit(o: *mut Object, arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the &mut Walk `walk` passed to tp_traverse, alive during the call.
+    let w = unsafe { &mut *(arg as *mut Walk) };
+    if !o.is_null() && w.seen.insert(o as usize) {
+        w.pending.push(o as usize);
+    }
+    0
+}
+
+/// Reads a word of an object.
+///
+/// # Safety
+/// `at` must be the address of a readable, aligned word.
+unsafe fn word(at: usize) -> usize {
+    // SAFETY: the caller's promise.
+    unsafe { *(at as *const usize) }
+}
+
+/// Walks the live objects and writes their types. Does nothing when `gc.get_objects` cannot be
+/// called.
+pub fn record_live_objects(api: &Api, session: &SessionApi) {
+    let Some(by_type) = walk(api, session) else {
+        return;
+    };
+    write(api, by_type);
+}
+
+/// Every live object found, by type object.
+fn walk(api: &Api, session: &SessionApi) -> Option<HashMap<usize, Vec<u64>, Fast>> {
+    // SAFETY: the GIL is held; new references, each released below.
+    let list = unsafe {
+        let gc = (session.import_module)(c"gc".as_ptr());
+        if gc.is_null() {
+            (api.err_clear)();
+            return None;
+        }
+        let f = (api.object_get_attr_string)(gc, c"get_objects".as_ptr());
+        (api.dec_ref)(gc);
+        if f.is_null() {
+            (api.err_clear)();
+            return None;
+        }
+        let list = (session.call_no_args)(f);
+        (api.dec_ref)(f);
+        if list.is_null() {
+            (api.err_clear)();
+            return None;
+        }
+        list
+    };
+    // SAFETY: `list` is the list gc.get_objects returned: its size and item array are read
+    // as CPython lays out a PyListObject; nothing runs that could change it meanwhile.
+    let (n, items) = unsafe {
+        (
+            word(list as usize + LIST_SIZE),
+            word(list as usize + LIST_ITEMS) as *const usize,
+        )
+    };
+    let mut w = Walk {
+        seen: HashSet::with_capacity_and_hasher(n * 2, Fast::default()),
+        pending: Vec::with_capacity(n),
+    };
+    // The list itself is the walk's, not the program's.
+    w.seen.insert(list as usize);
+    for i in 0..n {
+        // SAFETY: i < the list's size.
+        let o = unsafe { *items.add(i) };
+        if w.seen.insert(o) {
+            w.pending.push(o);
+        }
+    }
+    let mut by_type: HashMap<usize, Vec<u64>, Fast> = HashMap::default();
+    while let Some(o) = w.pending.pop() {
+        // SAFETY: `o` is a live object (from the collector's list or a referent of one): its
+        // type pointer and the type's slots are readable.
+        let (ty, flags, traverse, is_gc) = unsafe {
+            let ty = word(o + OB_TYPE);
+            (
+                ty,
+                word(ty + TP_FLAGS) as u64,
+                word(ty + TP_TRAVERSE),
+                word(ty + TP_IS_GC),
+            )
+        };
+        by_type.entry(ty).or_default().push(o as u64);
+        if flags & HAVE_GC == 0 || traverse == 0 {
+            continue;
+        }
+        // SAFETY: as gc.get_referents decides: a GC type, and its tp_is_gc (if any) says this
+        // object is one; tp_traverse only reads the object and calls `visit`.
+        unsafe {
+            if is_gc != 0 && (core::mem::transmute::<usize, IsGc>(is_gc))(o as *mut Object) == 0 {
+                continue;
+            }
+            let traverse = core::mem::transmute::<usize, Traverse>(traverse);
+            traverse(o as *mut Object, visit, &mut w as *mut Walk as *mut c_void);
+        }
+    }
+    // SAFETY: the reference gc.get_objects returned.
+    unsafe { (api.dec_ref)(list) };
+    Some(by_type)
+}
+
+/// A type's name: `tp_name`, with `__module__` before it for a class defined in Python (other
+/// than in builtins).
+fn type_name(api: &Api, ty: usize, out: &mut Vec<u8>) {
+    out.clear();
+    // SAFETY: `ty` is a live type object; tp_name is a NUL-terminated string it owns.
+    let (name, flags, dict) = unsafe {
+        (
+            core::ffi::CStr::from_ptr(word(ty + TP_NAME) as *const c_char).to_bytes(),
+            word(ty + TP_FLAGS) as u64,
+            word(ty + TP_DICT),
+        )
+    };
+    if flags & HEAPTYPE != 0 && dict != 0 && !name.contains(&b'.') {
+        if let Some(d) = dict_api() {
+            // SAFETY: a heap type's dict; a borrowed reference, read at once.
+            let module =
+                unsafe { (d.get_item_string)(dict as *mut Object, c"__module__".as_ptr()) };
+            if !module.is_null() {
+                let mut len: isize = 0;
+                // SAFETY: a live object; the UTF-8 buffer belongs to it.
+                let p = unsafe { (api.unicode_as_utf8_and_size)(module, &mut len) };
+                if p.is_null() || len < 0 {
+                    // SAFETY: clearing the TypeError of a __module__ that is not a str.
+                    unsafe { (api.err_clear)() };
+                } else {
+                    // SAFETY: `len` bytes of UTF-8 owned by `module`.
+                    let m = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
+                    if m != b"builtins" {
+                        out.extend_from_slice(m);
+                        out.push(b'.');
+                    }
+                }
+            }
+        }
+    }
+    out.extend_from_slice(name);
+}
+
+/// Writes the records, a Meta chunk per megabyte of them.
+fn write(api: &Api, by_type: HashMap<usize, Vec<u64>, Fast>) {
+    let mut chunk: Vec<u8> =
+        Vec::with_capacity(CHUNK_BYTES + Encoder::table_record_len(MAX_PAYLOAD));
+    let mut count = 0u32;
+    let mut payload = vec![0u8; MAX_PAYLOAD];
+    let mut record = vec![0u8; Encoder::table_record_len(MAX_PAYLOAD)];
+    let mut name = Vec::new();
+    let (tick, _) = crate::clock::pair();
+    for (ty, mut addrs) in by_type {
+        type_name(api, ty, &mut name);
+        addrs.sort_unstable();
+        for part in addrs.chunks(MAX_ADDRESSES) {
+            let len = objects::encode(&mut payload, &name, part);
+            let used =
+                Encoder::new().extended(&mut record, 0, tick, OBJECT_TYPES_KIND, &payload[..len]);
+            chunk.extend_from_slice(&record[..used]);
+            count += 1;
+            if chunk.len() >= CHUNK_BYTES {
+                CAPTURE.write_meta(0, count, &chunk);
+                chunk.clear();
+                count = 0;
+            }
+        }
+    }
+    if count > 0 {
+        CAPTURE.write_meta(0, count, &chunk);
+    }
+}
