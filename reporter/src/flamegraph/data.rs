@@ -281,7 +281,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             path: visible(&capture.path().display().to_string()),
             command: visible(&argv.join(" ")),
             python: python_version(capture, analysis),
-            mode: if native { "full, --native" } else { "full" }.to_string(),
+            mode: mode(native, analysis.index.settings.sample_bytes),
             duration_s: analysis.duration_s(),
             peak: analysis.replay.peak.bytes,
             peak_allocations: analysis.replay.peak.allocations,
@@ -645,9 +645,40 @@ pub fn to_script_json(data: &PageData) -> String {
         .replace('\u{2029}', "\\u2029")
 }
 
+/// How the capture was recorded, for the page's summary: full or sampled (`run
+/// --sample-bytes N`: figures are estimates), with native stacks or not.
+fn mode(native: bool, sample_bytes: u64) -> String {
+    let base = match sample_bytes {
+        0 => "full".to_string(),
+        n => format!(
+            "sampled every {} (estimates)",
+            crate::report::human::size(n)
+        ),
+    };
+    if native {
+        format!("{base}, --native")
+    } else {
+        base
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mode_names_sampling_and_native_stacks() {
+        assert_eq!(mode(false, 0), "full");
+        assert_eq!(mode(true, 0), "full, --native");
+        assert_eq!(
+            mode(false, 512 * 1024),
+            "sampled every 512.0 KiB (estimates)"
+        );
+        assert_eq!(
+            mode(true, 4096),
+            "sampled every 4.0 KiB (estimates), --native"
+        );
+    }
 
     #[test]
     fn merged_groups_add_up_at_every_snapshot() {
