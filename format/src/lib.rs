@@ -26,6 +26,9 @@ pub mod options {
     pub const FOLLOW_FORK: u64 = 1 << 0;
     pub const NATIVE: u64 = 1 << 1;
     pub const PYTHON_ALLOCATORS: u64 = 1 << 2;
+    /// The capture started in a process already running (`memtrace attach`): what was
+    /// allocated before the start is not in it.
+    pub const ATTACHED: u64 = 1 << 3;
 }
 
 /// Trailer flags: why a capture may be incomplete.

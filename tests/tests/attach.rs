@@ -155,6 +155,7 @@ fn attach_to_python_records_the_line_and_the_target_goes_on() {
     // the attach, freed after it, take nothing off: live at the end is the 3,000,000 kept.
     let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
     assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
+    says_attached(&dir.join("cap.bin"));
     let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
     let at_line = bytes_at(&tree["tree"], "sl.py", 7);
     assert!((3_000_000..3_001_000).contains(&at_line), "{at_line}");
@@ -187,6 +188,28 @@ fn attach_to_a_native_program_counts_exactly_what_follows() {
     assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
     assert_eq!(tree["tree"]["allocations"].as_i64(), Some(1), "{tree}");
     assert_eq!(bytes_at(&tree["tree"], "attach.c", 23), 1_234_567);
+    says_attached(&dir.join("cap.bin"));
+}
+
+/// The reports of an attached capture say when it was attached and that what came before is
+/// not attributed (on stderr, and in the JSON's warnings).
+fn says_attached(capture: &Path) {
+    let out = memtrace(
+        &["stats", capture.to_str().expect("utf-8")],
+        capture.parent().expect("dir"),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("attached at ") && err.contains("memory allocated before is not attributed"),
+        "{err}"
+    );
+    let stats = memtrace_e2e::stats(capture);
+    let warned = stats["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|w| w.as_str().is_some_and(|w| w.starts_with("attached at ")))
+    });
+    assert!(warned, "{stats}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Analyses over the event stream: totals, the live-heap replay and the tables to resolve
 //! locations.
 
+pub mod attached;
 pub mod buckets;
 pub mod heap;
 pub mod live;
@@ -380,6 +381,10 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         analyzer.replay.freeze();
     }
     let mut warnings = index.warnings.clone();
+    warnings.extend(attached::note(
+        capture.header.options,
+        capture.header.start_realtime_ns,
+    ));
     warnings.extend(report.warnings);
     if clock.guessed && report.events > 0 {
         warnings.push(

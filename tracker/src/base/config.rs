@@ -48,6 +48,8 @@ pub struct Config {
     pub sample_seed: u64,
     /// `key=value` labels separated by NUL bytes (MEMTRACE_LABELS, newline-separated there).
     pub labels: Vec<u8>,
+    /// Started in a running process by `memtrace attach` (the header says so).
+    pub attached: bool,
 }
 
 /// The settings every image and followed child of a run shares (read from the environment).
@@ -165,6 +167,7 @@ impl Config {
                 sample_bytes: shared.sample_bytes,
                 sample_seed: shared.sample_seed,
                 labels: shared.labels.clone(),
+                attached: false,
             });
         }
         if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
@@ -186,6 +189,7 @@ impl Config {
                 sample_bytes: shared.sample_bytes,
                 sample_seed: shared.sample_seed,
                 labels: shared.labels.clone(),
+                attached: false,
             });
         }
         let template = var(c"MEMTRACE_OUTPUT")?;
@@ -207,6 +211,7 @@ impl Config {
             sample_bytes: shared.sample_bytes,
             sample_seed: shared.sample_seed,
             labels: shared.labels,
+            attached: false,
         })
     }
 

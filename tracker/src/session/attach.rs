@@ -61,6 +61,7 @@ pub unsafe extern "C" fn attach(
         python_allocators: false,
         follow_fork: false,
         labels: Vec::new(),
+        attached: true,
     };
     if starting.open(&req).is_err() {
         return NO_CAPTURE;

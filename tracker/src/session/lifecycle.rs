@@ -204,6 +204,9 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
     if cfg.native {
         opts |= options::NATIVE;
     }
+    if cfg.attached {
+        opts |= options::ATTACHED;
+    }
     FileHeader {
         major: MAJOR,
         minor: MINOR,
@@ -441,6 +444,7 @@ pub(crate) extern "C" fn fork_child() {
             sample_bytes: cfg.sample_bytes,
             sample_seed: cfg.sample_seed,
             labels: cfg.labels.clone(),
+            attached: false,
         };
         stacks::clear();
         crate::rss::reset();

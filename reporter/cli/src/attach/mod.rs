@@ -422,7 +422,7 @@ try:
         import _memtrace_tracker as mt
     finally:
         sys.path.remove(d)
-    mt.start({c}, {native}, True, False)
+    mt.start({c}, {native}, True, False, '', True)
 except BaseException as e:
     with open(os.path.join(d, 'error'), 'w') as f:
         f.write(str(e))

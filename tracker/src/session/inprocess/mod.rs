@@ -39,6 +39,8 @@ pub struct Request {
     pub follow_fork: bool,
     /// `key=value` labels separated by NUL bytes (memtrace_format::settings).
     pub labels: Vec<u8>,
+    /// Started by `memtrace attach` in a process already running.
+    pub attached: bool,
 }
 
 /// A started session, until it runs or is given up: dropping it lets the next start in.
@@ -95,6 +97,7 @@ impl Starting {
             sample_bytes: 0,
             sample_seed: 0,
             labels: req.labels.clone(),
+            attached: req.attached,
         };
         lifecycle::begin_in_process(cfg)
     }

@@ -27,10 +27,10 @@ pub unsafe extern "C" fn start(
     let (Some(api), Some(s)) = (api::get(), session_api::get()) else {
         return core::ptr::null_mut();
     };
-    if !(4..=5).contains(&nargs) || args.is_null() {
+    if !(4..=6).contains(&nargs) || args.is_null() {
         return raise(
             s.type_error,
-            b"start() takes 4 or 5 arguments: path, native, python_allocators, follow_fork[, labels]",
+            b"start() takes 4 to 6 arguments: path, native, python_allocators, follow_fork[, labels[, attached]]",
         );
     }
     // SAFETY: Python passes `nargs` argument references, alive during the call.
@@ -46,6 +46,15 @@ pub unsafe extern "C" fn start(
     // SAFETY: live argument objects; the GIL is held.
     let Some(path) = (unsafe { text(api, a[0]) }) else {
         return core::ptr::null_mut();
+    };
+    // `memtrace attach` passes `attached`: the capture starts in a process already running.
+    let attached = match a.get(5) {
+        // SAFETY: a live argument object; the GIL is held.
+        Some(&o) => match unsafe { (s.object_is_true)(o) } {
+            r if r < 0 => return core::ptr::null_mut(),
+            r => r == 1,
+        },
+        None => false,
     };
     let mut flags = [false; 3];
     for (flag, &arg) in flags.iter_mut().zip(&a[1..4]) {
@@ -64,6 +73,7 @@ pub unsafe extern "C" fn start(
         python_allocators: flags[1],
         follow_fork: flags[2],
         labels,
+        attached,
     };
     let starting = match inprocess::claim() {
         Ok(starting) => starting,
