@@ -9,6 +9,7 @@
 //! - [`usage`]: usage errors as one line with an example
 
 pub mod attach;
+pub mod by_type_view;
 pub mod color;
 pub mod commands;
 pub mod progress;

@@ -1,6 +1,7 @@
 //! `memtrace summary`: a table of functions with their own and total bytes and allocations at
 //! the peak (or in another view).
 
+use crate::by_type_view;
 use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
@@ -230,34 +231,9 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
     view_args::written(r.and_then(|()| out.flush()))
 }
 
-#[derive(Serialize)]
-struct JsonByType<'a> {
-    capture: String,
-    view: views::View,
-    title: String,
-    types: &'a [by_type::TypeGroup],
-}
-
 /// `summary --by-type`: rows of (type, line) live at exit, the most bytes first.
 fn by_type(args: &SummaryArgs) -> Result<(), String> {
-    let opts = args.view.options(views::View::Leaks);
-    let (capture, analysis) = view_args::load(&args.file, &opts)?;
-    view_args::warn(&analysis.warnings);
-    let groups = by_type::groups(&capture, &analysis)?;
-    let title = by_type::title(&groups);
-    let mut out = view_args::stdout(args.json);
-    let r = if args.json {
-        let j = JsonByType {
-            capture: capture.path().display().to_string(),
-            view: views::View::Leaks,
-            title,
-            types: &groups,
-        };
-        serde_json::to_writer(&mut out, &j)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        writeln!(out, "{title}").and_then(|()| by_type::render_table(&groups, args.top, &mut out))
-    };
-    view_args::written(r.and_then(|()| out.flush()))
+    by_type_view::write(&args.file, &args.view, args.json, |groups, out| {
+        by_type::render_table(groups, args.top, out)
+    })
 }

@@ -1,6 +1,7 @@
 //! `memtrace tree`: the call tree of the memory live at the peak (or of another view), as text
 //! when stdout is not a terminal, interactive when it is.
 
+use crate::by_type_view;
 use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
@@ -224,40 +225,13 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
     )
 }
 
-#[derive(Serialize)]
-struct JsonByType<'a> {
-    capture: String,
-    view: views::View,
-    title: String,
-    types: &'a [by_type::TypeGroup],
-}
-
 /// `tree --by-type`: each type live at exit, then the lines that allocated it.
 fn by_type(args: &TreeArgs) -> Result<(), String> {
-    let opts = args.view.options(views::View::Leaks);
-    let (capture, analysis) = view_args::load(&args.file, &opts)?;
-    view_args::warn(&analysis.warnings);
-    let groups = by_type::groups(&capture, &analysis)?;
-    let title = by_type::title(&groups);
-    let mut out = view_args::stdout(args.json);
-    let r = if args.json {
-        let j = JsonByType {
-            capture: capture.path().display().to_string(),
-            view: views::View::Leaks,
-            title,
-            types: &groups,
-        };
-        serde_json::to_writer(&mut out, &j)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        writeln!(out, "{title}").and_then(|()| {
-            by_type::render_tree(
-                &groups,
-                args.biggest.unwrap_or(Limits::default().biggest),
-                &mut out,
-            )
-        })
-    };
-    view_args::written(r.and_then(|()| out.flush()))
+    by_type_view::write(&args.file, &args.view, args.json, |groups, out| {
+        by_type::render_tree(
+            groups,
+            args.biggest.unwrap_or(Limits::default().biggest),
+            out,
+        )
+    })
 }

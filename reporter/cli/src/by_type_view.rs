@@ -1,0 +1,51 @@
+//! `--by-type` of `tree` and `summary`: what is live at exit by object type, read once, written
+//! as JSON the same way for both; each command draws its own text (a tree, or rows).
+
+use crate::view_args::{self, ViewArgs};
+use memtrace_reporter::report::by_type::{self, TypeGroup};
+use memtrace_reporter::report::views::View;
+use memtrace_reporter::report::visible::Visible;
+use serde::Serialize;
+use std::io::{self, BufWriter, StdoutLock, Write};
+use std::path::Path;
+
+/// Where the text goes (a report's stdout, names made safe to show).
+pub type Out = Visible<BufWriter<StdoutLock<'static>>>;
+
+#[derive(Serialize)]
+struct JsonByType<'a> {
+    capture: String,
+    view: View,
+    title: String,
+    types: &'a [TypeGroup],
+}
+
+/// Reads `file` and writes its types live at exit: JSON with `json`, else the title and what
+/// `text` draws.
+pub fn write(
+    file: &Path,
+    view: &ViewArgs,
+    json: bool,
+    text: impl FnOnce(&[TypeGroup], &mut Out) -> io::Result<()>,
+) -> Result<(), String> {
+    let opts = view.options(View::Leaks);
+    let (capture, analysis) = view_args::load(file, &opts)?;
+    view_args::warn(&analysis.warnings);
+    let groups = by_type::groups(&capture, &analysis)?;
+    let title = by_type::title(&groups);
+    let mut out = view_args::stdout(json);
+    let r = if json {
+        let j = JsonByType {
+            capture: capture.path().display().to_string(),
+            view: View::Leaks,
+            title,
+            types: &groups,
+        };
+        serde_json::to_writer(&mut out, &j)
+            .map_err(io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        writeln!(out, "{title}").and_then(|()| text(&groups, &mut out))
+    };
+    view_args::written(r.and_then(|()| out.flush()))
+}
