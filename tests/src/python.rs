@@ -232,3 +232,38 @@ keep = [g()]
 
 /// The bytes of KNOWN_SITE's allocation: a 32-byte header, n bytes and a NUL.
 pub const SITE_BYTES: i64 = 10_000_000 + 33;
+
+/// Allocations at known lines (f's 10,000,000 bytes at line 5, called from g at line 9), a
+/// thread, then `sys.argv[1]` churn allocations: enough of them fill several chunks.
+pub const KNOWN_LINES: &str = "\
+import threading
+
+
+def f(n):
+    return b\"\\0\" * n
+
+
+def g():
+    data = f(10_000_000)
+    return len(data)
+
+
+def churn(n):
+    kept = []
+    for i in range(n):
+        kept.append(bytes(100 + i % 50))
+        if len(kept) > 1000:
+            kept.clear()
+    return kept
+
+
+def worker():
+    return [bytes(1000) for _ in range(100)]
+
+
+t = threading.Thread(target=worker, name=\"worker\")
+t.start()
+t.join()
+g()
+churn(int(__import__(\"sys\").argv[1]))
+";

@@ -3,7 +3,7 @@
 //! characters, and a report asked to write over its input. Each run must end (exit 0 or 1,
 //! never a panic) within bounded time and memory, and say what it could not read.
 
-use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{python, tracked, write, KNOWN_LINES};
 use memtrace_e2e::{memtrace_bin, scratch};
 use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::columns::{self, stream};
@@ -162,40 +162,6 @@ fn commands(file: &Path, other: &Path, dir: &Path) -> Vec<Vec<OsString>> {
 
 // ---------------------------------------------------------------------------------------------
 // Real captures, recorded once per test run.
-
-/// Allocations at known lines, then enough of them to fill several chunks, and a thread.
-const KNOWN_LINES: &str = "\
-import threading
-
-
-def f(n):
-    return b\"\\0\" * n
-
-
-def g():
-    data = f(10_000_000)
-    return len(data)
-
-
-def churn(n):
-    kept = []
-    for i in range(n):
-        kept.append(bytes(100 + i % 50))
-        if len(kept) > 1000:
-            kept.clear()
-    return kept
-
-
-def worker():
-    return [bytes(1000) for _ in range(100)]
-
-
-t = threading.Thread(target=worker, name=\"worker\")
-t.start()
-t.join()
-g()
-churn(int(__import__(\"sys\").argv[1]))
-";
 
 /// A capture of KNOWN_LINES making `n` churn allocations.
 fn record_known_lines(name: &str, n: u32) -> PathBuf {

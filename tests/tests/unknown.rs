@@ -3,44 +3,10 @@
 //! its own lines and that, never `<unknown>`. (What stays `<unknown>`, a thread starting, is
 //! explained in every text report: reporter/cli/tests/unknown_note.rs.)
 
-use memtrace_e2e::python::{claimed_pythons, tracked, write, SITE_BYTES};
+use memtrace_e2e::python::{claimed_pythons, tracked, write, KNOWN_LINES, SITE_BYTES};
 use memtrace_e2e::{num, report, scratch};
 use serde_json::Value;
 use std::path::Path;
-
-/// KNOWN_SITE with a thread and churn, as in the hostile tests' known_lines.
-const KNOWN_LINES: &str = "\
-import threading
-
-
-def f(n):
-    return b\"\\0\" * n
-
-
-def g():
-    data = f(10_000_000)
-    return len(data)
-
-
-def churn(n):
-    kept = []
-    for i in range(n):
-        kept.append(bytes(100 + i % 50))
-        if len(kept) > 1000:
-            kept.clear()
-    return kept
-
-
-def worker():
-    return [bytes(1000) for _ in range(100)]
-
-
-t = threading.Thread(target=worker, name=\"worker\")
-t.start()
-t.join()
-g()
-churn(20_000)
-";
 
 fn locations(rows: &Value) -> Vec<String> {
     rows.as_array()
@@ -72,7 +38,7 @@ fn a_short_script_has_no_unknown_among_its_top_five() {
         let dir = scratch(&format!("unknown-3{minor}"));
         let script = write(&dir, "known_lines.py", KNOWN_LINES);
         let capture = dir.join("known_lines.bin");
-        let words = [script.to_str().expect("utf-8 path")];
+        let words = [script.to_str().expect("utf-8 path"), "20000"];
         let out = tracked(&python, &capture, &words, &dir, b"");
         assert!(out.status.success(), "3.{minor}: {out:?}");
 
