@@ -77,6 +77,18 @@ fn run_family(python: &Path, dir: &Path, script: &Path, args: &[&str]) -> PathBu
     capture
 }
 
+/// The stats of the one capture of the family whose `work` (worker.py's WORK_LINE) made the
+/// subprocess workers' one allocation of 3,210,987 bytes (asserted there).
+fn subprocess_worker(capture: &Path) -> Value {
+    child_with(
+        capture,
+        "work",
+        "worker.py",
+        WORK_LINE,
+        3_210_987 + BYTES_HEADER,
+    )
+}
+
 /// The one child capture whose `function` allocated `bytes` once at `line` of a file ending in
 /// `file`: its stats. Fails listing what each child's top location was.
 fn child_with(capture: &Path, function: &str, file: &str, line: i64, bytes: i64) -> Value {
@@ -206,13 +218,7 @@ fn a_subprocess_of_the_same_interpreter_is_tracked_as_python() {
     write(&dir, "worker.py", WORKER);
     let main = subprocess_main(&dir, "sys.executable", false);
     let capture = run_family(python(), &dir, &main, &[]);
-    let s = child_with(
-        &capture,
-        "work",
-        "worker.py",
-        WORK_LINE,
-        3_210_987 + BYTES_HEADER,
-    );
+    let s = subprocess_worker(&capture);
     let frames = location(&s, "work", WORK_LINE).expect("found")["stack"].clone();
     assert_eq!(frames[1]["function"], "<module>", "{frames}");
     assert_eq!(frames[1]["line"], 10, "{frames}");
@@ -225,13 +231,7 @@ fn a_python_child_behind_a_shell_is_tracked_as_python() {
     let exe = python().to_str().expect("utf-8 path").to_string();
     let main = subprocess_main(&dir, &exe, true);
     let capture = run_family(python(), &dir, &main, &[]);
-    child_with(
-        &capture,
-        "work",
-        "worker.py",
-        WORK_LINE,
-        3_210_987 + BYTES_HEADER,
-    );
+    subprocess_worker(&capture);
 }
 
 /// The version of `python` (3.minor).
@@ -256,13 +256,7 @@ fn a_child_on_another_python_version_is_tracked_as_python() {
     let quoted = format!("{:?}", other.to_str().expect("utf-8 path"));
     let main = subprocess_main(&dir, &quoted, false);
     let capture = run_family(python(), &dir, &main, &[]);
-    let s = child_with(
-        &capture,
-        "work",
-        "worker.py",
-        WORK_LINE,
-        3_210_987 + BYTES_HEADER,
-    );
+    let s = subprocess_worker(&capture);
     assert!(
         s["exe"]
             .as_str()
@@ -821,13 +815,7 @@ fn a_child_on_a_venv_python_is_tracked_as_python() {
     let quoted = format!("{:?}", venv_python.to_str().expect("utf-8 path"));
     let main = subprocess_main(&dir, &quoted, false);
     let capture = run_family(python(), &dir, &main, &[]);
-    let s = child_with(
-        &capture,
-        "work",
-        "worker.py",
-        WORK_LINE,
-        3_210_987 + BYTES_HEADER,
-    );
+    let s = subprocess_worker(&capture);
     assert!(
         s["argv"][0]
             .as_str()
