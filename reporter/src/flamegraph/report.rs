@@ -6,13 +6,13 @@ use super::diff_fold::{self, DiffTree};
 use super::{app, data, diff_svg, fold, html, page, svg, timeline};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
-use crate::analysis::{self, Options, ProgressFn};
+use crate::analysis::{Options, ProgressFn};
 use crate::capture::Capture;
 use crate::report::calltree::{CallTree, Node};
 use crate::report::diff::{self, Change};
-use crate::report::human;
 use crate::report::views::{self, Selection, View, ViewOptions};
 use crate::report::visible::escape;
+use crate::report::{human, load};
 use std::path::Path;
 
 /// How many rows the top lines table has.
@@ -36,20 +36,12 @@ pub fn load_for_page(
     view: &ViewOptions,
     progress: Option<ProgressFn>,
 ) -> Result<(Capture, Analysis), String> {
-    let capture = Capture::open(file).map_err(|e| e.to_string())?;
-    let mut analysis = analysis::analyze_options(
-        &capture,
-        Options {
-            temporary: Some(view.temporary_threshold.max(1)),
-            buckets: Some(data::BUCKETS),
-            progress,
-            freeze: true,
-            include_startup: view.include_startup,
-            ..Options::default()
-        },
-    );
-    analysis.tables.frame_view = view.frame_view;
-    Ok((capture, analysis))
+    let options = Options {
+        temporary: Some(view.temporary_threshold.max(1)),
+        buckets: Some(data::BUCKETS),
+        ..load::options(view, progress)
+    };
+    load::load_with(file, view, options)
 }
 
 /// The interactive page of a capture read by [`load_for_page`], starting on `view`.

@@ -12,17 +12,28 @@ pub fn load(
     view: &ViewOptions,
     progress: Option<ProgressFn>,
 ) -> Result<(Capture, Analysis), String> {
+    load_with(path, view, options(view, progress))
+}
+
+/// The analysis options a report of `view` reads a capture with.
+pub fn options(view: &ViewOptions, progress: Option<ProgressFn>) -> Options {
+    Options {
+        temporary: view.temporary(),
+        progress,
+        freeze: true,
+        include_startup: view.include_startup,
+        ..Options::default()
+    }
+}
+
+/// `load` with options of the caller's (a report that keeps more: see [`options`]).
+pub fn load_with(
+    path: &Path,
+    view: &ViewOptions,
+    options: Options,
+) -> Result<(Capture, Analysis), String> {
     let capture = Capture::open(path).map_err(|e| e.to_string())?;
-    let mut analysis = analysis::analyze_options(
-        &capture,
-        Options {
-            temporary: view.temporary(),
-            progress,
-            freeze: true,
-            include_startup: view.include_startup,
-            ..Options::default()
-        },
-    );
+    let mut analysis = analysis::analyze_options(&capture, options);
     analysis.tables.frame_view = view.frame_view;
     Ok((capture, analysis))
 }

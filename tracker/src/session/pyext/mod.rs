@@ -107,25 +107,8 @@ unsafe extern "C" fn thread_started(
     };
     // SAFETY: the GIL is held; removing the calling thread's profile function (the hook).
     unsafe { (api.eval_set_profile)(None, core::ptr::null_mut()) };
-    if TRACKING.load(Ordering::Relaxed) && nargs >= 1 && !args.is_null() {
-        // SAFETY: Python passes `nargs` argument references.
-        let name = unsafe { *args };
-        let t = tls::get();
-        let was = t.in_tracker;
-        t.in_tracker = 1;
-        let mut len: isize = 0;
-        // SAFETY: a live object from the caller; the UTF-8 buffer belongs to it.
-        let p = unsafe { (api.unicode_as_utf8_and_size)(name, &mut len) };
-        if p.is_null() || len < 0 {
-            // SAFETY: clearing the TypeError of a name that is not a str.
-            unsafe { (api.err_clear)() };
-        } else {
-            // SAFETY: `len` bytes of UTF-8 owned by `name`, alive during this call.
-            let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
-            thread::set_python_name(t, bytes);
-        }
-        tls::get().in_tracker = was;
-    }
+    // SAFETY: the arguments Python passed to this call.
+    unsafe { with_str_arg(api, args, nargs, thread::set_python_name) };
     none(api)
 }
 
@@ -140,26 +123,46 @@ unsafe extern "C" fn script_path(
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };
-    if TRACKING.load(Ordering::Relaxed) && nargs >= 1 && !args.is_null() {
-        // SAFETY: Python passes `nargs` argument references.
-        let path = unsafe { *args };
-        let t = tls::get();
-        let was = t.in_tracker;
-        t.in_tracker = 1;
-        let mut len: isize = 0;
-        // SAFETY: a live object from the caller; the UTF-8 buffer belongs to it.
-        let p = unsafe { (api.unicode_as_utf8_and_size)(path, &mut len) };
-        if p.is_null() || len < 0 {
-            // SAFETY: clearing the TypeError of a path that is not a str.
-            unsafe { (api.err_clear)() };
-        } else {
-            // SAFETY: `len` bytes of UTF-8 owned by `path`, alive during this call.
-            let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
-            crate::python::script::set(t, bytes);
-        }
-        tls::get().in_tracker = was;
-    }
+    // SAFETY: the arguments Python passed to this call.
+    unsafe {
+        with_str_arg(api, args, nargs, |t, path| {
+            crate::python::script::set(t, path)
+        })
+    };
     none(api)
+}
+
+/// While tracking: hands `f` the UTF-8 of the first argument (a str; anything else is ignored,
+/// its TypeError cleared) with the re-entrancy flag set, so that nothing it does is recorded.
+///
+/// # Safety
+/// `args` holds `nargs` live argument references; the GIL is held.
+unsafe fn with_str_arg(
+    api: &api::Api,
+    args: *const *mut Object,
+    nargs: isize,
+    f: impl FnOnce(&mut tls::Tls, &[u8]),
+) {
+    if !TRACKING.load(Ordering::Relaxed) || nargs < 1 || args.is_null() {
+        return;
+    }
+    // SAFETY: Python passes `nargs` argument references.
+    let arg = unsafe { *args };
+    let t = tls::get();
+    let was = t.in_tracker;
+    t.in_tracker = 1;
+    let mut len: isize = 0;
+    // SAFETY: a live object from the caller; the UTF-8 buffer belongs to it.
+    let p = unsafe { (api.unicode_as_utf8_and_size)(arg, &mut len) };
+    if p.is_null() || len < 0 {
+        // SAFETY: clearing the TypeError of an argument that is not a str.
+        unsafe { (api.err_clear)() };
+    } else {
+        // SAFETY: `len` bytes of UTF-8 owned by `arg`, alive during this call.
+        let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
+        f(t, bytes);
+    }
+    tls::get().in_tracker = was;
 }
 
 /// PyMethodDef.
