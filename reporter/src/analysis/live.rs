@@ -102,11 +102,12 @@ impl Live {
         }
         // The live view needs the replay alone: the totals of every allocation (what `stats`
         // adds up) are not kept, which halves the cost of an event here.
-        for (thread, evs) in &up.runs {
-            a.replay.events(*thread, evs);
+        for (thread, evs) in up.runs {
+            a.replay.events(thread, &evs);
             if let Some(last) = evs.last() {
                 a.last_tick = Some(a.last_tick.map_or(last.tick, |l| l.max(last.tick)));
             }
+            crate::capture::pool::give(evs);
         }
         a.warnings.extend(up.warnings);
         a.clock = Clock::new(&self.follower.header, self.follower.latest_pair);

@@ -103,6 +103,9 @@ pub struct Follower {
     pub latest_pair: Option<(u64, u64)>,
     /// File bytes read by polls so far (headers, payloads, staging areas).
     pub bytes_read: u64,
+    /// Buffers for the look past a hole and for staging areas, kept from poll to poll: a fresh
+    /// one of a few MB at each read is pages faulted in and handed back every time.
+    scratch: Vec<u8>,
 }
 
 impl Follower {
@@ -144,6 +147,7 @@ impl Follower {
             trailer_in_slot: false,
             latest_pair: None,
             bytes_read: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -158,7 +162,7 @@ impl Follower {
         self.staged_threads(&mut up)?;
         let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(self.threads.len());
         for t in 0..self.threads.len() {
-            let mut events = Vec::new();
+            let mut events = super::pool::take();
             self.deliver(t, &mut events, &mut up)?;
             fresh.push(events);
         }
@@ -265,17 +269,22 @@ impl Follower {
 
     /// The next valid chunk header within [`LOOKAHEAD`] bytes after `pos`.
     fn look_ahead(&mut self, pos: u64) -> io::Result<Option<u64>> {
-        let mut buf = vec![0u8; LOOKAHEAD + CHUNK_HEADER_LEN];
-        let n = self.read(&mut buf, pos)?;
-        let magic = memtrace_format::CHUNK_MAGIC.to_le_bytes();
-        let mut at = CHUNK_ALIGN;
-        while at + CHUNK_HEADER_LEN <= n {
-            if buf[at..at + 4] == magic && ChunkHeader::decode(&buf[at..]).is_some() {
-                return Ok(Some(pos + at as u64));
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.resize(LOOKAHEAD + CHUNK_HEADER_LEN, 0);
+        let read = self.read(&mut buf, pos);
+        let found = read.map(|n| {
+            let magic = memtrace_format::CHUNK_MAGIC.to_le_bytes();
+            let mut at = CHUNK_ALIGN;
+            while at + CHUNK_HEADER_LEN <= n {
+                if buf[at..at + 4] == magic && ChunkHeader::decode(&buf[at..]).is_some() {
+                    return Some(pos + at as u64);
+                }
+                at += CHUNK_ALIGN;
             }
-            at += CHUNK_ALIGN;
-        }
-        Ok(None)
+            None
+        });
+        self.scratch = buf;
+        found
     }
 
     /// Takes in a chunk found at `pos`.
@@ -409,7 +418,12 @@ impl Follower {
                     up.warnings.push(w);
                 }
                 let th = &mut self.threads[t];
-                out.extend_from_slice(chunk.events.get(th.done..).unwrap_or(&[]));
+                if out.is_empty() && th.done == 0 {
+                    super::pool::give(std::mem::replace(out, chunk.events));
+                } else {
+                    out.extend_from_slice(chunk.events.get(th.done..).unwrap_or(&[]));
+                    super::pool::give(chunk.events);
+                }
                 up.tables.push((Some(t), chunk.tables));
                 th.next_seq += 1;
                 th.done = 0;
@@ -494,43 +508,66 @@ impl Follower {
             if h.raw_len == 0 || h.raw_len == staged || h.stored_len != capacity {
                 return Ok(());
             }
-            let mut bytes = vec![0u8; CHUNK_HEADER_LEN + capacity as usize];
-            let n = self.read(&mut bytes, at)?;
-            bytes.truncate(n);
-            // Read again: the area may have been flushed and refilled while its payload was read.
-            let mut again = [0u8; CHUNK_HEADER_LEN];
-            self.read(&mut again, at)?;
-            match ChunkHeader::decode(&again) {
-                Some(a) if a.thread_serial == serial && a.seq == seq && a.raw_len >= h.raw_len => {}
-                _ => return Ok(()),
-            }
-            let used = if h.codec == ChunkCodec::Columns {
-                capacity as usize
-            } else {
-                (h.raw_len as usize).min(capacity as usize)
-            };
-            if used > MAX_DECODED || bytes.len() < CHUNK_HEADER_LEN + used {
-                return Ok(());
-            }
-            let entry = ChunkEntry {
-                offset: 0,
-                header: h,
-                payload_len: used,
-                decoded_len: used,
-                thread: t,
-                first_tick: 0,
-                last_tick: 0,
-            };
-            let chunk = decode_chunk(&bytes, &entry, 0);
-            let th = &mut self.threads[t];
-            if let Some(new) = chunk.events.get(th.done..) {
-                out.extend_from_slice(new);
-                th.done = chunk.events.len();
-            }
-            th.staged = h.raw_len;
-            up.tables.push((Some(t), chunk.tables));
+            let mut bytes = std::mem::take(&mut self.scratch);
+            bytes.resize(CHUNK_HEADER_LEN + capacity as usize, 0);
+            let n = self.read(&mut bytes, at);
+            let result = n.and_then(|n| {
+                self.staged_events(t, &bytes[..n.min(bytes.len())], (at, h), out, up)
+            });
+            self.scratch = bytes;
+            return result;
+        }
+        Ok(())
+    }
+
+    /// Takes the new events of thread `t` from the staging area whose header `h` was read at
+    /// `at` and whose bytes (header and payload) are `bytes`.
+    fn staged_events(
+        &mut self,
+        t: usize,
+        bytes: &[u8],
+        (at, h): (u64, ChunkHeader),
+        out: &mut Vec<Event>,
+        up: &mut Update,
+    ) -> io::Result<()> {
+        let (serial, seq) = {
+            let th = &self.threads[t];
+            (th.serial, th.next_seq)
+        };
+        let capacity = h.stored_len;
+        // Read again: the area may have been flushed and refilled while its payload was read.
+        let mut again = [0u8; CHUNK_HEADER_LEN];
+        self.read(&mut again, at)?;
+        match ChunkHeader::decode(&again) {
+            Some(a) if a.thread_serial == serial && a.seq == seq && a.raw_len >= h.raw_len => {}
+            _ => return Ok(()),
+        }
+        let used = if h.codec == ChunkCodec::Columns {
+            capacity as usize
+        } else {
+            (h.raw_len as usize).min(capacity as usize)
+        };
+        if used > MAX_DECODED || bytes.len() < CHUNK_HEADER_LEN + used {
             return Ok(());
         }
+        let entry = ChunkEntry {
+            offset: 0,
+            header: h,
+            payload_len: used,
+            decoded_len: used,
+            thread: t,
+            first_tick: 0,
+            last_tick: 0,
+        };
+        let chunk = decode_chunk(bytes, &entry, 0);
+        let th = &mut self.threads[t];
+        if let Some(new) = chunk.events.get(th.done..) {
+            out.extend_from_slice(new);
+            th.done = chunk.events.len();
+        }
+        super::pool::give(chunk.events);
+        th.staged = h.raw_len;
+        up.tables.push((Some(t), chunk.tables));
         Ok(())
     }
 
@@ -590,6 +627,9 @@ fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
         let end = start + 1 + run;
         runs.push((t, evs[start..end].to_vec()));
         heads[t] = end;
+    }
+    for evs in per_thread {
+        super::pool::give(evs);
     }
     runs
 }

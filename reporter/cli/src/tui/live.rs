@@ -114,6 +114,10 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
     let mut session = terminal::Session::start()?;
     let mut next = Instant::now() + REFRESH;
     let mut redraw = true;
+    // While catching up, reads follow each other at once, but the tree is built again (its
+    // cost grows with the live heap, not with what was read) and drawn at most once a REFRESH.
+    let mut last_rebuild = Instant::now();
+    let mut stale = false;
     // Until the user moves, each refresh opens on the biggest path, as `memtrace tree` does.
     let mut touched = false;
     while !app.state.quit() && !quit.raised() {
@@ -125,16 +129,20 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
         redraw = false;
         let now = Instant::now();
         if now >= next {
-            if refresh(&mut follow, &mut setup) {
+            stale |= refresh(&mut follow, &mut setup);
+            if stale && (!follow.behind || last_rebuild.elapsed() >= REFRESH) {
                 rebuild(&mut app, &mut follow, &setup.command, touched);
+                last_rebuild = Instant::now();
+                stale = false;
+                redraw = true;
             }
             // Catching up: read on at once (keys are still read between reads).
             next = if follow.behind {
                 Instant::now()
             } else {
+                redraw = true;
                 Instant::now() + REFRESH
             };
-            redraw = true;
         }
         match input.wait(next.saturating_duration_since(Instant::now()))? {
             Wait::Quiet => continue,
