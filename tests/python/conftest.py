@@ -50,7 +50,14 @@ class Env:
 def make_venv(python: str | Path, path: Path) -> Env:
     if path.exists():
         shutil.rmtree(path)
-    checked([python, "-m", "venv", path])
+    made = run([python, "-m", "venv", path])
+    if made.returncode != 0:
+        # Where ensurepip cannot run, this interpreter's pip fills the new environment.
+        shutil.rmtree(path, ignore_errors=True)
+        checked([python, "-m", "venv", "--without-pip", path])
+        env = Env(path)
+        checked([sys.executable, "-m", "pip", "--python", env.python, "install", "-q", "pip"])
+        return env
     return Env(path)
 
 
