@@ -1,7 +1,8 @@
 //! `memtrace attach PID` / `memtrace detach PID` on processes started without memtrace: a Python
 //! script and a C program that allocate at known lines after the attach; the target goes on and
 //! ends with its own output and status; a block allocated before the attach and freed after it
-//! does not count; refusals (twice, no such process, statically linked, another user) are one
+//! does not count; refusals (twice, no such process, statically linked, another user, a process that forbids
+//! ptrace with a memtrace without CAP_SYS_PTRACE) are one
 //! line with status 1. When ptrace is refused by the environment (a container without
 //! CAP_SYS_PTRACE) the tests say so and check only the refusal.
 
@@ -279,6 +280,53 @@ fn attach_refuses_another_users_process() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("another user"), "{err}");
     drop(target);
+}
+
+/// A process that forbids ptrace (it made itself non-dumpable) and a memtrace without
+/// CAP_SYS_PTRACE: one line that says what to change, status 1, and the target goes on to its own
+/// end, unharmed.
+#[test]
+fn attach_without_cap_sys_ptrace_to_a_process_that_forbids_it_is_refused() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to drop CAP_SYS_PTRACE from memtrace alone");
+        return;
+    }
+    let dir = scratch("attach_nodump");
+    let forbid = "import ctypes\nctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0\n";
+    write(&dir, "sl.py", &format!("{forbid}{SCRIPT}"));
+    let mut cmd = Command::new(python());
+    cmd.arg("sl.py");
+    let target = Target::start(cmd, &dir);
+    let out = Command::new("setpriv")
+        .args(["--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"])
+        .arg(memtrace_bin())
+        .args(["attach", &target.pid(), "-o", "never.bin"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output();
+    let Ok(out) = out else {
+        eprintln!("skipped: setpriv is not installed");
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("setpriv:") {
+        eprintln!("skipped: setpriv cannot drop the capability here: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+    assert!(
+        !dir.join("never.bin").exists(),
+        "a refused attach leaves no capture"
+    );
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(5), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
 }
 
 /// `attach --live`: the view opens on the attached process, shows the line allocated after the

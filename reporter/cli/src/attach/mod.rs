@@ -107,7 +107,7 @@ fn not_permitted(pid: i32) -> String {
             "cannot attach to process {pid}: ptrace is disabled (kernel.yama.ptrace_scope = 3, until reboot)"
         ),
         _ => format!(
-            "cannot attach to process {pid}: ptrace is not permitted here (a container without CAP_SYS_PTRACE, or a seccomp policy); give memtrace CAP_SYS_PTRACE (docker run --cap-add SYS_PTRACE)"
+            "cannot attach to process {pid}: ptrace is not permitted here (a container without CAP_SYS_PTRACE, a seccomp policy, or a process that made itself non-dumpable); give memtrace CAP_SYS_PTRACE (docker run --cap-add SYS_PTRACE)"
         ),
     }
 }
