@@ -202,7 +202,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         if args.no_python_allocators {
             cmd.env("MEMTRACE_PYTHON_ALLOCATORS", "0");
         }
-        if args.no_types {
+        if args.no_types || args.aggregate {
             cmd.env("MEMTRACE_OBJECT_TYPES", "0");
         }
     } else {
