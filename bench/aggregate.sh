@@ -21,6 +21,8 @@ cargo build --release -q
 if [ ! -x "$venv/bin/memray" ]; then
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || echo "memray not installed: its row stays empty" >&2
 fi
+# One hash seed for every run: string hashes change dict sizes by a few bytes between runs.
+export PYTHONHASHSEED=0
 workload=$PWD/bench/workloads/small_objects.py
 script=$work/repeat.py
 cat >"$script" <<PY

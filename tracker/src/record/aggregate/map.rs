@@ -19,6 +19,16 @@ pub struct Map {
     hint: Option<&'static Hint>,
 }
 
+/// What an insert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    New,
+    /// The key was there, with these values.
+    Replaced(u64, u64),
+    /// No memory for the map to grow: nothing was inserted.
+    NoMemory,
+}
+
 /// The slots of a map as last published, read without its lock to prefetch the slot a key
 /// will be looked up in (before the real free or while the stack is walked): the map may
 /// have moved since, and a prefetch of a stale address is harmless.
@@ -116,22 +126,24 @@ impl Map {
         }
     }
 
-    /// Sets the values of `key` (nonzero). False when memory for the map could not be had.
+    /// Sets the values of `key` (nonzero), in one probe: what it replaced, if anything.
     #[inline]
-    pub fn insert(&mut self, key: u64, a: u64, b: u64) -> bool {
+    pub fn insert(&mut self, key: u64, a: u64, b: u64) -> Inserted {
         if (self.len + 1) * 2 > self.capacity && !self.grow() {
-            return false;
+            return Inserted::NoMemory;
         }
         let mask = self.capacity - 1;
         let mut i = home(key, mask);
         loop {
             let s = self.read(i);
-            if s[0] == key || s[0] == 0 {
-                if s[0] == 0 {
-                    self.len += 1;
-                }
+            if s[0] == key {
                 self.write(i, [key, a, b]);
-                return true;
+                return Inserted::Replaced(s[1], s[2]);
+            }
+            if s[0] == 0 {
+                self.len += 1;
+                self.write(i, [key, a, b]);
+                return Inserted::New;
             }
             i = (i + 1) & mask;
         }
@@ -246,7 +258,7 @@ mod tests {
     fn inserts_removes_and_grows() {
         let mut m = Map::new();
         for k in 1..100_000u64 {
-            assert!(m.insert(k * 16, k, k + 1));
+            assert_eq!(m.insert(k * 16, k, k + 1), Inserted::New);
         }
         assert_eq!(m.len, 99_999);
         for k in (1..100_000u64).step_by(2) {
@@ -257,6 +269,7 @@ mod tests {
             assert_eq!(m.get(k * 16), want, "{k}");
         }
         assert_eq!(m.remove(16), None);
+        assert_eq!(m.insert(32, 7, 8), Inserted::Replaced(2, 3));
         m.clear();
         assert_eq!(m.get(32), None);
     }

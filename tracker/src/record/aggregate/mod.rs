@@ -20,7 +20,7 @@ mod snapshot;
 
 use crate::lock::SpinLock;
 use crate::{clock, sys};
-use map::Map;
+use map::{Inserted, Map};
 use memtrace_format::aggregate::{ALLOCATORS, BINS};
 use memtrace_format::{Allocator, Marker};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,7 +217,7 @@ impl State {
             self.entries_cap = cap;
         }
         let i = self.entries_len;
-        if !self.keys.insert(key, i as u64, 0) {
+        if self.keys.insert(key, i as u64, 0) == Inserted::NoMemory {
             return None;
         }
         self.entries_len += 1;
@@ -262,12 +262,11 @@ impl State {
             let w = memtrace_format::settings::weight(size, self.sample_bytes);
             (((w as f64 / size as f64).round() as u64).max(1), w)
         };
-        if let Some((old, packed)) = self.live.remove(addr) {
+        match self.live.insert(addr, bytes, i as u64 | count << 32) {
+            Inserted::New => {}
             // Its free raced with this allocation in another thread: the older block goes.
-            self.release(old, packed);
-        }
-        if !self.live.insert(addr, bytes, i as u64 | count << 32) {
-            return;
+            Inserted::Replaced(old, packed) => self.release(old, packed),
+            Inserted::NoMemory => return,
         }
         self.events += 1;
         let (now, peak_event) = (self.events, self.peak_event);
@@ -410,7 +409,7 @@ pub fn munmap(addr: u64, len: u64, tick: u64) {
             // The tail stays mapped: one allocation of the rest.
             let i = (packed & 0xFFFF_FFFF) as usize;
             let rest = bytes - len;
-            if s.live.insert(addr + len, rest, packed) {
+            if s.live.insert(addr + len, rest, packed) == Inserted::New {
                 s.events += 1;
                 let (now, peak_event) = (s.events, s.peak_event);
                 if i < s.entries_len {
