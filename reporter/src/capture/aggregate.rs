@@ -8,6 +8,9 @@ use hashbrown::HashMap;
 use memtrace_format::aggregate::{self, flags, Entry, Head, AGGREGATE_KIND};
 use memtrace_format::{ChunkCodec, Decoder, Record};
 
+/// Live allocations and bytes by (stack, thread serial).
+pub type LiveSums = HashMap<(u64, u64), (u64, u64)>;
+
 /// The sums of an aggregated capture, as of its last snapshot.
 #[derive(Clone, Debug, Default)]
 pub struct Aggregated {
@@ -20,7 +23,7 @@ pub struct Aggregated {
     /// Live memory over time: (tick, the highest live bytes of a window), in order.
     pub series: Vec<(u64, u64)>,
     /// The "live at exit" snapshot: its head and what was live then by (stack, serial).
-    pub exit: Option<(Head, HashMap<(u64, u64), (u64, u64)>)>,
+    pub exit: Option<(Head, LiveSums)>,
     /// Snapshots read.
     pub snapshots: usize,
 }
