@@ -4,6 +4,7 @@
 //! events, varint and delta encoded and usually zstd-compressed (compression itself is done by the
 //! users of this crate). `docs/FORMAT.md` describes the bytes; this crate is the reference.
 
+pub mod aggregate;
 pub mod chunk;
 pub mod columns;
 pub mod exec;

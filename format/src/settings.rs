@@ -7,7 +7,9 @@
 //! byte of a request of fewer than N bytes is sampled with probability 1/N, see
 //! [`weight`]), varint label count, then per label two byte strings, key and value, then
 //! varint `memory_limit` (the cgroup v2 `memory.max` the process ran under, 0: none; absent in
-//! the first writers: 0). Unknown trailing bytes are left for later versions.
+//! the first writers: 0), then varint `aggregate` (1: `memtrace run --aggregate`, the
+//! capture holds aggregate snapshots (crate::aggregate) instead of allocation records; absent:
+//! 0). Unknown trailing bytes are left for later versions.
 
 use crate::varint;
 
@@ -27,6 +29,8 @@ pub struct Settings {
     pub labels: Vec<(String, String)>,
     /// The cgroup v2 memory limit (`memory.max`) of the process, 0 when none was set.
     pub memory_limit: u64,
+    /// Aggregated capture (`--aggregate`): sums per stack and thread, no allocation records.
+    pub aggregate: bool,
 }
 
 fn put_bytes(buf: &mut [u8], pos: usize, bytes: &[u8]) -> usize {
@@ -38,7 +42,13 @@ fn put_bytes(buf: &mut [u8], pos: usize, bytes: &[u8]) -> usize {
 /// Encodes the payload into `buf` (at least [`MAX_PAYLOAD`] bytes). `labels` holds
 /// `key=value` entries separated by NUL bytes (as the environment passes them); entries
 /// without `=`, and those beyond [`MAX_LABEL_BYTES`] or 64 entries, are left out.
-pub fn encode(buf: &mut [u8], sample_bytes: u64, labels: &[u8], memory_limit: u64) -> usize {
+pub fn encode(
+    buf: &mut [u8],
+    sample_bytes: u64,
+    labels: &[u8],
+    memory_limit: u64,
+    aggregate: bool,
+) -> usize {
     let mut pos = varint::put(buf, 0, sample_bytes);
     let fits = |budget: &mut usize, e: &[u8]| {
         if e.len() > *budget {
@@ -61,7 +71,8 @@ pub fn encode(buf: &mut [u8], sample_bytes: u64, labels: &[u8], memory_limit: u6
         pos = put_bytes(buf, pos, &e[..eq]);
         pos = put_bytes(buf, pos, &e[eq + 1..]);
     }
-    varint::put(buf, pos, memory_limit)
+    let pos = varint::put(buf, pos, memory_limit);
+    varint::put(buf, pos, u64::from(aggregate))
 }
 
 /// Decodes a payload; None when it is damaged.
@@ -83,10 +94,12 @@ pub fn decode(payload: &[u8]) -> Option<Settings> {
         labels.push((k, v));
     }
     let memory_limit = varint::get(payload, &mut pos).unwrap_or(0);
+    let aggregate = varint::get(payload, &mut pos).unwrap_or(0) == 1;
     Some(Settings {
         sample_bytes,
         labels,
         memory_limit,
+        aggregate,
     })
 }
 
@@ -116,8 +129,10 @@ mod tests {
             524288,
             b"service=api\0version=1.4\0bad\0=x",
             1 << 30,
+            true,
         );
         let s = decode(&buf[..n]).unwrap();
+        assert!(s.aggregate);
         assert_eq!(s.sample_bytes, 524288);
         assert_eq!(s.memory_limit, 1 << 30);
         assert_eq!(

@@ -5,6 +5,7 @@
 use hashbrown::HashMap;
 use memtrace_format::Allocator;
 use memtrace_reporter::analysis::replay::Replay;
+use memtrace_reporter::analysis::sets::AllocSet;
 use memtrace_reporter::analysis::totals::Sum;
 use memtrace_reporter::capture::decode::{ChunkTables, DecodedChunk};
 use memtrace_reporter::capture::event::{code, Event};
@@ -166,6 +167,17 @@ pub fn live_at(
         live.take();
     }
     sorted(live.result.unwrap_or_default())
+}
+
+/// The groups of an aggregated capture's set (its sums keep no allocator: each group is
+/// given malloc's).
+pub fn of_set(set: &AllocSet) -> Vec<Group> {
+    let groups = set
+        .groups
+        .iter()
+        .map(|(&(stack, thread), &sum)| ((stack, thread, Allocator::Malloc as u8, NO_TYPE), sum))
+        .collect();
+    sorted(groups)
 }
 
 /// Finds the temporary allocations with the reporter's replay, noting each one's allocator.

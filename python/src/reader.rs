@@ -23,6 +23,16 @@ fn group_records(shared: &Arc<Shared>, groups: Vec<Group>) -> Records {
     }
 }
 
+/// The error for what an aggregated capture does not record (one line, as the commands say).
+fn aggregated_lacks(shared: &Shared, what: &str) -> PyResult<()> {
+    match shared.aggregated {
+        Some(_) => Err(errors::CaptureError::new_err(
+            memtrace_reporter::analysis::aggregated::unsupported(what),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[pymethods]
 impl FileReader {
     /// Opens and reads the capture at `path`. In a Python run the records start when the
@@ -52,6 +62,9 @@ impl FileReader {
     /// first.
     fn peak_records(&self, py: Python<'_>) -> Records {
         let s = &self.shared;
+        if let Some((peak, _)) = &s.aggregated {
+            return group_records(s, groups::of_set(peak));
+        }
         let groups = py.detach(|| {
             groups::live_at(
                 s.capture.bytes(),
@@ -69,6 +82,9 @@ impl FileReader {
     /// the capture has types), largest first.
     fn leaked_records(&self, py: Python<'_>) -> Records {
         let s = &self.shared;
+        if let Some((_, exit)) = &s.aggregated {
+            return group_records(s, groups::of_set(exit));
+        }
         let groups = py.detach(|| {
             groups::live_at(
                 s.capture.bytes(),
@@ -84,23 +100,25 @@ impl FileReader {
     /// The temporary allocations (freed by their thread before it made `threshold` more
     /// allocations), grouped by stack, thread and allocator, largest first.
     #[pyo3(signature = (threshold = 1))]
-    fn temporary_records(&self, py: Python<'_>, threshold: usize) -> Records {
+    fn temporary_records(&self, py: Python<'_>, threshold: usize) -> PyResult<Records> {
         let s = &self.shared;
+        aggregated_lacks(s, "temporary allocations")?;
         let groups = py.detach(|| {
             groups::temporary(s.capture.bytes(), &s.index, s.include_startup, threshold)
         });
-        group_records(s, groups)
+        Ok(group_records(s, groups))
     }
 
     /// Every allocation and free, in timeline order, read as the iteration goes.
-    fn all_records(&self) -> Events {
-        Events {
+    fn all_records(&self) -> PyResult<Events> {
+        aggregated_lacks(&self.shared, "every allocation and free (all_records)")?;
+        Ok(Events {
             shared: self.shared.clone(),
             state: Mutex::new(EventsState {
                 rx: events::start(self.shared.clone(), self.shared.include_startup),
                 batch: Vec::new().into_iter(),
             }),
-        }
+        })
     }
 
     fn __repr__(&self) -> String {

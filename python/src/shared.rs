@@ -4,6 +4,7 @@
 use crate::stacks::{FrameTuple, Resolver, StackKind};
 use crate::version;
 use memtrace_format::options;
+use memtrace_reporter::analysis::sets::AllocSet;
 use memtrace_reporter::analysis::{self, Options};
 use memtrace_reporter::capture::clock::Clock;
 use memtrace_reporter::capture::scan::Index;
@@ -86,6 +87,9 @@ pub struct Shared {
     pub type_names: Vec<String>,
     /// The type of each typed block live at exit, by address (None: no types in the capture).
     pub block_types: Option<crate::groups::BlockTypes>,
+    /// An aggregated capture (`memtrace run --aggregate`): what was live at the peak and at
+    /// exit, by (stack, thread), from its snapshots (it has no events to replay).
+    pub aggregated: Option<(AllocSet, AllocSet)>,
     resolver: Mutex<Resolver>,
 }
 
@@ -149,6 +153,11 @@ impl Shared {
             .map(|t| t.rows.iter().map(|r| r.name.clone()).collect())
             .unwrap_or_default();
         let block_types = types.map(|t| t.block_types);
+        let aggregated = analysis
+            .index
+            .settings
+            .aggregate
+            .then(|| (analysis.replay.peak_set(), analysis.replay.exit_set()));
         let tables = std::mem::take(&mut analysis.tables);
         let map = ModuleMap::new(tables.modules.clone(), &header.exe);
         Ok(Shared {
@@ -162,6 +171,7 @@ impl Shared {
             exit_index: analysis.replay.exit.map(|e| e.event_index),
             type_names,
             block_types,
+            aggregated,
             resolver: Mutex::new(Resolver::new(tables, Symbolizer::new(map))),
             capture,
         })

@@ -190,3 +190,37 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
         f"IsADirectoryError False {tmp_path}: is a directory, not a capture file",
     ]
     assert "panicked" not in r.stderr
+
+
+def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
+    """`memtrace run --aggregate`: the same peak and records as a full capture of the script;
+    what it does not record is one line (CaptureError)."""
+    agg = tmp_path / "agg.bin"
+    checked([env.memtrace, "run", "-q", "--aggregate", "-o", agg, SCRIPT])
+    out = read(
+        env,
+        agg,
+        "recs = list(r.peak_records())\n"
+        "m = r.metadata\n"
+        "errors = []\n"
+        "for f in (r.temporary_records, r.all_records):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except memtrace.CaptureError as e:\n"
+        "        errors.append(str(e))\n"
+        "out = dict(total=sum(x.size for x in recs), count=sum(x.n_allocations for x in recs),"
+        " peak=m.peak_bytes, peak_count=m.peak_allocations, errors=errors,"
+        " leaked=sum(x.size for x in r.leaked_records()), leaked_bytes=m.leaked_bytes,"
+        " top=[dict(size=x.size, n=x.n_allocations, py=x.python_stack()) for x in recs[:2]])",
+    )
+    assert isinstance(out, dict)
+    assert (out["total"], out["count"]) == (out["peak"], out["peak_count"])
+    assert out["leaked"] == out["leaked_bytes"]
+    assert 15_000_003 <= out["peak"] < 15_500_000
+    big, worker = out["top"]
+    assert (big["size"], big["n"]) == (10_000_001, 1)
+    assert big["py"] == [["make", str(SCRIPT), 7], ["<module>", str(SCRIPT), 20]]
+    assert worker["size"] == 3_000_001
+    assert len(out["errors"]) == 2
+    for e in out["errors"]:
+        assert "not recorded in an aggregated capture" in e and "\n" not in e

@@ -25,7 +25,7 @@ mod stacks;
 // them to their layer.
 use base::{alloc, barrier, clock, config, definition, elf, environ, lock, real, sys, tls};
 use capture::{compress, modules, rss, staging, status};
-use record::{names, sample, thread};
+use record::{aggregate, names, sample, thread};
 use session::{attach, exec, family, inprocess, lifecycle, pyext, pyrun, state};
 use stacks::{python, unwind};
 

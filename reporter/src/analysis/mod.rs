@@ -1,6 +1,7 @@
 //! Analyses over the event stream: totals, the live-heap replay and the tables to resolve
 //! locations.
 
+pub mod aggregated;
 pub mod attached;
 pub mod buckets;
 pub mod heap;
@@ -362,6 +363,29 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         }
     }
     analyzer.replay.finish_peak_at(report.last_tick);
+    let mut last_tick = report.last_tick;
+    let mut aggregate_warnings: Vec<String> = Vec::new();
+    if index.settings.aggregate {
+        let (sums, w) = crate::capture::aggregate::read(file, &index);
+        aggregate_warnings.push(aggregated::NOTE.to_string());
+        aggregate_warnings.extend(w);
+        match sums {
+            Some(a) => {
+                let t = aggregated::apply(
+                    &a,
+                    &mut analyzer.totals,
+                    &mut analyzer.replay,
+                    &mut analyzer.threads,
+                    options.heap_points,
+                );
+                last_tick = Some(last_tick.map_or(t, |l| l.max(t)));
+            }
+            None => aggregate_warnings.push(
+                "aggregated capture without a snapshot: the run ended (or was killed) before the first one was written"
+                    .to_string(),
+            ),
+        }
+    }
     if let Some(p) = &mut analyzer.progress {
         p(Step::Finished);
     }
@@ -386,6 +410,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         capture.header.start_realtime_ns,
     ));
     warnings.extend(report.warnings);
+    warnings.extend(aggregate_warnings);
     if clock.guessed && report.events > 0 {
         warnings.push(
             "the capture has no clock reference besides its start: times assume a 3 GHz time-stamp counter"
@@ -400,7 +425,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         tables: analyzer.tables,
         threads: analyzer.threads,
         types,
-        last_tick: report.last_tick,
+        last_tick,
         buckets,
         warnings,
     }

@@ -108,6 +108,31 @@ impl Replay {
         self.frozen = Some(frozen);
     }
 
+    /// The sums of an aggregated capture (crate::analysis::aggregated) in place of a replay:
+    /// the peak and exit snapshots and sets, what is live at the end, the live series.
+    pub fn set_aggregated(
+        &mut self,
+        peak: Snapshot,
+        peak_set: AllocSet,
+        exit: Option<Snapshot>,
+        exit_set: AllocSet,
+        (live_bytes, live_allocations): (u64, u64),
+        heap_series: Series,
+    ) {
+        self.peak = peak;
+        self.exit = exit.map(|e| Snapshot {
+            tick: self.exit.and_then(|m| m.tick).or(e.tick),
+            ..e
+        });
+        self.heap_series = heap_series;
+        self.frozen = Some(Frozen {
+            peak: peak_set,
+            exit: exit_set,
+            live_bytes,
+            live_allocations,
+        });
+    }
+
     /// A replay that also finds the temporary allocations (see [`Temporary`]).
     pub fn with_temporary(threshold: Option<usize>) -> Replay {
         Replay {

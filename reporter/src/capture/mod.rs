@@ -1,6 +1,7 @@
 //! Reading a capture file: the file header, the chunk index, payload decoding and the merged
 //! event stream.
 
+pub mod aggregate;
 pub mod clock;
 pub mod decode;
 pub mod event;

@@ -33,7 +33,11 @@ pub fn load_with(
     options: Options,
 ) -> Result<(Capture, Analysis), String> {
     let capture = Capture::open(path).map_err(|e| e.to_string())?;
+    let temporary = view.temporary().is_some();
     let mut analysis = analysis::analyze_options(&capture, options);
+    if temporary && analysis.index.settings.aggregate {
+        return Err(analysis::aggregated::unsupported("temporary allocations"));
+    }
     analysis.tables.frame_view = view.frame_view;
     Ok((capture, analysis))
 }

@@ -9,6 +9,7 @@
 //!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped; with
 //!   MEMTRACE_OBJECT_TYPES=0 the types of the objects live at the script's end are not recorded.
 //! - MEMTRACE_NATIVE=1: record the whole native stack of every allocation (--native).
+//! - MEMTRACE_AGGREGATE=1: keep sums per stack and thread instead of every event (--aggregate).
 //! - MEMTRACE_PYTHON_HOOK: the start-up hook's directory, for an exec'd image that is CPython.
 //! - MEMTRACE_EXEC=N, MEMTRACE_EXEC_BASE: set by the exec hook (exec.rs) for the image a tracked
 //!   process exec'd: it is the N-th exec of the process whose first capture is the base;
@@ -50,6 +51,8 @@ pub struct Config {
     pub labels: Vec<u8>,
     /// Started in a running process by `memtrace attach` (the header says so).
     pub attached: bool,
+    /// Aggregated capture (MEMTRACE_AGGREGATE=1, `memtrace run --aggregate`).
+    pub aggregate: bool,
 }
 
 /// The settings every image and followed child of a run shares (read from the environment).
@@ -58,6 +61,7 @@ pub struct Shared {
     pub sample_bytes: u64,
     pub sample_seed: u64,
     pub labels: Vec<u8>,
+    pub aggregate: bool,
 }
 
 impl Shared {
@@ -74,12 +78,13 @@ impl Shared {
             sample_bytes: number(c"MEMTRACE_SAMPLE_BYTES"),
             sample_seed: number(c"MEMTRACE_SAMPLE_SEED"),
             labels,
+            aggregate: var(c"MEMTRACE_AGGREGATE").is_some_and(|v| v == b"1"),
         }
     }
 }
 
 /// The variables the tracker reads (removed for the program's children unless followed).
-pub const VARIABLES: [&CStr; 15] = [
+pub const VARIABLES: [&CStr; 16] = [
     c"MEMTRACE_OUTPUT",
     c"MEMTRACE_FORCE",
     c"MEMTRACE_FOLLOW_FORK",
@@ -95,6 +100,7 @@ pub const VARIABLES: [&CStr; 15] = [
     c"MEMTRACE_SAMPLE_BYTES",
     c"MEMTRACE_SAMPLE_SEED",
     c"MEMTRACE_LABELS",
+    c"MEMTRACE_AGGREGATE",
 ];
 
 extern "C" {
@@ -168,6 +174,7 @@ impl Config {
                 sample_seed: shared.sample_seed,
                 labels: shared.labels.clone(),
                 attached: false,
+                aggregate: shared.aggregate,
             });
         }
         if let Some(root) = var(c"MEMTRACE_PARENT_CAPTURE") {
@@ -190,6 +197,7 @@ impl Config {
                 sample_seed: shared.sample_seed,
                 labels: shared.labels.clone(),
                 attached: false,
+                aggregate: shared.aggregate,
             });
         }
         let template = var(c"MEMTRACE_OUTPUT")?;
@@ -212,6 +220,7 @@ impl Config {
             sample_seed: shared.sample_seed,
             labels: shared.labels,
             attached: false,
+            aggregate: shared.aggregate,
         })
     }
 

@@ -2,6 +2,7 @@
 //! The hooks call down into it on every event (direct calls, no indirection); it calls down
 //! into the stacks and the capture (tests/layers.rs checks).
 
+pub(crate) mod aggregate;
 pub(crate) mod names;
 pub(crate) mod sample;
 pub(crate) mod thread;

@@ -95,6 +95,7 @@ fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
         return Err(describe(b"cannot write the capture", &cfg.output, e));
     }
     crate::sample::configure(cfg.sample_bytes, cfg.sample_seed);
+    crate::aggregate::configure(cfg.aggregate, cfg.sample_bytes);
     write_settings(cfg);
     modules::refresh();
     Ok(())
@@ -107,11 +108,17 @@ fn write_settings(cfg: &Config) {
     use memtrace_format::settings;
     let root = crate::config::var(c"MEMTRACE_CGROUP_ROOT");
     let limit = crate::capture::cgroup::memory_limit(root.as_deref()).unwrap_or(0);
-    if cfg.sample_bytes == 0 && cfg.labels.is_empty() && limit == 0 {
+    if cfg.sample_bytes == 0 && cfg.labels.is_empty() && limit == 0 && !cfg.aggregate {
         return;
     }
     let mut payload = vec![0u8; settings::MAX_PAYLOAD];
-    let len = settings::encode(&mut payload, cfg.sample_bytes, &cfg.labels, limit);
+    let len = settings::encode(
+        &mut payload,
+        cfg.sample_bytes,
+        &cfg.labels,
+        limit,
+        cfg.aggregate,
+    );
     let mut record = vec![0u8; settings::MAX_PAYLOAD + 32];
     let used = memtrace_format::Encoder::new().extended(
         &mut record,
@@ -246,6 +253,7 @@ fn finish() -> bool {
     // Recording stops first: an event racing with the end comes after it, not a lost one.
     ACTIVE.store(false, Ordering::Release);
     tls::guarded(|| {
+        crate::aggregate::finish();
         thread::flush_all_and_close();
         modules::refresh();
         CAPTURE.finish(thread::threads_seen(), 0, true);
@@ -391,6 +399,7 @@ fn exit_now(status: c_int) -> ! {
 }
 
 pub(crate) extern "C" fn fork_prepare() {
+    crate::aggregate::lock_for_fork();
     stacks::lock_all();
     modules::lock_for_fork();
     CAPTURE.lock_for_fork();
@@ -402,6 +411,7 @@ pub(crate) extern "C" fn fork_parent() {
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
+    crate::aggregate::unlock_after_fork();
 }
 
 /// In the child: a lock may have been held by a thread that does not exist here, so all are
@@ -411,6 +421,7 @@ pub(crate) extern "C" fn fork_child() {
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
+    crate::aggregate::unlock_after_fork();
     crate::unwind::after_fork();
     if !STARTED.load(Ordering::Acquire) {
         return;
@@ -445,6 +456,7 @@ pub(crate) extern "C" fn fork_child() {
             sample_seed: cfg.sample_seed,
             labels: cfg.labels.clone(),
             attached: false,
+            aggregate: cfg.aggregate,
         };
         stacks::clear();
         crate::rss::reset();

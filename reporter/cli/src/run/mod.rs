@@ -40,6 +40,7 @@ Examples:
   memtrace run -c 'print(len(bytearray(10**6)))'
   memtrace run --python ~/.pyenv/versions/3.12.1/bin/python3 script.py
   memtrace run --sample-bytes 512K --label service=api server.py
+  memtrace run --aggregate -o service.bin server.py   sums per stack: a small capture
   memtrace run --live -o out.bin script.py   the live view; the program's output in out.bin.out
   memtrace stats out.bin")]
 pub struct RunArgs {
@@ -76,6 +77,12 @@ pub struct RunArgs {
     /// `export --format pprof` writes them as pprof labels
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
+    /// Keep sums per stack and thread instead of every allocation: the capture grows with the
+    /// distinct stacks and the run's length, not with the events; written out every 2 seconds
+    /// and at each new high peak, so a kill loses at most the last seconds (for long runs;
+    /// temporary allocations are not recorded)
+    #[arg(long = "aggregate")]
+    pub aggregate: bool,
     /// Show the live view (as `memtrace live`) while the program runs; the program's output
     /// goes to <capture>.out, named in the view
     #[arg(long = "live")]
@@ -120,6 +127,11 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     // Checked before anything starts: a bad value is one line.
     let mut check = Command::new("true");
     modes::apply(&mut check, args.sample_bytes.as_deref(), &args.labels)?;
+    if args.aggregate && args.live {
+        return Err(RunError(
+            "--live shows every event as it comes: it cannot follow an --aggregate run".into(),
+        ));
+    }
     let target = target::plan(&args.command, args.python.as_deref())?;
     let tracker = tracker_path()?;
     let cwd = std::env::current_dir()
@@ -190,7 +202,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         if args.no_python_allocators {
             cmd.env("MEMTRACE_PYTHON_ALLOCATORS", "0");
         }
-        if args.no_types {
+        if args.no_types || args.aggregate {
             cmd.env("MEMTRACE_OBJECT_TYPES", "0");
         }
     } else {
@@ -208,6 +220,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         cmd.env_remove("MEMTRACE_NATIVE");
     }
     modes::apply(&mut cmd, args.sample_bytes.as_deref(), &args.labels)?;
+    modes::aggregate(&mut cmd, args.aggregate);
     let output = args.live.then(|| live::output_path(Path::new(&template)));
     if let Some(out) = &output {
         if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {

@@ -1,4 +1,5 @@
-//! The options of `memtrace run` for long-running programs: byte sampling (`--sample-bytes`)
+//! The options of `memtrace run` for long-running programs: byte sampling (`--sample-bytes`),
+//! aggregation (`--aggregate`)
 //! and labels (`--label`), checked here so that a bad value is one line and exit status 1 (as
 //! every memtrace error), then passed to the tracker in its environment.
 
@@ -8,6 +9,7 @@ use std::process::Command;
 /// The tracker's variables (tracker/src/base/config.rs).
 const SAMPLE_BYTES_ENV: &str = "MEMTRACE_SAMPLE_BYTES";
 const LABELS_ENV: &str = "MEMTRACE_LABELS";
+const AGGREGATE_ENV: &str = "MEMTRACE_AGGREGATE";
 
 /// Largest sampling interval accepted: 1 TiB (every allocation below it is sampled by chance).
 const MAX_SAMPLE_BYTES: u64 = 1 << 40;
@@ -119,6 +121,15 @@ pub fn apply(
         cmd.env(LABELS_ENV, joined.join("\n"));
     }
     Ok(())
+}
+
+/// Asks the tracker for an aggregated capture (`--aggregate`), or not.
+pub fn aggregate(cmd: &mut Command, on: bool) {
+    if on {
+        cmd.env(AGGREGATE_ENV, "1");
+    } else {
+        cmd.env_remove(AGGREGATE_ENV);
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use super::owner::{acquire, release};
 use super::state::{count_in, prefetch, ThreadState};
 use crate::capture::CAPTURE;
-use crate::{clock, sample, sys, tls};
+use crate::{aggregate, clock, sample, sys, tls};
 use memtrace_format::columns::ColumnWriter;
 use memtrace_format::record::MAX_EVENT_LEN;
 use memtrace_format::{Allocator, ChunkCodec, ChunkHeader, ChunkKind, Encoder, Marker};
@@ -50,6 +50,9 @@ pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64
     if !sample::take_alloc(t, allocator, addr, size) {
         return;
     }
+    if aggregate::on() {
+        return aggregate_alloc(t, allocator, addr, size, ret);
+    }
     if let Some(s) = acquire(t) {
         s.alloc(t, allocator, addr, size, ret);
         release(s);
@@ -60,10 +63,32 @@ pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64
     }
 }
 
+/// An allocation of an aggregated capture: its stack (whose table records the thread writes
+/// as usual) and sums instead of an event.
+#[inline]
+fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    // Its slot is loaded while the stack is walked.
+    prefetch(aggregate::slot_hint(addr));
+    let Some(s) = acquire(t) else {
+        return;
+    };
+    let stack = s.stack_of(t, ret);
+    let serial = s.serial;
+    let tick = clock::tick();
+    if crate::rss::due(tick) {
+        s.sample_rss(tick);
+    }
+    release(s);
+    aggregate::alloc(serial, stack, allocator, addr, size, tick);
+}
+
 /// Starts loading what recording a free of `addr` will look at, for a caller that records it
 /// after the real free (with the tick it read before): the real free hides the cache miss.
 #[inline]
 pub fn prefetch_free(t: &tls::Tls, addr: u64) {
+    if aggregate::on() {
+        return prefetch(aggregate::slot_hint(addr));
+    }
     let p = t.state as *const ThreadState;
     if p.is_null() {
         return;
@@ -94,6 +119,9 @@ pub fn take_free(addr: u64) -> bool {
 /// [`record_free`] of a free that [`take_free`] said is to be recorded.
 #[inline]
 pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
+    if aggregate::on() {
+        return aggregate::free(python, addr, tick.unwrap_or_else(clock::tick));
+    }
     if let Some(s) = acquire(t) {
         prefetch(s.writer.free_lookup(addr));
         let tick = tick.unwrap_or_else(clock::tick);
@@ -134,6 +162,9 @@ pub fn record_failed(t: &mut tls::Tls, allocator: Allocator, size: u64, ret: u64
 }
 
 pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
+    if aggregate::on() {
+        return aggregate::munmap(addr, len, tick);
+    }
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.munmap(buf, tick, addr, len));
         release(s);
@@ -145,6 +176,11 @@ pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
 pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u64, tick: u64) {
     if let Some(s) = acquire(t) {
         let stack = s.site(ret);
+        if aggregate::on() {
+            let serial = s.serial;
+            release(s);
+            return aggregate::mremap(serial, stack, old, new, tick);
+        }
         s.event(tick, |w, buf| w.mremap(buf, tick, old, new, stack));
         release(s);
     } else {
@@ -155,6 +191,9 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
 }
 
 pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
+    if aggregate::on() {
+        aggregate::marker(marker);
+    }
     let tick = clock::tick();
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.marker(buf, tick, marker));

@@ -351,6 +351,7 @@ fn checkpoint(nested: bool, prepared: &mut Prepared) -> Option<(u64, u64)> {
         CAPTURE.finish(thread::threads_seen(), trailer_flags::EXEC, false);
         return None;
     }
+    crate::aggregate::finish();
     let emptied = thread::flush_current(tls::get());
     modules::refresh();
     CAPTURE.finish(thread::threads_seen(), trailer_flags::EXEC, false);

@@ -98,6 +98,7 @@ impl Starting {
             sample_seed: 0,
             labels: req.labels.clone(),
             attached: req.attached,
+            aggregate: false,
         };
         lifecycle::begin_in_process(cfg)
     }

@@ -1,0 +1,138 @@
+//! The analysis of an aggregated capture (`memtrace run --aggregate`): its few events (markers,
+//! tables, resident sizes) are read as usual; the peak, what was live at exit, the totals, the
+//! histogram and the memory series come from its last snapshots instead of the replay
+//! (crate::capture::aggregate), so every report built on [`super::Analysis`] works on it.
+
+use super::replay::{Replay, Snapshot};
+use super::series::Series;
+use super::sets::AllocSet;
+use super::totals::{Sum, Totals};
+use super::ThreadStats;
+use crate::capture::aggregate::Aggregated;
+use hashbrown::HashMap;
+
+/// The line every report of an aggregated capture shows.
+pub const NOTE: &str = "aggregated capture (memtrace run --aggregate): sums per stack and thread \
+     from its last snapshot; no temporary allocations, no time-range selection, no object types, \
+     and the interpreter's start-up is left out";
+
+/// The one line for a view an aggregated capture cannot give.
+pub fn unsupported(what: &str) -> String {
+    format!(
+        "{what}: not recorded in an aggregated capture (memtrace run --aggregate keeps sums per \
+         stack and thread, not each allocation); record the run without --aggregate"
+    )
+}
+
+/// Puts the snapshots' sums in place of what the events would have given. `heap_points`: the
+/// series' resolution. Returns the last snapshot's tick.
+pub fn apply(
+    a: &Aggregated,
+    totals: &mut Totals,
+    replay: &mut Replay,
+    threads: &mut [ThreadStats],
+    heap_points: usize,
+) -> u64 {
+    let thread_of: HashMap<u64, u32> = threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (u64::from(t.serial), i as u32))
+        .collect();
+    // A thread that never wrote a table record has no chunk: its sums go to the first thread.
+    let thread = |serial: u64| thread_of.get(&serial).copied().unwrap_or(0);
+    let h = &a.head;
+    let mut t = Totals {
+        allocs: Sum {
+            count: h.alloc_count,
+            bytes: h.alloc_bytes,
+        },
+        frees: h.frees,
+        ..Totals::default()
+    };
+    for &(bin, count, bytes) in &a.histogram {
+        if let Some(slot) = t.histogram.get_mut(bin) {
+            *slot = Sum { count, bytes };
+        }
+    }
+    for (slot, &n) in t.allocators.iter_mut().zip(&h.allocators) {
+        *slot = n;
+    }
+    t.free_kinds = h.free_kinds;
+    for th in threads.iter_mut() {
+        th.allocs = Sum::default();
+        th.by_stack.clear();
+    }
+    let mut peak_set = AllocSet::default();
+    let mut live_set = AllocSet::default();
+    for (&(stack, serial), e) in &a.entries {
+        let ti = thread(serial);
+        let total = Sum {
+            count: e.total_count,
+            bytes: e.total_bytes,
+        };
+        if total.count > 0 {
+            t.by_stack.entry(stack).or_default().merge(total);
+            if let Some(th) = threads.get_mut(ti as usize) {
+                th.allocs.merge(total);
+                th.by_stack.entry(stack).or_default().merge(total);
+            }
+        }
+        if e.peak_count > 0 || e.peak_bytes > 0 {
+            peak_set.groups.entry((stack, ti)).or_default().merge(Sum {
+                count: e.peak_count,
+                bytes: e.peak_bytes,
+            });
+        }
+        if e.live_count > 0 || e.live_bytes > 0 {
+            live_set.groups.entry((stack, ti)).or_default().merge(Sum {
+                count: e.live_count,
+                bytes: e.live_bytes,
+            });
+        }
+    }
+    *totals = t;
+    let peak = Snapshot {
+        tick: Some(h.peak_tick),
+        event_index: 0,
+        bytes: h.peak_bytes,
+        allocations: h.peak_count,
+    };
+    let (exit, exit_set) = match &a.exit {
+        Some((eh, live)) => {
+            let mut set = AllocSet::default();
+            for (&(stack, serial), &(count, bytes)) in live {
+                set.groups
+                    .entry((stack, thread(serial)))
+                    .or_default()
+                    .merge(Sum { count, bytes });
+            }
+            let snap = Snapshot {
+                tick: Some(eh.tick),
+                event_index: 0,
+                bytes: eh.live_bytes,
+                allocations: eh.live_count,
+            };
+            (Some(snap), set)
+        }
+        None => (None, live_set),
+    };
+    let mut series = Series::with_capacity(heap_points);
+    let mut points = a.series.clone();
+    points.push((h.peak_tick, h.peak_bytes));
+    points.push((h.tick, h.live_bytes));
+    points.sort_by_key(|p| p.0);
+    for (tick, bytes) in points {
+        series.record(tick, bytes);
+    }
+    // Every allocation not live now was freed (or unmapped).
+    replay.frees = h.alloc_count.saturating_sub(h.live_count);
+    replay.set_aggregated(
+        peak,
+        peak_set,
+        exit,
+        exit_set,
+        (h.live_bytes, h.live_count),
+        series,
+    );
+    h.tick
+}

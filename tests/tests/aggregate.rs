@@ -1,0 +1,237 @@
+//! `memtrace run --aggregate`: the capture holds sums per stack and thread instead of every
+//! event, and the reports read from it the same peak, top lines, histogram, totals and leaks as
+//! from a full capture of the same program; a run killed by SIGKILL shows what was live at its
+//! last snapshot; every report runs on it, and a view it cannot give says so in one line.
+
+use memtrace_e2e::{compile, memtrace, memtrace_bin, num, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROGRAM: &str = "aggregate_service";
+
+/// The row of `list` at line `line` of the program.
+fn at_line(list: &Value, line: i64) -> Option<&Value> {
+    list.as_array()?.iter().find(|r| {
+        r["line"].as_i64() == Some(line)
+            && r["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("aggregate_service.c"))
+    })
+}
+
+fn run(dir: &Path, name: &str, program: &Path, extra: &[&str]) -> PathBuf {
+    let cap = dir.join(name);
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f"])
+        .args(extra)
+        .arg("-o")
+        .arg(&cap)
+        .arg(program)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    cap
+}
+
+/// (file, line, bytes, count) of a top list, in order.
+fn rows(list: &Value) -> Vec<(String, i64, i64, i64)> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap_or("").to_string(),
+                r["line"].as_i64().unwrap_or(0),
+                num(r, "bytes"),
+                num(r, "count"),
+            )
+        })
+        .collect()
+}
+
+/// `memtrace stats --json ARGS capture`.
+fn stats_with(args: &[&str], capture: &Path) -> Value {
+    let out = Command::new(memtrace_bin())
+        .args(["stats", "--json"])
+        .args(args)
+        .arg(capture)
+        .output()
+        .expect("memtrace stats runs");
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+#[test]
+fn aggregated_and_full_captures_agree() {
+    let dir = scratch("aggregate-agree");
+    let prog = compile(PROGRAM, &dir);
+    let full = run(&dir, "full.bin", &prog, &[]);
+    let agg = run(&dir, "agg.bin", &prog, &["--aggregate"]);
+    let f = stats(&full);
+    let a = stats(&agg);
+    for key in [
+        "peak_bytes",
+        "peak_allocations",
+        "leaked_bytes",
+        "leaked_allocations",
+        "total_allocations",
+        "total_bytes",
+        "total_frees",
+    ] {
+        assert_eq!(num(&a, key), num(&f, key), "{key}");
+    }
+    assert_eq!(a["histogram"], f["histogram"]);
+    assert_eq!(a["allocators"], f["allocators"]);
+    for list in ["top_at_peak", "top_by_size", "top_by_count"] {
+        assert_eq!(rows(&a[list]), rows(&f[list]), "{list}");
+    }
+    // The known allocations, exactly.
+    let big = at_line(&a["top_at_peak"], 16).unwrap_or_else(|| panic!("{a}"));
+    assert_eq!((num(big, "bytes"), num(big, "count")), (16 << 20, 16));
+    let small = at_line(&a["top_at_peak"], 20).unwrap_or_else(|| panic!("{a}"));
+    assert_eq!(
+        (num(small, "bytes"), num(small, "count")),
+        (10_000_000, 100_000)
+    );
+    let churn = at_line(&a["top_by_count"], 27).unwrap_or_else(|| panic!("{a}"));
+    assert_eq!((num(churn, "bytes"), num(churn, "count")), (24_000, 1000));
+    // Leaks: the large blocks, as in the full capture.
+    let fl = stats_with(&["--leaks"], &full);
+    let al = stats_with(&["--leaks"], &agg);
+    assert_eq!(rows(&al["top_by_size"]), rows(&fl["top_by_size"]));
+    let leaked = at_line(&al["top_by_size"], 16).unwrap_or_else(|| panic!("{al}"));
+    assert_eq!(num(leaked, "bytes"), 16 << 20);
+    assert!(at_line(&al["top_by_size"], 20).is_none(), "{al}");
+    // The aggregated capture is a fraction of the full one and says what it is.
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size(&agg) * 4 < size(&full),
+        "{} {}",
+        size(&agg),
+        size(&full)
+    );
+    assert!(
+        a["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("aggregated capture")),
+        "{}",
+        a["warnings"]
+    );
+}
+
+#[test]
+fn a_killed_aggregated_run_shows_what_was_live_at_its_last_snapshot() {
+    let dir = scratch("aggregate-killed");
+    let prog = compile(PROGRAM, &dir);
+    let cap = dir.join("killed.bin");
+    let ready = dir.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--aggregate", "-o"])
+        .arg(&cap)
+        .arg(&prog)
+        .arg(&ready)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let start = Instant::now();
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            break text.trim().parse::<i32>().expect("a pid");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // It serves for longer than a snapshot's period (2 s) before it is killed.
+    std::thread::sleep(Duration::from_millis(3500));
+    // SAFETY: kill(2) of the program's pid, which it wrote itself.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = child.wait_with_output().expect("memtrace ends");
+    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    let s = stats(&cap);
+    assert_eq!(s["complete"], false);
+    let big = at_line(&s["top_at_peak"], 16).unwrap_or_else(|| panic!("{s}"));
+    assert_eq!((num(big, "bytes"), num(big, "count")), (16 << 20, 16));
+    let small = at_line(&s["top_at_peak"], 20).unwrap_or_else(|| panic!("{s}"));
+    assert_eq!(
+        (num(small, "bytes"), num(small, "count")),
+        (10_000_000, 100_000)
+    );
+    // Live at the end (no exit: the last snapshot): the same blocks.
+    let l = stats_with(&["--leaks"], &cap);
+    let live = at_line(&l["top_by_size"], 20).unwrap_or_else(|| panic!("{l}"));
+    assert_eq!(num(live, "bytes"), 10_000_000);
+    // The serving loop was seen, a few thousand times at most.
+    let serving = at_line(&s["top_by_count"], 38).unwrap_or_else(|| panic!("{s}"));
+    assert!(num(serving, "count") >= 100, "{serving}");
+}
+
+#[test]
+fn every_report_reads_an_aggregated_capture() {
+    let dir = scratch("aggregate-reports");
+    let prog = compile(PROGRAM, &dir);
+    let full = run(&dir, "full.bin", &prog, &[]);
+    let agg = run(&dir, "agg.bin", &prog, &["--aggregate"]);
+    let c = agg.to_str().unwrap();
+    let f = full.to_str().unwrap();
+    for args in [
+        vec!["stats", c],
+        vec!["tree", c],
+        vec!["tree", "--leaks", c],
+        vec!["summary", c],
+        vec!["flamegraph", "-o", "page.html", c],
+        vec!["export", "--format", "folded", "-o", "out.folded", c],
+        vec!["export", "--format", "speedscope", "-o", "out.json", c],
+        vec!["export", "--format", "pprof", "-o", "out.pb.gz", c],
+        vec!["export", "--format", "csv", "-o", "out.csv", c],
+        vec!["diff", f, c],
+    ] {
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let tree = memtrace(&["tree", c], &dir);
+    let text = String::from_utf8_lossy(&tree.stdout);
+    assert!(
+        text.contains("aggregate_service.c:20") && text.contains("aggregate_service.c:16"),
+        "{text}"
+    );
+    // The same folded stacks as the full capture's.
+    let full_folded = memtrace(&["export", "--format", "folded", f], &dir);
+    let agg_folded = memtrace(&["export", "--format", "folded", c], &dir);
+    assert_eq!(
+        String::from_utf8_lossy(&agg_folded.stdout),
+        String::from_utf8_lossy(&full_folded.stdout)
+    );
+    // What it cannot give: one line, exit 1.
+    for args in [
+        vec!["tree", "--temporary", c],
+        vec!["stats", "--temporary", c],
+    ] {
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(
+                "memtrace: temporary allocations: not recorded in an aggregated capture"
+            ),
+            "{err}"
+        );
+    }
+    // --live follows events: not with --aggregate.
+    let out = memtrace(
+        &["run", "--aggregate", "--live", "-o", "x.bin", "true"],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}

@@ -1,0 +1,481 @@
+//! Aggregated recording (`memtrace run --aggregate`, MEMTRACE_AGGREGATE=1): no record per
+//! allocation and free; sums per (stack, thread) instead, written out as snapshots
+//! (memtrace_format::aggregate) so that the capture grows with the distinct stacks and the
+//! length of the run, not with the number of events.
+//!
+//! Under one lock: a table of the live blocks (address -> size, entry), the entries (one per
+//! stack and thread: live, at the peak, in all), the histogram and totals, and the memory
+//! series of the current window. What was live at the peak is kept lazily and exactly: an
+//! entry keeps its value at the last peak when it first changes after that peak (see
+//! [`Entry::touch`]), so a new peak costs nothing.
+//!
+//! A snapshot (the entries changed since the one before) is written into the capture when the
+//! heap reaches a peak 10% above the last written one, every [`EVERY_NS`] while the program
+//! allocates, at the "live at exit" marker and when the capture ends: a kill loses at most the
+//! last few seconds. Snapshots are written by the allocating thread, inside its hook: the
+//! memory for them, as for the tables, comes from raw mappings.
+
+mod map;
+mod snapshot;
+
+use crate::lock::SpinLock;
+use crate::{clock, sys};
+use map::{Inserted, Map};
+use memtrace_format::aggregate::{ALLOCATORS, BINS};
+use memtrace_format::{Allocator, Marker};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Aggregated recording is on.
+static ON: AtomicBool = AtomicBool::new(false);
+static STATE: SpinLock<State> = SpinLock::new(State::new());
+/// The live table's slots, for prefetching.
+static LIVE_HINT: map::Hint = map::Hint::new();
+
+/// A snapshot at least this often while the program allocates.
+const EVERY_NS: u64 = 2_000_000_000;
+/// The memory series' resolution.
+const WINDOW_NS: u64 = 100_000_000;
+/// Points of the series kept between snapshots (a snapshot is written when it is full).
+const POINTS: usize = 64;
+/// A new peak is written when it is this much above the last written one (and 10% more).
+const PEAK_STEP_MIN: u64 = 64 << 10;
+
+/// The sums of one (stack, thread).
+#[derive(Clone, Copy)]
+struct Entry {
+    stack: u64,
+    serial: u32,
+    /// The event that last changed it.
+    changed: u64,
+    live_count: u64,
+    live_bytes: u64,
+    /// Its live values at the last peak, once it changed after it.
+    peak_count: u64,
+    peak_bytes: u64,
+    total_count: u64,
+    total_bytes: u64,
+}
+
+impl Entry {
+    /// Before a change at event `now`: keeps the live values as those at the last peak when
+    /// this is the first change since it (`peak_event`).
+    #[inline(always)]
+    fn touch(&mut self, now: u64, peak_event: u64) {
+        if self.changed <= peak_event {
+            self.peak_count = self.live_count;
+            self.peak_bytes = self.live_bytes;
+        }
+        self.changed = now;
+    }
+
+    /// Live at the last peak.
+    fn at_peak(&self, peak_event: u64) -> (u64, u64) {
+        if self.changed <= peak_event {
+            (self.live_count, self.live_bytes)
+        } else {
+            (self.peak_count, self.peak_bytes)
+        }
+    }
+}
+
+pub(super) struct State {
+    /// Live block address -> (bytes, entry index | allocations << 32).
+    live: Map,
+    /// (stack, serial) key -> entry index.
+    keys: Map,
+    entries: *mut Entry,
+    entries_len: usize,
+    entries_cap: usize,
+    /// Events counted (each allocation, free or unmap that found its block).
+    events: u64,
+    /// The event of the last peak.
+    peak_event: u64,
+    live_bytes: u64,
+    live_count: u64,
+    peak_bytes: u64,
+    peak_count: u64,
+    peak_tick: u64,
+    alloc_count: u64,
+    alloc_bytes: u64,
+    frees: u64,
+    allocators: [u64; ALLOCATORS],
+    free_kinds: [u64; 3],
+    histogram: [(u64, u64); BINS],
+    /// `events` when the last snapshot was written (entries changed after it are written).
+    written_event: u64,
+    seq: u64,
+    /// The tick of the last snapshot (the series' points count from it).
+    written_tick: u64,
+    /// A new peak at or above this is written at once.
+    next_peak_write: u64,
+    /// The current window of the series: its end (tick), its highest live bytes and when.
+    window_end: u64,
+    window_max: u64,
+    window_tick: u64,
+    points: [(u64, u64); POINTS],
+    points_len: usize,
+    /// The clock at the start, to turn nanoseconds into ticks.
+    start: (u64, u64),
+    next_write_ns: u64,
+    /// The next snapshot starts afresh (a Python run's script started).
+    afresh: bool,
+    /// Byte sampling (0: every allocation): an allocation stands for more bytes.
+    sample_bytes: u64,
+    buf: snapshot::Buffers,
+}
+
+// SAFETY: the state is only reached through its lock.
+unsafe impl Send for State {}
+
+impl State {
+    const fn new() -> State {
+        State {
+            live: Map::hinted(&LIVE_HINT),
+            keys: Map::new(),
+            entries: core::ptr::null_mut(),
+            entries_len: 0,
+            entries_cap: 0,
+            events: 0,
+            peak_event: 0,
+            live_bytes: 0,
+            live_count: 0,
+            peak_bytes: 0,
+            peak_count: 0,
+            peak_tick: 0,
+            alloc_count: 0,
+            alloc_bytes: 0,
+            frees: 0,
+            allocators: [0; ALLOCATORS],
+            free_kinds: [0; 3],
+            histogram: [(0, 0); BINS],
+            written_event: 0,
+            seq: 0,
+            written_tick: 0,
+            next_peak_write: 0,
+            window_end: 0,
+            window_max: 0,
+            window_tick: 0,
+            points: [(0, 0); POINTS],
+            points_len: 0,
+            start: (0, 0),
+            next_write_ns: 0,
+            afresh: false,
+            sample_bytes: 0,
+            buf: snapshot::Buffers::new(),
+        }
+    }
+
+    /// Forgets every sum (the snapshot buffers and the snapshot count stay).
+    fn clear(&mut self) {
+        self.live.clear();
+        self.keys.clear();
+        if !self.entries.is_null() {
+            sys::unmap(
+                self.entries as *mut u8,
+                self.entries_cap * core::mem::size_of::<Entry>(),
+            );
+        }
+        let buf = core::mem::replace(&mut self.buf, snapshot::Buffers::new());
+        let (seq, start, next_write_ns, sample_bytes) =
+            (self.seq, self.start, self.next_write_ns, self.sample_bytes);
+        *self = State::new();
+        self.buf = buf;
+        self.seq = seq;
+        self.start = start;
+        self.next_write_ns = next_write_ns;
+        self.sample_bytes = sample_bytes;
+    }
+
+    #[inline(always)]
+    fn entry(&mut self, i: usize) -> &mut Entry {
+        // SAFETY: i < entries_len <= entries_cap, in the live mapping (the lock is held).
+        unsafe { &mut *self.entries.add(i) }
+    }
+
+    /// The index of the entry of (stack, serial), made if new; None when out of memory.
+    #[inline]
+    fn entry_of(&mut self, stack: u64, serial: u32) -> Option<usize> {
+        let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
+        if let Some((i, _)) = self.keys.get(key) {
+            return Some(i as usize);
+        }
+        self.new_entry(key, stack, serial)
+    }
+
+    #[cold]
+    fn new_entry(&mut self, key: u64, stack: u64, serial: u32) -> Option<usize> {
+        if self.entries_len == self.entries_cap {
+            let cap = (self.entries_cap * 2).max(1024);
+            let size = core::mem::size_of::<Entry>();
+            let p = sys::map_anon(cap * size)? as *mut Entry;
+            if !self.entries.is_null() {
+                // SAFETY: both mappings hold at least entries_len entries; they do not overlap.
+                unsafe { core::ptr::copy_nonoverlapping(self.entries, p, self.entries_len) };
+                sys::unmap(self.entries as *mut u8, self.entries_cap * size);
+            }
+            self.entries = p;
+            self.entries_cap = cap;
+        }
+        let i = self.entries_len;
+        if self.keys.insert(key, i as u64, 0) == Inserted::NoMemory {
+            return None;
+        }
+        self.entries_len += 1;
+        *self.entry(i) = Entry {
+            stack,
+            serial,
+            changed: 0,
+            live_count: 0,
+            live_bytes: 0,
+            peak_count: 0,
+            peak_bytes: 0,
+            total_count: 0,
+            total_bytes: 0,
+        };
+        Some(i)
+    }
+
+    /// Takes a live block away (freed, unmapped, replaced).
+    #[inline]
+    fn release(&mut self, bytes: u64, packed: u64) {
+        let i = (packed & 0xFFFF_FFFF) as usize;
+        let count = packed >> 32;
+        self.events += 1;
+        let (now, peak_event) = (self.events, self.peak_event);
+        if i < self.entries_len {
+            let e = self.entry(i);
+            e.touch(now, peak_event);
+            e.live_count = e.live_count.saturating_sub(count);
+            e.live_bytes = e.live_bytes.saturating_sub(bytes);
+        }
+        self.live_count = self.live_count.saturating_sub(count);
+        self.live_bytes = self.live_bytes.saturating_sub(bytes);
+    }
+
+    /// A block of `bytes` standing for `count` allocations made live.
+    #[inline]
+    fn add(&mut self, i: usize, allocator: Allocator, addr: u64, size: u64, tick: u64) {
+        let (count, bytes) = if self.sample_bytes == 0 || allocator == Allocator::Mmap || size == 0
+        {
+            (1, size)
+        } else {
+            let w = memtrace_format::settings::weight(size, self.sample_bytes);
+            (((w as f64 / size as f64).round() as u64).max(1), w)
+        };
+        match self.live.insert(addr, bytes, i as u64 | count << 32) {
+            Inserted::New => {}
+            // Its free raced with this allocation in another thread: the older block goes.
+            Inserted::Replaced(old, packed) => self.release(old, packed),
+            Inserted::NoMemory => return,
+        }
+        self.events += 1;
+        let (now, peak_event) = (self.events, self.peak_event);
+        let e = self.entry(i);
+        e.touch(now, peak_event);
+        e.live_count += count;
+        e.live_bytes += bytes;
+        e.total_count += count;
+        e.total_bytes = e.total_bytes.saturating_add(bytes);
+        self.live_count += count;
+        self.live_bytes += bytes;
+        self.alloc_count += count;
+        self.alloc_bytes = self.alloc_bytes.saturating_add(bytes);
+        let bin = (64 - size.leading_zeros()) as usize;
+        self.histogram[bin].0 += count;
+        self.histogram[bin].1 = self.histogram[bin].1.saturating_add(bytes);
+        if let Some(n) = self.allocators.get_mut(allocator as usize) {
+            *n += 1;
+        }
+        if self.live_bytes > self.peak_bytes {
+            self.peak_bytes = self.live_bytes;
+            self.peak_count = self.live_count;
+            self.peak_event = now;
+            self.peak_tick = tick;
+        }
+        if self.live_bytes > self.window_max {
+            self.window_max = self.live_bytes;
+            self.window_tick = tick;
+        }
+    }
+
+    /// Closes the series' window when `tick` is past it, and writes a snapshot when one is
+    /// due (a new high peak, the time, the series full).
+    #[inline]
+    fn after_event(&mut self, tick: u64) {
+        if tick >= self.window_end {
+            self.close_window(tick);
+        }
+        if self.peak_bytes >= self.next_peak_write && self.peak_event == self.events {
+            self.write(tick, 0);
+        }
+    }
+
+    #[cold]
+    fn close_window(&mut self, tick: u64) {
+        if self.window_tick != 0 {
+            self.points[self.points_len] = (self.window_tick, self.window_max);
+            self.points_len += 1;
+        }
+        let (now_tick, now_ns) = clock::pair();
+        let (t0, ns0) = self.start;
+        let elapsed = now_ns.saturating_sub(ns0);
+        // Ticks per window, from the clock since the start (a guess until 10 ms have passed).
+        let window = if elapsed >= 10_000_000 {
+            ((now_tick.saturating_sub(t0)) as u128 * WINDOW_NS as u128 / elapsed as u128) as u64
+        } else {
+            1 << 20
+        };
+        self.window_end = tick.saturating_add(window.max(1));
+        self.window_max = self.live_bytes;
+        self.window_tick = tick;
+        if now_ns >= self.next_write_ns || self.points_len == POINTS {
+            self.write(tick, 0);
+        }
+    }
+
+    /// Writes a snapshot of what changed since the last one.
+    #[cold]
+    fn write(&mut self, tick: u64, flags: u64) {
+        let flags = if std::mem::take(&mut self.afresh) {
+            flags | memtrace_format::aggregate::flags::AFRESH
+        } else {
+            flags
+        };
+        self.seq += 1;
+        snapshot::write(self, tick, flags);
+        self.written_event = self.events;
+        self.written_tick = tick;
+        self.points_len = 0;
+        self.next_peak_write = self
+            .peak_bytes
+            .saturating_add((self.peak_bytes / 10).max(PEAK_STEP_MIN));
+        self.next_write_ns = clock::pair().1.saturating_add(EVERY_NS);
+    }
+}
+
+/// The address of the live table's slot for `addr`, to prefetch (a hint: may be stale).
+#[inline(always)]
+pub fn slot_hint(addr: u64) -> *const u8 {
+    LIVE_HINT.slot(addr)
+}
+
+#[inline(always)]
+pub fn on() -> bool {
+    ON.load(Ordering::Relaxed)
+}
+
+/// Starts (or not) aggregated recording for the capture starting now, from nothing.
+pub fn configure(on: bool, sample_bytes: u64) {
+    let mut s = STATE.lock();
+    s.clear();
+    s.seq = 0;
+    s.sample_bytes = sample_bytes;
+    s.start = clock::pair();
+    s.next_write_ns = s.start.1.saturating_add(EVERY_NS);
+    ON.store(on, Ordering::Release);
+}
+
+/// An allocation of `size` bytes at `addr` from `stack` in the thread of `serial`.
+#[inline]
+pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64, tick: u64) {
+    let mut s = STATE.lock();
+    if let Some(i) = s.entry_of(stack, serial) {
+        s.add(i, allocator, addr, size, tick);
+        s.after_event(tick);
+    }
+}
+
+/// A free (`python`: pymalloc_free) of `addr`.
+#[inline]
+pub fn free(python: bool, addr: u64, tick: u64) {
+    let mut s = STATE.lock();
+    s.frees += 1;
+    s.free_kinds[usize::from(python)] += 1;
+    if let Some((bytes, packed)) = s.live.remove(addr) {
+        s.release(bytes, packed);
+        s.after_event(tick);
+    }
+}
+
+/// An unmap of `[addr, addr + len)`: a mapping that starts there loses that much (an unmap
+/// inside a mapping is not followed).
+pub fn munmap(addr: u64, len: u64, tick: u64) {
+    let mut s = STATE.lock();
+    s.frees += 1;
+    s.free_kinds[2] += 1;
+    if let Some((bytes, packed)) = s.live.remove(addr) {
+        s.release(bytes, packed);
+        if len < bytes {
+            // The tail stays mapped: one allocation of the rest.
+            let i = (packed & 0xFFFF_FFFF) as usize;
+            let rest = bytes - len;
+            if s.live.insert(addr + len, rest, packed) == Inserted::New {
+                s.events += 1;
+                let (now, peak_event) = (s.events, s.peak_event);
+                if i < s.entries_len {
+                    let e = s.entry(i);
+                    e.touch(now, peak_event);
+                    e.live_count += packed >> 32;
+                    e.live_bytes += rest;
+                }
+                s.live_count += packed >> 32;
+                s.live_bytes += rest;
+            }
+        }
+        s.after_event(tick);
+    }
+}
+
+/// An mremap of a mapping: the old one goes, the new one (from `stack`) comes, when the old
+/// one was known.
+pub fn mremap(serial: u32, stack: u64, old: (u64, u64), new: (u64, u64), tick: u64) {
+    let mut s = STATE.lock();
+    if let Some((bytes, packed)) = s.live.remove(old.0) {
+        s.release(bytes, packed);
+        if let Some(i) = s.entry_of(stack, serial) {
+            s.add(i, Allocator::Mmap, new.0, new.1, tick);
+        }
+        s.after_event(tick);
+    }
+}
+
+/// A marker: the "live at exit" point is written at once; a Python script's start forgets
+/// the interpreter's start-up (as a full capture's reports do).
+pub fn marker(marker: Marker) {
+    let tick = clock::tick();
+    let mut s = STATE.lock();
+    match marker {
+        Marker::ExitSnapshot => s.write(tick, memtrace_format::aggregate::flags::EXIT),
+        Marker::ScriptStart => {
+            s.clear();
+            s.afresh = true;
+            s.write(tick, 0);
+        }
+        _ => {}
+    }
+}
+
+/// The capture ends: the last snapshot.
+pub fn finish() {
+    if !on() {
+        return;
+    }
+    let tick = clock::tick();
+    let mut s = STATE.lock();
+    if s.window_tick != 0 && s.points_len < POINTS {
+        let p = (s.window_tick, s.window_max);
+        let n = s.points_len;
+        s.points[n] = p;
+        s.points_len += 1;
+    }
+    s.write(tick, memtrace_format::aggregate::flags::FINAL);
+}
+
+/// Around fork: the lock is taken so that no thread holds it while the process is copied.
+pub fn lock_for_fork() {
+    STATE.raw_lock();
+}
+
+pub fn unlock_after_fork() {
+    STATE.raw_unlock();
+}
