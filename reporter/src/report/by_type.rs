@@ -110,7 +110,7 @@ pub fn title(groups: &[TypeGroup]) -> String {
     let bytes: u64 = groups.iter().map(|g| g.bytes).sum();
     let allocations: u64 = groups.iter().map(|g| g.allocations).sum();
     format!(
-        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; no types at the peak)",
+        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; the types live at the peak: memtrace stats)",
         size(bytes),
         count(allocations)
     )
