@@ -65,9 +65,72 @@ pub fn decode(buf: &[u8]) -> Option<ObjectTypes> {
     Some(ObjectTypes { name, addrs })
 }
 
+/// The extended record kind of a type-names record: the address and name of types alive at
+/// the script's end, so that a reader can name the types typed frees (record type 22) give.
+/// Payload: varint `n`, then `n` times varint type address and byte string name.
+pub const TYPE_NAMES_KIND: u64 = 41;
+/// The most types a writer puts in one type-names record.
+pub const MAX_TYPE_NAMES: usize = 64;
+/// Room an encoded type-names payload never exceeds.
+pub const MAX_TYPE_NAMES_PAYLOAD: usize =
+    varint::MAX_VARINT_LEN + MAX_TYPE_NAMES * (2 * varint::MAX_VARINT_LEN + MAX_NAME);
+
+/// Encodes a type-names payload into `buf` (at least [`MAX_TYPE_NAMES_PAYLOAD`] bytes):
+/// at most [`MAX_TYPE_NAMES`] (address, name) pairs, names cut at [`MAX_NAME`]. Returns the
+/// length.
+pub fn encode_type_names<'a>(
+    buf: &mut [u8],
+    types: impl ExactSizeIterator<Item = (u64, &'a [u8])>,
+) -> usize {
+    let n = types.len().min(MAX_TYPE_NAMES);
+    let mut pos = varint::put(buf, 0, n as u64);
+    for (addr, name) in types.take(n) {
+        let name = &name[..name.len().min(MAX_NAME)];
+        pos = varint::put(buf, pos, addr);
+        pos = varint::put(buf, pos, name.len() as u64);
+        buf[pos..pos + name.len()].copy_from_slice(name);
+        pos += name.len();
+    }
+    pos
+}
+
+/// Decodes a type-names payload into (type address, name) pairs; None when it is damaged.
+pub fn decode_type_names(buf: &[u8]) -> Option<Vec<(u64, Vec<u8>)>> {
+    let mut pos = 0;
+    let n = varint::get(buf, &mut pos)? as usize;
+    if n > buf.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let addr = varint::get(buf, &mut pos)?;
+        let len = varint::get(buf, &mut pos)? as usize;
+        let name = buf.get(pos..pos.checked_add(len)?)?.to_vec();
+        pos += len;
+        out.push((addr, name));
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_names_round_trip() {
+        let mut buf = vec![0u8; MAX_TYPE_NAMES_PAYLOAD];
+        let types: [(u64, &[u8]); 2] = [(0x55aa_0000_1000, b"int"), (0x7f00_1234, b"__main__.A")];
+        let n = encode_type_names(&mut buf, types.into_iter());
+        let d = decode_type_names(&buf[..n]).expect("decodes");
+        assert_eq!(
+            d,
+            vec![
+                (0x55aa_0000_1000, b"int".to_vec()),
+                (0x7f00_1234, b"__main__.A".to_vec())
+            ]
+        );
+        assert_eq!(decode_type_names(&buf[..n - 1]), None);
+    }
 
     #[test]
     fn round_trips() {

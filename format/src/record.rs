@@ -120,6 +120,8 @@ pub(crate) mod rtype {
     pub const PYFREE_ADDR: u8 = 19;
     pub const MUNMAP: u8 = 20;
     pub const MREMAP: u8 = 21;
+    /// A pymalloc_free of a block that held an object, with the object's type (since 1.3).
+    pub const TYPED_FREE: u8 = 22;
     pub const STACK: u8 = 24;
     pub const NATIVE_FRAME: u8 = 25;
     pub const PYTHON_FRAME: u8 = 26;
@@ -149,10 +151,14 @@ pub enum Record<'a> {
         stack: u64,
     },
     /// A free; `python` for pymalloc_free, else free() or the free half of a realloc.
+    /// `object_type`: for a pymalloc_free of a block that held an object, the address of the
+    /// object's type (a hint read from the block's header, see "Typed frees" in FORMAT.md);
+    /// 0 when not known.
     Free {
         tick: u64,
         python: bool,
         addr: u64,
+        object_type: u64,
     },
     Munmap {
         tick: u64,
@@ -231,6 +237,8 @@ impl Record<'_> {
 pub struct Encoder {
     prev_tick: u64,
     prev_addr: u64,
+    /// The object type of the chunk's previous typed free.
+    prev_type: u64,
     /// Allocation records written to the current chunk.
     allocs: u64,
 }
@@ -329,6 +337,42 @@ impl Encoder {
         };
         let pos = self.head(buf, pos, t, tick);
         self.addr(buf, pos, addr)
+    }
+
+    /// A pymalloc_free by address of a block that held an object of type `object_type`
+    /// (not 0).
+    #[inline]
+    pub fn typed_free(
+        &mut self,
+        buf: &mut [u8],
+        pos: usize,
+        tick: u64,
+        addr: u64,
+        object_type: u64,
+    ) -> usize {
+        let pos = self.head(buf, pos, rtype::TYPED_FREE, tick);
+        let pos = self.addr(buf, pos, addr);
+        let d = object_type.wrapping_sub(self.prev_type) as i64;
+        self.prev_type = object_type;
+        put(buf, pos, zigzag(d))
+    }
+
+    /// A free record of any kind: typed when it has an object type.
+    #[inline]
+    pub fn any_free(
+        &mut self,
+        buf: &mut [u8],
+        pos: usize,
+        python: bool,
+        tick: u64,
+        addr: u64,
+        object_type: u64,
+    ) -> usize {
+        if python && object_type != 0 {
+            self.typed_free(buf, pos, tick, addr, object_type)
+        } else {
+            self.free_addr(buf, pos, python, tick, addr)
+        }
     }
 
     pub fn munmap(&mut self, buf: &mut [u8], pos: usize, tick: u64, addr: u64, len: u64) -> usize {
@@ -487,6 +531,7 @@ pub struct Decoder<'a> {
     pos: usize,
     prev_tick: u64,
     prev_addr: u64,
+    prev_type: u64,
     /// Addresses of this chunk's allocation records, for frees by distance.
     allocs: Vec<u64>,
     failed: bool,
@@ -499,6 +544,7 @@ impl<'a> Decoder<'a> {
             pos: 0,
             prev_tick: 0,
             prev_addr: 0,
+            prev_type: 0,
             allocs: Vec::new(),
             failed: false,
         }
@@ -591,13 +637,26 @@ impl<'a> Decoder<'a> {
                     tick,
                     python: rtype == rtype::PYFREE_BACK,
                     addr,
+                    object_type: 0,
                 }
             }
             rtype::FREE_ADDR | rtype::PYFREE_ADDR => Record::Free {
                 tick,
                 python: rtype == rtype::PYFREE_ADDR,
                 addr: self.addr()?,
+                object_type: 0,
             },
+            rtype::TYPED_FREE => {
+                let addr = self.addr()?;
+                let d = unzigzag(self.var()?);
+                self.prev_type = self.prev_type.wrapping_add(d as u64);
+                Record::Free {
+                    tick,
+                    python: true,
+                    addr,
+                    object_type: self.prev_type,
+                }
+            }
             rtype::MUNMAP => {
                 let addr = self.addr()?;
                 Record::Munmap {

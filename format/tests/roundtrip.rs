@@ -23,6 +23,12 @@ enum Op {
         dt: u64,
         addr: u64,
     },
+    /// A pymalloc_free of a block that held an object of type `ty` (not 0).
+    TypedFree {
+        dt: u64,
+        addr: u64,
+        ty: u64,
+    },
     /// A free of an earlier allocation of the chunk, `pick` choosing which.
     FreeBack {
         python: bool,
@@ -108,6 +114,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(allocator, dt, addr, size, stack)| Op::Alloc { allocator, dt, addr, size, stack }),
         2 => (any::<bool>(), dt(), addr()).prop_map(|(python, dt, addr)| Op::FreeAddr { python, dt, addr }),
         3 => (any::<bool>(), dt(), any::<u64>()).prop_map(|(python, dt, pick)| Op::FreeBack { python, dt, pick }),
+        2 => (dt(), addr(), 1u64..).prop_map(|(dt, addr, ty)| Op::TypedFree { dt, addr, ty }),
         1 => (dt(), addr(), val()).prop_map(|(dt, addr, len)| Op::Munmap { dt, addr, len }),
         1 => (dt(), addr(), val(), addr(), val(), val()).prop_map(|(dt, old, old_len, new, new_len, stack)| {
             Op::Mremap { dt, old, old_len, new, new_len, stack }
@@ -190,7 +197,22 @@ fn encode(ops: &[Op]) -> (Vec<u8>, Vec<String>, Vec<usize>) {
             Op::FreeAddr { python, dt, addr } => {
                 let tick = next_tick(dt);
                 pos = enc.free_addr(&mut buf, pos, python, tick, addr);
-                Record::Free { tick, python, addr }
+                Record::Free {
+                    tick,
+                    python,
+                    addr,
+                    object_type: 0,
+                }
+            }
+            Op::TypedFree { dt, addr, ty } => {
+                let tick = next_tick(dt);
+                pos = enc.typed_free(&mut buf, pos, tick, addr, ty);
+                Record::Free {
+                    tick,
+                    python: true,
+                    addr,
+                    object_type: ty,
+                }
             }
             Op::FreeBack { python, dt, pick } => {
                 if allocs.is_empty() {
@@ -201,7 +223,12 @@ fn encode(ops: &[Op]) -> (Vec<u8>, Vec<String>, Vec<usize>) {
                 assert_eq!(enc.alloc_count(), allocs.len() as u64);
                 let tick = next_tick(dt);
                 pos = enc.free_back(&mut buf, pos, python, tick, distance, addr);
-                Record::Free { tick, python, addr }
+                Record::Free {
+                    tick,
+                    python,
+                    addr,
+                    object_type: 0,
+                }
             }
             Op::Munmap { dt, addr, len } => {
                 let tick = next_tick(dt);

@@ -5,6 +5,7 @@ use crate::events::{self, Item};
 use crate::groups::{self, Group};
 use crate::record::{allocator_name, frees, AllocationRecord};
 use crate::shared::{Metadata, Shared};
+use memtrace_reporter::capture::event::code;
 use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
@@ -195,7 +196,12 @@ impl Events {
             shared: self.shared.clone(),
             kind: if free { "free" } else { "alloc" },
             allocator: allocator_name(c),
-            size: e.size,
+            // A free's size field holds the type of the object it held (typed frees): not a size.
+            size: if matches!(c, code::FREE | code::PY_FREE) {
+                0
+            } else {
+                e.size
+            },
             n_allocations: u64::from(!free),
             address: e.addr,
             stack_id: e.stack(),

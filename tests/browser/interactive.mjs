@@ -10,7 +10,8 @@
 //   node interactive.mjs SPEC.json
 //
 // SPEC: {report, shots: directory, name, names: [frame names], zoom, beside, hover,
-// node_modules, chromium, phases?: {one, two, worker, source_one, module, evil}}.
+// node_modules, chromium, phases?: {one, two, worker, source_one, module, evil}, types?: {type,
+// line, objects}: a type live at the peak and at exit, its first line and its object count}.
 
 import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -264,6 +265,26 @@ try {
     check(up.every((v, i) => i === 0 || up[i - 1] <= v), `not by allocations, fewest first: ${up}`);
     check((await page.evaluate(() => location.hash)).includes("sort=count-asc"), "the sort is not in the URL");
     await page.locator("th[data-key=own]").click();
+  }
+  if (spec.types) {
+    // By type: each moment's types; a type expands to the lines that allocated its objects.
+    const t = spec.types;
+    for (const moment of ["peak", "exit"]) {
+      const part = page.locator(`#types-${moment}`);
+      check(await part.isVisible(), `no types live at the ${moment}`);
+      const group = part.locator("details.type", { has: page.locator("span.tname", { hasText: new RegExp(`^${escapeRegExp(t.type)}$`) }) });
+      check((await group.count()) === 1, `no ${t.type} at the ${moment}`);
+      const head = await group.locator("summary").innerText();
+      check(head.includes(`${t.objects} objects`), `${t.type} at the ${moment}: ${head}`);
+      check(!(await group.locator("table").isVisible()), `${t.type}'s lines show before it is opened`);
+      await group.locator("summary").click();
+      const rows = await group.locator("tbody tr").allInnerTexts();
+      check(rows.length >= 1 && rows[0].includes(t.line) && rows[0].includes(t.objects),
+        `${t.type}'s first line at the ${moment}: ${rows}`);
+    }
+    check((await page.locator("#types-covered").innerText()).includes("peak and exit"), "the coverage is not said");
+    await page.locator("#by-type").scrollIntoViewIfNeeded();
+    await shot("types");
   }
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
   console.log(`ok: ${shots.length} screenshots: ${shots.join(" ")}`);

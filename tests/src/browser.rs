@@ -160,6 +160,9 @@ pub struct Explore<'a> {
     /// interpreter's frames between them (`between`, a function name) and before them, hidden by
     /// default; `below`: a native function under the Python frames, always shown.
     pub native: Option<Value>,
+    /// For a Python run with object types: `{type, line, objects}`, a type live at the peak and
+    /// at exit, the location of its first line and its object count as the page writes it.
+    pub types: Option<Value>,
 }
 
 /// Loads the interactive page in headless chromium, uses it and checks it; returns the
@@ -178,6 +181,7 @@ pub fn explore(c: &Explore) -> Vec<PathBuf> {
         "hover": c.hover,
         "phases": c.phases,
         "native": c.native,
+        "types": c.types,
         "node_modules": modules,
         "chromium": chromium,
     });

@@ -64,6 +64,43 @@ fn memtrace(args: &[&str]) {
     );
 }
 
+/// The page's "by type" section on examples/objects.py (100,000 `Point`s built on line 28 and
+/// kept): the type is live at the peak and at exit, and opening it shows its line.
+#[test]
+fn the_page_shows_the_types_in_chromium() {
+    let dir = scratch("browser-types");
+    let script = memtrace_e2e::workspace().join("examples/objects.py");
+    let cap = capture(&dir, &script, "objects.bin", &[]);
+    let report = dir.join("objects.html");
+    memtrace(&[
+        "flamegraph",
+        "-o",
+        report.to_str().expect("utf-8 path"),
+        cap.to_str().expect("utf-8 path"),
+    ]);
+    let file = script.display().to_string();
+    let points = format!("build at {file}:28");
+    let shots = browser::explore(&Explore {
+        report: &report,
+        name: "types",
+        names: &[format!("<module> at {file}:32"), points.clone()],
+        zoom: &points,
+        beside: &format!("build at {file}:27"),
+        hover: &format!("Frame: {points} ("),
+        phases: None,
+        native: None,
+        types: Some(serde_json::json!({
+            "type": "__main__.Point",
+            "line": "objects.py:28",
+            "objects": "100,000",
+        })),
+    });
+    assert!(
+        shots.iter().any(|s| s.ends_with("types-types.png")),
+        "{shots:?}"
+    );
+}
+
 #[test]
 fn the_report_renders_and_zooms_in_chromium() {
     let dir = scratch("browser-report");
@@ -98,6 +135,7 @@ fn the_report_renders_and_zooms_in_chromium() {
             "between": "_PyEval_EvalFrameDefault",
             "below": "PyByteArray_Resize",
         })),
+        types: None,
     });
     eprintln!("screenshots: {shots:?}");
 }
@@ -216,6 +254,7 @@ fn the_page_picks_ranges_moments_threads_and_frames_in_chromium() {
             "outer": outer,
         })),
         native: None,
+        types: None,
     });
     assert_eq!(shots.len(), 9, "{shots:?}");
     eprintln!("screenshots: {shots:?}");

@@ -1,9 +1,11 @@
 //! Object types: what is live at exit by Python type (`stats` table and `--json`, `tree
 //! --by-type`, `summary --by-type`), with exact counts and bytes for two classes of known sizes
-//! on every claimed Python; a native capture and bad arguments refused in one line each.
+//! on every claimed Python; what is live at the peak by type (typed frees), for two classes
+//! whose objects are all freed before exit; a native capture and bad arguments refused in one
+//! line each.
 
 use memtrace_e2e::python::{claimed_pythons, tracked, write};
-use memtrace_e2e::{compile, memtrace, record, scratch};
+use memtrace_e2e::{compile, memtrace, record, scratch, workspace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -76,7 +78,15 @@ fn known_classes_have_exact_counts_and_bytes_on_every_claimed_python() {
         let path = capture.to_str().expect("utf-8");
         let stats = json(&["stats", "--json", path], &dir);
         let types = &stats["types"];
-        assert_eq!(types["peak"], Value::Null, "3.{minor}: {types}");
+        assert!(
+            types["covered"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("peak and exit")),
+            "3.{minor}: {types}"
+        );
+        // Live at exit, so live at the peak too.
+        let peak_pair = entry(&types["peak"], "__main__.Pair");
+        assert_eq!(peak_pair["objects"], PAIRS, "3.{minor}: {peak_pair}");
         let exit = &types["exit"];
         let pair = entry(exit, "__main__.Pair");
         assert_eq!(pair["objects"], PAIRS, "3.{minor}: {pair}");
@@ -126,7 +136,8 @@ fn the_text_reports_show_the_types() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("Types live at exit (exit only: the objects live when the script finished"),
+        text.contains("Types live at the peak (peak and exit, CPython 3.10-3.13")
+            && text.contains("\nTypes live at exit:\n"),
         "{text}"
     );
     let row = text
@@ -152,6 +163,71 @@ fn the_text_reports_show_the_types() {
         dir.join("known.py").display()
     );
     assert!(lines[at + 1].ends_with(&site), "{text}");
+}
+
+/// Two classes built in a function and all freed when it returns: live at the peak only. The
+/// script prints the two sizes (one block each: `__slots__`, no dict).
+const PEAK_SCRIPT: &str = "\
+import sys
+class Left:
+    __slots__ = (\"a\",)
+
+class Right:
+    __slots__ = (\"a\", \"b\", \"c\")
+
+def build():
+    left = [Left() for i in range(8000)]
+    right = [Right() for i in range(3000)]
+    return sys.getsizeof(left[0]), sys.getsizeof(right[0])
+
+print(*build())
+";
+
+#[test]
+fn known_classes_at_the_peak_on_every_claimed_python() {
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("types-peak-3{minor}"));
+        let script = write(&dir, "peak.py", PEAK_SCRIPT);
+        let capture = dir.join("peak.bin");
+        let out = tracked(
+            &python,
+            &capture,
+            &[script.to_str().expect("utf-8")],
+            &dir,
+            b"",
+        );
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let sizes: Vec<u64> = stdout
+            .split_whitespace()
+            .map(|w| w.parse().expect("a size"))
+            .collect();
+        let stats = json(&["stats", "--json", capture.to_str().expect("utf-8")], &dir);
+        let peak = &stats["types"]["peak"];
+        for (name, n, size) in [
+            ("__main__.Left", 8000u64, sizes[0]),
+            ("__main__.Right", 3000, sizes[1]),
+        ] {
+            let e = entry(peak, name);
+            let objects = e["objects"].as_u64().expect("objects");
+            // Within 1% (a block whose header the free could not read is "<no object>").
+            assert!(
+                objects <= n && objects * 100 >= n * 99,
+                "3.{minor}: {name} {e}"
+            );
+            assert_eq!(e["bytes"], objects * size, "3.{minor}: {name} {e}");
+            let exit = stats["types"]["exit"].as_array().expect("rows");
+            assert!(exit.iter().all(|r| r["type"] != name), "3.{minor}: {name}");
+        }
+        // Every byte live at the peak is in exactly one row.
+        let sum: u64 = peak
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|e| e["bytes"].as_u64().expect("bytes"))
+            .sum();
+        assert_eq!(sum, stats["peak_bytes"], "3.{minor}: {peak}");
+    }
 }
 
 #[test]
@@ -228,4 +304,49 @@ fn no_types_skips_the_walk_and_changes_no_figure() {
     );
     let out = memtrace(&["tree", "--by-type", path], &dir);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+/// examples/objects.py, memory_profiler's and pympler's example (10,000 strings and 100,000
+/// small objects built in one function and kept): exact counts and bytes by type at exit, each
+/// on its line, and the objects at the peak. The script prints the two totals of sys.getsizeof.
+#[test]
+fn the_objects_example_has_exact_figures() {
+    let (minor, python) = claimed_pythons().pop().expect("a claimed Python");
+    let dir = scratch("types-example");
+    let script = workspace().join("examples/objects.py");
+    let capture = dir.join("objects.bin");
+    let out = tracked(
+        &python,
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let totals: Vec<u64> = stdout
+        .split_whitespace()
+        .map(|w| w.parse().expect("a size"))
+        .collect();
+    let (string_bytes, point_bytes) = (totals[0], totals[1]);
+    let path = capture.to_str().expect("utf-8");
+    let v = json(&["tree", "--by-type", "--json", path], &dir);
+    let point = entry(&v["types"], "__main__.Point");
+    assert_eq!(point["objects"], 100_000, "3.{minor}: {point}");
+    assert_eq!(point["bytes"], point_bytes, "3.{minor}: {point}");
+    assert_eq!(point["lines"][0]["line"], 28, "3.{minor}: {point}");
+    assert_eq!(point["lines"][0]["allocations"], 100_000, "3.{minor}");
+    let strings = entry(&v["types"], "str");
+    let line27 = strings["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .find(|l| l["line"] == 27)
+        .unwrap_or_else(|| panic!("3.{minor}: no line 27 in {strings}"));
+    assert_eq!(line27["allocations"], 10_000, "3.{minor}: {line27}");
+    assert_eq!(line27["bytes"], string_bytes, "3.{minor}: {line27}");
+    let stats = json(&["stats", "--json", path], &dir);
+    let at_peak = entry(&stats["types"]["peak"], "__main__.Point");
+    assert_eq!(at_peak["objects"], 100_000, "3.{minor}: {at_peak}");
+    assert_eq!(at_peak["bytes"], point_bytes, "3.{minor}: {at_peak}");
 }

@@ -72,7 +72,9 @@ pub trait RecordSink<'a> {
     fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64);
     /// `back`: how many allocations ago (in the chunk) the block was allocated, when the streams
     /// say so.
-    fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>);
+    /// `object_type`: the type of the object the block held, 0 when not known (see
+    /// `Record::Free`).
+    fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>, object_type: u64);
     /// Every other record.
     fn other(&mut self, rec: Record<'a>);
 
@@ -87,7 +89,12 @@ pub trait RecordSink<'a> {
                 size,
                 stack,
             } => self.alloc(tick, allocator, addr, size, stack),
-            Record::Free { tick, python, addr } => self.free(tick, python, addr, None),
+            Record::Free {
+                tick,
+                python,
+                addr,
+                object_type,
+            } => self.free(tick, python, addr, None, object_type),
             other => self.other(other),
         }
     }
@@ -127,12 +134,12 @@ impl<'a> RecordSink<'a> for RawRecords {
         self.pos = (self.enc).alloc(&mut self.out, self.pos, allocator, tick, addr, size, stack);
     }
 
-    fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>) {
+    fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>, object_type: u64) {
         self.room(MAX_EVENT_LEN);
         let (out, pos) = (&mut self.out, self.pos);
         self.pos = match back {
             Some(d) => self.enc.free_back(out, pos, python, tick, d, addr),
-            None => self.enc.free_addr(out, pos, python, tick, addr),
+            None => self.enc.any_free(out, pos, python, tick, addr, object_type),
         };
     }
 
@@ -180,7 +187,12 @@ fn encode(enc: &mut Encoder, out: &mut [u8], pos: usize, rec: Record) -> usize {
             size,
             stack,
         } => enc.alloc(out, pos, allocator, tick, addr, size, stack),
-        Record::Free { tick, python, addr } => enc.free_addr(out, pos, python, tick, addr),
+        Record::Free {
+            tick,
+            python,
+            addr,
+            object_type,
+        } => enc.any_free(out, pos, python, tick, addr, object_type),
         Record::Munmap { tick, addr, len } => enc.munmap(out, pos, tick, addr, len),
         Record::Mremap {
             tick,
@@ -261,9 +273,10 @@ fn visit_with<'a, S: RecordSink<'a>>(
     let mut other = Reader::new(streams[stream::OTHER], "columns: record stream runs short");
     let mut pending_delta: Option<u64> = None;
     let (mut tick, mut prev_alloc, mut prev_free, mut prev_other) = (0u64, 0u64, 0u64, 0u64);
+    let mut prev_type = 0u64;
     while !heads.done() {
         let rt = heads.byte()?;
-        let timed = matches!(rt, 0..=11 | 16..=21 | rtype::MARKER | rtype::EXTENDED);
+        let timed = matches!(rt, 0..=11 | 16..=22 | rtype::MARKER | rtype::EXTENDED);
         if timed {
             let mut delta = match pending_delta.take() {
                 Some(d) => d,
@@ -319,9 +332,9 @@ fn visit_with<'a, S: RecordSink<'a>>(
                 }
                 let addr = allocs[(n - d) as usize];
                 candidates.push(addr);
-                sink.free(tick, rt == rtype::PYFREE_BACK, addr, Some(d));
+                sink.free(tick, rt == rtype::PYFREE_BACK, addr, Some(d), 0);
             }
-            rtype::FREE_ADDR | rtype::PYFREE_ADDR => {
+            rtype::FREE_ADDR | rtype::PYFREE_ADDR | rtype::TYPED_FREE => {
                 let first = free_addrs.var()?;
                 prev_free = match Code::read(first, || free_addrs.var())? {
                     Code::Found(d) => {
@@ -337,7 +350,13 @@ fn visit_with<'a, S: RecordSink<'a>>(
                     Code::Delta(delta) => prev_free.wrapping_add(delta),
                 };
                 candidates.push(prev_free);
-                sink.free(tick, rt == rtype::PYFREE_ADDR, prev_free, None);
+                let object_type = if rt == rtype::TYPED_FREE {
+                    prev_type = prev_type.wrapping_add(unzigzag(other.var()?) as u64);
+                    prev_type
+                } else {
+                    0
+                };
+                sink.free(tick, rt != rtype::FREE_ADDR, prev_free, None, object_type);
             }
             rtype::MUNMAP => {
                 let addr = other_addr(&mut other)?;

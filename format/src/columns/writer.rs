@@ -80,6 +80,7 @@ struct ChunkState {
     prev_alloc: u64,
     prev_free: u64,
     prev_other: u64,
+    prev_type: u64,
 }
 
 /// One writer thread's encoder into streams. It keeps its address model between chunks
@@ -109,6 +110,7 @@ impl ColumnWriter {
                 prev_alloc: 0,
                 prev_free: 0,
                 prev_other: 0,
+                prev_type: 0,
             },
         }
     }
@@ -340,6 +342,21 @@ impl ColumnWriter {
         self.code(buf, stream::FREE_ADDR, found, delta);
     }
 
+    /// A pymalloc_free by address of a block that held an object of type `object_type` (after
+    /// `reserve_event`): as `free`, and the type's zigzag delta from the chunk's previous one
+    /// in OTHER.
+    #[inline]
+    pub fn typed_free(&mut self, buf: &mut [u8], tick: u64, addr: u64, object_type: u64) {
+        self.head(buf, rtype::TYPED_FREE, tick);
+        let found = self.model.free(addr);
+        let delta = addr.wrapping_sub(self.chunk.prev_free);
+        self.chunk.prev_free = addr;
+        self.code(buf, stream::FREE_ADDR, found, delta);
+        let d = zigzag(object_type.wrapping_sub(self.chunk.prev_type) as i64);
+        self.chunk.prev_type = object_type;
+        self.var(buf, stream::OTHER, d);
+    }
+
     /// An munmap (after `reserve_event`).
     pub fn munmap(&mut self, buf: &mut [u8], tick: u64, addr: u64, len: u64) {
         self.head(buf, rtype::MUNMAP, tick);
@@ -484,7 +501,18 @@ impl ColumnWriter {
                 size,
                 stack,
             } => self.alloc(buf, allocator, tick, addr, size, stack),
-            Record::Free { tick, python, addr } => self.free(buf, python, tick, addr),
+            Record::Free {
+                tick,
+                python,
+                addr,
+                object_type,
+            } => {
+                if python && object_type != 0 {
+                    self.typed_free(buf, tick, addr, object_type)
+                } else {
+                    self.free(buf, python, tick, addr)
+                }
+            }
             Record::Munmap { tick, addr, len } => self.munmap(buf, tick, addr, len),
             Record::Mremap {
                 tick,

@@ -63,6 +63,7 @@ impl Live {
             warnings: Vec::new(),
             buckets: None,
             types: None,
+            peak_types: None,
         };
         Ok(Live {
             follower,

@@ -51,6 +51,9 @@ pub struct Analysis {
     pub threads: Vec<ThreadStats>,
     /// What was live at exit by type (a Python run's capture with object-types records).
     pub types: Option<objects::ExitTypes>,
+    /// What was live at the peak by type (a capture with typed frees, see
+    /// [`objects::peak_types`]).
+    pub peak_types: Option<objects::ExitTypes>,
     /// The largest event tick.
     pub last_tick: Option<u64>,
     /// What was live at each time bucket's high-water mark, when asked for
@@ -401,6 +404,12 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         };
         objects::exit_types(&analyzer.replay, &analyzer.tables, bytes, allocations)
     };
+    let peak_types = objects::peak_types(
+        &analyzer.replay,
+        &analyzer.tables,
+        types.as_ref(),
+        analyzer.replay.peak,
+    );
     if options.freeze {
         analyzer.replay.freeze();
     }
@@ -425,6 +434,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         tables: analyzer.tables,
         threads: analyzer.threads,
         types,
+        peak_types,
         last_tick,
         buckets,
         warnings,

@@ -6,9 +6,14 @@
 //! Blocks with no object in them (a list's item array, a dict's keys, buffers) are counted
 //! apart, as "no object", not guessed.
 //!
-//! Only the exit is covered: the tracker records no types at the peak.
+//! The peak: a Python run with object types on records, with each free of an object's block,
+//! the type of the object it held (typed frees, read from the block's header). A block live at
+//! the peak was either freed later (its free names its type) or is still live at exit (the walk
+//! names it), so the types live at the peak come from the two ([`peak_types`]). Blocks whose
+//! free named no type, or a type no longer alive at the script's end (the walk names the types
+//! then alive), are counted apart as "<no object>".
 
-use super::replay::Replay;
+use super::replay::{Replay, Snapshot};
 use super::tables::Tables;
 use super::totals::Sum;
 use hashbrown::HashMap;
@@ -161,5 +166,121 @@ pub fn exit_types(
         untyped,
         by_site,
         block_types,
+    })
+}
+
+/// The types of the blocks live at the peak; None when the capture has no typed frees (a
+/// tracker without them, `--no-types`, `--no-python-allocators`, the in-process Tracker). Must
+/// run before the replay is frozen, after [`exit_types`] (whose block types name the blocks
+/// still live at exit).
+pub fn peak_types(
+    replay: &Replay,
+    tables: &Tables,
+    exit: Option<&ExitTypes>,
+    peak: Snapshot,
+) -> Option<ExitTypes> {
+    if tables.type_names.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = Vec::new();
+    let mut name_index: HashMap<String, usize> = HashMap::new();
+    let mut row_of = |name: &str| -> usize {
+        if let Some(&t) = name_index.get(name) {
+            return t;
+        }
+        names.push(name.to_string());
+        name_index.insert(name.to_string(), names.len() - 1);
+        names.len() - 1
+    };
+    let mut by_site_raw: HashMap<(usize, u64, u32), Sum> = HashMap::new();
+    // Freed since the peak, by the type their free named.
+    for ((ty, stack, thread), sum) in replay.peak_typed.by_type_site() {
+        if let Some(name) = tables.type_names.get(&ty) {
+            let t = row_of(name);
+            by_site_raw
+                .entry((t, stack, thread))
+                .or_default()
+                .merge(sum);
+        }
+    }
+    // Still live, by the walk at the script's end.
+    if let Some(exit) = exit {
+        for (a, b) in replay.heap.iter() {
+            if b.index() > peak.event_index {
+                continue;
+            }
+            let Some(&(row, index)) = exit.block_types.get(&a) else {
+                continue;
+            };
+            if index != b.index() {
+                continue;
+            }
+            let t = row_of(&exit.rows[row].name);
+            by_site_raw
+                .entry((t, b.stack(), b.thread()))
+                .or_default()
+                .add(b.size);
+        }
+    }
+    let mut sums = vec![Sum::default(); names.len()];
+    for (&(t, _, _), s) in &by_site_raw {
+        sums[t].merge(*s);
+    }
+    let mut order: Vec<usize> = (0..names.len()).filter(|&t| sums[t].count > 0).collect();
+    order.sort_by(|&a, &b| {
+        sums[b]
+            .bytes
+            .cmp(&sums[a].bytes)
+            .then_with(|| names[a].cmp(&names[b]))
+    });
+    let mut renumber = vec![usize::MAX; names.len()];
+    for (row, &t) in order.iter().enumerate() {
+        renumber[t] = row;
+    }
+    let rows: Vec<TypeRow> = order
+        .iter()
+        .map(|&t| TypeRow {
+            name: names[t].clone(),
+            // One object per block: a block freed names one object's type.
+            objects: sums[t].count,
+            blocks: sums[t],
+        })
+        .collect();
+    let untyped_row = rows.len();
+    // What was live at the peak and has no type: the peak's set less the typed blocks.
+    let mut untyped_sites: HashMap<(u64, u32), (i64, i64)> = HashMap::new();
+    for (&key, s) in &replay.peak_set().groups {
+        let e = untyped_sites.entry(key).or_default();
+        e.0 += s.count as i64;
+        e.1 += s.bytes as i64;
+    }
+    let mut typed = Sum::default();
+    let mut by_site: HashMap<(usize, u64, u32), Sum> = HashMap::new();
+    for ((t, stack, thread), s) in by_site_raw {
+        typed.merge(s);
+        let e = untyped_sites.entry((stack, thread)).or_default();
+        e.0 -= s.count as i64;
+        e.1 -= s.bytes as i64;
+        by_site.insert((renumber[t], stack, thread), s);
+    }
+    for ((stack, thread), (count, bytes)) in untyped_sites {
+        if count > 0 || bytes > 0 {
+            by_site.insert(
+                (untyped_row, stack, thread),
+                Sum {
+                    count: count.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                },
+            );
+        }
+    }
+    Some(ExitTypes {
+        rows,
+        untyped: Sum {
+            count: peak.allocations.saturating_sub(typed.count),
+            bytes: peak.bytes.saturating_sub(typed.bytes),
+        },
+        by_site,
+        block_types: HashMap::new(),
     })
 }

@@ -5,7 +5,7 @@ use super::buckets::Buckets;
 use super::heap::{Block, LiveHeap};
 use super::mappings::{Mapping, Mappings};
 use super::series::Series;
-use super::sets::{self, AllocSet, Departed, Departures};
+use super::sets::{self, AllocSet, Departed, Departures, TypedDepartures};
 use super::temporary::Temporary;
 use crate::capture::event::{code, Event};
 use memtrace_format::{Allocator, Marker};
@@ -42,6 +42,9 @@ pub struct Replay {
     peak_departed: Departures,
     /// What was live at the exit snapshot and has gone since.
     exit_departed: Departures,
+    /// Of what was live at the peak and has gone since, the blocks whose free named the type
+    /// of the object they held (typed frees): by (type address, stack, thread).
+    pub peak_typed: TypedDepartures,
     /// Temporary allocations, when asked for.
     pub temporary: Option<Temporary>,
     /// Count what a Python run's interpreter start-up left live too (else the replay starts
@@ -105,6 +108,7 @@ impl Replay {
         self.maps = Mappings::default();
         self.peak_departed = Departures::default();
         self.exit_departed = Departures::default();
+        self.peak_typed = TypedDepartures::default();
         self.frozen = Some(frozen);
     }
 
@@ -221,6 +225,7 @@ impl Replay {
     fn take_peak_at(&mut self, tick: u64, index: u64) {
         self.peak = self.snapshot(tick, index);
         self.peak_departed.clear();
+        self.peak_typed.clear();
         self.peak_at_taken = true;
     }
 
@@ -242,6 +247,7 @@ impl Replay {
         if live > self.peak.bytes {
             self.peak = self.snapshot(tick, event_index);
             self.peak_departed.clear();
+            self.peak_typed.clear();
         }
     }
 
@@ -251,6 +257,7 @@ impl Replay {
         self.heap = LiveHeap::default();
         self.maps = Mappings::default();
         self.peak_departed.clear();
+        self.peak_typed.clear();
         self.peak = Snapshot {
             tick: Some(tick),
             event_index: index,
@@ -333,6 +340,10 @@ impl Replay {
                 code::FREE | code::PY_FREE => {
                     if let Some(b) = self.heap.free(ev.addr) {
                         self.frees += 1;
+                        // A typed free's size is the type of the object the block held.
+                        if ev.size != 0 && b.index() <= self.peak.event_index {
+                            self.peak_typed.push(ev.size, b.stack(), b.thread(), b.size);
+                        }
                         self.departed(
                             b.index(),
                             Departed {

@@ -110,6 +110,51 @@ impl Departures {
     }
 }
 
+/// Blocks live at a moment and freed since whose free named the type of the object they
+/// held: the latest in a list, folded by (type, stack, thread) when it grows, as
+/// [`Departures`].
+#[derive(Clone, Debug, Default)]
+pub struct TypedDepartures {
+    recent: Vec<(u64, u64, u32, u64)>,
+    folded: HashMap<(u64, u64, u32), Sum>,
+}
+
+impl TypedDepartures {
+    #[inline]
+    pub fn push(&mut self, object_type: u64, stack: u64, thread: u32, bytes: u64) {
+        if self.recent.len() >= FOLD_AT {
+            self.fold();
+        }
+        self.recent.push((object_type, stack, thread, bytes));
+    }
+
+    fn fold(&mut self) {
+        for (ty, stack, thread, bytes) in self.recent.drain(..) {
+            self.folded
+                .entry((ty, stack, thread))
+                .or_default()
+                .add(bytes);
+        }
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.recent.clear();
+        if !self.folded.is_empty() {
+            self.folded.clear();
+        }
+    }
+
+    /// Every departure, by (type address, stack, thread).
+    pub fn by_type_site(&self) -> HashMap<(u64, u64, u32), Sum> {
+        let mut out = self.folded.clone();
+        for &(ty, stack, thread, bytes) in &self.recent {
+            out.entry((ty, stack, thread)).or_default().add(bytes);
+        }
+        out
+    }
+}
+
 /// What was live at the moment after event `index`: the blocks and mappings still live that
 /// are that old, plus what departed since.
 pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &Departures) -> AllocSet {

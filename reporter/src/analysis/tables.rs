@@ -39,6 +39,9 @@ pub struct Tables {
     pub failed: Vec<(u64, memtrace_format::failed::Failed)>,
     /// Object-types records: the Python objects live at the script's end, by type.
     pub objects: Vec<memtrace_format::objects::ObjectTypes>,
+    /// The names of the types alive at the script's end, by type address (what a typed free
+    /// names).
+    pub type_names: HashMap<u64, Box<str>>,
     /// The frames reports show.
     pub frame_view: FrameView,
 }
@@ -70,6 +73,11 @@ impl Tables {
         self.modules.extend(t.modules);
         self.failed.extend(t.failed);
         self.objects.extend(t.objects);
+        self.type_names.extend(
+            t.type_names
+                .into_iter()
+                .map(|(a, n)| (a, String::from_utf8_lossy(&n).into())),
+        );
         t.thread_name
     }
 

@@ -46,6 +46,8 @@ pub struct ChunkTables {
     pub failed: Vec<(u64, memtrace_format::failed::Failed)>,
     /// Object-types records (live Python objects by type, at the script's end).
     pub objects: Vec<memtrace_format::objects::ObjectTypes>,
+    /// Type-names records: (type address, name) of the types alive at the script's end.
+    pub type_names: Vec<(u64, Vec<u8>)>,
 }
 
 impl ChunkTables {
@@ -58,6 +60,7 @@ impl ChunkTables {
             && self.modules.is_empty()
             && self.failed.is_empty()
             && self.objects.is_empty()
+            && self.type_names.is_empty()
     }
 }
 
@@ -208,7 +211,7 @@ impl<'a> RecordSink<'a> for TickRange {
         self.add(tick);
     }
 
-    fn free(&mut self, tick: u64, _: bool, _: u64, _: Option<u64>) {
+    fn free(&mut self, tick: u64, _: bool, _: u64, _: Option<u64>, _: u64) {
         self.add(tick);
     }
 
@@ -312,10 +315,11 @@ impl<'a> RecordSink<'a> for EventSink<'_> {
     }
 
     #[inline(always)]
-    fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>) {
+    fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>, object_type: u64) {
         if self.timed {
             let c = if python { code::PY_FREE } else { code::FREE };
-            self.events.push(Event::new(c, tick, addr, 0, 0));
+            // A free's size field carries the type of the object the block held (0: none).
+            self.events.push(Event::new(c, tick, addr, object_type, 0));
         }
     }
 
@@ -389,6 +393,15 @@ fn add_other_record(
             // A damaged record is left out: its objects show as untyped.
             if let Some(o) = memtrace_format::objects::decode(payload) {
                 tables.objects.push(o);
+            }
+        }
+        Record::Extended {
+            kind: memtrace_format::objects::TYPE_NAMES_KIND,
+            payload,
+            ..
+        } => {
+            if let Some(names) = memtrace_format::objects::decode_type_names(payload) {
+                tables.type_names.extend(names);
             }
         }
         Record::Extended { .. } => {}

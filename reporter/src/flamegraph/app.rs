@@ -50,4 +50,6 @@ const BODY: &str = r#"<dl class="facts" id="facts"></dl>
 <div class="note" id="merged"></div></section>
 <section><h2>Locations</h2><div id="tablebar" class="note"><span id="rows"></span><span>Click a column to sort; the search box filters.</span></div>
 <table id="locations"><thead><tr></tr></thead><tbody></tbody></table></section>
+<section id="by-type" class="hide"><h2>By type</h2><div class="note" id="types-covered"></div>
+<div id="types-moments"></div></section>
 "#;

@@ -73,6 +73,47 @@ pub struct PageData {
     pub merged: usize,
     /// The view, inversion and threads the command line asked for.
     pub initial: Initial,
+    /// A Python run's object types (null without): the "by type" section.
+    pub types: Option<PageTypes>,
+}
+
+/// The page's "by type" section: what was live at the peak and at exit by type, each type
+/// with the lines that allocated its objects (report::by_type).
+#[derive(Serialize)]
+pub struct PageTypes {
+    /// What is covered (report::types's words).
+    pub covered: &'static str,
+    /// Null for a capture without typed frees.
+    pub peak: Option<Vec<crate::report::by_type::TypeGroup>>,
+    pub exit: Vec<crate::report::by_type::TypeGroup>,
+}
+
+/// The types of a capture, for the page; the lines of each type are cut at `MAX_TYPE_LINES`.
+fn page_types(capture: &Capture, analysis: &Analysis) -> Option<PageTypes> {
+    const MAX_TYPE_LINES: usize = 20;
+    const MAX_TYPES: usize = 50;
+    use crate::report::by_type::groups_of;
+    let cut = |mut groups: Vec<crate::report::by_type::TypeGroup>| {
+        groups.truncate(MAX_TYPES);
+        for g in &mut groups {
+            g.lines.truncate(MAX_TYPE_LINES);
+        }
+        groups
+    };
+    let exit = analysis.types.as_ref()?;
+    let peak = analysis
+        .peak_types
+        .as_ref()
+        .map(|t| cut(groups_of(capture, analysis, t)));
+    Some(PageTypes {
+        covered: if peak.is_some() {
+            crate::report::types::COVERAGE_PEAK
+        } else {
+            crate::report::types::COVERAGE
+        },
+        peak,
+        exit: cut(groups_of(capture, analysis, exit)),
+    })
 }
 
 #[derive(Serialize)]
@@ -330,6 +371,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             split_threads: start.split_threads,
             thread: start.thread,
         },
+        types: page_types(capture, analysis),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::human::{count, size};
 use super::locations;
-use crate::analysis::objects::NO_OBJECT;
+use crate::analysis::objects::{ExitTypes, NO_OBJECT};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
 use crate::capture::Capture;
@@ -51,6 +51,12 @@ pub fn no_types(capture: &Capture) -> String {
 /// What was live at exit by type, each type with its lines; errors for a capture without types.
 pub fn groups(capture: &Capture, analysis: &Analysis) -> Result<Vec<TypeGroup>, String> {
     let types = analysis.types.as_ref().ok_or_else(|| no_types(capture))?;
+    Ok(groups_of(capture, analysis, types))
+}
+
+/// The types of one moment (`analysis.types` at exit, `analysis.peak_types` at the peak), each
+/// type with its lines.
+pub fn groups_of(capture: &Capture, analysis: &Analysis, types: &ExitTypes) -> Vec<TypeGroup> {
     let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
     let mut symbolizer = Symbolizer::new(map);
     let untyped_row = types.rows.len();
@@ -102,7 +108,7 @@ pub fn groups(capture: &Capture, analysis: &Analysis) -> Result<Vec<TypeGroup>, 
                 .collect(),
         });
     }
-    Ok(out)
+    out
 }
 
 /// The title of a by-type report.
@@ -110,7 +116,7 @@ pub fn title(groups: &[TypeGroup]) -> String {
     let bytes: u64 = groups.iter().map(|g| g.bytes).sum();
     let allocations: u64 = groups.iter().map(|g| g.allocations).sum();
     format!(
-        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; no types at the peak)",
+        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; the types live at the peak: memtrace stats)",
         size(bytes),
         count(allocations)
     )

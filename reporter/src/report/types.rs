@@ -1,7 +1,8 @@
-//! "Of what type": the stats report's table of Python object types (type, objects, bytes), as
-//! pympler's summary prints it, from the types of the blocks live at exit
-//! (analysis::objects). Only the exit is covered, on every CPython 3.10-3.13: the tracker walks
-//! the live objects when the script finishes and records no types at the peak.
+//! "Of what type": the stats report's tables of Python object types (type, objects, bytes), as
+//! pympler's summary prints them, from the types of the blocks live at the peak and at exit
+//! (analysis::objects). The exit is covered on every CPython 3.10-3.13 (the tracker walks the
+//! live objects when the script finishes); the peak too, on the same versions, when the
+//! capture has typed frees (`memtrace run` with types on, the default).
 
 use super::human::{count, size};
 use crate::analysis::objects::{ExitTypes, NO_OBJECT};
@@ -9,9 +10,13 @@ use crate::analysis::Analysis;
 use serde::Serialize;
 use std::io::{self, Write};
 
-/// What the types cover, in words (the same in JSON and text).
+/// What the types cover, in words (the same in JSON and text), for a capture without typed
+/// frees.
 pub const COVERAGE: &str =
-    "exit only: the objects live when the script finished, walked on every CPython 3.10-3.13; no types at the peak";
+    "exit only: the objects live when the script finished, walked on every CPython 3.10-3.13; no types at the peak (this capture has no typed frees: --no-types, --no-python-allocators or the in-process Tracker)";
+/// What the types cover with typed frees.
+pub const COVERAGE_PEAK: &str =
+    "peak and exit, CPython 3.10-3.13: at the peak each block's type as its free or the walk at the script's end named it; at exit the objects live when the script finished";
 
 /// One type's row. Field names are the JSON keys.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -30,7 +35,7 @@ pub struct TypesReport {
     /// Live at exit, the most bytes first, "<no object>" last (blocks no object was found in:
     /// item arrays, dict keys, buffers, native memory).
     pub exit: Vec<TypeEntry>,
-    /// Live at the peak: null, the tracker records no types there.
+    /// Live at the peak, as `exit`; null for a capture without typed frees.
     pub peak: Option<Vec<TypeEntry>>,
     /// What is covered (see [`COVERAGE`]).
     pub covered: &'static str,
@@ -59,19 +64,38 @@ pub fn exit_entries(t: &ExitTypes) -> Vec<TypeEntry> {
 
 /// The types table of an analysis, None without types.
 pub fn report(analysis: &Analysis) -> Option<TypesReport> {
-    analysis.types.as_ref().map(|t| TypesReport {
-        exit: exit_entries(t),
-        peak: None,
-        covered: COVERAGE,
+    analysis.types.as_ref().map(|t| {
+        let peak = analysis.peak_types.as_ref().map(exit_entries);
+        TypesReport {
+            exit: exit_entries(t),
+            covered: if peak.is_some() {
+                COVERAGE_PEAK
+            } else {
+                COVERAGE
+            },
+            peak,
+        }
     })
 }
 
-/// The text table: the `top` types with the most bytes, and "<no object>".
+/// The text tables (the peak's, when known, then the exit's): the `top` types with the most
+/// bytes, and "<no object>".
 pub fn render(r: &TypesReport, top: usize, out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "Types live at exit ({}):", r.covered)?;
+    if let Some(peak) = &r.peak {
+        writeln!(out, "Types live at the peak ({}):", r.covered)?;
+        render_rows(peak, top, out)?;
+        writeln!(out)?;
+        writeln!(out, "Types live at exit:")?;
+    } else {
+        writeln!(out, "Types live at exit ({}):", r.covered)?;
+    }
+    render_rows(&r.exit, top, out)
+}
+
+fn render_rows(entries: &[TypeEntry], top: usize, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "  {:<40} {:>12} {:>12}", "TYPE", "OBJECTS", "BYTES")?;
     let (objects, rest): (Vec<&TypeEntry>, Vec<&TypeEntry>) =
-        r.exit.iter().partition(|e| e.name != NO_OBJECT);
+        entries.iter().partition(|e| e.name != NO_OBJECT);
     let shown = objects.len().min(top.max(1));
     for e in objects[..shown].iter().chain(rest.iter()) {
         writeln!(

@@ -7,7 +7,7 @@
 //! - MEMTRACE_STATUS: a file where the tracker writes why it could not record.
 //! - MEMTRACE_PYTHON=1: the program is the Python interpreter of a script run; with
 //!   MEMTRACE_PYTHON_ALLOCATORS=0 the PyMem allocators are not wrapped; with
-//!   MEMTRACE_OBJECT_TYPES=0 the types of the objects live at the script's end are not recorded.
+//!   MEMTRACE_OBJECT_TYPES=0 object types are not recorded (no typed frees, no walk at the script's end).
 //! - MEMTRACE_NATIVE=1: record the whole native stack of every allocation (--native).
 //! - MEMTRACE_AGGREGATE=1: keep sums per stack and thread instead of every event (--aggregate).
 //! - MEMTRACE_PYTHON_HOOK: the start-up hook's directory, for an exec'd image that is CPython.
@@ -32,8 +32,8 @@ pub struct Config {
     /// The Python run's interpreter: track Python stacks (and the PyMem allocators).
     pub python: bool,
     pub python_allocators: bool,
-    /// A Python run: record the types of the objects live when the script finishes (off with
-    /// MEMTRACE_OBJECT_TYPES=0, `memtrace run --no-types`).
+    /// A Python run: record object types, with each free of an object and for the objects live
+    /// when the script finishes (off with MEMTRACE_OBJECT_TYPES=0, `memtrace run --no-types`).
     pub object_types: bool,
     /// Record whole native stacks (--native).
     pub native: bool,

@@ -47,6 +47,23 @@ fn map(len: usize, flags: c_int, fd: c_int) -> Option<*mut u8> {
     (p >= 0).then_some(p as *mut u8)
 }
 
+/// Whether the page at `page` (page-aligned) is mapped: mincore(2) fails with ENOMEM on an
+/// unmapped one. errno is kept.
+pub fn is_mapped(page: usize) -> bool {
+    let _errno = ErrnoGuard::new();
+    let mut residency = 0u8;
+    // SAFETY: mincore reads no memory of ours but writes one byte per page into `residency`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mincore,
+            page,
+            4096usize,
+            &mut residency as *mut u8,
+        )
+    };
+    r == 0
+}
+
 /// Anonymous private memory, zero-filled.
 pub fn map_anon(len: usize) -> Option<*mut u8> {
     map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)

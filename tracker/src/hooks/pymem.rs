@@ -2,6 +2,11 @@
 //! seen on its own. The wrapped allocator runs with the re-entrancy flag set: the malloc or mmap
 //! it makes for a big object or a new arena is not recorded a second time. (The "raw" domain is
 //! plain malloc: the malloc hook sees it.)
+//!
+//! With object types on, a free in the object domain also records the type of the object the
+//! block held, read from the block's header before the real free (see [`object_type`]): the
+//! reporter then knows the type of every block freed after the peak, so of what was live at
+//! the peak.
 
 use crate::hooks::enter;
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
@@ -41,6 +46,19 @@ unsafe extern "C" fn unset_free(_: *mut c_void, _: *mut c_void) {}
 /// The wrapper of each domain is in the domain's chain (installed and not taken out).
 static INSTALLED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
 
+/// The object domain's frees record the type of the object freed (set before `install`).
+static TYPED_FREES: AtomicBool = AtomicBool::new(false);
+
+/// Whether the object domain's frees record the object's type (its wrapper is installed so).
+pub fn typed_frees() -> bool {
+    TYPED_FREES.load(Ordering::Relaxed) && INSTALLED[1].load(Ordering::Acquire)
+}
+
+/// Whether the next `install` makes the object domain's frees record the object's type.
+pub fn set_typed_frees(on: bool) {
+    TYPED_FREES.store(on, Ordering::Relaxed);
+}
+
 /// Wraps the mem and object domains (those not wrapped already). Called with the GIL held.
 pub fn install(api: &Api) {
     let originals = ORIGINALS.0.get() as *mut MemAllocator;
@@ -53,12 +71,17 @@ pub fn install(api: &Api) {
         unsafe {
             let original = originals.add(i);
             (api.mem_get_allocator)(domain, original);
+            let typed = domain == DOMAIN_OBJ && TYPED_FREES.load(Ordering::Relaxed);
             let wrapper = MemAllocator {
                 ctx: original as *mut c_void,
                 malloc: wrapped_malloc,
                 calloc: wrapped_calloc,
                 realloc: wrapped_realloc,
-                free: wrapped_free,
+                free: if typed {
+                    wrapped_typed_free
+                } else {
+                    wrapped_free
+                },
             };
             (api.mem_set_allocator)(domain, &wrapper);
         }
@@ -169,4 +192,61 @@ unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
     thread::prefetch_free(&t, p as u64);
     forward!(o.free; o.ctx, p);
     thread::record_free_taken(&mut t, true, p as u64, Some(tick));
+}
+
+/// The object domain's free with object types on: as `wrapped_free`, and the type of the
+/// object the block held, read before the real free (which writes pymalloc's free-list link
+/// over the block's first word).
+unsafe extern "C" fn wrapped_typed_free(ctx: *mut c_void, p: *mut c_void) {
+    let o = original(ctx);
+    if p.is_null() {
+        return forward!(o.free; o.ctx, p);
+    }
+    let Some(mut t) = enter() else {
+        return forward!(o.free; o.ctx, p);
+    };
+    if !thread::take_free(p as u64) {
+        return forward!(o.free; o.ctx, p);
+    }
+    // SAFETY: `p` is a live block of the object domain, being freed by its owner.
+    let ty = unsafe { object_type(p as usize) };
+    let tick = clock::tick();
+    thread::prefetch_free(&t, p as u64);
+    forward!(o.free; o.ctx, p);
+    thread::record_typed_free(&mut t, p as u64, ty, tick);
+}
+
+/// The type of the object a block of the object domain held, read from the block as its
+/// object's deallocation left it, or 0. An object's memory is freed at the end of its
+/// deallocation, when its reference count is 0 and its type pointer still set. The object
+/// lies at the block's start, or after the collector's two links (the next one 0 once the
+/// object left the collector's lists, the previous one 0 or the "finalized" bit), or, from
+/// 3.11, after two words more (the managed dict and weak-reference pointers). The first layout
+/// that fits gives the type. Blocks that hold no object (a dict's keys) give whatever a word
+/// holds: the reporter keeps only addresses that are types it knows (the walk at the script's
+/// end names every type then alive).
+///
+/// # Safety
+/// `p` must be the start of a live block (at least 16 bytes: pymalloc's least). Words past the
+/// 16th byte are read on `p`'s own page, which is mapped, or, for a block that starts in the
+/// last 48 bytes of its page (about one free in a hundred), once mincore said the next page is
+/// mapped too (a heap's pages are readable when mapped).
+#[inline(always)]
+unsafe fn object_type(p: usize) -> u64 {
+    // SAFETY: the first 16 bytes are the block's.
+    let word = |offset: usize| unsafe { *((p + offset) as *const usize) };
+    let (refcnt, ty) = (word(0), word(8));
+    if refcnt == 0 && ty > 1 {
+        return ty as u64;
+    }
+    let room = 4096 - (p & 4095);
+    if room < 48 && !crate::sys::is_mapped((p & !4095) + 4096) {
+        return 0;
+    }
+    for at in [16, 32] {
+        if word(at - 16) == 0 && word(at - 8) <= 1 && word(at) == 0 && word(at + 8) > 1 {
+            return word(at + 8) as u64;
+        }
+    }
+    0
 }

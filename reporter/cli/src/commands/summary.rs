@@ -59,7 +59,7 @@ pub struct SummaryArgs {
     #[arg(long)]
     pub json: bool,
     /// A Python run: rows of (object type, line that allocated it) for what is live at exit
-    /// (types are known at exit only)
+    /// (what is live at exit; stats gives the types at the peak too)
     #[arg(long, conflicts_with_all = ["temporary", "threads", "thread"])]
     pub by_type: bool,
 }

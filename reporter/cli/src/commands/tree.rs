@@ -65,7 +65,7 @@ pub struct TreeArgs {
     #[arg(long, value_name = "N", default_value_t = 140, value_parser = clap::value_parser!(u64).range(40..=100_000))]
     pub width: u64,
     /// A Python run: what is live at exit by object type, each type with the lines that
-    /// allocated its objects (types are known at exit only)
+    /// allocated its objects (what is live at exit; stats gives the types at the peak too)
     #[arg(long, conflicts_with_all = ["temporary", "threads", "thread"])]
     pub by_type: bool,
 }

@@ -61,8 +61,9 @@ pub struct RunArgs {
     /// Python runs: record system allocations only (pymalloc's arenas then show as mmaps)
     #[arg(long = "no-python-allocators")]
     pub no_python_allocators: bool,
-    /// Python runs: do not record the types of the objects live when the script finishes
-    /// (the walk of the live objects at exit; the types tables and by-type views need it)
+    /// Python runs: do not record object types (neither the type of each object freed, for the
+    /// peak, nor the walk of the objects live when the script finishes; the types tables and
+    /// by-type views need them)
     #[arg(long = "no-types")]
     pub no_types: bool,
     /// Record the whole native call stack of every allocation (not only its call site)

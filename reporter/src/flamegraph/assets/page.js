@@ -601,8 +601,50 @@
     saveFragment();
   }
 
+  // ---- by type: each type live at the peak / at exit expands to the lines of its objects ----
+  function typeGroup(g) {
+    const d = el("details", { class: "type" });
+    const head = el("summary");
+    head.appendChild(el("span", { class: "tname" }, g.type));
+    head.appendChild(document.createTextNode(" \u2014 " + count(g.objects) + " objects, "));
+    head.appendChild(sized(g.bytes));
+    d.appendChild(head);
+    const table = el("table", { class: "type-lines" });
+    const hr = el("tr");
+    for (const c of ["line", "bytes", "allocations"]) hr.appendChild(el("th", {}, c));
+    table.appendChild(el("thead")).appendChild(hr);
+    const body = el("tbody");
+    for (const l of g.lines) {
+      const tr = el("tr");
+      tr.appendChild(el("td", { class: "loc" }, l.location));
+      const b = el("td", { class: "n" });
+      b.appendChild(sized(l.bytes));
+      tr.appendChild(b);
+      tr.appendChild(el("td", { class: "n" }, count(l.allocations)));
+      body.appendChild(tr);
+    }
+    table.appendChild(body);
+    d.appendChild(table);
+    return d;
+  }
+  function drawTypes() {
+    const T = D.types;
+    if (!T) return;
+    document.getElementById("by-type").classList.remove("hide");
+    document.getElementById("types-covered").textContent = "Covered: " + T.covered + ".";
+    const box = document.getElementById("types-moments");
+    for (const [key, title] of [["peak", "Live at the peak"], ["exit", "Live at exit"]]) {
+      if (!T[key]) continue;
+      const part = el("div", { class: "types-moment", id: "types-" + key });
+      part.appendChild(el("h3", {}, title));
+      for (const g of T[key]) part.appendChild(typeGroup(g));
+      box.appendChild(part);
+    }
+  }
+
   summary();
   controls();
+  drawTypes();
   fromFragment(location.hash);
   window.addEventListener("hashchange", () => { if (!writing) { fromFragment(location.hash); render(); } });
   window.addEventListener("resize", () => { if (current) drawFlame(current); });

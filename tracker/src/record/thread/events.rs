@@ -133,6 +133,27 @@ pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option
     }
 }
 
+/// A free of a block of the object domain that held an object of type `object_type` (0: not
+/// known), taken by [`take_free`]; `tick` read before the real free.
+#[inline]
+pub fn record_typed_free(t: &mut tls::Tls, addr: u64, object_type: u64, tick: u64) {
+    if let Some(s) = acquire(t) {
+        if s.room() {
+            if object_type != 0 {
+                s.writer.typed_free(s.payload(), tick, addr, object_type);
+            } else {
+                s.writer.free(s.payload(), true, tick, addr);
+            }
+            s.commit(tick);
+        }
+        release(s);
+    } else {
+        dead_thread_event(t, |enc, buf, _| {
+            enc.any_free(buf, 0, true, tick, addr, object_type)
+        });
+    }
+}
+
 /// An allocation the allocator refused (it returned NULL): the request, where it was made
 /// (memtrace_format::failed). Always recorded, sampling or not: it is rare and it is what a
 /// program that runs out of memory died of.

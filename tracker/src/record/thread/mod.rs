@@ -27,7 +27,7 @@ mod tables;
 
 pub use events::{
     prefetch_free, record_alloc, record_failed, record_free, record_free_taken, record_marker,
-    record_mremap, record_munmap, take_free,
+    record_mremap, record_munmap, record_typed_free, take_free,
 };
 pub use exec_pause::{flush_current, pause_others, restart_current, resume_others};
 pub use exit::init_key;

@@ -277,6 +277,8 @@ pub unsafe extern "C" fn init_module() -> *mut Object {
         && !TRACKING.swap(true, Ordering::AcqRel)
     {
         if ALLOCATORS.load(Ordering::Relaxed) {
+            // The frees of objects name their type: the types live at the peak.
+            allocators::set_typed_frees(OBJECT_TYPES.load(Ordering::Relaxed));
             allocators::install(api);
         }
         let known = learn_interpreter(api);

@@ -13,7 +13,10 @@ use super::api::{func, Api, Object};
 use super::session_api::SessionApi;
 use crate::capture::CAPTURE;
 use libc::{c_char, c_int, c_void};
-use memtrace_format::objects::{self, MAX_ADDRESSES, MAX_PAYLOAD, OBJECT_TYPES_KIND};
+use memtrace_format::objects::{
+    self, MAX_ADDRESSES, MAX_PAYLOAD, MAX_TYPE_NAMES, MAX_TYPE_NAMES_PAYLOAD, OBJECT_TYPES_KIND,
+    TYPE_NAMES_KIND,
+};
 use memtrace_format::Encoder;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -30,6 +33,8 @@ const TP_DICT: usize = 264;
 const TP_IS_GC: usize = 328;
 const HEAPTYPE: u64 = 1 << 9;
 const HAVE_GC: u64 = 1 << 14;
+/// Py_TPFLAGS_TYPE_SUBCLASS: the objects of a type with it are types.
+const TYPE_SUBCLASS: u64 = 1 << 31;
 
 /// A Meta chunk holds about this many bytes of records.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -223,6 +228,48 @@ fn type_name(api: &Api, ty: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(name);
 }
 
+/// Every type alive: the types of the objects found and the type objects found (the
+/// objects of a type whose objects are types), so that the types typed frees name are known
+/// even when no object of theirs is left.
+fn alive_types(by_type: &HashMap<usize, Vec<u64>, Fast>) -> Vec<usize> {
+    let mut types: HashSet<usize, Fast> = by_type.keys().copied().collect();
+    for (&ty, objects) in by_type {
+        // SAFETY: `ty` is a live type object.
+        let flags = unsafe { word(ty + TP_FLAGS) } as u64;
+        if flags & TYPE_SUBCLASS != 0 {
+            types.extend(objects.iter().map(|&o| o as usize));
+        }
+    }
+    let mut types: Vec<usize> = types.into_iter().collect();
+    types.sort_unstable();
+    types
+}
+
+/// Writes the type-names records: the address and name of every type alive.
+fn write_type_names(api: &Api, types: &[usize], chunk: &mut Vec<u8>, count: &mut u32) {
+    let mut payload = vec![0u8; MAX_TYPE_NAMES_PAYLOAD];
+    let mut record = vec![0u8; Encoder::table_record_len(MAX_TYPE_NAMES_PAYLOAD)];
+    let (tick, _) = crate::clock::pair();
+    for part in types.chunks(MAX_TYPE_NAMES) {
+        let mut names: Vec<Vec<u8>> = Vec::with_capacity(part.len());
+        for &ty in part {
+            let mut name = Vec::new();
+            type_name(api, ty, &mut name);
+            names.push(name);
+        }
+        let pairs = part.iter().zip(&names).map(|(&t, n)| (t as u64, &n[..]));
+        let len = objects::encode_type_names(&mut payload, pairs);
+        let used = Encoder::new().extended(&mut record, 0, tick, TYPE_NAMES_KIND, &payload[..len]);
+        chunk.extend_from_slice(&record[..used]);
+        *count += 1;
+        if chunk.len() >= CHUNK_BYTES {
+            CAPTURE.write_meta(0, *count, chunk);
+            chunk.clear();
+            *count = 0;
+        }
+    }
+}
+
 /// Writes the records, a Meta chunk per megabyte of them.
 fn write(api: &Api, by_type: HashMap<usize, Vec<u64>, Fast>) {
     let mut chunk: Vec<u8> =
@@ -232,6 +279,11 @@ fn write(api: &Api, by_type: HashMap<usize, Vec<u64>, Fast>) {
     let mut record = vec![0u8; Encoder::table_record_len(MAX_PAYLOAD)];
     let mut name = Vec::new();
     let (tick, _) = crate::clock::pair();
+    // The names of the types typed frees give (none without them: a reader then knows the
+    // capture has no types at the peak).
+    if crate::hooks::pymem::typed_frees() {
+        write_type_names(api, &alive_types(&by_type), &mut chunk, &mut count);
+    }
     for (ty, mut addrs) in by_type {
         type_name(api, ty, &mut name);
         addrs.sort_unstable();
