@@ -124,6 +124,18 @@ pub struct Options {
     /// Take the "peak" at this moment (CLOCK_MONOTONIC ns) instead of at the highest point:
     /// what was live then (a family's combined peak, see [`crate::family`]).
     pub peak_at_mono_ns: Option<u64>,
+    /// Time buckets on a grid given in CLOCK_MONOTONIC ns, each bucket's snapshot at its
+    /// moment (a family's buckets, common to its captures); replaces [`Options::buckets`].
+    pub bucket_moments: Option<BucketMoments>,
+}
+
+/// A grid of time buckets and the moment of each one's snapshot, in CLOCK_MONOTONIC ns.
+#[derive(Clone, Debug, Default)]
+pub struct BucketMoments {
+    pub start_mono_ns: u64,
+    pub width_ns: u64,
+    /// One per bucket.
+    pub moments_mono_ns: Vec<u64>,
 }
 
 impl Default for Options {
@@ -142,6 +154,7 @@ impl Default for Options {
             buckets: None,
             heap_points: series::MAX_POINTS,
             peak_at_mono_ns: None,
+            bucket_moments: None,
         }
     }
 }
@@ -321,6 +334,14 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
                 let last = index.chunks.iter().map(|c| c.last_tick).max().unwrap_or(0);
                 buckets::Buckets::new(n, first, last)
             });
+            if let Some(g) = &options.bucket_moments {
+                let start = capture.header.start_mono_ns as f64;
+                let tick = |ns: u64| clock.tick_at(ns as f64 - start);
+                let t0 = tick(g.start_mono_ns);
+                let width = tick(g.start_mono_ns + g.width_ns).saturating_sub(t0);
+                let moments = g.moments_mono_ns.iter().map(|&m| tick(m)).collect();
+                r.buckets = Some(buckets::Buckets::at_moments(t0, width, moments));
+            }
             r.heap_series = series::Series::with_capacity(options.heap_points);
             r.peak_at = options
                 .peak_at_mono_ns

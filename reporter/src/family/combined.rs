@@ -110,7 +110,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
 
 /// Every image's steps as (time, image, value), in time order, each image's heap gone at its
 /// end (equal times: an image's end after its own last step; the sort is stable).
-fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
+pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
     let mut points: Vec<(u64, usize, u64)> = Vec::new();
     for (i, img) in images.iter().enumerate() {
         points.extend(img.series.iter().map(|&(t, v)| (t, i, v)));

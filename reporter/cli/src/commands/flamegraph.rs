@@ -75,10 +75,11 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(View::Peak);
-    if let Some(f) = args.view.family_tree(&args.file, &opts)? {
-        view_args::warn(&f.warnings);
-        let html = family_page::html_page(&args.file, &f, opts.view, args.inverted)?;
-        return save(&out, &html);
+    if args.view.pid.is_none() {
+        if let Some(page) = family_page::interactive_page(&args.file, &opts, args.inverted)? {
+            view_args::warn(&page.warnings);
+            return save(&out, &page.html);
+        }
     }
     let file = args.view.capture(&args.file)?;
     let (capture, analysis) = report::load_for_page(
