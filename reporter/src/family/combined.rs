@@ -2,9 +2,10 @@
 //! peak: the highest sum of the processes' live heaps at one moment, every capture's ticks put
 //! on the system's monotonic clock (CLOCK_MONOTONIC, shared by all processes).
 //!
-//! Each image's live heap is followed as a step series of [`SERIES_POINTS`] points (the highest
-//! value of each time bucket: exact while a run has fewer changes than that, else at the
-//! resolution of the run's length divided by it); an image's heap is gone at its end (exit,
+//! Each image's live heap is followed as a step series of [`SERIES_POINTS`] points (what each
+//! tick left, as a snapshot at that moment sees it: exact while a run has fewer changes than
+//! that; else the highest value of each time bucket, at the resolution of the run's length
+//! divided by it); an image's heap is gone at its end (exit,
 //! exec, or the last record of a capture cut short by a kill).
 
 use super::Family;
@@ -80,6 +81,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
             include_startup,
             freeze: true,
             heap_points: SERIES_POINTS,
+            heap_steps: true,
             ..Options::default()
         },
     );

@@ -20,7 +20,9 @@ pub struct Grid {
 /// `n` buckets from `origin_ns` to `end_ns` over `images`.
 pub fn grid(images: &[Image], origin_ns: u64, end_ns: u64, n: usize) -> Grid {
     let n = n.max(1);
-    let width = (end_ns.saturating_sub(origin_ns) + 1).div_ceil(n as u64).max(1);
+    let width = (end_ns.saturating_sub(origin_ns) + 1)
+        .div_ceil(n as u64)
+        .max(1);
     let bucket_of = |t: u64| ((t.saturating_sub(origin_ns) / width) as usize).min(n - 1);
     let start_of = |b: usize| origin_ns + b as u64 * width;
     // (sum, moment) of each bucket: the highest sum reached in it, at first its start's.

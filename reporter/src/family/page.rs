@@ -149,25 +149,14 @@ fn read_part(
     let image = &images[i];
     let shown = image.path.display().to_string();
     let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {e}"))?;
-    // One nanosecond later: a moment is the time of the step that made it, which the clock's
-    // rounding could put a tick before that step's event.
-    let moments = analysis::BucketMoments {
-        moments_mono_ns: grid
-            .moments
-            .moments_mono_ns
-            .iter()
-            .map(|m| m + 1)
-            .collect(),
-        ..grid.moments.clone()
-    };
     let mut a = analysis::analyze_options(
         &capture,
         Options {
             temporary: Some(view.temporary_threshold.max(1)),
             freeze: true,
             include_startup: view.include_startup,
-            peak_at_mono_ns: Some(peak.mono_ns + 1),
-            bucket_moments: Some(moments),
+            peak_at_mono_ns: Some(peak.mono_ns),
+            bucket_moments: Some(grid.moments.clone()),
             ..Options::default()
         },
     );
@@ -440,7 +429,10 @@ mod tests {
         cut_at(&mut g, 3);
         assert_eq!(
             g.live,
-            vec![vec![0, 0, 10, 1, 2, 20, 2, 3, 0, 0], vec![1, 1, 4, 1, 3, 0, 0]]
+            vec![
+                vec![0, 0, 10, 1, 2, 20, 2, 3, 0, 0],
+                vec![1, 1, 4, 1, 3, 0, 0]
+            ]
         );
     }
 }
