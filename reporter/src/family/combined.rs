@@ -137,17 +137,6 @@ pub fn sum_series(images: &[Image], origin_ns: u64, max_points: usize) -> Vec<(f
     series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
 }
 
-/// One image's live heap over time: (seconds after `origin_ns`, bytes), ending at 0 at its end.
-/// (At most [`crate::analysis::series::MAX_POINTS`] points, each the highest of its bucket.)
-pub fn image_series(image: &Image, origin_ns: u64) -> Vec<(f64, u64)> {
-    let mut series = crate::analysis::series::Series::default();
-    for &(t, v) in &image.series {
-        series.record(t.saturating_sub(origin_ns), v);
-    }
-    series.record(image.end_mono_ns.saturating_sub(origin_ns), 0);
-    series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
-}
-
 /// The combined peak of the images (of `processes` processes).
 pub fn peak(images: &[Image], processes: usize) -> Peak {
     let points = steps(images);
