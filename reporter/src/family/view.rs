@@ -192,6 +192,8 @@ pub fn build(root: &Path, view: &ViewOptions) -> Result<Option<FamilyTree>, Stri
 /// A family's allocation sites for `export`: each site's outermost frame is its process.
 pub struct FamilySites {
     pub sites: Vec<Site>,
+    /// The process of each site (by index): (pid, command), for a format's labels.
+    pub processes: Vec<(u32, String)>,
     pub title: String,
     pub warnings: Vec<String>,
     /// From the root's start to the last process's end.
@@ -210,11 +212,14 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         (sites, resolver.symbolizer.warnings)
     });
     let mut sites = Vec::new();
+    let mut processes = Vec::new();
     for (process, list) in per_image {
         let at = process_location(&c.family, process);
+        let p = &c.family.processes[process];
         for mut s in list {
             s.frames.insert(0, at.clone());
             sites.push(s);
+            processes.push((p.pid, p.command.clone()));
         }
     }
     let live = sites
@@ -230,6 +235,7 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         .unwrap_or(start);
     Ok(Some(FamilySites {
         sites,
+        processes,
         title,
         warnings,
         duration_ns: end.saturating_sub(start) as i64,
