@@ -34,6 +34,10 @@ Examples:
   memtrace flamegraph --temporary --inverted out.bin   icicle of the temporary allocations
   memtrace flamegraph --threads out.bin       one tower per thread
 
+A family (memtrace run --follow-fork, without --pid): one page for every process, each the
+outermost frame of its stacks, a processes filter, the chart stacking each process's heap, and
+Peak at the combined peak.
+
 With --diff BASE, FILE is NEW and the page is a differential flamegraph: NEW's frames (width:
 bytes in NEW), each coloured by the change of its own bytes against BASE (red grew, blue
 shrank), matched by symbolized location (`function at file:line`) as in `memtrace diff`; the
