@@ -216,3 +216,66 @@ pub fn explore(c: &Explore) -> Vec<PathBuf> {
     }
     shots
 }
+
+/// What to check on a family's interactive page (see tests/browser/family.mjs).
+pub struct Family<'a> {
+    pub report: &'a Path,
+    /// The screenshots' prefix in target/browser/: NAME-STEP.png.
+    pub name: &'a str,
+    /// `stats`' combined_peak_bytes.
+    pub combined_peak: u64,
+    /// The labels (`pid 123: ...`) of processes holding memory at the combined peak.
+    pub processes: &'a [String],
+    /// The process to choose in the filter, and a frame of its work.
+    pub pick: &'a str,
+    pub pick_frame: &'a str,
+}
+
+/// Loads a family's page in headless chromium, uses it and checks it; returns the
+/// screenshots' paths.
+pub fn family(c: &Family) -> Vec<PathBuf> {
+    let chromium = chromium();
+    let modules = node_modules();
+    let dir = artefacts();
+    let spec: Value = json!({
+        "report": c.report,
+        "shots": dir,
+        "name": c.name,
+        "combined_peak": c.combined_peak,
+        "processes": c.processes,
+        "pick": c.pick,
+        "pick_frame": c.pick_frame,
+        "node_modules": modules,
+        "chromium": chromium,
+    });
+    let spec_path = dir.join(format!("{}.json", c.name));
+    std::fs::write(&spec_path, spec.to_string()).expect("write the spec");
+    let out = Command::new("node")
+        .arg(workspace().join("tests/browser/family.mjs"))
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the family page failed in chromium:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shots: Vec<PathBuf> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok: "))
+        .flat_map(|l| l.split_once(": ").map(|x| x.1).unwrap_or("").split(' '))
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    for f in &shots {
+        let png = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{}",
+            f.display()
+        );
+    }
+    shots
+}

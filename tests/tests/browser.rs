@@ -3,7 +3,8 @@
 //! to it; the chart and the table are there. On the interactive page, a two-phase script's
 //! phases are picked by dragging over the chart and by clicking it, threads, import frames,
 //! the interpreter's frames (--native), `<unknown>`, inversion and the table's sort are toggled,
-//! names with markup stay text. Screenshots are left in target/browser/ (flamegraph-STEP.png,
+//! names with markup stay text. A family's page (--follow-fork) stacks each process's heap on
+//! the chart, holds the combined peak of `stats`, and filters by process. Screenshots are left in target/browser/ (flamegraph-STEP.png,
 //! phases-STEP.png, one per step; flamegraph-diff.png, flamegraph-diff-zoomed.png); those of
 //! docs/images/ are copies.
 //!
@@ -257,5 +258,95 @@ fn the_page_picks_ranges_moments_threads_and_frames_in_chromium() {
         types: None,
     });
     assert_eq!(shots.len(), 9, "{shots:?}");
+    eprintln!("screenshots: {shots:?}");
+}
+
+/// Two spawned children each holding 30 MB at once (a barrier): a combined peak no process
+/// reaches alone.
+const TWO_CHILDREN: &str = "\
+import multiprocessing as mp
+
+
+def hold(barrier):
+    block = b\"\\0\" * 30_000_000
+    barrier.wait()
+    barrier.wait()
+    del block
+
+
+if __name__ == \"__main__\":
+    ctx = mp.get_context(\"spawn\")
+    barrier = ctx.Barrier(2)
+    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
+    for k in kids:
+        k.start()
+    for k in kids:
+        print(k.pid, flush=True)
+    for k in kids:
+        k.join()
+";
+
+#[test]
+fn the_family_page_stacks_each_process_and_filters_by_process_in_chromium() {
+    let dir = scratch("browser-family");
+    let script = write(&dir, "both.py", TWO_CHILDREN);
+    let cap = dir.join("family.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&cap)
+        .arg("--python")
+        .arg(python())
+        .arg(&script)
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let kids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(kids.len(), 2, "{out:?}");
+    let stats = Command::new(memtrace_bin())
+        .args(["stats", "--json"])
+        .arg(&cap)
+        .output()
+        .expect("memtrace runs");
+    assert!(stats.status.success(), "{stats:?}");
+    let s: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
+    let combined = s["combined_peak_bytes"].as_u64().expect("a combined peak");
+    assert!(combined >= 60_000_000, "{combined}");
+    // The children's labels, as the page names them (`pid 123: command`, cut at 80).
+    let label = |pid: u32| {
+        let p = s["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .find(|p| p["pid"].as_u64() == Some(u64::from(pid)))
+            .unwrap_or_else(|| panic!("no process {pid}"));
+        let command = p["command"].as_str().expect("a command");
+        let short = if command.chars().count() <= 80 {
+            command.to_string()
+        } else {
+            format!("{}...", command.chars().take(77).collect::<String>())
+        };
+        format!("pid {pid}: {short}")
+    };
+    let processes: Vec<String> = kids.iter().map(|&k| label(k)).collect();
+    let report = dir.join("family.html");
+    memtrace(&[
+        "flamegraph",
+        "-o",
+        report.to_str().expect("utf-8 path"),
+        cap.to_str().expect("utf-8 path"),
+    ]);
+    let shots = browser::family(&browser::Family {
+        report: &report,
+        name: "family",
+        combined_peak: combined,
+        processes: &processes,
+        pick: &processes[0],
+        pick_frame: &format!("hold at {}:5", script.display()),
+    });
+    assert_eq!(shots.len(), 3, "{shots:?}");
     eprintln!("screenshots: {shots:?}");
 }

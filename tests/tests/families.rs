@@ -702,7 +702,7 @@ fn a_python_child_sees_no_trace_of_its_hook() {
 import glob, os, sys, tempfile
 print(os.environ.get(\"PYTHONPATH\"), os.environ.get(\"MEMTRACE_PYTHON_HOOK_PRIVATE\"))
 print([p for p in sys.path if \"memtrace\" in p])
-print(glob.glob(os.path.join(tempfile.gettempdir(), f\"memtrace-py-{os.getpid()}*\")))
+print([d for t in (\"/dev/shm\", tempfile.gettempdir()) for d in glob.glob(os.path.join(t, f\"memtrace-py-{os.getpid()}*\"))])
 ",
     );
     let main = write(

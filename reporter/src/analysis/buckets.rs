@@ -13,6 +13,10 @@
 //! change after it is kept per key (`since`) and added back at the bucket's end, so the value at
 //! the high-water mark is exact. `since` is cleared lazily (an epoch), so a rising heap costs
 //! nothing more than a flat one.
+//!
+//! With [`Buckets::at_moments`] each bucket's snapshot is taken at a moment given instead (a
+//! family's, where the sum of its processes' heaps was highest: see [`crate::family`]): what
+//! was live after the last event at or before it.
 
 use hashbrown::HashMap;
 
@@ -68,9 +72,40 @@ pub struct Buckets {
     first: usize,
     /// The allocators each stack used: bit `Allocator as u8`.
     allocators: HashMap<u64, u16>,
+    /// Each bucket's snapshot moment (ticks), when given ([`Buckets::at_moments`]).
+    moments: Option<Vec<u64>>,
+    /// The current bucket's moment has passed (its snapshot is taken).
+    marked: bool,
 }
 
 impl Buckets {
+    /// Buckets of `width` ticks from `t0`, one per moment of `moments` (ticks, one in each
+    /// bucket): each bucket's snapshot is what was live at its moment.
+    pub fn at_moments(t0: u64, width: u64, moments: Vec<u64>) -> Buckets {
+        let n = moments.len().max(1);
+        let mut b = Buckets::new(n, t0, t0 + width.max(1) * n as u64 - 1);
+        b.width = width.max(1);
+        b.moments = Some(moments);
+        b
+    }
+
+    /// With moments: the event at `tick` comes after the current bucket's moment, so the
+    /// snapshot is what is live now (changes from here on are undone at the bucket's end).
+    #[inline]
+    fn mark_if_past(&mut self, tick: u64, live: u64) {
+        if self.marked {
+            return;
+        }
+        if let Some(at) = self.moments.as_ref().and_then(|m| m.get(self.cur).copied()) {
+            if tick > at {
+                self.marked = true;
+                self.epoch += 1;
+                self.cur_max = live;
+                self.maxes[self.cur] = (at, live);
+            }
+        }
+    }
+
     /// `n` buckets over the ticks `first_tick..=last_tick`.
     pub fn new(n: usize, first_tick: u64, last_tick: u64) -> Buckets {
         let n = n.max(1);
@@ -92,6 +127,8 @@ impl Buckets {
             histories: Vec::new(),
             first: 0,
             allocators: HashMap::new(),
+            moments: None,
+            marked: false,
         }
     }
 
@@ -108,6 +145,9 @@ impl Buckets {
         let b = self.bucket_of_tick(tick);
         if !self.opened || b > self.cur {
             self.open(b, tick, live, index);
+        }
+        if self.moments.is_some() {
+            self.mark_if_past(tick, live);
         }
     }
 
@@ -136,6 +176,7 @@ impl Buckets {
         self.cur_max = live;
         self.maxes[b] = (tick.max(self.t0 + b as u64 * self.width), live);
         self.epoch += 1;
+        self.marked = false;
     }
 
     /// The bucket an allocation of event `index` was made in.
@@ -168,7 +209,8 @@ impl Buckets {
         live: u64,
     ) {
         let key = (stack, thread, self.cur as u32);
-        let new_max = live > self.cur_max;
+        // With moments, the snapshot is taken by the clock (`mark_if_past`), not by the heap.
+        let new_max = self.moments.is_none() && live > self.cur_max;
         let epoch = self.epoch;
         let cell = self.touch(key);
         cell.allocators |= 1 << (allocator & 15);
@@ -209,6 +251,12 @@ impl Buckets {
 
     /// Records the current bucket's snapshot of every key that may have changed.
     fn close(&mut self) {
+        if self.moments.is_some() && !self.marked {
+            // The moment came after the bucket's last event: the snapshot is what is live at
+            // its end.
+            self.epoch += 1;
+            self.marked = true;
+        }
         let b = self.cur as u32;
         let mut keys = std::mem::take(&mut self.touched);
         keys.append(&mut self.pending);
@@ -283,6 +331,7 @@ impl Buckets {
                 let live = self.cur_max_live();
                 self.maxes[self.cur] = (self.t0 + self.cur as u64 * self.width, live);
                 self.epoch += 1;
+                self.marked = false;
             }
         }
         BucketData {
@@ -432,5 +481,32 @@ mod tests {
         }
         assert_eq!(d.maxes[9].1, 1005);
         assert_eq!(d.maxes[5].1, 1000);
+    }
+
+    #[test]
+    fn with_moments_each_snapshot_is_what_was_live_at_its_moment() {
+        // Four buckets of 10 ticks; moments at 5, 15, 25 and 35.
+        let mut s = Sim {
+            b: Buckets::at_moments(0, 10, vec![5, 15, 25, 35]),
+            live: 0,
+            index: 0,
+            blocks: HashMap::new(),
+        };
+        let a = s.alloc(1, 1, 100);
+        let spike = s.alloc(2, 2, 1000); // a high-water mark before the moment: not kept
+        s.free(3, spike);
+        let c = s.alloc(5, 3, 50); // at the moment: live at it
+        let _late = s.alloc(7, 4, 7); // after it
+        s.free(12, a); // bucket 1: before its moment
+        s.free(16, c); // after it
+        s.alloc(21, 5, 3); // bucket 2: its moment is after its last event
+        let d = s.b.finish();
+        assert_eq!(d.live_at(0), 150);
+        assert_eq!(at(&d, 2, 0, 0), (0, 0));
+        assert_eq!(at(&d, 4, 0, 0), (0, 0), "after the moment");
+        assert_eq!(d.live_at(1), 57);
+        assert_eq!(at(&d, 3, 0, 1), (50, 1), "freed after bucket 1's moment");
+        assert_eq!(d.live_at(2), 10);
+        assert_eq!(d.live_at(3), 10, "an empty bucket");
     }
 }

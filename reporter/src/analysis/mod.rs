@@ -125,9 +125,24 @@ pub struct Options {
     pub buckets: Option<usize>,
     /// Points kept of the live heap's series (`replay.heap_series`): its time resolution.
     pub heap_points: usize,
+    /// The live heap's series follows every step ([`series::Series::steps`]) rather than
+    /// keeping each tick's highest value.
+    pub heap_steps: bool,
     /// Take the "peak" at this moment (CLOCK_MONOTONIC ns) instead of at the highest point:
     /// what was live then (a family's combined peak, see [`crate::family`]).
     pub peak_at_mono_ns: Option<u64>,
+    /// Time buckets on a grid given in CLOCK_MONOTONIC ns, each bucket's snapshot at its
+    /// moment (a family's buckets, common to its captures); replaces [`Options::buckets`].
+    pub bucket_moments: Option<BucketMoments>,
+}
+
+/// A grid of time buckets and the moment of each one's snapshot, in CLOCK_MONOTONIC ns.
+#[derive(Clone, Debug, Default)]
+pub struct BucketMoments {
+    pub start_mono_ns: u64,
+    pub width_ns: u64,
+    /// One per bucket.
+    pub moments_mono_ns: Vec<u64>,
 }
 
 impl Default for Options {
@@ -145,7 +160,9 @@ impl Default for Options {
             include_startup: false,
             buckets: None,
             heap_points: series::MAX_POINTS,
+            heap_steps: false,
             peak_at_mono_ns: None,
+            bucket_moments: None,
         }
     }
 }
@@ -325,10 +342,23 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
                 let last = index.chunks.iter().map(|c| c.last_tick).max().unwrap_or(0);
                 buckets::Buckets::new(n, first, last)
             });
-            r.heap_series = series::Series::with_capacity(options.heap_points);
-            r.peak_at = options
-                .peak_at_mono_ns
-                .map(|ns| clock.tick_at(ns as f64 - capture.header.start_mono_ns as f64));
+            // The last tick of a moment: a family's moments are event times floored to the
+            // nanosecond (family::combined), so every tick of that nanosecond is in.
+            let start = capture.header.start_mono_ns as f64;
+            let last_tick_of = |ns: u64| clock.tick_at(ns as f64 + 1.0 - start);
+            if let Some(g) = &options.bucket_moments {
+                let tick = |ns: u64| clock.tick_at(ns as f64 - start);
+                let t0 = tick(g.start_mono_ns);
+                let width = tick(g.start_mono_ns + g.width_ns).saturating_sub(t0);
+                let moments = g.moments_mono_ns.iter().map(|&m| last_tick_of(m)).collect();
+                r.buckets = Some(buckets::Buckets::at_moments(t0, width, moments));
+            }
+            r.heap_series = if options.heap_steps {
+                series::Series::steps(options.heap_points)
+            } else {
+                series::Series::with_capacity(options.heap_points)
+            };
+            r.peak_at = options.peak_at_mono_ns.map(last_tick_of);
             r
         },
         threads: index

@@ -13,6 +13,9 @@ pub struct Series {
     shift: u32,
     /// (bucket, tick of the highest value, the value), in bucket order.
     points: Vec<(u64, u64, u64)>,
+    /// Keep the last value of a tick rather than its highest, while buckets are one tick wide
+    /// ([`Series::steps`]).
+    steps: bool,
 }
 
 impl Series {
@@ -25,6 +28,18 @@ impl Series {
         }
     }
 
+    /// A series of at most `points` points that follows the value step by step while it has
+    /// fewer distinct ticks than that: a point's value is what was left after the last event
+    /// of its tick (a late event, replayed after a later tick, sets the last point's). Summed
+    /// with other processes' series, it gives the value at any moment as a snapshot taken then
+    /// does (the family's combined peak); once full, it keeps the highest values as any series.
+    pub fn steps(points: usize) -> Series {
+        Series {
+            steps: true,
+            ..Series::with_capacity(points)
+        }
+    }
+
     /// Records `value` at `tick` (ticks come in order; a late one joins the last bucket).
     /// Inlined: the replay calls it for every event.
     #[inline]
@@ -32,7 +47,9 @@ impl Series {
         let bucket = tick >> self.shift;
         match self.points.last_mut() {
             Some(last) if last.0 >= bucket => {
-                if value > last.2 {
+                if self.steps && self.shift == 0 {
+                    last.2 = value;
+                } else if value > last.2 {
                     last.1 = tick;
                     last.2 = value;
                 }
@@ -79,6 +96,7 @@ impl Series {
     pub fn clear(&mut self) {
         *self = Series {
             capacity: self.capacity,
+            steps: self.steps,
             ..Series::default()
         };
     }
@@ -120,5 +138,16 @@ mod tests {
         few.record(5, 3);
         few.record(9, 2);
         assert_eq!(few.points().collect::<Vec<_>>(), vec![(5, 3), (9, 2)]);
+    }
+
+    #[test]
+    fn steps_keep_what_each_tick_left() {
+        let mut s = Series::steps(100);
+        s.record(5, 1);
+        s.record(5, 3);
+        s.record(5, 2);
+        s.record(9, 100);
+        s.record(7, 52); // late: replayed after tick 9
+        assert_eq!(s.points().collect::<Vec<_>>(), vec![(5, 2), (9, 52)]);
     }
 }

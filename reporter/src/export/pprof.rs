@@ -67,6 +67,9 @@ pub struct Label {
 pub struct Meta {
     pub labels: Vec<(String, String)>,
     pub comments: Vec<String>,
+    /// Labels of each site (by index in the sites), after `labels`: a family's process
+    /// (`pid`, `process`) on each of its samples. Empty: none.
+    pub site_labels: Vec<Vec<(String, String)>>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -128,8 +131,9 @@ pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64, meta: &Meta
     let default_sample_type = b.string("inuse_space");
     let sample = sites
         .iter()
-        .filter(|s| s.allocated.count > 0 || s.live.count > 0)
-        .map(|s| Sample {
+        .enumerate()
+        .filter(|(_, s)| s.allocated.count > 0 || s.live.count > 0)
+        .map(|(i, s)| Sample {
             location_id: s.frames.iter().rev().map(|l| b.location(l)).collect(),
             value: [
                 s.allocated.count,
@@ -139,7 +143,16 @@ pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64, meta: &Meta
             ]
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
             .to_vec(),
-            label: labels.clone(),
+            label: {
+                let mut all = labels.clone();
+                for (k, v) in meta.site_labels.get(i).into_iter().flatten() {
+                    all.push(Label {
+                        key: b.string(k),
+                        str: b.string(v),
+                    });
+                }
+                all
+            },
         })
         .collect();
     Profile {
@@ -297,5 +310,37 @@ mod tests {
         // One function g for its two lines, two locations.
         assert_eq!(p.function.len(), 3);
         assert_eq!(p.location.len(), 4);
+    }
+
+    #[test]
+    fn each_sample_carries_its_site_labels_after_the_captures() {
+        let site = |f: &str, bytes: u64| Site {
+            frames: vec![loc(f, 1)],
+            allocated: Sum { count: 1, bytes },
+            live: Sum::default(),
+        };
+        let sites = [site("a", 10), site("b", 20)];
+        let meta = Meta {
+            labels: vec![("run".to_string(), "nightly".to_string())],
+            site_labels: vec![
+                vec![("pid".to_string(), "12".to_string())],
+                vec![("pid".to_string(), "34".to_string())],
+            ],
+            ..Meta::default()
+        };
+        let p = profile(&sites, 0, 0, &meta);
+        let s = |i: i64| p.string_table[i as usize].as_str();
+        let labels: Vec<Vec<(&str, &str)>> = p
+            .sample
+            .iter()
+            .map(|x| x.label.iter().map(|l| (s(l.key), s(l.str))).collect())
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                vec![("run", "nightly"), ("pid", "12")],
+                vec![("run", "nightly"), ("pid", "34")]
+            ]
+        );
     }
 }

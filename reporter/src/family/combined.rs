@@ -2,9 +2,10 @@
 //! peak: the highest sum of the processes' live heaps at one moment, every capture's ticks put
 //! on the system's monotonic clock (CLOCK_MONOTONIC, shared by all processes).
 //!
-//! Each image's live heap is followed as a step series of [`SERIES_POINTS`] points (the highest
-//! value of each time bucket: exact while a run has fewer changes than that, else at the
-//! resolution of the run's length divided by it); an image's heap is gone at its end (exit,
+//! Each image's live heap is followed as a step series of [`SERIES_POINTS`] points (what each
+//! tick left, as a snapshot at that moment sees it: exact while a run has fewer changes than
+//! that; else the highest value of each time bucket, at the resolution of the run's length
+//! divided by it); an image's heap is gone at its end (exit,
 //! exec, or the last record of a capture cut short by a kill).
 
 use super::Family;
@@ -80,6 +81,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
             include_startup,
             freeze: true,
             heap_points: SERIES_POINTS,
+            heap_steps: true,
             ..Options::default()
         },
     );
@@ -110,7 +112,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
 
 /// Every image's steps as (time, image, value), in time order, each image's heap gone at its
 /// end (equal times: an image's end after its own last step; the sort is stable).
-fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
+pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
     let mut points: Vec<(u64, usize, u64)> = Vec::new();
     for (i, img) in images.iter().enumerate() {
         points.extend(img.series.iter().map(|&(t, v)| (t, i, v)));
@@ -132,17 +134,6 @@ pub fn sum_series(images: &[Image], origin_ns: u64, max_points: usize) -> Vec<(f
         current[i] = v;
         series.record(t.saturating_sub(origin_ns), sum);
     }
-    series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
-}
-
-/// One image's live heap over time: (seconds after `origin_ns`, bytes), ending at 0 at its end.
-/// (At most [`crate::analysis::series::MAX_POINTS`] points, each the highest of its bucket.)
-pub fn image_series(image: &Image, origin_ns: u64) -> Vec<(f64, u64)> {
-    let mut series = crate::analysis::series::Series::default();
-    for &(t, v) in &image.series {
-        series.record(t.saturating_sub(origin_ns), v);
-    }
-    series.record(image.end_mono_ns.saturating_sub(origin_ns), 0);
     series.points().map(|(t, v)| (t as f64 / 1e9, v)).collect()
 }
 

@@ -8,8 +8,10 @@
 //! - [`discover`]: the processes and their captures
 //! - [`measure`]: each process read (in parallel) and the combined peak ([`combined`])
 //! - [`report`]: what `stats` shows of a family
+//! - [`view`]: the family's call tree (tree, summary, export); [`page`]: its interactive page
 
 pub mod combined;
+pub mod grid;
 pub mod page;
 pub mod report;
 pub mod view;

@@ -27,13 +27,6 @@ pub struct FamilyTree {
     pub title: String,
     /// Problems reading the captures, each prefixed with its file.
     pub warnings: Vec<String>,
-    /// The sum of the processes' live heaps over time (seconds after the root's start).
-    pub heap: Vec<(f64, u64)>,
-    /// Each tracked process's live heap over time, by process label (`pid 123: ...`), on the
-    /// same clock: the per-process series of the page's memory-over-time chart.
-    pub process_heaps: Vec<(String, Vec<(f64, u64)>)>,
-    /// The combined peak: (seconds after the root's start, bytes).
-    pub peak: Option<(f64, u64)>,
 }
 
 /// The capture of process `pid` of the family of `root` (its first image). Errors name the
@@ -188,39 +181,19 @@ pub fn build(root: &Path, view: &ViewOptions) -> Result<Option<FamilyTree>, Stri
     }
     let root_total = (tree.root().bytes, tree.root().allocations);
     let title = title(&c, view, root_total);
-    let origin = c
-        .images
-        .iter()
-        .find(|i| i.process == 0)
-        .map_or(0, |i| i.start_mono_ns);
-    let heap = combined::sum_series(&c.images, origin, crate::analysis::series::MAX_POINTS);
-    let mut process_heaps: Vec<(String, Vec<(f64, u64)>)> = Vec::new();
-    for (i, p) in c.family.processes.iter().enumerate() {
-        let mut points = Vec::new();
-        for im in c.images.iter().filter(|im| im.process == i) {
-            points.extend(combined::image_series(im, origin));
-        }
-        if !points.is_empty() {
-            process_heaps.push((p.label(), points));
-        }
-    }
-    let peak = combined::peak(&c.images, c.family.processes.len());
-    let peak =
-        (peak.bytes > 0).then(|| (peak.mono_ns.saturating_sub(origin) as f64 / 1e9, peak.bytes));
     Ok(Some(FamilyTree {
         family: c.family,
         tree,
         title,
         warnings,
-        heap,
-        process_heaps,
-        peak,
     }))
 }
 
 /// A family's allocation sites for `export`: each site's outermost frame is its process.
 pub struct FamilySites {
     pub sites: Vec<Site>,
+    /// The process of each site (by index): (pid, command), for a format's labels.
+    pub processes: Vec<(u32, String)>,
     pub title: String,
     pub warnings: Vec<String>,
     /// From the root's start to the last process's end.
@@ -239,11 +212,14 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         (sites, resolver.symbolizer.warnings)
     });
     let mut sites = Vec::new();
+    let mut processes = Vec::new();
     for (process, list) in per_image {
         let at = process_location(&c.family, process);
+        let p = &c.family.processes[process];
         for mut s in list {
             s.frames.insert(0, at.clone());
             sites.push(s);
+            processes.push((p.pid, p.command.clone()));
         }
     }
     let live = sites
@@ -259,6 +235,7 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         .unwrap_or(start);
     Ok(Some(FamilySites {
         sites,
+        processes,
         title,
         warnings,
         duration_ns: end.saturating_sub(start) as i64,

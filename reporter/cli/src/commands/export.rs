@@ -34,7 +34,7 @@ every allocation of the run, of the threads kept.
 
 A family (memtrace run --follow-fork): folded, speedscope and pprof hold every process, each
 stack's outermost frame its process (`pid 123: python3 worker.py`), at the combined peak by
-default; csv, one row per innermost location without a stack, is of one process: the first
+default (pprof's samples also carry the labels pid and process); csv, one row per innermost location without a stack, is of one process: the first
 (FILE's own) or --pid PID's.
 
 Examples:
@@ -80,8 +80,22 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
         Some(f) => {
             view_args::warn(&f.warnings);
             let name = format!("{}: {}", args.file.display(), f.title);
-            // The root capture's labels are not read for a family (--pid gives them).
-            (f.sites, name, f.duration_ns, export::pprof::Meta::default())
+            // The root capture's labels are not read for a family (--pid gives them); pprof
+            // samples carry their process (`pid`, `process`) as labels.
+            let meta = export::pprof::Meta {
+                site_labels: f
+                    .processes
+                    .iter()
+                    .map(|(pid, command)| {
+                        vec![
+                            ("pid".to_string(), pid.to_string()),
+                            ("process".to_string(), command.clone()),
+                        ]
+                    })
+                    .collect(),
+                ..export::pprof::Meta::default()
+            };
+            (f.sites, name, f.duration_ns, meta)
         }
         None => {
             let file = args.view.capture(&args.file)?;
@@ -100,6 +114,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             );
             let settings = &analysis.index.settings;
             let meta = export::pprof::Meta {
+                site_labels: Vec::new(),
                 labels: settings.labels.clone(),
                 comments: (settings.sample_bytes > 0)
                     .then(|| {

@@ -34,6 +34,10 @@ Examples:
   memtrace flamegraph --temporary --inverted out.bin   icicle of the temporary allocations
   memtrace flamegraph --threads out.bin       one tower per thread
 
+A family (memtrace run --follow-fork, without --pid): one page for every process, each the
+outermost frame of its stacks, a processes filter, the chart stacking each process's heap, and
+Peak at the combined peak.
+
 With --diff BASE, FILE is NEW and the page is a differential flamegraph: NEW's frames (width:
 bytes in NEW), each coloured by the change of its own bytes against BASE (red grew, blue
 shrank), matched by symbolized location (`function at file:line`) as in `memtrace diff`; the
@@ -75,10 +79,11 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     let opts = args.view.options(View::Peak);
-    if let Some(f) = args.view.family_tree(&args.file, &opts)? {
-        view_args::warn(&f.warnings);
-        let html = family_page::html_page(&args.file, &f, opts.view, args.inverted)?;
-        return save(&out, &html);
+    if args.view.pid.is_none() {
+        if let Some(page) = family_page::interactive_page(&args.file, &opts, args.inverted)? {
+            view_args::warn(&page.warnings);
+            return save(&out, &page.html);
+        }
     }
     let file = args.view.capture(&args.file)?;
     let (capture, analysis) = report::load_for_page(

@@ -5,7 +5,7 @@
 (function () {
   const D = JSON.parse(document.getElementById("memtrace-data").textContent);
   const SVGNS = "http://www.w3.org/2000/svg";
-  const K = { PYTHON: 0, NATIVE: 1, INTERPRETER: 2, IMPORT: 3, UNKNOWN: 4, OTHER: 5 };
+  const K = { PYTHON: 0, NATIVE: 1, INTERPRETER: 2, IMPORT: 3, UNKNOWN: 4, OTHER: 5, PROCESS: 6 };
   const FRAME_H = 16;
   const NB = D.buckets.hwm.length;
 
@@ -51,6 +51,7 @@
     interp: true,              // hide the interpreter's frames between Python frames
     unknown: false,            // hide <unknown>
     sort: "own", asc: false, filter: "", zoom: "",
+    process: "all",            // a family's page: every process, or one (its index)
   };
   function toFragment() {
     const p = new URLSearchParams();
@@ -65,6 +66,7 @@
     p.set("sort", state.sort + (state.asc ? "-asc" : "-desc"));
     if (state.filter) p.set("filter", state.filter);
     if (state.zoom) p.set("zoom", state.zoom);
+    if (D.family) p.set("process", state.process);
     return p.toString();
   }
   function fromFragment(hash) {
@@ -87,6 +89,7 @@
     if (s) { const [c, d] = s.split("-"); if (COLUMNS.some((x) => x.key === c)) { state.sort = c; state.asc = d === "asc"; } }
     state.filter = p.get("filter") || "";
     state.zoom = p.get("zoom") || "";
+    if (D.family) familyFromFragment(p);
   }
   let writing = false;
   function saveFragment() {
@@ -146,7 +149,7 @@
         if (k === K.PYTHON || k === K.IMPORT) { if (first < 0) first = i; last = i; }
       });
       if (first >= 0) {
-        frames = frames.filter((f, i) => i >= last || (i >= first && D.frames[f][1] !== K.INTERPRETER));
+        frames = frames.filter((f, i) => i >= last || D.frames[f][1] === K.PROCESS || (i >= first && D.frames[f][1] !== K.INTERPRETER));
       }
     }
     return frames;
@@ -162,6 +165,7 @@
     D.groups.forEach((g, i) => {
       const [bytes, n] = vals[i];
       if (bytes === 0 && n === 0) return;
+      if (!inProcess(i)) return;
       if (state.unknown && isUnknown(g.s)) return;
       if (state.threads !== "all" && state.threads !== "each") {
         if (g.t !== +state.threads) return;
@@ -213,6 +217,7 @@
       case K.NATIVE: return `rgb(${80 + Math.round(60 * r)},${170 + Math.round(60 * r)},90)`;
       case K.UNKNOWN: return "rgb(170,170,170)";
       case K.OTHER: return "rgb(215,215,215)";
+      case K.PROCESS: return "rgb(240,200,90)";
       default: return "rgb(180,160,220)";
     }
   }
@@ -439,7 +444,7 @@
       chart.appendChild(r);
     });
     // The largest locations, stacked from the bottom; the rest of each bar is everything else.
-    const tops = topSeries();
+    const tops = D.family ? familySeries() : topSeries();
     const base = new Array(NB).fill(0);
     tops.forEach((sr, k) => {
       let d = "";
@@ -449,7 +454,7 @@
         if (sr.values[b] > 0) d += `M${x0.toFixed(1)} ${y0.toFixed(1)}V${y1.toFixed(1)}H${x1.toFixed(1)}V${y0.toFixed(1)}Z`;
         base[b] += sr.values[b];
       }
-      const path = svg("path", { class: "stack", d, fill: PALETTE[k], "fill-opacity": 0.55 });
+      const path = svg("path", { class: "stack", d, fill: sr.colour || PALETTE[k], "fill-opacity": 0.55 });
       path.appendChild(svg("title", {}, `${sr.name}: up to ${size(sr.top)} (${exact(sr.top)})`));
       chart.appendChild(path);
     });
@@ -457,7 +462,7 @@
     while (legend.firstChild) legend.removeChild(legend.firstChild);
     tops.forEach((sr, k) => {
       const item = el("span", { class: "key", title: `up to ${size(sr.top)} (${exact(sr.top)})` });
-      item.appendChild(el("span", { class: "swatch", style: `background:${PALETTE[k]}` }));
+      item.appendChild(el("span", { class: "swatch", style: `background:${sr.colour || PALETTE[k]}` }));
       item.appendChild(document.createTextNode(sr.name));
       legend.appendChild(item);
     });
@@ -516,6 +521,57 @@
     render();
   });
 
+  // ---- a family's page (memtrace run --follow-fork): D.family ----
+  /** Whether group i belongs to the process shown. */
+  function inProcess(i) {
+    return !D.family || state.process === "all" || D.family.group_process[i] === +state.process;
+  }
+  function familyFromFragment(p) {
+    const v = p.get("process");
+    if (v === "all" || (v !== null && /^\d+$/.test(v) && +v < D.family.processes.length)) state.process = v;
+  }
+  /** A process's colour: hues spread around the wheel. */
+  function familyColour(k) { return `hsl(${(k * 137.5) % 360},60%,55%)`; }
+  /** Each process's heap at each bucket's moment, for the chart's stack: [{name, values, top,
+   * colour}], the processes shown, in the family's order. */
+  function familySeries() {
+    const out = [];
+    D.family.heaps.forEach((values, k) => {
+      if (state.process !== "all" && +state.process !== k) return;
+      const top = Math.max(0, ...values);
+      if (top > 0) out.push({ name: D.family.processes[k], values, top, colour: familyColour(k) });
+    });
+    return out;
+  }
+  function familySummary() {
+    const facts = document.getElementById("facts");
+    const add = (k, v) => {
+      const d = el("div");
+      d.appendChild(el("dt", {}, k));
+      d.appendChild(el("dd", {}, v));
+      facts.appendChild(d);
+    };
+    add("Processes", count(D.family.processes.length));
+    const shares = D.family.peak_by_process.map(([p, b]) => `${D.family.processes[p].split(":")[0]} ${size(b)}`);
+    add("At the combined peak", shares.length ? shares.join(", ") : "nothing live");
+  }
+  function familyControls() {
+    const set = el("fieldset", { id: "process-filter" });
+    set.appendChild(el("legend", {}, "processes"));
+    const sel = el("select", { id: "process" });
+    sel.appendChild(el("option", { value: "all" }, "all processes"));
+    D.family.processes.forEach((name, k) => sel.appendChild(el("option", { value: String(k) }, name)));
+    sel.addEventListener("change", () => { state.process = sel.value; state.zoom = ""; render(); });
+    set.appendChild(sel);
+    const bar = document.getElementById("controls");
+    bar.insertBefore(set, bar.firstChild);
+    const note = document.querySelector("#timeline .note");
+    if (note && note.lastChild) {
+      note.lastChild.textContent = " Bars: each bucket's highest sum of the processes' heaps, each process's share at that moment stacked (the legend); line: the sum of the heaps; red dot: the combined peak.";
+    }
+  }
+  function familySync() { document.getElementById("process").value = state.process; }
+
   // ---- the summary and the controls ----
   function summary() {
     const m = D.meta;
@@ -527,7 +583,7 @@
       d.appendChild(dd);
       facts.appendChild(d);
     };
-    add("Peak", `${size(m.peak)} at ${secs(m.peak_at_s)}`, exact(m.peak));
+    add(D.family ? "Combined peak" : "Peak", `${size(m.peak)} at ${secs(m.peak_at_s)}`, exact(m.peak));
     add("Total allocated", size(m.total_bytes), exact(m.total_bytes));
     add(m.exit_snapshot ? "Live at exit" : "Live at the end", size(m.leaked), exact(m.leaked));
     add("Allocations", count(m.total_allocations));
@@ -559,6 +615,7 @@
     document.getElementById("clear").addEventListener("click", () => { state.view = D.initial.view; state.zoom = ""; render(); });
   }
   function syncControls() {
+    if (D.family) familySync();
     for (const b of document.querySelectorAll("#views button")) b.classList.toggle("on", b.dataset.view === state.view);
     document.getElementById("threads").value = state.threads;
     document.getElementById("inverted").checked = state.inverted;
@@ -573,7 +630,7 @@
     const w = D.buckets.width_s;
     let t;
     switch (state.view) {
-      case "peak": t = `Live at the peak (${secs(D.meta.peak_at_s)})`; break;
+      case "peak": t = `Live at the ${D.family ? "combined " : ""}peak (${secs(D.meta.peak_at_s)})`; break;
       case "leaks": t = D.meta.exit_snapshot ? "Live at exit" : "Live at the end of the capture (no exit snapshot)"; break;
       case "temporary": t = `Temporary allocations (freed before ${D.meta.temporary_threshold} more allocation${D.meta.temporary_threshold === 1 ? "" : "s"} of their thread)`; break;
       case "all": t = "Every allocation of the run"; break;
@@ -645,6 +702,7 @@
   summary();
   controls();
   drawTypes();
+  if (D.family) { familySummary(); familyControls(); }
   fromFragment(location.hash);
   window.addEventListener("hashchange", () => { if (!writing) { fromFragment(location.hash); render(); } });
   window.addEventListener("resize", () => { if (current) drawFlame(current); });

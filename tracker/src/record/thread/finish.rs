@@ -1,5 +1,6 @@
 //! The end of a capture: every thread's state is closed and what it holds compressed into the
-//! capture; emptied staging areas become holes in the file.
+//! capture; emptied staging areas become holes in the file (in a capture of some size: see
+//! [`PUNCH_FROM`]).
 
 use super::registry::{claim, generation, states};
 use super::state::{ThreadState, IDLE};
@@ -7,9 +8,19 @@ use crate::capture::CAPTURE;
 use crate::{staging, sys, tls};
 use std::sync::atomic::Ordering;
 
+/// A capture shorter than this keeps the disk space of its emptied staging areas at its end (at
+/// most its own length): punching the holes costs milliseconds of the program's exit on ext4,
+/// which a short run (a followed child's start-up) would pay for a few KiB.
+pub const PUNCH_FROM: u64 = 8 << 20;
+
 /// At the end of the capture: closes every thread's state and compresses what it holds. A
 /// thread still running later records nothing more.
 pub fn flush_all_and_close() {
+    let punch: fn(*mut u8, usize) = if CAPTURE.reserved_len() >= PUNCH_FROM {
+        staging::punch
+    } else {
+        |_, _| {}
+    };
     for p in states() {
         // SAFETY: registry entries are never freed.
         unsafe { (*p).closed.store(true, Ordering::SeqCst) };
@@ -33,12 +44,12 @@ pub fn flush_all_and_close() {
         let current = s.generation == generation();
         if idle && current && s.in_use.load(Ordering::Acquire) && !s.slot.is_null() && s.flush() {
             // An emptied staging area is only a hole in the file.
-            staging::punch(s.slot, s.cap);
+            punch(s.slot, s.cap);
         } else if current && !s.slot.is_null() && claim(s) {
             // The area of an exited thread: empty (a stuck one stays claimed, never reused).
-            staging::punch(s.slot, staging::capacity(s.class));
+            punch(s.slot, staging::capacity(s.class));
             s.in_use.store(false, Ordering::Release);
         }
     }
-    staging::drain(generation(), staging::punch);
+    staging::drain(generation(), punch);
 }
