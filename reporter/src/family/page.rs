@@ -341,6 +341,8 @@ fn merge(
             timeline::MAX_POINTS,
         ),
         rss: Vec::new(),
+        // The by-type section is per process (`--pid`); a family's page has none.
+        types: None,
         threads,
         frames,
         stacks,
