@@ -110,7 +110,13 @@ fn known_classes_have_exact_counts_and_bytes_on_every_claimed_python() {
 
         // The by-type views: each type expands to the line that allocated its objects.
         for command in ["tree", "summary"] {
+            // At the peak by default, as the other views: every Pair is live there too.
             let v = json(&[command, "--by-type", "--json", path], &dir);
+            assert_eq!(v["view"], "peak");
+            let pair = entry(&v["types"], "__main__.Pair");
+            assert_eq!(pair["objects"], PAIRS, "3.{minor} {command} at the peak: {pair}");
+            assert_eq!(pair["lines"][0]["line"], 14, "3.{minor} {command}: {pair}");
+            let v = json(&[command, "--by-type", "--leaks", "--json", path], &dir);
             assert_eq!(v["view"], "leaks");
             let pair = entry(&v["types"], "__main__.Pair");
             assert_eq!(pair["objects"], PAIRS, "3.{minor} {command}: {pair}");
@@ -330,7 +336,7 @@ fn the_objects_example_has_exact_figures() {
         .collect();
     let (string_bytes, point_bytes) = (totals[0], totals[1]);
     let path = capture.to_str().expect("utf-8");
-    let v = json(&["tree", "--by-type", "--json", path], &dir);
+    let v = json(&["tree", "--by-type", "--leaks", "--json", path], &dir);
     let point = entry(&v["types"], "__main__.Point");
     assert_eq!(point["objects"], 100_000, "3.{minor}: {point}");
     assert_eq!(point["bytes"], point_bytes, "3.{minor}: {point}");

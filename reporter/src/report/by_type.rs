@@ -54,6 +54,22 @@ pub fn groups(capture: &Capture, analysis: &Analysis) -> Result<Vec<TypeGroup>, 
     Ok(groups_of(capture, analysis, types))
 }
 
+/// What was live at the peak by type, each type with its lines; errors for a capture without
+/// types at the peak.
+pub fn peak_groups(capture: &Capture, analysis: &Analysis) -> Result<Vec<TypeGroup>, String> {
+    let types = analysis.peak_types.as_ref().ok_or_else(|| {
+        if analysis.types.is_some() {
+            format!(
+                "{} has object types at exit only (recorded with --no-python-allocators, or by the in-process Tracker): add --leaks",
+                capture.path().display()
+            )
+        } else {
+            no_types(capture)
+        }
+    })?;
+    Ok(groups_of(capture, analysis, types))
+}
+
 /// The types of one moment (`analysis.types` at exit, `analysis.peak_types` at the peak), each
 /// type with its lines.
 pub fn groups_of(capture: &Capture, analysis: &Analysis, types: &ExitTypes) -> Vec<TypeGroup> {
@@ -116,7 +132,18 @@ pub fn title(groups: &[TypeGroup]) -> String {
     let bytes: u64 = groups.iter().map(|g| g.bytes).sum();
     let allocations: u64 = groups.iter().map(|g| g.allocations).sum();
     format!(
-        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; the types live at the peak: memtrace stats)",
+        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; at the peak: without --leaks)",
+        size(bytes),
+        count(allocations)
+    )
+}
+
+/// The title of a by-type report at the peak.
+pub fn peak_title(groups: &[TypeGroup]) -> String {
+    let bytes: u64 = groups.iter().map(|g| g.bytes).sum();
+    let allocations: u64 = groups.iter().map(|g| g.allocations).sum();
+    format!(
+        "Memory live at the peak by type: {} in {} allocations (types of the objects live at the high-water mark; at exit: --leaks)",
         size(bytes),
         count(allocations)
     )
