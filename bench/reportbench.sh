@@ -34,7 +34,7 @@ echo "workload: $workload, python: $py"
 events=$(MEMTRACE_INDEX=off "$memtrace" stats --json "$work/mt.bin" | "$py" -c 'import json,sys; d=json.load(sys.stdin); print(d["total_allocations"] + d["total_frees"])')
 "$memtrace" stats "$work/mt.bin" >/dev/null # leaves the index
 "$memtrace" flamegraph -o "$work/warm.html" "$work/mt.bin" >/dev/null # and the page's entry
-echo "captures: memtrace $(du -h "$work/mt.bin" | cut -f1) ($events events, index $(du -h "$work/mt.bin.mtidx" | cut -f1)), memray $(du -h "$work/mr.bin" | cut -f1); $rounds rounds"
+echo "captures: memtrace $(du -h "$work/mt.bin" | cut -f1) ($events events, index $(du -h "$work/.mt.bin.mtidx" | cut -f1)), memray $(du -h "$work/mr.bin" | cut -f1); $rounds rounds"
 
 mt() { run "$memtrace" "$@" "$work/mt.bin"; }
 whole() { MEMTRACE_INDEX=off run "$memtrace" "$@" "$work/mt.bin"; }

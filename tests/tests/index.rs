@@ -1,5 +1,5 @@
 //! The capture index through the command: the first report of a Python run's capture leaves
-//! `<capture>.mtidx`, and every later report, on every view, prints what a whole read prints,
+//! `.<capture>.mtidx`, and every later report, on every view, prints what a whole read prints,
 //! byte for byte.
 
 use memtrace_e2e::python::{python, tracked, write};
@@ -57,7 +57,7 @@ fn later_reports_read_the_index_and_print_the_same() {
         b"",
     );
     assert!(out.status.success(), "{out:?}");
-    let idx = dir.join("churn.bin.mtidx");
+    let idx = dir.join(".churn.bin.mtidx");
     let views: [&[&str]; 9] = [
         &["stats"],
         &["stats", "--json"],

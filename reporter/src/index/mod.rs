@@ -3,7 +3,7 @@
 //! take from that pass (an [`Analysis`] once frozen: totals, the sets live at the peak and at
 //! exit, the temporary allocations, per-thread sums, the series, the interned tables, the
 //! page's time buckets) is small, one entry per (stack, thread) rather than per event. The index
-//! stores it, compressed, beside the capture (`<capture>.mtidx`) or in the per-user cache
+//! stores it, compressed, beside the capture (`.<capture>.mtidx`) or in the per-user cache
 //! directory ([`place`]); a later report checks it against the capture and reads it instead of
 //! the events. The chunk index and the clock are found again from the capture's chunk headers.
 //!

@@ -1,5 +1,5 @@
 //! Where a capture's index lives and which capture it belongs to: beside the capture
-//! (`<capture>.mtidx`), else in the per-user cache directory ($XDG_CACHE_HOME/memtrace, else
+//! (`.<capture>.mtidx`, hidden), else in the per-user cache directory ($XDG_CACHE_HOME/memtrace, else
 //! ~/.cache/memtrace) when the capture's directory cannot be written; and the identity of the
 //! capture (size, modification time, file, and a checksum of its first and last bytes) that an
 //! index must match to be used.
@@ -72,10 +72,11 @@ impl Store for Identity {
     }
 }
 
-/// The index's name beside the capture.
+/// The index's name beside the capture: hidden, and not `<capture>.` followed by anything,
+/// which names a process family's captures (`<capture>.<pid>`, `<capture>.exec<N>`).
 pub fn beside(capture: &Path) -> Option<PathBuf> {
-    let name = capture.file_name()?;
-    let mut name = name.to_os_string();
+    let mut name = std::ffi::OsString::from(".");
+    name.push(capture.file_name()?);
     name.push(".mtidx");
     Some(capture.with_file_name(name))
 }
