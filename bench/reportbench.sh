@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reports side by side: memtrace stats / summary / tree --text / flamegraph against memray stats /
-# summary / tree / flamegraph, on captures of one run of a workload each (memtrace run, memray
-# run --trace-python-allocators).
+# summary / flamegraph, on captures of one run of a workload each (memtrace run, memray run
+# --trace-python-allocators). memray's tree is an interactive (Textual) view that does not exit:
+# memtrace tree --text is set against memray summary, the nearest batch report.
 #   bench/reportbench.sh [rounds] [python]
 # The workload is bench/workloads/small_objects.py, or $REPORTBENCH_WORKLOAD. Each report runs
 # `rounds` times (default 3), alternating; prints the median wall seconds and max RSS of each,
@@ -48,7 +49,6 @@ for _ in $(seq "$rounds"); do
     echo "summary memray $(mr summary)"
     echo "tree whole $(whole tree --text)"
     echo "tree index $(mt tree --text)"
-    echo "tree memray $(mr tree)"
     echo "flamegraph whole $(whole flamegraph -o "$work/w.html")"
     echo "flamegraph index $(mt flamegraph -o "$work/i.html")"
     echo "flamegraph memray $(mr flamegraph -f -o "$work/m.html")"
@@ -59,14 +59,15 @@ t = {}
 for line in open(sys.argv[1]):
     report, who, wall, rss = line.split()
     t.setdefault((report, who), []).append((float(wall), int(rss)))
+print("  (tree: memray's column is its summary)")
 print(f"  {'report':<11}{'memray':>22}{'memtrace whole':>24}{'memtrace index':>24}"
       f"{'memray/whole':>14}{'memray/index':>14}")
 for report in ["stats", "summary", "tree", "flamegraph"]:
     cells, med = [], {}
     for who in ["memray", "whole", "index"]:
-        walls = [w for w, _ in t[(report, who)]]
+        walls = [w for w, _ in t[(report if who != "memray" or report != "tree" else "summary", who)]]
         med[who] = statistics.median(walls)
-        rss = statistics.median(r for _, r in t[(report, who)]) / 1024
+        rss = statistics.median(r for _, r in t[(report if who != "memray" or report != "tree" else "summary", who)]) / 1024
         cells.append(f"{med[who]:6.2f} s ({min(walls):.2f}-{max(walls):.2f}) {rss:4.0f} MB")
     print(f"  {report:<11}" + "".join(f"{c:>24}" for c in cells)
           + f"{med['memray'] / max(med['whole'], 1e-3):13.1f}x{med['memray'] / max(med['index'], 1e-3):13.1f}x")
