@@ -8,6 +8,7 @@
 //! - [`report`]: the reports built from an analysis
 //! - [`export`]: standard formats (collapsed stacks, speedscope, pprof, CSV)
 //! - [`flamegraph`]: the HTML pages (flamegraph, memory over time)
+//! - [`index`]: what the first report of a capture leaves for the next ones
 //! - [`output`]: files a report writes are never its inputs
 
 pub mod analysis;
@@ -15,6 +16,7 @@ pub mod capture;
 pub mod export;
 pub mod family;
 pub mod flamegraph;
+pub mod index;
 pub mod output;
 pub mod report;
 pub mod symbols;

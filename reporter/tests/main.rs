@@ -10,6 +10,7 @@ mod dependencies;
 mod failure_reasons;
 mod follow;
 mod garbage;
+mod index;
 mod merge;
 mod object_types;
 mod stats;

@@ -18,6 +18,7 @@ mod first_steps;
 mod flamegraph;
 mod flamegraph_diff;
 mod hostile;
+mod index;
 mod inprocess;
 mod lines;
 mod live;

@@ -57,7 +57,7 @@ pub struct Replay {
     /// The process's resident size over time (ticks), as the tracker sampled it.
     pub resident_series: Series,
     /// After [`Replay::freeze`]: what the live heap was needed for.
-    frozen: Option<Frozen>,
+    pub(crate) frozen: Option<Frozen>,
     /// What was live at each time bucket's high-water mark, when asked for (the HTML report).
     pub buckets: Option<Buckets>,
     /// Instead of the highest point, take `peak` at this tick: what is live after the last
@@ -69,11 +69,11 @@ pub struct Replay {
 
 /// What a frozen replay keeps of its live heap.
 #[derive(Debug)]
-struct Frozen {
-    peak: AllocSet,
-    exit: AllocSet,
-    live_bytes: u64,
-    live_allocations: u64,
+pub(crate) struct Frozen {
+    pub(crate) peak: AllocSet,
+    pub(crate) exit: AllocSet,
+    pub(crate) live_bytes: u64,
+    pub(crate) live_allocations: u64,
 }
 
 impl Replay {

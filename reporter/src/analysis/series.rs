@@ -8,14 +8,14 @@ pub const MAX_POINTS: usize = 4000;
 #[derive(Clone, Debug, Default)]
 pub struct Series {
     /// At most this many points (0: [`MAX_POINTS`]).
-    capacity: usize,
+    pub(crate) capacity: usize,
     /// log2 of the ticks per bucket.
-    shift: u32,
+    pub(crate) shift: u32,
     /// (bucket, tick of the highest value, the value), in bucket order.
-    points: Vec<(u64, u64, u64)>,
+    pub(crate) points: Vec<(u64, u64, u64)>,
     /// Keep the last value of a tick rather than its highest, while buckets are one tick wide
     /// ([`Series::steps`]).
-    steps: bool,
+    pub(crate) steps: bool,
 }
 
 impl Series {

@@ -2,7 +2,7 @@
 //! caller chooses how progress shows (the command: a bar on stderr; Python: none).
 
 use super::views::{self, Selection, ViewOptions};
-use crate::analysis::{self, Analysis, Options, ProgressFn};
+use crate::analysis::{Analysis, Options, ProgressFn};
 use crate::capture::Capture;
 use std::path::Path;
 
@@ -34,9 +34,10 @@ pub fn load_with(
 ) -> Result<(Capture, Analysis), String> {
     let capture = Capture::open(path).map_err(|e| e.to_string())?;
     let temporary = view.temporary().is_some();
-    let mut analysis = analysis::analyze_options(&capture, options);
+    // The capture's index answers when an earlier report left one (crate::index).
+    let mut analysis = crate::index::analyze(&capture, options);
     if temporary && analysis.index.settings.aggregate {
-        return Err(analysis::aggregated::unsupported("temporary allocations"));
+        return Err(crate::analysis::aggregated::unsupported("temporary allocations"));
     }
     analysis.tables.frame_view = view.frame_view;
     Ok((capture, analysis))

@@ -373,6 +373,12 @@ impl CaptureBuilder {
     pub fn write(&self, name: &str) -> PathBuf {
         write_bytes(name, &self.file)
     }
+
+    /// Writes the capture at `path` (replacing a file there); returns the path.
+    pub fn write_to(&self, path: &std::path::Path) -> PathBuf {
+        std::fs::write(path, &self.file).expect("write capture");
+        path.to_path_buf()
+    }
 }
 
 pub fn write_bytes(name: &str, bytes: &[u8]) -> PathBuf {

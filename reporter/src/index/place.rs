@@ -1,0 +1,155 @@
+//! Where a capture's index lives and which capture it belongs to: beside the capture
+//! (`.<capture>.mtidx`, hidden), else in the per-user cache directory ($XDG_CACHE_HOME/memtrace, else
+//! ~/.cache/memtrace) when the capture's directory cannot be written; and the identity of the
+//! capture (size, modification time, file, and a checksum of its first and last bytes) that an
+//! index must match to be used.
+
+use super::codec::{Reader, Store, Writer};
+use crate::capture::Capture;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What an index records of its capture; any change makes it stale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    size: u64,
+    mtime_s: i64,
+    mtime_ns: i64,
+    dev: u64,
+    ino: u64,
+    /// CRC-32 of the first and the last [`EDGE`] bytes (the header, the trailer).
+    edges: u32,
+}
+
+/// Bytes checksummed at each end of the capture.
+const EDGE: usize = 64 << 10;
+
+impl Identity {
+    /// The identity of `capture` as its file is now; None when it cannot be read (a capture
+    /// held in memory, or a file gone).
+    pub fn of(capture: &Capture) -> Option<Identity> {
+        let meta = std::fs::metadata(capture.path()).ok()?;
+        let bytes = capture.bytes();
+        if meta.len() != bytes.len() as u64 {
+            return None;
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&bytes[..bytes.len().min(EDGE)]);
+        crc.update(&bytes[bytes.len().saturating_sub(EDGE)..]);
+        Some(Identity {
+            size: meta.len(),
+            mtime_s: meta.mtime(),
+            mtime_ns: meta.mtime_nsec(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            edges: crc.finalize(),
+        })
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Store for Identity {
+    fn put(&self, w: &mut Writer) {
+        w.put(&self.size);
+        w.put(&self.mtime_s);
+        w.put(&self.mtime_ns);
+        w.put(&self.dev);
+        w.put(&self.ino);
+        w.put(&self.edges);
+    }
+    fn get(r: &mut Reader) -> Option<Identity> {
+        Some(Identity {
+            size: r.get()?,
+            mtime_s: r.get()?,
+            mtime_ns: r.get()?,
+            dev: r.get()?,
+            ino: r.get()?,
+            edges: r.get()?,
+        })
+    }
+}
+
+/// The index's name beside the capture: hidden, and not `<capture>.` followed by anything,
+/// which names a process family's captures (`<capture>.<pid>`, `<capture>.exec<N>`).
+pub fn beside(capture: &Path) -> Option<PathBuf> {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(capture.file_name()?);
+    name.push(".mtidx");
+    Some(capture.with_file_name(name))
+}
+
+/// Where indexes go: beside their capture, else in a cache directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Places {
+    /// The per-user cache directory's `memtrace` folder (None: no fallback).
+    pub cache: Option<PathBuf>,
+}
+
+impl Places {
+    /// $XDG_CACHE_HOME/memtrace, else ~/.cache/memtrace.
+    pub fn from_env() -> Places {
+        let base = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            Some(d) => Some(PathBuf::from(d)),
+            None => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache")),
+        };
+        Places {
+            cache: base.map(|b| b.join("memtrace")),
+        }
+    }
+
+    /// The cache directory's index of the capture: named by a hash of the capture's full path
+    /// (and its name, for whoever looks).
+    pub fn in_cache(&self, capture: &Path) -> Option<PathBuf> {
+        let dir = self.cache.as_ref()?;
+        let full = std::fs::canonicalize(capture).ok()?;
+        // FNV-1a over the path's bytes: stable across runs, unlike the std hasher.
+        let hash = full
+            .as_os_str()
+            .as_encoded_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+        let name = full.file_name()?.to_string_lossy();
+        Some(dir.join(format!("{hash:016x}-{name}.mtidx")))
+    }
+
+    /// Where to look for a capture's index, in order.
+    pub fn candidates(&self, capture: &Path) -> Vec<PathBuf> {
+        beside(capture)
+            .into_iter()
+            .chain(self.in_cache(capture))
+            .collect()
+    }
+
+    /// Writes the index beside the capture, else in the cache directory; where it went, if
+    /// anywhere.
+    pub fn write(&self, capture: &Path, bytes: &[u8]) -> Option<PathBuf> {
+        if let Some(p) = beside(capture) {
+            if write_whole(&p, bytes).is_ok() {
+                return Some(p);
+            }
+        }
+        let p = self.in_cache(capture)?;
+        std::fs::create_dir_all(p.parent()?).ok()?;
+        write_whole(&p, bytes).ok().map(|()| p)
+    }
+}
+
+/// Writes `bytes` at `path` whole or not at all (a reader never sees half an index): a
+/// temporary file then a rename.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
