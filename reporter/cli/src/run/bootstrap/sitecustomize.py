@@ -16,9 +16,7 @@ def _memtrace_start():
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = original
-    # Imported first, so that their frames are not tracked.
     import atexit
-    import threading
 
     try:
         import _memtrace_tracker as tracker
@@ -39,9 +37,7 @@ def _memtrace_start():
             if os.path.isfile(path):
                 tracker.script_path(path)
         atexit.register(tracker.script_finished)
-        started = tracker.thread_started
-        current = threading.current_thread
-        threading.setprofile(lambda frame, event, arg: started(current().name))
+        _memtrace_name_threads(sys, tracker.thread_started)
     if private is not None and os.path.abspath(private) == here:
         _memtrace_remove(os, here)
     me = sys.modules.pop("sitecustomize", None)
@@ -50,6 +46,53 @@ def _memtrace_start():
     except ImportError:
         if me is not None:
             sys.modules["sitecustomize"] = me
+
+
+def _memtrace_name_threads(sys, started):
+    # Each new thread of `threading` names itself to the tracker (its profile hook runs first
+    # in the thread). Importing `threading` here would cost every run its import (a third of
+    # the hook's start-up on an interpreter that does not import it itself): the hook is set
+    # when the program imports it, by a finder that runs once, for that import.
+    def name_threads(threading):
+        current = threading.current_thread
+        threading.setprofile(lambda frame, event, arg: started(current().name))
+
+    if "threading" in sys.modules:
+        name_threads(sys.modules["threading"])
+        return
+
+    class Loader:
+        def __init__(self, loader):
+            self.loader = loader
+
+        def create_module(self, spec):
+            return self.loader.create_module(spec)
+
+        def exec_module(self, module):
+            # The module keeps its own loader (its __loader__ and __spec__ show no trace).
+            module.__loader__ = module.__spec__.loader = self.loader
+            self.loader.exec_module(module)
+            name_threads(module)
+
+    class Finder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != "threading":
+                return None
+            try:
+                sys.meta_path.remove(Finder)
+            except ValueError:
+                pass
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                        spec.loader = Loader(spec.loader)
+                    return spec
+            return None
+
+    sys.meta_path.insert(0, Finder)
 
 
 def _memtrace_remove(os, here):
@@ -76,4 +119,4 @@ def _memtrace_remove(os, here):
 
 
 _memtrace_start()
-del _memtrace_start, _memtrace_remove
+del _memtrace_start, _memtrace_remove, _memtrace_name_threads
