@@ -11,6 +11,7 @@ def _memtrace_start():
     here = os.path.dirname(os.path.abspath(__file__))
     # A followed child's hook is a directory of its own (the tracker made it): removed below.
     private = os.environ.pop("MEMTRACE_PYTHON_HOOK_PRIVATE", None)
+    cache = os.environ.pop("MEMTRACE_HOOK_CACHE", None)
     original = os.environ.pop("MEMTRACE_PYTHONPATH", None)
     if original is None:
         os.environ.pop("PYTHONPATH", None)
@@ -38,6 +39,8 @@ def _memtrace_start():
                 tracker.script_path(path)
         atexit.register(tracker.script_finished)
         _memtrace_name_threads(sys, tracker.thread_started)
+    if cache is not None:
+        _memtrace_keep_compiled(os, sys, cache, here)
     if private is not None and os.path.abspath(private) == here:
         _memtrace_remove(os, here)
     me = sys.modules.pop("sitecustomize", None)
@@ -95,6 +98,32 @@ def _memtrace_name_threads(sys, started):
     sys.meta_path.insert(0, Finder)
 
 
+def _memtrace_keep_compiled(os, sys, cache, here):
+    # Keeps this hook compiled in memtrace's cache directory for the next runs (memtrace copies
+    # it into the next hook's __pycache__): compiling it cost a third of a run's start-up. The
+    # file is checked by hash against the source, so a stale one is compiled again. Only the
+    # interpreter's own modules are used: the program's sys.modules stays as it was.
+    tag = sys.implementation.cache_tag
+    target = os.path.join(cache, "sitecustomize.%s.pyc" % tag)
+    if tag is None or os.path.exists(target):
+        return
+    try:
+        import _imp
+
+        external = sys.modules["_frozen_importlib_external"]
+        source_path = os.path.join(here, "sitecustomize.py")
+        with open(source_path, "rb") as f:
+            source = f.read()
+        code = compile(source, source_path, "exec", dont_inherit=True, optimize=0)
+        data = external._code_to_hash_pyc(
+            code, _imp.source_hash(external._RAW_MAGIC_NUMBER, source), True
+        )
+        os.makedirs(cache, mode=0o700, exist_ok=True)
+        external._write_atomic(target, data, 0o600)
+    except Exception:
+        pass
+
+
 def _memtrace_remove(os, here):
     cache = os.path.join(here, "__pycache__")
     try:
@@ -119,4 +148,4 @@ def _memtrace_remove(os, here):
 
 
 _memtrace_start()
-del _memtrace_start, _memtrace_remove, _memtrace_name_threads
+del _memtrace_start, _memtrace_remove, _memtrace_name_threads, _memtrace_keep_compiled
