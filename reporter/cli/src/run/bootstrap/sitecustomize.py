@@ -1,7 +1,8 @@
 # memtrace's start-up hook for a Python run (written by `memtrace run`, removed after it).
 # It starts Python tracking by importing the tracker (already loaded into this process), then
 # leaves no trace: its directory leaves sys.path and PYTHONPATH, and the sitecustomize module it
-# shadowed, if any, runs as it would have.
+# shadowed, if any, runs as it would have. (Until the program imports threading, a finder of the
+# hook's waits for that import first on sys.meta_path: see _memtrace_name_threads.)
 
 
 def _memtrace_start():
