@@ -51,7 +51,8 @@ impl Bootstrap {
     }
 
     /// Where the hook keeps its compiled form for the next runs (None: no cache directory).
-    /// Compiling it cost a third of a Python run's start-up (the directory is new each run);
+    /// Compiling it was a quarter of what a Python run added to start-up (the directory is new
+    /// each run, so Python never found it compiled);
     /// each file is checked by Python against the hook's source by hash, so a stale or damaged
     /// one is compiled again, never run.
     pub fn compiled_cache(&self) -> Option<&Path> {

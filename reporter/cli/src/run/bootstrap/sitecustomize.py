@@ -1,8 +1,7 @@
 # memtrace's start-up hook for a Python run (written by `memtrace run`, removed after it).
 # It starts Python tracking by importing the tracker (already loaded into this process), then
 # leaves no trace: its directory leaves sys.path and PYTHONPATH, and the sitecustomize module it
-# shadowed, if any, runs as it would have. (Until the program imports threading, a finder of the
-# hook's waits for that import first on sys.meta_path: see _memtrace_name_threads.)
+# shadowed, if any, runs as it would have.
 
 
 def _memtrace_start():
@@ -18,7 +17,11 @@ def _memtrace_start():
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = original
+    # Imported first, so that their frames are not tracked (and threading's import, some 700 KB
+    # live on an interpreter that does not import it at start-up, is not charged to a script
+    # that imports it: memray's runner imports it before the script as well).
     import atexit
+    import threading
 
     try:
         import _memtrace_tracker as tracker
@@ -39,7 +42,9 @@ def _memtrace_start():
             if os.path.isfile(path):
                 tracker.script_path(path)
         atexit.register(tracker.script_finished)
-        _memtrace_name_threads(sys, tracker.thread_started)
+        started = tracker.thread_started
+        current = threading.current_thread
+        threading.setprofile(lambda frame, event, arg: started(current().name))
     if cache is not None:
         _memtrace_keep_compiled(os, sys, cache, here)
     if private is not None and os.path.abspath(private) == here:
@@ -52,58 +57,11 @@ def _memtrace_start():
             sys.modules["sitecustomize"] = me
 
 
-def _memtrace_name_threads(sys, started):
-    # Each new thread of `threading` names itself to the tracker (its profile hook runs first
-    # in the thread). Importing `threading` here would cost every run its import (a third of
-    # the hook's start-up on an interpreter that does not import it itself): the hook is set
-    # when the program imports it, by a finder that runs once, for that import.
-    def name_threads(threading):
-        current = threading.current_thread
-        threading.setprofile(lambda frame, event, arg: started(current().name))
-
-    if "threading" in sys.modules:
-        name_threads(sys.modules["threading"])
-        return
-
-    class Loader:
-        def __init__(self, loader):
-            self.loader = loader
-
-        def create_module(self, spec):
-            return self.loader.create_module(spec)
-
-        def exec_module(self, module):
-            # The module keeps its own loader (its __loader__ and __spec__ show no trace).
-            module.__loader__ = module.__spec__.loader = self.loader
-            self.loader.exec_module(module)
-            name_threads(module)
-
-    class Finder:
-        @staticmethod
-        def find_spec(name, path=None, target=None):
-            if name != "threading":
-                return None
-            try:
-                sys.meta_path.remove(Finder)
-            except ValueError:
-                pass
-            for finder in sys.meta_path:
-                find = getattr(finder, "find_spec", None)
-                spec = find(name, path, target) if find is not None else None
-                if spec is not None:
-                    if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                        spec.loader = Loader(spec.loader)
-                    return spec
-            return None
-
-    sys.meta_path.insert(0, Finder)
-
-
 def _memtrace_keep_compiled(os, sys, cache, here):
     # Keeps this hook compiled in memtrace's cache directory for the next runs (memtrace copies
-    # it into the next hook's __pycache__): compiling it cost a third of a run's start-up. The
-    # file is checked by hash against the source, so a stale one is compiled again. Only the
-    # interpreter's own modules are used: the program's sys.modules stays as it was.
+    # it into the next hook's __pycache__): compiling it was a quarter of what a run added to
+    # start-up. The file is checked by hash against the source, so a stale one is compiled
+    # again. Only the interpreter's own modules are used: sys.modules stays as it was.
     tag = sys.implementation.cache_tag
     target = os.path.join(cache, "sitecustomize.%s.pyc" % tag)
     if tag is None or os.path.exists(target):
@@ -149,4 +107,4 @@ def _memtrace_remove(os, here):
 
 
 _memtrace_start()
-del _memtrace_start, _memtrace_remove, _memtrace_name_threads, _memtrace_keep_compiled
+del _memtrace_start, _memtrace_remove, _memtrace_keep_compiled
