@@ -675,3 +675,50 @@ kept = b\"\\0\" * 10_000_000
         assert!(num(&all, "peak_bytes") >= peak + startup / 2, "{all}");
     }
 }
+
+#[test]
+fn the_compiled_hook_is_kept_and_a_damaged_one_is_compiled_again() {
+    // The first run keeps the start-up hook compiled in the user's cache directory; the next
+    // runs take it from there. A file that is not what Python expects is compiled again: the
+    // run is a Python run all the same, its allocation at its line.
+    let dir = scratch("py-hook-cache");
+    let cache_home = dir.join("cache");
+    let script = write(&dir, "known.py", KNOWN_SITE);
+    let run = |round: usize| {
+        let capture = dir.join(format!("known-{round}.bin"));
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(&capture)
+            .arg("--python")
+            .arg(python())
+            .arg(&script)
+            .env("XDG_CACHE_HOME", &cache_home);
+        let out = output(cmd, &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = stats(&capture);
+        let top = &s["top_by_size"][0];
+        assert_eq!(top["function"], "f", "{top}");
+        assert_eq!(top["line"], 2, "{top}");
+        assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
+    };
+    run(0);
+    let kept: Vec<PathBuf> = std::fs::read_dir(cache_home.join("memtrace"))
+        .expect("the cache directory was made")
+        .flat_map(|d| std::fs::read_dir(d.expect("an entry").path()).expect("a hook directory"))
+        .map(|f| f.expect("an entry").path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let name = kept[0].file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert!(
+        name.starts_with("sitecustomize.cpython-3") && name.ends_with(".pyc"),
+        "{name}"
+    );
+    run(1);
+    std::fs::write(&kept[0], b"not compiled Python\n").expect("damage the file");
+    run(2);
+}
