@@ -86,7 +86,12 @@ pub struct Interpreter {
 
 fn frames_of(t: &mut tls::Tls) -> Option<&'static mut ThreadFrames> {
     if t.py.is_null() {
-        t.py = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut core::ffi::c_void;
+        let p = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut ThreadFrames;
+        // Fresh zeroed pages are empty caches of the current tables: no `forget_ids`, which
+        // would write (and fault in) every page of them at the thread's first stack.
+        // SAFETY: the mapping was just made, of the struct's size; zero is a valid `epoch`.
+        unsafe { (*p).epoch = stacks::EPOCH.load(Ordering::Relaxed) };
+        t.py = p as *mut core::ffi::c_void;
     }
     // SAFETY: this thread's own mapping, made above, unmapped only by `release` at its exit.
     Some(unsafe { &mut *(t.py as *mut ThreadFrames) })
