@@ -183,10 +183,6 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     };
     if let Some(b) = bootstrap.as_ref().filter(|_| target.python) {
         cmd.env(PYTHON_ENV, "1").env("PYTHONPATH", b.python_path());
-        match b.compiled_cache() {
-            Some(cache) => cmd.env(bootstrap::COMPILED_CACHE_ENV, cache),
-            None => cmd.env_remove(bootstrap::COMPILED_CACHE_ENV),
-        };
         match std::env::var_os("PYTHONPATH") {
             Some(v) => cmd.env(bootstrap::ORIGINAL_PATH_ENV, v),
             None => cmd.env_remove(bootstrap::ORIGINAL_PATH_ENV),
@@ -198,8 +194,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             cmd.env("MEMTRACE_OBJECT_TYPES", "0");
         }
     } else {
-        cmd.env_remove(PYTHON_ENV)
-            .env_remove(bootstrap::COMPILED_CACHE_ENV);
+        cmd.env_remove(PYTHON_ENV);
     }
     if args.force {
         cmd.env("MEMTRACE_FORCE", "1");
