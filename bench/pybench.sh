@@ -6,14 +6,17 @@
 # prints the median wall seconds, the max resident size, what each tool adds, memtrace's added
 # time as a share of memray's (by wall time and by CPU time, user+sys: the CPU figure moves less
 # when the machine is busy), memtrace's bytes per event, and both peaks. memray is installed from PyPI into
-# target/bench-venv the first time (never a dependency of memtrace).
+# target/bench-venv the first time (never a dependency of memtrace; $MEMRAY_VENV names another
+# venv). $MEMTRACE_BEFORE names another memtrace binary (with its tracker beside it), run in the
+# same rounds: its figures are printed as "before", for a before/after comparison in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 py=${2:-$(python3 -c 'import sys; print(sys.executable)')}
 workloads=${PYBENCH_WORKLOADS:-"bench/workloads/small_objects.py bench/workloads/calls.py bench/workloads/large_buffers.py"}
 memtrace=$PWD/target/release/memtrace
-venv=$PWD/target/bench-venv
+venv=${MEMRAY_VENV:-$PWD/target/bench-venv}
+before=${MEMTRACE_BEFORE:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cargo build --release -q
@@ -28,10 +31,13 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "python: $py, $rounds rounds (median wall seconds, max RSS)"
 for w in $workloads; do
     name=$(basename "$w" .py)
-    : >"$work/plain"; : >"$work/mt"; : >"$work/mr"
+    : >"$work/plain"; : >"$work/mt"; : >"$work/mr"; : >"$work/before"
     for _ in $(seq "$rounds"); do
         run "$py" "$w" >>"$work/plain"
         run "$memtrace" run -q -f -o "$work/mt.bin" --python "$py" "$w" >>"$work/mt"
+        if [ -n "$before" ]; then
+            run "$before" run -q -f -o "$work/before.bin" --python "$py" "$w" >>"$work/before"
+        fi
         rm -f "$work/mr.bin"
         run "$venv/bin/python" -m memray run -q --trace-python-allocators -o "$work/mr.bin" "$w" >>"$work/mr"
     done
@@ -59,4 +65,10 @@ print(f"  extra RSS: memtrace +{(mrss - prss) / 1024:.1f} MB, memray +{(rrss - p
 print(f"  peak: memtrace {peak}, memray {mpeak}: {100 * (peak - mpeak) / mpeak:+.1f}% "
       f"(memtrace leaves out the interpreter's start-up, {startup} bytes live, as memray does)")
 PY
+    if [ -n "$before" ]; then
+        b=$(cut -d' ' -f1 "$work/before" | median); bc=$(cut -d' ' -f3 "$work/before" | median)
+        awk -v p="$p" -v b="$b" -v m="$m" -v r="$r" -v pc="$pc" -v bc="$bc" -v mc="$mc" -v rc="$rc" 'BEGIN {
+            printf "  before (%s): %.2fs (%.2fx, +%.2fs), memtrace/memray added: %.2f wall, %.2f CPU; after: %.2f wall, %.2f CPU\n",
+                ENVIRON["MEMTRACE_BEFORE"], b, b / p, b - p, (b - p) / (r - p), (bc - pc) / (rc - pc), (m - p) / (r - p), (mc - pc) / (rc - pc) }'
+    fi
 done

@@ -74,6 +74,14 @@ pub fn map_shared(fd: c_int, len: usize) -> Option<*mut u8> {
     map(len, libc::MAP_SHARED | libc::MAP_NORESERVE, fd)
 }
 
+/// Turns off read-ahead on a shared file mapping: a fault maps the page touched, instead of
+/// first reading (for a new file, zero-filling) the pages after it.
+pub fn no_readahead(p: *mut u8, len: usize) {
+    // SAFETY: madvise(MADV_RANDOM) is only a hint about the mapping's access pattern; it changes
+    // no data.
+    unsafe { libc::syscall(libc::SYS_madvise, p, len, libc::MADV_RANDOM) };
+}
+
 pub fn unmap(p: *mut u8, len: usize) {
     // SAFETY: the caller owns the mapping and no longer uses it.
     unsafe { libc::syscall(libc::SYS_munmap, p, len) };

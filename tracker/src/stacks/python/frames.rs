@@ -6,7 +6,7 @@
 
 use super::api::Api;
 use super::codes::{self, Named};
-use super::layout::{read, Layout, OB_TYPE, TSTATE_INTERP};
+use super::layout::{read, walk_frames, Layout, WalkFields, OB_TYPE, TSTATE_INTERP};
 use super::Tables;
 use crate::{stacks, sys, tls};
 use std::sync::atomic::Ordering;
@@ -20,7 +20,8 @@ const NAME_SLOTS: usize = 512;
 #[derive(Clone, Copy)]
 pub struct Step {
     code: usize,
-    offset: isize,
+    /// The instruction's byte offset times two, plus one for an entry frame (as walked).
+    position: isize,
     /// The interned stack ending at this frame (its parent's, for a hidden frame).
     stack: u64,
     /// The frame's id (0 for a hidden frame).
@@ -29,11 +30,21 @@ pub struct Step {
     pub entry: bool,
 }
 
+/// A frame as walked: its code and position (see `layout::walk_frames`).
 #[derive(Clone, Copy)]
 struct Walked {
     code: usize,
-    offset: isize,
-    entry: bool,
+    position: isize,
+}
+
+impl Walked {
+    fn offset(self) -> isize {
+        self.position >> 1
+    }
+
+    fn entry(self) -> bool {
+        self.position & 1 != 0
+    }
 }
 
 /// An instruction's line, and the stack of the last frame seen there with its parent stack:
@@ -75,7 +86,12 @@ pub struct Interpreter {
 
 fn frames_of(t: &mut tls::Tls) -> Option<&'static mut ThreadFrames> {
     if t.py.is_null() {
-        t.py = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut core::ffi::c_void;
+        let p = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut ThreadFrames;
+        // Fresh zeroed pages are empty caches of the current tables: no `forget_ids`, which
+        // would write (and fault in) every page of them at the thread's first stack.
+        // SAFETY: the mapping was just made, of the struct's size; zero is a valid `epoch`.
+        unsafe { (*p).epoch = stacks::EPOCH.load(Ordering::Relaxed) };
+        t.py = p as *mut core::ffi::c_void;
     }
     // SAFETY: this thread's own mapping, made above, unmapped only by `release` at its exit.
     Some(unsafe { &mut *(t.py as *mut ThreadFrames) })
@@ -118,8 +134,8 @@ pub fn current(
     // first, have the same stack.
     let mut same = 0;
     while same < n.min(f.depth) {
-        let (c, w) = (f.chain[same], f.scratch[n - 1 - same]);
-        if c.code != w.code || c.offset != w.offset || c.entry != w.entry {
+        let (c, w) = (&f.chain[same], &f.scratch[n - 1 - same]);
+        if c.code != w.code || c.position != w.position {
             break;
         }
         same += 1;
@@ -144,7 +160,7 @@ pub fn current(
         (parent, frame) = match named {
             Named::Hidden => (parent, 0),
             Named::Shown { function, file } => {
-                stack_at(f, api, (w.code, w.offset), settled, parent, |line| {
+                stack_at(f, api, (w.code, w.offset()), settled, parent, |line| {
                     intern(tables, parent, function, file, line)
                 })
             }
@@ -153,10 +169,10 @@ pub fn current(
             // A code not kept alive could be freed and another made at its address: its step
             // never matches.
             code: if settled { w.code } else { 0 },
-            offset: w.offset,
+            position: w.position,
             stack: parent,
             frame,
-            entry: w.entry,
+            entry: w.entry(),
         };
     }
     f.depth = n;
@@ -165,35 +181,40 @@ pub fn current(
 
 /// Reads the chain from `tstate` into `f.scratch`, innermost first; returns its length.
 fn walk(f: &mut ThreadFrames, layout: &Layout, tstate: usize) -> usize {
-    let mut n = 0;
     // SAFETY: the thread's own state: the chain it points at is changed only by this thread,
-    // which is here, and every frame on it is alive; each frame's code object is alive while
-    // the frame runs.
+    // which is here.
+    let first = unsafe { layout.current_frame(tstate) };
+    let fields = layout.walk_fields();
+    // One loop per version, without a branch on the layout in it.
+    match layout.minor {
+        10 => walk_as::<10>(f, fields, first),
+        11 => walk_as::<11>(f, fields, first),
+        12 => walk_as::<12>(f, fields, first),
+        _ => walk_as::<13>(f, fields, first),
+    }
+}
+
+#[inline(always)]
+fn walk_as<const MINOR: u32>(f: &mut ThreadFrames, fields: WalkFields, first: usize) -> usize {
+    let mut n = 0;
+    let scratch = &mut f.scratch;
+    // SAFETY: every frame on the thread's own chain is alive (see `walk`), and so is each
+    // frame's code object while the frame runs. Shims do not count towards the capacity: the
+    // steps are bounded as well.
     unsafe {
-        let mut frame = layout.current_frame(tstate);
-        // Shims do not count towards the capacity: bound the steps as well.
-        let mut steps = 0;
-        while frame != 0 && n < CAPACITY && steps < 4 * CAPACITY {
-            steps += 1;
-            if layout.is_shim(frame) {
+        walk_frames::<MINOR>(fields, first, 4 * CAPACITY, |code, position| {
+            if code == 0 {
                 // 3.12+: the frame below a shim is the first of a run of the evaluation loop.
                 if n > 0 {
-                    f.scratch[n - 1].entry = true;
+                    scratch[n - 1].position |= 1;
                 }
             } else {
-                let code = layout.code(frame);
-                if code != 0 {
-                    f.scratch[n] = Walked {
-                        code,
-                        offset: layout.offset(frame, code),
-                        entry: layout.is_entry(frame),
-                    };
-                    n += 1;
-                }
+                scratch[n] = Walked { code, position };
+                n += 1;
             }
-            frame = layout.previous(frame);
-        }
-    }
+            n < CAPACITY
+        })
+    };
     n
 }
 
@@ -292,7 +313,7 @@ impl Step {
     pub fn for_test(frame: u64, entry: bool) -> Step {
         Step {
             code: 0,
-            offset: 0,
+            position: 0,
             stack: 0,
             frame,
             entry,

@@ -169,21 +169,6 @@ impl Layout {
         }
     }
 
-    /// Whether `frame` is the first a run of the evaluation loop executes: on 3.10 every frame
-    /// (a call of the loop per frame); on 3.11 its `is_entry` flag; 3.12+ mark runs with shims.
-    ///
-    /// # Safety
-    /// `frame` is a live frame of this layout's version.
-    #[inline]
-    pub unsafe fn is_entry(&self, frame: usize) -> bool {
-        match self.minor {
-            10 => true,
-            // SAFETY: per the caller, a 3.11 _PyInterpreterFrame, whose is_entry is at 68.
-            11 => unsafe { ((frame + IS_ENTRY_311) as *const u8).read() != 0 },
-            _ => false,
-        }
-    }
-
     /// The code object `frame` runs (may be another object on 3.13: check its type).
     ///
     /// # Safety
@@ -212,6 +197,21 @@ impl Layout {
         }
     }
 
+    /// The fields a frame walk reads, for a loop specialized to this version (frames.rs).
+    pub fn walk_fields(&self) -> WalkFields {
+        let (position, code_start) = match self.position {
+            Position::Instruction { field, code_start } => (field, code_start),
+            Position::LastIndex(field) => (field, 0),
+        };
+        WalkFields {
+            previous: self.previous,
+            code: self.code,
+            position,
+            code_start,
+            owner: self.owner.unwrap_or(0),
+        }
+    }
+
     /// The interpreter frame behind a frame object (3.11+), or the object itself (3.10).
     pub fn frame_of_object(&self, object: usize) -> usize {
         if self.minor == 10 {
@@ -219,6 +219,71 @@ impl Layout {
         } else {
             // SAFETY: a live PyFrameObject of 3.11+ holds its interpreter frame at f_frame.
             unsafe { read(object + FRAME_OBJECT_F_FRAME) }
+        }
+    }
+}
+
+/// A layout's frame fields as plain offsets, for [`walk_frames`]: the version is a constant
+/// there, so the loop has no branch on the layout and keeps the offsets in registers.
+#[derive(Clone, Copy)]
+pub struct WalkFields {
+    previous: usize,
+    code: usize,
+    /// The instruction pointer (3.11+) or `f_lasti` (3.10).
+    position: usize,
+    code_start: usize,
+    /// The owner byte (3.12+).
+    owner: usize,
+}
+
+/// Calls `visit(code, position)` for each frame of the chain from `frame` outwards, innermost
+/// first, and `visit(0, 0)` for each shim (3.12+), until `visit` returns false or `max_steps`
+/// frames were seen. `position` is the byte offset of the frame's instruction times two, plus
+/// one when the frame is the first of a run of the evaluation loop (3.10: every frame; 3.11:
+/// its `is_entry`; 3.12+: never, the shims mark runs). `MINOR` is the layout's minor version;
+/// frames with no code are skipped.
+///
+/// # Safety
+/// `frame` is 0 or a live frame of the running thread, of the version `f` and `MINOR` describe.
+#[inline(always)]
+pub unsafe fn walk_frames<const MINOR: u32>(
+    f: WalkFields,
+    mut frame: usize,
+    max_steps: usize,
+    mut visit: impl FnMut(usize, isize) -> bool,
+) {
+    // SAFETY: per the caller: every frame on the chain is alive, with the fields `f` names, and
+    // the code object a frame runs is alive while it runs.
+    unsafe {
+        let mut steps = 0;
+        while frame != 0 && steps < max_steps {
+            steps += 1;
+            if MINOR >= 12 && ((frame + f.owner) as *const u8).read() == OWNED_BY_CSTACK {
+                if !visit(0, 0) {
+                    return;
+                }
+            } else {
+                let code = read(frame + f.code);
+                if code != 0 {
+                    let (offset, entry) = match MINOR {
+                        10 => (((frame + f.position) as *const i32).read() as isize * 2, 1),
+                        11 => (
+                            (read(frame + f.position) as isize)
+                                .wrapping_sub((code + f.code_start) as isize),
+                            (((frame + IS_ENTRY_311) as *const u8).read() != 0) as isize,
+                        ),
+                        _ => (
+                            (read(frame + f.position) as isize)
+                                .wrapping_sub((code + f.code_start) as isize),
+                            0,
+                        ),
+                    };
+                    if !visit(code, offset.wrapping_mul(2) | entry) {
+                        return;
+                    }
+                }
+            }
+            frame = read(frame + f.previous);
         }
     }
 }
