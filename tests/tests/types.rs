@@ -114,7 +114,10 @@ fn known_classes_have_exact_counts_and_bytes_on_every_claimed_python() {
             let v = json(&[command, "--by-type", "--json", path], &dir);
             assert_eq!(v["view"], "peak");
             let pair = entry(&v["types"], "__main__.Pair");
-            assert_eq!(pair["objects"], PAIRS, "3.{minor} {command} at the peak: {pair}");
+            assert_eq!(
+                pair["objects"], PAIRS,
+                "3.{minor} {command} at the peak: {pair}"
+            );
             assert_eq!(pair["lines"][0]["line"], 14, "3.{minor} {command}: {pair}");
             let v = json(&[command, "--by-type", "--leaks", "--json", path], &dir);
             assert_eq!(v["view"], "leaks");

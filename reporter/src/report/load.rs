@@ -37,7 +37,9 @@ pub fn load_with(
     // The capture's index answers when an earlier report left one (crate::index).
     let mut analysis = crate::index::analyze(&capture, options);
     if temporary && analysis.index.settings.aggregate {
-        return Err(crate::analysis::aggregated::unsupported("temporary allocations"));
+        return Err(crate::analysis::aggregated::unsupported(
+            "temporary allocations",
+        ));
     }
     analysis.tables.frame_view = view.frame_view;
     Ok((capture, analysis))
