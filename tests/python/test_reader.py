@@ -217,10 +217,12 @@ def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
     assert (out["total"], out["count"]) == (out["peak"], out["peak_count"])
     assert out["leaked"] == out["leaked_bytes"]
     assert 15_000_003 <= out["peak"] < 15_500_000
+    # One record per stack and thread (no allocator kept): the bytearray's buffer and its
+    # object, allocated at the same line, are one record of two allocations.
     big, worker = out["top"]
-    assert (big["size"], big["n"]) == (10_000_001, 1)
+    assert big["n"] == 2 and 10_000_001 < big["size"] < 10_000_200
     assert big["py"] == [["make", str(SCRIPT), 7], ["<module>", str(SCRIPT), 20]]
-    assert worker["size"] == 3_000_001
+    assert 3_000_001 < worker["size"] < 3_000_200
     assert len(out["errors"]) == 2
     for e in out["errors"]:
         assert "not recorded in an aggregated capture" in e and "\n" not in e
