@@ -14,7 +14,8 @@ fn stats_on_a_terminal(capture: &std::path::Path, env: &str) -> String {
         memtrace_bin().display(),
         capture.display()
     );
-    let tmux = Tmux::start(&command, 200, 60);
+    // Tall enough for the whole report (its types tables included).
+    let tmux = Tmux::start(&command, 200, 150);
     tmux.wait_for("DONE");
     let out = tmux.run(&["capture-pane", "-e", "-p", "-t", "ui"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
