@@ -32,6 +32,19 @@ const NO_TYPE: usize = usize::MAX;
 /// The type (row, block's event index) of each typed block live at exit, by address.
 pub type BlockTypes = HashMap<u64, (usize, u64)>;
 
+/// The row of each type a typed free names, by the type's address (see `Shared::type_rows`).
+pub type TypeRows = HashMap<u64, usize>;
+
+/// The type of a typed free's object (its size field holds the type's address; 0: unknown).
+pub fn freed_type(e: &Event, rows: &TypeRows) -> Option<usize> {
+    let c = e.code();
+    if (c == code::FREE || c == code::PY_FREE) && e.size != 0 {
+        rows.get(&e.size).copied()
+    } else {
+        None
+    }
+}
+
 /// The groups, largest first (ties: more allocations, then the lower stack, thread, allocator).
 fn sorted(groups: HashMap<Key, Sum>) -> Vec<Group> {
     let mut out: Vec<Group> = groups
@@ -62,6 +75,10 @@ fn is_heap_alloc(c: u8) -> bool {
     c < code::ALLOC_END && c != Allocator::Mmap as u8
 }
 
+/// Blocks live at a moment whose type is still to be found: by address, (group key without its
+/// type, size, the event index that made the block).
+type Pending = HashMap<u64, (Key, u64, u64)>;
+
 /// Replays the stream up to event `target` (the capture's end when None) and groups what is
 /// live there.
 struct LiveAt<'t> {
@@ -73,6 +90,10 @@ struct LiveAt<'t> {
     allocators: HashMap<u64, u8>,
     target: Option<u64>,
     result: Option<HashMap<Key, Sum>>,
+    /// With the rows of the types typed frees name: the blocks live at `target` whose type is
+    /// found later, by the free that ends each (or at exit): by address, (group key without
+    /// its type, size, event index).
+    follow: Option<(&'t TypeRows, Pending)>,
 }
 
 impl LiveAt<'_> {
@@ -84,13 +105,14 @@ impl LiveAt<'_> {
                 .get(&addr)
                 .copied()
                 .unwrap_or(Allocator::Malloc as u8);
-            let t = self
-                .types
-                .and_then(|types| types.get(&addr))
-                .filter(|&&(_, index)| index == b.index())
-                .map_or(NO_TYPE, |&(t, _)| t);
+            let key = (b.stack(), b.thread(), allocator, NO_TYPE);
+            if let Some((_, pending)) = &mut self.follow {
+                pending.insert(addr, (key, b.size, b.index()));
+                continue;
+            }
+            let t = self.exit_type(addr, b.index());
             groups
-                .entry((b.stack(), b.thread(), allocator, t))
+                .entry((key.0, key.1, key.2, t))
                 .or_default()
                 .add(b.size);
         }
@@ -99,6 +121,53 @@ impl LiveAt<'_> {
                 .entry((m.stack, m.thread, Allocator::Mmap as u8, NO_TYPE))
                 .or_default()
                 .add(m.len);
+        }
+        self.result = Some(groups);
+    }
+
+    /// The type of the block made at event `index` at `addr`, if it was live at exit.
+    fn exit_type(&self, addr: u64, index: u64) -> usize {
+        self.types
+            .and_then(|types| types.get(&addr))
+            .filter(|&&(_, i)| i == index)
+            .map_or(NO_TYPE, |&(t, _)| t)
+    }
+
+    /// After `target`: a free of a block live there gives its type (a typed free's).
+    fn follow(&mut self, events: &[Event]) {
+        let Some((rows, pending)) = &mut self.follow else {
+            return;
+        };
+        let Some(groups) = &mut self.result else {
+            return;
+        };
+        for e in events {
+            let c = e.code();
+            if c != code::FREE && c != code::PY_FREE {
+                continue;
+            }
+            if let Some((key, size, _)) = pending.remove(&e.addr) {
+                let t = freed_type(e, rows).unwrap_or(NO_TYPE);
+                groups
+                    .entry((key.0, key.1, key.2, t))
+                    .or_default()
+                    .add(size);
+            }
+        }
+    }
+
+    /// The blocks still followed at the end: typed by the walk at exit, when they were live then.
+    fn finish(&mut self) {
+        let Some((_, pending)) = self.follow.take() else {
+            return;
+        };
+        let mut groups = self.result.take().unwrap_or_default();
+        for (addr, (key, size, index)) in pending {
+            let t = self.exit_type(addr, index);
+            groups
+                .entry((key.0, key.1, key.2, t))
+                .or_default()
+                .add(size);
         }
         self.result = Some(groups);
     }
@@ -124,6 +193,7 @@ impl Consumer for LiveAt<'_> {
 
     fn events(&mut self, thread: usize, events: &[Event]) {
         if self.result.is_some() {
+            self.follow(events);
             return;
         }
         let n = match self.target {
@@ -137,18 +207,21 @@ impl Consumer for LiveAt<'_> {
         self.replay.events(thread, now);
         if self.target == Some(self.replay.events) {
             self.take();
+            self.follow(&events[n..]);
         }
     }
 }
 
 /// What was live after event `target` (1 for the first event; at the end when None), grouped;
-/// with `types`, by the type of their objects too.
+/// with `types`, by the type of their objects live at exit too, and with `freed` (the rows of
+/// the types typed frees name) by the type a later free of each block names.
 pub fn live_at(
     file: &[u8],
     index: &Index,
     include_startup: bool,
     target: Option<u64>,
     types: Option<&BlockTypes>,
+    freed: Option<&TypeRows>,
 ) -> Vec<Group> {
     let mut replay = Replay::default();
     replay.include_startup = include_startup;
@@ -158,6 +231,7 @@ pub fn live_at(
         allocators: HashMap::new(),
         target,
         result: None,
+        follow: freed.map(|rows| (rows, HashMap::new())),
     };
     if target == Some(0) {
         return Vec::new();
@@ -166,6 +240,7 @@ pub fn live_at(
     if live.result.is_none() {
         live.take();
     }
+    live.finish();
     sorted(live.result.unwrap_or_default())
 }
 

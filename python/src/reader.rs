@@ -72,7 +72,8 @@ impl FileReader {
                 &s.index,
                 s.include_startup,
                 Some(s.peak_index),
-                None,
+                s.block_types.as_ref(),
+                Some(&s.type_rows),
             )
         });
         group_records(s, groups)
@@ -93,6 +94,7 @@ impl FileReader {
                 s.include_startup,
                 s.exit_index,
                 s.block_types.as_ref(),
+                None,
             )
         });
         group_records(s, groups)
@@ -207,12 +209,18 @@ impl Events {
             stack_id: e.stack(),
             time: Some(self.shared.clock.seconds(e.tick).max(0.0)),
             thread,
-            // The block this allocation made, if it was live at exit with a known object in it.
-            object_type: (!free)
-                .then(|| self.shared.block_types.as_ref()?.get(&e.addr))
-                .flatten()
-                .filter(|&&(_, index)| index == position)
-                .map(|&(t, _)| t),
+            // The block this allocation made, if it was live at exit with a known object in
+            // it; for a free, the type its object had (a typed free's).
+            object_type: if free {
+                groups::freed_type(&e, &self.shared.type_rows)
+            } else {
+                self.shared
+                    .block_types
+                    .as_ref()
+                    .and_then(|b| b.get(&e.addr))
+                    .filter(|&&(_, index)| index == position)
+                    .map(|&(t, _)| t)
+            },
         })
     }
 }

@@ -87,7 +87,9 @@ impl AllocationRecord {
 
     /// The type of the Python object in the block (`"dict"`, `"__main__.Point"`), where known:
     /// for blocks live at exit of a capture with types (a `memtrace run` of a script, a
-    /// `Tracker(object_types=True)`), in `leaked_records()` and `all_records()`; else None.
+    /// `Tracker(object_types=True)`), in `leaked_records()`, `peak_records()` and
+    /// `all_records()`; for blocks freed after the peak in `peak_records()` and for frees in
+    /// `all_records()`, the type the free named (typed frees of a `memtrace run`); else None.
     #[getter]
     fn object_type(&self) -> Option<String> {
         self.object_type

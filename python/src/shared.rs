@@ -87,6 +87,8 @@ pub struct Shared {
     pub type_names: Vec<String>,
     /// The type of each typed block live at exit, by address (None: no types in the capture).
     pub block_types: Option<crate::groups::BlockTypes>,
+    /// The row in `type_names` of each type that typed frees name, by the type's address.
+    pub type_rows: crate::groups::TypeRows,
     /// An aggregated capture (`memtrace run --aggregate`): what was live at the peak and at
     /// exit, by (stack, thread), from its snapshots (it has no events to replay).
     pub aggregated: Option<(AllocSet, AllocSet)>,
@@ -152,7 +154,9 @@ impl Shared {
             .as_ref()
             .map(|t| t.rows.iter().map(|r| r.name.clone()).collect())
             .unwrap_or_default();
+        let mut type_names: Vec<String> = type_names;
         let block_types = types.map(|t| t.block_types);
+        let type_rows = freed_type_rows(&analysis.tables.type_names, &mut type_names);
         let aggregated = analysis
             .index
             .settings
@@ -171,6 +175,7 @@ impl Shared {
             exit_index: analysis.replay.exit.map(|e| e.event_index),
             type_names,
             block_types,
+            type_rows,
             aggregated,
             resolver: Mutex::new(Resolver::new(tables, Symbolizer::new(map))),
             capture,
@@ -184,4 +189,26 @@ impl Shared {
             Err(poisoned) => poisoned.into_inner().frames(stack, kind),
         }
     }
+}
+
+/// The rows of the types that typed frees name (type address -> name in the capture), added to
+/// `names` (the types live at exit) where a name is not there yet.
+fn freed_type_rows(
+    freed: &hashbrown::HashMap<u64, Box<str>>,
+    names: &mut Vec<String>,
+) -> crate::groups::TypeRows {
+    let mut row_of: hashbrown::HashMap<String, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.clone(), i))
+        .collect();
+    let mut rows = crate::groups::TypeRows::new();
+    for (&addr, name) in freed {
+        let row = *row_of.entry(name.to_string()).or_insert_with(|| {
+            names.push(name.to_string());
+            names.len() - 1
+        });
+        rows.insert(addr, row);
+    }
+    rows
 }

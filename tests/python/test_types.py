@@ -1,5 +1,6 @@
-"""Object types in the Python package: FileReader's `object_type` of records live at exit, and
-the pytest plugin's limit_leaks failure naming the leaked types with counts and lines."""
+"""Object types in the Python package: FileReader's `object_type` of records live at exit, at the
+peak and of typed frees, and the pytest plugin's limit_leaks failure naming the leaked types with
+counts and lines."""
 
 from __future__ import annotations
 
@@ -19,12 +20,17 @@ class Pair:
 class Single:
     __slots__ = ("a",)
 
+class Burst:
+    __slots__ = ("a", "b", "c")
+
 kept = []
 for i in range(1500):
     kept.append(Pair())
 for i in range(800):
     kept.append(Single())
-print(sys.getsizeof(Pair()), sys.getsizeof(Single()))
+burst = [Burst() for i in range(5000)]
+del burst
+print(sys.getsizeof(Pair()), sys.getsizeof(Single()), sys.getsizeof(Burst()))
 """
 
 TEST_FILE = """\
@@ -44,12 +50,12 @@ def test_leaks_objects():
 """
 
 
-def test_file_reader_gives_the_type_of_records_live_at_exit(env: Env, tmp_path: Path) -> None:
+def test_file_reader_gives_the_type_of_records_at_exit_at_the_peak_and_of_frees(env: Env, tmp_path: Path) -> None:
     script = tmp_path / "two.py"
     script.write_text(SCRIPT)
     capture = tmp_path / "two.bin"
     r = checked([env.memtrace, "run", "-q", "-o", capture, script])
-    pair, single = (int(w) for w in r.stdout.split())
+    pair, single, burst = (int(w) for w in r.stdout.split())
     code = f"""
 import json, memtrace
 r = memtrace.FileReader({str(capture)!r})
@@ -61,22 +67,38 @@ for rec in r.leaked_records():
     t[2].add(rec.python_stack()[0][2] if rec.python_stack() else 0)
 events = {{}}
 for rec in r.all_records():
-    if rec.object_type is not None:
+    if rec.kind == "alloc" and rec.object_type is not None:
         events[rec.object_type] = events.get(rec.object_type, 0) + 1
-peak = [rec.object_type for rec in r.peak_records() if rec.object_type is not None]
+peak = {{}}
+for rec in r.peak_records():
+    t = peak.setdefault(str(rec.object_type), [0, 0, set()])
+    t[0] += rec.n_allocations
+    t[1] += rec.size
+    t[2].add(rec.python_stack()[0][2] if rec.python_stack() else 0)
+frees = {{}}
+for rec in r.all_records():
+    if rec.kind == "free" and rec.object_type is not None:
+        frees[rec.object_type] = frees.get(rec.object_type, 0) + 1
 print(json.dumps({{"leaked": {{k: [v[0], v[1], sorted(v[2])] for k, v in leaked.items()}},
-                  "events": events, "peak": peak}}))
+                  "events": events, "frees": frees,
+                  "peak": {{k: [v[0], v[1], sorted(v[2])] for k, v in peak.items()}}}}))
 """
     out = json.loads(env.py(code).stdout)
-    assert out["leaked"]["__main__.Pair"] == [1500, 1500 * pair, [10]], out["leaked"]
-    assert out["leaked"]["__main__.Single"] == [800, 800 * single, [12]], out["leaked"]
+    assert out["leaked"]["__main__.Pair"] == [1500, 1500 * pair, [13]], out["leaked"]
+    assert out["leaked"]["__main__.Single"] == [800, 800 * single, [15]], out["leaked"]
     # Records of blocks without a known object have none.
     assert "None" in out["leaked"]
     # Each allocation event whose block was live at exit carries the type.
     assert out["events"]["__main__.Pair"] == 1500
     assert out["events"]["__main__.Single"] == 800
-    # The peak has no types.
-    assert out["peak"] == []
+    assert "__main__.Burst" not in out["leaked"]
+    # At the peak (the burst's list built): the kept objects, typed by the walk at exit, and
+    # the burst's, typed by their frees.
+    assert out["peak"]["__main__.Pair"] == [1500, 1500 * pair, [13]], out["peak"]
+    assert out["peak"]["__main__.Single"] == [800, 800 * single, [15]], out["peak"]
+    assert out["peak"]["__main__.Burst"] == [5000, 5000 * burst, [16]], out["peak"]
+    # Each free of a Burst names its type: the burst's 5,000 and the one the last line measures.
+    assert out["frees"]["__main__.Burst"] == 5001, out["frees"]
 
 
 def test_limit_leaks_names_the_leaked_types(env: Env, tmp_path: Path) -> None:

@@ -30,12 +30,12 @@ Examples:
   memtrace summary --threads out.bin          functions per thread
   memtrace summary --json out.bin | jq '.rows[0]'
   memtrace summary --by-type out.bin          a Python run: (type, line) rows of what is
-                                              live at exit
+                                              live at the peak (at exit with --leaks)
 
 JSON keys: capture, view, title, bytes, allocations, functions (rows in all), rows
 [{location, function, file, thread, own_bytes, own_allocations, total_bytes,
-total_allocations}] (thread: with --threads, else null). With --by-type: capture, view (leaks),
-title, types [{type, objects, bytes, allocations, lines [{location, function, file, line,
+total_allocations}] (thread: with --threads, else null). With --by-type: capture, view (peak
+or leaks), title, types [{type, objects, bytes, allocations, lines [{location, function, file, line,
 bytes, allocations}]}].")]
 pub struct SummaryArgs {
     /// The capture file written by `memtrace run`
@@ -58,8 +58,8 @@ pub struct SummaryArgs {
     /// Print one JSON object instead of text
     #[arg(long)]
     pub json: bool,
-    /// A Python run: rows of (object type, line that allocated it) for what is live at exit
-    /// (what is live at exit; stats gives the types at the peak too)
+    /// A Python run: rows of (object type, line that allocated it) for what is live at the
+    /// peak (at exit with --leaks)
     #[arg(long, conflicts_with_all = ["temporary", "threads", "thread"])]
     pub by_type: bool,
 }
@@ -231,7 +231,8 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
     view_args::written(r.and_then(|()| out.flush()))
 }
 
-/// `summary --by-type`: rows of (type, line) live at exit, the most bytes first.
+/// `summary --by-type`: rows of (type, line) live at the peak (or at exit), the most bytes
+/// first.
 fn by_type(args: &SummaryArgs) -> Result<(), String> {
     by_type_view::write(&args.file, &args.view, args.json, |groups, out| {
         by_type::render_table(groups, args.top, out)

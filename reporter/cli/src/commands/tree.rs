@@ -28,13 +28,14 @@ Examples:
   memtrace tree --temporary --temporary-threshold 4 --text out.bin
   memtrace tree --threads --text out.bin     one top-level node per thread
   memtrace tree --thread MainThread --json out.bin | jq .tree.bytes
-  memtrace tree --by-type out.bin            a Python run: what is live at exit by type,
+  memtrace tree --by-type out.bin            a Python run: what is live at the peak by type,
                                              each type with the lines that allocated it
+  memtrace tree --by-type --leaks out.bin    the same at exit
 
 JSON keys: capture, view, title, bytes, allocations, tree. A node: location, function, file,
 line, bytes, share (percent of the root), allocations, own_bytes, own_allocations, threads
 (TIDs), children, more ({nodes, bytes, allocations} left out, or null). Without --depth or
---biggest the JSON tree is whole. With --by-type: capture, view (leaks), title, types
+--biggest the JSON tree is whole. With --by-type: capture, view (peak or leaks), title, types
 [{type, objects, bytes, allocations, lines [{location, function, file, line, bytes,
 allocations}]}].")]
 pub struct TreeArgs {
@@ -64,8 +65,8 @@ pub struct TreeArgs {
     /// Characters per line of text
     #[arg(long, value_name = "N", default_value_t = 140, value_parser = clap::value_parser!(u64).range(40..=100_000))]
     pub width: u64,
-    /// A Python run: what is live at exit by object type, each type with the lines that
-    /// allocated its objects (what is live at exit; stats gives the types at the peak too)
+    /// A Python run: what is live at the peak (at exit with --leaks) by object type, each type
+    /// with the lines that allocated its objects
     #[arg(long, conflicts_with_all = ["temporary", "threads", "thread"])]
     pub by_type: bool,
 }
@@ -225,7 +226,7 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
     )
 }
 
-/// `tree --by-type`: each type live at exit, then the lines that allocated it.
+/// `tree --by-type`: each type live at the peak (or at exit), then the lines that allocated it.
 fn by_type(args: &TreeArgs) -> Result<(), String> {
     by_type_view::write(&args.file, &args.view, args.json, |groups, out| {
         by_type::render_tree(
