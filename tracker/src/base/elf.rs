@@ -110,6 +110,17 @@ impl<'a> Object<'a> {
         })
     }
 
+    /// The memory ranges `[start, end)` of the writable loaded segments.
+    pub fn writable_segments(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.phdrs
+            .iter()
+            .filter(|p| p.p_type == libc::PT_LOAD && p.p_flags & libc::PF_W != 0)
+            .map(|p| {
+                let start = self.base.wrapping_add(p.p_vaddr as usize);
+                (start, start + p.p_memsz as usize)
+            })
+    }
+
     /// Whether `[address, address + 8)` lies in a writable loaded segment.
     pub fn in_writable_segment(&self, address: usize) -> bool {
         self.phdrs.iter().any(|p| {

@@ -28,6 +28,10 @@ const CAPACITY: usize = 1 << 16;
 struct Table {
     entries: *mut Entry,
     used: usize,
+    /// During a restore: the entries moved to the front, sorted by slot address (the hash
+    /// layout is given up: the table is emptied after), so that each object finds its own with
+    /// a binary search instead of reading the whole table.
+    sorted: usize,
 }
 
 // SAFETY: the table is only reached through the PATCH lock.
@@ -36,6 +40,7 @@ unsafe impl Send for Table {}
 static PATCH: SpinLock<Table> = SpinLock::new(Table {
     entries: core::ptr::null_mut(),
     used: 0,
+    sorted: 0,
 });
 
 /// Base addresses of the objects never patched: the tracker and the dynamic loader.
@@ -50,6 +55,23 @@ impl Table {
         }
         // SAFETY: the mapping holds CAPACITY entries (zeroed: empty), owned by this table.
         Some(unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) })
+    }
+
+    /// Moves the entries to the front, sorted by slot address, for a restore; the table is
+    /// a hash table no more until it is emptied.
+    fn sort_for_restore(&mut self) {
+        let Some(slots) = self.slots() else {
+            return;
+        };
+        let mut n = 0;
+        for i in 0..slots.len() {
+            if slots[i].slot != 0 {
+                slots.swap(n, i);
+                n += 1;
+            }
+        }
+        slots[..n].sort_unstable_by_key(|e| e.slot);
+        self.sorted = n;
     }
 
     /// Remembers `e`, replacing an entry for the same slot. False when full.
@@ -195,6 +217,7 @@ pub fn restore_all() -> usize {
     if table.used == 0 {
         return 0;
     }
+    table.sort_for_restore();
     let written = Pass {
         table: &mut table,
         targets: targets::get(),
@@ -202,32 +225,42 @@ pub fn restore_all() -> usize {
         visit: restore_object,
     }
     .run();
+    // The entries are all at the front (sort_for_restore swapped the empty ones behind).
+    let sorted = table.sorted;
     if let Some(slots) = table.slots() {
-        slots.fill(Entry {
+        slots[..sorted].fill(Entry {
             slot: 0,
             original: 0,
             hook: 0,
         });
     }
     table.used = 0;
+    table.sorted = 0;
     written
 }
 
 /// Puts back the patched slots of one loaded object (during `each_object`).
 fn restore_object(object: &Object<'_>, pass: &mut Pass<'_>) {
+    let sorted = pass.table.sorted;
     let Some(slots) = pass.table.slots() else {
         return;
     };
-    for e in slots.iter().filter(|e| e.slot != 0) {
-        if !object.in_writable_segment(e.slot) {
-            continue;
-        }
-        // SAFETY: the slot lies in a writable segment of an object that stays loaded during
-        // this callback.
-        if unsafe { read(e.slot) } == e.hook && write(object, e.slot, e.hook, e.original) {
-            pass.written += 1;
+    let slots = &slots[..sorted];
+    let mut written = 0;
+    for (start, end) in object.writable_segments() {
+        let first = slots.partition_point(|e| e.slot < start);
+        for e in slots[first..].iter().take_while(|e| e.slot < end) {
+            if !object.in_writable_segment(e.slot) {
+                continue;
+            }
+            // SAFETY: the slot lies in a writable segment of an object that stays loaded
+            // during this callback.
+            if unsafe { read(e.slot) } == e.hook && write(object, e.slot, e.hook, e.original) {
+                written += 1;
+            }
         }
     }
+    pass.written += written;
 }
 
 /// # Safety

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The pytest plugin's cost: more-itertools 10.5.0's own suite (663 tests) with plain pytest and
+# with `pytest --memtrace`, alternating, in one run. The target: at most 1.5x plain pytest.
+#   bench/pytestbench.sh [ROUNDS]       (default 3; fetches more-itertools from PyPI once)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+work=target/pytestbench
+venv=$work/venv
+if [ ! -x "$venv/bin/pytest" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q pytest more-itertools==10.5.0
+    "$venv/bin/pip" download -q --no-deps --no-binary :all: more-itertools==10.5.0 -d "$work"
+    tar xzf "$work/more-itertools-10.5.0.tar.gz" -C "$work"
+fi
+# The package as built from python/ now.
+"$venv/bin/pip" install -q --force-reinstall --no-deps ./python
+suite=$work/more-itertools-10.5.0
+elapsed() { # seconds of wall time of a command, its output dropped
+    local start end
+    start=$(date +%s.%N)
+    "$@" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }'
+}
+for r in $(seq "$rounds"); do
+    plain=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider tests)
+    tracked=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider --memtrace tests)
+    awk -v r="$r" -v p="$plain" -v t="$tracked" \
+        'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s, ratio %.2f\n", r, p, t, t / p }'
+done
