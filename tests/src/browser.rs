@@ -185,36 +185,7 @@ pub fn explore(c: &Explore) -> Vec<PathBuf> {
         "node_modules": modules,
         "chromium": chromium,
     });
-    let spec_path = dir.join(format!("{}.json", c.name));
-    std::fs::write(&spec_path, spec.to_string()).expect("write the spec");
-    let out = Command::new("node")
-        .arg(workspace().join("tests/browser/interactive.mjs"))
-        .arg(&spec_path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the page failed in chromium:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let shots: Vec<PathBuf> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("ok: "))
-        .flat_map(|l| l.split_once(": ").map(|x| x.1).unwrap_or("").split(' '))
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    for f in &shots {
-        let png = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 10_000,
-            "{}",
-            f.display()
-        );
-    }
-    shots
+    run_page_script("interactive.mjs", "page", c.name, &dir, &spec)
 }
 
 /// What to check on a family's interactive page (see tests/browser/family.mjs).
@@ -248,10 +219,16 @@ pub fn family(c: &Family) -> Vec<PathBuf> {
         "node_modules": modules,
         "chromium": chromium,
     });
-    let spec_path = dir.join(format!("{}.json", c.name));
+    run_page_script("family.mjs", "family page", c.name, &dir, &spec)
+}
+
+/// Runs tests/browser/`script` on `spec` (written as `dir/name.json`), fails with `what` when
+/// it fails, and returns the screenshots it took (each checked to be a real PNG).
+fn run_page_script(script: &str, what: &str, name: &str, dir: &Path, spec: &Value) -> Vec<PathBuf> {
+    let spec_path = dir.join(format!("{name}.json"));
     std::fs::write(&spec_path, spec.to_string()).expect("write the spec");
     let out = Command::new("node")
-        .arg(workspace().join("tests/browser/family.mjs"))
+        .arg(workspace().join("tests/browser").join(script))
         .arg(&spec_path)
         .stdin(Stdio::null())
         .output()
@@ -259,7 +236,7 @@ pub fn family(c: &Family) -> Vec<PathBuf> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the family page failed in chromium:\n{stdout}{}",
+        "the {what} failed in chromium:\n{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let shots: Vec<PathBuf> = stdout

@@ -93,3 +93,20 @@ pub fn innermost(data: &serde_json::Value, group: &serde_json::Value) -> String 
         .unwrap_or_default()
         .to_string()
 }
+
+/// What the page says was live at each bucket's high-water mark adds up to that mark, and the
+/// peak's bucket holds the peak.
+pub fn each_bucket_holds_its_high_water_mark(data: &serde_json::Value, hwm: &[u64], peak: u64) {
+    let b = hwm
+        .iter()
+        .position(|&v| v == peak)
+        .expect("the peak's bucket") as u64;
+    assert_eq!(live_at_bucket(data, b).iter().sum::<u64>(), peak);
+    for (b, &v) in hwm.iter().enumerate() {
+        assert_eq!(
+            live_at_bucket(data, b as u64).iter().sum::<u64>(),
+            v,
+            "bucket {b}"
+        );
+    }
+}

@@ -272,3 +272,28 @@ t.join()
 g()
 churn(int(__import__(\"sys\").argv[1]))
 ";
+
+/// Two spawned children each holding 30 MB at once (a barrier), printing their pids: a
+/// combined peak no process reaches alone.
+pub const TWO_CHILDREN: &str = "\
+import multiprocessing as mp
+
+
+def hold(barrier):
+    block = b\"\\0\" * 30_000_000
+    barrier.wait()
+    barrier.wait()
+    del block
+
+
+if __name__ == \"__main__\":
+    ctx = mp.get_context(\"spawn\")
+    barrier = ctx.Barrier(2)
+    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
+    for k in kids:
+        k.start()
+    for k in kids:
+        print(k.pid, flush=True)
+    for k in kids:
+        k.join()
+";

@@ -261,14 +261,9 @@ fn attach_refuses_another_users_process() {
     let mut cmd = Command::new(python());
     cmd.arg("sl.py");
     let target = Target::start(cmd, &dir);
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(memtrace_bin())
-        .args(["attach", &target.pid(), "-o", "/tmp/never.bin"])
-        .current_dir("/")
-        .output();
-    let Ok(out) = out else {
-        eprintln!("skipped: setpriv is not installed");
+    let setpriv = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let Some(out) = attach_under_setpriv(&setpriv, &target, Path::new("/"), "/tmp/never.bin")
+    else {
         return;
     };
     let err = String::from_utf8_lossy(&out.stderr);
@@ -276,10 +271,37 @@ fn attach_refuses_another_users_process() {
         eprintln!("skipped: nobody cannot run memtrace from here: {err}");
         return;
     }
+    assert_refused(&out, "another user");
+    drop(target);
+}
+
+/// `memtrace attach` to `target` run under `setpriv ARGS` from `dir`, writing to `capture`; None
+/// (said on stderr) when setpriv is not installed.
+fn attach_under_setpriv(
+    args: &[&str],
+    target: &Target,
+    dir: &Path,
+    capture: &str,
+) -> Option<Output> {
+    let out = Command::new("setpriv")
+        .args(args)
+        .arg(memtrace_bin())
+        .args(["attach", &target.pid(), "-o", capture])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output();
+    if out.is_err() {
+        eprintln!("skipped: setpriv is not installed");
+    }
+    out.ok()
+}
+
+/// A refusal: status 1 and one line that contains `why`.
+fn assert_refused(out: &Output, why: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("another user"), "{err}");
-    drop(target);
+    assert!(err.contains(why), "{err}");
 }
 
 /// A process that forbids ptrace (it made itself non-dumpable) and a memtrace without
@@ -298,15 +320,8 @@ fn attach_without_cap_sys_ptrace_to_a_process_that_forbids_it_is_refused() {
     let mut cmd = Command::new(python());
     cmd.arg("sl.py");
     let target = Target::start(cmd, &dir);
-    let out = Command::new("setpriv")
-        .args(["--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"])
-        .arg(memtrace_bin())
-        .args(["attach", &target.pid(), "-o", "never.bin"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output();
-    let Ok(out) = out else {
-        eprintln!("skipped: setpriv is not installed");
+    let setpriv = ["--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace"];
+    let Some(out) = attach_under_setpriv(&setpriv, &target, &dir, "never.bin") else {
         return;
     };
     let err = String::from_utf8_lossy(&out.stderr);
@@ -314,9 +329,7 @@ fn attach_without_cap_sys_ptrace_to_a_process_that_forbids_it_is_refused() {
         eprintln!("skipped: setpriv cannot drop the capability here: {err}");
         return;
     }
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("CAP_SYS_PTRACE"), "{err}");
+    assert_refused(&out, "CAP_SYS_PTRACE");
     assert!(
         !dir.join("never.bin").exists(),
         "a refused attach leaves no capture"

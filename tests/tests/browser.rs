@@ -11,7 +11,7 @@
 //! Needs Debian's chromium, node and npm (`.ci/run` installs chromium); fails without them.
 
 use memtrace_e2e::browser::{self, Check, Explore};
-use memtrace_e2e::python::{python, tracked, write, TWICE_AND_SAME};
+use memtrace_e2e::python::{python, tracked, write, TWICE_AND_SAME, TWO_CHILDREN};
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -260,31 +260,6 @@ fn the_page_picks_ranges_moments_threads_and_frames_in_chromium() {
     assert_eq!(shots.len(), 9, "{shots:?}");
     eprintln!("screenshots: {shots:?}");
 }
-
-/// Two spawned children each holding 30 MB at once (a barrier): a combined peak no process
-/// reaches alone.
-const TWO_CHILDREN: &str = "\
-import multiprocessing as mp
-
-
-def hold(barrier):
-    block = b\"\\0\" * 30_000_000
-    barrier.wait()
-    barrier.wait()
-    del block
-
-
-if __name__ == \"__main__\":
-    ctx = mp.get_context(\"spawn\")
-    barrier = ctx.Barrier(2)
-    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
-    for k in kids:
-        k.start()
-    for k in kids:
-        print(k.pid, flush=True)
-    for k in kids:
-        k.join()
-";
 
 #[test]
 fn the_family_page_stacks_each_process_and_filters_by_process_in_chromium() {

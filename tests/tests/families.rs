@@ -344,32 +344,7 @@ const MB30: i64 = 30_000_000;
 fn two_children_holding_30_mb_at_once_make_a_combined_peak_of_60_mb() {
     let dir = scratch("family-combined");
     // Each child holds 30 MB until both do (a barrier), then lets go; the parent waits.
-    let script = write(
-        &dir,
-        "both.py",
-        "\
-import multiprocessing as mp
-
-
-def hold(barrier):
-    block = b\"\\0\" * 30_000_000
-    barrier.wait()
-    barrier.wait()
-    del block
-
-
-if __name__ == \"__main__\":
-    ctx = mp.get_context(\"spawn\")
-    barrier = ctx.Barrier(2)
-    kids = [ctx.Process(target=hold, args=(barrier,)) for _ in range(2)]
-    for k in kids:
-        k.start()
-    for k in kids:
-        print(k.pid, flush=True)
-    for k in kids:
-        k.join()
-",
-    );
+    let script = write(&dir, "both.py", TWO_CHILDREN);
     let (capture, out) = run_traced(&dir, &script);
     let kids = pids(&out.stdout);
     assert_eq!(kids.len(), 2, "{out:?}");

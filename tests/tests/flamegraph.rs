@@ -3,7 +3,9 @@
 //! peak in every view and time bucket, and embeds the source lines; a capture of thousands of
 //! distinct stacks still gives a small file.
 
-use memtrace_e2e::page::{innermost, live_at_bucket, page_data, self_contained};
+use memtrace_e2e::page::{
+    each_bucket_holds_its_high_water_mark, innermost, page_data, self_contained,
+};
 use memtrace_e2e::python::KNOWN_SITE;
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::{memtrace_bin, scratch};
@@ -106,19 +108,7 @@ fn the_page_shows_the_known_sites_and_the_chart() {
         .collect();
     assert_eq!(hwm.len(), 200);
     assert_eq!(hwm.iter().max(), Some(&peak));
-    let b = hwm
-        .iter()
-        .position(|&v| v == peak)
-        .expect("the peak's bucket") as u64;
-    assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
-    // And at every bucket's high-water mark.
-    for (b, &v) in hwm.iter().enumerate() {
-        assert_eq!(
-            live_at_bucket(&data, b as u64).iter().sum::<u64>(),
-            v,
-            "bucket {b}"
-        );
-    }
+    each_bucket_holds_its_high_water_mark(&data, &hwm, peak);
     // The chart's series: the heap and the resident size.
     assert!(!data["heap"].as_array().expect("heap").is_empty());
     assert!(!data["rss"].as_array().expect("rss").is_empty());
@@ -171,19 +161,7 @@ fn many_stacks_give_a_small_page() {
         .iter()
         .filter_map(|v| v.as_u64())
         .collect();
-    let b = hwm
-        .iter()
-        .position(|&v| v == peak)
-        .expect("the peak's bucket") as u64;
-    assert_eq!(live_at_bucket(&data, b).iter().sum::<u64>(), peak);
-    // And at every bucket's high-water mark.
-    for (b, &v) in hwm.iter().enumerate() {
-        assert_eq!(
-            live_at_bucket(&data, b as u64).iter().sum::<u64>(),
-            v,
-            "bucket {b}"
-        );
-    }
+    each_bucket_holds_its_high_water_mark(&data, &hwm, peak);
     let all: u64 = groups.iter().filter_map(|g| g["all"][1].as_u64()).sum();
     assert_eq!(
         all,

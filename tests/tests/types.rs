@@ -39,21 +39,25 @@ const PLAINS: u64 = 700;
 fn run(python: &Path, dir: &Path) -> (PathBuf, u64, u64) {
     let script = write(dir, "known.py", SCRIPT);
     let capture = dir.join("known.bin");
+    let sizes = tracked_sizes(python, &script, &capture, dir);
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    (capture, sizes[0], sizes[1])
+}
+
+/// Runs `script` under memtrace into `capture` and returns the sizes it prints.
+fn tracked_sizes(python: &Path, script: &Path, capture: &Path, dir: &Path) -> Vec<u64> {
     let out = tracked(
         python,
-        &capture,
+        capture,
         &[script.to_str().expect("utf-8")],
         dir,
         b"",
     );
     assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let sizes: Vec<u64> = stdout
+    String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .map(|w| w.parse().expect("a size"))
-        .collect();
-    assert_eq!(sizes.len(), 2, "{stdout}");
-    (capture, sizes[0], sizes[1])
+        .collect()
 }
 
 fn json(args: &[&str], dir: &Path) -> Value {
@@ -198,19 +202,7 @@ fn known_classes_at_the_peak_on_every_claimed_python() {
         let dir = scratch(&format!("types-peak-3{minor}"));
         let script = write(&dir, "peak.py", PEAK_SCRIPT);
         let capture = dir.join("peak.bin");
-        let out = tracked(
-            &python,
-            &capture,
-            &[script.to_str().expect("utf-8")],
-            &dir,
-            b"",
-        );
-        assert!(out.status.success(), "{out:?}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let sizes: Vec<u64> = stdout
-            .split_whitespace()
-            .map(|w| w.parse().expect("a size"))
-            .collect();
+        let sizes = tracked_sizes(&python, &script, &capture, &dir);
         let stats = json(&["stats", "--json", capture.to_str().expect("utf-8")], &dir);
         let peak = &stats["types"]["peak"];
         for (name, n, size) in [
@@ -324,19 +316,7 @@ fn the_objects_example_has_exact_figures() {
     let dir = scratch("types-example");
     let script = workspace().join("examples/objects.py");
     let capture = dir.join("objects.bin");
-    let out = tracked(
-        &python,
-        &capture,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let totals: Vec<u64> = stdout
-        .split_whitespace()
-        .map(|w| w.parse().expect("a size"))
-        .collect();
+    let totals = tracked_sizes(&python, &script, &capture, &dir);
     let (string_bytes, point_bytes) = (totals[0], totals[1]);
     let path = capture.to_str().expect("utf-8");
     let v = json(&["tree", "--by-type", "--leaks", "--json", path], &dir);
