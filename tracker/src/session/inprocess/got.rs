@@ -27,11 +27,9 @@ const CAPACITY: usize = 1 << 16;
 
 struct Table {
     entries: *mut Entry,
+    /// Entries held. During a restore they are the first `used`, sorted by slot address (see
+    /// [`Table::sort_for_restore`]).
     used: usize,
-    /// During a restore: the entries moved to the front, sorted by slot address (the hash
-    /// layout is given up: the table is emptied after), so that each object finds its own with
-    /// a binary search instead of reading the whole table.
-    sorted: usize,
 }
 
 // SAFETY: the table is only reached through the PATCH lock.
@@ -40,7 +38,6 @@ unsafe impl Send for Table {}
 static PATCH: SpinLock<Table> = SpinLock::new(Table {
     entries: core::ptr::null_mut(),
     used: 0,
-    sorted: 0,
 });
 
 /// Base addresses of the objects never patched: the tracker and the dynamic loader.
@@ -57,8 +54,9 @@ impl Table {
         Some(unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) })
     }
 
-    /// Moves the entries to the front, sorted by slot address, for a restore; the table is
-    /// a hash table no more until it is emptied.
+    /// Moves the `used` entries to the front, sorted by slot address, so that each object of a
+    /// restore finds its own with a binary search instead of reading the whole table. The hash
+    /// layout is given up: the table is emptied after the restore.
     fn sort_for_restore(&mut self) {
         let Some(slots) = self.slots() else {
             return;
@@ -71,7 +69,6 @@ impl Table {
             }
         }
         slots[..n].sort_unstable_by_key(|e| e.slot);
-        self.sorted = n;
     }
 
     /// Remembers `e`, replacing an entry for the same slot. False when full.
@@ -226,26 +223,25 @@ pub fn restore_all() -> usize {
     }
     .run();
     // The entries are all at the front (sort_for_restore swapped the empty ones behind).
-    let sorted = table.sorted;
+    let used = table.used;
     if let Some(slots) = table.slots() {
-        slots[..sorted].fill(Entry {
+        slots[..used].fill(Entry {
             slot: 0,
             original: 0,
             hook: 0,
         });
     }
     table.used = 0;
-    table.sorted = 0;
     written
 }
 
 /// Puts back the patched slots of one loaded object (during `each_object`).
 fn restore_object(object: &Object<'_>, pass: &mut Pass<'_>) {
-    let sorted = pass.table.sorted;
+    let used = pass.table.used;
     let Some(slots) = pass.table.slots() else {
         return;
     };
-    let slots = &slots[..sorted];
+    let slots = &slots[..used];
     let mut written = 0;
     for (start, end) in object.writable_segments() {
         let first = slots.partition_point(|e| e.slot < start);
