@@ -73,12 +73,7 @@ fn the_page_shows_the_types_in_chromium() {
     let script = memtrace_e2e::workspace().join("examples/objects.py");
     let cap = capture(&dir, &script, "objects.bin", &[]);
     let report = dir.join("objects.html");
-    memtrace(&[
-        "flamegraph",
-        "-o",
-        report.to_str().expect("utf-8 path"),
-        cap.to_str().expect("utf-8 path"),
-    ]);
+    flamegraph_page(&cap, &report);
     let file = script.display().to_string();
     let points = format!("build at {file}:28");
     let shots = browser::explore(&Explore {
@@ -109,12 +104,7 @@ fn the_report_renders_and_zooms_in_chromium() {
     // --native: the interpreter's frames are recorded, hidden by default.
     let cap = capture_with(&dir, &script, "towers.bin", &["--native"]);
     let report = dir.join("towers.html");
-    memtrace(&[
-        "flamegraph",
-        "-o",
-        report.to_str().expect("utf-8 path"),
-        cap.to_str().expect("utf-8 path"),
-    ]);
+    flamegraph_page(&cap, &report);
     let file = script.display().to_string();
     let h = format!("h at {file}:10");
     let shots = browser::explore(&Explore {
@@ -228,12 +218,7 @@ fn the_page_picks_ranges_moments_threads_and_frames_in_chromium() {
     let script = write(&dir, "phases.py", PHASES);
     let cap = capture(&dir, &script, "phases.bin", &[]);
     let report = dir.join("phases.html");
-    memtrace(&[
-        "flamegraph",
-        "-o",
-        report.to_str().expect("utf-8 path"),
-        cap.to_str().expect("utf-8 path"),
-    ]);
+    flamegraph_page(&cap, &report);
     let file = script.display().to_string();
     let helper = dir.join("helper.py").display().to_string();
     let outer = format!("<module> at {file}:42");
@@ -308,12 +293,7 @@ fn the_family_page_stacks_each_process_and_filters_by_process_in_chromium() {
     };
     let processes: Vec<String> = kids.iter().map(|&k| label(k)).collect();
     let report = dir.join("family.html");
-    memtrace(&[
-        "flamegraph",
-        "-o",
-        report.to_str().expect("utf-8 path"),
-        cap.to_str().expect("utf-8 path"),
-    ]);
+    flamegraph_page(&cap, &report);
     let shots = browser::family(&browser::Family {
         report: &report,
         name: "family",
@@ -324,4 +304,14 @@ fn the_family_page_stacks_each_process_and_filters_by_process_in_chromium() {
     });
     assert_eq!(shots.len(), 3, "{shots:?}");
     eprintln!("screenshots: {shots:?}");
+}
+
+/// Writes the flamegraph page of `cap` to `report`.
+fn flamegraph_page(cap: &Path, report: &Path) {
+    memtrace(&[
+        "flamegraph",
+        "-o",
+        report.to_str().expect("utf-8 path"),
+        cap.to_str().expect("utf-8 path"),
+    ]);
 }
