@@ -127,23 +127,30 @@ pub fn groups_of(capture: &Capture, analysis: &Analysis, types: &ExitTypes) -> V
     out
 }
 
-/// The title of a by-type report.
+/// The title of a by-type report at exit.
 pub fn title(groups: &[TypeGroup]) -> String {
-    let bytes: u64 = groups.iter().map(|g| g.bytes).sum();
-    let allocations: u64 = groups.iter().map(|g| g.allocations).sum();
-    format!(
-        "Memory live at exit by type: {} in {} allocations (types of the objects live when the script finished; at the peak: without --leaks)",
-        size(bytes),
-        count(allocations)
+    titled(
+        groups,
+        "exit",
+        "types of the objects live when the script finished; at the peak: without --leaks",
     )
 }
 
 /// The title of a by-type report at the peak.
 pub fn peak_title(groups: &[TypeGroup]) -> String {
+    titled(
+        groups,
+        "the peak",
+        "types of the objects live at the high-water mark; at exit: --leaks",
+    )
+}
+
+/// "Memory live at `moment` by type: N in M allocations (`note`)".
+fn titled(groups: &[TypeGroup], moment: &str, note: &str) -> String {
     let bytes: u64 = groups.iter().map(|g| g.bytes).sum();
     let allocations: u64 = groups.iter().map(|g| g.allocations).sum();
     format!(
-        "Memory live at the peak by type: {} in {} allocations (types of the objects live at the high-water mark; at exit: --leaks)",
+        "Memory live at {moment} by type: {} in {} allocations ({note})",
         size(bytes),
         count(allocations)
     )
