@@ -305,6 +305,21 @@ fn no_types_skips_the_walk_and_changes_no_figure() {
     );
     let out = memtrace(&["tree", "--by-type", path], &dir);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+    // The same for CPython started by a native program (here a shell's exec): its capture
+    // (`named.bin.exec1`) has types without the option and none with it.
+    let named = dir.join("named.bin");
+    let named = named.to_str().expect("utf-8");
+    let shell_line = format!("exec {python} {script}");
+    for (options, has_types) in [(&["--no-types"][..], false), (&[][..], true)] {
+        let mut args = vec!["run", "-q", "-f", "-o", named];
+        args.extend_from_slice(options);
+        args.extend(["sh", "-c", &shell_line]);
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{out:?}");
+        let exec = format!("{named}.exec1");
+        let types = &json(&["stats", "--json", &exec], &dir)["types"];
+        assert_eq!(types != &Value::Null, has_types, "{options:?}: {types}");
+    }
 }
 
 /// examples/objects.py, memory_profiler's and pympler's example (10,000 strings and 100,000

@@ -200,14 +200,16 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             Some(v) => cmd.env(bootstrap::ORIGINAL_PATH_ENV, v),
             None => cmd.env_remove(bootstrap::ORIGINAL_PATH_ENV),
         };
-        if args.no_python_allocators {
-            cmd.env("MEMTRACE_PYTHON_ALLOCATORS", "0");
-        }
-        if args.no_types || args.aggregate {
-            cmd.env("MEMTRACE_OBJECT_TYPES", "0");
-        }
     } else {
         cmd.env_remove(PYTHON_ENV);
+    }
+    // Also for a program that is (or execs) CPython without being a Python run, e.g.
+    // `memtrace run --no-types python3 x.py`: the tracker reads these in any CPython image.
+    if args.no_python_allocators {
+        cmd.env("MEMTRACE_PYTHON_ALLOCATORS", "0");
+    }
+    if args.no_types || args.aggregate {
+        cmd.env("MEMTRACE_OBJECT_TYPES", "0");
     }
     if args.force {
         cmd.env("MEMTRACE_FORCE", "1");
