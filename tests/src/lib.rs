@@ -2,6 +2,7 @@
 //! under memtrace and read `stats --json`.
 
 pub mod browser;
+pub mod netfs;
 pub mod page;
 pub mod python;
 pub mod tmux;

@@ -3,6 +3,7 @@
 //! view, in tmux, shows the line while the program runs, follows a thread with `t`, switches to
 //! the peak with `p`, and says when the program has ended, keeping its final view.
 
+use memtrace_e2e::netfs::{have_sshfs, NetFs};
 use memtrace_e2e::python::{python, write};
 use memtrace_e2e::tmux::{have_tmux, Tmux};
 use memtrace_e2e::{memtrace_bin, scratch};
@@ -135,6 +136,51 @@ fn live_follows_a_growing_capture_to_its_end() {
     ui.wait("the view to quit", |s| {
         !s.iter().any(|l| l.contains("view: "))
     });
+}
+
+/// The capture on a network file system, written through one sshfs mount and followed through
+/// another (two clients of one server, as two machines on NFS): the view shows the holding line
+/// while the program runs, then its end.
+#[test]
+fn live_follows_a_capture_on_a_network_file_system() {
+    if !have_tmux() || !have_sshfs() {
+        return;
+    }
+    let dir = scratch("live-netfs");
+    let mut net = match NetFs::start(&dir) {
+        Ok(net) => net,
+        Err(why) => {
+            eprintln!("skipped: no network file system here: {why}");
+            return;
+        }
+    };
+    let (writer, reader) = match (net.mount("writer"), net.mount("reader")) {
+        (Ok(w), Ok(r)) => (w, r),
+        (w, r) => {
+            eprintln!("skipped: cannot mount sshfs here: {w:?} {r:?}");
+            return;
+        }
+    };
+    let mut child = start(&writer);
+    let cmd = format!(
+        "{} live {}; sleep 60",
+        memtrace_bin().display(),
+        reader.join("out.bin").display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the holding line, read over the network", |s| {
+        s.iter().any(|l| l.contains("hold  grow.py:5"))
+    });
+    assert!(screen[0].starts_with("● running"), "{}", screen[0]);
+    std::fs::write(writer.join("go"), "").expect("write go");
+    let status = child.0.wait().expect("memtrace run ends");
+    assert!(status.success(), "{status:?}");
+    // The end, with what was held freed: the view has read the capture's last writes.
+    ui.wait("the end, the held line freed", |s| {
+        s[0].starts_with("■ ended") && !s.iter().any(|l| l.contains("hold  grow.py:5"))
+    });
+    ui.key("q");
+    drop(net);
 }
 
 #[test]

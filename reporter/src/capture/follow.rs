@@ -8,7 +8,7 @@
 //! changed: its cost follows what was written since the last poll, not the capture's length.
 //!
 //! The file is read with `pread`, not mapped: it grows under the reader, and it may live on a
-//! network file system.
+//! network file system (where it is opened again at each poll: see `Follower::reopen`).
 
 use super::decode::{decode_chunk, ChunkTables};
 use super::event::Event;
@@ -157,6 +157,7 @@ impl Follower {
 
     /// Reads what was written since the last poll.
     pub fn poll(&mut self) -> io::Result<Update> {
+        self.reopen();
         let mut up = Update::default();
         self.scan(&mut up)?;
         self.staged_threads(&mut up)?;
@@ -168,6 +169,22 @@ impl Follower {
         }
         up.runs = merge(fresh);
         Ok(up)
+    }
+
+    /// Opens the file again by its path: a network file system shows another machine's writes
+    /// to a reader at open (NFS's close-to-open consistency; FUSE file systems such as sshfs
+    /// drop their cached pages at open), while an open descriptor may go on reading cached
+    /// pages. Only the same file (device and inode) is taken: a capture replaced under the same
+    /// name is not followed. Costs an open and a close per poll.
+    fn reopen(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(file) = File::open(&self.path) else {
+            return;
+        };
+        let id = |f: &File| f.metadata().map(|m| (m.dev(), m.ino())).ok();
+        if id(&file).is_some() && id(&file) == id(&self.file) {
+            self.file = file;
+        }
     }
 
     fn read(&mut self, buf: &mut [u8], at: u64) -> io::Result<usize> {

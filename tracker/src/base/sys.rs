@@ -150,6 +150,31 @@ pub fn file_id(fd: c_int) -> Result<(u64, u64), c_int> {
     Ok((st.st_dev, st.st_ino))
 }
 
+/// The file system type (statfs `f_type`) of the file open at `fd`.
+pub fn fs_type(fd: c_int) -> Option<i64> {
+    // SAFETY: a zeroed statfs is a valid out-parameter; fstatfs only writes it.
+    let mut st: libc::statfs = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    result(unsafe { libc::syscall(libc::SYS_fstatfs, fd, &mut st as *mut libc::statfs) }).ok()?;
+    Some(st.f_type as i64)
+}
+
+/// Starts writing the dirty pages of the file open at `fd` back to its storage, without
+/// waiting for them.
+pub fn start_write_back(fd: c_int) -> Result<(), c_int> {
+    // SAFETY: plain system call on the capture descriptor; offset 0, length 0 is the whole file.
+    result(unsafe {
+        libc::syscall(
+            libc::SYS_sync_file_range,
+            fd,
+            0u64,
+            0u64,
+            libc::SYNC_FILE_RANGE_WRITE,
+        )
+    })
+    .map(|_| ())
+}
+
 pub fn ftruncate(fd: c_int, len: u64) -> Result<(), c_int> {
     // SAFETY: plain system call on the capture descriptor.
     result(unsafe { libc::syscall(libc::SYS_ftruncate, fd, len) }).map(|_| ())

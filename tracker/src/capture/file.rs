@@ -91,6 +91,7 @@ impl Capture {
     /// Err(errno) on failure.
     pub fn open(&self, fd: i32, path: &[u8], header: &[u8]) -> Result<(), i32> {
         self.file.set(fd, path)?;
+        super::netfs::note_file(fd);
         self.released.store(0, Ordering::Relaxed);
         let mut mapped = None;
         for len in MAP_SIZES {
@@ -268,6 +269,13 @@ impl Capture {
             return;
         }
         sys::release_shared(self.at(from), (to - from) as usize);
+    }
+
+    /// Starts writing what is written so far back to the server of a network file system, so
+    /// that readers elsewhere see it (see capture::netfs).
+    pub fn write_back(&self) {
+        let _errno = sys::ErrnoGuard::new();
+        let _ = self.file.with(sys::start_write_back);
     }
 
     /// The bytes of the file reserved so far: the capture's length as it stands.

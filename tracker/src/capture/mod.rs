@@ -7,6 +7,7 @@ pub(crate) mod compress;
 pub(crate) mod fd;
 pub(crate) mod file;
 pub(crate) mod modules;
+pub(crate) mod netfs;
 pub(crate) mod rss;
 pub(crate) mod staging;
 pub(crate) mod status;

@@ -36,6 +36,7 @@ pub struct LiveArgs {
 
 /// Runs `memtrace live`.
 pub fn execute(args: LiveArgs) -> Result<(), String> {
+    wait_for_header(&args.file);
     let live = Live::open(&args.file, args.include_startup)?;
     if !std::io::stdout().is_terminal() {
         return Err("live needs a terminal (for a report of a capture, use memtrace stats or memtrace tree --text)".to_string());
@@ -54,6 +55,31 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
         ended: Box::new(move || process_gone(pid).then(|| "the process is gone".to_string())),
     };
     view_args::written(live::run(live, setup))
+}
+
+/// How long a capture's file may show no header yet before `live` gives up on it.
+const HEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits while `path` exists but its header is not there yet: a run that has just started, or
+/// a capture on a network file system, where the tracker's first write-back comes within half a
+/// second (see the tracker's capture::netfs). Anything else is left to `Live::open` to judge.
+fn wait_for_header(path: &std::path::Path) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < HEADER_WAIT {
+        let mut head = [0u8; 8];
+        let read = std::fs::File::open(path).and_then(|f| {
+            use std::os::unix::fs::FileExt;
+            f.read_at(&mut head, 0)
+        });
+        // Empty, or zeros where the magic number goes: not written yet (a short file of
+        // something else is judged at once).
+        match read {
+            Ok(n) if n == 0 || (n == head.len() && head == [0; 8]) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            _ => return,
+        }
+    }
 }
 
 /// Whether no process `pid` runs here (a capture read from another machine, over a network
