@@ -5,7 +5,9 @@
 # Builds bench/workloads/mallocbench.c (or $MALLOCBENCH_SRC), then runs it untracked,
 # under memtrace (call sites only), memtrace --native and heaptrack, alternating, `rounds`
 # times; prints the median user+sys time of each, the nanoseconds each adds per pair, and
-# memtrace --native's added time as a share of heaptrack's (the target: at most 0.5).
+# memtrace --native's added time as a share of heaptrack's (the target, issue 20: at most 1/4).
+# $MEMTRACE_BEFORE names another memtrace binary (its tracker beside it), run with --native in the
+# same rounds and printed as "before", for a before/after comparison in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs=${1:-20000000}
@@ -23,11 +25,15 @@ cpu() { # user+sys seconds of a command
     awk '{print $1 + $2}' "$work/t"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-: >"$work/plain"; : >"$work/sites"; : >"$work/native"; : >"$work/heaptrack"
+: >"$work/plain"; : >"$work/sites"; : >"$work/native"; : >"$work/heaptrack"; : >"$work/before"
+before=${MEMTRACE_BEFORE:-}
 for _ in $(seq "$rounds"); do
     cpu "$work/mallocbench" "$pairs" >>"$work/plain"
     cpu ./target/release/memtrace run -q -f -o "$work/mb.bin" -- "$work/mallocbench" "$pairs" >>"$work/sites"
     cpu ./target/release/memtrace run --native -q -f -o "$work/mbn.bin" -- "$work/mallocbench" "$pairs" >>"$work/native"
+    if [ -n "$before" ]; then
+        cpu "$before" run --native -q -f -o "$work/before.bin" -- "$work/mallocbench" "$pairs" >>"$work/before"
+    fi
     if command -v heaptrack >/dev/null 2>&1; then
         cpu heaptrack -o "$work/ht" "$work/mallocbench" "$pairs" >>"$work/heaptrack"
         rm -f "$work"/ht*
@@ -43,5 +49,12 @@ echo "memtrace adds $(added "$sites") ns per pair; memtrace --native adds $(adde
 if [ -s "$work/heaptrack" ]; then
     ht=$(median <"$work/heaptrack")
     echo "heaptrack: ${ht}s, adds $(added "$ht") ns per pair"
-    awk -v p="$plain" -v m="$native" -v h="$ht" 'BEGIN { printf "memtrace --native adds %.2f of what heaptrack adds (target: at most 0.50)\n", (m - p) / (h - p) }'
+    awk -v p="$plain" -v m="$native" -v h="$ht" 'BEGIN { printf "memtrace --native adds %.2f of what heaptrack adds (target: at most 0.25)\n", (m - p) / (h - p) }'
+fi
+if [ -n "$before" ]; then
+    b=$(median <"$work/before")
+    awk -v p="$plain" -v b="$b" -v n="$pairs" -v h="${ht:-0}" 'BEGIN {
+        printf "before (%s): --native %ss, adds %.1f ns per pair", ENVIRON["MEMTRACE_BEFORE"], b, (b - p) * 1e9 / n
+        if (h > 0) printf ", %.2f of what heaptrack adds", (b - p) / (h - p)
+        printf "\n" }'
 fi

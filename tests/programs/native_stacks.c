@@ -1,5 +1,5 @@
 /* Allocations in known functions, for whole native stacks (memtrace run --native).
-   Usage: native_stacks levels | signal | altsignal | threads N | dlopen LIB
+   Usage: native_stacks levels | signal | altsignal | threads N | dlopen LIB | callers
    Each site allocates a size no other site uses; the markers in comments name the lines the
    test expects in the stacks. Functions are noipa so that -O2 neither inlines, clones nor
    tail-calls them; the empty asm after each call keeps the caller's frame on the stack. */
@@ -76,6 +76,28 @@ NOIPA void *thread_main(void *arg) {
     return arg;
 }
 
+/* One allocating function called by two callers of the same shape, in turn: the call site and
+   the registers at it are the same each time, only the caller's return address differs. */
+NOIPA void *shared_alloc(size_t n) {
+    void *p = malloc(n); /* SITE shared_alloc */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void *caller_a(size_t n) {
+    void *p = shared_alloc(n); /* SITE caller_a */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void *caller_b(size_t n) {
+    void *p = shared_alloc(n); /* SITE caller_b */
+    KEEP(p);
+    return p;
+}
+
+static void *turns[1000];
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "levels";
     if (!strcmp(mode, "levels")) {
@@ -97,6 +119,11 @@ int main(int argc, char **argv) {
         pthread_t t[64];
         for (int i = 0; i < n && i < 64; i++) pthread_create(&t[i], NULL, thread_main, NULL);
         for (int i = 0; i < n && i < 64; i++) pthread_join(t[i], NULL);
+    } else if (!strcmp(mode, "callers")) {
+        for (int i = 0; i < 500; i++) {
+            turns[2 * i] = caller_a(1201); /* SITE main_a */
+            turns[2 * i + 1] = caller_b(1301); /* SITE main_b */
+        }
     } else if (!strcmp(mode, "dlopen")) {
         for (int round = 0; round < 3; round++) {
             void *h = dlopen(argv[2], RTLD_NOW);

@@ -1,9 +1,9 @@
 //! `memtrace run --native`: whole native stacks of C programs built at -O0 and -O2, with and
 //! without frame pointers, through signal handlers (on the thread's stack and on a signal
 //! stack), in many threads, in a library loaded and unloaded, across fork; and merged stacks of
-//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3, json's C accelerator; stacks
-//! deeper than the frames kept, which stop short and say so. The frames are checked by
-//! function and line against markers in the sources.
+//! Python runs (3.10 to 3.13): a script, a ctypes call, sqlite3, json's C accelerator; one
+//! call site under two callers in turn; stacks deeper than the frames kept, which stop short
+//! and say so. The frames are checked by function and line against markers in the sources.
 
 use memtrace_e2e::python::{claimed_pythons, python, write};
 use memtrace_e2e::*;
@@ -173,6 +173,67 @@ fn three_levels_and_an_inlined_function_in_every_build() {
             "{flags:?}: {mapped:?}"
         );
         ends_at_start(&mapped, flags);
+    }
+}
+
+/// Every stack of a capture's tree (`tree --json`), innermost frame first, with the
+/// allocations made there.
+fn tree_stacks(dir: &Path, capture: &Path) -> Vec<(Vec<Frame>, u64)> {
+    fn leaves(v: &Value, path: &mut Vec<Frame>, out: &mut Vec<(Vec<Frame>, u64)>) {
+        let children = v["children"].as_array().map_or(&[][..], |c| &c[..]);
+        if let Some(own) = v["own_allocations"].as_u64().filter(|&n| n > 0) {
+            out.push((path.iter().rev().cloned().collect(), own));
+        }
+        for c in children {
+            path.push((
+                c["function"].as_str().map(str::to_string),
+                c["line"].as_u64(),
+            ));
+            leaves(c, path, out);
+            path.pop();
+        }
+    }
+    let out = memtrace(
+        &["tree", "--json", capture.to_str().expect("utf-8 path")],
+        dir,
+    );
+    assert!(out.status.success(), "tree failed: {out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("tree --json prints JSON");
+    let mut stacks = Vec::new();
+    leaves(&v["tree"], &mut Vec::new(), &mut stacks);
+    stacks
+}
+
+/// The same call site reached from two callers in turn, with the same registers: each
+/// allocation has its own caller (a thread's last stack is given again only when the stack
+/// words its walk read are unchanged).
+#[test]
+fn one_call_site_under_two_callers_in_turn_keeps_each_caller() {
+    let dir = scratch("native-callers");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        run_native(&dir, &prog, &["callers"]);
+        let stacks = tree_stacks(&dir, &dir.join("native.bin"));
+        for (caller, main) in [("caller_a", "main_a"), ("caller_b", "main_b")] {
+            let expected = [
+                at("shared_alloc", SRC, "shared_alloc"),
+                at(caller, SRC, caller),
+                at("main", SRC, main),
+            ];
+            let under: Vec<_> = stacks
+                .iter()
+                .filter(|(stack, _)| stack.starts_with(&expected))
+                .collect();
+            assert_eq!(under.len(), 1, "{flags:?}: {caller}: {stacks:?}");
+            assert_eq!(under[0].1, 500, "{flags:?}: {caller}: {stacks:?}");
+            ends_at_start(&under[0].0, flags);
+        }
+        let at_the_site: u64 = stacks
+            .iter()
+            .filter(|(stack, _)| stack.first() == Some(&at("shared_alloc", SRC, "shared_alloc")))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(at_the_site, 1000, "{flags:?}: {stacks:?}");
     }
 }
 

@@ -61,6 +61,8 @@ struct Native {
     walks: u32,
     /// The last walk's return addresses, innermost first.
     pcs: [u64; MAX_DEPTH],
+    /// What the last walk read from the first frame of the program on (see `walk`).
+    trace: walk::Trace,
     /// The last merged chain, innermost first.
     merged: [u64; MAX_MERGED],
     /// Code outside every module met by walks, with the snapshot it was not in: the loader is
@@ -121,14 +123,14 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let n = native_of(t)?;
     let snapshot = loaded::current(&mut n.walks)?;
     let cache = n.cache.get_or_insert_with(Cache::new_in);
-    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
+    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace);
     if depth.short == Some(StopsShort::UnknownCode)
         && first_unknown(&mut n.unknown, n.pcs[depth.frames - 1], snapshot)
         && loaded::refresh_if_changed()
     {
         // Code of a module loaded since the snapshot was made: walk again with the new one.
         let snapshot = loaded::current(&mut n.walks)?;
-        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs);
+        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace);
     }
     if depth.frames == 0 {
         return None;

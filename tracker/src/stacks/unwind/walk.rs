@@ -4,6 +4,11 @@
 //! of the snapshot, stops at code no module covers, and steps over signal frames by reading the
 //! interrupted context the kernel saved. It says why it stopped short of the thread's first frame,
 //! so that the stack can be marked and its Python frames still placed.
+//!
+//! From the first frame of the program on, a walk is a function of its registers there, the
+//! unwind tables (the snapshot) and the stack words it reads: each thread keeps its last walk's
+//! [`Trace`], and a walk that reaches the same frame with the same registers, on a stack whose
+//! words read then still hold the same values, ends there with the frames found last time.
 
 use super::bounds::{self, Window};
 use super::loaded::Snapshot;
@@ -25,6 +30,71 @@ const REG_RBP: u64 = 10;
 const REG_RSP: u64 = 15;
 const REG_RIP: u64 = 16;
 
+/// Stack words a trace keeps, at most (a walk reads one or two a frame).
+const MAX_READS: usize = 4 * MAX_DEPTH;
+
+/// The last walk of a thread from the first frame of the program out: where it started, what
+/// it read, what it found. All zero bytes are a trace that matches nothing.
+pub struct Trace {
+    /// The walk's frames are still in its `out` and may be given again.
+    valid: bool,
+    /// The snapshot it used (snapshots are never freed: an address names one).
+    snapshot: usize,
+    /// The first frame's return address and the registers there.
+    first: u64,
+    regs: UnwindRegsX86_64,
+    reads: [(u64, u64); MAX_READS],
+    len: usize,
+    frames: usize,
+    /// `StopsShort::address` of why it stopped, 0 when it reached the thread's first frame.
+    short: u64,
+}
+
+impl Trace {
+    /// Whether a walk at the first frame `first` with `regs` would find what this one found.
+    fn matches(
+        &self,
+        snapshot: usize,
+        first: u64,
+        regs: &UnwindRegsX86_64,
+        window: &Window,
+    ) -> bool {
+        self.valid
+            && self.snapshot == snapshot
+            && self.first == first
+            && self.regs == *regs
+            && self.reads[..self.len.min(MAX_READS)]
+                .iter()
+                .all(|&(a, v)| window.read(a) == Ok(v))
+    }
+
+    fn walked(&self) -> Walked {
+        Walked {
+            frames: self.frames,
+            short: StopsShort::from_address(self.short),
+        }
+    }
+
+    /// Starts recording a walk at the first frame.
+    fn start(&mut self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) {
+        self.valid = false;
+        self.snapshot = snapshot;
+        self.first = first;
+        self.regs = *regs;
+        self.len = 0;
+    }
+
+    /// A stack word read by the walk being recorded; false when the trace has no room left.
+    fn note(&mut self, a: u64, v: u64) -> bool {
+        let Some(slot) = self.reads.get_mut(self.len) else {
+            return false;
+        };
+        *slot = (a, v);
+        self.len += 1;
+        true
+    }
+}
+
 /// What a walk found.
 pub struct Walked {
     /// Return addresses written, innermost first (0: the walk did not get out of the tracker).
@@ -41,6 +111,7 @@ pub fn walk(
     cache: &mut Cache,
     thread: &bounds::Stack,
     out: &mut [u64; MAX_DEPTH],
+    trace: &mut Trace,
 ) -> Walked {
     let (ip, sp, bp): (u64, u64, u64);
     // SAFETY: reads three registers; touches no memory.
@@ -68,10 +139,21 @@ pub fn walk(
     let mut last = (0, 0);
     let mut n = 0;
     let mut steps = 0;
+    let snapshot_id = snapshot as *const Snapshot as usize;
+    // Recording into `trace` (from the first frame of the program on), and whether every word
+    // read was kept: a walk that read past the trace's room, or left its window, is not kept.
+    let mut recording = false;
+    let mut kept = true;
     while steps < 2 * MAX_DEPTH + OWN_FRAMES {
         steps += 1;
         let before = regs.sp();
-        let mut read = |a: u64| window.read(a);
+        let mut read = |a: u64| {
+            let r = window.read(a);
+            if recording {
+                kept &= r.is_ok_and(|v| trace.note(a, v));
+            }
+            r
+        };
         let ra = match snapshot
             .unwinder
             .unwind_frame(address, &mut regs, cache, &mut read)
@@ -113,7 +195,9 @@ pub fn walk(
             snapshot.code_of(ra)
         };
         let Some(code) = code else {
-            // JIT or other code no module covers: it has no unwind tables to follow.
+            // JIT or other code no module covers: it has no unwind tables to follow. (`out`
+            // changes: the trace's frames are no longer there.)
+            trace.valid = false;
             out[n] = ra;
             n += 1;
             walked.short = Some(StopsShort::UnknownCode);
@@ -121,7 +205,10 @@ pub fn walk(
         };
         last = code;
         if code == snapshot.libc && is_restore_rt(ra, code) {
-            // A signal handler's caller: continue in the interrupted code.
+            // A signal handler's caller: continue in the interrupted code (reading another
+            // stack window: such a walk is not kept).
+            kept = false;
+            trace.valid = false;
             let Some((pc, next)) = interrupted(&window, thread, regs.sp(), &mut regs) else {
                 break;
             };
@@ -132,6 +219,14 @@ pub fn walk(
             address = FrameAddress::from_instruction_pointer(pc);
             continue;
         }
+        if n == 0 {
+            // The first frame of the program: the last walk's frames, if it read the same.
+            if trace.matches(snapshot_id, ra, &regs, &window) {
+                return trace.walked();
+            }
+            trace.start(snapshot_id, ra, &regs);
+            recording = true;
+        }
         out[n] = ra;
         n += 1;
         let Some(next) = FrameAddress::from_return_address(ra) else {
@@ -140,6 +235,14 @@ pub fn walk(
         address = next;
     }
     walked.frames = n;
+    // Unknown code may be a module loaded since the snapshot: the caller walks again. A walk
+    // cut by the bound on steps depended on the frames before the first one too.
+    let cut = steps >= 2 * MAX_DEPTH + OWN_FRAMES;
+    if recording && kept && !cut && walked.short != Some(StopsShort::UnknownCode) {
+        trace.valid = true;
+        trace.frames = n;
+        trace.short = walked.short.map_or(0, StopsShort::address);
+    }
     walked
 }
 
