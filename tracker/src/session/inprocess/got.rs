@@ -32,6 +32,9 @@ struct Table {
     /// Entries held. During a restore they are the first `used`, sorted by slot address (see
     /// [`Table::sort_for_restore`]).
     used: usize,
+    /// Where in `entries` each of the `used` entries went, in the order they came (a restore
+    /// reads those only, not the whole table).
+    positions: *mut u32,
     /// The slots to patch of each object seen.
     known: Cache,
 }
@@ -42,6 +45,7 @@ unsafe impl Send for Table {}
 static PATCH: SpinLock<Table> = SpinLock::new(Table {
     entries: core::ptr::null_mut(),
     used: 0,
+    positions: core::ptr::null_mut(),
     known: Cache::new(),
 });
 
@@ -51,37 +55,62 @@ static LOADER_BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 impl Table {
     fn slots(&mut self) -> Option<&mut [Entry]> {
+        self.mapped().then(|| {
+            // SAFETY: the mapping holds CAPACITY entries (zeroed: empty), owned by this table.
+            unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) }
+        })
+    }
+
+    /// Maps the entries and their positions at first use.
+    fn mapped(&mut self) -> bool {
         if self.entries.is_null() {
-            let len = CAPACITY * core::mem::size_of::<Entry>();
-            self.entries = sys::map_anon(len)? as *mut Entry;
+            let Some(p) = sys::map_anon(CAPACITY * core::mem::size_of::<Entry>()) else {
+                return false;
+            };
+            self.entries = p as *mut Entry;
         }
-        // SAFETY: the mapping holds CAPACITY entries (zeroed: empty), owned by this table.
-        Some(unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) })
+        if self.positions.is_null() {
+            let Some(p) = sys::map_anon(CAPACITY * core::mem::size_of::<u32>()) else {
+                return false;
+            };
+            self.positions = p as *mut u32;
+        }
+        true
     }
 
     /// Moves the `used` entries to the front, sorted by slot address, so that each object of a
     /// restore finds its own with a binary search instead of reading the whole table. The hash
     /// layout is given up: the table is emptied after the restore.
     fn sort_for_restore(&mut self) {
-        let Some(slots) = self.slots() else {
+        let used = self.used;
+        if !self.mapped() {
             return;
-        };
-        let mut n = 0;
-        for i in 0..slots.len() {
-            if slots[i].slot != 0 {
-                slots.swap(n, i);
-                n += 1;
-            }
         }
-        slots[..n].sort_unstable_by_key(|e| e.slot);
+        // SAFETY: both mappings are made, of CAPACITY items, owned by this table; the first
+        // `used` positions were written by `remember`.
+        let (slots, positions) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(self.entries, CAPACITY),
+                core::slice::from_raw_parts_mut(self.positions, used),
+            )
+        };
+        // Visited in ascending order, each entry moves down to the next free place at the
+        // front (as a scan of the whole table would move it).
+        positions.sort_unstable();
+        for (n, &i) in positions.iter().enumerate() {
+            slots.swap(n, i as usize);
+        }
+        slots[..used].sort_unstable_by_key(|e| e.slot);
     }
 
     /// Remembers `e`, replacing an entry for the same slot. False when full.
     fn remember(&mut self, e: Entry) -> bool {
         let full = self.used * 4 >= CAPACITY * 3;
-        let Some(slots) = self.slots() else {
+        if !self.mapped() {
             return false;
-        };
+        }
+        // SAFETY: as in `slots`.
+        let slots = unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) };
         let mut i = (crate::stacks::hash(e.slot as u64) as usize) & (CAPACITY - 1);
         loop {
             let s = &mut slots[i];
@@ -94,6 +123,8 @@ impl Table {
                     return false;
                 }
                 *s = e;
+                // SAFETY: slots() mapped CAPACITY positions; used < CAPACITY (not full).
+                unsafe { *self.positions.add(self.used) = i as u32 };
                 self.used += 1;
                 return true;
             }
