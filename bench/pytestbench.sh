@@ -2,6 +2,9 @@
 # The pytest plugin's cost: more-itertools 10.5.0's own suite (663 tests) with plain pytest and
 # with `pytest --memtrace`, alternating, in one run. The target: at most 1.5x plain pytest.
 #   bench/pytestbench.sh [ROUNDS]       (default 3; fetches more-itertools from PyPI once)
+# MEMTRACE_BEFORE_PKG=DIR adds a third run per round: --memtrace with the package in DIR/memtrace
+# (a copy of an earlier install's site-packages/memtrace), put first on PYTHONPATH, so that an
+# earlier tracker and plugin are measured in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -23,9 +26,22 @@ elapsed() { # seconds of wall time of a command, its output dropped
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }'
 }
+before=${MEMTRACE_BEFORE_PKG:-}
+if [ -n "$before" ] && [ ! -f "$before/memtrace/pytest_plugin.py" ]; then
+    echo "MEMTRACE_BEFORE_PKG: no memtrace package in $before" >&2
+    exit 1
+fi
+before=${before:+$(cd "$before" && pwd)}
 for r in $(seq "$rounds"); do
     plain=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider tests)
     tracked=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider --memtrace tests)
-    awk -v r="$r" -v p="$plain" -v t="$tracked" \
-        'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s, ratio %.2f\n", r, p, t, t / p }'
+    if [ -n "$before" ]; then
+        old=$(cd "$suite" && PYTHONPATH="$before" elapsed ../venv/bin/python -m pytest -q \
+            -p no:cacheprovider --memtrace tests)
+        awk -v r="$r" -v p="$plain" -v t="$tracked" -v o="$old" \
+            'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s (ratio %.2f), before %.2f s (ratio %.2f)\n", r, p, t, t / p, o, o / p }'
+    else
+        awk -v r="$r" -v p="$plain" -v t="$tracked" \
+            'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s, ratio %.2f\n", r, p, t, t / p }'
+    fi
 done
