@@ -10,14 +10,19 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 work=target/pytestbench
 venv=$work/venv
+# A venv copied from another checkout (a worktree's warm target/) still runs that checkout's
+# scripts (their #! lines): such a one is made again here.
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.prefix)')" != "$(cd "$venv" && pwd -P)" ]; then
+    rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/pytest" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q pytest more-itertools==10.5.0
-    "$venv/bin/pip" download -q --no-deps --no-binary :all: more-itertools==10.5.0 -d "$work"
+    "$venv/bin/python" -m pip install -q pytest more-itertools==10.5.0
+    "$venv/bin/python" -m pip download -q --no-deps --no-binary :all: more-itertools==10.5.0 -d "$work"
     tar xzf "$work/more-itertools-10.5.0.tar.gz" -C "$work"
 fi
 # The package as built from python/ now.
-"$venv/bin/pip" install -q --force-reinstall --no-deps ./python
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
 suite=$work/more-itertools-10.5.0
 elapsed() { # seconds of wall time of a command, its output dropped
     local start end
