@@ -2,19 +2,27 @@
 # The pytest plugin's cost: more-itertools 10.5.0's own suite (663 tests) with plain pytest and
 # with `pytest --memtrace`, alternating, in one run. The target: at most 1.5x plain pytest.
 #   bench/pytestbench.sh [ROUNDS]       (default 3; fetches more-itertools from PyPI once)
+# MEMTRACE_BEFORE_PKG=DIR adds a third run per round: --memtrace with the package in DIR/memtrace
+# (a copy of an earlier install's site-packages/memtrace), put first on PYTHONPATH, so that an
+# earlier tracker and plugin are measured in the same rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 work=target/pytestbench
 venv=$work/venv
+# A venv copied from another checkout (a worktree's warm target/) still runs that checkout's
+# scripts (their #! lines): such a one is made again here.
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.prefix)')" != "$(cd "$venv" && pwd -P)" ]; then
+    rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/pytest" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q pytest more-itertools==10.5.0
-    "$venv/bin/pip" download -q --no-deps --no-binary :all: more-itertools==10.5.0 -d "$work"
+    "$venv/bin/python" -m pip install -q pytest more-itertools==10.5.0
+    "$venv/bin/python" -m pip download -q --no-deps --no-binary :all: more-itertools==10.5.0 -d "$work"
     tar xzf "$work/more-itertools-10.5.0.tar.gz" -C "$work"
 fi
 # The package as built from python/ now.
-"$venv/bin/pip" install -q --force-reinstall --no-deps ./python
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
 suite=$work/more-itertools-10.5.0
 elapsed() { # seconds of wall time of a command, its output dropped
     local start end
@@ -23,9 +31,22 @@ elapsed() { # seconds of wall time of a command, its output dropped
     end=$(date +%s.%N)
     awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }'
 }
+before=${MEMTRACE_BEFORE_PKG:-}
+if [ -n "$before" ] && [ ! -f "$before/memtrace/pytest_plugin.py" ]; then
+    echo "MEMTRACE_BEFORE_PKG: no memtrace package in $before" >&2
+    exit 1
+fi
+before=${before:+$(cd "$before" && pwd)}
 for r in $(seq "$rounds"); do
     plain=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider tests)
     tracked=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider --memtrace tests)
-    awk -v r="$r" -v p="$plain" -v t="$tracked" \
-        'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s, ratio %.2f\n", r, p, t, t / p }'
+    if [ -n "$before" ]; then
+        old=$(cd "$suite" && PYTHONPATH="$before" elapsed ../venv/bin/python -m pytest -q \
+            -p no:cacheprovider --memtrace tests)
+        awk -v r="$r" -v p="$plain" -v t="$tracked" -v o="$old" \
+            'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s (ratio %.2f), before %.2f s (ratio %.2f)\n", r, p, t, t / p, o, o / p }'
+    else
+        awk -v r="$r" -v p="$plain" -v t="$tracked" \
+            'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s, ratio %.2f\n", r, p, t, t / p }'
+    fi
 done

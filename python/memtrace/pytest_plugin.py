@@ -17,6 +17,7 @@ reads them; KiB, MiB, GiB too).
 from __future__ import annotations
 
 import glob
+import os
 import re
 import shutil
 import tempfile
@@ -107,6 +108,18 @@ def _limit(item: pytest.Item, name: str) -> int | None:
         raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name}: {e}") from e
 
 
+def _may_have_family(path: Path) -> bool:
+    """Whether the test's capture may have a family: the tracker recorded a child, or a child
+    capture (``<capture>.<pid>``) lies beside it. Else reading the family report (a second
+    read of the capture) would find none."""
+    module = _tracker_module()
+    if not hasattr(module, "child_records") or module.child_records():
+        return True
+    prefix = path.name + "."
+    with os.scandir(path.parent) as entries:
+        return any(e.name.startswith(prefix) for e in entries)
+
+
 def _file_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:200] or "test"
 
@@ -143,7 +156,7 @@ class MemtracePlugin:
     def _check(self, nodeid: str, path: Path, memory: int | None, leaks: int | None) -> Result:
         reader = FileReader(path)
         meta = reader.metadata
-        family = _native.family(path)
+        family = _native.family(path) if _may_have_family(path) else None
         peak = meta.peak_bytes if family is None else family["combined_peak_bytes"]
         result = Result(
             nodeid=nodeid,

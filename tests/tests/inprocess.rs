@@ -641,3 +641,65 @@ print(rc)
     let rest = num(site, "bytes") - 4_000_000;
     assert!((0..1024).contains(&rest), "{site}");
 }
+
+#[test]
+fn a_library_loaded_where_a_closed_one_was_is_patched_at_the_next_start() {
+    // The slots of each object are found once and kept from one start to the next. Here the
+    // first library is patched (loaded while tracking) and closed; another one, whose malloc
+    // slot lies elsewhere, is loaded between two sessions (the loader tends to map it where
+    // the first was): the second start must patch its own slot, counted at its line.
+    let dir = setup("inproc-reload");
+    let first = compile_library(&dir);
+    let src = write(
+        &dir,
+        "other.c",
+        "#include <stdlib.h>\n#include <string.h>\n#include <stdio.h>\nvoid *keep;\nint pad1(const char *s) { return puts(s); }\nsize_t pad2(const char *s) { return strlen(s); }\nvoid make(size_t n) {\n    keep = malloc(n);\n    memset(keep, 1, n);\n}\nvoid drop(void) { free(keep); }\n",
+    );
+    let second = dir.join("libother.so");
+    let status = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-shared", "-fPIC", "-o"])
+        .arg(&second)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "compiling other.c failed");
+    let script = "\
+import _ctypes, ctypes, sys
+import _memtrace_tracker as tracker
+tracker.start(sys.argv[1], False, False, False)
+lib = ctypes.CDLL(sys.argv[3])
+lib.make(ctypes.c_size_t(1_000_000))
+lib.drop()
+tracker.stop()
+_ctypes.dlclose(lib._handle)
+del lib
+lib = ctypes.CDLL(sys.argv[4])
+tracker.start(sys.argv[2], False, False, False)
+lib.make(ctypes.c_size_t(3_000_000))
+tracker.stop()
+lib.drop()
+print('done')
+";
+    let (one, two) = (dir.join("one.bin"), dir.join("two.bin"));
+    let out = run(
+        python(),
+        &dir,
+        "reload.py",
+        script,
+        &[
+            one.to_str().expect("utf-8"),
+            two.to_str().expect("utf-8"),
+            first.to_str().expect("utf-8"),
+            second.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "done\n");
+    for (capture, line, bytes) in [(&one, 5, 1_000_000), (&two, 12, 3_000_000)] {
+        let s = stats(capture);
+        let site = location(&s, "<module>", line)
+            .unwrap_or_else(|| panic!("no <module> at line {line}: {}", s["top_by_size"]));
+        assert_eq!(num(site, "bytes"), bytes, "{site}");
+        assert_eq!(num(site, "count"), 1, "{site}");
+    }
+}

@@ -20,7 +20,7 @@ use crate::{clock, sys, tls};
 use libc::{c_char, c_int, pid_t};
 use memtrace_format::family::{self as record, how};
 use memtrace_format::{ChunkCodec, ChunkHeader, ChunkKind, Encoder};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 type ForkFn = unsafe extern "C" fn() -> pid_t;
 type SpawnFn = unsafe extern "C" fn(
@@ -230,6 +230,21 @@ unsafe fn text<'a>(p: *const c_char) -> &'a [u8] {
     unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes()
 }
 
+/// Child records written since [`forget_child_records`] (a vfork child's, which shares this
+/// memory, included): an in-process capture with none, and no child capture beside it, has no
+/// family (the pytest plugin then reads no family report).
+static CHILD_RECORDS: AtomicU64 = AtomicU64::new(0);
+
+/// Child records written to the capture since the last [`forget_child_records`].
+pub fn child_records() -> u64 {
+    CHILD_RECORDS.load(Ordering::Acquire)
+}
+
+/// At the start of an in-process capture.
+pub fn forget_child_records() {
+    CHILD_RECORDS.store(0, Ordering::Release);
+}
+
 /// Writes a child record (a one-record raw Meta chunk) to the open capture.
 fn record_child<'a>(
     pid: u32,
@@ -267,5 +282,6 @@ fn record_child<'a>(
         flush_tick: tick,
     };
     CAPTURE.write_chunk(&header, &out[..used]);
+    CHILD_RECORDS.fetch_add(1, Ordering::AcqRel);
     t.in_tracker = was;
 }

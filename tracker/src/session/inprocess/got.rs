@@ -1,12 +1,14 @@
 //! Patching the GOT slots of the loaded objects, and putting them back.
 //!
 //! Every pass runs inside dl_iterate_phdr, one object at a time: an object being visited is on
-//! the loader's list, so it cannot be unmapped meanwhile. Each patched slot is remembered with
-//! what it held; a restore writes that back only where the slot still holds the hook (a slot the
-//! loader or anyone else rewrote since is left as it is), so a remembered slot of an object
-//! closed since is harmless. Slots in the read-only part after relocation (RELRO) are made
-//! writable for the write and read-only again.
+//! the loader's list, so it cannot be unmapped meanwhile. Which slots of an object to patch is
+//! found once and kept ([`super::known`]). Each patched slot is remembered with what it held; a
+//! restore writes that back only where the slot still holds the hook (a slot the loader or
+//! anyone else rewrote since is left as it is), so a remembered slot of an object closed since
+//! is harmless. The pages of the read-only part after relocation (RELRO) that hold slots to
+//! write are made writable once per object and pass, and read-only again.
 
+use super::known::{Cache, Known};
 use super::targets::{self, Targets};
 use crate::elf::Object;
 use crate::lock::SpinLock;
@@ -30,6 +32,11 @@ struct Table {
     /// Entries held. During a restore they are the first `used`, sorted by slot address (see
     /// [`Table::sort_for_restore`]).
     used: usize,
+    /// Where in `entries` each of the `used` entries went, in the order they came (a restore
+    /// reads those only, not the whole table).
+    positions: *mut u32,
+    /// The slots to patch of each object seen.
+    known: Cache,
 }
 
 // SAFETY: the table is only reached through the PATCH lock.
@@ -38,6 +45,8 @@ unsafe impl Send for Table {}
 static PATCH: SpinLock<Table> = SpinLock::new(Table {
     entries: core::ptr::null_mut(),
     used: 0,
+    positions: core::ptr::null_mut(),
+    known: Cache::new(),
 });
 
 /// Base addresses of the objects never patched: the tracker and the dynamic loader.
@@ -46,37 +55,62 @@ static LOADER_BASE: AtomicUsize = AtomicUsize::new(usize::MAX);
 
 impl Table {
     fn slots(&mut self) -> Option<&mut [Entry]> {
+        self.mapped().then(|| {
+            // SAFETY: the mapping holds CAPACITY entries (zeroed: empty), owned by this table.
+            unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) }
+        })
+    }
+
+    /// Maps the entries and their positions at first use.
+    fn mapped(&mut self) -> bool {
         if self.entries.is_null() {
-            let len = CAPACITY * core::mem::size_of::<Entry>();
-            self.entries = sys::map_anon(len)? as *mut Entry;
+            let Some(p) = sys::map_anon(CAPACITY * core::mem::size_of::<Entry>()) else {
+                return false;
+            };
+            self.entries = p as *mut Entry;
         }
-        // SAFETY: the mapping holds CAPACITY entries (zeroed: empty), owned by this table.
-        Some(unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) })
+        if self.positions.is_null() {
+            let Some(p) = sys::map_anon(CAPACITY * core::mem::size_of::<u32>()) else {
+                return false;
+            };
+            self.positions = p as *mut u32;
+        }
+        true
     }
 
     /// Moves the `used` entries to the front, sorted by slot address, so that each object of a
     /// restore finds its own with a binary search instead of reading the whole table. The hash
     /// layout is given up: the table is emptied after the restore.
     fn sort_for_restore(&mut self) {
-        let Some(slots) = self.slots() else {
+        let used = self.used;
+        if !self.mapped() {
             return;
-        };
-        let mut n = 0;
-        for i in 0..slots.len() {
-            if slots[i].slot != 0 {
-                slots.swap(n, i);
-                n += 1;
-            }
         }
-        slots[..n].sort_unstable_by_key(|e| e.slot);
+        // SAFETY: both mappings are made, of CAPACITY items, owned by this table; the first
+        // `used` positions were written by `remember`.
+        let (slots, positions) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(self.entries, CAPACITY),
+                core::slice::from_raw_parts_mut(self.positions, used),
+            )
+        };
+        // Visited in ascending order, each entry moves down to the next free place at the
+        // front (as a scan of the whole table would move it).
+        positions.sort_unstable();
+        for (n, &i) in positions.iter().enumerate() {
+            slots.swap(n, i as usize);
+        }
+        slots[..used].sort_unstable_by_key(|e| e.slot);
     }
 
     /// Remembers `e`, replacing an entry for the same slot. False when full.
     fn remember(&mut self, e: Entry) -> bool {
         let full = self.used * 4 >= CAPACITY * 3;
-        let Some(slots) = self.slots() else {
+        if !self.mapped() {
             return false;
-        };
+        }
+        // SAFETY: as in `slots`.
+        let slots = unsafe { core::slice::from_raw_parts_mut(self.entries, CAPACITY) };
         let mut i = (crate::stacks::hash(e.slot as u64) as usize) & (CAPACITY - 1);
         loop {
             let s = &mut slots[i];
@@ -89,6 +123,8 @@ impl Table {
                     return false;
                 }
                 *s = e;
+                // SAFETY: slots() mapped CAPACITY positions; used < CAPACITY (not full).
+                unsafe { *self.positions.add(self.used) = i as u32 };
                 self.used += 1;
                 return true;
             }
@@ -135,7 +171,15 @@ struct Pass<'a> {
     /// Slots written (patched or restored).
     written: usize,
     /// What is done to each loaded object (but those `skipped`).
-    visit: fn(&Object<'_>, &mut Pass<'_>),
+    visit: fn(&Visited<'_>, &mut Pass<'_>),
+}
+
+/// A loaded object being visited: the loader's description and the object read from it.
+struct Visited<'a> {
+    info: &'a libc::dl_phdr_info,
+    /// The loader's count of unloaded objects, where the description has it.
+    subs: Option<u64>,
+    object: Object<'a>,
 }
 
 impl Pass<'_> {
@@ -149,16 +193,21 @@ impl Pass<'_> {
 
 unsafe extern "C" fn each_object(
     info: *mut libc::dl_phdr_info,
-    _size: usize,
+    size: usize,
     data: *mut c_void,
 ) -> c_int {
     // SAFETY: the loader passes a valid info for the call; data is the Pass being run.
     let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
     if !skipped(info) {
-        // SAFETY: a loaded object's description, valid during this callback.
-        let object = unsafe { Object::new(info) };
+        let has_subs = size >= core::mem::offset_of!(libc::dl_phdr_info, dlpi_subs) + 8;
+        let visited = Visited {
+            info,
+            subs: has_subs.then_some(info.dlpi_subs),
+            // SAFETY: a loaded object's description, valid during this callback.
+            object: unsafe { Object::new(info) },
+        };
         let visit = pass.visit;
-        visit(&object, pass);
+        visit(&visited, pass);
     }
     0
 }
@@ -179,32 +228,39 @@ pub fn patch_all() -> usize {
 }
 
 /// Patches the hooked slots of one loaded object (during `each_object`).
-fn patch_object(object: &Object<'_>, pass: &mut Pass<'_>) {
-    // SAFETY: the object stays loaded while the loader's callback runs.
-    unsafe {
-        object.for_each_slot(|slot| {
-            let Some(target) = pass.targets.find(slot.name) else {
-                return;
+fn patch_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
+    let object = &v.object;
+    let targets = pass.targets;
+    let mut writes = Writes::new(object);
+    // Taken out of the table for the time of the visit: `patch` remembers slots in the table.
+    let mut known = core::mem::replace(&mut pass.table.known, Cache::new());
+    let table = &mut *pass.table;
+    let mut patch = |slots: &[Known]| {
+        for k in slots {
+            let Some(target) = targets.at(k.target) else {
+                continue;
             };
-            if slot.defined_here || !object.in_writable_segment(slot.address) {
-                return;
-            }
-            let current = read(slot.address);
+            // SAFETY: a slot in a writable segment of an object loaded during this callback.
+            let current = unsafe { read(k.address) };
             // A slot bound to the function itself (or to the stub standing for it), or a lazy
             // slot not yet resolved (it still points into the object's own PLT).
             if current == target.hook || !(target.holds(current) || object.contains(current)) {
-                return;
+                continue;
             }
             let entry = Entry {
-                slot: slot.address,
+                slot: k.address,
                 original: current,
                 hook: target.hook,
             };
-            if pass.table.remember(entry) && write(object, slot.address, current, target.hook) {
-                pass.written += 1;
+            if table.remember(entry) {
+                writes.add(k.address, current, target.hook);
             }
-        })
+        }
     };
+    // SAFETY: the object stays loaded while the loader's callback runs.
+    unsafe { known.slots_of(v.info, v.subs, object, targets, &mut patch) };
+    pass.table.known = known;
+    pass.written += writes.finish();
 }
 
 /// Puts back every patched slot that still holds its hook, and forgets them all. Returns how
@@ -236,13 +292,14 @@ pub fn restore_all() -> usize {
 }
 
 /// Puts back the patched slots of one loaded object (during `each_object`).
-fn restore_object(object: &Object<'_>, pass: &mut Pass<'_>) {
+fn restore_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
+    let object = &v.object;
     let used = pass.table.used;
     let Some(slots) = pass.table.slots() else {
         return;
     };
     let slots = &slots[..used];
-    let mut written = 0;
+    let mut writes = Writes::new(object);
     for (start, end) in object.writable_segments() {
         let first = slots.partition_point(|e| e.slot < start);
         for e in slots[first..].iter().take_while(|e| e.slot < end) {
@@ -251,12 +308,92 @@ fn restore_object(object: &Object<'_>, pass: &mut Pass<'_>) {
             }
             // SAFETY: the slot lies in a writable segment of an object that stays loaded
             // during this callback.
-            if unsafe { read(e.slot) } == e.hook && write(object, e.slot, e.hook, e.original) {
-                written += 1;
+            if unsafe { read(e.slot) } == e.hook {
+                writes.add(e.slot, e.hook, e.original);
             }
         }
     }
-    pass.written += written;
+    pass.written += writes.finish();
+}
+
+/// Slot writes of one object, made in batches: the RELRO pages they need are made writable
+/// once per batch (two mprotect calls), not once per slot.
+struct Writes {
+    page: usize,
+    /// The object's RELRO pages (see [`protected`]).
+    locked: Option<(usize, usize)>,
+    /// (slot, what it must hold, what to write).
+    batch: [(usize, usize, usize); 64],
+    n: usize,
+    written: usize,
+}
+
+impl Writes {
+    fn new(object: &Object<'_>) -> Writes {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        Writes {
+            page,
+            locked: object.relro().map(|r| protected(r, page)),
+            batch: [(0, 0, 0); 64],
+            n: 0,
+            written: 0,
+        }
+    }
+
+    /// Writes `new` into `slot` if it still holds `old` (now or with the batch).
+    fn add(&mut self, slot: usize, old: usize, new: usize) {
+        if !slot.is_multiple_of(8) {
+            return;
+        }
+        if self.n == self.batch.len() {
+            self.flush();
+        }
+        self.batch[self.n] = (slot, old, new);
+        self.n += 1;
+    }
+
+    /// Makes the batch's writes; returns the slots written in all.
+    fn finish(mut self) -> usize {
+        self.flush();
+        self.written
+    }
+
+    fn flush(&mut self) {
+        let batch = &self.batch[..self.n];
+        self.n = 0;
+        let is_locked = |slot: usize| self.locked.is_some_and(|(s, e)| s <= slot && slot < e);
+        // The pages from the first locked slot's to the last's: all RELRO, all read-only.
+        let span = batch
+            .iter()
+            .map(|w| w.0)
+            .filter(|&slot| is_locked(slot))
+            .fold(None, |span: Option<(usize, usize)>, slot| {
+                let at = slot & !(self.page - 1);
+                Some(span.map_or((at, at + self.page), |(s, e)| {
+                    (s.min(at), e.max(at + self.page))
+                }))
+            });
+        let unlocked =
+            span.is_some_and(|(s, e)| mprotect(s, e - s, libc::PROT_READ | libc::PROT_WRITE));
+        for &(slot, old, new) in batch {
+            if is_locked(slot) && !unlocked {
+                continue;
+            }
+            // SAFETY: the slot is an aligned word of a writable (or just made writable) page
+            // of a loaded object; other threads load it concurrently, so it is swapped
+            // atomically.
+            let done = unsafe {
+                (*(slot as *const AtomicUsize))
+                    .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            };
+            self.written += usize::from(done);
+        }
+        if let (Some((s, e)), true) = (span, unlocked) {
+            mprotect(s, e - s, libc::PROT_READ);
+        }
+    }
 }
 
 /// # Safety
@@ -270,35 +407,6 @@ unsafe fn read(slot: usize) -> usize {
 /// the start's page to the end rounded down).
 fn protected(relro: (usize, usize), page: usize) -> (usize, usize) {
     (relro.0 & !(page - 1), relro.1 & !(page - 1))
-}
-
-/// Writes `new` into `slot` if it still holds `old`, making its page writable for the time of
-/// the write when it is in RELRO. False when it could not be written.
-fn write(object: &Object<'_>, slot: usize, old: usize, new: usize) -> bool {
-    if !slot.is_multiple_of(8) {
-        return false;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    let locked = object
-        .relro()
-        .map(|r| protected(r, page))
-        .is_some_and(|(s, e)| s <= slot && slot < e);
-    let at = slot & !(page - 1);
-    if locked && !mprotect(at, page, libc::PROT_READ | libc::PROT_WRITE) {
-        return false;
-    }
-    // SAFETY: the slot is a word of a writable (or just made writable) page of a loaded
-    // object; other threads load it concurrently, so it is swapped atomically.
-    let done = unsafe {
-        (*(slot as *const AtomicUsize))
-            .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    };
-    if locked {
-        mprotect(at, page, libc::PROT_READ);
-    }
-    done
 }
 
 fn mprotect(at: usize, len: usize, prot: c_int) -> bool {

@@ -7,6 +7,7 @@
 //! - [`crate::elf`] (base): an object's dynamic relocations, read in memory
 //! - [`targets`]: the functions hooked, and what a slot must hold to be patched
 //! - [`got`]: patching and restoring slots (RELRO included)
+//! - [`known`]: the slots to patch of each loaded object, found once and kept
 //! - [`loader`]: the `dlopen` and `dlclose` hooks
 //! - [`crate::names`] (record): thread names learnt from Python for threads already running
 //!
@@ -14,6 +15,7 @@
 //! pyext::session (which adds what Python needs).
 
 mod got;
+mod known;
 mod loader;
 mod targets;
 

@@ -35,8 +35,14 @@ pub struct Targets {
 }
 
 impl Targets {
-    pub fn find(&self, name: &[u8]) -> Option<&Target> {
-        self.list.iter().find(|t| t.name == name)
+    /// The index of the function `name`, if hooked.
+    pub fn index(&self, name: &[u8]) -> Option<usize> {
+        self.list.iter().position(|t| t.name == name)
+    }
+
+    /// The function at `index` (from [`Targets::index`]).
+    pub fn at(&self, index: usize) -> Option<&Target> {
+        self.list.get(index)
     }
 }
 

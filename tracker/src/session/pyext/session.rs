@@ -79,6 +79,7 @@ pub unsafe extern "C" fn start(
         Ok(starting) => starting,
         Err(msg) => return raise(s.runtime_error, msg.as_bytes()),
     };
+    crate::family::forget_child_records();
     // Learnt before the capture opens: the calls' own allocations are not recorded.
     names::clear();
     // SAFETY: the GIL is held.
@@ -122,6 +123,16 @@ pub unsafe extern "C" fn stop(_module: *mut Object, _: *mut Object) -> *mut Obje
     unsafe { learn_thread_names(api, s) };
     stopping.finish();
     none(api)
+}
+
+/// `child_records() -> int`: the child records the last (or running) capture started here
+/// holds (children this process started that the tracker saw: fork, posix_spawn, vfork+exec).
+pub unsafe extern "C" fn child_records(_module: *mut Object, _: *mut Object) -> *mut Object {
+    let Some(s) = session_api::get() else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: the GIL is held; a new reference (or null with an exception set) for Python.
+    unsafe { (s.long_from_unsigned_long_long)(crate::family::child_records()) }
 }
 
 fn none(api: &Api) -> *mut Object {

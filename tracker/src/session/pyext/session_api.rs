@@ -18,6 +18,7 @@ pub struct SessionApi {
     pub get_iter: unsafe extern "C" fn(*mut Object) -> *mut Object,
     pub iter_next: unsafe extern "C" fn(*mut Object) -> *mut Object,
     pub long_as_long_long: unsafe extern "C" fn(*mut Object) -> c_longlong,
+    pub long_from_unsigned_long_long: unsafe extern "C" fn(u64) -> *mut Object,
     pub cfunction_new: unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object,
 }
 
@@ -61,6 +62,7 @@ fn resolve() -> Option<SessionApi> {
         get_iter: func!(c"PyObject_GetIter", F<*mut Object, *mut Object>),
         iter_next: func!(c"PyIter_Next", F<*mut Object, *mut Object>),
         long_as_long_long: func!(c"PyLong_AsLongLong", F<*mut Object, c_longlong>),
+        long_from_unsigned_long_long: func!(c"PyLong_FromUnsignedLongLong", F<u64, *mut Object>),
         cfunction_new: func!(
             c"PyCFunction_NewEx",
             unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object
