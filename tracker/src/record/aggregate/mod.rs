@@ -25,7 +25,7 @@ use map::{Inserted, Map};
 use memtrace_format::aggregate::{ALLOCATORS, BINS};
 use memtrace_format::{Allocator, Marker};
 use shadow::{Put, Shadow};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Aggregated recording is on.
 static ON: AtomicBool = AtomicBool::new(false);
@@ -99,6 +99,9 @@ pub(super) struct State {
     large_filter: [u8; LARGE_FILTER],
     /// (stack, serial) key -> entry index.
     keys: Map,
+    /// The key looked up last and its entry (allocations come in runs from one line).
+    last_key: u64,
+    last_entry: usize,
     entries: *mut Entry,
     entries_len: usize,
     entries_cap: usize,
@@ -150,6 +153,8 @@ impl State {
             live: Map::hinted(&LIVE_HINT),
             large_filter: [0; LARGE_FILTER],
             keys: Map::new(),
+            last_key: 0,
+            last_entry: 0,
             entries: core::ptr::null_mut(),
             entries_len: 0,
             entries_cap: 0,
@@ -215,10 +220,16 @@ impl State {
     #[inline]
     fn entry_of(&mut self, stack: u64, serial: u32) -> Option<usize> {
         let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
-        if let Some((i, _)) = self.keys.get(key) {
-            return Some(i as usize);
+        if key == self.last_key {
+            return Some(self.last_entry);
         }
-        self.new_entry(key, stack, serial)
+        let i = match self.keys.get(key) {
+            Some((i, _)) => i as usize,
+            None => self.new_entry(key, stack, serial)?,
+        };
+        self.last_key = key;
+        self.last_entry = i;
+        Some(i)
     }
 
     #[cold]
@@ -370,6 +381,13 @@ impl State {
             *n += 1;
         }
         if self.live_bytes > self.peak_bytes {
+            // The first allocation of a climb to a new peak reads the clock (the time given
+            // may be from before a pause); the next ones, while the climb goes on, need not.
+            let tick = if self.peak_event + 1 != now && clock_stale() {
+                clock::tick()
+            } else {
+                tick
+            };
             self.peak_bytes = self.live_bytes;
             self.peak_count = self.live_count;
             self.peak_event = now;
@@ -436,10 +454,50 @@ impl State {
     }
 }
 
-/// The address of the live table's slot for `addr`, to prefetch (a hint: may be stale).
+/// The address of the slot of the block at `addr`, to prefetch (a hint: may be stale).
 #[inline(always)]
 pub fn slot_hint(addr: u64) -> *const u8 {
-    LIVE_HINT.slot(addr)
+    let p = shadow::hint(addr);
+    if p.is_null() {
+        LIVE_HINT.slot(addr)
+    } else {
+        p
+    }
+}
+
+/// The clock as last read by [`now`].
+static LAST_TICK: AtomicU64 = AtomicU64::new(0);
+/// Allocations left that take [`LAST_TICK`] without reading the clock.
+static CLOCK_SKIP: AtomicU32 = AtomicU32::new(0);
+/// While allocations come faster than this many ticks (TSC cycles >> 8: some 50 µs) for
+/// [`CLOCK_EVERY`] of them, the clock is read once per [`CLOCK_EVERY`].
+const FAST_TICKS: u64 = 1 << 9;
+const CLOCK_EVERY: u32 = 16;
+
+/// The time of an allocation, for the series and the snapshots' timing: reading the CPU's
+/// time-stamp counter costs some 20 ns here (as much as the rest of an event), so while
+/// allocations come fast it is read once per 16 of them. After a pause, at most 15
+/// allocations take the time from before it (and a new peak reads the clock: see `add`).
+/// Frees take the time of the last allocation (they close no window of their own).
+#[inline]
+pub fn now() -> u64 {
+    let skip = CLOCK_SKIP.load(Ordering::Relaxed);
+    if skip != 0 {
+        CLOCK_SKIP.store(skip - 1, Ordering::Relaxed);
+        return LAST_TICK.load(Ordering::Relaxed);
+    }
+    let tick = clock::tick();
+    let last = LAST_TICK.swap(tick, Ordering::Relaxed);
+    if tick.wrapping_sub(last) < FAST_TICKS {
+        CLOCK_SKIP.store(CLOCK_EVERY - 1, Ordering::Relaxed);
+    }
+    tick
+}
+
+/// Whether [`now`] gave a time read before this allocation.
+#[inline(always)]
+fn clock_stale() -> bool {
+    CLOCK_SKIP.load(Ordering::Relaxed) != 0
 }
 
 #[inline(always)]
@@ -470,7 +528,8 @@ pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64
 
 /// A free (`python`: pymalloc_free) of `addr`.
 #[inline]
-pub fn free(python: bool, addr: u64, tick: u64) {
+pub fn free(python: bool, addr: u64) {
+    let tick = LAST_TICK.load(Ordering::Relaxed);
     let mut s = STATE.lock();
     s.frees += 1;
     s.free_kinds[usize::from(python)] += 1;

@@ -11,6 +11,7 @@
 //! program's allocator.
 
 use crate::sys;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Blocks of fewer bytes than this may live in the shadow.
 pub const SMALL_MAX: u64 = 1 << 16;
@@ -23,6 +24,26 @@ const LEAF_BYTES: usize = LEAF_SLOTS * 8;
 /// Directory slots (region + 1, leaf address): at most half are used, so that some 16 GiB of
 /// heap with small blocks is shadowed; past that, blocks go to the hash table.
 const DIR_SLOTS: usize = 1 << 14;
+
+/// Regions and their leaves as made, by region modulo [`HINTS`], read without the lock to
+/// prefetch a block's slot (before the real free, while the stack is walked). A stale hint
+/// (after `clear`) only prefetches memory no longer used, which is harmless.
+static HINT_REGIONS: [AtomicU64; HINTS] = [const { AtomicU64::new(0) }; HINTS];
+static HINT_LEAVES: [AtomicU64; HINTS] = [const { AtomicU64::new(0) }; HINTS];
+const HINTS: usize = 256;
+
+/// The address of `addr`'s slot, to prefetch; null when its leaf is not among the hints.
+#[inline(always)]
+pub fn hint(addr: u64) -> *const u8 {
+    let region = addr >> REGION_BITS;
+    let h = region as usize & (HINTS - 1);
+    if HINT_REGIONS[h].load(Ordering::Relaxed) != region + 1 {
+        return core::ptr::null();
+    }
+    let leaf = HINT_LEAVES[h].load(Ordering::Relaxed);
+    let i = ((addr >> GRAIN_BITS) as usize) & (LEAF_SLOTS - 1);
+    (leaf as *const u64).wrapping_add(i) as *const u8
+}
 
 pub struct Shadow {
     /// Open addressing, linear probing, never removed from (until `clear`).
@@ -112,6 +133,9 @@ impl Shadow {
                 };
                 *d = [key, leaf as u64];
                 self.leaves += 1;
+                let h = region as usize & (HINTS - 1);
+                HINT_LEAVES[h].store(leaf as u64, Ordering::Relaxed);
+                HINT_REGIONS[h].store(key, Ordering::Relaxed);
                 self.last_region = region;
                 self.last_leaf = leaf as *mut u64;
                 return self.last_leaf;
@@ -153,6 +177,9 @@ impl Shadow {
 
     /// Forgets every block and gives the memory back.
     pub fn clear(&mut self) {
+        for r in &HINT_REGIONS {
+            r.store(0, Ordering::Relaxed);
+        }
         if !self.dir.is_null() {
             for i in 0..DIR_SLOTS {
                 // SAFETY: i < DIR_SLOTS, inside the directory's mapping; the lock is held.
@@ -181,6 +208,9 @@ mod tests {
             assert_eq!(s.put(addr, 40 + k % 7, k as u32), Put::Stored);
         }
         assert!(s.leaves >= 200);
+        let last = base + 199 * (3 << 20) + 999 * 48;
+        let p = s.slot(last, false);
+        assert_eq!(hint(last), p as *const u8);
         for k in (0..200_000u64).step_by(2) {
             let addr = base + (k / 1000) * (3 << 20) + (k % 1000) * 48;
             assert_eq!(s.take(addr), Some((40 + k % 7, k as u32)));
