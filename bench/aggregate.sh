@@ -9,7 +9,7 @@
 # aggregated capture gives the full one's peak, top 5 lines at the peak and histogram. memray
 # comes from /work/memray-venv or target/memray-venv (installed from PyPI the first time; never
 # a dependency of memtrace). Set AGGREGATE_SKIP_FULL=1 to leave the full capture out (it takes
-# some 15 MB per repetition).
+# some 15 MB per repetition) and AGGREGATE_SKIP_MEMRAY=1 to leave memray out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-100}
@@ -75,7 +75,7 @@ table() {
             "top 5 lines $([ "$al" = "$fl" ] && echo same || echo "differ: $al vs $fl");" \
             "peak, top 5 (bytes, allocations) and histogram $([ "$ah" = "$fh" ] && echo "exactly the same" || echo differ)"
     fi
-    if [ -x "$venv/bin/memray" ]; then
+    if [ -x "$venv/bin/memray" ] && [ "${AGGREGATE_SKIP_MEMRAY:-0}" != 1 ]; then
         rm -f "$work/mr.bin"
         read -r rw rc <<<"$(run "$venv/bin/python" -m memray run -q --aggregate -o "$work/mr.bin" "$script")"
         added=$([ -n "$fc" ] && echo "($rc - $pc) / ($fc - $pc)" | bc -l || echo 0)
