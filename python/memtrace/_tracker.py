@@ -58,7 +58,11 @@ class Tracker:
     (pprof exports carry them); a bad key or value raises ``ValueError``;
     ``object_types``: at ``stop``, walk the live objects and record their types, so that
     ``FileReader(path).leaked_records()`` gives each record's ``object_type`` (the walk takes
-    some 0.3 s per million live objects).
+    some 0.3 s per million live objects);
+    ``aggregate``: an aggregated capture, as ``memtrace run --aggregate`` writes: sums per
+    stack and thread (live at the peak and at the end, totals, a memory series) instead of
+    every allocation and free, so that it grows with the stacks and the time, not with the
+    events (not with ``object_types``, which needs every live block's address).
     One tracker at a time: starting a second one (nested or from another thread) raises
     ``RuntimeError``, as does a ``path`` that exists.
     """
@@ -71,8 +75,14 @@ class Tracker:
         follow_fork: bool = False,
         labels: Mapping[str, str] | None = None,
         object_types: bool = False,
+        aggregate: bool = False,
     ) -> None:
         self.labels = _check_labels(labels or {})
+        if aggregate and object_types:
+            raise ValueError(
+                "object_types needs a full capture: an aggregated one keeps no block addresses"
+            )
+        self.aggregate = aggregate
         self.path = os.fspath(path)
         self.native = native
         self.python_allocators = python_allocators
@@ -85,9 +95,11 @@ class Tracker:
         """Starts tracking into ``path``."""
         if self._active:
             raise RuntimeError("this Tracker is already tracking")
-        args = [self.path, self.native, self.python_allocators, self.follow_fork]
-        if self.labels:
+        args: list[object] = [self.path, self.native, self.python_allocators, self.follow_fork]
+        if self.labels or self.aggregate:
             args.append("\n".join(f"{k}={v}" for k, v in self.labels.items()))
+        if self.aggregate:
+            args += [False, True]
         module = _tracker_module()
         module.start(*args)
         self._active = True
@@ -114,7 +126,11 @@ class Tracker:
             "MEMTRACE_FOLLOW_FORK": "1",
             "MEMTRACE_PYTHON_ALLOCATORS": "1" if self.python_allocators else "0",
             "MEMTRACE_NATIVE": "1" if self.native else "0",
+            "MEMTRACE_AGGREGATE": "1" if self.aggregate else "0",
         }
+        if self.aggregate:
+            # As memtrace run --aggregate: an aggregated capture has no object types.
+            wanted["MEMTRACE_OBJECT_TYPES"] = "0"
         self._saved_env = {name: os.environ.get(name) for name in wanted}
         os.environ.update(wanted)
 

@@ -7,6 +7,7 @@ use crate::record::{allocator_name, frees, AllocationRecord};
 use crate::shared::{Metadata, Shared};
 use memtrace_reporter::capture::event::code;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,44 @@ impl FileReader {
     #[getter]
     fn metadata(&self) -> Metadata {
         self.shared.metadata.clone()
+    }
+
+    /// The labels stored in the capture (`memtrace run --label key=value`, `Tracker(labels=)`),
+    /// in their order; empty when it has none.
+    #[getter]
+    fn labels<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in &self.shared.index.settings.labels {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// N of `memtrace run --sample-bytes N` (each byte sampled with probability 1/N; the
+    /// records' sizes and counts are estimates scaled up from the samples); 0 when every
+    /// allocation was recorded.
+    #[getter]
+    fn sample_bytes(&self) -> u64 {
+        self.shared.index.settings.sample_bytes
+    }
+
+    /// Whether the capture is sampled (`sample_bytes` > 0).
+    #[getter]
+    fn sampled(&self) -> bool {
+        self.shared.index.settings.sample_bytes > 0
+    }
+
+    /// Whether the capture is aggregated (`memtrace run --aggregate`, `Tracker(aggregate=True)`).
+    #[getter]
+    fn aggregated(&self) -> bool {
+        self.shared.index.settings.aggregate
+    }
+
+    /// The cgroup v2 memory limit (`memory.max`) the process ran under, in bytes; None when
+    /// it had none.
+    #[getter]
+    fn memory_limit(&self) -> Option<u64> {
+        Some(self.shared.index.settings.memory_limit).filter(|&l| l > 0)
     }
 
     /// The allocations live at the peak, grouped by stack, thread and allocator, largest

@@ -226,3 +226,34 @@ def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
     assert len(out["errors"]) == 2
     for e in out["errors"]:
         assert "not recorded in an aggregated capture" in e and "\n" not in e
+
+
+def test_labels_sampling_and_mode_are_attributes(
+    env: Env, capture: tuple[Path, int], tmp_path: Path
+) -> None:
+    """`FileReader.labels`, `.sample_bytes`, `.sampled`, `.aggregated`, `.memory_limit`: what
+    the run stored, exactly."""
+    code = (
+        "out = dict(labels=r.labels, n=r.sample_bytes, sampled=r.sampled,"
+        " aggregated=r.aggregated, limit=r.memory_limit, keys=list(r.labels))"
+    )
+    sampled = tmp_path / "sampled.bin"
+    checked([env.memtrace, "run", "-q", "--label", "service=api", "--label", "version=1.4",
+             "--sample-bytes", "512K", "-o", sampled, SCRIPT])
+    out = read(env, sampled, code)
+    assert isinstance(out, dict)
+    assert out["labels"] == {"service": "api", "version": "1.4"}
+    assert out["keys"] == ["service", "version"]
+    assert (out["n"], out["sampled"], out["aggregated"]) == (524_288, True, False)
+    stats = json.loads(checked([env.memtrace, "stats", "--json", sampled]).stdout)
+    assert out["limit"] == stats["memory_limit"]
+
+    full = read(env, capture[0], code)
+    assert isinstance(full, dict)
+    assert (full["labels"], full["n"], full["sampled"], full["aggregated"]) == ({}, 0, False, False)
+
+    agg = tmp_path / "agg.bin"
+    checked([env.memtrace, "run", "-q", "--aggregate", "--label", "k=v", "-o", agg, SCRIPT])
+    out = read(env, agg, code)
+    assert isinstance(out, dict)
+    assert (out["labels"], out["n"], out["sampled"], out["aggregated"]) == ({"k": "v"}, 0, False, True)

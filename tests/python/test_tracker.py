@@ -83,3 +83,33 @@ def test_labels_are_stored_and_checked(env: Env, tmp_path: Path) -> None:
     assert r.stdout.count("refused") == 3, r.stdout
     stats = json.loads(run([env.memtrace, "stats", "--json", capture]).stdout)
     assert stats["labels"] == [["service", "api"], ["version", "1.4"]]
+
+
+def test_an_aggregated_capture_in_process(env: Env, tmp_path: Path) -> None:
+    """Tracker(aggregate=True): the figures of test_exact_counts_in_process, with the
+    bytearray's object and its buffer (one stack, one thread) in one record of two
+    allocations; object types with it are refused in one line."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(
+        PROGRAM.replace("memtrace.Tracker(sys.argv[1])", "memtrace.Tracker(sys.argv[1], aggregate=True)")
+        + "print(r.aggregated, bytearray.__basicsize__, peak[0].n_allocations, leaks[0].n_allocations)\n"
+        "try:\n"
+        "    memtrace.Tracker(sys.argv[1] + '.types', aggregate=True, object_types=True)\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    r = run([env.python, prog, tmp_path / "out.bin"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    out = json.loads(lines[0])
+    aggregated, obj, n_peak, n_leak = lines[1].split()
+    assert (aggregated, n_peak, n_leak) == ("True", "2", "2")
+    obj_size = int(obj)
+    assert 10_000_001 + obj_size <= out["peak"] < 10_100_000
+    assert out["top"] == [
+        10_000_001 + obj_size, 2, [["work", str(prog), 5], ["<module>", str(prog), 8]]
+    ]
+    assert 3_000_001 + obj_size <= out["leaked"] < 3_100_000
+    assert out["leak"] == [3_000_001 + obj_size, [["<module>", str(prog), 10]]]
+    assert lines[2:] == ["object_types needs a full capture: an aggregated one keeps no block addresses"]
+    assert not (tmp_path / "out.bin.types").exists()

@@ -188,6 +188,35 @@ pub fn explore(c: &Explore) -> Vec<PathBuf> {
     run_page_script("interactive.mjs", "page", c.name, &dir, &spec)
 }
 
+/// The pages of two captures made under a cgroup memory limit (see tests/browser/limit.mjs):
+/// `on_scale` with the limit within 4 times its highest value, `above` with one far above;
+/// each with the limit in bytes and the label the chart must show.
+pub struct Limit<'a> {
+    pub on_scale: (&'a Path, u64, &'a str),
+    pub above: (&'a Path, u64, &'a str),
+}
+
+/// Loads the two pages in headless chromium and checks the limit on their charts; returns the
+/// screenshots' paths.
+pub fn limit(c: &Limit) -> Vec<PathBuf> {
+    let chromium = chromium();
+    let modules = node_modules();
+    let dir = artefacts();
+    let spec: Value = json!({
+        "on_scale": c.on_scale.0,
+        "limit_on_scale": c.on_scale.1,
+        "label_on_scale": c.on_scale.2,
+        "above": c.above.0,
+        "limit_above": c.above.1,
+        "label_above": c.above.2,
+        "shots": dir,
+        "name": "limit",
+        "node_modules": modules,
+        "chromium": chromium,
+    });
+    run_page_script("limit.mjs", "limit page", "limit", &dir, &spec)
+}
+
 /// What to check on a family's interactive page (see tests/browser/family.mjs).
 pub struct Family<'a> {
     pub report: &'a Path,

@@ -10,7 +10,7 @@
 //!
 //! Needs Debian's chromium, node and npm (`.ci/run` installs chromium); fails without them.
 
-use memtrace_e2e::browser::{self, Check, Explore};
+use memtrace_e2e::browser::{self, Check, Explore, Limit};
 use memtrace_e2e::python::{python, tracked, write, TWICE_AND_SAME, TWO_CHILDREN};
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
@@ -314,4 +314,53 @@ fn flamegraph_page(cap: &Path, report: &Path) {
         report.to_str().expect("utf-8 path"),
         cap.to_str().expect("utf-8 path"),
     ]);
+}
+
+/// A capture made under a cgroup v2 memory limit (a stand-in cgroup tree: MEMTRACE_CGROUP_ROOT)
+/// and its page: `limit` bytes recorded; None when this machine has no cgroup v2 hierarchy.
+fn capture_under_limit(dir: &Path, script: &Path, name: &str, limit: u64) -> Option<PathBuf> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let path = cgroups.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let root = dir.join(format!("cgroup-{name}"));
+    let own = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(&own).expect("mkdir");
+    std::fs::write(own.join("memory.max"), format!("{limit}\n")).expect("write memory.max");
+    let cap = dir.join(format!("{name}.bin"));
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--python"])
+        .arg(python())
+        .arg("-o")
+        .arg(&cap)
+        .arg(script)
+        .env("MEMTRACE_CGROUP_ROOT", &root)
+        .current_dir(dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let report = dir.join(format!("{name}.html"));
+    flamegraph_page(&cap, &report);
+    Some(report)
+}
+
+/// The cgroup memory limit on the page's chart: a dashed line at its height, labelled with it,
+/// when it is within 4 times the heap's highest value (64 MiB over a 20 MB heap); only its
+/// label, at the top, when far above (8 GiB).
+#[test]
+fn the_page_draws_the_cgroup_memory_limit_in_chromium() {
+    let dir = scratch("browser-limit");
+    let script = write(&dir, "twenty.py", "keep = bytearray(20_000_000)\n");
+    let Some(on_scale) = capture_under_limit(&dir, &script, "on-scale", 64 << 20) else {
+        eprintln!("no cgroup v2 hierarchy here: skipped");
+        return;
+    };
+    let above = capture_under_limit(&dir, &script, "above", 8 << 30).expect("cgroup v2");
+    let shots = browser::limit(&Limit {
+        on_scale: (&on_scale, 64 << 20, "cgroup memory limit 64.0 MiB"),
+        above: (
+            &above,
+            8 << 30,
+            "cgroup memory limit 8.0 GiB (above the chart's scale)",
+        ),
+    });
+    assert_eq!(shots.len(), 2, "{shots:?}");
 }

@@ -137,6 +137,8 @@ pub struct Meta {
     pub allocators: Vec<&'static str>,
     pub version: &'static str,
     pub warnings: Vec<String>,
+    /// The cgroup v2 memory limit the process ran under (bytes), drawn on the chart.
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -341,6 +343,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             allocators: Allocator::ALL.iter().map(|a| a.name()).collect(),
             version: env!("CARGO_PKG_VERSION"),
             warnings: analysis.warnings.clone(),
+            memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         },
         buckets,
         heap: downsample(&super::page::seconds(

@@ -91,7 +91,7 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
     }
     // Timed before the real free (ordered before any reuse of the block), written after it
     // (the real free hides the recorder's cache miss).
-    let tick = clock::tick();
+    let tick = thread::free_tick();
     thread::prefetch_free(&t, p as u64);
     forward!(r.free; p);
     thread::record_free_taken(&mut t, false, p as u64, Some(tick));

@@ -188,7 +188,7 @@ unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
     }
     // The tick before the real free orders the free before any reuse of the block; the record
     // is written after it, so that the real free hides the recorder's cache miss.
-    let tick = clock::tick();
+    let tick = thread::free_tick();
     thread::prefetch_free(&t, p as u64);
     forward!(o.free; o.ctx, p);
     thread::record_free_taken(&mut t, true, p as u64, Some(tick));

@@ -62,6 +62,7 @@ pub unsafe extern "C" fn attach(
         follow_fork: false,
         labels: Vec::new(),
         attached: true,
+        aggregate: false,
     };
     if starting.open(&req).is_err() {
         return NO_CAPTURE;

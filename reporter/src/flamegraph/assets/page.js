@@ -391,7 +391,12 @@
   const chart = document.getElementById("chart");
   const CW = 1000, CH = 260, L = 70, R = 10, T = 12, B = 30;
   const tMax = Math.max(D.meta.duration_s, D.buckets.t0_s + NB * D.buckets.width_s, 1e-6);
-  const yMax = Math.max(1, ...D.buckets.hwm, ...D.heap.map((p) => p[1]), ...D.rss.map((p) => p[1])) * 1.08;
+  const dataMax = Math.max(1, ...D.buckets.hwm, ...D.heap.map((p) => p[1]), ...D.rss.map((p) => p[1]));
+  // The cgroup memory limit is drawn to scale when it is within 4 times the highest value
+  // (else the curves would be flattened under it): then only named at the top.
+  const LIMIT = D.meta.memory_limit || 0;
+  const limitOnScale = LIMIT > 0 && LIMIT <= 4 * dataMax;
+  const yMax = Math.max(dataMax, limitOnScale ? LIMIT : 0) * 1.08;
   const xOf = (t) => L + (CW - L - R) * t / tMax;
   const yOf = (v) => CH - B - (CH - B - T) * v / yMax;
   const tOf = (x) => (x - L) / (CW - L - R) * tMax;
@@ -473,6 +478,15 @@
     };
     line(D.heap, "curve");
     line(D.rss, "rss");
+    if (LIMIT > 0) {
+      const label = `cgroup memory limit ${size(LIMIT)}` + (limitOnScale ? "" : " (above the chart's scale)");
+      if (limitOnScale) {
+        const l = svg("line", { class: "limit", x1: L, y1: yOf(LIMIT), x2: CW - R, y2: yOf(LIMIT) });
+        l.appendChild(svg("title", {}, `${label} (${exact(LIMIT)})`));
+        chart.appendChild(l);
+      }
+      chart.appendChild(svg("text", { class: "limit", x: CW - R - 4, y: limitOnScale ? yOf(LIMIT) - 4 : T + 10, "text-anchor": "end" }, label));
+    }
     chart.appendChild(svg("line", { class: "axis", x1: L, y1: yOf(0), x2: CW - R, y2: yOf(0) }));
     chart.appendChild(svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: yOf(0) }));
     for (let i = 0; i <= 4; i++) {
@@ -591,6 +605,7 @@
     add("Command", m.command);
     add("Python", m.python || "none seen");
     add("Mode", m.mode);
+    if (m.memory_limit) add("Memory limit", `${size(m.memory_limit)} (cgroup v2 memory.max)`, exact(m.memory_limit));
   }
   const VIEWS = [["peak", "Peak"], ["leaks", "Leaks"], ["temporary", "Temporary"], ["all", "All allocations"]];
   function controls() {

@@ -16,6 +16,7 @@
 //! memory for them, as for the tables, comes from raw mappings.
 
 mod map;
+mod shadow;
 mod snapshot;
 
 use crate::lock::SpinLock;
@@ -23,7 +24,8 @@ use crate::{clock, sys};
 use map::{Inserted, Map};
 use memtrace_format::aggregate::{ALLOCATORS, BINS};
 use memtrace_format::{Allocator, Marker};
-use std::sync::atomic::{AtomicBool, Ordering};
+use shadow::{Put, Shadow};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Aggregated recording is on.
 static ON: AtomicBool = AtomicBool::new(false);
@@ -39,6 +41,15 @@ const WINDOW_NS: u64 = 100_000_000;
 const POINTS: usize = 64;
 /// A new peak is written when it is this much above the last written one (and 10% more).
 const PEAK_STEP_MIN: u64 = 64 << 10;
+
+/// Buckets of the filter of the large blocks' addresses (4 KiB: stays in the cache).
+const LARGE_FILTER: usize = 4096;
+
+/// The filter bucket of an address.
+#[inline(always)]
+fn large_bucket(addr: u64) -> usize {
+    ((addr >> 4) ^ (addr >> 16)) as usize & (LARGE_FILTER - 1)
+}
 
 /// The sums of one (stack, thread).
 #[derive(Clone, Copy)]
@@ -79,10 +90,18 @@ impl Entry {
 }
 
 pub(super) struct State {
-    /// Live block address -> (bytes, entry index | allocations << 32).
+    /// The live small blocks (one allocation each): address -> (bytes, entry index).
+    small: Shadow,
+    /// The other live blocks: address -> (bytes, entry index | allocations << 32).
     live: Map,
+    /// How many of `live`'s keys fall in each bucket ([`large_bucket`]; stuck once at 255):
+    /// a free or a small allocation looks in `live` only when its bucket has one.
+    large_filter: [u8; LARGE_FILTER],
     /// (stack, serial) key -> entry index.
     keys: Map,
+    /// The key looked up last and its entry (allocations come in runs from one line).
+    last_key: u64,
+    last_entry: usize,
     entries: *mut Entry,
     entries_len: usize,
     entries_cap: usize,
@@ -130,8 +149,12 @@ unsafe impl Send for State {}
 impl State {
     const fn new() -> State {
         State {
+            small: Shadow::new(),
             live: Map::hinted(&LIVE_HINT),
+            large_filter: [0; LARGE_FILTER],
             keys: Map::new(),
+            last_key: 0,
+            last_entry: 0,
             entries: core::ptr::null_mut(),
             entries_len: 0,
             entries_cap: 0,
@@ -167,6 +190,7 @@ impl State {
 
     /// Forgets every sum (the snapshot buffers and the snapshot count stay).
     fn clear(&mut self) {
+        self.small.clear();
         self.live.clear();
         self.keys.clear();
         if !self.entries.is_null() {
@@ -196,10 +220,16 @@ impl State {
     #[inline]
     fn entry_of(&mut self, stack: u64, serial: u32) -> Option<usize> {
         let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
-        if let Some((i, _)) = self.keys.get(key) {
-            return Some(i as usize);
+        if key == self.last_key {
+            return Some(self.last_entry);
         }
-        self.new_entry(key, stack, serial)
+        let i = match self.keys.get(key) {
+            Some((i, _)) => i as usize,
+            None => self.new_entry(key, stack, serial)?,
+        };
+        self.last_key = key;
+        self.last_entry = i;
+        Some(i)
     }
 
     #[cold]
@@ -252,6 +282,73 @@ impl State {
         self.live_bytes = self.live_bytes.saturating_sub(bytes);
     }
 
+    /// Records the block at `addr` as live; false when out of memory. A block already live
+    /// there (its free raced with this allocation in another thread) goes.
+    #[inline(always)]
+    fn make_live(&mut self, i: usize, addr: u64, bytes: u64, count: u64) -> bool {
+        if count == 1 && i < u32::MAX as usize && Shadow::fits(addr, bytes) {
+            match self.small.put(addr, bytes, i as u32) {
+                Put::Stored => {
+                    if self.large_filter[large_bucket(addr)] != 0 {
+                        self.drop_stale_large(addr);
+                    }
+                    return true;
+                }
+                Put::Replaced(old, entry) => {
+                    self.release(old, u64::from(entry) | 1 << 32);
+                    return true;
+                }
+                Put::Elsewhere => {}
+            }
+        }
+        if let Some((old, entry)) = self.small.take(addr) {
+            self.release(old, u64::from(entry) | 1 << 32);
+        }
+        match self.live.insert(addr, bytes, i as u64 | count << 32) {
+            Inserted::New => {
+                let n = &mut self.large_filter[large_bucket(addr)];
+                *n = n.saturating_add(1);
+                true
+            }
+            Inserted::Replaced(old, packed) => {
+                self.release(old, packed);
+                true
+            }
+            Inserted::NoMemory => false,
+        }
+    }
+
+    /// A large block left live at an address a small one now has (its free raced).
+    #[cold]
+    fn drop_stale_large(&mut self, addr: u64) {
+        if let Some((old, packed)) = self.take_large(addr) {
+            self.release(old, packed);
+        }
+    }
+
+    /// Takes the large block at `addr` away, when there is one.
+    #[inline]
+    fn take_large(&mut self, addr: u64) -> Option<(u64, u64)> {
+        let b = large_bucket(addr);
+        if self.large_filter[b] == 0 {
+            return None;
+        }
+        let found = self.live.remove(addr);
+        if found.is_some() && self.large_filter[b] != u8::MAX {
+            self.large_filter[b] -= 1;
+        }
+        found
+    }
+
+    /// Takes the live block at `addr` away from the tables: (bytes, entry | allocations << 32).
+    #[inline(always)]
+    fn take(&mut self, addr: u64) -> Option<(u64, u64)> {
+        if let Some((bytes, entry)) = self.small.take(addr) {
+            return Some((bytes, u64::from(entry) | 1 << 32));
+        }
+        self.take_large(addr)
+    }
+
     /// A block of `bytes` standing for `count` allocations made live.
     #[inline]
     fn add(&mut self, i: usize, allocator: Allocator, addr: u64, size: u64, tick: u64) {
@@ -262,11 +359,8 @@ impl State {
             let w = memtrace_format::settings::weight(size, self.sample_bytes);
             (((w as f64 / size as f64).round() as u64).max(1), w)
         };
-        match self.live.insert(addr, bytes, i as u64 | count << 32) {
-            Inserted::New => {}
-            // Its free raced with this allocation in another thread: the older block goes.
-            Inserted::Replaced(old, packed) => self.release(old, packed),
-            Inserted::NoMemory => return,
+        if !self.make_live(i, addr, bytes, count) {
+            return;
         }
         self.events += 1;
         let (now, peak_event) = (self.events, self.peak_event);
@@ -287,6 +381,13 @@ impl State {
             *n += 1;
         }
         if self.live_bytes > self.peak_bytes {
+            // The first allocation of a climb to a new peak reads the clock (the time given
+            // may be from before a pause); the next ones, while the climb goes on, need not.
+            let tick = if self.peak_event + 1 != now && clock_stale() {
+                clock::tick()
+            } else {
+                tick
+            };
             self.peak_bytes = self.live_bytes;
             self.peak_count = self.live_count;
             self.peak_event = now;
@@ -353,10 +454,50 @@ impl State {
     }
 }
 
-/// The address of the live table's slot for `addr`, to prefetch (a hint: may be stale).
+/// The address of the slot of the block at `addr`, to prefetch (a hint: may be stale).
 #[inline(always)]
 pub fn slot_hint(addr: u64) -> *const u8 {
-    LIVE_HINT.slot(addr)
+    let p = shadow::hint(addr);
+    if p.is_null() {
+        LIVE_HINT.slot(addr)
+    } else {
+        p
+    }
+}
+
+/// The clock as last read by [`now`].
+static LAST_TICK: AtomicU64 = AtomicU64::new(0);
+/// Allocations left that take [`LAST_TICK`] without reading the clock.
+static CLOCK_SKIP: AtomicU32 = AtomicU32::new(0);
+/// While allocations come faster than this many ticks (TSC cycles >> 8: some 50 µs) for
+/// [`CLOCK_EVERY`] of them, the clock is read once per [`CLOCK_EVERY`].
+const FAST_TICKS: u64 = 1 << 9;
+const CLOCK_EVERY: u32 = 16;
+
+/// The time of an allocation, for the series and the snapshots' timing: reading the CPU's
+/// time-stamp counter costs some 20 ns here (as much as the rest of an event), so while
+/// allocations come fast it is read once per 16 of them. After a pause, at most 15
+/// allocations take the time from before it (and a new peak reads the clock: see `add`).
+/// Frees take the time of the last allocation (they close no window of their own).
+#[inline]
+pub fn now() -> u64 {
+    let skip = CLOCK_SKIP.load(Ordering::Relaxed);
+    if skip != 0 {
+        CLOCK_SKIP.store(skip - 1, Ordering::Relaxed);
+        return LAST_TICK.load(Ordering::Relaxed);
+    }
+    let tick = clock::tick();
+    let last = LAST_TICK.swap(tick, Ordering::Relaxed);
+    if tick.wrapping_sub(last) < FAST_TICKS {
+        CLOCK_SKIP.store(CLOCK_EVERY - 1, Ordering::Relaxed);
+    }
+    tick
+}
+
+/// Whether [`now`] gave a time read before this allocation.
+#[inline(always)]
+fn clock_stale() -> bool {
+    CLOCK_SKIP.load(Ordering::Relaxed) != 0
 }
 
 #[inline(always)]
@@ -387,11 +528,12 @@ pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64
 
 /// A free (`python`: pymalloc_free) of `addr`.
 #[inline]
-pub fn free(python: bool, addr: u64, tick: u64) {
+pub fn free(python: bool, addr: u64) {
+    let tick = LAST_TICK.load(Ordering::Relaxed);
     let mut s = STATE.lock();
     s.frees += 1;
     s.free_kinds[usize::from(python)] += 1;
-    if let Some((bytes, packed)) = s.live.remove(addr) {
+    if let Some((bytes, packed)) = s.take(addr) {
         s.release(bytes, packed);
         s.after_event(tick);
     }
@@ -403,13 +545,13 @@ pub fn munmap(addr: u64, len: u64, tick: u64) {
     let mut s = STATE.lock();
     s.frees += 1;
     s.free_kinds[2] += 1;
-    if let Some((bytes, packed)) = s.live.remove(addr) {
+    if let Some((bytes, packed)) = s.take(addr) {
         s.release(bytes, packed);
         if len < bytes {
             // The tail stays mapped: one allocation of the rest.
             let i = (packed & 0xFFFF_FFFF) as usize;
             let rest = bytes - len;
-            if s.live.insert(addr + len, rest, packed) == Inserted::New {
+            if s.make_live(i, addr + len, rest, packed >> 32) {
                 s.events += 1;
                 let (now, peak_event) = (s.events, s.peak_event);
                 if i < s.entries_len {
@@ -430,7 +572,7 @@ pub fn munmap(addr: u64, len: u64, tick: u64) {
 /// one was known.
 pub fn mremap(serial: u32, stack: u64, old: (u64, u64), new: (u64, u64), tick: u64) {
     let mut s = STATE.lock();
-    if let Some((bytes, packed)) = s.live.remove(old.0) {
+    if let Some((bytes, packed)) = s.take(old.0) {
         s.release(bytes, packed);
         if let Some(i) = s.entry_of(stack, serial) {
             s.add(i, Allocator::Mmap, new.0, new.1, tick);

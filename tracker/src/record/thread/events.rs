@@ -74,7 +74,7 @@ fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64,
     };
     let stack = s.stack_of(t, ret);
     let serial = s.serial;
-    let tick = clock::tick();
+    let tick = aggregate::now();
     if crate::rss::due(tick) {
         s.sample_rss(tick);
     }
@@ -99,6 +99,17 @@ pub fn prefetch_free(t: &tls::Tls, addr: u64) {
     prefetch(s.writer.free_lookup(addr));
 }
 
+/// The time of a free, read before the real free (see [`record_free_taken`]); an aggregated
+/// capture orders nothing by it and does without it (aggregate::now).
+#[inline(always)]
+pub fn free_tick() -> u64 {
+    if aggregate::on() {
+        0
+    } else {
+        clock::tick()
+    }
+}
+
 /// A free of `addr`; `tick` is when it happened if the caller read the clock already (before
 /// calling the real function: then another thread's reuse of the block is after it), else now.
 #[inline]
@@ -120,7 +131,7 @@ pub fn take_free(addr: u64) -> bool {
 #[inline]
 pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if aggregate::on() {
-        return aggregate::free(python, addr, tick.unwrap_or_else(clock::tick));
+        return aggregate::free(python, addr);
     }
     if let Some(s) = acquire(t) {
         prefetch(s.writer.free_lookup(addr));

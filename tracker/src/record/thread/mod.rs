@@ -26,8 +26,8 @@ mod state;
 mod tables;
 
 pub use events::{
-    prefetch_free, record_alloc, record_failed, record_free, record_free_taken, record_marker,
-    record_mremap, record_munmap, record_typed_free, take_free,
+    free_tick, prefetch_free, record_alloc, record_failed, record_free, record_free_taken,
+    record_marker, record_mremap, record_munmap, record_typed_free, take_free,
 };
 pub use exec_pause::{flush_current, pause_others, restart_current, resume_others};
 pub use exit::init_key;

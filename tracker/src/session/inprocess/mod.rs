@@ -43,6 +43,8 @@ pub struct Request {
     pub labels: Vec<u8>,
     /// Started by `memtrace attach` in a process already running.
     pub attached: bool,
+    /// Sums per stack and thread instead of every event (crate::aggregate).
+    pub aggregate: bool,
 }
 
 /// A started session, until it runs or is given up: dropping it lets the next start in.
@@ -100,7 +102,7 @@ impl Starting {
             sample_seed: 0,
             labels: req.labels.clone(),
             attached: req.attached,
-            aggregate: false,
+            aggregate: req.aggregate,
         };
         lifecycle::begin_in_process(cfg)
     }

@@ -17,8 +17,9 @@ use libc::c_void;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// `start(path: str, native: bool, python_allocators: bool, follow_fork: bool[, labels: str])
-/// -> None`; `labels` holds `key=value` lines (checked by the Python package).
+/// `start(path: str, native: bool, python_allocators: bool, follow_fork: bool[, labels: str[,
+/// attached: bool[, aggregate: bool]]]) -> None`; `labels` holds `key=value` lines (checked by
+/// the Python package); `aggregate`: an aggregated capture (crate::aggregate).
 pub unsafe extern "C" fn start(
     _module: *mut Object,
     args: *const *mut Object,
@@ -27,10 +28,10 @@ pub unsafe extern "C" fn start(
     let (Some(api), Some(s)) = (api::get(), session_api::get()) else {
         return core::ptr::null_mut();
     };
-    if !(4..=6).contains(&nargs) || args.is_null() {
+    if !(4..=7).contains(&nargs) || args.is_null() {
         return raise(
             s.type_error,
-            b"start() takes 4 to 6 arguments: path, native, python_allocators, follow_fork[, labels[, attached]]",
+            b"start() takes 4 to 7 arguments: path, native, python_allocators, follow_fork[, labels[, attached[, aggregate]]]",
         );
     }
     // SAFETY: Python passes `nargs` argument references, alive during the call.
@@ -48,14 +49,16 @@ pub unsafe extern "C" fn start(
         return core::ptr::null_mut();
     };
     // `memtrace attach` passes `attached`: the capture starts in a process already running.
-    let attached = match a.get(5) {
+    // `aggregate` (memtrace.Tracker(aggregate=True)): sums instead of events.
+    let mut optional = [false; 2];
+    for (flag, &arg) in optional.iter_mut().zip(a.get(5..).unwrap_or(&[])) {
         // SAFETY: a live argument object; the GIL is held.
-        Some(&o) => match unsafe { (s.object_is_true)(o) } {
+        match unsafe { (s.object_is_true)(arg) } {
             r if r < 0 => return core::ptr::null_mut(),
-            r => r == 1,
-        },
-        None => false,
-    };
+            r => *flag = r == 1,
+        }
+    }
+    let [attached, aggregate] = optional;
     let mut flags = [false; 3];
     for (flag, &arg) in flags.iter_mut().zip(&a[1..4]) {
         // SAFETY: a live argument object; the GIL is held.
@@ -74,6 +77,7 @@ pub unsafe extern "C" fn start(
         follow_fork: flags[2],
         labels,
         attached,
+        aggregate,
     };
     let starting = match inprocess::claim() {
         Ok(starting) => starting,

@@ -1,0 +1,228 @@
+//! The live small blocks by address, as a shadow of the heap: one 8-byte slot per 16 bytes of
+//! address space (the block's bytes and its entry), in leaves of 1 MiB that each shadow a 2 MiB
+//! region, mapped when a block first lands there. A hash table of the live blocks spreads
+//! neighbouring blocks over the whole table, so with a heap of a million blocks nearly every
+//! allocation and free missed the cache there; here blocks allocated one after the other from
+//! one pool have neighbouring slots, and a pool's frees walk the same cache lines again.
+//!
+//! Only blocks aligned to 16 bytes and smaller than [`SMALL_MAX`] live here (the others are in
+//! the hash table): a leaf's resident pages are then at most half the heap they shadow. The
+//! caller serializes access (the aggregate lock). Memory comes from raw mappings, never the
+//! program's allocator.
+
+use crate::sys;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Blocks of fewer bytes than this may live in the shadow.
+pub const SMALL_MAX: u64 = 1 << 16;
+/// Bytes of address space per region (one leaf).
+const REGION_BITS: u32 = 21;
+/// Bytes of address space per slot: the heap's alignment.
+const GRAIN_BITS: u32 = 4;
+const LEAF_SLOTS: usize = 1 << (REGION_BITS - GRAIN_BITS);
+const LEAF_BYTES: usize = LEAF_SLOTS * 8;
+/// Directory slots (region + 1, leaf address): at most half are used, so that some 16 GiB of
+/// heap with small blocks is shadowed; past that, blocks go to the hash table.
+const DIR_SLOTS: usize = 1 << 14;
+
+/// Regions and their leaves as made, by region modulo [`HINTS`], read without the lock to
+/// prefetch a block's slot (before the real free, while the stack is walked). A stale hint
+/// (after `clear`) only prefetches memory no longer used, which is harmless.
+static HINT_REGIONS: [AtomicU64; HINTS] = [const { AtomicU64::new(0) }; HINTS];
+static HINT_LEAVES: [AtomicU64; HINTS] = [const { AtomicU64::new(0) }; HINTS];
+const HINTS: usize = 256;
+
+/// The address of `addr`'s slot, to prefetch; null when its leaf is not among the hints.
+#[inline(always)]
+pub fn hint(addr: u64) -> *const u8 {
+    let region = addr >> REGION_BITS;
+    let h = region as usize & (HINTS - 1);
+    if HINT_REGIONS[h].load(Ordering::Relaxed) != region + 1 {
+        return core::ptr::null();
+    }
+    let leaf = HINT_LEAVES[h].load(Ordering::Relaxed);
+    let i = ((addr >> GRAIN_BITS) as usize) & (LEAF_SLOTS - 1);
+    (leaf as *const u64).wrapping_add(i) as *const u8
+}
+
+pub struct Shadow {
+    /// Open addressing, linear probing, never removed from (until `clear`).
+    dir: *mut [u64; 2],
+    leaves: usize,
+    /// The region looked up last and its leaf: a pool's blocks are in one region.
+    last_region: u64,
+    last_leaf: *mut u64,
+}
+
+// SAFETY: only reached through the aggregate lock.
+unsafe impl Send for Shadow {}
+
+/// What a [`Shadow::put`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Put {
+    Stored,
+    /// A block was already live at that address (its free raced with this allocation in
+    /// another thread): its bytes and entry.
+    Replaced(u64, u32),
+    /// Not stored: the block does not fit, or no memory for a leaf.
+    Elsewhere,
+}
+
+impl Shadow {
+    pub const fn new() -> Shadow {
+        Shadow {
+            dir: core::ptr::null_mut(),
+            leaves: 0,
+            last_region: u64::MAX,
+            last_leaf: core::ptr::null_mut(),
+        }
+    }
+
+    /// Whether a block of `size` bytes at `addr` may live in the shadow.
+    #[inline(always)]
+    pub fn fits(addr: u64, size: u64) -> bool {
+        addr & ((1 << GRAIN_BITS) - 1) == 0 && size < SMALL_MAX
+    }
+
+    /// The slot of `addr` (aligned), its leaf made when `make`; null when there is none.
+    #[inline(always)]
+    fn slot(&mut self, addr: u64, make: bool) -> *mut u64 {
+        let region = addr >> REGION_BITS;
+        let leaf = if region == self.last_region {
+            self.last_leaf
+        } else {
+            self.leaf(region, make)
+        };
+        if leaf.is_null() {
+            return leaf;
+        }
+        let i = ((addr >> GRAIN_BITS) as usize) & (LEAF_SLOTS - 1);
+        // SAFETY: i < LEAF_SLOTS, inside the leaf's mapping.
+        unsafe { leaf.add(i) }
+    }
+
+    /// The leaf of `region` (made when `make`), remembered as the last one; null when there is
+    /// none.
+    #[inline(never)]
+    fn leaf(&mut self, region: u64, make: bool) -> *mut u64 {
+        if self.dir.is_null() {
+            if !make {
+                return core::ptr::null_mut();
+            }
+            match sys::map_anon(DIR_SLOTS * 16) {
+                Some(p) => self.dir = p as *mut [u64; 2],
+                None => return core::ptr::null_mut(),
+            }
+        }
+        let key = region + 1;
+        let mut i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 50) as usize & (DIR_SLOTS - 1);
+        loop {
+            // SAFETY: i < DIR_SLOTS, inside the directory's mapping; the lock is held.
+            let d = unsafe { &mut *self.dir.add(i) };
+            if d[0] == key {
+                self.last_region = region;
+                self.last_leaf = d[1] as *mut u64;
+                return self.last_leaf;
+            }
+            if d[0] == 0 {
+                if !make || self.leaves * 2 >= DIR_SLOTS {
+                    return core::ptr::null_mut();
+                }
+                let Some(leaf) = sys::map_anon(LEAF_BYTES) else {
+                    return core::ptr::null_mut();
+                };
+                *d = [key, leaf as u64];
+                self.leaves += 1;
+                let h = region as usize & (HINTS - 1);
+                HINT_LEAVES[h].store(leaf as u64, Ordering::Relaxed);
+                HINT_REGIONS[h].store(key, Ordering::Relaxed);
+                self.last_region = region;
+                self.last_leaf = leaf as *mut u64;
+                return self.last_leaf;
+            }
+            i = (i + 1) & (DIR_SLOTS - 1);
+        }
+    }
+
+    /// Makes the block of `size` bytes at `addr` (see [`Shadow::fits`]) live, from entry `entry`.
+    #[inline(always)]
+    pub fn put(&mut self, addr: u64, size: u64, entry: u32) -> Put {
+        let p = self.slot(addr, true);
+        if p.is_null() {
+            return Put::Elsewhere;
+        }
+        // SAFETY: a slot of a live leaf; the lock is held.
+        let old = unsafe { core::ptr::replace(p, size << 32 | (u64::from(entry) + 1)) };
+        if old == 0 {
+            Put::Stored
+        } else {
+            Put::Replaced(old >> 32, (old as u32).wrapping_sub(1))
+        }
+    }
+
+    /// Takes the block at `addr` away: its bytes and entry, when it lived here.
+    #[inline(always)]
+    pub fn take(&mut self, addr: u64) -> Option<(u64, u32)> {
+        if addr & ((1 << GRAIN_BITS) - 1) != 0 {
+            return None;
+        }
+        let p = self.slot(addr, false);
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: a slot of a live leaf; the lock is held.
+        let old = unsafe { core::ptr::replace(p, 0) };
+        (old != 0).then(|| (old >> 32, (old as u32).wrapping_sub(1)))
+    }
+
+    /// Forgets every block and gives the memory back.
+    pub fn clear(&mut self) {
+        for r in &HINT_REGIONS {
+            r.store(0, Ordering::Relaxed);
+        }
+        if !self.dir.is_null() {
+            for i in 0..DIR_SLOTS {
+                // SAFETY: i < DIR_SLOTS, inside the directory's mapping; the lock is held.
+                let d = unsafe { *self.dir.add(i) };
+                if d[0] != 0 {
+                    sys::unmap(d[1] as *mut u8, LEAF_BYTES);
+                }
+            }
+            sys::unmap(self.dir as *mut u8, DIR_SLOTS * 16);
+        }
+        *self = Shadow::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn puts_takes_and_replaces() {
+        let mut s = Shadow::new();
+        let base = 0x7f00_0000_0000u64;
+        for k in 0..200_000u64 {
+            // 3 MiB apart every 1,000 blocks: several leaves.
+            let addr = base + (k / 1000) * (3 << 20) + (k % 1000) * 48;
+            assert_eq!(s.put(addr, 40 + k % 7, k as u32), Put::Stored);
+        }
+        assert!(s.leaves >= 200);
+        let last = base + 199 * (3 << 20) + 999 * 48;
+        let p = s.slot(last, false);
+        assert_eq!(hint(last), p as *const u8);
+        for k in (0..200_000u64).step_by(2) {
+            let addr = base + (k / 1000) * (3 << 20) + (k % 1000) * 48;
+            assert_eq!(s.take(addr), Some((40 + k % 7, k as u32)));
+            assert_eq!(s.take(addr), None);
+        }
+        let odd = base + 48;
+        assert_eq!(s.put(odd, 8, 9), Put::Replaced(41, 1));
+        assert_eq!(s.take(odd + 8), None, "unaligned");
+        assert_eq!(s.take(0x1000), None, "no leaf");
+        assert!(!Shadow::fits(odd, SMALL_MAX));
+        assert!(!Shadow::fits(odd + 8, 8));
+        s.clear();
+        assert_eq!(s.take(odd), None);
+    }
+}
