@@ -592,7 +592,7 @@ mod tests {
             x ^= x << 17;
             // Few keys (the memo hits and collides), some sharing a stack or a bucket.
             let key: Key = (x % 700, (x >> 20) as u32 % 3, (x >> 30) as u32 % 5);
-            if x % 11 == 0 {
+            if x.is_multiple_of(11) {
                 if model.remove(&key).is_some() {
                     let slot = cells.slots[&key] as usize;
                     cells.remove(slot);
