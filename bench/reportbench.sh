@@ -9,7 +9,8 @@
 # the spread (min-max), and the ratios (memray's median time / memtrace's). memtrace's reports
 # run twice over: "whole" reads the capture whole (MEMTRACE_INDEX=off: a first report), "index"
 # answers from the capture's index (docs/ARCHITECTURE.md, "The capture index": every later
-# report). memray is installed from PyPI into target/bench-venv the first time (never a
+# report). The CPU seconds (user + system) are printed too, with their ratio: on a loaded
+# machine the wall time follows the load more than the report. memray is installed from PyPI into target/bench-venv the first time (never a
 # dependency of memtrace), unless $MEMRAY_VENV names a virtualenv that has it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,8 +25,8 @@ cargo build --release -q
 if [ ! -x "$venv/bin/memray" ]; then
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || { echo "cannot install memray" >&2; exit 1; }
 fi
-run() { # wall seconds and max RSS (KB) of a command, its output dropped
-    /usr/bin/time -f "%e %M" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+run() { # wall seconds, max RSS (KB) and CPU seconds of a command, its output dropped
+    /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
     cat "$work/t"
 }
 
@@ -57,18 +58,23 @@ done >"$work/times"
 import statistics, sys
 t = {}
 for line in open(sys.argv[1]):
-    report, who, wall, rss = line.split()
-    t.setdefault((report, who), []).append((float(wall), int(rss)))
+    report, who, wall, rss, user, system = line.split()
+    t.setdefault((report, who), []).append((float(wall), int(rss), float(user) + float(system)))
 print("  (tree: memray's column is its summary)")
 print(f"  {'report':<11}{'memray':>22}{'memtrace whole':>24}{'memtrace index':>24}"
       f"{'memray/whole':>14}{'memray/index':>14}")
 for report in ["stats", "summary", "tree", "flamegraph"]:
-    cells, med = [], {}
+    cells, med, cpu = [], {}, {}
     for who in ["memray", "whole", "index"]:
-        walls = [w for w, _ in t[(report if who != "memray" or report != "tree" else "summary", who)]]
+        runs = t[(report if who != "memray" or report != "tree" else "summary", who)]
+        walls = [w for w, _, _ in runs]
         med[who] = statistics.median(walls)
-        rss = statistics.median(r for _, r in t[(report if who != "memray" or report != "tree" else "summary", who)]) / 1024
+        cpu[who] = statistics.median(c for _, _, c in runs)
+        rss = statistics.median(r for _, r, _ in runs) / 1024
         cells.append(f"{med[who]:6.2f} s ({min(walls):.2f}-{max(walls):.2f}) {rss:4.0f} MB")
     print(f"  {report:<11}" + "".join(f"{c:>24}" for c in cells)
           + f"{med['memray'] / max(med['whole'], 1e-3):13.1f}x{med['memray'] / max(med['index'], 1e-3):13.1f}x")
+    cpu_ratio = cpu["memray"] / max(cpu["whole"], 1e-3)
+    print(f"  {'':<11}{'CPU s: memray %.2f, whole %.2f, index %.2f' % (cpu['memray'], cpu['whole'], cpu['index']):>72}"
+          f"{cpu_ratio:13.1f}x (CPU)")
 PY

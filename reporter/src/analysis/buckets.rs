@@ -17,6 +17,12 @@
 //! With [`Buckets::at_moments`] each bucket's snapshot is taken at a moment given instead (a
 //! family's, where the sum of its processes' heaps was highest: see [`crate::family`]): what
 //! was live after the last event at or before it.
+//!
+//! Speed: the replay tells every event, so the per-event path avoids hashing where it can. The
+//! cells live in a slab (dense, reused once gone); a small direct-mapped memo in front of the
+//! key map finds the cell of a recently used key (allocation sites repeat) without hashing the
+//! whole key, and a free's bucket of allocation is the current one without a search when the
+//! block is that recent.
 
 use hashbrown::HashMap;
 
@@ -26,8 +32,10 @@ pub type Key = (u64, u32, u32);
 /// A value of a key at a snapshot: (bucket, bytes, allocations).
 pub type Change = (u32, u64, u64);
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct Cell {
+    /// Its key (the slab is indexed by slot, not by key).
+    key: Key,
     /// Live now.
     bytes: i64,
     count: i64,
@@ -47,6 +55,117 @@ struct Cell {
     allocators: u16,
 }
 
+impl Cell {
+    fn new(key: Key) -> Cell {
+        Cell {
+            key,
+            bytes: 0,
+            count: 0,
+            since_bytes: 0,
+            since_count: 0,
+            epoch: 0,
+            touched: 0,
+            rec_bytes: 0,
+            rec_count: 0,
+            slot: 0,
+            allocators: 0,
+        }
+    }
+}
+
+/// Entries of the memo in front of the key map (a power of two).
+const MEMO: usize = 512;
+
+/// A memo entry that matches no key (no stack id has all 64 bits set).
+const NO_KEY: Key = (u64::MAX, u32::MAX, u32::MAX);
+
+/// The memo entry of a key: a multiplicative hash of its three parts.
+#[inline]
+fn memo_of(key: Key) -> usize {
+    let mixed = key.0 ^ (u64::from(key.1) << 32) ^ (u64::from(key.2) << 48);
+    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO.trailing_zeros())) as usize
+}
+
+/// The cells by key: a slab of cells, the map from key to slot, and the memo of recent keys.
+#[derive(Debug)]
+struct Cells {
+    slab: Vec<Cell>,
+    /// Slots of the slab whose cell is gone, to reuse.
+    vacant: Vec<u32>,
+    slots: HashMap<Key, u32>,
+    /// (key, slot) of recently used keys, at [`memo_of`] of the key.
+    memo: Vec<(Key, u32)>,
+}
+
+impl Default for Cells {
+    fn default() -> Cells {
+        Cells {
+            slab: Vec::new(),
+            vacant: Vec::new(),
+            slots: HashMap::new(),
+            memo: vec![(NO_KEY, 0); MEMO],
+        }
+    }
+}
+
+impl Cells {
+    /// The slot of `key`'s cell, made when it has none.
+    #[inline]
+    fn slot(&mut self, key: Key) -> usize {
+        let m = memo_of(key);
+        let (k, slot) = self.memo[m];
+        if k == key {
+            return slot as usize;
+        }
+        self.slot_slow(key, m)
+    }
+
+    #[inline(never)]
+    fn slot_slow(&mut self, key: Key, m: usize) -> usize {
+        let slot = match self.slots.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(o) => *o.get(),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                let slot = match self.vacant.pop() {
+                    Some(s) => {
+                        self.slab[s as usize] = Cell::new(key);
+                        s
+                    }
+                    None => {
+                        self.slab.push(Cell::new(key));
+                        (self.slab.len() - 1) as u32
+                    }
+                };
+                *v.insert(slot)
+            }
+        };
+        self.memo[m] = (key, slot);
+        slot as usize
+    }
+
+    /// Removes the cell at `slot`.
+    fn remove(&mut self, slot: usize) {
+        let key = self.slab[slot].key;
+        self.slots.remove(&key);
+        self.vacant.push(slot as u32);
+        let m = memo_of(key);
+        if self.memo[m].0 == key {
+            self.memo[m] = (NO_KEY, 0);
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slab.clear();
+        self.vacant.clear();
+        self.slots.clear();
+        self.memo.fill((NO_KEY, 0));
+    }
+
+    /// Every cell there is.
+    fn iter(&self) -> impl Iterator<Item = &Cell> + '_ {
+        self.slots.values().map(|&s| &self.slab[s as usize])
+    }
+}
+
 /// The tracker, fed by the replay.
 #[derive(Debug)]
 pub struct Buckets {
@@ -58,15 +177,21 @@ pub struct Buckets {
     opened: bool,
     /// The event index that opened each bucket (the first event at or after its start).
     starts: Vec<u64>,
+    /// The bucket [`Buckets::bucket_of_index`] found last by a search.
+    found: u32,
     /// Each bucket's high-water mark: (tick, live bytes).
     pub maxes: Vec<(u64, u64)>,
     cur_max: u64,
     epoch: u64,
-    cells: HashMap<Key, Cell>,
-    /// Keys touched in the current bucket.
-    touched: Vec<Key>,
-    /// Keys whose value at the last snapshot differs from what is live (to look at again).
-    pending: Vec<Key>,
+    cells: Cells,
+    /// The first tick after the current bucket (u64::MAX for the last one): [`Buckets::advance`]
+    /// opens a bucket only from there.
+    next_tick: u64,
+    /// Slots of the cells touched in the current bucket.
+    touched: Vec<u32>,
+    /// Slots of the cells whose value at the last snapshot differs from what is live (to look
+    /// at again).
+    pending: Vec<u32>,
     histories: Vec<(Key, Vec<Change>)>,
     /// The first bucket after the script started (the buckets before hold nothing).
     first: usize,
@@ -118,10 +243,12 @@ impl Buckets {
             cur: 0,
             opened: false,
             starts: Vec::with_capacity(n),
+            found: 0,
             maxes: vec![(first_tick, 0); n],
             cur_max: 0,
             epoch: 1,
-            cells: HashMap::new(),
+            cells: Cells::default(),
+            next_tick: 0,
             touched: Vec::new(),
             pending: Vec::new(),
             histories: Vec::new(),
@@ -142,9 +269,11 @@ impl Buckets {
     /// bytes before the event, `index` the event's index.
     #[inline]
     pub fn advance(&mut self, tick: u64, live: u64, index: u64) {
-        let b = self.bucket_of_tick(tick);
-        if !self.opened || b > self.cur {
-            self.open(b, tick, live, index);
+        if tick >= self.next_tick || !self.opened {
+            let b = self.bucket_of_tick(tick);
+            if !self.opened || b > self.cur {
+                self.open(b, tick, live, index);
+            }
         }
         if self.moments.is_some() {
             self.mark_if_past(tick, live);
@@ -177,21 +306,43 @@ impl Buckets {
         self.maxes[b] = (tick.max(self.t0 + b as u64 * self.width), live);
         self.epoch += 1;
         self.marked = false;
+        self.next_tick = if b + 1 < self.n {
+            self.t0
+                .saturating_add((b as u64 + 1).saturating_mul(self.width))
+        } else {
+            u64::MAX
+        };
     }
 
     /// The bucket an allocation of event `index` was made in.
     #[inline]
-    fn bucket_of_index(&self, index: u64) -> u32 {
-        (self.starts.partition_point(|&s| s <= index).max(1) - 1) as u32
+    fn bucket_of_index(&mut self, index: u64) -> u32 {
+        // Most blocks go soon (made in the latest bucket opened), or in runs made together
+        // (the bucket found last): no search then.
+        let starts = &self.starts;
+        let n = starts.len();
+        if let Some(&s) = starts.last() {
+            if index >= s {
+                return (n - 1) as u32;
+            }
+        }
+        let f = self.found as usize;
+        if f + 1 < n && starts[f] <= index && index < starts[f + 1] {
+            return f as u32;
+        }
+        let b = (starts.partition_point(|&s| s <= index).max(1) - 1) as u32;
+        self.found = b;
+        b
     }
 
     #[inline]
     fn touch(&mut self, key: Key) -> &mut Cell {
         let cur = self.cur as u32 + 1;
-        let cell = self.cells.entry(key).or_default();
+        let slot = self.cells.slot(key);
+        let cell = &mut self.cells.slab[slot];
         if cell.touched != cur {
             cell.touched = cur;
-            self.touched.push(key);
+            self.touched.push(slot as u32);
         }
         cell
     }
@@ -258,12 +409,12 @@ impl Buckets {
             self.marked = true;
         }
         let b = self.cur as u32;
-        let mut keys = std::mem::take(&mut self.touched);
-        keys.append(&mut self.pending);
-        for key in keys {
-            let Some(cell) = self.cells.get_mut(&key) else {
-                continue;
-            };
+        let mut slots = std::mem::take(&mut self.touched);
+        slots.append(&mut self.pending);
+        for &slot in &slots {
+            let slot = slot as usize;
+            let cell = &mut self.cells.slab[slot];
+            let key = cell.key;
             if cell.allocators != 0 {
                 *self.allocators.entry(key.0).or_default() |= std::mem::take(&mut cell.allocators);
             }
@@ -291,15 +442,19 @@ impl Buckets {
                 // Listed again at the next bucket's end (once).
                 if cell.touched != b + 2 {
                     cell.touched = b + 2;
-                    self.pending.push(key);
+                    self.pending.push(slot as u32);
                 }
             } else if live == (0, 0) {
                 // Gone for good: its bucket of allocation is past.
-                self.cells.remove(&key);
+                self.cells.remove(slot);
             }
         }
+        // The list's memory serves again (a cell is listed once per close: no slot is both
+        // removed and listed again before it ends).
+        slots.clear();
+        self.touched = slots;
         // The pending keys are the next bucket's touched ones.
-        self.touched = std::mem::take(&mut self.pending);
+        std::mem::swap(&mut self.touched, &mut self.pending);
     }
 
     /// The replay forgot what was live (a Python script's start): the buckets so far hold
@@ -346,7 +501,7 @@ impl Buckets {
 
     /// What is live now (at the end), by the cells.
     fn cur_max_live(&self) -> u64 {
-        self.cells.values().map(|c| c.bytes.max(0) as u64).sum()
+        self.cells.iter().map(|c| c.bytes.max(0) as u64).sum()
     }
 }
 
@@ -423,6 +578,54 @@ mod tests {
             .find(|(k, _)| *k == (stack, 0, abucket))
             .map(|(_, h)| BucketData::value_at(h, b))
             .unwrap_or_default()
+    }
+
+    /// The slab and its memo against a plain map, over keys that collide in the memo.
+    #[test]
+    fn cells_find_the_same_cell_as_a_map_through_removals_and_reuse() {
+        let mut cells = Cells::default();
+        let mut model: HashMap<Key, i64> = HashMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Few keys (the memo hits and collides), some sharing a stack or a bucket.
+            let key: Key = (x % 700, (x >> 20) as u32 % 3, (x >> 30) as u32 % 5);
+            if x.is_multiple_of(11) {
+                if model.remove(&key).is_some() {
+                    let slot = cells.slots[&key] as usize;
+                    cells.remove(slot);
+                }
+            } else {
+                let slot = cells.slot(key);
+                assert_eq!(cells.slab[slot].key, key);
+                cells.slab[slot].bytes += step as i64;
+                *model.entry(key).or_default() += step as i64;
+            }
+            if step % 50_000 == 0 {
+                cells.clear();
+                model.clear();
+            }
+        }
+        let mut got: Vec<(Key, i64)> = cells.iter().map(|c| (c.key, c.bytes)).collect();
+        let mut want: Vec<(Key, i64)> = model.into_iter().collect();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert!(cells.slab.len() <= 700 * 3 * 5, "slots are reused");
+    }
+
+    #[test]
+    fn the_bucket_of_an_allocation_with_and_without_a_search() {
+        let mut b = Buckets::new(8, 0, 79);
+        b.starts = vec![1, 5, 5, 9, 20];
+        let search =
+            |starts: &[u64], i: u64| (starts.partition_point(|&s| s <= i).max(1) - 1) as u32;
+        let starts = b.starts.clone();
+        for i in [0, 1, 4, 5, 6, 8, 9, 19, 20, 25, 3, 3, 12, 0, 7, 7] {
+            assert_eq!(b.bucket_of_index(i), search(&starts, i), "index {i}");
+        }
     }
 
     #[test]
