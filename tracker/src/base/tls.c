@@ -12,6 +12,7 @@ struct memtrace_tls {
     void *native;          /* the thread's native unwinding state, or NULL */
     int64_t sample_left;   /* byte sampling: bytes until the next sample */
     uint64_t sample_rng;   /* byte sampling: the thread's random state, 0 until seeded */
+    uint64_t call_site;    /* while a hook records: the words its trampoline pushed, or 0 */
 };
 
 static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));

@@ -16,6 +16,10 @@ pub struct Tls {
     pub sample_left: i64,
     /// Byte sampling: the thread's random state (xorshift), 0 until seeded.
     pub sample_rng: u64,
+    /// While an allocation function's hook records: the address of the caller's frame pointer
+    /// and return address its trampoline pushed (hooks::native::CallSite), where a native walk
+    /// starts; 0 otherwise.
+    pub call_site: u64,
 }
 
 extern "C" {

@@ -1,6 +1,7 @@
 //! The interposed allocation functions. Each exported symbol (session::exports) is a naked
-//! trampoline that passes its caller's return address (the call site) as one more argument to
-//! the hook here.
+//! trampoline that pushes its caller's frame pointer, so that the caller's frame pointer and
+//! return address (the call site) lie side by side, and passes their address ([`CallSite`]) as
+//! one more argument to the hook here.
 //!
 //! A hook calls the real function and records the event, unless the re-entrancy flag says the
 //! tracker itself is running on this thread or recording is off. A free's time is read before
@@ -18,6 +19,18 @@ use std::sync::atomic::Ordering;
 /// clears it again when it goes out of scope (so no return path can leave it set).
 #[inline(always)]
 pub(crate) fn enter() -> Option<Entered> {
+    enter_from(0)
+}
+
+/// [`enter`] from an allocation function called at `site`: a native walk (--native) of what
+/// the hook records starts there, not in the tracker's own frames.
+#[inline(always)]
+fn enter_at(site: &CallSite) -> Option<Entered> {
+    enter_from(site as *const CallSite as u64)
+}
+
+#[inline(always)]
+fn enter_from(site: u64) -> Option<Entered> {
     if !ACTIVE.load(Ordering::Relaxed) {
         return None;
     }
@@ -26,6 +39,7 @@ pub(crate) fn enter() -> Option<Entered> {
         return None;
     }
     t.in_tracker = 1;
+    t.call_site = site;
     Some(Entered(t))
 }
 
@@ -52,8 +66,18 @@ impl DerefMut for Entered {
 impl Drop for Entered {
     #[inline(always)]
     fn drop(&mut self) {
+        self.0.call_site = 0;
         self.0.in_tracker = 0;
     }
+}
+
+/// The two words a trampoline pushes before it calls its hook: the caller's frame pointer, then
+/// the caller's return address (the call site); the caller's stack pointer is just above them.
+/// On the stack for the whole call of the hook.
+#[repr(C)]
+pub struct CallSite {
+    pub frame_pointer: u64,
+    pub ret: u64,
 }
 
 #[inline(always)]
@@ -61,23 +85,23 @@ fn real() -> Option<&'static Real> {
     real::get()
 }
 
-pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, site: &CallSite) -> *mut c_void {
     let Some(r) = real() else {
         return real::arena_alloc(size, 16);
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(r.malloc; size);
     };
     let p = forward!(r.malloc; size);
     if !p.is_null() {
-        thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, ret as u64);
+        thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, site.ret);
     } else if size > 0 {
-        thread::record_failed(&mut t, Allocator::Malloc, size as u64, ret as u64);
+        thread::record_failed(&mut t, Allocator::Malloc, size as u64, site.ret);
     }
     p
 }
 
-pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
+pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _site: &CallSite) {
     if p.is_null() || real::in_arena(p) {
         return;
     }
@@ -97,22 +121,26 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _ret: usize) {
     thread::record_free_taken(&mut t, false, p as u64, Some(tick));
 }
 
-pub(crate) unsafe extern "C" fn hook_calloc(n: size_t, size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_calloc(
+    n: size_t,
+    size: size_t,
+    site: &CallSite,
+) -> *mut c_void {
     let Some(r) = real() else {
         return match n.checked_mul(size) {
             Some(total) => real::arena_alloc(total, 16),
             None => core::ptr::null_mut(),
         };
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(r.calloc; n, size);
     };
     let p = forward!(r.calloc; n, size);
     let total = (n as u64).saturating_mul(size as u64);
     if !p.is_null() {
-        thread::record_alloc(&mut t, Allocator::Calloc, p as u64, total, ret as u64);
+        thread::record_alloc(&mut t, Allocator::Calloc, p as u64, total, site.ret);
     } else if total > 0 {
-        thread::record_failed(&mut t, Allocator::Calloc, total, ret as u64);
+        thread::record_failed(&mut t, Allocator::Calloc, total, site.ret);
     }
     p
 }
@@ -140,27 +168,27 @@ fn record_realloc(
     new: *mut c_void,
     size: u64,
     before: u64,
-    ret: usize,
+    site: &CallSite,
 ) {
     if new.is_null() {
         if size == 0 && !old.is_null() {
             // realloc(p, 0) freed p.
             thread::record_free(t, false, old as u64, Some(before));
         } else if size > 0 {
-            thread::record_failed(t, Allocator::Realloc, size, ret as u64);
+            thread::record_failed(t, Allocator::Realloc, size, site.ret);
         }
         return;
     }
     if !old.is_null() {
         thread::record_free(t, false, old as u64, Some(before));
     }
-    thread::record_alloc(t, Allocator::Realloc, new as u64, size, ret as u64);
+    thread::record_alloc(t, Allocator::Realloc, new as u64, size, site.ret);
 }
 
 pub(crate) unsafe extern "C" fn hook_realloc(
     p: *mut c_void,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     if real::in_arena(p) {
         return realloc_from_arena(real(), p, size);
@@ -168,12 +196,12 @@ pub(crate) unsafe extern "C" fn hook_realloc(
     let Some(r) = real() else {
         return real::arena_alloc(size, 16);
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(r.realloc; p, size);
     };
     let before = clock::tick();
     let new = forward!(r.realloc; p, size);
-    record_realloc(&mut t, p, new, size as u64, before, ret);
+    record_realloc(&mut t, p, new, size as u64, before, site);
     new
 }
 
@@ -181,7 +209,7 @@ pub(crate) unsafe extern "C" fn hook_reallocarray(
     p: *mut c_void,
     n: size_t,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
         // SAFETY: errno slot of this thread.
@@ -189,14 +217,14 @@ pub(crate) unsafe extern "C" fn hook_reallocarray(
         return core::ptr::null_mut();
     };
     // SAFETY: same contract as realloc with the checked product.
-    unsafe { hook_realloc(p, total, ret) }
+    unsafe { hook_realloc(p, total, site) }
 }
 
 pub(crate) unsafe extern "C" fn hook_posix_memalign(
     out: *mut *mut c_void,
     align: size_t,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> c_int {
     let Some(r) = real() else {
         let p = real::arena_alloc(size, align);
@@ -204,7 +232,7 @@ pub(crate) unsafe extern "C" fn hook_posix_memalign(
         unsafe { *out = p };
         return if p.is_null() { libc::ENOMEM } else { 0 };
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(r.posix_memalign; out, align, size);
     };
     let rc = forward!(r.posix_memalign; out, align, size);
@@ -216,7 +244,7 @@ pub(crate) unsafe extern "C" fn hook_posix_memalign(
             Allocator::PosixMemalign,
             p as u64,
             size as u64,
-            ret as u64,
+            site.ret,
         );
     }
     rc
@@ -228,17 +256,17 @@ fn aligned(
     f: Option<unsafe extern "C" fn(size_t, size_t) -> *mut c_void>,
     align: size_t,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     let (Some(_), Some(f)) = (real(), f) else {
         return real::arena_alloc(size, align.min(4096));
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(f; align, size);
     };
     let p = forward!(f; align, size);
     if !p.is_null() {
-        thread::record_alloc(&mut t, allocator, p as u64, size as u64, ret as u64);
+        thread::record_alloc(&mut t, allocator, p as u64, size as u64, site.ret);
     }
     p
 }
@@ -246,28 +274,28 @@ fn aligned(
 pub(crate) unsafe extern "C" fn hook_aligned_alloc(
     align: size_t,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     aligned(
         Allocator::AlignedAlloc,
         real().and_then(|r| r.aligned_alloc),
         align,
         size,
-        ret,
+        site,
     )
 }
 
 pub(crate) unsafe extern "C" fn hook_memalign(
     align: size_t,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     aligned(
         Allocator::Memalign,
         real().and_then(|r| r.memalign),
         align,
         size,
-        ret,
+        site,
     )
 }
 
@@ -276,31 +304,31 @@ fn page_aligned(
     allocator: Allocator,
     f: Option<unsafe extern "C" fn(size_t) -> *mut c_void>,
     size: size_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     let (Some(_), Some(f)) = (real(), f) else {
         return real::arena_alloc(size, 4096);
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(f; size);
     };
     let p = forward!(f; size);
     if !p.is_null() {
-        thread::record_alloc(&mut t, allocator, p as u64, size as u64, ret as u64);
+        thread::record_alloc(&mut t, allocator, p as u64, size as u64, site.ret);
     }
     p
 }
 
-pub(crate) unsafe extern "C" fn hook_valloc(size: size_t, ret: usize) -> *mut c_void {
-    page_aligned(Allocator::Valloc, real().and_then(|r| r.valloc), size, ret)
+pub(crate) unsafe extern "C" fn hook_valloc(size: size_t, site: &CallSite) -> *mut c_void {
+    page_aligned(Allocator::Valloc, real().and_then(|r| r.valloc), size, site)
 }
 
-pub(crate) unsafe extern "C" fn hook_pvalloc(size: size_t, ret: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn hook_pvalloc(size: size_t, site: &CallSite) -> *mut c_void {
     page_aligned(
         Allocator::Pvalloc,
         real().and_then(|r| r.pvalloc),
         size,
-        ret,
+        site,
     )
 }
 
@@ -311,7 +339,7 @@ pub(crate) unsafe extern "C" fn hook_mmap(
     flags: c_int,
     fd: c_int,
     off: off_t,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     let Some(r) = real() else {
         // SAFETY: the raw system call has the same contract.
@@ -320,7 +348,7 @@ pub(crate) unsafe extern "C" fn hook_mmap(
         };
     };
     let anonymous = flags & libc::MAP_ANONYMOUS != 0;
-    let t = if anonymous { enter() } else { None };
+    let t = if anonymous { enter_at(site) } else { None };
     let Some(mut t) = t else {
         return forward!(r.mmap; addr, len, prot, flags, fd, off);
     };
@@ -330,12 +358,16 @@ pub(crate) unsafe extern "C" fn hook_mmap(
             // A fixed mapping replaces whatever was there.
             thread::record_munmap(&mut t, p as u64, len as u64, clock::tick());
         }
-        thread::record_alloc(&mut t, Allocator::Mmap, p as u64, len as u64, ret as u64);
+        thread::record_alloc(&mut t, Allocator::Mmap, p as u64, len as u64, site.ret);
     }
     p
 }
 
-pub(crate) unsafe extern "C" fn hook_munmap(addr: *mut c_void, len: size_t, _ret: usize) -> c_int {
+pub(crate) unsafe extern "C" fn hook_munmap(
+    addr: *mut c_void,
+    len: size_t,
+    _site: &CallSite,
+) -> c_int {
     let Some(r) = real() else {
         // SAFETY: the raw system call has the same contract.
         return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
@@ -357,7 +389,7 @@ pub(crate) unsafe extern "C" fn hook_mremap(
     new_len: size_t,
     flags: c_int,
     new_addr: *mut c_void,
-    ret: usize,
+    site: &CallSite,
 ) -> *mut c_void {
     let f = real().and_then(|r| r.mremap);
     let Some(f) = f else {
@@ -366,7 +398,7 @@ pub(crate) unsafe extern "C" fn hook_mremap(
             libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr) as *mut c_void
         };
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(f; old, old_len, new_len, flags, new_addr);
     };
     let before = clock::tick();
@@ -376,7 +408,7 @@ pub(crate) unsafe extern "C" fn hook_mremap(
             &mut t,
             (old as u64, old_len as u64),
             (p as u64, new_len as u64),
-            ret as u64,
+            site.ret,
             before,
         );
     }

@@ -1,7 +1,8 @@
 //! Every symbol the library exports, one line each: the functions it interposes and the entry
 //! points that C code (exec.c) and Python call. Each is a naked jump to its implementation in the
 //! layer it belongs to (arguments, stack and return address pass through untouched; no frame is
-//! added), so what the library exports is read here rather than gathered from five modules.
+//! added; the allocation functions' trampolines add one, to pass the call site), so what the
+//! library exports is read here rather than gathered from five modules.
 
 use libc::{c_char, c_int, c_void, off_t, pid_t, size_t};
 
@@ -25,7 +26,10 @@ macro_rules! export {
 // ---- the allocation functions (hooks::native): the call site goes along ----
 
 /// Defines `$name` with the C signature `($args) -> $ret` as a trampoline to `$hook`, which takes
-/// the same arguments and the return address last.
+/// the same arguments and a `&hooks::native::CallSite` last: the trampoline pushes the caller's
+/// frame pointer below its return address and passes their address (so that a --native walk
+/// starts at the call site with the caller's registers). Its CFI lets an unwinder started in the
+/// hook step through it.
 macro_rules! trampoline {
     ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
         #[unsafe(naked)]
@@ -34,9 +38,29 @@ macro_rules! trampoline {
         /// Same contract as the C library function of this name.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!(concat!("mov ", $reg, ", [rsp]"), "jmp {hook}", hook = sym crate::hooks::native::$hook);
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                "push rbp",
+                ".cfi_adjust_cfa_offset 8",
+                ".cfi_rel_offset rbp, 0",
+                concat!("mov ", $reg, ", rsp"),
+                "call {hook}",
+                "pop rbp",
+                ".cfi_adjust_cfa_offset -8",
+                ".cfi_restore rbp",
+                "ret",
+                ".cfi_endproc",
+                hook = sym crate::hooks::native::$hook
+            );
             #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!(concat!("mov ", $a64, ", x30"), "b {hook}", hook = sym crate::hooks::native::$hook);
+            core::arch::naked_asm!(
+                "stp x29, x30, [sp, #-16]!",
+                concat!("mov ", $a64, ", sp"),
+                "bl {hook}",
+                "ldp x29, x30, [sp], #16",
+                "ret",
+                hook = sym crate::hooks::native::$hook
+            );
         }
     };
 }
@@ -55,7 +79,7 @@ trampoline!(munmap, hook_munmap, "rdx", "x2", (addr: *mut c_void, len: size_t) -
 // mremap is variadic in C; the optional fifth argument is passed in the fifth register.
 trampoline!(mremap, hook_mremap, "r9", "x5", (old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new_addr: *mut c_void) -> *mut c_void);
 
-/// mmap takes six arguments, so the return address goes on the stack as a seventh.
+/// mmap takes six arguments, so the call site's address goes on the stack as a seventh.
 macro_rules! trampoline7 {
     ($name:ident, $hook:ident) => {
         #[unsafe(naked)]
@@ -71,22 +95,36 @@ macro_rules! trampoline7 {
             off: off_t,
         ) -> *mut c_void {
             #[cfg(target_arch = "x86_64")]
-            // The CFI lets an unwinder started in the hook (--native) step through the pushed
-            // argument to mmap's caller.
+            // The padding keeps the stack 16-byte aligned at the call.
             core::arch::naked_asm!(
                 ".cfi_startproc",
-                "mov rax, [rsp]",
+                "push rbp",
+                ".cfi_adjust_cfa_offset 8",
+                ".cfi_rel_offset rbp, 0",
+                "mov rax, rsp",
+                "sub rsp, 8",
+                ".cfi_adjust_cfa_offset 8",
                 "push rax",
                 ".cfi_adjust_cfa_offset 8",
                 "call {hook}",
-                "add rsp, 8",
+                "add rsp, 16",
+                ".cfi_adjust_cfa_offset -16",
+                "pop rbp",
                 ".cfi_adjust_cfa_offset -8",
+                ".cfi_restore rbp",
                 "ret",
                 ".cfi_endproc",
                 hook = sym crate::hooks::native::$hook
             );
             #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!("mov x6, x30", "b {hook}", hook = sym crate::hooks::native::$hook);
+            core::arch::naked_asm!(
+                "stp x29, x30, [sp, #-16]!",
+                "mov x6, sp",
+                "bl {hook}",
+                "ldp x29, x30, [sp], #16",
+                "ret",
+                hook = sym crate::hooks::native::$hook
+            );
         }
     };
 }

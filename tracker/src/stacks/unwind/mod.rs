@@ -4,7 +4,8 @@
 //!
 //! - [`loaded`]: the modules' unwind tables, rebuilt when the loader's lists change
 //! - [`bounds`]: the stacks a walk may read
-//! - [`walk`]: the walk itself, from inside the tracker out to the thread's first frame
+//! - [`walk`]: the walk itself, from the call site (or inside the tracker) out to the thread's
+//!   first frame
 //! - [`merge`]: in a Python run, the Python frames placed below the evaluation loop's frames; a
 //!   stack that stops short of the thread's first frame marked so
 //! - [`tree`]: the per-thread cache of the last stack, so that only new nodes are interned
@@ -123,14 +124,15 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let n = native_of(t)?;
     let snapshot = loaded::current(&mut n.walks)?;
     let cache = n.cache.get_or_insert_with(Cache::new_in);
-    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace);
+    let site = t.call_site;
+    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site);
     if depth.short == Some(StopsShort::UnknownCode)
         && first_unknown(&mut n.unknown, n.pcs[depth.frames - 1], snapshot)
         && loaded::refresh_if_changed()
     {
         // Code of a module loaded since the snapshot was made: walk again with the new one.
         let snapshot = loaded::current(&mut n.walks)?;
-        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace);
+        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site);
     }
     if depth.frames == 0 {
         return None;

@@ -1,6 +1,7 @@
-//! One walk: from the walk's own frame out through the tracker's frames (the hook was reached
-//! by a jump, so its return address is the allocating call site), then frame by frame to the
-//! thread's first one. It reads only the stack window of `bounds` and the mapped unwind tables
+//! One walk: from the allocating call site when the hook's trampoline gave it (the caller's
+//! return address, stack and frame pointers: the registers an unwinder finds there), else from
+//! the walk's own frame out through the tracker's frames, then frame by frame to the thread's
+//! first one. It reads only the stack window of `bounds` and the mapped unwind tables
 //! of the snapshot, stops at code no module covers, and steps over signal frames by reading the
 //! interrupted context the kernel saved. It says why it stopped short of the thread's first frame,
 //! so that the stack can be marked and its Python frames still placed.
@@ -103,16 +104,18 @@ pub struct Walked {
     pub short: Option<StopsShort>,
 }
 
-/// Fills `out` with the return addresses of the allocating code's stack, innermost first (the
-/// call site first).
-#[inline(never)]
-pub fn walk(
-    snapshot: &Snapshot,
-    cache: &mut Cache,
-    thread: &bounds::Stack,
-    out: &mut [u64; MAX_DEPTH],
-    trace: &mut Trace,
-) -> Walked {
+/// The registers where a walk starts, and the call site's return address when it starts there.
+/// `site`: the address of the caller's frame pointer and return address pushed by the hook's
+/// trampoline (tls `call_site`), or 0.
+#[inline(always)]
+fn start(site: u64) -> (u64, u64, u64, Option<u64>) {
+    if site != 0 {
+        // SAFETY: two words the trampoline pushed on this thread's stack, there until the hook
+        // that is recording returns.
+        let [bp, ra] = unsafe { *(site as *const [u64; 2]) };
+        // After the caller's `call`: its stack pointer is just above the return address.
+        return (ra, site + 16, bp, Some(ra));
+    }
     let (ip, sp, bp): (u64, u64, u64);
     // SAFETY: reads three registers; touches no memory.
     unsafe {
@@ -126,6 +129,21 @@ pub fn walk(
             options(nomem, nostack, preserves_flags)
         );
     }
+    (ip, sp, bp, None)
+}
+
+/// Fills `out` with the return addresses of the allocating code's stack, innermost first (the
+/// call site first); `site` as for [`start`].
+#[inline(never)]
+pub fn walk(
+    snapshot: &Snapshot,
+    cache: &mut Cache,
+    thread: &bounds::Stack,
+    out: &mut [u64; MAX_DEPTH],
+    trace: &mut Trace,
+    site: u64,
+) -> Walked {
+    let (ip, sp, bp, mut call_site) = start(site);
     let mut walked = Walked {
         frames: 0,
         short: Some(StopsShort::Unwinding),
@@ -146,30 +164,38 @@ pub fn walk(
     let mut kept = true;
     while steps < 2 * MAX_DEPTH + OWN_FRAMES {
         steps += 1;
-        let before = regs.sp();
-        let mut read = |a: u64| {
-            let r = window.read(a);
-            if recording {
-                kept &= r.is_ok_and(|v| trace.note(a, v));
+        // The call site given: `regs` are already its caller's.
+        let ra = match call_site.take() {
+            Some(ra) => ra,
+            None => {
+                let before = regs.sp();
+                let mut read = |a: u64| {
+                    let r = window.read(a);
+                    if recording {
+                        kept &= r.is_ok_and(|v| trace.note(a, v));
+                    }
+                    r
+                };
+                let ra = match snapshot
+                    .unwinder
+                    .unwind_frame(address, &mut regs, cache, &mut read)
+                {
+                    Ok(Some(ra)) if ra != 0 => ra,
+                    // The thread's first frame: its caller is undefined (CFI) or its frame
+                    // pointer 0.
+                    Ok(_) => {
+                        walked.short = None;
+                        break;
+                    }
+                    Err(_) => break,
+                };
+                // Every frame lies above the one it called: anything else is a broken chain.
+                if regs.sp() <= before {
+                    break;
+                }
+                ra
             }
-            r
         };
-        let ra = match snapshot
-            .unwinder
-            .unwind_frame(address, &mut regs, cache, &mut read)
-        {
-            Ok(Some(ra)) if ra != 0 => ra,
-            // The thread's first frame: its caller is undefined (CFI) or its frame pointer 0.
-            Ok(_) => {
-                walked.short = None;
-                break;
-            }
-            Err(_) => break,
-        };
-        // Every frame lies above the one it called: anything else is a broken chain.
-        if regs.sp() <= before {
-            break;
-        }
         // The tracker's frames: the walk's way out of the hook, and the wrappers of the
         // program's entry points (main's, thread start's): followed, never shown.
         if snapshot.is_own(ra) {
