@@ -144,12 +144,17 @@ def churn(rounds, n):
 print(churn(2, 20_000))
 ";
 
-/// A Python run gives the same figures in both modes, to the byte: the peak, its allocations
-/// and top 5 lines (bytes and counts), the histogram, the totals and what is live at exit. The
-/// two runs differ in nothing the interpreter sees: one hash seed, the script alone in its
-/// directory (the import system lists it), captures' names and variables of the same lengths.
+/// A Python run gives the same figures in both modes: the script's own lines to the byte (at
+/// the peak, at exit and in total), the top 5 lines at the peak (bytes and counts), and the
+/// whole process's peak, totals, leaks and histogram to within the interpreter's own noise.
+/// That noise: the compiler and the import system allocate a little differently from run to
+/// run, even between two full runs (objects hashed by address; 1-2 allocations of up to 132
+/// bytes under `<compile>` or a meta path finder were seen), and the two modes map different
+/// tracker memory, so they lay the process out differently. The runs share one hash seed, the
+/// script sits alone in its directory (the import system lists it), and the captures' names
+/// and variables have the same lengths.
 #[test]
-fn aggregated_and_full_python_captures_agree_exactly() {
+fn aggregated_and_full_python_captures_agree() {
     let dir = scratch("aggregate-python");
     let scripts = dir.join("script");
     std::fs::create_dir_all(&scripts).expect("mkdir");
@@ -176,24 +181,76 @@ fn aggregated_and_full_python_captures_agree_exactly() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "377780");
         cap
     };
-    let full = stats_with(&["-n", "5"], &capture("full.bin", &[]));
-    let agg = stats_with(&["-n", "5"], &capture("aggr.bin", &["--aggregate"]));
-    for key in [
-        "peak_bytes",
-        "peak_allocations",
-        "total_allocations",
-        "total_bytes",
-        "total_frees",
-        "leaked_bytes",
-        "leaked_allocations",
-        "histogram",
-    ] {
-        assert_eq!(agg[key], full[key], "{key}");
-    }
+    let (full_capture, agg_capture) = (
+        capture("full.bin", &[]),
+        capture("aggr.bin", &["--aggregate"]),
+    );
+    // The script's own lines (line 0 is the compilation), exactly.
+    let script_lines = |capture: &Path| -> Vec<Value> {
+        let out = Command::new(memtrace_bin())
+            .args(["lines", "--json"])
+            .arg(capture)
+            .output()
+            .expect("memtrace lines runs");
+        assert!(out.status.success(), "{out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let file = v["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["file"].as_str().is_some_and(|f| f.ends_with("churn.py")))
+            .expect("the script's file")
+            .clone();
+        file["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .filter(|l| l["line"].as_i64().is_some_and(|n| n >= 1))
+            .cloned()
+            .collect()
+    };
+    let lines = script_lines(&full_capture);
+    assert_eq!(script_lines(&agg_capture), lines);
+    let line2 = lines.iter().find(|l| l["line"] == 2).expect("line 2");
+    assert!(num(line2, "allocations") >= 80_000, "{line2}");
+
+    let full = stats_with(&["-n", "5"], &full_capture);
+    let agg = stats_with(&["-n", "5"], &agg_capture);
     assert_eq!(rows(&agg["top_at_peak"]), rows(&full["top_at_peak"]));
     // The records are at the peak: 20,000 of them, each a dict, a str and a tuple from line 2.
     let top = &rows(&full["top_at_peak"])[0];
     assert_eq!((top.1, top.3 >= 60_000), (2, true), "{top:?}");
+    let close = |key: &str, slack: i64| {
+        let (a, f) = (num(&agg, key), num(&full, key));
+        assert!((a - f).abs() <= slack, "{key}: aggregated {a}, full {f}");
+    };
+    for key in ["peak_bytes", "total_bytes", "leaked_bytes"] {
+        close(key, 512);
+    }
+    for key in [
+        "peak_allocations",
+        "total_allocations",
+        "total_frees",
+        "leaked_allocations",
+    ] {
+        close(key, 4);
+    }
+    let bins = |v: &Value| -> Vec<(i64, i64, i64)> {
+        v["histogram"]
+            .as_array()
+            .expect("histogram")
+            .iter()
+            .map(|b| (num(b, "lo"), num(b, "hi"), num(b, "count")))
+            .collect()
+    };
+    let (a, f) = (bins(&agg), bins(&full));
+    assert_eq!(a.len(), f.len(), "{a:?} {f:?}");
+    for (a, f) in a.iter().zip(&f) {
+        assert!(
+            a.0 == f.0 && a.1 == f.1 && (a.2 - f.2).abs() <= 4,
+            "{a:?} {f:?}"
+        );
+    }
 }
 
 #[test]
