@@ -186,17 +186,30 @@ fn check(s: &Scenario) -> Result<(), TestCaseError> {
     let capture = Capture::from_bytes("merge.bin", b.bytes()).expect("capture");
     for limits in [
         BatchLimits::default(),
+        // The same batches on the pool (these captures are below the default's threshold).
+        BatchLimits {
+            parallel_from: 0,
+            ..BatchLimits::default()
+        },
         BatchLimits {
             bytes: 1,
             chunks: 1,
+            parallel_from: 0,
         },
         BatchLimits {
             bytes: 1,
             chunks: 2,
+            parallel_from: usize::MAX,
         },
         BatchLimits {
             bytes: 64,
             chunks: 3,
+            parallel_from: 0,
+        },
+        BatchLimits {
+            bytes: 64,
+            chunks: 3,
+            parallel_from: usize::MAX,
         },
     ] {
         let a = analysis::analyze_with(&capture, limits);

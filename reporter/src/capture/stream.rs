@@ -21,6 +21,11 @@ pub struct BatchLimits {
     pub bytes: usize,
     /// Chunks decoded per batch, at most.
     pub chunks: usize,
+    /// Decoded bytes of the whole capture from which batches decode on the thread pool; a
+    /// smaller capture is read on the calling thread alone: for a short capture (a test's,
+    /// under the pytest plugin) the pool's threads cost more than they save, spinning on two
+    /// busy cores while the caller waits for them.
+    pub parallel_from: usize,
 }
 
 impl Default for BatchLimits {
@@ -28,6 +33,7 @@ impl Default for BatchLimits {
         BatchLimits {
             bytes: 4 << 20,
             chunks: 256,
+            parallel_from: 1 << 20,
         }
     }
 }
@@ -112,21 +118,35 @@ fn decode_batch<C: Consumer>(
     file: &[u8],
     index: &Index,
     batch: &[Planned],
+    parallel: bool,
 ) -> Vec<(DecodedChunk, C::Summary)> {
-    batch
-        .par_iter()
-        .map(|p| {
-            let mut chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
-            chunk.sample_bytes = index.settings.sample_bytes;
-            let summary = C::summarize(&chunk);
-            // The totals count the sizes asked for; the events then carry the bytes each
-            // sampled allocation stands for.
-            if C::WEIGHED {
-                super::settings::weigh(&mut chunk.events, chunk.sample_bytes);
-            }
-            (chunk, summary)
-        })
-        .collect()
+    if parallel {
+        batch
+            .par_iter()
+            .map(|p| decode_planned::<C>(file, index, p))
+            .collect()
+    } else {
+        batch
+            .iter()
+            .map(|p| decode_planned::<C>(file, index, p))
+            .collect()
+    }
+}
+
+fn decode_planned<C: Consumer>(
+    file: &[u8],
+    index: &Index,
+    p: &Planned,
+) -> (DecodedChunk, C::Summary) {
+    let mut chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
+    chunk.sample_bytes = index.settings.sample_bytes;
+    let summary = C::summarize(&chunk);
+    // The totals count the sizes asked for; the events then carry the bytes each sampled
+    // allocation stands for.
+    if C::WEIGHED {
+        super::settings::weigh(&mut chunk.events, chunk.sample_bytes);
+    }
+    (chunk, summary)
 }
 
 struct Loaded {
@@ -322,16 +342,21 @@ pub fn run<C: Consumer>(
     consumer: &mut C,
     limits: BatchLimits,
 ) -> StreamReport {
+    let decoded: usize = index.chunks.iter().map(|c| c.decoded_len).sum();
+    if decoded < limits.parallel_from {
+        return run_here(file, index, consumer, limits, false);
+    }
     // On a thread of the pool: each batch's join then stays among its threads, instead of
     // waking this one and the pool once per batch.
-    rayon::scope(|_| run_in_pool(file, index, consumer, limits))
+    rayon::scope(|_| run_here(file, index, consumer, limits, true))
 }
 
-fn run_in_pool<C: Consumer>(
+fn run_here<C: Consumer>(
     file: &[u8],
     index: &Index,
     consumer: &mut C,
     limits: BatchLimits,
+    parallel: bool,
 ) -> StreamReport {
     let mut report = StreamReport::default();
     for (i, entry) in index.meta.iter().enumerate() {
@@ -346,7 +371,8 @@ fn run_in_pool<C: Consumer>(
     let mut merger = Merger::new(index.threads.len());
     let first = next_batch(&plan, index, 0, limits);
     let mut loaded_to = first.end;
-    let mut pending = (!first.is_empty()).then(|| decode_batch::<C>(file, index, &plan[first]));
+    let mut pending =
+        (!first.is_empty()).then(|| decode_batch::<C>(file, index, &plan[first], parallel));
     while let Some(batch) = pending.take() {
         let mut loaded = Vec::with_capacity(batch.len());
         for (chunk, summary) in batch {
@@ -363,16 +389,22 @@ fn run_in_pool<C: Consumer>(
         let range = next_batch(&plan, index, loaded_to, limits);
         loaded_to = range.end;
         // The consumer takes the batch (tables, summaries, events) while the next one decodes.
-        let (_, next) = rayon::join(
-            || {
-                for (thread, tables, summary) in loaded {
-                    consumer.chunk_loaded(Some(thread), tables, Some(summary));
-                }
-                merger.drain(bound, consumer)
-            },
-            || (!range.is_empty()).then(|| decode_batch::<C>(file, index, &plan[range.clone()])),
-        );
-        pending = next;
+        let take = || {
+            for (thread, tables, summary) in loaded {
+                consumer.chunk_loaded(Some(thread), tables, Some(summary));
+            }
+            merger.drain(bound, consumer)
+        };
+        let decode_next = || {
+            (!range.is_empty())
+                .then(|| decode_batch::<C>(file, index, &plan[range.clone()], parallel))
+        };
+        pending = if parallel {
+            rayon::join(take, decode_next).1
+        } else {
+            take();
+            decode_next()
+        };
     }
     merger.drain(None, consumer);
     report.events = merger.events;
