@@ -63,11 +63,14 @@ impl Blocks {
         (1 << self.bits) - 1
     }
 
-    /// The first slot an address probes: the top bits of a multiplicative hash (allocators'
-    /// addresses differ in their middle bits; the multiplication carries those to the top).
+    /// The first slot an address probes. Within a 64 KiB region, addresses keep their order,
+    /// two slots per 16 bytes (blocks allocated one after another land in neighbouring slots,
+    /// on cache lines just used, and blocks packed tight leave every other slot free); regions
+    /// are scattered by a multiplicative hash of their number.
     #[inline]
     fn home(&self, addr: u64) -> usize {
-        (addr.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits)) as usize
+        let region = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits);
+        ((addr >> 3).wrapping_add(region) as usize) & self.mask()
     }
 
     /// The slot holding `addr`, if one does.
