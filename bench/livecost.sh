@@ -4,11 +4,15 @@
 # core over the program's run. The target: at most 0.1 core at 10 million events a second.
 #
 #   bench/livecost.sh [SECONDS]        (default 8; needs tmux and gcc)
+#
+# MEMTRACE=path/to/memtrace runs another build's view (the program is tracked by this
+# worktree's build), to compare two builds' views side by side under the same load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run_s=${1:-8}
 cargo build --release -q
-bin=$PWD/target/release/memtrace
+tracker=$PWD/target/release/memtrace
+bin=${MEMTRACE:-$tracker}
 work=$(mktemp -d)
 session=livecost-$$
 trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -19,13 +23,16 @@ cpu_s() { # utime + stime of a process, in seconds
 }
 
 echo "untracked:  $("$work/livecost" "$run_s")"
-"$bin" run -q -o "$work/out.bin" "$work/livecost" "$run_s" >"$work/tracked.txt" &
+"$tracker" run -q -o "$work/out.bin" "$work/livecost" "$run_s" >"$work/tracked.txt" &
 run_pid=$!
-while [ ! -s "$work/out.bin" ]; do sleep 0.01; done
+while [ ! -s "$work/out.bin" ]; do
+    kill -0 "$run_pid" 2>/dev/null || { echo "the tracked run failed" >&2; exit 1; }
+    sleep 0.01
+done
 tmux new-session -d -s "$session" -x 200 -y 50 "$bin live $work/out.bin"
 live_pid=""
 while [ -z "$live_pid" ]; do
-    live_pid=$(pgrep -f -n "memtrace live $work/out.bin" || true)
+    live_pid=$(pgrep -f -n -- "$bin live $work/out.bin" || true)
 done
 start=$(date +%s.%N)
 wait "$run_pid"
@@ -36,7 +43,9 @@ sleep 3
 total=$(cpu_s "$live_pid")
 tmux send-keys -t "$session" q
 echo "tracked:    $(cat "$work/tracked.txt")"
-awk -v c="$during" -v t="$total" -v s="$start" -v e="$end" -v size="$(stat -c %s "$work/out.bin")" 'BEGIN {
+events=$(awk '{print $1; exit}' "$work/tracked.txt")
+awk -v c="$during" -v t="$total" -v s="$start" -v e="$end" -v n="$events" -v size="$(stat -c %s "$work/out.bin")" 'BEGIN {
     w = e - s
     printf "live view:  %.2f s of CPU over the program'"'"'s %.2f s run = %.3f core (%.2f s with the catch-up after the end); capture %.1f MB\n", c, w, c / w, t, size / 1e6
+    printf "per event:  %.1f ns of the view'"'"'s CPU (all %d events read), so %.3f core at 10 M events/s\n", t * 1e9 / n, n, t * 1e9 / n * 0.01
 }'

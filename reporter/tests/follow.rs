@@ -25,7 +25,7 @@ fn live_follows_staging_flushes_threads_and_the_trailer() {
     let mut live = Live::open(&path, true).expect("opens");
     let p = live.poll().expect("poll");
     assert_eq!(p.events, 2);
-    assert_eq!(live.analysis.replay.live_bytes(), 300);
+    assert_eq!(live.live_bytes(), 300);
     assert!(!live.finished());
 
     // Step 2: the same area, a free added in place.
@@ -34,7 +34,7 @@ fn live_follows_staging_flushes_threads_and_the_trailer() {
     assert_eq!(b2.staging(1, 101, 0, &step, 4096, &[]), staging_at);
     std::fs::write(&path, b2.bytes()).expect("write");
     assert_eq!(live.poll().expect("poll").events, 1);
-    assert_eq!(live.analysis.replay.live_bytes(), 200);
+    assert_eq!(live.live_bytes(), 200);
 
     // Step 3: the area is flushed as Events chunk seq 0 (the same records: nothing new) and
     // starts seq 1 empty; thread 2 writes a chunk of its own.
@@ -48,8 +48,8 @@ fn live_follows_staging_flushes_threads_and_the_trailer() {
     std::fs::write(&path, b3.bytes()).expect("write");
     let p = live.poll().expect("poll");
     assert_eq!((p.events, p.new_threads), (1, 1));
-    assert_eq!(live.analysis.replay.live_bytes(), 5200);
-    assert_eq!(live.analysis.replay.peak.bytes, 5200);
+    assert_eq!(live.live_bytes(), 5200);
+    assert_eq!(live.peak().bytes, 5200);
     // Thread filter: the second thread alone.
     assert_eq!(live.set(Moment::Now, Some(1)).total().bytes, 5000);
 
@@ -68,7 +68,7 @@ fn live_follows_staging_flushes_threads_and_the_trailer() {
     file[trailer_at..trailer_at + trailer.len()].copy_from_slice(&trailer);
     std::fs::write(&path, &file).expect("write");
     assert_eq!(live.poll().expect("poll").events, 1);
-    assert_eq!(live.analysis.replay.live_bytes(), 5000);
+    assert_eq!(live.live_bytes(), 5000);
     assert!(live.finished());
     // Live now: the second thread's block; at the peak: both blocks.
     assert_eq!(live.set(Moment::Now, None).total().bytes, 5000);
@@ -118,5 +118,5 @@ fn a_quiet_poll_costs_the_same_however_long_the_capture() {
     let long = quiet(&mut live);
     assert_eq!(short, long);
     assert!(short < 1024, "{short}");
-    assert_eq!(live.analysis.replay.live_bytes(), 0);
+    assert_eq!(live.live_bytes(), 0);
 }

@@ -25,6 +25,8 @@ impl<'a> Reader<'a> {
         }
     }
 
+    // Inlined: the reader calls it for nearly every field of every record.
+    #[inline]
     pub(super) fn var(&mut self) -> Result<u64, DecodeError> {
         get(self.buf, &mut self.pos).ok_or_else(|| self.err())
     }

@@ -1,9 +1,15 @@
 //! The analysis of a capture that is still being written (`memtrace live`): a [`Follower`]
-//! hands each poll's new events to the same replay a whole-file report uses, so the live heap,
-//! the peak so far and memory over time grow with the capture, and the view's cost per poll
-//! follows what was written since the last one.
+//! decodes each poll's new events straight into [`LiveSums`], the lean accumulator of what the
+//! view shows (the live heap now and at the peak so far by (stack, thread), memory over time),
+//! so the view's cost per poll follows what was written since the last one, and its cost per
+//! event is a table insert or remove and a few sums (docs/TUI.md, "What the live view costs").
 
-use super::replay::Replay;
+mod blocks;
+mod sums;
+
+pub use sums::LiveSums;
+
+use super::replay::{Replay, Snapshot};
 use super::sets::AllocSet;
 use super::tables::Tables;
 use super::totals::{Sum, Totals};
@@ -41,7 +47,11 @@ pub struct Polled {
 /// A capture followed as it grows, and its analysis so far.
 pub struct Live {
     follower: Follower,
+    /// The tables, threads, clock and warnings read so far (its `replay` stays empty: the
+    /// figures are in `sums`).
     pub analysis: Analysis,
+    /// The live heap now and at the peak so far, and memory over time.
+    pub sums: LiveSums,
     /// The symbolizer and the number of modules it knows (made again when modules come).
     symbolizer: Option<(usize, Symbolizer)>,
 }
@@ -50,13 +60,11 @@ impl Live {
     /// Opens a capture to follow; `include_startup` counts a Python run's start-up too.
     pub fn open(path: &Path, include_startup: bool) -> Result<Live, String> {
         let follower = Follower::open(path)?;
-        let mut replay = Replay::default();
-        replay.include_startup = include_startup;
         let analysis = Analysis {
             index: Index::default(),
             clock: Clock::new(&follower.header, None),
             totals: Totals::default(),
-            replay,
+            replay: Replay::default(),
             tables: Tables::default(),
             threads: Vec::new(),
             last_tick: None,
@@ -68,6 +76,7 @@ impl Live {
         Ok(Live {
             follower,
             analysis,
+            sums: LiveSums::new(include_startup),
             symbolizer: None,
         })
     }
@@ -76,13 +85,13 @@ impl Live {
         &self.follower
     }
 
-    /// Reads what was written since the last poll and replays it.
+    /// Reads what was written since the last poll and adds it to the sums.
     pub fn poll(&mut self) -> Result<Polled, String> {
         let up = self
             .follower
-            .poll()
+            .poll(&mut self.sums)
             .map_err(|e| format!("{}: {e}", self.follower.path().display()))?;
-        let events = up.events();
+        let events = up.events;
         let behind = up.behind;
         let a = &mut self.analysis;
         for &t in &up.new_threads {
@@ -101,15 +110,7 @@ impl Live {
                 t.name = Some(String::from_utf8_lossy(&name).into_owned());
             }
         }
-        // The live view needs the replay alone: the totals of every allocation (what `stats`
-        // adds up) are not kept, which halves the cost of an event here.
-        for (thread, evs) in up.runs {
-            a.replay.events(thread, &evs);
-            if let Some(last) = evs.last() {
-                a.last_tick = Some(a.last_tick.map_or(last.tick, |l| l.max(last.tick)));
-            }
-            crate::capture::pool::give(evs);
-        }
+        a.last_tick = self.sums.last_tick;
         a.warnings.extend(up.warnings);
         a.clock = Clock::new(&self.follower.header, self.follower.latest_pair);
         Ok(Polled {
@@ -124,11 +125,21 @@ impl Live {
         self.follower.finished()
     }
 
+    /// Heap blocks plus mapped bytes live now.
+    pub fn live_bytes(&self) -> u64 {
+        self.sums.live_bytes()
+    }
+
+    /// The peak so far: its bytes, allocations and tick.
+    pub fn peak(&self) -> Snapshot {
+        self.sums.peak
+    }
+
     /// The allocations live at `moment`, of thread index `thread` (all threads when None).
     pub fn set(&self, moment: Moment, thread: Option<u32>) -> AllocSet {
         let set = match moment {
-            Moment::Now => self.analysis.replay.live_set(),
-            Moment::Peak => self.analysis.replay.peak_set(),
+            Moment::Now => self.sums.live_set(),
+            Moment::Peak => self.sums.peak_set(),
         };
         match thread {
             Some(keep) => set.filter_threads(|t| t == keep),
@@ -166,8 +177,7 @@ impl Live {
     /// Live bytes over time, as (seconds since the start, bytes).
     pub fn series(&self) -> Vec<(f64, u64)> {
         let clock = &self.analysis.clock;
-        self.analysis
-            .replay
+        self.sums
             .heap_series
             .points()
             .map(|(tick, bytes)| (clock.seconds(tick), bytes))

@@ -109,7 +109,7 @@ fn decompress(src: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
 /// A chunk's payload, ready to be read record by record.
 // One lives on the stack per chunk decoded: its size does not matter.
 #[allow(clippy::large_enum_variant)]
-enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     /// Raw records.
     Records(Cow<'a, [u8]>),
     /// The streams of a columnar chunk (`exact`: a finished chunk, not a staging area).
@@ -122,7 +122,7 @@ enum Payload<'a> {
 
 impl Payload<'_> {
     /// Hands each record to `sink`; stops at the first bad one.
-    fn each_record<'s>(
+    pub(crate) fn each_record<'s>(
         &'s self,
         sink: &mut impl RecordSink<'s>,
     ) -> Result<(), memtrace_format::DecodeError> {
@@ -147,7 +147,7 @@ impl Payload<'_> {
 }
 
 /// The payload of a chunk: decompressed, and for a staging chunk cut to its complete records.
-fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<'a>, String> {
+pub(crate) fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<'a>, String> {
     let stored = entry.payload(file);
     let header = &entry.header;
     if header.kind == ChunkKind::Staging {
@@ -330,7 +330,7 @@ impl<'a> RecordSink<'a> for EventSink<'_> {
 }
 
 /// A record other than an allocation or a free, into `events` (when `timed`) or `tables`.
-fn add_other_record(
+pub(crate) fn add_other_record(
     rec: Record<'_>,
     timed: bool,
     events: &mut Vec<Event>,

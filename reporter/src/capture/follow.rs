@@ -7,12 +7,20 @@
 //! the payloads of the new Events and Meta chunks, and the staging areas whose record count
 //! changed: its cost follows what was written since the last poll, not the capture's length.
 //!
+//! A poll hands its events to an [`EventSink`] in time order. When one thread alone has new
+//! events (the common case), each chunk is decoded straight into the sink, event by event, with
+//! no buffer in between (`decode_live`); when several have, their events are decoded into
+//! buffers first and merged by tick.
+//!
 //! The file is read with `pread`, not mapped: it grows under the reader, and it may live on a
 //! network file system (where it is opened again at each poll: see `Follower::reopen`).
+
+mod decode_live;
 
 use super::decode::{decode_chunk, ChunkTables};
 use super::event::Event;
 use super::scan::ChunkEntry;
+use decode_live::{decode_into, EventOut};
 use hashbrown::HashMap;
 use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::{
@@ -53,11 +61,32 @@ pub struct FollowedThread {
     staged: u32,
 }
 
+/// Takes a poll's new events, merged across threads by tick.
+pub trait EventSink {
+    /// An event of thread index `thread`.
+    fn event(&mut self, thread: usize, ev: Event);
+}
+
+/// Events handed to a sink, as an [`EventOut`] of one thread.
+struct Direct<'s, S> {
+    sink: &'s mut S,
+    thread: usize,
+    events: usize,
+}
+
+impl<S: EventSink> EventOut for Direct<'_, S> {
+    #[inline(always)]
+    fn push(&mut self, ev: Event) {
+        self.events += 1;
+        self.sink.event(self.thread, ev);
+    }
+}
+
 /// What one poll found.
 #[derive(Debug, Default)]
 pub struct Update {
-    /// New events, merged across threads by tick: runs of (thread index, events).
-    pub runs: Vec<(usize, Vec<Event>)>,
+    /// New events handed to the sink.
+    pub events: usize,
     /// Table records read (thread index; None for a Meta chunk). Staging areas read again give
     /// their table records again: absorbing them twice changes nothing.
     pub tables: Vec<(Option<usize>, ChunkTables)>,
@@ -67,12 +96,6 @@ pub struct Update {
     pub warnings: Vec<String>,
     /// More was written than one poll takes: poll again at once.
     pub behind: bool,
-}
-
-impl Update {
-    pub fn events(&self) -> usize {
-        self.runs.iter().map(|(_, e)| e.len()).sum()
-    }
 }
 
 /// An incremental reader of a growing capture.
@@ -106,6 +129,8 @@ pub struct Follower {
     /// Buffers for the look past a hole and for staging areas, kept from poll to poll: a fresh
     /// one of a few MB at each read is pages faulted in and handed back every time.
     scratch: Vec<u8>,
+    /// Each staging area's (thread serial, seq, record count), as this poll read it.
+    staged_now: HashMap<u32, (u32, u32)>,
 }
 
 impl Follower {
@@ -148,6 +173,7 @@ impl Follower {
             latest_pair: None,
             bytes_read: 0,
             scratch: Vec::new(),
+            staged_now: HashMap::new(),
         })
     }
 
@@ -155,19 +181,38 @@ impl Follower {
         &self.path
     }
 
-    /// Reads what was written since the last poll.
-    pub fn poll(&mut self) -> io::Result<Update> {
+    /// Reads what was written since the last poll, handing its events to `sink`.
+    pub fn poll(&mut self, sink: &mut impl EventSink) -> io::Result<Update> {
         self.reopen();
         let mut up = Update::default();
         self.scan(&mut up)?;
         self.staged_threads(&mut up)?;
-        let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(self.threads.len());
-        for t in 0..self.threads.len() {
+        let busy: Vec<usize> = (0..self.threads.len())
+            .filter(|&t| self.has_new(t))
+            .collect();
+        if let [t] = busy[..] {
+            let mut direct = Direct {
+                sink,
+                thread: t,
+                events: 0,
+            };
+            self.deliver(t, &mut direct, &mut up)?;
+            up.events = direct.events;
+            return Ok(up);
+        }
+        let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(busy.len());
+        for &t in &busy {
             let mut events = super::pool::take();
             self.deliver(t, &mut events, &mut up)?;
             fresh.push(events);
         }
-        up.runs = merge(fresh);
+        for (i, evs) in merge(fresh) {
+            up.events += evs.len();
+            for &ev in &evs {
+                sink.event(busy[i], ev);
+            }
+            super::pool::give(evs);
+        }
         Ok(up)
     }
 
@@ -185,6 +230,17 @@ impl Follower {
         if id(&file).is_some() && id(&file) == id(&self.file) {
             self.file = file;
         }
+    }
+
+    /// Whether thread `t` may have events not delivered: a chunk of it read, or its staging
+    /// area changed since it was last read.
+    fn has_new(&self, t: usize) -> bool {
+        let th = &self.threads[t];
+        self.pending.keys().any(|&(s, _)| s == th.serial)
+            || self
+                .staged_now
+                .get(&th.serial)
+                .is_some_and(|&(seq, n)| n != 0 && (seq, n) != (th.next_seq, th.staged))
     }
 
     fn read(&mut self, buf: &mut [u8], at: u64) -> io::Result<usize> {
@@ -417,7 +473,7 @@ impl Follower {
 
     /// Delivers thread `t`'s new events into `out`: its finished chunks in `seq` order, then
     /// the part of its staging area not delivered yet.
-    fn deliver(&mut self, t: usize, out: &mut Vec<Event>, up: &mut Update) -> io::Result<()> {
+    fn deliver(&mut self, t: usize, out: &mut impl EventOut, up: &mut Update) -> io::Result<()> {
         let serial = self.threads[t].serial;
         let mut delivered = 0;
         loop {
@@ -430,18 +486,12 @@ impl Follower {
                 delivered += 1;
                 let mut entry = entry;
                 entry.thread = t;
-                let chunk = decode_chunk(&bytes, &entry, 0);
-                if let Some(w) = chunk.warning {
-                    up.warnings.push(w);
-                }
+                let mut tables = ChunkTables::default();
+                let skip = self.threads[t].done;
+                let (_, warning) = decode_into(&bytes, &entry, skip, out, &mut tables);
+                up.warnings.extend(warning);
+                up.tables.push((Some(t), tables));
                 let th = &mut self.threads[t];
-                if out.is_empty() && th.done == 0 {
-                    super::pool::give(std::mem::replace(out, chunk.events));
-                } else {
-                    out.extend_from_slice(chunk.events.get(th.done..).unwrap_or(&[]));
-                    super::pool::give(chunk.events);
-                }
-                up.tables.push((Some(t), chunk.tables));
                 th.next_seq += 1;
                 th.done = 0;
                 th.staged = 0;
@@ -471,8 +521,10 @@ impl Follower {
         self.read_staging(t, out, up)
     }
 
-    /// Threads known so far only by their staging area (they have not filled one yet).
+    /// Reads every staging area's header: what each holds now, and the threads known so far
+    /// only by their staging area (they have not filled one yet).
     fn staged_threads(&mut self, up: &mut Update) -> io::Result<()> {
+        self.staged_now.clear();
         let offsets: Vec<u64> = self.staging.keys().copied().collect();
         let mut head = [0u8; CHUNK_HEADER_LEN];
         for at in offsets {
@@ -482,6 +534,7 @@ impl Follower {
             if let Some(h) = ChunkHeader::decode(&head) {
                 if h.kind == ChunkKind::Staging && h.raw_len > 0 && h.thread_serial != 0 {
                     self.thread_of(h.thread_serial, h.tid, up);
+                    self.staged_now.insert(h.thread_serial, (h.seq, h.raw_len));
                 }
             }
         }
@@ -505,7 +558,12 @@ impl Follower {
     }
 
     /// Reads thread `t`'s staging area when it holds records of its next chunk not delivered.
-    fn read_staging(&mut self, t: usize, out: &mut Vec<Event>, up: &mut Update) -> io::Result<()> {
+    fn read_staging(
+        &mut self,
+        t: usize,
+        out: &mut impl EventOut,
+        up: &mut Update,
+    ) -> io::Result<()> {
         let (serial, seq, staged) = {
             let th = &self.threads[t];
             (th.serial, th.next_seq, th.staged)
@@ -544,7 +602,7 @@ impl Follower {
         t: usize,
         bytes: &[u8],
         (at, h): (u64, ChunkHeader),
-        out: &mut Vec<Event>,
+        out: &mut impl EventOut,
         up: &mut Update,
     ) -> io::Result<()> {
         let (serial, seq) = {
@@ -576,15 +634,14 @@ impl Follower {
             first_tick: 0,
             last_tick: 0,
         };
-        let chunk = decode_chunk(bytes, &entry, 0);
+        let mut tables = ChunkTables::default();
+        // Damage in an area still being written is not reported (as before): the records
+        // before it are taken, the rest when it is flushed.
+        let (seen, _) = decode_into(bytes, &entry, self.threads[t].done, out, &mut tables);
         let th = &mut self.threads[t];
-        if let Some(new) = chunk.events.get(th.done..) {
-            out.extend_from_slice(new);
-            th.done = chunk.events.len();
-        }
-        super::pool::give(chunk.events);
+        th.done = th.done.max(seen);
         th.staged = h.raw_len;
-        up.tables.push((Some(t), chunk.tables));
+        up.tables.push((Some(t), tables));
         Ok(())
     }
 

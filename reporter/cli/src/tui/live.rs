@@ -4,7 +4,8 @@
 //! are those of `memtrace tree`; `p` switches between what is live now and what was live at the
 //! peak so far, `t` steps through the threads (all, then each one).
 //!
-//! The reading is the library's ([`Live`]): each refresh replays only what was written since.
+//! The reading is the library's ([`Live`]): each refresh adds to its sums only what was written
+//! since.
 
 use super::input::Wait;
 use super::{keys, render, signals, terminal, App, TuiInfo};
@@ -258,7 +259,7 @@ fn draw(frame: &mut Frame, app: &mut App, follow: &Follow) {
 /// thread: all (t)`.
 fn state_line(follow: &Follow) -> String {
     let a = &follow.live.analysis;
-    let replay = &a.replay;
+    let peak = follow.live.peak();
     let state = match (&follow.ended, &follow.error) {
         (_, Some(e)) => format!("! {e}"),
         (Some(how), _) => format!("■ ended ({how}) after {}", seconds(follow.live.elapsed_s())),
@@ -268,15 +269,15 @@ fn state_line(follow: &Follow) -> String {
         ),
         (None, _) => format!("● running {}", seconds(follow.live.elapsed_s())),
     };
-    let peak_at = replay.peak.tick.map_or(0.0, |t| a.clock.seconds(t));
+    let peak_at = peak.tick.map_or(0.0, |t| a.clock.seconds(t));
     let view = match follow.moment {
         Moment::Now => "live now",
         Moment::Peak => "peak so far",
     };
     let mut line = format!(
         "{state} · live now {} · peak so far {} at {} · view: {view} (p) · thread: {} (t)",
-        size(replay.live_bytes()),
-        size(replay.peak.bytes),
+        size(follow.live.live_bytes()),
+        size(peak.bytes),
         seconds(peak_at),
         follow.thread_name()
     );

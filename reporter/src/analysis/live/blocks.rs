@@ -1,0 +1,258 @@
+//! The live view's blocks by address: for each live heap block, its size and its group (the
+//! (stack, thread) whose sums it counts in), and nothing else.
+//!
+//! The live view looks up every free here, so this is its hottest table: open addressing with
+//! linear probing, 16-byte slots (the address, then size and group packed in one word), a
+//! multiplicative hash of the address, and deletion by shifting the probe run back (no
+//! tombstones, so a table that sees billions of frees never needs cleaning). It grows by
+//! doubling when half full, so it holds millions of live blocks as well as a few.
+//!
+//! Two blocks at one address (threads whose events tie), a block at address 0 (the empty
+//! slot's mark) and a block whose size or group does not pack are kept whole on the side, the
+//! older first; a free takes the older, as the general replay's heap does.
+
+use hashbrown::HashMap;
+use std::collections::VecDeque;
+
+/// The address of an empty slot.
+const EMPTY: u64 = 0;
+const SIZE_BITS: u32 = 40;
+const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
+/// Groups that pack: ids below 2^24.
+const GROUP_LIMIT: u32 = 1 << (64 - SIZE_BITS);
+/// The first table: 1024 slots.
+const FIRST_BITS: u32 = 10;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    addr: u64,
+    /// Size (low 40 bits) and group (high 24).
+    packed: u64,
+}
+
+/// A live block: its size and its group.
+pub type Block = (u64, u32);
+
+/// Live blocks by address.
+#[derive(Debug)]
+pub struct Blocks {
+    slots: Vec<Slot>,
+    /// log2 of the slot count.
+    bits: u32,
+    /// Slots in use.
+    used: usize,
+    /// Addresses whose blocks do not go in a slot (see the module's doc), oldest first. An
+    /// address is in the slots or here, never in both.
+    aside: HashMap<u64, VecDeque<Block>>,
+}
+
+impl Default for Blocks {
+    fn default() -> Blocks {
+        Blocks {
+            slots: vec![Slot::default(); 1 << FIRST_BITS],
+            bits: FIRST_BITS,
+            used: 0,
+            aside: HashMap::new(),
+        }
+    }
+}
+
+impl Blocks {
+    #[inline]
+    fn mask(&self) -> usize {
+        (1 << self.bits) - 1
+    }
+
+    /// The first slot an address probes. Within a 64 KiB region, addresses keep their order,
+    /// two slots per 16 bytes (blocks allocated one after another land in neighbouring slots,
+    /// on cache lines just used, and blocks packed tight leave every other slot free); regions
+    /// are scattered by a multiplicative hash of their number.
+    #[inline]
+    fn home(&self, addr: u64) -> usize {
+        let region = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits);
+        ((addr >> 3).wrapping_add(region) as usize) & self.mask()
+    }
+
+    /// The slot holding `addr`, if one does.
+    #[inline]
+    fn find(&self, addr: u64) -> Option<usize> {
+        let mask = self.mask();
+        let mut i = self.home(addr);
+        loop {
+            let a = self.slots[i].addr;
+            // Empty first: address 0 (kept aside) is never found in a slot.
+            if a == EMPTY {
+                return None;
+            }
+            if a == addr {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds a block at `addr` (after any block already live there).
+    #[inline]
+    pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
+        let fits = addr != EMPTY && size <= SIZE_MASK && group < GROUP_LIMIT;
+        if !fits || !self.aside.is_empty() && self.aside.contains_key(&addr) {
+            return self.insert_aside(addr, (size, group));
+        }
+        let mask = self.mask();
+        let mut i = self.home(addr);
+        loop {
+            let a = self.slots[i].addr;
+            if a == EMPTY {
+                break;
+            }
+            if a == addr {
+                return self.insert_aside(addr, (size, group));
+            }
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = Slot {
+            addr,
+            packed: size | (u64::from(group) << SIZE_BITS),
+        };
+        self.used += 1;
+        if self.used * 2 > self.slots.len() {
+            self.grow();
+        }
+    }
+
+    /// Removes the (oldest) block at `addr`; None when no block is live there.
+    #[inline]
+    pub fn remove(&mut self, addr: u64) -> Option<Block> {
+        match self.find(addr) {
+            Some(i) => {
+                let packed = self.slots[i].packed;
+                self.vacate(i);
+                Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32))
+            }
+            None if self.aside.is_empty() => None,
+            None => self.remove_aside(addr),
+        }
+    }
+
+    /// Empties slot `i`, moving back the slots after it that probed past it.
+    #[inline]
+    fn vacate(&mut self, mut hole: usize) {
+        let mask = self.mask();
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s.addr == EMPTY {
+                break;
+            }
+            let home = self.home(s.addr);
+            // `s` may fill the hole when the hole lies between its home and where it is.
+            if j.wrapping_sub(home) & mask >= j.wrapping_sub(hole) & mask {
+                self.slots[hole] = s;
+                hole = j;
+            }
+        }
+        self.slots[hole] = Slot::default();
+        self.used -= 1;
+    }
+
+    /// A block kept on the side; the one already in a slot at that address (older) moves
+    /// there first.
+    #[cold]
+    fn insert_aside(&mut self, addr: u64, block: Block) {
+        let older = if addr == EMPTY {
+            None
+        } else {
+            self.find(addr).map(|i| {
+                let packed = self.slots[i].packed;
+                self.vacate(i);
+                (packed & SIZE_MASK, (packed >> SIZE_BITS) as u32)
+            })
+        };
+        let queue = self.aside.entry(addr).or_default();
+        queue.extend(older);
+        queue.push_back(block);
+    }
+
+    #[cold]
+    fn remove_aside(&mut self, addr: u64) -> Option<Block> {
+        let queue = self.aside.get_mut(&addr)?;
+        let block = queue.pop_front();
+        if queue.is_empty() {
+            self.aside.remove(&addr);
+        }
+        block
+    }
+
+    /// Doubles the slots.
+    #[cold]
+    fn grow(&mut self) {
+        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); 2 << self.bits]);
+        self.bits += 1;
+        let mask = self.mask();
+        for s in old.into_iter().filter(|s| s.addr != EMPTY) {
+            let mut i = self.home(s.addr);
+            while self.slots[i].addr != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+
+    /// Live blocks.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.used + self.aside.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_come_back_with_their_size_and_group_oldest_first() {
+        let mut b = Blocks::default();
+        b.insert(0x10, 8, 1);
+        b.insert(0x10, 16, 2); // a second block at one address
+        b.insert(0, 3, 4); // address 0
+        b.insert(0x20, 1 << 41, 5); // too large to pack
+        b.insert(0x30, 7, GROUP_LIMIT); // a group too large to pack
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.remove(0x10), Some((8, 1)));
+        b.insert(0x10, 32, 3);
+        assert_eq!(b.remove(0x10), Some((16, 2)));
+        assert_eq!(b.remove(0x10), Some((32, 3)));
+        assert_eq!(b.remove(0x10), None);
+        assert_eq!(b.remove(0), Some((3, 4)));
+        assert_eq!(b.remove(0x20), Some((1 << 41, 5)));
+        assert_eq!(b.remove(0x30), Some((7, GROUP_LIMIT)));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn millions_of_blocks_through_growth_and_removal() {
+        let mut b = Blocks::default();
+        let addr = |i: u64| 0x7f00_0000_0000 + i * 48;
+        let n = 1_000_000u64;
+        for i in 0..n {
+            b.insert(addr(i), i % 1000, (i % 77) as u32);
+        }
+        assert_eq!(b.len(), n as usize);
+        // Every other block goes (probe runs shift back), the rest must still be found.
+        for i in (0..n).step_by(2) {
+            assert_eq!(b.remove(addr(i)), Some((i % 1000, (i % 77) as u32)));
+        }
+        for i in 0..n {
+            let want = (i % 2 == 1).then_some((i % 1000, (i % 77) as u32));
+            assert_eq!(b.remove(addr(i)), want, "{i}");
+        }
+        assert!(b.is_empty());
+        assert_eq!(b.used, 0);
+    }
+}

@@ -1,0 +1,538 @@
+//! The live view's sums: what `memtrace live` shows, kept up to date event by event at a cost
+//! that follows neither the capture's length nor the live heap's size.
+//!
+//! Per event, only:
+//! - the block's address in [`Blocks`] (inserted by an allocation, removed by a free);
+//! - the live bytes and count of its group, a (stack, thread) pair numbered densely;
+//! - the heap's total and, when it rises above the peak so far, a new peak.
+//!
+//! What was live per group at the peak so far is not copied at each new peak (a heap that keeps
+//! rising would copy every group at nearly every event). Each group also keeps its change
+//! since the peak, stamped with the peak's generation: a new peak bumps the generation, which
+//! makes every group's change zero at once; a group's figure at the peak is its live figure
+//! minus its change since. Both sets are exact: the same as the general replay's
+//! ([`crate::analysis::replay::Replay`]) live and peak sets on the same events, which the tests
+//! check.
+//!
+//! Mappings (mmap, mremap, munmap: few) go through the replay's own [`Mappings`].
+
+use super::blocks::Blocks;
+use crate::analysis::mappings::{Mapping, Mappings};
+use crate::analysis::replay::Snapshot;
+use crate::analysis::series::Series;
+use crate::analysis::sets::{AllocSet, Key};
+use crate::analysis::totals::Sum;
+use crate::capture::event::{code, Event};
+use crate::capture::follow::EventSink;
+use hashbrown::HashMap;
+use memtrace_format::{Allocator, Marker};
+
+/// Stack ids below this find their group through a per-thread array (the tracker numbers
+/// stacks from 1 up); larger ones (a damaged capture) through a map.
+const DIRECT_STACKS: u64 = 1 << 22;
+
+/// One (stack, thread) pair's figures.
+#[derive(Clone, Copy, Debug)]
+struct Group {
+    key: Key,
+    live_bytes: i64,
+    live_count: i64,
+    /// The change since the peak, valid when `generation` is the peak's.
+    since_bytes: i64,
+    since_count: i64,
+    generation: u64,
+}
+
+/// The live heap now and at the peak so far, by (stack, thread), and live bytes over time.
+#[derive(Debug, Default)]
+pub struct LiveSums {
+    blocks: Blocks,
+    maps: Mappings,
+    groups: Vec<Group>,
+    /// Group index + 1 by thread, then by stack id (0: none yet).
+    direct: Vec<Vec<u32>>,
+    /// Group index by key, for stack ids beyond [`DIRECT_STACKS`].
+    wide: HashMap<Key, u32>,
+    heap_bytes: u64,
+    heap_count: u64,
+    /// Bumped at each new peak: every group's change since the peak is zero then.
+    generation: u64,
+    /// The highest live bytes seen (the first time it was reached).
+    pub peak: Snapshot,
+    /// Events taken in.
+    pub events: u64,
+    /// The largest event tick.
+    pub last_tick: Option<u64>,
+    /// Live bytes over time (ticks), downsampled.
+    pub heap_series: Series,
+    /// When a Python run's script started.
+    pub script_start: Option<Snapshot>,
+    /// Count what a Python run's interpreter start-up left live too (else the sums start
+    /// afresh at the script's start, as the replay does).
+    pub include_startup: bool,
+    /// The first half of an mremap moved a tracked mapping: its second half adds the new one.
+    remap_pending: bool,
+}
+
+impl LiveSums {
+    pub fn new(include_startup: bool) -> LiveSums {
+        LiveSums {
+            include_startup,
+            ..LiveSums::default()
+        }
+    }
+
+    /// Heap blocks plus mapped bytes, now.
+    pub fn live_bytes(&self) -> u64 {
+        self.heap_bytes.wrapping_add(self.maps.bytes())
+    }
+
+    /// Live heap blocks plus live mappings, now.
+    pub fn live_allocations(&self) -> u64 {
+        self.heap_count + self.maps.count()
+    }
+
+    /// The group of (stack, thread), made when new.
+    #[inline]
+    fn group(&mut self, stack: u64, thread: u32) -> usize {
+        if stack < DIRECT_STACKS {
+            let t = thread as usize;
+            if let Some(&g) = self.direct.get(t).and_then(|s| s.get(stack as usize)) {
+                if g != 0 {
+                    return g as usize - 1;
+                }
+            }
+        }
+        self.new_group(stack, thread)
+    }
+
+    #[cold]
+    fn new_group(&mut self, stack: u64, thread: u32) -> usize {
+        let key = (stack, thread);
+        if stack >= DIRECT_STACKS {
+            if let Some(&g) = self.wide.get(&key) {
+                return g as usize;
+            }
+        }
+        let g = self.groups.len();
+        self.groups.push(Group {
+            key,
+            live_bytes: 0,
+            live_count: 0,
+            since_bytes: 0,
+            since_count: 0,
+            generation: self.generation,
+        });
+        if stack < DIRECT_STACKS {
+            let t = thread as usize;
+            if self.direct.len() <= t {
+                self.direct.resize_with(t + 1, Vec::new);
+            }
+            let by_stack = &mut self.direct[t];
+            if by_stack.len() <= stack as usize {
+                by_stack.resize((stack as usize + 1).next_power_of_two(), 0);
+            }
+            by_stack[stack as usize] = g as u32 + 1;
+        } else {
+            self.wide.insert(key, g as u32);
+        }
+        g
+    }
+
+    /// Adds a change to group `g`, now and since the peak.
+    #[inline]
+    fn change(&mut self, g: usize, bytes: i64, count: i64) {
+        let generation = self.generation;
+        let gr = &mut self.groups[g];
+        gr.live_bytes = gr.live_bytes.wrapping_add(bytes);
+        gr.live_count += count;
+        if gr.generation != generation {
+            gr.generation = generation;
+            gr.since_bytes = 0;
+            gr.since_count = 0;
+        }
+        gr.since_bytes = gr.since_bytes.wrapping_add(bytes);
+        gr.since_count += count;
+    }
+
+    fn snapshot(&self, tick: u64) -> Snapshot {
+        Snapshot {
+            tick: Some(tick),
+            event_index: self.events,
+            bytes: self.live_bytes(),
+            allocations: self.live_allocations(),
+        }
+    }
+
+    /// After an allocation: a new peak when live bytes rose above it.
+    #[inline]
+    fn check_peak(&mut self, tick: u64) {
+        if self.live_bytes() > self.peak.bytes {
+            self.peak = self.snapshot(tick);
+            self.generation += 1;
+        }
+    }
+
+    /// Removes `[addr, addr + len)` from the mappings.
+    fn unmap(&mut self, addr: u64, len: u64) {
+        let mut gone: Vec<(Mapping, u64, i64)> = Vec::new();
+        self.maps
+            .remove_each(addr, len, |m, bytes, count| gone.push((*m, bytes, count)));
+        for (m, bytes, count) in gone {
+            let g = self.group(m.stack, m.thread);
+            self.change(g, (bytes as i64).wrapping_neg(), -count);
+        }
+    }
+
+    /// Adds the mapping of an mmap or of an mremap's new half (replacing what it overlaps).
+    fn map(&mut self, ev: &Event, thread: u32) {
+        self.unmap(ev.addr, ev.size);
+        let before = self.maps.bytes();
+        self.maps.add(
+            ev.addr,
+            Mapping {
+                len: ev.size,
+                stack: ev.stack(),
+                thread,
+                index: self.events,
+            },
+        );
+        let added = self.maps.bytes() - before;
+        if added > 0 {
+            let g = self.group(ev.stack(), thread);
+            self.change(g, added as i64, 1);
+        }
+    }
+
+    /// Forgets what is live (a Python run's interpreter start-up), as the replay does.
+    fn start_afresh(&mut self, tick: u64) {
+        let (include_startup, script_start, events, last_tick) = (
+            self.include_startup,
+            self.script_start,
+            self.events,
+            self.last_tick,
+        );
+        let heap_series = std::mem::take(&mut self.heap_series);
+        *self = LiveSums {
+            include_startup,
+            script_start,
+            events,
+            last_tick,
+            heap_series,
+            peak: Snapshot {
+                tick: Some(tick),
+                event_index: events,
+                bytes: 0,
+                allocations: 0,
+            },
+            ..LiveSums::default()
+        };
+        self.heap_series.clear();
+        self.heap_series.record(tick, 0);
+    }
+
+    /// Takes in one event of thread index `thread`. Heap allocations and frees (nearly every
+    /// event) take the short way, inlined into the decoder's loop; the rest go apart.
+    #[inline(always)]
+    pub fn add(&mut self, thread: u32, ev: &Event) {
+        self.events += 1;
+        if self.last_tick.is_none_or(|t| ev.tick > t) {
+            self.last_tick = Some(ev.tick);
+        }
+        let c = ev.code();
+        if c < code::ALLOC_END && c != Allocator::Mmap as u8 {
+            let g = self.group(ev.stack(), thread);
+            self.blocks.insert(ev.addr, ev.size, g as u32);
+            self.heap_bytes = self.heap_bytes.wrapping_add(ev.size);
+            self.heap_count += 1;
+            self.change(g, ev.size as i64, 1);
+            self.check_peak(ev.tick);
+            self.heap_series.record(ev.tick, self.live_bytes());
+        } else if c == code::FREE || c == code::PY_FREE {
+            if let Some((size, g)) = self.blocks.remove(ev.addr) {
+                self.heap_bytes = self.heap_bytes.wrapping_sub(size);
+                self.heap_count -= 1;
+                self.change(g as usize, (size as i64).wrapping_neg(), -1);
+                self.heap_series.record(ev.tick, self.live_bytes());
+            }
+        } else {
+            self.add_other(thread, ev);
+        }
+    }
+
+    /// Any event but a heap allocation or a free.
+    #[inline(never)]
+    fn add_other(&mut self, thread: u32, ev: &Event) {
+        match ev.code() {
+            c if c == Allocator::Mmap as u8 => {
+                self.map(ev, thread);
+                self.check_peak(ev.tick);
+                self.heap_series.record(ev.tick, self.live_bytes());
+            }
+            code::MUNMAP => {
+                self.unmap(ev.addr, ev.size);
+                self.heap_series.record(ev.tick, self.live_bytes());
+            }
+            code::MREMAP_OLD => {
+                self.remap_pending = self.maps.overlaps(ev.addr, ev.size);
+                if self.remap_pending {
+                    self.unmap(ev.addr, ev.size);
+                }
+            }
+            code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
+                self.map(ev, thread);
+                self.check_peak(ev.tick);
+                self.heap_series.record(ev.tick, self.live_bytes());
+            }
+            code::MARKER
+                if self.script_start.is_none()
+                    && Marker::from_code(ev.size) == Marker::ScriptStart =>
+            {
+                self.script_start = Some(self.snapshot(ev.tick));
+                if !self.include_startup {
+                    self.start_afresh(ev.tick);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The allocations live now.
+    pub fn live_set(&self) -> AllocSet {
+        self.set(|g| (g.live_bytes, g.live_count))
+    }
+
+    /// The allocations live at the peak so far (their total is `peak`).
+    pub fn peak_set(&self) -> AllocSet {
+        self.set(|g| {
+            if g.generation == self.generation {
+                (
+                    g.live_bytes.wrapping_sub(g.since_bytes),
+                    g.live_count - g.since_count,
+                )
+            } else {
+                (g.live_bytes, g.live_count)
+            }
+        })
+    }
+
+    /// The groups with something live by `figures` (bytes, count), as the replay's sets keep
+    /// them.
+    fn set(&self, figures: impl Fn(&Group) -> (i64, i64)) -> AllocSet {
+        AllocSet {
+            groups: self
+                .groups
+                .iter()
+                .map(|g| (g.key, figures(g)))
+                .filter(|&(_, (b, c))| c > 0 || b > 0)
+                .map(|(k, (b, c))| {
+                    (
+                        k,
+                        Sum {
+                            count: c.max(0) as u64,
+                            bytes: b.max(0) as u64,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+impl EventSink for LiveSums {
+    #[inline(always)]
+    fn event(&mut self, thread: usize, ev: Event) {
+        self.add(thread as u32, &ev);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::replay::Replay;
+
+    /// A small deterministic generator (no dependency needed).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Events of three threads: mallocs and frees (some of unknown blocks, some at an address
+    /// two threads share), mmaps, partial munmaps, mremaps, and a heap that rises and falls.
+    fn events(seed: u64, n: usize) -> Vec<(u32, Event)> {
+        let mut rng = Rng(seed);
+        let mut live: Vec<u64> = Vec::new();
+        let mut out = Vec::new();
+        for i in 0..n as u64 {
+            let thread = rng.below(3) as u32;
+            let tick = i + 1;
+            let stack = 1 + rng.below(12);
+            // Phases: mostly allocating, then mostly freeing.
+            let allocating = (i / 2000) % 2 == 0;
+            let ev = match rng.below(100) {
+                0..=59 if allocating || live.is_empty() => {
+                    let addr = 0x10_0000 + rng.below(5000) * 16;
+                    live.push(addr);
+                    Event::new(Allocator::Malloc as u8, tick, addr, rng.below(4096), stack)
+                }
+                0..=89 if !live.is_empty() => {
+                    let k = rng.below(live.len() as u64) as usize;
+                    Event::new(code::FREE, tick, live.swap_remove(k), 0, 0)
+                }
+                90..=91 => Event::new(code::FREE, tick, 0xdead_0000 + rng.below(4) * 16, 0, 0),
+                92..=94 => {
+                    let addr = 0x7000_0000 + rng.below(8) * 0x10000;
+                    Event::new(
+                        Allocator::Mmap as u8,
+                        tick,
+                        addr,
+                        0x1000 * (1 + rng.below(8)),
+                        stack,
+                    )
+                }
+                95..=97 => {
+                    let addr = 0x7000_0000 + rng.below(8) * 0x10000 + rng.below(4) * 0x1000;
+                    Event::new(code::MUNMAP, tick, addr, 0x1000 * (1 + rng.below(3)), 0)
+                }
+                98 => {
+                    let old = 0x7000_0000 + rng.below(8) * 0x10000;
+                    out.push((thread, Event::new(code::MREMAP_OLD, tick, old, 0x2000, 0)));
+                    let new = 0x7800_0000 + rng.below(8) * 0x10000;
+                    Event::new(code::MREMAP_NEW, tick, new, 0x3000, stack)
+                }
+                _ => {
+                    // Two blocks at one address: a second thread's allocation before the free.
+                    let addr = 0x20_0000 + rng.below(8) * 16;
+                    live.push(addr);
+                    Event::new(Allocator::Calloc as u8, tick, addr, 24, stack)
+                }
+            };
+            out.push((thread, ev));
+        }
+        out
+    }
+
+    /// Replays `evs` through both, checking after each `step` events.
+    fn compare(evs: &[(u32, Event)], step: usize) -> (LiveSums, Replay) {
+        let mut sums = LiveSums::new(false);
+        let mut replay = Replay::default();
+        for part in evs.chunks(step) {
+            for &(t, ev) in part {
+                sums.add(t, &ev);
+                replay.events(t as usize, &[ev]);
+            }
+            assert_eq!(sums.live_bytes(), replay.live_bytes());
+            assert_eq!(sums.live_allocations(), replay.live_allocations());
+            assert_eq!(sums.peak, replay.peak);
+            assert_eq!(sums.live_set(), replay.live_set());
+            assert_eq!(sums.peak_set(), replay.peak_set());
+            for t in 0..3 {
+                let only = |s: AllocSet| s.filter_threads(|x| x == t);
+                assert_eq!(only(sums.peak_set()), only(replay.peak_set()));
+                assert_eq!(only(sums.live_set()), only(replay.live_set()));
+            }
+            assert_eq!(
+                sums.heap_series.points().collect::<Vec<_>>(),
+                replay.heap_series.points().collect::<Vec<_>>()
+            );
+        }
+        (sums, replay)
+    }
+
+    #[test]
+    fn the_sums_match_the_replay_now_and_at_the_peak() {
+        for seed in [1, 7, 42, 1234] {
+            let evs = events(seed, 20_000);
+            let (sums, _) = compare(&evs, 997);
+            assert!(sums.peak.bytes > 0 && sums.peak_set() != sums.live_set());
+        }
+    }
+
+    #[test]
+    fn a_known_peak_breakdown_and_thread_filter() {
+        let malloc =
+            |tick, addr, size, stack| Event::new(Allocator::Malloc as u8, tick, addr, size, stack);
+        let free = |tick, addr| Event::new(code::FREE, tick, addr, 0, 0);
+        let mut s = LiveSums::new(false);
+        s.add(0, &malloc(1, 0x100, 100, 1));
+        s.add(1, &malloc(2, 0x200, 50, 2));
+        s.add(1, &malloc(3, 0x300, 30, 1)); // peak: 180 in three
+        s.add(0, &free(4, 0x100));
+        s.add(0, &malloc(5, 0x400, 60, 3));
+        s.add(1, &free(6, 0x200));
+        assert_eq!(
+            (s.peak.bytes, s.peak.allocations, s.peak.tick),
+            (180, 3, Some(3))
+        );
+        let peak = s.peak_set();
+        let sum = |set: &AllocSet, k: Key| set.groups.get(&k).map(|s| (s.bytes, s.count));
+        assert_eq!(sum(&peak, (1, 0)), Some((100, 1)));
+        assert_eq!(sum(&peak, (2, 1)), Some((50, 1)));
+        assert_eq!(sum(&peak, (1, 1)), Some((30, 1)));
+        assert_eq!(sum(&peak, (3, 0)), None);
+        let now = s.live_set();
+        assert_eq!(
+            now.total(),
+            Sum {
+                count: 2,
+                bytes: 90
+            }
+        );
+        assert_eq!(sum(&now.filter_threads(|t| t == 1), (1, 1)), Some((30, 1)));
+        assert_eq!(now.filter_threads(|t| t == 0).total().bytes, 60);
+        assert_eq!(
+            peak.filter_threads(|t| t == 1).total(),
+            Sum {
+                count: 2,
+                bytes: 80
+            }
+        );
+    }
+
+    #[test]
+    fn a_heap_that_only_rises_and_the_script_start() {
+        // Every allocation a new peak: the breakdown at the peak is the live one.
+        let mut evs: Vec<(u32, Event)> = (0..5000u64)
+            .map(|i| {
+                (
+                    0,
+                    Event::new(
+                        Allocator::Malloc as u8,
+                        i + 1,
+                        0x1000 + i * 32,
+                        8 + i % 7,
+                        1 + i % 5,
+                    ),
+                )
+            })
+            .collect();
+        evs.push((
+            0,
+            Event::new(code::MARKER, 6000, 0, Marker::ScriptStart.code(), 0),
+        ));
+        evs.extend(
+            (0..300u64).map(|i| (0, Event::new(code::FREE, 7000 + i, 0x1000 + i * 32, 0, 0))),
+        );
+        evs.push((
+            0,
+            Event::new(Allocator::Malloc as u8, 8000, 0x9000_0000, 77, 9),
+        ));
+        let (sums, _) = compare(&evs, 100);
+        assert_eq!(sums.peak.bytes, 77);
+        assert_eq!(
+            sums.live_set().total(),
+            Sum {
+                count: 1,
+                bytes: 77
+            }
+        );
+    }
+}

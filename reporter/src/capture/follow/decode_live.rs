@@ -1,0 +1,103 @@
+//! Decoding a chunk for the live view: its events handed one by one to an [`EventOut`] as the
+//! streams are read (no buffer of events in between, no copy), after skipping those an earlier
+//! poll delivered (a staging area is read again from its start as it fills).
+
+use super::super::decode::{add_other_record, payload, ChunkTables};
+use super::super::event::{code, Event};
+use super::super::scan::ChunkEntry;
+use memtrace_format::columns::RecordSink;
+use memtrace_format::{Allocator, Record};
+
+/// Where decoded events go.
+pub trait EventOut {
+    fn push(&mut self, ev: Event);
+}
+
+impl EventOut for Vec<Event> {
+    #[inline(always)]
+    fn push(&mut self, ev: Event) {
+        Vec::push(self, ev);
+    }
+}
+
+/// Decodes the chunk `entry` of `bytes` (header and payload): its table records into `tables`,
+/// its timed events after the first `skip` into `out`. Returns the timed events the chunk holds
+/// (up to damage) and what was wrong with it, if anything: the events before damage are kept.
+pub fn decode_into(
+    bytes: &[u8],
+    entry: &ChunkEntry,
+    skip: usize,
+    out: &mut impl EventOut,
+    tables: &mut ChunkTables,
+) -> (usize, Option<String>) {
+    let payload = match payload(bytes, entry) {
+        Ok(p) => p,
+        Err(e) => {
+            let w = format!(
+                "skipped damaged chunk at {}: cannot decompress it: {e}",
+                entry.describe()
+            );
+            return (0, Some(w));
+        }
+    };
+    let mut sink = Skipping {
+        skip,
+        seen: 0,
+        out,
+        tables,
+        others: Vec::new(),
+    };
+    let warning = payload.each_record(&mut sink).err().map(|e| {
+        format!(
+            "damaged records in chunk at {}: {e}; kept the {} events before it",
+            entry.describe(),
+            sink.seen
+        )
+    });
+    (sink.seen, warning)
+}
+
+/// Passes the timed events after the first `skip` on, table records to `tables`.
+struct Skipping<'o, O> {
+    skip: usize,
+    /// Timed events read so far.
+    seen: usize,
+    out: &'o mut O,
+    tables: &'o mut ChunkTables,
+    /// The events of a record other than an allocation or a free (an mremap makes two).
+    others: Vec<Event>,
+}
+
+impl<O: EventOut> Skipping<'_, O> {
+    #[inline(always)]
+    fn pass(&mut self, ev: Event) {
+        self.seen += 1;
+        if self.seen > self.skip {
+            self.out.push(ev);
+        }
+    }
+}
+
+impl<'a, O: EventOut> RecordSink<'a> for Skipping<'_, O> {
+    #[inline(always)]
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+        self.pass(Event::new(allocator as u8, tick, addr, size, stack));
+    }
+
+    #[inline(always)]
+    fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>, object_type: u64) {
+        let c = if python { code::PY_FREE } else { code::FREE };
+        // As the general decoder: a free's size field carries the type of the object it held.
+        self.pass(Event::new(c, tick, addr, object_type, 0));
+    }
+
+    #[inline(never)]
+    fn other(&mut self, rec: Record<'a>) {
+        let mut others = std::mem::take(&mut self.others);
+        add_other_record(rec, true, &mut others, self.tables);
+        for ev in others.drain(..) {
+            self.pass(ev);
+        }
+        self.others = others;
+    }
+}
