@@ -12,37 +12,14 @@
 // processes: [labels of the processes holding memory at the combined peak], pick: the
 // label of the process to choose, pick_frame: a frame of that process's work}.
 
-import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { check, inChromium, spec } from "./harness.mjs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const spec = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const require = createRequire(join(spec.node_modules, "package.json"));
-const { chromium } = require("playwright-core");
-
-function check(ok, what) {
-  if (!ok) throw new Error(what);
-}
 const count = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 
-const profile = mkdtempSync(join(tmpdir(), "memtrace-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: spec.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-  offline: true,
-});
-let failed = null;
-const shots = [];
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
+await inChromium(async ({ page, errors }) => {
+  const shots = [];
   const url = pathToFileURL(spec.report).href;
   await page.goto(url, { waitUntil: "load" });
   await page.locator("#frames > g").first().waitFor({ state: "attached" });
@@ -125,13 +102,4 @@ try {
   await shot("moment");
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
   console.log(`ok: ${shots.length} screenshots: ${shots.join(" ")}`);
-} catch (e) {
-  failed = e;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-if (failed) {
-  console.error(`browser check failed: ${failed.message ?? failed}`);
-  process.exit(1);
-}
+});

@@ -11,45 +11,11 @@
 // by that zoom, hover: text the hover shows for the zoomed frame, node_modules: where
 // `npm ci` installed playwright-core, chromium: the executable}.
 
-import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { check, inChromium, spec } from "./harness.mjs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const spec = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const require = createRequire(join(spec.node_modules, "package.json"));
-const { chromium } = require("playwright-core");
-
-function check(ok, what) {
-  if (!ok) {
-    throw new Error(what);
-  }
-}
-
-const profile = mkdtempSync(join(tmpdir(), "memtrace-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: spec.chromium,
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-  viewport: { width: 1280, height: 900 },
-  offline: true,
-});
-let failed = null;
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
+await inChromium(async ({ page, errors }) => {
   await page.goto(pathToFileURL(spec.report).href, { waitUntil: "load" });
   await page.frameLocator("iframe#flamegraph").locator("#frames").waitFor();
   await page.waitForTimeout(100);
@@ -115,16 +81,7 @@ try {
   await page.screenshot({ path: spec.zoomed_screenshot, fullPage: true });
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
   console.log(`ok: ${spec.names.length} frames, zoomed to ${spec.zoom}, screenshots ${spec.screenshot}, ${spec.zoomed_screenshot}`);
-} catch (e) {
-  failed = e;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-if (failed) {
-  console.error(`browser check failed: ${failed.message ?? failed}`);
-  process.exit(1);
-}
+});
 
 /** `s` matched literally in a regular expression. */
 function escapeRegExp(s) {

@@ -13,39 +13,16 @@
 // node_modules, chromium, phases?: {one, two, worker, source_one, module, evil}, types?: {type,
 // line, objects}: a type live at the peak and at exit, its first line and its object count}.
 
-import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { check, inChromium, spec } from "./harness.mjs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const spec = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const require = createRequire(join(spec.node_modules, "package.json"));
-const { chromium } = require("playwright-core");
-
-function check(ok, what) {
-  if (!ok) throw new Error(what);
-}
 function escapeRegExp(s) {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-const profile = mkdtempSync(join(tmpdir(), "memtrace-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: spec.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-  offline: true,
-});
-let failed = null;
-const shots = [];
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
+await inChromium(async ({ page, errors }) => {
+  const shots = [];
   page.on("dialog", (d) => { errors.push(`a dialog opened: ${d.message()}`); d.dismiss(); });
   const url = pathToFileURL(spec.report).href;
   await page.goto(url, { waitUntil: "load" });
@@ -288,13 +265,4 @@ try {
   }
   check(errors.length === 0, `page errors: ${errors.join("; ")}`);
   console.log(`ok: ${shots.length} screenshots: ${shots.join(" ")}`);
-} catch (e) {
-  failed = e;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-if (failed) {
-  console.error(`browser check failed: ${failed.message ?? failed}`);
-  process.exit(1);
-}
+});

@@ -11,36 +11,12 @@
 // label_on_scale, label_above: the labels the chart must show, shots: directory, name,
 // node_modules, chromium}.
 
-import { createRequire } from "node:module";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { check, inChromium, spec } from "./harness.mjs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const spec = JSON.parse(readFileSync(process.argv[2], "utf8"));
-const require = createRequire(join(spec.node_modules, "package.json"));
-const { chromium } = require("playwright-core");
-
-function check(ok, what) {
-  if (!ok) throw new Error(what);
-}
-
-const profile = mkdtempSync(join(tmpdir(), "memtrace-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: spec.chromium,
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  viewport: { width: 1280, height: 900 },
-  offline: true,
-});
-let failed = null;
-const shots = [];
-try {
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("requestfailed", (r) => errors.push(`request failed: ${r.url()}`));
+await inChromium(async ({ page, errors }) => {
+  const shots = [];
   for (const [step, report, limit, label, drawn] of [
     ["on-scale", spec.on_scale, spec.limit_on_scale, spec.label_on_scale, true],
     ["above", spec.above, spec.limit_above, spec.label_above, false],
@@ -77,13 +53,4 @@ try {
     check(title.startsWith(label), `${step}: the line's title is "${title}"`);
   }
   console.log(`ok: ${shots.length} screenshots: ${shots.join(" ")}`);
-} catch (e) {
-  failed = e;
-} finally {
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
-}
-if (failed) {
-  console.error(`browser check failed: ${failed.message ?? failed}`);
-  process.exit(1);
-}
+});
