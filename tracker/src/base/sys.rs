@@ -69,6 +69,18 @@ pub fn map_anon(len: usize) -> Option<*mut u8> {
     map(len, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1)
 }
 
+/// Maps `*array` (`len` zeroed elements of `T`) at its first use; false when it cannot be
+/// mapped.
+pub fn map_array_once<T>(array: &mut *mut T, len: usize) -> bool {
+    if array.is_null() {
+        let Some(p) = map_anon(len * core::mem::size_of::<T>()) else {
+            return false;
+        };
+        *array = p as *mut T;
+    }
+    true
+}
+
 /// A shared mapping of `len` bytes of `fd` from offset 0 (may extend past the end of the file).
 pub fn map_shared(fd: c_int, len: usize) -> Option<*mut u8> {
     map(len, libc::MAP_SHARED | libc::MAP_NORESERVE, fd)

@@ -63,19 +63,8 @@ impl Table {
 
     /// Maps the entries and their positions at first use.
     fn mapped(&mut self) -> bool {
-        if self.entries.is_null() {
-            let Some(p) = sys::map_anon(CAPACITY * core::mem::size_of::<Entry>()) else {
-                return false;
-            };
-            self.entries = p as *mut Entry;
-        }
-        if self.positions.is_null() {
-            let Some(p) = sys::map_anon(CAPACITY * core::mem::size_of::<u32>()) else {
-                return false;
-            };
-            self.positions = p as *mut u32;
-        }
-        true
+        sys::map_array_once(&mut self.entries, CAPACITY)
+            && sys::map_array_once(&mut self.positions, CAPACITY)
     }
 
     /// Moves the `used` entries to the front, sorted by slot address, so that each object of a

@@ -62,19 +62,8 @@ impl Cache {
     }
 
     fn mapped(&mut self) -> bool {
-        if self.objects.is_null() {
-            let Some(p) = sys::map_anon(OBJECTS * core::mem::size_of::<Entry>()) else {
-                return false;
-            };
-            self.objects = p as *mut Entry;
-        }
-        if self.slots.is_null() {
-            let Some(p) = sys::map_anon(SLOTS * core::mem::size_of::<Known>()) else {
-                return false;
-            };
-            self.slots = p as *mut Known;
-        }
-        true
+        sys::map_array_once(&mut self.objects, OBJECTS)
+            && sys::map_array_once(&mut self.slots, SLOTS)
     }
 
     /// The hooked slots of the object `info` describes: kept ones, or found now (and kept).
