@@ -114,26 +114,7 @@ pub fn exit_types(
         typed_bytes.add(size);
         by_site_raw.entry((t, stack, thread)).or_default().add(size);
     }
-    // Rows most bytes first; indices renumbered to match.
-    let mut order: Vec<usize> = (0..names.len()).filter(|&t| objects[t] > 0).collect();
-    order.sort_by(|&a, &b| {
-        sums[b]
-            .bytes
-            .cmp(&sums[a].bytes)
-            .then_with(|| names[a].cmp(&names[b]))
-    });
-    let mut renumber = vec![usize::MAX; names.len()];
-    for (row, &t) in order.iter().enumerate() {
-        renumber[t] = row;
-    }
-    let rows: Vec<TypeRow> = order
-        .iter()
-        .map(|&t| TypeRow {
-            name: names[t].clone(),
-            objects: objects[t],
-            blocks: sums[t],
-        })
-        .collect();
+    let (rows, renumber) = ranked_rows(&names, &sums, |t| objects[t]);
     let mut by_site: HashMap<(usize, u64, u32), Sum> = by_site_raw
         .into_iter()
         .map(|((t, s, th), sum)| ((renumber[t], s, th), sum))
@@ -167,6 +148,35 @@ pub fn exit_types(
         by_site,
         block_types,
     })
+}
+
+/// The rows of the types with objects, most bytes first (then by name), and each type's row
+/// by its index in `names` (usize::MAX for a type without a row).
+fn ranked_rows(
+    names: &[String],
+    sums: &[Sum],
+    objects: impl Fn(usize) -> u64,
+) -> (Vec<TypeRow>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..names.len()).filter(|&t| objects(t) > 0).collect();
+    order.sort_by(|&a, &b| {
+        sums[b]
+            .bytes
+            .cmp(&sums[a].bytes)
+            .then_with(|| names[a].cmp(&names[b]))
+    });
+    let mut renumber = vec![usize::MAX; names.len()];
+    for (row, &t) in order.iter().enumerate() {
+        renumber[t] = row;
+    }
+    let rows = order
+        .iter()
+        .map(|&t| TypeRow {
+            name: names[t].clone(),
+            objects: objects(t),
+            blocks: sums[t],
+        })
+        .collect();
+    (rows, renumber)
 }
 
 /// The types of the blocks live at the peak; None when the capture has no typed frees (a
@@ -226,26 +236,8 @@ pub fn peak_types(
     for (&(t, _, _), s) in &by_site_raw {
         sums[t].merge(*s);
     }
-    let mut order: Vec<usize> = (0..names.len()).filter(|&t| sums[t].count > 0).collect();
-    order.sort_by(|&a, &b| {
-        sums[b]
-            .bytes
-            .cmp(&sums[a].bytes)
-            .then_with(|| names[a].cmp(&names[b]))
-    });
-    let mut renumber = vec![usize::MAX; names.len()];
-    for (row, &t) in order.iter().enumerate() {
-        renumber[t] = row;
-    }
-    let rows: Vec<TypeRow> = order
-        .iter()
-        .map(|&t| TypeRow {
-            name: names[t].clone(),
-            // One object per block: a block freed names one object's type.
-            objects: sums[t].count,
-            blocks: sums[t],
-        })
-        .collect();
+    // One object per block: a block freed names one object's type.
+    let (rows, renumber) = ranked_rows(&names, &sums, |t| sums[t].count);
     let untyped_row = rows.len();
     // What was live at the peak and has no type: the peak's set less the typed blocks.
     let mut untyped_sites: HashMap<(u64, u32), (i64, i64)> = HashMap::new();
