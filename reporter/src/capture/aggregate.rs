@@ -6,7 +6,6 @@
 use super::scan::Index;
 use hashbrown::HashMap;
 use memtrace_format::aggregate::{self, flags, Entry, Head, AGGREGATE_KIND};
-use memtrace_format::{ChunkCodec, Decoder, Record};
 
 /// Live allocations and bytes by (stack, thread serial).
 pub type LiveSums = HashMap<(u64, u64), (u64, u64)>;
@@ -30,24 +29,10 @@ pub struct Aggregated {
 
 /// The snapshots of a capture, applied in order; None when it has none.
 pub fn read(file: &[u8], index: &Index) -> (Option<Aggregated>, Vec<String>) {
-    let mut raw: Vec<(u64, &[u8])> = Vec::new();
-    for entry in index
-        .meta
-        .iter()
-        .filter(|e| e.header.codec == ChunkCodec::Raw)
-    {
-        for rec in Decoder::new(entry.payload(file)) {
-            match rec {
-                Ok(Record::Extended {
-                    kind: AGGREGATE_KIND,
-                    payload,
-                    ..
-                }) => raw.push((u64::from(entry.header.seq), payload)),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    }
+    let mut raw: Vec<(u64, &[u8])> = index
+        .meta_extended(file, AGGREGATE_KIND)
+        .map(|(entry, payload)| (u64::from(entry.header.seq), payload))
+        .collect();
     let mut warnings = Vec::new();
     if raw.is_empty() {
         return (None, warnings);

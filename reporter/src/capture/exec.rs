@@ -6,7 +6,7 @@
 use super::scan::Index;
 use super::Capture;
 use memtrace_format::exec::{self as record, ExecRecord};
-use memtrace_format::{trailer_flags, ChunkCodec, Decoder, Record};
+use memtrace_format::trailer_flags;
 use std::path::{Path, PathBuf};
 
 /// The program an image exec'd, and its capture.
@@ -39,25 +39,10 @@ pub fn of(path: &Path, bytes: &[u8], index: &Index) -> Option<Exec> {
     if flags & trailer_flags::EXEC == 0 {
         return None;
     }
-    let mut last = None;
-    for entry in index
-        .meta
-        .iter()
-        .filter(|e| e.header.codec == ChunkCodec::Raw)
-    {
-        for rec in Decoder::new(entry.payload(bytes)) {
-            match rec {
-                Ok(Record::Extended {
-                    kind: record::EXEC_KIND,
-                    payload,
-                    ..
-                }) => last = record::decode(payload).or(last),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    }
-    let rec: ExecRecord = last?;
+    let rec: ExecRecord = index
+        .meta_extended(bytes, record::EXEC_KIND)
+        .filter_map(|(_, payload)| record::decode(payload))
+        .last()?;
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let recorded = PathBuf::from(text(&rec.next));
     let beside = recorded.file_name().map(|n| path.with_file_name(n));

@@ -79,6 +79,28 @@ pub struct Index {
 }
 
 impl Index {
+    /// The payloads of the extended records of `kind` in the raw Meta chunks, in file order,
+    /// each with its chunk (a damaged record ends its chunk's records).
+    pub fn meta_extended<'a>(
+        &'a self,
+        file: &'a [u8],
+        kind: u64,
+    ) -> impl Iterator<Item = (&'a ChunkEntry, &'a [u8])> + 'a {
+        self.meta
+            .iter()
+            .filter(|e| e.header.codec == ChunkCodec::Raw)
+            .flat_map(move |entry| {
+                memtrace_format::Decoder::new(entry.payload(file))
+                    .map_while(Result::ok)
+                    .filter_map(move |rec| match rec {
+                        memtrace_format::Record::Extended {
+                            kind: k, payload, ..
+                        } if k == kind => Some((entry, payload)),
+                        _ => None,
+                    })
+            })
+    }
+
     /// A trailer was read, the tracker reported no write failure, and the file holds every
     /// record the trailer counts (a copy cut short keeps its trailer: the trailer's place is
     /// at the start of the file).

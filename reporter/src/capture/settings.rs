@@ -5,30 +5,16 @@
 use super::event::{code, Event};
 use super::scan::Index;
 use memtrace_format::settings::{self, Settings, SETTINGS_KIND};
-use memtrace_format::{Allocator, ChunkCodec, Decoder, Record};
+use memtrace_format::Allocator;
 
 /// The settings record of a capture (the last one in its Meta chunks), or the defaults (a
 /// full capture without labels).
 pub fn read(file: &[u8], index: &Index) -> Settings {
-    let mut last = None;
-    for entry in index
-        .meta
-        .iter()
-        .filter(|e| e.header.codec == ChunkCodec::Raw)
-    {
-        for rec in Decoder::new(entry.payload(file)) {
-            match rec {
-                Ok(Record::Extended {
-                    kind: SETTINGS_KIND,
-                    payload,
-                    ..
-                }) => last = settings::decode(payload).or(last),
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-    }
-    last.unwrap_or_default()
+    index
+        .meta_extended(file, SETTINGS_KIND)
+        .filter_map(|(_, payload)| settings::decode(payload))
+        .last()
+        .unwrap_or_default()
 }
 
 /// Replaces the size of each sampled allocation by the bytes it stands for (mappings are
