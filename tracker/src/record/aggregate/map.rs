@@ -106,24 +106,31 @@ impl Map {
         unsafe { *self.slots.add(i) = slot };
     }
 
+    /// Where `key`'s probe ends (capacity > 0): Ok with its slot when it is there, Err with
+    /// the empty slot that ends its run when it is not.
+    #[inline(always)]
+    fn probe(&self, key: u64) -> Result<(usize, Slot), usize> {
+        let mask = self.capacity - 1;
+        let mut i = home(key, mask);
+        loop {
+            let s = self.read(i);
+            if s[0] == key {
+                return Ok((i, s));
+            }
+            if s[0] == 0 {
+                return Err(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// The values of `key`.
     #[inline]
     pub fn get(&self, key: u64) -> Option<(u64, u64)> {
         if self.capacity == 0 {
             return None;
         }
-        let mask = self.capacity - 1;
-        let mut i = home(key, mask);
-        loop {
-            let s = self.read(i);
-            if s[0] == key {
-                return Some((s[1], s[2]));
-            }
-            if s[0] == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        self.probe(key).ok().map(|(_, s)| (s[1], s[2]))
     }
 
     /// Sets the values of `key` (nonzero), in one probe: what it replaced, if anything.
@@ -132,20 +139,16 @@ impl Map {
         if (self.len + 1) * 2 > self.capacity && !self.grow() {
             return Inserted::NoMemory;
         }
-        let mask = self.capacity - 1;
-        let mut i = home(key, mask);
-        loop {
-            let s = self.read(i);
-            if s[0] == key {
+        match self.probe(key) {
+            Ok((i, s)) => {
                 self.write(i, [key, a, b]);
-                return Inserted::Replaced(s[1], s[2]);
+                Inserted::Replaced(s[1], s[2])
             }
-            if s[0] == 0 {
+            Err(i) => {
                 self.len += 1;
                 self.write(i, [key, a, b]);
-                return Inserted::New;
+                Inserted::New
             }
-            i = (i + 1) & mask;
         }
     }
 
@@ -156,18 +159,7 @@ impl Map {
             return None;
         }
         let mask = self.capacity - 1;
-        let mut i = home(key, mask);
-        loop {
-            let s = self.read(i);
-            if s[0] == key {
-                break;
-            }
-            if s[0] == 0 {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
-        let found = self.read(i);
+        let (i, found) = self.probe(key).ok()?;
         // Backward shift: move later members of the run into the hole when their home allows.
         let mut hole = i;
         let mut j = (i + 1) & mask;
