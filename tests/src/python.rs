@@ -118,6 +118,21 @@ pub fn tracked(python: &Path, capture: &Path, words: &[&str], dir: &Path, stdin:
     output(cmd, dir, stdin)
 }
 
+/// Writes `text` as the script `dir/NAME` and runs it under memtrace with no input into
+/// `dir/STEM.bin`: the capture's path and the run's output.
+pub fn track_script(python: &Path, dir: &Path, name: &str, text: &str) -> (PathBuf, Output) {
+    let script = write(dir, name, text);
+    let capture = script.with_extension("bin");
+    let out = tracked(
+        python,
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        dir,
+        b"",
+    );
+    (capture, out)
+}
+
 /// `tracked`, with the address-space layout not randomized (`setarch -R`) where the system
 /// allows it. For tests that compare two runs' totals: CPython's pymalloc keeps a radix tree of
 /// its arenas whose nodes depend on where the arenas land, so a randomized start-up needs one

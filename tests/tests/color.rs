@@ -2,7 +2,7 @@
 //! terminal, and not when NO_COLOR is set. (Pipes and `--color`: reporter/cli/tests/color.rs.)
 
 use memtrace_e2e::memtrace_bin;
-use memtrace_e2e::python::{python, tracked, write, KNOWN_SITE};
+use memtrace_e2e::python::{python, track_script, KNOWN_SITE};
 use memtrace_e2e::scratch;
 use memtrace_e2e::tmux::{have_tmux, Tmux};
 
@@ -27,15 +27,7 @@ fn a_terminal_gets_colour_unless_no_color() {
         return;
     }
     let dir = scratch("color-terminal");
-    let script = write(&dir, "known.py", KNOWN_SITE);
-    let capture = dir.join("known.bin");
-    let out = tracked(
-        python(),
-        &capture,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
+    let (capture, out) = track_script(python(), &dir, "known.py", KNOWN_SITE);
     assert!(out.status.success(), "{out:?}");
 
     let screen = stats_on_a_terminal(&capture, "-u NO_COLOR");

@@ -2,7 +2,7 @@
 //! `.<capture>.mtidx`, and every later report, on every view, prints what a whole read prints,
 //! byte for byte.
 
-use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{python, track_script};
 use memtrace_e2e::*;
 use std::path::Path;
 use std::process::Command;
@@ -47,15 +47,7 @@ fn report(args: &[&str], cap: &Path, index: bool) -> String {
 #[test]
 fn later_reports_read_the_index_and_print_the_same() {
     let dir = scratch("index");
-    let script = write(&dir, "churn.py", SCRIPT);
-    let cap = dir.join("churn.bin");
-    let out = tracked(
-        python(),
-        &cap,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
+    let (cap, out) = track_script(python(), &dir, "churn.py", SCRIPT);
     assert!(out.status.success(), "{out:?}");
     let idx = dir.join(".churn.bin.mtidx");
     let views: [&[&str]; 9] = [

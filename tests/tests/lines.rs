@@ -2,7 +2,7 @@
 //! exact bytes for a function whose three memory lines are known; a source edited or removed
 //! after the run; bad arguments and a native capture refused in one line.
 
-use memtrace_e2e::python::{claimed_pythons, python, tracked, write};
+use memtrace_e2e::python::{claimed_pythons, python, track_script, tracked, write};
 use memtrace_e2e::{compile, memtrace, record, scratch};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -23,15 +23,7 @@ print(len(keep))
 const WORK_LINES: [(u64, u64); 3] = [(2, 1_000_033), (3, 2_000_033), (4, 3_000_033)];
 
 fn run(python: &Path, dir: &Path) -> PathBuf {
-    let script = write(dir, "work.py", SCRIPT);
-    let capture = dir.join("work.bin");
-    let out = tracked(
-        python,
-        &capture,
-        &[script.to_str().expect("utf-8")],
-        dir,
-        b"",
-    );
+    let (capture, out) = track_script(python, dir, "work.py", SCRIPT);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
     capture

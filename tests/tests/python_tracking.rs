@@ -304,15 +304,7 @@ for _ in range(3):
     kept.append(after())
 print('done')
 ";
-    let script = write(&dir, "prof.py", text);
-    let capture = dir.join("prof.bin");
-    let out = tracked(
-        python(),
-        &capture,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
+    let (capture, out) = track_script(python(), &dir, "prof.py", text);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(out.stdout, b"done\n");
     let s = stats(&capture);
@@ -572,15 +564,7 @@ kept = b\"\\0\" * 2_000_000
 print('exiting', flush=True)
 os._exit(3)
 ";
-    let script = write(&dir, "osexit.py", text);
-    let capture = dir.join("osexit.bin");
-    let out = tracked(
-        python(),
-        &capture,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
+    let (capture, out) = track_script(python(), &dir, "osexit.py", text);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(out.stdout, b"exiting\n");
     let s = stats(&capture);

@@ -2,7 +2,7 @@
 //! `summary` and `stats` on C programs and a Python script with known allocations. Each
 //! allocation site is its own function, so the trees name them; bytes and counts are exact.
 
-use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::python::{python, track_script};
 use memtrace_e2e::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -311,15 +311,7 @@ const BYTES_HEADER: i64 = 33;
 #[test]
 fn a_python_script_at_the_peak_at_exit_and_temporary() {
     let dir = scratch("reports-py");
-    let script = write(&dir, "known.py", SCRIPT);
-    let cap = dir.join("known.bin");
-    let out = tracked(
-        python(),
-        &cap,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
+    let (cap, out) = track_script(python(), &dir, "known.py", SCRIPT);
     assert!(out.status.success(), "{out:?}");
     let peak = tree(&cap, &[]);
     assert_eq!(

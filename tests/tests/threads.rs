@@ -233,22 +233,14 @@ fn threads_that_wrote_much_give_their_memory_back_when_they_exit() {
 /// nothing is dropped.
 #[test]
 fn records_larger_than_a_small_staging_area_are_kept() {
-    use memtrace_e2e::python::{python, tracked, write};
+    use memtrace_e2e::python::{python, track_script};
     let dir = scratch("py-long");
     let function = format!("f{}", "x".repeat(2999));
     let text = format!(
         "import threading\n\n\ndef {function}():\n    global blob\n    blob = b\"\\0\" * 4_000_000\n\n\n\
          t = threading.Thread(target={function}, name=\"n\" * 1000)\nt.start()\nt.join()\n"
     );
-    let script = write(&dir, "long.py", &text);
-    let cap = dir.join("long.bin");
-    let out = tracked(
-        python(),
-        &cap,
-        &[script.to_str().expect("utf-8")],
-        &dir,
-        b"",
-    );
+    let (cap, out) = track_script(python(), &dir, "long.py", &text);
     assert!(out.status.success(), "{out:?}");
     let s = stats(&cap);
     assert_eq!(s["complete"], true, "{}", s["warnings"]);
