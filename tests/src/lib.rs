@@ -183,3 +183,47 @@ pub fn node_sum(node: &Value, function: &str) -> (i64, i64) {
     }
     sum
 }
+
+/// Runs `memtrace run -q -f EXTRA -o CAPTURE PROGRAM READY` in `dir`, where the program writes
+/// its pid to the file READY once it holds its memory; waits for that, then `after`, then
+/// kills the program with SIGKILL (as the kernel's OOM killer does) and checks that memtrace
+/// exits with the program's status, 128 + 9.
+pub fn kill_when_ready(
+    dir: &Path,
+    program: &Path,
+    capture: &Path,
+    extra: &[&str],
+    after: std::time::Duration,
+) {
+    let ready = dir.join("ready");
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f"])
+        .args(extra)
+        .arg("-o")
+        .arg(capture)
+        .arg(program)
+        .arg(&ready)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let start = std::time::Instant::now();
+    let pid = loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            break text.trim().parse::<i32>().expect("a pid");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the program never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(after);
+    // SAFETY: kill(2) of the program's pid, which it wrote itself.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = child.wait_with_output().expect("memtrace ends");
+    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+}

@@ -3,11 +3,11 @@
 //! from a full capture of the same program; a run killed by SIGKILL shows what was live at its
 //! last snapshot; every report runs on it, and a view it cannot give says so in one line.
 
-use memtrace_e2e::{compile, memtrace, memtrace_bin, num, scratch, stats};
+use memtrace_e2e::{compile, kill_when_ready, memtrace, memtrace_bin, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROGRAM: &str = "aggregate_service";
 
@@ -258,33 +258,14 @@ fn a_killed_aggregated_run_shows_what_was_live_at_its_last_snapshot() {
     let dir = scratch("aggregate-killed");
     let prog = compile(PROGRAM, &dir);
     let cap = dir.join("killed.bin");
-    let ready = dir.join("ready");
-    let _ = std::fs::remove_file(&ready);
-    let child = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "--aggregate", "-o"])
-        .arg(&cap)
-        .arg(&prog)
-        .arg(&ready)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memtrace runs");
-    let start = Instant::now();
-    let pid = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready) {
-            break text.trim().parse::<i32>().expect("a pid");
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "never ready");
-        std::thread::sleep(Duration::from_millis(20));
-    };
     // It serves for longer than a snapshot's period (2 s) before it is killed.
-    std::thread::sleep(Duration::from_millis(3500));
-    // SAFETY: kill(2) of the program's pid, which it wrote itself.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let out = child.wait_with_output().expect("memtrace ends");
-    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    kill_when_ready(
+        &dir,
+        &prog,
+        &cap,
+        &["--aggregate"],
+        Duration::from_millis(3500),
+    );
     let s = stats(&cap);
     assert_eq!(s["complete"], false);
     let big = at_line(&s["top_at_peak"], 16).unwrap_or_else(|| panic!("{s}"));

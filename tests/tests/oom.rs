@@ -2,11 +2,11 @@
 //! whose reports name what was live, in full and sampled mode; the cgroup v2 memory limit the
 //! program ran under is recorded and shown.
 
-use memtrace_e2e::{compile, memtrace, memtrace_bin, num, scratch, stats};
+use memtrace_e2e::{compile, kill_when_ready, memtrace, memtrace_bin, num, scratch, stats};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 /// The row of `list` at line `line` of killed.c.
 fn at_line(list: &Value, line: i64) -> Option<&Value> {
@@ -21,36 +21,7 @@ fn at_line(list: &Value, line: i64) -> Option<&Value> {
 fn killed_run(dir: &Path, extra: &[&str]) -> Value {
     let prog = compile("killed", dir);
     let cap = dir.join("killed.bin");
-    let ready = dir.join("ready");
-    let _ = std::fs::remove_file(&ready);
-    let child = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f"])
-        .args(extra)
-        .arg("-o")
-        .arg(&cap)
-        .arg(&prog)
-        .arg(&ready)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memtrace runs");
-    let start = Instant::now();
-    let pid = loop {
-        if let Ok(text) = std::fs::read_to_string(&ready) {
-            break text.trim().parse::<i32>().expect("a pid");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the program never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // SAFETY: kill(2) of the program's pid, which it wrote itself.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let out = child.wait_with_output().expect("memtrace ends");
-    assert_eq!(out.status.code(), Some(128 + 9), "{out:?}");
+    kill_when_ready(dir, &prog, &cap, extra, Duration::ZERO);
     stats(&cap)
 }
 
