@@ -176,28 +176,24 @@ unsafe extern "C" fn wrapped_realloc(
 }
 
 unsafe extern "C" fn wrapped_free(ctx: *mut c_void, p: *mut c_void) {
-    let o = original(ctx);
-    if p.is_null() {
-        return forward!(o.free; o.ctx, p);
-    }
-    let Some(mut t) = enter() else {
-        return forward!(o.free; o.ctx, p);
-    };
-    if !thread::take_free(p as u64) {
-        return forward!(o.free; o.ctx, p);
-    }
-    // The tick before the real free orders the free before any reuse of the block; the record
-    // is written after it, so that the real free hides the recorder's cache miss.
-    let tick = thread::free_tick();
-    thread::prefetch_free(&t, p as u64);
-    forward!(o.free; o.ctx, p);
-    thread::record_free_taken(&mut t, true, p as u64, Some(tick));
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { free_as::<false>(ctx, p) }
 }
 
 /// The object domain's free with object types on: as `wrapped_free`, and the type of the
 /// object the block held, read before the real free (which writes pymalloc's free-list link
 /// over the block's first word).
 unsafe extern "C" fn wrapped_typed_free(ctx: *mut c_void, p: *mut c_void) {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { free_as::<true>(ctx, p) }
+}
+
+/// A free in a domain, recorded typed (`TYPED`) or not.
+///
+/// # Safety
+/// `p` is null or a live block of the domain `ctx` wraps, being freed by its owner.
+#[inline(always)]
+unsafe fn free_as<const TYPED: bool>(ctx: *mut c_void, p: *mut c_void) {
     let o = original(ctx);
     if p.is_null() {
         return forward!(o.free; o.ctx, p);
@@ -208,12 +204,21 @@ unsafe extern "C" fn wrapped_typed_free(ctx: *mut c_void, p: *mut c_void) {
     if !thread::take_free(p as u64) {
         return forward!(o.free; o.ctx, p);
     }
-    // SAFETY: `p` is a live block of the object domain, being freed by its owner.
-    let ty = unsafe { object_type(p as usize) };
-    let tick = clock::tick();
-    thread::prefetch_free(&t, p as u64);
-    forward!(o.free; o.ctx, p);
-    thread::record_typed_free(&mut t, p as u64, ty, tick);
+    if TYPED {
+        // SAFETY: `p` is a live block of the object domain, being freed by its owner.
+        let ty = unsafe { object_type(p as usize) };
+        let tick = clock::tick();
+        thread::prefetch_free(&t, p as u64);
+        forward!(o.free; o.ctx, p);
+        thread::record_typed_free(&mut t, p as u64, ty, tick);
+    } else {
+        // The tick before the real free orders the free before any reuse of the block; the
+        // record is written after it, so that the real free hides the recorder's cache miss.
+        let tick = thread::free_tick();
+        thread::prefetch_free(&t, p as u64);
+        forward!(o.free; o.ctx, p);
+        thread::record_free_taken(&mut t, true, p as u64, Some(tick));
+    }
 }
 
 /// The type of the object a block of the object domain held, read from the block as its
