@@ -7,6 +7,12 @@
 //! tombstones, so a table that sees billions of frees never needs cleaning). It grows by
 //! doubling when half full, so it holds millions of live blocks as well as a few.
 //!
+//! Most blocks are freed moments after they are allocated: the newest few blocks wait in a
+//! small ring (the nursery) before they go into a slot, so a block freed that soon never costs
+//! a slot's insertion and removal. A block in the nursery is the only one live at its address
+//! (an allocation at an address live anywhere goes the slots' way), so a free that finds it
+//! there takes the right block.
+//!
 //! Two blocks at one address (threads whose events tie), a block at address 0 (the empty
 //! slot's mark) and a block whose size or group does not pack are kept whole on the side, the
 //! older first; a free takes the older, as the general replay's heap does.
@@ -22,6 +28,14 @@ const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
 const GROUP_LIMIT: u32 = 1 << (64 - SIZE_BITS);
 /// The first table: 1024 slots.
 const FIRST_BITS: u32 = 10;
+/// Blocks in the nursery (a power of two).
+const NURSERY: usize = 8;
+
+/// A byte of an address, never 0, for the nursery's lookup.
+#[inline(always)]
+fn tag(addr: u64) -> u8 {
+    (addr >> 4) as u8 | 0x80
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -44,6 +58,14 @@ pub struct Blocks {
     /// Addresses whose blocks do not go in a slot (see the module's doc), oldest first. An
     /// address is in the slots or here, never in both.
     aside: HashMap<u64, VecDeque<Block>>,
+    /// The newest blocks, not in a slot yet: their addresses (EMPTY: none) and packed size and
+    /// group, a ring; and a byte of each address ([`tag`]; 0 for none), eight to a word, so
+    /// that a lookup compares them all at once.
+    nursery_tags: u64,
+    nursery_addr: [u64; NURSERY],
+    nursery_packed: [u64; NURSERY],
+    /// Where the next block goes into the nursery (its block, if any, moves to a slot).
+    nursery_next: usize,
 }
 
 impl Default for Blocks {
@@ -53,6 +75,10 @@ impl Default for Blocks {
             bits: FIRST_BITS,
             used: 0,
             aside: HashMap::new(),
+            nursery_tags: 0,
+            nursery_addr: [EMPTY; NURSERY],
+            nursery_packed: [0; NURSERY],
+            nursery_next: 0,
         }
     }
 }
@@ -91,9 +117,67 @@ impl Blocks {
         }
     }
 
+    /// The nursery's place holding `addr` (not EMPTY), if one does. The eight tags are
+    /// compared at once (the bytes of `tags ^ tag` that are zero); a matching tag is checked
+    /// against the whole address.
+    #[inline(always)]
+    fn in_nursery(&self, addr: u64) -> Option<usize> {
+        const LOW: u64 = 0x0101_0101_0101_0101;
+        let x = self.nursery_tags ^ (u64::from(tag(addr)) * LOW);
+        // A zero byte of `x` sets its high bit here (a byte above one may be set too: the
+        // address check weeds it out).
+        let mut zero = x.wrapping_sub(LOW) & !x & (LOW << 7);
+        while zero != 0 {
+            let k = zero.trailing_zeros() as usize / 8;
+            if self.nursery_addr[k] == addr {
+                return Some(k);
+            }
+            zero &= zero - 1;
+        }
+        None
+    }
+
+    /// Takes the nursery's block at place `k` out.
+    #[inline(always)]
+    fn take_nursery(&mut self, k: usize) -> Slot {
+        self.nursery_tags &= !(0xff << (8 * k));
+        Slot {
+            addr: std::mem::replace(&mut self.nursery_addr[k], EMPTY),
+            packed: self.nursery_packed[k],
+        }
+    }
+
+    /// Moves the nursery's block at place `k` to a slot.
+    #[cold]
+    fn leave_nursery(&mut self, k: usize) {
+        let s = self.take_nursery(k);
+        self.put(s);
+    }
+
+    /// Puts a block whose address is live nowhere else in an empty slot.
+    #[inline]
+    fn put(&mut self, s: Slot) {
+        let mask = self.mask();
+        let mut i = self.home(s.addr);
+        while self.slots[i].addr != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = s;
+        self.used += 1;
+        if self.used * 2 > self.slots.len() {
+            self.grow();
+        }
+    }
+
     /// Adds a block at `addr` (after any block already live there).
     #[inline]
     pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
+        // A block live at this address in the nursery is older: it goes to its slot first.
+        if addr != EMPTY {
+            if let Some(k) = self.in_nursery(addr) {
+                self.leave_nursery(k);
+            }
+        }
         let fits = addr != EMPTY && size <= SIZE_MASK && group < GROUP_LIMIT;
         if !fits || !self.aside.is_empty() && self.aside.contains_key(&addr) {
             return self.insert_aside(addr, (size, group));
@@ -110,19 +194,27 @@ impl Blocks {
             }
             i = (i + 1) & mask;
         }
-        self.slots[i] = Slot {
-            addr,
-            packed: size | (u64::from(group) << SIZE_BITS),
-        };
-        self.used += 1;
-        if self.used * 2 > self.slots.len() {
-            self.grow();
+        // Live nowhere else: the block waits in the nursery, and the oldest there moves on.
+        let k = self.nursery_next;
+        self.nursery_next = (k + 1) & (NURSERY - 1);
+        let oldest = self.take_nursery(k);
+        self.nursery_addr[k] = addr;
+        self.nursery_tags |= u64::from(tag(addr)) << (8 * k);
+        self.nursery_packed[k] = size | (u64::from(group) << SIZE_BITS);
+        if oldest.addr != EMPTY {
+            self.put(oldest);
         }
     }
 
     /// Removes the (oldest) block at `addr`; None when no block is live there.
     #[inline]
     pub fn remove(&mut self, addr: u64) -> Option<Block> {
+        if addr != EMPTY {
+            if let Some(k) = self.in_nursery(addr) {
+                let packed = self.take_nursery(k).packed;
+                return Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32));
+            }
+        }
         match self.find(addr) {
             Some(i) => {
                 let packed = self.slots[i].packed;
@@ -202,7 +294,8 @@ impl Blocks {
     /// Live blocks.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.used + self.aside.values().map(VecDeque::len).sum::<usize>()
+        let nursery = self.nursery_addr.iter().filter(|&&a| a != EMPTY).count();
+        self.used + nursery + self.aside.values().map(VecDeque::len).sum::<usize>()
     }
 
     #[cfg(test)]
@@ -232,6 +325,38 @@ mod tests {
         assert_eq!(b.remove(0), Some((3, 4)));
         assert_eq!(b.remove(0x20), Some((1 << 41, 5)));
         assert_eq!(b.remove(0x30), Some((7, GROUP_LIMIT)));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn the_nursery_and_the_slots_agree_with_a_plain_map() {
+        // Random allocations and frees over few addresses (so that blocks meet at one address,
+        // in the nursery and in the slots) against a map of queues, oldest first.
+        let mut b = Blocks::default();
+        let mut model: HashMap<u64, VecDeque<Block>> = HashMap::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let addr = 0x5000_0000 + (x % 64) * 16 * (1 + (x >> 40) % 3);
+            if x >> 62 < 2 {
+                let block = (i % 5000, (i % 300) as u32);
+                b.insert(addr, block.0, block.1);
+                model.entry(addr).or_default().push_back(block);
+            } else {
+                let want = model.get_mut(&addr).and_then(VecDeque::pop_front);
+                assert_eq!(b.remove(addr), want, "event {i}, address {addr:#x}");
+            }
+        }
+        let live: usize = model.values().map(VecDeque::len).sum();
+        assert_eq!(b.len(), live);
+        for (addr, queue) in model {
+            for block in queue {
+                assert_eq!(b.remove(addr), Some(block));
+            }
+            assert_eq!(b.remove(addr), None);
+        }
         assert!(b.is_empty());
     }
 
