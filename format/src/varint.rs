@@ -19,19 +19,6 @@ pub fn put(buf: &mut [u8], mut pos: usize, mut v: u64) -> usize {
 /// Reads a varint at `buf[*pos..]`, advancing `pos`. None on truncation or overlong input.
 #[inline(always)]
 pub fn get(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    // Most fields of most records fit one byte: that case first, without the loop.
-    if let Some(&b) = buf.get(*pos) {
-        if b < 0x80 {
-            *pos += 1;
-            return Some(u64::from(b));
-        }
-    }
-    get_long(buf, pos)
-}
-
-/// [`get`] for a varint of more than one byte (or none at all).
-#[inline(never)]
-fn get_long(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut result = 0u64;
     let mut shift = 0u32;
     loop {
