@@ -18,6 +18,8 @@
 mod map;
 mod shadow;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 
 use crate::lock::SpinLock;
 use crate::{clock, sys};
