@@ -34,21 +34,59 @@ pub struct Global {
 
 /// The global symbol `name`, and the definition it leads to.
 pub fn global(name: &core::ffi::CStr) -> Global {
+    global_placed(name).0
+}
+
+/// [`global`], and the base of the object holding its definition (as [`object_of`] gives it).
+/// The loader's answers for an address (dladdr, dladdr1) each scan its object's whole symbol
+/// table: one look at the address gives both whether it is a stub and its object.
+pub fn global_placed(name: &core::ffi::CStr) -> (Global, usize) {
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
-    let definition = if address != 0 && is_stub(address) {
-        first_definition(name.to_bytes())
+    let place = place_of(address);
+    let (definition, base) = if address != 0 && place.stub {
+        let d = first_definition(name.to_bytes());
+        (d, object_of(d))
     } else {
-        address
+        (address, place.object)
     };
-    Global {
+    let global = Global {
         address,
         definition,
+    };
+    (global, base)
+}
+
+/// What the loader says of an address.
+#[derive(Clone, Copy)]
+pub struct Place {
+    /// The base of the object holding it (as [`object_of`]), 0 when none does.
+    pub object: usize,
+    /// The symbol there is undefined where it lies: a canonical PLT entry, which only jumps
+    /// through its object's GOT slot, not a function.
+    pub stub: bool,
+}
+
+/// The object holding `p` and whether the symbol at `p` is a stub, from one dladdr1 call.
+pub fn place_of(p: usize) -> Place {
+    let none = Place {
+        object: 0,
+        stub: false,
+    };
+    if p == 0 {
+        return none;
+    }
+    match lookup(p) {
+        Some((info, sym)) => Place {
+            object: info.dli_fbase as usize,
+            stub: sym.is_some_and(|sym| sym.st_shndx == SHN_UNDEF),
+        },
+        None => none,
     }
 }
 
-/// The loader's symbol table entry for the symbol at `p` (dladdr1), when one covers it.
-pub fn symbol_entry(p: usize) -> Option<libc::Elf64_Sym> {
+/// dladdr1's answer for `p`: the object's description and the symbol table entry covering `p`.
+fn lookup(p: usize) -> Option<(libc::Dl_info, Option<libc::Elf64_Sym>)> {
     // SAFETY: dladdr1 only reads the loader's tables; it fills `info` and points `sym` at the
     // loader's symbol entry for `p`, valid while the object is loaded (copied out at once).
     unsafe {
@@ -60,14 +98,13 @@ pub fn symbol_entry(p: usize) -> Option<libc::Elf64_Sym> {
             &mut sym as *mut *const libc::Elf64_Sym as *mut *mut c_void,
             RTLD_DL_SYMENT,
         );
-        (found != 0 && !sym.is_null()).then(|| *sym)
+        (found != 0).then(|| (info, (!sym.is_null()).then(|| *sym)))
     }
 }
 
-/// Whether the symbol at `p` is undefined where it lies: a canonical PLT entry, which only
-/// jumps through its object's GOT slot, not a function.
-pub fn is_stub(p: usize) -> bool {
-    symbol_entry(p).is_some_and(|sym| sym.st_shndx == SHN_UNDEF)
+/// The loader's symbol table entry for the symbol at `p` (dladdr1), when one covers it.
+pub fn symbol_entry(p: usize) -> Option<libc::Elf64_Sym> {
+    lookup(p).and_then(|(_, sym)| sym)
 }
 
 /// The base address of the object holding `p`, 0 when none does.
@@ -146,7 +183,7 @@ mod tests {
         // C library's, which is no stub.
         let malloc = first_definition(b"malloc");
         assert_ne!(malloc, 0);
-        assert!(!is_stub(malloc));
+        assert!(!place_of(malloc).stub);
         assert_ne!(
             object_of(malloc),
             object_of(first_definition as *const () as usize)

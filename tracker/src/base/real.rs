@@ -76,13 +76,14 @@ fn sym(name: &core::ffi::CStr) -> *mut c_void {
         own = object_of(sym as *const () as usize);
         OWN.store(own, Ordering::Relaxed);
     }
-    let global = definition::global(name).definition;
-    if global != 0 && object_of(global) != own {
-        return global as *mut c_void;
+    let (global, base) = definition::global_placed(name);
+    if global.definition != 0 && base != own {
+        return global.definition as *mut c_void;
     }
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-    if next.is_null() || object_of(next as usize) == own || definition::is_stub(next as usize) {
+    let place = definition::place_of(next as usize);
+    if next.is_null() || place.object == own || place.stub {
         return core::ptr::null_mut();
     }
     next
