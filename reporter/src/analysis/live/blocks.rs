@@ -117,7 +117,8 @@ impl Blocks {
         }
     }
 
-    /// The nursery's place holding `addr` (not EMPTY), if one does. The eight tags are
+    /// The nursery's place holding `addr`, if one does (never for EMPTY: an empty place's tag
+    /// is 0, and no address's tag is). The eight tags are
     /// compared at once (the bytes of `tags ^ tag` that are zero); a matching tag is checked
     /// against the whole address.
     #[inline(always)]
@@ -154,14 +155,21 @@ impl Blocks {
         self.put(s);
     }
 
-    /// Puts a block whose address is live nowhere else in an empty slot.
+    /// The first empty slot from `addr`'s home on.
     #[inline]
-    fn put(&mut self, s: Slot) {
+    fn empty_slot_for(&self, addr: u64) -> usize {
         let mask = self.mask();
-        let mut i = self.home(s.addr);
+        let mut i = self.home(addr);
         while self.slots[i].addr != EMPTY {
             i = (i + 1) & mask;
         }
+        i
+    }
+
+    /// Puts a block whose address is live nowhere else in an empty slot.
+    #[inline]
+    fn put(&mut self, s: Slot) {
+        let i = self.empty_slot_for(s.addr);
         self.slots[i] = s;
         self.used += 1;
         if self.used * 2 > self.slots.len() {
@@ -173,10 +181,8 @@ impl Blocks {
     #[inline]
     pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
         // A block live at this address in the nursery is older: it goes to its slot first.
-        if addr != EMPTY {
-            if let Some(k) = self.in_nursery(addr) {
-                self.leave_nursery(k);
-            }
+        if let Some(k) = self.in_nursery(addr) {
+            self.leave_nursery(k);
         }
         let fits = addr != EMPTY && size <= SIZE_MASK && group < GROUP_LIMIT;
         if !fits || !self.aside.is_empty() && self.aside.contains_key(&addr) {
@@ -209,11 +215,9 @@ impl Blocks {
     /// Removes the (oldest) block at `addr`; None when no block is live there.
     #[inline]
     pub fn remove(&mut self, addr: u64) -> Option<Block> {
-        if addr != EMPTY {
-            if let Some(k) = self.in_nursery(addr) {
-                let packed = self.take_nursery(k).packed;
-                return Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32));
-            }
+        if let Some(k) = self.in_nursery(addr) {
+            let packed = self.take_nursery(k).packed;
+            return Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32));
         }
         match self.find(addr) {
             Some(i) => {
@@ -281,12 +285,8 @@ impl Blocks {
     fn grow(&mut self) {
         let old = std::mem::replace(&mut self.slots, vec![Slot::default(); 2 << self.bits]);
         self.bits += 1;
-        let mask = self.mask();
         for s in old.into_iter().filter(|s| s.addr != EMPTY) {
-            let mut i = self.home(s.addr);
-            while self.slots[i].addr != EMPTY {
-                i = (i + 1) & mask;
-            }
+            let i = self.empty_slot_for(s.addr);
             self.slots[i] = s;
         }
     }
