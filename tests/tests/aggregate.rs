@@ -344,3 +344,44 @@ fn every_report_reads_an_aggregated_capture() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+/// The mode passes through an exec: a program that `env` runs is aggregated as well, and its
+/// capture gives the figures of a direct aggregated run of it.
+#[test]
+fn a_program_run_through_an_exec_is_aggregated_too() {
+    let dir = scratch("aggregate-exec");
+    let prog = compile(PROGRAM, &dir);
+    let direct = run(&dir, "direct.bin", &prog, &["--aggregate"]);
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--aggregate", "-o"])
+        .arg(dir.join("env.bin"))
+        .arg("/usr/bin/env")
+        .arg(&prog)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let execd = dir.join("env.bin.exec1");
+    let d = stats(&direct);
+    let e = stats(&execd);
+    assert!(
+        e["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().starts_with("aggregated capture")),
+        "{}",
+        e["warnings"]
+    );
+    for key in [
+        "peak_bytes",
+        "peak_allocations",
+        "leaked_bytes",
+        "total_frees",
+    ] {
+        assert_eq!(num(&e, key), num(&d, key), "{key}");
+    }
+    let big = at_line(&e["top_at_peak"], 16).unwrap_or_else(|| panic!("{e}"));
+    assert_eq!((num(big, "bytes"), num(big, "count")), (16 << 20, 16));
+}

@@ -79,6 +79,9 @@ pub fn configure(cfg: &Config, tracker: &[u8]) {
     if cfg.native {
         set("MEMTRACE_NATIVE", b"1");
     }
+    if cfg.aggregate {
+        set("MEMTRACE_AGGREGATE", b"1");
+    }
     if cfg.sample_bytes > 0 {
         set(
             "MEMTRACE_SAMPLE_BYTES",
