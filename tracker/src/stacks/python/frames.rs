@@ -132,14 +132,7 @@ pub fn current(
     }
     // The frames kept from the last walk: the same code at the same instruction, outermost
     // first, have the same stack.
-    let mut same = 0;
-    while same < n.min(f.depth) {
-        let (c, w) = (&f.chain[same], &f.scratch[n - 1 - same]);
-        if c.code != w.code || c.position != w.position {
-            break;
-        }
-        same += 1;
-    }
+    let same = kept_frames(f, n);
     let mut parent = if same == 0 {
         0
     } else {
@@ -177,6 +170,19 @@ pub fn current(
     }
     f.depth = n;
     (parent != 0).then_some(parent)
+}
+
+/// How many frames of the walk in `f.scratch` (innermost first, `n` long), counted from the
+/// outermost, are those of the last chain. Zipped slices: no bounds check per frame.
+#[inline(always)]
+fn kept_frames(f: &ThreadFrames, n: usize) -> usize {
+    let m = n.min(f.depth);
+    let walked = &f.scratch[n - m..n];
+    f.chain[..m]
+        .iter()
+        .zip(walked.iter().rev())
+        .take_while(|(c, w)| c.code == w.code && c.position == w.position)
+        .count()
 }
 
 /// Reads the chain from `tstate` into `f.scratch`, innermost first; returns its length.

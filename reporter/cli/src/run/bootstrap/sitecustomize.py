@@ -16,9 +16,7 @@ def _memtrace_start():
         os.environ.pop("PYTHONPATH", None)
     else:
         os.environ["PYTHONPATH"] = original
-    # Imported first, so that their frames are not tracked.
     import atexit
-    import threading
 
     try:
         import _memtrace_tracker as tracker
@@ -39,9 +37,14 @@ def _memtrace_start():
             if os.path.isfile(path):
                 tracker.script_path(path)
         atexit.register(tracker.script_finished)
-        started = tracker.thread_started
-        current = threading.current_thread
-        threading.setprofile(lambda frame, event, arg: started(current().name))
+        # Threads are named once the program imports threading: importing it here would add
+        # milliseconds to every start and change the program's own imports.
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            _memtrace_name_threads(threading, tracker.thread_started)
+        else:
+            finder = _MemtraceThreadNames(sys, _memtrace_name_threads, tracker.thread_started)
+            sys.meta_path.insert(0, finder)
     if private is not None and os.path.abspath(private) == here:
         _memtrace_remove(os, here)
     me = sys.modules.pop("sitecustomize", None)
@@ -50,6 +53,47 @@ def _memtrace_start():
     except ImportError:
         if me is not None:
             sys.modules["sitecustomize"] = me
+
+
+def _memtrace_name_threads(threading, started):
+    current = threading.current_thread
+    threading.setprofile(lambda frame, event, arg: started(current().name))
+
+
+class _MemtraceThreadNames:
+    """At the program's import of threading, once: the module as the next finders find it,
+    which names the threads it starts as soon as it has run."""
+
+    def __init__(self, sys, name_threads, started):
+        self.sys = sys
+        self.name_threads = name_threads
+        self.started = started
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "threading":
+            return None
+        meta_path = self.sys.meta_path
+        try:
+            meta_path.remove(self)
+        except ValueError:
+            pass
+        spec = None
+        for finder in meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        exec_module = getattr(getattr(spec, "loader", None), "exec_module", None)
+        if exec_module is None:
+            return spec
+        name_threads, started = self.name_threads, self.started
+
+        def exec_and_name(module):
+            exec_module(module)
+            name_threads(module, started)
+
+        spec.loader.exec_module = exec_and_name
+        return spec
 
 
 def _memtrace_remove(os, here):
@@ -76,4 +120,4 @@ def _memtrace_remove(os, here):
 
 
 _memtrace_start()
-del _memtrace_start, _memtrace_remove
+del _memtrace_start, _memtrace_remove, _memtrace_name_threads, _MemtraceThreadNames
