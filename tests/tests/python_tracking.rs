@@ -659,3 +659,43 @@ kept = b\"\\0\" * 10_000_000
         assert!(num(&all, "peak_bytes") >= peak + startup / 2, "{all}");
     }
 }
+
+/// The start-up hook imports nothing for the program beyond the built-in `atexit` (and itself,
+/// as `sitecustomize`): a program that never imports threading runs without it (its threads
+/// are named once it imports it). Checked on python3 and on Debian's python3, whose start-up
+/// imports no threading of its own.
+#[test]
+fn the_hook_imports_no_module_the_program_does_not() {
+    let debian = Path::new("/usr/bin/python3");
+    let mut pythons = vec![python()];
+    if debian.exists() {
+        pythons.push(debian);
+    }
+    for py in pythons {
+        let dir = scratch("py-hook-modules");
+        let script = write(&dir, "mods.py", "import sys\nprint(sorted(sys.modules))\n");
+        let words = [script.to_str().unwrap()];
+        let plain = untracked(py, &words, &dir, b"");
+        let out = tracked(py, &dir.join("mods.bin"), &words, &dir, b"");
+        assert!(plain.status.success() && out.status.success(), "{out:?}");
+        let modules = |o: &std::process::Output| -> Vec<String> {
+            let text = String::from_utf8_lossy(&o.stdout);
+            text.trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .split(", ")
+                .map(|m| m.trim_matches('\'').to_string())
+                // The import system keeps the hook's module as `sitecustomize` when the
+                // interpreter has none of its own (it must stay in sys.modules once imported).
+                .filter(|m| m != "atexit" && m != "sitecustomize")
+                .collect()
+        };
+        let (tracked, plain) = (modules(&out), modules(&plain));
+        let extra: Vec<&String> = tracked.iter().filter(|m| !plain.contains(m)).collect();
+        let missing: Vec<&String> = plain.iter().filter(|m| !tracked.contains(m)).collect();
+        assert!(
+            extra.is_empty() && missing.is_empty(),
+            "{}: imported for the program: {extra:?}; missing: {missing:?}",
+            py.display()
+        );
+    }
+}
