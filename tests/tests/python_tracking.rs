@@ -699,3 +699,58 @@ fn the_hook_imports_no_module_the_program_does_not() {
         );
     }
 }
+
+/// The hook compiled by one run is kept per user and loaded by the next without compiling
+/// (the interpreter says so under PYTHONVERBOSE), with the same figures; a damaged kept file
+/// is not used, and the run compiles the hook and tracks as before.
+#[test]
+fn the_compiled_hook_is_kept_for_the_next_run() {
+    let dir = scratch("py-hook-kept");
+    let cache = dir.join("cache");
+    let script = write(&dir, "known.py", KNOWN_SITE);
+    let run = |name: &str| {
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(dir.join(name))
+            .arg("--python")
+            .arg(python())
+            .arg(&script)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("PYTHONVERBOSE", "1")
+            .env_remove("PYTHONDONTWRITEBYTECODE");
+        let out = output(cmd, &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        let s = stats(&dir.join(name));
+        let top = &s["top_by_size"][0];
+        assert_eq!(
+            (top["function"].as_str(), top["line"].as_i64()),
+            (Some("f"), Some(2))
+        );
+        assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let from_pyc = |stderr: &str| {
+        stderr.lines().any(|l| {
+            l.starts_with("# code object from")
+                && l.contains("memtrace-py-")
+                && l.contains("__pycache__/sitecustomize.")
+        })
+    };
+    assert!(
+        !from_pyc(&run("first.bin")),
+        "nothing kept before the first run"
+    );
+    let kept: Vec<PathBuf> = std::fs::read_dir(cache.join("memtrace"))
+        .expect("the cache")
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(from_pyc(&run("second.bin")), "the kept hook is loaded");
+    // Damaged: cut short. Not used; the run compiles the hook, and keeps it whole again.
+    let bytes = std::fs::read(&kept[0]).expect("the kept hook");
+    std::fs::write(&kept[0], &bytes[..bytes.len() - 5]).expect("damage it");
+    assert!(!from_pyc(&run("third.bin")), "a damaged hook is not used");
+    assert!(from_pyc(&run("fourth.bin")), "the hook is kept whole again");
+}

@@ -3,6 +3,8 @@
 //! the hook after its own initialization; the hook imports the tracker (which starts tracking
 //! Python) and removes every trace of itself (see bootstrap/sitecustomize.py).
 
+mod compiled;
+
 use super::RunError;
 use std::ffi::OsString;
 use std::io::Write;
@@ -17,6 +19,8 @@ pub const ORIGINAL_PATH_ENV: &str = "MEMTRACE_PYTHONPATH";
 /// Its name, `memtrace-py-<pid>`, is how the tracker knows the hook's frames.
 pub struct Bootstrap {
     dir: PathBuf,
+    /// Where the hook's compiled forms are kept between runs (see `compiled`).
+    cache: Option<PathBuf>,
 }
 
 impl Bootstrap {
@@ -39,7 +43,18 @@ impl Bootstrap {
             .map_err(fail)?;
         let tracker = std::fs::canonicalize(tracker).map_err(fail)?;
         std::os::unix::fs::symlink(tracker, dir.join("_memtrace_tracker.so")).map_err(fail)?;
-        Ok(Bootstrap { dir })
+        let cache = compiled::cache_dir(SITECUSTOMIZE);
+        if let Some(cache) = &cache {
+            compiled::install(cache, &dir);
+        }
+        Ok(Bootstrap { dir, cache })
+    }
+
+    /// After the run: keeps the hook as the interpreter compiled it, for the next runs.
+    pub fn keep_compiled(&self) {
+        if let Some(cache) = &self.cache {
+            compiled::keep(cache, &self.dir);
+        }
     }
 
     /// The hook's directory.

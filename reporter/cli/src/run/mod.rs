@@ -255,6 +255,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     // Read and removed before the default dispositions return, so that a signal ending
     // memtrace from then on leaves nothing behind.
     let tracker_msg = run_dir.read_status();
+    if let Some(b) = &bootstrap {
+        b.keep_compiled();
+    }
     drop(run_dir);
     guard.finish();
     let status = child
