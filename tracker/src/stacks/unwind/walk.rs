@@ -14,7 +14,7 @@
 use super::bounds::{self, Window};
 use super::loaded::Snapshot;
 use super::{Cache, MAX_DEPTH};
-use framehop::x86_64::UnwindRegsX86_64;
+use framehop::x86_64::{Reg, UnwindRegsX86_64};
 use framehop::{FrameAddress, Unwinder};
 use memtrace_format::StopsShort;
 
@@ -49,6 +49,15 @@ pub struct Trace {
     frames: usize,
     /// `StopsShort::address` of why it stopped, 0 when it reached the thread's first frame.
     short: u64,
+    /// The first frame's unwind step: the return address and the (sp, bp) it gave, and how
+    /// many of `reads` it made (0: none recorded; a step reads a return address at least).
+    step: (u64, u64, u64),
+    steps: usize,
+    /// That step is known not to depend on the frame pointer at the first frame (its rule
+    /// restores it from the stack without reading it): the walk is a function of the other
+    /// registers and the words read, so the frame pointer is not compared. Code built without
+    /// frame pointers uses it as a general register, a new value at every call.
+    bp_free: bool,
 }
 
 impl Trace {
@@ -63,10 +72,18 @@ impl Trace {
         self.valid
             && self.snapshot == snapshot
             && self.first == first
-            && self.regs == *regs
+            && same_regs(&self.regs, regs, !self.bp_free)
             && self.reads[..self.len.min(MAX_READS)]
                 .iter()
                 .all(|&(a, v)| window.read(a) == Ok(v))
+    }
+
+    /// A walk from `first` with `regs` misses this trace by its frame pointer alone.
+    fn missed_by_bp(&self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> bool {
+        self.valid
+            && self.snapshot == snapshot
+            && self.first == first
+            && same_regs(&self.regs, regs, false)
     }
 
     fn walked(&self) -> Walked {
@@ -83,6 +100,8 @@ impl Trace {
         self.first = first;
         self.regs = *regs;
         self.len = 0;
+        self.steps = 0;
+        self.bp_free = false;
     }
 
     /// A stack word read by the walk being recorded; false when the trace has no room left.
@@ -94,6 +113,34 @@ impl Trace {
         self.len += 1;
         true
     }
+}
+
+/// Every register but the instruction pointer, the frame pointer first.
+const REGS: [Reg; 16] = [
+    Reg::RBP,
+    Reg::RSP,
+    Reg::RAX,
+    Reg::RDX,
+    Reg::RCX,
+    Reg::RBX,
+    Reg::RSI,
+    Reg::RDI,
+    Reg::R8,
+    Reg::R9,
+    Reg::R10,
+    Reg::R11,
+    Reg::R12,
+    Reg::R13,
+    Reg::R14,
+    Reg::R15,
+];
+
+/// `a` and `b` hold the same registers (the frame pointer only `with_bp`), compared in place
+/// (a whole-struct comparison is a call to memcmp).
+#[inline]
+fn same_regs(a: &UnwindRegsX86_64, b: &UnwindRegsX86_64, with_bp: bool) -> bool {
+    let skip = usize::from(!with_bp);
+    a.ip() == b.ip() && REGS[skip..].iter().all(|&r| a.get(r) == b.get(r))
 }
 
 /// What a walk found.
@@ -162,6 +209,9 @@ pub fn walk(
     // read was kept: a walk that read past the trace's room, or left its window, is not kept.
     let mut recording = false;
     let mut kept = true;
+    // The last walk from here missed by the frame pointer alone: this one's first step is
+    // checked for depending on it.
+    let mut bp_varies = false;
     while steps < 2 * MAX_DEPTH + OWN_FRAMES {
         steps += 1;
         // The call site given: `regs` are already its caller's.
@@ -193,6 +243,10 @@ pub fn walk(
                 if regs.sp() <= before {
                     break;
                 }
+                if recording && trace.steps == 0 {
+                    trace.step = (ra, regs.sp(), regs.bp());
+                    trace.steps = trace.len;
+                }
                 ra
             }
         };
@@ -213,6 +267,11 @@ pub fn walk(
         if n == MAX_DEPTH {
             walked.short = Some(StopsShort::TooDeep);
             break;
+        }
+        // The first frame of the program: the last walk's frames, if it read the same (found
+        // in known code and not a signal frame then, in this same snapshot).
+        if n == 0 && trace.matches(snapshot_id, ra, &regs, &window) {
+            return trace.walked();
         }
         // Most frames of a stack are in the module of the frame before: look that one up first.
         let code = if last.0 <= ra && ra < last.1 {
@@ -246,10 +305,7 @@ pub fn walk(
             continue;
         }
         if n == 0 {
-            // The first frame of the program: the last walk's frames, if it read the same.
-            if trace.matches(snapshot_id, ra, &regs, &window) {
-                return trace.walked();
-            }
+            bp_varies = trace.missed_by_bp(snapshot_id, ra, &regs);
             trace.start(snapshot_id, ra, &regs);
             recording = true;
         }
@@ -268,8 +324,55 @@ pub fn walk(
         trace.valid = true;
         trace.frames = n;
         trace.short = walked.short.map_or(0, StopsShort::address);
+        if bp_varies {
+            trace.bp_free = first_step_ignores_bp(snapshot, cache, &window, trace);
+        }
     }
     walked
+}
+
+/// Whether the trace's first unwind step gives the same return address, registers and reads
+/// from another frame pointer. framehop's rules either restore the frame pointer from the stack
+/// without reading it, or use it (as the address of a read: UseFramePointer and the like; kept
+/// as the caller's: JustReturn, OffsetSp), and a rule that uses it gives another read or
+/// another frame pointer from another value, so a step that gives the same from two nonzero
+/// values does not depend on it at all.
+fn first_step_ignores_bp(
+    snapshot: &Snapshot,
+    cache: &mut Cache,
+    window: &Window,
+    trace: &Trace,
+) -> bool {
+    let (ra, sp, bp) = trace.step;
+    let own = trace.regs.bp();
+    let other = own ^ 1;
+    if trace.steps == 0 || own == 0 || other == 0 {
+        return false;
+    }
+    let Some(address) = FrameAddress::from_return_address(trace.first) else {
+        return false;
+    };
+    // The words the step read, in order.
+    let Some(expected) = trace.reads.get(..trace.steps) else {
+        return false;
+    };
+    let mut at = 0;
+    let mut read = |a: u64| match window.read(a) {
+        Ok(v) if expected.get(at) == Some(&(a, v)) => {
+            at += 1;
+            Ok(v)
+        }
+        _ => Err(()),
+    };
+    let mut regs = trace.regs;
+    regs.set_bp(other);
+    let step = snapshot
+        .unwinder
+        .unwind_frame(address, &mut regs, cache, &mut read);
+    matches!(step, Ok(Some(r)) if r == ra)
+        && regs.sp() == sp
+        && regs.bp() == bp
+        && at == expected.len()
 }
 
 /// Whether `ra` (inside the module code range `code`) is glibc's signal return trampoline.
