@@ -115,9 +115,8 @@ impl Trace {
     }
 }
 
-/// Every register but the instruction pointer, the frame pointer first.
-const REGS: [Reg; 16] = [
-    Reg::RBP,
+/// Every register but the instruction pointer and the frame pointer.
+const REGS: [Reg; 15] = [
     Reg::RSP,
     Reg::RAX,
     Reg::RDX,
@@ -136,11 +135,17 @@ const REGS: [Reg; 16] = [
 ];
 
 /// `a` and `b` hold the same registers (the frame pointer only `with_bp`), compared in place
-/// (a whole-struct comparison is a call to memcmp).
+/// without branches (a whole-struct comparison is a call to memcmp).
 #[inline]
 fn same_regs(a: &UnwindRegsX86_64, b: &UnwindRegsX86_64, with_bp: bool) -> bool {
-    let skip = usize::from(!with_bp);
-    a.ip() == b.ip() && REGS[skip..].iter().all(|&r| a.get(r) == b.get(r))
+    let mut diff = a.ip() ^ b.ip();
+    for r in REGS {
+        diff |= a.get(r) ^ b.get(r);
+    }
+    if with_bp {
+        diff |= a.bp() ^ b.bp();
+    }
+    diff == 0
 }
 
 /// What a walk found.
