@@ -90,6 +90,7 @@ impl Trace {
         Walked {
             frames: self.frames,
             short: StopsShort::from_address(self.short),
+            again: true,
         }
     }
 
@@ -154,6 +155,8 @@ pub struct Walked {
     pub frames: usize,
     /// Why it stopped before the thread's first frame; None when it reached it.
     pub short: Option<StopsShort>,
+    /// The frames are the last walk's, given again from its trace (`out` is unchanged).
+    pub again: bool,
 }
 
 /// The registers where a walk starts, and the call site's return address when it starts there.
@@ -199,6 +202,7 @@ pub fn walk(
     let mut walked = Walked {
         frames: 0,
         short: Some(StopsShort::Unwinding),
+        again: false,
     };
     let Some(mut window) = bounds::window(thread, sp) else {
         return walked;
