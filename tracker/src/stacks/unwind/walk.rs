@@ -56,7 +56,8 @@ pub struct Trace {
     /// That step is known not to depend on the frame pointer at the first frame (its rule
     /// restores it from the stack without reading it): the walk is a function of the other
     /// registers and the words read, so the frame pointer is not compared. Code built without
-    /// frame pointers uses it as a general register, a new value at every call.
+    /// frame pointers uses it as a general register, a new value at every call. A rule belongs
+    /// to a code address: this holds for every trace from the same first frame and snapshot.
     bp_free: bool,
 }
 
@@ -78,11 +79,14 @@ impl Trace {
                 .all(|&(a, v)| window.read(a) == Ok(v))
     }
 
-    /// A walk from `first` with `regs` misses this trace by its frame pointer alone.
+    /// A walk from `first` with `regs` has the registers of this trace but another frame pointer,
+    /// and whether the first step depends on it is not known yet.
     fn missed_by_bp(&self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> bool {
         self.valid
+            && !self.bp_free
             && self.snapshot == snapshot
             && self.first == first
+            && self.regs.bp() != regs.bp()
             && same_regs(&self.regs, regs, false)
     }
 
@@ -96,13 +100,13 @@ impl Trace {
 
     /// Starts recording a walk at the first frame.
     fn start(&mut self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) {
+        self.bp_free &= self.snapshot == snapshot && self.first == first;
         self.valid = false;
         self.snapshot = snapshot;
         self.first = first;
         self.regs = *regs;
         self.len = 0;
         self.steps = 0;
-        self.bp_free = false;
     }
 
     /// A stack word read by the walk being recorded; false when the trace has no room left.
