@@ -59,6 +59,9 @@ pub struct Trace {
     /// frame pointers uses it as a general register, a new value at every call. A rule belongs
     /// to a code address: this holds for every trace from the same first frame and snapshot.
     bp_free: bool,
+    /// Whether that was checked, either way (also a property of the first frame's rule): a rule
+    /// that reads through the frame pointer is not checked again at every walk.
+    bp_checked: bool,
 }
 
 impl Trace {
@@ -83,7 +86,7 @@ impl Trace {
     /// and whether the first step depends on it is not known yet.
     fn missed_by_bp(&self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> bool {
         self.valid
-            && !self.bp_free
+            && !self.bp_checked
             && self.snapshot == snapshot
             && self.first == first
             && self.regs.bp() != regs.bp()
@@ -100,7 +103,9 @@ impl Trace {
 
     /// Starts recording a walk at the first frame.
     fn start(&mut self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) {
-        self.bp_free &= self.snapshot == snapshot && self.first == first;
+        let same_rule = self.snapshot == snapshot && self.first == first;
+        self.bp_free &= same_rule;
+        self.bp_checked &= same_rule;
         self.valid = false;
         self.snapshot = snapshot;
         self.first = first;
@@ -338,7 +343,9 @@ pub fn walk(
         trace.frames = n;
         trace.short = walked.short.map_or(0, StopsShort::address);
         if bp_varies {
-            trace.bp_free = first_step_ignores_bp(snapshot, cache, &window, trace);
+            if let Some(free) = first_step_ignores_bp(snapshot, cache, &window, trace) {
+                (trace.bp_free, trace.bp_checked) = (free, true);
+            }
         }
     }
     walked
@@ -349,26 +356,24 @@ pub fn walk(
 /// without reading it, or use it (as the address of a read: UseFramePointer and the like; kept
 /// as the caller's: JustReturn, OffsetSp), and a rule that uses it gives another read or
 /// another frame pointer from another value, so a step that gives the same from two nonzero
-/// values does not depend on it at all.
+/// values does not depend on it at all. None when this trace cannot tell (its frame pointer is
+/// 0, its first step was not recorded): a later one is asked.
 fn first_step_ignores_bp(
     snapshot: &Snapshot,
     cache: &mut Cache,
     window: &Window,
     trace: &Trace,
-) -> bool {
+) -> Option<bool> {
     let (ra, sp, bp) = trace.step;
     let own = trace.regs.bp();
-    let other = own ^ 1;
-    if trace.steps == 0 || own == 0 || other == 0 {
-        return false;
+    // Another nonzero value (own ^ 1 is 0 for 1).
+    let other = if own == 1 { 3 } else { own ^ 1 };
+    if trace.steps == 0 || own == 0 {
+        return None;
     }
-    let Some(address) = FrameAddress::from_return_address(trace.first) else {
-        return false;
-    };
+    let address = FrameAddress::from_return_address(trace.first)?;
     // The words the step read, in order.
-    let Some(expected) = trace.reads.get(..trace.steps) else {
-        return false;
-    };
+    let expected = trace.reads.get(..trace.steps)?;
     let mut at = 0;
     let mut read = |a: u64| match window.read(a) {
         Ok(v) if expected.get(at) == Some(&(a, v)) => {
@@ -382,10 +387,12 @@ fn first_step_ignores_bp(
     let step = snapshot
         .unwinder
         .unwind_frame(address, &mut regs, cache, &mut read);
-    matches!(step, Ok(Some(r)) if r == ra)
-        && regs.sp() == sp
-        && regs.bp() == bp
-        && at == expected.len()
+    Some(
+        matches!(step, Ok(Some(r)) if r == ra)
+            && regs.sp() == sp
+            && regs.bp() == bp
+            && at == expected.len(),
+    )
 }
 
 /// Whether `ra` (inside the module code range `code`) is glibc's signal return trampoline.
