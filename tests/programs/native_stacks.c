@@ -98,6 +98,31 @@ NOIPA void *caller_b(size_t n) {
 
 static void *turns[1000];
 
+/* Six values live across its malloc: at -O2 one of them is kept in rbp, so the frame pointer at
+   the call site is another at every call (the walk's trace must not compare it, and must still
+   tell its two callers apart). */
+static volatile unsigned long busy_sum;
+NOIPA void *busy_alloc(size_t n, unsigned long s) {
+    unsigned long a = s * 3, b = s ^ 0x55, c = s + 7, d = s * 11, e = s >> 3, f = s * 13;
+    __asm__ volatile("" : "+r"(a), "+r"(b), "+r"(c), "+r"(d), "+r"(e), "+r"(f));
+    void *p = malloc(n); /* SITE busy_alloc */
+    KEEP(p);
+    busy_sum += a + b * c + d * e + f;
+    return p;
+}
+
+NOIPA void *busy_a(size_t n, unsigned long s) {
+    void *p = busy_alloc(n, s); /* SITE busy_a */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void *busy_b(size_t n, unsigned long s) {
+    void *p = busy_alloc(n, s); /* SITE busy_b */
+    KEEP(p);
+    return p;
+}
+
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "levels";
     if (!strcmp(mode, "levels")) {
@@ -123,6 +148,16 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 500; i++) {
             turns[2 * i] = caller_a(1201); /* SITE main_a */
             turns[2 * i + 1] = caller_b(1301); /* SITE main_b */
+        }
+    } else if (!strcmp(mode, "busy")) {
+        /* Runs from one caller, then the other, then in turn; all live at the end. */
+        static void *kept[1000];
+        int k = 0;
+        for (unsigned long i = 0; i < 300; i++) kept[k++] = busy_a(1401, i); /* SITE main_busy_a */
+        for (unsigned long i = 0; i < 300; i++) kept[k++] = busy_b(1501, i); /* SITE main_busy_b */
+        for (unsigned long i = 0; i < 200; i++) {
+            kept[k++] = busy_a(1401, i); /* SITE main_busy_a2 */
+            kept[k++] = busy_b(1501, i); /* SITE main_busy_b2 */
         }
     } else if (!strcmp(mode, "dlopen")) {
         for (int round = 0; round < 3; round++) {

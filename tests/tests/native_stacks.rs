@@ -237,6 +237,44 @@ fn one_call_site_under_two_callers_in_turn_keeps_each_caller() {
     }
 }
 
+/// A call site whose frame pointer is another value at every call (at -O2 the function keeps
+/// one of its values in rbp), reached from two callers in runs and in turn: the walk's trace,
+/// which then does not compare the frame pointer, still gives each allocation its own caller.
+#[test]
+fn a_frame_pointer_used_as_a_register_keeps_each_caller() {
+    let dir = scratch("native-busy");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        run_native(&dir, &prog, &["busy"]);
+        let stacks = tree_stacks(&dir, &dir.join("native.bin"));
+        for (caller, main, count) in [
+            ("busy_a", "main_busy_a", 300),
+            ("busy_b", "main_busy_b", 300),
+            ("busy_a", "main_busy_a2", 200),
+            ("busy_b", "main_busy_b2", 200),
+        ] {
+            let expected = [
+                at("busy_alloc", SRC, "busy_alloc"),
+                at(caller, SRC, caller),
+                at("main", SRC, main),
+            ];
+            let under: Vec<_> = stacks
+                .iter()
+                .filter(|(stack, _)| stack.starts_with(&expected))
+                .collect();
+            assert_eq!(under.len(), 1, "{flags:?}: {main}: {stacks:?}");
+            assert_eq!(under[0].1, count, "{flags:?}: {main}: {stacks:?}");
+            ends_at_start(&under[0].0, flags);
+        }
+        let at_the_site: u64 = stacks
+            .iter()
+            .filter(|(stack, _)| stack.first() == Some(&at("busy_alloc", SRC, "busy_alloc")))
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(at_the_site, 1000, "{flags:?}: {stacks:?}");
+    }
+}
+
 /// The handler's frame, then the interrupted code and its callers down to main.
 fn check_signal_stack(stack: &[Frame], flags: &[&str]) {
     assert_eq!(

@@ -115,6 +115,7 @@ pub fn free_tick() -> u64 {
 #[inline]
 pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if sample::take_free(addr) {
+        prefetch_free(t, addr);
         record_free_taken(t, python, addr, tick);
     }
 }
@@ -127,14 +128,14 @@ pub fn take_free(addr: u64) -> bool {
     sample::take_free(addr)
 }
 
-/// [`record_free`] of a free that [`take_free`] said is to be recorded.
+/// [`record_free`] of a free that [`take_free`] said is to be recorded (the caller prefetched
+/// what it looks at: [`prefetch_free`]).
 #[inline]
 pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if aggregate::on() {
         return aggregate::free(python, addr);
     }
     if let Some(s) = acquire(t) {
-        prefetch(s.writer.free_lookup(addr));
         let tick = tick.unwrap_or_else(clock::tick);
         s.free(python, addr, tick);
         release(s);

@@ -90,11 +90,18 @@ fn is_main(t: &tls::Tls) -> bool {
 
 /// The stack `<compile>` at the script, for an allocation of the main thread with no Python
 /// frame while the script is being compiled; None otherwise.
+#[inline]
 pub fn compile_stack(t: &tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let phase = PHASE.load(Ordering::Acquire);
     if !(phase == STARTED || phase == COMPILING) || !is_main(t) {
         return None;
     }
+    compiling_stack(phase, tables)
+}
+
+/// `compile_stack` while the script is being compiled (kept out of the allocation path).
+#[inline(never)]
+fn compiling_stack(phase: u8, tables: &mut dyn Tables) -> Option<u64> {
     if phase == STARTED {
         PHASE.store(COMPILING, Ordering::Relaxed);
     }

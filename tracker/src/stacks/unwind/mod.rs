@@ -66,6 +66,11 @@ struct Native {
     trace: walk::Trace,
     /// The last merged chain, innermost first.
     merged: [u64; MAX_MERGED],
+    /// The stack id the last walk's frames were interned as, alone (no Python frames, not cut
+    /// short), and the stack epoch then; `interned` false when the last stack was another.
+    interned: bool,
+    interned_epoch: u64,
+    interned_stack: u64,
     /// Code outside every module met by walks, with the snapshot it was not in: the loader is
     /// asked about a new module once per such address (JIT code meets the same ones again).
     unknown: [(u64, usize); UNKNOWN_SLOTS],
@@ -138,13 +143,24 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         return None;
     }
     let pcs = &n.pcs[..depth.frames];
+    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
     let keys = match (crate::python::current_chain(t, tables), depth.short) {
-        (None, None) => pcs,
+        (None, None) => {
+            // The same frames as the last walk's, interned alone in this epoch: the same id.
+            if depth.again && n.interned && n.interned_epoch == epoch {
+                return Some(n.interned_stack);
+            }
+            pcs
+        }
         (chain, short) => {
+            n.interned = false;
             let len = merge::merge(pcs, short, chain.unwrap_or(&[]), &mut n.merged);
             &n.merged[..len]
         }
     };
-    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
-    Some(n.tree.intern(epoch, keys, tables))
+    let stack = n.tree.intern(epoch, keys, tables);
+    if keys.as_ptr() == n.pcs.as_ptr() {
+        (n.interned, n.interned_epoch, n.interned_stack) = (true, epoch, stack);
+    }
+    Some(stack)
 }

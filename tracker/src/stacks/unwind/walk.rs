@@ -14,7 +14,7 @@
 use super::bounds::{self, Window};
 use super::loaded::Snapshot;
 use super::{Cache, MAX_DEPTH};
-use framehop::x86_64::UnwindRegsX86_64;
+use framehop::x86_64::{Reg, UnwindRegsX86_64};
 use framehop::{FrameAddress, Unwinder};
 use memtrace_format::StopsShort;
 
@@ -49,6 +49,19 @@ pub struct Trace {
     frames: usize,
     /// `StopsShort::address` of why it stopped, 0 when it reached the thread's first frame.
     short: u64,
+    /// The first frame's unwind step: the return address and the (sp, bp) it gave, and how
+    /// many of `reads` it made (0: none recorded; a step reads a return address at least).
+    step: (u64, u64, u64),
+    steps: usize,
+    /// That step is known not to depend on the frame pointer at the first frame (its rule
+    /// restores it from the stack without reading it): the walk is a function of the other
+    /// registers and the words read, so the frame pointer is not compared. Code built without
+    /// frame pointers uses it as a general register, a new value at every call. A rule belongs
+    /// to a code address: this holds for every trace from the same first frame and snapshot.
+    bp_free: bool,
+    /// Whether that was checked, either way (also a property of the first frame's rule): a rule
+    /// that reads through the frame pointer is not checked again at every walk.
+    bp_checked: bool,
 }
 
 impl Trace {
@@ -63,26 +76,42 @@ impl Trace {
         self.valid
             && self.snapshot == snapshot
             && self.first == first
-            && self.regs == *regs
+            && same_regs(&self.regs, regs, !self.bp_free)
             && self.reads[..self.len.min(MAX_READS)]
                 .iter()
                 .all(|&(a, v)| window.read(a) == Ok(v))
+    }
+
+    /// A walk from `first` with `regs` has the registers of this trace but another frame pointer,
+    /// and whether the first step depends on it is not known yet.
+    fn missed_by_bp(&self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> bool {
+        self.valid
+            && !self.bp_checked
+            && self.snapshot == snapshot
+            && self.first == first
+            && self.regs.bp() != regs.bp()
+            && same_regs(&self.regs, regs, false)
     }
 
     fn walked(&self) -> Walked {
         Walked {
             frames: self.frames,
             short: StopsShort::from_address(self.short),
+            again: true,
         }
     }
 
     /// Starts recording a walk at the first frame.
     fn start(&mut self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) {
+        let same_rule = self.snapshot == snapshot && self.first == first;
+        self.bp_free &= same_rule;
+        self.bp_checked &= same_rule;
         self.valid = false;
         self.snapshot = snapshot;
         self.first = first;
         self.regs = *regs;
         self.len = 0;
+        self.steps = 0;
     }
 
     /// A stack word read by the walk being recorded; false when the trace has no room left.
@@ -96,12 +125,47 @@ impl Trace {
     }
 }
 
+/// Every register but the instruction pointer and the frame pointer.
+const REGS: [Reg; 15] = [
+    Reg::RSP,
+    Reg::RAX,
+    Reg::RDX,
+    Reg::RCX,
+    Reg::RBX,
+    Reg::RSI,
+    Reg::RDI,
+    Reg::R8,
+    Reg::R9,
+    Reg::R10,
+    Reg::R11,
+    Reg::R12,
+    Reg::R13,
+    Reg::R14,
+    Reg::R15,
+];
+
+/// `a` and `b` hold the same registers (the frame pointer only `with_bp`), compared in place
+/// without branches (a whole-struct comparison is a call to memcmp).
+#[inline]
+fn same_regs(a: &UnwindRegsX86_64, b: &UnwindRegsX86_64, with_bp: bool) -> bool {
+    let mut diff = a.ip() ^ b.ip();
+    for r in REGS {
+        diff |= a.get(r) ^ b.get(r);
+    }
+    if with_bp {
+        diff |= a.bp() ^ b.bp();
+    }
+    diff == 0
+}
+
 /// What a walk found.
 pub struct Walked {
     /// Return addresses written, innermost first (0: the walk did not get out of the tracker).
     pub frames: usize,
     /// Why it stopped before the thread's first frame; None when it reached it.
     pub short: Option<StopsShort>,
+    /// The frames are the last walk's, given again from its trace (`out` is unchanged).
+    pub again: bool,
 }
 
 /// The registers where a walk starts, and the call site's return address when it starts there.
@@ -147,6 +211,7 @@ pub fn walk(
     let mut walked = Walked {
         frames: 0,
         short: Some(StopsShort::Unwinding),
+        again: false,
     };
     let Some(mut window) = bounds::window(thread, sp) else {
         return walked;
@@ -162,6 +227,9 @@ pub fn walk(
     // read was kept: a walk that read past the trace's room, or left its window, is not kept.
     let mut recording = false;
     let mut kept = true;
+    // The last walk from here missed by the frame pointer alone: this one's first step is
+    // checked for depending on it.
+    let mut bp_varies = false;
     while steps < 2 * MAX_DEPTH + OWN_FRAMES {
         steps += 1;
         // The call site given: `regs` are already its caller's.
@@ -193,6 +261,10 @@ pub fn walk(
                 if regs.sp() <= before {
                     break;
                 }
+                if recording && trace.steps == 0 {
+                    trace.step = (ra, regs.sp(), regs.bp());
+                    trace.steps = trace.len;
+                }
                 ra
             }
         };
@@ -213,6 +285,11 @@ pub fn walk(
         if n == MAX_DEPTH {
             walked.short = Some(StopsShort::TooDeep);
             break;
+        }
+        // The first frame of the program: the last walk's frames, if it read the same (found
+        // in known code and not a signal frame then, in this same snapshot).
+        if n == 0 && trace.matches(snapshot_id, ra, &regs, &window) {
+            return trace.walked();
         }
         // Most frames of a stack are in the module of the frame before: look that one up first.
         let code = if last.0 <= ra && ra < last.1 {
@@ -246,10 +323,7 @@ pub fn walk(
             continue;
         }
         if n == 0 {
-            // The first frame of the program: the last walk's frames, if it read the same.
-            if trace.matches(snapshot_id, ra, &regs, &window) {
-                return trace.walked();
-            }
+            bp_varies = trace.missed_by_bp(snapshot_id, ra, &regs);
             trace.start(snapshot_id, ra, &regs);
             recording = true;
         }
@@ -268,8 +342,57 @@ pub fn walk(
         trace.valid = true;
         trace.frames = n;
         trace.short = walked.short.map_or(0, StopsShort::address);
+        if bp_varies {
+            if let Some(free) = first_step_ignores_bp(snapshot, cache, &window, trace) {
+                (trace.bp_free, trace.bp_checked) = (free, true);
+            }
+        }
     }
     walked
+}
+
+/// Whether the trace's first unwind step gives the same return address, registers and reads
+/// from another frame pointer. framehop's rules either restore the frame pointer from the stack
+/// without reading it, or use it (as the address of a read: UseFramePointer and the like; kept
+/// as the caller's: JustReturn, OffsetSp), and a rule that uses it gives another read or
+/// another frame pointer from another value, so a step that gives the same from two nonzero
+/// values does not depend on it at all. None when this trace cannot tell (its frame pointer is
+/// 0, its first step was not recorded): a later one is asked.
+fn first_step_ignores_bp(
+    snapshot: &Snapshot,
+    cache: &mut Cache,
+    window: &Window,
+    trace: &Trace,
+) -> Option<bool> {
+    let (ra, sp, bp) = trace.step;
+    let own = trace.regs.bp();
+    // Another nonzero value (own ^ 1 is 0 for 1).
+    let other = if own == 1 { 3 } else { own ^ 1 };
+    if trace.steps == 0 || own == 0 {
+        return None;
+    }
+    let address = FrameAddress::from_return_address(trace.first)?;
+    // The words the step read, in order.
+    let expected = trace.reads.get(..trace.steps)?;
+    let mut at = 0;
+    let mut read = |a: u64| match window.read(a) {
+        Ok(v) if expected.get(at) == Some(&(a, v)) => {
+            at += 1;
+            Ok(v)
+        }
+        _ => Err(()),
+    };
+    let mut regs = trace.regs;
+    regs.set_bp(other);
+    let step = snapshot
+        .unwinder
+        .unwind_frame(address, &mut regs, cache, &mut read);
+    Some(
+        matches!(step, Ok(Some(r)) if r == ra)
+            && regs.sp() == sp
+            && regs.bp() == bp
+            && at == expected.len(),
+    )
 }
 
 /// Whether `ra` (inside the module code range `code`) is glibc's signal return trampoline.
