@@ -235,28 +235,46 @@ impl LiveSums {
     /// event) take the short way, inlined into the decoder's loop; the rest go apart.
     #[inline(always)]
     pub fn add(&mut self, thread: u32, ev: &Event) {
-        self.events += 1;
-        if self.last_tick.is_none_or(|t| ev.tick > t) {
-            self.last_tick = Some(ev.tick);
-        }
+        self.count(ev.tick);
         let c = ev.code();
         if c < code::ALLOC_END && c != Allocator::Mmap as u8 {
-            let g = self.group(ev.stack(), thread);
-            self.blocks.insert(ev.addr, ev.size, g as u32);
-            self.heap_bytes = self.heap_bytes.wrapping_add(ev.size);
-            self.heap_count += 1;
-            self.change(g, ev.size as i64, 1);
-            self.check_peak(ev.tick);
-            self.heap_series.record(ev.tick, self.live_bytes());
+            self.heap_alloc(thread, ev.tick, ev.addr, ev.size, ev.stack());
         } else if c == code::FREE || c == code::PY_FREE {
-            if let Some((size, g)) = self.blocks.remove(ev.addr) {
-                self.heap_bytes = self.heap_bytes.wrapping_sub(size);
-                self.heap_count -= 1;
-                self.change(g as usize, (size as i64).wrapping_neg(), -1);
-                self.heap_series.record(ev.tick, self.live_bytes());
-            }
+            self.heap_free(ev.tick, ev.addr);
         } else {
             self.add_other(thread, ev);
+        }
+    }
+
+    /// Counts an event at `tick`.
+    #[inline(always)]
+    fn count(&mut self, tick: u64) {
+        self.events += 1;
+        if self.last_tick.is_none_or(|t| tick > t) {
+            self.last_tick = Some(tick);
+        }
+    }
+
+    /// A heap allocation (not an mmap), counted.
+    #[inline(always)]
+    fn heap_alloc(&mut self, thread: u32, tick: u64, addr: u64, size: u64, stack: u64) {
+        let g = self.group(stack, thread);
+        self.blocks.insert(addr, size, g as u32);
+        self.heap_bytes = self.heap_bytes.wrapping_add(size);
+        self.heap_count += 1;
+        self.change(g, size as i64, 1);
+        self.check_peak(tick);
+        self.heap_series.record(tick, self.live_bytes());
+    }
+
+    /// A free, counted.
+    #[inline(always)]
+    fn heap_free(&mut self, tick: u64, addr: u64) {
+        if let Some((size, g)) = self.blocks.remove(addr) {
+            self.heap_bytes = self.heap_bytes.wrapping_sub(size);
+            self.heap_count -= 1;
+            self.change(g as usize, (size as i64).wrapping_neg(), -1);
+            self.heap_series.record(tick, self.live_bytes());
         }
     }
 
@@ -343,6 +361,32 @@ impl EventSink for LiveSums {
     #[inline(always)]
     fn event(&mut self, thread: usize, ev: Event) {
         self.add(thread as u32, &ev);
+    }
+
+    /// As [`LiveSums::add`] of the allocation's event, without the event.
+    #[inline(always)]
+    fn alloc(
+        &mut self,
+        thread: usize,
+        tick: u64,
+        allocator: Allocator,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    ) {
+        if allocator == Allocator::Mmap {
+            let ev = Event::new(allocator as u8, tick, addr, size, stack);
+            return self.add(thread as u32, &ev);
+        }
+        self.count(tick);
+        self.heap_alloc(thread as u32, tick, addr, size, Event::stack_id(stack));
+    }
+
+    /// As [`LiveSums::add`] of the free's event, without the event.
+    #[inline(always)]
+    fn free(&mut self, _: usize, tick: u64, _: bool, addr: u64, _: u64) {
+        self.count(tick);
+        self.heap_free(tick, addr);
     }
 }
 
