@@ -178,7 +178,7 @@ impl Blocks {
     }
 
     /// Adds a block at `addr` (after any block already live there).
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
         // A block live at this address in the nursery is older: it goes to its slot first.
         if let Some(k) = self.in_nursery(addr) {
@@ -213,7 +213,7 @@ impl Blocks {
     }
 
     /// Removes the (oldest) block at `addr`; None when no block is live there.
-    #[inline]
+    #[inline(always)]
     pub fn remove(&mut self, addr: u64) -> Option<Block> {
         if let Some(k) = self.in_nursery(addr) {
             let packed = self.take_nursery(k).packed;
