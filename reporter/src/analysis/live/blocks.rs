@@ -80,7 +80,7 @@ impl Default for Blocks {
 impl Blocks {
     #[inline]
     fn mask(&self) -> usize {
-        (1 << self.bits) - 1
+        self.slots.len() - 1
     }
 
     /// The first slot an address probes. Within a 64 KiB region, addresses keep their order,
