@@ -102,21 +102,22 @@ struct Direct<'s, S> {
 impl<S: EventSink> EventOut for Direct<'_, S> {
     #[inline(always)]
     fn push(&mut self, ev: Event) {
-        self.events += 1;
         self.sink.event(self.thread, ev);
     }
 
     #[inline(always)]
     fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
-        self.events += 1;
         self.sink
             .alloc(self.thread, tick, allocator, addr, size, stack);
     }
 
     #[inline(always)]
     fn free(&mut self, tick: u64, python: bool, addr: u64, object_type: u64) {
-        self.events += 1;
         self.sink.free(self.thread, tick, python, addr, object_type);
+    }
+
+    fn delivered(&mut self, n: usize) {
+        self.events += n;
     }
 }
 

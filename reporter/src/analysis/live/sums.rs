@@ -275,7 +275,8 @@ impl LiveSums {
             self.heap_bytes = self.heap_bytes.wrapping_sub(size);
             self.heap_count -= 1;
             self.change(g as usize, (size as i64).wrapping_neg(), -1);
-            self.heap_series.record(tick, self.live_bytes());
+            // Live bytes never rise without a point recorded: they are below the last one.
+            self.heap_series.record_fall(tick, self.live_bytes());
         }
     }
 
