@@ -6,7 +6,9 @@
 use crate::common::{write_bytes, CaptureBuilder, Chunk};
 use memtrace_format::Allocator;
 use memtrace_reporter::analysis::live::{Live, Moment};
+use memtrace_reporter::analysis::sets::AllocSet;
 use memtrace_reporter::capture::follow::TRAILER_SLOT;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A builder with the trailer's place reserved, as the tracker leaves it.
 fn start() -> CaptureBuilder {
@@ -134,15 +136,20 @@ impl Rng {
     }
 }
 
+/// A group's key (stack, thread index) and its (bytes, count).
+type Groups = HashMap<(u64, u32), (u64, u64)>;
+/// Live blocks by address, oldest first: (size, group key).
+type ByAddress = HashMap<u64, VecDeque<(u64, (u64, u32))>>;
+
 /// The live heap by a plain map: blocks by address (oldest first), live and at-the-peak sums
 /// by (stack, thread index), as the live view must show them.
 #[derive(Default)]
 struct Model {
-    blocks: std::collections::HashMap<u64, std::collections::VecDeque<(u64, (u64, u32))>>,
-    groups: std::collections::HashMap<(u64, u32), (u64, u64)>,
+    blocks: ByAddress,
+    groups: Groups,
     total: (u64, u64),
     peak: (u64, u64),
-    peak_groups: std::collections::HashMap<(u64, u32), (u64, u64)>,
+    peak_groups: Groups,
 }
 
 impl Model {
@@ -168,10 +175,7 @@ impl Model {
     }
 
     /// Groups with something live, of one thread when given.
-    fn set(
-        groups: &std::collections::HashMap<(u64, u32), (u64, u64)>,
-        thread: Option<u32>,
-    ) -> std::collections::BTreeMap<(u64, u32), (u64, u64)> {
+    fn set(groups: &Groups, thread: Option<u32>) -> BTreeMap<(u64, u32), (u64, u64)> {
         groups
             .iter()
             .filter(|&(k, v)| v.1 > 0 && thread.is_none_or(|t| k.1 == t))
@@ -181,9 +185,7 @@ impl Model {
 }
 
 /// The live view's set, as the model's.
-fn sums(
-    set: memtrace_reporter::analysis::sets::AllocSet,
-) -> std::collections::BTreeMap<(u64, u32), (u64, u64)> {
+fn sums(set: AllocSet) -> BTreeMap<(u64, u32), (u64, u64)> {
     set.groups
         .into_iter()
         .map(|(k, s)| (k, (s.bytes, s.count)))
