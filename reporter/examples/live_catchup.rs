@@ -1,7 +1,7 @@
 //! Reads a finished capture the way `memtrace live` follows a growing one (poll after poll
 //! into the live view's sums) and prints the CPU time per event: the live path's cost alone,
 //! without a terminal or a running program (bench/livecost.sh measures it under load).
-//! `cargo run --release -p memtrace-reporter --example live_catchup -- CAPTURE [ROUNDS]`
+//! `cargo run --release -p memtrace-reporter --example live_catchup -- CAPTURE [ROUNDS [live]]`
 
 use memtrace_reporter::analysis::live::Live;
 use memtrace_reporter::capture::event::Event;
@@ -57,17 +57,20 @@ fn cpu_s() -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(path) = args.get(1) else {
-        eprintln!("usage: live_catchup CAPTURE [ROUNDS]");
+        eprintln!("usage: live_catchup CAPTURE [ROUNDS [live]]");
         std::process::exit(2);
     };
     let rounds: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3);
+    // A third argument `live` leaves the decoding alone out (a profile of the live path).
+    let live_only = args.get(3).is_some_and(|a| a == "live");
     for _ in 0..rounds {
-        match decode_only(path) {
-            Ok((events, took)) => println!(
+        match (!live_only).then(|| decode_only(path)) {
+            None => {}
+            Some(Ok((events, took))) => println!(
                 "decoding alone: {:.1} ns/event",
                 took * 1e9 / events.max(1) as f64
             ),
-            Err(e) => {
+            Some(Err(e)) => {
                 eprintln!("{e}");
                 std::process::exit(1);
             }

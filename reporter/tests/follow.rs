@@ -4,8 +4,11 @@
 //! A poll with nothing new costs the same however long the capture has grown.
 
 use crate::common::{write_bytes, CaptureBuilder, Chunk};
+use memtrace_format::Allocator;
 use memtrace_reporter::analysis::live::{Live, Moment};
+use memtrace_reporter::analysis::sets::AllocSet;
 use memtrace_reporter::capture::follow::TRAILER_SLOT;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// A builder with the trailer's place reserved, as the tracker leaves it.
 fn start() -> CaptureBuilder {
@@ -119,4 +122,187 @@ fn a_quiet_poll_costs_the_same_however_long_the_capture() {
     assert_eq!(short, long);
     assert!(short < 1024, "{short}");
     assert_eq!(live.live_bytes(), 0);
+}
+
+/// A small deterministic generator (no dependency needed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A group's key (stack, thread index) and its (bytes, count).
+type Groups = HashMap<(u64, u32), (u64, u64)>;
+/// Live blocks by address, oldest first: (size, group key).
+type ByAddress = HashMap<u64, VecDeque<(u64, (u64, u32))>>;
+
+/// The live heap by a plain map: blocks by address (oldest first), live and at-the-peak sums
+/// by (stack, thread index), as the live view must show them.
+#[derive(Default)]
+struct Model {
+    blocks: ByAddress,
+    groups: Groups,
+    total: (u64, u64),
+    peak: (u64, u64),
+    peak_groups: Groups,
+}
+
+impl Model {
+    fn alloc(&mut self, thread: u32, addr: u64, size: u64, stack: u64) {
+        let key = (stack, thread);
+        self.blocks.entry(addr).or_default().push_back((size, key));
+        let g = self.groups.entry(key).or_default();
+        *g = (g.0 + size, g.1 + 1);
+        self.total = (self.total.0 + size, self.total.1 + 1);
+        if self.total.0 > self.peak.0 {
+            self.peak = self.total;
+            self.peak_groups = self.groups.clone();
+        }
+    }
+
+    fn free(&mut self, addr: u64) {
+        let Some((size, key)) = self.blocks.get_mut(&addr).and_then(|q| q.pop_front()) else {
+            return;
+        };
+        let g = self.groups.get_mut(&key).expect("a live block's group");
+        *g = (g.0 - size, g.1 - 1);
+        self.total = (self.total.0 - size, self.total.1 - 1);
+    }
+
+    /// Groups with something live, of one thread when given.
+    fn set(groups: &Groups, thread: Option<u32>) -> BTreeMap<(u64, u32), (u64, u64)> {
+        groups
+            .iter()
+            .filter(|&(k, v)| v.1 > 0 && thread.is_none_or(|t| k.1 == t))
+            .map(|(&k, &v)| (k, v))
+            .collect()
+    }
+}
+
+/// The live view's set, as the model's.
+fn sums(set: AllocSet) -> BTreeMap<(u64, u32), (u64, u64)> {
+    set.groups
+        .into_iter()
+        .map(|(k, s)| (k, (s.bytes, s.count)))
+        .collect()
+}
+
+#[test]
+fn the_live_view_matches_a_plain_map_across_threads_chunks_and_reallocs() {
+    // Columnar chunks of three threads written one or two at a time, polled after each step
+    // (one thread's chunk: decoded straight into the sums; two: merged by tick). Their frees
+    // take blocks of the chunk (written by distance), of earlier chunks, of other threads,
+    // and none; reallocs free and allocate; an address may hold two blocks at once (the older
+    // goes first); addresses are reused as an allocator's are, and spread enough that the
+    // live view's nursery places collide.
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut b = start();
+    let path = write_bytes("follow_model", &b.bytes());
+    let mut live = Live::open(&path, true).expect("opens");
+    let mut model = Model::default();
+    // Live blocks as the program sees them: (address, thread index).
+    let mut owned: Vec<u64> = Vec::new();
+    let mut recent: Vec<u64> = Vec::new();
+    let mut seqs = [0u32; 3];
+    let mut tick = 1u64;
+    let mut index_of: Vec<u32> = Vec::new();
+    for step in 0..60 {
+        let threads: Vec<u32> = if step % 7 == 3 {
+            vec![(step % 3) as u32, ((step + 1) % 3) as u32]
+        } else {
+            vec![rng.below(3) as u32]
+        };
+        for &t in &threads {
+            if !index_of.contains(&t) {
+                index_of.push(t);
+            }
+            let ti = index_of.iter().position(|&x| x == t).expect("known") as u32;
+            let mut c = Chunk::new();
+            for _ in 0..400 {
+                tick += 1 + rng.below(3);
+                let stack = 1 + rng.below(12);
+                match rng.below(100) {
+                    0..=44 => {
+                        // A new block: most at an address just freed, some fresh, some at a
+                        // live one (a second block there).
+                        let addr = match rng.below(10) {
+                            0..=5 if !recent.is_empty() => {
+                                recent.swap_remove(rng.below(recent.len() as u64) as usize)
+                            }
+                            6 if !owned.is_empty() => owned[rng.below(owned.len() as u64) as usize],
+                            _ => 0x4000_0000 + rng.below(40_000) * 16,
+                        };
+                        let size = 1 + rng.below(600);
+                        let a = [Allocator::Malloc, Allocator::Calloc][rng.below(2) as usize];
+                        c.alloc(a, tick, addr, size, stack);
+                        model.alloc(ti, addr, size, stack);
+                        owned.push(addr);
+                    }
+                    45..=84 if !owned.is_empty() => {
+                        // A free: of a recent block mostly (this chunk's), else any.
+                        let n = owned.len() as u64;
+                        let k = if rng.below(4) > 0 {
+                            n - 1 - rng.below(n.min(20))
+                        } else {
+                            rng.below(n)
+                        };
+                        let addr = owned.swap_remove(k as usize);
+                        c.free(tick, addr);
+                        model.free(addr);
+                        recent.push(addr);
+                    }
+                    85..=94 if !owned.is_empty() => {
+                        // A realloc: the old block freed, the new one allocated (in place
+                        // sometimes).
+                        let k = rng.below(owned.len() as u64) as usize;
+                        let old = owned.swap_remove(k);
+                        let new = if rng.below(2) == 0 {
+                            old
+                        } else {
+                            0x4000_0000 + rng.below(40_000) * 16
+                        };
+                        let size = 1 + rng.below(2000);
+                        c.free(tick, old);
+                        model.free(old);
+                        c.alloc(Allocator::Realloc, tick, new, size, stack);
+                        model.alloc(ti, new, size, stack);
+                        owned.push(new);
+                    }
+                    _ => {
+                        // A free of a block never seen.
+                        let addr = 0x7000_0000 + rng.below(1000) * 16;
+                        c.free(tick, addr);
+                    }
+                }
+            }
+            b.columns_events(t + 1, 100 + t, seqs[t as usize], &c);
+            seqs[t as usize] += 1;
+        }
+        std::fs::write(&path, b.bytes()).expect("write");
+        while live.poll().expect("poll").behind {}
+        assert_eq!(live.live_bytes(), model.total.0, "step {step}");
+        assert_eq!(
+            (live.peak().bytes, live.peak().allocations),
+            model.peak,
+            "step {step}"
+        );
+        for thread in [None, Some(0), Some(1), Some(2)] {
+            assert_eq!(
+                sums(live.set(Moment::Now, thread)),
+                Model::set(&model.groups, thread),
+                "step {step}, thread {thread:?}"
+            );
+            assert_eq!(
+                sums(live.set(Moment::Peak, thread)),
+                Model::set(&model.peak_groups, thread),
+                "step {step}, thread {thread:?}"
+            );
+        }
+    }
+    assert!(model.total.1 > 100 && model.peak.0 > model.total.0);
 }

@@ -110,7 +110,7 @@ impl Live {
                 t.name = Some(String::from_utf8_lossy(&name).into_owned());
             }
         }
-        a.last_tick = self.sums.last_tick;
+        a.last_tick = self.sums.last_tick();
         a.warnings.extend(up.warnings);
         a.clock = Clock::new(&self.follower.header, self.follower.latest_pair);
         Ok(Polled {

@@ -58,6 +58,17 @@ impl Series {
         }
     }
 
+    /// Records `value` at `tick` where `value` is no higher than the last value recorded (a
+    /// fall): within the last bucket that changes nothing (its highest stays), so only a new
+    /// bucket is looked for.
+    #[inline]
+    pub fn record_fall(&mut self, tick: u64, value: u64) {
+        match self.points.last() {
+            Some(last) if last.0 >= tick >> self.shift && !self.steps => {}
+            _ => self.record(tick, value),
+        }
+    }
+
     /// A point in a new bucket (widening the buckets first when the series is full).
     #[cold]
     fn open_bucket(&mut self, bucket: u64, tick: u64, value: u64) {

@@ -49,15 +49,24 @@ pub enum EventKind {
 }
 
 impl Event {
-    /// Stack ids beyond 56 bits cannot come from a real tracker; they are kept as "unknown" (0).
     #[inline]
     pub fn new(code: u8, tick: u64, addr: u64, size: u64, stack: u64) -> Event {
-        let stack = if stack > STACK_MASK { 0 } else { stack };
         Event {
             tick,
             addr,
             size,
-            meta: (u64::from(code) << STACK_BITS) | stack,
+            meta: (u64::from(code) << STACK_BITS) | Event::stack_id(stack),
+        }
+    }
+
+    /// The stack id an event keeps: ids beyond 56 bits cannot come from a real tracker; they
+    /// are kept as "unknown" (0).
+    #[inline(always)]
+    pub fn stack_id(stack: u64) -> u64 {
+        if stack > STACK_MASK {
+            0
+        } else {
+            stack
         }
     }
 

@@ -24,7 +24,8 @@ use decode_live::{decode_into, EventOut};
 use hashbrown::HashMap;
 use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::{
-    ChunkCodec, ChunkHeader, ChunkKind, FileHeader, Trailer, CHUNK_ALIGN, CHUNK_HEADER_LEN,
+    Allocator, ChunkCodec, ChunkHeader, ChunkKind, FileHeader, Trailer, CHUNK_ALIGN,
+    CHUNK_HEADER_LEN,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -65,6 +66,30 @@ pub struct FollowedThread {
 pub trait EventSink {
     /// An event of thread index `thread`.
     fn event(&mut self, thread: usize, ev: Event);
+
+    /// An allocation, as plain values (nearly every other event): a sink may take it without
+    /// the [`Event`] in between.
+    #[inline(always)]
+    fn alloc(
+        &mut self,
+        thread: usize,
+        tick: u64,
+        allocator: Allocator,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    ) {
+        self.event(thread, Event::new(allocator as u8, tick, addr, size, stack));
+    }
+
+    /// A free (`python`: pymalloc's), as plain values; `object_type` as in [`Event`]'s size.
+    #[inline(always)]
+    fn free(&mut self, thread: usize, tick: u64, python: bool, addr: u64, object_type: u64) {
+        self.event(
+            thread,
+            decode_live::free_event(tick, python, addr, object_type),
+        );
+    }
 }
 
 /// Events handed to a sink, as an [`EventOut`] of one thread.
@@ -77,8 +102,22 @@ struct Direct<'s, S> {
 impl<S: EventSink> EventOut for Direct<'_, S> {
     #[inline(always)]
     fn push(&mut self, ev: Event) {
-        self.events += 1;
         self.sink.event(self.thread, ev);
+    }
+
+    #[inline(always)]
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+        self.sink
+            .alloc(self.thread, tick, allocator, addr, size, stack);
+    }
+
+    #[inline(always)]
+    fn free(&mut self, tick: u64, python: bool, addr: u64, object_type: u64) {
+        self.sink.free(self.thread, tick, python, addr, object_type);
+    }
+
+    fn delivered(&mut self, n: usize) {
+        self.events += n;
     }
 }
 

@@ -7,11 +7,12 @@
 //! tombstones, so a table that sees billions of frees never needs cleaning). It grows by
 //! doubling when half full, so it holds millions of live blocks as well as a few.
 //!
-//! Most blocks are freed moments after they are allocated: the newest few blocks wait in a
-//! small ring (the nursery) before they go into a slot, so a block freed that soon never costs
-//! a slot's insertion and removal. A block in the nursery is the only one live at its address
-//! (an allocation at an address live anywhere goes the slots' way), so a free that finds it
-//! there takes the right block.
+//! Most blocks are freed moments after they are allocated: a new block waits in a small
+//! direct-mapped table (the nursery: one place per address, picked from its low bits) until
+//! another block needs its place, so a block freed before that never costs a slot's insertion
+//! and removal, and a lookup there is one compare. A block in the nursery is the only one live
+//! at its address (an allocation at an address live anywhere goes the slots' way), so a free
+//! that finds it there takes the right block.
 //!
 //! Two blocks at one address (threads whose events tie), a block at address 0 (the empty
 //! slot's mark) and a block whose size or group does not pack are kept whole on the side, the
@@ -28,13 +29,15 @@ const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
 const GROUP_LIMIT: u32 = 1 << (64 - SIZE_BITS);
 /// The first table: 1024 slots.
 const FIRST_BITS: u32 = 10;
-/// Blocks in the nursery (a power of two).
-const NURSERY: usize = 8;
+/// Places in the nursery (a power of two): 8 KiB, beside the slots in the cache.
+const NURSERY: usize = 512;
 
-/// A byte of an address, never 0, for the nursery's lookup.
+/// The nursery's place for `addr`: blocks 16 bytes apart get places apart (a run of blocks
+/// carved one after another fills the nursery without collisions), folded with higher bits so
+/// that regions the nursery's size apart do not share places.
 #[inline(always)]
-fn tag(addr: u64) -> u8 {
-    (addr >> 4) as u8 | 0x80
+fn place(addr: u64) -> usize {
+    ((addr >> 4) ^ (addr >> 13)) as usize & (NURSERY - 1)
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,14 +61,8 @@ pub struct Blocks {
     /// Addresses whose blocks do not go in a slot (see the module's doc), oldest first. An
     /// address is in the slots or here, never in both.
     aside: HashMap<u64, VecDeque<Block>>,
-    /// The newest blocks, not in a slot yet: their addresses (EMPTY: none) and packed size and
-    /// group, a ring; and a byte of each address ([`tag`]; 0 for none), eight to a word, so
-    /// that a lookup compares them all at once.
-    nursery_tags: u64,
-    nursery_addr: [u64; NURSERY],
-    nursery_packed: [u64; NURSERY],
-    /// Where the next block goes into the nursery (its block, if any, moves to a slot).
-    nursery_next: usize,
+    /// New blocks, not in a slot yet, at their [`place`] (address EMPTY: none).
+    nursery: Box<[Slot; NURSERY]>,
 }
 
 impl Default for Blocks {
@@ -75,10 +72,7 @@ impl Default for Blocks {
             bits: FIRST_BITS,
             used: 0,
             aside: HashMap::new(),
-            nursery_tags: 0,
-            nursery_addr: [EMPTY; NURSERY],
-            nursery_packed: [0; NURSERY],
-            nursery_next: 0,
+            nursery: Box::new([Slot::default(); NURSERY]),
         }
     }
 }
@@ -86,7 +80,7 @@ impl Default for Blocks {
 impl Blocks {
     #[inline]
     fn mask(&self) -> usize {
-        (1 << self.bits) - 1
+        self.slots.len() - 1
     }
 
     /// The first slot an address probes. Within a 64 KiB region, addresses keep their order,
@@ -117,41 +111,10 @@ impl Blocks {
         }
     }
 
-    /// The nursery's place holding `addr`, if one does (never for EMPTY: an empty place's tag
-    /// is 0, and no address's tag is). The eight tags are
-    /// compared at once (the bytes of `tags ^ tag` that are zero); a matching tag is checked
-    /// against the whole address.
-    #[inline(always)]
-    fn in_nursery(&self, addr: u64) -> Option<usize> {
-        const LOW: u64 = 0x0101_0101_0101_0101;
-        let x = self.nursery_tags ^ (u64::from(tag(addr)) * LOW);
-        // A zero byte of `x` sets its high bit here (a byte above one may be set too: the
-        // address check weeds it out).
-        let mut zero = x.wrapping_sub(LOW) & !x & (LOW << 7);
-        while zero != 0 {
-            let k = zero.trailing_zeros() as usize / 8;
-            if self.nursery_addr[k] == addr {
-                return Some(k);
-            }
-            zero &= zero - 1;
-        }
-        None
-    }
-
-    /// Takes the nursery's block at place `k` out.
-    #[inline(always)]
-    fn take_nursery(&mut self, k: usize) -> Slot {
-        self.nursery_tags &= !(0xff << (8 * k));
-        Slot {
-            addr: std::mem::replace(&mut self.nursery_addr[k], EMPTY),
-            packed: self.nursery_packed[k],
-        }
-    }
-
-    /// Moves the nursery's block at place `k` to a slot.
+    /// Moves the nursery's block at place `p` to a slot.
     #[cold]
-    fn leave_nursery(&mut self, k: usize) {
-        let s = self.take_nursery(k);
+    fn leave_nursery(&mut self, p: usize) {
+        let s = std::mem::take(&mut self.nursery[p]);
         self.put(s);
     }
 
@@ -178,13 +141,15 @@ impl Blocks {
     }
 
     /// Adds a block at `addr` (after any block already live there).
-    #[inline]
+    #[inline(always)]
     pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
-        // A block live at this address in the nursery is older: it goes to its slot first.
-        if let Some(k) = self.in_nursery(addr) {
-            self.leave_nursery(k);
-        }
         let fits = addr != EMPTY && size <= SIZE_MASK && group < GROUP_LIMIT;
+        let p = place(addr);
+        // A block live at this address in the nursery is older: it goes to its slot first.
+        // (Address EMPTY matches an empty place: never taken for a block.)
+        if self.nursery[p].addr == addr && addr != EMPTY {
+            self.leave_nursery(p);
+        }
         if !fits || !self.aside.is_empty() && self.aside.contains_key(&addr) {
             return self.insert_aside(addr, (size, group));
         }
@@ -200,23 +165,24 @@ impl Blocks {
             }
             i = (i + 1) & mask;
         }
-        // Live nowhere else: the block waits in the nursery, and the oldest there moves on.
-        let k = self.nursery_next;
-        self.nursery_next = (k + 1) & (NURSERY - 1);
-        let oldest = self.take_nursery(k);
-        self.nursery_addr[k] = addr;
-        self.nursery_tags |= u64::from(tag(addr)) << (8 * k);
-        self.nursery_packed[k] = size | (u64::from(group) << SIZE_BITS);
-        if oldest.addr != EMPTY {
-            self.put(oldest);
+        // Live nowhere else: the block waits in the nursery, and the one at its place there
+        // (at another address) moves on to a slot.
+        let new = Slot {
+            addr,
+            packed: size | (u64::from(group) << SIZE_BITS),
+        };
+        let before = std::mem::replace(&mut self.nursery[p], new);
+        if before.addr != EMPTY {
+            self.put(before);
         }
     }
 
     /// Removes the (oldest) block at `addr`; None when no block is live there.
-    #[inline]
+    #[inline(always)]
     pub fn remove(&mut self, addr: u64) -> Option<Block> {
-        if let Some(k) = self.in_nursery(addr) {
-            let packed = self.take_nursery(k).packed;
+        let p = place(addr);
+        if self.nursery[p].addr == addr && addr != EMPTY {
+            let packed = std::mem::take(&mut self.nursery[p]).packed;
             return Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32));
         }
         match self.find(addr) {
@@ -294,7 +260,7 @@ impl Blocks {
     /// Live blocks.
     #[cfg(test)]
     fn len(&self) -> usize {
-        let nursery = self.nursery_addr.iter().filter(|&&a| a != EMPTY).count();
+        let nursery = self.nursery.iter().filter(|s| s.addr != EMPTY).count();
         self.used + nursery + self.aside.values().map(VecDeque::len).sum::<usize>()
     }
 
@@ -330,34 +296,42 @@ mod tests {
 
     #[test]
     fn the_nursery_and_the_slots_agree_with_a_plain_map() {
-        // Random allocations and frees over few addresses (so that blocks meet at one address,
-        // in the nursery and in the slots) against a map of queues, oldest first.
-        let mut b = Blocks::default();
-        let mut model: HashMap<u64, VecDeque<Block>> = HashMap::new();
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for i in 0..200_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let addr = 0x5000_0000 + (x % 64) * 16 * (1 + (x >> 40) % 3);
-            if x >> 62 < 2 {
-                let block = (i % 5000, (i % 300) as u32);
-                b.insert(addr, block.0, block.1);
-                model.entry(addr).or_default().push_back(block);
-            } else {
-                let want = model.get_mut(&addr).and_then(VecDeque::pop_front);
-                assert_eq!(b.remove(addr), want, "event {i}, address {addr:#x}");
+        // Random allocations and frees against a map of queues, oldest first: over few
+        // addresses (blocks meet at one address, in the nursery and in the slots), over
+        // addresses whose nursery places collide (16 per place), and over many (both).
+        let spreads: [&dyn Fn(u64) -> u64; 3] = [
+            &|x| (x % 64) * 16 * (1 + (x >> 40) % 3),
+            &|x| ((x % 16) << 22) + (x >> 32) % 4 * 16,
+            &|x| (x % 20_000) * 16,
+        ];
+        for spread in spreads {
+            let mut b = Blocks::default();
+            let mut model: HashMap<u64, VecDeque<Block>> = HashMap::new();
+            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            for i in 0..200_000u64 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let addr = 0x5000_0000 + spread(x);
+                if x >> 62 < 2 {
+                    let block = (i % 5000, (i % 300) as u32);
+                    b.insert(addr, block.0, block.1);
+                    model.entry(addr).or_default().push_back(block);
+                } else {
+                    let want = model.get_mut(&addr).and_then(VecDeque::pop_front);
+                    assert_eq!(b.remove(addr), want, "event {i}, address {addr:#x}");
+                }
             }
-        }
-        let live: usize = model.values().map(VecDeque::len).sum();
-        assert_eq!(b.len(), live);
-        for (addr, queue) in model {
-            for block in queue {
-                assert_eq!(b.remove(addr), Some(block));
+            let live: usize = model.values().map(VecDeque::len).sum();
+            assert_eq!(b.len(), live);
+            for (addr, queue) in model {
+                for block in queue {
+                    assert_eq!(b.remove(addr), Some(block));
+                }
+                assert_eq!(b.remove(addr), None);
             }
-            assert_eq!(b.remove(addr), None);
+            assert!(b.is_empty());
         }
-        assert!(b.is_empty());
     }
 
     #[test]

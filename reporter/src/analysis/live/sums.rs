@@ -7,10 +7,10 @@
 //! - the heap's total and, when it rises above the peak so far, a new peak.
 //!
 //! What was live per group at the peak so far is not copied at each new peak (a heap that keeps
-//! rising would copy every group at nearly every event). Each group also keeps its change
-//! since the peak, stamped with the peak's generation: a new peak bumps the generation, which
-//! makes every group's change zero at once; a group's figure at the peak is its live figure
-//! minus its change since. Both sets are exact: the same as the general replay's
+//! rising would copy every group at nearly every event). A group copies its own figures at its
+//! first change after the peak, stamped with the peak's generation: a new peak bumps the
+//! generation, which makes every group's copy stale at once (a group unchanged since the peak
+//! has its live figure then). Both sets are exact: the same as the general replay's
 //! ([`crate::analysis::replay::Replay`]) live and peak sets on the same events, which the tests
 //! check.
 //!
@@ -37,9 +37,9 @@ struct Group {
     key: Key,
     live_bytes: i64,
     live_count: i64,
-    /// The change since the peak, valid when `generation` is the peak's.
-    since_bytes: i64,
-    since_count: i64,
+    /// The figures at the peak, valid when `generation` is the peak's (else: the live ones).
+    peak_bytes: i64,
+    peak_count: i64,
     generation: u64,
 }
 
@@ -61,8 +61,8 @@ pub struct LiveSums {
     pub peak: Snapshot,
     /// Events taken in.
     pub events: u64,
-    /// The largest event tick.
-    pub last_tick: Option<u64>,
+    /// The largest event tick (when `events` is not 0).
+    max_tick: u64,
     /// Live bytes over time (ticks), downsampled.
     pub heap_series: Series,
     /// When a Python run's script started.
@@ -80,6 +80,11 @@ impl LiveSums {
             include_startup,
             ..LiveSums::default()
         }
+    }
+
+    /// The largest event tick, if any event came.
+    pub fn last_tick(&self) -> Option<u64> {
+        (self.events > 0).then_some(self.max_tick)
     }
 
     /// Heap blocks plus mapped bytes, now.
@@ -119,8 +124,8 @@ impl LiveSums {
             key,
             live_bytes: 0,
             live_count: 0,
-            since_bytes: 0,
-            since_count: 0,
+            peak_bytes: 0,
+            peak_count: 0,
             generation: self.generation,
         });
         if stack < DIRECT_STACKS {
@@ -144,15 +149,13 @@ impl LiveSums {
     fn change(&mut self, g: usize, bytes: i64, count: i64) {
         let generation = self.generation;
         let gr = &mut self.groups[g];
-        gr.live_bytes = gr.live_bytes.wrapping_add(bytes);
-        gr.live_count += count;
         if gr.generation != generation {
             gr.generation = generation;
-            gr.since_bytes = 0;
-            gr.since_count = 0;
+            gr.peak_bytes = gr.live_bytes;
+            gr.peak_count = gr.live_count;
         }
-        gr.since_bytes = gr.since_bytes.wrapping_add(bytes);
-        gr.since_count += count;
+        gr.live_bytes = gr.live_bytes.wrapping_add(bytes);
+        gr.live_count += count;
     }
 
     fn snapshot(&self, tick: u64) -> Snapshot {
@@ -206,18 +209,18 @@ impl LiveSums {
 
     /// Forgets what is live (a Python run's interpreter start-up), as the replay does.
     fn start_afresh(&mut self, tick: u64) {
-        let (include_startup, script_start, events, last_tick) = (
+        let (include_startup, script_start, events, max_tick) = (
             self.include_startup,
             self.script_start,
             self.events,
-            self.last_tick,
+            self.max_tick,
         );
         let heap_series = std::mem::take(&mut self.heap_series);
         *self = LiveSums {
             include_startup,
             script_start,
             events,
-            last_tick,
+            max_tick,
             heap_series,
             peak: Snapshot {
                 tick: Some(tick),
@@ -235,28 +238,45 @@ impl LiveSums {
     /// event) take the short way, inlined into the decoder's loop; the rest go apart.
     #[inline(always)]
     pub fn add(&mut self, thread: u32, ev: &Event) {
-        self.events += 1;
-        if self.last_tick.is_none_or(|t| ev.tick > t) {
-            self.last_tick = Some(ev.tick);
-        }
+        self.count(ev.tick);
         let c = ev.code();
         if c < code::ALLOC_END && c != Allocator::Mmap as u8 {
-            let g = self.group(ev.stack(), thread);
-            self.blocks.insert(ev.addr, ev.size, g as u32);
-            self.heap_bytes = self.heap_bytes.wrapping_add(ev.size);
-            self.heap_count += 1;
-            self.change(g, ev.size as i64, 1);
-            self.check_peak(ev.tick);
-            self.heap_series.record(ev.tick, self.live_bytes());
+            self.heap_alloc(thread, ev.tick, ev.addr, ev.size, ev.stack());
         } else if c == code::FREE || c == code::PY_FREE {
-            if let Some((size, g)) = self.blocks.remove(ev.addr) {
-                self.heap_bytes = self.heap_bytes.wrapping_sub(size);
-                self.heap_count -= 1;
-                self.change(g as usize, (size as i64).wrapping_neg(), -1);
-                self.heap_series.record(ev.tick, self.live_bytes());
-            }
+            self.heap_free(ev.tick, ev.addr);
         } else {
             self.add_other(thread, ev);
+        }
+    }
+
+    /// Counts an event at `tick`.
+    #[inline(always)]
+    fn count(&mut self, tick: u64) {
+        self.events += 1;
+        self.max_tick = self.max_tick.max(tick);
+    }
+
+    /// A heap allocation (not an mmap), counted.
+    #[inline(always)]
+    fn heap_alloc(&mut self, thread: u32, tick: u64, addr: u64, size: u64, stack: u64) {
+        let g = self.group(stack, thread);
+        self.blocks.insert(addr, size, g as u32);
+        self.heap_bytes = self.heap_bytes.wrapping_add(size);
+        self.heap_count += 1;
+        self.change(g, size as i64, 1);
+        self.check_peak(tick);
+        self.heap_series.record(tick, self.live_bytes());
+    }
+
+    /// A free, counted.
+    #[inline(always)]
+    fn heap_free(&mut self, tick: u64, addr: u64) {
+        if let Some((size, g)) = self.blocks.remove(addr) {
+            self.heap_bytes = self.heap_bytes.wrapping_sub(size);
+            self.heap_count -= 1;
+            self.change(g as usize, (size as i64).wrapping_neg(), -1);
+            // Live bytes never rise without a point recorded: they are below the last one.
+            self.heap_series.record_fall(tick, self.live_bytes());
         }
     }
 
@@ -306,10 +326,7 @@ impl LiveSums {
     pub fn peak_set(&self) -> AllocSet {
         self.set(|g| {
             if g.generation == self.generation {
-                (
-                    g.live_bytes.wrapping_sub(g.since_bytes),
-                    g.live_count - g.since_count,
-                )
+                (g.peak_bytes, g.peak_count)
             } else {
                 (g.live_bytes, g.live_count)
             }
@@ -343,6 +360,32 @@ impl EventSink for LiveSums {
     #[inline(always)]
     fn event(&mut self, thread: usize, ev: Event) {
         self.add(thread as u32, &ev);
+    }
+
+    /// As [`LiveSums::add`] of the allocation's event, without the event.
+    #[inline(always)]
+    fn alloc(
+        &mut self,
+        thread: usize,
+        tick: u64,
+        allocator: Allocator,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    ) {
+        if allocator == Allocator::Mmap {
+            let ev = Event::new(allocator as u8, tick, addr, size, stack);
+            return self.add(thread as u32, &ev);
+        }
+        self.count(tick);
+        self.heap_alloc(thread as u32, tick, addr, size, Event::stack_id(stack));
+    }
+
+    /// As [`LiveSums::add`] of the free's event, without the event.
+    #[inline(always)]
+    fn free(&mut self, _: usize, tick: u64, _: bool, addr: u64, _: u64) {
+        self.count(tick);
+        self.heap_free(tick, addr);
     }
 }
 

@@ -11,6 +11,29 @@ use memtrace_format::{Allocator, Record};
 /// Where decoded events go.
 pub trait EventOut {
     fn push(&mut self, ev: Event);
+
+    /// An allocation (see [`super::EventSink::alloc`]).
+    #[inline(always)]
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+        self.push(Event::new(allocator as u8, tick, addr, size, stack));
+    }
+
+    /// A free (see [`super::EventSink::free`]).
+    #[inline(always)]
+    fn free(&mut self, tick: u64, python: bool, addr: u64, object_type: u64) {
+        self.push(free_event(tick, python, addr, object_type));
+    }
+
+    /// `n` events of a chunk were handed over (counted once per chunk, not per event).
+    fn delivered(&mut self, _n: usize) {}
+}
+
+/// The event of a free: as the general decoder's, its size field carries the type of the
+/// object the block held.
+#[inline(always)]
+pub fn free_event(tick: u64, python: bool, addr: u64, object_type: u64) -> Event {
+    let c = if python { code::PY_FREE } else { code::FREE };
+    Event::new(c, tick, addr, object_type, 0)
 }
 
 impl EventOut for Vec<Event> {
@@ -47,14 +70,50 @@ pub fn decode_into(
         tables,
         others: Vec::new(),
     };
-    let warning = payload.each_record(&mut sink).err().map(|e| {
+    // Nothing to skip (a finished chunk, a staging area read for the first time): no test
+    // per event.
+    let result = if skip == 0 {
+        payload.each_record(&mut sink.all())
+    } else {
+        payload.each_record(&mut sink)
+    };
+    let warning = result.err().map(|e| {
         format!(
             "damaged records in chunk at {}: {e}; kept the {} events before it",
             entry.describe(),
             sink.seen
         )
     });
+    sink.out.delivered(sink.seen.saturating_sub(skip));
     (sink.seen, warning)
+}
+
+/// A [`Skipping`] that skips nothing.
+struct All<'s, 'o, O>(&'s mut Skipping<'o, O>);
+
+impl<'o, O> Skipping<'o, O> {
+    fn all(&mut self) -> All<'_, 'o, O> {
+        All(self)
+    }
+}
+
+impl<'a, O: EventOut> RecordSink<'a> for All<'_, '_, O> {
+    #[inline(always)]
+    fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+        self.0.seen += 1;
+        self.0.out.alloc(tick, allocator, addr, size, stack);
+    }
+
+    #[inline(always)]
+    fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>, object_type: u64) {
+        self.0.seen += 1;
+        self.0.out.free(tick, python, addr, object_type);
+    }
+
+    #[inline(never)]
+    fn other(&mut self, rec: Record<'a>) {
+        self.0.other(rec);
+    }
 }
 
 /// Passes the timed events after the first `skip` on, table records to `tables`.
@@ -69,10 +128,16 @@ struct Skipping<'o, O> {
 }
 
 impl<O: EventOut> Skipping<'_, O> {
+    /// Counts a timed event: whether it is new (to be passed on).
+    #[inline(always)]
+    fn fresh(&mut self) -> bool {
+        self.seen += 1;
+        self.seen > self.skip
+    }
+
     #[inline(always)]
     fn pass(&mut self, ev: Event) {
-        self.seen += 1;
-        if self.seen > self.skip {
+        if self.fresh() {
             self.out.push(ev);
         }
     }
@@ -81,14 +146,16 @@ impl<O: EventOut> Skipping<'_, O> {
 impl<'a, O: EventOut> RecordSink<'a> for Skipping<'_, O> {
     #[inline(always)]
     fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
-        self.pass(Event::new(allocator as u8, tick, addr, size, stack));
+        if self.fresh() {
+            self.out.alloc(tick, allocator, addr, size, stack);
+        }
     }
 
     #[inline(always)]
     fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>, object_type: u64) {
-        let c = if python { code::PY_FREE } else { code::FREE };
-        // As the general decoder: a free's size field carries the type of the object it held.
-        self.pass(Event::new(c, tick, addr, object_type, 0));
+        if self.fresh() {
+            self.out.free(tick, python, addr, object_type);
+        }
     }
 
     #[inline(never)]
