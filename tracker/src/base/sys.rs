@@ -153,6 +153,45 @@ pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_
     result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())
 }
 
+/// Zeros for [`write_zeros`] (in .bss: they take no room in the library).
+static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+
+/// Writes `len` zero bytes at `offset` of `fd` (extending the file as fallocate mode 0 does).
+pub fn write_zeros(fd: c_int, mut offset: u64, mut len: u64) -> Result<(), c_int> {
+    let iov = libc::iovec {
+        iov_base: ZEROS.as_ptr() as *mut c_void,
+        iov_len: ZEROS.len(),
+    };
+    let iovs = [iov; 16];
+    while len > 0 {
+        let n = (len.div_ceil(ZEROS.len() as u64) as usize).min(iovs.len());
+        let mut v = iovs;
+        v[n - 1].iov_len =
+            (len - (n as u64 - 1) * ZEROS.len() as u64).min(ZEROS.len() as u64) as usize;
+        // SAFETY: `n` iovecs over the static zeros, which pwritev only reads.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pwritev,
+                fd,
+                v.as_ptr(),
+                n as c_int,
+                offset as c_long,
+                0 as c_long,
+            )
+        };
+        match result(r) {
+            Ok(0) => return Err(libc::EIO),
+            Ok(k) => {
+                offset += k as u64;
+                len -= k as u64;
+            }
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The device and inode of the file open at `fd`: what makes it that file.
 pub fn file_id(fd: c_int) -> Result<(u64, u64), c_int> {
     // SAFETY: a zeroed stat is a valid out-parameter; fstat only writes it.
