@@ -330,10 +330,10 @@ fn a_full_disk_stops_the_capture_and_says_so() {
         );
     }
 
-    // Full from the start (no room for the first step, 256 KiB of written zeros): no capture,
+    // Full from the start (no room for the first step, 64 KiB of written zeros): no capture,
     // one line saying why, the program untouched.
     let script = format!(
-        "mount -t tmpfs -o size=128k tmpfs {mnt} && cd {mnt} && \
+        "mount -t tmpfs -o size=32k tmpfs {mnt} && cd {mnt} && \
          {memtrace} run -o full.bin -- {prog} pairs 1000; echo status $?",
         mnt = mnt.display(),
         memtrace = memtrace_bin().display(),

@@ -153,6 +153,32 @@ pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_
     result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())
 }
 
+/// Keeps this thread's signals blocked while it lives (the mask before comes back at its end).
+pub struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    pub fn new() -> SignalsBlocked {
+        // SAFETY: zeroed sigset_t values are valid; sigfillset fills `all`, pthread_sigmask only
+        // reads it and writes `old` (SIGKILL and SIGSTOP stay deliverable: the kernel says so).
+        unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            let mut old: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked { old }
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+    }
+}
+
 /// Zeros for [`write_zeros`] (in .bss: they take no room in the library).
 static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
 

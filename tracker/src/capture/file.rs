@@ -34,7 +34,7 @@ const FIRST_STEP: u64 = 1 << 20;
 /// The file is grown by written zeros, in steps of WRITTEN_STEP, up to this length (where
 /// `write_reserves` holds for its file system).
 const WRITTEN_UPTO: u64 = 1 << 20;
-const WRITTEN_STEP: u64 = 256 << 10;
+const WRITTEN_STEP: u64 = 64 << 10;
 const MIN_STEP: u64 = 4 << 20;
 const MAX_STEP: u64 = 256 << 20;
 
@@ -193,6 +193,9 @@ impl Capture {
 
     #[cold]
     fn grow(&self, end: u64) -> bool {
+        // A signal handler run on this thread while it holds the lock, that reserves space in
+        // turn (an exec from a handler writes its exec record), would wait for the lock forever.
+        let _signals = sys::SignalsBlocked::new();
         let _g = self.grow_lock.lock();
         let have = self.allocated.load(Ordering::Acquire);
         if end <= have {
