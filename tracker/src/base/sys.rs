@@ -377,3 +377,29 @@ pub fn phdr_lock_for_fork() {
 pub fn phdr_unlock_after_fork() {
     PHDR.raw_unlock();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn write_zeros_extends_the_file_with_zeros_past_what_it_holds() {
+        let path = std::env::temp_dir().join(format!("write-zeros-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create");
+        std::fs::write(&path, [7u8; 10]).expect("write");
+        // More than one call's 16 blocks of 64 KiB, ending inside a block.
+        let len = (17 << 16) + 12345;
+        assert_eq!(write_zeros(file.as_raw_fd(), 10, len), Ok(()));
+        let data = std::fs::read(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(data.len() as u64, 10 + len);
+        assert_eq!(&data[..10], &[7u8; 10]);
+        assert!(data[10..].iter().all(|&b| b == 0));
+    }
+}
