@@ -298,33 +298,42 @@ fn a_full_disk_stops_the_capture_and_says_so() {
         );
         return;
     }
-    // 6 MB: room for the first 4 MiB step of the capture, not for the second.
-    let script = format!(
-        "mount -t tmpfs -o size=6m tmpfs {mnt} && cd {mnt} && \
-         {memtrace} run -o full.bin -- {prog} pairs {PAIRS}; echo status $?; cp full.bin {dir}/",
-        mnt = mnt.display(),
-        memtrace = memtrace_bin().display(),
-        prog = prog.display(),
-        dir = dir.display(),
-    );
-    let out = bash(&format!("unshare -m sh -c '{script}'"), &dir);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("status 0"), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("the disk is full"), "{stderr}");
-    let s = stats(&dir.join("full.bin"));
-    assert_eq!(s["complete"].as_bool(), Some(false));
-    assert!(
-        warnings(&s).contains("the disk is full"),
-        "{}",
-        warnings(&s)
-    );
-    assert_eq!(dropped(&s), run_dropped(&stderr));
-    assert_eq!(events(&s) + dropped(&s), 2 * PAIRS_N + events(&base) + 1);
+    // 6 MB: room for the first 4 MiB step of the capture (fallocate), not for the second;
+    // 512 KiB: the disk fills during the written steps of the first megabyte.
+    for size in ["6m", "512k"] {
+        let script = format!(
+            "mount -t tmpfs -o size={size} tmpfs {mnt} && cd {mnt} && \
+             {memtrace} run -o full.bin -- {prog} pairs {PAIRS}; echo status $?; \
+             cp full.bin {dir}/",
+            mnt = mnt.display(),
+            memtrace = memtrace_bin().display(),
+            prog = prog.display(),
+            dir = dir.display(),
+        );
+        let out = bash(&format!("unshare -m sh -c '{script}'"), &dir);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("status 0"), "{size}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("the disk is full"), "{size}: {stderr}");
+        let s = stats(&dir.join("full.bin"));
+        assert_eq!(s["complete"].as_bool(), Some(false), "{size}");
+        assert!(
+            warnings(&s).contains("the disk is full"),
+            "{size}: {}",
+            warnings(&s)
+        );
+        assert_eq!(dropped(&s), run_dropped(&stderr), "{size}");
+        assert_eq!(
+            events(&s) + dropped(&s),
+            2 * PAIRS_N + events(&base) + 1,
+            "{size}"
+        );
+    }
 
-    // Full from the start: no capture, one line saying why, the program untouched.
+    // Full from the start (no room for the first step, 64 KiB of written zeros): no capture,
+    // one line saying why, the program untouched.
     let script = format!(
-        "mount -t tmpfs -o size=1m tmpfs {mnt} && cd {mnt} && \
+        "mount -t tmpfs -o size=32k tmpfs {mnt} && cd {mnt} && \
          {memtrace} run -o full.bin -- {prog} pairs 1000; echo status $?",
         mnt = mnt.display(),
         memtrace = memtrace_bin().display(),

@@ -153,6 +153,71 @@ pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_
     result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())
 }
 
+/// Keeps this thread's signals blocked while it lives (the mask before comes back at its end).
+pub struct SignalsBlocked {
+    old: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    pub fn new() -> SignalsBlocked {
+        // SAFETY: zeroed sigset_t values are valid; sigfillset fills `all`, pthread_sigmask only
+        // reads it and writes `old` (SIGKILL and SIGSTOP stay deliverable: the kernel says so).
+        unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            let mut old: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked { old }
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+    }
+}
+
+/// Zeros for [`write_zeros`] (in .bss: they take no room in the library).
+static ZEROS: [u8; 1 << 16] = [0; 1 << 16];
+
+/// Writes `len` zero bytes at `offset` of `fd` (extending the file as fallocate mode 0 does).
+pub fn write_zeros(fd: c_int, mut offset: u64, mut len: u64) -> Result<(), c_int> {
+    let iov = libc::iovec {
+        iov_base: ZEROS.as_ptr() as *mut c_void,
+        iov_len: ZEROS.len(),
+    };
+    let iovs = [iov; 16];
+    while len > 0 {
+        let n = (len.div_ceil(ZEROS.len() as u64) as usize).min(iovs.len());
+        let mut v = iovs;
+        v[n - 1].iov_len =
+            (len - (n as u64 - 1) * ZEROS.len() as u64).min(ZEROS.len() as u64) as usize;
+        // SAFETY: `n` iovecs over the static zeros, which pwritev only reads.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pwritev,
+                fd,
+                v.as_ptr(),
+                n as c_int,
+                offset as c_long,
+                0 as c_long,
+            )
+        };
+        match result(r) {
+            Ok(0) => return Err(libc::EIO),
+            Ok(k) => {
+                offset += k as u64;
+                len -= k as u64;
+            }
+            Err(libc::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The device and inode of the file open at `fd`: what makes it that file.
 pub fn file_id(fd: c_int) -> Result<(u64, u64), c_int> {
     // SAFETY: a zeroed stat is a valid out-parameter; fstat only writes it.
@@ -311,4 +376,30 @@ pub fn phdr_lock_for_fork() {
 /// After fork, in the parent and in the child.
 pub fn phdr_unlock_after_fork() {
     PHDR.raw_unlock();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn write_zeros_extends_the_file_with_zeros_past_what_it_holds() {
+        let path = std::env::temp_dir().join(format!("write-zeros-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .expect("create");
+        std::fs::write(&path, [7u8; 10]).expect("write");
+        // More than one call's 16 blocks of 64 KiB, ending inside a block.
+        let len = (17 << 16) + 12345;
+        assert_eq!(write_zeros(file.as_raw_fd(), 10, len), Ok(()));
+        let data = std::fs::read(&path).expect("read");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(data.len() as u64, 10 + len);
+        assert_eq!(&data[..10], &[7u8; 10]);
+        assert!(data[10..].iter().all(|&b| b == 0));
+    }
 }

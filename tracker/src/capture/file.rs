@@ -1,6 +1,13 @@
 //! The capture file: a shared mapping of the file, grown in large steps with fallocate (which
 //! reserves the disk blocks, so a full disk is an error here and never a SIGBUS later). Writers
 //! reserve space with an atomic offset; only growing the file takes a lock.
+//!
+//! The first megabyte is reserved by writing zeros instead, on the local file systems whose
+//! buffered writes reserve their space (see [`WRITTEN_UPTO`]): blocks that fallocate allocated
+//! cost some 3 ms each time they are given back (a trim at the end, the file's removal) on a
+//! file system mounted with `discard`, while written pages that have not reached the disk yet
+//! are given back for nothing. A short capture (each test of the pytest plugin) never touches
+//! the disk.
 
 use super::fd::CaptureFd;
 use crate::lock::SpinLock;
@@ -24,6 +31,10 @@ pub fn on_fail(close_all: fn()) {
 /// Virtual size reserved for the mapping; a capture cannot grow beyond it.
 const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
 const FIRST_STEP: u64 = 1 << 20;
+/// The file is grown by written zeros, in steps of WRITTEN_STEP, up to this length (where
+/// `write_reserves` holds for its file system).
+const WRITTEN_UPTO: u64 = 1 << 20;
+const WRITTEN_STEP: u64 = 64 << 10;
 const MIN_STEP: u64 = 4 << 20;
 const MAX_STEP: u64 = 256 << 20;
 
@@ -41,6 +52,8 @@ pub struct Capture {
     closed: AtomicBool,
     /// Bits of trailer_flags.
     flags: AtomicU64,
+    /// Buffered writes reserve the file's space (see `write_reserves`).
+    written: AtomicBool,
     pub records_written: AtomicU64,
     pub records_dropped: AtomicU64,
     /// Where the trailer goes (reserved at start so that it can be written on a full disk).
@@ -61,6 +74,7 @@ pub static CAPTURE: Capture = Capture {
     grow_lock: SpinLock::new(()),
     closed: AtomicBool::new(true),
     flags: AtomicU64::new(0),
+    written: AtomicBool::new(false),
     records_written: AtomicU64::new(0),
     records_dropped: AtomicU64::new(0),
     trailer_at: AtomicU64::new(0),
@@ -70,6 +84,18 @@ pub static CAPTURE: Capture = Capture {
 /// Bytes reserved for the trailer's payload.
 const TRAILER_PAYLOAD: usize =
     memtrace_format::Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
+
+/// Whether a buffered write reserves its blocks on the file system of statfs type `fs` (delayed
+/// allocation reserves them, or the write allocates them), so that a later write through the
+/// mapping to those pages needs no more room (it cannot fault with SIGBUS on a full disk):
+/// ext2/3/4, XFS and tmpfs. Not on a network file system (the server's space is taken at write
+/// back) nor a copy-on-write one (each rewrite takes new blocks).
+fn write_reserves(fs: i64) -> bool {
+    const EXT4: i64 = 0xEF53;
+    const XFS: i64 = 0x5846_5342;
+    const TMPFS: i64 = 0x0102_1994;
+    matches!(fs, EXT4 | XFS | TMPFS)
+}
 
 /// The largest file this process may write (RLIMIT_FSIZE).
 fn file_size_limit() -> u64 {
@@ -92,6 +118,10 @@ impl Capture {
     pub fn open(&self, fd: i32, path: &[u8], header: &[u8]) -> Result<(), i32> {
         self.file.set(fd, path)?;
         super::netfs::note_file(fd);
+        self.written.store(
+            sys::fs_type(fd).is_some_and(write_reserves),
+            Ordering::Relaxed,
+        );
         self.released.store(0, Ordering::Relaxed);
         let mut mapped = None;
         for len in MAP_SIZES {
@@ -163,29 +193,41 @@ impl Capture {
 
     #[cold]
     fn grow(&self, end: u64) -> bool {
+        // A signal handler run on this thread while it holds the lock, that reserves space in
+        // turn (an exec from a handler writes its exec record), would wait for the lock forever.
+        let _signals = sys::SignalsBlocked::new();
         let _g = self.grow_lock.lock();
         let have = self.allocated.load(Ordering::Acquire);
         if end <= have {
             return true;
         }
         let _errno = sys::ErrnoGuard::new();
+        let written = self.written.load(Ordering::Relaxed) && end <= WRITTEN_UPTO;
         // The first step is small: a short run's end gives back (ftruncate) what it did not
         // use, which costs milliseconds on ext4 for megabytes of blocks.
-        let step = if have == 0 {
+        let step = if written {
+            WRITTEN_STEP
+        } else if have == 0 {
             FIRST_STEP
         } else {
             (have / 4).clamp(MIN_STEP, MAX_STEP)
         };
         // Growing past RLIMIT_FSIZE would send SIGXFSZ, which kills the program: stop before.
         let limit = file_size_limit();
-        let target = (end + step)
+        let mut target = (end + step)
             .min(self.map_len.load(Ordering::Relaxed) as u64)
             .min(limit);
+        if written {
+            target = target.min(WRITTEN_UPTO.max(end));
+        }
         if end > target {
             self.fail(trailer_flags::WRITE_FAILED | trailer_flags::FILE_SIZE_LIMIT);
             return false;
         }
         let grown = self.file.with(|fd| {
+            if written {
+                return sys::write_zeros(fd, have, target - have);
+            }
             match sys::fallocate(fd, 0, have, target - have) {
                 // Filesystems without fallocate: extend the file (sparse) instead.
                 Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target),

@@ -188,8 +188,14 @@ fn report_status(cfg: &Config, msg: &[u8]) {
 }
 
 fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
-    let mut cmdline = vec![0u8; 256 * 1024];
-    let n = sys::read_file(b"/proc/self/cmdline\0", &mut cmdline);
+    // Most command lines fit in a page; a zeroed 256 KiB buffer is a mapping made and
+    // unmapped per capture (the pytest plugin opens one per test).
+    let mut cmdline = vec![0u8; 4096];
+    let mut n = sys::read_file(b"/proc/self/cmdline\0", &mut cmdline);
+    if n == cmdline.len() {
+        cmdline = vec![0u8; 256 * 1024];
+        n = sys::read_file(b"/proc/self/cmdline\0", &mut cmdline);
+    }
     cmdline.truncate(n);
     let argv: Vec<Vec<u8>> = cmdline
         .strip_suffix(&[0])
