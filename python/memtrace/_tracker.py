@@ -113,9 +113,13 @@ class Tracker:
         self._active = False
         self._restore_env()
         module = _tracker_module()
-        if self.object_types and hasattr(module, "record_object_types"):
-            module.record_object_types()
-        module.stop()
+        # Tracking ends and the capture is finished even when the types walk fails (its error
+        # still reaches the caller): a tracker left on would go on hooking the program.
+        try:
+            if self.object_types and hasattr(module, "record_object_types"):
+                module.record_object_types()
+        finally:
+            module.stop()
 
     def _pass_on(self, module: ModuleType) -> None:
         """Puts the tracker into the environment of the programs started from now on."""

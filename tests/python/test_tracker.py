@@ -113,3 +113,38 @@ def test_an_aggregated_capture_in_process(env: Env, tmp_path: Path) -> None:
     assert out["leak"] == [3_000_001 + obj_size, [["<module>", str(prog), 10]]]
     assert lines[2:] == ["object_types needs a full capture: an aggregated one keeps no block addresses"]
     assert not (tmp_path / "out.bin.types").exists()
+
+
+def test_a_failing_types_walk_still_stops_tracking(env: Env, tmp_path: Path) -> None:
+    """Tracker.stop when recording the object types raises: the error reaches the caller, and
+    tracking is off all the same: the capture is complete (the bytearray made after the stop
+    is not in it) and a new Tracker can start."""
+    code = (
+        "import sys, memtrace\n"
+        "from memtrace._tracker import _tracker_module\n"
+        "module = _tracker_module()\n"
+        "def fail():\n"
+        "    raise OSError('types walk failed')\n"
+        "module.record_object_types = fail\n"
+        "t = memtrace.Tracker(sys.argv[1], object_types=True)\n"
+        "t.start()\n"
+        "kept = bytearray(2_000_000)\n"
+        "try:\n"
+        "    t.stop()\n"
+        "except OSError as e:\n"
+        "    print('stop:', e)\n"
+        "after = bytearray(5_000_000)\n"
+        "with memtrace.Tracker(sys.argv[2]):\n"
+        "    again = bytearray(1_000_000)\n"
+        "r = memtrace.FileReader(sys.argv[1])\n"
+        "print(r.metadata.peak_bytes)\n"
+    )
+    r = run([env.python, "-c", code, tmp_path / "a.bin", tmp_path / "b.bin"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "stop: types walk failed"
+    assert 2_000_001 <= int(lines[1]) < 2_100_000, lines
+    stats = json.loads(
+        run([env.memtrace, "stats", "--json", tmp_path / "a.bin"]).stdout
+    )
+    assert stats["complete"] is True
