@@ -30,6 +30,7 @@ use memtrace_format::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -239,20 +240,36 @@ impl Follower {
             up.events = direct.events;
             return Ok(up);
         }
+        self.deliver_merged(&busy, sink, &mut up)?;
+        Ok(up)
+    }
+
+    /// Delivers the new events of the threads `busy` (several) into `sink`, merged by tick.
+    // Apart from `poll`: the one-thread path inlined there keeps its own code.
+    #[inline(never)]
+    fn deliver_merged(
+        &mut self,
+        busy: &[usize],
+        sink: &mut impl EventSink,
+        up: &mut Update,
+    ) -> io::Result<()> {
         let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(busy.len());
-        for &t in &busy {
+        for &t in busy {
             let mut events = super::pool::take();
-            self.deliver(t, &mut events, &mut up)?;
+            self.deliver(t, &mut events, up)?;
             fresh.push(events);
         }
-        for (i, evs) in merge(fresh) {
+        for (i, run) in merge(&fresh) {
+            let evs = &fresh[i][run];
             up.events += evs.len();
-            for &ev in &evs {
+            for &ev in evs {
                 sink.event(busy[i], ev);
             }
+        }
+        for evs in fresh {
             super::pool::give(evs);
         }
-        Ok(up)
+        Ok(())
     }
 
     /// Opens the file again by its path: a network file system shows another machine's writes
@@ -704,18 +721,12 @@ fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Merges threads' events by tick (ties: the lower thread first) into runs of one thread.
-fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
-    // One thread with events (the common case): its events as they are, not copied.
-    if per_thread.iter().filter(|e| !e.is_empty()).count() <= 1 {
-        return per_thread
-            .into_iter()
-            .enumerate()
-            .filter(|(_, e)| !e.is_empty())
-            .collect();
-    }
+/// Merges threads' events by tick (ties: the lower thread first) into runs of one thread: the
+/// thread and the range of its events (not copied: threads whose events interleave closely
+/// make runs of an event or two).
+fn merge(per_thread: &[Vec<Event>]) -> Vec<(usize, Range<usize>)> {
     let mut heads: Vec<usize> = vec![0; per_thread.len()];
-    let mut runs: Vec<(usize, Vec<Event>)> = Vec::new();
+    let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
     loop {
         // Few threads: a linear pick of the earliest head is enough.
         let mut best: Option<(u64, usize)> = None;
@@ -738,11 +749,8 @@ fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
         let start = heads[t];
         let run = evs[start + 1..].partition_point(|e| e.tick < second);
         let end = start + 1 + run;
-        runs.push((t, evs[start..end].to_vec()));
+        runs.push((t, start..end));
         heads[t] = end;
-    }
-    for evs in per_thread {
-        super::pool::give(evs);
     }
     runs
 }
@@ -757,13 +765,11 @@ mod tests {
 
     #[test]
     fn merges_threads_by_tick() {
-        let runs = merge(vec![
-            vec![ev(1), ev(2), ev(5), ev(9)],
-            vec![ev(3), ev(4), ev(6)],
-        ]);
+        let threads = vec![vec![ev(1), ev(2), ev(5), ev(9)], vec![ev(3), ev(4), ev(6)]];
+        let runs = merge(&threads);
         let order: Vec<(usize, Vec<u64>)> = runs
             .into_iter()
-            .map(|(t, e)| (t, e.iter().map(|e| e.tick).collect()))
+            .map(|(t, r)| (t, threads[t][r].iter().map(|e| e.tick).collect()))
             .collect();
         assert_eq!(
             order,
