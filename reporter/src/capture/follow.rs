@@ -30,7 +30,6 @@ use memtrace_format::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
-use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -259,13 +258,12 @@ impl Follower {
             self.deliver(t, &mut events, up)?;
             fresh.push(events);
         }
-        for (i, run) in merge(&fresh) {
-            let evs = &fresh[i][run];
+        merge(&fresh, |i, evs| {
             up.events += evs.len();
             for &ev in evs {
                 sink.event(busy[i], ev);
             }
-        }
+        });
         for evs in fresh {
             super::pool::give(evs);
         }
@@ -721,12 +719,26 @@ fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Merges threads' events by tick (ties: the lower thread first) into runs of one thread: the
-/// thread and the range of its events (not copied: threads whose events interleave closely
-/// make runs of an event or two).
-fn merge(per_thread: &[Vec<Event>]) -> Vec<(usize, Range<usize>)> {
+/// How many of `evs` (one thread's, in tick order) make the run that starts with the first:
+/// the first and those after it before tick `second`. A walk over the first few (runs are
+/// short when threads interleave), a binary search past them (long runs).
+#[inline(always)]
+fn run_len(evs: &[Event], second: u64) -> usize {
+    const WALK: usize = 8;
+    let near = &evs[1..evs.len().min(1 + WALK)];
+    let walked = near.iter().take_while(|e| e.tick < second).count();
+    if walked < WALK {
+        return 1 + walked;
+    }
+    1 + WALK + evs[1 + WALK..].partition_point(|e| e.tick < second)
+}
+
+/// Merges threads' events by tick (ties: the lower thread first), handing each run of one
+/// thread's events to `run` (not copied: threads whose events interleave closely make runs of
+/// an event or two, see [`run_len`]).
+#[inline(always)]
+fn merge(per_thread: &[Vec<Event>], mut run: impl FnMut(usize, &[Event])) {
     let mut heads: Vec<usize> = vec![0; per_thread.len()];
-    let mut runs: Vec<(usize, Range<usize>)> = Vec::new();
     loop {
         // Few threads: a linear pick of the earliest head is enough.
         let mut best: Option<(u64, usize)> = None;
@@ -745,14 +757,11 @@ fn merge(per_thread: &[Vec<Event>]) -> Vec<(usize, Range<usize>)> {
             }
         }
         let Some((_, t)) = best else { break };
-        let evs = &per_thread[t];
-        let start = heads[t];
-        let run = evs[start + 1..].partition_point(|e| e.tick < second);
-        let end = start + 1 + run;
-        runs.push((t, start..end));
-        heads[t] = end;
+        let evs = &per_thread[t][heads[t]..];
+        let len = run_len(evs, second);
+        run(t, &evs[..len]);
+        heads[t] += len;
     }
-    runs
 }
 
 #[cfg(test)]
@@ -766,11 +775,10 @@ mod tests {
     #[test]
     fn merges_threads_by_tick() {
         let threads = vec![vec![ev(1), ev(2), ev(5), ev(9)], vec![ev(3), ev(4), ev(6)]];
-        let runs = merge(&threads);
-        let order: Vec<(usize, Vec<u64>)> = runs
-            .into_iter()
-            .map(|(t, r)| (t, threads[t][r].iter().map(|e| e.tick).collect()))
-            .collect();
+        let mut order: Vec<(usize, Vec<u64>)> = Vec::new();
+        merge(&threads, |t, evs| {
+            order.push((t, evs.iter().map(|e| e.tick).collect()))
+        });
         assert_eq!(
             order,
             vec![
@@ -779,6 +787,30 @@ mod tests {
                 (0, vec![5]),
                 (1, vec![6]),
                 (0, vec![9])
+            ]
+        );
+    }
+
+    #[test]
+    fn merges_long_runs_and_ties() {
+        // A run longer than the walk (the binary search's part), ties to the lower thread.
+        let a: Vec<Event> = (1..=20).chain([30, 30]).map(ev).collect();
+        let b: Vec<Event> = [12, 30, 31].into_iter().map(ev).collect();
+        let threads = vec![a, b];
+        let mut order: Vec<(usize, Vec<u64>)> = Vec::new();
+        merge(&threads, |t, evs| {
+            order.push((t, evs.iter().map(|e| e.tick).collect()))
+        });
+        assert_eq!(
+            order,
+            vec![
+                (0, (1..=11).collect()),
+                (0, vec![12]),
+                (1, vec![12]),
+                (0, (13..=20).collect()),
+                (0, vec![30]),
+                (0, vec![30]),
+                (1, vec![30, 31]),
             ]
         );
     }
