@@ -106,6 +106,9 @@ enum Code {
 
 impl Code {
     /// The code `first`, reading the escaped delta with `more` when `first` is 0.
+    // Always inlined: read for every allocation and free, and a call (left out of line when
+    // the loop around it grows) costs as much as its body.
+    #[inline(always)]
     fn read(
         first: u64,
         more: impl FnOnce() -> Result<u64, crate::DecodeError>,

@@ -239,20 +239,35 @@ impl Follower {
             up.events = direct.events;
             return Ok(up);
         }
+        self.deliver_merged(&busy, sink, &mut up)?;
+        Ok(up)
+    }
+
+    /// Delivers the new events of the threads `busy` (several) into `sink`, merged by tick.
+    // Apart from `poll`: the one-thread path inlined there keeps its own code.
+    #[inline(never)]
+    fn deliver_merged(
+        &mut self,
+        busy: &[usize],
+        sink: &mut impl EventSink,
+        up: &mut Update,
+    ) -> io::Result<()> {
         let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(busy.len());
-        for &t in &busy {
+        for &t in busy {
             let mut events = super::pool::take();
-            self.deliver(t, &mut events, &mut up)?;
+            self.deliver(t, &mut events, up)?;
             fresh.push(events);
         }
-        for (i, evs) in merge(fresh) {
+        merge(&fresh, |i, evs| {
             up.events += evs.len();
-            for &ev in &evs {
+            for &ev in evs {
                 sink.event(busy[i], ev);
             }
+        });
+        for evs in fresh {
             super::pool::give(evs);
         }
-        Ok(up)
+        Ok(())
     }
 
     /// Opens the file again by its path: a network file system shows another machine's writes
@@ -704,18 +719,26 @@ fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Merges threads' events by tick (ties: the lower thread first) into runs of one thread.
-fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
-    // One thread with events (the common case): its events as they are, not copied.
-    if per_thread.iter().filter(|e| !e.is_empty()).count() <= 1 {
-        return per_thread
-            .into_iter()
-            .enumerate()
-            .filter(|(_, e)| !e.is_empty())
-            .collect();
+/// How many of `evs` (one thread's, in tick order) make the run that starts with the first:
+/// the first and those after it before tick `second`. A walk over the first few (runs are
+/// short when threads interleave), a binary search past them (long runs).
+#[inline(always)]
+fn run_len(evs: &[Event], second: u64) -> usize {
+    const WALK: usize = 8;
+    let near = &evs[1..evs.len().min(1 + WALK)];
+    let walked = near.iter().take_while(|e| e.tick < second).count();
+    if walked < WALK {
+        return 1 + walked;
     }
+    1 + WALK + evs[1 + WALK..].partition_point(|e| e.tick < second)
+}
+
+/// Merges threads' events by tick (ties: the lower thread first), handing each run of one
+/// thread's events to `run` (not copied: threads whose events interleave closely make runs of
+/// an event or two, see [`run_len`]).
+#[inline(always)]
+fn merge(per_thread: &[Vec<Event>], mut run: impl FnMut(usize, &[Event])) {
     let mut heads: Vec<usize> = vec![0; per_thread.len()];
-    let mut runs: Vec<(usize, Vec<Event>)> = Vec::new();
     loop {
         // Few threads: a linear pick of the earliest head is enough.
         let mut best: Option<(u64, usize)> = None;
@@ -734,17 +757,11 @@ fn merge(per_thread: Vec<Vec<Event>>) -> Vec<(usize, Vec<Event>)> {
             }
         }
         let Some((_, t)) = best else { break };
-        let evs = &per_thread[t];
-        let start = heads[t];
-        let run = evs[start + 1..].partition_point(|e| e.tick < second);
-        let end = start + 1 + run;
-        runs.push((t, evs[start..end].to_vec()));
-        heads[t] = end;
+        let evs = &per_thread[t][heads[t]..];
+        let len = run_len(evs, second);
+        run(t, &evs[..len]);
+        heads[t] += len;
     }
-    for evs in per_thread {
-        super::pool::give(evs);
-    }
-    runs
 }
 
 #[cfg(test)]
@@ -757,14 +774,11 @@ mod tests {
 
     #[test]
     fn merges_threads_by_tick() {
-        let runs = merge(vec![
-            vec![ev(1), ev(2), ev(5), ev(9)],
-            vec![ev(3), ev(4), ev(6)],
-        ]);
-        let order: Vec<(usize, Vec<u64>)> = runs
-            .into_iter()
-            .map(|(t, e)| (t, e.iter().map(|e| e.tick).collect()))
-            .collect();
+        let threads = vec![vec![ev(1), ev(2), ev(5), ev(9)], vec![ev(3), ev(4), ev(6)]];
+        let mut order: Vec<(usize, Vec<u64>)> = Vec::new();
+        merge(&threads, |t, evs| {
+            order.push((t, evs.iter().map(|e| e.tick).collect()))
+        });
         assert_eq!(
             order,
             vec![
@@ -773,6 +787,30 @@ mod tests {
                 (0, vec![5]),
                 (1, vec![6]),
                 (0, vec![9])
+            ]
+        );
+    }
+
+    #[test]
+    fn merges_long_runs_and_ties() {
+        // A run longer than the walk (the binary search's part), ties to the lower thread.
+        let a: Vec<Event> = (1..=20).chain([30, 30]).map(ev).collect();
+        let b: Vec<Event> = [12, 30, 31].into_iter().map(ev).collect();
+        let threads = vec![a, b];
+        let mut order: Vec<(usize, Vec<u64>)> = Vec::new();
+        merge(&threads, |t, evs| {
+            order.push((t, evs.iter().map(|e| e.tick).collect()))
+        });
+        assert_eq!(
+            order,
+            vec![
+                (0, (1..=11).collect()),
+                (0, vec![12]),
+                (1, vec![12]),
+                (0, (13..=20).collect()),
+                (0, vec![30]),
+                (0, vec![30]),
+                (1, vec![30, 31]),
             ]
         );
     }
