@@ -217,7 +217,8 @@ impl LiveHeap {
         self.count
     }
 
-    #[inline]
+    // Inlined whole: the replay's loop calls it for every allocation.
+    #[inline(always)]
     pub fn alloc(&mut self, addr: u64, block: Block) {
         self.bytes = self.bytes.wrapping_add(block.size);
         self.count += 1;
@@ -238,7 +239,7 @@ impl LiveHeap {
     }
 
     /// Frees the (oldest) block at `addr`; None when no block is live there.
-    #[inline]
+    #[inline(always)]
     pub fn free(&mut self, addr: u64) -> Option<Block> {
         let Some(code) = addr_code(addr) else {
             return self.free_outside(addr);

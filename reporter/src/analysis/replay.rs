@@ -181,6 +181,12 @@ impl Replay {
         if let Some(b) = &mut self.buckets {
             b.freed(index, d.stack, d.thread, d.bytes, d.count);
         }
+        self.departed_since(index, d);
+    }
+
+    /// [`Replay::departed`] but for the buckets: what the peak and the exit sets need.
+    #[inline(always)]
+    fn departed_since(&mut self, index: u64, d: Departed) {
         if index <= self.peak.event_index {
             self.peak_departed.push(d);
         }
@@ -243,7 +249,12 @@ impl Replay {
         if self.peak_at.is_some() {
             return;
         }
-        let live = self.live_bytes();
+        self.check_highest(tick, event_index, self.live_bytes());
+    }
+
+    /// Takes the peak here when `live` (the live bytes now) is the highest yet.
+    #[inline(always)]
+    fn check_highest(&mut self, tick: u64, event_index: u64, live: u64) {
         if live > self.peak.bytes {
             self.peak = self.snapshot(tick, event_index);
             self.peak_departed.clear();
@@ -304,36 +315,72 @@ impl Replay {
 
     /// Replays a run of events of thread `thread`.
     pub fn events(&mut self, thread: usize, events: &[Event]) {
+        // Most replays (every text report) want none of the extras: their loop leaves out the
+        // checks for them, on the path of every event.
+        let plain = self.peak_at.is_none()
+            && self.buckets.is_none()
+            && self.temporary.is_none()
+            && self.frozen.is_none();
+        if plain {
+            self.replay::<false>(thread, events);
+        } else {
+            self.replay::<true>(thread, events);
+        }
+    }
+
+    /// Live bytes while replaying: what [`Replay::live_bytes`] says, without its check for a
+    /// frozen replay where `EXTRAS` says there is none.
+    #[inline(always)]
+    fn live_now<const EXTRAS: bool>(&self) -> u64 {
+        if EXTRAS {
+            self.live_bytes()
+        } else {
+            self.heap.bytes().wrapping_add(self.maps.bytes())
+        }
+    }
+
+    /// [`Replay::events`]; `EXTRAS` false when there is no `peak_at`, no buckets, no temporary
+    /// allocations to find and no frozen heap.
+    #[inline(always)]
+    fn replay<const EXTRAS: bool>(&mut self, thread: usize, events: &[Event]) {
         let thread = thread as u32;
         let base = self.events;
         for (i, ev) in events.iter().enumerate() {
             let index = base + i as u64 + 1;
-            if let Some(at) = self.peak_at {
-                if ev.tick > at && !self.peak_at_taken {
-                    self.take_peak_at(at, index - 1);
+            if EXTRAS {
+                if let Some(at) = self.peak_at {
+                    if ev.tick > at && !self.peak_at_taken {
+                        self.take_peak_at(at, index - 1);
+                    }
+                }
+                if let Some(b) = &mut self.buckets {
+                    b.advance(
+                        ev.tick,
+                        self.heap.bytes().wrapping_add(self.maps.bytes()),
+                        index,
+                    );
                 }
             }
             let c = ev.code();
-            if let Some(b) = &mut self.buckets {
-                b.advance(
-                    ev.tick,
-                    self.heap.bytes().wrapping_add(self.maps.bytes()),
-                    index,
-                );
-            }
             if c < code::ALLOC_END {
                 if c == Allocator::Mmap as u8 {
                     self.map(ev, thread, index);
                 } else {
                     self.heap
                         .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, index));
-                    if let Some(t) = &mut self.temporary {
-                        t.allocated(thread, ev.addr, index);
+                    if EXTRAS {
+                        if let Some(t) = &mut self.temporary {
+                            t.allocated(thread, ev.addr, index);
+                        }
                     }
                 }
-                self.check_peak(ev.tick, index);
-                self.allocated(ev, thread);
-                self.heap_series.record(ev.tick, self.live_bytes());
+                if EXTRAS {
+                    self.check_peak(ev.tick, index);
+                    self.allocated(ev, thread);
+                } else {
+                    self.check_highest(ev.tick, index, self.live_now::<false>());
+                }
+                self.heap_series.record(ev.tick, self.live_now::<EXTRAS>());
                 continue;
             }
             match c {
@@ -344,19 +391,21 @@ impl Replay {
                         if ev.size != 0 && b.index() <= self.peak.event_index {
                             self.peak_typed.push(ev.size, b.stack(), b.thread(), b.size);
                         }
-                        self.departed(
-                            b.index(),
-                            Departed {
-                                stack: b.stack(),
-                                thread: b.thread(),
-                                bytes: b.size,
-                                count: 1,
-                            },
-                        );
-                        if let Some(t) = &mut self.temporary {
-                            t.freed(thread, ev.addr, &b);
+                        let d = Departed {
+                            stack: b.stack(),
+                            thread: b.thread(),
+                            bytes: b.size,
+                            count: 1,
+                        };
+                        if EXTRAS {
+                            self.departed(b.index(), d);
+                            if let Some(t) = &mut self.temporary {
+                                t.freed(thread, ev.addr, &b);
+                            }
+                        } else {
+                            self.departed_since(b.index(), d);
                         }
-                        self.heap_series.record(ev.tick, self.live_bytes());
+                        self.heap_series.record(ev.tick, self.live_now::<EXTRAS>());
                     }
                 }
                 code::MUNMAP => {

@@ -66,9 +66,11 @@ pub struct Departed {
 
 /// Departures since a moment: the latest in a list (cheap to add and to empty at every new
 /// peak), folded by (stack, thread) when the list grows, so that memory stays one entry per
-/// stack rather than one per allocation.
+/// stack rather than one per allocation. Frees come in runs of one site (a loop's objects
+/// going): a run is summed as it comes, and takes one entry of the list.
 #[derive(Clone, Debug, Default)]
 pub struct Departures {
+    run: Option<Departed>,
     recent: Vec<Departed>,
     folded: HashMap<Key, (i64, i64)>,
 }
@@ -79,10 +81,19 @@ const FOLD_AT: usize = 1 << 14;
 impl Departures {
     #[inline]
     pub fn push(&mut self, d: Departed) {
-        if self.recent.len() >= FOLD_AT {
-            self.fold();
+        if let Some(r) = &mut self.run {
+            if r.stack == d.stack && r.thread == d.thread {
+                r.bytes = r.bytes.wrapping_add(d.bytes);
+                r.count += d.count;
+                return;
+            }
         }
-        self.recent.push(d);
+        if let Some(r) = self.run.replace(d) {
+            if self.recent.len() >= FOLD_AT {
+                self.fold();
+            }
+            self.recent.push(r);
+        }
     }
 
     fn fold(&mut self) {
@@ -95,6 +106,7 @@ impl Departures {
 
     #[inline]
     pub fn clear(&mut self) {
+        self.run = None;
         self.recent.clear();
         if !self.folded.is_empty() {
             self.folded.clear();
@@ -105,51 +117,95 @@ impl Departures {
     fn each(&self) -> impl Iterator<Item = (Key, (i64, i64))> + '_ {
         self.recent
             .iter()
+            .chain(&self.run)
             .map(|d| ((d.stack, d.thread), (d.count, d.bytes as i64)))
             .chain(self.folded.iter().map(|(&k, &v)| (k, v)))
     }
 }
 
 /// Blocks live at a moment and freed since whose free named the type of the object they
-/// held: the latest in a list, folded by (type, stack, thread) when it grows, as
+/// held: summed by (type address, stack, thread) in a small cache first (a loop frees objects of
+/// a few types from a few sites, interleaved), then in a list, folded when it grows, as
 /// [`Departures`].
 #[derive(Clone, Debug, Default)]
 pub struct TypedDepartures {
-    recent: Vec<(u64, u64, u32, u64)>,
-    folded: HashMap<(u64, u64, u32), Sum>,
+    /// A slot per hash of the key ([`typed_slot`]); those of `used` hold sums.
+    cache: Vec<(TypedKey, Sum)>,
+    used: u64,
+    recent: Vec<(TypedKey, Sum)>,
+    folded: HashMap<TypedKey, Sum>,
+}
+
+/// A type address, a stack id and a thread index.
+type TypedKey = (u64, u64, u32);
+
+/// Slots of [`TypedDepartures`]'s cache: one bit each in `used`.
+const TYPED_SLOTS: usize = 64;
+
+#[inline]
+fn typed_slot(&(ty, stack, thread): &TypedKey) -> usize {
+    let mixed = (ty ^ stack.rotate_left(29) ^ u64::from(thread).rotate_left(53))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 58) as usize
 }
 
 impl TypedDepartures {
     #[inline]
     pub fn push(&mut self, object_type: u64, stack: u64, thread: u32, bytes: u64) {
+        let key = (object_type, stack, thread);
+        let i = typed_slot(&key);
+        let bit = 1u64 << i;
+        if self.cache.is_empty() {
+            self.cache = vec![((0, 0, 0), Sum::default()); TYPED_SLOTS];
+        }
+        let mut sum = Sum::default();
+        sum.add(bytes);
+        if self.used & bit == 0 {
+            self.used |= bit;
+            self.cache[i] = (key, sum);
+            return;
+        }
+        let (k, s) = &mut self.cache[i];
+        if *k == key {
+            s.add(bytes);
+            return;
+        }
+        let evicted = std::mem::replace(&mut self.cache[i], (key, sum));
         if self.recent.len() >= FOLD_AT {
             self.fold();
         }
-        self.recent.push((object_type, stack, thread, bytes));
+        self.recent.push(evicted);
     }
 
     fn fold(&mut self) {
-        for (ty, stack, thread, bytes) in self.recent.drain(..) {
-            self.folded
-                .entry((ty, stack, thread))
-                .or_default()
-                .add(bytes);
+        for (key, sum) in self.recent.drain(..) {
+            self.folded.entry(key).or_default().merge(sum);
         }
     }
 
     #[inline]
     pub fn clear(&mut self) {
+        self.used = 0;
         self.recent.clear();
         if !self.folded.is_empty() {
             self.folded.clear();
         }
     }
 
+    /// The sums the cache holds.
+    fn cached(&self) -> impl Iterator<Item = &(TypedKey, Sum)> + '_ {
+        self.cache
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.used & (1 << i) != 0)
+            .map(|(_, e)| e)
+    }
+
     /// Every departure, by (type address, stack, thread).
-    pub fn by_type_site(&self) -> HashMap<(u64, u64, u32), Sum> {
+    pub fn by_type_site(&self) -> HashMap<TypedKey, Sum> {
         let mut out = self.folded.clone();
-        for &(ty, stack, thread, bytes) in &self.recent {
-            out.entry((ty, stack, thread)).or_default().add(bytes);
+        for &(key, sum) in self.recent.iter().chain(self.cached()) {
+            out.entry(key).or_default().merge(sum);
         }
         out
     }
@@ -224,5 +280,29 @@ mod tests {
         d.clear();
         let set = live_at(0, &LiveHeap::default(), &Mappings::default(), &d);
         assert_eq!(set.total(), Sum::default());
+    }
+
+    #[test]
+    fn typed_departures_sum_by_type_and_site_through_the_cache_and_the_folds() {
+        let mut d = TypedDepartures::default();
+        // More keys than the cache holds, interleaved, past several folds.
+        let n = 3 * FOLD_AT as u64 + 5;
+        for i in 0..n {
+            d.push(i % 7, i % 300, (i % 2) as u32, 10 + i % 3);
+        }
+        let mut want: HashMap<TypedKey, Sum> = HashMap::new();
+        for i in 0..n {
+            want.entry((i % 7, i % 300, (i % 2) as u32))
+                .or_default()
+                .add(10 + i % 3);
+        }
+        assert_eq!(want.len(), 2100);
+        assert_eq!(d.by_type_site(), want);
+        d.clear();
+        assert!(d.by_type_site().is_empty());
+        d.push(1, 2, 3, 4);
+        d.push(1, 2, 3, 5);
+        let one: HashMap<TypedKey, Sum> = [((1, 2, 3), Sum { count: 2, bytes: 9 })].into();
+        assert_eq!(d.by_type_site(), one);
     }
 }
