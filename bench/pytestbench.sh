@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The pytest plugin's cost: more-itertools 10.5.0's own suite (663 tests) with plain pytest and
-# with `pytest --memtrace`, alternating, in one run. The target: at most 1.5x plain pytest.
+# with `pytest --memtrace`, alternating, in one run: wall and CPU (user + sys) time, and the load
+# average after each round. The target: at most 1.5x plain pytest.
 #   bench/pytestbench.sh [ROUNDS]       (default 3; fetches more-itertools from PyPI once)
 # MEMTRACE_BEFORE_PKG=DIR adds a third run per round: --memtrace with the package in DIR/memtrace
 # (a copy of an earlier install's site-packages/memtrace), put first on PYTHONPATH, so that an
@@ -24,13 +25,14 @@ fi
 # The package as built from python/ now.
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
 suite=$work/more-itertools-10.5.0
-elapsed() { # seconds of wall time of a command, its output dropped
-    local start end
-    start=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
-    end=$(date +%s.%N)
-    awk -v s="$start" -v e="$end" 'BEGIN { printf "%.2f", e - s }'
+elapsed() { # "wall cpu": seconds of wall time and of CPU (user + sys) of a command, its output dropped
+    local TIMEFORMAT='%R %U %S' t
+    t=$( { time "$@" >/dev/null 2>&1; } 2>&1 )
+    awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%.2f %.2f", a[1], a[2] + a[3] }'
 }
+# "round R: plain W s (C s CPU), --memtrace W s (C s CPU, ratios wall/cpu)[, before ...]"
+ratio() { awk -v p="$1" -v t="$2" 'BEGIN { split(p, a, " "); split(t, b, " ");
+    printf "%.2f s (%.2f s CPU, ratio %.2f, CPU ratio %.2f)", b[1], b[2], b[1] / a[1], b[2] / a[2] }'; }
 before=${MEMTRACE_BEFORE_PKG:-}
 if [ -n "$before" ] && [ ! -f "$before/memtrace/pytest_plugin.py" ]; then
     echo "MEMTRACE_BEFORE_PKG: no memtrace package in $before" >&2
@@ -40,13 +42,11 @@ before=${before:+$(cd "$before" && pwd)}
 for r in $(seq "$rounds"); do
     plain=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider tests)
     tracked=$(cd "$suite" && elapsed ../venv/bin/python -m pytest -q -p no:cacheprovider --memtrace tests)
+    line="round $r: plain ${plain%% *} s (${plain##* } s CPU), --memtrace $(ratio "$plain" "$tracked")"
     if [ -n "$before" ]; then
         old=$(cd "$suite" && PYTHONPATH="$before" elapsed ../venv/bin/python -m pytest -q \
             -p no:cacheprovider --memtrace tests)
-        awk -v r="$r" -v p="$plain" -v t="$tracked" -v o="$old" \
-            'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s (ratio %.2f), before %.2f s (ratio %.2f)\n", r, p, t, t / p, o, o / p }'
-    else
-        awk -v r="$r" -v p="$plain" -v t="$tracked" \
-            'BEGIN { printf "round %d: plain %.2f s, --memtrace %.2f s, ratio %.2f\n", r, p, t, t / p }'
+        line="$line, before $(ratio "$plain" "$old")"
     fi
+    echo "$line, load $(cut -d' ' -f1 /proc/loadavg)"
 done

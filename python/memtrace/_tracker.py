@@ -63,6 +63,8 @@ class Tracker:
     stack and thread (live at the peak and at the end, totals, a memory series) instead of
     every allocation and free, so that it grows with the stacks and the time, not with the
     events (not with ``object_types``, which needs every live block's address).
+    After ``stop``, ``allocated_bytes`` is what the capture's allocations took in all (so at
+    least its peak; None before the first stop).
     One tracker at a time: starting a second one (nested or from another thread) raises
     ``RuntimeError``, as does a ``path`` that exists.
     """
@@ -90,6 +92,7 @@ class Tracker:
         self.object_types = object_types
         self._active = False
         self._saved_env: dict[str, str | None] = {}
+        self.allocated_bytes: int | None = None
 
     def start(self) -> None:
         """Starts tracking into ``path``."""
@@ -101,25 +104,36 @@ class Tracker:
         if self.aggregate:
             args += [False, True]
         module = _tracker_module()
-        module.start(*args)
-        self._active = True
+        # The environment is set before recording starts: its allocations are the Tracker's,
+        # not the program's (as the tracker's own calls are never recorded).
         if self.follow_fork:
             self._pass_on(module)
+        try:
+            module.start(*args)
+        except BaseException:
+            self._restore_env()
+            raise
+        self._active = True
 
     def stop(self) -> None:
         """Stops tracking and finishes the capture."""
         if not self._active:
             raise RuntimeError("this Tracker is not tracking")
         self._active = False
-        self._restore_env()
         module = _tracker_module()
         # Tracking ends and the capture is finished even when the types walk fails (its error
         # still reaches the caller): a tracker left on would go on hooking the program.
         try:
-            if self.object_types and hasattr(module, "record_object_types"):
-                module.record_object_types()
+            try:
+                if self.object_types and hasattr(module, "record_object_types"):
+                    module.record_object_types()
+            finally:
+                module.stop()
+            if hasattr(module, "allocated_bytes"):
+                self.allocated_bytes = module.allocated_bytes()
         finally:
-            module.stop()
+            # After recording stops, as at start.
+            self._restore_env()
 
     def _pass_on(self, module: ModuleType) -> None:
         """Puts the tracker into the environment of the programs started from now on."""

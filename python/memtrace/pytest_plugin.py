@@ -16,6 +16,7 @@ reads them; KiB, MiB, GiB too).
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 import shutil
@@ -135,6 +136,9 @@ class MemtracePlugin:
         self.dir = Path(bin_dir) if bin_dir else Path(tempfile.mkdtemp(prefix="memtrace-"))
         self.dir.mkdir(parents=True, exist_ok=True)
         self.results: dict[str, Result] = {}
+        self.top = config.getoption("memtrace_top")
+        #: The largest peaks read so far, at most `top` of them, smallest first (a heap).
+        self.largest: list[int] = []
 
     def _capture_path(self, nodeid: str) -> Path:
         path = self.dir / f"{_file_name(nodeid)}.bin"
@@ -154,13 +158,37 @@ class MemtracePlugin:
             yield
         finally:
             tracker.stop()
-        self.results[item.nodeid] = self._check(item.nodeid, path, memory, leaks)
+        family = _may_have_family(_child_captures(path))
+        allocated = getattr(tracker, "allocated_bytes", None)
+        if memory is None and leaks is None and not family and self._below_the_largest(allocated):
+            self._remove(path)
+            return
+        result = self._check(item.nodeid, path, memory, leaks, family)
+        self.results[item.nodeid] = result
+        heapq.heappush(self.largest, result.peak_bytes)
+        if len(self.largest) > self.top:
+            heapq.heappop(self.largest)
 
-    def _check(self, nodeid: str, path: Path, memory: int | None, leaks: int | None) -> Result:
+    def _below_the_largest(self, allocated: int | None) -> bool:
+        """Whether a test that allocated `allocated` bytes in all peaked below every peak the
+        summary lists so far (so never among them: those only grow), known without reading its
+        capture."""
+        if allocated is None or self.top <= 0 or len(self.largest) < self.top:
+            return False
+        return allocated < self.largest[0]
+
+    def _remove(self, path: Path) -> None:
+        if not self.keep:
+            # Looked at again: a child may have finished its capture meanwhile.
+            for capture in [path, *_child_captures(path)]:
+                capture.unlink(missing_ok=True)
+
+    def _check(
+        self, nodeid: str, path: Path, memory: int | None, leaks: int | None, in_family: bool
+    ) -> Result:
         reader = FileReader(path)
         meta = reader.metadata
-        children = _child_captures(path)
-        family = _native.family(path) if _may_have_family(children) else None
+        family = _native.family(path) if in_family else None
         peak = meta.peak_bytes if family is None else family["combined_peak_bytes"]
         result = Result(
             nodeid=nodeid,
@@ -189,10 +217,7 @@ class MemtracePlugin:
                 leaked,
             )
             result.failures.append(message + _types_message(leaked))
-        if not self.keep:
-            # Looked at again: a child may have finished its capture meanwhile.
-            for capture in [path, *_child_captures(path)]:
-                capture.unlink(missing_ok=True)
+        self._remove(path)
         return result
 
     @pytest.hookimpl(hookwrapper=True)

@@ -133,3 +133,38 @@ def test_limits_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     path = tmp_path / "project" / "test_limits.py"
     check_outcome(r.stdout, f"test_over at {path}:8", f"test_leaky at {path}:20")
+
+
+def test_the_summary_lists_the_biggest_tests_whichever_captures_it_read(
+    env: Env, tmp_path: Path
+) -> None:
+    # With --memtrace-top 2, a test that allocates less in all than the two biggest peaks seen
+    # so far is not read (its peak cannot be among them); the list is the one every peak gives.
+    project = tmp_path / "project"
+    project.mkdir()
+    sizes = [3, 1, 5, 2, 4, 1, 6, 2]
+    tests = "\n\n".join(
+        f"def test_{i}_{mb}mb():\n    data = bytearray({mb} * 1_000_000)\n    assert data"
+        for i, mb in enumerate(sizes)
+    )
+    (project / "test_sizes.py").write_text(tests + "\n")
+    bins = tmp_path / "bins"
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace", "--memtrace-top",
+         "2", "--memtrace-bin-dir", str(bins), "test_sizes.py"],
+        cwd=project,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = r.stdout.split("memtrace: peak memory of the biggest tests", 1)[1].splitlines()
+    assert [line.split()[2] for line in summary[1:3]] == [
+        "test_sizes.py::test_6_6mb",
+        "test_sizes.py::test_2_5mb",
+    ], summary
+    assert summary[3].startswith("captures in"), summary
+    # Every capture is kept, read or not, and each holds its test's block.
+    for i, mb in enumerate(sizes):
+        capture = bins / f"test_sizes.py_test_{i}_{mb}mb.bin"
+        peak = env.py(
+            f"import memtrace; print(memtrace.FileReader({str(capture)!r}).metadata.peak_bytes)"
+        )
+        assert mb * 1_000_000 < int(peak.stdout) < mb * 1_000_000 + 200_000, (capture, peak)

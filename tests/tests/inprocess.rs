@@ -703,3 +703,70 @@ print('done')
         assert_eq!(num(site, "count"), 1, "{site}");
     }
 }
+
+/// `allocated_bytes()` after a stop: every byte the capture's allocations took, in threads that
+/// ran on from the last capture, in threads started and ended inside it (whose states the next
+/// ones take), in the main thread: exactly the capture's total, so never below its peak (the
+/// pytest plugin reads no capture that cannot reach the peaks it lists).
+#[test]
+fn allocated_bytes_is_the_capture_s_total() {
+    let dir = setup("inproc-allocated");
+    let base = dir.join("allocated.bin");
+    let script = "\
+import queue, sys, threading
+import _memtrace_tracker as tracker
+jobs, done = queue.Queue(), queue.Queue()
+def worker():
+    while (n := jobs.get()) is not None:
+        kept = [bytes(n) for _ in range(20)]
+        done.put(len(kept))
+def short():
+    kept = [bytearray(5000) for _ in range(30)]
+w = threading.Thread(target=worker)
+w.start()
+for i in range(4):
+    tracker.start(f'{sys.argv[1]}.{i}', False, True, False)
+    mark = b\"\\0\" * (1_000_000 * (i + 1))
+    jobs.put(1000 * (i + 1))
+    done.get()
+    for _ in range(3):
+        t = threading.Thread(target=short)
+        t.start()
+        t.join()
+    del mark
+    tracker.stop()
+    print(tracker.allocated_bytes())
+jobs.put(None)
+w.join()
+";
+    let out = run(
+        python(),
+        &dir,
+        "allocated.py",
+        script,
+        &[base.to_str().expect("utf-8")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let printed: Vec<i64> = text(&out.stdout)
+        .lines()
+        .map(|l| l.parse().expect("a number"))
+        .collect();
+    assert_eq!(printed.len(), 4, "{out:?}");
+    for (i, &allocated) in printed.iter().enumerate() {
+        let s = stats(&PathBuf::from(format!("{}.{i}", base.display())));
+        assert_eq!(s["complete"], true, "capture {i}: {}", s["warnings"]);
+        assert_eq!(num(&s, "startup_bytes"), 0, "capture {i}");
+        assert_eq!(allocated, num(&s, "total_bytes"), "capture {i}");
+        let mark = 1_000_000 * (i as i64 + 1) + BYTES_HEADER;
+        assert!(
+            num(&s, "peak_bytes") >= mark,
+            "capture {i}: {}",
+            s["peak_bytes"]
+        );
+        // The worker's and the short threads' blocks are in the total.
+        assert!(
+            allocated >= mark + 20 * (1000 * (i as i64 + 1) + BYTES_HEADER) + 3 * 30 * 5000,
+            "capture {i}: {allocated}"
+        );
+    }
+}

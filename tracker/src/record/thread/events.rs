@@ -2,6 +2,7 @@
 //! the calling thread's state, encodes one event and publishes it. A thread whose state was
 //! already given back (after its exit destructors) writes a one-record chunk of its own.
 
+use super::allocated;
 use super::owner::{acquire, release};
 use super::state::{count_in, prefetch, ThreadState};
 use crate::capture::CAPTURE;
@@ -17,6 +18,7 @@ impl ThreadState {
         for p in self.writer.alloc_lookups(allocator, addr, size) {
             prefetch(p);
         }
+        allocated::add(self, size);
         let stack = self.stack_of(t, ret);
         if !self.room() {
             return;
@@ -57,6 +59,7 @@ pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64
         s.alloc(t, allocator, addr, size, ret);
         release(s);
     } else {
+        allocated::add_stateless(size);
         dead_thread_event(t, |enc, buf, tick| {
             enc.alloc(buf, 0, allocator, tick, addr, size, 0)
         });
@@ -214,9 +217,11 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
             release(s);
             return aggregate::mremap(serial, stack, old, new, tick);
         }
+        allocated::add(s, new.1);
         s.event(tick, |w, buf| w.mremap(buf, tick, old, new, stack));
         release(s);
     } else {
+        allocated::add_stateless(new.1);
         dead_thread_event(t, |enc, buf, _| {
             enc.mremap(buf, 0, tick, old.0, old.1, new.0, new.1, 0)
         });

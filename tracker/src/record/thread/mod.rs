@@ -8,10 +8,11 @@
 //! One module a job: `state` (the state's fields), `registry` (the list of states and the
 //! capture's numbering), `owner` (attaching and claiming a state for an event), `chunk` (the
 //! staging area and its flush), `events` (the entry points the hooks call), `sites` (an
-//! event's stack), `tables` (the stacks layer's table records), `name` (thread names), `model`
+//! event's stack), `tables` (the stacks layer's table records), `name` (thread names), `allocated` (the bytes a capture allocated), `model`
 //! (the size of the index of recent addresses), `exit` (the thread-exit destructor), `finish`
 //! (the end of a capture) and `exec_pause` (around an exec).
 
+mod allocated;
 mod chunk;
 mod events;
 mod exec_pause;
@@ -25,6 +26,7 @@ mod sites;
 mod state;
 mod tables;
 
+pub use allocated::allocated_bytes;
 pub use events::{
     free_tick, prefetch_free, record_alloc, record_failed, record_free, record_free_taken,
     record_marker, record_mremap, record_munmap, record_typed_free, take_free,

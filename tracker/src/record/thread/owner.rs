@@ -3,6 +3,7 @@
 //! finisher and an exec see through the asymmetric barrier (`barrier::all_threads`). No locked
 //! instruction on the allocation path.
 
+use super::allocated;
 use super::exec_pause::wait_for_exec;
 use super::model::model_bits;
 use super::registry::{claim_state, generation, NEXT_SERIAL, THREADS_SEEN};
@@ -79,6 +80,7 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     let p = claim_state()?;
     // SAFETY: the state was just claimed by this thread.
     let s = unsafe { &mut *p };
+    allocated::attached(s, s.generation, generation());
     s.generation = generation();
     if s.slot.is_null() {
         let Some(area) = staging::take(0, s.generation) else {

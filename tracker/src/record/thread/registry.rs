@@ -92,6 +92,7 @@ pub fn close_all() {
 /// the only one).
 pub fn reset_for_new_capture() {
     staging::clear();
+    super::allocated::reset();
     NEXT_SERIAL.store(1, Ordering::Relaxed);
     THREADS_SEEN.store(0, Ordering::Relaxed);
     for p in states() {
@@ -102,6 +103,7 @@ pub fn reset_for_new_capture() {
         s.closed.store(false, Ordering::Relaxed);
         s.in_use.store(false, Ordering::Relaxed);
         s.dropped.store(0, Ordering::Relaxed);
+        s.allocated.store(0, Ordering::Relaxed);
     }
     let t = tls::get();
     t.state = core::ptr::null_mut();
@@ -114,6 +116,7 @@ pub fn reset_for_new_capture() {
 /// ones forget their place in the old file.
 pub fn begin_capture() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    super::allocated::reset();
     NEXT_SERIAL.store(1, Ordering::Relaxed);
     THREADS_SEEN.store(0, Ordering::Relaxed);
     for p in states() {

@@ -60,6 +60,8 @@ pub struct ThreadState {
     pub(super) dropped: AtomicU64,
     /// Closed by `pause_others` for an exec, to be opened again if the exec fails.
     pub(super) paused: AtomicBool,
+    /// Bytes this thread recorded as allocated in the capture (see `allocated`; owner-written).
+    pub(super) allocated: AtomicU64,
 }
 
 /// Starts loading the cache line at `p` (the model's lookups miss the cache on most events;

@@ -201,7 +201,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 8]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 9]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -220,6 +220,13 @@ static METHODS: Static<[MethodDef; 8]> = Static(UnsafeCell::new([
         meth: session::child_records as *const c_void,
         flags: METH_NOARGS,
         doc: c"child_records(): the child records of the last capture started here".as_ptr(),
+    },
+    MethodDef {
+        name: c"allocated_bytes".as_ptr(),
+        meth: session::allocated_bytes as *const c_void,
+        flags: METH_NOARGS,
+        doc: c"allocated_bytes(): the bytes the last capture started here recorded as allocated"
+            .as_ptr(),
     },
     MethodDef {
         name: c"script_finished".as_ptr(),

@@ -139,6 +139,16 @@ pub unsafe extern "C" fn child_records(_module: *mut Object, _: *mut Object) -> 
     unsafe { (s.long_from_unsigned_long_long)(crate::family::child_records()) }
 }
 
+/// `allocated_bytes() -> int`: the bytes the last (or running) capture started here recorded as
+/// allocated, at least its peak (record::thread::allocated).
+pub unsafe extern "C" fn allocated_bytes(_module: *mut Object, _: *mut Object) -> *mut Object {
+    let Some(s) = session_api::get() else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: the GIL is held; a new reference (or null with an exception set) for Python.
+    unsafe { (s.long_from_unsigned_long_long)(thread::allocated_bytes()) }
+}
+
 fn none(api: &Api) -> *mut Object {
     // SAFETY: None is a live object; the caller returns this new reference to Python.
     unsafe { (api.inc_ref)(api.none) };
