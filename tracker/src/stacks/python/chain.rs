@@ -288,3 +288,114 @@ unsafe fn caller<const MINOR: u32>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{checked_prev, holds, Held, Link, Step, WalkFields};
+
+    /// A frame of 3.12's layout: code at 0, previous at 8, instruction pointer at 56, owner
+    /// byte at 70 (3 for a shim).
+    #[derive(Clone, Copy, Default)]
+    #[repr(C, align(8))]
+    struct Frame([usize; 10]);
+
+    fn set(f: &mut Frame, code: usize, instr: usize, prev: usize, shim: bool) {
+        f.0[0] = code;
+        f.0[1] = prev;
+        f.0[7] = instr;
+        f.0[8] = if shim { 3 << 48 } else { 0 };
+    }
+
+    fn addr(frames: &[Frame], i: usize) -> usize {
+        &frames[i] as *const Frame as usize
+    }
+
+    fn step(frames: &[Frame], i: usize, link: Link, caller: usize) -> Step {
+        let f = &frames[i];
+        Step::for_check(
+            addr(frames, i),
+            f.0[0],
+            f.0[7],
+            checked_prev(f.0[1], link),
+            link,
+            caller,
+        )
+    }
+
+    /// outer (0) <- shim (1) <- middle (2) <- inner (3), and the steps a walk kept of them.
+    fn chain() -> (Box<[Frame; 4]>, Vec<Step>) {
+        let mut frames = Box::new([Frame::default(); 4]);
+        let (a0, a1, a2) = (
+            addr(&frames[..], 0),
+            addr(&frames[..], 1),
+            addr(&frames[..], 2),
+        );
+        set(&mut frames[0], 0x1000, 0x1100, 0, false);
+        set(&mut frames[1], 0x9000, 0x9100, a0, true);
+        set(&mut frames[2], 0x2000, 0x2100, a1, false);
+        set(&mut frames[3], 0x3000, 0x3100, a2, false);
+        let steps = vec![
+            step(&frames[..], 0, Link::Direct, 0),
+            step(&frames[..], 2, Link::Shim, a0),
+            step(&frames[..], 3, Link::Direct, a2),
+        ];
+        (frames, steps)
+    }
+
+    fn check(frames: &[Frame], steps: &[Step]) -> Held {
+        let fields = WalkFields::of::<12>();
+        let inner = steps[steps.len() - 1].addr;
+        assert_eq!(inner, addr(frames, 3));
+        // SAFETY: the frames are alive in `frames`, linked as a 3.12 chain.
+        unsafe { holds::<12>(&fields, steps, inner) }
+    }
+
+    #[test]
+    fn a_chain_holds_while_only_its_innermost_frame_moves_on() {
+        let (mut frames, steps) = chain();
+        assert!(matches!(check(&frames[..], &steps), Held::Yes));
+        frames[3].0[7] = 0x3180;
+        assert!(matches!(check(&frames[..], &steps), Held::Yes));
+    }
+
+    #[test]
+    fn another_code_in_the_frame_found_is_not_here_and_a_changed_caller_is_no() {
+        let (mut frames, steps) = chain();
+        frames[3].0[0] = 0x4000;
+        assert!(matches!(check(&frames[..], &steps), Held::NotHere));
+        let (mut frames, steps) = chain();
+        frames[2].0[7] = 0x2180;
+        assert!(matches!(check(&frames[..], &steps), Held::No));
+        let (mut frames, steps) = chain();
+        frames[0].0[0] = 0x5000;
+        assert!(matches!(check(&frames[..], &steps), Held::No));
+    }
+
+    #[test]
+    fn a_link_through_a_shim_holds_only_through_that_shim() {
+        let (mut frames, steps) = chain();
+        // The shim is a Python frame now: the link is another.
+        frames[1].0[8] = 0;
+        assert!(matches!(check(&frames[..], &steps), Held::No));
+        let (mut frames, steps) = chain();
+        // The shim leads elsewhere (the outermost frame is no longer the caller).
+        frames[1].0[1] = 0;
+        assert!(matches!(check(&frames[..], &steps), Held::No));
+    }
+
+    #[test]
+    fn a_step_of_a_code_not_kept_alive_never_holds() {
+        let (frames, mut steps) = chain();
+        let s = &steps[1];
+        let prev = frames[2].0[1];
+        steps[1] = Step::for_check(
+            s.addr,
+            s.code,
+            s.place,
+            checked_prev(prev, Link::Other),
+            Link::Other,
+            s.caller,
+        );
+        assert!(matches!(check(&frames[..], &steps), Held::No));
+    }
+}

@@ -433,6 +433,27 @@ fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: 
 }
 
 impl Step {
+    /// A step as a walk keeps it, for tests of the chain's check.
+    #[cfg(test)]
+    pub(super) fn for_check(
+        addr: usize,
+        code: usize,
+        place: usize,
+        prev: usize,
+        link: Link,
+        caller: usize,
+    ) -> Step {
+        Step {
+            code,
+            link,
+            addr,
+            place,
+            prev,
+            caller,
+            ..Step::for_test(1, false)
+        }
+    }
+
     /// A step of a made-up chain, for tests of what reads chains.
     #[cfg(test)]
     pub fn for_test(frame: u64, entry: bool) -> Step {
