@@ -1,25 +1,27 @@
 //! The Python stack of the allocating thread, read from the interpreter's frame chain at the
 //! allocation (no work at calls and returns). Each thread keeps the chain it last turned into a
-//! stack id, as (code, instruction offset, stack id) from the outermost frame: a new walk only
-//! names and interns the frames below the first one that differs, and a caller's line is
-//! computed once per instruction it calls from.
+//! stack id, outermost first, as steps: what was read of each frame and the stack id ending
+//! there. A walk (chain.rs) reads the frames inside the first one from which that chain still
+//! holds; of those, the ones that run the same code at the same instruction as the last chain's
+//! steps at the same depth keep their stack ids, and only the others are named and interned. A
+//! caller's line is computed once per instruction it calls from.
 
 use super::api::Api;
+use super::chain::{self, checked_prev, Index, Link, Walked, CAPACITY};
 use super::codes::{self, Named};
-use super::layout::{read, walk_frames, Layout, WalkFields, OB_TYPE, TSTATE_INTERP};
+use super::layout::{read, Layout, WalkFields, OB_TYPE, TSTATE_INTERP};
 use super::Tables;
 use crate::{stacks, sys, tls};
 use std::sync::atomic::Ordering;
 
-/// Frames followed per stack; the outermost frames of a deeper stack are left out.
-const CAPACITY: usize = 4096;
 /// Slots of the per-thread caches (powers of two).
 const LINE_SLOTS: usize = 1024;
 const NAME_SLOTS: usize = 512;
 
 #[derive(Clone, Copy)]
 pub struct Step {
-    code: usize,
+    /// The code it runs; 0 when not kept alive (codes.rs): such a step never matches.
+    pub(super) code: usize,
     /// The instruction's byte offset times two, plus one for an entry frame (as walked).
     position: isize,
     /// The interned stack ending at this frame (its parent's, for a hidden frame).
@@ -28,23 +30,16 @@ pub struct Step {
     pub frame: u64,
     /// The outermost frame of one run of the evaluation loop (native stacks merge there).
     pub entry: bool,
-}
-
-/// A frame as walked: its code and position (see `layout::walk_frames`).
-#[derive(Clone, Copy)]
-struct Walked {
-    code: usize,
-    position: isize,
-}
-
-impl Walked {
-    fn offset(self) -> isize {
-        self.position >> 1
-    }
-
-    fn entry(self) -> bool {
-        self.position & 1 != 0
-    }
+    /// What the walk read of the frame, for the next walk's check (chain.rs): its link to the
+    /// caller step, address, place in its code (`WalkFields::place`), `previous` (as
+    /// `chain::checked_prev` makes it) and the caller step's frame (0 for the outermost).
+    pub(super) link: Link,
+    /// The frames (shims included) from this one to the outermost.
+    pub(super) met: u32,
+    pub(super) addr: usize,
+    pub(super) place: usize,
+    pub(super) prev: usize,
+    pub(super) caller: usize,
 }
 
 /// An instruction's line, and the stack of the last frame seen there with its parent stack:
@@ -70,7 +65,10 @@ struct ThreadFrames {
     /// The tables' epoch the cached ids belong to (a followed fork starts new tables).
     epoch: u64,
     depth: usize,
+    /// The last walk reached the outermost frame: a walk may stop at one of its frames.
+    complete: bool,
     chain: [Step; CAPACITY],
+    index: Index,
     scratch: [Walked; CAPACITY],
     lines: [LineSlot; LINE_SLOTS],
     names: [NameSlot; NAME_SLOTS],
@@ -126,104 +124,218 @@ pub fn current(
         forget_ids(f);
         f.epoch = epoch;
     }
-    let n = walk(f, &py.layout, tstate);
-    if n == 0 {
-        return None;
+    // SAFETY: the thread's own state: the chain it points at is changed only by this thread,
+    // which is here; every frame on it is alive, and so is each frame's code while it runs.
+    let first = unsafe { py.layout.current_frame(tstate) };
+    let cx = Context { api, py, tables };
+    // One path per version, without a branch on the layout in it.
+    // SAFETY: as above.
+    unsafe {
+        match py.layout.minor {
+            10 => current_as::<10>(f, first, cx),
+            11 => current_as::<11>(f, first, cx),
+            12 => current_as::<12>(f, first, cx),
+            _ => current_as::<13>(f, first, cx),
+        }
     }
-    // The frames kept from the last walk: the same code at the same instruction, outermost
-    // first, have the same stack.
-    let same = kept_frames(f, n);
-    let mut parent = if same == 0 {
-        0
-    } else {
-        f.chain[same - 1].stack
-    };
-    for i in same..n {
-        let w = f.scratch[n - 1 - i];
-        // Checked here, not in the walk: the code object's header is rarely in the cache.
-        // SAFETY: the frame's executable object is alive while the frame runs.
-        let is_code = unsafe { read(w.code + OB_TYPE) } == py.code_type;
-        let (named, settled) = if is_code {
-            name(f, api, py, w.code, tables)
-        } else {
-            // 3.13 frames may run other objects than code: not a Python function to show.
-            (Named::Hidden, false)
-        };
-        let frame;
-        (parent, frame) = match named {
-            Named::Hidden => (parent, 0),
-            Named::Shown { function, file } => {
-                stack_at(f, api, (w.code, w.offset()), settled, parent, |line| {
-                    intern(tables, parent, function, file, line)
-                })
-            }
-        };
-        f.chain[i] = Step {
-            // A code not kept alive could be freed and another made at its address: its step
-            // never matches.
-            code: if settled { w.code } else { 0 },
-            position: w.position,
-            stack: parent,
-            frame,
-            entry: w.entry(),
-        };
-    }
-    f.depth = n;
-    (parent != 0).then_some(parent)
 }
 
-/// How many frames of the walk in `f.scratch` (innermost first, `n` long), counted from the
-/// outermost, are those of the last chain. Zipped slices: no bounds check per frame.
+/// What naming and interning frames need.
+struct Context<'a> {
+    api: &'a Api,
+    py: &'a Interpreter,
+    tables: &'a mut dyn Tables,
+}
+
+/// [`current`] for CPython 3.`MINOR`, from the thread's innermost frame `first`.
+///
+/// # Safety
+/// As for `chain::walk`.
 #[inline(always)]
-fn kept_frames(f: &ThreadFrames, n: usize) -> usize {
-    let m = n.min(f.depth);
+unsafe fn current_as<const MINOR: u32>(
+    f: &mut ThreadFrames,
+    first: usize,
+    cx: Context,
+) -> Option<u64> {
+    // The offsets as constants.
+    let fields = &const { WalkFields::of::<MINOR>() };
+    // SAFETY: per the caller.
+    let walk = unsafe {
+        let last = if f.complete { &f.chain[..f.depth] } else { &[] };
+        chain::walk::<MINOR>(fields, first, last, &f.index, &mut f.scratch)
+    };
+    let (n, kept) = (walk.n, walk.kept);
+    // The frame of the last step kept may have moved on in its code (the innermost, or one
+    // returned to): its position now.
+    let moved = match kept.checked_sub(1).map(|i| &f.chain[i]) {
+        Some(s) if s.place != walk.place => {
+            // 3.12+: the entry flag comes from the shim outside, which is the same.
+            let entry = if MINOR >= 12 { s.position & 1 } else { 0 };
+            Some(fields.position::<MINOR>(s.code, walk.place) | entry)
+        }
+        _ => None,
+    };
+    let stack = match (n, moved) {
+        (0, None) if kept > 0 => {
+            f.depth = kept;
+            f.chain[kept - 1].stack
+        }
+        (0, Some(position)) => {
+            f.depth = kept;
+            restep(f, kept - 1, (walk.place, position), cx)
+        }
+        _ => settle(f, walk, moved, cx)?,
+    };
+    (stack != 0).then_some(stack)
+}
+
+/// Step `i`'s frame is at `place`, `position` now (its code and callers unchanged): its stack
+/// anew.
+#[inline(never)]
+fn restep(f: &mut ThreadFrames, i: usize, (place, position): (usize, isize), cx: Context) -> u64 {
+    let code = f.chain[i].code;
+    let parent = if i > 0 { f.chain[i - 1].stack } else { 0 };
+    let (stack, frame) = frame_stack(f, cx, code, position >> 1, parent).0;
+    let s = &mut f.chain[i];
+    s.place = place;
+    s.position = position;
+    s.entry = position & 1 != 0;
+    s.stack = stack;
+    s.frame = frame;
+    stack
+}
+
+/// Turns a walk's new frames into steps over the kept ones (the last of which `moved` to a
+/// new position, or not): names, lines, stack ids. The stack, or None when the walk found no
+/// frame.
+#[inline(never)]
+fn settle(
+    f: &mut ThreadFrames,
+    walk: chain::Walk,
+    moved: Option<isize>,
+    cx: Context,
+) -> Option<u64> {
+    let (n, kept) = (walk.n, walk.kept);
+    if n == 0 && kept == 0 {
+        return None;
+    }
+    let same = match moved {
+        Some(position) => {
+            restep(
+                f,
+                kept - 1,
+                (walk.place, position),
+                Context {
+                    api: cx.api,
+                    py: cx.py,
+                    tables: &mut *cx.tables,
+                },
+            );
+            // The steps outside it were made over its former stack.
+            0
+        }
+        // The new frames that run the same code at the same instruction as the last chain's
+        // steps at their depth (outermost first) have the same stacks.
+        None => reused_frames(f, kept, n),
+    };
+    let Context { api, py, tables } = cx;
+    let mut parent = if kept + same == 0 {
+        0
+    } else {
+        f.chain[kept + same - 1].stack
+    };
+    // The frame of the step outside (0 outside the outermost: when the walk was complete;
+    // else the chain is never checked).
+    let mut caller = if kept > 0 { f.chain[kept - 1].addr } else { 0 };
+    for j in 0..n {
+        let w = f.scratch[n - 1 - j];
+        let i = kept + j;
+        let (code, stack, frame) = if j < same {
+            let s = &f.chain[i];
+            (s.code, s.stack, s.frame)
+        } else {
+            let cx = Context {
+                api,
+                py,
+                tables: &mut *tables,
+            };
+            let frame;
+            let settled;
+            ((parent, frame), settled) = frame_stack(f, cx, w.code, w.position >> 1, parent);
+            // A code not kept alive could be freed and another made at its address: its step
+            // never matches and is never checked.
+            (if settled { w.code } else { 0 }, parent, frame)
+        };
+        let link = if code == 0 { Link::Other } else { w.link };
+        f.chain[i] = Step {
+            code,
+            position: w.position,
+            stack,
+            frame,
+            entry: w.position & 1 != 0,
+            link,
+            met: walk.met - w.met,
+            addr: w.addr,
+            place: w.place,
+            prev: checked_prev(w.prev, link),
+            caller,
+        };
+        chain::index(&mut f.index, w.addr, i);
+        caller = w.addr;
+    }
+    f.depth = kept + n;
+    f.complete = walk.complete;
+    Some(f.chain[kept + n - 1].stack)
+}
+
+/// How many of the new frames (`f.scratch[..n]`, innermost first), counted from the outermost,
+/// run the same code at the same instruction as the last chain's steps from `kept` on.
+/// Zipped slices: no bounds check per frame.
+#[inline(always)]
+fn reused_frames(f: &ThreadFrames, kept: usize, n: usize) -> usize {
+    let m = n.min(f.depth.saturating_sub(kept));
     let walked = &f.scratch[n - m..n];
-    f.chain[..m]
+    f.chain[kept..kept + m]
         .iter()
         .zip(walked.iter().rev())
         .take_while(|(c, w)| c.code == w.code && c.position == w.position)
         .count()
 }
 
-/// Reads the chain from `tstate` into `f.scratch`, innermost first; returns its length.
-fn walk(f: &mut ThreadFrames, layout: &Layout, tstate: usize) -> usize {
-    // SAFETY: the thread's own state: the chain it points at is changed only by this thread,
-    // which is here.
-    let first = unsafe { layout.current_frame(tstate) };
-    let fields = layout.walk_fields();
-    // One loop per version, without a branch on the layout in it.
-    match layout.minor {
-        10 => walk_as::<10>(f, fields, first),
-        11 => walk_as::<11>(f, fields, first),
-        12 => walk_as::<12>(f, fields, first),
-        _ => walk_as::<13>(f, fields, first),
+/// The stack of a frame running `code` at `offset` called from `parent` (the parent's own for
+/// a hidden frame) and the frame's id, and whether the code is settled (codes.rs).
+#[inline(always)]
+fn frame_stack(
+    f: &mut ThreadFrames,
+    cx: Context,
+    code: usize,
+    offset: isize,
+    parent: u64,
+) -> ((u64, u64), bool) {
+    // The line cache holds settled codes that show, which need no naming.
+    let slot = &f.lines[line_slot(code, offset)];
+    if slot.code == code && slot.offset == offset && slot.parent == parent && slot.stack != 0 {
+        return ((slot.stack, slot.frame), true);
     }
+    let Context { api, py, tables } = cx;
+    let (named, settled) = name(f, api, py, code, tables);
+    let ids = match named {
+        Named::Hidden => (parent, 0),
+        Named::Shown { function, file } => {
+            stack_at(f, api, (code, offset), settled, parent, |line| {
+                intern(tables, parent, function, file, line)
+            })
+        }
+    };
+    (ids, settled)
 }
 
 #[inline(always)]
-fn walk_as<const MINOR: u32>(f: &mut ThreadFrames, fields: WalkFields, first: usize) -> usize {
-    let mut n = 0;
-    let scratch = &mut f.scratch;
-    // SAFETY: every frame on the thread's own chain is alive (see `walk`), and so is each
-    // frame's code object while the frame runs. Shims do not count towards the capacity: the
-    // steps are bounded as well.
-    unsafe {
-        walk_frames::<MINOR>(fields, first, 4 * CAPACITY, |code, position| {
-            if code == 0 {
-                // 3.12+: the frame below a shim is the first of a run of the evaluation loop.
-                if n > 0 {
-                    scratch[n - 1].position |= 1;
-                }
-            } else {
-                scratch[n] = Walked { code, position };
-                n += 1;
-            }
-            n < CAPACITY
-        })
-    };
-    n
+fn line_slot(code: usize, offset: isize) -> usize {
+    ((code >> 4) ^ (offset as usize).wrapping_mul(0x9e37_79b9)) & (LINE_SLOTS - 1)
 }
 
+/// The names of the object `code` a frame runs, and whether they are settled (cached).
 fn name(
     f: &mut ThreadFrames,
     api: &Api,
@@ -231,9 +343,16 @@ fn name(
     code: usize,
     tables: &mut dyn Tables,
 ) -> (Named, bool) {
+    // A cached code is kept alive: the object at its address is that code. Others are checked
+    // (the code object's header is rarely in the cache).
     let slot = &mut f.names[(code >> 4) & (NAME_SLOTS - 1)];
     if slot.code == code {
         return (slot.named, true);
+    }
+    // SAFETY: the object a frame runs is alive while the frame runs.
+    if unsafe { read(code + OB_TYPE) } != py.code_type {
+        // 3.13 frames may run other objects than code: not a Python function to show.
+        return (Named::Hidden, false);
     }
     let (named, settled) = codes::name(api, &py.layout, code, tables);
     if settled {
@@ -252,8 +371,7 @@ fn stack_at(
     parent: u64,
     intern: impl FnOnce(u64) -> (u64, u64),
 ) -> (u64, u64) {
-    let h = (code >> 4) ^ (offset as usize).wrapping_mul(0x9e37_79b9);
-    let slot = &mut f.lines[h & (LINE_SLOTS - 1)];
+    let slot = &mut f.lines[line_slot(code, offset)];
     if slot.code == code && slot.offset == offset {
         if slot.parent == parent && slot.stack != 0 {
             return (slot.stack, slot.frame);
@@ -285,6 +403,7 @@ fn stack_at(
 /// Drops every cached id (new tables), keeping the lines.
 fn forget_ids(f: &mut ThreadFrames) {
     f.depth = 0;
+    f.complete = false;
     for n in &mut f.names {
         n.code = 0;
     }
@@ -314,6 +433,27 @@ fn intern(tables: &mut dyn Tables, parent: u64, function: u64, file: u64, line: 
 }
 
 impl Step {
+    /// A step as a walk keeps it, for tests of the chain's check.
+    #[cfg(test)]
+    pub(super) fn for_check(
+        addr: usize,
+        code: usize,
+        place: usize,
+        prev: usize,
+        link: Link,
+        caller: usize,
+    ) -> Step {
+        Step {
+            code,
+            link,
+            addr,
+            place,
+            prev,
+            caller,
+            ..Step::for_test(1, false)
+        }
+    }
+
     /// A step of a made-up chain, for tests of what reads chains.
     #[cfg(test)]
     pub fn for_test(frame: u64, entry: bool) -> Step {
@@ -323,6 +463,12 @@ impl Step {
             stack: 0,
             frame,
             entry,
+            link: Link::Other,
+            met: 0,
+            addr: 0,
+            place: 0,
+            prev: 0,
+            caller: 0,
         }
     }
 }

@@ -57,7 +57,7 @@ const FRAME_OBJECT_F_FRAME: usize = 24;
 
 impl Layout {
     /// The layout of CPython 3.`minor`, if it is one this build knows.
-    pub fn for_minor(minor: u32) -> Option<Layout> {
+    pub const fn for_minor(minor: u32) -> Option<Layout> {
         let layout = match minor {
             10 => Layout {
                 minor,
@@ -198,7 +198,7 @@ impl Layout {
     }
 
     /// The fields a frame walk reads, for a loop specialized to this version (frames.rs).
-    pub fn walk_fields(&self) -> WalkFields {
+    pub const fn walk_fields(&self) -> WalkFields {
         let (position, code_start) = match self.position {
             Position::Instruction { field, code_start } => (field, code_start),
             Position::LastIndex(field) => (field, 0),
@@ -208,7 +208,10 @@ impl Layout {
             code: self.code,
             position,
             code_start,
-            owner: self.owner.unwrap_or(0),
+            owner: match self.owner {
+                Some(off) => off,
+                None => 0,
+            },
         }
     }
 
@@ -223,8 +226,12 @@ impl Layout {
     }
 }
 
-/// A layout's frame fields as plain offsets, for [`walk_frames`]: the version is a constant
-/// there, so the loop has no branch on the layout and keeps the offsets in registers.
+/// A layout's frame fields as plain offsets, for the frame walk (chain.rs): the version is a
+/// constant there (`MINOR`), so its loop has no branch on the layout and keeps the offsets in
+/// registers.
+///
+/// Every method's `frame` is a live frame of the running thread's chain, of the version the
+/// fields and `MINOR` describe (the caller's safety condition).
 #[derive(Clone, Copy)]
 pub struct WalkFields {
     previous: usize,
@@ -236,55 +243,73 @@ pub struct WalkFields {
     owner: usize,
 }
 
-/// Calls `visit(code, position)` for each frame of the chain from `frame` outwards, innermost
-/// first, and `visit(0, 0)` for each shim (3.12+), until `visit` returns false or `max_steps`
-/// frames were seen. `position` is the byte offset of the frame's instruction times two, plus
-/// one when the frame is the first of a run of the evaluation loop (3.10: every frame; 3.11:
-/// its `is_entry`; 3.12+: never, the shims mark runs). `MINOR` is the layout's minor version;
-/// frames with no code are skipped.
-///
-/// # Safety
-/// `frame` is 0 or a live frame of the running thread, of the version `f` and `MINOR` describe.
-#[inline(always)]
-pub unsafe fn walk_frames<const MINOR: u32>(
-    f: WalkFields,
-    mut frame: usize,
-    max_steps: usize,
-    mut visit: impl FnMut(usize, isize) -> bool,
-) {
-    // SAFETY: per the caller: every frame on the chain is alive, with the fields `f` names, and
-    // the code object a frame runs is alive while it runs.
-    unsafe {
-        let mut steps = 0;
-        while frame != 0 && steps < max_steps {
-            steps += 1;
-            if MINOR >= 12 && ((frame + f.owner) as *const u8).read() == OWNED_BY_CSTACK {
-                if !visit(0, 0) {
-                    return;
-                }
-            } else {
-                let code = read(frame + f.code);
-                if code != 0 {
-                    let (offset, entry) = match MINOR {
-                        10 => (((frame + f.position) as *const i32).read() as isize * 2, 1),
-                        11 => (
-                            (read(frame + f.position) as isize)
-                                .wrapping_sub((code + f.code_start) as isize),
-                            (((frame + IS_ENTRY_311) as *const u8).read() != 0) as isize,
-                        ),
-                        _ => (
-                            (read(frame + f.position) as isize)
-                                .wrapping_sub((code + f.code_start) as isize),
-                            0,
-                        ),
-                    };
-                    if !visit(code, offset.wrapping_mul(2) | entry) {
-                        return;
-                    }
-                }
-            }
-            frame = read(frame + f.previous);
+impl WalkFields {
+    /// The fields of CPython 3.`MINOR` (one of the versions `Layout::for_minor` knows), as
+    /// constants.
+    pub const fn of<const MINOR: u32>() -> WalkFields {
+        match Layout::for_minor(MINOR) {
+            Some(layout) => layout.walk_fields(),
+            None => panic!("a version the layouts know"),
         }
+    }
+
+    /// The frame that called `frame` (0 at the outermost).
+    #[inline(always)]
+    pub unsafe fn previous(&self, frame: usize) -> usize {
+        // SAFETY: per the struct's condition.
+        unsafe { read(frame + self.previous) }
+    }
+
+    /// Whether `frame` is a shim the interpreter pushes when C calls Python (3.12+).
+    #[inline(always)]
+    pub unsafe fn is_shim<const MINOR: u32>(&self, frame: usize) -> bool {
+        // SAFETY: per the struct's condition (3.12+ frames have the owner byte).
+        MINOR >= 12 && unsafe { ((frame + self.owner) as *const u8).read() } == OWNED_BY_CSTACK
+    }
+
+    /// The object `frame` runs (0 for none).
+    #[inline(always)]
+    pub unsafe fn code(&self, frame: usize) -> usize {
+        // SAFETY: per the struct's condition.
+        unsafe { read(frame + self.code) }
+    }
+
+    /// Where `frame` is in its code, as stored, in one word: the instruction pointer (3.11+;
+    /// 3.11's `is_entry` in its low bit, free since code units are two bytes) or `f_lasti`
+    /// (3.10).
+    #[inline(always)]
+    pub unsafe fn place<const MINOR: u32>(&self, frame: usize) -> usize {
+        // SAFETY: per the struct's condition.
+        unsafe {
+            match MINOR {
+                10 => ((frame + self.position) as *const u32).read() as usize,
+                11 => {
+                    read(frame + self.position)
+                        | ((frame + IS_ENTRY_311) as *const u8).read() as usize & 1
+                }
+                _ => read(frame + self.position),
+            }
+        }
+    }
+
+    /// The frame's position from its code and [`place`](Self::place): the byte offset of its
+    /// instruction times two, plus one when the frame is the first of a run of the evaluation
+    /// loop as far as the frame itself tells (3.10: every frame; 3.11: its `is_entry`; 3.12+:
+    /// never, the shims mark runs).
+    #[inline(always)]
+    pub fn position<const MINOR: u32>(&self, code: usize, place: usize) -> isize {
+        let (offset, entry) = match MINOR {
+            10 => ((place as u32 as i32) as isize * 2, 1),
+            11 => (
+                ((place & !1) as isize).wrapping_sub((code + self.code_start) as isize),
+                (place & 1) as isize,
+            ),
+            _ => (
+                (place as isize).wrapping_sub((code + self.code_start) as isize),
+                0,
+            ),
+        };
+        offset.wrapping_mul(2) | entry
     }
 }
 

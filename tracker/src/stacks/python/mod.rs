@@ -5,6 +5,7 @@
 //! session::pyext; the PyMem allocator wrappers are hooks::pymem.
 
 pub(crate) mod api;
+mod chain;
 mod codes;
 pub(crate) mod frames;
 mod layout;
