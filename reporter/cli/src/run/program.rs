@@ -29,7 +29,18 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, RunError> {
         }
         return Ok(given.to_path_buf());
     }
-    on_path(given).ok_or_else(|| RunError(format!("{}: command not found", given.display())))
+    on_path(given).ok_or_else(|| {
+        // The program's words take hyphens (-m, -c, the program's own options), so a misspelt
+        // option of memtrace's ends up here: name it as one.
+        if program.as_encoded_bytes().starts_with(b"-") {
+            RunError(format!(
+                "{}: not an option of memtrace run (see memtrace run --help), nor a program",
+                given.display()
+            ))
+        } else {
+            RunError(format!("{}: command not found", given.display()))
+        }
+    })
 }
 
 /// The first executable file called `name` in the directories of $PATH.
@@ -65,5 +76,14 @@ mod tests {
         assert!(err.0.contains("command not found"));
         let err = resolve(OsStr::new("./no/such/file")).expect_err("not found");
         assert!(err.0.contains("no such file"));
+    }
+
+    #[test]
+    fn a_misspelt_option_is_named_as_one() {
+        let err = resolve(OsStr::new("--no-object-types")).expect_err("not an option");
+        assert_eq!(
+            err.0,
+            "--no-object-types: not an option of memtrace run (see memtrace run --help), nor a program"
+        );
     }
 }
