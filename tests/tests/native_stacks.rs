@@ -130,6 +130,28 @@ fn ends_at_start(stack: &[Frame], flags: &[&str]) {
     );
 }
 
+/// Exactly one of `stacks` starts at `site`, in `caller`, called at `main`'s marker (each
+/// function at its own marker line), with `count` allocations; it reaches `_start`.
+fn one_stack_under(
+    stacks: &[(Vec<Frame>, u64)],
+    [site, caller, main]: [&str; 3],
+    count: u64,
+    flags: &[&str],
+) {
+    let expected = [
+        at(site, SRC, site),
+        at(caller, SRC, caller),
+        at("main", SRC, main),
+    ];
+    let under: Vec<_> = stacks
+        .iter()
+        .filter(|(stack, _)| stack.starts_with(&expected))
+        .collect();
+    assert_eq!(under.len(), 1, "{flags:?}: {main}: {stacks:?}");
+    assert_eq!(under[0].1, count, "{flags:?}: {main}: {stacks:?}");
+    ends_at_start(&under[0].0, flags);
+}
+
 #[test]
 fn three_levels_and_an_inlined_function_in_every_build() {
     let dir = scratch("native-levels");
@@ -215,18 +237,7 @@ fn one_call_site_under_two_callers_in_turn_keeps_each_caller() {
         run_native(&dir, &prog, &["callers"]);
         let stacks = tree_stacks(&dir, &dir.join("native.bin"));
         for (caller, main) in [("caller_a", "main_a"), ("caller_b", "main_b")] {
-            let expected = [
-                at("shared_alloc", SRC, "shared_alloc"),
-                at(caller, SRC, caller),
-                at("main", SRC, main),
-            ];
-            let under: Vec<_> = stacks
-                .iter()
-                .filter(|(stack, _)| stack.starts_with(&expected))
-                .collect();
-            assert_eq!(under.len(), 1, "{flags:?}: {caller}: {stacks:?}");
-            assert_eq!(under[0].1, 500, "{flags:?}: {caller}: {stacks:?}");
-            ends_at_start(&under[0].0, flags);
+            one_stack_under(&stacks, ["shared_alloc", caller, main], 500, flags);
         }
         let at_the_site: u64 = stacks
             .iter()
@@ -253,18 +264,7 @@ fn a_frame_pointer_used_as_a_register_keeps_each_caller() {
             ("busy_a", "main_busy_a2", 200),
             ("busy_b", "main_busy_b2", 200),
         ] {
-            let expected = [
-                at("busy_alloc", SRC, "busy_alloc"),
-                at(caller, SRC, caller),
-                at("main", SRC, main),
-            ];
-            let under: Vec<_> = stacks
-                .iter()
-                .filter(|(stack, _)| stack.starts_with(&expected))
-                .collect();
-            assert_eq!(under.len(), 1, "{flags:?}: {main}: {stacks:?}");
-            assert_eq!(under[0].1, count, "{flags:?}: {main}: {stacks:?}");
-            ends_at_start(&under[0].0, flags);
+            one_stack_under(&stacks, ["busy_alloc", caller, main], count, flags);
         }
         let at_the_site: u64 = stacks
             .iter()

@@ -772,13 +772,19 @@ mod tests {
         Event::new(0, tick, tick, 1, 0)
     }
 
+    /// The runs `merge` hands on: each thread's index and its events' ticks.
+    fn merged(threads: &[Vec<Event>]) -> Vec<(usize, Vec<u64>)> {
+        let mut order = Vec::new();
+        merge(threads, |t, evs| {
+            order.push((t, evs.iter().map(|e| e.tick).collect()))
+        });
+        order
+    }
+
     #[test]
     fn merges_threads_by_tick() {
         let threads = vec![vec![ev(1), ev(2), ev(5), ev(9)], vec![ev(3), ev(4), ev(6)]];
-        let mut order: Vec<(usize, Vec<u64>)> = Vec::new();
-        merge(&threads, |t, evs| {
-            order.push((t, evs.iter().map(|e| e.tick).collect()))
-        });
+        let order = merged(&threads);
         assert_eq!(
             order,
             vec![
@@ -797,10 +803,7 @@ mod tests {
         let a: Vec<Event> = (1..=20).chain([30, 30]).map(ev).collect();
         let b: Vec<Event> = [12, 30, 31].into_iter().map(ev).collect();
         let threads = vec![a, b];
-        let mut order: Vec<(usize, Vec<u64>)> = Vec::new();
-        merge(&threads, |t, evs| {
-            order.push((t, evs.iter().map(|e| e.tick).collect()))
-        });
+        let order = merged(&threads);
         assert_eq!(
             order,
             vec![
