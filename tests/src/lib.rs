@@ -6,6 +6,7 @@ pub mod netfs;
 pub mod page;
 pub mod python;
 pub mod tmux;
+pub mod watchdog;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -72,13 +73,11 @@ pub fn compile(name: &str, dir: &Path) -> PathBuf {
 }
 
 /// Runs `memtrace ARGS...` and returns its output.
+/// A run that hangs fails the test after watchdog::LIMIT.
 pub fn memtrace(args: &[&str], dir: &Path) -> Output {
-    Command::new(memtrace_bin())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("memtrace runs")
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    watchdog::output_within(&mut cmd, watchdog::LIMIT)
 }
 
 /// Runs `program args` under `memtrace run -q -o <capture>` and returns the capture path.

@@ -404,30 +404,43 @@ fn exit_now(status: c_int) -> ! {
     unreachable!("exit_group returned")
 }
 
+/// Every lock of the tracker is taken before a fork, so that no thread holds one when the
+/// child is made (the child has only the forking thread). The order is the order in which they
+/// may nest: the configuration is held around allocations; thread names and Python code names
+/// are held around nothing, so they come last.
 pub(crate) extern "C" fn fork_prepare() {
+    CONFIG.raw_lock();
     crate::aggregate::lock_for_fork();
     stacks::lock_all();
     modules::lock_for_fork();
     CAPTURE.lock_for_fork();
     sys::phdr_lock_for_fork();
+    crate::python::lock_for_fork();
+    crate::names::lock_for_fork();
 }
 
 pub(crate) extern "C" fn fork_parent() {
+    crate::names::unlock_after_fork();
+    crate::python::unlock_after_fork();
     sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
+    CONFIG.raw_unlock();
 }
 
 /// In the child: a lock may have been held by a thread that does not exist here, so all are
 /// released; then the child stops recording, or (--follow-fork) starts a capture of its own.
 pub(crate) extern "C" fn fork_child() {
+    crate::names::unlock_after_fork();
+    crate::python::unlock_after_fork();
     sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
     modules::unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
+    CONFIG.raw_unlock();
     crate::unwind::after_fork();
     if !STARTED.load(Ordering::Acquire) {
         return;

@@ -21,7 +21,6 @@ mod targets;
 
 use crate::config::Config;
 use crate::lifecycle;
-use crate::names;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 const IDLE: u8 = 0;
@@ -160,20 +159,17 @@ fn register_fork_handlers() {
 
 extern "C" fn fork_prepare() {
     got::lock_for_fork();
-    names::lock_for_fork();
     lifecycle::fork_prepare();
 }
 
 extern "C" fn fork_parent() {
     lifecycle::fork_parent();
-    names::unlock_after_fork();
     got::unlock_after_fork();
 }
 
 /// In the child the patched slots stay (the memory is the parent's copy): the child's own
 /// `stop` puts them back; recording goes on only with follow_fork (see lifecycle::fork_child).
 extern "C" fn fork_child() {
-    names::unlock_after_fork();
     got::unlock_after_fork();
     lifecycle::fork_child();
 }

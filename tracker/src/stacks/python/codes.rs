@@ -26,6 +26,14 @@ pub enum Named {
 /// Code address → (the tables' epoch its names were made in, its names).
 static CODES: SpinLock<Option<HashMap<usize, (u64, Named)>>> = SpinLock::new(None);
 
+pub fn lock_for_fork() {
+    CODES.raw_lock();
+}
+
+pub fn unlock_after_fork() {
+    CODES.raw_unlock();
+}
+
 /// The names of `code`, and whether they are settled (the code is kept alive and may be
 /// cached); strings not defined before are written to `tables`.
 pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) -> (Named, bool) {

@@ -12,6 +12,7 @@ mod layout;
 pub(crate) mod script;
 
 use crate::tls;
+pub use codes::{lock_for_fork, unlock_after_fork};
 use frames::Interpreter;
 pub use frames::Step;
 use std::sync::atomic::{AtomicBool, Ordering};
