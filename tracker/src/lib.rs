@@ -26,7 +26,7 @@ mod stacks;
 use base::{alloc, barrier, clock, config, definition, elf, environ, lock, real, sys, tls};
 use capture::{compress, modules, rss, staging, status};
 use record::{aggregate, names, sample, thread};
-use session::{attach, exec, family, inprocess, lifecycle, pyext, pyrun, state};
+use session::{attach, exec, family, inprocess, lifecycle, orphan, pyext, pyrun, state};
 use stacks::{python, unwind};
 
 use std::sync::atomic::AtomicBool;

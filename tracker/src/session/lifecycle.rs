@@ -24,6 +24,8 @@ static FINI: extern "C" fn() = memtrace_fini;
 
 extern "C" fn memtrace_init() {
     tls::guarded(|| {
+        // Whatever else happens: the program must not outlive a killed memtrace.
+        crate::orphan::die_with_parent();
         if real::get().is_none() {
             return;
         }

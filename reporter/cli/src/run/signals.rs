@@ -120,19 +120,20 @@ impl Drop for Forwarder {
     }
 }
 
+/// Names memtrace to the tracker in the program, which then asks for SIGKILL when memtrace ends
+/// (tracker/src/session/orphan.rs) and removes the variable.
+const DIE_WITH_ENV: &str = "MEMTRACE_DIE_WITH";
+
 /// Starts the program in a process group of its own when no terminal is involved (see the top).
+/// The tracker, not a `pre_exec` here, makes the program die with memtrace: without one the
+/// program is started with posix_spawn rather than a fork of memtrace's large image.
 pub fn isolate(cmd: &mut Command) {
+    cmd.env_remove(DIE_WITH_ENV);
     if terminal_involved() {
         return;
     }
-    cmd.process_group(0);
-    // SAFETY: prctl is async-signal-safe, as the child's code between fork and exec must be.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        })
-    };
+    cmd.process_group(0)
+        .env(DIE_WITH_ENV, std::process::id().to_string());
 }
 
 /// A standard stream is a terminal, or memtrace is in its terminal's foreground group: the
