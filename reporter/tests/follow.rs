@@ -192,6 +192,84 @@ fn sums(set: AllocSet) -> BTreeMap<(u64, u32), (u64, u64)> {
         .collect()
 }
 
+/// The program's side of [`the_live_view_matches_a_plain_map_across_threads_chunks_and_reallocs`]:
+/// its events, the model they make, the live blocks as it sees them and addresses freed lately.
+struct Program {
+    rng: Rng,
+    model: Model,
+    owned: Vec<u64>,
+    recent: Vec<u64>,
+    tick: u64,
+}
+
+impl Program {
+    /// Writes one event (two for a realloc) of thread index `ti` into `c` and the model.
+    fn event(&mut self, ti: u32, c: &mut Chunk) {
+        let Program {
+            rng,
+            model,
+            owned,
+            recent,
+            tick,
+        } = self;
+        *tick += 1 + rng.below(3);
+        let tick = *tick;
+        let stack = 1 + rng.below(12);
+        match rng.below(100) {
+            0..=44 => {
+                // A new block: most at an address just freed, some fresh, some at a live one
+                // (a second block there).
+                let addr = match rng.below(10) {
+                    0..=5 if !recent.is_empty() => {
+                        recent.swap_remove(rng.below(recent.len() as u64) as usize)
+                    }
+                    6 if !owned.is_empty() => owned[rng.below(owned.len() as u64) as usize],
+                    _ => 0x4000_0000 + rng.below(40_000) * 16,
+                };
+                let size = 1 + rng.below(600);
+                let a = [Allocator::Malloc, Allocator::Calloc][rng.below(2) as usize];
+                c.alloc(a, tick, addr, size, stack);
+                model.alloc(ti, addr, size, stack);
+                owned.push(addr);
+            }
+            45..=84 if !owned.is_empty() => {
+                // A free: of a recent block mostly (this chunk's), else any.
+                let n = owned.len() as u64;
+                let k = if rng.below(4) > 0 {
+                    n - 1 - rng.below(n.min(20))
+                } else {
+                    rng.below(n)
+                };
+                let addr = owned.swap_remove(k as usize);
+                c.free(tick, addr);
+                model.free(addr);
+                recent.push(addr);
+            }
+            85..=94 if !owned.is_empty() => {
+                // A realloc: the old block freed, the new one allocated (in place sometimes).
+                let k = rng.below(owned.len() as u64) as usize;
+                let old = owned.swap_remove(k);
+                let new = if rng.below(2) == 0 {
+                    old
+                } else {
+                    0x4000_0000 + rng.below(40_000) * 16
+                };
+                let size = 1 + rng.below(2000);
+                c.free(tick, old);
+                model.free(old);
+                c.alloc(Allocator::Realloc, tick, new, size, stack);
+                model.alloc(ti, new, size, stack);
+                owned.push(new);
+            }
+            _ => {
+                // A free of a block never seen.
+                let addr = 0x7000_0000 + rng.below(1000) * 16;
+                c.free(tick, addr);
+            }
+        }
+    }
+}
+
 #[test]
 fn the_live_view_matches_a_plain_map_across_threads_chunks_and_reallocs() {
     // Columnar chunks of three threads written one or two at a time, polled after each step
@@ -199,92 +277,77 @@ fn the_live_view_matches_a_plain_map_across_threads_chunks_and_reallocs() {
     // take blocks of the chunk (written by distance), of earlier chunks, of other threads,
     // and none; reallocs free and allocate; an address may hold two blocks at once (the older
     // goes first); addresses are reused as an allocator's are, and spread enough that the
-    // live view's nursery places collide.
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    // live view's nursery places collide. Some steps interleave two threads' events, closely
+    // or in bursts, over several chunks of each (merged chunk by chunk).
     let mut b = start();
     let path = write_bytes("follow_model", &b.bytes());
     let mut live = Live::open(&path, true).expect("opens");
-    let mut model = Model::default();
-    // Live blocks as the program sees them: (address, thread index).
-    let mut owned: Vec<u64> = Vec::new();
-    let mut recent: Vec<u64> = Vec::new();
+    let mut p = Program {
+        rng: Rng(0x2545_F491_4F6C_DD1D),
+        model: Model::default(),
+        owned: Vec::new(),
+        recent: Vec::new(),
+        tick: 1,
+    };
     let mut seqs = [0u32; 3];
-    let mut tick = 1u64;
     let mut index_of: Vec<u32> = Vec::new();
+    let mut interleaved = 0;
     for step in 0..60 {
-        let threads: Vec<u32> = if step % 7 == 3 {
-            vec![(step % 3) as u32, ((step + 1) % 3) as u32]
-        } else {
-            vec![rng.below(3) as u32]
-        };
-        for &t in &threads {
-            if !index_of.contains(&t) {
-                index_of.push(t);
-            }
-            let ti = index_of.iter().position(|&x| x == t).expect("known") as u32;
-            let mut c = Chunk::new();
-            for _ in 0..400 {
-                tick += 1 + rng.below(3);
-                let stack = 1 + rng.below(12);
-                match rng.below(100) {
-                    0..=44 => {
-                        // A new block: most at an address just freed, some fresh, some at a
-                        // live one (a second block there).
-                        let addr = match rng.below(10) {
-                            0..=5 if !recent.is_empty() => {
-                                recent.swap_remove(rng.below(recent.len() as u64) as usize)
-                            }
-                            6 if !owned.is_empty() => owned[rng.below(owned.len() as u64) as usize],
-                            _ => 0x4000_0000 + rng.below(40_000) * 16,
-                        };
-                        let size = 1 + rng.below(600);
-                        let a = [Allocator::Malloc, Allocator::Calloc][rng.below(2) as usize];
-                        c.alloc(a, tick, addr, size, stack);
-                        model.alloc(ti, addr, size, stack);
-                        owned.push(addr);
-                    }
-                    45..=84 if !owned.is_empty() => {
-                        // A free: of a recent block mostly (this chunk's), else any.
-                        let n = owned.len() as u64;
-                        let k = if rng.below(4) > 0 {
-                            n - 1 - rng.below(n.min(20))
-                        } else {
-                            rng.below(n)
-                        };
-                        let addr = owned.swap_remove(k as usize);
-                        c.free(tick, addr);
-                        model.free(addr);
-                        recent.push(addr);
-                    }
-                    85..=94 if !owned.is_empty() => {
-                        // A realloc: the old block freed, the new one allocated (in place
-                        // sometimes).
-                        let k = rng.below(owned.len() as u64) as usize;
-                        let old = owned.swap_remove(k);
-                        let new = if rng.below(2) == 0 {
-                            old
-                        } else {
-                            0x4000_0000 + rng.below(40_000) * 16
-                        };
-                        let size = 1 + rng.below(2000);
-                        c.free(tick, old);
-                        model.free(old);
-                        c.alloc(Allocator::Realloc, tick, new, size, stack);
-                        model.alloc(ti, new, size, stack);
-                        owned.push(new);
-                    }
-                    _ => {
-                        // A free of a block never seen.
-                        let addr = 0x7000_0000 + rng.below(1000) * 16;
-                        c.free(tick, addr);
-                    }
+        if step % 7 == 5 && index_of.len() == 3 {
+            // Two threads at once, their events interleaved (switching at one event in two,
+            // or in bursts), each thread's cut into chunks of 20 to 220 events.
+            interleaved += 1;
+            let pair = [(step % 3) as u32, ((step + 1) % 3) as u32];
+            let switch = [2, 40][step % 2];
+            let mut chunks = [Chunk::new(), Chunk::new()];
+            let mut left = [0u64; 2];
+            let mut k = 0;
+            for _ in 0..1500 {
+                if p.rng.below(switch) == 0 {
+                    k = 1 - k;
+                }
+                let t = pair[k];
+                if left[k] == 0 {
+                    left[k] = 20 + p.rng.below(200);
+                }
+                let ti = index_of.iter().position(|&x| x == t).expect("known") as u32;
+                p.event(ti, &mut chunks[k]);
+                left[k] -= 1;
+                if left[k] == 0 {
+                    let c = std::mem::replace(&mut chunks[k], Chunk::new());
+                    b.columns_events(t + 1, 100 + t, seqs[t as usize], &c);
+                    seqs[t as usize] += 1;
                 }
             }
-            b.columns_events(t + 1, 100 + t, seqs[t as usize], &c);
-            seqs[t as usize] += 1;
+            for (k, c) in chunks.iter().enumerate() {
+                if left[k] > 0 {
+                    let t = pair[k];
+                    b.columns_events(t + 1, 100 + t, seqs[t as usize], c);
+                    seqs[t as usize] += 1;
+                }
+            }
+        } else {
+            let threads: Vec<u32> = if step % 7 == 3 {
+                vec![(step % 3) as u32, ((step + 1) % 3) as u32]
+            } else {
+                vec![p.rng.below(3) as u32]
+            };
+            for &t in &threads {
+                if !index_of.contains(&t) {
+                    index_of.push(t);
+                }
+                let ti = index_of.iter().position(|&x| x == t).expect("known") as u32;
+                let mut c = Chunk::new();
+                for _ in 0..400 {
+                    p.event(ti, &mut c);
+                }
+                b.columns_events(t + 1, 100 + t, seqs[t as usize], &c);
+                seqs[t as usize] += 1;
+            }
         }
         std::fs::write(&path, b.bytes()).expect("write");
         while live.poll().expect("poll").behind {}
+        let model = &p.model;
         assert_eq!(live.live_bytes(), model.total.0, "step {step}");
         assert_eq!(
             (live.peak().bytes, live.peak().allocations),
@@ -304,5 +367,6 @@ fn the_live_view_matches_a_plain_map_across_threads_chunks_and_reallocs() {
             );
         }
     }
-    assert!(model.total.1 > 100 && model.peak.0 > model.total.0);
+    assert!(interleaved >= 6, "{interleaved}");
+    assert!(p.model.total.1 > 100 && p.model.peak.0 > p.model.total.0);
 }

@@ -10,7 +10,7 @@
 //! A poll hands its events to an [`EventSink`] in time order. When one thread alone has new
 //! events (the common case), each chunk is decoded straight into the sink, event by event, with
 //! no buffer in between (`decode_live`); when several have, their events are decoded into
-//! buffers first and merged by tick.
+//! buffers, one chunk per thread at a time, and merged by tick.
 //!
 //! The file is read with `pread`, not mapped: it grows under the reader, and it may live on a
 //! network file system (where it is opened again at each poll: see `Follower::reopen`).
@@ -243,7 +243,10 @@ impl Follower {
         Ok(up)
     }
 
-    /// Delivers the new events of the threads `busy` (several) into `sink`, merged by tick.
+    /// Delivers the new events of the threads `busy` (several) into `sink`, merged by tick,
+    /// one chunk per thread at a time: a thread's next chunk is decoded when the merge has used
+    /// up its last, so the events merged are still in the cache (decoding all of a poll's
+    /// chunks first made the merge wait on memory).
     // Apart from `poll`: the one-thread path inlined there keeps its own code.
     #[inline(never)]
     fn deliver_merged(
@@ -252,20 +255,57 @@ impl Follower {
         sink: &mut impl EventSink,
         up: &mut Update,
     ) -> io::Result<()> {
-        let mut fresh: Vec<Vec<Event>> = Vec::with_capacity(busy.len());
-        for &t in busy {
-            let mut events = super::pool::take();
-            self.deliver(t, &mut events, up)?;
-            fresh.push(events);
+        let mut streams: Vec<Stream> = busy
+            .iter()
+            .map(|&thread| Stream {
+                thread,
+                events: super::pool::take(),
+                head: 0,
+                chunks: 0,
+                more: true,
+            })
+            .collect();
+        let result = self.merge_streams(&mut streams, sink, up);
+        for s in streams {
+            super::pool::give(s.events);
         }
-        merge(&fresh, |i, evs| {
-            up.events += evs.len();
-            for &ev in evs {
-                sink.event(busy[i], ev);
+        result
+    }
+
+    /// The merge of [`Follower::deliver_merged`].
+    #[inline(always)]
+    fn merge_streams(
+        &mut self,
+        streams: &mut [Stream],
+        sink: &mut impl EventSink,
+        up: &mut Update,
+    ) -> io::Result<()> {
+        for s in streams.iter_mut() {
+            self.refill(s, up)?;
+        }
+        loop {
+            let Some((i, len)) = next_run(streams.iter().map(|s| &s.events[s.head..])) else {
+                return Ok(());
+            };
+            let s = &mut streams[i];
+            let run = &s.events[s.head..s.head + len];
+            up.events += len;
+            for &ev in run {
+                sink.event(s.thread, ev);
             }
-        });
-        for evs in fresh {
-            super::pool::give(evs);
+            s.head += len;
+            // Only this thread's events were used.
+            self.refill(s, up)?;
+        }
+    }
+
+    /// Decodes the next chunk of a thread whose events the merge has used up, if it has more.
+    #[inline(always)]
+    fn refill(&mut self, s: &mut Stream, up: &mut Update) -> io::Result<()> {
+        while s.head == s.events.len() && s.more {
+            s.events.clear();
+            s.head = 0;
+            s.more = self.deliver_step(s.thread, &mut s.chunks, &mut s.events, up)?;
         }
         Ok(())
     }
@@ -528,16 +568,30 @@ impl Follower {
     /// Delivers thread `t`'s new events into `out`: its finished chunks in `seq` order, then
     /// the part of its staging area not delivered yet.
     fn deliver(&mut self, t: usize, out: &mut impl EventOut, up: &mut Update) -> io::Result<()> {
+        let mut chunks = 0;
+        while self.deliver_step(t, &mut chunks, out, up)? {}
+        Ok(())
+    }
+
+    /// Delivers thread `t`'s next finished chunk into `out` (`chunks`: those delivered by this
+    /// poll so far), or when none is left, the part of its staging area not delivered yet.
+    /// Returns whether more may follow.
+    fn deliver_step(
+        &mut self,
+        t: usize,
+        chunks: &mut usize,
+        out: &mut impl EventOut,
+        up: &mut Update,
+    ) -> io::Result<bool> {
         let serial = self.threads[t].serial;
-        let mut delivered = 0;
         loop {
             let seq = self.threads[t].next_seq;
-            if delivered == CHUNKS_PER_POLL && self.pending.contains_key(&(serial, seq)) {
+            if *chunks == CHUNKS_PER_POLL && self.pending.contains_key(&(serial, seq)) {
                 up.behind = true;
-                return Ok(());
+                return Ok(false);
             }
             if let Some((entry, bytes)) = self.pending.remove(&(serial, seq)) {
-                delivered += 1;
+                *chunks += 1;
                 let mut entry = entry;
                 entry.thread = t;
                 let mut tables = ChunkTables::default();
@@ -549,7 +603,7 @@ impl Follower {
                 th.next_seq += 1;
                 th.done = 0;
                 th.staged = 0;
-                continue;
+                return Ok(true);
             }
             // A later chunk of this thread with this one missing for good (a chunk lost to a
             // write failure or damage): go on from the next one there is.
@@ -572,7 +626,8 @@ impl Follower {
             }
             break;
         }
-        self.read_staging(t, out, up)
+        self.read_staging(t, out, up)?;
+        Ok(false)
     }
 
     /// Reads every staging area's header: what each holds now, and the threads known so far
@@ -733,33 +788,50 @@ fn run_len(evs: &[Event], second: u64) -> usize {
     1 + WALK + evs[1 + WALK..].partition_point(|e| e.tick < second)
 }
 
-/// Merges threads' events by tick (ties: the lower thread first), handing each run of one
-/// thread's events to `run` (not copied: threads whose events interleave closely make runs of
-/// an event or two, see [`run_len`]).
+/// One thread's events in a merge: its chunk decoded last, and how far the merge has used it.
+struct Stream {
+    thread: usize,
+    events: Vec<Event>,
+    head: usize,
+    /// Chunks of it delivered by this poll.
+    chunks: usize,
+    /// More of it may follow (a chunk or its staging area).
+    more: bool,
+}
+
+/// The next run of a merge by tick (ties: the lower thread first) of threads' events not
+/// merged yet, `heads` (each in tick order): the thread's position among them and how many of
+/// its first events make the run. None when all are empty. Runs are not copied: threads whose
+/// events interleave closely make runs of an event or two, see [`run_len`].
 #[inline(always)]
-fn merge(per_thread: &[Vec<Event>], mut run: impl FnMut(usize, &[Event])) {
-    let mut heads: Vec<usize> = vec![0; per_thread.len()];
-    loop {
-        // Few threads: a linear pick of the earliest head is enough.
-        let mut best: Option<(u64, usize)> = None;
-        let mut second = u64::MAX;
-        for (t, evs) in per_thread.iter().enumerate() {
-            if let Some(e) = evs.get(heads[t]) {
-                match best {
-                    Some((tick, _)) if tick <= e.tick => second = second.min(e.tick),
-                    _ => {
-                        if let Some((tick, _)) = best {
-                            second = second.min(tick);
-                        }
-                        best = Some((e.tick, t));
+fn next_run<'e>(heads: impl Iterator<Item = &'e [Event]>) -> Option<(usize, usize)> {
+    // Few threads: a linear pick of the earliest head is enough.
+    let mut best: Option<(u64, usize, &[Event])> = None;
+    let mut second = u64::MAX;
+    for (t, evs) in heads.enumerate() {
+        if let Some(e) = evs.first() {
+            match best {
+                Some((tick, _, _)) if tick <= e.tick => second = second.min(e.tick),
+                _ => {
+                    if let Some((tick, _, _)) = best {
+                        second = second.min(tick);
                     }
+                    best = Some((e.tick, t, evs));
                 }
             }
         }
-        let Some((_, t)) = best else { break };
-        let evs = &per_thread[t][heads[t]..];
-        let len = run_len(evs, second);
-        run(t, &evs[..len]);
+    }
+    let (_, t, evs) = best?;
+    Some((t, run_len(evs, second)))
+}
+
+/// Merges threads' events by tick (ties: the lower thread first), handing each run of one
+/// thread's events to `run`.
+#[cfg(test)]
+fn merge(per_thread: &[Vec<Event>], mut run: impl FnMut(usize, &[Event])) {
+    let mut heads: Vec<usize> = vec![0; per_thread.len()];
+    while let Some((t, len)) = next_run(per_thread.iter().zip(&heads).map(|(e, &h)| &e[h..])) {
+        run(t, &per_thread[t][heads[t]..heads[t] + len]);
         heads[t] += len;
     }
 }
