@@ -128,15 +128,21 @@ pub fn thread_exited(t: &mut tls::Tls) {
 pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let n = native_of(t)?;
     let snapshot = loaded::current(&mut n.walks)?;
-    let cache = n.cache.get_or_insert_with(Cache::new_in);
     let site = t.call_site;
-    let mut depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site);
+    let mut depth = match walk::again(snapshot, &n.bounds, &n.trace, site) {
+        Some(depth) => depth,
+        None => {
+            let cache = n.cache.get_or_insert_with(Cache::new_in);
+            walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site)
+        }
+    };
     if depth.short == Some(StopsShort::UnknownCode)
         && first_unknown(&mut n.unknown, n.pcs[depth.frames - 1], snapshot)
         && loaded::refresh_if_changed()
     {
         // Code of a module loaded since the snapshot was made: walk again with the new one.
         let snapshot = loaded::current(&mut n.walks)?;
+        let cache = n.cache.get_or_insert_with(Cache::new_in);
         depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site);
     }
     if depth.frames == 0 {

@@ -62,6 +62,12 @@ pub struct Trace {
     /// Whether that was checked, either way (also a property of the first frame's rule): a rule
     /// that reads through the frame pointer is not checked again at every walk.
     bp_checked: bool,
+    /// `regs` are the ones a walk from a call site starts with (the return address, the stack
+    /// and frame pointers, every other register 0): [`again`] compares those three alone.
+    at_site: bool,
+    /// The lowest and highest address in `reads` (set when the trace is kept): one bounds check
+    /// of the window for them all.
+    span: (u64, u64),
 }
 
 impl Trace {
@@ -77,9 +83,7 @@ impl Trace {
             && self.snapshot == snapshot
             && self.first == first
             && same_regs(&self.regs, regs, !self.bp_free)
-            && self.reads[..self.len.min(MAX_READS)]
-                .iter()
-                .all(|&(a, v)| window.read(a) == Ok(v))
+            && self.reads_hold(window)
     }
 
     /// A walk from `first` with `regs` has the registers of this trace but another frame pointer,
@@ -110,8 +114,17 @@ impl Trace {
         self.snapshot = snapshot;
         self.first = first;
         self.regs = *regs;
+        self.at_site = *regs == UnwindRegsX86_64::new(first, regs.sp(), regs.bp());
         self.len = 0;
         self.steps = 0;
+    }
+
+    /// Whether the stack words the trace read still hold the values read, all of them inside
+    /// `window`: what comparing each read through `window.read` finds, with one bounds check.
+    #[inline(always)]
+    fn reads_hold(&self, window: &Window) -> bool {
+        let reads = &self.reads[..self.len.min(MAX_READS)];
+        reads.is_empty() || window.holds(self.span, reads)
     }
 
     /// A stack word read by the walk being recorded; false when the trace has no room left.
@@ -194,6 +207,35 @@ fn start(site: u64) -> (u64, u64, u64, Option<u64>) {
         );
     }
     (ip, sp, bp, None)
+}
+
+/// The last walk's frames again (in `out` still), when a walk from the call site `site` would
+/// give them: what [`walk`] finds at the call site's frame, without its set-up. None when it
+/// would not (or `site` is 0): the caller walks.
+#[inline]
+pub fn again(
+    snapshot: &Snapshot,
+    thread: &bounds::Stack,
+    trace: &Trace,
+    site: u64,
+) -> Option<Walked> {
+    if site == 0 || !trace.valid || !trace.at_site {
+        return None;
+    }
+    let (ip, sp, bp, _) = start(site);
+    // `walk` follows a return address into the tracker's own code: no first frame there.
+    if snapshot.is_own(ip) {
+        return None;
+    }
+    let window = bounds::window(thread, sp)?;
+    // The registers `walk` compares at the call site: (ip, sp, bp), every other one 0, against
+    // a trace whose other registers are 0 (`at_site`).
+    let diff = (trace.first ^ ip)
+        | (trace.regs.ip() ^ ip)
+        | (trace.regs.sp() ^ sp)
+        | ((trace.regs.bp() ^ bp) * u64::from(!trace.bp_free))
+        | (trace.snapshot ^ snapshot as *const Snapshot as usize) as u64;
+    (diff == 0 && trace.reads_hold(&window)).then(|| trace.walked())
 }
 
 /// Fills `out` with the return addresses of the allocating code's stack, innermost first (the
@@ -340,6 +382,7 @@ pub fn walk(
     let cut = steps >= 2 * MAX_DEPTH + OWN_FRAMES;
     if recording && kept && !cut && walked.short != Some(StopsShort::UnknownCode) {
         trace.valid = true;
+        trace.span = span(&trace.reads[..trace.len]);
         trace.frames = n;
         trace.short = walked.short.map_or(0, StopsShort::address);
         if bp_varies {
@@ -349,6 +392,13 @@ pub fn walk(
         }
     }
     walked
+}
+
+/// The lowest and highest address of `reads` ((0, 0) when there are none).
+fn span(reads: &[(u64, u64)]) -> (u64, u64) {
+    let lo = reads.iter().map(|&(a, _)| a).min().unwrap_or(0);
+    let hi = reads.iter().map(|&(a, _)| a).max().unwrap_or(0);
+    (lo, hi)
 }
 
 /// Whether the trace's first unwind step gives the same return address, registers and reads
