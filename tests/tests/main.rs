@@ -17,6 +17,7 @@ mod families;
 mod first_steps;
 mod flamegraph;
 mod flamegraph_diff;
+mod forks;
 mod hostile;
 mod index;
 mod inprocess;

@@ -23,7 +23,9 @@ mod stacks;
 // Short paths (`crate::sys`, `crate::thread`, ...) for the modules of every layer, so that a
 // module's path does not change when its file moves between layers; tests/layers.rs resolves
 // them to their layer.
-use base::{alloc, barrier, clock, config, definition, elf, environ, lock, real, sys, tls};
+use base::{
+    alloc, barrier, clock, config, definition, elf, environ, loader_lock, lock, real, sys, tls,
+};
 use capture::{compress, modules, rss, staging, status};
 use record::{aggregate, names, sample, thread};
 use session::{attach, exec, family, inprocess, lifecycle, orphan, pyext, pyrun, state};

@@ -8,6 +8,7 @@ pub(crate) mod config;
 pub(crate) mod definition;
 pub(crate) mod elf;
 pub(crate) mod environ;
+pub(crate) mod loader_lock;
 pub(crate) mod lock;
 pub(crate) mod real;
 pub(crate) mod sys;

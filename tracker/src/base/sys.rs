@@ -350,9 +350,26 @@ pub unsafe fn iterate_phdr(
     ) -> libc::c_int,
     data: *mut libc::c_void,
 ) {
+    if LOADER_LEFT_ALONE.load(core::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let _guard = PHDR.lock();
     // SAFETY: per the caller.
     unsafe { libc::dl_iterate_phdr(Some(callback), data) };
+}
+
+/// A fork child whose loader lock a vanished thread holds (loader_lock.rs): the tracker
+/// never calls dl_iterate_phdr here again.
+static LOADER_LEFT_ALONE: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+pub fn leave_loader_alone() {
+    LOADER_LEFT_ALONE.store(true, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `iterate_phdr` reads the loader's list (false: see `leave_loader_alone`).
+pub fn loader_readable() -> bool {
+    !LOADER_LEFT_ALONE.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// The program headers of the object `info` describes (none when the loader gives none).

@@ -42,6 +42,9 @@ unsafe extern "C" fn read_adds(
 
 /// Writes the modules loaded since the last call, if any.
 pub fn refresh() {
+    if !sys::loader_readable() {
+        return;
+    }
     let mut adds = 0u64;
     // SAFETY: read_adds only reads the info and writes the u64 it is given.
     unsafe { crate::sys::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };

@@ -53,6 +53,7 @@ extern "C" fn memtrace_init() {
         crate::unwind::configure(cfg.native);
         thread::init_key();
         crate::barrier::init();
+        crate::loader_lock::learn();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg, pid);
@@ -283,6 +284,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
     ONCE.call_once(|| {
         thread::init_key();
         crate::barrier::init();
+        crate::loader_lock::learn();
     });
     tls::guarded(|| {
         let pid = sys::getpid();
@@ -457,6 +459,10 @@ pub(crate) extern "C" fn fork_child() {
         let Some(cfg) = cfg.as_ref() else { return };
         if !cfg.follow_fork {
             return;
+        }
+        // The capture's start reads the module list (dl_iterate_phdr): see loader_lock.
+        if crate::loader_lock::held_in_child() {
+            sys::leave_loader_alone();
         }
         let pid = sys::getpid();
         let child = Config {

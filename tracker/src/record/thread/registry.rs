@@ -101,6 +101,8 @@ pub fn reset_for_new_capture() {
         s.slot = core::ptr::null_mut();
         s.busy.store(IDLE, Ordering::Relaxed);
         s.closed.store(false, Ordering::Relaxed);
+        // An exec under way in another thread of the parent paused it: that thread is gone.
+        s.paused.store(false, Ordering::Relaxed);
         s.in_use.store(false, Ordering::Relaxed);
         s.dropped.store(0, Ordering::Relaxed);
         s.allocated.store(0, Ordering::Relaxed);

@@ -101,6 +101,10 @@ fn counters() -> (u64, u64) {
 }
 
 fn rebuild() {
+    // A child that may not read the loader's list keeps the snapshot it inherited.
+    if !crate::sys::loader_readable() && !CURRENT.load(Ordering::Acquire).is_null() {
+        return;
+    }
     if BUILDING.swap(true, Ordering::Acquire) {
         return;
     }
