@@ -145,16 +145,6 @@ fn native_forks_while_threads_allocate_map_name_and_load_sampled() {
     );
 }
 
-/// Hangs about 1 run in 5 (2026-12-03), in the parent: a thread in `dlclose` frees under
-/// glibc's loader lock and spins on the aggregate lock, while another thread waits for the
-/// loader lock (most likely the forking one, holding every tracker lock from fork_prepare).
-/// Not fixed yet.
-#[test]
-#[ignore = "hangs: dlclose's free under the loader lock against fork_prepare's aggregate lock"]
-fn native_forks_while_threads_allocate_map_name_and_load_aggregated() {
-    native_runs("forks-native-agg", &[&["--aggregate", "--follow-fork"]]);
-}
-
 /// Threads that rename themselves, make new code (the code-name cache is written), compress
 /// without the GIL, load and unload a library with ctypes, and start short-lived named threads,
 /// while the main thread forks. Each child makes new code, runs a named thread and calls the
