@@ -145,6 +145,15 @@ fn native_forks_while_threads_allocate_map_name_and_load_sampled() {
     );
 }
 
+/// With `--aggregate`, a thread in `dlclose` frees into the aggregate state while it holds
+/// glibc's loader lock: the fork must not hold that state while it waits for the phdr lock
+/// (whose holder waits for the loader lock). This hung about 1 run in 5 before the fork
+/// handlers took the phdr lock first.
+#[test]
+fn native_forks_while_threads_allocate_map_name_and_load_aggregated() {
+    native_runs("forks-native-agg", &[&["--aggregate", "--follow-fork"]]);
+}
+
 /// Threads that rename themselves, make new code (the code-name cache is written), compress
 /// without the GIL, load and unload a library with ctypes, and start short-lived named threads,
 /// while the main thread forks. Each child makes new code, runs a named thread and calls the

@@ -412,13 +412,18 @@ fn exit_now(status: c_int) -> ! {
 /// child is made (the child has only the forking thread). The order is the order in which they
 /// may nest: the configuration is held around allocations; thread names and Python code names
 /// are held around nothing, so they come last.
+///
+/// The module table and the phdr lock come before the aggregate state: a thread holding the
+/// phdr lock waits for glibc's loader lock inside `dl_iterate_phdr`, and a thread in `dlclose`
+/// frees (into the aggregate state) while holding that loader lock. Were the aggregate state
+/// held here first, the three would wait on each other for ever.
 pub(crate) extern "C" fn fork_prepare() {
     CONFIG.raw_lock();
+    modules::lock_for_fork();
+    sys::phdr_lock_for_fork();
     crate::aggregate::lock_for_fork();
     stacks::lock_all();
-    modules::lock_for_fork();
     CAPTURE.lock_for_fork();
-    sys::phdr_lock_for_fork();
     crate::python::lock_for_fork();
     crate::names::lock_for_fork();
 }
@@ -426,11 +431,11 @@ pub(crate) extern "C" fn fork_prepare() {
 pub(crate) extern "C" fn fork_parent() {
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
-    sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
-    modules::unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
+    sys::phdr_unlock_after_fork();
+    modules::unlock_after_fork();
     CONFIG.raw_unlock();
 }
 
@@ -439,11 +444,11 @@ pub(crate) extern "C" fn fork_parent() {
 pub(crate) extern "C" fn fork_child() {
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
-    sys::phdr_unlock_after_fork();
     CAPTURE.unlock_after_fork();
-    modules::unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
+    sys::phdr_unlock_after_fork();
+    modules::unlock_after_fork();
     CONFIG.raw_unlock();
     crate::unwind::after_fork();
     if !STARTED.load(Ordering::Acquire) {
