@@ -53,7 +53,10 @@ extern "C" fn memtrace_init() {
         crate::unwind::configure(cfg.native);
         thread::init_key();
         crate::barrier::init();
-        crate::loader_lock::learn();
+        // Only a followed child needs it (fork_child): no scan at an ordinary start.
+        if cfg.follow_fork {
+            crate::loader_lock::learn();
+        }
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg, pid);
@@ -284,8 +287,10 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
     ONCE.call_once(|| {
         thread::init_key();
         crate::barrier::init();
-        crate::loader_lock::learn();
     });
+    if cfg.follow_fork {
+        crate::loader_lock::learn();
+    }
     tls::guarded(|| {
         let pid = sys::getpid();
         crate::pyrun::configure(false, cfg.python_allocators);
