@@ -58,6 +58,16 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Links the tracker library into `dir` as `_memtrace_tracker.so`, so that a Python script
+/// there can `import _memtrace_tracker` (the in-process tracker without the package).
+pub fn link_tracker_module(dir: &Path) {
+    let lib = memtrace_bin()
+        .parent()
+        .expect("the binary's directory")
+        .join("libmemtrace_tracker.so");
+    std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link the tracker");
+}
+
 /// Compiles tests/programs/<name>.c without optimizations (so every allocation happens).
 pub fn compile(name: &str, dir: &Path) -> PathBuf {
     let src = workspace().join("tests/programs").join(format!("{name}.c"));

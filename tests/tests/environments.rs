@@ -7,7 +7,7 @@
 //! instead of stalling the suite.
 
 use memtrace_e2e::python::{claimed_pythons, python, write};
-use memtrace_e2e::{allocator, memtrace_bin, num, report, scratch};
+use memtrace_e2e::{allocator, link_tracker_module, memtrace_bin, num, report, scratch};
 use serde_json::Value;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -288,11 +288,7 @@ fn debians_python_tracks_in_process() {
         return;
     };
     let dir = scratch("env-inprocess");
-    let lib = memtrace_bin()
-        .parent()
-        .expect("the binary's directory")
-        .join("libmemtrace_tracker.so");
-    std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link the tracker");
+    link_tracker_module(&dir);
     let script = write(&dir, "inproc.py", IN_PROCESS);
     // Without the Python allocators, the interpreter's own malloc calls (from the executable,
     // through its PLT) are what is recorded.

@@ -8,7 +8,7 @@
 
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::python::{KNOWN_SITE, SITE_BYTES};
-use memtrace_e2e::{memtrace_bin, num, scratch, stats, target_dir, workspace};
+use memtrace_e2e::{link_tracker_module, memtrace_bin, num, scratch, stats, target_dir, workspace};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -264,11 +264,7 @@ fn pprof_carries_the_capture_labels() {
     assert_eq!(p["comments"], json!([]));
 
     // Tracked in-process, labels given to start().
-    let lib = memtrace_bin()
-        .parent()
-        .expect("the binary's directory")
-        .join("libmemtrace_tracker.so");
-    std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link");
+    link_tracker_module(&dir);
     let inproc = dir.join("inproc.bin");
     let code = format!(
         "import _memtrace_tracker as t\nt.start({:?}, False, True, False, 'service=worker\\nregion=eu')\nx = bytearray(10**6)\nt.stop()\n",

@@ -8,7 +8,7 @@
 
 use memtrace_e2e::python::{python, write};
 use memtrace_e2e::watchdog::{output_within, LIMIT};
-use memtrace_e2e::{compile, memtrace, memtrace_bin, num, scratch, stats, workspace};
+use memtrace_e2e::{compile, link_tracker_module, memtrace, num, scratch, stats, workspace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -318,11 +318,7 @@ fn python_forks_while_threads_rename_compile_and_load_native_and_aggregated() {
 #[test]
 fn python_forks_under_the_in_process_tracker() {
     let dir = scratch("forks-inprocess");
-    let tracker = memtrace_bin()
-        .parent()
-        .expect("the binary's directory")
-        .join("libmemtrace_tracker.so");
-    std::os::unix::fs::symlink(&tracker, dir.join("_memtrace_tracker.so")).expect("link");
+    link_tracker_module(&dir);
     let (kept, loaded) = libraries(&dir);
     let script = write(&dir, "storm.py", STORM);
     let forks = PYTHON_FORKS.to_string();

@@ -3,7 +3,7 @@
 //! exactly what happened in between, at its lines, in every thread.
 
 use memtrace_e2e::python::*;
-use memtrace_e2e::{allocator, memtrace_bin, num, scratch, stats};
+use memtrace_e2e::{allocator, link_tracker_module, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,11 +15,7 @@ const BYTES_HEADER: i64 = 33;
 /// that a script there imports it.
 fn setup(name: &str) -> PathBuf {
     let dir = scratch(name);
-    let lib = memtrace_bin()
-        .parent()
-        .expect("the binary's directory")
-        .join("libmemtrace_tracker.so");
-    std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link the tracker");
+    link_tracker_module(&dir);
     dir
 }
 
