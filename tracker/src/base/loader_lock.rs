@@ -111,6 +111,17 @@ unsafe extern "C" fn scan(
 /// In a fork child: whether a thread of the parent (gone here) held the lock at the fork.
 pub fn held_in_child() -> bool {
     let at = LOCK.load(Ordering::Relaxed);
+    // The lock word, not only the owner: a thread of the parent caught between taking the lock
+    // and writing its tid there (the fork copies that moment) holds it too.
     // SAFETY: found by `learn` in this (copied) process.
-    at != 0 && unsafe { owner(at) } != 0
+    at != 0 && unsafe { lock_word(at) != 0 || owner(at) != 0 }
+}
+
+/// The lock word of the mutex at `at` (0: free).
+///
+/// # Safety
+/// `at` is the address of a readable, aligned glibc mutex.
+unsafe fn lock_word(at: usize) -> i32 {
+    // SAFETY: per the caller; a volatile read.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*(at as *const Mutex)).lock)) }
 }
