@@ -40,6 +40,18 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
     }
 }
 
+/// `Command::output` under the watchdog's `LIMIT`, for the tests' own commands. As with
+/// `output`, stdin is /dev/null and a command that does not start fails the test.
+pub trait Watched {
+    fn output_watched(&mut self) -> Output;
+}
+
+impl Watched for Command {
+    fn output_watched(&mut self) -> Output {
+        output_within(self.stdin(Stdio::null()), LIMIT)
+    }
+}
+
 /// Reads a pipe to its end in a thread of its own (so that a full pipe never blocks the child).
 fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
@@ -124,5 +136,15 @@ mod tests {
         assert_eq!(out.stdout, b"out\n");
         assert_eq!(out.stderr, b"err\n");
         assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_watched_command_reads_an_empty_stdin() {
+        // `cat` ends at once on /dev/null; with an inherited stdin it could wait for ever.
+        let out = Command::new("sh")
+            .args(["-c", "cat; echo done"])
+            .output_watched();
+        assert_eq!(out.stdout, b"done\n");
+        assert!(out.status.success());
     }
 }

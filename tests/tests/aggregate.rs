@@ -3,6 +3,7 @@
 //! from a full capture of the same program; a run killed by SIGKILL shows what was live at its
 //! last snapshot; every report runs on it, and a view it cannot give says so in one line.
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{compile, kill_when_ready, memtrace, memtrace_bin, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -31,8 +32,7 @@ fn run(dir: &Path, name: &str, program: &Path, extra: &[&str]) -> PathBuf {
         .arg(program)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     cap
 }
@@ -59,8 +59,7 @@ fn stats_with(args: &[&str], capture: &Path) -> Value {
         .args(["stats", "--json"])
         .args(args)
         .arg(capture)
-        .output()
-        .expect("memtrace stats runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
@@ -175,8 +174,7 @@ fn aggregated_and_full_python_captures_agree() {
             .env("MEMTRACE_AGGREGATE", "0")
             .current_dir(&dir)
             .stdin(Stdio::null())
-            .output()
-            .expect("memtrace runs");
+            .output_watched();
         assert!(out.status.success(), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "377780");
         cap
@@ -190,8 +188,7 @@ fn aggregated_and_full_python_captures_agree() {
         let out = Command::new(memtrace_bin())
             .args(["lines", "--json"])
             .arg(capture)
-            .output()
-            .expect("memtrace lines runs");
+            .output_watched();
         assert!(out.status.success(), "{out:?}");
         let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         let file = v["files"]
@@ -359,8 +356,7 @@ fn a_program_run_through_an_exec_is_aggregated_too() {
         .arg(&prog)
         .current_dir(&dir)
         .stdin(Stdio::null())
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     let execd = dir.join("env.bin.exec1");
     let d = stats(&direct);

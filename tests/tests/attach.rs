@@ -7,6 +7,7 @@
 //! CAP_SYS_PTRACE) the tests say so and check only the refusal.
 
 use memtrace_e2e::python::{python, write};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch, workspace};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -76,8 +77,7 @@ fn memtrace(args: &[&str], dir: &Path) -> Output {
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .output()
-        .expect("memtrace runs")
+        .output_watched()
 }
 
 fn wait_for(path: &Path) {

@@ -12,6 +12,7 @@
 
 use memtrace_e2e::browser::{self, Check, Explore, Limit};
 use memtrace_e2e::python::{python, tracked, write, TWICE_AND_SAME, TWO_CHILDREN};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,10 +55,7 @@ fn capture_with(dir: &Path, script: &Path, name: &str, options: &[&str]) -> Path
 }
 
 fn memtrace(args: &[&str]) {
-    let out = Command::new(memtrace_bin())
-        .args(args)
-        .output()
-        .expect("memtrace runs");
+    let out = Command::new(memtrace_bin()).args(args).output_watched();
     assert!(
         out.status.success(),
         "memtrace {args:?}: {}",
@@ -258,8 +256,7 @@ fn the_family_page_stacks_each_process_and_filters_by_process_in_chromium() {
         .arg(python())
         .arg(&script)
         .current_dir(&dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     let kids: Vec<u32> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -269,8 +266,7 @@ fn the_family_page_stacks_each_process_and_filters_by_process_in_chromium() {
     let stats = Command::new(memtrace_bin())
         .args(["stats", "--json"])
         .arg(&cap)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(stats.status.success(), "{stats:?}");
     let s: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON");
     let combined = s["combined_peak_bytes"].as_u64().expect("a combined peak");
@@ -334,8 +330,7 @@ fn capture_under_limit(dir: &Path, script: &Path, name: &str, limit: u64) -> Opt
         .arg(script)
         .env("MEMTRACE_CGROUP_ROOT", &root)
         .current_dir(dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     let report = dir.join(format!("{name}.html"));
     flamegraph_page(&cap, &report);

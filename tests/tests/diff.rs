@@ -1,6 +1,7 @@
 //! `memtrace diff`: two runs of a script whose one line allocates twice as much in NEW.
 
 use memtrace_e2e::python::two_runs;
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, num, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,7 @@ fn diff(args: &[&str], base: &Path, new: &Path) -> Output {
         .args(args)
         .arg(base)
         .arg(new)
-        .output()
-        .expect("memtrace runs")
+        .output_watched()
 }
 
 #[test]

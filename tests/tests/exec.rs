@@ -6,6 +6,7 @@
 //! in functions of their own.
 
 use memtrace_e2e::python::{python, untracked, write};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -27,8 +28,7 @@ fn plain(dir: &Path, words: &[&str]) -> Output {
         .args(&words[1..])
         .current_dir(dir)
         .stdin(Stdio::null())
-        .output()
-        .expect("the program runs")
+        .output_watched()
 }
 
 /// `stats --json` with long enough top lists to find a program's own functions.

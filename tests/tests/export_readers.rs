@@ -8,6 +8,7 @@
 
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::python::{KNOWN_SITE, SITE_BYTES};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{link_tracker_module, memtrace_bin, num, scratch, stats, target_dir, workspace};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -54,8 +55,7 @@ fn read(kind: &str, file: &Path) -> Value {
         .arg(workspace().join("tests/readers/read_exports.py"))
         .arg(kind)
         .arg(file)
-        .output()
-        .expect("the reader runs");
+        .output_watched();
     assert!(
         out.status.success(),
         "read_exports.py {kind}: {}",
@@ -79,8 +79,7 @@ fn export(cap: &Path, args: &[&str]) -> Vec<u8> {
         .arg("export")
         .arg(cap)
         .args(args)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "export {args:?}: {out:?}");
     out.stdout
 }
@@ -234,8 +233,7 @@ fn pprof_carries_the_capture_labels() {
         .arg(&cap)
         .arg(&script)
         .current_dir(&dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         stats(&cap)["labels"],
@@ -275,8 +273,7 @@ fn pprof_carries_the_capture_labels() {
         .env_remove("LD_PRELOAD")
         .env("PYTHONPATH", &dir)
         .current_dir(&dir)
-        .output()
-        .expect("python runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         stats(&inproc)["labels"],

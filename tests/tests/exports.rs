@@ -5,6 +5,7 @@
 use flate2::read::GzDecoder;
 use memtrace_e2e::python::{python, tracked, write};
 use memtrace_e2e::python::{KNOWN_SITE, SITE_BYTES};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, num, scratch, stats};
 use memtrace_reporter::export::pprof::Profile;
 use prost::Message;
@@ -28,8 +29,7 @@ fn export(cap: &Path, args: &[&str]) -> Output {
         .arg("export")
         .arg(cap)
         .args(args)
-        .output()
-        .expect("memtrace runs")
+        .output_watched()
 }
 
 fn exported(cap: &Path, args: &[&str]) -> Vec<u8> {
@@ -239,8 +239,7 @@ fn pprof_is_not_written_to_a_terminal() {
     );
     let out = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
-        .output()
-        .expect("script runs");
+        .output_watched();
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     assert_eq!(
         text,

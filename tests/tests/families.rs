@@ -5,6 +5,7 @@
 //! traced.
 
 use memtrace_e2e::python::*;
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{allocator, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -238,8 +239,7 @@ fn a_python_child_behind_a_shell_is_tracked_as_python() {
 fn minor_of(python: &Path) -> u32 {
     let out = Command::new(python)
         .args(["-c", "import sys; print(sys.version_info[1])"])
-        .output()
-        .expect("python runs");
+        .output_watched();
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()

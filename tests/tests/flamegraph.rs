@@ -8,6 +8,7 @@ use memtrace_e2e::page::{
 };
 use memtrace_e2e::python::KNOWN_SITE;
 use memtrace_e2e::python::{python, tracked, write};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,8 +39,7 @@ fn flamegraph(cap: &Path, args: &[&str]) -> Output {
         .arg("flamegraph")
         .args(args)
         .arg(cap)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(
         out.status.success(),
         "flamegraph {args:?}: {}",
@@ -132,8 +132,7 @@ fn many_stacks_give_a_small_page() {
     let folded = Command::new(memtrace_bin())
         .args(["export", "--format", "folded"])
         .arg(&cap)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     let generated = String::from_utf8_lossy(&folded.stdout)
         .lines()
         .filter(|l| l.contains("generated.py"))
@@ -173,8 +172,7 @@ fn many_stacks_give_a_small_page() {
 fn a_missing_capture_is_a_one_line_error() {
     let out = Command::new(memtrace_bin())
         .args(["flamegraph", "/nonexistent/x.bin"])
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("memtrace: "), "{err}");

@@ -5,6 +5,7 @@
 
 use memtrace_e2e::page::{frame_titles, self_contained};
 use memtrace_e2e::python::{python, tracked, two_runs, write, TWICE_AND_SAME};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch};
 use memtrace_reporter::report::human::count as sep;
 use std::path::{Path, PathBuf};
@@ -39,8 +40,7 @@ fn flamegraph_diff(args: &[&str], base: &Path, new: &Path) -> Output {
         .arg("--diff")
         .arg(base)
         .arg(new)
-        .output()
-        .expect("memtrace runs")
+        .output_watched()
 }
 
 /// The page written to `out` by `flamegraph --diff ARGS -o out`.

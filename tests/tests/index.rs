@@ -3,6 +3,7 @@
 //! byte for byte.
 
 use memtrace_e2e::python::{python, track_script};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::*;
 use std::path::Path;
 use std::process::Command;
@@ -39,7 +40,7 @@ fn report(args: &[&str], cap: &Path, index: bool) -> String {
     if !index {
         cmd.env("MEMTRACE_INDEX", "off");
     }
-    let out = cmd.output().expect("memtrace runs");
+    let out = cmd.output_watched();
     assert!(out.status.success(), "{args:?}: {out:?}");
     String::from_utf8(out.stdout).expect("utf-8")
 }

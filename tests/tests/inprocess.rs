@@ -3,6 +3,7 @@
 //! exactly what happened in between, at its lines, in every thread.
 
 use memtrace_e2e::python::*;
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{allocator, link_tracker_module, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -524,8 +525,7 @@ fn a_patched_slot_holds_the_hook_while_tracking_and_its_own_value_after() {
     let relocs = Command::new("readelf")
         .args(["-rW"])
         .arg(&lib)
-        .output()
-        .expect("readelf runs");
+        .output_watched();
     let offset = text(&relocs.stdout)
         .lines()
         .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))

@@ -6,6 +6,7 @@
 use memtrace_e2e::netfs::{have_sshfs, NetFs};
 use memtrace_e2e::python::{python, write};
 use memtrace_e2e::tmux::{have_tmux, Tmux};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -189,8 +190,7 @@ fn live_refuses_a_missing_file_and_a_pipe() {
     let out = Command::new(memtrace_bin())
         .args(["live", "nothing.bin"])
         .current_dir(&dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");

@@ -2,6 +2,7 @@
 //! `memtrace stats --json`. Counts and bytes are exact: the "none" mode of the same program is
 //! subtracted (libc's own start-up allocations).
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::*;
 
 fn setup(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -323,8 +324,7 @@ fn a_full_disk_never_breaks_the_program() {
     let out = std::process::Command::new("bash")
         .args(["-c", &script])
         .current_dir(&dir)
-        .output()
-        .expect("bash runs");
+        .output_watched();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, b"done threads\n");
     let stderr = String::from_utf8_lossy(&out.stderr);

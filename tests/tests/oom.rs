@@ -2,6 +2,7 @@
 //! whose reports name what was live, in full and sampled mode; the cgroup v2 memory limit the
 //! program ran under is recorded and shown.
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{compile, kill_when_ready, memtrace, memtrace_bin, num, scratch, stats};
 use serde_json::Value;
 use std::path::Path;
@@ -90,8 +91,7 @@ fn cgroup_memory_limit_is_recorded_and_shown() {
         .arg(&cap)
         .args(["--", "true"])
         .env("MEMTRACE_CGROUP_ROOT", &root)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(num(&stats(&cap), "memory_limit"), 536_870_912);
     let text = memtrace(&["stats", cap.to_str().unwrap()], &dir);
@@ -107,8 +107,7 @@ fn cgroup_memory_limit_is_recorded_and_shown() {
         .arg(&cap)
         .args(["--", "true"])
         .env("MEMTRACE_CGROUP_ROOT", &root)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stats(&cap)["memory_limit"], Value::Null);
 }
@@ -133,8 +132,7 @@ fn memory_error_shows_the_failed_request() {
         .arg(&cap)
         .arg(&script)
         .current_dir(&dir)
-        .output()
-        .expect("prlimit runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "MemoryError");
     let s = stats(&cap);

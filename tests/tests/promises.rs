@@ -3,6 +3,7 @@
 //! `--follow-fork` a child's capture holds exactly the child's allocations while the parent's
 //! holds none of them.
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace, num, scratch, stats, workspace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,8 +18,7 @@ fn build(name: &str, dir: &Path, flags: &[&str]) -> PathBuf {
         .arg("-o")
         .arg(&out)
         .arg(&src)
-        .output()
-        .expect("gcc runs");
+        .output_watched();
     assert!(
         built.status.success(),
         "gcc {flags:?} {}: {built:?}",

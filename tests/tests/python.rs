@@ -3,6 +3,7 @@
 //! chosen as documented, memtrace's own errors are one line, and the capture is readable.
 
 use memtrace_e2e::python::*;
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, num, scratch, stats};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -395,8 +396,7 @@ fn the_active_virtual_environment_is_used() {
     let made = Command::new(python())
         .args(["-m", "venv", "--without-pip"])
         .arg(&venv)
-        .output()
-        .expect("python -m venv runs");
+        .output_watched();
     assert!(made.status.success(), "{made:?}");
     // python3 on PATH is not the environment's: VIRTUAL_ENV alone decides.
     let bin = python3_dir(&dir);

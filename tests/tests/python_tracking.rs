@@ -2,6 +2,7 @@
 //! traced or not, in threads, at the script's end; and the start-up hook leaving no trace.
 
 use memtrace_e2e::python::*;
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{allocator, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -403,8 +404,7 @@ c = asyncio.run(coro())
     let out = Command::new(memtrace_e2e::memtrace_bin())
         .args(["stats", "--json", "-n", "50"])
         .arg(dir.join("kinds.py.bin"))
-        .output()
-        .expect("stats runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     let s: Value = serde_json::from_slice(&out.stdout).expect("json");
     let at = |function: &str, line: i64| {

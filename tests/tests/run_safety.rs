@@ -5,6 +5,7 @@
 
 use memtrace_e2e::python::python;
 use memtrace_e2e::tmux::{have_tmux, Tmux};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch, stats};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -278,8 +279,7 @@ fn under_umask_0_the_run_s_files_stay_private() {
         .current_dir(&dir)
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
-        .output()
-        .expect("sh runs");
+        .output_watched();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let listed: Vec<(&str, u32, &str)> = stdout
@@ -643,8 +643,7 @@ fn the_tracker_s_status_reaches_the_user() {
         .current_dir(&dir)
         .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();

@@ -4,6 +4,7 @@
 //! streams are fixed (MEMTRACE_SAMPLE_SEED) so that the statistical bounds, generous as they
 //! are, give the same answer on every run.
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{compile, memtrace, memtrace_bin, num, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,7 @@ fn sampled_run(dir: &Path, program: &Path, extra: &[&str]) -> PathBuf {
         .arg(program)
         .env("MEMTRACE_SAMPLE_SEED", "42")
         .current_dir(dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     cap
 }
@@ -204,8 +204,7 @@ fn sampled_workload_matches_the_full_capture() {
         .arg(&script)
         .env("MEMTRACE_SAMPLE_SEED", "7")
         .current_dir(&dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     let (f, s) = (
         memtrace_e2e::report(&["stats", "--json", "-n", "5"], &full),

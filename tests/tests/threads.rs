@@ -3,6 +3,7 @@
 //! more memory, a 256 KiB staging area and a 512 KiB index each). The program is
 //! tests/programs/manythreads.c; it prints its own peak resident size (VmHWM).
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{compile, memtrace_bin, num, record, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -45,8 +46,7 @@ fn untracked(dir: &Path, prog: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(prog)
         .args(args)
         .current_dir(dir)
-        .output()
-        .expect("the program runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     out.stdout
 }
@@ -156,8 +156,7 @@ fn a_pool_of_threads_started_and_stopped_costs_by_the_events() {
         .arg(&prog)
         .args(args)
         .current_dir(&dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert!(out.status.success(), "{out:?}");
     let points = pool_points(&out.stdout);
     assert_eq!(points.len(), 2, "{}", String::from_utf8_lossy(&out.stdout));

@@ -3,6 +3,7 @@
 //! their threads write. The program must run as it does untracked, byte for byte, and the
 //! capture must hold what happened or say exactly what it misses.
 
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{compile, memtrace_bin, num, record, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -43,8 +44,7 @@ fn untracked(prog: &Path, args: &[&str]) -> (Output, Vec<(String, Vec<u8>)>) {
     let out = Command::new(prog)
         .args(args)
         .current_dir(&dir)
-        .output()
-        .expect("the program runs");
+        .output_watched();
     (out, files(&dir))
 }
 
@@ -66,7 +66,7 @@ fn tracked(
     if let Some((k, v)) = env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("memtrace runs");
+    let out = cmd.output_watched();
     let f = files(&dir);
     (cap, out, f)
 }
@@ -160,8 +160,7 @@ fn a_capture_that_cannot_be_reopened_stops_and_says_why() {
         .args(["closefrom", PAIRS])
         .env("TORTURE_MOVE", &cap)
         .current_dir(&moved_dir)
-        .output()
-        .expect("memtrace runs");
+        .output_watched();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, plain.stdout);
     assert!(
@@ -188,8 +187,7 @@ fn bash(script: &str, dir: &Path) -> Output {
     Command::new("bash")
         .args(["-c", script])
         .current_dir(dir)
-        .output()
-        .expect("bash runs")
+        .output_watched()
 }
 
 /// The count in "N events dropped" of memtrace run's last line.

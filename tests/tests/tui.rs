@@ -4,6 +4,7 @@
 
 use memtrace_e2e::python::*;
 use memtrace_e2e::tmux::{have_tmux, Tmux};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -196,8 +197,7 @@ fn ui_process(tmux: &Tmux) -> i32 {
     let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let out = Command::new("ps")
         .args(["-o", "pid=", "--ppid", &shell])
-        .output()
-        .expect("ps runs");
+        .output_watched();
     let children: Vec<i32> = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
