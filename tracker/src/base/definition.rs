@@ -118,6 +118,77 @@ pub fn object_of(p: usize) -> usize {
     info.dli_fbase as usize
 }
 
+/// [`global_placed`] without dladdr, whose scan of an object's whole symbol table is most of
+/// the tracker's start when repeated for each real function: the object holding an address
+/// (its start, [`Place::object`] as [`object_of`] gives it) and whether the address is a stub
+/// are read from the objects' program headers and hash tables. For the tracker's own lookups
+/// at its start; the objects are compared with [`start_of`]'s.
+pub fn global_located(name: &core::ffi::CStr) -> (Global, usize) {
+    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
+    let place = locate(address, name.to_bytes());
+    let (definition, base) = if address != 0 && place.stub {
+        let d = first_definition(name.to_bytes());
+        (d, start_of(d))
+    } else {
+        (address, place.object)
+    };
+    let global = Global {
+        address,
+        definition,
+    };
+    (global, base)
+}
+
+/// The start of the object holding `p` (as [`object_of`], without dladdr), 0 when none does.
+pub fn start_of(p: usize) -> usize {
+    locate(p, b"").object
+}
+
+/// The object holding `p` and whether `p` is its canonical PLT entry for `name` (see
+/// [`place_of`]), from the objects' own tables.
+pub fn locate(p: usize, name: &[u8]) -> Place {
+    let mut at = Locate {
+        p,
+        name,
+        place: Place {
+            object: 0,
+            stub: false,
+        },
+    };
+    if p != 0 {
+        // SAFETY: `visit_locate` reads each object's tables while the loader keeps it loaded.
+        unsafe { crate::sys::iterate_phdr(visit_locate, &mut at as *mut Locate as *mut c_void) };
+    }
+    at.place
+}
+
+struct Locate<'a> {
+    p: usize,
+    name: &'a [u8],
+    place: Place,
+}
+
+unsafe extern "C" fn visit_locate(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the Locate being run.
+    let (info, at) = unsafe { (&*info, &mut *(data as *mut Locate)) };
+    // SAFETY: a loaded object's description, valid during this callback.
+    let object = unsafe { Object::new(info) };
+    if !object.contains(at.p) {
+        return 0;
+    }
+    at.place = Place {
+        object: object.start(),
+        // SAFETY: the object's tables, mapped during this callback.
+        stub: !at.name.is_empty() && !is_vdso(info) && unsafe { object.is_stub(at.name, at.p) },
+    };
+    1
+}
+
 struct Walk<'a> {
     name: &'a [u8],
     /// The tracker's base (skipped).
@@ -190,6 +261,21 @@ mod tests {
         );
         assert_eq!(object_of(malloc), object_of(dlsym_default(c"realpath")));
         assert_eq!(first_definition(b"no_such_function_here"), 0);
+    }
+
+    #[test]
+    fn the_tables_place_an_address_as_dladdr_does() {
+        for name in [c"malloc", c"free", c"mmap", c"realpath", c"exit"] {
+            let address = dlsym_default(name);
+            let by_tables = locate(address, name.to_bytes());
+            let by_loader = place_of(address);
+            assert_eq!(by_tables.object, by_loader.object, "{name:?}");
+            assert_eq!(by_tables.stub, by_loader.stub, "{name:?}");
+            assert_eq!(start_of(address), object_of(address), "{name:?}");
+        }
+        let own = first_definition as *const () as usize;
+        assert_eq!(start_of(own), object_of(own));
+        assert_eq!(start_of(0), 0);
     }
 
     #[test]

@@ -140,6 +140,14 @@ impl<'a> Object<'a> {
         })
     }
 
+    /// The start of the object's mapping (its first loaded segment's page), as dladdr gives it
+    /// (`dli_fbase`).
+    pub fn start(&self) -> usize {
+        let first = self.phdrs.iter().find(|p| p.p_type == libc::PT_LOAD);
+        let vaddr = first.map_or(0, |p| p.p_vaddr as usize) & !0xfff;
+        self.base.wrapping_add(vaddr)
+    }
+
     /// The range the loader made read-only after relocation (PT_GNU_RELRO), if any.
     pub fn relro(&self) -> Option<(usize, usize)> {
         self.segment(libc::PT_GNU_RELRO)
@@ -247,6 +255,42 @@ impl<'a> Object<'a> {
             }
         }
         found
+    }
+}
+
+impl Object<'_> {
+    /// Whether `at` is the object's canonical PLT entry for `name`: its dynamic symbol table
+    /// has `name` undefined, valued at `at` (a non-PIE executable that takes the function's
+    /// address). Such an entry is in the hash table, as the loader binds other objects to it.
+    ///
+    /// # Safety
+    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
+    pub unsafe fn is_stub(&self, name: &[u8], at: usize) -> bool {
+        // SAFETY: the caller's promise.
+        let t = unsafe { self.tables() };
+        if t.symtab == 0 || t.strtab == 0 {
+            return false;
+        }
+        let mut stub = false;
+        let mut check = |index: usize| {
+            // SAFETY: an index from the object's hash table is an entry of its symbol table.
+            let sym = unsafe { &*(t.symtab as *const Sym).add(index) };
+            // SAFETY: as above; the name is checked against the string table's size.
+            stub = sym.shndx == 0
+                && sym.value != 0
+                && self.base.wrapping_add(sym.value as usize) == at
+                && unsafe { t.name(sym) } == Some(name);
+            stub
+        };
+        // SAFETY: the hash tables named by the dynamic section are mapped while the object is.
+        unsafe {
+            if t.gnu_hash != 0 {
+                gnu_hash_chain(t.gnu_hash, name, &mut check);
+            } else if t.hash != 0 {
+                sysv_hash_chain(t.hash, name, &mut check);
+            }
+        }
+        stub
     }
 }
 

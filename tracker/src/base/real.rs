@@ -2,7 +2,7 @@
 //! `sym`). While dlsym itself runs it may allocate: those requests are served from a
 //! small static arena whose blocks are never handed to the real allocator.
 
-use crate::definition::{self, object_of};
+use crate::definition::{self, start_of};
 use libc::{c_int, c_void, off_t, size_t};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
@@ -73,16 +73,16 @@ fn sym(name: &core::ffi::CStr) -> *mut c_void {
     static OWN: AtomicUsize = AtomicUsize::new(0);
     let mut own = OWN.load(Ordering::Relaxed);
     if own == 0 {
-        own = object_of(sym as *const () as usize);
+        own = start_of(sym as *const () as usize);
         OWN.store(own, Ordering::Relaxed);
     }
-    let (global, base) = definition::global_placed(name);
+    let (global, base) = definition::global_located(name);
     if global.definition != 0 && base != own {
         return global.definition as *mut c_void;
     }
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
-    let place = definition::place_of(next as usize);
+    let place = definition::locate(next as usize, name.to_bytes());
     if next.is_null() || place.object == own || place.stub {
         return core::ptr::null_mut();
     }

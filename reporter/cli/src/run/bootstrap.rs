@@ -21,10 +21,17 @@ pub struct Bootstrap {
     dir: PathBuf,
     /// Where the hook's compiled forms are kept between runs (see `compiled`).
     cache: Option<PathBuf>,
+    /// The compiled forms taken from there for this run.
+    installed: Vec<String>,
 }
 
 impl Bootstrap {
-    pub fn create(tracker: &Path, private: &Path) -> Result<Bootstrap, RunError> {
+    /// The hook for a run of the interpreter `python` (None: any CPython the program execs).
+    pub fn create(
+        tracker: &Path,
+        private: &Path,
+        python: Option<&Path>,
+    ) -> Result<Bootstrap, RunError> {
         let dir = private.join(format!("memtrace-py-{}", std::process::id()));
         let shown = dir.display().to_string();
         let fail =
@@ -44,16 +51,24 @@ impl Bootstrap {
         let tracker = std::fs::canonicalize(tracker).map_err(fail)?;
         std::os::unix::fs::symlink(tracker, dir.join("_memtrace_tracker.so")).map_err(fail)?;
         let cache = compiled::cache_dir(SITECUSTOMIZE);
-        if let Some(cache) = &cache {
-            compiled::install(cache, &dir);
-        }
-        Ok(Bootstrap { dir, cache })
+        let installed = match &cache {
+            Some(cache) => {
+                let only = python.and_then(compiled::name_for);
+                compiled::install(cache, &dir, only.as_deref())
+            }
+            None => Vec::new(),
+        };
+        Ok(Bootstrap {
+            dir,
+            cache,
+            installed,
+        })
     }
 
     /// After the run: keeps the hook as the interpreter compiled it, for the next runs.
     pub fn keep_compiled(&self) {
         if let Some(cache) = &self.cache {
-            compiled::keep(cache, &self.dir);
+            compiled::keep(cache, &self.dir, &self.installed);
         }
     }
 

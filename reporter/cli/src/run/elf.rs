@@ -57,8 +57,11 @@ pub fn is_cpython(path: &Path) -> bool {
     let Ok(obj) = object::File::parse(&*map) else {
         return false;
     };
-    obj.dynamic_symbols()
-        .any(|s| s.name().is_ok_and(|n| PYTHON_MAINS.contains(&n)))
+    // Compared as bytes: thousands of names, none needs to be checked as UTF-8.
+    obj.dynamic_symbols().any(|s| {
+        s.name_bytes()
+            .is_ok_and(|n| PYTHON_MAINS.iter().any(|m| m.as_bytes() == n))
+    })
 }
 
 #[cfg(test)]

@@ -185,7 +185,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     // The start-up hook serves the Python run, and any image the program execs that is CPython
     // (the tracker puts it on that image's PYTHONPATH): made for every run, required for a
     // Python run only.
-    let bootstrap = match bootstrap::Bootstrap::create(&tracker, run_dir.path()) {
+    let python = target.python.then_some(target.path.as_path());
+    let bootstrap = match bootstrap::Bootstrap::create(&tracker, run_dir.path(), python) {
         Ok(b) => Some(b),
         Err(e) if target.python => return Err(e),
         Err(_) => None,

@@ -69,44 +69,70 @@ fn to_kept(mut pyc: Vec<u8>) -> Option<Vec<u8>> {
     Some(pyc)
 }
 
-/// Puts the verified compiled hooks of `cache` into `hook`'s `__pycache__`.
-pub fn install(cache: &Path, hook: &Path) {
-    let Ok(entries) = std::fs::read_dir(cache) else {
-        return;
+/// The compiled hook an interpreter takes, when the name of its file (links followed) says its
+/// version: `python3.11` takes `sitecustomize.cpython-311.pyc`. None otherwise (then every
+/// kept form is offered).
+pub fn name_for(python: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(python).ok()?;
+    let version = real.file_name()?.to_str()?.strip_prefix("python")?;
+    let (major, minor) = version.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(major) && digits(minor)).then(|| format!("sitecustomize.cpython-{major}{minor}.pyc"))
+}
+
+/// Puts the verified compiled hooks of `cache` into `hook`'s `__pycache__`: the one named
+/// `only`, else all. Each is linked where the file systems allow it (no file to write, and
+/// none to free after the run), else copied. Returns the names put there.
+pub fn install(cache: &Path, hook: &Path, only: Option<&str>) -> Vec<String> {
+    let names: Vec<String> = match only {
+        Some(name) => vec![name.to_string()],
+        None => match std::fs::read_dir(cache) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+            Err(_) => return Vec::new(),
+        },
     };
     let target = hook.join("__pycache__");
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| is_compiled_hook(n)) else {
-            continue;
-        };
-        let Ok(pyc) = std::fs::read(entry.path()) else {
+    let mut installed = Vec::new();
+    for name in names.into_iter().filter(|n| is_compiled_hook(n)) {
+        let kept = cache.join(&name);
+        let Ok(pyc) = std::fs::read(&kept) else {
             continue;
         };
         if !verified(&pyc) {
             continue;
         }
-        if std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&target)
-            .is_err()
+        if installed.is_empty()
+            && std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&target)
+                .is_err()
             && !target.is_dir()
         {
-            return;
+            break;
         }
-        let _ = write_new(&target.join(name), &pyc);
+        let at = target.join(&name);
+        if std::fs::hard_link(&kept, &at).is_ok() || write_new(&at, &pyc).is_ok() {
+            installed.push(name);
+        }
     }
+    installed
 }
 
 /// Keeps in `cache` the compiled hooks the interpreter wrote in `hook`'s `__pycache__` that
-/// `cache` does not have yet.
-pub fn keep(cache: &Path, hook: &Path) {
+/// `cache` does not have yet (those `install` put there came from it).
+pub fn keep(cache: &Path, hook: &Path, installed: &[String]) {
     let Ok(entries) = std::fs::read_dir(hook.join("__pycache__")) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| is_compiled_hook(n)) else {
+        let Some(name) = name
+            .to_str()
+            .filter(|n| is_compiled_hook(n) && !installed.iter().any(|i| i == n))
+        else {
             continue;
         };
         let kept = cache.join(name);
@@ -172,13 +198,60 @@ mod tests {
         )
         .unwrap();
         std::fs::write(first.join("__pycache__/other.cpython-311.pyc"), &pyc).unwrap();
-        keep(&cache, &first);
-        install(&cache, &second);
+        keep(&cache, &first, &[]);
+        assert_eq!(
+            install(&cache, &second, None),
+            ["sitecustomize.cpython-311.pyc"]
+        );
         let got = std::fs::read(second.join("__pycache__/sitecustomize.cpython-311.pyc")).unwrap();
         assert_eq!(got[..4], pyc[..4], "the magic number is the interpreter's");
         assert_eq!(got[4..8], [1, 0, 0, 0], "unchecked hash-based");
         assert_eq!(got[HEADER..], code[..]);
         assert!(!second.join("__pycache__/other.cpython-311.pyc").exists());
+    }
+
+    #[test]
+    fn an_interpreter_named_by_version_gets_its_own_hook_alone() {
+        let (cache, first, second) = (scratch("v").join("hook"), scratch("v1"), scratch("v2"));
+        std::fs::create_dir_all(first.join("__pycache__")).unwrap();
+        for tag in ["310", "311", "312"] {
+            let pyc = written_pyc(format!("code of {tag}").as_bytes());
+            let name = format!("__pycache__/sitecustomize.cpython-{tag}.pyc");
+            std::fs::write(first.join(name), &pyc).unwrap();
+        }
+        keep(&cache, &first, &[]);
+        let only = "sitecustomize.cpython-311.pyc";
+        assert_eq!(install(&cache, &second, Some(only)), [only]);
+        let listed: Vec<_> = std::fs::read_dir(second.join("__pycache__"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(listed, [only]);
+        let got = std::fs::read(second.join("__pycache__").join(only)).unwrap();
+        assert_eq!(got[HEADER..], *b"code of 311");
+        // What was put there came from the cache: not read back after the run.
+        let kept = cache.join(only);
+        std::fs::write(&kept, b"changed meanwhile").unwrap();
+        keep(&cache, &second, &[only.to_string()]);
+        assert_eq!(std::fs::read(&kept).unwrap(), b"changed meanwhile");
+        assert!(install(&cache, &second, Some("sitecustomize.cpython-399.pyc")).is_empty());
+    }
+
+    #[test]
+    fn the_hook_s_name_comes_from_the_interpreter_s_file_name() {
+        let dir = scratch("names");
+        let real = dir.join("python3.12");
+        std::fs::write(&real, b"").unwrap();
+        std::os::unix::fs::symlink(&real, dir.join("python3")).unwrap();
+        std::fs::write(dir.join("python"), b"").unwrap();
+        std::fs::write(dir.join("python3.x"), b"").unwrap();
+        let name = |n: &str| name_for(&dir.join(n));
+        let want = Some("sitecustomize.cpython-312.pyc".to_string());
+        assert_eq!(name("python3.12"), want);
+        assert_eq!(name("python3"), want);
+        assert_eq!(name("python"), None);
+        assert_eq!(name("python3.x"), None);
+        assert_eq!(name("missing3.11"), None);
     }
 
     #[test]
@@ -191,17 +264,17 @@ mod tests {
             &pyc,
         )
         .unwrap();
-        keep(&cache, &first);
+        keep(&cache, &first, &[]);
         let kept = cache.join("sitecustomize.cpython-312.pyc");
         let mut bytes = std::fs::read(&kept).unwrap();
         bytes.truncate(bytes.len() - 3);
         std::fs::write(&kept, &bytes).unwrap();
-        install(&cache, &second);
+        assert!(install(&cache, &second, None).is_empty());
         assert!(!second
             .join("__pycache__/sitecustomize.cpython-312.pyc")
             .exists());
         // The next run's own pyc replaces the damaged one.
-        keep(&cache, &first);
+        keep(&cache, &first, &[]);
         assert!(verified(&std::fs::read(&kept).unwrap()));
     }
 }
