@@ -352,7 +352,7 @@ impl State {
     }
 
     /// A block of `bytes` standing for `count` allocations made live.
-    #[inline]
+    #[inline(always)]
     fn add(&mut self, i: usize, allocator: Allocator, addr: u64, size: u64, tick: u64) {
         let (count, bytes) = if self.sample_bytes == 0 || allocator == Allocator::Mmap || size == 0
         {

@@ -155,10 +155,14 @@ struct Context<'a> {
 unsafe fn current_as<const MINOR: u32>(
     f: &mut ThreadFrames,
     first: usize,
-    cx: Context,
+    mut cx: Context,
 ) -> Option<u64> {
     // The offsets as constants.
     let fields = &const { WalkFields::of::<MINOR>() };
+    // SAFETY: per the caller.
+    if let Some(stack) = unsafe { same_innermost::<MINOR>(f, fields, first, &mut cx) } {
+        return (stack != 0).then_some(stack);
+    }
     // SAFETY: per the caller.
     let walk = unsafe {
         let last = if f.complete { &f.chain[..f.depth] } else { &[] };
@@ -189,9 +193,55 @@ unsafe fn current_as<const MINOR: u32>(
     (stack != 0).then_some(stack)
 }
 
+/// The usual case, without a walk's bookkeeping: the innermost frame is the last chain's
+/// innermost step's frame and the chain holds from it (the check a walk makes first, with the
+/// same limits). The stack, the step's own or anew at the frame's new place; None otherwise
+/// (the walk decides).
+///
+/// # Safety
+/// As for `chain::walk`.
+#[inline(always)]
+unsafe fn same_innermost<const MINOR: u32>(
+    f: &mut ThreadFrames,
+    fields: &WalkFields,
+    first: usize,
+    cx: &mut Context,
+) -> Option<u64> {
+    let depth = f.depth;
+    if !f.complete || depth == 0 || depth >= CAPACITY {
+        return None;
+    }
+    let s = &f.chain[depth - 1];
+    if s.addr != first || s.met as usize > chain::MAX_STEPS {
+        return None;
+    }
+    // SAFETY: per the caller: `first` is the live innermost frame.
+    unsafe {
+        if !matches!(
+            chain::holds::<MINOR>(fields, &f.chain[..depth], first),
+            chain::Held::Yes
+        ) {
+            return None;
+        }
+        let place = fields.place::<MINOR>(first);
+        if s.place == place {
+            return Some(s.stack);
+        }
+        // 3.12+: the entry flag comes from the shim outside, which is the same.
+        let entry = if MINOR >= 12 { s.position & 1 } else { 0 };
+        let position = fields.position::<MINOR>(s.code, place) | entry;
+        let cx = Context {
+            api: cx.api,
+            py: cx.py,
+            tables: &mut *cx.tables,
+        };
+        Some(restep(f, depth - 1, (place, position), cx))
+    }
+}
+
 /// Step `i`'s frame is at `place`, `position` now (its code and callers unchanged): its stack
 /// anew.
-#[inline(never)]
+#[inline(always)]
 fn restep(f: &mut ThreadFrames, i: usize, (place, position): (usize, isize), cx: Context) -> u64 {
     let code = f.chain[i].code;
     let parent = if i > 0 { f.chain[i - 1].stack } else { 0 };
@@ -317,6 +367,18 @@ fn frame_stack(
     if slot.code == code && slot.offset == offset && slot.parent == parent && slot.stack != 0 {
         return ((slot.stack, slot.frame), true);
     }
+    frame_stack_named(f, cx, code, offset, parent)
+}
+
+/// [`frame_stack`] past the line cache: names the code, finds the line, interns.
+#[inline(never)]
+fn frame_stack_named(
+    f: &mut ThreadFrames,
+    cx: Context,
+    code: usize,
+    offset: isize,
+    parent: u64,
+) -> ((u64, u64), bool) {
     let Context { api, py, tables } = cx;
     let (named, settled) = name(f, api, py, code, tables);
     let ids = match named {
