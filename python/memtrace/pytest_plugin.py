@@ -254,6 +254,8 @@ class MemtracePlugin:
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         try:
             release_hooks()
+        except ImportError:
+            pass  # no tracker library: no hooks
         except RuntimeError:
             pass  # a Tracker of the tests' own still runs: its stop puts every slot back
         if not self.keep:
