@@ -24,6 +24,14 @@ def _tracker_module() -> ModuleType:
     return module
 
 
+def release_hooks() -> None:
+    """Takes out the hooks that ``Tracker.stop(keep_hooks=True)`` left in the loaded objects
+    (nothing when there are none); a ``RuntimeError`` while a Tracker is active."""
+    module = _tracker_module()
+    if hasattr(module, "release_hooks"):
+        module.release_hooks()
+
+
 def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels as memtrace run --label takes them: keys of letters, digits, ``_.-``;
     values without control characters; at most 64, 4096 bytes in all."""
@@ -115,8 +123,10 @@ class Tracker:
             raise
         self._active = True
 
-    def stop(self) -> None:
-        """Stops tracking and finishes the capture."""
+    def stop(self, *, keep_hooks: bool = False) -> None:
+        """Stops tracking and finishes the capture. ``keep_hooks``: the hooks stay in the loaded
+        objects (passing straight through) so that the next ``start`` is quicker (the pytest
+        plugin's, test after test), until ``release_hooks()`` takes them out."""
         if not self._active:
             raise RuntimeError("this Tracker is not tracking")
         self._active = False
@@ -128,7 +138,10 @@ class Tracker:
                 if self.object_types and hasattr(module, "record_object_types"):
                     module.record_object_types()
             finally:
-                module.stop()
+                if keep_hooks and hasattr(module, "release_hooks"):
+                    module.stop(True)
+                else:
+                    module.stop()
             if hasattr(module, "allocated_bytes"):
                 self.allocated_bytes = module.allocated_bytes()
         finally:

@@ -31,7 +31,7 @@ from . import _native
 from ._locations import top_lines, top_types
 from ._native import FileReader
 from ._sizes import format_size, parse_size
-from ._tracker import Tracker, _tracker_module
+from ._tracker import Tracker, _tracker_module, release_hooks
 
 #: Lines listed in a failure message.
 TOP_LINES = 5
@@ -157,7 +157,9 @@ class MemtracePlugin:
         try:
             yield
         finally:
-            tracker.stop()
+            # The hooks stay in between tests (the next start has nothing to patch); taken
+            # out at the session's end.
+            tracker.stop(keep_hooks=True)
         family = _may_have_family(_child_captures(path))
         allocated = getattr(tracker, "allocated_bytes", None)
         if memory is None and leaks is None and not family and self._below_the_largest(allocated):
@@ -250,6 +252,12 @@ class MemtracePlugin:
             terminalreporter.write_line(f"captures in {self.dir}")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        try:
+            release_hooks()
+        except ImportError:
+            pass  # no tracker library: no hooks
+        except RuntimeError:
+            pass  # a Tracker of the tests' own still runs: its stop puts every slot back
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 

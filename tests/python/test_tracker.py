@@ -148,3 +148,50 @@ def test_a_failing_types_walk_still_stops_tracking(env: Env, tmp_path: Path) -> 
         run([env.memtrace, "stats", "--json", tmp_path / "a.bin"]).stdout
     )
     assert stats["complete"] is True
+
+
+KEEP_HOOKS = '''\
+import json, sys
+import memtrace
+from memtrace._tracker import release_hooks
+
+figures = []
+for i, n in enumerate([4_000_000, 6_000_000]):
+    t = memtrace.Tracker(f"{sys.argv[1]}.{i}")
+    t.start()
+    if i == 1:
+        try:
+            release_hooks()
+        except RuntimeError as e:
+            print("refused:", e)
+    block = bytearray(n)
+    del block
+    t.stop(keep_hooks=True)
+    between = bytearray(50_000_000)
+    del between
+    m = memtrace.FileReader(f"{sys.argv[1]}.{i}").metadata
+    figures.append([m.peak_bytes, m.total_bytes])
+release_hooks()
+release_hooks()
+with memtrace.Tracker(f"{sys.argv[1]}.2"):
+    block = bytearray(2_000_000)
+m = memtrace.FileReader(f"{sys.argv[1]}.2").metadata
+figures.append([m.peak_bytes, m.total_bytes])
+print(json.dumps(figures))
+'''
+
+
+def test_hooks_kept_between_captures_record_the_same(env: Env, tmp_path: Path) -> None:
+    """Tracker.stop(keep_hooks=True), the pytest plugin's between tests: each capture holds its
+    own allocations only (nothing of what ran between them), and the hooks are released (twice
+    is harmless; refused while tracking)."""
+    prog = tmp_path / "keep.py"
+    prog.write_text(KEEP_HOOKS)
+    r = run([env.python, prog, tmp_path / "out.bin"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "refused: a memtrace Tracker is active in this process"
+    figures = json.loads(lines[1])
+    for (peak, total), n in zip(figures, [4_000_000, 6_000_000, 2_000_000]):
+        assert n + 1 <= peak < n + 100_000, figures
+        assert peak <= total < n + 200_000, figures

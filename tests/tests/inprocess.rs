@@ -563,6 +563,85 @@ print(during, slot(lib) in ('libc', 'own'))
     assert_eq!(text(&out.stdout), "other True\n");
 }
 
+/// `stop(True)` (the pytest plugin's, between tests) leaves the patched slots in: the hooks pass
+/// through while nothing records, the next capture records the library's malloc with no new
+/// patching, and `release_hooks()` (refused while a capture runs) puts every slot back.
+#[test]
+fn hooks_kept_by_a_stop_pass_through_until_released() {
+    let dir = setup("inproc-keep");
+    let lib = compile_library(&dir);
+    let relocs = Command::new("readelf")
+        .args(["-rW"])
+        .arg(&lib)
+        .output()
+        .expect("readelf runs");
+    let offset = text(&relocs.stdout)
+        .lines()
+        .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .expect("a JUMP_SLOT of malloc");
+    let script = "\
+import ctypes, ctypes.util, os, sys
+import _memtrace_tracker as tracker
+libc = ctypes.CDLL(ctypes.util.find_library(\"c\"))
+libc_malloc = ctypes.cast(libc.malloc, ctypes.c_void_p).value
+def slot(lib):
+    base = ctypes.c_size_t.from_address(lib._handle).value
+    value = ctypes.c_size_t.from_address(base + int(sys.argv[3], 16)).value
+    own = base <= value < base + os.path.getsize(sys.argv[2])
+    return 'libc' if value == libc_malloc else 'own' if own else 'other'
+tracker.start(sys.argv[1] + '.0', False, True, False)
+lib = ctypes.CDLL(sys.argv[2])
+tracker.stop(True)
+between = slot(lib)
+lib.make(ctypes.c_size_t(5_000_000))
+lib.drop()
+outside = b\"\\0\" * 20_000_000
+n = ctypes.c_size_t(3_000_000)
+tracker.start(sys.argv[1] + '.1', False, False, False)
+try:
+    tracker.release_hooks()
+    refused = False
+except RuntimeError:
+    refused = True
+lib.make(n)
+tracker.stop(True)
+tracker.release_hooks()
+tracker.release_hooks()
+lib.drop()
+print(between, refused, slot(lib) in ('libc', 'own'))
+";
+    let capture = dir.join("keep.bin");
+    let out = run(
+        python(),
+        &dir,
+        "keep.py",
+        script,
+        &[
+            capture.to_str().expect("utf-8"),
+            lib.to_str().expect("utf-8"),
+            &offset,
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "other True True\n");
+    let s = stats(&PathBuf::from(format!("{}.1", capture.display())));
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    let made = location(&s, "<module>", 24)
+        .unwrap_or_else(|| panic!("no <module> at line 24: {}", s["top_by_size"]));
+    assert_eq!(num(made, "bytes"), 3_000_000, "{made}");
+    assert_eq!(num(made, "count"), 1, "{made}");
+    // Nothing of what ran between the captures (the make of line 14, line 16's bytes).
+    assert!(num(&s, "total_bytes") < 3_100_000, "{}", s["total_bytes"]);
+    for line in [14, 16] {
+        assert!(
+            location(&s, "<module>", line).is_none(),
+            "line {line}: {}",
+            s["top_by_size"]
+        );
+    }
+}
+
 #[test]
 fn a_library_dlopened_by_name_is_found_along_its_callers_runpath() {
     // loader.so (RUNPATH $ORIGIN/plugins) opens "libplugin.so" by name while tracking: the

@@ -26,7 +26,7 @@ class FakeTracker:
             source = Path(os.environ["MEMTRACE_FAKE_CAPTURES"]) / f"{test}.bin"
         shutil.copyfile(source, self.path)
 
-    def stop(self) -> None:
+    def stop(self, *, keep_hooks: bool = False) -> None:
         pass
 
     def __enter__(self) -> FakeTracker:

@@ -103,7 +103,7 @@ pub unsafe extern "C" fn attach(
 /// Stops tracking, restores every patched slot and finishes the capture.
 fn end() {
     if let Ok(stopping) = inprocess::stop_claim() {
-        stopping.unhook();
+        stopping.unhook(false);
         stopping.finish();
     }
 }

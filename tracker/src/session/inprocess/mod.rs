@@ -129,8 +129,13 @@ pub fn stop_claim() -> Result<Stopping, &'static str> {
 }
 
 impl Stopping {
-    /// Puts every patched slot back.
-    pub fn unhook(&self) {
+    /// Puts every patched slot back, unless `keep`: then the slots stay patched (the hooks
+    /// pass straight through while nothing records), so that the next start has nothing to
+    /// write, until [`release_hooks`] or a stop without `keep` puts them back.
+    pub fn unhook(&self, keep: bool) {
+        if keep {
+            return;
+        }
         HOOKED.store(false, Ordering::Release);
         crate::tls::guarded(got::restore_all);
     }
@@ -140,6 +145,18 @@ impl Stopping {
         lifecycle::end_in_process();
         SESSION.store(IDLE, Ordering::Release);
     }
+}
+
+/// Puts back the slots a stop kept patched (`Stopping::unhook(true)`). Refused while a
+/// capture is recorded here (its hooks must stay); nothing to do when none are kept.
+pub fn release_hooks() -> Result<(), &'static str> {
+    SESSION
+        .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
+        .map_err(|_| "a memtrace Tracker is active in this process")?;
+    let _idle = Starting(());
+    HOOKED.store(false, Ordering::Release);
+    crate::tls::guarded(got::restore_all);
+    Ok(())
 }
 
 /// The dlopen hook loaded objects: patch theirs too, if tracking runs.

@@ -201,7 +201,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 9]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 10]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -212,8 +212,14 @@ static METHODS: Static<[MethodDef; 9]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"stop".as_ptr(),
         meth: session::stop as *const c_void,
+        flags: METH_FASTCALL,
+        doc: c"stop([keep_hooks]): stop tracking and finish the capture".as_ptr(),
+    },
+    MethodDef {
+        name: c"release_hooks".as_ptr(),
+        meth: session::release_hooks as *const c_void,
         flags: METH_NOARGS,
-        doc: c"stop(): stop tracking and finish the capture".as_ptr(),
+        doc: c"release_hooks(): put back the slots stop(True) left patched".as_ptr(),
     },
     MethodDef {
         name: c"child_records".as_ptr(),

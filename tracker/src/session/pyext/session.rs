@@ -108,10 +108,28 @@ pub unsafe extern "C" fn start(
     none(api)
 }
 
-/// `stop() -> None`: the capture is finished (complete) and every hook taken out.
-pub unsafe extern "C" fn stop(_module: *mut Object, _: *mut Object) -> *mut Object {
+/// `stop([keep_hooks: bool]) -> None`: the capture is finished (complete) and every hook taken
+/// out; with `keep_hooks`, the slots patched stay patched (passing through while nothing
+/// records) for the next start, until `release_hooks()`.
+pub unsafe extern "C" fn stop(
+    _module: *mut Object,
+    args: *const *mut Object,
+    nargs: isize,
+) -> *mut Object {
     let (Some(api), Some(s)) = (api::get(), session_api::get()) else {
         return core::ptr::null_mut();
+    };
+    if !(0..=1).contains(&nargs) || (nargs == 1 && args.is_null()) {
+        return raise(s.type_error, b"stop() takes at most 1 argument: keep_hooks");
+    }
+    let keep = if nargs == 1 {
+        // SAFETY: Python passes `nargs` (1) live argument references; the GIL is held.
+        match unsafe { (s.object_is_true)(*args) } {
+            r if r < 0 => return core::ptr::null_mut(),
+            r => r == 1,
+        }
+    } else {
+        false
     };
     let stopping = match inprocess::stop_claim() {
         Ok(stopping) => stopping,
@@ -121,12 +139,24 @@ pub unsafe extern "C" fn stop(_module: *mut Object, _: *mut Object) -> *mut Obje
     allocators::uninstall(api);
     // SAFETY: the GIL is held.
     unsafe { remove_thread_hook(api, s) };
-    stopping.unhook();
+    stopping.unhook(keep);
     // Threads still running get their names at the capture's last flush.
     // SAFETY: the GIL is held.
     unsafe { learn_thread_names(api, s) };
     stopping.finish();
     none(api)
+}
+
+/// `release_hooks() -> None`: puts back the slots that `stop(True)` left patched (a
+/// RuntimeError while a capture is recorded here).
+pub unsafe extern "C" fn release_hooks(_module: *mut Object, _: *mut Object) -> *mut Object {
+    let (Some(api), Some(s)) = (api::get(), session_api::get()) else {
+        return core::ptr::null_mut();
+    };
+    match inprocess::release_hooks() {
+        Ok(()) => none(api),
+        Err(msg) => raise(s.runtime_error, msg.as_bytes()),
+    }
 }
 
 /// `child_records() -> int`: the child records the last (or running) capture started here
