@@ -573,8 +573,7 @@ fn hooks_kept_by_a_stop_pass_through_until_released() {
     let relocs = Command::new("readelf")
         .args(["-rW"])
         .arg(&lib)
-        .output()
-        .expect("readelf runs");
+        .output_watched();
     let offset = text(&relocs.stdout)
         .lines()
         .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))
