@@ -7,6 +7,8 @@ use memtrace_format::columns::{stream, write_frame_table, MAX_FRAME_TABLE, MIN_C
 use zstd_safe::{CCtx, CParameter};
 
 const COMPRESSION_LEVEL: i32 = 1;
+const MIN_MATCH: u32 = 7;
+const HASH_LOG: u32 = 12;
 
 /// One thread's compression state, created when first needed and kept for the next flushes (a
 /// thread whose streams are all too short to compress never creates a zstd context).
@@ -78,6 +80,12 @@ fn context<'a>(cctx: &'a mut Option<CCtx<'static>>) -> Option<&'a mut CCtx<'stat
             c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL))
                 .ok()?;
             c.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
+            // Level 1 looks for matches of 6 bytes in a 64 KiB hash table, cleared for every
+            // stream; the streams' matches are long runs or none: longer matches and a smaller
+            // table find the same (mallocbench: the same bytes, 10% fewer instructions in zstd,
+            // less of the program's cache taken).
+            c.set_parameter(CParameter::MinMatch(MIN_MATCH)).ok()?;
+            c.set_parameter(CParameter::HashLog(HASH_LOG)).ok()?;
             Some(c)
         });
     }
