@@ -92,6 +92,8 @@ pub struct ColumnWriter {
     len: [usize; COUNT],
     /// Event records that surely fit (see `reserve_event`).
     budget: usize,
+    /// `reserve_event` vouched for room for the next event record (taken by it).
+    reserved: bool,
     model: AddressModel,
     chunk: ChunkState,
 }
@@ -103,6 +105,7 @@ impl ColumnWriter {
             layout,
             len: [0; COUNT],
             budget: 0,
+            reserved: false,
             model: AddressModel::new(),
             chunk: ChunkState {
                 timed: 0,
@@ -124,6 +127,7 @@ impl ColumnWriter {
         }
         self.len = [0; COUNT];
         self.budget = 0;
+        self.reserved = false;
         self.chunk = ChunkState::default();
         self.model.start_chunk();
         let words = self.layout.offset.iter().chain(self.layout.capacity.iter());
@@ -172,6 +176,7 @@ impl ColumnWriter {
             }
         }
         self.budget -= 1;
+        self.reserved = true;
         true
     }
 
@@ -179,6 +184,7 @@ impl ColumnWriter {
     pub fn reserve_table(&mut self, n: usize) -> bool {
         // The table record takes from the room the event budget counted on: count again.
         self.budget = 0;
+        self.reserved = false;
         self.room_in(stream::TYPE) >= 1
             && self.room_in(stream::DELTA) >= 1
             && self.room_in(stream::OTHER) >= n
@@ -199,24 +205,35 @@ impl ColumnWriter {
 
     #[inline]
     fn byte(&mut self, buf: &mut [u8], s: usize, b: u8) {
-        // A region never overflows when the caller reserved room; if it did, the bytes are
-        // dropped (the reader then finds the stream damaged) rather than written elsewhere.
-        let at = self.layout.offset[s] + self.len[s];
-        if self.len[s] < self.layout.capacity[s] {
-            if let Some(p) = buf.get_mut(at) {
+        self.byte_in::<false>(buf, s, b)
+    }
+
+    /// A byte of stream `s`; `ROOM`: `reserve_event` vouched for this event's bytes. A region
+    /// never overflows when the caller reserved room; if it did, the bytes are dropped (the
+    /// reader then finds the stream damaged) rather than written elsewhere.
+    #[inline(always)]
+    fn byte_in<const ROOM: bool>(&mut self, buf: &mut [u8], s: usize, b: u8) {
+        let len = self.len[s];
+        if ROOM || len < self.layout.capacity[s] {
+            if let Some(p) = buf.get_mut(self.layout.offset[s] + len) {
                 *p = b;
             }
         }
-        self.len[s] += 1;
+        self.len[s] = len + 1;
     }
 
     #[inline]
-    fn var(&mut self, buf: &mut [u8], s: usize, mut v: u64) {
+    fn var(&mut self, buf: &mut [u8], s: usize, v: u64) {
+        self.var_in::<false>(buf, s, v)
+    }
+
+    #[inline(always)]
+    fn var_in<const ROOM: bool>(&mut self, buf: &mut [u8], s: usize, mut v: u64) {
         while v >= 0x80 {
-            self.byte(buf, s, v as u8 | 0x80);
+            self.byte_in::<ROOM>(buf, s, v as u8 | 0x80);
             v >>= 7;
         }
-        self.byte(buf, s, v as u8);
+        self.byte_in::<ROOM>(buf, s, v as u8);
     }
 
     fn bytes(&mut self, buf: &mut [u8], s: usize, bytes: &[u8]) {
@@ -226,26 +243,32 @@ impl ColumnWriter {
         }
     }
 
-    #[inline]
-    fn code(&mut self, buf: &mut [u8], s: usize, found: Option<u64>, delta: u64) {
+    #[inline(always)]
+    fn code<const ROOM: bool>(&mut self, buf: &mut [u8], s: usize, found: Option<u64>, delta: u64) {
         let (escape, code) = address_code(found, delta);
         if let Some(e) = escape {
-            self.var(buf, s, e);
+            self.var_in::<ROOM>(buf, s, e);
         }
-        self.var(buf, s, code);
+        self.var_in::<ROOM>(buf, s, code);
     }
 
     /// The type and tick delta of a timed record; long deltas of allocations and frees go to
     /// TICK, those of other records to OTHER. Ticks never go backwards within a chunk.
     #[inline]
     fn head(&mut self, buf: &mut [u8], rtype: u8, tick: u64) {
-        self.byte(buf, stream::TYPE, rtype);
+        self.reserved = false;
+        self.head_in::<false>(buf, rtype, tick)
+    }
+
+    #[inline(always)]
+    fn head_in<const ROOM: bool>(&mut self, buf: &mut [u8], rtype: u8, tick: u64) {
+        self.byte_in::<ROOM>(buf, stream::TYPE, rtype);
         let tick = tick.max(self.chunk.prev_tick);
         let delta = tick - self.chunk.prev_tick;
         self.chunk.prev_tick = tick;
         let d = delta.min(7) as u8;
         if self.chunk.timed.is_multiple_of(2) {
-            self.byte(buf, stream::DELTA, d);
+            self.byte_in::<ROOM>(buf, stream::DELTA, d);
         } else {
             let at = self.layout.offset[stream::DELTA] + self.len[stream::DELTA] - 1;
             if let Some(p) = buf.get_mut(at) {
@@ -259,7 +282,7 @@ impl ColumnWriter {
             } else {
                 stream::OTHER
             };
-            self.var(buf, s, delta - 7);
+            self.var_in::<ROOM>(buf, s, delta - 7);
         }
     }
 
@@ -316,15 +339,35 @@ impl ColumnWriter {
         size: u64,
         stack: u64,
     ) {
-        self.head(buf, allocator as u8, tick);
+        if core::mem::take(&mut self.reserved) {
+            self.alloc_in::<true>(buf, allocator, tick, addr, size, stack)
+        } else {
+            self.alloc_in::<false>(buf, allocator, tick, addr, size, stack)
+        }
+    }
+
+    /// `alloc`; `ROOM`: the event's room was reserved (its writes need no check of their
+    /// regions' capacity, only of the buffer's bounds).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn alloc_in<const ROOM: bool>(
+        &mut self,
+        buf: &mut [u8],
+        allocator: Allocator,
+        tick: u64,
+        addr: u64,
+        size: u64,
+        stack: u64,
+    ) {
+        self.head_in::<ROOM>(buf, allocator as u8, tick);
         let found = self.model.allocate(addr);
         let delta = addr.wrapping_sub(self.chunk.prev_alloc);
         self.chunk.prev_alloc = addr;
-        self.code(buf, stream::ADDR, found, delta);
+        self.code::<ROOM>(buf, stream::ADDR, found, delta);
         self.model.add(block_end(allocator, addr, size));
-        self.byte(buf, stream::SIZE_LO, size as u8);
-        self.var(buf, stream::SIZE_HI, size >> 8);
-        self.var(buf, stream::STACK, stack);
+        self.byte_in::<ROOM>(buf, stream::SIZE_LO, size as u8);
+        self.var_in::<ROOM>(buf, stream::SIZE_HI, size >> 8);
+        self.var_in::<ROOM>(buf, stream::STACK, stack);
     }
 
     /// A free by address (after `reserve_event`); `python` for pymalloc_free.
@@ -335,11 +378,21 @@ impl ColumnWriter {
         } else {
             rtype::FREE_ADDR
         };
-        self.head(buf, t, tick);
+        if core::mem::take(&mut self.reserved) {
+            self.free_in::<true>(buf, t, tick, addr)
+        } else {
+            self.free_in::<false>(buf, t, tick, addr)
+        }
+    }
+
+    /// `free` as a record of type `t` (see `alloc_in` for `ROOM`).
+    #[inline(always)]
+    fn free_in<const ROOM: bool>(&mut self, buf: &mut [u8], t: u8, tick: u64, addr: u64) {
+        self.head_in::<ROOM>(buf, t, tick);
         let found = self.model.free(addr);
         let delta = addr.wrapping_sub(self.chunk.prev_free);
         self.chunk.prev_free = addr;
-        self.code(buf, stream::FREE_ADDR, found, delta);
+        self.code::<ROOM>(buf, stream::FREE_ADDR, found, delta);
     }
 
     /// A pymalloc_free by address of a block that held an object of type `object_type` (after
@@ -351,7 +404,7 @@ impl ColumnWriter {
         let found = self.model.free(addr);
         let delta = addr.wrapping_sub(self.chunk.prev_free);
         self.chunk.prev_free = addr;
-        self.code(buf, stream::FREE_ADDR, found, delta);
+        self.code::<false>(buf, stream::FREE_ADDR, found, delta);
         let d = zigzag(object_type.wrapping_sub(self.chunk.prev_type) as i64);
         self.chunk.prev_type = object_type;
         self.var(buf, stream::OTHER, d);
@@ -608,4 +661,48 @@ pub fn split(raw: &[u8]) -> Result<[Vec<u8>; COUNT], DecodeError> {
         }
     }
     Ok(w.streams(&buf).map(|s| s.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_written_without_room_stays_in_its_regions() {
+        // Fill a small buffer with reserved events, then write more without reserving: their
+        // bytes land only in the free part of each stream's region; a full region drops them.
+        let layout = Layout::for_buffer(4096);
+        let mut buf = vec![0u8; layout.buffer_len()];
+        let mut w = ColumnWriter::new(layout);
+        w.start(&mut buf, false);
+        let mut events = 0u64;
+        while w.reserve_event() {
+            events += 1;
+            w.alloc(&mut buf, Allocator::Malloc, events, 0x1000 * events, 24, 1);
+        }
+        assert!(events > 0);
+        let (before, len_before) = (buf.clone(), w.len);
+        for i in 1..=60 {
+            w.alloc(
+                &mut buf,
+                Allocator::Malloc,
+                i << 40,
+                i << 45,
+                i << 30,
+                i << 50,
+            );
+        }
+        for (i, (&new, &old)) in buf.iter().zip(&before).enumerate() {
+            if new != old {
+                let s = (0..COUNT)
+                    .find(|&s| i >= layout.offset[s] && i < layout.offset[s] + layout.capacity[s])
+                    .expect("a changed byte lies in a region");
+                // (DELTA's last byte may take the second half of its pair.)
+                let kept = len_before[s] - usize::from(s == stream::DELTA);
+                assert!(i - layout.offset[s] >= kept, "stream {s} rewritten");
+            }
+        }
+        // The streams count every byte the event needed, so a reader finds a full one damaged.
+        assert!((0..COUNT).any(|s| w.len[s] > layout.capacity[s]));
+    }
 }
