@@ -19,6 +19,19 @@ pub fn put(buf: &mut [u8], mut pos: usize, mut v: u64) -> usize {
 /// Reads a varint at `buf[*pos..]`, advancing `pos`. None on truncation or overlong input.
 #[inline(always)]
 pub fn get(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    // One byte (most values a reader meets) without the loop's tests of the shift.
+    let p = *pos;
+    let first = *buf.get(p)?;
+    if first < 0x80 {
+        *pos = p + 1;
+        return Some(u64::from(first));
+    }
+    get_long(buf, pos)
+}
+
+/// [`get`] of a varint of two bytes or more.
+#[inline]
+fn get_long(buf: &[u8], pos: &mut usize) -> Option<u64> {
     let mut result = 0u64;
     let mut shift = 0u32;
     loop {

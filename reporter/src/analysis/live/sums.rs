@@ -65,6 +65,10 @@ pub struct LiveSums {
     max_tick: u64,
     /// Live bytes over time (ticks), downsampled.
     pub heap_series: Series,
+    /// The series' last bucket, kept here so that an event within it (nearly all) does not
+    /// read the series: the first tick past it (0: not known) and its highest value.
+    series_end: u64,
+    series_high: u64,
     /// When a Python run's script started.
     pub script_start: Option<Snapshot>,
     /// Count what a Python run's interpreter start-up left live too (else the sums start
@@ -207,6 +211,26 @@ impl LiveSums {
         }
     }
 
+    /// Records `value` at `tick` in the series.
+    #[inline(never)]
+    fn record(&mut self, tick: u64, value: u64) {
+        self.heap_series.record(tick, value);
+        self.note_series();
+    }
+
+    /// Notes the series' last bucket (see `series_end`).
+    fn note_series(&mut self) {
+        let s = &self.heap_series;
+        (self.series_end, self.series_high) = match s.points.last() {
+            // A series that keeps a tick's last value wants every event.
+            Some(&(bucket, _, high)) if !s.steps => {
+                let end = (u128::from(bucket) + 1) << s.shift;
+                (u64::try_from(end).unwrap_or(u64::MAX), high)
+            }
+            _ => (0, 0),
+        };
+    }
+
     /// Forgets what is live (a Python run's interpreter start-up), as the replay does.
     fn start_afresh(&mut self, tick: u64) {
         let (include_startup, script_start, events, max_tick) = (
@@ -231,7 +255,7 @@ impl LiveSums {
             ..LiveSums::default()
         };
         self.heap_series.clear();
-        self.heap_series.record(tick, 0);
+        self.record(tick, 0);
     }
 
     /// Takes in one event of thread index `thread`. Heap allocations and frees (nearly every
@@ -265,7 +289,11 @@ impl LiveSums {
         self.heap_count += 1;
         self.change(g, size as i64, 1);
         self.check_peak(tick);
-        self.heap_series.record(tick, self.live_bytes());
+        let live = self.live_bytes();
+        // Within the last bucket, only a new high changes the series.
+        if tick >= self.series_end || live > self.series_high {
+            self.record(tick, live);
+        }
     }
 
     /// A free, counted.
@@ -275,8 +303,12 @@ impl LiveSums {
             self.heap_bytes = self.heap_bytes.wrapping_sub(size);
             self.heap_count -= 1;
             self.change(g as usize, (size as i64).wrapping_neg(), -1);
-            // Live bytes never rise without a point recorded: they are below the last one.
-            self.heap_series.record_fall(tick, self.live_bytes());
+            // Live bytes never rise without a point recorded: they are below the last one, and
+            // within its bucket they change nothing.
+            if tick >= self.series_end {
+                self.heap_series.record_fall(tick, self.live_bytes());
+                self.note_series();
+            }
         }
     }
 
@@ -287,11 +319,11 @@ impl LiveSums {
             c if c == Allocator::Mmap as u8 => {
                 self.map(ev, thread);
                 self.check_peak(ev.tick);
-                self.heap_series.record(ev.tick, self.live_bytes());
+                self.record(ev.tick, self.live_bytes());
             }
             code::MUNMAP => {
                 self.unmap(ev.addr, ev.size);
-                self.heap_series.record(ev.tick, self.live_bytes());
+                self.record(ev.tick, self.live_bytes());
             }
             code::MREMAP_OLD => {
                 self.remap_pending = self.maps.overlaps(ev.addr, ev.size);
@@ -302,7 +334,7 @@ impl LiveSums {
             code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
                 self.map(ev, thread);
                 self.check_peak(ev.tick);
-                self.heap_series.record(ev.tick, self.live_bytes());
+                self.record(ev.tick, self.live_bytes());
             }
             code::MARKER
                 if self.script_start.is_none()
