@@ -116,3 +116,61 @@ fn store_stream(cctx: Option<&mut CCtx>, s: &[u8], dst: &mut [u8]) -> Option<usi
     dst.get_mut(..s.len())?.copy_from_slice(s);
     Some(s.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use memtrace_format::columns::read_frames;
+
+    /// Bytes zstd cannot shrink (xorshift).
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// Compresses a chunk whose SIZE_LO stream is `s` (and whose STACK stream, `other`, always
+    /// compresses); whether SIZE_LO was stored compressed, and its bytes as the reader gets them.
+    fn size_lo(c: &mut Compressor, s: &[u8], other: &[u8]) -> (bool, Vec<u8>) {
+        let mut streams: [&[u8]; stream::COUNT] = [&[]; stream::COUNT];
+        streams[stream::SIZE_LO] = s;
+        streams[stream::STACK] = other;
+        let max = 4 * RAW_SIGNAL;
+        let payload = c.compress(&streams, max).expect("memory for the payload");
+        let frames = read_frames(payload, max).expect("a frame table the reader takes");
+        assert!(frames[stream::STACK].is_compressed());
+        let f = frames[stream::SIZE_LO];
+        let mut raw = vec![0u8; f.raw_len];
+        if f.is_compressed() {
+            let n = zstd_safe::decompress(&mut raw[..], f.stored).expect("a zstd frame");
+            assert_eq!(n, f.raw_len);
+        } else {
+            raw.copy_from_slice(f.stored);
+        }
+        (f.is_compressed(), raw)
+    }
+
+    #[test]
+    fn a_long_stream_that_did_not_compress_is_stored_as_it_is_for_the_next_chunks() {
+        let (random, runs) = (noise(RAW_SIGNAL), vec![7u8; RAW_SIGNAL]);
+        let mut c = Compressor::new();
+        // A short stream that did not compress says nothing: the next chunk is compressed.
+        assert_eq!(
+            size_lo(&mut c, &random[..1000], &runs),
+            (false, random[..1000].to_vec())
+        );
+        assert_eq!(size_lo(&mut c, &runs, &runs), (true, runs.clone()));
+        // A long one: the next RAW_CHUNKS chunks store that stream as it is, the others not.
+        assert_eq!(size_lo(&mut c, &random, &runs), (false, random.clone()));
+        for _ in 0..RAW_CHUNKS {
+            assert_eq!(size_lo(&mut c, &runs, &runs), (false, runs.clone()));
+        }
+        assert_eq!(size_lo(&mut c, &runs, &runs), (true, runs.clone()));
+    }
+}
