@@ -270,9 +270,13 @@ impl ColumnWriter {
         if self.chunk.timed.is_multiple_of(2) {
             self.byte_in::<ROOM>(buf, stream::DELTA, d);
         } else {
-            let at = self.layout.offset[stream::DELTA] + self.len[stream::DELTA] - 1;
-            if let Some(p) = buf.get_mut(at) {
-                *p |= d << 3;
+            // The pair's byte, if it was written: a full region dropped it (and the byte past
+            // the region is the next stream's).
+            let len = self.len[stream::DELTA];
+            if ROOM || len <= self.layout.capacity[stream::DELTA] {
+                if let Some(p) = buf.get_mut(self.layout.offset[stream::DELTA] + len - 1) {
+                    *p |= d << 3;
+                }
             }
         }
         self.chunk.timed += 1;
@@ -704,5 +708,26 @@ mod tests {
         }
         // The streams count every byte the event needed, so a reader finds a full one damaged.
         assert!((0..COUNT).any(|s| w.len[s] > layout.capacity[s]));
+    }
+
+    #[test]
+    fn a_tick_delta_past_a_full_delta_region_is_dropped_not_merged_into_the_next() {
+        // Without reservations the pair's second delta (ORed into the pair's byte) must stay
+        // in DELTA's region too: past its end, that byte was the next stream's (TICK's).
+        let layout = Layout::for_buffer(4096);
+        let mut buf = vec![0u8; layout.buffer_len()];
+        let mut w = ColumnWriter::new(layout);
+        w.start(&mut buf, false);
+        assert!(w.reserve_event());
+        // A long tick delta: TICK holds 993 (its first byte 0xe1, bit 3 clear).
+        w.alloc(&mut buf, Allocator::Malloc, 1000, 0x1000, 24, 1);
+        let start = layout.offset[stream::TICK];
+        let tick = start..start + w.len[stream::TICK];
+        let kept = buf[tick.clone()].to_vec();
+        for i in 1..=(2 * layout.capacity[stream::DELTA] as u64 + 4) {
+            w.alloc(&mut buf, Allocator::Malloc, 1000 + i, 0x1000, 24, 1);
+        }
+        assert!(w.len[stream::DELTA] > layout.capacity[stream::DELTA] + 1);
+        assert_eq!(buf[tick], kept[..]);
     }
 }
