@@ -9,6 +9,7 @@ them and finishes the capture.
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Mapping
 import os
 from types import ModuleType, TracebackType
@@ -27,6 +28,8 @@ def _tracker_module() -> ModuleType:
 def release_hooks() -> None:
     """Takes out the hooks that ``Tracker.stop(keep_hooks=True)`` left in the loaded objects
     (nothing when there are none); a ``RuntimeError`` while a Tracker is active."""
+    if "memtrace._memtrace_tracker" not in sys.modules:
+        return  # never loaded in this process: no hooks, and no reason to load it now
     module = _tracker_module()
     if hasattr(module, "release_hooks"):
         module.release_hooks()

@@ -195,3 +195,14 @@ def test_hooks_kept_between_captures_record_the_same(env: Env, tmp_path: Path) -
     for (peak, total), n in zip(figures, [4_000_000, 6_000_000, 2_000_000]):
         assert n + 1 <= peak < n + 100_000, figures
         assert peak <= total < n + 200_000, figures
+
+
+def test_releasing_hooks_never_loads_the_tracker(env: Env, tmp_path: Path) -> None:
+    """The pytest plugin releases the hooks at every session's end, also where no test was
+    tracked (--collect-only, nothing selected): that must not load the tracker library."""
+    r = run([env.python, "-c", (
+        "import sys; from memtrace._tracker import release_hooks; release_hooks(); "
+        "print('memtrace._memtrace_tracker' in sys.modules)"
+    )])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip() == "False"
