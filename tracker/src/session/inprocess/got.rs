@@ -92,6 +92,12 @@ impl Table {
         slots[..used].sort_unstable_by_key(|e| e.slot);
     }
 
+    /// Half full or more: slots kept patched between captures would pile up there (those of
+    /// objects unloaded meanwhile are never forgotten) until new ones no longer fit.
+    fn crowded(&self) -> bool {
+        self.used * 2 >= CAPACITY
+    }
+
     /// Remembers `e`, replacing an entry for the same slot. False when full.
     fn remember(&mut self, e: Entry) -> bool {
         let full = self.used * 4 >= CAPACITY * 3;
@@ -250,6 +256,11 @@ fn patch_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
     unsafe { known.slots_of(v.info, v.subs, object, targets, &mut patch) };
     pass.table.known = known;
     pass.written += writes.finish();
+}
+
+/// Whether the table of patched slots is half full or more (see [`Table::crowded`]).
+pub fn crowded() -> bool {
+    PATCH.lock().crowded()
 }
 
 /// Puts back every patched slot that still holds its hook, and forgets them all. Returns how
@@ -420,5 +431,18 @@ mod tests {
     fn only_whole_pages_of_relro_are_protected() {
         assert_eq!(protected((0x1e10, 0x5008), 0x1000), (0x1000, 0x5000));
         assert_eq!(protected((0x1000, 0x3000), 0x1000), (0x1000, 0x3000));
+    }
+
+    #[test]
+    fn a_table_half_full_is_crowded() {
+        let mut table = Table {
+            entries: core::ptr::null_mut(),
+            used: CAPACITY / 2 - 1,
+            positions: core::ptr::null_mut(),
+            known: Cache::new(),
+        };
+        assert!(!table.crowded());
+        table.used += 1;
+        assert!(table.crowded());
     }
 }

@@ -131,9 +131,11 @@ pub fn stop_claim() -> Result<Stopping, &'static str> {
 impl Stopping {
     /// Puts every patched slot back, unless `keep`: then the slots stay patched (the hooks
     /// pass straight through while nothing records), so that the next start has nothing to
-    /// write, until [`release_hooks`] or a stop without `keep` puts them back.
+    /// write, until [`release_hooks`] or a stop without `keep` puts them back. A crowded
+    /// table of patched slots is put back all the same, so that it never fills up over a long
+    /// series of captures (a pytest session loading and unloading libraries).
     pub fn unhook(&self, keep: bool) {
-        if keep {
+        if keep && !got::crowded() {
             return;
         }
         HOOKED.store(false, Ordering::Release);
