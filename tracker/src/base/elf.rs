@@ -144,7 +144,7 @@ impl<'a> Object<'a> {
     /// (`dli_fbase`).
     pub fn start(&self) -> usize {
         let first = self.phdrs.iter().find(|p| p.p_type == libc::PT_LOAD);
-        let vaddr = first.map_or(0, |p| p.p_vaddr as usize) & !0xfff;
+        let vaddr = first.map_or(0, |p| p.p_vaddr as usize) & !(super::sys::page_size() - 1);
         self.base.wrapping_add(vaddr)
     }
 

@@ -47,6 +47,13 @@ fn map(len: usize, flags: c_int, fd: c_int) -> Option<*mut u8> {
     (p >= 0).then_some(p as *mut u8)
 }
 
+/// The system's page size (4 KiB here; 16 or 64 KiB on some aarch64 systems).
+pub fn page_size() -> usize {
+    // SAFETY: sysconf takes no pointer; it reads a value the loader set at start.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    (page as usize).max(4096)
+}
+
 /// Whether the page at `page` (page-aligned) is mapped: mincore(2) fails with ENOMEM on an
 /// unmapped one. errno is kept.
 pub fn is_mapped(page: usize) -> bool {
