@@ -7,6 +7,7 @@
 //! instead of stalling the suite.
 
 use memtrace_e2e::python::{claimed_pythons, python, write};
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{allocator, link_tracker_module, memtrace_bin, num, report, scratch};
 use serde_json::Value;
 use std::io::Read;
@@ -333,11 +334,13 @@ fn debians_python_tracks_in_process() {
 
 /// Builds tests/programs/nopie.c as a non-PIE executable (-no-pie -fno-pic), and checks that it
 /// is one (ELF type EXEC, not DYN).
-fn compile_non_pie(dir: &Path) -> PathBuf {
+fn compile_non_pie(dir: &Path, link: &[&str]) -> PathBuf {
     let src = memtrace_e2e::workspace().join("tests/programs/nopie.c");
     let out = dir.join("nopie");
     let status = Command::new("gcc")
-        .args(["-O0", "-g", "-fno-builtin", "-no-pie", "-fno-pic", "-o"])
+        .args(["-O0", "-g", "-fno-builtin", "-no-pie", "-fno-pic"])
+        .args(link)
+        .arg("-o")
         .arg(&out)
         .arg(&src)
         .status()
@@ -364,8 +367,30 @@ fn line_of(source: &str, needle: &str) -> i64 {
 
 #[test]
 fn a_non_pie_program_taking_mallocs_address_is_tracked() {
-    let dir = scratch("env-nopie");
-    let program = compile_non_pie(&dir);
+    non_pie_program_is_tracked("env-nopie", &[]);
+}
+
+/// The same with only the old ELF hash table (DT_HASH): the tracker tells the program's stub
+/// for `free` from libc's `free` through the symbol tables, and reads those through either hash.
+#[test]
+fn a_non_pie_program_with_only_the_old_hash_table_is_tracked() {
+    non_pie_program_is_tracked("env-nopie-sysv", &["-Wl,--hash-style=sysv"]);
+}
+
+fn non_pie_program_is_tracked(name: &str, link: &[&str]) {
+    let dir = scratch(name);
+    let program = compile_non_pie(&dir, link);
+    if !link.is_empty() {
+        let dynamic = Command::new("readelf")
+            .arg("-dW")
+            .arg(&program)
+            .output_watched();
+        let dynamic = text(&dynamic.stdout);
+        assert!(
+            dynamic.contains("(HASH)") && !dynamic.contains("(GNU_HASH)"),
+            "{dynamic}"
+        );
+    }
     let source = std::fs::read_to_string(memtrace_e2e::workspace().join("tests/programs/nopie.c"))
         .expect("read nopie.c");
     let run = |capture: Option<&str>, args: &[&str]| {
