@@ -525,12 +525,31 @@ import time; time.sleep(0.2)
 print('bye')
 ";
     let script = write(&dir, "daemons.py", text);
-    let mut pythons: Vec<PathBuf> = claimed_pythons().into_iter().map(|(_, p)| p).collect();
-    pythons.push(python().to_path_buf());
-    for py in &pythons {
+    let mut pythons: Vec<(Option<u32>, PathBuf)> = claimed_pythons()
+        .into_iter()
+        .map(|(minor, p)| (Some(minor), p))
+        .collect();
+    pythons.push((None, python().to_path_buf()));
+    for (minor, py) in &pythons {
         for round in 0..2 {
             let capture = dir.join(format!("daemons-{round}.bin"));
-            let out = tracked(py, &capture, &[script.to_str().expect("utf-8")], &dir, b"");
+            let run = || tracked(py, &capture, &[script.to_str().expect("utf-8")], &dir, b"");
+            let mut out = run();
+            // CPython 3.10 itself sometimes dies of SIGSEGV at the end of this script, untracked
+            // too (2 of 80 untracked runs with 3 CPU hogs beside them, 0 of 80 tracked): a
+            // daemon thread woken after the interpreter is freed. There, and only for that
+            // death, the run is made again, twice at most; a crash of the tracker's making
+            // repeats and still fails.
+            let mut again = 0;
+            while *minor == Some(10) && out.status.code() == Some(128 + libc::SIGSEGV) && again < 2
+            {
+                eprintln!(
+                    "{}: SIGSEGV at exit (CPython 3.10's own, see above): again",
+                    py.display()
+                );
+                again += 1;
+                out = run();
+            }
             assert!(out.status.success(), "{}: {out:?}", py.display());
             assert_eq!(out.stdout, b"bye\n");
             let s = stats(&capture);
