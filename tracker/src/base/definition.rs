@@ -34,19 +34,23 @@ pub struct Global {
 
 /// The global symbol `name`, and the definition it leads to.
 pub fn global(name: &core::ffi::CStr) -> Global {
-    global_placed(name).0
+    resolve(name, place_of, object_of).0
 }
 
-/// [`global`], and the base of the object holding its definition (as [`object_of`] gives it).
-/// The loader's answers for an address (dladdr, dladdr1) each scan its object's whole symbol
-/// table: one look at the address gives both whether it is a stub and its object.
-pub fn global_placed(name: &core::ffi::CStr) -> (Global, usize) {
+/// `dlsym(RTLD_DEFAULT, name)`, the definition it leads to (found past a stub), and the object
+/// holding that definition, with `place` telling a stub and its object and `object_of_definition`
+/// the object of a definition found past a stub.
+fn resolve(
+    name: &core::ffi::CStr,
+    place: impl Fn(usize) -> Place,
+    object_of_definition: impl Fn(usize) -> usize,
+) -> (Global, usize) {
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
-    let place = place_of(address);
+    let place = place(address);
     let (definition, base) = if address != 0 && place.stub {
         let d = first_definition(name.to_bytes());
-        (d, object_of(d))
+        (d, object_of_definition(d))
     } else {
         (address, place.object)
     };
@@ -118,26 +122,13 @@ pub fn object_of(p: usize) -> usize {
     info.dli_fbase as usize
 }
 
-/// [`global_placed`] without dladdr, whose scan of an object's whole symbol table is most of
+/// [`global`] and its definition's object, without dladdr, whose scan of an object's whole symbol table is most of
 /// the tracker's start when repeated for each real function: the object holding an address
 /// (its start, [`Place::object`] as [`object_of`] gives it) and whether the address is a stub
 /// are read from the objects' program headers and hash tables. For the tracker's own lookups
 /// at its start; the objects are compared with [`start_of`]'s.
 pub fn global_located(name: &core::ffi::CStr) -> (Global, usize) {
-    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
-    let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) } as usize;
-    let place = locate(address, name.to_bytes());
-    let (definition, base) = if address != 0 && place.stub {
-        let d = first_definition(name.to_bytes());
-        (d, start_of(d))
-    } else {
-        (address, place.object)
-    };
-    let global = Global {
-        address,
-        definition,
-    };
-    (global, base)
+    resolve(name, |address| locate(address, name.to_bytes()), start_of)
 }
 
 /// The start of the object holding `p` (as [`object_of`], without dladdr), 0 when none does.
