@@ -522,15 +522,7 @@ fn a_patched_slot_holds_the_hook_while_tracking_and_its_own_value_after() {
     // just above it).
     let dir = setup("inproc-slot");
     let lib = compile_library(&dir);
-    let relocs = Command::new("readelf")
-        .args(["-rW"])
-        .arg(&lib)
-        .output_watched();
-    let offset = text(&relocs.stdout)
-        .lines()
-        .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .expect("a JUMP_SLOT of malloc");
+    let offset = malloc_slot_offset(&lib);
     let script = "\
 import ctypes, ctypes.util, os, sys
 import _memtrace_tracker as tracker
@@ -570,15 +562,7 @@ print(during, slot(lib) in ('libc', 'own'))
 fn hooks_kept_by_a_stop_pass_through_until_released() {
     let dir = setup("inproc-keep");
     let lib = compile_library(&dir);
-    let relocs = Command::new("readelf")
-        .args(["-rW"])
-        .arg(&lib)
-        .output_watched();
-    let offset = text(&relocs.stdout)
-        .lines()
-        .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))
-        .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        .expect("a JUMP_SLOT of malloc");
+    let offset = malloc_slot_offset(&lib);
     let script = "\
 import ctypes, ctypes.util, os, sys
 import _memtrace_tracker as tracker
@@ -843,4 +827,17 @@ w.join()
             "capture {i}: {allocated}"
         );
     }
+}
+
+/// The offset (hex, from readelf) of `lib`'s GOT slot for malloc.
+fn malloc_slot_offset(lib: &Path) -> String {
+    let relocs = Command::new("readelf")
+        .args(["-rW"])
+        .arg(lib)
+        .output_watched();
+    text(&relocs.stdout)
+        .lines()
+        .find(|l| l.contains("JUMP_SLOT") && l.contains(" malloc@"))
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .expect("a JUMP_SLOT of malloc")
 }
