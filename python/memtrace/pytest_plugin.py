@@ -50,7 +50,6 @@ class Result:
     capture: Path
     peak_bytes: int
     peak_allocations: int
-    leaked_bytes: int
     failures: list[str] = field(default_factory=list)
 
 
@@ -152,7 +151,10 @@ class MemtracePlugin:
         leaks = _limit(item, "limit_leaks")
         path = self._capture_path(item.nodeid)
         # Children too (pool workers, subprocesses): limit_memory applies to the combined peak.
-        tracker = Tracker(path, follow_fork=True, object_types=leaks is not None)
+        # Sums per stack (aggregated) give the peaks and the peak's lines exactly, at a fraction
+        # of a full capture's cost; limit_leaks' types and kept captures need every block.
+        aggregate = leaks is None and not self.keep
+        tracker = Tracker(path, follow_fork=True, object_types=leaks is not None, aggregate=aggregate)
         tracker.start()
         try:
             yield
@@ -161,12 +163,20 @@ class MemtracePlugin:
             # out at the session's end.
             tracker.stop(keep_hooks=True)
         family = _may_have_family(_child_captures(path))
-        allocated = getattr(tracker, "allocated_bytes", None)
-        if memory is None and leaks is None and not family and self._below_the_largest(allocated):
-            self._remove(path)
-            return
-        result = self._check(item.nodeid, path, memory, leaks, family)
-        self.results[item.nodeid] = result
+        if memory is None and leaks is None and not family:
+            # Only the peak is wanted: an aggregated capture's snapshots give it at once.
+            peak = _native.aggregated_peak(path) if aggregate else None
+            if peak is not None:
+                self._remove(path)
+                self._add(Result(item.nodeid, path, peak_bytes=peak[0], peak_allocations=peak[1]))
+                return
+            if self._below_the_largest(getattr(tracker, "allocated_bytes", None)):
+                self._remove(path)
+                return
+        self._add(self._check(item.nodeid, path, memory, leaks, family))
+
+    def _add(self, result: Result) -> None:
+        self.results[result.nodeid] = result
         heapq.heappush(self.largest, result.peak_bytes)
         if len(self.largest) > self.top:
             heapq.heappop(self.largest)
@@ -197,7 +207,6 @@ class MemtracePlugin:
             capture=path,
             peak_bytes=peak,
             peak_allocations=meta.peak_allocations,
-            leaked_bytes=meta.leaked_bytes,
         )
         if memory is not None and peak > memory:
             headline = (

@@ -6,6 +6,7 @@ mod events;
 mod family;
 mod flamegraph;
 mod groups;
+mod peak;
 mod reader;
 mod record;
 mod shared;
@@ -24,5 +25,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CaptureError", m.py().get_type::<errors::CaptureError>())?;
     m.add_function(wrap_pyfunction!(flamegraph::write_flamegraph, m)?)?;
     m.add_function(wrap_pyfunction!(family::family, m)?)?;
+    m.add_function(wrap_pyfunction!(peak::aggregated_peak, m)?)?;
     Ok(())
 }
