@@ -133,13 +133,39 @@ def test_limits_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     path = tmp_path / "project" / "test_limits.py"
     check_outcome(r.stdout, f"test_over at {path}:8", f"test_leaky at {path}:20")
+    # limit_leaks still names the leaked objects' types (its test has a full capture).
+    leaked_types = r.stdout.split("Top leaked types:\n", 1)[1].split("\n=", 1)[0]
+    assert re.search(
+        rf"^ +\d+ B \((\d+) bytes\) in 1 object of bytearray: test_leaky at {re.escape(str(path))}:20$",
+        leaked_types,
+        re.M,
+    ), r.stdout
 
 
+def test_kept_captures_are_full_ones(env: Env, tmp_path: Path) -> None:
+    """With --memtrace-bin-dir every test's capture is a full one (every report works on it:
+    temporary allocations, all_records); the outcome is the one of the aggregated captures."""
+    bins = tmp_path / "bins"
+    r = run_project(env, tmp_path, "--memtrace-bin-dir", str(bins))
+    assert r.returncode == 1, r.stdout + r.stderr
+    path = tmp_path / "project" / "test_limits.py"
+    check_outcome(r.stdout, f"test_over at {path}:8", f"test_leaky at {path}:20")
+    out = env.py(
+        "import memtrace, sys\n"
+        "r = memtrace.FileReader(sys.argv[1])\n"
+        "print(r.aggregated, sum(t.size for t in r.temporary_records()) >= 0)\n",
+        str(bins / "test_limits.py_test_over.bin"),
+    )
+    assert out.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "aggregated"])
 def test_the_summary_lists_the_biggest_tests_whichever_captures_it_read(
-    env: Env, tmp_path: Path
+    env: Env, tmp_path: Path, kept: bool
 ) -> None:
     # With --memtrace-top 2, a test that allocates less in all than the two biggest peaks seen
     # so far is not read (its peak cannot be among them); the list is the one every peak gives.
+    # Without kept captures, each test's aggregated capture gives its peak from its snapshots.
     project = tmp_path / "project"
     project.mkdir()
     sizes = [3, 1, 5, 2, 4, 1, 6, 2]
@@ -149,9 +175,10 @@ def test_the_summary_lists_the_biggest_tests_whichever_captures_it_read(
     )
     (project / "test_sizes.py").write_text(tests + "\n")
     bins = tmp_path / "bins"
+    keep = ["--memtrace-bin-dir", str(bins)] if kept else []
     r = run(
         [env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace", "--memtrace-top",
-         "2", "--memtrace-bin-dir", str(bins), "test_sizes.py"],
+         "2", *keep, "test_sizes.py"],
         cwd=project,
     )
     assert r.returncode == 0, r.stdout + r.stderr
@@ -160,6 +187,13 @@ def test_the_summary_lists_the_biggest_tests_whichever_captures_it_read(
         "test_sizes.py::test_6_6mb",
         "test_sizes.py::test_2_5mb",
     ], summary
+    for line, mb in zip(summary[1:3], [6, 5]):
+        m = re.search(r"\((\d+) bytes in (\d+) allocations\)$", line)
+        assert m and mb * 1_000_000 < int(m.group(1)) < mb * 1_000_000 + 200_000, summary
+    if not kept:
+        assert summary[3].startswith("="), summary
+        assert not bins.exists()
+        return
     assert summary[3].startswith("captures in"), summary
     # Every capture is kept, read or not, and each holds its test's block.
     for i, mb in enumerate(sizes):

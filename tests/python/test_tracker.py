@@ -206,3 +206,39 @@ def test_releasing_hooks_never_loads_the_tracker(env: Env, tmp_path: Path) -> No
     )])
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_the_peak_of_an_aggregated_capture_read_from_its_snapshots(env: Env, tmp_path: Path) -> None:
+    """`_native.aggregated_peak` (the pytest plugin's read of most tests): the peak bytes and
+    allocations FileReader gives, for the same capture; None for a full capture. An aggregated
+    Tracker has no `allocated_bytes` (the tracker sums them in full captures only)."""
+    out = env.py(
+        "import json, memtrace, sys\n"
+        "from memtrace import _native\n"
+        "res = {}\n"
+        "for agg in (True, False):\n"
+        "    p = f'{sys.argv[1]}/{agg}.bin'\n"
+        "    t = memtrace.Tracker(p, aggregate=agg)\n"
+        "    with t:\n"
+        "        data = [bytearray(1000) for _ in range(1000)]\n"
+        "        del data\n"
+        "        kept = bytearray(50_000)\n"
+        "    m = memtrace.FileReader(p).metadata\n"
+        "    res[str(agg)] = [_native.aggregated_peak(p), [m.peak_bytes, m.peak_allocations],\n"
+        "                     t.allocated_bytes]\n"
+        "print(json.dumps(res))\n",
+        str(tmp_path),
+    )
+    res = json.loads(out.stdout)
+    quick, meta, allocated = res["True"]
+    assert quick == meta
+    assert 1_000_000 + 1000 * bytearray_size(env) <= meta[0] < 1_100_000 + 1000 * bytearray_size(env)
+    assert meta[1] >= 2000
+    assert allocated is None
+    quick, meta, allocated = res["False"]
+    assert quick is None
+    assert allocated >= meta[0] > 1_000_000
+
+
+def bytearray_size(env: Env) -> int:
+    return int(env.py("print(bytearray.__basicsize__)").stdout)
