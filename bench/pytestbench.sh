@@ -25,11 +25,18 @@ fi
 # The package as built from python/ now.
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps ./python
 suite=$work/more-itertools-10.5.0
-elapsed() { # "wall cpu": seconds of wall time and of CPU (user + sys) of a command, its output dropped
-    local TIMEFORMAT='%R %U %S' t
-    t=$( { time "$@" >/dev/null 2>&1; } 2>&1 )
+elapsed() { # "wall cpu": seconds of wall time and of CPU (user + sys) of a command, its output
+    # kept in $work/last.out; a failed run is not a time: the bench stops and shows its end.
+    local TIMEFORMAT='%R %U %S' t rc=0
+    t=$( { time "$@" >"$out" 2>&1; } 2>&1 ) || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "a run failed (exit $rc): $*" >&2
+        tail -20 "$out" >&2
+        exit 1
+    fi
     awk -v t="$t" 'BEGIN { split(t, a, " "); printf "%.2f %.2f", a[1], a[2] + a[3] }'
 }
+out=$(pwd)/$work/last.out
 # "round R: plain W s (C s CPU), --memtrace W s (C s CPU, ratios wall/cpu)[, before ...]"
 ratio() { awk -v p="$1" -v t="$2" 'BEGIN { split(p, a, " "); split(t, b, " ");
     printf "%.2f s (%.2f s CPU, ratio %.2f, CPU ratio %.2f)", b[1], b[2], b[1] / a[1], b[2] / a[2] }'; }

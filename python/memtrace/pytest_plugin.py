@@ -10,6 +10,12 @@ Each test runs under ``memtrace.Tracker``; its capture is read back with ``FileR
   the lines that allocated them;
 - ``--memtrace-bin-dir DIR`` keeps each test's capture (``DIR/<test id>.bin``).
 
+A test without ``limit_leaks`` is tracked into an aggregated capture (``Tracker(aggregate=True)``:
+sums per stack, no event stream): its peak, the peak's lines and its children's combined peak are
+exact, at a fraction of a full capture's cost to record and to read. ``limit_leaks`` needs a full
+capture (the leaked objects' types), and so do kept captures (``--memtrace-bin-dir``: every report
+works on them, temporary allocations and ``all_records()`` included).
+
 Sizes: a number of bytes, or with a unit: B, KB, MB, GB (powers of 1024, as pytest-memray
 reads them; KiB, MiB, GiB too).
 """
@@ -65,7 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--memtrace-bin-dir",
         metavar="DIR",
         default=None,
-        help="keep each test's capture in DIR (DIR/<test id>.bin)",
+        help="keep each test's capture in DIR (DIR/<test id>.bin); kept captures are full "
+        "ones (every report works on them), which costs more than the aggregated ones used "
+        "without this option",
     )
     group.addoption(
         "--memtrace-top",
