@@ -54,8 +54,9 @@ pub type Block = (u64, u32);
 #[derive(Debug)]
 pub struct Blocks {
     slots: Vec<Slot>,
-    /// log2 of the slot count.
-    bits: u32,
+    /// 64 - log2 of the slot count: the shift that takes a hash's top bits as a slot number
+    /// (kept so, not as the log, to spare a subtraction per lookup).
+    region_shift: u32,
     /// Slots in use.
     used: usize,
     /// Addresses whose blocks do not go in a slot (see the module's doc), oldest first. An
@@ -69,7 +70,7 @@ impl Default for Blocks {
     fn default() -> Blocks {
         Blocks {
             slots: vec![Slot::default(); 1 << FIRST_BITS],
-            bits: FIRST_BITS,
+            region_shift: 64 - FIRST_BITS,
             used: 0,
             aside: HashMap::new(),
             nursery: Box::new([Slot::default(); NURSERY]),
@@ -89,7 +90,7 @@ impl Blocks {
     /// are scattered by a multiplicative hash of their number.
     #[inline]
     fn home(&self, addr: u64) -> usize {
-        let region = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits);
+        let region = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.region_shift;
         ((addr >> 3).wrapping_add(region) as usize) & self.mask()
     }
 
@@ -143,7 +144,8 @@ impl Blocks {
     /// Adds a block at `addr` (after any block already live there).
     #[inline(always)]
     pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
-        let fits = addr != EMPTY && size <= SIZE_MASK && group < GROUP_LIMIT;
+        // Size and group pack when no bit of either is past its field (one test for both).
+        let fits = addr != EMPTY && (size >> SIZE_BITS) | u64::from(group / GROUP_LIMIT) == 0;
         let p = place(addr);
         // A block live at this address in the nursery is older: it goes to its slot first.
         // (Address EMPTY matches an empty place: never taken for a block.)
@@ -249,8 +251,9 @@ impl Blocks {
     /// Doubles the slots.
     #[cold]
     fn grow(&mut self) {
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); 2 << self.bits]);
-        self.bits += 1;
+        let doubled = vec![Slot::default(); 2 * self.slots.len()];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        self.region_shift -= 1;
         for s in old.into_iter().filter(|s| s.addr != EMPTY) {
             let i = self.empty_slot_for(s.addr);
             self.slots[i] = s;
