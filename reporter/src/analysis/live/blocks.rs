@@ -14,6 +14,11 @@
 //! at its address (an allocation at an address live anywhere goes the slots' way), so a free
 //! that finds it there takes the right block.
 //!
+//! A free that takes a block from the nursery leaves its address there, marked freed: no block
+//! is live at that address in the slots (and none can enter them but through this place), so
+//! an allocation at the same address soon after (allocators hand a freed block out again
+//! first) skips the slots' probe.
+//!
 //! Two blocks at one address (threads whose events tie), a block at address 0 (the empty
 //! slot's mark) and a block whose size or group does not pack are kept whole on the side, the
 //! older first; a free takes the older, as the general replay's heap does.
@@ -25,8 +30,10 @@ use std::collections::VecDeque;
 const EMPTY: u64 = 0;
 const SIZE_BITS: u32 = 40;
 const SIZE_MASK: u64 = (1 << SIZE_BITS) - 1;
-/// Groups that pack: ids below 2^24.
-const GROUP_LIMIT: u32 = 1 << (64 - SIZE_BITS);
+/// Groups that pack: ids below 2^23 (the packed word's top bit is [`FREED`]).
+const GROUP_LIMIT: u32 = 1 << (63 - SIZE_BITS);
+/// A nursery place's packed word when its address was freed (never a slot's).
+const FREED: u64 = 1 << 63;
 /// The first table: 1024 slots.
 const FIRST_BITS: u32 = 10;
 /// Places in the nursery (a power of two): 8 KiB, beside the slots in the cache.
@@ -43,7 +50,7 @@ fn place(addr: u64) -> usize {
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
     addr: u64,
-    /// Size (low 40 bits) and group (high 24).
+    /// Size (low 40 bits) and group (the next 23), or [`FREED`] in the nursery.
     packed: u64,
 }
 
@@ -54,8 +61,9 @@ pub type Block = (u64, u32);
 #[derive(Debug)]
 pub struct Blocks {
     slots: Vec<Slot>,
-    /// log2 of the slot count.
-    bits: u32,
+    /// 64 - log2 of the slot count: the shift that takes a hash's top bits as a slot number
+    /// (kept so, not as the log, to spare a subtraction per lookup).
+    region_shift: u32,
     /// Slots in use.
     used: usize,
     /// Addresses whose blocks do not go in a slot (see the module's doc), oldest first. An
@@ -69,7 +77,7 @@ impl Default for Blocks {
     fn default() -> Blocks {
         Blocks {
             slots: vec![Slot::default(); 1 << FIRST_BITS],
-            bits: FIRST_BITS,
+            region_shift: 64 - FIRST_BITS,
             used: 0,
             aside: HashMap::new(),
             nursery: Box::new([Slot::default(); NURSERY]),
@@ -89,7 +97,7 @@ impl Blocks {
     /// are scattered by a multiplicative hash of their number.
     #[inline]
     fn home(&self, addr: u64) -> usize {
-        let region = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.bits);
+        let region = (addr >> 16).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.region_shift;
         ((addr >> 3).wrapping_add(region) as usize) & self.mask()
     }
 
@@ -143,15 +151,27 @@ impl Blocks {
     /// Adds a block at `addr` (after any block already live there).
     #[inline(always)]
     pub fn insert(&mut self, addr: u64, size: u64, group: u32) {
-        let fits = addr != EMPTY && size <= SIZE_MASK && group < GROUP_LIMIT;
+        // Size and group pack when no bit of either is past its field (one test for both).
+        let fits = addr != EMPTY && (size >> SIZE_BITS) | u64::from(group / GROUP_LIMIT) == 0;
         let p = place(addr);
-        // A block live at this address in the nursery is older: it goes to its slot first.
+        let new = Slot {
+            addr,
+            packed: size | (u64::from(group) << SIZE_BITS),
+        };
         // (Address EMPTY matches an empty place: never taken for a block.)
-        if self.nursery[p].addr == addr && addr != EMPTY {
+        let here = self.nursery[p].addr == addr && addr != EMPTY;
+        let freed_here = here && self.nursery[p].packed == FREED;
+        // A block live at this address in the nursery is older: it goes to its slot first.
+        if here && !freed_here {
             self.leave_nursery(p);
         }
         if !fits || !self.aside.is_empty() && self.aside.contains_key(&addr) {
             return self.insert_aside(addr, (size, group));
+        }
+        // Freed from this place and not allocated since: live nowhere.
+        if freed_here {
+            self.nursery[p] = new;
+            return;
         }
         let mask = self.mask();
         let mut i = self.home(addr);
@@ -167,12 +187,8 @@ impl Blocks {
         }
         // Live nowhere else: the block waits in the nursery, and the one at its place there
         // (at another address) moves on to a slot.
-        let new = Slot {
-            addr,
-            packed: size | (u64::from(group) << SIZE_BITS),
-        };
         let before = std::mem::replace(&mut self.nursery[p], new);
-        if before.addr != EMPTY {
+        if before.addr != EMPTY && before.packed != FREED {
             self.put(before);
         }
     }
@@ -182,8 +198,15 @@ impl Blocks {
     pub fn remove(&mut self, addr: u64) -> Option<Block> {
         let p = place(addr);
         if self.nursery[p].addr == addr && addr != EMPTY {
-            let packed = std::mem::take(&mut self.nursery[p]).packed;
-            return Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32));
+            let packed = std::mem::replace(&mut self.nursery[p].packed, FREED);
+            if packed != FREED {
+                return Some((packed & SIZE_MASK, (packed >> SIZE_BITS) as u32));
+            }
+            // Freed from here and not allocated since: in no slot.
+            return match self.aside.is_empty() {
+                true => None,
+                false => self.remove_aside(addr),
+            };
         }
         match self.find(addr) {
             Some(i) => {
@@ -249,8 +272,9 @@ impl Blocks {
     /// Doubles the slots.
     #[cold]
     fn grow(&mut self) {
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); 2 << self.bits]);
-        self.bits += 1;
+        let doubled = vec![Slot::default(); 2 * self.slots.len()];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        self.region_shift -= 1;
         for s in old.into_iter().filter(|s| s.addr != EMPTY) {
             let i = self.empty_slot_for(s.addr);
             self.slots[i] = s;
@@ -260,7 +284,11 @@ impl Blocks {
     /// Live blocks.
     #[cfg(test)]
     fn len(&self) -> usize {
-        let nursery = self.nursery.iter().filter(|s| s.addr != EMPTY).count();
+        let nursery = self
+            .nursery
+            .iter()
+            .filter(|s| s.addr != EMPTY && s.packed != FREED)
+            .count();
         self.used + nursery + self.aside.values().map(VecDeque::len).sum::<usize>()
     }
 
@@ -291,6 +319,38 @@ mod tests {
         assert_eq!(b.remove(0), Some((3, 4)));
         assert_eq!(b.remove(0x20), Some((1 << 41, 5)));
         assert_eq!(b.remove(0x30), Some((7, GROUP_LIMIT)));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn an_address_freed_from_the_nursery_and_allocated_again() {
+        // Freed from the nursery, the address stays there marked: allocations at it again skip
+        // the slots' probe, and still come back oldest first with blocks aside and in slots.
+        let mut b = Blocks::default();
+        let a = 0x4000;
+        let same_place = 0x6010; // another address at the same place
+        assert_eq!(place(a), place(same_place));
+        b.insert(a, 8, 1);
+        assert_eq!(b.remove(a), Some((8, 1)));
+        assert_eq!(b.remove(a), None);
+        b.insert(a, 16, 2); // where it was freed
+        b.insert(a, 24, 3); // a second block there: the first moves to a slot, this one aside
+        b.insert(a, 1 << 41, 4); // one that does not pack
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.remove(a), Some((16, 2)));
+        assert_eq!(b.remove(a), Some((24, 3)));
+        b.insert(a, 32, GROUP_LIMIT); // a group too large to pack, behind the one aside
+        assert_eq!(b.remove(a), Some((1 << 41, 4)));
+        assert_eq!(b.remove(a), Some((32, GROUP_LIMIT)));
+        assert_eq!(b.remove(a), None);
+        // A block at another address takes the place: the freed mark is gone, the probe
+        // finds the address in no slot all the same.
+        b.insert(a, 40, 5);
+        assert_eq!(b.remove(a), Some((40, 5)));
+        b.insert(same_place, 48, 6);
+        b.insert(a, 56, 7); // `same_place` moves to a slot
+        assert_eq!(b.remove(same_place), Some((48, 6)));
+        assert_eq!(b.remove(a), Some((56, 7)));
         assert!(b.is_empty());
     }
 

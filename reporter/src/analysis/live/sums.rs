@@ -101,7 +101,8 @@ impl LiveSums {
         self.heap_count + self.maps.count()
     }
 
-    /// The group of (stack, thread), made when new.
+    /// The group of (stack, thread), made when new. `stack` may be a record's raw stack field
+    /// (see [`Event::stack_id`]): ids past the direct range are made valid on the slow way.
     #[inline]
     fn group(&mut self, stack: u64, thread: u32) -> usize {
         if stack < DIRECT_STACKS {
@@ -117,6 +118,15 @@ impl LiveSums {
 
     #[cold]
     fn new_group(&mut self, stack: u64, thread: u32) -> usize {
+        let stack = Event::stack_id(stack);
+        if stack < DIRECT_STACKS {
+            let t = thread as usize;
+            if let Some(&g) = self.direct.get(t).and_then(|s| s.get(stack as usize)) {
+                if g != 0 {
+                    return g as usize - 1;
+                }
+            }
+        }
         let key = (stack, thread);
         if stack >= DIRECT_STACKS {
             if let Some(&g) = self.wide.get(&key) {
@@ -410,7 +420,8 @@ impl EventSink for LiveSums {
             return self.add(thread as u32, &ev);
         }
         self.count(tick);
-        self.heap_alloc(thread as u32, tick, addr, size, Event::stack_id(stack));
+        // The raw stack field: `group` makes it valid when it is past the direct range.
+        self.heap_alloc(thread as u32, tick, addr, size, stack);
     }
 
     /// As [`LiveSums::add`] of the free's event, without the event.
