@@ -39,15 +39,14 @@ pub fn quick(t: &tls::Tls, py: &Interpreter, tstate: usize) -> Option<u64> {
     if f.epoch != stacks::EPOCH.load(Ordering::Relaxed) {
         return None;
     }
-    // SAFETY: the thread's own state: its chain is changed only by this thread, which is here.
-    let first = unsafe { py.layout.current_frame(tstate) };
-    // SAFETY: as above: every frame on the chain is alive, and so is each frame's code.
+    // SAFETY: the thread's own state: its chain is changed only by this thread, which is here;
+    // every frame on it is alive, and so is each frame's code.
     unsafe {
         match py.layout.minor {
-            10 => quick_as::<10>(f, first),
-            11 => quick_as::<11>(f, first),
-            12 => quick_as::<12>(f, first),
-            _ => quick_as::<13>(f, first),
+            10 => quick_as::<10>(f, tstate),
+            11 => quick_as::<11>(f, tstate),
+            12 => quick_as::<12>(f, tstate),
+            _ => quick_as::<13>(f, tstate),
         }
     }
 }
@@ -55,10 +54,12 @@ pub fn quick(t: &tls::Tls, py: &Interpreter, tstate: usize) -> Option<u64> {
 /// [`quick`] for CPython 3.`MINOR`.
 ///
 /// # Safety
-/// As for `chain::walk`.
+/// `tstate` is the calling thread's live thread state, of this version; as for `chain::walk`.
 #[inline(always)]
-unsafe fn quick_as<const MINOR: u32>(f: &mut ThreadFrames, first: usize) -> Option<u64> {
+unsafe fn quick_as<const MINOR: u32>(f: &mut ThreadFrames, tstate: usize) -> Option<u64> {
     let fields = &const { WalkFields::of::<MINOR>() };
+    // SAFETY: per the caller.
+    let first = unsafe { fields.current_frame(tstate) };
     let depth = f.depth;
     // As a walk's limits: it stops at a kept frame only within them.
     if first == 0 || !f.complete || depth == 0 || depth + 1 >= CAPACITY {
