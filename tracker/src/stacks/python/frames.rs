@@ -9,7 +9,7 @@
 use super::api::Api;
 use super::chain::{self, checked_prev, Index, Link, Walked, CAPACITY};
 use super::codes::{self, Named};
-use super::layout::{read, Layout, WalkFields, OB_TYPE, TSTATE_INTERP};
+use super::layout::{read, Layout, WalkFields, OB_TYPE};
 use super::Tables;
 use crate::{stacks, sys, tls};
 use std::sync::atomic::Ordering;
@@ -74,9 +74,15 @@ struct ThreadFrames {
     names: [NameSlot; NAME_SLOTS],
 }
 
+#[path = "quick.rs"]
+mod quick;
+pub use quick::{quick, thread_state};
+
 /// What the walk needs of the running interpreter, known once verified.
 pub struct Interpreter {
     pub layout: Layout,
+    /// PyGILState_GetThisThreadState: the calling thread's own thread state.
+    pub this_thread_state: unsafe extern "C" fn() -> *mut core::ffi::c_void,
     /// The main interpreter: thread states of others are not followed.
     pub interp: usize,
     pub code_type: usize,
@@ -104,20 +110,15 @@ pub fn release(t: &mut tls::Tls) {
 }
 
 /// The interned stack of the calling thread's Python frames now, defining new strings, frames
-/// and stacks in `tables`; None when the thread runs no Python frame.
+/// and stacks in `tables`; None when the thread runs no Python frame. `tstate` is the calling
+/// thread's ([`thread_state`], not 0).
 pub fn current(
     t: &mut tls::Tls,
     api: &Api,
     py: &Interpreter,
+    tstate: usize,
     tables: &mut dyn Tables,
 ) -> Option<u64> {
-    // SAFETY: reads the thread's own entry of the runtime's thread-state key.
-    let tstate = unsafe { (api.gil_state_get_this_thread_state)() } as usize;
-    // SAFETY: a thread state bound to this thread is alive while the thread uses it (until the
-    // interpreter's teardown, which the capture does not reach: see script_finished).
-    if tstate == 0 || unsafe { read(tstate + TSTATE_INTERP) } != py.interp {
-        return None;
-    }
     let f = frames_of(t)?;
     let epoch = stacks::EPOCH.load(Ordering::Relaxed);
     if f.epoch != epoch {

@@ -204,6 +204,7 @@ impl Layout {
             Position::LastIndex(field) => (field, 0),
         };
         WalkFields {
+            current: self.current,
             previous: self.previous,
             code: self.code,
             position,
@@ -234,6 +235,8 @@ impl Layout {
 /// fields and `MINOR` describe (the caller's safety condition).
 #[derive(Clone, Copy)]
 pub struct WalkFields {
+    /// How the thread state leads to the innermost frame.
+    current: Current,
     previous: usize,
     code: usize,
     /// The instruction pointer (3.11+) or `f_lasti` (3.10).
@@ -250,6 +253,28 @@ impl WalkFields {
         match Layout::for_minor(MINOR) {
             Some(layout) => layout.walk_fields(),
             None => panic!("a version the layouts know"),
+        }
+    }
+
+    /// The innermost frame of a thread state (0 when it runs none).
+    ///
+    /// # Safety
+    /// `tstate` is a live PyThreadState of this version.
+    #[inline(always)]
+    pub unsafe fn current_frame(&self, tstate: usize) -> usize {
+        // SAFETY: per the caller, as `Layout::current_frame`.
+        unsafe {
+            match self.current {
+                Current::Field(off) => read(tstate + off),
+                Current::ViaCFrame { cframe, current } => {
+                    let c = read(tstate + cframe);
+                    if c == 0 {
+                        0
+                    } else {
+                        read(c + current)
+                    }
+                }
+            }
         }
     }
 

@@ -33,12 +33,34 @@ pub(crate) static INTERPRETER: OnceLock<Interpreter> = OnceLock::new();
 
 /// The Python stack of the calling thread now, if Python tracking runs and the thread runs
 /// Python code.
-#[inline]
+#[inline(always)]
 pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     if !TRACKING.load(Ordering::Relaxed) {
         return None;
     }
-    let stack = frames::current(t, api::get()?, INTERPRETER.get()?, tables)?;
+    let py = INTERPRETER.get()?;
+    let tstate = frames::thread_state(py);
+    if tstate == 0 {
+        return None;
+    }
+    // While the script compiles, each stack is looked at (script::frame_seen).
+    if !script::compiling() {
+        if let Some(stack) = frames::quick(t, py, tstate) {
+            return Some(stack);
+        }
+    }
+    walked_stack(t, py, tstate, tables)
+}
+
+/// [`current_stack`] past the usual cases: a walk.
+#[inline(never)]
+fn walked_stack(
+    t: &mut tls::Tls,
+    py: &frames::Interpreter,
+    tstate: usize,
+    tables: &mut dyn Tables,
+) -> Option<u64> {
+    let stack = frames::current(t, api::get()?, py, tstate, tables)?;
     script::frame_seen(t, tables);
     Some(stack)
 }
@@ -75,6 +97,7 @@ pub(crate) fn learn_interpreter(api: &api::Api) -> Result<(), &'static [u8]> {
     }
     let py = Interpreter {
         layout,
+        this_thread_state: api.gil_state_get_this_thread_state,
         // SAFETY: the live thread state of the calling thread.
         interp: unsafe { layout::read(tstate + layout::TSTATE_INTERP) },
         code_type: api.code_type as usize,

@@ -76,6 +76,13 @@ pub fn frame_seen(t: &tls::Tls, tables: &mut dyn Tables) {
     }
 }
 
+/// The main thread may be compiling the script: each of its Python stacks goes through
+/// [`frame_seen`].
+#[inline(always)]
+pub fn compiling() -> bool {
+    PHASE.load(Ordering::Relaxed) == COMPILING
+}
+
 /// The script's path, once published.
 fn path() -> &'static [u8] {
     let len = LEN.load(Ordering::Acquire);
