@@ -120,6 +120,104 @@ fn without_the_python_allocators_the_bytes_are_still_at_their_line() {
     assert_eq!(num(top, "count"), 1);
 }
 
+/// A script whose stacks change in each way the tracker's short path answers (the innermost
+/// frame moves on in its code, calls a new frame, returns to its caller, recurses), with sizes
+/// that tell every site apart; every block is kept until the end.
+const STACK_MOVES: &str = "\
+def leaf(n):
+    return b\"\\0\" * n
+
+
+def outer(rounds):
+    keep = [None] * (4 * rounds)
+    for i in range(rounds):
+        keep[4 * i] = b\"\\0\" * 1_000_001
+        keep[4 * i + 1] = leaf(2_000_003)
+        keep[4 * i + 2] = b\"\\0\" * 3_000_005
+        keep[4 * i + 3] = leaf(4_000_007)
+    return keep
+
+
+def recurse(depth):
+    if depth == 0:
+        return leaf(5_000_009)
+    return recurse(depth - 1)
+
+
+k = outer(3)
+r = [recurse(2), recurse(3)]
+";
+
+/// The folded stacks of `STACK_MOVES` run by `python` (with `extra` words for `memtrace run`)
+/// that hold its large blocks: (stack with file names cut to `moves.py`, live bytes), sorted.
+fn stack_moves(python: &Path, extra: &[&str]) -> Vec<(String, i64)> {
+    let dir = scratch("py-stack-moves");
+    let script = write(&dir, "moves.py", STACK_MOVES);
+    let capture = dir.join("moves.bin");
+    let script_arg = script.to_string_lossy().into_owned();
+    let mut words: Vec<&str> = extra.to_vec();
+    words.push(&script_arg);
+    let out = tracked_fixed_layout(python, &capture, &words, &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["export", "-f", "folded"])
+        .arg(&capture)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let prefix = format!("{}/", dir.display());
+    let mut stacks: Vec<(String, i64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (stack, bytes) = l.rsplit_once(' ')?;
+            let bytes: i64 = bytes.parse().ok()?;
+            (bytes >= 1_000_000).then(|| (stack.replace(&prefix, ""), bytes))
+        })
+        .collect();
+    stacks.sort();
+    stacks
+}
+
+#[test]
+fn every_way_a_stack_changes_is_placed_exactly() {
+    // b"\0" * n: n + 33 bytes. Each site's stack with every frame's line, on every claimed
+    // version, in full and aggregated captures.
+    let b = |n: i64| n + BYTES_HEADER;
+    let module = "<module> at moves.py";
+    let leaf = "leaf at moves.py:2";
+    let recurse = "recurse at moves.py:18";
+    let mut expected: Vec<(String, i64)> = vec![
+        (format!("{module}:21;outer at moves.py:8"), 3 * b(1_000_001)),
+        (
+            format!("{module}:21;outer at moves.py:9;{leaf}"),
+            3 * b(2_000_003),
+        ),
+        (
+            format!("{module}:21;outer at moves.py:10"),
+            3 * b(3_000_005),
+        ),
+        (
+            format!("{module}:21;outer at moves.py:11;{leaf}"),
+            3 * b(4_000_007),
+        ),
+        (
+            format!("{module}:22;{recurse};{recurse};recurse at moves.py:17;{leaf}"),
+            b(5_000_009),
+        ),
+        (
+            format!("{module}:22;{recurse};{recurse};{recurse};recurse at moves.py:17;{leaf}"),
+            b(5_000_009),
+        ),
+    ];
+    expected.sort();
+    let mut pythons = vec![python().to_path_buf()];
+    pythons.extend(claimed_pythons().into_iter().map(|(_, p)| p));
+    for p in &pythons {
+        for mode in [&[][..], &["--aggregate"][..]] {
+            assert_eq!(stack_moves(p, mode), expected, "{} {mode:?}", p.display());
+        }
+    }
+}
+
 #[test]
 fn small_objects_are_each_an_allocation() {
     // 50,000 objects of one line, each its own pymalloc allocation (itertools.repeat makes no
