@@ -18,6 +18,27 @@ enum Current {
     ViaCFrame { cframe: usize, current: usize },
 }
 
+impl Current {
+    /// The innermost frame of a thread state (0 when it runs none).
+    ///
+    /// # Safety
+    /// `tstate` is a live PyThreadState of the version this was made for.
+    #[inline(always)]
+    unsafe fn frame(self, tstate: usize) -> usize {
+        // SAFETY: per the caller, the fields exist; the CFrame a live thread state points at
+        // is its root CFrame or one on the stack of the eval loop running now.
+        unsafe {
+            match self {
+                Current::Field(off) => read(tstate + off),
+                Current::ViaCFrame { cframe, current } => match read(tstate + cframe) {
+                    0 => 0,
+                    c => read(c + current),
+                },
+            }
+        }
+    }
+}
+
 /// Where a frame's position in its code is.
 #[derive(Clone, Copy, Debug)]
 enum Position {
@@ -129,21 +150,8 @@ impl Layout {
     /// `tstate` is a live PyThreadState of this layout's version.
     #[inline]
     pub unsafe fn current_frame(&self, tstate: usize) -> usize {
-        // SAFETY: per the caller, the fields exist; the CFrame a live thread state points at
-        // is its root CFrame or one on the stack of the eval loop running now.
-        unsafe {
-            match self.current {
-                Current::Field(off) => read(tstate + off),
-                Current::ViaCFrame { cframe, current } => {
-                    let c = read(tstate + cframe);
-                    if c == 0 {
-                        0
-                    } else {
-                        read(c + current)
-                    }
-                }
-            }
-        }
+        // SAFETY: per the caller.
+        unsafe { self.current.frame(tstate) }
     }
 
     /// The frame that called `frame` (0 at the outermost).
@@ -262,20 +270,8 @@ impl WalkFields {
     /// `tstate` is a live PyThreadState of this version.
     #[inline(always)]
     pub unsafe fn current_frame(&self, tstate: usize) -> usize {
-        // SAFETY: per the caller, as `Layout::current_frame`.
-        unsafe {
-            match self.current {
-                Current::Field(off) => read(tstate + off),
-                Current::ViaCFrame { cframe, current } => {
-                    let c = read(tstate + cframe);
-                    if c == 0 {
-                        0
-                    } else {
-                        read(c + current)
-                    }
-                }
-            }
-        }
+        // SAFETY: per the caller.
+        unsafe { self.current.frame(tstate) }
     }
 
     /// The frame that called `frame` (0 at the outermost).
