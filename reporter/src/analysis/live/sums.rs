@@ -118,14 +118,10 @@ impl LiveSums {
 
     #[cold]
     fn new_group(&mut self, stack: u64, thread: u32) -> usize {
-        let stack = Event::stack_id(stack);
-        if stack < DIRECT_STACKS {
-            let t = thread as usize;
-            if let Some(&g) = self.direct.get(t).and_then(|s| s.get(stack as usize)) {
-                if g != 0 {
-                    return g as usize - 1;
-                }
-            }
+        // A raw field that is no valid id (0 for it) may have its group already.
+        let id = Event::stack_id(stack);
+        if id != stack {
+            return self.group(id, thread);
         }
         let key = (stack, thread);
         if stack >= DIRECT_STACKS {
