@@ -671,14 +671,20 @@ pub fn split(raw: &[u8]) -> Result<[Vec<u8>; COUNT], DecodeError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_event_written_without_room_stays_in_its_regions() {
-        // Fill a small buffer with reserved events, then write more without reserving: their
-        // bytes land only in the free part of each stream's region; a full region drops them.
+    /// A writer started on a small buffer (4 KiB of regions), with its layout and buffer.
+    fn small_writer() -> (Layout, Vec<u8>, ColumnWriter) {
         let layout = Layout::for_buffer(4096);
         let mut buf = vec![0u8; layout.buffer_len()];
         let mut w = ColumnWriter::new(layout);
         w.start(&mut buf, false);
+        (layout, buf, w)
+    }
+
+    #[test]
+    fn an_event_written_without_room_stays_in_its_regions() {
+        // Fill a small buffer with reserved events, then write more without reserving: their
+        // bytes land only in the free part of each stream's region; a full region drops them.
+        let (layout, mut buf, mut w) = small_writer();
         let mut events = 0u64;
         while w.reserve_event() {
             events += 1;
@@ -714,10 +720,7 @@ mod tests {
     fn a_tick_delta_past_a_full_delta_region_is_dropped_not_merged_into_the_next() {
         // Without reservations the pair's second delta (ORed into the pair's byte) must stay
         // in DELTA's region too: past its end, that byte was the next stream's (TICK's).
-        let layout = Layout::for_buffer(4096);
-        let mut buf = vec![0u8; layout.buffer_len()];
-        let mut w = ColumnWriter::new(layout);
-        w.start(&mut buf, false);
+        let (layout, mut buf, mut w) = small_writer();
         assert!(w.reserve_event());
         // A long tick delta: TICK holds 993 (its first byte 0xe1, bit 3 clear).
         w.alloc(&mut buf, Allocator::Malloc, 1000, 0x1000, 24, 1);
