@@ -80,8 +80,13 @@ fn live_follows_a_growing_capture_to_its_end() {
     let ui = Tmux::start(&cmd, 140, 40);
     // While it runs: the line that holds the memory, in the live view.
     // (The biggest path opens: the main thread's line; the worker's is under its thread's start.)
-    let screen = ui.wait("the holding line", |s| {
-        s.iter().any(|l| l.contains("hold  grow.py:5"))
+    // The worker may allocate after the main thread's line shows: wait for both.
+    let both_held = |s: &[String]| {
+        s.iter()
+            .any(|l| l.contains("3.8 MiB") || l.contains("3.9 MiB"))
+    };
+    let screen = ui.wait("the holding line and both blocks held", |s| {
+        s.iter().any(|l| l.contains("hold  grow.py:5")) && both_held(s)
     });
     let head = &screen[0];
     assert!(head.starts_with("● running"), "{head}");
@@ -223,7 +228,7 @@ sys.exit(3)
         python().display()
     );
     let ui = Tmux::start(&cmd, 140, 40);
-    let screen = ui.wait("the holding line", |s| {
+    let screen = ui.wait("the holding line and both blocks held", |s| {
         s.iter().any(|l| l.contains("<module>  prog.py:4"))
     });
     assert!(screen[0].starts_with("● running"), "{}", screen[0]);
