@@ -373,6 +373,52 @@ fn fork_while_threads_allocate_never_deadlocks() {
     assert!(num(&s, "total_allocations") > 1000);
 }
 
+/// A thread allocating inside its own `dl_iterate_phdr` callbacks (the loader's list lock
+/// held) while other threads flush: this hung every run when the tracker read the loader's list
+/// from inside the callback. Each run ends with the program's own output, and with `--native`
+/// the callback's allocations are all at its line.
+#[test]
+fn allocations_inside_dl_iterate_phdr_callbacks_never_deadlock() {
+    let dir = scratch("phdr-alloc");
+    let prog = compile("phdr_alloc", &dir);
+    for (i, native) in [false, true].into_iter().enumerate() {
+        let cap = dir.join(format!("run{i}.bin"));
+        let mut args = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path")];
+        if native {
+            args.push("--native");
+        }
+        args.extend(["--", prog.to_str().expect("utf-8 path"), "20000"]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let (count, bytes) = stdout
+            .strip_prefix("callback: ")
+            .and_then(|rest| rest.trim_end().split_once(" allocations, "))
+            .and_then(|(c, b)| {
+                Some((
+                    c.parse::<i64>().ok()?,
+                    b.strip_suffix(" bytes")?.parse::<i64>().ok()?,
+                ))
+            })
+            .unwrap_or_else(|| panic!("unexpected output: {stdout}"));
+        assert!(count >= 20000 * 64 * 3, "{stdout}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true));
+        assert!(num(&s, "total_allocations") > count, "{s}");
+        if native {
+            let at_callback = s["top_by_size"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|l| num(l, "bytes") == bytes && num(l, "count") == count)
+            });
+            assert!(
+                at_callback,
+                "no site with {count} allocations of {bytes} bytes: {}",
+                s["top_by_size"]
+            );
+        }
+    }
+}
+
 #[test]
 fn a_crash_keeps_its_events_and_its_status() {
     let dir = scratch("segv");

@@ -117,6 +117,15 @@ pub fn held_in_child() -> bool {
     at != 0 && unsafe { lock_word(at) != 0 || owner(at) != 0 }
 }
 
+/// Whether this thread holds the lock (false when it was not found).
+pub fn held_by_this_thread() -> bool {
+    let at = LOCK.load(Ordering::Relaxed);
+    // Only this thread writes its own tid there, so the owner cannot read as this thread's tid
+    // unless this thread holds it.
+    // SAFETY: found by `learn` in this process (or the copy a fork made of it).
+    at != 0 && unsafe { owner(at) } == super::sys::gettid() as i32
+}
+
 /// The lock word of the mutex at `at` (0: free).
 ///
 /// # Safety

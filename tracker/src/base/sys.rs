@@ -345,7 +345,8 @@ pub fn move_fd_high(fd: c_int) -> c_int {
 /// the child's next dl_iterate_phdr (or dlopen) would wait forever.
 static PHDR: crate::lock::SpinLock<()> = crate::lock::SpinLock::new(());
 
-/// dl_iterate_phdr with `callback` and `data`, under the tracker's fork guard.
+/// dl_iterate_phdr with `callback` and `data`, under the tracker's fork guard. False when it
+/// did not run (`may_iterate_phdr`): the callback was not called.
 ///
 /// # Safety
 /// As dl_iterate_phdr: `callback` is safe to call with `data`.
@@ -356,13 +357,25 @@ pub unsafe fn iterate_phdr(
         *mut libc::c_void,
     ) -> libc::c_int,
     data: *mut libc::c_void,
-) {
-    if LOADER_LEFT_ALONE.load(core::sync::atomic::Ordering::Relaxed) {
-        return;
+) -> bool {
+    if !may_iterate_phdr() {
+        return false;
     }
     let _guard = PHDR.lock();
     // SAFETY: per the caller.
     unsafe { libc::dl_iterate_phdr(Some(callback), data) };
+    true
+}
+
+/// Whether this thread may read the loader's list now. Not in a fork child that must leave the
+/// loader alone, and not while this thread holds the loader's list lock: it is then inside
+/// `dlclose` (which frees while it changes the list) or in a `dl_iterate_phdr` callback of the
+/// program's that allocates. Taking the fork guard there would wait for a thread that holds
+/// the guard and waits for that lock (the two hung for ever: tests/programs/phdr_alloc.c), and
+/// in `dlclose` the list is half changed.
+pub fn may_iterate_phdr() -> bool {
+    !LOADER_LEFT_ALONE.load(core::sync::atomic::Ordering::Relaxed)
+        && !crate::loader_lock::held_by_this_thread()
 }
 
 /// A fork child whose loader lock a vanished thread holds (loader_lock.rs): the tracker

@@ -47,8 +47,10 @@ pub fn refresh() {
     }
     let mut adds = 0u64;
     // SAFETY: read_adds only reads the info and writes the u64 it is given.
-    unsafe { crate::sys::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };
-    if adds == LAST_ADDS.load(Ordering::Relaxed) {
+    let read =
+        unsafe { crate::sys::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };
+    // Not readable now: a later flush writes what is new.
+    if !read || adds == LAST_ADDS.load(Ordering::Relaxed) {
         return;
     }
     LAST_ADDS.store(adds, Ordering::Relaxed);

@@ -53,10 +53,9 @@ extern "C" fn memtrace_init() {
         crate::unwind::configure(cfg.native);
         thread::init_key();
         crate::barrier::init();
-        // Only a followed child needs it (fork_child): no scan at an ordinary start.
-        if cfg.follow_fork {
-            crate::loader_lock::learn();
-        }
+        // A followed child checks it (fork_child), and every thread before it reads the
+        // loader's list (sys::may_iterate_phdr). A scan of a few KiB.
+        crate::loader_lock::learn();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg, pid);
@@ -288,9 +287,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         thread::init_key();
         crate::barrier::init();
     });
-    if cfg.follow_fork {
-        crate::loader_lock::learn();
-    }
+    crate::loader_lock::learn();
     tls::guarded(|| {
         let pid = sys::getpid();
         crate::pyrun::configure(false, cfg.python_allocators);

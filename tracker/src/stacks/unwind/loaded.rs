@@ -78,8 +78,9 @@ pub fn refresh_if_changed() -> bool {
     CURRENT.load(Ordering::Acquire) != p
 }
 
+/// False too when the loader's list may not be read now (the snapshot is kept).
 fn changed(snapshot: &Snapshot) -> bool {
-    counters() != snapshot.counters
+    counters().is_some_and(|c| c != snapshot.counters)
 }
 
 unsafe extern "C" fn read_counters(
@@ -92,17 +93,23 @@ unsafe extern "C" fn read_counters(
     1
 }
 
-/// The loader's counts of modules loaded and unloaded so far.
-fn counters() -> (u64, u64) {
+/// The loader's counts of modules loaded and unloaded so far; None when its list may not be
+/// read now.
+fn counters() -> Option<(u64, u64)> {
     let mut c = (0u64, 0u64);
     // SAFETY: read_counters only reads the info and writes the pair it is given.
-    unsafe { crate::sys::iterate_phdr(read_counters, &mut c as *mut _ as *mut c_void) };
-    c
+    let read = unsafe { crate::sys::iterate_phdr(read_counters, &mut c as *mut _ as *mut c_void) };
+    read.then_some(c)
 }
 
 fn rebuild() {
     // A child that may not read the loader's list keeps the snapshot it inherited.
     if !crate::sys::loader_readable() && !CURRENT.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    // Inside dlclose or a dl_iterate_phdr callback (sys::may_iterate_phdr): the list is not
+    // read; a later walk rebuilds (a stale mark stays).
+    if crate::loader_lock::held_by_this_thread() {
         return;
     }
     if BUILDING.swap(true, Ordering::Acquire) {
