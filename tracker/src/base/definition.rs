@@ -149,7 +149,7 @@ pub fn locate(p: usize, name: &[u8]) -> Place {
     };
     if p != 0 {
         // SAFETY: `visit_locate` reads each object's tables while the loader keeps it loaded.
-        unsafe { crate::sys::iterate_phdr(visit_locate, &mut at as *mut Locate as *mut c_void) };
+        unsafe { crate::phdr::iterate_phdr(visit_locate, &mut at as *mut Locate as *mut c_void) };
     }
     at.place
 }
@@ -197,7 +197,7 @@ fn first_definition(name: &[u8]) -> usize {
         found: Definition::Absent,
     };
     // SAFETY: `visit` reads each object's tables while the loader keeps it loaded.
-    unsafe { crate::sys::iterate_phdr(visit, &mut walk as *mut Walk as *mut c_void) };
+    unsafe { crate::phdr::iterate_phdr(visit, &mut walk as *mut Walk as *mut c_void) };
     match walk.found {
         Definition::At(address) => address,
         _ => 0,

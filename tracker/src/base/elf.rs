@@ -98,7 +98,7 @@ impl<'a> Object<'a> {
         Object {
             base: info.dlpi_addr as usize,
             // SAFETY: the caller's promise.
-            phdrs: unsafe { crate::sys::program_headers(info) },
+            phdrs: unsafe { crate::phdr::program_headers(info) },
         }
     }
 

@@ -10,7 +10,7 @@
 //! allocate under it, the tracker calls `dl_iterate_phdr` under its own locks), and resetting
 //! it is no cure: the list it guards may be half changed (reading it then crashed the child).
 //! So a followed child that finds it held by a thread of the parent leaves the loader alone
-//! (`sys::iterate_phdr` does nothing there): its capture lists no modules and its native walks
+//! (`crate::phdr::iterate_phdr` does nothing there): its capture lists no modules and its native walks
 //! use the snapshot inherited from the parent. The program itself would wait there too if it
 //! called the loader, as it would untracked.
 //!
@@ -23,53 +23,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// glibc's `pthread_mutex_t` on x86_64: lock word, recursion count, owner's tid, users, kind.
 #[repr(C)]
-struct Mutex {
-    lock: i32,
-    count: u32,
-    owner: i32,
-    nusers: u32,
-    kind: i32,
+pub(crate) struct Mutex {
+    pub lock: i32,
+    pub count: u32,
+    pub owner: i32,
+    pub nusers: u32,
+    pub kind: i32,
 }
 
-const PTHREAD_MUTEX_RECURSIVE_NP: i32 = 1;
+pub(crate) const PTHREAD_MUTEX_RECURSIVE_NP: i32 = 1;
 
 /// The lock's address; 0 when not found.
 static LOCK: AtomicUsize = AtomicUsize::new(0);
 
-struct Search {
-    start: usize,
-    len: usize,
-    tid: i32,
-    found: usize,
-    candidates: u32,
+/// Whether the lock was found (find_loader_lock.rs).
+pub fn known() -> bool {
+    LOCK.load(Ordering::Relaxed) != 0
 }
 
-/// Finds the lock (once; at start-up or the first in-process start, one thread).
-pub fn learn() {
-    if LOCK.load(Ordering::Relaxed) != 0 {
-        return;
-    }
-    // SAFETY: dlsym with a NUL-terminated name.
-    let start = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_rtld_global".as_ptr()) } as usize;
-    let Some(sym) = (start != 0)
-        .then(|| super::definition::symbol_entry(start))
-        .flatten()
-    else {
-        return;
-    };
-    let len = sym.st_size as usize;
-    let mut s = Search {
-        start,
-        len,
-        tid: super::sys::gettid() as i32,
-        found: 0,
-        candidates: 0,
-    };
-    // SAFETY: `scan` only reads `_rtld_global` (of `len` bytes) and writes `s`.
-    unsafe { libc::dl_iterate_phdr(Some(scan), &mut s as *mut Search as *mut libc::c_void) };
-    // SAFETY: the address lies inside `_rtld_global`, found aligned for a mutex.
-    if s.candidates == 1 && unsafe { owner(s.found) } == 0 {
-        LOCK.store(s.found, Ordering::Relaxed);
+/// The lock found at `at`, if nobody holds it now (a lock held outside a `dl_iterate_phdr`
+/// callback is not the one).
+///
+/// # Safety
+/// `at` is the address of a readable, aligned glibc mutex that lives as long as the process.
+pub unsafe fn keep_if_free(at: usize) {
+    // SAFETY: per the caller.
+    if unsafe { owner(at) } == 0 {
+        LOCK.store(at, Ordering::Relaxed);
     }
 }
 
@@ -80,32 +60,6 @@ pub fn learn() {
 unsafe fn owner(at: usize) -> i32 {
     // SAFETY: per the caller; a volatile read (another thread may change it).
     unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*(at as *const Mutex)).owner)) }
-}
-
-unsafe extern "C" fn scan(
-    _info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut libc::c_void,
-) -> libc::c_int {
-    // SAFETY: `data` is the Search given by `learn`.
-    let s = unsafe { &mut *(data as *mut Search) };
-    let size = core::mem::size_of::<Mutex>();
-    let mut at = s.start.next_multiple_of(8);
-    while at + size <= s.start + s.len {
-        // SAFETY: inside `_rtld_global`, aligned: plain reads of its words.
-        let m = unsafe { &*(at as *const Mutex) };
-        if m.owner == s.tid
-            && m.count >= 1
-            && m.lock != 0
-            && m.kind & 0x7f == PTHREAD_MUTEX_RECURSIVE_NP
-        {
-            s.found = at;
-            s.candidates += 1;
-        }
-        at += 8;
-    }
-    // One callback is enough: the lock is held for the whole iteration.
-    1
 }
 
 /// In a fork child: whether a thread of the parent (gone here) held the lock at the fork.

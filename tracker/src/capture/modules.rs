@@ -42,13 +42,13 @@ unsafe extern "C" fn read_adds(
 
 /// Writes the modules loaded since the last call, if any.
 pub fn refresh() {
-    if !sys::loader_readable() {
+    if !crate::phdr::loader_readable() {
         return;
     }
     let mut adds = 0u64;
     // SAFETY: read_adds only reads the info and writes the u64 it is given.
     let read =
-        unsafe { crate::sys::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };
+        unsafe { crate::phdr::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };
     // Not readable now: a later flush writes what is new.
     if !read || adds == LAST_ADDS.load(Ordering::Relaxed) {
         return;
@@ -101,7 +101,7 @@ unsafe extern "C" fn collect(
     let mut segments = Vec::new();
     let mut build_id: &[u8] = &[];
     // SAFETY: the loader's description of a loaded object, valid during the callback.
-    for ph in unsafe { sys::program_headers(info) } {
+    for ph in unsafe { crate::phdr::program_headers(info) } {
         if ph.p_type == libc::PT_LOAD {
             segments.push(Segment {
                 vaddr: ph.p_vaddr,
@@ -158,7 +158,7 @@ fn write_new_modules() {
         known: &mut *known as *mut Known,
     };
     // SAFETY: collect only reads loader data and appends to `c`.
-    unsafe { crate::sys::iterate_phdr(collect, &mut c as *mut Collected as *mut libc::c_void) };
+    unsafe { crate::phdr::iterate_phdr(collect, &mut c as *mut Collected as *mut libc::c_void) };
     if c.count == 0 {
         return;
     }

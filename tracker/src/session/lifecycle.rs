@@ -54,8 +54,8 @@ extern "C" fn memtrace_init() {
         thread::init_key();
         crate::barrier::init();
         // A followed child checks it (fork_child), and every thread before it reads the
-        // loader's list (sys::may_iterate_phdr). A scan of a few KiB.
-        crate::loader_lock::learn();
+        // loader's list (crate::phdr::may_iterate_phdr). A scan of a few KiB.
+        crate::find_loader_lock::learn();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg, pid);
@@ -287,7 +287,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         thread::init_key();
         crate::barrier::init();
     });
-    crate::loader_lock::learn();
+    crate::find_loader_lock::learn();
     tls::guarded(|| {
         let pid = sys::getpid();
         crate::pyrun::configure(false, cfg.python_allocators);
@@ -422,7 +422,7 @@ fn exit_now(status: c_int) -> ! {
 pub(crate) extern "C" fn fork_prepare() {
     CONFIG.raw_lock();
     modules::lock_for_fork();
-    sys::phdr_lock_for_fork();
+    crate::phdr::phdr_lock_for_fork();
     crate::aggregate::lock_for_fork();
     stacks::lock_all();
     CAPTURE.lock_for_fork();
@@ -436,7 +436,7 @@ pub(crate) extern "C" fn fork_parent() {
     CAPTURE.unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
-    sys::phdr_unlock_after_fork();
+    crate::phdr::phdr_unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
 }
@@ -449,7 +449,7 @@ pub(crate) extern "C" fn fork_child() {
     CAPTURE.unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
-    sys::phdr_unlock_after_fork();
+    crate::phdr::phdr_unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
     crate::unwind::after_fork();
@@ -469,7 +469,7 @@ pub(crate) extern "C" fn fork_child() {
         }
         // The capture's start reads the module list (dl_iterate_phdr): see loader_lock.
         if crate::loader_lock::held_in_child() {
-            sys::leave_loader_alone();
+            crate::phdr::leave_loader_alone();
         }
         let pid = sys::getpid();
         let child = Config {

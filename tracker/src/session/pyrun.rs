@@ -99,7 +99,7 @@ fn in_executable(addr: usize) -> bool {
         // SAFETY: the loader passes a valid info; data is the (address, found) pair below.
         let (info, q) = unsafe { (&*info, &mut *(data as *mut (usize, bool))) };
         // SAFETY: the loader's description of a loaded object, valid during the callback.
-        for ph in unsafe { sys::program_headers(info) } {
+        for ph in unsafe { crate::phdr::program_headers(info) } {
             let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
             if ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&q.0) {
                 q.1 = true;
@@ -109,7 +109,7 @@ fn in_executable(addr: usize) -> bool {
     }
     let mut q = (addr, false);
     // SAFETY: the callback only reads the loader's data and writes `q`.
-    unsafe { sys::iterate_phdr(first, &mut q as *mut (usize, bool) as *mut libc::c_void) };
+    unsafe { crate::phdr::iterate_phdr(first, &mut q as *mut (usize, bool) as *mut libc::c_void) };
     q.1
 }
 

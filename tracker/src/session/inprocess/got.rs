@@ -181,7 +181,7 @@ impl Pass<'_> {
     /// Runs `visit` on every loaded object but those `skipped`; returns the slots written.
     fn run(mut self) -> usize {
         // SAFETY: each_object reads the loader's description of each object.
-        unsafe { sys::iterate_phdr(each_object, &mut self as *mut Pass as *mut c_void) };
+        unsafe { crate::phdr::iterate_phdr(each_object, &mut self as *mut Pass as *mut c_void) };
         self.written
     }
 }

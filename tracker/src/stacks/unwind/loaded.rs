@@ -98,16 +98,16 @@ unsafe extern "C" fn read_counters(
 fn counters() -> Option<(u64, u64)> {
     let mut c = (0u64, 0u64);
     // SAFETY: read_counters only reads the info and writes the pair it is given.
-    let read = unsafe { crate::sys::iterate_phdr(read_counters, &mut c as *mut _ as *mut c_void) };
+    let read = unsafe { crate::phdr::iterate_phdr(read_counters, &mut c as *mut _ as *mut c_void) };
     read.then_some(c)
 }
 
 fn rebuild() {
     // A child that may not read the loader's list keeps the snapshot it inherited.
-    if !crate::sys::loader_readable() && !CURRENT.load(Ordering::Acquire).is_null() {
+    if !crate::phdr::loader_readable() && !CURRENT.load(Ordering::Acquire).is_null() {
         return;
     }
-    // Inside dlclose or a dl_iterate_phdr callback (sys::may_iterate_phdr): the list is not
+    // Inside dlclose or a dl_iterate_phdr callback (crate::phdr::may_iterate_phdr): the list is not
     // read; a later walk rebuilds (a stale mark stays).
     if crate::loader_lock::held_by_this_thread() {
         return;
@@ -143,7 +143,7 @@ fn build() -> Snapshot {
         counters: (0, 0),
     };
     // SAFETY: add_module only reads loader data and appends to `b`.
-    unsafe { crate::sys::iterate_phdr(add_module, &mut b as *mut Builder as *mut c_void) };
+    unsafe { crate::phdr::iterate_phdr(add_module, &mut b as *mut Builder as *mut c_void) };
     b.code.sort_unstable();
     let mut s = Snapshot {
         unwinder: b.unwinder,
@@ -173,7 +173,7 @@ unsafe extern "C" fn add_module(
     let (info, b) = unsafe { (&*info, &mut *(data as *mut Builder)) };
     b.counters = (info.dlpi_adds, info.dlpi_subs);
     // SAFETY: the loader's description of a loaded module, valid during the callback.
-    let phdrs = unsafe { crate::sys::program_headers(info) };
+    let phdrs = unsafe { crate::phdr::program_headers(info) };
     let base = info.dlpi_addr;
     let mut code: Option<(u64, u64)> = None;
     let mut hdr = None;
