@@ -10,8 +10,8 @@
 //! allocate under it, the tracker calls `dl_iterate_phdr` under its own locks), and resetting
 //! it is no cure: the list it guards may be half changed (reading it then crashed the child).
 //! So a followed child that finds it held by a thread of the parent leaves the loader alone
-//! (`crate::phdr::iterate_phdr` does nothing there): its capture lists no modules and its native walks
-//! use the snapshot inherited from the parent. The program itself would wait there too if it
+//! (`phdr::iterate_phdr` does nothing there): its capture lists no modules and its native
+//! walks use the snapshot inherited from the parent. The program itself would wait there too if it
 //! called the loader, as it would untracked.
 //!
 //! Its place inside `_rtld_global` is private to glibc, so it is found, not assumed: at start,
@@ -74,10 +74,14 @@ pub fn held_in_child() -> bool {
 /// Whether this thread holds the lock (false when it was not found).
 pub fn held_by_this_thread() -> bool {
     let at = LOCK.load(Ordering::Relaxed);
-    // Only this thread writes its own tid there, so the owner cannot read as this thread's tid
-    // unless this thread holds it.
+    if at == 0 {
+        return false;
+    }
     // SAFETY: found by `learn` in this process (or the copy a fork made of it).
-    at != 0 && unsafe { owner(at) } == super::sys::gettid() as i32
+    let holder = unsafe { owner(at) };
+    // Only this thread writes its own tid there, so the owner cannot read as this thread's tid
+    // unless this thread holds it. Free (the usual case): no system call for the tid.
+    holder != 0 && holder == super::sys::gettid() as i32
 }
 
 /// The lock word of the mutex at `at` (0: free).

@@ -35,8 +35,7 @@ pub unsafe fn iterate_phdr(
 /// the guard and waits for that lock (the two hung for ever: tests/programs/phdr_alloc.c), and
 /// in `dlclose` the list is half changed.
 pub fn may_iterate_phdr() -> bool {
-    !LOADER_LEFT_ALONE.load(core::sync::atomic::Ordering::Relaxed)
-        && !crate::loader_lock::held_by_this_thread()
+    loader_readable() && !crate::loader_lock::held_by_this_thread()
 }
 
 /// A fork child whose loader lock a vanished thread holds (loader_lock.rs): the tracker
@@ -67,11 +66,11 @@ pub unsafe fn program_headers(info: &libc::dl_phdr_info) -> &[libc::Elf64_Phdr] 
 }
 
 /// Before fork: waits until no thread is inside `iterate_phdr` and keeps others out.
-pub fn phdr_lock_for_fork() {
+pub fn lock_for_fork() {
     PHDR.raw_lock();
 }
 
 /// After fork, in the parent and in the child.
-pub fn phdr_unlock_after_fork() {
+pub fn unlock_after_fork() {
     PHDR.raw_unlock();
 }

@@ -42,14 +42,11 @@ unsafe extern "C" fn read_adds(
 
 /// Writes the modules loaded since the last call, if any.
 pub fn refresh() {
-    if !crate::phdr::loader_readable() {
-        return;
-    }
     let mut adds = 0u64;
     // SAFETY: read_adds only reads the info and writes the u64 it is given.
     let read =
         unsafe { crate::phdr::iterate_phdr(read_adds, &mut adds as *mut u64 as *mut libc::c_void) };
-    // Not readable now: a later flush writes what is new.
+    // Not readable now (phdr::may_iterate_phdr): a later flush writes what is new.
     if !read || adds == LAST_ADDS.load(Ordering::Relaxed) {
         return;
     }

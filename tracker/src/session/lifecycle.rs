@@ -54,7 +54,7 @@ extern "C" fn memtrace_init() {
         thread::init_key();
         crate::barrier::init();
         // A followed child checks it (fork_child), and every thread before it reads the
-        // loader's list (crate::phdr::may_iterate_phdr). A scan of a few KiB.
+        // loader's list (phdr::may_iterate_phdr). A scan of a few KiB.
         crate::find_loader_lock::learn();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
@@ -422,7 +422,7 @@ fn exit_now(status: c_int) -> ! {
 pub(crate) extern "C" fn fork_prepare() {
     CONFIG.raw_lock();
     modules::lock_for_fork();
-    crate::phdr::phdr_lock_for_fork();
+    crate::phdr::lock_for_fork();
     crate::aggregate::lock_for_fork();
     stacks::lock_all();
     CAPTURE.lock_for_fork();
@@ -436,7 +436,7 @@ pub(crate) extern "C" fn fork_parent() {
     CAPTURE.unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
-    crate::phdr::phdr_unlock_after_fork();
+    crate::phdr::unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
 }
@@ -449,7 +449,7 @@ pub(crate) extern "C" fn fork_child() {
     CAPTURE.unlock_after_fork();
     stacks::unlock_all();
     crate::aggregate::unlock_after_fork();
-    crate::phdr::phdr_unlock_after_fork();
+    crate::phdr::unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
     crate::unwind::after_fork();

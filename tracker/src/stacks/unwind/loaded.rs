@@ -107,7 +107,7 @@ fn rebuild() {
     if !crate::phdr::loader_readable() && !CURRENT.load(Ordering::Acquire).is_null() {
         return;
     }
-    // Inside dlclose or a dl_iterate_phdr callback (crate::phdr::may_iterate_phdr): the list is not
+    // Inside dlclose or a dl_iterate_phdr callback (phdr::may_iterate_phdr): the list is not
     // read; a later walk rebuilds (a stale mark stays).
     if crate::loader_lock::held_by_this_thread() {
         return;
