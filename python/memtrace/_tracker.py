@@ -75,7 +75,7 @@ class Tracker:
     every allocation and free, so that it grows with the stacks and the time, not with the
     events (not with ``object_types``, which needs every live block's address).
     After ``stop``, ``allocated_bytes`` is what the capture's allocations took in all (so at
-    least its peak; None before the first stop and for an aggregated capture).
+    least its peak; None before the first stop), full or aggregated.
     One tracker at a time: starting a second one (nested or from another thread) raises
     ``RuntimeError``, as does a ``path`` that exists.
     """
@@ -145,8 +145,7 @@ class Tracker:
                     module.stop(True)
                 else:
                     module.stop()
-            # The tracker counts them in a full capture only (an aggregated one's would read 0).
-            if hasattr(module, "allocated_bytes") and not self.aggregate:
+            if hasattr(module, "allocated_bytes"):
                 self.allocated_bytes = module.allocated_bytes()
         finally:
             # After recording stops, as at start.

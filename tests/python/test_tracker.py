@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -210,8 +211,8 @@ def test_releasing_hooks_never_loads_the_tracker(env: Env, tmp_path: Path) -> No
 
 def test_the_peak_of_an_aggregated_capture_read_from_its_snapshots(env: Env, tmp_path: Path) -> None:
     """`_native.aggregated_peak` (the pytest plugin's read of most tests): the peak bytes and
-    allocations FileReader gives, for the same capture; None for a full capture. An aggregated
-    Tracker has no `allocated_bytes` (the tracker sums them in full captures only)."""
+    allocations FileReader gives, for the same capture; None for a full capture. Both
+    Trackers' `allocated_bytes` are their captures' bytes allocated in all."""
     out = env.py(
         "import json, memtrace, sys\n"
         "from memtrace import _native\n"
@@ -225,7 +226,7 @@ def test_the_peak_of_an_aggregated_capture_read_from_its_snapshots(env: Env, tmp
         "        kept = bytearray(50_000)\n"
         "    m = memtrace.FileReader(p).metadata\n"
         "    res[str(agg)] = [_native.aggregated_peak(p), [m.peak_bytes, m.peak_allocations],\n"
-        "                     t.allocated_bytes]\n"
+        "                     [t.allocated_bytes, m.total_bytes]]\n"
         "print(json.dumps(res))\n",
         str(tmp_path),
     )
@@ -234,10 +235,42 @@ def test_the_peak_of_an_aggregated_capture_read_from_its_snapshots(env: Env, tmp
     assert quick == meta
     assert 1_000_000 + 1000 * bytearray_size(env) <= meta[0] < 1_100_000 + 1000 * bytearray_size(env)
     assert meta[1] >= 2000
-    assert allocated is None
+    assert allocated[0] == allocated[1] >= meta[0]
     quick, meta, allocated = res["False"]
     assert quick is None
-    assert allocated >= meta[0] > 1_000_000
+    assert allocated[0] >= meta[0] > 1_000_000
+
+
+ALLOCATED = """\
+import json, sys
+import memtrace
+
+t = memtrace.Tracker(sys.argv[1], aggregate=sys.argv[2] == "aggregate")
+with t:
+    data = [bytearray(1000) for _ in range(1000)]
+    del data
+    kept = bytearray(50_000)
+m = memtrace.FileReader(sys.argv[1]).metadata
+print(json.dumps([t.allocated_bytes, m.total_bytes, m.total_allocations]))
+"""
+
+
+def test_allocated_bytes_of_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
+    """An aggregated Tracker's `allocated_bytes` is exactly what its capture's sums recorded
+    as allocated in all, and what a full Tracker gives for the same code (each in a fresh
+    interpreter, so that both run the same allocations): both count at the same point."""
+    prog = tmp_path / "prog.py"
+    prog.write_text(ALLOCATED)
+    out = {}
+    for mode in ("aggregate", "full"):
+        r = run([env.python, prog, tmp_path / f"{mode}.bin", mode], env={**os.environ, "PYTHONHASHSEED": "0"})
+        assert r.returncode == 0, r.stdout + r.stderr
+        out[mode] = json.loads(r.stdout)
+    allocated, total_bytes, total_allocations = out["aggregate"]
+    # The 1,000 bytearrays' buffers and objects and the kept one's, at least.
+    assert allocated == total_bytes >= 1000 * 1001 + 50_001
+    assert total_allocations >= 2002
+    assert out["full"] == out["aggregate"]
 
 
 def bytearray_size(env: Env) -> int:

@@ -1,7 +1,10 @@
 //! The bytes the capture in progress recorded as allocated (allocations, and the new lengths of
 //! remapped mappings): at least its peak of live bytes (in a capture that is not sampled,
 //! whose reader scales sizes up), so the pytest plugin can tell, without reading a test's
-//! capture, that its peak is below the largest ones it lists.
+//! capture, that its peak is below the largest ones it lists. Counted at the same point in a
+//! full and an aggregated capture (record::thread::events), so both give the same sum: without
+//! sampling, an aggregated capture's bytes allocated in all; with byte sampling, in either mode,
+//! the requested sizes of the allocations sampled (not the estimate the reader scales them to).
 //!
 //! Each thread adds to its own state (no cache line shared between threads); a state taken by
 //! another thread in the same capture carries its sum into [`CARRIED`] first, so nothing of the

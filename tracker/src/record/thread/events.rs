@@ -75,6 +75,7 @@ fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64,
     let Some(s) = acquire(t) else {
         return;
     };
+    allocated::add(s, size);
     let stack = s.stack_of(t, ret);
     let serial = s.serial;
     let tick = aggregate::now();
@@ -212,12 +213,12 @@ pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
 pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u64, tick: u64) {
     if let Some(s) = acquire(t) {
         let stack = s.site(ret);
+        allocated::add(s, new.1);
         if aggregate::on() {
             let serial = s.serial;
             release(s);
             return aggregate::mremap(serial, stack, old, new, tick);
         }
-        allocated::add(s, new.1);
         s.event(tick, |w, buf| w.mremap(buf, tick, old, new, stack));
         release(s);
     } else {
