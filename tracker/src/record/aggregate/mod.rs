@@ -118,8 +118,8 @@ pub(super) struct State {
     peak_tick: u64,
     alloc_count: u64,
     alloc_bytes: u64,
-    frees: u64,
     allocators: [u64; ALLOCATORS],
+    /// Frees by kind (free and the like, pymalloc's, unmaps): all of them, found or not.
     free_kinds: [u64; 3],
     histogram: [(u64, u64); BINS],
     /// `events` when the last snapshot was written (entries changed after it are written).
@@ -169,7 +169,6 @@ impl State {
             peak_tick: 0,
             alloc_count: 0,
             alloc_bytes: 0,
-            frees: 0,
             allocators: [0; ALLOCATORS],
             free_kinds: [0; 3],
             histogram: [(0, 0); BINS],
@@ -210,6 +209,11 @@ impl State {
         self.start = start;
         self.next_write_ns = next_write_ns;
         self.sample_bytes = sample_bytes;
+    }
+
+    /// Frees counted (of every kind, their blocks found or not).
+    fn frees(&self) -> u64 {
+        self.free_kinds.iter().sum()
     }
 
     #[inline(always)]
@@ -528,16 +532,14 @@ pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64
     }
 }
 
-/// A free (`python`: pymalloc_free) of `addr`.
+/// A free (`python`: pymalloc_free) of `addr`. Nothing is due after it: a free makes no new
+/// peak, and it would close a window at the time of the last allocation, which closed it.
 #[inline]
 pub fn free(python: bool, addr: u64) {
-    let tick = LAST_TICK.load(Ordering::Relaxed);
     let mut s = STATE.lock();
-    s.frees += 1;
     s.free_kinds[usize::from(python)] += 1;
     if let Some((bytes, packed)) = s.take(addr) {
         s.release(bytes, packed);
-        s.after_event(tick);
     }
 }
 
@@ -545,7 +547,6 @@ pub fn free(python: bool, addr: u64) {
 /// inside a mapping is not followed).
 pub fn munmap(addr: u64, len: u64, tick: u64) {
     let mut s = STATE.lock();
-    s.frees += 1;
     s.free_kinds[2] += 1;
     if let Some((bytes, packed)) = s.take(addr) {
         s.release(bytes, packed);

@@ -73,7 +73,7 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) {
         peak_tick: s.peak_tick,
         alloc_count: s.alloc_count,
         alloc_bytes: s.alloc_bytes,
-        frees: s.frees,
+        frees: s.frees(),
         allocators: s.allocators,
         free_kinds: s.free_kinds,
     };
