@@ -30,7 +30,22 @@ impl<T> SpinLock<T> {
     }
 
     /// Takes the lock without a guard (fork handlers release it in another function).
+    #[inline(always)]
     pub fn raw_lock(&self) {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.wait();
+        }
+    }
+
+    /// Takes the lock someone else holds (or a spurious failure): out of line, so that the
+    /// callers' usual path saves no registers for the spinning.
+    #[cold]
+    #[inline(never)]
+    fn wait(&self) {
         let mut spins = 0u32;
         while self
             .locked

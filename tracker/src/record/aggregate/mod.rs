@@ -101,8 +101,10 @@ pub(super) struct State {
     large_filter: [u8; LARGE_FILTER],
     /// (stack, serial) key -> entry index.
     keys: Map,
-    /// The key looked up last and its entry (allocations come in runs from one line).
-    last_key: u64,
+    /// The (stack, serial) looked up last (serial u64::MAX: none) and its entry (allocations
+    /// come in runs from one line).
+    last_stack: u64,
+    last_serial: u64,
     last_entry: usize,
     entries: *mut Entry,
     entries_len: usize,
@@ -116,8 +118,6 @@ pub(super) struct State {
     peak_bytes: u64,
     peak_count: u64,
     peak_tick: u64,
-    alloc_count: u64,
-    alloc_bytes: u64,
     allocators: [u64; ALLOCATORS],
     /// Frees by kind (free and the like, pymalloc's, unmaps): all of them, found or not.
     free_kinds: [u64; 3],
@@ -155,7 +155,8 @@ impl State {
             live: Map::hinted(&LIVE_HINT),
             large_filter: [0; LARGE_FILTER],
             keys: Map::new(),
-            last_key: 0,
+            last_stack: 0,
+            last_serial: u64::MAX,
             last_entry: 0,
             entries: core::ptr::null_mut(),
             entries_len: 0,
@@ -167,8 +168,6 @@ impl State {
             peak_bytes: 0,
             peak_count: 0,
             peak_tick: 0,
-            alloc_count: 0,
-            alloc_bytes: 0,
             allocators: [0; ALLOCATORS],
             free_kinds: [0; 3],
             histogram: [(0, 0); BINS],
@@ -216,6 +215,16 @@ impl State {
         self.free_kinds.iter().sum()
     }
 
+    /// Allocations and bytes allocated in all: the entries' totals, summed when a snapshot is
+    /// written rather than counted again at every allocation.
+    fn allocated(&self) -> (u64, u64) {
+        (0..self.entries_len).fold((0, 0), |(n, b), i| {
+            // SAFETY: i < entries_len <= entries_cap, in the live mapping (the lock is held).
+            let e = unsafe { &*self.entries.add(i) };
+            (n + e.total_count, b.saturating_add(e.total_bytes))
+        })
+    }
+
     #[inline(always)]
     fn entry(&mut self, i: usize) -> &mut Entry {
         // SAFETY: i < entries_len <= entries_cap, in the live mapping (the lock is held).
@@ -225,15 +234,22 @@ impl State {
     /// The index of the entry of (stack, serial), made if new; None when out of memory.
     #[inline]
     fn entry_of(&mut self, stack: u64, serial: u32) -> Option<usize> {
-        let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
-        if key == self.last_key {
+        if stack == self.last_stack && u64::from(serial) == self.last_serial {
             return Some(self.last_entry);
         }
+        self.look_up(stack, serial)
+    }
+
+    /// [`State::entry_of`] of another (stack, serial) than the last.
+    #[inline(never)]
+    fn look_up(&mut self, stack: u64, serial: u32) -> Option<usize> {
+        let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
         let i = match self.keys.get(key) {
             Some((i, _)) => i as usize,
             None => self.new_entry(key, stack, serial)?,
         };
-        self.last_key = key;
+        self.last_stack = stack;
+        self.last_serial = u64::from(serial);
         self.last_entry = i;
         Some(i)
     }
@@ -346,6 +362,14 @@ impl State {
         found
     }
 
+    /// A free of a block not in the shadow: a large one, or one not known.
+    #[inline(never)]
+    fn free_large(&mut self, addr: u64) {
+        if let Some((bytes, packed)) = self.take_large(addr) {
+            self.release(bytes, packed);
+        }
+    }
+
     /// Takes the live block at `addr` away from the tables: (bytes, entry | allocations << 32).
     #[inline(always)]
     fn take(&mut self, addr: u64) -> Option<(u64, u64)> {
@@ -355,9 +379,35 @@ impl State {
         self.take_large(addr)
     }
 
-    /// A block of `bytes` standing for `count` allocations made live.
+    /// An allocation of `size` bytes at `addr` made live and counted; whether it made a new
+    /// peak. The usual one (a small block, no sampling) goes straight to the shadow.
     #[inline(always)]
-    fn add(&mut self, i: usize, allocator: Allocator, addr: u64, size: u64, tick: u64) {
+    fn add(&mut self, i: usize, allocator: Allocator, addr: u64, size: u64, tick: u64) -> bool {
+        if self.sample_bytes == 0 && Shadow::fits(addr, size) && i < u32::MAX as usize {
+            match self.small.put(addr, size, i as u32) {
+                Put::Stored => {
+                    if self.large_filter[large_bucket(addr)] != 0 {
+                        self.drop_stale_large(addr);
+                    }
+                }
+                Put::Replaced(old, entry) => self.release(old, u64::from(entry) | 1 << 32),
+                Put::Elsewhere => return self.add_other(i, allocator, addr, size, tick),
+            }
+            return self.count(i, allocator, size, 1, size, tick);
+        }
+        self.add_other(i, allocator, addr, size, tick)
+    }
+
+    /// [`State::add`] of a block that is not the usual one: sampled, large or unaligned.
+    #[inline(never)]
+    fn add_other(
+        &mut self,
+        i: usize,
+        allocator: Allocator,
+        addr: u64,
+        size: u64,
+        tick: u64,
+    ) -> bool {
         let (count, bytes) = if self.sample_bytes == 0 || allocator == Allocator::Mmap || size == 0
         {
             (1, size)
@@ -366,8 +416,23 @@ impl State {
             (((w as f64 / size as f64).round() as u64).max(1), w)
         };
         if !self.make_live(i, addr, bytes, count) {
-            return;
+            return false;
         }
+        self.count(i, allocator, size, count, bytes, tick)
+    }
+
+    /// Counts a block of `bytes` standing for `count` allocations of `size` made live; whether
+    /// it made a new peak.
+    #[inline(always)]
+    fn count(
+        &mut self,
+        i: usize,
+        allocator: Allocator,
+        size: u64,
+        count: u64,
+        bytes: u64,
+        tick: u64,
+    ) -> bool {
         self.events += 1;
         let (now, peak_event) = (self.events, self.peak_event);
         let e = self.entry(i);
@@ -378,31 +443,33 @@ impl State {
         e.total_bytes = e.total_bytes.saturating_add(bytes);
         self.live_count += count;
         self.live_bytes += bytes;
-        self.alloc_count += count;
-        self.alloc_bytes = self.alloc_bytes.saturating_add(bytes);
         let bin = (64 - size.leading_zeros()) as usize;
         self.histogram[bin].0 += count;
         self.histogram[bin].1 = self.histogram[bin].1.saturating_add(bytes);
         if let Some(n) = self.allocators.get_mut(allocator as usize) {
             *n += 1;
         }
-        if self.live_bytes > self.peak_bytes {
-            // The first allocation of a climb to a new peak reads the clock (the time given
-            // may be from before a pause); the next ones, while the climb goes on, need not.
-            let tick = if self.peak_event + 1 != now && clock_stale() {
-                clock::tick()
-            } else {
-                tick
-            };
-            self.peak_bytes = self.live_bytes;
-            self.peak_count = self.live_count;
-            self.peak_event = now;
-            self.peak_tick = tick;
+        // The peak is at least the window's highest.
+        if self.live_bytes <= self.window_max {
+            return false;
         }
-        if self.live_bytes > self.window_max {
-            self.window_max = self.live_bytes;
-            self.window_tick = tick;
+        self.window_max = self.live_bytes;
+        self.window_tick = tick;
+        if self.live_bytes <= self.peak_bytes {
+            return false;
         }
+        // The first allocation of a climb to a new peak reads the clock (the time given may
+        // be from before a pause); the next ones, while the climb goes on, need not.
+        let tick = if self.peak_event + 1 != now && clock_stale() {
+            clock::tick()
+        } else {
+            tick
+        };
+        self.peak_bytes = self.live_bytes;
+        self.peak_count = self.live_count;
+        self.peak_event = now;
+        self.peak_tick = tick;
+        true
     }
 
     /// Closes the series' window when `tick` is past it, and writes a snapshot when one is
@@ -527,19 +594,26 @@ pub fn configure(on: bool, sample_bytes: u64) {
 pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64, tick: u64) {
     let mut s = STATE.lock();
     if let Some(i) = s.entry_of(stack, serial) {
-        s.add(i, allocator, addr, size, tick);
-        s.after_event(tick);
+        let peak = s.add(i, allocator, addr, size, tick);
+        if tick >= s.window_end {
+            s.close_window(tick);
+        }
+        if peak && s.peak_bytes >= s.next_peak_write {
+            s.write(tick, 0);
+        }
     }
 }
 
 /// A free (`python`: pymalloc_free) of `addr`. Nothing is due after it: a free makes no new
 /// peak, and it would close a window at the time of the last allocation, which closed it.
-#[inline]
+#[inline(never)]
 pub fn free(python: bool, addr: u64) {
     let mut s = STATE.lock();
     s.free_kinds[usize::from(python)] += 1;
-    if let Some((bytes, packed)) = s.take(addr) {
-        s.release(bytes, packed);
+    if let Some((bytes, entry)) = s.small.take(addr) {
+        s.release(bytes, u64::from(entry) | 1 << 32);
+    } else {
+        s.free_large(addr);
     }
 }
 

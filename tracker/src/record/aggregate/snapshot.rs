@@ -62,6 +62,7 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) {
     }
     // SAFETY: the buffer is `len >= need` bytes, mapped for this state alone (lock held).
     let buf = unsafe { core::slice::from_raw_parts_mut(s.buf.payload, s.buf.len) };
+    let (alloc_count, alloc_bytes) = s.allocated();
     let head = Head {
         flags,
         seq: s.seq,
@@ -71,8 +72,8 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) {
         peak_bytes: s.peak_bytes,
         peak_count: s.peak_count,
         peak_tick: s.peak_tick,
-        alloc_count: s.alloc_count,
-        alloc_bytes: s.alloc_bytes,
+        alloc_count,
+        alloc_bytes,
         frees: s.frees(),
         allocators: s.allocators,
         free_kinds: s.free_kinds,

@@ -82,7 +82,7 @@ fn peak_of_two_threads_and_frees_of_each_others_blocks() {
         let s = STATE.lock();
         assert_eq!((s.peak_count, s.peak_bytes), (2, 300));
         assert_eq!((s.live_count, s.live_bytes), (1, 50));
-        assert_eq!((s.alloc_count, s.alloc_bytes), (2003, 32350));
+        assert_eq!(s.allocated(), (2003, 32350));
         assert_eq!(s.frees(), 2002);
     }
     assert_eq!(
@@ -135,7 +135,7 @@ fn racing_threads_free_each_others_blocks() {
     let (peak_count, peak_bytes) = {
         let s = STATE.lock();
         assert_eq!((s.live_count, s.live_bytes), (0, 0));
-        assert_eq!((s.alloc_count, s.alloc_bytes), (2 * N, 2 * N * 24));
+        assert_eq!(s.allocated(), (2 * N, 2 * N * 24));
         assert_eq!(s.frees(), 2 * N);
         assert_eq!(s.peak_bytes, s.peak_count * 24);
         (s.peak_count, s.peak_bytes)

@@ -133,12 +133,19 @@ pub fn take_free(addr: u64) -> bool {
 }
 
 /// [`record_free`] of a free that [`take_free`] said is to be recorded (the caller prefetched
-/// what it looks at: [`prefetch_free`]).
-#[inline]
+/// what it looks at: [`prefetch_free`]). An aggregated capture's free is a call of its own:
+/// it needs few registers, where the full one saves and restores the writer's many.
+#[inline(always)]
 pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if aggregate::on() {
         return aggregate::free(python, addr);
     }
+    record_free_written(t, python, addr, tick);
+}
+
+/// A free of a full capture, written as an event.
+#[inline(never)]
+fn record_free_written(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if let Some(s) = acquire(t) {
         let tick = tick.unwrap_or_else(clock::tick);
         s.free(python, addr, tick);
