@@ -53,6 +53,14 @@ fn large_bucket(addr: u64) -> usize {
     ((addr >> 4) ^ (addr >> 16)) as usize & (LARGE_FILTER - 1)
 }
 
+/// Entries remembered by [`State::entry_of`].
+const RECENT: usize = 64;
+
+#[inline(always)]
+fn recent_slot(stack: u64, serial: u32) -> usize {
+    (stack as usize ^ (serial as usize) << 3) & (RECENT - 1)
+}
+
 /// The sums of one (stack, thread).
 #[derive(Clone, Copy)]
 struct Entry {
@@ -101,11 +109,10 @@ pub(super) struct State {
     large_filter: [u8; LARGE_FILTER],
     /// (stack, serial) key -> entry index.
     keys: Map,
-    /// The (stack, serial) looked up last (serial u64::MAX: none) and its entry (allocations
-    /// come in runs from one line).
-    last_stack: u64,
-    last_serial: u64,
-    last_entry: usize,
+    /// Entries looked up lately: (stack, serial (u64::MAX: none), entry index) by stack and
+    /// serial modulo [`RECENT`]. A line's allocations come in runs, and a few lines take turns
+    /// (one remembered entry missed a quarter of small_objects.py's allocations).
+    recent: [(u64, u64, usize); RECENT],
     entries: *mut Entry,
     entries_len: usize,
     entries_cap: usize,
@@ -155,9 +162,7 @@ impl State {
             live: Map::hinted(&LIVE_HINT),
             large_filter: [0; LARGE_FILTER],
             keys: Map::new(),
-            last_stack: 0,
-            last_serial: u64::MAX,
-            last_entry: 0,
+            recent: [(0, u64::MAX, 0); RECENT],
             entries: core::ptr::null_mut(),
             entries_len: 0,
             entries_cap: 0,
@@ -234,13 +239,14 @@ impl State {
     /// The index of the entry of (stack, serial), made if new; None when out of memory.
     #[inline]
     fn entry_of(&mut self, stack: u64, serial: u32) -> Option<usize> {
-        if stack == self.last_stack && u64::from(serial) == self.last_serial {
-            return Some(self.last_entry);
+        let (s, t, i) = self.recent[recent_slot(stack, serial)];
+        if stack == s && u64::from(serial) == t {
+            return Some(i);
         }
         self.look_up(stack, serial)
     }
 
-    /// [`State::entry_of`] of another (stack, serial) than the last.
+    /// [`State::entry_of`] of a (stack, serial) not among the recent ones.
     #[inline(never)]
     fn look_up(&mut self, stack: u64, serial: u32) -> Option<usize> {
         let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
@@ -248,9 +254,7 @@ impl State {
             Some((i, _)) => i as usize,
             None => self.new_entry(key, stack, serial)?,
         };
-        self.last_stack = stack;
-        self.last_serial = u64::from(serial);
-        self.last_entry = i;
+        self.recent[recent_slot(stack, serial)] = (stack, u64::from(serial), i);
         Some(i)
     }
 
