@@ -11,6 +11,7 @@
 //! program's allocator.
 
 use crate::sys;
+use core::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Blocks of fewer bytes than this may live in the shadow.
@@ -53,8 +54,9 @@ pub struct Shadow {
     /// Open addressing, linear probing, never removed from (until `clear`).
     dir: *mut [u64; 2],
     leaves: usize,
-    /// (region + 1, its leaf) of regions looked up lately, by region modulo [`CACHE`].
-    cache: [(u64, *mut u64); CACHE],
+    /// (region + 1, its leaf) of regions looked up lately, by region modulo [`CACHE`] (known
+    /// not null, so that a slot found through it needs no test).
+    cache: [(u64, NonNull<u64>); CACHE],
 }
 
 // SAFETY: only reached through the aggregate lock.
@@ -76,7 +78,7 @@ impl Shadow {
         Shadow {
             dir: core::ptr::null_mut(),
             leaves: 0,
-            cache: [(0, core::ptr::null_mut()); CACHE],
+            cache: [(0, NonNull::dangling()); CACHE],
         }
     }
 
@@ -88,20 +90,17 @@ impl Shadow {
 
     /// The slot of `addr` (aligned), its leaf made when `make`; null when there is none.
     #[inline(always)]
-    fn slot(&mut self, addr: u64, make: bool) -> *mut u64 {
+    fn slot(&mut self, addr: u64, make: bool) -> Option<NonNull<u64>> {
         let region = addr >> REGION_BITS;
         let (known, leaf) = self.cache[region as usize & (CACHE - 1)];
         let leaf = if known == region + 1 {
             leaf
         } else {
-            self.leaf(region, make)
+            NonNull::new(self.leaf(region, make))?
         };
-        if leaf.is_null() {
-            return leaf;
-        }
         let i = ((addr >> GRAIN_BITS) as usize) & (LEAF_SLOTS - 1);
         // SAFETY: i < LEAF_SLOTS, inside the leaf's mapping.
-        unsafe { leaf.add(i) }
+        Some(unsafe { leaf.add(i) })
     }
 
     /// The leaf of `region` (made when `make`), remembered in the cache; null when there is
@@ -124,7 +123,9 @@ impl Shadow {
             let d = unsafe { &mut *self.dir.add(i) };
             if d[0] == key {
                 let leaf = d[1] as *mut u64;
-                self.cache[region as usize & (CACHE - 1)] = (key, leaf);
+                if let Some(p) = NonNull::new(leaf) {
+                    self.cache[region as usize & (CACHE - 1)] = (key, p);
+                }
                 return leaf;
             }
             if d[0] == 0 {
@@ -139,8 +140,11 @@ impl Shadow {
                 let h = region as usize & (HINTS - 1);
                 HINT_LEAVES[h].store(leaf as u64, Ordering::Relaxed);
                 HINT_REGIONS[h].store(key, Ordering::Relaxed);
-                self.cache[region as usize & (CACHE - 1)] = (key, leaf as *mut u64);
-                return leaf as *mut u64;
+                let leaf = leaf as *mut u64;
+                if let Some(p) = NonNull::new(leaf) {
+                    self.cache[region as usize & (CACHE - 1)] = (key, p);
+                }
+                return leaf;
             }
             i = (i + 1) & (DIR_SLOTS - 1);
         }
@@ -149,12 +153,11 @@ impl Shadow {
     /// Makes the block of `size` bytes at `addr` (see [`Shadow::fits`]) live, from entry `entry`.
     #[inline(always)]
     pub fn put(&mut self, addr: u64, size: u64, entry: u32) -> Put {
-        let p = self.slot(addr, true);
-        if p.is_null() {
+        let Some(p) = self.slot(addr, true) else {
             return Put::Elsewhere;
-        }
+        };
         // SAFETY: a slot of a live leaf; the lock is held.
-        let old = unsafe { core::ptr::replace(p, size << 32 | (u64::from(entry) + 1)) };
+        let old = unsafe { core::ptr::replace(p.as_ptr(), size << 32 | (u64::from(entry) + 1)) };
         if old == 0 {
             Put::Stored
         } else {
@@ -168,12 +171,9 @@ impl Shadow {
         if addr & ((1 << GRAIN_BITS) - 1) != 0 {
             return None;
         }
-        let p = self.slot(addr, false);
-        if p.is_null() {
-            return None;
-        }
+        let p = self.slot(addr, false)?;
         // SAFETY: a slot of a live leaf; the lock is held.
-        let old = unsafe { core::ptr::replace(p, 0) };
+        let old = unsafe { core::ptr::replace(p.as_ptr(), 0) };
         (old != 0).then(|| (old >> 32, (old as u32).wrapping_sub(1)))
     }
 
@@ -211,7 +211,9 @@ mod tests {
         }
         assert!(s.leaves >= 200);
         let last = base + 199 * (3 << 20) + 999 * 48;
-        let p = s.slot(last, false);
+        let p = s
+            .slot(last, false)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr);
         assert_eq!(hint(last), p as *const u8);
         for k in (0..200_000u64).step_by(2) {
             let addr = base + (k / 1000) * (3 << 20) + (k % 1000) * 48;
