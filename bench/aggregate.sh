@@ -10,6 +10,8 @@
 # comes from /work/memray-venv or target/memray-venv (installed from PyPI the first time; never
 # a dependency of memtrace). Set AGGREGATE_SKIP_FULL=1 to leave the full capture out (it takes
 # some 15 MB per repetition) and AGGREGATE_SKIP_MEMRAY=1 to leave memray out.
+# MEMTRACE_BEFORE=<another build's memtrace> adds its --aggregate run to each table, right after
+# this build's (a before/after comparison, alternating).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-100}
@@ -68,6 +70,13 @@ table() {
     added=$([ -n "$fc" ] && echo "($ac - $pc) / ($fc - $pc)" | bc -l || echo 0)
     printf '%-20s %8s %8s %7.2f %9.2f %12s  %s\n' "memtrace --aggregate" "$aw" "$ac" "$(echo "$ac / $pc" | bc -l)" "$added" \
         "$(size "$work/aggr.bin")" "$agg"
+    if [ -n "${MEMTRACE_BEFORE:-}" ]; then
+        read -r bw bfc <<<"$(run "$MEMTRACE_BEFORE" run -q -f --aggregate -o "$work/aggr0.bin" --python "$py" "$script")"
+        added=$([ -n "$fc" ] && echo "($bfc - $pc) / ($fc - $pc)" | bc -l || echo 0)
+        printf '%-20s %8s %8s %7.2f %9.2f %12s\n' "--aggregate, before" "$bw" "$bfc" "$(echo "$bfc / $pc" | bc -l)" "$added" \
+            "$(size "$work/aggr0.bin")"
+        rm -f "$work/aggr0.bin"
+    fi
     if [ -n "$fc" ]; then
         read -r _ ap al ah <<<"$agg"
         read -r _ fp fl fh <<<"$full"
