@@ -1,6 +1,7 @@
-/* bench/livecost.sh's workload: malloc/free pairs as fast as one thread makes them for SECONDS
- * seconds, with a slowly growing live set (one block in 64 kept), from 16 call sites, so that
- * the live view has a heap that changes and a tree with several branches. */
+/* bench/livecost.sh's workload: malloc/free pairs for SECONDS seconds, as fast as one thread
+ * makes them or paced at RATE events a second (`livecost SECONDS [RATE]`, RATE 0: flat out),
+ * with a slowly growing live set (one block in 64 kept), from 16 call sites, so that the live
+ * view has a heap that changes and a tree with several branches. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -19,11 +20,19 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 5.0;
+    double rate = argc > 2 ? atof(argv[2]) : 0.0;
     size_t kept_cap = 1 << 20, kept_n = 0;
     void **kept = malloc(kept_cap * sizeof *kept);
     unsigned long long events = 2, i = 0;
     double start = now(), end = start + seconds;
-    while (now() < end) {
+    for (double t = start; t < end; t = now()) {
+        /* Paced: ahead of RATE, wait (the view's share is measured at that rate). */
+        if (rate > 0 && start + events / rate > t) {
+            double ahead = start + events / rate - t;
+            struct timespec d = {0, (long)(ahead * 1e9)};
+            nanosleep(&d, NULL);
+            continue;
+        }
         for (int k = 0; k < 4096; k++, i++) {
             void *p = sites[i & 15](16 + (i * 7919) % 512);
             if ((i & 63) == 0 && kept_n < kept_cap) {
