@@ -25,6 +25,14 @@ pub fn init() {
     COMMAND.store(cmd, Ordering::Relaxed);
 }
 
+/// Whether the expedited barrier works in this process now (registered, and a call succeeds):
+/// a barrier that merely lets time pass is not enough for a biased lock (biased_lock.rs).
+pub fn expedited() -> bool {
+    let _errno = crate::sys::ErrnoGuard::new();
+    COMMAND.load(Ordering::Relaxed) == MEMBARRIER_CMD_PRIVATE_EXPEDITED
+        && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
+}
+
 /// Every thread has passed a full barrier when this returns (or, where the kernel offers no
 /// membarrier, some time has passed for them to).
 pub fn all_threads() {

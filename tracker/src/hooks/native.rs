@@ -199,7 +199,8 @@ pub(crate) unsafe extern "C" fn hook_realloc(
     let Some(mut t) = enter_at(site) else {
         return forward!(r.realloc; p, size);
     };
-    let before = clock::tick();
+    // The free's time (none in an aggregated capture, which orders nothing by it).
+    let before = thread::free_tick();
     let new = forward!(r.realloc; p, size);
     record_realloc(&mut t, p, new, size as u64, before, site);
     new

@@ -162,7 +162,8 @@ unsafe extern "C" fn wrapped_realloc(
     let Some(mut t) = enter() else {
         return forward!(o.realloc; o.ctx, old, size);
     };
-    let before = clock::tick();
+    // The free's time (none in an aggregated capture, which orders nothing by it).
+    let before = thread::free_tick();
     let p = forward!(o.realloc; o.ctx, old, size);
     if !p.is_null() {
         if !old.is_null() {

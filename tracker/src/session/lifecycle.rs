@@ -435,7 +435,7 @@ pub(crate) extern "C" fn fork_parent() {
     crate::python::unlock_after_fork();
     CAPTURE.unlock_after_fork();
     stacks::unlock_all();
-    crate::aggregate::unlock_after_fork();
+    crate::aggregate::unlock_in_parent();
     crate::phdr::unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
@@ -448,7 +448,7 @@ pub(crate) extern "C" fn fork_child() {
     crate::python::unlock_after_fork();
     CAPTURE.unlock_after_fork();
     stacks::unlock_all();
-    crate::aggregate::unlock_after_fork();
+    crate::aggregate::reset_in_child();
     crate::phdr::unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();

@@ -21,7 +21,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
-use crate::lock::SpinLock;
+use crate::biased_lock::{BiasedLock, Held};
 use crate::{clock, sys};
 use map::{Inserted, Map};
 use memtrace_format::aggregate::{ALLOCATORS, BINS};
@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 /// Aggregated recording is on.
 static ON: AtomicBool = AtomicBool::new(false);
-static STATE: SpinLock<State> = SpinLock::new(State::new());
+static STATE: BiasedLock<State> = BiasedLock::new(State::new());
 /// The live table's slots, for prefetching.
 static LIVE_HINT: map::Hint = map::Hint::new();
 
@@ -583,8 +583,14 @@ pub fn on() -> bool {
 }
 
 /// Starts (or not) aggregated recording for the capture starting now, from nothing.
+/// The lock is biased to the calling thread (the one that starts the capture: a Python run's
+/// main thread) until another thread records.
 pub fn configure(on: bool, sample_bytes: u64) {
-    let mut s = STATE.lock();
+    let mut s = if on {
+        STATE.lock_and_bias(me())
+    } else {
+        STATE.lock(me())
+    };
     s.clear();
     s.seq = 0;
     s.sample_bytes = sample_bytes;
@@ -595,8 +601,16 @@ pub fn configure(on: bool, sample_bytes: u64) {
 
 /// An allocation of `size` bytes at `addr` from `stack` in the thread of `serial`.
 #[inline]
-pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64, tick: u64) {
-    let mut s = STATE.lock();
+pub fn alloc(
+    me: usize,
+    serial: u32,
+    stack: u64,
+    allocator: Allocator,
+    addr: u64,
+    size: u64,
+    tick: u64,
+) {
+    let mut s = STATE.lock(me);
     if let Some(i) = s.entry_of(stack, serial) {
         let peak = s.add(i, allocator, addr, size, tick);
         if tick >= s.window_end {
@@ -611,8 +625,8 @@ pub fn alloc(serial: u32, stack: u64, allocator: Allocator, addr: u64, size: u64
 /// A free (`python`: pymalloc_free) of `addr`. Nothing is due after it: a free makes no new
 /// peak, and it would close a window at the time of the last allocation, which closed it.
 #[inline(never)]
-pub fn free(python: bool, addr: u64) {
-    let mut s = STATE.lock();
+pub fn free(me: usize, python: bool, addr: u64) {
+    let mut s = STATE.lock(me);
     s.free_kinds[usize::from(python)] += 1;
     if let Some((bytes, entry)) = s.small.take(addr) {
         s.release(bytes, u64::from(entry) | 1 << 32);
@@ -623,8 +637,8 @@ pub fn free(python: bool, addr: u64) {
 
 /// An unmap of `[addr, addr + len)`: a mapping that starts there loses that much (an unmap
 /// inside a mapping is not followed).
-pub fn munmap(addr: u64, len: u64, tick: u64) {
-    let mut s = STATE.lock();
+pub fn munmap(me: usize, addr: u64, len: u64, tick: u64) {
+    let mut s = STATE.lock(me);
     s.free_kinds[2] += 1;
     if let Some((bytes, packed)) = s.take(addr) {
         s.release(bytes, packed);
@@ -651,8 +665,8 @@ pub fn munmap(addr: u64, len: u64, tick: u64) {
 
 /// An mremap of a mapping: the old one goes, the new one (from `stack`) comes, when the old
 /// one was known.
-pub fn mremap(serial: u32, stack: u64, old: (u64, u64), new: (u64, u64), tick: u64) {
-    let mut s = STATE.lock();
+pub fn mremap(me: usize, serial: u32, stack: u64, old: (u64, u64), new: (u64, u64), tick: u64) {
+    let mut s = STATE.lock(me);
     if let Some((bytes, packed)) = s.take(old.0) {
         s.release(bytes, packed);
         if let Some(i) = s.entry_of(stack, serial) {
@@ -666,7 +680,7 @@ pub fn mremap(serial: u32, stack: u64, old: (u64, u64), new: (u64, u64), tick: u
 /// the interpreter's start-up (as a full capture's reports do).
 pub fn marker(marker: Marker) {
     let tick = clock::tick();
-    let mut s = STATE.lock();
+    let mut s = STATE.lock(me());
     match marker {
         Marker::ExitSnapshot => s.write(tick, memtrace_format::aggregate::flags::EXIT),
         Marker::ScriptStart => {
@@ -684,7 +698,7 @@ pub fn finish() {
         return;
     }
     let tick = clock::tick();
-    let mut s = STATE.lock();
+    let mut s = STATE.lock(me());
     if s.window_tick != 0 && s.points_len < POINTS {
         let p = (s.window_tick, s.window_max);
         let n = s.points_len;
@@ -694,11 +708,38 @@ pub fn finish() {
     s.write(tick, memtrace_format::aggregate::flags::FINAL);
 }
 
+/// How the forking thread holds the lock between fork_prepare and fork_parent (Held as 1 or 2).
+static FORK_HELD: AtomicU32 = AtomicU32::new(0);
+
 /// Around fork: the lock is taken so that no thread holds it while the process is copied.
 pub fn lock_for_fork() {
-    STATE.raw_lock();
+    let held = STATE.raw_lock(me());
+    FORK_HELD.store(1 + u32::from(held == Held::Locked), Ordering::Relaxed);
 }
 
-pub fn unlock_after_fork() {
-    STATE.raw_unlock();
+pub fn unlock_in_parent() {
+    match FORK_HELD.swap(0, Ordering::Relaxed) {
+        1 => STATE.raw_unlock(Held::Biased),
+        2 => STATE.raw_unlock(Held::Locked),
+        _ => {}
+    }
+}
+
+/// In the child: free, and biased to no one until its capture starts (configure).
+pub fn reset_in_child() {
+    FORK_HELD.store(0, Ordering::Relaxed);
+    STATE.reset_in_child();
+}
+
+/// The calling thread's identity for the lock: its thread-local block's address (unique among
+/// live threads; a new thread that reuses a dead owner's address inherits a bias no one uses).
+#[inline(always)]
+pub fn me() -> usize {
+    identity(crate::tls::get())
+}
+
+/// [`me`] from the thread's block.
+#[inline(always)]
+pub fn identity(t: &crate::tls::Tls) -> usize {
+    t as *const crate::tls::Tls as usize
 }

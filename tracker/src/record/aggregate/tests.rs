@@ -17,7 +17,7 @@ type Sums = ((u64, u32), [(u64, u64); 3]);
 type Worker = mpsc::Sender<Box<dyn FnOnce() + Send>>;
 
 fn entries() -> Vec<Sums> {
-    let mut s = STATE.lock();
+    let mut s = STATE.lock(super::me());
     let peak_event = s.peak_event;
     let mut v: Vec<_> = (0..s.entries_len)
         .map(|i| {
@@ -58,6 +58,7 @@ fn peak_of_two_threads_and_frees_of_each_others_blocks() {
     on(&a, || {
         for k in 0..2000 {
             alloc(
+                me(),
                 1,
                 4,
                 Allocator::PymallocMalloc,
@@ -65,21 +66,23 @@ fn peak_of_two_threads_and_frees_of_each_others_blocks() {
                 16,
                 1,
             );
-            free(true, BASE + 0x10_0000 + k * 16);
+            free(me(), true, BASE + 0x10_0000 + k * 16);
         }
-        alloc(1, 5, Allocator::PymallocMalloc, BASE, 100, 1);
+        alloc(me(), 1, 5, Allocator::PymallocMalloc, BASE, 100, 1);
     });
-    on(&b, || alloc(2, 6, Allocator::Malloc, BASE + 4096, 200, 1));
-    on(&b, || free(true, BASE));
-    on(&a, || free(false, BASE + 4096));
+    on(&b, || {
+        alloc(me(), 2, 6, Allocator::Malloc, BASE + 4096, 200, 1)
+    });
+    on(&b, || free(me(), true, BASE));
+    on(&a, || free(me(), false, BASE + 4096));
     on(&a, || {
-        alloc(1, 5, Allocator::PymallocMalloc, BASE + 64, 50, 1)
+        alloc(me(), 1, 5, Allocator::PymallocMalloc, BASE + 64, 50, 1)
     });
     drop((a, b));
     ja.join().unwrap();
     jb.join().unwrap();
     {
-        let s = STATE.lock();
+        let s = STATE.lock(super::me());
         assert_eq!((s.peak_count, s.peak_bytes), (2, 300));
         assert_eq!((s.live_count, s.live_bytes), (1, 50));
         assert_eq!(s.allocated(), (2003, 32350));
@@ -98,16 +101,23 @@ fn peak_of_two_threads_and_frees_of_each_others_blocks() {
 #[test]
 fn racing_threads_free_each_others_blocks() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    configure(true, 0);
+    // Thread 1 starts the capture: the lock is biased to it until thread 2 records.
+    let started = std::sync::Arc::new(std::sync::Barrier::new(2));
     const N: u64 = 100_000;
     // Each thread allocates blocks in a range of its own and frees the blocks the other
     // sends it.
     let (to_b, from_a) = mpsc::channel::<u64>();
     let (to_a, from_b) = mpsc::channel::<u64>();
     let run = |serial: u32, base: u64, to: mpsc::Sender<u64>, from: mpsc::Receiver<u64>| {
+        let started = started.clone();
         move || {
+            if serial == 1 {
+                configure(true, 0);
+            }
+            started.wait();
             for k in 0..N {
                 alloc(
+                    me(),
                     serial,
                     u64::from(serial),
                     Allocator::Malloc,
@@ -118,13 +128,13 @@ fn racing_threads_free_each_others_blocks() {
                 to.send(base + k * 32).unwrap();
                 if k % 4096 == 4095 {
                     while let Ok(addr) = from.try_recv() {
-                        free(false, addr);
+                        free(me(), false, addr);
                     }
                 }
             }
             drop(to);
             for addr in from {
-                free(false, addr);
+                free(me(), false, addr);
             }
         }
     };
@@ -133,7 +143,7 @@ fn racing_threads_free_each_others_blocks() {
     ja.join().unwrap();
     jb.join().unwrap();
     let (peak_count, peak_bytes) = {
-        let s = STATE.lock();
+        let s = STATE.lock(super::me());
         assert_eq!((s.live_count, s.live_bytes), (0, 0));
         assert_eq!(s.allocated(), (2 * N, 2 * N * 24));
         assert_eq!(s.frees(), 2 * N);

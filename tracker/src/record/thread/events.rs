@@ -83,7 +83,15 @@ fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64,
         s.sample_rss(tick);
     }
     release(s);
-    aggregate::alloc(serial, stack, allocator, addr, size, tick);
+    aggregate::alloc(
+        aggregate::identity(t),
+        serial,
+        stack,
+        allocator,
+        addr,
+        size,
+        tick,
+    );
 }
 
 /// Starts loading what recording a free of `addr` will look at, for a caller that records it
@@ -138,7 +146,7 @@ pub fn take_free(addr: u64) -> bool {
 #[inline(always)]
 pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
     if aggregate::on() {
-        return aggregate::free(python, addr);
+        return aggregate::free(aggregate::identity(t), python, addr);
     }
     record_free_written(t, python, addr, tick);
 }
@@ -207,7 +215,7 @@ pub fn record_failed(t: &mut tls::Tls, allocator: Allocator, size: u64, ret: u64
 
 pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
     if aggregate::on() {
-        return aggregate::munmap(addr, len, tick);
+        return aggregate::munmap(aggregate::identity(t), addr, len, tick);
     }
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.munmap(buf, tick, addr, len));
@@ -224,7 +232,7 @@ pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u6
         if aggregate::on() {
             let serial = s.serial;
             release(s);
-            return aggregate::mremap(serial, stack, old, new, tick);
+            return aggregate::mremap(aggregate::identity(t), serial, stack, old, new, tick);
         }
         s.event(tick, |w, buf| w.mremap(buf, tick, old, new, stack));
         release(s);
