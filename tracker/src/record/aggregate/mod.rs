@@ -46,6 +46,8 @@ const PEAK_STEP_MIN: u64 = 64 << 10;
 
 /// Buckets of the filter of the large blocks' addresses (4 KiB: stays in the cache).
 const LARGE_FILTER: usize = 4096;
+/// The largest table of entries a new capture reuses (4.5 MiB: 65,536 entries).
+const KEEP_ENTRY_BYTES: usize = 65_536 * core::mem::size_of::<Entry>();
 
 /// The filter bucket of an address.
 #[inline(always)]
@@ -193,21 +195,33 @@ impl State {
         }
     }
 
-    /// Forgets every sum (the snapshot buffers and the snapshot count stay).
+    /// Forgets every sum (the snapshot buffers and the snapshot count stay). The tables of a
+    /// small capture keep their memory, zeroed, for the next one (Shadow::reset, Map::reset;
+    /// entries are written whole when made): the pytest plugin makes one capture per test, and
+    /// unmapping the tables and faulting them in again was most of its kernel time.
     fn clear(&mut self) {
-        self.small.clear();
-        self.live.clear();
-        self.keys.clear();
-        if !self.entries.is_null() {
-            sys::unmap(
-                self.entries as *mut u8,
-                self.entries_cap * core::mem::size_of::<Entry>(),
-            );
+        self.small.reset();
+        self.live.reset();
+        self.keys.reset();
+        let entry_bytes = self.entries_cap * core::mem::size_of::<Entry>();
+        let keep_entries = entry_bytes <= KEEP_ENTRY_BYTES;
+        if !self.entries.is_null() && !keep_entries {
+            sys::unmap(self.entries as *mut u8, entry_bytes);
         }
+        let (small, live, keys) = (
+            core::mem::replace(&mut self.small, Shadow::new()),
+            core::mem::replace(&mut self.live, Map::new()),
+            core::mem::replace(&mut self.keys, Map::new()),
+        );
+        let (entries, entries_cap) = (self.entries, self.entries_cap);
         let buf = core::mem::replace(&mut self.buf, snapshot::Buffers::new());
         let (seq, start, next_write_ns, sample_bytes) =
             (self.seq, self.start, self.next_write_ns, self.sample_bytes);
         *self = State::new();
+        (self.small, self.live, self.keys) = (small, live, keys);
+        if keep_entries {
+            (self.entries, self.entries_cap) = (entries, entries_cap);
+        }
         self.buf = buf;
         self.seq = seq;
         self.start = start;

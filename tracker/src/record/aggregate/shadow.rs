@@ -22,9 +22,20 @@ const REGION_BITS: u32 = 21;
 const GRAIN_BITS: u32 = 4;
 const LEAF_SLOTS: usize = 1 << (REGION_BITS - GRAIN_BITS);
 const LEAF_BYTES: usize = LEAF_SLOTS * 8;
+/// A leaf's slots per page of 4 KiB.
+const PAGE_SLOTS_BITS: u32 = 9;
+const LEAF_PAGES: usize = LEAF_BYTES >> 12;
+/// A leaf is mapped with one page more, after its slots: a byte per page of slots, set when a
+/// block is stored there, so that [`Shadow::reset`] zeroes only the pages used.
+const LEAF_MAPPED: usize = LEAF_BYTES + 4096;
+/// The most pages of slots [`Shadow::reset`] zeroes (16 MiB); past that, it gives the leaves
+/// back (a fork child of a large heap would otherwise copy every page it zeroes).
+const RESET_PAGES_MAX: usize = 4096;
 /// Directory slots (region + 1, leaf address): at most half are used, so that some 16 GiB of
 /// heap with small blocks is shadowed; past that, blocks go to the hash table.
 const DIR_SLOTS: usize = 1 << 14;
+/// The directory and, after it, the list of the leaves made (at most half the slots).
+const DIR_BYTES: usize = DIR_SLOTS * 16 + DIR_SLOTS / 2 * 8;
 
 /// Regions and their leaves as made, by region modulo [`HINTS`], read without the lock to
 /// prefetch a block's slot (before the real free, while the stack is walked). A stale hint
@@ -54,6 +65,8 @@ pub struct Shadow {
     /// Open addressing, linear probing, never removed from (until `clear`).
     dir: *mut [u64; 2],
     leaves: usize,
+    /// The leaves made, in order (mapped with the directory: its second half).
+    made: *mut u64,
     /// (region + 1, its leaf) of regions looked up lately, by region modulo [`CACHE`] (known
     /// not null, so that a slot found through it needs no test).
     cache: [(u64, NonNull<u64>); CACHE],
@@ -78,6 +91,7 @@ impl Shadow {
         Shadow {
             dir: core::ptr::null_mut(),
             leaves: 0,
+            made: core::ptr::null_mut(),
             cache: [(0, NonNull::dangling()); CACHE],
         }
     }
@@ -91,6 +105,15 @@ impl Shadow {
     /// The slot of `addr` (aligned), its leaf made when `make`; null when there is none.
     #[inline(always)]
     fn slot(&mut self, addr: u64, make: bool) -> Option<NonNull<u64>> {
+        self.leaf_slot(addr, make).map(|(leaf, i)| {
+            // SAFETY: i < LEAF_SLOTS, inside the leaf's mapping.
+            unsafe { leaf.add(i) }
+        })
+    }
+
+    /// The leaf of `addr` (made when `make`) and the index of its slot there.
+    #[inline(always)]
+    fn leaf_slot(&mut self, addr: u64, make: bool) -> Option<(NonNull<u64>, usize)> {
         let region = addr >> REGION_BITS;
         let (known, leaf) = self.cache[region as usize & (CACHE - 1)];
         let leaf = if known == region + 1 {
@@ -99,8 +122,7 @@ impl Shadow {
             NonNull::new(self.leaf(region, make))?
         };
         let i = ((addr >> GRAIN_BITS) as usize) & (LEAF_SLOTS - 1);
-        // SAFETY: i < LEAF_SLOTS, inside the leaf's mapping.
-        Some(unsafe { leaf.add(i) })
+        Some((leaf, i))
     }
 
     /// The leaf of `region` (made when `make`), remembered in the cache; null when there is
@@ -111,8 +133,11 @@ impl Shadow {
             if !make {
                 return core::ptr::null_mut();
             }
-            match sys::map_anon(DIR_SLOTS * 16) {
-                Some(p) => self.dir = p as *mut [u64; 2],
+            match sys::map_anon(DIR_BYTES) {
+                Some(p) => {
+                    self.dir = p as *mut [u64; 2];
+                    self.made = p.wrapping_add(DIR_SLOTS * 16) as *mut u64;
+                }
                 None => return core::ptr::null_mut(),
             }
         }
@@ -132,10 +157,12 @@ impl Shadow {
                 if !make || self.leaves * 2 >= DIR_SLOTS {
                     return core::ptr::null_mut();
                 }
-                let Some(leaf) = sys::map_anon(LEAF_BYTES) else {
+                let Some(leaf) = sys::map_anon(LEAF_MAPPED) else {
                     return core::ptr::null_mut();
                 };
                 *d = [key, leaf as u64];
+                // SAFETY: leaves < DIR_SLOTS / 2, inside the list's part of the mapping.
+                unsafe { *self.made.add(self.leaves) = leaf as u64 };
                 self.leaves += 1;
                 let h = region as usize & (HINTS - 1);
                 HINT_LEAVES[h].store(leaf as u64, Ordering::Relaxed);
@@ -153,11 +180,15 @@ impl Shadow {
     /// Makes the block of `size` bytes at `addr` (see [`Shadow::fits`]) live, from entry `entry`.
     #[inline(always)]
     pub fn put(&mut self, addr: u64, size: u64, entry: u32) -> Put {
-        let Some(p) = self.slot(addr, true) else {
+        let Some((leaf, i)) = self.leaf_slot(addr, true) else {
             return Put::Elsewhere;
         };
-        // SAFETY: a slot of a live leaf; the lock is held.
-        let old = unsafe { core::ptr::replace(p.as_ptr(), size << 32 | (u64::from(entry) + 1)) };
+        // SAFETY: a slot of a live leaf, and its page's byte in the page after the slots; the
+        // lock is held.
+        let old = unsafe {
+            *(leaf.as_ptr().add(LEAF_SLOTS) as *mut u8).add(i >> PAGE_SLOTS_BITS) = 1;
+            core::ptr::replace(leaf.as_ptr().add(i), size << 32 | (u64::from(entry) + 1))
+        };
         if old == 0 {
             Put::Stored
         } else {
@@ -177,6 +208,47 @@ impl Shadow {
         (old != 0).then(|| (old >> 32, (old as u32).wrapping_sub(1)))
     }
 
+    /// Forgets every block for the next capture, keeping the leaves (the pages used zeroed,
+    /// the others never written) and the directory: the regions keep their leaves, and the
+    /// hints and the cache stay right. Past [`RESET_PAGES_MAX`] pages used, the memory is
+    /// given back instead ([`Shadow::clear`]).
+    pub fn reset(&mut self) {
+        let mut used = 0;
+        for k in 0..self.leaves {
+            // SAFETY: k < leaves, each a live leaf of LEAF_MAPPED bytes.
+            let pages = unsafe { self.pages_used(k) };
+            used += pages.iter().filter(|&&b| b != 0).count();
+        }
+        if used > RESET_PAGES_MAX {
+            return self.clear();
+        }
+        for k in 0..self.leaves {
+            // SAFETY: as above; the lock is held, so no slot is in use.
+            unsafe {
+                let leaf = *self.made.add(k) as *mut u8;
+                for (page, mark) in self.pages_used(k).iter_mut().enumerate() {
+                    if *mark != 0 {
+                        core::ptr::write_bytes(leaf.add(page << 12), 0, 4096);
+                        *mark = 0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The bytes that mark the pages used of the `k`-th leaf made.
+    ///
+    /// # Safety
+    /// k < self.leaves.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn pages_used(&self, k: usize) -> &mut [u8] {
+        // SAFETY: per the caller, a live leaf of LEAF_MAPPED bytes; its marks follow its slots.
+        unsafe {
+            let leaf = *self.made.add(k) as *mut u8;
+            core::slice::from_raw_parts_mut(leaf.add(LEAF_BYTES), LEAF_PAGES)
+        }
+    }
+
     /// Forgets every block and gives the memory back.
     pub fn clear(&mut self) {
         for r in &HINT_REGIONS {
@@ -187,10 +259,10 @@ impl Shadow {
                 // SAFETY: i < DIR_SLOTS, inside the directory's mapping; the lock is held.
                 let d = unsafe { *self.dir.add(i) };
                 if d[0] != 0 {
-                    sys::unmap(d[1] as *mut u8, LEAF_BYTES);
+                    sys::unmap(d[1] as *mut u8, LEAF_MAPPED);
                 }
             }
-            sys::unmap(self.dir as *mut u8, DIR_SLOTS * 16);
+            sys::unmap(self.dir as *mut u8, DIR_BYTES);
         }
         *self = Shadow::new();
     }
@@ -228,5 +300,57 @@ mod tests {
         assert!(!Shadow::fits(odd + 8, 8));
         s.clear();
         assert_eq!(s.take(odd), None);
+    }
+
+    #[test]
+    fn a_reset_keeps_the_leaves_and_forgets_every_block() {
+        let mut s = Shadow::new();
+        let base = 0x7e80_0000_0000u64;
+        // Three leaves; blocks left live in each, one page of slots apart and more.
+        let addrs: Vec<u64> = (0..3u64)
+            .flat_map(|r| (0..40u64).map(move |k| base + (r << REGION_BITS) + k * 16 * 600))
+            .collect();
+        for (k, &a) in addrs.iter().enumerate() {
+            assert_eq!(s.put(a, 24, k as u32), Put::Stored);
+        }
+        let leaves = s.leaves;
+        let hinted = hint(addrs[0]);
+        s.reset();
+        assert_eq!(s.leaves, leaves, "the leaves stay");
+        assert_eq!(hint(addrs[0]), hinted, "and so do the hints");
+        for &a in &addrs {
+            assert_eq!(s.take(a), None, "no block survives a reset");
+        }
+        // Stored afresh, not found live from before.
+        for (k, &a) in addrs.iter().enumerate() {
+            assert_eq!(s.put(a, 8, k as u32 + 7), Put::Stored);
+        }
+        assert_eq!(s.take(addrs[5]), Some((8, 12)));
+        // No page marked used is left unzeroed (the marks themselves are cleared).
+        s.reset();
+        for k in 0..s.leaves {
+            // SAFETY: k < leaves.
+            assert!(unsafe { s.pages_used(k) }.iter().all(|&b| b == 0));
+        }
+        assert_eq!(s.take(addrs[6]), None);
+        s.clear();
+    }
+
+    #[test]
+    fn a_reset_of_many_pages_used_gives_the_leaves_back() {
+        let mut s = Shadow::new();
+        let base = 0x7d00_0000_0000u64;
+        // One block per page of slots (8 KiB of address space each), past the limit.
+        let pages = (RESET_PAGES_MAX + 1) as u64;
+        for k in 0..pages {
+            assert_eq!(s.put(base + k * 8192, 16, 1), Put::Stored);
+        }
+        assert!(s.leaves > 1);
+        s.reset();
+        assert_eq!(s.leaves, 0, "given back");
+        assert_eq!(s.take(base), None);
+        assert_eq!(s.put(base, 16, 2), Put::Stored);
+        assert_eq!(s.take(base), Some((16, 2)));
+        s.clear();
     }
 }

@@ -165,3 +165,30 @@ fn racing_threads_free_each_others_blocks() {
     assert_eq!(at_peak, (peak_count, peak_bytes));
     assert!(peak_count >= 1);
 }
+
+#[test]
+fn a_new_capture_starts_from_nothing_on_the_kept_tables() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    configure(true, 0);
+    // The first capture leaves small and large blocks live (freed after it ends, untracked).
+    for k in 0..5000u64 {
+        alloc(me(), 1, 3, Allocator::PymallocMalloc, BASE + k * 32, 24, 1);
+    }
+    alloc(me(), 1, 4, Allocator::Malloc, BASE + (1 << 32), 1 << 20, 1);
+    configure(true, 0);
+    // The second: a block at an address of the first's, and a free of one of the first's.
+    alloc(me(), 1, 5, Allocator::PymallocMalloc, BASE + 64, 40, 1);
+    free(me(), true, BASE + 96);
+    free(me(), false, BASE + (1 << 32));
+    {
+        let s = STATE.lock(me());
+        assert_eq!((s.live_count, s.live_bytes), (1, 40));
+        assert_eq!((s.peak_count, s.peak_bytes), (1, 40));
+        assert_eq!(s.allocated(), (1, 40));
+        assert_eq!(s.frees(), 2, "counted, their blocks not found");
+    }
+    assert_eq!(entries(), vec![((5, 1), [(1, 40), (1, 40), (1, 40)])]);
+    free(me(), true, BASE + 64);
+    let s = STATE.lock(me());
+    assert_eq!((s.live_count, s.live_bytes), (0, 0));
+}
