@@ -20,6 +20,8 @@ sys.path.insert(0, "$PWD/bench/workloads")
 from small_objects import churn
 churn(2, 50_000)
 PY
+# A Python run (`--python PY script.py`): `memtrace run -- PY script.py` names an interpreter and
+# is a native run (no PyMem allocators, no Python stacks) outside valgrind.
 count() { # instructions of the python process of a command (valgrind follows memtrace's exec)
     rm -f "$work"/cg.* "$work"/o.bin*
     valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$work/cg.%p" "$@" \
@@ -34,9 +36,9 @@ untracked=$(count "$py" "$work/w.py")
 printf '%-28s %15s\n' untracked "$untracked"
 row() { # label memtrace: its three modes, added and --aggregate over each full mode
     local m=$2 full nt agg
-    full=$(count "$m" run -q -f -o "$work/o.bin" -- "$py" "$work/w.py")
-    nt=$(count "$m" run -q -f --no-types -o "$work/o.bin" -- "$py" "$work/w.py")
-    agg=$(count "$m" run -q -f --aggregate -o "$work/o.bin" -- "$py" "$work/w.py")
+    full=$(count "$m" run -q -f -o "$work/o.bin" --python "$py" "$work/w.py")
+    nt=$(count "$m" run -q -f --no-types -o "$work/o.bin" --python "$py" "$work/w.py")
+    agg=$(count "$m" run -q -f --aggregate -o "$work/o.bin" --python "$py" "$work/w.py")
     for x in "full:$full" "full --no-types:$nt" "--aggregate:$agg"; do
         printf '%-28s %15s  added %12s\n' "$1 ${x%%:*}" "${x#*:}" "$((${x#*:} - untracked))"
     done

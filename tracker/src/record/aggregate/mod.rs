@@ -200,11 +200,19 @@ impl State {
     /// entries are written whole when made): the pytest plugin makes one capture per test, and
     /// unmapping the tables and faulting them in again was most of its kernel time.
     fn clear(&mut self) {
-        self.small.reset();
-        self.live.reset();
-        self.keys.reset();
+        // A fork child gives the parent's tables back: zeroing them would copy each page.
+        let keep = !FORKED.swap(false, Ordering::Relaxed);
+        if keep {
+            self.small.reset();
+            self.live.reset();
+            self.keys.reset();
+        } else {
+            self.small.clear();
+            self.live.clear();
+            self.keys.clear();
+        }
         let entry_bytes = self.entries_cap * core::mem::size_of::<Entry>();
-        let keep_entries = entry_bytes <= KEEP_ENTRY_BYTES;
+        let keep_entries = keep && entry_bytes <= KEEP_ENTRY_BYTES;
         if !self.entries.is_null() && !keep_entries {
             sys::unmap(self.entries as *mut u8, entry_bytes);
         }
@@ -742,8 +750,13 @@ pub fn unlock_in_parent() {
 /// In the child: free, and biased to no one until its capture starts (configure).
 pub fn reset_in_child() {
     FORK_HELD.store(0, Ordering::Relaxed);
+    FORKED.store(true, Ordering::Relaxed);
     STATE.reset_in_child();
 }
+
+/// This process is a fork child whose tables (the parent's, copy on write) were not cleared
+/// yet: its next clear gives them back rather than zeroing them.
+static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// The calling thread's identity for the lock: its thread-local block's address (unique among
 /// live threads; a new thread that reuses a dead owner's address inherits a bias no one uses).

@@ -249,6 +249,12 @@ impl Shadow {
         }
     }
 
+    /// The leaves made.
+    #[cfg(test)]
+    pub fn leaves(&self) -> usize {
+        self.leaves
+    }
+
     /// Forgets every block and gives the memory back.
     pub fn clear(&mut self) {
         for r in &HINT_REGIONS {

@@ -192,3 +192,25 @@ fn a_new_capture_starts_from_nothing_on_the_kept_tables() {
     let s = STATE.lock(me());
     assert_eq!((s.live_count, s.live_bytes), (0, 0));
 }
+
+#[test]
+fn a_fork_child_gives_the_parent_s_tables_back() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    configure(true, 0);
+    alloc(me(), 1, 3, Allocator::PymallocMalloc, BASE, 24, 1);
+    configure(true, 0);
+    assert!(
+        STATE.lock(me()).small.leaves() > 0,
+        "kept from one capture to the next"
+    );
+    reset_in_child();
+    configure(true, 0);
+    assert_eq!(
+        STATE.lock(me()).small.leaves(),
+        0,
+        "given back in a fork child"
+    );
+    alloc(me(), 1, 3, Allocator::PymallocMalloc, BASE, 24, 1);
+    let s = STATE.lock(me());
+    assert_eq!((s.live_count, s.live_bytes), (1, 24));
+}
