@@ -615,3 +615,50 @@ fn a_failed_exec_while_threads_allocate_loses_nothing() {
         assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
     }
 }
+
+#[test]
+fn a_program_execd_with_a_standard_stream_closed_and_few_descriptors_never_gets_the_capture() {
+    // Under an open-file limit of 700 or less the new capture could not move to its usual
+    // number, 700 and up; it kept the number it was opened at, the free standard stream's, and
+    // the program read the capture as its stdin or wrote its output into it.
+    let dir = scratch("exec-closed-stream");
+    for words in [
+        [
+            "/bin/sh",
+            "-c",
+            "ulimit -n 512; exec 0<&-; exec /usr/bin/wc -c",
+        ],
+        [
+            "/bin/sh",
+            "-c",
+            "ulimit -n 64; exec 1>&-; exec /bin/echo hello",
+        ],
+    ] {
+        let (cap, out) = run(&dir, &[], &words);
+        let alone = plain(&dir, &words);
+        assert_eq!(out.status.code(), alone.status.code(), "{words:?}: {out:?}");
+        assert_eq!(out.stdout, alone.stdout, "{words:?}");
+        // The program's complaint about its closed stream is there, as without memtrace.
+        let complaint = stderr(&alone)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(!complaint.is_empty(), "{words:?}: {alone:?}");
+        assert!(
+            stderr(&out).contains(&complaint),
+            "{words:?}: {}",
+            stderr(&out)
+        );
+        // Both captures are whole: nothing of the program went into the exec'd one.
+        let next = format!("{}.exec1", cap.display());
+        assert_execd_into(
+            &full_stats(&cap),
+            "run.bin.exec1",
+            words[2].rsplit("exec ").next().unwrap_or_default(),
+        );
+        let s = full_stats(Path::new(&next));
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+        assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
+    }
+}

@@ -130,6 +130,13 @@ pub fn open(path: &[u8], flags: c_int, mode: u32) -> Result<c_int, c_int> {
     result(r).map(|fd| fd as c_int)
 }
 
+/// Removes the file at `path` (NUL-terminated); errors are ignored.
+pub fn unlink(path: &[u8]) {
+    debug_assert_eq!(path.last(), Some(&0));
+    // SAFETY: path is NUL-terminated.
+    unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path.as_ptr(), 0) };
+}
+
 pub fn close(fd: c_int) {
     // SAFETY: closes a descriptor the tracker opened.
     unsafe { libc::syscall(libc::SYS_close, fd) };
@@ -328,16 +335,46 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
     }
 }
 
+/// Where [`move_fd_high`] puts a descriptor when the open-file limit allows.
+const HIGH_FD: c_int = 700;
+
 /// Moves a descriptor to a high number (close-on-exec), out of the way of the program's own
-/// descriptors: a program that reuses low numbers must never get the capture's.
-pub fn move_fd_high(fd: c_int) -> c_int {
-    // SAFETY: fcntl F_DUPFD_CLOEXEC on a descriptor the tracker owns.
-    let high = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 700) } as c_int;
-    if high < 0 {
-        return fd;
+/// descriptors: a program that reuses low numbers must never get the capture's. 700 and up
+/// when the open-file limit allows, else as high under the limit as is free. None (`fd` closed)
+/// when it is a standard stream's number (0, 1, 2: closed in the program, which would read or
+/// write the capture through it) and no other number is free.
+pub fn move_fd_high(fd: c_int) -> Option<c_int> {
+    let limit = open_files_limit();
+    let floors = [HIGH_FD, limit.saturating_sub(32), limit / 2, 3];
+    for floor in floors.into_iter().filter(|&f| f >= 3 && f < limit.max(4)) {
+        // SAFETY: fcntl F_DUPFD_CLOEXEC on a descriptor the tracker owns.
+        let high =
+            unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, floor) } as c_int;
+        if high >= 0 {
+            close(fd);
+            return Some(high);
+        }
+    }
+    if fd > 2 {
+        return Some(fd);
     }
     close(fd);
-    high
+    None
+}
+
+/// The soft limit on open files (descriptor numbers are below it); c_int::MAX when unlimited
+/// or unknown.
+fn open_files_limit() -> c_int {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit it is given.
+    let r = unsafe { libc::syscall(libc::SYS_getrlimit, libc::RLIMIT_NOFILE, &mut lim) };
+    if r != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return c_int::MAX;
+    }
+    c_int::try_from(lim.rlim_cur).unwrap_or(c_int::MAX)
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ fn reopen(id: &Identity) -> Option<c_int> {
         sys::close(fd);
         return None;
     }
-    Some(sys::move_fd_high(fd))
+    sys::move_fd_high(fd)
 }
 
 /// The capture's absolute path, NUL-terminated: what /proc says `fd` is, else `opened` made

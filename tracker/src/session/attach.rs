@@ -119,8 +119,7 @@ fn exists(path: &[u8]) -> bool {
 fn unlink(path: &[u8]) {
     let mut c = path.to_vec();
     c.push(0);
-    // SAFETY: a NUL-terminated path.
-    unsafe { libc::unlink(c.as_ptr().cast::<c_char>()) };
+    crate::sys::unlink(&c);
 }
 
 /// The control thread: polls ten times a second for the end.

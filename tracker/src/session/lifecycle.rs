@@ -150,7 +150,20 @@ fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>), Vec<u8>> {
         let mut z = path.clone();
         z.push(0);
         match sys::open(&z, flags, 0o644) {
-            Ok(fd) => return Ok((sys::move_fd_high(fd), path)),
+            Ok(fd) => match sys::move_fd_high(fd) {
+                Some(fd) => return Ok((fd, path)),
+                // Only a standard stream's number was free: the program's, closed on purpose.
+                None => {
+                    if !cfg.force {
+                        sys::unlink(&z);
+                    }
+                    return Err(describe(
+                        b"cannot keep the capture open (no descriptor free above 2)",
+                        &path,
+                        libc::EMFILE,
+                    ));
+                }
+            },
             // A followed process that exec'd finds its pre-exec capture under its name.
             Err(libc::EEXIST) if cfg.descendant && attempt < 100 => {
                 attempt += 1;
