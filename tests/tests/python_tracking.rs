@@ -382,6 +382,53 @@ print(json.dumps({
 }
 
 #[test]
+fn a_failing_sitecustomize_of_the_user_s_is_reported_as_without_memtrace() {
+    // site.py reports a sitecustomize whose own import fails ("Error in sitecustomize; set
+    // PYTHONVERBOSE for traceback: ModuleNotFoundError: ..."); the hook, which imports the
+    // user's, once swallowed every ImportError and the message was lost.
+    let dir = scratch("py-hook-failing");
+    let user = dir.join("userpath");
+    write(
+        &user,
+        "sitecustomize.py",
+        "import no_such_module_of_the_user_s\n",
+    );
+    let script = write(&dir, "hello.py", "print('hello')\n");
+    let run = |tracked_run: bool| {
+        let mut cmd = if tracked_run {
+            let mut c = Command::new(memtrace_e2e::memtrace_bin());
+            c.args(["run", "-q", "-f", "-o"])
+                .arg(dir.join("failing.bin"))
+                .arg("--python")
+                .arg(python());
+            c
+        } else {
+            Command::new(python())
+        };
+        cmd.arg(&script).env("PYTHONPATH", &user);
+        output(cmd, &dir, b"")
+    };
+    let (plain, traced) = (run(false), run(true));
+    let said = String::from_utf8_lossy(&plain.stderr).into_owned();
+    assert!(
+        said.contains("Error in sitecustomize")
+            && said.contains("No module named 'no_such_module_of_the_user_s'"),
+        "{said}"
+    );
+    assert_eq!(
+        (
+            traced.status.code(),
+            &traced.stdout,
+            String::from_utf8_lossy(&traced.stderr)
+        ),
+        (plain.status.code(), &plain.stdout, said.as_str().into()),
+    );
+    // The run was tracked all the same: the script's capture is whole.
+    let s = stats(&dir.join("failing.bin"));
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+}
+
+#[test]
 fn a_profiler_of_the_program_changes_nothing() {
     // memtrace reads frames at allocations and installs no profile function: a program that
     // installs its own (here from deep in a recursion) keeps its stacks, before and after.

@@ -50,7 +50,11 @@ def _memtrace_start():
     me = sys.modules.pop("sitecustomize", None)
     try:
         import sitecustomize  # noqa: F401  (the one this file shadowed)
-    except ImportError:
+    except ImportError as exc:
+        # An import inside the program's own failed: site.py reports it ("Error in
+        # sitecustomize"), as it would have. None of the program's: nothing to say.
+        if exc.name != "sitecustomize":
+            raise
         if me is not None:
             sys.modules["sitecustomize"] = me
 
