@@ -662,3 +662,83 @@ fn a_program_execd_with_a_standard_stream_closed_and_few_descriptors_never_gets_
         assert_eq!(s["warnings"], serde_json::json!([]), "{}", s["warnings"]);
     }
 }
+
+/// A root holding /bin/env and the libraries `ldd` names for it.
+fn root_with_env(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    let copy = |from: &Path| {
+        let to = root.join(from.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
+        std::fs::copy(from, &to).expect("copied");
+    };
+    let env = std::fs::canonicalize("/usr/bin/env").expect("env");
+    copy(&env);
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy(&env, root.join("bin/env")).expect("copied");
+    let ldd = Command::new("ldd").arg(&env).output().expect("ldd runs");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
+        if let Some(lib) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            copy(Path::new(lib));
+        }
+    }
+    root
+}
+
+#[test]
+fn an_exec_after_a_chroot_runs_as_it_would_without_the_tracker_s_traces() {
+    // The tracker's library is out of the new root's reach: the loader printed an error about
+    // the preload on the program's stderr and the program saw the tracker's variables. It now
+    // gets its own environment and runs untracked; the capture before the exec is whole.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: chroot needs root (CI runs as root)");
+        return;
+    }
+    let dir = scratch("exec-chroot");
+    let prog = compile("chroot_exec", &dir);
+    let root = root_with_env(&dir);
+    let words = [prog.to_str().expect("utf-8"), root.to_str().expect("utf-8")];
+    let (cap, out) = run(&dir, &[], &words);
+    let alone = plain(&dir, &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    // The same variables (memtrace passes the environment on sorted; `_` is the shell's).
+    let vars = |o: &Output| {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("_="))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(vars(&out), vars(&alone));
+    let err = stderr(&out);
+    assert!(!err.contains("ld.so"), "{err}");
+    assert!(err.contains("which wrote no capture"), "{err}");
+    let s = full_stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+}
+
+#[test]
+fn a_program_of_another_elf_class_is_refused_in_one_line() {
+    // A 32-bit program's loader cannot load the 64-bit tracker: memtrace says so, as it does
+    // for a statically linked one, instead of running it with the loader's error on its stderr.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("run-elf32");
+    let mut header = vec![0u8; 64];
+    header[..4].copy_from_slice(b"\x7fELF");
+    header[4] = 1; // ELFCLASS32
+    header[5] = 1;
+    header[18] = 3; // EM_386
+    let prog = dir.join("prog32");
+    std::fs::write(&prog, &header).expect("written");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = memtrace(&["run", "-o", "x.bin", prog.to_str().expect("utf-8")], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("prog32 is not a 64-bit"), "{err}");
+    assert!(!dir.join("x.bin").exists());
+}

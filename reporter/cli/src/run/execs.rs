@@ -57,7 +57,7 @@ pub fn announce(capture: &Path, shown: &Path, cwd: &Path) -> (PathBuf, PathBuf) 
 /// The line for an exec whose program wrote no capture.
 fn untraced(e: &exec::Exec) -> String {
     format!(
-        "memtrace: the program exec'd {}, which wrote no capture (statically linked, set-user-ID, or it cleared LD_PRELOAD)",
+        "memtrace: the program exec'd {}, which wrote no capture (statically linked, set-user-ID, 32-bit, out of the tracker's reach after a chroot, or it cleared LD_PRELOAD)",
         e.command()
     )
 }

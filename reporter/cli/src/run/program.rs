@@ -55,9 +55,19 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
 }
 
-/// Refuses statically linked executables, into which nothing can be preloaded.
+/// Refuses statically linked executables, into which nothing can be preloaded, and those of
+/// another ELF class or machine than the tracker's (a 32-bit program), whose loader cannot
+/// load it.
 pub fn check_traceable(path: &Path) -> Result<(), RunError> {
-    match elf::is_dynamic(&elf::head(path)) {
+    let head = elf::head(path);
+    if elf::fits_the_tracker(&head) == Some(false) {
+        return Err(RunError(format!(
+            "{} is not a 64-bit {} program: memtrace's tracker cannot be loaded into it",
+            path.display(),
+            std::env::consts::ARCH
+        )));
+    }
+    match elf::is_dynamic(&head) {
         Some(false) => Err(RunError(format!(
             "{} is statically linked: memtrace can only trace dynamically linked programs",
             path.display()

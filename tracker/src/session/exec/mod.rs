@@ -18,6 +18,7 @@
 //! tracked as a Python run ([`crate::pyrun::adopt_image`]).
 
 pub(crate) mod entry;
+mod preload;
 mod scratch;
 
 use crate::capture::CAPTURE;
@@ -171,6 +172,19 @@ pub unsafe fn follow(
         Target::Path(p) => exists(libc::AT_FDCWD, p),
         Target::Unknown => true,
     };
+    let preloadable = match target {
+        Target::Path(p) if reachable => {
+            // SAFETY: a NUL-terminated path, as exec takes it.
+            let path = unsafe { cstr(p) };
+            preload::preloadable(path, &plan.tracker)
+        }
+        _ => true,
+    };
+    let envp_next = if preloadable {
+        prepared.envp
+    } else {
+        prepared.plain_envp
+    };
     let emptied = if reachable {
         // No other thread is left halfway through writing a chunk when the exec ends it.
         thread::pause_others(PAUSE_LIMIT_MS);
@@ -178,7 +192,7 @@ pub unsafe fn follow(
     } else {
         None
     };
-    let mut rc = call(prepared.envp);
+    let mut rc = call(envp_next);
     // The exec failed: the program goes on, and so does its capture.
     // SAFETY: this thread's errno slot.
     let mut errno = unsafe { *libc::__errno_location() };
@@ -209,6 +223,9 @@ pub unsafe fn follow(
 /// An exec made ready: the new environment and the exec record, in `_scratch`.
 struct Prepared {
     envp: *const *const c_char,
+    /// The program's environment without the tracker's variables and LD_PRELOAD entry: for a
+    /// program the tracker cannot be preloaded into ([`preload::preloadable`]).
+    plain_envp: *const *const c_char,
     record: &'static [u8],
     _scratch: Scratch,
 }
@@ -247,7 +264,7 @@ unsafe fn prepare(
             n += 1;
         }
     }
-    list[n] = preload_entry(&mut s, &plan.tracker, preload)?;
+    list[n] = preload_entry(&mut s, &plan.tracker, preload, &plan.tracker)?;
     list[n + 1] = s.cstr(&[b"MEMTRACE_OUTPUT=", next])?;
     n += 2;
     for v in names {
@@ -255,6 +272,17 @@ unsafe fn prepare(
         n += 1;
     }
     list[n] = core::ptr::null();
+    let plain = s.pointers(env.clone().count() + 2)?;
+    let mut k = 0;
+    for e in env.clone() {
+        if !e.starts_with(b"LD_PRELOAD=") && !ours(e) {
+            plain[k] = e.as_ptr() as *const c_char;
+            k += 1;
+        }
+    }
+    if let Some(others) = preload_entry(&mut s, b"", preload, &plan.tracker) {
+        plain[k] = others;
+    }
     let payload = s.take(record::MAX_PAYLOAD)?;
     let len = record::encode(payload, next, program, args);
     let out = s.take(Encoder::table_record_len(len) + 16)?;
@@ -262,6 +290,7 @@ unsafe fn prepare(
     let used = Encoder::new().extended(out, 0, tick, record::EXEC_KIND, &payload[..len]);
     Some(Prepared {
         envp: list.as_ptr(),
+        plain_envp: plain.as_ptr(),
         record: &out[..used],
         _scratch: s,
     })
@@ -275,26 +304,37 @@ fn ours(entry: &[u8]) -> bool {
     })
 }
 
-/// `LD_PRELOAD=<tracker>[:<the program's other entries>]`.
-fn preload_entry(s: &mut Scratch, tracker: &[u8], old: &[u8]) -> Option<*const c_char> {
+/// `LD_PRELOAD=<first>[:<the program's other entries>]`, the entries of `old` that are not the
+/// tracker's (`tracker`) kept. With no `first`: None when no entry is left (no LD_PRELOAD).
+fn preload_entry(
+    s: &mut Scratch,
+    first: &[u8],
+    old: &[u8],
+    tracker: &[u8],
+) -> Option<*const c_char> {
     let file_name = |p: &[u8]| -> usize { p.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1) };
     let mine = &tracker[file_name(tracker)..];
-    let out = s.take(b"LD_PRELOAD=".len() + tracker.len() + old.len() + 2)?;
+    let out = s.take(b"LD_PRELOAD=".len() + first.len() + old.len() + 2)?;
     let mut at = 0;
-    for part in [&b"LD_PRELOAD="[..], tracker] {
+    for part in [&b"LD_PRELOAD="[..], first] {
         out[at..at + part.len()].copy_from_slice(part);
         at += part.len();
     }
+    let mut kept = !first.is_empty();
     for e in old.split(|&c| c == b':' || c == b' ') {
         if e.is_empty() || e == tracker || &e[file_name(e)..] == mine {
             continue;
         }
-        out[at] = b':';
-        out[at + 1..at + 1 + e.len()].copy_from_slice(e);
-        at += 1 + e.len();
+        if kept {
+            out[at] = b':';
+            at += 1;
+        }
+        out[at..at + e.len()].copy_from_slice(e);
+        at += e.len();
+        kept = true;
     }
     out[at] = 0;
-    Some(out.as_ptr() as *const c_char)
+    kept.then_some(out.as_ptr() as *const c_char)
 }
 
 /// `<base>.exec<N>`, or with `.2`, `.3`... when that file exists and may not be overwritten.
@@ -333,6 +373,15 @@ fn decimal(mut v: u32, out: &mut [u8; 10]) -> &[u8] {
             return &out[i..];
         }
     }
+}
+
+/// The bytes of a C string, its NUL included.
+///
+/// # Safety
+/// `p` is a NUL-terminated string that outlives the use.
+unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
+    // SAFETY: as the caller promises.
+    unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes_with_nul()
 }
 
 /// Whether `path` names something (faccessat F_OK, a raw system call).

@@ -1,0 +1,154 @@
+//! Whether the tracker can be preloaded into the program an exec starts. The dynamic loader of
+//! a program of another ELF class or machine (a 32-bit program) cannot load it, nor can one
+//! that no longer sees the library's path (after a `chroot`): it prints an error of its own
+//! about the preload on the program's stderr and the program sees the tracker's variables. Such
+//! a program gets the environment it was given instead, and runs untracked (`memtrace run` then
+//! says that it wrote no capture).
+
+use crate::sys;
+
+/// The ELF class and machine the tracker is built for.
+const CLASS: u8 = if cfg!(target_pointer_width = "64") {
+    2
+} else {
+    1
+};
+const MACHINE: Option<u16> = if cfg!(target_arch = "x86_64") {
+    Some(62)
+} else if cfg!(target_arch = "aarch64") {
+    Some(183)
+} else {
+    None
+};
+
+/// Bytes read from the start of a program: an ELF header, or a `#!` line.
+const HEAD: usize = 256;
+
+/// False only when the tracker certainly cannot be preloaded into the program at `path`
+/// (NUL-terminated): an ELF file of another class or machine, a script whose `#!` interpreter
+/// is one, or the tracker library (`tracker`, without NUL) not readable from here. True when
+/// unsure (a file that cannot be read, an unknown format: the exec decides).
+pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
+    let _errno = sys::ErrnoGuard::new();
+    // Only an absolute path is checked: the loader searches for a bare name, and a relative
+    // one depends on the directory the program is in.
+    let mut lib = [0u8; 4096];
+    if tracker.first() == Some(&b'/') && tracker.len() < lib.len() {
+        lib[..tracker.len()].copy_from_slice(tracker);
+        if !readable(&lib[..=tracker.len()]) {
+            return false;
+        }
+    }
+    let mut head = [0u8; HEAD];
+    let n = sys::read_file(path, &mut head);
+    match elf_fits(&head[..n]) {
+        Some(fits) => fits,
+        None => interpreter_fits(&head[..n]),
+    }
+}
+
+/// Whether `path` (NUL-terminated) can be read.
+fn readable(path: &[u8]) -> bool {
+    // SAFETY: a NUL-terminated path; faccessat only reads it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_faccessat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::R_OK,
+        ) == 0
+    }
+}
+
+/// For an ELF header: whether its class and machine are the tracker's. None: not ELF.
+fn elf_fits(head: &[u8]) -> Option<bool> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    Some(head[4] == CLASS && MACHINE.is_none_or(|m| m == machine))
+}
+
+/// For a `#!` script: whether its interpreter is an ELF file the tracker fits (one level: an
+/// interpreter that is itself a script is left to the exec). True when unsure.
+fn interpreter_fits(head: &[u8]) -> bool {
+    let Some(line) = head.strip_prefix(b"#!") else {
+        return true;
+    };
+    let line = line.split(|&c| c == b'\n').next().unwrap_or(line);
+    let Some(start) = line.iter().position(|&c| c != b' ' && c != b'\t') else {
+        return true;
+    };
+    let rest = &line[start..];
+    let end = rest
+        .iter()
+        .position(|&c| c == b' ' || c == b'\t')
+        .unwrap_or(rest.len());
+    let mut interpreter = [0u8; HEAD + 1];
+    interpreter[..end].copy_from_slice(&rest[..end]);
+    let mut ihead = [0u8; HEAD];
+    let n = sys::read_file(&interpreter[..=end], &mut ihead);
+    elf_fits(&ihead[..n]).unwrap_or(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str, bytes: &[u8]) -> Vec<u8> {
+        let dir = std::env::temp_dir().join(format!("memtrace-preload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("written");
+        let mut p = path.to_str().expect("utf-8").as_bytes().to_vec();
+        p.push(0);
+        p
+    }
+
+    /// An ELF header of `class` and `machine` (the rest zero).
+    fn elf(class: u8, machine: u16) -> Vec<u8> {
+        let mut h = vec![0u8; 64];
+        h[..4].copy_from_slice(b"\x7fELF");
+        h[4] = class;
+        h[5] = 1;
+        h[18..20].copy_from_slice(&machine.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn programs_of_another_class_or_machine_and_their_scripts_are_refused() {
+        let me = std::env::current_exe().expect("this test's path");
+        let tracker = me.to_str().expect("utf-8").as_bytes();
+        let machine = MACHINE.unwrap_or(0);
+        let native = scratch("native", &elf(CLASS, machine));
+        let other_class = scratch("class32", &elf(3 - CLASS, machine));
+        assert!(preloadable(&native, tracker));
+        assert!(!preloadable(&other_class, tracker));
+        if MACHINE.is_some() {
+            let other_machine = scratch("machine", &elf(CLASS, machine ^ 0x100));
+            assert!(!preloadable(&other_machine, tracker));
+        }
+        let interp = String::from_utf8_lossy(&other_class[..other_class.len() - 1]).into_owned();
+        let script = scratch("script32", format!("#! {interp} -x\necho\n").as_bytes());
+        assert!(!preloadable(&script, tracker));
+        let interp = String::from_utf8_lossy(&native[..native.len() - 1]).into_owned();
+        let script = scratch("script", format!("#!{interp}\necho\n").as_bytes());
+        assert!(preloadable(&script, tracker));
+        // Unsure: text, nothing there, an interpreter that is not there.
+        assert!(preloadable(&scratch("text", b"hello"), tracker));
+        assert!(preloadable(b"/no/such/program\0", tracker));
+        assert!(preloadable(
+            &scratch("gone", b"#!/no/such/shell\n"),
+            tracker
+        ));
+    }
+
+    #[test]
+    fn a_tracker_library_out_of_reach_is_refused() {
+        let native = scratch("native2", &elf(CLASS, MACHINE.unwrap_or(0)));
+        assert!(!preloadable(
+            &native,
+            b"/no/such/dir/libmemtrace_tracker.so"
+        ));
+    }
+}
