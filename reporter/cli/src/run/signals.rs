@@ -16,7 +16,10 @@
 //! Once the program has ended, the default dispositions come back, so that a signal sent to
 //! memtrace while it writes its report ends it as it would end any program.
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{
+    SIGALRM, SIGCONT, SIGHUP, SIGINT, SIGPROF, SIGQUIT, SIGTERM, SIGURG, SIGUSR1, SIGUSR2,
+    SIGVTALRM, SIGWINCH, SIGXCPU,
+};
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 use signal_hook::iterator::{Handle, SignalsInfo};
 use std::io::IsTerminal;
@@ -25,8 +28,31 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-/// The signals passed on: those that would otherwise end memtrace and leave the program running.
-const FORWARDED: [libc::c_int; 6] = [SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2];
+/// The signals passed on: those that would otherwise end memtrace and leave the program
+/// running (a supervisor's timers, CPU limit, real-time signals) or be lost on memtrace (a
+/// window size change, SIGCONT, SIGURG). Not job control's stops (TSTP, TTIN, TTOU: memtrace
+/// stops with the program in a terminal), SIGCHLD and SIGPIPE (memtrace's own, from the
+/// kernel), nor those that cannot be caught.
+fn forwarded() -> Vec<libc::c_int> {
+    let mut v = vec![
+        SIGINT,
+        SIGQUIT,
+        SIGTERM,
+        SIGHUP,
+        SIGUSR1,
+        SIGUSR2,
+        SIGALRM,
+        SIGVTALRM,
+        SIGPROF,
+        SIGXCPU,
+        libc::SIGPWR,
+        SIGWINCH,
+        SIGCONT,
+        SIGURG,
+    ];
+    v.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    v
+}
 
 #[derive(Default)]
 struct State {
@@ -51,7 +77,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Forwarder {
     /// Installs handlers (not SIG_IGN, so the program starts with default dispositions).
     pub fn install() -> std::io::Result<Forwarder> {
-        let mut signals = SignalsInfo::<WithRawSiginfo>::new(FORWARDED)?;
+        let mut signals = SignalsInfo::<WithRawSiginfo>::new(forwarded())?;
         let handle = signals.handle();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = Arc::clone(&state);
@@ -99,7 +125,7 @@ impl Forwarder {
         lock(&self.state).ended = true;
         // Behind signal-hook's back (it never uninstalls its handler, which would swallow the
         // signals): nothing in memtrace registers these signals again after a run.
-        for sig in FORWARDED {
+        for sig in forwarded() {
             // SAFETY: signal(2) back to the default disposition; the handler it replaces only
             // wakes the forwarding thread, which is stopped next.
             unsafe { libc::signal(sig, libc::SIG_DFL) };
@@ -178,8 +204,12 @@ pub fn wait_for_exit(pid: u32) {
 /// the foreground process group, which holds the program unless it left memtrace's group. A
 /// hangup from the kernel goes to the session leader alone, so when memtrace is the leader the
 /// program did not get it.
+///
+/// A SIGCONT is not passed on to a program in memtrace's group: the shell's `fg` and `bg`
+/// continue the whole group (memtrace and the program stopped together), and a second one
+/// would run the program's handler twice.
 fn received_it_too(sig: libc::c_int, code: libc::c_int, pid: libc::pid_t) -> bool {
-    if code != libc::SI_KERNEL {
+    if code != libc::SI_KERNEL && sig != SIGCONT {
         return false;
     }
     // SAFETY: getpgid, getpgrp, getsid and getpid only read the process table.
