@@ -37,6 +37,8 @@ const PAUSE_LIMIT_MS: u32 = 200;
 struct Plan {
     /// The tracker library's path (the new LD_PRELOAD's first entry).
     tracker: Vec<u8>,
+    /// The same, NUL-terminated (checked before an exec: [`preload::preloadable`]).
+    tracker_c: Vec<u8>,
     /// The process's first capture, after which the next one is named.
     base: Vec<u8>,
     /// The next image's number (this image's plus one).
@@ -108,6 +110,7 @@ pub fn configure(cfg: &Config, tracker: &[u8]) {
     }
     let plan = Box::new(Plan {
         tracker: tracker.to_vec(),
+        tracker_c: [tracker, b"\0"].concat(),
         base: cfg.exec_base.clone(),
         next: cfg.exec + 1,
         force: cfg.force,
@@ -176,7 +179,7 @@ pub unsafe fn follow(
         Target::Path(p) if reachable => {
             // SAFETY: a NUL-terminated path, as exec takes it.
             let path = unsafe { cstr(p) };
-            preload::preloadable(path, &plan.tracker)
+            preload::preloadable(path, &plan.tracker_c)
         }
         _ => true,
     };

@@ -26,18 +26,15 @@ const HEAD: usize = 256;
 
 /// False only when the tracker certainly cannot be preloaded into the program at `path`
 /// (NUL-terminated): an ELF file of another class or machine, a script whose `#!` interpreter
-/// is one, or the tracker library (`tracker`, without NUL) not readable from here. True when
-/// unsure (a file that cannot be read, an unknown format: the exec decides).
+/// is one, or the tracker library (`tracker`, NUL-terminated) not readable from here. True when
+/// unsure (a file that cannot be read, an unknown format: the exec decides). Uses under 1 KiB
+/// of stack: an exec may come from a signal handler on a small alternate stack.
 pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
     let _errno = sys::ErrnoGuard::new();
     // Only an absolute path is checked: the loader searches for a bare name, and a relative
     // one depends on the directory the program is in.
-    let mut lib = [0u8; 4096];
-    if tracker.first() == Some(&b'/') && tracker.len() < lib.len() {
-        lib[..tracker.len()].copy_from_slice(tracker);
-        if !readable(&lib[..=tracker.len()]) {
-            return false;
-        }
+    if tracker.first() == Some(&b'/') && tracker.last() == Some(&0) && !readable(tracker) {
+        return false;
     }
     let mut head = [0u8; HEAD];
     let n = sys::read_file(path, &mut head);
@@ -118,7 +115,7 @@ mod tests {
     #[test]
     fn programs_of_another_class_or_machine_and_their_scripts_are_refused() {
         let me = std::env::current_exe().expect("this test's path");
-        let tracker = me.to_str().expect("utf-8").as_bytes();
+        let tracker = &[me.to_str().expect("utf-8").as_bytes(), b"\0"].concat();
         let machine = MACHINE.unwrap_or(0);
         let native = scratch("native", &elf(CLASS, machine));
         let other_class = scratch("class32", &elf(3 - CLASS, machine));
@@ -148,7 +145,7 @@ mod tests {
         let native = scratch("native2", &elf(CLASS, MACHINE.unwrap_or(0)));
         assert!(!preloadable(
             &native,
-            b"/no/such/dir/libmemtrace_tracker.so"
+            b"/no/such/dir/libmemtrace_tracker.so\0"
         ));
     }
 }
