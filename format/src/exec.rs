@@ -12,6 +12,30 @@
 
 use crate::varint;
 
+/// Whether this build's tracker library can be loaded into the ELF program whose first bytes
+/// are `head`: the same class (64-bit), byte order and, on x86-64 and AArch64, machine. None
+/// when `head` is not an ELF header. `memtrace run` refuses such a program; the tracker runs
+/// an exec'd one untracked with its own environment.
+pub fn fits_this_build(head: &[u8]) -> Option<bool> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let class = if cfg!(target_pointer_width = "64") {
+        2
+    } else {
+        1
+    };
+    let machine: Option<u16> = if cfg!(target_arch = "x86_64") {
+        Some(62)
+    } else if cfg!(target_arch = "aarch64") {
+        Some(183)
+    } else {
+        None
+    };
+    let theirs = u16::from_le_bytes([head[18], head[19]]);
+    Some(head[4] == class && head[5] == 1 && machine.is_none_or(|m| m == theirs))
+}
+
 /// The extended record kind of an exec record.
 pub const EXEC_KIND: u64 = 2;
 /// The arguments are cut to about this many bytes (the record stays small).

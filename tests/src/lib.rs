@@ -69,6 +69,12 @@ pub fn link_tracker_module(dir: &Path) {
 }
 
 /// Compiles tests/programs/<name>.c without optimizations (so every allocation happens).
+/// Whether the tests run as root (CI does): what a few tests need (chroot, another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 pub fn compile(name: &str, dir: &Path) -> PathBuf {
     let src = workspace().join("tests/programs").join(format!("{name}.c"));
     let out = dir.join(name);

@@ -251,8 +251,7 @@ fn attach_refuses_a_missing_process_and_a_static_program() {
 /// root's, and is refused with what to change.
 #[test]
 fn attach_refuses_another_users_process() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
+    if !memtrace_e2e::is_root() {
         eprintln!("skipped: needs root to run memtrace as another user");
         return;
     }
@@ -309,8 +308,7 @@ fn assert_refused(out: &Output, why: &str) {
 /// end, unharmed.
 #[test]
 fn attach_without_cap_sys_ptrace_to_a_process_that_forbids_it_is_refused() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
+    if !memtrace_e2e::is_root() {
         eprintln!("skipped: needs root to drop CAP_SYS_PTRACE from memtrace alone");
         return;
     }

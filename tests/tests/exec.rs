@@ -690,8 +690,7 @@ fn an_exec_after_a_chroot_runs_as_it_would_without_the_tracker_s_traces() {
     // The tracker's library is out of the new root's reach: the loader printed an error about
     // the preload on the program's stderr and the program saw the tracker's variables. It now
     // gets its own environment and runs untracked; the capture before the exec is whole.
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         eprintln!("skipped: chroot needs root (CI runs as root)");
         return;
     }

@@ -330,6 +330,29 @@ fn code_and_modules_are_tracked_too() {
     assert_eq!(num(top, "bytes"), 6_000_000 + BYTES_HEADER);
 }
 
+/// The interpreter on `script`, alone (`capture` None) or under `memtrace run -q -f -o capture
+/// --python`, with `PYTHONPATH` set to `pythonpath`, in `dir`.
+fn python_maybe_tracked(
+    capture: Option<&Path>,
+    script: &Path,
+    pythonpath: &Path,
+    dir: &Path,
+) -> std::process::Output {
+    let mut cmd = match capture {
+        Some(cap) => {
+            let mut c = Command::new(memtrace_e2e::memtrace_bin());
+            c.args(["run", "-q", "-f", "-o"])
+                .arg(cap)
+                .arg("--python")
+                .arg(python());
+            c
+        }
+        None => Command::new(python()),
+    };
+    cmd.arg(script).env("PYTHONPATH", pythonpath);
+    output(cmd, dir, b"")
+}
+
 #[test]
 fn the_start_up_hook_leaves_no_trace() {
     // sys.path, PYTHONPATH and sys.modules' sitecustomize are what python shows, and a
@@ -353,20 +376,9 @@ print(json.dumps({
 }))
 ";
     let script = write(&dir, "probe.py", text);
-    let words = [script.to_str().expect("utf-8 path")];
+    let cap = dir.join("hook.bin");
     let run = |tracked_run: bool| {
-        let mut cmd = if tracked_run {
-            let mut c = Command::new(memtrace_e2e::memtrace_bin());
-            c.args(["run", "-q", "-f", "-o"])
-                .arg(dir.join("hook.bin"))
-                .arg("--python")
-                .arg(python());
-            c
-        } else {
-            Command::new(python())
-        };
-        cmd.args(words).env("PYTHONPATH", &user);
-        let out = output(cmd, &dir, b"");
+        let out = python_maybe_tracked(tracked_run.then_some(&*cap), &script, &user, &dir);
         assert!(out.status.success(), "{out:?}");
         assert!(
             out.stderr.is_empty(),
@@ -394,21 +406,9 @@ fn a_failing_sitecustomize_of_the_user_s_is_reported_as_without_memtrace() {
         "import no_such_module_of_the_user_s\n",
     );
     let script = write(&dir, "hello.py", "print('hello')\n");
-    let run = |tracked_run: bool| {
-        let mut cmd = if tracked_run {
-            let mut c = Command::new(memtrace_e2e::memtrace_bin());
-            c.args(["run", "-q", "-f", "-o"])
-                .arg(dir.join("failing.bin"))
-                .arg("--python")
-                .arg(python());
-            c
-        } else {
-            Command::new(python())
-        };
-        cmd.arg(&script).env("PYTHONPATH", &user);
-        output(cmd, &dir, b"")
-    };
-    let (plain, traced) = (run(false), run(true));
+    let cap = dir.join("failing.bin");
+    let plain = python_maybe_tracked(None, &script, &user, &dir);
+    let traced = python_maybe_tracked(Some(&cap), &script, &user, &dir);
     let said = String::from_utf8_lossy(&plain.stderr).into_owned();
     assert!(
         said.contains("Error in sitecustomize")
@@ -424,7 +424,7 @@ fn a_failing_sitecustomize_of_the_user_s_is_reported_as_without_memtrace() {
         (plain.status.code(), &plain.stdout, said.as_str().into()),
     );
     // The run was tracked all the same: the script's capture is whole.
-    let s = stats(&dir.join("failing.bin"));
+    let s = stats(&cap);
     assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
 }
 

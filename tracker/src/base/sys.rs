@@ -346,7 +346,7 @@ const HIGH_FD: c_int = 700;
 pub fn move_fd_high(fd: c_int) -> Option<c_int> {
     let limit = open_files_limit();
     let floors = [HIGH_FD, limit.saturating_sub(32), limit / 2, 3];
-    for floor in floors.into_iter().filter(|&f| f >= 3 && f < limit.max(4)) {
+    for floor in floors.into_iter().filter(|&f| f >= 3 && f < limit) {
         // SAFETY: fcntl F_DUPFD_CLOEXEC on a descriptor the tracker owns.
         let high =
             unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, floor) } as c_int;

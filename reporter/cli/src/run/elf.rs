@@ -38,23 +38,6 @@ pub fn is_dynamic(head: &[u8]) -> Option<bool> {
     Some(false)
 }
 
-/// For an ELF file: whether memtrace's tracker (a 64-bit x86-64 or AArch64 library, as this
-/// build) can be loaded into it; None when it is not an ELF file.
-pub fn fits_the_tracker(head: &[u8]) -> Option<bool> {
-    if head.len() < 20 || &head[..4] != b"\x7fELF" {
-        return None;
-    }
-    let machine = u16::from_le_bytes([head[18], head[19]]);
-    let ours: Option<u16> = if cfg!(target_arch = "x86_64") {
-        Some(62)
-    } else if cfg!(target_arch = "aarch64") {
-        Some(183)
-    } else {
-        None
-    };
-    Some(head[4] == 2 && head[5] == 1 && ours.is_none_or(|m| m == machine))
-}
-
 /// The entry points of CPython's `main`: a `python` executable defines one (libpython linked in)
 /// or imports it (from libpython3.X.so). 3.8 and later call `Py_BytesMain`; `Py_Main` and
 /// `_Py_UnixMain` are older.

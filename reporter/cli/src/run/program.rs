@@ -60,7 +60,7 @@ fn is_executable(p: &Path) -> bool {
 /// load it.
 pub fn check_traceable(path: &Path) -> Result<(), RunError> {
     let head = elf::head(path);
-    if elf::fits_the_tracker(&head) == Some(false) {
+    if memtrace_format::exec::fits_this_build(&head) == Some(false) {
         return Err(RunError(format!(
             "{} is not a 64-bit {} program: memtrace's tracker cannot be loaded into it",
             path.display(),

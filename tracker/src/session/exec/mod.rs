@@ -172,7 +172,7 @@ pub unsafe fn follow(
         return call(envp);
     };
     let reachable = match target {
-        Target::Path(p) => exists(libc::AT_FDCWD, p),
+        Target::Path(p) => accessible(p, libc::F_OK),
         Target::Unknown => true,
     };
     let preloadable = match target {
@@ -260,13 +260,7 @@ unsafe fn prepare(
     let mut s = Scratch::new(room)?;
     let next = next_capture(&mut s, plan)?;
     let list = s.pointers(env.clone().count() + names.clone().count() + 3)?;
-    let mut n = 0;
-    for e in env.clone() {
-        if !e.starts_with(b"LD_PRELOAD=") && !ours(e) {
-            list[n] = e.as_ptr() as *const c_char;
-            n += 1;
-        }
-    }
+    let mut n = program_variables(env.clone(), list);
     list[n] = preload_entry(&mut s, &plan.tracker, preload, &plan.tracker)?;
     list[n + 1] = s.cstr(&[b"MEMTRACE_OUTPUT=", next])?;
     n += 2;
@@ -276,13 +270,7 @@ unsafe fn prepare(
     }
     list[n] = core::ptr::null();
     let plain = s.pointers(env.clone().count() + 2)?;
-    let mut k = 0;
-    for e in env.clone() {
-        if !e.starts_with(b"LD_PRELOAD=") && !ours(e) {
-            plain[k] = e.as_ptr() as *const c_char;
-            k += 1;
-        }
-    }
+    let k = program_variables(env.clone(), plain);
     if let Some(others) = preload_entry(&mut s, b"", preload, &plan.tracker) {
         plain[k] = others;
     }
@@ -297,6 +285,17 @@ unsafe fn prepare(
         record: &out[..used],
         _scratch: s,
     })
+}
+
+/// Puts the entries of `env` that are the program's (not LD_PRELOAD, not the tracker's
+/// variables) at the start of `out`; returns how many.
+fn program_variables<'e>(env: impl Iterator<Item = &'e [u8]>, out: &mut [*const c_char]) -> usize {
+    let mut n = 0;
+    for e in env.filter(|e| !e.starts_with(b"LD_PRELOAD=") && !ours(e)) {
+        out[n] = e.as_ptr() as *const c_char;
+        n += 1;
+    }
+    n
 }
 
 /// `NAME=` of one of the tracker's variables.
@@ -354,7 +353,7 @@ fn next_capture(s: &mut Scratch, plan: &Plan) -> Option<&'static [u8]> {
     }
     let mut len = stem;
     let mut k = 2u32;
-    while !plan.force && exists(libc::AT_FDCWD, buf.as_ptr() as *const c_char) && k < 1000 {
+    while !plan.force && accessible(buf.as_ptr() as *const c_char, libc::F_OK) && k < 1000 {
         let mut kd = [0u8; 10];
         let kd = decimal(k, &mut kd);
         buf[stem] = b'.';
@@ -387,11 +386,12 @@ unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
     unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes_with_nul()
 }
 
-/// Whether `path` names something (faccessat F_OK, a raw system call).
-fn exists(dirfd: libc::c_int, path: *const c_char) -> bool {
+/// Whether `path` (NUL-terminated, from the current directory) passes access(2) for `mode`
+/// (F_OK: names something; R_OK: can be read), by a raw system call, errno kept.
+fn accessible(path: *const c_char, mode: libc::c_int) -> bool {
     let _errno = sys::ErrnoGuard::new();
     // SAFETY: a NUL-terminated path; faccessat only reads it.
-    unsafe { libc::syscall(libc::SYS_faccessat, dirfd, path, libc::F_OK) == 0 }
+    unsafe { libc::syscall(libc::SYS_faccessat, libc::AT_FDCWD, path, mode) == 0 }
 }
 
 /// Ends the capture as the exec would leave it: the exec record, this thread's events

@@ -5,21 +5,9 @@
 //! a program gets the environment it was given instead, and runs untracked (`memtrace run` then
 //! says that it wrote no capture).
 
+use super::accessible;
 use crate::sys;
-
-/// The ELF class and machine the tracker is built for.
-const CLASS: u8 = if cfg!(target_pointer_width = "64") {
-    2
-} else {
-    1
-};
-const MACHINE: Option<u16> = if cfg!(target_arch = "x86_64") {
-    Some(62)
-} else if cfg!(target_arch = "aarch64") {
-    Some(183)
-} else {
-    None
-};
+use memtrace_format::exec::fits_this_build;
 
 /// Bytes read from the start of a program: an ELF header, or a `#!` line.
 const HEAD: usize = 256;
@@ -33,37 +21,18 @@ pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
     let _errno = sys::ErrnoGuard::new();
     // Only an absolute path is checked: the loader searches for a bare name, and a relative
     // one depends on the directory the program is in.
-    if tracker.first() == Some(&b'/') && tracker.last() == Some(&0) && !readable(tracker) {
+    if tracker.first() == Some(&b'/')
+        && tracker.last() == Some(&0)
+        && !accessible(tracker.as_ptr().cast(), libc::R_OK)
+    {
         return false;
     }
     let mut head = [0u8; HEAD];
     let n = sys::read_file(path, &mut head);
-    match elf_fits(&head[..n]) {
+    match fits_this_build(&head[..n]) {
         Some(fits) => fits,
         None => interpreter_fits(&head[..n]),
     }
-}
-
-/// Whether `path` (NUL-terminated) can be read.
-fn readable(path: &[u8]) -> bool {
-    // SAFETY: a NUL-terminated path; faccessat only reads it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_faccessat,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::R_OK,
-        ) == 0
-    }
-}
-
-/// For an ELF header: whether its class and machine are the tracker's. None: not ELF.
-fn elf_fits(head: &[u8]) -> Option<bool> {
-    if head.len() < 20 || &head[..4] != b"\x7fELF" {
-        return None;
-    }
-    let machine = u16::from_le_bytes([head[18], head[19]]);
-    Some(head[4] == CLASS && MACHINE.is_none_or(|m| m == machine))
 }
 
 /// For a `#!` script: whether its interpreter is an ELF file the tracker fits (one level: an
@@ -85,7 +54,7 @@ fn interpreter_fits(head: &[u8]) -> bool {
     interpreter[..end].copy_from_slice(&rest[..end]);
     let mut ihead = [0u8; HEAD];
     let n = sys::read_file(&interpreter[..=end], &mut ihead);
-    elf_fits(&ihead[..n]).unwrap_or(true)
+    fits_this_build(&ihead[..n]).unwrap_or(true)
 }
 
 #[cfg(test)]
@@ -102,6 +71,14 @@ mod tests {
         p
     }
 
+    /// This build's ELF class and machine (x86-64 or AArch64 here).
+    const CLASS: u8 = 2;
+    const MACHINE: u16 = if cfg!(target_arch = "aarch64") {
+        183
+    } else {
+        62
+    };
+
     /// An ELF header of `class` and `machine` (the rest zero).
     fn elf(class: u8, machine: u16) -> Vec<u8> {
         let mut h = vec![0u8; 64];
@@ -116,15 +93,13 @@ mod tests {
     fn programs_of_another_class_or_machine_and_their_scripts_are_refused() {
         let me = std::env::current_exe().expect("this test's path");
         let tracker = &[me.to_str().expect("utf-8").as_bytes(), b"\0"].concat();
-        let machine = MACHINE.unwrap_or(0);
+        let machine = MACHINE;
         let native = scratch("native", &elf(CLASS, machine));
         let other_class = scratch("class32", &elf(3 - CLASS, machine));
         assert!(preloadable(&native, tracker));
         assert!(!preloadable(&other_class, tracker));
-        if MACHINE.is_some() {
-            let other_machine = scratch("machine", &elf(CLASS, machine ^ 0x100));
-            assert!(!preloadable(&other_machine, tracker));
-        }
+        let other_machine = scratch("machine", &elf(CLASS, machine ^ 0x100));
+        assert!(!preloadable(&other_machine, tracker));
         let interp = String::from_utf8_lossy(&other_class[..other_class.len() - 1]).into_owned();
         let script = scratch("script32", format!("#! {interp} -x\necho\n").as_bytes());
         assert!(!preloadable(&script, tracker));
@@ -142,7 +117,7 @@ mod tests {
 
     #[test]
     fn a_tracker_library_out_of_reach_is_refused() {
-        let native = scratch("native2", &elf(CLASS, MACHINE.unwrap_or(0)));
+        let native = scratch("native2", &elf(CLASS, MACHINE));
         assert!(!preloadable(
             &native,
             b"/no/such/dir/libmemtrace_tracker.so\0"
