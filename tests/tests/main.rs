@@ -20,6 +20,7 @@ mod flamegraph_diff;
 mod forks;
 mod hostile;
 mod index;
+mod inherited;
 mod inprocess;
 mod lines;
 mod live;

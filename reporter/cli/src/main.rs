@@ -1,4 +1,9 @@
 //! The `memtrace` command.
+//!
+//! The entry point is a C `main`, so that memtrace records the descriptors and signals it was
+//! started with before Rust's start-up changes them (see `memtrace_cli::inherited`).
+
+#![no_main]
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, Subcommand};
@@ -74,7 +79,18 @@ enum Command {
     Detach(attach::DetachArgs),
 }
 
-fn main() {
+#[no_mangle]
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    memtrace_cli::inherited::record();
+    memtrace_main();
+    // memtrace_main always exits with the command's status.
+    1
+}
+
+fn memtrace_main() {
     // Large buffers (the live heap's tables as they grow) go back to the system when freed:
     // glibc would otherwise raise its mmap threshold after the first ones and keep them in its
     // arenas. Decoded event buffers are used again (capture::pool).

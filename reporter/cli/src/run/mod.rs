@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod elf;
+pub(crate) mod environment;
 mod execs;
 mod interpreter;
 mod live;
@@ -225,6 +226,13 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     }
     modes::apply(&mut cmd, args.sample_bytes.as_deref(), &args.labels)?;
     modes::aggregate(&mut cmd, args.aggregate);
+    let own_group = signals::isolate(&mut cmd);
+    // The program gets what memtrace was given (descriptors, signals, the environment's order)
+    // with the changes above.
+    let mut cmd = crate::inherited::command(&cmd, &target.arg0).map_err(RunError)?;
+    if own_group {
+        cmd.process_group(0);
+    }
     let output = args.live.then(|| live::output_path(Path::new(&template)));
     if let Some(out) = &output {
         if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -234,7 +242,6 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         }
         live::redirect(&mut cmd, out)?;
     }
-    signals::isolate(&mut cmd);
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
     let mut child = cmd

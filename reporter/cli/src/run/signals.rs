@@ -24,7 +24,6 @@ use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 use signal_hook::iterator::{Handle, SignalsInfo};
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -150,16 +149,15 @@ impl Drop for Forwarder {
 /// (tracker/src/session/orphan.rs) and removes the variable.
 const DIE_WITH_ENV: &str = "MEMTRACE_DIE_WITH";
 
-/// Starts the program in a process group of its own when no terminal is involved (see the top).
-/// The tracker, not a `pre_exec` here, makes the program die with memtrace: without one the
-/// program is started with posix_spawn rather than a fork of memtrace's large image.
-pub fn isolate(cmd: &mut Command) {
+/// Whether the program starts in a process group of its own: when no terminal is involved (see
+/// the top). The tracker then makes the program die with memtrace (the variable set here).
+pub fn isolate(cmd: &mut Command) -> bool {
     cmd.env_remove(DIE_WITH_ENV);
     if terminal_involved() {
-        return;
+        return false;
     }
-    cmd.process_group(0)
-        .env(DIE_WITH_ENV, std::process::id().to_string());
+    cmd.env(DIE_WITH_ENV, std::process::id().to_string());
+    true
 }
 
 /// A standard stream is a terminal, or memtrace is in its terminal's foreground group: the
