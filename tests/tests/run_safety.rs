@@ -670,3 +670,21 @@ fn the_tracker_s_status_reaches_the_user() {
     );
     assert_eq!(entries(&tmp), Vec::<String>::new(), "left behind");
 }
+
+#[test]
+fn memtrace_runs_where_a_signal_it_passes_on_cannot_be_caught() {
+    // valgrind keeps a real-time signal for itself: memtrace refused to run under it ("cannot
+    // set up signal handling") since it passes the real-time signals on. The program runs
+    // natively (valgrind does not follow memtrace's child).
+    let (dir, tmp) = dirs("valgrind");
+    let out = Command::new("valgrind")
+        .args(["-q", "--tool=none"])
+        .arg(memtrace_bin())
+        .args(["run", "-q", "-f", "-o", "capture.bin", "/bin/echo", "hello"])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_complete(&dir);
+}
