@@ -494,3 +494,29 @@ fn exec_keeps_events_and_the_execd_program_has_its_own_capture() {
         "sh -c echo from-exec"
     );
 }
+
+#[test]
+fn an_executable_that_wraps_malloc_and_free_with_rtld_next_is_tracked() {
+    // The wrapper's RTLD_NEXT leads to the tracker, whose real function was the wrapper again:
+    // the program crashed (SIGSEGV, the stack exhausted) and left no capture.
+    let dir = scratch("wrapped-allocator");
+    let src = workspace().join("tests/programs/wrapped_allocator.c");
+    let prog = dir.join("wrapped_allocator");
+    let built = std::process::Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .arg("-ldl")
+        .output_watched();
+    assert!(built.status.success(), "{built:?}");
+    let d = Delta::of(&dir, &prog, &["wrap", "25"]);
+    assert_eq!(d.allocator("malloc"), 26);
+    assert_eq!(d.get("total_allocations"), 26);
+    assert_eq!(d.get("total_frees"), 25);
+    assert_eq!(d.get("total_bytes"), 25 * 4321 + 777);
+    assert_eq!(d.get("leaked_bytes"), 777);
+    assert_eq!(d.get("leaked_allocations"), 1);
+    let (_, out) = record(&dir, "again.bin", &prog, &["wrap", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+}

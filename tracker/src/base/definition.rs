@@ -180,6 +180,46 @@ unsafe extern "C" fn visit_locate(
     1
 }
 
+/// Whether the object starting at `a` comes before the one starting at `b` (starts as
+/// [`start_of`] gives them) in load order, the order symbol lookup searches; None when either
+/// is not loaded.
+pub fn loaded_before(a: usize, b: usize) -> Option<bool> {
+    let mut order = Order { a, b, first: None };
+    // SAFETY: `visit_order` reads each object's headers while the loader keeps it loaded.
+    unsafe { crate::phdr::iterate_phdr(visit_order, &mut order as *mut Order as *mut c_void) };
+    let first = order.first?;
+    let other = if first == a { b } else { a };
+    (locate_start(other) != 0).then_some(first == a)
+}
+
+/// The object starting at `start`, if one is loaded (its start, else 0).
+fn locate_start(start: usize) -> usize {
+    start_of(start)
+}
+
+struct Order {
+    a: usize,
+    b: usize,
+    /// `a` or `b`, whichever was met first.
+    first: Option<usize>,
+}
+
+unsafe extern "C" fn visit_order(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the Order being run.
+    let (info, order) = unsafe { (&*info, &mut *(data as *mut Order)) };
+    // SAFETY: a loaded object's description, valid during this callback.
+    let start = unsafe { Object::new(info) }.start();
+    if start == order.a || start == order.b {
+        order.first = Some(start);
+        return 1;
+    }
+    0
+}
+
 struct Walk<'a> {
     name: &'a [u8],
     /// The tracker's base (skipped).

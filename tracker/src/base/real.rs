@@ -68,6 +68,11 @@ static REAL: RealCell = RealCell(UnsafeCell::new(None));
 /// tracker loaded into a running process (in-process tracking) forwards to what the process
 /// used before, whatever comes after the tracker in the search order. A non-PIE executable's
 /// PLT stub is never taken for the function (see `definition`): it would lead back to the hook.
+///
+/// A preloaded tracker can itself be interposed: an executable that wraps `free` and passes
+/// the call on with `dlsym(RTLD_NEXT, "free")` reaches the tracker's `free` that way, and
+/// forwarding to the global definition (the wrapper) would loop. When the global definition
+/// comes before the tracker in load order and the next one after it, the next one is taken.
 fn sym(name: &core::ffi::CStr) -> *mut c_void {
     // This library's base, looked up once (resolving runs once, on one thread).
     static OWN: AtomicUsize = AtomicUsize::new(0);
@@ -77,13 +82,19 @@ fn sym(name: &core::ffi::CStr) -> *mut c_void {
         OWN.store(own, Ordering::Relaxed);
     }
     let (global, base) = definition::global_located(name);
-    if global.definition != 0 && base != own {
-        return global.definition as *mut c_void;
-    }
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     let place = definition::locate(next as usize, name.to_bytes());
-    if next.is_null() || place.object == own || place.stub {
+    let next_usable = !next.is_null() && place.object != own && !place.stub;
+    if global.definition != 0 && base != own {
+        let interposed = next_usable
+            && definition::loaded_before(base, own) == Some(true)
+            && definition::loaded_before(own, place.object) == Some(true);
+        if !interposed {
+            return global.definition as *mut c_void;
+        }
+    }
+    if !next_usable {
         return core::ptr::null_mut();
     }
     next
