@@ -918,3 +918,50 @@ fn the_compiled_hook_is_kept_for_the_next_run() {
     assert!(!from_pyc(&run("third.bin")), "a damaged hook is not used");
     assert!(from_pyc(&run("fourth.bin")), "the hook is kept whole again");
 }
+
+/// An interpreter that does not import threading as it starts (a `.pth` file of pyenv's 3.11
+/// does): among the tests' Python and Debian's.
+fn python_without_threading_at_start() -> PathBuf {
+    let candidates = [python().to_path_buf(), PathBuf::from("/usr/bin/python3")];
+    candidates
+        .into_iter()
+        .find(|py| {
+            Command::new(py)
+                .args(["-c", "import sys; print('threading' in sys.modules)"])
+                .output_watched()
+                .stdout
+                == b"False\n"
+        })
+        .expect("a Python that starts without importing threading")
+}
+
+#[test]
+fn a_module_named_threading_beside_the_script_is_the_program_s_own() {
+    // The hook names threads when threading is imported; a program's own threading.py (no
+    // current_thread) made the import fail with an AttributeError from the hook.
+    let dir = scratch("py-own-threading");
+    write(&dir, "threading.py", "VALUE = 42\n");
+    let script = write(
+        &dir,
+        "main.py",
+        "import threading\nprint('threading.VALUE', threading.VALUE)\n",
+    );
+    let py = python_without_threading_at_start();
+    let mut alone = Command::new(&py);
+    alone.arg(&script);
+    let alone = output(alone, &dir, b"");
+    let mut tracked = Command::new(memtrace_e2e::memtrace_bin());
+    tracked
+        .args(["run", "-q", "-f", "-o", "run.bin", "--python"])
+        .arg(&py)
+        .arg(&script);
+    let tracked = output(tracked, &dir, b"");
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "threading.VALUE 42\n",
+        "{alone:?}"
+    );
+    assert_eq!(tracked.status.code(), alone.status.code(), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    assert_eq!(tracked.stderr, alone.stderr);
+}

@@ -60,8 +60,11 @@ def _memtrace_start():
 
 
 def _memtrace_name_threads(threading, started):
-    current = threading.current_thread
-    threading.setprofile(lambda frame, event, arg: started(current().name))
+    # A module of the program's own named threading (beside its script) is left alone.
+    current = getattr(threading, "current_thread", None)
+    setprofile = getattr(threading, "setprofile", None)
+    if callable(current) and callable(setprofile):
+        setprofile(lambda frame, event, arg: started(current().name))
 
 
 class _MemtraceThreadNames:
