@@ -688,3 +688,38 @@ fn memtrace_runs_where_a_signal_it_passes_on_cannot_be_caught() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     assert_complete(&dir);
 }
+
+#[test]
+fn a_missing_or_unwritable_tmpdir_does_not_keep_the_program_from_running() {
+    // memtrace refused to run ("cannot create a private directory in ...") where the program
+    // itself runs.
+    let (dir, _) = dirs("tmpdir-missing");
+    let script = write(&dir, "hello.py", "print('hello from python')\n");
+    for tmpdir in [dir.join("no-such-dir"), PathBuf::from("/proc")] {
+        for program in [
+            vec!["/bin/echo".to_string(), "hello".to_string()],
+            vec![
+                "--python".to_string(),
+                python_str(),
+                script.to_string_lossy().into_owned(),
+            ],
+        ] {
+            let out = Command::new(memtrace_bin())
+                .args(["run", "-q", "-f", "-o", "capture.bin"])
+                .args(&program)
+                .current_dir(&dir)
+                .env("TMPDIR", &tmpdir)
+                .output_watched();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{tmpdir:?} {program:?}: {out:?}"
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).starts_with("hello"),
+                "{out:?}"
+            );
+            assert_complete(&dir);
+        }
+    }
+}

@@ -17,22 +17,38 @@ pub struct RunDir {
 }
 
 impl RunDir {
+    /// In $TMPDIR, or where a temporary directory usually is when $TMPDIR cannot take it (a
+    /// missing or read-only directory must not keep the program from running).
     pub fn create() -> Result<RunDir, RunError> {
-        let parent = std::env::temp_dir();
-        let fail = |e: std::io::Error| {
-            RunError(format!(
-                "cannot create a private directory in {}: {e}",
-                parent.display()
-            ))
-        };
+        let first = std::env::temp_dir();
+        let mut error = None;
+        for parent in [
+            first.as_path(),
+            Path::new("/tmp"),
+            Path::new("/var/tmp"),
+            Path::new("/dev/shm"),
+        ] {
+            match Self::create_in(parent) {
+                Ok(dir) => return Ok(dir),
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        let e = error.unwrap_or_else(|| std::io::Error::other("no temporary directory"));
+        Err(RunError(format!(
+            "cannot create a private directory in {} (nor in /tmp, /var/tmp, /dev/shm): {e}",
+            first.display()
+        )))
+    }
+
+    fn create_in(parent: &Path) -> std::io::Result<RunDir> {
         let dir = tempfile::Builder::new()
             .prefix("memtrace-")
             .rand_bytes(12)
-            .tempdir_in(&parent)
-            .map_err(fail)?;
+            .tempdir_in(parent)?;
         // The umask may have taken bits from the owner too; the others never get any.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .map_err(fail)?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         Ok(RunDir { dir })
     }
 
