@@ -723,3 +723,57 @@ fn a_missing_or_unwritable_tmpdir_does_not_keep_the_program_from_running() {
         }
     }
 }
+
+/// `sh -c WORDS` as the leader of a process group of its own (a job), memtrace or the program
+/// a command of it: not a leader.
+fn in_a_script(dir: &Path, words: &str) -> std::process::Output {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", words])
+        .current_dir(dir)
+        .process_group(0)
+        .stdin(Stdio::null());
+    cmd.output_watched()
+}
+
+#[test]
+fn a_program_started_by_a_script_keeps_the_script_s_process_group() {
+    // Without a terminal the program was made the leader of a group of its own: setsid()
+    // failed with EPERM, and `kill 0` reached its own group instead of the script's.
+    let (dir, _) = dirs("script-group");
+    let script = write(
+        &dir,
+        "group.py",
+        "import os\nprint('leader', os.getpgrp() == os.getpid(), flush=True)\nos.setsid()\nprint('setsid ok')\n",
+    );
+    let py = python_str();
+    let memtrace = memtrace_bin();
+    let tracked = format!(
+        "{} run -q -f -o capture.bin --python {py}",
+        memtrace.display()
+    );
+    let alone = in_a_script(&dir, &format!("{py} {}", script.display()));
+    let under = in_a_script(&dir, &format!("{tracked} {}", script.display()));
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "leader False\nsetsid ok\n",
+        "{alone:?}"
+    );
+    assert_eq!(under.stdout, alone.stdout, "{under:?}");
+    assert_eq!(under.status.code(), Some(0), "{under:?}");
+    assert_complete(&dir);
+
+    // `kill 0` from the program ends the script, whose group it is in.
+    let killer = write(
+        &dir,
+        "kill0.py",
+        "import os, signal\nos.kill(0, signal.SIGTERM)\nimport time\ntime.sleep(30)\n",
+    );
+    for words in [
+        format!("{py} {}; echo survived", killer.display()),
+        format!("{tracked} {}; echo survived", killer.display()),
+    ] {
+        let out = in_a_script(&dir, &words);
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{words}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{words}");
+    }
+}

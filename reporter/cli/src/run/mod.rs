@@ -226,12 +226,18 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     }
     modes::apply(&mut cmd, args.sample_bytes.as_deref(), &args.labels)?;
     modes::aggregate(&mut cmd, args.aggregate);
-    let own_group = signals::isolate(&mut cmd);
+    let grouping = signals::isolate(&mut cmd);
     // The program gets what memtrace was given (descriptors, signals, the environment's order)
     // with the changes above.
     let mut cmd = crate::inherited::command(&cmd, &target.arg0).map_err(RunError)?;
-    if own_group {
-        cmd.process_group(0);
+    match grouping {
+        signals::Grouping::Shared => {}
+        signals::Grouping::ProgramAlone => {
+            cmd.process_group(0);
+        }
+        signals::Grouping::MemtraceAlone { pgid } => {
+            cmd.process_group(pgid);
+        }
     }
     let output = args.live.then(|| live::output_path(Path::new(&template)));
     if let Some(out) = &output {
@@ -244,9 +250,17 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     }
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
+    let spawned = match (cmd.spawn(), grouping) {
+        // The group memtrace left is gone (memtrace was its last member): a group of its own.
+        (Err(e), signals::Grouping::MemtraceAlone { .. })
+            if e.raw_os_error() == Some(libc::EPERM) =>
+        {
+            cmd.process_group(0).spawn()
+        }
+        (spawned, _) => spawned,
+    };
+    let mut child =
+        spawned.map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
     guard.forward_to(child.id());
     let viewed = output.as_ref().map(|out| {
         let capture = template

@@ -9,9 +9,12 @@
 //! shell's killpg, `timeout`) also comes from kill, and would reach the program twice: directly
 //! and passed on. So when no terminal needs the program in memtrace's group for job control
 //! (none of memtrace's standard streams is a terminal, and memtrace is not in a terminal's
-//! foreground), the program gets a process group of its own ([`isolate`]): such a signal then
-//! reaches memtrace alone and is passed on once. The program is then killed if memtrace is
-//! (SIGKILL, which memtrace cannot pass on), as it would have been in memtrace's group.
+//! foreground), the two are parted ([`isolate`]): when memtrace leads its group, the program
+//! gets a group of its own, which it would have led when run alone; otherwise the program stays
+//! in the group memtrace was started in and memtrace leaves it. Either way a signal to the
+//! group reaches one of them and the program gets it once, and the program keeps what it would
+//! have had alone (a non-leader can call setsid(); `kill 0` reaches the group it was started
+//! in). The program is then killed if memtrace is (SIGKILL, which memtrace cannot pass on).
 //!
 //! Once the program has ended, the default dispositions come back, so that a signal sent to
 //! memtrace while it writes its report ends it as it would end any program.
@@ -157,15 +160,38 @@ impl Drop for Forwarder {
 /// (tracker/src/session/orphan.rs) and removes the variable.
 const DIE_WITH_ENV: &str = "MEMTRACE_DIE_WITH";
 
-/// Whether the program starts in a process group of its own: when no terminal is involved (see
-/// the top). The tracker then makes the program die with memtrace (the variable set here).
-pub fn isolate(cmd: &mut Command) -> bool {
+/// Where the program runs, as to process groups (see the top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// In memtrace's group: a terminal's job control needs them together.
+    Shared,
+    /// The leader of a group of its own: memtrace leads its group (a job, a harness's new
+    /// group), so the program, run alone, would have led it.
+    ProgramAlone,
+    /// In the group memtrace was started in (`pgid`), where the program, run alone, would
+    /// have been (a shell script's command, a subprocess): memtrace has left it for a group of
+    /// its own, so that the program can still call setsid() or signal its group (`kill 0`) as
+    /// it would, and a signal to the group reaches it once.
+    MemtraceAlone { pgid: libc::pid_t },
+}
+
+/// Chooses the program's [`Grouping`] when no terminal is involved; the tracker then makes the
+/// program die with memtrace (the variable set here).
+pub fn isolate(cmd: &mut Command) -> Grouping {
     cmd.env_remove(DIE_WITH_ENV);
     if terminal_involved() {
-        return false;
+        return Grouping::Shared;
     }
     cmd.env(DIE_WITH_ENV, std::process::id().to_string());
-    true
+    // SAFETY: getpgrp and getpid only read the process table; setpgid(0, 0) moves memtrace
+    // (not a session leader: it does not lead its group) into a new group of its own.
+    unsafe {
+        let pgid = libc::getpgrp();
+        if pgid != libc::getpid() && libc::setpgid(0, 0) == 0 {
+            return Grouping::MemtraceAlone { pgid };
+        }
+    }
+    Grouping::ProgramAlone
 }
 
 /// A standard stream is a terminal, or memtrace is in its terminal's foreground group: the
