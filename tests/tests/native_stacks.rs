@@ -1041,3 +1041,34 @@ fn a_python_stack_that_stops_short_has_every_python_frame_and_says_so() {
         );
     }
 }
+
+#[test]
+fn small_stacks_and_a_thread_inside_pthread_getattr_np_keep_running() {
+    // A thread of PTHREAD_STACK_MIN and a SIGSTKSZ signal stack overflowed under the walk
+    // (SIGSEGV); a thread whose first allocation was inside its own pthread_getattr_np hung
+    // (the walk asked pthread_getattr_np for the stack, which waited for the lock the
+    // program's call held).
+    let dir = scratch("small-stacks");
+    let program = gcc(&dir, "small_stacks", &["-O0"], &[]);
+    let plain = Command::new(&program).output().expect("runs");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "ok 15\n");
+    let s = run_native(&dir, &program, &[]);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    // Where there is no room to walk, the call site stands for the stack.
+    for (bytes, count, marker) in [(11110, 10, "small_thread"), (6666, 3, "signal_stack")] {
+        let stack = site(&s, bytes, count);
+        assert_eq!(
+            stack.first().and_then(|f| f.1),
+            Some(line("small_stacks", marker)),
+            "{marker}: {stack:?}"
+        );
+    }
+    // With room, the whole stack: the site, then its caller in the thread.
+    let stack = site(&s, 6666, 2);
+    assert_eq!(
+        stack[0].1,
+        Some(line("small_stacks", "after_getattr")),
+        "{stack:?}"
+    );
+    assert_eq!(function(&stack[1]), "getattr_thread", "{stack:?}");
+}

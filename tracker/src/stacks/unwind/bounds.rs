@@ -1,7 +1,7 @@
 //! The memory a walk may read: the stack the allocating code runs on, from the walk's own stack
 //! pointer up to the stack's top (all of it mapped), never anything else.
 
-/// A thread's stack as pthread describes it, read once per thread.
+/// A thread's stack, found once per thread: the mapping its stack pointer is in.
 #[derive(Clone, Copy, Default)]
 pub struct Stack {
     pub lo: u64,
@@ -9,33 +9,172 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The calling thread's stack (empty when pthread cannot tell: the walk then stays within
-    /// a signal stack or reads nothing).
-    pub fn of_this_thread() -> Stack {
-        // SAFETY: pthread_getattr_np fills a zeroed attribute object for the calling thread,
-        // which is destroyed after reading; it may allocate (the main thread's reads
-        // /proc/self/maps), which the re-entrancy flag keeps out of the capture.
-        unsafe {
-            let mut attr: libc::pthread_attr_t = core::mem::zeroed();
-            if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
-                return Stack::default();
-            }
-            let mut addr: *mut libc::c_void = core::ptr::null_mut();
-            let mut size: libc::size_t = 0;
-            let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
-            libc::pthread_attr_destroy(&mut attr);
-            if !ok {
-                return Stack::default();
-            }
-            Stack {
-                lo: addr as u64,
-                hi: (addr as u64).saturating_add(size as u64),
-            }
+    /// The calling thread's stack: the mapping of /proc/self/maps its stack pointer is in (for
+    /// the main thread's growing `[stack]`, down to its size limit). None on a signal stack
+    /// (the thread's own is not known from there); empty when the maps cannot tell (the walk
+    /// then stays within a signal stack or reads nothing).
+    ///
+    /// Not pthread_getattr_np: it takes the thread's lock and allocates while holding it, so a
+    /// program's own call of it reaches the hook with the lock held, and a second call from the
+    /// hook waits for it forever.
+    pub fn of_this_thread() -> Option<Stack> {
+        let sp = stack_pointer();
+        if signal_stack().is_some_and(|alt| alt.contains(sp)) {
+            return None;
         }
+        let Some((start, end, main)) = maps::mapping_of(sp) else {
+            return Some(Stack::default());
+        };
+        let lo = if main {
+            main_stack_low(start, end)
+        } else {
+            start
+        };
+        Some(Stack { lo, hi: end })
     }
 
     pub fn contains(&self, sp: u64) -> bool {
         self.lo <= sp && sp < self.hi
+    }
+}
+
+/// About the calling code's stack pointer: the address of a local.
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let here = 0u8;
+    core::hint::black_box(&here) as *const u8 as u64
+}
+
+/// The bytes of stack below `sp` a walk may use: on the thread's stack or its signal stack;
+/// 0 on any other (a stack of unknown size).
+pub fn room_below(thread: &Stack, sp: u64) -> u64 {
+    if thread.contains(sp) {
+        return sp - thread.lo;
+    }
+    match signal_stack() {
+        Some(alt) if alt.contains(sp) => sp - alt.lo,
+        _ => 0,
+    }
+}
+
+/// The main thread's `[stack]` mapping grows down to its size limit.
+fn main_stack_low(start: u64, end: u64) -> u64 {
+    // SAFETY: getrlimit fills a plain struct.
+    let limit = unsafe {
+        let mut r: libc::rlimit = core::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_STACK, &mut r) != 0 || r.rlim_cur == libc::RLIM_INFINITY {
+            1 << 30
+        } else {
+            r.rlim_cur as u64
+        }
+    };
+    start.min(end.saturating_sub(limit))
+}
+
+mod maps {
+    /// The mapping holding `addr` in /proc/self/maps: (start, end, whether it is `[stack]`),
+    /// read with plain system calls into a buffer on the stack (nothing allocated, no lock).
+    pub fn mapping_of(addr: u64) -> Option<(u64, u64, bool)> {
+        // SAFETY: open(2) of a constant path.
+        let fd = unsafe {
+            libc::open(
+                c"/proc/self/maps".as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        let mut lines = Lines::default();
+        let mut buf = [0u8; 1024];
+        let mut found = None;
+        while found.is_none() {
+            // SAFETY: read(2) into a buffer of that length.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            for &b in &buf[..n as usize] {
+                if let Some(m) = lines.push(b).filter(|&(s, e, _)| s <= addr && addr < e) {
+                    found = Some(m);
+                    break;
+                }
+            }
+        }
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(fd) };
+        found
+    }
+
+    /// A line of the maps file, byte by byte: its range and whether it ends in `[stack]`.
+    #[derive(Default)]
+    pub struct Lines {
+        start: u64,
+        end: u64,
+        /// 0: in the start, 1: in the end, 2: past the range.
+        field: u8,
+        /// The line's last bytes, for its name.
+        tail: u64,
+    }
+
+    impl Lines {
+        /// Takes one byte; at a line's end, the mapping it described.
+        pub fn push(&mut self, b: u8) -> Option<(u64, u64, bool)> {
+            if b == b'\n' {
+                let stack = self.tail & 0x00FF_FFFF_FFFF_FFFF == u64::from_be_bytes(*b"\0[stack]");
+                let line = (self.start, self.end, stack);
+                *self = Lines::default();
+                return Some(line);
+            }
+            self.tail = self.tail << 8 | u64::from(b);
+            let digit = (b as char).to_digit(16).map(u64::from);
+            match (self.field, digit, b) {
+                (0, Some(d), _) => self.start = self.start << 4 | d,
+                (0, None, b'-') => self.field = 1,
+                (1, Some(d), _) => self.end = self.end << 4 | d,
+                (0 | 1, _, _) => self.field = 2,
+                _ => {}
+            }
+            None
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn parse(text: &[u8]) -> Vec<(u64, u64, bool)> {
+            let mut lines = Lines::default();
+            text.iter().filter_map(|&b| lines.push(b)).collect()
+        }
+
+        #[test]
+        fn ranges_and_the_main_stack() {
+            let maps = b"55d0c0a00000-55d0c0a21000 r--p 00000000 fe:01 123 /usr/bin/cat\n\
+7ffd1a2b3000-7ffd1a2d4000 rw-p 00000000 00:00 0                          [stack]\n\
+7f00aa000000-7f00aa800000 rw-p 00000000 00:00 0 \n\
+7ffd1a3fe000-7ffd1a400000 r-xp 00000000 00:00 0                          [vdso]\n";
+            assert_eq!(
+                parse(maps),
+                [
+                    (0x55d0c0a00000, 0x55d0c0a21000, false),
+                    (0x7ffd1a2b3000, 0x7ffd1a2d4000, true),
+                    (0x7f00aa000000, 0x7f00aa800000, false),
+                    (0x7ffd1a3fe000, 0x7ffd1a400000, false),
+                ]
+            );
+        }
+
+        #[test]
+        fn this_thread_s_stack_pointer_is_in_a_mapping() {
+            let sp = super::super::stack_pointer();
+            let (start, end, _) = mapping_of(sp).expect("a mapping");
+            assert!(start <= sp && sp < end);
+            let data = Box::new(0u64);
+            let at = &*data as *const u64 as u64;
+            let (s, e, stack) = mapping_of(at).expect("a mapping");
+            assert!(s <= at && at < e && !stack);
+        }
     }
 }
 
@@ -53,7 +192,7 @@ pub fn window(thread: &Stack, sp: u64) -> Option<Window> {
 }
 
 /// The calling thread's alternate signal stack, if it has one.
-fn signal_stack() -> Option<Stack> {
+pub fn signal_stack() -> Option<Stack> {
     // SAFETY: stack_t is plain data; sigaltstack with a null new stack only reads the current
     // one into `old`.
     let old = unsafe {

@@ -56,6 +56,8 @@ type Cache = CacheX86_64<MustNotAllocateDuringUnwind>;
 /// inherited as it is by a fork child, whose thread runs on the same stack).
 struct Native {
     bounds: bounds::Stack,
+    /// `bounds` were found (not yet when the thread's first walk ran on a signal stack).
+    bounds_known: bool,
     /// framehop's rule cache and DWARF evaluation space (boxed by framehop: built once).
     cache: Option<Cache>,
     /// Walks since the loader's lists were last checked (see `loaded::current`).
@@ -99,15 +101,24 @@ fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
         let p = sys::map_anon(core::mem::size_of::<Native>())? as *mut Native;
         // SAFETY: fresh zeroed memory of the right size, owned by this thread; `cache` is
         // written before use (zeroed bytes are not a valid Option<Cache>).
-        unsafe {
-            core::ptr::addr_of_mut!((*p).cache).write(None);
-            (*p).bounds = bounds::Stack::of_this_thread();
-        }
+        unsafe { core::ptr::addr_of_mut!((*p).cache).write(None) };
         t.native = p as *mut core::ffi::c_void;
     }
     // SAFETY: this thread's own mapping, made above, unmapped only by `thread_exited`.
-    Some(unsafe { &mut *(t.native as *mut Native) })
+    let n = unsafe { &mut *(t.native as *mut Native) };
+    if !n.bounds_known {
+        if let Some(stack) = bounds::Stack::of_this_thread() {
+            n.bounds = stack;
+            n.bounds_known = true;
+        }
+    }
+    Some(n)
 }
+
+/// Stack a walk may need below the hook's frame: measured, some 10-12 KiB (a thread's first
+/// walk, which builds framehop's cache, about as much as later ones), with a margin.
+const FIRST_WALK_ROOM: u64 = 32 << 10;
+const WALK_ROOM: u64 = 20 << 10;
 
 /// The thread is ending: its unwinding state goes.
 pub fn thread_exited(t: &mut tls::Tls) {
@@ -127,6 +138,16 @@ pub fn thread_exited(t: &mut tls::Tls) {
 #[inline(never)]
 pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let n = native_of(t)?;
+    // A small thread stack or signal stack (PTHREAD_STACK_MIN, SIGSTKSZ) is the program's
+    // choice: the walk must not overflow it, the call site does instead.
+    let need = if n.cache.is_none() {
+        FIRST_WALK_ROOM
+    } else {
+        WALK_ROOM
+    };
+    if bounds::room_below(&n.bounds, bounds::stack_pointer()) < need {
+        return None;
+    }
     let snapshot = loaded::current(&mut n.walks)?;
     let site = t.call_site;
     let mut depth = match walk::again(snapshot, &n.bounds, &n.trace, site) {
