@@ -520,3 +520,42 @@ fn an_executable_that_wraps_malloc_and_free_with_rtld_next_is_tracked() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 }
+
+#[test]
+fn abort_a_failed_assert_and_quick_exit_leave_a_complete_capture() {
+    // None runs exit handlers, and libc sends abort's SIGABRT from inside: the capture had no
+    // trailer, and an aggregated one lost everything after its last snapshot.
+    let dir = scratch("abnormal-end");
+    let prog = compile("abnormal_end", &dir);
+    let p = prog.to_str().expect("utf-8 path");
+    let run = |mode: &[&str], how: &str| {
+        let cap = dir.join(format!("{how}.bin"));
+        let mut args = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path")];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--", p, how]);
+        (memtrace(&args, &dir), cap)
+    };
+    for mode in [&[][..], &["--aggregate"][..], &["--native"][..]] {
+        let (base_out, base) = run(mode, "none");
+        assert!(base_out.status.success(), "{base_out:?}");
+        let base = stats(&base);
+        for (how, status) in [("abort", 134), ("assert", 134), ("quick_exit", 3)] {
+            let (out, cap) = run(mode, how);
+            assert_eq!(out.status.code(), Some(status), "{how} {mode:?}: {out:?}");
+            if how == "assert" {
+                assert!(
+                    String::from_utf8_lossy(&out.stderr).contains("Assertion `argc == 0' failed"),
+                    "{out:?}"
+                );
+            }
+            let s = stats(&cap);
+            assert_eq!(s["complete"].as_bool(), Some(true), "{how} {mode:?}: {s}");
+            let delta = |key: &str| num(&s, key) - num(&base, key);
+            // The program's own: 1000 freed, 100 of 1000 bytes live at the end.
+            assert_eq!(delta("total_allocations"), 1100, "{how} {mode:?}");
+            assert_eq!(delta("total_frees"), 1000, "{how} {mode:?}");
+            assert_eq!(delta("leaked_allocations"), 100, "{how} {mode:?}");
+            assert_eq!(delta("leaked_bytes"), 100_000, "{how} {mode:?}");
+        }
+    }
+}

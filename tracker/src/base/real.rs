@@ -20,6 +20,13 @@ type MremapFn =
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type KillFn = unsafe extern "C" fn(libc::pid_t, c_int) -> c_int;
 pub type RaiseFn = unsafe extern "C" fn(c_int) -> c_int;
+pub type AbortFn = unsafe extern "C" fn() -> !;
+pub type AssertFailFn = unsafe extern "C" fn(
+    *const libc::c_char,
+    *const libc::c_char,
+    libc::c_uint,
+    *const libc::c_char,
+) -> !;
 pub type MainFn = unsafe extern "C" fn(c_int, *mut *mut i8, *mut *mut i8) -> c_int;
 pub type StartMainFn = unsafe extern "C" fn(
     MainFn,
@@ -48,6 +55,9 @@ pub struct Real {
     pub underscore_exit: Option<ExitFn>,
     pub kill: Option<KillFn>,
     pub raise: Option<RaiseFn>,
+    pub abort: Option<AbortFn>,
+    pub assert_fail: Option<AssertFailFn>,
+    pub quick_exit: Option<ExitFn>,
     pub libc_start_main: Option<StartMainFn>,
 }
 
@@ -169,6 +179,9 @@ fn resolve() -> Option<&'static Real> {
         underscore_exit: optional!(c"_exit", ExitFn),
         kill: optional!(c"kill", KillFn),
         raise: optional!(c"raise", RaiseFn),
+        abort: optional!(c"abort", AbortFn),
+        assert_fail: optional!(c"__assert_fail", AssertFailFn),
+        quick_exit: optional!(c"quick_exit", ExitFn),
         libc_start_main: optional!(c"__libc_start_main", StartMainFn),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.

@@ -178,6 +178,9 @@ export!(exit => crate::lifecycle::exit, (status: c_int) -> !);
 export!(_exit => crate::lifecycle::_exit, (status: c_int) -> !);
 export!(kill => crate::session::signals::kill, (pid: pid_t, sig: c_int) -> c_int);
 export!(raise => crate::session::signals::raise, (sig: c_int) -> c_int);
+export!(abort => crate::session::signals::abort, () -> !);
+export!(__assert_fail => crate::session::signals::assert_fail, (assertion: *const c_char, file: *const c_char, line: libc::c_uint, function: *const c_char) -> !);
+export!(quick_exit => crate::lifecycle::quick_exit, (status: c_int) -> !);
 
 // ---- loaded objects (stacks::unwind) ----
 

@@ -416,8 +416,22 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     }
 }
 
+/// Interposed: `quick_exit` runs the at_quick_exit handlers and then `_exit` inside libc (no
+/// hook sees it), so the capture is finished first (what those handlers allocate is not in it).
+///
+/// # Safety
+/// Same contract as libc's quick_exit.
+pub unsafe extern "C" fn quick_exit(status: c_int) -> ! {
+    finish_now();
+    match real::get().and_then(|r| r.quick_exit) {
+        // SAFETY: forwarding to libc's quick_exit.
+        Some(real_quick_exit) => unsafe { real_quick_exit(status) },
+        None => exit_now(status),
+    }
+}
+
 /// Ends the process at once (libc's _exit is this library's own hook).
-fn exit_now(status: c_int) -> ! {
+pub(crate) fn exit_now(status: c_int) -> ! {
     // SAFETY: exit_group(2) ends every thread of the process; it does not return.
     unsafe { libc::syscall(libc::SYS_exit_group, status) };
     unreachable!("exit_group returned")

@@ -44,6 +44,69 @@ pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
     }
 }
 
+/// Whether abort() will end the process without running code of the program's: SIGABRT at its
+/// default or ignored (abort then restores the default). A handler of the program's may
+/// allocate, or jump out and go on: then the capture goes on too.
+fn abort_ends_at_once() -> bool {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
+    unsafe {
+        let mut old: libc::sigaction = core::mem::zeroed();
+        libc::sigaction(libc::SIGABRT, core::ptr::null(), &mut old) == 0
+            && (old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN)
+    }
+}
+
+/// Interposed: abort() (a failed check, C++'s std::terminate) runs no exit handlers, and libc
+/// sends its SIGABRT from inside (no `raise` hook sees it): the capture is finished first.
+///
+/// # Safety
+/// Same contract as libc's abort.
+pub unsafe extern "C" fn abort() -> ! {
+    if abort_ends_at_once() {
+        lifecycle::finish_now();
+    }
+    match real::get().and_then(|r| r.abort) {
+        // SAFETY: forwarding to libc's abort.
+        Some(real_abort) => unsafe { real_abort() },
+        None => abort_without_libc(),
+    }
+}
+
+/// Interposed: a failed `assert` prints its message and aborts inside libc.
+///
+/// # Safety
+/// Same contract as libc's __assert_fail.
+pub unsafe extern "C" fn assert_fail(
+    assertion: *const libc::c_char,
+    file: *const libc::c_char,
+    line: libc::c_uint,
+    function: *const libc::c_char,
+) -> ! {
+    if abort_ends_at_once() {
+        lifecycle::finish_now();
+    }
+    match real::get().and_then(|r| r.assert_fail) {
+        // SAFETY: forwarding the caller's arguments to libc's __assert_fail.
+        Some(real_assert_fail) => unsafe { real_assert_fail(assertion, file, line, function) },
+        None => abort_without_libc(),
+    }
+}
+
+/// SIGABRT at its default, sent to this thread; should it not end the process, exit status 134.
+fn abort_without_libc() -> ! {
+    // SAFETY: signal(2) back to the default, then tgkill(2) of the calling thread.
+    unsafe {
+        libc::signal(libc::SIGABRT, libc::SIG_DFL);
+        libc::syscall(
+            libc::SYS_tgkill,
+            sys::getpid(),
+            libc::syscall(libc::SYS_gettid),
+            libc::SIGABRT,
+        );
+    }
+    lifecycle::exit_now(128 + libc::SIGABRT)
+}
+
 /// Whether `sig`, delivered now to this thread, ends the process: SIGKILL, or a signal whose
 /// default action is to terminate, left at its default and not blocked here.
 fn ends_the_process(sig: c_int) -> bool {
