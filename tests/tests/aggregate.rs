@@ -381,3 +381,33 @@ fn a_program_run_through_an_exec_is_aggregated_too() {
     let big = at_line(&e["top_at_peak"], 16).unwrap_or_else(|| panic!("{e}"));
     assert_eq!((num(big, "bytes"), num(big, "count")), (16 << 20, 16));
 }
+
+#[test]
+fn allocations_of_a_thread_s_last_key_destructors_are_aggregated_too() {
+    // After the tracker gave a thread's state back (its last round of key destructors), a full
+    // capture records an allocation without a stack; an aggregated one dropped it.
+    let dir = scratch("agg-key-destructors");
+    let program = compile("key_destructors", &dir);
+    let full = stats(&run(&dir, "full.bin", &program, &[]));
+    let agg = stats(&run(&dir, "agg.bin", &program, &["--aggregate"]));
+    for key in [
+        "total_allocations",
+        "total_bytes",
+        "leaked_allocations",
+        "leaked_bytes",
+    ] {
+        assert_eq!(num(&agg, key), num(&full, key), "{key}");
+    }
+    // The 32 blocks of 333 bytes are all there.
+    let histogram = |s: &Value| -> i64 {
+        s["histogram"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|b| b["lo"].as_i64() == Some(256))
+            .map(|b| num(b, "count"))
+            .sum()
+    };
+    assert!(histogram(&full) >= 32, "{full}");
+    assert_eq!(histogram(&agg), histogram(&full));
+}

@@ -73,6 +73,22 @@ fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64,
     // Its slot is loaded while the stack is walked.
     prefetch(aggregate::slot_hint(addr));
     let Some(s) = acquire(t) else {
+        // The thread's state was given back (its last key destructors run): counted without a
+        // stack, as a full capture records it.
+        if t.exited != 0 && t.serial != 0 {
+            allocated::add_stateless(size);
+            let serial = t.serial;
+            let tick = aggregate::now();
+            aggregate::alloc(
+                aggregate::identity(t),
+                serial,
+                0,
+                allocator,
+                addr,
+                size,
+                tick,
+            );
+        }
         return;
     };
     allocated::add(s, size);
