@@ -338,16 +338,27 @@ fn python_maybe_tracked(
     pythonpath: &Path,
     dir: &Path,
 ) -> std::process::Output {
+    interpreter_maybe_tracked(python(), capture, script, pythonpath, dir)
+}
+
+/// [`python_maybe_tracked`] with the interpreter `py`.
+fn interpreter_maybe_tracked(
+    py: &Path,
+    capture: Option<&Path>,
+    script: &Path,
+    pythonpath: &Path,
+    dir: &Path,
+) -> std::process::Output {
     let mut cmd = match capture {
         Some(cap) => {
             let mut c = Command::new(memtrace_e2e::memtrace_bin());
             c.args(["run", "-q", "-f", "-o"])
                 .arg(cap)
                 .arg("--python")
-                .arg(python());
+                .arg(py);
             c
         }
-        None => Command::new(python()),
+        None => Command::new(py),
     };
     cmd.arg(script).env("PYTHONPATH", pythonpath);
     output(cmd, dir, b"")
@@ -947,15 +958,11 @@ fn a_module_named_threading_beside_the_script_is_the_program_s_own() {
         "import threading\nprint('threading.VALUE', threading.VALUE)\n",
     );
     let py = python_without_threading_at_start();
-    let mut alone = Command::new(&py);
-    alone.arg(&script);
-    let alone = output(alone, &dir, b"");
-    let mut tracked = Command::new(memtrace_e2e::memtrace_bin());
-    tracked
-        .args(["run", "-q", "-f", "-o", "run.bin", "--python"])
-        .arg(&py)
-        .arg(&script);
-    let tracked = output(tracked, &dir, b"");
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let alone = interpreter_maybe_tracked(&py, None, &script, &empty, &dir);
+    let cap = dir.join("run.bin");
+    let tracked = interpreter_maybe_tracked(&py, Some(&cap), &script, &empty, &dir);
     assert_eq!(
         String::from_utf8_lossy(&alone.stdout),
         "threading.VALUE 42\n",

@@ -184,24 +184,25 @@ unsafe extern "C" fn visit_locate(
 /// [`start_of`] gives them) in load order, the order symbol lookup searches; None when either
 /// is not loaded.
 pub fn loaded_before(a: usize, b: usize) -> Option<bool> {
-    let mut order = Order { a, b, first: None };
+    let mut order = Order {
+        a,
+        b,
+        seen: 0,
+        a_at: None,
+        b_at: None,
+    };
     // SAFETY: `visit_order` reads each object's headers while the loader keeps it loaded.
     unsafe { crate::phdr::iterate_phdr(visit_order, &mut order as *mut Order as *mut c_void) };
-    let first = order.first?;
-    let other = if first == a { b } else { a };
-    (locate_start(other) != 0).then_some(first == a)
+    Some(order.a_at? < order.b_at?)
 }
 
-/// The object starting at `start`, if one is loaded (its start, else 0).
-fn locate_start(start: usize) -> usize {
-    start_of(start)
-}
-
+/// The places of objects `a` and `b` in load order, as [`loaded_before`] walks it.
 struct Order {
     a: usize,
     b: usize,
-    /// `a` or `b`, whichever was met first.
-    first: Option<usize>,
+    seen: usize,
+    a_at: Option<usize>,
+    b_at: Option<usize>,
 }
 
 unsafe extern "C" fn visit_order(
@@ -213,11 +214,14 @@ unsafe extern "C" fn visit_order(
     let (info, order) = unsafe { (&*info, &mut *(data as *mut Order)) };
     // SAFETY: a loaded object's description, valid during this callback.
     let start = unsafe { Object::new(info) }.start();
-    if start == order.a || start == order.b {
-        order.first = Some(start);
-        return 1;
+    if start == order.a {
+        order.a_at = Some(order.seen);
     }
-    0
+    if start == order.b {
+        order.b_at = Some(order.seen);
+    }
+    order.seen += 1;
+    c_int::from(order.a_at.is_some() && order.b_at.is_some())
 }
 
 struct Walk<'a> {

@@ -92,17 +92,19 @@ fn sym(name: &core::ffi::CStr) -> *mut c_void {
         OWN.store(own, Ordering::Relaxed);
     }
     let (global, base) = definition::global_located(name);
+    let global_usable = global.definition != 0 && base != own;
+    // Only a definition ahead of the tracker can interpose it (the usual global one is the
+    // tracker's own, or comes after it in a process it was loaded into).
+    if global_usable && definition::loaded_before(base, own) != Some(true) {
+        return global.definition as *mut c_void;
+    }
     // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
     let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     let place = definition::locate(next as usize, name.to_bytes());
     let next_usable = !next.is_null() && place.object != own && !place.stub;
-    if global.definition != 0 && base != own {
-        let interposed = next_usable
-            && definition::loaded_before(base, own) == Some(true)
-            && definition::loaded_before(own, place.object) == Some(true);
-        if !interposed {
-            return global.definition as *mut c_void;
-        }
+    if global_usable && !(next_usable && definition::loaded_before(own, place.object) == Some(true))
+    {
+        return global.definition as *mut c_void;
     }
     if !next_usable {
         return core::ptr::null_mut();

@@ -56,9 +56,6 @@ fn forwarded() -> Vec<libc::c_int> {
     v
 }
 
-/// The signal the forwarder starts with: one every system lets a program catch.
-const FIRST: [libc::c_int; 1] = [SIGTERM];
-
 #[derive(Default)]
 struct State {
     /// The program, once started.
@@ -82,7 +79,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Forwarder {
     /// Installs handlers (not SIG_IGN, so the program starts with default dispositions).
     pub fn install() -> std::io::Result<Forwarder> {
-        let mut signals = SignalsInfo::<WithRawSiginfo>::new(FIRST)?;
+        let mut signals = SignalsInfo::<WithRawSiginfo>::new(std::iter::empty::<libc::c_int>())?;
         let handle = signals.handle();
         // One by one: a signal that cannot be caught here (valgrind keeps one of the real-time
         // signals for itself) is not passed on, and the rest still are.
