@@ -334,7 +334,7 @@ impl State {
     /// there (its free raced with this allocation in another thread) goes.
     #[inline(always)]
     fn make_live(&mut self, i: usize, addr: u64, bytes: u64, count: u64) -> bool {
-        if count == 1 && i < u32::MAX as usize && Shadow::fits(addr, bytes) {
+        if count == 1 && i < shadow::ENTRIES && Shadow::fits(addr, bytes) {
             match self.small.put(addr, bytes, i as u32) {
                 Put::Stored => {
                     if self.large_filter[large_bucket(addr)] != 0 {
@@ -409,7 +409,7 @@ impl State {
     /// peak. The usual one (a small block, no sampling) goes straight to the shadow.
     #[inline(always)]
     fn add(&mut self, i: usize, allocator: Allocator, addr: u64, size: u64, tick: u64) -> bool {
-        if self.sample_bytes == 0 && Shadow::fits(addr, size) && i < u32::MAX as usize {
+        if self.sample_bytes == 0 && Shadow::fits(addr, size) && i < shadow::ENTRIES {
             match self.small.put(addr, size, i as u32) {
                 Put::Stored => {
                     if self.large_filter[large_bucket(addr)] != 0 {
