@@ -33,6 +33,7 @@ mod python_tracking;
 mod reports;
 mod run_safety;
 mod sampling;
+mod sandbox;
 mod threads;
 mod torture;
 mod tui;

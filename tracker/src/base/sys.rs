@@ -2,6 +2,7 @@
 //! tracker's memory and file I/O must not be recorded or re-enter the tracker).
 
 use libc::{c_int, c_long, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Saves errno on creation and restores it on drop: the hooks must not change what the program
 /// sees in errno.
@@ -19,6 +20,78 @@ impl Drop for ErrnoGuard {
         // SAFETY: as above.
         unsafe { *libc::__errno_location() = self.0 };
     }
+}
+
+/// The process sandboxed itself with a seccomp filter that forbids system calls the tracker
+/// makes (session::sandbox): from then on the tracker makes none in it.
+static SANDBOXED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the tracker must make no more system calls in this process.
+#[inline]
+pub fn sandboxed() -> bool {
+    SANDBOXED.load(Ordering::Acquire)
+}
+
+/// The tracker makes no more system calls in this process (inherited by fork children).
+pub fn set_sandboxed() {
+    SANDBOXED.store(true, Ordering::Release);
+}
+
+/// A system call made as glibc's `syscall(3)` makes it: the kernel's result, or -1 with errno
+/// set. Without going through any symbol: the tracker exports `syscall` (and `prctl`) itself.
+///
+/// # Safety
+/// As syscall(3): the call `n` with these arguments must be sound for the caller.
+#[inline]
+pub unsafe fn raw_syscall(n: c_long, a: [usize; 6]) -> c_long {
+    let r: isize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the `syscall` instruction with the kernel's argument registers; it clobbers rcx
+    // and r11 only. What the call does is the caller's promise.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => r,
+            in("rdi") a[0],
+            in("rsi") a[1],
+            in("rdx") a[2],
+            in("r10") a[3],
+            in("r8") a[4],
+            in("r9") a[5],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: `svc 0` with the call number in x8 and the arguments in x0-x5; the result comes
+    // back in x0. What the call does is the caller's promise.
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a[0] as isize => r,
+            in("x1") a[1],
+            in("x2") a[2],
+            in("x3") a[3],
+            in("x4") a[4],
+            in("x5") a[5],
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&r) {
+        syscall_error(r as c_long)
+    } else {
+        r as c_long
+    }
+}
+
+/// A failed system call's result as syscall(3) gives it: errno set to the error, -1 returned.
+/// (The exported `syscall` jumps here with the kernel's negative result.)
+pub extern "C" fn syscall_error(r: c_long) -> c_long {
+    // SAFETY: this thread's errno slot, always valid.
+    unsafe { *libc::__errno_location() = r.wrapping_neg() as c_int };
+    -1
 }
 
 fn result(r: c_long) -> Result<c_long, c_int> {

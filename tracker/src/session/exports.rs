@@ -182,6 +182,55 @@ export!(abort => crate::session::signals::abort, () -> !);
 export!(__assert_fail => crate::session::signals::assert_fail, (assertion: *const c_char, file: *const c_char, line: libc::c_uint, function: *const c_char) -> !);
 export!(quick_exit => crate::lifecycle::quick_exit, (status: c_int) -> !);
 
+// ---- a program that sandboxes itself with seccomp (session::sandbox) ----
+
+export!(prctl => crate::session::sandbox::prctl, (option: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int);
+
+/// syscall(3): SYS_seccomp goes to session::sandbox; every other call is made here, as glibc
+/// makes it (the arguments move to the kernel's registers, the seventh word from the stack; a
+/// failure sets errno), with no stack or register of the caller's changed otherwise: programs
+/// make raw clone calls through it.
+///
+/// # Safety
+/// Same contract as the C library's syscall.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn syscall(
+    number: libc::c_long,
+    a1: libc::c_long,
+    a2: libc::c_long,
+    a3: libc::c_long,
+    a4: libc::c_long,
+    a5: libc::c_long,
+    a6: libc::c_long,
+) -> libc::c_long {
+    core::arch::naked_asm!(
+        // No stack use: the default frame (return address at the top) holds throughout.
+        ".cfi_startproc",
+        "cmp rdi, {seccomp}",
+        "je {sandbox}",
+        "mov rax, rdi",
+        "mov rdi, rsi",
+        "mov rsi, rdx",
+        "mov rdx, rcx",
+        "mov r10, r8",
+        "mov r8, r9",
+        "mov r9, [rsp + 8]",
+        "syscall",
+        "cmp rax, -4095",
+        "jae 2f",
+        "ret",
+        "2:",
+        "mov rdi, rax",
+        "jmp {error}",
+        ".cfi_endproc",
+        seccomp = const libc::SYS_seccomp,
+        sandbox = sym crate::session::sandbox::seccomp_call,
+        error = sym crate::sys::syscall_error,
+    );
+}
+
 // ---- loaded objects (stacks::unwind) ----
 
 #[cfg(target_arch = "x86_64")]

@@ -260,6 +260,9 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
 /// Finishes the capture now: the process is about to end without running its exit handlers
 /// (it sends itself a signal that kills it).
 pub fn finish_now() {
+    if sys::sandboxed() {
+        return;
+    }
     if sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed) {
         memtrace_fini();
     }
@@ -283,6 +286,24 @@ fn finish() -> bool {
         CAPTURE.finish(thread::threads_seen(), 0, true);
     });
     true
+}
+
+/// The program is about to install a seccomp filter that forbids system calls the tracker
+/// makes (session::sandbox): the capture is finished now, while they are allowed, `memtrace run`
+/// is told, and the tracker makes none in this process from then on.
+pub fn stop_before_sandbox() {
+    let recording = STARTED.load(Ordering::Acquire)
+        && !FINISHED.load(Ordering::Acquire)
+        && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed);
+    if recording && finish() {
+        // Writers that raced with the end are done before the filter forbids their calls.
+        tls::guarded(|| thread::wait_idle(500));
+        tell_memtrace(
+            b"recording stopped where the program sandboxed itself: its seccomp filter forbids \
+              system calls the tracker makes; the capture holds what it did until then",
+        );
+    }
+    sys::set_sandboxed();
 }
 
 // ---- in-process tracking (see crate::inprocess): a capture started and finished on request ----
@@ -480,7 +501,8 @@ pub(crate) extern "C" fn fork_child() {
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
     crate::unwind::after_fork();
-    if !STARTED.load(Ordering::Acquire) {
+    // A sandboxed parent's child: no system call (and no capture) of the tracker's.
+    if !STARTED.load(Ordering::Acquire) || sys::sandboxed() {
         return;
     }
     tls::guarded(|| {

@@ -14,5 +14,6 @@ pub(crate) mod orphan;
 pub(crate) mod pyext;
 pub(crate) mod pyhook;
 pub(crate) mod pyrun;
+pub(crate) mod sandbox;
 pub(crate) mod signals;
 pub(crate) mod state;

@@ -12,7 +12,7 @@ use libc::{c_int, pid_t};
 /// # Safety
 /// Same contract as libc's kill.
 pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
-    if pid > 0 && pid as u32 == sys::getpid() && ends_the_process(sig) {
+    if !sys::sandboxed() && pid > 0 && pid as u32 == sys::getpid() && ends_the_process(sig) {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.kill) {
@@ -27,7 +27,7 @@ pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
 /// # Safety
 /// Same contract as libc's raise.
 pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
-    if ends_the_process(sig) {
+    if !sys::sandboxed() && ends_the_process(sig) {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.raise) {
@@ -62,7 +62,7 @@ fn abort_ends_at_once() -> bool {
 /// # Safety
 /// Same contract as libc's abort.
 pub unsafe extern "C" fn abort() -> ! {
-    if abort_ends_at_once() {
+    if !sys::sandboxed() && abort_ends_at_once() {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.abort) {
@@ -82,7 +82,7 @@ pub unsafe extern "C" fn assert_fail(
     line: libc::c_uint,
     function: *const libc::c_char,
 ) -> ! {
-    if abort_ends_at_once() {
+    if !sys::sandboxed() && abort_ends_at_once() {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.assert_fail) {

@@ -32,6 +32,10 @@ pub(super) fn arm(p: *mut ThreadState) {
 /// The pthread key destructor: runs at thread exit. It re-arms itself for the later rounds of
 /// destructors (whose frees still belong to this thread) and flushes on the last one.
 unsafe extern "C" fn thread_exit(arg: *mut libc::c_void) {
+    // A sandboxed process: recording has ended, and the flush would make system calls.
+    if crate::sys::sandboxed() {
+        return;
+    }
     let t = tls::get();
     let was = t.in_tracker;
     t.in_tracker = 1;

@@ -74,7 +74,8 @@ pub(super) fn release(s: &mut ThreadState) {
 
 #[cold]
 fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
-    if t.exited != 0 || !CAPTURE.is_open() {
+    // A sandboxed process (recording has ended): a new state would ask the kernel its thread id.
+    if t.exited != 0 || !CAPTURE.is_open() || crate::sys::sandboxed() {
         return None;
     }
     let p = claim_state()?;

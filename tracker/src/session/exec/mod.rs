@@ -155,6 +155,10 @@ pub unsafe fn follow(
     call: impl Fn(*const *const c_char) -> libc::c_int,
 ) -> libc::c_int {
     let plan = PLAN.load(Ordering::Acquire);
+    if !plan.is_null() && sys::sandboxed() {
+        // SAFETY: plans are never freed; envp as the caller promises.
+        return unsafe { exec_sandboxed(&*plan, envp, call) };
+    }
     if plan.is_null() || !crate::state::records_this_image() {
         // SAFETY: argv as the caller promises.
         unsafe { crate::family::vfork_child_execs(program, argv) };
@@ -221,6 +225,39 @@ pub unsafe fn follow(
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
     rc
+}
+
+/// An exec after the process sandboxed itself (session::sandbox): the new image inherits the
+/// filter, so it gets the program's environment without the tracker (whose start-up would make
+/// calls the filter forbids), built in static memory, with no system call.
+///
+/// # Safety
+/// `envp` is null or a NULL-terminated array of C strings.
+unsafe fn exec_sandboxed(
+    plan: &Plan,
+    envp: *const *const c_char,
+    call: impl Fn(*const *const c_char) -> libc::c_int,
+) -> libc::c_int {
+    // SAFETY: as the caller promises.
+    let env = unsafe { entries(envp) };
+    let plain = Scratch::in_static().and_then(|mut s| {
+        let preload = env
+            .clone()
+            .find_map(|e| e.strip_prefix(b"LD_PRELOAD="))
+            .unwrap_or(b"");
+        let list = s.pointers(env.clone().count() + 2)?;
+        let k = program_variables(env.clone(), list);
+        if let Some(others) = preload_entry(&mut s, b"", preload, &plan.tracker) {
+            list[k] = others;
+        }
+        Some((list.as_ptr(), s))
+    });
+    match plain {
+        Some((list, _scratch)) => call(list),
+        // Another thread is exec'ing at the same moment, or an environment past the area's
+        // size: as the program asked.
+        None => call(envp),
+    }
 }
 
 /// An exec made ready: the new environment and the exec record, in `_scratch`.

@@ -1,16 +1,31 @@
 //! Memory for one exec: the new environment and the exec record are built in a private
 //! anonymous mapping, never with malloc (exec may be called from a signal handler, or while
 //! another thread holds the allocator's locks). A successful exec discards it with the image;
-//! a failed one unmaps it.
+//! a failed one unmaps it. After the process sandboxed itself (no mapping may be made then),
+//! a static area serves instead, one exec at a time.
 
 use crate::sys;
 use libc::c_char;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct Scratch {
     base: *mut u8,
     len: usize,
     used: usize,
+    /// The static area (given back on drop, not unmapped).
+    in_static: bool,
 }
+
+/// The static area's size: the pointers and strings of an environment of some 30,000 entries.
+const STATIC_LEN: usize = 256 * 1024;
+
+#[repr(C, align(8))]
+struct StaticArea(UnsafeCell<[u8; STATIC_LEN]>);
+// SAFETY: handed to one Scratch at a time (STATIC_BUSY).
+unsafe impl Sync for StaticArea {}
+static STATIC: StaticArea = StaticArea(UnsafeCell::new([0; STATIC_LEN]));
+static STATIC_BUSY: AtomicBool = AtomicBool::new(false);
 
 impl Scratch {
     pub fn new(len: usize) -> Option<Scratch> {
@@ -19,6 +34,20 @@ impl Scratch {
             base: sys::map_anon(len)?,
             len,
             used: 0,
+            in_static: false,
+        })
+    }
+
+    /// The static area, made without a system call; None while another exec uses it.
+    pub fn in_static() -> Option<Scratch> {
+        STATIC_BUSY
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        Some(Scratch {
+            base: STATIC.0.get() as *mut u8,
+            len: STATIC_LEN,
+            used: 0,
+            in_static: true,
         })
     }
 
@@ -27,9 +56,14 @@ impl Scratch {
         let start = self.used.div_ceil(8) * 8;
         let end = start.checked_add(n).filter(|&e| e <= self.len)?;
         self.used = end;
-        // SAFETY: [start, end) lies inside the mapping and is handed out once; the mapping
-        // outlives every use (it goes when the Scratch is dropped, after the exec returned).
-        Some(unsafe { core::slice::from_raw_parts_mut(self.base.add(start), n) })
+        // SAFETY: [start, end) lies inside the area and is handed out once; the area outlives
+        // every use (it goes when the Scratch is dropped, after the exec returned).
+        let out = unsafe { core::slice::from_raw_parts_mut(self.base.add(start), n) };
+        if self.in_static {
+            // A new mapping is zeroed; the static area keeps what an earlier exec left.
+            out.fill(0);
+        }
+        Some(out)
     }
 
     /// The concatenation of `parts` as a NUL-terminated string.
@@ -57,7 +91,11 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        sys::unmap(self.base, self.len);
+        if self.in_static {
+            STATIC_BUSY.store(false, Ordering::Release);
+        } else {
+            sys::unmap(self.base, self.len);
+        }
     }
 }
 

@@ -51,7 +51,9 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };
-    if TRACKING.load(Ordering::Relaxed) {
+    // Not once recording has ended (the program sandboxed itself: the types' chunks would make
+    // system calls its filter forbids).
+    if TRACKING.load(Ordering::Relaxed) && ACTIVE.load(Ordering::Acquire) {
         let t = tls::get();
         let was = t.in_tracker;
         t.in_tracker = 1;
