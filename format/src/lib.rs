@@ -47,6 +47,22 @@ pub mod trailer_flags {
     pub const FILE_SIZE_LIMIT: u64 = 1 << 4;
     /// With WRITE_FAILED, why: the disk (or the user's quota) is full.
     pub const NO_SPACE: u64 = 1 << 5;
+    /// With SIZE_LIMIT, why: the capture filled the address space the tracker reserved for it
+    /// under the process's address-space limit (RLIMIT_AS, `ulimit -v`).
+    pub const ADDRESS_LIMIT: u64 = 1 << 6;
+
+    /// Why the capture reached its size limit, in words, from a trailer's flags; None when it
+    /// did not.
+    pub fn size_limit(flags: u64) -> Option<&'static str> {
+        if flags & SIZE_LIMIT == 0 {
+            return None;
+        }
+        Some(if flags & ADDRESS_LIMIT != 0 {
+            "the capture filled the room the address-space limit (ulimit -v) left it"
+        } else {
+            "the capture reached its size limit"
+        })
+    }
 
     /// Why writing the capture stopped, in words, from a trailer's flags; None when it did not.
     pub fn write_failure(flags: u64) -> Option<&'static str> {

@@ -4,6 +4,7 @@
 //! links once. `every_test_file_is_a_module` fails when a file is added to this crate's
 //! test folder, or the reporter's or the command's, and not declared.
 
+mod address_limit;
 mod aggregate;
 mod attach;
 mod browser;

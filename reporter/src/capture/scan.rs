@@ -377,10 +377,10 @@ pub fn scan_releasing(
                     "writing the capture failed, some events are missing: {why}"
                 ));
             }
-            if t.flags & trailer_flags::SIZE_LIMIT != 0 {
-                index.warnings.push(
-                    "the capture reached its size limit: later events were dropped".to_string(),
-                );
+            if let Some(why) = trailer_flags::size_limit(t.flags) {
+                index
+                    .warnings
+                    .push(format!("{why}: later events were dropped"));
             }
             if t.records_dropped > 0 {
                 index

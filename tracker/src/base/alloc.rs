@@ -15,10 +15,12 @@ fn mapped(layout: &Layout) -> bool {
 
 pub struct RealAllocator;
 
-// SAFETY: every block comes from the real allocator (or the bootstrap arena, never freed) with at
-// least the requested size and alignment.
-unsafe impl GlobalAlloc for RealAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+impl RealAllocator {
+    /// A block from the real allocator (a mapping of its own when large); null when refused.
+    ///
+    /// # Safety
+    /// As GlobalAlloc::alloc.
+    unsafe fn alloc_from_system(&self, layout: Layout) -> *mut u8 {
         if mapped(&layout) {
             return sys::map_anon(layout.size()).unwrap_or(core::ptr::null_mut());
         }
@@ -36,11 +38,29 @@ unsafe impl GlobalAlloc for RealAllocator {
             None => real::arena_alloc(layout.size(), layout.align()) as *mut u8,
         }
     }
+}
+
+// SAFETY: every block comes from the real allocator (or the bootstrap arena, never freed) with at
+// least the requested size and alignment.
+unsafe impl GlobalAlloc for RealAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout.
+        let p = unsafe { self.alloc_from_system(layout) };
+        if p.is_null() {
+            // Out of memory (the program's address-space limit, a full machine): Rust would
+            // abort the process on a null, so the bootstrap arena serves while it lasts.
+            return real::arena_alloc(layout.size(), layout.align()) as *mut u8;
+        }
+        p
+    }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if mapped(&layout) {
-            // Fresh anonymous pages are zero.
-            return sys::map_anon(layout.size()).unwrap_or(core::ptr::null_mut());
+            // Fresh anonymous pages are zero (and so are the arena's never used).
+            return match sys::map_anon(layout.size()) {
+                Some(p) => p,
+                None => real::arena_alloc(layout.size(), layout.align()) as *mut u8,
+            };
         }
         // SAFETY: the caller's layout is valid; the block holds layout.size() bytes.
         unsafe {
@@ -53,11 +73,11 @@ unsafe impl GlobalAlloc for RealAllocator {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        if mapped(&layout) {
-            sys::unmap(p, layout.size());
+        if real::in_arena(p as *mut libc::c_void) {
             return;
         }
-        if real::in_arena(p as *mut libc::c_void) {
+        if mapped(&layout) {
+            sys::unmap(p, layout.size());
             return;
         }
         if let Some(r) = real::get() {

@@ -30,6 +30,13 @@ pub fn on_fail(close_all: fn()) {
 
 /// Virtual size reserved for the mapping; a capture cannot grow beyond it.
 const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
+/// Under an address-space limit (RLIMIT_AS), the mapping takes at most this share of the room
+/// the limit leaves (1/16), and no less than [`MIN_LIMITED_MAP`] (else nothing is recorded).
+const LIMITED_SHARE: u64 = 16;
+const MIN_LIMITED_MAP: usize = 4 << 20;
+/// What a shrunk mapping keeps past what was reserved: more than the reservations that may be
+/// in flight while it shrinks (each at most a chunk of a few MiB).
+const SHRINK_MARGIN: u64 = 64 << 20;
 const FIRST_STEP: u64 = 1 << 20;
 /// The file is grown by written zeros, in steps of WRITTEN_STEP, up to this length (where
 /// `write_reserves` holds for its file system).
@@ -60,6 +67,8 @@ pub struct Capture {
     trailer_at: AtomicU64,
     /// The file below this offset was dropped from memory (see `release_written`).
     released: AtomicU64,
+    /// The mapping was sized by the address-space limit (RLIMIT_AS).
+    limited: AtomicBool,
 }
 
 /// How much written capture may stay resident before it is dropped from memory.
@@ -79,6 +88,7 @@ pub static CAPTURE: Capture = Capture {
     records_dropped: AtomicU64::new(0),
     trailer_at: AtomicU64::new(0),
     released: AtomicU64::new(0),
+    limited: AtomicBool::new(false),
 };
 
 /// Bytes reserved for the trailer's payload.
@@ -95,6 +105,53 @@ fn write_reserves(fs: i64) -> bool {
     const XFS: i64 = 0x5846_5342;
     const TMPFS: i64 = 0x0102_1994;
     matches!(fs, EXT4 | XFS | TMPFS)
+}
+
+/// The process's address-space limit (RLIMIT_AS), when it has one.
+fn address_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a valid rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0
+        || lim.rlim_cur == libc::RLIM_INFINITY
+    {
+        return None;
+    }
+    Some(lim.rlim_cur)
+}
+
+/// The process's address space now, in bytes (/proc/self/statm's first field).
+fn vm_size() -> u64 {
+    let mut buf = [0u8; 128];
+    let n = sys::read_file(b"/proc/self/statm\0", &mut buf);
+    let pages = buf[..n]
+        .split(|&b| b == b' ')
+        .next()
+        .and_then(|f| core::str::from_utf8(f).ok())
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
+    pages * sys::page_size() as u64
+}
+
+/// The mapping sizes to try, largest first, and whether the address-space limit chose them.
+/// Without a limit, a terabyte (the capture never has to move). Under one, a sixteenth of the
+/// room the limit leaves (halved while the kernel refuses, down to 4 MiB): the reservation
+/// counts against the limit, and a program that runs alone must run under memtrace too.
+fn map_sizes() -> (Vec<usize>, bool) {
+    let Some(limit) = address_limit() else {
+        return (MAP_SIZES.to_vec(), false);
+    };
+    let page = sys::page_size();
+    let room = (limit.saturating_sub(vm_size()) / LIMITED_SHARE).min(MAP_SIZES[0] as u64);
+    let mut len = room as usize / page * page;
+    let mut sizes = Vec::new();
+    while len >= MIN_LIMITED_MAP {
+        sizes.push(len);
+        len = len / 2 / page * page;
+    }
+    (sizes, true)
 }
 
 /// The largest file this process may write (RLIMIT_FSIZE).
@@ -124,13 +181,15 @@ impl Capture {
         );
         self.released.store(0, Ordering::Relaxed);
         let mut mapped = None;
-        for len in MAP_SIZES {
+        let (sizes, limited) = map_sizes();
+        for len in sizes {
             if let Some(p) = sys::map_shared(fd, len) {
                 mapped = Some((p, len));
                 break;
             }
         }
         let (base, len) = mapped.ok_or(libc::ENOMEM)?;
+        self.limited.store(limited, Ordering::Relaxed);
         // Read-ahead on the first touch of the new file zero-filled a large block of pages past
         // the header (about 1.5 ms of every run's start-up), most of them beyond what a short
         // run writes. Only the first growth step goes without: past it, a capture that grows
@@ -180,8 +239,14 @@ impl Capture {
         // (and is below the cut) or sees the lowered `allocated` and grows the file again.
         let off = self.reserved.fetch_add(len, Ordering::SeqCst);
         let end = off + len;
-        if end > self.map_len.load(Ordering::Relaxed) as u64 {
-            self.fail(trailer_flags::SIZE_LIMIT);
+        // Sequentially consistent with `fit_address_limit`'s shrink.
+        if end > self.map_len.load(Ordering::SeqCst) as u64 {
+            let why = if self.limited.load(Ordering::Relaxed) {
+                trailer_flags::ADDRESS_LIMIT
+            } else {
+                0
+            };
+            self.fail(trailer_flags::SIZE_LIMIT | why);
             return None;
         }
         if end > self.allocated.load(Ordering::SeqCst) && !self.grow(end) {
@@ -437,6 +502,33 @@ impl Capture {
                 len,
             )
         });
+    }
+
+    /// The program lowers its address-space limit (RLIMIT_AS) to `limit`: a mapping reserved
+    /// without that limit (a terabyte of address space, nearly all of it unused) would leave
+    /// the program no room at all. The unused part of the mapping goes, down to the share of
+    /// the room the limit leaves that an open under that limit takes (see `map_sizes`), but
+    /// never below what was reserved, plus a margin for reservations in flight.
+    pub fn fit_address_limit(&self, limit: u64) {
+        let _g = self.grow_lock.lock();
+        let base = self.base.load(Ordering::Relaxed);
+        let len = self.map_len.load(Ordering::SeqCst);
+        if base.is_null() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let others = vm_size().saturating_sub(len as u64);
+        let room = limit.saturating_sub(others) / LIMITED_SHARE;
+        let used = self.reserved.load(Ordering::SeqCst) + SHRINK_MARGIN;
+        let page = sys::page_size() as u64;
+        let keep = room.max(used).div_ceil(page) * page;
+        if keep >= len as u64 {
+            return;
+        }
+        self.map_len.store(keep as usize, Ordering::SeqCst);
+        self.limited.store(true, Ordering::Relaxed);
+        // SAFETY: [base + keep, base + len) is the unused tail of this capture's own mapping:
+        // no reservation reaches it (checked against the lowered length from now on).
+        sys::unmap(unsafe { base.add(keep as usize) }, len - keep as usize);
     }
 
     /// In a fork child: forget the parent's capture without touching it.

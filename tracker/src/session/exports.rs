@@ -231,6 +231,13 @@ pub unsafe extern "C" fn syscall(
     );
 }
 
+// ---- a program that lowers its own address-space limit (session::limits) ----
+
+export!(setrlimit => crate::session::limits::setrlimit, (resource: c_int, new: *const libc::rlimit) -> c_int);
+export!(setrlimit64 => crate::session::limits::setrlimit, (resource: c_int, new: *const libc::rlimit) -> c_int);
+export!(prlimit => crate::session::limits::prlimit, (pid: pid_t, resource: c_int, new: *const libc::rlimit, old: *mut libc::rlimit) -> c_int);
+export!(prlimit64 => crate::session::limits::prlimit, (pid: pid_t, resource: c_int, new: *const libc::rlimit, old: *mut libc::rlimit) -> c_int);
+
 // ---- loaded objects (stacks::unwind) ----
 
 #[cfg(target_arch = "x86_64")]

@@ -10,6 +10,7 @@ pub(crate) mod exports;
 pub(crate) mod family;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
+pub(crate) mod limits;
 pub(crate) mod orphan;
 pub(crate) mod pyext;
 pub(crate) mod pyhook;

@@ -476,9 +476,9 @@ fn completeness(capture: &Path) -> Result<Option<String>, String> {
             body.records_dropped
         )));
     }
-    if body.flags & trailer_flags::SIZE_LIMIT != 0 {
+    if let Some(why) = trailer_flags::size_limit(body.flags) {
         return Ok(Some(format!(
-            "size limit reached, {} events dropped",
+            "{why}, {} events dropped",
             body.records_dropped
         )));
     }

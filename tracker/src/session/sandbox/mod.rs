@@ -233,6 +233,7 @@ pub unsafe extern "C" fn prctl(
 ///
 /// # Safety
 /// Same contract as libc's syscall for SYS_seccomp.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub unsafe extern "C" fn seccomp_call(
     _nr: c_long,
     op: c_ulong,

@@ -1,0 +1,127 @@
+//! An address-space limit (RLIMIT_AS: `ulimit -v`, `prlimit --as`, a program's own
+//! `resource.setrlimit`) counts the tracker's reservations too. A program that runs under its
+//! limit alone must run under memtrace: the capture's mapping takes a sixteenth of the room a
+//! limit leaves (capture::file's `map_sizes`), gives back its unused part when the program
+//! lowers its limit (session::limits), and when it is full, recording stops and says why.
+
+use memtrace_e2e::python::python;
+use memtrace_e2e::{memtrace_bin, scratch, stats};
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn num(s: &Value, key: &str) -> u64 {
+    s[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing: {s}"))
+}
+
+/// `words` run by python alone and under `memtrace run -o capture`, each with RLIMIT_AS set to
+/// `limit` at start when given.
+fn alone_and_tracked(
+    dir: &Path,
+    capture: &Path,
+    words: &[&str],
+    limit: Option<u64>,
+) -> (Output, Output) {
+    let py = python().to_str().expect("utf-8 path");
+    let limited = |mut cmd: Command| -> Output {
+        cmd.current_dir(dir);
+        if let Some(limit) = limit {
+            // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        cmd.output().expect("run")
+    };
+    let mut alone = Command::new(py);
+    alone.args(words);
+    let mut tracked = Command::new(memtrace_bin());
+    tracked
+        .args(["run", "-f", "-o"])
+        .arg(capture)
+        .args(["--python", py])
+        .args(words);
+    (limited(alone), limited(tracked))
+}
+
+#[test]
+fn a_program_that_lowers_its_own_address_space_limit_runs_as_alone() {
+    // Under a limit set at run time the terabyte the capture reserved at start made every
+    // allocation fail (a MemoryError at once, then an abort of the tracker's own).
+    let dir = scratch("rlimit-own");
+    let script = "import resource\n\
+                  resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n\
+                  blocks = [bytearray(1 << 20) for _ in range(500)]\n\
+                  print('ok', len(blocks))\n";
+    std::fs::write(dir.join("own.py"), script).expect("write");
+    let cap = dir.join("own.bin");
+    let (alone, tracked) = alone_and_tracked(&dir, &cap, &["own.py"], None);
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    // The 500 buffers of 1 MiB are live at the end.
+    assert!(num(&s, "peak_bytes") >= 500 << 20, "{s}");
+}
+
+#[test]
+fn a_program_started_under_an_address_space_limit_runs_as_alone() {
+    let dir = scratch("rlimit-start");
+    let cap = dir.join("start.bin");
+    let code = "x = bytearray(1400 << 20); print('ok', len(x))";
+    let (alone, tracked) = alone_and_tracked(&dir, &cap, &["-c", code], Some(2_000_000_000));
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert!(num(&s, "peak_bytes") >= 1400 << 20, "{s}");
+}
+
+#[test]
+fn a_capture_that_fills_the_room_a_limit_leaves_stops_and_says_why() {
+    // 200 MB of address space: the capture gets about 10 MB, and 6 million events of random
+    // sizes and lifetimes need more. The program runs to its end all the same.
+    let dir = scratch("rlimit-full");
+    let script = "import random\n\
+                  random.seed(1)\n\
+                  keep = [None] * 1000\n\
+                  for i in range(3_000_000):\n    \
+                      keep[random.randrange(1000)] = bytes(random.randrange(1, 300))\n\
+                  print('done')\n";
+    std::fs::write(dir.join("churn.py"), script).expect("write");
+    let cap = dir.join("churn.bin");
+    let (alone, tracked) = alone_and_tracked(&dir, &cap, &["churn.py"], Some(200_000_000));
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let why = "the capture filled the room the address-space limit (ulimit -v) left it";
+    let stderr = String::from_utf8_lossy(&tracked.stderr);
+    assert!(stderr.contains(why), "{stderr}");
+    let report = Command::new(memtrace_bin())
+        .arg("stats")
+        .arg(&cap)
+        .output()
+        .expect("stats");
+    assert!(report.status.success(), "{report:?}");
+    assert!(
+        String::from_utf8_lossy(&report.stderr).contains(why),
+        "{report:?}"
+    );
+    // What was recorded before it filled is there.
+    let s = stats(&cap);
+    assert!(num(&s, "total_allocations") > 100_000, "{s}");
+}
