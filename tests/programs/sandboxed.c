@@ -6,7 +6,10 @@
  *   deny-list   syscall(SYS_seccomp) with a filter that allows everything but ptrace;
  *   strict      prctl strict mode: read, write and exit only (it ends with a raw exit);
  *   exec        the allow-list and what an exec and a dynamic loader need, then it execs itself
- *               as `sandboxed execd`, which says so and exits.
+ *               as `sandboxed execd`, which says so and exits;
+ *   wait        the allow-list and what waiting for a file needs, says "ready", waits for the
+ *               file "go" in its directory, allocates, says "bye" and exits with status 7 (the
+ *               target of `memtrace attach`, which must leave it alone).
  * Before the filter: 100 blocks of 1,000 bytes, kept. After it: 200 of 3,000 kept, 50 of 5,000
  * freed, and a child (fork) that exits with status 3. Output goes through write(2) only (no
  * stdio buffer is allocated). */
@@ -73,6 +76,20 @@ static struct sock_filter exec_list[] = {
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
 };
 
+/* The allow-list and what waiting for a file takes (access, sleeping). */
+static struct sock_filter wait_list[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    ALLOW(SYS_read), ALLOW(SYS_write), ALLOW(SYS_exit), ALLOW(SYS_exit_group),
+    ALLOW(SYS_brk), ALLOW(SYS_mmap), ALLOW(SYS_munmap), ALLOW(SYS_mprotect),
+    ALLOW(SYS_getrandom), ALLOW(SYS_futex), ALLOW(SYS_rt_sigreturn), ALLOW(SYS_access),
+    ALLOW(SYS_faccessat), ALLOW(SYS_faccessat2), ALLOW(SYS_nanosleep), ALLOW(SYS_clock_nanosleep),
+    ALLOW(SYS_restart_syscall),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+};
+
 static struct sock_filter deny_list[] = {
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_ptrace, 0, 1),
@@ -100,6 +117,14 @@ int main(int argc, char **argv) {
         char *args[] = {argv[0], "execd", NULL};
         execv("/proc/self/exe", args);
         return 5;
+    } else if (strcmp(mode, "wait") == 0) {
+        struct sock_fprog prog = {sizeof wait_list / sizeof wait_list[0], wait_list};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) return 2;
+        say("ready\n");
+        while (access("go", F_OK) != 0) usleep(20000);
+        keep(10, 2000);
+        say("bye\n");
+        return 7;
     } else if (strcmp(mode, "strict") == 0) {
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0) != 0) return 2;
         say("strict mode\n");

@@ -247,6 +247,29 @@ fn attach_refuses_a_missing_process_and_a_static_program() {
     drop(target);
 }
 
+/// A process that sandboxed itself with a seccomp filter of its own (tests/programs/sandboxed.c
+/// `wait`: an allow-list that kills on any other call): loading the tracker would make it call
+/// what its filter forbids (openat, ...) and kill it. The attach is refused in one line, and the
+/// process goes on to its own end.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn attach_refuses_a_process_that_sandboxed_itself() {
+    let dir = scratch("attach_sandboxed");
+    let bin = memtrace_e2e::compile("sandboxed", &dir);
+    let mut cmd = Command::new(&bin);
+    cmd.arg("wait");
+    let target = Target::start(cmd, &dir);
+    let out = memtrace(&["attach", &target.pid()], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert_refused(&out, "runs under a seccomp filter of its own");
+    std::fs::write(dir.join("go"), b"").expect("go");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+}
+
 /// Another user's process: as root, memtrace runs as `nobody` (setpriv) against a process of
 /// root's, and is refused with what to change.
 #[test]

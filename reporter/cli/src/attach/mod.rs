@@ -136,6 +136,9 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             "process {pid} is statically linked (no C library is loaded): the tracker cannot be loaded into it"
         ));
     };
+    if let Some(why) = target::sandbox_refusal(pid) {
+        return Err(why);
+    }
     let dir = state_dir(pid);
     let tracker_loaded = objects.iter().any(|m| {
         m.path.file_name().is_some_and(|n| {

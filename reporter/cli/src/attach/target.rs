@@ -124,3 +124,77 @@ mod tests {
         assert_eq!(python_minor(&[], Path::new("/bin/sleep")), None);
     }
 }
+
+/// A process's seccomp state, from its /proc status: the mode (0 none, 1 strict, 2 filter)
+/// and how many filters it runs under (None where the kernel does not say).
+fn seccomp_of(status: &str) -> (u32, Option<u32>) {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    (field("Seccomp:").unwrap_or(0), field("Seccomp_filters:"))
+}
+
+/// Why the tracker must not be loaded into process `pid` because of its seccomp filters, if
+/// it must not: strict mode, or filters beyond those memtrace itself runs under (a container's
+/// own, which allow what memtrace does). A filter of the program's own may forbid the calls of
+/// the loader and of the tracker, and a forbidden call can kill the process; its filter cannot
+/// be read from here to tell.
+pub fn sandbox_refusal(pid: i32) -> Option<String> {
+    let theirs = seccomp_of(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?);
+    let ours = seccomp_of(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
+    refusal(pid, theirs, ours)
+}
+
+fn refusal(pid: i32, theirs: (u32, Option<u32>), ours: (u32, Option<u32>)) -> Option<String> {
+    let own_filter = match (theirs, ours) {
+        ((0, _), _) => false,
+        ((1, _), _) => true,
+        ((_, Some(t)), (_, Some(o))) => t > o,
+        // Filters without a count (an old kernel): only those memtrace runs under too.
+        (_, (m, None)) => m == 0,
+        ((_, None), _) => true,
+    };
+    own_filter.then(|| {
+        format!(
+            "process {pid} runs under a seccomp filter of its own: it may forbid the system calls \
+             of loading the tracker, and a forbidden call can kill the process (start it with \
+             memtrace run instead: recording then stops where it sandboxes itself)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod seccomp_tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_state_from_a_status_file() {
+        let status =
+            "Name:\tsshd\nSeccomp:\t2\nSeccomp_filters:\t1\nSpeculation_Store_Bypass:\tx\n";
+        assert_eq!(seccomp_of(status), (2, Some(1)));
+        assert_eq!(seccomp_of("Name:\tx\nSeccomp:\t0\n"), (0, None));
+        assert_eq!(seccomp_of(""), (0, None));
+    }
+
+    #[test]
+    fn a_filter_of_the_process_s_own_is_refused() {
+        let none = (0, Some(0));
+        assert!(refusal(1, none, none).is_none());
+        assert!(refusal(1, (1, Some(0)), none).is_some(), "strict mode");
+        assert!(refusal(1, (2, Some(1)), none).is_some(), "its own filter");
+        // A container's filter, which memtrace runs under too.
+        assert!(refusal(1, (2, Some(1)), (2, Some(1))).is_none());
+        assert!(
+            refusal(1, (2, Some(2)), (2, Some(1))).is_some(),
+            "one more of its own"
+        );
+        assert!(
+            refusal(1, (2, None), (2, None)).is_none(),
+            "no counts: both filtered"
+        );
+        assert!(refusal(1, (2, None), (0, None)).is_some());
+    }
+}
