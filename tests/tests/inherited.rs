@@ -196,3 +196,31 @@ fn a_program_fails_on_its_closed_stdout_as_it_would_without_memtrace() {
     assert_eq!(tracked.status.code(), plain.status.code(), "{tracked:?}");
     assert_eq!(tracked.stderr, plain.stderr);
 }
+
+/// errno when main starts is 0 (C11 7.5), and a fork child finds the errno it had: the
+/// tracker's start-up (its failed lookups) and a followed child's start leaked ENOENT into both.
+#[test]
+fn a_program_starts_with_errno_zero_and_a_fork_child_keeps_its_errno() {
+    let dir = scratch("errno-start");
+    let prog = compile("errno_start", &dir);
+    let alone = Command::new(&prog).output().expect("run");
+    assert_eq!(String::from_utf8_lossy(&alone.stdout), "start 0\nchild 0\n");
+    let p = prog.to_str().expect("utf-8 path");
+    for opts in [
+        &[][..],
+        &["--follow-fork"][..],
+        &["--native"][..],
+        &["--aggregate"][..],
+    ] {
+        let cap = dir.join("errno.bin");
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(&cap)
+            .args(opts)
+            .args(["--", p]);
+        let out =
+            watchdog::output_within(cmd.current_dir(&dir).stdin(Stdio::null()), watchdog::LIMIT);
+        assert_eq!(out.status.code(), Some(0), "{opts:?}: {out:?}");
+        assert_eq!(out.stdout, alone.stdout, "{opts:?}");
+    }
+}

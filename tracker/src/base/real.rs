@@ -194,7 +194,7 @@ fn resolve() -> Option<&'static Real> {
 }
 
 /// The bootstrap arena: bump allocation, never freed.
-const ARENA_SIZE: usize = 2 << 20;
+const ARENA_SIZE: usize = 256 * 1024;
 #[repr(C, align(64))]
 struct Arena(UnsafeCell<[u8; ARENA_SIZE]>);
 // SAFETY: blocks are handed out by an atomic bump pointer, each to one caller.

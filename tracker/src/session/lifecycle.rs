@@ -23,6 +23,9 @@ static INIT: extern "C" fn() = memtrace_init;
 static FINI: extern "C" fn() = memtrace_fini;
 
 extern "C" fn memtrace_init() {
+    // The program starts with errno 0 (C11 7.5): the start-up's failed lookups (a file that
+    // does not exist, a symbol not found) must not show.
+    let _errno = sys::ErrnoGuard::new();
     tls::guarded(|| {
         // Whatever else happens: the program must not outlive a killed memtrace.
         crate::orphan::die_with_parent();
@@ -492,6 +495,9 @@ pub(crate) extern "C" fn fork_parent() {
 /// In the child: a lock may have been held by a thread that does not exist here, so all are
 /// released; then the child stops recording, or (--follow-fork) starts a capture of its own.
 pub(crate) extern "C" fn fork_child() {
+    // fork() returns in the child with the errno it had: a followed child's start must not
+    // change it.
+    let _errno = sys::ErrnoGuard::new();
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
     CAPTURE.unlock_after_fork();
