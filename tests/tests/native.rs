@@ -4,6 +4,7 @@
 
 use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::*;
+use std::process::Command;
 
 fn setup(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = scratch(name);
@@ -557,5 +558,44 @@ fn abort_a_failed_assert_and_quick_exit_leave_a_complete_capture() {
             assert_eq!(delta("leaked_allocations"), 100, "{how} {mode:?}");
             assert_eq!(delta("leaked_bytes"), 100_000, "{how} {mode:?}");
         }
+    }
+}
+
+/// A program with its own entry point (-nostartfiles): nothing runs the libraries' destructors
+/// at its exit, so the capture was never finished ("incomplete") although the program exited
+/// normally. Finished by an exit handler the tracker registers at start.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_program_with_its_own_entry_point_leaves_a_complete_capture() {
+    let dir = scratch("own-start");
+    let src = workspace().join("tests/programs/own_start.c");
+    let prog = dir.join("own_start");
+    let built = Command::new("gcc")
+        .args(["-O0", "-fno-builtin", "-nostartfiles", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let alone = Command::new(&prog).output().expect("run");
+    assert_eq!(alone.status.code(), Some(7));
+    let p = prog.to_str().expect("utf-8 path");
+    for mode in [&[][..], &["--aggregate"][..], &["--native"][..]] {
+        let cap = dir.join("own.bin");
+        let mut args = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path")];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--", p]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(7), "{mode:?}: {out:?}");
+        assert_eq!(out.stdout, alone.stdout, "{mode:?}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{mode:?}: {s}");
+        assert_eq!(s["total_allocations"].as_u64(), Some(10), "{mode:?}: {s}");
+        assert_eq!(s["total_frees"].as_u64(), Some(5), "{mode:?}: {s}");
+        assert_eq!(
+            s["leaked_bytes"].as_u64(),
+            Some(105 + 106 + 107 + 108 + 109),
+            "{mode:?}"
+        );
     }
 }

@@ -68,9 +68,22 @@ extern "C" fn memtrace_init() {
             CAPTURE_PID.store(pid, Ordering::Relaxed);
             STARTED.store(true, Ordering::Release);
             ACTIVE.store(true, Ordering::Release);
+            // SAFETY: registering a plain function that never unwinds.
+            unsafe { libc::atexit(finish_without_start_main) };
         }
         *CONFIG.lock() = Some(cfg);
     });
+}
+
+/// Registered at start-up, so it runs after the program's own exit handlers. A program with an
+/// entry point of its own (`-nostartfiles`: no `__libc_start_main`) has no one to run the
+/// libraries' destructors at exit, this library's `memtrace_fini` included: the capture is
+/// finished here then. Otherwise nothing: `memtrace_fini` runs later, after the destructors
+/// of the other libraries, whose frees it records.
+extern "C" fn finish_without_start_main() {
+    if REAL_MAIN.load(Ordering::Acquire) == 0 {
+        finish_now();
+    }
 }
 
 /// The path this library was loaded from.
