@@ -972,3 +972,62 @@ fn a_module_named_threading_beside_the_script_is_the_program_s_own() {
     assert_eq!(tracked.stdout, alone.stdout);
     assert_eq!(tracked.stderr, alone.stderr);
 }
+
+/// The hook that names threads is the threads' profile function until their first call: the
+/// program saw it in `threading.getprofile()` (a test asserting None failed), and its own
+/// `threading.setprofile` replaced it (no more thread names). Now the program sees its own
+/// function (or None), its function gets the events of new threads from their first call on,
+/// and the threads are still named.
+#[test]
+fn threading_getprofile_shows_the_program_s_own_profile_function() {
+    let dir = scratch("py-getprofile");
+    let script = write(
+        &dir,
+        "prof.py",
+        r#"import threading
+print(threading.getprofile())
+seen = []
+def prof(frame, event, arg):
+    if event == "call":
+        seen.append((threading.current_thread().name, frame.f_code.co_name))
+threading.setprofile(prof)
+print(threading.getprofile() is prof)
+def work():
+    sum(range(10))
+def named():
+    work()
+t = threading.Thread(target=named, name="worker-1")
+t.start(); t.join()
+print(sorted(set(n for n, f in seen if f in ("named", "work"))), ("worker-1", "named") in seen)
+threading.setprofile(None)
+print(threading.getprofile())
+t = threading.Thread(target=named, name="worker-2"); t.start(); t.join()
+print(any(n == "worker-2" for n, f in seen))
+"#,
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    for (minor, py) in claimed_pythons() {
+        let alone = interpreter_maybe_tracked(&py, None, &script, &empty, &dir);
+        assert_eq!(
+            String::from_utf8_lossy(&alone.stdout),
+            "None\nTrue\n['worker-1'] True\nNone\nFalse\n",
+            "3.{minor}: {alone:?}"
+        );
+        let cap = dir.join(format!("prof{minor}.bin"));
+        let tracked = interpreter_maybe_tracked(&py, Some(&cap), &script, &empty, &dir);
+        assert_eq!(tracked.status.code(), Some(0), "3.{minor}: {tracked:?}");
+        assert_eq!(tracked.stdout, alone.stdout, "3.{minor}");
+        assert_eq!(tracked.stderr, alone.stderr, "3.{minor}");
+        let s = stats(&cap);
+        let names: Vec<&str> = s["threads"]
+            .as_array()
+            .expect("threads")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        for name in ["worker-1", "worker-2"] {
+            assert!(names.contains(&name), "3.{minor}: {names:?}");
+        }
+    }
+}

@@ -63,8 +63,37 @@ def _memtrace_name_threads(threading, started):
     # A module of the program's own named threading (beside its script) is left alone.
     current = getattr(threading, "current_thread", None)
     setprofile = getattr(threading, "setprofile", None)
-    if callable(current) and callable(setprofile):
-        setprofile(lambda frame, event, arg: started(current().name))
+    if not (callable(current) and callable(setprofile)):
+        return
+    import sys
+
+    # The hook every new thread runs at its first call: it names the thread and removes
+    # itself. It stays out of the program's sight: threading.getprofile() shows the program's
+    # own function (None until it sets one), and threading.setprofile(f) makes f the threads'
+    # profile function again, installed by the hook, which hands it that first event.
+    own = [None]
+
+    def hook(frame, event, arg):
+        started(current().name)
+        func = own[0]
+        if func is not None:
+            sys.setprofile(func)
+            return func(frame, event, arg)
+
+    def program_setprofile(func):
+        own[0] = func
+
+    def program_getprofile():
+        return own[0]
+
+    for name, value in (("setprofile", program_setprofile), ("getprofile", program_getprofile)):
+        original = getattr(threading, name, None)
+        if original is not None:
+            value.__name__ = original.__name__
+            value.__qualname__ = original.__qualname__
+            value.__doc__ = original.__doc__
+            setattr(threading, name, value)
+    setprofile(hook)
 
 
 class _MemtraceThreadNames:
