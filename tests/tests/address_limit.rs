@@ -125,3 +125,49 @@ fn a_capture_that_fills_the_room_a_limit_leaves_stops_and_says_why() {
     let s = stats(&cap);
     assert!(num(&s, "total_allocations") > 100_000, "{s}");
 }
+
+/// A data limit (RLIMIT_DATA, `ulimit -d`) counts the tracker's private memory: its .bss and
+/// tables, about 1 MiB (an emergency arena of 2 MiB took more than the program had left). A
+/// program that fills 2,000 KiB under a 4,096 KiB limit alone does so under memtrace.
+#[test]
+fn a_data_limit_leaves_the_program_its_room() {
+    let dir = scratch("rlimit-data");
+    let prog = memtrace_e2e::compile("data_fill", &dir);
+    let limit: u64 = 4096 << 10;
+    let limited = |mut cmd: Command| -> Output {
+        // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: limit,
+                    rlim_max: limit,
+                };
+                if libc::setrlimit(libc::RLIMIT_DATA, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        cmd.current_dir(&dir).output().expect("run")
+    };
+    let mut alone = Command::new(&prog);
+    alone.arg("2000");
+    let alone = limited(alone);
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "allocated 2000 KiB\n"
+    );
+    let cap = dir.join("data.bin");
+    let mut tracked = Command::new(memtrace_bin());
+    tracked
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .arg("2000");
+    let tracked = limited(tracked);
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    // The 2,000 blocks and stdout's buffer.
+    assert_eq!(num(&stats(&cap), "total_allocations"), 2001);
+}

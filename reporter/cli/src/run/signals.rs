@@ -88,19 +88,24 @@ impl Forwarder {
         }
         let state = Arc::new(Mutex::new(State::default()));
         let shared = Arc::clone(&state);
-        let thread = std::thread::spawn(move || {
-            for info in signals.forever() {
-                let mut state = lock(&shared);
-                match state.program {
-                    Some(pid) if !state.ended => {
-                        if !received_it_too(info.si_signo, info.si_code, pid) {
-                            send(pid, info.si_signo);
+        // A small stack: a thread's stack counts against the data limit (`ulimit -d`) the
+        // program is run under, and this loop needs little. A thread that cannot be made is an
+        // error the caller reports (a panic here hung memtrace when RUST_BACKTRACE was set).
+        let thread = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || {
+                for info in signals.forever() {
+                    let mut state = lock(&shared);
+                    match state.program {
+                        Some(pid) if !state.ended => {
+                            if !received_it_too(info.si_signo, info.si_code, pid) {
+                                send(pid, info.si_signo);
+                            }
                         }
+                        _ => state.held.push(info.si_signo),
                     }
-                    _ => state.held.push(info.si_signo),
                 }
-            }
-        });
+            })?;
         Ok(Forwarder {
             handle,
             state,
