@@ -47,47 +47,38 @@ static void churn(int n, size_t size) {
     }
 }
 
+/* An allow-list's start (x86-64 only, the call's number loaded) and end (kill on any other
+ * call), and the calls every list allows: what this program needs to allocate and write. */
+#define LIST_START                                                              \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),   \
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),              \
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),                       \
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),     \
+    ALLOW(SYS_read), ALLOW(SYS_write), ALLOW(SYS_exit), ALLOW(SYS_exit_group), \
+    ALLOW(SYS_brk), ALLOW(SYS_mmap), ALLOW(SYS_munmap), ALLOW(SYS_mprotect),   \
+    ALLOW(SYS_getrandom), ALLOW(SYS_futex), ALLOW(SYS_rt_sigreturn)
+#define LIST_END BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
+
+/* ... and a fork. */
 static struct sock_filter allow_list[] = {
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-    ALLOW(SYS_read), ALLOW(SYS_write), ALLOW(SYS_exit), ALLOW(SYS_exit_group),
-    ALLOW(SYS_brk), ALLOW(SYS_mmap), ALLOW(SYS_munmap), ALLOW(SYS_mprotect),
-    ALLOW(SYS_getrandom), ALLOW(SYS_futex), ALLOW(SYS_rt_sigreturn), ALLOW(SYS_clone),
-    ALLOW(SYS_clone3), ALLOW(SYS_wait4), ALLOW(SYS_set_robust_list), ALLOW(SYS_rt_sigprocmask),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    LIST_START, ALLOW(SYS_clone), ALLOW(SYS_clone3), ALLOW(SYS_wait4),
+    ALLOW(SYS_set_robust_list), ALLOW(SYS_rt_sigprocmask), LIST_END,
 };
 
-/* The allow-list, the exec and what the loader of a dynamically linked program calls (no
- * prctl, readlink, gettid, ftruncate: what a tracker starting in the new image would call). */
+/* ... and the exec and what the loader of a dynamically linked program calls (no prctl,
+ * readlink, gettid, ftruncate: what a tracker starting in the new image would call). */
 static struct sock_filter exec_list[] = {
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-    ALLOW(SYS_read), ALLOW(SYS_write), ALLOW(SYS_exit), ALLOW(SYS_exit_group),
-    ALLOW(SYS_brk), ALLOW(SYS_mmap), ALLOW(SYS_munmap), ALLOW(SYS_mprotect),
-    ALLOW(SYS_getrandom), ALLOW(SYS_futex), ALLOW(SYS_rt_sigreturn), ALLOW(SYS_execve),
-    ALLOW(SYS_openat), ALLOW(SYS_close), ALLOW(SYS_fstat), ALLOW(SYS_newfstatat),
-    ALLOW(SYS_pread64), ALLOW(SYS_arch_prctl), ALLOW(SYS_set_tid_address),
-    ALLOW(SYS_set_robust_list), ALLOW(SYS_rseq), ALLOW(SYS_prlimit64), ALLOW(SYS_access),
-    ALLOW(SYS_faccessat), ALLOW(SYS_faccessat2), ALLOW(SYS_rt_sigprocmask),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    LIST_START, ALLOW(SYS_execve), ALLOW(SYS_openat), ALLOW(SYS_close), ALLOW(SYS_fstat),
+    ALLOW(SYS_newfstatat), ALLOW(SYS_pread64), ALLOW(SYS_arch_prctl),
+    ALLOW(SYS_set_tid_address), ALLOW(SYS_set_robust_list), ALLOW(SYS_rseq),
+    ALLOW(SYS_prlimit64), ALLOW(SYS_access), ALLOW(SYS_faccessat), ALLOW(SYS_faccessat2),
+    ALLOW(SYS_rt_sigprocmask), LIST_END,
 };
 
-/* The allow-list and what waiting for a file takes (access, sleeping). */
+/* ... and what waiting for a file takes (access, sleeping). */
 static struct sock_filter wait_list[] = {
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-    ALLOW(SYS_read), ALLOW(SYS_write), ALLOW(SYS_exit), ALLOW(SYS_exit_group),
-    ALLOW(SYS_brk), ALLOW(SYS_mmap), ALLOW(SYS_munmap), ALLOW(SYS_mprotect),
-    ALLOW(SYS_getrandom), ALLOW(SYS_futex), ALLOW(SYS_rt_sigreturn), ALLOW(SYS_access),
-    ALLOW(SYS_faccessat), ALLOW(SYS_faccessat2), ALLOW(SYS_nanosleep), ALLOW(SYS_clock_nanosleep),
-    ALLOW(SYS_restart_syscall),
-    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+    LIST_START, ALLOW(SYS_access), ALLOW(SYS_faccessat), ALLOW(SYS_faccessat2),
+    ALLOW(SYS_nanosleep), ALLOW(SYS_clock_nanosleep), ALLOW(SYS_restart_syscall), LIST_END,
 };
 
 static struct sock_filter deny_list[] = {

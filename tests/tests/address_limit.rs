@@ -17,6 +17,23 @@ fn num(s: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} missing: {s}"))
 }
 
+/// `cmd` starts with its `resource` limit (soft and hard) at `limit`.
+fn set_limit(cmd: &mut Command, resource: libc::__rlimit_resource_t, limit: u64) {
+    // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(resource, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}
+
 /// `words` run by python alone and under `memtrace run -o capture`, each with RLIMIT_AS set to
 /// `limit` at start when given.
 fn alone_and_tracked(
@@ -29,19 +46,7 @@ fn alone_and_tracked(
     let limited = |mut cmd: Command| -> Output {
         cmd.current_dir(dir);
         if let Some(limit) = limit {
-            // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                })
-            };
+            set_limit(&mut cmd, libc::RLIMIT_AS, limit);
         }
         cmd.output().expect("run")
     };
@@ -135,19 +140,7 @@ fn a_data_limit_leaves_the_program_its_room() {
     let prog = memtrace_e2e::compile("data_fill", &dir);
     let limit: u64 = 4096 << 10;
     let limited = |mut cmd: Command| -> Output {
-        // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
-        unsafe {
-            cmd.pre_exec(move || {
-                let lim = libc::rlimit {
-                    rlim_cur: limit,
-                    rlim_max: limit,
-                };
-                if libc::setrlimit(libc::RLIMIT_DATA, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
+        set_limit(&mut cmd, libc::RLIMIT_DATA, limit);
         cmd.current_dir(&dir).output().expect("run")
     };
     let mut alone = Command::new(&prog);

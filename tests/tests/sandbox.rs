@@ -29,6 +29,32 @@ fn child_captures(dir: &Path, capture: &str) -> usize {
         .count()
 }
 
+/// `memtrace run -f -o <dir>/<name> OPTS WORDS...`, which must print and end as the program
+/// alone did (`alone`) and say that recording stopped exactly when `stops`: the capture's path.
+fn run_as_alone(
+    dir: &Path,
+    name: &str,
+    opts: &[&str],
+    words: &[&str],
+    alone: &std::process::Output,
+    stops: bool,
+) -> std::path::PathBuf {
+    let cap = dir.join(name);
+    let mut args = vec!["run", "-f", "-o", cap.to_str().expect("utf-8 path")];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(words);
+    let out = memtrace(&args, dir);
+    assert_eq!(out.status.code(), alone.status.code(), "{name}: {out:?}");
+    assert_eq!(out.stdout, alone.stdout, "{name}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.contains("recording stopped where the program sandboxed itself"),
+        stops,
+        "{name}: {stderr}"
+    );
+    cap
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_program_that_sandboxes_itself_runs_as_without_memtrace() {
@@ -53,19 +79,7 @@ fn a_program_that_sandboxes_itself_runs_as_without_memtrace() {
             &["--native"][..],
         ] {
             let name = format!("{mode}{}.bin", opts.join(""));
-            let cap = dir.join(&name);
-            let mut args = vec!["run", "-f", "-o", cap.to_str().expect("utf-8 path")];
-            args.extend_from_slice(opts);
-            args.extend_from_slice(&["--", p, mode]);
-            let out = memtrace(&args, &dir);
-            assert_eq!(out.status.code(), Some(0), "{mode} {opts:?}: {out:?}");
-            assert_eq!(out.stdout, alone.stdout, "{mode} {opts:?}");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(
-                stderr.contains("recording stopped where the program sandboxed itself"),
-                stops,
-                "{mode} {opts:?}: {stderr}"
-            );
+            let cap = run_as_alone(&dir, &name, opts, &["--", p, mode], &alone, stops);
             let s = stats(&cap);
             assert_eq!(s["complete"].as_bool(), Some(true), "{mode} {opts:?}: {s}");
             let expected = if stops {
@@ -158,19 +172,8 @@ fn a_python_program_that_sandboxes_itself_runs_as_without_memtrace() {
         // (--native: the C program's test; its locations are native frames.)
         for opts in [&[][..], &["--aggregate"][..], &["--no-types"][..]] {
             let name = format!("{mode}{}.bin", opts.join(""));
-            let cap = dir.join(&name);
-            let mut args = vec!["run", "-f", "-o", cap.to_str().expect("utf-8 path")];
-            args.extend_from_slice(opts);
-            args.extend_from_slice(&["--python", py, "sandboxed.py", mode]);
-            let out = memtrace(&args, &dir);
-            assert_eq!(out.status.code(), Some(0), "{mode} {opts:?}: {out:?}");
-            assert_eq!(out.stdout, alone.stdout, "{mode} {opts:?}");
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(
-                stderr.contains("recording stopped where the program sandboxed itself"),
-                stops,
-                "{mode} {opts:?}: {stderr}"
-            );
+            let words = ["--python", py, "sandboxed.py", mode];
+            let cap = run_as_alone(&dir, &name, opts, &words, &alone, stops);
             let out = Command::new(memtrace_e2e::memtrace_bin())
                 .args(["stats", "--json", "-n", "1000"])
                 .arg(&cap)

@@ -144,7 +144,7 @@ fn map_sizes() -> (Vec<usize>, bool) {
         return (MAP_SIZES.to_vec(), false);
     };
     let page = sys::page_size();
-    let room = (limit.saturating_sub(vm_size()) / LIMITED_SHARE).min(MAP_SIZES[0] as u64);
+    let room = share_of_room(limit, vm_size()).min(MAP_SIZES[0] as u64);
     let mut len = room as usize / page * page;
     let mut sizes = Vec::new();
     while len >= MIN_LIMITED_MAP {
@@ -152,6 +152,12 @@ fn map_sizes() -> (Vec<usize>, bool) {
         len = len / 2 / page * page;
     }
     (sizes, true)
+}
+
+/// What the capture may reserve under the address-space limit `limit` when the rest of the
+/// process takes `others` bytes of address space: a sixteenth of the room left.
+fn share_of_room(limit: u64, others: u64) -> u64 {
+    limit.saturating_sub(others) / LIMITED_SHARE
 }
 
 /// The largest file this process may write (RLIMIT_FSIZE).
@@ -516,8 +522,7 @@ impl Capture {
         if base.is_null() || self.closed.load(Ordering::Acquire) {
             return;
         }
-        let others = vm_size().saturating_sub(len as u64);
-        let room = limit.saturating_sub(others) / LIMITED_SHARE;
+        let room = share_of_room(limit, vm_size().saturating_sub(len as u64));
         let used = self.reserved.load(Ordering::SeqCst) + SHRINK_MARGIN;
         let page = sys::page_size() as u64;
         let keep = room.max(used).div_ceil(page) * page;

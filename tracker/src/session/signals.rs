@@ -12,7 +12,7 @@ use libc::{c_int, pid_t};
 /// # Safety
 /// Same contract as libc's kill.
 pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
-    if !sys::sandboxed() && pid > 0 && pid as u32 == sys::getpid() && ends_the_process(sig) {
+    if pid > 0 && !sys::sandboxed() && pid as u32 == sys::getpid() && ends_the_process(sig) {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.kill) {
@@ -27,7 +27,7 @@ pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
 /// # Safety
 /// Same contract as libc's raise.
 pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
-    if !sys::sandboxed() && ends_the_process(sig) {
+    if ends_the_process(sig) {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.raise) {
@@ -48,6 +48,10 @@ pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
 /// default or ignored (abort then restores the default). A handler of the program's may
 /// allocate, or jump out and go on: then the capture goes on too.
 fn abort_ends_at_once() -> bool {
+    // A sandboxed process: no system call, and no capture left to finish.
+    if sys::sandboxed() {
+        return false;
+    }
     // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only reads.
     unsafe {
         let mut old: libc::sigaction = core::mem::zeroed();
@@ -62,7 +66,7 @@ fn abort_ends_at_once() -> bool {
 /// # Safety
 /// Same contract as libc's abort.
 pub unsafe extern "C" fn abort() -> ! {
-    if !sys::sandboxed() && abort_ends_at_once() {
+    if abort_ends_at_once() {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.abort) {
@@ -82,7 +86,7 @@ pub unsafe extern "C" fn assert_fail(
     line: libc::c_uint,
     function: *const libc::c_char,
 ) -> ! {
-    if !sys::sandboxed() && abort_ends_at_once() {
+    if abort_ends_at_once() {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.assert_fail) {
@@ -110,6 +114,10 @@ fn abort_without_libc() -> ! {
 /// Whether `sig`, delivered now to this thread, ends the process: SIGKILL, or a signal whose
 /// default action is to terminate, left at its default and not blocked here.
 fn ends_the_process(sig: c_int) -> bool {
+    // A sandboxed process: no system call, and no capture left to finish.
+    if sys::sandboxed() {
+        return false;
+    }
     if sig == libc::SIGKILL {
         return true;
     }

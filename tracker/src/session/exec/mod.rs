@@ -241,16 +241,8 @@ unsafe fn exec_sandboxed(
     // SAFETY: as the caller promises.
     let env = unsafe { entries(envp) };
     let plain = Scratch::in_static().and_then(|mut s| {
-        let preload = env
-            .clone()
-            .find_map(|e| e.strip_prefix(b"LD_PRELOAD="))
-            .unwrap_or(b"");
-        let list = s.pointers(env.clone().count() + 2)?;
-        let k = program_variables(env.clone(), list);
-        if let Some(others) = preload_entry(&mut s, b"", preload, &plan.tracker) {
-            list[k] = others;
-        }
-        Some((list.as_ptr(), s))
+        let list = plain_environment(&mut s, env, &plan.tracker)?;
+        Some((list, s))
     });
     match plain {
         Some((list, _scratch)) => call(list),
@@ -306,11 +298,7 @@ unsafe fn prepare(
         n += 1;
     }
     list[n] = core::ptr::null();
-    let plain = s.pointers(env.clone().count() + 2)?;
-    let k = program_variables(env.clone(), plain);
-    if let Some(others) = preload_entry(&mut s, b"", preload, &plan.tracker) {
-        plain[k] = others;
-    }
+    let plain = plain_environment(&mut s, env, &plan.tracker)?;
     let payload = s.take(record::MAX_PAYLOAD)?;
     let len = record::encode(payload, next, program, args);
     let out = s.take(Encoder::table_record_len(len) + 16)?;
@@ -318,10 +306,29 @@ unsafe fn prepare(
     let used = Encoder::new().extended(out, 0, tick, record::EXEC_KIND, &payload[..len]);
     Some(Prepared {
         envp: list.as_ptr(),
-        plain_envp: plain.as_ptr(),
+        plain_envp: plain,
         record: &out[..used],
         _scratch: s,
     })
+}
+
+/// The program's environment `env` without the tracker: its variables gone, and LD_PRELOAD's
+/// entry of `tracker` (LD_PRELOAD too, when nothing else was in it), built in `s`.
+fn plain_environment<'e>(
+    s: &mut Scratch,
+    env: impl Iterator<Item = &'e [u8]> + Clone,
+    tracker: &[u8],
+) -> Option<*const *const c_char> {
+    let preload = env
+        .clone()
+        .find_map(|e| e.strip_prefix(b"LD_PRELOAD="))
+        .unwrap_or(b"");
+    let list = s.pointers(env.clone().count() + 2)?;
+    let k = program_variables(env, list);
+    if let Some(others) = preload_entry(s, b"", preload, tracker) {
+        list[k] = others;
+    }
+    Some(list.as_ptr())
 }
 
 /// Puts the entries of `env` that are the program's (not LD_PRELOAD, not the tracker's

@@ -138,18 +138,48 @@ pub fn allows(prog: &[Insn], call: &Call) -> bool {
     )
 }
 
+/// Filters written out for tests (here and in the sandbox's own).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub mod build {
+    use super::{Insn, RET_ALLOW};
 
-    const fn ins(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
+    pub const fn ins(code: u16, jt: u8, jf: u8, k: u32) -> Insn {
         Insn { code, jt, jf, k }
     }
-    const LD_NR: Insn = ins(0x20, 0, 0, 0);
-    const LD_ARCH: Insn = ins(0x20, 0, 0, 4);
-    const KILL: Insn = ins(0x06, 0, 0, 0x8000_0000);
-    const ALLOW: Insn = ins(0x06, 0, 0, RET_ALLOW);
-    const ERRNO: Insn = ins(0x06, 0, 0, 0x0005_0000 | 1);
+    pub const LD_NR: Insn = ins(0x20, 0, 0, 0);
+    pub const LD_ARCH: Insn = ins(0x20, 0, 0, 4);
+    pub const KILL: Insn = ins(0x06, 0, 0, 0x8000_0000);
+    pub const ALLOW: Insn = ins(0x06, 0, 0, RET_ALLOW);
+    /// Fails the call with EPERM.
+    pub const ERRNO: Insn = ins(0x06, 0, 0, 0x0005_0000 | 1);
+
+    /// An allow-list: the architecture `arch` checked, then each allowed number, else kill.
+    pub fn allow_list(arch: u32, numbers: &[u32]) -> Vec<Insn> {
+        let mut p = vec![LD_ARCH, ins(0x15, 1, 0, arch), KILL, LD_NR];
+        for &n in numbers {
+            p.push(ins(0x15, 0, 1, n));
+            p.push(ALLOW);
+        }
+        p.push(KILL);
+        p
+    }
+
+    /// A deny-list: `action` for each number, every other call allowed.
+    pub fn deny_list(numbers: &[u32], action: Insn) -> Vec<Insn> {
+        let mut p = vec![LD_NR];
+        for &n in numbers {
+            p.push(ins(0x15, 0, 1, n));
+            p.push(action);
+        }
+        p.push(ALLOW);
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build::*;
+    use super::*;
 
     fn call(nr: i32, args: [u64; 6]) -> Call {
         Call {
@@ -160,20 +190,9 @@ mod tests {
         }
     }
 
-    /// An allow-list: the architecture checked, then each allowed number, else kill.
-    fn allow_list(numbers: &[u32]) -> Vec<Insn> {
-        let mut p = vec![LD_ARCH, ins(0x15, 1, 0, 0xc000_003e), KILL, LD_NR];
-        for &n in numbers {
-            p.push(ins(0x15, 0, 1, n));
-            p.push(ALLOW);
-        }
-        p.push(KILL);
-        p
-    }
-
     #[test]
     fn an_allow_list_allows_its_calls_only() {
-        let p = allow_list(&[0, 1, 9, 60]);
+        let p = allow_list(0xc000_003e, &[0, 1, 9, 60]);
         for nr in [0, 1, 9, 60] {
             assert!(allows(&p, &call(nr, [0; 6])), "{nr}");
         }

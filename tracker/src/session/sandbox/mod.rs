@@ -254,119 +254,28 @@ pub unsafe extern "C" fn seccomp_call(
 
 #[cfg(test)]
 mod tests {
+    use super::bpf::build::*;
     use super::*;
 
     #[test]
     fn an_allow_list_for_the_program_alone_does_not_allow_the_tracker() {
-        // What a small C program needs (the test program tests/programs/sandboxed.c's list).
-        let mut p = vec![
-            Insn {
-                code: 0x20,
-                jt: 0,
-                jf: 0,
-                k: 4,
-            },
-            Insn {
-                code: 0x15,
-                jt: 1,
-                jf: 0,
-                k: ARCH,
-            },
-            Insn {
-                code: 0x06,
-                jt: 0,
-                jf: 0,
-                k: 0x8000_0000,
-            },
-            Insn {
-                code: 0x20,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            },
-        ];
-        for nr in [
+        // What a small C program needs (as tests/programs/sandboxed.c's list).
+        let numbers = [
             libc::SYS_read,
             libc::SYS_write,
             libc::SYS_mmap,
             libc::SYS_munmap,
-        ] {
-            p.push(Insn {
-                code: 0x15,
-                jt: 0,
-                jf: 1,
-                k: nr as u32,
-            });
-            p.push(Insn {
-                code: 0x06,
-                jt: 0,
-                jf: 0,
-                k: 0x7fff_0000,
-            });
-        }
-        p.push(Insn {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0x8000_0000,
-        });
-        assert!(!allows_the_tracker(&p));
+        ];
+        let program_alone = allow_list(ARCH, &numbers.map(|n| n as u32));
+        assert!(!allows_the_tracker(&program_alone));
         // A deny-list of one call the tracker never makes.
-        let deny = [
-            Insn {
-                code: 0x20,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            },
-            Insn {
-                code: 0x15,
-                jt: 0,
-                jf: 1,
-                k: libc::SYS_ptrace as u32,
-            },
-            Insn {
-                code: 0x06,
-                jt: 0,
-                jf: 0,
-                k: 0x8000_0000,
-            },
-            Insn {
-                code: 0x06,
-                jt: 0,
-                jf: 0,
-                k: 0x7fff_0000,
-            },
-        ];
-        assert!(allows_the_tracker(&deny));
-        // The same deny-list, with ftruncate: the capture could not grow.
-        let deny_ftruncate = [
-            Insn {
-                code: 0x20,
-                jt: 0,
-                jf: 0,
-                k: 0,
-            },
-            Insn {
-                code: 0x15,
-                jt: 0,
-                jf: 1,
-                k: libc::SYS_ftruncate as u32,
-            },
-            Insn {
-                code: 0x06,
-                jt: 0,
-                jf: 0,
-                k: 0x0005_0001,
-            },
-            Insn {
-                code: 0x06,
-                jt: 0,
-                jf: 0,
-                k: 0x7fff_0000,
-            },
-        ];
-        assert!(!allows_the_tracker(&deny_ftruncate));
+        assert!(allows_the_tracker(&deny_list(
+            &[libc::SYS_ptrace as u32],
+            KILL
+        )));
+        // ftruncate failed with EPERM: the capture could not grow.
+        let no_ftruncate = deny_list(&[libc::SYS_ftruncate as u32], ERRNO);
+        assert!(!allows_the_tracker(&no_ftruncate));
     }
 
     #[test]
@@ -376,12 +285,7 @@ mod tests {
             assert!(program_at(0).is_none());
             assert!(program_at(8).is_none());
         }
-        let insns = [Insn {
-            code: 0x06,
-            jt: 0,
-            jf: 0,
-            k: 0x7fff_0000,
-        }];
+        let insns = [ALLOW];
         let prog = Program {
             len: 1,
             filter: insns.as_ptr(),
