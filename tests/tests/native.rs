@@ -599,3 +599,65 @@ fn a_program_with_its_own_entry_point_leaves_a_complete_capture() {
         );
     }
 }
+
+/// A child made without fork()'s handlers (glibc's `_Fork`, a raw clone system call) runs the
+/// parent's image: it must neither write into the parent's capture (shared memory) nor finish it
+/// at its exit (which cut the file under the parent: SIGBUS). With --follow-fork a `_Fork`
+/// child gets a capture of its own, as a fork child does; a raw clone cannot be seen.
+#[test]
+fn a_child_made_without_fork_s_handlers_leaves_the_parent_s_capture_alone() {
+    let dir = scratch("fork-without-handlers");
+    let prog = compile("fork_without_handlers", &dir);
+    let p = prog.to_str().expect("utf-8 path");
+    for how in ["_Fork", "clone"] {
+        let alone = Command::new(&prog).arg(how).output().expect("run");
+        assert_eq!(alone.status.code(), Some(0), "{how}");
+        assert_eq!(alone.stdout, b"child exited 3\n", "{how}");
+        for mode in [
+            &[][..],
+            &["--aggregate"][..],
+            &["--native"][..],
+            &["--follow-fork"][..],
+        ] {
+            let cap = dir.join(format!("{how}.bin"));
+            let mut args = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path")];
+            args.extend_from_slice(mode);
+            args.extend_from_slice(&["--", p, how]);
+            let out = memtrace(&args, &dir);
+            assert_eq!(out.status.code(), Some(0), "{how} {mode:?}: {out:?}");
+            assert_eq!(out.stdout, alone.stdout, "{how} {mode:?}");
+            let s = stats(&cap);
+            assert_eq!(s["complete"].as_bool(), Some(true), "{how} {mode:?}: {s}");
+            // The parent's own: 10 + 1,000 + 10 and stdout's buffer; none of the child's 50.
+            assert_eq!(
+                s["total_allocations"].as_u64(),
+                Some(1021),
+                "{how} {mode:?}: {s}"
+            );
+            assert_eq!(s["total_frees"].as_u64(), Some(1000), "{how} {mode:?}: {s}");
+            assert_eq!(
+                s["leaked_bytes"].as_u64(),
+                Some(10 * 1000 + 10 * 1001 + 4096),
+                "{how} {mode:?}: {s}"
+            );
+            let children: Vec<_> = std::fs::read_dir(&dir)
+                .expect("scratch")
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{how}.bin.")))
+                .collect();
+            if how == "_Fork" && mode == ["--follow-fork"] {
+                assert_eq!(children.len(), 1, "{children:?}");
+                let c = stats(&dir.join(&children[0]));
+                assert_eq!(c["complete"].as_bool(), Some(true), "{c}");
+                assert_eq!(c["total_allocations"].as_u64(), Some(50), "{c}");
+                assert_eq!(c["total_frees"].as_u64(), Some(50), "{c}");
+            } else {
+                assert!(children.is_empty(), "{how} {mode:?}: {children:?}");
+            }
+            for c in children {
+                std::fs::remove_file(dir.join(c)).expect("remove the child's capture");
+            }
+        }
+    }
+}

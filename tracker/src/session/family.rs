@@ -33,6 +33,7 @@ type SpawnFn = unsafe extern "C" fn(
 ) -> c_int;
 
 static FORK: AtomicUsize = AtomicUsize::new(0);
+static UNDERSCORE_FORK: AtomicUsize = AtomicUsize::new(0);
 static SPAWN: AtomicUsize = AtomicUsize::new(0);
 static SPAWNP: AtomicUsize = AtomicUsize::new(0);
 /// The last vfork child recorded: one whose exec fails and tries again is recorded once.
@@ -47,6 +48,7 @@ fn next(name: &core::ffi::CStr) -> usize {
 pub fn resolve() {
     for (slot, name) in [
         (&FORK, c"fork"),
+        (&UNDERSCORE_FORK, c"_Fork"),
         (&SPAWN, c"posix_spawn"),
         (&SPAWNP, c"posix_spawnp"),
     ] {
@@ -85,20 +87,58 @@ pub unsafe extern "C" fn fork() -> pid_t {
     // SAFETY: libc's fork.
     let pid = unsafe { core::mem::transmute::<usize, ForkFn>(f)() };
     if pid > 0 && recording() {
-        let mut argv = [0u8; 4096];
-        let n = sys::read_file(b"/proc/self/cmdline\0", &mut argv);
-        let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);
-        let mut exe = [0u8; 4096];
-        let e = sys::readlink(b"/proc/self/exe\0", &mut exe);
-        record_child(
-            pid as u32,
-            sys::getpid(),
-            how::FORK,
-            &exe[..e],
-            words.split(|&b| b == 0),
-        );
+        record_fork_child(pid);
     }
     pid
+}
+
+/// Interposed _Fork(3) (glibc 2.34): a fork that runs no atfork handlers, for signal handlers
+/// and async-signal-safe code. The tracker's own fork handlers still run around it: without
+/// them the child would write into the parent's capture (shared memory) and finish it at exit.
+/// When the call interrupted one of the tracker's hooks on this thread (a signal handler), the
+/// tracker's locks may be held here: the child then only stops recording.
+///
+/// # Safety
+/// Same contract as libc's _Fork.
+pub unsafe extern "C" fn underscore_fork() -> pid_t {
+    let f = real(&UNDERSCORE_FORK, c"_Fork");
+    let in_hook = tls::get().in_tracker != 0;
+    if !in_hook {
+        crate::lifecycle::fork_prepare();
+    }
+    let pid = if f == 0 {
+        // SAFETY: the system call has _Fork's contract.
+        unsafe { libc::syscall(libc::SYS_fork) as pid_t }
+    } else {
+        // SAFETY: libc's _Fork.
+        unsafe { core::mem::transmute::<usize, ForkFn>(f)() }
+    };
+    match (pid, in_hook) {
+        (0, false) => crate::lifecycle::fork_child(),
+        (0, true) => crate::lifecycle::stop_in_unknown_child(),
+        (_, false) => crate::lifecycle::fork_parent(),
+        (_, true) => {}
+    }
+    if pid > 0 && recording() {
+        record_fork_child(pid);
+    }
+    pid
+}
+
+/// The parent's record of a child made by fork or _Fork: a copy of itself.
+fn record_fork_child(pid: pid_t) {
+    let mut argv = [0u8; 4096];
+    let n = sys::read_file(b"/proc/self/cmdline\0", &mut argv);
+    let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);
+    let mut exe = [0u8; 4096];
+    let e = sys::readlink(b"/proc/self/exe\0", &mut exe);
+    record_child(
+        pid as u32,
+        sys::getpid(),
+        how::FORK,
+        &exe[..e],
+        words.split(|&b| b == 0),
+    );
 }
 
 /// Interposed posix_spawn(3).

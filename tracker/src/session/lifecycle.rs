@@ -285,7 +285,15 @@ pub fn finish_now() {
 }
 
 extern "C" fn memtrace_fini() {
-    finish();
+    // A child made without fork() (a raw clone system call) runs the parent's image's
+    // destructors at its exit: the capture is the parent's, and finishing it would cut the
+    // file under the parent's feet.
+    if STARTED.load(Ordering::Acquire)
+        && !sys::sandboxed()
+        && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed)
+    {
+        finish();
+    }
 }
 
 /// Finishes the capture, if one is open and not finished yet; true when this call did.
@@ -503,6 +511,14 @@ pub(crate) extern "C" fn fork_parent() {
     crate::phdr::unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
+}
+
+/// In a child made by _Fork from inside one of the tracker's hooks (a signal handler): the
+/// tracker's locks may be held by the interrupted hook, so the child takes none; it stops
+/// recording (the parent's capture is shared memory) and starts no capture of its own.
+pub(crate) fn stop_in_unknown_child() {
+    ACTIVE.store(false, Ordering::Release);
+    STARTED.store(false, Ordering::Release);
 }
 
 /// In the child: a lock may have been held by a thread that does not exist here, so all are

@@ -183,6 +183,9 @@ impl ThreadState {
             return true;
         }
         let _errno = sys::ErrnoGuard::new();
+        if sys::getpid() != crate::state::CAPTURE_PID.load(Ordering::Relaxed) {
+            return self.not_this_process();
+        }
         self.update_name();
         crate::modules::refresh();
         let (flush_tick, flush_mono_ns) = clock::pair();
@@ -222,5 +225,14 @@ impl ThreadState {
             self.stuck = true;
         }
         written
+    }
+
+    /// The thread is in a child made without fork() (a raw clone system call: no fork handler
+    /// ran): the capture is the parent's, so this thread writes no more to it. Its events are
+    /// dropped from here on.
+    #[cold]
+    fn not_this_process(&mut self) -> bool {
+        self.stuck = true;
+        false
     }
 }
