@@ -1031,3 +1031,61 @@ print(any(n == "worker-2" for n, f in seen))
         }
     }
 }
+
+/// Finding where the script starts, and naming new threads, once set a profile function; on
+/// 3.12+ that turns on the monitoring instrumentation, which gives every function run
+/// afterwards a block (72 bytes on 3.12, 64 on 3.13) that it keeps: tracemalloc saw memory
+/// alone there was none, and memtrace's own reports showed a "leak" at each function's `def`.
+/// Now neither sets one: the functions keep nothing, as alone, with a thread started first (and
+/// still named).
+#[test]
+fn functions_keep_no_monitoring_block_under_memtrace() {
+    let dir = scratch("py-no-monitoring");
+    let script = write(
+        &dir,
+        "calls.py",
+        r#"import threading, tracemalloc
+def work():
+    keep.append(bytearray(100_000))
+keep = []
+t = threading.Thread(target=work, name="worker-A")
+t.start(); t.join()
+functions = []
+for i in range(1000):
+    ns = {}
+    exec(f"def f{i}():\n    return {i}\n", ns)
+    functions.append(ns[f"f{i}"])
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+for f in functions:
+    f()
+print("kept", tracemalloc.get_traced_memory()[0] - before)
+tracemalloc.stop()
+"#,
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    for (minor, py) in claimed_pythons() {
+        let alone = interpreter_maybe_tracked(&py, None, &script, &empty, &dir);
+        // 3.10 gives a function called for the first time a cache of its own, alone too.
+        if minor >= 11 {
+            assert_eq!(
+                String::from_utf8_lossy(&alone.stdout),
+                "kept 0\n",
+                "3.{minor}: {alone:?}"
+            );
+        }
+        let cap = dir.join(format!("calls{minor}.bin"));
+        let tracked = interpreter_maybe_tracked(&py, Some(&cap), &script, &empty, &dir);
+        assert_eq!(tracked.status.code(), Some(0), "3.{minor}: {tracked:?}");
+        assert_eq!(tracked.stdout, alone.stdout, "3.{minor}");
+        let s = stats(&cap);
+        let names: Vec<&str> = s["threads"]
+            .as_array()
+            .expect("threads")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert!(names.contains(&"worker-A"), "3.{minor}: {names:?}");
+    }
+}

@@ -38,7 +38,7 @@ impl ThreadState {
     }
 
     /// An event other than an allocation or a free, written by `f`.
-    fn event(&mut self, tick: u64, f: impl FnOnce(&mut ColumnWriter, &mut [u8])) {
+    pub(super) fn event(&mut self, tick: u64, f: impl FnOnce(&mut ColumnWriter, &mut [u8])) {
         if self.room() {
             let buf = self.payload();
             f(&mut self.writer, buf);

@@ -38,6 +38,21 @@ impl ThreadState {
         stack
     }
 
+    /// Marks the script's start before this allocation when it is the main thread's first
+    /// without a Python frame (python::script::watching).
+    #[cold]
+    fn maybe_script_start(&mut self, t: &tls::Tls) {
+        if crate::python::script::starts_now(t) {
+            let marker = memtrace_format::Marker::ScriptStart;
+            if crate::aggregate::on() {
+                crate::aggregate::marker(marker);
+            }
+            let tick = crate::clock::tick();
+            self.event(tick, |w, buf| w.marker(buf, tick, marker));
+            crate::python::script::started();
+        }
+    }
+
     /// The stack of an event: with --native the whole native stack; else the thread's Python
     /// stack when it runs tracked Python code, else the main script's `<compile>` frame while
     /// the interpreter compiles it (python::script), else the native call site `ret`. `t` is
@@ -45,6 +60,9 @@ impl ThreadState {
     /// is a few dozen instructions, which a call's set-up would add to.
     #[inline(always)]
     pub(super) fn stack_of(&mut self, t: &mut tls::Tls, ret: u64) -> u64 {
+        if crate::python::script::watching() {
+            self.maybe_script_start(t);
+        }
         if crate::unwind::enabled() {
             if let Some(id) = crate::unwind::stack(t, self) {
                 return id;

@@ -96,9 +96,8 @@ unsafe extern "C" fn record_object_types(_module: *mut Object, _: *mut Object) -
     none(api)
 }
 
-/// `_memtrace_tracker.thread_started(name)`: a new thread's first Python call, from the hook
-/// `threading.setprofile` runs in each new thread. Records the thread's name and removes the
-/// hook (the thread's frames are read at its allocations; nothing follows its calls).
+/// `_memtrace_tracker.thread_started(name)`: a thread `threading` starts, before its target
+/// runs (the start-up hook wraps `threading.Thread._set_native_id`). Records the thread's name.
 unsafe extern "C" fn thread_started(
     _module: *mut Object,
     args: *const *mut Object,
@@ -107,8 +106,6 @@ unsafe extern "C" fn thread_started(
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };
-    // SAFETY: the GIL is held; removing the calling thread's profile function (the hook).
-    unsafe { (api.eval_set_profile)(None, core::ptr::null_mut()) };
     // SAFETY: the arguments Python passed to this call.
     unsafe { with_str_arg(api, args, nargs, thread::set_python_name) };
     none(api)
@@ -306,9 +303,11 @@ pub unsafe extern "C" fn init_module() -> *mut Object {
         if known && crate::unwind::enabled() {
             crate::unwind::learn_eval_loop();
         }
-        // The script starts when `site`, which imports this module, is done.
-        let watching = INTERPRETER.get().is_some_and(|py| startup::watch(api, py));
-        if !watching {
+        // The script starts when `site`, which imports this module, is done: at the main
+        // thread's next allocation without a Python frame.
+        if INTERPRETER.get().is_some() {
+            crate::python::script::watch_start(tls::get());
+        } else {
             startup::mark();
         }
     }

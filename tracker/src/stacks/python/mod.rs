@@ -52,6 +52,35 @@ pub fn current_stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     walked_stack(t, py, tstate, tables)
 }
 
+/// Whether the calling thread runs a Python frame now (shims left out).
+pub fn runs_python_frame() -> bool {
+    if !TRACKING.load(Ordering::Relaxed) {
+        return false;
+    }
+    let Some(py) = INTERPRETER.get() else {
+        return false;
+    };
+    let tstate = frames::thread_state(py);
+    if tstate == 0 {
+        return false;
+    }
+    // SAFETY: the calling thread's own live thread state; its frames are alive while it runs
+    // (the hook runs inside one of its calls). A few steps: shims sit next to real frames.
+    unsafe {
+        let mut frame = py.layout.current_frame(tstate);
+        for _ in 0..8 {
+            if frame == 0 {
+                return false;
+            }
+            if !py.layout.is_shim(frame) {
+                return true;
+            }
+            frame = py.layout.previous(frame);
+        }
+    }
+    true
+}
+
 /// [`current_stack`] past the usual cases: a walk.
 #[inline(never)]
 fn walked_stack(

@@ -52,6 +52,39 @@ pub fn set(t: &tls::Tls, path: &[u8]) {
     LEN.store(path.len(), Ordering::Release);
 }
 
+/// Set when the tracker is imported (from `site`, on the main thread) until the script starts:
+/// the main thread's first allocation without a Python frame (`site` has returned; CPython
+/// reads and compiles the script, or sets up `-c` or `-m`) marks the start. (A profile function
+/// watching for `site`'s return did this before; on 3.12+ setting one turns on the monitoring
+/// instrumentation, which gives every function run afterwards a block it keeps.)
+static WATCHING: AtomicBool = AtomicBool::new(false);
+/// The main thread's block (its address), while watching.
+static WATCHER: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts watching for the script's start on the calling thread (the main one).
+pub fn watch_start(t: &tls::Tls) {
+    WATCHER.store(t as *const tls::Tls as usize, Ordering::Relaxed);
+    WATCHING.store(true, Ordering::Release);
+}
+
+/// Whether the script's start is still to be found (one load on the allocation path).
+#[inline(always)]
+pub fn watching() -> bool {
+    WATCHING.load(Ordering::Relaxed)
+}
+
+/// While [`watching`]: true once, at the main thread's first allocation that has no Python
+/// frame; the caller marks the script's start then.
+#[cold]
+pub fn starts_now(t: &tls::Tls) -> bool {
+    if WATCHER.load(Ordering::Relaxed) != t as *const tls::Tls as usize
+        || super::runs_python_frame()
+    {
+        return false;
+    }
+    WATCHING.swap(false, Ordering::AcqRel)
+}
+
 /// The script starts (its start marker is written, `site`'s frame returning): its compilation
 /// begins at the main thread's next allocation without a Python frame, if a script was named.
 pub fn started() {

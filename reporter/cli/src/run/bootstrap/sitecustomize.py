@@ -61,39 +61,26 @@ def _memtrace_start():
 
 def _memtrace_name_threads(threading, started):
     # A module of the program's own named threading (beside its script) is left alone.
-    current = getattr(threading, "current_thread", None)
-    setprofile = getattr(threading, "setprofile", None)
-    if not (callable(current) and callable(setprofile)):
+    thread = getattr(threading, "Thread", None)
+    original = getattr(thread, "_set_native_id", None)
+    if not callable(original):
         return
-    import sys
 
-    # The hook every new thread runs at its first call: it names the thread and removes
-    # itself. It stays out of the program's sight: threading.getprofile() shows the program's
-    # own function (None until it sets one), and threading.setprofile(f) makes f the threads'
-    # profile function again, installed by the hook, which hands it that first event.
-    own = [None]
+    # Every thread threading starts calls this in its _bootstrap_inner before its target runs,
+    # with its _started event not set yet (the main thread and the stand-ins of threads made
+    # in C set theirs before): such a thread names itself there. No profile function: setting
+    # one turns on 3.12's monitoring instrumentation, which leaves a block behind in every
+    # function run afterwards, and it would take the program's threading.setprofile slot.
+    def _set_native_id(self):
+        original(self)
+        event = getattr(self, "_started", None)
+        if event is not None and not event.is_set():
+            started(self.name)
 
-    def hook(frame, event, arg):
-        started(current().name)
-        func = own[0]
-        if func is not None:
-            sys.setprofile(func)
-            return func(frame, event, arg)
-
-    def program_setprofile(func):
-        own[0] = func
-
-    def program_getprofile():
-        return own[0]
-
-    for name, value in (("setprofile", program_setprofile), ("getprofile", program_getprofile)):
-        original = getattr(threading, name, None)
-        if original is not None:
-            value.__name__ = original.__name__
-            value.__qualname__ = original.__qualname__
-            value.__doc__ = original.__doc__
-            setattr(threading, name, value)
-    setprofile(hook)
+    _set_native_id.__name__ = original.__name__
+    _set_native_id.__qualname__ = original.__qualname__
+    _set_native_id.__doc__ = original.__doc__
+    thread._set_native_id = _set_native_id
 
 
 class _MemtraceThreadNames:
