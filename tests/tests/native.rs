@@ -661,3 +661,33 @@ fn a_child_made_without_fork_s_handlers_leaves_the_parent_s_capture_alone() {
         }
     }
 }
+
+/// An executable with an allocator of its own that holds its lock while it maps memory hung
+/// for ever in every mode: its mmap, recorded, filled the thread's staging area, and zstd,
+/// asked for a compression context, called the global calloc, the program's, which waited for
+/// the lock its own thread held. zstd's memory now comes from the real allocator.
+#[test]
+fn an_executable_with_its_own_allocator_that_maps_under_its_lock_runs() {
+    let dir = scratch("own-allocator");
+    let prog = compile("own_allocator", &dir);
+    let p = prog.to_str().expect("utf-8 path");
+    for mode in [
+        &[][..],
+        &["--native"][..],
+        &["--aggregate"][..],
+        &["--sample-bytes", "64K"][..],
+    ] {
+        let cap = dir.join("own.bin");
+        let mut args = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path")];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--", p]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {out:?}");
+        assert_eq!(out.stdout, b"done\n", "{mode:?}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{mode:?}: {s}");
+        // The program's blocks are its own mappings: 20,000 and stdout's buffer.
+        assert_eq!(allocator(&s, "mmap"), 20_001, "{mode:?}: {s}");
+        assert_eq!(s["total_frees"].as_u64(), Some(20_000), "{mode:?}: {s}");
+    }
+}

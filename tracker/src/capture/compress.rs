@@ -2,9 +2,11 @@
 //! of an Events chunk: the frame table, then each stream as a zstd frame or as it is (see
 //! docs/FORMAT.md, "The columns codec").
 
-use crate::sys;
+use crate::{real, sys};
+use core::ffi::c_void;
+use core::ptr::NonNull;
 use memtrace_format::columns::{stream, write_frame_table, MAX_FRAME_TABLE, MIN_COMPRESSED_STREAM};
-use zstd_safe::{CCtx, CParameter};
+use zstd_sys::ZSTD_cParameter as P;
 
 const COMPRESSION_LEVEL: i32 = 1;
 const MIN_MATCH: u32 = 7;
@@ -20,7 +22,7 @@ const RAW_SIGNAL: usize = 16 << 10;
 /// One thread's compression state, created when first needed and kept for the next flushes (a
 /// thread whose streams are all too short to compress never creates a zstd context).
 pub struct Compressor {
-    cctx: Option<CCtx<'static>>,
+    cctx: Option<Context>,
     /// Where stored payloads are built (anonymous memory mapped once, never unmapped).
     scratch: &'static mut [u8],
     /// Chunks each stream is still stored as it is (see `RAW_CHUNKS`).
@@ -83,34 +85,101 @@ impl Compressor {
     }
 }
 
+/// A zstd compression context whose memory comes from the real allocator (ZSTD_customMem).
+/// zstd's own malloc and calloc calls would go to the global definitions: the program's, when
+/// it defines an allocator of its own (a static jemalloc or mimalloc). One that holds its lock
+/// while it maps memory then waited for itself for ever, when its mmap, recorded, made this
+/// thread compress a chunk and zstd asked it for a context.
+struct Context(NonNull<zstd_sys::ZSTD_CCtx>);
+
+impl Context {
+    fn create() -> Option<Context> {
+        let mem = zstd_sys::ZSTD_customMem {
+            customAlloc: Some(zstd_alloc),
+            customFree: Some(zstd_free),
+            opaque: core::ptr::null_mut(),
+        };
+        // SAFETY: FFI; the two functions stay valid for the context's life (the library's).
+        let c = Context(NonNull::new(unsafe {
+            zstd_sys::ZSTD_createCCtx_advanced(mem)
+        })?);
+        c.set(P::ZSTD_c_compressionLevel, COMPRESSION_LEVEL)?;
+        c.set(P::ZSTD_c_checksumFlag, 1)?;
+        // Level 1 looks for matches of 6 bytes in a 64 KiB hash table, cleared for every
+        // stream; the streams' matches are long runs or none: longer matches and a smaller
+        // table find the same (mallocbench: the same bytes, 10% fewer instructions in zstd,
+        // less of the program's cache taken).
+        c.set(P::ZSTD_c_minMatch, MIN_MATCH as i32)?;
+        c.set(P::ZSTD_c_hashLog, HASH_LOG as i32)?;
+        Some(c)
+    }
+
+    fn set(&self, parameter: P, value: i32) -> Option<()> {
+        // SAFETY: FFI on this live context.
+        let r = unsafe { zstd_sys::ZSTD_CCtx_setParameter(self.0.as_ptr(), parameter, value) };
+        ok(r).map(|_| ())
+    }
+
+    /// `src` compressed into `dst` as one frame; None when it does not fit (or zstd fails).
+    fn compress(&mut self, dst: &mut [u8], src: &[u8]) -> Option<usize> {
+        // SAFETY: FFI on this live context, with the two slices' own pointers and lengths.
+        let r = unsafe {
+            zstd_sys::ZSTD_compress2(
+                self.0.as_ptr(),
+                dst.as_mut_ptr() as *mut c_void,
+                dst.len(),
+                src.as_ptr() as *const c_void,
+                src.len(),
+            )
+        };
+        ok(r)
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the context was made by ZSTD_createCCtx_advanced and is freed once.
+        unsafe { zstd_sys::ZSTD_freeCCtx(self.0.as_ptr()) };
+    }
+}
+
+/// A zstd result: None for an error code.
+fn ok(r: usize) -> Option<usize> {
+    // SAFETY: a pure function of its argument.
+    (unsafe { zstd_sys::ZSTD_isError(r) } == 0).then_some(r)
+}
+
+/// zstd's allocations: the real allocator's, like the tracker's own heap (base::alloc).
+unsafe extern "C" fn zstd_alloc(_: *mut c_void, size: usize) -> *mut c_void {
+    match real::get() {
+        // SAFETY: a plain call of the C allocator.
+        Some(r) => unsafe { (r.malloc)(size) },
+        None => core::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn zstd_free(_: *mut c_void, p: *mut c_void) {
+    if let (false, Some(r)) = (p.is_null(), real::get()) {
+        // SAFETY: `p` came from zstd_alloc, the real allocator's.
+        unsafe { (r.free)(p) };
+    }
+}
+
 /// The zstd context in `cctx`, created on first use. None when there is no memory for one: the
 /// streams are then stored as they are.
-fn context<'a>(cctx: &'a mut Option<CCtx<'static>>) -> Option<&'a mut CCtx<'static>> {
+fn context(cctx: &mut Option<Context>) -> Option<&mut Context> {
     if cctx.is_none() {
-        *cctx = CCtx::try_create().and_then(|mut c| {
-            c.set_parameter(CParameter::CompressionLevel(COMPRESSION_LEVEL))
-                .ok()?;
-            c.set_parameter(CParameter::ChecksumFlag(true)).ok()?;
-            // Level 1 looks for matches of 6 bytes in a 64 KiB hash table, cleared for every
-            // stream; the streams' matches are long runs or none: longer matches and a smaller
-            // table find the same (mallocbench: the same bytes, 10% fewer instructions in zstd,
-            // less of the program's cache taken).
-            c.set_parameter(CParameter::MinMatch(MIN_MATCH)).ok()?;
-            c.set_parameter(CParameter::HashLog(HASH_LOG)).ok()?;
-            Some(c)
-        });
+        *cctx = Context::create();
     }
     cctx.as_mut()
 }
 
 /// Writes one stream at the start of `dst`, compressed when that makes it smaller; returns its
 /// stored length.
-fn store_stream(cctx: Option<&mut CCtx>, s: &[u8], dst: &mut [u8]) -> Option<usize> {
-    if let Some(cctx) = cctx {
-        if let Ok(n) = cctx.compress2(&mut *dst, s) {
-            if n < s.len() {
-                return Some(n);
-            }
+fn store_stream(cctx: Option<&mut Context>, s: &[u8], dst: &mut [u8]) -> Option<usize> {
+    if let Some(n) = cctx.and_then(|c| c.compress(dst, s)) {
+        if n < s.len() {
+            return Some(n);
         }
     }
     dst.get_mut(..s.len())?.copy_from_slice(s);
