@@ -28,9 +28,107 @@ pub fn check_not_input(out: &Path, inputs: &[&Path]) -> Result<(), String> {
     }
 }
 
+/// What an existing file at a report's output path is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Nothing there (or nothing readable).
+    Nothing,
+    /// A capture written by `memtrace run`.
+    Capture,
+    /// An HTML page memtrace wrote (its generator tag).
+    Page,
+    /// Anything else.
+    Other,
+}
+
+/// Looks at the start of the file at `out`.
+pub fn existing(out: &Path) -> Existing {
+    use std::io::Read;
+    if std::fs::symlink_metadata(out).is_err() {
+        return Existing::Nothing;
+    }
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(out)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    let head = &head[..n];
+    if head.starts_with(&memtrace_format::header::FILE_MAGIC) {
+        Existing::Capture
+    } else if head
+        .windows(PAGE_TAG.len())
+        .any(|w| w == PAGE_TAG.as_bytes())
+    {
+        Existing::Page
+    } else {
+        Existing::Other
+    }
+}
+
+/// The generator tag every page memtrace writes carries in its first bytes.
+pub const PAGE_TAG: &str = "<meta name=\"generator\" content=\"memtrace";
+
+/// Checks that writing the page `out` loses nothing: a page memtrace wrote is made again, but
+/// a capture or any other file is only replaced with `force`. The error is the line to show.
+pub fn check_page_output(out: &Path, force: bool) -> Result<(), String> {
+    match existing(out) {
+        Existing::Nothing | Existing::Page => Ok(()),
+        _ if force => Ok(()),
+        Existing::Capture => Err(format!(
+            "{} is a capture: not overwritten (choose another file with -o, or use --force)",
+            out.display()
+        )),
+        Existing::Other => Err(format!(
+            "{} already exists and is not a page memtrace wrote: not overwritten (use --force)",
+            out.display()
+        )),
+    }
+}
+
+/// Checks that an export to `out` loses no capture: an existing capture is only replaced with
+/// `force` (any other file is replaced, as a shell's `>` would).
+pub fn check_export_output(out: &Path, force: bool) -> Result<(), String> {
+    if existing(out) == Existing::Capture && !force {
+        return Err(format!(
+            "{} is a capture: not overwritten (choose another file with -o, or use --force)",
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_made_again_but_a_capture_or_another_file_needs_force() {
+        let dir = std::env::temp_dir().join(format!("memtrace-overwrite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (page, capture, other, none) = (
+            dir.join("page.html"),
+            dir.join("cap.bin"),
+            dir.join("notes.html"),
+            dir.join("none.html"),
+        );
+        std::fs::write(
+            &page,
+            format!("<!DOCTYPE html><html><head>{PAGE_TAG} 0.1.0\">"),
+        )
+        .expect("write");
+        std::fs::write(&capture, b"MEMTRACE\x01\x00rest").expect("write");
+        std::fs::write(&other, b"precious").expect("write");
+        assert_eq!(existing(&none), Existing::Nothing);
+        assert!(check_page_output(&none, false).is_ok());
+        assert!(check_page_output(&page, false).is_ok());
+        assert!(check_page_output(&capture, false).is_err());
+        assert!(check_page_output(&other, false).is_err());
+        assert!(check_page_output(&capture, true).is_ok());
+        assert!(check_page_output(&other, true).is_ok());
+        assert!(check_export_output(&capture, false).is_err());
+        assert!(check_export_output(&capture, true).is_ok());
+        assert!(check_export_output(&other, false).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn an_input_is_refused_by_any_name() {

@@ -178,3 +178,60 @@ fn a_missing_capture_is_a_one_line_error() {
     assert!(err.starts_with("memtrace: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+/// A page is made again at its path, but a file memtrace did not write there (another capture,
+/// notes) is kept unless --force is given; `export -o` keeps a capture the same way.
+#[test]
+fn an_existing_capture_or_other_file_is_not_overwritten_without_force() {
+    let (dir, cap) = capture("flamegraph-overwrite", "x = bytearray(1000)\n");
+    let run = |args: &[&str]| {
+        Command::new(memtrace_bin())
+            .args(args)
+            .current_dir(&dir)
+            .output_watched()
+    };
+    // The default page, twice: a page memtrace wrote is made again.
+    flamegraph(&cap, &[]);
+    flamegraph(&cap, &[]);
+    let notes = dir.join("notes.html");
+    let other = dir.join("other.bin");
+    std::fs::write(&notes, b"precious").expect("write");
+    std::fs::copy(&cap, &other).expect("copy");
+    let kept = std::fs::read(&other).expect("read");
+    for (args, target) in [
+        (vec!["flamegraph", "-o", "notes.html", "known.bin"], &notes),
+        (vec!["flamegraph", "-o", "other.bin", "known.bin"], &other),
+        (
+            vec!["export", "--format", "csv", "-o", "other.bin", "known.bin"],
+            &other,
+        ),
+    ] {
+        let before = std::fs::read(target).expect("read");
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("--force"), "{args:?}: {err}");
+        assert_eq!(std::fs::read(target).expect("read"), before, "{args:?}");
+    }
+    assert_eq!(std::fs::read(&other).expect("read"), kept);
+    let out = run(&["flamegraph", "--force", "-o", "notes.html", "known.bin"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read_to_string(&notes)
+        .expect("read")
+        .contains("memtrace"));
+    let out = run(&[
+        "export",
+        "--format",
+        "csv",
+        "--force",
+        "-o",
+        "other.bin",
+        "known.bin",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    // The capture was replaced by the table.
+    assert!(!std::fs::read(&other)
+        .expect("read")
+        .starts_with(b"MEMTRACE"));
+}

@@ -199,6 +199,46 @@ fn live_refuses_a_missing_file_and_a_pipe() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
+    // A named pipe: refused at once (opening it waited for a writer for ever).
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let started = Instant::now();
+    let out = Command::new(memtrace_bin())
+        .args(["live", "fifo"])
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// An aggregated capture holds sums, not the events the live view follows: one line, exit 1
+/// (the view showed 0 B everywhere).
+#[test]
+fn live_refuses_an_aggregated_capture() {
+    let dir = scratch("live_aggregate");
+    let script = write(&dir, "a.py", "x = [bytearray(1000) for _ in range(100)]\n");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--aggregate", "-o", "a.bin", "--python"])
+        .arg(python())
+        .arg(&script)
+        .current_dir(&dir)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(memtrace_bin())
+        .args(["live", "a.bin"])
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("aggregated capture"), "{err}");
 }
 
 /// `run --live`: the view and the program in one terminal; the program's output goes to

@@ -25,6 +25,15 @@ use crate::symbols::Symbolizer;
 use hashbrown::HashMap;
 use std::path::Path;
 
+/// How the capture at `path` was recorded, from what is written of it so far (the defaults
+/// when it cannot be read).
+fn recorded_settings(path: &Path) -> memtrace_format::settings::Settings {
+    match crate::capture::Capture::open(path) {
+        Ok(c) => crate::capture::scan::scan(c.bytes(), c.data_start(), c.header.minor).settings,
+        Err(_) => Default::default(),
+    }
+}
+
 /// Which moment the live tree shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Moment {
@@ -60,6 +69,18 @@ impl Live {
     /// Opens a capture to follow; `include_startup` counts a Python run's start-up too.
     pub fn open(path: &Path, include_startup: bool) -> Result<Live, String> {
         let follower = Follower::open(path)?;
+        // The settings record comes right after the header: an aggregated capture holds sums,
+        // not the events this view follows; a sampled one's allocations are weighed.
+        let settings = recorded_settings(path);
+        if settings.aggregate {
+            return Err(format!(
+                "{} is an aggregated capture (memtrace run --aggregate): it holds sums, not the \
+                 events the live view follows; read it with memtrace stats or memtrace tree",
+                path.display()
+            ));
+        }
+        let mut sums = LiveSums::new(include_startup);
+        sums.sample_bytes = settings.sample_bytes;
         let analysis = Analysis {
             index: Index::default(),
             clock: Clock::new(&follower.header, None),
@@ -76,9 +97,14 @@ impl Live {
         Ok(Live {
             follower,
             analysis,
-            sums: LiveSums::new(include_startup),
+            sums,
             symbolizer: None,
         })
+    }
+
+    /// The capture's byte sampling (0: every allocation).
+    pub fn sample_bytes(&self) -> u64 {
+        self.sums.sample_bytes
     }
 
     pub fn follower(&self) -> &Follower {

@@ -443,12 +443,23 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     if options.freeze {
         analyzer.replay.freeze();
     }
+    // Records in chunks that turned out damaged are not in the figures: the capture is not
+    // complete (the scan counted them from the chunks' headers).
+    let mut index = index;
+    index.records_found = index.records_found.saturating_sub(report.lost_records);
+    index.records_damaged = report.lost_records;
     let mut warnings = index.warnings.clone();
     warnings.extend(attached::note(
         capture.header.options,
         capture.header.start_realtime_ns,
     ));
     warnings.extend(report.warnings);
+    if report.lost_records > 0 {
+        warnings.push(format!(
+            "{} event records in damaged chunks could not be read: the figures leave them out",
+            report.lost_records
+        ));
+    }
     warnings.extend(aggregate_warnings);
     if clock.guessed && report.events > 0 {
         warnings.push(

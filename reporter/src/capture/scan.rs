@@ -71,6 +71,9 @@ pub struct Index {
     /// Records in the Events and Meta chunks found, by their headers: what the trailer's
     /// `records_written` counts too.
     pub records_found: u64,
+    /// Event records in chunks whose header was valid but whose payload could not be read (found
+    /// while decoding, after the scan): a capture with any is not complete.
+    pub records_damaged: u64,
     /// The (tick, monotonic ns) pair read last in time, from chunk headers or the trailer.
     pub latest_pair: Option<(u64, u64)>,
     pub warnings: Vec<String>,
@@ -106,6 +109,7 @@ impl Index {
     /// at the start of the file).
     pub fn complete(&self) -> bool {
         self.truncated_at.is_none()
+            && self.records_damaged == 0
             && self.trailer.as_ref().is_some_and(|t| {
                 t.flags & trailer_flags::WRITE_FAILED == 0
                     && self.records_found >= t.records_written

@@ -67,6 +67,8 @@ pub trait Consumer: Send {
 pub struct StreamReport {
     /// Damaged chunks and records, in load order.
     pub warnings: Vec<String>,
+    /// Event records the damaged chunks' headers count and that could not be read.
+    pub lost_records: u64,
     /// Events delivered.
     pub events: u64,
     /// The largest tick delivered.
@@ -378,6 +380,10 @@ fn run_here<C: Consumer>(
         for (chunk, summary) in batch {
             if let Some(w) = chunk.warning {
                 report.warnings.push(w);
+                if let Some(e) = index.chunks.get(chunk.entry) {
+                    let kept = chunk.events.len() as u64;
+                    report.lost_records += u64::from(e.header.record_count).saturating_sub(kept);
+                }
             }
             if let Some(e) = index.chunks.get(chunk.entry) {
                 consumer.decoded(e.offset..e.offset + CHUNK_HEADER_LEN + e.payload_len);

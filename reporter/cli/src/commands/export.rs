@@ -50,9 +50,13 @@ pub struct ExportArgs {
     /// The format to write
     #[arg(short = 'f', long, value_enum)]
     pub format: Format,
-    /// Write to this file instead of stdout (required for pprof on a terminal)
+    /// Write to this file instead of stdout (required for pprof on a terminal); an existing
+    /// file is replaced, except a capture
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Replace OUT even when it is a capture
+    #[arg(long = "force")]
+    pub force: bool,
     #[command(flatten)]
     pub view: ViewArgs,
 }
@@ -66,6 +70,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
     }
     if let Some(out) = &args.output {
         memtrace_reporter::output::check_not_input(out, &[&args.file])?;
+        memtrace_reporter::output::check_export_output(out, args.force)?;
     }
     let opts = args.view.options(views::View::Peak);
     // CSV rows carry no stack, so no process frame: it stays one process's.

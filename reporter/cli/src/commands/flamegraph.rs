@@ -34,6 +34,9 @@ Examples:
   memtrace flamegraph --temporary --inverted out.bin   icicle of the temporary allocations
   memtrace flamegraph --threads out.bin       one tower per thread
 
+A page memtrace wrote is made again at the same path; any other file there (a capture, notes)
+is left alone unless --force is given.
+
 A family (memtrace run --follow-fork, without --pid): one page for every process, each the
 outermost frame of its stacks, a processes filter, the chart stacking each process's heap, and
 Peak at the combined peak.
@@ -59,6 +62,9 @@ pub struct FlamegraphArgs {
     /// Draw an icicle graph: the outermost frames at the top
     #[arg(long)]
     pub inverted: bool,
+    /// Overwrite OUT even when it is not a page memtrace wrote (a capture, another file)
+    #[arg(short = 'f', long = "force")]
+    pub force: bool,
     #[command(flatten)]
     pub view: ViewArgs,
 }
@@ -78,6 +84,7 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| args.file.with_extension("html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
+    memtrace_reporter::output::check_page_output(&out, args.force)?;
     let opts = args.view.options(View::Peak);
     if args.view.pid.is_none() {
         if let Some(page) = family_page::interactive_page(&args.file, &opts, args.inverted)? {
@@ -115,6 +122,7 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| args.file.with_extension("diff.html"));
     memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
+    memtrace_reporter::output::check_page_output(&out, args.force)?;
     let opts = args.view.options(View::Peak);
     let base = side(&args.view.capture(base)?, &opts)?;
     let new = side(&args.view.capture(&args.file)?, &opts)?;

@@ -49,9 +49,10 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
         .collect::<Vec<_>>()
         .join(" ");
     let pid = header.pid;
+    let sampled = live.sample_bytes();
     let setup = LiveSetup {
         command,
-        note: None,
+        note: (sampled > 0).then(|| memtrace_reporter::capture::settings::sampled_note(sampled)),
         ended: Box::new(move || process_gone(pid).then(|| "the process is gone".to_string())),
     };
     view_args::written(live::run(live, setup))
@@ -64,6 +65,11 @@ const HEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// a capture on a network file system, where the tracker's first write-back comes within half a
 /// second (see the tracker's capture::netfs). Anything else is left to `Live::open` to judge.
 fn wait_for_header(path: &std::path::Path) {
+    // Only a regular file is waited for: opening a FIFO would block for ever (Live::open
+    // refuses what is not a regular file).
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return;
+    }
     let started = std::time::Instant::now();
     while started.elapsed() < HEADER_WAIT {
         let mut head = [0u8; 8];

@@ -76,6 +76,8 @@ pub struct LiveSums {
     pub include_startup: bool,
     /// The first half of an mremap moved a tracked mapping: its second half adds the new one.
     remap_pending: bool,
+    /// The capture's byte sampling (0: full): each allocation counts the bytes it stands for.
+    pub sample_bytes: u64,
 }
 
 impl LiveSums {
@@ -289,6 +291,11 @@ impl LiveSums {
     /// A heap allocation (not an mmap), counted.
     #[inline(always)]
     fn heap_alloc(&mut self, thread: u32, tick: u64, addr: u64, size: u64, stack: u64) {
+        let size = if self.sample_bytes == 0 {
+            size
+        } else {
+            memtrace_format::settings::weight(size, self.sample_bytes)
+        };
         let g = self.group(stack, thread);
         self.blocks.insert(addr, size, g as u32);
         self.heap_bytes = self.heap_bytes.wrapping_add(size);
@@ -536,6 +543,30 @@ mod tests {
             let (sums, _) = compare(&evs, 997);
             assert!(sums.peak.bytes > 0 && sums.peak_set() != sums.live_set());
         }
+    }
+
+    /// A sampled capture's allocations count the bytes they stand for, as every other report
+    /// weighs them (the live view added the samples' own sizes).
+    #[test]
+    fn a_sampled_capture_s_allocations_are_weighed() {
+        let sample = 64 << 10;
+        let mut s = LiveSums::new(false);
+        s.sample_bytes = sample;
+        s.add(0, &Event::new(Allocator::Malloc as u8, 1, 0x100, 1000, 1));
+        s.add(
+            0,
+            &Event::new(Allocator::Malloc as u8, 2, 0x200, 100_000, 1),
+        );
+        let weighed = memtrace_format::settings::weight(1000, sample)
+            + memtrace_format::settings::weight(100_000, sample);
+        assert!(weighed > 101_000);
+        assert_eq!(s.live_bytes(), weighed);
+        assert_eq!(s.peak.bytes, weighed);
+        s.add(0, &Event::new(code::FREE, 3, 0x100, 0, 0));
+        assert_eq!(
+            s.live_bytes(),
+            memtrace_format::settings::weight(100_000, sample)
+        );
     }
 
     #[test]
