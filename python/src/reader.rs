@@ -145,6 +145,11 @@ impl FileReader {
     fn temporary_records(&self, py: Python<'_>, threshold: usize) -> PyResult<Records> {
         let s = &self.shared;
         aggregated_lacks(s, "temporary allocations")?;
+        if s.index.settings.sample_bytes > 0 {
+            return Err(errors::CaptureError::new_err(
+                memtrace_reporter::report::load::sampled_temporary(s.index.settings.sample_bytes),
+            ));
+        }
         let groups = py.detach(|| {
             groups::temporary(s.capture.bytes(), &s.index, s.include_startup, threshold)
         });

@@ -242,6 +242,16 @@ def test_labels_sampling_and_mode_are_attributes(
              "--sample-bytes", "512K", "-o", sampled, SCRIPT])
     out = read(env, sampled, code)
     assert isinstance(out, dict)
+    # Temporary allocations cannot be told from samples: one line, as the reports say it.
+    refused = read(
+        env,
+        sampled,
+        "try:\n    r.temporary_records()\n    out = 'read'\n"
+        "except memtrace.CaptureError as e:\n    out = str(e)",
+    )
+    assert isinstance(refused, str)
+    assert "temporary allocations cannot be told in a sampled capture" in refused
+    assert "\n" not in refused
     assert out["labels"] == {"service": "api", "version": "1.4"}
     assert out["keys"] == ["service", "version"]
     assert (out["n"], out["sampled"], out["aggregated"]) == (524_288, True, False)

@@ -329,6 +329,21 @@ fn a_python_script_at_the_peak_at_exit_and_temporary() {
         node_sum(&tmp["tree"], "temp"),
         (3 * (700_000 + BYTES_HEADER), 3)
     );
+    // The interpreter's start-up is left out of the temporary view as of every other (its
+    // temporary allocations made the view larger than all the script allocated).
+    let t = report(&["stats", "--json", "--temporary"], &cap);
+    assert!(
+        num(&t, "view_allocations") <= num(&t, "total_allocations"),
+        "{t}"
+    );
+    let with_startup = report(
+        &["stats", "--json", "--temporary", "--include-startup"],
+        &cap,
+    );
+    assert!(
+        num(&with_startup, "view_allocations") > num(&t, "view_allocations"),
+        "{with_startup}"
+    );
     agree(&cap, &["hold", "main", "<module>"]);
     let s = stats(&cap);
     assert_eq!(s["top_at_peak"][0]["function"], "hold");

@@ -279,6 +279,9 @@ impl Replay {
         if let Some(b) = &mut self.buckets {
             b.start_afresh(tick, index);
         }
+        if let Some(t) = &mut self.temporary {
+            t.start_afresh();
+        }
         self.heap_series.clear();
         self.heap_series.record(tick, 0);
     }

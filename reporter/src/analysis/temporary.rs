@@ -34,6 +34,13 @@ impl Temporary {
         &mut self.recent[t]
     }
 
+    /// Forgets what came before (a Python run's start-up, when the script starts): its
+    /// temporary allocations, and its blocks that are freed later.
+    pub fn start_afresh(&mut self) {
+        self.recent.clear();
+        self.set = AllocSet::default();
+    }
+
     /// Thread `thread` allocated a heap block at `addr` (event `index`).
     #[inline]
     pub fn allocated(&mut self, thread: u32, addr: u64, index: u64) {
