@@ -460,3 +460,76 @@ fn attach_refuses_an_unsupported_python() {
     assert!(err.contains("Python 3.9"), "{err}");
     drop(target);
 }
+
+/// A stopped process (SIGSTOP) cannot answer a detach: `detach` said nothing and waited a
+/// minute; now it says so at once, and the process detaches itself when it runs again. A
+/// zombie was refused as "statically linked".
+#[test]
+fn detach_of_a_stopped_process_and_attach_to_a_zombie_say_why() {
+    let dir = scratch("attach_stopped");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let signal = |sig: &str| {
+        let s = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(s.success());
+    };
+    signal("-STOP");
+    // Stopped is the state once the signal is delivered.
+    let stat = format!("/proc/{pid}/stat");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&stat)
+        .unwrap_or_default()
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    {
+        assert!(started.elapsed() < Duration::from_secs(10), "never stopped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    let out = memtrace(&["detach", &pid], &dir);
+    assert_refused(&out, "is stopped");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    signal("-CONT");
+    // The request stands: the process stops tracking by itself.
+    let started = Instant::now();
+    loop {
+        let out = memtrace(&["detach", &pid], &dir);
+        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is not attached")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{out:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+
+    // A zombie: a child that ended and that its parent (a shell that sleeps) never waits for.
+    let mut parent = Command::new("sh")
+        .args(["-c", "sleep 0.1 & exec sleep 5"])
+        .spawn()
+        .expect("sh");
+    std::thread::sleep(Duration::from_millis(800));
+    let children = format!("/proc/{0}/task/{0}/children", parent.id());
+    let zombie = std::fs::read_to_string(children).unwrap_or_default();
+    let zombie = zombie.split_whitespace().next().unwrap_or("").to_string();
+    if !zombie.is_empty() {
+        let out = memtrace(&["attach", &zombie], &dir);
+        assert_refused(&out, "has exited");
+    }
+    let _ = parent.kill();
+    let _ = parent.wait();
+}

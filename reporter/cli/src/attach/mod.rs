@@ -80,6 +80,31 @@ fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The process's state letter from /proc/PID/stat (R, S, D, T stopped, t traced, Z zombie...).
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces and parentheses: the state follows the
+    // last closing one.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Why `pid` cannot take part in an attach or detach now, from its state: gone (a zombie) or
+/// stopped. The line to show.
+fn not_running(pid: i32, detach: bool) -> Option<String> {
+    match state(pid)? {
+        'Z' | 'X' => Some(format!(
+            "process {pid} has exited (a zombie: its parent has not waited for it yet)"
+        )),
+        'T' | 't' if detach => Some(format!(
+            "process {pid} is stopped: it stops tracking when it runs again (kill -CONT {pid})"
+        )),
+        'T' | 't' => Some(format!(
+            "process {pid} is stopped (kill -CONT {pid} first): the tracker is loaded by a call the process makes"
+        )),
+        _ => None,
+    }
+}
+
 /// The uid owning `pid`.
 fn owner(pid: i32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -122,6 +147,12 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     let pid = args.pid;
     if pid <= 0 || !alive(pid) {
         return Err(format!("no process {pid} (it is gone, or never existed)"));
+    }
+    if pid as u32 == std::process::id() {
+        return Err(format!("process {pid} is memtrace itself"));
+    }
+    if let Some(why) = not_running(pid, false) {
+        return Err(why);
     }
     if !cfg!(target_arch = "x86_64") {
         return Err("attach works on x86-64 only".to_string());
@@ -458,6 +489,10 @@ fn detach(pid: i32) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
     let start = Instant::now();
     while active.exists() && alive(pid) {
+        // The request stays: a stopped process detaches when it runs again.
+        if let Some(why) = not_running(pid, true) {
+            return Err(why);
+        }
         if start.elapsed() > Duration::from_secs(60) {
             return Err(format!(
                 "process {pid} did not stop tracking within a minute (a Python process stops when its interpreter runs Python code)"
