@@ -105,14 +105,15 @@ def _limit(item: pytest.Item, name: str) -> int | None:
     marker = item.get_closest_marker(name)
     if marker is None:
         return None
+    # A bad value fails its test with one line (no traceback of the plugin's).
     if len(marker.args) != 1 or marker.kwargs:
-        raise pytest.UsageError(
-            f"{item.nodeid}: @pytest.mark.{name} takes one size, e.g. {name}(\"24 MB\")"
+        pytest.fail(
+            f"@pytest.mark.{name} takes one size, e.g. {name}(\"24 MB\")", pytrace=False
         )
     try:
         return parse_size(marker.args[0])
     except ValueError as e:
-        raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name}: {e}") from e
+        pytest.fail(f"@pytest.mark.{name}: {e}", pytrace=False)
 
 
 def _child_captures(path: Path) -> list[Path]:

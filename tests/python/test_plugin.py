@@ -125,7 +125,11 @@ def test_a_bad_size_is_a_usage_error(env: Env, tmp_path: Path, fake_captures: Pa
         env=environ,
     )
     assert r.returncode != 0
-    assert "limit_memory: not a size: 'lots'" in r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert "limit_memory: not a size: 'lots'" in out
+    # The test fails with that line alone: no traceback of the plugin's.
+    assert "FAILED test_bad.py::test_plain" in out, out
+    assert "pytest_plugin.py" not in out and "Traceback" not in out, out
 
 
 def test_limits_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
