@@ -777,3 +777,46 @@ fn a_program_started_by_a_script_keeps_the_script_s_process_group() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{words}");
     }
 }
+
+/// An -o memtrace cannot write (a directory, a read-only file system) is one line and status 1
+/// before the program starts, as a missing directory is: the program ran without a capture and
+/// the run said "wrote DIR, but it cannot be read".
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_program_starts() {
+    let (dir, tmp) = dirs("bad-output");
+    let run = |out: &str| {
+        Command::new(memtrace_bin())
+            .args(["run", "-f", "-o", out, "--", "/bin/echo", "ran"])
+            .current_dir(&dir)
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::null())
+            .output_watched()
+    };
+    std::fs::create_dir(dir.join("adir")).expect("mkdir");
+    let out = run("adir");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "the program ran: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("it is a directory"), "{err}");
+    // A read-only file system, where this test may mount one.
+    let ro = dir.join("ro");
+    std::fs::create_dir(&ro).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&ro)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped the read-only file system: mount is not permitted here");
+        return;
+    }
+    let out = run("ro/cap.bin");
+    let _ = Command::new("umount").arg(&ro).status();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "the program ran: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}

@@ -125,6 +125,20 @@ pub fn execute(args: RunArgs) -> Result<i32, String> {
     run(args).map_err(|RunError(msg)| msg)
 }
 
+/// Whether files can be made in `dir` (a read-only file system, no write permission): asked
+/// before the program starts, so that a bad -o is one line rather than a run without capture.
+fn writable(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: access(2) with a NUL-terminated path; it only checks.
+    if unsafe { libc::access(path.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 fn run(args: RunArgs) -> Result<i32, RunError> {
     // Checked before anything starts: a bad value is one line.
     let mut check = Command::new("true");
@@ -140,6 +154,12 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .map_err(|e| RunError(format!("cannot read the current directory: {e}")))?;
     let template = match &args.output {
         Some(out) => {
+            if out.is_dir() {
+                return Err(RunError(format!(
+                    "cannot write the capture to {}: it is a directory",
+                    out.display()
+                )));
+            }
             if out.exists() && !args.force {
                 return Err(RunError(format!(
                     "{} already exists (use -f to overwrite it)",
@@ -153,6 +173,13 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             if !dir.is_dir() {
                 return Err(RunError(format!(
                     "cannot write {}: directory {} does not exist",
+                    out.display(),
+                    dir.display()
+                )));
+            }
+            if let Err(e) = writable(dir) {
+                return Err(RunError(format!(
+                    "cannot write {} in directory {}: {e}",
                     out.display(),
                     dir.display()
                 )));
