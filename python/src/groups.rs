@@ -258,12 +258,25 @@ pub fn of_set(set: &AllocSet) -> Vec<Group> {
 /// Finds the temporary allocations with the reporter's replay, noting each one's allocator.
 struct Temporaries {
     replay: Replay,
+    /// The script's start was passed (the replay forgets the start-up's temporaries there,
+    /// unless they are included, and so are they forgotten here).
+    started: bool,
     /// Each live heap block's (allocator, stack, thread) by address.
     blocks: HashMap<u64, (u8, u64, u32)>,
     groups: HashMap<Key, Sum>,
 }
 
 impl Temporaries {
+    /// Forgets the start-up's temporaries once the replay passed the script's start.
+    fn after_replay(&mut self) {
+        if !self.started && self.replay.script_start.is_some() {
+            self.started = true;
+            if !self.replay.include_startup {
+                self.groups.clear();
+            }
+        }
+    }
+
     fn count_of(&self, stack: u64, thread: u32) -> Sum {
         self.replay
             .temporary
@@ -296,6 +309,7 @@ impl Consumer for Temporaries {
                 continue;
             };
             self.replay.events(thread, &events[run..i]);
+            self.after_replay();
             let before = self.count_of(stack, owner);
             self.replay.events(thread, &events[i..=i]);
             let after = self.count_of(stack, owner);
@@ -310,6 +324,7 @@ impl Consumer for Temporaries {
             }
         }
         self.replay.events(thread, &events[run..]);
+        self.after_replay();
     }
 }
 
@@ -324,6 +339,7 @@ pub fn temporary(
     replay.include_startup = include_startup;
     let mut t = Temporaries {
         replay,
+        started: false,
         blocks: HashMap::new(),
         groups: HashMap::new(),
     };
