@@ -663,7 +663,7 @@ fn a_program_execd_with_a_standard_stream_closed_and_few_descriptors_never_gets_
     }
 }
 
-/// A root holding /bin/env and the libraries `ldd` names for it.
+/// A root holding /bin/env, /bin/sh and the libraries `ldd` names for them.
 fn root_with_env(dir: &Path) -> PathBuf {
     let root = dir.join("root");
     let copy = |from: &Path| {
@@ -671,15 +671,17 @@ fn root_with_env(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
         std::fs::copy(from, &to).expect("copied");
     };
-    let env = std::fs::canonicalize("/usr/bin/env").expect("env");
-    copy(&env);
     std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy(&env, root.join("bin/env")).expect("copied");
-    let ldd = Command::new("ldd").arg(&env).output().expect("ldd runs");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
-        if let Some(lib) = line.split_whitespace().find(|w| w.starts_with('/')) {
-            copy(Path::new(lib));
+    for (program, name) in [("/usr/bin/env", "env"), ("/bin/sh", "sh")] {
+        let real = std::fs::canonicalize(program).expect("the program");
+        copy(&real);
+        std::fs::copy(&real, root.join("bin").join(name)).expect("copied");
+        let ldd = Command::new("ldd").arg(&real).output().expect("ldd runs");
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux... (0x...)"
+            if let Some(lib) = line.split_whitespace().find(|w| w.starts_with('/')) {
+                copy(Path::new(lib));
+            }
         }
     }
     root
@@ -718,6 +720,46 @@ fn an_exec_after_a_chroot_runs_as_it_would_without_the_tracker_s_traces() {
     assert!(err.contains("which wrote no capture"), "{err}");
     let s = full_stats(&cap);
     assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+}
+
+/// Under --follow-fork the environment holds the tracker's variables and LD_PRELOAD entry: a
+/// fork child's exec and `system` (which execs inside libc, where no hook runs) after a chroot
+/// had the loader print "ld.so: object ... cannot be preloaded" on the program's stderr. A
+/// chroot that leaves the tracker out of reach now drops them from the environment.
+#[test]
+fn children_after_a_chroot_run_as_without_the_tracker_under_follow_fork() {
+    if !is_root() {
+        eprintln!("skipped: chroot needs root (CI runs as root)");
+        return;
+    }
+    let dir = scratch("exec-chroot-children");
+    let prog = compile("chroot_exec", &dir);
+    let root = root_with_env(&dir);
+    let vars = |o: &Output| {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("_=") && !l.starts_with("PWD=") && !l.starts_with("SHLVL="))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    for how in ["", "fork", "system"] {
+        let words = [
+            prog.to_str().expect("utf-8"),
+            root.to_str().expect("utf-8"),
+            how,
+        ];
+        let alone = plain(&dir, &words);
+        assert_eq!(alone.status.code(), Some(0), "{how}: {alone:?}");
+        let (cap, out) = run(&dir, &["--follow-fork"], &words);
+        assert_eq!(out.status.code(), Some(0), "{how}: {out:?}");
+        let err = stderr(&out);
+        assert!(!err.contains("ld.so"), "{how}: {err}");
+        assert_eq!(vars(&out), vars(&alone), "{how}");
+        let s = full_stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{how}: {s}");
+    }
 }
 
 #[test]

@@ -160,6 +160,7 @@ export!(execv => crate::exec::entry::execv, (path: *const c_char, argv: *const *
 export!(execvpe => crate::exec::entry::execvpe, (file: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
 export!(execvp => crate::exec::entry::execvp, (file: *const c_char, argv: *const *const c_char) -> c_int);
 export!(fexecve => crate::exec::entry::fexecve, (fd: c_int, argv: *const *const c_char, envp: *const *const c_char) -> c_int);
+export!(chroot => crate::exec::entry::chroot, (path: *const c_char) -> c_int);
 export!(execveat => crate::exec::entry::execveat, (dirfd: c_int, path: *const c_char, argv: *const *const c_char, envp: *const *const c_char, flags: c_int) -> c_int);
 // Called by the variadic ones in exec.c.
 export!(memtrace_execve_hook => crate::exec::entry::memtrace_execve_hook, (path: *const c_char, argv: *const *const c_char, envp: *const *const c_char) -> c_int);

@@ -25,6 +25,7 @@ static EXECVE: AtomicUsize = AtomicUsize::new(0);
 static EXECVPE: AtomicUsize = AtomicUsize::new(0);
 static FEXECVE: AtomicUsize = AtomicUsize::new(0);
 static EXECVEAT: AtomicUsize = AtomicUsize::new(0);
+static CHROOT: AtomicUsize = AtomicUsize::new(0);
 
 fn next(name: &core::ffi::CStr) -> usize {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT: the definition after this library.
@@ -38,6 +39,7 @@ pub fn resolve() {
         (&EXECVPE, c"execvpe"),
         (&FEXECVE, c"fexecve"),
         (&EXECVEAT, c"execveat"),
+        (&CHROOT, c"chroot"),
     ] {
         if slot.load(Ordering::Acquire) == 0 {
             slot.store(next(name), Ordering::Release);
@@ -227,4 +229,24 @@ extern "C" {
     pub(crate) fn memtrace_execl(path: *const c_char, arg: *const c_char, ...) -> c_int;
     pub(crate) fn memtrace_execle(path: *const c_char, arg: *const c_char, ...) -> c_int;
     pub(crate) fn memtrace_execlp(file: *const c_char, arg: *const c_char, ...) -> c_int;
+}
+
+/// Interposed chroot(2): after a successful one, the environment loses the tracker's entries
+/// when the tracker is out of the new root's reach (super::after_chroot).
+///
+/// # Safety
+/// Same contract as libc's chroot.
+pub unsafe extern "C" fn chroot(path: *const c_char) -> c_int {
+    let f = real(&CHROOT, c"chroot");
+    if f == 0 {
+        return enosys();
+    }
+    // SAFETY: libc's chroot with the caller's argument.
+    let rc = unsafe {
+        core::mem::transmute::<usize, unsafe extern "C" fn(*const c_char) -> c_int>(f)(path)
+    };
+    if rc == 0 {
+        super::after_chroot();
+    }
+    rc
 }

@@ -227,6 +227,48 @@ pub unsafe fn follow(
     rc
 }
 
+/// After a successful chroot: when the tracker's library is out of the new root's reach, the
+/// process's environment drops the tracker's variables and its LD_PRELOAD entry (there under
+/// --follow-fork). Every later exec, `system` and `popen` included (they exec inside libc,
+/// where no hook runs), would otherwise have the loader print an error about the preload on
+/// the program's stderr. The new environment lives for good (as one `setenv` makes).
+pub fn after_chroot() {
+    let plan = PLAN.load(Ordering::Acquire);
+    if plan.is_null() || sys::sandboxed() {
+        return;
+    }
+    // SAFETY: plans are never freed.
+    let plan = unsafe { &*plan };
+    if plan.tracker_c.first() == Some(&b'/')
+        && accessible(plan.tracker_c.as_ptr().cast(), libc::R_OK)
+    {
+        return;
+    }
+    extern "C" {
+        static mut environ: *const *const c_char;
+    }
+    let _errno = sys::ErrnoGuard::new();
+    // SAFETY: libc's environment, NULL-terminated C strings; replaced the way a program may
+    // replace it (POSIX lets it assign `environ`).
+    unsafe {
+        let env = entries(environ);
+        if !env
+            .clone()
+            .any(|e| e.starts_with(b"LD_PRELOAD=") || ours(e))
+        {
+            return;
+        }
+        let room = 8 * (env.clone().count() + 4) + 2 * env.clone().map(<[u8]>::len).sum::<usize>();
+        let Some(mut s) = Scratch::new(room + 4096) else {
+            return;
+        };
+        if let Some(list) = plain_environment(&mut s, env, &plan.tracker) {
+            core::mem::forget(s);
+            environ = list;
+        }
+    }
+}
+
 /// An exec after the process sandboxed itself (session::sandbox): the new image inherits the
 /// filter, so it gets the program's environment without the tracker (whose start-up would make
 /// calls the filter forbids), built in static memory, with no system call.
