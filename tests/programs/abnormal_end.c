@@ -1,6 +1,6 @@
-/* Ends without exit handlers: abort(), a failed assert(), quick_exit(). Before that: 1000
- * allocations freed and 100 of 1000 bytes left live.
- *   abnormal_end abort | assert | quick_exit | none (nothing: start-up's own allocations) */
+/* Ends without exit handlers: abort(), a failed assert(), quick_exit(), _Exit(). Before that:
+ * 1000 allocations freed and 100 of 1000 bytes left live.
+ *   abnormal_end abort | assert | quick_exit | _Exit | none (nothing: start-up's own) */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,8 @@ int main(int argc, char **argv) {
         keep[i] = malloc(1000);
     if (!strcmp(argv[1], "quick_exit"))
         quick_exit(3);
+    if (!strcmp(argv[1], "_Exit"))
+        _Exit(4);
     if (!strcmp(argv[1], "assert"))
         assert(argc == 0);
     abort();

@@ -178,6 +178,8 @@ export!(posix_spawnp => crate::family::posix_spawnp, (pid: *mut pid_t, file: *co
 export!(__libc_start_main => crate::lifecycle::__libc_start_main, (main: crate::real::MainFn, argc: c_int, argv: *mut *mut i8, init: Option<unsafe extern "C" fn()>, fini: Option<unsafe extern "C" fn()>, rtld_fini: Option<unsafe extern "C" fn()>, stack_end: *mut c_void) -> c_int);
 export!(exit => crate::lifecycle::exit, (status: c_int) -> !);
 export!(_exit => crate::lifecycle::_exit, (status: c_int) -> !);
+// C99's _Exit is glibc's _exit under another name (it ran no hook: no trailer).
+export!(_Exit => crate::lifecycle::_exit, (status: c_int) -> !);
 export!(kill => crate::session::signals::kill, (pid: pid_t, sig: c_int) -> c_int);
 export!(raise => crate::session::signals::raise, (sig: c_int) -> c_int);
 export!(abort => crate::session::signals::abort, () -> !);
