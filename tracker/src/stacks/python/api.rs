@@ -22,6 +22,26 @@ pub struct MemAllocator {
 pub const DOMAIN_MEM: c_int = 1;
 pub const DOMAIN_OBJ: c_int = 2;
 
+/// PyCodeAddressRange (3.10 to 3.13): a position in a code object's line table, which
+/// `_PyCode_CheckLineNumber` moves to the range of an instruction (see lines.rs).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct AddressRange {
+    pub ar_start: c_int,
+    pub ar_end: c_int,
+    pub ar_line: c_int,
+    /// `struct _opaque`, 8-aligned: it starts at 16.
+    pub opaque: RangeOpaque,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RangeOpaque {
+    pub computed_line: c_int,
+    pub lo_next: *const u8,
+    pub limit: *const u8,
+}
+
 pub type TraceFunc = unsafe extern "C" fn(*mut Object, *mut Object, c_int, *mut Object) -> c_int;
 
 pub struct Api {
@@ -42,6 +62,8 @@ pub struct Api {
     pub eval_get_frame: unsafe extern "C" fn() -> *mut Object,
     pub frame_get_back: unsafe extern "C" fn(*mut Object) -> *mut Object,
     pub code_addr2line: unsafe extern "C" fn(*mut Object, c_int) -> c_int,
+    /// `_PyCode_CheckLineNumber`, where exported (lines.rs; else every line is a whole scan).
+    pub code_check_line_number: Option<unsafe extern "C" fn(c_int, *mut AddressRange) -> c_int>,
     pub get_version: unsafe extern "C" fn() -> *const c_char,
     pub none: *mut Object,
     pub code_type: *mut Object,
@@ -121,6 +143,15 @@ fn resolve() -> Option<Api> {
             c"PyCode_Addr2Line",
             unsafe extern "C" fn(*mut Object, c_int) -> c_int
         ),
+        code_check_line_number: sym(c"_PyCode_CheckLineNumber").map(|p| {
+            // SAFETY: CPython's function of this name: (int lasti, PyCodeAddressRange *) -> int.
+            unsafe {
+                core::mem::transmute::<
+                    *mut c_void,
+                    unsafe extern "C" fn(c_int, *mut AddressRange) -> c_int,
+                >(p)
+            }
+        }),
         get_version: func!(c"Py_GetVersion", unsafe extern "C" fn() -> *const c_char),
         none: sym(c"_Py_NoneStruct")?,
         code_type: sym(c"PyCode_Type")?,

@@ -72,6 +72,8 @@ struct ThreadFrames {
     scratch: [Walked; CAPACITY],
     lines: [LineSlot; LINE_SLOTS],
     names: [NameSlot; NAME_SLOTS],
+    /// Positions in the line tables of long code objects (lines.rs).
+    cursors: super::lines::Cursors,
 }
 
 #[path = "quick.rs"]
@@ -446,8 +448,14 @@ fn stack_at(
         return (stack, frame);
     }
     let offset32 = offset.clamp(i32::MIN as isize, i32::MAX as isize) as i32;
-    // SAFETY: a live code object; PyCode_Addr2Line only reads its line table.
-    let line = unsafe { (api.code_addr2line)(code as *mut _, offset32) }.max(0) as u64;
+    let line = if settled {
+        // A code kept alive, and its line table with it: a cursor may stay in it.
+        super::lines::line(&mut f.cursors, api, code, offset32)
+    } else {
+        // SAFETY: a live code object; PyCode_Addr2Line only reads its line table.
+        unsafe { (api.code_addr2line)(code as *mut _, offset32) }
+    }
+    .max(0) as u64;
     let (stack, frame) = intern(line);
     // Only for a code kept alive (codes.rs): its address is never reused by another.
     if settled {

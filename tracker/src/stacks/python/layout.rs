@@ -61,6 +61,9 @@ pub struct Layout {
     /// PyCodeObject: co_filename and co_qualname (co_name on 3.10).
     pub co_filename: usize,
     pub co_qualname: usize,
+    /// PyCodeObject: co_firstlineno (an int) and co_linetable (a bytes object).
+    pub co_firstlineno: usize,
+    pub co_linetable: usize,
     /// sizeof(PyASCIIObject): where a compact ASCII string's characters start.
     pub ascii_data: usize,
 }
@@ -89,6 +92,8 @@ impl Layout {
                 owner: None,
                 co_filename: 104,
                 co_qualname: 112,
+                co_firstlineno: 40,
+                co_linetable: 120,
                 ascii_data: 48,
             },
             11 => Layout {
@@ -106,6 +111,8 @@ impl Layout {
                 owner: None,
                 co_filename: 112,
                 co_qualname: 128,
+                co_firstlineno: 72,
+                co_linetable: 136,
                 ascii_data: 48,
             },
             12 => Layout {
@@ -123,6 +130,8 @@ impl Layout {
                 owner: Some(70),
                 co_filename: 112,
                 co_qualname: 128,
+                co_firstlineno: 68,
+                co_linetable: 136,
                 ascii_data: 40,
             },
             13 => Layout {
@@ -137,6 +146,8 @@ impl Layout {
                 owner: Some(70),
                 co_filename: 112,
                 co_qualname: 128,
+                co_firstlineno: 68,
+                co_linetable: 136,
                 ascii_data: 40,
             },
             _ => return None,

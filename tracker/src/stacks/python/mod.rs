@@ -9,6 +9,7 @@ mod chain;
 mod codes;
 pub(crate) mod frames;
 mod layout;
+mod lines;
 pub(crate) mod script;
 
 use crate::tls;
