@@ -8,10 +8,11 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ._locations import top_lines
+from ._locations import location, top_lines
 from ._native import FileReader, write_flamegraph
 from ._sizes import format_size
 from ._tracker import Tracker
@@ -39,6 +40,8 @@ class MemtraceMagics(Magics):
     def memtrace(self, line: str, cell: str) -> None:
         """Runs the cell under memtrace and reports its peak memory and top lines."""
         args = parse_argstring(self.memtrace, line)
+        if args.top < 0:
+            raise UsageError(f"%%memtrace: -n takes a number of lines, 0 or more (not {args.top})")
         results = Path(args.results_dir)
         results.mkdir(parents=True, exist_ok=True)
         number = next(_cells)
@@ -47,9 +50,12 @@ class MemtraceMagics(Magics):
             number = next(_cells)
             capture = results / f"cell-{number}.bin"
         code = compile(cell, CELL_FILE, "exec")
-        with Tracker(capture, native=args.native):
-            exec(code, self.shell.user_ns)  # noqa: S102 (running the user's cell is the point)
-        report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
+        # A cell that raises is reported too (what it allocated until then), then raises.
+        try:
+            with Tracker(capture, native=args.native):
+                exec(code, self.shell.user_ns)  # noqa: S102 (running the user's cell is the point)
+        finally:
+            report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
 
 
 def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:
@@ -64,6 +70,8 @@ def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:
         total, count = meta.peak_bytes, meta.peak_allocations
         print(f"memtrace: the cell's peak: {format_size(total)} ({total} bytes) in {count} allocations")
         records = reader.peak_records()
+    # The magic's own frames (running the cell) are not the cell's lines.
+    records = [r for r in records if location(r)[1] != __file__]
     for l in top_lines(records, top):
         print(f"  {format_size(l.size):>11} ({l.size} bytes) in {l.n_allocations}: {l.label}")
     if html:

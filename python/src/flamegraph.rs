@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 /// Writes `memtrace flamegraph`'s interactive page for `capture` to `output`, opening on the
 /// memory live at the peak (or at exit with `leaks`): every other view is picked in the page.
+/// The caller says where it went (the IPython magic prints it in the cell's output).
 #[pyfunction]
 #[pyo3(signature = (capture, output, *, leaks = false, inverted = false))]
 pub fn write_flamegraph(
@@ -29,7 +30,6 @@ pub fn write_flamegraph(
                 eprintln!("memtrace: warning: {}", escape(w));
             }
         })?;
-        eprintln!("memtrace: wrote {}", output.display());
         Ok::<(), String>(())
     })
     .map_err(PyValueError::new_err)

@@ -41,7 +41,19 @@ impl FileReader {
     /// script starts (as the reports do), unless `include_startup`.
     #[new]
     #[pyo3(signature = (path, *, include_startup = false))]
-    fn new(py: Python<'_>, path: PathBuf, include_startup: bool) -> PyResult<FileReader> {
+    fn new(
+        py: Python<'_>,
+        path: &Bound<'_, PyAny>,
+        include_startup: bool,
+    ) -> PyResult<FileReader> {
+        // A path as str, os.PathLike or bytes (as open() takes them).
+        let path: PathBuf = match path.cast::<pyo3::types::PyBytes>() {
+            Ok(b) => {
+                use std::os::unix::ffi::OsStrExt;
+                std::ffi::OsStr::from_bytes(b.as_bytes()).into()
+            }
+            Err(_) => path.extract()?,
+        };
         let shared = py
             .detach(|| Shared::open(&path, include_startup))
             .map_err(errors::open_error)?;

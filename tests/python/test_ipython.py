@@ -63,3 +63,35 @@ def test_magic_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
     results = tmp_path / "results"
     out = run_cell(env, results)
     check(out, results, "<module> at <memtrace-cell>:1")
+
+
+RAISING_CELL = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.error import UsageError
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+try:
+    ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[1], "x = bytearray(5_000_000)\\nraise ValueError('boom')\\n")
+except ValueError as e:
+    print("raised", e)
+try:
+    ip.run_cell_magic("memtrace", "-n -1 -d " + sys.argv[1], "pass\\n")
+except UsageError as e:
+    print("usage:", e)
+"""
+
+
+def test_a_cell_that_raises_is_reported_and_a_bad_count_refused(env: Env, tmp_path: Path) -> None:
+    """A cell that raises still gets its report (what it allocated until then), then the
+    exception goes on; a negative -n is refused (it dropped lines silently)."""
+    results = tmp_path / "results"
+    r = run([env.python, "-c", RAISING_CELL, results])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert re.fullmatch(r"memtrace: the cell's peak: 4\.\d MiB \(\d+ bytes\) in \d+ allocations", lines[0]), r.stdout
+    assert "<module> at <memtrace-cell>:1" in lines[1], r.stdout
+    assert "raised boom" in lines, r.stdout
+    assert "usage: %%memtrace: -n takes a number of lines, 0 or more (not -1)" in lines, r.stdout
+    # The magic's own frames are not among the cell's lines.
+    assert "_ipython.py" not in r.stdout, r.stdout

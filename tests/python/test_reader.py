@@ -190,6 +190,9 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
         f"IsADirectoryError False {tmp_path}: is a directory, not a capture file",
     ]
     assert "panicked" not in r.stderr
+    # A path given as bytes, as open() takes it (it was refused: "not an instance of 'str'").
+    as_bytes = read(env, path, f"out = memtrace.FileReader({os.fsencode(path)!r}).metadata.pid")
+    assert as_bytes == capture[1]
 
 
 def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:

@@ -4,7 +4,7 @@
 //! last snapshot; every report runs on it, and a view it cannot give says so in one line.
 
 use memtrace_e2e::watchdog::Watched;
-use memtrace_e2e::{compile, kill_when_ready, memtrace, memtrace_bin, num, scratch, stats};
+use memtrace_e2e::{compile, kill_when_ready, memtrace, memtrace_bin, num, report, scratch, stats};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -304,6 +304,16 @@ fn every_report_reads_an_aggregated_capture() {
         let out = memtrace(&args, &dir);
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
+    // The report itself says so (a warning on stderr alone was lost with `stats > report.txt`),
+    // and so does its JSON; a full capture's does not.
+    let stats_text = memtrace(&["stats", c], &dir);
+    assert!(
+        String::from_utf8_lossy(&stats_text.stdout)
+            .contains("Mode:         aggregated (memtrace run --aggregate)"),
+        "{stats_text:?}"
+    );
+    assert_eq!(report(&["stats", "--json"], &agg)["aggregated"], true);
+    assert_eq!(report(&["stats", "--json"], &full)["aggregated"], false);
     let tree = memtrace(&["tree", c], &dir);
     let text = String::from_utf8_lossy(&tree.stdout);
     assert!(

@@ -157,6 +157,8 @@ pub struct StatsReport {
     /// Byte sampling (`run --sample-bytes N`): N, or 0 for a full capture. When sampled, bytes
     /// and allocation totals are estimates (see `warnings`).
     pub sample_bytes: u64,
+    /// An aggregated capture (`run --aggregate`): sums per stack and thread (see `warnings`).
+    pub aggregated: bool,
     /// A sampled capture: an upper bound of the standard error of `peak_bytes` (N times the
     /// square root of the samples live at the peak; samples of N bytes or more add none); 0
     /// for a full capture.
@@ -391,6 +393,7 @@ fn build_threads(
         exe: String::from_utf8_lossy(&header.exe).into_owned(),
         pid: header.pid,
         sample_bytes: analysis.index.settings.sample_bytes,
+        aggregated: analysis.index.settings.aggregate,
         peak_standard_error_bytes: (analysis.index.settings.sample_bytes as f64
             * (analysis.replay.peak.allocations as f64).sqrt())
         .round() as u64,

@@ -1,12 +1,20 @@
-//! The lines of the stats text that say how a capture was recorded: byte sampling and labels.
+//! The lines of the stats text that say how a capture was recorded: aggregated, byte sampling
+//! and labels.
 
 use super::human::size;
 use super::stats::StatsReport;
 use std::io::{self, Write};
 
-/// `Sampling:`, `Labels:` and `Memory limit:` lines, for a sampled or labelled capture or one
-/// made under a cgroup memory limit; nothing otherwise.
+/// `Mode:`, `Sampling:`, `Labels:` and `Memory limit:` lines, for an aggregated, sampled or
+/// labelled capture or one made under a cgroup memory limit; nothing otherwise.
 pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
+    if r.aggregated {
+        writeln!(
+            out,
+            "Mode:         aggregated (memtrace run --aggregate): sums per stack and thread, no \
+             temporary allocations or time ranges"
+        )?;
+    }
     if r.sample_bytes > 0 {
         writeln!(
             out,

@@ -15,7 +15,9 @@ use crate::sys;
 use memtrace_format::{
     trailer_flags, ChunkCodec, ChunkHeader, ChunkKind, CHUNK_ALIGN, CHUNK_HEADER_LEN,
 };
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::OnceLock;
 
 /// What a failure must also do in the record layer above: close every thread's state
@@ -69,6 +71,9 @@ pub struct Capture {
     released: AtomicU64,
     /// The mapping was sized by the address-space limit (RLIMIT_AS).
     limited: AtomicBool,
+    /// The process that opened the capture: a child made without fork's handlers (a raw clone)
+    /// shares the mapping and must not write to it (see `in_its_process`).
+    owner: AtomicU32,
 }
 
 /// How much written capture may stay resident before it is dropped from memory.
@@ -89,6 +94,7 @@ pub static CAPTURE: Capture = Capture {
     trailer_at: AtomicU64::new(0),
     released: AtomicU64::new(0),
     limited: AtomicBool::new(false),
+    owner: AtomicU32::new(0),
 };
 
 /// Bytes reserved for the trailer's payload.
@@ -180,6 +186,7 @@ impl Capture {
     /// Err(errno) on failure.
     pub fn open(&self, fd: i32, path: &[u8], header: &[u8]) -> Result<(), i32> {
         self.file.set(fd, path)?;
+        self.owner.store(sys::getpid(), Ordering::Relaxed);
         super::netfs::note_file(fd);
         self.written.store(
             sys::fs_type(fd).is_some_and(write_reserves),
@@ -537,6 +544,12 @@ impl Capture {
     }
 
     /// In a fork child: forget the parent's capture without touching it.
+    /// Whether the calling process is the one that opened the capture (a system call: asked
+    /// once per chunk written, not per event).
+    pub fn in_its_process(&self) -> bool {
+        sys::getpid() == self.owner.load(Ordering::Relaxed)
+    }
+
     pub fn abandon(&self) {
         self.closed.store(true, Ordering::Release);
         let base = self.base.swap(core::ptr::null_mut(), Ordering::Relaxed);

@@ -169,7 +169,7 @@ export!(memtrace_execvpe_hook => crate::exec::entry::memtrace_execvpe_hook, (fil
 // ---- the children a process starts (session::family) ----
 
 export!(fork => crate::family::fork, () -> pid_t);
-export!(_Fork => crate::family::underscore_fork, () -> pid_t);
+export!(_Fork => crate::lifecycle::underscore_fork, () -> pid_t);
 export!(posix_spawn => crate::family::posix_spawn, (pid: *mut pid_t, path: *const c_char, actions: *const libc::posix_spawn_file_actions_t, attr: *const libc::posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int);
 export!(posix_spawnp => crate::family::posix_spawnp, (pid: *mut pid_t, file: *const c_char, actions: *const libc::posix_spawn_file_actions_t, attr: *const libc::posix_spawnattr_t, argv: *const *mut c_char, envp: *const *mut c_char) -> c_int);
 

@@ -92,37 +92,23 @@ pub unsafe extern "C" fn fork() -> pid_t {
     pid
 }
 
-/// Interposed _Fork(3) (glibc 2.34): a fork that runs no atfork handlers, for signal handlers
-/// and async-signal-safe code. The tracker's own fork handlers still run around it: without
-/// them the child would write into the parent's capture (shared memory) and finish it at exit.
-/// When the call interrupted one of the tracker's hooks on this thread (a signal handler), the
-/// tracker's locks may be held here: the child then only stops recording.
-///
-/// # Safety
-/// Same contract as libc's _Fork.
-pub unsafe extern "C" fn underscore_fork() -> pid_t {
+/// glibc's _Fork (2.34): a fork that runs no atfork handlers (the system call where libc has
+/// none). The tracker's handlers run around it in lifecycle::underscore_fork.
+pub fn real_underscore_fork() -> pid_t {
     let f = real(&UNDERSCORE_FORK, c"_Fork");
-    let in_hook = tls::get().in_tracker != 0;
-    if !in_hook {
-        crate::lifecycle::fork_prepare();
-    }
-    let pid = if f == 0 {
+    if f == 0 {
         // SAFETY: the system call has _Fork's contract.
-        unsafe { libc::syscall(libc::SYS_fork) as pid_t }
-    } else {
-        // SAFETY: libc's _Fork.
-        unsafe { core::mem::transmute::<usize, ForkFn>(f)() }
-    };
-    match (pid, in_hook) {
-        (0, false) => crate::lifecycle::fork_child(),
-        (0, true) => crate::lifecycle::stop_in_unknown_child(),
-        (_, false) => crate::lifecycle::fork_parent(),
-        (_, true) => {}
+        return unsafe { libc::syscall(libc::SYS_fork) as pid_t };
     }
+    // SAFETY: libc's _Fork.
+    unsafe { core::mem::transmute::<usize, ForkFn>(f)() }
+}
+
+/// The parent of a child made by _Fork records it, as fork's does.
+pub fn record_underscore_fork_child(pid: pid_t) {
     if pid > 0 && recording() {
         record_fork_child(pid);
     }
-    pid
 }
 
 /// The parent's record of a child made by fork or _Fork: a copy of itself.

@@ -513,10 +513,34 @@ pub(crate) extern "C" fn fork_parent() {
     CONFIG.raw_unlock();
 }
 
+/// Interposed _Fork(3) (glibc 2.34): a fork that runs no atfork handlers, for signal handlers
+/// and async-signal-safe code. The tracker's own fork handlers still run around it: without
+/// them the child would write into the parent's capture (shared memory) and finish it at exit.
+/// When the call interrupted one of the tracker's hooks on this thread (a signal handler), the
+/// tracker's locks may be held here: the child then only stops recording.
+///
+/// # Safety
+/// Same contract as libc's _Fork.
+pub unsafe extern "C" fn underscore_fork() -> libc::pid_t {
+    let in_hook = tls::get().in_tracker != 0;
+    if !in_hook {
+        fork_prepare();
+    }
+    let pid = crate::family::real_underscore_fork();
+    match (pid, in_hook) {
+        (0, false) => fork_child(),
+        (0, true) => stop_in_unknown_child(),
+        (_, false) => fork_parent(),
+        (_, true) => {}
+    }
+    crate::family::record_underscore_fork_child(pid);
+    pid
+}
+
 /// In a child made by _Fork from inside one of the tracker's hooks (a signal handler): the
 /// tracker's locks may be held by the interrupted hook, so the child takes none; it stops
 /// recording (the parent's capture is shared memory) and starts no capture of its own.
-pub(crate) fn stop_in_unknown_child() {
+fn stop_in_unknown_child() {
     ACTIVE.store(false, Ordering::Release);
     STARTED.store(false, Ordering::Release);
 }

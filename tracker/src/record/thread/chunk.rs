@@ -183,7 +183,7 @@ impl ThreadState {
             return true;
         }
         let _errno = sys::ErrnoGuard::new();
-        if sys::getpid() != crate::state::CAPTURE_PID.load(Ordering::Relaxed) {
+        if !CAPTURE.in_its_process() {
             return self.not_this_process();
         }
         self.update_name();
