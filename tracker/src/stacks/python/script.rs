@@ -77,13 +77,24 @@ pub fn watching() -> bool {
 /// frame; the caller marks the script's start then.
 #[cold]
 pub fn starts_now(t: &tls::Tls) -> bool {
-    if WATCHER.load(Ordering::Relaxed) != t as *const tls::Tls as usize
-        || super::runs_python_frame()
-    {
+    if WATCHER.load(Ordering::Relaxed) != t as *const tls::Tls as usize {
+        return false;
+    }
+    if super::runs_python_frame() {
+        // A start never found (an interpreter that runs no script this way) must not keep
+        // every allocation on this path: watching ends unmarked, as a run without a start.
+        if WATCHED.fetch_add(1, Ordering::Relaxed) >= WATCH_LIMIT {
+            WATCHING.store(false, Ordering::Release);
+        }
         return false;
     }
     WATCHING.swap(false, Ordering::AcqRel)
 }
+
+/// The main thread's allocations with a Python frame looked at while watching.
+static WATCHED: AtomicUsize = AtomicUsize::new(0);
+/// A start-up is some ten thousand allocations; a start not found by this many is none.
+const WATCH_LIMIT: usize = 5_000_000;
 
 /// The script starts (its start marker is written, `site`'s frame returning): its compilation
 /// begins at the main thread's next allocation without a Python frame, if a script was named.
