@@ -303,12 +303,11 @@ pub unsafe extern "C" fn init_module() -> *mut Object {
         if known && crate::unwind::enabled() {
             crate::unwind::learn_eval_loop();
         }
-        // The script starts when `site`, which imports this module, is done: at the main
-        // thread's next allocation without a Python frame.
-        if INTERPRETER.get().is_some() {
-            crate::python::script::watch_start(tls::get());
-        } else {
-            startup::mark();
+        // The script starts when `site`, which imports this module, is done (startup.rs).
+        match INTERPRETER.get() {
+            Some(py) if py.layout.minor >= 12 => crate::python::script::watch_start(tls::get()),
+            Some(py) if startup::watch(api, py) => {}
+            _ => startup::mark(),
         }
     }
     let def = MODULE.0.get();
