@@ -164,17 +164,26 @@ fn attach_to_python_records_the_line_and_the_target_goes_on() {
     assert!((3_000_000..3_200_000).contains(&live), "{live}");
 }
 
-#[test]
-fn attach_to_a_native_program_counts_exactly_what_follows() {
-    let dir = scratch("attach_c");
+/// tests/programs/attach.c started in a scratch directory `name` and attached to, its capture
+/// `cap.bin` there; None when ptrace is refused here (the test says so and ends).
+fn attached_native(name: &str) -> Option<(std::path::PathBuf, Target, String)> {
+    let dir = scratch(name);
     let prog = memtrace_e2e::compile("attach", &dir);
     let target = Target::start(Command::new(&prog), &dir);
     let pid = target.pid();
     let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
     if refused(&out) {
-        return;
+        return None;
     }
     assert!(out.status.success(), "{out:?}");
+    Some((dir, target, pid))
+}
+
+#[test]
+fn attach_to_a_native_program_counts_exactly_what_follows() {
+    let Some((dir, target, pid)) = attached_native("attach_c") else {
+        return;
+    };
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
     let out = memtrace(&["detach", &pid], &dir);
@@ -466,15 +475,9 @@ fn attach_refuses_an_unsupported_python() {
 /// zombie was refused as "statically linked".
 #[test]
 fn detach_of_a_stopped_process_and_attach_to_a_zombie_say_why() {
-    let dir = scratch("attach_stopped");
-    let prog = memtrace_e2e::compile("attach", &dir);
-    let target = Target::start(Command::new(&prog), &dir);
-    let pid = target.pid();
-    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
-    if refused(&out) {
+    let Some((dir, target, pid)) = attached_native("attach_stopped") else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    };
     let signal = |sig: &str| {
         let s = Command::new("kill")
             .args([sig, &pid])

@@ -978,6 +978,16 @@ fn a_module_named_threading_beside_the_script_is_the_program_s_own() {
 /// `threading.setprofile` replaced it (no more thread names). Now the program sees its own
 /// function (or None), its function gets the events of new threads from their first call on,
 /// and the threads are still named.
+/// The names of a capture's threads (`stats --json`).
+fn thread_names(s: &serde_json::Value) -> Vec<&str> {
+    s["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect()
+}
+
 #[test]
 fn threading_getprofile_shows_the_program_s_own_profile_function() {
     let dir = scratch("py-getprofile");
@@ -1020,12 +1030,7 @@ print(any(n == "worker-2" for n, f in seen))
         assert_eq!(tracked.stdout, alone.stdout, "3.{minor}");
         assert_eq!(tracked.stderr, alone.stderr, "3.{minor}");
         let s = stats(&cap);
-        let names: Vec<&str> = s["threads"]
-            .as_array()
-            .expect("threads")
-            .iter()
-            .filter_map(|t| t["name"].as_str())
-            .collect();
+        let names = thread_names(&s);
         for name in ["worker-1", "worker-2"] {
             assert!(names.contains(&name), "3.{minor}: {names:?}");
         }
@@ -1080,12 +1085,7 @@ tracemalloc.stop()
         assert_eq!(tracked.status.code(), Some(0), "3.{minor}: {tracked:?}");
         assert_eq!(tracked.stdout, alone.stdout, "3.{minor}");
         let s = stats(&cap);
-        let names: Vec<&str> = s["threads"]
-            .as_array()
-            .expect("threads")
-            .iter()
-            .filter_map(|t| t["name"].as_str())
-            .collect();
+        let names = thread_names(&s);
         assert!(names.contains(&"worker-A"), "3.{minor}: {names:?}");
     }
 }
