@@ -841,3 +841,68 @@ fn malloc_slot_offset(lib: &Path) -> String {
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
         .expect("a JUMP_SLOT of malloc")
 }
+
+/// Tracking from Python takes no profile function (on 3.12+ one turns on the monitoring
+/// instrumentation, which leaves every function run afterwards a block of its own), leaves the
+/// program's `threading.setprofile` slot alone, still names a thread started and ended while
+/// tracking, and puts `threading.Thread` back as it was at stop.
+#[test]
+fn tracking_sets_no_profile_function_and_still_names_new_threads() {
+    let dir = setup("inproc-no-profile");
+    // Run with `-`, the same script does not track: what its functions keep is the reference.
+    let script = "\
+import sys, threading, tracemalloc
+import _memtrace_tracker as tracker
+track = sys.argv[1] != '-'
+original = threading.Thread._set_native_id
+def work():
+    keep.append(bytearray(100_000))
+keep = []
+functions = []
+for i in range(1000):
+    ns = {}
+    exec(f'def f{i}():\\n    return {i}\\n', ns)
+    functions.append(ns[f'f{i}'])
+kept = 0
+if track:
+    tracker.start(sys.argv[1], False, True, False)
+print('profile', threading.getprofile(), sys.getprofile())
+t = threading.Thread(target=work, name='worker-A')
+t.start(); t.join()
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+for f in functions:
+    f()
+kept = tracemalloc.get_traced_memory()[0] - before
+tracemalloc.stop()
+if track:
+    tracker.stop()
+print('kept', kept)
+print('restored', threading.Thread._set_native_id is original)
+";
+    for (minor, py) in claimed_pythons() {
+        let alone = run(&py, &dir, "calls.py", script, &["-"]);
+        assert!(alone.status.success(), "3.{minor}: {alone:?}");
+        let capture = dir.join(format!("calls{minor}.bin"));
+        let out = run(
+            &py,
+            &dir,
+            "calls.py",
+            script,
+            &[capture.to_str().expect("utf-8")],
+        );
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        let printed = text(&out.stdout);
+        assert_eq!(printed, text(&alone.stdout), "3.{minor}");
+        assert!(
+            printed.starts_with("profile None None\n") && printed.ends_with("restored True\n"),
+            "3.{minor}: {printed}"
+        );
+        let s = stats(&capture);
+        let worker = s["threads"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["name"] == "worker-A"))
+            .unwrap_or_else(|| panic!("3.{minor}: no worker-A: {}", s["threads"]));
+        assert!(num(worker, "bytes") >= 100_000, "3.{minor}: {worker}");
+    }
+}

@@ -10,9 +10,11 @@
 //! Imported into an interpreter that `memtrace run` did not start, the module does nothing until
 //! its `start` is called (session.rs: in-process tracking).
 
+mod objects;
 mod session;
 mod session_api;
 mod startup;
+mod thread_names;
 mod types;
 
 use crate::hooks::pymem as allocators;

@@ -20,6 +20,8 @@ pub struct SessionApi {
     pub long_as_long_long: unsafe extern "C" fn(*mut Object) -> c_longlong,
     pub long_from_unsigned_long_long: unsafe extern "C" fn(u64) -> *mut Object,
     pub cfunction_new: unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object,
+    pub set_attr_string: unsafe extern "C" fn(*mut Object, *const c_char, *mut Object) -> c_int,
+    pub instance_method_new: unsafe extern "C" fn(*mut Object) -> *mut Object,
 }
 
 // SAFETY: function pointers and the addresses of two immortal type objects, shared read-only.
@@ -67,5 +69,10 @@ fn resolve() -> Option<SessionApi> {
             c"PyCFunction_NewEx",
             unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object
         ),
+        set_attr_string: func!(
+            c"PyObject_SetAttrString",
+            unsafe extern "C" fn(*mut Object, *const c_char, *mut Object) -> c_int
+        ),
+        instance_method_new: func!(c"PyInstanceMethod_New", F<*mut Object, *mut Object>),
     })
 }
