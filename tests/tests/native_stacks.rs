@@ -1036,7 +1036,7 @@ fn a_python_stack_that_stops_short_has_every_python_frame_and_says_so() {
         assert!(
             text.lines().any(|l| l.starts_with("Stacks stop short:")
                 && l.contains("% of the peak (")
-                && l.contains("under native stacks that stop short")),
+                && l.contains("under stacks that stop short")),
             "{py:?}: {text}"
         );
     }

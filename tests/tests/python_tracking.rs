@@ -1089,3 +1089,61 @@ tracemalloc.stop()
         assert!(names.contains(&"worker-A"), "3.{minor}: {names:?}");
     }
 }
+
+/// The mark of a stack that stops short, as reports name it.
+const TOO_DEEP: &str = "<stack stops short: deeper than kept, outer frames left out>";
+
+/// A Python stack keeps its innermost 4,096 frames: a deeper one says so with the mark of a
+/// stack that stops short (and the reports count what lies under it), one within the limit
+/// reaches its outermost frame.
+#[test]
+fn a_python_stack_deeper_than_kept_is_marked_where_it_stops() {
+    let dir = scratch("py-too-deep");
+    let script = "\
+import sys
+sys.setrecursionlimit(20_000)
+def down(d):
+    if d == 0:
+        return b\"\\0\" * 3_000_000
+    return down(d - 1)
+def down2(d):
+    if d == 0:
+        return b\"\\0\" * 2_000_000
+    return down2(d - 1)
+deep = down(5000)
+whole = down2(4000)
+";
+    for (minor, py) in claimed_pythons() {
+        let s = run_script(&py, &dir, &format!("deep{minor}.py"), script, &[]);
+        let deep = location(&s, "top_by_size", "down", 5).expect("down at line 5");
+        assert_eq!(num(deep, "bytes"), 3_000_000 + BYTES_HEADER, "3.{minor}");
+        assert_eq!(num(deep, "count"), 1, "3.{minor}");
+        let stack = frames_of(deep);
+        assert_eq!(stack.len(), 4097, "3.{minor}");
+        assert_eq!(stack[0], ("down".to_string(), 5), "3.{minor}");
+        assert!(
+            stack[1..4096].iter().all(|f| *f == ("down".to_string(), 6)),
+            "3.{minor}"
+        );
+        assert_eq!(stack[4096].0, TOO_DEEP, "3.{minor}");
+        let whole = location(&s, "top_by_size", "down2", 9).expect("down2 at line 9");
+        assert_eq!(num(whole, "bytes"), 2_000_000 + BYTES_HEADER, "3.{minor}");
+        let stack = frames_of(whole);
+        assert_eq!(stack.len(), 4002, "3.{minor}");
+        assert_eq!(stack[0], ("down2".to_string(), 9), "3.{minor}");
+        assert!(
+            stack[1..4001]
+                .iter()
+                .all(|f| *f == ("down2".to_string(), 10)),
+            "3.{minor}"
+        );
+        assert_eq!(stack[4001], ("<module>".to_string(), 12), "3.{minor}");
+        // The deep bytes object and what the interpreter keeps for the deep calls (3.10's
+        // frame objects), not the 2 MB under the whole stack.
+        let short = num(&s, "peak_stops_short_bytes");
+        assert!(
+            (3_000_000 + BYTES_HEADER..3_500_000).contains(&short),
+            "3.{minor}: {short}"
+        );
+    }
+}

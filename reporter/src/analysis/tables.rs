@@ -11,8 +11,10 @@ pub enum Frame {
     Python { function: u64, file: u64, line: u64 },
 }
 
-/// The most stacks a walk follows from a stack outwards.
-pub const MAX_DEPTH: usize = 4096;
+/// The most stacks a walk follows from a stack outwards (a bound against cycles in damaged
+/// tables): the tracker's deepest chain, 4,096 Python frames under the mark of a stack that
+/// stops short, fits.
+pub const MAX_DEPTH: usize = 4097;
 
 /// Which frames of a stack the reports show (a `--native` capture holds both kinds).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

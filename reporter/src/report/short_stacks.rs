@@ -1,5 +1,5 @@
-//! Native stacks that stop short of the thread's first frame (too deep, at JIT code, at a frame
-//! the unwinder could not follow): the tracker marks where such a stack stops
+//! Stacks that stop short of the thread's first frame (native ones too deep, at JIT code, at a
+//! frame the unwinder could not follow; Python ones deeper than the tracker keeps): the tracker marks where such a stack stops
 //! ([`StopsShort`]), and the reports say how much memory lies under such stacks, so that a
 //! reader knows which part of a tree has no root below it.
 

@@ -257,7 +257,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
     if r.peak_stops_short_bytes > 0 {
         writeln!(
             out,
-            "Stacks stop short:      {} of the peak ({} in {}) is under native stacks that stop short of the thread's first frame (\"<stack stops short: …>\" in reports)",
+            "Stacks stop short:      {} of the peak ({} in {}) is under stacks that stop short of the thread's first frame (\"<stack stops short: …>\" in reports)",
             share(r.peak_stops_short_bytes, r.peak_bytes),
             size(r.peak_stops_short_bytes),
             counted(r.peak_stops_short_allocations, "allocation")

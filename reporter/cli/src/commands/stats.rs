@@ -29,8 +29,9 @@ JSON keys: capture, format_version, command, argv, exe, pid, duration_s, total_a
 total_bytes, total_frees (of allocations the capture saw), peak_bytes, peak_allocations,
 peak_time_s, leaked_bytes, leaked_allocations, leaks_at, startup_bytes and startup_included
 (a Python run: what the interpreter's start-up left live, and whether the figures count it:
---include-startup), peak_stops_short_bytes and peak_stops_short_allocations (--native: what is
-live at the peak under native stacks that stop short of the thread's first frame),
+--include-startup), peak_stops_short_bytes and peak_stops_short_allocations (what is live at
+the peak under stacks that stop short of the thread's first frame: native stacks under --native,
+Python stacks deeper than the 4,096 frames kept),
 histogram [{lo, hi, count, bytes}], allocators {name: count},
 top_by_size and top_by_count [{location, function, file, line, bytes, count, stack}],
 top_modules [{module, file, bytes, count}], top_at_peak (as top_by_size, live bytes at the

@@ -26,9 +26,7 @@ impl crate::python::Tables for ThreadState {
             self.publish();
         }
     }
-}
 
-impl crate::unwind::Tables for ThreadState {
     fn native_frame(&mut self, id: u64, address: u64) {
         if self.room_for_table(ColumnWriter::table_len(0)) {
             self.writer.native_frame(self.payload(), id, address);
@@ -36,3 +34,5 @@ impl crate::unwind::Tables for ThreadState {
         }
     }
 }
+
+impl crate::unwind::Tables for ThreadState {}

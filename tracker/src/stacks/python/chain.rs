@@ -195,7 +195,8 @@ pub unsafe fn walk<const MINOR: u32>(
                         met: met as u32 - 1,
                     };
                     n += 1;
-                    if n == CAPACITY {
+                    // A chain of exactly CAPACITY frames is whole.
+                    if n == CAPACITY && prev != 0 {
                         break;
                     }
                 } else if n > 0 {

@@ -12,6 +12,7 @@ use super::codes::{self, Named};
 use super::layout::{read, Layout, WalkFields, OB_TYPE};
 use super::Tables;
 use crate::{stacks, sys, tls};
+use memtrace_format::StopsShort;
 use std::sync::atomic::Ordering;
 
 /// Slots of the per-thread caches (powers of two).
@@ -288,14 +289,18 @@ fn settle(
             0
         }
         // The new frames that run the same code at the same instruction as the last chain's
-        // steps at their depth (outermost first) have the same stacks.
-        None => reused_frames(f, kept, n),
+        // steps at their depth (outermost first) have the same stacks: under the same root
+        // (a chain cut at the limit is rooted at a mark, a whole one at nothing).
+        None if walk.complete == f.complete => reused_frames(f, kept, n),
+        None => 0,
     };
     let Context { api, py, tables } = cx;
-    let mut parent = if kept + same == 0 {
+    let mut parent = if kept + same > 0 {
+        f.chain[kept + same - 1].stack
+    } else if walk.complete {
         0
     } else {
-        f.chain[kept + same - 1].stack
+        too_deep_root(tables)
     };
     // The frame of the step outside (0 outside the outermost: when the walk was complete;
     // else the chain is never checked).
@@ -339,6 +344,21 @@ fn settle(
     f.depth = kept + n;
     f.complete = walk.complete;
     Some(f.chain[kept + n - 1].stack)
+}
+
+/// The root of a chain deeper than kept (its outermost frames left out): the mark of a stack
+/// that stops short (docs/FORMAT.md), as native stacks have, so that reports say so.
+#[cold]
+fn too_deep_root(tables: &mut dyn Tables) -> u64 {
+    let address = StopsShort::TooDeep.address();
+    let frame = stacks::native_frame(address).unwrap_or_else(|id| {
+        tables.native_frame(id, address);
+        id
+    });
+    stacks::stack(0, frame).unwrap_or_else(|id| {
+        tables.stack(id, 0, frame);
+        id
+    })
 }
 
 /// How many of the new frames (`f.scratch[..n]`, innermost first), counted from the outermost,

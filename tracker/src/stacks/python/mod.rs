@@ -24,6 +24,8 @@ pub trait Tables {
     fn string(&mut self, id: u64, bytes: &[u8]);
     fn python_frame(&mut self, id: u64, function: u64, file: u64, line: u64);
     fn stack(&mut self, id: u64, parent: u64, frame: u64);
+    /// Native frames: return addresses, or the mark of a stack that stops short.
+    fn native_frame(&mut self, id: u64, address: u64);
 }
 
 /// The tracker started in the Python run (markers, thread names).

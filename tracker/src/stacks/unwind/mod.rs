@@ -36,9 +36,7 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Where a thread writes the table records a native stack needs (and, for a merged stack, the
 /// Python ones).
-pub trait Tables: crate::python::Tables {
-    fn native_frame(&mut self, id: u64, address: u64);
-}
+pub trait Tables: crate::python::Tables {}
 
 /// Called at start-up: record native stacks (MEMTRACE_NATIVE=1).
 pub fn configure(enabled: bool) {
