@@ -421,3 +421,39 @@ fn allocations_of_a_thread_s_last_key_destructors_are_aggregated_too() {
     assert!(histogram(&full) >= 32, "{full}");
     assert_eq!(histogram(&agg), histogram(&full));
 }
+
+#[test]
+fn threads_with_sums_and_no_record_keep_their_own_rows() {
+    // A thread whose allocations needed no table record wrote no chunk of its own, so its sums
+    // went to another thread: eight threads showed as three.
+    let dir = scratch("agg-named-threads");
+    let program = compile("named_threads", &dir);
+    for extra in [&[][..], &["--aggregate"]] {
+        let cap = run(&dir, "threads.bin", &program, extra);
+        let s = stats(&cap);
+        for n in 1..=8 {
+            let name = format!("t{n}");
+            let t = s["threads"]
+                .as_array()
+                .and_then(|ts| ts.iter().find(|t| t["name"].as_str() == Some(&name)))
+                .unwrap_or_else(|| panic!("{extra:?}: no thread {name}: {}", s["threads"]));
+            assert_eq!(num(t, "allocations"), 1, "{extra:?}: {t}");
+            assert_eq!(num(t, "bytes"), 1000 * n, "{extra:?}: {t}");
+        }
+        let tree = memtrace(
+            &[
+                "tree",
+                "--text",
+                "--thread",
+                "t5",
+                cap.to_str().expect("utf-8"),
+            ],
+            &dir,
+        );
+        assert!(tree.status.success(), "{extra:?}: {tree:?}");
+        assert!(
+            String::from_utf8_lossy(&tree.stdout).contains("4.9 KiB"),
+            "{extra:?}: {tree:?}"
+        );
+    }
+}

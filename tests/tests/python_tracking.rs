@@ -5,6 +5,7 @@ use memtrace_e2e::python::*;
 use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{allocator, num, scratch, stats};
 use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -653,7 +654,7 @@ time.sleep(60)
     // SAFETY: kill(2) of the script's process, which is waiting in its sleep.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(128 + libc::SIGKILL));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     let s = stats(&capture);
     assert_eq!(s["complete"].as_bool(), Some(false), "{s}");
     let site = location(&s, "top_by_size", "load", 3).expect("load at line 3");
@@ -697,8 +698,7 @@ print('bye')
             // death, the run is made again, twice at most; a crash of the tracker's making
             // repeats and still fails.
             let mut again = 0;
-            while *minor == Some(10) && out.status.code() == Some(128 + libc::SIGSEGV) && again < 2
-            {
+            while *minor == Some(10) && out.status.signal() == Some(libc::SIGSEGV) && again < 2 {
                 eprintln!(
                     "{}: SIGSEGV at exit (CPython 3.10's own, see above): again",
                     py.display()

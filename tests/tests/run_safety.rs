@@ -413,8 +413,9 @@ fn kill_int_of_memtrace_ends_a_script_with_keyboard_interrupt() {
     run.expect_line("serving");
     run.signal("INT");
     let (status, _, stderr) = run.finish();
-    // Python's own status after an unhandled KeyboardInterrupt is death by SIGINT: 128 + 2.
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    // Python's own status after an unhandled KeyboardInterrupt is death by SIGINT, and
+    // memtrace dies of it too.
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{stderr}");
     assert!(stderr.contains("\nKeyboardInterrupt\n"), "{stderr}");
     assert!(!stderr.contains("memtrace: "), "{stderr}");
     assert_complete(&dir);
@@ -819,4 +820,88 @@ fn an_output_that_cannot_be_written_is_refused_before_the_program_starts() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("Read-only file system"), "{err}");
+}
+
+/// memtrace's own messages cannot change a run's status: with a stderr that takes no write
+/// (/dev/full; a pipe to `head` that closed is the same) the program's status still passes
+/// through, a report's error is still status 1, and a reader that stops reading a report early
+/// is no error.
+#[test]
+fn a_stderr_that_cannot_be_written_changes_no_status() {
+    let dir = scratch("stderr-full");
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full")
+    };
+    let cap = dir.join("sh.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-f", "-o"])
+        .arg(&cap)
+        .args(["/bin/sh", "-c", "echo one; exit 7"])
+        .current_dir(&dir)
+        .stderr(full())
+        .output()
+        .expect("memtrace run");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(out.stdout, b"one\n");
+    assert_complete_capture(&cap);
+    let missing = Command::new(memtrace_bin())
+        .args(["stats", "no-such.bin"])
+        .current_dir(&dir)
+        .stderr(full())
+        .status()
+        .expect("memtrace stats");
+    assert_eq!(missing.code(), Some(1), "{missing:?}");
+    let help = Command::new(memtrace_bin())
+        .arg("--help")
+        .stdout(full())
+        .output()
+        .expect("memtrace --help");
+    assert_eq!(help.status.code(), Some(1), "{help:?}");
+    assert!(
+        String::from_utf8_lossy(&help.stderr).contains("cannot write the help"),
+        "{help:?}"
+    );
+    // Reports longer than a pipe holds: 3,000 lines, each its own location.
+    let lines: String = (0..3000)
+        .map(|i| format!("x{i} = bytearray({})\n", 100 + i))
+        .collect();
+    let script = write(&dir, "many.py", &lines);
+    let many = dir.join("many.bin");
+    let run = Command::new(memtrace_bin())
+        .args(["run", "-q", "-o"])
+        .arg(&many)
+        .args(["--python", &python_str()])
+        .arg(&script)
+        .current_dir(&dir)
+        .status()
+        .expect("memtrace run");
+    assert!(run.success(), "{run:?}");
+    for json in [
+        &["stats", "--json", "-n", "3000"][..],
+        &["summary", "--json", "-n", "3000"],
+        &["tree", "--text"],
+    ] {
+        let mut report = Command::new(memtrace_bin())
+            .args(json)
+            .arg(&many)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("a report");
+        let mut first = [0u8; 1];
+        let mut stdout = report.stdout.take().expect("stdout");
+        stdout.read_exact(&mut first).expect("one byte");
+        drop(stdout);
+        let done = report.wait_with_output().expect("the report ends");
+        assert_eq!(done.status.code(), Some(0), "{json:?}: {done:?}");
+        assert!(done.stderr.is_empty(), "{json:?}: {done:?}");
+    }
+}
+
+fn assert_complete_capture(cap: &Path) {
+    let s = stats(cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
 }

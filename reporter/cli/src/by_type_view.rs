@@ -54,7 +54,7 @@ pub fn write(
             types: &groups,
         };
         serde_json::to_writer(&mut out, &j)
-            .map_err(io::Error::other)
+            .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         writeln!(out, "{title}").and_then(|()| text(&groups, &mut out))

@@ -9,6 +9,17 @@
 //! - [`view_args`]: the options every report shares
 //! - [`usage`]: usage errors as one line with an example
 
+/// `eprintln!` that never panics: memtrace's own messages are dropped when stderr cannot take
+/// them (a pipe to `head` that closed, /dev/full), since a panic would end a run with status
+/// 134 instead of the program's own.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod attach;
 pub mod by_type_view;
 pub mod color;

@@ -107,8 +107,14 @@ fn memtrace_main() {
             ErrorKind::DisplayHelp
             | ErrorKind::DisplayVersion
             | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                // Help goes to stdout, or stderr when it stands for a usage error.
-                let _ = e.print();
+                // Help goes to stdout, or stderr when it stands for a usage error. A reader
+                // that stopped reading (`| head`) is no error; a full disk is.
+                if let Err(err) = e.print() {
+                    if err.kind() != std::io::ErrorKind::BrokenPipe {
+                        memtrace_cli::say!("memtrace: cannot write the help: {err}");
+                        std::process::exit(1);
+                    }
+                }
                 let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
                     1
                 } else {
@@ -119,7 +125,7 @@ fn memtrace_main() {
             _ => {
                 let words: Vec<String> = std::env::args().skip(1).collect();
                 let line = usage::message(&Cli::command(), &e, &words);
-                eprintln!("memtrace: {line}");
+                memtrace_cli::say!("memtrace: {line}");
                 std::process::exit(1);
             }
         },
@@ -144,7 +150,7 @@ fn memtrace_main() {
     let code = match done {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("memtrace: {e}");
+            memtrace_cli::say!("memtrace: {e}");
             1
         }
     };

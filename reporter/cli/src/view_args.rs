@@ -130,7 +130,7 @@ pub fn load_tree(path: &Path, view: &ViewOptions) -> Result<TreeView, String> {
 /// Prints the warnings of a text report on stderr.
 pub fn warn(warnings: &[String]) {
     for w in warnings {
-        eprintln!("memtrace: warning: {}", escape(w));
+        crate::say!("memtrace: warning: {}", escape(w));
     }
 }
 

@@ -271,11 +271,11 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         .to_string();
     let when = humantime_now();
     if !capture.exists() {
-        eprintln!(
+        crate::say!(
             "memtrace: attached to process {pid} at {when}; tracking starts when its interpreter next runs Python code; capture {shown}"
         );
     } else {
-        eprintln!(
+        crate::say!(
             "memtrace: attached to process {pid} at {when}; memory allocated before is not attributed; capture {shown}"
         );
     }
@@ -299,11 +299,11 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = std::fs::remove_dir_all(&dir);
-        eprintln!(
+        crate::say!(
             "memtrace: detached from process {pid}; view the capture with: memtrace stats {shown}"
         );
     } else {
-        eprintln!("memtrace: stop with: memtrace detach {pid}");
+        crate::say!("memtrace: stop with: memtrace detach {pid}");
     }
     Ok(())
 }
@@ -501,7 +501,7 @@ fn detach(pid: i32) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    eprintln!(
+    crate::say!(
         "memtrace: detached from process {pid}; view the capture with: memtrace stats {capture}"
     );
     Ok(())

@@ -116,7 +116,7 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
     let mut out = view_args::stdout(args.json).colored(!args.json && args.color.enabled());
     let r = if args.json {
         serde_json::to_writer(&mut out, &d)
-            .map_err(io::Error::other)
+            .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         render(&d, args.top, &mut out)

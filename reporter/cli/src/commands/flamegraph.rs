@@ -133,6 +133,6 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
 /// Writes the page and says so on stderr.
 fn save(out: &Path, html: &str) -> Result<(), String> {
     std::fs::write(out, html).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
-    eprintln!("memtrace: wrote {}", out.display());
+    crate::say!("memtrace: wrote {}", out.display());
     Ok(())
 }

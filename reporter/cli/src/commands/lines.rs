@@ -142,7 +142,7 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
             files: lines_listing::json_files(&with_source, &listing),
         };
         serde_json::to_writer(&mut out, &doc)
-            .map_err(io::Error::other)
+            .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         writeln!(out, "{}", views::title(&analysis, &selection))

@@ -126,7 +126,7 @@ fn write_report(
                 obj.extend(extra);
             }
         }
-        serde_json::to_writer_pretty(&mut out, &v).map_err(io::Error::other)?;
+        serde_json::to_writer_pretty(&mut out, &v).map_err(io::Error::from)?;
         writeln!(out)?;
     } else {
         text::render_with(r, &mut out, o)?;

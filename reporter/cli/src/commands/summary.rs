@@ -214,7 +214,7 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
             rows: shown,
         };
         serde_json::to_writer(&mut out, &s)
-            .map_err(io::Error::other)
+            .map_err(io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
         let paths = if args.full_paths {

@@ -122,7 +122,7 @@ fn family_tree(
         let mut out = view_args::stdout(true);
         return view_args::written(
             serde_json::to_writer(&mut out, &json)
-                .map_err(io::Error::other)
+                .map_err(io::Error::from)
                 .and_then(|()| writeln!(out))
                 .and_then(|()| out.flush()),
         );
@@ -187,7 +187,7 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
         let mut out = view_args::stdout(true);
         return view_args::written(
             serde_json::to_writer(&mut out, &tree)
-                .map_err(io::Error::other)
+                .map_err(io::Error::from)
                 .and_then(|()| writeln!(out))
                 .and_then(|()| out.flush()),
         );

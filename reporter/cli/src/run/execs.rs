@@ -17,7 +17,7 @@ pub fn announce(capture: &Path, shown: &Path, cwd: &Path) -> (PathBuf, PathBuf) 
     let Some((last, last_exec)) = chain.last().filter(|_| chain.len() > 1) else {
         // No exec followed; but an exec into a program that writes no capture is worth a word.
         if let Some((_, Some(e))) = chain.first() {
-            eprintln!("{}", untraced(e));
+            crate::say!("{}", untraced(e));
         }
         return (capture.to_path_buf(), shown.to_path_buf());
     };
@@ -45,11 +45,11 @@ pub fn announce(capture: &Path, shown: &Path, cwd: &Path) -> (PathBuf, PathBuf) 
     } else {
         format!(" {execs} times")
     };
-    eprintln!(
+    crate::say!(
         "memtrace: the program exec'd{times}, one capture per program: {path} (last: {command})"
     );
     if let Some(e) = last_exec {
-        eprintln!("{}", untraced(e));
+        crate::say!("{}", untraced(e));
     }
     (last.clone(), show(last))
 }

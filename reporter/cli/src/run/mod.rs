@@ -119,8 +119,9 @@ const PACKAGED_TRACKER_FILE: &str = "_memtrace_tracker.so";
 #[derive(Debug)]
 pub struct RunError(pub String);
 
-/// Runs the program; returns the exit status memtrace should exit with: the program's own, or
-/// 128+N when it died of signal N; the error (exit status 1) when memtrace could not run it.
+/// Runs the program; returns the exit status memtrace should exit with: the program's own (one
+/// that died of signal N makes memtrace die of N too, or exit 128+N when it cannot); the error
+/// (exit status 1) when memtrace could not run it.
 pub fn execute(args: RunArgs) -> Result<i32, String> {
     run(args).map_err(|RunError(msg)| msg)
 }
@@ -326,10 +327,10 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .unwrap_or_else(|_| capture.clone());
     if let Some(out) = &output {
         if let Some(Err(RunError(e))) = &viewed {
-            eprintln!("memtrace: {e}");
+            crate::say!("memtrace: {e}");
         }
         let shown = out.strip_prefix(&cwd).unwrap_or(out);
-        eprintln!("memtrace: the program's output is in {}", shown.display());
+        crate::say!("memtrace: the program's output is in {}", shown.display());
     }
     if !args.quiet {
         // A program that exec'd has a capture per program: the hint names the last.
@@ -338,6 +339,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         if !args.follow_fork {
             children_hint(&capture, target.python);
         }
+    }
+    if let Some(sig) = status.signal() {
+        signals::die_of(sig);
     }
     Ok(code)
 }
@@ -351,8 +355,10 @@ fn children_hint(capture: &Path, python_run: bool) {
     }
     match memtrace_reporter::family::python_children(capture, python_run) {
         0 => {}
-        1 => eprintln!("memtrace: 1 child process was not tracked; --follow-fork tracks it"),
-        n => eprintln!("memtrace: {n} child processes were not tracked; --follow-fork tracks them"),
+        1 => crate::say!("memtrace: 1 child process was not tracked; --follow-fork tracks it"),
+        n => {
+            crate::say!("memtrace: {n} child processes were not tracked; --follow-fork tracks them")
+        }
     }
 }
 
@@ -375,13 +381,13 @@ fn report(
     for line in told.unwrap_or_default().lines() {
         let line = line.trim();
         if !line.is_empty() {
-            eprintln!("memtrace: {line}");
+            crate::say!("memtrace: {line}");
         }
     }
     if !capture.exists() {
         // The tracker's own message (a full disk at the start, say) already said why.
         if told.is_none() {
-            eprintln!(
+            crate::say!(
                 "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
             );
         }
@@ -393,14 +399,14 @@ fn report(
         None => "the program ended before the capture was finished".to_string(),
     };
     match completeness(capture) {
-        Ok(None) => eprintln!("memtrace: wrote {shown}; {}", next_step(capture, &shown)),
+        Ok(None) => crate::say!("memtrace: wrote {shown}; {}", next_step(capture, &shown)),
         Ok(Some(why)) => {
             let why = if why == UNFINISHED { ended } else { why };
-            eprintln!(
+            crate::say!(
                 "memtrace: wrote {shown} (incomplete: {why}); view what was recorded with: memtrace stats {shown}"
             )
         }
-        Err(e) => eprintln!("memtrace: wrote {shown}, but it cannot be read: {e}"),
+        Err(e) => crate::say!("memtrace: wrote {shown}, but it cannot be read: {e}"),
     }
 }
 

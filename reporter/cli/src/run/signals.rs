@@ -281,3 +281,30 @@ mod tests {
         assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
     }
 }
+
+/// Ends memtrace by the signal that ended the program, so that its parent sees what it would
+/// have seen without memtrace: a shell loop stops at a Ctrl-C (bash goes on after a child that
+/// exited 130, taking the signal as handled), and `waitpid` callers get the signal, not 128+N.
+/// Returns only when the signal does not end memtrace (one whose default is to be ignored or
+/// to stop); the caller then exits 128+N. No core file: the program left its own, which one of
+/// memtrace's would overwrite.
+pub fn die_of(sig: libc::c_int) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit with a valid struct; signal(2) to the default disposition and an
+    // unblocked mask of one valid signal number; raise(3) then delivers it to this thread.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(sig, libc::SIG_DFL);
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, sig);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, core::ptr::null_mut());
+        libc::raise(sig);
+    }
+}

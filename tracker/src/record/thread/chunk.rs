@@ -180,7 +180,15 @@ impl ThreadState {
             return false;
         }
         if self.writer.records() == 0 {
-            return true;
+            // An aggregated thread may have sums and no record at all (no table its stacks
+            // needed): its name makes a chunk, without which readers cannot tell it apart.
+            if !self.sums_unnamed || !CAPTURE.in_its_process() {
+                return true;
+            }
+            self.update_name();
+            if self.writer.records() == 0 {
+                return true;
+            }
         }
         let _errno = sys::ErrnoGuard::new();
         if !CAPTURE.in_its_process() {
@@ -214,6 +222,7 @@ impl ThreadState {
         };
         if written {
             self.seq += 1;
+            self.sums_unnamed = false;
             if grow {
                 // The area keeps a stale copy of the chunk just written: no reader uses it.
                 self.grow();
