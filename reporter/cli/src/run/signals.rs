@@ -266,22 +266,6 @@ fn send(pid: libc::pid_t, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_kernel_s_signals_reach_the_program_without_memtrace() {
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        assert!(!received_it_too(SIGINT, libc::SI_USER, me));
-        assert!(!received_it_too(SIGINT, libc::SI_QUEUE, me));
-        assert!(!received_it_too(SIGINT, libc::SI_TKILL, me));
-        assert!(received_it_too(SIGINT, libc::SI_KERNEL, me));
-        assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
-    }
-}
-
 /// Ends memtrace by the signal that ended the program, so that its parent sees what it would
 /// have seen without memtrace: a shell loop stops at a Ctrl-C (bash goes on after a child that
 /// exited 130, taking the signal as handled), and `waitpid` callers get the signal, not 128+N.
@@ -306,5 +290,21 @@ pub fn die_of(sig: libc::c_int) {
         libc::sigaddset(&mut set, sig);
         libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, core::ptr::null_mut());
         libc::raise(sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_kernel_s_signals_reach_the_program_without_memtrace() {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        assert!(!received_it_too(SIGINT, libc::SI_USER, me));
+        assert!(!received_it_too(SIGINT, libc::SI_QUEUE, me));
+        assert!(!received_it_too(SIGINT, libc::SI_TKILL, me));
+        assert!(received_it_too(SIGINT, libc::SI_KERNEL, me));
+        assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
     }
 }
