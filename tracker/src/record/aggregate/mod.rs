@@ -16,6 +16,7 @@
 //! memory for them, as for the tables, comes from raw mappings.
 
 mod map;
+mod mappings;
 mod shadow;
 mod snapshot;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod tests;
 use crate::biased_lock::{BiasedLock, Held};
 use crate::{clock, sys};
 use map::{Inserted, Map};
+use mappings::{Mappings, Taken};
 use memtrace_format::aggregate::{ALLOCATORS, BINS};
 use memtrace_format::{Allocator, Marker};
 use shadow::{Put, Shadow};
@@ -111,6 +113,8 @@ pub(super) struct State {
     large_filter: [u8; LARGE_FILTER],
     /// (stack, serial) key -> entry index.
     keys: Map,
+    /// The live mappings (mmap, mremap), as intervals: an unmap may take any part of one.
+    maps: Mappings,
     /// Entries looked up lately: (stack, serial (u64::MAX: none), entry index) by stack and
     /// serial modulo [`RECENT`]. A line's allocations come in runs, and a few lines take turns
     /// (one remembered entry missed a quarter of small_objects.py's allocations).
@@ -164,6 +168,7 @@ impl State {
             live: Map::hinted(&LIVE_HINT),
             large_filter: [0; LARGE_FILTER],
             keys: Map::new(),
+            maps: Mappings::new(),
             recent: [(0, u64::MAX, 0); RECENT],
             entries: core::ptr::null_mut(),
             entries_len: 0,
@@ -206,10 +211,12 @@ impl State {
             self.small.reset();
             self.live.reset();
             self.keys.reset();
+            self.maps.reset();
         } else {
             self.small.clear();
             self.live.clear();
             self.keys.clear();
+            self.maps.clear();
         }
         let entry_bytes = self.entries_cap * core::mem::size_of::<Entry>();
         let keep_entries = keep && entry_bytes <= KEEP_ENTRY_BYTES;
@@ -221,12 +228,14 @@ impl State {
             core::mem::replace(&mut self.live, Map::new()),
             core::mem::replace(&mut self.keys, Map::new()),
         );
+        let maps = core::mem::replace(&mut self.maps, Mappings::new());
         let (entries, entries_cap) = (self.entries, self.entries_cap);
         let buf = core::mem::replace(&mut self.buf, snapshot::Buffers::new());
         let (seq, start, next_write_ns, sample_bytes) =
             (self.seq, self.start, self.next_write_ns, self.sample_bytes);
         *self = State::new();
         (self.small, self.live, self.keys) = (small, live, keys);
+        self.maps = maps;
         if keep_entries {
             (self.entries, self.entries_cap) = (entries, entries_cap);
         }
@@ -396,13 +405,43 @@ impl State {
         }
     }
 
-    /// Takes the live block at `addr` away from the tables: (bytes, entry | allocations << 32).
-    #[inline(always)]
-    fn take(&mut self, addr: u64) -> Option<(u64, u64)> {
-        if let Some((bytes, entry)) = self.small.take(addr) {
-            return Some((bytes, u64::from(entry) | 1 << 32));
+    /// A mapping of `[addr, addr + size)` (an mmap, or an mremap's new half) made live and
+    /// counted, in place of whatever it overlaps (MAP_FIXED); whether it made a new peak.
+    fn add_mapping(&mut self, i: usize, addr: u64, size: u64, tick: u64) -> bool {
+        self.unmap_range(addr, size);
+        if !self.maps.insert(addr, size, i as u32) {
+            return false;
         }
-        self.take_large(addr)
+        self.count(i, Allocator::Mmap, size, 1, size, tick)
+    }
+
+    /// Takes `[addr, addr + len)` out of the live mappings.
+    fn unmap_range(&mut self, addr: u64, len: u64) {
+        let mut maps = core::mem::replace(&mut self.maps, Mappings::new());
+        maps.remove_each(addr, len, |t| self.release_piece(t));
+        self.maps = maps;
+    }
+
+    /// Takes a piece of a mapping (or a part of it) away.
+    fn release_piece(&mut self, t: Taken) {
+        let fewer = |count: u64| {
+            if t.fewer < 0 {
+                count + 1
+            } else {
+                count.saturating_sub(t.fewer as u64)
+            }
+        };
+        self.events += 1;
+        let (now, peak_event) = (self.events, self.peak_event);
+        let i = t.entry as usize;
+        if i < self.entries_len {
+            let e = self.entry(i);
+            e.touch(now, peak_event);
+            e.live_count = fewer(e.live_count);
+            e.live_bytes = e.live_bytes.saturating_sub(t.bytes);
+        }
+        self.live_count = fewer(self.live_count);
+        self.live_bytes = self.live_bytes.saturating_sub(t.bytes);
     }
 
     /// An allocation of `size` bytes at `addr` made live and counted; whether it made a new
@@ -634,7 +673,11 @@ pub fn alloc(
 ) {
     let mut s = STATE.lock(me);
     if let Some(i) = s.entry_of(stack, serial) {
-        let peak = s.add(i, allocator, addr, size, tick);
+        let peak = if allocator == Allocator::Mmap {
+            s.add_mapping(i, addr, size, tick)
+        } else {
+            s.add(i, allocator, addr, size, tick)
+        };
         if tick >= s.window_end {
             s.close_window(tick);
         }
@@ -657,42 +700,24 @@ pub fn free(me: usize, python: bool, addr: u64) {
     }
 }
 
-/// An unmap of `[addr, addr + len)`: a mapping that starts there loses that much (an unmap
-/// inside a mapping is not followed).
+/// An unmap of `[addr, addr + len)`: every mapping it overlaps loses that part.
 pub fn munmap(me: usize, addr: u64, len: u64, tick: u64) {
     let mut s = STATE.lock(me);
     s.free_kinds[2] += 1;
-    if let Some((bytes, packed)) = s.take(addr) {
-        s.release(bytes, packed);
-        if len < bytes {
-            // The tail stays mapped: one allocation of the rest.
-            let i = (packed & 0xFFFF_FFFF) as usize;
-            let rest = bytes - len;
-            if s.make_live(i, addr + len, rest, packed >> 32) {
-                s.events += 1;
-                let (now, peak_event) = (s.events, s.peak_event);
-                if i < s.entries_len {
-                    let e = s.entry(i);
-                    e.touch(now, peak_event);
-                    e.live_count += packed >> 32;
-                    e.live_bytes += rest;
-                }
-                s.live_count += packed >> 32;
-                s.live_bytes += rest;
-            }
-        }
+    if s.maps.overlaps(addr, len) {
+        s.unmap_range(addr, len);
         s.after_event(tick);
     }
 }
 
-/// An mremap of a mapping: the old one goes, the new one (from `stack`) comes, when the old
-/// one was known.
+/// An mremap of a mapping: the old range goes (none of it with an old length of 0: the old
+/// mapping stays), the new one (from `stack`) comes, when the old one was known.
 pub fn mremap(me: usize, serial: u32, stack: u64, old: (u64, u64), new: (u64, u64), tick: u64) {
     let mut s = STATE.lock(me);
-    if let Some((bytes, packed)) = s.take(old.0) {
-        s.release(bytes, packed);
+    if s.maps.overlaps(old.0, old.1) {
+        s.unmap_range(old.0, old.1);
         if let Some(i) = s.entry_of(stack, serial) {
-            s.add(i, Allocator::Mmap, new.0, new.1, tick);
+            s.add_mapping(i, new.0, new.1, tick);
         }
         s.after_event(tick);
     }
