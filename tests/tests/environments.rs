@@ -264,6 +264,57 @@ fn a_virtual_environments_python_is_tracked() {
     the_script_allocation_is_at_its_line(&s, "active venv");
 }
 
+/// `memtrace run ./known.py` of an executable script runs the interpreter its `#!` line names,
+/// as `./known.py` would: here a virtual environment's python, which alone has the module the
+/// script imports (python3 on PATH, which memtrace ran before, failed to import it).
+#[test]
+fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
+    let (_, base) = claimed_pythons()
+        .into_iter()
+        .next_back()
+        .expect("a claimed Python");
+    let dir = scratch("env-shebang");
+    let venv = dir.join("venv");
+    let mut make = Command::new(&base);
+    make.args(["-m", "venv", "--without-pip"]).arg(&venv);
+    let made = bounded(make, &dir);
+    assert!(
+        made.status.success(),
+        "{} -m venv: {made:?}",
+        base.display()
+    );
+    let venv_python = venv.join("bin/python");
+    let mut purelib = Command::new(&venv_python);
+    purelib.args([
+        "-c",
+        "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+    ]);
+    let purelib = text(&bounded(purelib, &dir).stdout);
+    write(Path::new(purelib.trim()), "venvonly.py", "WHERE = 'venv'\n");
+    // The same lines as SCRIPT: the #! line takes the place of `import sys`, which moves down
+    // into an empty line.
+    let rest = SCRIPT
+        .strip_prefix("import sys\n\n")
+        .expect("SCRIPT's head");
+    let text_of_script = format!("#!{}\nimport sys, venvonly\n{rest}", venv_python.display());
+    let script = write(&dir, "known.py", &text_of_script);
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let plain = bounded(Command::new(&script), &dir);
+    assert_eq!(plain.status.code(), Some(5), "untracked: {plain:?}");
+    let capture = dir.join("shebang.bin");
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("./known.py")
+        .env_remove("VIRTUAL_ENV");
+    let out = bounded(cmd, &dir);
+    assert_eq!(out.status, plain.status, "{out:?}");
+    assert_eq!(text(&out.stdout), text(&plain.stdout));
+    assert_eq!(text(&out.stderr), text(&plain.stderr));
+    the_script_allocation_is_at_its_line(&stats(&capture), "#! venv");
+}
+
 /// In-process tracking: the script imports the tracker as `_memtrace_tracker` and tracks
 /// `g()` (line 9) between start and stop; `python_allocators` as asked.
 const IN_PROCESS: &str = "\

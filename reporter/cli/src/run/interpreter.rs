@@ -62,7 +62,7 @@ fn default() -> Result<PathBuf, RunError> {
 
 /// The ELF interpreter behind `candidate`: itself when it is one, else the `sys.executable` it
 /// reports. Refuses what is not a CPython interpreter, or cannot be traced.
-fn real(candidate: &Path) -> Result<PathBuf, RunError> {
+pub fn real(candidate: &Path) -> Result<PathBuf, RunError> {
     let path = match elf::is_dynamic(&elf::head(candidate)) {
         Some(_) => candidate.to_path_buf(),
         None => ask_executable(candidate)?,

@@ -16,6 +16,7 @@ mod modes;
 mod program;
 mod python;
 mod rundir;
+mod shebang;
 mod signals;
 mod target;
 

@@ -3,7 +3,8 @@
 
 use super::interpreter;
 use super::program;
-use super::python::PythonRun;
+use super::python::{Entry, PythonRun};
+use super::shebang;
 use super::RunError;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -36,11 +37,29 @@ pub fn plan(words: &[OsString], python: Option<&OsStr>) -> Result<Target, RunErr
 
 fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunError> {
     run.check()?;
-    let path = interpreter::choose(python)?;
+    // An executable script run without --python: the interpreter its #! line names, as
+    // running it by its path would.
+    let shebang = match (&run.entry, python) {
+        (Entry::Script(script), None) => shebang::python_of(Path::new(script)),
+        _ => None,
+    };
+    let (path, mut args) = match shebang {
+        Some(line) => {
+            let found = shebang::resolve(&line).ok_or_else(|| {
+                RunError(format!(
+                    "the script's #! line names {}, which was not found (name an interpreter with --python PATH)",
+                    Path::new(&line.interpreter).display()
+                ))
+            })?;
+            (interpreter::real(&found)?, line.options)
+        }
+        None => (interpreter::choose(python)?, Vec::new()),
+    };
+    args.extend(run.interpreter_args());
     Ok(Target {
         arg0: path.clone().into_os_string(),
         path,
-        args: run.interpreter_args(),
+        args,
         name: run.capture_stem(),
         python: true,
     })
