@@ -360,3 +360,43 @@ fn a_python_script_at_the_peak_at_exit_and_temporary() {
         .unwrap_or_default();
     assert_eq!(num(&main, "total_bytes"), node_sum(&peak["tree"], "main").0);
 }
+
+#[test]
+fn a_list_length_of_zero_is_refused_in_one_line() {
+    // `-n 0` printed "(no allocations)" under every list of a capture that has some.
+    let dir = scratch("top-zero");
+    let (cap, out) = record(&dir, "true.bin", Path::new("/bin/true"), &[]);
+    assert!(out.status.success(), "{out:?}");
+    let cap = cap.to_str().expect("utf-8");
+    for report in ["stats", "summary", "lines", "diff"] {
+        let mut args = vec![report, "-n", "0", cap];
+        if report == "diff" {
+            args.push(cap);
+        }
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(1), "{report}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{report}: {err}");
+        assert!(err.contains("0 lists nothing"), "{report}: {err}");
+    }
+    let one = memtrace(&["stats", "-n", "1", cap], &dir);
+    assert!(one.status.success(), "{one:?}");
+}
+
+#[test]
+fn without_path_a_program_is_found_where_execvp_looks() {
+    // execvp(3) and the shells search /bin:/usr/bin when PATH is unset; memtrace said
+    // "true: command not found".
+    let dir = scratch("no-path");
+    let cap = dir.join("true.bin");
+    let out = std::process::Command::new(memtrace_bin())
+        .args(["run", "-q", "-o"])
+        .arg(&cap)
+        .arg("true")
+        .current_dir(&dir)
+        .env_clear()
+        .output()
+        .expect("memtrace run");
+    assert!(out.status.success(), "{out:?}");
+    assert!(cap.is_file());
+}

@@ -154,3 +154,13 @@ pub fn written(r: std::io::Result<()>) -> Result<(), String> {
         Err(e) => Err(format!("cannot write the report: {e}")),
     }
 }
+
+/// `-n N` of the reports' lists: a count of at least 1 (0 would list nothing and print "(no
+/// allocations)" where there are some).
+pub fn list_length(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 lists nothing: give 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{s}' is not a count (a whole number, 1 or more)")),
+    }
+}

@@ -47,7 +47,7 @@ pub struct DiffArgs {
     #[command(flatten)]
     pub color: ColorArgs,
     /// How many locations to list (text)
-    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20, value_parser = crate::view_args::list_length)]
     pub top: usize,
     /// Print one JSON object instead of text
     #[arg(long)]

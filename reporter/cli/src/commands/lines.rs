@@ -45,7 +45,7 @@ pub struct LinesArgs {
     #[arg(short = 's', long = "sort", value_enum)]
     pub sort: Option<Sort>,
     /// With --sort: how many lines to list
-    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20, value_parser = crate::view_args::list_length)]
     pub top: usize,
     #[command(flatten)]
     pub view: ViewArgs,

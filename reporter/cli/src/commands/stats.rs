@@ -62,7 +62,7 @@ pub struct StatsArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// How many entries each top list has (locations by bytes, by count, modules)
-    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 5)]
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 5, value_parser = crate::view_args::list_length)]
     pub top: usize,
     /// Print one JSON object instead of text (warnings go into it, not to stderr)
     #[arg(long = "json")]

@@ -49,7 +49,7 @@ pub struct SummaryArgs {
     #[arg(short = 's', long = "sort", value_enum, default_value_t = Sort::Total)]
     pub sort: Sort,
     /// How many functions to list
-    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20)]
+    #[arg(short = 'n', long = "top", value_name = "N", default_value_t = 20, value_parser = crate::view_args::list_length)]
     pub top: usize,
     /// Text: show files with their full paths (by default a file under the script's directory
     /// or the current directory is shown relative to it, whichever is shorter)

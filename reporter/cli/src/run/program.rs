@@ -45,7 +45,8 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, RunError> {
 
 /// The first executable file called `name` in the directories of $PATH.
 pub fn on_path(name: &Path) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    // Without PATH, as execvp(3) and the shells: glibc's default search path.
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file() && is_executable(candidate))
