@@ -1147,3 +1147,27 @@ whole = down2(4000)
         );
     }
 }
+
+/// `mmap.resize` (an mremap that moves the mapping) is charged to its Python line, as the
+/// mmap was: it showed as the mmap module's code, with no Python frame.
+#[test]
+fn a_resized_mapping_is_at_the_line_that_resized_it() {
+    let dir = scratch("py-mremap");
+    let script = "\
+import mmap
+m = mmap.mmap(-1, 10 * 4096)
+m.resize(1000 * 4096)
+n = mmap.mmap(-1, 20 * 4096)
+print(len(m), len(n))
+";
+    for (minor, py) in claimed_pythons() {
+        let s = run_script(&py, &dir, &format!("resize{minor}.py"), script, &[]);
+        let resized = location(&s, "top_by_size", "<module>", 3)
+            .unwrap_or_else(|| panic!("3.{minor}: no line 3: {}", s["top_by_size"]));
+        assert_eq!(num(resized, "bytes"), 1000 * 4096, "3.{minor}: {resized}");
+        assert_eq!(num(resized, "count"), 1, "3.{minor}: {resized}");
+        let at_peak = location(&s, "top_at_peak", "<module>", 3)
+            .unwrap_or_else(|| panic!("3.{minor}: {}", s["top_at_peak"]));
+        assert_eq!(num(at_peak, "bytes"), 1000 * 4096, "3.{minor}: {at_peak}");
+    }
+}

@@ -244,7 +244,9 @@ pub fn record_munmap(t: &mut tls::Tls, addr: u64, len: u64, tick: u64) {
 
 pub fn record_mremap(t: &mut tls::Tls, old: (u64, u64), new: (u64, u64), ret: u64, tick: u64) {
     if let Some(s) = acquire(t) {
-        let stack = s.site(ret);
+        // The new mapping's stack is an mmap's: the Python stack (or the native one with
+        // --native), not only the call site (`mmap.resize` showed as the mmap module's code).
+        let stack = s.stack_of(t, ret);
         allocated::add(s, new.1);
         if aggregate::on() {
             let serial = s.serial;
