@@ -250,3 +250,38 @@ fn every_line_of_a_long_module_has_its_exact_bytes() {
         }
     }
 }
+
+/// A script in a directory whose name is not UTF-8: its frames name the file with `\xNN` for
+/// the bytes that are not (they showed as `<unknown>`), and `lines` finds its source.
+#[test]
+fn a_file_name_that_is_not_utf8_is_named_and_its_source_found() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scratch("lines-bytes");
+    let odd = dir.join(std::ffi::OsStr::from_bytes(b"bad\xff\xfedir"));
+    std::fs::create_dir(&odd).expect("mkdir");
+    let script = write(&odd, "work.py", SCRIPT);
+    let capture = dir.join("odd.bin");
+    let py = python();
+    let mut cmd = std::process::Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(py)
+        .arg(&script)
+        .current_dir(&odd);
+    let out = cmd.output().expect("memtrace run");
+    assert!(out.status.success(), "{out:?}");
+    let v = lines_json(&capture, &[]);
+    let file = &v["files"][0];
+    assert!(
+        file["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/bad\\xff\\xfedir/work.py")),
+        "{v}"
+    );
+    assert_eq!(file["found"], true, "{v}");
+    for (n, bytes) in WORK_LINES {
+        assert_eq!(line(file, n)["bytes"], bytes, "line {n}");
+    }
+    assert_eq!(line(file, 3)["text"], "    b = b\"\\2\" * 2_000_000");
+}

@@ -158,11 +158,9 @@ impl Tables {
         }
     }
 
-    /// A string by id (lossy UTF-8).
+    /// A string by id (bytes that are not UTF-8 as `\xNN`: see escaped.rs).
     pub fn string(&self, id: u64) -> Option<String> {
-        self.strings
-            .get(&id)
-            .map(|s| String::from_utf8_lossy(s).into_owned())
+        self.strings.get(&id).map(|s| super::escaped::escape(s))
     }
 }
 

@@ -24,9 +24,17 @@ pub struct Source {
 impl Source {
     /// Reads `file` and compares its modification time with the run's start (`started`).
     pub fn read(file: &str, started: SystemTime) -> Source {
-        let path = Path::new(file);
-        let Ok(bytes) = std::fs::read(path) else {
-            return Source::default();
+        // A name that is not UTF-8 was recorded with `\xNN` escapes: its own bytes first.
+        let unescaped = crate::analysis::escaped::unescape(file);
+        let (path, bytes) = match unescaped
+            .as_deref()
+            .map(|p| (Path::new(p), std::fs::read(p)))
+        {
+            Some((p, Ok(bytes))) => (p, bytes),
+            _ => match std::fs::read(file) {
+                Ok(bytes) => (Path::new(file), bytes),
+                Err(_) => return Source::default(),
+            },
         };
         let changed = std::fs::metadata(path)
             .and_then(|m| m.modified())

@@ -52,6 +52,11 @@ pub struct Api {
     pub frame_get_line_number: unsafe extern "C" fn(*mut Object) -> c_int,
     pub object_get_attr_string: unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object,
     pub unicode_as_utf8_and_size: unsafe extern "C" fn(*mut Object, *mut isize) -> *const c_char,
+    /// `PyUnicode_EncodeFSDefault` and `PyBytes_AsStringAndSize`: a file name's bytes as the
+    /// file system has them (a name that is not UTF-8 is kept with surrogate escapes).
+    pub unicode_encode_fs_default: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    pub bytes_as_string_and_size:
+        unsafe extern "C" fn(*mut Object, *mut *mut c_char, *mut isize) -> c_int,
     pub err_clear: unsafe extern "C" fn(),
     pub inc_ref: unsafe extern "C" fn(*mut Object),
     pub dec_ref: unsafe extern "C" fn(*mut Object),
@@ -123,6 +128,11 @@ fn resolve() -> Option<Api> {
         unicode_as_utf8_and_size: func!(
             c"PyUnicode_AsUTF8AndSize",
             unsafe extern "C" fn(*mut Object, *mut isize) -> *const c_char
+        ),
+        unicode_encode_fs_default: func!(c"PyUnicode_EncodeFSDefault", F<*mut Object, *mut Object>),
+        bytes_as_string_and_size: func!(
+            c"PyBytes_AsStringAndSize",
+            unsafe extern "C" fn(*mut Object, *mut *mut c_char, *mut isize) -> c_int
         ),
         err_clear: func!(c"PyErr_Clear", unsafe extern "C" fn()),
         inc_ref: func!(c"Py_IncRef", F<*mut Object, ()>),

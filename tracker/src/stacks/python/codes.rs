@@ -58,6 +58,16 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
             text(api, layout, read(code + layout.co_filename), gil),
         )
     };
+    // A file name that is not UTF-8 (Python keeps its bytes as surrogate escapes): its bytes.
+    let undecodable;
+    let file = match file {
+        None if gil => {
+            // SAFETY: the GIL is held; the code's file name is a live str (see above).
+            undecodable = unsafe { fs_bytes(api, read(code + layout.co_filename)) };
+            undecodable.as_deref()
+        }
+        file => file,
+    };
     let readable = function.is_some() && file.is_some();
     let function = function.unwrap_or(b"<unknown>");
     let file = file.unwrap_or(b"<unknown>");
@@ -116,6 +126,35 @@ unsafe fn text<'a>(api: &Api, layout: &Layout, s: usize, gil: bool) -> Option<&'
             return None;
         }
         Some(core::slice::from_raw_parts(p as *const u8, n as usize))
+    }
+}
+
+/// The bytes of the str at `s` as the file system's encoding gives them (with surrogate
+/// escapes back to the bytes they stand for), copied.
+///
+/// # Safety
+/// The GIL is held; `s` is a live str object (or 0).
+unsafe fn fs_bytes(api: &Api, s: usize) -> Option<Vec<u8>> {
+    if s == 0 {
+        return None;
+    }
+    // SAFETY: per the caller; the bytes object's buffer is copied before it is released.
+    unsafe {
+        let b = (api.unicode_encode_fs_default)(s as *mut _);
+        if b.is_null() {
+            (api.err_clear)();
+            return None;
+        }
+        let mut p: *mut libc::c_char = core::ptr::null_mut();
+        let mut n: isize = 0;
+        let out = if (api.bytes_as_string_and_size)(b, &mut p, &mut n) == 0 && n >= 0 {
+            Some(core::slice::from_raw_parts(p as *const u8, n as usize).to_vec())
+        } else {
+            (api.err_clear)();
+            None
+        };
+        (api.dec_ref)(b);
+        out
     }
 }
 
