@@ -1171,3 +1171,72 @@ print(len(m), len(n))
         assert_eq!(num(at_peak, "bytes"), 1000 * 4096, "3.{minor}: {at_peak}");
     }
 }
+
+/// Short threads one after another, each at its own depth: a thread takes over the caches of
+/// one that exited (kept for new threads) and still gets its own stacks, exactly.
+#[test]
+fn short_threads_one_after_another_each_get_their_own_stacks() {
+    let dir = scratch("py-short-threads");
+    let script = "\
+import threading
+keep = [None] * 40
+def leaf(i, n):
+    keep[i] = b\"\\0\" * n
+def deep(d, i, n):
+    if d:
+        return deep(d - 1, i, n)
+    leaf(i, n)
+def shallow(i, n):
+    leaf(i, n)
+for i in range(40):
+    target = deep if i % 2 else shallow
+    args = (i % 7, i, 100_000 + i) if i % 2 else (i, 200_000 + i)
+    t = threading.Thread(target=target, args=args)
+    t.start()
+    t.join()
+";
+    let s = run_script(python(), &dir, "short.py", script, &[]);
+    let leaf = location(&s, "top_by_size", "leaf", 4).expect("leaf at line 4");
+    let expected: i64 = (0..40)
+        .map(|i| if i % 2 == 1 { 100_000 + i } else { 200_000 + i } + BYTES_HEADER)
+        .sum();
+    assert_eq!(num(leaf, "bytes"), expected, "{leaf}");
+    assert_eq!(num(leaf, "count"), 40, "{leaf}");
+    // Each stack is shallow's, or deep's with its own depth, under the thread's run().
+    let folded = memtrace_e2e::memtrace(
+        &[
+            "export",
+            "--format",
+            "folded",
+            dir.join("short.py.bin").to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    assert!(folded.status.success(), "{folded:?}");
+    let text = String::from_utf8_lossy(&folded.stdout);
+    let mut shallow = 0;
+    let mut depths = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.contains("leaf")) {
+        let (stack, _) = line.rsplit_once(' ').expect("folded line");
+        let frames: Vec<&str> = stack.split(';').collect();
+        assert!(
+            frames.last().is_some_and(|f| f.starts_with("leaf")),
+            "{line}"
+        );
+        assert!(frames.iter().any(|f| f.contains("run")), "{line}");
+        let deep = frames.iter().filter(|f| f.starts_with("deep")).count();
+        if frames.iter().any(|f| f.starts_with("shallow")) {
+            assert_eq!(deep, 0, "{line}");
+            shallow += 1;
+        } else {
+            *depths.entry(deep).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(shallow, 1, "{text}");
+    // deep(d) for d in 0..=6: d + 1 frames of deep, one folded line each.
+    assert_eq!(
+        depths.into_iter().collect::<Vec<_>>(),
+        (1..=7).map(|d| (d, 1)).collect::<Vec<_>>(),
+        "{text}"
+    );
+}

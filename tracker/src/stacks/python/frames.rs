@@ -13,7 +13,7 @@ use super::layout::{read, Layout, WalkFields, OB_TYPE};
 use super::Tables;
 use crate::{stacks, sys, tls};
 use memtrace_format::StopsShort;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Slots of the per-thread caches (powers of two).
 const LINE_SLOTS: usize = 1024;
@@ -91,24 +91,63 @@ pub struct Interpreter {
     pub code_type: usize,
 }
 
+/// The caches of threads that exited, kept for the next new threads: a program that starts
+/// many short threads mapped and unmapped one each (two system calls and the TLB shootdowns of
+/// an unmap, some 40 µs a thread).
+static SPARE: [AtomicUsize; SPARES] = [const { AtomicUsize::new(0) }; SPARES];
+const SPARES: usize = 8;
+
 fn frames_of(t: &mut tls::Tls) -> Option<&'static mut ThreadFrames> {
     if t.py.is_null() {
-        let p = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut ThreadFrames;
-        // Fresh zeroed pages are empty caches of the current tables: no `forget_ids`, which
-        // would write (and fault in) every page of them at the thread's first stack.
-        // SAFETY: the mapping was just made, of the struct's size; zero is a valid `epoch`.
-        unsafe { (*p).epoch = stacks::EPOCH.load(Ordering::Relaxed) };
+        let p = match take_spare() {
+            Some(p) => p,
+            None => {
+                let p = sys::map_anon(core::mem::size_of::<ThreadFrames>())? as *mut ThreadFrames;
+                // Fresh zeroed pages are empty caches of the current tables: no `forget_ids`,
+                // which would write (and fault in) every page of them at the thread's first
+                // stack.
+                // SAFETY: the mapping was just made, of the struct's size; zero is a valid
+                // `epoch`.
+                unsafe { (*p).epoch = stacks::EPOCH.load(Ordering::Relaxed) };
+                p
+            }
+        };
         t.py = p as *mut core::ffi::c_void;
     }
-    // SAFETY: this thread's own mapping, made above, unmapped only by `release` at its exit.
+    // SAFETY: this thread's own mapping, made above, given back only by `release` at its exit.
     Some(unsafe { &mut *(t.py as *mut ThreadFrames) })
 }
 
-/// Unmaps the thread's caches (at thread exit: no Python code runs on it any more).
+/// A spare thread's caches, ready for a new thread: its chain (the old thread's frames) and
+/// line cursors go; its name and line caches stay, since their ids are the process's (a
+/// changed epoch still empties them, as for any thread).
+fn take_spare() -> Option<*mut ThreadFrames> {
+    SPARE.iter().find_map(|slot| {
+        let p = slot.swap(0, Ordering::Acquire) as *mut ThreadFrames;
+        (!p.is_null()).then(|| {
+            // SAFETY: a spare mapping of the struct's size, which the swap gave this thread
+            // alone.
+            let f = unsafe { &mut *p };
+            f.depth = 0;
+            f.complete = false;
+            f.cursors = super::lines::Cursors::none();
+            p
+        })
+    })
+}
+
+/// Gives the thread's caches back (at thread exit: no Python code runs on it any more): kept
+/// for a new thread while there is room, else unmapped.
 pub fn release(t: &mut tls::Tls) {
     if !t.py.is_null() {
         let p = core::mem::replace(&mut t.py, core::ptr::null_mut());
-        sys::unmap(p as *mut u8, core::mem::size_of::<ThreadFrames>());
+        let kept = SPARE.iter().any(|slot| {
+            slot.compare_exchange(0, p as usize, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        });
+        if !kept {
+            sys::unmap(p as *mut u8, core::mem::size_of::<ThreadFrames>());
+        }
     }
 }
 

@@ -33,6 +33,14 @@ pub struct Cursors {
     next: usize,
 }
 
+impl Cursors {
+    /// No cursor (what zeroed memory holds).
+    pub fn none() -> Cursors {
+        // SAFETY: all-zero is the struct's empty state: no code (0), null table pointers.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
 /// The line of the instruction at byte `offset` of `code`, a code object kept alive (its line
 /// table with it): through a cursor for a long table, else PyCode_Addr2Line.
 pub fn line(cursors: &mut Cursors, api: &Api, code: usize, offset: c_int) -> c_int {
