@@ -3,8 +3,10 @@
 //! executing (docs/FORMAT.md, "Native stacks"). The runs are told apart by the Python chain's
 //! entry frames; the k-th loop frame from the innermost runs the k-th run from the innermost, so
 //! a walk that stops short (too deep, at JIT code, at a frame it cannot follow) still pairs the
-//! loop frames it found, and the outer runs go outside the mark of where it stopped. When a whole
-//! walk's counts differ (a run starting), the stack stays native only.
+//! loop frames it found, and the outer runs go outside the mark of where it stopped. A whole walk
+//! with more loop frames than runs pairs the innermost loop frames (a greenlet's Python chain is
+//! its own, while the native stack goes on into the loops of the code that switched to it); with
+//! fewer, the stack stays native only.
 
 use super::MAX_MERGED;
 use crate::python::Step;
@@ -61,10 +63,11 @@ pub fn merge(
     );
     let loops = pcs.iter().filter(|&&pc| is_eval(pc, eval)).count();
     let runs = chain.iter().filter(|s| s.entry).count();
-    // A whole stack has a loop frame for each run; one that stops short, for the inner ones.
+    // A whole stack has a loop frame for each run (and more under a greenlet, whose Python
+    // chain holds its own frames only); one that stops short, for the inner ones.
     let pairs = eval.0 != 0
         && match short {
-            None => loops > 0 && loops == runs,
+            None => runs > 0 && loops >= runs,
             Some(_) => loops <= runs,
         };
     let mut chain_out = Chain { out, n: 0 };
@@ -179,6 +182,28 @@ mod tests {
             let pcs = [0x9000, 0x1500, 0x9200];
             let chain = [Step::for_test(1, true), Step::for_test(2, true)];
             assert_eq!(merged(&pcs, None, &chain), pcs);
+        });
+    }
+
+    #[test]
+    fn more_loop_frames_than_runs_pair_the_innermost_ones() {
+        // A greenlet: its run below the innermost loop frame; the loop frames of the code that
+        // switched to it (outer) have no run in its chain.
+        with_loop(|| {
+            let pcs = [0x9000, 0x1500, 0x9100, 0x1600, 0x9200];
+            let chain = [Step::for_test(1, true), Step::for_test(2, false)];
+            assert_eq!(
+                merged(&pcs, None, &chain),
+                [
+                    0x9000,
+                    PYTHON | 2,
+                    PYTHON | 1,
+                    0x1500,
+                    0x9100,
+                    0x1600,
+                    0x9200
+                ]
+            );
         });
     }
 
