@@ -313,6 +313,34 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
     assert_eq!(text(&out.stdout), text(&plain.stdout));
     assert_eq!(text(&out.stderr), text(&plain.stderr));
     the_script_allocation_is_at_its_line(&stats(&capture), "#! venv");
+    // A #! line whose flags keep the start-up hook out (-I ignores PYTHONPATH): the program
+    // runs as asked, and memtrace says its allocations will have no Python stacks.
+    let isolated = write(
+        &dir,
+        "isolated.py",
+        &format!(
+            "#!{} -I\nimport sys\nprint(sys.flags.isolated)\n",
+            base.display()
+        ),
+    );
+    std::fs::set_permissions(
+        &isolated,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-f", "-o"])
+        .arg(dir.join("isolated.bin"))
+        .arg("./isolated.py");
+    let out = bounded(cmd, &dir);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(text(&out.stdout), "1\n");
+    assert!(
+        text(&out.stderr).starts_with(
+            "memtrace: the script's #! line runs Python with -I, which keeps memtrace's start-up hook out"
+        ),
+        "{out:?}"
+    );
 }
 
 /// In-process tracking: the script imports the tracker as `_memtrace_tracker` and tracks

@@ -151,6 +151,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         ));
     }
     let target = target::plan(&args.command, args.python.as_deref())?;
+    if let Some(note) = target.note.as_ref().filter(|_| !args.quiet) {
+        crate::say!("memtrace: {note}");
+    }
     let tracker = tracker_path()?;
     let cwd = std::env::current_dir()
         .map_err(|e| RunError(format!("cannot read the current directory: {e}")))?;

@@ -108,6 +108,28 @@ fn trim(b: &[u8]) -> &[u8] {
     &b[start..end.max(start)]
 }
 
+/// The option among `options` (Python's) that keeps the start-up hook from loading: `-I`
+/// (isolated: no PYTHONPATH), `-E` (no PYTHON* variables) or `-S` (no `site`), alone or among
+/// other one-letter flags (`-IB`).
+pub fn hides_the_hook(options: &[OsString]) -> Option<String> {
+    for word in options {
+        for w in word.as_bytes().split(|c| c.is_ascii_whitespace()) {
+            let Some(flags) = w.strip_prefix(b"-").filter(|f| !f.starts_with(b"-")) else {
+                continue;
+            };
+            for &c in flags {
+                match c {
+                    b'I' | b'E' | b'S' => return Some(format!("-{}", c as char)),
+                    // The rest of the word is the option's argument.
+                    b'X' | b'W' | b'c' | b'm' => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The interpreter as a path to run: itself when it has a slash, else found on PATH.
 pub fn resolve(shebang: &Shebang) -> Option<PathBuf> {
     let p = Path::new(&shebang.interpreter);
@@ -146,5 +168,16 @@ mod tests {
         assert_eq!(parse(b"import sys\n"), None);
         assert_eq!(parse(b"#!\n"), None);
         assert_eq!(parse(b"#!/usr/bin/python3"), sb("/usr/bin/python3", &[]));
+    }
+
+    #[test]
+    fn isolating_flags_are_found_among_others() {
+        let opts = |w: &[&str]| w.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(hides_the_hook(&opts(&["-I"])), Some("-I".into()));
+        assert_eq!(hides_the_hook(&opts(&["-uS"])), Some("-S".into()));
+        assert_eq!(hides_the_hook(&opts(&["-B -E"])), Some("-E".into()));
+        assert_eq!(hides_the_hook(&opts(&["-X", "dev"])), None);
+        assert_eq!(hides_the_hook(&opts(&["-Xfrozen_modules=IES"])), None);
+        assert_eq!(hides_the_hook(&opts(&["-u"])), None);
     }
 }

@@ -22,6 +22,8 @@ pub struct Target {
     pub name: String,
     /// True for a Python run.
     pub python: bool,
+    /// Something the user should know before the run (memtrace run prints it unless -q).
+    pub note: Option<String>,
 }
 
 /// The target of `memtrace run [--python PATH] WORDS...`.
@@ -43,8 +45,14 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         (Entry::Script(script), None) => shebang::python_of(Path::new(script)),
         _ => None,
     };
+    let mut note = None;
     let (path, mut args) = match shebang {
         Some(line) => {
+            if let Some(flag) = shebang::hides_the_hook(&line.options) {
+                note = Some(format!(
+                    "the script's #! line runs Python with {flag}, which keeps memtrace's start-up hook out: allocations will have no Python stacks"
+                ));
+            }
             let found = shebang::resolve(&line).ok_or_else(|| {
                 RunError(format!(
                     "the script's #! line names {}, which was not found (name an interpreter with --python PATH)",
@@ -62,6 +70,7 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         args,
         name: run.capture_stem(),
         python: true,
+        note,
     })
 }
 
@@ -81,5 +90,6 @@ fn native_target(words: &[OsString]) -> Result<Target, RunError> {
         args: rest.to_vec(),
         name,
         python: false,
+        note: None,
     })
 }
