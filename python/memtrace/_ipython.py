@@ -43,7 +43,10 @@ class MemtraceMagics(Magics):
         if args.top < 0:
             raise UsageError(f"%%memtrace: -n takes a number of lines, 0 or more (not {args.top})")
         results = Path(args.results_dir)
-        results.mkdir(parents=True, exist_ok=True)
+        try:
+            results.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"%%memtrace: -d {results}: cannot hold the results: {e}") from None
         number = next(_cells)
         capture = results / f"cell-{number}.bin"
         while capture.exists():
@@ -55,7 +58,9 @@ class MemtraceMagics(Magics):
             with Tracker(capture, native=args.native):
                 exec(code, self.shell.user_ns)  # noqa: S102 (running the user's cell is the point)
         finally:
-            report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
+            # No capture when tracking could not start (another Tracker runs): its error alone.
+            if capture.exists():
+                report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
 
 
 def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:

@@ -27,8 +27,10 @@ def parse_size(size: str | int | float) -> int:
     """Bytes of a size: a number of bytes, or a number and a unit, case-insensitive: B, and KB,
     MB, GB, TB as powers of 1024 (as pytest-memray reads them), also written KiB, MiB, GiB, TiB
     or K, M, G."""
-    if isinstance(size, bool):
-        raise ValueError(f"not a size: {size!r}")
+    if isinstance(size, bool) or not isinstance(size, (str, int, float)):
+        raise ValueError(
+            f"not a size: {size!r} (write it as a number of bytes or with a unit, e.g. '24 MB')"
+        )
     if isinstance(size, (int, float)):
         if size < 0:
             raise ValueError(f"a size cannot be negative: {size!r}")
@@ -45,7 +47,8 @@ def format_size(n: int | float) -> str:
     """``1.5 MiB``: bytes in binary units with one decimal (``512 B`` below a KiB)."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
+        # Below 1023.95: what rounds to 1024.0 reads as the next unit's 1.0.
+        if abs(value) < (1024 if unit == "B" else 1023.95) or unit == "TiB":
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"

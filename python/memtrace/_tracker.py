@@ -8,10 +8,11 @@ them and finishes the capture.
 
 from __future__ import annotations
 
+import atexit
 import importlib
+import os
 import sys
 from collections.abc import Mapping
-import os
 from types import ModuleType, TracebackType
 
 
@@ -96,12 +97,23 @@ class Tracker:
                 "object_types needs a full capture: an aggregated one keeps no block addresses"
             )
         self.aggregate = aggregate
-        self.path = os.fspath(path)
+        path = os.fspath(path)
+        self.path = os.fsdecode(path) if isinstance(path, bytes) else path
+        if "\0" in self.path:
+            raise ValueError(f"a capture's path cannot hold a NUL character: {self.path!r}")
+        try:
+            self.path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"a capture's path must be UTF-8 text (this one is not): {self.path!r}"
+            ) from None
         self.native = native
         self.python_allocators = python_allocators
         self.follow_fork = follow_fork
         self.object_types = object_types
         self._active = False
+        #: The process that started tracking (a forked child's exit leaves it alone).
+        self._pid = 0
         self._saved_env: dict[str, str | None] = {}
         self.allocated_bytes: int | None = None
 
@@ -119,12 +131,24 @@ class Tracker:
         # not the program's (as the tracker's own calls are never recorded).
         if self.follow_fork:
             self._pass_on(module)
+        # A Tracker still running when the program ends stops at its exit, as the script's end
+        # of a memtrace run does: what is live then is measured before the interpreter's
+        # teardown frees it (the capture was finished after it, and showed nothing live).
+        # Registered before recording starts: what it allocates is not the program's.
+        self._pid = os.getpid()
+        atexit.register(self._stop_at_exit)
         try:
             module.start(*args)
         except BaseException:
+            atexit.unregister(self._stop_at_exit)
             self._restore_env()
             raise
         self._active = True
+
+    def _stop_at_exit(self) -> None:
+        # Not in a forked child that exits through atexit: the tracking is its parent's.
+        if self._active and os.getpid() == self._pid:
+            self.stop()
 
     def stop(self, *, keep_hooks: bool = False) -> None:
         """Stops tracking and finishes the capture. ``keep_hooks``: the hooks stay in the loaded
@@ -133,6 +157,7 @@ class Tracker:
         if not self._active:
             raise RuntimeError("this Tracker is not tracking")
         self._active = False
+        atexit.unregister(self._stop_at_exit)
         module = _tracker_module()
         # Tracking ends and the capture is finished even when the types walk fails (its error
         # still reaches the caller): a tracker left on would go on hooking the program.

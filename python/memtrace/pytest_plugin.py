@@ -22,6 +22,7 @@ reads them; KiB, MiB, GiB too).
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import os
 import re
@@ -59,6 +60,17 @@ class Result:
     failures: list[str] = field(default_factory=list)
 
 
+def _list_length(text: str) -> int:
+    """``--memtrace-top N``: 1 or more (0 listed nothing under the header; -1 left one out)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"give 1 or more (not {n})")
+    return n
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memtrace", "memory tracking with memtrace")
     group.addoption(
@@ -78,7 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--memtrace-top",
         metavar="N",
-        type=int,
+        type=_list_length,
         default=5,
         help="how many of the biggest tests to list (5)",
     )
@@ -111,9 +123,14 @@ def _limit(item: pytest.Item, name: str) -> int | None:
             f"@pytest.mark.{name} takes one size, e.g. {name}(\"24 MB\")", pytrace=False
         )
     try:
-        return parse_size(marker.args[0])
-    except ValueError as e:
-        pytest.fail(f"@pytest.mark.{name}: {e}", pytrace=False)
+        size = parse_size(marker.args[0])
+    except (ValueError, TypeError) as e:
+        message = f"@pytest.mark.{name}: {e}"
+    else:
+        return size
+    # Outside the except block: the failure is one line, without "During handling of the
+    # above exception".
+    pytest.fail(message, pytrace=False)
 
 
 def _child_captures(path: Path) -> list[Path]:
@@ -141,8 +158,19 @@ class MemtracePlugin:
         self.config = config
         bin_dir = config.getoption("memtrace_bin_dir")
         self.keep = bin_dir is not None
-        self.dir = Path(bin_dir) if bin_dir else Path(tempfile.mkdtemp(prefix="memtrace-"))
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Absolute: tests may change the current directory (monkeypatch.chdir).
+        self.dir = (
+            Path(bin_dir).absolute() if bin_dir else Path(tempfile.mkdtemp(prefix="memtrace-"))
+        )
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise pytest.UsageError(
+                f"--memtrace-bin-dir: cannot use {bin_dir} as the captures' directory: {e}"
+            ) from None
+        #: The process that made the directory: a forked child that goes on running pytest
+        #: (its test did not end with os._exit) leaves it alone.
+        self.owner = os.getpid()
         self.results: dict[str, Result] = {}
         self.top = config.getoption("memtrace_top")
         #: The largest peaks read so far, at most `top` of them, smallest first (a heap).
@@ -156,6 +184,11 @@ class MemtracePlugin:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, Any, None]:
+        if os.getpid() != self.owner:
+            # A forked child that went on running pytest (its test did not end with
+            # os._exit): the captures and their names are the parent's; it tracks nothing.
+            yield
+            return
         memory = _limit(item, "limit_memory")
         leaks = _limit(item, "limit_leaks")
         path = self._capture_path(item.nodeid)
@@ -171,6 +204,10 @@ class MemtracePlugin:
             # The hooks stay in between tests (the next start has nothing to patch); taken
             # out at the session's end.
             tracker.stop(keep_hooks=True)
+        if os.getpid() != self.owner:
+            # The test forked and its child came back here: the child's own capture is
+            # finished (stop); the test's results are the parent's to read.
+            return
         family = _may_have_family(_child_captures(path))
         if memory is None and leaks is None and not family:
             # Only the peak is wanted: an aggregated capture's snapshots give it at once.
@@ -256,7 +293,8 @@ class MemtracePlugin:
             report.sections.append(("memtrace", "\n\n".join(result.failures)))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results:
+        # A forked child's pytest (see pytest_runtest_call) has no summary of its own.
+        if not self.results or os.getpid() != self.owner:
             return
         n = self.config.getoption("memtrace_top")
         biggest = sorted(self.results.values(), key=lambda r: (-r.peak_bytes, r.nodeid))[:n]
@@ -276,7 +314,7 @@ class MemtracePlugin:
             pass  # no tracker library: no hooks
         except RuntimeError:
             pass  # a Tracker of the tests' own still runs: its stop puts every slot back
-        if not self.keep:
+        if not self.keep and os.getpid() == self.owner:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 

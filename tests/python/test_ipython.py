@@ -95,3 +95,34 @@ def test_a_cell_that_raises_is_reported_and_a_bad_count_refused(env: Env, tmp_pa
     assert "usage: %%memtrace: -n takes a number of lines, 0 or more (not -1)" in lines, r.stdout
     # The magic's own frames are not among the cell's lines.
     assert "_ipython.py" not in r.stdout, r.stdout
+
+
+REFUSED_CELLS = """
+import sys, memtrace
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.error import UsageError
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+try:
+    ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[1], "pass\\n")
+except UsageError as e:
+    print("usage:", e)
+with memtrace.Tracker(sys.argv[2]):
+    try:
+        ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[3], "pass\\n")
+    except Exception as e:
+        print(type(e).__name__, "context:", type(e.__context__).__name__)
+"""
+
+
+def test_a_cell_that_cannot_be_tracked_says_why_alone(env: Env, tmp_path: Path) -> None:
+    """A results directory that is a file is a usage error; a cell run while another Tracker
+    runs raises that Tracker's RuntimeError alone (a report of the capture never made was
+    chained to it: FileNotFoundError)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    r = run([env.python, "-c", REFUSED_CELLS, a_file, tmp_path / "outer.bin", tmp_path / "results"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"usage: %%memtrace: -d {a_file}: cannot hold the results"), lines
+    assert lines[1] == "RuntimeError context: NoneType", lines

@@ -206,3 +206,84 @@ def test_the_summary_lists_the_biggest_tests_whichever_captures_it_read(
             f"import memtrace; print(memtrace.FileReader({str(capture)!r}).metadata.peak_bytes)"
         )
         assert mb * 1_000_000 < int(peak.stdout) < mb * 1_000_000 + 200_000, (capture, peak)
+
+
+def _write_project(tmp_path: Path, name: str, text: str) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / name).write_text(text)
+    return project
+
+
+def test_bad_mark_values_fail_their_test_in_one_line(env: Env, tmp_path: Path) -> None:
+    project = _write_project(
+        tmp_path,
+        "test_marks.py",
+        "import pytest\n\n"
+        "@pytest.mark.limit_memory(None)\ndef test_none():\n    pass\n\n"
+        "@pytest.mark.limit_leaks(-1)\ndef test_negative():\n    pass\n",
+    )
+    r = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace", "test_marks.py"],
+            cwd=project)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "limit_memory: not a size: None" in out, out
+    assert "limit_leaks: a size cannot be negative: -1" in out, out
+    assert "During handling" not in out and "Traceback" not in out, out
+    assert "pytest_plugin.py" not in out and "_sizes.py" not in out, out
+
+
+def test_a_forked_child_going_on_through_pytest_leaves_the_parents_run_alone(
+    env: Env, tmp_path: Path
+) -> None:
+    # The child ends its test with SystemExit, not os._exit: it goes on running pytest, and its
+    # end removed the parent's captures' directory (the parent's tests then failed).
+    project = _write_project(
+        tmp_path,
+        "test_fork.py",
+        "import os, sys\n\n"
+        "def test_fork():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        data = bytearray(10_000)\n"
+        "        sys.exit(0)\n"
+        "    os.waitpid(pid, 0)\n\n"
+        "def test_next():\n"
+        "    data = bytearray(10_000)\n",
+    )
+    args = [env.python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_fork.py"]
+    plain = run(args, cwd=project)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    tracked = run([*args, "--memtrace"], cwd=project)
+    assert tracked.returncode == 0, tracked.stdout + tracked.stderr
+    assert "FileNotFoundError" not in tracked.stdout + tracked.stderr
+    assert "cannot create the capture" not in tracked.stdout + tracked.stderr
+
+
+def test_a_relative_bin_dir_stays_where_it_was_named(env: Env, tmp_path: Path) -> None:
+    # Tests that change the current directory (monkeypatch.chdir, os.chdir) do not move it.
+    project = _write_project(
+        tmp_path,
+        "test_cwd.py",
+        "import os\n\n"
+        "def test_chdir(monkeypatch, tmp_path):\n"
+        "    monkeypatch.chdir(tmp_path)\n"
+        "    data = bytearray(1000)\n\n"
+        "def test_chdir_for_good(tmp_path):\n"
+        "    os.chdir(tmp_path)\n\n"
+        "def test_after():\n"
+        "    data = bytearray(1000)\n",
+    )
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace",
+         "--memtrace-bin-dir", "kept", "test_cwd.py"],
+        cwd=project,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 passed" in r.stdout, r.stdout
+    kept = sorted(p.name for p in (project / "kept").iterdir())
+    assert kept == [
+        "test_cwd.py_test_after.bin",
+        "test_cwd.py_test_chdir.bin",
+        "test_cwd.py_test_chdir_for_good.bin",
+    ], kept

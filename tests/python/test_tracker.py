@@ -275,3 +275,56 @@ def test_allocated_bytes_of_an_aggregated_capture(env: Env, tmp_path: Path) -> N
 
 def bytearray_size(env: Env) -> int:
     return int(env.py("print(bytearray.__basicsize__)").stdout)
+
+
+def test_a_tracker_left_running_stops_at_the_programs_exit(env: Env, tmp_path: Path) -> None:
+    """A Tracker never stopped is stopped at the program's exit, before the interpreter's
+    teardown: what is still live then is the capture's "live at exit" (it was 0: the capture
+    was finished after the teardown freed everything). A forked child that exits normally
+    leaves the parent's tracking alone."""
+    capture = tmp_path / "left.bin"
+    code = (
+        "import os, sys, memtrace\n"
+        "memtrace.Tracker(sys.argv[1]).start()\n"
+        "kept = bytearray(4_000_000)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sys.exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "print('done')\n"
+    )
+    r = env.py(code, str(capture))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == "done\n" and r.stderr == "", r.stdout + r.stderr
+    stats = json.loads(run([env.memtrace, "stats", "--json", capture]).stdout)
+    assert stats["complete"] is True, stats
+    assert 4_000_001 <= stats["leaked_bytes"] < 4_100_000, stats["leaked_bytes"]
+
+
+def test_paths_that_cannot_name_a_capture_are_refused_clearly(env: Env, tmp_path: Path) -> None:
+    code = (
+        "import os, memtrace\n"
+        "for bad in ('a\\0b', b'bad\\xff.bin'):\n"
+        "    try:\n"
+        "        memtrace.Tracker(bad)\n"
+        "    except ValueError as e:\n"
+        "        print('refused:', e)\n"
+        "t = memtrace.Tracker(os.fsencode(os.path.join(os.getcwd(), 'bytes.bin')))\n"
+        "with t:\n"
+        "    x = bytearray(1000)\n"
+        "print(os.path.exists('bytes.bin'))\n"
+    )
+    r = run([env.python, "-c", code], cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("refused: a capture's path cannot hold a NUL character"), lines
+    assert lines[1].startswith("refused: a capture's path must be UTF-8 text"), lines
+    assert lines[2] == "True", lines
+
+
+def test_sizes_just_below_a_unit_read_as_that_unit(env: Env) -> None:
+    r = env.py(
+        "from memtrace._sizes import format_size\n"
+        "print(format_size(1048575), format_size(1023), format_size(1024), format_size(1536))\n"
+    )
+    assert r.stdout == "1.0 MiB 1023 B 1.0 KiB 1.5 KiB\n", r.stdout + r.stderr

@@ -799,3 +799,83 @@ fn a_child_on_a_venv_python_is_tracked_as_python() {
         s["argv"]
     );
 }
+
+/// Pythons older than the tracker knows (3.6 to 3.8, and 2.7) started by a followed program
+/// run as without memtrace: their own sitecustomize runs and nothing more is printed (3.8's
+/// import of the tracker raised SystemError past the start-up hook: "Error in sitecustomize",
+/// and the user's sitecustomize never ran; 2.7 printed "'import sitecustomize' failed").
+#[test]
+fn an_older_python_started_by_a_followed_program_runs_untouched() {
+    let root = Command::new("pyenv").arg("root").output();
+    let Some(root) = root
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    else {
+        eprintln!("skipped: no pyenv here");
+        return;
+    };
+    let mut olds: Vec<PathBuf> = ["2.7", "3.6", "3.7", "3.8"]
+        .iter()
+        .filter_map(|v| {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+                .ok()?
+                .filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with(&format!("{v}."))
+                })
+                .map(|e| e.path().join("bin").join(format!("python{v}")))
+                .filter(|p| p.is_file())
+                .collect();
+            found.sort();
+            found.pop()
+        })
+        .collect();
+    if olds.is_empty() {
+        eprintln!("skipped: no pyenv Python older than 3.9 here");
+        return;
+    }
+    olds.dedup();
+    let dir = scratch("family-old-pythons");
+    write(
+        &dir,
+        "usersite/sitecustomize.py",
+        "print('USER SITECUSTOMIZE RAN')\n",
+    );
+    let script = write(
+        &dir,
+        "parent.py",
+        "\
+import os, subprocess, sys
+env = dict(os.environ)
+site = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'usersite')
+env['PYTHONPATH'] = site + (':' + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+for py in sys.argv[1:]:
+    for e in (env, None):
+        r = subprocess.run([py, '-c', 'print(1)'], env=e, capture_output=True, text=True)
+        print(repr(r.stdout), repr(r.stderr))
+",
+    );
+    let words: Vec<String> = olds.iter().map(|p| p.display().to_string()).collect();
+    let args: Vec<&str> = words.iter().map(String::as_str).collect();
+    let mut plain = Command::new(python());
+    plain.arg(&script).args(&args).current_dir(&dir);
+    let plain = plain.output().expect("untracked run");
+    assert!(plain.status.success(), "{plain:?}");
+    let printed = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert_eq!(
+        printed.matches("USER SITECUSTOMIZE RAN").count(),
+        olds.len(),
+        "{printed}"
+    );
+    let capture = dir.join("parent.bin");
+    let mut words_all = vec!["--follow-fork".to_string()];
+    words_all.push(script.display().to_string());
+    words_all.extend(words.iter().cloned());
+    let all: Vec<&str> = words_all.iter().map(String::as_str).collect();
+    let out = tracked(python(), &capture, &all, &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), printed, "{olds:?}");
+}

@@ -290,7 +290,7 @@ static MODULE: Static<ModuleDef> = Static(UnsafeCell::new(ModuleDef {
 /// Called by CPython's import machinery only.
 pub unsafe extern "C" fn init_module() -> *mut Object {
     let Some(api) = api::get() else {
-        return core::ptr::null_mut();
+        return not_this_python();
     };
     if WANTED.load(Ordering::Relaxed)
         && ACTIVE.load(Ordering::Acquire)
@@ -319,4 +319,27 @@ pub unsafe extern "C" fn init_module() -> *mut Object {
         (*def).m_methods = METHODS.0.get() as *mut MethodDef;
         (api.module_create2)(def as *mut c_void, API_VERSION)
     }
+}
+
+/// The import's failure in a Python the tracker does not know (3.9 and older lack functions it
+/// calls): an ImportError, which callers expect of an extension module that cannot load (a
+/// null without an exception is a SystemError).
+fn not_this_python() -> *mut Object {
+    type SetString = unsafe extern "C" fn(*mut Object, *const c_char);
+    if let (Some(set), Some(kind)) = (api::sym(c"PyErr_SetString"), api::sym(c"PyExc_ImportError"))
+    {
+        // SAFETY: CPython's PyErr_SetString (its C signature) and the exported variable that
+        // holds the ImportError type; the import runs with the GIL held.
+        unsafe {
+            let set = core::mem::transmute::<*mut c_void, SetString>(set);
+            let kind = *(kind as *const *mut Object);
+            if !kind.is_null() {
+                set(
+                    kind,
+                    c"memtrace's tracker supports CPython 3.10 to 3.13".as_ptr(),
+                );
+            }
+        }
+    }
+    core::ptr::null_mut()
 }

@@ -20,7 +20,9 @@ def _memtrace_start():
 
     try:
         import _memtrace_tracker as tracker
-    except ImportError:
+    except Exception:
+        # Not a Python the tracker knows (3.6 to 3.8 raise SystemError): the program runs as
+        # it would, untracked by Python.
         tracker = None
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     sys.path_importer_cache.pop(here, None)
@@ -52,8 +54,12 @@ def _memtrace_start():
         import sitecustomize  # noqa: F401  (the one this file shadowed)
     except ImportError as exc:
         # An import inside the program's own failed: site.py reports it ("Error in
-        # sitecustomize"), as it would have. None of the program's: nothing to say.
-        if exc.name != "sitecustomize":
+        # sitecustomize"), as it would have. None of the program's: nothing to say. (Python 2's
+        # ImportError has no name: its message ends with the module's.)
+        name = getattr(exc, "name", None)
+        if name is None and str(exc).endswith("sitecustomize"):
+            name = "sitecustomize"
+        if name != "sitecustomize":
             raise
         if me is not None:
             sys.modules["sitecustomize"] = me
