@@ -58,9 +58,9 @@ fn a_wrong_value_lists_what_is_allowed_and_shows_the_option_used() {
     // The example is one that uses the option, in either spelling (-n for --top).
     assert_eq!(
         error_line(&["stats", "-n", "x", "out.bin"]),
-        "memtrace: stats: invalid value 'x' for '--top <N>': invalid digit found in string; \
-         for example: memtrace stats -n 20 out.bin (see 'memtrace stats --help' and 'memtrace \
-         --help')"
+        "memtrace: stats: invalid value 'x' for '--top <N>': 'x' is not a count (a whole \
+         number, 1 or more); for example: memtrace stats -n 20 out.bin (see 'memtrace stats \
+         --help' and 'memtrace --help')"
     );
     assert_eq!(
         error_line(&["stats", "--thread"]),
