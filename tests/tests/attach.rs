@@ -536,3 +536,84 @@ fn detach_of_a_stopped_process_and_attach_to_a_zombie_say_why() {
     let _ = parent.kill();
     let _ = parent.wait();
 }
+
+#[test]
+fn two_attaches_at_once_leave_one_attached_and_detachable() {
+    // The second took the first's files for stale ones and removed them: the process stayed
+    // tracked with no way to detach.
+    let dir = scratch("attach_twice_at_once");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let spawn = |out: &str| {
+        Command::new(memtrace_bin())
+            .args(["attach", &pid, "-o", out])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("memtrace attach")
+    };
+    let (a, b) = (spawn("a.bin"), spawn("b.bin"));
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    if refused(&a) || refused(&b) {
+        return;
+    }
+    assert!(
+        a.status.success() != b.status.success(),
+        "exactly one attaches: {a:?} {b:?}"
+    );
+    let loser = if a.status.success() { &b } else { &a };
+    let err = String::from_utf8_lossy(&loser.stderr);
+    assert_eq!(loser.status.code(), Some(1), "{loser:?}");
+    assert!(
+        err.contains("is being attached by another memtrace") || err.contains("already attached"),
+        "{err}"
+    );
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+}
+
+#[test]
+fn a_python_target_whose_queued_attach_fails_goes_on_unharmed() {
+    // The code queued in the interpreter runs at its next bytecode; if memtrace's files are
+    // gone by then (memtrace gave up waiting, or was killed), it fails: its error escaped into
+    // the program's current line (SystemError) and both tracebacks went to its stderr.
+    let dir = scratch("attach_py_queued");
+    let script = write(
+        &dir,
+        "blocked.py",
+        "import time\nprint('ready', flush=True)\ntime.sleep(12)\nx = bytearray(1000)\nprint('bye')\nraise SystemExit(5)\n",
+    );
+    let mut cmd = Command::new(python());
+    cmd.arg(&script);
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("tracking starts when its interpreter next runs Python code"),
+        "{out:?}"
+    );
+    let state = std::env::temp_dir().join(format!("memtrace-attach.{pid}"));
+    std::fs::remove_dir_all(&state).expect("the attach's state directory");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(5), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "", "{end:?}");
+    assert!(!dir.join("cap.bin").exists());
+}

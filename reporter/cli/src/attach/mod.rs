@@ -76,6 +76,24 @@ fn state_dir(pid: i32) -> PathBuf {
     std::env::temp_dir().join(format!("memtrace-attach.{pid}"))
 }
 
+/// An exclusive lock on attaching `pid` (`memtrace-attach.PID.lock` beside the state
+/// directory), held while the returned file is open.
+fn claim(pid: i32) -> Result<std::fs::File, String> {
+    let path = std::env::temp_dir().join(format!("memtrace-attach.{pid}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    if file.try_lock().is_err() {
+        return Err(format!(
+            "process {pid} is being attached by another memtrace (or is attached: memtrace detach {pid})"
+        ));
+    }
+    Ok(file)
+}
+
 fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -171,6 +189,10 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         return Err(why);
     }
     let dir = state_dir(pid);
+    // One attach of a process at a time, from here to the end: a second one that ran meanwhile
+    // took the first's files for stale ones and removed them (the process stayed tracked, with
+    // no way to detach).
+    let _claim = claim(pid)?;
     let tracker_loaded = objects.iter().any(|m| {
         m.path.file_name().is_some_and(|n| {
             let n = n.to_string_lossy();
@@ -223,9 +245,23 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     }
     let active = dir.join("active");
     let stop = dir.join("stop");
+    // Made exclusively: of two attaches at once, the second leaves the first's files alone (it
+    // removed them, and the process was left tracked with no way to detach).
+    let claimed = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&active)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, capture.to_string_lossy().as_bytes()));
+    match claimed {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(format!(
+                "process {pid} is being attached by another memtrace (or is attached: memtrace detach {pid})"
+            ))
+        }
+        Err(e) => return Err(format!("cannot write {}: {e}", active.display())),
+    }
     let _ = std::fs::remove_file(&stop);
-    std::fs::write(&active, capture.to_string_lossy().as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", active.display()))?;
     let attached = match python {
         Some(_) => attach_python(
             pid,
@@ -299,6 +335,11 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = std::fs::remove_dir_all(&dir);
+        if !capture.exists() {
+            return Err(format!(
+                "process {pid} ran no Python code while attached (a long call into C, such as a sleep): tracking never started and no capture was written"
+            ));
+        }
         crate::say!(
             "memtrace: detached from process {pid}; view the capture with: memtrace stats {shown}"
         );
@@ -436,7 +477,15 @@ fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool) -> St
         "import sys, os, threading, time
 d = {d}
 stop, active = os.path.join(d, 'stop'), os.path.join(d, 'active')
-def watch(end=time.monotonic() + {secs} if {secs} else 0):
+started = threading.Event()
+state = {{}}
+def watch():
+    # The duration counts from the start of tracking (the import may take long).
+    started.wait()
+    mt = state.get('mt')
+    if mt is None:
+        return
+    end = time.monotonic() + {secs} if {secs} else 0
     while os.path.exists(active) and not os.path.exists(stop) and (not end or time.monotonic() < end):
         time.sleep(0.1)
     try:
@@ -448,24 +497,45 @@ def watch(end=time.monotonic() + {secs} if {secs} else 0):
             os.remove(p)
         except OSError:
             pass
-# The watcher starts first: its own allocations are not in the capture.
-threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
+# Nothing may escape: the interpreter's pending call would fail the program's current line
+# (SystemError). The watcher starts first: its own allocations are not in the capture.
 try:
-    sys.path.insert(0, d)
+    threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
     try:
-        import _memtrace_tracker as mt
+        # memtrace gave up waiting (no Python code ran for the whole duration): nothing starts.
+        if os.path.exists(active):
+            sys.path.insert(0, d)
+            try:
+                import _memtrace_tracker as mt
+            finally:
+                if d in sys.path:
+                    sys.path.remove(d)
+            mt.start({c}, {native}, True, False, '', True)
+            state['mt'] = mt
+    except BaseException as e:
+        try:
+            with open(os.path.join(d, 'error'), 'w') as f:
+                f.write(str(e) or type(e).__name__)
+        except BaseException:
+            pass
+        try:
+            os.remove(active)
+        except BaseException:
+            pass
     finally:
-        sys.path.remove(d)
-    mt.start({c}, {native}, True, False, '', True)
-except BaseException as e:
-    with open(os.path.join(d, 'error'), 'w') as f:
-        f.write(str(e))
-    os.remove(active)
+        started.set()
+except BaseException:
+    pass
 ",
         native = if native { "True" } else { "False" },
         secs = duration_ms as f64 / 1000.0,
     );
-    format!("exec({}, {{}})", py_str(&body))
+    // Whatever fails, nothing reaches PyRun_SimpleString: it would print the traceback on the
+    // program's stderr and fail the pending call.
+    format!(
+        "try:\n    exec({}, {{}})\nexcept BaseException:\n    pass\n",
+        py_str(&body)
+    )
 }
 
 /// Runs `memtrace detach`.
