@@ -617,3 +617,24 @@ fn a_python_target_whose_queued_attach_fails_goes_on_unharmed() {
     assert_eq!(String::from_utf8_lossy(&end.stderr), "", "{end:?}");
     assert!(!dir.join("cap.bin").exists());
 }
+
+#[test]
+fn attach_to_a_process_traced_by_another_names_the_tracer() {
+    // It said "ptrace is not permitted here (a container without CAP_SYS_PTRACE ...)".
+    let dir = scratch("attach_traced");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid: i32 = target.pid().parse().expect("a pid");
+    // SAFETY: PTRACE_SEIZE of this test's own child makes this thread its tracer; the child is
+    // killed at the end (Target's drop).
+    if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, 0, 0) } != 0 {
+        eprintln!("skipped: ptrace is refused here");
+        return;
+    }
+    let out = memtrace(&["attach", &pid.to_string(), "-o", "cap.bin"], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("it is already traced by process"), "{err}");
+    assert!(!dir.join("cap.bin").exists());
+}

@@ -132,6 +132,14 @@ fn owner(pid: i32) -> Option<u32> {
 
 /// Why ptrace was refused, and what to change.
 fn not_permitted(pid: i32) -> String {
+    // A process has one tracer (strace, gdb, another memtrace attaching).
+    if let Some(tracer) = target::tracer_of(pid) {
+        let name = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
+        return format!(
+            "cannot attach to process {pid}: it is already traced by process {tracer} ({}); a process has one tracer at a time",
+            name.trim()
+        );
+    }
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
     if owner(pid).is_some_and(|u| u != me) && me != 0 {

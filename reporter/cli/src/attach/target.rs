@@ -142,6 +142,19 @@ fn seccomp_of(status: &str) -> (u32, Option<u32>) {
 /// own, which allow what memtrace does). A filter of the program's own may forbid the calls of
 /// the loader and of the tracker, and a forbidden call can kill the process; its filter cannot
 /// be read from here to tell.
+/// The process tracing `pid` (its status's TracerPid), if any.
+pub fn tracer_of(pid: i32) -> Option<i32> {
+    tracer_in(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn tracer_in(status: &str) -> Option<i32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|&t| t > 0)
+}
+
 pub fn sandbox_refusal(pid: i32) -> Option<String> {
     let theirs = seccomp_of(&std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?);
     let ours = seccomp_of(&std::fs::read_to_string("/proc/self/status").unwrap_or_default());
@@ -196,5 +209,20 @@ mod seccomp_tests {
             "no counts: both filtered"
         );
         assert!(refusal(1, (2, None), (0, None)).is_some());
+    }
+}
+
+#[cfg(test)]
+mod tracer_tests {
+    use super::tracer_in;
+
+    #[test]
+    fn the_tracer_comes_from_the_status_line() {
+        assert_eq!(
+            tracer_in("Name:\tt\nTracerPid:\t4242\nUid:\t0\n"),
+            Some(4242)
+        );
+        assert_eq!(tracer_in("Name:\tt\nTracerPid:\t0\n"), None);
+        assert_eq!(tracer_in("Name:\tt\n"), None);
     }
 }
