@@ -638,3 +638,33 @@ fn attach_to_a_process_traced_by_another_names_the_tracer() {
     assert!(err.contains("it is already traced by process"), "{err}");
     assert!(!dir.join("cap.bin").exists());
 }
+
+#[test]
+fn attach_to_a_program_inside_malloc_waits_for_a_safe_point() {
+    // The injected call ran wherever the main thread stopped: inside malloc, a single-threaded
+    // program's heap was corrupted (4 of 10 attaches aborted it in a sweep).
+    let dir = scratch("attach_malloc_loop");
+    let prog = memtrace_e2e::compile("malloc_loop", &dir);
+    for round in 0..8 {
+        let _ = std::fs::remove_file(dir.join("done"));
+        let target = Target::start(Command::new(&prog), &dir);
+        let pid = target.pid();
+        let cap = format!("cap{round}.bin");
+        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
+        if refused(&out) {
+            return;
+        }
+        assert!(out.status.success(), "round {round}: {out:?}");
+        let out = memtrace(&["detach", &pid], &dir);
+        assert!(out.status.success(), "round {round}: {out:?}");
+        std::fs::write(dir.join("done"), "").expect("done");
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(7), "round {round}: {end:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&end.stdout),
+            "bye\n",
+            "round {round}"
+        );
+        assert!(dir.join(&cap).is_file(), "round {round}");
+    }
+}

@@ -365,12 +365,97 @@ fn humantime_now() -> String {
     format!("{:02}:{:02}:{:02} UTC", s / 3600 % 24, s / 60 % 60, s % 60)
 }
 
-fn seize(pid: i32) -> Result<Stopped, String> {
-    Stopped::seize(pid).map_err(|e| match e {
+/// The C library's functions a call injected into the process must not run under: the
+/// allocator's (their locks; a single-threaded program's heap, which they change without one)
+/// and the loader's (dlopen takes its lock).
+const ALLOCATOR_FUNCTIONS: &[&str] = &[
+    "malloc",
+    "free",
+    "calloc",
+    "realloc",
+    "reallocarray",
+    "memalign",
+    "aligned_alloc",
+    "posix_memalign",
+    "valloc",
+    "pvalloc",
+    "malloc_trim",
+    "malloc_usable_size",
+    "mallinfo",
+    "mallinfo2",
+    "malloc_stats",
+    "malloc_info",
+    "mallopt",
+    "cfree",
+    "__libc_malloc",
+    "__libc_free",
+    "__libc_calloc",
+    "__libc_realloc",
+    "__libc_memalign",
+    "__libc_valloc",
+    "__libc_pvalloc",
+];
+const LOADER_FUNCTIONS: &[&str] = &[
+    "dlopen",
+    "dlclose",
+    "dlsym",
+    "dlvsym",
+    "dladdr",
+    "dladdr1",
+    "dlinfo",
+    "dlmopen",
+    "dl_iterate_phdr",
+    "__libc_dlopen_mode",
+    "__libc_dlclose",
+    "__libc_dlsym",
+    "fork",
+    "_Fork",
+];
+
+/// How long memtrace waits for the main thread to leave the allocator and the loader.
+const SAFE_POINT_PATIENCE: Duration = Duration::from_secs(5);
+
+fn seize(pid: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
+    let mut thread = Stopped::seize(pid).map_err(|e| match e {
         SeizeError::Gone => format!("no process {pid} (it is gone)"),
         SeizeError::NotPermitted => not_permitted(pid),
         SeizeError::Other(e) => format!("cannot attach to process {pid}: {e}"),
-    })
+    })?;
+    let libcs: Vec<&target::Mapped> = objects
+        .iter()
+        .filter(|m| {
+            m.path.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("libc.so") || n.starts_with("libdl.so")
+            })
+        })
+        .collect();
+    let code: Vec<(u64, u64)> = libcs
+        .iter()
+        .flat_map(|m| target::code_ranges(pid, m))
+        .collect();
+    let allocator: Vec<(u64, u64)> = libcs
+        .iter()
+        .flat_map(|m| target::ranges(pid, m, ALLOCATOR_FUNCTIONS))
+        .collect();
+    let loader: Vec<(u64, u64)> = libcs
+        .iter()
+        .flat_map(|m| target::ranges(pid, m, LOADER_FUNCTIONS))
+        .collect();
+    // The call runs where the thread stopped: wait, letting it run a moment at a time, until
+    // that is outside the allocator and the loader (a sweep's program looping on malloc
+    // crashed in 4 of 10 attaches, and hung when it had a second thread).
+    let start = Instant::now();
+    while !thread.at_safe_point(&code, &allocator, &loader) {
+        if start.elapsed() > SAFE_POINT_PATIENCE {
+            return Err(format!(
+                "process {pid} stayed inside its memory allocator or the loader for {} s: attaching there could break it; try again",
+                SAFE_POINT_PATIENCE.as_secs()
+            ));
+        }
+        thread.run_a_little()?;
+    }
+    Ok(thread)
 }
 
 fn cstr(p: &Path) -> Vec<u8> {
@@ -394,7 +479,7 @@ fn attach_native(
     let dlopen = target::symbol(pid, libc_obj, "dlopen")
         .or_else(|| target::find(pid, objects, "dlopen").map(|(_, a)| a))
         .ok_or_else(|| format!("cannot find dlopen in process {pid}"))?;
-    let thread = seize(pid)?;
+    let thread = seize(pid, objects)?;
     let handle = thread.call(
         dlopen,
         &[Arg::Str(0), Arg::Int(libc::RTLD_NOW as u64)],
@@ -454,7 +539,7 @@ fn attach_python(
     std::os::unix::fs::symlink(tracker, &link)
         .map_err(|e| format!("cannot link the tracker into {}: {e}", dir.display()))?;
     let code = python_code(dir, capture, duration_ms, native);
-    let thread = seize(pid)?;
+    let thread = seize(pid, objects)?;
     // The code must outlive this call: a copy on the process's heap (a few hundred bytes).
     let copy = thread.call(strdup, &[Arg::Str(0)], &[code.as_bytes()])?;
     if copy == 0 {

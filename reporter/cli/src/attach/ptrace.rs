@@ -15,6 +15,8 @@ pub struct Stopped {
     pid: libc::pid_t,
     saved: libc::user_regs_struct,
     released: bool,
+    /// The signal the thread stopped for, delivered when it runs on (0: none).
+    signal: i32,
 }
 
 /// Why a seize failed.
@@ -75,6 +77,7 @@ impl Stopped {
             // SAFETY: plain integers; filled right below.
             saved: unsafe { std::mem::zeroed() },
             released: false,
+            signal: stop_signal(status),
         };
         stopped.saved = stopped.regs().map_err(SeizeError::Other)?;
         Ok(stopped)
@@ -216,6 +219,60 @@ impl Stopped {
         }
     }
 
+    /// Whether the thread stopped where a call may run. Not inside the C library (`libc`:
+    /// its code), unless it waits in a system call there, and then not under one of the
+    /// allocator's functions (`allocator`: a return address into them at the top of the
+    /// stack, where a system call's few frames are; the allocator calls nothing outside the
+    /// library); and nowhere under the loader's (`loader`: a return address into them in the
+    /// top `STACK_SCAN` bytes: a constructor or a dl_iterate_phdr callback runs under them). A call from inside
+    /// them would take their locks again, or corrupt a single-threaded program's heap, which
+    /// they change without one. A stale word that only looks like such an address makes it
+    /// wait a little longer, never call unsafely.
+    pub fn at_safe_point(
+        &self,
+        libc: &[(u64, u64)],
+        allocator: &[(u64, u64)],
+        loader: &[(u64, u64)],
+    ) -> bool {
+        let inside = |ranges: &[(u64, u64)], a: u64| ranges.iter().any(|&(s, e)| s <= a && a < e);
+        let in_syscall = self.saved.orig_rax != u64::MAX;
+        if inside(libc, self.saved.rip) && !in_syscall {
+            return false;
+        }
+        let mut stack = vec![0u8; STACK_SCAN];
+        let n = read_memory(self.pid, self.saved.rsp, &mut stack);
+        let words = stack[..n]
+            .chunks_exact(8)
+            .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
+        // Outside the C library the allocator is not running (it calls nothing outside it):
+        // only a system call's wait can be inside it.
+        let allocator_words = if in_syscall { ALLOCATOR_SCAN / 8 } else { 0 };
+        for (i, w) in words.enumerate() {
+            if inside(loader, w) || (i < allocator_words && inside(allocator, w)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Lets the thread run a moment and stops it again (registers saved anew); a signal that
+    /// stopped it is delivered.
+    pub fn run_a_little(&mut self) -> Result<(), String> {
+        let signal = self.signal;
+        // SAFETY: resuming a stopped tracee with the signal it stopped for (0: none).
+        unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, signal) };
+        std::thread::sleep(Duration::from_micros(1500));
+        // SAFETY: interrupting our own tracee.
+        unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, self.pid, 0, 0) };
+        let status = wait_stop(self.pid, Duration::from_secs(10))?;
+        if !libc::WIFSTOPPED(status) {
+            return Err("the process ended during the attach".to_string());
+        }
+        self.signal = stop_signal(status);
+        self.saved = self.regs()?;
+        Ok(())
+    }
+
     /// Restores the registers and lets the thread go on.
     pub fn release(mut self) -> Result<(), String> {
         self.released = true;
@@ -234,6 +291,40 @@ impl Drop for Stopped {
             unsafe { libc::ptrace(libc::PTRACE_DETACH, self.pid, 0, 0) };
         }
     }
+}
+
+/// The signal a stop was for, to deliver when the thread goes on (0 for a stop of ptrace's
+/// own: an interrupt, an event).
+fn stop_signal(status: i32) -> i32 {
+    if status >> 16 == 0 {
+        libc::WSTOPSIG(status)
+    } else {
+        0
+    }
+}
+
+/// Bytes of a stopped thread's stack read for return addresses (see `at_safe_point`).
+const STACK_SCAN: usize = 32 << 10;
+/// Bytes of it read for return addresses into the allocator: the frames of a system call made
+/// from inside it (an arena lock's wait, sysmalloc's mmap); stale words further up, left by
+/// earlier calls, would keep a program that allocates all the time from ever looking safe.
+const ALLOCATOR_SCAN: usize = 512;
+
+/// Reads the process's memory at `addr` into `buf` (through /proc/PID/mem, which its tracer
+/// may read); the bytes read (fewer at the end of a mapping).
+fn read_memory(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> usize {
+    use std::os::unix::fs::FileExt;
+    let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
+        return 0;
+    };
+    let mut n = 0;
+    while n < buf.len() {
+        match mem.read_at(&mut buf[n..], addr + n as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
 }
 
 fn errno_clear() {

@@ -43,6 +43,53 @@ pub fn objects(pid: i32) -> Result<Vec<Mapped>, std::io::Error> {
     Ok(out)
 }
 
+/// The executable ranges `[start, end)` of the object `m` in `pid`'s address space.
+pub fn code_ranges(pid: i32, m: &Mapped) -> Vec<(u64, u64)> {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        return Vec::new();
+    };
+    let path = m.path.to_string_lossy();
+    text.lines()
+        .filter(|l| l.ends_with(&*path))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            if !perms.contains('x') {
+                return None;
+            }
+            let (s, e) = range.split_once('-')?;
+            Some((
+                u64::from_str_radix(s, 16).ok()?,
+                u64::from_str_radix(e, 16).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The address ranges `[start, end)` of the functions `names` defined in the object `m` (those
+/// its dynamic symbol table lists with a size).
+pub fn ranges(pid: i32, m: &Mapped, names: &[&str]) -> Vec<(u64, u64)> {
+    let file = match m.path.strip_prefix("/") {
+        Ok(rel) => Path::new(&format!("/proc/{pid}/root")).join(rel),
+        Err(_) => return Vec::new(),
+    };
+    let Ok(data) = std::fs::read(&file).or_else(|_| std::fs::read(&m.path)) else {
+        return Vec::new();
+    };
+    let Ok(obj) = object::File::parse(&*data) else {
+        return Vec::new();
+    };
+    let base = match obj.kind() {
+        ObjectKind::Executable => 0,
+        _ => m.start,
+    };
+    obj.dynamic_symbols()
+        .filter(|s| s.is_definition() && s.size() > 0)
+        .filter(|s| s.name().is_ok_and(|n| names.contains(&n)))
+        .map(|s| (base + s.address(), base + s.address() + s.size()))
+        .collect()
+}
+
 /// The address of `name` in the process, defined in the object `m` (read through the
 /// process's root, so that a process in another mount namespace reads its own files).
 pub fn symbol(pid: i32, m: &Mapped, name: &str) -> Option<u64> {
