@@ -423,7 +423,7 @@ fn kill_int_of_memtrace_ends_a_script_with_keyboard_interrupt() {
 
 /// Reports each signal it gets; ends once it has had them all.
 const SIGNAL_REPORTER: &str = r#"
-import signal, sys
+import signal, sys, time
 names = sys.argv[1:]
 got = []
 def handler(sig, frame):
@@ -433,8 +433,10 @@ def handler(sig, frame):
 for name in names:
     signal.signal(getattr(signal, name), handler)
 print("ready")
+# A short sleep, not signal.pause(): a signal that lands between the check and pause() runs
+# its handler only after the next signal, which the test sends only once it saw this one.
 while len(got) < len(names):
-    signal.pause()
+    time.sleep(0.05)
 "#;
 
 #[test]
@@ -487,8 +489,9 @@ def handler(sig, frame):
     count += 1
 signal.signal(signal.SIGINT, handler)
 print("ready", flush=True)
+# Not signal.pause(): a SIGINT between the check and pause() would wait for another one.
 while count == 0:
-    signal.pause()
+    time.sleep(0.05)
 time.sleep(2)
 print(f"SIGINT x{count}", flush=True)
 "#;
