@@ -92,6 +92,16 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// Lets the target allocate its known block and end; it ends with `code` and prints "bye".
+fn let_it_allocate_and_end(target: Target, dir: &Path, code: i32) {
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(code), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+}
+
 /// Whether ptrace is refused here (then the refusal is checked, one line and status 1).
 fn refused(out: &Output) -> bool {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -364,12 +374,7 @@ fn attach_without_cap_sys_ptrace_to_a_process_that_forbids_it_is_refused() {
         !dir.join("never.bin").exists(),
         "a refused attach leaves no capture"
     );
-    std::fs::write(dir.join("go"), "").expect("go");
-    wait_for(&dir.join("allocated"));
-    std::fs::write(dir.join("done"), "").expect("done");
-    let end = target.finish();
-    assert_eq!(end.status.code(), Some(5), "{end:?}");
-    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let_it_allocate_and_end(target, &dir, 5);
 }
 
 /// `attach --live`: the view opens on the attached process, shows the line allocated after the
@@ -576,12 +581,7 @@ fn two_attaches_at_once_leave_one_attached_and_detachable() {
     );
     let out = memtrace(&["detach", &pid], &dir);
     assert!(out.status.success(), "{out:?}");
-    std::fs::write(dir.join("go"), "").expect("go");
-    wait_for(&dir.join("allocated"));
-    std::fs::write(dir.join("done"), "").expect("done");
-    let end = target.finish();
-    assert_eq!(end.status.code(), Some(7), "{end:?}");
-    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let_it_allocate_and_end(target, &dir, 7);
 }
 
 #[test]

@@ -225,21 +225,26 @@ fn every_pyenv_python_is_tracked() {
     }
 }
 
+/// `base -m venv --without-pip VENV` (bounded, run in `dir`); the venv's `bin/python`.
+fn make_venv(base: &Path, venv: &Path, dir: &Path) -> PathBuf {
+    let mut make = Command::new(base);
+    make.args(["-m", "venv", "--without-pip"]).arg(venv);
+    let made = bounded(make, dir);
+    assert!(
+        made.status.success(),
+        "{} -m venv: {made:?}",
+        base.display()
+    );
+    venv.join("bin/python")
+}
+
 #[test]
 fn a_virtual_environments_python_is_tracked() {
     // Of Debian's python when there is one (its venv's python is that same non-PIE binary).
     let base = debian_python().unwrap_or_else(|| python().to_path_buf());
     let dir = scratch("env-venv");
     let venv = dir.join("venv");
-    let mut make = Command::new(&base);
-    make.args(["-m", "venv", "--without-pip"]).arg(&venv);
-    let made = bounded(make, &dir);
-    assert!(
-        made.status.success(),
-        "{} -m venv: {made:?}",
-        base.display()
-    );
-    let venv_python = venv.join("bin/python");
+    let venv_python = make_venv(&base, &venv, &dir);
     let mut probe = Command::new(&venv_python);
     probe.args(["-c", "import sys; print(sys.prefix != sys.base_prefix)"]);
     assert_eq!(text(&bounded(probe, &dir).stdout), "True\n", "not a venv");
@@ -275,15 +280,7 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
         .expect("a claimed Python");
     let dir = scratch("env-shebang");
     let venv = dir.join("venv");
-    let mut make = Command::new(&base);
-    make.args(["-m", "venv", "--without-pip"]).arg(&venv);
-    let made = bounded(make, &dir);
-    assert!(
-        made.status.success(),
-        "{} -m venv: {made:?}",
-        base.display()
-    );
-    let venv_python = venv.join("bin/python");
+    let venv_python = make_venv(&base, &venv, &dir);
     let mut purelib = Command::new(&venv_python);
     purelib.args([
         "-c",

@@ -66,13 +66,14 @@ pub fn code_ranges(pid: i32, m: &Mapped) -> Vec<(u64, u64)> {
         .collect()
 }
 
-/// The address ranges `[start, end)` of the functions `names` defined in the object `m` (those
-/// its dynamic symbol table lists with a size).
-pub fn ranges(pid: i32, m: &Mapped, names: &[&str]) -> Vec<(u64, u64)> {
-    let file = match m.path.strip_prefix("/") {
-        Ok(rel) => Path::new(&format!("/proc/{pid}/root")).join(rel),
-        Err(_) => return Vec::new(),
+/// The functions of `m`'s dynamic symbol table that `wanted` keeps, as `[start, end)` in the
+/// process (read through the process's root, so that a process in another mount namespace
+/// reads its own files); an undefined size makes an empty range.
+fn defined(pid: i32, m: &Mapped, wanted: impl Fn(&str) -> bool) -> Vec<(u64, u64)> {
+    let Ok(rel) = m.path.strip_prefix("/") else {
+        return Vec::new();
     };
+    let file = Path::new(&format!("/proc/{pid}/root")).join(rel);
     let Ok(data) = std::fs::read(&file).or_else(|_| std::fs::read(&m.path)) else {
         return Vec::new();
     };
@@ -84,27 +85,24 @@ pub fn ranges(pid: i32, m: &Mapped, names: &[&str]) -> Vec<(u64, u64)> {
         _ => m.start,
     };
     obj.dynamic_symbols()
-        .filter(|s| s.is_definition() && s.size() > 0)
-        .filter(|s| s.name().is_ok_and(|n| names.contains(&n)))
+        .filter(|s| s.is_definition() && s.name().is_ok_and(&wanted))
         .map(|s| (base + s.address(), base + s.address() + s.size()))
         .collect()
 }
 
-/// The address of `name` in the process, defined in the object `m` (read through the
-/// process's root, so that a process in another mount namespace reads its own files).
+/// The address ranges `[start, end)` of the functions `names` defined in the object `m` (those
+/// its dynamic symbol table lists with a size).
+pub fn ranges(pid: i32, m: &Mapped, names: &[&str]) -> Vec<(u64, u64)> {
+    let mut r = defined(pid, m, |n| names.contains(&n));
+    r.retain(|&(start, end)| end > start);
+    r
+}
+
+/// The address of `name` in the process, defined in the object `m`.
 pub fn symbol(pid: i32, m: &Mapped, name: &str) -> Option<u64> {
-    let file = Path::new(&format!("/proc/{pid}/root")).join(m.path.strip_prefix("/").ok()?);
-    let data = std::fs::read(&file)
-        .or_else(|_| std::fs::read(&m.path))
-        .ok()?;
-    let obj = object::File::parse(&*data).ok()?;
-    let base = match obj.kind() {
-        ObjectKind::Executable => 0,
-        _ => m.start,
-    };
-    obj.dynamic_symbols()
-        .find(|s| s.is_definition() && s.name() == Ok(name))
-        .map(|s| base + s.address())
+    defined(pid, m, |n| n == name)
+        .first()
+        .map(|&(start, _)| start)
 }
 
 /// The first object of the process that defines `name`, and its address.

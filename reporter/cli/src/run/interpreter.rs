@@ -27,17 +27,22 @@ pub fn choose(explicit: Option<&OsStr>) -> Result<PathBuf, RunError> {
     real(&candidate)
 }
 
-/// `--python PATH`: a path, or a name looked up on PATH.
-fn named(given: &OsStr) -> Result<PathBuf, RunError> {
+/// An interpreter named by a path, or by a name looked up on PATH (`--python`, a `#!` line).
+pub fn find(given: &OsStr) -> Option<PathBuf> {
     let path = Path::new(given);
-    let found = if given.as_encoded_bytes().contains(&b'/') {
+    if given.as_encoded_bytes().contains(&b'/') {
         path.is_file().then(|| path.to_path_buf())
     } else if given.is_empty() {
         None
     } else {
         program::on_path(path)
-    };
-    found.ok_or_else(|| {
+    }
+}
+
+/// `--python PATH`: a path, or a name looked up on PATH.
+fn named(given: &OsStr) -> Result<PathBuf, RunError> {
+    let path = Path::new(given);
+    find(given).ok_or_else(|| {
         RunError(format!(
             "no such Python interpreter: {} (given with --python)",
             path.display()

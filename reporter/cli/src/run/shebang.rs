@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The kernel reads at most this much of a `#!` line (BINPRM_BUF_SIZE).
 const LINE_MAX: usize = 256;
@@ -128,16 +128,6 @@ pub fn hides_the_hook(options: &[OsString]) -> Option<String> {
         }
     }
     None
-}
-
-/// The interpreter as a path to run: itself when it has a slash, else found on PATH.
-pub fn resolve(shebang: &Shebang) -> Option<PathBuf> {
-    let p = Path::new(&shebang.interpreter);
-    if shebang.interpreter.as_bytes().contains(&b'/') {
-        p.is_file().then(|| p.to_path_buf())
-    } else {
-        super::program::on_path(p)
-    }
 }
 
 #[cfg(test)]

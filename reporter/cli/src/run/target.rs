@@ -53,7 +53,7 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
                     "the script's #! line runs Python with {flag}, which keeps memtrace's start-up hook out: allocations will have no Python stacks"
                 ));
             }
-            let found = shebang::resolve(&line).ok_or_else(|| {
+            let found = interpreter::find(&line.interpreter).ok_or_else(|| {
                 RunError(format!(
                     "the script's #! line names {}, which was not found (name an interpreter with --python PATH)",
                     Path::new(&line.interpreter).display()

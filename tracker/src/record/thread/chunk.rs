@@ -181,8 +181,10 @@ impl ThreadState {
         }
         if self.writer.records() == 0 {
             // An aggregated thread may have sums and no record at all (no table its stacks
-            // needed): its name makes a chunk, without which readers cannot tell it apart.
-            if !self.sums_unnamed || !CAPTURE.in_its_process() {
+            // needed): a chunk's header ties the serial its sums carry to its id and name, so
+            // one that allocated and wrote no chunk yet writes one with its name.
+            let unnamed = self.seq == 0 && self.allocated.load(Ordering::Relaxed) > 0;
+            if !(unnamed && crate::aggregate::on() && CAPTURE.in_its_process()) {
                 return true;
             }
             self.update_name();
@@ -222,7 +224,6 @@ impl ThreadState {
         };
         if written {
             self.seq += 1;
-            self.sums_unnamed = false;
             if grow {
                 // The area keeps a stale copy of the chunk just written: no reader uses it.
                 self.grow();

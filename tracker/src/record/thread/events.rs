@@ -92,7 +92,6 @@ fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64,
         return;
     };
     allocated::add(s, size);
-    s.sums_unnamed = true;
     let stack = s.stack_of(t, ret);
     let serial = s.serial;
     let tick = aggregate::now();

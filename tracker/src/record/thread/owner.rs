@@ -99,7 +99,6 @@ fn attach(t: &mut tls::Tls) -> Option<*mut ThreadState> {
     s.exit_rounds = 0;
     s.name_len = usize::MAX;
     s.python_named = false;
-    s.sums_unnamed = false;
     s.dropped.store(0, Ordering::Relaxed);
     s.busy.store(IDLE, Ordering::Relaxed);
     s.closed.store(false, Ordering::Relaxed);

@@ -53,9 +53,6 @@ pub struct ThreadState {
     pub(super) name_len: usize,
     /// The name came from Python's threading (kept over the OS name).
     pub(super) python_named: bool,
-    /// Aggregated recording: the thread made sums since its last chunk, and no chunk names it
-    /// yet (a chunk's header ties its serial, which the sums carry, to its id and name).
-    pub(super) sums_unnamed: bool,
     /// The capture the state was attached in (see `GENERATION`).
     pub(super) generation: u64,
     /// Events of this thread the capture could not take (written by the owner only, so no
