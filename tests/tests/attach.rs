@@ -3,7 +3,8 @@
 //! ends with its own output and status; a block allocated before the attach and freed after it
 //! does not count; refusals (twice, no such process, statically linked, another user, a process that forbids
 //! ptrace with a memtrace without CAP_SYS_PTRACE) are one
-//! line with status 1. When ptrace is refused by the environment (a container without
+//! line with status 1. The thread stopped for the injected calls gets back every register (the
+//! SSE ones included) and a sleep it was in, also when memtrace is gone during a call. When ptrace is refused by the environment (a container without
 //! CAP_SYS_PTRACE) the tests say so and check only the refusal.
 
 use memtrace_e2e::python::{python, write};
@@ -667,4 +668,145 @@ fn attach_to_a_program_inside_malloc_waits_for_a_safe_point() {
         );
         assert!(dir.join(&cap).is_file(), "round {round}");
     }
+}
+
+/// Sends SIGUSR1 to the target (tests/programs/fp_registers.c ends its spin on it).
+fn signal_usr1(target: &Target) {
+    let pid: i32 = target.pid().parse().expect("pid");
+    // SAFETY: kill with a pid of our own child and a signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+}
+
+/// fp_registers ended with its own status and every SSE register as it was.
+fn registers_kept(target: Target, round: &str) {
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(3), "{round}: {end:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&end.stdout),
+        "xmm0 kept\nxmm1 kept\nxmm8 kept\nxmm15 kept\n",
+        "{round}"
+    );
+}
+
+#[test]
+fn attach_gives_the_program_back_every_register() {
+    // The injected dlopen and the tracker's start use the SSE registers; only the general
+    // registers were put back: a program stopped with live values in xmm0, xmm1 and xmm8 went
+    // on with zeros there.
+    let dir = scratch("attach_fp_registers");
+    let prog = memtrace_e2e::compile("fp_registers", &dir);
+    for round in 0..3 {
+        let target = Target::start(Command::new(&prog), &dir);
+        let pid = target.pid();
+        let cap = format!("cap{round}.bin");
+        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
+        if refused(&out) {
+            return;
+        }
+        assert!(out.status.success(), "round {round}: {out:?}");
+        let out = memtrace(&["detach", &pid], &dir);
+        assert!(out.status.success(), "round {round}: {out:?}");
+        signal_usr1(&target);
+        registers_kept(target, &format!("round {round}"));
+        assert!(dir.join(&cap).is_file(), "round {round}");
+    }
+}
+
+/// `memtrace attach` that exits at once (as if killed) while the process runs its `call`th
+/// injected call (1: dlopen, 2: the tracker's start).
+fn attach_abandoned_at(call: &str, pid: &str, cap: &str, dir: &Path) -> Output {
+    Command::new(memtrace_bin())
+        .args(["attach", pid, "-o", cap])
+        .env("MEMTRACE_TEST_ABANDON_CALL", call)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output_watched()
+}
+
+#[test]
+fn a_memtrace_gone_during_its_call_leaves_the_program_unharmed() {
+    // The call returned to address 0, where memtrace caught it: a memtrace killed meanwhile
+    // (or giving up on a call that waits) left the program to crash there. The call now
+    // returns through a signal frame that restores the thread by itself.
+    let dir = scratch("attach_abandoned");
+    let prog = memtrace_e2e::compile("fp_registers", &dir);
+    for call in ["1", "2"] {
+        let target = Target::start(Command::new(&prog), &dir);
+        let pid = target.pid();
+        let cap = format!("cap{call}.bin");
+        let out = attach_abandoned_at(call, &pid, &cap, &dir);
+        if refused(&out) {
+            return;
+        }
+        assert_eq!(out.status.code(), Some(70), "call {call}: {out:?}");
+        if call == "2" {
+            // The start ran to its end: tracking runs and detaches as always.
+            let out = memtrace(&["detach", &pid], &dir);
+            assert!(out.status.success(), "{out:?}");
+            assert!(dir.join(&cap).is_file());
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        signal_usr1(&target);
+        registers_kept(target, &format!("abandoned in call {call}"));
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join(format!("memtrace-attach.{pid}")));
+    }
+    // A Python program, abandoned while it loads the tracker, ends as it would have.
+    write(&dir, "sl.py", SCRIPT);
+    let mut cmd = Command::new(python());
+    cmd.arg("sl.py");
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let out = attach_abandoned_at("1", &pid, "py.bin", &dir);
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("memtrace-attach.{pid}")));
+    let_it_allocate_and_end(target, &dir, 5);
+}
+
+/// The line of tests/programs/sleeper.c: nanosleep's result, its errno, tenths of a second.
+fn slept(target: Target) -> (String, i64) {
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(4), "{end:?}");
+    let out = String::from_utf8_lossy(&end.stdout).to_string();
+    let tenths = out
+        .split_whitespace()
+        .last()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(-1);
+    (out, tenths)
+}
+
+#[test]
+fn an_attach_during_a_sleep_neither_cuts_it_short_nor_lengthens_it() {
+    // The thread is stopped inside nanosleep: after the calls the sleep resumes with the time
+    // it had left (the kernel's restart_syscall), neither returning EINTR nor starting over.
+    let dir = scratch("attach_sleeper");
+    let prog = memtrace_e2e::compile("sleeper", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = memtrace(
+        &["attach", &pid, "-o", "cap.bin", "--duration", "0.5"],
+        &dir,
+    );
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let (line, tenths) = slept(target);
+    assert!(line.starts_with("nanosleep 0 errno 0 "), "{line}");
+    // 3 s asked; started over after the attach at 1 s it would take 4.
+    assert!((30..38).contains(&tenths), "{line}");
+    // A memtrace gone during its call: the frame restarts the sleep from its start (the
+    // kernel's record of the time left does not survive rt_sigreturn), still without EINTR.
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = attach_abandoned_at("1", &pid, "cap2.bin", &dir);
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("memtrace-attach.{pid}")));
+    let (line, tenths) = slept(target);
+    assert!(line.starts_with("nanosleep 0 errno 0 "), "{line}");
+    assert!(tenths >= 30, "{line}");
 }

@@ -20,6 +20,10 @@ struct Control {
     deadline_ns: u64,
 }
 
+/// Set in the result word of [`attach`] and [`attach_python`] beside the code: the word was
+/// written (the tracer zeroes it before the call).
+pub const RESULT_WRITTEN: u64 = 1 << 32;
+
 /// Results of [`attach`], as `memtrace attach` reads them.
 pub const ATTACHED: c_int = 0;
 pub const ALREADY: c_int = 1;
@@ -29,11 +33,96 @@ pub const BAD_ARGUMENTS: c_int = 4;
 
 /// Starts tracking into the capture `path` and the control thread watching `stop` (removing
 /// `stop` and `active` at the end), for `duration_ms` milliseconds (0: until detached), with
-/// native stacks when `native` is not 0. Called once in the target, by `memtrace attach`.
+/// native stacks when `native` is not 0. Called once in the target, by `memtrace attach`; the
+/// result goes to `*result` too, with [`RESULT_WRITTEN`] (the tracer returns the call through
+/// a signal frame, which gives it no return value).
 ///
 /// # Safety
-/// The three paths are NUL-terminated strings.
+/// The three paths are NUL-terminated strings; `result` is null or points to a writable word.
 pub unsafe extern "C" fn attach(
+    path: *const c_char,
+    stop: *const c_char,
+    active: *const c_char,
+    duration_ms: u64,
+    native: c_int,
+    result: *mut u64,
+) -> c_int {
+    // SAFETY: forwarded as the caller gave them.
+    let code = unsafe { start(path, stop, active, duration_ms, native) };
+    // SAFETY: the caller passes a writable word or null.
+    unsafe { report(result, code) };
+    code
+}
+
+/// Writes `code` with [`RESULT_WRITTEN`] to `result` (null: nowhere).
+///
+/// # Safety
+/// `result` is null or points to a writable word.
+unsafe fn report(result: *mut u64, code: c_int) {
+    if !result.is_null() {
+        // SAFETY: the caller's word.
+        unsafe { result.write_volatile(RESULT_WRITTEN | u64::from(code as u32)) };
+    }
+}
+
+/// Results of [`attach_python`].
+pub const QUEUED: c_int = 0;
+pub const QUEUE_FULL: c_int = 1;
+pub const NOT_PYTHON: c_int = 2;
+pub const NO_MEMORY: c_int = 3;
+
+/// Queues `code` for a CPython process's main thread: `Py_AddPendingCall(PyRun_SimpleString,
+/// copy)`, the copy on the heap (it must outlive this call). The result goes to `*result`, with
+/// [`RESULT_WRITTEN`].
+///
+/// # Safety
+/// `code` is a NUL-terminated string; `result` is null or points to a writable word.
+pub unsafe extern "C" fn attach_python(code: *const c_char, result: *mut u64) -> c_int {
+    type Run = unsafe extern "C" fn(*const c_char) -> c_int;
+    type Pending = unsafe extern "C" fn(Run, *const c_char) -> c_int;
+    // SAFETY: dlsym with NUL-terminated names and a pseudo-handle.
+    let (pending, run) = unsafe {
+        (
+            libc::dlsym(libc::RTLD_DEFAULT, c"Py_AddPendingCall".as_ptr()),
+            libc::dlsym(libc::RTLD_DEFAULT, c"PyRun_SimpleString".as_ptr()),
+        )
+    };
+    let status = if code.is_null() || pending.is_null() || run.is_null() {
+        NOT_PYTHON
+    } else {
+        // SAFETY: a NUL-terminated string, copied with the C library's allocator.
+        let copy = unsafe { libc::strdup(code) };
+        if copy.is_null() {
+            NO_MEMORY
+        } else {
+            // SAFETY: the two functions have these C signatures in every CPython 3.
+            let (pending, run) = unsafe {
+                (
+                    core::mem::transmute::<*mut c_void, Pending>(pending),
+                    core::mem::transmute::<*mut c_void, Run>(run),
+                )
+            };
+            // SAFETY: CPython's documented call, safe without the GIL.
+            match unsafe { pending(run, copy) } {
+                0 => QUEUED,
+                _ => {
+                    // SAFETY: the copy was not queued: still ours.
+                    unsafe { libc::free(copy.cast()) };
+                    QUEUE_FULL
+                }
+            }
+        }
+    };
+    // SAFETY: the caller passes a writable word or null.
+    unsafe { report(result, status) };
+    status
+}
+
+/// The start itself: [`attach`]'s code.
+///
+/// # Safety
+/// As [`attach`].
+unsafe fn start(
     path: *const c_char,
     stop: *const c_char,
     active: *const c_char,

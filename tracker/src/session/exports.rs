@@ -250,6 +250,7 @@ export!(dlclose => crate::unwind::dlclose, (handle: *mut c_void) -> c_int);
 // ---- the Python extension module (session::pyext) ----
 
 // ---- memtrace attach: called in the target through ptrace (session::attach) ----
-export!(memtrace_attach => crate::attach::attach, (path: *const c_char, stop: *const c_char, active: *const c_char, duration_ms: u64, native: c_int) -> c_int);
+export!(memtrace_attach => crate::attach::attach, (path: *const c_char, stop: *const c_char, active: *const c_char, duration_ms: u64, native: c_int, result: *mut u64) -> c_int);
+export!(memtrace_attach_python => crate::attach::attach_python, (code: *const c_char, result: *mut u64) -> c_int);
 
 export!(PyInit__memtrace_tracker => crate::pyext::init_module, () -> *mut c_void);

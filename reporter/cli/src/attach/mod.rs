@@ -1,20 +1,23 @@
 //! `memtrace attach PID` and `memtrace detach PID`: tracking a process that is already running,
 //! from the moment of the attach, without gdb or lldb.
 //!
-//! - [`ptrace`]: making the process call a function (its main thread, registers saved and
-//!   restored)
+//! - [`ptrace`]: making the process call a function (its main thread, registers, vector state
+//!   and signal mask saved and restored)
+//! - [`frame`]: the signal frame each call returns through, which restores the thread by itself
+//!   should memtrace be gone
 //! - [`target`]: the process's objects and the addresses of the functions called
 //!
-//! A native process is made to call `dlopen` on the tracker library, then the library's
-//! `memtrace_attach` (tracker/src/session/attach.rs), which starts in-process tracking and a
-//! control thread. A CPython process (3.10 to 3.13) is made to queue, with `Py_AddPendingCall`,
-//! a few lines of Python that import the tracker as the `_memtrace_tracker` module and start
+//! The process is made to call `dlopen` on the tracker library, then one of its entry points
+//! (tracker/src/session/attach.rs). A native process calls `memtrace_attach`, which starts
+//! in-process tracking and a control thread. A CPython process (3.10 to 3.13) calls
+//! `memtrace_attach_python`, which queues, with `Py_AddPendingCall`, a few lines of Python that import the tracker as the `_memtrace_tracker` module and start
 //! it as the Python `Tracker` does, with Python stacks; its main thread runs them at its next
 //! bytecode, with the GIL. Either way the tracker ends tracking (every patched slot and
 //! allocator restored, the capture finished) when the file `stop` appears in the attach's
 //! directory, `/tmp/memtrace-attach.PID/` (`memtrace detach` creates it), or when the
 //! `--duration` is over; it then removes `stop` and `active`. See docs/ATTACH.md.
 
+pub mod frame;
 pub mod ptrace;
 pub mod target;
 
@@ -270,27 +273,19 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         Err(e) => return Err(format!("cannot write {}: {e}", active.display())),
     }
     let _ = std::fs::remove_file(&stop);
+    let job = Job {
+        pid,
+        libc_obj,
+        objects: &objects,
+        dir: &dir,
+        capture: &capture,
+        duration_ms,
+        native: args.native,
+        tracker: &tracker,
+    };
     let attached = match python {
-        Some(_) => attach_python(
-            pid,
-            &objects,
-            &dir,
-            &capture,
-            duration_ms,
-            args.native,
-            &tracker,
-        ),
-        None => attach_native(
-            pid,
-            libc_obj,
-            &objects,
-            &capture,
-            &stop,
-            &active,
-            duration_ms,
-            args.native,
-            &tracker,
-        ),
+        Some(_) => attach_python(&job),
+        None => attach_native(&job),
     };
     if let Err(e) = attached {
         let _ = std::fs::remove_dir_all(&dir);
@@ -430,6 +425,13 @@ fn seize(pid: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
             })
         })
         .collect();
+    // Read once seized: /proc/PID/mem is the tracer's to read.
+    let Some(restorer) = target::sigreturn_code(pid, &libcs) else {
+        return Err(format!(
+            "cannot find the C library's signal return code in process {pid} (attach knows glibc's and musl's)"
+        ));
+    };
+    thread.set_restorer(restorer);
     let code: Vec<(u64, u64)> = libcs
         .iter()
         .flat_map(|m| target::code_ranges(pid, m))
@@ -464,36 +466,21 @@ fn cstr(p: &Path) -> Vec<u8> {
 }
 
 /// A native process: `dlopen` of the tracker, then its `memtrace_attach`.
-#[allow(clippy::too_many_arguments)]
-fn attach_native(
-    pid: i32,
-    libc_obj: &target::Mapped,
-    objects: &[target::Mapped],
-    capture: &Path,
-    stop: &Path,
-    active: &Path,
-    duration_ms: u64,
-    native: bool,
-    tracker: &Path,
-) -> Result<(), String> {
-    let dlopen = target::symbol(pid, libc_obj, "dlopen")
-        .or_else(|| target::find(pid, objects, "dlopen").map(|(_, a)| a))
-        .ok_or_else(|| format!("cannot find dlopen in process {pid}"))?;
-    let thread = seize(pid, objects)?;
-    let handle = thread.call(
-        dlopen,
-        &[Arg::Str(0), Arg::Int(libc::RTLD_NOW as u64)],
-        &[&cstr(tracker)],
-    )?;
-    if handle == 0 {
-        return Err(format!(
-            "process {pid} could not load the tracker library {}",
-            tracker.display()
-        ));
-    }
-    let objects = target::objects(pid).map_err(|e| e.to_string())?;
-    let (_, entry) = target::find(pid, &objects, "memtrace_attach")
-        .ok_or_else(|| format!("cannot find memtrace_attach in process {pid}"))?;
+fn attach_native(job: &Job) -> Result<(), String> {
+    let Job {
+        pid,
+        libc_obj,
+        objects,
+        capture,
+        duration_ms,
+        native,
+        tracker,
+        ..
+    } = *job;
+    let (stop, active) = (job.dir.join("stop"), job.dir.join("active"));
+    let dlopen = dlopen_of(pid, libc_obj, objects)?;
+    let mut thread = seize(pid, objects)?;
+    let entry = load_tracker(&mut thread, pid, dlopen, tracker, "memtrace_attach")?;
     let r = thread.call(
         entry,
         &[
@@ -502,11 +489,17 @@ fn attach_native(
             Arg::Str(2),
             Arg::Int(duration_ms),
             Arg::Int(u64::from(native)),
+            Arg::Result,
         ],
-        &[&cstr(capture), &cstr(stop), &cstr(active)],
+        &[&cstr(capture), &cstr(&stop), &cstr(&active)],
     )?;
     thread.release()?;
-    match r as i32 {
+    if r & RESULT_WRITTEN == 0 {
+        return Err(format!(
+            "process {pid} did not report whether tracking started"
+        ));
+    }
+    match r as u32 {
         0 => Ok(()),
         1 => Err(format!("process {pid} is already tracked by memtrace")),
         2 => Err(format!(
@@ -517,42 +510,104 @@ fn attach_native(
     }
 }
 
-/// A CPython process: Python code queued with `Py_AddPendingCall(PyRun_SimpleString, code)`.
-fn attach_python(
+/// What an attach works with: the process, its objects, and what to start in it.
+#[derive(Clone, Copy)]
+struct Job<'a> {
     pid: i32,
-    objects: &[target::Mapped],
-    dir: &Path,
-    capture: &Path,
+    libc_obj: &'a target::Mapped,
+    objects: &'a [target::Mapped],
+    /// The attach's directory (/tmp/memtrace-attach.PID).
+    dir: &'a Path,
+    capture: &'a Path,
     duration_ms: u64,
     native: bool,
+    tracker: &'a Path,
+}
+
+/// The word the tracker's entry points write their result to carries this bit (the word is
+/// zero before the call): tracker/src/session/attach.rs `RESULT_WRITTEN`.
+const RESULT_WRITTEN: u64 = 1 << 32;
+
+/// Where `dlopen` is in the process.
+fn dlopen_of(
+    pid: i32,
+    libc_obj: &target::Mapped,
+    objects: &[target::Mapped],
+) -> Result<u64, String> {
+    target::symbol(pid, libc_obj, "dlopen")
+        .or_else(|| target::find(pid, objects, "dlopen").map(|(_, a)| a))
+        .ok_or_else(|| format!("cannot find dlopen in process {pid}"))
+}
+
+/// Makes the process load the tracker library (its `dlopen`), and finds `entry` in it.
+fn load_tracker(
+    thread: &mut Stopped,
+    pid: i32,
+    dlopen: u64,
     tracker: &Path,
-) -> Result<(), String> {
-    let (_, pending) = target::find(pid, objects, "Py_AddPendingCall")
-        .ok_or_else(|| format!("process {pid} looks like Python but has no Py_AddPendingCall"))?;
-    let (_, run) = target::find(pid, objects, "PyRun_SimpleString")
-        .ok_or_else(|| format!("process {pid} looks like Python but has no PyRun_SimpleString"))?;
-    let strdup = target::find(pid, objects, "strdup")
+    entry: &str,
+) -> Result<u64, String> {
+    thread.call(
+        dlopen,
+        &[Arg::Str(0), Arg::Int(libc::RTLD_NOW as u64)],
+        &[&cstr(tracker)],
+    )?;
+    // Loaded when its entry point is in the process's map now.
+    let objects = target::objects(pid).map_err(|e| e.to_string())?;
+    target::find(pid, &objects, entry)
         .map(|(_, a)| a)
-        .ok_or_else(|| format!("cannot find strdup in process {pid}"))?;
+        .ok_or_else(|| {
+            format!(
+                "process {pid} could not load the tracker library {}",
+                tracker.display()
+            )
+        })
+}
+
+/// A CPython process: Python code queued with `Py_AddPendingCall(PyRun_SimpleString, code)`,
+/// by the tracker library's `memtrace_attach_python` (loaded first).
+fn attach_python(job: &Job) -> Result<(), String> {
+    let Job {
+        pid,
+        libc_obj,
+        objects,
+        dir,
+        capture,
+        duration_ms,
+        native,
+        tracker,
+    } = *job;
+    for name in ["Py_AddPendingCall", "PyRun_SimpleString"] {
+        if target::find(pid, objects, name).is_none() {
+            return Err(format!("process {pid} looks like Python but has no {name}"));
+        }
+    }
+    let dlopen = dlopen_of(pid, libc_obj, objects)?;
     let link = dir.join("_memtrace_tracker.so");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(tracker, &link)
         .map_err(|e| format!("cannot link the tracker into {}: {e}", dir.display()))?;
     let code = python_code(dir, capture, duration_ms, native);
-    let thread = seize(pid, objects)?;
-    // The code must outlive this call: a copy on the process's heap (a few hundred bytes).
-    let copy = thread.call(strdup, &[Arg::Str(0)], &[code.as_bytes()])?;
-    if copy == 0 {
-        return Err(format!("process {pid} is out of memory"));
-    }
-    let r = thread.call(pending, &[Arg::Int(run), Arg::Int(copy)], &[])?;
+    let mut thread = seize(pid, objects)?;
+    let queue = load_tracker(&mut thread, pid, dlopen, tracker, "memtrace_attach_python")?;
+    // The code must outlive this call: the tracker queues a copy on the process's heap.
+    let r = thread.call(queue, &[Arg::Str(0), Arg::Result], &[code.as_bytes()])?;
     thread.release()?;
-    if r as i32 != 0 {
+    if r & RESULT_WRITTEN == 0 {
         return Err(format!(
-            "process {pid}'s interpreter refused the call (its queue is full); try again"
+            "process {pid} did not report whether the call was queued"
         ));
     }
-    Ok(())
+    match r as u32 {
+        0 => Ok(()),
+        1 => Err(format!(
+            "process {pid}'s interpreter refused the call (its queue is full); try again"
+        )),
+        3 => Err(format!("process {pid} is out of memory")),
+        _ => Err(format!(
+            "process {pid} looks like Python but has no Py_AddPendingCall"
+        )),
+    }
 }
 
 /// A Python string literal of `s`.

@@ -271,3 +271,29 @@ mod tracer_tests {
         assert_eq!(tracer_in("Name:\tt\n"), None);
     }
 }
+
+/// The C library's signal return code in the process: `mov $15, %rax; syscall` (glibc's
+/// `__restore_rt`; musl's is the same, or with `%eax`), searched in the executable mappings of
+/// `libcs`. An injected call returns through it (see frame.rs).
+pub fn sigreturn_code(pid: i32, libcs: &[&Mapped]) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    const PATTERNS: [&[u8]; 2] = [
+        &[0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05],
+        &[0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05],
+    ];
+    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    for m in libcs {
+        for (start, end) in code_ranges(pid, m) {
+            let mut code = vec![0u8; (end - start) as usize];
+            if mem.read_exact_at(&mut code, start).is_err() {
+                continue;
+            }
+            for p in PATTERNS {
+                if let Some(i) = code.windows(p.len()).position(|w| w == p) {
+                    return Some(start + i as u64);
+                }
+            }
+        }
+    }
+    None
+}
