@@ -810,3 +810,116 @@ fn an_attach_during_a_sleep_neither_cuts_it_short_nor_lengthens_it() {
     assert!(line.starts_with("nanosleep 0 errno 0 "), "{line}");
     assert!(tenths >= 30, "{line}");
 }
+
+/// Starts `program` (a shell command run in `dir`, its working directory) in a mount
+/// namespace of its own where /tmp and each of `hidden` is an empty tmpfs: a service's private
+/// /tmp (systemd's PrivateTmp), a container's other files. None where this machine cannot make
+/// one (not root, no unshare): the test says so and ends.
+fn start_with_own_files(dir: &Path, program: &str, hidden: &[&Path]) -> Option<Target> {
+    let mut script = String::from("mount -t tmpfs none /tmp");
+    for h in hidden {
+        script += &format!(" && mount -t tmpfs none '{}'", h.display());
+    }
+    let probe = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .output();
+    if !probe.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: cannot make a mount namespace here: {probe:?}");
+        return None;
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(format!("{script} && exec {program}"));
+    Some(Target::start(cmd, dir))
+}
+
+#[test]
+fn attach_to_a_process_with_its_own_tmp_detaches_and_counts_exactly() {
+    // memtrace's `stop` file went to its own /tmp: a service with a private /tmp never saw it,
+    // and stayed tracked until it ended (detach gave up after a minute).
+    let dir = scratch("attach_own_tmp");
+    memtrace_e2e::compile("attach", &dir);
+    // The tracker library is not in the process's files either: it loads a copy.
+    let bin_dir = memtrace_dir();
+    let Some(target) = start_with_own_files(&dir, "./attach", &[&bin_dir]) else {
+        return;
+    };
+    let pid = target.pid();
+    // A capture in a directory the process does not have: refused, saying what to write.
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let cap = format!("/proc/{pid}/root/tmp/cap.bin");
+    assert!(err.contains(&format!("-o {cap}")), "{err}");
+    let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    let start = Instant::now();
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    // Read through the process's root while it lives: its /tmp ends with it.
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], Path::new(&cap));
+    assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
+    assert_eq!(tree["tree"]["allocations"].as_i64(), Some(1), "{tree}");
+    assert_eq!(bytes_at(&tree["tree"], "attach.c", 23), 1_234_567);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+}
+
+/// The directory of memtrace and its tracker library.
+fn memtrace_dir() -> std::path::PathBuf {
+    std::fs::canonicalize(memtrace_bin())
+        .expect("memtrace")
+        .parent()
+        .expect("its directory")
+        .to_path_buf()
+}
+
+#[test]
+fn attach_to_a_python_process_with_its_own_tmp_records_and_detaches() {
+    // Python opens its script by its absolute path: the script must lie outside the hidden /tmp.
+    let dir = workspace().join("target").join(format!(
+        "memtrace-e2e-{}-attach_own_tmp_py",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    write(&dir, "sl.py", SCRIPT);
+    let program = format!("'{}' sl.py", python().display());
+    let Some(target) = start_with_own_files(&dir, &program, &[&memtrace_dir()]) else {
+        return;
+    };
+    let pid = target.pid();
+    let cap = format!("/proc/{pid}/root/tmp/cap.bin");
+    let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], Path::new(&cap));
+    let at_line = bytes_at(&tree["tree"], "sl.py", 7);
+    assert!((3_000_000..3_001_000).contains(&at_line), "{at_line}");
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(5), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    let _ = std::fs::remove_dir_all(&dir);
+}

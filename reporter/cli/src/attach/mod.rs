@@ -18,6 +18,7 @@
 //! `--duration` is over; it then removes `stop` and `active`. See docs/ATTACH.md.
 
 pub mod frame;
+pub mod paths;
 pub mod ptrace;
 pub mod target;
 
@@ -74,11 +75,6 @@ pub struct DetachArgs {
     pub pid: i32,
 }
 
-/// The attach's directory for `pid`.
-fn state_dir(pid: i32) -> PathBuf {
-    std::env::temp_dir().join(format!("memtrace-attach.{pid}"))
-}
-
 /// An exclusive lock on attaching `pid` (`memtrace-attach.PID.lock` beside the state
 /// directory), held while the returned file is open.
 fn claim(pid: i32) -> Result<std::fs::File, String> {
@@ -119,6 +115,8 @@ fn not_running(pid: i32, detach: bool) -> Option<String> {
         'T' | 't' if detach => Some(format!(
             "process {pid} is stopped: it stops tracking when it runs again (kill -CONT {pid})"
         )),
+        // Stopped by its tracer (a debugger, strace): that one has to let it go.
+        't' if traced_by(pid).is_some() => traced_by(pid),
         'T' | 't' => Some(format!(
             "process {pid} is stopped (kill -CONT {pid} first): the tracker is loaded by a call the process makes"
         )),
@@ -133,15 +131,21 @@ fn owner(pid: i32) -> Option<u32> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The line for a process that another tracer (strace, gdb) holds, if one does.
+fn traced_by(pid: i32) -> Option<String> {
+    let tracer = target::tracer_of(pid)?;
+    let name = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
+    Some(format!(
+        "cannot attach to process {pid}: it is already traced by process {tracer} ({}); a process has one tracer at a time",
+        name.trim()
+    ))
+}
+
 /// Why ptrace was refused, and what to change.
 fn not_permitted(pid: i32) -> String {
     // A process has one tracer (strace, gdb, another memtrace attaching).
-    if let Some(tracer) = target::tracer_of(pid) {
-        let name = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
-        return format!(
-            "cannot attach to process {pid}: it is already traced by process {tracer} ({}); a process has one tracer at a time",
-            name.trim()
-        );
+    if let Some(why) = traced_by(pid) {
+        return why;
     }
     // SAFETY: getuid has no preconditions.
     let me = unsafe { libc::getuid() };
@@ -180,6 +184,11 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     if pid as u32 == std::process::id() {
         return Err(format!("process {pid} is memtrace itself"));
     }
+    // One attach of a process at a time, from here to the end: a second one that ran meanwhile
+    // took the first's files for stale ones and removed them (the process stayed tracked, with
+    // no way to detach); taken before the process's state is read, which shows "traced" while
+    // another attach makes its calls.
+    let _claim = claim(pid)?;
     if let Some(why) = not_running(pid, false) {
         return Err(why);
     }
@@ -199,11 +208,15 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     if let Some(why) = target::sandbox_refusal(pid) {
         return Err(why);
     }
-    let dir = state_dir(pid);
-    // One attach of a process at a time, from here to the end: a second one that ran meanwhile
-    // took the first's files for stale ones and removed them (the process stayed tracked, with
-    // no way to detach).
-    let _claim = claim(pid)?;
+    // Its files are reached through its root, which is the tracer's to see.
+    if let Err(e) = std::fs::read_link(paths::root(pid)) {
+        return Err(match e.kind() {
+            std::io::ErrorKind::PermissionDenied => not_permitted(pid),
+            _ => format!("no process {pid} (it is gone)"),
+        });
+    }
+    let shared = paths::state_dir(pid);
+    let dir = shared.ours.clone();
     let tracker_loaded = objects.iter().any(|m| {
         m.path.file_name().is_some_and(|n| {
             let n = n.to_string_lossy();
@@ -234,6 +247,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         Some(p) => cwd.join(p),
         None => cwd.join(format!("memtrace-attach-{pid}.bin")),
     };
+    let capture_place = paths::capture(pid, &capture)?;
     if capture.exists() {
         if !args.force {
             return Err(format!(
@@ -249,7 +263,8 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         None => 0,
     };
     let tracker = tracker()?;
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create {}: {e}", shared.theirs.display()))?;
     // The process removes its files there at the end: let it, whoever it runs as.
     if let Some(uid) = owner(pid) {
         let _ = std::os::unix::fs::chown(&dir, Some(uid), None);
@@ -273,12 +288,19 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         Err(e) => return Err(format!("cannot write {}: {e}", active.display())),
     }
     let _ = std::fs::remove_file(&stop);
+    let tracker = match paths::tracker(pid, &tracker, &shared) {
+        Ok(t) => t.theirs,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let job = Job {
         pid,
         libc_obj,
         objects: &objects,
-        dir: &dir,
-        capture: &capture,
+        state: &shared,
+        capture: &capture_place.theirs,
         duration_ms,
         native: args.native,
         tracker: &tracker,
@@ -477,7 +499,10 @@ fn attach_native(job: &Job) -> Result<(), String> {
         tracker,
         ..
     } = *job;
-    let (stop, active) = (job.dir.join("stop"), job.dir.join("active"));
+    let (stop, active) = (
+        job.state.theirs.join("stop"),
+        job.state.theirs.join("active"),
+    );
     let dlopen = dlopen_of(pid, libc_obj, objects)?;
     let mut thread = seize(pid, objects)?;
     let entry = load_tracker(&mut thread, pid, dlopen, tracker, "memtrace_attach")?;
@@ -516,8 +541,9 @@ struct Job<'a> {
     pid: i32,
     libc_obj: &'a target::Mapped,
     objects: &'a [target::Mapped],
-    /// The attach's directory (/tmp/memtrace-attach.PID).
-    dir: &'a Path,
+    /// The attach's directory (/tmp/memtrace-attach.PID in the process's file system).
+    state: &'a paths::Place,
+    /// The capture and the tracker library, as the process names them.
     capture: &'a Path,
     duration_ms: u64,
     native: bool,
@@ -571,7 +597,7 @@ fn attach_python(job: &Job) -> Result<(), String> {
         pid,
         libc_obj,
         objects,
-        dir,
+        state,
         capture,
         duration_ms,
         native,
@@ -583,11 +609,18 @@ fn attach_python(job: &Job) -> Result<(), String> {
         }
     }
     let dlopen = dlopen_of(pid, libc_obj, objects)?;
-    let link = dir.join("_memtrace_tracker.so");
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(tracker, &link)
-        .map_err(|e| format!("cannot link the tracker into {}: {e}", dir.display()))?;
-    let code = python_code(dir, capture, duration_ms, native);
+    if tracker != state.theirs.join(paths::TRACKER_MODULE) {
+        let link = state.ours.join(paths::TRACKER_MODULE);
+        let _ = std::fs::remove_file(&link);
+        // A link as the process resolves it: to the library's path in its file system.
+        std::os::unix::fs::symlink(tracker, &link).map_err(|e| {
+            format!(
+                "cannot link the tracker into {}: {e}",
+                state.theirs.display()
+            )
+        })?;
+    }
+    let code = python_code(&state.theirs, capture, duration_ms, native);
     let mut thread = seize(pid, objects)?;
     let queue = load_tracker(&mut thread, pid, dlopen, tracker, "memtrace_attach_python")?;
     // The code must outlive this call: the tracker queues a copy on the process's heap.
@@ -692,7 +725,12 @@ pub fn execute_detach(args: DetachArgs) -> Result<(), String> {
 }
 
 fn detach(pid: i32) -> Result<(), String> {
-    let dir = state_dir(pid);
+    // A process that is gone has no root to go through: what it left in a /tmp shared with
+    // memtrace's is found there.
+    let dir = match alive(pid) {
+        true => paths::state_dir(pid).ours,
+        false => paths::state_dir(pid).theirs,
+    };
     let active = dir.join("active");
     let Ok(capture) = std::fs::read_to_string(&active) else {
         return Err(format!("process {pid} is not attached by memtrace"));
