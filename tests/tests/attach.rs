@@ -923,3 +923,41 @@ fn attach_to_a_python_process_with_its_own_tmp_records_and_detaches() {
     assert_eq!(String::from_utf8_lossy(&end.stderr), "");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn attach_to_a_process_whose_main_thread_ended_uses_another_thread() {
+    // The main thread's pthread_exit leaves it a zombie while the process runs on: the attach
+    // took the process for an exited one.
+    let dir = scratch("attach_main_exits");
+    let prog = memtrace_e2e::compile("main_exits", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let stat = format!("/proc/{pid}/stat");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| {
+        s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    }) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the main thread did not end"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(6), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
+    assert_eq!(bytes_at(&tree["tree"], "main_exits.c", 18), 1_234_567);
+}

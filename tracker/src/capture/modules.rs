@@ -80,7 +80,7 @@ unsafe extern "C" fn collect(
     let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
     // The executable is the entry without a name.
     let path: &[u8] = if name.is_empty() {
-        let n = sys::readlink(b"/proc/self/exe\0", &mut path_buf);
+        let n = sys::readlink_exe(&mut path_buf);
         &path_buf[..n]
     } else {
         name

@@ -114,10 +114,10 @@ pub fn record_underscore_fork_child(pid: pid_t) {
 /// The parent's record of a child made by fork or _Fork: a copy of itself.
 fn record_fork_child(pid: pid_t) {
     let mut argv = [0u8; 4096];
-    let n = sys::read_file(b"/proc/self/cmdline\0", &mut argv);
+    let n = sys::read_cmdline(&mut argv);
     let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);
     let mut exe = [0u8; 4096];
-    let e = sys::readlink(b"/proc/self/exe\0", &mut exe);
+    let e = sys::readlink_exe(&mut exe);
     record_child(
         pid as u32,
         sys::getpid(),

@@ -225,10 +225,10 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
     // Most command lines fit in a page; a zeroed 256 KiB buffer is a mapping made and
     // unmapped per capture (the pytest plugin opens one per test).
     let mut cmdline = vec![0u8; 4096];
-    let mut n = sys::read_file(b"/proc/self/cmdline\0", &mut cmdline);
+    let mut n = sys::read_cmdline(&mut cmdline);
     if n == cmdline.len() {
         cmdline = vec![0u8; 256 * 1024];
-        n = sys::read_file(b"/proc/self/cmdline\0", &mut cmdline);
+        n = sys::read_cmdline(&mut cmdline);
     }
     cmdline.truncate(n);
     let argv: Vec<Vec<u8>> = cmdline
@@ -238,7 +238,7 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
         .map(|a| a.to_vec())
         .collect();
     let mut exe = vec![0u8; 4096];
-    let n = sys::readlink(b"/proc/self/exe\0", &mut exe);
+    let n = sys::readlink_exe(&mut exe);
     exe.truncate(n);
     let (start_tick, start_mono_ns) = clock::pair();
     let mut opts = 0;

@@ -84,7 +84,7 @@ fn is_cpython() -> bool {
 
 fn named_python() -> bool {
     let mut exe = [0u8; 4096];
-    let n = sys::readlink(b"/proc/self/exe\0", &mut exe);
+    let n = sys::readlink_exe(&mut exe);
     let name = exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]);
     name.starts_with(b"python")
 }
@@ -117,7 +117,7 @@ fn in_executable(addr: usize) -> bool {
 /// Python stops reading options at the script, `-c`, `-m` or `--`.
 fn skips_hook() -> bool {
     let mut buf = vec![0u8; 64 * 1024];
-    let n = sys::read_file(b"/proc/self/cmdline\0", &mut buf);
+    let n = sys::read_cmdline(&mut buf);
     let mut args = buf[..n].split(|&b| b == 0).skip(1);
     while let Some(arg) = args.next() {
         if arg == b"--" || arg.len() < 2 || arg[0] != b'-' || arg[1] == b'-' {

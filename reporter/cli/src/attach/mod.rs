@@ -99,7 +99,12 @@ fn alive(pid: i32) -> bool {
 
 /// The process's state letter from /proc/PID/stat (R, S, D, T stopped, t traced, Z zombie...).
 fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    state_of(&format!("/proc/{pid}/stat"))
+}
+
+/// The state letter of the stat file `path` (a process's or a thread's).
+fn state_of(path: &str) -> Option<char> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name, in parentheses, may hold spaces and parentheses: the state follows the
     // last closing one.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
@@ -109,6 +114,8 @@ fn state(pid: i32) -> Option<char> {
 /// stopped. The line to show.
 fn not_running(pid: i32, detach: bool) -> Option<String> {
     match state(pid)? {
+        // A main thread that ended with pthread_exit while others run: a live process.
+        'Z' if injection_thread(pid) != pid => None,
         'Z' | 'X' => Some(format!(
             "process {pid} has exited (a zombie: its parent has not waited for it yet)"
         )),
@@ -192,10 +199,12 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     if let Some(why) = not_running(pid, false) {
         return Err(why);
     }
+    // The thread whose /proc entries tell about the process and that makes the calls.
+    let via = injection_thread(pid);
     if !cfg!(target_arch = "x86_64") {
         return Err("attach works on x86-64 only".to_string());
     }
-    let objects = target::objects(pid).map_err(|e| match e.kind() {
+    let objects = target::objects(via).map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => not_permitted(pid),
         std::io::ErrorKind::NotFound => format!("no process {pid} (it is gone)"),
         _ => format!("cannot read process {pid}'s memory map: {e}"),
@@ -205,17 +214,17 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             "process {pid} is statically linked (no C library is loaded): the tracker cannot be loaded into it"
         ));
     };
-    if let Some(why) = target::sandbox_refusal(pid) {
+    if let Some(why) = target::sandbox_refusal(via) {
         return Err(why);
     }
     // Its files are reached through its root, which is the tracer's to see.
-    if let Err(e) = std::fs::read_link(paths::root(pid)) {
+    if let Err(e) = std::fs::read_link(paths::root(via)) {
         return Err(match e.kind() {
             std::io::ErrorKind::PermissionDenied => not_permitted(pid),
             _ => format!("no process {pid} (it is gone)"),
         });
     }
-    let shared = paths::state_dir(pid);
+    let shared = paths::state_dir(pid, via);
     let dir = shared.ours.clone();
     let tracker_loaded = objects.iter().any(|m| {
         m.path.file_name().is_some_and(|n| {
@@ -231,7 +240,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    let exe = std::fs::read_link(format!("/proc/{via}/exe")).unwrap_or_default();
     let python = target::python_minor(&objects, &exe);
     if let Some(minor) = python {
         if !(10..=13).contains(&minor) {
@@ -247,7 +256,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         Some(p) => cwd.join(p),
         None => cwd.join(format!("memtrace-attach-{pid}.bin")),
     };
-    let capture_place = paths::capture(pid, &capture)?;
+    let capture_place = paths::capture(via, &capture)?;
     if capture.exists() {
         if !args.force {
             return Err(format!(
@@ -288,7 +297,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         Err(e) => return Err(format!("cannot write {}: {e}", active.display())),
     }
     let _ = std::fs::remove_file(&stop);
-    let tracker = match paths::tracker(pid, &tracker, &shared) {
+    let tracker = match paths::tracker(via, &tracker, &shared) {
         Ok(t) => t.theirs,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -297,6 +306,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     };
     let job = Job {
         pid,
+        via,
         libc_obj,
         objects: &objects,
         state: &shared,
@@ -432,8 +442,32 @@ const LOADER_FUNCTIONS: &[&str] = &[
 /// How long memtrace waits for the main thread to leave the allocator and the loader.
 const SAFE_POINT_PATIENCE: Duration = Duration::from_secs(5);
 
-fn seize(pid: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
-    let mut thread = Stopped::seize(pid).map_err(|e| match e {
+/// The thread that makes the calls: the main thread, unless it ended (pthread_exit) while
+/// others run on, then the first of those.
+fn injection_thread(pid: i32) -> i32 {
+    if state(pid) != Some('Z') {
+        return pid;
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return pid;
+    };
+    let mut tids: Vec<i32> = tasks
+        .flatten()
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect();
+    tids.sort_unstable();
+    tids.into_iter()
+        .find(|&t| {
+            !matches!(
+                state_of(&format!("/proc/{pid}/task/{t}/stat")),
+                Some('Z' | 'X') | None
+            )
+        })
+        .unwrap_or(pid)
+}
+
+fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
+    let mut thread = Stopped::seize(via).map_err(|e| match e {
         SeizeError::Gone => format!("no process {pid} (it is gone)"),
         SeizeError::NotPermitted => not_permitted(pid),
         SeizeError::Other(e) => format!("cannot attach to process {pid}: {e}"),
@@ -448,7 +482,7 @@ fn seize(pid: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
         })
         .collect();
     // Read once seized: /proc/PID/mem is the tracer's to read.
-    let Some(restorer) = target::sigreturn_code(pid, &libcs) else {
+    let Some(restorer) = target::sigreturn_code(via, &libcs) else {
         return Err(format!(
             "cannot find the C library's signal return code in process {pid} (attach knows glibc's and musl's)"
         ));
@@ -456,15 +490,15 @@ fn seize(pid: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
     thread.set_restorer(restorer);
     let code: Vec<(u64, u64)> = libcs
         .iter()
-        .flat_map(|m| target::code_ranges(pid, m))
+        .flat_map(|m| target::code_ranges(via, m))
         .collect();
     let allocator: Vec<(u64, u64)> = libcs
         .iter()
-        .flat_map(|m| target::ranges(pid, m, ALLOCATOR_FUNCTIONS))
+        .flat_map(|m| target::ranges(via, m, ALLOCATOR_FUNCTIONS))
         .collect();
     let loader: Vec<(u64, u64)> = libcs
         .iter()
-        .flat_map(|m| target::ranges(pid, m, LOADER_FUNCTIONS))
+        .flat_map(|m| target::ranges(via, m, LOADER_FUNCTIONS))
         .collect();
     // The call runs where the thread stopped: wait, letting it run a moment at a time, until
     // that is outside the allocator and the loader (a sweep's program looping on malloc
@@ -491,6 +525,7 @@ fn cstr(p: &Path) -> Vec<u8> {
 fn attach_native(job: &Job) -> Result<(), String> {
     let Job {
         pid,
+        via,
         libc_obj,
         objects,
         capture,
@@ -503,9 +538,9 @@ fn attach_native(job: &Job) -> Result<(), String> {
         job.state.theirs.join("stop"),
         job.state.theirs.join("active"),
     );
-    let dlopen = dlopen_of(pid, libc_obj, objects)?;
-    let mut thread = seize(pid, objects)?;
-    let entry = load_tracker(&mut thread, pid, dlopen, tracker, "memtrace_attach")?;
+    let dlopen = dlopen_of(pid, via, libc_obj, objects)?;
+    let mut thread = seize(pid, via, objects)?;
+    let entry = load_tracker(&mut thread, pid, via, dlopen, tracker, "memtrace_attach")?;
     let r = thread.call(
         entry,
         &[
@@ -539,6 +574,8 @@ fn attach_native(job: &Job) -> Result<(), String> {
 #[derive(Clone, Copy)]
 struct Job<'a> {
     pid: i32,
+    /// The thread that makes the calls, whose /proc entries are read (see injection_thread).
+    via: i32,
     libc_obj: &'a target::Mapped,
     objects: &'a [target::Mapped],
     /// The attach's directory (/tmp/memtrace-attach.PID in the process's file system).
@@ -557,11 +594,12 @@ const RESULT_WRITTEN: u64 = 1 << 32;
 /// Where `dlopen` is in the process.
 fn dlopen_of(
     pid: i32,
+    via: i32,
     libc_obj: &target::Mapped,
     objects: &[target::Mapped],
 ) -> Result<u64, String> {
-    target::symbol(pid, libc_obj, "dlopen")
-        .or_else(|| target::find(pid, objects, "dlopen").map(|(_, a)| a))
+    target::symbol(via, libc_obj, "dlopen")
+        .or_else(|| target::find(via, objects, "dlopen").map(|(_, a)| a))
         .ok_or_else(|| format!("cannot find dlopen in process {pid}"))
 }
 
@@ -569,6 +607,7 @@ fn dlopen_of(
 fn load_tracker(
     thread: &mut Stopped,
     pid: i32,
+    via: i32,
     dlopen: u64,
     tracker: &Path,
     entry: &str,
@@ -579,8 +618,8 @@ fn load_tracker(
         &[&cstr(tracker)],
     )?;
     // Loaded when its entry point is in the process's map now.
-    let objects = target::objects(pid).map_err(|e| e.to_string())?;
-    target::find(pid, &objects, entry)
+    let objects = target::objects(via).map_err(|e| e.to_string())?;
+    target::find(via, &objects, entry)
         .map(|(_, a)| a)
         .ok_or_else(|| {
             format!(
@@ -595,6 +634,7 @@ fn load_tracker(
 fn attach_python(job: &Job) -> Result<(), String> {
     let Job {
         pid,
+        via,
         libc_obj,
         objects,
         state,
@@ -604,11 +644,11 @@ fn attach_python(job: &Job) -> Result<(), String> {
         tracker,
     } = *job;
     for name in ["Py_AddPendingCall", "PyRun_SimpleString"] {
-        if target::find(pid, objects, name).is_none() {
+        if target::find(via, objects, name).is_none() {
             return Err(format!("process {pid} looks like Python but has no {name}"));
         }
     }
-    let dlopen = dlopen_of(pid, libc_obj, objects)?;
+    let dlopen = dlopen_of(pid, via, libc_obj, objects)?;
     if tracker != state.theirs.join(paths::TRACKER_MODULE) {
         let link = state.ours.join(paths::TRACKER_MODULE);
         let _ = std::fs::remove_file(&link);
@@ -621,8 +661,15 @@ fn attach_python(job: &Job) -> Result<(), String> {
         })?;
     }
     let code = python_code(&state.theirs, capture, duration_ms, native);
-    let mut thread = seize(pid, objects)?;
-    let queue = load_tracker(&mut thread, pid, dlopen, tracker, "memtrace_attach_python")?;
+    let mut thread = seize(pid, via, objects)?;
+    let queue = load_tracker(
+        &mut thread,
+        pid,
+        via,
+        dlopen,
+        tracker,
+        "memtrace_attach_python",
+    )?;
     // The code must outlive this call: the tracker queues a copy on the process's heap.
     let r = thread.call(queue, &[Arg::Str(0), Arg::Result], &[code.as_bytes()])?;
     thread.release()?;
@@ -728,8 +775,8 @@ fn detach(pid: i32) -> Result<(), String> {
     // A process that is gone has no root to go through: what it left in a /tmp shared with
     // memtrace's is found there.
     let dir = match alive(pid) {
-        true => paths::state_dir(pid).ours,
-        false => paths::state_dir(pid).theirs,
+        true => paths::state_dir(pid, injection_thread(pid)).ours,
+        false => paths::state_dir(pid, pid).theirs,
     };
     let active = dir.join("active");
     let Ok(capture) = std::fs::read_to_string(&active) else {

@@ -26,11 +26,13 @@ fn through_root(pid: i32, theirs: &Path) -> PathBuf {
     root(pid).join(theirs.strip_prefix("/").unwrap_or(theirs))
 }
 
-/// The attach's directory: `/tmp/memtrace-attach.PID` in the process's file system.
-pub fn state_dir(pid: i32) -> Place {
+/// The attach's directory: `/tmp/memtrace-attach.PID` in the file system of the process `pid`,
+/// reached through the root of its thread `via` (the process's own id unless its main thread
+/// ended, which takes its root along).
+pub fn state_dir(pid: i32, via: i32) -> Place {
     let theirs = PathBuf::from(format!("/tmp/memtrace-attach.{pid}"));
     Place {
-        ours: through_root(pid, &theirs),
+        ours: through_root(via, &theirs),
         theirs,
     }
 }
@@ -124,7 +126,7 @@ mod tests {
         let dir = std::env::temp_dir();
         let p = capture(pid, &dir.join("y.bin")).unwrap();
         assert_eq!(p.theirs, dir.join("y.bin"));
-        let s = state_dir(pid);
+        let s = state_dir(pid, pid);
         assert_eq!(
             s.theirs,
             PathBuf::from(format!("/tmp/memtrace-attach.{pid}"))
