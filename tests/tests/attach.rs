@@ -961,3 +961,54 @@ fn attach_to_a_process_whose_main_thread_ended_uses_another_thread() {
     assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
     assert_eq!(bytes_at(&tree["tree"], "main_exits.c", 18), 1_234_567);
 }
+
+#[test]
+fn an_interrupted_attach_leaves_the_process_as_it_was_and_attachable() {
+    // A Ctrl-C during the calls killed memtrace with its files left: the process looked
+    // attached ("memtrace detach first") and detach waited a minute for nothing. And a call
+    // given up could still start tracking later, with nobody able to stop it.
+    let dir = scratch("attach_interrupted");
+    let prog = memtrace_e2e::compile("loader_held", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    wait_for(&dir.join("holding"));
+    // The injected dlopen waits for the loader's lock, which the program's other thread holds
+    // for 3 seconds.
+    let attach = Command::new(memtrace_bin())
+        .args(["attach", &pid, "-o", "cap.bin"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace attach");
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: kill with our child's pid.
+    assert_eq!(unsafe { libc::kill(attach.id() as i32, libc::SIGINT) }, 0);
+    let out = attach.wait_with_output().expect("memtrace attach ends");
+    if refused(&out) {
+        return;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        !std::env::temp_dir()
+            .join(format!("memtrace-attach.{pid}"))
+            .exists(),
+        "the attach's directory is left"
+    );
+    // Once the lock is free the dlopen ends and the thread goes back to its loop; a new
+    // attach works and detaches.
+    std::thread::sleep(Duration::from_millis(3000));
+    let out = memtrace(&["attach", &pid, "-o", "cap2.bin"], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    signal_usr1(&target);
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(8), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "done\n");
+    assert!(!dir.join("cap.bin").exists());
+}

@@ -226,7 +226,13 @@ extern "C" fn watch(arg: *mut c_void) -> *mut c_void {
         unsafe { libc::nanosleep(&pause, core::ptr::null_mut()) };
         let late = control.deadline_ns != 0
             && crate::sys::clock_ns(libc::CLOCK_MONOTONIC) >= control.deadline_ns;
-        if exists(&control.stop) || late || !crate::ACTIVE.load(Ordering::Acquire) {
+        // `active` gone: memtrace gave up the attach (interrupted, or a call too slow) and
+        // removed its directory; nobody could detach, so tracking ends now.
+        if exists(&control.stop)
+            || !exists(&control.active)
+            || late
+            || !crate::ACTIVE.load(Ordering::Acquire)
+        {
             break;
         }
     }

@@ -315,12 +315,21 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         native: args.native,
         tracker: &tracker,
     };
+    let interrupts = ptrace::catch_interrupts();
     let attached = match python {
         Some(_) => attach_python(&job),
         None => attach_native(&job),
     };
+    drop(interrupts);
     if let Err(e) = attached {
+        // Removing the directory also ends tracking a call may still start (its control
+        // thread watches for `active`).
         let _ = std::fs::remove_dir_all(&dir);
+        if ptrace::interrupted() {
+            return Err(format!(
+                "interrupted: process {pid} goes on as before, untracked"
+            ));
+        }
         return Err(e);
     }
     // The capture appears once tracking runs (for Python, at the next bytecode).
@@ -505,6 +514,9 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
     // crashed in 4 of 10 attaches, and hung when it had a second thread).
     let start = Instant::now();
     while !thread.at_safe_point(&code, &allocator, &loader) {
+        if ptrace::interrupted() {
+            return Err(ptrace::INTERRUPTED_LINE.to_string());
+        }
         if start.elapsed() > SAFE_POINT_PATIENCE {
             return Err(format!(
                 "process {pid} stayed inside its memory allocator or the loader for {} s: attaching there could break it; try again",

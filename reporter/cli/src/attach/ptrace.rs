@@ -10,6 +10,7 @@
 //! thread was stopped in is restarted as the kernel would after any interruption. x86-64 only.
 
 use super::frame::{self, FpuState, Registers};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long one call may take in the target before it is given up.
@@ -66,8 +67,53 @@ fn os_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-/// Waits for a stop of `pid`; its status.
-fn wait_stop(pid: libc::pid_t, patience: Duration) -> Result<i32, String> {
+/// Set by SIGINT, SIGTERM or SIGHUP while [`catch_interrupts`] holds: the calls are given up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// While held, Ctrl-C (SIGINT), SIGTERM and SIGHUP make memtrace give up the attach cleanly
+/// (the thread released, a call left to end and restore it, the attach's directory removed)
+/// rather than die with its files left behind, which made the process look attached.
+pub struct Interrupts {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+pub fn catch_interrupts() -> Interrupts {
+    let mut old = Vec::new();
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction is a valid value to fill in.
+        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+        act.sa_sigaction = on_interrupt as *const () as usize;
+        // SAFETY: as above; filled by the kernel.
+        let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: installing an async-signal-safe handler (one atomic store).
+        if unsafe { libc::sigaction(sig, &act, &mut prev) } == 0 {
+            old.push((sig, prev));
+        }
+    }
+    Interrupts { old }
+}
+
+impl Drop for Interrupts {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: putting back the disposition read at the start.
+            unsafe { libc::sigaction(*sig, prev, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Whether memtrace was asked to stop (see [`catch_interrupts`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Waits for a stop of `pid`; its status. `interruptible`: gives up when memtrace is asked
+/// to stop.
+fn wait_stop(pid: libc::pid_t, patience: Duration, interruptible: bool) -> Result<i32, String> {
     let start = Instant::now();
     loop {
         let mut status = 0;
@@ -79,12 +125,18 @@ fn wait_stop(pid: libc::pid_t, patience: Duration) -> Result<i32, String> {
         if r < 0 && errno() != libc::EINTR {
             return Err(format!("lost the process: {}", os_error()));
         }
+        if interruptible && interrupted() {
+            return Err(INTERRUPTED_LINE.to_string());
+        }
         if start.elapsed() > patience {
             return Err("the process did not stop in time".to_string());
         }
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// What a given-up attach says.
+pub const INTERRUPTED_LINE: &str = "interrupted";
 
 /// The registers the thread goes on with: `saved`, with a system call it was stopped in set
 /// to restart as the kernel does when no handler runs (`-ERESTART*` in rax: the call's number
@@ -161,7 +213,7 @@ impl Stopped {
         }
         // SAFETY: the thread is ours to trace.
         unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
-        let status = wait_stop(pid, Duration::from_secs(10)).map_err(SeizeError::Other)?;
+        let status = wait_stop(pid, Duration::from_secs(10), false).map_err(SeizeError::Other)?;
         if !libc::WIFSTOPPED(status) {
             return Err(SeizeError::Gone);
         }
@@ -417,7 +469,7 @@ impl Stopped {
             unsafe { libc::ptrace(libc::PTRACE_SYSCALL, self.pid, 0, signal) };
             abandon_if_asked(self.calls);
             let left = CALL_PATIENCE.saturating_sub(start.elapsed());
-            let status = wait_stop(self.pid, left).map_err(|e| {
+            let status = wait_stop(self.pid, left, true).map_err(|e| {
                 format!("{e} (the call goes on in it; the process resumes when it ends)")
             })?;
             if !libc::WIFSTOPPED(status) {
@@ -463,7 +515,7 @@ impl Stopped {
         self.set_regs(&swap)?;
         // SAFETY: resuming our tracee to the end of that system call.
         unsafe { libc::ptrace(libc::PTRACE_SYSCALL, self.pid, 0, 0) };
-        let status = wait_stop(self.pid, Duration::from_secs(10))?;
+        let status = wait_stop(self.pid, Duration::from_secs(10), false)?;
         if !libc::WIFSTOPPED(status) {
             return Err("the process ended during the attach".to_string());
         }
@@ -524,7 +576,7 @@ impl Stopped {
         std::thread::sleep(Duration::from_micros(1500));
         // SAFETY: interrupting our own tracee.
         unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, self.pid, 0, 0) };
-        let status = wait_stop(self.pid, Duration::from_secs(10))?;
+        let status = wait_stop(self.pid, Duration::from_secs(10), false)?;
         if !libc::WIFSTOPPED(status) {
             return Err("the process ended during the attach".to_string());
         }
@@ -551,7 +603,7 @@ impl Stopped {
         if self.state == State::InCall {
             // SAFETY: interrupting our own tracee.
             unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, self.pid, 0, 0) };
-            match wait_stop(self.pid, Duration::from_secs(2)) {
+            match wait_stop(self.pid, Duration::from_secs(2), false) {
                 Ok(status) if libc::WIFSTOPPED(status) => signal = stop_signal(status),
                 // Gone, or not stopping: the kernel detaches it when memtrace exits.
                 _ => return,

@@ -1,0 +1,45 @@
+/* memtrace attach's test program for a call that has to wait: a thread holds the loader's lock
+ * (inside a dl_iterate_phdr callback) for 3 seconds while the main thread spins in its own
+ * code until SIGUSR1, so an injected dlopen waits for that lock. Writes "holding" once the lock
+ * is held; at the end prints "done" and exits with status 8. */
+#define _GNU_SOURCE
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t stop;
+
+static void on_usr1(int sig) {
+    (void)sig;
+    stop = 1;
+}
+
+static int hold(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)info;
+    (void)size;
+    (void)data;
+    fclose(fopen("holding", "w"));
+    sleep(3);
+    return 1;
+}
+
+static void *holder(void *arg) {
+    (void)arg;
+    dl_iterate_phdr(hold, NULL);
+    return NULL;
+}
+
+int main(void) {
+    signal(SIGUSR1, on_usr1);
+    pthread_t t;
+    printf("ready\n");
+    fflush(stdout);
+    pthread_create(&t, NULL, holder, NULL);
+    while (!stop)
+        ;
+    pthread_join(t, NULL);
+    printf("done\n");
+    return 8;
+}
