@@ -44,30 +44,32 @@ pub struct FpuState {
 }
 
 impl FpuState {
-    /// The fpstate to put in the frame: the xsave area with its closing magic when its software
-    /// bytes describe it (the kernel fills them in ptrace's copy), else the fxsave image alone
-    /// (the kernel then restores the x87 and SSE state and resets the rest).
+    /// The fpstate to put in the frame: the xsave area with the software bytes the kernel puts
+    /// in a signal frame (magic, sizes, features) and its closing magic, or without xsave the
+    /// fxsave image alone. ptrace's copy carries the enabled features (XCR0) in the first word
+    /// of those bytes, not a frame's: a frame without them restores the x87 and SSE state only
+    /// and resets the rest (AVX's upper halves were lost so).
     fn for_frame(&self) -> (Vec<u8>, bool) {
-        let legacy = |bytes: &[u8]| {
-            let mut b = bytes[..512.min(bytes.len())].to_vec();
+        if !self.xsave || self.bytes.len() < 576 {
+            let mut b = self.bytes[..512.min(self.bytes.len())].to_vec();
             b.resize(512, 0);
             b[SW_BYTES..512].fill(0);
-            (b, false)
-        };
-        if !self.xsave || self.bytes.len() < 576 {
-            return legacy(&self.bytes);
+            return (b, false);
         }
-        let word =
-            |at: usize| u32::from_ne_bytes(self.bytes[at..at + 4].try_into().unwrap_or([0; 4]));
-        let magic1 = word(SW_BYTES);
-        let extended = word(SW_BYTES + 4) as usize;
-        let size = word(SW_BYTES + 16) as usize;
-        if magic1 != FP_XSTATE_MAGIC1 || size > self.bytes.len() || size + 4 > extended {
-            return legacy(&self.bytes);
-        }
-        let mut b = self.bytes[..size].to_vec();
+        let size = self.bytes.len();
+        let xcr0 = u64::from_ne_bytes(
+            self.bytes[SW_BYTES..SW_BYTES + 8]
+                .try_into()
+                .unwrap_or([0; 8]),
+        );
+        let mut b = self.bytes.clone();
+        b[SW_BYTES..512].fill(0);
+        // struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size.
+        b[SW_BYTES..SW_BYTES + 4].copy_from_slice(&FP_XSTATE_MAGIC1.to_ne_bytes());
+        b[SW_BYTES + 4..SW_BYTES + 8].copy_from_slice(&((size + 4) as u32).to_ne_bytes());
+        b[SW_BYTES + 8..SW_BYTES + 16].copy_from_slice(&xcr0.to_ne_bytes());
+        b[SW_BYTES + 16..SW_BYTES + 20].copy_from_slice(&(size as u32).to_ne_bytes());
         b.extend_from_slice(&FP_XSTATE_MAGIC2.to_ne_bytes());
-        b.resize(extended.max(b.len()), 0);
         (b, true)
     }
 }
@@ -185,10 +187,9 @@ mod tests {
             ss: 0x2b,
             ..Registers::default()
         };
+        // As ptrace gives it: the enabled features (x87, SSE, AVX) in the first software word.
         let mut xsave = vec![0u8; 832];
-        xsave[SW_BYTES..SW_BYTES + 4].copy_from_slice(&FP_XSTATE_MAGIC1.to_ne_bytes());
-        xsave[SW_BYTES + 4..SW_BYTES + 8].copy_from_slice(&836u32.to_ne_bytes());
-        xsave[SW_BYTES + 16..SW_BYTES + 20].copy_from_slice(&832u32.to_ne_bytes());
+        xsave[SW_BYTES..SW_BYTES + 8].copy_from_slice(&0x7u64.to_ne_bytes());
         xsave[0] = 0x7f;
         let fpu = FpuState {
             bytes: xsave,
@@ -222,13 +223,19 @@ mod tests {
         assert_eq!(f.bytes[i], 0x7f);
         let magic2 = u32::from_ne_bytes(f.bytes[i + 832..i + 836].try_into().unwrap());
         assert_eq!(magic2, FP_XSTATE_MAGIC2);
+        // The software bytes of a signal frame: magic1, extended size, features, size.
+        let word = |at: usize| u32::from_ne_bytes(f.bytes[at..at + 4].try_into().unwrap());
+        assert_eq!(word(i + SW_BYTES), FP_XSTATE_MAGIC1);
+        assert_eq!(word(i + SW_BYTES + 4), 836);
+        assert_eq!(u64_at(&f, fp + SW_BYTES as u64 + 8), 0x7);
+        assert_eq!(word(i + SW_BYTES + 16), 832);
     }
 
     #[test]
-    fn an_xsave_area_without_its_software_bytes_goes_in_as_fxsave_alone() {
+    fn an_fxsave_image_goes_in_alone_with_no_software_bytes() {
         let fpu = FpuState {
-            bytes: vec![1u8; 832],
-            xsave: true,
+            bytes: vec![1u8; 512],
+            xsave: false,
         };
         let (b, xsave) = fpu.for_frame();
         assert!(!xsave);

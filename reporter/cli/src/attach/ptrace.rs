@@ -211,9 +211,7 @@ impl Stopped {
                 _ => SeizeError::Other(os_error().to_string()),
             });
         }
-        // SAFETY: the thread is ours to trace.
-        unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
-        let status = wait_stop(pid, Duration::from_secs(10), false).map_err(SeizeError::Other)?;
+        let status = interrupt_stop(pid).map_err(SeizeError::Other)?;
         if !libc::WIFSTOPPED(status) {
             return Err(SeizeError::Gone);
         }
@@ -365,7 +363,26 @@ impl Stopped {
     /// Puts back what the thread had when it stopped (it is stopped).
     fn restore(&self) -> Result<(), String> {
         self.set_regs(&going_on(&self.saved, false))?;
-        self.set_fpu_state()
+        self.set_fpu_state()?;
+        self.set_sigmask(self.mask)
+    }
+
+    fn set_sigmask(&self, mask: u64) -> Result<(), String> {
+        let mut mask = mask;
+        // SAFETY: a stopped tracee; the kernel reads 8 bytes (and never blocks SIGKILL or
+        // SIGSTOP).
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_SETSIGMASK,
+                self.pid,
+                8usize,
+                &mut mask as *mut u64,
+            )
+        };
+        if r != 0 {
+            return Err(format!("cannot set the signal mask: {}", os_error()));
+        }
+        Ok(())
     }
 
     /// Writes `bytes` at `addr` in the target (through /proc/PID/mem; word by word through
@@ -459,6 +476,10 @@ impl Stopped {
         regs.orig_rax = u64::MAX;
         // The direction flag clear, as the ABI wants at a call.
         regs.eflags &= !0x400;
+        // Every signal held during the call: a handler run inside it would run inside dlopen
+        // or malloc (a program whose handler allocates, safe where it only interrupts pause(),
+        // had its heap corrupted). They stay pending and come when the mask is put back.
+        self.set_sigmask(u64::MAX)?;
         self.set_regs(&regs)?;
         self.state = State::InCall;
         self.calls += 1;
@@ -510,8 +531,12 @@ impl Stopped {
         let read = read_memory(self.pid, result_at, &mut word);
         // A getpid in place of the rt_sigreturn: the registers are put back here, at its
         // end, and the kernel's record of an interrupted sleep stays for its restart.
+        // Its instruction pointer back on the restorer's first instruction: should memtrace be
+        // gone before it puts the registers back, the thread runs the frame's rt_sigreturn
+        // again instead of going on past it with the call's registers.
         let mut swap = now;
         swap.orig_rax = libc::SYS_getpid as u64;
+        swap.rip = self.restorer;
         self.set_regs(&swap)?;
         // SAFETY: resuming our tracee to the end of that system call.
         unsafe { libc::ptrace(libc::PTRACE_SYSCALL, self.pid, 0, 0) };
@@ -560,7 +585,11 @@ impl Stopped {
         // only a system call's wait can be inside it.
         let allocator_words = if in_syscall { ALLOCATOR_SCAN / 8 } else { 0 };
         for (i, w) in words.enumerate() {
-            if inside(loader, w) || (i < allocator_words && inside(allocator, w)) {
+            // A return address into the signal return code: a handler is running (maybe on
+            // a small alternate stack the calls would overflow, maybe over an interrupted
+            // malloc): wait until it returns.
+            let in_handler = self.restorer != 0 && w == self.restorer;
+            if in_handler || inside(loader, w) || (i < allocator_words && inside(allocator, w)) {
                 return false;
             }
         }
@@ -574,9 +603,7 @@ impl Stopped {
         // SAFETY: resuming a stopped tracee with the signal it stopped for (0: none).
         unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, signal) };
         std::thread::sleep(Duration::from_micros(1500));
-        // SAFETY: interrupting our own tracee.
-        unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, self.pid, 0, 0) };
-        let status = wait_stop(self.pid, Duration::from_secs(10), false)?;
+        let status = interrupt_stop(self.pid)?;
         if !libc::WIFSTOPPED(status) {
             return Err("the process ended during the attach".to_string());
         }
@@ -634,6 +661,26 @@ fn abandon_if_asked(call: u32) {
     if asked == Some(call) {
         // SAFETY: ends this process at once; the kernel detaches its tracees.
         unsafe { libc::_exit(70) };
+    }
+}
+
+/// Interrupts the thread `pid` and waits for the interrupt's own stop; the status. Stops for
+/// signals that come first (every signal stops a traced thread, and one may be waiting since
+/// the thread last ran) are passed on to it, so that a thread receiving signals all the time
+/// still reaches a stop with no signal held (under a storm of signals every stop carried one,
+/// and the attach gave up after 5 s).
+fn interrupt_stop(pid: libc::pid_t) -> Result<i32, String> {
+    // SAFETY: interrupting our own tracee.
+    unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
+    let start = Instant::now();
+    loop {
+        let status = wait_stop(pid, Duration::from_secs(10), false)?;
+        let sig = stop_signal(status);
+        if !libc::WIFSTOPPED(status) || sig == 0 || start.elapsed() > Duration::from_secs(2) {
+            return Ok(status);
+        }
+        // SAFETY: resuming our stopped tracee with the signal it stopped for.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, sig) };
     }
 }
 
