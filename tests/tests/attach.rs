@@ -1065,3 +1065,43 @@ fn attach_waits_for_a_signal_handler_and_holds_signals_during_its_calls() {
         );
     }
 }
+
+#[test]
+fn waits_that_a_stop_ends_with_eintr_go_on_waiting() {
+    // epoll_wait, sigtimedwait, a socket with a receive timeout and semtimedop return EINTR
+    // after any ptrace stop (signal(7)): the attach made them fail at once where the program
+    // would have waited. They start again (a relative timeout from its beginning).
+    let dir = scratch("attach_waits");
+    let prog = memtrace_e2e::compile("waits", &dir);
+    for (mode, result) in [
+        ("epoll", "0 errno 0"),
+        ("sigtimedwait", "-1 errno 11"),
+        ("recv", "-1 errno 11"),
+        ("semtimedop", "-1 errno 11"),
+    ] {
+        let mut cmd = Command::new(&prog);
+        cmd.arg(mode);
+        let target = Target::start(cmd, &dir);
+        let pid = target.pid();
+        std::thread::sleep(Duration::from_millis(500));
+        let cap = format!("{mode}.bin");
+        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
+        if refused(&out) {
+            return;
+        }
+        assert!(out.status.success(), "{mode}: {out:?}");
+        let out = memtrace(&["detach", &pid], &dir);
+        assert!(out.status.success(), "{mode}: {out:?}");
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(4), "{mode}: {end:?}");
+        let line = String::from_utf8_lossy(&end.stdout).to_string();
+        assert!(line.starts_with(&format!("{mode} {result} ")), "{line}");
+        let tenths: i64 = line
+            .split_whitespace()
+            .last()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(-1);
+        // 2 s asked, started again at the attach half a second in.
+        assert!((20..40).contains(&tenths), "{line}");
+    }
+}

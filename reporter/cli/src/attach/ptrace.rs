@@ -138,16 +138,49 @@ fn wait_stop(pid: libc::pid_t, patience: Duration, interruptible: bool) -> Resul
 /// What a given-up attach says.
 pub const INTERRUPTED_LINE: &str = "interrupted";
 
+/// System calls that a ptrace stop ends with a plain EINTR, which the kernel never restarts
+/// (signal(7): after a stop they fail with EINTR even where no handler runs): waits for
+/// events, signals, semaphores and sockets with a timeout. Without memtrace they would have
+/// gone on waiting; a wait with a relative timeout starts it again.
+const EINTR_AT_STOP: &[libc::c_long] = &[
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_rt_sigtimedwait,
+    libc::SYS_semop,
+    libc::SYS_semtimedop,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_recvmmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+    libc::SYS_io_getevents,
+];
+const EINTR: i64 = libc::EINTR as i64;
+
 /// The registers the thread goes on with: `saved`, with a system call it was stopped in set
 /// to restart as the kernel does when no handler runs (`-ERESTART*` in rax: the call's number
 /// back in rax and rip on its `syscall` instruction), and no restart left for the kernel to do
 /// (`orig_rax` -1). A sleep's own restart (`restart_syscall`, which resumes it with the time
 /// left) needs the kernel's record of it, which `rt_sigreturn` cancels: a frame restarts such a
-/// call from its beginning instead (`for_sigreturn`).
-fn going_on(saved: &libc::user_regs_struct, for_sigreturn: bool) -> libc::user_regs_struct {
+/// call from its beginning instead (`for_sigreturn`). One of [`EINTR_AT_STOP`] that the stop
+/// ended with EINTR starts again too, unless a signal is on its way to the thread
+/// (`signal_coming`), whose handler may wait for that EINTR (a loop on epoll_wait that a
+/// signal ends).
+fn going_on(
+    saved: &libc::user_regs_struct,
+    for_sigreturn: bool,
+    signal_coming: bool,
+) -> libc::user_regs_struct {
     let mut r = *saved;
     if (r.orig_rax as i64) >= 0 {
         match -(r.rax as i64) {
+            EINTR if !signal_coming && EINTR_AT_STOP.contains(&(r.orig_rax as libc::c_long)) => {
+                r.rax = r.orig_rax;
+                r.rip -= 2;
+            }
             ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
                 r.rax = r.orig_rax;
                 r.rip -= 2;
@@ -362,9 +395,29 @@ impl Stopped {
 
     /// Puts back what the thread had when it stopped (it is stopped).
     fn restore(&self) -> Result<(), String> {
-        self.set_regs(&going_on(&self.saved, false))?;
+        self.set_regs(&going_on(&self.saved, false, self.signal_coming()))?;
         self.set_fpu_state()?;
         self.set_sigmask(self.mask)
+    }
+
+    /// Whether a signal the thread does not block (in its own mask) is pending for it or its
+    /// process (/proc's SigPnd and ShdPnd); when it cannot be read, yes.
+    fn signal_coming(&self) -> bool {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", self.pid)) else {
+            return true;
+        };
+        let mut pending = 0u64;
+        for key in ["SigPnd:", "ShdPnd:"] {
+            let Some(v) = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            else {
+                return true;
+            };
+            pending |= v;
+        }
+        pending & !self.mask != 0
     }
 
     fn set_sigmask(&self, mask: u64) -> Result<(), String> {
@@ -446,7 +499,7 @@ impl Stopped {
         sp -= 16;
         let result_at = sp;
         self.write(result_at, &0u64.to_ne_bytes())?;
-        let back = frame_registers(&going_on(&self.saved, true));
+        let back = frame_registers(&going_on(&self.saved, true, self.signal_coming()));
         let frame = frame::build(sp, self.restorer, &back, self.mask, &self.fpu);
         self.write(frame.start, &frame.bytes)?;
         let mut regs = self.saved;

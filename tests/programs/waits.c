@@ -1,0 +1,60 @@
+/* memtrace attach's test program for waits the kernel ends with EINTR at a ptrace stop: one
+ * wait of 2 seconds, by the mode given (epoll, sigtimedwait, recv with SO_RCVTIMEO, semtimedop),
+ * that nothing ends but its timeout. Prints "ready", then the call's result, its errno and
+ * how long it took in tenths of a second; exits with status 4. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/sem.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+    const char *mode = argc > 1 ? argv[1] : "";
+    int r = -2, err = 0;
+    int fds[2];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    struct timespec two = {2, 0};
+    struct timeval two_tv = {2, 0};
+    printf("ready\n");
+    fflush(stdout);
+    double start = now();
+    if (strcmp(mode, "epoll") == 0) {
+        pipe(fds);
+        int ep = epoll_create1(0);
+        struct epoll_event ev = {.events = EPOLLIN};
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev);
+        r = epoll_wait(ep, &ev, 1, 2000);
+    } else if (strcmp(mode, "sigtimedwait") == 0) {
+        r = sigtimedwait(&set, NULL, &two);
+    } else if (strcmp(mode, "recv") == 0) {
+        socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+        setsockopt(fds[0], SOL_SOCKET, SO_RCVTIMEO, &two_tv, sizeof two_tv);
+        char b[4];
+        r = recv(fds[0], b, sizeof b, 0);
+    } else if (strcmp(mode, "semtimedop") == 0) {
+        int id = semget(IPC_PRIVATE, 1, 0600);
+        struct sembuf op = {0, -1, 0};
+        r = semtimedop(id, &op, 1, &two);
+        err = errno;
+        semctl(id, 0, IPC_RMID);
+        errno = err;
+    }
+    err = r < 0 ? errno : 0;
+    long tenths = (long)((now() - start) * 10);
+    printf("%s %d errno %d tenths %ld\n", mode, r, err, tenths);
+    return 4;
+}
