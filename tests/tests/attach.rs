@@ -1105,3 +1105,28 @@ fn waits_that_a_stop_ends_with_eintr_go_on_waiting() {
         assert!((20..40).contains(&tenths), "{line}");
     }
 }
+
+#[test]
+fn an_attach_leaves_no_files_and_clears_those_of_gone_processes() {
+    // Every attach left its lock file in /tmp, and a killed memtrace or a process that ended
+    // attached its directory: 800 files after a sweep.
+    let tmp = std::env::temp_dir();
+    let mut gone = Command::new("true").spawn().expect("true runs");
+    let gone_pid = gone.id();
+    gone.wait().expect("true ends");
+    let left_dir = tmp.join(format!("memtrace-attach.{gone_pid}"));
+    let left_lock = tmp.join(format!("memtrace-attach.{gone_pid}.lock"));
+    std::fs::create_dir_all(&left_dir).expect("a leftover directory");
+    std::fs::write(left_dir.join("active"), "x").expect("its active file");
+    std::fs::write(&left_lock, "").expect("a leftover lock");
+    let Some((dir, target, pid)) = attached_native("attach_leftovers") else {
+        return;
+    };
+    assert!(!left_dir.exists(), "the gone process's directory stays");
+    assert!(!left_lock.exists(), "the gone process's lock stays");
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!tmp.join(format!("memtrace-attach.{pid}.lock")).exists());
+    assert!(!tmp.join(format!("memtrace-attach.{pid}")).exists());
+    let_it_allocate_and_end(target, &dir, 7);
+}

@@ -75,22 +75,84 @@ pub struct DetachArgs {
     pub pid: i32,
 }
 
-/// An exclusive lock on attaching `pid` (`memtrace-attach.PID.lock` beside the state
-/// directory), held while the returned file is open.
-fn claim(pid: i32) -> Result<std::fs::File, String> {
-    let path = std::env::temp_dir().join(format!("memtrace-attach.{pid}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    if file.try_lock().is_err() {
-        return Err(format!(
-            "process {pid} is being attached by another memtrace (or is attached: memtrace detach {pid})"
-        ));
+/// An exclusive lock on attaching a process: the file `memtrace-attach.PID.lock` in memtrace's
+/// temporary directory, locked while this lives and removed when it ends (every attach left
+/// one behind).
+struct Claim {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        // Removed while still locked: one who opened it meanwhile finds it replaced (below).
+        let _ = std::fs::remove_file(&self.path);
     }
-    Ok(file)
+}
+
+fn claim(pid: i32) -> Result<Claim, String> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::env::temp_dir().join(format!("memtrace-attach.{pid}.lock"));
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        if file.try_lock().is_err() {
+            return Err(format!(
+                "process {pid} is being attached by another memtrace (or is attached: memtrace detach {pid})"
+            ));
+        }
+        // The lock holds only if the file is still the one at the path: its holder removes it
+        // at the end, and a file opened before that is an orphan.
+        let same = match (file.metadata(), std::fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        };
+        if same {
+            return Ok(Claim { path, _file: file });
+        }
+    }
+}
+
+/// Removes what attaches left in /tmp for processes that are gone: their directories (a
+/// memtrace killed, a process that ended attached) and lock files of older versions.
+fn remove_leftovers() {
+    // Directories are in /tmp (the process's, here memtrace's own), locks in memtrace's
+    // temporary directory.
+    let mut places = vec![PathBuf::from("/tmp")];
+    if std::env::temp_dir() != places[0] {
+        places.push(std::env::temp_dir());
+    }
+    for e in places
+        .iter()
+        .filter_map(|p| std::fs::read_dir(p).ok())
+        .flat_map(|d| d.flatten())
+    {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("memtrace-attach."))
+        else {
+            continue;
+        };
+        let (digits, lock) = match rest.strip_suffix(".lock") {
+            Some(d) => (d, true),
+            None => (rest, false),
+        };
+        let Ok(pid) = digits.parse::<i32>() else {
+            continue;
+        };
+        if alive(pid) {
+            continue;
+        }
+        let _ = match lock {
+            true => std::fs::remove_file(e.path()),
+            false => std::fs::remove_dir_all(e.path()),
+        };
+    }
 }
 
 fn alive(pid: i32) -> bool {
@@ -196,6 +258,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     // no way to detach); taken before the process's state is read, which shows "traced" while
     // another attach makes its calls.
     let _claim = claim(pid)?;
+    remove_leftovers();
     if let Some(why) = not_running(pid, false) {
         return Err(why);
     }
