@@ -880,6 +880,15 @@ fn attach_to_a_process_with_its_own_tmp_detaches_and_counts_exactly() {
     assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
     assert_eq!(tree["tree"]["allocations"].as_i64(), Some(1), "{tree}");
     assert_eq!(bytes_at(&tree["tree"], "attach.c", 23), 1_234_567);
+    // Again: the copy of the tracker it loaded is gone from its path by now (the attach's
+    // directory went at the detach), and its symbols are read through /proc/PID/map_files
+    // (every later attach failed: "could not load the tracker library").
+    let cap2 = format!("/proc/{pid}/root/tmp/cap2.bin");
+    let out = memtrace(&["attach", &pid, "-o", &cap2], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert!(Path::new(&cap2).is_file());
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(7), "{end:?}");
@@ -1129,4 +1138,30 @@ fn an_attach_leaves_no_files_and_clears_those_of_gone_processes() {
     assert!(!tmp.join(format!("memtrace-attach.{pid}.lock")).exists());
     assert!(!tmp.join(format!("memtrace-attach.{pid}")).exists());
     let_it_allocate_and_end(target, &dir, 7);
+}
+
+#[test]
+fn a_failed_attach_keeps_the_capture_that_f_would_replace() {
+    // -f removed the old capture before anything could fail.
+    let dir = scratch("attach_keeps_capture");
+    std::fs::write(dir.join("keep.bin"), "old capture").expect("keep.bin");
+    let mut sleeper = Command::new("sleep").arg("30").spawn().expect("sleep runs");
+    let pid = sleeper.id().to_string();
+    let out = memtrace(
+        &["attach", &pid, "--duration", "0", "-f", "-o", "keep.bin"],
+        &dir,
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("keep.bin")).expect("kept"),
+        "old capture"
+    );
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
 }

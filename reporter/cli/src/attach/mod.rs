@@ -117,6 +117,45 @@ fn claim(pid: i32) -> Result<Claim, String> {
     }
 }
 
+/// A capture that `-f` replaces, moved aside until the attach succeeds and put back if it
+/// fails (it was removed before anything could fail).
+struct Replaced {
+    /// (the capture, where it was moved)
+    moved: Option<(PathBuf, PathBuf)>,
+}
+
+impl Replaced {
+    fn aside(capture: &Path) -> Result<Replaced, String> {
+        if !capture.exists() {
+            return Ok(Replaced { moved: None });
+        }
+        let name = capture
+            .file_name()
+            .map_or_else(Default::default, |n| n.to_string_lossy().to_string());
+        let aside = capture.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
+        std::fs::rename(capture, &aside)
+            .map_err(|e| format!("cannot replace {}: {e}", capture.display()))?;
+        Ok(Replaced {
+            moved: Some((capture.to_path_buf(), aside)),
+        })
+    }
+
+    /// The attach succeeded: the old capture goes.
+    fn discard(mut self) {
+        if let Some((_, aside)) = self.moved.take() {
+            let _ = std::fs::remove_file(aside);
+        }
+    }
+}
+
+impl Drop for Replaced {
+    fn drop(&mut self) {
+        if let Some((capture, aside)) = self.moved.take() {
+            let _ = std::fs::rename(aside, capture);
+        }
+    }
+}
+
 /// Removes what attaches left in /tmp for processes that are gone: their directories (a
 /// memtrace killed, a process that ended attached) and lock files of older versions.
 fn remove_leftovers() {
@@ -320,21 +359,23 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         None => cwd.join(format!("memtrace-attach-{pid}.bin")),
     };
     let capture_place = paths::capture(via, &capture)?;
-    if capture.exists() {
-        if !args.force {
-            return Err(format!(
-                "{} already exists (use -f to overwrite it)",
-                capture.display()
-            ));
-        }
-        let _ = std::fs::remove_file(&capture);
+    if capture.exists() && !args.force {
+        return Err(format!(
+            "{} already exists (use -f to overwrite it)",
+            capture.display()
+        ));
     }
+    // An existing capture (-f) is moved aside and put back if the attach fails.
+    let replaced = Replaced::aside(&capture)?;
     let duration_ms = match args.duration {
         Some(s) if s.is_finite() && s > 0.0 => (s * 1000.0).ceil() as u64,
         Some(_) => return Err("--duration takes a number of seconds above 0".to_string()),
         None => 0,
     };
     let tracker = tracker()?;
+    // From here on Ctrl-C gives up cleanly (see ptrace::catch_interrupts): the files made
+    // below are removed.
+    let interrupts = ptrace::catch_interrupts();
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("cannot create {}: {e}", shared.theirs.display()))?;
     // The process removes its files there at the end: let it, whoever it runs as.
@@ -367,6 +408,12 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             return Err(e);
         }
     };
+    if ptrace::interrupted() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!(
+            "interrupted: process {pid} goes on as before, untracked"
+        ));
+    }
     let job = Job {
         pid,
         via,
@@ -378,7 +425,6 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         native: args.native,
         tracker: &tracker,
     };
-    let interrupts = ptrace::catch_interrupts();
     let attached = match python {
         Some(_) => attach_python(&job),
         None => attach_native(&job),
@@ -395,6 +441,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         }
         return Err(e);
     }
+    replaced.discard();
     // The capture appears once tracking runs (for Python, at the next bytecode).
     let start = Instant::now();
     while !capture.exists() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
@@ -544,6 +591,16 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
         SeizeError::NotPermitted => not_permitted(pid),
         SeizeError::Other(e) => format!("cannot attach to process {pid}: {e}"),
     })?;
+    // The addresses were read before the stop: a process that ran a new program meanwhile (one
+    // just started by a shell) has other ones, and a call to a stale address runs whatever is
+    // there now.
+    let now = target::objects(via).unwrap_or_default();
+    let libc_at = |objs: &[target::Mapped]| target::libc(objs).map(|m| (m.path.clone(), m.start));
+    if libc_at(&now) != libc_at(objects) {
+        return Err(format!(
+            "process {pid} ran a new program during the attach (it was starting): try again"
+        ));
+    }
     let libcs: Vec<&target::Mapped> = objects
         .iter()
         .filter(|m| {

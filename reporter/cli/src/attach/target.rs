@@ -11,11 +11,26 @@ pub struct Mapped {
     pub path: PathBuf,
     /// Where the file's offset 0 is mapped.
     pub start: u64,
+    /// That mapping's range as /proc/PID/maps writes it (`start-end`, hex): its name under
+    /// /proc/PID/map_files/.
+    pub range: String,
+    /// The file was removed or replaced since it was mapped (maps adds " (deleted)"): a
+    /// tracker copied into an attach's directory that is gone, a C library upgraded under a
+    /// running service. It is read through /proc/PID/map_files/ then.
+    pub deleted: bool,
 }
+
+/// What /proc/PID/maps appends to the name of a file removed since it was mapped.
+const DELETED: &str = " (deleted)";
 
 /// The objects mapped in `pid`, in the order of /proc/PID/maps.
 pub fn objects(pid: i32) -> Result<Vec<Mapped>, std::io::Error> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(parse_maps(&text))
+}
+
+/// The objects of a /proc/PID/maps text.
+fn parse_maps(text: &str) -> Vec<Mapped> {
     let mut out: Vec<Mapped> = Vec::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();
@@ -24,9 +39,13 @@ pub fn objects(pid: i32) -> Result<Vec<Mapped>, std::io::Error> {
         else {
             continue;
         };
-        let path: String = f.collect::<Vec<_>>().join(" ");
+        let mut path: String = f.collect::<Vec<_>>().join(" ");
         if !path.starts_with('/') || !offset.trim_start_matches('0').is_empty() {
             continue;
+        }
+        let deleted = path.ends_with(DELETED);
+        if deleted {
+            path.truncate(path.len() - DELETED.len());
         }
         let Some(start) = range
             .split('-')
@@ -37,10 +56,15 @@ pub fn objects(pid: i32) -> Result<Vec<Mapped>, std::io::Error> {
         };
         let path = PathBuf::from(path);
         if !out.iter().any(|m| m.path == path) {
-            out.push(Mapped { path, start });
+            out.push(Mapped {
+                path,
+                start,
+                range: range.to_string(),
+                deleted,
+            });
         }
     }
-    Ok(out)
+    out
 }
 
 /// The executable ranges `[start, end)` of the object `m` in `pid`'s address space.
@@ -49,8 +73,9 @@ pub fn code_ranges(pid: i32, m: &Mapped) -> Vec<(u64, u64)> {
         return Vec::new();
     };
     let path = m.path.to_string_lossy();
+    let deleted = format!("{path}{DELETED}");
     text.lines()
-        .filter(|l| l.ends_with(&*path))
+        .filter(|l| l.ends_with(&*path) || l.ends_with(&deleted))
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let (range, perms) = (f.next()?, f.next()?);
@@ -74,7 +99,14 @@ fn defined(pid: i32, m: &Mapped, wanted: impl Fn(&str) -> bool) -> Vec<(u64, u64
         return Vec::new();
     };
     let file = Path::new(&format!("/proc/{pid}/root")).join(rel);
-    let Ok(data) = std::fs::read(&file).or_else(|_| std::fs::read(&m.path)) else {
+    // The mapped file itself when it is gone from its path (the loader still knows it by that
+    // name: a dlopen of it returns the old one).
+    let mapped = format!("/proc/{pid}/map_files/{}", m.range);
+    let data = match m.deleted {
+        true => std::fs::read(&mapped),
+        false => std::fs::read(&file).or_else(|_| std::fs::read(&m.path)),
+    };
+    let Ok(data) = data else {
         return Vec::new();
     };
     let Ok(obj) = object::File::parse(&*data) else {
@@ -159,10 +191,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_gone_since_it_was_mapped_keeps_its_name_and_range() {
+        let text =
+            "7f10-7f20 r--p 00000000 00:2a 17 /tmp/memtrace-attach.9/_memtrace_tracker.so (deleted)
+7f20-7f40 r-xp 00001000 00:2a 17 /tmp/memtrace-attach.9/_memtrace_tracker.so (deleted)
+7f50-7f60 r--p 00000000 08:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+";
+        let objs = parse_maps(text);
+        assert_eq!(objs.len(), 2);
+        assert_eq!(
+            objs[0].path,
+            PathBuf::from("/tmp/memtrace-attach.9/_memtrace_tracker.so")
+        );
+        assert!(objs[0].deleted);
+        assert_eq!(objs[0].range, "7f10-7f20");
+        assert_eq!(objs[0].start, 0x7f10);
+        assert!(!objs[1].deleted);
+    }
+
+    #[test]
     fn python_versions_from_object_names() {
         let objs = vec![Mapped {
             path: PathBuf::from("/usr/lib/libpython3.12.so.1.0"),
             start: 0,
+            range: String::new(),
+            deleted: false,
         }];
         assert_eq!(python_minor(&objs, Path::new("/usr/bin/python3")), Some(12));
         assert_eq!(python_minor(&[], Path::new("/x/bin/python3.11")), Some(11));
