@@ -312,6 +312,18 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         _ => format!("cannot read process {pid}'s memory map: {e}"),
     })?;
     let Some(libc_obj) = target::libc(&objects) else {
+        // The dynamic loader mapped without the C library: a program that has just started,
+        // whose loader has not loaded it yet.
+        let loader = objects.iter().any(|m| {
+            m.path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("ld-"))
+        });
+        if loader {
+            return Err(format!(
+                "process {pid} is starting (its C library is not loaded yet): try again"
+            ));
+        }
         return Err(format!(
             "process {pid} is statically linked (no C library is loaded): the tracker cannot be loaded into it"
         ));
