@@ -103,6 +103,23 @@ fn let_it_allocate_and_end(target: Target, dir: &Path, code: i32) {
     assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
 }
 
+/// `memtrace attach PID -o CAPTURE` from `dir`, which must succeed: its output; None when
+/// ptrace is refused here (said, and the test ends).
+fn attached(pid: &str, capture: &str, dir: &Path) -> Option<Output> {
+    let out = memtrace(&["attach", pid, "-o", capture], dir);
+    if refused(&out) {
+        return None;
+    }
+    assert!(out.status.success(), "attach {pid} -o {capture}: {out:?}");
+    Some(out)
+}
+
+/// `memtrace detach PID` from `dir`, which must succeed.
+fn detached(pid: &str, dir: &Path) {
+    let out = memtrace(&["detach", pid], dir);
+    assert!(out.status.success(), "detach {pid}: {out:?}");
+}
+
 /// Whether ptrace is refused here (then the refusal is checked, one line and status 1).
 fn refused(out: &Output) -> bool {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -138,11 +155,9 @@ fn attach_to_python_records_the_line_and_the_target_goes_on() {
     cmd.arg("sl.py");
     let target = Target::start(cmd, &dir);
     let pid = target.pid();
-    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
-    if refused(&out) {
+    let Some(out) = attached(&pid, "cap.bin", &dir) else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    };
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("memory allocated before is not attributed"),
@@ -156,8 +171,7 @@ fn attach_to_python_records_the_line_and_the_target_goes_on() {
     assert!(again_err.contains("already attached"), "{again_err}");
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(5));
@@ -197,8 +211,7 @@ fn attach_to_a_native_program_counts_exactly_what_follows() {
     };
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(7));
@@ -435,15 +448,12 @@ fn attach_to_each_claimed_python() {
         cmd.arg("sl.py");
         let target = Target::start(cmd, &dir);
         let pid = target.pid();
-        let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
-        if refused(&out) {
+        let Some(_) = attached(&pid, "cap.bin", &dir) else {
             return;
-        }
-        assert!(out.status.success(), "3.{minor}: {out:?}");
+        };
         std::fs::write(dir.join("go"), "").expect("go");
         wait_for(&dir.join("allocated"));
-        let out = memtrace(&["detach", &pid], &dir);
-        assert!(out.status.success(), "3.{minor}: {out:?}");
+        detached(&pid, &dir);
         std::fs::write(dir.join("done"), "").expect("done");
         let end = target.finish();
         assert_eq!(end.status.code(), Some(5), "3.{minor}");
@@ -580,8 +590,7 @@ fn two_attaches_at_once_leave_one_attached_and_detachable() {
         err.contains("is being attached by another memtrace") || err.contains("already attached"),
         "{err}"
     );
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     let_it_allocate_and_end(target, &dir, 7);
 }
 
@@ -600,11 +609,9 @@ fn a_python_target_whose_queued_attach_fails_goes_on_unharmed() {
     cmd.arg(&script);
     let target = Target::start(cmd, &dir);
     let pid = target.pid();
-    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
-    if refused(&out) {
+    let Some(out) = attached(&pid, "cap.bin", &dir) else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    };
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("tracking starts when its interpreter next runs Python code"),
@@ -651,13 +658,10 @@ fn attach_to_a_program_inside_malloc_waits_for_a_safe_point() {
         let target = Target::start(Command::new(&prog), &dir);
         let pid = target.pid();
         let cap = format!("cap{round}.bin");
-        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
-        if refused(&out) {
+        let Some(_) = attached(&pid, &cap, &dir) else {
             return;
-        }
-        assert!(out.status.success(), "round {round}: {out:?}");
-        let out = memtrace(&["detach", &pid], &dir);
-        assert!(out.status.success(), "round {round}: {out:?}");
+        };
+        detached(&pid, &dir);
         std::fs::write(dir.join("done"), "").expect("done");
         let end = target.finish();
         assert_eq!(end.status.code(), Some(7), "round {round}: {end:?}");
@@ -706,13 +710,10 @@ fn attach_gives_the_program_back_every_register() {
         let target = Target::start(Command::new(&prog), &dir);
         let pid = target.pid();
         let cap = format!("cap{round}.bin");
-        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
-        if refused(&out) {
+        let Some(_) = attached(&pid, &cap, &dir) else {
             return;
-        }
-        assert!(out.status.success(), "round {round}: {out:?}");
-        let out = memtrace(&["detach", &pid], &dir);
-        assert!(out.status.success(), "round {round}: {out:?}");
+        };
+        detached(&pid, &dir);
         signal_usr1(&target);
         registers_kept(target, &format!("round {round}"));
         assert!(dir.join(&cap).is_file(), "round {round}");
@@ -748,8 +749,7 @@ fn a_memtrace_gone_during_its_call_leaves_the_program_unharmed() {
         assert_eq!(out.status.code(), Some(70), "call {call}: {out:?}");
         if call == "2" {
             // The start ran to its end: tracking runs and detaches as always.
-            let out = memtrace(&["detach", &pid], &dir);
-            assert!(out.status.success(), "{out:?}");
+            detached(&pid, &dir);
             assert!(dir.join(&cap).is_file());
         } else {
             std::thread::sleep(Duration::from_millis(300));
@@ -863,13 +863,14 @@ fn attach_to_a_process_with_its_own_tmp_detaches_and_counts_exactly() {
     assert_eq!(err.lines().count(), 1, "{err}");
     let cap = format!("/proc/{pid}/root/tmp/cap.bin");
     assert!(err.contains(&format!("-o {cap}")), "{err}");
-    let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
-    assert!(out.status.success(), "{out:?}");
+    assert!(
+        attached(&pid, &cap, &dir).is_some(),
+        "ptrace refused after it was allowed"
+    );
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
     let start = Instant::now();
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     assert!(
         start.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -884,10 +885,11 @@ fn attach_to_a_process_with_its_own_tmp_detaches_and_counts_exactly() {
     // directory went at the detach), and its symbols are read through /proc/PID/map_files
     // (every later attach failed: "could not load the tracker library").
     let cap2 = format!("/proc/{pid}/root/tmp/cap2.bin");
-    let out = memtrace(&["attach", &pid, "-o", &cap2], &dir);
-    assert!(out.status.success(), "{out:?}");
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    assert!(
+        attached(&pid, &cap2, &dir).is_some(),
+        "ptrace refused after it was allowed"
+    );
+    detached(&pid, &dir);
     assert!(Path::new(&cap2).is_file());
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
@@ -920,15 +922,12 @@ fn attach_to_a_python_process_with_its_own_tmp_records_and_detaches() {
     };
     let pid = target.pid();
     let cap = format!("/proc/{pid}/root/tmp/cap.bin");
-    let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
-    if refused(&out) {
+    let Some(_) = attached(&pid, &cap, &dir) else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    };
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], Path::new(&cap));
     let at_line = bytes_at(&tree["tree"], "sl.py", 7);
     assert!((3_000_000..3_001_000).contains(&at_line), "{at_line}");
@@ -960,15 +959,12 @@ fn attach_to_a_process_whose_main_thread_ended_uses_another_thread() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
-    if refused(&out) {
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    };
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(6), "{end:?}");
@@ -1018,10 +1014,11 @@ fn an_interrupted_attach_leaves_the_process_as_it_was_and_attachable() {
     // Once the lock is free the dlopen ends and the thread goes back to its loop; a new
     // attach works and detaches.
     std::thread::sleep(Duration::from_millis(3000));
-    let out = memtrace(&["attach", &pid, "-o", "cap2.bin"], &dir);
-    assert!(out.status.success(), "{out:?}");
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    assert!(
+        attached(&pid, "cap2.bin", &dir).is_some(),
+        "ptrace refused after it was allowed"
+    );
+    detached(&pid, &dir);
     signal_usr1(&target);
     let end = target.finish();
     assert_eq!(end.status.code(), Some(8), "{end:?}");
@@ -1040,13 +1037,10 @@ fn attach_waits_for_a_signal_handler_and_holds_signals_during_its_calls() {
     let target = Target::start(cmd, &dir);
     let pid = target.pid();
     std::thread::sleep(Duration::from_millis(300));
-    let out = memtrace(&["attach", &pid, "-o", "alt.bin"], &dir);
-    if refused(&out) {
+    let Some(_) = attached(&pid, "alt.bin", &dir) else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    };
+    detached(&pid, &dir);
     std::fs::write(dir.join("go"), "").expect("go");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(9), "{end:?}");
@@ -1061,10 +1055,11 @@ fn attach_waits_for_a_signal_handler_and_holds_signals_during_its_calls() {
         let pid = target.pid();
         std::thread::sleep(Duration::from_millis(300));
         let cap = format!("pause{round}.bin");
-        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
-        assert!(out.status.success(), "round {round}: {out:?}");
-        let out = memtrace(&["detach", &pid], &dir);
-        assert!(out.status.success(), "round {round}: {out:?}");
+        assert!(
+            attached(&pid, &cap, &dir).is_some(),
+            "ptrace refused after it was allowed"
+        );
+        detached(&pid, &dir);
         let end = target.finish();
         assert_eq!(end.status.code(), Some(9), "round {round}: {end:?}");
         assert_eq!(
@@ -1094,13 +1089,10 @@ fn waits_that_a_stop_ends_with_eintr_go_on_waiting() {
         let pid = target.pid();
         std::thread::sleep(Duration::from_millis(500));
         let cap = format!("{mode}.bin");
-        let out = memtrace(&["attach", &pid, "-o", &cap], &dir);
-        if refused(&out) {
+        let Some(_) = attached(&pid, &cap, &dir) else {
             return;
-        }
-        assert!(out.status.success(), "{mode}: {out:?}");
-        let out = memtrace(&["detach", &pid], &dir);
-        assert!(out.status.success(), "{mode}: {out:?}");
+        };
+        detached(&pid, &dir);
         let end = target.finish();
         assert_eq!(end.status.code(), Some(4), "{mode}: {end:?}");
         let line = String::from_utf8_lossy(&end.stdout).to_string();
@@ -1133,8 +1125,7 @@ fn an_attach_leaves_no_files_and_clears_those_of_gone_processes() {
     };
     assert!(!left_dir.exists(), "the gone process's directory stays");
     assert!(!left_lock.exists(), "the gone process's lock stays");
-    let out = memtrace(&["detach", &pid], &dir);
-    assert!(out.status.success(), "{out:?}");
+    detached(&pid, &dir);
     assert!(!tmp.join(format!("memtrace-attach.{pid}.lock")).exists());
     assert!(!tmp.join(format!("memtrace-attach.{pid}")).exists());
     let_it_allocate_and_end(target, &dir, 7);

@@ -78,6 +78,18 @@ pub const NO_MEMORY: c_int = 3;
 /// # Safety
 /// `code` is a NUL-terminated string; `result` is null or points to a writable word.
 pub unsafe extern "C" fn attach_python(code: *const c_char, result: *mut u64) -> c_int {
+    // SAFETY: forwarded as the caller gave it.
+    let status = unsafe { queue_python(code) };
+    // SAFETY: the caller passes a writable word or null.
+    unsafe { report(result, status) };
+    status
+}
+
+/// The queueing itself: [`attach_python`]'s code.
+///
+/// # Safety
+/// `code` is null or a NUL-terminated string.
+unsafe fn queue_python(code: *const c_char) -> c_int {
     type Run = unsafe extern "C" fn(*const c_char) -> c_int;
     type Pending = unsafe extern "C" fn(Run, *const c_char) -> c_int;
     // SAFETY: dlsym with NUL-terminated names and a pseudo-handle.
@@ -87,35 +99,28 @@ pub unsafe extern "C" fn attach_python(code: *const c_char, result: *mut u64) ->
             libc::dlsym(libc::RTLD_DEFAULT, c"PyRun_SimpleString".as_ptr()),
         )
     };
-    let status = if code.is_null() || pending.is_null() || run.is_null() {
-        NOT_PYTHON
-    } else {
-        // SAFETY: a NUL-terminated string, copied with the C library's allocator.
-        let copy = unsafe { libc::strdup(code) };
-        if copy.is_null() {
-            NO_MEMORY
-        } else {
-            // SAFETY: the two functions have these C signatures in every CPython 3.
-            let (pending, run) = unsafe {
-                (
-                    core::mem::transmute::<*mut c_void, Pending>(pending),
-                    core::mem::transmute::<*mut c_void, Run>(run),
-                )
-            };
-            // SAFETY: CPython's documented call, safe without the GIL.
-            match unsafe { pending(run, copy) } {
-                0 => QUEUED,
-                _ => {
-                    // SAFETY: the copy was not queued: still ours.
-                    unsafe { libc::free(copy.cast()) };
-                    QUEUE_FULL
-                }
-            }
-        }
+    if code.is_null() || pending.is_null() || run.is_null() {
+        return NOT_PYTHON;
+    }
+    // SAFETY: a NUL-terminated string, copied with the C library's allocator.
+    let copy = unsafe { libc::strdup(code) };
+    if copy.is_null() {
+        return NO_MEMORY;
+    }
+    // SAFETY: the two functions have these C signatures in every CPython 3.
+    let (pending, run) = unsafe {
+        (
+            core::mem::transmute::<*mut c_void, Pending>(pending),
+            core::mem::transmute::<*mut c_void, Run>(run),
+        )
     };
-    // SAFETY: the caller passes a writable word or null.
-    unsafe { report(result, status) };
-    status
+    // SAFETY: CPython's documented call, safe without the GIL.
+    if unsafe { pending(run, copy) } == 0 {
+        return QUEUED;
+    }
+    // SAFETY: the copy was not queued: still ours.
+    unsafe { libc::free(copy.cast()) };
+    QUEUE_FULL
 }
 
 /// The start itself: [`attach`]'s code.

@@ -6,25 +6,33 @@
 //! - [`frame`]: the signal frame each call returns through, which restores the thread by itself
 //!   should memtrace be gone
 //! - [`target`]: the process's objects and the addresses of the functions called
+//! - [`process`]: what /proc says of the process (running, stopped, traced, its owner)
+//! - [`paths`]: the files shared with the process, as it names them and as memtrace reaches them
+//! - [`files`]: memtrace's own files: the lock, a capture `-f` replaces, leftovers
 //!
 //! The process is made to call `dlopen` on the tracker library, then one of its entry points
 //! (tracker/src/session/attach.rs). A native process calls `memtrace_attach`, which starts
 //! in-process tracking and a control thread. A CPython process (3.10 to 3.13) calls
-//! `memtrace_attach_python`, which queues, with `Py_AddPendingCall`, a few lines of Python that import the tracker as the `_memtrace_tracker` module and start
-//! it as the Python `Tracker` does, with Python stacks; its main thread runs them at its next
+//! `memtrace_attach_python`, which queues, with `Py_AddPendingCall`, a few lines of Python
+//! that import the tracker as the `_memtrace_tracker` module and start it as the Python
+//! `Tracker` does, with Python stacks; its main thread runs them at its next
 //! bytecode, with the GIL. Either way the tracker ends tracking (every patched slot and
 //! allocator restored, the capture finished) when the file `stop` appears in the attach's
 //! directory, `/tmp/memtrace-attach.PID/` (`memtrace detach` creates it), or when the
 //! `--duration` is over; it then removes `stop` and `active`. See docs/ATTACH.md.
 
+mod files;
 pub mod frame;
 pub mod paths;
+mod process;
 pub mod ptrace;
 pub mod target;
 
 use crate::tui::live::{self, LiveSetup};
 use clap::Args;
+use files::{claim, remove_leftovers, Replaced};
 use memtrace_reporter::analysis::live::Live;
+use process::{alive, injection_thread, not_permitted, not_running, owner};
 use ptrace::{Arg, SeizeError, Stopped};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -73,209 +81,6 @@ pub struct DetachArgs {
     /// The process id
     #[arg(value_name = "PID")]
     pub pid: i32,
-}
-
-/// An exclusive lock on attaching a process: the file `memtrace-attach.PID.lock` in memtrace's
-/// temporary directory, locked while this lives and removed when it ends (every attach left
-/// one behind).
-struct Claim {
-    path: PathBuf,
-    _file: std::fs::File,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        // Removed while still locked: one who opened it meanwhile finds it replaced (below).
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn claim(pid: i32) -> Result<Claim, String> {
-    use std::os::unix::fs::MetadataExt;
-    let path = std::env::temp_dir().join(format!("memtrace-attach.{pid}.lock"));
-    loop {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        if file.try_lock().is_err() {
-            return Err(format!(
-                "process {pid} is being attached by another memtrace (or is attached: memtrace detach {pid})"
-            ));
-        }
-        // The lock holds only if the file is still the one at the path: its holder removes it
-        // at the end, and a file opened before that is an orphan.
-        let same = match (file.metadata(), std::fs::metadata(&path)) {
-            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-            _ => false,
-        };
-        if same {
-            return Ok(Claim { path, _file: file });
-        }
-    }
-}
-
-/// A capture that `-f` replaces, moved aside until the attach succeeds and put back if it
-/// fails (it was removed before anything could fail).
-struct Replaced {
-    /// (the capture, where it was moved)
-    moved: Option<(PathBuf, PathBuf)>,
-}
-
-impl Replaced {
-    fn aside(capture: &Path) -> Result<Replaced, String> {
-        if !capture.exists() {
-            return Ok(Replaced { moved: None });
-        }
-        let name = capture
-            .file_name()
-            .map_or_else(Default::default, |n| n.to_string_lossy().to_string());
-        let aside = capture.with_file_name(format!(".{name}.replaced-{}", std::process::id()));
-        std::fs::rename(capture, &aside)
-            .map_err(|e| format!("cannot replace {}: {e}", capture.display()))?;
-        Ok(Replaced {
-            moved: Some((capture.to_path_buf(), aside)),
-        })
-    }
-
-    /// The attach succeeded: the old capture goes.
-    fn discard(mut self) {
-        if let Some((_, aside)) = self.moved.take() {
-            let _ = std::fs::remove_file(aside);
-        }
-    }
-}
-
-impl Drop for Replaced {
-    fn drop(&mut self) {
-        if let Some((capture, aside)) = self.moved.take() {
-            let _ = std::fs::rename(aside, capture);
-        }
-    }
-}
-
-/// Removes what attaches left in /tmp for processes that are gone: their directories (a
-/// memtrace killed, a process that ended attached) and lock files of older versions.
-fn remove_leftovers() {
-    // Directories are in /tmp (the process's, here memtrace's own), locks in memtrace's
-    // temporary directory.
-    let mut places = vec![PathBuf::from("/tmp")];
-    if std::env::temp_dir() != places[0] {
-        places.push(std::env::temp_dir());
-    }
-    for e in places
-        .iter()
-        .filter_map(|p| std::fs::read_dir(p).ok())
-        .flat_map(|d| d.flatten())
-    {
-        let name = e.file_name();
-        let Some(rest) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("memtrace-attach."))
-        else {
-            continue;
-        };
-        let (digits, lock) = match rest.strip_suffix(".lock") {
-            Some(d) => (d, true),
-            None => (rest, false),
-        };
-        let Ok(pid) = digits.parse::<i32>() else {
-            continue;
-        };
-        if alive(pid) {
-            continue;
-        }
-        let _ = match lock {
-            true => std::fs::remove_file(e.path()),
-            false => std::fs::remove_dir_all(e.path()),
-        };
-    }
-}
-
-fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// The process's state letter from /proc/PID/stat (R, S, D, T stopped, t traced, Z zombie...).
-fn state(pid: i32) -> Option<char> {
-    state_of(&format!("/proc/{pid}/stat"))
-}
-
-/// The state letter of the stat file `path` (a process's or a thread's).
-fn state_of(path: &str) -> Option<char> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name, in parentheses, may hold spaces and parentheses: the state follows the
-    // last closing one.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Why `pid` cannot take part in an attach or detach now, from its state: gone (a zombie) or
-/// stopped. The line to show.
-fn not_running(pid: i32, detach: bool) -> Option<String> {
-    match state(pid)? {
-        // A main thread that ended with pthread_exit while others run: a live process.
-        'Z' if injection_thread(pid) != pid => None,
-        'Z' | 'X' => Some(format!(
-            "process {pid} has exited (a zombie: its parent has not waited for it yet)"
-        )),
-        'T' | 't' if detach => Some(format!(
-            "process {pid} is stopped: it stops tracking when it runs again (kill -CONT {pid})"
-        )),
-        // Stopped by its tracer (a debugger, strace): that one has to let it go.
-        't' if traced_by(pid).is_some() => traced_by(pid),
-        'T' | 't' => Some(format!(
-            "process {pid} is stopped (kill -CONT {pid} first): the tracker is loaded by a call the process makes"
-        )),
-        _ => None,
-    }
-}
-
-/// The uid owning `pid`.
-fn owner(pid: i32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The line for a process that another tracer (strace, gdb) holds, if one does.
-fn traced_by(pid: i32) -> Option<String> {
-    let tracer = target::tracer_of(pid)?;
-    let name = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap_or_default();
-    Some(format!(
-        "cannot attach to process {pid}: it is already traced by process {tracer} ({}); a process has one tracer at a time",
-        name.trim()
-    ))
-}
-
-/// Why ptrace was refused, and what to change.
-fn not_permitted(pid: i32) -> String {
-    // A process has one tracer (strace, gdb, another memtrace attaching).
-    if let Some(why) = traced_by(pid) {
-        return why;
-    }
-    // SAFETY: getuid has no preconditions.
-    let me = unsafe { libc::getuid() };
-    if owner(pid).is_some_and(|u| u != me) && me != 0 {
-        return format!(
-            "cannot attach to process {pid}: it belongs to another user (run memtrace as that user, or as root)"
-        );
-    }
-    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok());
-    match scope {
-        Some(s) if s >= 1 && me != 0 => format!(
-            "cannot attach to process {pid}: ptrace is restricted (kernel.yama.ptrace_scope = {s}); run as root, or allow it with: sysctl kernel.yama.ptrace_scope=0"
-        ),
-        Some(3) => format!(
-            "cannot attach to process {pid}: ptrace is disabled (kernel.yama.ptrace_scope = 3, until reboot)"
-        ),
-        _ => format!(
-            "cannot attach to process {pid}: ptrace is not permitted here (a container without CAP_SYS_PTRACE, a seccomp policy, or a process that made itself non-dumpable); give memtrace CAP_SYS_PTRACE (docker run --cap-add SYS_PTRACE)"
-        ),
-    }
 }
 
 /// The tracker library (as `memtrace run` finds it).
@@ -412,19 +217,13 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot write {}: {e}", active.display())),
     }
+    // Ours from here: removed on any failure, which also ends tracking a call given up may
+    // still start (its control thread watches for `active`).
+    let made = files::Made::new(&dir);
     let _ = std::fs::remove_file(&stop);
-    let tracker = match paths::tracker(via, &tracker, &shared) {
-        Ok(t) => t.theirs,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
-        }
-    };
+    let tracker = paths::tracker(via, &tracker, &shared)?.theirs;
     if ptrace::interrupted() {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(format!(
-            "interrupted: process {pid} goes on as before, untracked"
-        ));
+        return Err(interrupted(pid));
     }
     let job = Job {
         pid,
@@ -443,22 +242,15 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     };
     drop(interrupts);
     if let Err(e) = attached {
-        // Removing the directory also ends tracking a call may still start (its control
-        // thread watches for `active`).
-        let _ = std::fs::remove_dir_all(&dir);
-        if ptrace::interrupted() {
-            return Err(format!(
-                "interrupted: process {pid} goes on as before, untracked"
-            ));
-        }
-        return Err(e);
+        return Err(match ptrace::interrupted() {
+            true => interrupted(pid),
+            false => e,
+        });
     }
-    replaced.discard();
     // The capture appears once tracking runs (for Python, at the next bytecode).
     let start = Instant::now();
     while !capture.exists() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
         if let Ok(e) = std::fs::read_to_string(dir.join("error")) {
-            let _ = std::fs::remove_dir_all(&dir);
             return Err(format!(
                 "process {pid} could not start tracking: {}",
                 e.trim()
@@ -466,6 +258,8 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    made.keep();
+    replaced.discard();
     let shown = capture
         .strip_prefix(&cwd)
         .unwrap_or(&capture)
@@ -513,6 +307,11 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         crate::say!("memtrace: stop with: memtrace detach {pid}");
     }
     Ok(())
+}
+
+/// What an attach given up on Ctrl-C says.
+fn interrupted(pid: i32) -> String {
+    format!("interrupted: process {pid} goes on as before, untracked")
 }
 
 /// The wall-clock time now, as `HH:MM:SS UTC`.
@@ -573,30 +372,6 @@ const LOADER_FUNCTIONS: &[&str] = &[
 /// How long memtrace waits for the main thread to leave the allocator and the loader.
 const SAFE_POINT_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The thread that makes the calls: the main thread, unless it ended (pthread_exit) while
-/// others run on, then the first of those.
-fn injection_thread(pid: i32) -> i32 {
-    if state(pid) != Some('Z') {
-        return pid;
-    }
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return pid;
-    };
-    let mut tids: Vec<i32> = tasks
-        .flatten()
-        .filter_map(|t| t.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.sort_unstable();
-    tids.into_iter()
-        .find(|&t| {
-            !matches!(
-                state_of(&format!("/proc/{pid}/task/{t}/stat")),
-                Some('Z' | 'X') | None
-            )
-        })
-        .unwrap_or(pid)
-}
-
 fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
     let mut thread = Stopped::seize(via).map_err(|e| match e {
         SeizeError::Gone => format!("no process {pid} (it is gone)"),
@@ -651,7 +426,7 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
         }
         if start.elapsed() > SAFE_POINT_PATIENCE {
             return Err(format!(
-                "process {pid} stayed inside its memory allocator or the loader for {} s: attaching there could break it; try again",
+                "process {pid} stayed inside its memory allocator, the loader or a signal handler for {} s: attaching there could break it; try again",
                 SAFE_POINT_PATIENCE.as_secs()
             ));
         }

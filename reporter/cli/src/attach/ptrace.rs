@@ -280,38 +280,50 @@ impl Stopped {
         self.restorer = addr;
     }
 
+    /// One ptrace request on the thread, `what` naming it in the error.
+    ///
+    /// # Safety
+    /// `data` is what `request` wants for a stopped tracee: a buffer of its type and size.
+    unsafe fn request(
+        &self,
+        request: libc::c_uint,
+        addr: usize,
+        data: *mut libc::c_void,
+        what: &str,
+    ) -> Result<(), String> {
+        // SAFETY: the caller's promise on `data`.
+        if unsafe { libc::ptrace(request, self.pid, addr, data) } != 0 {
+            return Err(format!("cannot {what}: {}", os_error()));
+        }
+        Ok(())
+    }
+
     fn regs(&self) -> Result<libc::user_regs_struct, String> {
         // SAFETY: plain integers, filled by the kernel.
         let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-        // SAFETY: a stopped tracee and a buffer of the right type.
-        let r = unsafe {
-            libc::ptrace(
+        // SAFETY: a buffer of the type PTRACE_GETREGS fills.
+        unsafe {
+            self.request(
                 libc::PTRACE_GETREGS,
-                self.pid,
                 0,
-                &mut regs as *mut libc::user_regs_struct,
-            )
+                (&mut regs as *mut libc::user_regs_struct).cast(),
+                "read registers",
+            )?
         };
-        if r != 0 {
-            return Err(format!("cannot read registers: {}", os_error()));
-        }
         Ok(regs)
     }
 
     fn set_regs(&self, regs: &libc::user_regs_struct) -> Result<(), String> {
-        // SAFETY: a stopped tracee and registers of the right type.
-        let r = unsafe {
-            libc::ptrace(
+        let mut regs = *regs;
+        // SAFETY: registers of the type PTRACE_SETREGS reads.
+        unsafe {
+            self.request(
                 libc::PTRACE_SETREGS,
-                self.pid,
                 0,
-                regs as *const libc::user_regs_struct,
+                (&mut regs as *mut libc::user_regs_struct).cast(),
+                "set registers",
             )
-        };
-        if r != 0 {
-            return Err(format!("cannot set registers: {}", os_error()));
         }
-        Ok(())
     }
 
     /// The thread's floating-point and vector state: the xsave area, or the fxsave image where
@@ -322,16 +334,16 @@ impl Stopped {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
         };
-        // SAFETY: a stopped tracee; the iovec describes a buffer of its length.
-        let r = unsafe {
-            libc::ptrace(
+        // SAFETY: an iovec describing a buffer of its length, which the kernel shortens.
+        let xsave = unsafe {
+            self.request(
                 libc::PTRACE_GETREGSET,
-                self.pid,
                 NT_X86_XSTATE as usize,
-                &mut iov as *mut libc::iovec,
+                (&mut iov as *mut libc::iovec).cast(),
+                "read the vector registers",
             )
         };
-        if r == 0 {
+        if xsave.is_ok() {
             buf.truncate(iov.iov_len);
             return Ok(FpuState {
                 bytes: buf,
@@ -339,11 +351,15 @@ impl Stopped {
             });
         }
         let mut fx = vec![0u8; 512];
-        // SAFETY: a stopped tracee; PTRACE_GETFPREGS writes 512 bytes.
-        let r = unsafe { libc::ptrace(libc::PTRACE_GETFPREGS, self.pid, 0, fx.as_mut_ptr()) };
-        if r != 0 {
-            return Err(format!("cannot read the vector registers: {}", os_error()));
-        }
+        // SAFETY: PTRACE_GETFPREGS writes 512 bytes.
+        unsafe {
+            self.request(
+                libc::PTRACE_GETFPREGS,
+                0,
+                fx.as_mut_ptr().cast(),
+                "read the vector registers",
+            )?
+        };
         Ok(FpuState {
             bytes: fx,
             xsave: false,
@@ -352,44 +368,43 @@ impl Stopped {
 
     fn set_fpu_state(&self) -> Result<(), String> {
         let mut bytes = self.fpu.bytes.clone();
-        let r = if self.fpu.xsave {
-            let mut iov = libc::iovec {
-                iov_base: bytes.as_mut_ptr().cast(),
-                iov_len: bytes.len(),
-            };
-            // SAFETY: a stopped tracee; the iovec describes the area read from it.
-            unsafe {
-                libc::ptrace(
-                    libc::PTRACE_SETREGSET,
-                    self.pid,
-                    NT_X86_XSTATE as usize,
-                    &mut iov as *mut libc::iovec,
+        if !self.fpu.xsave {
+            // SAFETY: 512 bytes of fxsave image, as PTRACE_SETFPREGS reads.
+            return unsafe {
+                self.request(
+                    libc::PTRACE_SETFPREGS,
+                    0,
+                    bytes.as_mut_ptr().cast(),
+                    "set the vector registers",
                 )
-            }
-        } else {
-            // SAFETY: a stopped tracee; 512 bytes of fxsave image.
-            unsafe { libc::ptrace(libc::PTRACE_SETFPREGS, self.pid, 0, bytes.as_mut_ptr()) }
-        };
-        if r != 0 {
-            return Err(format!("cannot set the vector registers: {}", os_error()));
+            };
         }
-        Ok(())
+        let mut iov = libc::iovec {
+            iov_base: bytes.as_mut_ptr().cast(),
+            iov_len: bytes.len(),
+        };
+        // SAFETY: an iovec describing the area read from the thread.
+        unsafe {
+            self.request(
+                libc::PTRACE_SETREGSET,
+                NT_X86_XSTATE as usize,
+                (&mut iov as *mut libc::iovec).cast(),
+                "set the vector registers",
+            )
+        }
     }
 
     fn sigmask(&self) -> Result<u64, String> {
         let mut mask = 0u64;
-        // SAFETY: a stopped tracee; the kernel writes 8 bytes.
-        let r = unsafe {
-            libc::ptrace(
+        // SAFETY: the kernel writes the 8 bytes `addr` gives.
+        unsafe {
+            self.request(
                 libc::PTRACE_GETSIGMASK,
-                self.pid,
-                8usize,
-                &mut mask as *mut u64,
-            )
+                8,
+                (&mut mask as *mut u64).cast(),
+                "read the signal mask",
+            )?
         };
-        if r != 0 {
-            return Err(format!("cannot read the signal mask: {}", os_error()));
-        }
         Ok(mask)
     }
 
@@ -422,61 +437,26 @@ impl Stopped {
 
     fn set_sigmask(&self, mask: u64) -> Result<(), String> {
         let mut mask = mask;
-        // SAFETY: a stopped tracee; the kernel reads 8 bytes (and never blocks SIGKILL or
+        // SAFETY: the kernel reads the 8 bytes `addr` gives (and never blocks SIGKILL or
         // SIGSTOP).
-        let r = unsafe {
-            libc::ptrace(
+        unsafe {
+            self.request(
                 libc::PTRACE_SETSIGMASK,
-                self.pid,
-                8usize,
-                &mut mask as *mut u64,
+                8,
+                (&mut mask as *mut u64).cast(),
+                "set the signal mask",
             )
-        };
-        if r != 0 {
-            return Err(format!("cannot set the signal mask: {}", os_error()));
         }
-        Ok(())
     }
 
-    /// Writes `bytes` at `addr` in the target (through /proc/PID/mem; word by word through
-    /// ptrace where that is refused).
+    /// Writes `bytes` at `addr` in the target, through /proc/PID/mem (its tracer's to write).
     fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), String> {
         use std::os::unix::fs::FileExt;
-        let whole = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .write(true)
             .open(format!("/proc/{}/mem", self.pid))
-            .and_then(|f| f.write_all_at(bytes, addr));
-        if whole.is_ok() {
-            return Ok(());
-        }
-        self.poke(addr, bytes)
-    }
-
-    fn poke(&self, addr: u64, bytes: &[u8]) -> Result<(), String> {
-        for (i, chunk) in bytes.chunks(8).enumerate() {
-            let at = addr + 8 * i as u64;
-            let mut word = [0u8; 8];
-            if chunk.len() < 8 {
-                errno_clear();
-                // SAFETY: reading a word of the stopped tracee's memory.
-                let old = unsafe { libc::ptrace(libc::PTRACE_PEEKDATA, self.pid, at, 0) };
-                word = old.to_ne_bytes();
-            }
-            word[..chunk.len()].copy_from_slice(chunk);
-            // SAFETY: writing a word of the stopped tracee's stack, below its stack pointer.
-            let r = unsafe {
-                libc::ptrace(
-                    libc::PTRACE_POKEDATA,
-                    self.pid,
-                    at,
-                    i64::from_ne_bytes(word),
-                )
-            };
-            if r != 0 {
-                return Err(format!("cannot write to the process: {}", os_error()));
-            }
-        }
-        Ok(())
+            .and_then(|f| f.write_all_at(bytes, addr))
+            .map_err(|e| format!("cannot write to the process: {e}"))
     }
 
     /// Calls `func(args...)` in the target with `strings` copied below its stack first; an
@@ -769,11 +749,6 @@ fn read_memory(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> usize {
         }
     }
     n
-}
-
-fn errno_clear() {
-    // SAFETY: errno is this thread's.
-    unsafe { *libc::__errno_location() = 0 };
 }
 
 /// An argument of a call in the target.
