@@ -1156,3 +1156,154 @@ fn a_failed_attach_keeps_the_capture_that_f_would_replace() {
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// The attach's directory of process `pid` (the tests' processes share memtrace's /tmp).
+fn attach_dir(pid: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("memtrace-attach.{pid}"))
+}
+
+/// `memtrace detach PID` of an attach whose tracking never started: at once, with status 0,
+/// saying so, and with the attach's directory gone.
+fn detach_cancels(pid: &str, dir: &Path) {
+    let start = Instant::now();
+    let out = memtrace(&["detach", pid], dir);
+    assert!(out.status.success(), "{out:?}");
+    assert!(start.elapsed() < Duration::from_secs(10), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("had not started tracking"), "{err}");
+    assert!(!attach_dir(pid).exists());
+}
+
+#[test]
+fn a_native_attach_whose_memtrace_died_before_the_start_can_be_redone_or_cancelled() {
+    // memtrace killed between the dlopen and the tracker's start left the tracker loaded and
+    // the attach's `active` file: every later attach said "already attached", and detach
+    // waited a minute for a tracking that never ran, then failed.
+    let dir = scratch("attach_half_native");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = attach_abandoned_at("1", &pid, "lost.bin", &dir);
+    if refused(&out) {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    // The dlopen ends by itself.
+    std::thread::sleep(Duration::from_millis(300));
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    assert_eq!(tree["tree"]["bytes"].as_i64(), Some(1_234_567), "{tree}");
+    assert_eq!(tree["tree"]["allocations"].as_i64(), Some(1), "{tree}");
+    assert_eq!(bytes_at(&tree["tree"], "attach.c", 23), 1_234_567);
+    assert!(!dir.join("lost.bin").exists());
+
+    // The same left-over state, ended by detach instead.
+    let _ = std::fs::remove_file(dir.join("go"));
+    let _ = std::fs::remove_file(dir.join("allocated"));
+    let _ = std::fs::remove_file(dir.join("done"));
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = attach_abandoned_at("1", &pid, "lost2.bin", &dir);
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    detach_cancels(&pid, &dir);
+    let_it_allocate_and_end(target, &dir, 7);
+    assert!(!dir.join("lost2.bin").exists());
+}
+
+/// Blocks in a C call (the open of the FIFO `gate`) right after "ready", so that an attach's
+/// Python start stays queued until the test opens the gate; keeps 2,000,000 bytes at line 6,
+/// exits with status 3 after `done`.
+const GATED: &str = "import os, time
+print('ready', flush=True)
+with open('gate') as f:
+    f.read()
+time.sleep(0.2)
+KEEP = bytearray(2_000_000)
+open('allocated', 'w').close()
+while not os.path.exists('done'):
+    time.sleep(0.05)
+print('bye')
+raise SystemExit(3)
+";
+
+/// Starts GATED in `dir` (its FIFO made afresh).
+fn gated_python(dir: &Path) -> Target {
+    for f in ["gate", "allocated", "done"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let made = Command::new("mkfifo")
+        .arg(dir.join("gate"))
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    write(dir, "gated.py", GATED);
+    let mut cmd = Command::new(python());
+    cmd.arg("gated.py");
+    Target::start(cmd, dir)
+}
+
+/// Opens the gate, lets the script allocate and end: status 3, "bye", nothing on stderr.
+fn open_gate_and_end(target: Target, dir: &Path) {
+    std::fs::write(dir.join("gate"), "open").expect("the gate opens");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(3), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+}
+
+#[test]
+fn a_python_attach_still_queued_can_be_redone_or_cancelled() {
+    // A Python process starts tracking when its interpreter next runs Python code: until then
+    // a second attach said "already attached" and detach waited a minute and failed.
+    let dir = scratch("attach_queued_python");
+
+    // Cancelled by detach: the queued start does nothing when it runs.
+    let target = gated_python(&dir);
+    let pid = target.pid();
+    let Some(out) = attached(&pid, "never.bin", &dir) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tracking starts when"), "{err}");
+    detach_cancels(&pid, &dir);
+    open_gate_and_end(target, &dir);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!dir.join("never.bin").exists());
+
+    // Attached again: the second attach's capture is the one that records.
+    let target = gated_python(&dir);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "first.bin", &dir) else {
+        return;
+    };
+    let Some(_) = attached(&pid, "second.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("gate"), "open").expect("the gate opens");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(3), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    assert!(!dir.join("first.bin").exists());
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("second.bin"));
+    let at_line = bytes_at(&tree["tree"], "gated.py", 6);
+    assert!(
+        (2_000_000..2_001_000).contains(&at_line),
+        "{at_line}: {tree}"
+    );
+}

@@ -16,6 +16,9 @@ use std::sync::atomic::Ordering;
 struct Control {
     stop: Vec<u8>,
     active: Vec<u8>,
+    /// Made once tracking runs, so that `memtrace attach` and `detach` can tell an attach
+    /// whose start never ran (its memtrace killed after the dlopen) from one that tracks.
+    running: Vec<u8>,
     /// CLOCK_MONOTONIC nanoseconds at which tracking ends (0: never by itself).
     deadline_ns: u64,
 }
@@ -161,6 +164,10 @@ unsafe fn start(
     if starting.open(&req).is_err() {
         return NO_CAPTURE;
     }
+    // Made before tracking runs (its allocation is not the program's) and before the thread
+    // that removes it at the end starts.
+    let running = sibling(&active, b"running");
+    create(&running);
     starting.run();
     let deadline_ns = match duration_ms {
         0 => 0,
@@ -171,6 +178,7 @@ unsafe fn start(
     let control = Box::into_raw(Box::new(Control {
         stop,
         active,
+        running,
         deadline_ns,
     }));
     let mut thread: libc::pthread_t = 0;
@@ -185,13 +193,31 @@ unsafe fn start(
     };
     if r != 0 {
         // SAFETY: the thread did not start: the box is still ours.
-        drop(unsafe { Box::from_raw(control) });
+        let control = unsafe { Box::from_raw(control) };
+        unlink(&control.running);
         end();
         return NO_THREAD;
     }
     // SAFETY: a thread just created, never joined.
     unsafe { libc::pthread_detach(thread) };
     ATTACHED
+}
+
+/// The file named `name` in the directory of `path`.
+fn sibling(path: &[u8], name: &[u8]) -> Vec<u8> {
+    let dir = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let mut p = path[..dir].to_vec();
+    p.extend_from_slice(name);
+    p
+}
+
+/// Makes an empty file at `path` (errors ignored: the marker is a hint to memtrace).
+fn create(path: &[u8]) {
+    let mut c = path.to_vec();
+    c.push(0);
+    if let Ok(fd) = crate::sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644) {
+        crate::sys::close(fd);
+    }
 }
 
 /// Stops tracking, restores every patched slot and finishes the capture.
@@ -242,6 +268,7 @@ extern "C" fn watch(arg: *mut c_void) -> *mut c_void {
         }
     }
     end();
+    unlink(&control.running);
     unlink(&control.stop);
     unlink(&control.active);
     core::ptr::null_mut()

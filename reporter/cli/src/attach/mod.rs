@@ -152,7 +152,10 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         })
     });
     if dir.join("active").exists() {
-        if tracker_loaded {
+        // No `running`: an attach whose start never ran (its memtrace killed after the
+        // dlopen), or a Python one whose start is still queued. No memtrace tends it (this one
+        // holds the claim): it is given up, and a queued start finds `active` no longer its own.
+        if tracker_loaded && dir.join(RUNNING).exists() {
             return Err(format!(
                 "process {pid} is already attached (memtrace detach {pid} first)"
             ));
@@ -201,13 +204,17 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     }
     let active = dir.join("active");
     let stop = dir.join("stop");
+    let token = attach_token();
     // Made exclusively: of two attaches at once, the second leaves the first's files alone (it
     // removed them, and the process was left tracked with no way to detach).
     let claimed = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&active)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, capture.to_string_lossy().as_bytes()));
+        .and_then(|mut f| {
+            let content = format!("{}\n{token}\n", capture.to_string_lossy());
+            std::io::Write::write_all(&mut f, content.as_bytes())
+        });
     match claimed {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -235,6 +242,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         duration_ms,
         native: args.native,
         tracker: &tracker,
+        token: &token,
     };
     let attached = match python {
         Some(_) => attach_python(&job),
@@ -247,9 +255,12 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             false => e,
         });
     }
-    // The capture appears once tracking runs (for Python, at the next bytecode).
+    // `running` appears once tracking runs (for Python, at the next bytecode; the capture
+    // before it, while the tracker starts): until then a later attach would take this one for
+    // an attach given up.
+    let running = dir.join(RUNNING);
     let start = Instant::now();
-    while !capture.exists() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
+    while !running.exists() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
         if let Ok(e) = std::fs::read_to_string(dir.join("error")) {
             return Err(format!(
                 "process {pid} could not start tracking: {}",
@@ -266,7 +277,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         .display()
         .to_string();
     let when = humantime_now();
-    if !capture.exists() {
+    if !running.exists() {
         crate::say!(
             "memtrace: attached to process {pid} at {when}; tracking starts when its interpreter next runs Python code; capture {shown}"
         );
@@ -504,6 +515,22 @@ struct Job<'a> {
     duration_ms: u64,
     native: bool,
     tracker: &'a Path,
+    /// This attach's mark in `active`, beside the capture's path: a queued Python start checks
+    /// that `active` is still its own.
+    token: &'a str,
+}
+
+/// The file the tracker makes in the attach's directory once tracking runs (tracker/src/
+/// session/attach.rs; the Python code below): `active` without it is an attach that has not
+/// started (or never will: its memtrace was killed between the dlopen and the start).
+const RUNNING: &str = "running";
+
+/// A mark unique to this attach (memtrace's pid and the time).
+fn attach_token() -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{ns}", std::process::id())
 }
 
 /// The word the tracker's entry points write their result to carries this bit (the word is
@@ -561,6 +588,7 @@ fn attach_python(job: &Job) -> Result<(), String> {
         duration_ms,
         native,
         tracker,
+        token,
     } = *job;
     for name in ["Py_AddPendingCall", "PyRun_SimpleString"] {
         if target::find(via, objects, name).is_none() {
@@ -579,7 +607,7 @@ fn attach_python(job: &Job) -> Result<(), String> {
             )
         })?;
     }
-    let code = python_code(&state.theirs, capture, duration_ms, native);
+    let code = python_code(&state.theirs, capture, duration_ms, native, token);
     let mut thread = seize(pid, via, objects)?;
     let queue = load_tracker(
         &mut thread,
@@ -617,15 +645,23 @@ fn py_str(s: &str) -> String {
 /// The code the interpreter runs: starts the tracker and a thread that stops it; in a dict of
 /// its own, so the program's globals stay as they were; errors go to a file, not to the
 /// program's stderr.
-fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool) -> String {
+fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool, token: &str) -> String {
     let d = py_str(&dir.to_string_lossy());
     let c = py_str(&capture.to_string_lossy());
+    let token = py_str(token);
     let body = format!(
         "import sys, os, threading, time
 d = {d}
-stop, active = os.path.join(d, 'stop'), os.path.join(d, 'active')
+stop, active, running = os.path.join(d, 'stop'), os.path.join(d, 'active'), os.path.join(d, {RUNNING:?})
 started = threading.Event()
 state = {{}}
+def mine():
+    # `active` is this attach's (a detach before the start, or a later attach, replaced it).
+    try:
+        with open(active) as f:
+            return f.read().split('\\n')[1:2] == [{token}]
+    except BaseException:
+        return False
 def watch():
     # The duration counts from the start of tracking (the import may take long).
     started.wait()
@@ -633,13 +669,13 @@ def watch():
     if mt is None:
         return
     end = time.monotonic() + {secs} if {secs} else 0
-    while os.path.exists(active) and not os.path.exists(stop) and (not end or time.monotonic() < end):
+    while mine() and not os.path.exists(stop) and (not end or time.monotonic() < end):
         time.sleep(0.1)
     try:
         mt.stop()
     except BaseException:
         pass
-    for p in (stop, active):
+    for p in (running, stop, active) if mine() else ():
         try:
             os.remove(p)
         except OSError:
@@ -650,7 +686,7 @@ try:
     threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
     try:
         # memtrace gave up waiting (no Python code ran for the whole duration): nothing starts.
-        if os.path.exists(active):
+        if mine():
             sys.path.insert(0, d)
             try:
                 import _memtrace_tracker as mt
@@ -659,6 +695,10 @@ try:
                     sys.path.remove(d)
             mt.start({c}, {native}, True, False, '', True)
             state['mt'] = mt
+            try:
+                open(running, 'w').close()
+            except OSError:
+                pass
     except BaseException as e:
         try:
             with open(os.path.join(d, 'error'), 'w') as f:
@@ -666,7 +706,8 @@ try:
         except BaseException:
             pass
         try:
-            os.remove(active)
+            if mine():
+                os.remove(active)
         except BaseException:
             pass
     finally:
@@ -698,14 +739,25 @@ fn detach(pid: i32) -> Result<(), String> {
         false => paths::state_dir(pid, pid).theirs,
     };
     let active = dir.join("active");
-    let Ok(capture) = std::fs::read_to_string(&active) else {
+    let Ok(content) = std::fs::read_to_string(&active) else {
         return Err(format!("process {pid} is not attached by memtrace"));
     };
+    // The capture's path, then the attach's token.
+    let capture = content.lines().next().unwrap_or_default().to_string();
     if !alive(pid) {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(format!(
             "process {pid} is gone; its capture {capture} ends where it ended"
         ));
+    }
+    if !dir.join(RUNNING).exists() {
+        // Tracking has not started: a Python start still queued finds `active` gone and does
+        // nothing; a start that never ran (its memtrace killed) left nothing to stop.
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::say!(
+            "memtrace: process {pid} had not started tracking (a Python process starts when its interpreter next runs Python code; or the memtrace that attached it was killed): the attach is cancelled and the process goes on untracked"
+        );
+        return Ok(());
     }
     std::fs::write(dir.join("stop"), b"")
         .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
