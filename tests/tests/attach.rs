@@ -1307,3 +1307,69 @@ fn a_python_attach_still_queued_can_be_redone_or_cancelled() {
         "{at_line}: {tree}"
     );
 }
+
+/// Prints the threads `threading` knows once tracking runs, keeps 1,500,000 bytes at line 6,
+/// exits with status 4 after `done`.
+const THREADS_SEEN: &str = "import os, threading, time
+print('ready', flush=True)
+while not os.path.exists('go'):
+    time.sleep(0.05)
+print([t.name for t in threading.enumerate()], threading.active_count(), flush=True)
+KEEP = bytearray(1_500_000)
+open('allocated', 'w').close()
+while not os.path.exists('done'):
+    time.sleep(0.05)
+raise SystemExit(4)
+";
+
+/// Whether a node of a `tree --json` tree, or one under it, is in `file`.
+fn has_file(node: &serde_json::Value, file: &str) -> bool {
+    node["file"].as_str() == Some(file)
+        || node["children"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| has_file(c, file))
+}
+
+#[test]
+fn a_python_attach_adds_no_thread_the_program_or_the_capture_sees() {
+    // The attach's watcher was a threading.Thread named memtrace-attach: the program's
+    // threading.enumerate() and active_count() showed it, and its polling (reading the
+    // attach's files ten times a second) was in the capture as a thread of the program's.
+    let dir = scratch("attach_no_thread_seen");
+    write(&dir, "threads_seen.py", THREADS_SEEN);
+    let mut cmd = Command::new(python());
+    cmd.arg("threads_seen.py");
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    // Tracking runs and the watcher polls for a while.
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(4), "{end:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&end.stdout),
+        "['MainThread'] 1\n",
+        "{end:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    let threads = stats["threads"].as_array().expect("threads");
+    assert_eq!(threads.len(), 1, "{stats}");
+    assert_eq!(threads[0]["name"], "MainThread", "{stats}");
+    let tree = memtrace_e2e::report(&["tree", "--json"], &dir.join("cap.bin"));
+    assert!(!has_file(&tree["tree"], "<string>"), "{tree}");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    let at_line = bytes_at(&tree["tree"], "threads_seen.py", 6);
+    assert!(
+        (1_500_000..1_501_000).contains(&at_line),
+        "{at_line}: {tree}"
+    );
+}

@@ -650,10 +650,14 @@ fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool, token
     let c = py_str(&capture.to_string_lossy());
     let token = py_str(token);
     let body = format!(
-        "import sys, os, threading, time
+        "import sys, os, _thread, time
 d = {d}
 stop, active, running = os.path.join(d, 'stop'), os.path.join(d, 'active'), os.path.join(d, {RUNNING:?})
-started = threading.Event()
+# Locks rather than threading.Events, and a thread of _thread rather than threading's: the
+# program's threading.enumerate() and active_count() stay its own.
+ready, started = _thread.allocate_lock(), _thread.allocate_lock()
+ready.acquire()
+started.acquire()
 state = {{}}
 def mine():
     # `active` is this attach's (a detach before the start, or a later attach, replaced it).
@@ -663,10 +667,16 @@ def mine():
     except BaseException:
         return False
 def watch():
+    mt = state['mt']
+    try:
+        # Nothing it allocates is the program's: marked before tracking starts.
+        mt.untracked_thread()
+    except BaseException:
+        pass
+    ready.release()
     # The duration counts from the start of tracking (the import may take long).
-    started.wait()
-    mt = state.get('mt')
-    if mt is None:
+    started.acquire()
+    if not state.get('tracking'):
         return
     end = time.monotonic() + {secs} if {secs} else 0
     while mine() and not os.path.exists(stop) and (not end or time.monotonic() < end):
@@ -681,11 +691,11 @@ def watch():
         except OSError:
             pass
 # Nothing may escape: the interpreter's pending call would fail the program's current line
-# (SystemError). The watcher starts first: its own allocations are not in the capture.
+# (SystemError).
 try:
-    threading.Thread(target=watch, name='memtrace-attach', daemon=True).start()
     try:
-        # memtrace gave up waiting (no Python code ran for the whole duration): nothing starts.
+        # memtrace gave up waiting (no Python code ran for the whole duration), or the attach
+        # was cancelled or replaced: nothing starts.
         if mine():
             sys.path.insert(0, d)
             try:
@@ -693,25 +703,32 @@ try:
             finally:
                 if d in sys.path:
                     sys.path.remove(d)
-            mt.start({c}, {native}, True, False, '', True)
             state['mt'] = mt
+            _thread.start_new_thread(watch, ())
+            # The thread's first frame is made when it first runs (a 16 KiB block on 3.11):
+            # before tracking starts.
+            ready.acquire(True, 5)
+            # Made before the start, so that its allocations are not the program's; removed
+            # below if the start fails.
             try:
                 open(running, 'w').close()
             except OSError:
                 pass
+            mt.start({c}, {native}, True, False, '', True)
+            state['tracking'] = True
     except BaseException as e:
         try:
             with open(os.path.join(d, 'error'), 'w') as f:
                 f.write(str(e) or type(e).__name__)
         except BaseException:
             pass
-        try:
-            if mine():
-                os.remove(active)
-        except BaseException:
-            pass
+        for p in (running, active) if mine() else ():
+            try:
+                os.remove(p)
+            except BaseException:
+                pass
     finally:
-        started.set()
+        started.release()
 except BaseException:
     pass
 ",

@@ -47,6 +47,17 @@ fn none(api: &api::Api) -> *mut Object {
     api.none
 }
 
+/// `_memtrace_tracker.untracked_thread()`: nothing the calling thread allocates from now on is
+/// recorded, as for the tracker's own native threads (`memtrace attach`'s watcher thread, whose
+/// polling showed in the capture among the program's allocations).
+unsafe extern "C" fn untracked_thread(_module: *mut Object, _: *mut Object) -> *mut Object {
+    let Some(api) = api::get() else {
+        return core::ptr::null_mut();
+    };
+    tls::get().in_tracker = 1;
+    none(api)
+}
+
 /// `_memtrace_tracker.script_finished()`: the script is done (atexit, before the interpreter
 /// tears down): what is live now is what the script leaked, and the capture is finished.
 unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *mut Object {
@@ -202,7 +213,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 10]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 11]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -259,6 +270,13 @@ static METHODS: Static<[MethodDef; 10]> = Static(UnsafeCell::new([
         meth: script_path as *const c_void,
         flags: METH_FASTCALL,
         doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"untracked_thread".as_ptr(),
+        meth: untracked_thread as *const c_void,
+        flags: METH_NOARGS,
+        doc: c"untracked_thread(): record nothing the calling thread allocates from now on"
+            .as_ptr(),
     },
     MethodDef {
         name: core::ptr::null(),
