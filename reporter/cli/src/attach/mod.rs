@@ -255,12 +255,13 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
             false => e,
         });
     }
-    // `running` appears once tracking runs (for Python, at the next bytecode; the capture
-    // before it, while the tracker starts): until then a later attach would take this one for
-    // an attach given up.
+    // `running` appears once tracking starts (for Python, at the next bytecode, just before
+    // the tracker makes the capture): until then a later attach would take this one for an
+    // attach given up, and the live view would find no capture.
     let running = dir.join(RUNNING);
+    let started = || running.exists() && capture.exists();
     let start = Instant::now();
-    while !running.exists() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
+    while !started() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
         if let Ok(e) = std::fs::read_to_string(dir.join("error")) {
             return Err(format!(
                 "process {pid} could not start tracking: {}",
@@ -277,7 +278,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         .display()
         .to_string();
     let when = humantime_now();
-    if !running.exists() {
+    if !started() {
         crate::say!(
             "memtrace: attached to process {pid} at {when}; tracking starts when its interpreter next runs Python code; capture {shown}"
         );
