@@ -437,6 +437,20 @@ fn an_explicit_interpreter_is_a_native_run() {
     assert_eq!(view["memtrace_python"], serde_json::json!([]));
     let exe = python().file_name().expect("name").to_string_lossy();
     assert_readable_capture(&default_capture(&dir, &format!("memtrace-{exe}.")));
+    // It says so, and how to get the script's Python stacks (a heaptrack user types this and
+    // got a tree of `python3.11+0x62d099` frames without a word).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ran as a native program"), "{err}");
+    assert!(
+        err.contains(&format!("memtrace run --python {py} probe.py")),
+        "{err}"
+    );
+    // A Python run says nothing of the kind.
+    let out = memtrace_in(&dir, &["run", "-f", "--python", py, "probe.py"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("native program"), "{err}");
+    assert!(err.contains("memtrace tree "), "{err}");
 }
 
 /// Ctrl-C: the terminal signals the whole process group; memtrace stays, the script gets its

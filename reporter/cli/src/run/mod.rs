@@ -415,39 +415,76 @@ fn report(
 }
 
 /// The most useful next command for a capture: for a Python run, the tree of the peak (and the
-/// flamegraph page), where the memory comes from by line; for a native run, the summary.
+/// flamegraph page), where the memory comes from by line; for a native run, the summary; for a
+/// Python interpreter named as the program (a native run by design), how to get Python stacks.
 fn next_step(capture: &Path, shown: &dyn std::fmt::Display) -> String {
-    if is_python_run(capture) {
-        format!(
+    let Some(header) = header_of(capture) else {
+        return format!("view it with: memtrace stats {shown}");
+    };
+    let python_allocators = header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0;
+    let interpreter = is_python_program(&header.exe)
+        || header.argv.first().is_some_and(|a| is_python_program(a));
+    match (python_allocators, interpreter) {
+        (false, true) => format!(
+            "view it with: memtrace stats {shown}. {} ran as a native program (an interpreter named as the program), so the capture has no Python frames; for the script's own lines: {}",
+            header.argv.first().map_or_else(
+                || "The interpreter".to_string(),
+                |a| String::from_utf8_lossy(a).into_owned()
+            ),
+            python_run_command(&header.argv)
+        ),
+        (false, false) => format!("view it with: memtrace stats {shown}"),
+        _ => format!(
             "see where the peak's memory was allocated with: memtrace tree {shown} (or the page: memtrace flamegraph {shown})"
-        )
-    } else {
-        format!("view it with: memtrace stats {shown}")
+        ),
     }
 }
 
-/// Whether the capture is a Python run's: the tracker wrapped the PyMem allocators, or the
-/// program is a `python` interpreter.
-fn is_python_run(capture: &Path) -> bool {
-    use memtrace_format::{options, FileHeader};
+/// The capture's header (None: not readable).
+fn header_of(capture: &Path) -> Option<memtrace_format::FileHeader> {
     let mut head = Vec::new();
-    let read = std::fs::File::open(capture).and_then(|f| {
-        std::io::Read::read_to_end(&mut std::io::Read::take(f, 64 * 1024), &mut head)
-    });
-    let Ok(header) = read
-        .ok()
-        .and_then(|_| FileHeader::decode(&head).ok().map(|(h, _)| h))
-        .ok_or(())
-    else {
-        return false;
-    };
-    let program = |p: &[u8]| {
-        let name = p.rsplit(|&b| b == b'/').next().unwrap_or(p);
-        name.starts_with(b"python")
-    };
-    header.options & options::PYTHON_ALLOCATORS != 0
-        || program(&header.exe)
-        || header.argv.first().is_some_and(|a| program(a))
+    std::fs::File::open(capture)
+        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 64 * 1024), &mut head))
+        .ok()?;
+    memtrace_format::FileHeader::decode(&head).ok().map(|(h, _)| h)
+}
+
+/// Whether the program at `path` is a `python*` interpreter (by its name).
+fn is_python_program(path: &[u8]) -> bool {
+    let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    name.starts_with(b"python")
+}
+
+/// `memtrace run --python INTERPRETER ARGS...` for a native run's command line `argv`, each word
+/// quoted for a POSIX shell where it needs it.
+fn python_run_command(argv: &[Vec<u8>]) -> String {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|w| shell_word(&String::from_utf8_lossy(w)))
+        .collect();
+    // memtrace takes a script, `-m MODULE` or `-c CODE` after the interpreter, not its options.
+    let runnable = words
+        .get(1)
+        .is_some_and(|w| w == "-m" || w == "-c" || !w.starts_with('-'));
+    match (words.first(), runnable) {
+        (Some(interpreter), true) => {
+            format!("memtrace run --python {interpreter} {}", words[1..].join(" "))
+        }
+        (Some(interpreter), false) => format!("memtrace run --python {interpreter} SCRIPT.py"),
+        (None, _) => "memtrace run SCRIPT.py".to_string(),
+    }
+}
+
+/// `w` as one word of a POSIX shell command.
+fn shell_word(w: &str) -> String {
+    let plain = !w.is_empty()
+        && w
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    match plain {
+        true => w.to_string(),
+        false => format!("'{}'", w.replace('\'', "'\\''")),
+    }
 }
 
 /// The tracker library: $MEMTRACE_TRACKER, or the one beside this executable (named as built, or
