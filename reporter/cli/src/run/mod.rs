@@ -422,8 +422,8 @@ fn next_step(capture: &Path, shown: &dyn std::fmt::Display) -> String {
         return format!("view it with: memtrace stats {shown}");
     };
     let python_allocators = header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0;
-    let interpreter = is_python_program(&header.exe)
-        || header.argv.first().is_some_and(|a| is_python_program(a));
+    let interpreter =
+        is_python_program(&header.exe) || header.argv.first().is_some_and(|a| is_python_program(a));
     match (python_allocators, interpreter) {
         (false, true) => format!(
             "view it with: memtrace stats {shown}. {} ran as a native program (an interpreter named as the program), so the capture has no Python frames; for the script's own lines: {}",
@@ -446,7 +446,9 @@ fn header_of(capture: &Path) -> Option<memtrace_format::FileHeader> {
     std::fs::File::open(capture)
         .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 64 * 1024), &mut head))
         .ok()?;
-    memtrace_format::FileHeader::decode(&head).ok().map(|(h, _)| h)
+    memtrace_format::FileHeader::decode(&head)
+        .ok()
+        .map(|(h, _)| h)
 }
 
 /// Whether the program at `path` is a `python*` interpreter (by its name).
@@ -468,7 +470,10 @@ fn python_run_command(argv: &[Vec<u8>]) -> String {
         .is_some_and(|w| w == "-m" || w == "-c" || !w.starts_with('-'));
     match (words.first(), runnable) {
         (Some(interpreter), true) => {
-            format!("memtrace run --python {interpreter} {}", words[1..].join(" "))
+            format!(
+                "memtrace run --python {interpreter} {}",
+                words[1..].join(" ")
+            )
         }
         (Some(interpreter), false) => format!("memtrace run --python {interpreter} SCRIPT.py"),
         (None, _) => "memtrace run SCRIPT.py".to_string(),
@@ -478,8 +483,7 @@ fn python_run_command(argv: &[Vec<u8>]) -> String {
 /// `w` as one word of a POSIX shell command.
 fn shell_word(w: &str) -> String {
     let plain = !w.is_empty()
-        && w
-            .bytes()
+        && w.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
     match plain {
         true => w.to_string(),
