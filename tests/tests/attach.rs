@@ -1361,6 +1361,7 @@ fn a_python_attach_adds_no_thread_the_program_or_the_capture_sees() {
     );
     assert_eq!(String::from_utf8_lossy(&end.stderr), "");
     let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
     let threads = stats["threads"].as_array().expect("threads");
     assert_eq!(threads.len(), 1, "{stats}");
     assert_eq!(threads[0]["name"], "MainThread", "{stats}");
