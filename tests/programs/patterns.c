@@ -95,6 +95,12 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "raise")) {           /* leaks n x size, then raise(SIGTERM) */
         for (long i = 0; i < n; i++) touch(malloc(size));
         raise(SIGTERM);
+    } else if (!strcmp(mode, "killgroup")) {       /* leaks n x size, then kill(0, SIGTERM) */
+        for (long i = 0; i < n; i++) touch(malloc(size));
+        kill(0, SIGTERM);
+    } else if (!strcmp(mode, "killpg")) {          /* leaks n x size, then killpg(own, SIGTERM) */
+        for (long i = 0; i < n; i++) touch(malloc(size));
+        killpg(getpgrp(), SIGTERM);
     } else if (!strcmp(mode, "echo")) {            /* copies stdin to stdout through malloc'd lines */
         char *line = NULL;
         size_t cap = 0;

@@ -221,6 +221,52 @@ fn a_program_ending_itself_with_a_signal_leaves_a_complete_capture() {
 }
 
 #[test]
+fn a_program_ending_its_own_process_group_leaves_a_complete_capture() {
+    // kill(0, SIGTERM) and killpg(getpgrp(), SIGTERM) reach the program itself: its capture had
+    // no trailer (only kill of its own pid finished it, and glibc's killpg calls no hook).
+    use std::os::unix::process::CommandExt;
+    let (dir, prog) = setup("killgroup");
+    let (base, _) = record(&dir, "base.bin", &prog, &["none"]);
+    let b = stats(&base);
+    for mode in ["killgroup", "killpg"] {
+        // memtrace leads a group of its own, so the program leads one too and its signal
+        // reaches no test process.
+        let cap = dir.join(format!("{mode}.bin"));
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&cap)
+            .arg("--")
+            .arg(&prog)
+            .args([mode, "100", "10"])
+            .current_dir(&dir)
+            .process_group(0)
+            .output_watched();
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{mode}: {out:?}");
+        let plain = Command::new(&prog)
+            .args([mode, "100", "10"])
+            .process_group(0)
+            .output_watched();
+        assert_eq!(
+            plain.status.signal(),
+            Some(libc::SIGTERM),
+            "{mode}: {plain:?}"
+        );
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{mode}: {s}");
+        assert_eq!(
+            num(&s, "total_allocations") - num(&b, "total_allocations"),
+            100,
+            "{mode}"
+        );
+        assert_eq!(
+            num(&s, "leaked_bytes") - num(&b, "leaked_bytes"),
+            1000,
+            "{mode}"
+        );
+    }
+}
+
+#[test]
 fn stdout_and_stdin_are_untouched() {
     let dir = scratch("stdio");
     let prog = compile("patterns", &dir);

@@ -181,6 +181,7 @@ export!(_exit => crate::lifecycle::_exit, (status: c_int) -> !);
 // C99's _Exit is glibc's _exit under another name (it ran no hook: no trailer).
 export!(_Exit => crate::lifecycle::_exit, (status: c_int) -> !);
 export!(kill => crate::session::signals::kill, (pid: pid_t, sig: c_int) -> c_int);
+export!(killpg => crate::session::signals::killpg, (pgrp: pid_t, sig: c_int) -> c_int);
 export!(raise => crate::session::signals::raise, (sig: c_int) -> c_int);
 export!(abort => crate::session::signals::abort, () -> !);
 export!(__assert_fail => crate::session::signals::assert_fail, (assertion: *const c_char, file: *const c_char, line: libc::c_uint, function: *const c_char) -> !);

@@ -1,5 +1,6 @@
 //! A program that ends itself with a signal (Python re-raises SIGINT after an unhandled
-//! KeyboardInterrupt; others `raise(SIGTERM)` or `kill(getpid(), ...)`) runs no exit handlers:
+//! KeyboardInterrupt; others `raise(SIGTERM)`, `kill(getpid(), ...)` or a signal to their own
+//! process group) runs no exit handlers:
 //! the capture is finished just before such a signal is sent, so that it is complete.
 
 use crate::real::forward;
@@ -12,7 +13,7 @@ use libc::{c_int, pid_t};
 /// # Safety
 /// Same contract as libc's kill.
 pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
-    if pid > 0 && !sys::sandboxed() && pid as u32 == sys::getpid() && ends_the_process(sig) {
+    if !sys::sandboxed() && reaches_this_process(pid) && ends_the_process(sig) {
         lifecycle::finish_now();
     }
     match real::get().and_then(|r| r.kill) {
@@ -20,6 +21,32 @@ pub unsafe extern "C" fn kill(pid: pid_t, sig: c_int) -> c_int {
         // SAFETY: the system call kill(2) with the caller's arguments.
         None => unsafe { libc::syscall(libc::SYS_kill, pid, sig) as c_int },
     }
+}
+
+/// Whether kill(2) of `pid` signals this process: its pid, 0 (its process group) or minus its
+/// process group (`kill(-1, ...)` spares the caller on Linux).
+fn reaches_this_process(pid: pid_t) -> bool {
+    match pid {
+        0 => true,
+        p if p > 0 => p as u32 == sys::getpid(),
+        -1 => false,
+        // SAFETY: getpgrp(2) takes nothing and cannot fail.
+        p => p.checked_neg() == Some(unsafe { libc::getpgrp() }),
+    }
+}
+
+/// Interposed: glibc's killpg calls its own kill, which no hook sees; it is `kill(-pgrp, sig)`.
+///
+/// # Safety
+/// Same contract as libc's killpg.
+pub unsafe extern "C" fn killpg(pgrp: pid_t, sig: c_int) -> c_int {
+    if pgrp < 0 {
+        // SAFETY: the calling thread's errno.
+        unsafe { *libc::__errno_location() = libc::EINVAL };
+        return -1;
+    }
+    // SAFETY: kill's contract, which is killpg's.
+    unsafe { kill(-pgrp, sig) }
 }
 
 /// Interposed: as `kill`, for a signal to the calling thread.

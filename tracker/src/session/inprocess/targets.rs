@@ -98,7 +98,7 @@ fn build() -> Targets {
     // may lack (then NONE, which no slot holds).
     let ours = |name: &'static core::ffi::CStr, f: Option<usize>| (name, own(name), f);
     let opt = |f: Option<usize>| Some(f.unwrap_or(NONE));
-    let candidates: [(&'static core::ffi::CStr, usize, Option<usize>); 19] = [
+    let candidates: [(&'static core::ffi::CStr, usize, Option<usize>); 20] = [
         ours(c"malloc", Some(r.malloc as usize)),
         ours(c"free", Some(r.free as usize)),
         ours(c"calloc", Some(r.calloc as usize)),
@@ -115,6 +115,8 @@ fn build() -> Targets {
         ours(c"mremap", opt(r.mremap.map(|f| f as usize))),
         ours(c"_exit", opt(r.underscore_exit.map(|f| f as usize))),
         ours(c"kill", opt(r.kill.map(|f| f as usize))),
+        // Forwards to `kill` (its own hook, then the real one).
+        ours(c"killpg", None),
         ours(c"raise", opt(r.raise.map(|f| f as usize))),
         (
             c"dlopen",
