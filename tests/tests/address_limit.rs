@@ -83,6 +83,26 @@ fn a_program_that_lowers_its_own_address_space_limit_runs_as_alone() {
 }
 
 #[test]
+fn a_program_that_lowers_its_limit_close_to_its_need_runs_as_alone() {
+    // The shrunk capture kept 64 MiB past what it had written (for reservations in flight),
+    // so 230 MiB under a 300 MiB limit set by the program was a MemoryError under memtrace.
+    let dir = scratch("rlimit-own-tight");
+    let script = "import resource\n\
+                  resource.setrlimit(resource.RLIMIT_AS, (300 << 20, 300 << 20))\n\
+                  b = bytearray(230 << 20)\n\
+                  print('ok', len(b))\n";
+    std::fs::write(dir.join("tight.py"), script).expect("write");
+    let cap = dir.join("tight.bin");
+    let (alone, tracked) = alone_and_tracked(&dir, &cap, &["tight.py"], None);
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert!(num(&s, "peak_bytes") >= 230 << 20, "{s}");
+}
+
+#[test]
 fn a_program_started_under_an_address_space_limit_runs_as_alone() {
     let dir = scratch("rlimit-start");
     let cap = dir.join("start.bin");

@@ -36,9 +36,12 @@ const MAP_SIZES: [usize; 4] = [1 << 40, 64 << 30, 8 << 30, 1 << 30];
 /// the limit leaves (1/16), and no less than [`MIN_LIMITED_MAP`] (else nothing is recorded).
 const LIMITED_SHARE: u64 = 16;
 const MIN_LIMITED_MAP: usize = 4 << 20;
-/// What a shrunk mapping keeps past what was reserved: more than the reservations that may be
-/// in flight while it shrinks (each at most a chunk of a few MiB).
-const SHRINK_MARGIN: u64 = 64 << 20;
+/// What a shrunk mapping keeps past what was reserved when the limit leaves less than that: room
+/// for a few chunks more before recording stops. (Reservations in flight while it shrinks are
+/// kept by `fit_address_limit` itself: it cuts only past what was reserved after the lowered
+/// length is published. A 64 MiB margin guarded them before, which a program that set its own
+/// limit with little headroom lost.)
+const SHRINK_MARGIN: u64 = 4 << 20;
 const FIRST_STEP: u64 = 1 << 20;
 /// The file is grown by written zeros, in steps of WRITTEN_STEP, up to this length (where
 /// `write_reserves` holds for its file system).
@@ -538,9 +541,20 @@ impl Capture {
         }
         self.map_len.store(keep as usize, Ordering::SeqCst);
         self.limited.store(true, Ordering::Relaxed);
-        // SAFETY: [base + keep, base + len) is the unused tail of this capture's own mapping:
-        // no reservation reaches it (checked against the lowered length from now on).
-        sys::unmap(unsafe { base.add(keep as usize) }, len - keep as usize);
+        // A reservation that saw the old length made its fetch_add before the store above (all
+        // sequentially consistent), so `reserved` read now covers it; later ones see the lowered
+        // length and fail past it.
+        let cut = self
+            .reserved
+            .load(Ordering::SeqCst)
+            .max(keep)
+            .div_ceil(page)
+            * page;
+        if cut < len as u64 {
+            // SAFETY: [base + cut, base + len) is the tail of this capture's own mapping that no
+            // reservation reaches, made or to come.
+            sys::unmap(unsafe { base.add(cut as usize) }, len - cut as usize);
+        }
     }
 
     /// In a fork child: forget the parent's capture without touching it.
