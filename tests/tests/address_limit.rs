@@ -103,6 +103,43 @@ fn a_program_that_lowers_its_limit_close_to_its_need_runs_as_alone() {
 }
 
 #[test]
+fn new_stacks_when_memory_is_short_do_not_abort_the_program() {
+    // The tracker's stack, frame and string tables grew with the global allocator: when the
+    // program had filled its address space, the first growth that failed aborted the process
+    // (Rust's handler: "memory allocation of 204816 bytes failed", SIGABRT), in every mode.
+    let dir = scratch("rlimit-tables");
+    let mut script = String::from("import sys\nkeep, filler = [], []\ndef many_lines():\n");
+    for i in 0..20_000 {
+        script.push_str(&format!("    keep.append(bytes({}))\n", 60 + i % 7));
+    }
+    script.push_str(
+        "for size in (1 << 24, 1 << 20, 1 << 16):\n\
+         \x20   try:\n\
+         \x20       while True:\n\
+         \x20           filler.append(bytearray(size))\n\
+         \x20   except MemoryError:\n\
+         \x20       pass\n\
+         mib = [i for i, b in enumerate(filler) if len(b) == 1 << 20][:3]\n\
+         for i in reversed(mib):\n\
+         \x20   del filler[i]\n\
+         try:\n\
+         \x20   many_lines()\n\
+         \x20   print('ok', len(keep))\n\
+         except MemoryError:\n\
+         \x20   print('MemoryError', len(keep))\n",
+    );
+    std::fs::write(dir.join("short.py"), script).expect("write");
+    let cap = dir.join("short.bin");
+    let (alone, tracked) = alone_and_tracked(&dir, &cap, &["short.py"], Some(300_000_000));
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    assert_eq!(String::from_utf8_lossy(&alone.stdout), "ok 20000\n");
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = stats(&cap);
+    assert!(num(&s, "total_allocations") >= 20_000, "{s}");
+}
+
+#[test]
 fn a_program_started_under_an_address_space_limit_runs_as_alone() {
     let dir = scratch("rlimit-start");
     let cap = dir.join("start.bin");

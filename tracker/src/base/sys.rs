@@ -389,6 +389,27 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
     n
 }
 
+/// This process's id and its parent's as /proc names them (the pid namespace it was mounted
+/// in: memtrace's, usually) rather than as getpid/getppid do (in the process's own namespace:
+/// 1 and 0 for the first process of one made by `unshare(CLONE_NEWPID)`), so that a child in a
+/// namespace of its own is named as its parent's record of it names it. getpid/getppid where
+/// /proc cannot be read.
+pub fn proc_ids() -> (u32, u32) {
+    let mut buf = [0u8; 1024];
+    let n = read_file(b"/proc/self/status\0", &mut buf);
+    let field = |name: &[u8]| -> Option<u32> {
+        let line = buf[..n]
+            .split(|&b| b == b'\n')
+            .find(|l| l.starts_with(name))?;
+        let digits = line[name.len()..].trim_ascii();
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    match (field(b"Pid:"), field(b"PPid:")) {
+        (Some(pid), Some(ppid)) if pid != 0 => (pid, ppid),
+        _ => (getpid(), getppid()),
+    }
+}
+
 /// readlink(2) into buf; returns the length.
 pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
     // SAFETY: path is NUL-terminated, buf writable.

@@ -33,7 +33,8 @@ extern "C" fn memtrace_init() {
             return;
         }
         let pid = sys::getpid();
-        let Some(mut cfg) = Config::from_env(pid) else {
+        // Named as /proc names it (see sys::proc_ids): a descendant's file is `ROOT.PID`.
+        let Some(mut cfg) = Config::from_env(sys::proc_ids().0) else {
             return;
         };
         let tracker = own_path();
@@ -61,7 +62,7 @@ extern "C" fn memtrace_init() {
         crate::find_loader_lock::learn();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
-        let result = start_capture(&cfg, pid);
+        let result = start_capture(&cfg);
         if let Err(msg) = result {
             report_status(&cfg, &msg);
         } else {
@@ -103,9 +104,9 @@ fn own_path() -> Vec<u8> {
 }
 
 /// Opens the capture file and writes its header.
-fn start_capture(cfg: &Config, pid: u32) -> Result<(), Vec<u8>> {
+fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
     let (fd, path) = open_capture(cfg)?;
-    let header = file_header(cfg, pid);
+    let header = file_header(cfg);
     crate::capture::on_fail(thread::close_all);
     if let Err(e) = CAPTURE.open(fd, &path, &header) {
         CAPTURE.abandon();
@@ -221,7 +222,9 @@ fn report_status(cfg: &Config, msg: &[u8]) {
     }
 }
 
-fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
+fn file_header(cfg: &Config) -> Vec<u8> {
+    // As a parent's child record names them (see sys::proc_ids).
+    let (pid, ppid) = sys::proc_ids();
     // Most command lines fit in a page; a zeroed 256 KiB buffer is a mapping made and
     // unmapped per capture (the pytest plugin opens one per test).
     let mut cmdline = vec![0u8; 4096];
@@ -258,7 +261,7 @@ fn file_header(cfg: &Config, pid: u32) -> Vec<u8> {
         major: MAJOR,
         minor: MINOR,
         pid,
-        ppid: sys::getppid(),
+        ppid,
         start_realtime_ns: sys::clock_ns(libc::CLOCK_REALTIME),
         start_mono_ns,
         start_tick,
@@ -357,7 +360,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         modules::reset();
         EXIT_MARKED.store(false, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);
-        start_capture(&cfg, pid)?;
+        start_capture(&cfg)?;
         CAPTURE_PID.store(pid, Ordering::Relaxed);
         *CONFIG.lock() = Some(cfg);
         STARTED.store(true, Ordering::Release);
@@ -581,7 +584,8 @@ pub(crate) extern "C" fn fork_child() {
         }
         let pid = sys::getpid();
         let child = Config {
-            output: child_path(&cfg.root, pid),
+            // As the parent's child record names it (see sys::proc_ids).
+            output: child_path(&cfg.root, sys::proc_ids().0),
             force: false,
             follow_fork: true,
             root: cfg.root.clone(),
@@ -606,7 +610,7 @@ pub(crate) extern "C" fn fork_child() {
         thread::reset_for_new_capture();
         EXIT_MARKED.store(false, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);
-        match start_capture(&child, pid) {
+        match start_capture(&child) {
             Ok(()) => {
                 crate::exec::after_fork(&child);
                 CAPTURE_PID.store(pid, Ordering::Relaxed);

@@ -44,7 +44,9 @@ pub fn native_site(ret: u64) -> Result<u64, NewSite> {
     }
     let stack = NEXT_STACK.fetch_add(1, Ordering::Relaxed);
     let frame = NEXT_FRAME.fetch_add(1, Ordering::Relaxed);
-    map.insert(ret, stack);
+    if map.try_reserve(1).is_ok() {
+        map.insert(ret, stack);
+    }
     Err(NewSite { stack, frame })
 }
 
@@ -96,6 +98,10 @@ static NATIVE_FRAMES: Table<u64> = SpinLock::new(None);
 
 /// The id of `key` in `table`: `Ok` when known, else `Err` with a fresh id from `next` (the
 /// caller writes its definition).
+///
+/// When the table cannot grow (the process is out of memory, or at its address-space limit)
+/// the key is not added: a failed allocation here aborted the program (Rust's handler), and a
+/// key left out only gets a fresh id again when next seen, which readers take as any other.
 fn intern<K: std::hash::Hash + Eq>(table: &Table<K>, next: &AtomicU64, key: K) -> Result<u64, u64> {
     let mut g = table.lock();
     let map = g.get_or_insert_with(FastMap::default);
@@ -103,11 +109,13 @@ fn intern<K: std::hash::Hash + Eq>(table: &Table<K>, next: &AtomicU64, key: K) -
         return Ok(id);
     }
     let id = next.fetch_add(1, Ordering::Relaxed);
-    map.insert(key, id);
+    if map.try_reserve(1).is_ok() {
+        map.insert(key, id);
+    }
     Err(id)
 }
 
-/// The id of a string (a Python function or file name).
+/// The id of a string (a Python function or file name); as [`intern`] when memory is short.
 pub fn string(bytes: &[u8]) -> Result<u64, u64> {
     let mut g = STRINGS.lock();
     let map = g.get_or_insert_with(FastMap::default);
@@ -115,7 +123,11 @@ pub fn string(bytes: &[u8]) -> Result<u64, u64> {
         return Ok(id);
     }
     let id = NEXT_STRING.fetch_add(1, Ordering::Relaxed);
-    map.insert(bytes.into(), id);
+    let mut key = Vec::new();
+    if map.try_reserve(1).is_ok() && key.try_reserve_exact(bytes.len()).is_ok() {
+        key.extend_from_slice(bytes);
+        map.insert(key.into_boxed_slice(), id);
+    }
     Err(id)
 }
 
