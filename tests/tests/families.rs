@@ -879,3 +879,52 @@ for py in sys.argv[1:]:
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), printed, "{olds:?}");
 }
+
+#[test]
+fn children_in_pid_namespaces_of_their_own_are_named_and_linked_as_their_parents_know_them() {
+    // A child that is the first process of a pid namespace of its own is pid 1 there and its
+    // parent 0: its capture was named ROOT.1 (the others ROOT.1.2, ...), and the family report
+    // listed its parent's record of it as not tracked and itself as a stray process 1.
+    let dir = scratch("family-pidns");
+    let prog = memtrace_e2e::compile("pid_namespace", &dir);
+    let capture = dir.join("ns.bin");
+    let out = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    if out.status.code() == Some(3) {
+        eprintln!("skipped: no pid namespace can be made here");
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&capture);
+    let procs = s["processes"].as_array().expect("processes").clone();
+    // The program, its three children, their three grandchildren: all tracked, each named by
+    // the pid its parent knows.
+    assert_eq!(procs.len(), 7, "{procs:?}");
+    let root = num(&s, "pid");
+    let children: Vec<i64> = procs
+        .iter()
+        .filter(|p| num(p, "parent_pid") == root)
+        .map(|p| num(p, "pid"))
+        .collect();
+    assert_eq!(children.len(), 3, "{procs:?}");
+    let mut kept = Vec::new();
+    for p in &procs {
+        assert_eq!(p["tracked"], true, "{p}");
+        assert!(dir.join(format!("ns.bin.{}", num(p, "pid"))).exists() || num(p, "pid") == root);
+        if children.contains(&num(p, "parent_pid")) {
+            kept.push(num(p, "leaked_bytes"));
+        }
+    }
+    kept.sort_unstable();
+    // (k + 1) * 1000 blocks of 100 bytes each, and whatever stdio keeps (its buffer).
+    assert_eq!(kept.len(), 3, "{procs:?}");
+    for (k, bytes) in kept.iter().enumerate() {
+        let blocks = (k as i64 + 1) * 100_000;
+        assert!((blocks..blocks + 8192).contains(bytes), "{k}: {bytes} in {procs:?}");
+    }
+}
