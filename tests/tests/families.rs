@@ -925,6 +925,9 @@ fn children_in_pid_namespaces_of_their_own_are_named_and_linked_as_their_parents
     assert_eq!(kept.len(), 3, "{procs:?}");
     for (k, bytes) in kept.iter().enumerate() {
         let blocks = (k as i64 + 1) * 100_000;
-        assert!((blocks..blocks + 8192).contains(bytes), "{k}: {bytes} in {procs:?}");
+        assert!(
+            (blocks..blocks + 8192).contains(bytes),
+            "{k}: {bytes} in {procs:?}"
+        );
     }
 }
