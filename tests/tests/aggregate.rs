@@ -352,6 +352,74 @@ fn every_report_reads_an_aggregated_capture() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
+#[test]
+fn the_page_of_an_aggregated_capture_charts_its_run_and_says_what_it_is() {
+    // The page's memory chart ran from tick 0 (the machine's start: the chunks of an aggregated
+    // capture hold no timed record) to the end, every bucket empty, "full" as its mode and no
+    // word of the aggregation.
+    let dir = scratch("aggregate-page");
+    let prog = compile(PROGRAM, &dir);
+    let agg = run(&dir, "agg.bin", &prog, &["--aggregate"]);
+    let full = run(&dir, "full.bin", &prog, &[]);
+    let page = |cap: &Path, html: &str| -> Value {
+        let out = memtrace(
+            &["flamegraph", "-o", html, cap.to_str().expect("utf-8")],
+            &dir,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let text = std::fs::read_to_string(dir.join(html)).expect("the page");
+        memtrace_e2e::page::page_data(&text)
+    };
+    let a = page(&agg, "agg.html");
+    let f = page(&full, "full.html");
+    assert_eq!(a["meta"]["aggregated"], true);
+    assert_eq!(f["meta"]["aggregated"], false);
+    assert!(
+        a["meta"]["mode"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("aggregated")),
+        "{}",
+        a["meta"]
+    );
+    assert!(
+        a["meta"]["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w
+                .as_str()
+                .is_some_and(|w| w.starts_with("aggregated capture")))),
+        "{}",
+        a["meta"]
+    );
+    for d in [&a, &f] {
+        let hwm: Vec<u64> = d["buckets"]["hwm"]
+            .as_array()
+            .expect("hwm")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        let buckets = hwm.len() as f64;
+        let width = d["buckets"]["width_s"].as_f64().expect("width");
+        let duration = d["meta"]["duration_s"].as_f64().expect("duration");
+        // The chart spans the run, not the machine's uptime.
+        assert!(
+            width * buckets <= duration * 1.5 + 0.01,
+            "{width} x {buckets} for {duration} s"
+        );
+        // Its highest bucket is the peak, and memory shows in more than one bucket.
+        assert_eq!(
+            hwm.iter().max().copied(),
+            d["meta"]["peak"].as_u64(),
+            "{}",
+            d["buckets"]
+        );
+        assert!(
+            hwm.iter().filter(|&&b| b > 0).count() > 1,
+            "{}",
+            d["buckets"]
+        );
+    }
+}
+
 /// The mode passes through an exec: a program that `env` runs is aggregated as well, and its
 /// capture gives the figures of a direct aggregated run of it.
 #[test]

@@ -3,6 +3,7 @@
 //! histogram and the memory series come from its last snapshots instead of the replay
 //! (crate::capture::aggregate), so every report built on [`super::Analysis`] works on it.
 
+use super::buckets::Buckets;
 use super::replay::{Replay, Snapshot};
 use super::series::Series;
 use super::sets::AllocSet;
@@ -121,8 +122,14 @@ pub fn apply(
     points.push((h.peak_tick, h.peak_bytes));
     points.push((h.tick, h.live_bytes));
     points.sort_by_key(|p| p.0);
-    for (tick, bytes) in points {
+    for &(tick, bytes) in &points {
         series.record(tick, bytes);
+    }
+    // The memory-over-time chart (the HTML page's buckets): from the snapshots' points, the
+    // only times this capture has (its chunks hold no timed record, so the buckets spanned
+    // tick 0 to the end and stayed empty).
+    if let Some(n) = replay.buckets.as_ref().map(Buckets::count) {
+        replay.buckets = Some(Buckets::from_series(n, &points));
     }
     // Every allocation not live now was freed (or unmapped).
     replay.frees = h.alloc_count.saturating_sub(h.live_count);

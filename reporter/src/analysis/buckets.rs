@@ -231,6 +231,39 @@ impl Buckets {
         }
     }
 
+    /// How many buckets there are.
+    pub fn count(&self) -> usize {
+        self.n
+    }
+
+    /// `n` buckets over a memory series alone, `points` (tick, live bytes) in tick order: an
+    /// aggregated capture's, which has no event to replay. Each bucket's high-water mark is its
+    /// highest point, or the level the last point before it left (memory stays where it was
+    /// between points); no key has a history (its values over time were not recorded).
+    pub fn from_series(n: usize, points: &[(u64, u64)]) -> Buckets {
+        let first = points.first().map_or(0, |p| p.0);
+        let last = points.last().map_or(first, |p| p.0);
+        let mut b = Buckets::new(n, first, last);
+        let mut level = 0;
+        let mut next = 0;
+        for &(tick, bytes) in points {
+            let i = b.bucket_of_tick(tick);
+            // Buckets without a point of their own keep the level.
+            while next < i {
+                next += 1;
+                b.maxes[next] = (b.t0 + next as u64 * b.width, level);
+            }
+            if bytes > b.maxes[i].1 {
+                b.maxes[i] = (tick, bytes);
+            }
+            level = bytes;
+        }
+        for k in next + 1..b.n {
+            b.maxes[k] = (b.t0 + k as u64 * b.width, level);
+        }
+        b
+    }
+
     /// `n` buckets over the ticks `first_tick..=last_tick`.
     pub fn new(n: usize, first_tick: u64, last_tick: u64) -> Buckets {
         let n = n.max(1);

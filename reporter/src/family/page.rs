@@ -393,6 +393,7 @@ fn empty_meta() -> data::Meta {
             .collect(),
         version: env!("CARGO_PKG_VERSION"),
         warnings: Vec::new(),
+        aggregated: false,
         memory_limit: None,
     }
 }

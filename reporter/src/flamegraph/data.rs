@@ -137,6 +137,9 @@ pub struct Meta {
     pub allocators: Vec<&'static str>,
     pub version: &'static str,
     pub warnings: Vec<String>,
+    /// An aggregated capture (`memtrace run --aggregate`): sums per stack and thread, so no
+    /// temporary allocations and nothing live at a moment of the page's choosing.
+    pub aggregated: bool,
     /// The cgroup v2 memory limit the process ran under (bytes), drawn on the chart.
     pub memory_limit: Option<u64>,
 }
@@ -324,7 +327,11 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             path: visible(&capture.path().display().to_string()),
             command: visible(&argv.join(" ")),
             python: python_version(capture, analysis),
-            mode: mode(native, analysis.index.settings.sample_bytes),
+            mode: mode(
+                native,
+                analysis.index.settings.sample_bytes,
+                analysis.index.settings.aggregate,
+            ),
             duration_s: analysis.duration_s(),
             peak: analysis.replay.peak.bytes,
             peak_allocations: analysis.replay.peak.allocations,
@@ -343,6 +350,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             allocators: Allocator::ALL.iter().map(|a| a.name()).collect(),
             version: env!("CARGO_PKG_VERSION"),
             warnings: analysis.warnings.clone(),
+            aggregated: analysis.index.settings.aggregate,
             memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         },
         buckets,
@@ -692,11 +700,13 @@ pub fn to_script_json(data: &PageData) -> String {
 
 /// How the capture was recorded, for the page's summary: full or sampled (`run
 /// --sample-bytes N`: figures are estimates), with native stacks or not.
-fn mode(native: bool, sample_bytes: u64) -> String {
-    let base = match sample_bytes {
-        0 => "full".to_string(),
-        n => format!(
-            "sampled every {} (estimates)",
+fn mode(native: bool, sample_bytes: u64, aggregated: bool) -> String {
+    let base = match (sample_bytes, aggregated) {
+        (0, false) => "full".to_string(),
+        (0, true) => "aggregated (sums per stack and thread)".to_string(),
+        (n, aggregated) => format!(
+            "{}sampled every {} (estimates)",
+            if aggregated { "aggregated, " } else { "" },
             crate::report::human::size(n)
         ),
     };
@@ -713,14 +723,18 @@ mod tests {
 
     #[test]
     fn the_mode_names_sampling_and_native_stacks() {
-        assert_eq!(mode(false, 0), "full");
-        assert_eq!(mode(true, 0), "full, --native");
+        assert_eq!(mode(false, 0, false), "full");
         assert_eq!(
-            mode(false, 512 * 1024),
+            mode(false, 0, true),
+            "aggregated (sums per stack and thread)"
+        );
+        assert_eq!(mode(true, 0, false), "full, --native");
+        assert_eq!(
+            mode(false, 512 * 1024, false),
             "sampled every 512.0 KiB (estimates)"
         );
         assert_eq!(
-            mode(true, 4096),
+            mode(true, 4096, false),
             "sampled every 4.0 KiB (estimates), --native"
         );
     }

@@ -605,6 +605,7 @@
     add("Command", m.command);
     add("Python", m.python || "none seen");
     add("Mode", m.mode);
+    for (const w of m.warnings || []) add("Note", w);
     if (m.memory_limit) add("Memory limit", `${size(m.memory_limit)} (cgroup v2 memory.max)`, exact(m.memory_limit));
   }
   const VIEWS = [["peak", "Peak"], ["leaks", "Leaks"], ["temporary", "Temporary"], ["all", "All allocations"]];
@@ -655,7 +656,11 @@
         t = `Allocated from ${secs(bStart(state.from))} to ${secs(bStart(state.to + 1))} and live at the range's high-water mark (${secs(D.buckets.at_s[top])})`;
       }
     }
-    s.textContent = `${t}: ${size(root.total)} in ${count(root.count)} allocation${root.count === 1 ? "" : "s"}`;
+    // An aggregated capture kept sums, not allocations: what these views need was not recorded.
+    const unrecorded = D.meta.aggregated && ["temporary", "moment", "range"].includes(state.view);
+    s.textContent = unrecorded
+      ? `${t}: not recorded in an aggregated capture (memtrace run --aggregate keeps sums per stack and thread); record the run without --aggregate`
+      : `${t}: ${size(root.total)} in ${count(root.count)} allocation${root.count === 1 ? "" : "s"}`;
     s.title = exact(root.total);
     document.getElementById("clear").style.display = state.view === "moment" || state.view === "range" ? "" : "none";
     document.getElementById("resolution").textContent =
