@@ -210,6 +210,53 @@ fn csv_has_the_readme_columns_and_the_known_site() {
     assert_eq!(sum("allocations"), num(&s, "total_allocations"));
 }
 
+/// A `--follow-fork` family's pprof carries the run's labels on every sample, before each
+/// sample's process (`pid`, `process`): it dropped them, and the sampled note.
+#[test]
+fn pprof_of_a_family_carries_the_run_labels() {
+    let dir = scratch("readers-pprof-family-labels");
+    let script = write(
+        &dir,
+        "forks.py",
+        "import os\nx = bytearray(10**6)\npid = os.fork()\nif pid == 0:\n    y = bytearray(2 * 10**6)\n    os._exit(0)\nos.waitpid(pid, 0)\n",
+    );
+    let cap = dir.join("family.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "--sample-bytes", "4096"])
+        .args(["--label", "service=api"])
+        .arg("--python")
+        .arg(python())
+        .arg("-o")
+        .arg(&cap)
+        .arg(&script)
+        .current_dir(&dir)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let pb = dir.join("family.pb.gz");
+    export(
+        &cap,
+        &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
+    );
+    let p = read("pprof", &pb);
+    let samples = p["samples"].as_array().expect("samples");
+    let mut pids = std::collections::BTreeSet::new();
+    for s in samples {
+        let labels = s["labels"].as_array().expect("labels");
+        assert_eq!(labels[0], json!(["service", "api"]), "{s}");
+        assert_eq!(labels[1][0], "pid", "{s}");
+        assert_eq!(labels[2][0], "process", "{s}");
+        pids.insert(labels[1][1].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let comments = p["comments"].as_array().expect("comments");
+    assert!(
+        comments
+            .iter()
+            .any(|c| c.as_str().is_some_and(|c| c.contains("sampled"))),
+        "{comments:?}"
+    );
+}
+
 /// `run --label` (and the in-process `start(..., labels)`) stores labels in the capture; the
 /// pprof export writes them on every sample, with the four standard memory sample types.
 #[test]

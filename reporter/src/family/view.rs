@@ -194,6 +194,9 @@ pub struct FamilySites {
     pub sites: Vec<Site>,
     /// The process of each site (by index): (pid, command), for a format's labels.
     pub processes: Vec<(u32, String)>,
+    /// The run's labels (`memtrace run --label`) and byte sampling (0: none).
+    pub labels: Vec<(String, String)>,
+    pub sample_bytes: u64,
     pub title: String,
     pub warnings: Vec<String>,
     /// From the root's start to the last process's end.
@@ -209,11 +212,19 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         let map = ModuleMap::new(a.tables.modules.clone(), &capture.header.exe);
         let mut resolver = StackResolver::new(&a.tables, Symbolizer::new(map));
         let sites = export::sites::sites(a, selection, &mut resolver, view.split_threads);
-        (sites, resolver.symbolizer.warnings)
+        let settings = &a.index.settings;
+        let settings = (settings.labels.clone(), settings.sample_bytes);
+        ((sites, settings), resolver.symbolizer.warnings)
     });
     let mut sites = Vec::new();
     let mut processes = Vec::new();
-    for (process, list) in per_image {
+    // The run's labels and sampling, the same in every process of it (the children inherit
+    // them): the first image's.
+    let (labels, sample_bytes) = per_image
+        .first()
+        .map(|(_, (_, s))| s.clone())
+        .unwrap_or_default();
+    for (process, (list, _)) in per_image {
         let at = process_location(&c.family, process);
         let p = &c.family.processes[process];
         for mut s in list {
@@ -236,6 +247,8 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
     Ok(Some(FamilySites {
         sites,
         processes,
+        labels,
+        sample_bytes,
         title,
         warnings,
         duration_ns: end.saturating_sub(start) as i64,

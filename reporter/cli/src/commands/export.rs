@@ -61,6 +61,14 @@ pub struct ExportArgs {
     pub view: ViewArgs,
 }
 
+/// The pprof comment of a sampled capture (none for a full one).
+fn sampled_comment(sample_bytes: u64) -> Vec<String> {
+    (sample_bytes > 0)
+        .then(|| memtrace_reporter::capture::settings::sampled_note(sample_bytes))
+        .into_iter()
+        .collect()
+}
+
 /// Runs `memtrace export`.
 pub fn execute(args: ExportArgs) -> Result<(), String> {
     if args.format == Format::Pprof && args.output.is_none() && io::stdout().is_terminal() {
@@ -85,9 +93,10 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
         Some(f) => {
             view_args::warn(&f.warnings);
             let name = format!("{}: {}", args.file.display(), f.title);
-            // The root capture's labels are not read for a family (--pid gives them); pprof
-            // samples carry their process (`pid`, `process`) as labels.
+            // pprof samples carry the run's labels, then their process (`pid`, `process`).
             let meta = export::pprof::Meta {
+                labels: f.labels.clone(),
+                comments: sampled_comment(f.sample_bytes),
                 site_labels: f
                     .processes
                     .iter()
@@ -98,7 +107,6 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                         ]
                     })
                     .collect(),
-                ..export::pprof::Meta::default()
             };
             (f.sites, name, f.duration_ns, meta)
         }
@@ -121,12 +129,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             let meta = export::pprof::Meta {
                 site_labels: Vec::new(),
                 labels: settings.labels.clone(),
-                comments: (settings.sample_bytes > 0)
-                    .then(|| {
-                        memtrace_reporter::capture::settings::sampled_note(settings.sample_bytes)
-                    })
-                    .into_iter()
-                    .collect(),
+                comments: sampled_comment(settings.sample_bytes),
             };
             (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
         }
