@@ -255,3 +255,35 @@ fn heavy_bins(s: &Value) -> Vec<i64> {
         .map(|b| num(b, "lo"))
         .collect()
 }
+
+#[test]
+fn sampled_allocation_counts_are_unbiased_near_the_period() {
+    // Each sample stood for its count rounded to the nearest: a request of 0.9 times the period
+    // (3,686 bytes at 4 KiB) is sampled with probability 0.59 and stands for 1.69 allocations,
+    // counted as 2 (+18.5%). Now rounded up or down at random in proportion.
+    let dir = scratch("sampling-counts");
+    let prog = compile("patterns", &dir);
+    for size in ["3686", "1600", "200"] {
+        let cap = dir.join(format!("counts-{size}.bin"));
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "--sample-bytes", "4096", "-o"])
+            .arg(&cap)
+            .arg("--")
+            .arg(&prog)
+            .args(["malloc", "100000", size])
+            .env("MEMTRACE_SAMPLE_SEED", "5")
+            .current_dir(&dir)
+            .output_watched();
+        assert!(out.status.success(), "{out:?}");
+        let s = stats(&cap);
+        let bytes: f64 = size.parse::<f64>().expect("a size") * 1e5;
+        // The 100,000 blocks (and the pointer array, one mmap of 800,000 bytes, exact).
+        let malloc_bytes = num(&s, "total_bytes") - 800_000;
+        assert!(
+            within(malloc_bytes, bytes, 0.03),
+            "{size}: {malloc_bytes} bytes"
+        );
+        let mallocs = num(&s, "total_allocations") - 1;
+        assert!(within(mallocs, 1e5, 0.03), "{size}: {mallocs} allocations");
+    }
+}

@@ -133,7 +133,8 @@ impl Totals {
                 (1, size)
             } else {
                 let w = memtrace_format::settings::weight(size, sample_bytes);
-                ((w as f64 / size.max(1) as f64).round().max(1.0) as u64, w)
+                let seed = ev.addr ^ ev.tick.rotate_left(32);
+                (memtrace_format::settings::sampled_count(size, w, seed), w)
             };
             t.allocs.add_n(count, bytes);
             t.histogram[bin_of(size)].add_n(count, bytes);

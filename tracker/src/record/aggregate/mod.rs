@@ -478,7 +478,8 @@ impl State {
             (1, size)
         } else {
             let w = memtrace_format::settings::weight(size, self.sample_bytes);
-            (((w as f64 / size as f64).round() as u64).max(1), w)
+            let seed = addr ^ tick.rotate_left(32);
+            (memtrace_format::settings::sampled_count(size, w, seed), w)
         };
         if !self.make_live(i, addr, bytes, count) {
             return false;
