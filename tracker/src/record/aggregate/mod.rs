@@ -283,7 +283,13 @@ impl State {
         let key = (stack << 20 | u64::from(serial & 0xF_FFFF)) | 1 << 63;
         let i = match self.keys.get(key) {
             Some((i, _)) => i as usize,
-            None => self.new_entry(key, stack, serial)?,
+            None => match self.new_entry(key, stack, serial) {
+                Some(i) => i,
+                // Memory short: counted without its stack (the sums stay exact, "<unknown>"
+                // holds them) rather than dropped, which left totals that disagreed.
+                None if stack != 0 => return self.look_up(0, serial),
+                None => return None,
+            },
         };
         self.recent[recent_slot(stack, serial)] = (stack, u64::from(serial), i);
         Some(i)
@@ -291,17 +297,29 @@ impl State {
 
     #[cold]
     fn new_entry(&mut self, key: u64, stack: u64, serial: u32) -> Option<usize> {
-        if self.entries_len == self.entries_cap {
+        // The last free place is kept for an entry of stack 0, which takes the allocations
+        // whose own entry cannot be made when memory is short (look_up).
+        let spare = usize::from(stack != 0);
+        if self.entries_len + spare >= self.entries_cap {
             let cap = (self.entries_cap * 2).max(1024);
             let size = core::mem::size_of::<Entry>();
-            let p = sys::map_anon(cap * size)? as *mut Entry;
-            if !self.entries.is_null() {
-                // SAFETY: both mappings hold at least entries_len entries; they do not overlap.
-                unsafe { core::ptr::copy_nonoverlapping(self.entries, p, self.entries_len) };
-                sys::unmap(self.entries as *mut u8, self.entries_cap * size);
+            match sys::map_anon(cap * size) {
+                Some(p) => {
+                    let p = p as *mut Entry;
+                    if !self.entries.is_null() {
+                        // SAFETY: both mappings hold at least entries_len entries; they do not
+                        // overlap.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(self.entries, p, self.entries_len)
+                        };
+                        sys::unmap(self.entries as *mut u8, self.entries_cap * size);
+                    }
+                    self.entries = p;
+                    self.entries_cap = cap;
+                }
+                None if self.entries_len + spare >= self.entries_cap => return None,
+                None => {}
             }
-            self.entries = p;
-            self.entries_cap = cap;
         }
         let i = self.entries_len;
         if self.keys.insert(key, i as u64, 0) == Inserted::NoMemory {
@@ -576,20 +594,36 @@ impl State {
     /// Writes a snapshot of what changed since the last one.
     #[cold]
     fn write(&mut self, tick: u64, flags: u64) {
-        let flags = if std::mem::take(&mut self.afresh) {
+        let afresh = std::mem::take(&mut self.afresh);
+        let flags = if afresh {
             flags | memtrace_format::aggregate::flags::AFRESH
         } else {
             flags
         };
         self.seq += 1;
-        snapshot::write(self, tick, flags);
-        self.written_event = self.events;
-        self.written_tick = tick;
-        self.points_len = 0;
+        let written = snapshot::write(self, tick, flags);
+        // Tried again at the next due time either way (not at every allocation).
         self.next_peak_write = self
             .peak_bytes
             .saturating_add((self.peak_bytes / 10).max(PEAK_STEP_MIN));
         self.next_write_ns = clock::pair().1.saturating_add(EVERY_NS);
+        if written {
+            self.written_event = self.events;
+            self.written_tick = tick;
+            self.points_len = 0;
+            return;
+        }
+        // Not written (memory short for its buffers, or no room left in the capture): the
+        // next one, under the same number, carries every change since the last written one.
+        // (Each snapshot holds only what changed since the one before: these changes were lost
+        // for good, and the capture read as complete with totals that disagreed.)
+        self.seq -= 1;
+        self.afresh |= afresh;
+        if self.points_len == POINTS {
+            // The series' points wait for the next one; a full list starts again (fewer
+            // points, the sums unharmed).
+            self.points_len = 0;
+        }
     }
 }
 
