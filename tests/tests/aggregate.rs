@@ -213,6 +213,13 @@ fn aggregated_and_full_python_captures_agree() {
 
     let full = stats_with(&["-n", "5"], &full_capture);
     let agg = stats_with(&["-n", "5"], &agg_capture);
+    // What the start-up held is not known there (it said 0 bytes).
+    assert!(agg["startup_bytes"].is_null(), "{}", agg["startup_bytes"]);
+    assert!(
+        full["startup_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{}",
+        full["startup_bytes"]
+    );
     assert_eq!(rows(&agg["top_at_peak"]), rows(&full["top_at_peak"]));
     // The records are at the peak: 20,000 of them, each a dict, a str and a tuple from line 2.
     let top = &rows(&full["top_at_peak"])[0];
@@ -342,6 +349,18 @@ fn every_report_reads_an_aggregated_capture() {
             ),
             "{err}"
         );
+    }
+    // The interpreter's start-up is not in the sums (they start afresh at a script's start):
+    // --include-startup said "counted in the above".
+    for args in [
+        vec!["stats", "--include-startup", c],
+        vec!["tree", "--include-startup", c],
+    ] {
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("memtrace: --include-startup"), "{err}");
     }
     // --live follows events: not with --aggregate.
     let out = memtrace(

@@ -41,6 +41,13 @@ pub fn load_with(
             "temporary allocations",
         ));
     }
+    // The aggregated tracker starts its sums afresh at a Python script's start: the
+    // interpreter's start-up is not in them to be counted (stats said it was).
+    if view.include_startup && analysis.index.settings.aggregate {
+        return Err(crate::analysis::aggregated::unsupported(
+            "--include-startup (the interpreter's start-up)",
+        ));
+    }
     if temporary && analysis.index.settings.sample_bytes > 0 {
         return Err(sampled_temporary(analysis.index.settings.sample_bytes));
     }

@@ -414,7 +414,12 @@ fn build_threads(
         } else {
             "end"
         },
-        startup_bytes: analysis.replay.script_start.map(|s| s.bytes),
+        // Not known in an aggregated capture (its sums start afresh at the script's start).
+        startup_bytes: analysis
+            .replay
+            .script_start
+            .map(|s| s.bytes)
+            .filter(|_| !analysis.index.settings.aggregate),
         startup_included: analysis.replay.include_startup,
         peak_stops_short_bytes: stops_short.bytes,
         peak_stops_short_allocations: stops_short.count,
