@@ -287,3 +287,27 @@ fn sampled_allocation_counts_are_unbiased_near_the_period() {
         assert!(within(mallocs, 1e5, 0.03), "{size}: {mallocs} allocations");
     }
 }
+
+#[test]
+fn a_sampled_aggregated_capture_bounds_its_error_by_its_bytes() {
+    // The aggregated tracker keeps estimated counts, not samples: the bound took them for
+    // samples (N times the root of ~200,000 "samples": 117 MB on a peak of 36 MB).
+    let dir = scratch("sampling-aggregated");
+    let prog = compile("sampling", &dir);
+    let cap = sampled_run(&dir, &prog, &["--aggregate"]);
+    let s = stats(&cap);
+    let peak = num(&s, "peak_bytes");
+    assert!(within(peak, (16u64 << 20) as f64 + 2e7, 0.2), "peak {peak}");
+    let bound = ((N as f64) * peak as f64).sqrt().round() as i64;
+    assert_eq!(num(&s, "peak_standard_error_bytes"), bound, "{s}");
+    assert!(bound < peak / 4, "{bound} of {peak}");
+    let note = s["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|w| w.starts_with("sampled capture"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(note.ends_with("counts are estimates too"), "{note}");
+}

@@ -395,9 +395,10 @@ pub fn scan_releasing(
     }
     index.settings = super::settings::read(file, &index);
     if index.settings.sample_bytes > 0 {
-        index
-            .warnings
-            .push(super::settings::sampled_note(index.settings.sample_bytes));
+        index.warnings.push(super::settings::sampled_note_for(
+            index.settings.sample_bytes,
+            index.settings.aggregate,
+        ));
     }
     if let Some(written) = index.records_missing() {
         // The trailer's place is at the start of the file: a copy cut short (a partial copy, a

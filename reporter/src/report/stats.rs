@@ -160,8 +160,9 @@ pub struct StatsReport {
     /// An aggregated capture (`run --aggregate`): sums per stack and thread (see `warnings`).
     pub aggregated: bool,
     /// A sampled capture: an upper bound of the standard error of `peak_bytes` (N times the
-    /// square root of the samples live at the peak; samples of N bytes or more add none); 0
-    /// for a full capture.
+    /// square root of the samples live at the peak; samples of N bytes or more add none; in an
+    /// aggregated capture, which keeps no samples, the root of N times the peak); 0 for a full
+    /// capture.
     pub peak_standard_error_bytes: u64,
     /// The labels the capture was recorded with (`run --label key=value`), in order.
     pub labels: Vec<(String, String)>,
@@ -394,9 +395,7 @@ fn build_threads(
         pid: header.pid,
         sample_bytes: analysis.index.settings.sample_bytes,
         aggregated: analysis.index.settings.aggregate,
-        peak_standard_error_bytes: (analysis.index.settings.sample_bytes as f64
-            * (analysis.replay.peak.allocations as f64).sqrt())
-        .round() as u64,
+        peak_standard_error_bytes: peak_standard_error(analysis),
         labels: analysis.index.settings.labels.clone(),
         memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         failed_requests,
@@ -442,4 +441,20 @@ fn build_threads(
         types: super::types::report(analysis),
         warnings,
     }
+}
+
+/// A bound of the standard error of a sampled capture's peak: each sample below N bytes stands
+/// for at most about N bytes with a variance below N² (larger ones are exact), so N times the
+/// root of the samples live at the peak. An aggregated capture keeps estimated counts, not
+/// samples (the bound took them for samples: 355 MB on a peak of 24 MB): there the samples
+/// number at most about the peak's bytes over N, which gives the root of N times the peak.
+fn peak_standard_error(analysis: &Analysis) -> u64 {
+    let n = analysis.index.settings.sample_bytes as f64;
+    let peak = &analysis.replay.peak;
+    let bound = if analysis.index.settings.aggregate {
+        (n * peak.bytes as f64).sqrt()
+    } else {
+        n * (peak.allocations as f64).sqrt()
+    };
+    bound.round() as u64
 }
