@@ -6,8 +6,9 @@ use memtrace_format::Allocator;
 use std::path::Path;
 use std::process::Command;
 
-const NOTE: &str = "<unknown>: allocations made while their thread ran no Python code, with \
-no native call site recorded\n(a thread starting or ending, the interpreter outside any frame); \
+const NOTE: &str =
+    "<unknown>: allocations recorded without a call site (in a Python run: made while \
+their thread ran no Python code,\na thread starting or ending, the interpreter outside any frame); \
 `memtrace run --native` records their stacks.\n";
 
 /// A Python frame's 1000 bytes and, with `unknown`, 300 bytes of stack 0, live at exit.
@@ -63,5 +64,5 @@ fn every_text_report_that_shows_unknown_explains_it() {
         "{t}"
     );
     // JSON has no note.
-    assert!(!text(&["stats", "--json"], &with).contains("allocations made while"));
+    assert!(!text(&["stats", "--json"], &with).contains("allocations recorded without a call site"));
 }

@@ -41,7 +41,10 @@ pub struct TypeGroup {
 }
 
 /// The error for a capture without object types.
-pub fn no_types(capture: &Capture) -> String {
+pub fn no_types(capture: &Capture, analysis: &Analysis) -> String {
+    if analysis.index.settings.aggregate {
+        return crate::analysis::aggregated::unsupported("object types (the by-type view)");
+    }
     format!(
         "{} has no object types: the by-type view needs a capture of a Python run (memtrace run script.py) that reached the script's end",
         capture.path().display()
@@ -50,7 +53,10 @@ pub fn no_types(capture: &Capture) -> String {
 
 /// What was live at exit by type, each type with its lines; errors for a capture without types.
 pub fn groups(capture: &Capture, analysis: &Analysis) -> Result<Vec<TypeGroup>, String> {
-    let types = analysis.types.as_ref().ok_or_else(|| no_types(capture))?;
+    let types = analysis
+        .types
+        .as_ref()
+        .ok_or_else(|| no_types(capture, analysis))?;
     Ok(groups_of(capture, analysis, types))
 }
 
@@ -64,7 +70,7 @@ pub fn peak_groups(capture: &Capture, analysis: &Analysis) -> Result<Vec<TypeGro
                 capture.path().display()
             )
         } else {
-            no_types(capture)
+            no_types(capture, analysis)
         }
     })?;
     Ok(groups_of(capture, analysis, types))

@@ -23,8 +23,8 @@ pub const UNKNOWN: &str = "<unknown>";
 
 /// What [`UNKNOWN`] groups and how to see more: the line every text report adds when it shows
 /// one (the TUI's panel says it of a selected `<unknown>` node).
-pub const UNKNOWN_NOTE: &str = "<unknown>: allocations made while their thread ran no Python code, with no native \
-call site recorded\n(a thread starting or ending, the interpreter outside any frame); `memtrace run --native` records their stacks.";
+pub const UNKNOWN_NOTE: &str = "<unknown>: allocations recorded without a call site (in a Python run: made while their \
+thread ran no Python code,\na thread starting or ending, the interpreter outside any frame); `memtrace run --native` records their stacks.";
 
 impl Location {
     /// An unknown location.

@@ -92,8 +92,18 @@ pub fn parse_labels(texts: &[String]) -> Result<Vec<(String, String)>, String> {
         out.push((k, v));
     }
     let total: usize = out.iter().map(|(k, v)| k.len() + v.len() + 1).sum();
-    if total > memtrace_format::settings::MAX_LABEL_BYTES || out.len() > 64 {
-        return Err("too many labels: at most 64, 4096 bytes in all".to_string());
+    if out.len() > 64 {
+        return Err(format!("too many labels: {} given, at most 64", out.len()));
+    }
+    if total > memtrace_format::settings::MAX_LABEL_BYTES {
+        let what = match out.len() {
+            1 => "the label is too long",
+            _ => "the labels are too long",
+        };
+        return Err(format!(
+            "{what}: {total} bytes, at most {} in all",
+            memtrace_format::settings::MAX_LABEL_BYTES
+        ));
     }
     Ok(out)
 }

@@ -332,10 +332,13 @@ mod tests {
         app.state.apply(Action::Down);
         let all = screen(&mut terminal(160, 24), &mut app).join("\n");
         assert!(
-            all.contains("│<unknown>: allocations made while their thread ran no Python  │"),
+            all.contains("│<unknown>: allocations recorded without a call site (in a     │"),
             "{all}"
         );
-        assert!(all.contains("│--native` records their stacks."), "{all}");
+        assert!(
+            all.contains("│`memtrace run --native` records their stacks."),
+            "{all}"
+        );
     }
 
     #[test]
