@@ -129,14 +129,19 @@ pub fn sampled_count(size: u64, weight: u64, seed: u64) -> u64 {
     }
     let c = weight as f64 / size as f64;
     let whole = c.floor();
-    // splitmix64's finalizer: a uniform draw in [0, 1) from any seed.
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    let draw = (z >> 11) as f64 / (1u64 << 53) as f64;
+    // A uniform draw in [0, 1) from any seed.
+    let draw = (splitmix(seed) >> 11) as f64 / (1u64 << 53) as f64;
     let up = u64::from(draw < c - whole);
     (whole as u64 + up).max(1)
+}
+
+/// splitmix64: a well-mixed 64-bit value from any seed (the tracker's sampler seeds its random
+/// stream with it; [`sampled_count`] draws from it).
+pub fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

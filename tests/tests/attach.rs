@@ -93,6 +93,14 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// Writes `script` as `file` in `dir` and starts python on it (see [`Target::start`]).
+fn python_target(dir: &Path, file: &str, script: &str) -> Target {
+    write(dir, file, script);
+    let mut cmd = Command::new(python());
+    cmd.arg(file);
+    Target::start(cmd, dir)
+}
+
 /// Lets the target allocate its known block and end; it ends with `code` and prints "bye".
 fn let_it_allocate_and_end(target: Target, dir: &Path, code: i32) {
     std::fs::write(dir.join("go"), "").expect("go");
@@ -150,10 +158,7 @@ fn bytes_at(node: &serde_json::Value, file: &str, line: i64) -> i64 {
 #[test]
 fn attach_to_python_records_the_line_and_the_target_goes_on() {
     let dir = scratch("attach_py");
-    write(&dir, "sl.py", SCRIPT);
-    let mut cmd = Command::new(python());
-    cmd.arg("sl.py");
-    let target = Target::start(cmd, &dir);
+    let target = python_target(&dir, "sl.py", SCRIPT);
     let pid = target.pid();
     let Some(out) = attached(&pid, "cap.bin", &dir) else {
         return;
@@ -312,10 +317,7 @@ fn attach_refuses_another_users_process() {
         return;
     }
     let dir = scratch("attach_user");
-    write(&dir, "sl.py", SCRIPT);
-    let mut cmd = Command::new(python());
-    cmd.arg("sl.py");
-    let target = Target::start(cmd, &dir);
+    let target = python_target(&dir, "sl.py", SCRIPT);
     let setpriv = ["--reuid=65534", "--regid=65534", "--clear-groups"];
     let Some(out) = attach_under_setpriv(&setpriv, &target, Path::new("/"), "/tmp/never.bin")
     else {
@@ -760,10 +762,7 @@ fn a_memtrace_gone_during_its_call_leaves_the_program_unharmed() {
             std::fs::remove_dir_all(std::env::temp_dir().join(format!("memtrace-attach.{pid}")));
     }
     // A Python program, abandoned while it loads the tracker, ends as it would have.
-    write(&dir, "sl.py", SCRIPT);
-    let mut cmd = Command::new(python());
-    cmd.arg("sl.py");
-    let target = Target::start(cmd, &dir);
+    let target = python_target(&dir, "sl.py", SCRIPT);
     let pid = target.pid();
     let out = attach_abandoned_at("1", &pid, "py.bin", &dir);
     assert_eq!(out.status.code(), Some(70), "{out:?}");
@@ -1246,10 +1245,7 @@ fn gated_python(dir: &Path) -> Target {
         .status()
         .expect("mkfifo runs");
     assert!(made.success());
-    write(dir, "gated.py", GATED);
-    let mut cmd = Command::new(python());
-    cmd.arg("gated.py");
-    Target::start(cmd, dir)
+    python_target(dir, "gated.py", GATED)
 }
 
 /// Opens the gate, lets the script allocate and end: status 3, "bye", nothing on stderr.
@@ -1338,10 +1334,7 @@ fn a_python_attach_adds_no_thread_the_program_or_the_capture_sees() {
     // threading.enumerate() and active_count() showed it, and its polling (reading the
     // attach's files ten times a second) was in the capture as a thread of the program's.
     let dir = scratch("attach_no_thread_seen");
-    write(&dir, "threads_seen.py", THREADS_SEEN);
-    let mut cmd = Command::new(python());
-    cmd.arg("threads_seen.py");
-    let target = Target::start(cmd, &dir);
+    let target = python_target(&dir, "threads_seen.py", THREADS_SEEN);
     let pid = target.pid();
     let Some(_) = attached(&pid, "cap.bin", &dir) else {
         return;

@@ -395,7 +395,7 @@ pub fn scan_releasing(
     }
     index.settings = super::settings::read(file, &index);
     if index.settings.sample_bytes > 0 {
-        index.warnings.push(super::settings::sampled_note_for(
+        index.warnings.push(super::settings::sampled_note(
             index.settings.sample_bytes,
             index.settings.aggregate,
         ));

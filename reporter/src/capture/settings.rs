@@ -31,15 +31,10 @@ pub fn weigh(events: &mut [Event], sample_bytes: u64) {
     }
 }
 
-/// The one line every report shows about a sampled capture.
-pub fn sampled_note(sample_bytes: u64) -> String {
-    sampled_note_for(sample_bytes, false)
-}
-
-/// [`sampled_note`] of a capture that is also aggregated or not: the aggregated tracker sums
-/// each sample's estimated count, so all its counts are estimates (a full capture's live
-/// blocks and frees are counted as the samples they are).
-pub fn sampled_note_for(sample_bytes: u64, aggregated: bool) -> String {
+/// The one line every report shows about a sampled capture, `aggregated` or not: the
+/// aggregated tracker sums each sample's estimated count, so all its counts are estimates (a
+/// full capture's live blocks and frees are counted as the samples they are).
+pub fn sampled_note(sample_bytes: u64, aggregated: bool) -> String {
     let counts = match aggregated {
         true => "counts are estimates too",
         false => "counts of live blocks and frees are of samples",

@@ -194,9 +194,8 @@ pub struct FamilySites {
     pub sites: Vec<Site>,
     /// The process of each site (by index): (pid, command), for a format's labels.
     pub processes: Vec<(u32, String)>,
-    /// The run's labels (`memtrace run --label`) and byte sampling (0: none).
-    pub labels: Vec<(String, String)>,
-    pub sample_bytes: u64,
+    /// The run's settings (labels, sampling, aggregation): the same in each of its processes.
+    pub settings: memtrace_format::settings::Settings,
     pub title: String,
     pub warnings: Vec<String>,
     /// From the root's start to the last process's end.
@@ -212,15 +211,15 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         let map = ModuleMap::new(a.tables.modules.clone(), &capture.header.exe);
         let mut resolver = StackResolver::new(&a.tables, Symbolizer::new(map));
         let sites = export::sites::sites(a, selection, &mut resolver, view.split_threads);
-        let settings = &a.index.settings;
-        let settings = (settings.labels.clone(), settings.sample_bytes);
-        ((sites, settings), resolver.symbolizer.warnings)
+        (
+            (sites, a.index.settings.clone()),
+            resolver.symbolizer.warnings,
+        )
     });
     let mut sites = Vec::new();
     let mut processes = Vec::new();
-    // The run's labels and sampling, the same in every process of it (the children inherit
-    // them): the first image's.
-    let (labels, sample_bytes) = per_image
+    // The children inherit the run's settings: the first image's.
+    let settings = per_image
         .first()
         .map(|(_, (_, s))| s.clone())
         .unwrap_or_default();
@@ -247,8 +246,7 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
     Ok(Some(FamilySites {
         sites,
         processes,
-        labels,
-        sample_bytes,
+        settings,
         title,
         warnings,
         duration_ns: end.saturating_sub(start) as i64,

@@ -393,8 +393,26 @@ pub fn read_file(path: &[u8], buf: &mut [u8]) -> usize {
 /// in: memtrace's, usually) rather than as getpid/getppid do (in the process's own namespace:
 /// 1 and 0 for the first process of one made by `unshare(CLONE_NEWPID)`), so that a child in a
 /// namespace of its own is named as its parent's record of it names it. getpid/getppid where
-/// /proc cannot be read.
+/// /proc cannot be read. Read once per (getpid, getppid): a process's start asks twice (its
+/// file's name and its header), and the pytest plugin starts a capture per test.
 pub fn proc_ids() -> (u32, u32) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // (getpid, getppid) and the ids /proc gave for them, each pair packed in a word.
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    static IDS: AtomicU64 = AtomicU64::new(0);
+    let own = u64::from(getpid()) << 32 | u64::from(getppid());
+    if SEEN.load(Ordering::Acquire) == own {
+        let ids = IDS.load(Ordering::Relaxed);
+        return ((ids >> 32) as u32, ids as u32);
+    }
+    let (pid, ppid) = read_proc_ids();
+    IDS.store(u64::from(pid) << 32 | u64::from(ppid), Ordering::Relaxed);
+    SEEN.store(own, Ordering::Release);
+    (pid, ppid)
+}
+
+/// [`proc_ids`] read from /proc/self/status.
+fn read_proc_ids() -> (u32, u32) {
     let mut buf = [0u8; 1024];
     let n = read_file(b"/proc/self/status\0", &mut buf);
     let field = |name: &[u8]| -> Option<u32> {

@@ -102,7 +102,7 @@ fn crossed(t: &mut tls::Tls, n: u64, size: u64) -> bool {
             0 => crate::clock::tick() ^ (u64::from(sys::gettid()) << 32),
             s => s.wrapping_add(SEEDED.fetch_add(1, Ordering::Relaxed)),
         };
-        t.sample_rng = splitmix(seed) | 1;
+        t.sample_rng = memtrace_format::settings::splitmix(seed) | 1;
         t.sample_left = draw(t, n) - size as i64;
         if t.sample_left > 0 {
             return false;
@@ -110,13 +110,6 @@ fn crossed(t: &mut tls::Tls, n: u64, size: u64) -> bool {
     }
     t.sample_left = draw(t, n);
     true
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Bytes to the next sample: exponential of mean `n`, at least 1.

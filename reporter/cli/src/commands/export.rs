@@ -62,9 +62,14 @@ pub struct ExportArgs {
 }
 
 /// The pprof comment of a sampled capture (none for a full one).
-fn sampled_comment(sample_bytes: u64) -> Vec<String> {
-    (sample_bytes > 0)
-        .then(|| memtrace_reporter::capture::settings::sampled_note(sample_bytes))
+fn sampled_comment(settings: &memtrace_format::settings::Settings) -> Vec<String> {
+    (settings.sample_bytes > 0)
+        .then(|| {
+            memtrace_reporter::capture::settings::sampled_note(
+                settings.sample_bytes,
+                settings.aggregate,
+            )
+        })
         .into_iter()
         .collect()
 }
@@ -95,8 +100,8 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             let name = format!("{}: {}", args.file.display(), f.title);
             // pprof samples carry the run's labels, then their process (`pid`, `process`).
             let meta = export::pprof::Meta {
-                labels: f.labels.clone(),
-                comments: sampled_comment(f.sample_bytes),
+                labels: f.settings.labels.clone(),
+                comments: sampled_comment(&f.settings),
                 site_labels: f
                     .processes
                     .iter()
@@ -129,7 +134,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             let meta = export::pprof::Meta {
                 site_labels: Vec::new(),
                 labels: settings.labels.clone(),
-                comments: sampled_comment(settings.sample_bytes),
+                comments: sampled_comment(settings),
             };
             (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
         }

@@ -52,7 +52,8 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
     let sampled = live.sample_bytes();
     let setup = LiveSetup {
         command,
-        note: (sampled > 0).then(|| memtrace_reporter::capture::settings::sampled_note(sampled)),
+        note: (sampled > 0)
+            .then(|| memtrace_reporter::capture::settings::sampled_note(sampled, false)),
         ended: Box::new(move || process_gone(pid).then(|| "the process is gone".to_string())),
     };
     view_args::written(live::run(live, setup))

@@ -442,13 +442,18 @@ fn next_step(capture: &Path, shown: &dyn std::fmt::Display) -> String {
 
 /// The capture's header (None: not readable).
 fn header_of(capture: &Path) -> Option<memtrace_format::FileHeader> {
-    let mut head = Vec::new();
-    std::fs::File::open(capture)
-        .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 64 * 1024), &mut head))
-        .ok()?;
+    let head = head_of(capture).ok()?;
     memtrace_format::FileHeader::decode(&head)
         .ok()
         .map(|(h, _)| h)
+}
+
+/// The first 128 KiB of the capture: its header and the trailer's place after it.
+fn head_of(capture: &Path) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::new();
+    let f = std::fs::File::open(capture)?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, 128 * 1024), &mut head)?;
+    Ok(head)
 }
 
 /// Whether the program at `path` is a `python*` interpreter (by its name).
@@ -532,12 +537,7 @@ fn completeness(capture: &Path) -> Result<Option<String>, String> {
     use memtrace_format::{
         trailer_flags, ChunkHeader, ChunkKind, FileHeader, Trailer, CHUNK_HEADER_LEN,
     };
-    let mut head = Vec::new();
-    std::fs::File::open(capture)
-        .and_then(|f| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, 128 * 1024), &mut head)
-        })
-        .map_err(|e| e.to_string())?;
+    let head = head_of(capture).map_err(|e| e.to_string())?;
     let (_, len) = FileHeader::decode(&head).map_err(|e| e.to_string())?;
     let at = FileHeader::data_start(len);
     let chunk = head.get(at..).and_then(ChunkHeader::decode);
