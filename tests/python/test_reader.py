@@ -137,6 +137,42 @@ def test_all_records(env: Env, capture: tuple[Path, int]) -> None:
     assert freed[3] > time
 
 
+
+def test_event_times_follow_pauses(env: Env, tmp_path: Path) -> None:
+    """An event after a pause has its own time, not that of the burst before it (a thread that
+    records alone reuses its last clock reading only while the kernel's coarse clock stands
+    still: the tracker's clock.rs)."""
+    script = tmp_path / "pauses.py"
+    script.write_text(
+        "import time\n"
+        "burst = [bytearray(1000) for _ in range(2000)]\n"
+        "time.sleep(0.3)\n"
+        "big = bytearray(10_000_000)\n"
+        "time.sleep(0.3)\n"
+        "del big\n"
+    )
+    capture = tmp_path / "pauses.bin"
+    checked([env.memtrace, "run", "-q", "-o", capture, script])
+    out = read(
+        env,
+        capture,
+        "burst = []\nbig = []\n"
+        "for e in r.all_records():\n"
+        "    if e.kind == 'alloc' and e.size == 1001:\n"
+        "        burst.append(e.time)\n"
+        "    if e.size == 10_000_001 or (big and e.kind == 'free' and e.address == big[0][1]):\n"
+        "        big.append((e.kind, e.address, e.time))\n"
+        "out = dict(burst=[len(burst), max(burst)], big=big, duration=r.metadata.duration_s)",
+    )
+    assert isinstance(out, dict)
+    count, burst_end = out["burst"]
+    assert count == 2000
+    (kind, _, allocated), (freed_kind, _, freed) = out["big"]
+    assert (kind, freed_kind) == ("alloc", "free")
+    assert allocated - burst_end >= 0.29, out
+    assert freed - allocated >= 0.29, out
+    assert freed <= out["duration"], out
+
 def test_native_capture(env: Env, tmp_path: Path) -> None:
     out = tmp_path / "native.bin"
     checked([env.memtrace, "run", "-q", "--native", "-o", out, SCRIPT])

@@ -24,7 +24,7 @@ mod stacks;
 // module's path does not change when its file moves between layers; tests/layers.rs resolves
 // them to their layer.
 use base::{
-    alloc, barrier, biased_lock, clock, config, definition, elf, environ, find_loader_lock,
+    alloc, barrier, biased_lock, clock, coarse, config, definition, elf, environ, find_loader_lock,
     loader_lock, lock, phdr, real, sys, tls,
 };
 use capture::{compress, modules, rss, staging, status};

@@ -5,6 +5,7 @@ pub(crate) mod alloc;
 pub(crate) mod barrier;
 pub(crate) mod biased_lock;
 pub(crate) mod clock;
+pub(crate) mod coarse;
 pub(crate) mod config;
 pub(crate) mod definition;
 pub(crate) mod elf;

@@ -20,6 +20,14 @@ pub struct Tls {
     /// and return address its trampoline pushed (hooks::native::CallSite), where a native walk
     /// starts; 0 otherwise.
     pub call_site: u64,
+    /// The coarse clock word (plus one: 0 matches none) when the thread last read the
+    /// time-stamp counter (clock::event_tick), and the tick it read.
+    pub tick_word: u64,
+    pub tick_last: u64,
+    /// The thread's id in the clock's claims of a kernel tick (clock::event_tick), 0 until
+    /// it first reads the counter there.
+    pub clock_id: u32,
+    pub unused: u32,
 }
 
 extern "C" {

@@ -115,7 +115,7 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _site: &CallSite) {
     }
     // Timed before the real free (ordered before any reuse of the block), written after it
     // (the real free hides the recorder's cache miss).
-    let tick = thread::free_tick();
+    let tick = thread::free_tick(&mut t);
     thread::prefetch_free(&t, p as u64);
     forward!(r.free; p);
     thread::record_free_taken(&mut t, false, p as u64, Some(tick));
@@ -200,7 +200,7 @@ pub(crate) unsafe extern "C" fn hook_realloc(
         return forward!(r.realloc; p, size);
     };
     // The free's time (none in an aggregated capture, which orders nothing by it).
-    let before = thread::free_tick();
+    let before = thread::free_tick(&mut t);
     let new = forward!(r.realloc; p, size);
     record_realloc(&mut t, p, new, size as u64, before, site);
     new
@@ -357,7 +357,8 @@ pub(crate) unsafe extern "C" fn hook_mmap(
     if p != libc::MAP_FAILED {
         if flags & libc::MAP_FIXED != 0 {
             // A fixed mapping replaces whatever was there.
-            thread::record_munmap(&mut t, p as u64, len as u64, clock::tick());
+            let tick = clock::event_tick(&mut t);
+            thread::record_munmap(&mut t, p as u64, len as u64, tick);
         }
         thread::record_alloc(&mut t, Allocator::Mmap, p as u64, len as u64, site.ret);
     }
@@ -376,7 +377,7 @@ pub(crate) unsafe extern "C" fn hook_munmap(
     let Some(mut t) = enter() else {
         return forward!(r.munmap; addr, len);
     };
-    let before = clock::tick();
+    let before = clock::event_tick(&mut t);
     let rc = forward!(r.munmap; addr, len);
     if rc == 0 {
         thread::record_munmap(&mut t, addr as u64, len as u64, before);
@@ -402,7 +403,7 @@ pub(crate) unsafe extern "C" fn hook_mremap(
     let Some(mut t) = enter_at(site) else {
         return forward!(f; old, old_len, new_len, flags, new_addr);
     };
-    let before = clock::tick();
+    let before = clock::event_tick(&mut t);
     let p = forward!(f; old, old_len, new_len, flags, new_addr);
     if p != libc::MAP_FAILED {
         thread::record_mremap(

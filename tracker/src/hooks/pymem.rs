@@ -163,7 +163,7 @@ unsafe extern "C" fn wrapped_realloc(
         return forward!(o.realloc; o.ctx, old, size);
     };
     // The free's time (none in an aggregated capture, which orders nothing by it).
-    let before = thread::free_tick();
+    let before = thread::free_tick(&mut t);
     let p = forward!(o.realloc; o.ctx, old, size);
     if !p.is_null() {
         if !old.is_null() {
@@ -208,14 +208,14 @@ unsafe fn free_as<const TYPED: bool>(ctx: *mut c_void, p: *mut c_void) {
     if TYPED {
         // SAFETY: `p` is a live block of the object domain, being freed by its owner.
         let ty = unsafe { object_type(p as usize) };
-        let tick = clock::tick();
+        let tick = clock::event_tick(&mut t);
         thread::prefetch_free(&t, p as u64);
         forward!(o.free; o.ctx, p);
         thread::record_typed_free(&mut t, p as u64, ty, tick);
     } else {
         // The tick before the real free orders the free before any reuse of the block; the
         // record is written after it, so that the real free hides the recorder's cache miss.
-        let tick = thread::free_tick();
+        let tick = thread::free_tick(&mut t);
         thread::prefetch_free(&t, p as u64);
         forward!(o.free; o.ctx, p);
         thread::record_free_taken(&mut t, true, p as u64, Some(tick));

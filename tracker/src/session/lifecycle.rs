@@ -116,6 +116,7 @@ fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
         unsafe { libc::unlink(z.as_ptr() as *const libc::c_char) };
         return Err(describe(b"cannot write the capture", &cfg.output, e));
     }
+    crate::coarse::locate();
     crate::sample::configure(cfg.sample_bytes, cfg.sample_seed);
     crate::aggregate::configure(cfg.aggregate, cfg.sample_bytes);
     write_settings(cfg);

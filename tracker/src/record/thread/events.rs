@@ -23,7 +23,7 @@ impl ThreadState {
         if !self.room() {
             return;
         }
-        let tick = clock::tick();
+        let tick = clock::event_tick(t);
         self.writer
             .alloc(self.payload(), allocator, tick, addr, size, stack);
         self.commit(tick);
@@ -130,11 +130,11 @@ pub fn prefetch_free(t: &tls::Tls, addr: u64) {
 /// The time of a free, read before the real free (see [`record_free_taken`]); an aggregated
 /// capture orders nothing by it and does without it (aggregate::now).
 #[inline(always)]
-pub fn free_tick() -> u64 {
+pub fn free_tick(t: &mut tls::Tls) -> u64 {
     if aggregate::on() {
         0
     } else {
-        clock::tick()
+        clock::event_tick(t)
     }
 }
 
@@ -170,12 +170,11 @@ pub fn record_free_taken(t: &mut tls::Tls, python: bool, addr: u64, tick: Option
 /// A free of a full capture, written as an event.
 #[inline(never)]
 fn record_free_written(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>) {
+    let tick = tick.unwrap_or_else(|| clock::event_tick(t));
     if let Some(s) = acquire(t) {
-        let tick = tick.unwrap_or_else(clock::tick);
         s.free(python, addr, tick);
         release(s);
     } else {
-        let tick = tick.unwrap_or_else(clock::tick);
         dead_thread_event(t, |enc, buf, _| enc.free_addr(buf, 0, python, tick, addr));
     }
 }
@@ -209,6 +208,7 @@ pub fn record_failed(t: &mut tls::Tls, allocator: Allocator, size: u64, ret: u64
     use memtrace_format::failed::{self, Failed};
     // The program reads errno (ENOMEM) next.
     let _errno = sys::ErrnoGuard::new();
+    let tick = clock::event_tick(t);
     let Some(s) = acquire(t) else {
         return;
     };
@@ -222,7 +222,6 @@ pub fn record_failed(t: &mut tls::Tls, allocator: Allocator, size: u64, ret: u64
             stack,
         },
     );
-    let tick = clock::tick();
     s.event(tick, |w, buf| {
         w.extended(buf, tick, failed::FAILED_KIND, &payload[..n])
     });
@@ -266,7 +265,7 @@ pub fn record_marker(t: &mut tls::Tls, marker: Marker) {
     if aggregate::on() {
         aggregate::marker(marker);
     }
-    let tick = clock::tick();
+    let tick = clock::event_tick(t);
     if let Some(s) = acquire(t) {
         s.event(tick, |w, buf| w.marker(buf, tick, marker));
         release(s);
@@ -290,7 +289,7 @@ fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u
     let _errno = sys::ErrnoGuard::new();
     let mut buf = [0u8; MAX_EVENT_LEN];
     let mut enc = Encoder::new();
-    let tick = clock::tick();
+    let tick = clock::event_tick(t);
     let n = f(&mut enc, &mut buf, tick);
     let (flush_tick, flush_mono_ns) = clock::pair();
     let header = ChunkHeader {

@@ -41,13 +41,13 @@ impl ThreadState {
     /// Marks the script's start before this allocation when it is the main thread's first
     /// without a Python frame (python::script::watching).
     #[cold]
-    fn maybe_script_start(&mut self, t: &tls::Tls) {
+    fn maybe_script_start(&mut self, t: &mut tls::Tls) {
         if crate::python::script::starts_now(t) {
             let marker = memtrace_format::Marker::ScriptStart;
             if crate::aggregate::on() {
                 crate::aggregate::marker(marker);
             }
-            let tick = crate::clock::tick();
+            let tick = crate::clock::event_tick(t);
             self.event(tick, |w, buf| w.marker(buf, tick, marker));
             crate::python::script::started();
         }
