@@ -404,14 +404,27 @@ impl ColumnWriter {
     /// in OTHER.
     #[inline]
     pub fn typed_free(&mut self, buf: &mut [u8], tick: u64, addr: u64, object_type: u64) {
-        self.head(buf, rtype::TYPED_FREE, tick);
-        let found = self.model.free(addr);
-        let delta = addr.wrapping_sub(self.chunk.prev_free);
-        self.chunk.prev_free = addr;
-        self.code::<false>(buf, stream::FREE_ADDR, found, delta);
+        if core::mem::take(&mut self.reserved) {
+            self.typed_free_in::<true>(buf, tick, addr, object_type)
+        } else {
+            self.typed_free_in::<false>(buf, tick, addr, object_type)
+        }
+    }
+
+    /// `typed_free` (see `alloc_in` for `ROOM`: its bytes are within [`EVENT_MAX`], the
+    /// type's delta in OTHER's share).
+    #[inline(always)]
+    fn typed_free_in<const ROOM: bool>(
+        &mut self,
+        buf: &mut [u8],
+        tick: u64,
+        addr: u64,
+        object_type: u64,
+    ) {
+        self.free_in::<ROOM>(buf, rtype::TYPED_FREE, tick, addr);
         let d = zigzag(object_type.wrapping_sub(self.chunk.prev_type) as i64);
         self.chunk.prev_type = object_type;
-        self.var(buf, stream::OTHER, d);
+        self.var_in::<ROOM>(buf, stream::OTHER, d);
     }
 
     /// An munmap (after `reserve_event`).

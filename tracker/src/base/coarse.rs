@@ -13,8 +13,12 @@
 
 use crate::sys;
 use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Once;
 
 static WORD: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
+/// The search, run once (found or not: a later capture of the process, the pytest plugin's one
+/// per test, does not search again; a caller during it waits for its end).
+static SEARCH: Once = Once::new();
 
 const PAGE: usize = 4096;
 const NS: u64 = 1_000_000_000;
@@ -27,12 +31,14 @@ pub fn word() -> *const u64 {
 
 /// Finds the word, once per process image (a fork child keeps the parent's mapping).
 pub fn locate() {
-    if !word().is_null() {
+    if sys::sandboxed() {
         return;
     }
-    if let Some(w) = vvar_start().and_then(find_in) {
-        WORD.store(w, Ordering::Relaxed);
-    }
+    SEARCH.call_once(|| {
+        if let Some(w) = vvar_start().and_then(find_in) {
+            WORD.store(w, Ordering::Relaxed);
+        }
+    });
 }
 
 /// The word in the page at `page`, checked.
