@@ -634,3 +634,37 @@ fn a_snapshot_that_cannot_be_written_loses_nothing_of_the_next() {
     // counted where memory allowed), not one.
     assert!(num(&s, "leaked_allocations") >= 1000, "{s}");
 }
+
+#[test]
+fn an_allocation_after_a_pause_is_charted_after_it() {
+    // The aggregated tracker read the clock once per 16 allocations while they came quickly:
+    // the first ones after a pause took the time from before it (4 MiB charted 0.5 s early).
+    let dir = scratch("aggregate-pause");
+    let prog = compile("pause_then_allocate", &dir);
+    let cap = run(&dir, "agg.bin", &prog, &["--aggregate"]);
+    let out = memtrace(
+        &["flamegraph", "-o", "agg.html", cap.to_str().expect("utf-8")],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(dir.join("agg.html")).expect("the page");
+    let data = memtrace_e2e::page::page_data(&text);
+    let hwm: Vec<u64> = data["buckets"]["hwm"]
+        .as_array()
+        .expect("hwm")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let width = data["buckets"]["width_s"].as_f64().expect("width");
+    let t0 = data["buckets"]["t0_s"].as_f64().expect("t0");
+    // The chart holds each window's high-water mark until the next point: the burst's 20 MiB
+    // through the first pause, then 5 MiB from the allocation after it, 0.5 s in.
+    let five = hwm
+        .iter()
+        .position(|&b| (5 << 20..20 << 20).contains(&b))
+        .map(|i| t0 + i as f64 * width);
+    assert!(
+        five.is_some_and(|t| t >= 0.45),
+        "5 MiB charted from {five:?} s: {hwm:?}"
+    );
+}

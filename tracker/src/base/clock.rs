@@ -59,13 +59,9 @@ pub fn event_tick(t: &mut Tls) -> u64 {
 /// [`event_tick`] with the claim in `owner` (the tests' own, apart from the process's).
 #[inline(always)]
 fn event_tick_in(t: &mut Tls, owner: &AtomicU64) -> u64 {
-    let word = coarse::word();
-    if word.is_null() {
+    let Some(now) = coarse::read() else {
         return tick();
-    }
-    // SAFETY: coarse::locate checked the word (a page the kernel keeps mapped); the kernel
-    // rewrites it whole (an aligned word).
-    let now = unsafe { core::ptr::read_volatile(word) }.wrapping_add(1) & 0xFFFF_FFFF;
+    };
     if now == t.tick_word && owner.load(Ordering::Relaxed) == now | u64::from(t.clock_id) << 32 {
         return t.tick_last;
     }
@@ -138,8 +134,7 @@ mod tests {
             return;
         }
         // Within a kernel tick a reading is the one before; after 30 ms it cannot be.
-        // SAFETY: found and checked by coarse::locate.
-        let word = || unsafe { core::ptr::read_volatile(coarse::word()) };
+        let word = coarse::read;
         let (mut last, mut last_word, mut checked) = (0, None, 0);
         for _ in 0..1000 {
             let w = word();

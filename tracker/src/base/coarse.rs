@@ -1,8 +1,9 @@
 //! The kernel's coarse monotonic clock as one word of memory: the nanoseconds of
 //! `CLOCK_MONOTONIC_COARSE` in the vDSO's data page, which the kernel rewrites at each timer
 //! tick (every 1 to 10 ms). Loading it costs under a nanosecond, where the CPU's time-stamp
-//! counter costs 11 ns a read on the machines measured (bench/README.md); the clock uses it to
-//! tell whether a kernel tick passed since a thread's last reading (clock::event_tick).
+//! counter costs 11 ns a read on the machines measured (docs/TRACKER.md, "The clock"); the
+//! clock uses it to tell whether a kernel tick passed since a thread's last reading
+//! (clock::event_tick).
 //!
 //! The page's layout is the kernel's own, so the word is found rather than assumed: the first
 //! page of `[vvar]` is copied through a pipe (a page the kernel does not back makes the copy
@@ -27,6 +28,19 @@ const NS: u64 = 1_000_000_000;
 #[inline(always)]
 pub fn word() -> *const u64 {
     WORD.load(Ordering::Relaxed)
+}
+
+/// The word's value plus one (so that 0 names no value), in 32 bits (the nanoseconds are
+/// below 2^30); None when there is no word.
+#[inline(always)]
+pub fn read() -> Option<u64> {
+    let word = word();
+    if word.is_null() {
+        return None;
+    }
+    // SAFETY: `locate` checked the word (in a page the kernel keeps mapped for the process's
+    // life); the kernel rewrites it whole (an aligned word).
+    Some(unsafe { core::ptr::read_volatile(word) }.wrapping_add(1) & 0xFFFF_FFFF)
 }
 
 /// Finds the word, once per process image (a fork child keeps the parent's mapping).

@@ -648,12 +648,16 @@ const FAST_TICKS: u64 = 1 << 9;
 const CLOCK_EVERY: u32 = 16;
 
 /// The time of an allocation, for the series and the snapshots' timing: reading the CPU's
-/// time-stamp counter costs some 20 ns here (as much as the rest of an event), so while
-/// allocations come fast it is read once per 16 of them. After a pause, at most 15
-/// allocations take the time from before it (and a new peak reads the clock: see `add`).
-/// Frees take the time of the last allocation (they close no window of their own).
+/// time-stamp counter costs some 11-20 ns here (as much as the rest of an event), so it is read
+/// once per kernel timer tick where the kernel's coarse clock word is known (`now_by_word`).
+/// Elsewhere, while allocations come fast it is read once per 16 of them: after a pause, at
+/// most 15 allocations take the time from before it (and a new peak reads the clock: see
+/// `add`). Frees take the time of the last allocation (they close no window of their own).
 #[inline]
 pub fn now() -> u64 {
+    if let Some(word) = crate::coarse::read() {
+        return now_by_word(word);
+    }
     let skip = CLOCK_SKIP.load(Ordering::Relaxed);
     if skip != 0 {
         CLOCK_SKIP.store(skip - 1, Ordering::Relaxed);
@@ -667,10 +671,27 @@ pub fn now() -> u64 {
     tick
 }
 
-/// Whether [`now`] gave a time read before this allocation.
+/// The coarse clock word (coarse.rs, plus one) when [`LAST_TICK`] was read.
+static LAST_WORD: AtomicU64 = AtomicU64::new(0);
+
+/// [`now`] where the kernel's coarse clock word is known: the clock is read once per kernel
+/// timer tick (1-10 ms), so no time is off by more than one, after a pause as well.
+#[inline(always)]
+fn now_by_word(word: u64) -> u64 {
+    if LAST_WORD.load(Ordering::Acquire) == word {
+        return LAST_TICK.load(Ordering::Relaxed);
+    }
+    let tick = clock::tick();
+    LAST_TICK.store(tick, Ordering::Relaxed);
+    LAST_WORD.store(word, Ordering::Release);
+    tick
+}
+
+/// Whether [`now`] gave a time read before this allocation, possibly before a pause (with the
+/// coarse clock word it never is: see `now_by_word`).
 #[inline(always)]
 fn clock_stale() -> bool {
-    CLOCK_SKIP.load(Ordering::Relaxed) != 0
+    crate::coarse::word().is_null() && CLOCK_SKIP.load(Ordering::Relaxed) != 0
 }
 
 #[inline(always)]
