@@ -12,11 +12,13 @@
 //! threads orders their events by tick, and an event that follows another thread's must not
 //! take a time from before it. A process with one busy thread (others waiting) reuses; two
 //! threads allocating at once pay one more load per event than reading the counter alone.
+//! A process of a `--follow-fork` family reads the counter at every event ([`configure`]):
+//! the family's reports merge its processes by time.
 
 use crate::coarse;
 use crate::tls::Tls;
 use memtrace_format::TickSource;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(target_arch = "x86_64")]
 pub const SOURCE: TickSource = TickSource::Tsc { shift: SHIFT };
@@ -53,7 +55,22 @@ static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 /// note), else the counter.
 #[inline(always)]
 pub fn event_tick(t: &mut Tls) -> u64 {
+    if !REUSE.load(Ordering::Relaxed) {
+        return tick();
+    }
     event_tick_in(t, &OWNER)
+}
+
+/// Whether a thread may reuse a reading (see [`configure`]).
+static REUSE: AtomicBool = AtomicBool::new(false);
+
+/// Sets how the capture starting now reads the clock: `family` when its process's events
+/// will be merged by time with other processes' (`--follow-fork`): every event then reads the
+/// counter, as a reading reused after a short wait (a barrier, a pipe) would place the event
+/// up to a kernel tick early against the other processes. Else readings are reused where the
+/// coarse clock word is known (call after `coarse::locate`).
+pub fn configure(family: bool) {
+    REUSE.store(!family && coarse::read().is_some(), Ordering::Relaxed);
 }
 
 /// [`event_tick`] with the claim in `owner` (the tests' own, apart from the process's).

@@ -117,6 +117,7 @@ fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
         return Err(describe(b"cannot write the capture", &cfg.output, e));
     }
     crate::coarse::locate();
+    crate::clock::configure(cfg.follow_fork);
     crate::sample::configure(cfg.sample_bytes, cfg.sample_seed);
     crate::aggregate::configure(cfg.aggregate, cfg.sample_bytes);
     write_settings(cfg);
