@@ -41,9 +41,10 @@ pub fn tick() -> u64 {
     }
 }
 
-/// Who may reuse a counter reading in the current kernel tick: the coarse clock word (plus one)
-/// in the low half, the id (`Tls::clock_id`) of the thread that claimed the tick in the high
-/// half, or [`CONTENDED`] there once another thread recorded in it too.
+/// Who may reuse a counter reading in the current kernel tick: the low half of the coarse
+/// clock's time (coarse::read) in the low half, the id (`Tls::clock_id`) of the thread that
+/// claimed the tick in the high half, or [`CONTENDED`] there once another thread recorded in
+/// it too.
 static OWNER: AtomicU64 = AtomicU64::new(0);
 /// The high half of [`OWNER`] when more than one thread recorded in the tick.
 const CONTENDED: u64 = u32::MAX as u64;
@@ -79,10 +80,17 @@ fn event_tick_in(t: &mut Tls, owner: &AtomicU64) -> u64 {
     let Some(now) = coarse::read() else {
         return tick();
     };
-    if now == t.tick_word && owner.load(Ordering::Relaxed) == now | u64::from(t.clock_id) << 32 {
+    if now == t.tick_word && owner.load(Ordering::Relaxed) == claim_of(now, t.clock_id) {
         return t.tick_last;
     }
     fresh_tick(t, now, owner)
+}
+
+/// [`OWNER`]'s value for a claim of the kernel tick `now` (coarse::read) by thread `id`: the
+/// low half of `now` (a thread reuses a reading only when the whole of `now` is its own too).
+#[inline(always)]
+fn claim_of(now: u64, id: u32) -> u64 {
+    now & 0xFFFF_FFFF | u64::from(id) << 32
 }
 
 /// [`event_tick`] reading the counter: the thread claims the kernel tick `now`, or marks it
@@ -100,11 +108,11 @@ fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
             }
         };
     }
-    let mine = now | u64::from(t.clock_id) << 32;
-    let contended = now | CONTENDED << 32;
+    let mine = claim_of(now, t.clock_id);
+    let contended = now & 0xFFFF_FFFF | CONTENDED << 32;
     let mut owner = claim.load(Ordering::Relaxed);
     loop {
-        let wanted = if owner & 0xFFFF_FFFF != now {
+        let wanted = if owner & 0xFFFF_FFFF != now & 0xFFFF_FFFF {
             mine
         } else if owner == mine || owner == contended {
             break;

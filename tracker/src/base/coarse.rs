@@ -30,17 +30,26 @@ pub fn word() -> *const u64 {
     WORD.load(Ordering::Relaxed)
 }
 
-/// The word's value plus one (so that 0 names no value), in 32 bits (the nanoseconds are
-/// below 2^30); None when there is no word.
+/// The coarse clock now as one number, its seconds above bit 30 and its nanoseconds below,
+/// plus one (so that 0 names no time); None when there is no word. The seconds count: the
+/// nanoseconds alone repeat every second (a program that sleeps 1 s wakes in a kernel tick
+/// with the same nanoseconds as the one it slept in).
 #[inline(always)]
 pub fn read() -> Option<u64> {
     let word = word();
     if word.is_null() {
         return None;
     }
-    // SAFETY: `locate` checked the word (in a page the kernel keeps mapped for the process's
-    // life); the kernel rewrites it whole (an aligned word).
-    Some(unsafe { core::ptr::read_volatile(word) }.wrapping_add(1) & 0xFFFF_FFFF)
+    // SAFETY: `locate` checked the word and the seconds before it (in a page the kernel keeps
+    // mapped for the process's life); the kernel rewrites each whole (aligned words). A read
+    // between the kernel's two writes gives a time that matches no earlier reading.
+    let (seconds, nanoseconds) = unsafe {
+        (
+            core::ptr::read_volatile(word.sub(1)),
+            core::ptr::read_volatile(word),
+        )
+    };
+    Some((seconds << 30 | nanoseconds).wrapping_add(1))
 }
 
 /// Finds the word, once per process image (a fork child keeps the parent's mapping).
@@ -164,6 +173,13 @@ mod tests {
         let v = unsafe { core::ptr::read_volatile(w) };
         // The clock's nanoseconds, or those of the tick before (one may fall in between).
         assert!((now + NS - v) % NS < 20_000_000, "{v} vs {now}");
+        // read() gives the seconds too (a tick may fall in between: then one more).
+        let seconds = sys::clock_ns(libc::CLOCK_MONOTONIC_COARSE) / NS;
+        let read = read().map(|r| (r - 1) >> 30);
+        assert!(
+            read == Some(seconds) || read == Some(seconds - 1),
+            "{read:?} vs {seconds}"
+        );
     }
 
     #[test]

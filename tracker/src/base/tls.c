@@ -13,7 +13,7 @@ struct memtrace_tls {
     int64_t sample_left;   /* byte sampling: bytes until the next sample */
     uint64_t sample_rng;   /* byte sampling: the thread's random state, 0 until seeded */
     uint64_t call_site;    /* while a hook records: the words its trampoline pushed, or 0 */
-    uint64_t tick_word;    /* the coarse clock word (plus one) at the thread's last counter read */
+    uint64_t tick_word;    /* the coarse clock's time (plus one) at the thread's last counter read */
     uint64_t tick_last;    /* that read's tick */
     uint32_t clock_id;     /* the thread's id for the clock's kernel-tick claims, 0 until needed */
     uint32_t unused;

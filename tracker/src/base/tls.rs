@@ -20,7 +20,7 @@ pub struct Tls {
     /// and return address its trampoline pushed (hooks::native::CallSite), where a native walk
     /// starts; 0 otherwise.
     pub call_site: u64,
-    /// The coarse clock word (plus one: 0 matches none) when the thread last read the
+    /// The coarse clock's time (coarse::read: 0 matches none) when the thread last read the
     /// time-stamp counter (clock::event_tick), and the tick it read.
     pub tick_word: u64,
     pub tick_last: u64,
