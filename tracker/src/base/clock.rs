@@ -90,7 +90,7 @@ fn event_tick_in(t: &mut Tls, owner: &AtomicU64) -> u64 {
 /// low half of `now` (a thread reuses a reading only when the whole of `now` is its own too).
 #[inline(always)]
 fn claim_of(now: u64, id: u32) -> u64 {
-    now & 0xFFFF_FFFF | u64::from(id) << 32
+    (now & 0xFFFF_FFFF) | (u64::from(id) << 32)
 }
 
 /// [`event_tick`] reading the counter: the thread claims the kernel tick `now`, or marks it
@@ -100,6 +100,10 @@ fn claim_of(now: u64, id: u32) -> u64 {
 #[inline(never)]
 fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
     let tick = tick();
+    // The kernel tick of this reading is the one read after it: a thread held up between the
+    // coarse clock and the counter (across the kernel's update) would otherwise claim the tick
+    // before, and another thread's claim of the new one could erase its mark.
+    let now = coarse::read().unwrap_or(now);
     if t.clock_id == 0 {
         t.clock_id = loop {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -109,10 +113,10 @@ fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
         };
     }
     let mine = claim_of(now, t.clock_id);
-    let contended = now & 0xFFFF_FFFF | CONTENDED << 32;
+    let contended = (now & 0xFFFF_FFFF) | (CONTENDED << 32);
     let mut owner = claim.load(Ordering::Relaxed);
     loop {
-        let wanted = if owner & 0xFFFF_FFFF != now & 0xFFFF_FFFF {
+        let wanted = if (owner & 0xFFFF_FFFF) != (now & 0xFFFF_FFFF) {
             mine
         } else if owner == mine || owner == contended {
             break;
@@ -148,7 +152,7 @@ mod tests {
 
     #[test]
     fn one_thread_reuses_its_reading_within_a_kernel_tick_and_not_across() {
-        coarse::locate();
+        coarse::tests::located();
         // A claim of its own: the process's is the other tests' too (they record).
         let owner = AtomicU64::new(0);
         let mut t = block();
@@ -181,7 +185,7 @@ mod tests {
 
     #[test]
     fn an_event_after_another_threads_event_never_takes_an_earlier_time() {
-        coarse::locate();
+        coarse::tests::located();
         // Two threads take turns (each turn follows the other's through `baton`): each event's
         // tick must be at least the tick of the other thread's event before it.
         let baton = Arc::new(AtomicU64::new(0));
@@ -195,7 +199,8 @@ mod tests {
                 let mut t = block();
                 for turn in (me..turns).step_by(2) {
                     while baton.load(Ordering::Acquire) != turn {
-                        std::hint::spin_loop();
+                        // Yields: on one CPU a spin would wait out the other's time slice.
+                        std::thread::yield_now();
                     }
                     // A few events of its own in between, which may reuse.
                     for _ in 0..3 {

@@ -13,13 +13,17 @@
 //! /proc, no descriptor left for the pipe): there is no word, and every event reads the counter.
 
 use crate::sys;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 static WORD: AtomicPtr<u64> = AtomicPtr::new(core::ptr::null_mut());
-/// The search, run once (found or not: a later capture of the process, the pytest plugin's one
-/// per test, does not search again; a caller during it waits for its end).
-static SEARCH: Once = Once::new();
+/// Where the search is: [`NOT_SEARCHED`], [`SEARCHING`] or [`SEARCHED`] (found or not: a later
+/// capture of the process, the pytest plugin's one per test, does not search again). A caller
+/// that finds a search under way does not wait for it: the thread searching may be gone (a
+/// fork child has only the thread that forked), and the word is only an optimization.
+static SEARCH: AtomicU8 = AtomicU8::new(NOT_SEARCHED);
+const NOT_SEARCHED: u8 = 0;
+const SEARCHING: u8 = 1;
+const SEARCHED: u8 = 2;
 
 const PAGE: usize = 4096;
 const NS: u64 = 1_000_000_000;
@@ -31,7 +35,8 @@ pub fn word() -> *const u64 {
 }
 
 /// The coarse clock now as one number, its seconds above bit 30 and its nanoseconds below,
-/// plus one (so that 0 names no time); None when there is no word. The seconds count: the
+/// plus one (so that 0 names no time); None when there is no word (or the kernel was
+/// updating it: rarely, at a second's end). The seconds count: the
 /// nanoseconds alone repeat every second (a program that sleeps 1 s wakes in a kernel tick
 /// with the same nanoseconds as the one it slept in).
 #[inline(always)]
@@ -41,15 +46,36 @@ pub fn read() -> Option<u64> {
         return None;
     }
     // SAFETY: `locate` checked the word and the seconds before it (in a page the kernel keeps
-    // mapped for the process's life); the kernel rewrites each whole (aligned words). A read
-    // between the kernel's two writes gives a time that matches no earlier reading.
-    let (seconds, nanoseconds) = unsafe {
+    // mapped for the process's life); the kernel rewrites each whole (aligned words).
+    let (seconds, nanoseconds, again) = unsafe {
         (
             core::ptr::read_volatile(word.sub(1)),
             core::ptr::read_volatile(word),
+            core::ptr::read_volatile(word.sub(1)),
         )
     };
-    Some((seconds << 30 | nanoseconds).wrapping_add(1))
+    // Seconds that changed while the nanoseconds were read (the kernel's update at a second's
+    // end, between its two writes): no time this once, so the counter is read.
+    if seconds != again {
+        return None;
+    }
+    Some(((seconds << 30) | nanoseconds).wrapping_add(1))
+}
+
+/// Keeps the word only while it shows the coarse clock (checked at each capture's start: a
+/// process that entered a time namespace, or was restored from a checkpoint, may find another
+/// page there, whose value never moves). When it does not, read() says None from then on.
+pub fn check() {
+    if word().is_null() {
+        return;
+    }
+    let shows_the_clock = (0..3).any(|_| {
+        let now = sys::clock_ns(libc::CLOCK_MONOTONIC_COARSE);
+        read() == Some((((now / NS) << 30) | (now % NS)) + 1)
+    });
+    if !shows_the_clock {
+        WORD.store(core::ptr::null_mut(), Ordering::Relaxed);
+    }
 }
 
 /// Finds the word, once per process image (a fork child keeps the parent's mapping).
@@ -57,11 +83,21 @@ pub fn locate() {
     if sys::sandboxed() {
         return;
     }
-    SEARCH.call_once(|| {
-        if let Some(w) = vvar_start().and_then(find_in) {
-            WORD.store(w, Ordering::Relaxed);
-        }
-    });
+    if SEARCH
+        .compare_exchange(
+            NOT_SEARCHED,
+            SEARCHING,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return check();
+    }
+    if let Some(w) = vvar_start().and_then(find_in) {
+        WORD.store(w, Ordering::Relaxed);
+    }
+    SEARCH.store(SEARCHED, Ordering::Release);
 }
 
 /// The word in the page at `page`, checked.
@@ -144,12 +180,20 @@ fn vvar_line(line: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// [`locate`], waiting for a search another test started.
+    pub(crate) fn located() {
+        locate();
+        while SEARCH.load(Ordering::Acquire) != SEARCHED {
+            std::thread::yield_now();
+        }
+    }
 
     #[test]
     fn the_word_follows_the_coarse_clock() {
-        locate();
+        located();
         let w = word();
         if w.is_null() {
             // Another layout (or a time namespace): every event reads the counter, as before.
@@ -168,18 +212,25 @@ mod tests {
             }
         }
         assert_eq!(changes, 3, "the word did not move with the clock");
+        // The word is the clock's nanoseconds, give or take the kernel ticks between the two
+        // reads (either may come first).
         let now = sys::clock_ns(libc::CLOCK_MONOTONIC_COARSE) % NS;
         // SAFETY: as above.
         let v = unsafe { core::ptr::read_volatile(w) };
-        // The clock's nanoseconds, or those of the tick before (one may fall in between).
-        assert!((now + NS - v) % NS < 20_000_000, "{v} vs {now}");
-        // read() gives the seconds too (a tick may fall in between: then one more).
+        let apart = (now + NS - v) % NS;
+        assert!(apart.min(NS - apart) < 20_000_000, "{v} vs {now}");
+        // read() gives the seconds too, give or take one (None: read at a second's end).
         let seconds = sys::clock_ns(libc::CLOCK_MONOTONIC_COARSE) / NS;
-        let read = read().map(|r| (r - 1) >> 30);
-        assert!(
-            read == Some(seconds) || read == Some(seconds - 1),
-            "{read:?} vs {seconds}"
-        );
+        if let Some(r) = read() {
+            let read = (r - 1) >> 30;
+            assert!(
+                read + 1 >= seconds && read <= seconds + 1,
+                "{read} vs {seconds}"
+            );
+        }
+        // The check keeps a word that shows the clock.
+        check();
+        assert!(!word().is_null());
     }
 
     #[test]
