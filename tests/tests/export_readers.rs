@@ -257,6 +257,50 @@ fn pprof_of_a_family_carries_the_run_labels() {
     );
 }
 
+/// A run labelled `pid` or `process` keeps its labels, and the family's own process labels
+/// take other keys (two values for one key read as either in a profile viewer).
+#[test]
+fn pprof_of_a_family_keeps_run_labels_named_like_its_own() {
+    let dir = scratch("readers-pprof-family-clash");
+    let script = write(
+        &dir,
+        "forks.py",
+        "import os\nx = bytearray(10**6)\npid = os.fork()\nif pid == 0:\n    y = bytearray(2 * 10**6)\n    os._exit(0)\nos.waitpid(pid, 0)\n",
+    );
+    let cap = dir.join("family.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork"])
+        .args(["--label", "pid=api-7", "--label", "process=worker"])
+        .arg("--python")
+        .arg(python())
+        .arg("-o")
+        .arg(&cap)
+        .arg(&script)
+        .current_dir(&dir)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let pb = dir.join("family.pb.gz");
+    export(
+        &cap,
+        &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
+    );
+    let p = read("pprof", &pb);
+    let mut pids = std::collections::BTreeSet::new();
+    for s in p["samples"].as_array().expect("samples") {
+        let labels = s["labels"].as_array().expect("labels");
+        let keys: Vec<&str> = labels.iter().filter_map(|l| l[0].as_str()).collect();
+        assert_eq!(
+            keys,
+            ["pid", "process", "memtrace_pid", "memtrace_process"],
+            "{s}"
+        );
+        assert_eq!(labels[0], json!(["pid", "api-7"]), "{s}");
+        assert_eq!(labels[1], json!(["process", "worker"]), "{s}");
+        pids.insert(labels[2][1].as_str().unwrap_or("").to_string());
+    }
+    assert_eq!(pids.len(), 2, "{pids:?}");
+}
+
 /// `run --label` (and the in-process `start(..., labels)`) stores labels in the capture; the
 /// pprof export writes them on every sample, with the four standard memory sample types.
 #[test]

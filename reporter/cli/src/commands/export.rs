@@ -99,16 +99,18 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             view_args::warn(&f.warnings);
             let name = format!("{}: {}", args.file.display(), f.title);
             // pprof samples carry the run's labels, then their process (`pid`, `process`).
+            let labels = &f.settings.labels;
+            let (pid_key, process_key) = (own_key("pid", labels), own_key("process", labels));
             let meta = export::pprof::Meta {
-                labels: f.settings.labels.clone(),
+                labels: labels.clone(),
                 comments: sampled_comment(&f.settings),
                 site_labels: f
                     .processes
                     .iter()
                     .map(|(pid, command)| {
                         vec![
-                            ("pid".to_string(), pid.to_string()),
-                            ("process".to_string(), command.clone()),
+                            (pid_key.clone(), pid.to_string()),
+                            (process_key.clone(), command.clone()),
                         ]
                     })
                     .collect(),
@@ -188,4 +190,15 @@ fn write(
         Format::Pprof => export::pprof::write(sites, 0, duration_ns, meta, out),
         Format::Csv => export::csv::write(sites, out),
     }
+}
+
+/// The key of a label memtrace adds to a family's samples: `name`, or `memtrace_name` when the
+/// run's own labels (`--label`) use `name` already (a sample with two values for one key reads
+/// as either in a profile viewer).
+fn own_key(name: &str, labels: &[(String, String)]) -> String {
+    let mut key = name.to_string();
+    while labels.iter().any(|(k, _)| *k == key) {
+        key.insert_str(0, "memtrace_");
+    }
+    key
 }
