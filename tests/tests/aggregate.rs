@@ -37,6 +37,27 @@ fn run(dir: &Path, name: &str, program: &Path, extra: &[&str]) -> PathBuf {
     cap
 }
 
+/// The data of the HTML page `memtrace flamegraph` writes of `cap` to `html` in `dir`.
+fn page_data(dir: &Path, cap: &Path, html: &str) -> Value {
+    let out = memtrace(
+        &["flamegraph", "-o", html, cap.to_str().expect("utf-8")],
+        dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(dir.join(html)).expect("the page");
+    memtrace_e2e::page::page_data(&text)
+}
+
+/// The high-water mark of each of a page's time buckets.
+fn high_water_marks(data: &Value) -> Vec<u64> {
+    data["buckets"]["hwm"]
+        .as_array()
+        .expect("hwm")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
 /// (file, line, bytes, count) of a top list, in order.
 fn rows(list: &Value) -> Vec<(String, i64, i64, i64)> {
     list.as_array()
@@ -369,17 +390,8 @@ fn the_page_of_an_aggregated_capture_charts_its_run_and_says_what_it_is() {
     let prog = compile(PROGRAM, &dir);
     let agg = run(&dir, "agg.bin", &prog, &["--aggregate"]);
     let full = run(&dir, "full.bin", &prog, &[]);
-    let page = |cap: &Path, html: &str| -> Value {
-        let out = memtrace(
-            &["flamegraph", "-o", html, cap.to_str().expect("utf-8")],
-            &dir,
-        );
-        assert!(out.status.success(), "{out:?}");
-        let text = std::fs::read_to_string(dir.join(html)).expect("the page");
-        memtrace_e2e::page::page_data(&text)
-    };
-    let a = page(&agg, "agg.html");
-    let f = page(&full, "full.html");
+    let a = page_data(&dir, &agg, "agg.html");
+    let f = page_data(&dir, &full, "full.html");
     assert_eq!(a["meta"]["aggregated"], true);
     assert_eq!(f["meta"]["aggregated"], false);
     assert!(
@@ -399,12 +411,7 @@ fn the_page_of_an_aggregated_capture_charts_its_run_and_says_what_it_is() {
         a["meta"]
     );
     for d in [&a, &f] {
-        let hwm: Vec<u64> = d["buckets"]["hwm"]
-            .as_array()
-            .expect("hwm")
-            .iter()
-            .filter_map(Value::as_u64)
-            .collect();
+        let hwm = high_water_marks(d);
         let buckets = hwm.len() as f64;
         let width = d["buckets"]["width_s"].as_f64().expect("width");
         let duration = d["meta"]["duration_s"].as_f64().expect("duration");
@@ -642,19 +649,8 @@ fn an_allocation_after_a_pause_is_charted_after_it() {
     let dir = scratch("aggregate-pause");
     let prog = compile("pause_then_allocate", &dir);
     let cap = run(&dir, "agg.bin", &prog, &["--aggregate"]);
-    let out = memtrace(
-        &["flamegraph", "-o", "agg.html", cap.to_str().expect("utf-8")],
-        &dir,
-    );
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(dir.join("agg.html")).expect("the page");
-    let data = memtrace_e2e::page::page_data(&text);
-    let hwm: Vec<u64> = data["buckets"]["hwm"]
-        .as_array()
-        .expect("hwm")
-        .iter()
-        .filter_map(Value::as_u64)
-        .collect();
+    let data = page_data(&dir, &cap, "agg.html");
+    let hwm = high_water_marks(&data);
     let width = data["buckets"]["width_s"].as_f64().expect("width");
     let t0 = data["buckets"]["t0_s"].as_f64().expect("t0");
     // The chart holds each window's high-water mark until the next point: the burst's 20 MiB

@@ -210,11 +210,10 @@ fn csv_has_the_readme_columns_and_the_known_site() {
     assert_eq!(sum("allocations"), num(&s, "total_allocations"));
 }
 
-/// A `--follow-fork` family's pprof carries the run's labels on every sample, before each
-/// sample's process (`pid`, `process`): it dropped them, and the sampled note.
-#[test]
-fn pprof_of_a_family_carries_the_run_labels() {
-    let dir = scratch("readers-pprof-family-labels");
+/// The pprof export (decoded) of a `--follow-fork` capture, run with `options`, of a Python
+/// script that forks one child (1 MB in the parent, 2 MB in the child).
+fn family_pprof(name: &str, options: &[&str]) -> Value {
+    let dir = scratch(name);
     let script = write(
         &dir,
         "forks.py",
@@ -222,8 +221,8 @@ fn pprof_of_a_family_carries_the_run_labels() {
     );
     let cap = dir.join("family.bin");
     let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "--follow-fork", "--sample-bytes", "4096"])
-        .args(["--label", "service=api"])
+        .args(["run", "-q", "-f", "--follow-fork"])
+        .args(options)
         .arg("--python")
         .arg(python())
         .arg("-o")
@@ -237,7 +236,17 @@ fn pprof_of_a_family_carries_the_run_labels() {
         &cap,
         &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
     );
-    let p = read("pprof", &pb);
+    read("pprof", &pb)
+}
+
+/// A `--follow-fork` family's pprof carries the run's labels on every sample, before each
+/// sample's process (`pid`, `process`): it dropped them, and the sampled note.
+#[test]
+fn pprof_of_a_family_carries_the_run_labels() {
+    let p = family_pprof(
+        "readers-pprof-family-labels",
+        &["--sample-bytes", "4096", "--label", "service=api"],
+    );
     let samples = p["samples"].as_array().expect("samples");
     let mut pids = std::collections::BTreeSet::new();
     for s in samples {
@@ -261,30 +270,10 @@ fn pprof_of_a_family_carries_the_run_labels() {
 /// take other keys (two values for one key read as either in a profile viewer).
 #[test]
 fn pprof_of_a_family_keeps_run_labels_named_like_its_own() {
-    let dir = scratch("readers-pprof-family-clash");
-    let script = write(
-        &dir,
-        "forks.py",
-        "import os\nx = bytearray(10**6)\npid = os.fork()\nif pid == 0:\n    y = bytearray(2 * 10**6)\n    os._exit(0)\nos.waitpid(pid, 0)\n",
+    let p = family_pprof(
+        "readers-pprof-family-clash",
+        &["--label", "pid=api-7", "--label", "process=worker"],
     );
-    let cap = dir.join("family.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "--follow-fork"])
-        .args(["--label", "pid=api-7", "--label", "process=worker"])
-        .arg("--python")
-        .arg(python())
-        .arg("-o")
-        .arg(&cap)
-        .arg(&script)
-        .current_dir(&dir)
-        .output_watched();
-    assert!(out.status.success(), "{out:?}");
-    let pb = dir.join("family.pb.gz");
-    export(
-        &cap,
-        &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
-    );
-    let p = read("pprof", &pb);
     let mut pids = std::collections::BTreeSet::new();
     for s in p["samples"].as_array().expect("samples") {
         let labels = s["labels"].as_array().expect("labels");
