@@ -144,39 +144,9 @@ fn copy_page(page: usize) -> Option<[u64; PAGE / 8]> {
     copied.then_some(copy)
 }
 
-/// The start of the `[vvar]` mapping, from /proc/self/maps.
+/// The start of the `[vvar]` mapping.
 fn vvar_start() -> Option<usize> {
-    let fd = sys::open(b"/proc/self/maps\0", libc::O_RDONLY | libc::O_CLOEXEC, 0).ok()?;
-    let mut buf = [0u8; 8192];
-    let mut held = 0;
-    let mut found = None;
-    loop {
-        let n = match sys::read(fd, &mut buf[held..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        held += n;
-        let lines_end = buf[..held].iter().rposition(|&b| b == b'\n').map(|i| i + 1);
-        // A line longer than the buffer (a very long path) is dropped whole.
-        let used = lines_end.unwrap_or(if held == buf.len() { held } else { 0 });
-        found = found.or_else(|| buf[..used].split(|&b| b == b'\n').find_map(vvar_line));
-        if found.is_some() {
-            break;
-        }
-        buf.copy_within(used..held, 0);
-        held -= used;
-    }
-    sys::close(fd);
-    found
-}
-
-/// The start address of a maps line naming `[vvar]`.
-fn vvar_line(line: &[u8]) -> Option<usize> {
-    if !line.ends_with(b"[vvar]") {
-        return None;
-    }
-    let start = line.split(|&b| b == b'-').next()?;
-    usize::from_str_radix(std::str::from_utf8(start).ok()?, 16).ok()
+    crate::maps::find(|m| m.named(b"[vvar]")).map(|m| m.start as usize)
 }
 
 #[cfg(test)]
@@ -231,21 +201,5 @@ pub(crate) mod tests {
         // The check keeps a word that shows the clock.
         check();
         assert!(!word().is_null());
-    }
-
-    #[test]
-    fn maps_lines_are_read_as_written() {
-        assert_eq!(
-            vvar_line(b"7fa610ea7000-7fa610eab000 r--p 00000000 00:00 0        [vvar]"),
-            Some(0x7fa6_10ea_7000)
-        );
-        assert_eq!(
-            vvar_line(b"7fa610eab000-7fa610ead000 r--p 0 00:00 0  [vvar_vclock]"),
-            None
-        );
-        assert_eq!(
-            vvar_line(b"7fa6-7fb0 r--p 0 00:00 0 /tmp/x [vvar]"),
-            Some(0x7fa6)
-        );
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod environ;
 pub(crate) mod find_loader_lock;
 pub(crate) mod loader_lock;
 pub(crate) mod lock;
+pub(crate) mod maps;
 pub(crate) mod phdr;
 pub(crate) mod real;
 pub(crate) mod sys;

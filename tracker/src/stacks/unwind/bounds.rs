@@ -22,7 +22,7 @@ impl Stack {
         if signal_stack().is_some_and(|alt| alt.contains(sp)) {
             return None;
         }
-        let Some((start, end, main)) = maps::mapping_of(sp) else {
+        let Some((start, end, main)) = mapping_of(sp) else {
             return Some(Stack::default());
         };
         let lo = if main {
@@ -71,111 +71,10 @@ fn main_stack_low(start: u64, end: u64) -> u64 {
     start.min(end.saturating_sub(limit))
 }
 
-mod maps {
-    /// The mapping holding `addr` in /proc/self/maps: (start, end, whether it is `[stack]`),
-    /// read with plain system calls into a buffer on the stack (nothing allocated, no lock).
-    pub fn mapping_of(addr: u64) -> Option<(u64, u64, bool)> {
-        // SAFETY: open(2) of a constant path.
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/maps".as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return None;
-        }
-        let mut lines = Lines::default();
-        let mut buf = [0u8; 1024];
-        let mut found = None;
-        while found.is_none() {
-            // SAFETY: read(2) into a buffer of that length.
-            let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            for &b in &buf[..n as usize] {
-                if let Some(m) = lines.push(b).filter(|&(s, e, _)| s <= addr && addr < e) {
-                    found = Some(m);
-                    break;
-                }
-            }
-        }
-        // SAFETY: our own descriptor.
-        unsafe { libc::close(fd) };
-        found
-    }
-
-    /// A line of the maps file, byte by byte: its range and whether it ends in `[stack]`.
-    #[derive(Default)]
-    pub struct Lines {
-        start: u64,
-        end: u64,
-        /// 0: in the start, 1: in the end, 2: past the range.
-        field: u8,
-        /// The line's last bytes, for its name.
-        tail: u64,
-    }
-
-    impl Lines {
-        /// Takes one byte; at a line's end, the mapping it described.
-        pub fn push(&mut self, b: u8) -> Option<(u64, u64, bool)> {
-            if b == b'\n' {
-                let stack = self.tail & 0x00FF_FFFF_FFFF_FFFF == u64::from_be_bytes(*b"\0[stack]");
-                let line = (self.start, self.end, stack);
-                *self = Lines::default();
-                return Some(line);
-            }
-            self.tail = self.tail << 8 | u64::from(b);
-            let digit = (b as char).to_digit(16).map(u64::from);
-            match (self.field, digit, b) {
-                (0, Some(d), _) => self.start = self.start << 4 | d,
-                (0, None, b'-') => self.field = 1,
-                (1, Some(d), _) => self.end = self.end << 4 | d,
-                (0 | 1, _, _) => self.field = 2,
-                _ => {}
-            }
-            None
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        fn parse(text: &[u8]) -> Vec<(u64, u64, bool)> {
-            let mut lines = Lines::default();
-            text.iter().filter_map(|&b| lines.push(b)).collect()
-        }
-
-        #[test]
-        fn ranges_and_the_main_stack() {
-            let maps = b"55d0c0a00000-55d0c0a21000 r--p 00000000 fe:01 123 /usr/bin/cat\n\
-7ffd1a2b3000-7ffd1a2d4000 rw-p 00000000 00:00 0                          [stack]\n\
-7f00aa000000-7f00aa800000 rw-p 00000000 00:00 0 \n\
-7ffd1a3fe000-7ffd1a400000 r-xp 00000000 00:00 0                          [vdso]\n";
-            assert_eq!(
-                parse(maps),
-                [
-                    (0x55d0c0a00000, 0x55d0c0a21000, false),
-                    (0x7ffd1a2b3000, 0x7ffd1a2d4000, true),
-                    (0x7f00aa000000, 0x7f00aa800000, false),
-                    (0x7ffd1a3fe000, 0x7ffd1a400000, false),
-                ]
-            );
-        }
-
-        #[test]
-        fn this_thread_s_stack_pointer_is_in_a_mapping() {
-            let sp = super::super::stack_pointer();
-            let (start, end, _) = mapping_of(sp).expect("a mapping");
-            assert!(start <= sp && sp < end);
-            let data = Box::new(0u64);
-            let at = &*data as *const u64 as u64;
-            let (s, e, stack) = mapping_of(at).expect("a mapping");
-            assert!(s <= at && at < e && !stack);
-        }
-    }
+/// The mapping holding `addr`: (start, end, whether it is `[stack]`).
+fn mapping_of(addr: u64) -> Option<(u64, u64, bool)> {
+    let m = crate::maps::find(|m| m.start <= addr && addr < m.end)?;
+    Some((m.start, m.end, m.named(b"[stack]")))
 }
 
 /// The readable window of the stack holding `sp`: `[sp, top)` of the thread's stack or of its
@@ -246,5 +145,21 @@ impl Window {
             diff |= unsafe { core::ptr::read_volatile(a as *const u64) } ^ v;
         }
         diff == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_thread_s_stack_pointer_is_in_a_mapping() {
+        let sp = stack_pointer();
+        let (start, end, _) = mapping_of(sp).expect("a mapping");
+        assert!(start <= sp && sp < end);
+        let data = Box::new(0u64);
+        let at = &*data as *const u64 as u64;
+        let (s, e, stack) = mapping_of(at).expect("a mapping");
+        assert!(s <= at && at < e && !stack);
     }
 }
