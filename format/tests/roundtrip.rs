@@ -718,6 +718,43 @@ mod columns {
     }
 
     #[test]
+    fn an_exact_join_refuses_bytes_its_records_leave_over() {
+        // Three timed records: DELTA's second byte holds one delta, its upper half empty.
+        let mut enc = Encoder::new();
+        let mut raw = vec![0u8; 256];
+        let mut pos = enc.alloc(&mut raw, 0, Allocator::Malloc, 1, 0x7000_0000, 10, 1);
+        pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 2, 0x7100_0000, 300, 2);
+        pos = enc.free_addr(&mut raw, pos, false, 3, 0x7000_0000);
+        raw.truncate(pos);
+        let streams = split(&raw).expect("splits");
+        assert_eq!(join(&refs(&streams)), Ok(raw.clone()));
+        for s in [
+            stream::ADDR,
+            stream::SIZE_HI,
+            stream::STACK,
+            stream::FREE_ADDR,
+        ] {
+            let mut more = streams.clone();
+            more[s].push(0);
+            let err = join(&refs(&more)).expect_err("a byte left over");
+            assert_eq!(
+                err.what, "columns: a stream has bytes left over",
+                "stream {s}"
+            );
+            // The prefix join of a staging area reads past them.
+            assert_eq!(join_prefix(&refs(&more)), Ok(raw.clone()));
+        }
+        let mut half = streams.clone();
+        *half[stream::DELTA].last_mut().expect("a delta byte") |= 1 << 3;
+        let err = join(&refs(&half)).expect_err("a delta left over");
+        assert_eq!(err.what, "columns: a tick delta left over");
+        let mut short = streams.clone();
+        short[stream::STACK].pop();
+        let err = join(&refs(&short)).expect_err("a stack short");
+        assert_eq!(err.what, "columns: stack stream runs short");
+    }
+
+    #[test]
     fn a_staging_directory_outside_its_buffer_is_refused() {
         let layout = Layout::for_buffer(4096);
         let mut buf = vec![0u8; layout.buffer_len()];

@@ -18,6 +18,8 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, what }
     }
 
+    #[cold]
+    #[inline(never)]
     pub(super) fn err(&self) -> DecodeError {
         DecodeError {
             offset: self.pos,
@@ -25,16 +27,26 @@ impl<'a> Reader<'a> {
         }
     }
 
-    // Inlined: the reader calls it for nearly every field of every record.
-    #[inline]
+    // Always inlined: the reader calls it for nearly every field of every record, and a call
+    // (the loop around it is large enough that plain `inline` left it out of line) cost as
+    // much as its body.
+    #[inline(always)]
     pub(super) fn var(&mut self) -> Result<u64, DecodeError> {
-        get(self.buf, &mut self.pos).ok_or_else(|| self.err())
+        match get(self.buf, &mut self.pos) {
+            Some(v) => Ok(v),
+            None => Err(self.err()),
+        }
     }
 
+    #[inline(always)]
     fn byte(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.buf.get(self.pos).ok_or_else(|| self.err())?;
-        self.pos += 1;
-        Ok(b)
+        match self.buf.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.err()),
+        }
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
@@ -236,11 +248,10 @@ fn visit<'a, S: RecordSink<'a>>(
     exact: bool,
     sink: &mut S,
 ) -> Result<(), DecodeError> {
-    // The address lists of the previous chunk read on this thread, emptied: lists this large
-    // (one entry per record) would otherwise be mapped and unmapped afresh for every chunk.
+    // The address lists of the previous chunk read on this thread (their entries are stale:
+    // `visit_with` reads only those it wrote): lists this large (one entry per record) would
+    // otherwise be mapped and unmapped afresh for every chunk.
     let (mut candidates, mut allocs) = SCRATCH.take();
-    candidates.clear();
-    allocs.clear();
     let result = visit_with(streams, exact, sink, &mut candidates, &mut allocs);
     SCRATCH.set((candidates, allocs));
     result
@@ -251,8 +262,97 @@ thread_local! {
     static SCRATCH: std::cell::Cell<(Vec<u64>, Vec<u64>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
+/// The readers of a chunk's streams.
+struct Readers<'a> {
+    deltas: Reader<'a>,
+    ticks: Reader<'a>,
+    addrs: Reader<'a>,
+    lows: Reader<'a>,
+    highs: Reader<'a>,
+    stacks: Reader<'a>,
+    frees: Reader<'a>,
+    free_addrs: Reader<'a>,
+    other: Reader<'a>,
+}
+
+/// No short tick delta is waiting (the second of a pair's byte).
+const NO_DELTA: u64 = u64::MAX;
+
+/// The running values a chunk's records are read against.
+struct Running {
+    tick: u64,
+    /// The second short delta of the last pair's byte, or [`NO_DELTA`].
+    pending: u64,
+    prev_alloc: u64,
+    prev_free: u64,
+    prev_other: u64,
+    prev_type: u64,
+}
+
+impl<'a> Readers<'a> {
+    fn new(streams: &[&'a [u8]; stream::COUNT]) -> Readers<'a> {
+        Readers {
+            deltas: Reader::new(streams[stream::DELTA], "columns: tick deltas run short"),
+            ticks: Reader::new(streams[stream::TICK], "columns: tick stream runs short"),
+            addrs: Reader::new(streams[stream::ADDR], "columns: address stream runs short"),
+            lows: Reader::new(streams[stream::SIZE_LO], "columns: size stream runs short"),
+            highs: Reader::new(streams[stream::SIZE_HI], "columns: size stream runs short"),
+            stacks: Reader::new(streams[stream::STACK], "columns: stack stream runs short"),
+            frees: Reader::new(streams[stream::FREE], "columns: free stream runs short"),
+            free_addrs: Reader::new(
+                streams[stream::FREE_ADDR],
+                "columns: free stream runs short",
+            ),
+            other: Reader::new(streams[stream::OTHER], "columns: record stream runs short"),
+        }
+    }
+
+    /// Adds the tick delta of a timed record to `run.tick`: the short one from DELTA, a long
+    /// one (short delta 7) from TICK (`long`: an allocation or an untyped free) or OTHER.
+    #[inline(always)]
+    fn advance(&mut self, run: &mut Running, long: bool) -> Result<(), DecodeError> {
+        let delta = if run.pending != NO_DELTA {
+            core::mem::replace(&mut run.pending, NO_DELTA)
+        } else {
+            let pair = self.deltas.byte()?;
+            if pair >> 6 != 0 {
+                return Err(self.deltas.err());
+            }
+            run.pending = u64::from(pair >> 3);
+            u64::from(pair & 7)
+        };
+        let delta = if delta == 7 {
+            let r = if long {
+                &mut self.ticks
+            } else {
+                &mut self.other
+            };
+            match r.var()?.checked_add(7) {
+                Some(d) => d,
+                None => return Err(r.err()),
+            }
+        } else {
+            delta
+        };
+        run.tick = run.tick.wrapping_add(delta);
+        Ok(())
+    }
+}
+
+/// The block `d` back in `list` (1: the last), if there is one.
+#[inline(always)]
+fn back(list: &[u64], d: u64) -> Option<u64> {
+    // d = 0 or past the start wraps to an index the list does not have.
+    let i = (list.len() as u64).wrapping_sub(d);
+    if d == 0 {
+        return None;
+    }
+    list.get(i as usize).copied()
+}
+
 /// [`visit`] with its address lists: the candidates (freed blocks and block ends) and the
-/// allocations of the chunk, each in record order.
+/// allocations of the chunk, each in record order. Allocations and frees (nearly every
+/// record) are read in the loop itself; the other records apart ([`other_record`]).
 fn visit_with<'a, S: RecordSink<'a>>(
     streams: &[&'a [u8]; stream::COUNT],
     exact: bool,
@@ -260,214 +360,224 @@ fn visit_with<'a, S: RecordSink<'a>>(
     candidates: &mut Vec<u64>,
     allocs: &mut Vec<u64>,
 ) -> Result<(), DecodeError> {
-    let mut heads = Reader::new(streams[stream::TYPE], "columns: record types run short");
-    let mut deltas = Reader::new(streams[stream::DELTA], "columns: tick deltas run short");
-    let mut ticks = Reader::new(streams[stream::TICK], "columns: tick stream runs short");
-    let mut addrs = Reader::new(streams[stream::ADDR], "columns: address stream runs short");
-    let mut lows = Reader::new(streams[stream::SIZE_LO], "columns: size stream runs short");
-    let mut highs = Reader::new(streams[stream::SIZE_HI], "columns: size stream runs short");
-    let mut stacks = Reader::new(streams[stream::STACK], "columns: stack stream runs short");
-    let mut frees = Reader::new(streams[stream::FREE], "columns: free stream runs short");
-    let mut free_addrs = Reader::new(
-        streams[stream::FREE_ADDR],
-        "columns: free stream runs short",
-    );
-    let mut other = Reader::new(streams[stream::OTHER], "columns: record stream runs short");
-    let mut pending_delta: Option<u64> = None;
-    let (mut tick, mut prev_alloc, mut prev_free, mut prev_other) = (0u64, 0u64, 0u64, 0u64);
-    let mut prev_type = 0u64;
-    while !heads.done() {
-        let rt = heads.byte()?;
-        let timed = matches!(rt, 0..=11 | 16..=22 | rtype::MARKER | rtype::EXTENDED);
-        if timed {
-            let mut delta = match pending_delta.take() {
-                Some(d) => d,
-                None => {
-                    let pair = deltas.byte()?;
-                    if pair >> 6 != 0 {
-                        return Err(deltas.err());
-                    }
-                    pending_delta = Some(u64::from(pair >> 3));
-                    u64::from(pair & 7)
-                }
-            };
-            if delta == 7 {
-                let r = if matches!(rt, 0..=11 | 16..=19) {
-                    &mut ticks
-                } else {
-                    &mut other
-                };
-                delta = r.var()?.checked_add(7).ok_or_else(|| r.err())?;
-            }
-            tick = tick.wrapping_add(delta);
+    let mut r = Readers::new(streams);
+    let mut run = Running {
+        tick: 0,
+        pending: NO_DELTA,
+        prev_alloc: 0,
+        prev_free: 0,
+        prev_other: 0,
+        prev_type: 0,
+    };
+    // At most one entry per record in each list: sized once (the lists are kept from chunk
+    // to chunk), then written by index, without a push's test of the capacity.
+    let records = streams[stream::TYPE].len();
+    for list in [&mut *candidates, &mut *allocs] {
+        if list.len() < records {
+            list.resize(records, 0);
         }
-        let mut other_addr = |r: &mut Reader| -> Result<u64, DecodeError> {
-            prev_other = prev_other.wrapping_add(unzigzag(r.var()?) as u64);
-            Ok(prev_other)
-        };
-        match rt {
-            0..=11 => {
-                let allocator = Allocator::from_u8(rt).ok_or_else(|| heads.err())?;
-                let first = addrs.var()?;
-                let addr = match Code::read(first, || addrs.var())? {
-                    Code::Found(d) => {
-                        let n = candidates.len() as u64;
-                        if d >= n {
-                            return Err(corrupt("columns: address names no candidate", addrs.pos));
-                        }
-                        candidates[(n - 1 - d) as usize]
+    }
+    let (mut nc, mut na) = (0usize, 0usize);
+    let heads = streams[stream::TYPE];
+    for (i, &rt) in heads.iter().enumerate() {
+        if let Some(&allocator) = Allocator::ALL.get(usize::from(rt)) {
+            r.advance(&mut run, true)?;
+            let first = r.addrs.var()?;
+            let addr = match Code::read(first, || r.addrs.var())? {
+                Code::Found(d) => match back(&candidates[..nc], d.wrapping_add(1)) {
+                    Some(a) => a,
+                    None => {
+                        return Err(corrupt("columns: address names no candidate", r.addrs.pos))
                     }
-                    Code::Delta(delta) => prev_alloc.wrapping_add(delta),
-                };
-                prev_alloc = addr;
-                let size = (highs.var()? << 8) | u64::from(lows.byte()?);
-                candidates.push(block_end(allocator, addr, size));
-                allocs.push(addr);
-                let stack = stacks.var()?;
-                sink.alloc(tick, allocator, addr, size, stack);
-            }
-            rtype::FREE_BACK | rtype::PYFREE_BACK => {
-                let d = frees.var()?;
-                let n = allocs.len() as u64;
-                if d == 0 || d > n {
-                    return Err(corrupt("columns: free names no allocation", frees.pos));
-                }
-                let addr = allocs[(n - d) as usize];
-                candidates.push(addr);
-                sink.free(tick, rt == rtype::PYFREE_BACK, addr, Some(d), 0);
-            }
-            rtype::FREE_ADDR | rtype::PYFREE_ADDR | rtype::TYPED_FREE => {
-                let first = free_addrs.var()?;
-                prev_free = match Code::read(first, || free_addrs.var())? {
-                    Code::Found(d) => {
-                        let n = allocs.len() as u64;
-                        if d == 0 || d > n {
-                            return Err(corrupt(
-                                "columns: free names no allocation",
-                                free_addrs.pos,
-                            ));
-                        }
-                        allocs[(n - d) as usize]
+                },
+                Code::Delta(delta) => run.prev_alloc.wrapping_add(delta),
+            };
+            run.prev_alloc = addr;
+            let size = (r.highs.var()? << 8) | u64::from(r.lows.byte()?);
+            // (nc, na <= i < records: within the lists.)
+            candidates[nc] = block_end(allocator, addr, size);
+            allocs[na] = addr;
+            (nc, na) = (nc + 1, na + 1);
+            let stack = r.stacks.var()?;
+            sink.alloc(run.tick, allocator, addr, size, stack);
+        } else if matches!(
+            rt,
+            rtype::FREE_ADDR | rtype::PYFREE_ADDR | rtype::TYPED_FREE
+        ) {
+            r.advance(&mut run, rt != rtype::TYPED_FREE)?;
+            let first = r.free_addrs.var()?;
+            run.prev_free = match Code::read(first, || r.free_addrs.var())? {
+                Code::Found(d) => match back(&allocs[..na], d) {
+                    Some(a) => a,
+                    None => {
+                        return Err(corrupt(
+                            "columns: free names no allocation",
+                            r.free_addrs.pos,
+                        ))
                     }
-                    Code::Delta(delta) => prev_free.wrapping_add(delta),
-                };
-                candidates.push(prev_free);
-                let object_type = if rt == rtype::TYPED_FREE {
-                    prev_type = prev_type.wrapping_add(unzigzag(other.var()?) as u64);
-                    prev_type
-                } else {
-                    0
-                };
-                sink.free(tick, rt != rtype::FREE_ADDR, prev_free, None, object_type);
-            }
-            rtype::MUNMAP => {
-                let addr = other_addr(&mut other)?;
-                let len = other.var()?;
-                sink.other(Record::Munmap { tick, addr, len });
-            }
-            rtype::MREMAP => {
-                let old_addr = other_addr(&mut other)?;
-                let old_len = other.var()?;
-                let new_addr = other_addr(&mut other)?;
-                let new_len = other.var()?;
-                let stack = other.var()?;
-                let rec = Record::Mremap {
-                    tick,
-                    old_addr,
-                    old_len,
-                    new_addr,
-                    new_len,
-                    stack,
-                };
-                sink.other(rec);
-            }
-            rtype::MARKER => {
-                let marker = Marker::from_code(other.var()?);
-                sink.other(Record::Marker { tick, marker });
-            }
-            rtype::EXTENDED => {
-                let kind = other.var()?;
-                let payload = other.bytes()?;
-                let rec = Record::Extended {
-                    tick,
-                    kind,
-                    payload,
-                };
-                sink.other(rec);
-            }
-            rtype::STACK => {
-                let (id, parent, frame) = (other.var()?, other.var()?, other.var()?);
-                sink.other(Record::Stack { id, parent, frame });
-            }
-            rtype::NATIVE_FRAME => {
-                let (id, addr) = (other.var()?, other.var()?);
-                sink.other(Record::NativeFrame { id, addr });
-            }
-            rtype::PYTHON_FRAME => {
-                let (id, function) = (other.var()?, other.var()?);
-                let (file, line) = (other.var()?, other.var()?);
-                let rec = Record::PythonFrame {
-                    id,
-                    function,
-                    file,
-                    line,
-                };
-                sink.other(rec);
-            }
-            rtype::STRING => {
-                let id = other.var()?;
-                let bytes = other.bytes()?;
-                sink.other(Record::String { id, bytes });
-            }
-            rtype::THREAD_NAME => {
-                let name = other.bytes()?;
-                sink.other(Record::ThreadName { name });
-            }
-            rtype::MODULE => {
-                let base = other.var()?;
-                let path = other.bytes()?;
-                let build_id = other.bytes()?;
-                let n = other.var()?;
-                if n > 4096 {
-                    return Err(corrupt("columns: too many segments", other.pos));
-                }
-                let mut segments = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    segments.push(Segment {
-                        vaddr: other.var()?,
-                        memsz: other.var()?,
-                        file_offset: other.var()?,
-                    });
-                }
-                let rec = Record::Module {
-                    base,
-                    path,
-                    build_id,
-                    segments,
-                };
-                sink.other(rec);
-            }
-            _ => return Err(corrupt("columns: unknown record type", heads.pos - 1)),
+                },
+                Code::Delta(delta) => run.prev_free.wrapping_add(delta),
+            };
+            candidates[nc] = run.prev_free;
+            nc += 1;
+            let object_type = if rt == rtype::TYPED_FREE {
+                run.prev_type = run.prev_type.wrapping_add(unzigzag(r.other.var()?) as u64);
+                run.prev_type
+            } else {
+                0
+            };
+            sink.free(
+                run.tick,
+                rt != rtype::FREE_ADDR,
+                run.prev_free,
+                None,
+                object_type,
+            );
+        } else if matches!(rt, rtype::FREE_BACK | rtype::PYFREE_BACK) {
+            r.advance(&mut run, true)?;
+            let d = r.frees.var()?;
+            let Some(addr) = back(&allocs[..na], d) else {
+                return Err(corrupt("columns: free names no allocation", r.frees.pos));
+            };
+            candidates[nc] = addr;
+            nc += 1;
+            sink.free(run.tick, rt == rtype::PYFREE_BACK, addr, Some(d), 0);
+        } else {
+            other_record(rt, i, &mut r, &mut run, sink)?;
         }
     }
     if exact {
         let readers = [
-            &deltas,
-            &ticks,
-            &addrs,
-            &lows,
-            &highs,
-            &stacks,
-            &frees,
-            &free_addrs,
-            &other,
+            &r.deltas,
+            &r.ticks,
+            &r.addrs,
+            &r.lows,
+            &r.highs,
+            &r.stacks,
+            &r.frees,
+            &r.free_addrs,
+            &r.other,
         ];
-        if let Some(r) = readers.iter().find(|r| !r.done()) {
-            return Err(corrupt("columns: a stream has bytes left over", r.pos));
+        if let Some(left) = readers.iter().find(|r| !r.done()) {
+            return Err(corrupt("columns: a stream has bytes left over", left.pos));
         }
-        if pending_delta.is_some_and(|d| d != 0) {
-            return Err(corrupt("columns: a tick delta left over", deltas.pos));
+        if run.pending != NO_DELTA && run.pending != 0 {
+            return Err(corrupt("columns: a tick delta left over", r.deltas.pos));
         }
+    }
+    Ok(())
+}
+
+/// A record other than an allocation or a free (of type `rt`, its type byte read).
+#[inline(never)]
+fn other_record<'a, S: RecordSink<'a>>(
+    rt: u8,
+    at: usize,
+    r: &mut Readers<'a>,
+    run: &mut Running,
+    sink: &mut S,
+) -> Result<(), DecodeError> {
+    if matches!(
+        rt,
+        rtype::MUNMAP | rtype::MREMAP | rtype::MARKER | rtype::EXTENDED
+    ) {
+        r.advance(run, false)?;
+    }
+    let tick = run.tick;
+    let other = &mut r.other;
+    let mut other_addr = |r: &mut Reader| -> Result<u64, DecodeError> {
+        run.prev_other = run.prev_other.wrapping_add(unzigzag(r.var()?) as u64);
+        Ok(run.prev_other)
+    };
+    match rt {
+        rtype::MUNMAP => {
+            let addr = other_addr(other)?;
+            let len = other.var()?;
+            sink.other(Record::Munmap { tick, addr, len });
+        }
+        rtype::MREMAP => {
+            let old_addr = other_addr(other)?;
+            let old_len = other.var()?;
+            let new_addr = other_addr(other)?;
+            let new_len = other.var()?;
+            let stack = other.var()?;
+            let rec = Record::Mremap {
+                tick,
+                old_addr,
+                old_len,
+                new_addr,
+                new_len,
+                stack,
+            };
+            sink.other(rec);
+        }
+        rtype::MARKER => {
+            let marker = Marker::from_code(other.var()?);
+            sink.other(Record::Marker { tick, marker });
+        }
+        rtype::EXTENDED => {
+            let kind = other.var()?;
+            let payload = other.bytes()?;
+            let rec = Record::Extended {
+                tick,
+                kind,
+                payload,
+            };
+            sink.other(rec);
+        }
+        rtype::STACK => {
+            let (id, parent, frame) = (other.var()?, other.var()?, other.var()?);
+            sink.other(Record::Stack { id, parent, frame });
+        }
+        rtype::NATIVE_FRAME => {
+            let (id, addr) = (other.var()?, other.var()?);
+            sink.other(Record::NativeFrame { id, addr });
+        }
+        rtype::PYTHON_FRAME => {
+            let (id, function) = (other.var()?, other.var()?);
+            let (file, line) = (other.var()?, other.var()?);
+            let rec = Record::PythonFrame {
+                id,
+                function,
+                file,
+                line,
+            };
+            sink.other(rec);
+        }
+        rtype::STRING => {
+            let id = other.var()?;
+            let bytes = other.bytes()?;
+            sink.other(Record::String { id, bytes });
+        }
+        rtype::THREAD_NAME => {
+            let name = other.bytes()?;
+            sink.other(Record::ThreadName { name });
+        }
+        rtype::MODULE => {
+            let base = other.var()?;
+            let path = other.bytes()?;
+            let build_id = other.bytes()?;
+            let n = other.var()?;
+            if n > 4096 {
+                return Err(corrupt("columns: too many segments", other.pos));
+            }
+            let mut segments = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                segments.push(Segment {
+                    vaddr: other.var()?,
+                    memsz: other.var()?,
+                    file_offset: other.var()?,
+                });
+            }
+            let rec = Record::Module {
+                base,
+                path,
+                build_id,
+                segments,
+            };
+            sink.other(rec);
+        }
+        _ => return Err(corrupt("columns: unknown record type", at)),
     }
     Ok(())
 }
