@@ -7,11 +7,20 @@
 //! thread records in that tick. Its events keep their order (a thread's records are in
 //! sequence); after a pause of any length the word has moved and the counter is read afresh,
 //! so no time is off by more than one kernel tick. The first thread to read the counter in a
-//! kernel tick claims it ([`OWNER`]); another thread that records in the same tick marks it
-//! contended, and from then on every event of the tick reads the counter: the merge of
-//! threads orders their events by tick, and an event that follows another thread's must not
-//! take a time from before it. A process with one busy thread (others waiting) reuses; two
-//! threads allocating at once pay one more load per event than reading the counter alone.
+//! kernel tick claims it ([`OWNER`]); the merge of threads orders their events by tick, and an
+//! event that follows another thread's must not take a time from before it:
+//! - A second thread that records in the tick takes the claim over, once: it claims first and
+//!   reads the counter after, so its reading is later than every event of the first thread
+//!   that came before its claim (the program synchronized them: Python's threads hand the GIL
+//!   over every 5 ms, about once a kernel tick). The first thread no longer owns the tick and
+//!   reads the counter at its next event.
+//! - A third claim in the tick, or a claim that changed hands between a thread's claim and
+//!   its reading (two threads reading at once), marks the tick contended: from then on every
+//!   event of the tick reads the counter.
+//!
+//! A process with one busy thread (others waiting) reuses; threads that take turns reuse after
+//! each turn's first event; two threads allocating at once pay one more load per event than
+//! reading the counter alone.
 //! A process of a `--follow-fork` family reads the counter at every event ([`configure`]):
 //! the family's reports merge its processes by time.
 
@@ -43,11 +52,18 @@ pub fn tick() -> u64 {
 
 /// Who may reuse a counter reading in the current kernel tick: the low half of the coarse
 /// clock's time (coarse::read) in the low half, the id (`Tls::clock_id`) of the thread that
-/// claimed the tick in the high half, or [`CONTENDED`] there once another thread recorded in
-/// it too.
+/// claimed the tick in the high half, with [`MOVED`] once the claim changed hands, or
+/// [`CONTENDED`] there when no thread may reuse in the tick.
 static OWNER: AtomicU64 = AtomicU64::new(0);
-/// The high half of [`OWNER`] when more than one thread recorded in the tick.
+/// The high half of [`OWNER`] when no thread may reuse in the tick.
 const CONTENDED: u64 = u32::MAX as u64;
+/// The claim of the tick was taken over once (a second take-over makes it contended).
+const MOVED: u64 = 1 << 63;
+/// Thread ids run from 1 to this, exclusive (the claim's bit 63 is [`MOVED`], and an id of
+/// all ones below it would read as [`CONTENDED`] without it).
+const ID_END: u32 = 0x7FFF_FFFF;
+/// The low half of [`OWNER`]: the kernel tick.
+const TICK_PART: u64 = 0xFFFF_FFFF;
 /// The next thread id (0: none yet).
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -80,7 +96,7 @@ fn event_tick_in(t: &mut Tls, owner: &AtomicU64) -> u64 {
     let Some(now) = coarse::read() else {
         return tick();
     };
-    if now == t.tick_word && owner.load(Ordering::Relaxed) == claim_of(now, t.clock_id) {
+    if now == t.tick_word && owner.load(Ordering::Relaxed) & !MOVED == claim_of(now, t.clock_id) {
         return t.tick_last;
     }
     fresh_tick(t, now, owner)
@@ -93,37 +109,41 @@ fn claim_of(now: u64, id: u32) -> u64 {
     (now & 0xFFFF_FFFF) | (u64::from(id) << 32)
 }
 
-/// [`event_tick`] reading the counter: the thread claims the kernel tick `now`, or marks it
-/// contended when another thread claimed it. Another thread's event that happened before
-/// this one (the program synchronized them) wrote its mark before, so this thread reads the
-/// counter from then on in the tick.
+/// [`event_tick`] reading the counter: the thread claims the kernel tick `now` (takes the
+/// claim over, or marks the tick contended: see the module's note), then reads the counter.
+/// Another thread's event that happened before this one (the program synchronized them) came
+/// before this claim, and so before this reading.
 #[inline(never)]
 fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
-    let tick = tick();
-    // The kernel tick of this reading is the one read after it: a thread held up between the
-    // coarse clock and the counter (across the kernel's update) would otherwise claim the tick
-    // before, and another thread's claim of the new one could erase its mark.
-    let now = coarse::read().unwrap_or(now);
     if t.clock_id == 0 {
-        t.clock_id = loop {
-            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-            if id != 0 && u64::from(id) != CONTENDED {
-                break id;
-            }
-        };
+        t.clock_id = new_id();
     }
+    let part = now & TICK_PART;
     let mine = claim_of(now, t.clock_id);
-    let contended = (now & 0xFFFF_FFFF) | (CONTENDED << 32);
+    let contended = part | (CONTENDED << 32);
     let mut owner = claim.load(Ordering::Relaxed);
     loop {
-        let wanted = if (owner & 0xFFFF_FFFF) != (now & 0xFFFF_FFFF) {
+        let wanted = if owner & TICK_PART != part {
             mine
-        } else if owner == mine || owner == contended {
+        } else if owner & !MOVED == mine || owner == contended {
             break;
-        } else {
+        } else if owner & MOVED != 0 {
             contended
+        } else {
+            mine | MOVED
         };
         match claim.compare_exchange_weak(owner, wanted, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(o) => owner = o,
+        }
+    }
+    let tick = ordered_tick();
+    // Another thread that claimed the tick between this claim and this reading may have read
+    // the counter before this thread did: neither may reuse (a claim of a later kernel tick
+    // ends this one's anyway).
+    let mut owner = claim.load(Ordering::Relaxed);
+    while owner & TICK_PART == part && owner & !MOVED != mine && owner != contended {
+        match claim.compare_exchange_weak(owner, contended, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => break,
             Err(o) => owner = o,
         }
@@ -131,6 +151,39 @@ fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
     t.tick_word = now;
     t.tick_last = tick;
     tick
+}
+
+/// A new thread id, from 1 up to [`ID_END`] (then from 1 again).
+#[cold]
+fn new_id() -> u32 {
+    loop {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) % ID_END;
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+/// The counter, read after every load and store before it (the claim) and before every one
+/// after it (the check of the claim): `rdtsc` alone may run ahead of them or behind.
+#[inline(always)]
+fn ordered_tick() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: lfence is part of SSE2, which every x86_64 CPU has.
+        unsafe { core::arch::x86_64::_mm_lfence() };
+        let t = tick();
+        // SAFETY: as above.
+        unsafe { core::arch::x86_64::_mm_lfence() };
+        t
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let t = tick();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        t
+    }
 }
 
 /// A (tick, monotonic ns) pair read together, for converting ticks to time.
@@ -181,6 +234,54 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         let after = event_tick_in(&mut t, &owner);
         assert!(after > before + 30_000_000 / 4096, "{before} -> {after}");
+    }
+
+    /// Waits until the counter has moved past `t` (a fresh reading then differs from `t`).
+    fn past(t: u64) {
+        while tick() <= t + 1 {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_second_thread_takes_a_kernel_tick_over_once_and_a_third_claim_ends_reuse() {
+        coarse::tests::located();
+        if coarse::word().is_null() {
+            eprintln!("no coarse clock word on this kernel: every event reads the counter");
+            return;
+        }
+        // Two blocks stand for two threads taking turns (as the claim sees them), within one
+        // kernel tick: a sequence that crossed one is tried again.
+        for _ in 0..1000 {
+            let owner = AtomicU64::new(0);
+            let (mut a, mut b) = (block(), block());
+            let word = coarse::read();
+            let turn = |t: &mut Tls, last: u64| {
+                past(last);
+                event_tick_in(t, &owner)
+            };
+            let a1 = turn(&mut a, 0);
+            let a2 = turn(&mut a, a1);
+            let b1 = turn(&mut b, a2);
+            let after_takeover = owner.load(Ordering::Relaxed);
+            let b2 = turn(&mut b, b1);
+            let a3 = turn(&mut a, b2);
+            let after_third = owner.load(Ordering::Relaxed);
+            let b3 = turn(&mut b, a3);
+            if coarse::read() != word {
+                continue;
+            }
+            let now = word.expect("the word is known");
+            assert_eq!(a2, a1, "the first thread reuses its reading");
+            assert!(b1 > a2, "the second reads the counter");
+            assert_eq!(after_takeover, claim_of(now, b.clock_id) | MOVED);
+            assert_eq!(b2, b1, "the second reuses its reading");
+            assert!(a3 > b2, "the first, no longer the owner, reads the counter");
+            assert_eq!(after_third, (now & TICK_PART) | (CONTENDED << 32));
+            assert!(b3 > a3, "no thread reuses in a contended tick");
+            return;
+        }
+        panic!("every sequence crossed a kernel tick");
     }
 
     #[test]
