@@ -241,10 +241,18 @@ pub unsafe fn holds<const MINOR: u32>(fields: &WalkFields, kept: &[Step], frame:
             return Held::NotHere;
         };
         for s in rest.iter().rev() {
-            let code = fields.code(addr);
             let place = fields.place::<MINOR>(addr);
             let prev = fields.previous(addr);
-            if (code ^ s.code) | (place ^ s.place) | (prev ^ s.prev) == 0 {
+            // From 3.11 a place is an address in the code object's own bytecode: a step's
+            // place names its code (kept alive: no other object can be at that address; a
+            // step of a code not kept alive has a link other than direct, whose `prev` never
+            // matches). 3.10's is an offset: the code is compared too.
+            let same = if MINOR >= 11 {
+                (place ^ s.place) | (prev ^ s.prev) == 0
+            } else {
+                (fields.code(addr) ^ s.code) | (place ^ s.place) | (prev ^ s.prev) == 0
+            };
+            if same {
                 // The usual case: a direct link (or the end); the caller is `prev`. Read
                 // from the step, not taken from the frame's load: the compiler, seeing them
                 // equal, would use the loaded value, and each frame's loads would wait for the
@@ -255,6 +263,7 @@ pub unsafe fn holds<const MINOR: u32>(fields: &WalkFields, kept: &[Step], frame:
             if place != s.place {
                 return Held::No;
             }
+            let code = fields.code(addr);
             addr = match caller::<MINOR>(fields, s, code, addr) {
                 Some(next) => next,
                 None => return Held::No,
@@ -370,9 +379,42 @@ mod tests {
         let (mut frames, steps) = chain();
         frames[2].0[7] = 0x2180;
         assert!(matches!(check(&frames[..], &steps), Held::No));
+        // The outermost frame runs another code: its instruction pointer lies in that code's
+        // bytecode (3.11+ compare places, which name their code).
         let (mut frames, steps) = chain();
         frames[0].0[0] = 0x5000;
+        frames[0].0[7] = 0x5100;
         assert!(matches!(check(&frames[..], &steps), Held::No));
+    }
+
+    #[test]
+    fn on_3_10_another_code_at_the_same_offset_is_no() {
+        // 3.10's frames: f_back at 24, f_code at 32, f_lasti (an offset, the same in any code)
+        // at 96.
+        #[derive(Clone, Copy, Default)]
+        #[repr(C, align(8))]
+        struct Frame310([usize; 13]);
+        let mut frames = Box::new([Frame310::default(); 2]);
+        let outer = &frames[0] as *const Frame310 as usize;
+        let inner = &frames[1] as *const Frame310 as usize;
+        for (f, (code, back)) in frames.iter_mut().zip([(0x1000, 0), (0x2000, outer)]) {
+            f.0[3] = back;
+            f.0[4] = code;
+            f.0[12] = 40;
+        }
+        let steps = [
+            Step::for_check(outer, 0x1000, 40, 0, Link::Direct, 0),
+            Step::for_check(inner, 0x2000, 40, outer, Link::Direct, outer),
+        ];
+        let fields = WalkFields::of::<10>();
+        let held = |frames: &[Frame310; 2]| {
+            assert_eq!(frames.as_ptr() as usize, outer);
+            // SAFETY: the frames are alive in `frames`, linked as a 3.10 chain.
+            unsafe { holds::<10>(&fields, &steps, inner) }
+        };
+        assert!(matches!(held(&frames), Held::Yes));
+        frames[0].0[4] = 0x5000;
+        assert!(matches!(held(&frames), Held::No));
     }
 
     #[test]
