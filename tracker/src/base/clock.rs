@@ -14,9 +14,12 @@
 //!   that came before its claim (the program synchronized them: Python's threads hand the GIL
 //!   over every 5 ms, about once a kernel tick). The first thread no longer owns the tick and
 //!   reads the counter at its next event.
-//! - A third claim in the tick, or a claim that changed hands between a thread's claim and
-//!   its reading (two threads reading at once), marks the tick contended: from then on every
-//!   event of the tick reads the counter.
+//! - A third claim in the tick, or any claim made between a thread's claim and its reading
+//!   (two threads reading at once; or a thread that read the next kernel tick's word while
+//!   this one was held up, by the kernel's timer interrupt itself), marks the tick contended:
+//!   from then on every event of the tick reads the counter.
+//! - A reading without a claim (the word read while the kernel updated it, at a second's end;
+//!   a thread past the last id) erases every claim before and after it.
 //!
 //! A process with one busy thread (others waiting) reuses; threads that take turns reuse after
 //! each turn's first event; two threads allocating at once pay one more load per event than
@@ -66,6 +69,8 @@ const ID_END: u32 = 0x7FFF_FFFF;
 const TICK_PART: u64 = 0xFFFF_FFFF;
 /// The next thread id (0: none yet).
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+/// The id of threads past the last: they never claim a tick ([`unclaimed_tick`]).
+const NO_ID: u32 = u32::MAX;
 
 /// The tick of an event of the calling thread (`t` its block): its last counter reading while
 /// the kernel's coarse clock stands still and no other thread recorded since (see the module's
@@ -94,7 +99,9 @@ pub fn configure(family: bool) {
 #[inline(always)]
 fn event_tick_in(t: &mut Tls, owner: &AtomicU64) -> u64 {
     let Some(now) = coarse::read() else {
-        return tick();
+        // The kernel was updating the word (at a second's end): a reading another thread
+        // must not reuse against.
+        return unclaimed_tick(owner);
     };
     if now == t.tick_word && owner.load(Ordering::Relaxed) & !MOVED == claim_of(now, t.clock_id) {
         return t.tick_last;
@@ -115,8 +122,25 @@ fn claim_of(now: u64, id: u32) -> u64 {
 /// before this claim, and so before this reading.
 #[inline(never)]
 fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
+    let Some(mine) = claim_tick(t, now, claim) else {
+        return unclaimed_tick(claim);
+    };
+    let tick = ordered_tick();
+    settle_claim(now, mine, claim);
+    t.tick_word = now;
+    t.tick_last = tick;
+    tick
+}
+
+/// Claims the kernel tick `now` for the calling thread (see [`fresh_tick`]): its claim, or
+/// None for a thread without an id (past [`ID_END`] threads).
+#[inline(always)]
+fn claim_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> Option<u64> {
     if t.clock_id == 0 {
-        t.clock_id = new_id();
+        t.clock_id = new_id(&NEXT_ID);
+    }
+    if t.clock_id == NO_ID {
+        return None;
     }
     let part = now & TICK_PART;
     let mine = claim_of(now, t.clock_id);
@@ -137,30 +161,47 @@ fn fresh_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> u64 {
             Err(o) => owner = o,
         }
     }
-    let tick = ordered_tick();
-    // Another thread that claimed the tick between this claim and this reading may have read
-    // the counter before this thread did: neither may reuse (a claim of a later kernel tick
-    // ends this one's anyway).
+    Some(mine)
+}
+
+/// After the reading of a claim `mine` of the kernel tick `now`: another thread that claimed
+/// a tick (this one or another: a thread that read the next kernel tick's word while this one
+/// was held up, by the kernel's timer interrupt itself) between this claim and this reading
+/// may have read the counter before this thread did. Neither may reuse: the claim becomes the
+/// mark of a contended tick (overwriting another tick's claim only makes its owner read the
+/// counter once more).
+#[inline(always)]
+fn settle_claim(now: u64, mine: u64, claim: &AtomicU64) {
+    let contended = (now & TICK_PART) | (CONTENDED << 32);
     let mut owner = claim.load(Ordering::Relaxed);
-    while owner & TICK_PART == part && owner & !MOVED != mine && owner != contended {
+    while owner & !MOVED != mine && owner != contended {
         match claim.compare_exchange_weak(owner, contended, Ordering::Relaxed, Ordering::Relaxed) {
             Ok(_) => break,
             Err(o) => owner = o,
         }
     }
-    t.tick_word = now;
-    t.tick_last = tick;
+}
+
+/// A reading that no thread reuses against: every claim is erased before it, and again after
+/// it (a claim made meanwhile may come with an earlier reading). For a time without the coarse
+/// word (the kernel updating it) and for threads without an id.
+#[cold]
+fn unclaimed_tick(claim: &AtomicU64) -> u64 {
+    claim.store(0, Ordering::Relaxed);
+    let tick = ordered_tick();
+    claim.store(0, Ordering::Relaxed);
     tick
 }
 
-/// A new thread id, from 1 up to [`ID_END`] (then from 1 again).
+/// A new thread id from `next`, from 1 up to [`ID_END`]; [`NO_ID`] after that (two threads
+/// with one id would each take the other's claim for its own).
 #[cold]
-fn new_id() -> u32 {
-    loop {
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) % ID_END;
-        if id != 0 {
-            return id;
-        }
+fn new_id(next: &AtomicU32) -> u32 {
+    match next.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        (n < ID_END).then_some(n + 1)
+    }) {
+        Ok(id) if id != 0 => id,
+        _ => NO_ID,
     }
 }
 
@@ -282,6 +323,73 @@ mod tests {
             return;
         }
         panic!("every sequence crossed a kernel tick");
+    }
+
+    /// An event of `t` at the coarse time `now` (as event_tick_in, with the word given).
+    fn event_at(t: &mut Tls, now: u64, owner: &AtomicU64) -> u64 {
+        if now == t.tick_word && owner.load(Ordering::Relaxed) & !MOVED == claim_of(now, t.clock_id)
+        {
+            return t.tick_last;
+        }
+        fresh_tick(t, now, owner)
+    }
+
+    /// Two kernel ticks' coarse times (any values: the claim compares them, nothing else).
+    const TICK_N: u64 = 5_000_000;
+    const TICK_N1: u64 = 9_000_000;
+
+    #[test]
+    fn a_claim_of_the_next_kernel_tick_between_a_claim_and_its_reading_ends_its_reuse() {
+        // Z claims tick N and is held up before its reading (the kernel's timer interrupt);
+        // meanwhile Y reads the word of tick N+1, claims it and reads the counter. Z reads
+        // after: Z's event, then (the program hands over) Y's, which must not take Y's earlier
+        // reading.
+        let owner = AtomicU64::new(0);
+        let (mut z, mut y) = (block(), block());
+        let mine = claim_tick(&mut z, TICK_N, &owner).expect("an id");
+        let early = event_at(&mut y, TICK_N1, &owner);
+        past(early);
+        let z_tick = ordered_tick();
+        settle_claim(TICK_N, mine, &owner);
+        past(z_tick);
+        let after = event_at(&mut y, TICK_N1, &owner);
+        assert!(after >= z_tick, "{after} < {z_tick}: Y reused {early}");
+    }
+
+    #[test]
+    fn a_reading_without_a_claim_ends_every_reuse() {
+        // Y claims and reads; another thread reads the counter while the kernel updates the
+        // word (no time to claim): Y's next event, after it, reads the counter too.
+        let owner = AtomicU64::new(0);
+        let mut y = block();
+        let early = event_at(&mut y, TICK_N, &owner);
+        past(early);
+        let other = unclaimed_tick(&owner);
+        past(other);
+        let after = event_at(&mut y, TICK_N, &owner);
+        assert!(after >= other, "{after} < {other}: Y reused {early}");
+    }
+
+    #[test]
+    fn thread_ids_stop_at_the_last_and_a_thread_without_one_never_reuses() {
+        let next = AtomicU32::new(ID_END - 2);
+        let ids: Vec<u32> = (0..4).map(|_| new_id(&next)).collect();
+        assert_eq!(ids, [ID_END - 2, ID_END - 1, NO_ID, NO_ID]);
+        let owner = AtomicU64::new(0);
+        let (mut x, mut late) = (block(), block());
+        late.clock_id = NO_ID;
+        let first = event_at(&mut late, TICK_N, &owner);
+        past(first);
+        assert!(
+            event_at(&mut late, TICK_N, &owner) > first,
+            "no reuse without an id"
+        );
+        // Nor does a thread with an id reuse after it.
+        let mine = event_at(&mut x, TICK_N, &owner);
+        past(mine);
+        let late_tick = event_at(&mut late, TICK_N, &owner);
+        past(late_tick);
+        assert!(event_at(&mut x, TICK_N, &owner) > late_tick);
     }
 
     #[test]
