@@ -103,6 +103,14 @@ fn event_tick_in(t: &mut Tls, owner: &AtomicU64) -> u64 {
         // must not reuse against.
         return unclaimed_tick(owner);
     };
+    tick_at(t, now, owner)
+}
+
+/// The tick of an event of `t` in the kernel tick whose coarse time is `now`: the thread's
+/// last reading when it is of `now` and the claim of `now` is still the thread's, else a
+/// fresh one.
+#[inline(always)]
+fn tick_at(t: &mut Tls, now: u64, owner: &AtomicU64) -> u64 {
     if now == t.tick_word && owner.load(Ordering::Relaxed) & !MOVED == claim_of(now, t.clock_id) {
         return t.tick_last;
     }
@@ -325,15 +333,6 @@ mod tests {
         panic!("every sequence crossed a kernel tick");
     }
 
-    /// An event of `t` at the coarse time `now` (as event_tick_in, with the word given).
-    fn event_at(t: &mut Tls, now: u64, owner: &AtomicU64) -> u64 {
-        if now == t.tick_word && owner.load(Ordering::Relaxed) & !MOVED == claim_of(now, t.clock_id)
-        {
-            return t.tick_last;
-        }
-        fresh_tick(t, now, owner)
-    }
-
     /// Two kernel ticks' coarse times (any values: the claim compares them, nothing else).
     const TICK_N: u64 = 5_000_000;
     const TICK_N1: u64 = 9_000_000;
@@ -347,12 +346,12 @@ mod tests {
         let owner = AtomicU64::new(0);
         let (mut z, mut y) = (block(), block());
         let mine = claim_tick(&mut z, TICK_N, &owner).expect("an id");
-        let early = event_at(&mut y, TICK_N1, &owner);
+        let early = tick_at(&mut y, TICK_N1, &owner);
         past(early);
         let z_tick = ordered_tick();
         settle_claim(TICK_N, mine, &owner);
         past(z_tick);
-        let after = event_at(&mut y, TICK_N1, &owner);
+        let after = tick_at(&mut y, TICK_N1, &owner);
         assert!(after >= z_tick, "{after} < {z_tick}: Y reused {early}");
     }
 
@@ -362,11 +361,11 @@ mod tests {
         // word (no time to claim): Y's next event, after it, reads the counter too.
         let owner = AtomicU64::new(0);
         let mut y = block();
-        let early = event_at(&mut y, TICK_N, &owner);
+        let early = tick_at(&mut y, TICK_N, &owner);
         past(early);
         let other = unclaimed_tick(&owner);
         past(other);
-        let after = event_at(&mut y, TICK_N, &owner);
+        let after = tick_at(&mut y, TICK_N, &owner);
         assert!(after >= other, "{after} < {other}: Y reused {early}");
     }
 
@@ -378,18 +377,18 @@ mod tests {
         let owner = AtomicU64::new(0);
         let (mut x, mut late) = (block(), block());
         late.clock_id = NO_ID;
-        let first = event_at(&mut late, TICK_N, &owner);
+        let first = tick_at(&mut late, TICK_N, &owner);
         past(first);
         assert!(
-            event_at(&mut late, TICK_N, &owner) > first,
+            tick_at(&mut late, TICK_N, &owner) > first,
             "no reuse without an id"
         );
         // Nor does a thread with an id reuse after it.
-        let mine = event_at(&mut x, TICK_N, &owner);
+        let mine = tick_at(&mut x, TICK_N, &owner);
         past(mine);
-        let late_tick = event_at(&mut late, TICK_N, &owner);
+        let late_tick = tick_at(&mut late, TICK_N, &owner);
         past(late_tick);
-        assert!(event_at(&mut x, TICK_N, &owner) > late_tick);
+        assert!(tick_at(&mut x, TICK_N, &owner) > late_tick);
     }
 
     #[test]
