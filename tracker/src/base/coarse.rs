@@ -59,7 +59,14 @@ pub fn read() -> Option<u64> {
     if seconds != again {
         return None;
     }
-    Some(((seconds << 30) | nanoseconds).wrapping_add(1))
+    Some(packed(seconds, nanoseconds))
+}
+
+/// A coarse time as [`read`] gives it: the seconds above bit 30, the nanoseconds below, plus
+/// one.
+#[inline(always)]
+fn packed(seconds: u64, nanoseconds: u64) -> u64 {
+    ((seconds << 30) | nanoseconds).wrapping_add(1)
 }
 
 /// Keeps the word only while it shows the coarse clock (checked at each capture's start: a
@@ -71,7 +78,7 @@ pub fn check() {
     }
     let shows_the_clock = (0..3).any(|_| {
         let now = sys::clock_ns(libc::CLOCK_MONOTONIC_COARSE);
-        read() == Some((((now / NS) << 30) | (now % NS)) + 1)
+        read() == Some(packed(now / NS, now % NS))
     });
     if !shows_the_clock {
         WORD.store(core::ptr::null_mut(), Ordering::Relaxed);
