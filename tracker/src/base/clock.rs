@@ -121,7 +121,7 @@ fn tick_at(t: &mut Tls, now: u64, owner: &AtomicU64) -> u64 {
 /// low half of `now` (a thread reuses a reading only when the whole of `now` is its own too).
 #[inline(always)]
 fn claim_of(now: u64, id: u32) -> u64 {
-    (now & 0xFFFF_FFFF) | (u64::from(id) << 32)
+    (now & TICK_PART) | (u64::from(id) << 32)
 }
 
 /// [`event_tick`] reading the counter: the thread claims the kernel tick `now` (takes the
