@@ -23,7 +23,7 @@ mod writer;
 
 pub use frames::{read_frames, write_frame_table, Frame, MAX_FRAME_TABLE};
 pub use join::{each_record, join, join_prefix, RecordSink};
-pub use writer::{split, staging_streams, ColumnWriter, Layout, DIRECTORY_LEN};
+pub use writer::{split, staging_streams, AllocLookup, ColumnWriter, Layout, DIRECTORY_LEN};
 
 use crate::varint::{unzigzag, zigzag};
 use crate::Allocator;

@@ -28,7 +28,9 @@ const ALLOCATION_SERIAL: usize = 3;
 /// below which entries belong to earlier chunks.
 pub(super) struct AddressModel {
     table: Vec<Slot>,
-    bits: u32,
+    /// 64 - log2 of the slots in use: the shift that takes a hash's top bits as a slot number
+    /// (kept so, not as the log, to spare a subtraction per lookup).
+    shift: u32,
     candidates: u64,
     allocations: u64,
     candidate_base: u64,
@@ -36,15 +38,15 @@ pub(super) struct AddressModel {
 }
 
 #[inline]
-fn slot(addr: u64, bits: u32) -> usize {
-    ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+fn slot(addr: u64, shift: u32) -> usize {
+    ((addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
 impl AddressModel {
     pub(super) const fn new() -> AddressModel {
         AddressModel {
             table: Vec::new(),
-            bits: DEFAULT_TABLE_BITS,
+            shift: 64 - DEFAULT_TABLE_BITS,
             candidates: 0,
             allocations: 0,
             candidate_base: 0,
@@ -56,7 +58,7 @@ impl AddressModel {
     /// left at other slots stay correct: a lookup matches an exact address with a serial of
     /// this chunk, wherever it is found.
     pub(super) fn set_bits(&mut self, bits: u32) {
-        self.bits = bits.clamp(4, ALLOCATED_BITS);
+        self.shift = 64 - bits.clamp(4, ALLOCATED_BITS);
     }
 
     /// Frees the table (the next chunk allocates it again, empty): for a writer that may stay
@@ -73,15 +75,23 @@ impl AddressModel {
         self.allocation_base = self.allocations;
     }
 
-    /// An allocation at `addr`: how many candidates ago `addr` was added (0 = the latest), if
-    /// it is one of this chunk. Records the allocation.
+    /// The slot `addr` looks up, for a caller that computes it once for a prefetch and the
+    /// lookup itself. A slot computed before a change of the size in use still finds and
+    /// records exactly (a lookup matches an exact address, wherever it is found).
     #[inline]
-    pub(super) fn allocate(&mut self, addr: u64) -> Option<u64> {
+    pub(super) fn slot_of(&self, addr: u64) -> usize {
+        slot(addr, self.shift)
+    }
+
+    /// An allocation at `addr`, whose slot is `at` (`slot_of`): how many candidates ago `addr`
+    /// was added (0 = the latest), if it is one of this chunk. Records the allocation.
+    #[inline]
+    pub(super) fn allocate(&mut self, addr: u64, at: usize) -> Option<u64> {
         let serial = self.allocations + 1;
         self.allocations = serial;
         let candidates = self.candidates;
         let base = self.candidate_base;
-        let at = self.table.get_mut(slot(addr, self.bits))?;
+        let at = self.table.get_mut(at)?;
         let found = (at[CANDIDATE] == addr && at[CANDIDATE_SERIAL] > base)
             .then(|| candidates - at[CANDIDATE_SERIAL]);
         at[ALLOCATION] = addr;
@@ -97,7 +107,7 @@ impl AddressModel {
         let base = self.allocation_base;
         let serial = self.candidates + 1;
         self.candidates = serial;
-        let at = self.table.get_mut(slot(addr, self.bits))?;
+        let at = self.table.get_mut(slot(addr, self.shift))?;
         let found = (at[ALLOCATION] == addr && at[ALLOCATION_SERIAL] > base)
             .then(|| allocations - at[ALLOCATION_SERIAL] + 1);
         at[CANDIDATE] = addr;
@@ -105,21 +115,22 @@ impl AddressModel {
         found
     }
 
-    /// Where the slot of `addr` lies in memory, for a caller that prefetches it (null before
-    /// the first chunk).
+    /// Where slot `at` lies in memory, for a caller that prefetches it (null before the first
+    /// chunk).
     #[inline]
-    pub(super) fn slot_ptr(&self, addr: u64) -> *const u8 {
+    pub(super) fn slot_ptr(&self, at: usize) -> *const u8 {
         self.table
-            .get(slot(addr, self.bits))
-            .map_or(core::ptr::null(), |at| (at as *const Slot).cast())
+            .get(at)
+            .map_or(core::ptr::null(), |s| (s as *const Slot).cast())
     }
 
-    /// Adds the candidate `addr` (the end of a block just allocated).
+    /// Adds the candidate `addr` (the end of a block just allocated), whose slot is `at`
+    /// (`slot_of`).
     #[inline]
-    pub(super) fn add(&mut self, addr: u64) {
+    pub(super) fn add(&mut self, addr: u64, at: usize) {
         let serial = self.candidates + 1;
         self.candidates = serial;
-        if let Some(at) = self.table.get_mut(slot(addr, self.bits)) {
+        if let Some(at) = self.table.get_mut(at) {
             at[CANDIDATE] = addr;
             at[CANDIDATE_SERIAL] = serial;
         }

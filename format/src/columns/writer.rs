@@ -31,6 +31,8 @@ const EVENT_MAX: [usize; COUNT] = [1, 1, 10, 11, 1, 10, 10, 0, 11, 64];
 pub struct Layout {
     offset: [usize; COUNT],
     capacity: [usize; COUNT],
+    /// Where each region ends (offset + capacity), kept so for the writer's checks.
+    end: [usize; COUNT],
 }
 
 impl Layout {
@@ -63,13 +65,32 @@ impl Layout {
             *o = at;
             at += c;
         }
-        Layout { offset, capacity }
+        let end = std::array::from_fn(|s| offset[s] + capacity[s]);
+        Layout {
+            offset,
+            capacity,
+            end,
+        }
     }
 
     /// Bytes of buffer this layout needs.
     pub fn buffer_len(&self) -> usize {
         self.offset[COUNT - 1] + self.capacity[COUNT - 1]
     }
+}
+
+/// An allocation about to be written and the slots of the writer's index of recent addresses
+/// it looks up (see `ColumnWriter::alloc_lookup`).
+#[derive(Clone, Copy, Debug)]
+pub struct AllocLookup {
+    allocator: Allocator,
+    addr: u64,
+    size: u64,
+    /// The slot of the address.
+    at: usize,
+    /// Where the next block probably starts (`block_end`), and its slot.
+    end: u64,
+    end_at: usize,
 }
 
 /// The running values of one chunk.
@@ -89,7 +110,10 @@ pub struct ColumnWriter {
     layout: Layout,
     /// Bytes of the buffer (the layouts' rounding may leave a few unused).
     buffer_len: usize,
-    len: [usize; COUNT],
+    /// Where each stream's next byte goes in the buffer (its region's offset plus the bytes
+    /// written: a position, not a length, spares an addition per byte). Past the region's end
+    /// when its bytes were dropped (see `byte_in`).
+    pos: [usize; COUNT],
     /// Event records that surely fit (see `reserve_event`).
     budget: usize,
     /// `reserve_event` vouched for room for the next event record (taken by it).
@@ -102,8 +126,8 @@ impl ColumnWriter {
     pub const fn new(layout: Layout) -> ColumnWriter {
         ColumnWriter {
             buffer_len: layout.offset[COUNT - 1] + layout.capacity[COUNT - 1],
+            pos: layout.offset,
             layout,
-            len: [0; COUNT],
             budget: 0,
             reserved: false,
             model: AddressModel::new(),
@@ -123,9 +147,9 @@ impl ColumnWriter {
     /// bytes, in proportion to what the previous chunk needed.
     pub fn start(&mut self, buf: &mut [u8], refit: bool) {
         if refit && self.records() > 0 {
-            self.layout = Layout::fitted(&self.len, self.buffer_len);
+            self.layout = Layout::fitted(&self.lens(), self.buffer_len);
         }
-        self.len = [0; COUNT];
+        self.pos = self.layout.offset;
         self.budget = 0;
         self.reserved = false;
         self.chunk = ChunkState::default();
@@ -140,30 +164,35 @@ impl ColumnWriter {
     /// laid out over it in proportion to what the chunk so far needed (if it has records).
     pub fn set_buffer_len(&mut self, len: usize) {
         self.buffer_len = len;
+        let lens = self.lens();
         self.layout = if self.records() > 0 {
-            Layout::fitted(&self.len, len)
+            Layout::fitted(&lens, len)
         } else {
             Layout::for_buffer(len)
         };
+        // The streams keep their lengths until `start` (positions follow the regions).
+        self.pos = std::array::from_fn(|s| self.layout.offset[s] + lens[s]);
     }
 
     /// Records written to the chunk (events and table records).
     #[inline]
     pub fn records(&self) -> usize {
-        self.len[stream::TYPE]
+        self.pos[stream::TYPE] - self.layout.offset[stream::TYPE]
+    }
+
+    /// The bytes each stream has taken so far (past its capacity when some were dropped).
+    fn lens(&self) -> [usize; COUNT] {
+        std::array::from_fn(|s| self.pos[s] - self.layout.offset[s])
     }
 
     /// The bytes of each stream so far.
     pub fn streams<'a>(&self, buf: &'a [u8]) -> [&'a [u8]; COUNT] {
-        std::array::from_fn(|s| {
-            let start = self.layout.offset[s];
-            buf.get(start..start + self.len[s]).unwrap_or(&[])
-        })
+        std::array::from_fn(|s| buf.get(self.layout.offset[s]..self.pos[s]).unwrap_or(&[]))
     }
 
     /// Total bytes in the streams.
     pub fn total_len(&self) -> usize {
-        self.len.iter().sum()
+        self.lens().iter().sum()
     }
 
     /// Room for one more event record. False when the chunk is full: start a new one.
@@ -191,7 +220,7 @@ impl ColumnWriter {
     }
 
     fn room_in(&self, s: usize) -> usize {
-        self.layout.capacity[s].saturating_sub(self.len[s])
+        self.layout.end[s].saturating_sub(self.pos[s])
     }
 
     #[cold]
@@ -213,13 +242,13 @@ impl ColumnWriter {
     /// reader then finds the stream damaged) rather than written elsewhere.
     #[inline(always)]
     fn byte_in<const ROOM: bool>(&mut self, buf: &mut [u8], s: usize, b: u8) {
-        let len = self.len[s];
-        if ROOM || len < self.layout.capacity[s] {
-            if let Some(p) = buf.get_mut(self.layout.offset[s] + len) {
+        let at = self.pos[s];
+        if ROOM || at < self.layout.end[s] {
+            if let Some(p) = buf.get_mut(at) {
                 *p = b;
             }
         }
-        self.len[s] = len + 1;
+        self.pos[s] = at + 1;
     }
 
     #[inline]
@@ -272,9 +301,9 @@ impl ColumnWriter {
         } else {
             // The pair's byte, if it was written: a full region dropped it (and the byte past
             // the region is the next stream's).
-            let len = self.len[stream::DELTA];
-            if ROOM || len <= self.layout.capacity[stream::DELTA] {
-                if let Some(p) = buf.get_mut(self.layout.offset[stream::DELTA] + len - 1) {
+            let at = self.pos[stream::DELTA];
+            if ROOM || at <= self.layout.end[stream::DELTA] {
+                if let Some(p) = buf.get_mut(at - 1) {
                     *p |= d << 3;
                 }
             }
@@ -315,20 +344,35 @@ impl ColumnWriter {
         self.model.release();
     }
 
-    /// The memory an allocation about to be written will look at: a caller may prefetch it
-    /// while it does other work (the lookups miss the cache on most allocations).
+    /// An allocation about to be written, with the slots of the writer's index it will look
+    /// up: computed once, for the caller to prefetch them (`alloc_lookups`) while it does other
+    /// work (they miss the cache on most allocations), and for the write (`alloc_looked_up`).
     #[inline]
-    pub fn alloc_lookups(&self, allocator: Allocator, addr: u64, size: u64) -> [*const u8; 2] {
+    pub fn alloc_lookup(&self, allocator: Allocator, addr: u64, size: u64) -> AllocLookup {
+        let end = block_end(allocator, addr, size);
+        AllocLookup {
+            allocator,
+            addr,
+            size,
+            at: self.model.slot_of(addr),
+            end,
+            end_at: self.model.slot_of(end),
+        }
+    }
+
+    /// The memory an allocation about to be written will look at (see `alloc_lookup`).
+    #[inline]
+    pub fn alloc_lookups(&self, lookup: &AllocLookup) -> [*const u8; 2] {
         [
-            self.model.slot_ptr(addr),
-            self.model.slot_ptr(block_end(allocator, addr, size)),
+            self.model.slot_ptr(lookup.at),
+            self.model.slot_ptr(lookup.end_at),
         ]
     }
 
-    /// The memory a free about to be written will look at (see `alloc_lookups`).
+    /// The memory a free about to be written will look at (see `alloc_lookup`).
     #[inline]
     pub fn free_lookup(&self, addr: u64) -> *const u8 {
-        self.model.slot_ptr(addr)
+        self.model.slot_ptr(self.model.slot_of(addr))
     }
 
     /// An allocation (after `reserve_event`).
@@ -343,32 +387,45 @@ impl ColumnWriter {
         size: u64,
         stack: u64,
     ) {
+        let lookup = self.alloc_lookup(allocator, addr, size);
+        self.alloc_looked_up(buf, lookup, tick, stack)
+    }
+
+    /// The allocation of `lookup` (after `reserve_event`); a change of the index's size since
+    /// the lookup (`set_model_bits`) costs at most bytes, never correctness.
+    #[inline]
+    pub fn alloc_looked_up(&mut self, buf: &mut [u8], lookup: AllocLookup, tick: u64, stack: u64) {
         if core::mem::take(&mut self.reserved) {
-            self.alloc_in::<true>(buf, allocator, tick, addr, size, stack)
+            self.alloc_in::<true>(buf, lookup, tick, stack)
         } else {
-            self.alloc_in::<false>(buf, allocator, tick, addr, size, stack)
+            self.alloc_in::<false>(buf, lookup, tick, stack)
         }
     }
 
     /// `alloc`; `ROOM`: the event's room was reserved (its writes need no check of their
     /// regions' capacity, only of the buffer's bounds).
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn alloc_in<const ROOM: bool>(
         &mut self,
         buf: &mut [u8],
-        allocator: Allocator,
+        lookup: AllocLookup,
         tick: u64,
-        addr: u64,
-        size: u64,
         stack: u64,
     ) {
+        let AllocLookup {
+            allocator,
+            addr,
+            size,
+            at,
+            end,
+            end_at,
+        } = lookup;
         self.head_in::<ROOM>(buf, allocator as u8, tick);
-        let found = self.model.allocate(addr);
+        let found = self.model.allocate(addr, at);
         let delta = addr.wrapping_sub(self.chunk.prev_alloc);
         self.chunk.prev_alloc = addr;
         self.code::<ROOM>(buf, stream::ADDR, found, delta);
-        self.model.add(block_end(allocator, addr, size));
+        self.model.add(end, end_at);
         self.byte_in::<ROOM>(buf, stream::SIZE_LO, size as u8);
         self.var_in::<ROOM>(buf, stream::SIZE_HI, size >> 8);
         self.var_in::<ROOM>(buf, stream::STACK, stack);
@@ -704,7 +761,7 @@ mod tests {
             w.alloc(&mut buf, Allocator::Malloc, events, 0x1000 * events, 24, 1);
         }
         assert!(events > 0);
-        let (before, len_before) = (buf.clone(), w.len);
+        let (before, len_before) = (buf.clone(), w.lens());
         for i in 1..=60 {
             w.alloc(
                 &mut buf,
@@ -726,7 +783,7 @@ mod tests {
             }
         }
         // The streams count every byte the event needed, so a reader finds a full one damaged.
-        assert!((0..COUNT).any(|s| w.len[s] > layout.capacity[s]));
+        assert!((0..COUNT).any(|s| w.lens()[s] > layout.capacity[s]));
     }
 
     #[test]
@@ -738,12 +795,12 @@ mod tests {
         // A long tick delta: TICK holds 993 (its first byte 0xe1, bit 3 clear).
         w.alloc(&mut buf, Allocator::Malloc, 1000, 0x1000, 24, 1);
         let start = layout.offset[stream::TICK];
-        let tick = start..start + w.len[stream::TICK];
+        let tick = start..start + w.lens()[stream::TICK];
         let kept = buf[tick.clone()].to_vec();
         for i in 1..=(2 * layout.capacity[stream::DELTA] as u64 + 4) {
             w.alloc(&mut buf, Allocator::Malloc, 1000 + i, 0x1000, 24, 1);
         }
-        assert!(w.len[stream::DELTA] > layout.capacity[stream::DELTA] + 1);
+        assert!(w.lens()[stream::DELTA] > layout.capacity[stream::DELTA] + 1);
         assert_eq!(buf[tick], kept[..]);
     }
 }

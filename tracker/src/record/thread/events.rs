@@ -15,7 +15,8 @@ use std::sync::atomic::Ordering;
 impl ThreadState {
     #[inline]
     fn alloc(&mut self, t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
-        for p in self.writer.alloc_lookups(allocator, addr, size) {
+        let lookup = self.writer.alloc_lookup(allocator, addr, size);
+        for p in self.writer.alloc_lookups(&lookup) {
             prefetch(p);
         }
         allocated::add(self, size);
@@ -25,7 +26,7 @@ impl ThreadState {
         }
         let tick = clock::event_tick(t);
         self.writer
-            .alloc(self.payload(), allocator, tick, addr, size, stack);
+            .alloc_looked_up(self.payload(), lookup, tick, stack);
         self.commit(tick);
     }
 
