@@ -26,6 +26,9 @@ pub const DIRECTORY_LEN: usize = 2 * 4 * COUNT;
 /// stream: a varint is at most 10 bytes, an escaped address code 11.
 const EVENT_MAX: [usize; COUNT] = [1, 1, 10, 11, 1, 10, 10, 0, 11, 64];
 
+// `records` counts TYPE's bytes from the directory's end: TYPE's region comes first.
+const _: () = assert!(stream::TYPE == 0);
+
 /// Where each stream's region lies in a buffer, and how big it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -177,7 +180,8 @@ impl ColumnWriter {
     /// Records written to the chunk (events and table records).
     #[inline]
     pub fn records(&self) -> usize {
-        self.pos[stream::TYPE] - self.layout.offset[stream::TYPE]
+        // TYPE's region is the first, right after the directory, in every layout.
+        self.pos[stream::TYPE] - DIRECTORY_LEN
     }
 
     /// The bytes each stream has taken so far (past its capacity when some were dropped).
