@@ -791,6 +791,47 @@ mod tests {
     }
 
     #[test]
+    fn an_allocation_looked_up_before_the_index_changed_size_is_written_exactly() {
+        // The tracker looks an allocation up (for its prefetch) before it makes room, and
+        // making room may start a chunk with the index at another size: the slots computed
+        // before then must still give the right records, whatever they find.
+        let (_, mut buf, mut w) = small_writer();
+        let mut want = Vec::new();
+        let mut addr = 0x7f00_0000_1000u64;
+        for i in 0..40u64 {
+            let lookup = w.alloc_lookup(Allocator::PymallocMalloc, addr, 24);
+            if i % 3 == 0 {
+                w.set_model_bits(4 + (i % 11) as u32);
+            }
+            assert!(w.reserve_event());
+            w.alloc_looked_up(&mut buf, lookup, i, lookup_stack(i));
+            want.push(Record::Alloc {
+                tick: i,
+                allocator: Allocator::PymallocMalloc,
+                addr,
+                size: 24,
+                stack: lookup_stack(i),
+            });
+            assert!(w.reserve_event());
+            w.free(&mut buf, true, i, addr - 32 * (i % 2));
+            want.push(Record::Free {
+                tick: i,
+                python: true,
+                addr: addr - 32 * (i % 2),
+                object_type: 0,
+            });
+            addr += 32;
+        }
+        let raw = super::super::join(&w.streams(&buf)).expect("the streams decode");
+        let got: Vec<Record> = Decoder::new(&raw).map(|r| r.expect("a record")).collect();
+        assert_eq!(got, want);
+    }
+
+    fn lookup_stack(i: u64) -> u64 {
+        1 + i % 5
+    }
+
+    #[test]
     fn a_tick_delta_past_a_full_delta_region_is_dropped_not_merged_into_the_next() {
         // Without reservations the pair's second delta (ORed into the pair's byte) must stay
         // in DELTA's region too: past its end, that byte was the next stream's (TICK's).
