@@ -408,7 +408,9 @@ impl Replay {
                         } else {
                             self.departed_since(b.index(), d);
                         }
-                        self.heap_series.record(ev.tick, self.live_now::<EXTRAS>());
+                        // Live bytes fell: only a new bucket of the series can take them.
+                        self.heap_series
+                            .record_fall(ev.tick, self.live_now::<EXTRAS>());
                     }
                 }
                 code::MUNMAP => {
