@@ -34,8 +34,6 @@ const _: () = assert!(stream::TYPE == 0);
 pub struct Layout {
     offset: [usize; COUNT],
     capacity: [usize; COUNT],
-    /// Where each region ends (offset + capacity), kept so for the writer's checks.
-    end: [usize; COUNT],
 }
 
 impl Layout {
@@ -68,17 +66,18 @@ impl Layout {
             *o = at;
             at += c;
         }
-        let end = std::array::from_fn(|s| offset[s] + capacity[s]);
-        Layout {
-            offset,
-            capacity,
-            end,
-        }
+        Layout { offset, capacity }
+    }
+
+    /// Where stream `s`'s region ends in the buffer.
+    #[inline]
+    const fn end(&self, s: usize) -> usize {
+        self.offset[s] + self.capacity[s]
     }
 
     /// Bytes of buffer this layout needs.
-    pub fn buffer_len(&self) -> usize {
-        self.offset[COUNT - 1] + self.capacity[COUNT - 1]
+    pub const fn buffer_len(&self) -> usize {
+        self.end(COUNT - 1)
     }
 }
 
@@ -128,7 +127,7 @@ pub struct ColumnWriter {
 impl ColumnWriter {
     pub const fn new(layout: Layout) -> ColumnWriter {
         ColumnWriter {
-            buffer_len: layout.offset[COUNT - 1] + layout.capacity[COUNT - 1],
+            buffer_len: layout.buffer_len(),
             pos: layout.offset,
             layout,
             budget: 0,
@@ -224,7 +223,7 @@ impl ColumnWriter {
     }
 
     fn room_in(&self, s: usize) -> usize {
-        self.layout.end[s].saturating_sub(self.pos[s])
+        self.layout.end(s).saturating_sub(self.pos[s])
     }
 
     #[cold]
@@ -247,7 +246,7 @@ impl ColumnWriter {
     #[inline(always)]
     fn byte_in<const ROOM: bool>(&mut self, buf: &mut [u8], s: usize, b: u8) {
         let at = self.pos[s];
-        if ROOM || at < self.layout.end[s] {
+        if ROOM || at < self.layout.end(s) {
             if let Some(p) = buf.get_mut(at) {
                 *p = b;
             }
@@ -306,7 +305,7 @@ impl ColumnWriter {
             // The pair's byte, if it was written: a full region dropped it (and the byte past
             // the region is the next stream's).
             let at = self.pos[stream::DELTA];
-            if ROOM || at <= self.layout.end[stream::DELTA] {
+            if ROOM || at <= self.layout.end(stream::DELTA) {
                 if let Some(p) = buf.get_mut(at - 1) {
                     *p |= d << 3;
                 }
@@ -779,7 +778,7 @@ mod tests {
         for (i, (&new, &old)) in buf.iter().zip(&before).enumerate() {
             if new != old {
                 let s = (0..COUNT)
-                    .find(|&s| i >= layout.offset[s] && i < layout.offset[s] + layout.capacity[s])
+                    .find(|&s| i >= layout.offset[s] && i < layout.end(s))
                     .expect("a changed byte lies in a region");
                 // (DELTA's last byte may take the second half of its pair.)
                 let kept = len_before[s] - usize::from(s == stream::DELTA);
