@@ -124,6 +124,12 @@ fn claim_of(now: u64, id: u32) -> u64 {
     (now & TICK_PART) | (u64::from(id) << 32)
 }
 
+/// The mark of the kernel tick `now` when no thread may reuse in it.
+#[inline(always)]
+fn contended_of(now: u64) -> u64 {
+    (now & TICK_PART) | (CONTENDED << 32)
+}
+
 /// [`event_tick`] reading the counter: the thread claims the kernel tick `now` (takes the
 /// claim over, or marks the tick contended: see the module's note), then reads the counter.
 /// Another thread's event that happened before this one (the program synchronized them) came
@@ -152,7 +158,7 @@ fn claim_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> Option<u64> {
     }
     let part = now & TICK_PART;
     let mine = claim_of(now, t.clock_id);
-    let contended = part | (CONTENDED << 32);
+    let contended = contended_of(now);
     let mut owner = claim.load(Ordering::Relaxed);
     loop {
         let wanted = if owner & TICK_PART != part {
@@ -180,7 +186,7 @@ fn claim_tick(t: &mut Tls, now: u64, claim: &AtomicU64) -> Option<u64> {
 /// counter once more).
 #[inline(always)]
 fn settle_claim(now: u64, mine: u64, claim: &AtomicU64) {
-    let contended = (now & TICK_PART) | (CONTENDED << 32);
+    let contended = contended_of(now);
     let mut owner = claim.load(Ordering::Relaxed);
     while owner & !MOVED != mine && owner != contended {
         match claim.compare_exchange_weak(owner, contended, Ordering::Relaxed, Ordering::Relaxed) {
@@ -217,22 +223,23 @@ fn new_id(next: &AtomicU32) -> u32 {
 /// after it (the check of the claim): `rdtsc` alone may run ahead of them or behind.
 #[inline(always)]
 fn ordered_tick() -> u64 {
+    fence_for_counter();
+    let t = tick();
+    fence_for_counter();
+    t
+}
+
+/// Keeps the counter's reading on its side of the loads and stores around it: `lfence` on
+/// x86-64 (which orders `rdtsc`), a full fence elsewhere.
+#[inline(always)]
+fn fence_for_counter() {
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: lfence is part of SSE2, which every x86_64 CPU has.
-        unsafe { core::arch::x86_64::_mm_lfence() };
-        let t = tick();
-        // SAFETY: as above.
-        unsafe { core::arch::x86_64::_mm_lfence() };
-        t
-    }
+    // SAFETY: lfence is part of SSE2, which every x86_64 CPU has.
+    unsafe {
+        core::arch::x86_64::_mm_lfence()
+    };
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        std::sync::atomic::fence(Ordering::SeqCst);
-        let t = tick();
-        std::sync::atomic::fence(Ordering::SeqCst);
-        t
-    }
+    std::sync::atomic::fence(Ordering::SeqCst);
 }
 
 /// A (tick, monotonic ns) pair read together, for converting ticks to time.
@@ -326,7 +333,7 @@ mod tests {
             assert_eq!(after_takeover, claim_of(now, b.clock_id) | MOVED);
             assert_eq!(b2, b1, "the second reuses its reading");
             assert!(a3 > b2, "the first, no longer the owner, reads the counter");
-            assert_eq!(after_third, (now & TICK_PART) | (CONTENDED << 32));
+            assert_eq!(after_third, contended_of(now));
             assert!(b3 > a3, "no thread reuses in a contended tick");
             return;
         }
