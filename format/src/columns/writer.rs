@@ -798,18 +798,21 @@ mod tests {
         let mut want = Vec::new();
         let mut addr = 0x7f00_0000_1000u64;
         for i in 0..40u64 {
-            let lookup = w.alloc_lookup(Allocator::PymallocMalloc, addr, 24);
+            let (lookup, stack) = (
+                w.alloc_lookup(Allocator::PymallocMalloc, addr, 24),
+                1 + i % 5,
+            );
             if i % 3 == 0 {
                 w.set_model_bits(4 + (i % 11) as u32);
             }
             assert!(w.reserve_event());
-            w.alloc_looked_up(&mut buf, lookup, i, lookup_stack(i));
+            w.alloc_looked_up(&mut buf, lookup, i, stack);
             want.push(Record::Alloc {
                 tick: i,
                 allocator: Allocator::PymallocMalloc,
                 addr,
                 size: 24,
-                stack: lookup_stack(i),
+                stack,
             });
             assert!(w.reserve_event());
             w.free(&mut buf, true, i, addr - 32 * (i % 2));
@@ -824,10 +827,6 @@ mod tests {
         let raw = super::super::join(&w.streams(&buf)).expect("the streams decode");
         let got: Vec<Record> = Decoder::new(&raw).map(|r| r.expect("a record")).collect();
         assert_eq!(got, want);
-    }
-
-    fn lookup_stack(i: u64) -> u64 {
-        1 + i % 5
     }
 
     #[test]
