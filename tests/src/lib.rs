@@ -126,7 +126,16 @@ pub fn stats(capture: &Path) -> Value {
         "stats failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("stats --json prints JSON")
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stats --json prints JSON");
+    // A capture the tracker wrote decodes whole: records it wrote wrongly show up here (a
+    // killed run's unfinished chunk is "skipped ... bytes", not damaged records).
+    let warnings = v["warnings"].to_string();
+    assert!(
+        !warnings.contains("damaged records"),
+        "{}: {warnings}",
+        capture.display()
+    );
+    v
 }
 
 /// A number field of a stats object.

@@ -26,6 +26,10 @@ pub const DIRECTORY_LEN: usize = 2 * 4 * COUNT;
 /// stream: a varint is at most 10 bytes, an escaped address code 11.
 const EVENT_MAX: [usize; COUNT] = [1, 1, 10, 11, 1, 10, 10, 0, 11, 64];
 
+// A failed request is an extended record the tracker writes after `reserve_event`: its kind,
+// length and payload, and a long tick delta, fit OTHER's share of an event.
+const _: () = assert!(3 * 10 + crate::failed::MAX_PAYLOAD <= EVENT_MAX[stream::OTHER]);
+
 // `records` counts TYPE's bytes from the directory's end: TYPE's region comes first.
 const _: () = assert!(stream::TYPE == 0);
 
@@ -214,10 +218,17 @@ impl ColumnWriter {
 
     /// Room for a table record with `n` bytes of fields. False when the chunk is full.
     pub fn reserve_table(&mut self, n: usize) -> bool {
-        // The table record takes from the room the event budget counted on: count again.
+        self.reserve_tables(1, n)
+    }
+
+    /// Room for `records` table records with `n` bytes of fields in all: each takes a byte of
+    /// TYPE, so two records written after one reservation need two there. False when the
+    /// chunk is full.
+    pub fn reserve_tables(&mut self, records: usize, n: usize) -> bool {
+        // The table records take from the room the event budget counted on: count again.
         self.budget = 0;
         self.reserved = false;
-        self.room_in(stream::TYPE) >= 1
+        self.room_in(stream::TYPE) >= records
             && self.room_in(stream::DELTA) >= 1
             && self.room_in(stream::OTHER) >= n
     }
@@ -827,6 +838,41 @@ mod tests {
         let raw = super::super::join(&w.streams(&buf)).expect("the streams decode");
         let got: Vec<Record> = Decoder::new(&raw).map(|r| r.expect("a record")).collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn two_table_records_are_reserved_only_where_both_types_fit() {
+        // A native call site's frame and stack are written after one reservation: with one
+        // byte of TYPE left, the second record's type would be dropped and the chunk damaged.
+        // TYPE's region is the one that fills (a run of table records, OTHER ample).
+        let mut capacity = [64usize; COUNT];
+        capacity[stream::TYPE] = 10;
+        capacity[stream::OTHER] = 4096;
+        let layout = Layout::from_capacities(capacity);
+        let mut buf = vec![0u8; layout.buffer_len()];
+        let mut w = ColumnWriter::new(layout);
+        w.start(&mut buf, false);
+        let mut id = 0;
+        while w.reserve_table(ColumnWriter::table_len(0))
+            && layout.capacity[stream::TYPE] - w.lens()[stream::TYPE] > 1
+        {
+            id += 1;
+            w.stack(&mut buf, id, 0, id);
+        }
+        assert_eq!(layout.capacity[stream::TYPE] - w.lens()[stream::TYPE], 1);
+        assert!(!w.reserve_tables(2, 2 * ColumnWriter::table_len(0)));
+        assert!(w.reserve_tables(1, ColumnWriter::table_len(0)));
+        w.native_frame(&mut buf, id + 1, 0x4000);
+        let raw = super::super::join(&w.streams(&buf)).expect("the streams decode");
+        let got: Vec<Record> = Decoder::new(&raw).map(|r| r.expect("a record")).collect();
+        assert_eq!(got.len(), id as usize + 1);
+        assert_eq!(
+            got.last(),
+            Some(&Record::NativeFrame {
+                id: id + 1,
+                addr: 0x4000
+            })
+        );
     }
 
     #[test]

@@ -102,10 +102,16 @@ impl ThreadState {
 
     /// Makes room for a table record with `n` bytes of fields, flushing if needed.
     pub(super) fn room_for_table(&mut self, n: usize) -> bool {
-        if self.writer.reserve_table(n) {
+        self.room_for_tables(1, n)
+    }
+
+    /// Makes room for `records` table records with `n` bytes of fields in all, flushing if
+    /// needed (see `ColumnWriter::reserve_tables`).
+    pub(super) fn room_for_tables(&mut self, records: usize, n: usize) -> bool {
+        if self.writer.reserve_tables(records, n) {
             return true;
         }
-        self.flush_for_room(|w| w.reserve_table(n))
+        self.flush_for_room(|w| w.reserve_tables(records, n))
     }
 
     /// The area is full: its records go to the capture and the thread moves on to a bigger

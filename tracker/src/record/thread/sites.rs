@@ -25,7 +25,7 @@ impl ThreadState {
             Err(new) => {
                 // Two table records; if there is no room the ids stay undefined (reports show
                 // an unknown stack) rather than the event being lost.
-                if self.room_for_table(2 * ColumnWriter::table_len(0)) {
+                if self.room_for_tables(2, 2 * ColumnWriter::table_len(0)) {
                     let buf = self.payload();
                     self.writer.native_frame(buf, new.frame, ret);
                     self.writer.stack(buf, new.stack, 0, new.frame);
