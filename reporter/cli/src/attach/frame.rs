@@ -35,12 +35,24 @@ const SW_BYTES: usize = 464;
 /// (it ignores every error but a fault), where any valid value would replace it.
 const SS_FLAGS_KEEP: u32 = 3;
 
+/// The xsave area's header (after the 512-byte legacy part) begins with XSTATE_BV: the
+/// features whose state is not in its initial form.
+const XSTATE_BV: usize = 512;
+/// The legacy part and the header: the smallest xsave area a frame may hold.
+const XSAVE_MIN: usize = 576;
+/// Features whose state a process has only after asking for it (AMX's tile data): ptrace's
+/// copy has room for them, a signal frame only when the process asked (`arch_prctl`).
+const DYNAMIC_FEATURES: u64 = 1 << 18;
+
 /// The thread's floating-point and vector state as ptrace gives it: the xsave area
 /// (`NT_X86_XSTATE`) or, without xsave, the 512-byte fxsave image.
 #[derive(Clone, Debug)]
 pub struct FpuState {
     pub bytes: Vec<u8>,
     pub xsave: bool,
+    /// Where each feature's state ends in the (standard form) xsave area, by feature number
+    /// (0: none); CPUID leaf 0xD tells, the same for every process of the machine.
+    pub feature_ends: [u32; 64],
 }
 
 impl FpuState {
@@ -49,26 +61,38 @@ impl FpuState {
     /// fxsave image alone. ptrace's copy carries the enabled features (XCR0) in the first word
     /// of those bytes, not a frame's: a frame without them restores the x87 and SSE state only
     /// and resets the rest (AVX's upper halves were lost so).
+    ///
+    /// The frame holds the features the thread's own signal frames hold, and is as long as
+    /// theirs: ptrace's copy has room for every feature the CPU has (11,008 bytes with AMX),
+    /// but the kernel takes a frame longer than the process's own as x87 and SSE only, which
+    /// lost AVX's upper halves on CPUs with AMX. AMX's tile data is in only when it is in use
+    /// (the process asked for it then).
     fn for_frame(&self) -> (Vec<u8>, bool) {
-        if !self.xsave || self.bytes.len() < 576 {
+        let word = |at: usize| {
+            self.bytes
+                .get(at..at + 8)
+                .and_then(|w| w.try_into().ok())
+                .map_or(0, u64::from_ne_bytes)
+        };
+        let (xcr0, in_use) = (word(SW_BYTES), word(XSTATE_BV));
+        let features = xcr0 & (!DYNAMIC_FEATURES | in_use);
+        let end = (0..64)
+            .filter(|&f| features >> f & 1 != 0)
+            .map(|f| self.feature_ends[f] as usize)
+            .fold(XSAVE_MIN, usize::max);
+        if !self.xsave || self.bytes.len() < end {
             let mut b = self.bytes[..512.min(self.bytes.len())].to_vec();
             b.resize(512, 0);
             b[SW_BYTES..512].fill(0);
             return (b, false);
         }
-        let size = self.bytes.len();
-        let xcr0 = u64::from_ne_bytes(
-            self.bytes[SW_BYTES..SW_BYTES + 8]
-                .try_into()
-                .unwrap_or([0; 8]),
-        );
-        let mut b = self.bytes.clone();
+        let mut b = self.bytes[..end].to_vec();
         b[SW_BYTES..512].fill(0);
         // struct _fpx_sw_bytes: magic1, extended_size, xfeatures, xstate_size.
         b[SW_BYTES..SW_BYTES + 4].copy_from_slice(&FP_XSTATE_MAGIC1.to_ne_bytes());
-        b[SW_BYTES + 4..SW_BYTES + 8].copy_from_slice(&((size + 4) as u32).to_ne_bytes());
-        b[SW_BYTES + 8..SW_BYTES + 16].copy_from_slice(&xcr0.to_ne_bytes());
-        b[SW_BYTES + 16..SW_BYTES + 20].copy_from_slice(&(size as u32).to_ne_bytes());
+        b[SW_BYTES + 4..SW_BYTES + 8].copy_from_slice(&((end + 4) as u32).to_ne_bytes());
+        b[SW_BYTES + 8..SW_BYTES + 16].copy_from_slice(&features.to_ne_bytes());
+        b[SW_BYTES + 16..SW_BYTES + 20].copy_from_slice(&(end as u32).to_ne_bytes());
         b.extend_from_slice(&FP_XSTATE_MAGIC2.to_ne_bytes());
         (b, true)
     }
@@ -173,6 +197,55 @@ mod tests {
         u64::from_ne_bytes(f.bytes[i..i + 8].try_into().unwrap())
     }
 
+    /// Feature ends from (feature, offset, size), as CPUID leaf 0xD gives them.
+    fn ends(features: &[(usize, u32, u32)]) -> [u32; 64] {
+        let mut e = [0; 64];
+        for &(f, offset, size) in features {
+            e[f] = offset + size;
+        }
+        e
+    }
+
+    #[test]
+    fn a_cpu_with_amx_gets_the_frame_its_process_would_get() {
+        // An Intel Xeon with AVX-512 and AMX: ptrace's copy is 11,008 bytes (XCR0 0x600e7), a
+        // signal frame of a process that never asked for AMX 2,816 (features 0x200e7): a
+        // longer frame is taken as x87 and SSE only, AVX's upper halves reset.
+        let layout = ends(&[
+            (2, 576, 256),
+            (5, 1088, 64),
+            (6, 1152, 512),
+            (7, 1664, 1024),
+            (17, 2752, 64),
+            (18, 2816, 8192),
+        ]);
+        let mut area = vec![0u8; 11008];
+        area[SW_BYTES..SW_BYTES + 8].copy_from_slice(&0x600e7u64.to_ne_bytes());
+        area[XSTATE_BV..XSTATE_BV + 8].copy_from_slice(&0x7u64.to_ne_bytes());
+        area[576] = 0x22; // ymm0's upper half
+        let mut fpu = FpuState {
+            bytes: area,
+            xsave: true,
+            feature_ends: layout,
+        };
+        let sw = |b: &[u8], at: usize| u64::from_ne_bytes(b[at..at + 8].try_into().unwrap());
+        let (b, xsave) = fpu.for_frame();
+        assert!(xsave);
+        assert_eq!(b.len(), 2816 + 4);
+        assert_eq!(b[576], 0x22);
+        assert_eq!(sw(&b, SW_BYTES) as u32, FP_XSTATE_MAGIC1);
+        assert_eq!(sw(&b, SW_BYTES) >> 32, 2820);
+        assert_eq!(sw(&b, SW_BYTES + 8), 0x200e7);
+        assert_eq!(sw(&b, SW_BYTES + 16) as u32, 2816);
+        assert_eq!(b[2816..], FP_XSTATE_MAGIC2.to_ne_bytes());
+        // A process using its tiles asked for them: its frames hold them, and so does this one.
+        fpu.bytes[XSTATE_BV..XSTATE_BV + 8].copy_from_slice(&0x40007u64.to_ne_bytes());
+        let (b, _) = fpu.for_frame();
+        assert_eq!(b.len(), 11008 + 4);
+        assert_eq!(sw(&b, SW_BYTES + 8), 0x600e7);
+        assert_eq!(sw(&b, SW_BYTES + 16) as u32, 11008);
+    }
+
     #[test]
     fn the_frame_is_where_rt_sigreturn_reads_it() {
         let regs = Registers {
@@ -194,6 +267,7 @@ mod tests {
         let fpu = FpuState {
             bytes: xsave,
             xsave: true,
+            feature_ends: ends(&[(2, 576, 256)]),
         };
         let top = 0x7fff_0000_0c00;
         let f = build(top, 0x7000_0000_0042, &regs, 0x5, &fpu);
@@ -236,6 +310,7 @@ mod tests {
         let fpu = FpuState {
             bytes: vec![1u8; 512],
             xsave: false,
+            feature_ends: [0; 64],
         };
         let (b, xsave) = fpu.for_frame();
         assert!(!xsave);

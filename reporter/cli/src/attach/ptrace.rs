@@ -255,6 +255,7 @@ impl Stopped {
             fpu: FpuState {
                 bytes: Vec::new(),
                 xsave: false,
+                feature_ends: [0; 64],
             },
             mask: 0,
             restorer: 0,
@@ -348,6 +349,7 @@ impl Stopped {
             return Ok(FpuState {
                 bytes: buf,
                 xsave: true,
+                feature_ends: xsave_feature_ends(),
             });
         }
         let mut fx = vec![0u8; 512];
@@ -363,6 +365,7 @@ impl Stopped {
         Ok(FpuState {
             bytes: fx,
             xsave: false,
+            feature_ends: [0; 64],
         })
     }
 
@@ -759,4 +762,18 @@ pub enum Arg {
     Str(usize),
     /// The address of the call's result word.
     Result,
+}
+
+/// Where each xsave feature's state ends in the standard form of the area, by feature number
+/// (0 for the legacy part's x87 and SSE, and for features the CPU lacks): CPUID leaf 0xD's
+/// sub-leaf per feature gives its size (EAX) and offset (EBX).
+fn xsave_feature_ends() -> [u32; 64] {
+    let mut ends = [0u32; 64];
+    for (f, end) in ends.iter_mut().enumerate().skip(2) {
+        let r = std::arch::x86_64::__cpuid_count(0xD, f as u32);
+        if r.eax != 0 {
+            *end = r.ebx + r.eax;
+        }
+    }
+    ends
 }
