@@ -131,6 +131,19 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// A native program's records: new call sites (a frame and its stack, small ids and
+/// addresses, a few bytes each) among its allocations and frees.
+fn site_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => (0u64..3, 0x40_0000u64..0x40_1000, 1u64..300, 0u64..200).prop_map(|(dt, addr, size, stack)| {
+            Op::Alloc { allocator: 0, dt, addr: addr << 4, size, stack }
+        }),
+        1 => (0u64..3, 0x40_0000u64..0x40_1000).prop_map(|(dt, addr)| Op::FreeAddr { python: false, dt, addr: addr << 4 }),
+        2 => (0u64..200).prop_map(|id| Op::Stack { id, parent: 0, frame: id }),
+        2 => (0u64..200, 0x40_0000u64..0x50_0000).prop_map(|(id, addr)| Op::NativeFrame { id, addr }),
+    ]
+}
+
 /// An owned copy of a record, to compare with decoded ones.
 fn owned(r: &Record<'_>) -> String {
     format!("{r:?}")
@@ -633,6 +646,66 @@ mod columns {
         }
 
         #[test]
+        fn table_records_reserved_together_all_fit_or_none_is_written(
+                ops in proptest::collection::vec(prop_oneof![1 => op(), 4 => site_op()], 1..1500),
+                chunks in proptest::collection::vec(
+                    (proptest::array::uniform10(0usize..400), 3500usize..6000), 1..6),
+                runs in proptest::collection::vec(1usize..4, 1..8)) {
+            // The tracker writes some table records after one reservation for all of them (a
+            // native call site's frame and stack): runs of consecutive table records go in
+            // together or wait for the next chunk, and every chunk joins exactly, whichever
+            // stream fills first (each chunk's regions sized as if a chunk before had used
+            // `chunks[i].0`).
+            let (raw, expected, _) = encode(&ops);
+            let recs: Vec<Record> = Decoder::new(&raw).map(|r| r.expect("raw decodes")).collect();
+            // TYPE's region the smallest in some chunks: it fills while the others have room.
+            let mut layouts = chunks.iter().enumerate().cycle().map(|(k, (used, len))| {
+                let mut used = *used;
+                if k % 2 == 0 {
+                    used[stream::TYPE] = 0;
+                }
+                Layout::fitted(&used, *len)
+            });
+            let mut next_run = runs.iter().cycle();
+            let start = |layout: Layout| {
+                let mut w = ColumnWriter::new(layout);
+                let mut buf = vec![0u8; layout.buffer_len()];
+                w.start(&mut buf, false);
+                (w, buf)
+            };
+            let (mut w, mut buf) = start(layouts.next().expect("cycle"));
+            let mut got = Vec::new();
+            let (mut i, mut empty_starts) = (0, 0);
+            while i < recs.len() {
+                // The run of table records starting here (an event alone).
+                let want = *next_run.next().expect("cycle");
+                let run = recs[i..].iter().take(want).take_while(|r| table_len(r).is_some()).count();
+                let fits = if run == 0 {
+                    w.record(&mut buf, &recs[i])
+                } else {
+                    let n = recs[i..i + run].iter().filter_map(table_len).sum();
+                    w.reserve_tables(run, n) && {
+                        for r in &recs[i..i + run] {
+                            write_table(&mut w, &mut buf, r);
+                        }
+                        true
+                    }
+                };
+                if fits {
+                    i += run.max(1);
+                    empty_starts = 0;
+                    continue;
+                }
+                got.extend(records(&join(&w.streams(&buf)).expect("written streams join")));
+                empty_starts += 1;
+                prop_assume!(empty_starts <= chunks.len());
+                (w, buf) = start(layouts.next().expect("cycle"));
+            }
+            got.extend(records(&join(&w.streams(&buf)).expect("written streams join")));
+            prop_assert_eq!(got, expected);
+        }
+
+        #[test]
         fn damaged_streams_never_panic(ops in proptest::collection::vec(op(), 1..100),
                                        which in 0..stream::COUNT,
                                        flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
@@ -664,6 +737,47 @@ mod columns {
         #[test]
         fn random_frame_tables_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = read_frames(&buf, 1 << 16);
+        }
+    }
+
+    /// The room a table record reserves in OTHER (None for an event).
+    fn table_len(r: &Record) -> Option<usize> {
+        Some(match r {
+            Record::Stack { .. } | Record::NativeFrame { .. } | Record::PythonFrame { .. } => {
+                ColumnWriter::table_len(0)
+            }
+            Record::String { bytes, .. } => ColumnWriter::table_len(bytes.len()),
+            Record::ThreadName { name } => ColumnWriter::table_len(name.len()),
+            Record::Module {
+                path,
+                build_id,
+                segments,
+                ..
+            } => Encoder::module_len(path, build_id, segments.len()),
+            _ => return None,
+        })
+    }
+
+    /// Writes table record `r` (room reserved).
+    fn write_table(w: &mut ColumnWriter, buf: &mut [u8], r: &Record) {
+        match *r {
+            Record::Stack { id, parent, frame } => w.stack(buf, id, parent, frame),
+            Record::NativeFrame { id, addr } => w.native_frame(buf, id, addr),
+            Record::PythonFrame {
+                id,
+                function,
+                file,
+                line,
+            } => w.python_frame(buf, id, function, file, line),
+            Record::String { id, bytes } => w.string(buf, id, bytes),
+            Record::ThreadName { name } => w.thread_name(buf, name),
+            Record::Module {
+                base,
+                path,
+                build_id,
+                ref segments,
+            } => w.module(buf, base, path, build_id, segments),
+            _ => unreachable!("an event"),
         }
     }
 
