@@ -25,6 +25,11 @@ cargo build --release -q
 if [ ! -x "$venv/bin/memray" ]; then
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || echo "memray not installed: its row stays empty" >&2
 fi
+# memray runs on its venv's interpreter: a build other than $py's (pyenv's 3.11.7 against
+# Debian's 3.11.2, built with other optimizations) would not be a side-by-side comparison.
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.version)')" != "$("$py" -c 'import sys; print(sys.version)')" ]; then
+    echo "warning: $venv runs another Python build than $py: memray's figures are not side by side" >&2
+fi
 # One hash seed for every run: string hashes change dict sizes by a few bytes between runs.
 export PYTHONHASHSEED=0
 workload=$PWD/bench/workloads/small_objects.py

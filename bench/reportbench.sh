@@ -25,6 +25,11 @@ cargo build --release -q
 if [ ! -x "$venv/bin/memray" ]; then
     "$py" -m venv "$venv" && "$venv/bin/pip" install -q memray || { echo "cannot install memray" >&2; exit 1; }
 fi
+# memray runs on its venv's interpreter: a build other than $py's (pyenv's 3.11.7 against
+# Debian's 3.11.2, built with other optimizations) would not be a side-by-side comparison.
+if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.version)')" != "$("$py" -c 'import sys; print(sys.version)')" ]; then
+    echo "warning: $venv runs another Python build than $py: memray's figures are not side by side" >&2
+fi
 run() { # wall seconds, max RSS (KB) and CPU seconds of a command, its output dropped
     /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
     cat "$work/t"
