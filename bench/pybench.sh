@@ -3,7 +3,8 @@
 #   bench/pybench.sh [rounds] [python]
 # For each workload of bench/workloads (small_objects, calls, large_buffers; or the
 # files named in $PYBENCH_WORKLOADS), runs the three alternating `rounds` times (default 3) and
-# prints the median wall seconds, the max resident size, what each tool adds, memtrace's added
+# prints the median wall seconds (to the millisecond: bench/measure.py times each run to the
+# microsecond), the max resident size, what each tool adds, memtrace's added
 # time as a share of memray's (by wall time and by CPU time, user+sys: the CPU figure moves less
 # when the machine is busy), memtrace's bytes per event, and both peaks. memray is installed from PyPI into
 # target/bench-venv the first time (never a dependency of memtrace; $MEMRAY_VENV names another
@@ -28,9 +29,8 @@ fi
 if [ -x "$venv/bin/python" ] && [ "$("$venv/bin/python" -c 'import sys; print(sys.version)')" != "$("$py" -c 'import sys; print(sys.version)')" ]; then
     echo "warning: $venv runs another Python build than $py: memray's figures are not side by side" >&2
 fi
-run() { # wall seconds, max RSS (KB) and CPU seconds (user+sys) of a command
-    /usr/bin/time -f "%e %M %U %S" -o "$work/t" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$work/t"
+run() { # wall seconds, max RSS (KB) and CPU seconds (user+sys) of a command, to the microsecond
+    bench/measure.py "$@" || exit 1
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "python: $py, $rounds rounds (median wall seconds, max RSS)"
@@ -61,10 +61,10 @@ events = mt["total_allocations"] + mt["total_frees"]
 disk = os.stat(cap).st_blocks * 512
 peak, startup = mt["peak_bytes"], mt.get("startup_bytes") or 0
 mpeak = mr["metadata"]["peak_memory"]
-print(f"{name}: untracked {p:.2f}s  memtrace {m:.2f}s ({m / p:.2f}x, +{m - p:.2f}s)  "
-      f"memray {r:.2f}s ({r / p:.2f}x, +{r - p:.2f}s)  memtrace/memray added: {(m - p) / max(r - p, 1e-9):.2f}")
-print(f"  CPU (user+sys): untracked {pc:.2f}s  memtrace {mc:.2f}s ({mc / pc:.2f}x)  memray {rc:.2f}s "
-      f"({rc / pc:.2f}x)  memtrace/memray added: {(mc - pc) / max(rc - pc, 1e-9):.2f}")
+print(f"{name}: untracked {p:.3f}s  memtrace {m:.3f}s ({m / p:.3f}x, +{m - p:.3f}s)  "
+      f"memray {r:.3f}s ({r / p:.2f}x, +{r - p:.3f}s)  memtrace/memray added: {(m - p) / max(r - p, 1e-9):.3f}")
+print(f"  CPU (user+sys): untracked {pc:.3f}s  memtrace {mc:.3f}s ({mc / pc:.3f}x)  memray {rc:.3f}s "
+      f"({rc / pc:.2f}x)  memtrace/memray added: {(mc - pc) / max(rc - pc, 1e-9):.3f}")
 print(f"  extra RSS: memtrace +{(mrss - prss) / 1024:.1f} MB, memray +{(rrss - prss) / 1024:.1f} MB; "
       f"capture {disk / max(events, 1):.2f} bytes per event ({events} events)")
 print(f"  peak: memtrace {peak}, memray {mpeak}: {100 * (peak - mpeak) / mpeak:+.1f}% "
