@@ -679,14 +679,18 @@ mod columns {
             while i < recs.len() {
                 // The run of table records starting here (an event alone).
                 let want = *next_run.next().expect("cycle");
-                let run = recs[i..].iter().take(want).take_while(|r| table_len(r).is_some()).count();
+                let run = recs[i..]
+                    .iter()
+                    .take(want)
+                    .take_while(|r| ColumnWriter::table_room(r).is_some())
+                    .count();
                 let fits = if run == 0 {
                     w.record(&mut buf, &recs[i])
                 } else {
-                    let n = recs[i..i + run].iter().filter_map(table_len).sum();
+                    let n = recs[i..i + run].iter().filter_map(ColumnWriter::table_room).sum();
                     w.reserve_tables(run, n) && {
                         for r in &recs[i..i + run] {
-                            write_table(&mut w, &mut buf, r);
+                            w.write(&mut buf, r);
                         }
                         true
                     }
@@ -737,47 +741,6 @@ mod columns {
         #[test]
         fn random_frame_tables_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = read_frames(&buf, 1 << 16);
-        }
-    }
-
-    /// The room a table record reserves in OTHER (None for an event).
-    fn table_len(r: &Record) -> Option<usize> {
-        Some(match r {
-            Record::Stack { .. } | Record::NativeFrame { .. } | Record::PythonFrame { .. } => {
-                ColumnWriter::table_len(0)
-            }
-            Record::String { bytes, .. } => ColumnWriter::table_len(bytes.len()),
-            Record::ThreadName { name } => ColumnWriter::table_len(name.len()),
-            Record::Module {
-                path,
-                build_id,
-                segments,
-                ..
-            } => Encoder::module_len(path, build_id, segments.len()),
-            _ => return None,
-        })
-    }
-
-    /// Writes table record `r` (room reserved).
-    fn write_table(w: &mut ColumnWriter, buf: &mut [u8], r: &Record) {
-        match *r {
-            Record::Stack { id, parent, frame } => w.stack(buf, id, parent, frame),
-            Record::NativeFrame { id, addr } => w.native_frame(buf, id, addr),
-            Record::PythonFrame {
-                id,
-                function,
-                file,
-                line,
-            } => w.python_frame(buf, id, function, file, line),
-            Record::String { id, bytes } => w.string(buf, id, bytes),
-            Record::ThreadName { name } => w.thread_name(buf, name),
-            Record::Module {
-                base,
-                path,
-                build_id,
-                ref segments,
-            } => w.module(buf, base, path, build_id, segments),
-            _ => unreachable!("an event"),
         }
     }
 

@@ -598,42 +598,45 @@ impl ColumnWriter {
         }
     }
 
-    /// Writes any decoded record, reserving room first; false when the chunk is full. Frees
-    /// are written by address whatever their raw form.
-    pub fn record(&mut self, buf: &mut [u8], rec: &Record) -> bool {
+    /// The room `rec` takes in OTHER when it is reserved as a table record (`reserve_table`:
+    /// tables, thread names, modules, extended records); None for an event (`reserve_event`).
+    pub fn table_room(rec: &Record) -> Option<usize> {
         match *rec {
             Record::Alloc { .. }
             | Record::Free { .. }
             | Record::Munmap { .. }
             | Record::Mremap { .. }
-            | Record::Marker { .. } => {
-                if !self.reserve_event() {
-                    return false;
-                }
-            }
+            | Record::Marker { .. } => None,
             Record::Extended { payload: b, .. }
             | Record::String { bytes: b, .. }
-            | Record::ThreadName { name: b } => {
-                if !self.reserve_table(Self::table_len(b.len())) {
-                    return false;
-                }
-            }
+            | Record::ThreadName { name: b } => Some(Self::table_len(b.len())),
             Record::Module {
                 path,
                 build_id,
                 ref segments,
                 ..
-            } => {
-                if !self.reserve_table(Encoder::module_len(path, build_id, segments.len())) {
-                    return false;
-                }
-            }
+            } => Some(Encoder::module_len(path, build_id, segments.len())),
             Record::Stack { .. } | Record::NativeFrame { .. } | Record::PythonFrame { .. } => {
-                if !self.reserve_table(Self::table_len(0)) {
-                    return false;
-                }
+                Some(Self::table_len(0))
             }
         }
+    }
+
+    /// Writes any decoded record, reserving room first; false when the chunk is full. Frees
+    /// are written by address whatever their raw form.
+    pub fn record(&mut self, buf: &mut [u8], rec: &Record) -> bool {
+        let room = match Self::table_room(rec) {
+            Some(n) => self.reserve_table(n),
+            None => self.reserve_event(),
+        };
+        if room {
+            self.write(buf, rec);
+        }
+        room
+    }
+
+    /// Writes any decoded record whose room was reserved (see `record`).
+    pub fn write(&mut self, buf: &mut [u8], rec: &Record) {
         match *rec {
             Record::Alloc {
                 tick,
@@ -686,7 +689,6 @@ impl ColumnWriter {
                 ref segments,
             } => self.module(buf, base, path, build_id, segments),
         }
-        true
     }
 }
 
