@@ -68,20 +68,27 @@ pub fn link_tracker_module(dir: &Path) {
     std::os::unix::fs::symlink(&lib, dir.join("_memtrace_tracker.so")).expect("link the tracker");
 }
 
-/// Compiles tests/programs/<name>.c without optimizations (so every allocation happens).
 /// Whether the tests run as root (CI does): what a few tests need (chroot, another user).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Compiles tests/programs/<name>.c without optimizations (so every allocation happens).
 pub fn compile(name: &str, dir: &Path) -> PathBuf {
-    let src = workspace().join("tests/programs").join(format!("{name}.c"));
-    let out = dir.join(name);
+    compile_file(
+        &workspace().join("tests/programs").join(format!("{name}.c")),
+        dir,
+    )
+}
+
+/// Compiles the C file `src` into `dir` (named after it, without `.c`), as [`compile`] does.
+pub fn compile_file(src: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join(src.file_stem().expect("a file name"));
     let status = Command::new("gcc")
         .args(["-O0", "-g", "-fno-builtin", "-pthread", "-o"])
         .arg(&out)
-        .arg(&src)
+        .arg(src)
         .status()
         .expect("gcc runs");
     assert!(status.success(), "compiling {} failed", src.display());

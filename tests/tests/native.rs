@@ -771,14 +771,7 @@ fn thousands_of_call_sites_leave_no_chunk_damaged() {
     src.push_str("  }\n  return 0;\n}\n");
     let c = dir.join("sites.c");
     std::fs::write(&c, src).expect("write the program");
-    let prog = dir.join("sites");
-    let built = Command::new("gcc")
-        .args(["-O0", "-fno-builtin", "-o"])
-        .arg(&prog)
-        .arg(&c)
-        .status()
-        .expect("gcc runs");
-    assert!(built.success());
+    let prog = compile_file(&c, &dir);
     // Where the chunks end depends on the addresses' encoding (address space layout
     // randomization): a few runs cover several places (one run met the fault 17 times in 20).
     let bytes: u64 = (0..sites).map(|k| k % 200 + 1).sum();
