@@ -766,12 +766,17 @@ pub enum Arg {
 
 /// Where each xsave feature's state ends in the standard form of the area, by feature number
 /// (0 for the legacy part's x87 and SSE, and for features the CPU lacks): CPUID leaf 0xD's
-/// sub-leaf per feature gives its size (EAX) and offset (EBX).
+/// sub-leaf 0 names the features XCR0 may hold (EDX:EAX), and the sub-leaf of each its size
+/// (EAX) and offset (EBX). Only those sub-leaves are asked: each CPUID is a trap to the
+/// hypervisor in a virtual machine.
 fn xsave_feature_ends() -> [u32; 64] {
+    use std::arch::x86_64::__cpuid_count;
+    let supported = __cpuid_count(0xD, 0);
+    let features = u64::from(supported.eax) | u64::from(supported.edx) << 32;
     let mut ends = [0u32; 64];
     for (f, end) in ends.iter_mut().enumerate().skip(2) {
-        let r = std::arch::x86_64::__cpuid_count(0xD, f as u32);
-        if r.eax != 0 {
+        if features >> f & 1 != 0 {
+            let r = __cpuid_count(0xD, f as u32);
             *end = r.ebx + r.eax;
         }
     }
