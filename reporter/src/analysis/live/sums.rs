@@ -3,7 +3,10 @@
 //!
 //! Per event, only:
 //! - the block's address in [`Blocks`] (inserted by an allocation, removed by a free);
-//! - the live bytes and count of its group, a (stack, thread) pair numbered densely;
+//! - the live bytes and count of its group, a (stack, thread) pair numbered densely, but not
+//!   for a block in the blocks' nursery (most are freed there): its group counts it when it
+//!   leaves the nursery for a slot, or at its free when a new peak came in between, and the
+//!   sets add the nursery's blocks;
 //! - the heap's total and, when it rises above the peak so far, a new peak.
 //!
 //! What was live per group at the peak so far is not copied at each new peak (a heap that keeps
@@ -16,7 +19,7 @@
 //!
 //! Mappings (mmap, mremap, munmap: few) go through the replay's own [`Mappings`].
 
-use super::blocks::Blocks;
+use super::blocks::{Blocks, Freed, Uncounted};
 use crate::analysis::mappings::{Mapping, Mappings};
 use crate::analysis::replay::Snapshot;
 use crate::analysis::series::Series;
@@ -156,9 +159,9 @@ impl LiveSums {
         g
     }
 
-    /// Adds a change to group `g`, now and since the peak.
+    /// Group `g`, its figures at the peak copied at its first change since the peak.
     #[inline]
-    fn change(&mut self, g: usize, bytes: i64, count: i64) {
+    fn changing(&mut self, g: usize) -> &mut Group {
         let generation = self.generation;
         let gr = &mut self.groups[g];
         if gr.generation != generation {
@@ -166,8 +169,45 @@ impl LiveSums {
             gr.peak_bytes = gr.live_bytes;
             gr.peak_count = gr.live_count;
         }
+        gr
+    }
+
+    /// Adds a change to group `g`, now and since the peak.
+    #[inline]
+    fn change(&mut self, g: usize, bytes: i64, count: i64) {
+        let gr = self.changing(g);
         gr.live_bytes = gr.live_bytes.wrapping_add(bytes);
         gr.live_count += count;
+    }
+
+    /// Whether a block from the nursery, allocated at generation `since` and live since, was
+    /// live at the peak so far: a new peak came after its allocation.
+    #[inline]
+    fn at_peak(&self, since: u64) -> bool {
+        since != self.generation
+    }
+
+    /// Counts a block that leaves the nursery live: in its group's figures now, and in those
+    /// at the peak when it was live then.
+    #[cold]
+    fn count_settled(&mut self, u: Uncounted) {
+        let at_peak = self.at_peak(u.since);
+        let gr = self.changing(u.group as usize);
+        gr.live_bytes = gr.live_bytes.wrapping_add(u.size as i64);
+        gr.live_count += 1;
+        if at_peak {
+            gr.peak_bytes = gr.peak_bytes.wrapping_add(u.size as i64);
+            gr.peak_count += 1;
+        }
+    }
+
+    /// A block freed from the nursery: only the figures at the peak count it, when it was live
+    /// then (now, its allocation and free cancel).
+    #[cold]
+    fn freed_at_peak(&mut self, u: Uncounted) {
+        let gr = self.changing(u.group as usize);
+        gr.peak_bytes = gr.peak_bytes.wrapping_add(u.size as i64);
+        gr.peak_count += 1;
     }
 
     fn snapshot(&self, tick: u64) -> Snapshot {
@@ -297,10 +337,15 @@ impl LiveSums {
             memtrace_format::settings::weight(size, self.sample_bytes)
         };
         let g = self.group(stack, thread);
-        self.blocks.insert(addr, size, g as u32);
+        let inserted = self.blocks.insert(addr, size, g as u32, self.generation);
         self.heap_bytes = self.heap_bytes.wrapping_add(size);
         self.heap_count += 1;
-        self.change(g, size as i64, 1);
+        if !inserted.nursery {
+            self.change(g, size as i64, 1);
+        }
+        if let Some(u) = inserted.settled {
+            self.count_settled(u);
+        }
         self.check_peak(tick);
         let live = self.live_bytes();
         // Within the last bucket, only a new high changes the series.
@@ -312,10 +357,21 @@ impl LiveSums {
     /// A free, counted.
     #[inline(always)]
     fn heap_free(&mut self, tick: u64, addr: u64) {
-        if let Some((size, g)) = self.blocks.remove(addr) {
+        if let Some(freed) = self.blocks.remove(addr) {
+            let size = match freed {
+                Freed::Counted((size, g)) => {
+                    self.change(g as usize, (size as i64).wrapping_neg(), -1);
+                    size
+                }
+                Freed::Uncounted(u) => {
+                    if self.at_peak(u.since) {
+                        self.freed_at_peak(u);
+                    }
+                    u.size
+                }
+            };
             self.heap_bytes = self.heap_bytes.wrapping_sub(size);
             self.heap_count -= 1;
-            self.change(g as usize, (size as i64).wrapping_neg(), -1);
             // Live bytes never rise without a point recorded: they are below the last one, and
             // within its bucket they change nothing.
             if tick >= self.series_end {
@@ -364,28 +420,42 @@ impl LiveSums {
 
     /// The allocations live now.
     pub fn live_set(&self) -> AllocSet {
-        self.set(|g| (g.live_bytes, g.live_count))
+        self.set(|g| (g.live_bytes, g.live_count), |_| true)
     }
 
     /// The allocations live at the peak so far (their total is `peak`).
     pub fn peak_set(&self) -> AllocSet {
-        self.set(|g| {
-            if g.generation == self.generation {
-                (g.peak_bytes, g.peak_count)
-            } else {
-                (g.live_bytes, g.live_count)
-            }
-        })
+        self.set(
+            |g| {
+                if g.generation == self.generation {
+                    (g.peak_bytes, g.peak_count)
+                } else {
+                    (g.live_bytes, g.live_count)
+                }
+            },
+            |u| self.at_peak(u.since),
+        )
     }
 
-    /// The groups with something live by `figures` (bytes, count), as the replay's sets keep
-    /// them.
-    fn set(&self, figures: impl Fn(&Group) -> (i64, i64)) -> AllocSet {
+    /// The groups with something live by `figures` (bytes, count) and the nursery's blocks
+    /// that `counts` (uncounted in the figures), as the replay's sets keep them.
+    fn set(
+        &self,
+        figures: impl Fn(&Group) -> (i64, i64),
+        counts: impl Fn(&Uncounted) -> bool,
+    ) -> AllocSet {
+        let mut by_group: Vec<(i64, i64)> = self.groups.iter().map(figures).collect();
+        for u in self.blocks.uncounted().filter(|u| counts(u)) {
+            let (bytes, count) = &mut by_group[u.group as usize];
+            *bytes = bytes.wrapping_add(u.size as i64);
+            *count += 1;
+        }
         AllocSet {
             groups: self
                 .groups
                 .iter()
-                .map(|g| (g.key, figures(g)))
+                .zip(by_group)
+                .map(|(g, figures)| (g.key, figures))
                 .filter(|&(_, (b, c))| c > 0 || b > 0)
                 .map(|(k, (b, c))| {
                     (
