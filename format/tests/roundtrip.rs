@@ -744,6 +744,111 @@ mod columns {
         }
     }
 
+    /// A sink that logs what it is handed, pairs apart when `pairs` (else as the default: an
+    /// allocation, then a free).
+    struct Log {
+        pairs: bool,
+        lines: Vec<String>,
+    }
+
+    impl<'a> columns::RecordSink<'a> for Log {
+        fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
+            let a = allocator as u8;
+            self.lines
+                .push(format!("alloc {tick} {a} {addr:#x} {size} {stack}"));
+        }
+        fn free(&mut self, tick: u64, python: bool, addr: u64, back: Option<u64>, ty: u64) {
+            self.lines
+                .push(format!("free {tick} {python} {addr:#x} {back:?} {ty}"));
+        }
+        fn other(&mut self, rec: Record<'a>) {
+            self.lines.push(owned(&rec));
+        }
+        fn alloc_freed(&mut self, b: columns::AllocFreed) {
+            if !self.pairs {
+                self.alloc(b.tick, b.allocator, b.addr, b.size, b.stack);
+                return self.free(b.freed, b.python, b.addr, None, b.object_type);
+            }
+            let (t, a, f, p, ty) = (b.tick, b.allocator as u8, b.freed, b.python, b.object_type);
+            let (addr, size, stack) = (b.addr, b.size, b.stack);
+            self.lines.push(format!(
+                "pair {t} {a} {addr:#x} {size} {stack} {f} {p} {ty}"
+            ));
+        }
+    }
+
+    #[test]
+    fn an_allocation_freed_by_the_next_record_comes_as_a_pair() {
+        // Most blocks are freed right after their allocation: the reader hands the two over at
+        // once when the next record is a free coded by address at the same address, and as two
+        // records otherwise.
+        let (a, b, c) = (
+            0x7f00_0000_1000u64,
+            0x7f00_0000_2000u64,
+            0x7f00_0000_3000u64,
+        );
+        let mut enc = Encoder::new();
+        let mut raw = vec![0u8; 1024];
+        let mut pos = enc.alloc(&mut raw, 0, Allocator::Malloc, 1, a, 100, 1);
+        pos = enc.free_addr(&mut raw, pos, false, 2, a); // a pair
+        pos = enc.alloc(&mut raw, pos, Allocator::Calloc, 3, b, 40, 2);
+        pos = enc.free_addr(&mut raw, pos, false, 4, c); // another address: two records
+        pos = enc.alloc(&mut raw, pos, Allocator::PymallocMalloc, 5, c, 56, 3);
+        pos = enc.typed_free(&mut raw, pos, 9, c, 77); // a pair, with the object's type
+        pos = enc.alloc(&mut raw, pos, Allocator::PymallocCalloc, 10, a, 24, 4);
+        pos = enc.free_addr(&mut raw, pos, true, 11, a); // pymalloc's free: a pair
+        pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 12, b, 8, 5);
+        pos = enc.free_back(&mut raw, pos, false, 13, 1, b); // in columns, by address: a pair
+        pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 14, a, 16, 6);
+        pos = enc.marker(&mut raw, pos, 15, Marker::ScriptStart);
+        pos = enc.free_addr(&mut raw, pos, false, 16, a); // not the next record: two
+        pos = enc.alloc(&mut raw, pos, Allocator::Malloc, 17, c, 32, 7); // the last record
+        raw.truncate(pos);
+        let streams = split(&raw).expect("splits");
+        let mut log = Log {
+            pairs: true,
+            lines: Vec::new(),
+        };
+        columns::each_record(&refs(&streams), true, &mut log).expect("reads");
+        let (m, cl, pyo, pym) = (
+            Allocator::Malloc as u8,
+            Allocator::Calloc as u8,
+            Allocator::PymallocMalloc as u8,
+            Allocator::PymallocCalloc as u8,
+        );
+        let want = vec![
+            format!("pair 1 {m} {a:#x} 100 1 2 false 0"),
+            format!("alloc 3 {cl} {b:#x} 40 2"),
+            format!("free 4 false {c:#x} None 0"),
+            format!("pair 5 {pyo} {c:#x} 56 3 9 true 77"),
+            format!("pair 10 {pym} {a:#x} 24 4 11 true 0"),
+            format!("pair 12 {m} {b:#x} 8 5 13 false 0"),
+            format!("alloc 14 {m} {a:#x} 16 6"),
+            owned(&Record::Marker {
+                tick: 15,
+                marker: Marker::ScriptStart,
+            }),
+            format!("free 16 false {a:#x} None 0"),
+            format!("alloc 17 {m} {c:#x} 32 7"),
+        ];
+        assert_eq!(log.lines, want);
+        // Taken apart (the default), the pairs are the records as written.
+        let mut apart = Log {
+            pairs: false,
+            lines: Vec::new(),
+        };
+        columns::each_record(&refs(&streams), true, &mut apart).expect("reads");
+        let mut plain = Log {
+            pairs: false,
+            lines: Vec::new(),
+        };
+        for rec in Decoder::new(&raw) {
+            columns::RecordSink::record(&mut plain, rec.expect("decodes"));
+        }
+        assert_eq!(apart.lines, plain.lines);
+        assert_eq!(apart.lines.len(), 14);
+    }
+
     #[test]
     fn reused_addresses_take_one_byte() {
         // malloc(100) at A, free(A), malloc(40) at A again, then one at the end of that block.

@@ -92,6 +92,14 @@ pub trait RecordSink<'a> {
     /// Every other record.
     fn other(&mut self, rec: Record<'a>);
 
+    /// An allocation and, as the chunk's next record, a free at its address (most blocks live
+    /// briefly): a sink may take the two at once.
+    #[inline(always)]
+    fn alloc_freed(&mut self, b: AllocFreed) {
+        self.alloc(b.tick, b.allocator, b.addr, b.size, b.stack);
+        self.free(b.freed, b.python, b.addr, None, b.object_type);
+    }
+
     /// Hands over a decoded record by its kind.
     #[inline(always)]
     fn record(&mut self, rec: Record<'a>) {
@@ -112,6 +120,23 @@ pub trait RecordSink<'a> {
             other => self.other(other),
         }
     }
+}
+
+/// An allocation and the free at its address that follows it (see
+/// [`RecordSink::alloc_freed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocFreed {
+    pub tick: u64,
+    pub allocator: Allocator,
+    pub addr: u64,
+    pub size: u64,
+    pub stack: u64,
+    /// The free's tick.
+    pub freed: u64,
+    /// pymalloc's free.
+    pub python: bool,
+    /// As the free's (see `Record::Free`).
+    pub object_type: u64,
 }
 
 /// Hands each record of a chunk's streams to `sink`, in order, without rebuilding raw records
@@ -350,6 +375,47 @@ fn back(list: &[u64], d: u64) -> Option<u64> {
     list.get(i as usize).copied()
 }
 
+/// Whether a record type is a free coded by its address (FREE_ADDR's family).
+#[inline(always)]
+fn is_addr_free(rt: u8) -> bool {
+    matches!(
+        rt,
+        rtype::FREE_ADDR | rtype::PYFREE_ADDR | rtype::TYPED_FREE
+    )
+}
+
+/// Reads a free coded by its address (type `rt`, see [`is_addr_free`]), against the chunk's
+/// allocations so far: its address and the type of the object it held (0: not known).
+#[inline(always)]
+fn read_addr_free(
+    rt: u8,
+    r: &mut Readers,
+    run: &mut Running,
+    allocs: &[u64],
+) -> Result<(u64, u64), DecodeError> {
+    r.advance(run, rt != rtype::TYPED_FREE)?;
+    let first = r.free_addrs.var()?;
+    run.prev_free = match Code::read(first, || r.free_addrs.var())? {
+        Code::Found(d) => match back(allocs, d) {
+            Some(a) => a,
+            None => {
+                return Err(corrupt(
+                    "columns: free names no allocation",
+                    r.free_addrs.pos,
+                ))
+            }
+        },
+        Code::Delta(delta) => run.prev_free.wrapping_add(delta),
+    };
+    let object_type = if rt == rtype::TYPED_FREE {
+        run.prev_type = run.prev_type.wrapping_add(unzigzag(r.other.var()?) as u64);
+        run.prev_type
+    } else {
+        0
+    };
+    Ok((run.prev_free, object_type))
+}
+
 /// [`visit`] with its address lists: the candidates (freed blocks and block ends) and the
 /// allocations of the chunk, each in record order. Allocations and frees (nearly every
 /// record) are read in the loop itself; the other records apart ([`other_record`]).
@@ -379,7 +445,9 @@ fn visit_with<'a, S: RecordSink<'a>>(
     }
     let (mut nc, mut na) = (0usize, 0usize);
     let heads = streams[stream::TYPE];
-    for (i, &rt) in heads.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&rt) = heads.get(i) {
+        i += 1;
         if let Some(&allocator) = Allocator::ALL.get(usize::from(rt)) {
             r.advance(&mut run, true)?;
             let first = r.addrs.var()?;
@@ -399,40 +467,46 @@ fn visit_with<'a, S: RecordSink<'a>>(
             allocs[na] = addr;
             (nc, na) = (nc + 1, na + 1);
             let stack = r.stacks.var()?;
-            sink.alloc(run.tick, allocator, addr, size, stack);
-        } else if matches!(
-            rt,
-            rtype::FREE_ADDR | rtype::PYFREE_ADDR | rtype::TYPED_FREE
-        ) {
-            r.advance(&mut run, rt != rtype::TYPED_FREE)?;
-            let first = r.free_addrs.var()?;
-            run.prev_free = match Code::read(first, || r.free_addrs.var())? {
-                Code::Found(d) => match back(&allocs[..na], d) {
-                    Some(a) => a,
-                    None => {
-                        return Err(corrupt(
-                            "columns: free names no allocation",
-                            r.free_addrs.pos,
-                        ))
+            let tick = run.tick;
+            // The next record a free of this block (most live briefly): both at once.
+            match heads.get(i) {
+                Some(&next) if is_addr_free(next) => {
+                    i += 1;
+                    let (freed, object_type) =
+                        match read_addr_free(next, &mut r, &mut run, &allocs[..na]) {
+                            Ok(f) => f,
+                            Err(e) => {
+                                // The allocation before the damage is kept.
+                                sink.alloc(tick, allocator, addr, size, stack);
+                                return Err(e);
+                            }
+                        };
+                    candidates[nc] = freed;
+                    nc += 1;
+                    let python = next != rtype::FREE_ADDR;
+                    if freed == addr {
+                        sink.alloc_freed(AllocFreed {
+                            tick,
+                            allocator,
+                            addr,
+                            size,
+                            stack,
+                            freed: run.tick,
+                            python,
+                            object_type,
+                        });
+                    } else {
+                        sink.alloc(tick, allocator, addr, size, stack);
+                        sink.free(run.tick, python, freed, None, object_type);
                     }
-                },
-                Code::Delta(delta) => run.prev_free.wrapping_add(delta),
-            };
-            candidates[nc] = run.prev_free;
+                }
+                _ => sink.alloc(tick, allocator, addr, size, stack),
+            }
+        } else if is_addr_free(rt) {
+            let (addr, object_type) = read_addr_free(rt, &mut r, &mut run, &allocs[..na])?;
+            candidates[nc] = addr;
             nc += 1;
-            let object_type = if rt == rtype::TYPED_FREE {
-                run.prev_type = run.prev_type.wrapping_add(unzigzag(r.other.var()?) as u64);
-                run.prev_type
-            } else {
-                0
-            };
-            sink.free(
-                run.tick,
-                rt != rtype::FREE_ADDR,
-                run.prev_free,
-                None,
-                object_type,
-            );
+            sink.free(run.tick, rt != rtype::FREE_ADDR, addr, None, object_type);
         } else if matches!(rt, rtype::FREE_BACK | rtype::PYFREE_BACK) {
             r.advance(&mut run, true)?;
             let d = r.frees.var()?;
@@ -443,7 +517,7 @@ fn visit_with<'a, S: RecordSink<'a>>(
             nc += 1;
             sink.free(run.tick, rt == rtype::PYFREE_BACK, addr, Some(d), 0);
         } else {
-            other_record(rt, i, &mut r, &mut run, sink)?;
+            other_record(rt, i - 1, &mut r, &mut run, sink)?;
         }
     }
     if exact {

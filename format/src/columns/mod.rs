@@ -22,7 +22,7 @@ mod model;
 mod writer;
 
 pub use frames::{read_frames, write_frame_table, Frame, MAX_FRAME_TABLE};
-pub use join::{each_record, join, join_prefix, RecordSink};
+pub use join::{each_record, join, join_prefix, AllocFreed, RecordSink};
 pub use writer::{split, staging_streams, AllocLookup, ColumnWriter, Layout, DIRECTORY_LEN};
 
 use crate::varint::{unzigzag, zigzag};

@@ -23,6 +23,7 @@ use super::scan::ChunkEntry;
 use decode_live::{decode_into, EventOut};
 use hashbrown::HashMap;
 use memtrace_format::chunk::MAX_DECODED;
+use memtrace_format::columns::AllocFreed;
 use memtrace_format::{
     Allocator, ChunkCodec, ChunkHeader, ChunkKind, FileHeader, Trailer, CHUNK_ALIGN,
     CHUNK_HEADER_LEN,
@@ -90,6 +91,14 @@ pub trait EventSink {
             decode_live::free_event(tick, python, addr, object_type),
         );
     }
+
+    /// An allocation and, as the thread's next event, a free at its address (most blocks live
+    /// briefly): a sink may take the two at once.
+    #[inline(always)]
+    fn alloc_freed(&mut self, thread: usize, b: AllocFreed) {
+        self.alloc(thread, b.tick, b.allocator, b.addr, b.size, b.stack);
+        self.free(thread, b.freed, b.python, b.addr, b.object_type);
+    }
 }
 
 /// Events handed to a sink, as an [`EventOut`] of one thread.
@@ -114,6 +123,11 @@ impl<S: EventSink> EventOut for Direct<'_, S> {
     #[inline(always)]
     fn free(&mut self, tick: u64, python: bool, addr: u64, object_type: u64) {
         self.sink.free(self.thread, tick, python, addr, object_type);
+    }
+
+    #[inline(always)]
+    fn alloc_freed(&mut self, b: AllocFreed) {
+        self.sink.alloc_freed(self.thread, b);
     }
 
     fn delivered(&mut self, n: usize) {

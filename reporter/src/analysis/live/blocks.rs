@@ -301,6 +301,14 @@ impl Blocks {
         }
     }
 
+    /// Whether no block is live at `addr`, known at a glance: the nursery's place holds it
+    /// marked freed (so no slot does) and nothing is kept aside. False says nothing.
+    #[inline(always)]
+    pub fn free_here(&self, addr: u64) -> bool {
+        let place = &self.nursery[place(addr)];
+        place.slot.addr == addr && place.slot.packed == FREED && self.aside.is_empty()
+    }
+
     /// The blocks in the nursery, which their groups have not counted.
     pub fn uncounted(&self) -> impl Iterator<Item = Uncounted> + '_ {
         self.nursery

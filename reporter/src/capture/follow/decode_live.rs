@@ -5,7 +5,7 @@
 use super::super::decode::{add_other_record, payload, ChunkTables};
 use super::super::event::{code, Event};
 use super::super::scan::ChunkEntry;
-use memtrace_format::columns::RecordSink;
+use memtrace_format::columns::{AllocFreed, RecordSink};
 use memtrace_format::{Allocator, Record};
 
 /// Where decoded events go.
@@ -22,6 +22,14 @@ pub trait EventOut {
     #[inline(always)]
     fn free(&mut self, tick: u64, python: bool, addr: u64, object_type: u64) {
         self.push(free_event(tick, python, addr, object_type));
+    }
+
+    /// An allocation and the free at its address right after it (see
+    /// [`super::EventSink::alloc_freed`]).
+    #[inline(always)]
+    fn alloc_freed(&mut self, b: AllocFreed) {
+        self.alloc(b.tick, b.allocator, b.addr, b.size, b.stack);
+        self.free(b.freed, b.python, b.addr, b.object_type);
     }
 
     /// `n` events of a chunk were handed over (counted once per chunk, not per event).
@@ -108,6 +116,12 @@ impl<'a, O: EventOut> RecordSink<'a> for All<'_, '_, O> {
     fn free(&mut self, tick: u64, python: bool, addr: u64, _: Option<u64>, object_type: u64) {
         self.0.seen += 1;
         self.0.out.free(tick, python, addr, object_type);
+    }
+
+    #[inline(always)]
+    fn alloc_freed(&mut self, b: AllocFreed) {
+        self.0.seen += 2;
+        self.0.out.alloc_freed(b);
     }
 
     #[inline(never)]
