@@ -37,6 +37,11 @@ while [ -z "$live_pid" ]; do
     live_pid=$(pgrep -f -n -- "$bin live $work/out.bin" || true)
 done
 start=$(date +%s.%N)
+# The steady state: the view's CPU from 2 s into the run on (its start, the first reads of the
+# binary's symbols and the first tree, are behind it then).
+sleep 2
+warm=$(date +%s.%N)
+warm_cpu=$(cpu_s "$live_pid")
 wait "$run_pid"
 end=$(date +%s.%N)
 during=$(cpu_s "$live_pid")
@@ -46,8 +51,11 @@ total=$(cpu_s "$live_pid")
 tmux send-keys -t "$session" q
 echo "tracked:    $(cat "$work/tracked.txt")"
 events=$(awk '{print $1; exit}' "$work/tracked.txt")
-awk -v c="$during" -v t="$total" -v s="$start" -v e="$end" -v n="$events" -v size="$(stat -c %s "$work/out.bin")" 'BEGIN {
+awk -v c="$during" -v t="$total" -v s="$start" -v e="$end" -v n="$events" -v size="$(stat -c %s "$work/out.bin")" -v wc="$warm_cpu" -v w0="$warm" 'BEGIN {
     w = e - s
     printf "live view:  %.2f s of CPU over the program'"'"'s %.2f s run = %.3f core at %.1f M events/s (%.2f s with the catch-up after the end); capture %.1f MB\n", c, w, c / w, n / w / 1e6, t, size / 1e6
     printf "per event:  %.1f ns of the view'"'"'s CPU during the run (%d events), so %.3f core at 10 M events/s\n", c * 1e9 / n, n, c * 1e9 / n * 0.01
+    # Events after the first 2 s, at the mean rate of the run.
+    m = n * (e - w0) / w
+    printf "steady:     %.3f core from 2 s into the run on (%.1f ns per event over %.1f s)\n", (c - wc) / (e - w0), (c - wc) * 1e9 / m, e - w0
 }'

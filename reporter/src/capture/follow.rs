@@ -135,6 +135,16 @@ impl<S: EventSink> EventOut for Direct<'_, S> {
     }
 }
 
+/// The first `len` bytes of the scratch buffer `buf`, grown when shorter (never shrunk: the
+/// look-ahead and the staging areas take turns with it at every poll, and growing it again
+/// each time would zero megabytes).
+fn scratch_of(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
+}
+
 /// What one poll found.
 #[derive(Debug, Default)]
 pub struct Update {
@@ -451,8 +461,7 @@ impl Follower {
     /// The next valid chunk header within [`LOOKAHEAD`] bytes after `pos`.
     fn look_ahead(&mut self, pos: u64) -> io::Result<Option<u64>> {
         let mut buf = std::mem::take(&mut self.scratch);
-        buf.resize(LOOKAHEAD + CHUNK_HEADER_LEN, 0);
-        let read = self.read(&mut buf, pos);
+        let read = self.read(scratch_of(&mut buf, LOOKAHEAD + CHUNK_HEADER_LEN), pos);
         let found = read.map(|n| {
             let magic = memtrace_format::CHUNK_MAGIC.to_le_bytes();
             let mut at = CHUNK_ALIGN;
@@ -707,11 +716,10 @@ impl Follower {
                 return Ok(());
             }
             let mut bytes = std::mem::take(&mut self.scratch);
-            bytes.resize(CHUNK_HEADER_LEN + capacity as usize, 0);
-            let n = self.read(&mut bytes, at);
-            let result = n.and_then(|n| {
-                self.staged_events(t, &bytes[..n.min(bytes.len())], (at, h), out, up)
-            });
+            let len = CHUNK_HEADER_LEN + capacity as usize;
+            let n = self.read(scratch_of(&mut bytes, len), at);
+            let result =
+                n.and_then(|n| self.staged_events(t, &bytes[..n.min(len)], (at, h), out, up));
             self.scratch = bytes;
             return result;
         }

@@ -382,15 +382,15 @@ impl LiveSums {
         }
     }
 
-    /// The series' points for a block allocated and freed at once (`high`: live bytes with
-    /// it), as [`LiveSums::heap_alloc`] and [`LiveSums::heap_free`] record them.
+    /// The series' points for a block allocated at `tick` and freed at `freed` (`high`: live
+    /// bytes with it), as [`LiveSums::heap_alloc`] and [`LiveSums::heap_free`] record them.
     #[cold]
-    fn series_up_and_down(&mut self, b: &AllocFreed, high: u64) {
-        if b.tick >= self.series_end || high > self.series_high {
-            self.record(b.tick, high);
+    fn series_up_and_down(&mut self, (tick, freed): (u64, u64), high: u64) {
+        if tick >= self.series_end || high > self.series_high {
+            self.record(tick, high);
         }
-        if b.freed >= self.series_end {
-            self.heap_series.record_fall(b.freed, self.live_bytes());
+        if freed >= self.series_end {
+            self.heap_series.record_fall(freed, self.live_bytes());
             self.note_series();
         }
     }
@@ -530,7 +530,7 @@ impl EventSink for LiveSums {
             self.events += 2;
             self.max_tick = self.max_tick.max(last);
             if last >= self.series_end || high > self.series_high {
-                self.series_up_and_down(&b, high);
+                self.series_up_and_down((b.tick, b.freed), high);
             }
             return;
         }
