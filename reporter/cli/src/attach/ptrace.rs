@@ -638,8 +638,10 @@ impl Stopped {
         let signal = self.signal;
         // SAFETY: resuming a stopped tracee with the signal it stopped for (0: none).
         unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, signal) };
-        std::thread::sleep(Duration::from_micros(1500));
-        let status = interrupt_stop(self.pid)?;
+        let status = match run_delivering_signals(self.pid, Duration::from_micros(1500))? {
+            Some(stopped) => stopped,
+            None => interrupt_stop(self.pid)?,
+        };
         if !libc::WIFSTOPPED(status) {
             return Err("the process ended during the attach".to_string());
         }
@@ -705,6 +707,34 @@ fn abandon_if_asked(call: u32) {
 /// the thread last ran) are passed on to it, so that a thread receiving signals all the time
 /// still reaches a stop with no signal held (under a storm of signals every stop carried one,
 /// and the attach gave up after 5 s).
+/// Lets a running tracee run for `time`, delivering at once each signal that stops it (a tracer
+/// sees every one): the interrupt that follows then finds it where it runs, not held at a
+/// signal, or at the start of its handler once the interrupt delivers it. A program whose timer
+/// fired every 0.5 ms was found there at every try, when the signals waited for the interrupt.
+/// A stop of another kind (an event, a group stop) ends the wait: its status.
+fn run_delivering_signals(pid: libc::pid_t, time: Duration) -> Result<Option<i32>, String> {
+    let until = Instant::now() + time;
+    while Instant::now() < until {
+        let mut status = 0;
+        // SAFETY: waitpid on a traced thread, with a valid status pointer.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::WNOHANG) };
+        if r == pid {
+            let sig = stop_signal(status);
+            if !libc::WIFSTOPPED(status) || sig == 0 {
+                return Ok(Some(status));
+            }
+            // SAFETY: resuming our stopped tracee with the signal it stopped for.
+            unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, sig) };
+            continue;
+        }
+        if r < 0 && errno() != libc::EINTR {
+            return Err(format!("lost the process: {}", os_error()));
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    Ok(None)
+}
+
 fn interrupt_stop(pid: libc::pid_t) -> Result<i32, String> {
     // SAFETY: interrupting our own tracee.
     unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, 0, 0) };
