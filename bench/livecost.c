@@ -1,7 +1,8 @@
 /* bench/livecost.sh's workload: malloc/free pairs for SECONDS seconds, as fast as one thread
- * makes them or paced at RATE events a second (`livecost SECONDS [RATE]`, RATE 0: flat out),
- * with a slowly growing live set (one block in 64 kept), from 16 call sites, so that the live
- * view has a heap that changes and a tree with several branches. */
+ * makes them or paced at RATE events a second (`livecost SECONDS [RATE [KEEP]]`, RATE 0: flat
+ * out), with a slowly growing live set (one block in KEEP kept, 64 by default; 0 keeps none: a
+ * flat heap), from 16 call sites, so that the live view has a heap that changes and a tree with
+ * several branches. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -21,6 +22,7 @@ static double now(void) {
 int main(int argc, char **argv) {
     double seconds = argc > 1 ? atof(argv[1]) : 5.0;
     double rate = argc > 2 ? atof(argv[2]) : 0.0;
+    unsigned long long keep = argc > 3 ? strtoull(argv[3], NULL, 10) : 64;
     size_t kept_cap = 1 << 20, kept_n = 0;
     void **kept = malloc(kept_cap * sizeof *kept);
     unsigned long long events = 2, i = 0;
@@ -35,7 +37,7 @@ int main(int argc, char **argv) {
         }
         for (int k = 0; k < 4096; k++, i++) {
             void *p = sites[i & 15](16 + (i * 7919) % 512);
-            if ((i & 63) == 0 && kept_n < kept_cap) {
+            if (keep && i % keep == 0 && kept_n < kept_cap) {
                 kept[kept_n++] = p;
                 events += 1;
             } else {

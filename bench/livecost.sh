@@ -3,8 +3,9 @@
 # the tracked program allocates (bench/livecost.c), as a share of one core over the program's
 # run. The target: at most 0.1 core at 10 million events a second.
 #
-#   bench/livecost.sh [SECONDS [RATE]]   (default 8 s at 10 M events/s; RATE 0: as fast as one
-#                                         thread allocates; needs tmux and gcc)
+#   bench/livecost.sh [SECONDS [RATE [KEEP]]]   (default 8 s at 10 M events/s; RATE 0: as fast
+#                                         as one thread allocates; KEEP: one block in KEEP stays
+#                                         live, 64 by default, 0 for a flat heap; needs tmux and gcc)
 #
 # MEMTRACE=path/to/memtrace runs another build's view (the program is tracked by this
 # worktree's build), to compare two builds' views side by side under the same load.
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 run_s=${1:-8}
 rate=${2:-10000000}
+keep=${3:-64}
 cargo build --release -q
 tracker=$PWD/target/release/memtrace
 bin=${MEMTRACE:-$tracker}
@@ -24,8 +26,8 @@ cpu_s() { # utime + stime of a process, in seconds
     awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
 }
 
-echo "untracked:  $("$work/livecost" "$run_s" "$rate")"
-"$tracker" run -q -o "$work/out.bin" "$work/livecost" "$run_s" "$rate" >"$work/tracked.txt" &
+echo "untracked:  $("$work/livecost" "$run_s" "$rate" "$keep")"
+"$tracker" run -q -o "$work/out.bin" "$work/livecost" "$run_s" "$rate" "$keep" >"$work/tracked.txt" &
 run_pid=$!
 while [ ! -s "$work/out.bin" ]; do
     kill -0 "$run_pid" 2>/dev/null || { echo "the tracked run failed" >&2; exit 1; }
