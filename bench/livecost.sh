@@ -40,8 +40,9 @@ while [ -z "$live_pid" ]; do
 done
 start=$(date +%s.%N)
 # The steady state: the view's CPU from 2 s into the run on (its start, the first reads of the
-# binary's symbols and the first tree, are behind it then).
-sleep 2
+# binary's symbols and the first tree, are behind it then); from half a shorter run.
+warm_s=$(awk -v r="$run_s" 'BEGIN { print (r >= 4 ? 2 : r / 2) }')
+sleep "$warm_s"
 warm=$(date +%s.%N)
 warm_cpu=$(cpu_s "$live_pid")
 wait "$run_pid"
@@ -57,7 +58,7 @@ awk -v c="$during" -v t="$total" -v s="$start" -v e="$end" -v n="$events" -v siz
     w = e - s
     printf "live view:  %.2f s of CPU over the program'"'"'s %.2f s run = %.3f core at %.1f M events/s (%.2f s with the catch-up after the end); capture %.1f MB\n", c, w, c / w, n / w / 1e6, t, size / 1e6
     printf "per event:  %.1f ns of the view'"'"'s CPU during the run (%d events), so %.3f core at 10 M events/s\n", c * 1e9 / n, n, c * 1e9 / n * 0.01
-    # Events after the first 2 s, at the mean rate of the run.
+    # Events after the warm-up, at the mean rate of the run.
     m = n * (e - w0) / w
-    printf "steady:     %.3f core from 2 s into the run on (%.1f ns per event over %.1f s)\n", (c - wc) / (e - w0), (c - wc) * 1e9 / m, e - w0
+    printf "steady:     %.3f core from %.1f s into the run on (%.1f ns per event over %.1f s)\n", (c - wc) / (e - w0), w0 - s, (c - wc) * 1e9 / m, e - w0
 }'
