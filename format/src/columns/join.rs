@@ -7,6 +7,10 @@ use crate::record::{
 use crate::varint::{get, unzigzag};
 
 /// Reads one stream front to back.
+// Copy: the chunk's loop keeps its readers in registers, which only readers whose address
+// never escapes can be (nothing takes a reference to them out of the loop: the rare records'
+// reader gets copies, see `visit_with`).
+#[derive(Clone, Copy)]
 pub(super) struct Reader<'a> {
     buf: &'a [u8],
     pub(super) pos: usize,
@@ -18,13 +22,12 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, what }
     }
 
-    #[cold]
-    #[inline(never)]
+    /// The error of a read past the stream's end (or a damaged value) at the reader's place.
+    #[inline(always)]
     pub(super) fn err(&self) -> DecodeError {
-        DecodeError {
-            offset: self.pos,
-            what: self.what,
-        }
+        // The values, not the reader: a reference to it passed out of line would keep it in
+        // memory for the whole loop.
+        overrun(self.pos, self.what)
     }
 
     // Always inlined: the reader calls it for nearly every field of every record, and a call
@@ -61,6 +64,12 @@ impl<'a> Reader<'a> {
     pub(super) fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
+}
+
+#[cold]
+#[inline(never)]
+fn overrun(offset: usize, what: &'static str) -> DecodeError {
+    DecodeError { offset, what }
 }
 
 pub(super) fn corrupt(what: &'static str, offset: usize) -> DecodeError {
@@ -288,6 +297,7 @@ thread_local! {
 }
 
 /// The readers of a chunk's streams.
+#[derive(Clone, Copy)]
 struct Readers<'a> {
     deltas: Reader<'a>,
     ticks: Reader<'a>,
@@ -304,6 +314,7 @@ struct Readers<'a> {
 const NO_DELTA: u64 = u64::MAX;
 
 /// The running values a chunk's records are read against.
+#[derive(Clone, Copy)]
 struct Running {
     tick: u64,
     /// The second short delta of the last pair's byte, or [`NO_DELTA`].
@@ -517,20 +528,24 @@ fn visit_with<'a, S: RecordSink<'a>>(
             nc += 1;
             sink.free(run.tick, rt == rtype::PYFREE_BACK, addr, Some(d), 0);
         } else {
-            other_record(rt, i - 1, &mut r, &mut run, sink)?;
+            // Copies in and out: a reference to the loop's own would keep them in memory.
+            let (mut r2, mut run2) = (r, run);
+            let read = other_record(rt, i - 1, &mut r2, &mut run2, sink);
+            (r, run) = (r2, run2);
+            read?;
         }
     }
     if exact {
         let readers = [
-            &r.deltas,
-            &r.ticks,
-            &r.addrs,
-            &r.lows,
-            &r.highs,
-            &r.stacks,
-            &r.frees,
-            &r.free_addrs,
-            &r.other,
+            r.deltas,
+            r.ticks,
+            r.addrs,
+            r.lows,
+            r.highs,
+            r.stacks,
+            r.frees,
+            r.free_addrs,
+            r.other,
         ];
         if let Some(left) = readers.iter().find(|r| !r.done()) {
             return Err(corrupt("columns: a stream has bytes left over", left.pos));
