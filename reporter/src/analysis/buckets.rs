@@ -618,11 +618,9 @@ mod tests {
     fn cells_find_the_same_cell_as_a_map_through_removals_and_reuse() {
         let mut cells = Cells::default();
         let mut model: HashMap<Key, i64> = HashMap::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::analysis::test_rng::Rng(0x2545_f491_4f6c_dd1d);
         for step in 0..200_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             // Few keys (the memo hits and collides), some sharing a stack or a bucket.
             let key: Key = (x % 700, (x >> 20) as u32 % 3, (x >> 30) as u32 % 5);
             if x.is_multiple_of(11) {

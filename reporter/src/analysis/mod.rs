@@ -14,6 +14,8 @@ pub mod series;
 pub mod sets;
 pub mod tables;
 pub mod temporary;
+#[cfg(test)]
+mod test_rng;
 pub mod totals;
 
 use crate::capture::clock::Clock;

@@ -430,6 +430,7 @@ impl Blocks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::test_rng::Rng;
 
     impl Blocks {
         /// Inserts, leaving the counting aside.
@@ -511,11 +512,9 @@ mod tests {
         for spread in spreads {
             let mut b = Blocks::default();
             let mut model: HashMap<u64, VecDeque<Block>> = HashMap::new();
-            let mut x = 0x9E37_79B9_7F4A_7C15u64;
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
             for i in 0..200_000u64 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = rng.next();
                 let addr = 0x5000_0000 + spread(x);
                 if x >> 62 < 2 {
                     let block = (i % 5000, (i % 300) as u32);
@@ -549,11 +548,9 @@ mod tests {
         let mut b = Blocks::default();
         let mut model: HashMap<u64, VecDeque<Block>> = HashMap::new();
         let mut counted: HashMap<u32, u64> = HashMap::new();
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
         for i in 0..100_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             // Few addresses (blocks meet at one), many nursery collisions, address 0, sizes
             // that do not pack.
             let addr = (x % 3000) * 16 * (1 + (x >> 50) % 2);

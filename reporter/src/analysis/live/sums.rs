@@ -550,20 +550,7 @@ impl EventSink for LiveSums {
 mod tests {
     use super::*;
     use crate::analysis::replay::Replay;
-
-    /// A small deterministic generator (no dependency needed).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::analysis::test_rng::Rng;
 
     /// Events of three threads: mallocs and frees (some of unknown blocks, some at an address
     /// two threads share), mmaps, partial munmaps, mremaps, and a heap that rises and falls.
