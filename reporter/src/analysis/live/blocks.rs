@@ -72,6 +72,12 @@ struct Slot {
 /// A live block: its size and its group.
 pub type Block = (u64, u32);
 
+/// The block a slot's packed word holds.
+#[inline(always)]
+fn unpack(packed: u64) -> Block {
+    (packed & SIZE_MASK, (packed >> SIZE_BITS) as u32)
+}
+
 /// A block from the nursery, which its group has not counted (see the module's doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uncounted {
@@ -109,10 +115,10 @@ struct Place {
 
 impl Place {
     fn uncounted(&self) -> Uncounted {
-        let packed = self.slot.packed;
+        let (size, group) = unpack(self.slot.packed);
         Uncounted {
-            size: packed & SIZE_MASK,
-            group: (packed >> SIZE_BITS) as u32,
+            size,
+            group,
             since: self.since,
         }
     }
@@ -313,10 +319,7 @@ impl Blocks {
             Some(i) => {
                 let packed = self.slots[i].packed;
                 self.vacate(i);
-                Some(Freed::Counted((
-                    packed & SIZE_MASK,
-                    (packed >> SIZE_BITS) as u32,
-                )))
+                Some(Freed::Counted(unpack(packed)))
             }
             None if self.aside.is_empty() => None,
             None => self.remove_aside(addr).map(Freed::Counted),
@@ -372,7 +375,7 @@ impl Blocks {
             self.find(addr).map(|i| {
                 let packed = self.slots[i].packed;
                 self.vacate(i);
-                (packed & SIZE_MASK, (packed >> SIZE_BITS) as u32)
+                unpack(packed)
             })
         };
         let queue = self.aside.entry(addr).or_default();

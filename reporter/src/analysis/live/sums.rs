@@ -188,24 +188,31 @@ impl LiveSums {
         since != self.generation
     }
 
+    /// The bytes an allocation of `size` stands for: itself, or its weight in a sampled
+    /// capture.
+    #[inline(always)]
+    fn weighed(&self, size: u64) -> u64 {
+        if self.sample_bytes == 0 {
+            size
+        } else {
+            memtrace_format::settings::weight(size, self.sample_bytes)
+        }
+    }
+
     /// Counts a block that leaves the nursery live: in its group's figures now, and in those
     /// at the peak when it was live then.
     #[cold]
     fn count_settled(&mut self, u: Uncounted) {
-        let at_peak = self.at_peak(u.since);
-        let gr = self.changing(u.group as usize);
-        gr.live_bytes = gr.live_bytes.wrapping_add(u.size as i64);
-        gr.live_count += 1;
-        if at_peak {
-            gr.peak_bytes = gr.peak_bytes.wrapping_add(u.size as i64);
-            gr.peak_count += 1;
+        self.change(u.group as usize, u.size as i64, 1);
+        if self.at_peak(u.since) {
+            self.count_at_peak(u);
         }
     }
 
-    /// A block freed from the nursery: only the figures at the peak count it, when it was live
-    /// then (now, its allocation and free cancel).
+    /// A block from the nursery live at the peak: the figures there count it (a block freed
+    /// from the nursery counts nowhere else: its allocation and free cancel).
     #[cold]
-    fn freed_at_peak(&mut self, u: Uncounted) {
+    fn count_at_peak(&mut self, u: Uncounted) {
         let gr = self.changing(u.group as usize);
         gr.peak_bytes = gr.peak_bytes.wrapping_add(u.size as i64);
         gr.peak_count += 1;
@@ -332,11 +339,7 @@ impl LiveSums {
     /// A heap allocation (not an mmap), counted.
     #[inline(always)]
     fn heap_alloc(&mut self, thread: u32, tick: u64, addr: u64, size: u64, stack: u64) {
-        let size = if self.sample_bytes == 0 {
-            size
-        } else {
-            memtrace_format::settings::weight(size, self.sample_bytes)
-        };
+        let size = self.weighed(size);
         let g = self.group(stack, thread);
         let inserted = self.blocks.insert(addr, size, g as u32, self.generation);
         self.heap_bytes = self.heap_bytes.wrapping_add(size);
@@ -366,7 +369,7 @@ impl LiveSums {
                 }
                 Freed::Uncounted(u) => {
                     if self.at_peak(u.since) {
-                        self.freed_at_peak(u);
+                        self.count_at_peak(u);
                     }
                     u.size
                 }
@@ -516,11 +519,7 @@ impl EventSink for LiveSums {
     /// so only the series sees it (as the two events would).
     #[inline(always)]
     fn alloc_freed(&mut self, thread: usize, b: AllocFreed) {
-        let size = if self.sample_bytes == 0 {
-            b.size
-        } else {
-            memtrace_format::settings::weight(b.size, self.sample_bytes)
-        };
+        let size = self.weighed(b.size);
         let high = self.live_bytes().wrapping_add(size);
         if high <= self.peak.bytes
             && b.allocator != Allocator::Mmap
