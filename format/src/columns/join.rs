@@ -7,9 +7,9 @@ use crate::record::{
 use crate::varint::{get, unzigzag};
 
 /// Reads one stream front to back.
-// Copy: the chunk's loop keeps its readers in registers, which only readers whose address
-// never escapes can be (nothing takes a reference to them out of the loop: the rare records'
-// reader gets copies, see `visit_with`).
+// Copy: no reference to the chunk loop's readers leaves it (the rare records' reader gets
+// copies, see `visit_with`), so the compiler may keep them in registers where it has room (an
+// escaping reference kept all nine in memory).
 #[derive(Clone, Copy)]
 pub(super) struct Reader<'a> {
     buf: &'a [u8],

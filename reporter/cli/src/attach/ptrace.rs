@@ -116,14 +116,8 @@ pub fn interrupted() -> bool {
 fn wait_stop(pid: libc::pid_t, patience: Duration, interruptible: bool) -> Result<i32, String> {
     let start = Instant::now();
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid on a traced thread, with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::WNOHANG) };
-        if r == pid {
+        if let Some(status) = stopped_now(pid)? {
             return Ok(status);
-        }
-        if r < 0 && errno() != libc::EINTR {
-            return Err(format!("lost the process: {}", os_error()));
         }
         if interruptible && interrupted() {
             return Err(INTERRUPTED_LINE.to_string());
@@ -133,6 +127,20 @@ fn wait_stop(pid: libc::pid_t, patience: Duration, interruptible: bool) -> Resul
         }
         std::thread::sleep(Duration::from_micros(200));
     }
+}
+
+/// The status of a stop (or end) of the traced thread `pid` waiting to be seen, if any.
+fn stopped_now(pid: libc::pid_t) -> Result<Option<i32>, String> {
+    let mut status = 0;
+    // SAFETY: waitpid on a traced thread, with a valid status pointer.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::WNOHANG) };
+    if r == pid {
+        return Ok(Some(status));
+    }
+    if r < 0 && errno() != libc::EINTR {
+        return Err(format!("lost the process: {}", os_error()));
+    }
+    Ok(None)
 }
 
 /// What a given-up attach says.
@@ -715,22 +723,16 @@ fn abandon_if_asked(call: u32) {
 fn run_delivering_signals(pid: libc::pid_t, time: Duration) -> Result<Option<i32>, String> {
     let until = Instant::now() + time;
     while Instant::now() < until {
-        let mut status = 0;
-        // SAFETY: waitpid on a traced thread, with a valid status pointer.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::WNOHANG) };
-        if r == pid {
-            let sig = stop_signal(status);
-            if !libc::WIFSTOPPED(status) || sig == 0 {
-                return Ok(Some(status));
-            }
-            // SAFETY: resuming our stopped tracee with the signal it stopped for.
-            unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, sig) };
+        let Some(status) = stopped_now(pid)? else {
+            std::thread::sleep(Duration::from_micros(50));
             continue;
+        };
+        let sig = stop_signal(status);
+        if !libc::WIFSTOPPED(status) || sig == 0 {
+            return Ok(Some(status));
         }
-        if r < 0 && errno() != libc::EINTR {
-            return Err(format!("lost the process: {}", os_error()));
-        }
-        std::thread::sleep(Duration::from_micros(50));
+        // SAFETY: resuming our stopped tracee with the signal it stopped for.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, pid, 0, sig) };
     }
     Ok(None)
 }
