@@ -849,6 +849,157 @@ mod columns {
         assert_eq!(apart.lines.len(), 14);
     }
 
+    /// The sink calls a reader should make for raw records: an allocation followed at once by
+    /// a free at its address is a pair (what `each_record` hands over in columns, where frees
+    /// by distance are written by address too).
+    fn expected_calls(raw: &[u8]) -> Vec<String> {
+        let recs: Vec<Record> = Decoder::new(raw).map(|r| r.expect("decodes")).collect();
+        let mut log = Log {
+            pairs: true,
+            lines: Vec::new(),
+        };
+        let mut i = 0;
+        while i < recs.len() {
+            if let (
+                Record::Alloc {
+                    tick,
+                    allocator,
+                    addr,
+                    size,
+                    stack,
+                },
+                Some(Record::Free {
+                    tick: freed,
+                    python,
+                    addr: at,
+                    object_type,
+                }),
+            ) = (&recs[i], recs.get(i + 1))
+            {
+                if at == addr {
+                    columns::RecordSink::alloc_freed(
+                        &mut log,
+                        columns::AllocFreed {
+                            tick: *tick,
+                            allocator: *allocator,
+                            addr: *addr,
+                            size: *size,
+                            stack: *stack,
+                            freed: *freed,
+                            python: *python,
+                            object_type: *object_type,
+                        },
+                    );
+                    i += 2;
+                    continue;
+                }
+            }
+            columns::RecordSink::record(&mut log, recs[i].clone());
+            i += 1;
+        }
+        log.lines
+    }
+
+    /// Runs of allocations each freed by the next record, with what ends a run: another
+    /// record between (a marker, an allocation kept, a free of another block), one timed
+    /// record alone (the next pairs' deltas start mid-byte), a long tick delta, an address or
+    /// stack that takes two bytes or more, a size of 32 KiB or more, a free found further
+    /// back, a typed free, an escaped address delta.
+    fn pair_ops() -> impl Strategy<Value = Vec<Op>> {
+        let dt = prop_oneof![8 => 0u64..7, 1 => 7u64..300];
+        let addr = prop_oneof![
+            8 => (0u64..48).prop_map(|k| 0x5555_0000_1000 + 48 * k),
+            1 => 0x7f00_0000_0000u64..0x7f00_0100_0000,
+            1 => any::<u64>(),
+        ];
+        let size = prop_oneof![8 => 1u64..600, 1 => 600u64..40_000, 1 => val()];
+        let stack = prop_oneof![8 => 0u64..128, 1 => 128u64..20_000, 1 => val()];
+        let pair = (
+            0u8..12,
+            dt.clone(),
+            addr.clone(),
+            size,
+            stack,
+            any::<bool>(),
+            dt.clone(),
+        )
+            .prop_map(|(allocator, dt, addr, size, stack, python, dt2)| {
+                vec![
+                    Op::Alloc {
+                        allocator,
+                        dt,
+                        addr,
+                        size,
+                        stack,
+                    },
+                    Op::FreeAddr {
+                        python,
+                        dt: dt2,
+                        addr,
+                    },
+                ]
+            });
+        let piece = prop_oneof![
+            12 => pair,
+            1 => (0u8..12, dt.clone(), addr.clone(), 1u64..600, 0u64..128).prop_map(
+                |(allocator, dt, addr, size, stack)| vec![Op::Alloc { allocator, dt, addr, size, stack }]
+            ),
+            1 => (any::<bool>(), dt.clone(), addr.clone())
+                .prop_map(|(python, dt, addr)| vec![Op::FreeAddr { python, dt, addr }]),
+            1 => (any::<bool>(), dt.clone(), any::<u64>())
+                .prop_map(|(python, dt, pick)| vec![Op::FreeBack { python, dt, pick }]),
+            1 => (dt.clone(), addr, 1u64..1000).prop_map(|(dt, addr, ty)| vec![Op::TypedFree { dt, addr, ty }]),
+            1 => (dt, 0u64..4).prop_map(|(dt, code)| vec![Op::Marker { dt, code }]),
+        ];
+        proptest::collection::vec(piece, 0..120)
+            .prop_map(|pieces| pieces.into_iter().flatten().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn runs_of_pairs_read_as_their_records(ops in pair_ops()) {
+            let (raw, expected, _) = encode(&ops);
+            let streams = split(&raw).expect("an encoder's payload splits");
+            // Raw records rebuilt: every field of every record as written.
+            let joined = join(&refs(&streams)).expect("streams join");
+            prop_assert_eq!(records(&joined), expected);
+            // Handed over: pairs as pairs, the rest one by one, in order.
+            let mut log = Log { pairs: true, lines: Vec::new() };
+            columns::each_record(&refs(&streams), true, &mut log).expect("reads");
+            prop_assert_eq!(log.lines, expected_calls(&raw));
+            // Every stream cut short anywhere: an error, never a panic or a record made up.
+            for s in 0..stream::COUNT {
+                for cut in [1, 2, 5] {
+                    let mut short = streams.clone();
+                    let len = short[s].len();
+                    if len < cut {
+                        continue;
+                    }
+                    short[s].truncate(len - cut);
+                    let mut log = Log { pairs: false, lines: Vec::new() };
+                    let read = columns::each_record(&refs(&short), true, &mut log);
+                    prop_assert!(read.is_err(), "stream {} cut by {}", s, cut);
+                    let want = expected_calls_apart(&raw);
+                    prop_assert!(want.starts_with(&log.lines), "stream {} cut by {}: a record made up", s, cut);
+                }
+            }
+        }
+    }
+
+    /// The sink calls for raw records, each on its own.
+    fn expected_calls_apart(raw: &[u8]) -> Vec<String> {
+        let mut log = Log {
+            pairs: false,
+            lines: Vec::new(),
+        };
+        for rec in Decoder::new(raw) {
+            columns::RecordSink::record(&mut log, rec.expect("decodes"));
+        }
+        log.lines
+    }
+
     #[test]
     fn reused_addresses_take_one_byte() {
         // malloc(100) at A, free(A), malloc(40) at A again, then one at the end of that block.

@@ -1,5 +1,6 @@
 //! Rebuilds raw records from the streams of a columnar chunk.
 
+use super::pairs::{pair_run, Lists};
 use super::{block_end, stream, Code};
 use crate::record::{
     rtype, Allocator, DecodeError, Encoder, Marker, Record, Segment, MAX_EVENT_LEN,
@@ -50,6 +51,12 @@ impl<'a> Reader<'a> {
             }
             None => Err(self.err()),
         }
+    }
+
+    /// The bytes not read yet.
+    #[inline(always)]
+    pub(super) fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
@@ -298,29 +305,29 @@ thread_local! {
 
 /// The readers of a chunk's streams.
 #[derive(Clone, Copy)]
-struct Readers<'a> {
-    deltas: Reader<'a>,
+pub(super) struct Readers<'a> {
+    pub(super) deltas: Reader<'a>,
     ticks: Reader<'a>,
-    addrs: Reader<'a>,
-    lows: Reader<'a>,
-    highs: Reader<'a>,
-    stacks: Reader<'a>,
+    pub(super) addrs: Reader<'a>,
+    pub(super) lows: Reader<'a>,
+    pub(super) highs: Reader<'a>,
+    pub(super) stacks: Reader<'a>,
     frees: Reader<'a>,
-    free_addrs: Reader<'a>,
+    pub(super) free_addrs: Reader<'a>,
     other: Reader<'a>,
 }
 
 /// No short tick delta is waiting (the second of a pair's byte).
-const NO_DELTA: u64 = u64::MAX;
+pub(super) const NO_DELTA: u64 = u64::MAX;
 
 /// The running values a chunk's records are read against.
 #[derive(Clone, Copy)]
-struct Running {
-    tick: u64,
+pub(super) struct Running {
+    pub(super) tick: u64,
     /// The second short delta of the last pair's byte, or [`NO_DELTA`].
-    pending: u64,
-    prev_alloc: u64,
-    prev_free: u64,
+    pub(super) pending: u64,
+    pub(super) prev_alloc: u64,
+    pub(super) prev_free: u64,
     prev_other: u64,
     prev_type: u64,
 }
@@ -395,6 +402,24 @@ fn is_addr_free(rt: u8) -> bool {
     )
 }
 
+/// Whether a record type is a free coded by its address that carries no object type.
+#[inline(always)]
+pub(super) fn is_plain_addr_free(rt: u8) -> bool {
+    rt == rtype::FREE_ADDR || rt == rtype::PYFREE_ADDR
+}
+
+/// Hands an allocation and the free that follows it to `sink`: as a pair when the free is at
+/// the allocation's address, else as the two records.
+#[inline(always)]
+pub(super) fn hand_over<'a, S: RecordSink<'a>>(sink: &mut S, b: AllocFreed, freed: u64) {
+    if freed == b.addr {
+        sink.alloc_freed(b);
+    } else {
+        sink.alloc(b.tick, b.allocator, b.addr, b.size, b.stack);
+        sink.free(b.freed, b.python, freed, None, b.object_type);
+    }
+}
+
 /// Reads a free coded by its address (type `rt`, see [`is_addr_free`]), against the chunk's
 /// allocations so far: its address and the type of the object it held (0: not known).
 #[inline(always)]
@@ -460,6 +485,23 @@ fn visit_with<'a, S: RecordSink<'a>>(
     while let Some(&rt) = heads.get(i) {
         i += 1;
         if let Some(&allocator) = Allocator::ALL.get(usize::from(rt)) {
+            // Freed by the next record: a run of such pairs may take the short way.
+            if heads.get(i).is_some_and(|&t| is_plain_addr_free(t)) {
+                let (candidates, allocs) = (&mut candidates[..], &mut allocs[..]);
+                let mut lists = Lists {
+                    candidates,
+                    allocs,
+                    nc,
+                    na,
+                };
+                let n = pair_run(heads, i - 1, &mut r, &mut run, &mut lists, sink);
+                (nc, na) = (lists.nc, lists.na);
+                if n > 0 {
+                    // (This pair's allocation is counted in `i` already.)
+                    i += 2 * n - 1;
+                    continue;
+                }
+            }
             r.advance(&mut run, true)?;
             let first = r.addrs.var()?;
             let addr = match Code::read(first, || r.addrs.var())? {
@@ -494,22 +536,17 @@ fn visit_with<'a, S: RecordSink<'a>>(
                         };
                     candidates[nc] = freed;
                     nc += 1;
-                    let python = next != rtype::FREE_ADDR;
-                    if freed == addr {
-                        sink.alloc_freed(AllocFreed {
-                            tick,
-                            allocator,
-                            addr,
-                            size,
-                            stack,
-                            freed: run.tick,
-                            python,
-                            object_type,
-                        });
-                    } else {
-                        sink.alloc(tick, allocator, addr, size, stack);
-                        sink.free(run.tick, python, freed, None, object_type);
-                    }
+                    let b = AllocFreed {
+                        tick,
+                        allocator,
+                        addr,
+                        size,
+                        stack,
+                        freed: run.tick,
+                        python: next != rtype::FREE_ADDR,
+                        object_type,
+                    };
+                    hand_over(sink, b, freed);
                 }
                 _ => sink.alloc(tick, allocator, addr, size, stack),
             }

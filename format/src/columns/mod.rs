@@ -19,6 +19,7 @@
 mod frames;
 mod join;
 mod model;
+mod pairs;
 mod writer;
 
 pub use frames::{read_frames, write_frame_table, Frame, MAX_FRAME_TABLE};
