@@ -108,6 +108,13 @@ pub trait RecordSink<'a> {
     /// Every other record.
     fn other(&mut self, rec: Record<'a>);
 
+    /// Whether the reader takes runs of allocations freed by the next record the short way
+    /// (`columns::pairs`): much faster for a sink that takes such pairs at once where most
+    /// records are pairs (a native program's temporary buffers, in the live view), but the
+    /// record loop that tries them is larger, and reading a Python run's records (few such
+    /// runs) took 4% more instructions with it. Off unless a sink asks.
+    const PAIR_RUNS: bool = false;
+
     /// An allocation and, as the chunk's next record, a free at its address (most blocks live
     /// briefly): a sink may take the two at once.
     #[inline(always)]
@@ -317,6 +324,10 @@ pub(super) struct Readers<'a> {
     other: Reader<'a>,
 }
 
+/// Pairs read in a row, at their addresses and freed without a type, before the reader tries
+/// a run (see `pairs`).
+const STREAK: u32 = 4;
+
 /// No short tick delta is waiting (the second of a pair's byte).
 pub(super) const NO_DELTA: u64 = u64::MAX;
 
@@ -482,11 +493,19 @@ fn visit_with<'a, S: RecordSink<'a>>(
     let (mut nc, mut na) = (0usize, 0usize);
     let heads = streams[stream::TYPE];
     let mut i = 0;
+    // Pairs the short way could have taken read in a row (see `STREAK`).
+    let mut streak = 0u32;
     while let Some(&rt) = heads.get(i) {
         i += 1;
         if let Some(&allocator) = Allocator::ALL.get(usize::from(rt)) {
-            // Freed by the next record: a run of such pairs may take the short way.
-            if heads.get(i).is_some_and(|&t| is_plain_addr_free(t)) {
+            // After a few pairs in a row, the next ones may take the short way as a run. (Tried
+            // at every pair, runs that come out short, as where blocks are freed in batches,
+            // cost more than they save.)
+            if S::PAIR_RUNS
+                && streak >= STREAK
+                && heads.get(i).is_some_and(|&t| is_plain_addr_free(t))
+            {
+                streak = 0;
                 let (candidates, allocs) = (&mut candidates[..], &mut allocs[..]);
                 let mut lists = Lists {
                     candidates,
@@ -494,7 +513,10 @@ fn visit_with<'a, S: RecordSink<'a>>(
                     nc,
                     na,
                 };
-                let n = pair_run(heads, i - 1, &mut r, &mut run, &mut lists, sink);
+                // Copies in and out, as for `other_record`.
+                let (mut r2, mut run2) = (r, run);
+                let n = pair_run(heads, i - 1, &mut r2, &mut run2, &mut lists, sink);
+                (r, run) = (r2, run2);
                 (nc, na) = (lists.nc, lists.na);
                 if n > 0 {
                     // (This pair's allocation is counted in `i` already.)
@@ -547,13 +569,21 @@ fn visit_with<'a, S: RecordSink<'a>>(
                         object_type,
                     };
                     hand_over(sink, b, freed);
+                    streak = match freed == addr && next != rtype::TYPED_FREE {
+                        true => streak + 1,
+                        false => 0,
+                    };
                 }
-                _ => sink.alloc(tick, allocator, addr, size, stack),
+                _ => {
+                    sink.alloc(tick, allocator, addr, size, stack);
+                    streak = 0;
+                }
             }
         } else if is_addr_free(rt) {
             let (addr, object_type) = read_addr_free(rt, &mut r, &mut run, &allocs[..na])?;
             candidates[nc] = addr;
             nc += 1;
+            streak = 0;
             sink.free(run.tick, rt != rtype::FREE_ADDR, addr, None, object_type);
         } else if matches!(rt, rtype::FREE_BACK | rtype::PYFREE_BACK) {
             r.advance(&mut run, true)?;

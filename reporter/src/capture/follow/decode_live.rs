@@ -106,6 +106,9 @@ impl<'o, O> Skipping<'o, O> {
 }
 
 impl<'a, O: EventOut> RecordSink<'a> for All<'_, '_, O> {
+    // The live view's events: most pairs of a native program's are taken at once.
+    const PAIR_RUNS: bool = true;
+
     #[inline(always)]
     fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
         self.0.seen += 1;
@@ -158,6 +161,9 @@ impl<O: EventOut> Skipping<'_, O> {
 }
 
 impl<'a, O: EventOut> RecordSink<'a> for Skipping<'_, O> {
+    // The live view's events: most pairs of a native program's are taken at once.
+    const PAIR_RUNS: bool = true;
+
     #[inline(always)]
     fn alloc(&mut self, tick: u64, allocator: Allocator, addr: u64, size: u64, stack: u64) {
         if self.fresh() {
