@@ -36,7 +36,8 @@ done
 tmux new-session -d -s "$session" -x 200 -y 50 "$bin live $work/out.bin"
 live_pid=""
 while [ -z "$live_pid" ]; do
-    live_pid=$(pgrep -f -n -- "$bin live $work/out.bin" || true)
+    # (Anchored: the tmux command that starts it holds the same words.)
+    live_pid=$(pgrep -f -n -- "^$bin live $work/out.bin" || true)
 done
 start=$(date +%s.%N)
 # The steady state: the view's CPU from 2 s into the run on (its start, the first reads of the
