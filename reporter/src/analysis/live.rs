@@ -18,7 +18,7 @@ use crate::capture::clock::Clock;
 use crate::capture::follow::Follower;
 use crate::capture::scan::Index;
 use crate::report::calltree::CallTree;
-use crate::report::view_tree::{self, StackResolver};
+use crate::report::view_tree::{self, Resolved, StackResolver};
 use crate::report::views::{Selection, View};
 use crate::symbols::modules::ModuleMap;
 use crate::symbols::Symbolizer;
@@ -61,8 +61,9 @@ pub struct Live {
     pub analysis: Analysis,
     /// The live heap now and at the peak so far, and memory over time.
     pub sums: LiveSums,
-    /// The symbolizer and the number of modules it knows (made again when modules come).
-    symbolizer: Option<(usize, Symbolizer)>,
+    /// The symbolizer, the number of modules it knows and the stacks resolved so far (all made
+    /// again when modules come).
+    symbolizer: Option<(usize, Symbolizer, Resolved)>,
 }
 
 impl Live {
@@ -187,16 +188,22 @@ impl Live {
             threshold: None,
         };
         let modules = self.analysis.tables.modules.len();
-        let symbolizer = match self.symbolizer.take() {
-            Some((n, s)) if n == modules => s,
-            _ => Symbolizer::new(ModuleMap::new(
-                self.analysis.tables.modules.clone(),
-                &self.follower.header.exe,
-            )),
+        // Made again, with nothing resolved, when modules came: a native frame may resolve
+        // otherwise now.
+        let (symbolizer, resolved) = match self.symbolizer.take() {
+            Some((n, s, r)) if n == modules => (s, r),
+            _ => (
+                Symbolizer::new(ModuleMap::new(
+                    self.analysis.tables.modules.clone(),
+                    &self.follower.header.exe,
+                )),
+                Resolved::default(),
+            ),
         };
-        let mut resolver = StackResolver::new(&self.analysis.tables, symbolizer);
+        let mut resolver = StackResolver::with(&self.analysis.tables, symbolizer, resolved);
         let tree = view_tree::build(&self.analysis, &selection, &mut resolver, false);
-        self.symbolizer = Some((modules, resolver.symbolizer));
+        let (symbolizer, resolved) = resolver.into_parts();
+        self.symbolizer = Some((modules, symbolizer, resolved));
         tree
     }
 

@@ -134,6 +134,12 @@ impl Tables {
 
     /// The frame ids of a stack, innermost first, with the same stops as [`Tables::stack_frames`].
     pub fn stack_frame_ids(&self, stack: u64) -> Vec<u64> {
+        self.stack_frame_ids_whole(stack).0
+    }
+
+    /// [`Tables::stack_frame_ids`], and whether the chain reached the root: false when it
+    /// stopped at a stack id the tables do not have (yet), at a cycle or at the depth limit.
+    pub fn stack_frame_ids_whole(&self, stack: u64) -> (Vec<u64>, bool) {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         let mut id = stack;
@@ -144,7 +150,19 @@ impl Tables {
             out.push(frame);
             id = parent;
         }
-        out
+        (out, id == 0)
+    }
+
+    /// Whether frame `id` and the strings it names are in the tables: its resolution cannot
+    /// change as they grow (a native frame's depends on the modules only).
+    pub fn frame_known(&self, id: u64) -> bool {
+        match self.frames.get(&id) {
+            Some(&Frame::Python { function, file, .. }) => {
+                self.strings.contains_key(&function) && self.strings.contains_key(&file)
+            }
+            Some(Frame::Native(_)) => true,
+            None => false,
+        }
     }
 
     /// The frames of a stack, innermost first, lazily and without memory, for searches that

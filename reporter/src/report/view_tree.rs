@@ -14,6 +14,16 @@ use std::rc::Rc;
 pub struct StackResolver<'a> {
     tables: &'a Tables,
     pub symbolizer: Symbolizer,
+    resolved: Resolved,
+}
+
+/// The frames and stacks a resolver resolved, which a later resolver over the same tables (or
+/// the same tables grown since) and the same modules may start from: the live view builds a
+/// tree at every refresh, and resolving its stacks again each time was most of a refresh's
+/// cost with thousands of stacks. Only resolutions that the tables' growth cannot change are
+/// kept: of frames that are there with their strings, and of stacks whose whole chain is.
+#[derive(Debug, Default)]
+pub struct Resolved {
     /// A frame's locations, innermost first (more than one where functions were inlined).
     frames: HashMap<u64, Rc<[Location]>>,
     stacks: HashMap<u64, Rc<[Location]>>,
@@ -21,28 +31,48 @@ pub struct StackResolver<'a> {
 
 impl<'a> StackResolver<'a> {
     pub fn new(tables: &'a Tables, symbolizer: Symbolizer) -> StackResolver<'a> {
+        StackResolver::with(tables, symbolizer, Resolved::default())
+    }
+
+    /// A resolver that starts from what an earlier one resolved (see [`Resolved`]).
+    pub fn with(
+        tables: &'a Tables,
+        symbolizer: Symbolizer,
+        resolved: Resolved,
+    ) -> StackResolver<'a> {
         StackResolver {
             tables,
             symbolizer,
-            frames: HashMap::new(),
-            stacks: HashMap::new(),
+            resolved,
         }
+    }
+
+    /// The symbolizer back, and what was resolved.
+    pub fn into_parts(self) -> (Symbolizer, Resolved) {
+        (self.symbolizer, self.resolved)
     }
 
     /// The locations of a stack, outermost first; `<unknown>` alone for an unknown stack.
     pub fn outermost_first(&mut self, stack: u64) -> Rc<[Location]> {
-        if let Some(s) = self.stacks.get(&stack) {
+        if let Some(s) = self.resolved.stacks.get(&stack) {
             return s.clone();
         }
-        let (tables, symbolizer, frames) = (self.tables, &mut self.symbolizer, &mut self.frames);
-        let locs: Rc<[Location]> = shown_locations(tables, stack, &mut |id| {
-            frames
-                .entry(id)
-                .or_insert_with(|| frame_locations(tables, id, symbolizer))
-                .clone()
-        })
-        .into();
-        self.stacks.insert(stack, locs.clone());
+        let tables = self.tables;
+        let (symbolizer, frames) = (&mut self.symbolizer, &mut self.resolved.frames);
+        let (locs, known) = shown_locations_known(tables, stack, &mut |id| {
+            if let Some(l) = frames.get(&id) {
+                return l.clone();
+            }
+            let l = frame_locations(tables, id, symbolizer);
+            if tables.frame_known(id) {
+                frames.insert(id, l.clone());
+            }
+            l
+        });
+        let locs: Rc<[Location]> = locs.into();
+        if known {
+            self.resolved.stacks.insert(stack, locs.clone());
+        }
         locs
     }
 }
@@ -63,7 +93,18 @@ pub fn shown_locations(
     stack: u64,
     frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
 ) -> Vec<Location> {
-    let ids = tables.stack_frame_ids(stack);
+    shown_locations_known(tables, stack, frame).0
+}
+
+/// [`shown_locations`], and whether the stack's whole chain and every frame on it (with its
+/// strings) are in the tables, so that the locations cannot change as the tables grow.
+fn shown_locations_known(
+    tables: &Tables,
+    stack: u64,
+    frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
+) -> (Vec<Location>, bool) {
+    let (ids, whole) = tables.stack_frame_ids_whole(stack);
+    let known = whole && ids.iter().all(|&id| tables.frame_known(id));
     let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
     let kinds: Vec<Option<Frame>> = ids
         .iter()
@@ -102,7 +143,7 @@ pub fn shown_locations(
     if locs.is_empty() {
         locs.push(Location::unknown());
     }
-    locs
+    (locs, known)
 }
 
 /// The location standing for a thread in a tree split by thread.
@@ -150,4 +191,75 @@ pub fn build(
         });
     }
     builder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::modules::ModuleMap;
+
+    fn python_frame(tables: &mut Tables, id: u64, function: u64, file: u64, line: u64) {
+        let frame = Frame::Python {
+            function,
+            file,
+            line,
+        };
+        tables.frames.insert(id, frame);
+    }
+
+    fn names(locs: &[Location]) -> Vec<String> {
+        locs.iter().map(|l| l.label.clone()).collect()
+    }
+
+    #[test]
+    fn resolutions_kept_between_resolvers_are_those_the_tables_cannot_change() {
+        // Stack 2 (frame 20) called from stack 1 (frame 10), stack 4 (frame 10) called from
+        // stack 3 (frame 20); frame 20's file name and stacks 1 and 3 come later, as a live
+        // capture's tables grow between two refreshes.
+        let mut tables = Tables::default();
+        tables.strings.insert(100, b"main"[..].into());
+        tables.strings.insert(101, b"app.py"[..].into());
+        tables.strings.insert(102, b"work"[..].into());
+        python_frame(&mut tables, 10, 100, 101, 5);
+        python_frame(&mut tables, 20, 102, 103, 7);
+        tables.stacks.insert(2, (1, 20));
+        tables.stacks.insert(4, (3, 10));
+        let symbolizer = Symbolizer::new(ModuleMap::new(Vec::new(), b""));
+        let mut first = StackResolver::new(&tables, symbolizer);
+        let early = first.outermost_first(2);
+        assert_eq!(
+            early.len(),
+            1,
+            "stack 1 is not known yet: {:?}",
+            names(&early)
+        );
+        assert_eq!(early[0].function.as_deref(), Some("work"));
+        assert_eq!(early[0].file, None, "its file name is not known yet");
+        assert_eq!(
+            first.outermost_first(4).len(),
+            1,
+            "stack 3 is not known yet"
+        );
+        let (symbolizer, resolved) = first.into_parts();
+        // Neither stack (chains cut short) nor frame 20 (its file name missing) is kept.
+        assert_eq!(resolved.stacks.len(), 0);
+        assert_eq!(resolved.frames.keys().copied().collect::<Vec<_>>(), [10]);
+        // The tables grow: the next resolver resolves both stacks whole.
+        tables.strings.insert(103, b"lib.py"[..].into());
+        tables.stacks.insert(1, (0, 10));
+        tables.stacks.insert(3, (0, 20));
+        let mut second = StackResolver::with(&tables, symbolizer, resolved);
+        let whole = second.outermost_first(2);
+        let functions: Vec<_> = whole.iter().map(|l| l.function.clone()).collect();
+        assert_eq!(functions, [Some("main".into()), Some("work".into())]);
+        assert_eq!(whole[1].file.as_deref(), Some("lib.py"));
+        let other: Vec<_> = second.outermost_first(4).iter().map(|l| l.line).collect();
+        assert_eq!(other, [Some(7), Some(5)]);
+        let (_, resolved) = second.into_parts();
+        // Now whole, they are kept, and a third resolver hands out the same locations.
+        assert_eq!(resolved.stacks.len(), 2);
+        let symbolizer = Symbolizer::new(ModuleMap::new(Vec::new(), b""));
+        let mut third = StackResolver::with(&tables, symbolizer, resolved);
+        assert!(Rc::ptr_eq(&third.outermost_first(2), &whole));
+    }
 }
