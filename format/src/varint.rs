@@ -19,6 +19,16 @@ pub fn put(buf: &mut [u8], mut pos: usize, mut v: u64) -> usize {
 /// Reads a varint at `buf[*pos..]`, advancing `pos`. None on truncation or overlong input.
 #[inline(always)]
 pub fn get(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    match get_short(buf, pos) {
+        Some(v) => Some(v),
+        None => get_long(buf, pos),
+    }
+}
+
+/// [`get`] of a varint of one or two bytes, without the loop; None for a longer one (`pos`
+/// unmoved), or at the buffer's end.
+#[inline(always)]
+pub fn get_short(buf: &[u8], pos: &mut usize) -> Option<u64> {
     // One byte (most values a reader meets) without the loop's tests of the shift.
     let p = *pos;
     let first = *buf.get(p)?;
@@ -27,13 +37,12 @@ pub fn get(buf: &[u8], pos: &mut usize) -> Option<u64> {
         return Some(u64::from(first));
     }
     // Two bytes (stack ids past 127, most address distances) without the loop either.
-    if let Some(&second) = buf.get(p + 1) {
-        if second < 0x80 {
-            *pos = p + 2;
-            return Some(u64::from(first & 0x7f) | u64::from(second) << 7);
-        }
+    let second = *buf.get(p + 1)?;
+    if second < 0x80 {
+        *pos = p + 2;
+        return Some(u64::from(first & 0x7f) | u64::from(second) << 7);
     }
-    get_long(buf, pos)
+    None
 }
 
 /// [`get`] of a varint of three bytes or more.

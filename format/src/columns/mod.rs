@@ -114,12 +114,20 @@ impl Code {
         first: u64,
         more: impl FnOnce() -> Result<u64, crate::DecodeError>,
     ) -> Result<Code, crate::DecodeError> {
-        Ok(if first & 1 == 1 {
-            Code::Found(first / 2)
-        } else if first == 0 {
-            Code::Delta(unzigzag(more()?) as u64)
-        } else {
-            Code::Delta(unzigzag(first / 2 - 1) as u64)
-        })
+        match Code::without_escape(first) {
+            Some(code) => Ok(code),
+            None => Ok(Code::Delta(unzigzag(more()?) as u64)),
+        }
+    }
+
+    /// The code `first` when it is whole in itself; None for the escape (0), whose delta
+    /// follows.
+    #[inline(always)]
+    fn without_escape(first: u64) -> Option<Code> {
+        match first {
+            0 => None,
+            f if f & 1 == 1 => Some(Code::Found(f / 2)),
+            f => Some(Code::Delta(unzigzag(f / 2 - 1) as u64)),
+        }
     }
 }

@@ -14,7 +14,7 @@
 use super::join::{hand_over, is_plain_addr_free, AllocFreed, Readers, Running, NO_DELTA};
 use super::{block_end, Code};
 use crate::record::Allocator;
-use crate::varint::unzigzag;
+use crate::varint::get_short;
 
 /// The chunk's address lists and how much of each is written (see `join::visit_with`).
 pub(super) struct Lists<'l> {
@@ -22,33 +22,6 @@ pub(super) struct Lists<'l> {
     pub(super) allocs: &'l mut [u64],
     pub(super) nc: usize,
     pub(super) na: usize,
-}
-
-/// A varint of one or two bytes at `s[*pos..]` (None for a longer one, or past the end).
-#[inline(always)]
-fn short_var(s: &[u8], pos: &mut usize) -> Option<u64> {
-    let first = *s.get(*pos)?;
-    if first < 0x80 {
-        *pos += 1;
-        return Some(u64::from(first));
-    }
-    let second = *s.get(*pos + 1)?;
-    if second < 0x80 {
-        *pos += 2;
-        return Some(u64::from(first & 0x7f) | u64::from(second) << 7);
-    }
-    None
-}
-
-/// A one-byte address code's value (see [`Code`]); None for the escape (0), which the
-/// general loop reads.
-#[inline(always)]
-fn code_of(first: u64) -> Option<Code> {
-    match first {
-        0 => None,
-        f if f & 1 == 1 => Some(Code::Found(f / 2)),
-        f => Some(Code::Delta(unzigzag(f / 2 - 1) as u64)),
-    }
 }
 
 /// Reads the pairs that start at record `start` (an allocation: `heads[start]`), as many as
@@ -117,17 +90,17 @@ fn pairs<'a, const SHIFTED: bool, S: crate::columns::RecordSink<'a>>(
             break;
         }
         let (mut pa2, mut ps2) = (pa, ps);
-        let (Some(a), Some(stack)) = (short_var(addrs, &mut pa2), short_var(stacks, &mut ps2))
+        let (Some(a), Some(stack)) = (get_short(addrs, &mut pa2), get_short(stacks, &mut ps2))
         else {
             break;
         };
-        let addr = match code_of(a) {
+        let addr = match Code::without_escape(a) {
             // The candidate `d + 1` back, when the list holds it.
             Some(Code::Found(d)) if d < nc as u64 => lists.candidates[nc - 1 - d as usize],
             Some(Code::Delta(delta)) => prev_alloc.wrapping_add(delta),
             _ => break,
         };
-        let freed = match code_of(u64::from(fa)) {
+        let freed = match Code::without_escape(u64::from(fa)) {
             // The allocation `d` back, counting this pair's (1).
             Some(Code::Found(1)) => addr,
             Some(Code::Found(d)) if d >= 2 && d <= na as u64 + 1 => {
