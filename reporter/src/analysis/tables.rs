@@ -156,8 +156,13 @@ impl Tables {
     /// Whether frame `id` and the strings it names are in the tables: its resolution cannot
     /// change as they grow (a native frame's depends on the modules only).
     pub fn frame_known(&self, id: u64) -> bool {
-        match self.frames.get(&id) {
-            Some(&Frame::Python { function, file, .. }) => {
+        self.frame_whole(self.frames.get(&id).copied())
+    }
+
+    /// [`Tables::frame_known`] of a frame looked up already (None: not in the tables).
+    pub fn frame_whole(&self, frame: Option<Frame>) -> bool {
+        match frame {
+            Some(Frame::Python { function, file, .. }) => {
                 self.strings.contains_key(&function) && self.strings.contains_key(&file)
             }
             Some(Frame::Native(_)) => true,

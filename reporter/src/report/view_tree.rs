@@ -104,13 +104,13 @@ fn shown_locations_known(
     frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
 ) -> (Vec<Location>, bool) {
     let (ids, whole) = tables.stack_frame_ids_whole(stack);
-    let known = whole && ids.iter().all(|&id| tables.frame_known(id));
     let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
     let kinds: Vec<Option<Frame>> = ids
         .iter()
         .rev()
         .map(|id| tables.frames.get(id).copied())
         .collect();
+    let known = whole && kinds.iter().all(|&k| tables.frame_whole(k));
     let is_python = |k: &Option<Frame>| matches!(k, Some(Frame::Python { .. }));
     let any_python = kinds.iter().any(is_python);
     let any_native = kinds.iter().any(|k| matches!(k, Some(Frame::Native(_))));
