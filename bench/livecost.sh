@@ -22,23 +22,12 @@ session=livecost-$$
 trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$work"' EXIT
 gcc -O2 -o "$work/livecost" bench/livecost.c
 
-cpu_s() { # utime + stime of a process, in seconds
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
-}
+. bench/live_view.sh
 
 echo "untracked:  $("$work/livecost" "$run_s" "$rate" "$keep")"
 "$tracker" run -q -o "$work/out.bin" "$work/livecost" "$run_s" "$rate" "$keep" >"$work/tracked.txt" &
 run_pid=$!
-while [ ! -s "$work/out.bin" ]; do
-    kill -0 "$run_pid" 2>/dev/null || { echo "the tracked run failed" >&2; exit 1; }
-    sleep 0.01
-done
-tmux new-session -d -s "$session" -x 200 -y 50 "$bin live $work/out.bin"
-live_pid=""
-while [ -z "$live_pid" ]; do
-    # (Anchored: the tmux command that starts it holds the same words.)
-    live_pid=$(pgrep -f -n -- "^$bin live $work/out.bin" || true)
-done
+live_pid=$(view_when_written "$run_pid" "$work/out.bin" "$bin" "$session")
 start=$(date +%s.%N)
 # The steady state: the view's CPU from 2 s into the run on (its start, the first reads of the
 # binary's symbols and the first tree, are behind it then); from half a shorter run.

@@ -21,25 +21,14 @@ work=$(mktemp -d)
 session=livecost-py-$$
 trap 'tmux kill-session -t "$session" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cpu_s() { # utime + stime of a process, in seconds
-    awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
-}
+. bench/live_view.sh
 
 echo "workload: $workload on $py; view: $bin"
 for round in $(seq 1 "$rounds"); do
     rm -f "$work/out.bin"
     "$tracker" run -q -o "$work/out.bin" --python "$py" "$workload" >/dev/null &
     run_pid=$!
-    while [ ! -s "$work/out.bin" ]; do
-        kill -0 "$run_pid" 2>/dev/null || { echo "the tracked run failed" >&2; exit 1; }
-        sleep 0.005
-    done
-    tmux new-session -d -s "$session" -x 200 -y 50 "$bin live $work/out.bin"
-    live_pid=""
-    while [ -z "$live_pid" ]; do
-        # (Anchored: the tmux command that starts it holds the same words.)
-        live_pid=$(pgrep -f -n -- "^$bin live $work/out.bin" || true)
-    done
+    live_pid=$(view_when_written "$run_pid" "$work/out.bin" "$bin" "$session")
     start=$(date +%s.%N)
     wait "$run_pid"
     end=$(date +%s.%N)
