@@ -23,15 +23,18 @@ ln -s "$py" "$work/bin/python3"
 cd "$work"
 untracked=("$py" empty.py)
 explicit=("$memtrace" run -q -f -o "$work/e.bin" --python "$py" empty.py)
-onpath=(env PATH="$work/bin:$PATH" "$memtrace" run -q -f -o "$work/p.bin" empty.py)
+# PATH is set for this one by the loop below, not with env(1): its exec would add a process
+# start (about a millisecond here) that is not memtrace's. hyperfine runs it through env.
+onpath=("$memtrace" run -q -f -o "$work/p.bin" empty.py)
+onpath_path="$work/bin:$PATH"
 before=(true)
 [ -z "${MEMTRACE_BEFORE:-}" ] || before=("$MEMTRACE_BEFORE" run -q -f -o "$work/b.bin" --python "$py" empty.py)
 echo "python: $py ($("$py" -c 'import sys; print(sys.version.split()[0])')), $runs runs each"
 if command -v hyperfine >/dev/null 2>&1; then
     if [ -n "${MEMTRACE_BEFORE:-}" ]; then
-        hyperfine -N -w 3 -r "$runs" "${untracked[*]}" "${explicit[*]}" "${onpath[*]}" "${before[*]}"
+        hyperfine -N -w 3 -r "$runs" "${untracked[*]}" "${explicit[*]}" "env PATH=$onpath_path ${onpath[*]}" "${before[*]}"
     else
-        hyperfine -N -w 3 -r "$runs" "${untracked[*]}" "${explicit[*]}" "${onpath[*]}"
+        hyperfine -N -w 3 -r "$runs" "${untracked[*]}" "${explicit[*]}" "env PATH=$onpath_path ${onpath[*]}"
     fi
     exit
 fi
@@ -41,12 +44,12 @@ ms() { # wall-clock and CPU (user+sys, of the command and its children) millisec
     awk -v a="$t0" -v b="$EPOCHREALTIME" -v c="$cpu" \
         'BEGIN { split(c, x, " "); printf "%.3f %.3f\n", (b - a) * 1000, (x[1] + x[2]) * 1000 }'
 }
-for _ in 1 2 3; do "${untracked[@]}"; "${explicit[@]}"; "${onpath[@]}"; "${before[@]}"; done >/dev/null # warm-up
+for _ in 1 2 3; do "${untracked[@]}"; "${explicit[@]}"; PATH=$onpath_path "${onpath[@]}"; "${before[@]}"; done >/dev/null # warm-up
 : >u; : >e; : >p; : >b
 for _ in $(seq "$runs"); do
     ms "${untracked[@]}" >>u
     ms "${explicit[@]}" >>e
-    ms "${onpath[@]}" >>p
+    PATH=$onpath_path ms "${onpath[@]}" >>p
     [ -z "${MEMTRACE_BEFORE:-}" ] || ms "${before[@]}" >>b
 done
 stat() { # mean and median wall, median CPU

@@ -177,7 +177,7 @@ pub const STAGING_USED_OFFSET: usize = 24;
 /// crc32 of the header with the checksum itself and, for staging chunks, the live fields
 /// (raw_len, record_count, ticks) left out.
 fn header_crc(b: &[u8; CHUNK_HEADER_LEN]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc::Crc32::new();
     if b[4] == ChunkKind::Staging as u8 {
         h.update(&b[0..24]);
         h.update(&b[48..64]);

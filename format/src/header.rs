@@ -119,7 +119,7 @@ impl FileHeader {
         );
         let len = out.len() as u32;
         out[12..16].copy_from_slice(&len.to_le_bytes());
-        let crc = crc32fast::hash(&out[FIXED_LEN..]);
+        let crc = crate::crc::crc32(&out[FIXED_LEN..]);
         out[16..20].copy_from_slice(&crc.to_le_bytes());
         out
     }
@@ -153,7 +153,7 @@ impl FileHeader {
             return Err(HeaderError::TooShort);
         }
         let crc = u32::from_le_bytes([buf[16], buf[17], buf[18], buf[19]]);
-        if crc32fast::hash(&buf[FIXED_LEN..len]) != crc {
+        if crate::crc::crc32(&buf[FIXED_LEN..len]) != crc {
             return Err(HeaderError::Corrupt("checksum mismatch"));
         }
         let body = &buf[..len];

@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod chunk;
 pub mod columns;
+pub mod crc;
 pub mod exec;
 pub mod failed;
 pub mod family;

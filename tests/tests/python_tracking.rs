@@ -930,6 +930,59 @@ fn the_compiled_hook_is_kept_for_the_next_run() {
     assert!(from_pyc(&run("fourth.bin")), "the hook is kept whole again");
 }
 
+/// An interpreter told to write no bytecode (PYTHONDONTWRITEBYTECODE, common in containers)
+/// would compile the hook at every run: the hook writes its own compiled form, kept for the
+/// next run, which loads it; the program's own modules still get no bytecode written.
+#[test]
+fn the_hook_is_kept_when_the_interpreter_writes_no_bytecode() {
+    let dir = scratch("py-hook-kept-no-bytecode");
+    let cache = dir.join("cache");
+    let program = dir.join("program");
+    std::fs::create_dir_all(&program).expect("a directory");
+    write(
+        &program,
+        "helper.py",
+        "def size():\n    return 10_000_000\n",
+    );
+    let script = write(
+        &program,
+        "main.py",
+        "import sys\nimport helper\ndata = b\"\\0\" * helper.size()\nprint(sys.dont_write_bytecode)\n",
+    );
+    let run = |name: &str| {
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(dir.join(name))
+            .arg("--python")
+            .arg(python())
+            .arg(&script)
+            .env("XDG_CACHE_HOME", &cache)
+            .env("PYTHONVERBOSE", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        let out = output(cmd, &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "True\n");
+        let s = stats(&dir.join(name));
+        let top = &s["top_by_size"][0];
+        assert_eq!(top["line"].as_i64(), Some(3), "{top}");
+        assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let from_pyc = |stderr: &str| {
+        stderr.lines().any(|l| {
+            l.starts_with("# code object from")
+                && l.contains("memtrace-py-")
+                && l.contains("__pycache__/sitecustomize.")
+        })
+    };
+    assert!(!from_pyc(&run("first.bin")), "nothing kept before");
+    assert!(from_pyc(&run("second.bin")), "the kept hook is loaded");
+    assert!(
+        !program.join("__pycache__").exists(),
+        "bytecode written for the program's modules"
+    );
+}
+
 /// An interpreter that does not import threading as it starts (a `.pth` file of pyenv's 3.11
 /// does): among the tests' Python and Debian's.
 fn python_without_threading_at_start() -> PathBuf {

@@ -354,3 +354,67 @@ fn the_objects_example_has_exact_figures() {
     assert_eq!(at_peak["objects"], 100_000, "3.{minor}: {at_peak}");
     assert_eq!(at_peak["bytes"], point_bytes, "3.{minor}: {at_peak}");
 }
+
+/// Objects reached from several places, and objects the collector does not track (strings),
+/// found only through their containers: each typed once. With `FREEZE` replaced by
+/// `gc.freeze()` the objects frozen before it are not in `gc.get_objects()`, yet `keep` (made
+/// after) leads to them: the walk then takes every object through one seen-set. The script
+/// prints the strings' total size.
+const REFERENTS_SCRIPT: &str = "\
+import gc, sys
+class Pair:
+    __slots__ = (\"left\", \"right\")
+early = [Pair() for i in range(100)]
+FREEZE
+keep = [early]
+pairs = [Pair() for i in range(3000)]
+again = {i: p for i, p in enumerate(pairs)}
+names = [\"n%d\" % i for i in range(1500)]
+both = (names, list(names), pairs)
+print(sum(sys.getsizeof(s) for s in names))
+";
+
+#[test]
+fn objects_reached_twice_or_only_through_containers_are_typed_once() {
+    for (minor, python) in claimed_pythons() {
+        for freeze in [false, true] {
+            let dir = scratch(&format!("types-referents-3{minor}-{freeze}"));
+            let text = REFERENTS_SCRIPT.replace("FREEZE", if freeze { "gc.freeze()" } else { "" });
+            let script = write(&dir, "referents.py", &text);
+            let capture = dir.join("referents.bin");
+            let sizes = tracked_sizes(&python, &script, &capture, &dir);
+            let path = capture.to_str().expect("utf-8");
+            let exit = &json(&["stats", "--json", path], &dir)["types"]["exit"];
+            let pair = entry(exit, "__main__.Pair");
+            assert_eq!(pair["objects"], 3100, "3.{minor} freeze {freeze}: {pair}");
+            let v = json(&["tree", "--by-type", "--leaks", "--json", path], &dir);
+            let lines = entry(&v["types"], "str")["lines"]
+                .as_array()
+                .expect("lines")
+                .clone();
+            let line9 = lines
+                .iter()
+                .find(|l| l["line"] == 9)
+                .unwrap_or_else(|| panic!("3.{minor} freeze {freeze}: no line 9 in {lines:?}"));
+            assert_eq!(
+                line9["allocations"], 1500,
+                "3.{minor} freeze {freeze}: {line9}"
+            );
+            assert_eq!(
+                line9["bytes"], sizes[0],
+                "3.{minor} freeze {freeze}: {line9}"
+            );
+            let pair_lines = &entry(&v["types"], "__main__.Pair")["lines"];
+            let line7 = pair_lines
+                .as_array()
+                .expect("lines")
+                .iter()
+                .find(|l| l["line"] == 7)
+                .unwrap_or_else(|| panic!("3.{minor}: no line 7 in {pair_lines}"));
+            assert_eq!(
+                line7["allocations"], 3000,
+                "3.{minor} freeze {freeze}: {line7}"
+            );
+        }
+    }
+}

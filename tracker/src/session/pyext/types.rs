@@ -35,6 +35,8 @@ const HEAPTYPE: u64 = 1 << 9;
 const HAVE_GC: u64 = 1 << 14;
 /// Py_TPFLAGS_TYPE_SUBCLASS: the objects of a type with it are types.
 const TYPE_SUBCLASS: u64 = 1 << 31;
+/// PyGC_Head's size: its first word (`_gc_next`) is set while the collector tracks the object.
+const GC_HEAD: usize = 16;
 
 /// A Meta chunk holds about this many bytes of records.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -141,19 +143,53 @@ type Fast = BuildHasherDefault<AddrHasher>;
 
 /// The walk's state, handed to `visit` through tp_traverse's argument.
 struct Walk {
+    /// The objects taken that the collector's list does not hold (or all, see `skip_listed`).
     seen: HashSet<usize, Fast>,
     pending: Vec<usize>,
+    /// Referents the collector tracks are left to the list, which holds each once: only the
+    /// others (strings, numbers, untracked tuples and dicts) need the `seen` set. False when
+    /// objects are frozen (`gc.freeze()`): tracked, yet not in `gc.get_objects()`.
+    skip_listed: bool,
 }
 
 unsafe extern "C" fn visit(o: *mut Object, arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the &mut Walk `walk` passed to tp_traverse, alive during the call.
     let w = unsafe { &mut *(arg as *mut Walk) };
-    if !o.is_null() && w.seen.insert(o as usize) {
+    if o.is_null() {
+        return 0;
+    }
+    // SAFETY: a referent tp_traverse hands over is a live object.
+    if w.skip_listed && unsafe { is_tracked(o as usize) } {
+        return 0;
+    }
+    if w.seen.insert(o as usize) {
         // Taken soon (the walk is depth first): its header is on its way meanwhile.
         prefetch(o as usize + OB_TYPE);
         w.pending.push(o as usize);
     }
     0
+}
+
+/// Whether the collector tracks object `o` (so that `gc.get_objects()` lists it, frozen
+/// objects aside): its type has GC support, its `tp_is_gc` (if any) agrees, and the link of
+/// its collector header, the two words before it, is set (`_PyObject_GC_IS_TRACKED`).
+///
+/// # Safety
+/// `o` must be a live object.
+unsafe fn is_tracked(o: usize) -> bool {
+    // SAFETY: a live object's type pointer and its type's slots are readable; the collector
+    // header precedes every object of a GC type in a default build, 3.9 to 3.13.
+    unsafe {
+        let ty = word(o + OB_TYPE);
+        if word(ty + TP_FLAGS) as u64 & HAVE_GC == 0 {
+            return false;
+        }
+        let is_gc = word(ty + TP_IS_GC);
+        if is_gc != 0 && (core::mem::transmute::<usize, IsGc>(is_gc))(o as *mut Object) == 0 {
+            return false;
+        }
+        word(o - GC_HEAD) != 0
+    }
 }
 
 /// Asks for the cache line at `at` ahead of its read: reading each object's type, at an
@@ -188,80 +224,118 @@ pub fn record_live_objects(api: &Api, session: &SessionApi) {
 /// Every live object found, by type object.
 fn walk(api: &Api, session: &SessionApi) -> Option<HashMap<usize, Vec<u64>, Fast>> {
     // SAFETY: the GIL is held; new references, each released below.
-    let list = unsafe {
+    let (list, frozen) = unsafe {
         let gc = (session.import_module)(c"gc".as_ptr());
         if gc.is_null() {
             (api.err_clear)();
             return None;
         }
-        let f = (api.object_get_attr_string)(gc, c"get_objects".as_ptr());
+        let list = call(api, session, gc, c"get_objects");
+        let frozen = call(api, session, gc, c"get_freeze_count");
         (api.dec_ref)(gc);
-        if f.is_null() {
-            (api.err_clear)();
-            return None;
+        let none_frozen = !frozen.is_null() && (session.object_is_true)(frozen) == 0;
+        if !frozen.is_null() {
+            (api.dec_ref)(frozen);
         }
-        let list = (session.call_no_args)(f);
-        (api.dec_ref)(f);
+        (api.err_clear)();
         if list.is_null() {
-            (api.err_clear)();
             return None;
         }
-        list
+        (list, !none_frozen)
     };
     // SAFETY: `list` is the list gc.get_objects returned: its size and item array are read
     // as CPython lays out a PyListObject; nothing runs that could change it meanwhile.
-    let (n, items) = unsafe {
-        (
-            word(list as usize + LIST_SIZE),
-            word(list as usize + LIST_ITEMS) as *const usize,
-        )
+    let listed = unsafe {
+        let n = word(list as usize + LIST_SIZE);
+        core::slice::from_raw_parts(word(list as usize + LIST_ITEMS) as *const usize, n)
     };
     let mut w = Walk {
-        seen: HashSet::with_capacity_and_hasher(n * 2, Fast::default()),
-        pending: Vec::with_capacity(n),
+        seen: HashSet::default(),
+        pending: Vec::new(),
+        skip_listed: !frozen,
     };
-    // The list itself is the walk's, not the program's.
-    w.seen.insert(list as usize);
-    for i in 0..n {
-        // SAFETY: i < the list's size.
-        let o = unsafe { *items.add(i) };
-        if w.seen.insert(o) {
-            w.pending.push(o);
-        }
-    }
     let mut by_type: HashMap<usize, Vec<u64>, Fast> = HashMap::default();
-    while let Some(o) = w.pending.pop() {
-        if let Some(&next) = w.pending.last() {
-            prefetch(next + OB_TYPE);
-        }
-        // SAFETY: `o` is a live object (from the collector's list or a referent of one): its
-        // type pointer and the type's slots are readable.
-        let (ty, flags, traverse, is_gc) = unsafe {
-            let ty = word(o + OB_TYPE);
-            (
-                ty,
-                word(ty + TP_FLAGS) as u64,
-                word(ty + TP_TRAVERSE),
-                word(ty + TP_IS_GC),
-            )
-        };
-        by_type.entry(ty).or_default().push(o as u64);
-        if flags & HAVE_GC == 0 || traverse == 0 {
-            continue;
-        }
-        // SAFETY: as gc.get_referents decides: a GC type, and its tp_is_gc (if any) says this
-        // object is one; tp_traverse only reads the object and calls `visit`.
-        unsafe {
-            if is_gc != 0 && (core::mem::transmute::<usize, IsGc>(is_gc))(o as *mut Object) == 0 {
-                continue;
+    if w.skip_listed {
+        // Each listed object once, in the list's order, then the others its referents lead
+        // to (none of them listed).
+        for (i, &o) in listed.iter().enumerate() {
+            if let Some(&ahead) = listed.get(i + 4) {
+                prefetch(ahead + OB_TYPE);
             }
-            let traverse = core::mem::transmute::<usize, Traverse>(traverse);
-            traverse(o as *mut Object, visit, &mut w as *mut Walk as *mut c_void);
+            take(o, &mut w, &mut by_type);
+            drain(&mut w, &mut by_type);
         }
+    } else {
+        w.seen.reserve(listed.len() * 2);
+        // The list itself is the walk's, not the program's.
+        w.seen.insert(list as usize);
+        w.pending
+            .extend(listed.iter().filter(|&&o| w.seen.insert(o)));
+        drain(&mut w, &mut by_type);
     }
     // SAFETY: the reference gc.get_objects returned.
     unsafe { (api.dec_ref)(list) };
     Some(by_type)
+}
+
+/// `gc.NAME()`: a new reference, or null with the error set.
+///
+/// # Safety
+/// The GIL must be held; `gc` is the gc module.
+unsafe fn call(
+    api: &Api,
+    session: &SessionApi,
+    gc: *mut Object,
+    name: &core::ffi::CStr,
+) -> *mut Object {
+    // SAFETY: the caller's promise; new references, the function's released here.
+    unsafe {
+        let f = (api.object_get_attr_string)(gc, name.as_ptr());
+        if f.is_null() {
+            return f;
+        }
+        let r = (session.call_no_args)(f);
+        (api.dec_ref)(f);
+        r
+    }
+}
+
+/// Takes the objects waiting, depth first.
+fn drain(w: &mut Walk, by_type: &mut HashMap<usize, Vec<u64>, Fast>) {
+    while let Some(o) = w.pending.pop() {
+        if let Some(&next) = w.pending.last() {
+            prefetch(next + OB_TYPE);
+        }
+        take(o, w, by_type);
+    }
+}
+
+/// Files object `o` under its type and hands its referents to `visit`.
+fn take(o: usize, w: &mut Walk, by_type: &mut HashMap<usize, Vec<u64>, Fast>) {
+    // SAFETY: `o` is a live object (from the collector's list or a referent of one): its
+    // type pointer and the type's slots are readable.
+    let (ty, flags, traverse, is_gc) = unsafe {
+        let ty = word(o + OB_TYPE);
+        (
+            ty,
+            word(ty + TP_FLAGS) as u64,
+            word(ty + TP_TRAVERSE),
+            word(ty + TP_IS_GC),
+        )
+    };
+    by_type.entry(ty).or_default().push(o as u64);
+    if flags & HAVE_GC == 0 || traverse == 0 {
+        return;
+    }
+    // SAFETY: as gc.get_referents decides: a GC type, and its tp_is_gc (if any) says this
+    // object is one; tp_traverse only reads the object and calls `visit`.
+    unsafe {
+        if is_gc != 0 && (core::mem::transmute::<usize, IsGc>(is_gc))(o as *mut Object) == 0 {
+            return;
+        }
+        let traverse = core::mem::transmute::<usize, Traverse>(traverse);
+        traverse(o as *mut Object, visit, w as *mut Walk as *mut c_void);
+    }
 }
 
 /// A type's name: `tp_name`, with `__module__` before it for a class defined in Python (other

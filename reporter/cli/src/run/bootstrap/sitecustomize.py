@@ -49,6 +49,8 @@ def _memtrace_start():
             sys.meta_path.insert(0, finder)
     if private is not None and os.path.abspath(private) == here:
         _memtrace_remove(os, here)
+    elif getattr(sys, "dont_write_bytecode", False):
+        _memtrace_write_compiled(os, sys, here, sys._getframe(1).f_code)
     me = sys.modules.pop("sitecustomize", None)
     try:
         import sitecustomize  # noqa: F401  (the one this file shadowed)
@@ -125,6 +127,27 @@ class _MemtraceThreadNames:
         return spec
 
 
+def _memtrace_write_compiled(os, sys, here, code):
+    # The interpreter writes no bytecode (PYTHONDONTWRITEBYTECODE, -B), so it would compile
+    # this hook at every run: the hook writes its own compiled form (once: memtrace keeps it
+    # between runs). The program's modules are still not written.
+    tag = getattr(getattr(sys, "implementation", None), "cache_tag", None)
+    to_pyc = getattr(sys.modules.get("_frozen_importlib_external"), "_code_to_timestamp_pyc", None)
+    if tag is None or to_pyc is None:
+        return
+    cache = os.path.join(here, "__pycache__")
+    path = os.path.join(cache, "sitecustomize." + tag + ".pyc")
+    if os.path.exists(path):
+        return
+    try:
+        if not os.path.isdir(cache):
+            os.mkdir(cache, 0o700)
+        with open(path, "xb") as f:
+            f.write(to_pyc(code))
+    except Exception:
+        pass
+
+
 def _memtrace_remove(os, here):
     cache = os.path.join(here, "__pycache__")
     try:
@@ -149,4 +172,5 @@ def _memtrace_remove(os, here):
 
 
 _memtrace_start()
-del _memtrace_start, _memtrace_remove, _memtrace_name_threads, _MemtraceThreadNames
+del _memtrace_start, _memtrace_remove, _memtrace_write_compiled, _memtrace_name_threads
+del _MemtraceThreadNames
