@@ -690,6 +690,58 @@ print([d for t in (\"/dev/shm\", tempfile.gettempdir()) for d in glob.glob(os.pa
     assert!(!files.is_empty(), "the child was tracked");
 }
 
+/// A followed Python child loads the compiled hook `memtrace run` keeps (its own hook directory
+/// is new, so its interpreter would compile the hook at each start): on the second run, once the
+/// first has kept it. The child's figures are its own, and its hook directory goes.
+#[test]
+fn a_python_child_loads_the_kept_compiled_hook() {
+    let dir = scratch("family-child-compiled-hook");
+    let cache = dir.join("cache");
+    write(&dir, "worker.py", WORKER);
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import os, subprocess, sys
+env = dict(os.environ, PYTHONVERBOSE=\"1\")
+p = subprocess.Popen([sys.executable, \"worker.py\", \"3210987\"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+out, err = p.communicate()
+print(out.strip())
+print(any(\"memtrace-py-\" in l and \"__pycache__/sitecustomize.\" in l for l in err.splitlines() if l.startswith(\"# code object from\")))
+print(p.pid)
+",
+    );
+    for (round, from_pyc) in [(1, false), (2, true)] {
+        let capture = dir.join(format!("round{round}.bin"));
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "--follow-fork", "-o"])
+            .arg(&capture)
+            .arg("--python")
+            .arg(python())
+            .arg(&main)
+            .env("XDG_CACHE_HOME", &cache)
+            .env_remove("PYTHONDONTWRITEBYTECODE");
+        let out = output(cmd, &dir, b"");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let lines: Vec<&str> = stdout.lines().collect();
+        let loaded = if from_pyc { "True" } else { "False" };
+        assert_eq!(lines[..2], ["3210987", loaded], "round {round}: {stdout}");
+        subprocess_worker(&capture);
+        // The child's own hook directory (`memtrace-py-<pid><4 digits>`) is gone.
+        let own = format!("memtrace-py-{}", lines[2]);
+        let left: Vec<String> = std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&own) && n.len() == own.len() + 4)
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "round {round}: {left:?}");
+    }
+}
+
 #[test]
 fn a_run_without_follow_fork_says_how_many_python_children_it_left_out() {
     let dir = scratch("family-hint");

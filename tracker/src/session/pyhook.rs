@@ -4,8 +4,9 @@
 //! outlives its parent) or while it goes. So each such child gets a directory of its own,
 //! `/dev/shm/memtrace-py-<digits>` (else under $TMPDIR or /tmp; mode 0700, created afresh: never
 //! one that exists), holding
-//! the same `sitecustomize.py` and a `_memtrace_tracker.so` link to this library. The hook
-//! removes it once imported (MEMTRACE_PYTHON_HOOK_PRIVATE names it).
+//! the same `sitecustomize.py` and a `_memtrace_tracker.so` link to this library, and the
+//! compiled hook of the run's directory when it has one ([`copy_compiled`]). The hook removes
+//! it once imported (MEMTRACE_PYTHON_HOOK_PRIVATE names it).
 
 use crate::sys;
 
@@ -24,12 +25,18 @@ fn bases() -> [Vec<u8>; 2] {
     [b"/dev/shm".to_vec(), tmp]
 }
 
-/// Creates the directory; its path, or None (then the run's hook is used).
-pub fn create(tracker: &[u8]) -> Option<Vec<u8>> {
+/// Creates the directory; its path, or None (then the run's hook is used). `run_hook` is the
+/// run's hook directory, whose compiled hook is copied.
+pub fn create(tracker: &[u8], run_hook: Option<&[u8]>) -> Option<Vec<u8>> {
     let pid = sys::getpid();
     for base in bases() {
         match create_in(&base, pid, tracker) {
-            Made::Dir(dir) => return Some(dir),
+            Made::Dir(dir) => {
+                if let Some(run_hook) = run_hook.filter(|h| !h.is_empty()) {
+                    copy_compiled(run_hook, &dir);
+                }
+                return Some(dir);
+            }
             // The directory was made but could not be filled: no use trying elsewhere.
             Made::Failed => return None,
             Made::NotHere => continue,
@@ -91,6 +98,94 @@ fn fill(dir: &[u8], tracker: &[u8]) -> Option<()> {
     (rc == 0).then_some(())
 }
 
+/// The most bytes a compiled hook (or the hook's source) is read with: some 9 KiB today.
+const MAX_HOOK_FILE: usize = 64 << 10;
+
+/// PEP 552 flags of an unchecked hash-based pyc, the form `memtrace run` keeps compiled hooks
+/// in (reporter/cli/src/run/bootstrap/compiled.rs): the interpreter loads it without comparing
+/// it with the source, whose modification time differs in every directory.
+const UNCHECKED_HASH_PYC: [u8; 4] = [1, 0, 0, 0];
+
+/// Copies into `dir/__pycache__` the compiled hooks `memtrace run` put in the run's hook
+/// directory (`run_hook/__pycache__/sitecustomize.<tag>.pyc`, unchecked hash-based, checked
+/// by it), so that the child's interpreter loads the hook rather than compiling it (some 1.5 ms
+/// of each child's start). Only when the run's hook is this library's own `sitecustomize.py`
+/// (a compiled hook holds the code of the hook it was made from). Best effort: whatever fails
+/// leaves the interpreter to compile the hook, as before.
+fn copy_compiled(run_hook: &[u8], dir: &[u8]) {
+    let mut buf = vec![0u8; MAX_HOOK_FILE];
+    let source = join(run_hook, &[b"sitecustomize.py"]);
+    let n = sys::read_file(&source, &mut buf);
+    if buf[..n] != *SITECUSTOMIZE {
+        return;
+    }
+    let cache = join(run_hook, &[b"__pycache__"]);
+    let Ok(fd) = sys::open(
+        &cache,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    ) else {
+        return;
+    };
+    let mut names = [0u8; 4096];
+    let mut made = false;
+    loop {
+        // SAFETY: getdents64(2) into a buffer of its length, on a directory descriptor.
+        let got =
+            unsafe { libc::syscall(libc::SYS_getdents64, fd, names.as_mut_ptr(), names.len()) };
+        if got <= 0 {
+            break;
+        }
+        for name in dirents(&names[..got as usize]) {
+            if !(name.starts_with(b"sitecustomize.") && name.ends_with(b".pyc")) {
+                continue;
+            }
+            let n = sys::read_file(&join(run_hook, &[b"__pycache__", name]), &mut buf);
+            if n <= 16 || n == MAX_HOOK_FILE || buf[4..8] != UNCHECKED_HASH_PYC {
+                continue;
+            }
+            let target = join(dir, &[b"__pycache__"]);
+            // SAFETY: mkdir(2) of a NUL-terminated path inside the directory made here.
+            if !made && unsafe { libc::mkdir(target.as_ptr() as *const libc::c_char, 0o700) } != 0 {
+                break;
+            }
+            made = true;
+            let flags =
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+            if let Ok(out) = sys::open(&join(dir, &[b"__pycache__", name]), flags, 0o600) {
+                // A file cut short (a full disk) is read by the interpreter as a bad pyc,
+                // which it then compiles over: no harm.
+                let _ = sys::write_all(out, &buf[..n]);
+                sys::close(out);
+            }
+        }
+    }
+    sys::close(fd);
+}
+
+/// The names in a buffer of `linux_dirent64` records.
+fn dirents(mut buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    core::iter::from_fn(move || {
+        // d_ino (8), d_off (8), d_reclen (2), d_type (1), then the NUL-terminated name.
+        let len = usize::from(u16::from_ne_bytes([*buf.get(16)?, *buf.get(17)?]));
+        let record = buf.get(..len).filter(|_| len > 19)?;
+        buf = &buf[len..];
+        let name = &record[19..];
+        Some(&name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())])
+    })
+}
+
+/// `base/part/part...`, NUL-terminated.
+fn join(base: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut p = base.to_vec();
+    for part in parts {
+        p.push(b'/');
+        p.extend_from_slice(part);
+    }
+    p.push(0);
+    p
+}
+
 /// Removes a directory this module made (when filling it failed).
 fn remove(dir: &[u8]) {
     for name in [&b"sitecustomize.py"[..], b"_memtrace_tracker.so", b""] {
@@ -109,5 +204,40 @@ fn remove(dir: &[u8]) {
                 libc::unlink(at);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `linux_dirent64` record as getdents64 lays it out, padded to 8 bytes.
+    fn record(name: &[u8]) -> Vec<u8> {
+        let len = (19 + name.len() + 1).next_multiple_of(8);
+        let mut r = vec![0u8; len];
+        r[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        r[19..19 + name.len()].copy_from_slice(name);
+        r
+    }
+
+    #[test]
+    fn directory_records_give_their_names() {
+        let mut buf = Vec::new();
+        for name in [&b"."[..], b"..", b"sitecustomize.cpython-311.pyc", b"x"] {
+            buf.extend(record(name));
+        }
+        let names: Vec<&[u8]> = dirents(&buf).collect();
+        assert_eq!(
+            names,
+            [&b"."[..], b"..", b"sitecustomize.cpython-311.pyc", b"x"]
+        );
+        // A record cut short ends the list.
+        assert_eq!(dirents(&buf[..buf.len() - 3]).count(), 3);
+        assert_eq!(dirents(&[]).count(), 0);
+    }
+
+    #[test]
+    fn joined_paths_end_in_nul() {
+        assert_eq!(join(b"/a", &[b"b", b"c"]), b"/a/b/c\0");
     }
 }

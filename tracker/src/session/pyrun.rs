@@ -43,7 +43,7 @@ pub fn adopt_image(hook: Option<&[u8]>, private: Option<&[u8]>) -> bool {
     if !is_cpython() || skips_hook() {
         return false;
     }
-    let own = private.and_then(crate::session::pyhook::create);
+    let own = private.and_then(|tracker| crate::session::pyhook::create(tracker, hook));
     let hook = match own.as_deref().or(hook.filter(|h| !h.is_empty())) {
         Some(h) => h,
         None => return false,
