@@ -139,13 +139,20 @@ def _memtrace_write_compiled(os, sys, here, code):
     path = os.path.join(cache, "sitecustomize." + tag + ".pyc")
     if os.path.exists(path):
         return
+    # Written aside, then renamed: another interpreter of the run may import the hook
+    # meanwhile, and must never read half a file.
+    part = path + "." + str(os.getpid()) + ".part"
     try:
         if not os.path.isdir(cache):
             os.mkdir(cache, 0o700)
-        with open(path, "xb") as f:
+        with open(part, "xb") as f:
             f.write(to_pyc(code))
+        os.replace(part, path)
     except Exception:
-        pass
+        try:
+            os.remove(part)
+        except OSError:
+            pass
 
 
 def _memtrace_remove(os, here):
