@@ -742,6 +742,57 @@ print(p.pid)
     }
 }
 
+/// A followed child's hook directory is its own (`memtrace-py-<pid><4 digits>` in /dev/shm or
+/// the temporary directory), removed by the hook when imported; a child whose interpreter
+/// never imports it (`--version`, `-S`, `-I`, a bad option) has it removed at its end.
+#[test]
+fn a_python_child_that_never_imports_the_hook_leaves_no_directory() {
+    let dir = scratch("family-hook-unused");
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import subprocess, sys
+for args in ([\"--version\"], [\"-S\", \"-c\", \"pass\"], [\"-I\", \"-c\", \"pass\"], [\"--no-such-option\"], [\"-c\", \"pass\"]):
+    p = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p.wait()
+    print(p.pid)
+",
+    );
+    let capture = dir.join("family.bin");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&main);
+    let out = output(cmd, &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pids.len(), 5, "{out:?}");
+    let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    for base in ["/dev/shm".to_string(), tmp] {
+        let names: Vec<String> = std::fs::read_dir(&base)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for pid in &pids {
+            let own = format!("memtrace-py-{pid}");
+            let left: Vec<&String> = names
+                .iter()
+                .filter(|n| n.starts_with(&own) && n.len() == own.len() + 4)
+                .collect();
+            assert!(left.is_empty(), "{base}: {left:?}");
+        }
+    }
+}
+
 #[test]
 fn a_run_without_follow_fork_says_how_many_python_children_it_left_out() {
     let dir = scratch("family-hint");

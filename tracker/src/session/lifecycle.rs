@@ -290,6 +290,9 @@ pub fn finish_now() {
 }
 
 extern "C" fn memtrace_fini() {
+    if !sys::sandboxed() {
+        crate::session::pyhook::remove_unused();
+    }
     // A child made without fork() (a raw clone system call) runs the parent's image's
     // destructors at its exit: the capture is the parent's, and finishing it would cut the
     // file under the parent's feet.

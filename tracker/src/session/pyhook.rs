@@ -35,6 +35,7 @@ pub fn create(tracker: &[u8], run_hook: Option<&[u8]>) -> Option<Vec<u8>> {
                 if let Some(run_hook) = run_hook.filter(|h| !h.is_empty()) {
                     copy_compiled(run_hook, &dir);
                 }
+                let _ = MADE.set((pid, dir.clone()));
                 return Some(dir);
             }
             // The directory was made but could not be filled: no use trying elsewhere.
@@ -186,23 +187,50 @@ fn join(base: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     p
 }
 
-/// Removes a directory this module made (when filling it failed).
+/// Removes a directory this module made: when filling it failed, or at the end of a process
+/// whose interpreter never imported the hook (which removes it itself).
 fn remove(dir: &[u8]) {
-    for name in [&b"sitecustomize.py"[..], b"_memtrace_tracker.so", b""] {
-        let mut p = dir.to_vec();
-        if !name.is_empty() {
-            p.push(b'/');
-            p.extend_from_slice(name);
-        }
-        p.push(0);
-        let at = p.as_ptr() as *const libc::c_char;
-        // SAFETY: unlink(2) / rmdir(2) of NUL-terminated paths inside the directory made here.
-        unsafe {
-            if name.is_empty() {
-                libc::rmdir(at);
-            } else {
-                libc::unlink(at);
+    for name in [&b"sitecustomize.py"[..], b"_memtrace_tracker.so"] {
+        sys::unlink(&join(dir, &[name]));
+    }
+    let cache = join(dir, &[b"__pycache__"]);
+    if let Ok(fd) = sys::open(
+        &cache,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        0,
+    ) {
+        let mut names = [0u8; 4096];
+        loop {
+            // SAFETY: getdents64(2) into a buffer of its length, on a directory descriptor.
+            let got =
+                unsafe { libc::syscall(libc::SYS_getdents64, fd, names.as_mut_ptr(), names.len()) };
+            if got <= 0 {
+                break;
             }
+            for name in dirents(&names[..got as usize]) {
+                if name != b"." && name != b".." {
+                    sys::unlink(&join(dir, &[b"__pycache__", name]));
+                }
+            }
+        }
+        sys::close(fd);
+    }
+    for at in [cache, join(dir, &[])] {
+        // SAFETY: rmdir(2) of a NUL-terminated path inside (or of) the directory made here.
+        unsafe { libc::rmdir(at.as_ptr() as *const libc::c_char) };
+    }
+}
+
+/// The directory this process made (its pid: a forked child has the same memory) until the
+/// process ends.
+static MADE: std::sync::OnceLock<(u32, Vec<u8>)> = std::sync::OnceLock::new();
+
+/// At the end of the process that made a directory: removes it if it is still there, as when
+/// the interpreter never imported the hook (`python --version`, `-S`, `-I`, a bad option).
+pub fn remove_unused() {
+    if let Some((pid, dir)) = MADE.get() {
+        if *pid == sys::getpid() {
+            remove(dir);
         }
     }
 }
