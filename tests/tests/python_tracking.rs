@@ -930,6 +930,35 @@ fn the_compiled_hook_is_kept_for_the_next_run() {
     assert!(from_pyc(&run("fourth.bin")), "the hook is kept whole again");
 }
 
+/// A $TMPDIR whose path holds a `:` (PYTHONPATH's separator) cannot hold the start-up hook's
+/// directory: the run puts it elsewhere, and the program runs tracked, with its own PYTHONPATH.
+#[test]
+fn a_temporary_directory_with_a_colon_is_passed_over() {
+    let dir = scratch("py-tmpdir-colon");
+    let tmp = dir.join("a:b");
+    std::fs::create_dir_all(&tmp).expect("a directory");
+    let script = write(
+        &dir,
+        "colon.py",
+        "import os\ndef f(n):\n    return b\"\\0\" * n\ndata = f(7_000_000)\nprint(os.environ.get(\"PYTHONPATH\"))\n",
+    );
+    let capture = dir.join("colon.bin");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&script)
+        .env("TMPDIR", &tmp)
+        .env_remove("PYTHONPATH");
+    let out = output(cmd, &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "None\n");
+    let s = stats(&capture);
+    let top = location(&s, "top_by_size", "f", 3).expect("f at line 3");
+    assert_eq!(num(top, "bytes"), 7_000_000 + BYTES_HEADER);
+}
+
 /// An interpreter told to write no bytecode (PYTHONDONTWRITEBYTECODE, common in containers)
 /// would compile the hook at every run: the hook writes its own compiled form, kept for the
 /// next run, which loads it; the program's own modules still get no bytecode written.

@@ -16,10 +16,11 @@ const SITECUSTOMIZE: &[u8] =
 
 /// Where the directory goes, in order: /dev/shm first (a tmpfs: creating and removing the
 /// directory there costs microseconds, where /tmp on ext4 costs milliseconds of every child's
-/// start-up), then $TMPDIR or /tmp.
+/// start-up), then $TMPDIR or /tmp. Not a $TMPDIR with a `:`: the directory goes on
+/// PYTHONPATH, which `:` separates.
 fn bases() -> [Vec<u8>; 2] {
     let tmp = std::env::var_os("TMPDIR")
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && !t.as_encoded_bytes().contains(&b':'))
         .map(|t| t.into_encoded_bytes())
         .unwrap_or_else(|| b"/tmp".to_vec());
     [b"/dev/shm".to_vec(), tmp]

@@ -18,7 +18,8 @@ pub struct RunDir {
 
 impl RunDir {
     /// In $TMPDIR, or where a temporary directory usually is when $TMPDIR cannot take it (a
-    /// missing or read-only directory must not keep the program from running).
+    /// missing or read-only directory must not keep the program from running). Not under a
+    /// path with a `:`: the start-up hook's directory goes on PYTHONPATH, which `:` separates.
     pub fn create() -> Result<RunDir, RunError> {
         let first = std::env::temp_dir();
         let mut error = None;
@@ -28,6 +29,9 @@ impl RunDir {
             Path::new("/var/tmp"),
             Path::new("/dev/shm"),
         ] {
+            if parent.as_os_str().as_encoded_bytes().contains(&b':') {
+                continue;
+            }
             match Self::create_in(parent) {
                 Ok(dir) => return Ok(dir),
                 Err(e) => {
