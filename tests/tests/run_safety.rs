@@ -908,3 +908,44 @@ fn assert_complete_capture(cap: &Path) {
     let s = stats(cap);
     assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
 }
+
+/// The program's LD_PRELOAD is the one it was given, to the byte (unset, empty, with spaces or
+/// a trailing `:`), in the program memtrace starts and in an image it execs.
+#[test]
+fn the_program_sees_its_own_ld_preload() {
+    let (dir, _) = dirs("own-ld-preload");
+    let show = "printf '[%s]' \"${LD_PRELOAD-unset}\"";
+    let exec_show = format!("exec /bin/sh -c '{}'", show.replace('\'', "'\\''"));
+    for value in [
+        None,
+        Some(""),
+        Some("libz.so.1:"),
+        Some(" libz.so.1"),
+        Some("libz.so.1 libm.so.6"),
+    ] {
+        for script in [show, exec_show.as_str()] {
+            let run = |tracked: bool| {
+                let mut cmd = if tracked {
+                    let mut c = Command::new(memtrace_bin());
+                    c.args(["run", "-q", "-f", "-o"])
+                        .arg(dir.join("preload.bin"))
+                        .args(["/bin/sh", "-c", script]);
+                    c
+                } else {
+                    let mut c = Command::new("/bin/sh");
+                    c.args(["-c", script]);
+                    c
+                };
+                match value {
+                    Some(v) => cmd.env("LD_PRELOAD", v),
+                    None => cmd.env_remove("LD_PRELOAD"),
+                };
+                let out = cmd.current_dir(&dir).output_watched();
+                assert!(out.status.success(), "{value:?}: {out:?}");
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            };
+            let plain = run(false);
+            assert_eq!(run(true), plain, "{value:?} {script}");
+        }
+    }
+}

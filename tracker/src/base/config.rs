@@ -268,20 +268,18 @@ fn replace_pid(template: &[u8], pid: u32) -> Vec<u8> {
     out
 }
 
-/// Removes the tracker (by path or file name) from LD_PRELOAD.
+/// Removes the tracker (by path or file name) from LD_PRELOAD, the rest left as it was; the
+/// variable goes when the tracker was all of it.
 fn remove_from_preload(tracker_path: &[u8]) {
     let Some(preload) = var(c"LD_PRELOAD") else {
         return;
     };
-    let file_name = |p: &[u8]| -> Vec<u8> { p.rsplit(|&c| c == b'/').next().unwrap_or(p).to_vec() };
-    let ours = file_name(tracker_path);
-    let kept: Vec<&[u8]> = preload
-        .split(|&c| c == b':' || c == b' ')
-        .filter(|e| !e.is_empty() && *e != tracker_path && file_name(e) != ours)
-        .collect();
-    if kept.is_empty() {
+    let Some(rest) = crate::preload_var::without_tracker(&preload, tracker_path) else {
+        return;
+    };
+    if rest.is_empty() && !rest.separated {
         crate::environ::unset(c"LD_PRELOAD");
-    } else if let Ok(v) = CString::new(kept.join(&b':')) {
+    } else if let Ok(v) = CString::new([rest.before, rest.after].concat()) {
         crate::environ::set(c"LD_PRELOAD", &v);
     }
 }

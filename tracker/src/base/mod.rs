@@ -15,6 +15,7 @@ pub(crate) mod loader_lock;
 pub(crate) mod lock;
 pub(crate) mod maps;
 pub(crate) mod phdr;
+pub(crate) mod preload_var;
 pub(crate) mod real;
 pub(crate) mod sys;
 pub(crate) mod tls;

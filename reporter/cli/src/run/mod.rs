@@ -203,8 +203,11 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     let run_dir = rundir::RunDir::create()?;
     let status_file = run_dir.status_path();
 
+    // The program's own value after the tracker's entry, as it is (an empty one too: the
+    // tracker takes its entry and one `:` out and leaves the rest, so that the program sees
+    // the value it was given).
     let mut preload = tracker.clone().into_os_string();
-    if let Some(existing) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+    if let Some(existing) = std::env::var_os("LD_PRELOAD") {
         preload.push(":");
         preload.push(existing);
     }

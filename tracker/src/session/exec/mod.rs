@@ -316,15 +316,12 @@ unsafe fn prepare(
     let env = unsafe { entries(envp) };
     // SAFETY: as above.
     let args = unsafe { entries(argv) };
-    let preload = env
-        .clone()
-        .find_map(|e| e.strip_prefix(b"LD_PRELOAD="))
-        .unwrap_or(b"");
+    let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
     let names = plan.fixed.split(|&b| b == 0).filter(|s| !s.is_empty());
     let room = 8 * (env.clone().count() + names.clone().count() + 4)
         + plan.fixed.len()
         + 2 * plan.base.len()
-        + 2 * preload.len()
+        + 2 * preload.map_or(0, <[u8]>::len)
         + plan.tracker.len()
         + 2 * record::MAX_PAYLOAD
         + 256;
@@ -361,10 +358,7 @@ fn plain_environment<'e>(
     env: impl Iterator<Item = &'e [u8]> + Clone,
     tracker: &[u8],
 ) -> Option<*const *const c_char> {
-    let preload = env
-        .clone()
-        .find_map(|e| e.strip_prefix(b"LD_PRELOAD="))
-        .unwrap_or(b"");
+    let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
     let list = s.pointers(env.clone().count() + 2)?;
     let k = program_variables(env, list);
     if let Some(others) = preload_entry(s, b"", preload, tracker) {
@@ -392,37 +386,42 @@ fn ours(entry: &[u8]) -> bool {
     })
 }
 
-/// `LD_PRELOAD=<first>[:<the program's other entries>]`, the entries of `old` that are not the
-/// tracker's (`tracker`) kept. With no `first`: None when no entry is left (no LD_PRELOAD).
+/// `LD_PRELOAD=<first>[:<the program's value>]`, the program's value (`old`: None when it
+/// has no LD_PRELOAD) without the tracker's entry (`tracker`) and otherwise as it was. With
+/// no `first`: None when nothing is left of a value that was the tracker alone.
 fn preload_entry(
     s: &mut Scratch,
     first: &[u8],
-    old: &[u8],
+    old: Option<&[u8]>,
     tracker: &[u8],
 ) -> Option<*const c_char> {
-    let file_name = |p: &[u8]| -> usize { p.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1) };
-    let mine = &tracker[file_name(tracker)..];
-    let out = s.take(b"LD_PRELOAD=".len() + first.len() + old.len() + 2)?;
+    let (before, after, separated) = match old {
+        None => (&b""[..], &b""[..], false),
+        Some(old) => match crate::preload_var::without_tracker(old, tracker) {
+            Some(w) => (w.before, w.after, w.separated),
+            // The program's own value: kept whole, even empty.
+            None => (old, &b""[..], true),
+        },
+    };
+    let rest = before.len() + after.len();
+    let joined = !first.is_empty() && (rest > 0 || separated);
+    if first.is_empty() && rest == 0 && !separated {
+        return None;
+    }
+    let out = s.take(b"LD_PRELOAD=".len() + first.len() + 1 + rest + 1)?;
     let mut at = 0;
-    for part in [&b"LD_PRELOAD="[..], first] {
+    for part in [
+        &b"LD_PRELOAD="[..],
+        first,
+        if joined { b":" } else { b"" },
+        before,
+        after,
+    ] {
         out[at..at + part.len()].copy_from_slice(part);
         at += part.len();
     }
-    let mut kept = !first.is_empty();
-    for e in old.split(|&c| c == b':' || c == b' ') {
-        if e.is_empty() || e == tracker || &e[file_name(e)..] == mine {
-            continue;
-        }
-        if kept {
-            out[at] = b':';
-            at += 1;
-        }
-        out[at..at + e.len()].copy_from_slice(e);
-        at += e.len();
-        kept = true;
-    }
     out[at] = 0;
-    kept.then_some(out.as_ptr() as *const c_char)
+    Some(out.as_ptr() as *const c_char)
 }
 
 /// `<base>.exec<N>`, or with `.2`, `.3`... when that file exists and may not be overwritten.
