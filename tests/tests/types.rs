@@ -418,3 +418,35 @@ fn objects_reached_twice_or_only_through_containers_are_typed_once() {
         }
     }
 }
+
+/// The walk at the script's end calls the gc module's own functions, not what the program put
+/// in their place: its output is its own, and the types are there.
+#[test]
+fn a_program_s_replaced_gc_functions_are_not_called() {
+    let script_text = "\
+import gc
+gc.get_objects = lambda *a: print(\"PATCHED\") or []
+gc.get_freeze_count = lambda: print(\"PATCHED fc\") or 0
+class Pair:
+    __slots__ = (\"a\", \"b\")
+keep = [Pair() for i in range(1000)]
+print(\"done\")
+";
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("types-gc-patched-3{minor}"));
+        let script = write(&dir, "patched.py", script_text);
+        let capture = dir.join("patched.bin");
+        let out = tracked(
+            &python,
+            &capture,
+            &[script.to_str().expect("utf-8")],
+            &dir,
+            b"",
+        );
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n", "3.{minor}");
+        let exit =
+            &json(&["stats", "--json", capture.to_str().expect("utf-8")], &dir)["types"]["exit"];
+        assert_eq!(entry(exit, "__main__.Pair")["objects"], 1000, "3.{minor}");
+    }
+}

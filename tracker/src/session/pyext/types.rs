@@ -70,6 +70,23 @@ fn dict_api() -> Option<&'static DictApi> {
     .as_ref()
 }
 
+/// `PyModule_GetDef`: the gc module's own functions are called from its definition, not
+/// looked up as its attributes, which the program may have replaced.
+fn module_get_def() -> Option<unsafe extern "C" fn(*mut Object) -> *mut c_void> {
+    static F: OnceLock<Option<unsafe extern "C" fn(*mut Object) -> *mut c_void>> = OnceLock::new();
+    *F.get_or_init(|| {
+        Some(func!(
+            c"PyModule_GetDef",
+            unsafe extern "C" fn(*mut Object) -> *mut c_void
+        ))
+    })
+}
+
+/// Offset of `m_methods` in a PyModuleDef (after PyModuleDef_Base's 40 bytes, `m_name`,
+/// `m_doc` and `m_size`), and the size of a PyMethodDef (`ml_name` first): the stable ABI.
+const MODULE_DEF_METHODS: usize = 64;
+const METHOD_DEF_SIZE: usize = 32;
+
 /// The names of the types, each made once (the type-names records and the object-types
 /// records name the same types), with the `__module__` key made once per walk.
 struct Names<'a> {
@@ -278,25 +295,44 @@ fn walk(api: &Api, session: &SessionApi) -> Option<HashMap<usize, Vec<u64>, Fast
     Some(by_type)
 }
 
-/// `gc.NAME()`: a new reference, or null with the error set.
+/// `gc.NAME()` as the gc module defines it (the program may have replaced the module's
+/// attribute: its own function must not run here): a new reference, or null (with the error
+/// set, or when the module is not one with such a function).
 ///
 /// # Safety
-/// The GIL must be held; `gc` is the gc module.
+/// The GIL must be held; `gc` is what importing gc gave.
 unsafe fn call(
     api: &Api,
     session: &SessionApi,
     gc: *mut Object,
     name: &core::ffi::CStr,
 ) -> *mut Object {
-    // SAFETY: the caller's promise; new references, the function's released here.
+    let Some(get_def) = module_get_def() else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: the caller's promise. PyModule_GetDef gives the definition of a module object
+    // made from one (null otherwise, with a TypeError set for an object that is not a
+    // module); its method table ends with an entry whose name is null.
     unsafe {
-        let f = (api.object_get_attr_string)(gc, name.as_ptr());
-        if f.is_null() {
-            return f;
+        let def = get_def(gc) as usize;
+        if def == 0 {
+            return core::ptr::null_mut();
         }
-        let r = (session.call_no_args)(f);
-        (api.dec_ref)(f);
-        r
+        let mut method = word(def + MODULE_DEF_METHODS);
+        while method != 0 && word(method) != 0 {
+            let ml_name = core::ffi::CStr::from_ptr(word(method) as *const c_char);
+            if ml_name == name {
+                let f = (session.cfunction_new)(method as *mut c_void, gc, core::ptr::null_mut());
+                if f.is_null() {
+                    return f;
+                }
+                let r = (session.call_no_args)(f);
+                (api.dec_ref)(f);
+                return r;
+            }
+            method += METHOD_DEF_SIZE;
+        }
+        core::ptr::null_mut()
     }
 }
 
