@@ -949,3 +949,83 @@ fn the_program_sees_its_own_ld_preload() {
         }
     }
 }
+
+/// Counts the signals `SIG` it gets, waiting a while after the first for a second one.
+fn counter(sig: &str) -> String {
+    CTRL_C_COUNTER
+        .replace("SIGINT", &format!("SIG{sig}"))
+        .replace(
+            "global count\n",
+            "global count\n    print(\"got\", flush=True)\n",
+        )
+}
+
+/// `timeout` signals its child (memtrace) and then its whole group, where the program stays:
+/// the program gets each signal once, as it does without memtrace (passed on as well, it got
+/// a second one: a second KeyboardInterrupt in the middle of its clean-up).
+#[test]
+fn timeout_s_signal_reaches_the_program_once() {
+    let (dir, tmp) = dirs("timeout-signal");
+    let py = python_str();
+    for sig in ["INT", "TERM"] {
+        let script = write(&dir, &format!("count_{sig}.py"), &counter(sig));
+        let script = script.to_str().expect("utf-8");
+        let run = |tracked: bool| {
+            let mut cmd = Command::new("timeout");
+            cmd.args(["--preserve-status", "-s", sig, "1"]);
+            if tracked {
+                cmd.arg(memtrace_bin()).args([
+                    "run",
+                    "-q",
+                    "-f",
+                    "-o",
+                    "timeout.bin",
+                    "--python",
+                    &py,
+                ]);
+            } else {
+                cmd.arg(&py);
+            }
+            let out = cmd
+                .arg(script)
+                .current_dir(&dir)
+                .env("TMPDIR", &tmp)
+                .stdin(Stdio::null())
+                .output_watched();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let expected = (Some(0), format!("ready\ngot\nSIG{sig} x1\n"));
+        assert_eq!(run(false), expected, "untracked");
+        for round in 0..3 {
+            assert_eq!(run(true), expected, "SIG{sig}, round {round}");
+        }
+    }
+}
+
+/// A process of the program's group that leads it (as `timeout` does) and signals memtrace
+/// alone: the signal is passed on, once.
+#[test]
+fn a_signal_to_memtrace_alone_from_its_group_s_leader_is_passed_on() {
+    let (dir, tmp) = dirs("leader-signal");
+    let script = write(&dir, "count.py", &counter("TERM"));
+    let line = format!(
+        "'{}' run -q -f -o leader.bin --python '{}' '{}' & pid=$!; sleep 1; kill -TERM $pid; wait $pid; echo \"exit $?\"",
+        memtrace_bin().display(),
+        python_str(),
+        script.display()
+    );
+    let out = Command::new("setsid")
+        .args(["-w", "sh", "-c", &line])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ready\ngot\nSIGTERM x1\nexit 0\n"
+    );
+}

@@ -16,6 +16,7 @@ mod modes;
 mod program;
 mod python;
 mod rundir;
+mod sentinel;
 mod shebang;
 mod signals;
 mod target;
@@ -296,6 +297,10 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     };
     let mut child =
         spawned.map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
+    if let signals::Grouping::MemtraceAlone { pgid } = grouping {
+        // Left in the group memtrace left, to see what is sent to it (sentinel.rs).
+        sentinel::start(&signals::forwarded(), pgid);
+    }
     guard.forward_to(child.id());
     let viewed = output.as_ref().map(|out| {
         let capture = template

@@ -19,6 +19,7 @@
 //! Once the program has ended, the default dispositions come back, so that a signal sent to
 //! memtrace while it writes its report ends it as it would end any program.
 
+use super::sentinel;
 use signal_hook::consts::{
     SIGALRM, SIGCONT, SIGHUP, SIGINT, SIGPROF, SIGQUIT, SIGTERM, SIGURG, SIGUSR1, SIGUSR2,
     SIGVTALRM, SIGWINCH, SIGXCPU,
@@ -35,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// window size change, SIGCONT, SIGURG). Not job control's stops (TSTP, TTIN, TTOU: memtrace
 /// stops with the program in a terminal), SIGCHLD and SIGPIPE (memtrace's own, from the
 /// kernel), nor those that cannot be caught.
-fn forwarded() -> Vec<libc::c_int> {
+pub(super) fn forwarded() -> Vec<libc::c_int> {
     let mut v = vec![
         SIGINT,
         SIGQUIT,
@@ -95,14 +96,27 @@ impl Forwarder {
             .stack_size(128 << 10)
             .spawn(move || {
                 for info in signals.forever() {
-                    let mut state = lock(&shared);
-                    match state.program {
-                        Some(pid) if !state.ended => {
-                            if !received_it_too(info.si_signo, info.si_code, pid) {
-                                send(pid, info.si_signo);
+                    let pid = {
+                        let mut state = lock(&shared);
+                        match state.program {
+                            Some(pid) if !state.ended => pid,
+                            _ => {
+                                state.held.push(info.si_signo);
+                                continue;
                             }
                         }
-                        _ => state.held.push(info.si_signo),
+                    };
+                    if received_it_too(info.si_signo, info.si_code, pid) {
+                        continue;
+                    }
+                    // SAFETY: the siginfo of a signal sent with kill(2): si_pid is its sender.
+                    let sender = unsafe { info.si_pid() };
+                    // Sent to the program's group as well (`timeout`): the program has it.
+                    if info.si_code == libc::SI_USER && sentinel::group_got(info.si_signo, sender) {
+                        continue;
+                    }
+                    if !lock(&shared).ended {
+                        send(pid, info.si_signo);
                     }
                 }
             })?;
@@ -146,6 +160,7 @@ impl Forwarder {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        sentinel::stop();
         std::mem::take(&mut lock(&self.state).held)
     }
 }
