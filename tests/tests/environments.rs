@@ -311,12 +311,13 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
     assert_eq!(text(&out.stderr), text(&plain.stderr));
     the_script_allocation_is_at_its_line(&stats(&capture), "#! venv");
     // A #! line whose flags keep the start-up hook out (-I ignores PYTHONPATH): the program
-    // runs as asked, and memtrace says its allocations will have no Python stacks.
+    // runs as asked, and memtrace says its allocations will have no Python stacks. Neither the
+    // program nor its Python child sees the hook (PYTHONPATH is the program's own).
     let isolated = write(
         &dir,
         "isolated.py",
         &format!(
-            "#!{} -I\nimport sys\nprint(sys.flags.isolated)\n",
+            "#!{} -I\nimport os, subprocess, sys\nprint(sys.flags.isolated)\nprint(os.environ.get(\"PYTHONPATH\"))\nsys.stdout.flush()\nsubprocess.run([sys.executable, \"-c\", \"import sys; print(getattr(sys.modules.get('sitecustomize'), '__file__', None) or '')\"], check=True)\n",
             base.display()
         ),
     );
@@ -325,13 +326,17 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
+    let plain = bounded(Command::new(&isolated), &dir);
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    assert!(text(&plain.stdout).starts_with("1\nNone\n"), "{plain:?}");
     let mut cmd = Command::new(memtrace_bin());
     cmd.args(["run", "-f", "-o"])
         .arg(dir.join("isolated.bin"))
-        .arg("./isolated.py");
+        .arg("./isolated.py")
+        .env_remove("PYTHONPATH");
     let out = bounded(cmd, &dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(text(&out.stdout), "1\n");
+    assert_eq!(text(&out.stdout), text(&plain.stdout));
     assert!(
         text(&out.stderr).starts_with(
             "memtrace: the script's #! line runs Python with -I, which keeps memtrace's start-up hook out"

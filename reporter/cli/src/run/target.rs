@@ -69,7 +69,9 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         path,
         args,
         name: run.capture_stem(),
-        python: true,
+        // Such an interpreter never imports the hook (it would not take it off PYTHONPATH
+        // either: the program and its children would see it): run as a native program.
+        python: note.is_none(),
         note,
     })
 }
