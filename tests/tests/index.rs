@@ -93,3 +93,30 @@ fn later_reports_read_the_index_and_print_the_same() {
 fn len(p: &Path) -> u64 {
     std::fs::metadata(p).expect("metadata").len()
 }
+
+/// What is planted where the index goes is never waited on or read without bound: a FIFO
+/// and a link to /dev/zero at the index's name. The report reads the capture and prints what
+/// it prints without an index, then writes the index in their place.
+#[test]
+fn a_planted_index_is_neither_waited_on_nor_read_without_bound() {
+    let dir = scratch("index-planted");
+    let (cap, out) = track_script(python(), &dir, "churn.py", SCRIPT);
+    assert!(out.status.success(), "{out:?}");
+    let whole = report(&["stats"], &cap, false);
+    let idx = dir.join(".churn.bin.mtidx");
+    let fifo = std::ffi::CString::new(idx.to_str().expect("utf-8")).expect("path");
+    // SAFETY: mkfifo(3) of a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    assert_eq!(report(&["stats"], &cap, true), whole, "a FIFO at the index");
+    std::fs::remove_file(&idx).expect("remove the FIFO");
+    std::os::unix::fs::symlink("/dev/zero", &idx).expect("link");
+    assert_eq!(
+        report(&["stats"], &cap, true),
+        whole,
+        "/dev/zero at the index"
+    );
+    std::fs::remove_file(&idx).expect("remove the link");
+    // (A link at the temporary file's name: place.rs's tests, which know the writer's pid.)
+    assert_eq!(report(&["stats"], &cap, true), whole);
+    assert!(idx.exists(), "an index is written again");
+}

@@ -529,12 +529,8 @@ impl<'a> Frames<'a> {
     /// Line `line` of a source file, read once per file (empty when unreadable).
     fn source(&mut self, file: &str, line: u64) -> String {
         let lines = self.sources.entry(file.to_string()).or_insert_with(|| {
-            let meta = std::fs::metadata(file).ok()?;
-            // Not a source file to read whole (a device, a huge generated file).
-            if !meta.is_file() || meta.len() > 16 << 20 {
-                return None;
-            }
-            let text = std::fs::read(file).ok()?;
+            // Not a source file to read whole (a FIFO, a device, a huge generated file): none.
+            let text = crate::report::source_file::read(std::path::Path::new(file))?;
             Some(
                 String::from_utf8_lossy(&text)
                     .lines()

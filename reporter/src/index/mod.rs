@@ -126,10 +126,37 @@ impl IndexFile {
 
 /// The index read for a capture (the first of [`place::candidates`] that is of it now).
 fn read_index(places: &Places, capture: &Path, identity: &Identity) -> Option<IndexFile> {
+    let limit = most_bytes(identity);
     places.candidates(capture).into_iter().find_map(|p| {
-        let bytes = std::fs::read(p).ok()?;
+        let bytes = read_regular(&p, limit)?;
         IndexFile::decode(&bytes).filter(|f| f.identity == *identity)
     })
+}
+
+/// The most bytes an index of the capture `identity` names is read with, its entries
+/// decompressed to: far more than one takes (a few percent of the capture), and a bound on
+/// what a file planted where the index goes can make a report read.
+fn most_bytes(identity: &Identity) -> u64 {
+    identity.size().saturating_mul(4).saturating_add(64 << 20)
+}
+
+/// The bytes of the file at `path` when it is a regular file (no link followed: never a FIFO
+/// or a device, which a report would wait on or read for ever) of at most `limit` bytes.
+fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
 }
 
 /// Whether the index is off (`MEMTRACE_INDEX=off`).
@@ -200,7 +227,17 @@ fn trim(analysis: &mut Analysis, want: &Key) {
 /// The analysis of an entry, the capture's chunk index found again; None when the entry is
 /// damaged.
 fn from_entry(capture: &Capture, payload: &[u8], want: &Key) -> Option<Analysis> {
-    let bytes = zstd::stream::decode_all(payload).ok()?;
+    use std::io::Read;
+    let limit = most_bytes(&Identity::of(capture)?);
+    let mut bytes = Vec::new();
+    zstd::stream::read::Decoder::new(payload)
+        .ok()?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > limit {
+        return None;
+    }
     let mut r = Reader::new(&bytes);
     let totals = r.get()?;
     let replay = r.get()?;

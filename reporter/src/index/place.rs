@@ -142,14 +142,44 @@ impl Places {
 }
 
 /// Writes `bytes` at `path` whole or not at all (a reader never sees half an index): a
-/// temporary file then a rename.
+/// temporary file then a rename. The temporary file is a new one (whatever is at its name,
+/// a link planted there included, is never written through).
 pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_at_the_temporary_name_is_not_written_through() {
+        let dir = std::env::temp_dir().join(format!("memtrace-place-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, b"mine").expect("victim");
+        let path = dir.join(".cap.bin.mtidx");
+        let tmp = dir.join(format!(".cap.bin.mtidx.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).expect("link");
+        assert!(write_whole(&path, b"index").is_err());
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"mine");
+        assert!(!path.exists());
+        // With the name free, it is written whole.
+        write_whole(&path, b"index").expect("written");
+        assert_eq!(std::fs::read(&path).expect("index"), b"index");
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
 }

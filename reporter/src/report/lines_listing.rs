@@ -26,14 +26,12 @@ impl Source {
     pub fn read(file: &str, started: SystemTime) -> Source {
         // A name that is not UTF-8 was recorded with `\xNN` escapes: its own bytes first.
         let unescaped = crate::analysis::escaped::unescape(file);
-        let (path, bytes) = match unescaped
-            .as_deref()
-            .map(|p| (Path::new(p), std::fs::read(p)))
-        {
-            Some((p, Ok(bytes))) => (p, bytes),
-            _ => match std::fs::read(file) {
-                Ok(bytes) => (Path::new(file), bytes),
-                Err(_) => return Source::default(),
+        let read = |p: &std::ffi::OsStr| super::source_file::read(Path::new(p));
+        let (path, bytes) = match unescaped.as_deref().map(|p| (Path::new(p), read(p))) {
+            Some((p, Some(bytes))) => (p, bytes),
+            _ => match read(file.as_ref()) {
+                Some(bytes) => (Path::new(file), bytes),
+                None => return Source::default(),
             },
         };
         let changed = std::fs::metadata(path)

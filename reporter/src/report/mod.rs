@@ -13,6 +13,7 @@ pub mod modules;
 pub mod paint;
 pub mod paths;
 pub mod short_stacks;
+pub mod source_file;
 pub mod stack;
 pub mod stats;
 pub mod summary;
