@@ -961,8 +961,10 @@ fn counter(sig: &str) -> String {
 }
 
 /// `timeout` signals its child (memtrace) and then its whole group, where the program stays:
-/// the program gets each signal once, as it does without memtrace (passed on as well, it got
-/// a second one: a second KeyboardInterrupt in the middle of its clean-up).
+/// the program gets each signal once (passed on as well, it got a second one: a second
+/// KeyboardInterrupt in the middle of its clean-up). Without memtrace, the program is the
+/// child and in the group: it gets one, or two when it handled the first before the second
+/// came (on a busy machine), so the untracked run is not compared.
 #[test]
 fn timeout_s_signal_reaches_the_program_once() {
     let (dir, tmp) = dirs("timeout-signal");
@@ -998,7 +1000,9 @@ fn timeout_s_signal_reaches_the_program_once() {
             )
         };
         let expected = (Some(0), format!("ready\ngot\nSIG{sig} x1\n"));
-        assert_eq!(run(false), expected, "untracked");
+        let (status, plain) = run(false);
+        assert_eq!(status, Some(0), "untracked: {plain}");
+        assert!(plain.starts_with("ready\ngot\n"), "untracked: {plain}");
         for round in 0..3 {
             assert_eq!(run(true), expected, "SIG{sig}, round {round}");
         }
