@@ -493,6 +493,15 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     let s = report_json(&["stats", "--json", "--pid", &kid], capture, dir);
     assert_eq!(s["pid"].as_i64(), Some(kids[0]));
     assert!(s.get("processes").is_none(), "--pid: one process");
+    // lines too: the child's own lines, its 30 MB among them.
+    let l = report_json(&["lines", "--json", "--pid", &kid], capture, dir);
+    let held_line = l["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .flat_map(|f| f["lines"].as_array().expect("lines"))
+        .any(|line| line["bytes"].as_i64() == Some(MB30 + BYTES_HEADER));
+    assert!(held_line, "lines --pid {kid}: {l}");
     // The root alone: its own figures, no family.
     let root = stats(capture);
     let root_pid = num(&root, "pid").to_string();
@@ -535,6 +544,15 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     assert!(
         err.starts_with("memtrace: no process 1 in the family of"),
         "{err}"
+    );
+    let bad = memtrace_e2e::memtrace(
+        &["lines", "--pid", "1", capture.to_str().expect("utf-8")],
+        dir,
+    );
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).starts_with("memtrace: no process 1 in the family of"),
+        "{bad:?}"
     );
 }
 

@@ -88,7 +88,9 @@ struct JsonLines {
 /// Runs `memtrace lines`.
 pub fn execute(args: LinesArgs) -> Result<(), String> {
     let opts = args.view.options(View::Peak);
-    let (capture, analysis, selection) = view_args::load_selection(&args.file, &opts)?;
+    // With --pid, that process's capture in the family.
+    let file = args.view.capture(&args.file)?;
+    let (capture, analysis, selection) = view_args::load_selection(&file, &opts)?;
     view_args::warn(&analysis.warnings);
     if !lines::has_python_frames(&analysis.tables) {
         return Err(format!(
