@@ -534,3 +534,73 @@ fn non_pie_program_is_tracked(name: &str, link: &[&str]) {
         assert_eq!(num(site, "count"), 1, "{needle}: {site}");
     }
 }
+
+/// An interpreter reached through a shim (a script, as pyenv's `python3`): memtrace asks it
+/// once, untracked, for the real interpreter. That probe runs nothing of the user's (their
+/// sitecustomize ran twice), and the program gets the environment the shim gives it (pyenv's
+/// PATH and variables were missing).
+#[test]
+fn a_shim_s_environment_is_the_program_s_and_the_user_s_site_runs_once() {
+    let dir = scratch("env-shim");
+    let bin = dir.join("bin");
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&bin).expect("bin");
+    std::fs::create_dir_all(&lib).expect("lib");
+    let log = dir.join("site.log");
+    let shim = write(
+        &bin,
+        "python3",
+        &format!(
+            "#!/bin/sh\nexport SHIM_WAS_HERE=1\nexport PATH=\"/shim/first:$PATH\"\nunset DROPPED_BY_SHIM\nexec {} \"$@\"\n",
+            python().display()
+        ),
+    );
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    write(
+        &lib,
+        "sitecustomize.py",
+        &format!(
+            "open({:?}, \"a\").write(\"site\\n\")\n",
+            log.display().to_string()
+        ),
+    );
+    let script = write(
+        &dir,
+        "env.py",
+        "import os\nprint(os.environ.get(\"SHIM_WAS_HERE\"), os.environ[\"PATH\"].split(\":\")[0], os.environ.get(\"DROPPED_BY_SHIM\"))\n",
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |tracked: bool| {
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = if tracked {
+            let mut c = Command::new(memtrace_bin());
+            c.args(["run", "-q", "-f", "-o"]).arg(dir.join("shim.bin"));
+            c
+        } else {
+            Command::new("python3")
+        };
+        cmd.arg(&script)
+            .env("PATH", &path)
+            .env("PYTHONPATH", &lib)
+            .env("DROPPED_BY_SHIM", "x")
+            .env_remove("VIRTUAL_ENV");
+        let out = bounded(cmd, &dir);
+        assert!(out.status.success(), "tracked {tracked}: {out:?}");
+        let runs = std::fs::read_to_string(&log).unwrap_or_default();
+        (text(&out.stdout), runs)
+    };
+    let plain = run(false);
+    assert_eq!(
+        plain,
+        ("1 /shim/first None\n".to_string(), "site\n".to_string())
+    );
+    assert_eq!(run(true), plain);
+    // A Python run of the real interpreter: the start-up is set apart.
+    let s = memtrace_e2e::stats(&dir.join("shim.bin"));
+    assert!(s["startup_bytes"].as_u64().is_some_and(|b| b > 0), "{s}");
+}

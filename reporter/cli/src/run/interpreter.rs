@@ -7,7 +7,8 @@
 //! `sys.executable`, and that real interpreter is run instead.
 
 use super::{elf, program, RunError};
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -16,10 +17,20 @@ const VIRTUAL_ENV: &str = "VIRTUAL_ENV";
 /// The interpreter looked for on PATH when neither `--python` nor a virtual environment says.
 const DEFAULT_NAME: &str = "python3";
 
+/// An interpreter chosen: its path, and what the script that stands for it (a shim) changes
+/// in the environment before it runs it (pyenv's PATH and PYENV_* variables), for the program
+/// to see as it would.
+#[derive(Debug)]
+pub struct Chosen {
+    pub path: PathBuf,
+    /// Variables to set (Some) or remove (None).
+    pub env: Vec<(OsString, Option<OsString>)>,
+}
+
 /// The interpreter to run (an ELF CPython executable, dynamically linked), by the path through
 /// which it is to be run: a virtual environment's `bin/python` stays as it is, since the
 /// interpreter finds its environment from that path.
-pub fn choose(explicit: Option<&OsStr>) -> Result<PathBuf, RunError> {
+pub fn choose(explicit: Option<&OsStr>) -> Result<Chosen, RunError> {
     let candidate = match explicit {
         Some(given) => named(given)?,
         None => default()?,
@@ -67,23 +78,42 @@ fn default() -> Result<PathBuf, RunError> {
 
 /// The ELF interpreter behind `candidate`: itself when it is one, else the `sys.executable` it
 /// reports. Refuses what is not a CPython interpreter, or cannot be traced.
-pub fn real(candidate: &Path) -> Result<PathBuf, RunError> {
-    let path = match elf::is_dynamic(&elf::head(candidate)) {
-        Some(_) => candidate.to_path_buf(),
+pub fn real(candidate: &Path) -> Result<Chosen, RunError> {
+    let chosen = match elf::is_dynamic(&elf::head(candidate)) {
+        Some(_) => Chosen {
+            path: candidate.to_path_buf(),
+            env: Vec::new(),
+        },
         None => ask_executable(candidate)?,
     };
-    if !elf::is_cpython(&path) {
+    if !elf::is_cpython(&chosen.path) {
         return Err(not_python(candidate, None));
     }
-    program::check_traceable(&path)?;
-    Ok(path)
+    program::check_traceable(&chosen.path)?;
+    Ok(chosen)
 }
 
-/// Runs `candidate -c 'import sys; print(sys.executable)'` (untracked, stdin closed) and returns
-/// the path it prints, when that is a file.
-fn ask_executable(candidate: &Path) -> Result<PathBuf, RunError> {
+/// Marks the start of the probe's answer (a shim may print before).
+const ANSWER: &[u8] = b"\0memtrace-probe\0";
+
+/// The probe: `sys.executable` and the environment the interpreter was given, NUL-separated,
+/// after [`ANSWER`]. Run with -S: no `site`, so nothing of the user's (sitecustomize,
+/// usercustomize, .pth files) runs for it. Python 2 too (a shim may name one).
+const PROBE: &str = "import os, sys
+out = getattr(sys.stdout, 'buffer', sys.stdout)
+enc = getattr(os, 'fsencode', lambda s: s)
+env = getattr(os, 'environb', os.environ)
+out.write(b'\\0memtrace-probe\\0' + b'\\0'.join([enc(sys.executable)] + [k + b'=' + v for k, v in env.items()]))
+";
+
+/// Variables the run sets itself from memtrace's own environment, whatever a shim did.
+const RUN_S_OWN: [&str; 2] = ["PYTHONPATH", "LD_PRELOAD"];
+
+/// Runs the probe with `candidate` (untracked, stdin closed) and returns the interpreter it
+/// names, when that is a file, with what the candidate changed in the environment.
+fn ask_executable(candidate: &Path) -> Result<Chosen, RunError> {
     let out = Command::new(candidate)
-        .args(["-c", "import sys; print(sys.executable)"])
+        .args(["-S", "-c", PROBE])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .output()
@@ -95,16 +125,60 @@ fn ask_executable(candidate: &Path) -> Result<PathBuf, RunError> {
         let why = why.lines().map(str::trim).find(|l| !l.is_empty());
         return Err(not_python(candidate, why));
     }
-    // The last line: a sitecustomize module may print before.
-    let text = String::from_utf8_lossy(&out.stdout);
-    let exe = text.lines().rev().map(str::trim).find(|l| !l.is_empty());
-    match exe
-        .map(Path::new)
-        .filter(|p| p.is_absolute() && p.is_file())
-    {
-        Some(p) => Ok(p.to_path_buf()),
-        None => Err(not_python(candidate, None)),
-    }
+    let answer = out
+        .stdout
+        .windows(ANSWER.len())
+        .rposition(|w| w == ANSWER)
+        .map(|at| &out.stdout[at + ANSWER.len()..]);
+    let Some(answer) = answer else {
+        return Err(not_python(candidate, None));
+    };
+    let mut fields = answer.split(|&b| b == 0);
+    let exe = fields
+        .next()
+        .map(|b| PathBuf::from(OsStr::from_bytes(b)))
+        .filter(|p| p.is_absolute() && p.is_file());
+    let Some(path) = exe else {
+        return Err(not_python(candidate, None));
+    };
+    let given: Vec<(OsString, OsString)> = fields
+        .filter_map(|e| {
+            let eq = e.iter().position(|&b| b == b'=')?;
+            Some((
+                OsStr::from_bytes(&e[..eq]).to_os_string(),
+                OsStr::from_bytes(&e[eq + 1..]).to_os_string(),
+            ))
+        })
+        .collect();
+    Ok(Chosen {
+        path,
+        env: changes(std::env::vars_os(), given),
+    })
+}
+
+/// What turns the environment `ours` into `given`: variables set or changed, and removed;
+/// not those the run sets itself ([`RUN_S_OWN`], memtrace's).
+fn changes(
+    ours: impl Iterator<Item = (OsString, OsString)>,
+    given: Vec<(OsString, OsString)>,
+) -> Vec<(OsString, Option<OsString>)> {
+    let ours: std::collections::HashMap<OsString, OsString> = ours.collect();
+    let own = |k: &OsString| {
+        RUN_S_OWN.iter().any(|o| k == o) || k.as_encoded_bytes().starts_with(b"MEMTRACE_")
+    };
+    let mut out: Vec<(OsString, Option<OsString>)> = given
+        .iter()
+        .filter(|(k, v)| !own(k) && ours.get(k) != Some(v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let kept: std::collections::HashSet<&OsString> = given.iter().map(|(k, _)| k).collect();
+    out.extend(
+        ours.keys()
+            .filter(|k| !own(k) && !kept.contains(k))
+            .map(|k| (k.clone(), None)),
+    );
+    out.sort();
+    out
 }
 
 fn not_python(candidate: &Path, why: Option<&str>) -> RunError {

@@ -213,6 +213,14 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         preload.push(existing);
     }
     let mut cmd = Command::new(&target.path);
+    // What the interpreter's shim would have set (pyenv's PATH and variables), first: the
+    // run's own variables below come after.
+    for (name, value) in &target.env {
+        match value {
+            Some(v) => cmd.env(name, v),
+            None => cmd.env_remove(name),
+        };
+    }
     cmd.arg0(&target.arg0)
         .args(&target.args)
         .env("LD_PRELOAD", &preload)

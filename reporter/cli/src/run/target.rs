@@ -24,6 +24,8 @@ pub struct Target {
     pub python: bool,
     /// Something the user should know before the run (memtrace run prints it unless -q).
     pub note: Option<String>,
+    /// What the interpreter's shim changes in the environment (interpreter::Chosen).
+    pub env: Vec<(OsString, Option<OsString>)>,
 }
 
 /// The target of `memtrace run [--python PATH] WORDS...`.
@@ -63,6 +65,7 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         }
         None => (interpreter::choose(python)?, Vec::new()),
     };
+    let interpreter::Chosen { path, env } = path;
     args.extend(run.interpreter_args());
     Ok(Target {
         arg0: path.clone().into_os_string(),
@@ -73,6 +76,7 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         // either: the program and its children would see it): run as a native program.
         python: note.is_none(),
         note,
+        env,
     })
 }
 
@@ -93,5 +97,6 @@ fn native_target(words: &[OsString]) -> Result<Target, RunError> {
         name,
         python: false,
         note: None,
+        env: Vec::new(),
     })
 }
