@@ -1322,3 +1322,53 @@ for i in range(40):
         "{text}"
     );
 }
+
+/// The start-up hook is imported as `sitecustomize`: with no sitecustomize of the program's
+/// own it must not stay one (a program's `import sitecustomize` found it, and `-m
+/// sitecustomize` ran it in place of the program's file). On every claimed Python, the same
+/// as untracked.
+#[test]
+fn the_hook_leaves_no_sitecustomize_module_behind() {
+    let dir = scratch("py-no-sitecustomize");
+    let script = write(
+        &dir,
+        "look.py",
+        "import sys\nprint('sitecustomize' in sys.modules)\ntry:\n    import sitecustomize\n    print('imported', getattr(sitecustomize, '__file__', None))\nexcept ImportError as e:\n    print('ImportError', e.name)\n",
+    );
+    let own = dir.join("own");
+    std::fs::create_dir_all(&own).expect("dir");
+    write(
+        &own,
+        "sitecustomize.py",
+        "print('own sitecustomize as', __name__)\n",
+    );
+    for (minor, py) in claimed_pythons() {
+        let script = script.to_str().expect("utf-8");
+        let plain = untracked(&py, &[script], &dir, b"");
+        let capture = dir.join(format!("look{minor}.bin"));
+        let out = tracked(&py, &capture, &[script], &dir, b"");
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&plain.stdout),
+            "3.{minor}"
+        );
+        // -m of the program's own module of that name, from its directory.
+        let mut cmd = Command::new(&py);
+        cmd.args(["-m", "sitecustomize"]);
+        let plain = output(cmd, &own, b"");
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(dir.join(format!("m{minor}.bin")))
+            .arg("--python")
+            .arg(&py)
+            .args(["-m", "sitecustomize"]);
+        let out = output(cmd, &own, b"");
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&plain.stdout),
+            "3.{minor} -m"
+        );
+    }
+}

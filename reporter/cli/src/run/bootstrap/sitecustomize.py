@@ -63,8 +63,15 @@ def _memtrace_start():
             name = "sitecustomize"
         if name != "sitecustomize":
             raise
+        # None of the program's: the import that runs this file ends as it would have, "no
+        # module named sitecustomize", which site.py passes over; the import machinery then
+        # takes this file's module out of sys.modules (a program's `import sitecustomize`,
+        # or `-m sitecustomize` of its own, must not find it).
         if me is not None:
             sys.modules["sitecustomize"] = me
+        missing = ImportError("No module named 'sitecustomize'")
+        missing.name = "sitecustomize"
+        raise missing
 
 
 def _memtrace_name_threads(threading, started):
