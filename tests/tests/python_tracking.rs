@@ -1372,3 +1372,44 @@ fn the_hook_leaves_no_sitecustomize_module_behind() {
         );
     }
 }
+
+/// With PYTHONPYCACHEPREFIX the interpreter writes the hook's compiled form under the prefix,
+/// at a path made from the hook's directory, new each run: nothing of it is left there.
+#[test]
+fn a_pycache_prefix_keeps_nothing_of_the_hook() {
+    let dir = scratch("py-pycache-prefix");
+    let prefix = dir.join("pfx");
+    let script = write(&dir, "p.py", "import json\nprint('ok')\n");
+    for round in 0..2 {
+        let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(dir.join(format!("p{round}.bin")))
+            .arg("--python")
+            .arg(python())
+            .arg(&script)
+            .env("PYTHONPYCACHEPREFIX", &prefix)
+            .env_remove("PYTHONDONTWRITEBYTECODE");
+        let out = output(cmd, &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    }
+    let mut left = Vec::new();
+    let mut todo = vec![prefix.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let name = p
+                .strip_prefix(&prefix)
+                .expect("under the prefix")
+                .to_string_lossy()
+                .into_owned();
+            if name.contains("memtrace-") {
+                left.push(name);
+            }
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    assert!(left.is_empty(), "{left:?}");
+}

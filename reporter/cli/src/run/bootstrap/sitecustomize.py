@@ -51,6 +51,8 @@ def _memtrace_start():
         _memtrace_remove(os, here)
     elif getattr(sys, "dont_write_bytecode", False):
         _memtrace_write_compiled(os, sys, here, sys._getframe(1).f_code)
+    if getattr(sys, "pycache_prefix", None):
+        _memtrace_forget_cached(os, sys, here, sys.pycache_prefix)
     me = sys.modules.pop("sitecustomize", None)
     try:
         import sitecustomize  # noqa: F401  (the one this file shadowed)
@@ -162,6 +164,28 @@ def _memtrace_write_compiled(os, sys, here, code):
             pass
 
 
+def _memtrace_forget_cached(os, sys, here, prefix):
+    # With PYTHONPYCACHEPREFIX the interpreter wrote the hook's compiled form under the
+    # prefix, at a path made from the hook's directory, new each run: removed, with the
+    # directories made for it (each only when empty).
+    cache_from_source = getattr(sys.modules.get("_frozen_importlib_external"), "cache_from_source", None)
+    if cache_from_source is None:
+        return
+    try:
+        path = cache_from_source(os.path.join(here, "sitecustomize.py"))
+        os.remove(path)
+    except Exception:
+        return
+    top = os.path.abspath(prefix)
+    at = os.path.dirname(path)
+    while at.startswith(top + os.sep):
+        try:
+            os.rmdir(at)
+        except OSError:
+            break
+        at = os.path.dirname(at)
+
+
 def _memtrace_remove(os, here):
     cache = os.path.join(here, "__pycache__")
     try:
@@ -186,5 +210,5 @@ def _memtrace_remove(os, here):
 
 
 _memtrace_start()
-del _memtrace_start, _memtrace_remove, _memtrace_write_compiled, _memtrace_name_threads
-del _MemtraceThreadNames
+del _memtrace_start, _memtrace_remove, _memtrace_write_compiled, _memtrace_forget_cached
+del _memtrace_name_threads, _MemtraceThreadNames
