@@ -1072,3 +1072,57 @@ fn small_stacks_and_a_thread_inside_pthread_getattr_np_keep_running() {
     );
     assert_eq!(function(&stack[1]), "getattr_thread", "{stack:?}");
 }
+
+/// --python-only on a native program's capture, and --native-only on a Python program's
+/// recorded without --native, change nothing: each report says so in one warning (stderr, and
+/// `warnings` in JSON), and prints what it prints without the option.
+#[test]
+fn a_frame_view_that_cannot_apply_says_so() {
+    let dir = scratch("native-views-unused");
+    let prog = compile("reports", &dir);
+    let (native, out) = record(&dir, "native.bin", &prog, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let script = write(&dir, "py.py", "data = [bytes(100) for _ in range(100)]\n");
+    let py = dir.join("py.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            py.to_str().expect("utf-8"),
+            "--python",
+            python().to_str().expect("utf-8"),
+            script.to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    for (capture, option, says) in [
+        (
+            &native,
+            "--python-only",
+            "--python-only changes nothing: the capture has no Python frames",
+        ),
+        (
+            &py,
+            "--native-only",
+            "--native-only changes nothing: the capture has no native stacks",
+        ),
+    ] {
+        let path = capture.to_str().expect("utf-8");
+        let plain = memtrace(&["tree", "--text", path], &dir);
+        let with = memtrace(&["tree", "--text", option, path], &dir);
+        assert!(with.status.success(), "{with:?}");
+        assert_eq!(with.stdout, plain.stdout, "{option}");
+        let err = String::from_utf8_lossy(&with.stderr);
+        assert!(err.contains(&format!("memtrace: warning: {says}")), "{err}");
+        let json = memtrace(&["stats", "--json", option, path], &dir);
+        let v: Value = serde_json::from_slice(&json.stdout).expect("JSON");
+        assert!(
+            v["warnings"].to_string().contains(says),
+            "{option}: {}",
+            v["warnings"]
+        );
+    }
+}

@@ -52,7 +52,37 @@ pub fn load_with(
         return Err(sampled_temporary(analysis.index.settings.sample_bytes));
     }
     analysis.tables.frame_view = view.frame_view;
+    let native = capture.header.options & memtrace_format::options::NATIVE != 0;
+    if let Some(w) = frame_view_unused(&analysis.tables, native) {
+        analysis.warnings.push(w);
+    }
     Ok((capture, analysis))
+}
+
+/// The warning when --python-only or --native-only cannot apply, every frame then shown as
+/// without it: --python-only on a capture with no Python frame (a native program's),
+/// --native-only on a Python program's capture recorded without --native (its stacks are
+/// Python frames; only the interpreter's start-up has native call sites).
+fn frame_view_unused(tables: &crate::analysis::tables::Tables, native: bool) -> Option<String> {
+    use crate::analysis::tables::{Frame, FrameView};
+    let python = || {
+        tables
+            .frames
+            .values()
+            .any(|f| matches!(f, Frame::Python { .. }))
+    };
+    match tables.frame_view {
+        FrameView::PythonOnly if !python() => Some(
+            "--python-only changes nothing: the capture has no Python frames (a native program's)"
+                .to_string(),
+        ),
+        FrameView::NativeOnly if !native && python() => Some(
+            "--native-only changes nothing: the capture has no native stacks (record them with \
+             memtrace run --native)"
+                .to_string(),
+        ),
+        _ => None,
+    }
 }
 
 /// The one line for --temporary on a sampled capture: "freed before its thread's next N
