@@ -18,5 +18,6 @@ pub mod family;
 pub mod flamegraph;
 pub mod index;
 pub mod output;
+pub mod regular_file;
 pub mod report;
 pub mod symbols;

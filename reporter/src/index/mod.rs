@@ -26,6 +26,7 @@ mod stored;
 use crate::analysis::{self, Analysis, Options};
 use crate::capture::clock::Clock;
 use crate::capture::{scan, Capture};
+use crate::regular_file::Links;
 use codec::{Reader, Store, Writer};
 use place::{Identity, Places};
 use std::path::{Path, PathBuf};
@@ -128,7 +129,8 @@ impl IndexFile {
 fn read_index(places: &Places, capture: &Path, identity: &Identity) -> Option<IndexFile> {
     let limit = most_bytes(identity);
     places.candidates(capture).into_iter().find_map(|p| {
-        let bytes = read_regular(&p, limit)?;
+        // Never a link: what is planted where the index goes is not followed.
+        let bytes = crate::regular_file::read(&p, limit, Links::Refuse)?;
         IndexFile::decode(&bytes).filter(|f| f.identity == *identity)
     })
 }
@@ -138,25 +140,6 @@ fn read_index(places: &Places, capture: &Path, identity: &Identity) -> Option<In
 /// what a file planted where the index goes can make a report read.
 fn most_bytes(identity: &Identity) -> u64 {
     identity.size().saturating_mul(4).saturating_add(64 << 20)
-}
-
-/// The bytes of the file at `path` when it is a regular file (no link followed: never a FIFO
-/// or a device, which a report would wait on or read for ever) of at most `limit` bytes.
-fn read_regular(path: &Path, limit: u64) -> Option<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > limit {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
-    (bytes.len() as u64 <= limit).then_some(bytes)
 }
 
 /// Whether the index is off (`MEMTRACE_INDEX=off`).
@@ -195,7 +178,7 @@ pub fn analyze_in(places: &Places, capture: &Capture, mut options: Options) -> (
     if let Some(file) = &found {
         for (key, payload) in &file.entries {
             if key.answers(&want) {
-                if let Some(a) = from_entry(capture, payload, &want) {
+                if let Some(a) = from_entry(capture, payload, &want, most_bytes(&identity)) {
                     if let Some(p) = &mut options.progress {
                         p(analysis::Step::Finished);
                     }
@@ -225,10 +208,9 @@ fn trim(analysis: &mut Analysis, want: &Key) {
 }
 
 /// The analysis of an entry, the capture's chunk index found again; None when the entry is
-/// damaged.
-fn from_entry(capture: &Capture, payload: &[u8], want: &Key) -> Option<Analysis> {
+/// damaged or decompresses to more than `limit` bytes.
+fn from_entry(capture: &Capture, payload: &[u8], want: &Key, limit: u64) -> Option<Analysis> {
     use std::io::Read;
-    let limit = most_bytes(&Identity::of(capture)?);
     let mut bytes = Vec::new();
     zstd::stream::read::Decoder::new(payload)
         .ok()?

@@ -1,9 +1,8 @@
-//! A program's source file read for a report (its lines beside the figures): only a regular
-//! file of a sensible size, never waited on (a FIFO planted at a script's path) nor read
-//! without end (a device, a huge generated file), whatever the path now holds.
+//! A program's source file read for a report (its lines beside the figures): a regular file
+//! of a sensible size (crate::regular_file), never a FIFO planted at a script's path, a device
+//! or a huge generated file.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
+use crate::regular_file::{self, Links};
 use std::path::Path;
 
 /// The largest source file read.
@@ -12,20 +11,7 @@ pub const MAX_SOURCE_BYTES: u64 = 16 << 20;
 /// The bytes of the source file at `path`; None when it is not a regular file of at most
 /// [`MAX_SOURCE_BYTES`], or cannot be read.
 pub fn read(path: &Path) -> Option<Vec<u8>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_SOURCE_BYTES {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_SOURCE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .ok()?;
-    (bytes.len() as u64 <= MAX_SOURCE_BYTES).then_some(bytes)
+    regular_file::read(path, MAX_SOURCE_BYTES, Links::Follow)
 }
 
 #[cfg(test)]
