@@ -121,48 +121,54 @@ fn copy_compiled(run_hook: &[u8], dir: &[u8]) {
     if buf[..n] != *SITECUSTOMIZE {
         return;
     }
-    let cache = join(run_hook, &[b"__pycache__"]);
-    let Ok(fd) = sys::open(
-        &cache,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    ) else {
-        return;
-    };
-    let mut names = [0u8; 4096];
     let mut made = false;
+    for name in names_in(&join(run_hook, &[b"__pycache__"])) {
+        if !(name.starts_with(b"sitecustomize.") && name.ends_with(b".pyc")) {
+            continue;
+        }
+        let n = sys::read_file(&join(run_hook, &[b"__pycache__", &name]), &mut buf);
+        if n <= 16 || n == MAX_HOOK_FILE || buf[4..8] != UNCHECKED_HASH_PYC {
+            continue;
+        }
+        let target = join(dir, &[b"__pycache__"]);
+        // SAFETY: mkdir(2) of a NUL-terminated path inside the directory made here.
+        if !made && unsafe { libc::mkdir(target.as_ptr() as *const libc::c_char, 0o700) } != 0 {
+            return;
+        }
+        made = true;
+        let flags =
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        if let Ok(out) = sys::open(&join(dir, &[b"__pycache__", &name]), flags, 0o600) {
+            // A file cut short (a full disk) is read by the interpreter as a bad pyc, which it
+            // then compiles over: no harm.
+            let _ = sys::write_all(out, &buf[..n]);
+            sys::close(out);
+        }
+    }
+}
+
+/// The names in the directory at `dir` (NUL-terminated), `.` and `..` left out; none when it
+/// cannot be read.
+fn names_in(dir: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let Ok(fd) = sys::open(dir, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC, 0) else {
+        return out;
+    };
+    let mut buf = [0u8; 4096];
     loop {
         // SAFETY: getdents64(2) into a buffer of its length, on a directory descriptor.
-        let got =
-            unsafe { libc::syscall(libc::SYS_getdents64, fd, names.as_mut_ptr(), names.len()) };
+        let got = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
         if got <= 0 {
             break;
         }
-        for name in dirents(&names[..got as usize]) {
-            if !(name.starts_with(b"sitecustomize.") && name.ends_with(b".pyc")) {
-                continue;
-            }
-            let n = sys::read_file(&join(run_hook, &[b"__pycache__", name]), &mut buf);
-            if n <= 16 || n == MAX_HOOK_FILE || buf[4..8] != UNCHECKED_HASH_PYC {
-                continue;
-            }
-            let target = join(dir, &[b"__pycache__"]);
-            // SAFETY: mkdir(2) of a NUL-terminated path inside the directory made here.
-            if !made && unsafe { libc::mkdir(target.as_ptr() as *const libc::c_char, 0o700) } != 0 {
-                break;
-            }
-            made = true;
-            let flags =
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-            if let Ok(out) = sys::open(&join(dir, &[b"__pycache__", name]), flags, 0o600) {
-                // A file cut short (a full disk) is read by the interpreter as a bad pyc,
-                // which it then compiles over: no harm.
-                let _ = sys::write_all(out, &buf[..n]);
-                sys::close(out);
-            }
-        }
+        out.extend(
+            dirents(&buf[..got as usize])
+                .filter(|n| *n != b"." && *n != b"..")
+                .map(<[u8]>::to_vec),
+        );
     }
     sys::close(fd);
+    out
 }
 
 /// The names in a buffer of `linux_dirent64` records.
@@ -195,26 +201,8 @@ fn remove(dir: &[u8]) {
         sys::unlink(&join(dir, &[name]));
     }
     let cache = join(dir, &[b"__pycache__"]);
-    if let Ok(fd) = sys::open(
-        &cache,
-        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        0,
-    ) {
-        let mut names = [0u8; 4096];
-        loop {
-            // SAFETY: getdents64(2) into a buffer of its length, on a directory descriptor.
-            let got =
-                unsafe { libc::syscall(libc::SYS_getdents64, fd, names.as_mut_ptr(), names.len()) };
-            if got <= 0 {
-                break;
-            }
-            for name in dirents(&names[..got as usize]) {
-                if name != b"." && name != b".." {
-                    sys::unlink(&join(dir, &[b"__pycache__", name]));
-                }
-            }
-        }
-        sys::close(fd);
+    for name in names_in(&cache) {
+        sys::unlink(&join(dir, &[b"__pycache__", &name]));
     }
     for at in [cache, join(dir, &[])] {
         // SAFETY: rmdir(2) of a NUL-terminated path inside (or of) the directory made here.
