@@ -708,6 +708,22 @@ print([d for t in (\"/dev/shm\", tempfile.gettempdir()) for d in glob.glob(os.pa
     assert!(!files.is_empty(), "the child was tracked");
 }
 
+/// The hook directories of the followed child `pid` still there: its own are
+/// `memtrace-py-<pid><4 digits>`, in /dev/shm or the temporary directory.
+fn hook_dirs_of(pid: &str) -> Vec<String> {
+    let own = format!("memtrace-py-{pid}");
+    let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+    ["/dev/shm".to_string(), tmp]
+        .iter()
+        .flat_map(|base| std::fs::read_dir(base).into_iter().flatten().flatten())
+        .map(|e| e.path().to_string_lossy().into_owned())
+        .filter(|p| {
+            let name = p.rsplit('/').next().unwrap_or_default();
+            name.starts_with(&own) && name.len() == own.len() + 4
+        })
+        .collect()
+}
+
 /// A followed Python child loads the compiled hook `memtrace run` keeps (its own hook directory
 /// is new, so its interpreter would compile the hook at each start): on the second run, once the
 /// first has kept it. The child's figures are its own, and its hook directory goes.
@@ -746,16 +762,7 @@ print(p.pid)
         let loaded = if from_pyc { "True" } else { "False" };
         assert_eq!(lines[..2], ["3210987", loaded], "round {round}: {stdout}");
         subprocess_worker(&capture);
-        // The child's own hook directory (`memtrace-py-<pid><4 digits>`) is gone.
-        let own = format!("memtrace-py-{}", lines[2]);
-        let left: Vec<String> = std::fs::read_dir("/dev/shm")
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with(&own) && n.len() == own.len() + 4)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let left = hook_dirs_of(lines[2]);
         assert!(left.is_empty(), "round {round}: {left:?}");
     }
 }
@@ -791,23 +798,9 @@ for args in ([\"--version\"], [\"-S\", \"-c\", \"pass\"], [\"-I\", \"-c\", \"pas
         .map(str::to_string)
         .collect();
     assert_eq!(pids.len(), 5, "{out:?}");
-    let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
-    for base in ["/dev/shm".to_string(), tmp] {
-        let names: Vec<String> = std::fs::read_dir(&base)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for pid in &pids {
-            let own = format!("memtrace-py-{pid}");
-            let left: Vec<&String> = names
-                .iter()
-                .filter(|n| n.starts_with(&own) && n.len() == own.len() + 4)
-                .collect();
-            assert!(left.is_empty(), "{base}: {left:?}");
-        }
+    for pid in &pids {
+        let left = hook_dirs_of(pid);
+        assert!(left.is_empty(), "pid {pid}: {left:?}");
     }
 }
 

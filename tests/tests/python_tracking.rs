@@ -875,6 +875,16 @@ fn the_hook_imports_no_module_the_program_does_not() {
     }
 }
 
+/// Whether the interpreter loaded the start-up hook compiled (PYTHONVERBOSE's stderr says
+/// where each module's code came from).
+fn hook_from_pyc(stderr: &str) -> bool {
+    stderr.lines().any(|l| {
+        l.starts_with("# code object from")
+            && l.contains("memtrace-py-")
+            && l.contains("__pycache__/sitecustomize.")
+    })
+}
+
 /// The hook compiled by one run is kept per user and loaded by the next without compiling
 /// (the interpreter says so under PYTHONVERBOSE), with the same figures; a damaged kept file
 /// is not used, and the run compiles the hook and tracks as before.
@@ -904,15 +914,8 @@ fn the_compiled_hook_is_kept_for_the_next_run() {
         assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let from_pyc = |stderr: &str| {
-        stderr.lines().any(|l| {
-            l.starts_with("# code object from")
-                && l.contains("memtrace-py-")
-                && l.contains("__pycache__/sitecustomize.")
-        })
-    };
     assert!(
-        !from_pyc(&run("first.bin")),
+        !hook_from_pyc(&run("first.bin")),
         "nothing kept before the first run"
     );
     let kept: Vec<PathBuf> = std::fs::read_dir(cache.join("memtrace"))
@@ -922,12 +925,18 @@ fn the_compiled_hook_is_kept_for_the_next_run() {
         .map(|e| e.path())
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(from_pyc(&run("second.bin")), "the kept hook is loaded");
+    assert!(hook_from_pyc(&run("second.bin")), "the kept hook is loaded");
     // Damaged: cut short. Not used; the run compiles the hook, and keeps it whole again.
     let bytes = std::fs::read(&kept[0]).expect("the kept hook");
     std::fs::write(&kept[0], &bytes[..bytes.len() - 5]).expect("damage it");
-    assert!(!from_pyc(&run("third.bin")), "a damaged hook is not used");
-    assert!(from_pyc(&run("fourth.bin")), "the hook is kept whole again");
+    assert!(
+        !hook_from_pyc(&run("third.bin")),
+        "a damaged hook is not used"
+    );
+    assert!(
+        hook_from_pyc(&run("fourth.bin")),
+        "the hook is kept whole again"
+    );
 }
 
 /// A $TMPDIR whose path holds a `:` (PYTHONPATH's separator) cannot hold the start-up hook's
@@ -997,15 +1006,8 @@ fn the_hook_is_kept_when_the_interpreter_writes_no_bytecode() {
         assert_eq!(num(top, "bytes"), 10_000_000 + BYTES_HEADER);
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let from_pyc = |stderr: &str| {
-        stderr.lines().any(|l| {
-            l.starts_with("# code object from")
-                && l.contains("memtrace-py-")
-                && l.contains("__pycache__/sitecustomize.")
-        })
-    };
-    assert!(!from_pyc(&run("first.bin")), "nothing kept before");
-    assert!(from_pyc(&run("second.bin")), "the kept hook is loaded");
+    assert!(!hook_from_pyc(&run("first.bin")), "nothing kept before");
+    assert!(hook_from_pyc(&run("second.bin")), "the kept hook is loaded");
     assert!(
         !program.join("__pycache__").exists(),
         "bytecode written for the program's modules"
