@@ -159,7 +159,7 @@ fn wait_for_signals(
     signals: &[libc::c_int],
 ) -> ! {
     // SAFETY: async-signal-safe calls only (this runs in a fork of a process with threads):
-    // prctl, getppid, setpgid, close_range/close, sigaction, sigprocmask, pause, _exit.
+    // prctl, getppid, setpgid, dup2, close_range/close, sigaction, sigprocmask, pause, _exit.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::getppid() != parent || libc::setpgid(0, group) != 0 {
@@ -167,18 +167,16 @@ fn wait_for_signals(
         }
         // Nothing of memtrace's stays open here (a harness reading memtrace's output until it
         // closes must not wait on the sentinel).
-        let keep = fd as libc::c_uint;
-        for (lo, hi) in [(0, keep.wrapping_sub(1)), (keep + 1, libc::c_uint::MAX)] {
-            if keep == 0 && lo == 0 {
-                continue;
-            }
-            if libc::syscall(libc::SYS_close_range, lo, hi, 0) != 0 {
-                for d in lo..hi.min(1024) {
-                    libc::close(d as libc::c_int);
-                }
+        // The pipe becomes descriptor 0, every other one is closed.
+        if fd != 0 && libc::dup2(fd, 0) != 0 {
+            libc::_exit(0);
+        }
+        if libc::syscall(libc::SYS_close_range, 1, libc::c_uint::MAX, 0) != 0 {
+            for d in 1..1024 {
+                libc::close(d);
             }
         }
-        REPORT_FD.store(fd, Ordering::Relaxed);
+        REPORT_FD.store(0, Ordering::Relaxed);
         for &sig in signals {
             let mut action: libc::sigaction = core::mem::zeroed();
             action.sa_sigaction = report as *const () as usize;
