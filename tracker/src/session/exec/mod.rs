@@ -395,19 +395,22 @@ fn preload_entry(
     old: Option<&[u8]>,
     tracker: &[u8],
 ) -> Option<*const c_char> {
-    let (before, after, separated) = match old {
-        None => (&b""[..], &b""[..], false),
+    // The program's own value, as it was around the tracker's entry; None when it has none
+    // (no LD_PRELOAD, or the tracker's entry alone). An empty value is one.
+    let program = match old {
+        None => None,
         Some(old) => match crate::preload_var::without_tracker(old, tracker) {
-            Some(w) => (w.before, w.after, w.separated),
-            // The program's own value: kept whole, even empty.
-            None => (old, &b""[..], true),
+            Some(w) if w.is_empty() && !w.separated => None,
+            Some(w) => Some((w.before, w.after)),
+            None => Some((old, &b""[..])),
         },
     };
-    let rest = before.len() + after.len();
-    let joined = !first.is_empty() && (rest > 0 || separated);
-    if first.is_empty() && rest == 0 && !separated {
+    if first.is_empty() && program.is_none() {
         return None;
     }
+    let (before, after) = program.unwrap_or((b"", b""));
+    let joined = !first.is_empty() && program.is_some();
+    let rest = before.len() + after.len();
     let out = s.take(b"LD_PRELOAD=".len() + first.len() + 1 + rest + 1)?;
     let mut at = 0;
     for part in [
