@@ -66,9 +66,16 @@ impl Outcome {
 
 /// Runs `memtrace ARGS` in `dir`, measuring its peak resident size (wait4's rusage of that one
 /// child); kills it and fails past `limit`.
+fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
+    run_bounded_to(args, dir, limit, true)
+}
+
+/// [`run_bounded`], its output kept or (`keep_stdout` false) thrown away: the peak resident
+/// size a child reports counts this process's too (a child starts as a copy of it), so a test
+/// must not hold large outputs.
 // The child is reaped by wait4, which std does not know of.
 #[allow(clippy::zombie_processes)]
-fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
+fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: bool) -> Outcome {
     let what = format!(
         "memtrace {}",
         args.iter()
@@ -80,15 +87,21 @@ fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .spawn()
         .expect("memtrace starts");
-    let mut out = child.stdout.take().expect("stdout");
+    let out = child.stdout.take();
     let mut err = child.stderr.take().expect("stderr");
     let out_reader = std::thread::spawn(move || {
         let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
+        if let Some(mut out) = out {
+            let _ = out.read_to_end(&mut v);
+        }
         v
     });
     let err_reader = std::thread::spawn(move || {
@@ -535,6 +548,77 @@ fn random_damage_to_a_real_capture_every_command() {
             run_bounded(&all[i], &dir, TIME_LIMIT).check();
         }
     }
+}
+
+/// A recursion 3,001 levels deep allocating three objects (lines 10-12) at each of its deepest
+/// 150 levels: 450 stacks, each some 3,000 frames deep. The levels are links of a chain built
+/// beforehand, so that the recursion itself makes no integers to allocate.
+const DEEP_RECURSION: &str = "\
+import sys
+sys.setrecursionlimit(10000)
+keep = []
+chain = None
+for i in range(3001):
+    chain = (chain, i < 150)
+def descend(link):
+    rest, allocate = link
+    if allocate:
+        keep.append(bytearray(100))
+        keep.append(bytearray(200))
+        keep.append(bytearray(300))
+    if rest is not None:
+        descend(rest)
+descend(chain)
+";
+
+/// Every report of deep stacks in memory that grows with the number of stacks, not with their
+/// number times their depth: resolving each stack whole took 1.5 GB for `tree` of a recursion
+/// 2,000 deep. The exports write every stack whole (their output is that large); what they
+/// hold is bounded by it.
+#[test]
+fn reports_of_deep_stacks_stay_small() {
+    let dir = scratch("hostile-deep");
+    let script = write(&dir, "deep.py", DEEP_RECURSION);
+    let capture = dir.join("deep.bin");
+    let out = tracked(
+        python(),
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    // The exports' outputs (some 80 MB) are not kept: this process's size would count in the
+    // next children's.
+    for args in commands(&capture, &capture, &dir) {
+        let r = run_bounded_to(&args, &dir, TIME_LIMIT, false);
+        r.check();
+        assert_eq!(r.code, Some(0), "{}: {}", r.what, r.stderr);
+    }
+    // The folded export has each stack whole: 150 for each line that allocates, the deepest
+    // with every level.
+    let folded = dir.join("deep.folded");
+    let args = ["export", "-f", "folded", "-o"].map(OsString::from);
+    let args = [&args[..], &[s(&folded), s(&capture)]].concat();
+    run_bounded_to(&args, &dir, TIME_LIMIT, false).check();
+    let mut stacks = [0; 3];
+    let mut deepest = [0; 3];
+    let file = std::io::BufReader::new(std::fs::File::open(&folded).expect("folded"));
+    for text in std::io::BufRead::lines(file) {
+        let text = text.expect("a line");
+        for (i, line) in [10, 11, 12].into_iter().enumerate() {
+            if text.contains(&format!("deep.py:{line} ")) {
+                stacks[i] += 1;
+                deepest[i] = deepest[i].max(text.matches("descend at").count());
+            }
+        }
+    }
+    assert_eq!(stacks, [150; 3], "stacks allocating at lines 10, 11, 12");
+    assert_eq!(
+        deepest, [3001; 3],
+        "the outermost level down to the innermost"
+    );
+    let _ = std::fs::remove_file(&folded);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ pub mod sets;
 pub mod tables;
 pub mod temporary;
 #[cfg(test)]
-mod test_rng;
+pub(crate) mod test_rng;
 pub mod totals;
 
 use crate::capture::clock::Clock;

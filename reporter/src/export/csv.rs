@@ -1,7 +1,7 @@
 //! One row per allocation site (innermost location) with bytes and allocations live at the
 //! view's moment and over the whole run, largest live first.
 
-use super::Site;
+use super::Sites;
 use crate::analysis::totals::Sum;
 use crate::report::locations::Location;
 use std::collections::HashMap;
@@ -18,10 +18,13 @@ pub const HEADER: [&str; 8] = [
     "allocations",
 ];
 
-pub fn write(sites: &[Site], out: &mut dyn Write) -> io::Result<()> {
+pub fn write(sites: &Sites, out: &mut dyn Write) -> io::Result<()> {
     let mut by_location: HashMap<Location, (Sum, Sum)> = HashMap::new();
-    for s in sites {
-        let key = s.frames.last().cloned().unwrap_or_else(Location::unknown);
+    for s in &sites.list {
+        let key = sites
+            .innermost(s)
+            .cloned()
+            .unwrap_or_else(Location::unknown);
         let e = by_location.entry(key).or_default();
         e.0.merge(s.live);
         e.1.merge(s.allocated);
@@ -54,6 +57,7 @@ pub fn write(sites: &[Site], out: &mut dyn Write) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::Site;
 
     fn loc(f: &str, file: &str, line: u64) -> Location {
         Location {
@@ -98,7 +102,7 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        write(&sites, &mut out).expect("write");
+        write(&sites.into_iter().collect(), &mut out).expect("write");
         let mut r = ::csv::Reader::from_reader(out.as_slice());
         assert_eq!(
             r.headers().expect("header").iter().collect::<Vec<_>>(),

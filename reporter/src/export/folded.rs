@@ -1,18 +1,22 @@
 //! Collapsed stacks: one line per stack, `outer;...;inner BYTES`, for flamegraph.pl and inferno.
 //! The value is the bytes live at the view's moment; stacks with none are left out.
 
-use super::{frame_name, Site};
+use super::{frame_name, Sites};
 use crate::flamegraph::fold::clean;
+use crate::report::path_tree::NodeId;
 use std::io::{self, Write};
 
 /// The root frame of a stack with no frame known.
 pub const UNKNOWN_STACK: &str = "<unknown>";
 
-pub fn write(sites: &[Site], out: &mut dyn Write) -> io::Result<()> {
+pub fn write(sites: &Sites, out: &mut dyn Write) -> io::Result<()> {
+    // Each node's cleaned name once, however many stacks go through it.
+    let mut names: Vec<Option<String>> = vec![None; sites.paths.len()];
     let mut lines: Vec<(String, u64)> = sites
+        .list
         .iter()
         .filter(|s| s.live.bytes > 0)
-        .map(|s| (stack_line(s), s.live.bytes))
+        .map(|s| (stack_line(sites, s.node, &mut names), s.live.bytes))
         .collect();
     // Same stacks of different ids (one location reached through different return addresses)
     // become one line.
@@ -30,18 +34,33 @@ pub fn write(sites: &[Site], out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-fn stack_line(s: &Site) -> String {
-    if s.frames.is_empty() {
+fn stack_line(sites: &Sites, node: NodeId, names: &mut [Option<String>]) -> String {
+    let path = sites.paths.node_path(node);
+    if path.is_empty() {
         return UNKNOWN_STACK.to_string();
     }
-    let names: Vec<String> = s.frames.iter().map(|f| clean(frame_name(f))).collect();
-    names.join(";")
+    let mut line = String::new();
+    for (i, n) in path.into_iter().enumerate() {
+        if i > 0 {
+            line.push(';');
+        }
+        let name = names[n].get_or_insert_with(|| {
+            sites
+                .paths
+                .location(n)
+                .map(|l| clean(frame_name(l)))
+                .unwrap_or_default()
+        });
+        line.push_str(name);
+    }
+    line
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::analysis::totals::Sum;
+    use crate::export::Site;
     use crate::report::locations::test_location as loc;
 
     fn site(frames: &[(&str, u64)], live: u64) -> Site {
@@ -68,7 +87,7 @@ mod tests {
             site(&[], 4),
         ];
         let mut out = Vec::new();
-        write(&sites, &mut out).expect("write");
+        write(&sites.into_iter().collect(), &mut out).expect("write");
         let text = String::from_utf8(out).expect("utf-8");
         assert_eq!(
             text,

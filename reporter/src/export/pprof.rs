@@ -3,7 +3,7 @@
 //! alloc_objects and alloc_space (everything allocated over the run) and inuse_objects and
 //! inuse_space (live at the view's moment). Each distinct location is a Location with one Line.
 
-use super::Site;
+use super::Sites;
 use crate::report::locations::Location as Loc;
 use flate2::write::GzEncoder;
 use prost::Message;
@@ -109,7 +109,7 @@ pub const SAMPLE_TYPES: [(&str, &str); 4] = [
 ];
 
 /// Builds the profile of `sites`; `duration_nanos` is the capture's length.
-pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64, meta: &Meta) -> Profile {
+pub fn profile(sites: &Sites, time_nanos: i64, duration_nanos: i64, meta: &Meta) -> Profile {
     let mut b = Builder::default();
     b.string("");
     let labels: Vec<Label> = meta
@@ -129,12 +129,24 @@ pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64, meta: &Meta
         })
         .collect();
     let default_sample_type = b.string("inuse_space");
+    // Each node's location id once, however many stacks go through it.
+    let mut node_locations: Vec<Option<u64>> = vec![None; sites.paths.len()];
     let sample = sites
+        .list
         .iter()
         .enumerate()
         .filter(|(_, s)| s.allocated.count > 0 || s.live.count > 0)
         .map(|(i, s)| Sample {
-            location_id: s.frames.iter().rev().map(|l| b.location(l)).collect(),
+            location_id: sites
+                .paths
+                .node_path(s.node)
+                .into_iter()
+                .rev()
+                .filter_map(|n| {
+                    let l = sites.paths.location(n)?;
+                    Some(*node_locations[n].get_or_insert_with(|| b.location(l)))
+                })
+                .collect(),
             value: [
                 s.allocated.count,
                 s.allocated.bytes,
@@ -170,7 +182,7 @@ pub fn profile(sites: &[Site], time_nanos: i64, duration_nanos: i64, meta: &Meta
 
 /// Writes the gzipped profile.
 pub fn write(
-    sites: &[Site],
+    sites: &Sites,
     time_nanos: i64,
     duration_nanos: i64,
     meta: &Meta,
@@ -243,6 +255,7 @@ impl Builder {
 mod tests {
     use super::*;
     use crate::analysis::totals::Sum;
+    use crate::export::Site;
     use crate::report::locations::test_location as loc;
     use flate2::read::GzDecoder;
     use std::io::Read;
@@ -272,6 +285,7 @@ mod tests {
             },
         ];
         let mut gz = Vec::new();
+        let sites: Sites = sites.into_iter().collect();
         write(&sites, 1_000, 2_000_000, &Meta::default(), &mut gz).expect("write");
         let mut raw = Vec::new();
         GzDecoder::new(gz.as_slice())
@@ -328,7 +342,7 @@ mod tests {
             ],
             ..Meta::default()
         };
-        let p = profile(&sites, 0, 0, &meta);
+        let p = profile(&sites.into_iter().collect(), 0, 0, &meta);
         let s = |i: i64| p.string_table[i as usize].as_str();
         let labels: Vec<Vec<(&str, &str)>> = p
             .sample

@@ -1,9 +1,11 @@
 //! The allocation sites of a view: each stack (and thread, with `--threads`) with what it
 //! allocated over the run and what of it the view holds, its frames resolved outermost first.
 
-use super::Site;
+use super::{PathSite, Sites};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
+use crate::report::path_tree::ROOT;
+use crate::report::shown_paths::ShownPaths;
 use crate::report::view_tree::{thread_location, StackResolver};
 use crate::report::views::Selection;
 use std::collections::BTreeMap;
@@ -15,7 +17,7 @@ pub fn sites(
     selection: &Selection,
     resolver: &mut StackResolver<'_>,
     split_threads: bool,
-) -> Vec<Site> {
+) -> Sites {
     let kept = |t: u32| selection.threads.as_ref().is_none_or(|k| k.contains(&t));
     // (stack, thread when split) -> (allocated, live); ordered so equal captures give equal files.
     let mut by_key: BTreeMap<(u64, Option<u32>), (Sum, Sum)> = BTreeMap::new();
@@ -32,19 +34,19 @@ pub fn sites(
     for (&(stack, thread), &sum) in &selection.set.groups {
         by_key.entry(key(stack, thread)).or_default().1.merge(sum);
     }
-    by_key
-        .into_iter()
-        .map(|((stack, thread), (allocated, live))| {
-            let mut frames = Vec::new();
-            if let Some(t) = thread {
-                frames.push(thread_location(analysis, t));
-            }
-            frames.extend(resolver.outermost_first(stack).iter().cloned());
-            Site {
-                frames,
-                allocated,
-                live,
-            }
-        })
-        .collect()
+    let mut sites = Sites::default();
+    let mut paths = ShownPaths::new(resolver.tables());
+    for ((stack, thread), (allocated, live)) in by_key {
+        let base = match thread {
+            Some(t) => sites.paths.child(ROOT, &thread_location(analysis, t)),
+            None => ROOT,
+        };
+        let node = paths.node(stack, base, &mut sites.paths, &mut |id| resolver.frame(id));
+        sites.list.push(PathSite {
+            node,
+            allocated,
+            live,
+        });
+    }
+    sites
 }

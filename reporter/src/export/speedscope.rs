@@ -1,7 +1,7 @@
 //! speedscope's file format (https://www.speedscope.app/file-format-schema.json): one "sampled"
 //! profile in bytes, each stack a sample weighted by its live bytes, frames shared.
 
-use super::Site;
+use super::Sites;
 use crate::report::locations::Location;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -50,15 +50,15 @@ struct Profile {
 }
 
 /// Writes the sites' live bytes as one profile named `name` (the capture and its view).
-pub fn write(sites: &[Site], name: &str, out: &mut dyn Write) -> io::Result<()> {
+pub fn write(sites: &Sites, name: &str, out: &mut dyn Write) -> io::Result<()> {
     let mut frames: Vec<Frame> = Vec::new();
     let mut index: HashMap<&Location, usize> = HashMap::new();
     let mut samples = Vec::new();
     let mut weights = Vec::new();
-    for s in sites.iter().filter(|s| s.live.bytes > 0) {
-        let stack = s
-            .frames
-            .iter()
+    for s in sites.list.iter().filter(|s| s.live.bytes > 0) {
+        let stack = sites
+            .frames(s)
+            .into_iter()
             .map(|l| {
                 *index.entry(l).or_insert_with(|| {
                     frames.push(Frame {
@@ -98,6 +98,7 @@ pub fn write(sites: &[Site], name: &str, out: &mut dyn Write) -> io::Result<()> 
 mod tests {
     use super::*;
     use crate::analysis::totals::Sum;
+    use crate::export::Site;
     use crate::report::locations::test_location as loc;
     use serde_json::Value;
 
@@ -137,6 +138,7 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
+        let sites: Sites = sites.into_iter().collect();
         write(&sites, "peak of run.bin", &mut out).expect("write");
         let v: Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["$schema"], SCHEMA);

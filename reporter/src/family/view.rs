@@ -8,7 +8,7 @@ use super::combined::{self, Image};
 use super::{discover, Family};
 use crate::analysis::{self, Options};
 use crate::capture::Capture;
-use crate::export::{self, Site};
+use crate::export::{self, Sites};
 use crate::report::calltree::{CallTree, NodeId, ROOT};
 use crate::report::locations::Location;
 use crate::report::view_tree::StackResolver;
@@ -191,7 +191,7 @@ pub fn build(root: &Path, view: &ViewOptions) -> Result<Option<FamilyTree>, Stri
 
 /// A family's allocation sites for `export`: each site's outermost frame is its process.
 pub struct FamilySites {
-    pub sites: Vec<Site>,
+    pub sites: Sites,
     /// The process of each site (by index): (pid, command), for a format's labels.
     pub processes: Vec<(u32, String)>,
     /// The run's settings (labels, sampling, aggregation): the same in each of its processes.
@@ -216,7 +216,7 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
             resolver.symbolizer.warnings,
         )
     });
-    let mut sites = Vec::new();
+    let mut sites = Sites::default();
     let mut processes = Vec::new();
     // The children inherit the run's settings: the first image's.
     let settings = per_image
@@ -226,13 +226,14 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
     for (process, (list, _)) in per_image {
         let at = process_location(&c.family, process);
         let p = &c.family.processes[process];
-        for mut s in list {
-            s.frames.insert(0, at.clone());
-            sites.push(s);
-            processes.push((p.pid, p.command.clone()));
-        }
+        sites.graft(&at, &list);
+        processes.extend(std::iter::repeat_n(
+            (p.pid, p.command.clone()),
+            list.list.len(),
+        ));
     }
     let live = sites
+        .list
         .iter()
         .fold((0, 0), |(b, n), s| (b + s.live.bytes, n + s.live.count));
     let title = title(&c, view, live);

@@ -3,13 +3,11 @@
 //! the text tree, the terminal UI, the summary and the exports.
 
 use super::locations::Location;
-use hashbrown::HashMap;
+use super::path_tree::PathTree;
 
-/// A node's index in [`CallTree::nodes`]; the root is [`ROOT`].
-pub type NodeId = usize;
-
-/// The root: no location, the total of every allocation in the tree.
-pub const ROOT: NodeId = 0;
+/// A node's index in [`CallTree::nodes`]; the root ([`ROOT`]) has no location and the total
+/// of every allocation in the tree.
+pub use super::path_tree::{NodeId, ROOT};
 
 /// One node: a location reached through its parent's path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,47 +112,76 @@ impl CallTree {
 /// Adds stacks one by one, then sorts.
 #[derive(Default)]
 pub struct Builder {
-    tree: Option<CallTree>,
-    /// (parent, location) → child.
-    index: HashMap<(NodeId, Location), NodeId>,
+    paths: PathTree,
+    /// Each node's figures, by node id (nodes no stack reached yet may be missing).
+    sums: Vec<Sums>,
+}
+
+/// A node's figures while the tree is built.
+#[derive(Clone, Default)]
+struct Sums {
+    bytes: u64,
+    allocations: u64,
+    own_bytes: u64,
+    own_allocations: u64,
+    threads: Vec<u32>,
 }
 
 impl Builder {
     pub fn add(&mut self, s: &StackAllocations<'_>) {
-        let tree = self.tree.get_or_insert_with(CallTree::new);
-        let mut at = ROOT;
-        touch(&mut tree.nodes[ROOT], s);
-        for loc in s.frames {
-            let child = match self.index.get(&(at, loc.clone())) {
-                Some(&c) => c,
-                None => {
-                    let id = tree.nodes.len();
-                    let depth = tree.nodes[at].depth + 1;
-                    tree.nodes.push(Node {
-                        location: Some(loc.clone()),
-                        parent: Some(at),
-                        children: Vec::new(),
-                        bytes: 0,
-                        allocations: 0,
-                        own_bytes: 0,
-                        own_allocations: 0,
-                        threads: Vec::new(),
-                        depth,
-                    });
-                    tree.nodes[at].children.push(id);
-                    self.index.insert((at, loc.clone()), id);
-                    id
-                }
-            };
-            touch(&mut tree.nodes[child], s);
-            at = child;
+        let node = self.paths.descend(ROOT, s.frames);
+        self.add_at(node, s.bytes, s.allocations, s.thread);
+    }
+
+    /// The node of `at`'s path followed by `location`, made if new: a stack's path may be
+    /// built a location at a time (each stack on its parent's node) and its figures added
+    /// with [`Builder::add_at`]. A node made this way should get figures, or it stays in the
+    /// tree with none.
+    pub fn child(&mut self, at: NodeId, location: &Location) -> NodeId {
+        self.paths.child(at, location)
+    }
+
+    /// Adds allocations whose innermost location is `node`'s.
+    pub fn add_at(&mut self, node: NodeId, bytes: u64, allocations: u64, thread: u32) {
+        if self.sums.len() < self.paths.len() {
+            self.sums.resize(self.paths.len(), Sums::default());
         }
-        tree.nodes[at].own_bytes += s.bytes;
-        tree.nodes[at].own_allocations += s.allocations;
+        let mut at = Some(node);
+        while let Some(id) = at {
+            let n = &mut self.sums[id];
+            n.bytes += bytes;
+            n.allocations += allocations;
+            if n.threads.last() != Some(&thread) {
+                n.threads.push(thread);
+            }
+            at = self.paths.parent(id);
+        }
+        self.sums[node].own_bytes += bytes;
+        self.sums[node].own_allocations += allocations;
     }
 
     pub fn finish(self) -> CallTree {
-        let mut tree = self.tree.unwrap_or_default();
+        let Builder { paths, mut sums } = self;
+        sums.resize(paths.len(), Sums::default());
+        let mut tree = CallTree { nodes: Vec::new() };
+        for (id, ((parent, location), s)) in paths.into_nodes().into_iter().zip(sums).enumerate() {
+            let parent = (id != ROOT).then_some(parent);
+            let depth = parent.map_or(0, |p| tree.nodes[p].depth + 1);
+            if let Some(p) = parent {
+                tree.nodes[p].children.push(id);
+            }
+            tree.nodes.push(Node {
+                location,
+                parent,
+                children: Vec::new(),
+                bytes: s.bytes,
+                allocations: s.allocations,
+                own_bytes: s.own_bytes,
+                own_allocations: s.own_allocations,
+                threads: s.threads,
+                depth,
+            });
+        }
         let order: Vec<(u64, u64, String)> = tree
             .nodes
             .iter()
@@ -173,14 +200,6 @@ impl Builder {
             node.threads.dedup();
         }
         tree
-    }
-}
-
-fn touch(node: &mut Node, s: &StackAllocations<'_>) {
-    node.bytes += s.bytes;
-    node.allocations += s.allocations;
-    if node.threads.last() != Some(&s.thread) {
-        node.threads.push(s.thread);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::locations::Location;
 use crate::analysis::totals::Sum;
-use crate::export::Site;
+use crate::export::Sites;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -51,13 +51,17 @@ pub struct LocationChange {
 }
 
 /// The live sums of the sites by innermost location.
-pub fn by_location(sites: &[Site]) -> HashMap<Location, Sum> {
+pub fn by_location(sites: &Sites) -> HashMap<Location, Sum> {
     let mut m: HashMap<Location, Sum> = HashMap::new();
     for s in sites
+        .list
         .iter()
         .filter(|s| s.live.count > 0 || s.live.bytes > 0)
     {
-        let key = s.frames.last().cloned().unwrap_or_else(Location::unknown);
+        let key = sites
+            .innermost(s)
+            .cloned()
+            .unwrap_or_else(Location::unknown);
         m.entry(key).or_default().merge(s.live);
     }
     m

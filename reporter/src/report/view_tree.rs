@@ -1,8 +1,9 @@
 //! The call tree of a selection: each (stack, thread) group resolved to its locations,
 //! outermost first, and added to a [`CallTree`]; with `--threads`, under one node per thread.
 
-use super::calltree::{Builder, CallTree, StackAllocations};
+use super::calltree::{Builder, CallTree, ROOT};
 use super::locations::{self, Location};
+use super::shown_paths::ShownPaths;
 use super::views::{thread_label, Selection};
 use crate::analysis::tables::{Frame, FrameView, Tables};
 use crate::analysis::Analysis;
@@ -17,16 +18,15 @@ pub struct StackResolver<'a> {
     resolved: Resolved,
 }
 
-/// The frames and stacks a resolver resolved, which a later resolver over the same tables (or
-/// the same tables grown since) and the same modules may start from: the live view builds a
-/// tree at every refresh, and resolving its stacks again each time was most of a refresh's
-/// cost with thousands of stacks. Only resolutions that the tables' growth cannot change are
-/// kept: of frames that are there with their strings, and of stacks whose whole chain is.
+/// The frames a resolver resolved, which a later resolver over the same tables (or the same
+/// tables grown since) and the same modules may start from: the live view builds a tree at
+/// every refresh, and resolving its frames again each time was most of a refresh's cost with
+/// thousands of stacks. Only resolutions that the tables' growth cannot change are kept: of
+/// frames that are there with their strings.
 #[derive(Debug, Default)]
 pub struct Resolved {
     /// A frame's locations, innermost first (more than one where functions were inlined).
     frames: HashMap<u64, Rc<[Location]>>,
-    stacks: HashMap<u64, Rc<[Location]>>,
 }
 
 impl<'a> StackResolver<'a> {
@@ -47,33 +47,32 @@ impl<'a> StackResolver<'a> {
         }
     }
 
+    /// The tables it resolves frames of.
+    pub fn tables(&self) -> &'a Tables {
+        self.tables
+    }
+
     /// The symbolizer back, and what was resolved.
     pub fn into_parts(self) -> (Symbolizer, Resolved) {
         (self.symbolizer, self.resolved)
     }
 
+    /// A frame's locations, innermost first (more than one where functions were inlined).
+    pub fn frame(&mut self, id: u64) -> Rc<[Location]> {
+        if let Some(l) = self.resolved.frames.get(&id) {
+            return l.clone();
+        }
+        let l = frame_locations(self.tables, id, &mut self.symbolizer);
+        if self.tables.frame_known(id) {
+            self.resolved.frames.insert(id, l.clone());
+        }
+        l
+    }
+
     /// The locations of a stack, outermost first; `<unknown>` alone for an unknown stack.
-    pub fn outermost_first(&mut self, stack: u64) -> Rc<[Location]> {
-        if let Some(s) = self.resolved.stacks.get(&stack) {
-            return s.clone();
-        }
+    pub fn outermost_first(&mut self, stack: u64) -> Vec<Location> {
         let tables = self.tables;
-        let (symbolizer, frames) = (&mut self.symbolizer, &mut self.resolved.frames);
-        let (locs, known) = shown_locations_known(tables, stack, &mut |id| {
-            if let Some(l) = frames.get(&id) {
-                return l.clone();
-            }
-            let l = frame_locations(tables, id, symbolizer);
-            if tables.frame_known(id) {
-                frames.insert(id, l.clone());
-            }
-            l
-        });
-        let locs: Rc<[Location]> = locs.into();
-        if known {
-            self.resolved.stacks.insert(stack, locs.clone());
-        }
-        locs
+        shown_locations(tables, stack, &mut |id| self.frame(id))
     }
 }
 
@@ -93,24 +92,13 @@ pub fn shown_locations(
     stack: u64,
     frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
 ) -> Vec<Location> {
-    shown_locations_known(tables, stack, frame).0
-}
-
-/// [`shown_locations`], and whether the stack's whole chain and every frame on it (with its
-/// strings) are in the tables, so that the locations cannot change as the tables grow.
-fn shown_locations_known(
-    tables: &Tables,
-    stack: u64,
-    frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
-) -> (Vec<Location>, bool) {
-    let (ids, whole) = tables.stack_frame_ids_whole(stack);
+    let (ids, _) = tables.stack_frame_ids_whole(stack);
     let mut locs: Vec<Location> = Vec::with_capacity(ids.len().max(1));
     let kinds: Vec<Option<Frame>> = ids
         .iter()
         .rev()
         .map(|id| tables.frames.get(id).copied())
         .collect();
-    let known = whole && kinds.iter().all(|&k| tables.frame_whole(k));
     let is_python = |k: &Option<Frame>| matches!(k, Some(Frame::Python { .. }));
     let any_python = kinds.iter().any(is_python);
     let any_native = kinds.iter().any(|k| matches!(k, Some(Frame::Native(_))));
@@ -143,7 +131,7 @@ fn shown_locations_known(
     if locs.is_empty() {
         locs.push(Location::unknown());
     }
-    (locs, known)
+    locs
 }
 
 /// The location standing for a thread in a tree split by thread.
@@ -171,24 +159,18 @@ pub fn build(
     // A stable order, so that equal trees come out of equal captures.
     groups.sort_unstable_by_key(|(&k, _)| k);
     let mut builder = Builder::default();
-    let mut path: Vec<Location> = Vec::new();
+    let mut paths = ShownPaths::new(resolver.tables());
     for (&(stack, thread), sum) in groups {
-        let frames = resolver.outermost_first(stack);
-        path.clear();
-        if split_threads {
-            path.push(thread_location(analysis, thread));
-        }
-        path.extend(frames.iter().cloned());
+        let base = match split_threads {
+            true => builder.child(ROOT, &thread_location(analysis, thread)),
+            false => ROOT,
+        };
+        let node = paths.node(stack, base, &mut builder, &mut |id| resolver.frame(id));
         let serial = analysis
             .threads
             .get(thread as usize)
             .map_or(thread, |t| t.serial);
-        builder.add(&StackAllocations {
-            frames: &path,
-            bytes: sum.bytes,
-            allocations: sum.count,
-            thread: serial,
-        });
+        builder.add_at(node, sum.bytes, sum.count, serial);
     }
     builder.finish()
 }
@@ -241,8 +223,7 @@ mod tests {
             "stack 3 is not known yet"
         );
         let (symbolizer, resolved) = first.into_parts();
-        // Neither stack (chains cut short) nor frame 20 (its file name missing) is kept.
-        assert_eq!(resolved.stacks.len(), 0);
+        // Frame 20 (its file name missing) is not kept.
         assert_eq!(resolved.frames.keys().copied().collect::<Vec<_>>(), [10]);
         // The tables grow: the next resolver resolves both stacks whole.
         tables.strings.insert(103, b"lib.py"[..].into());
@@ -256,10 +237,13 @@ mod tests {
         let other: Vec<_> = second.outermost_first(4).iter().map(|l| l.line).collect();
         assert_eq!(other, [Some(7), Some(5)]);
         let (_, resolved) = second.into_parts();
-        // Now whole, they are kept, and a third resolver hands out the same locations.
-        assert_eq!(resolved.stacks.len(), 2);
+        // Now whole, both frames are kept, and a third resolver hands out the same locations.
+        let mut kept: Vec<u64> = resolved.frames.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [10, 20]);
+        let kept_20 = resolved.frames[&20].clone();
         let symbolizer = Symbolizer::new(ModuleMap::new(Vec::new(), b""));
         let mut third = StackResolver::with(&tables, symbolizer, resolved);
-        assert!(Rc::ptr_eq(&third.outermost_first(2), &whole));
+        assert!(Rc::ptr_eq(&third.frame(20), &kept_20));
     }
 }

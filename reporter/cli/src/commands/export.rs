@@ -3,7 +3,7 @@
 
 use crate::view_args::{self, ViewArgs};
 use clap::{Args, ValueEnum};
-use memtrace_reporter::export::{self, Site};
+use memtrace_reporter::export::{self, Sites};
 use memtrace_reporter::report::view_tree::StackResolver;
 use memtrace_reporter::report::views;
 use memtrace_reporter::report::visible::{Style, Visible};
@@ -178,7 +178,7 @@ fn data_style(format: Format, terminal: bool) -> Option<Style> {
 
 fn write(
     format: Format,
-    sites: &[Site],
+    sites: &Sites,
     name: &str,
     duration_ns: i64,
     meta: &export::pprof::Meta,
