@@ -15,7 +15,7 @@ use super::calltree::Builder;
 use super::locations::Location;
 use super::path_tree::{NodeId, PathTree};
 use crate::analysis::tables::{Frame, FrameView, Tables, MAX_DEPTH};
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 use std::rc::Rc;
 
 /// Where paths are built: `child(at, location)` is the node of `at`'s path followed by
@@ -58,6 +58,17 @@ impl Sink<'_, '_> {
 struct Reach {
     node: NodeId,
     held: Option<u64>,
+    /// Stacks on the chain, this one included (0 when not remembered).
+    depth: usize,
+}
+
+/// Where every path starts: `base`, nothing held.
+fn start(base: NodeId) -> Reach {
+    Reach {
+        node: base,
+        held: None,
+        depth: 0,
+    }
 }
 
 /// What a stack's chain holds: whether a Python frame, whether a native one.
@@ -73,8 +84,8 @@ struct Kinds {
 enum ChainEnd<T> {
     /// At a stack already known (its value), or at the top: stack 0 or one not in the table.
     Known(Option<T>),
-    /// Cut short: at a stack seen before on the chain (a damaged table) or after
-    /// [`MAX_DEPTH`] stacks. Its stacks' paths are not remembered: each is its own walk.
+    /// Cut short after [`MAX_DEPTH`] stacks (a deep stack, or a cycle in a damaged table).
+    /// Its stacks' paths are not remembered: each is its own walk.
     Cut,
 }
 
@@ -86,7 +97,6 @@ pub struct ShownPaths<'t> {
     reached: HashMap<(u64, NodeId, bool), Reach>,
     /// The stacks walked up from a stack, innermost first (kept to reuse its memory).
     chain: Vec<u64>,
-    seen: HashSet<u64>,
 }
 
 impl<'t> ShownPaths<'t> {
@@ -96,7 +106,6 @@ impl<'t> ShownPaths<'t> {
             kinds: HashMap::new(),
             reached: HashMap::new(),
             chain: Vec::new(),
-            seen: HashSet::new(),
         }
     }
 
@@ -110,15 +119,14 @@ impl<'t> ShownPaths<'t> {
         frame: &mut dyn FnMut(u64) -> Rc<[Location]>,
     ) -> NodeId {
         let sink = &mut Sink { paths, frame };
-        let reach = match self.stack_kinds(stack) {
-            Some(kinds) => {
-                let filtered = match self.tables.frame_view {
-                    FrameView::PythonOnly => kinds.python,
-                    FrameView::NativeOnly => kinds.native,
-                    FrameView::Merged => false,
-                };
-                self.reach(stack, base, filtered, sink)
-            }
+        // Whether the frames of the other kind are left out depends on the whole chain.
+        let filtered = match self.tables.frame_view {
+            FrameView::Merged => Some(false),
+            FrameView::PythonOnly => self.stack_kinds(stack).map(|k| k.python),
+            FrameView::NativeOnly => self.stack_kinds(stack).map(|k| k.native),
+        };
+        let reach = match filtered {
+            Some(filtered) => self.reach(stack, base, filtered, sink),
             None => self.reach_unremembered(stack, base, sink),
         };
         let mut node = reach.node;
@@ -139,7 +147,6 @@ impl<'t> ShownPaths<'t> {
         known: impl Fn(&Self, u64) -> Option<T>,
     ) -> ChainEnd<T> {
         self.chain.clear();
-        self.seen.clear();
         let mut id = stack;
         loop {
             if id == 0 {
@@ -148,7 +155,7 @@ impl<'t> ShownPaths<'t> {
             if let Some(v) = known(self, id) {
                 return ChainEnd::Known(Some(v));
             }
-            if self.chain.len() >= MAX_DEPTH || !self.seen.insert(id) {
+            if self.chain.len() >= MAX_DEPTH {
                 return ChainEnd::Cut;
             }
             let Some(&(parent, _)) = self.tables.stacks.get(&id) else {
@@ -186,19 +193,19 @@ impl<'t> ShownPaths<'t> {
     /// Where `stack`'s path reaches (its chain known whole), remembered for it and the stacks
     /// above it.
     fn reach(&mut self, stack: u64, base: NodeId, filtered: bool, sink: &mut Sink) -> Reach {
-        let start = match self.walk(stack, |s, id| s.reached.get(&(id, base, filtered)).copied()) {
-            ChainEnd::Known(r) => r.unwrap_or(Reach {
-                node: base,
-                held: None,
-            }),
-            // The kinds' walk went through; a cut here would be a table changed between.
+        let above = match self.walk(stack, |s, id| s.reached.get(&(id, base, filtered)).copied()) {
+            ChainEnd::Known(r) => r.unwrap_or(start(base)),
             ChainEnd::Cut => return self.reach_unremembered(stack, base, sink),
         };
+        if self.chain.len() + above.depth > MAX_DEPTH {
+            return self.reach_unremembered(stack, base, sink);
+        }
         let chain = std::mem::take(&mut self.chain);
-        let mut reach = start;
+        let mut reach = above;
         for &id in chain.iter().rev() {
             let frame = self.tables.stacks.get(&id).map_or(0, |&(_, f)| f);
             reach = self.step(reach, frame, filtered, sink);
+            reach.depth += 1;
             self.reached.insert((id, base, filtered), reach);
         }
         self.chain = chain;
@@ -220,11 +227,7 @@ impl<'t> ShownPaths<'t> {
             FrameView::NativeOnly => kinds.iter().any(|k| matches!(k, Some(Frame::Native(_)))),
             FrameView::Merged => false,
         };
-        let start = Reach {
-            node: base,
-            held: None,
-        };
-        ids.iter().rev().fold(start, |reach, &frame| {
+        ids.iter().rev().fold(start(base), |reach, &frame| {
             self.step(reach, frame, filtered, sink)
         })
     }
@@ -247,7 +250,11 @@ impl<'t> ShownPaths<'t> {
         }
         let locations = sink.frame(frame);
         if locations.is_empty() {
-            return Reach { node, held: None };
+            return Reach {
+                node,
+                held: None,
+                ..reach
+            };
         }
         let eval_loop = view == FrameView::Merged
             && !python
@@ -260,11 +267,13 @@ impl<'t> ShownPaths<'t> {
             return Reach {
                 node,
                 held: Some(frame),
+                ..reach
             };
         }
         Reach {
             node: descend(node, &locations, sink),
             held: None,
+            ..reach
         }
     }
 }
