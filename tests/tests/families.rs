@@ -854,6 +854,93 @@ subprocess.run([\"true\"], check=True)
     assert!(!err.contains("not tracked"), "{err}");
 }
 
+/// `memtrace stats FILE [--pid PID]` as text: (exit code, stdout, stderr).
+fn stats_text(capture: &Path, pid: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.arg("stats").arg(capture);
+    if let Some(pid) = pid {
+        cmd.args(["--pid", pid]);
+    }
+    let out = cmd.output().expect("memtrace stats runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn a_followed_child_without_its_capture_is_not_called_untracked() {
+    // A forked child always writes its capture under --follow-fork: one missing (removed, or
+    // never written) is named, with its path. A subprocess child's may be missing by design
+    // (its exec failed, a static program): no warning. Neither reads "not tracked".
+    let dir = scratch("family-missing");
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import os, subprocess, sys
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+subprocess.run([sys.executable, \"-c\", \"pass\"], check=True)
+",
+    );
+    let capture = run_family(python(), &dir, &main, &[]);
+    let s = stats(&capture);
+    let procs = s["processes"].as_array().expect("processes").clone();
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    let (forked, spawned) = (num(&procs[1], "pid"), num(&procs[2], "pid"));
+    for p in [forked, spawned] {
+        let child = memtrace_e2e_child(&capture, p);
+        std::fs::remove_file(&child).expect("the child's capture");
+    }
+    let (code, out, err) = stats_text(&capture, None);
+    assert_eq!(code, Some(0), "{err}");
+    let missing = memtrace_e2e_child(&capture, forked);
+    let warning = format!(
+        "memtrace: warning: process {forked} has no capture: {} was not written",
+        missing.display()
+    );
+    assert!(err.contains(&warning), "{err}");
+    assert!(!err.contains(&format!("process {spawned} ")), "{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains("(no capture)")).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(
+        !out.contains("not tracked") && !err.contains("--follow-fork"),
+        "{out}{err}"
+    );
+    let (code, _, err) = stats_text(&capture, Some(&spawned.to_string()));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "process {spawned} has no capture: the program it ran was not tracked"
+        )),
+        "{err}"
+    );
+    // Without --follow-fork, the children were not tracked: that and how to track them.
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(python())
+        .arg(&main);
+    let out = output(cmd, &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let s = stats(&capture);
+    let forked = num(&s["processes"][1], "pid").to_string();
+    let (code, out, err) = stats_text(&capture, None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("(not tracked)").count(), 2, "{out}");
+    assert!(!err.contains("has no capture"), "{err}");
+    let (code, _, err) = stats_text(&capture, Some(&forked));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "process {forked} was not tracked (run with --follow-fork"
+        )),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_forked_child_that_execs_python_is_tracked_as_python() {
     // os.fork, then os.execv of the interpreter: the child's second image is a Python run, and

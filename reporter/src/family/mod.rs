@@ -33,6 +33,9 @@ pub struct Process {
     pub start_realtime_ns: u64,
     /// Its captures, one per image, in order; empty when it was not tracked (no --follow-fork).
     pub captures: Vec<PathBuf>,
+    /// How its parent started it (`memtrace_format::family::how`); None when no child record
+    /// names it (the root, a child libc started).
+    pub how: Option<u64>,
 }
 
 impl Process {
@@ -62,6 +65,8 @@ fn short_command(command: &str) -> String {
 pub struct Family {
     pub root: PathBuf,
     pub processes: Vec<Process>,
+    /// The run followed children (--follow-fork): a child without a capture was to have one.
+    pub followed: bool,
 }
 
 impl Family {
@@ -73,6 +78,25 @@ impl Family {
     /// More than the root process.
     pub fn has_children(&self) -> bool {
         self.processes.len() > 1
+    }
+
+    /// Why process `p`, which has no capture, has none: what a report says after "process
+    /// PID ".
+    pub fn no_capture_reason(&self, p: &Process) -> String {
+        if !self.followed {
+            return "was not tracked (run with --follow-fork to track children)".to_string();
+        }
+        let path = child_capture(&self.root, p.pid);
+        match p.how {
+            Some(memtrace_format::family::how::FORK) => format!(
+                "has no capture: {} was not written (see what memtrace said during the run) or was removed",
+                path.display()
+            ),
+            _ => format!(
+                "has no capture: the program it ran was not tracked (its exec failed, or it cannot be, as a static program) or {} was removed",
+                path.display()
+            ),
+        }
     }
 }
 
@@ -103,6 +127,7 @@ pub fn discover_read(
         command: String::new(),
         start_realtime_ns: header.start_realtime_ns,
         captures: Vec::new(),
+        how: None,
     }];
     let mut by_pid: BTreeMap<u32, usize> = BTreeMap::from([(processes[0].pid, 0)]);
     let mut queue = VecDeque::from([(0usize, root.to_path_buf())]);
@@ -150,6 +175,7 @@ pub fn discover_read(
                 command,
                 start_realtime_ns: r.start_realtime_ns,
                 captures: Vec::new(),
+                how: Some(r.how),
             });
             let path = child_capture(root, r.pid);
             if path.is_file() {
@@ -169,6 +195,7 @@ pub fn discover_read(
                     command: c.argv().join(" "),
                     start_realtime_ns: c.header.start_realtime_ns,
                     captures: Vec::new(),
+                    how: None,
                 });
                 queue.push_back((processes.len() - 1, path));
             }
@@ -177,6 +204,7 @@ pub fn discover_read(
     Ok(Family {
         root: root.to_path_buf(),
         processes,
+        followed: header.options & memtrace_format::options::FOLLOW_FORK != 0,
     })
 }
 

@@ -57,6 +57,9 @@ pub struct FamilyReport {
     /// Problems reading the children's captures (the root's are the report's own).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// The run followed children: one without a capture was to have one.
+    #[serde(skip)]
+    pub followed: bool,
 }
 
 /// The family report of the capture at `root`; None when it has no children.
@@ -114,6 +117,14 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
         .collect();
     rows = tree_order(rows);
     let mut warnings = Vec::new();
+    // A forked child of a followed run always writes a capture (an exec'd one may not: its
+    // exec can fail, its program be static).
+    let fork = Some(memtrace_format::family::how::FORK);
+    for p in &family.processes {
+        if family.followed && !p.tracked() && p.how == fork {
+            warnings.push(format!("process {} {}", p.pid, family.no_capture_reason(p)));
+        }
+    }
     for im in images.iter().filter(|im| im.process != 0) {
         if let Some(e) = &im.error {
             warnings.push(format!("{}: {e}", im.path.display()));
@@ -135,6 +146,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
             })
             .collect(),
         warnings,
+        followed: family.followed,
     }
 }
 
@@ -185,7 +197,9 @@ pub fn render(r: &FamilyReport, out: &mut impl Write) -> io::Result<()> {
     for p in &r.processes {
         let pid = format!("{}{}", "  ".repeat(p.depth), p.pid);
         let mut command = p.command.clone();
-        if !p.tracked {
+        if !p.tracked && r.followed {
+            command.push_str("  (no capture)");
+        } else if !p.tracked {
             command.push_str("  (not tracked)");
         } else if !p.complete {
             command.push_str("  (incomplete)");

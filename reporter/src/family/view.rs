@@ -35,9 +35,7 @@ pub fn capture_of(root: &Path, pid: u32) -> Result<PathBuf, String> {
     let family = discover(root)?;
     match family.process(pid) {
         Some(p) if p.tracked() => Ok(p.captures[0].clone()),
-        Some(_) => Err(format!(
-            "process {pid} was not tracked (run with --follow-fork to track children)"
-        )),
+        Some(p) => Err(format!("process {pid} {}", family.no_capture_reason(p))),
         None => {
             let pids: Vec<String> = family.processes.iter().map(|p| p.pid.to_string()).collect();
             Err(format!(
