@@ -94,3 +94,48 @@ fn a_missing_capture_is_a_one_line_error() {
     assert!(err.starts_with("memtrace: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_native_capture_is_compared_with_a_plain_one_by_its_python_frames() {
+    // Innermost, a --native capture has the C function that allocated, a plain one the Python
+    // line: compared as they are, every location of one would be missing from the other.
+    let (dir, base, _) = runs("diff-native");
+    let native = dir.join("native2.bin");
+    let script = dir.join("twice.py");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--native", "-o"])
+        .arg(&native)
+        .arg("--python")
+        .arg(memtrace_e2e::python::python())
+        .arg(&script)
+        .arg("2")
+        .env("PYTHONHASHSEED", "0")
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    for (b, n, with, without) in [
+        (&base, &native, "NEW", "BASE"),
+        (&native, &base, "BASE", "NEW"),
+    ] {
+        let out = diff(&["--json"], b, n);
+        assert!(out.status.success(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let note = format!("memtrace: {with} has native stacks and {without} has not: locations are compared by their Python frames (as with --python-only)");
+        assert!(err.contains(&note), "{err}");
+        let d: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let rows = d["locations"].as_array().expect("locations");
+        let block = format!("block at {}:5", script.display());
+        let row = rows
+            .iter()
+            .find(|r| r["location"] == block)
+            .unwrap_or_else(|| panic!("no row for block: {d}"));
+        let (from, to) = if with == "NEW" { (1, 2) } else { (2, 1) };
+        assert_eq!(num(&row["bytes"], "base"), from * BLOCK, "{row}");
+        assert_eq!(num(&row["bytes"], "new"), to * BLOCK, "{row}");
+        // No C function holds the blocks.
+        assert_eq!(d["locations"][0]["location"], row["location"], "{d}");
+    }
+    // Frames chosen by the user are kept as chosen, with nothing to say.
+    let out = diff(&["--json", "--native-only"], &base, &native);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("compared by their Python frames"));
+}

@@ -4,14 +4,18 @@
 use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_format::options;
+use memtrace_reporter::analysis::tables::{Frame, FrameView};
 use memtrace_reporter::analysis::totals::Sum;
+use memtrace_reporter::analysis::Analysis;
+use memtrace_reporter::capture::Capture;
 use memtrace_reporter::export::sites;
 use memtrace_reporter::report::diff::{self, Change, LocationChange};
 use memtrace_reporter::report::human::{count, signed_size, size};
 use memtrace_reporter::report::locations::Location;
 use memtrace_reporter::report::paint::{self, paint, Styled, BOLD, GREEN, RED, STRONG};
 use memtrace_reporter::report::view_tree::StackResolver;
-use memtrace_reporter::report::views::{self, ViewOptions};
+use memtrace_reporter::report::views::{self, Selection, ViewOptions};
 use memtrace_reporter::symbols::modules::ModuleMap;
 use memtrace_reporter::symbols::Symbolizer;
 use serde::Serialize;
@@ -62,24 +66,76 @@ struct Side {
     locations: HashMap<Location, Sum>,
 }
 
-fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
-    let (capture, analysis) = view_args::load(path, opts)?;
-    let selection = views::select(&analysis, opts)?;
-    let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
-    let mut resolver = StackResolver::new(&analysis.tables, Symbolizer::new(map));
-    let sites = sites::sites(&analysis, &selection, &mut resolver, false);
-    let mut all = analysis.warnings.clone();
-    all.append(&mut resolver.symbolizer.warnings);
-    view_args::warn(&all);
-    Ok(Side {
-        peak: Sum {
-            count: analysis.replay.peak.allocations,
-            bytes: analysis.replay.peak.bytes,
-        },
-        total: analysis.totals.allocs,
-        view: selection.total,
-        locations: diff::by_location(&sites),
-    })
+/// A capture read, its view selected.
+struct Loaded {
+    capture: Capture,
+    analysis: Analysis,
+    selection: Selection,
+}
+
+impl Loaded {
+    fn read(path: &Path, opts: &ViewOptions) -> Result<Loaded, String> {
+        let (capture, analysis) = view_args::load(path, opts)?;
+        let selection = views::select(&analysis, opts)?;
+        Ok(Loaded {
+            capture,
+            analysis,
+            selection,
+        })
+    }
+
+    fn native(&self) -> bool {
+        self.capture.header.options & options::NATIVE != 0
+    }
+
+    fn has_python_frames(&self) -> bool {
+        let frames = &self.analysis.tables.frames;
+        frames.values().any(|f| matches!(f, Frame::Python { .. }))
+    }
+
+    /// What the diff reads of it.
+    fn side(mut self) -> Side {
+        let map = ModuleMap::new(
+            self.analysis.tables.modules.clone(),
+            &self.capture.header.exe,
+        );
+        let mut resolver = StackResolver::new(&self.analysis.tables, Symbolizer::new(map));
+        let sites = sites::sites(&self.analysis, &self.selection, &mut resolver, false);
+        let mut all = std::mem::take(&mut self.analysis.warnings);
+        all.append(&mut resolver.symbolizer.warnings);
+        view_args::warn(&all);
+        Side {
+            peak: Sum {
+                count: self.analysis.replay.peak.allocations,
+                bytes: self.analysis.replay.peak.bytes,
+            },
+            total: self.analysis.totals.allocs,
+            view: self.selection.total,
+            locations: diff::by_location(&sites),
+        }
+    }
+}
+
+/// Two captures of a Python program of which one has native stacks and the other not: their
+/// innermost locations differ (the C function that allocated, the Python line) and would match
+/// nowhere; they are compared by their Python frames (as with --python-only) unless the user
+/// chose the frames. (A native program's innermost location is its caller's either way.)
+fn match_frames(base: &mut Loaded, new: &mut Loaded, opts: &ViewOptions) {
+    if base.native() == new.native() || opts.frame_view != FrameView::Merged {
+        return;
+    }
+    if !(base.has_python_frames() && new.has_python_frames()) {
+        return;
+    }
+    let (with, without) = match base.native() {
+        true => ("BASE", "NEW"),
+        false => ("NEW", "BASE"),
+    };
+    base.analysis.tables.frame_view = FrameView::PythonOnly;
+    new.analysis.tables.frame_view = FrameView::PythonOnly;
+    crate::say!(
+        "memtrace: {with} has native stacks and {without} has not: locations are compared by their Python frames (as with --python-only)"
+    );
 }
 
 #[derive(Serialize)]
@@ -99,8 +155,10 @@ struct JsonDiff {
 /// Runs `memtrace diff`.
 pub fn execute(args: DiffArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let base = side(&args.view.capture(&args.base)?, &opts)?;
-    let new = side(&args.view.capture(&args.new)?, &opts)?;
+    let mut base = Loaded::read(&args.view.capture(&args.base)?, &opts)?;
+    let mut new = Loaded::read(&args.view.capture(&args.new)?, &opts)?;
+    match_frames(&mut base, &mut new, &opts);
+    let (base, new) = (base.side(), new.side());
     let d = JsonDiff {
         base: args.base.display().to_string(),
         new: args.new.display().to_string(),
