@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 #[command(after_help = "\
 A location is the innermost frame of a stack (`function at file:line`), matched between the
 captures by that name, so two runs of the same program compare even when their addresses
-differ. Changes are NEW minus BASE, in percent of BASE.
+differ; a --native capture and a plain one of a Python program are compared by their Python
+frames. Changes are NEW minus BASE, in percent of BASE.
 
 Examples:
   memtrace diff before.bin after.bin          peak, totals, the 20 largest changes at the peak
