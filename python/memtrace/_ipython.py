@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
+import linecache
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,9 @@ class MemtraceMagics(Magics):
     @argument("--leaks", action="store_true", help="report what the cell left live, not its peak")
     @argument("--no-html", action="store_true", help="do not write the HTML report")
     @cell_magic
-    def memtrace(self, line: str, cell: str) -> None:
-        """Runs the cell under memtrace and reports its peak memory and top lines."""
+    def memtrace(self, line: str, cell: str) -> Any:
+        """Runs the cell under memtrace and reports its peak memory and top lines; the value
+        of its last expression is the cell's, as without the magic."""
         args = parse_argstring(self.memtrace, line)
         if args.top < 0:
             raise UsageError(f"%%memtrace: -n takes a number of lines, 0 or more (not {args.top})")
@@ -52,15 +55,44 @@ class MemtraceMagics(Magics):
         while capture.exists():
             number = next(_cells)
             capture = results / f"cell-{number}.bin"
-        code = compile(cell, CELL_FILE, "exec")
+        code, last = self._compile(cell)
+        value = None
         # A cell that raises is reported too (what it allocated until then), then raises.
         try:
             with Tracker(capture, native=args.native):
                 exec(code, self.shell.user_ns)  # noqa: S102 (running the user's cell is the point)
+                if last is not None:
+                    value = eval(last, self.shell.user_ns)  # noqa: S307 (the cell's last line)
         finally:
             # No capture when tracking could not start (another Tracker runs): its error alone.
             if capture.exists():
                 report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
+        return value
+
+    def _compile(self, cell: str) -> tuple[Any, Any]:
+        """The cell as IPython runs it (its `!command` and `%magic` lines made Python first, as
+        `%%time` does): its code, and its last expression's apart (None when it ends with a
+        statement). Its source is put where tracebacks look for it."""
+        source = self.shell.transform_cell(cell)
+        # IPython drops a cell's leading blank lines: put them back, so that a line's number
+        # is the one it has in the cell as written.
+        dropped = _leading_blank_lines(cell) - _leading_blank_lines(source)
+        source = "\n" * max(dropped, 0) + source
+        tree = ast.parse(source, CELL_FILE)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = compile(ast.Expression(tree.body.pop().value), CELL_FILE, "eval")
+        linecache.cache[CELL_FILE] = (len(source), None, source.splitlines(True), CELL_FILE)
+        return compile(tree, CELL_FILE, "exec"), last
+
+
+def _leading_blank_lines(text: str) -> int:
+    n = 0
+    for line in text.splitlines():
+        if line.strip():
+            break
+        n += 1
+    return n
 
 
 def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:

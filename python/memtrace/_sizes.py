@@ -32,6 +32,8 @@ def parse_size(size: str | int | float) -> int:
             f"not a size: {size!r} (write it as a number of bytes or with a unit, e.g. '24 MB')"
         )
     if isinstance(size, (int, float)):
+        if size != size or size in (float("inf"), float("-inf")):
+            raise ValueError(f"not a size: {size!r} (a size is a finite number of bytes)")
         if size < 0:
             raise ValueError(f"a size cannot be negative: {size!r}")
         return int(size)

@@ -115,6 +115,8 @@ class Tracker:
         #: The process that started tracking (a forked child's exit leaves it alone).
         self._pid = 0
         self._saved_env: dict[str, str | None] = {}
+        #: What start put into the environment, and what was there before.
+        self._passed_on: tuple[dict[str, str], dict[str, str | None]] = ({}, {})
         self.allocated_bytes: int | None = None
 
     def start(self) -> None:
@@ -157,7 +159,6 @@ class Tracker:
         if not self._active:
             raise RuntimeError("this Tracker is not tracking")
         self._active = False
-        atexit.unregister(self._stop_at_exit)
         module = _tracker_module()
         # Tracking ends and the capture is finished even when the types walk fails (its error
         # still reaches the caller): a tracker left on would go on hooking the program.
@@ -173,7 +174,8 @@ class Tracker:
             if hasattr(module, "allocated_bytes"):
                 self.allocated_bytes = module.allocated_bytes()
         finally:
-            # After recording stops, as at start.
+            # After recording stops, as at start (what they allocate is not the program's).
+            atexit.unregister(self._stop_at_exit)
             self._restore_env()
 
     def _pass_on(self, module: ModuleType) -> None:
@@ -191,6 +193,7 @@ class Tracker:
             # As memtrace run --aggregate: an aggregated capture has no object types.
             wanted["MEMTRACE_OBJECT_TYPES"] = "0"
         self._saved_env = {name: os.environ.get(name) for name in wanted}
+        self._passed_on = (wanted, dict(self._saved_env))
         os.environ.update(wanted)
 
     def _restore_env(self) -> None:
@@ -200,6 +203,22 @@ class Tracker:
             else:
                 os.environ[name] = value
         self._saved_env = {}
+
+    def _forget_environment(self) -> None:
+        """After ``stop``: takes the variables ``start`` set out of the environment again where
+        something put them back since (a test's ``monkeypatch`` restores at its teardown the
+        values it saw during the test: the tracker's), so that no later program gets the
+        tracker of a finished capture."""
+        if self._active:
+            return
+        wanted, original = self._passed_on
+        for name, value in wanted.items():
+            if os.environ.get(name) != value:
+                continue
+            if original.get(name) is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = original[name]  # type: ignore[assignment]
 
     def __enter__(self) -> Tracker:
         self.start()

@@ -8,7 +8,12 @@ Each test runs under ``memtrace.Tracker``; its capture is read back with ``FileR
 - ``@pytest.mark.limit_leaks("1 MB")`` fails a test that leaves more than that live at its end,
   naming the top leaking lines and the types of the objects it leaked, with their counts and
   the lines that allocated them;
-- ``--memtrace-bin-dir DIR`` keeps each test's capture (``DIR/<test id>.bin``).
+- ``--memtrace-bin-dir DIR`` keeps each test's capture (``DIR/<test id>.bin``, with a hash of
+  the id when it has characters a file name cannot keep).
+
+What is tracked is the test function's call (a plain Python test; the whole call phase for
+other items): not pytest's work around it, whose objects are still live when the call phase
+ends (the test's own leaks are what it leaves live when it returns).
 
 A test without ``limit_leaks`` is tracked into an aggregated capture (``Tracker(aggregate=True)``:
 sums per stack, no event stream): its peak, the peak's lines and its children's combined peak are
@@ -23,7 +28,10 @@ reads them; KiB, MiB, GiB too).
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import heapq
+import inspect
 import os
 import re
 import shutil
@@ -83,7 +91,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--memtrace-bin-dir",
         metavar="DIR",
         default=None,
-        help="keep each test's capture in DIR (DIR/<test id>.bin); kept captures are full "
+        help="keep each test's capture in DIR (DIR/<test id>.bin: :: made _, and a hash of "
+        "the id after it when it has other characters than letters, digits and _.-); "
+        "kept captures are full "
         "ones (every report works on them), which costs more than the aggregated ones used "
         "without this option",
     )
@@ -149,8 +159,66 @@ def _may_have_family(children: list[Path]) -> bool:
     return not hasattr(module, "child_records") or bool(module.child_records()) or bool(children)
 
 
-def _file_name(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:200] or "test"
+def _file_name(nodeid: str, taken: bool = False) -> str:
+    """The capture's name for a test: its id with ``::`` made ``_``; when it has other
+    characters than ``[A-Za-z0-9_.-]`` (made ``_`` too), is longer than 200 characters, or its
+    name is `taken` by another test of the session, a hash of the id follows, so that two
+    tests do not share a file (``test_x[a/b]`` and ``test_x[a_b]``)."""
+    plain = nodeid.replace("::", "_")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", plain).strip("_")
+    if name == plain and len(name) <= 200 and not taken:
+        return name
+    digest = hashlib.sha1(nodeid.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{name[:200] or 'test'}-{digest}"
+
+
+class _Region:
+    """The part of a test that is tracked: the test function's call when it is a plain Python
+    function (pytest's own work around it, and its objects still live then, are not the
+    test's), else the whole call phase. Started once, stopped once; a tracker that cannot start
+    leaves the test running untracked, with a warning."""
+
+    def __init__(self, item: pytest.Item, tracker: Any) -> None:
+        self.item = item
+        self.tracker = tracker
+        self.started = False
+        self.stopped = False
+        self.failed = False
+
+    def start(self) -> None:
+        if self.started:
+            return
+        self.started = True
+        try:
+            self.tracker.start()
+        except RuntimeError as e:
+            self.stopped = self.failed = True
+            self.item.warn(pytest.PytestWarning(f"memtrace: this test ran untracked: {e}"))
+
+    def stop(self) -> None:
+        if not self.started or self.stopped:
+            return
+        self.stopped = True
+        # The hooks stay in between tests (the next start has nothing to patch); taken out at
+        # the session's end.
+        self.tracker.stop(keep_hooks=True)
+
+    @property
+    def tracked(self) -> bool:
+        """Whether a capture was made."""
+        return self.started and self.stopped and not self.failed
+
+
+def _plain_function(item: pytest.Item) -> bool:
+    """Whether the test is a Python function called as it is (not a coroutine another plugin
+    runs, not a doctest or another kind of item)."""
+    obj = getattr(item, "obj", None)
+    return (
+        isinstance(item, pytest.Function)
+        and callable(obj)
+        and not inspect.iscoroutinefunction(obj)
+        and not inspect.isasyncgenfunction(obj)
+    )
 
 
 class MemtracePlugin:
@@ -172,12 +240,20 @@ class MemtracePlugin:
         #: (its test did not end with os._exit) leaves it alone.
         self.owner = os.getpid()
         self.results: dict[str, Result] = {}
+        #: Capture names given so far, and their tests.
+        self.names: dict[str, str] = {}
+        #: The tracked part of each test running or run (its tracker's environment is taken
+        #: out again after the test's teardown).
+        self.regions: dict[str, _Region] = {}
         self.top = config.getoption("memtrace_top")
         #: The largest peaks read so far, at most `top` of them, smallest first (a heap).
         self.largest: list[int] = []
 
     def _capture_path(self, nodeid: str) -> Path:
-        path = self.dir / f"{_file_name(nodeid)}.bin"
+        name = _file_name(nodeid)
+        if self.names.setdefault(name, nodeid) != nodeid:
+            name = _file_name(nodeid, taken=True)
+        path = self.dir / f"{name}.bin"
         if path.exists():
             path.unlink()
         return path
@@ -197,14 +273,15 @@ class MemtracePlugin:
         # of a full capture's cost; limit_leaks' types and kept captures need every block.
         aggregate = leaks is None and not self.keep
         tracker = Tracker(path, follow_fork=True, object_types=leaks is not None, aggregate=aggregate)
-        tracker.start()
+        region = _Region(item, tracker)
+        self.regions[item.nodeid] = region
+        if not _plain_function(item):
+            region.start()
         try:
             yield
         finally:
-            # The hooks stay in between tests (the next start has nothing to patch); taken
-            # out at the session's end.
-            tracker.stop(keep_hooks=True)
-        if os.getpid() != self.owner:
+            region.stop()
+        if os.getpid() != self.owner or not region.tracked:
             # The test forked and its child came back here: the child's own capture is
             # finished (stop); the test's results are the parent's to read.
             return
@@ -220,6 +297,35 @@ class MemtracePlugin:
                 self._remove(path)
                 return
         self._add(self._check(item.nodeid, path, memory, leaks, family))
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> Generator[None, Any, None]:
+        region = self.regions.get(pyfuncitem.nodeid)
+        if region is None or region.started or os.getpid() != self.owner:
+            yield
+            return
+        function = pyfuncitem.obj
+
+        @functools.wraps(function)
+        def tracked(*args: Any, **kwargs: Any) -> Any:
+            region.start()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                region.stop()
+
+        pyfuncitem.obj = tracked
+        try:
+            yield
+        finally:
+            pyfuncitem.obj = function
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, Any, None]:
+        yield
+        region = self.regions.pop(item.nodeid, None)
+        if region is not None and region.started:
+            region.tracker._forget_environment()
 
     def _add(self, result: Result) -> None:
         self.results[result.nodeid] = result
@@ -286,11 +392,17 @@ class MemtracePlugin:
         result = self.results.get(item.nodeid)
         if call.when != "call" or result is None or not result.failures:
             return
-        if report.passed:
+        failures = "\n\n".join(result.failures)
+        if report.passed and hasattr(report, "wasxfail"):
+            # A test expected to fail that failed on memory: xfailed, as pytest reads any
+            # other failure of it (a strict xfail that passed is a failure already).
+            report.outcome = "skipped"
+            report.sections.append(("memtrace", failures))
+        elif report.passed:
             report.outcome = "failed"
-            report.longrepr = "\n\n".join(result.failures)
+            report.longrepr = failures
         else:
-            report.sections.append(("memtrace", "\n\n".join(result.failures)))
+            report.sections.append(("memtrace", failures))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         # A forked child's pytest (see pytest_runtest_call) has no summary of its own.

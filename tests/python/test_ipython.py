@@ -126,3 +126,37 @@ def test_a_cell_that_cannot_be_tracked_says_why_alone(env: Env, tmp_path: Path) 
     lines = r.stdout.splitlines()
     assert lines[0].startswith(f"usage: %%memtrace: -d {a_file}: cannot hold the results"), lines
     assert lines[1] == "RuntimeError context: NoneType", lines
+
+
+IPYTHON_SYNTAX_CELL = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+cell = "x = bytearray(3_000_000)\\n!echo shell-ran\\n%time y = 1\\nlen(x) + y\\n"
+value = ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[1], cell)
+print("value", value)
+try:
+    ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[1], "z = 1\\nraise KeyError('k')\\n")
+except KeyError:
+    import linecache, traceback
+    frames = traceback.extract_tb(sys.exc_info()[2])
+    cell_frame = [f for f in frames if f.filename == "<memtrace-cell>"][-1]
+    print("source:", cell_frame.lineno, cell_frame.line)
+"""
+
+
+def test_a_cell_runs_as_ipython_runs_it(env: Env, tmp_path: Path) -> None:
+    """`!command` and `%magic` lines work in a %%memtrace cell (as in %%time); its last
+    expression is its value; a traceback shows the cell's own line."""
+    results = tmp_path / "results"
+    r = run([env.python, "-c", IPYTHON_SYNTAX_CELL, results])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert "shell-ran" in lines, r.stdout
+    peak = [l for l in lines if l.startswith("memtrace: the cell's peak:")][0]
+    m = re.fullmatch(r"memtrace: the cell's peak: \d\.\d MiB \((\d+) bytes\) in \d+ allocations", peak)
+    assert m and int(m.group(1)) > 3_000_000, r.stdout
+    assert re.search(r"^ +2\.9 MiB \(30000\d\d bytes\) in \d+: <module> at <memtrace-cell>:1$", r.stdout, re.M), r.stdout
+    assert "value 3000001" in lines, r.stdout
+    assert "source: 2 raise KeyError('k')" in lines, r.stdout

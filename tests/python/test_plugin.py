@@ -287,3 +287,115 @@ def test_a_relative_bin_dir_stays_where_it_was_named(env: Env, tmp_path: Path) -
         "test_cwd.py_test_chdir.bin",
         "test_cwd.py_test_chdir_for_good.bin",
     ], kept
+
+
+HOUSEKEEPING = """\
+import os
+import pytest
+from memtrace import Tracker
+
+LIBRARY = {library!r}
+
+
+@pytest.mark.limit_leaks("1 KB")
+def test_nothing():
+    pass
+
+
+@pytest.mark.limit_leaks("2 KB")
+@pytest.mark.parametrize("name", ["x" * 2000], ids=["long-id-" + "x" * 1500])
+def test_nothing_with_a_long_id(name):
+    pass
+
+
+@pytest.mark.parametrize("v", ["a/b", "a_b", "a b", "a:b"])
+def test_ids(v):
+    data = bytearray(100_000)
+    assert data
+
+
+@pytest.mark.xfail(reason="a known regression")
+@pytest.mark.limit_memory("1 MB")
+def test_expected_to_go_over():
+    data = bytearray(3_000_000)
+    assert data
+
+
+def test_a_clears_the_environment(monkeypatch):
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv("MEMTRACE_PARENT_CAPTURE", raising=False)
+
+
+def test_b_sees_its_own_tracker_alone():
+    # Its own tracker's variables (for its children), not the last test's put back.
+    assert os.environ.get("LD_PRELOAD") == LIBRARY, os.environ.get("LD_PRELOAD")
+    capture = os.environ["MEMTRACE_PARENT_CAPTURE"]
+    assert capture.endswith("test_b_sees_its_own_tracker_alone.bin"), capture
+
+
+@pytest.mark.limit_memory(float("inf"))
+def test_an_infinite_limit():
+    pass
+
+
+@pytest.fixture
+def own_tracker(tmp_path):
+    with Tracker(tmp_path / "own.bin"):
+        yield
+
+
+def test_with_a_tracker_of_its_own(own_tracker):
+    assert sum(range(10)) == 45
+"""
+
+
+def test_what_pytest_does_around_a_test_is_not_the_test_s(env: Env, tmp_path: Path) -> None:
+    """An empty test leaks nothing (pytest's objects live when the call phase ends are not
+    the test's, nor its PYTEST_CURRENT_TEST); test ids that differ only in characters a file
+    name cannot keep get a capture each; an xfail test over its limit is xfailed; a test's
+    monkeypatch of the tracker's variables does not leave the tracker in the environment; an
+    infinite limit fails in one line; a tracker that cannot start leaves the test untracked."""
+    library = env.py(
+        "import memtrace._memtrace_tracker as m, os; print(os.path.abspath(m.__file__))"
+    ).stdout.strip()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_housekeeping.py").write_text(HOUSEKEEPING.format(library=library))
+    # What the environment holds once the tests are over.
+    after = tmp_path / "after.txt"
+    (project / "conftest.py").write_text(
+        "import os\n\n"
+        "def pytest_unconfigure(config):\n"
+        f"    with open({str(after)!r}, 'w') as f:\n"
+        "        f.write(repr(sorted(k for k in os.environ if k == 'LD_PRELOAD' or k.startswith('MEMTRACE_'))))\n"
+    )
+    bins = tmp_path / "bins"
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--memtrace",
+         "--memtrace-bin-dir", bins, "test_housekeeping.py"],
+        cwd=project,
+        env=environ,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    for passed in ["test_nothing", "test_nothing_with_a_long_id", "test_ids[a/b]",
+                   "test_ids[a_b]", "test_ids[a b]", "test_ids[a:b]",
+                   "test_a_clears_the_environment", "test_b_sees_its_own_tracker_alone",
+                   "test_with_a_tracker_of_its_own"]:
+        assert re.search(rf"^PASSED test_housekeeping\.py::{re.escape(passed)}", out, re.M), (passed, out)
+    assert re.search(r"^XFAIL test_housekeeping\.py::test_expected_to_go_over", out, re.M), out
+    assert re.search(r"^FAILED test_housekeeping\.py::test_an_infinite_limit", out, re.M), out
+    assert re.search(
+        r"^@pytest\.mark\.limit_memory: not a size: inf \(a size is a finite number "
+        r"of bytes\)$",
+        out,
+        re.M,
+    ), out
+    assert "_sizes.py" not in out and "OverflowError" not in out, out
+    assert "memtrace: this test ran untracked: " in out, out
+    assert re.search(r"^=+ 1 failed, 9 passed, 1 xfailed", out, re.M), out
+    ids = sorted(p.name for p in bins.glob("test_housekeeping.py_test_ids*.bin"))
+    assert len(ids) == 4, ids
+    assert after.read_text() == "[]", after.read_text()

@@ -29,6 +29,9 @@ class FakeTracker:
     def stop(self, *, keep_hooks: bool = False) -> None:
         pass
 
+    def _forget_environment(self) -> None:
+        pass
+
     def __enter__(self) -> FakeTracker:
         self.start()
         return self
