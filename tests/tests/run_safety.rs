@@ -1033,3 +1033,76 @@ fn a_signal_to_memtrace_alone_from_its_group_s_leader_is_passed_on() {
         "ready\ngot\nSIGTERM x1\nexit 0\n"
     );
 }
+
+/// A shell under job control in a terminal, in `dir`, that runs `command`, says its status,
+/// then runs `tail`.
+fn job_control(dir: &Path, command: &str, tail: &str) -> Tmux {
+    let line = format!(
+        "cd '{}' && PS1='sh> ' bash --norc --noprofile -i; sleep 60",
+        dir.display()
+    );
+    let tmux = Tmux::start(&line, 120, 30);
+    tmux.wait_for("sh>");
+    // Quoted apart, so that the typed line does not read as the output.
+    tmux.text(&format!("{command}; echo \"SH\"\"ELL status=$?\"; {tail}"));
+    tmux.key("Enter");
+    tmux
+}
+
+#[test]
+fn a_program_that_stops_itself_gives_the_terminal_back() {
+    // raise(SIGSTOP) or raise(SIGTSTP) stops the program alone: memtrace stops with it (its
+    // shell saw it stopped as it sees the program untracked: 128 + the signal), and `fg`
+    // continues both.
+    if !have_tmux() {
+        return;
+    }
+    let (dir, _) = dirs("stop-self");
+    let program = memtrace_e2e::compile("stop_self", &dir);
+    for (how, status) in [("stop", 147), ("tstp", 148)] {
+        let command = format!(
+            "'{}' run -q -f -o capture.bin '{}' {how}",
+            memtrace_bin().display(),
+            program.display()
+        );
+        let tmux = job_control(&dir, &command, "fg; echo \"F\"\"G status=$?\"");
+        let screen = tmux.wait_for("FG status=").join("\n");
+        assert!(
+            screen.contains(&format!("SHELL status={status}")),
+            "{how}: {screen}"
+        );
+        assert!(screen.contains("went on"), "{how}: {screen}");
+        assert!(screen.contains("FG status=0"), "{how}: {screen}");
+        let s = stats(&dir.join("capture.bin"));
+        assert_eq!(s["complete"], true, "{how}: {s}");
+        let mine = s["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["function"] == "main" && t["line"] == 12 && t["bytes"] == 1234);
+        assert!(mine, "{how}: its 1234 bytes at line 12: {s}");
+        drop(tmux);
+    }
+}
+
+#[test]
+fn ctrl_z_stops_and_fg_continues_the_program_and_memtrace_together() {
+    if !have_tmux() {
+        return;
+    }
+    let (dir, _) = dirs("ctrl-z");
+    let program = memtrace_e2e::compile("stop_self", &dir);
+    let command = format!(
+        "'{}' run -q -f -o capture.bin '{}' wait",
+        memtrace_bin().display(),
+        program.display()
+    );
+    let tmux = job_control(&dir, &command, "sleep 0.5; fg; echo \"F\"\"G status=$?\"");
+    tmux.wait_for("ready");
+    tmux.key("C-z");
+    let screen = tmux.wait_for("FG status=").join("\n");
+    assert!(screen.contains("SHELL status=148"), "{screen}");
+    assert!(screen.contains("went on"), "{screen}");
+    assert!(screen.contains("FG status=0"), "{screen}");
+    assert_eq!(stats(&dir.join("capture.bin"))["complete"], true);
+}

@@ -20,6 +20,7 @@ mod sentinel;
 mod shebang;
 mod signals;
 mod target;
+mod waiting;
 
 use clap::Args;
 use std::ffi::OsString;
@@ -321,7 +322,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             .collect();
         live::view(Path::new(&capture), child.id(), words.join(" "), out)
     });
-    signals::wait_for_exit(child.id());
+    waiting::wait_for_exit(child.id());
     // Read and removed before the default dispositions return, so that a signal ending
     // memtrace from then on leaves nothing behind.
     let tracker_msg = run_dir.read_status();

@@ -29,6 +29,7 @@ use signal_hook::iterator::{Handle, SignalsInfo};
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The signals passed on: those that would otherwise end memtrace and leave the program
@@ -56,6 +57,10 @@ pub(super) fn forwarded() -> Vec<libc::c_int> {
     v.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
     v
 }
+
+/// A SIGCONT reached memtrace (set by the forwarding thread): memtrace, stopped with its
+/// program (`run::waiting`), has been continued.
+pub(super) static CONTINUED: AtomicBool = AtomicBool::new(false);
 
 #[derive(Default)]
 struct State {
@@ -96,27 +101,10 @@ impl Forwarder {
             .stack_size(128 << 10)
             .spawn(move || {
                 for info in signals.forever() {
-                    let pid = {
-                        let mut state = lock(&shared);
-                        match state.program {
-                            Some(pid) if !state.ended => pid,
-                            _ => {
-                                state.held.push(info.si_signo);
-                                continue;
-                            }
-                        }
-                    };
-                    if received_it_too(info.si_signo, info.si_code, pid) {
-                        continue;
-                    }
-                    // SAFETY: the siginfo of a signal sent with kill(2): si_pid is its sender.
-                    let sender = unsafe { info.si_pid() };
-                    // Sent to the program's group as well (`timeout`): the program has it.
-                    if info.si_code == libc::SI_USER && sentinel::group_got(info.si_signo, sender) {
-                        continue;
-                    }
-                    if !lock(&shared).ended {
-                        send(pid, info.si_signo);
+                    pass_on(&shared, &info);
+                    // After passing it on: a program continued here is not continued again.
+                    if info.si_signo == SIGCONT {
+                        CONTINUED.store(true, Ordering::Release);
                     }
                 }
             })?;
@@ -136,7 +124,7 @@ impl Forwarder {
         }
     }
 
-    /// The program has ended (see [`wait_for_exit`]): stops forwarding and restores the default
+    /// The program has ended (see [`super::waiting::wait_for_exit`]): stops forwarding and restores the default
     /// dispositions; a signal that came meanwhile, with no program to take it, now takes its
     /// default effect on memtrace.
     pub fn finish(mut self) {
@@ -170,6 +158,32 @@ impl Drop for Forwarder {
         if self.thread.is_some() {
             self.stop();
         }
+    }
+}
+
+/// Passes a signal memtrace got on to the program, unless the program got it itself.
+fn pass_on(shared: &Mutex<State>, info: &libc::siginfo_t) {
+    let pid = {
+        let mut state = lock(shared);
+        match state.program {
+            Some(pid) if !state.ended => pid,
+            _ => {
+                state.held.push(info.si_signo);
+                return;
+            }
+        }
+    };
+    if received_it_too(info.si_signo, info.si_code, pid) {
+        return;
+    }
+    // SAFETY: the siginfo of a signal sent with kill(2): si_pid is its sender.
+    let sender = unsafe { info.si_pid() };
+    // Sent to the program's group as well (`timeout`): the program has it.
+    if info.si_code == libc::SI_USER && sentinel::group_got(info.si_signo, sender) {
+        return;
+    }
+    if !lock(shared).ended {
+        send(pid, info.si_signo);
     }
 }
 
@@ -227,28 +241,6 @@ fn terminal_involved() -> bool {
     unsafe { libc::tcgetpgrp(tty.as_raw_fd()) == libc::getpgrp() }
 }
 
-/// Waits until the program has ended without reaping it, so that its pid cannot be reused by
-/// another process while a signal may still be forwarded to it.
-pub fn wait_for_exit(pid: u32) {
-    loop {
-        // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid(2) on our own child with a valid out-buffer; WNOWAIT leaves it unreaped
-        // for Child::wait.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOWAIT,
-            )
-        };
-        if r == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return;
-        }
-    }
-}
-
 /// Whether the program got this signal itself: a terminal's signal (from the kernel) goes to
 /// the foreground process group, which holds the program unless it left memtrace's group. A
 /// hangup from the kernel goes to the session leader alone, so when memtrace is the leader the
@@ -276,7 +268,7 @@ fn received_it_too(sig: libc::c_int, code: libc::c_int, pid: libc::pid_t) -> boo
     !(sig == SIGHUP && session == me)
 }
 
-fn send(pid: libc::pid_t, sig: libc::c_int) {
+pub(super) fn send(pid: libc::pid_t, sig: libc::c_int) {
     // SAFETY: kill(2) of our own, not yet reaped, child with a plain signal number.
     unsafe { libc::kill(pid, sig) };
 }
