@@ -473,6 +473,44 @@ fn an_exec_of_a_program_that_cannot_be_traced_is_reported() {
 }
 
 #[test]
+fn a_statically_linked_program_exec_d_sees_nothing_of_memtrace() {
+    // No loader preloads into it: it gets the environment it was given, so neither it nor the
+    // programs it starts (not followed without --follow-fork) see the tracker's variables, and
+    // no child writes a capture in its name.
+    let dir = scratch("exec-static-env");
+    let src = memtrace_e2e::workspace().join("tests/programs/static_env.c");
+    let prog = dir.join("static_env");
+    let built = Command::new("gcc")
+        .args(["-O0", "-static", "-o"])
+        .arg(&prog)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(built.success(), "gcc -static (libc6-dev's libc.a)");
+    let line = format!("exec '{}' /bin/true", prog.display());
+    let words = ["/bin/sh", "-c", line.as_str()];
+    let (cap, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain(&dir, &words).stdout, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "LD_PRELOAD=(none)\nMEMTRACE variables: 0\nchild exited 0\n"
+    );
+    assert_eq!(files(&dir, "run.bin"), ["run.bin"]);
+    let s = full_stats(&cap);
+    assert_eq!(
+        s["exec"]["next_capture_exists"].as_bool(),
+        Some(false),
+        "{s}"
+    );
+    assert!(
+        stderr(&out).contains("which wrote no capture"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn a_capture_killed_after_a_failed_exec_is_incomplete_and_readable() {
     // The failed exec's trailer was withdrawn: a kill afterwards leaves an incomplete capture
     // (no trailer), whose records are all readable.

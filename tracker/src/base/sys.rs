@@ -235,6 +235,21 @@ pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize, c_int> {
         .map(|n| n as usize)
 }
 
+/// Reads into `buf` from `offset` of `fd` (one call: what it gives).
+pub fn pread(fd: c_int, buf: &mut [u8], offset: u64) -> Result<usize, c_int> {
+    // SAFETY: buf is a valid, writable slice.
+    result(unsafe {
+        libc::syscall(
+            libc::SYS_pread64,
+            fd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            offset as libc::off_t,
+        )
+    })
+    .map(|n| n as usize)
+}
+
 pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_int> {
     // SAFETY: plain system call on the capture descriptor.
     result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())

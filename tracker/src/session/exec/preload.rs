@@ -1,8 +1,10 @@
 //! Whether the tracker can be preloaded into the program an exec starts. The dynamic loader of
 //! a program of another ELF class or machine (a 32-bit program) cannot load it, nor can one
 //! that no longer sees the library's path (after a `chroot`): it prints an error of its own
-//! about the preload on the program's stderr and the program sees the tracker's variables. Such
-//! a program gets the environment it was given instead, and runs untracked (`memtrace run` then
+//! about the preload on the program's stderr and the program sees the tracker's variables. A
+//! statically linked program has no loader at all: it would see the tracker's variables, and
+//! pass them to the programs it starts, which would then be tracked as if they were it. Such a
+//! program gets the environment it was given instead, and runs untracked (`memtrace run` then
 //! says that it wrote no capture).
 
 use super::accessible;
@@ -13,8 +15,9 @@ use memtrace_format::exec::fits_this_build;
 const HEAD: usize = 256;
 
 /// False only when the tracker certainly cannot be preloaded into the program at `path`
-/// (NUL-terminated): an ELF file of another class or machine, a script whose `#!` interpreter
-/// is one, or the tracker library (`tracker`, NUL-terminated) not readable from here. True when
+/// (NUL-terminated): an ELF file of another class or machine or statically linked, a script
+/// whose `#!` interpreter is one, or the tracker library (`tracker`, NUL-terminated) not
+/// readable from here. True when
 /// unsure (a file that cannot be read, an unknown format: the exec decides). Uses under 1 KiB
 /// of stack: an exec may come from a signal handler on a small alternate stack.
 pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
@@ -30,9 +33,52 @@ pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
     let mut head = [0u8; HEAD];
     let n = sys::read_file(path, &mut head);
     match fits_this_build(&head[..n]) {
-        Some(fits) => fits,
+        Some(fits) => fits && !statically_linked(path, &head[..n]),
         None => interpreter_fits(&head[..n]),
     }
+}
+
+/// Whether the ELF file at `path`, whose start is `head` (of this build's class), has no
+/// program interpreter (PT_INTERP): a statically linked program, which no loader preloads
+/// into. False when unsure.
+fn statically_linked(path: &[u8], head: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    /// A real program has a dozen; more is a damaged file, left to the exec.
+    const MAX_HEADERS: u64 = 256;
+    let (Some(phoff), Some(entsize), Some(count)) = (
+        head.get(0x20..0x28)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default())),
+        head.get(0x36..0x38)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
+        head.get(0x38..0x3a)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
+    ) else {
+        return false;
+    };
+    if cfg!(not(target_pointer_width = "64")) || entsize < 4 || count == 0 || count > MAX_HEADERS {
+        return false;
+    }
+    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        return false;
+    };
+    let mut interpreter = false;
+    let mut read_all = true;
+    for i in 0..count {
+        let mut kind = [0u8; 4];
+        match sys::pread(fd, &mut kind, phoff + i * entsize) {
+            Ok(4) => {}
+            _ => {
+                read_all = false;
+                break;
+            }
+        }
+        if u32::from_le_bytes(kind) == PT_INTERP {
+            interpreter = true;
+            break;
+        }
+    }
+    sys::close(fd);
+    read_all && !interpreter
 }
 
 /// For a `#!` script: whether its interpreter is an ELF file the tracker fits (one level: an
@@ -53,8 +99,12 @@ fn interpreter_fits(head: &[u8]) -> bool {
     let mut interpreter = [0u8; HEAD + 1];
     interpreter[..end].copy_from_slice(&rest[..end]);
     let mut ihead = [0u8; HEAD];
-    let n = sys::read_file(&interpreter[..=end], &mut ihead);
-    fits_this_build(&ihead[..n]).unwrap_or(true)
+    let path = &interpreter[..=end];
+    let n = sys::read_file(path, &mut ihead);
+    match fits_this_build(&ihead[..n]) {
+        Some(fits) => fits && !statically_linked(path, &ihead[..n]),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -113,6 +163,45 @@ mod tests {
             &scratch("gone", b"#!/no/such/shell\n"),
             tracker
         ));
+    }
+
+    /// An ELF file of this build with program headers of these types.
+    fn elf_with_headers(types: &[u32]) -> Vec<u8> {
+        let mut f = elf(CLASS, MACHINE);
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for &t in types {
+            let mut header = vec![0u8; 56];
+            header[..4].copy_from_slice(&t.to_le_bytes());
+            f.extend_from_slice(&header);
+        }
+        f
+    }
+
+    #[test]
+    fn a_statically_linked_program_and_its_scripts_are_refused() {
+        let me = std::env::current_exe().expect("this test's path");
+        let tracker = &[me.to_str().expect("utf-8").as_bytes(), b"\0"].concat();
+        // PT_LOAD, PT_INTERP, PT_DYNAMIC: a dynamically linked program.
+        let dynamic = scratch("dynamic", &elf_with_headers(&[1, 3, 2]));
+        assert!(preloadable(&dynamic, tracker));
+        // No PT_INTERP: static (a static-pie one has PT_DYNAMIC but no interpreter).
+        let fixed = scratch("static", &elf_with_headers(&[1, 1, 7]));
+        assert!(!preloadable(&fixed, tracker));
+        let static_pie = scratch("static-pie", &elf_with_headers(&[6, 1, 2]));
+        assert!(!preloadable(&static_pie, tracker));
+        let interp = String::from_utf8_lossy(&fixed[..fixed.len() - 1]).into_owned();
+        let script = scratch("script-static", format!("#!{interp} -c\necho\n").as_bytes());
+        assert!(!preloadable(&script, tracker));
+        // Headers cut short: unsure, so preloadable.
+        let mut cut = elf_with_headers(&[1, 1]);
+        cut.truncate(64 + 56 + 2);
+        assert!(preloadable(&scratch("cut", &cut), tracker));
+        // This test's own executable is dynamically linked.
+        let mut own = me.to_str().expect("utf-8").as_bytes().to_vec();
+        own.push(0);
+        assert!(preloadable(&own, tracker));
     }
 
     #[test]
