@@ -1132,3 +1132,51 @@ fn children_in_pid_namespaces_of_their_own_are_named_and_linked_as_their_parents
         );
     }
 }
+
+#[test]
+fn pid_1_of_a_namespace_signalling_itself_goes_on_being_recorded() {
+    // The kernel drops a signal at its default action that the first process of a pid
+    // namespace sends itself: the program goes on, and its capture must not end there.
+    let dir = scratch("family-pid1-kill");
+    let prog = memtrace_e2e::compile("pid1_self_kill", &dir);
+    let capture = dir.join("pid1.bin");
+    let out = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&capture)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    if out.status.code() == Some(3) {
+        eprintln!("skipped: no pid namespace can be made here");
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pid 1 survived SIGTERM") && text.contains("child exited 7"),
+        "{text}"
+    );
+    let s = stats(&capture);
+    let procs = s["processes"].as_array().expect("processes").clone();
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    let child = memtrace_e2e_child(&capture, num(&procs[1], "pid"));
+    let c = stats(&child);
+    assert_eq!(c["complete"], true, "{c}");
+    // 1111 + 100 * 2222 bytes (and stdio's buffer), 50 of the blocks live at exit.
+    let site = |function: &str| {
+        c["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["function"] == function)
+            .map(|t| (num(t, "bytes"), num(t, "count")))
+            .fold((0, 0), |(b, n), (x, y)| (b + x, n + y))
+    };
+    assert_eq!(site("main"), (1111 + 100 * 2222, 101), "{c}");
+    let leaked = num(&c, "leaked_bytes");
+    assert!(
+        (1111 + 50 * 2222..1111 + 50 * 2222 + 8192).contains(&leaked),
+        "{c}"
+    );
+}

@@ -145,6 +145,12 @@ fn ends_the_process(sig: c_int) -> bool {
     if sys::sandboxed() {
         return false;
     }
+    // The first process of a pid namespace (a container's entry point, `unshare -pf`) is not
+    // ended by a signal it sends itself at the default action, SIGKILL included: the kernel
+    // drops it, the program goes on, and so must its capture.
+    if sys::getpid() == 1 {
+        return false;
+    }
     if sig == libc::SIGKILL {
         return true;
     }
