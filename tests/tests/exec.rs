@@ -822,3 +822,57 @@ fn a_program_of_another_elf_class_is_refused_in_one_line() {
     assert!(err.contains("prog32 is not a 64-bit"), "{err}");
     assert!(!dir.join("x.bin").exists());
 }
+
+#[test]
+fn a_program_that_becomes_a_daemon_leaves_a_whole_capture() {
+    // daemon()'s parent ends with an _exit inside libc that no hook sees: its capture was
+    // always incomplete. The daemon itself, followed, writes its own.
+    let dir = scratch("exec-daemon");
+    let prog = compile("daemonize", &dir);
+    for follow in [false, true] {
+        let done = dir.join(format!("done-{follow}"));
+        let mut args = vec!["run", "-f", "-o", "run.bin"];
+        if follow {
+            args.push("--follow-fork");
+        }
+        args.extend([
+            "--",
+            prog.to_str().expect("utf-8"),
+            done.to_str().expect("utf-8"),
+        ]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(!stderr(&out).contains("incomplete"), "{}", stderr(&out));
+        let s = full_stats(&dir.join("run.bin"));
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+        assert_eq!(site(&s, "main").0, 4321, "{s}");
+        let start = std::time::Instant::now();
+        while !std::fs::read_to_string(&done).is_ok_and(|t| t == "daemon done\n") {
+            assert!(start.elapsed().as_secs() < 30, "the daemon did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if follow {
+            let children: Vec<String> = files(&dir, "run.bin")
+                .into_iter()
+                .filter(|f| f != "run.bin")
+                .collect();
+            assert_eq!(children.len(), 1, "{children:?}");
+            // Its capture is finished once the daemon has ended.
+            let child = dir.join(&children[0]);
+            let start = std::time::Instant::now();
+            let c = loop {
+                let c = full_stats(&child);
+                if c["complete"].as_bool() == Some(true) || start.elapsed().as_secs() > 30 {
+                    break c;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            assert_eq!(c["complete"].as_bool(), Some(true), "{c}");
+            // Its own allocations (the block from before the fork is its parent's).
+            assert_eq!(site(&c, "main"), (1234, 1), "{c}");
+            for f in children {
+                let _ = std::fs::remove_file(dir.join(f));
+            }
+        }
+    }
+}

@@ -260,3 +260,34 @@ fn records_larger_than_a_small_staging_area_are_kept() {
     assert_eq!(num(site, "bytes"), 4_000_033, "{site}");
     assert_eq!(num(site, "count"), 1, "{site}");
 }
+
+#[test]
+fn threads_calling_exit_at_once_leave_a_whole_capture() {
+    // The first exit runs the exit handlers and the capture's finish; a second thread's exit
+    // used to end the process in the middle of it (6 runs in 10: no trailer, records lost).
+    let dir = scratch("threads-exits");
+    let prog = compile("exits_at_once", &dir);
+    let capture = dir.join("exits.bin");
+    for round in 0..5 {
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&capture)
+            .arg("--")
+            .arg(&prog)
+            .arg("8")
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), Some(10), "round {round}: {out:?}");
+        let s = stats(&capture);
+        assert_eq!(s["complete"], true, "round {round}: {}", s["warnings"]);
+        assert_eq!(s["records_found"], s["records_written"], "round {round}");
+        // 8 threads' 1000 allocations of 100 bytes, each freed.
+        let blocks = s["top_by_count"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["function"] == "worker")
+            .map(|t| (num(t, "count"), num(t, "bytes")));
+        assert_eq!(blocks, Some((8000, 800_000)), "round {round}: {s}");
+    }
+}

@@ -20,6 +20,7 @@ type MremapFn =
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type KillFn = unsafe extern "C" fn(libc::pid_t, c_int) -> c_int;
 pub type RaiseFn = unsafe extern "C" fn(c_int) -> c_int;
+pub type DaemonFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 pub type AbortFn = unsafe extern "C" fn() -> !;
 pub type AssertFailFn = unsafe extern "C" fn(
     *const libc::c_char,
@@ -58,6 +59,7 @@ pub struct Real {
     pub abort: Option<AbortFn>,
     pub assert_fail: Option<AssertFailFn>,
     pub quick_exit: Option<ExitFn>,
+    pub daemon: Option<DaemonFn>,
     pub libc_start_main: Option<StartMainFn>,
 }
 
@@ -184,6 +186,7 @@ fn resolve() -> Option<&'static Real> {
         abort: optional!(c"abort", AbortFn),
         assert_fail: optional!(c"__assert_fail", AssertFailFn),
         quick_exit: optional!(c"quick_exit", ExitFn),
+        daemon: optional!(c"daemon", DaemonFn),
         libc_start_main: optional!(c"__libc_start_main", StartMainFn),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.

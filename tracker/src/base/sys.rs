@@ -359,6 +359,22 @@ pub fn ftruncate(fd: c_int, len: u64) -> Result<(), c_int> {
     result(unsafe { libc::syscall(libc::SYS_ftruncate, fd, len) }).map(|_| ())
 }
 
+/// Sleeps `ms` milliseconds (a signal may cut it short).
+pub fn sleep_ms(ms: u32) {
+    let t = libc::timespec {
+        tv_sec: libc::time_t::from(ms / 1000),
+        tv_nsec: libc::c_long::from(ms % 1000) * 1_000_000,
+    };
+    // SAFETY: nanosleep(2) with a valid request and no remainder wanted.
+    unsafe {
+        libc::syscall(
+            libc::SYS_nanosleep,
+            &t,
+            core::ptr::null_mut::<libc::timespec>(),
+        )
+    };
+}
+
 pub fn gettid() -> u32 {
     // SAFETY: no arguments.
     unsafe { libc::syscall(libc::SYS_gettid) as u32 }

@@ -186,6 +186,7 @@ export!(raise => crate::session::signals::raise, (sig: c_int) -> c_int);
 export!(abort => crate::session::signals::abort, () -> !);
 export!(__assert_fail => crate::session::signals::assert_fail, (assertion: *const c_char, file: *const c_char, line: libc::c_uint, function: *const c_char) -> !);
 export!(quick_exit => crate::lifecycle::quick_exit, (status: c_int) -> !);
+export!(daemon => crate::lifecycle::daemon, (nochdir: c_int, noclose: c_int) -> c_int);
 
 // ---- a program that sandboxes itself with seccomp (session::sandbox) ----
 

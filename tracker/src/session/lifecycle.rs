@@ -10,7 +10,7 @@ use crate::state::{CAPTURE_PID, FINISHED, STARTED};
 use crate::{clock, modules, stacks, sys, thread, tls, ACTIVE};
 use libc::{c_int, c_void};
 use memtrace_format::{options, FileHeader, Marker, MAJOR, MINOR};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 static CONFIG: SpinLock<Option<Config>> = SpinLock::new(None);
 
@@ -286,6 +286,31 @@ pub fn finish_now() {
     }
     if sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed) {
         memtrace_fini();
+        wait_for_finisher();
+    }
+}
+
+/// The thread finishing the capture (0: none yet), and whether it is done: another thread
+/// about to end the process (`_exit`, a second `exit`, a signal to itself) waits until the
+/// capture is whole instead of cutting it short.
+static FINISHER: AtomicU32 = AtomicU32::new(0);
+static FINISH_DONE: AtomicBool = AtomicBool::new(false);
+
+/// How long a thread ending the process waits for another thread's finish at most: the finish
+/// takes milliseconds; the bound keeps a process from never ending.
+const FINISH_WAIT_MS: u32 = 3000;
+
+/// Waits (bounded) while another thread finishes the capture.
+fn wait_for_finisher() {
+    let me = sys::gettid();
+    for _ in 0..FINISH_WAIT_MS {
+        let finishing = STARTED.load(Ordering::Acquire)
+            && FINISHED.load(Ordering::Acquire)
+            && !FINISH_DONE.load(Ordering::Acquire);
+        if !finishing || FINISHER.load(Ordering::Acquire) == me {
+            return;
+        }
+        sys::sleep_ms(1);
     }
 }
 
@@ -309,6 +334,8 @@ fn finish() -> bool {
     if !STARTED.load(Ordering::Acquire) || FINISHED.swap(true, Ordering::AcqRel) {
         return false;
     }
+    FINISHER.store(sys::gettid(), Ordering::Release);
+    FINISH_DONE.store(false, Ordering::Release);
     // Recording stops first: an event racing with the end comes after it, not a lost one.
     ACTIVE.store(false, Ordering::Release);
     tls::guarded(|| {
@@ -317,6 +344,7 @@ fn finish() -> bool {
         modules::refresh();
         CAPTURE.finish(thread::threads_seen(), 0, true);
     });
+    FINISH_DONE.store(true, Ordering::Release);
     true
 }
 
@@ -364,7 +392,10 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         crate::rss::reset();
         modules::reset();
         EXIT_MARKED.store(false, Ordering::Relaxed);
+        EXITING.store(false, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);
+        FINISHER.store(0, Ordering::Relaxed);
+        FINISH_DONE.store(false, Ordering::Relaxed);
         start_capture(&cfg)?;
         CAPTURE_PID.store(pid, Ordering::Relaxed);
         *CONFIG.lock() = Some(cfg);
@@ -393,6 +424,8 @@ pub fn end_in_process() {
 }
 
 static EXIT_MARKED: AtomicBool = AtomicBool::new(false);
+/// A thread of this process called exit().
+static EXITING: AtomicBool = AtomicBool::new(false);
 
 /// Marks where "live at exit" is measured: the first of main returning and exit() being called.
 fn exit_snapshot() {
@@ -448,6 +481,13 @@ pub unsafe extern "C" fn __libc_start_main(
 /// Same contract as libc's exit.
 pub unsafe extern "C" fn exit(status: c_int) -> ! {
     exit_snapshot();
+    // A second thread calling exit while the first runs the exit handlers would end the
+    // process (glibc's exit ends in an _exit no hook sees) in the middle of the capture's
+    // finish, which the first one's destructors run: it finishes the capture first (or waits
+    // for the thread finishing it).
+    if EXITING.swap(true, Ordering::AcqRel) {
+        finish_now();
+    }
     match real::get().and_then(|r| r.exit) {
         // SAFETY: forwarding to libc's exit.
         Some(real_exit) => unsafe { real_exit(status) },
@@ -481,6 +521,29 @@ pub unsafe extern "C" fn quick_exit(status: c_int) -> ! {
         Some(real_quick_exit) => unsafe { real_quick_exit(status) },
         None => exit_now(status),
     }
+}
+
+/// The thread in a `daemon()` call (0: none): its fork's parent side ends the process with an
+/// `_exit` inside libc that no hook sees, right after the fork returns there ([`fork_parent`]
+/// finishes the capture first).
+static IN_DAEMON: AtomicU32 = AtomicU32::new(0);
+
+/// Interposed: see [`IN_DAEMON`].
+///
+/// # Safety
+/// Same contract as libc's daemon.
+pub unsafe extern "C" fn daemon(nochdir: c_int, noclose: c_int) -> c_int {
+    let Some(real_daemon) = real::get().and_then(|r| r.daemon) else {
+        // SAFETY: the calling thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    };
+    IN_DAEMON.store(sys::gettid(), Ordering::Release);
+    // SAFETY: forwarding to libc's daemon.
+    let r = unsafe { real_daemon(nochdir, noclose) };
+    // In the daemon (the child), or in the parent when its fork failed.
+    IN_DAEMON.store(0, Ordering::Release);
+    r
 }
 
 /// Ends the process at once (libc's _exit is this library's own hook).
@@ -519,6 +582,10 @@ pub(crate) extern "C" fn fork_parent() {
     crate::phdr::unlock_after_fork();
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
+    // The parent of daemon() ends right after this (see IN_DAEMON).
+    if IN_DAEMON.load(Ordering::Acquire) == sys::gettid() {
+        finish_now();
+    }
 }
 
 /// Interposed _Fork(3) (glibc 2.34): a fork that runs no atfork handlers, for signal handlers
@@ -614,7 +681,10 @@ pub(crate) extern "C" fn fork_child() {
         modules::reset();
         thread::reset_for_new_capture();
         EXIT_MARKED.store(false, Ordering::Relaxed);
+        EXITING.store(false, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);
+        FINISHER.store(0, Ordering::Relaxed);
+        FINISH_DONE.store(false, Ordering::Relaxed);
         match start_capture(&child) {
             Ok(()) => {
                 crate::exec::after_fork(&child);
