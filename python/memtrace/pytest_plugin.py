@@ -365,12 +365,27 @@ class MemtracePlugin:
                 f"Test was limited to {format_size(memory)} ({memory} bytes) but allocated "
                 f"{format_size(peak)} ({peak} bytes) at its peak"
             )
+            message = _message(headline, "allocating", reader.peak_records())
             if family is not None:
-                shares = ", ".join(
-                    f"pid {pid} {format_size(b)}" for pid, b in family["combined_peak_by_process"]
-                )
-                headline += f" (the combined peak of its processes: {shares})"
-            result.failures.append(_message(headline, "allocating", reader.peak_records()))
+                shares = family["combined_peak_by_process"]
+                listed = ", ".join(f"pid {pid} {format_size(b)}" for pid, b in shares)
+                headline += f" (the combined peak of its processes: {listed})"
+                message = _message(headline, "allocating", reader.peak_records())
+                biggest = _biggest_child(path, shares, meta.pid)
+                if biggest is not None:
+                    pid, records = biggest
+                    # The lines that made most of the peak are the child's: first.
+                    message = _message(
+                        f"{headline}\nIn pid {pid}, which held the most of it (its lines at its "
+                        "own peak):",
+                        "allocating",
+                        records,
+                        verb_line=False,
+                    ) + "\n" + _message(
+                        f"In the test's own process (pid {meta.pid}):", "allocating",
+                        reader.peak_records(), verb_line=False,
+                    )
+            result.failures.append(message)
         if leaks is not None and meta.leaked_bytes > leaks:
             leaked = list(reader.leaked_records())
             message = _message(
@@ -430,8 +445,21 @@ class MemtracePlugin:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _message(headline: str, verb: str, records: Any) -> str:
-    lines = [headline, f"Top {verb} lines:"]
+def _biggest_child(path: Path, shares: list[tuple[int, int]], own: int) -> tuple[int, Any] | None:
+    """The child process that held the most at the combined peak, when it held more than the
+    test's own process, with its capture's records at its own peak (None when it has no
+    capture to read)."""
+    if not shares or shares[0][0] == own:
+        return None
+    pid = shares[0][0]
+    try:
+        return pid, list(FileReader(Path(f"{path}.{pid}")).peak_records())
+    except (OSError, ValueError):
+        return None
+
+
+def _message(headline: str, verb: str, records: Any, verb_line: bool = True) -> str:
+    lines = [headline, f"Top {verb} lines:"] if verb_line else [headline]
     for line in top_lines(records, TOP_LINES):
         allocations = "allocation" if line.n_allocations == 1 else "allocations"
         lines.append(

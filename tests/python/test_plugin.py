@@ -399,3 +399,37 @@ def test_what_pytest_does_around_a_test_is_not_the_test_s(env: Env, tmp_path: Pa
     ids = sorted(p.name for p in bins.glob("test_housekeeping.py_test_ids*.bin"))
     assert len(ids) == 4, ids
     assert after.read_text() == "[]", after.read_text()
+
+
+CHILD_OVER = """\
+import subprocess, sys
+import pytest
+
+
+@pytest.mark.limit_memory("1 MB")
+def test_child_allocates():
+    subprocess.run([sys.executable, "-c", "x = bytearray(5_000_000)"], check=True)
+"""
+
+
+def test_a_child_s_lines_are_named_when_it_made_the_peak(env: Env, tmp_path: Path) -> None:
+    """limit_memory of a test whose child made most of the combined peak lists the child's
+    lines first (they were the test's process's alone, a few KiB of them)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_child.py").write_text(CHILD_OVER)
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace", "test_child.py"],
+        cwd=project,
+        env=environ,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    m = re.search(r"^In pid (\d+), which held the most of it \(its lines at its own peak\):\n"
+                  r" +4\.\d MiB \((\d+) bytes\) in \d+ allocations?: <module> at <string>:1$",
+                  out, re.M)
+    assert m, out
+    assert 5_000_001 <= int(m.group(2)) < 5_000_200, out
+    assert re.search(r"^In the test's own process \(pid \d+\):$", out, re.M), out
