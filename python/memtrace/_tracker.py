@@ -39,6 +39,11 @@ def release_hooks() -> None:
 def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels as memtrace run --label takes them: keys of letters, digits, ``_.-``;
     values without control characters; at most 64, 4096 bytes in all."""
+    if not isinstance(labels, Mapping):
+        raise ValueError(
+            f"labels must be a mapping of str to str, e.g. {{'service': 'api'}} "
+            f"(not {type(labels).__name__})"
+        )
     out = {}
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -99,6 +104,8 @@ class Tracker:
         self.aggregate = aggregate
         path = os.fspath(path)
         self.path = os.fsdecode(path) if isinstance(path, bytes) else path
+        if not self.path:
+            raise ValueError("a capture's path cannot be empty")
         if "\0" in self.path:
             raise ValueError(f"a capture's path cannot hold a NUL character: {self.path!r}")
         try:

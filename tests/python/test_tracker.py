@@ -304,11 +304,15 @@ def test_a_tracker_left_running_stops_at_the_programs_exit(env: Env, tmp_path: P
 def test_paths_that_cannot_name_a_capture_are_refused_clearly(env: Env, tmp_path: Path) -> None:
     code = (
         "import os, memtrace\n"
-        "for bad in ('a\\0b', b'bad\\xff.bin'):\n"
+        "for bad in ('a\\0b', b'bad\\xff.bin', ''):\n"
         "    try:\n"
         "        memtrace.Tracker(bad)\n"
         "    except ValueError as e:\n"
         "        print('refused:', e)\n"
+        "try:\n"
+        "    memtrace.Tracker('l.bin', labels=[('a', 'b')])\n"
+        "except ValueError as e:\n"
+        "    print('refused:', e)\n"
         "t = memtrace.Tracker(os.fsencode(os.path.join(os.getcwd(), 'bytes.bin')))\n"
         "with t:\n"
         "    x = bytearray(1000)\n"
@@ -319,7 +323,11 @@ def test_paths_that_cannot_name_a_capture_are_refused_clearly(env: Env, tmp_path
     lines = r.stdout.splitlines()
     assert lines[0].startswith("refused: a capture's path cannot hold a NUL character"), lines
     assert lines[1].startswith("refused: a capture's path must be UTF-8 text"), lines
-    assert lines[2] == "True", lines
+    assert lines[2] == "refused: a capture's path cannot be empty", lines
+    assert lines[3] == (
+        "refused: labels must be a mapping of str to str, e.g. {'service': 'api'} (not list)"
+    ), lines
+    assert lines[4] == "True", lines
 
 
 def test_sizes_just_below_a_unit_read_as_that_unit(env: Env) -> None:
