@@ -1106,3 +1106,50 @@ fn ctrl_z_stops_and_fg_continues_the_program_and_memtrace_together() {
     assert!(screen.contains("FG status=0"), "{screen}");
     assert_eq!(stats(&dir.join("capture.bin"))["complete"], true);
 }
+
+#[test]
+fn a_program_at_the_argument_limit_is_refused_in_one_line_saying_why() {
+    // memtrace adds a few hundred bytes of variables: a command within them of the limit
+    // starts memtrace but not the program. Under a 512 KiB stack the limit is 128 KiB in all;
+    // the second argument grows until the program no longer starts.
+    let (dir, _) = dirs("arg-limit");
+    let first = "a".repeat(60_000);
+    let mut refused = None;
+    for n in (60_000..80_000).step_by(50) {
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o", "capture.bin", "/bin/true", &first])
+            .arg("b".repeat(n))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(&dir);
+        // SAFETY: setrlimit in the child before exec, with a valid struct.
+        unsafe {
+            cmd.pre_exec(|| {
+                let small = libc::rlimit {
+                    rlim_cur: 512 << 10,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_STACK, &small);
+                Ok(())
+            });
+        }
+        let Ok(out) = cmd.output() else {
+            break; // memtrace itself no longer starts
+        };
+        if !out.status.success() {
+            refused = Some((
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+            break;
+        }
+    }
+    let (code, err) = refused.expect("a size that starts memtrace but not the program");
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "memtrace: cannot run /bin/true: its arguments and environment exceed the system's \
+         limit (E2BIG: 128 KiB for one argument or variable, ARG_MAX for all; memtrace adds a \
+         few hundred bytes of variables of its own)"
+    );
+}

@@ -131,6 +131,20 @@ pub fn execute(args: RunArgs) -> Result<i32, String> {
 
 /// Whether files can be made in `dir` (a read-only file system, no write permission): asked
 /// before the program starts, so that a bad -o is one line rather than a run without capture.
+/// The line for a program that could not be started.
+fn spawn_error(program: &Path, e: &std::io::Error) -> String {
+    if e.raw_os_error() == Some(libc::E2BIG) {
+        // memtrace adds a few hundred bytes of variables (the tracker's preload, its settings).
+        return format!(
+            "cannot run {}: its arguments and environment exceed the system's limit (E2BIG: \
+             128 KiB for one argument or variable, ARG_MAX for all; memtrace adds a few hundred \
+             bytes of variables of its own)",
+            program.display()
+        );
+    }
+    format!("cannot run {}: {e}", program.display())
+}
+
 fn writable(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
@@ -304,8 +318,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         }
         (spawned, _) => spawned,
     };
-    let mut child =
-        spawned.map_err(|e| RunError(format!("cannot run {}: {e}", target.path.display())))?;
+    let mut child = spawned.map_err(|e| RunError(spawn_error(&target.path, &e)))?;
     if let signals::Grouping::MemtraceAlone { pgid } = grouping {
         // Left in the group memtrace left, to see what is sent to it (sentinel.rs).
         sentinel::start(&signals::forwarded(), pgid);
