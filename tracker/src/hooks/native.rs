@@ -213,6 +213,11 @@ pub(crate) unsafe extern "C" fn hook_reallocarray(
     site: &CallSite,
 ) -> *mut c_void {
     let Some(total) = n.checked_mul(size) else {
+        // A request past the address space, failed as glibc fails it: still a failed request.
+        if let Some(mut t) = enter_at(site) {
+            let asked = (n as u64).saturating_mul(size as u64);
+            thread::record_failed(&mut t, Allocator::Realloc, asked, site.ret);
+        }
         // SAFETY: errno slot of this thread.
         unsafe { *libc::__errno_location() = libc::ENOMEM };
         return core::ptr::null_mut();
@@ -237,7 +242,9 @@ pub(crate) unsafe extern "C" fn hook_posix_memalign(
         return forward!(r.posix_memalign; out, align, size);
     };
     let rc = forward!(r.posix_memalign; out, align, size);
-    if rc == 0 {
+    if rc == libc::ENOMEM && size > 0 {
+        thread::record_failed(&mut t, Allocator::PosixMemalign, size as u64, site.ret);
+    } else if rc == 0 {
         // SAFETY: on success the real function stored the block in *out.
         let p = unsafe { *out };
         thread::record_alloc(
@@ -268,8 +275,16 @@ fn aligned(
     let p = forward!(f; align, size);
     if !p.is_null() {
         thread::record_alloc(&mut t, allocator, p as u64, size as u64, site.ret);
+    } else if size > 0 && out_of_memory() {
+        thread::record_failed(&mut t, allocator, size as u64, site.ret);
     }
     p
+}
+
+/// A null block for lack of memory (ENOMEM), not for a bad argument (EINVAL).
+fn out_of_memory() -> bool {
+    // SAFETY: errno slot of this thread.
+    unsafe { *libc::__errno_location() == libc::ENOMEM }
 }
 
 pub(crate) unsafe extern "C" fn hook_aligned_alloc(
@@ -316,6 +331,8 @@ fn page_aligned(
     let p = forward!(f; size);
     if !p.is_null() {
         thread::record_alloc(&mut t, allocator, p as u64, size as u64, site.ret);
+    } else if size > 0 && out_of_memory() {
+        thread::record_failed(&mut t, allocator, size as u64, site.ret);
     }
     p
 }
