@@ -793,3 +793,53 @@ fn thousands_of_call_sites_leave_no_chunk_damaged() {
     assert_eq!(sites_seen, sites as usize);
     assert_eq!(node_sum(&tree["tree"], "f4321"), (2 * (4321 % 200 + 1), 2));
 }
+
+#[test]
+fn a_linked_library_s_constructor_allocations_are_recorded() {
+    // Its constructor runs before the tracker's: the block it keeps was missing (and its
+    // realloc read as a new block with no free).
+    let (dir, _) = setup("native-ctor");
+    let src = workspace().join("tests/programs");
+    let lib = dir.join("libctor.so");
+    let built = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-shared", "-fPIC", "-o"])
+        .arg(&lib)
+        .arg(src.join("ctor_lib.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let prog = dir.join("ctor_main");
+    let built = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-o"])
+        .arg(&prog)
+        .arg(src.join("ctor_main.c"))
+        .arg(format!("-L{}", dir.display()))
+        .arg("-lctor")
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let cap = dir.join("ctor.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg(&prog)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "table=1\n");
+    let s = stats(&cap);
+    let at = |function: &str, line: i64| {
+        s["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["function"] == function && t["line"] == line)
+            .map(|t| (num(t, "bytes"), num(t, "count")))
+    };
+    assert_eq!(at("init", 7), Some((100_000, 1)), "{s}");
+    assert_eq!(at("init", 8), None, "freed before the start: {s}");
+    assert_eq!(at("main", 8), Some((200_000, 1)), "{s}");
+    // The table and its realloc'd successor are both freed: only stdio's buffer is left.
+    assert_eq!(num(&s, "total_frees"), 2, "{s}");
+    assert!(num(&s, "leaked_bytes") <= 8192, "{s}");
+}

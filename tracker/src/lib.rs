@@ -28,7 +28,7 @@ use base::{
     loader_lock, lock, maps, phdr, preload_var, real, sys, tls,
 };
 use capture::{compress, modules, rss, staging, status};
-use record::{aggregate, names, sample, thread};
+use record::{aggregate, early, names, sample, thread};
 use session::{attach, exec, family, inprocess, lifecycle, orphan, pyext, pyrun, state};
 use stacks::{python, unwind};
 

@@ -90,7 +90,9 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, site: &CallSite) -> *m
         return real::arena_alloc(size, 16);
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(r.malloc; size);
+        let p = forward!(r.malloc; size);
+        crate::early::alloc(Allocator::Malloc, p as u64, size as u64, site.ret);
+        return p;
     };
     let p = forward!(r.malloc; size);
     if !p.is_null() {
@@ -107,6 +109,7 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _site: &CallSite) {
     }
     let Some(r) = real() else { return };
     let Some(mut t) = enter() else {
+        crate::early::free(p as u64);
         return forward!(r.free; p);
     };
     // Asked before the real free: a block another thread gets next is not ours to judge.
@@ -133,7 +136,10 @@ pub(crate) unsafe extern "C" fn hook_calloc(
         };
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(r.calloc; n, size);
+        let p = forward!(r.calloc; n, size);
+        let total = (n as u64).saturating_mul(size as u64);
+        crate::early::alloc(Allocator::Calloc, p as u64, total, site.ret);
+        return p;
     };
     let p = forward!(r.calloc; n, size);
     let total = (n as u64).saturating_mul(size as u64);
@@ -197,7 +203,12 @@ pub(crate) unsafe extern "C" fn hook_realloc(
         return real::arena_alloc(size, 16);
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(r.realloc; p, size);
+        let new = forward!(r.realloc; p, size);
+        if !new.is_null() || size == 0 {
+            crate::early::free(p as u64);
+        }
+        crate::early::alloc(Allocator::Realloc, new as u64, size as u64, site.ret);
+        return new;
     };
     // The free's time (none in an aggregated capture, which orders nothing by it).
     let before = thread::free_tick(&mut t);
@@ -239,7 +250,13 @@ pub(crate) unsafe extern "C" fn hook_posix_memalign(
         return if p.is_null() { libc::ENOMEM } else { 0 };
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(r.posix_memalign; out, align, size);
+        let rc = forward!(r.posix_memalign; out, align, size);
+        if rc == 0 {
+            // SAFETY: on success the real function stored the block in *out.
+            let p = unsafe { *out };
+            crate::early::alloc(Allocator::PosixMemalign, p as u64, size as u64, site.ret);
+        }
+        return rc;
     };
     let rc = forward!(r.posix_memalign; out, align, size);
     if rc == libc::ENOMEM && size > 0 {
@@ -270,7 +287,9 @@ fn aligned(
         return real::arena_alloc(size, align.min(4096));
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(f; align, size);
+        let p = forward!(f; align, size);
+        crate::early::alloc(allocator, p as u64, size as u64, site.ret);
+        return p;
     };
     let p = forward!(f; align, size);
     if !p.is_null() {
@@ -326,7 +345,9 @@ fn page_aligned(
         return real::arena_alloc(size, 4096);
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(f; size);
+        let p = forward!(f; size);
+        crate::early::alloc(allocator, p as u64, size as u64, site.ret);
+        return p;
     };
     let p = forward!(f; size);
     if !p.is_null() {

@@ -3,6 +3,7 @@
 //! into the stacks and the capture (tests/layers.rs checks).
 
 pub(crate) mod aggregate;
+pub(crate) mod early;
 pub(crate) mod names;
 pub(crate) mod sample;
 pub(crate) mod thread;

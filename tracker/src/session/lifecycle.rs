@@ -71,9 +71,64 @@ extern "C" fn memtrace_init() {
             ACTIVE.store(true, Ordering::Release);
             // SAFETY: registering a plain function that never unwinds.
             unsafe { libc::atexit(finish_without_start_main) };
+            record_early_blocks(&tracker);
         }
+        crate::early::close();
         *CONFIG.lock() = Some(cfg);
     });
+}
+
+/// Records the blocks the libraries' constructors allocated before the start and still hold
+/// (record/early.rs), at their call sites. Not with --native: a walk needs the caller's frame,
+/// long gone.
+fn record_early_blocks(tracker: &[u8]) {
+    if crate::unwind::enabled() {
+        return;
+    }
+    let own = own_code_ranges(tracker);
+    let t = tls::get();
+    crate::early::replay(
+        |ret| !own.iter().any(|&(start, end)| (start..end).contains(&ret)),
+        |allocator, addr, size, ret| thread::record_alloc(t, allocator, addr, size, ret),
+    );
+}
+
+/// The address ranges of the loader, the C library and this library, whose allocations before
+/// the start are their own, not the program's.
+fn own_code_ranges(tracker: &[u8]) -> Vec<(u64, u64)> {
+    struct Search<'a> {
+        tracker: &'a [u8],
+        ranges: Vec<(u64, u64)>,
+    }
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: the loader passes a valid info for the call; data is the Search below.
+        let (info, search) = unsafe { (&*info, &mut *(data as *mut Search<'_>)) };
+        // SAFETY: dlpi_name is a NUL-terminated string (possibly empty) owned by the loader.
+        let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+        let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+        let own = name.starts_with(b"ld-linux") || name == b"libc.so.6" || path == search.tracker;
+        if own {
+            // SAFETY: the loader's description of a loaded object, valid during the callback.
+            for ph in unsafe { crate::phdr::program_headers(info) } {
+                if ph.p_type == libc::PT_LOAD {
+                    let start = info.dlpi_addr + ph.p_vaddr;
+                    search.ranges.push((start, start + ph.p_memsz));
+                }
+            }
+        }
+        0
+    }
+    let mut search = Search {
+        tracker,
+        ranges: Vec::new(),
+    };
+    // SAFETY: `each` only reads loader data and appends to `search`.
+    unsafe { crate::phdr::iterate_phdr(each, &mut search as *mut Search<'_> as *mut c_void) };
+    search.ranges
 }
 
 /// Registered at start-up, so it runs after the program's own exit handlers. A program with an
@@ -302,12 +357,17 @@ const FINISH_WAIT_MS: u32 = 3000;
 
 /// Waits (bounded) while another thread finishes the capture.
 fn wait_for_finisher() {
-    let me = sys::gettid();
-    for _ in 0..FINISH_WAIT_MS {
-        let finishing = STARTED.load(Ordering::Acquire)
+    let finishing = || {
+        STARTED.load(Ordering::Acquire)
             && FINISHED.load(Ordering::Acquire)
-            && !FINISH_DONE.load(Ordering::Acquire);
-        if !finishing || FINISHER.load(Ordering::Acquire) == me {
+            && !FINISH_DONE.load(Ordering::Acquire)
+    };
+    // Nothing to wait for, the common case: no system call.
+    if !finishing() || FINISHER.load(Ordering::Acquire) == sys::gettid() {
+        return;
+    }
+    for _ in 0..FINISH_WAIT_MS {
+        if !finishing() {
             return;
         }
         sys::sleep_ms(1);
@@ -538,7 +598,9 @@ pub unsafe extern "C" fn daemon(nochdir: c_int, noclose: c_int) -> c_int {
         unsafe { *libc::__errno_location() = libc::ENOSYS };
         return -1;
     };
-    IN_DAEMON.store(sys::gettid(), Ordering::Release);
+    if !sys::sandboxed() {
+        IN_DAEMON.store(sys::gettid(), Ordering::Release);
+    }
     // SAFETY: forwarding to libc's daemon.
     let r = unsafe { real_daemon(nochdir, noclose) };
     // In the daemon (the child), or in the parent when its fork failed.
@@ -583,7 +645,9 @@ pub(crate) extern "C" fn fork_parent() {
     modules::unlock_after_fork();
     CONFIG.raw_unlock();
     // The parent of daemon() ends right after this (see IN_DAEMON).
-    if IN_DAEMON.load(Ordering::Acquire) == sys::gettid() {
+    // (A sandboxed process makes no system call here: gettid may be forbidden.)
+    let in_daemon = IN_DAEMON.load(Ordering::Acquire);
+    if in_daemon != 0 && !sys::sandboxed() && in_daemon == sys::gettid() {
         finish_now();
     }
 }

@@ -1,0 +1,98 @@
+//! Allocations made before the tracker started. The loader runs the constructors of the
+//! libraries a program links before a preloaded library's own: what they allocate (a C++
+//! library's static objects, a plugin registry) comes through the hooks before the capture is
+//! open. It is noted here (address, size, call site), a free or realloc of a noted block taking
+//! it out again, and what is still live when the capture opens is recorded then, as allocated
+//! at the start ([`replay`]). Blocks the loader and the C library allocate for themselves are
+//! left out: they were never a program's, and reports never showed them.
+
+use crate::lock::SpinLock;
+use crate::tls;
+use memtrace_format::Allocator;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Blocks noted at most (a few KiB of the tracker's memory; a program whose libraries allocate
+/// more before the start has the rest left out).
+const MAX: usize = 512;
+
+#[derive(Clone, Copy)]
+struct Noted {
+    addr: u64,
+    size: u64,
+    ret: u64,
+    allocator: Allocator,
+}
+
+struct Log {
+    blocks: [Option<Noted>; MAX],
+    len: usize,
+}
+
+static LOG: SpinLock<Log> = SpinLock::new(Log {
+    blocks: [None; MAX],
+    len: 0,
+});
+
+/// Noting goes on until the start has replayed (or dropped) what was noted.
+static OPEN: AtomicBool = AtomicBool::new(true);
+
+/// Whether a hook that does not record now should note its block: before the start, and not
+/// for the tracker's own calls.
+#[inline]
+pub fn noting() -> bool {
+    OPEN.load(Ordering::Relaxed) && tls::get().in_tracker == 0
+}
+
+/// A block allocated before the start.
+pub fn alloc(allocator: Allocator, addr: u64, size: u64, ret: u64) {
+    if addr == 0 || !noting() {
+        return;
+    }
+    let mut log = LOG.lock();
+    if log.len < MAX {
+        let at = log.len;
+        log.blocks[at] = Some(Noted {
+            addr,
+            size,
+            ret,
+            allocator,
+        });
+        log.len += 1;
+    }
+}
+
+/// A block freed (or moved by realloc) before the start.
+pub fn free(addr: u64) {
+    if addr == 0 || !noting() {
+        return;
+    }
+    let mut log = LOG.lock();
+    let len = log.len;
+    if let Some(i) = log.blocks[..len]
+        .iter()
+        .position(|b| b.is_some_and(|b| b.addr == addr))
+    {
+        log.blocks[i] = log.blocks[len - 1];
+        log.blocks[len - 1] = None;
+        log.len -= 1;
+    }
+}
+
+/// Ends the noting; each block still live whose call site `keep` accepts goes to `record`
+/// (allocator, address, size, call site).
+pub fn replay(keep: impl Fn(u64) -> bool, mut record: impl FnMut(Allocator, u64, u64, u64)) {
+    OPEN.store(false, Ordering::Release);
+    let mut log = LOG.lock();
+    let len = log.len;
+    for b in log.blocks[..len].iter().flatten() {
+        if keep(b.ret) {
+            record(b.allocator, b.addr, b.size, b.ret);
+        }
+    }
+    log.len = 0;
+}
+
+/// Ends the noting without recording anything (no capture to record into).
+pub fn close() {
+    OPEN.store(false, Ordering::Release);
+}
