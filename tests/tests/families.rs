@@ -1081,26 +1081,35 @@ for py in sys.argv[1:]:
     assert_eq!(String::from_utf8_lossy(&out.stdout), printed, "{olds:?}");
 }
 
+/// `memtrace run --follow-fork` of the test program `name`, which makes pid namespaces (exit 3
+/// where it cannot: None, the test is skipped); it must succeed otherwise.
+fn run_in_pid_namespace(name: &str, dir: &Path, capture: &Path) -> Option<std::process::Output> {
+    let prog = memtrace_e2e::compile(name, dir);
+    let out = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(capture)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(dir)
+        .output_watched();
+    if out.status.code() == Some(3) {
+        eprintln!("skipped: no pid namespace can be made here");
+        return None;
+    }
+    assert!(out.status.success(), "{out:?}");
+    Some(out)
+}
+
 #[test]
 fn children_in_pid_namespaces_of_their_own_are_named_and_linked_as_their_parents_know_them() {
     // A child that is the first process of a pid namespace of its own is pid 1 there and its
     // parent 0: its capture was named ROOT.1 (the others ROOT.1.2, ...), and the family report
     // listed its parent's record of it as not tracked and itself as a stray process 1.
     let dir = scratch("family-pidns");
-    let prog = memtrace_e2e::compile("pid_namespace", &dir);
     let capture = dir.join("ns.bin");
-    let out = Command::new(memtrace_e2e::memtrace_bin())
-        .args(["run", "-q", "-f", "--follow-fork", "-o"])
-        .arg(&capture)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
-    if out.status.code() == Some(3) {
-        eprintln!("skipped: no pid namespace can be made here");
+    if run_in_pid_namespace("pid_namespace", &dir, &capture).is_none() {
         return;
     }
-    assert!(out.status.success(), "{out:?}");
     let s = stats(&capture);
     let procs = s["processes"].as_array().expect("processes").clone();
     // The program, its three children, their three grandchildren: all tracked, each named by
@@ -1138,20 +1147,10 @@ fn pid_1_of_a_namespace_signalling_itself_goes_on_being_recorded() {
     // The kernel drops a signal at its default action that the first process of a pid
     // namespace sends itself: the program goes on, and its capture must not end there.
     let dir = scratch("family-pid1-kill");
-    let prog = memtrace_e2e::compile("pid1_self_kill", &dir);
     let capture = dir.join("pid1.bin");
-    let out = Command::new(memtrace_e2e::memtrace_bin())
-        .args(["run", "-q", "-f", "--follow-fork", "-o"])
-        .arg(&capture)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
-    if out.status.code() == Some(3) {
-        eprintln!("skipped: no pid namespace can be made here");
+    let Some(out) = run_in_pid_namespace("pid1_self_kill", &dir, &capture) else {
         return;
-    }
-    assert!(out.status.success(), "{out:?}");
+    };
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("pid 1 survived SIGTERM") && text.contains("child exited 7"),
