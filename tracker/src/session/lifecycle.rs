@@ -73,9 +73,11 @@ extern "C" fn memtrace_init() {
             unsafe { libc::atexit(finish_without_start_main) };
             record_early_blocks(&tracker);
         }
-        crate::early::close();
         *CONFIG.lock() = Some(cfg);
     });
+    // Whatever happened above (no capture to start: the in-process library, a bad setting),
+    // the hooks note nothing from now on.
+    crate::early::close();
 }
 
 /// Records the blocks the libraries' constructors allocated before the start and still hold
