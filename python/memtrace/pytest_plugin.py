@@ -51,6 +51,9 @@ from ._tracker import Tracker, _tracker_module, release_hooks
 #: Lines listed in a failure message.
 TOP_LINES = 5
 
+#: The name of the report property that carries a test's peak (bytes, allocations).
+PEAK_PROPERTY = "memtrace_peak"
+
 
 def check_tracker() -> None:
     """Raises RuntimeError when ``Tracker`` cannot work in this process."""
@@ -405,7 +408,14 @@ class MemtracePlugin:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
         result = self.results.get(item.nodeid)
-        if call.when != "call" or result is None or not result.failures:
+        if call.when != "call" or result is None:
+            return
+        # The peak travels with the report: pytest-xdist's workers send their reports to the
+        # controller, whose summary lists every worker's tests (pytest_runtest_logreport).
+        report.user_properties.append(
+            (PEAK_PROPERTY, [result.peak_bytes, result.peak_allocations])
+        )
+        if not result.failures:
             return
         failures = "\n\n".join(result.failures)
         if report.passed and hasattr(report, "wasxfail"):
@@ -418,6 +428,16 @@ class MemtracePlugin:
             report.longrepr = failures
         else:
             report.sections.append(("memtrace", failures))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """A test's peak from its report: a worker's, under pytest-xdist."""
+        if report.when != "call" or report.nodeid in self.results:
+            return
+        for name, value in report.user_properties:
+            if name == PEAK_PROPERTY:
+                peak_bytes, peak_allocations = value
+                capture = self.dir / f"{_file_name(report.nodeid)}.bin"
+                self._add(Result(report.nodeid, capture, peak_bytes, peak_allocations))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         # A forked child's pytest (see pytest_runtest_call) has no summary of its own.

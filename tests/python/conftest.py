@@ -76,9 +76,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def env(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Env:
-    """A fresh virtual environment with the wheel, pytest and IPython."""
+    """A fresh virtual environment with the wheel, pytest, IPython and pytest-xdist."""
     e = make_venv(sys.executable, tmp_path_factory.mktemp("venv") / "env")
-    checked([e.python, "-m", "pip", "install", "-q", wheel, "pytest", "ipython"], timeout=1800)
+    checked(
+        [e.python, "-m", "pip", "install", "-q", wheel, "pytest", "ipython", "pytest-xdist"],
+        timeout=1800,
+    )
     return e
 
 

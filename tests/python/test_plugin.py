@@ -108,7 +108,9 @@ def test_without_the_option_nothing_is_tracked(env: Env, tmp_path: Path) -> None
     shutil.copytree(PROJECT, project)
     r = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "test_limits.py"], cwd=project)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "4 passed" in r.stdout and "plugins: memtrace" in r.stdout
+    assert "4 passed" in r.stdout, r.stdout
+    # Loaded (beside pytest-xdist, which the environment has too), and silent.
+    assert re.search(r"^plugins: (.*, )?memtrace-", r.stdout, re.M), r.stdout
     assert "peak memory" not in r.stdout
 
 
@@ -433,3 +435,36 @@ def test_a_child_s_lines_are_named_when_it_made_the_peak(env: Env, tmp_path: Pat
     assert m, out
     assert 5_000_001 <= int(m.group(2)) < 5_000_200, out
     assert re.search(r"^In the test's own process \(pid \d+\):$", out, re.M), out
+
+
+def test_the_summary_lists_every_worker_s_tests_under_xdist(env: Env, tmp_path: Path) -> None:
+    """With pytest-xdist the tests run in workers: their peaks reach the controller's summary
+    (it listed nothing), and the limits still fail their tests."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_workers.py").write_text(
+        "import pytest\n\n"
+        + "".join(
+            f"def test_{mb}mb():\n    data = bytearray({mb} * 1_000_000)\n    assert data\n\n"
+            for mb in (2, 4, 6, 8)
+        )
+        + "@pytest.mark.limit_memory('1 MB')\ndef test_over():\n    data = bytearray(3_000_000)\n"
+    )
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--memtrace",
+         "--memtrace-top", "3", "test_workers.py"],
+        cwd=project,
+        env=environ,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert re.search(r"^=+ 1 failed, 4 passed", out, re.M), out
+    summary = out.split("memtrace: peak memory of the biggest tests", 1)[1].splitlines()[1:4]
+    names = [line.split()[2] for line in summary]
+    assert names == [
+        "test_workers.py::test_8mb",
+        "test_workers.py::test_6mb",
+        "test_workers.py::test_4mb",
+    ], out
