@@ -54,6 +54,10 @@ impl FileReader {
             }
             Err(_) => path.extract()?,
         };
+        // As open() says it (the system call would refuse the name, shown with a blank).
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(pyo3::exceptions::PyValueError::new_err("embedded null byte"));
+        }
         let shared = py
             .detach(|| Shared::open(&path, include_startup))
             .map_err(errors::open_error)?;

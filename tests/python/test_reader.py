@@ -229,6 +229,10 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
     # A path given as bytes, as open() takes it (it was refused: "not an instance of 'str'").
     as_bytes = read(env, path, f"out = memtrace.FileReader({os.fsencode(path)!r}).metadata.pid")
     assert as_bytes == capture[1]
+    # A NUL in the name is refused as open() refuses it (it read "x y: cannot read the file").
+    r = run([env.python, "-c", "import memtrace\ntry:\n    memtrace.FileReader('x\\0y')\n"
+             "except ValueError as e:\n    print(e)\n"])
+    assert r.stdout.strip() == "embedded null byte", r.stdout + r.stderr
 
 
 def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
