@@ -388,6 +388,8 @@ extern "C" fn memtrace_fini() {
         && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed)
     {
         finish();
+        // Another thread may be finishing it (an _exit): this one's exit must not cut it.
+        wait_for_finisher();
     }
 }
 
@@ -454,7 +456,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         crate::rss::reset();
         modules::reset();
         EXIT_MARKED.store(false, Ordering::Relaxed);
-        EXITING.store(false, Ordering::Relaxed);
+        EXITING.store(0, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);
         FINISHER.store(0, Ordering::Relaxed);
         FINISH_DONE.store(false, Ordering::Relaxed);
@@ -486,8 +488,8 @@ pub fn end_in_process() {
 }
 
 static EXIT_MARKED: AtomicBool = AtomicBool::new(false);
-/// A thread of this process called exit().
-static EXITING: AtomicBool = AtomicBool::new(false);
+/// The thread that called exit() first (its state's address; 0: none).
+static EXITING: AtomicUsize = AtomicUsize::new(0);
 
 /// Marks where "live at exit" is measured: the first of main returning and exit() being called.
 fn exit_snapshot() {
@@ -543,12 +545,18 @@ pub unsafe extern "C" fn __libc_start_main(
 /// Same contract as libc's exit.
 pub unsafe extern "C" fn exit(status: c_int) -> ! {
     exit_snapshot();
-    // A second thread calling exit while the first runs the exit handlers would end the
-    // process (glibc's exit ends in an _exit no hook sees) in the middle of the capture's
-    // finish, which the first one's destructors run: it finishes the capture first (or waits
-    // for the thread finishing it).
-    if EXITING.swap(true, Ordering::AcqRel) {
-        finish_now();
+    // A second thread calling exit while the first runs the exit handlers would run them too
+    // and end the process (glibc's exit ends in an _exit no hook sees) in the middle of the
+    // capture's finish, which the first one's destructors run. It waits instead, as later
+    // callers of exit do in glibc 2.41 and later: the first one ends the process. (The same
+    // thread calling exit again from a handler goes on; a sandboxed process may not sleep.)
+    let me = tls::get() as *const tls::Tls as usize;
+    if let Err(first) = EXITING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+        if first != me && !sys::sandboxed() {
+            loop {
+                sys::sleep_ms(1000);
+            }
+        }
     }
     match real::get().and_then(|r| r.exit) {
         // SAFETY: forwarding to libc's exit.
@@ -747,7 +755,7 @@ pub(crate) extern "C" fn fork_child() {
         modules::reset();
         thread::reset_for_new_capture();
         EXIT_MARKED.store(false, Ordering::Relaxed);
-        EXITING.store(false, Ordering::Relaxed);
+        EXITING.store(0, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);
         FINISHER.store(0, Ordering::Relaxed);
         FINISH_DONE.store(false, Ordering::Relaxed);
