@@ -291,3 +291,22 @@ fn threads_calling_exit_at_once_leave_a_whole_capture() {
         assert_eq!(blocks, Some((8000, 800_000)), "round {round}: {s}");
     }
 }
+
+#[test]
+fn a_child_forked_while_its_parent_exits_ends_with_its_own_exit() {
+    // Later callers of exit() wait while the first one runs the handlers (the test above): a
+    // child forked meanwhile by another thread is not that process, and its exit goes on.
+    let dir = scratch("threads-fork-exit");
+    let prog = compile("fork_during_exit", &dir);
+    let capture = dir.join("fork.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "child exited 5\n");
+    assert_eq!(stats(&capture)["complete"], true);
+}

@@ -690,6 +690,7 @@ pub unsafe extern "C" fn underscore_fork() -> libc::pid_t {
 /// tracker's locks may be held by the interrupted hook, so the child takes none; it stops
 /// recording (the parent's capture is shared memory) and starts no capture of its own.
 fn stop_in_unknown_child() {
+    EXITING.store(0, Ordering::Relaxed);
     ACTIVE.store(false, Ordering::Release);
     STARTED.store(false, Ordering::Release);
 }
@@ -700,6 +701,8 @@ pub(crate) extern "C" fn fork_child() {
     // fork() returns in the child with the errno it had: a followed child's start must not
     // change it.
     let _errno = sys::ErrnoGuard::new();
+    // A thread of the parent's exiting is not one of the child's: its own exit goes on.
+    EXITING.store(0, Ordering::Relaxed);
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
     CAPTURE.unlock_after_fork();
