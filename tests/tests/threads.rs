@@ -310,3 +310,23 @@ fn a_child_forked_while_its_parent_exits_ends_with_its_own_exit() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "child exited 5\n");
     assert_eq!(stats(&capture)["complete"], true);
 }
+
+#[test]
+fn an_exit_handler_waiting_for_a_thread_that_exits_too_still_ends() {
+    // The worker's exit waits for the main thread's finish, which waits for the worker: the
+    // wait is bounded (3 s), then the worker's exit goes on as it would without memtrace.
+    let dir = scratch("threads-exit-joined");
+    let prog = compile("exit_joined_at_exit", &dir);
+    let capture = dir.join("joined.bin");
+    let start = std::time::Instant::now();
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
+    assert_eq!(stats(&capture)["complete"], true);
+}

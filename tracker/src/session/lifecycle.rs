@@ -488,6 +488,14 @@ pub fn end_in_process() {
 }
 
 static EXIT_MARKED: AtomicBool = AtomicBool::new(false);
+/// This process writes a capture it has not finished (no system call when sandboxed).
+fn recording_here() -> bool {
+    STARTED.load(Ordering::Acquire)
+        && !FINISH_DONE.load(Ordering::Acquire)
+        && !sys::sandboxed()
+        && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed)
+}
+
 /// The thread that called exit() first (its state's address; 0: none).
 static EXITING: AtomicUsize = AtomicUsize::new(0);
 
@@ -547,15 +555,22 @@ pub unsafe extern "C" fn exit(status: c_int) -> ! {
     exit_snapshot();
     // A second thread calling exit while the first runs the exit handlers would run them too
     // and end the process (glibc's exit ends in an _exit no hook sees) in the middle of the
-    // capture's finish, which the first one's destructors run. It waits instead, as later
-    // callers of exit do in glibc 2.41 and later: the first one ends the process. (The same
-    // thread calling exit again from a handler goes on; a sandboxed process may not sleep.)
+    // capture's finish, which the first one's destructors run. It waits until that finish is
+    // done, when the first one ends the process (later callers of exit wait for good in glibc
+    // 2.41 and later). Bounded: a handler of the first one may wait for this very thread, and
+    // then the process must still end as it would have; the capture is finished first. (The
+    // same thread calling exit again from a handler goes on; a sandboxed process may not
+    // sleep, and one without a capture has nothing to wait for.)
     let me = tls::get() as *const tls::Tls as usize;
     if let Err(first) = EXITING.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
-        if first != me && !sys::sandboxed() {
-            loop {
-                sys::sleep_ms(1000);
+        if first != me && recording_here() {
+            for _ in 0..FINISH_WAIT_MS {
+                if FINISH_DONE.load(Ordering::Acquire) {
+                    break;
+                }
+                sys::sleep_ms(1);
             }
+            finish_now();
         }
     }
     match real::get().and_then(|r| r.exit) {
