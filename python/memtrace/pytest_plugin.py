@@ -213,11 +213,13 @@ class _Region:
 
 
 def _plain_function(item: pytest.Item) -> bool:
-    """Whether the test is a Python function called as it is (not a coroutine another plugin
-    runs, not a doctest or another kind of item)."""
+    """Whether the test is a Python function that pytest calls through pytest_pyfunc_call (not
+    a unittest method, which unittest runs, nor a coroutine another plugin runs, a doctest or
+    another kind of item)."""
     obj = getattr(item, "obj", None)
     return (
         isinstance(item, pytest.Function)
+        and type(item).runtest is pytest.Function.runtest
         and callable(obj)
         and not inspect.iscoroutinefunction(obj)
         and not inspect.isasyncgenfunction(obj)

@@ -293,6 +293,7 @@ def test_a_relative_bin_dir_stays_where_it_was_named(env: Env, tmp_path: Path) -
 
 HOUSEKEEPING = """\
 import os
+import unittest
 import pytest
 from memtrace import Tracker
 
@@ -340,6 +341,13 @@ def test_an_infinite_limit():
     pass
 
 
+class TestInUnittestStyle(unittest.TestCase):
+    @pytest.mark.limit_memory("1 MB")
+    def test_over(self):
+        data = bytearray(3_000_000)
+        self.assertTrue(data)
+
+
 @pytest.fixture
 def own_tracker(tmp_path):
     with Tracker(tmp_path / "own.bin"):
@@ -356,7 +364,8 @@ def test_what_pytest_does_around_a_test_is_not_the_test_s(env: Env, tmp_path: Pa
     the test's, nor its PYTEST_CURRENT_TEST); test ids that differ only in characters a file
     name cannot keep get a capture each; an xfail test over its limit is xfailed; a test's
     monkeypatch of the tracker's variables does not leave the tracker in the environment; an
-    infinite limit fails in one line; a tracker that cannot start leaves the test untracked."""
+    infinite limit fails in one line; a tracker that cannot start leaves the test untracked; a
+    unittest method is tracked too."""
     library = env.py(
         "import memtrace._memtrace_tracker as m, os; print(os.path.abspath(m.__file__))"
     ).stdout.strip()
@@ -397,7 +406,11 @@ def test_what_pytest_does_around_a_test_is_not_the_test_s(env: Env, tmp_path: Pa
     ), out
     assert "_sizes.py" not in out and "OverflowError" not in out, out
     assert "memtrace: this test ran untracked: " in out, out
-    assert re.search(r"^=+ 1 failed, 9 passed, 1 xfailed", out, re.M), out
+    # A unittest method is tracked too (unittest runs it, not pytest_pyfunc_call).
+    assert re.search(
+        r"^FAILED test_housekeeping\.py::TestInUnittestStyle::test_over", out, re.M
+    ), out
+    assert re.search(r"^=+ 2 failed, 9 passed, 1 xfailed", out, re.M), out
     ids = sorted(p.name for p in bins.glob("test_housekeeping.py_test_ids*.bin"))
     assert len(ids) == 4, ids
     assert after.read_text() == "[]", after.read_text()
