@@ -819,12 +819,7 @@ fn a_linked_library_s_constructor_allocations_are_recorded() {
         .status()
         .expect("gcc runs");
     assert!(built.success());
-    let cap = dir.join("ctor.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg(&prog)
-        .output_watched();
+    let (cap, out) = record(&dir, "ctor.bin", &prog, &[]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "table=1\n");
     let s = stats(&cap);

@@ -162,13 +162,7 @@ fn every_allocator_s_refused_request_is_listed_at_its_line() {
     // results and errno as untracked.
     let dir = scratch("oom-refused");
     let prog = memtrace_e2e::compile("refused_requests", &dir);
-    let cap = dir.join("refused.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let (cap, out) = memtrace_e2e::record(&dir, "refused.bin", &prog, &[]);
     assert!(out.status.success(), "{out:?}");
     let plain = Command::new(&prog).current_dir(&dir).output_watched();
     assert_eq!(out.stdout, plain.stdout);

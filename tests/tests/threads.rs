@@ -267,16 +267,8 @@ fn threads_calling_exit_at_once_leave_a_whole_capture() {
     // used to end the process in the middle of it (6 runs in 10: no trailer, records lost).
     let dir = scratch("threads-exits");
     let prog = compile("exits_at_once", &dir);
-    let capture = dir.join("exits.bin");
     for round in 0..5 {
-        let out = Command::new(memtrace_bin())
-            .args(["run", "-q", "-f", "-o"])
-            .arg(&capture)
-            .arg("--")
-            .arg(&prog)
-            .arg("8")
-            .current_dir(&dir)
-            .output_watched();
+        let (capture, out) = record(&dir, "exits.bin", &prog, &["8"]);
         assert_eq!(out.status.code(), Some(10), "round {round}: {out:?}");
         let s = stats(&capture);
         assert_eq!(s["complete"], true, "round {round}: {}", s["warnings"]);
@@ -298,14 +290,7 @@ fn a_child_forked_while_its_parent_exits_ends_with_its_own_exit() {
     // child forked meanwhile by another thread is not that process, and its exit goes on.
     let dir = scratch("threads-fork-exit");
     let prog = compile("fork_during_exit", &dir);
-    let capture = dir.join("fork.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&capture)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let (capture, out) = record(&dir, "fork.bin", &prog, &[]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "child exited 5\n");
     assert_eq!(stats(&capture)["complete"], true);
@@ -317,15 +302,8 @@ fn an_exit_handler_waiting_for_a_thread_that_exits_too_still_ends() {
     // wait is bounded (3 s), then the worker's exit goes on as it would without memtrace.
     let dir = scratch("threads-exit-joined");
     let prog = compile("exit_joined_at_exit", &dir);
-    let capture = dir.join("joined.bin");
     let start = std::time::Instant::now();
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&capture)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let (capture, out) = record(&dir, "joined.bin", &prog, &[]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(start.elapsed().as_secs() < 30, "{:?}", start.elapsed());
     assert_eq!(stats(&capture)["complete"], true);
