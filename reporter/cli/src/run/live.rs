@@ -72,20 +72,12 @@ pub fn view(capture: &Path, pid: u32, command: String, out: &Path) -> Result<(),
 
 /// How the child `pid` ended, if it has (left unreaped for the run's own wait).
 fn ended(pid: u32) -> Option<String> {
-    // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: waitid(2) on our own child, without waiting, leaving it unreaped (WNOWAIT).
-    let r = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
+    // Without waiting, leaving it unreaped (WNOWAIT).
+    let info =
+        super::waiting::wait_child(pid, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT).ok()?;
     // SAFETY: si_pid and si_status are set by waitid for a child that changed state.
     let (who, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if r != 0 || who == 0 {
+    if who == 0 {
         return None;
     }
     Some(match info.si_code {

@@ -22,24 +22,11 @@ const CONTINUE_NOTICE: Duration = Duration::from_millis(200);
 /// another process while a signal may still be forwarded to it; stops with the program.
 pub fn wait_for_exit(pid: u32) {
     loop {
-        // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid(2) on our own child with a valid out-buffer; WNOWAIT leaves an end
-        // unreaped for Child::wait.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WSTOPPED | libc::WNOWAIT,
-            )
+        let info = match wait_child(pid, libc::WEXITED | libc::WSTOPPED | libc::WNOWAIT) {
+            Ok(info) => info,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
         };
-        if r != 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
         if info.si_code != libc::CLD_STOPPED {
             return;
         }
@@ -47,18 +34,22 @@ pub fn wait_for_exit(pid: u32) {
         let sig = unsafe { info.si_status() };
         // The stop's notice is taken (WSTOPPED without WNOWAIT: the process is left), so that
         // the next wait waits.
-        // SAFETY: as above; WNOHANG: the notice is there.
-        unsafe {
-            let mut taken: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut taken,
-                libc::WSTOPPED | libc::WNOHANG,
-            );
-        }
+        let _ = wait_child(pid, libc::WSTOPPED | libc::WNOHANG);
         stop_with(pid as libc::pid_t, sig);
     }
+}
+
+/// waitid(2) of the child `pid` with `flags`: what changed (si_pid 0 when WNOHANG found
+/// nothing).
+pub(super) fn wait_child(pid: u32, flags: libc::c_int) -> std::io::Result<libc::siginfo_t> {
+    // SAFETY: a zeroed siginfo_t is a valid out-buffer for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid(2) on our own child with a valid out-buffer.
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info)
 }
 
 /// Stops memtrace with `sig` if the program is still stopped; once continued, continues the
