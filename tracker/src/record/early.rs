@@ -78,12 +78,20 @@ pub fn free(addr: u64) {
     }
 }
 
-/// Ends the noting; each block still live whose call site `keep` accepts goes to `record`
-/// (allocator, address, size, call site).
-pub fn replay(keep: impl Fn(u64) -> bool, mut record: impl FnMut(Allocator, u64, u64, u64)) {
+/// Ends the noting; each block still live whose call site the filter `keep()` makes accepts
+/// goes to `record` (allocator, address, size, call site). `keep` is called only when there is
+/// a block (the usual start has none, and the filter reads the loader's list).
+pub fn replay<K: Fn(u64) -> bool>(
+    keep: impl FnOnce() -> K,
+    mut record: impl FnMut(Allocator, u64, u64, u64),
+) {
     OPEN.store(false, Ordering::Release);
     let mut log = LOG.lock();
     let len = log.len;
+    if len == 0 {
+        return;
+    }
+    let keep = keep();
     for b in log.blocks[..len].iter().flatten() {
         if keep(b.ret) {
             record(b.allocator, b.addr, b.size, b.ret);

@@ -87,10 +87,12 @@ fn record_early_blocks(tracker: &[u8]) {
     if crate::unwind::enabled() {
         return;
     }
-    let own = own_code_ranges(tracker);
     let t = tls::get();
     crate::early::replay(
-        |ret| !own.iter().any(|&(start, end)| (start..end).contains(&ret)),
+        || {
+            let own = own_code_ranges(tracker);
+            move |ret| !own.iter().any(|&(start, end)| (start..end).contains(&ret))
+        },
         |allocator, addr, size, ret| thread::record_alloc(t, allocator, addr, size, ret),
     );
 }
