@@ -69,7 +69,9 @@ impl<'a> StackResolver<'a> {
         l
     }
 
-    /// The locations of a stack, outermost first; `<unknown>` alone for an unknown stack.
+    /// The locations of a stack, outermost first; `<unknown>` alone for an unknown stack (the
+    /// reports build paths with `shown_paths`; the tests look at one stack whole).
+    #[cfg(test)]
     pub fn outermost_first(&mut self, stack: u64) -> Vec<Location> {
         let tables = self.tables;
         shown_locations(tables, stack, &mut |id| self.frame(id))
