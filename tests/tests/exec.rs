@@ -511,6 +511,47 @@ fn a_statically_linked_program_exec_d_sees_nothing_of_memtrace() {
 }
 
 #[test]
+fn a_program_run_under_valgrind_is_tracked_through_its_static_tool() {
+    // valgrind's launcher execs its tool, a statically linked program, which runs the guest in
+    // the same process through the guest's own loader: the tool keeps the environment (as no
+    // other static program does), so the guest is tracked.
+    let dir = scratch("exec-valgrind");
+    let prog = compile("valgrind_guest", &dir);
+    let valgrind = Command::new("valgrind").arg("--version").output();
+    assert!(
+        valgrind.is_ok_and(|o| o.status.success()),
+        "valgrind is needed (.ci/run installs it)"
+    );
+    let words = [
+        "valgrind",
+        "--tool=none",
+        "-q",
+        prog.to_str().expect("utf-8"),
+    ];
+    let (_, out) = run(&dir, &[], &words);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(out.stdout, b"guest done\n", "{out:?}");
+    // Its call site is found by its figures: under valgrind the main program's path reads as
+    // the tool's, so the site is named after the tool's file.
+    let holding: Vec<String> = files(&dir, "run.bin")
+        .into_iter()
+        .filter(|f| {
+            let s = full_stats(&dir.join(f));
+            s["top_by_size"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|l| num(l, "bytes") == 7 * 4321 && num(l, "count") == 7)
+        })
+        .collect();
+    assert_eq!(
+        holding.len(),
+        1,
+        "one capture holds the guest's 7 blocks: {holding:?}"
+    );
+}
+
+#[test]
 fn a_capture_killed_after_a_failed_exec_is_incomplete_and_readable() {
     // The failed exec's trailer was withdrawn: a kill afterwards leaves an incomplete capture
     // (no trailer), whose records are all readable.

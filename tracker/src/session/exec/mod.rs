@@ -183,7 +183,9 @@ pub unsafe fn follow(
         Target::Path(p) if reachable => {
             // SAFETY: a NUL-terminated path, as exec takes it.
             let path = unsafe { cstr(p) };
-            preload::preloadable(path, &plan.tracker_c)
+            // SAFETY: envp is a NULL-terminated array of C strings, as exec takes it.
+            let host = preload::hosts_a_guest(unsafe { entries(envp) });
+            preload::preloadable(path, &plan.tracker_c, host)
         }
         _ => true,
     };

@@ -5,7 +5,10 @@
 //! statically linked program has no loader at all: it would see the tracker's variables, and
 //! pass them to the programs it starts, which would then be tracked as if they were it. Such a
 //! program gets the environment it was given instead, and runs untracked (`memtrace run` then
-//! says that it wrote no capture).
+//! says that it wrote no capture). One statically linked program is a host instead: valgrind's
+//! tool (exec'd by valgrind's launcher with `VALGRIND_LAUNCHER` set) runs its guest program in
+//! the same process, through the guest's own loader, which preloads the tracker as any loader
+//! does: it keeps the environment.
 
 use super::accessible;
 use crate::sys;
@@ -15,12 +18,13 @@ use memtrace_format::exec::fits_this_build;
 const HEAD: usize = 256;
 
 /// False only when the tracker certainly cannot be preloaded into the program at `path`
-/// (NUL-terminated): an ELF file of another class or machine or statically linked, a script
+/// (NUL-terminated): an ELF file of another class or machine or statically linked (unless it
+/// `hosts_a_guest`: [`hosts_a_guest`]), a script
 /// whose `#!` interpreter is one, or the tracker library (`tracker`, NUL-terminated) not
 /// readable from here. True when
 /// unsure (a file that cannot be read, an unknown format: the exec decides). Uses under 1 KiB
 /// of stack: an exec may come from a signal handler on a small alternate stack.
-pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
+pub fn preloadable(path: &[u8], tracker: &[u8], hosts_a_guest: bool) -> bool {
     let _errno = sys::ErrnoGuard::new();
     // Only an absolute path is checked: the loader searches for a bare name, and a relative
     // one depends on the directory the program is in.
@@ -33,9 +37,16 @@ pub fn preloadable(path: &[u8], tracker: &[u8]) -> bool {
     let mut head = [0u8; HEAD];
     let n = sys::read_file(path, &mut head);
     match fits_this_build(&head[..n]) {
-        Some(fits) => fits && !statically_linked(path, &head[..n]),
+        Some(fits) => fits && (hosts_a_guest || !statically_linked(path, &head[..n])),
         None => interpreter_fits(&head[..n]),
     }
+}
+
+/// Whether the program exec'd with the environment `env` is one that runs a guest program in
+/// its own process through the guest's loader: valgrind's tool, which valgrind's launcher
+/// starts with `VALGRIND_LAUNCHER` set (and takes out of the guest's environment).
+pub fn hosts_a_guest<'a>(mut env: impl Iterator<Item = &'a [u8]>) -> bool {
+    env.any(|entry| entry.starts_with(b"VALGRIND_LAUNCHER="))
 }
 
 /// Whether the ELF file at `path`, whose start is `head` (of this build's class), has no
@@ -146,22 +157,23 @@ mod tests {
         let machine = MACHINE;
         let native = scratch("native", &elf(CLASS, machine));
         let other_class = scratch("class32", &elf(3 - CLASS, machine));
-        assert!(preloadable(&native, tracker));
-        assert!(!preloadable(&other_class, tracker));
+        assert!(preloadable(&native, tracker, false));
+        assert!(!preloadable(&other_class, tracker, false));
         let other_machine = scratch("machine", &elf(CLASS, machine ^ 0x100));
-        assert!(!preloadable(&other_machine, tracker));
+        assert!(!preloadable(&other_machine, tracker, false));
         let interp = String::from_utf8_lossy(&other_class[..other_class.len() - 1]).into_owned();
         let script = scratch("script32", format!("#! {interp} -x\necho\n").as_bytes());
-        assert!(!preloadable(&script, tracker));
+        assert!(!preloadable(&script, tracker, false));
         let interp = String::from_utf8_lossy(&native[..native.len() - 1]).into_owned();
         let script = scratch("script", format!("#!{interp}\necho\n").as_bytes());
-        assert!(preloadable(&script, tracker));
+        assert!(preloadable(&script, tracker, false));
         // Unsure: text, nothing there, an interpreter that is not there.
-        assert!(preloadable(&scratch("text", b"hello"), tracker));
-        assert!(preloadable(b"/no/such/program\0", tracker));
+        assert!(preloadable(&scratch("text", b"hello"), tracker, false));
+        assert!(preloadable(b"/no/such/program\0", tracker, false));
         assert!(preloadable(
             &scratch("gone", b"#!/no/such/shell\n"),
-            tracker
+            tracker,
+            false
         ));
     }
 
@@ -185,23 +197,37 @@ mod tests {
         let tracker = &[me.to_str().expect("utf-8").as_bytes(), b"\0"].concat();
         // PT_LOAD, PT_INTERP, PT_DYNAMIC: a dynamically linked program.
         let dynamic = scratch("dynamic", &elf_with_headers(&[1, 3, 2]));
-        assert!(preloadable(&dynamic, tracker));
+        assert!(preloadable(&dynamic, tracker, false));
         // No PT_INTERP: static (a static-pie one has PT_DYNAMIC but no interpreter).
         let fixed = scratch("static", &elf_with_headers(&[1, 1, 7]));
-        assert!(!preloadable(&fixed, tracker));
+        assert!(!preloadable(&fixed, tracker, false));
         let static_pie = scratch("static-pie", &elf_with_headers(&[6, 1, 2]));
-        assert!(!preloadable(&static_pie, tracker));
+        assert!(!preloadable(&static_pie, tracker, false));
         let interp = String::from_utf8_lossy(&fixed[..fixed.len() - 1]).into_owned();
         let script = scratch("script-static", format!("#!{interp} -c\necho\n").as_bytes());
-        assert!(!preloadable(&script, tracker));
+        assert!(!preloadable(&script, tracker, false));
         // Headers cut short: unsure, so preloadable.
         let mut cut = elf_with_headers(&[1, 1]);
         cut.truncate(64 + 56 + 2);
-        assert!(preloadable(&scratch("cut", &cut), tracker));
+        assert!(preloadable(&scratch("cut", &cut), tracker, false));
         // This test's own executable is dynamically linked.
         let mut own = me.to_str().expect("utf-8").as_bytes().to_vec();
         own.push(0);
-        assert!(preloadable(&own, tracker));
+        assert!(preloadable(&own, tracker, false));
+        // valgrind's tool is static and runs its guest through the guest's loader.
+        assert!(preloadable(&fixed, tracker, true));
+    }
+
+    #[test]
+    fn valgrind_s_tool_is_known_by_its_launcher_s_variable() {
+        let env: [&[u8]; 3] = [
+            b"PATH=/bin",
+            b"VALGRIND_LAUNCHER=/usr/bin/valgrind.bin",
+            b"A=1",
+        ];
+        assert!(hosts_a_guest(env.iter().copied()));
+        let env: [&[u8]; 2] = [b"PATH=/bin", b"X_VALGRIND_LAUNCHER=1"];
+        assert!(!hosts_a_guest(env.iter().copied()));
     }
 
     #[test]
@@ -209,7 +235,8 @@ mod tests {
         let native = scratch("native2", &elf(CLASS, MACHINE));
         assert!(!preloadable(
             &native,
-            b"/no/such/dir/libmemtrace_tracker.so\0"
+            b"/no/such/dir/libmemtrace_tracker.so\0",
+            false
         ));
     }
 }
