@@ -1153,3 +1153,106 @@ fn a_program_at_the_argument_limit_is_refused_in_one_line_saying_why() {
          few hundred bytes of variables of its own)"
     );
 }
+
+/// `memtrace run -o capture.bin ./malloc_loop` in `dir`, started and seen ready (it allocates
+/// until a file `done` appears, then prints "bye" and exits 7).
+fn start_malloc_loop(dir: &Path, flags: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
+    let prog = memtrace_e2e::compile("malloc_loop", dir);
+    let mut child = Command::new(memtrace_bin())
+        .args(["run", "-o", "capture.bin"])
+        .args(flags)
+        .arg(&prog)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace runs");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("ready");
+    assert_eq!(line, "ready\n");
+    (child, out)
+}
+
+/// Lets the loop allocate a while longer (into its capture's mapping), ends it, and returns
+/// its exit status, the rest of its output and memtrace's messages.
+fn end_malloc_loop(
+    dir: &Path,
+    mut child: Child,
+    mut out: impl Read,
+) -> (ExitStatus, String, String) {
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let until = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the program did not end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("output");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("stderr");
+    (status, rest, err)
+}
+
+#[test]
+fn a_second_run_with_f_of_the_same_output_leaves_the_first_program_unharmed() {
+    // The second run's -f used to truncate the file the first run's tracker had mapped: the
+    // first program died of SIGBUS at its next allocation. Now the name goes to the second
+    // run, a new file, and the first run says its capture is not there.
+    let dir = scratch("same-output-forced");
+    let (first, out) = start_malloc_loop(&dir, &[]);
+    let second = Command::new(memtrace_bin())
+        .args(["run", "-f", "-o", "capture.bin", "/bin/true"])
+        .current_dir(&dir)
+        .output_watched();
+    assert!(second.status.success(), "{second:?}");
+    let (status, rest, err) = end_malloc_loop(&dir, first, out);
+    assert_eq!(status.code(), Some(7), "{status:?} {err}");
+    assert_eq!(rest, "bye\n");
+    let s = stats(&dir.join("capture.bin"));
+    assert_eq!(s["command"].as_str(), Some("/bin/true"), "{s}");
+    assert!(
+        err.contains(
+            "no capture of this run is at capture.bin: the file there is another process's"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("wrote capture.bin"), "{err}");
+}
+
+#[test]
+fn a_capture_replaced_while_the_program_ran_is_not_called_its_own() {
+    // Another run creating the same -o between memtrace's check and the tracker's create is
+    // the same as this: the file at the name is not the program's when it ends.
+    let dir = scratch("same-output-replaced");
+    let other = Command::new(memtrace_bin())
+        .args(["run", "-o", "other.bin", "/bin/true"])
+        .current_dir(&dir)
+        .output_watched();
+    assert!(other.status.success(), "{other:?}");
+    let (first, out) = start_malloc_loop(&dir, &[]);
+    std::fs::rename(dir.join("other.bin"), dir.join("capture.bin")).expect("rename");
+    let (status, rest, err) = end_malloc_loop(&dir, first, out);
+    assert_eq!(status.code(), Some(7), "{status:?} {err}");
+    assert_eq!(rest, "bye\n");
+    assert!(
+        err.contains(
+            "no capture of this run is at capture.bin: the file there is another process's"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("wrote capture.bin"), "{err}");
+}

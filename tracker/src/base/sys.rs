@@ -210,6 +210,26 @@ pub fn unlink(path: &[u8]) {
     unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path.as_ptr(), 0) };
 }
 
+/// Whether `path` (NUL-terminated) names a regular file itself (a symbolic link is not
+/// followed), errno kept.
+pub fn is_regular_file(path: &[u8]) -> bool {
+    debug_assert_eq!(path.last(), Some(&0));
+    let _errno = ErrnoGuard::new();
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: path is NUL-terminated; st is a whole stat buffer the call fills.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_newfstatat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    // SAFETY: zeroed, then filled by the call when it succeeded.
+    r == 0 && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
 pub fn close(fd: c_int) {
     // SAFETY: closes a descriptor the tracker opened.
     unsafe { libc::syscall(libc::SYS_close, fd) };

@@ -213,26 +213,39 @@ fn write_settings(cfg: &Config) {
     CAPTURE.write_meta(0, 1, &record[..used]);
 }
 
-/// Creates the capture file: its descriptor and the path it was created at.
+/// Creates the capture file: its descriptor and the path it was created at. With `-f` a
+/// regular file already there is unlinked and a new one created, never truncated: another
+/// run may still have it mapped (the same `-o` started twice), and a truncated mapping kills
+/// that run's program with SIGBUS at its next store.
 fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>), Vec<u8>> {
     let base_flags = libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC;
     let mut path = cfg.output.clone();
     let mut attempt = 1u32;
     loop {
+        let mut z = path.clone();
+        z.push(0);
+        let replaced = cfg.force && sys::is_regular_file(&z);
+        if replaced {
+            sys::unlink(&z);
+        }
+        // Something other than a regular file (a link, a device) is written through, as asked.
+        let overwrite = cfg.force
+            && !replaced
+            && sys::open(&z, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)
+                .map(sys::close)
+                .is_ok();
         let flags = base_flags
-            | if cfg.force {
+            | if overwrite {
                 libc::O_TRUNC
             } else {
                 libc::O_EXCL
             };
-        let mut z = path.clone();
-        z.push(0);
         match sys::open(&z, flags, 0o644) {
             Ok(fd) => match sys::move_fd_high(fd) {
                 Some(fd) => return Ok((fd, path)),
                 // Only a standard stream's number was free: the program's, closed on purpose.
                 None => {
-                    if !cfg.force {
+                    if !overwrite {
                         sys::unlink(&z);
                     }
                     return Err(describe(
@@ -242,6 +255,9 @@ fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>), Vec<u8>> {
                     ));
                 }
             },
+            // Another run of the same `-o` created it between the unlink and the create: the
+            // name goes to the last one, as with one run after the other.
+            Err(libc::EEXIST) if cfg.force && attempt < 100 => attempt += 1,
             // A followed process that exec'd finds its pre-exec capture under its name.
             Err(libc::EEXIST) if cfg.descendant && attempt < 100 => {
                 attempt += 1;

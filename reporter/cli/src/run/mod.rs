@@ -367,11 +367,21 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         crate::say!("memtrace: the program's output is in {}", shown.display());
     }
     if !args.quiet {
-        // A program that exec'd has a capture per program: the hint names the last.
-        let (last, last_shown) = execs::announce(&capture, &shown, &cwd);
-        report(&last, &last_shown, tracker_msg.as_deref(), status);
-        if !args.follow_fork {
-            children_hint(&capture, target.python);
+        if let Some(pid) = another_process_s(&capture, child.id()) {
+            // Another run of the same -o created the file meanwhile (this one's tracker then
+            // said it could not create it), or replaced it under -f.
+            say_tracker_lines(tracker_msg.as_deref());
+            crate::say!(
+                "memtrace: no capture of this run is at {}: the file there is another process's (pid {pid}), written while this one ran",
+                shown.display()
+            );
+        } else {
+            // A program that exec'd has a capture per program: the hint names the last.
+            let (last, last_shown) = execs::announce(&capture, &shown, &cwd);
+            report(&last, &last_shown, tracker_msg.as_deref(), status);
+            if !args.follow_fork {
+                children_hint(&capture, target.python);
+            }
         }
     }
     if let Some(sig) = status.signal() {
@@ -411,13 +421,7 @@ fn report(
     tracker_msg: Option<&str>,
     status: std::process::ExitStatus,
 ) {
-    let told = tracker_msg.map(str::trim).filter(|m| !m.is_empty());
-    for line in told.unwrap_or_default().lines() {
-        let line = line.trim();
-        if !line.is_empty() {
-            crate::say!("memtrace: {line}");
-        }
-    }
+    let told = say_tracker_lines(tracker_msg);
     if !capture.exists() {
         // The tracker's own message (a full disk at the start, say) already said why.
         if told.is_none() {
@@ -468,6 +472,25 @@ fn next_step(capture: &Path, shown: &dyn std::fmt::Display) -> String {
             "see where the peak's memory was allocated with: memtrace tree {shown} (or the page: memtrace flamegraph {shown})"
         ),
     }
+}
+
+/// Prints what the tracker said at the end of the run, a line each; returns it (None when it
+/// said nothing).
+fn say_tracker_lines(tracker_msg: Option<&str>) -> Option<&str> {
+    let told = tracker_msg.map(str::trim).filter(|m| !m.is_empty());
+    for line in told.unwrap_or_default().lines() {
+        let line = line.trim();
+        if !line.is_empty() {
+            crate::say!("memtrace: {line}");
+        }
+    }
+    told
+}
+
+/// The process id in the header of the capture at `capture` when it is not the program's
+/// (`pid`): the file is another run's. None when it is the program's or cannot be read.
+fn another_process_s(capture: &Path, pid: u32) -> Option<u32> {
+    header_of(capture).map(|h| h.pid).filter(|&p| p != pid)
 }
 
 /// The capture's header (None: not readable).
