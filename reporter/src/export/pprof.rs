@@ -4,6 +4,7 @@
 //! inuse_space (live at the view's moment). Each distinct location is a Location with one Line.
 
 use super::Sites;
+use crate::analysis::totals::Sum;
 use crate::report::locations::Location as Loc;
 use flate2::write::GzEncoder;
 use prost::Message;
@@ -70,6 +71,21 @@ pub struct Meta {
     /// Labels of each site (by index in the sites), after `labels`: a family's process
     /// (`pid`, `process`) on each of its samples. Empty: none.
     pub site_labels: Vec<Vec<(String, String)>>,
+    /// The live counts are counts of samples (a sampled capture that is not aggregated):
+    /// `inuse_objects` is estimated as each site's live bytes over its mean allocation size,
+    /// as its bytes are, and as Go scales a sampled heap profile's counts.
+    pub live_counts_sampled: bool,
+}
+
+/// A site's `inuse_objects`: its live count, or for sampled live counts the live bytes over
+/// the site's mean allocation size (allocated bytes over allocated count, both estimates);
+/// at least 1 when anything is live.
+fn live_objects(allocated: &Sum, live: &Sum, sampled: bool) -> u64 {
+    if !sampled || live.count == 0 || allocated.bytes == 0 {
+        return live.count;
+    }
+    let objects = live.bytes as f64 * allocated.count as f64 / allocated.bytes as f64;
+    (objects.round() as u64).max(1)
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -150,7 +166,7 @@ pub fn profile(sites: &Sites, time_nanos: i64, duration_nanos: i64, meta: &Meta)
             value: [
                 s.allocated.count,
                 s.allocated.bytes,
-                s.live.count,
+                live_objects(&s.allocated, &s.live, meta.live_counts_sampled),
                 s.live.bytes,
             ]
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
@@ -254,7 +270,6 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::totals::Sum;
     use crate::export::Site;
     use crate::report::locations::test_location as loc;
     use flate2::read::GzDecoder;
@@ -324,6 +339,31 @@ mod tests {
         // One function g for its two lines, two locations.
         assert_eq!(p.function.len(), 3);
         assert_eq!(p.location.len(), 4);
+    }
+
+    #[test]
+    fn a_sampled_capture_s_live_objects_are_estimated_by_the_site_s_mean_size() {
+        // 100 samples of 100-byte blocks stand for 10,000 blocks (1 MB); 40 samples are live
+        // (400 KB estimated): 4,000 live blocks, not 40.
+        let site = Site {
+            frames: vec![loc("a", 1)],
+            allocated: Sum {
+                count: 10_000,
+                bytes: 1_000_000,
+            },
+            live: Sum {
+                count: 40,
+                bytes: 400_000,
+            },
+        };
+        let sampled = Meta {
+            live_counts_sampled: true,
+            ..Meta::default()
+        };
+        let p = profile(&[site.clone()].into_iter().collect(), 0, 0, &sampled);
+        assert_eq!(p.sample[0].value, vec![10_000, 1_000_000, 4_000, 400_000]);
+        let full = profile(&[site].into_iter().collect(), 0, 0, &Meta::default());
+        assert_eq!(full.sample[0].value, vec![10_000, 1_000_000, 40, 400_000]);
     }
 
     #[test]

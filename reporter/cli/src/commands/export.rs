@@ -63,7 +63,7 @@ pub struct ExportArgs {
 
 /// The pprof comment of a sampled capture (none for a full one).
 fn sampled_comment(settings: &memtrace_format::settings::Settings) -> Vec<String> {
-    (settings.sample_bytes > 0)
+    let mut comments: Vec<String> = (settings.sample_bytes > 0)
         .then(|| {
             memtrace_reporter::capture::settings::sampled_note(
                 settings.sample_bytes,
@@ -71,7 +71,20 @@ fn sampled_comment(settings: &memtrace_format::settings::Settings) -> Vec<String
             )
         })
         .into_iter()
-        .collect()
+        .collect();
+    if live_counts_sampled(settings) {
+        comments.push(
+            "inuse_objects: each site's live bytes over its mean allocation size (estimates)"
+                .to_string(),
+        );
+    }
+    comments
+}
+
+/// Whether the capture's live counts are counts of samples (sampled, not aggregated: an
+/// aggregated capture's sums are estimates already).
+fn live_counts_sampled(settings: &memtrace_format::settings::Settings) -> bool {
+    settings.sample_bytes > 0 && !settings.aggregate
 }
 
 /// Runs `memtrace export`.
@@ -104,6 +117,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             let meta = export::pprof::Meta {
                 labels: labels.clone(),
                 comments: sampled_comment(&f.settings),
+                live_counts_sampled: live_counts_sampled(&f.settings),
                 site_labels: f
                     .processes
                     .iter()
@@ -137,6 +151,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                 site_labels: Vec::new(),
                 labels: settings.labels.clone(),
                 comments: sampled_comment(settings),
+                live_counts_sampled: live_counts_sampled(settings),
             };
             (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
         }
