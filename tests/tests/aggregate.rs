@@ -664,3 +664,34 @@ fn an_allocation_after_a_pause_is_charted_after_it() {
         "5 MiB charted from {five:?} s: {hwm:?}"
     );
 }
+
+/// The combined peak of a `--follow-fork` family, full and aggregated, of
+/// tests/programs/family_phases.c in `mode`.
+fn family_combined_peak(mode: &str, aggregate: bool) -> (i64, Value) {
+    let dir = scratch(&format!("aggregate-family-{mode}-{aggregate}"));
+    let prog = compile("family_phases", &dir);
+    let cap = dir.join("family.bin");
+    let mut args = vec!["run", "-q", "-f", "--follow-fork", "-o", "family.bin"];
+    if aggregate {
+        args.push("--aggregate");
+    }
+    args.extend_from_slice(&[prog.to_str().expect("utf-8"), mode]);
+    let out = memtrace(&args, &dir);
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&cap);
+    (num(&s, "combined_peak_bytes"), s)
+}
+
+#[test]
+fn an_aggregated_family_s_combined_peak_adds_only_what_was_live_at_once() {
+    // An aggregated capture's memory series had each window's high and no fall: a parent that
+    // freed before its child began was read as holding its high until its next window (the
+    // combined peak summed highs that never met), and the child's first allocations took the
+    // parent's last time, from before the fork.
+    for aggregate in [false, true] {
+        let (peak, s) = family_combined_peak("fork-after-free", aggregate);
+        assert_eq!(peak, 11_000_000, "aggregate {aggregate}: {s}");
+        let (peak, s) = family_combined_peak("fork-after-pause", aggregate);
+        assert_eq!(peak, 10_000_000, "aggregate {aggregate}: {s}");
+    }
+}

@@ -668,6 +668,8 @@ pub(crate) fn exit_now(status: c_int) -> ! {
 /// frees (into the aggregate state) while holding that loader lock. Were the aggregate state
 /// held here first, the three would wait on each other for ever.
 pub(crate) extern "C" fn fork_prepare() {
+    // Before any lock: it takes the aggregate state's as an allocation does.
+    crate::aggregate::at_fork();
     CONFIG.raw_lock();
     modules::lock_for_fork();
     crate::phdr::lock_for_fork();

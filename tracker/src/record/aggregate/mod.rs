@@ -146,6 +146,9 @@ pub(super) struct State {
     window_end: u64,
     window_max: u64,
     window_tick: u64,
+    /// The tick of the last timed event (an allocation, a mapping's change): the frees after
+    /// it, untimed, are placed there when the window closes.
+    last_tick: u64,
     points: [(u64, u64); POINTS],
     points_len: usize,
     /// The clock at the start, to turn nanoseconds into ticks.
@@ -190,6 +193,7 @@ impl State {
             window_end: 0,
             window_max: 0,
             window_tick: 0,
+            last_tick: 0,
             points: [(0, 0); POINTS],
             points_len: 0,
             start: (0, 0),
@@ -518,6 +522,7 @@ impl State {
         tick: u64,
     ) -> bool {
         self.events += 1;
+        self.last_tick = tick;
         let (now, peak_event) = (self.events, self.peak_event);
         let e = self.entry(i);
         e.touch(now, peak_event);
@@ -560,6 +565,7 @@ impl State {
     /// due (a new high peak, the time, the series full).
     #[inline]
     fn after_event(&mut self, tick: u64) {
+        self.last_tick = self.last_tick.max(tick);
         if tick >= self.window_end {
             self.close_window(tick);
         }
@@ -568,12 +574,41 @@ impl State {
         }
     }
 
-    #[cold]
-    fn close_window(&mut self, tick: u64) {
-        if self.window_tick != 0 {
-            self.points[self.points_len] = (self.window_tick, self.window_max);
+    /// Adds the closing window's points to the series: its highest live bytes when they were
+    /// reached, then, when the heap fell from there, what it fell to, at the window's last
+    /// timed event (the frees after it have no time of their own). Without the fall a chart,
+    /// or a family's combined peak, would read the window's high as held until the next
+    /// window's, however long the program went without allocating. Needs room for two.
+    fn add_window_points(&mut self, live: u64) {
+        if self.window_tick == 0 || self.points_len + 2 > POINTS {
+            return;
+        }
+        self.points[self.points_len] = (self.window_tick, self.window_max);
+        self.points_len += 1;
+        if live < self.window_max {
+            let fell = self.last_tick.max(self.window_tick + 1);
+            self.points[self.points_len] = (fell, live);
             self.points_len += 1;
         }
+    }
+
+    /// The process forks: its window closes there (points only, nothing written), so that
+    /// the series has what the parent held when the child began.
+    fn close_window_at_fork(&mut self, tick: u64) {
+        if tick < self.window_tick {
+            return;
+        }
+        self.add_window_points(self.live_bytes);
+        self.window_max = self.live_bytes;
+        self.window_tick = tick;
+        self.last_tick = tick;
+    }
+
+    #[cold]
+    fn close_window(&mut self, tick: u64) {
+        // An allocation closes it before it is counted (it is the next window's); a mapping's
+        // change, after (its time is known).
+        self.add_window_points(self.live_bytes);
         let (now_tick, now_ns) = clock::pair();
         let (t0, ns0) = self.start;
         let elapsed = now_ns.saturating_sub(ns0);
@@ -586,7 +621,7 @@ impl State {
         self.window_end = tick.saturating_add(window.max(1));
         self.window_max = self.live_bytes;
         self.window_tick = tick;
-        if now_ns >= self.next_write_ns || self.points_len == POINTS {
+        if now_ns >= self.next_write_ns || self.points_len + 2 > POINTS {
             self.write(tick, 0);
         }
     }
@@ -619,7 +654,7 @@ impl State {
         // for good, and the capture read as complete with totals that disagreed.)
         self.seq -= 1;
         self.afresh |= afresh;
-        if self.points_len == POINTS {
+        if self.points_len + 2 > POINTS {
             // The series' points wait for the next one; a full list starts again (fewer
             // points, the sums unharmed).
             self.points_len = 0;
@@ -711,6 +746,12 @@ pub fn configure(on: bool, sample_bytes: u64) {
     s.clear();
     s.seq = 0;
     s.sample_bytes = sample_bytes;
+    // The clock is read afresh: a fork child's first allocations took its parent's last
+    // time, from before the child began (its family's combined peak then summed the parent's
+    // high with the child's).
+    LAST_WORD.store(0, Ordering::Release);
+    LAST_TICK.store(0, Ordering::Relaxed);
+    CLOCK_SKIP.store(0, Ordering::Relaxed);
     s.start = clock::pair();
     s.next_write_ns = s.start.1.saturating_add(EVERY_NS);
     ON.store(on, Ordering::Release);
@@ -729,14 +770,14 @@ pub fn alloc(
 ) {
     let mut s = STATE.lock(me);
     if let Some(i) = s.entry_of(stack, serial) {
+        if tick >= s.window_end {
+            s.close_window(tick);
+        }
         let peak = if allocator == Allocator::Mmap {
             s.add_mapping(i, addr, size, tick)
         } else {
             s.add(i, allocator, addr, size, tick)
         };
-        if tick >= s.window_end {
-            s.close_window(tick);
-        }
         if peak && s.peak_bytes >= s.next_peak_write {
             s.write(tick, 0);
         }
@@ -802,13 +843,18 @@ pub fn finish() {
     }
     let tick = clock::tick();
     let mut s = STATE.lock(me());
-    if s.window_tick != 0 && s.points_len < POINTS {
-        let p = (s.window_tick, s.window_max);
-        let n = s.points_len;
-        s.points[n] = p;
-        s.points_len += 1;
-    }
+    let live = s.live_bytes;
+    s.add_window_points(live);
     s.write(tick, memtrace_format::aggregate::flags::FINAL);
+}
+
+/// Before a fork (ahead of every lock the fork takes): the series' window closes at the fork.
+pub fn at_fork() {
+    if !on() {
+        return;
+    }
+    let tick = clock::tick();
+    STATE.lock(me()).close_window_at_fork(tick);
 }
 
 /// How the forking thread holds the lock between fork_prepare and fork_parent (Held as 1 or 2).
