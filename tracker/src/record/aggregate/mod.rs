@@ -137,6 +137,9 @@ pub(super) struct State {
     histogram: [(u64, u64); BINS],
     /// `events` when the last snapshot was written (entries changed after it are written).
     written_event: u64,
+    /// The allocations and frees (of every kind) when the last snapshot was written.
+    written_allocations: u64,
+    written_frees: u64,
     seq: u64,
     /// The tick of the last snapshot (the series' points count from it).
     written_tick: u64,
@@ -187,6 +190,8 @@ impl State {
             free_kinds: [0; 3],
             histogram: [(0, 0); BINS],
             written_event: 0,
+            written_allocations: 0,
+            written_frees: 0,
             seq: 0,
             written_tick: 0,
             next_peak_write: 0,
@@ -637,6 +642,7 @@ impl State {
         };
         self.seq += 1;
         let written = snapshot::write(self, tick, flags);
+
         // Tried again at the next due time either way (not at every allocation).
         self.next_peak_write = self
             .peak_bytes
@@ -644,9 +650,20 @@ impl State {
         self.next_write_ns = clock::pair().1.saturating_add(EVERY_NS);
         if written {
             self.written_event = self.events;
+            self.written_frees = self.frees();
+            self.written_allocations = self.allocated().0;
             self.written_tick = tick;
             self.points_len = 0;
             return;
+        }
+        if flags & memtrace_format::aggregate::flags::FINAL != 0 {
+            // No later snapshot will carry them: the allocations and frees since the last
+            // written one are lost, and counted as dropped (read plus dropped is every event).
+            let lost = self.allocated().0.saturating_sub(self.written_allocations)
+                + self.frees().saturating_sub(self.written_frees);
+            crate::capture::CAPTURE
+                .records_dropped
+                .fetch_add(lost, Ordering::Relaxed);
         }
         // Not written (memory short for its buffers, or no room left in the capture): the
         // next one, under the same number, carries every change since the last written one.

@@ -74,6 +74,11 @@ fn aggregate_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64,
     // Its slot is loaded while the stack is walked.
     prefetch(aggregate::slot_hint(addr));
     let Some(s) = acquire(t) else {
+        if !CAPTURE.is_open() {
+            // Writing failed and recording stopped: counted as dropped, as a full capture's
+            // events are (the sums since the last written snapshot are counted at the end).
+            return count_dropped(t);
+        }
         // The thread's state was given back (its last key destructors run): counted without a
         // stack, as a full capture records it.
         if t.exited != 0 && t.serial != 0 {
