@@ -695,3 +695,35 @@ fn an_aggregated_family_s_combined_peak_adds_only_what_was_live_at_once() {
         assert_eq!(peak, 10_000_000, "aggregate {aggregate}: {s}");
     }
 }
+
+#[test]
+fn a_killed_aggregated_run_that_freed_before_waiting_shows_what_it_kept() {
+    // A worker that frees most of its heap and then waits, allocating nothing, to be killed
+    // (a multiprocessing pool's worker at Pool.__exit__): its last snapshot was the peak's, so
+    // what it freed read as live at its end. A fall of the heap by 10% (and 64 KiB) below the
+    // last snapshot's is written at once now.
+    let dir = scratch("aggregate-freed-then-idle");
+    let prog = compile("freed_then_idle", &dir);
+    let cap = dir.join("idle.bin");
+    kill_when_ready(
+        &dir,
+        &prog,
+        &cap,
+        &["--aggregate"],
+        Duration::from_millis(300),
+    );
+    let s = stats(&cap);
+    assert_eq!(s["complete"], false);
+    assert_eq!(num(&s, "peak_bytes"), (16 << 20) + 10_000_000, "{s}");
+    // What it keeps (4 MiB), give or take the last fall too small to be written.
+    let kept = num(&s, "leaked_bytes");
+    assert!((4 << 20..(4 << 20) + (1 << 19)).contains(&kept), "{kept}");
+    let l = stats_with(&["--leaks"], &cap);
+    let lines: Vec<(i64, i64)> = l["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| (num(r, "line"), num(r, "bytes")))
+        .collect();
+    assert_eq!(lines[0], (15, 4 << 20), "{l}");
+}

@@ -145,6 +145,9 @@ pub(super) struct State {
     written_tick: u64,
     /// A new peak at or above this is written at once.
     next_peak_write: u64,
+    /// A fall of the heap to this is written at once (a program that frees most of what it
+    /// holds, then waits to be killed, as a pool's worker is, leaves what it holds then).
+    next_fall_write: u64,
     /// The current window of the series: its end (tick), its highest live bytes and when.
     window_end: u64,
     window_max: u64,
@@ -195,6 +198,7 @@ impl State {
             seq: 0,
             written_tick: 0,
             next_peak_write: 0,
+            next_fall_write: 0,
             window_end: 0,
             window_max: 0,
             window_tick: 0,
@@ -574,7 +578,9 @@ impl State {
         if tick >= self.window_end {
             self.close_window(tick);
         }
-        if self.peak_bytes >= self.next_peak_write && self.peak_event == self.events {
+        if (self.peak_bytes >= self.next_peak_write && self.peak_event == self.events)
+            || self.live_bytes < self.next_fall_write
+        {
             self.write(tick, 0);
         }
     }
@@ -647,6 +653,8 @@ impl State {
         self.next_peak_write = self
             .peak_bytes
             .saturating_add((self.peak_bytes / 10).max(PEAK_STEP_MIN));
+        let step = (self.live_bytes / 10).max(PEAK_STEP_MIN);
+        self.next_fall_write = self.live_bytes.saturating_sub(step);
         self.next_write_ns = clock::pair().1.saturating_add(EVERY_NS);
         if written {
             self.written_event = self.events;
@@ -811,6 +819,9 @@ pub fn free(me: usize, python: bool, addr: u64) {
         s.release(bytes, u64::from(entry) | 1 << 32);
     } else {
         s.free_large(addr);
+    }
+    if s.live_bytes < s.next_fall_write {
+        s.write(now(), 0);
     }
 }
 
