@@ -1367,3 +1367,50 @@ fn a_python_attach_adds_no_thread_the_program_or_the_capture_sees() {
         "{at_line}: {tree}"
     );
 }
+
+#[test]
+fn attach_to_threads_loading_libraries_leaves_them_running() {
+    // A patching pass (run by one thread's dlopen hook) listed the library another thread was
+    // still relocating and made its RELRO pages read-only again under the loader: SIGSEGV in
+    // the loader's next relocation write (3 of 3 runs of two such programs at once). Objects
+    // the loader has not finished are left to their own dlopen's pass now.
+    let dir = scratch("attach_dlopen_threads");
+    let prog = memtrace_e2e::compile("dlopen_threads", &dir);
+    let lib_src = memtrace_e2e::workspace().join("tests/programs/dlopen_threads_lib.c");
+    for i in 0..3 {
+        let built = std::process::Command::new("gcc")
+            .args([
+                "-O1",
+                "-shared",
+                "-fPIC",
+                "-Wl,-z,now",
+                "-Wl,-z,relro",
+                "-o",
+            ])
+            .arg(dir.join(format!("lib{i}.so")))
+            .arg(&lib_src)
+            .output_watched();
+        assert!(built.status.success(), "{built:?}");
+    }
+    // Two targets at once: the crash needed the machine busy.
+    let targets: Vec<Target> = (0..2)
+        .map(|_| {
+            let mut cmd = Command::new(&prog);
+            // Libraries of the system (zlib, bzip2's: dpkg's own; expat: python3's), where
+            // the crash was found, and ours.
+            cmd.args(["4", "libz.so.1", "libbz2.so.1.0", "libexpat.so.1"])
+                .args((0..3).map(|i| format!("./lib{i}.so")));
+            Target::start(cmd, &dir)
+        })
+        .collect();
+    for (i, target) in targets.iter().enumerate() {
+        let Some(_) = attached(&target.pid(), &format!("cap{i}.bin"), &dir) else {
+            return;
+        };
+    }
+    for (i, target) in targets.into_iter().enumerate() {
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(9), "target {i}: {end:?}");
+        assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n", "target {i}");
+    }
+}

@@ -211,6 +211,7 @@ unsafe extern "C" fn each_object(
 /// were patched.
 pub fn patch_all() -> usize {
     bases();
+    super::relocated::prepare();
     let targets = targets::get();
     let mut table = PATCH.lock();
     Pass {
@@ -224,6 +225,9 @@ pub fn patch_all() -> usize {
 
 /// Patches the hooked slots of one loaded object (during `each_object`).
 fn patch_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
+    if !super::relocated::finished(v.info) {
+        return;
+    }
     let object = &v.object;
     let targets = pass.targets;
     let mut writes = Writes::new(object);

@@ -17,6 +17,7 @@
 mod got;
 mod known;
 mod loader;
+mod relocated;
 mod targets;
 
 use crate::config::Config;
