@@ -28,6 +28,21 @@ pub fn check_not_input(out: &Path, inputs: &[&Path]) -> Result<(), String> {
     }
 }
 
+/// Checks that a capture may be written at `out` (`memtrace run -o`, `attach -o`): nothing
+/// there, a directory (refused by the caller, in its words) or a regular file, perhaps behind
+/// a link. A device, a FIFO or a socket is refused: a capture is a file mapped in memory, and
+/// under `-f` the file would take the place of `/dev/null`.
+pub fn check_capture_output(out: &Path) -> Result<(), String> {
+    match std::fs::metadata(out) {
+        Ok(m) if !m.is_file() && !m.is_dir() => Err(format!(
+            "cannot write the capture to {}: it is not a regular file (a device, a FIFO or a \
+             socket); a capture is a file of its own: name one with -o",
+            out.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What an existing file at a report's output path is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Existing {
@@ -44,8 +59,12 @@ pub enum Existing {
 /// Looks at the start of the file at `out`.
 pub fn existing(out: &Path) -> Existing {
     use std::io::Read;
-    if std::fs::symlink_metadata(out).is_err() {
+    let Ok(meta) = std::fs::metadata(out) else {
         return Existing::Nothing;
+    };
+    // Not opened: a FIFO would wait for a writer.
+    if !meta.is_file() {
+        return Existing::Other;
     }
     let mut head = [0u8; 512];
     let n = std::fs::File::open(out)

@@ -1256,3 +1256,51 @@ fn a_capture_replaced_while_the_program_ran_is_not_called_its_own() {
     );
     assert!(!err.contains("wrote capture.bin"), "{err}");
 }
+
+#[test]
+fn an_output_that_is_not_a_regular_file_is_refused_and_left_alone() {
+    // `-f -o /dev/null` replaced the device with the capture (run, attach): a FIFO stands for
+    // it here.
+    let dir = scratch("output-not-a-file");
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let sleeper = Command::new("sleep").arg("30").spawn().expect("sleep runs");
+    let pid = sleeper.id().to_string();
+    for words in [
+        vec!["run", "-f", "-o", "fifo", "/bin/true"],
+        vec!["run", "-o", "fifo", "/bin/true"],
+        vec!["attach", "-f", "-o", "fifo", pid.as_str()],
+    ] {
+        let out = Command::new(memtrace_bin())
+            .args(&words)
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), Some(1), "{words:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "memtrace: cannot write the capture to {}: it is not a regular file (a device, \
+                 a FIFO or a socket); a capture is a file of its own: name one with -o",
+                if words[0] == "run" {
+                    "fifo".to_string()
+                } else {
+                    fifo.display().to_string()
+                }
+            ),
+            "{words:?}"
+        );
+        let kind = std::fs::symlink_metadata(&fifo).expect("still there");
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_fifo(&kind.file_type()),
+            "{words:?}"
+        );
+    }
+    let mut sleeper = sleeper;
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}

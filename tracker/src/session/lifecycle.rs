@@ -164,16 +164,19 @@ fn own_path() -> Vec<u8> {
 
 /// Opens the capture file and writes its header.
 fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
-    let (fd, path) = open_capture(cfg)?;
+    let (fd, path, created) = open_capture(cfg)?;
     let header = file_header(cfg);
     crate::capture::on_fail(thread::close_all);
     if let Err(e) = CAPTURE.open(fd, &path, &header) {
         CAPTURE.abandon();
-        let mut z = cfg.output.clone();
-        z.push(0);
-        // SAFETY: unlink of the NUL-terminated path of the file just created.
-        unsafe { libc::unlink(z.as_ptr() as *const libc::c_char) };
-        return Err(describe(b"cannot write the capture", &cfg.output, e));
+        // The file just created goes; what was there before (a device, a link written
+        // through) stays.
+        if created {
+            let mut z = path.clone();
+            z.push(0);
+            sys::unlink(&z);
+        }
+        return Err(describe(b"cannot write the capture", &path, e));
     }
     crate::coarse::locate();
     crate::clock::configure(cfg.follow_fork);
@@ -213,11 +216,12 @@ fn write_settings(cfg: &Config) {
     CAPTURE.write_meta(0, 1, &record[..used]);
 }
 
-/// Creates the capture file: its descriptor and the path it was created at. With `-f` a
+/// Creates the capture file: its descriptor, the path it was created at and whether it is a
+/// new file (not something written through). With `-f` a
 /// regular file already there is unlinked and a new one created, never truncated: another
 /// run may still have it mapped (the same `-o` started twice), and a truncated mapping kills
 /// that run's program with SIGBUS at its next store.
-fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>), Vec<u8>> {
+fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>, bool), Vec<u8>> {
     let base_flags = libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC;
     let mut path = cfg.output.clone();
     let mut attempt = 1u32;
@@ -242,7 +246,7 @@ fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>), Vec<u8>> {
             };
         match sys::open(&z, flags, 0o644) {
             Ok(fd) => match sys::move_fd_high(fd) {
-                Some(fd) => return Ok((fd, path)),
+                Some(fd) => return Ok((fd, path, !overwrite)),
                 // Only a standard stream's number was free: the program's, closed on purpose.
                 None => {
                     if !overwrite {

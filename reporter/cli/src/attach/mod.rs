@@ -179,6 +179,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         None => cwd.join(format!("memtrace-attach-{pid}.bin")),
     };
     let capture_place = paths::capture(via, &capture)?;
+    memtrace_reporter::output::check_capture_output(&capture)?;
     if capture.exists() && !args.force {
         return Err(format!(
             "{} already exists (use -f to overwrite it)",

@@ -181,6 +181,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
                     out.display()
                 )));
             }
+            memtrace_reporter::output::check_capture_output(out).map_err(RunError)?;
             if out.exists() && !args.force {
                 return Err(RunError(format!(
                     "{} already exists (use -f to overwrite it)",
