@@ -1,5 +1,6 @@
 /* memtrace attach's test program for waits the kernel ends with EINTR at a ptrace stop: one
- * wait of 2 seconds, by the mode given (epoll, sigtimedwait, recv with SO_RCVTIMEO, semtimedop),
+ * wait of 2 seconds, by the mode given (epoll, sigtimedwait, recv with SO_RCVTIMEO, semtimedop,
+ * read and readv with SO_RCVTIMEO, write to a full socket with SO_SNDTIMEO),
  * that nothing ends but its timeout. Prints "ready", then the call's result, its errno and
  * how long it took in tenths of a second; exits with status 4. */
 #define _GNU_SOURCE
@@ -9,7 +10,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/sem.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +48,22 @@ int main(int argc, char **argv) {
         setsockopt(fds[0], SOL_SOCKET, SO_RCVTIMEO, &two_tv, sizeof two_tv);
         char b[4];
         r = recv(fds[0], b, sizeof b, 0);
+    } else if (strcmp(mode, "read") == 0 || strcmp(mode, "readv") == 0) {
+        socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+        setsockopt(fds[0], SOL_SOCKET, SO_RCVTIMEO, &two_tv, sizeof two_tv);
+        char b[4];
+        struct iovec v = {b, sizeof b};
+        r = mode[4] == 'v' ? readv(fds[0], &v, 1) : read(fds[0], b, sizeof b);
+    } else if (strcmp(mode, "write") == 0) {
+        socketpair(AF_UNIX, SOCK_STREAM, 0, fds);
+        static char block[4096];
+        fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        while (write(fds[0], block, sizeof block) > 0) {
+        }
+        fcntl(fds[0], F_SETFL, 0);
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &two_tv, sizeof two_tv);
+        start = now();
+        r = write(fds[0], block, sizeof block);
     } else if (strcmp(mode, "semtimedop") == 0) {
         int id = semget(IPC_PRIVATE, 1, 0600);
         struct sembuf op = {0, -1, 0};

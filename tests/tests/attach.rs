@@ -1081,6 +1081,9 @@ fn waits_that_a_stop_ends_with_eintr_go_on_waiting() {
         ("sigtimedwait", "-1 errno 11"),
         ("recv", "-1 errno 11"),
         ("semtimedop", "-1 errno 11"),
+        ("read", "-1 errno 11"),
+        ("readv", "-1 errno 11"),
+        ("write", "-1 errno 11"),
     ] {
         let mut cmd = Command::new(&prog);
         cmd.arg(mode);
@@ -1413,4 +1416,27 @@ fn attach_to_threads_loading_libraries_leaves_them_running() {
         assert_eq!(end.status.code(), Some(9), "target {i}: {end:?}");
         assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n", "target {i}");
     }
+}
+
+#[test]
+fn an_attach_waiting_for_a_safe_point_hands_the_program_no_eintr() {
+    // While it waited for a place where a call may run, the attach resumed the thread from
+    // each of its stops as they were: an epoll_wait loop saw some 2,300 EINTRs in 5 s. (Here
+    // the wait lasts until the attach gives up: a stale word on the stack looks like a signal
+    // handler running.)
+    let dir = scratch("attach_no_eintr_while_waiting");
+    let prog = memtrace_e2e::compile("stale_handler_word", &dir);
+    let mut cmd = Command::new(&prog);
+    cmd.arg("8");
+    let target = Target::start(cmd, &dir);
+    let out = memtrace(&["attach", "-o", "cap.bin", &target.pid()], &dir);
+    if refused(&out) {
+        return;
+    }
+    if out.status.success() {
+        detached(&target.pid(), &dir);
+    }
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(6), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "EINTR 0\n", "{out:?}");
 }

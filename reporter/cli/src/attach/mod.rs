@@ -439,7 +439,7 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
         }
         if start.elapsed() > SAFE_POINT_PATIENCE {
             return Err(format!(
-                "process {pid} stayed inside its memory allocator, the loader or a signal handler for {} s: attaching there could break it; try again",
+                "process {pid} stayed for {} s where a call into it could break it (inside its memory allocator, the loader or a signal handler, or a word left on its stack looks so); it goes on untouched: try again",
                 SAFE_POINT_PATIENCE.as_secs()
             ));
         }

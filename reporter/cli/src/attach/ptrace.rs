@@ -148,9 +148,16 @@ pub const INTERRUPTED_LINE: &str = "interrupted";
 
 /// System calls that a ptrace stop ends with a plain EINTR, which the kernel never restarts
 /// (signal(7): after a stop they fail with EINTR even where no handler runs): waits for
-/// events, signals, semaphores and sockets with a timeout. Without memtrace they would have
-/// gone on waiting; a wait with a relative timeout starts it again.
+/// events, signals, semaphores and sockets with a timeout (through the socket calls and
+/// through read, readv, write, writev and connect alike). Without memtrace they would have
+/// gone on waiting; a wait with a relative timeout starts it again. (A call that moved data
+/// returns its count, not EINTR: starting it again repeats nothing.)
 const EINTR_AT_STOP: &[libc::c_long] = &[
+    libc::SYS_read,
+    libc::SYS_readv,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_connect,
     libc::SYS_epoll_wait,
     libc::SYS_epoll_pwait,
     libc::SYS_epoll_pwait2,
@@ -644,6 +651,10 @@ impl Stopped {
     /// stopped it is delivered.
     pub fn run_a_little(&mut self) -> Result<(), String> {
         let signal = self.signal;
+        // A system call the stop ended goes on as it would have (a bare resume handed the
+        // program the EINTR of every such stop: thousands in a wait of a few seconds).
+        let coming = signal != 0 || self.signal_coming();
+        self.set_regs(&going_on(&self.saved, false, coming))?;
         // SAFETY: resuming a stopped tracee with the signal it stopped for (0: none).
         unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, signal) };
         let status = match run_delivering_signals(self.pid, Duration::from_micros(1500))? {
