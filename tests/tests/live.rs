@@ -301,3 +301,54 @@ sys.exit(3)
     let (bytes, _) = memtrace_e2e::node_sum(&tree["tree"], "<module>");
     assert!(bytes >= 2_000_000, "{bytes}");
 }
+
+/// `run --live -f` over an earlier capture shows the new program's, never the earlier one's
+/// figures under the new program's name (it opened the old file before the tracker replaced
+/// it: "the program ended", the old tree, no exit status).
+#[test]
+fn run_live_over_an_earlier_capture_shows_the_new_program() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("run_live_over_old");
+    write(&dir, "old.py", "KEEP = bytearray(3_000_000)\n");
+    let old = memtrace_e2e::memtrace(
+        &[
+            "run",
+            "-q",
+            "-o",
+            "out.bin",
+            "--python",
+            python().to_str().expect("utf-8"),
+            "old.py",
+        ],
+        &dir,
+    );
+    assert!(old.status.success(), "{old:?}");
+    let cmd = format!(
+        "cd {} && {} run --live -f -o out.bin /bin/false; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display(),
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the end", |s| s[0].contains("ended"));
+    assert!(
+        screen[0].contains("ended (exited with status 1)"),
+        "{}",
+        screen.join("\n")
+    );
+    assert!(
+        !screen.iter().any(|l| l.contains("old.py")),
+        "{}",
+        screen.join("\n")
+    );
+    ui.key("q");
+    let start = Instant::now();
+    while std::fs::read_to_string(dir.join("status.txt")).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "memtrace did not end"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

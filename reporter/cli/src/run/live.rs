@@ -47,7 +47,19 @@ pub fn redirect(cmd: &mut Command, out: &Path) -> Result<(), RunError> {
 pub fn view(capture: &Path, pid: u32, command: String, out: &Path) -> Result<(), RunError> {
     let start = Instant::now();
     let live = loop {
-        match Live::open(capture, false) {
+        // Only the program's own: under -f the file there may still be an earlier capture.
+        let opened = Live::open(capture, false).and_then(|live| {
+            let writer = live.follower().header.pid;
+            if writer == pid {
+                Ok(live)
+            } else {
+                Err(format!(
+                    "{} is another process's capture (pid {writer})",
+                    capture.display()
+                ))
+            }
+        });
+        match opened {
             Ok(live) => break live,
             Err(e) => {
                 if let Some(how) = ended(pid) {
