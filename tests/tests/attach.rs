@@ -1440,3 +1440,107 @@ fn an_attach_waiting_for_a_safe_point_hands_the_program_no_eintr() {
     assert_eq!(end.status.code(), Some(6), "{end:?}");
     assert_eq!(String::from_utf8_lossy(&end.stdout), "EINTR 0\n", "{out:?}");
 }
+
+#[test]
+fn attach_live_with_a_duration_ends_well_after_the_duration() {
+    // The README's `attach --live --duration`: after the duration the view said "the program
+    // ended" (the process went on) and quitting it printed "not attached", exit status 1.
+    use memtrace_e2e::tmux::{have_tmux, Tmux};
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("attach_live_duration");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let cmd = format!(
+        "cd {} && {} attach --live --duration 1 -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the view or a refusal", |s| {
+        s[0].starts_with("● running") || dir.join("status.txt").exists()
+    });
+    if dir.join("status.txt").exists() {
+        let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+        assert!(err.contains("ptrace"), "{err}");
+        eprintln!("skipped: ptrace is refused here: {err}");
+        return;
+    }
+    assert!(screen[0].contains("live now"), "{}", screen[0]);
+    let screen = ui.wait("the end of tracking", |s| s[0].contains("ended"));
+    assert!(
+        screen[0].contains("tracking stopped: detached, or the process ended"),
+        "{}",
+        screen[0]
+    );
+    ui.key("q");
+    wait_for(&dir.join("status.txt"));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+    assert_eq!(status.trim(), "status=0", "{err}");
+    assert!(err.contains("memtrace: detached from process"), "{err}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+}
+
+#[test]
+fn attach_live_to_python_in_a_long_call_waits_for_its_tracking() {
+    // A Python process starts tracking when its interpreter next runs Python code: after the
+    // attach's own 10 s the view failed at once ("no such file", exit 1) and left the attach
+    // armed, the process then tracked to its end with no memtrace to detach it.
+    use memtrace_e2e::tmux::{have_tmux, Tmux};
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("attach_live_python_sleeping");
+    let target = python_target(
+        &dir,
+        "sleeper.py",
+        "import os, time
+print('ready', flush=True)
+time.sleep(12)
+KEEP = bytearray(2_345_678)
+while not os.path.exists('done'):
+    time.sleep(0.05)
+print('bye')
+",
+    );
+    let pid = target.pid();
+    let cmd = format!(
+        "cd {} && {} attach --live -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    let screen = ui.wait("the view or an end", |s| {
+        s[0].starts_with("● running") || dir.join("status.txt").exists()
+    });
+    if dir.join("status.txt").exists() {
+        let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+        assert!(err.contains("ptrace"), "{err}");
+        eprintln!("skipped: ptrace is refused here: {err}");
+        return;
+    }
+    assert!(screen[0].contains("live now"), "{}", screen[0]);
+    ui.wait("the line", |s| s.iter().any(|l| l.contains("sleeper.py:4")));
+    ui.key("q");
+    wait_for(&dir.join("status.txt"));
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+    assert_eq!(status.trim(), "status=0", "{err}");
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(0), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    assert!(!std::env::temp_dir()
+        .join(format!("memtrace-attach.{pid}/active"))
+        .exists());
+}

@@ -289,15 +289,19 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         );
     }
     if args.live {
-        let live = Live::open(&capture, true)?;
-        let setup = LiveSetup {
-            command: format!("process {pid} (attached at {when})"),
-            note: None,
-            ended: Box::new(move || (!alive(pid)).then(|| "the process is gone".to_string())),
+        let viewed = view_live(&capture, pid, &when, &active);
+        // Tracking that ended by itself (--duration, the process gone) has nothing left to
+        // stop; any other end of the view, a failure included, detaches.
+        let detached = if active.exists() && alive(pid) {
+            detach(pid)
+        } else {
+            let _ = std::fs::remove_dir_all(&dir);
+            Ok(())
         };
-        let viewed = live::run(live, setup).map_err(|e| format!("the live view failed: {e}"));
-        let detached = detach(pid);
         viewed?;
+        if detached.is_ok() {
+            crate::say!("memtrace: detached from process {pid}; the capture is {shown}");
+        }
         return detached;
     }
     if duration_ms > 0 {
@@ -321,6 +325,40 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The live view of an attached process's capture, once it is there: a Python process starts
+/// tracking when its interpreter next runs Python code, which a long call into C delays.
+fn view_live(capture: &Path, pid: i32, when: &str, active: &Path) -> Result<(), String> {
+    let waited = Instant::now();
+    let live = loop {
+        match Live::open(capture, true) {
+            Ok(live) => break live,
+            Err(e) => {
+                if !alive(pid) || !active.exists() {
+                    return Err(format!(
+                        "process {pid} ended its tracking before it started: {e}"
+                    ));
+                }
+                if waited.elapsed() > LIVE_PATIENCE {
+                    return Err(format!(
+                        "process {pid} did not start tracking within {} s (a Python process starts when its interpreter next runs Python code): {e}",
+                        LIVE_PATIENCE.as_secs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    let setup = LiveSetup {
+        command: format!("process {pid} (attached at {when})"),
+        note: None,
+        ended: Box::new(move || (!alive(pid)).then(|| "the process is gone".to_string())),
+    };
+    live::run(live, setup).map_err(|e| format!("the live view failed: {e}"))
+}
+
+/// How long `attach --live` waits for a Python process to start tracking.
+const LIVE_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What an attach given up on Ctrl-C says.
 fn interrupted(pid: i32) -> String {

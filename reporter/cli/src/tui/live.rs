@@ -214,7 +214,18 @@ fn refresh(follow: &mut Follow, setup: &mut LiveSetup) -> bool {
         if let Some(how) = (setup.ended)() {
             follow.ended = Some(how);
         } else if follow.live.finished() {
-            follow.ended = Some("the program ended".to_string());
+            // An attached capture also ends at a detach or at the end of --duration, the
+            // process going on.
+            let attached =
+                follow.live.follower().header.options & memtrace_format::options::ATTACHED != 0;
+            follow.ended = Some(
+                if attached {
+                    "tracking stopped: detached, or the process ended"
+                } else {
+                    "the program ended"
+                }
+                .to_string(),
+            );
         }
     }
     events > 0 || follow.ended.is_some()
