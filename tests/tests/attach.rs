@@ -1544,3 +1544,49 @@ print('bye')
         .join(format!("memtrace-attach.{pid}/active"))
         .exists());
 }
+
+#[test]
+fn detach_after_the_process_exec_d_says_so_at_once() {
+    // The exec took the tracker with the old image: detach waited a minute for it, then
+    // gave a hint about Python.
+    let dir = scratch("attach_detach_after_exec");
+    let prog = memtrace_e2e::compile("exec_after_go", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    let start = Instant::now();
+    while std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() != "sleep") {
+        assert!(start.elapsed() < Duration::from_secs(30), "no exec");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let start = Instant::now();
+    let out = memtrace(&["detach", &pid], &dir);
+    assert!(start.elapsed() < Duration::from_secs(10), "{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ran another program (exec), which ended its tracking"),
+        "{err}"
+    );
+    drop(target);
+}
+
+#[test]
+fn attach_live_without_a_terminal_leaves_the_process_alone() {
+    // It attached, tracked and detached before finding that the view could not be shown.
+    let dir = scratch("attach_live_no_terminal");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", "--live", "-o", "cap.bin", &pid], &dir);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "memtrace: --live needs a terminal (stdout is not one)"
+    );
+    assert!(!dir.join("cap.bin").exists());
+    drop(target);
+}

@@ -35,8 +35,6 @@ pub struct Replay {
     pub script_start: Option<Snapshot>,
     /// Events replayed.
     pub events: u64,
-    /// The first half of an mremap moved a tracked mapping: its second half adds the new one.
-    remap_pending: bool,
     /// What was live at the peak and has gone since (emptied at every new peak: bounded by
     /// what was live at the peak).
     peak_departed: Departures,
@@ -422,12 +420,14 @@ impl Replay {
                 }
                 code::RESIDENT => self.resident_series.record(ev.tick, ev.size),
                 code::MREMAP_OLD => {
-                    self.remap_pending = self.maps.overlaps(ev.addr, ev.size);
-                    if self.remap_pending {
+                    if self.maps.overlaps(ev.addr, ev.size) {
                         self.unmap(ev.addr, ev.size);
                     }
                 }
-                code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
+                // A mapping the capture did not know (made before an attach, or by a raw
+                // system call) that is moved or resized counts from here, at the mremap's
+                // line, as the totals count it.
+                code::MREMAP_NEW => {
                     self.map(ev, thread, index);
                     self.check_peak(ev.tick, index);
                     self.allocated(ev, thread);

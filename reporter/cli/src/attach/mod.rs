@@ -91,6 +91,10 @@ fn tracker() -> Result<PathBuf, String> {
 /// Runs `memtrace attach`.
 pub fn execute(args: AttachArgs) -> Result<(), String> {
     let pid = args.pid;
+    // Before anything touches the process: the view could not be shown after all.
+    if args.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err("--live needs a terminal (stdout is not one)".to_string());
+    }
     if pid <= 0 || !alive(pid) {
         return Err(format!("no process {pid} (it is gone, or never existed)"));
     }
@@ -145,12 +149,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     }
     let shared = paths::state_dir(pid, via);
     let dir = shared.ours.clone();
-    let tracker_loaded = objects.iter().any(|m| {
-        m.path.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker")
-        })
-    });
+    let tracker_loaded = has_tracker(&objects);
     if dir.join("active").exists() {
         // No `running`: an attach whose start never ran (its memtrace killed after the
         // dlopen), or a Python one whose start is still queued. No memtrace tends it (this one
@@ -784,6 +783,22 @@ except BaseException:
 }
 
 /// Runs `memtrace detach`.
+/// Whether the tracker library is among the process's mapped `objects`.
+fn has_tracker(objects: &[target::Mapped]) -> bool {
+    objects.iter().any(|m| {
+        m.path.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker")
+        })
+    })
+}
+
+/// Whether process `pid` no longer has the tracker mapped: it exec'd another program (which
+/// ends tracking with the image). False when its map cannot be read.
+fn tracker_gone(pid: i32) -> bool {
+    target::objects(pid).is_ok_and(|objects| !has_tracker(&objects))
+}
+
 pub fn execute_detach(args: DetachArgs) -> Result<(), String> {
     detach(args.pid)
 }
@@ -823,6 +838,12 @@ fn detach(pid: i32) -> Result<(), String> {
         // The request stays: a stopped process detaches when it runs again.
         if let Some(why) = not_running(pid, true) {
             return Err(why);
+        }
+        if tracker_gone(pid) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!(
+                "process {pid} ran another program (exec), which ended its tracking: the capture {capture} ends there"
+            ));
         }
         if start.elapsed() > Duration::from_secs(60) {
             return Err(format!(

@@ -146,6 +146,15 @@ fn stopped_now(pid: libc::pid_t) -> Result<Option<i32>, String> {
 /// What a given-up attach says.
 pub const INTERRUPTED_LINE: &str = "interrupted";
 
+/// The line for a request `what` that failed with `e`: a process gone meanwhile (ESRCH, or
+/// its memory file gone) ended during the attach.
+fn failed(what: &str, e: std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ESRCH) => "the process ended during the attach".to_string(),
+        _ => format!("cannot {what}: {e}"),
+    }
+}
+
 /// System calls that a ptrace stop ends with a plain EINTR, which the kernel never restarts
 /// (signal(7): after a stop they fail with EINTR even where no handler runs): waits for
 /// events, signals, semaphores and sockets with a timeout (through the socket calls and
@@ -309,7 +318,7 @@ impl Stopped {
     ) -> Result<(), String> {
         // SAFETY: the caller's promise on `data`.
         if unsafe { libc::ptrace(request, self.pid, addr, data) } != 0 {
-            return Err(format!("cannot {what}: {}", os_error()));
+            return Err(failed(what, std::io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -474,7 +483,7 @@ impl Stopped {
             .write(true)
             .open(format!("/proc/{}/mem", self.pid))
             .and_then(|f| f.write_all_at(bytes, addr))
-            .map_err(|e| format!("cannot write to the process: {e}"))
+            .map_err(|e| failed("write to the process", e))
     }
 
     /// Calls `func(args...)` in the target with `strings` copied below its stack first; an

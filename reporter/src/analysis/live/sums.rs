@@ -78,8 +78,6 @@ pub struct LiveSums {
     /// Count what a Python run's interpreter start-up left live too (else the sums start
     /// afresh at the script's start, as the replay does).
     pub include_startup: bool,
-    /// The first half of an mremap moved a tracked mapping: its second half adds the new one.
-    remap_pending: bool,
     /// The capture's byte sampling (0: full): each allocation counts the bytes it stands for.
     pub sample_bytes: u64,
 }
@@ -412,12 +410,14 @@ impl LiveSums {
                 self.record(ev.tick, self.live_bytes());
             }
             code::MREMAP_OLD => {
-                self.remap_pending = self.maps.overlaps(ev.addr, ev.size);
-                if self.remap_pending {
+                if self.maps.overlaps(ev.addr, ev.size) {
                     self.unmap(ev.addr, ev.size);
                 }
             }
-            code::MREMAP_NEW if std::mem::take(&mut self.remap_pending) => {
+            // A mapping the capture did not know (made before an attach, or by a raw system
+            // call) that is moved or resized counts from here, at the mremap's line, as the
+            // totals count it.
+            code::MREMAP_NEW => {
                 self.map(ev, thread);
                 self.check_peak(ev.tick);
                 self.record(ev.tick, self.live_bytes());
