@@ -419,11 +419,7 @@ impl Replay {
                     self.heap_series.record(ev.tick, self.live_bytes());
                 }
                 code::RESIDENT => self.resident_series.record(ev.tick, ev.size),
-                code::MREMAP_OLD => {
-                    if self.maps.overlaps(ev.addr, ev.size) {
-                        self.unmap(ev.addr, ev.size);
-                    }
-                }
+                code::MREMAP_OLD => self.unmap(ev.addr, ev.size),
                 // A mapping the capture did not know (made before an attach, or by a raw
                 // system call) that is moved or resized counts from here, at the mremap's
                 // line, as the totals count it.
