@@ -50,6 +50,9 @@ def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
             raise ValueError(f"label {key!r}: keys and values must be str")
         if not key or not all(c.isascii() and (c.isalnum() or c in "_.-") for c in key):
             raise ValueError(f"label {key!r}: the key must be letters, digits, '_', '.' or '-'")
+        if not value:
+            # pprof readers (Go's) drop a label whose value is the empty string.
+            raise ValueError(f"label {key!r}: the value is empty")
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError(f"label {key!r}: the value has a control character")
         out[key] = value

@@ -73,7 +73,7 @@ def test_labels_are_stored_and_checked(env: Env, tmp_path: Path) -> None:
         "import sys, memtrace\n"
         "with memtrace.Tracker(sys.argv[1], labels={'service': 'api', 'version': '1.4'}):\n"
         "    x = bytearray(10**6)\n"
-        "for bad in ({'': 'x'}, {'a b': 'x'}, {'k': 'a\\nb'}):\n"
+        "for bad in ({'': 'x'}, {'a b': 'x'}, {'k': 'a\\nb'}, {'empty': ''}):\n"
         "    try:\n"
         "        memtrace.Tracker(sys.argv[1] + '.bad', labels=bad)\n"
         "    except ValueError as e:\n"
@@ -81,7 +81,7 @@ def test_labels_are_stored_and_checked(env: Env, tmp_path: Path) -> None:
     )
     r = env.py(code, str(capture))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("refused") == 3, r.stdout
+    assert r.stdout.count("refused") == 4, r.stdout
     stats = json.loads(run([env.memtrace, "stats", "--json", capture]).stdout)
     assert stats["labels"] == [["service", "api"], ["version", "1.4"]]
 

@@ -311,3 +311,41 @@ fn a_sampled_aggregated_capture_bounds_its_error_by_its_bytes() {
         .to_string();
     assert!(note.ends_with("counts are estimates too"), "{note}");
 }
+
+#[test]
+fn labels_read_one_way_on_the_stats_line_and_an_empty_value_is_refused() {
+    // `Labels:` joined values with spaces as they were: "sp=with space e=" read either way;
+    // an empty value was stored, and pprof readers drop such a label.
+    let dir = scratch("labels-line");
+    let cap = dir.join("l.bin");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "run",
+            "-q",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            "--label",
+            "sp=with space",
+            "--label",
+            "q=a\"b",
+            "--label",
+            "eq=a=b",
+            "/bin/true",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = memtrace_e2e::memtrace(&["stats", cap.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Labels:"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(line, r#"Labels:       sp="with space" q="a\"b" eq=a=b"#);
+    let refused = memtrace_e2e::memtrace(&["run", "--label", "e=", "/bin/true"], &dir);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stderr).trim_end(),
+        "memtrace: invalid --label 'e=': the value is empty"
+    );
+}

@@ -32,7 +32,17 @@ pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         }
     }
     if !r.labels.is_empty() {
-        let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        // A value with a space or a quote is quoted: the line stays one reading.
+        let labels: Vec<String> = r
+            .labels
+            .iter()
+            .map(
+                |(k, v)| match v.contains(char::is_whitespace) || v.contains('"') {
+                    true => format!("{k}={v:?}"),
+                    false => format!("{k}={v}"),
+                },
+            )
+            .collect();
         writeln!(out, "Labels:       {}", labels.join(" "))?;
     }
     if let Some(last) = r.failed_requests.last() {

@@ -72,6 +72,13 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
             text.escape_debug()
         ));
     }
+    // pprof readers (Go's) drop a label whose value is the empty string.
+    if value.is_empty() {
+        return Err(format!(
+            "invalid --label '{}': the value is empty",
+            text.escape_debug()
+        ));
+    }
     if value.chars().any(char::is_control) {
         return Err(format!(
             "invalid --label '{}': the value has a control character",
@@ -174,7 +181,7 @@ mod tests {
             Ok(("service".into(), "api".into()))
         );
         assert_eq!(parse_label("v=1=2"), Ok(("v".into(), "1=2".into())));
-        for bad in ["service", "=api", "a b=c", "k=\n"] {
+        for bad in ["service", "=api", "a b=c", "k=\n", "empty="] {
             assert!(parse_label(bad).is_err(), "{bad}");
         }
         assert!(parse_labels(&["a=1".into(), "a=2".into()]).is_err());
