@@ -1590,3 +1590,32 @@ fn attach_live_without_a_terminal_leaves_the_process_alone() {
     assert!(!dir.join("cap.bin").exists());
     drop(target);
 }
+
+#[test]
+fn a_capture_the_process_cannot_create_is_refused_with_the_reason() {
+    // The process creates its capture itself: "could not create the capture" said no more
+    // (a read-only file system, a directory it may not write).
+    let dir = scratch("attach_capture_not_created");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", "-o", "/proc/memtrace-test.bin", &pid], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "memtrace: process {pid} could not create the capture /proc/memtrace-test.bin: No \
+             such file or directory (os error 2) (it is written by the process itself: -o names \
+             a file it may create)"
+        )
+    );
+    // It goes on, untracked, and can be attached again.
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    detached(&pid, &dir);
+    let_it_allocate_and_end(target, &dir, 7);
+}

@@ -161,7 +161,10 @@ unsafe fn start(
         attached: true,
         aggregate: false,
     };
-    if starting.open(&req).is_err() {
+    if let Err(why) = starting.open(&req) {
+        // The reason (a read-only file system, a directory the process may not write) for
+        // memtrace to show, in the file it reads a Python start's errors from.
+        write_file(&sibling(&active, b"error"), &why);
         return NO_CAPTURE;
     }
     // Made before tracking runs (its allocation is not the program's) and before the thread
@@ -216,6 +219,17 @@ fn create(path: &[u8]) {
     let mut c = path.to_vec();
     c.push(0);
     if let Ok(fd) = crate::sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644) {
+        crate::sys::close(fd);
+    }
+}
+
+/// Writes `text` to a new file at `path` (errors ignored: a hint to memtrace).
+fn write_file(path: &[u8], text: &[u8]) {
+    let mut c = path.to_vec();
+    c.push(0);
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+    if let Ok(fd) = crate::sys::open(&c, flags, 0o644) {
+        let _ = crate::sys::write_all(fd, text);
         crate::sys::close(fd);
     }
 }

@@ -531,10 +531,24 @@ fn attach_native(job: &Job) -> Result<(), String> {
     match r as u32 {
         0 => Ok(()),
         1 => Err(format!("process {pid} is already tracked by memtrace")),
-        2 => Err(format!(
-            "process {pid} could not create the capture {}",
-            capture.display()
-        )),
+        2 => {
+            // The tracker's reason, when it could write it.
+            let why = std::fs::read_to_string(job.state.ours.join("error"))
+                .map(|e| {
+                    // "cannot create the capture PATH: REASON": the reason alone.
+                    let named = format!("{}: ", capture.display());
+                    let reason = e
+                        .trim()
+                        .rsplit_once(named.as_str())
+                        .map_or(e.trim(), |(_, r)| r);
+                    format!(": {reason}")
+                })
+                .unwrap_or_default();
+            Err(format!(
+                "process {pid} could not create the capture {}{why} (it is written by the process itself: -o names a file it may create)",
+                capture.display()
+            ))
+        }
         _ => Err(format!("process {pid} could not start tracking (code {r})")),
     }
 }
