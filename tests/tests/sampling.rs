@@ -349,3 +349,32 @@ fn labels_read_one_way_on_the_stats_line_and_an_empty_value_is_refused() {
         "memtrace: invalid --label 'e=': the value is empty"
     );
 }
+
+#[test]
+fn a_sampled_capture_with_no_sample_says_so() {
+    // Figures of 0 read as a program that allocated nothing.
+    let dir = scratch("sampled-nothing");
+    let cap = dir.join("s.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "--sample-bytes",
+            "1T",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            "/bin/true",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = memtrace(&["stats", cap.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(
+            "no allocation was sampled: the program allocated too little for one sample per 1.0 \
+             TiB (a smaller --sample-bytes samples it)"
+        ),
+        "{text}"
+    );
+}

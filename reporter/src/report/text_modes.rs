@@ -29,6 +29,14 @@ pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
                 size(r.peak_standard_error_bytes),
                 r.peak_standard_error_bytes as f64 * 100.0 / r.peak_bytes as f64
             )?;
+        } else if r.total_allocations == 0 {
+            // Figures of 0 would otherwise read as a program that allocated nothing.
+            writeln!(
+                out,
+                "              no allocation was sampled: the program allocated too little for \
+                 one sample per {} (a smaller --sample-bytes samples it)",
+                size(r.sample_bytes)
+            )?;
         }
     }
     if !r.labels.is_empty() {
