@@ -395,18 +395,16 @@ fn attach_without_cap_sys_ptrace_to_a_process_that_forbids_it_is_refused() {
 
 /// `attach --live`: the view opens on the attached process, shows the line allocated after the
 /// attach, and quitting it detaches; the process then ends with its own status.
-#[test]
-fn attach_live_shows_the_process_and_quitting_detaches() {
+/// `memtrace attach --live` (with `flags`) of `pid` from `dir`, in a terminal (tmux), shown
+/// once its view is up; None when tmux is missing or ptrace is refused here (said). Its
+/// stderr goes to err.txt and its exit status to status.txt.
+fn attach_live(dir: &Path, pid: &str, flags: &str) -> Option<memtrace_e2e::tmux::Tmux> {
     use memtrace_e2e::tmux::{have_tmux, Tmux};
     if !have_tmux() {
-        return;
+        return None;
     }
-    let dir = scratch("attach_live");
-    let prog = memtrace_e2e::compile("attach", &dir);
-    let target = Target::start(Command::new(&prog), &dir);
-    let pid = target.pid();
     let cmd = format!(
-        "cd {} && {} attach --live -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
+        "cd {} && {} attach --live {flags} -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
         dir.display(),
         memtrace_bin().display()
     );
@@ -418,16 +416,35 @@ fn attach_live_shows_the_process_and_quitting_detaches() {
         let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
         assert!(err.contains("ptrace"), "{err}");
         eprintln!("skipped: ptrace is refused here: {err}");
-        return;
+        return None;
     }
     assert!(screen[0].contains("live now"), "{}", screen[0]);
-    std::fs::write(dir.join("go"), "").expect("go");
-    ui.wait("the line", |s| s.iter().any(|l| l.contains("attach.c:23")));
+    Some(ui)
+}
+
+/// Quits the view of [`attach_live`] and returns memtrace's exit status line and stderr.
+fn quit_attach_live(ui: &memtrace_e2e::tmux::Tmux, dir: &Path) -> (String, String) {
     ui.key("q");
     wait_for(&dir.join("status.txt"));
     std::thread::sleep(Duration::from_millis(100));
     let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
-    assert_eq!(status.trim(), "status=0");
+    let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
+    (status.trim().to_string(), err)
+}
+
+#[test]
+fn attach_live_shows_the_process_and_quitting_detaches() {
+    let dir = scratch("attach_live");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let Some(ui) = attach_live(&dir, &pid, "") else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    ui.wait("the line", |s| s.iter().any(|l| l.contains("attach.c:23")));
+    let (status, err) = quit_attach_live(&ui, &dir);
+    assert_eq!(status, "status=0", "{err}");
     assert!(!std::env::temp_dir()
         .join(format!("memtrace-attach.{pid}/active"))
         .exists());
@@ -1445,42 +1462,21 @@ fn an_attach_waiting_for_a_safe_point_hands_the_program_no_eintr() {
 fn attach_live_with_a_duration_ends_well_after_the_duration() {
     // The README's `attach --live --duration`: after the duration the view said "the program
     // ended" (the process went on) and quitting it printed "not attached", exit status 1.
-    use memtrace_e2e::tmux::{have_tmux, Tmux};
-    if !have_tmux() {
-        return;
-    }
     let dir = scratch("attach_live_duration");
     let prog = memtrace_e2e::compile("attach", &dir);
     let target = Target::start(Command::new(&prog), &dir);
     let pid = target.pid();
-    let cmd = format!(
-        "cd {} && {} attach --live --duration 1 -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
-        dir.display(),
-        memtrace_bin().display()
-    );
-    let ui = Tmux::start(&cmd, 140, 40);
-    let screen = ui.wait("the view or a refusal", |s| {
-        s[0].starts_with("● running") || dir.join("status.txt").exists()
-    });
-    if dir.join("status.txt").exists() {
-        let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
-        assert!(err.contains("ptrace"), "{err}");
-        eprintln!("skipped: ptrace is refused here: {err}");
+    let Some(ui) = attach_live(&dir, &pid, "--duration 1") else {
         return;
-    }
-    assert!(screen[0].contains("live now"), "{}", screen[0]);
+    };
     let screen = ui.wait("the end of tracking", |s| s[0].contains("ended"));
     assert!(
         screen[0].contains("tracking stopped: detached, or the process ended"),
         "{}",
         screen[0]
     );
-    ui.key("q");
-    wait_for(&dir.join("status.txt"));
-    std::thread::sleep(Duration::from_millis(100));
-    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
-    let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
-    assert_eq!(status.trim(), "status=0", "{err}");
+    let (status, err) = quit_attach_live(&ui, &dir);
+    assert_eq!(status, "status=0", "{err}");
     assert!(err.contains("memtrace: detached from process"), "{err}");
     std::fs::write(dir.join("go"), "").expect("go");
     wait_for(&dir.join("allocated"));
@@ -1495,10 +1491,6 @@ fn attach_live_to_python_in_a_long_call_waits_for_its_tracking() {
     // A Python process starts tracking when its interpreter next runs Python code: after the
     // attach's own 10 s the view failed at once ("no such file", exit 1) and left the attach
     // armed, the process then tracked to its end with no memtrace to detach it.
-    use memtrace_e2e::tmux::{have_tmux, Tmux};
-    if !have_tmux() {
-        return;
-    }
     let dir = scratch("attach_live_python_sleeping");
     let target = python_target(
         &dir,
@@ -1513,29 +1505,12 @@ print('bye')
 ",
     );
     let pid = target.pid();
-    let cmd = format!(
-        "cd {} && {} attach --live -o cap.bin {pid} 2> err.txt; echo status=$? > status.txt; sleep 60",
-        dir.display(),
-        memtrace_bin().display()
-    );
-    let ui = Tmux::start(&cmd, 140, 40);
-    let screen = ui.wait("the view or an end", |s| {
-        s[0].starts_with("● running") || dir.join("status.txt").exists()
-    });
-    if dir.join("status.txt").exists() {
-        let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
-        assert!(err.contains("ptrace"), "{err}");
-        eprintln!("skipped: ptrace is refused here: {err}");
+    let Some(ui) = attach_live(&dir, &pid, "") else {
         return;
-    }
-    assert!(screen[0].contains("live now"), "{}", screen[0]);
+    };
     ui.wait("the line", |s| s.iter().any(|l| l.contains("sleeper.py:4")));
-    ui.key("q");
-    wait_for(&dir.join("status.txt"));
-    std::thread::sleep(Duration::from_millis(100));
-    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
-    let err = std::fs::read_to_string(dir.join("err.txt")).unwrap_or_default();
-    assert_eq!(status.trim(), "status=0", "{err}");
+    let (status, err) = quit_attach_live(&ui, &dir);
+    assert_eq!(status, "status=0", "{err}");
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(0), "{end:?}");
