@@ -808,9 +808,11 @@ fn has_tracker(objects: &[target::Mapped]) -> bool {
 }
 
 /// Whether process `pid` no longer has the tracker mapped: it exec'd another program (which
-/// ends tracking with the image). False when its map cannot be read.
+/// ends tracking with the image). Read through a live thread (a main thread that ended shows
+/// an empty map); false when no map can be read.
 fn tracker_gone(pid: i32) -> bool {
-    target::objects(pid).is_ok_and(|objects| !has_tracker(&objects))
+    target::objects(injection_thread(pid))
+        .is_ok_and(|objects| !objects.is_empty() && !has_tracker(&objects))
 }
 
 pub fn execute_detach(args: DetachArgs) -> Result<(), String> {
