@@ -554,6 +554,17 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
         String::from_utf8_lossy(&bad.stderr).starts_with("memtrace: no process 1 in the family of"),
         "{bad:?}"
     );
+    // A negative pid is an invalid value, not an unknown option.
+    let bad = memtrace_e2e::memtrace(
+        &["stats", "--pid", "-1", capture.to_str().expect("utf-8")],
+        dir,
+    );
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .starts_with("memtrace: stats: invalid value '-1' for '--pid <PID>'"),
+        "{bad:?}"
+    );
 }
 
 #[test]

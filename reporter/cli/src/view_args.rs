@@ -42,7 +42,7 @@ pub struct ViewArgs {
     pub native_only: bool,
     /// A family (`memtrace run --follow-fork`): report on process PID alone (by default the
     /// reports show every process of the family, each as the outermost frame)
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", allow_negative_numbers = true)]
     pub pid: Option<u32>,
 }
 
