@@ -878,7 +878,9 @@ pub fn finish() {
 
 /// Before a fork (ahead of every lock the fork takes): the series' window closes at the fork.
 pub fn at_fork() {
-    if !on() {
+    // Not from a signal handler that interrupted this thread inside the tracker (a fork
+    // there, or _Fork): the state may be half changed, and its lock held by this thread.
+    if !on() || crate::tls::get().in_tracker != 0 {
         return;
     }
     let tick = clock::tick();
