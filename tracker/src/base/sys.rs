@@ -210,9 +210,9 @@ pub fn unlink(path: &[u8]) {
     unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path.as_ptr(), 0) };
 }
 
-/// Whether `path` (NUL-terminated) names a regular file itself (a symbolic link is not
-/// followed), errno kept.
-pub fn is_regular_file(path: &[u8]) -> bool {
+/// What is at `path` (NUL-terminated) itself, a symbolic link not followed: its file type
+/// (`st_mode & S_IFMT`), None when nothing is there (or it cannot be seen); errno kept.
+pub fn file_type(path: &[u8]) -> Option<u32> {
     debug_assert_eq!(path.last(), Some(&0));
     let _errno = ErrnoGuard::new();
     let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
@@ -227,7 +227,7 @@ pub fn is_regular_file(path: &[u8]) -> bool {
         )
     };
     // SAFETY: zeroed, then filled by the call when it succeeded.
-    r == 0 && unsafe { st.assume_init() }.st_mode & libc::S_IFMT == libc::S_IFREG
+    (r == 0).then(|| unsafe { st.assume_init() }.st_mode & libc::S_IFMT)
 }
 
 pub fn close(fd: c_int) {

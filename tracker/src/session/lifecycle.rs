@@ -228,16 +228,12 @@ fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>, bool), Vec<u8>> {
     loop {
         let mut z = path.clone();
         z.push(0);
-        let replaced = cfg.force && sys::is_regular_file(&z);
-        if replaced {
+        let there = if cfg.force { sys::file_type(&z) } else { None };
+        if there == Some(libc::S_IFREG) {
             sys::unlink(&z);
         }
         // Something other than a regular file (a link, a device) is written through, as asked.
-        let overwrite = cfg.force
-            && !replaced
-            && sys::open(&z, libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0)
-                .map(sys::close)
-                .is_ok();
+        let overwrite = there.is_some_and(|kind| kind != libc::S_IFREG);
         let flags = base_flags
             | if overwrite {
                 libc::O_TRUNC

@@ -796,7 +796,6 @@ except BaseException:
     )
 }
 
-/// Runs `memtrace detach`.
 /// Whether the tracker library is among the process's mapped `objects`.
 fn has_tracker(objects: &[target::Mapped]) -> bool {
     objects.iter().any(|m| {
@@ -815,6 +814,7 @@ fn tracker_gone(pid: i32) -> bool {
         .is_ok_and(|objects| !objects.is_empty() && !has_tracker(&objects))
 }
 
+/// Runs `memtrace detach`.
 pub fn execute_detach(args: DetachArgs) -> Result<(), String> {
     detach(args.pid)
 }

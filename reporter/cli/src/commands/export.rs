@@ -61,30 +61,35 @@ pub struct ExportArgs {
     pub view: ViewArgs,
 }
 
-/// The pprof comment of a sampled capture (none for a full one).
-fn sampled_comment(settings: &memtrace_format::settings::Settings) -> Vec<String> {
-    let mut comments: Vec<String> = (settings.sample_bytes > 0)
-        .then(|| {
-            memtrace_reporter::capture::settings::sampled_note(
-                settings.sample_bytes,
-                settings.aggregate,
-            )
-        })
-        .into_iter()
-        .collect();
-    if live_counts_sampled(settings) {
+/// What a pprof profile says besides its samples, from how the capture was recorded: its
+/// labels (then `site_labels`, a family's process on each sample), and for a sampled capture
+/// a comment saying so and, when its live counts are of samples (not aggregated: an
+/// aggregated capture's sums are estimates already), their estimate.
+fn pprof_meta(
+    settings: &memtrace_format::settings::Settings,
+    site_labels: Vec<Vec<(String, String)>>,
+) -> export::pprof::Meta {
+    let sampled = settings.sample_bytes > 0;
+    let live_counts_sampled = sampled && !settings.aggregate;
+    let mut comments = Vec::new();
+    if sampled {
+        comments.push(memtrace_reporter::capture::settings::sampled_note(
+            settings.sample_bytes,
+            settings.aggregate,
+        ));
+    }
+    if live_counts_sampled {
         comments.push(
             "inuse_objects: each site's live bytes over its mean allocation size (estimates)"
                 .to_string(),
         );
     }
-    comments
-}
-
-/// Whether the capture's live counts are counts of samples (sampled, not aggregated: an
-/// aggregated capture's sums are estimates already).
-fn live_counts_sampled(settings: &memtrace_format::settings::Settings) -> bool {
-    settings.sample_bytes > 0 && !settings.aggregate
+    export::pprof::Meta {
+        labels: settings.labels.clone(),
+        comments,
+        site_labels,
+        live_counts_sampled,
+    }
 }
 
 /// Runs `memtrace export`.
@@ -114,12 +119,9 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             // pprof samples carry the run's labels, then their process (`pid`, `process`).
             let labels = &f.settings.labels;
             let (pid_key, process_key) = (own_key("pid", labels), own_key("process", labels));
-            let meta = export::pprof::Meta {
-                labels: labels.clone(),
-                comments: sampled_comment(&f.settings),
-                live_counts_sampled: live_counts_sampled(&f.settings),
-                site_labels: f
-                    .processes
+            let meta = pprof_meta(
+                &f.settings,
+                f.processes
                     .iter()
                     .map(|(pid, command)| {
                         vec![
@@ -128,7 +130,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                         ]
                     })
                     .collect(),
-            };
+            );
             (f.sites, name, f.duration_ns, meta)
         }
         None => {
@@ -146,13 +148,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                 capture.path().display(),
                 views::title(&analysis, &selection)
             );
-            let settings = &analysis.index.settings;
-            let meta = export::pprof::Meta {
-                site_labels: Vec::new(),
-                labels: settings.labels.clone(),
-                comments: sampled_comment(settings),
-                live_counts_sampled: live_counts_sampled(settings),
-            };
+            let meta = pprof_meta(&analysis.index.settings, Vec::new());
             (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
         }
     };

@@ -129,8 +129,6 @@ pub fn execute(args: RunArgs) -> Result<i32, String> {
     run(args).map_err(|RunError(msg)| msg)
 }
 
-/// Whether files can be made in `dir` (a read-only file system, no write permission): asked
-/// before the program starts, so that a bad -o is one line rather than a run without capture.
 /// The line for a program that could not be started.
 fn spawn_error(program: &Path, e: &std::io::Error) -> String {
     if e.raw_os_error() == Some(libc::E2BIG) {
@@ -145,6 +143,8 @@ fn spawn_error(program: &Path, e: &std::io::Error) -> String {
     format!("cannot run {}: {e}", program.display())
 }
 
+/// Whether files can be made in `dir` (a read-only file system, no write permission): asked
+/// before the program starts, so that a bad -o is one line rather than a run without capture.
 fn writable(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())

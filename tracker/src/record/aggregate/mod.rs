@@ -648,7 +648,6 @@ impl State {
         };
         self.seq += 1;
         let written = snapshot::write(self, tick, flags);
-
         // Tried again at the next due time either way (not at every allocation).
         self.next_peak_write = self
             .peak_bytes
@@ -656,10 +655,10 @@ impl State {
         let step = (self.live_bytes / 10).max(PEAK_STEP_MIN);
         self.next_fall_write = self.live_bytes.saturating_sub(step);
         self.next_write_ns = clock::pair().1.saturating_add(EVERY_NS);
-        if written {
+        if let Some(allocations) = written {
             self.written_event = self.events;
             self.written_frees = self.frees();
-            self.written_allocations = self.allocated().0;
+            self.written_allocations = allocations;
             self.written_tick = tick;
             self.points_len = 0;
             return;

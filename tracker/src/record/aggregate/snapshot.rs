@@ -50,16 +50,16 @@ impl Buffers {
     }
 }
 
-/// Writes the snapshot `s.seq` taken at `tick`; false when it could not be (no memory for its
-/// buffers, no room left in the capture).
-pub(super) fn write(s: &mut State, tick: u64, flags: u64) -> bool {
+/// Writes the snapshot `s.seq` taken at `tick`: the allocations in all it holds, None when it
+/// could not be written (no memory for its buffers, no room left in the capture).
+pub(super) fn write(s: &mut State, tick: u64, flags: u64) -> Option<u64> {
     let since = s.written_event;
     let changed = (0..s.entries_len)
         .filter(|&i| s.entry(i).changed > since)
         .count();
     let need = MAX_HEAD_LEN + (2 + 2 * s.points_len) * MAX_VARINT_LEN + changed * MAX_ENTRY_LEN;
     if !s.buf.reserve(need) {
-        return false;
+        return None;
     }
     // SAFETY: the buffer is `len >= need` bytes, mapped for this state alone (lock held).
     let buf = unsafe { core::slice::from_raw_parts_mut(s.buf.payload, s.buf.len) };
@@ -114,5 +114,7 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) -> bool {
     let record = unsafe { core::slice::from_raw_parts_mut(s.buf.record, s.buf.len + 64) };
     let used =
         memtrace_format::Encoder::new().extended(record, 0, tick, AGGREGATE_KIND, &buf[..pos]);
-    CAPTURE.write_meta(s.seq as u32, 1, &record[..used])
+    CAPTURE
+        .write_meta(s.seq as u32, 1, &record[..used])
+        .then_some(alloc_count)
 }

@@ -31,12 +31,11 @@ pub fn prepare() {
 /// Whether the object `info` describes is relocated (or cannot be told: true).
 pub fn finished(info: &libc::dl_phdr_info) -> bool {
     let f = FIND_OBJECT.load(Ordering::Acquire);
-    if f <= 1 || info.dlpi_phdr.is_null() {
+    if f <= 1 {
         return true;
     }
-    // SAFETY: the loader's program headers of a loaded object, dlpi_phnum of them.
-    let headers =
-        unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    // SAFETY: the loader's description of a loaded object, valid during its callback.
+    let headers = unsafe { crate::phdr::program_headers(info) };
     let Some(load) = headers.iter().find(|h| h.p_type == libc::PT_LOAD) else {
         return true;
     };
