@@ -282,14 +282,7 @@ sys.exit(3)
     std::fs::write(dir.join("go"), "").expect("write go");
     ui.wait("the end", |s| s[0].contains("ended (exited with status 3)"));
     ui.key("q");
-    let start = Instant::now();
-    while std::fs::read_to_string(dir.join("status.txt")).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "memtrace did not end"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_status(&dir);
     std::thread::sleep(Duration::from_millis(100));
     let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
     assert_eq!(status.trim(), "status=3");
@@ -343,6 +336,11 @@ fn run_live_over_an_earlier_capture_shows_the_new_program() {
         screen.join("\n")
     );
     ui.key("q");
+    wait_for_status(&dir);
+}
+
+/// Waits (20 s at most) for the status.txt a test's terminal command writes when memtrace ends.
+fn wait_for_status(dir: &Path) {
     let start = Instant::now();
     while std::fs::read_to_string(dir.join("status.txt")).is_err() {
         assert!(
