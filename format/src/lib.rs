@@ -51,6 +51,9 @@ pub mod trailer_flags {
     /// With SIZE_LIMIT, why: the capture filled the address space the tracker reserved for it
     /// under the process's address-space limit (RLIMIT_AS, `ulimit -v`).
     pub const ADDRESS_LIMIT: u64 = 1 << 6;
+    /// A signal handler jumped out of an allocation function the tracker's hook was in
+    /// (`siglongjmp`): that thread's later events were not recorded (counted as dropped).
+    pub const HOOK_LEFT_BY_A_JUMP: u64 = 1 << 7;
 
     /// Why the capture reached its size limit, in words, from a trailer's flags; None when it
     /// did not.
@@ -63,6 +66,13 @@ pub mod trailer_flags {
         } else {
             "the capture reached its size limit"
         })
+    }
+
+    /// What a thread whose hook was left by a jump lost, in words; None when none was.
+    pub fn hook_left(flags: u64) -> Option<&'static str> {
+        (flags & HOOK_LEFT_BY_A_JUMP != 0).then_some(
+            "a signal handler jumped out of an allocation function (siglongjmp) while memtrace recorded it: that thread's later events were not recorded",
+        )
     }
 
     /// Why writing the capture stopped, in words, from a trailer's flags; None when it did not.

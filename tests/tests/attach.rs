@@ -693,6 +693,45 @@ fn attach_to_a_program_inside_malloc_waits_for_a_safe_point() {
     }
 }
 
+#[test]
+fn attach_to_a_program_with_an_allocator_of_its_own_under_a_lock_leaves_it_running() {
+    // The program's malloc (its executable's) holds its lock while it maps memory and sleeps.
+    // The tracker's own memory came from that malloc: a hook of the mmap made under the lock
+    // waited for the lock forever (6 of 6 attaches hung it). And the injected dlopen allocates
+    // from it: a main thread stopped in the sleep under the lock made it wait for itself (2
+    // of 6).
+    let dir = scratch("attach_own_allocator");
+    let prog = memtrace_e2e::compile("attach_own_allocator", &dir);
+    for round in 0..4 {
+        let _ = std::fs::remove_file(dir.join("done"));
+        let target = Target::start(Command::new(&prog), &dir);
+        let pid = target.pid();
+        let cap = format!("cap{round}.bin");
+        let Some(_) = attached(&pid, &cap, &dir) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        detached(&pid, &dir);
+        std::fs::write(dir.join("done"), "").expect("done");
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(5), "round {round}: {end:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&end.stdout),
+            "bye\n",
+            "round {round}"
+        );
+        // What the hooks saw: the allocator's own mappings, 64 KiB each (its malloc is called
+        // directly in the executable, never through a patched slot).
+        let s = memtrace_e2e::stats(&dir.join(&cap));
+        let (count, bytes) = (
+            memtrace_e2e::num(&s, "total_allocations"),
+            memtrace_e2e::num(&s, "total_bytes"),
+        );
+        assert!(count > 0, "round {round}: {s}");
+        assert_eq!(bytes, count * 65536, "round {round}: {s}");
+    }
+}
+
 /// Sends SIGUSR1 to the target (tests/programs/fp_registers.c ends its spin on it).
 fn signal_usr1(target: &Target) {
     let pid: i32 = target.pid().parse().expect("pid");

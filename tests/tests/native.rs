@@ -750,6 +750,60 @@ fn an_executable_with_its_own_allocator_that_maps_under_its_lock_runs() {
     }
 }
 
+/// A library with an allocator of its own (as jemalloc's or tcmalloc's, whose operator new the
+/// program calls without passing through malloc) that holds its lock while it maps memory: the
+/// tracker's own memory (zstd's context here) came from "the real malloc", that library's, and
+/// a recorded mmap waited for the lock its own thread held (2 runs of 2; jemalloc preloaded
+/// or linked hung a C++ program 5 times in 5). It comes from the C library's allocator now.
+#[test]
+fn a_library_with_its_own_allocator_that_maps_under_its_lock_runs() {
+    let dir = scratch("lib-allocator");
+    let src = workspace().join("tests/programs");
+    let lib = dir.join("liblockalloc.so");
+    let built = Command::new("gcc")
+        .args([
+            "-O0",
+            "-g",
+            "-fno-builtin",
+            "-shared",
+            "-fPIC",
+            "-pthread",
+            "-o",
+        ])
+        .arg(&lib)
+        .arg(src.join("lib_allocator.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let prog = dir.join("lib_allocator_main");
+    let built = Command::new("gcc")
+        .args(["-O0", "-g", "-fno-builtin", "-pthread", "-o"])
+        .arg(&prog)
+        .arg(src.join("lib_allocator_main.c"))
+        .arg(format!("-L{}", dir.display()))
+        .arg("-llockalloc")
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let p = prog.to_str().expect("utf-8 path");
+    for mode in [&[][..], &["--native"][..], &["--aggregate"][..]] {
+        let cap = dir.join("lib.bin");
+        let mut args = vec!["run", "-q", "-f", "-o", cap.to_str().expect("utf-8 path")];
+        args.extend_from_slice(mode);
+        args.extend_from_slice(&["--", p]);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {out:?}");
+        assert_eq!(out.stdout, b"done\n", "{mode:?}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{mode:?}: {s}");
+        // The blocks are the library's mappings, 20,000, and stdout's buffer (its malloc).
+        assert_eq!(allocator(&s, "mmap"), 20_000, "{mode:?}: {s}");
+        assert_eq!(allocator(&s, "malloc"), 1, "{mode:?}: {s}");
+        assert_eq!(s["total_frees"].as_u64(), Some(20_000), "{mode:?}: {s}");
+    }
+}
+
 #[test]
 fn thousands_of_call_sites_leave_no_chunk_damaged() {
     // Each new call site writes two table records (its frame and its stack) after one

@@ -386,6 +386,9 @@ pub fn scan_releasing(
                     .warnings
                     .push(format!("{why}: later events were dropped"));
             }
+            if let Some(why) = trailer_flags::hook_left(t.flags) {
+                index.warnings.push(why.to_string());
+            }
             if t.records_dropped > 0 {
                 index
                     .warnings

@@ -1,5 +1,6 @@
-//! The tracker's own heap: straight to the real allocator, so the tracker's memory never passes
-//! through its hooks (and is never recorded). Large blocks are mappings of their own: a zeroed
+//! The tracker's own heap: straight to the C library's allocator (`real::Heap`: never one the
+//! program defines, which may hold its lock where a hook runs), so the tracker's memory never
+//! passes through its hooks (and is never recorded). Large blocks are mappings of their own: a zeroed
 //! one (each thread's index of recent addresses) then costs memory only for the pages the
 //! thread touches, whatever the program did to malloc's mmap threshold.
 
@@ -26,11 +27,11 @@ impl RealAllocator {
         }
         match real::get() {
             // SAFETY: plain calls of the C allocator.
-            Some(r) if layout.align() <= 16 => unsafe { (r.malloc)(layout.size()) as *mut u8 },
+            Some(r) if layout.align() <= 16 => unsafe { (r.heap.malloc)(layout.size()) as *mut u8 },
             Some(r) => {
                 let mut p = core::ptr::null_mut();
                 // SAFETY: p is a valid out-pointer; the alignment is a power of two >= 16.
-                if unsafe { (r.posix_memalign)(&mut p, layout.align(), layout.size()) } != 0 {
+                if unsafe { (r.heap.posix_memalign)(&mut p, layout.align(), layout.size()) } != 0 {
                     return core::ptr::null_mut();
                 }
                 p as *mut u8
@@ -82,7 +83,7 @@ unsafe impl GlobalAlloc for RealAllocator {
         }
         if let Some(r) = real::get() {
             // SAFETY: p came from the real allocator.
-            unsafe { (r.free)(p as *mut libc::c_void) };
+            unsafe { (r.heap.free)(p as *mut libc::c_void) };
         }
     }
 
@@ -95,7 +96,7 @@ unsafe impl GlobalAlloc for RealAllocator {
         {
             if let Some(r) = real::get() {
                 // SAFETY: p came from the real allocator.
-                return unsafe { (r.realloc)(p as *mut libc::c_void, new_size) as *mut u8 };
+                return unsafe { (r.heap.realloc)(p as *mut libc::c_void, new_size) as *mut u8 };
             }
         }
         // SAFETY: the layout is valid (it was valid for the old block).

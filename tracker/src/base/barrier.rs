@@ -40,7 +40,6 @@ pub fn all_threads() {
     let cmd = COMMAND.load(Ordering::Relaxed);
     if cmd == 0 || !membarrier(cmd) {
         std::sync::atomic::fence(Ordering::SeqCst);
-        // SAFETY: a plain sleep of 2 ms.
-        unsafe { libc::usleep(2000) };
+        crate::sys::sleep_us(2000);
     }
 }

@@ -263,6 +263,54 @@ unsafe extern "C" fn visit(
     c_int::from(walk.found != Definition::Absent)
 }
 
+/// The C library's own definition of `name` (glibc's `libc.so.6`, musl's `libc.musl-*` or its
+/// loader, which is its C library), whatever the program interposes on it; 0 when the process
+/// maps no such library or it has no such definition. For the tracker's own heap: an allocator
+/// the program defines may call a hooked function under its lock (its `mmap`), and a hook that
+/// took memory from that allocator there would wait for that lock forever.
+pub fn c_library_definition(name: &[u8]) -> usize {
+    let mut walk = CLibraryWalk { name, found: 0 };
+    // SAFETY: `visit_c_library` reads each object's tables while the loader keeps it loaded.
+    unsafe {
+        crate::phdr::iterate_phdr(
+            visit_c_library,
+            &mut walk as *mut CLibraryWalk as *mut c_void,
+        )
+    };
+    walk.found
+}
+
+struct CLibraryWalk<'a> {
+    name: &'a [u8],
+    found: usize,
+}
+
+unsafe extern "C" fn visit_c_library(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the walk being run.
+    let (info, walk) = unsafe { (&*info, &mut *(data as *mut CLibraryWalk)) };
+    if info.dlpi_name.is_null() {
+        return 0;
+    }
+    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+    let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    let c_library = [&b"libc.so"[..], b"libc.musl-", b"ld-musl-"]
+        .iter()
+        .any(|prefix| file.starts_with(prefix));
+    if !c_library {
+        return 0;
+    }
+    // SAFETY: a loaded object's description, valid during this callback, and its tables.
+    if let Definition::At(address) = unsafe { Object::new(info).definition(walk.name) } {
+        walk.found = address;
+    }
+    1
+}
+
 /// The kernel's vDSO: it defines no allocation function, and its dynamic section is not
 /// relocated like the others'.
 fn is_vdso(info: &libc::dl_phdr_info) -> bool {
@@ -281,6 +329,16 @@ mod tests {
     fn dlsym_default(name: &core::ffi::CStr) -> usize {
         // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
         unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize }
+    }
+
+    #[test]
+    fn the_c_librarys_own_definition_is_found_whatever_comes_first() {
+        // This test binary defines malloc itself (the hooks): the C library's is another one.
+        let malloc = c_library_definition(b"malloc");
+        assert_ne!(malloc, 0);
+        assert_ne!(malloc, dlsym_default(c"malloc"));
+        assert_eq!(object_of(malloc), object_of(dlsym_default(c"realpath")));
+        assert_eq!(c_library_definition(b"no_such_function_here"), 0);
     }
 
     #[test]

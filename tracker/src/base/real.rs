@@ -61,6 +61,53 @@ pub struct Real {
     pub quick_exit: Option<ExitFn>,
     pub daemon: Option<DaemonFn>,
     pub libc_start_main: Option<StartMainFn>,
+    /// The allocator of the tracker's own memory (base/alloc.rs).
+    pub heap: Heap,
+}
+
+/// The C library's own allocator, for the tracker's memory: not the program's, which may be
+/// one of its own that calls a hooked function (its `mmap`) under its lock, where a hook taking
+/// memory from it would wait for that lock forever (an attached process hung so 6 times in 6).
+/// The functions the program uses when the C library has no definitions of its own to find.
+pub struct Heap {
+    pub malloc: MallocFn,
+    pub free: FreeFn,
+    pub realloc: ReallocFn,
+    pub posix_memalign: PosixMemalignFn,
+}
+
+impl Heap {
+    fn of_c_library_or(
+        malloc: MallocFn,
+        free: FreeFn,
+        realloc: ReallocFn,
+        posix_memalign: PosixMemalignFn,
+    ) -> Heap {
+        let found = [
+            definition::c_library_definition(b"malloc"),
+            definition::c_library_definition(b"free"),
+            definition::c_library_definition(b"realloc"),
+            definition::c_library_definition(b"posix_memalign"),
+        ];
+        if found.contains(&0) {
+            // All four from one allocator, or none: a block goes back where it came from.
+            return Heap {
+                malloc,
+                free,
+                realloc,
+                posix_memalign,
+            };
+        }
+        // SAFETY: the C library's definitions of these names, with their C signatures.
+        unsafe {
+            Heap {
+                malloc: core::mem::transmute::<usize, MallocFn>(found[0]),
+                free: core::mem::transmute::<usize, FreeFn>(found[1]),
+                realloc: core::mem::transmute::<usize, ReallocFn>(found[2]),
+                posix_memalign: core::mem::transmute::<usize, PosixMemalignFn>(found[3]),
+            }
+        }
+    }
 }
 
 const UNRESOLVED: u8 = 0;
@@ -166,12 +213,18 @@ fn resolve() -> Option<&'static Real> {
         }
         return None;
     }
+    let (malloc, free, realloc, posix_memalign) = (
+        required!(c"malloc", MallocFn),
+        required!(c"free", FreeFn),
+        required!(c"realloc", ReallocFn),
+        required!(c"posix_memalign", PosixMemalignFn),
+    );
     let real = Real {
-        malloc: required!(c"malloc", MallocFn),
-        free: required!(c"free", FreeFn),
+        malloc,
+        free,
         calloc: required!(c"calloc", CallocFn),
-        realloc: required!(c"realloc", ReallocFn),
-        posix_memalign: required!(c"posix_memalign", PosixMemalignFn),
+        realloc,
+        posix_memalign,
         aligned_alloc: optional!(c"aligned_alloc", AlignFn),
         memalign: optional!(c"memalign", AlignFn),
         valloc: optional!(c"valloc", MallocFn),
@@ -188,6 +241,7 @@ fn resolve() -> Option<&'static Real> {
         quick_exit: optional!(c"quick_exit", ExitFn),
         daemon: optional!(c"daemon", DaemonFn),
         libc_start_main: optional!(c"__libc_start_main", StartMainFn),
+        heap: Heap::of_c_library_or(malloc, free, realloc, posix_memalign),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.
     unsafe { *REAL.0.get() = Some(real) };

@@ -381,9 +381,16 @@ pub fn ftruncate(fd: c_int, len: u64) -> Result<(), c_int> {
 
 /// Sleeps `ms` milliseconds (a signal may cut it short).
 pub fn sleep_ms(ms: u32) {
+    sleep_us(ms.saturating_mul(1000));
+}
+
+/// Sleeps `us` microseconds (a signal may cut it short). The system call itself, not the C
+/// library's `usleep` or `nanosleep`: those are cancellation points, and a thread with a
+/// `pthread_cancel` pending would end inside a hook, leaving the tracker's locks held.
+pub fn sleep_us(us: u32) {
     let t = libc::timespec {
-        tv_sec: libc::time_t::from(ms / 1000),
-        tv_nsec: libc::c_long::from(ms % 1000) * 1_000_000,
+        tv_sec: libc::time_t::from(us / 1_000_000),
+        tv_nsec: libc::c_long::from(us % 1_000_000) * 1000,
     };
     // SAFETY: nanosleep(2) with a valid request and no remainder wanted.
     unsafe {
@@ -393,6 +400,23 @@ pub fn sleep_ms(ms: u32) {
             core::ptr::null_mut::<libc::timespec>(),
         )
     };
+}
+
+/// Whether the calling thread runs on its alternate signal stack now (a handler installed
+/// with SA_ONSTACK runs): sigaltstack's own answer, by the system call.
+pub fn on_signal_stack() -> bool {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: sigaltstack(2) with no new stack, reading the current one into `old`.
+    let mut old: libc::stack_t = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sigaltstack,
+            core::ptr::null::<libc::stack_t>(),
+            &mut old as *mut libc::stack_t,
+        )
+    };
+    r == 0 && old.ss_flags & libc::SS_ONSTACK != 0
 }
 
 pub fn gettid() -> u32 {

@@ -149,19 +149,19 @@ fn ok(r: usize) -> Option<usize> {
     (unsafe { zstd_sys::ZSTD_isError(r) } == 0).then_some(r)
 }
 
-/// zstd's allocations: the real allocator's, like the tracker's own heap (base::alloc).
+/// zstd's allocations: the tracker's own heap's allocator (real::Heap), as base::alloc's.
 unsafe extern "C" fn zstd_alloc(_: *mut c_void, size: usize) -> *mut c_void {
     match real::get() {
         // SAFETY: a plain call of the C allocator.
-        Some(r) => unsafe { (r.malloc)(size) },
+        Some(r) => unsafe { (r.heap.malloc)(size) },
         None => core::ptr::null_mut(),
     }
 }
 
 unsafe extern "C" fn zstd_free(_: *mut c_void, p: *mut c_void) {
     if let (false, Some(r)) = (p.is_null(), real::get()) {
-        // SAFETY: `p` came from zstd_alloc, the real allocator's.
-        unsafe { (r.free)(p) };
+        // SAFETY: `p` came from zstd_alloc, the heap allocator's.
+        unsafe { (r.heap.free)(p) };
     }
 }
 

@@ -234,6 +234,11 @@ impl Capture {
         !self.closed.load(Ordering::Relaxed)
     }
 
+    /// Sets `flag` in the trailer-to-be: something the reports must say, recording goes on.
+    pub fn note(&self, flag: u64) {
+        self.flags.fetch_or(flag, Ordering::Relaxed);
+    }
+
     /// Writing failed: recording stops; what was written stays readable and the trailer will
     /// say why it ends early. The hooks stay on, only to count each later event as dropped
     /// (every thread's state is closed, so an event only increments its thread's counter): the

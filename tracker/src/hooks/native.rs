@@ -11,7 +11,7 @@
 use crate::real::{self, forward, Real};
 use crate::{clock, thread, tls, ACTIVE};
 use libc::{c_int, c_void, off_t, size_t};
-use memtrace_format::Allocator;
+use memtrace_format::{trailer_flags, Allocator};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 
@@ -36,11 +36,41 @@ fn enter_from(site: u64) -> Option<Entered> {
     }
     let t = tls::get();
     if t.in_tracker != 0 {
+        if t.entry_site != 0 {
+            left_by_a_jump(t, site);
+        }
         return None;
     }
     t.in_tracker = 1;
     t.call_site = site;
+    t.entry_site = site;
     Some(Entered(t))
+}
+
+/// `entry_site` of a thread whose hook was left by a jump (see [`left_by_a_jump`]).
+const LEFT: u64 = 1;
+
+/// Another hook came while one set the re-entrancy flag: from inside it (a signal handler's
+/// call, the real allocator's own), on the same stack further down or on the alternate signal
+/// stack; or, at or above the hook's call site, from the program after a signal handler that
+/// interrupted the hook jumped out of it (`siglongjmp`). Then the flag stays set and the
+/// thread records nothing more: the tracker's state may be half changed (a lock held, a
+/// record half written), so it stays so, but each event it misses is counted, and the
+/// trailer says why (it went unsaid: 40 of 200,000 mmaps and none of 1,000 mallocs, in a
+/// capture called complete).
+#[cold]
+fn left_by_a_jump(t: &mut tls::Tls, site: u64) {
+    let left = t.entry_site == LEFT
+        || (site >= t.entry_site && !crate::sys::on_signal_stack() && {
+            t.entry_site = LEFT;
+            crate::capture::CAPTURE.note(trailer_flags::HOOK_LEFT_BY_A_JUMP);
+            true
+        });
+    if left {
+        crate::capture::CAPTURE
+            .records_dropped
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The calling thread's state while a hook records: anything the tracker calls that comes
@@ -67,6 +97,7 @@ impl Drop for Entered {
     #[inline(always)]
     fn drop(&mut self) {
         self.0.call_site = 0;
+        self.0.entry_site = 0;
         self.0.in_tracker = 0;
     }
 }
@@ -103,12 +134,12 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, site: &CallSite) -> *m
     p
 }
 
-pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, _site: &CallSite) {
+pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, site: &CallSite) {
     if p.is_null() || real::in_arena(p) {
         return;
     }
     let Some(r) = real() else { return };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         crate::early::free(p as u64);
         return forward!(r.free; p);
     };
@@ -406,13 +437,13 @@ pub(crate) unsafe extern "C" fn hook_mmap(
 pub(crate) unsafe extern "C" fn hook_munmap(
     addr: *mut c_void,
     len: size_t,
-    _site: &CallSite,
+    site: &CallSite,
 ) -> c_int {
     let Some(r) = real() else {
         // SAFETY: the raw system call has the same contract.
         return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
     };
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_at(site) else {
         return forward!(r.munmap; addr, len);
     };
     let before = clock::event_tick(&mut t);

@@ -16,7 +16,7 @@ static NEXT_FRAME: AtomicU64 = AtomicU64::new(1);
 /// from an older epoch are stale.
 pub static EPOCH: AtomicU64 = AtomicU64::new(1);
 
-type Shard = SpinLock<Option<HashMap<u64, u64>>>;
+type Shard = SpinLock<Option<FastMap<u64>>>;
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Shard = SpinLock::new(None);
@@ -38,7 +38,9 @@ pub struct NewSite {
 pub fn native_site(ret: u64) -> Result<u64, NewSite> {
     let shard = &NATIVE_SITES[(hash(ret) as usize) % SHARDS];
     let mut g = shard.lock();
-    let map = g.get_or_insert_with(HashMap::new);
+    // Not `HashMap::new`: its random keys come from `getrandom`, a cancellation point, and a
+    // thread with a `pthread_cancel` pending ended there, inside malloc, with the lock held.
+    let map = g.get_or_insert_with(FastMap::default);
     if let Some(&id) = map.get(&ret) {
         return Ok(id);
     }
@@ -81,13 +83,15 @@ impl std::hash::Hasher for FastHash {
         self.write_u64(v as u64);
     }
 
+    /// Rotated (as rustc-hash 2 does): the table's index takes the low bits, which are the
+    /// key's own low bits times an odd number, zeros for an aligned address.
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(26)
     }
 }
 
-type FastMap<K> = HashMap<K, u64, std::hash::BuildHasherDefault<FastHash>>;
+pub(crate) type FastMap<K, V = u64> = HashMap<K, V, std::hash::BuildHasherDefault<FastHash>>;
 type Table<K> = SpinLock<Option<FastMap<K>>>;
 
 static STRINGS: Table<Box<[u8]>> = SpinLock::new(None);

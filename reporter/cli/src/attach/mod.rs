@@ -454,23 +454,26 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
         ));
     };
     thread.set_restorer(restorer);
-    let code: Vec<(u64, u64)> = libcs
-        .iter()
-        .flat_map(|m| target::code_ranges(via, m))
-        .collect();
-    let allocator: Vec<(u64, u64)> = libcs
-        .iter()
-        .flat_map(|m| target::ranges(via, m, ALLOCATOR_FUNCTIONS))
-        .collect();
-    let loader: Vec<(u64, u64)> = libcs
-        .iter()
-        .flat_map(|m| target::ranges(via, m, LOADER_FUNCTIONS))
-        .collect();
+    let ranges_of = |names: &[&str]| -> Vec<(u64, u64)> {
+        libcs
+            .iter()
+            .flat_map(|m| target::ranges(via, m, names))
+            .collect()
+    };
+    let hazards = ptrace::Hazards {
+        libc: libcs
+            .iter()
+            .flat_map(|m| target::code_ranges(via, m))
+            .collect(),
+        allocator: ranges_of(ALLOCATOR_FUNCTIONS),
+        own_allocator: own_allocator(via, objects),
+        loader: ranges_of(LOADER_FUNCTIONS),
+    };
     // The call runs where the thread stopped: wait, letting it run a moment at a time, until
     // that is outside the allocator and the loader (a sweep's program looping on malloc
     // crashed in 4 of 10 attaches, and hung when it had a second thread).
     let start = Instant::now();
-    while !thread.at_safe_point(&code, &allocator, &loader) {
+    while !thread.at_safe_point(&hazards) {
         if ptrace::interrupted() {
             return Err(ptrace::INTERRUPTED_LINE.to_string());
         }
@@ -483,6 +486,36 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
         thread.run_a_little()?;
     }
     Ok(thread)
+}
+
+/// The code of an allocator the program brings in place of the C library's: the allocation
+/// functions its executable defines, or the whole code of a library that defines `malloc`
+/// (jemalloc's, tcmalloc's, one of its own). The injected `dlopen` allocates from it, so a
+/// thread stopped in it or under it (holding its lock) would wait for itself.
+fn own_allocator(via: i32, objects: &[target::Mapped]) -> Vec<(u64, u64)> {
+    let exe = std::fs::read_link(format!("/proc/{via}/exe")).unwrap_or_default();
+    let exe = exe
+        .to_string_lossy()
+        .trim_end_matches(" (deleted)")
+        .to_string();
+    objects
+        .iter()
+        .filter(|m| {
+            m.path.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                !(n.starts_with("libc.so")
+                    || n.starts_with("libdl.so")
+                    || n.starts_with("ld-")
+                    || n.starts_with("libmemtrace_tracker")
+                    || n.starts_with("_memtrace_tracker"))
+            })
+        })
+        .filter(|m| !target::ranges(via, m, &["malloc"]).is_empty())
+        .flat_map(|m| match m.path.as_os_str() == exe.as_str() {
+            true => target::ranges(via, m, ALLOCATOR_FUNCTIONS),
+            false => target::code_ranges(via, m),
+        })
+        .collect()
 }
 
 fn cstr(p: &Path) -> Vec<u8> {

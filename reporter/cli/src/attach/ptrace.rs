@@ -612,28 +612,27 @@ impl Stopped {
         Ok(u64::from_ne_bytes(word))
     }
 
-    /// Whether the thread stopped where a call may run. Not inside the C library (`libc`:
-    /// its code), unless it waits in a system call there, and then not under one of the
-    /// allocator's functions (`allocator`: a return address into them at the top of the
-    /// stack, where a system call's few frames are; the allocator calls nothing outside the
-    /// library); and nowhere under the loader's (`loader`: a return address into them in the
-    /// top `STACK_SCAN` bytes: a constructor or a dl_iterate_phdr callback runs under them). A call from inside
-    /// them would take their locks again, or corrupt a single-threaded program's heap, which
-    /// they change without one. A stale word that only looks like such an address makes it
-    /// wait a little longer, never call unsafely.
-    pub fn at_safe_point(
-        &self,
-        libc: &[(u64, u64)],
-        allocator: &[(u64, u64)],
-        loader: &[(u64, u64)],
-    ) -> bool {
+    /// Whether the thread stopped where a call may run (see [`Hazards`]). Not inside the C
+    /// library, unless it waits in a system call there, and then not under one of its
+    /// allocator's functions (a return address into them at the top of the stack, where a
+    /// system call's few frames are; that allocator calls nothing outside the library); not
+    /// inside an allocator the program brings, nor under one (it may call anything, a lock's
+    /// wait or a sleep among them); and nowhere under the loader's functions (a return address
+    /// into them in the top `STACK_SCAN` bytes: a constructor or a dl_iterate_phdr callback
+    /// runs under them). A call from inside them would take their locks again, or corrupt a
+    /// single-threaded program's heap, which they change without one. A stale word that only
+    /// looks like such an address makes it wait a little longer, never call unsafely.
+    pub fn at_safe_point(&self, hazards: &Hazards) -> bool {
         let inside = |ranges: &[(u64, u64)], a: u64| ranges.iter().any(|&(s, e)| s <= a && a < e);
         // A signal the thread stopped for is delivered first (the calls would drop it).
         if self.signal != 0 {
             return false;
         }
         let in_syscall = self.saved.orig_rax != u64::MAX;
-        if inside(libc, self.saved.rip) && !in_syscall {
+        if inside(&hazards.libc, self.saved.rip) && !in_syscall {
+            return false;
+        }
+        if inside(&hazards.own_allocator, self.saved.rip) {
             return false;
         }
         let mut stack = vec![0u8; STACK_SCAN];
@@ -641,7 +640,7 @@ impl Stopped {
         let words = stack[..n]
             .chunks_exact(8)
             .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
-        // Outside the C library the allocator is not running (it calls nothing outside it):
+        // Outside the C library its allocator is not running (it calls nothing outside it):
         // only a system call's wait can be inside it.
         let allocator_words = if in_syscall { ALLOCATOR_SCAN / 8 } else { 0 };
         for (i, w) in words.enumerate() {
@@ -649,7 +648,9 @@ impl Stopped {
             // a small alternate stack the calls would overflow, maybe over an interrupted
             // malloc): wait until it returns.
             let in_handler = self.restorer != 0 && w == self.restorer;
-            if in_handler || inside(loader, w) || (i < allocator_words && inside(allocator, w)) {
+            let under_allocator = (i < allocator_words && inside(&hazards.allocator, w))
+                || (i < OWN_ALLOCATOR_SCAN / 8 && inside(&hazards.own_allocator, w));
+            if in_handler || inside(&hazards.loader, w) || under_allocator {
                 return false;
             }
         }
@@ -788,6 +789,23 @@ const STACK_SCAN: usize = 32 << 10;
 /// from inside it (an arena lock's wait, sysmalloc's mmap); stale words further up, left by
 /// earlier calls, would keep a program that allocates all the time from ever looking safe.
 const ALLOCATOR_SCAN: usize = 512;
+/// Bytes of it read for return addresses into an allocator the program brings: its code is
+/// unknown (a lock's wait, a sleep, a log line under its lock), so further than for the C
+/// library's, and still short of most stale words.
+const OWN_ALLOCATOR_SCAN: usize = 2048;
+
+/// Where a call injected into the process must not run: address ranges `[start, end)`.
+pub struct Hazards {
+    /// The C library's code.
+    pub libc: Vec<(u64, u64)>,
+    /// The C library's allocator functions.
+    pub allocator: Vec<(u64, u64)>,
+    /// An allocator the program brings (`malloc` defined in the executable, or in a library
+    /// such as jemalloc's), which the injected `dlopen`'s own allocations go to.
+    pub own_allocator: Vec<(u64, u64)>,
+    /// The loader's functions.
+    pub loader: Vec<(u64, u64)>,
+}
 
 /// Reads the process's memory at `addr` into `buf` (through /proc/PID/mem, which its tracer
 /// may read); the bytes read (fewer at the end of a mapping).

@@ -614,5 +614,11 @@ fn completeness(capture: &Path) -> Result<Option<String>, String> {
             body.records_dropped
         )));
     }
+    if let Some(why) = trailer_flags::hook_left(body.flags) {
+        return Ok(Some(format!(
+            "{why}; {} events dropped",
+            body.records_dropped
+        )));
+    }
     Ok(None)
 }

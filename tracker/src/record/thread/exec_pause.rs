@@ -46,8 +46,7 @@ const EXEC_PAUSE_MS: u32 = 2000;
 pub(super) fn wait_for_exec(s: &mut ThreadState) -> Option<&'static mut ThreadState> {
     let mut waited = 0;
     while s.paused.load(Ordering::Acquire) && waited < EXEC_PAUSE_MS * 10 {
-        // SAFETY: a plain sleep of 0.1 ms.
-        unsafe { libc::usleep(100) };
+        crate::sys::sleep_us(100);
         waited += 1;
     }
     s.busy.store(WRITING, Ordering::Relaxed);

@@ -145,8 +145,7 @@ pub fn wait_idle(limit_ms: u32) -> bool {
                 return false;
             }
             waited += 1;
-            // SAFETY: a plain sleep of 1 ms.
-            unsafe { libc::usleep(1000) };
+            crate::sys::sleep_us(1000);
         }
     }
     true

@@ -70,8 +70,38 @@ pub struct Api {
     /// `_PyCode_CheckLineNumber`, where exported (lines.rs; else every line is a whole scan).
     pub code_check_line_number: Option<unsafe extern "C" fn(c_int, *mut AddressRange) -> c_int>,
     pub get_version: unsafe extern "C" fn() -> *const c_char,
+    /// A slot of every code object's `co_extra`, whose free function CPython calls when the
+    /// code object is deallocated (codes.rs: a named code's death empties the caches).
+    pub code_extra: Option<CodeExtra>,
     pub none: *mut Object,
     pub code_type: *mut Object,
+}
+
+/// `_PyEval_RequestCodeExtraIndex` and `_PyCode_SetExtra` (3.10, 3.11), named
+/// `PyUnstable_Eval_RequestCodeExtraIndex` and `PyUnstable_Code_SetExtra` from 3.12 on.
+#[derive(Clone, Copy)]
+pub struct CodeExtra {
+    pub request_index: unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize,
+    pub set: unsafe extern "C" fn(*mut Object, isize, *mut c_void) -> c_int,
+}
+
+fn code_extra() -> Option<CodeExtra> {
+    let request = sym(c"PyUnstable_Eval_RequestCodeExtraIndex")
+        .or_else(|| sym(c"_PyEval_RequestCodeExtraIndex"))?;
+    let set = sym(c"PyUnstable_Code_SetExtra").or_else(|| sym(c"_PyCode_SetExtra"))?;
+    // SAFETY: CPython's functions of these names, of these C signatures (3.10 to 3.13).
+    unsafe {
+        Some(CodeExtra {
+            request_index: core::mem::transmute::<
+                *mut c_void,
+                unsafe extern "C" fn(Option<unsafe extern "C" fn(*mut c_void)>) -> isize,
+            >(request),
+            set: core::mem::transmute::<
+                *mut c_void,
+                unsafe extern "C" fn(*mut Object, isize, *mut c_void) -> c_int,
+            >(set),
+        })
+    }
 }
 
 // SAFETY: function pointers and the address of the None singleton, shared read-only.
@@ -163,6 +193,7 @@ fn resolve() -> Option<Api> {
             }
         }),
         get_version: func!(c"Py_GetVersion", unsafe extern "C" fn() -> *const c_char),
+        code_extra: code_extra(),
         none: sym(c"_Py_NoneStruct")?,
         code_type: sym(c"PyCode_Type")?,
     })

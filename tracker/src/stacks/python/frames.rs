@@ -65,6 +65,9 @@ struct NameSlot {
 struct ThreadFrames {
     /// The tables' epoch the cached ids belong to (a followed fork starts new tables).
     epoch: u64,
+    /// The count of named code objects' deaths the caches were made at (codes.rs): a dead
+    /// code's address may run another code now.
+    deaths: u64,
     depth: usize,
     /// The last walk reached the outermost frame: a walk may stop at one of its frames.
     complete: bool,
@@ -166,6 +169,11 @@ pub fn current(
     if f.epoch != epoch {
         forget_ids(f);
         f.epoch = epoch;
+    }
+    let deaths = codes::deaths();
+    if f.deaths != deaths {
+        forget_codes(f);
+        f.deaths = deaths;
     }
     // SAFETY: the thread's own state: the chain it points at is changed only by this thread,
     // which is here; every frame on it is alive, and so is each frame's code while it runs.
@@ -541,6 +549,16 @@ fn forget_ids(f: &mut ThreadFrames) {
         l.parent = 0;
         l.stack = 0;
     }
+}
+
+/// Forgets what the caches know by code address (a code object died: another may run at its
+/// address now), the ids with it.
+fn forget_codes(f: &mut ThreadFrames) {
+    forget_ids(f);
+    for l in &mut f.lines {
+        l.code = 0;
+    }
+    f.cursors = super::lines::Cursors::none();
 }
 
 /// The stack of `function` at `file:line` called from stack `parent`, and the frame's id.

@@ -36,7 +36,7 @@ pub fn quick(t: &tls::Tls, py: &Interpreter, tstate: usize) -> Option<u64> {
     }
     // SAFETY: this thread's own mapping (see frames_of).
     let f = unsafe { &mut *p };
-    if f.epoch != stacks::EPOCH.load(Ordering::Relaxed) {
+    if f.epoch != stacks::EPOCH.load(Ordering::Relaxed) || f.deaths != super::codes::deaths() {
         return None;
     }
     // SAFETY: the thread's own state: its chain is changed only by this thread, which is here;
