@@ -54,6 +54,9 @@ pub mod trailer_flags {
     /// A signal handler jumped out of an allocation function the tracker's hook was in
     /// (`siglongjmp`): that thread's later events were not recorded (counted as dropped).
     pub const HOOK_LEFT_BY_A_JUMP: u64 = 1 << 7;
+    /// C++'s operator new was an allocator library's own (tcmalloc's, jemalloc's), which does
+    /// not call malloc: the program's `new` and `delete` are missing.
+    pub const OWN_OPERATOR_NEW: u64 = 1 << 8;
 
     /// Why the capture reached its size limit, in words, from a trailer's flags; None when it
     /// did not.
@@ -72,6 +75,13 @@ pub mod trailer_flags {
     pub fn hook_left(flags: u64) -> Option<&'static str> {
         (flags & HOOK_LEFT_BY_A_JUMP != 0).then_some(
             "a signal handler jumped out of an allocation function (siglongjmp) while memtrace recorded it: that thread's later events were not recorded",
+        )
+    }
+
+    /// The capture misses the program's C++ allocations, in words; None when it does not.
+    pub fn own_operator_new(flags: u64) -> Option<&'static str> {
+        (flags & OWN_OPERATOR_NEW != 0).then_some(
+            "C++ new and delete went to an allocator's own operator new (tcmalloc's, jemalloc's), which memtrace does not see: the program's C++ allocations are missing",
         )
     }
 

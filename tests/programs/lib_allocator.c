@@ -1,7 +1,7 @@
 // A shared library with an allocator of its own, as jemalloc's or tcmalloc's: malloc, free,
 // calloc and realloc, and an entry of its own (lock_alloc, lock_free: as their operator new and
-// delete) that the program calls directly, not through malloc. It holds its lock while it maps
-// and unmaps memory.
+// delete) that the program calls directly, not through malloc, and operator new itself. It
+// holds its lock while it maps and unmaps memory.
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <string.h>
@@ -31,6 +31,9 @@ static void give(void *p) {
 }
 
 void *lock_alloc(size_t n) { return take(n); }
+/* C++'s operator new (size_t), as tcmalloc and jemalloc define it: memtrace says it cannot see
+   what goes through it. */
+void *_Znwm(size_t n) { return take(n); }
 void lock_free(void *p) { give(p); }
 void *malloc(size_t n) { return take(n); }
 void free(void *p) { give(p); }

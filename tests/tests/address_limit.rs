@@ -5,6 +5,7 @@
 //! lowers its limit (session::limits), and when it is full, recording stops and says why.
 
 use memtrace_e2e::python::python;
+use memtrace_e2e::watchdog::Watched;
 use memtrace_e2e::{memtrace_bin, scratch, stats};
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
@@ -220,4 +221,48 @@ fn a_data_limit_leaves_the_program_its_room() {
     assert_eq!(tracked.stdout, alone.stdout);
     // The 2,000 blocks and stdout's buffer.
     assert_eq!(num(&stats(&cap), "total_allocations"), 2001);
+}
+
+/// A small stack limit (`ulimit -s 48`, soft and hard): memtrace itself died of SIGSEGV while
+/// it parsed its arguments (10 runs in 10), before the program ran, which read as the
+/// program's crash. It runs on a stack of its own now; the program keeps the user's limit.
+#[test]
+fn a_small_stack_limit_is_the_program_s_and_memtrace_runs_under_it() {
+    let dir = memtrace_e2e::scratch("stack-limit");
+    let src = dir.join("stack.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <sys/resource.h>\n\
+         int main(void) {\n    struct rlimit r;\n    getrlimit(RLIMIT_STACK, &r);\n\
+         \x20   void *volatile p = malloc(4321);\n    free(p);\n\
+         \x20   printf(\"%llu\\n\", (unsigned long long)r.rlim_cur);\n    return 3;\n}\n",
+    )
+    .expect("write the program");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    let limit = 48 << 10;
+    let mut alone = Command::new(&prog);
+    set_limit(&mut alone, libc::RLIMIT_STACK, limit);
+    let alone = alone.current_dir(&dir).output_watched();
+    assert_eq!(alone.status.code(), Some(3), "{alone:?}");
+    assert_eq!(String::from_utf8_lossy(&alone.stdout), format!("{limit}\n"));
+    let cap = dir.join("stack.bin");
+    let mut tracked = Command::new(memtrace_e2e::memtrace_bin());
+    tracked
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog);
+    set_limit(&mut tracked, libc::RLIMIT_STACK, limit);
+    let tracked = tracked.current_dir(&dir).output_watched();
+    assert_eq!(tracked.status.code(), Some(3), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = memtrace_e2e::stats(&cap);
+    let top = &s["top_by_size"];
+    assert!(
+        top.as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["bytes"] == 4321 && t["function"] == "main"),
+        "{s}"
+    );
 }

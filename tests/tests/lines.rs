@@ -285,3 +285,131 @@ fn a_file_name_that_is_not_utf8_is_named_and_its_source_found() {
     }
     assert_eq!(line(file, 3)["text"], "    b = b\"\\2\" * 2_000_000");
 }
+
+/// What a function allocates before its frame begins (3.11+: MAKE_CELL, RETURN_GENERATOR in
+/// its prologue, before `_co_firsttraceable`; 3.13's `__init__` cleanup shim, which never
+/// begins) is its caller's line's, as CPython's tracebacks and tracemalloc count it. memtrace
+/// charged every generator to its `def` line and every closure cell to a frame of no line, and
+/// put a frame `__init__` of a file `__init__` under every 3.13 constructor call.
+const PROLOGUES: &str = "\
+def deco(fn):
+    def wrapper():
+        return fn
+    return wrapper
+
+def gen():
+    yield 1
+
+class Node:
+    def __init__(self):
+        self.data = bytes(60000)
+
+W = [deco(len) for i in range(1000)]
+G = [gen() for i in range(1000)]
+N = [Node() for i in range(10)]
+";
+
+/// Every node of a `tree --json` tree, depth first.
+fn tree_nodes<'a>(node: &'a Value, out: &mut Vec<&'a Value>) {
+    out.push(node);
+    for c in node["children"].as_array().into_iter().flatten() {
+        tree_nodes(c, out);
+    }
+}
+
+#[test]
+fn what_a_frame_allocates_before_it_begins_is_its_caller_s() {
+    let mut pythons: Vec<(String, PathBuf)> = claimed_pythons()
+        .into_iter()
+        .map(|(minor, p)| (format!("3.{minor}"), p))
+        .collect();
+    if Path::new("/usr/bin/python3").exists() {
+        pythons.push(("Debian's".to_string(), PathBuf::from("/usr/bin/python3")));
+    }
+    for (name, python) in pythons {
+        let dir = scratch("lines-prologues");
+        let (capture, out) = track_script(&python, &dir, "prologues.py", PROLOGUES);
+        assert!(out.status.success(), "{name}: {out:?}");
+        let v = lines_json(&capture, &[]);
+        let files = v["files"].as_array().expect("files");
+        // The script's file alone: no file `__init__` (3.13's shim).
+        assert_eq!(files.len(), 1, "{name}: {v}");
+        let file = &files[0];
+        let exit = |n: u64| {
+            file["lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .find(|l| l["line"] == n)
+                .map_or(0, |l| l["exit_bytes"].as_u64().expect("bytes"))
+        };
+        // `def gen():` holds its function object (two blocks, some 560 bytes), none of the
+        // 1,000 generators (176 bytes each and more), which are line 14's.
+        assert!(exit(6) < 1000, "{name}: line 6 {}", exit(6));
+        assert!(exit(14) >= 1000 * 176, "{name}: line 14 {}", exit(14));
+        // The constructor's bytes objects (33 bytes more than their length each).
+        assert!(
+            (600_330..601_000).contains(&exit(11)),
+            "{name}: line 11 {}",
+            exit(11)
+        );
+        // No frame without a line (the cells were under `deco` at none), none of the shim.
+        let out = memtrace(
+            &[
+                "tree",
+                "--json",
+                "--leaks",
+                capture.to_str().expect("utf-8"),
+            ],
+            &dir,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let tree: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let mut nodes = Vec::new();
+        tree_nodes(&tree["tree"], &mut nodes);
+        for n in nodes {
+            let in_script = n["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("prologues.py"));
+            let function = n["function"].as_str().unwrap_or("");
+            // (`<compile>` stands for the script's compilation, which has no line.)
+            if in_script && function != "<compile>" {
+                assert!(n["line"].as_i64().is_some_and(|l| l > 0), "{name}: {n}");
+            }
+            assert_ne!(n["file"], "__init__", "{name}: {n}");
+            assert_ne!(function, "gen", "{name}: {n}");
+        }
+    }
+}
+
+/// Each column of the text listing is named once: `--leaks` named its view's column "At exit",
+/// as the exit column is named, and `--all` "Allocated".
+#[test]
+fn the_listing_s_columns_have_names_of_their_own() {
+    let dir = scratch("lines-columns");
+    let capture = run(python(), &dir);
+    for view in ["--leaks", "--all", "--temporary", ""] {
+        let mut args = vec!["lines", capture.to_str().expect("utf-8")];
+        if !view.is_empty() {
+            args.push(view);
+        }
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{view}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let header = text
+            .lines()
+            .find(|l| l.starts_with("Line #"))
+            .unwrap_or_else(|| panic!("{view}: {text}"));
+        let names: Vec<&str> = header
+            .trim_start_matches("Line #")
+            .trim_end_matches("Line Contents")
+            .split("  ")
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{view}: {header}");
+    }
+}

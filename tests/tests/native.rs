@@ -801,6 +801,9 @@ fn a_library_with_its_own_allocator_that_maps_under_its_lock_runs() {
         assert_eq!(allocator(&s, "mmap"), 20_000, "{mode:?}: {s}");
         assert_eq!(allocator(&s, "malloc"), 1, "{mode:?}: {s}");
         assert_eq!(s["total_frees"].as_u64(), Some(20_000), "{mode:?}: {s}");
+        // Its operator new is its own: what goes through it is not seen, and that is said.
+        let warnings = s["warnings"].to_string();
+        assert!(warnings.contains("own operator new"), "{mode:?}: {s}");
     }
 }
 

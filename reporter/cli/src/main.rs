@@ -85,9 +85,61 @@ pub extern "C" fn main(
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
     memtrace_cli::inherited::record();
-    memtrace_main();
+    if stack_too_small() {
+        on_a_stack_of_its_own(memtrace_main);
+    } else {
+        memtrace_main();
+    }
     // memtrace_main always exits with the command's status.
     1
+}
+
+/// The stack memtrace needs (clap builds its commands in large frames): under a smaller stack
+/// limit (`ulimit -s 64`) memtrace died of SIGSEGV before the program ran, which read as the
+/// program's crash.
+const STACK_NEEDED: u64 = 1 << 20;
+
+fn stack_too_small() -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } == 0;
+    read && limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < STACK_NEEDED
+}
+
+/// Runs `f` on a thread with a stack of 8 MiB (a thread's stack is not bound by the limit),
+/// with the signal mask memtrace started with; the main thread blocks every signal meanwhile,
+/// so that each goes to that thread as it would have gone to the main one. The program run
+/// keeps the user's stack limit.
+fn on_a_stack_of_its_own(f: fn()) {
+    // SAFETY: sigset_t operations on local sets; pthread_sigmask on the calling thread.
+    let started_with = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    let worker = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            // SAFETY: restores the mask memtrace started with, on this thread.
+            unsafe {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &started_with, std::ptr::null_mut())
+            };
+            f();
+        });
+    match worker {
+        Ok(w) => {
+            let _ = w.join();
+        }
+        Err(e) => {
+            memtrace_cli::say!("memtrace: cannot start under this stack limit: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn memtrace_main() {

@@ -389,6 +389,9 @@ pub fn scan_releasing(
             if let Some(why) = trailer_flags::hook_left(t.flags) {
                 index.warnings.push(why.to_string());
             }
+            if let Some(why) = trailer_flags::own_operator_new(t.flags) {
+                index.warnings.push(why.to_string());
+            }
             if t.records_dropped > 0 {
                 index
                     .warnings

@@ -70,7 +70,7 @@ pub fn started_at(start_realtime_ns: u64) -> SystemTime {
 /// What the listing shows.
 #[derive(Clone, Debug)]
 pub struct Listing<'a> {
-    /// The name of the view's column: `Peak`, `At exit`, `Temporary`.
+    /// The name of the view's column: `Peak`, `Leaked`, `Temporary`, `All`.
     pub view_column: &'a str,
     /// Every line of each file, not only those with memory and their context.
     pub all: bool,

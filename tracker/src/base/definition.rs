@@ -311,6 +311,64 @@ unsafe extern "C" fn visit_c_library(
     1
 }
 
+/// The object (its path as the loader names it: empty for the executable) whose definition of
+/// `name` the process uses (the first in load order, not the tracker), when that object also
+/// defines `also`: an allocator of its own (tcmalloc's, jemalloc's, mimalloc's) that defines
+/// C++'s operator new too, whose blocks never pass through malloc.
+pub fn first_definer_also_defining(name: &[u8], also: &[u8]) -> Option<Vec<u8>> {
+    let mut walk = DefinerWalk {
+        name,
+        also,
+        own: object_of(first_definer_also_defining as *const () as usize),
+        found: None,
+        done: false,
+    };
+    // SAFETY: `visit_definer` reads each object's tables while the loader keeps it loaded.
+    unsafe {
+        crate::phdr::iterate_phdr(visit_definer, &mut walk as *mut DefinerWalk as *mut c_void)
+    };
+    walk.found
+}
+
+struct DefinerWalk<'a> {
+    name: &'a [u8],
+    also: &'a [u8],
+    own: usize,
+    found: Option<Vec<u8>>,
+    done: bool,
+}
+
+unsafe extern "C" fn visit_definer(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the walk being run.
+    let (info, walk) = unsafe { (&*info, &mut *(data as *mut DefinerWalk)) };
+    if walk.done || info.dlpi_addr as usize == walk.own || is_vdso(info) {
+        return 0;
+    }
+    // SAFETY: a loaded object's description, valid during this callback, and its tables.
+    let object = unsafe { Object::new(info) };
+    // SAFETY: as above.
+    if unsafe { object.definition(walk.name) } == Definition::Absent {
+        return 0;
+    }
+    walk.done = true;
+    // SAFETY: as above.
+    if unsafe { object.definition(walk.also) } != Definition::Absent {
+        let path = match info.dlpi_name.is_null() {
+            true => Vec::new(),
+            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+            false => unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }
+                .to_bytes()
+                .to_vec(),
+        };
+        walk.found = Some(path);
+    }
+    1
+}
+
 /// The kernel's vDSO: it defines no allocation function, and its dynamic section is not
 /// relocated like the others'.
 fn is_vdso(info: &libc::dl_phdr_info) -> bool {

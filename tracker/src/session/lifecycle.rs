@@ -74,10 +74,35 @@ extern "C" fn memtrace_init() {
             record_early_blocks(&tracker);
         }
         *CONFIG.lock() = Some(cfg);
+        if STARTED.load(Ordering::Acquire) {
+            tell_of_an_operator_new_of_its_own();
+        }
     });
     // Whatever happened above (no capture to start: the in-process library, a bad setting),
     // the hooks note nothing from now on.
     crate::early::close();
+}
+
+/// An allocator of the program's own that defines C++'s operator new (tcmalloc, jemalloc built
+/// with it, mimalloc) takes `new` and `delete` without passing through malloc: the hooks never
+/// see them. Said after the run, rather than a capture that looks whole (886 allocations of a
+/// C++ program under tcmalloc read as 10).
+fn tell_of_an_operator_new_of_its_own() {
+    let Some(path) = crate::definition::first_definer_also_defining(b"_Znwm", b"malloc") else {
+        return;
+    };
+    let name = match path.rsplit(|&b| b == b'/').next() {
+        Some(n) if !n.is_empty() => n.to_vec(),
+        _ => b"the program".to_vec(),
+    };
+    let mut msg = b"C++ new and delete go to ".to_vec();
+    msg.extend_from_slice(&name);
+    msg.extend_from_slice(
+        b"'s own operator new, which memtrace does not see: only what reaches malloc, \
+          mmap and the other C functions is recorded",
+    );
+    tell_memtrace(&msg);
+    CAPTURE.note(memtrace_format::trailer_flags::OWN_OPERATOR_NEW);
 }
 
 /// Records the blocks the libraries' constructors allocated before the start and still hold

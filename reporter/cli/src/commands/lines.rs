@@ -127,10 +127,11 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
         })
         .collect();
     let listing = Listing {
+        // Not the name of another column (`At exit`, `Allocated` are columns of every view).
         view_column: match selection.view {
-            View::Leaks => "At exit",
+            View::Leaks => "Leaked",
             View::Temporary => "Temporary",
-            View::All => "Allocated",
+            View::All => "All",
             View::Peak => "Peak",
         },
         all: args.all,

@@ -453,6 +453,9 @@ fn frame_stack_named(
     let (named, settled) = name(f, api, py, code, tables);
     let ids = match named {
         Named::Hidden => (parent, 0),
+        // Not begun yet: what it allocates is its caller's line's (as CPython counts it).
+        // SAFETY: a code named Shown is a live code object (`name` checked its type).
+        Named::Shown { .. } if unsafe { py.layout.in_prologue(code, offset) } => (parent, 0),
         Named::Shown { function, file } => {
             stack_at(f, api, (code, offset), settled, parent, |line| {
                 intern(tables, parent, function, file, line)

@@ -64,6 +64,9 @@ pub struct Layout {
     /// PyCodeObject: co_firstlineno (an int) and co_linetable (a bytes object).
     pub co_firstlineno: usize,
     pub co_linetable: usize,
+    /// PyCodeObject._co_firsttraceable (an int, 3.11+): the code unit of the first
+    /// instruction after the frame's prologue (see [`Layout::in_prologue`]).
+    co_firsttraceable: usize,
     /// sizeof(PyASCIIObject): where a compact ASCII string's characters start.
     pub ascii_data: usize,
 }
@@ -93,6 +96,7 @@ impl Layout {
                 co_filename: 104,
                 co_qualname: 112,
                 co_firstlineno: 40,
+                co_firsttraceable: 0,
                 co_linetable: 120,
                 ascii_data: 48,
             },
@@ -112,6 +116,7 @@ impl Layout {
                 co_filename: 112,
                 co_qualname: 128,
                 co_firstlineno: 72,
+                co_firsttraceable: 168,
                 co_linetable: 136,
                 ascii_data: 48,
             },
@@ -131,6 +136,7 @@ impl Layout {
                 co_filename: 112,
                 co_qualname: 128,
                 co_firstlineno: 68,
+                co_firsttraceable: 176,
                 co_linetable: 136,
                 ascii_data: 40,
             },
@@ -147,6 +153,7 @@ impl Layout {
                 co_filename: 112,
                 co_qualname: 128,
                 co_firstlineno: 68,
+                co_firsttraceable: 184,
                 co_linetable: 136,
                 ascii_data: 40,
             },
@@ -186,6 +193,24 @@ impl Layout {
             Some(off) => unsafe { ((frame + off) as *const u8).read() == OWNED_BY_CSTACK },
             None => false,
         }
+    }
+
+    /// Whether a frame running `code` at byte `offset` is still in its prologue (3.11+: before
+    /// `_co_firsttraceable`, where MAKE_CELL, COPY_FREE_VARS and RETURN_GENERATOR run, or
+    /// 3.13's `__init__` cleanup shim, which never leaves it). CPython counts such a frame as
+    /// not yet begun and leaves it out of tracebacks and of tracemalloc's stacks: what it
+    /// allocates (a generator, a coroutine, a closure's cells) is its caller's line's.
+    ///
+    /// # Safety
+    /// `code` is a live code object of this layout's version.
+    #[inline]
+    pub unsafe fn in_prologue(&self, code: usize, offset: isize) -> bool {
+        if self.minor < 11 {
+            return false;
+        }
+        // SAFETY: per the caller: an int field of the code object.
+        let first = unsafe { ((code + self.co_firsttraceable) as *const i32).read() };
+        offset < first as isize * 2
     }
 
     /// The code object `frame` runs (may be another object on 3.13: check its type).

@@ -77,8 +77,15 @@ pub fn merge(
         if pairs && is_eval(pc, eval) {
             // Found: each loop frame before this one took one run, and there are more runs.
             let start = chain[..end].iter().rposition(|s| s.entry).unwrap_or(0);
-            chain_out.python(&chain[start..end]);
+            let run = &chain[start..end];
+            chain_out.python(run);
             end = start;
+            // A run whose frames all hide (one in its prologue, whose allocation is its
+            // caller's: a class body's `__class__` cell) stands for nothing: its loop frame
+            // goes too, as every loop frame does behind the Python frames it ran.
+            if !run.is_empty() && run.iter().all(|s| s.frame == 0) {
+                continue;
+            }
         }
         chain_out.push(pc);
     }
