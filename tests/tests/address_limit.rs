@@ -266,3 +266,67 @@ fn a_small_stack_limit_is_the_program_s_and_memtrace_runs_under_it() {
         "{s}"
     );
 }
+
+/// A small open-file limit (`ulimit -Sn 5`; the hard limit higher): memtrace refused to run the
+/// program ("cannot set up signal handling" or "cannot run: Too many open files"), which runs
+/// under it alone. memtrace raises its own soft limit as the hard one lets it; the program
+/// gets the limit it was given.
+#[test]
+fn a_small_open_file_limit_is_the_program_s_and_memtrace_runs_under_it() {
+    let dir = memtrace_e2e::scratch("file-limit");
+    let src = dir.join("files.c");
+    std::fs::write(
+        &src,
+        "#include <fcntl.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <sys/resource.h>\n\
+         int main(void) {\n    struct rlimit r;\n    getrlimit(RLIMIT_NOFILE, &r);\n\
+         \x20   int fd = open(\"/dev/null\", O_RDONLY);\n\
+         \x20   void *volatile p = malloc(4321);\n    free(p);\n\
+         \x20   printf(\"limit %llu, opened %d\\n\", (unsigned long long)r.rlim_cur, fd >= 0);\n\
+         \x20   return 3;\n}\n",
+    )
+    .expect("write the program");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    let limit = |cmd: &mut Command| {
+        // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 5,
+                    rlim_max: 4096,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    };
+    let mut alone = Command::new(&prog);
+    limit(&mut alone);
+    let alone = alone.current_dir(&dir).output_watched();
+    assert_eq!(alone.status.code(), Some(3), "{alone:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "limit 5, opened 1\n"
+    );
+    let cap = dir.join("files.bin");
+    let mut tracked = Command::new(memtrace_e2e::memtrace_bin());
+    tracked
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog);
+    limit(&mut tracked);
+    let tracked = tracked.current_dir(&dir).output_watched();
+    assert_eq!(tracked.status.code(), Some(3), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = memtrace_e2e::stats(&cap);
+    assert!(
+        s["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["bytes"] == 4321 && t["function"] == "main"),
+        "{s}"
+    );
+}

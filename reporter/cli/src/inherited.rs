@@ -22,6 +22,8 @@ struct Inherited {
     mask: libc::sigset_t,
     /// The environment, entry by entry in its order.
     environment: Vec<Vec<u8>>,
+    /// The open-file limit (RLIMIT_NOFILE), when memtrace raised its own (see [`record`]).
+    files: Option<libc::rlimit>,
 }
 
 static INHERITED: OnceLock<Inherited> = OnceLock::new();
@@ -91,7 +93,36 @@ fn current() -> Inherited {
         ignored: settable_signals().filter(|&s| is_ignored(s)).collect(),
         mask,
         environment,
+        files: None,
     }
+}
+
+/// The descriptors memtrace needs for itself (its signal handling, the run's files, a report's
+/// capture and index): under a lower open-file limit (`ulimit -n 4`, which the program alone
+/// runs under) memtrace refused to run the program. Its own soft limit is raised to this, as
+/// far as the hard limit lets it; the program gets the limit it was given.
+const FILES_NEEDED: u64 = 64;
+
+/// Raises memtrace's own open-file limit when it is below [`FILES_NEEDED`]; the limit it was
+/// given, when it did.
+fn raise_file_limit() -> Option<libc::rlimit> {
+    let mut given = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut given) } != 0
+        || given.rlim_cur >= FILES_NEEDED
+        || given.rlim_max <= given.rlim_cur
+    {
+        return None;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: FILES_NEEDED.min(given.rlim_max),
+        rlim_max: given.rlim_max,
+    };
+    // SAFETY: setrlimit with a valid struct.
+    (unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0).then_some(given)
 }
 
 /// Called first in `main`: records the state, then does for memtrace what Rust's start-up
@@ -99,7 +130,9 @@ fn current() -> Inherited {
 /// lets memtrace wait for its own children even when it was started with SIGCHLD ignored.
 pub fn record() {
     let closed = [0, 1, 2].map(is_closed);
-    let _ = INHERITED.set(current());
+    let mut inherited = current();
+    inherited.files = raise_file_limit();
+    let _ = INHERITED.set(inherited);
     for (fd, closed) in (0..).zip(closed) {
         if closed {
             occupy_with_null(fd);
@@ -176,6 +209,7 @@ pub fn command(planned: &Command, arg0: &OsStr) -> Result<Command, String> {
     let block = EnvBlock::new(environment::ordered(&inherited.environment, &changes))?;
     let ignored = inherited.ignored.clone();
     let mask = inherited.mask;
+    let files = inherited.files;
     let mut cmd = Command::new(planned.get_program());
     cmd.arg0(arg0).args(planned.get_args());
     if let Some(dir) = planned.get_current_dir() {
@@ -193,10 +227,14 @@ pub fn command(planned: &Command, arg0: &OsStr) -> Result<Command, String> {
             libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
             block.install();
         }
+        if let Some(files) = files {
+            // SAFETY: setrlimit(2), async-signal-safe, with a valid struct.
+            unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &files) };
+        }
         Ok(())
     };
-    // SAFETY: `restore` only makes async-signal-safe calls (rt_sigaction, pthread_sigmask)
-    // and a pointer store, and allocates nothing: safe between fork and exec.
+    // SAFETY: `restore` only makes async-signal-safe calls (rt_sigaction, pthread_sigmask,
+    // setrlimit) and a pointer store, and allocates nothing: safe between fork and exec.
     unsafe { cmd.pre_exec(restore) };
     Ok(cmd)
 }
