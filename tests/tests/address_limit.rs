@@ -330,3 +330,64 @@ fn a_small_open_file_limit_is_the_program_s_and_memtrace_runs_under_it() {
         "{s}"
     );
 }
+
+/// mlockall(MCL_CURRENT) by a user without CAP_IPC_LOCK: the kernel compares the whole address
+/// space with the lock limit, and the capture's reservation alone exceeded it (ENOMEM, 2 runs
+/// of 2). memtrace then locks the program's own mappings as mlockall would.
+#[test]
+fn a_program_that_locks_its_memory_still_can() {
+    if !memtrace_e2e::is_root() {
+        eprintln!("skipped: switching to another user needs root");
+        return;
+    }
+    let dir = memtrace_e2e::scratch("lock-all");
+    let prog = memtrace_e2e::compile("lock_all", &dir);
+    // Readable and writable by the user the program runs as.
+    for p in [&dir, &prog] {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .expect("chmod");
+    }
+    let as_nobody = |words: &[&std::ffi::OsStr]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .args(words)
+            .current_dir(&dir);
+        // The default lock limit, whatever this machine's is.
+        set_limit(&mut cmd, libc::RLIMIT_MEMLOCK, 8 << 20);
+        cmd.output_watched()
+    };
+    let alone = as_nobody(&[prog.as_os_str()]);
+    if alone.status.code() != Some(0) && String::from_utf8_lossy(&alone.stderr).contains("setpriv")
+    {
+        eprintln!("skipped: setpriv does not run here: {alone:?}");
+        return;
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "mlockall: ok\n",
+        "{alone:?}"
+    );
+    let cap = dir.join("lock.bin");
+    let bin = memtrace_e2e::memtrace_bin();
+    let tracked = as_nobody(&[
+        bin.as_os_str(),
+        "run".as_ref(),
+        "-q".as_ref(),
+        "-f".as_ref(),
+        "-o".as_ref(),
+        cap.as_os_str(),
+        "--".as_ref(),
+        prog.as_os_str(),
+    ]);
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    assert_eq!(tracked.stdout, alone.stdout);
+    let s = stats(&cap);
+    assert!(
+        s["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["bytes"] == 1_000_000 && t["count"] == 1000 && t["function"] == "main"),
+        "{s}"
+    );
+}

@@ -525,6 +525,13 @@ impl Capture {
         });
     }
 
+    /// The capture's mapping, `[start, end)`, while it is open.
+    pub fn mapped_range(&self) -> Option<(usize, usize)> {
+        let base = self.base.load(Ordering::Relaxed);
+        let len = self.map_len.load(Ordering::SeqCst);
+        (!base.is_null() && len > 0).then(|| (base as usize, base as usize + len))
+    }
+
     /// The program lowers its address-space limit (RLIMIT_AS) to `limit`: a mapping reserved
     /// without that limit (a terabyte of address space, nearly all of it unused) would leave
     /// the program no room at all. The unused part of the mapping goes, down to the share of

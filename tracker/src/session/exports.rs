@@ -243,6 +243,7 @@ export!(setrlimit => crate::session::limits::setrlimit, (resource: c_int, new: *
 export!(setrlimit64 => crate::session::limits::setrlimit, (resource: c_int, new: *const libc::rlimit) -> c_int);
 export!(prlimit => crate::session::limits::prlimit, (pid: pid_t, resource: c_int, new: *const libc::rlimit, old: *mut libc::rlimit) -> c_int);
 export!(prlimit64 => crate::session::limits::prlimit, (pid: pid_t, resource: c_int, new: *const libc::rlimit, old: *mut libc::rlimit) -> c_int);
+export!(mlockall => crate::session::limits::mlockall, (flags: c_int) -> c_int);
 
 // ---- loaded objects (stacks::unwind) ----
 

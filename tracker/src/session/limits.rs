@@ -67,3 +67,66 @@ pub unsafe extern "C" fn prlimit(
     unsafe { before_setting(pid, resource, new) };
     prlimit64(pid, resource, new, old)
 }
+
+/// Interposed mlockall(2). The kernel refuses MCL_CURRENT to an unprivileged process whose
+/// whole address space exceeds its lock limit (RLIMIT_MEMLOCK, 8 MiB by default), and the
+/// capture's reservation alone does: a program that locks its memory (gpg-agent, real-time
+/// audio) failed with ENOMEM where it ran alone. When the kernel refuses so, the call is made
+/// as mlockall would make it for the program's own mappings: MCL_FUTURE as asked, and each
+/// mapping locked but the capture's and the tracker's own code.
+///
+/// # Safety
+/// Same contract as libc's mlockall.
+pub unsafe extern "C" fn mlockall(flags: c_int) -> c_int {
+    let call = |flags: c_int| {
+        // SAFETY: mlockall(2) with the program's flags.
+        unsafe { sys::raw_syscall(libc::SYS_mlockall, [flags as usize, 0, 0, 0, 0, 0]) as c_int }
+    };
+    let r = call(flags);
+    // SAFETY: this thread's errno slot.
+    let refused = r != 0 && unsafe { *libc::__errno_location() } == libc::ENOMEM;
+    if !refused || flags & libc::MCL_CURRENT == 0 || sys::sandboxed() {
+        return r;
+    }
+    let Some(capture) = CAPTURE.mapped_range() else {
+        return r;
+    };
+    if flags & libc::MCL_FUTURE != 0 && call(flags & !libc::MCL_CURRENT) != 0 {
+        return -1;
+    }
+    let onfault = if flags & libc::MCL_ONFAULT != 0 { 1 } else { 0 };
+    lock_mappings_but(capture, onfault)
+}
+
+/// mlock2(2) of every mapping of the process but `capture` and the tracker's own file; 0, or
+/// -1 with errno set by the first that failed.
+fn lock_mappings_but(capture: (usize, usize), onfault: usize) -> c_int {
+    let mut maps = vec![0u8; 1 << 20];
+    let n = sys::read_file(b"/proc/self/maps\0", &mut maps);
+    for line in maps[..n].split(|&b| b == b'\n') {
+        let Some((start, end)) = range_of(line) else {
+            continue;
+        };
+        let ours = (start < capture.1 && end > capture.0)
+            || line.windows(16).any(|w| w == b"memtrace_tracker");
+        // The kernel's own pages above user space ([vsyscall]) are no mapping to lock.
+        if ours || end > 1 << 47 {
+            continue;
+        }
+        // SAFETY: mlock2(2) of a range of this process's own mappings.
+        let r =
+            unsafe { sys::raw_syscall(libc::SYS_mlock2, [start, end - start, onfault, 0, 0, 0]) };
+        if r != 0 {
+            return -1;
+        }
+    }
+    0
+}
+
+/// The `[start, end)` of a /proc/self/maps line.
+fn range_of(line: &[u8]) -> Option<(usize, usize)> {
+    let range = line.split(|&b| b == b' ').next()?;
+    let dash = range.iter().position(|&b| b == b'-')?;
+    let hex = |s: &[u8]| usize::from_str_radix(core::str::from_utf8(s).ok()?, 16).ok();
+    Some((hex(&range[..dash])?, hex(&range[dash + 1..])?))
+}
