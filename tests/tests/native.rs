@@ -221,6 +221,26 @@ fn a_program_ending_itself_with_a_signal_leaves_a_complete_capture() {
 }
 
 #[test]
+fn a_program_ending_itself_with_sigqueue_pthread_kill_or_tgkill_leaves_a_complete_capture() {
+    // Only kill, raise and killpg finished the capture first: these three left it without its
+    // end ("the process was killed").
+    let dir = scratch("self-signal");
+    let prog = compile("self_signal", &dir);
+    for (how, name) in [("1", "sigqueue"), ("2", "pthread_kill"), ("3", "tgkill")] {
+        let (cap, out) = record(&dir, &format!("{name}.bin"), &prog, &[how]);
+        assert_eq!(out.status.signal(), Some(libc::SIGTERM), "{name}: {out:?}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{name}: {s}");
+        let program = s["top_modules"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["module"] == "self_signal"))
+            .unwrap_or_else(|| panic!("{name}: {s}"));
+        assert_eq!(num(program, "count"), 1000, "{name}: {s}");
+        assert_eq!(num(program, "bytes"), 1_000_000, "{name}: {s}");
+    }
+}
+
+#[test]
 fn a_program_ending_its_own_process_group_leaves_a_complete_capture() {
     // kill(0, SIGTERM) and killpg(getpgrp(), SIGTERM) reach the program itself: its capture had
     // no trailer (only kill of its own pid finished it, and glibc's killpg calls no hook).

@@ -1,11 +1,12 @@
 //! A program that ends itself with a signal (Python re-raises SIGINT after an unhandled
-//! KeyboardInterrupt; others `raise(SIGTERM)`, `kill(getpid(), ...)` or a signal to their own
-//! process group) runs no exit handlers:
+//! KeyboardInterrupt; others `raise(SIGTERM)`, `kill(getpid(), ...)`, a signal to their own
+//! process group, `pthread_kill`, `sigqueue` or `tgkill` to themselves) runs no exit handlers:
 //! the capture is finished just before such a signal is sent, so that it is complete.
 
 use crate::real::forward;
 use crate::{lifecycle, real, sys};
 use libc::{c_int, pid_t};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Interposed: finishes the capture when the process signals itself with a signal that will
 /// end it, then sends the signal.
@@ -68,6 +69,77 @@ pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
                 sig,
             ) as c_int
         },
+    }
+}
+
+/// The next definition of `name` after the tracker's (the C library's), looked up once per
+/// slot; 0 when there is none.
+fn next_definition(slot: &AtomicUsize, name: &core::ffi::CStr) -> usize {
+    let mut f = slot.load(Ordering::Relaxed);
+    if f == 0 {
+        // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        slot.store(f, Ordering::Relaxed);
+    }
+    f
+}
+
+/// Interposed: as `raise`, for a signal to a thread of this process (every pthread_t is one).
+///
+/// # Safety
+/// Same contract as libc's pthread_kill.
+pub unsafe extern "C" fn pthread_kill(thread: libc::pthread_t, sig: c_int) -> c_int {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let f = next_definition(&NEXT, c"pthread_kill");
+    if f == 0 {
+        return libc::ENOSYS;
+    }
+    if ends_the_process(sig) {
+        lifecycle::finish_now();
+    }
+    // SAFETY: the C library's pthread_kill, of this signature.
+    let real_kill = unsafe {
+        core::mem::transmute::<usize, unsafe extern "C" fn(libc::pthread_t, c_int) -> c_int>(f)
+    };
+    forward!(real_kill; thread, sig)
+}
+
+/// Interposed: as `kill`, for sigqueue (a signal with a value).
+///
+/// # Safety
+/// Same contract as libc's sigqueue.
+pub unsafe extern "C" fn sigqueue(pid: pid_t, sig: c_int, value: libc::sigval) -> c_int {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let f = next_definition(&NEXT, c"sigqueue");
+    if f == 0 {
+        // SAFETY: the calling thread's errno.
+        unsafe { *libc::__errno_location() = libc::ENOSYS };
+        return -1;
+    }
+    if pid > 0 && pid as u32 == sys::getpid() && ends_the_process(sig) {
+        lifecycle::finish_now();
+    }
+    // SAFETY: the C library's sigqueue, of this signature.
+    let real_queue = unsafe {
+        core::mem::transmute::<usize, unsafe extern "C" fn(pid_t, c_int, libc::sigval) -> c_int>(f)
+    };
+    forward!(real_queue; pid, sig, value)
+}
+
+/// Interposed: as `kill`, for tgkill (a signal to one thread of a process).
+///
+/// # Safety
+/// Same contract as libc's tgkill.
+pub unsafe extern "C" fn tgkill(tgid: pid_t, tid: pid_t, sig: c_int) -> c_int {
+    if tgid > 0 && tgid as u32 == sys::getpid() && ends_the_process(sig) {
+        lifecycle::finish_now();
+    }
+    // SAFETY: tgkill(2) with the caller's arguments (glibc's tgkill is that system call).
+    unsafe {
+        sys::raw_syscall(
+            libc::SYS_tgkill,
+            [tgid as usize, tid as usize, sig as usize, 0, 0, 0],
+        ) as c_int
     }
 }
 
