@@ -95,6 +95,40 @@ pub fn compile_file(src: &Path, dir: &Path) -> PathBuf {
     out
 }
 
+/// Compiles tests/programs/`lib`.c into `dir`/lib`lib`.so and tests/programs/`prog`.c into
+/// `dir`/`name`, linked with it (found there at run time), both with `flags` and the program
+/// with `extra` after the library (more libraries); the program's path.
+pub fn compile_linked(
+    (lib, prog, name): (&str, &str, &str),
+    dir: &Path,
+    flags: &[&str],
+    extra: &[&str],
+) -> PathBuf {
+    let src = workspace().join("tests/programs");
+    let built = Command::new("gcc")
+        .args(flags)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(dir.join(format!("lib{lib}.so")))
+        .arg(src.join(format!("{lib}.c")))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success(), "compiling {lib}.c failed");
+    let out = dir.join(name);
+    let built = Command::new("gcc")
+        .args(flags)
+        .arg("-o")
+        .arg(&out)
+        .arg(src.join(format!("{prog}.c")))
+        .arg(format!("-L{}", dir.display()))
+        .arg(format!("-l{lib}"))
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .args(extra)
+        .status()
+        .expect("gcc runs");
+    assert!(built.success(), "compiling {prog}.c failed");
+    out
+}
+
 /// Runs `memtrace ARGS...` and returns its output.
 /// A run that hangs fails the test after watchdog::LIMIT.
 pub fn memtrace(args: &[&str], dir: &Path) -> Output {

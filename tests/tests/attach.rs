@@ -732,6 +732,43 @@ fn attach_to_a_program_with_an_allocator_of_its_own_under_a_lock_leaves_it_runni
     }
 }
 
+#[test]
+fn attach_to_an_idle_program_whose_stack_holds_words_into_its_allocator() {
+    // Its malloc is a library's, and its idle thread waits in poll() under a buffer of words
+    // pointing into that library's code (stale return addresses, as an idle service with
+    // jemalloc has): each read as the thread being under its allocator, and every attach gave
+    // up after 5 s. Only the return address past the C library's frames tells.
+    let dir = scratch("attach_idle_stale");
+    let prog = memtrace_e2e::compile_linked(
+        (
+            "lib_allocator",
+            "idle_with_stale_words",
+            "idle_with_stale_words",
+        ),
+        &dir,
+        &["-O0", "-g", "-fno-builtin", "-pthread"],
+        &[],
+    );
+    for round in 0..3 {
+        let _ = std::fs::remove_file(dir.join("done"));
+        let target = Target::start(Command::new(&prog), &dir);
+        let pid = target.pid();
+        let cap = format!("idle{round}.bin");
+        let Some(_) = attached(&pid, &cap, &dir) else {
+            return;
+        };
+        detached(&pid, &dir);
+        std::fs::write(dir.join("done"), "").expect("done");
+        let end = target.finish();
+        assert_eq!(end.status.code(), Some(5), "round {round}: {end:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&end.stdout),
+            "bye\n",
+            "round {round}"
+        );
+    }
+}
+
 /// Sends SIGUSR1 to the target (tests/programs/fp_registers.c ends its spin on it).
 fn signal_usr1(target: &Target) {
     let pid: i32 = target.pid().parse().expect("pid");

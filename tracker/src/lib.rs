@@ -25,7 +25,7 @@ mod stacks;
 // them to their layer.
 use base::{
     alloc, barrier, biased_lock, clock, coarse, config, definition, elf, environ, find_loader_lock,
-    loader_lock, lock, maps, phdr, preload_var, real, sys, tls,
+    loader_lock, lock, maps, own_heap, phdr, preload_var, real, sys, tls,
 };
 use capture::{compress, modules, rss, staging, status};
 use record::{aggregate, early, names, sample, thread};

@@ -369,6 +369,39 @@ unsafe extern "C" fn visit_definer(
     1
 }
 
+/// Whether an object whose file name starts with `prefix` is loaded.
+pub fn loaded_object_named(prefix: &[u8]) -> bool {
+    let mut walk = NamedWalk {
+        prefix,
+        found: false,
+    };
+    // SAFETY: `visit_named` reads each object's name while the loader keeps it loaded.
+    unsafe { crate::phdr::iterate_phdr(visit_named, &mut walk as *mut NamedWalk as *mut c_void) };
+    walk.found
+}
+
+struct NamedWalk<'a> {
+    prefix: &'a [u8],
+    found: bool,
+}
+
+unsafe extern "C" fn visit_named(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut c_void,
+) -> c_int {
+    // SAFETY: the loader passes a valid info for the call; data is the walk being run.
+    let (info, walk) = unsafe { (&*info, &mut *(data as *mut NamedWalk)) };
+    if info.dlpi_name.is_null() {
+        return 0;
+    }
+    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+    let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    walk.found = file.starts_with(walk.prefix);
+    c_int::from(walk.found)
+}
+
 /// The kernel's vDSO: it defines no allocation function, and its dynamic section is not
 /// relocated like the others'.
 fn is_vdso(info: &libc::dl_phdr_info) -> bool {

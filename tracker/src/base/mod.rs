@@ -14,6 +14,7 @@ pub(crate) mod find_loader_lock;
 pub(crate) mod loader_lock;
 pub(crate) mod lock;
 pub(crate) mod maps;
+pub(crate) mod own_heap;
 pub(crate) mod phdr;
 pub(crate) mod preload_var;
 pub(crate) mod real;

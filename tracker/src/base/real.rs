@@ -65,10 +65,13 @@ pub struct Real {
     pub heap: Heap,
 }
 
-/// The C library's own allocator, for the tracker's memory: not the program's, which may be
-/// one of its own that calls a hooked function (its `mmap`) under its lock, where a hook taking
-/// memory from it would wait for that lock forever (an attached process hung so 6 times in 6).
-/// The functions the program uses when the C library has no definitions of its own to find.
+/// The allocator of the tracker's own memory: the C library's when the process uses it, else
+/// the tracker's own (base/own_heap.rs), never an allocator the program brings. That one may
+/// call a hooked function (its `mmap`) under its lock, where a hook taking memory from it
+/// would wait for that lock forever (an attach hung such a program 6 times in 6; jemalloc
+/// preloaded or linked hung C++ programs); and with an allocator of its own the program may
+/// manage the program break itself, which the C library's heap, grown with `sbrk`, cannot
+/// share.
 pub struct Heap {
     pub malloc: MallocFn,
     pub free: FreeFn,
@@ -77,20 +80,16 @@ pub struct Heap {
 }
 
 impl Heap {
-    fn of_c_library_or(
+    /// For a process whose malloc is `malloc` (the definition its code calls).
+    fn for_process(
         malloc: MallocFn,
         free: FreeFn,
         realloc: ReallocFn,
         posix_memalign: PosixMemalignFn,
     ) -> Heap {
-        let found = [
-            definition::c_library_definition(b"malloc"),
-            definition::c_library_definition(b"free"),
-            definition::c_library_definition(b"realloc"),
-            definition::c_library_definition(b"posix_memalign"),
-        ];
-        if found.contains(&0) {
-            // All four from one allocator, or none: a block goes back where it came from.
+        let c_library = definition::c_library_definition(b"malloc");
+        // Compared as addresses: the C library's definition or another one.
+        if c_library != 0 && c_library == malloc as usize {
             return Heap {
                 malloc,
                 free,
@@ -98,14 +97,12 @@ impl Heap {
                 posix_memalign,
             };
         }
-        // SAFETY: the C library's definitions of these names, with their C signatures.
-        unsafe {
-            Heap {
-                malloc: core::mem::transmute::<usize, MallocFn>(found[0]),
-                free: core::mem::transmute::<usize, FreeFn>(found[1]),
-                realloc: core::mem::transmute::<usize, ReallocFn>(found[2]),
-                posix_memalign: core::mem::transmute::<usize, PosixMemalignFn>(found[3]),
-            }
+        use crate::own_heap;
+        Heap {
+            malloc: own_heap::malloc,
+            free: own_heap::free,
+            realloc: own_heap::realloc,
+            posix_memalign: own_heap::posix_memalign,
         }
     }
 }
@@ -241,7 +238,7 @@ fn resolve() -> Option<&'static Real> {
         quick_exit: optional!(c"quick_exit", ExitFn),
         daemon: optional!(c"daemon", DaemonFn),
         libc_start_main: optional!(c"__libc_start_main", StartMainFn),
-        heap: Heap::of_c_library_or(malloc, free, realloc, posix_memalign),
+        heap: Heap::for_process(malloc, free, realloc, posix_memalign),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.
     unsafe { *REAL.0.get() = Some(real) };

@@ -18,6 +18,7 @@ struct memtrace_tls {
     uint32_t clock_id;     /* the thread's id for the clock's kernel-tick claims, 0 until needed */
     uint32_t unused;
     uint64_t entry_site;   /* the call site of the hook that set in_tracker last, or 0 */
+    uint64_t entry_ret;    /* the return address its trampoline pushed there */
 };
 
 static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));

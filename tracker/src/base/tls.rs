@@ -31,6 +31,9 @@ pub struct Tls {
     /// The call site (as `call_site`) of the hook that set `in_tracker` last, 0 when none or
     /// not a hook's: how a hook tells that an earlier one was left by a jump (hooks::native).
     pub entry_site: u64,
+    /// The return address the trampoline of that hook pushed at `entry_site`: still there
+    /// while the hook runs, overwritten once a jump left it and deeper calls reused its stack.
+    pub entry_ret: u64,
 }
 
 extern "C" {

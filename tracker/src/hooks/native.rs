@@ -26,7 +26,9 @@ pub(crate) fn enter() -> Option<Entered> {
 /// the hook records starts there, not in the tracker's own frames.
 #[inline(always)]
 fn enter_at(site: &CallSite) -> Option<Entered> {
-    enter_from(site as *const CallSite as u64)
+    let mut t = enter_from(site as *const CallSite as u64)?;
+    t.entry_ret = site.ret;
+    Some(t)
 }
 
 #[inline(always)]
@@ -52,16 +54,26 @@ const LEFT: u64 = 1;
 
 /// Another hook came while one set the re-entrancy flag: from inside it (a signal handler's
 /// call, the real allocator's own), on the same stack further down or on the alternate signal
-/// stack; or, at or above the hook's call site, from the program after a signal handler that
-/// interrupted the hook jumped out of it (`siglongjmp`). Then the flag stays set and the
-/// thread records nothing more: the tracker's state may be half changed (a lock held, a
-/// record half written), so it stays so, but each event it misses is counted, and the
+/// stack, while the words its trampoline pushed are still there; or from the program after a
+/// signal handler that interrupted the hook jumped out of it (`siglongjmp`): at or above the
+/// hook's call site, or below it where later calls wrote over those words. Then the flag stays
+/// set and the thread records nothing more: the tracker's state may be half changed (a lock
+/// held, a record half written), so it stays so, but each event it misses is counted, and the
 /// trailer says why (it went unsaid: 40 of 200,000 mmaps and none of 1,000 mallocs, in a
 /// capture called complete).
 #[cold]
 fn left_by_a_jump(t: &mut tls::Tls, site: u64) {
+    let gone = || {
+        if site >= t.entry_site {
+            return !crate::sys::on_signal_stack();
+        }
+        // SAFETY: the hook's call site lies above the calling frame on this thread's stack
+        // (this call comes from further down): live stack memory, readable.
+        let ret = unsafe { core::ptr::read_volatile((t.entry_site + 8) as *const u64) };
+        ret != t.entry_ret
+    };
     let left = t.entry_site == LEFT
-        || (site >= t.entry_site && !crate::sys::on_signal_stack() && {
+        || (site != 0 && gone() && {
             t.entry_site = LEFT;
             crate::capture::CAPTURE.note(trailer_flags::HOOK_LEFT_BY_A_JUMP);
             true

@@ -88,6 +88,13 @@ extern "C" fn memtrace_init() {
 /// see them. Said after the run, rather than a capture that looks whole (886 allocations of a
 /// C++ program under tcmalloc read as 10).
 fn tell_of_an_operator_new_of_its_own() {
+    // A C or Python program with jemalloc preloaded news nothing: only a C++ program is told
+    // (its runtime loaded at the start; a C++ library loaded later is not asked about).
+    let cxx = crate::definition::loaded_object_named(b"libstdc++.so")
+        || crate::definition::loaded_object_named(b"libc++.so");
+    if !cxx {
+        return;
+    }
     let Some(path) = crate::definition::first_definer_also_defining(b"_Znwm", b"malloc") else {
         return;
     };
@@ -703,9 +710,12 @@ pub(crate) extern "C" fn fork_prepare() {
     CAPTURE.lock_for_fork();
     crate::python::lock_for_fork();
     crate::names::lock_for_fork();
+    // Last: an allocation of the tracker's may come under any lock above.
+    crate::own_heap::lock_for_fork();
 }
 
 pub(crate) extern "C" fn fork_parent() {
+    crate::own_heap::unlock_after_fork();
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
     CAPTURE.unlock_after_fork();
@@ -763,6 +773,7 @@ pub(crate) extern "C" fn fork_child() {
     let _errno = sys::ErrnoGuard::new();
     // A thread of the parent's exiting is not one of the child's: its own exit goes on.
     EXITING.store(0, Ordering::Relaxed);
+    crate::own_heap::unlock_after_fork();
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
     CAPTURE.unlock_after_fork();

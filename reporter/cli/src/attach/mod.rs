@@ -467,6 +467,11 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
             .collect(),
         allocator: ranges_of(ALLOCATOR_FUNCTIONS),
         own_allocator: own_allocator(via, objects),
+        program_code: objects
+            .iter()
+            .filter(|m| !is_c_library_or_loader(m))
+            .flat_map(|m| target::code_ranges(via, m))
+            .collect(),
         loader: ranges_of(LOADER_FUNCTIONS),
     };
     // The call runs where the thread stopped: wait, letting it run a moment at a time, until
@@ -501,14 +506,11 @@ fn own_allocator(via: i32, objects: &[target::Mapped]) -> Vec<(u64, u64)> {
     objects
         .iter()
         .filter(|m| {
-            m.path.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                !(n.starts_with("libc.so")
-                    || n.starts_with("libdl.so")
-                    || n.starts_with("ld-")
-                    || n.starts_with("libmemtrace_tracker")
-                    || n.starts_with("_memtrace_tracker"))
-            })
+            !is_c_library_or_loader(m)
+                && m.path.file_name().is_some_and(|n| {
+                    let n = n.to_string_lossy();
+                    !(n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker"))
+                })
         })
         .filter(|m| !target::ranges(via, m, &["malloc"]).is_empty())
         .flat_map(|m| match m.path.as_os_str() == exe.as_str() {
@@ -516,6 +518,14 @@ fn own_allocator(via: i32, objects: &[target::Mapped]) -> Vec<(u64, u64)> {
             false => target::code_ranges(via, m),
         })
         .collect()
+}
+
+/// The C library (glibc's libc and libdl) or the loader.
+fn is_c_library_or_loader(m: &target::Mapped) -> bool {
+    m.path.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("libc.so") || n.starts_with("libdl.so") || n.starts_with("ld-")
+    })
 }
 
 fn cstr(p: &Path) -> Vec<u8> {
