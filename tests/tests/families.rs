@@ -1190,3 +1190,37 @@ fn pid_1_of_a_namespace_signalling_itself_goes_on_being_recorded() {
         "{c}"
     );
 }
+
+/// A program that drops its privileges and then forks (a daemon): the child, tracked under
+/// --follow-fork, cannot create its capture in a directory its new user may not write, nor
+/// tell memtrace through the run's files. memtrace said nothing; it names the child now.
+#[test]
+fn a_followed_child_that_cannot_write_its_capture_is_named() {
+    if !memtrace_e2e::is_root() {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let dir = scratch("drop-then-fork");
+    let prog = memtrace_e2e::compile("drop_then_fork", &dir);
+    let cap = dir.join("drop.bin");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "run",
+            "--follow-fork",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8 path"),
+            "--",
+            prog.to_str().expect("utf-8 path"),
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "child 4\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("memtrace: child process ") && l.contains("has no capture")),
+        "{err}"
+    );
+}

@@ -380,7 +380,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             // A program that exec'd has a capture per program: the hint names the last.
             let (last, last_shown) = execs::announce(&capture, &shown, &cwd);
             report(&last, &last_shown, tracker_msg.as_deref(), status);
-            if !args.follow_fork {
+            if args.follow_fork {
+                missing_children(&capture);
+            } else {
                 children_hint(&capture, target.python);
             }
         }
@@ -392,6 +394,28 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
 }
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+
+/// With --follow-fork: names each forked child that has no capture. Its tracker tells why
+/// through the run's status file when it can, but a child that changed its user (a daemon
+/// dropping privileges) may write neither that file nor its capture, and went unmentioned.
+fn missing_children(capture: &Path) {
+    if !capture.is_file() {
+        return;
+    }
+    let Ok(family) = memtrace_reporter::family::discover(capture) else {
+        return;
+    };
+    for p in family.processes.iter().skip(1) {
+        if !p.tracked() && p.how == Some(memtrace_format::family::how::FORK) {
+            let path = memtrace_reporter::family::child_capture(capture, p.pid);
+            crate::say!(
+                "memtrace: child process {} has no capture: {} could not be written (a child that changed its user may not write there)",
+                p.pid,
+                path.display()
+            );
+        }
+    }
+}
 
 /// Without --follow-fork: says how many Python children the program started (untracked).
 fn children_hint(capture: &Path, python_run: bool) {
