@@ -344,3 +344,19 @@ fn a_thread_with_a_cancel_pending_is_not_cancelled_inside_malloc() {
         assert_eq!(num(&s, "total_frees"), 8, "{mode:?}: {s}");
     }
 }
+
+/// A main thread that ends with pthread_exit leaves the process to end with its last thread,
+/// through the C library's own exit, which no hook sees: the capture measured "live at exit"
+/// at its very end, after the destructors (the block freed by one read as gone).
+#[test]
+fn live_at_exit_is_measured_when_the_main_thread_ended_first() {
+    let dir = scratch("main-exits-first");
+    let prog = compile("main_thread_exits_first", &dir);
+    let (cap, out) = record(&dir, "m.bin", &prog, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&cap);
+    assert_eq!(s["leaks_at"], "exit_snapshot", "{s}");
+    // main's block (freed by a destructor after the exit) and the thread's ten.
+    assert!(num(&s, "leaked_bytes") >= 15_000, "{s}");
+    assert!(num(&s, "leaked_allocations") >= 11, "{s}");
+}

@@ -565,10 +565,23 @@ fn exit_snapshot() {
 
 static REAL_MAIN: AtomicUsize = AtomicUsize::new(0);
 
+/// Registered as main starts: after the C library's own handler that runs the libraries'
+/// destructors, so before it. It marks "live at exit" when neither main's return nor a call
+/// of `exit` did: a main thread that ended with `pthread_exit` leaves the process to end with
+/// its last thread, through the C library's own exit, which no hook sees (the capture read
+/// "live at end").
+extern "C" fn mark_exit() {
+    if recording_here() {
+        exit_snapshot();
+    }
+}
+
 unsafe extern "C" fn main_wrapper(argc: c_int, argv: *mut *mut i8, envp: *mut *mut i8) -> c_int {
     // SAFETY: REAL_MAIN holds the program's main, stored by __libc_start_main below.
     let main: MainFn =
         unsafe { core::mem::transmute::<usize, MainFn>(REAL_MAIN.load(Ordering::Acquire)) };
+    // SAFETY: registering a plain function that never unwinds.
+    unsafe { libc::atexit(mark_exit) };
     // SAFETY: calling the program's main as libc would.
     let status = unsafe { main(argc, argv, envp) };
     exit_snapshot();
