@@ -369,36 +369,42 @@ unsafe extern "C" fn visit_definer(
     1
 }
 
-/// Whether an object whose file name starts with `prefix` is loaded.
-pub fn loaded_object_named(prefix: &[u8]) -> bool {
-    let mut walk = NamedWalk {
-        prefix,
+/// Whether an object that does not define `name` itself calls it (a relocation slot naming
+/// it): a C++ program's code imports `operator new`; a C program's does not, even where a
+/// library it loads (jemalloc's, which needs libstdc++) defines it.
+pub fn imported_by_a_user(name: &[u8]) -> bool {
+    let mut walk = ImportWalk {
+        name,
+        own: object_of(imported_by_a_user as *const () as usize),
         found: false,
     };
-    // SAFETY: `visit_named` reads each object's name while the loader keeps it loaded.
-    unsafe { crate::phdr::iterate_phdr(visit_named, &mut walk as *mut NamedWalk as *mut c_void) };
+    // SAFETY: `visit_import` reads each object's tables while the loader keeps it loaded.
+    unsafe { crate::phdr::iterate_phdr(visit_import, &mut walk as *mut ImportWalk as *mut c_void) };
     walk.found
 }
 
-struct NamedWalk<'a> {
-    prefix: &'a [u8],
+struct ImportWalk<'a> {
+    name: &'a [u8],
+    own: usize,
     found: bool,
 }
 
-unsafe extern "C" fn visit_named(
+unsafe extern "C" fn visit_import(
     info: *mut libc::dl_phdr_info,
     _size: usize,
     data: *mut c_void,
 ) -> c_int {
     // SAFETY: the loader passes a valid info for the call; data is the walk being run.
-    let (info, walk) = unsafe { (&*info, &mut *(data as *mut NamedWalk)) };
-    if info.dlpi_name.is_null() {
+    let (info, walk) = unsafe { (&*info, &mut *(data as *mut ImportWalk)) };
+    if info.dlpi_addr as usize == walk.own || is_vdso(info) {
         return 0;
     }
-    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-    let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    walk.found = file.starts_with(walk.prefix);
+    // SAFETY: a loaded object's description, valid during this callback, and its tables.
+    unsafe {
+        Object::new(info).for_each_slot(|slot| {
+            walk.found |= slot.name == walk.name && !slot.defined_here;
+        })
+    };
     c_int::from(walk.found)
 }
 

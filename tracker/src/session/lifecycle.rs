@@ -88,11 +88,10 @@ extern "C" fn memtrace_init() {
 /// see them. Said after the run, rather than a capture that looks whole (886 allocations of a
 /// C++ program under tcmalloc read as 10).
 fn tell_of_an_operator_new_of_its_own() {
-    // A C or Python program with jemalloc preloaded news nothing: only a C++ program is told
-    // (its runtime loaded at the start; a C++ library loaded later is not asked about).
-    let cxx = crate::definition::loaded_object_named(b"libstdc++.so")
-        || crate::definition::loaded_object_named(b"libc++.so");
-    if !cxx {
+    // A C or Python program with jemalloc preloaded news nothing: only a program whose code
+    // calls operator new is told (an object loaded at the start; one loaded later is not
+    // asked about). libstdc++ calls its own operator new: it does not count.
+    if !crate::definition::imported_by_a_user(b"_Znwm") {
         return;
     }
     let Some(path) = crate::definition::first_definer_also_defining(b"_Znwm", b"malloc") else {
