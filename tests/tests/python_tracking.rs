@@ -147,6 +147,71 @@ fn a_code_object_the_program_drops_is_freed() {
     }
 }
 
+/// 3,000 code objects compiled from seven sources (files gen0.py to gen6.py, whose allocating
+/// line is k + 2), run and dropped, so that new ones take the addresses of dead ones; every
+/// tenth keeps its list of 1,000 items (the globals are cleared: the function and its globals
+/// make a cycle, which the collector would free at its own time).
+const REUSED_CODE: &str = "\
+keep = []
+for i in range(3000):
+    k = i % 7
+    src = 'def f():\\n' + '    pass\\n' * k + '    return [0] * 1000\\n' + 'r = f()\\n'
+    co = compile(src, 'gen%d.py' % k, 'exec')
+    g = {}
+    exec(co, g)
+    if i % 10 == 0:
+        keep.append(g['r'])
+    g.clear()
+    del co, g
+print(len(keep))
+";
+
+/// The caches know a code object by its address; a code object that dies lets another take it.
+/// Each kept list must be at its own file's line (what a cache kept of a dead code at that
+/// address would have named wrongly).
+#[test]
+fn code_objects_made_at_the_addresses_of_dead_ones_are_named_right() {
+    let dir = scratch("py-reused-code");
+    let script = write(&dir, "reused.py", REUSED_CODE);
+    let script = script.to_str().expect("utf-8 path");
+    // Kept: i = 10j for j < 300, from file k = 10j mod 7 = 3j mod 7: 43 each, 42 for k = 4.
+    let kept = |k: u64| if k == 4 { 42 } else { 43 };
+    for (minor, py) in claimed_pythons() {
+        let capture = dir.join("reused.bin");
+        let out = tracked(&py, &capture, &[script], &dir, b"");
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        assert_eq!(out.stdout, b"300\n", "3.{minor}");
+        let lines = memtrace_e2e::report(&["lines", "--json", "--leaks"], &capture);
+        let mut per_list = None;
+        for k in 0..7u64 {
+            let file = lines["files"]
+                .as_array()
+                .and_then(|f| {
+                    f.iter()
+                        .find(|f| f["file"].as_str() == Some(&format!("gen{k}.py")))
+                })
+                .unwrap_or_else(|| panic!("3.{minor}: no gen{k}.py in {lines}"));
+            let at = |n: u64| {
+                file["lines"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|l| l["line"] == n)
+                    .map_or(0, |l| l["exit_bytes"].as_u64().expect("bytes"))
+            };
+            let bytes = at(k + 2);
+            assert_eq!(bytes % kept(k), 0, "3.{minor} gen{k}.py:{}: {bytes}", k + 2);
+            let each = bytes / kept(k);
+            assert!(each >= 8000, "3.{minor} gen{k}.py: {each} a list");
+            assert_eq!(*per_list.get_or_insert(each), each, "3.{minor} gen{k}.py");
+            // The function's other lines hold nothing.
+            for n in (1..k + 2).filter(|&n| n != k + 2) {
+                assert_eq!(at(n), 0, "3.{minor} gen{k}.py:{n}");
+            }
+        }
+    }
+}
+
 #[test]
 fn without_the_python_allocators_the_bytes_are_still_at_their_line() {
     let dir = scratch("py-no-pymalloc");

@@ -16,7 +16,7 @@ use super::Tables;
 use crate::lock::SpinLock;
 use crate::stacks;
 use crate::stacks::FastMap;
-use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 
 /// What a frame running a code object shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,8 +38,12 @@ static EXTRA_SLOT: AtomicIsize = AtomicIsize::new(NO_SLOT_YET);
 const NO_SLOT_YET: isize = -2;
 const NO_SLOT: isize = -1;
 
-/// Named code objects that died: a thread whose caches were made at another count empties them.
+/// Named code objects that died: a thread whose caches were made at another count forgets
+/// what they hold of the dead ones ([`dead_since`]).
 static DEATHS: AtomicU64 = AtomicU64::new(0);
+/// The addresses of the last deaths, the n-th at `n % DEAD_KEPT`.
+const DEAD_KEPT: usize = 64;
+static DEAD: [AtomicUsize; DEAD_KEPT] = [const { AtomicUsize::new(0) }; DEAD_KEPT];
 
 /// How many named code objects died so far (see [`DEATHS`]).
 #[inline(always)]
@@ -47,13 +51,32 @@ pub fn deaths() -> u64 {
     DEATHS.load(Ordering::Acquire)
 }
 
+/// The addresses of the code objects that died after the first `seen` deaths, up to `now`
+/// (what [`deaths`] gave); None when they are no longer all known (then every cache goes).
+pub fn dead_since(seen: u64, now: u64) -> Option<([usize; DEAD_KEPT], usize)> {
+    let n = now.checked_sub(seen)? as usize;
+    if n > DEAD_KEPT {
+        return None;
+    }
+    let mut dead = [0; DEAD_KEPT];
+    for (i, d) in dead.iter_mut().take(n).enumerate() {
+        *d = DEAD[(seen as usize + i) % DEAD_KEPT].load(Ordering::Acquire);
+    }
+    // Written over meanwhile by later deaths: not all known.
+    (deaths() - seen <= DEAD_KEPT as u64).then_some((dead, n))
+}
+
 /// CPython's call at the death of a code object whose slot the tracker set: `extra` is its
 /// address. Called with the GIL held, from the code object's deallocation.
 unsafe extern "C" fn code_died(extra: *mut core::ffi::c_void) {
-    if let Some(codes) = CODES.lock().as_mut() {
+    let mut codes = CODES.lock();
+    if let Some(codes) = codes.as_mut() {
         codes.remove(&(extra as usize));
     }
-    DEATHS.fetch_add(1, Ordering::AcqRel);
+    // Under the lock: one death at a time, its address in place before it is counted.
+    let n = DEATHS.load(Ordering::Relaxed);
+    DEAD[n as usize % DEAD_KEPT].store(extra as usize, Ordering::Release);
+    DEATHS.store(n + 1, Ordering::Release);
 }
 
 /// Whether the code object at `code` is never deallocated: an immortal object (3.12 on: a

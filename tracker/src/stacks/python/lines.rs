@@ -39,6 +39,15 @@ impl Cursors {
         // SAFETY: all-zero is the struct's empty state: no code (0), null table pointers.
         unsafe { core::mem::zeroed() }
     }
+
+    /// Drops the cursor in `code`'s line table, if there is one (the code object died).
+    pub fn forget(&mut self, code: usize) {
+        for slot in &mut self.slots {
+            if slot.0 == code {
+                slot.0 = 0;
+            }
+        }
+    }
 }
 
 /// The line of the instruction at byte `offset` of `code`, a code object kept alive (its line
