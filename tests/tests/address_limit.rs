@@ -20,12 +20,17 @@ fn num(s: &Value, key: &str) -> u64 {
 
 /// `cmd` starts with its `resource` limit (soft and hard) at `limit`.
 fn set_limit(cmd: &mut Command, resource: libc::__rlimit_resource_t, limit: u64) {
+    set_limits(cmd, resource, limit, limit);
+}
+
+/// `cmd` starts with its `resource` limit at `soft`, its hard limit at `hard`.
+fn set_limits(cmd: &mut Command, resource: libc::__rlimit_resource_t, soft: u64, hard: u64) {
     // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
     unsafe {
         cmd.pre_exec(move || {
             let lim = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
+                rlim_cur: soft,
+                rlim_max: hard,
             };
             if libc::setrlimit(resource, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
@@ -223,48 +228,63 @@ fn a_data_limit_leaves_the_program_its_room() {
     assert_eq!(num(&stats(&cap), "total_allocations"), 2001);
 }
 
-/// A small stack limit (`ulimit -s 48`, soft and hard): memtrace itself died of SIGSEGV while
-/// it parsed its arguments (10 runs in 10), before the program ran, which read as the
-/// program's crash. It runs on a stack of its own now; the program keeps the user's limit.
-#[test]
-fn a_small_stack_limit_is_the_program_s_and_memtrace_runs_under_it() {
-    let dir = memtrace_e2e::scratch("stack-limit");
-    let src = dir.join("stack.c");
-    std::fs::write(
-        &src,
-        "#include <stdio.h>\n#include <stdlib.h>\n#include <sys/resource.h>\n\
-         int main(void) {\n    struct rlimit r;\n    getrlimit(RLIMIT_STACK, &r);\n\
-         \x20   void *volatile p = malloc(4321);\n    free(p);\n\
-         \x20   printf(\"%llu\\n\", (unsigned long long)r.rlim_cur);\n    return 3;\n}\n",
-    )
-    .expect("write the program");
-    let prog = memtrace_e2e::compile_file(&src, &dir);
-    let limit = 48 << 10;
+/// The C program `source`, compiled into `dir`, run alone and under `memtrace run -o
+/// dir/capture`, each with `limit` applied to its command: both outputs, and the capture.
+fn alone_and_tracked_under(
+    dir: &Path,
+    source: &str,
+    capture: &str,
+    limit: impl Fn(&mut Command),
+) -> (Output, Output, std::path::PathBuf) {
+    let src = dir.join("prog.c");
+    std::fs::write(&src, source).expect("write the program");
+    let prog = memtrace_e2e::compile_file(&src, dir);
     let mut alone = Command::new(&prog);
-    set_limit(&mut alone, libc::RLIMIT_STACK, limit);
-    let alone = alone.current_dir(&dir).output_watched();
-    assert_eq!(alone.status.code(), Some(3), "{alone:?}");
-    assert_eq!(String::from_utf8_lossy(&alone.stdout), format!("{limit}\n"));
-    let cap = dir.join("stack.bin");
+    limit(&mut alone);
+    let alone = alone.current_dir(dir).output_watched();
+    let cap = dir.join(capture);
     let mut tracked = Command::new(memtrace_e2e::memtrace_bin());
     tracked
         .args(["run", "-q", "-f", "-o"])
         .arg(&cap)
         .arg("--")
         .arg(&prog);
-    set_limit(&mut tracked, libc::RLIMIT_STACK, limit);
-    let tracked = tracked.current_dir(&dir).output_watched();
+    limit(&mut tracked);
+    let tracked = tracked.current_dir(dir).output_watched();
+    (alone, tracked, cap)
+}
+
+/// Whether `main` made a block of `bytes` in the capture's stats.
+fn main_allocated(s: &Value, bytes: u64) -> bool {
+    s["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["bytes"] == bytes && t["function"] == "main")
+}
+
+/// A small stack limit (`ulimit -s 48`, soft and hard): memtrace itself died of SIGSEGV while
+/// it parsed its arguments (10 runs in 10), before the program ran, which read as the
+/// program's crash. It runs on a stack of its own now; the program keeps the user's limit.
+#[test]
+fn a_small_stack_limit_is_the_program_s_and_memtrace_runs_under_it() {
+    let dir = memtrace_e2e::scratch("stack-limit");
+    let limit = 48 << 10;
+    let (alone, tracked, cap) = alone_and_tracked_under(
+        &dir,
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <sys/resource.h>\n\
+         int main(void) {\n    struct rlimit r;\n    getrlimit(RLIMIT_STACK, &r);\n\
+         \x20   void *volatile p = malloc(4321);\n    free(p);\n\
+         \x20   printf(\"%llu\\n\", (unsigned long long)r.rlim_cur);\n    return 3;\n}\n",
+        "stack.bin",
+        |cmd| set_limit(cmd, libc::RLIMIT_STACK, limit),
+    );
+    assert_eq!(alone.status.code(), Some(3), "{alone:?}");
+    assert_eq!(String::from_utf8_lossy(&alone.stdout), format!("{limit}\n"));
     assert_eq!(tracked.status.code(), Some(3), "{tracked:?}");
     assert_eq!(tracked.stdout, alone.stdout);
     let s = memtrace_e2e::stats(&cap);
-    let top = &s["top_by_size"];
-    assert!(
-        top.as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| t["bytes"] == 4321 && t["function"] == "main"),
-        "{s}"
-    );
+    assert!(main_allocated(&s, 4321), "{s}");
 }
 
 /// A small open-file limit (`ulimit -Sn 5`; the hard limit higher): memtrace refused to run the
@@ -274,61 +294,26 @@ fn a_small_stack_limit_is_the_program_s_and_memtrace_runs_under_it() {
 #[test]
 fn a_small_open_file_limit_is_the_program_s_and_memtrace_runs_under_it() {
     let dir = memtrace_e2e::scratch("file-limit");
-    let src = dir.join("files.c");
-    std::fs::write(
-        &src,
+    let (alone, tracked, cap) = alone_and_tracked_under(
+        &dir,
         "#include <fcntl.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <sys/resource.h>\n\
          int main(void) {\n    struct rlimit r;\n    getrlimit(RLIMIT_NOFILE, &r);\n\
          \x20   int fd = open(\"/dev/null\", O_RDONLY);\n\
          \x20   void *volatile p = malloc(4321);\n    free(p);\n\
          \x20   printf(\"limit %llu, opened %d\\n\", (unsigned long long)r.rlim_cur, fd >= 0);\n\
          \x20   return 3;\n}\n",
-    )
-    .expect("write the program");
-    let prog = memtrace_e2e::compile_file(&src, &dir);
-    let limit = |cmd: &mut Command| {
-        // SAFETY: setrlimit in the child before exec: async-signal-safe, no allocation.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: 5,
-                    rlim_max: 4096,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
-    };
-    let mut alone = Command::new(&prog);
-    limit(&mut alone);
-    let alone = alone.current_dir(&dir).output_watched();
+        "files.bin",
+        |cmd| set_limits(cmd, libc::RLIMIT_NOFILE, 5, 4096),
+    );
     assert_eq!(alone.status.code(), Some(3), "{alone:?}");
     assert_eq!(
         String::from_utf8_lossy(&alone.stdout),
         "limit 5, opened 1\n"
     );
-    let cap = dir.join("files.bin");
-    let mut tracked = Command::new(memtrace_e2e::memtrace_bin());
-    tracked
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog);
-    limit(&mut tracked);
-    let tracked = tracked.current_dir(&dir).output_watched();
     assert_eq!(tracked.status.code(), Some(3), "{tracked:?}");
     assert_eq!(tracked.stdout, alone.stdout);
     let s = memtrace_e2e::stats(&cap);
-    assert!(
-        s["top_by_size"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| t["bytes"] == 4321 && t["function"] == "main"),
-        "{s}"
-    );
+    assert!(main_allocated(&s, 4321), "{s}");
 }
 
 /// mlockall(MCL_CURRENT) by a user without CAP_IPC_LOCK: the kernel compares the whole address

@@ -265,50 +265,23 @@ unsafe extern "C" fn visit(
 
 /// The C library's own definition of `name` (glibc's `libc.so.6`, musl's `libc.musl-*` or its
 /// loader, which is its C library), whatever the program interposes on it; 0 when the process
-/// maps no such library or it has no such definition. For the tracker's own heap: an allocator
-/// the program defines may call a hooked function under its lock (its `mmap`), and a hook that
-/// took memory from that allocator there would wait for that lock forever.
+/// maps no such library or it has no such definition. For the tracker's own heap (real::Heap).
 pub fn c_library_definition(name: &[u8]) -> usize {
-    let mut walk = CLibraryWalk { name, found: 0 };
-    // SAFETY: `visit_c_library` reads each object's tables while the loader keeps it loaded.
-    unsafe {
-        crate::phdr::iterate_phdr(
-            visit_c_library,
-            &mut walk as *mut CLibraryWalk as *mut c_void,
-        )
-    };
-    walk.found
-}
-
-struct CLibraryWalk<'a> {
-    name: &'a [u8],
-    found: usize,
-}
-
-unsafe extern "C" fn visit_c_library(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut c_void,
-) -> c_int {
-    // SAFETY: the loader passes a valid info for the call; data is the walk being run.
-    let (info, walk) = unsafe { (&*info, &mut *(data as *mut CLibraryWalk)) };
-    if info.dlpi_name.is_null() {
-        return 0;
-    }
-    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-    let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
-    let file = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    let c_library = [&b"libc.so"[..], b"libc.musl-", b"ld-musl-"]
-        .iter()
-        .any(|prefix| file.starts_with(prefix));
-    if !c_library {
-        return 0;
-    }
-    // SAFETY: a loaded object's description, valid during this callback, and its tables.
-    if let Definition::At(address) = unsafe { Object::new(info).definition(walk.name) } {
-        walk.found = address;
-    }
-    1
+    let mut found = 0;
+    crate::phdr::each_object(|info| {
+        let file = file_name(info);
+        let c_library = [&b"libc.so"[..], b"libc.musl-", b"ld-musl-"]
+            .iter()
+            .any(|prefix| file.starts_with(prefix));
+        if c_library {
+            // SAFETY: a loaded object's description, valid during the walk, and its tables.
+            if let Definition::At(address) = unsafe { Object::new(info).definition(name) } {
+                found = address;
+            }
+        }
+        c_library
+    });
+    found
 }
 
 /// The object (its path as the loader names it: empty for the executable) whose definition of
@@ -316,106 +289,66 @@ unsafe extern "C" fn visit_c_library(
 /// defines `also`: an allocator of its own (tcmalloc's, jemalloc's, mimalloc's) that defines
 /// C++'s operator new too, whose blocks never pass through malloc.
 pub fn first_definer_also_defining(name: &[u8], also: &[u8]) -> Option<Vec<u8>> {
-    let mut walk = DefinerWalk {
-        name,
-        also,
-        own: object_of(first_definer_also_defining as *const () as usize),
-        found: None,
-        done: false,
-    };
-    // SAFETY: `visit_definer` reads each object's tables while the loader keeps it loaded.
-    unsafe {
-        crate::phdr::iterate_phdr(visit_definer, &mut walk as *mut DefinerWalk as *mut c_void)
-    };
-    walk.found
-}
-
-struct DefinerWalk<'a> {
-    name: &'a [u8],
-    also: &'a [u8],
-    own: usize,
-    found: Option<Vec<u8>>,
-    done: bool,
-}
-
-unsafe extern "C" fn visit_definer(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut c_void,
-) -> c_int {
-    // SAFETY: the loader passes a valid info for the call; data is the walk being run.
-    let (info, walk) = unsafe { (&*info, &mut *(data as *mut DefinerWalk)) };
-    if walk.done || info.dlpi_addr as usize == walk.own || is_vdso(info) {
-        return 0;
-    }
-    // SAFETY: a loaded object's description, valid during this callback, and its tables.
-    let object = unsafe { Object::new(info) };
-    // SAFETY: as above.
-    if unsafe { object.definition(walk.name) } == Definition::Absent {
-        return 0;
-    }
-    walk.done = true;
-    // SAFETY: as above.
-    if unsafe { object.definition(walk.also) } != Definition::Absent {
-        let path = match info.dlpi_name.is_null() {
-            true => Vec::new(),
-            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-            false => unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }
-                .to_bytes()
-                .to_vec(),
-        };
-        walk.found = Some(path);
-    }
-    1
+    let own = object_of(first_definer_also_defining as *const () as usize);
+    let mut found = None;
+    crate::phdr::each_object(|info| {
+        if info.dlpi_addr as usize == own || is_vdso(info) {
+            return false;
+        }
+        // SAFETY: a loaded object's description, valid during the walk, and its tables.
+        let object = unsafe { Object::new(info) };
+        // SAFETY: as above.
+        if unsafe { object.definition(name) } == Definition::Absent {
+            return false;
+        }
+        // SAFETY: as above.
+        if unsafe { object.definition(also) } != Definition::Absent {
+            found = Some(file_path(info).to_vec());
+        }
+        true
+    });
+    found
 }
 
 /// Whether an object that does not define `name` itself calls it (a relocation slot naming
 /// it): a C++ program's code imports `operator new`; a C program's does not, even where a
 /// library it loads (jemalloc's, which needs libstdc++) defines it.
 pub fn imported_by_a_user(name: &[u8]) -> bool {
-    let mut walk = ImportWalk {
-        name,
-        own: object_of(imported_by_a_user as *const () as usize),
-        found: false,
-    };
-    // SAFETY: `visit_import` reads each object's tables while the loader keeps it loaded.
-    unsafe { crate::phdr::iterate_phdr(visit_import, &mut walk as *mut ImportWalk as *mut c_void) };
-    walk.found
+    let own = object_of(imported_by_a_user as *const () as usize);
+    let mut found = false;
+    crate::phdr::each_object(|info| {
+        if info.dlpi_addr as usize != own && !is_vdso(info) {
+            // SAFETY: a loaded object's description, valid during the walk, and its tables.
+            unsafe {
+                Object::new(info).for_each_slot(|slot| {
+                    found |= slot.name == name && !slot.defined_here;
+                })
+            };
+        }
+        found
+    });
+    found
 }
 
-struct ImportWalk<'a> {
-    name: &'a [u8],
-    own: usize,
-    found: bool,
-}
-
-unsafe extern "C" fn visit_import(
-    info: *mut libc::dl_phdr_info,
-    _size: usize,
-    data: *mut c_void,
-) -> c_int {
-    // SAFETY: the loader passes a valid info for the call; data is the walk being run.
-    let (info, walk) = unsafe { (&*info, &mut *(data as *mut ImportWalk)) };
-    if info.dlpi_addr as usize == walk.own || is_vdso(info) {
-        return 0;
+/// The path the loader names an object by (empty for the executable).
+fn file_path(info: &libc::dl_phdr_info) -> &[u8] {
+    if info.dlpi_name.is_null() {
+        return b"";
     }
-    // SAFETY: a loaded object's description, valid during this callback, and its tables.
-    unsafe {
-        Object::new(info).for_each_slot(|slot| {
-            walk.found |= slot.name == walk.name && !slot.defined_here;
-        })
-    };
-    c_int::from(walk.found)
+    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader, alive with `info`.
+    unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes()
+}
+
+/// The file name of that path.
+fn file_name(info: &libc::dl_phdr_info) -> &[u8] {
+    let path = file_path(info);
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
 /// The kernel's vDSO: it defines no allocation function, and its dynamic section is not
 /// relocated like the others'.
 fn is_vdso(info: &libc::dl_phdr_info) -> bool {
-    if info.dlpi_name.is_null() {
-        return false;
-    }
-    // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-    let name = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
+    let name = file_path(info);
     name.starts_with(b"linux-vdso") || name.starts_with(b"linux-gate")
 }
 

@@ -28,6 +28,22 @@ pub unsafe fn iterate_phdr(
     true
 }
 
+/// Calls `visit` with each loaded object (as [`iterate_phdr`], under its guard) until it
+/// returns true. False when the list could not be read (`may_iterate_phdr`).
+pub fn each_object<F: FnMut(&libc::dl_phdr_info) -> bool>(mut visit: F) -> bool {
+    unsafe extern "C" fn step<G: FnMut(&libc::dl_phdr_info) -> bool>(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid info for the call; data is `visit`, below.
+        let (info, visit) = unsafe { (&*info, &mut *(data as *mut G)) };
+        libc::c_int::from(visit(info))
+    }
+    // SAFETY: `step::<F>` is called with `visit`, of type F, alive for the whole walk.
+    unsafe { iterate_phdr(step::<F>, &mut visit as *mut F as *mut libc::c_void) }
+}
+
 /// Whether this thread may read the loader's list now. Not in a fork child that must leave the
 /// loader alone, and not while this thread holds the loader's list lock: it is then inside
 /// `dlclose` (which frees while it changes the list) or in a `dl_iterate_phdr` callback of the

@@ -20,6 +20,8 @@ type MremapFn =
 pub type ExitFn = unsafe extern "C" fn(c_int) -> !;
 pub type KillFn = unsafe extern "C" fn(libc::pid_t, c_int) -> c_int;
 pub type RaiseFn = unsafe extern "C" fn(c_int) -> c_int;
+pub type PthreadKillFn = unsafe extern "C" fn(libc::pthread_t, c_int) -> c_int;
+pub type SigqueueFn = unsafe extern "C" fn(libc::pid_t, c_int, libc::sigval) -> c_int;
 pub type DaemonFn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 pub type AbortFn = unsafe extern "C" fn() -> !;
 pub type AssertFailFn = unsafe extern "C" fn(
@@ -56,6 +58,8 @@ pub struct Real {
     pub underscore_exit: Option<ExitFn>,
     pub kill: Option<KillFn>,
     pub raise: Option<RaiseFn>,
+    pub pthread_kill: Option<PthreadKillFn>,
+    pub sigqueue: Option<SigqueueFn>,
     pub abort: Option<AbortFn>,
     pub assert_fail: Option<AssertFailFn>,
     pub quick_exit: Option<ExitFn>,
@@ -233,6 +237,8 @@ fn resolve() -> Option<&'static Real> {
         underscore_exit: optional!(c"_exit", ExitFn),
         kill: optional!(c"kill", KillFn),
         raise: optional!(c"raise", RaiseFn),
+        pthread_kill: optional!(c"pthread_kill", PthreadKillFn),
+        sigqueue: optional!(c"sigqueue", SigqueueFn),
         abort: optional!(c"abort", AbortFn),
         assert_fail: optional!(c"__assert_fail", AssertFailFn),
         quick_exit: optional!(c"quick_exit", ExitFn),

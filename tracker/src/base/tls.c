@@ -17,8 +17,7 @@ struct memtrace_tls {
     uint64_t tick_last;    /* that read's tick */
     uint32_t clock_id;     /* the thread's id for the clock's kernel-tick claims, 0 until needed */
     uint32_t unused;
-    uint64_t entry_site;   /* the call site of the hook that set in_tracker last, or 0 */
-    uint64_t entry_ret;    /* the return address its trampoline pushed there */
+    uint64_t entry_ret;    /* the return address the recording hook's trampoline pushed */
 };
 
 static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));

@@ -28,11 +28,9 @@ pub struct Tls {
     /// it first reads the counter there.
     pub clock_id: u32,
     pub unused: u32,
-    /// The call site (as `call_site`) of the hook that set `in_tracker` last, 0 when none or
-    /// not a hook's: how a hook tells that an earlier one was left by a jump (hooks::native).
-    pub entry_site: u64,
-    /// The return address the trampoline of that hook pushed at `entry_site`: still there
-    /// while the hook runs, overwritten once a jump left it and deeper calls reused its stack.
+    /// The return address the trampoline of the hook recording pushed at `call_site`: still
+    /// there while the hook runs, overwritten once a jump left it and deeper calls reused its
+    /// stack (hooks::native `left_by_a_jump`).
     pub entry_ret: u64,
 }
 

@@ -38,19 +38,19 @@ fn enter_from(site: u64) -> Option<Entered> {
     }
     let t = tls::get();
     if t.in_tracker != 0 {
-        if t.entry_site != 0 {
+        if t.call_site != 0 {
             left_by_a_jump(t, site);
         }
         return None;
     }
     t.in_tracker = 1;
     t.call_site = site;
-    t.entry_site = site;
     Some(Entered(t))
 }
 
-/// `entry_site` of a thread whose hook was left by a jump (see [`left_by_a_jump`]).
-const LEFT: u64 = 1;
+/// `entry_ret` of a thread whose hook was left by a jump (see [`left_by_a_jump`]): no return
+/// address is all ones.
+const LEFT: u64 = u64::MAX;
 
 /// Another hook came while one set the re-entrancy flag: from inside it (a signal handler's
 /// call, the real allocator's own), on the same stack further down or on the alternate signal
@@ -64,17 +64,17 @@ const LEFT: u64 = 1;
 #[cold]
 fn left_by_a_jump(t: &mut tls::Tls, site: u64) {
     let gone = || {
-        if site >= t.entry_site {
+        if site >= t.call_site {
             return !crate::sys::on_signal_stack();
         }
         // SAFETY: the hook's call site lies above the calling frame on this thread's stack
         // (this call comes from further down): live stack memory, readable.
-        let ret = unsafe { core::ptr::read_volatile((t.entry_site + 8) as *const u64) };
+        let ret = unsafe { core::ptr::read_volatile((t.call_site + 8) as *const u64) };
         ret != t.entry_ret
     };
-    let left = t.entry_site == LEFT
+    let left = t.entry_ret == LEFT
         || (site != 0 && gone() && {
-            t.entry_site = LEFT;
+            t.entry_ret = LEFT;
             crate::capture::CAPTURE.note(trailer_flags::HOOK_LEFT_BY_A_JUMP);
             true
         });
@@ -109,7 +109,6 @@ impl Drop for Entered {
     #[inline(always)]
     fn drop(&mut self) {
         self.0.call_site = 0;
-        self.0.entry_site = 0;
         self.0.in_tracker = 0;
     }
 }

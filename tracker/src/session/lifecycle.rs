@@ -88,15 +88,17 @@ extern "C" fn memtrace_init() {
 /// see them. Said after the run, rather than a capture that looks whole (886 allocations of a
 /// C++ program under tcmalloc read as 10).
 fn tell_of_an_operator_new_of_its_own() {
+    // The usual process ends at the first question (a lookup per object); the second reads
+    // every object's relocations, so it comes only for an allocator that defines operator new.
+    let Some(path) = crate::definition::first_definer_also_defining(b"_Znwm", b"malloc") else {
+        return;
+    };
     // A C or Python program with jemalloc preloaded news nothing: only a program whose code
     // calls operator new is told (an object loaded at the start; one loaded later is not
     // asked about). libstdc++ calls its own operator new: it does not count.
     if !crate::definition::imported_by_a_user(b"_Znwm") {
         return;
     }
-    let Some(path) = crate::definition::first_definer_also_defining(b"_Znwm", b"malloc") else {
-        return;
-    };
     let name = match path.rsplit(|&b| b == b'/').next() {
         Some(n) if !n.is_empty() => n.to_vec(),
         _ => b"the program".to_vec(),

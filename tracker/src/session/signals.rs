@@ -6,7 +6,6 @@
 use crate::real::forward;
 use crate::{lifecycle, real, sys};
 use libc::{c_int, pid_t};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Interposed: finishes the capture when the process signals itself with a signal that will
 /// end it, then sends the signal.
@@ -72,35 +71,17 @@ pub unsafe extern "C" fn raise(sig: c_int) -> c_int {
     }
 }
 
-/// The next definition of `name` after the tracker's (the C library's), looked up once per
-/// slot; 0 when there is none.
-fn next_definition(slot: &AtomicUsize, name: &core::ffi::CStr) -> usize {
-    let mut f = slot.load(Ordering::Relaxed);
-    if f == 0 {
-        // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-        slot.store(f, Ordering::Relaxed);
-    }
-    f
-}
-
 /// Interposed: as `raise`, for a signal to a thread of this process (every pthread_t is one).
 ///
 /// # Safety
 /// Same contract as libc's pthread_kill.
 pub unsafe extern "C" fn pthread_kill(thread: libc::pthread_t, sig: c_int) -> c_int {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let f = next_definition(&NEXT, c"pthread_kill");
-    if f == 0 {
+    let Some(real_kill) = real::get().and_then(|r| r.pthread_kill) else {
         return libc::ENOSYS;
-    }
+    };
     if ends_the_process(sig) {
         lifecycle::finish_now();
     }
-    // SAFETY: the C library's pthread_kill, of this signature.
-    let real_kill = unsafe {
-        core::mem::transmute::<usize, unsafe extern "C" fn(libc::pthread_t, c_int) -> c_int>(f)
-    };
     forward!(real_kill; thread, sig)
 }
 
@@ -109,20 +90,14 @@ pub unsafe extern "C" fn pthread_kill(thread: libc::pthread_t, sig: c_int) -> c_
 /// # Safety
 /// Same contract as libc's sigqueue.
 pub unsafe extern "C" fn sigqueue(pid: pid_t, sig: c_int, value: libc::sigval) -> c_int {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let f = next_definition(&NEXT, c"sigqueue");
-    if f == 0 {
+    let Some(real_queue) = real::get().and_then(|r| r.sigqueue) else {
         // SAFETY: the calling thread's errno.
         unsafe { *libc::__errno_location() = libc::ENOSYS };
         return -1;
-    }
+    };
     if pid > 0 && pid as u32 == sys::getpid() && ends_the_process(sig) {
         lifecycle::finish_now();
     }
-    // SAFETY: the C library's sigqueue, of this signature.
-    let real_queue = unsafe {
-        core::mem::transmute::<usize, unsafe extern "C" fn(pid_t, c_int, libc::sigval) -> c_int>(f)
-    };
     forward!(real_queue; pid, sig, value)
 }
 

@@ -505,13 +505,7 @@ fn own_allocator(via: i32, objects: &[target::Mapped]) -> Vec<(u64, u64)> {
         .to_string();
     objects
         .iter()
-        .filter(|m| {
-            !is_c_library_or_loader(m)
-                && m.path.file_name().is_some_and(|n| {
-                    let n = n.to_string_lossy();
-                    !(n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker"))
-                })
-        })
+        .filter(|m| !is_c_library_or_loader(m) && !is_tracker(m))
         .filter(|m| !target::ranges(via, m, &["malloc"]).is_empty())
         .flat_map(|m| match m.path.as_os_str() == exe.as_str() {
             true => target::ranges(via, m, ALLOCATOR_FUNCTIONS),
@@ -841,11 +835,14 @@ except BaseException:
 
 /// Whether the tracker library is among the process's mapped `objects`.
 fn has_tracker(objects: &[target::Mapped]) -> bool {
-    objects.iter().any(|m| {
-        m.path.file_name().is_some_and(|n| {
-            let n = n.to_string_lossy();
-            n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker")
-        })
+    objects.iter().any(is_tracker)
+}
+
+/// memtrace's tracker (the library `run` preloads, or the Python package's module).
+fn is_tracker(m: &target::Mapped) -> bool {
+    m.path.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("libmemtrace_tracker") || n.starts_with("_memtrace_tracker")
     })
 }
 

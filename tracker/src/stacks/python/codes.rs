@@ -5,8 +5,8 @@
 //! The table and the per-thread caches (frames.rs) know a code object by its address, which a
 //! new code object may take once the old one is gone: a named code object's death is watched
 //! (under the GIL, a slot of its `co_extra` whose free function CPython calls when it is
-//! deallocated), and takes it out of the table and empties every thread's caches before its
-//! address can serve again ([`deaths`]). Where no slot can be had, it is kept alive instead
+//! deallocated), and takes it out of the table; each thread forgets what its caches hold of it
+//! before its next stack, so before the address can serve again ([`deaths`], [`dead_since`]). Where no slot can be had, it is kept alive instead
 //! (one reference): the program then keeps every code object that allocated, which held
 //! 500 compiled and dropped code objects (10 MB) alive in a test, and each imported module's.
 
