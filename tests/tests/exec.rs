@@ -917,3 +917,26 @@ fn a_program_that_becomes_a_daemon_leaves_a_whole_capture() {
         }
     }
 }
+
+#[test]
+fn an_exec_keeps_the_program_s_environment_in_its_order() {
+    // The new program gets its environment in the order the exec gave it, with its own
+    // LD_PRELOAD entry where it was (the tracker's library joins that entry): a program that
+    // prints, compares or hashes its environment sees what it would see alone.
+    for (n, preload) in ["LD_PRELOAD=", "LD_PRELOAD=/lib/x86_64-linux-gnu/libc.so.6"]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = scratch(&format!("exec-env-order-{n}"));
+        let words = ["/usr/bin/env", "-i", "A=1", preload, "X=2", "/usr/bin/env"];
+        let expected = format!("A=1\n{preload}\nX=2\n");
+        let alone = plain(&dir, &words);
+        assert_eq!(String::from_utf8_lossy(&alone.stdout), expected);
+        let (_, out) = run(&dir, &[], &words);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+        // The program after the exec was tracked: its entry held the tracker's library.
+        let s = full_stats(&dir.join("run.bin.exec1"));
+        assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    }
+}

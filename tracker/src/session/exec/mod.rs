@@ -330,10 +330,10 @@ unsafe fn prepare(
     let mut s = Scratch::new(room)?;
     let next = next_capture(&mut s, plan)?;
     let list = s.pointers(env.clone().count() + names.clone().count() + 3)?;
-    let mut n = program_variables(env.clone(), list);
-    list[n] = preload_entry(&mut s, &plan.tracker, preload, &plan.tracker)?;
-    list[n + 1] = s.cstr(&[b"MEMTRACE_OUTPUT=", next])?;
-    n += 2;
+    let entry = preload_entry(&mut s, &plan.tracker, preload, &plan.tracker)?;
+    let mut n = program_variables(env.clone(), Some(entry), list);
+    list[n] = s.cstr(&[b"MEMTRACE_OUTPUT=", next])?;
+    n += 1;
     for v in names {
         list[n] = v.as_ptr() as *const c_char;
         n += 1;
@@ -362,19 +362,40 @@ fn plain_environment<'e>(
 ) -> Option<*const *const c_char> {
     let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
     let list = s.pointers(env.clone().count() + 2)?;
-    let k = program_variables(env, list);
-    if let Some(others) = preload_entry(s, b"", preload, tracker) {
-        list[k] = others;
-    }
+    let others = preload_entry(s, b"", preload, tracker);
+    program_variables(env, others, list);
     Some(list.as_ptr())
 }
 
-/// Puts the entries of `env` that are the program's (not LD_PRELOAD, not the tracker's
-/// variables) at the start of `out`; returns how many.
-fn program_variables<'e>(env: impl Iterator<Item = &'e [u8]>, out: &mut [*const c_char]) -> usize {
+/// Puts the entries of `env` that are the program's (not the tracker's variables) at the
+/// start of `out`, in their order, with `preload` in place of the first LD_PRELOAD entry (at
+/// the end when there is none; nothing when `preload` is None): the program's environment
+/// keeps its order across the exec. Returns how many.
+fn program_variables<'e>(
+    env: impl Iterator<Item = &'e [u8]>,
+    preload: Option<*const c_char>,
+    out: &mut [*const c_char],
+) -> usize {
     let mut n = 0;
-    for e in env.filter(|e| !e.starts_with(b"LD_PRELOAD=") && !ours(e)) {
-        out[n] = e.as_ptr() as *const c_char;
+    let mut preload = preload;
+    let mut placed = false;
+    for e in env {
+        if e.starts_with(b"LD_PRELOAD=") {
+            // Later LD_PRELOAD entries go: the new one stands for the program's first.
+            if !placed {
+                placed = true;
+                if let Some(p) = preload.take() {
+                    out[n] = p;
+                    n += 1;
+                }
+            }
+        } else if !ours(e) {
+            out[n] = e.as_ptr() as *const c_char;
+            n += 1;
+        }
+    }
+    if let Some(p) = preload {
+        out[n] = p;
         n += 1;
     }
     n
