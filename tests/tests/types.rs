@@ -231,6 +231,77 @@ fn known_classes_at_the_peak_on_every_claimed_python() {
     }
 }
 
+/// A class made in a function and freed before the script's end, whose memory CPython gives to
+/// a class made later (`Beta`, seen at the same address on 3.10 to 3.13), with the objects of a
+/// class alive to the end (`Gamma`) beside it at the peak. Prints the two classes' object
+/// sizes and whether Beta took Alpha's address.
+const DEAD_CLASS_SCRIPT: &str = "\
+import gc, sys
+class Gamma:
+    __slots__ = (\"g\",)
+def phase():
+    class Alpha:
+        __slots__ = (\"a\",)
+    alphas = [Alpha() for i in range(5000)]
+    gammas = [Gamma() for i in range(700)]
+    big = bytearray(4_000_000)
+    return id(Alpha), sys.getsizeof(alphas[0]), sys.getsizeof(gammas[0])
+alpha, alpha_size, gamma_size = phase()
+gc.collect()
+class Beta:
+    __slots__ = (\"b\",)
+betas = [Beta() for i in range(10)]
+print(alpha_size, gamma_size, int(id(Beta) == alpha))
+";
+
+#[test]
+fn objects_of_a_class_freed_before_the_end_are_named_from_its_line_on_every_claimed_python() {
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("types-dead-class-3{minor}"));
+        let script = write(&dir, "dead.py", DEAD_CLASS_SCRIPT);
+        let capture = dir.join("dead.bin");
+        let printed = tracked_sizes(&python, &script, &capture, &dir);
+        let (alpha_size, gamma_size, reused) = (printed[0], printed[1], printed[2]);
+        let stats = json(&["stats", "--json", capture.to_str().expect("utf-8")], &dir);
+        let peak = &stats["types"]["peak"];
+        // The 5,000 objects of the class made at line 5 and freed: not Beta's, whether or not
+        // Beta took Alpha's memory (it did on every version seen: `reused` says).
+        let alpha = entry(peak, "<freed class of dead.py:5>");
+        let objects = alpha["objects"].as_u64().expect("objects");
+        assert!(
+            objects <= 5000 && objects * 100 >= 5000 * 99,
+            "3.{minor} (reused: {reused}): {alpha}"
+        );
+        assert_eq!(alpha["bytes"], objects * alpha_size, "3.{minor}: {alpha}");
+        let rows = peak.as_array().expect("rows");
+        assert!(
+            rows.iter().all(|r| r["type"] != "__main__.Beta"),
+            "3.{minor} (reused: {reused}): {peak}"
+        );
+        // A class alive to the end keeps its name.
+        let gamma = entry(peak, "__main__.Gamma");
+        let objects = gamma["objects"].as_u64().expect("objects");
+        assert!(
+            objects <= 700 && objects * 100 >= 700 * 99,
+            "3.{minor}: {gamma}"
+        );
+        assert_eq!(gamma["bytes"], objects * gamma_size, "3.{minor}: {gamma}");
+        // Every byte live at the peak is in exactly one row.
+        let sum: u64 = rows
+            .iter()
+            .map(|e| e["bytes"].as_u64().expect("bytes"))
+            .sum();
+        assert_eq!(sum, stats["peak_bytes"], "3.{minor}: {peak}");
+        // Beta, alive at the end, is named at exit.
+        let exit = &stats["types"]["exit"];
+        assert_eq!(
+            entry(exit, "__main__.Beta")["objects"],
+            10,
+            "3.{minor}: {exit}"
+        );
+    }
+}
+
 #[test]
 fn a_native_capture_and_bad_arguments_are_one_line_each() {
     let dir = scratch("types-errors");

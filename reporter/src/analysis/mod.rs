@@ -4,6 +4,7 @@
 pub mod aggregated;
 pub mod attached;
 pub mod buckets;
+pub mod class_deaths;
 pub mod escaped;
 pub mod heap;
 pub mod live;

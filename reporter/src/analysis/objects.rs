@@ -10,11 +10,12 @@
 //! the type of the object it held (typed frees, read from the block's header). A block live at
 //! the peak was either freed later (its free names its type) or is still live at exit (the walk
 //! names it), so the types live at the peak come from the two ([`peak_types`]). Blocks whose
-//! free named no type, or a type no longer alive at the script's end (the walk names the types
-//! then alive), are counted apart as "<no object>".
+//! free named no type are counted apart as "<no object>"; a class freed before the script's
+//! end (the walk names the types then alive) is named from the line that made it
+//! (super::class_deaths).
 
 use super::replay::{Replay, Snapshot};
-use super::tables::Tables;
+use super::tables::{Frame, Tables};
 use super::totals::Sum;
 use hashbrown::HashMap;
 
@@ -179,6 +180,25 @@ fn ranked_rows(
     (rows, renumber)
 }
 
+/// The name of a class freed before the script's end (the walk then named the types alive),
+/// from the line that made it (`made_at`: its block's stack), as far as the capture tells.
+fn freed_class(tables: &Tables, made_at: Option<u64>) -> String {
+    let line = made_at.and_then(|stack| {
+        tables.frames_of(stack).into_iter().find_map(|f| match f {
+            Frame::Python { file, line, .. } => {
+                let file = tables.string(file)?;
+                let name = file.rsplit('/').next().unwrap_or(&file).to_string();
+                Some(format!("{name}:{line}"))
+            }
+            Frame::Native(_) => None,
+        })
+    });
+    match line {
+        Some(line) => format!("<freed class of {line}>"),
+        None => "<a class freed before the end>".to_string(),
+    }
+}
+
 /// The types of the blocks live at the peak; None when the capture has no typed frees (a
 /// tracker without them, `--no-types`, `--no-python-allocators`, the in-process Tracker). Must
 /// run before the replay is frozen, after [`exit_types`] (whose block types name the blocks
@@ -204,9 +224,13 @@ pub fn peak_types(
     };
     let mut by_site_raw: HashMap<(usize, u64, u32), Sum> = HashMap::new();
     // Freed since the peak, by the type their free named.
-    for ((ty, stack, thread), sum) in replay.peak_typed.by_type_site() {
-        if let Some(name) = tables.type_names.get(&ty) {
-            let t = row_of(name);
+    for ((key, stack, thread), sum) in replay.peak_typed.by_type_site() {
+        let name = match replay.class_deaths.resolve(key) {
+            (ty, None) => tables.type_names.get(&ty).map(|n| n.to_string()),
+            (_, Some(made_at)) => Some(freed_class(tables, made_at)),
+        };
+        if let Some(name) = name {
+            let t = row_of(&name);
             by_site_raw
                 .entry((t, stack, thread))
                 .or_default()

@@ -2,6 +2,7 @@
 //! peak, and what was live at the exit snapshot.
 
 use super::buckets::Buckets;
+use super::class_deaths::ClassDeaths;
 use super::heap::{Block, LiveHeap};
 use super::mappings::{Mapping, Mappings};
 use super::series::Series;
@@ -9,6 +10,10 @@ use super::sets::{self, AllocSet, Departed, Departures, TypedDepartures};
 use super::temporary::Temporary;
 use crate::capture::event::{code, Event};
 use memtrace_format::{Allocator, Marker};
+
+/// The least block a class takes: a heap type object (PyHeapTypeObject) is some 900 bytes on
+/// 3.10 to 3.13, so smaller blocks held no class.
+const MIN_CLASS_BLOCK: u64 = 512;
 
 /// Live memory at one point of the timeline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,6 +48,9 @@ pub struct Replay {
     /// Of what was live at the peak and has gone since, the blocks whose free named the type
     /// of the object they held (typed frees): by (type address, stack, thread).
     pub peak_typed: TypedDepartures,
+    /// Classes freed while the program ran: the lives of the type addresses `peak_typed`
+    /// names (its type addresses are [`ClassDeaths::key`]s).
+    pub class_deaths: ClassDeaths,
     /// Temporary allocations, when asked for.
     pub temporary: Option<Temporary>,
     /// Count what a Python run's interpreter start-up left live too (else the replay starts
@@ -107,6 +115,7 @@ impl Replay {
         self.peak_departed = Departures::default();
         self.exit_departed = Departures::default();
         self.peak_typed = TypedDepartures::default();
+        self.class_deaths = ClassDeaths::default();
         self.frozen = Some(frozen);
     }
 
@@ -386,12 +395,23 @@ impl Replay {
             }
             match c {
                 code::FREE | code::PY_FREE => {
-                    if let Some(b) = self.heap.free(ev.addr) {
-                        self.frees += 1;
-                        // A typed free's size is the type of the object the block held.
-                        if ev.size != 0 && b.index() <= self.peak.event_index {
-                            self.peak_typed.push(ev.size, b.stack(), b.thread(), b.size);
+                    let freed = self.heap.free(ev.addr);
+                    // A typed free's size is the type of the object the block held; the
+                    // block may have held a class.
+                    if ev.size != 0 {
+                        if let Some(b) = &freed {
+                            if b.index() <= self.peak.event_index {
+                                let ty = self.class_deaths.key(ev.size);
+                                self.peak_typed.push(ty, b.stack(), b.thread(), b.size);
+                            }
                         }
+                        if freed.as_ref().is_none_or(|b| b.size >= MIN_CLASS_BLOCK) {
+                            self.class_deaths
+                                .freed(ev.addr, freed.as_ref().map(Block::stack));
+                        }
+                    }
+                    if let Some(b) = freed {
+                        self.frees += 1;
                         let d = Departed {
                             stack: b.stack(),
                             thread: b.thread(),
