@@ -95,6 +95,51 @@ fn the_page_shows_the_types_in_chromium() {
     );
 }
 
+/// A recursion 3,990 calls deep under `<module>` (stacks are kept to 4,096 frames), beside a
+/// shallow block.
+const DEEP: &str = "\
+import sys
+sys.setrecursionlimit(10_000)
+def leaf():
+    return bytearray(2_000_000)
+def down(n):
+    if n == 0:
+        return leaf()
+    return down(n - 1)
+def other():
+    return bytearray(1_000_000)
+keep = [down(3990), other()]
+";
+
+#[test]
+fn a_page_of_stacks_thousands_of_frames_deep_works_in_chromium() {
+    // The page laid its frames out with a JavaScript call per level, which gave out near 3,300
+    // levels: nothing was drawn and every control threw.
+    let dir = scratch("browser-deep");
+    let script = write(&dir, "deep.py", DEEP);
+    let cap = capture(&dir, &script, "deep.bin", &[]);
+    let report = dir.join("deep.html");
+    flamegraph_page(&cap, &report);
+    let file = script.display().to_string();
+    let leaf = format!("leaf at {file}:4");
+    browser::explore(&Explore {
+        report: &report,
+        name: "deep",
+        names: &[
+            format!("<module> at {file}:11"),
+            format!("down at {file}:8"),
+            format!("down at {file}:7"),
+            leaf.clone(),
+        ],
+        zoom: &leaf,
+        beside: &format!("other at {file}:10"),
+        hover: &format!("Frame: {leaf} (1.9 MiB, 2,000,0"),
+        phases: None,
+        native: None,
+        types: None,
+    });
+}
+
 #[test]
 fn the_report_renders_and_zooms_in_chromium() {
     let dir = scratch("browser-report");

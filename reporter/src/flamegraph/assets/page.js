@@ -242,7 +242,13 @@
     const width = W - 2 * PAD;
     let zoomNode = null;
     const byId = new Map();
-    (function index(n) { byId.set(n.id, n); for (const c of n.children.values()) index(c); })(root);
+    // Walks here and below keep their own stack: a JavaScript call per level gave out near
+    // 3,300 levels, and stacks run to 4,096 frames.
+    for (const todo = [root]; todo.length;) {
+      const n = todo.pop();
+      byId.set(n.id, n);
+      for (const c of n.children.values()) todo.push(c);
+    }
     if (state.zoom && byId.has(state.zoom)) zoomNode = byId.get(state.zoom);
     const focus = zoomNode || root;
     const ancestors = new Set();
@@ -251,27 +257,30 @@
     // Layout first: the picture is as tall as the deepest frame drawn.
     const boxes = [];
     let depth = 0;
-    function layout(node, x, w, shown) {
+    for (const todo = [{ node: root, x: PAD, w: width, shown: true }]; todo.length;) {
+      const { node, x, w, shown } = todo.pop();
       if (node !== root) {
         const hidden = !shown || w < minW;
         boxes.push({ node, x, w, hidden });
         if (!hidden) depth = Math.max(depth, node.depth);
       }
       const kids = [...node.children.values()].sort((a, b) => b.total - a.total || (a.name < b.name ? -1 : 1));
+      const next = [];
       if (ancestors.has(node) && node !== focus) {
         // Above the zoomed frame: its ancestors span the width, the others are hidden.
-        for (const c of kids) layout(c, PAD, ancestors.has(c) ? width : 0, shown && ancestors.has(c));
-        return;
+        for (const c of kids) next.push({ node: c, x: PAD, w: ancestors.has(c) ? width : 0, shown: shown && ancestors.has(c) });
+      } else {
+        let cx = x;
+        for (const c of kids) {
+          const cw = node.total ? w * c.total / node.total : 0;
+          // Frames too narrow to draw take their subtree with them.
+          next.push({ node: c, x: cx, w: cw, shown: shown && cw >= minW });
+          cx += cw;
+        }
       }
-      let cx = x;
-      for (const c of kids) {
-        const cw = node.total ? w * c.total / node.total : 0;
-        // Frames too narrow to draw take their subtree with them.
-        layout(c, cx, cw, shown && cw >= minW);
-        cx += cw;
-      }
+      // Children in their order: the first is taken next.
+      for (let i = next.length - 1; i >= 0; i--) todo.push(next[i]);
     }
-    layout(root, PAD, width, true);
     const H = Math.max(1, depth) * FRAME_H + 2 * PAD;
     fg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     fg.setAttribute("width", W);
