@@ -73,7 +73,11 @@ pub fn locations(
     new: &HashMap<Location, Sum>,
 ) -> Vec<LocationChange> {
     let mut keys: Vec<&Location> = base.keys().chain(new.keys()).collect();
-    keys.sort_by(|a, b| a.label.cmp(&b.label));
+    // By every field: two locations of one label (`<unknown>` at two lines) must not
+    // interleave, or the dedup below keeps one of them twice.
+    keys.sort_by(|a, b| {
+        (&a.label, &a.function, &a.file, a.line).cmp(&(&b.label, &b.function, &b.file, b.line))
+    });
     keys.dedup_by(|a, b| a == b);
     let mut rows: Vec<LocationChange> = keys
         .into_iter()
@@ -105,6 +109,27 @@ pub fn locations(
 mod tests {
     use super::*;
     use crate::report::locations::test_location as loc;
+
+    #[test]
+    fn two_locations_of_one_label_are_one_row_each() {
+        let at = |line| Location {
+            function: None,
+            file: None,
+            line: Some(line),
+            label: "<unknown>".to_string(),
+        };
+        let sum = |bytes| Sum { count: 1, bytes };
+        // Every order the maps may give: each location once.
+        for _ in 0..20 {
+            let base: HashMap<Location, Sum> = [(at(2), sum(10)), (at(3), sum(20))].into();
+            let new: HashMap<Location, Sum> = [(at(2), sum(15)), (at(3), sum(30))].into();
+            let rows = locations(&base, &new);
+            assert_eq!(rows.len(), 2, "{rows:?}");
+            let mut lines: Vec<_> = rows.iter().map(|r| r.line).collect();
+            lines.sort();
+            assert_eq!(lines, [Some(2), Some(3)]);
+        }
+    }
 
     fn sums(rows: &[(Location, u64, u64)]) -> HashMap<Location, Sum> {
         rows.iter()
