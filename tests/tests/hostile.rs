@@ -913,3 +913,69 @@ fn control_characters_in_names_are_shown_escaped() {
 fn s(p: &Path) -> OsString {
     OsString::from(p)
 }
+
+#[test]
+fn reports_show_source_lines_of_python_files_only() {
+    // A program names any file as its code's (`compile(text, path, "exec")`): the page and the
+    // lines view read a frame's file on the machine that makes the report, and pages get
+    // shared. Lines of a file that is no Python source (a secret, /etc/passwd) stay out.
+    let dir = scratch("hostile-source");
+    let secret = dir.join("secret.env");
+    std::fs::write(&secret, "API_TOKEN=s3cr3t-token-value\n").expect("write");
+    let script = write(
+        &dir,
+        "leak.py",
+        &format!(
+            "keep = []\n\
+             exec(compile('keep.append(bytearray(500_000))', {secret:?}, 'exec'))\n\
+             exec(compile('keep.append(bytearray(400_000))', '/etc/passwd', 'exec'))\n\
+             keep.append(bytearray(300_000))  # the script's own line\n",
+            secret = secret.to_str().expect("utf-8"),
+        ),
+    );
+    let capture = dir.join("leak.bin");
+    let out = tracked(
+        python(),
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let c = s(&capture);
+    let page = dir.join("leak.html");
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["lines".into(), c.clone()],
+        vec!["lines".into(), "--json".into(), c.clone()],
+        vec![
+            "lines".into(),
+            c.clone(),
+            secret.clone().into_os_string(),
+            "/etc/passwd".into(),
+        ],
+        vec!["flamegraph".into(), "-o".into(), s(&page), c.clone()],
+    ] {
+        let r = run_bounded_to(&args, &dir, TIME_LIMIT, true);
+        r.check();
+        outputs.push((
+            r.what.clone(),
+            String::from_utf8_lossy(&r.stdout).into_owned(),
+        ));
+    }
+    outputs.push((
+        "the page".into(),
+        std::fs::read_to_string(&page).expect("the page"),
+    ));
+    for (what, text) in &outputs {
+        assert!(!text.contains("s3cr3t"), "{what}:\n{text}");
+        assert!(!text.contains("root:x:0:0"), "{what}:\n{text}");
+    }
+    // The script's own lines are read as before.
+    assert!(
+        outputs[0].1.contains("# the script's own line"),
+        "{}",
+        outputs[0].1
+    );
+    assert!(outputs[4].1.contains("# the script"), "the page");
+}
