@@ -287,3 +287,73 @@ fn set_writable(dir: &Path, writable: bool) {
     let mode = if writable { 0o755 } else { 0o555 };
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+#[test]
+fn an_index_others_may_write_is_not_believed() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = dir("planted");
+    let path = builder(0, true).write_to(&d.join("cap.bin"));
+    let view = ViewOptions::default();
+    let idx = beside(&path).expect("a name");
+    assert_eq!(
+        read(&no_cache(), &path, &view).2,
+        Outcome::Written(idx.clone())
+    );
+    assert_eq!(read(&no_cache(), &path, &view).2, Outcome::Read);
+    // Writable by others: anyone could have put it there (or changed it).
+    std::fs::set_permissions(&idx, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    assert_eq!(
+        read(&no_cache(), &path, &view).2,
+        Outcome::Written(idx.clone())
+    );
+    assert_eq!(read(&no_cache(), &path, &view).2, Outcome::Read);
+    // Another user's, in a directory others may write (/tmp): not believed, though it
+    // matches the capture (everything it is checked against can be read by that user).
+    if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+        let shared = dir("planted-shared");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let cap = shared.join("cap.bin");
+        std::fs::copy(&path, &cap).expect("copy");
+        let planted = beside(&cap).expect("a name");
+        assert_eq!(
+            read(&no_cache(), &cap, &view).2,
+            Outcome::Written(planted.clone())
+        );
+        std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).expect("chown");
+        let (_, a, outcome) = read(&no_cache(), &cap, &view);
+        assert_ne!(outcome, Outcome::Read, "another user's index was believed");
+        let whole = analysis::analyze_options(
+            &Capture::open(&cap).expect("open"),
+            load::options(&view, None),
+        );
+        assert_eq!(a.totals.allocs, whole.totals.allocs);
+    } else {
+        eprintln!("not root: the planted index of another user is not tried");
+    }
+}
+
+#[test]
+fn a_capture_changed_with_its_time_put_back_is_read_again() {
+    use std::io::{Seek, SeekFrom, Write};
+    let d = dir("time-put-back");
+    let path = builder(0, true).write_to(&d.join("cap.bin"));
+    let view = ViewOptions::default();
+    let _ = read(&no_cache(), &path, &view);
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    // A byte in the middle changed, the modification time put back (`touch -r`).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut f = std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open");
+    f.seek(SeekFrom::Start(len(&path) / 2)).expect("seek");
+    f.write_all(&[0x5a]).expect("write");
+    f.set_modified(modified).expect("the time put back");
+    drop(f);
+    assert!(matches!(
+        read(&no_cache(), &path, &view).2,
+        Outcome::Written(_)
+    ));
+}

@@ -979,3 +979,73 @@ fn reports_show_source_lines_of_python_files_only() {
     );
     assert!(outputs[4].1.contains("# the script"), "the page");
 }
+
+#[test]
+fn a_capture_cut_short_while_a_report_reads_it_ends_the_report_in_one_line() {
+    // `cp other.bin cap.bin` truncates the file in place: the report's next read of its map
+    // past the new end faulted (SIGBUS, exit 135, no word).
+    let capture = record_known_lines("hostile-shrink", 3_000_000);
+    let mut child = Command::new(memtrace_bin())
+        .arg("stats")
+        .arg(&capture)
+        .env("MEMTRACE_INDEX", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts");
+    // Once the capture is mapped, cut it to its first page.
+    let maps = format!("/proc/{}/maps", child.id());
+    let name = capture.to_str().expect("utf-8");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(name)) {
+        assert!(start.elapsed() < TIME_LIMIT, "the capture was never mapped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&capture)
+        .and_then(|f| f.set_len(4096))
+        .expect("truncate");
+    while child.try_wait().expect("wait").is_none() {
+        assert!(start.elapsed() < TIME_LIMIT, "the report hangs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
+    assert_eq!(
+        err.trim_end(),
+        format!(
+            "memtrace: {name} was cut short while this report read it (the file was rewritten \
+             or truncated in place): run the report again"
+        )
+    );
+}
+
+#[test]
+fn a_capture_read_through_dev_stdin_leaves_no_index_in_dev() {
+    // As root, `memtrace stats /dev/stdin < cap.bin` left /dev/.stdin.mtidx (a capture large
+    // enough for an index).
+    let capture = &record_known_lines("hostile-stdin", 3_000_000);
+    let planted = Path::new("/dev/.stdin.mtidx");
+    let _ = std::fs::remove_file(planted);
+    let out = Command::new(memtrace_bin())
+        .args(["stats", "--json", "/dev/stdin"])
+        .stdin(std::fs::File::open(capture).expect("the capture"))
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let read: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let whole = run_bounded(
+        &["stats".into(), "--json".into(), s(capture)],
+        capture.parent().expect("dir"),
+        TIME_LIMIT,
+    )
+    .json();
+    assert_eq!(read["total_bytes"], whole["total_bytes"]);
+    assert!(
+        read["total_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{read}"
+    );
+    assert!(!planted.exists());
+}

@@ -11,6 +11,7 @@ pub mod follow;
 pub mod pool;
 pub mod scan;
 pub mod settings;
+pub mod shrunk;
 pub mod stream;
 
 use memmap2::Mmap;
@@ -70,6 +71,15 @@ enum Data {
     Owned(Vec<u8>),
 }
 
+impl Drop for Data {
+    fn drop(&mut self) {
+        // Its addresses may be mapped again for something else: a fault there is not ours.
+        if let Data::Mapped(m) = self {
+            shrunk::forget(m.as_ptr());
+        }
+    }
+}
+
 /// An open capture: its bytes and its decoded file header.
 pub struct Capture {
     path: PathBuf,
@@ -105,9 +115,10 @@ impl Capture {
             .map_err(|e| err(OpenError::Io(e)))?;
         kind(&file.metadata().map_err(|e| err(OpenError::Io(e)))?)?;
         // SAFETY: the map is read-only and private to this process. A capture that is still being
-        // written only grows (the tracker appends); a file truncated under us would fault, which
-        // is the documented risk of reading a capture that another process shrinks.
+        // written only grows (the tracker appends); a file truncated under us faults (SIGBUS),
+        // which `shrunk` turns into one line and exit 1.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| err(OpenError::Io(e)))?;
+        shrunk::note(path, map.as_ptr(), map.len());
         Capture::from_data(path.to_path_buf(), Data::Mapped(map))
     }
 

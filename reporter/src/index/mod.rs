@@ -26,14 +26,13 @@ mod stored;
 use crate::analysis::{self, Analysis, Options};
 use crate::capture::clock::Clock;
 use crate::capture::{scan, Capture};
-use crate::regular_file::Links;
 use codec::{Reader, Store, Writer};
 use place::{Identity, Places};
 use std::path::{Path, PathBuf};
 
 /// The first bytes of an index, with the layout's version: a change of layout or of what an
 /// analysis means changes it, and older indexes are then rebuilt.
-const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x05";
+const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x06";
 
 /// An index is at most this share of its capture's size (1/25: 4%).
 pub const MAX_SHARE: u64 = 25;
@@ -128,9 +127,14 @@ impl IndexFile {
 /// The index read for a capture (the first of [`place::candidates`] that is of it now).
 fn read_index(places: &Places, capture: &Path, identity: &Identity) -> Option<IndexFile> {
     let limit = most_bytes(identity);
+    // Everything an index is checked against can be read by anyone who can read the capture:
+    // in a directory others may write (/tmp), one of them could plant an index that matches.
+    // Only the reader's own, the capture's owner's or root's are believed (the capture's
+    // owner could write the capture itself), and only when no one else may write them.
+    let owners = [place::effective_uid(), identity.owner(), 0];
     places.candidates(capture).into_iter().find_map(|p| {
         // Never a link: what is planted where the index goes is not followed.
-        let bytes = crate::regular_file::read(&p, limit, Links::Refuse)?;
+        let bytes = crate::regular_file::read_owned(&p, limit, &owners)?;
         IndexFile::decode(&bytes).filter(|f| f.identity == *identity)
     })
 }
@@ -168,7 +172,10 @@ pub fn analyze(capture: &Capture, options: Options) -> Analysis {
 /// [`analyze`] with the index in `places`, and whether the index answered.
 pub fn analyze_in(places: &Places, capture: &Capture, mut options: Options) -> (Analysis, Outcome) {
     // A result at a moment chosen from outside, or kept unfrozen, is not stored.
-    let usable = options.freeze && options.peak_at_mono_ns.is_none() && !disabled();
+    let usable = options.freeze
+        && options.peak_at_mono_ns.is_none()
+        && !disabled()
+        && place::indexable(capture.path());
     let identity = usable.then(|| Identity::of(capture)).flatten();
     let Some(identity) = identity else {
         return (analysis::analyze_options(capture, options), Outcome::None);

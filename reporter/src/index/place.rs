@@ -17,6 +17,12 @@ pub struct Identity {
     mtime_ns: i64,
     dev: u64,
     ino: u64,
+    /// The status change time: a write in the middle whose modification time was put back
+    /// (`touch -r`) still moves it.
+    ctime_s: i64,
+    ctime_ns: i64,
+    /// The capture's owner.
+    uid: u32,
     /// CRC-32 of the first and the last [`EDGE`] bytes (the header, the trailer).
     edges: u32,
 }
@@ -42,6 +48,9 @@ impl Identity {
             mtime_ns: meta.mtime_nsec(),
             dev: meta.dev(),
             ino: meta.ino(),
+            ctime_s: meta.ctime(),
+            ctime_ns: meta.ctime_nsec(),
+            uid: meta.uid(),
             edges: crc.finalize(),
         })
     }
@@ -49,6 +58,30 @@ impl Identity {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// The capture file's owner.
+    pub fn owner(&self) -> u32 {
+        self.uid
+    }
+}
+
+/// The effective user of this process.
+pub fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    // The owner of what this process creates, without an FFI call: its own /proc entry.
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}
+
+/// Whether a capture at `path` may have an index: not one read through /dev or /proc
+/// (`memtrace stats /dev/stdin < cap.bin`), where an index beside it would land among the
+/// system's device files.
+pub fn indexable(path: &Path) -> bool {
+    let system = |p: &Path| ["/dev", "/proc", "/sys"].iter().any(|d| p.starts_with(d));
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    !system(path) && std::fs::canonicalize(parent).is_ok_and(|p| !system(&p))
 }
 
 impl Store for Identity {
@@ -58,6 +91,9 @@ impl Store for Identity {
         w.put(&self.mtime_ns);
         w.put(&self.dev);
         w.put(&self.ino);
+        w.put(&self.ctime_s);
+        w.put(&self.ctime_ns);
+        w.put(&self.uid);
         w.put(&self.edges);
     }
     fn get(r: &mut Reader) -> Option<Identity> {
@@ -67,6 +103,9 @@ impl Store for Identity {
             mtime_ns: r.get()?,
             dev: r.get()?,
             ino: r.get()?,
+            ctime_s: r.get()?,
+            ctime_ns: r.get()?,
+            uid: r.get()?,
             edges: r.get()?,
         })
     }
@@ -149,9 +188,12 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    use std::os::unix::fs::OpenOptionsExt;
     let result = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        // Writable by its owner only, whatever the umask: a reader believes no other index.
+        .mode(0o644)
         .open(&tmp)
         .and_then(|mut f| f.write_all(bytes))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -164,6 +206,15 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captures_read_through_dev_or_proc_get_no_index() {
+        assert!(!indexable(Path::new("/dev/stdin")));
+        assert!(!indexable(Path::new("/proc/self/fd/0")));
+        assert!(!indexable(Path::new("/dev/fd/3")));
+        assert!(indexable(&std::env::temp_dir().join("cap.bin")));
+        assert!(indexable(Path::new("cap.bin")));
+    }
 
     #[test]
     fn a_link_at_the_temporary_name_is_not_written_through() {
