@@ -131,9 +131,10 @@ fn a_page_of_stacks_thousands_of_frames_deep_works_in_chromium() {
             format!("down at {file}:7"),
             leaf.clone(),
         ],
-        zoom: &leaf,
+        zoom: &format!("down at {file}:7"),
         beside: &format!("other at {file}:10"),
-        hover: &format!("Frame: {leaf} (1.9 MiB, 2,000,0"),
+        // Its own bytes and blocks (none: leaf made them), and those below it.
+        hover: "own 0 B in 0 allocations; 2 allocations in all",
         phases: None,
         native: None,
         types: None,

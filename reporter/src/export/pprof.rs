@@ -4,7 +4,6 @@
 //! inuse_space (live at the view's moment). Each distinct location is a Location with one Line.
 
 use super::Sites;
-use crate::analysis::totals::Sum;
 use crate::report::locations::Location as Loc;
 use flate2::write::GzEncoder;
 use prost::Message;
@@ -75,17 +74,6 @@ pub struct Meta {
     /// `inuse_objects` is estimated as each site's live bytes over its mean allocation size,
     /// as its bytes are, and as Go scales a sampled heap profile's counts.
     pub live_counts_sampled: bool,
-}
-
-/// A site's `inuse_objects`: its live count, or for sampled live counts the live bytes over
-/// the site's mean allocation size (allocated bytes over allocated count, both estimates);
-/// at least 1 when anything is live.
-fn live_objects(allocated: &Sum, live: &Sum, sampled: bool) -> u64 {
-    if !sampled || live.count == 0 || allocated.bytes == 0 {
-        return live.count;
-    }
-    let objects = live.bytes as f64 * allocated.count as f64 / allocated.bytes as f64;
-    (objects.round() as u64).max(1)
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -166,7 +154,7 @@ pub fn profile(sites: &Sites, time_nanos: i64, duration_nanos: i64, meta: &Meta)
             value: [
                 s.allocated.count,
                 s.allocated.bytes,
-                live_objects(&s.allocated, &s.live, meta.live_counts_sampled),
+                super::live_objects(&s.allocated, &s.live, meta.live_counts_sampled),
                 s.live.bytes,
             ]
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
@@ -270,6 +258,7 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::totals::Sum;
     use crate::export::Site;
     use crate::report::locations::test_location as loc;
     use flate2::read::GzDecoder;

@@ -199,7 +199,7 @@ fn write(
         Format::Folded => export::folded::write(sites, out),
         Format::Speedscope => export::speedscope::write(sites, name, out),
         Format::Pprof => export::pprof::write(sites, 0, duration_ns, meta, out),
-        Format::Csv => export::csv::write(sites, out),
+        Format::Csv => export::csv::write(sites, meta.live_counts_sampled, out),
     }
 }
 

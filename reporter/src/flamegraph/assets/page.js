@@ -174,11 +174,18 @@
     });
     return out;
   }
+  // "N allocations", or of a sampled capture's live views "N sampled blocks": its live
+  // counts are counts of samples, beside bytes that are estimates.
+  function blocks(n) {
+    const sampled = D.meta.live_counts_sampled && state.view !== "all";
+    const word = sampled ? "sampled block" : "allocation";
+    return `${count(n)} ${word}${n === 1 ? "" : "s"}`;
+  }
   function threadName(t) { return t < 0 ? "every thread" : (D.threads[t] || ("thread #" + t)); }
 
   // ---- the tree ----
   function tree(items) {
-    const root = { name: "all", kind: -1, frame: -1, total: 0, own: 0, count: 0, children: new Map(), depth: 0, parent: null, id: "" };
+    const root = { name: "all", kind: -1, frame: -1, total: 0, own: 0, count: 0, ownCount: 0, children: new Map(), depth: 0, parent: null, id: "" };
     let depth = 0;
     for (const it of items) {
       let node = root;
@@ -188,13 +195,13 @@
         let child = node.children.get(f);
         if (!child) {
           const name = f < 0 ? "thread " + threadName(-f - 2) : D.frames[f][0];
-          child = { name, kind: f < 0 ? -1 : D.frames[f][1], frame: f, total: 0, own: 0, count: 0, children: new Map(), depth: node.depth + 1, parent: node, id: node.id + "/" + f };
+          child = { name, kind: f < 0 ? -1 : D.frames[f][1], frame: f, total: 0, own: 0, count: 0, ownCount: 0, children: new Map(), depth: node.depth + 1, parent: node, id: node.id + "/" + f };
           node.children.set(f, child);
         }
         child.total += it.bytes; child.count += it.count;
         node = child;
       }
-      node.own += it.bytes;
+      node.own += it.bytes; node.ownCount += it.count;
       depth = Math.max(depth, node.depth);
     }
     root.maxDepth = depth;
@@ -224,7 +231,7 @@
   function describe(node, root) {
     const pct = root.total ? (100 * node.total / root.total).toFixed(2) : "0";
     let s = `Frame: ${node.name} (${size(node.total)}, ${exact(node.total)}, ${pct}%)`;
-    s += `\nown ${size(node.own)}, ${count(node.count)} allocation${node.count === 1 ? "" : "s"}`;
+    s += `\nown ${size(node.own)} in ${blocks(node.ownCount)}; ${blocks(node.count)} in all`;
     if (node.frame >= 0) {
       const fr = D.frames[node.frame];
       if (fr[4]) s += `\n${fr[2]}:${fr[3]}: ${fr[4]}`;
@@ -669,7 +676,7 @@
     const unrecorded = D.meta.aggregated && ["temporary", "moment", "range"].includes(state.view);
     s.textContent = unrecorded
       ? `${t}: not recorded in an aggregated capture (memtrace run --aggregate keeps sums per stack and thread); record the run without --aggregate`
-      : `${t}: ${size(root.total)} in ${count(root.count)} allocation${root.count === 1 ? "" : "s"}`;
+      : `${t}: ${size(root.total)} in ${blocks(root.count)}`;
     s.title = exact(root.total);
     document.getElementById("clear").style.display = state.view === "moment" || state.view === "range" ? "" : "none";
     document.getElementById("resolution").textContent =
