@@ -254,3 +254,39 @@ fn bad_captures_are_one_line_errors() {
     assert!(!r.dir.join("run2.diff.html").exists());
     assert!(!r.dir.join("new.diff.html").exists());
 }
+
+#[test]
+fn a_capture_with_native_stacks_against_one_without_matches_by_python_frames() {
+    // As `memtrace diff` does: each side's innermost locations differ otherwise (the C
+    // function that allocated, the Python line), and every frame read as new or gone.
+    let r = runs("flamediff-native");
+    let native = r.dir.join("native2.bin");
+    let out = tracked(python(), &native, &["--native", &r.file, "2"], &r.dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let path = r.dir.join("native.diff.html");
+    let o = flamegraph_diff(&["-o", path.to_str().expect("utf-8")], &r.base, &native);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(
+            "NEW has native stacks and BASE has not: locations are compared by their Python frames"
+        ),
+        "{o:?}"
+    );
+    let html = std::fs::read_to_string(&path).expect("the page");
+    let titles = frame_titles(&html);
+    let block = format!("block at {}:5", r.file);
+    let same = format!("same at {}:9", r.file);
+    assert_eq!(
+        title_of(&titles, &block),
+        format!(
+            "{block} ({} → {} bytes, +{} bytes, +100.0%)",
+            sep(BLOCK),
+            sep(2 * BLOCK),
+            sep(BLOCK)
+        )
+    );
+    assert_eq!(
+        title_of(&titles, &same),
+        format!("{same} ({0} → {0} bytes, +0 bytes, 0%)", sep(SAME))
+    );
+}

@@ -3,7 +3,7 @@
 
 use crate::progress::Progress;
 use clap::Args;
-use memtrace_reporter::analysis::tables::FrameView;
+use memtrace_reporter::analysis::tables::{Frame, FrameView};
 use memtrace_reporter::analysis::Analysis;
 use memtrace_reporter::capture::Capture;
 use memtrace_reporter::family::view::FamilyTree;
@@ -112,6 +112,40 @@ pub fn load_selection(
         view,
         Progress::stderr("reading the capture").callback(),
     )
+}
+
+/// Two captures compared (`diff`, `flamegraph --diff`) of a Python program, of which one has
+/// native stacks and the other not: their innermost locations differ (the C function that
+/// allocated, the Python line) and would match nowhere; they are compared by their Python
+/// frames (as with --python-only) unless the user chose the frames, and stderr says so. (A
+/// native program's innermost location is its caller's either way.)
+pub fn match_frames(
+    base: (&Capture, &mut Analysis),
+    new: (&Capture, &mut Analysis),
+    opts: &ViewOptions,
+) {
+    let native = |c: &Capture| c.header.options & memtrace_format::options::NATIVE != 0;
+    let python = |a: &Analysis| {
+        a.tables
+            .frames
+            .values()
+            .any(|f| matches!(f, Frame::Python { .. }))
+    };
+    if native(base.0) == native(new.0) || opts.frame_view != FrameView::Merged {
+        return;
+    }
+    if !(python(base.1) && python(new.1)) {
+        return;
+    }
+    let (with, without) = match native(base.0) {
+        true => ("BASE", "NEW"),
+        false => ("NEW", "BASE"),
+    };
+    base.1.tables.frame_view = FrameView::PythonOnly;
+    new.1.tables.frame_view = FrameView::PythonOnly;
+    crate::say!(
+        "memtrace: {with} has native stacks and {without} has not: locations are compared by their Python frames (as with --python-only)"
+    );
 }
 
 /// What the tree-shaped reports (tree, summary, flamegraph) start from: the capture read, the

@@ -4,8 +4,6 @@
 use crate::color::ColorArgs;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
-use memtrace_format::options;
-use memtrace_reporter::analysis::tables::{Frame, FrameView};
 use memtrace_reporter::analysis::totals::Sum;
 use memtrace_reporter::analysis::Analysis;
 use memtrace_reporter::capture::Capture;
@@ -85,15 +83,6 @@ impl Loaded {
         })
     }
 
-    fn native(&self) -> bool {
-        self.capture.header.options & options::NATIVE != 0
-    }
-
-    fn has_python_frames(&self) -> bool {
-        let frames = &self.analysis.tables.frames;
-        frames.values().any(|f| matches!(f, Frame::Python { .. }))
-    }
-
     /// What the diff reads of it.
     fn side(mut self) -> Side {
         let map = ModuleMap::new(
@@ -117,28 +106,6 @@ impl Loaded {
     }
 }
 
-/// Two captures of a Python program of which one has native stacks and the other not: their
-/// innermost locations differ (the C function that allocated, the Python line) and would match
-/// nowhere; they are compared by their Python frames (as with --python-only) unless the user
-/// chose the frames. (A native program's innermost location is its caller's either way.)
-fn match_frames(base: &mut Loaded, new: &mut Loaded, opts: &ViewOptions) {
-    if base.native() == new.native() || opts.frame_view != FrameView::Merged {
-        return;
-    }
-    if !(base.has_python_frames() && new.has_python_frames()) {
-        return;
-    }
-    let (with, without) = match base.native() {
-        true => ("BASE", "NEW"),
-        false => ("NEW", "BASE"),
-    };
-    base.analysis.tables.frame_view = FrameView::PythonOnly;
-    new.analysis.tables.frame_view = FrameView::PythonOnly;
-    crate::say!(
-        "memtrace: {with} has native stacks and {without} has not: locations are compared by their Python frames (as with --python-only)"
-    );
-}
-
 #[derive(Serialize)]
 struct JsonDiff {
     base: String,
@@ -158,7 +125,11 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
     let mut base = Loaded::read(&args.view.capture(&args.base)?, &opts)?;
     let mut new = Loaded::read(&args.view.capture(&args.new)?, &opts)?;
-    match_frames(&mut base, &mut new, &opts);
+    view_args::match_frames(
+        (&base.capture, &mut base.analysis),
+        (&new.capture, &mut new.analysis),
+        &opts,
+    );
     let (base, new) = (base.side(), new.side());
     let d = JsonDiff {
         base: args.base.display().to_string(),

@@ -7,6 +7,7 @@ use crate::view_args::{self, ViewArgs};
 use clap::Args;
 use memtrace_reporter::family::page as family_page;
 use memtrace_reporter::flamegraph::report::{self, Side};
+use memtrace_reporter::report::tree;
 use memtrace_reporter::report::views::{View, ViewOptions};
 use std::path::{Path, PathBuf};
 
@@ -103,15 +104,25 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
     save(&out, &html)
 }
 
-/// One capture's side of a differential page (its warnings shown as it is read).
-fn side(path: &Path, opts: &ViewOptions) -> Result<Side, String> {
-    let (capture, analysis, selection, tree) = view_args::load_tree(path, opts)?;
-    Ok(Side::new(
-        &capture,
-        &analysis,
-        &selection,
-        tree,
-        opts.split_threads,
+/// The two sides of a differential page, their frames matched as `memtrace diff` matches
+/// them (a capture with native stacks against one without: by Python frames).
+fn sides(base: &Path, new: &Path, opts: &ViewOptions) -> Result<(Side, Side), String> {
+    let (base_capture, mut base_analysis, base_selection) = view_args::load_selection(base, opts)?;
+    let (new_capture, mut new_analysis, new_selection) = view_args::load_selection(new, opts)?;
+    view_args::match_frames(
+        (&base_capture, &mut base_analysis),
+        (&new_capture, &mut new_analysis),
+        opts,
+    );
+    let side = |capture, analysis: &_, selection| {
+        let (tree, warnings) = tree::build(capture, analysis, selection, opts.split_threads);
+        view_args::warn(&analysis.warnings);
+        view_args::warn(&warnings);
+        Side::new(capture, analysis, selection, tree, opts.split_threads)
+    };
+    Ok((
+        side(&base_capture, &base_analysis, &base_selection),
+        side(&new_capture, &new_analysis, &new_selection),
     ))
 }
 
@@ -124,8 +135,11 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
     memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
     memtrace_reporter::output::check_page_output(&out, args.force)?;
     let opts = args.view.options(View::Peak);
-    let base = side(&args.view.capture(base)?, &opts)?;
-    let new = side(&args.view.capture(&args.file)?, &opts)?;
+    let (base, new) = sides(
+        &args.view.capture(base)?,
+        &args.view.capture(&args.file)?,
+        &opts,
+    )?;
     let html = report::diff_page(&base, &new, args.inverted)?;
     save(&out, &html)
 }
