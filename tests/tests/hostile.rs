@@ -1049,3 +1049,67 @@ fn a_capture_read_through_dev_stdin_leaves_no_index_in_dev() {
     );
     assert!(!planted.exists());
 }
+
+#[test]
+fn a_name_of_100_kb_is_kept_cut_not_lost() {
+    // A function and a file name of 100 KB, the first strings of a new thread: the string
+    // record did not fit the thread's first staging area and was lost for good, the frame
+    // read as `<unknown>`. Now the first 4,096 bytes are kept.
+    let dir = scratch("hostile-long-name");
+    let script = write(
+        &dir,
+        "long.py",
+        "import threading\n\
+         keep = []\n\
+         ns = {'keep': keep}\n\
+         exec(compile('def g():\\n    keep.append(bytearray(1_000_000))\\n', 'f' * 100_000 + '.py', 'exec'), ns)\n\
+         g = ns['g']\n\
+         import sys\n\
+         names = ['co_name', 'co_qualname'] if sys.version_info >= (3, 11) else ['co_name']\n\
+         g.__code__ = g.__code__.replace(**{n: 'a' + 'N' * 100_000 for n in names})\n\
+         t = threading.Thread(target=g)\n\
+         t.start()\n\
+         t.join()\n",
+    );
+    let capture = dir.join("long.bin");
+    let out = tracked(
+        python(),
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let r = run_bounded(
+        &["stats".into(), "--json".into(), s(&capture)],
+        &dir,
+        TIME_LIMIT,
+    );
+    r.check();
+    let v = r.json();
+    let top = &v["top_at_peak"][0];
+    let function = top["function"].as_str().unwrap_or_default();
+    let file = top["file"].as_str().unwrap_or_default();
+    let short = |t: &str| t.chars().take(20).collect::<String>();
+    let what = format!(
+        "function {}... ({} bytes), file {}... ({} bytes), line {}, {} bytes",
+        short(function),
+        function.len(),
+        short(file),
+        file.len(),
+        top["line"],
+        top["bytes"]
+    );
+    assert!(
+        function.len() == 4096 && function.starts_with("aNNN"),
+        "{what}"
+    );
+    assert!(file.len() == 4096 && file.starts_with("fff"), "{what}");
+    assert_eq!(top["line"], 2, "{what}");
+    assert!(
+        top["bytes"]
+            .as_u64()
+            .is_some_and(|b| (1_000_000..1_000_200).contains(&b)),
+        "{what}"
+    );
+}
