@@ -5,7 +5,9 @@ use super::scan::ChunkEntry;
 use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::columns::RecordSink;
 use memtrace_format::record::Segment;
-use memtrace_format::{columns, Allocator, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Record};
+use memtrace_format::{
+    columns, Allocator, ChunkCodec, ChunkHeader, ChunkKind, Decoder, Record, CHUNK_HEADER_LEN,
+};
 use std::borrow::Cow;
 use std::cell::RefCell;
 
@@ -247,8 +249,17 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         offset: entry.offset,
         ..DecodedChunk::default()
     };
+    // A live staging area the tracker flushed since the scan now holds its thread's next
+    // chunk (or another thread's): what it held is in an Events chunk this read does not
+    // know. Not damage: the capture is being written.
+    let staging = entry.header.kind == ChunkKind::Staging;
+    let held = (entry.header.thread_serial, entry.header.seq);
+    if staging && staging_now(file, entry) != Some(held) {
+        return out;
+    }
     let payload = match payload(file, entry) {
         Ok(b) => b,
+        Err(_) if staging && staging_now(file, entry) != Some(held) => return out,
         Err(e) => {
             out.warning = Some(format!(
                 "skipped damaged chunk at {}: cannot decompress it: {e}",
@@ -270,7 +281,14 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         events: &mut out.events,
         tables: &mut out.tables,
     };
-    if let Err(e) = payload.each_record(&mut sink) {
+    let decoded = payload.each_record(&mut sink);
+    // Flushed while it was read: what was read may mix two chunks' records.
+    if staging && staging_now(file, entry) != Some(held) {
+        out.events.clear();
+        out.tables = ChunkTables::default();
+        return out;
+    }
+    if let Err(e) = decoded {
         out.warning = Some(format!(
             "damaged records in chunk at {}: {e}; kept the {} events before it",
             entry.describe(),
@@ -278,6 +296,14 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         ));
     }
     out
+}
+
+/// The thread and sequence number a live staging area holds now (the tracker starts the
+/// thread's next chunk there when it flushes one); None when it is no staging area any more.
+fn staging_now(file: &[u8], entry: &ChunkEntry) -> Option<(u32, u32)> {
+    let head = file.get(entry.offset..entry.offset + CHUNK_HEADER_LEN)?;
+    let h = ChunkHeader::decode(head)?;
+    (h.kind == ChunkKind::Staging).then_some((h.thread_serial, h.seq))
 }
 
 /// Decodes records into `events` (when `timed`) and `tables`; stops at the first bad record.
