@@ -1524,3 +1524,63 @@ fn a_pycache_prefix_keeps_nothing_of_the_hook() {
     }
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// tracemalloc on, then imports: tracemalloc calls malloc while it holds its table lock, and
+/// the tracker's hook, naming a code object it had not seen, set the code's `co_extra` slot,
+/// which allocated through tracemalloc's hook and waited on that lock for good (every Python).
+const WITH_TRACEMALLOC: &str = "\
+import tracemalloc
+tracemalloc.start(10)
+import json, decimal, email.parser
+def f(n):
+    return [str(i) for i in range(n)]
+x = f(20000)
+snapshot = tracemalloc.take_snapshot()
+lines = {s.traceback[0].lineno for s in snapshot.statistics('lineno')}
+print(len(x), 5 in lines)
+";
+
+#[test]
+fn a_program_using_tracemalloc_runs_as_alone() {
+    let dir = scratch("py-tracemalloc");
+    let script = write(&dir, "tm.py", WITH_TRACEMALLOC);
+    let script = script.to_str().expect("utf-8 path");
+    let mut pythons: Vec<PathBuf> = claimed_pythons().into_iter().map(|(_, p)| p).collect();
+    let debian = PathBuf::from("/usr/bin/python3");
+    if debian.exists() {
+        pythons.push(debian);
+    }
+    for py in &pythons {
+        let alone = untracked(py, &[script], &dir, b"");
+        assert_eq!(
+            String::from_utf8_lossy(&alone.stdout),
+            "20000 True\n",
+            "{py:?}"
+        );
+        let capture = dir.join("tm.bin");
+        let out = tracked(py, &capture, &[script], &dir, b"");
+        assert!(out.status.success(), "{py:?}: {out:?}");
+        assert_eq!(out.stdout, alone.stdout, "{py:?}");
+        let s = stats(&capture);
+        let at = location(&s, "top_by_size", "f", 5)
+            .or_else(|| location(&s, "top_by_size", "f.<locals>.<listcomp>", 5))
+            .or_else(|| location(&s, "top_by_size", "<listcomp>", 5));
+        assert!(
+            at.is_some(),
+            "{py:?}: no allocation at tm.py:5 in {}",
+            s["top_by_size"]
+        );
+        // Started by the environment, from the interpreter's start.
+        let out = Command::new(memtrace_e2e::memtrace_bin())
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&capture)
+            .arg("--python")
+            .arg(py)
+            .args(["-c", "import json, decimal; print('ok')"])
+            .env("PYTHONTRACEMALLOC", "5")
+            .current_dir(&dir)
+            .output_watched();
+        assert!(out.status.success(), "{py:?}: {out:?}");
+        assert_eq!(out.stdout, b"ok\n", "{py:?}");
+    }
+}

@@ -52,11 +52,6 @@ pub struct Api {
     pub frame_get_line_number: unsafe extern "C" fn(*mut Object) -> c_int,
     pub object_get_attr_string: unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object,
     pub unicode_as_utf8_and_size: unsafe extern "C" fn(*mut Object, *mut isize) -> *const c_char,
-    /// `PyUnicode_EncodeFSDefault` and `PyBytes_AsStringAndSize`: a file name's bytes as the
-    /// file system has them (a name that is not UTF-8 is kept with surrogate escapes).
-    pub unicode_encode_fs_default: unsafe extern "C" fn(*mut Object) -> *mut Object,
-    pub bytes_as_string_and_size:
-        unsafe extern "C" fn(*mut Object, *mut *mut c_char, *mut isize) -> c_int,
     pub err_clear: unsafe extern "C" fn(),
     pub inc_ref: unsafe extern "C" fn(*mut Object),
     pub dec_ref: unsafe extern "C" fn(*mut Object),
@@ -73,6 +68,10 @@ pub struct Api {
     /// A slot of every code object's `co_extra`, whose free function CPython calls when the
     /// code object is deallocated (codes.rs: a named code's death empties the caches).
     pub code_extra: Option<CodeExtra>,
+    /// `Py_AddPendingCall`: runs a function in the main thread, with the GIL, between two
+    /// bytecodes: outside any allocator, where a hook is not (codes.rs).
+    pub add_pending_call:
+        unsafe extern "C" fn(unsafe extern "C" fn(*mut c_void) -> c_int, *mut c_void) -> c_int,
     pub none: *mut Object,
     pub code_type: *mut Object,
 }
@@ -159,11 +158,6 @@ fn resolve() -> Option<Api> {
             c"PyUnicode_AsUTF8AndSize",
             unsafe extern "C" fn(*mut Object, *mut isize) -> *const c_char
         ),
-        unicode_encode_fs_default: func!(c"PyUnicode_EncodeFSDefault", F<*mut Object, *mut Object>),
-        bytes_as_string_and_size: func!(
-            c"PyBytes_AsStringAndSize",
-            unsafe extern "C" fn(*mut Object, *mut *mut c_char, *mut isize) -> c_int
-        ),
         err_clear: func!(c"PyErr_Clear", unsafe extern "C" fn()),
         inc_ref: func!(c"Py_IncRef", F<*mut Object, ()>),
         dec_ref: func!(c"Py_DecRef", F<*mut Object, ()>),
@@ -194,6 +188,10 @@ fn resolve() -> Option<Api> {
         }),
         get_version: func!(c"Py_GetVersion", unsafe extern "C" fn() -> *const c_char),
         code_extra: code_extra(),
+        add_pending_call: func!(
+            c"Py_AddPendingCall",
+            unsafe extern "C" fn(unsafe extern "C" fn(*mut c_void) -> c_int, *mut c_void) -> c_int
+        ),
         none: sym(c"_Py_NoneStruct")?,
         code_type: sym(c"PyCode_Type")?,
     })

@@ -6,9 +6,17 @@
 //! new code object may take once the old one is gone: a named code object's death is watched
 //! (under the GIL, a slot of its `co_extra` whose free function CPython calls when it is
 //! deallocated), and takes it out of the table; each thread forgets what its caches hold of it
-//! before its next stack, so before the address can serve again ([`deaths`], [`dead_since`]). Where no slot can be had, it is kept alive instead
-//! (one reference): the program then keeps every code object that allocated, which held
-//! 500 compiled and dropped code objects (10 MB) alive in a test, and each imported module's.
+//! before its next stack, so before the address can serve again ([`deaths`], [`dead_since`]).
+//! Where no slot can be had, it is kept alive instead (one reference): the program then keeps
+//! every code object that allocated, which held 500 compiled and dropped code objects (10 MB)
+//! alive in a test, and each imported module's.
+//!
+//! Setting the slot allocates (`_PyCode_SetExtra` grows `co_extra` with PyMem_Realloc), which
+//! a hook must never do: tracemalloc calls malloc holding its table lock, and the realloc went
+//! through tracemalloc's hook to that lock (the program hung for good). A hook takes a
+//! reference on a code it names, which keeps its address unique, and queues it; the queue is
+//! watched from a pending call (`Py_AddPendingCall`: the main thread, between two bytecodes,
+//! outside any allocator), which then drops the reference.
 
 use super::api::Api;
 use super::layout::{read, Layout};
@@ -16,7 +24,8 @@ use super::Tables;
 use crate::lock::SpinLock;
 use crate::stacks;
 use crate::stacks::FastMap;
-use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 
 /// What a frame running a code object shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,11 +123,91 @@ fn watch_death(api: &Api, code: usize) -> bool {
     set
 }
 
+/// Codes named in a hook whose death is to be watched at the next pending call, each held by
+/// a reference meanwhile.
+struct Queued {
+    codes: [usize; QUEUED_MAX],
+    len: usize,
+}
+const QUEUED_MAX: usize = 256;
+static QUEUED: SpinLock<Queued> = SpinLock::new(Queued {
+    codes: [0; QUEUED_MAX],
+    len: 0,
+});
+/// A pending call to [`watch_queued`] is asked for and has not started.
+static SCHEDULED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps `code` (named in a hook, the GIL held) alive and has its death watched later, from a
+/// pending call; with no room in the queue, it stays alive (as where no slot can be had).
+fn watch_later(api: &Api, code: usize) {
+    // SAFETY: the GIL is held; the reference is dropped once the death is watched.
+    unsafe { (api.inc_ref)(code as *mut _) };
+    if api.code_extra.is_none() || EXTRA_SLOT.load(Ordering::Relaxed) == NO_SLOT {
+        return;
+    }
+    {
+        let mut q = QUEUED.lock();
+        if q.len == QUEUED_MAX {
+            return;
+        }
+        let n = q.len;
+        q.codes[n] = code;
+        q.len += 1;
+    }
+    if !SCHEDULED.swap(true, Ordering::AcqRel) {
+        // SAFETY: callable from any thread; it queues the call in a fixed table, under a lock
+        // of its own, and allocates nothing.
+        let queued = unsafe { (api.add_pending_call)(watch_queued, core::ptr::null_mut()) };
+        if queued != 0 {
+            // The interpreter's table is full: the next code named asks again.
+            SCHEDULED.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// The pending call: watches the queued codes' deaths and drops the references that kept
+/// them. Runs in the main thread with the GIL, between two bytecodes.
+unsafe extern "C" fn watch_queued(_: *mut core::ffi::c_void) -> libc::c_int {
+    // First: a code queued from here on asks for a call of its own.
+    SCHEDULED.store(false, Ordering::Release);
+    let Some(api) = super::api::get() else {
+        return 0;
+    };
+    let (codes, n) = {
+        let mut q = QUEUED.lock();
+        let taken = (q.codes, q.len);
+        q.len = 0;
+        taken
+    };
+    let mut watched = [false; QUEUED_MAX];
+    {
+        // What setting the slots allocates is the tracker's, not the program's.
+        let t = crate::tls::get();
+        let was = t.in_tracker;
+        t.in_tracker = 1;
+        for (w, &code) in watched.iter_mut().zip(&codes[..n]) {
+            *w = watch_death(api, code);
+        }
+        crate::tls::get().in_tracker = was;
+    }
+    // Outside the tracker's flag: a code whose last reference this is deallocates here, and
+    // what that runs (weak-reference callbacks) is the program's.
+    for (&w, &code) in watched.iter().zip(&codes[..n]) {
+        if w {
+            // SAFETY: the GIL is held; the reference taken in `watch_later`.
+            unsafe { (api.dec_ref)(code as *mut _) };
+        }
+    }
+    0
+}
+
 pub fn lock_for_fork() {
     CODES.raw_lock();
+    QUEUED.raw_lock();
 }
 
 pub fn unlock_after_fork() {
+    QUEUED.raw_unlock();
     CODES.raw_unlock();
 }
 
@@ -142,23 +231,13 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
     // file fields are set at creation and never change.
     let (function, file) = unsafe {
         (
-            text(api, layout, read(code + layout.co_qualname), gil),
-            text(api, layout, read(code + layout.co_filename), gil),
+            text(layout, read(code + layout.co_qualname)),
+            text(layout, read(code + layout.co_filename)),
         )
     };
-    // A file name that is not UTF-8 (Python keeps its bytes as surrogate escapes): its bytes.
-    let undecodable;
-    let file = match file {
-        None if gil => {
-            // SAFETY: the GIL is held; the code's file name is a live str (see above).
-            undecodable = unsafe { fs_bytes(api, read(code + layout.co_filename)) };
-            undecodable.as_deref()
-        }
-        file => file,
-    };
     let readable = function.is_some() && file.is_some();
-    let function = function.unwrap_or(b"<unknown>");
-    let file = file.unwrap_or(b"<unknown>");
+    let function = function.as_deref().unwrap_or(b"<unknown>");
+    let file = file.as_deref().unwrap_or(b"<unknown>");
     let named = if is_bootstrap(file) {
         Named::Hidden
     } else {
@@ -170,9 +249,8 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
     // A code named in an earlier epoch (before a followed fork) is kept already.
     let settled = readable && (kept.is_some() || gil);
     if settled {
-        if kept.is_none() && !lives_forever(code) && !watch_death(api, code) {
-            // SAFETY: the GIL is held; the new reference stays with the table.
-            unsafe { (api.inc_ref)(code as *mut _) };
+        if kept.is_none() && !lives_forever(code) {
+            watch_later(api, code);
         }
         CODES
             .lock()
@@ -182,68 +260,83 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
     (named, settled)
 }
 
-/// The UTF-8 text of the str object at `s`: read in place when it is compact ASCII (its bytes
-/// follow the header and never change), else through the C API when the GIL is held.
+/// The UTF-8 text of the str object at `s`, read in place: a compact ASCII str's characters
+/// (they follow its header and never change), a compact str's cached UTF-8 form, or its code
+/// points (one, two or four bytes each) encoded here, with surrogate escapes (U+DC80 to
+/// U+DCFF, how Python keeps a file name's bytes that are not UTF-8) back to the bytes they
+/// stand for, as the file system encoding gives them. Never through the C API: that allocates
+/// (the UTF-8 cache, a bytes object), and a hook may run where CPython's allocator must not be
+/// entered (tracemalloc calls malloc holding its table lock: a non-ASCII name hung the
+/// program); and it needs no GIL.
 ///
 /// # Safety
 /// `s` is a live str object of the layout's version, alive as long as the returned slice is.
-unsafe fn text<'a>(api: &Api, layout: &Layout, s: usize, gil: bool) -> Option<&'a [u8]> {
+unsafe fn text<'a>(layout: &Layout, s: usize) -> Option<Cow<'a, [u8]>> {
     if s == 0 {
         return None;
     }
     // SAFETY: per the caller: PyASCIIObject's length (offset 16) and state bits (offset 32:
-    // compact is bit 5, ascii bit 6 in 3.10 to 3.13) are readable.
+    // kind is bits 2 to 4, compact bit 5, ascii bit 6 in 3.10 to 3.13) are readable.
     let (len, state) = unsafe { (read(s + 16) as isize, ((s + 32) as *const u32).read()) };
-    const COMPACT_ASCII: u32 = (1 << 5) | (1 << 6);
-    if state & COMPACT_ASCII == COMPACT_ASCII && len >= 0 {
-        // SAFETY: a compact ASCII str keeps its `len` characters right after its header.
-        return Some(unsafe {
-            core::slice::from_raw_parts((s + layout.ascii_data) as *const u8, len as usize)
-        });
-    }
-    if !gil {
+    const COMPACT: u32 = 1 << 5;
+    const ASCII: u32 = 1 << 6;
+    if state & COMPACT == 0 || len < 0 {
         return None;
     }
-    let mut n: isize = 0;
-    // SAFETY: the GIL is held; the UTF-8 buffer is cached in the str object, which outlives
-    // the slice per the caller.
-    unsafe {
-        let p = (api.unicode_as_utf8_and_size)(s as *mut _, &mut n);
-        if p.is_null() || n < 0 {
-            (api.err_clear)();
-            return None;
-        }
-        Some(core::slice::from_raw_parts(p as *const u8, n as usize))
+    let len = len as usize;
+    if state & ASCII != 0 {
+        // SAFETY: a compact ASCII str keeps its `len` characters right after its header.
+        return Some(Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts((s + layout.ascii_data) as *const u8, len)
+        }));
     }
+    // PyCompactUnicodeObject: utf8_length, utf8, (3.10 and 3.11: wstr_length), then the data.
+    // SAFETY: a compact str's header holds these fields after PyASCIIObject's.
+    let (utf8_len, utf8) = unsafe {
+        (
+            read(s + layout.ascii_data) as isize,
+            read(s + layout.ascii_data + 8),
+        )
+    };
+    if utf8 != 0 && utf8_len >= 0 {
+        // SAFETY: the UTF-8 form, once made, stays with the str until it dies.
+        return Some(Cow::Borrowed(unsafe {
+            core::slice::from_raw_parts(utf8 as *const u8, utf8_len as usize)
+        }));
+    }
+    let data = s + layout.ascii_data + if layout.ascii_data == 48 { 24 } else { 16 };
+    let width = match (state >> 2) & 7 {
+        kind @ (1 | 2 | 4) => kind as usize,
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(len * 2);
+    for i in 0..len.min(MAX_CHARACTERS) {
+        // SAFETY: `len` code points of `width` bytes follow the compact header.
+        let point = unsafe {
+            match width {
+                1 => u32::from(*((data + i) as *const u8)),
+                2 => u32::from(((data + 2 * i) as *const u16).read_unaligned()),
+                _ => ((data + 4 * i) as *const u32).read_unaligned(),
+            }
+        };
+        push_utf8(&mut out, point);
+    }
+    Some(Cow::Owned(out))
 }
 
-/// The bytes of the str at `s` as the file system's encoding gives them (with surrogate
-/// escapes back to the bytes they stand for), copied.
-///
-/// # Safety
-/// The GIL is held; `s` is a live str object (or 0).
-unsafe fn fs_bytes(api: &Api, s: usize) -> Option<Vec<u8>> {
-    if s == 0 {
-        return None;
+/// Names are cut in the capture (record::thread MAX_STRING); a longer str is not read whole.
+const MAX_CHARACTERS: usize = 4096;
+
+/// Appends code point `point` as UTF-8; a surrogate escape as the byte it stands for, another
+/// surrogate (or a value past Unicode) as U+FFFD.
+fn push_utf8(out: &mut Vec<u8>, point: u32) {
+    if (0xDC80..=0xDCFF).contains(&point) {
+        out.push((point - 0xDC00) as u8);
+        return;
     }
-    // SAFETY: per the caller; the bytes object's buffer is copied before it is released.
-    unsafe {
-        let b = (api.unicode_encode_fs_default)(s as *mut _);
-        if b.is_null() {
-            (api.err_clear)();
-            return None;
-        }
-        let mut p: *mut libc::c_char = core::ptr::null_mut();
-        let mut n: isize = 0;
-        let out = if (api.bytes_as_string_and_size)(b, &mut p, &mut n) == 0 && n >= 0 {
-            Some(core::slice::from_raw_parts(p as *const u8, n as usize).to_vec())
-        } else {
-            (api.err_clear)();
-            None
-        };
-        (api.dec_ref)(b);
-        out
-    }
+    let c = char::from_u32(point).unwrap_or(char::REPLACEMENT_CHARACTER);
+    let mut buf = [0u8; 4];
+    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
 }
 
 /// memtrace's start-up hook (`memtrace-py-<pid>/sitecustomize.py`, see
@@ -270,6 +363,20 @@ fn string(bytes: &[u8], tables: &mut dyn Tables) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::is_bootstrap;
+
+    #[test]
+    fn code_points_are_written_as_utf8_and_escapes_as_their_bytes() {
+        let mut out = Vec::new();
+        for c in "fünf Größe €𝄞".chars() {
+            super::push_utf8(&mut out, c as u32);
+        }
+        assert_eq!(out, "fünf Größe €𝄞".as_bytes());
+        let mut out = Vec::new();
+        for point in [u32::from(b'a'), 0xDCFF, 0xDC80, 0xD800] {
+            super::push_utf8(&mut out, point);
+        }
+        assert_eq!(out, b"a\xff\x80\xef\xbf\xbd");
+    }
 
     #[test]
     fn only_the_start_up_hook_is_hidden() {
