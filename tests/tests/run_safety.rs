@@ -1302,3 +1302,53 @@ fn an_output_that_is_not_a_regular_file_is_refused_and_left_alone() {
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
+
+/// A supervisor (untracked) that counts the SIGUSR1s it gets and runs its arguments.
+const SUPERVISOR: &str = "\
+import signal, subprocess, sys
+got = []
+signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+rc = subprocess.call(sys.argv[1:])
+print('child', rc, 'signals', len(got))
+";
+
+/// The child tells its parent it is ready (Xvfb's and many daemons' way), and goes on.
+const READY: &str = "\
+import os, signal, time
+os.kill(os.getppid(), signal.SIGUSR1)
+time.sleep(0.3)
+print('still here')
+";
+
+#[test]
+fn a_signal_the_program_sends_its_parent_reaches_memtrace_s_parent() {
+    // memtrace is the program's parent: it passed the signal back to the program (killed by
+    // its own SIGUSR1, the supervisor never told).
+    let (dir, _) = dirs("signal-to-parent");
+    let supervisor = write(&dir, "supervisor.py", SUPERVISOR);
+    let child = write(&dir, "ready.py", READY);
+    let py = python().to_str().expect("utf-8").to_string();
+    let alone = Command::new(&py)
+        .arg(&supervisor)
+        .arg(&py)
+        .arg(&child)
+        .output_watched();
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "still here\nchild 0 signals 1\n"
+    );
+    let tracked = Command::new(&py)
+        .arg(&supervisor)
+        .arg(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(dir.join("ready.bin"))
+        .arg("--python")
+        .arg(&py)
+        .arg(&child)
+        .output_watched();
+    assert_eq!(
+        String::from_utf8_lossy(&tracked.stdout),
+        "still here\nchild 0 signals 1\n",
+        "{tracked:?}"
+    );
+}

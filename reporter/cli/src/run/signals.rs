@@ -163,6 +163,20 @@ impl Drop for Forwarder {
 
 /// Passes a signal memtrace got on to the program, unless the program got it itself.
 fn pass_on(shared: &Mutex<State>, info: &libc::siginfo_t) {
+    // SAFETY: the siginfo of a signal sent with kill(2), sigqueue(3) or tgkill(2) (si_code 0
+    // or below): si_pid is its sender.
+    let sender = (info.si_code <= 0).then(|| unsafe { info.si_pid() });
+    let program = lock(shared).program;
+    // Sent by the program (or a process of its own) to its parent, which memtrace is: alone,
+    // it would have reached memtrace's parent (a supervisor told "ready", `kill $PPID`).
+    // Passed back to the program, it killed the program instead.
+    if let (Some(sender), Some(program)) = (sender, program) {
+        if sender > 0 && descends_from(sender, program) {
+            // SAFETY: getppid(2) and kill(2) of a plain signal number.
+            unsafe { libc::kill(libc::getppid(), info.si_signo) };
+            return;
+        }
+    }
     let pid = {
         let mut state = lock(shared);
         match state.program {
@@ -176,8 +190,7 @@ fn pass_on(shared: &Mutex<State>, info: &libc::siginfo_t) {
     if received_it_too(info.si_signo, info.si_code, pid) {
         return;
     }
-    // SAFETY: the siginfo of a signal sent with kill(2): si_pid is its sender.
-    let sender = unsafe { info.si_pid() };
+    let sender = sender.unwrap_or(0);
     // Sent to the program's group as well (`timeout`): the program has it.
     if info.si_code == libc::SI_USER && sentinel::group_got(info.si_signo, sender) {
         return;
@@ -185,6 +198,29 @@ fn pass_on(shared: &Mutex<State>, info: &libc::siginfo_t) {
     if !lock(shared).ended {
         send(pid, info.si_signo);
     }
+}
+
+/// Whether process `p` is `ancestor` or one of its descendants (its parents read from /proc,
+/// a few levels up).
+fn descends_from(p: libc::pid_t, ancestor: libc::pid_t) -> bool {
+    let mut p = p;
+    for _ in 0..32 {
+        if p == ancestor {
+            return true;
+        }
+        match parent_of(p) {
+            Some(parent) if parent > 1 => p = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The parent of process `p` (/proc/p/stat's fourth field, after the command in parentheses).
+fn parent_of(p: libc::pid_t) -> Option<libc::pid_t> {
+    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Names memtrace to the tracker in the program, which then asks for SIGKILL when memtrace ends
