@@ -1352,3 +1352,185 @@ fn a_signal_the_program_sends_its_parent_reaches_memtrace_s_parent() {
         "{tracked:?}"
     );
 }
+
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(memtrace_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output_watched()
+}
+
+#[test]
+fn the_capture_never_replaces_the_program_it_runs() {
+    // `-f -o app.py app.py` made the script a capture (and `-o ./tool ./tool` the program).
+    let (dir, _) = dirs("output-is-program");
+    let script = write(&dir, "app.py", "print('mine')\n");
+    let out = run_in(&dir, &["run", "-f", "-o", "app.py", "app.py"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "memtrace: app.py is the program this runs (app.py): the capture needs another name\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&script).expect("kept"),
+        "print('mine')\n"
+    );
+    std::fs::copy("/bin/true", dir.join("tool")).expect("copy");
+    let out = run_in(&dir, &["run", "-q", "-f", "-o", "tool", "./tool"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        std::fs::read(dir.join("tool")).expect("kept"),
+        std::fs::read("/bin/true").expect("true")
+    );
+}
+
+#[test]
+fn the_live_view_s_output_file_is_not_overwritten_without_force() {
+    let (dir, _) = dirs("live-out-kept");
+    write(&dir, "s.py", "print('hello')\n");
+    write(&dir, "lv.bin.out", "my notes\n");
+    // In a terminal (`script` gives it one): the view needs it.
+    let command = format!("{} run --live -o lv.bin s.py", memtrace_bin().display());
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("lv.bin.out already exists"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("lv.bin.out")).expect("kept"),
+        "my notes\n"
+    );
+    assert!(!dir.join("lv.bin").exists());
+}
+
+#[test]
+fn an_executable_py_file_of_another_interpreter_runs_as_its_path_would() {
+    // `./bashy.py` runs bash, as its #! line says; it ran with python3 (a SyntaxError).
+    let (dir, _) = dirs("foreign-shebang");
+    let script = write(&dir, "bashy.py", "#!/bin/bash\necho \"bash here $0 $1\"\n");
+    let mut perm = std::fs::metadata(&script).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&script, perm).expect("chmod");
+    let alone = Command::new("./bashy.py")
+        .arg("a")
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "bash here ./bashy.py a\n"
+    );
+    let out = run_in(&dir, &["run", "-q", "-o", "b.bin", "./bashy.py", "a"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, alone.stdout);
+    assert!(dir.join("b.bin").exists());
+}
+
+#[test]
+fn a_default_capture_in_a_directory_that_cannot_be_written_is_refused_before_the_run() {
+    // The whole program ran unrecorded, and the reason came at its end, with exit status 0.
+    let (dir, _) = dirs("cwd-read-only");
+    let ro = dir.join("ro");
+    std::fs::create_dir(&ro).expect("dir");
+    let marker = dir.join("ran");
+    let script = format!("touch {}", marker.display());
+    // As user nobody (root writes anywhere): a directory of mode 555.
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555))
+        .expect("chmod");
+    let as_root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !as_root {
+        eprintln!("not root: the run as another user is not tried");
+        return;
+    }
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "/bin/sh", "-c", &script])
+        .current_dir(&ro)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("memtrace: cannot write the capture in the current directory"),
+        "{out:?}"
+    );
+    assert!(!marker.exists(), "the program ran");
+}
+
+#[test]
+fn a_run_the_tracker_could_not_join_says_so_even_quiet_and_leaves_no_old_capture() {
+    // A program whose loader fails (a library gone) runs no constructor: no capture. With -q
+    // nothing was said, and with -f the old capture stayed at the name, as if this run's.
+    let (dir, _) = dirs("tracker-never-loads");
+    write(&dir, "gone.c", "int gone(void) { return 1; }\n");
+    write(
+        &dir,
+        "main.c",
+        "int gone(void);\nint main(void) { return gone(); }\n",
+    );
+    let gcc = |args: &[&str]| {
+        let ok = Command::new("gcc")
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .expect("gcc runs")
+            .success();
+        assert!(ok, "gcc {args:?}");
+    };
+    gcc(&["-shared", "-fPIC", "-o", "libgone.so", "gone.c"]);
+    gcc(&[
+        "-o",
+        "needs_gone",
+        "main.c",
+        "-L.",
+        "-lgone",
+        "-Wl,-rpath,$ORIGIN",
+    ]);
+    std::fs::remove_file(dir.join("libgone.so")).expect("remove");
+    write(&dir, "old.bin", "OLD\n");
+    let out = run_in(&dir, &["run", "-q", "-f", "-o", "old.bin", "./needs_gone"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("libgone.so"), "{err}");
+    assert!(err.contains("memtrace: no capture was written"), "{err}");
+    assert!(!dir.join("old.bin").exists(), "the old capture stayed");
+}
+
+#[test]
+fn a_run_in_a_new_pid_namespace_never_names_an_earlier_run_s_capture() {
+    // Every run in a fresh pid namespace gets the same pid, so the same default name: the
+    // second run said "wrote memtrace-echo.3.bin" of the first run's capture.
+    let (dir, _) = dirs("pid-namespace");
+    let unshare = |word: &str| {
+        Command::new("unshare")
+            .args(["-fp", "--mount-proc"])
+            .arg(memtrace_bin())
+            .args(["run", "/bin/echo", word])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched()
+    };
+    let first = unshare("first");
+    if !first.status.success() {
+        eprintln!("no pid namespace here (unshare: {first:?}): not tried");
+        return;
+    }
+    let names = entries(&dir);
+    let second = unshare("second");
+    assert_eq!(second.stdout, b"second\n");
+    let err = String::from_utf8_lossy(&second.stderr);
+    if entries(&dir) == names {
+        // The same name: this run wrote nothing, and says whose the file is.
+        assert!(!err.contains("memtrace: wrote"), "{err}");
+        assert!(err.contains("is an earlier run's"), "{err}");
+    }
+}

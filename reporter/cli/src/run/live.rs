@@ -23,9 +23,16 @@ pub fn output_path(template: &Path) -> PathBuf {
     PathBuf::from(format!("{name}.out"))
 }
 
-/// Sends the program's stdout and stderr to `out` (created, or truncated) and gives it no
-/// terminal input: the terminal is the view's.
-pub fn redirect(cmd: &mut Command, out: &Path) -> Result<(), RunError> {
+/// Sends the program's stdout and stderr to `out` (created; an existing file is overwritten
+/// only with `force`, as the capture is) and gives it no terminal input: the terminal is the
+/// view's.
+pub fn redirect(cmd: &mut Command, out: &Path, force: bool) -> Result<(), RunError> {
+    if !force && std::fs::symlink_metadata(out).is_ok() {
+        return Err(RunError(format!(
+            "{} already exists (the program's output goes there; use -f to overwrite it)",
+            out.display()
+        )));
+    }
     let file = File::create(out).map_err(|e| {
         RunError(format!(
             "cannot write the program's output to {}: {e}",

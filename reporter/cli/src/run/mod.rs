@@ -31,8 +31,9 @@ use std::process::Command;
 #[command(after_help = "\
 Python: a first word ending in .py, or -m MODULE, or -c CODE runs the Python interpreter
 (--python PATH, else $VIRTUAL_ENV/bin/python, else python3 on PATH) exactly as
-`python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged.
-memtrace's options come first; every word after the program is the program's.
+`python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged (an
+executable script whose #! line names Python runs with that interpreter; one whose #! line
+names another, bash or node, runs as its path would run it). memtrace's options come first; every word after the program is the program's.
 
 Examples:
   memtrace run script.py arg1              writes memtrace-script.<pid>.bin
@@ -188,6 +189,20 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
                     out.display()
                 )));
             }
+            if let Some(word) = run_file(out, &args.command, &target.path) {
+                return Err(RunError(format!(
+                    "{} is the program this runs ({}): the capture needs another name",
+                    out.display(),
+                    word.display()
+                )));
+            }
+            // What -f overwrites goes now: a program the tracker cannot be loaded into
+            // (set-user-ID, a loader error) writes no capture, and the old one stayed there
+            // as if it were this run's. (The tracker makes a new file, never truncating one
+            // another run may have mapped; unlinking leaves such a mapping whole.)
+            if args.force && std::fs::symlink_metadata(out).is_ok_and(|m| m.is_file()) {
+                let _ = std::fs::remove_file(out);
+            }
             let dir = out
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
@@ -213,9 +228,18 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             };
             abs.into_os_string()
         }
-        None => cwd
-            .join(format!("memtrace-{}.{{pid}}.bin", target.name))
-            .into_os_string(),
+        None => {
+            // Checked now, as -o is: the tracker found out only at the start, and the whole
+            // program ran unrecorded.
+            if let Err(e) = writable(&cwd) {
+                return Err(RunError(format!(
+                    "cannot write the capture in the current directory {}: {e} (name another place with -o)",
+                    cwd.display()
+                )));
+            }
+            cwd.join(format!("memtrace-{}.{{pid}}.bin", target.name))
+                .into_os_string()
+        }
     };
     let run_dir = rundir::RunDir::create()?;
     let status_file = run_dir.status_path();
@@ -306,10 +330,13 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
                 "--live needs a terminal (stdout is not one)".to_string(),
             ));
         }
-        live::redirect(&mut cmd, out)?;
+        live::redirect(&mut cmd, out, args.force)?;
     }
     let guard = signals::Forwarder::install()
         .map_err(|e| RunError(format!("cannot set up signal handling: {e}")))?;
+    // A capture of this run starts after this (a file of the same name made earlier is not
+    // this run's, whatever its pid says: pids repeat in a new pid namespace).
+    let started = std::time::SystemTime::now();
     let spawned = match (cmd.spawn(), grouping) {
         // The group memtrace left is gone (memtrace was its last member): a group of its own.
         (Err(e), signals::Grouping::MemtraceAlone { .. })
@@ -367,13 +394,18 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         let shown = out.strip_prefix(&cwd).unwrap_or(out);
         crate::say!("memtrace: the program's output is in {}", shown.display());
     }
+    if args.quiet && !capture.exists() {
+        // Quiet leaves out the hints, not a run that recorded nothing.
+        report(&capture, &shown, tracker_msg.as_deref(), status);
+    }
     if !args.quiet {
-        if let Some(pid) = another_process_s(&capture, child.id()) {
+        if let Some(whose) = not_this_run_s(&capture, child.id(), started) {
             // Another run of the same -o created the file meanwhile (this one's tracker then
-            // said it could not create it), or replaced it under -f.
+            // said it could not create it), or replaced it under -f; or an earlier run of the
+            // same pid (a container's) left it.
             say_tracker_lines(tracker_msg.as_deref());
             crate::say!(
-                "memtrace: no capture of this run is at {}: the file there is another process's (pid {pid}), written while this one ran",
+                "memtrace: no capture of this run is at {}: the file there is {whose}",
                 shown.display()
             );
         } else {
@@ -512,10 +544,44 @@ fn say_tracker_lines(tracker_msg: Option<&str>) -> Option<&str> {
     told
 }
 
-/// The process id in the header of the capture at `capture` when it is not the program's
-/// (`pid`): the file is another run's. None when it is the program's or cannot be read.
-fn another_process_s(capture: &Path, pid: u32) -> Option<u32> {
-    header_of(capture).map(|h| h.pid).filter(|&p| p != pid)
+/// The word of the command (`words`, the program at `program`) that names the file at `out`:
+/// a script or an executable the capture would replace (`-f -o app.py app.py`).
+fn run_file<'w>(
+    out: &Path,
+    words: &'w [std::ffi::OsString],
+    program: &'w Path,
+) -> Option<&'w Path> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let target = id(out)?;
+    std::iter::once(program)
+        .chain(words.iter().map(Path::new))
+        .find(|w| id(w) == Some(target))
+}
+
+/// Whose the capture at `capture` is when it is not this run's: another process's (its pid is
+/// not the program's, `pid`), or an earlier run's (it started before this run, `started`).
+/// None when it is this run's or cannot be read.
+fn not_this_run_s(capture: &Path, pid: u32, started: std::time::SystemTime) -> Option<String> {
+    let h = header_of(capture)?;
+    if h.pid != pid {
+        return Some(format!(
+            "another process's (pid {}), written while this one ran",
+            h.pid
+        ));
+    }
+    // The header's start is the tracker's, in the program, on the same clock: after memtrace
+    // started it (10 ms of slack for how the tracker reads it).
+    let started_ns = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (h.start_realtime_ns.saturating_add(10_000_000) < started_ns).then(|| {
+        format!(
+            "an earlier run's of the same pid {} (a new pid namespace gives the same pids): \
+             choose the name with -o",
+            h.pid
+        )
+    })
 }
 
 /// The capture's header (None: not readable).

@@ -39,6 +39,31 @@ pub fn python_of(script: &Path) -> Option<Shebang> {
     name.starts_with(b"python").then_some(shebang)
 }
 
+/// Whether `script` is an executable file whose `#!` line runs something other than Python
+/// (bash, node, `env -S uv run --script`): running it by its path runs that, not Python.
+pub fn runs_another_interpreter(script: &Path) -> bool {
+    if !executable(script) {
+        return false;
+    }
+    let mut head = [0u8; LINE_MAX];
+    let Ok(mut file) = std::fs::File::open(script) else {
+        return false;
+    };
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let Some(shebang) = parse(&head[..n]) else {
+        return false;
+    };
+    Path::new(&shebang.interpreter)
+        .file_name()
+        .is_some_and(|name| !name.as_bytes().starts_with(b"python"))
+}
+
 fn executable(path: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return false;

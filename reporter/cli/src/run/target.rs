@@ -7,6 +7,7 @@ use super::python::{Entry, PythonRun};
 use super::shebang;
 use super::RunError;
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// A program ready to be started with the tracker preloaded.
@@ -30,6 +31,17 @@ pub struct Target {
 
 /// The target of `memtrace run [--python PATH] WORDS...`.
 pub fn plan(words: &[OsString], python: Option<&OsStr>) -> Result<Target, RunError> {
+    // An executable `x.py` whose #! line names another interpreter (bash, node, uv): run as
+    // running it by its path runs it, not with Python.
+    if let (Some((first, rest)), None) = (words.split_first(), python) {
+        let script = Path::new(first);
+        if script.extension() == Some(OsStr::new("py")) && shebang::runs_another_interpreter(script)
+        {
+            let mut explicit = vec![explicit_path(first)];
+            explicit.extend_from_slice(rest);
+            return native_target(&explicit);
+        }
+    }
     match PythonRun::parse(words) {
         Some(run) => python_target(run?, python),
         None if python.is_some() => Err(RunError(
@@ -78,6 +90,17 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         note,
         env,
     })
+}
+
+/// A file name as a path the program resolution takes as a file, not a name to look for on
+/// PATH (`x.py` as `./x.py`).
+fn explicit_path(word: &OsStr) -> OsString {
+    if word.as_bytes().contains(&b'/') {
+        return word.to_os_string();
+    }
+    let mut p = OsString::from("./");
+    p.push(word);
+    p
 }
 
 fn native_target(words: &[OsString]) -> Result<Target, RunError> {
