@@ -393,3 +393,44 @@ fn a_sampled_capture_with_no_sample_says_so() {
         "{text}"
     );
 }
+
+#[test]
+fn a_diff_of_a_sampled_capture_and_a_full_one_says_the_counts_do_not_compare() {
+    // "Allocations 763 -> 3 -99.6%": a sampled capture's live counts are of samples.
+    let dir = scratch("sampling-diff");
+    let prog = compile("sampling", &dir);
+    let sampled = sampled_run(&dir, &prog, &[]);
+    let full = dir.join("full.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            full.to_str().expect("utf-8"),
+            prog.to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    for (base, new, which) in [
+        (&full, &sampled, "NEW is sampled and BASE is not"),
+        (&sampled, &full, "BASE is sampled and NEW is not"),
+    ] {
+        let out = memtrace(
+            &[
+                "diff",
+                base.to_str().expect("utf-8"),
+                new.to_str().expect("utf-8"),
+            ],
+            &dir,
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!(
+                "memtrace: {which}: its counts of live blocks are of samples, so the allocation counts are not comparable"
+            )),
+            "{out:?}"
+        );
+    }
+}

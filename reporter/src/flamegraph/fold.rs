@@ -63,7 +63,8 @@ pub fn clean(name: &str) -> String {
         .chars()
         .map(|c| match c {
             ';' => ':',
-            '\n' | '\r' => ' ',
+            // Line breaks of every reader (Python's splitlines takes the two separators).
+            '\n' | '\r' | '\u{2028}' | '\u{2029}' => ' ',
             c => c,
         })
         .collect();
@@ -83,6 +84,16 @@ mod tests {
             line: Some(1),
             label: f.to_string(),
         }
+    }
+
+    #[test]
+    fn names_keep_one_line_for_every_reader() {
+        let c = clean("a;b\nc\u{2028}d\u{2029}e\u{85}f\u{b}g");
+        assert!(
+            !c.contains([';', '\n', '\r', '\u{2028}', '\u{2029}', '\u{85}', '\u{b}']),
+            "{c}"
+        );
+        assert!(c.starts_with("a:b c d e"), "{c}");
     }
 
     #[test]

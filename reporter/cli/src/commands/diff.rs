@@ -130,6 +130,7 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
         (&new.capture, &mut new.analysis),
         &opts,
     );
+    note_sampling(&base.analysis, &new.analysis);
     let (base, new) = (base.side(), new.side());
     let d = JsonDiff {
         base: args.base.display().to_string(),
@@ -152,6 +153,21 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
         render(&d, args.top, &mut out)
     };
     view_args::written(r.and_then(|()| out.flush()))
+}
+
+/// A sampled capture against a full one: its counts of live blocks are counts of samples, not
+/// of allocations (its bytes are estimates of the allocations'), so the allocation counts of
+/// the two are not to be compared; says so on stderr.
+fn note_sampling(base: &Analysis, new: &Analysis) {
+    let sampled = |a: &Analysis| a.index.settings.sample_bytes > 0 && !a.index.settings.aggregate;
+    let which = match (sampled(base), sampled(new)) {
+        (true, false) => "BASE is sampled and NEW is not",
+        (false, true) => "NEW is sampled and BASE is not",
+        _ => return,
+    };
+    crate::say!(
+        "memtrace: {which}: its counts of live blocks are of samples, so the allocation counts are not comparable (bytes are estimates)"
+    );
 }
 
 /// Growth red, shrinking green.
