@@ -1534,3 +1534,47 @@ fn a_run_in_a_new_pid_namespace_never_names_an_earlier_run_s_capture() {
         assert!(err.contains("is an earlier run's"), "{err}");
     }
 }
+
+#[test]
+fn a_capture_path_that_is_not_utf8_is_found_at_the_end() {
+    // The end of the run looked for the capture under a lossy copy of its name and said "no
+    // capture was written" of one that was.
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, _) = dirs("non-utf8-output");
+    let name = std::ffi::OsStr::from_bytes(b"cap\xff.bin");
+    let out = Command::new(memtrace_bin())
+        .arg("run")
+        .arg("-o")
+        .arg(name)
+        .args(["/bin/echo", "hi"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("memtrace: wrote cap"), "{err}");
+    assert!(!err.contains("no capture was written"), "{err}");
+    assert!(dir.join(name).is_file());
+}
+
+#[test]
+fn a_removed_current_directory_does_not_stop_a_run_with_an_absolute_output() {
+    let (dir, _) = dirs("removed-cwd");
+    let gone = dir.join("gone");
+    std::fs::create_dir(&gone).expect("dir");
+    let capture = dir.join("del.bin");
+    let command = format!(
+        "cd '{}' && rmdir '{}' && exec '{}' run -q -o '{}' /bin/echo hi",
+        gone.display(),
+        gone.display(),
+        memtrace_bin().display(),
+        capture.display()
+    );
+    let out = Command::new("/bin/sh")
+        .args(["-c", &command])
+        .stdin(Stdio::null())
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"hi\n");
+    assert!(capture.is_file());
+}

@@ -172,8 +172,17 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         crate::say!("memtrace: {note}");
     }
     let tracker = tracker_path()?;
-    let cwd = std::env::current_dir()
-        .map_err(|e| RunError(format!("cannot read the current directory: {e}")))?;
+    // A current directory that was removed is no reason to refuse a run whose capture has a
+    // place of its own (an absolute -o); the program runs there as it would alone.
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(_) if args.output.as_ref().is_some_and(|o| o.is_absolute()) => PathBuf::new(),
+        Err(e) => {
+            return Err(RunError(format!(
+                "cannot read the current directory: {e} (name the capture with an absolute -o)"
+            )))
+        }
+    };
     let template = match &args.output {
         Some(out) => {
             if out.is_dir() {
@@ -353,9 +362,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     }
     guard.forward_to(child.id());
     let viewed = output.as_ref().map(|out| {
-        let capture = template
-            .to_string_lossy()
-            .replace("{pid}", &child.id().to_string());
+        let capture = with_pid(&template, child.id());
         let words: Vec<String> = args
             .command
             .iter()
@@ -377,11 +384,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .map_err(|e| RunError(format!("lost track of the program: {e}")))?;
     let code = exit_code(status);
 
-    let capture = PathBuf::from(
-        template
-            .to_string_lossy()
-            .replace("{pid}", &child.id().to_string()),
-    );
+    let capture = with_pid(&template, child.id());
     // Name the capture as the user would: relative to the current directory when inside it.
     let shown = capture
         .strip_prefix(&cwd)
@@ -542,6 +545,25 @@ fn say_tracker_lines(tracker_msg: Option<&str>) -> Option<&str> {
         }
     }
     told
+}
+
+/// The capture path of the template `template` for the program `pid`: `{pid}` replaced, the
+/// rest byte for byte (a path that is not UTF-8 stays that path).
+fn with_pid(template: &std::ffi::OsStr, pid: u32) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let bytes = template.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + 10);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(b"{pid}") {
+            out.extend_from_slice(pid.to_string().as_bytes());
+            i += 5;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// The word of the command (`words`, the program at `program`) that names the file at `out`:
