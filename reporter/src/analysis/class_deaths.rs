@@ -11,7 +11,7 @@
 //! types of one address and different lives stay apart, and a life that ended before the end
 //! is named from the site that made its class ([`ClassDeaths::dead_class`]).
 
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 
 /// Where the type object lies in a class's block: after the collector's two links.
 const TYPE_OFFSET: u64 = 16;
@@ -21,8 +21,14 @@ const ADDRESS_MASK: u64 = (1 << LIFE_SHIFT) - 1;
 /// Bits of the filter in front of the set of seen types.
 const FILTER_BITS: usize = 1 << 16;
 
+/// Slots of the memo of types just seen.
+const RECENT: usize = 256;
+
 #[derive(Clone, Debug)]
 pub struct ClassDeaths {
+    /// The types last seen, one per slot of an address's hash: a loop frees objects of a few
+    /// types, and each typed free of a block live at the peak asks ([`ClassDeaths::key`]).
+    recent: Vec<u64>,
     /// Type addresses named by typed frees of blocks live at a peak.
     seen: HashSet<u64>,
     /// A bit per hash of each seen address: most frees are of blocks that held no class.
@@ -37,6 +43,7 @@ pub struct ClassDeaths {
 impl Default for ClassDeaths {
     fn default() -> ClassDeaths {
         ClassDeaths {
+            recent: vec![0; RECENT],
             seen: HashSet::new(),
             seen_filter: vec![0; FILTER_BITS / 64],
             deaths: HashMap::new(),
@@ -51,6 +58,11 @@ fn filter_bit(address: u64) -> (usize, u64) {
     (h / 64, 1u64 << (h % 64))
 }
 
+#[inline]
+fn recent_slot(address: u64) -> usize {
+    (address.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % RECENT
+}
+
 impl ClassDeaths {
     /// The key a typed free's type (`ty`, an address) is summed under: the address, with the
     /// number of earlier deaths of a class there.
@@ -59,12 +71,15 @@ impl ClassDeaths {
         if ty > ADDRESS_MASK {
             return ty;
         }
-        let (word, bit) = filter_bit(ty);
-        if self.seen_filter[word] & bit == 0 {
+        let slot = recent_slot(ty);
+        if self.recent[slot] != ty {
+            self.recent[slot] = ty;
+            self.seen.insert(ty);
+            let (word, bit) = filter_bit(ty);
             self.seen_filter[word] |= bit;
-            self.seen.insert(ty);
-        } else if !self.seen.contains(&ty) {
-            self.seen.insert(ty);
+        }
+        if self.deaths.is_empty() {
+            return ty;
         }
         match self.deaths.get(&ty) {
             Some(&lives) => ty | u64::from(lives) << LIFE_SHIFT,
@@ -80,6 +95,11 @@ impl ClassDeaths {
         let (word, bit) = filter_bit(class);
         if self.seen_filter[word] & bit == 0 || !self.seen.remove(&class) {
             return;
+        }
+        // A later class at this address must be seen again.
+        let slot = recent_slot(class);
+        if self.recent[slot] == class {
+            self.recent[slot] = 0;
         }
         let lives = self.deaths.entry(class).or_insert(0);
         self.dead.insert((class, *lives), stack);

@@ -395,23 +395,27 @@ impl Replay {
             }
             match c {
                 code::FREE | code::PY_FREE => {
-                    let freed = self.heap.free(ev.addr);
-                    // A typed free's size is the type of the object the block held; the
-                    // block may have held a class.
-                    if ev.size != 0 {
-                        if let Some(b) = &freed {
+                    let Some(b) = self.heap.free(ev.addr) else {
+                        // A typed free of a block from before the capture knew of it may be
+                        // a class's.
+                        if ev.size != 0 {
+                            self.class_deaths.freed(ev.addr, None);
+                        }
+                        continue;
+                    };
+                    {
+                        self.frees += 1;
+                        // A typed free's size is the type of the object the block held; the
+                        // block may have held a class.
+                        if ev.size != 0 {
                             if b.index() <= self.peak.event_index {
                                 let ty = self.class_deaths.key(ev.size);
                                 self.peak_typed.push(ty, b.stack(), b.thread(), b.size);
                             }
+                            if b.size >= MIN_CLASS_BLOCK {
+                                self.class_deaths.freed(ev.addr, Some(b.stack()));
+                            }
                         }
-                        if freed.as_ref().is_none_or(|b| b.size >= MIN_CLASS_BLOCK) {
-                            self.class_deaths
-                                .freed(ev.addr, freed.as_ref().map(Block::stack));
-                        }
-                    }
-                    if let Some(b) = freed {
-                        self.frees += 1;
                         let d = Departed {
                             stack: b.stack(),
                             thread: b.thread(),
