@@ -1578,3 +1578,39 @@ fn a_removed_current_directory_does_not_stop_a_run_with_an_absolute_output() {
     assert_eq!(out.stdout, b"hi\n");
     assert!(capture.is_file());
 }
+
+#[test]
+fn a_full_tmpdir_falls_back_to_another_temporary_directory() {
+    // A full $TMPDIR took the private directory and refused the start-up hook's files: every
+    // Python run stopped ("No space left on device").
+    let (dir, _) = dirs("full-tmpdir");
+    let full = dir.join("full");
+    std::fs::create_dir(&full).expect("dir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&full)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("no tmpfs can be mounted here: not tried");
+        return;
+    }
+    // Fill it.
+    let _ = std::fs::write(full.join("fill"), vec![0u8; 1 << 20]);
+    let script = write(&dir, "s.py", "print('ran')\n");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-o"])
+        .arg(dir.join("s.bin"))
+        .arg("--python")
+        .arg(python())
+        .arg(&script)
+        .env("TMPDIR", &full)
+        .stdin(Stdio::null())
+        .output_watched();
+    let _ = Command::new("umount").arg(&full).status();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"ran\n");
+    // A Python run, its start-up hook in place: the script's start was marked.
+    let s = stats(&dir.join("s.bin"));
+    assert!(s["startup_bytes"].as_u64().is_some(), "{s}");
+}

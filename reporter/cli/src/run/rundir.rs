@@ -9,6 +9,9 @@ use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// Bytes a private directory must have room for (the start-up hook's files take less).
+const ROOM: usize = 64 * 1024;
+
 /// The most of the status file shown: the tracker writes a line or two.
 const STATUS_LIMIT: u64 = 16 * 1024;
 
@@ -53,6 +56,11 @@ impl RunDir {
             .tempdir_in(parent)?;
         // The umask may have taken bits from the owner too; the others never get any.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        // Room for the start-up hook's files (a few KB): a full file system takes a new
+        // directory and then refuses its files, which stopped every Python run.
+        let probe = dir.path().join("room");
+        std::fs::write(&probe, [0u8; ROOM])?;
+        std::fs::remove_file(&probe)?;
         Ok(RunDir { dir })
     }
 
