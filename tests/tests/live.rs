@@ -399,3 +399,44 @@ fn reports_of_a_capture_being_written_call_nothing_damaged() {
     }
     assert!(reads >= 5, "only {reads} reads while the program ran");
 }
+
+#[test]
+fn run_live_quit_before_the_end_says_the_program_goes_on() {
+    // `q` cleared the screen and left it blank while the program ran on: the terminal looked
+    // hung.
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("run_live_quit");
+    write(
+        &dir,
+        "prog.py",
+        "import os, sys, time
+KEEP = bytearray(2_000_000)
+while not os.path.exists('go'):
+    time.sleep(0.05)
+sys.exit(4)
+",
+    );
+    let cmd = format!(
+        "cd {} && {} run --live -o out.bin --python {} prog.py; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display(),
+        python().display()
+    );
+    let ui = Tmux::start(&cmd, 160, 40);
+    ui.wait("the block held", |s| {
+        s.iter().any(|l| l.contains("<module>  prog.py:2"))
+    });
+    ui.key("q");
+    ui.wait_for("the view is closed; the program goes on");
+    assert!(
+        !dir.join("status.txt").exists(),
+        "memtrace ended before the program"
+    );
+    std::fs::write(dir.join("go"), "").expect("write go");
+    wait_for_status(&dir);
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    assert_eq!(status.trim(), "status=4");
+}

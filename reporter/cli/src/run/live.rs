@@ -86,7 +86,15 @@ pub fn view(capture: &Path, pid: u32, command: String, out: &Path) -> Result<(),
         note: Some(format!("output: {}", out.display())),
         ended: Box::new(move || ended(pid)),
     };
-    live::run(live, setup).map_err(|e| RunError(format!("the live view failed: {e}")))
+    live::run(live, setup).map_err(|e| RunError(format!("the live view failed: {e}")))?;
+    // Quit before the program ended: the terminal is the shell's again, and would look hung.
+    if ended(pid).is_none() {
+        crate::say!(
+            "memtrace: the view is closed; the program goes on (its output goes to {}) and memtrace waits for it: Ctrl-C stops it",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 /// How the child `pid` ended, if it has (left unreaped for the run's own wait).
