@@ -1552,7 +1552,7 @@ fn a_capture_path_that_is_not_utf8_is_found_at_the_end() {
         .output_watched();
     assert!(out.status.success(), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("memtrace: wrote cap"), "{err}");
+    assert!(err.starts_with("memtrace: wrote 'cap"), "{err}");
     assert!(!err.contains("no capture was written"), "{err}");
     assert!(dir.join(name).is_file());
 }
@@ -1613,4 +1613,30 @@ fn a_full_tmpdir_falls_back_to_another_temporary_directory() {
     // A Python run, its start-up hook in place: the script's start was marked.
     let s = stats(&dir.join("s.bin"));
     assert!(s["startup_bytes"].as_u64().is_some(), "{s}");
+}
+
+#[test]
+fn the_closing_hint_is_a_command_to_paste() {
+    // "memtrace tree my capture.bin" named two files to a shell.
+    let (dir, _) = dirs("hint-quoted");
+    let out = run_in(&dir, &["run", "-o", "my capture.bin", "/bin/true"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "memtrace: wrote 'my capture.bin'; view it with: memtrace stats 'my capture.bin'\n"
+    );
+}
+
+#[test]
+fn an_output_of_dash_is_refused() {
+    // `-o -` wrote a file named `-`, where `-` usually means standard output.
+    let (dir, _) = dirs("output-dash");
+    let out = run_in(&dir, &["run", "-o", "-", "/bin/true"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("memtrace: a capture is a file, not a stream"),
+        "{out:?}"
+    );
+    assert!(!dir.join("-").exists());
 }

@@ -185,6 +185,12 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     };
     let template = match &args.output {
         Some(out) => {
+            if out.as_os_str() == "-" {
+                return Err(RunError(
+                    "a capture is a file, not a stream: -o - would name a file `-` (say ./- for that)"
+                        .into(),
+                ));
+            }
             if out.is_dir() {
                 return Err(RunError(format!(
                     "cannot write the capture to {}: it is a directory",
@@ -491,7 +497,8 @@ fn report(
         }
         return;
     }
-    let shown = shown.display();
+    // As the shell takes it: the hint is a command to paste (`my capture.bin`, a `$`).
+    let shown = shell_word(&shown.display().to_string());
     let ended = match status.signal() {
         Some(sig) => format!("the program was killed by signal {sig}"),
         None => "the program ended before the capture was finished".to_string(),
