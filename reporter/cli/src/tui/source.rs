@@ -5,9 +5,6 @@
 use hashbrown::HashMap;
 use std::path::{Path, PathBuf};
 
-/// Larger files are not read: a source line is not worth a pause.
-const MAX_FILE: u64 = 16 << 20;
-
 #[derive(Default)]
 pub struct Sources {
     /// Extra directories for relative paths.
@@ -47,14 +44,10 @@ impl Sources {
                 .filter(|_| path.is_relative())
                 .map(|b| b.join(path)),
         );
+        // As every report reads a program's source: a regular file of a sensible size that is a
+        // Python source (a capture names any file as its code's).
         for candidate in candidates {
-            let Ok(meta) = std::fs::metadata(&candidate) else {
-                continue;
-            };
-            if !meta.is_file() || meta.len() > MAX_FILE {
-                continue;
-            }
-            if let Ok(bytes) = std::fs::read(&candidate) {
+            if let Some(bytes) = memtrace_reporter::report::source_file::read(&candidate) {
                 let text = String::from_utf8_lossy(&bytes);
                 return Some(text.lines().map(str::to_string).collect());
             }
@@ -66,6 +59,18 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_no_python_source_is_not_shown() {
+        let dir = std::env::temp_dir().join(format!("memtrace-tui-env-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let secret = dir.join("secret.env");
+        std::fs::write(&secret, "TOKEN=s3cr3t\n").expect("write");
+        let mut s = Sources::new(Vec::new());
+        assert_eq!(s.line(secret.to_str().expect("utf-8"), 1), None);
+        assert_eq!(s.line("/etc/passwd", 1), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn reads_lines_once_and_from_the_bases() {
