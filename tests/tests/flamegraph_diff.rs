@@ -67,6 +67,27 @@ fn title_of(titles: &[String], name: &str) -> String {
         .clone()
 }
 
+/// Checks the hover texts of TWICE_AND_SAME's two lines (`file` the script's path): `block`'s
+/// doubled (+100%), `same`'s unchanged; returns their frame names.
+fn block_doubled_and_same_kept(titles: &[String], file: &str) -> (String, String) {
+    let block = format!("block at {file}:5");
+    let same = format!("same at {file}:9");
+    assert_eq!(
+        title_of(titles, &block),
+        format!(
+            "{block} ({} → {} bytes, +{} bytes, +100.0%)",
+            sep(BLOCK),
+            sep(2 * BLOCK),
+            sep(BLOCK)
+        )
+    );
+    assert_eq!(
+        title_of(titles, &same),
+        format!("{same} ({0} → {0} bytes, +0 bytes, 0%)", sep(SAME))
+    );
+    (block, same)
+}
+
 #[test]
 fn the_line_allocating_twice_as_much_is_plus_100_percent_and_the_same_one_0() {
     let r = runs("flamediff-twice");
@@ -82,21 +103,7 @@ fn the_line_allocating_twice_as_much_is_plus_100_percent_and_the_same_one_0() {
     assert!(html.starts_with("<!DOCTYPE html>"));
     self_contained(&html);
     let titles = frame_titles(&html);
-    let block = format!("block at {}:5", r.file);
-    let same = format!("same at {}:9", r.file);
-    assert_eq!(
-        title_of(&titles, &block),
-        format!(
-            "{block} ({} → {} bytes, +{} bytes, +100.0%)",
-            sep(BLOCK),
-            sep(2 * BLOCK),
-            sep(BLOCK)
-        )
-    );
-    assert_eq!(
-        title_of(&titles, &same),
-        format!("{same} ({0} → {0} bytes, +0 bytes, 0%)", sep(SAME))
-    );
+    let (block, same) = block_doubled_and_same_kept(&titles, &r.file);
     // The whole picture grew by one block; every frame has its before and after.
     let all = title_of(&titles, "all");
     assert!(
@@ -274,19 +281,5 @@ fn a_capture_with_native_stacks_against_one_without_matches_by_python_frames() {
     );
     let html = std::fs::read_to_string(&path).expect("the page");
     let titles = frame_titles(&html);
-    let block = format!("block at {}:5", r.file);
-    let same = format!("same at {}:9", r.file);
-    assert_eq!(
-        title_of(&titles, &block),
-        format!(
-            "{block} ({} → {} bytes, +{} bytes, +100.0%)",
-            sep(BLOCK),
-            sep(2 * BLOCK),
-            sep(BLOCK)
-        )
-    );
-    assert_eq!(
-        title_of(&titles, &same),
-        format!("{same} ({0} → {0} bytes, +0 bytes, 0%)", sep(SAME))
-    );
+    block_doubled_and_same_kept(&titles, &r.file);
 }

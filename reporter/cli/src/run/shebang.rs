@@ -21,6 +21,23 @@ pub struct Shebang {
 /// The Python interpreter `script`'s `#!` line names, when the script is executable (so that
 /// running it by its path would use that line) and the line names a `python*` program.
 pub fn python_of(script: &Path) -> Option<Shebang> {
+    of_executable(script).filter(runs_python)
+}
+
+/// Whether `script` is an executable file whose `#!` line runs something other than Python
+/// (bash, node, `env -S uv run --script`): running it by its path runs that, not Python.
+pub fn runs_another_interpreter(script: &Path) -> bool {
+    of_executable(script).is_some_and(|s| !runs_python(&s))
+}
+
+fn runs_python(shebang: &Shebang) -> bool {
+    Path::new(&shebang.interpreter)
+        .file_name()
+        .is_some_and(|name| name.as_bytes().starts_with(b"python"))
+}
+
+/// The `#!` line of `script` when it is an executable file that has one.
+fn of_executable(script: &Path) -> Option<Shebang> {
     if !executable(script) {
         return None;
     }
@@ -34,34 +51,7 @@ pub fn python_of(script: &Path) -> Option<Shebang> {
             Err(_) => return None,
         }
     }
-    let shebang = parse(&head[..n])?;
-    let name = Path::new(&shebang.interpreter).file_name()?.as_bytes();
-    name.starts_with(b"python").then_some(shebang)
-}
-
-/// Whether `script` is an executable file whose `#!` line runs something other than Python
-/// (bash, node, `env -S uv run --script`): running it by its path runs that, not Python.
-pub fn runs_another_interpreter(script: &Path) -> bool {
-    if !executable(script) {
-        return false;
-    }
-    let mut head = [0u8; LINE_MAX];
-    let Ok(mut file) = std::fs::File::open(script) else {
-        return false;
-    };
-    let mut n = 0;
-    while n < head.len() {
-        match file.read(&mut head[n..]) {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-    }
-    let Some(shebang) = parse(&head[..n]) else {
-        return false;
-    };
-    Path::new(&shebang.interpreter)
-        .file_name()
-        .is_some_and(|name| !name.as_bytes().starts_with(b"python"))
+    parse(&head[..n])
 }
 
 fn executable(path: &Path) -> bool {
