@@ -564,3 +564,103 @@ fn a_jump_out_of_an_allocation_function_is_told_not_hidden() {
     assert!(warnings.contains("the tracker dropped 2001 records"), "{s}");
     assert_eq!(num(&s, "total_allocations"), 0, "{s}");
 }
+
+/// The bash script that takes the capture's descriptor number for a file of its own: bash
+/// saw a close-on-exec descriptor at 10 or above, took it for one it had saved, and put it
+/// back after `exec N>>log`, so the script wrote into the capture (which could no longer be
+/// read) and its log stayed empty.
+const SHELL_TAKING_THE_NUMBER: &str = r#"
+n=700
+for f in /proc/$$/fd/*; do
+    case "$(readlink "$f")" in */run.bin) n=${f##*/};; esac
+done
+eval "exec $n>>out/log"
+echo "to the log" >&$n
+s=""
+for i in $(seq 1 3000); do s="$s$i,"; done
+echo "${#s}" >&$n
+eval "exec $n>&-"
+cat out/log
+"#;
+
+#[test]
+fn a_shell_script_taking_the_capture_s_descriptor_number_writes_its_own_file() {
+    let bash = Path::new("/bin/bash");
+    let plain_dir = run_dir("sh-plain");
+    std::fs::write(plain_dir.join("take.sh"), SHELL_TAKING_THE_NUMBER).expect("write");
+    let plain = Command::new(bash)
+        .arg("take.sh")
+        .current_dir(&plain_dir)
+        .output_watched();
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "to the log\n13893\n"
+    );
+    let dir = run_dir("sh-tracked");
+    std::fs::write(dir.join("take.sh"), SHELL_TAKING_THE_NUMBER).expect("write");
+    let cap = dir.join("run.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-f", "-o"])
+        .arg(&cap)
+        .args(["--", "/bin/bash", "take.sh"])
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain.stdout);
+    assert_eq!(files(&dir), files(&plain_dir));
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    // The 3,000 rounds of the string each allocate in bash.
+    assert!(num(&s, "total_allocations") > 3000, "{s}");
+}
+
+/// A Python script that asks about the capture's number, then takes it with os.dup2, writes
+/// through it and closes it while the capture grows: the number is free for it as it would be
+/// without the tracker, and the capture goes on.
+#[test]
+fn a_python_script_taking_the_capture_s_descriptor_number_finds_it_free() {
+    use memtrace_e2e::python;
+    let script = r#"
+import errno, fcntl, os
+n = 700
+for name in os.listdir("/proc/self/fd"):
+    try:
+        if os.readlink(f"/proc/self/fd/{name}").endswith("/run.bin"):
+            n = int(name)
+    except OSError:
+        pass
+try:
+    fcntl.fcntl(n, fcntl.F_GETFD)
+    print("open")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+log = os.open("out/log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+os.dup2(log, n)
+os.close(log)
+total = 0
+for i in range(64):
+    os.write(n, b"line %d\n" % i)
+    junk = [bytes([i % 251]) * (100 + (j * 7919) % 900) for j in range(9000)]
+    total += len(junk)
+os.close(n)
+with open("out/log") as f:
+    print(f.read().count("\n"), total)
+"#;
+    let py = python::python();
+    let plain_dir = run_dir("py-take-plain");
+    python::write(&plain_dir, "take.py", script);
+    let plain = python::untracked(py, &["take.py"], &plain_dir, b"");
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "EBADF\n64 576000\n");
+    let dir = run_dir("py-take-tracked");
+    python::write(&dir, "take.py", script);
+    let cap = dir.join("run.bin");
+    let out = python::tracked(py, &cap, &["take.py"], &dir, b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, plain.stdout);
+    assert_eq!(files(&dir), files(&plain_dir));
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    assert!(num(&s, "total_allocations") > 576_000, "{s}");
+}

@@ -30,6 +30,10 @@ pub type AssertFailFn = unsafe extern "C" fn(
     libc::c_uint,
     *const libc::c_char,
 ) -> !;
+pub type CloseFn = unsafe extern "C" fn(c_int) -> c_int;
+pub type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+pub type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+pub type FcntlFn = unsafe extern "C" fn(c_int, c_int, ...) -> c_int;
 pub type MainFn = unsafe extern "C" fn(c_int, *mut *mut i8, *mut *mut i8) -> c_int;
 pub type StartMainFn = unsafe extern "C" fn(
     MainFn,
@@ -65,6 +69,12 @@ pub struct Real {
     pub quick_exit: Option<ExitFn>,
     pub daemon: Option<DaemonFn>,
     pub libc_start_main: Option<StartMainFn>,
+    pub close: Option<CloseFn>,
+    pub dup: Option<CloseFn>,
+    pub dup2: Option<Dup2Fn>,
+    pub dup3: Option<Dup3Fn>,
+    pub fcntl: Option<FcntlFn>,
+    pub fcntl64: Option<FcntlFn>,
     /// The allocator of the tracker's own memory (base/alloc.rs).
     pub heap: Heap,
 }
@@ -244,6 +254,12 @@ fn resolve() -> Option<&'static Real> {
         quick_exit: optional!(c"quick_exit", ExitFn),
         daemon: optional!(c"daemon", DaemonFn),
         libc_start_main: optional!(c"__libc_start_main", StartMainFn),
+        close: optional!(c"close", CloseFn),
+        dup: optional!(c"dup", CloseFn),
+        dup2: optional!(c"dup2", Dup2Fn),
+        dup3: optional!(c"dup3", Dup3Fn),
+        fcntl: optional!(c"fcntl", FcntlFn),
+        fcntl64: optional!(c"fcntl64", FcntlFn),
         heap: Heap::for_process(malloc, free, realloc, posix_memalign),
     };
     // SAFETY: only the thread that won the race writes, before publishing RESOLVED.

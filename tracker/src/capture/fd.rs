@@ -76,6 +76,33 @@ impl CaptureFd {
         Some(f(fd))
     }
 
+    /// Whether `fd` is the capture descriptor's number: one load, asked by the program's calls
+    /// on descriptors (session::descriptors).
+    #[inline]
+    pub fn holds_number(&self, fd: c_int) -> bool {
+        fd >= 0 && self.fd.load(Ordering::Relaxed) == fd
+    }
+
+    /// The program names the capture's descriptor number (a `dup2` onto it, an `fcntl` probing
+    /// it): the number is the program's to use, as it would be free without the tracker. The
+    /// capture moves to another number first (or, when none is free, lets this one go and
+    /// opens the file again when it next needs it), so that the program's call finds the
+    /// number free. A number that is no longer the capture (the program took it already) is
+    /// left alone.
+    pub fn vacate(&self, fd: c_int) {
+        let id = self.id.lock();
+        if self.fd.load(Ordering::Relaxed) != fd || sys::file_id(fd) != Ok((id.dev, id.ino)) {
+            return;
+        }
+        match sys::move_fd_high(fd) {
+            Some(moved) if moved != fd => self.fd.store(moved, Ordering::Relaxed),
+            _ => {
+                sys::close(fd);
+                self.fd.store(-1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Closes the descriptor if it still is the capture's (a program's file at that number is
     /// left alone); the tracker no longer has one afterwards.
     pub fn close(&self) {

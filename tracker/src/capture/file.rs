@@ -585,6 +585,15 @@ impl Capture {
         self.file.close();
     }
 
+    /// Before a call of the program's that names descriptor `fd`: when that is the capture's
+    /// number, the capture moves off it (see `CaptureFd::vacate`).
+    #[inline]
+    pub fn leave_descriptor(&self, fd: libc::c_int) {
+        if self.file.holds_number(fd) {
+            self.file.vacate(fd);
+        }
+    }
+
     pub fn lock_for_fork(&self) {
         self.grow_lock.raw_lock();
         self.file.lock_for_fork();

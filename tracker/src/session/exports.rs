@@ -248,6 +248,15 @@ export!(prlimit => crate::session::limits::prlimit, (pid: pid_t, resource: c_int
 export!(prlimit64 => crate::session::limits::prlimit, (pid: pid_t, resource: c_int, new: *const libc::rlimit, old: *mut libc::rlimit) -> c_int);
 export!(mlockall => crate::session::limits::mlockall, (flags: c_int) -> c_int);
 
+// ---- calls naming a descriptor, which may be the capture's number (session::descriptors) ----
+
+export!(close => crate::session::descriptors::close, (fd: c_int) -> c_int);
+export!(dup => crate::session::descriptors::dup, (fd: c_int) -> c_int);
+export!(dup2 => crate::session::descriptors::dup2, (old: c_int, new: c_int) -> c_int);
+export!(dup3 => crate::session::descriptors::dup3, (old: c_int, new: c_int, flags: c_int) -> c_int);
+export!(fcntl => crate::session::descriptors::fcntl, (fd: c_int, cmd: c_int, arg: usize) -> c_int);
+export!(fcntl64 => crate::session::descriptors::fcntl64, (fd: c_int, cmd: c_int, arg: usize) -> c_int);
+
 // ---- loaded objects (stacks::unwind) ----
 
 #[cfg(target_arch = "x86_64")]

@@ -5,6 +5,7 @@
 //! exports, each a jump to its implementation here or below.
 
 pub(crate) mod attach;
+pub(crate) mod descriptors;
 pub(crate) mod exec;
 pub(crate) mod exports;
 pub(crate) mod family;
