@@ -113,6 +113,52 @@ fn code_sees_what_python_shows_it() {
     assert_readable_capture(&cap);
 }
 
+/// A directory with a `__main__.py`, and a zip application (`python -m zipapp`), which
+/// `python PATH` runs (and memray's `run` too): they were looked for on PATH ("command not
+/// found"). The program sees what python shows it, and its allocations are at their line.
+#[test]
+fn a_directory_or_zip_application_runs_as_python_runs_it() {
+    let dir = scratch("py-zipapp");
+    let main = format!("{PROBE}keep = [bytearray(100000) for _ in range(7)]\n");
+    let line = main.lines().count() as u64;
+    write(&dir, "app/__main__.py", &main);
+    let py = python();
+    let zipped = Command::new(py)
+        .args(["-m", "zipapp", "app", "-o", "app.pyz"])
+        .current_dir(&dir)
+        .output_watched();
+    assert!(zipped.status.success(), "{zipped:?}");
+    for entry in ["app", "app.pyz"] {
+        let w = words(&[entry]);
+        let plain = untracked(py, &w, &dir, b"");
+        let cap = dir.join(format!("{entry}.bin"));
+        let traced = tracked(py, &cap, &w, &dir, b"");
+        let view = assert_same_view(&plain, &traced);
+        assert_eq!(view["argv"][0], entry);
+        assert_eq!(view["name"], "__main__");
+        let lines = memtrace_e2e::report(&["lines", "--json", "--leaks"], &cap);
+        let file = lines["files"]
+            .as_array()
+            .and_then(|f| {
+                f.iter().find(|f| {
+                    f["file"]
+                        .as_str()
+                        .is_some_and(|n| n.ends_with(&format!("{entry}/__main__.py")))
+                })
+            })
+            .unwrap_or_else(|| panic!("{entry}: no __main__.py in {lines}"));
+        let kept = file["lines"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["line"] == line)
+            .unwrap_or_else(|| panic!("{entry}: no line {line} in {file}"));
+        // Seven buffers of 100,001 bytes, their objects and the list.
+        let bytes = kept["exit_bytes"].as_u64().expect("bytes");
+        assert!((700_007..702_000).contains(&bytes), "{entry}: {kept}");
+    }
+}
+
 /// The default capture names: memtrace-<script stem | module | c>.<pid>.bin, named on stderr.
 #[test]
 fn default_capture_names_follow_the_script_module_or_code() {

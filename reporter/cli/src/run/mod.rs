@@ -29,7 +29,8 @@ use std::process::Command;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-Python: a first word ending in .py, or -m MODULE, or -c CODE runs the Python interpreter
+Python: a first word ending in .py (or .pyz, or a directory with a __main__.py), or
+-m MODULE, or -c CODE runs the Python interpreter
 (--python PATH, else $VIRTUAL_ENV/bin/python, else python3 on PATH) exactly as
 `python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged (an
 executable script whose #! line names Python runs with that interpreter; one whose #! line

@@ -8,6 +8,14 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// Whether `path` names a Python script by its name: a source (`.py`, `.pyw`) or a zip
+/// application (`.pyz`, `.pyzw`, what `python -m zipapp` makes), all of which `python PATH`
+/// runs.
+pub fn is_script_name(path: &Path) -> bool {
+    let ext = path.extension().and_then(OsStr::to_str);
+    matches!(ext, Some("py" | "pyw" | "pyz" | "pyzw"))
+}
+
 /// What the interpreter is asked to run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -27,16 +35,19 @@ pub struct PythonRun {
 }
 
 impl PythonRun {
-    /// The Python program the words name, when they name one: a first word ending in `.py`, or
-    /// `-m MODULE` / `-c CODE` (also joined, `-mMODULE`, as python takes them). None for any
-    /// other program, which memtrace runs as it is (`memtrace run python3 x.py` included).
+    /// The Python program the words name, when they name one: a first word that is a Python
+    /// script by its name ([`is_script_name`]) or a directory with a `__main__.py` (which
+    /// `python DIR` runs, as memray's `run` does), or `-m MODULE` / `-c CODE` (also joined,
+    /// `-mMODULE`, as python takes them). None for any other program, which memtrace runs as it
+    /// is (`memtrace run python3 x.py` included).
     pub fn parse(words: &[OsString]) -> Option<Result<PythonRun, RunError>> {
         let (first, rest) = words.split_first()?;
         let bytes = first.as_bytes();
         let (flag, joined) = match bytes {
             [b'-', f @ (b'm' | b'c'), tail @ ..] => (*f, tail),
             _ => {
-                if Path::new(first).extension() != Some(OsStr::new("py")) {
+                let path = Path::new(first);
+                if !is_script_name(path) && !path.join("__main__.py").is_file() {
                     return None;
                 }
                 return Some(Ok(PythonRun {
@@ -118,6 +129,22 @@ mod tests {
 
     fn parse(w: &[&str]) -> Option<PythonRun> {
         PythonRun::parse(&words(w)).map(|r| r.expect("valid"))
+    }
+
+    #[test]
+    fn zip_applications_and_directories_with_a_main_are_python() {
+        let run = parse(&["build/app.pyz", "x"]).expect("python");
+        assert_eq!(run.interpreter_args(), words(&["build/app.pyz", "x"]));
+        assert_eq!(run.capture_stem(), "app");
+        let dir = std::env::temp_dir().join(format!("memtrace-pkg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let name = dir.to_str().expect("utf-8").to_owned();
+        assert!(parse(&[&name]).is_none(), "a directory without __main__.py");
+        std::fs::write(dir.join("__main__.py"), "").expect("write");
+        let run = parse(&[&name, "y"]).expect("python");
+        assert_eq!(run.entry, Entry::Script(name.clone().into()));
+        std::fs::remove_dir_all(&dir).expect("clean");
+        assert!(parse(&["tool.pyc"]).is_none());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::interpreter;
 use super::program;
-use super::python::{Entry, PythonRun};
+use super::python::{is_script_name, Entry, PythonRun};
 use super::shebang;
 use super::RunError;
 use std::ffi::{OsStr, OsString};
@@ -31,12 +31,11 @@ pub struct Target {
 
 /// The target of `memtrace run [--python PATH] WORDS...`.
 pub fn plan(words: &[OsString], python: Option<&OsStr>) -> Result<Target, RunError> {
-    // An executable `x.py` whose #! line names another interpreter (bash, node, uv): run as
-    // running it by its path runs it, not with Python.
+    // An executable `x.py` (or `x.pyz`) whose #! line names another interpreter (bash, node,
+    // uv): run as running it by its path runs it, not with Python.
     if let (Some((first, rest)), None) = (words.split_first(), python) {
         let script = Path::new(first);
-        if script.extension() == Some(OsStr::new("py")) && shebang::runs_another_interpreter(script)
-        {
+        if is_script_name(script) && shebang::runs_another_interpreter(script) {
             let mut explicit = vec![explicit_path(first)];
             explicit.extend_from_slice(rest);
             return native_target(&explicit);
@@ -45,7 +44,7 @@ pub fn plan(words: &[OsString], python: Option<&OsStr>) -> Result<Target, RunErr
     match PythonRun::parse(words) {
         Some(run) => python_target(run?, python),
         None if python.is_some() => Err(RunError(
-            "--python is for Python runs: a script ending in .py, -m MODULE or -c CODE".into(),
+            "--python is for Python runs: a script ending in .py (or .pyz, or a directory with a __main__.py), -m MODULE or -c CODE".into(),
         )),
         None => native_target(words),
     }
