@@ -21,11 +21,12 @@ from ._native import (
     write_flamegraph,
 )
 from ._sizes import format_size, parse_size
-from ._tracker import Tracker
+from ._tracker import CaptureFileError, Tracker
 
 __all__ = [
     "AllocationRecord",
     "CaptureError",
+    "CaptureFileError",
     "FileReader",
     "Metadata",
     "Tracker",

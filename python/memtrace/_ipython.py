@@ -19,7 +19,7 @@ from ._native import FileReader, write_flamegraph
 from ._sizes import format_size
 from ._tracker import Tracker
 
-#: The file name a cell's frames carry.
+#: The file name a cell's frames carry (one for every cell, as `%%time`'s `<timed exec>`).
 CELL_FILE = "<memtrace-cell>"
 
 _cells = itertools.count(1)
@@ -45,7 +45,8 @@ class MemtraceMagics(Magics):
         args = parse_argstring(self.memtrace, line)
         if args.top < 0:
             raise UsageError(f"%%memtrace: -n takes a number of lines, 0 or more (not {args.top})")
-        results = Path(args.results_dir)
+        # Absolute: the cell may change the directory, and its capture is looked for after it.
+        results = Path(args.results_dir).absolute()
         try:
             results.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -71,7 +72,8 @@ class MemtraceMagics(Magics):
 
     def _compile(self, cell: str) -> tuple[Any, Any]:
         """The cell as IPython runs it (its `!command` and `%magic` lines made Python first, as
-        `%%time` does): its code, and its last expression's apart (None when it ends with a
+        `%%time` does), compiled with the session's `__future__` flags (not
+        this module's): its code, and its last expression's apart (None when it ends with a
         statement). Its source is put where tracebacks look for it."""
         source = self.shell.transform_cell(cell)
         # IPython drops a cell's leading blank lines: put them back, so that a line's number
@@ -79,11 +81,13 @@ class MemtraceMagics(Magics):
         dropped = _leading_blank_lines(cell) - _leading_blank_lines(source)
         source = "\n" * max(dropped, 0) + source
         tree = ast.parse(source, CELL_FILE)
+        flags = getattr(self.shell.compile, "flags", 0)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = compile(ast.Expression(tree.body.pop().value), CELL_FILE, "eval")
+            expression = ast.Expression(tree.body.pop().value)
+            last = compile(expression, CELL_FILE, "eval", flags=flags, dont_inherit=True)
         linecache.cache[CELL_FILE] = (len(source), None, source.splitlines(True), CELL_FILE)
-        return compile(tree, CELL_FILE, "exec"), last
+        return compile(tree, CELL_FILE, "exec", flags=flags, dont_inherit=True), last
 
 
 def _leading_blank_lines(text: str) -> int:

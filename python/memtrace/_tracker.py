@@ -9,11 +9,34 @@ them and finishes the capture.
 from __future__ import annotations
 
 import atexit
+import errno
 import importlib
 import os
+import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType, TracebackType
+
+
+class CaptureFileError(OSError, RuntimeError):
+    """The capture file cannot be created (a missing directory, no permission, a path that
+    exists): an ``OSError`` with its ``errno`` and ``filename``, so that ``except OSError``
+    catches it as it catches ``open()``'s, and a ``RuntimeError`` as ``start`` raised before."""
+
+
+#: The tracker's message for a capture file it cannot create (path, reason, error number).
+_FILE_ERROR = re.compile(r"(cannot [a-z ]+?) (/.*): (.*) \(os error (\d+)\)$", re.S)
+
+
+def _file_error(message: str, path: str) -> CaptureFileError | None:
+    """The ``CaptureFileError`` a message of the tracker's describes, if it is one."""
+    m = _FILE_ERROR.match(message)
+    if m is None:
+        return None
+    number = int(m[4])
+    if number == errno.EEXIST and os.path.isdir(m[2]):
+        number = errno.EISDIR
+    return CaptureFileError(number, f"{m[1]}: {os.strerror(number)}", path)
 
 
 def _tracker_module() -> ModuleType:
@@ -61,6 +84,10 @@ def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+#: The Tracker recording in this process now (one at a time), if any.
+_recording: Tracker | None = None
+
+
 class Tracker:
     """Records every allocation of this process into the capture ``path`` while active::
 
@@ -86,7 +113,8 @@ class Tracker:
     After ``stop``, ``allocated_bytes`` is what the capture's allocations took in all (so at
     least its peak; None before the first stop), full or aggregated.
     One tracker at a time: starting a second one (nested or from another thread) raises
-    ``RuntimeError``, as does a ``path`` that exists.
+    ``RuntimeError``; a capture file that cannot be created (a ``path`` that exists, a missing
+    directory) raises ``CaptureFileError``, an ``OSError`` (and a ``RuntimeError``).
     """
 
     def __init__(
@@ -128,12 +156,30 @@ class Tracker:
         #: What start put into the environment, and what was there before.
         self._passed_on: tuple[dict[str, str], dict[str, str | None]] = ({}, {})
         self.allocated_bytes: int | None = None
+        #: Set by the pytest plugin on its own trackers: a Tracker the program starts while
+        #: this one records stops this one first (the test's own tracking goes first), and
+        #: this is called then.
+        self._give_way: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Starts tracking into ``path``."""
+        global _recording
         if self._active:
             raise RuntimeError("this Tracker is already tracking")
-        args: list[object] = [self.path, self.native, self.python_allocators, self.follow_fork]
+        other = _recording
+        if (
+            other is not None
+            and other is not self
+            and other._active
+            and other._give_way is not None
+            and other._pid == os.getpid()
+        ):
+            other.stop(keep_hooks=True)
+            other._give_way()
+        # Absolute: a forked child names its capture after this one, from the directory it is
+        # in then (the program may have changed it).
+        path = os.path.abspath(self.path)
+        args: list[object] = [path, self.native, self.python_allocators, self.follow_fork]
         if self.labels or self.aggregate:
             args.append("\n".join(f"{k}={v}" for k, v in self.labels.items()))
         if self.aggregate:
@@ -151,11 +197,15 @@ class Tracker:
         atexit.register(self._stop_at_exit)
         try:
             module.start(*args)
-        except BaseException:
+        except BaseException as e:
             atexit.unregister(self._stop_at_exit)
             self._restore_env()
+            failure = _file_error(str(e), self.path) if isinstance(e, RuntimeError) else None
+            if failure is not None:
+                raise failure from None
             raise
         self._active = True
+        _recording = self
 
     def _stop_at_exit(self) -> None:
         # Not in a forked child that exits through atexit: the tracking is its parent's.
@@ -166,9 +216,12 @@ class Tracker:
         """Stops tracking and finishes the capture. ``keep_hooks``: the hooks stay in the loaded
         objects (passing straight through) so that the next ``start`` is quicker (the pytest
         plugin's, test after test), until ``release_hooks()`` takes them out."""
+        global _recording
         if not self._active:
             raise RuntimeError("this Tracker is not tracking")
         self._active = False
+        if _recording is self:
+            _recording = None
         module = _tracker_module()
         # Tracking ends and the capture is finished even when the types walk fails (its error
         # still reaches the caller): a tracker left on would go on hooking the program.

@@ -187,6 +187,18 @@ class _Region:
         self.started = False
         self.stopped = False
         self.failed = False
+        # A test that starts a Tracker of its own (or runs %%memtrace) goes first: this one
+        # stops, and the test runs on untracked by the plugin.
+        tracker._give_way = self._gave_way
+
+    def _gave_way(self) -> None:
+        self.stopped = self.failed = True
+        self.item.warn(
+            pytest.PytestWarning(
+                "memtrace: this test started a memtrace Tracker of its own: the plugin stopped "
+                "tracking it there (its limits are not checked)"
+            )
+        )
 
     def start(self) -> None:
         if self.started:
@@ -313,6 +325,9 @@ class MemtracePlugin:
 
         @functools.wraps(function)
         def tracked(*args: Any, **kwargs: Any) -> Any:
+            # pytest has taken the function to call: the test sees itself again as its item's
+            # function (request.function, item.obj), not this wrapper.
+            pyfuncitem.obj = function
             region.start()
             try:
                 return function(*args, **kwargs)

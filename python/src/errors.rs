@@ -3,6 +3,7 @@
 
 use memtrace_reporter::capture::{CaptureError as OpenFailure, OpenError};
 use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PyValueError};
+use pyo3::prelude::*;
 use pyo3::{create_exception, PyErr};
 use std::io::ErrorKind;
 
@@ -13,16 +14,27 @@ create_exception!(
     "The file is not a readable memtrace capture (not a capture, corrupt, or an unsupported format version)."
 );
 
-/// The Python exception for a capture that could not be opened.
-pub fn open_error(e: OpenFailure) -> PyErr {
+/// The Python exception for a capture that could not be opened: its message names the file,
+/// and an `OSError` carries the system's error number in `errno` too (as `open()`'s do, so
+/// that `e.errno == errno.EACCES` works; `filename` stays unset, which would change the
+/// message's form).
+pub fn open_error(py: Python<'_>, e: OpenFailure) -> PyErr {
     let message = e.to_string();
-    match &e.kind {
+    let (err, errno) = match &e.kind {
         OpenError::Io(io) if io.kind() == ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(message)
+            (PyFileNotFoundError::new_err(message), io.raw_os_error())
         }
-        OpenError::Io(_) => PyOSError::new_err(message),
-        OpenError::IsDirectory => PyIsADirectoryError::new_err(message),
-        OpenError::NotRegular => PyOSError::new_err(message),
-        OpenError::Header(_) => CaptureError::new_err(message),
+        OpenError::Io(io) => (PyOSError::new_err(message), io.raw_os_error()),
+        OpenError::IsDirectory => (PyIsADirectoryError::new_err(message), Some(EISDIR)),
+        OpenError::NotRegular => (PyOSError::new_err(message), None),
+        OpenError::Header(_) => (CaptureError::new_err(message), None),
+    };
+    if let Some(n) = errno {
+        // Setting an attribute of a new exception object cannot fail but on memory.
+        let _ = err.value(py).setattr("errno", n);
     }
+    err
 }
+
+/// EISDIR, the same number on every Linux architecture.
+const EISDIR: i32 = 21;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub fn aggregated_peak(py: Python<'_>, path: PathBuf) -> PyResult<Option<(u64, u64)>> {
     let capture = py
         .detach(|| Capture::open(&path))
-        .map_err(errors::open_error)?;
+        .map_err(|e| errors::open_error(py, e))?;
     Ok(py.detach(|| {
         let file = capture.bytes();
         let index = scan::scan(file, capture.data_start(), capture.header.minor);

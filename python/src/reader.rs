@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Reads a capture written by `memtrace run` or `memtrace.Tracker`.
 #[pyclass(module = "memtrace", frozen)]
@@ -41,11 +41,7 @@ impl FileReader {
     /// script starts (as the reports do), unless `include_startup`.
     #[new]
     #[pyo3(signature = (path, *, include_startup = false))]
-    fn new(
-        py: Python<'_>,
-        path: &Bound<'_, PyAny>,
-        include_startup: bool,
-    ) -> PyResult<FileReader> {
+    fn new(py: Python<'_>, path: &Bound<'_, PyAny>, include_startup: bool) -> PyResult<FileReader> {
         // A path as str, os.PathLike or bytes (as open() takes them).
         let path: PathBuf = match path.cast::<pyo3::types::PyBytes>() {
             Ok(b) => {
@@ -56,11 +52,13 @@ impl FileReader {
         };
         // As open() says it (the system call would refuse the name, shown with a blank).
         if path.as_os_str().as_encoded_bytes().contains(&0) {
-            return Err(pyo3::exceptions::PyValueError::new_err("embedded null byte"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "embedded null byte",
+            ));
         }
         let shared = py
             .detach(|| Shared::open(&path, include_startup))
-            .map_err(errors::open_error)?;
+            .map_err(|e| errors::open_error(py, e))?;
         Ok(FileReader {
             shared: Arc::new(shared),
         })
@@ -223,6 +221,30 @@ impl Records {
     }
 }
 
+impl Events {
+    /// The next event: from the batch at hand, else (the GIL released) from the decoder. The
+    /// state's lock is only ever waited for without the GIL: a thread holding it waits for the
+    /// GIL after a batch comes, and another thread of the same iterator, holding the GIL while
+    /// it waited for the lock, hung both for good.
+    fn next_item(&self, py: Python<'_>) -> Option<Item> {
+        if let Ok(mut state) = self.state.try_lock() {
+            if let Some(item) = state.batch.next() {
+                return Some(item);
+            }
+        }
+        let state = &self.state;
+        py.detach(move || {
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(item) = state.batch.next() {
+                return Some(item);
+            }
+            let batch = state.rx.recv().ok()?;
+            state.batch = batch.into_iter();
+            state.batch.next()
+        })
+    }
+}
+
 struct EventsState {
     rx: Receiver<Vec<Item>>,
     batch: std::vec::IntoIter<Item>,
@@ -242,16 +264,7 @@ impl Events {
     }
 
     fn __next__(&self, py: Python<'_>) -> Option<AllocationRecord> {
-        let mut state = self.state.lock().ok()?;
-        let (thread, e, position) = match state.batch.next() {
-            Some(item) => item,
-            None => {
-                let rx = &mut state.rx;
-                let batch = py.detach(move || rx.recv()).ok()?;
-                state.batch = batch.into_iter();
-                state.batch.next()?
-            }
-        };
+        let (thread, e, position) = self.next_item(py)?;
         let c = e.code();
         let free = frees(c);
         Some(AllocationRecord {

@@ -67,6 +67,45 @@ def test_a_tracker_follows_spawned_python_children(env: Env, tmp_path: Path) -> 
     assert r.stdout == "True\n", r.stdout + r.stderr
 
 
+FORK_AFTER_CHDIR = '''\
+import os
+import sys
+
+import memtrace
+
+os.chdir(sys.argv[1])
+with memtrace.Tracker("rel.bin", follow_fork=True):
+    os.chdir(sys.argv[2])
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(7_654_321)
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(sorted(os.listdir(sys.argv[1])) == ["rel.bin", f"rel.bin.{pid}"], os.listdir(sys.argv[2]))
+'''
+
+
+def test_a_forked_child_s_capture_is_beside_a_relative_one_after_a_chdir(
+    env: Env, tmp_path: Path
+) -> None:
+    # The child named its capture from the directory it was in: the family lost it.
+    start, other = tmp_path / "start", tmp_path / "other"
+    start.mkdir()
+    other.mkdir()
+    (tmp_path / "fork.py").write_text(FORK_AFTER_CHDIR)
+    r = run([env.python, tmp_path / "fork.py", start, other])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == "True []\n"
+    stats = json.loads(checked([env.memtrace, "stats", "--json", start / "rel.bin"]).stdout)
+    assert len(stats["processes"]) == 2, stats["processes"]
+    child = stats["processes"][1]
+    s = json.loads(
+        checked([env.memtrace, "stats", "--json", "--pid", str(child["pid"]), start / "rel.bin"]).stdout
+    )
+    sizes = [loc["bytes"] for loc in s["top_by_size"] if loc["line"] == 11]
+    assert sizes and 7_654_321 <= sizes[0] < 7_654_500, s["top_by_size"]
+
+
 PROJECT = '''\
 import multiprocessing as mp
 

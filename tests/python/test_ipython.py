@@ -160,3 +160,38 @@ def test_a_cell_runs_as_ipython_runs_it(env: Env, tmp_path: Path) -> None:
     assert re.search(r"^ +2\.9 MiB \(30000\d\d bytes\) in \d+: <module> at <memtrace-cell>:1$", r.stdout, re.M), r.stdout
     assert "value 3000001" in lines, r.stdout
     assert "source: 2 raise KeyError('k')" in lines, r.stdout
+
+
+SESSION = """
+import os, sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+start, other = sys.argv[1], sys.argv[2]
+os.chdir(start)
+ip.run_cell_magic("memtrace", "--no-html -n 1", "def f(x: int) -> list:\\n    return [x]\\n")
+print("annotations", ip.user_ns["f"].__annotations__)
+ip.run_cell_magic("memtrace", "--no-html -n 1", f"import os\\nx = bytearray(5_000_000)\\nos.chdir({other!r})\\n")
+"""
+
+
+def test_a_cell_keeps_the_session_s_semantics(env: Env, tmp_path: Path) -> None:
+    """A cell's annotations are evaluated as the session's are (the magic's module has
+    `from __future__ import annotations`, which cells inherited: strings), and a cell that
+    changes the directory is still reported, from its own capture (the relative results
+    directory was looked for in the new one: no report, or another capture's)."""
+    start, other = tmp_path / "start", tmp_path / "other"
+    start.mkdir()
+    other.mkdir()
+    r = run([env.python, "-c", SESSION, start, other])
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert "annotations {'x': <class 'int'>, 'return': <class 'list'>}" in lines, r.stdout
+    peaks = [l for l in lines if l.startswith("memtrace: the cell's peak:")]
+    assert len(peaks) == 2, r.stdout
+    m = re.fullmatch(r"memtrace: the cell's peak: 4\.8 MiB \((\d+) bytes\) in \d+ allocations", peaks[1])
+    assert m and 5_000_001 <= int(m.group(1)) < 5_050_000, r.stdout
+    top = re.search(r"^ +4\.8 MiB \((\d+) bytes\) in \d+: <module> at <memtrace-cell>:2$", r.stdout, re.M)
+    assert top and 5_000_001 <= int(top.group(1)) < 5_010_000, r.stdout
+    assert sorted(p.name for p in (start / "memtrace-results").iterdir()) == ["cell-1.bin", "cell-2.bin"]
+    assert not (other / "memtrace-results").exists()

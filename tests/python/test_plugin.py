@@ -356,6 +356,19 @@ def own_tracker(tmp_path):
 
 def test_with_a_tracker_of_its_own(own_tracker):
     assert sum(range(10)) == 45
+
+
+@pytest.mark.limit_memory("1 MB")
+def test_starting_a_tracker_itself(tmp_path):
+    with Tracker(tmp_path / "mine.bin"):
+        data = bytearray(3_000_000)
+    assert len(data) == 3_000_000
+    assert (tmp_path / "mine.bin").stat().st_size > 0
+
+
+def test_sees_itself(request):
+    assert request.function is test_sees_itself
+    assert request.node.obj is test_sees_itself
 """
 
 
@@ -394,7 +407,8 @@ def test_what_pytest_does_around_a_test_is_not_the_test_s(env: Env, tmp_path: Pa
     for passed in ["test_nothing", "test_nothing_with_a_long_id", "test_ids[a/b]",
                    "test_ids[a_b]", "test_ids[a b]", "test_ids[a:b]",
                    "test_a_clears_the_environment", "test_b_sees_its_own_tracker_alone",
-                   "test_with_a_tracker_of_its_own"]:
+                   "test_with_a_tracker_of_its_own", "test_starting_a_tracker_itself",
+                   "test_sees_itself"]:
         assert re.search(rf"^PASSED test_housekeeping\.py::{re.escape(passed)}", out, re.M), (passed, out)
     assert re.search(r"^XFAIL test_housekeeping\.py::test_expected_to_go_over", out, re.M), out
     assert re.search(r"^FAILED test_housekeeping\.py::test_an_infinite_limit", out, re.M), out
@@ -406,11 +420,13 @@ def test_what_pytest_does_around_a_test_is_not_the_test_s(env: Env, tmp_path: Pa
     ), out
     assert "_sizes.py" not in out and "OverflowError" not in out, out
     assert "memtrace: this test ran untracked: " in out, out
+    # A test's own Tracker goes first (it failed: "a memtrace Tracker is already active").
+    assert "memtrace: this test started a memtrace Tracker of its own" in out, out
     # A unittest method is tracked too (unittest runs it, not pytest_pyfunc_call).
     assert re.search(
         r"^FAILED test_housekeeping\.py::TestInUnittestStyle::test_over", out, re.M
     ), out
-    assert re.search(r"^=+ 2 failed, 9 passed, 1 xfailed", out, re.M), out
+    assert re.search(r"^=+ 2 failed, 11 passed, 1 xfailed", out, re.M), out
     ids = sorted(p.name for p in bins.glob("test_housekeeping.py_test_ids*.bin"))
     assert len(ids) == 4, ids
     assert after.read_text() == "[]", after.read_text()

@@ -22,10 +22,10 @@ def capture(env: Env, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, i
     return out, int(r.stdout.strip())
 
 
-def read(env: Env, capture: Path, code: str) -> object:
+def read(env: Env, capture: Path, code: str, **kw: object) -> object:
     """Runs `code` with `r` a FileReader of `capture`; returns what it put in `out` (JSON)."""
     prog = f"import json, memtrace\nr = memtrace.FileReader({str(capture)!r})\n{code}\nprint(json.dumps(out))"
-    return json.loads(env.py(prog).stdout)
+    return json.loads(env.py(prog, **kw).stdout)
 
 
 def test_metadata(env: Env, capture: tuple[Path, int]) -> None:
@@ -136,6 +136,33 @@ def test_all_records(env: Env, capture: tuple[Path, int]) -> None:
     assert freed[:3] == ["free", address, "pymalloc_free"]
     assert freed[3] > time
 
+
+
+def test_one_iterator_drained_by_threads(env: Env, tmp_path: Path) -> None:
+    # Threads sharing one all_records() iterator each get their part, every event once. The
+    # iterator's lock was waited for with the GIL held, by a thread the holder (waiting for the
+    # GIL after its next batch) needed: both hung for good.
+    script = tmp_path / "many.py"
+    script.write_text("keep = [bytearray(100) for _ in range(200_000)]\n")
+    cap = tmp_path / "many.bin"
+    checked([env.memtrace, "run", "-q", "-o", cap, script])
+    out = read(
+        env,
+        cap,
+        "import threading\nit = r.all_records()\ncounts = []\n"
+        "def drain():\n"
+        "    counts.append(sum(1 for _ in it))\n"
+        "ts = [threading.Thread(target=drain) for _ in range(4)]\n"
+        "for t in ts: t.start()\n"
+        "for t in ts: t.join()\n"
+        "alone = sum(1 for _ in r.all_records())\n"
+        "out = dict(shared=sum(counts), alone=alone, parts=len(counts))",
+        timeout=300,
+    )
+    assert isinstance(out, dict)
+    assert out["parts"] == 4
+    assert out["shared"] == out["alone"]
+    assert out["alone"] > 400_000
 
 
 def test_event_times_follow_pauses(env: Env, tmp_path: Path) -> None:

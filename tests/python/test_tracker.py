@@ -67,6 +67,37 @@ def test_nested_and_existing_captures_are_refused(env: Env, tmp_path: Path) -> N
     assert not (tmp_path / "b.bin").exists()
 
 
+def test_a_capture_file_that_cannot_be_made_is_an_os_error(env: Env, tmp_path: Path) -> None:
+    # As open()'s errors: `except OSError` catches them, with errno and filename (they were
+    # RuntimeErrors only, and a directory's was "File exists").
+    code = (
+        "import errno, sys, memtrace\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        memtrace.Tracker(p).start()\n"
+        "    except OSError as e:\n"
+        "        print(errno.errorcode[e.errno], e.filename == p, isinstance(e, RuntimeError))\n"
+    )
+    there = tmp_path / "there.bin"
+    there.write_bytes(b"mine")
+    r = run([env.python, "-c", code, tmp_path / "no" / "x.bin", tmp_path, there])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == ["ENOENT True True", "EISDIR True True", "EEXIST True True"]
+    assert there.read_bytes() == b"mine"
+    # FileReader's errors carry the number too.
+    code = (
+        "import errno, sys, memtrace\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        memtrace.FileReader(p)\n"
+        "    except OSError as e:\n"
+        "        print(type(e).__name__, errno.errorcode[e.errno])\n"
+    )
+    r = run([env.python, "-c", code, tmp_path / "missing.bin", tmp_path])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == ["FileNotFoundError ENOENT", "IsADirectoryError EISDIR"]
+
+
 def test_labels_are_stored_and_checked(env: Env, tmp_path: Path) -> None:
     capture = tmp_path / "labelled.bin"
     code = (

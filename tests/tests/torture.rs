@@ -664,3 +664,32 @@ with open("out/log") as f:
     assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
     assert!(num(&s, "total_allocations") > 576_000, "{s}");
 }
+
+/// A signal handler that ends the process (`_exit`) while the signal interrupted the C
+/// library's realloc, which holds its arena's lock while it copies a large block: the capture
+/// is finished there, and zstd's context for the last chunk came from the C library's malloc,
+/// which waited for the lock its own thread held: the program hung for good, every time.
+#[test]
+fn a_program_ending_from_a_signal_handler_inside_malloc_ends() {
+    use memtrace_e2e::watchdog::output_within;
+    use std::time::Duration;
+    let dir = run_dir("exit-in-handler");
+    let prog = compile("exit_from_handler", &dir);
+    let alone = output_within(&mut Command::new(&prog), Duration::from_secs(60));
+    assert_eq!(alone.status.code(), Some(7), "{alone:?}");
+    for native in [false, true] {
+        let cap = dir.join(format!("end-{native}.bin"));
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"]).arg(&cap);
+        if native {
+            cmd.arg("--native");
+        }
+        cmd.arg("--").arg(&prog).current_dir(&dir);
+        let out = output_within(&mut cmd, Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(7), "native {native}: {out:?}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+        // The 20,000 blocks kept before the first realloc, at least.
+        assert!(num(&s, "total_allocations") > 20_000, "{s}");
+    }
+}

@@ -2,7 +2,7 @@
 //! of an Events chunk: the frame table, then each stream as a zstd frame or as it is (see
 //! docs/FORMAT.md, "The columns codec").
 
-use crate::{real, sys};
+use crate::{own_heap, sys};
 use core::ffi::c_void;
 use core::ptr::NonNull;
 use memtrace_format::columns::{stream, write_frame_table, MAX_FRAME_TABLE, MIN_COMPRESSED_STREAM};
@@ -149,19 +149,21 @@ fn ok(r: usize) -> Option<usize> {
     (unsafe { zstd_sys::ZSTD_isError(r) } == 0).then_some(r)
 }
 
-/// zstd's allocations: the tracker's own heap's allocator (real::Heap), as base::alloc's.
+/// zstd's allocations: always the tracker's own allocator (base::own_heap, its own mappings),
+/// never the C library's, even where the rest of the tracker's memory comes from it. The
+/// capture is finished where the program ends, and a program may end from a signal handler
+/// (`_exit`, `abort`, `raise`, `exit`) that interrupted the C library's malloc on the same
+/// thread: the context made or freed then waited for the arena lock its own thread held, for
+/// ever. The tracker's own allocator is only ever busy inside the tracker.
 unsafe extern "C" fn zstd_alloc(_: *mut c_void, size: usize) -> *mut c_void {
-    match real::get() {
-        // SAFETY: a plain call of the C allocator.
-        Some(r) => unsafe { (r.heap.malloc)(size) },
-        None => core::ptr::null_mut(),
-    }
+    // SAFETY: a plain call of the tracker's allocator.
+    unsafe { own_heap::malloc(size) }
 }
 
 unsafe extern "C" fn zstd_free(_: *mut c_void, p: *mut c_void) {
-    if let (false, Some(r)) = (p.is_null(), real::get()) {
-        // SAFETY: `p` came from zstd_alloc, the heap allocator's.
-        unsafe { (r.heap.free)(p) };
+    if !p.is_null() {
+        // SAFETY: `p` came from zstd_alloc, own_heap's.
+        unsafe { own_heap::free(p) };
     }
 }
 
