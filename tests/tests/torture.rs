@@ -693,3 +693,29 @@ fn a_program_ending_from_a_signal_handler_inside_malloc_ends() {
         assert!(num(&s, "total_allocations") > 20_000, "{s}");
     }
 }
+
+/// A single-threaded program whose timer's signal handler forks, many times, while main
+/// allocates: the fork's handlers waited for a lock of the tracker's that the hook the signal
+/// interrupted held (the module table's, at a chunk's flush), for ever (3 runs in 20 hung).
+/// Ten runs: each one of them hung before with a chance of about one in seven.
+#[test]
+fn a_program_forking_from_a_signal_handler_never_hangs() {
+    use memtrace_e2e::watchdog::output_within;
+    use std::time::Duration;
+    let dir = run_dir("fork-in-handler");
+    let prog = compile("fork_in_handler", &dir);
+    for run in 0..10 {
+        let cap = dir.join(format!("fork-{run}.bin"));
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(&cap)
+            .arg("--")
+            .arg(&prog)
+            .current_dir(&dir);
+        let out = output_within(&mut cmd, Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(0), "run {run}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "forks 300\n");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    }
+}

@@ -111,8 +111,13 @@ pub fn record_underscore_fork_child(pid: pid_t) {
     }
 }
 
-/// The parent's record of a child made by fork or _Fork: a copy of itself.
+/// The parent's record of a child made by fork or _Fork: a copy of itself. None for a fork
+/// from a signal handler that interrupted one of the tracker's hooks: writing the record may
+/// need what the interrupted hook holds (and that child records nothing).
 fn record_fork_child(pid: pid_t) {
+    if crate::tls::get().in_tracker != 0 {
+        return;
+    }
     let mut argv = [0u8; 4096];
     let n = sys::read_cmdline(&mut argv);
     let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);

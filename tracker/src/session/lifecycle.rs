@@ -713,7 +713,15 @@ pub(crate) fn exit_now(status: c_int) -> ! {
 /// phdr lock waits for glibc's loader lock inside `dl_iterate_phdr`, and a thread in `dlclose`
 /// frees (into the aggregate state) while holding that loader lock. Were the aggregate state
 /// held here first, the three would wait on each other for ever.
+///
+/// A fork from a signal handler that interrupted one of the tracker's hooks on this thread
+/// (fork is async-signal-safe; a single-threaded supervisor forks from its SIGCHLD or timer
+/// handler) takes none: the interrupted hook may hold any of them, and waiting here for it
+/// waited for ever. The child then only stops recording, as one made by _Fork there does.
 pub(crate) extern "C" fn fork_prepare() {
+    if forking_inside_a_hook() {
+        return;
+    }
     // Before any lock: it takes the aggregate state's as an allocation does.
     crate::aggregate::at_fork();
     CONFIG.raw_lock();
@@ -728,7 +736,16 @@ pub(crate) extern "C" fn fork_prepare() {
     crate::own_heap::lock_for_fork();
 }
 
+/// Whether this thread forks from inside one of the tracker's hooks (a signal handler that
+/// interrupted it): the fork handlers then take and release no lock (see `fork_prepare`).
+fn forking_inside_a_hook() -> bool {
+    tls::get().in_tracker != 0
+}
+
 pub(crate) extern "C" fn fork_parent() {
+    if forking_inside_a_hook() {
+        return;
+    }
     crate::own_heap::unlock_after_fork();
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
@@ -785,6 +802,10 @@ pub(crate) extern "C" fn fork_child() {
     // fork() returns in the child with the errno it had: a followed child's start must not
     // change it.
     let _errno = sys::ErrnoGuard::new();
+    if forking_inside_a_hook() {
+        stop_in_unknown_child();
+        return;
+    }
     // A thread of the parent's exiting is not one of the child's: its own exit goes on.
     EXITING.store(0, Ordering::Relaxed);
     crate::own_heap::unlock_after_fork();
