@@ -1,6 +1,6 @@
 /* Single-threaded: a 2 ms timer's signal handler forks (fork is async-signal-safe); the child
- * _exits at once and the handler reaps it; main allocates and frees all along. 300 forks, then
- * "forks 300" and status 0, every time alone. */
+ * _exits at once and the handler reaps it; main allocates and frees all along. 300 forks (or
+ * one more), then status 0, every time alone. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,7 @@ int main(void) {
         free(malloc(i % 4000 + 1));
     struct itimerval off = {{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &off, NULL);
-    printf("forks %d\n", forks);
+    /* A last signal may come between the count's check and the timer's end: 300 or more. */
+    printf("%s\n", forks >= 300 ? "forks: 300 or more" : "forks: too few");
     return 0;
 }

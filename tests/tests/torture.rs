@@ -714,8 +714,35 @@ fn a_program_forking_from_a_signal_handler_never_hangs() {
             .current_dir(&dir);
         let out = output_within(&mut cmd, Duration::from_secs(60));
         assert_eq!(out.status.code(), Some(0), "run {run}: {out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "forks 300\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "forks: 300 or more\n");
         let s = stats(&cap);
         assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    }
+}
+
+/// A signal handler that maps pages while main allocates interrupts allocation functions
+/// often, and jumps out of none: no "jumped out of an allocation function" may be said (it was,
+/// in 11 runs of 12: a hook of the handler's compared the call site of the hook it interrupted
+/// with the previous call's return address, stored after the re-entrancy flag), and nothing
+/// dropped.
+#[test]
+fn a_signal_handler_that_interrupts_allocations_is_no_jump() {
+    let dir = run_dir("handler-no-jump");
+    let prog = compile("mmap_in_handler", &dir);
+    for run in 0..4 {
+        let cap = dir.join(format!("nojump-{run}.bin"));
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&cap)
+            .arg("--")
+            .arg(&prog)
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "kept some\n");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+        assert_eq!(warnings(&s), "[]", "run {run}");
+        assert_eq!(dropped(&s), 0);
     }
 }

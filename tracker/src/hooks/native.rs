@@ -13,26 +13,24 @@ use crate::{clock, thread, tls, ACTIVE};
 use libc::{c_int, c_void, off_t, size_t};
 use memtrace_format::{trailer_flags, Allocator};
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{compiler_fence, Ordering};
 
 /// Whether to record on this thread now: Some sets the re-entrancy flag, and the guard it holds
 /// clears it again when it goes out of scope (so no return path can leave it set).
 #[inline(always)]
 pub(crate) fn enter() -> Option<Entered> {
-    enter_from(0)
+    enter_from(0, 0)
 }
 
 /// [`enter`] from an allocation function called at `site`: a native walk (--native) of what
 /// the hook records starts there, not in the tracker's own frames.
 #[inline(always)]
 fn enter_at(site: &CallSite) -> Option<Entered> {
-    let mut t = enter_from(site as *const CallSite as u64)?;
-    t.entry_ret = site.ret;
-    Some(t)
+    enter_from(site as *const CallSite as u64, site.ret)
 }
 
 #[inline(always)]
-fn enter_from(site: u64) -> Option<Entered> {
+fn enter_from(site: u64, ret: u64) -> Option<Entered> {
     if !ACTIVE.load(Ordering::Relaxed) {
         return None;
     }
@@ -43,8 +41,18 @@ fn enter_from(site: u64) -> Option<Entered> {
         }
         return None;
     }
-    t.in_tracker = 1;
+    // The call site and its return address are in place before the flag says a hook runs: a
+    // signal handler's hook that finds the flag set compares with them (see left_by_a_jump),
+    // and compared with the last call's return address it called a hook left by a jump that
+    // was not. Stored again after the flag: a handler's hook that ran just before it (the
+    // flag still clear) left its own there.
     t.call_site = site;
+    t.entry_ret = ret;
+    compiler_fence(Ordering::SeqCst);
+    t.in_tracker = 1;
+    compiler_fence(Ordering::SeqCst);
+    t.call_site = site;
+    t.entry_ret = ret;
     Some(Entered(t))
 }
 
