@@ -746,3 +746,56 @@ fn a_signal_handler_that_interrupts_allocations_is_no_jump() {
         assert_eq!(dropped(&s), 0);
     }
 }
+
+/// A vfork child that allocates records into its parent's thread state (it shares the
+/// parent's memory), and its flush, refused as another process's, left that state stuck: every
+/// later event of the parent's thread was dropped. The parent records again once the child is
+/// gone: its 100 blocks of 300 bytes are in its capture.
+#[test]
+fn a_vfork_child_that_allocates_leaves_its_parent_recording() {
+    let dir = run_dir("vfork-allocates");
+    let prog = compile("vfork_child_allocates", &dir);
+    let cap = dir.join("vfork.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "child exit 3\n");
+    let s = stats(&cap);
+    let of_300: Vec<i64> = s["histogram"]
+        .as_array()
+        .expect("a histogram")
+        .iter()
+        .filter(|h| h["lo"].as_i64() == Some(256))
+        .map(|h| num(h, "count"))
+        .collect();
+    assert_eq!(of_300, vec![100], "{}", s["histogram"]);
+}
+
+/// A vfork child that calls exit() runs its parent's exit handlers and this library's
+/// destructor in the memory they share: the parent's capture was never finished (it read
+/// "killed or still running"). The parent finishes it at its own end, every block in it, its
+/// live-at-exit marked at the parent's end (stdout's buffer live), not the child's.
+#[test]
+fn a_vfork_child_calling_exit_leaves_the_parent_s_capture_whole() {
+    let dir = run_dir("vfork-exit");
+    let prog = compile("vfork_child_exits", &dir);
+    let cap = dir.join("vfork-exit.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "child exit 3\n");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    assert_eq!(num(&s, "total_allocations"), 201);
+    assert_eq!(num(&s, "leaked_allocations"), 1, "stdout's buffer");
+}

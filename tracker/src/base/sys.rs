@@ -540,6 +540,29 @@ pub fn read_cmdline(buf: &mut [u8]) -> usize {
     }
 }
 
+/// Whether process `pid` still shares this process's memory (kcmp KCMP_VM): a vfork or
+/// CLONE_VM child before its exec or exit. When kcmp is refused (a seccomp filter, no ptrace
+/// access), whether the process is still there at all.
+pub fn shares_memory(pid: u32) -> bool {
+    const KCMP_VM: usize = 1;
+    let me = getpid() as usize;
+    // SAFETY: kcmp compares two processes' memory descriptors; it reads nothing of ours.
+    let r = unsafe { raw_syscall(libc::SYS_kcmp, [me, pid as usize, KCMP_VM, 0, 0, 0]) };
+    match r {
+        0 => true,
+        r if r > 0 => false,
+        // SAFETY: errno of this thread, just set by the failed call.
+        _ => match unsafe { *libc::__errno_location() } {
+            libc::ESRCH => false,
+            _ => {
+                // SAFETY: kill with signal 0 only checks that the process exists.
+                let r = unsafe { libc::syscall(libc::SYS_kill, pid as usize, 0) };
+                r == 0
+            }
+        },
+    }
+}
+
 /// Where [`move_fd_high`] puts a descriptor when the open-file limit allows.
 const HIGH_FD: c_int = 700;
 

@@ -441,6 +441,24 @@ extern "C" fn memtrace_fini() {
         finish();
         // Another thread may be finishing it (an _exit): this one's exit must not cut it.
         wait_for_finisher();
+    } else if STARTED.load(Ordering::Acquire) && !sys::sandboxed() {
+        // A child sharing this memory (vfork) that called exit(): it ran the exit handlers
+        // and the libraries' destructors of the image, the parent's included, which will not
+        // run them again (the loader marks them run).
+        FINI_SPENT.store(true, Ordering::Release);
+    }
+}
+
+/// A child sharing the capture process's memory ran this library's destructor (a vfork child
+/// that called exit() instead of _exit: a common bug, harmless alone): the capture's process
+/// will not, so it finishes the capture itself where it ends (main's return, exit).
+static FINI_SPENT: AtomicBool = AtomicBool::new(false);
+
+/// At the end of the capture's process when its destructor will not run (see `FINI_SPENT`):
+/// the capture is finished now (it read "killed" for want of a trailer).
+fn finish_if_fini_spent() {
+    if FINI_SPENT.load(Ordering::Acquire) && recording_here() {
+        finish_now();
     }
 }
 
@@ -552,7 +570,11 @@ static EXITING: AtomicUsize = AtomicUsize::new(0);
 
 /// Marks where "live at exit" is measured: the first of main returning and exit() being called.
 fn exit_snapshot() {
-    if !ACTIVE.load(Ordering::Acquire) || EXIT_MARKED.swap(true, Ordering::AcqRel) {
+    // Not in a vfork child's exit (it shares the memory: the mark would be the parent's).
+    if !ACTIVE.load(Ordering::Acquire)
+        || sys::getpid() != CAPTURE_PID.load(Ordering::Relaxed)
+        || EXIT_MARKED.swap(true, Ordering::AcqRel)
+    {
         return;
     }
     let t = tls::get();
@@ -586,6 +608,7 @@ unsafe extern "C" fn main_wrapper(argc: c_int, argv: *mut *mut i8, envp: *mut *m
     // SAFETY: calling the program's main as libc would.
     let status = unsafe { main(argc, argv, envp) };
     exit_snapshot();
+    finish_if_fini_spent();
     status
 }
 
@@ -637,6 +660,7 @@ pub unsafe extern "C" fn exit(status: c_int) -> ! {
             finish_now();
         }
     }
+    finish_if_fini_spent();
     match real::get().and_then(|r| r.exit) {
         // SAFETY: forwarding to libc's exit.
         Some(real_exit) => unsafe { real_exit(status) },

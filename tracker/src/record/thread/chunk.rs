@@ -182,7 +182,7 @@ impl ThreadState {
 
     /// As `flush`; with `grow`, the next chunk starts in a bigger area (see `grow`).
     pub(super) fn flush_and_grow(&mut self, grow: bool) -> bool {
-        if self.stuck {
+        if self.stuck && !self.unstuck_after_a_child() {
             return false;
         }
         if self.writer.records() == 0 {
@@ -249,6 +249,23 @@ impl ThreadState {
     #[cold]
     fn not_this_process(&mut self) -> bool {
         self.stuck = true;
+        self.stuck_by = sys::getpid();
         false
+    }
+
+    /// In the capture's process, a state that a child sharing its memory left stuck (a vfork
+    /// child that allocated before its exec or _exit, which shells do; the parent's thread is
+    /// the same state): it records again once that child no longer shares this memory (it
+    /// exec'd or ended). Else every later event of the parent's thread was dropped. A child
+    /// that still runs in this memory (clone with CLONE_VM) keeps it stuck: the two would write
+    /// into one staging area at once.
+    #[cold]
+    fn unstuck_after_a_child(&mut self) -> bool {
+        if self.stuck_by == 0 || !CAPTURE.in_its_process() || sys::shares_memory(self.stuck_by) {
+            return false;
+        }
+        self.stuck = false;
+        self.stuck_by = 0;
+        true
     }
 }

@@ -48,6 +48,7 @@ fn reattach(t: &mut tls::Tls, old: &mut ThreadState) -> Option<&'static mut Thre
     // The earlier capture is finished: the state is free to go, its place in that file gone.
     old.slot = core::ptr::null_mut();
     old.stuck = false;
+    old.stuck_by = 0;
     t.state = core::ptr::null_mut();
     t.serial = 0;
     old.in_use.store(false, Ordering::Release);

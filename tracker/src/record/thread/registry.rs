@@ -127,6 +127,7 @@ pub fn begin_capture() {
         if !s.in_use.load(Ordering::Acquire) {
             s.slot = core::ptr::null_mut();
             s.stuck = false;
+            s.stuck_by = 0;
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct ThreadState {
     /// A flush failed (the capture takes no more): the staging area keeps its records, complete,
     /// and must be neither flushed again nor reused.
     pub(super) stuck: bool,
+    /// The process that set `stuck` because it was not the capture's (a vfork or CLONE_VM child
+    /// recording into its parent's state); 0 when the capture itself could take no more.
+    pub(super) stuck_by: u32,
     pub(super) serial: u32,
     pub(super) tid: u32,
     pub(super) seq: u32,
