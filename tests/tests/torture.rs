@@ -630,6 +630,9 @@ for name in os.listdir("/proc/self/fd"):
             n = int(name)
     except OSError:
         pass
+d = fcntl.fcntl(0, fcntl.F_DUPFD, n)
+print("dup at", "n" if d == n else d)
+os.close(d)
 try:
     fcntl.fcntl(n, fcntl.F_GETFD)
     print("open")
@@ -652,7 +655,10 @@ with open("out/log") as f:
     python::write(&plain_dir, "take.py", script);
     let plain = python::untracked(py, &["take.py"], &plain_dir, b"");
     assert_eq!(plain.status.code(), Some(0), "{plain:?}");
-    assert_eq!(String::from_utf8_lossy(&plain.stdout), "EBADF\n64 576000\n");
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "dup at n\nEBADF\n64 576000\n"
+    );
     let dir = run_dir("py-take-tracked");
     python::write(&dir, "take.py", script);
     let cap = dir.join("run.bin");
@@ -798,4 +804,25 @@ fn a_vfork_child_calling_exit_leaves_the_parent_s_capture_whole() {
     assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
     assert_eq!(num(&s, "total_allocations"), 201);
     assert_eq!(num(&s, "leaked_allocations"), 1, "stdout's buffer");
+}
+
+/// Interposed calls given a bad pointer get EFAULT as alone (setrlimit, prlimit and execve's
+/// path were read by their hooks first: the program died of SIGSEGV).
+#[test]
+fn calls_given_a_bad_pointer_fail_as_alone() {
+    let dir = run_dir("bad-pointers");
+    let prog = compile("bad_pointers", &dir);
+    let alone = Command::new(&prog).current_dir(&dir).output_watched();
+    let text = String::from_utf8_lossy(&alone.stdout).into_owned();
+    assert_eq!(text.matches("-1 errno 14\n").count(), 6, "{text}");
+    let cap = dir.join("bad.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }

@@ -540,6 +540,84 @@ pub fn read_cmdline(buf: &mut [u8]) -> usize {
     }
 }
 
+/// Copies `len` bytes at `from` (memory of this process the program named) into `to` without
+/// faulting: process_vm_readv on this process fails with EFAULT where a plain read would die of
+/// SIGSEGV (a program that passes a bad pointer to a call it expects EFAULT from). Some(false)
+/// when unreadable; None when the call itself is refused (a seccomp filter): the caller then
+/// reads as before.
+fn copy_own(from: usize, to: &mut [u8]) -> Option<bool> {
+    let local = libc::iovec {
+        iov_base: to.as_mut_ptr() as *mut c_void,
+        iov_len: to.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: from as *mut c_void,
+        iov_len: to.len(),
+    };
+    let me = getpid() as usize;
+    let args = [
+        me,
+        &local as *const _ as usize,
+        1,
+        &remote as *const _ as usize,
+        1,
+        0,
+    ];
+    // SAFETY: reads `to.len()` bytes of this process at `from` into `to`, which the kernel
+    // checks; nothing is written but `to`.
+    let r = unsafe { raw_syscall(libc::SYS_process_vm_readv, args) };
+    if r == to.len() as c_long {
+        return Some(true);
+    }
+    // SAFETY: errno of this thread, just set by the failed call.
+    match unsafe { *libc::__errno_location() } {
+        libc::EFAULT => Some(false),
+        _ if r >= 0 => Some(false),
+        _ => None,
+    }
+}
+
+/// A `T` the program points at, read without faulting (see `copy_own`); None when `p` cannot
+/// be read.
+pub fn read_own<T: Copy>(p: *const T) -> Option<T> {
+    if p.is_null() {
+        return None;
+    }
+    let mut value = core::mem::MaybeUninit::<T>::uninit();
+    // SAFETY: the bytes of `value`, only written (by the kernel) before it is read.
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(value.as_mut_ptr() as *mut u8, core::mem::size_of::<T>())
+    };
+    match copy_own(p as usize, bytes) {
+        // SAFETY: every byte copied from the `T` the program passed.
+        Some(true) => Some(unsafe { value.assume_init() }),
+        Some(false) => None,
+        // SAFETY: the call is refused: read as before (the caller's contract: a readable T).
+        None => Some(unsafe { core::ptr::read(p) }),
+    }
+}
+
+/// Whether `p` is a NUL-terminated string this process can read (the NUL within `max` bytes),
+/// read without faulting (see `copy_own`; true when that cannot be checked).
+pub fn c_string_readable(p: *const libc::c_char, max: usize) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    let mut buf = [0u8; 256];
+    let (mut at, end) = (p as usize, p as usize + max);
+    while at < end {
+        // Never across a page: a string ending before an unmapped page is readable.
+        let n = (4096 - at % 4096).min(buf.len()).min(end - at);
+        match copy_own(at, &mut buf[..n]) {
+            Some(true) if buf[..n].contains(&0) => return true,
+            Some(true) => at += n,
+            Some(false) => return false,
+            None => return true,
+        }
+    }
+    false
+}
+
 /// Whether process `pid` still shares this process's memory (kcmp KCMP_VM): a vfork or
 /// CLONE_VM child before its exec or exit. When kcmp is refused (a seccomp filter, no ptrace
 /// access), whether the process is still there at all.

@@ -24,6 +24,15 @@ fn raw(number: c_long, args: [usize; 3]) -> c_int {
     unsafe { sys::raw_syscall(number, [args[0], args[1], args[2], 0, 0, 0]) as c_int }
 }
 
+/// Before an fcntl: the capture leaves `fd`, and the number a duplicate is asked for from
+/// (`F_DUPFD` gives the lowest free one from `arg` on: that very number, alone).
+fn leave_for(fd: c_int, cmd: c_int, arg: usize) {
+    CAPTURE.leave_descriptor(fd);
+    if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+        CAPTURE.leave_descriptor(arg as c_int);
+    }
+}
+
 /// Interposed close(2).
 ///
 /// # Safety
@@ -92,7 +101,7 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 /// # Safety
 /// Same contract as libc's fcntl.
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-    CAPTURE.leave_descriptor(fd);
+    leave_for(fd, cmd, arg);
     match real::get().and_then(|r| r.fcntl) {
         // SAFETY: the C library's fcntl, with the program's arguments.
         Some(fcntl) => unsafe { fcntl(fd, cmd, arg) },
@@ -106,7 +115,7 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
 /// # Safety
 /// Same contract as libc's fcntl64.
 pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-    CAPTURE.leave_descriptor(fd);
+    leave_for(fd, cmd, arg);
     match real::get().and_then(|r| r.fcntl64.or(r.fcntl)) {
         // SAFETY: the C library's fcntl64, with the program's arguments.
         Some(fcntl) => unsafe { fcntl(fd, cmd, arg) },

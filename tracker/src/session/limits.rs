@@ -22,8 +22,11 @@ unsafe fn before_setting(pid: pid_t, resource: c_int, new: *const rlimit) {
     if pid != 0 && pid as u32 != sys::getpid() {
         return;
     }
-    // SAFETY: as the caller promises.
-    let limit = unsafe { (*new).rlim_cur };
+    // Read without faulting: a bad pointer gets EFAULT from the call below, as alone.
+    let Some(new) = sys::read_own(new) else {
+        return;
+    };
+    let limit = new.rlim_cur;
     if limit != libc::RLIM_INFINITY {
         CAPTURE.fit_address_limit(limit);
     }

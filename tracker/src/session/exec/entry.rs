@@ -87,7 +87,8 @@ fn environ() -> *const *const c_char {
 
 /// The bytes of a C string (empty for null).
 unsafe fn text<'a>(p: *const c_char) -> &'a [u8] {
-    if p.is_null() {
+    // A bad pointer is the program's to get EFAULT for from the call, as alone: no name.
+    if p.is_null() || !crate::sys::c_string_readable(p, 1 << 16) {
         return b"";
     }
     // SAFETY: the caller passes a NUL-terminated string.
