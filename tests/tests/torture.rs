@@ -826,3 +826,24 @@ fn calls_given_a_bad_pointer_fail_as_alone() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
+
+/// A program that ends with syscall(SYS_exit_group, n) gets a finished capture, as one ending
+/// with _exit does (it read "killed or still running"), and its status.
+#[test]
+fn a_program_ending_with_the_exit_group_call_leaves_a_finished_capture() {
+    let dir = run_dir("exit-group");
+    let prog = compile("exit_group_call", &dir);
+    let cap = dir.join("group.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    assert_eq!(num(&s, "total_allocations"), 101);
+    assert_eq!(num(&s, "leaked_bytes"), 5555);
+}

@@ -546,6 +546,10 @@ pub fn read_cmdline(buf: &mut [u8]) -> usize {
 /// when unreadable; None when the call itself is refused (a seccomp filter): the caller then
 /// reads as before.
 fn copy_own(from: usize, to: &mut [u8]) -> Option<bool> {
+    // A sandboxed process makes no system call the tracker chose (its filter may kill it).
+    if sandboxed() {
+        return None;
+    }
     let local = libc::iovec {
         iov_base: to.as_mut_ptr() as *mut c_void,
         iov_len: to.len(),

@@ -219,6 +219,8 @@ pub unsafe extern "C" fn syscall(
         ".cfi_startproc",
         "cmp rdi, {seccomp}",
         "je {sandbox}",
+        "cmp rdi, {exit_group}",
+        "je {group_exit}",
         "mov rax, rdi",
         "mov rdi, rsi",
         "mov rsi, rdx",
@@ -236,6 +238,8 @@ pub unsafe extern "C" fn syscall(
         ".cfi_endproc",
         seccomp = const libc::SYS_seccomp,
         sandbox = sym crate::session::sandbox::seccomp_call,
+        exit_group = const libc::SYS_exit_group,
+        group_exit = sym crate::lifecycle::exit_group_call,
         error = sym crate::sys::syscall_error,
     );
 }

@@ -682,6 +682,22 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     }
 }
 
+/// The part of the interposed syscall(2) (exports.rs) for SYS_exit_group: the process ends at
+/// once, as with `_exit`, so the capture is finished first (a program's own
+/// `syscall(SYS_exit_group, n)` left a capture that read "killed or still running").
+///
+/// # Safety
+/// Same contract as libc's syscall for SYS_exit_group.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub unsafe extern "C" fn exit_group_call(_nr: libc::c_long, status: libc::c_long) -> ! {
+    finish_now();
+    // The system call itself (libc's syscall() is this library's: it would come back here).
+    let args = [status as usize, 0, 0, 0, 0, 0];
+    // SAFETY: exit_group(2) ends every thread of the process; it does not return.
+    unsafe { sys::raw_syscall(libc::SYS_exit_group, args) };
+    unreachable!("exit_group returned")
+}
+
 /// Interposed: `quick_exit` runs the at_quick_exit handlers and then `_exit` inside libc (no
 /// hook sees it), so the capture is finished first (what those handlers allocate is not in it).
 ///
@@ -723,8 +739,11 @@ pub unsafe extern "C" fn daemon(nochdir: c_int, noclose: c_int) -> c_int {
 
 /// Ends the process at once (libc's _exit is this library's own hook).
 pub(crate) fn exit_now(status: c_int) -> ! {
+    // The system call itself: libc's syscall() is this library's, which finishes the capture
+    // first (exit_group_call).
+    let args = [status as usize, 0, 0, 0, 0, 0];
     // SAFETY: exit_group(2) ends every thread of the process; it does not return.
-    unsafe { libc::syscall(libc::SYS_exit_group, status) };
+    unsafe { sys::raw_syscall(libc::SYS_exit_group, args) };
     unreachable!("exit_group returned")
 }
 
