@@ -740,9 +740,33 @@ fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool, token
     let c = py_str(&capture.to_string_lossy());
     let token = py_str(token);
     let body = format!(
-        "import sys, os, _thread, time
+        "import sys, _thread, posix
+# Only C functions bound here (posix, _thread): the program may have replaced what its own
+# code uses (unittest.mock on os.path.exists or open, freezegun's time.monotonic, a no-op
+# time.sleep), and memtrace's calls must neither reach its replacements nor be fooled by them.
 d = {d}
-stop, active, running = os.path.join(d, 'stop'), os.path.join(d, 'active'), os.path.join(d, {RUNNING:?})
+stop, active, running = d + '/stop', d + '/active', d + '/' + {RUNNING:?}
+def exists(p):
+    try:
+        posix.stat(p)
+        return True
+    except OSError:
+        return False
+def read(p):
+    fd = posix.open(p, posix.O_RDONLY | posix.O_CLOEXEC)
+    try:
+        return posix.read(fd, 4096).decode('utf-8', 'replace')
+    finally:
+        posix.close(fd)
+def write(p, text):
+    fd = posix.open(p, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o644)
+    try:
+        posix.write(fd, text.encode('utf-8', 'replace'))
+    finally:
+        posix.close(fd)
+# A lock held for good: waiting on it with a timeout is a sleep no one can replace.
+pause = _thread.allocate_lock()
+pause.acquire()
 # Locks rather than threading.Events, and a thread of _thread rather than threading's: the
 # program's threading.enumerate() and active_count() stay its own.
 ready, started = _thread.allocate_lock(), _thread.allocate_lock()
@@ -752,8 +776,7 @@ state = {{}}
 def mine():
     # `active` is this attach's (a detach before the start, or a later attach, replaced it).
     try:
-        with open(active) as f:
-            return f.read().split('\\n')[1:2] == [{token}]
+        return read(active).split('\\n')[1:2] == [{token}]
     except BaseException:
         return False
 def watch():
@@ -768,16 +791,16 @@ def watch():
     started.acquire()
     if not state.get('tracking'):
         return
-    end = time.monotonic() + {secs} if {secs} else 0
-    while mine() and not os.path.exists(stop) and (not end or time.monotonic() < end):
-        time.sleep(0.1)
+    end = posix.times().elapsed + {secs} if {secs} else 0
+    while mine() and not exists(stop) and (not end or posix.times().elapsed < end):
+        pause.acquire(True, 0.1)
     try:
         mt.stop()
     except BaseException:
         pass
     for p in (running, stop, active) if mine() else ():
         try:
-            os.remove(p)
+            posix.unlink(p)
         except OSError:
             pass
 # Nothing may escape: the interpreter's pending call would fail the program's current line
@@ -801,20 +824,19 @@ try:
             # Made before the start, so that its allocations are not the program's; removed
             # below if the start fails.
             try:
-                open(running, 'w').close()
+                write(running, '')
             except OSError:
                 pass
             mt.start({c}, {native}, True, False, '', True)
             state['tracking'] = True
     except BaseException as e:
         try:
-            with open(os.path.join(d, 'error'), 'w') as f:
-                f.write(str(e) or type(e).__name__)
+            write(d + '/error', str(e) or type(e).__name__)
         except BaseException:
             pass
         for p in (running, active) if mine() else ():
             try:
-                os.remove(p)
+                posix.unlink(p)
             except BaseException:
                 pass
     finally:
