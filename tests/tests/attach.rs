@@ -285,6 +285,43 @@ fn attach_refuses_a_missing_process_and_a_static_program() {
     drop(target);
 }
 
+/// `-f -o DIR` names a directory: refused in one line, before the process is touched. It was
+/// moved aside for the capture (`attach -f -o /tmp` renamed the machine's /tmp) and not put
+/// back.
+#[test]
+fn attach_refuses_a_directory_for_the_capture() {
+    let dir = scratch("attach_dir_output");
+    let prog = memtrace_e2e::compile("attach", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let kept = dir.join("results");
+    std::fs::create_dir(&kept).expect("dir");
+    std::fs::write(kept.join("mine.txt"), "mine").expect("write");
+    for force in [true, false] {
+        let mut args = vec!["attach", "-o", "results"];
+        if force {
+            args.push("-f");
+        }
+        let pid = target.pid();
+        args.push(&pid);
+        let out = memtrace(&args, &dir);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("is not a file"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(kept.join("mine.txt")).expect("kept"),
+            "mine"
+        );
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("replaced"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+    }
+    drop(target);
+}
+
 /// A process that sandboxed itself with a seccomp filter of its own (tests/programs/sandboxed.c
 /// `wait`: an allow-list that kills on any other call): loading the tracker would make it call
 /// what its filter forbids (openat, ...) and kill it. The attach is refused in one line, and the
@@ -1669,4 +1706,46 @@ fn a_capture_the_process_cannot_create_is_refused_with_the_reason() {
     };
     detached(&pid, &dir);
     let_it_allocate_and_end(target, &dir, 7);
+}
+
+/// SIGTERM (or Ctrl-C) to `memtrace attach --duration 30` once tracking runs ends the
+/// tracking there, with a detach and a line saying so (memtrace ended at once, status 0, and
+/// the process stayed tracked with no memtrace left); the process goes on to its own end.
+#[test]
+fn a_terminated_attach_with_a_duration_detaches() {
+    let dir = scratch("attach_duration_term");
+    let target = python_target(&dir, "sl.py", SCRIPT);
+    let pid = target.pid();
+    let mut attach = Command::new(memtrace_bin())
+        .args(["attach", &pid, "--duration", "30", "-o", "cap.bin"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts");
+    // Attached once the capture is there (or refused where ptrace is not allowed).
+    let start = Instant::now();
+    while !dir.join("cap.bin").exists() {
+        if let Ok(Some(_)) = attach.try_wait() {
+            let out = attach.wait_with_output().expect("output");
+            assert!(refused(&out), "{out:?}");
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no capture");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) of the memtrace this test started.
+    unsafe { libc::kill(attach.id() as libc::pid_t, libc::SIGTERM) };
+    let out = attach.wait_with_output().expect("memtrace ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted: detached from process"), "{err}");
+    // Detached: a second detach finds nothing to stop.
+    let again = memtrace(&["detach", &pid], &dir);
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    let_it_allocate_and_end(target, &dir, 5);
+    let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
 }

@@ -179,6 +179,15 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     };
     let capture_place = paths::capture(via, &capture)?;
     memtrace_reporter::output::check_capture_output(&capture)?;
+    // Only a file is ever replaced: -f moved a directory (/tmp itself) aside for the capture.
+    if let Ok(meta) = std::fs::symlink_metadata(&capture) {
+        if !meta.is_file() && !meta.file_type().is_symlink() {
+            return Err(format!(
+                "{} is not a file (a directory or a device): name a file for the capture",
+                capture.display()
+            ));
+        }
+    }
     if capture.exists() && !args.force {
         return Err(format!(
             "{} already exists (use -f to overwrite it)",
@@ -304,11 +313,20 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         return detached;
     }
     if duration_ms > 0 {
-        // Tracking ends by itself: wait for it.
+        // Tracking ends by itself: wait for it. Ctrl-C, SIGTERM or a closed terminal end it
+        // early (a detach): they ended memtrace alone, and the process stayed tracked.
+        let interrupts = ptrace::catch_interrupts();
         let limit = Duration::from_millis(duration_ms) + Duration::from_secs(30);
         let start = Instant::now();
-        while active.exists() && alive(pid) && start.elapsed() < limit {
+        while active.exists() && alive(pid) && start.elapsed() < limit && !ptrace::interrupted() {
             std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(interrupts);
+        if ptrace::interrupted() && active.exists() && alive(pid) {
+            detach(pid)?;
+            return Err(format!(
+                "interrupted: detached from process {pid} before the end of --duration; the capture is {shown}"
+            ));
         }
         let _ = std::fs::remove_dir_all(&dir);
         if !capture.exists() {
@@ -351,6 +369,7 @@ fn view_live(capture: &Path, pid: i32, when: &str, active: &Path) -> Result<(), 
     let setup = LiveSetup {
         command: format!("process {pid} (attached at {when})"),
         note: None,
+        quit_on_hangup: true,
         ended: Box::new(move || (!alive(pid)).then(|| "the process is gone".to_string())),
     };
     live::run(live, setup).map_err(|e| format!("the live view failed: {e}"))

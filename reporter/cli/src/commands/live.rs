@@ -54,6 +54,7 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
         command,
         note: (sampled > 0)
             .then(|| memtrace_reporter::capture::settings::sampled_note(sampled, false)),
+        quit_on_hangup: false,
         ended: Box::new(move || process_gone(pid).then(|| "the process is gone".to_string())),
     };
     view_args::written(live::run(live, setup))

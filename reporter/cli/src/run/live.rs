@@ -84,6 +84,7 @@ pub fn view(capture: &Path, pid: u32, command: String, out: &Path) -> Result<(),
     let setup = LiveSetup {
         command,
         note: Some(format!("output: {}", out.display())),
+        quit_on_hangup: false,
         ended: Box::new(move || ended(pid)),
     };
     live::run(live, setup).map_err(|e| RunError(format!("the live view failed: {e}")))?;

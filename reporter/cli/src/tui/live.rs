@@ -36,6 +36,9 @@ pub struct LiveSetup {
     /// example "exited with status 3"), when the caller can tell; the capture's trailer says it
     /// too.
     pub ended: Box<dyn FnMut() -> Option<String>>,
+    /// A hangup (the terminal closed) ends the view as a quit does, so that the caller's end
+    /// runs (`attach --live` detaches); else it ends memtrace at once.
+    pub quit_on_hangup: bool,
 }
 
 /// The live view's own state.
@@ -110,7 +113,12 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
     let mut info = follow.info(&setup.command);
     info.peak_bytes = tree.root().bytes;
     let mut app = App::new(tree, info);
-    let quit = signals::QuitSignals::register()?;
+    let hangup: &[libc::c_int] = if setup.quit_on_hangup {
+        &[libc::SIGHUP]
+    } else {
+        &[]
+    };
+    let quit = signals::QuitSignals::register_also(hangup)?;
     let input = super::input::Input::open();
     let mut session = terminal::Session::start()?;
     let mut next = Instant::now() + REFRESH;

@@ -15,12 +15,19 @@ pub struct QuitSignals {
 
 impl QuitSignals {
     pub fn register() -> std::io::Result<QuitSignals> {
+        QuitSignals::register_also(&[])
+    }
+
+    /// As `register`, with `more` signals (SIGHUP, for a view whose end must be seen: an
+    /// attached process is detached when its live view ends, and a closed terminal's SIGHUP
+    /// ended memtrace and left the process tracked).
+    pub fn register_also(more: &[libc::c_int]) -> std::io::Result<QuitSignals> {
         let raised = Arc::new(AtomicBool::new(false));
         let mut signals = QuitSignals {
             raised,
             ids: Vec::new(),
         };
-        for sig in [SIGTERM, SIGINT, SIGQUIT] {
+        for &sig in [SIGTERM, SIGINT, SIGQUIT].iter().chain(more) {
             let id = signal_hook::flag::register(sig, Arc::clone(&signals.raised))?;
             signals.ids.push(id);
         }
