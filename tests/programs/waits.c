@@ -1,10 +1,14 @@
 /* memtrace attach's test program for waits the kernel ends with EINTR at a ptrace stop: one
  * wait of 2 seconds, by the mode given (epoll, sigtimedwait, recv with SO_RCVTIMEO, semtimedop,
- * read and readv with SO_RCVTIMEO, write to a full socket with SO_SNDTIMEO),
+ * read and readv with SO_RCVTIMEO, write to a full socket with SO_SNDTIMEO, io_uring_enter
+ * waiting for a completion),
  * that nothing ends but its timeout. Prints "ready", then the call's result, its errno and
  * how long it took in tenths of a second; exits with status 4. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/io_uring.h>
+#include <stdint.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +68,20 @@ int main(int argc, char **argv) {
         setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &two_tv, sizeof two_tv);
         start = now();
         r = write(fds[0], block, sizeof block);
+    } else if (strcmp(mode, "io_uring") == 0) {
+        struct io_uring_params params;
+        memset(&params, 0, sizeof params);
+        int ring = syscall(SYS_io_uring_setup, 4, &params);
+        if (ring < 0) {
+            printf("io_uring unavailable\n");
+            return 4;
+        }
+        struct __kernel_timespec ts = {2, 0};
+        struct io_uring_getevents_arg arg;
+        memset(&arg, 0, sizeof arg);
+        arg.ts = (uint64_t)(uintptr_t)&ts;
+        r = syscall(SYS_io_uring_enter, ring, 0, 1,
+                    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
     } else if (strcmp(mode, "semtimedop") == 0) {
         int id = semget(IPC_PRIVATE, 1, 0600);
         struct sembuf op = {0, -1, 0};

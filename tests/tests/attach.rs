@@ -1214,6 +1214,8 @@ fn waits_that_a_stop_ends_with_eintr_go_on_waiting() {
         ("read", "-1 errno 11"),
         ("readv", "-1 errno 11"),
         ("write", "-1 errno 11"),
+        // Waiting for a completion that never comes: ETIME (62) at its timeout.
+        ("io_uring", "-1 errno 62"),
     ] {
         let mut cmd = Command::new(&prog);
         cmd.arg(mode);
@@ -1228,6 +1230,10 @@ fn waits_that_a_stop_ends_with_eintr_go_on_waiting() {
         let end = target.finish();
         assert_eq!(end.status.code(), Some(4), "{mode}: {end:?}");
         let line = String::from_utf8_lossy(&end.stdout).to_string();
+        if line == "io_uring unavailable\n" {
+            eprintln!("io_uring is not allowed here: not tried");
+            continue;
+        }
         assert!(line.starts_with(&format!("{mode} {result} ")), "{line}");
         let tenths: i64 = line
             .split_whitespace()
