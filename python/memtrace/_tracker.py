@@ -260,7 +260,20 @@ class Tracker:
         os.environ.update(wanted)
 
     def _restore_env(self) -> None:
+        """Puts back what ``start`` changed in the environment, where the program did not
+        change it since: a value of its own stays (its own ``LD_PRELOAD``, less the tracker)."""
+        wanted = self._passed_on[0]
         for name, value in self._saved_env.items():
+            current = os.environ.get(name)
+            if name in wanted and current != wanted[name]:
+                if name == "LD_PRELOAD" and current:
+                    library = wanted[name].split(":")[0]
+                    kept = [p for p in current.split(":") if p and p != library]
+                    if kept:
+                        os.environ[name] = ":".join(kept)
+                    else:
+                        os.environ.pop(name, None)
+                continue
             if value is None:
                 os.environ.pop(name, None)
             else:

@@ -85,20 +85,25 @@ impl Consumer for Sender {
 pub fn start(shared: Arc<Shared>, include_startup: bool) -> Receiver<Vec<Item>> {
     let (tx, rx) = sync_channel(QUEUED);
     std::thread::spawn(move || {
-        let mut sender = Sender {
-            tx,
-            batch: Vec::with_capacity(BATCH),
-            started: include_startup || !shared.has_script_start,
-            stopped: false,
-            position: 0,
-        };
-        stream::run(
-            shared.capture.bytes(),
-            &shared.index,
-            &mut sender,
-            BatchLimits::default(),
-        );
-        sender.flush();
+        crate::pool::transient(move || read_into(shared, tx, include_startup));
     });
     rx
+}
+
+/// The reading thread's work: every event of the capture, in batches, to `tx`.
+fn read_into(shared: Arc<Shared>, tx: SyncSender<Vec<Item>>, include_startup: bool) {
+    let mut sender = Sender {
+        tx,
+        batch: Vec::with_capacity(BATCH),
+        started: include_startup || !shared.has_script_start,
+        stopped: false,
+        position: 0,
+    };
+    stream::run(
+        shared.capture.bytes(),
+        &shared.index,
+        &mut sender,
+        BatchLimits::default(),
+    );
+    sender.flush();
 }

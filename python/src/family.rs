@@ -15,7 +15,7 @@ use std::path::PathBuf;
 #[pyo3(signature = (path, *, include_startup = false))]
 pub fn family(py: Python<'_>, path: PathBuf, include_startup: bool) -> PyResult<Option<Py<PyAny>>> {
     let built = py
-        .detach(|| report::build(&path, include_startup))
+        .detach(|| crate::pool::transient(|| report::build(&path, include_startup)))
         .map_err(PyValueError::new_err)?;
     let Some(f) = built else {
         return Ok(None);

@@ -25,12 +25,14 @@ pub fn write_flamegraph(
         ..ViewOptions::default()
     };
     py.detach(|| {
-        report::write(&capture, &output, &view, inverted, &mut |warnings| {
-            for w in warnings {
-                eprintln!("memtrace: warning: {}", escape(w));
-            }
-        })?;
-        Ok::<(), String>(())
+        crate::pool::transient(|| {
+            report::write(&capture, &output, &view, inverted, &mut |warnings| {
+                for w in warnings {
+                    eprintln!("memtrace: warning: {}", escape(w));
+                }
+            })?;
+            Ok::<(), String>(())
+        })
     })
     .map_err(PyValueError::new_err)
 }

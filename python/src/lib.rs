@@ -7,6 +7,7 @@ mod family;
 mod flamegraph;
 mod groups;
 mod peak;
+mod pool;
 mod reader;
 mod record;
 mod shared;

@@ -12,15 +12,17 @@ use std::path::PathBuf;
 #[pyfunction]
 pub fn aggregated_peak(py: Python<'_>, path: PathBuf) -> PyResult<Option<(u64, u64)>> {
     let capture = py
-        .detach(|| Capture::open(&path))
+        .detach(|| crate::pool::transient(|| Capture::open(&path)))
         .map_err(|e| errors::open_error(py, e))?;
     Ok(py.detach(|| {
-        let file = capture.bytes();
-        let index = scan::scan(file, capture.data_start(), capture.header.minor);
-        if !index.settings.aggregate {
-            return None;
-        }
-        let (sums, _) = aggregate::read(file, &index);
-        sums.map(|a| (a.head.peak_bytes, a.head.peak_count))
+        crate::pool::transient(|| {
+            let file = capture.bytes();
+            let index = scan::scan(file, capture.data_start(), capture.header.minor);
+            if !index.settings.aggregate {
+                return None;
+            }
+            let (sums, _) = aggregate::read(file, &index);
+            sums.map(|a| (a.head.peak_bytes, a.head.peak_count))
+        })
     }))
 }

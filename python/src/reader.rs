@@ -9,6 +9,7 @@ use memtrace_reporter::capture::event::code;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -16,6 +17,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 #[pyclass(module = "memtrace", frozen)]
 pub struct FileReader {
     shared: Arc<Shared>,
+    /// `close()` was called (or the `with` block ended): the records are asked for no more.
+    closed: AtomicBool,
+}
+
+impl FileReader {
+    /// A closed reader's refusal (as a closed file's: ValueError).
+    fn check_open(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "I/O operation on a closed FileReader",
+            ));
+        }
+        Ok(())
+    }
 }
 
 fn group_records(shared: &Arc<Shared>, groups: Vec<Group>) -> Records {
@@ -57,10 +72,11 @@ impl FileReader {
             ));
         }
         let shared = py
-            .detach(|| Shared::open(&path, include_startup))
+            .detach(|| crate::pool::transient(|| Shared::open(&path, include_startup)))
             .map_err(|e| errors::open_error(py, e))?;
         Ok(FileReader {
             shared: Arc::new(shared),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -70,8 +86,35 @@ impl FileReader {
     }
 
     #[getter]
-    fn metadata(&self) -> Metadata {
-        self.shared.metadata.clone()
+    fn metadata(&self) -> PyResult<Metadata> {
+        self.check_open()?;
+        Ok(self.shared.metadata.clone())
+    }
+
+    /// Ends the reader's use (as memray's `FileReader.close()`): its records and metadata are
+    /// not given any more; records already taken stay valid.
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _kind: &Bound<'_, PyAny>,
+        _value: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
+        self.close();
+        false
     }
 
     /// The labels stored in the capture (`memtrace run --label key=value`, `Tracker(labels=)`),
@@ -114,49 +157,56 @@ impl FileReader {
 
     /// The allocations live at the peak, grouped by stack, thread and allocator, largest
     /// first.
-    fn peak_records(&self, py: Python<'_>) -> Records {
+    fn peak_records(&self, py: Python<'_>) -> PyResult<Records> {
+        self.check_open()?;
         let s = &self.shared;
         if let Some((peak, _)) = &s.aggregated {
-            return group_records(s, groups::of_set(peak));
+            return Ok(group_records(s, groups::of_set(peak)));
         }
         let groups = py.detach(|| {
-            groups::live_at(
-                s.capture.bytes(),
-                &s.index,
-                s.include_startup,
-                Some(s.peak_index),
-                s.block_types.as_ref(),
-                Some(&s.type_rows),
-            )
+            crate::pool::transient(|| {
+                groups::live_at(
+                    s.capture.bytes(),
+                    &s.index,
+                    s.include_startup,
+                    Some(s.peak_index),
+                    s.block_types.as_ref(),
+                    Some(&s.type_rows),
+                )
+            })
         });
-        group_records(s, groups)
+        Ok(group_records(s, groups))
     }
 
     /// The allocations live at exit (the exit snapshot; the end of the capture without one),
     /// grouped by stack, thread, allocator and the type of their objects (`object_type`, where
     /// the capture has types), largest first.
-    fn leaked_records(&self, py: Python<'_>) -> Records {
+    fn leaked_records(&self, py: Python<'_>) -> PyResult<Records> {
+        self.check_open()?;
         let s = &self.shared;
         if let Some((_, exit)) = &s.aggregated {
-            return group_records(s, groups::of_set(exit));
+            return Ok(group_records(s, groups::of_set(exit)));
         }
         let groups = py.detach(|| {
-            groups::live_at(
-                s.capture.bytes(),
-                &s.index,
-                s.include_startup,
-                s.exit_index,
-                s.block_types.as_ref(),
-                None,
-            )
+            crate::pool::transient(|| {
+                groups::live_at(
+                    s.capture.bytes(),
+                    &s.index,
+                    s.include_startup,
+                    s.exit_index,
+                    s.block_types.as_ref(),
+                    None,
+                )
+            })
         });
-        group_records(s, groups)
+        Ok(group_records(s, groups))
     }
 
     /// The temporary allocations (freed by their thread before it made `threshold` more
     /// allocations), grouped by stack, thread and allocator, largest first.
     #[pyo3(signature = (threshold = 1))]
     fn temporary_records(&self, py: Python<'_>, threshold: usize) -> PyResult<Records> {
+        self.check_open()?;
         let s = &self.shared;
         aggregated_lacks(s, "temporary allocations")?;
         if s.index.settings.sample_bytes > 0 {
@@ -165,13 +215,16 @@ impl FileReader {
             ));
         }
         let groups = py.detach(|| {
-            groups::temporary(s.capture.bytes(), &s.index, s.include_startup, threshold)
+            crate::pool::transient(|| {
+                groups::temporary(s.capture.bytes(), &s.index, s.include_startup, threshold)
+            })
         });
         Ok(group_records(s, groups))
     }
 
     /// Every allocation and free, in timeline order, read as the iteration goes.
     fn all_records(&self) -> PyResult<Events> {
+        self.check_open()?;
         aggregated_lacks(&self.shared, "every allocation and free (all_records)")?;
         Ok(Events {
             shared: self.shared.clone(),

@@ -165,6 +165,55 @@ def test_one_iterator_drained_by_threads(env: Env, tmp_path: Path) -> None:
     assert out["alone"] > 400_000
 
 
+def test_reading_leaves_no_thread_behind(env: Env, tmp_path: Path) -> None:
+    # The reporter's pool of decoding threads stayed for good after a read: the program was
+    # multi-threaded from then on, and each later os.fork() warned on Python 3.12 and later.
+    script = tmp_path / "many.py"
+    script.write_text("keep = [bytearray(100) for _ in range(200_000)]\n")
+    cap = tmp_path / "many.bin"
+    checked([env.memtrace, "run", "-q", "-o", cap, script])
+    out = read(
+        env,
+        cap,
+        "import os\n"
+        "tasks = lambda: len(os.listdir('/proc/self/task'))\n"
+        "before = tasks()\n"
+        "peak = sum(x.size for x in r.peak_records())\n"
+        "leaked = sum(x.size for x in r.leaked_records())\n"
+        "events = sum(1 for _ in r.all_records())\n"
+        "out = dict(before=before, after=tasks(), peak=peak, events=events)",
+    )
+    assert isinstance(out, dict)
+    assert out["after"] == out["before"] == 1, out
+    assert out["peak"] >= 20_000_000 and out["events"] > 400_000, out
+
+
+def test_a_reader_is_a_context_manager(env: Env, capture: tuple[Path, int]) -> None:
+    # As memray's FileReader: `with FileReader(p) as r:`, and close(); a closed reader's
+    # records are refused as a closed file's reads are.
+    path, _ = capture
+    out = read(
+        env,
+        path,
+        "with memtrace.FileReader(r.path) as inner:\n"
+        "    peak = inner.metadata.peak_bytes\n"
+        "    n = len(list(inner.peak_records()))\n"
+        "refused = []\n"
+        "for f in (lambda: inner.metadata, inner.peak_records, inner.leaked_records,"
+        " inner.all_records, lambda: inner.temporary_records(1)):\n"
+        "    try:\n"
+        "        f()\n"
+        "    except ValueError as e:\n"
+        "        refused.append(str(e))\n"
+        "r.close()\n"
+        "out = dict(peak=peak, n=n, closed=[inner.closed, r.closed], refused=refused)",
+    )
+    assert isinstance(out, dict)
+    assert out["peak"] > 15_000_000 and out["n"] > 0, out
+    assert out["closed"] == [True, True]
+    assert out["refused"] == ["I/O operation on a closed FileReader"] * 5
+
+
 def test_event_times_follow_pauses(env: Env, tmp_path: Path) -> None:
     """An event after a pause has its own time, not that of the burst before it (a thread that
     records alone reuses its last clock reading only while the kernel's coarse clock stands

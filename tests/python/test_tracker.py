@@ -367,3 +367,19 @@ def test_sizes_just_below_a_unit_read_as_that_unit(env: Env) -> None:
         "print(format_size(1048575), format_size(1023), format_size(1024), format_size(1536))\n"
     )
     assert r.stdout == "1.0 MiB 1023 B 1.0 KiB 1.5 KiB\n", r.stdout + r.stderr
+
+
+def test_stop_keeps_what_the_program_set_in_the_environment(env: Env, tmp_path: Path) -> None:
+    # stop() put back the values start() had found, over the program's own since.
+    code = (
+        "import os, sys, memtrace\n"
+        "os.environ.pop('LD_PRELOAD', None)\n"
+        "with memtrace.Tracker(sys.argv[1], follow_fork=True):\n"
+        "    os.environ['LD_PRELOAD'] = '/opt/mine.so:' + os.environ['LD_PRELOAD']\n"
+        "    os.environ['MEMTRACE_NATIVE'] = 'the program s'\n"
+        "print(os.environ.get('LD_PRELOAD'), '|', os.environ.get('MEMTRACE_NATIVE'), '|',"
+        " os.environ.get('MEMTRACE_PARENT_CAPTURE'))\n"
+    )
+    r = run([env.python, "-c", code, tmp_path / "env.bin"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == "/opt/mine.so | the program s | None\n"

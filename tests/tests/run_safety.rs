@@ -1640,3 +1640,43 @@ fn an_output_of_dash_is_refused() {
     );
     assert!(!dir.join("-").exists());
 }
+
+/// A program built with AddressSanitizer or ThreadSanitizer, whose runtime must be loaded
+/// before any other library: refused in one line naming the sanitizer, before it runs (ASan's
+/// refused to start after the preloaded tracker, TSan's crashed, and memtrace then said the
+/// program "may be statically linked").
+#[test]
+fn a_program_built_with_a_sanitizer_is_refused_by_name() {
+    let (dir, _) = dirs("sanitizer");
+    write(
+        &dir,
+        "prog.c",
+        "#include <stdlib.h>\nint main(void) { free(malloc(10)); return 0; }\n",
+    );
+    for (flag, name) in [
+        ("address", "AddressSanitizer"),
+        ("thread", "ThreadSanitizer"),
+    ] {
+        let bin = dir.join(format!("prog-{flag}"));
+        let built = Command::new("gcc")
+            .arg(format!("-fsanitize={flag}"))
+            .arg("-o")
+            .arg(&bin)
+            .arg(dir.join("prog.c"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !built {
+            eprintln!("gcc cannot build with -fsanitize={flag} here: not tried");
+            continue;
+        }
+        let out = run_in(
+            &dir,
+            &["run", "-q", "-o", "s.bin", bin.to_str().expect("utf-8")],
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(&format!("is built with {name}")), "{err}");
+        assert!(!dir.join("s.bin").exists());
+    }
+}

@@ -46,21 +46,39 @@ const PYTHON_MAINS: [&str; 3] = ["Py_BytesMain", "Py_Main", "_Py_UnixMain"];
 /// Whether the ELF file at `path` is a CPython interpreter: its dynamic symbols name CPython's
 /// `main`. Reads the dynamic symbol table only (no process is started).
 pub fn is_cpython(path: &Path) -> bool {
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
+    names_any_of(path, &PYTHON_MAINS).is_some()
+}
+
+/// The sanitizers whose runtime must be the first object a program loads, by the symbol their
+/// instrumented code calls at start-up.
+const SANITIZERS: [(&str, &str); 3] = [
+    ("__asan_init", "AddressSanitizer"),
+    ("__tsan_init", "ThreadSanitizer"),
+    ("__msan_init", "MemorySanitizer"),
+];
+
+/// The sanitizer the program at `path` was built with, if any (its runtime refuses to start
+/// after a preloaded library, or crashes).
+pub fn sanitizer(path: &Path) -> Option<&'static str> {
+    let init = SANITIZERS.map(|(symbol, _)| symbol);
+    let found = names_any_of(path, &init)?;
+    SANITIZERS
+        .iter()
+        .find(|(symbol, _)| *symbol == found)
+        .map(|&(_, name)| name)
+}
+
+/// The first of `names` that the ELF file at `path` has among its dynamic symbols.
+fn names_any_of<'a>(path: &Path, names: &[&'a str]) -> Option<&'a str> {
+    let file = std::fs::File::open(path).ok()?;
     // SAFETY: a read-only private map of a file we only read; one replaced in place while we
     // read its symbol table could fault, as it would for any tool reading it.
-    let Ok(map) = (unsafe { Mmap::map(&file) }) else {
-        return false;
-    };
-    let Ok(obj) = object::File::parse(&*map) else {
-        return false;
-    };
+    let map = unsafe { Mmap::map(&file) }.ok()?;
+    let obj = object::File::parse(&*map).ok()?;
     // Compared as bytes: thousands of names, none needs to be checked as UTF-8.
-    obj.dynamic_symbols().any(|s| {
-        s.name_bytes()
-            .is_ok_and(|n| PYTHON_MAINS.iter().any(|m| m.as_bytes() == n))
+    obj.dynamic_symbols().find_map(|s| {
+        let n = s.name_bytes().ok()?;
+        names.iter().copied().find(|m| m.as_bytes() == n)
     })
 }
 

@@ -73,7 +73,16 @@ pub fn check_traceable(path: &Path) -> Result<(), RunError> {
             "{} is statically linked: memtrace can only trace dynamically linked programs",
             path.display()
         ))),
-        _ => Ok(()),
+        Some(true) => match elf::sanitizer(path) {
+            // Its runtime must be the first object loaded, and the tracker, preloaded, comes
+            // before it: AddressSanitizer refuses to start, ThreadSanitizer crashes.
+            Some(name) => Err(RunError(format!(
+                "{} is built with {name}, whose runtime must be loaded before any other library: memtrace cannot run it (build it without the sanitizer to track its memory)",
+                path.display()
+            ))),
+            None => Ok(()),
+        },
+        None => Ok(()),
     }
 }
 
