@@ -768,6 +768,29 @@ fn an_executable_with_its_own_allocator_that_maps_under_its_lock_runs() {
         assert_eq!(allocator(&s, "mmap"), 20_001, "{mode:?}: {s}");
         assert_eq!(s["total_frees"].as_u64(), Some(20_000), "{mode:?}: {s}");
     }
+    // Its malloc calls reach no hook: memtrace says so (it said nothing, and the capture held
+    // the allocator's mappings alone).
+    let cap = dir.join("told.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8 path"),
+            "--",
+            p,
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the program's executable defines malloc and free itself"),
+        "{err}"
+    );
+    // A program using the C library's malloc is told nothing of the kind.
+    let plain = memtrace(&["run", "-f", "-o", "ls.bin", "--", "/bin/ls", "/"], &dir);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("defines malloc"));
 }
 
 /// A library with an allocator of its own (as jemalloc's or tcmalloc's, whose operator new the

@@ -76,6 +76,7 @@ extern "C" fn memtrace_init() {
         *CONFIG.lock() = Some(cfg);
         if STARTED.load(Ordering::Acquire) {
             tell_of_an_operator_new_of_its_own();
+            tell_of_a_malloc_in_the_executable();
         }
     });
     // Whatever happened above (no capture to start: the in-process library, a bad setting),
@@ -111,6 +112,22 @@ fn tell_of_an_operator_new_of_its_own() {
     );
     tell_memtrace(&msg);
     CAPTURE.note(memtrace_format::trailer_flags::OWN_OPERATOR_NEW);
+}
+
+/// An executable that defines malloc and free itself (jemalloc or mimalloc linked statically)
+/// comes before the preloaded tracker in every lookup, and its own code calls them directly:
+/// none of its allocations reaches a hook. The capture held only its allocator's mappings, and
+/// nothing said why; memtrace run says so now.
+fn tell_of_a_malloc_in_the_executable() {
+    match crate::definition::first_definer_also_defining(b"malloc", b"free") {
+        // The loader names the executable with an empty path.
+        Some(path) if path.is_empty() => tell_memtrace(
+            b"the program's executable defines malloc and free itself (an allocator linked in), \
+              which memtrace's hooks cannot come before: its allocations are not recorded, \
+              only the memory its allocator maps",
+        ),
+        _ => {}
+    }
 }
 
 /// Records the blocks the libraries' constructors allocated before the start and still hold
