@@ -130,6 +130,27 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     *head = start;
 }
 
+/// A block of `size` bytes in a mapping of its own (pages of its size), whatever its size:
+/// for what must cost a process no more than it asks (zstd's contexts, taken from here in every
+/// process: a class's 2 MiB refill took a program's data limit, `ulimit -d`, where the C
+/// library's malloc took their size). `free` unmaps it. Null when refused.
+pub fn malloc_apart(size: size_t) -> *mut c_void {
+    let Some(need) = size.checked_add(HEADER) else {
+        return core::ptr::null_mut();
+    };
+    let len = need.div_ceil(4096) * 4096;
+    let Some(start) = sys::map_anon(len) else {
+        return core::ptr::null_mut();
+    };
+    let user = start as usize + HEADER;
+    // SAFETY: [start, start + HEADER) lies inside the fresh mapping.
+    unsafe {
+        *(start as *mut usize) = start as usize;
+        *((start as usize + 8) as *mut usize) = CLASSES + len;
+    }
+    user as *mut c_void
+}
+
 /// # Safety
 /// C's malloc.
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {

@@ -156,8 +156,9 @@ fn ok(r: usize) -> Option<usize> {
 /// thread: the context made or freed then waited for the arena lock its own thread held, for
 /// ever. The tracker's own allocator is only ever busy inside the tracker.
 unsafe extern "C" fn zstd_alloc(_: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: a plain call of the tracker's allocator.
-    unsafe { own_heap::malloc(size) }
+    // A mapping each (a context makes two or three allocations, once): no more of the
+    // program's data limit than their size.
+    own_heap::malloc_apart(size)
 }
 
 unsafe extern "C" fn zstd_free(_: *mut c_void, p: *mut c_void) {

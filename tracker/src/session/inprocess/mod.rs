@@ -65,7 +65,9 @@ pub fn claim() -> Result<Starting, &'static str> {
     let starting = Starting(());
     // With no session, a capture that runs is memtrace run's.
     if lifecycle::capture_started() || another_tracker_preloaded() {
-        return Err("this process is already tracked by memtrace run");
+        return Err(
+            "this process is already tracked by memtrace (memtrace run, or followed from its parent's memtrace.Tracker(follow_fork=True) or pytest --memtrace)",
+        );
     }
     Ok(starting)
 }
