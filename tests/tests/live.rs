@@ -132,6 +132,12 @@ fn live_follows_a_growing_capture_to_its_end() {
         "{}",
         screen.join("\n")
     );
+    // Its trailer says how it ended; "the process is gone" was all a finished capture read.
+    assert!(
+        screen[0].starts_with("■ ended (the program ended)"),
+        "{}",
+        screen[0]
+    );
     // p: the peak so far, where the held lines are.
     ui.key("p");
     let screen = ui.wait("the peak", |s| {

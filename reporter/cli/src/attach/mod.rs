@@ -370,7 +370,7 @@ fn view_live(capture: &Path, pid: i32, when: &str, active: &Path) -> Result<(), 
         command: format!("process {pid} (attached at {when})"),
         note: None,
         quit_on_hangup: true,
-        ended: Box::new(move || (!alive(pid)).then(|| "the process is gone".to_string())),
+        ended: Box::new(move |_| (!alive(pid)).then(|| "the process is gone".to_string())),
     };
     live::run(live, setup).map_err(|e| format!("the live view failed: {e}"))
 }

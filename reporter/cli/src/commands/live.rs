@@ -55,7 +55,11 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
         note: (sampled > 0)
             .then(|| memtrace_reporter::capture::settings::sampled_note(sampled, false)),
         quit_on_hangup: false,
-        ended: Box::new(move || process_gone(pid).then(|| "the process is gone".to_string())),
+        // A finished capture's own words ("the program ended") are more than "gone" (a pid
+        // that may be another's by now); one without its end is of a process killed.
+        ended: Box::new(move |finished| {
+            (!finished && process_gone(pid)).then(|| "the process is gone".to_string())
+        }),
     };
     view_args::written(live::run(live, setup))
 }

@@ -85,7 +85,7 @@ pub fn view(capture: &Path, pid: u32, command: String, out: &Path) -> Result<(),
         command,
         note: Some(format!("output: {}", out.display())),
         quit_on_hangup: false,
-        ended: Box::new(move || ended(pid)),
+        ended: Box::new(move |_| ended(pid)),
     };
     live::run(live, setup).map_err(|e| RunError(format!("the live view failed: {e}")))?;
     // Quit before the program ended: the terminal is the shell's again, and would look hung.

@@ -32,10 +32,10 @@ pub struct LiveSetup {
     pub command: String,
     /// A note for the state line, such as where the program's output goes.
     pub note: Option<String>,
-    /// Asked at each refresh until it answers: `Some(how)` once the program has ended (for
-    /// example "exited with status 3"), when the caller can tell; the capture's trailer says it
-    /// too.
-    pub ended: Box<dyn FnMut() -> Option<String>>,
+    /// Asked at each refresh until it answers, with whether the capture is finished (its
+    /// trailer written): `Some(how)` once the program has ended (for example "exited with
+    /// status 3"), when the caller can tell more than the trailer does.
+    pub ended: Box<dyn FnMut(bool) -> Option<String>>,
     /// A hangup (the terminal closed) ends the view as a quit does, so that the caller's end
     /// runs (`attach --live` detaches); else it ends memtrace at once.
     pub quit_on_hangup: bool,
@@ -219,7 +219,7 @@ fn refresh(follow: &mut Follow, setup: &mut LiveSetup) -> bool {
         }
     };
     if follow.ended.is_none() {
-        if let Some(how) = (setup.ended)() {
+        if let Some(how) = (setup.ended)(follow.live.finished()) {
             follow.ended = Some(how);
         } else if follow.live.finished() {
             // An attached capture also ends at a detach or at the end of --duration, the
