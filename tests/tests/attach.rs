@@ -1755,3 +1755,46 @@ fn a_terminated_attach_with_a_duration_detaches() {
     let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
     assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
 }
+
+/// A program that replaced `time.sleep` and `os.path.exists` (unittest.mock, freezegun) while
+/// attached: memtrace's watcher thread called the replacements (49,621 calls of a fake sleep
+/// in 4 s, and a patched `exists` ended tracking at once). It calls none of the program's.
+#[test]
+fn attach_to_python_never_calls_the_program_s_replacements() {
+    let dir = scratch("attach_py_mocked");
+    let script = "import os, time
+calls = {'sleep': 0, 'exists': 0}
+real_sleep, real_exists = time.sleep, os.path.exists
+def fake_sleep(s):
+    calls['sleep'] += 1
+def fake_exists(p):
+    calls['exists'] += 1
+    return True
+time.sleep, os.path.exists = fake_sleep, fake_exists
+print('ready', flush=True)
+while not real_exists('go'):
+    real_sleep(0.05)
+keep = bytearray(3_000_000)
+open('allocated', 'w').close()
+while not real_exists('done'):
+    real_sleep(0.05)
+print('calls', calls['sleep'], calls['exists'])
+";
+    let target = python_target(&dir, "mocked.py", script);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    // Still tracking (a patched `exists` made the watcher see its stop file at once).
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(0), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "calls 0 0\n");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    let at_line = bytes_at(&tree["tree"], "mocked.py", 13);
+    assert!((3_000_000..3_001_000).contains(&at_line), "{at_line}");
+}
