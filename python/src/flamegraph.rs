@@ -20,6 +20,15 @@ pub fn write_flamegraph(
     leaks: bool,
     inverted: bool,
 ) -> PyResult<()> {
+    // As FileReader says it (and open()): a missing capture is FileNotFoundError.
+    if !capture.exists() {
+        let err = pyo3::exceptions::PyFileNotFoundError::new_err(format!(
+            "{}: no such file",
+            capture.display()
+        ));
+        let _ = err.value(py).setattr("errno", 2);
+        return Err(err);
+    }
     let view = ViewOptions {
         view: if leaks { View::Leaks } else { View::Peak },
         ..ViewOptions::default()
@@ -34,5 +43,6 @@ pub fn write_flamegraph(
             Ok::<(), String>(())
         })
     })
-    .map_err(PyValueError::new_err)
+    // The command's words are not this function's: its output is `output`, not `-o`.
+    .map_err(|e| PyValueError::new_err(e.replace("with -o)", "as output)")))
 }

@@ -214,6 +214,23 @@ def test_a_reader_is_a_context_manager(env: Env, capture: tuple[Path, int]) -> N
     assert out["refused"] == ["I/O operation on a closed FileReader"] * 5
 
 
+def test_write_flamegraph_errors_are_the_python_ones(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
+    # A missing capture was a ValueError; writing over the capture named the command's -o.
+    path, _ = capture
+    code = (
+        "import sys, memtrace\n"
+        "for args in [(sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[3])]:\n"
+        "    try:\n"
+        "        memtrace.write_flamegraph(*args)\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__, '-o' in str(e))\n"
+    )
+    r = run([env.python, "-c", code, tmp_path / "missing.bin", tmp_path / "p.html", path])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == ["FileNotFoundError False", "ValueError False"]
+    assert not (tmp_path / "p.html").exists()
+
+
 def test_event_times_follow_pauses(env: Env, tmp_path: Path) -> None:
     """An event after a pause has its own time, not that of the burst before it (a thread that
     records alone reuses its last clock reading only while the kernel's coarse clock stands
