@@ -1798,3 +1798,33 @@ print('calls', calls['sleep'], calls['exists'])
     let at_line = bytes_at(&tree["tree"], "mocked.py", 13);
     assert!((3_000_000..3_001_000).contains(&at_line), "{at_line}");
 }
+
+/// A native process with one descriptor free: its attach is a native one ("memory allocated
+/// before is not attributed", a detach that stops it), not the Python message "tracking
+/// starts when its interpreter next runs Python code" it got when the capture took that last
+/// descriptor before the tracker's `running` file could be made.
+#[test]
+fn attach_to_a_native_process_short_of_descriptors_is_a_native_attach() {
+    let dir = scratch("attach_fds_full");
+    let prog = memtrace_e2e::compile("fds_nearly_full", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let Some(out) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("memory allocated before is not attributed"),
+        "{err}"
+    );
+    assert!(!err.contains("interpreter"), "{err}");
+    let detach = memtrace(&["detach", &pid], &dir);
+    assert!(detach.status.success(), "{detach:?}");
+    assert!(
+        String::from_utf8_lossy(&detach.stderr).contains("detached from process"),
+        "{detach:?}"
+    );
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(0), "{end:?}");
+}

@@ -33,6 +33,8 @@ pub const ALREADY: c_int = 1;
 pub const NO_CAPTURE: c_int = 2;
 pub const NO_THREAD: c_int = 3;
 pub const BAD_ARGUMENTS: c_int = 4;
+/// The process has no descriptor free (its open-file limit reached): no file can be made.
+pub const NO_DESCRIPTOR: c_int = 5;
 
 /// Starts tracking into the capture `path` and the control thread watching `stop` (removing
 /// `stop` and `active` at the end), for `duration_ms` milliseconds (0: until detached), with
@@ -161,16 +163,21 @@ unsafe fn start(
         attached: true,
         aggregate: false,
     };
+    // Made before tracking runs (its allocation is not the program's) and before the thread
+    // that removes it at the end starts; first of all, so that a process with no descriptor
+    // free is told apart (its capture took the last one, `running` none, and memtrace said a
+    // native process would start tracking "when its interpreter next runs Python code").
+    let running = sibling(&active, b"running");
+    if create(&running) == Err(libc::EMFILE) {
+        return NO_DESCRIPTOR;
+    }
     if let Err(why) = starting.open(&req) {
+        unlink(&running);
         // The reason (a read-only file system, a directory the process may not write) for
         // memtrace to show, in the file it reads a Python start's errors from.
         write_file(&sibling(&active, b"error"), &why);
         return NO_CAPTURE;
     }
-    // Made before tracking runs (its allocation is not the program's) and before the thread
-    // that removes it at the end starts.
-    let running = sibling(&active, b"running");
-    create(&running);
     starting.run();
     let deadline_ns = match duration_ms {
         0 => 0,
@@ -214,13 +221,13 @@ fn sibling(path: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Makes an empty file at `path` (errors ignored: the marker is a hint to memtrace).
-fn create(path: &[u8]) {
+/// Makes an empty file at `path`; the error number when it cannot.
+fn create(path: &[u8]) -> Result<(), c_int> {
     let mut c = path.to_vec();
     c.push(0);
-    if let Ok(fd) = crate::sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644) {
-        crate::sys::close(fd);
-    }
+    let fd = crate::sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644)?;
+    crate::sys::close(fd);
+    Ok(())
 }
 
 /// Writes `text` to a new file at `path` (errors ignored: a hint to memtrace).

@@ -605,6 +605,9 @@ fn attach_native(job: &Job) -> Result<(), String> {
                 capture.display()
             ))
         }
+        5 => Err(format!(
+            "process {pid} has no file descriptor free (its open-file limit is reached): the tracker cannot open its capture"
+        )),
         _ => Err(format!("process {pid} could not start tracking (code {r})")),
     }
 }
