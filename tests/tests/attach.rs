@@ -1828,3 +1828,31 @@ fn attach_to_a_native_process_short_of_descriptors_is_a_native_attach() {
     let end = target.finish();
     assert_eq!(end.status.code(), Some(0), "{end:?}");
 }
+
+/// `detach` by a user who may not read the attached process's files says so and what to do
+/// (it said the process "is not attached by memtrace"); root's detach then stops it.
+#[test]
+fn a_detach_without_permission_says_why() {
+    use std::os::unix::process::CommandExt;
+    if !memtrace_e2e::is_root() {
+        eprintln!("not root: another user's detach is not tried");
+        return;
+    }
+    let Some((dir, target, pid)) = attached_native("attach_detach_perm") else {
+        return;
+    };
+    let out = Command::new(memtrace_bin())
+        .args(["detach", &pid])
+        .current_dir("/")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("permission denied"), "{err}");
+    assert!(err.contains("detach as the user who attached it"), "{err}");
+    detached(&pid, &dir);
+    drop(target);
+}

@@ -911,8 +911,16 @@ fn detach(pid: i32) -> Result<(), String> {
         false => paths::state_dir(pid, pid).theirs,
     };
     let active = dir.join("active");
-    let Ok(content) = std::fs::read_to_string(&active) else {
-        return Err(format!("process {pid} is not attached by memtrace"));
+    let content = match std::fs::read_to_string(&active) {
+        Ok(content) => content,
+        // Another user's process (through its /proc root), or files another user made.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(format!(
+                "cannot read process {pid}'s attach files ({}: permission denied): detach as the user who attached it, or as root",
+                active.display()
+            ))
+        }
+        Err(_) => return Err(format!("process {pid} is not attached by memtrace")),
     };
     // The capture's path, then the attach's token.
     let capture = content.lines().next().unwrap_or_default().to_string();
