@@ -605,10 +605,15 @@ fn attach_native(job: &Job) -> Result<(), String> {
                 capture.display()
             ))
         }
+        3 => Err(format!(
+            "process {pid} could not start the tracker's thread (its thread or memory limit?): tracking stopped at once"
+        )),
         5 => Err(format!(
             "process {pid} has no file descriptor free (its open-file limit is reached): the tracker cannot open its capture"
         )),
-        _ => Err(format!("process {pid} could not start tracking (code {r})")),
+        code => Err(format!(
+            "process {pid} could not start tracking (the tracker's code {code})"
+        )),
     }
 }
 
