@@ -847,3 +847,28 @@ fn a_program_ending_with_the_exit_group_call_leaves_a_finished_capture() {
     assert_eq!(num(&s, "total_allocations"), 101);
     assert_eq!(num(&s, "leaked_bytes"), 5555);
 }
+
+/// vfork children that close the capture's number before their exec: moving it off there
+/// must not happen in a child (it shares its parent's record of the
+/// number, which would then name another), or the parent's own fcntl on that number finds the
+/// capture there (and it opened the capture again at its next growth, leaking one).
+#[test]
+fn vfork_children_closing_every_descriptor_leave_the_parent_s_record_alone() {
+    let dir = run_dir("vfork-close-loop");
+    let prog = compile("vfork_close_loop", &dir);
+    let alone = Command::new(&prog).current_dir(&dir).output_watched();
+    assert_eq!(String::from_utf8_lossy(&alone.stdout), "after: EBADF\n");
+    let cap = dir.join("vfork-close.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, alone.stdout);
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+    assert!(num(&s, "total_allocations") >= 200, "{s}");
+}

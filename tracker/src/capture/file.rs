@@ -589,7 +589,10 @@ impl Capture {
     /// number, the capture moves off it (see `CaptureFd::vacate`).
     #[inline]
     pub fn leave_descriptor(&self, fd: libc::c_int) {
-        if self.file.holds_number(fd) {
+        // Only in the capture's own process: a vfork child (the parent's memory, its own
+        // descriptors) closing the number before its exec would move the parent's record of
+        // it, and the parent would open the capture again for every such child, leaking one.
+        if self.file.holds_number(fd) && self.in_its_process() {
             self.file.vacate(fd);
         }
     }
