@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[pyfunction]
 pub fn aggregated_peak(py: Python<'_>, path: PathBuf) -> PyResult<Option<(u64, u64)>> {
     let capture = py
-        .detach(|| crate::pool::transient(|| Capture::open(&path)))
+        .detach(|| Capture::open(&path))
         .map_err(|e| errors::open_error(py, e))?;
     Ok(py.detach(|| {
         crate::pool::transient(|| {

@@ -6,6 +6,7 @@
 //! So each read runs on a pool of its own, whose threads are gone when it returns.
 
 use rayon::ThreadPoolBuilder;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Runs `work` (which may use rayon) on a pool made for it, and waits until the pool's threads
@@ -13,15 +14,36 @@ use std::time::{Duration, Instant};
 pub fn transient<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
     let before = tasks();
-    let Ok(pool) = ThreadPoolBuilder::new().num_threads(threads).build() else {
+    // Threads whose exit handler ran: they end right after it.
+    let exited = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let signal = Arc::clone(&exited);
+    let built = ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .exit_handler(move |_| {
+            let (count, cv) = &*signal;
+            *count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            cv.notify_all();
+        })
+        .build();
+    let Ok(pool) = built else {
         return work();
     };
     let result = pool.install(work);
     drop(pool);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let (count, cv) = &*exited;
+    let mut n = count.lock().unwrap_or_else(PoisonError::into_inner);
+    while *n < threads && Instant::now() < deadline {
+        n = cv
+            .wait_timeout(n, Duration::from_millis(10))
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    drop(n);
+    // Then until the system no longer counts them (a few microseconds).
     if let Some(before) = before {
-        let start = Instant::now();
-        while tasks().is_some_and(|n| n > before) && start.elapsed() < Duration::from_secs(1) {
-            std::thread::sleep(Duration::from_millis(1));
+        while tasks().is_some_and(|now| now > before) && Instant::now() < deadline {
+            std::thread::yield_now();
         }
     }
     result
