@@ -223,7 +223,7 @@ def test_write_flamegraph_errors_are_the_python_ones(env: Env, capture: tuple[Pa
         "    try:\n"
         "        memtrace.write_flamegraph(*args)\n"
         "    except Exception as e:\n"
-        "        print(type(e).__name__, '-o' in str(e))\n"
+        "        print(type(e).__name__, 'with -o' in str(e))\n"
     )
     r = run([env.python, "-c", code, tmp_path / "missing.bin", tmp_path / "p.html", path])
     assert r.returncode == 0, r.stdout + r.stderr
