@@ -1680,3 +1680,30 @@ fn a_program_built_with_a_sanitizer_is_refused_by_name() {
         assert!(!dir.join("s.bin").exists());
     }
 }
+
+/// A program that removes its own capture (it cleans its directory: `rm -f ./*`) runs as alone,
+/// and memtrace's last line allows for that (it named only static linking and LD_PRELOAD).
+#[test]
+fn a_capture_the_program_removed_is_not_blamed_on_static_linking() {
+    let (dir, _) = dirs("removed-capture");
+    write(&dir, "a.txt", "mine\n");
+    let out = run_in(
+        &dir,
+        &[
+            "run",
+            "-o",
+            "cap.bin",
+            "/bin/sh",
+            "-c",
+            "rm -f ./*; echo done",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("memtrace: no capture was written, or the program removed it"),
+        "{err}"
+    );
+    assert!(!dir.join("cap.bin").exists());
+}

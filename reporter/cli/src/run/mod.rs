@@ -493,7 +493,7 @@ fn report(
         // The tracker's own message (a full disk at the start, say) already said why.
         if told.is_none() {
             crate::say!(
-                "memtrace: no capture was written (the program may be statically linked, or cleared LD_PRELOAD)"
+                "memtrace: no capture was written, or the program removed it (the tracker cannot start in a program that fails to load, clears LD_PRELOAD or is statically linked)"
             );
         }
         return;
