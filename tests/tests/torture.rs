@@ -72,6 +72,19 @@ fn tracked(
     (cap, out, f)
 }
 
+/// `memtrace run -q -f -o CAPTURE EXTRA -- PROGRAM` started in `dir`: its output. A minute at
+/// most: these programs take a second, and a hang is what several of their tests look for.
+fn run_quietly(dir: &Path, capture: &Path, extra: &[&str], program: &Path) -> Output {
+    let mut cmd = Command::new(memtrace_bin());
+    cmd.args(["run", "-q", "-f", "-o"])
+        .arg(capture)
+        .args(extra)
+        .arg("--")
+        .arg(program)
+        .current_dir(dir);
+    memtrace_e2e::watchdog::output_within(&mut cmd, std::time::Duration::from_secs(60))
+}
+
 /// The count of events the tracker says it dropped (0 when it says nothing).
 fn dropped(s: &Value) -> i64 {
     s["warnings"]
@@ -685,13 +698,8 @@ fn a_program_ending_from_a_signal_handler_inside_malloc_ends() {
     assert_eq!(alone.status.code(), Some(7), "{alone:?}");
     for native in [false, true] {
         let cap = dir.join(format!("end-{native}.bin"));
-        let mut cmd = Command::new(memtrace_bin());
-        cmd.args(["run", "-q", "-f", "-o"]).arg(&cap);
-        if native {
-            cmd.arg("--native");
-        }
-        cmd.arg("--").arg(&prog).current_dir(&dir);
-        let out = output_within(&mut cmd, Duration::from_secs(60));
+        let mode: &[&str] = if native { &["--native"] } else { &[] };
+        let out = run_quietly(&dir, &cap, mode, &prog);
         assert_eq!(out.status.code(), Some(7), "native {native}: {out:?}");
         let s = stats(&cap);
         assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
@@ -706,19 +714,11 @@ fn a_program_ending_from_a_signal_handler_inside_malloc_ends() {
 /// Ten runs: each one of them hung before with a chance of about one in seven.
 #[test]
 fn a_program_forking_from_a_signal_handler_never_hangs() {
-    use memtrace_e2e::watchdog::output_within;
-    use std::time::Duration;
     let dir = run_dir("fork-in-handler");
     let prog = compile("fork_in_handler", &dir);
     for run in 0..10 {
         let cap = dir.join(format!("fork-{run}.bin"));
-        let mut cmd = Command::new(memtrace_bin());
-        cmd.args(["run", "-q", "-f", "-o"])
-            .arg(&cap)
-            .arg("--")
-            .arg(&prog)
-            .current_dir(&dir);
-        let out = output_within(&mut cmd, Duration::from_secs(60));
+        let out = run_quietly(&dir, &cap, &[], &prog);
         assert_eq!(out.status.code(), Some(0), "run {run}: {out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "forks: 300 or more\n");
         let s = stats(&cap);
@@ -737,13 +737,7 @@ fn a_signal_handler_that_interrupts_allocations_is_no_jump() {
     let prog = compile("mmap_in_handler", &dir);
     for run in 0..4 {
         let cap = dir.join(format!("nojump-{run}.bin"));
-        let out = Command::new(memtrace_bin())
-            .args(["run", "-q", "-f", "-o"])
-            .arg(&cap)
-            .arg("--")
-            .arg(&prog)
-            .current_dir(&dir)
-            .output_watched();
+        let out = run_quietly(&dir, &cap, &[], &prog);
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "kept some\n");
         let s = stats(&cap);
@@ -762,13 +756,7 @@ fn a_vfork_child_that_allocates_leaves_its_parent_recording() {
     let dir = run_dir("vfork-allocates");
     let prog = compile("vfork_child_allocates", &dir);
     let cap = dir.join("vfork.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let out = run_quietly(&dir, &cap, &[], &prog);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "child exit 3\n");
     let s = stats(&cap);
@@ -791,13 +779,7 @@ fn a_vfork_child_calling_exit_leaves_the_parent_s_capture_whole() {
     let dir = run_dir("vfork-exit");
     let prog = compile("vfork_child_exits", &dir);
     let cap = dir.join("vfork-exit.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let out = run_quietly(&dir, &cap, &[], &prog);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "child exit 3\n");
     let s = stats(&cap);
@@ -816,13 +798,7 @@ fn calls_given_a_bad_pointer_fail_as_alone() {
     let text = String::from_utf8_lossy(&alone.stdout).into_owned();
     assert_eq!(text.matches("-1 errno 14\n").count(), 6, "{text}");
     let cap = dir.join("bad.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let out = run_quietly(&dir, &cap, &[], &prog);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
@@ -834,13 +810,7 @@ fn a_program_ending_with_the_exit_group_call_leaves_a_finished_capture() {
     let dir = run_dir("exit-group");
     let prog = compile("exit_group_call", &dir);
     let cap = dir.join("group.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let out = run_quietly(&dir, &cap, &[], &prog);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     let s = stats(&cap);
     assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
@@ -859,13 +829,7 @@ fn vfork_children_closing_every_descriptor_leave_the_parent_s_record_alone() {
     let alone = Command::new(&prog).current_dir(&dir).output_watched();
     assert_eq!(String::from_utf8_lossy(&alone.stdout), "after: EBADF\n");
     let cap = dir.join("vfork-close.bin");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-q", "-f", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog)
-        .current_dir(&dir)
-        .output_watched();
+    let out = run_quietly(&dir, &cap, &[], &prog);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, alone.stdout);
     let s = stats(&cap);

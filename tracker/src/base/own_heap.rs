@@ -59,13 +59,15 @@ fn take(class: usize) -> *mut u8 {
     block as *mut u8
 }
 
-/// `size` bytes aligned to `align` (a power of two): null when refused.
-fn allocate(size: usize, align: usize) -> *mut u8 {
+/// `size` bytes aligned to `align` (a power of two), from a class or, past the largest (or
+/// `apart`), a mapping of its own: null when refused.
+fn allocate(size: usize, align: usize, apart: bool) -> *mut u8 {
     let align = align.max(HEADER);
     let Some(need) = size.checked_add(HEADER + align - HEADER) else {
         return core::ptr::null_mut();
     };
-    let (start, tag) = match class_of(need) {
+    let class = if apart { None } else { class_of(need) };
+    let (start, tag) = match class {
         Some(class) => (take(class), class),
         None => {
             let len = need.div_ceil(4096) * 4096;
@@ -135,40 +137,27 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
 /// process: a class's 2 MiB refill took a program's data limit, `ulimit -d`, where the C
 /// library's malloc took their size). `free` unmaps it. Null when refused.
 pub fn malloc_apart(size: size_t) -> *mut c_void {
-    let Some(need) = size.checked_add(HEADER) else {
-        return core::ptr::null_mut();
-    };
-    let len = need.div_ceil(4096) * 4096;
-    let Some(start) = sys::map_anon(len) else {
-        return core::ptr::null_mut();
-    };
-    let user = start as usize + HEADER;
-    // SAFETY: [start, start + HEADER) lies inside the fresh mapping.
-    unsafe {
-        *(start as *mut usize) = start as usize;
-        *((start as usize + 8) as *mut usize) = CLASSES + len;
-    }
-    user as *mut c_void
+    allocate(size, HEADER, true) as *mut c_void
 }
 
 /// # Safety
 /// C's malloc.
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    allocate(size, HEADER) as *mut c_void
+    allocate(size, HEADER, false) as *mut c_void
 }
 
 /// # Safety
 /// C's realloc: `p` null or from this allocator.
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: size_t) -> *mut c_void {
     if p.is_null() {
-        return allocate(size, HEADER) as *mut c_void;
+        return allocate(size, HEADER, false) as *mut c_void;
     }
     // SAFETY: per the caller.
     let old = unsafe { usable(p as *mut u8) };
     if size <= old {
         return p;
     }
-    let new = allocate(size, HEADER);
+    let new = allocate(size, HEADER, false);
     if !new.is_null() {
         // SAFETY: both blocks hold at least `old` bytes; the old one is freed after the copy.
         unsafe {
@@ -186,7 +175,7 @@ pub unsafe extern "C" fn posix_memalign(
     align: size_t,
     size: size_t,
 ) -> c_int {
-    let p = allocate(size, align);
+    let p = allocate(size, align, false);
     if p.is_null() {
         return libc::ENOMEM;
     }

@@ -101,9 +101,15 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 /// # Safety
 /// Same contract as libc's fcntl.
 pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    forward_fcntl(real::get().and_then(|r| r.fcntl), fd, cmd, arg)
+}
+
+/// fcntl and fcntl64 alike: the capture leaves what the call names, then `real` (the system
+/// call before the C library's functions are known) makes it.
+fn forward_fcntl(real: Option<real::FcntlFn>, fd: c_int, cmd: c_int, arg: usize) -> c_int {
     leave_for(fd, cmd, arg);
-    match real::get().and_then(|r| r.fcntl) {
-        // SAFETY: the C library's fcntl, with the program's arguments.
+    match real {
+        // SAFETY: the C library's fcntl (or fcntl64), with the program's arguments.
         Some(fcntl) => unsafe { fcntl(fd, cmd, arg) },
         None => raw(libc::SYS_fcntl, [fd as usize, cmd as usize, arg]),
     }
@@ -115,10 +121,10 @@ pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
 /// # Safety
 /// Same contract as libc's fcntl64.
 pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
-    leave_for(fd, cmd, arg);
-    match real::get().and_then(|r| r.fcntl64.or(r.fcntl)) {
-        // SAFETY: the C library's fcntl64, with the program's arguments.
-        Some(fcntl) => unsafe { fcntl(fd, cmd, arg) },
-        None => raw(libc::SYS_fcntl, [fd as usize, cmd as usize, arg]),
-    }
+    forward_fcntl(
+        real::get().and_then(|r| r.fcntl64.or(r.fcntl)),
+        fd,
+        cmd,
+        arg,
+    )
 }

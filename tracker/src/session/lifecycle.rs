@@ -708,11 +708,7 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub unsafe extern "C" fn exit_group_call(_nr: libc::c_long, status: libc::c_long) -> ! {
     finish_now();
-    // The system call itself (libc's syscall() is this library's: it would come back here).
-    let args = [status as usize, 0, 0, 0, 0, 0];
-    // SAFETY: exit_group(2) ends every thread of the process; it does not return.
-    unsafe { sys::raw_syscall(libc::SYS_exit_group, args) };
-    unreachable!("exit_group returned")
+    exit_now(status as c_int)
 }
 
 /// Interposed: `quick_exit` runs the at_quick_exit handlers and then `_exit` inside libc (no
