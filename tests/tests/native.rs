@@ -988,3 +988,73 @@ fn a_linked_library_s_constructor_allocations_are_recorded() {
     assert_eq!(num(&s, "total_frees"), 2, "{s}");
     assert!(num(&s, "leaked_bytes") <= 8192, "{s}");
 }
+
+#[test]
+fn a_library_loaded_with_deepbind_is_recorded() {
+    // RTLD_DEEPBIND binds a library's malloc and free to the C library's ahead of the
+    // preloaded tracker: its 3 blocks, its calloc grown by realloc and its mapping went
+    // unseen, and a block of its freed by the program was an unknown free. The exported
+    // dlopen patches the objects such a dlopen loads, bound now or lazily.
+    let dir = scratch("native_deepbind");
+    let prog = compile_file(&workspace().join("tests/programs/deepbind_main.c"), &dir);
+    let lib_src = workspace().join("tests/programs/deepbind_lib.c");
+    for binding in ["now", "lazy"] {
+        let lib = dir.join(format!("libdeep_{binding}.so"));
+        let built = Command::new("gcc")
+            .args([
+                "-O0",
+                "-g",
+                "-shared",
+                "-fPIC",
+                &format!("-Wl,-z,{binding}"),
+                "-o",
+            ])
+            .arg(&lib)
+            .arg(&lib_src)
+            .output_watched();
+        assert!(built.status.success(), "{built:?}");
+        let lib = lib.to_str().expect("utf-8 path");
+        let (cap, out) = record(&dir, &format!("{binding}.bin"), &prog, &[lib, binding]);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+        let leaks = report(&["tree", "--json", "--leaks"], &cap);
+        assert_eq!(
+            node_sum(&leaks["tree"], "deep_alloc"),
+            (7001, 1),
+            "{binding}: {leaks}"
+        );
+        assert_eq!(
+            node_sum(&leaks["tree"], "deep_realloc"),
+            (7005, 1),
+            "{binding}: {leaks}"
+        );
+        assert_eq!(
+            node_sum(&leaks["tree"], "deep_calloc"),
+            (0, 0),
+            "{binding}: {leaks}"
+        );
+        assert_eq!(
+            node_sum(&leaks["tree"], "deep_map"),
+            (7 * 4096, 1),
+            "{binding}: {leaks}"
+        );
+        let all = stats(&cap);
+        let by_size = all["top_by_size"].as_array().expect("top_by_size");
+        let allocated = |function: &str| {
+            by_size
+                .iter()
+                .find(|l| l["function"].as_str() == Some(function))
+                .map(|l| (num(l, "bytes"), num(l, "count")))
+        };
+        assert_eq!(
+            allocated("deep_alloc"),
+            Some((3 * 7001, 3)),
+            "{binding}: {all}"
+        );
+        assert_eq!(
+            allocated("deep_calloc"),
+            Some((7003, 1)),
+            "{binding}: {all}"
+        );
+    }
+}

@@ -266,6 +266,81 @@ export!(fcntl64 => crate::session::descriptors::fcntl64, (fd: c_int, cmd: c_int,
 #[cfg(target_arch = "x86_64")]
 export!(dlclose => crate::unwind::dlclose, (handle: *mut c_void) -> c_int);
 
+/// dlopen(3): a request without RTLD_DEEPBIND jumps on to the C library's dlopen (the loader
+/// reads the caller from the return address, left as it was); one with it goes to
+/// session/inprocess/deepbind.rs, which patches the objects it loads. The C library's dlopen is
+/// looked up at the first call, with the arguments kept.
+///
+/// # Safety
+/// Same contract as the C library's dlopen.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "2:",
+        "mov rax, qword ptr [rip + {next}]",
+        "test rax, rax",
+        "jz 4f",
+        "test esi, {deep}",
+        "jnz 3f",
+        "jmp rax",
+        "3:",
+        "mov rdx, [rsp]",
+        "jmp {deep_dlopen}",
+        "4:",
+        "push rdi",
+        ".cfi_adjust_cfa_offset 8",
+        "push rsi",
+        ".cfi_adjust_cfa_offset 8",
+        "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
+        "call {look_up}",
+        "add rsp, 8",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rsi",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rdi",
+        ".cfi_adjust_cfa_offset -8",
+        "test rax, rax",
+        "jnz 2b",
+        "ret",
+        ".cfi_endproc",
+        next = sym crate::session::inprocess::deepbind::NEXT_DLOPEN,
+        deep = const libc::RTLD_DEEPBIND,
+        deep_dlopen = sym crate::session::inprocess::deepbind::deep_dlopen,
+        look_up = sym crate::session::inprocess::deepbind::next_dlopen,
+    );
+    #[cfg(target_arch = "aarch64")]
+    core::arch::naked_asm!(
+        "2:",
+        "adrp x16, {next}",
+        "ldr x16, [x16, :lo12:{next}]",
+        "cbz x16, 4f",
+        "tst w1, {deep}",
+        "b.ne 3f",
+        "br x16",
+        "3:",
+        "mov x2, x30",
+        "b {deep_dlopen}",
+        "4:",
+        "stp x0, x1, [sp, #-32]!",
+        "str x30, [sp, #16]",
+        "bl {look_up}",
+        "mov x16, x0",
+        "ldr x30, [sp, #16]",
+        "ldp x0, x1, [sp], #32",
+        "cbnz x16, 2b",
+        "mov x0, #0",
+        "ret",
+        next = sym crate::session::inprocess::deepbind::NEXT_DLOPEN,
+        deep = const libc::RTLD_DEEPBIND,
+        deep_dlopen = sym crate::session::inprocess::deepbind::deep_dlopen,
+        look_up = sym crate::session::inprocess::deepbind::next_dlopen,
+    );
+}
+
 // ---- the Python extension module (session::pyext) ----
 
 // ---- memtrace attach: called in the target through ptrace (session::attach) ----

@@ -167,6 +167,8 @@ struct Pass<'a> {
     written: usize,
     /// What is done to each loaded object (but those `skipped`).
     visit: fn(&Visited<'_>, &mut Pass<'_>),
+    /// Base addresses of objects to leave alone as well.
+    old: &'a [usize],
 }
 
 /// A loaded object being visited: the loader's description and the object read from it.
@@ -193,7 +195,7 @@ unsafe extern "C" fn each_object(
 ) -> c_int {
     // SAFETY: the loader passes a valid info for the call; data is the Pass being run.
     let (info, pass) = unsafe { (&*info, &mut *(data as *mut Pass)) };
-    if !skipped(info) {
+    if !skipped(info) && !pass.old.contains(&(info.dlpi_addr as usize)) {
         let has_subs = size >= core::mem::offset_of!(libc::dl_phdr_info, dlpi_subs) + 8;
         let visited = Visited {
             info,
@@ -219,6 +221,7 @@ pub fn patch_all() -> usize {
         targets,
         written: 0,
         visit: patch_object,
+        old: &[],
     }
     .run()
 }
@@ -262,6 +265,59 @@ fn patch_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
     pass.written += writes.finish();
 }
 
+/// The base addresses of the objects loaded now.
+pub fn loaded_bases() -> Vec<usize> {
+    unsafe extern "C" fn add(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        // SAFETY: the loader passes a valid info; data is the Vec given below.
+        unsafe { (*(data as *mut Vec<usize>)).push((*info).dlpi_addr as usize) };
+        0
+    }
+    let mut bases = Vec::with_capacity(64);
+    // SAFETY: `add` only reads the description and pushes to the Vec it is given.
+    unsafe { crate::phdr::iterate_phdr(add, &mut bases as *mut Vec<usize> as *mut c_void) };
+    bases
+}
+
+/// Under `memtrace run`: patches the slots of the objects loaded since `old` (their base
+/// addresses) that hold one of `targets` or are not bound yet. Nothing is remembered: a
+/// preloaded tracker's hooks stay for the life of the process. Returns the slots patched.
+pub fn patch_new_objects(targets: &Targets, old: &[usize]) -> usize {
+    bases();
+    super::relocated::prepare();
+    let mut table = PATCH.lock();
+    Pass {
+        table: &mut table,
+        targets,
+        written: 0,
+        visit: patch_new_object,
+        old,
+    }
+    .run()
+}
+
+/// Patches one object of [`patch_new_objects`] (during `each_object`).
+fn patch_new_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
+    if !super::relocated::finished(v.info) {
+        return;
+    }
+    let object = &v.object;
+    let targets = pass.targets;
+    let mut writes = Writes::new(object);
+    let mut patch = |k: Known| {
+        if let Some(target) = targets.at(k.target) {
+            // SAFETY: a slot in a writable segment of an object loaded during this callback.
+            let current = unsafe { read(k.address) };
+            if current != target.hook && (target.holds(current) || object.contains(current)) {
+                writes.add(k.address, current, target.hook);
+            }
+        }
+        true
+    };
+    // SAFETY: the object stays loaded while the loader's callback runs.
+    unsafe { super::known::scan(object, targets, &mut patch) };
+    pass.written += writes.finish();
+}
+
 /// Whether the table of patched slots is half full or more (see [`Table::crowded`]).
 pub fn crowded() -> bool {
     PATCH.lock().crowded()
@@ -280,6 +336,7 @@ pub fn restore_all() -> usize {
         targets: targets::get(),
         written: 0,
         visit: restore_object,
+        old: &[],
     }
     .run();
     // The entries are all at the front (sort_for_restore swapped the empty ones behind).

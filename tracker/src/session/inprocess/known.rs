@@ -148,7 +148,7 @@ impl Cache {
 ///
 /// # Safety
 /// The object stays loaded while this runs.
-unsafe fn scan(
+pub unsafe fn scan(
     object: &Object<'_>,
     targets: &Targets,
     keep: &mut dyn FnMut(Known) -> bool,

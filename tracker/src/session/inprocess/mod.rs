@@ -9,11 +9,13 @@
 //! - [`got`]: patching and restoring slots (RELRO included)
 //! - [`known`]: the slots to patch of each loaded object, found once and kept
 //! - [`loader`]: the `dlopen` and `dlclose` hooks
+//! - [`deepbind`]: under `memtrace run`, the objects a `dlopen` with RTLD_DEEPBIND loads
 //! - [`crate::names`] (record): thread names learnt from Python for threads already running
 //!
 //! The session here is the process-wide state: one capture at a time, started and stopped by
 //! pyext::session (which adds what Python needs).
 
+pub mod deepbind;
 mod got;
 mod known;
 mod loader;

@@ -86,11 +86,56 @@ fn own(name: &core::ffi::CStr) -> usize {
 }
 
 fn build() -> Targets {
+    let own_base = object_of(build as *const () as usize);
+    let loader = (
+        super::loader::dlopen_hook as *const () as usize,
+        super::loader::real_dlopen(),
+    );
+    let closer = (
+        super::loader::dlclose_hook as *const () as usize,
+        super::loader::real_dlclose(),
+    );
+    choose(loader, closer, |name| {
+        let global = crate::definition::global(name);
+        let keep = global.definition != 0 && object_of(global.definition) != own_base;
+        keep.then_some((global.definition, global.address))
+    })
+}
+
+/// Under `memtrace run`, the functions to hook in the objects a `dlopen` with RTLD_DEEPBIND
+/// brought in: those whose definition in the handle's own scope (which such an object binds to
+/// ahead of the preloaded tracker) is the very function the preloaded hook forwards to. The
+/// `dlopen` and `dlclose` hooks are the exported ones (session/exports.rs).
+///
+/// # Safety
+/// `handle` is a handle dlopen just returned.
+pub unsafe fn for_deep_handle(
+    handle: *mut c_void,
+    next_dlopen: usize,
+    next_dlclose: usize,
+) -> Targets {
+    let own_base = object_of(build as *const () as usize);
+    let loader = (own(c"dlopen"), Some(next_dlopen).filter(|&f| f != 0));
+    let closer = (own(c"dlclose"), Some(next_dlclose).filter(|&f| f != 0));
+    choose(loader, closer, |name| {
+        // SAFETY: the caller's handle, a NUL-terminated name.
+        let found = unsafe { libc::dlsym(handle, name.as_ptr()) } as usize;
+        (found != 0 && object_of(found) != own_base).then_some((found, found))
+    })
+}
+
+/// The hooked functions whose `definition` (what the process's code calls, and the address a
+/// slot taking it holds) is what the hook forwards to. `loader` and `closer` are the hooks of
+/// `dlopen` and `dlclose` with what they forward to.
+fn choose(
+    loader: (usize, Option<usize>),
+    closer: (usize, Option<usize>),
+    definition: impl Fn(&core::ffi::CStr) -> Option<(usize, usize)>,
+) -> Targets {
     let mut list = Vec::new();
     let Some(r) = real::get() else {
         return Targets { list };
     };
-    let own_base = object_of(build as *const () as usize);
     let allocator = object_of(r.malloc as usize);
     // (name, hook, what the hook forwards to: None when it forwards to a sibling, such as
     // reallocarray to realloc, which must then come from the allocator's own object).
@@ -118,23 +163,16 @@ fn build() -> Targets {
         // Forwards to `kill` (its own hook, then the real one).
         ours(c"killpg", None),
         ours(c"raise", opt(r.raise.map(|f| f as usize))),
-        (
-            c"dlopen",
-            super::loader::dlopen_hook as *const () as usize,
-            opt(super::loader::real_dlopen()),
-        ),
-        (
-            c"dlclose",
-            super::loader::dlclose_hook as *const () as usize,
-            opt(super::loader::real_dlclose()),
-        ),
+        (c"dlopen", loader.0, opt(loader.1)),
+        (c"dlclose", closer.0, opt(closer.1)),
     ];
     for (name, hook, forward) in candidates {
-        let global = crate::definition::global(name);
-        let expected = global.definition;
-        if hook == 0 || expected == 0 || object_of(expected) == own_base {
+        if hook == 0 {
             continue;
         }
+        let Some((expected, address)) = definition(name) else {
+            continue;
+        };
         let ok = match forward {
             Some(f) => f == expected,
             None => allocator != 0 && object_of(expected) == allocator,
@@ -144,7 +182,7 @@ fn build() -> Targets {
                 name: name.to_bytes(),
                 hook,
                 expected,
-                alias: global.address,
+                alias: address,
             });
         }
     }
