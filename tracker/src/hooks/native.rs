@@ -437,20 +437,51 @@ pub(crate) unsafe extern "C" fn hook_mmap(
         };
     };
     let anonymous = flags & libc::MAP_ANONYMOUS != 0;
-    let t = if anonymous { enter_at(site) } else { None };
+    // A fixed mapping replaces whatever was there, a file's too (MAP_FIXED_NOREPLACE fails
+    // instead).
+    let replaces = flags & libc::MAP_FIXED != 0;
+    let t = if anonymous || replaces {
+        enter_at(site)
+    } else {
+        None
+    };
     let Some(mut t) = t else {
-        return forward!(r.mmap; addr, len, prot, flags, fd, off);
+        let p = forward!(r.mmap; addr, len, prot, flags, fd, off);
+        if anonymous && p != libc::MAP_FAILED {
+            crate::early::alloc(Allocator::Mmap, p as u64, len as u64, site.ret);
+        }
+        return p;
     };
     let p = forward!(r.mmap; addr, len, prot, flags, fd, off);
     if p != libc::MAP_FAILED {
-        if flags & libc::MAP_FIXED != 0 {
-            // A fixed mapping replaces whatever was there.
+        if replaces {
             let tick = clock::event_tick(&mut t);
-            thread::record_munmap(&mut t, p as u64, len as u64, tick);
+            thread::record_munmap(&mut t, p as u64, whole_pages(len), tick);
         }
-        thread::record_alloc(&mut t, Allocator::Mmap, p as u64, len as u64, site.ret);
+        if anonymous {
+            thread::record_alloc(&mut t, Allocator::Mmap, p as u64, len as u64, site.ret);
+        }
     }
     p
+}
+
+/// The length the kernel maps or unmaps for `len`: whole pages (a mapping's recorded size is
+/// the one asked for; what an unmap takes away is every page it touches).
+#[inline]
+fn whole_pages(len: size_t) -> u64 {
+    let page = page_size();
+    (len as u64).div_ceil(page) * page
+}
+
+/// The page size, read once.
+fn page_size() -> u64 {
+    static PAGE: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+    let mut page = PAGE.load(Ordering::Relaxed);
+    if page == 0 {
+        page = crate::sys::page_size() as u64;
+        PAGE.store(page, Ordering::Relaxed);
+    }
+    page
 }
 
 pub(crate) unsafe extern "C" fn hook_munmap(
@@ -463,12 +494,16 @@ pub(crate) unsafe extern "C" fn hook_munmap(
         return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(r.munmap; addr, len);
+        let rc = forward!(r.munmap; addr, len);
+        if rc == 0 {
+            crate::early::unmap(addr as u64, whole_pages(len));
+        }
+        return rc;
     };
     let before = clock::event_tick(&mut t);
     let rc = forward!(r.munmap; addr, len);
     if rc == 0 {
-        thread::record_munmap(&mut t, addr as u64, len as u64, before);
+        thread::record_munmap(&mut t, addr as u64, whole_pages(len), before);
     }
     rc
 }
@@ -493,10 +528,14 @@ pub(crate) unsafe extern "C" fn hook_mremap(
     };
     let before = clock::event_tick(&mut t);
     let p = forward!(f; old, old_len, new_len, flags, new_addr);
-    if p != libc::MAP_FAILED {
+    if p != libc::MAP_FAILED && flags & libc::MREMAP_DONTUNMAP != 0 {
+        // The old range stays mapped (emptied): the new one is a mapping more, made here.
+        thread::record_munmap(&mut t, p as u64, whole_pages(new_len), before);
+        thread::record_alloc(&mut t, Allocator::Mmap, p as u64, new_len as u64, site.ret);
+    } else if p != libc::MAP_FAILED {
         thread::record_mremap(
             &mut t,
-            (old as u64, old_len as u64),
+            (old as u64, whole_pages(old_len)),
             (p as u64, new_len as u64),
             site.ret,
             before,

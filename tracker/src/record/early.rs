@@ -78,6 +78,28 @@ pub fn free(addr: u64) {
     }
 }
 
+/// A range unmapped before the start: the mappings noted inside it are gone.
+pub fn unmap(addr: u64, len: u64) {
+    if !noting() {
+        return;
+    }
+    let mut log = LOG.lock();
+    let mut i = 0;
+    while i < log.len {
+        let inside = log.blocks[i].is_some_and(|b| {
+            b.allocator == Allocator::Mmap && b.addr >= addr && b.addr + b.size <= addr + len
+        });
+        if inside {
+            let last = log.len - 1;
+            log.blocks[i] = log.blocks[last];
+            log.blocks[last] = None;
+            log.len -= 1;
+        } else {
+            i += 1;
+        }
+    }
+}
+
 /// Ends the noting; each block still live whose call site the filter `keep()` makes accepts
 /// goes to `record` (allocator, address, size, call site). `keep` is called only when there is
 /// a block (the usual start has none, and the filter reads the loader's list).
