@@ -1113,3 +1113,54 @@ fn a_name_of_100_kb_is_kept_cut_not_lost() {
         "{what}"
     );
 }
+
+#[test]
+fn a_file_name_cannot_write_escape_sequences_to_the_terminal() {
+    // memtrace's own messages printed file names raw: `memtrace stats evil*.bin` retitled the
+    // terminal and wrote to its clipboard (OSC 52) from a file dropped in a shared directory.
+    let dir = scratch("hostile-file-name");
+    let evil = "cap\x1b]52;c;cm0gLXJmIH4K\x07\x1b]0;PWNED\x07.bin";
+    std::fs::write(dir.join(evil), b"not a capture").expect("write");
+    for command in ["stats", "summary", "tree", "flamegraph"] {
+        let out = Command::new(memtrace_bin())
+            .arg(command)
+            .arg(dir.join(evil))
+            .current_dir(&dir)
+            .output()
+            .expect("memtrace runs");
+        assert_eq!(out.status.code(), Some(1), "{command}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains('\x1b') && !err.contains('\x07'),
+            "{command}: {err:?}"
+        );
+        assert!(err.contains("\\x1b]52;"), "{command}: {err:?}");
+    }
+}
+
+#[test]
+fn a_usage_error_beside_an_argument_that_is_not_utf8_is_one_line() {
+    // The usage error's message read the command line with std::env::args, which panics on an
+    // argument that is not UTF-8 (SIGABRT, a Rust panic message).
+    use std::os::unix::ffi::OsStringExt;
+    let dir = scratch("hostile-non-utf8-argument");
+    for args in [
+        vec![OsString::from_vec(vec![0xff])],
+        vec![
+            OsString::from("stats"),
+            OsString::from("--bogus"),
+            OsString::from_vec(b"cap\xff.bin".to_vec()),
+        ],
+    ] {
+        let out = Command::new(memtrace_bin())
+            .args(&args)
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(&dir)
+            .output()
+            .expect("memtrace runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(err.starts_with("memtrace: "), "{args:?}: {err}");
+    }
+}

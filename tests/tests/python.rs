@@ -563,3 +563,136 @@ fn ctrl_c_is_a_keyboard_interrupt_in_the_script() {
     assert!(num(&s, "total_allocations") > 0, "{s}");
     assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
 }
+
+/// Records the files of every Python function called (sys.settrace) while the script imports
+/// modules and `threading`, and starts a named thread that allocates.
+const TRACED: &str = r#"import sys
+seen = set()
+def tracer(frame, event, arg):
+    if event == "call":
+        seen.add(frame.f_code.co_filename)
+    return None
+sys.settrace(tracer)
+import json, decimal
+import threading
+threading.settrace(tracer)
+def work():
+    global kept
+    kept = [bytearray(1000) for _ in range(100)]
+t = threading.Thread(target=work, name="named-worker")
+t.start()
+t.join()
+sys.settrace(None)
+print(sorted(f for f in seen if f != __file__ and ("memtrace" in f or "sitecustomize" in f)))
+"#;
+
+#[test]
+fn a_tracer_of_the_program_sees_no_code_of_memtrace() {
+    // The start-up hook's finder (first in sys.meta_path until threading is imported) and its
+    // wrapper of Thread._set_native_id were Python functions of memtrace's temporary
+    // sitecustomize.py: settrace, setprofile, sys.monitoring, pdb and coverage.py (whose
+    // sysmon report then failed on the file, gone after the run) saw them. Both are C now.
+    let dir = scratch("py-tracer-sees-nothing");
+    let mut pythons = claimed_pythons();
+    pythons.push((0, PathBuf::from("/usr/bin/python3")));
+    for (minor, py) in pythons {
+        if !py.exists() {
+            continue;
+        }
+        let (cap, out) = track_script(&py, &dir, &format!("traced{minor}.py"), TRACED);
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "[]\n",
+            "3.{minor}: {out:?}"
+        );
+        let s = stats(&cap);
+        let threads = s["threads"].as_array().expect("threads");
+        assert!(
+            threads
+                .iter()
+                .any(|t| t["name"].as_str() == Some("named-worker") && num(t, "bytes") >= 100_000),
+            "3.{minor}: {}",
+            s["threads"]
+        );
+    }
+}
+
+#[test]
+fn a_removed_current_directory_with_a_relative_path_entry_changes_nothing() {
+    // 3.10 keeps PYTHONPATH's relative entries: the start-up hook made each absolute with
+    // os.getcwd(), which raised in a removed directory ("Error in sitecustomize" on the
+    // program's stderr, and the hook's directory left on sys.path).
+    let dir = scratch("py-cwd-removed");
+    let script = write(&dir, "show_path.py", "import sys\nprint(sys.path[:3])\n");
+    let gone = dir.join("gone");
+    for (minor, py) in claimed_pythons() {
+        let run = |tracked: bool| {
+            std::fs::create_dir_all(&gone).expect("mkdir");
+            let mut cmd = if tracked {
+                let mut c = Command::new(memtrace_bin());
+                c.args(["run", "-q", "-f", "-o"])
+                    .arg(dir.join(format!("gone{minor}.bin")))
+                    .arg("--python")
+                    .arg(&py);
+                c
+            } else {
+                Command::new(&py)
+            };
+            cmd.arg(&script).env("PYTHONPATH", "rel").current_dir(&gone);
+            let gone = gone.clone();
+            // SAFETY: only an async-signal-safe call between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let _ = std::fs::remove_dir(&gone);
+                    Ok(())
+                })
+            };
+            cmd.output_watched()
+        };
+        let (plain, traced) = (run(false), run(true));
+        assert_eq!(
+            plain.status.code(),
+            traced.status.code(),
+            "3.{minor}: {traced:?}"
+        );
+        assert_eq!(plain.stdout, traced.stdout, "3.{minor}: {traced:?}");
+        // 3.11 and later refuse to start there, tracked or not (their fatal error's dump holds
+        // addresses).
+        if plain.status.success() {
+            assert_eq!(plain.stderr, traced.stderr, "3.{minor}: {traced:?}");
+        }
+    }
+}
+
+#[test]
+fn a_script_run_through_its_shebang_line_keeps_its_process_name() {
+    // The kernel names a process started from `#!/path/to/python` after the script; memtrace
+    // started the interpreter, named after itself: `pgrep -x` and `killall` lost the program.
+    let dir = scratch("py-comm");
+    let text = format!(
+        "#!{}\nimport os\nprint(open('/proc/self/comm').read().strip(), 'MEMTRACE_COMM' in os.environ)\n",
+        python().display()
+    );
+    let script = write(&dir, "a_long_worker_name.py", &text);
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let plain = Command::new(&script).current_dir(&dir).output_watched();
+    let traced = Command::new(memtrace_bin())
+        .args([
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            "comm.bin",
+            "./a_long_worker_name.py",
+        ])
+        .current_dir(&dir)
+        .output_watched();
+    assert!(traced.status.success(), "{traced:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "a_long_worker_n False\n"
+    );
+    assert_eq!(plain.stdout, traced.stdout, "{traced:?}");
+}

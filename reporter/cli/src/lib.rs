@@ -16,8 +16,29 @@
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        let line = format!($($arg)*);
+        let _ = writeln!(std::io::stderr(), "{}", $crate::shown(&line));
     }};
+}
+
+/// A message of memtrace's as it may reach a terminal: the file names and the names from a
+/// capture it holds (`memtrace stats evil*.bin`, where a file name holds `\x1b]52;...`) have
+/// their control characters escaped, as the reports escape them; its own line breaks stay.
+pub fn shown(message: &str) -> std::borrow::Cow<'_, str> {
+    use memtrace_reporter::report::visible::is_unsafe;
+    if !message.chars().any(is_unsafe) {
+        return std::borrow::Cow::Borrowed(message);
+    }
+    let mut out = String::with_capacity(message.len() + 16);
+    for line in message.split_inclusive('\n') {
+        let (text, end) = match line.strip_suffix('\n') {
+            Some(text) => (text, "\n"),
+            None => (line, ""),
+        };
+        out.push_str(&memtrace_reporter::report::visible::escape(text));
+        out.push_str(end);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 pub mod attach;

@@ -175,7 +175,10 @@ fn memtrace_main() {
                 std::process::exit(code);
             }
             _ => {
-                let words: Vec<String> = std::env::args().skip(1).collect();
+                let words: Vec<String> = std::env::args_os()
+                    .skip(1)
+                    .map(|a| a.to_string_lossy().into_owned())
+                    .collect();
                 let line = usage::message(&Cli::command(), &e, &words);
                 memtrace_cli::say!("memtrace: {line}");
                 std::process::exit(1);

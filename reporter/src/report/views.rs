@@ -67,9 +67,23 @@ pub fn threads_named(threads: &[ThreadStats], which: &str) -> Result<Vec<u32>, S
         .map(|(i, _)| i as u32)
         .collect();
     if found.is_empty() {
-        let known: Vec<String> = threads.iter().map(thread_label).collect();
+        // A few, escaped (names are the program's: a line break or an escape sequence must not
+        // reach the terminal), and a count of the rest: the message stays one line.
+        const LISTED: usize = 10;
+        let mut known: Vec<String> = threads
+            .iter()
+            .take(LISTED)
+            .map(|t| super::visible::escape(&thread_label(t)).into_owned())
+            .collect();
+        if threads.len() > LISTED {
+            known.push(format!(
+                "and {} more: see memtrace summary --threads",
+                threads.len() - LISTED
+            ));
+        }
         return Err(format!(
-            "no thread named or numbered '{which}' in the capture (threads: {})",
+            "no thread named or numbered '{}' in the capture (threads: {})",
+            super::visible::escape(which),
             if known.is_empty() {
                 "none".to_string()
             } else {

@@ -114,8 +114,18 @@ pub fn replay<K: Fn(u64) -> bool>(
         return;
     }
     let keep = keep();
-    for b in log.blocks[..len].iter().flatten() {
-        if keep(b.ret) {
+    let blocks = &log.blocks[..len];
+    // A mapping that holds a block of the malloc family is that allocator's own (one that
+    // maps its blocks, as the hooks see it call mmap under malloc): the block stands for it,
+    // as once the capture runs, where the nested mmap is not recorded.
+    let backs_a_block = |m: &Noted| {
+        m.allocator == Allocator::Mmap
+            && blocks.iter().flatten().any(|b| {
+                b.allocator != Allocator::Mmap && b.addr >= m.addr && b.addr < m.addr + m.size
+            })
+    };
+    for b in blocks.iter().flatten() {
+        if keep(b.ret) && !backs_a_block(b) {
             record(b.allocator, b.addr, b.size, b.ret);
         }
     }

@@ -29,6 +29,7 @@ extern "C" fn memtrace_init() {
     tls::guarded(|| {
         // Whatever else happens: the program must not outlive a killed memtrace.
         crate::orphan::die_with_parent();
+        crate::session::process_name::take_script_name();
         if real::get().is_none() {
             return;
         }

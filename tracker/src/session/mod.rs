@@ -13,6 +13,7 @@ pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod limits;
 pub(crate) mod orphan;
+pub(crate) mod process_name;
 pub(crate) mod pyext;
 pub(crate) mod pyhook;
 pub(crate) mod pyrun;

@@ -283,6 +283,10 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("MEMTRACE_OUTPUT", &template)
         .env("MEMTRACE_STATUS", &status_file)
         .env_remove("MEMTRACE_PARENT_CAPTURE");
+    match &target.process_name {
+        Some(name) => cmd.env("MEMTRACE_COMM", name),
+        None => cmd.env_remove("MEMTRACE_COMM"),
+    };
     // The start-up hook serves the Python run, and any image the program execs that is CPython
     // (the tracker puts it on that image's PYTHONPATH): made for every run, required for a
     // Python run only.

@@ -27,6 +27,10 @@ pub struct Target {
     pub note: Option<String>,
     /// What the interpreter's shim changes in the environment (interpreter::Chosen).
     pub env: Vec<(OsString, Option<OsString>)>,
+    /// The process name the kernel would have given the program (a script run through a `#!`
+    /// line naming its interpreter by path is named after the script), when it is not the
+    /// executable's.
+    pub process_name: Option<OsString>,
 }
 
 /// The target of `memtrace run [--python PATH] WORDS...`.
@@ -59,8 +63,15 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         _ => None,
     };
     let mut note = None;
+    let mut process_name = None;
     let (path, mut args) = match shebang {
         Some(line) => {
+            // `#!/usr/bin/env NAME` runs NAME, which names the process as memtrace's does.
+            if line.interpreter.as_bytes().contains(&b'/') {
+                if let Entry::Script(script) = &run.entry {
+                    process_name = Path::new(script).file_name().map(OsStr::to_os_string);
+                }
+            }
             if let Some(flag) = shebang::hides_the_hook(&line.options) {
                 note = Some(format!(
                     "the script's #! line runs Python with {flag}, which keeps memtrace's start-up hook out: allocations will have no Python stacks"
@@ -88,6 +99,7 @@ fn python_target(run: PythonRun, python: Option<&OsStr>) -> Result<Target, RunEr
         python: note.is_none(),
         note,
         env,
+        process_name,
     })
 }
 
@@ -120,5 +132,6 @@ fn native_target(words: &[OsString]) -> Result<Target, RunError> {
         python: false,
         note: None,
         env: Vec::new(),
+        process_name: None,
     })
 }

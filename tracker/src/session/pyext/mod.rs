@@ -204,6 +204,7 @@ struct ModuleDef {
     m_free: *mut c_void,
 }
 
+const METH_O: c_int = 0x0008;
 const METH_NOARGS: c_int = 0x0004;
 const METH_FASTCALL: c_int = 0x0080;
 /// PYTHON_API_VERSION, unchanged since 3.0.
@@ -213,7 +214,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 11]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 13]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -262,6 +263,18 @@ static METHODS: Static<[MethodDef; 11]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"thread_started".as_ptr(),
         meth: thread_started as *const c_void,
+        flags: METH_FASTCALL,
+        doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"name_threads".as_ptr(),
+        meth: thread_names::name_threads as *const c_void,
+        flags: METH_O,
+        doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"find_spec".as_ptr(),
+        meth: thread_names::find_spec as *const c_void,
         flags: METH_FASTCALL,
         doc: core::ptr::null(),
     },

@@ -22,6 +22,8 @@ pub struct SessionApi {
     pub cfunction_new: unsafe extern "C" fn(*mut c_void, *mut Object, *mut Object) -> *mut Object,
     pub set_attr_string: unsafe extern "C" fn(*mut Object, *const c_char, *mut Object) -> c_int,
     pub instance_method_new: unsafe extern "C" fn(*mut Object) -> *mut Object,
+    /// `PySys_GetObject`: a borrowed reference, or null.
+    pub sys_get_object: unsafe extern "C" fn(*const c_char) -> *mut Object,
 }
 
 // SAFETY: function pointers and the addresses of two immortal type objects, shared read-only.
@@ -74,5 +76,6 @@ fn resolve() -> Option<SessionApi> {
             unsafe extern "C" fn(*mut Object, *const c_char, *mut Object) -> c_int
         ),
         instance_method_new: func!(c"PyInstanceMethod_New", F<*mut Object, *mut Object>),
+        sys_get_object: func!(c"PySys_GetObject", F<*const c_char, *mut Object>),
     })
 }

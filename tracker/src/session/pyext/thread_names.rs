@@ -85,10 +85,28 @@ pub unsafe fn install(api: &Api, s: &SessionApi) {
     if WRAPPER.load(Ordering::Acquire) != 0 {
         return;
     }
+    // SAFETY: the GIL is held; the module's reference is given back.
+    unsafe {
+        let threading = (s.import_module)(c"threading".as_ptr());
+        install_in(api, s, threading);
+        (api.dec_ref)(threading);
+        if !(s.err_occurred)().is_null() {
+            (api.err_clear)();
+        }
+    }
+}
+
+/// [`install`] into the module `threading` (a live object, or null: nothing).
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn install_in(api: &Api, s: &SessionApi, threading: *mut Object) {
+    if WRAPPER.load(Ordering::Acquire) != 0 {
+        return;
+    }
     // SAFETY: the GIL is held; references taken are given back, but the original's and the
     // wrapper's, kept in ORIGINAL and WRAPPER until `remove`.
     unsafe {
-        let threading = (s.import_module)(c"threading".as_ptr());
         let class = attr(api, threading, c"Thread");
         let original = attr(api, class, c"_set_native_id");
         let wrapper = if original.is_null() {
@@ -114,7 +132,7 @@ pub unsafe fn install(api: &Api, s: &SessionApi) {
             (api.dec_ref)(original);
             (api.dec_ref)(wrapper);
         }
-        for o in [method, class, threading] {
+        for o in [method, class] {
             (api.dec_ref)(o);
         }
         if !(s.err_occurred)().is_null() {
@@ -180,8 +198,16 @@ unsafe extern "C" fn set_native_id(
     // SAFETY: the GIL is held; references taken are given back; an error left is cleared.
     unsafe {
         let started = attr(api, me, c"_started");
-        let is_set = attr(api, started, c"is_set");
-        let flag = call(s, is_set);
+        // The event's flag, read as is_set() returns it, without running Python code a
+        // tracer of the program's would see.
+        let mut is_set = attr(api, started, c"_flag");
+        let flag = if is_set.is_null() {
+            is_set = attr(api, started, c"is_set");
+            call(s, is_set)
+        } else {
+            (api.inc_ref)(is_set);
+            is_set
+        };
         if !flag.is_null() && (s.object_is_true)(flag) == 0 {
             let name = attr(api, me, c"name");
             if let Some(bytes) = text(api, name) {
@@ -198,4 +224,185 @@ unsafe extern "C" fn set_native_id(
     }
     tls::get().in_tracker = was;
     result
+}
+
+/// `_memtrace_tracker.name_threads(threading)`: `memtrace run`'s start-up hook, once the
+/// program has `threading`: every thread it starts from now on names itself (the wrapper above,
+/// kept for the whole run).
+pub unsafe extern "C" fn name_threads(_module: *mut Object, threading: *mut Object) -> *mut Object {
+    let (Some(api), Some(s)) = (super::api::get(), session_api::get()) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: the GIL is held (Python calls this); `threading` is the live argument.
+    unsafe {
+        install_in(api, s, threading);
+        (api.inc_ref)(api.none);
+    }
+    api.none
+}
+
+/// `_memtrace_tracker.find_spec(name, path, target)`: the module is `memtrace run`'s finder,
+/// first in `sys.meta_path` until the program imports `threading` (importing it at start
+/// would add milliseconds and change the program's imports). It finds nothing itself; for
+/// `threading` it leaves `sys.meta_path`, asks the finders after it, and has the module's
+/// loader name the threads once the module has run. All of it in C: the program's tracers,
+/// profilers, debuggers and coverage tools see no frame of memtrace's.
+pub unsafe extern "C" fn find_spec(
+    module: *mut Object,
+    args: *const *mut Object,
+    nargs: isize,
+) -> *mut Object {
+    let (Some(api), Some(s)) = (super::api::get(), session_api::get()) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: the GIL is held (the import system calls this); Python passes `nargs` live
+    // arguments; references taken are given back, the spec returned to Python.
+    unsafe {
+        let none = || {
+            (api.inc_ref)(api.none);
+            api.none
+        };
+        if nargs < 1 || args.is_null() || text(api, *args).as_deref() != Some(b"threading") {
+            if !(s.err_occurred)().is_null() {
+                (api.err_clear)();
+            }
+            return none();
+        }
+        let arg = |i: isize| if i < nargs { *args.offset(i) } else { api.none };
+        let (name, path, target) = (arg(0), arg(1), arg(2));
+        let meta_path = (s.sys_get_object)(c"meta_path".as_ptr());
+        if meta_path.is_null() {
+            return none();
+        }
+        let remove = attr(api, meta_path, c"remove");
+        let removed = (s.call_obj_args)(remove, module, core::ptr::null_mut::<Object>());
+        for o in [removed, remove] {
+            if !o.is_null() {
+                (api.dec_ref)(o);
+            }
+        }
+        (api.err_clear)();
+        let spec = spec_after(api, s, meta_path, name, path, target);
+        if spec.is_null() {
+            return if (s.err_occurred)().is_null() {
+                none()
+            } else {
+                spec
+            };
+        }
+        name_after_exec(api, s, spec);
+        spec
+    }
+}
+
+/// The spec the finders of `meta_path` give for the module (the first that finds it), a new
+/// reference; null when none does (or one raised: the exception is left set, as the import
+/// system would have it).
+///
+/// # Safety
+/// The GIL is held; the objects are live.
+unsafe fn spec_after(
+    api: &Api,
+    s: &SessionApi,
+    meta_path: *mut Object,
+    name: *mut Object,
+    path: *mut Object,
+    target: *mut Object,
+) -> *mut Object {
+    // SAFETY: the caller's promise; references taken are given back, the spec kept.
+    unsafe {
+        let iter = (s.get_iter)(meta_path);
+        if iter.is_null() {
+            return core::ptr::null_mut();
+        }
+        let mut spec = core::ptr::null_mut();
+        loop {
+            let finder = (s.iter_next)(iter);
+            if finder.is_null() {
+                break;
+            }
+            let find = attr(api, finder, c"find_spec");
+            (api.dec_ref)(finder);
+            if find.is_null() {
+                continue;
+            }
+            let found =
+                (s.call_obj_args)(find, name, path, target, core::ptr::null_mut::<Object>());
+            (api.dec_ref)(find);
+            if found.is_null() {
+                break;
+            }
+            if found != api.none {
+                spec = found;
+                break;
+            }
+            (api.dec_ref)(found);
+        }
+        (api.dec_ref)(iter);
+        spec
+    }
+}
+
+static EXEC_DEF: Static<MethodDef> = Static(UnsafeCell::new(MethodDef {
+    name: c"exec_module".as_ptr(),
+    meth: exec_and_name as *const c_void,
+    flags: METH_FASTCALL,
+    doc: core::ptr::null(),
+}));
+
+/// Has the spec's loader run the module, then name the threads it starts: its `exec_module`
+/// becomes a builtin function that calls the original first.
+///
+/// # Safety
+/// The GIL is held; `spec` is live.
+unsafe fn name_after_exec(api: &Api, s: &SessionApi, spec: *mut Object) {
+    // SAFETY: the caller's promise; references taken are given back (the original
+    // exec_module's is kept by the new function, its self).
+    unsafe {
+        let loader = attr(api, spec, c"loader");
+        let original = attr(api, loader, c"exec_module");
+        if !original.is_null() {
+            let wrapper = (s.cfunction_new)(
+                EXEC_DEF.0.get() as *mut c_void,
+                original,
+                core::ptr::null_mut(),
+            );
+            if !wrapper.is_null() {
+                (s.set_attr_string)(loader, c"exec_module".as_ptr(), wrapper);
+                (api.dec_ref)(wrapper);
+            }
+            (api.dec_ref)(original);
+        }
+        if !loader.is_null() {
+            (api.dec_ref)(loader);
+        }
+        if !(s.err_occurred)().is_null() {
+            (api.err_clear)();
+        }
+    }
+}
+
+/// The loader's `exec_module(module)` for `threading`: the original's, then the wrapper
+/// installed into the module.
+unsafe extern "C" fn exec_and_name(
+    original: *mut Object,
+    args: *const *mut Object,
+    nargs: isize,
+) -> *mut Object {
+    let (Some(api), Some(s)) = (super::api::get(), session_api::get()) else {
+        return core::ptr::null_mut();
+    };
+    if nargs < 1 || args.is_null() {
+        // SAFETY: the GIL is held; the original raises its own TypeError.
+        return unsafe { call(s, original) };
+    }
+    // SAFETY: the GIL is held; Python passes a live module; the result goes back to Python.
+    unsafe {
+        let module = *args;
+        let result = (s.call_obj_args)(original, module, core::ptr::null_mut::<Object>());
+        if !result.is_null() {
+            install_in(api, s, module);
+        }
+        result
+    }
 }

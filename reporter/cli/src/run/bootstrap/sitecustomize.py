@@ -24,7 +24,7 @@ def _memtrace_start():
         # Not a Python the tracker knows (3.6 to 3.8 raise SystemError): the program runs as
         # it would, untracked by Python.
         tracker = None
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.path[:] = [p for p in sys.path if _memtrace_absolute(os, p) != here]
     sys.path_importer_cache.pop(here, None)
     sys.modules.pop("_memtrace_tracker", None)
     if tracker is not None:
@@ -40,13 +40,14 @@ def _memtrace_start():
                 tracker.script_path(path)
         atexit.register(tracker.script_finished)
         # Threads are named once the program imports threading: importing it here would add
-        # milliseconds to every start and change the program's own imports.
+        # milliseconds to every start and change the program's own imports. Until then the
+        # tracker module is the first finder: it finds nothing, but has threading's loader
+        # name the threads (in C: no frame of memtrace's for the program's tracers to see).
         threading = sys.modules.get("threading")
         if threading is not None:
-            _memtrace_name_threads(threading, tracker.thread_started)
+            tracker.name_threads(threading)
         else:
-            finder = _MemtraceThreadNames(sys, _memtrace_name_threads, tracker.thread_started)
-            sys.meta_path.insert(0, finder)
+            sys.meta_path.insert(0, tracker)
     if private is not None and os.path.abspath(private) == here:
         _memtrace_remove(os, here)
     elif getattr(sys, "dont_write_bytecode", False):
@@ -76,64 +77,13 @@ def _memtrace_start():
         raise missing
 
 
-def _memtrace_name_threads(threading, started):
-    # A module of the program's own named threading (beside its script) is left alone.
-    thread = getattr(threading, "Thread", None)
-    original = getattr(thread, "_set_native_id", None)
-    if not callable(original):
-        return
-
-    # Every thread threading starts calls this in its _bootstrap_inner before its target runs,
-    # with its _started event not set yet (the main thread and the stand-ins of threads made
-    # in C set theirs before): such a thread names itself there. No profile function: setting
-    # one turns on 3.12's monitoring instrumentation, which leaves a block behind in every
-    # function run afterwards, and it would take the program's threading.setprofile slot.
-    def _set_native_id(self):
-        original(self)
-        event = getattr(self, "_started", None)
-        if event is not None and not event.is_set():
-            started(self.name)
-
-    _set_native_id.__name__ = original.__name__
-    _set_native_id.__qualname__ = original.__qualname__
-    _set_native_id.__doc__ = original.__doc__
-    thread._set_native_id = _set_native_id
-
-
-class _MemtraceThreadNames:
-    """At the program's import of threading, once: the module as the next finders find it,
-    which names the threads it starts as soon as it has run."""
-
-    def __init__(self, sys, name_threads, started):
-        self.sys = sys
-        self.name_threads = name_threads
-        self.started = started
-
-    def find_spec(self, name, path=None, target=None):
-        if name != "threading":
-            return None
-        meta_path = self.sys.meta_path
-        try:
-            meta_path.remove(self)
-        except ValueError:
-            pass
-        spec = None
-        for finder in meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(name, path, target) if find is not None else None
-            if spec is not None:
-                break
-        exec_module = getattr(getattr(spec, "loader", None), "exec_module", None)
-        if exec_module is None:
-            return spec
-        name_threads, started = self.name_threads, self.started
-
-        def exec_and_name(module):
-            exec_module(module)
-            name_threads(module, started)
-
-        spec.loader.exec_module = exec_and_name
-        return spec
+def _memtrace_absolute(os, path):
+    # An entry made absolute as the import system makes it; a relative one stays as it is when
+    # the current directory is gone (3.10 keeps PYTHONPATH's relative entries).
+    try:
+        return os.path.abspath(path or ".")
+    except OSError:
+        return path
 
 
 def _memtrace_write_compiled(os, sys, here, code):
@@ -211,4 +161,4 @@ def _memtrace_remove(os, here):
 
 _memtrace_start()
 del _memtrace_start, _memtrace_remove, _memtrace_write_compiled, _memtrace_forget_cached
-del _memtrace_name_threads, _MemtraceThreadNames
+del _memtrace_absolute
