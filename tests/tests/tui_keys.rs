@@ -290,3 +290,52 @@ fn q_quits() {
     let s = tmux.wait("the UI to quit", |s| has(s, "EXITED"));
     assert!(has(&s, "EXITED 0"), "{}", s.join("\n"));
 }
+
+#[test]
+fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
+    // In raw mode Ctrl-Z is a key: the view ignored it; and a SIGTSTP from outside stopped it
+    // with the terminal still in its alternate screen and raw mode, the shell's prompt drawn
+    // into the view, and no redraw at `fg`.
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-suspend");
+    let cap = capture(&dir);
+    let command = format!(
+        "cd {} && PS1='SHELL$ ' exec bash --norc --noprofile -i",
+        dir.display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("SHELL$");
+    tmux.text(&format!(
+        "{} tree {}",
+        memtrace_bin().display(),
+        cap.display()
+    ));
+    tmux.key("Enter");
+    tmux.wait_for("all memory live at the peak");
+    tmux.key("C-z");
+    // The shell has the terminal back, in its own modes.
+    tmux.wait_for("Stopped");
+    tmux.text("stty -a | grep -o -- '-*icanon' | sed s/^/mode:/");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("mode:");
+    assert!(
+        screen.iter().any(|l| l.trim() == "mode:icanon"),
+        "{screen:#?}"
+    );
+    assert!(!has(&screen, "all memory live at the peak"), "{screen:#?}");
+    tmux.text("fg");
+    tmux.key("Enter");
+    // Drawn anew, and keys work again.
+    tmux.wait_for("all memory live at the peak");
+    tmux.key("q");
+    tmux.wait("the shell's prompt after q", |s| {
+        s.iter().filter(|l| l.starts_with("SHELL$")).count() >= 3
+            && !has(s, "all memory live at the peak")
+    });
+    tmux.text("jobs | wc -l | sed s/^/jobs:/");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("jobs:");
+    assert!(screen.iter().any(|l| l.trim() == "jobs:0"), "{screen:#?}");
+}

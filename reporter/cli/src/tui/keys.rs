@@ -3,6 +3,14 @@
 use super::state::Action;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
+/// Whether the key is Ctrl-Z: in raw mode a key, not a signal; the UI suspends itself as the
+/// terminal would have stopped it (terminal::Session::suspend).
+pub fn is_suspend(key: KeyEvent) -> bool {
+    key.kind != KeyEventKind::Release
+        && key.modifiers.contains(KeyModifiers::CONTROL)
+        && matches!(key.code, KeyCode::Char('z') | KeyCode::Char('Z'))
+}
+
 /// The action of a key, if it has one.
 pub fn action(key: KeyEvent, prompting: bool) -> Option<Action> {
     // Key releases and repeats (reported by some terminals) are not presses.

@@ -153,6 +153,12 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
                 Instant::now() + REFRESH
             };
         }
+        if quit.take_stop() {
+            session.suspend()?;
+            quit.take_stop();
+            redraw = true;
+            continue;
+        }
         match input.wait(next.saturating_duration_since(Instant::now()))? {
             Wait::Quiet => continue,
             Wait::HungUp => {
@@ -166,6 +172,11 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
             continue;
         };
         if key.kind == KeyEventKind::Release {
+            continue;
+        }
+        if keys::is_suspend(key) {
+            session.suspend()?;
+            quit.take_stop();
             continue;
         }
         let plain = !key.modifiers.contains(KeyModifiers::CONTROL);

@@ -139,6 +139,12 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
                 .draw(|frame| render::draw(frame, &mut app))?;
         }
         redraw = false;
+        if signals.take_stop() {
+            session.suspend()?;
+            signals.take_stop();
+            redraw = true;
+            continue;
+        }
         match input.wait(SIGNAL_CHECK)? {
             Wait::Quiet => continue,
             // Nobody to show anything to, nor a terminal to restore.
@@ -151,6 +157,11 @@ pub fn run(tree: CallTree, info: TuiInfo) -> std::io::Result<()> {
         redraw = true;
         // A resize or anything else needs no more than the draw, which takes the new size.
         if let Event::Key(key) = event::read()? {
+            if keys::is_suspend(key) {
+                session.suspend()?;
+                signals.take_stop();
+                continue;
+            }
             if let Some(action) = keys::action(key, app.state.prompt().is_some()) {
                 app.state.apply(action);
             }

@@ -7,9 +7,13 @@ use signal_hook::SigId;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Set when one of the signals arrives; the handlers go away when dropped.
+/// Set when one of the signals arrives; the handlers go away when dropped. SIGTSTP (`kill
+/// -TSTP`, Ctrl-Z in a terminal not in raw mode) is noted apart: the UI gives the terminal back
+/// and stops ([`super::terminal::Session::suspend`]), where stopping at once left the shell
+/// with the UI's screen and modes.
 pub struct QuitSignals {
     raised: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
     ids: Vec<SigId>,
 }
 
@@ -25,17 +29,25 @@ impl QuitSignals {
         let raised = Arc::new(AtomicBool::new(false));
         let mut signals = QuitSignals {
             raised,
+            stop: Arc::new(AtomicBool::new(false)),
             ids: Vec::new(),
         };
         for &sig in [SIGTERM, SIGINT, SIGQUIT].iter().chain(more) {
             let id = signal_hook::flag::register(sig, Arc::clone(&signals.raised))?;
             signals.ids.push(id);
         }
+        let id = signal_hook::flag::register(libc::SIGTSTP, Arc::clone(&signals.stop))?;
+        signals.ids.push(id);
         Ok(signals)
     }
 
     pub fn raised(&self) -> bool {
         self.raised.load(Ordering::SeqCst)
+    }
+
+    /// Whether a SIGTSTP came since the last call.
+    pub fn take_stop(&self) -> bool {
+        self.stop.swap(false, Ordering::SeqCst)
     }
 }
 

@@ -41,6 +41,22 @@ impl Session {
         &mut self.terminal
     }
 
+    /// Ctrl-Z (a key in raw mode) or a SIGTSTP: gives the terminal back as it was, stops the
+    /// process group as Ctrl-Z would have, and at `fg` takes the terminal again and draws all
+    /// of the screen anew. The caller has a SIGTSTP handler (`QuitSignals`): the group's
+    /// signal only notes it here, and the caller forgets that note after.
+    pub fn suspend(&mut self) -> std::io::Result<()> {
+        restore();
+        // SAFETY: kill(2) of this process's group with a plain signal number.
+        unsafe { libc::kill(0, libc::SIGTSTP) };
+        signal_hook::low_level::emulate_default_handler(libc::SIGTSTP)?;
+        // Continued.
+        enable_raw_mode()?;
+        ACTIVE.store(true, Ordering::SeqCst);
+        execute!(stdout(), EnterAlternateScreen, Hide)?;
+        self.terminal.clear()
+    }
+
     /// Restores the terminal, reporting a failure.
     pub fn finish(self) -> std::io::Result<()> {
         let result = try_restore();
