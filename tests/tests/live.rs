@@ -446,3 +446,52 @@ sys.exit(4)
     let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
     assert_eq!(status.trim(), "status=4");
 }
+
+/// `run --live` with the default capture (`memtrace-NAME.PID.bin`) named its output without the
+/// pid (`memtrace-NAME.bin.out`): the same command a second time in that directory was refused
+/// ("already exists"). Each run's output is its capture's name with `.out` now.
+#[test]
+fn run_live_twice_with_the_default_capture_keeps_both_outputs() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("run_live_twice");
+    write(&dir, "twice.py", "print('hello', flush=True)\n");
+    let cmd = format!(
+        "cd {} && for i in 1 2; do {} run --live --python {} twice.py; echo status$i=$? >> status.txt; done; sleep 60",
+        dir.display(),
+        memtrace_bin().display(),
+        python().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    for round in 1..=2 {
+        ui.wait("the program's end", |s| {
+            s[0].contains("ended (exited with status 0)")
+        });
+        ui.key("q");
+        let done = format!("status{round}=0");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !std::fs::read_to_string(dir.join("status.txt")).is_ok_and(|s| s.contains(&done)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: no status"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let mut outputs: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".out") || n.contains(".part"))
+        .collect();
+    outputs.sort();
+    assert_eq!(outputs.len(), 2, "{outputs:?}");
+    for out in &outputs {
+        let capture = out.strip_suffix(".out").expect("a capture's output");
+        assert!(dir.join(capture).exists(), "{outputs:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(out)).expect("output"),
+            "hello\n"
+        );
+    }
+}

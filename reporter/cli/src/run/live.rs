@@ -13,14 +13,39 @@ use std::time::{Duration, Instant};
 /// How long the tracker may take to create the capture before the view gives up waiting.
 const CAPTURE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The file the program's output goes to: the capture's name with `.out` added, for a
-/// template with `{pid}` in it the name without the pid part.
+/// The file the program's output goes to until it has a pid: the capture's name with `.out`
+/// added, for a template with `{pid}` in it (the default capture) a name of this memtrace's
+/// own, which [`settle_output`] renames once the program's pid is known.
 pub fn output_path(template: &Path) -> PathBuf {
-    let name = template
-        .to_string_lossy()
-        .replace(".{pid}", "")
-        .replace("{pid}", "");
-    PathBuf::from(format!("{name}.out"))
+    let text = template.to_string_lossy();
+    if !text.contains("{pid}") {
+        return PathBuf::from(format!("{text}.out"));
+    }
+    let name = text.replace(".{pid}", "").replace("{pid}", "");
+    PathBuf::from(format!("{name}.out.{}.part", std::process::id()))
+}
+
+/// The output's name once the capture's is known (`capture` with `.out` added): the file made
+/// by [`output_path`] is renamed to it, unless another file has that name and `force` is not
+/// given (then it keeps the name it has). Returns where the output is.
+pub fn settle_output(made: &Path, capture: &Path, force: bool) -> PathBuf {
+    let mut wanted = capture.as_os_str().to_os_string();
+    wanted.push(".out");
+    let wanted = PathBuf::from(wanted);
+    if made == wanted {
+        return wanted;
+    }
+    // A link, then the old name removed: never over a file without -f.
+    let moved = if force {
+        std::fs::rename(made, &wanted).is_ok()
+    } else {
+        std::fs::hard_link(made, &wanted).is_ok() && std::fs::remove_file(made).is_ok()
+    };
+    if moved {
+        wanted
+    } else {
+        made.to_path_buf()
+    }
 }
 
 /// Sends the program's stdout and stderr to `out` (created; an existing file is overwritten

@@ -366,12 +366,25 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         }
         (spawned, _) => spawned,
     };
-    let mut child = spawned.map_err(|e| RunError(spawn_error(&target.path, &e)))?;
+    let mut child = spawned.map_err(|e| {
+        // The output file was made for this run only.
+        if let Some(out) = &output {
+            let _ = std::fs::remove_file(out);
+        }
+        RunError(spawn_error(&target.path, &e))
+    })?;
     if let signals::Grouping::MemtraceAlone { pgid } = grouping {
         // Left in the group memtrace left, to see what is sent to it (sentinel.rs).
         sentinel::start(&signals::forwarded(), pgid);
     }
     guard.forward_to(child.id());
+    let output = output.map(|made| {
+        live::settle_output(
+            &made,
+            Path::new(&with_pid(&template, child.id())),
+            args.force,
+        )
+    });
     let viewed = output.as_ref().map(|out| {
         let capture = with_pid(&template, child.id());
         let words: Vec<String> = args
