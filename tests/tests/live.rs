@@ -495,3 +495,23 @@ fn run_live_twice_with_the_default_capture_keeps_both_outputs() {
         );
     }
 }
+
+/// `live` without a terminal on a capture not written yet waited (10 s) before refusing, and on
+/// a terminal it waited with nothing on the screen.
+#[test]
+fn live_without_a_terminal_is_refused_before_any_wait() {
+    let dir = scratch("live_empty_pipe");
+    std::fs::write(dir.join("empty.bin"), b"").expect("write");
+    let started = std::time::Instant::now();
+    let out = Command::new(memtrace_bin())
+        .args(["live", "empty.bin"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output_watched();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("live needs a terminal"),
+        "{out:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}

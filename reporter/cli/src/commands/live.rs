@@ -36,11 +36,12 @@ pub struct LiveArgs {
 
 /// Runs `memtrace live`.
 pub fn execute(args: LiveArgs) -> Result<(), String> {
-    wait_for_header(&args.file);
-    let live = Live::open(&args.file, args.include_startup)?;
+    // Before any wait: a view without a terminal is refused at once.
     if !std::io::stdout().is_terminal() {
         return Err("live needs a terminal (for a report of a capture, use memtrace stats or memtrace tree --text)".to_string());
     }
+    wait_for_header(&args.file);
+    let live = Live::open(&args.file, args.include_startup)?;
     let header = &live.follower().header;
     let command = header
         .argv
@@ -77,7 +78,17 @@ fn wait_for_header(path: &std::path::Path) {
         return;
     }
     let started = std::time::Instant::now();
+    let mut said = false;
     while started.elapsed() < HEADER_WAIT {
+        // A wait the user sees is named (a blank terminal looked stuck).
+        if !said && started.elapsed() >= std::time::Duration::from_millis(500) {
+            crate::say!(
+                "memtrace: waiting for {} to be written (up to {} s; Ctrl-C to stop)",
+                path.display(),
+                HEADER_WAIT.as_secs()
+            );
+            said = true;
+        }
         let mut head = [0u8; 8];
         let read = std::fs::File::open(path).and_then(|f| {
             use std::os::unix::fs::FileExt;
