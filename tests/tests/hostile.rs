@@ -1164,3 +1164,33 @@ fn a_usage_error_beside_an_argument_that_is_not_utf8_is_one_line() {
         assert!(err.starts_with("memtrace: "), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_line_break_in_a_name_starts_no_row_of_a_text_report() {
+    // Every other control character of a name was escaped; a line break was written as it is,
+    // so a function named "leak\n  99.9 GiB ... totally_fake" forged a row of its own.
+    let dir = scratch("hostile-line-break");
+    let script = write(
+        &dir,
+        "forged.py",
+        "def make(name):\n    ns = {}\n    exec(compile('def f(n):\\n    return bytearray(n)\\n', 'innocent.py', 'exec'), ns)\n    f = ns['f']\n    f.__code__ = f.__code__.replace(co_name=name, co_qualname=name)\n    return f\nkeep = [make('leak\\nFORGED_ROW')(500000)]\n",
+    );
+    let cap = dir.join("forged.bin");
+    let arg = script.to_string_lossy().into_owned();
+    let out = tracked(python(), &cap, &[&arg], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    for args in [&["tree", "--text"][..], &["summary"][..], &["stats"][..]] {
+        let out = Command::new(memtrace_bin())
+            .args(args)
+            .arg(&cap)
+            .output()
+            .expect("memtrace runs");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("leak\\x0aFORGED_ROW"), "{args:?}: {text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("FORGED_ROW")),
+            "{args:?}: {text}"
+        );
+    }
+}

@@ -513,5 +513,9 @@ fn live_without_a_terminal_is_refused_before_any_wait() {
         String::from_utf8_lossy(&out.stderr).contains("live needs a terminal"),
         "{out:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -72,6 +72,9 @@ pub fn by_share(part: u64, whole: u64) -> &'static str {
 /// Writes a location's label with its `file:line` in cyan (`f at app.py:3`: `app.py:3`; a
 /// label that is only a file too); `<unknown>` is dim; other labels (a native address) plain.
 pub fn location(out: &mut impl Styled, label: &str) -> io::Result<()> {
+    // A line break in a name (a function, file or symbol of the program's) would start a row
+    // of its own in the report: written as `\x0a`, as the other control characters are.
+    let label = &*super::visible::escape(label);
     if label == UNKNOWN {
         return paint(out, DIM, label);
     }

@@ -102,7 +102,8 @@ pub fn thread_label(t: &ThreadStats) -> String {
 /// How every report names a thread: `name (tid N)`, or `tid N` without a name.
 pub fn thread_display(tid: u32, name: Option<&str>) -> String {
     match name {
-        Some(n) if !n.is_empty() => format!("{n} (tid {tid})"),
+        // A line break in the name would start a line of its own in a text report.
+        Some(n) if !n.is_empty() => format!("{} (tid {tid})", n.replace('\n', "\\x0a")),
         _ => format!("tid {tid}"),
     }
 }
