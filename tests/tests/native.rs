@@ -1117,3 +1117,20 @@ fn mappings_a_linked_library_makes_before_the_start_are_recorded() {
     assert_eq!(num(&s, "total_bytes"), 18 * 4096 + 1111, "{s}");
     assert_eq!(allocator(&s, "mmap"), 2, "{s}");
 }
+
+#[test]
+fn what_at_quick_exit_handlers_do_is_recorded() {
+    // quick_exit finished the capture before the C library ran the handlers: their free and
+    // allocation were missing.
+    let dir = scratch("native_quick_exit");
+    let prog = compile("quick_exit_handlers", &dir);
+    let (cap, out) = record(&dir, "qe.bin", &prog, &[]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "handler ran 1\n");
+    let s = stats(&cap);
+    assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
+    assert_eq!(num(&s, "total_allocations"), 2, "{s}");
+    assert_eq!(num(&s, "total_bytes"), 2777, "{s}");
+    assert_eq!(num(&s, "total_frees"), 1, "{s}");
+    assert_eq!(num(&s, "leaked_bytes"), 2000, "{s}");
+}

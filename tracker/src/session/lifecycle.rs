@@ -621,8 +621,13 @@ unsafe extern "C" fn main_wrapper(argc: c_int, argv: *mut *mut i8, envp: *mut *m
     // SAFETY: REAL_MAIN holds the program's main, stored by __libc_start_main below.
     let main: MainFn =
         unsafe { core::mem::transmute::<usize, MainFn>(REAL_MAIN.load(Ordering::Acquire)) };
-    // SAFETY: registering a plain function that never unwinds.
-    unsafe { libc::atexit(mark_exit) };
+    // SAFETY: registering plain functions that never unwind.
+    unsafe {
+        libc::atexit(mark_exit);
+        if at_quick_exit(finish_at_quick_exit) == 0 {
+            QUICK_EXIT_HANDLED.store(true, Ordering::Release);
+        }
+    }
     // SAFETY: calling the program's main as libc would.
     let status = unsafe { main(argc, argv, envp) };
     exit_snapshot();
@@ -718,12 +723,31 @@ pub unsafe extern "C" fn exit_group_call(_nr: libc::c_long, status: libc::c_long
 /// # Safety
 /// Same contract as libc's quick_exit.
 pub unsafe extern "C" fn quick_exit(status: c_int) -> ! {
-    finish_now();
+    exit_snapshot();
+    // The program's at_quick_exit handlers run first (they are recorded): the capture is
+    // finished by the tracker's, registered as main started, before any of the program's, so
+    // run after them. Without it (a program that never reached main), here.
+    if !QUICK_EXIT_HANDLED.load(Ordering::Acquire) {
+        finish_now();
+    }
     match real::get().and_then(|r| r.quick_exit) {
         // SAFETY: forwarding to libc's quick_exit.
         Some(real_quick_exit) => unsafe { real_quick_exit(status) },
         None => exit_now(status),
     }
+}
+
+extern "C" {
+    fn at_quick_exit(f: extern "C" fn()) -> c_int;
+}
+
+/// The tracker's at_quick_exit handler is registered (see [`quick_exit`]).
+static QUICK_EXIT_HANDLED: AtomicBool = AtomicBool::new(false);
+
+/// The last at_quick_exit handler to run: the capture is finished after the program's.
+extern "C" fn finish_at_quick_exit() {
+    exit_snapshot();
+    finish_now();
 }
 
 /// The thread in a `daemon()` call (0: none): its fork's parent side ends the process with an
