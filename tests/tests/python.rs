@@ -696,3 +696,25 @@ fn a_script_run_through_its_shebang_line_keeps_its_process_name() {
     );
     assert_eq!(plain.stdout, traced.stdout, "{traced:?}");
 }
+
+#[test]
+fn a_program_read_from_standard_input_is_a_python_run() {
+    // `python - ARGS < script.py` is an ordinary way to run a program: memtrace refused it
+    // ("--python is for Python runs").
+    let dir = scratch("py-stdin");
+    let program = b"import sys\nkeep = bytearray(3_000_000)\nprint(sys.argv)\n";
+    let plain = untracked(python(), &["-", "a", "b"], &dir, program);
+    let cap = dir.join("stdin.bin");
+    let traced = tracked(python(), &cap, &["-", "a", "b"], &dir, program);
+    assert!(traced.status.success(), "{traced:?}");
+    assert_eq!(plain.stdout, traced.stdout);
+    assert_eq!(String::from_utf8_lossy(&traced.stdout), "['-', 'a', 'b']\n");
+    let tree = memtrace_e2e::report(&["tree", "--json"], &cap);
+    let at_line = tree["tree"]["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .find(|c| c["location"].as_str() == Some("<module> at <stdin>:2"))
+        .map(|c| num(c, "bytes"));
+    assert!(at_line.is_some_and(|b| b >= 3_000_000), "{tree}");
+}

@@ -30,7 +30,7 @@ use std::process::Command;
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Python: a first word ending in .py (or .pyz, or a directory with a __main__.py), or
--m MODULE, or -c CODE runs the Python interpreter
+-m MODULE, -c CODE, or - (the program read from stdin) runs the Python interpreter
 (--python PATH, else $VIRTUAL_ENV/bin/python, else python3 on PATH) exactly as
 `python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged (an
 executable script whose #! line names Python runs with that interpreter; one whose #! line
@@ -97,8 +97,8 @@ pub struct RunArgs {
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
-    /// The program and its arguments; or a Python script.py, -m MODULE or -c CODE and its
-    /// arguments
+    /// The program and its arguments; or a Python script.py, -m MODULE, -c CODE or - (stdin)
+    /// and its arguments
     #[arg(
         required = true,
         trailing_var_arg = true,

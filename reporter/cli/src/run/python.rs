@@ -25,6 +25,8 @@ pub enum Entry {
     Module(OsString),
     /// `-c code`
     Code(OsString),
+    /// `-`: the program read from standard input.
+    Stdin,
 }
 
 /// A Python program and its arguments.
@@ -44,6 +46,12 @@ impl PythonRun {
         let (first, rest) = words.split_first()?;
         let bytes = first.as_bytes();
         let (flag, joined) = match bytes {
+            b"-" => {
+                return Some(Ok(PythonRun {
+                    entry: Entry::Stdin,
+                    args: rest.to_vec(),
+                }))
+            }
             [b'-', f @ (b'm' | b'c'), tail @ ..] => (*f, tail),
             _ => {
                 let path = Path::new(first);
@@ -101,6 +109,7 @@ impl PythonRun {
             Entry::Script(s) => out.push(s.clone()),
             Entry::Module(m) => out.extend([OsString::from("-m"), m.clone()]),
             Entry::Code(c) => out.extend([OsString::from("-c"), c.clone()]),
+            Entry::Stdin => out.push(OsString::from("-")),
         }
         out.extend(self.args.iter().cloned());
         out
@@ -115,6 +124,7 @@ impl PythonRun {
                 .unwrap_or_else(|| "script".into()),
             Entry::Module(m) => m.to_string_lossy().replace('/', "_"),
             Entry::Code(_) => "c".into(),
+            Entry::Stdin => "stdin".into(),
         }
     }
 }
