@@ -21,7 +21,8 @@ fn a_missing_argument_is_named_with_an_example() {
     assert_eq!(
         error_line(&["run"]),
         "memtrace: run: missing PROGRAM (the program and its arguments; or a Python script.py, \
-         -m MODULE or -c CODE and its arguments); for example: memtrace run script.py arg1 \
+         -m MODULE, -c CODE or -, read from stdin, and its arguments); for example: memtrace \
+         run script.py arg1 \
          (see 'memtrace run --help' and 'memtrace --help')"
     );
     assert_eq!(

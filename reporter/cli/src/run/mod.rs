@@ -97,8 +97,8 @@ pub struct RunArgs {
     /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
-    /// The program and its arguments; or a Python script.py, -m MODULE, -c CODE or - (stdin)
-    /// and its arguments
+    /// The program and its arguments; or a Python script.py, -m MODULE, -c CODE or - (read
+    /// from stdin), and its arguments
     #[arg(
         required = true,
         trailing_var_arg = true,
