@@ -319,7 +319,9 @@ fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
     tmux.wait_for("Stopped");
     tmux.text("stty -a | grep -o -- '-*icanon' | sed s/^/mode:/");
     tmux.key("Enter");
-    let screen = tmux.wait_for("mode:");
+    let screen = tmux.wait("the terminal's mode", |s| {
+        s.iter().any(|l| l.trim().starts_with("mode:"))
+    });
     assert!(
         screen.iter().any(|l| l.trim() == "mode:icanon"),
         "{screen:#?}"
@@ -336,6 +338,8 @@ fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
     });
     tmux.text("jobs | wc -l | sed s/^/jobs:/");
     tmux.key("Enter");
-    let screen = tmux.wait_for("jobs:");
+    let screen = tmux.wait("the count of jobs", |s| {
+        s.iter().any(|l| l.trim().starts_with("jobs:"))
+    });
     assert!(screen.iter().any(|l| l.trim() == "jobs:0"), "{screen:#?}");
 }

@@ -36,12 +36,22 @@ pub struct LiveArgs {
 
 /// Runs `memtrace live`.
 pub fn execute(args: LiveArgs) -> Result<(), String> {
-    // Before any wait: a view without a terminal is refused at once.
-    if !std::io::stdout().is_terminal() {
-        return Err("live needs a terminal (for a report of a capture, use memtrace stats or memtrace tree --text)".to_string());
+    let needs_a_terminal = || {
+        "live needs a terminal (for a report of a capture, use memtrace stats or memtrace tree --text)"
+            .to_string()
+    };
+    let terminal = std::io::stdout().is_terminal();
+    // A capture not written yet is waited for on a terminal only: without one the view is
+    // refused at once (what is there is judged first: an aggregated capture says so).
+    if terminal {
+        wait_for_header(&args.file);
+    } else if !header_written(&args.file) {
+        return Err(needs_a_terminal());
     }
-    wait_for_header(&args.file);
     let live = Live::open(&args.file, args.include_startup)?;
+    if !terminal {
+        return Err(needs_a_terminal());
+    }
     let header = &live.follower().header;
     let command = header
         .argv
@@ -62,7 +72,9 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
             (!finished && process_gone(pid)).then(|| "the process is gone".to_string())
         }),
     };
-    view_args::written(live::run(live, setup))
+    let shown = live::run(live, setup);
+    crate::tui::signals::die_of_the_quit_signal();
+    view_args::written(shown)
 }
 
 /// How long a capture's file may show no header yet before `live` gives up on it.
@@ -89,20 +101,25 @@ fn wait_for_header(path: &std::path::Path) {
             );
             said = true;
         }
-        let mut head = [0u8; 8];
-        let read = std::fs::File::open(path).and_then(|f| {
-            use std::os::unix::fs::FileExt;
-            f.read_at(&mut head, 0)
-        });
-        // Empty, or zeros where the magic number goes: not written yet (a short file of
-        // something else is judged at once).
-        match read {
-            Ok(n) if n == 0 || (n == head.len() && head == [0; 8]) => {
-                std::thread::sleep(std::time::Duration::from_millis(100))
-            }
-            _ => return,
+        if header_written(path) {
+            return;
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Whether `path` is not a capture whose header is still to come: empty, or zeros where the
+/// magic number goes (a short file of something else, or no regular file, is judged at once).
+fn header_written(path: &std::path::Path) -> bool {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return true;
+    }
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(path).and_then(|f| {
+        use std::os::unix::fs::FileExt;
+        f.read_at(&mut head, 0)
+    });
+    !matches!(read, Ok(n) if n == 0 || (n == head.len() && head == [0; 8]))
 }
 
 /// Whether no process `pid` runs here (a capture read from another machine, over a network

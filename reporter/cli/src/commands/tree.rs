@@ -141,7 +141,9 @@ fn family_tree(
             peak_bytes: tree.root().bytes,
             threads: Default::default(),
         };
-        return view_args::written(crate::tui::run(tree, info));
+        let shown = crate::tui::run(tree, info);
+        crate::tui::signals::die_of_the_quit_signal();
+        return view_args::written(shown);
     }
     let mut out = view_args::stdout(false);
     view_args::written(
@@ -207,7 +209,9 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
                     .map(|t| (t.serial, t.tid, t.name.as_deref())),
             ),
         };
-        return view_args::written(crate::tui::run(tree, info));
+        let shown = crate::tui::run(tree, info);
+        crate::tui::signals::die_of_the_quit_signal();
+        return view_args::written(shown);
     }
     let paths = if args.full_paths {
         Paths::full()

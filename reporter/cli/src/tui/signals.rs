@@ -4,8 +4,20 @@
 
 use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::SigId;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
+
+/// The last termination signal a view ended on (0: none).
+static QUIT_BY: AtomicI32 = AtomicI32::new(0);
+
+/// A standalone view (`memtrace tree`, `memtrace live`) that a signal ended, its terminal
+/// restored: memtrace dies of that signal, so that a script sees the kill (it exited 0).
+pub fn die_of_the_quit_signal() {
+    let sig = QUIT_BY.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        let _ = signal_hook::low_level::emulate_default_handler(sig);
+    }
+}
 
 /// Set when one of the signals arrives; the handlers go away when dropped. SIGTSTP (`kill
 /// -TSTP`, Ctrl-Z in a terminal not in raw mode) is noted apart: the UI gives the terminal back
@@ -34,6 +46,11 @@ impl QuitSignals {
         };
         for &sig in [SIGTERM, SIGINT, SIGQUIT].iter().chain(more) {
             let id = signal_hook::flag::register(sig, Arc::clone(&signals.raised))?;
+            signals.ids.push(id);
+            // SAFETY: the action only stores to an atomic (async-signal-safe).
+            let id = unsafe {
+                signal_hook::low_level::register(sig, move || QUIT_BY.store(sig, Ordering::SeqCst))
+            }?;
             signals.ids.push(id);
         }
         let id = signal_hook::flag::register(libc::SIGTSTP, Arc::clone(&signals.stop))?;
