@@ -1056,6 +1056,19 @@ fn a_library_loaded_with_deepbind_is_recorded() {
             Some((7003, 1)),
             "{binding}: {all}"
         );
+        // Eight threads opening it at once: a thread whose dlopen found it loaded by another
+        // called into it before that one had patched it (up to seven threads' blocks lost).
+        for round in 0..5 {
+            let (cap, out) = record(&dir, "threads.bin", &prog, &[lib, "threads"]);
+            assert!(out.status.success(), "{out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+            let leaks = report(&["tree", "--json", "--leaks"], &cap);
+            assert_eq!(
+                node_sum(&leaks["tree"], "deep_alloc"),
+                (8 * 7001, 8),
+                "{binding}, round {round}: {leaks}"
+            );
+        }
     }
 }
 

@@ -301,10 +301,10 @@ export!(fcntl64 => crate::session::descriptors::fcntl64, (fd: c_int, cmd: c_int,
 #[cfg(target_arch = "x86_64")]
 export!(dlclose => crate::unwind::dlclose, (handle: *mut c_void) -> c_int);
 
-/// dlopen(3): a request without RTLD_DEEPBIND jumps on to the C library's dlopen (the loader
-/// reads the caller from the return address, left as it was); one with it goes to
-/// session/inprocess/deepbind.rs, which patches the objects it loads. The C library's dlopen is
-/// looked up at the first call, with the arguments kept.
+/// dlopen(3): goes on to the C library's dlopen by a jump (the loader reads the caller from the
+/// return address, left in place). A request with RTLD_DEEPBIND is noted first, and what a
+/// deep-bound request loaded is patched before the next dlopen goes on (see
+/// session/inprocess/deepbind.rs). The C library's dlopen is looked up at the first call.
 ///
 /// # Safety
 /// Same contract as the C library's dlopen.
@@ -314,23 +314,18 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
     #[cfg(target_arch = "x86_64")]
     core::arch::naked_asm!(
         ".cfi_startproc",
-        "2:",
-        "mov rax, qword ptr [rip + {next}]",
-        "test rax, rax",
-        "jz 4f",
-        "test esi, {deep}",
-        "jnz 3f",
-        "jmp rax",
-        "3:",
-        "mov rdx, [rsp]",
-        "jmp {deep_dlopen}",
-        "4:",
         "push rdi",
         ".cfi_adjust_cfa_offset 8",
         "push rsi",
         ".cfi_adjust_cfa_offset 8",
         "sub rsp, 8",
         ".cfi_adjust_cfa_offset 8",
+        "call {patch}",
+        "mov esi, dword ptr [rsp + 8]",
+        "test esi, {deep}",
+        "jz 2f",
+        "call {note}",
+        "2:",
         "call {look_up}",
         "add rsp, 8",
         ".cfi_adjust_cfa_offset -8",
@@ -339,40 +334,102 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
         "pop rdi",
         ".cfi_adjust_cfa_offset -8",
         "test rax, rax",
-        "jnz 2b",
+        "jz 3f",
+        "jmp rax",
+        "3:",
         "ret",
         ".cfi_endproc",
-        next = sym crate::session::inprocess::deepbind::NEXT_DLOPEN,
         deep = const libc::RTLD_DEEPBIND,
-        deep_dlopen = sym crate::session::inprocess::deepbind::deep_dlopen,
+        patch = sym crate::session::inprocess::deepbind::patch_pending,
+        note = sym crate::session::inprocess::deepbind::note_deep,
         look_up = sym crate::session::inprocess::deepbind::next_dlopen,
     );
     #[cfg(target_arch = "aarch64")]
     core::arch::naked_asm!(
-        "2:",
-        "adrp x16, {next}",
-        "ldr x16, [x16, :lo12:{next}]",
-        "cbz x16, 4f",
-        "tst w1, {deep}",
-        "b.ne 3f",
-        "br x16",
-        "3:",
-        "mov x2, x30",
-        "b {deep_dlopen}",
-        "4:",
         "stp x0, x1, [sp, #-32]!",
         "str x30, [sp, #16]",
+        "bl {patch}",
+        "ldr x1, [sp, #8]",
+        "tst w1, {deep}",
+        "b.eq 2f",
+        "bl {note}",
+        "2:",
         "bl {look_up}",
         "mov x16, x0",
         "ldr x30, [sp, #16]",
         "ldp x0, x1, [sp], #32",
-        "cbnz x16, 2b",
+        "cbz x16, 3f",
+        "br x16",
+        "3:",
         "mov x0, #0",
         "ret",
-        next = sym crate::session::inprocess::deepbind::NEXT_DLOPEN,
         deep = const libc::RTLD_DEEPBIND,
-        deep_dlopen = sym crate::session::inprocess::deepbind::deep_dlopen,
+        patch = sym crate::session::inprocess::deepbind::patch_pending,
+        note = sym crate::session::inprocess::deepbind::note_deep,
         look_up = sym crate::session::inprocess::deepbind::next_dlopen,
+    );
+}
+
+/// dlsym(3): goes on to the C library's by a jump (RTLD_NEXT is found from the return address,
+/// left in place), after patching what a deep-bound dlopen loaded, if one is pending: a program
+/// reaches what it loaded through dlsym.
+///
+/// # Safety
+/// Same contract as the C library's dlsym.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut c_void {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "cmp byte ptr [rip + {pending}], 0",
+        "jne 2f",
+        "mov rax, qword ptr [rip + {next}]",
+        "test rax, rax",
+        "jz 2f",
+        "jmp rax",
+        "2:",
+        "push rdi",
+        ".cfi_adjust_cfa_offset 8",
+        "push rsi",
+        ".cfi_adjust_cfa_offset 8",
+        "sub rsp, 8",
+        ".cfi_adjust_cfa_offset 8",
+        "call {patch}",
+        "call {look_up}",
+        "add rsp, 8",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rsi",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rdi",
+        ".cfi_adjust_cfa_offset -8",
+        "test rax, rax",
+        "jz 3f",
+        "jmp rax",
+        "3:",
+        "ret",
+        ".cfi_endproc",
+        pending = sym crate::session::inprocess::deepbind::PENDING,
+        next = sym crate::session::inprocess::deepbind::NEXT_DLSYM,
+        patch = sym crate::session::inprocess::deepbind::patch_pending,
+        look_up = sym crate::session::inprocess::deepbind::next_dlsym,
+    );
+    #[cfg(target_arch = "aarch64")]
+    core::arch::naked_asm!(
+        "stp x0, x1, [sp, #-32]!",
+        "str x30, [sp, #16]",
+        "bl {patch}",
+        "bl {look_up}",
+        "mov x16, x0",
+        "ldr x30, [sp, #16]",
+        "ldp x0, x1, [sp], #32",
+        "cbz x16, 3f",
+        "br x16",
+        "3:",
+        "mov x0, #0",
+        "ret",
+        patch = sym crate::session::inprocess::deepbind::patch_pending,
+        look_up = sym crate::session::inprocess::deepbind::next_dlsym,
     );
 }
 

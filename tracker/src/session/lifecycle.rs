@@ -726,8 +726,10 @@ pub unsafe extern "C" fn quick_exit(status: c_int) -> ! {
     exit_snapshot();
     // The program's at_quick_exit handlers run first (they are recorded): the capture is
     // finished by the tracker's, registered as main started, before any of the program's, so
-    // run after them. Without it (a program that never reached main), here.
-    if !QUICK_EXIT_HANDLED.load(Ordering::Acquire) {
+    // run after them. Without it (a program that never reached main), here; and in a second
+    // thread calling quick_exit meanwhile, whose C library call finds no handler left and ends
+    // the process at once (the first thread's handlers are then cut short, as they are alone).
+    if !QUICK_EXIT_HANDLED.load(Ordering::Acquire) || QUICK_EXITING.swap(true, Ordering::AcqRel) {
         finish_now();
     }
     match real::get().and_then(|r| r.quick_exit) {
@@ -743,6 +745,8 @@ extern "C" {
 
 /// The tracker's at_quick_exit handler is registered (see [`quick_exit`]).
 static QUICK_EXIT_HANDLED: AtomicBool = AtomicBool::new(false);
+/// A thread called quick_exit.
+static QUICK_EXITING: AtomicBool = AtomicBool::new(false);
 
 /// The last at_quick_exit handler to run: the capture is finished after the program's.
 extern "C" fn finish_at_quick_exit() {

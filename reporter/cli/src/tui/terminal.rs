@@ -46,6 +46,12 @@ impl Session {
     /// of the screen anew. The caller has a SIGTSTP handler (`QuitSignals`): the group's
     /// signal only notes it here, and the caller forgets that note after.
     pub fn suspend(&mut self) -> std::io::Result<()> {
+        // Without a job-control shell above (`sh -c`, `ssh -t host memtrace ...`, `tmux new
+        // memtrace ...`: an orphaned group), the kernel drops the group's SIGTSTP and nothing
+        // would ever continue a stop: Ctrl-Z is ignored there, as a terminal ignores it.
+        if !under_job_control() {
+            return Ok(());
+        }
         restore();
         // SAFETY: kill(2) of this process's group with a plain signal number.
         unsafe { libc::kill(0, libc::SIGTSTP) };
@@ -69,6 +75,17 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         restore();
+    }
+}
+
+/// Whether a shell with job control runs this process's group: the parent is in another
+/// group of the same session (a group that is not orphaned), as a shell's job is.
+fn under_job_control() -> bool {
+    // SAFETY: plain system calls on this process and its parent, no pointers.
+    unsafe {
+        let parent = libc::getppid();
+        let group = libc::getpgrp();
+        parent > 1 && libc::getpgid(parent) != group && libc::getsid(parent) == libc::getsid(0)
     }
 }
 

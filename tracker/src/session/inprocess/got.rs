@@ -278,6 +278,58 @@ pub fn loaded_bases() -> Vec<usize> {
     bases
 }
 
+/// The loaded objects: base address and path (the executable's is empty).
+pub fn loaded_objects() -> Vec<(usize, std::ffi::CString)> {
+    unsafe extern "C" fn add(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
+        // SAFETY: the loader passes a valid info whose name is NUL-terminated (or null); data
+        // is the Vec given below.
+        unsafe {
+            let name = if (*info).dlpi_name.is_null() {
+                std::ffi::CString::default()
+            } else {
+                core::ffi::CStr::from_ptr((*info).dlpi_name).to_owned()
+            };
+            (*(data as *mut Vec<(usize, std::ffi::CString)>))
+                .push(((*info).dlpi_addr as usize, name));
+        }
+        0
+    }
+    let mut objects = Vec::with_capacity(64);
+    // SAFETY: `add` only reads the description and pushes to the Vec it is given.
+    unsafe {
+        crate::phdr::iterate_phdr(
+            add,
+            &mut objects as *mut Vec<(usize, std::ffi::CString)> as *mut c_void,
+        )
+    };
+    objects
+}
+
+/// The loader's count of the objects it ever added (0 where it does not say).
+pub fn objects_added() -> u64 {
+    let mut adds = 0;
+    crate::phdr::each_object(|info| {
+        adds = info.dlpi_adds;
+        true
+    });
+    adds
+}
+
+/// Whether the object loaded at `base` is listed but not yet relocated (a dlopen in another
+/// thread is loading it).
+pub fn is_loading(base: usize) -> bool {
+    super::relocated::prepare();
+    let mut loading = false;
+    crate::phdr::each_object(|info| {
+        if info.dlpi_addr as usize == base {
+            loading = !super::relocated::finished(info);
+            return true;
+        }
+        false
+    });
+    loading
+}
+
 /// Under `memtrace run`: patches the slots of the objects loaded since `old` (their base
 /// addresses) that hold one of `targets` or are not bound yet. Nothing is remembered: a
 /// preloaded tracker's hooks stay for the life of the process. Returns the slots patched.

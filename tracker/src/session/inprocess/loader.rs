@@ -125,12 +125,7 @@ extern "C" {
 ///
 /// # Safety
 /// `file` is null or a NUL-terminated string; `real` is the C library's dlopen.
-pub(super) unsafe fn open_as(
-    real: DlopenFn,
-    file: *const c_char,
-    mode: c_int,
-    ret: usize,
-) -> *mut c_void {
+unsafe fn open_as(real: DlopenFn, file: *const c_char, mode: c_int, ret: usize) -> *mut c_void {
     // SAFETY: the caller's promise.
     let bare = !file.is_null()
         && !unsafe { core::ffi::CStr::from_ptr(file) }
