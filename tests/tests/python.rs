@@ -718,3 +718,22 @@ fn a_program_read_from_standard_input_is_a_python_run() {
         .map(|c| num(c, "bytes"));
     assert!(at_line.is_some_and(|b| b >= 3_000_000), "{tree}");
 }
+
+#[test]
+fn the_first_finder_takes_the_arguments_importlib_s_finders_take() {
+    // Until threading is imported the tracker module is the first finder: its C find_spec took
+    // no keyword arguments, and code walking sys.meta_path with `find_spec(name, path=None)`
+    // failed.
+    let dir = scratch("py-finder-keywords");
+    // (An interpreter that imports threading at start, as a .pth can, has no such finder.)
+    let script = "import sys, inspect\nfinder = sys.meta_path[0]\nif type(finder).__name__ != 'module':\n    print('True\\nTrue\\n(fullname, path=None, target=None)')\n    sys.exit()\nprint(finder.find_spec('json', path=None) is None or 'spec')\nprint(finder.find_spec(fullname='json', target=None) is None or 'spec')\nprint(inspect.signature(finder.find_spec))\n";
+    for (minor, py) in claimed_pythons() {
+        let (_, out) = track_script(&py, &dir, &format!("finder{minor}.py"), script);
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "True\nTrue\n(fullname, path=None, target=None)\n",
+            "3.{minor}"
+        );
+    }
+}

@@ -447,8 +447,13 @@ pub(crate) unsafe extern "C" fn hook_mmap(
     };
     let Some(mut t) = t else {
         let p = forward!(r.mmap; addr, len, prot, flags, fd, off);
-        if anonymous && p != libc::MAP_FAILED {
-            crate::early::alloc(Allocator::Mmap, p as u64, len as u64, site.ret);
+        if p != libc::MAP_FAILED {
+            if replaces {
+                crate::early::unmap(p as u64, whole_pages(len));
+            }
+            if anonymous {
+                crate::early::alloc(Allocator::Mmap, p as u64, len as u64, site.ret);
+            }
         }
         return p;
     };
@@ -524,7 +529,16 @@ pub(crate) unsafe extern "C" fn hook_mremap(
         };
     };
     let Some(mut t) = enter_at(site) else {
-        return forward!(f; old, old_len, new_len, flags, new_addr);
+        let p = forward!(f; old, old_len, new_len, flags, new_addr);
+        // Before the start: a noted mapping moves or changes size.
+        if p != libc::MAP_FAILED {
+            let kept = flags & libc::MREMAP_DONTUNMAP != 0;
+            if kept || crate::early::unmap(old as u64, whole_pages(old_len)) {
+                crate::early::unmap(p as u64, whole_pages(new_len));
+                crate::early::alloc(Allocator::Mmap, p as u64, new_len as u64, site.ret);
+            }
+        }
+        return p;
     };
     let before = clock::event_tick(&mut t);
     let p = forward!(f; old, old_len, new_len, flags, new_addr);

@@ -78,26 +78,60 @@ pub fn free(addr: u64) {
     }
 }
 
-/// A range unmapped before the start: the mappings noted inside it are gone.
-pub fn unmap(addr: u64, len: u64) {
+/// A range unmapped before the start: the mappings noted there lose what it covers (a
+/// mapping trimmed to an alignment keeps its middle; one cut in two becomes two). Whether it
+/// covered any of them.
+pub fn unmap(addr: u64, len: u64) -> bool {
     if !noting() {
-        return;
+        return false;
     }
+    let end = addr.saturating_add(len);
     let mut log = LOG.lock();
+    let mut touched = false;
     let mut i = 0;
     while i < log.len {
-        let inside = log.blocks[i].is_some_and(|b| {
-            b.allocator == Allocator::Mmap && b.addr >= addr && b.addr + b.size <= addr + len
-        });
-        if inside {
-            let last = log.len - 1;
-            log.blocks[i] = log.blocks[last];
-            log.blocks[last] = None;
-            log.len -= 1;
-        } else {
+        let Some(b) = log.blocks[i].filter(|b| b.allocator == Allocator::Mmap) else {
             i += 1;
+            continue;
+        };
+        let b_end = b.addr.saturating_add(b.size);
+        if b_end <= addr || b.addr >= end {
+            i += 1;
+            continue;
+        }
+        touched = true;
+        let head = (b.addr < addr).then(|| Noted {
+            size: addr - b.addr,
+            ..b
+        });
+        let tail = (b_end > end).then(|| Noted {
+            addr: end,
+            size: b_end - end,
+            ..b
+        });
+        match (head, tail) {
+            (Some(h), Some(t)) => {
+                log.blocks[i] = Some(h);
+                if log.len < MAX {
+                    let at = log.len;
+                    log.blocks[at] = Some(t);
+                    log.len += 1;
+                }
+                i += 1;
+            }
+            (Some(piece), None) | (None, Some(piece)) => {
+                log.blocks[i] = Some(piece);
+                i += 1;
+            }
+            (None, None) => {
+                let last = log.len - 1;
+                log.blocks[i] = log.blocks[last];
+                log.blocks[last] = None;
+                log.len -= 1;
+            }
         }
     }
+    touched
 }
 
 /// Ends the noting; each block still live whose call site the filter `keep()` makes accepts

@@ -205,6 +205,7 @@ struct ModuleDef {
 }
 
 const METH_O: c_int = 0x0008;
+const METH_KEYWORDS: c_int = 0x0002;
 const METH_NOARGS: c_int = 0x0004;
 const METH_FASTCALL: c_int = 0x0080;
 /// PYTHON_API_VERSION, unchanged since 3.0.
@@ -275,8 +276,9 @@ static METHODS: Static<[MethodDef; 13]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"find_spec".as_ptr(),
         meth: thread_names::find_spec as *const c_void,
-        flags: METH_FASTCALL,
-        doc: core::ptr::null(),
+        flags: METH_FASTCALL | METH_KEYWORDS,
+        doc: c"find_spec($module, fullname, path=None, target=None)\n--\n\nmemtrace's finder: finds nothing"
+            .as_ptr(),
     },
     MethodDef {
         name: c"script_path".as_ptr(),

@@ -251,25 +251,58 @@ pub unsafe extern "C" fn find_spec(
     module: *mut Object,
     args: *const *mut Object,
     nargs: isize,
+    kwnames: *mut Object,
 ) -> *mut Object {
     let (Some(api), Some(s)) = (super::api::get(), session_api::get()) else {
         return core::ptr::null_mut();
     };
     // SAFETY: the GIL is held (the import system calls this); Python passes `nargs` live
-    // arguments; references taken are given back, the spec returned to Python.
+    // positional arguments followed by one per keyword name; references taken are given back,
+    // the spec returned to Python.
     unsafe {
         let none = || {
             (api.inc_ref)(api.none);
             api.none
         };
-        if nargs < 1 || args.is_null() || text(api, *args).as_deref() != Some(b"threading") {
+        // (fullname, path=None, target=None), as importlib's finders take them.
+        let mut given = [api.none; 3];
+        let nargs = nargs & isize::MAX;
+        for (i, slot) in given.iter_mut().enumerate() {
+            if (i as isize) < nargs && !args.is_null() {
+                *slot = *args.add(i);
+            }
+        }
+        if !kwnames.is_null() && !args.is_null() {
+            let iter = (s.get_iter)(kwnames);
+            let mut at = nargs;
+            while !iter.is_null() {
+                let key = (s.iter_next)(iter);
+                if key.is_null() {
+                    break;
+                }
+                let slot = match text(api, key).as_deref() {
+                    Some(b"fullname") => Some(0),
+                    Some(b"path") => Some(1),
+                    Some(b"target") => Some(2),
+                    _ => None,
+                };
+                if let Some(slot) = slot {
+                    given[slot] = *args.offset(at);
+                }
+                at += 1;
+                (api.dec_ref)(key);
+            }
+            if !iter.is_null() {
+                (api.dec_ref)(iter);
+            }
+        }
+        if text(api, given[0]).as_deref() != Some(b"threading") {
             if !(s.err_occurred)().is_null() {
                 (api.err_clear)();
             }
             return none();
         }
-        let arg = |i: isize| if i < nargs { *args.offset(i) } else { api.none };
-        let (name, path, target) = (arg(0), arg(1), arg(2));
+        let (name, path, target) = (given[0], given[1], given[2]);
         let meta_path = (s.sys_get_object)(c"meta_path".as_ptr());
         if meta_path.is_null() {
             return none();
