@@ -1153,3 +1153,72 @@ fn what_at_quick_exit_handlers_do_is_recorded() {
     assert_eq!(num(&s, "total_frees"), 1, "{s}");
     assert_eq!(num(&s, "leaked_bytes"), 2000, "{s}");
 }
+
+#[test]
+fn a_deep_bound_dlopen_searches_as_the_caller_would() {
+    // The tracker made a deep-bound dlopen itself, as the caller would have made it only in
+    // part: a bare name found through the RPATH of the caller's loader was not found.
+    let dir = scratch("native_deepbind_chain");
+    let src = workspace().join("tests/programs");
+    std::fs::create_dir_all(dir.join("plugins")).expect("mkdir");
+    let gcc = |args: &[&str]| {
+        let out = Command::new("gcc")
+            .args(args)
+            .current_dir(&dir)
+            .output_watched();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let s = |name: &str| src.join(name).to_string_lossy().into_owned();
+    gcc(&[
+        "-O0",
+        "-g",
+        "-shared",
+        "-fPIC",
+        "-o",
+        "plugins/libdeepplugin.so",
+        &s("deepbind_lib.c"),
+    ]);
+    gcc(&[
+        "-O0",
+        "-g",
+        "-shared",
+        "-fPIC",
+        "-o",
+        "libdeepcaller.so",
+        &s("deepbind_caller.c"),
+    ]);
+    gcc(&[
+        "-O0",
+        "-g",
+        "-shared",
+        "-fPIC",
+        "-o",
+        "libdeeploader.so",
+        &s("deepbind_loader.c"),
+        "-L.",
+        "-ldeepcaller",
+        "-Wl,--disable-new-dtags",
+        "-Wl,-rpath,$ORIGIN/plugins:$ORIGIN",
+    ]);
+    gcc(&[
+        "-O0",
+        "-g",
+        "-o",
+        "chain",
+        &s("deepbind_chain_main.c"),
+        "-L.",
+        "-ldeeploader",
+        "-ldeepcaller",
+        "-Wl,-rpath,$ORIGIN",
+    ]);
+    let alone = Command::new(dir.join("chain")).output_watched();
+    assert_eq!(
+        String::from_utf8_lossy(&alone.stdout),
+        "loaded\n",
+        "{alone:?}"
+    );
+    let (cap, out) = record(&dir, "chain.bin", &dir.join("chain"), &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "loaded\n", "{out:?}");
+    let leaks = report(&["tree", "--json", "--leaks"], &cap);
+    assert_eq!(node_sum(&leaks["tree"], "deep_alloc"), (7001, 1), "{leaks}");
+}
