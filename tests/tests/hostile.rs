@@ -1194,3 +1194,33 @@ fn a_line_break_in_a_name_starts_no_row_of_a_text_report() {
         );
     }
 }
+
+#[test]
+fn an_unknown_thread_lists_the_capture_s_thread_names_escaped_and_few() {
+    // The one-line error listed every thread name raw: a program's thread name retitled the
+    // terminal, and 3,000 threads made a line of 70 KB.
+    let dir = scratch("hostile-thread-list");
+    let script = write(
+        &dir,
+        "threads.py",
+        "import threading\nkeep = []\ndef work():\n    keep.append(bytearray(1000))\nts = [threading.Thread(target=work, name='t\\x1b]0;PWNED\\x07%d' % i) for i in range(30)]\nfor t in ts: t.start()\nfor t in ts: t.join()\n",
+    );
+    let cap = dir.join("threads.bin");
+    let arg = script.to_string_lossy().into_owned();
+    let out = tracked(python(), &cap, &[&arg], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(memtrace_bin())
+        .args(["summary", "--thread", "nosuch"])
+        .arg(&cap)
+        .output()
+        .expect("memtrace runs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains('\x1b') && !err.contains('\x07'), "{err:?}");
+    assert!(err.contains("\\x1b]0;PWNED"), "{err}");
+    assert!(
+        err.contains("more: see memtrace summary --threads"),
+        "{err}"
+    );
+}

@@ -1222,3 +1222,19 @@ fn a_deep_bound_dlopen_searches_as_the_caller_would() {
     let leaks = report(&["tree", "--json", "--leaks"], &cap);
     assert_eq!(node_sum(&leaks["tree"], "deep_alloc"), (7001, 1), "{leaks}");
 }
+
+#[test]
+fn threads_calling_quick_exit_at_once_leave_a_finished_capture() {
+    // With the capture finished by the tracker's at_quick_exit handler, a second thread's
+    // quick_exit (its handler list empty) ended the process while the first was finishing:
+    // 11 captures of 12 had no trailer.
+    let dir = scratch("native_quick_exit_threads");
+    let prog = compile("quick_exit_threads", &dir);
+    for round in 0..6 {
+        let (cap, out) = record(&dir, "qe.bin", &prog, &[]);
+        let code = out.status.code().unwrap_or(-1);
+        assert!((10..18).contains(&code), "round {round}: {out:?}");
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "round {round}: {s}");
+    }
+}

@@ -343,3 +343,27 @@ fn ctrl_z_gives_the_terminal_back_and_fg_takes_it_again() {
     });
     assert!(screen.iter().any(|l| l.trim() == "jobs:0"), "{screen:#?}");
 }
+
+#[test]
+fn ctrl_z_without_job_control_is_ignored() {
+    // Under `sh -c` (tmux's, ssh -t's, docker -it's command) the group is orphaned: the
+    // kernel drops its SIGTSTP, and the view's own stop was never continued (memtrace stopped
+    // for good). The view ignores Ctrl-Z there, as the terminal would.
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("tui-suspend-orphan");
+    let cap = capture(&dir);
+    let command = format!(
+        "sh -c '{} tree {}; echo EXITED $?; sleep 60'",
+        memtrace_bin().display(),
+        cap.display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("all memory live at the peak");
+    tmux.key("C-z");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tmux.key("q");
+    let screen = tmux.wait_for("EXITED");
+    assert!(screen.iter().any(|l| l.trim() == "EXITED 0"), "{screen:#?}");
+}
