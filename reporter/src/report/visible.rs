@@ -25,7 +25,10 @@ pub fn is_unsafe(c: char) -> bool {
     matches!(c,
         '\0'..='\x09' | '\x0b'..='\x1f' | '\x7f'..='\u{9f}'
         // Bidirectional controls: marks, embeddings and overrides, isolates.
-        | '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        | '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        // Invisible ones that join nothing: zero width space, word joiner and the invisible
+        // operators, the byte order mark (two names that differ by one read the same).
+        | '\u{200b}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
 }
 
 fn push_escaped(out: &mut String, c: char, style: Style) {
@@ -195,6 +198,16 @@ mod tests {
         }
         v.flush().expect("flushes");
         String::from_utf8(v.inner).expect("utf-8 out")
+    }
+
+    #[test]
+    fn invisible_characters_are_shown() {
+        assert_eq!(escape("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        // A joiner inside an emoji or a word of a script that needs it stays.
+        assert_eq!(
+            escape("\u{1f468}\u{200d}\u{1f469}"),
+            "\u{1f468}\u{200d}\u{1f469}"
+        );
     }
 
     #[test]
