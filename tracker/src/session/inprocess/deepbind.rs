@@ -62,14 +62,17 @@ pub extern "C" fn next_dlsym() -> usize {
     let mut f = NEXT_DLSYM.load(Ordering::Acquire);
     if f == 0 {
         let _errno = sys::ErrnoGuard::new();
+        // The C library's own (glibc 2.34 and later, musl), read from its tables; else the
+        // next one by version (libdl's, before).
+        f = crate::definition::c_library_definition(b"dlsym");
         for version in [c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"] {
+            if f != 0 {
+                break;
+            }
             // SAFETY: a lookup of the next definition by NUL-terminated name and version.
             f = unsafe {
                 libc::dlvsym(libc::RTLD_NEXT, c"dlsym".as_ptr(), version.as_ptr()) as usize
             };
-            if f != 0 {
-                break;
-            }
         }
         NEXT_DLSYM.store(f, Ordering::Release);
     }
