@@ -90,6 +90,11 @@ fn next(name: &core::ffi::CStr) -> usize {
 /// call's, until its objects are patched).
 pub extern "C" fn note_deep() {
     let _errno = sys::ErrnoGuard::new();
+    static FORK_HANDLERS: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering plain functions that never unwind.
+    FORK_HANDLERS.call_once(|| unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_after), Some(fork_after));
+    });
     tls::guarded(|| {
         let mut before = BEFORE.lock();
         if before.is_none() {
@@ -180,3 +185,26 @@ fn patch_object(
     }
     !got::is_loading(base)
 }
+
+/// A fork waits for a patching pass to end, so that the child's locks are free and its note
+/// whole.
+/// A fork from inside the tracker (a signal handler's, interrupting a pass on this very
+/// thread) takes neither lock: it would wait for itself.
+extern "C" fn fork_prepare() {
+    if tls::get().in_tracker != 0 {
+        return;
+    }
+    PATCHING.raw_lock();
+    BEFORE.raw_lock();
+    LOCKED_FOR_FORK.store(true, Ordering::Release);
+}
+
+extern "C" fn fork_after() {
+    if LOCKED_FOR_FORK.swap(false, Ordering::AcqRel) {
+        BEFORE.raw_unlock();
+        PATCHING.raw_unlock();
+    }
+}
+
+/// fork_prepare took the locks.
+static LOCKED_FOR_FORK: AtomicBool = AtomicBool::new(false);
