@@ -48,3 +48,10 @@ void *realloc(void *p, size_t n) {
     }
     return q;
 }
+
+/* An arena mapped when the library starts, before the preloaded tracker does (jemalloc maps
+   its first arenas so): the allocator's own, never the program's. */
+static void *arena;
+__attribute__((constructor)) static void map_arena(void) {
+    arena = mmap(0, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}

@@ -1238,3 +1238,46 @@ fn threads_calling_quick_exit_at_once_leave_a_finished_capture() {
         assert_eq!(s["complete"].as_bool(), Some(true), "round {round}: {s}");
     }
 }
+
+#[test]
+fn a_library_whose_mmap_calls_syscall_runs_and_is_recorded() {
+    // gperftools' tcmalloc defines mmap and makes the system call through syscall(): the
+    // tracker's syscall sent it to the mmap hook, which passed it on to "the next mmap",
+    // tcmalloc's, and so on until the stack overflowed (every tcmalloc program died at start).
+    let dir = scratch("native_syscall_mmap_lib");
+    let prog = compile_linked(
+        ("syscall_mmap_lib", "syscall_mmap_main", "syscall_mmap_main"),
+        &dir,
+        &["-O0", "-g"],
+        &[],
+    );
+    let (cap, out) = record(&dir, "sm.bin", &prog, &[]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "mapped\n");
+    let s = stats(&cap);
+    assert_eq!(num(&s, "leaked_bytes"), 10 * 4096, "{s}");
+    assert_eq!(num(&s, "total_bytes"), 14 * 4096, "{s}");
+}
+
+#[test]
+fn a_preloaded_library_that_interposes_dlsym_still_answers() {
+    // The tracker's own dlsym went on to the C library's (found by version), past a library
+    // preloaded after it that defines dlsym without a version: its answers were lost.
+    let dir = scratch("native_dlsym_shim");
+    let prog = compile("dlsym_shim_main", &dir);
+    let shim = dir.join("libdlsym_shim.so");
+    let built = Command::new("gcc")
+        .args(["-O0", "-g", "-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(workspace().join("tests/programs/dlsym_shim.c"))
+        .output_watched();
+    assert!(built.status.success(), "{built:?}");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o", "shim.bin", "--"])
+        .arg(&prog)
+        .env("LD_PRELOAD", &shim)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n", "{out:?}");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

@@ -284,6 +284,38 @@ pub fn c_library_definition(name: &[u8]) -> usize {
     found
 }
 
+/// The first definition of `name` in an object loaded after the one holding `after` (an
+/// address of it), in load order: what `dlsym(RTLD_NEXT, name)` finds from there, versioned or
+/// not (a preloaded shim's own `dlsym`); 0 when none has one.
+pub fn next_definition_after(after: usize, name: &[u8]) -> usize {
+    let mut passed = false;
+    let mut found = 0;
+    crate::phdr::each_object(|info| {
+        // SAFETY: a loaded object's description, valid during the walk.
+        let holds_after = unsafe { crate::phdr::program_headers(info) }
+            .iter()
+            .filter(|ph| ph.p_type == libc::PT_LOAD)
+            .any(|ph| {
+                let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+                (start..start + ph.p_memsz as usize).contains(&after)
+            });
+        if holds_after {
+            passed = true;
+            return false;
+        }
+        if !passed {
+            return false;
+        }
+        // SAFETY: a loaded object's description, valid during the walk, and its tables.
+        if let Definition::At(address) = unsafe { Object::new(info).definition(name) } {
+            found = address;
+            return true;
+        }
+        false
+    });
+    found
+}
+
 /// The object (its path as the loader names it: empty for the executable) whose definition of
 /// `name` the process uses (the first in load order, not the tracker), when that object also
 /// defines `also`: an allocator of its own (tcmalloc's, jemalloc's, mimalloc's) that defines

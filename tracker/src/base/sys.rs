@@ -176,7 +176,7 @@ pub fn no_readahead(p: *mut u8, len: usize) {
 
 pub fn unmap(p: *mut u8, len: usize) {
     // SAFETY: the caller owns the mapping and no longer uses it.
-    unsafe { libc::syscall(libc::SYS_munmap, p, len) };
+    unsafe { raw_syscall(libc::SYS_munmap, [p as usize, len, 0, 0, 0, 0]) };
 }
 
 /// Drops `len` bytes of a shared file mapping from this process's memory (its data stays in

@@ -421,6 +421,60 @@ pub(crate) unsafe extern "C" fn hook_pvalloc(size: size_t, site: &CallSite) -> *
     )
 }
 
+type MmapFn = unsafe extern "C" fn(*mut c_void, size_t, c_int, c_int, c_int, off_t) -> *mut c_void;
+type MunmapFn = unsafe extern "C" fn(*mut c_void, size_t) -> c_int;
+type MremapFn =
+    unsafe extern "C" fn(*mut c_void, size_t, size_t, c_int, *mut c_void) -> *mut c_void;
+
+/// The system calls themselves, with the library functions' contract (-1 and errno): what
+/// `syscall(SYS_mmap, ...)` and its kin forward to. An allocator may define `mmap` itself and
+/// make the system call through `syscall()` (gperftools' tcmalloc): forwarding those to "the
+/// real mmap", its own, came back here for ever.
+unsafe extern "C" fn raw_mmap(
+    addr: *mut c_void,
+    len: size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: off_t,
+) -> *mut c_void {
+    let a = [
+        addr as usize,
+        len,
+        prot as usize,
+        flags as usize,
+        fd as usize,
+        off as usize,
+    ];
+    // SAFETY: the system call with the caller's arguments (not through the `syscall` symbol:
+    // the tracker's own, which routes this call here).
+    unsafe { crate::sys::raw_syscall(libc::SYS_mmap, a) as *mut c_void }
+}
+
+unsafe extern "C" fn raw_munmap(addr: *mut c_void, len: size_t) -> c_int {
+    // SAFETY: as raw_mmap.
+    unsafe { crate::sys::raw_syscall(libc::SYS_munmap, [addr as usize, len, 0, 0, 0, 0]) as c_int }
+}
+
+unsafe extern "C" fn raw_mremap(
+    old: *mut c_void,
+    old_len: size_t,
+    new_len: size_t,
+    flags: c_int,
+    new_addr: *mut c_void,
+) -> *mut c_void {
+    let a = [
+        old as usize,
+        old_len,
+        new_len,
+        flags as usize,
+        new_addr as usize,
+        0,
+    ];
+    // SAFETY: as raw_mmap.
+    unsafe { crate::sys::raw_syscall(libc::SYS_mremap, a) as *mut c_void }
+}
+
 pub(crate) unsafe extern "C" fn hook_mmap(
     addr: *mut c_void,
     len: size_t,
@@ -430,12 +484,44 @@ pub(crate) unsafe extern "C" fn hook_mmap(
     off: off_t,
     site: &CallSite,
 ) -> *mut c_void {
-    let Some(r) = real() else {
-        // SAFETY: the raw system call has the same contract.
-        return unsafe {
-            libc::syscall(libc::SYS_mmap, addr, len, prot, flags, fd, off) as *mut c_void
-        };
-    };
+    let f = real().map_or(raw_mmap as MmapFn, |r| r.mmap);
+    // SAFETY: the caller's request, passed on.
+    unsafe { mmap_through(f, addr, len, prot, flags, fd, off, site) }
+}
+
+/// `syscall(SYS_mmap, ...)`, routed here by the exported syscall.
+pub(crate) unsafe extern "C" fn hook_syscall_mmap(
+    addr: *mut c_void,
+    len: size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: off_t,
+    site: &CallSite,
+) -> *mut c_void {
+    // SAFETY: the caller's request, passed on.
+    unsafe { mmap_through(raw_mmap, addr, len, prot, flags, fd, off, site) }
+}
+
+/// An mmap made by `f` and recorded.
+///
+/// # Safety
+/// Same contract as mmap; `f` has mmap's.
+#[allow(clippy::too_many_arguments)]
+unsafe fn mmap_through(
+    f: MmapFn,
+    addr: *mut c_void,
+    len: size_t,
+    prot: c_int,
+    flags: c_int,
+    fd: c_int,
+    off: off_t,
+    site: &CallSite,
+) -> *mut c_void {
+    if real().is_none() {
+        // SAFETY: the caller's request, before anything can be recorded.
+        return unsafe { f(addr, len, prot, flags, fd, off) };
+    }
     let anonymous = flags & libc::MAP_ANONYMOUS != 0;
     // A fixed mapping replaces whatever was there, a file's too (MAP_FIXED_NOREPLACE fails
     // instead).
@@ -446,7 +532,7 @@ pub(crate) unsafe extern "C" fn hook_mmap(
         None
     };
     let Some(mut t) = t else {
-        let p = forward!(r.mmap; addr, len, prot, flags, fd, off);
+        let p = forward!(f; addr, len, prot, flags, fd, off);
         if p != libc::MAP_FAILED {
             if replaces {
                 crate::early::unmap(p as u64, whole_pages(len));
@@ -457,7 +543,7 @@ pub(crate) unsafe extern "C" fn hook_mmap(
         }
         return p;
     };
-    let p = forward!(r.mmap; addr, len, prot, flags, fd, off);
+    let p = forward!(f; addr, len, prot, flags, fd, off);
     if p != libc::MAP_FAILED {
         if replaces {
             let tick = clock::event_tick(&mut t);
@@ -494,19 +580,39 @@ pub(crate) unsafe extern "C" fn hook_munmap(
     len: size_t,
     site: &CallSite,
 ) -> c_int {
-    let Some(r) = real() else {
-        // SAFETY: the raw system call has the same contract.
-        return unsafe { libc::syscall(libc::SYS_munmap, addr, len) as c_int };
-    };
+    let f = real().map_or(raw_munmap as MunmapFn, |r| r.munmap);
+    // SAFETY: the caller's request, passed on.
+    unsafe { munmap_through(f, addr, len, site) }
+}
+
+/// `syscall(SYS_munmap, ...)`, routed here by the exported syscall.
+pub(crate) unsafe extern "C" fn hook_syscall_munmap(
+    addr: *mut c_void,
+    len: size_t,
+    site: &CallSite,
+) -> c_int {
+    // SAFETY: the caller's request, passed on.
+    unsafe { munmap_through(raw_munmap, addr, len, site) }
+}
+
+/// An munmap made by `f` and recorded.
+///
+/// # Safety
+/// Same contract as munmap; `f` has munmap's.
+unsafe fn munmap_through(f: MunmapFn, addr: *mut c_void, len: size_t, site: &CallSite) -> c_int {
+    if real().is_none() {
+        // SAFETY: the caller's request, before anything can be recorded.
+        return unsafe { f(addr, len) };
+    }
     let Some(mut t) = enter_at(site) else {
-        let rc = forward!(r.munmap; addr, len);
+        let rc = forward!(f; addr, len);
         if rc == 0 {
             crate::early::unmap(addr as u64, whole_pages(len));
         }
         return rc;
     };
     let before = clock::event_tick(&mut t);
-    let rc = forward!(r.munmap; addr, len);
+    let rc = forward!(f; addr, len);
     if rc == 0 {
         thread::record_munmap(&mut t, addr as u64, whole_pages(len), before);
     }
@@ -521,13 +627,43 @@ pub(crate) unsafe extern "C" fn hook_mremap(
     new_addr: *mut c_void,
     site: &CallSite,
 ) -> *mut c_void {
-    let f = real().and_then(|r| r.mremap);
-    let Some(f) = f else {
-        // SAFETY: the raw system call has the same contract.
-        return unsafe {
-            libc::syscall(libc::SYS_mremap, old, old_len, new_len, flags, new_addr) as *mut c_void
-        };
-    };
+    let f = real()
+        .and_then(|r| r.mremap)
+        .unwrap_or(raw_mremap as MremapFn);
+    // SAFETY: the caller's request, passed on.
+    unsafe { mremap_through(f, old, old_len, new_len, flags, new_addr, site) }
+}
+
+/// `syscall(SYS_mremap, ...)`, routed here by the exported syscall.
+pub(crate) unsafe extern "C" fn hook_syscall_mremap(
+    old: *mut c_void,
+    old_len: size_t,
+    new_len: size_t,
+    flags: c_int,
+    new_addr: *mut c_void,
+    site: &CallSite,
+) -> *mut c_void {
+    // SAFETY: the caller's request, passed on.
+    unsafe { mremap_through(raw_mremap, old, old_len, new_len, flags, new_addr, site) }
+}
+
+/// An mremap made by `f` and recorded.
+///
+/// # Safety
+/// Same contract as mremap; `f` has mremap's.
+unsafe fn mremap_through(
+    f: MremapFn,
+    old: *mut c_void,
+    old_len: size_t,
+    new_len: size_t,
+    flags: c_int,
+    new_addr: *mut c_void,
+    site: &CallSite,
+) -> *mut c_void {
+    if real().is_none() {
+        // SAFETY: the caller's request, before anything can be recorded.
+        return unsafe { f(old, old_len, new_len, flags, new_addr) };
+    }
     let Some(mut t) = enter_at(site) else {
         let p = forward!(f; old, old_len, new_len, flags, new_addr);
         // Before the start: a noted mapping moves or changes size.

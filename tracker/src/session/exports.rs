@@ -131,6 +131,10 @@ macro_rules! trampoline7 {
 
 trampoline7!(mmap, hook_mmap);
 trampoline7!(mmap64, hook_mmap);
+// syscall()'s mapping calls (below): recorded, and made by the system call itself.
+trampoline7!(memtrace_syscall_mmap, hook_syscall_mmap);
+trampoline!(memtrace_syscall_munmap, hook_syscall_munmap, "rdx", "x2", (addr: *mut c_void, len: size_t) -> c_int);
+trampoline!(memtrace_syscall_mremap, hook_syscall_mremap, "r9", "x5", (old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new_addr: *mut c_void) -> *mut c_void);
 
 // ---- the exec family (session::exec) ----
 
@@ -268,9 +272,9 @@ pub unsafe extern "C" fn syscall(
         sys_mmap = const libc::SYS_mmap,
         sys_munmap = const libc::SYS_munmap,
         sys_mremap = const libc::SYS_mremap,
-        mmap = sym mmap,
-        munmap = sym munmap,
-        mremap = sym mremap,
+        mmap = sym memtrace_syscall_mmap,
+        munmap = sym memtrace_syscall_munmap,
+        mremap = sym memtrace_syscall_mremap,
         seccomp = const libc::SYS_seccomp,
         sandbox = sym crate::session::sandbox::seccomp_call,
         exit_group = const libc::SYS_exit_group,

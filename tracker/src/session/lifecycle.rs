@@ -149,11 +149,15 @@ fn record_early_blocks(tracker: &[u8]) {
 }
 
 /// The address ranges of the loader, the C library and this library, whose allocations before
-/// the start are their own, not the program's.
+/// the start are their own, not the program's; and of a library that is the process's
+/// allocator (jemalloc, tcmalloc, linked or preloaded): the arenas it maps in its constructor
+/// hold the blocks it hands out, which are recorded (its mappings after the start are made
+/// under its malloc, where the hooks record nothing either).
 fn own_code_ranges(tracker: &[u8]) -> Vec<(u64, u64)> {
     struct Search<'a> {
         tracker: &'a [u8],
         ranges: Vec<(u64, u64)>,
+        allocator: u64,
     }
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
@@ -165,21 +169,31 @@ fn own_code_ranges(tracker: &[u8]) -> Vec<(u64, u64)> {
         // SAFETY: dlpi_name is a NUL-terminated string (possibly empty) owned by the loader.
         let path = unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_bytes();
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        let own = name.starts_with(b"ld-linux") || name == b"libc.so.6" || path == search.tracker;
+        // SAFETY: the loader's description of a loaded object, valid during the callback.
+        let loads = unsafe { crate::phdr::program_headers(info) }
+            .iter()
+            .filter(|ph| ph.p_type == libc::PT_LOAD)
+            .map(|ph| {
+                let start = info.dlpi_addr + ph.p_vaddr;
+                (start, start + ph.p_memsz)
+            });
+        let allocator = !path.is_empty()
+            && loads
+                .clone()
+                .any(|(start, end)| (start..end).contains(&search.allocator));
+        let own = name.starts_with(b"ld-linux")
+            || name == b"libc.so.6"
+            || path == search.tracker
+            || allocator;
         if own {
-            // SAFETY: the loader's description of a loaded object, valid during the callback.
-            for ph in unsafe { crate::phdr::program_headers(info) } {
-                if ph.p_type == libc::PT_LOAD {
-                    let start = info.dlpi_addr + ph.p_vaddr;
-                    search.ranges.push((start, start + ph.p_memsz));
-                }
-            }
+            search.ranges.extend(loads);
         }
         0
     }
     let mut search = Search {
         tracker,
         ranges: Vec::new(),
+        allocator: crate::real::get().map_or(0, |r| r.malloc as usize as u64),
     };
     // SAFETY: `each` only reads loader data and appends to `search`.
     unsafe { crate::phdr::iterate_phdr(each, &mut search as *mut Search<'_> as *mut c_void) };

@@ -62,9 +62,10 @@ pub extern "C" fn next_dlsym() -> usize {
     let mut f = NEXT_DLSYM.load(Ordering::Acquire);
     if f == 0 {
         let _errno = sys::ErrnoGuard::new();
-        // The C library's own (glibc 2.34 and later, musl), read from its tables; else the
-        // next one by version (libdl's, before).
-        f = crate::definition::c_library_definition(b"dlsym");
+        // The next definition after the tracker's, read from the objects' tables (a preloaded
+        // shim's own dlsym, or the C library's); else the next one by version (libdl's, in a
+        // glibc before 2.34).
+        f = crate::definition::next_definition_after(next_dlsym as *const () as usize, b"dlsym");
         for version in [c"GLIBC_2.34", c"GLIBC_2.2.5", c"GLIBC_2.17"] {
             if f != 0 {
                 break;
