@@ -737,3 +737,23 @@ fn the_first_finder_takes_the_arguments_importlib_s_finders_take() {
         );
     }
 }
+
+#[test]
+fn the_main_thread_of_a_python_run_is_main_thread() {
+    // A Python run's main thread carried the process's name (python3), where an attach and the
+    // Python Tracker name it MainThread, as Python does: `--thread MainThread`, the example of
+    // `memtrace tree --help`, found nothing.
+    let dir = scratch("py-main-thread");
+    let (cap, out) = track_script(python(), &dir, "main.py", "keep = bytearray(1_000_000)\n");
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&cap);
+    let names: Vec<&str> = s["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["MainThread"], "{s}");
+    let tree = memtrace_e2e::report(&["tree", "--thread", "MainThread", "--json"], &cap);
+    assert!(num(&tree["tree"], "bytes") >= 1_000_000, "{tree}");
+}

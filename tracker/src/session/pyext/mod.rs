@@ -334,6 +334,15 @@ pub unsafe extern "C" fn init_module() -> *mut Object {
             allocators::set_typed_frees(OBJECT_TYPES.load(Ordering::Relaxed));
             allocators::install(api);
         }
+        // The main thread is Python's "MainThread" (as an attach and the Python Tracker name
+        // it), not the process's name.
+        if crate::sys::gettid() == crate::sys::getpid() {
+            let t = tls::get();
+            let was = t.in_tracker;
+            t.in_tracker = 1;
+            thread::set_python_name(tls::get(), b"MainThread");
+            tls::get().in_tracker = was;
+        }
         let known = learn_interpreter(api);
         if known && crate::unwind::enabled() {
             crate::unwind::learn_eval_loop();
