@@ -25,7 +25,7 @@ and is kept in the URL's fragment so that a view can be shared:
   - a table of locations (own and total bytes, allocations, threads, file:line) to sort and
     filter; hovering a Python frame shows its source line.
 Small stacks are merged into \"other (small stacks)\", which keeps their bytes, so the page
-stays a few MB whatever the capture. --leaks, --temporary, --threads, --thread and --inverted
+stays under 10 MB whatever the capture. --leaks, --temporary, --threads, --thread and --inverted
 choose the view the page opens on.
 
 Examples:
