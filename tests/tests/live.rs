@@ -101,7 +101,9 @@ fn live_follows_a_growing_capture_to_its_end() {
     );
     // t: the first thread (main) alone, then the worker alone.
     ui.key("t");
-    let screen = ui.wait("the main thread alone", |s| s[0].contains("thread: python"));
+    let screen = ui.wait("the main thread alone", |s| {
+        s[0].contains("thread: MainThread")
+    });
     assert!(
         !screen.iter().any(|l| l.contains("work  grow.py:8")),
         "{}",
