@@ -306,9 +306,9 @@ export!(fcntl64 => crate::session::descriptors::fcntl64, (fd: c_int, cmd: c_int,
 export!(dlclose => crate::unwind::dlclose, (handle: *mut c_void) -> c_int);
 
 /// dlopen(3): goes on to the C library's dlopen by a jump (the loader reads the caller from the
-/// return address, left in place). A request with RTLD_DEEPBIND is noted first, and what a
-/// deep-bound request loaded is patched before the next dlopen goes on (see
-/// session/inprocess/deepbind.rs). The C library's dlopen is looked up at the first call.
+/// return address, left in place), after `before_dlopen` (session/inprocess/deepbind.rs: a
+/// request with RTLD_DEEPBIND is noted, and what an earlier one loaded is patched), which
+/// gets the arguments' registers back as they were.
 ///
 /// # Safety
 /// Same contract as the C library's dlopen.
@@ -324,13 +324,8 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
         ".cfi_adjust_cfa_offset 8",
         "sub rsp, 8",
         ".cfi_adjust_cfa_offset 8",
-        "call {patch}",
-        "mov esi, dword ptr [rsp + 8]",
-        "test esi, {deep}",
-        "jz 2f",
-        "call {note}",
-        "2:",
-        "call {look_up}",
+        "mov edi, esi",
+        "call {before}",
         "add rsp, 8",
         ".cfi_adjust_cfa_offset -8",
         "pop rsi",
@@ -343,22 +338,14 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
         "3:",
         "ret",
         ".cfi_endproc",
-        deep = const libc::RTLD_DEEPBIND,
-        patch = sym crate::session::inprocess::deepbind::patch_pending,
-        note = sym crate::session::inprocess::deepbind::note_deep,
-        look_up = sym crate::session::inprocess::deepbind::next_dlopen,
+        before = sym crate::session::inprocess::deepbind::before_dlopen,
     );
     #[cfg(target_arch = "aarch64")]
     core::arch::naked_asm!(
         "stp x0, x1, [sp, #-32]!",
         "str x30, [sp, #16]",
-        "bl {patch}",
-        "ldr x1, [sp, #8]",
-        "tst w1, {deep}",
-        "b.eq 2f",
-        "bl {note}",
-        "2:",
-        "bl {look_up}",
+        "mov w0, w1",
+        "bl {before}",
         "mov x16, x0",
         "ldr x30, [sp, #16]",
         "ldp x0, x1, [sp], #32",
@@ -367,16 +354,13 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
         "3:",
         "mov x0, #0",
         "ret",
-        deep = const libc::RTLD_DEEPBIND,
-        patch = sym crate::session::inprocess::deepbind::patch_pending,
-        note = sym crate::session::inprocess::deepbind::note_deep,
-        look_up = sym crate::session::inprocess::deepbind::next_dlopen,
+        before = sym crate::session::inprocess::deepbind::before_dlopen,
     );
 }
 
 /// dlsym(3): goes on to the C library's by a jump (RTLD_NEXT is found from the return address,
-/// left in place), after patching what a deep-bound dlopen loaded, if one is pending: a program
-/// reaches what it loaded through dlsym.
+/// left in place). Only when a deep-bound dlopen is pending (or at the first call) does it call
+/// `before_dlsym` first: a program reaches what it loaded through dlsym.
 ///
 /// # Safety
 /// Same contract as the C library's dlsym.
@@ -399,8 +383,7 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
         ".cfi_adjust_cfa_offset 8",
         "sub rsp, 8",
         ".cfi_adjust_cfa_offset 8",
-        "call {patch}",
-        "call {look_up}",
+        "call {before}",
         "add rsp, 8",
         ".cfi_adjust_cfa_offset -8",
         "pop rsi",
@@ -415,15 +398,13 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
         ".cfi_endproc",
         pending = sym crate::session::inprocess::deepbind::PENDING,
         next = sym crate::session::inprocess::deepbind::NEXT_DLSYM,
-        patch = sym crate::session::inprocess::deepbind::patch_pending,
-        look_up = sym crate::session::inprocess::deepbind::next_dlsym,
+        before = sym crate::session::inprocess::deepbind::before_dlsym,
     );
     #[cfg(target_arch = "aarch64")]
     core::arch::naked_asm!(
         "stp x0, x1, [sp, #-32]!",
         "str x30, [sp, #16]",
-        "bl {patch}",
-        "bl {look_up}",
+        "bl {before}",
         "mov x16, x0",
         "ldr x30, [sp, #16]",
         "ldp x0, x1, [sp], #32",
@@ -432,8 +413,7 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
         "3:",
         "mov x0, #0",
         "ret",
-        patch = sym crate::session::inprocess::deepbind::patch_pending,
-        look_up = sym crate::session::inprocess::deepbind::next_dlsym,
+        before = sym crate::session::inprocess::deepbind::before_dlsym,
     );
 }
 

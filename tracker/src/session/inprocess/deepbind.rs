@@ -19,7 +19,7 @@ use libc::c_void;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The next `dlopen` after the tracker's (the C library's); 0 until looked up.
-pub static NEXT_DLOPEN: AtomicUsize = AtomicUsize::new(0);
+static NEXT_DLOPEN: AtomicUsize = AtomicUsize::new(0);
 /// The C library's `dlsym`; 0 until looked up.
 pub static NEXT_DLSYM: AtomicUsize = AtomicUsize::new(0);
 /// A deep-bound `dlopen` was made and its objects are not patched yet.
@@ -44,9 +44,8 @@ static BEFORE: SpinLock<Option<Noted>> = SpinLock::new(None);
 /// Held by the thread patching.
 static PATCHING: SpinLock<()> = SpinLock::new(());
 
-/// Looks up the next `dlopen` (once); 0 when there is none. Called by the exported `dlopen`
-/// before it jumps.
-pub extern "C" fn next_dlopen() -> usize {
+/// Looks up the next `dlopen` (once); 0 when there is none.
+fn next_dlopen() -> usize {
     let mut f = NEXT_DLOPEN.load(Ordering::Acquire);
     if f == 0 {
         let _errno = sys::ErrnoGuard::new();
@@ -56,9 +55,9 @@ pub extern "C" fn next_dlopen() -> usize {
     f
 }
 
-/// Looks up the C library's `dlsym` (once); 0 when there is none. Through `dlvsym`: a `dlsym`
-/// call would come back to the exported one, which needs this.
-pub extern "C" fn next_dlsym() -> usize {
+/// Looks up the next `dlsym` (once); 0 when there is none. Not through `dlsym`: that call
+/// would come back to the exported one, which needs this.
+fn next_dlsym() -> usize {
     let mut f = NEXT_DLSYM.load(Ordering::Acquire);
     if f == 0 {
         let _errno = sys::ErrnoGuard::new();
@@ -80,6 +79,23 @@ pub extern "C" fn next_dlsym() -> usize {
     f
 }
 
+/// What the exported `dlopen` does before it jumps to the C library's, which it returns (0:
+/// none): patches what a pending deep-bound dlopen loaded, and notes this one if deep.
+pub extern "C" fn before_dlopen(mode: libc::c_int) -> usize {
+    patch_pending();
+    if mode & libc::RTLD_DEEPBIND != 0 {
+        note_deep();
+    }
+    next_dlopen()
+}
+
+/// What the exported `dlsym` does, when a deep-bound dlopen is pending or the C library's
+/// dlsym not looked up yet, before it jumps to that one, which it returns (0: none).
+pub extern "C" fn before_dlsym() -> usize {
+    patch_pending();
+    next_dlsym()
+}
+
 /// The next definition of `name` after the tracker's. The tracker's own call: the exported
 /// `dlsym` it goes through patches nothing for it (a pending deep-bound dlopen is not made yet).
 fn next(name: &core::ffi::CStr) -> usize {
@@ -89,7 +105,7 @@ fn next(name: &core::ffi::CStr) -> usize {
 
 /// A deep-bound `dlopen` is about to be made: the objects loaded now are noted (the first such
 /// call's, until its objects are patched).
-pub extern "C" fn note_deep() {
+fn note_deep() {
     let _errno = sys::ErrnoGuard::new();
     static FORK_HANDLERS: std::sync::Once = std::sync::Once::new();
     // SAFETY: registering plain functions that never unwind.
@@ -100,7 +116,7 @@ pub extern "C" fn note_deep() {
         let mut before = BEFORE.lock();
         if before.is_none() {
             *before = Some(Noted {
-                bases: got::loaded_bases(),
+                bases: got::loaded_objects().into_iter().map(|(b, _)| b).collect(),
                 adds: got::objects_added(),
                 idle: 0,
             });
@@ -111,7 +127,7 @@ pub extern "C" fn note_deep() {
 
 /// Patches the objects loaded since the first deep-bound `dlopen` not patched yet: each with
 /// the functions its own scope defines as the C library (see `targets::for_deep_handle`).
-pub extern "C" fn patch_pending() {
+fn patch_pending() {
     // Not from the tracker's own calls (a hook's lookups while the loader maps the library):
     // only the program's, once its dlopen has returned.
     if !PENDING.load(Ordering::Acquire) || tls::get().in_tracker != 0 {

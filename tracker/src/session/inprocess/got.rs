@@ -265,43 +265,19 @@ fn patch_object(v: &Visited<'_>, pass: &mut Pass<'_>) {
     pass.written += writes.finish();
 }
 
-/// The base addresses of the objects loaded now.
-pub fn loaded_bases() -> Vec<usize> {
-    unsafe extern "C" fn add(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
-        // SAFETY: the loader passes a valid info; data is the Vec given below.
-        unsafe { (*(data as *mut Vec<usize>)).push((*info).dlpi_addr as usize) };
-        0
-    }
-    let mut bases = Vec::with_capacity(64);
-    // SAFETY: `add` only reads the description and pushes to the Vec it is given.
-    unsafe { crate::phdr::iterate_phdr(add, &mut bases as *mut Vec<usize> as *mut c_void) };
-    bases
-}
-
 /// The loaded objects: base address and path (the executable's is empty).
 pub fn loaded_objects() -> Vec<(usize, std::ffi::CString)> {
-    unsafe extern "C" fn add(info: *mut libc::dl_phdr_info, _: usize, data: *mut c_void) -> c_int {
-        // SAFETY: the loader passes a valid info whose name is NUL-terminated (or null); data
-        // is the Vec given below.
-        unsafe {
-            let name = if (*info).dlpi_name.is_null() {
-                std::ffi::CString::default()
-            } else {
-                core::ffi::CStr::from_ptr((*info).dlpi_name).to_owned()
-            };
-            (*(data as *mut Vec<(usize, std::ffi::CString)>))
-                .push(((*info).dlpi_addr as usize, name));
-        }
-        0
-    }
     let mut objects = Vec::with_capacity(64);
-    // SAFETY: `add` only reads the description and pushes to the Vec it is given.
-    unsafe {
-        crate::phdr::iterate_phdr(
-            add,
-            &mut objects as *mut Vec<(usize, std::ffi::CString)> as *mut c_void,
-        )
-    };
+    crate::phdr::each_object(|info| {
+        let name = if info.dlpi_name.is_null() {
+            std::ffi::CString::default()
+        } else {
+            // SAFETY: the loader's NUL-terminated name of a loaded object, valid during the walk.
+            unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_owned()
+        };
+        objects.push((info.dlpi_addr as usize, name));
+        false
+    });
     objects
 }
 
