@@ -180,15 +180,9 @@ unsafe extern "C" fn set_native_id(
     let (Some(api), Some(s)) = (super::api::get(), session_api::get()) else {
         return core::ptr::null_mut();
     };
-    if nargs < 1 || args.is_null() {
-        // SAFETY: the GIL is held (Python calls this); the original raises its own TypeError.
-        return unsafe { call(s, original) };
-    }
-    // SAFETY: Python passes `nargs` (≥ 1) live argument references; the GIL is held.
-    let me = unsafe { *args };
-    // SAFETY: live objects; the GIL is held; the result is returned to Python.
-    let result = unsafe { (s.call_obj_args)(original, me, core::ptr::null_mut::<Object>()) };
-    if result.is_null() || !TRACKING.load(Ordering::Acquire) {
+    // SAFETY: Python calls this with `nargs` live arguments and the GIL held.
+    let (result, me) = unsafe { call_original(s, original, args, nargs) };
+    if result.is_null() || me.is_null() || !TRACKING.load(Ordering::Acquire) {
         return result;
     }
     let t = tls::get();
@@ -425,17 +419,36 @@ unsafe extern "C" fn exec_and_name(
     let (Some(api), Some(s)) = (super::api::get(), session_api::get()) else {
         return core::ptr::null_mut();
     };
-    if nargs < 1 || args.is_null() {
-        // SAFETY: the GIL is held; the original raises its own TypeError.
-        return unsafe { call(s, original) };
-    }
-    // SAFETY: the GIL is held; Python passes a live module; the result goes back to Python.
+    // SAFETY: Python calls this with `nargs` live arguments and the GIL held.
     unsafe {
-        let module = *args;
-        let result = (s.call_obj_args)(original, module, core::ptr::null_mut::<Object>());
-        if !result.is_null() {
+        let (result, module) = call_original(s, original, args, nargs);
+        if !result.is_null() && !module.is_null() {
             install_in(api, s, module);
         }
         result
+    }
+}
+
+/// A wrapper's call of the function it wraps with its one argument: the result (returned to
+/// Python) and that argument (null when none was given: the original then raises its own
+/// TypeError).
+///
+/// # Safety
+/// The GIL is held; `args` holds `nargs` live references.
+unsafe fn call_original(
+    s: &SessionApi,
+    original: *mut Object,
+    args: *const *mut Object,
+    nargs: isize,
+) -> (*mut Object, *mut Object) {
+    if nargs < 1 || args.is_null() {
+        // SAFETY: the caller's promise.
+        return (unsafe { call(s, original) }, core::ptr::null_mut());
+    }
+    // SAFETY: the caller's promise: at least one live argument.
+    unsafe {
+        let first = *args;
+        let result = (s.call_obj_args)(original, first, core::ptr::null_mut::<Object>());
+        (result, first)
     }
 }
