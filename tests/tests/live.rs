@@ -498,6 +498,67 @@ fn run_live_twice_with_the_default_capture_keeps_both_outputs() {
     }
 }
 
+/// The capture's trailer is written a moment before the process ends (the destructors of the
+/// libraries loaded after the tracker run after it): `run --live` then said "the program
+/// ended" for good, never the exit status, whenever it looked in between (one run in a few,
+/// and always for a program whose library's destructor takes a while).
+#[test]
+fn run_live_shows_the_exit_status_of_a_program_that_ends_slowly() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("run_live_slow_end");
+    write(
+        &dir,
+        "slow.c",
+        "#include <unistd.h>
+__attribute__((destructor)) static void slow(void) { usleep(1500000); }
+int slow_linked(void) { return 1; }
+",
+    );
+    write(
+        &dir,
+        "slow_end.c",
+        "#include <stdio.h>
+#include <stdlib.h>
+int slow_linked(void);
+int main(void) {
+    char *keep = malloc(1 << 20);
+    keep[0] = slow_linked();
+    puts(\"done\");
+    return 5;
+}
+",
+    );
+    for args in [
+        "gcc -shared -fPIC -o libslow.so slow.c",
+        "gcc -o slow_end slow_end.c -L. -lslow -Wl,-rpath,'$ORIGIN'",
+    ] {
+        let built = Command::new("sh")
+            .args(["-c", args])
+            .current_dir(&dir)
+            .status()
+            .expect("gcc runs");
+        assert!(built.success(), "{args}");
+    }
+    let cmd = format!(
+        "cd {} && {} run --live -o out.bin ./slow_end; echo status=$? > status.txt; sleep 60",
+        dir.display(),
+        memtrace_bin().display(),
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    ui.wait("the exit status", |s| {
+        s[0].contains("ended (exited with status 5)")
+    });
+    ui.key("q");
+    wait_for_status(&dir);
+    std::thread::sleep(Duration::from_millis(100));
+    let status = std::fs::read_to_string(dir.join("status.txt")).expect("status");
+    assert_eq!(status.trim(), "status=5");
+    let output = std::fs::read_to_string(dir.join("out.bin.out")).expect("the output file");
+    assert_eq!(output, "done\n");
+}
+
 /// `live` without a terminal on a capture not written yet waited (10 s) before refusing, and on
 /// a terminal it waited with nothing on the screen.
 #[test]

@@ -49,6 +49,9 @@ struct Follow {
     thread: Option<u32>,
     /// How the program ended, once it has.
     ended: Option<String>,
+    /// The end shown is the capture's own words only ("the program ended"): the caller is
+    /// still asked, since the trailer is written a moment before the process ends.
+    ended_by_trailer: bool,
     /// Refreshes since the end was seen (a last read after it takes what came last).
     after_end: u32,
     /// The last error reading the capture.
@@ -104,6 +107,7 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
         moment: Moment::Now,
         thread: None,
         ended: None,
+        ended_by_trailer: false,
         after_end: 0,
         error: None,
         behind: false,
@@ -210,6 +214,14 @@ pub fn run(live: Live, mut setup: LiveSetup) -> std::io::Result<()> {
 
 /// Reads what is new; true when the tree should be built again.
 fn refresh(follow: &mut Follow, setup: &mut LiveSetup) -> bool {
+    if follow.ended_by_trailer {
+        // The caller's words (such as the exit status) replace the trailer's once it has them.
+        if let Some(how) = (setup.ended)(true) {
+            follow.ended = Some(how);
+            follow.ended_by_trailer = false;
+            return true;
+        }
+    }
     if follow.ended.is_some() && !follow.behind {
         // Two more reads after the end (and after catching up): what the program wrote last,
         // and its trailer.
@@ -237,6 +249,7 @@ fn refresh(follow: &mut Follow, setup: &mut LiveSetup) -> bool {
             // process going on.
             let attached =
                 follow.live.follower().header.options & memtrace_format::options::ATTACHED != 0;
+            follow.ended_by_trailer = true;
             follow.ended = Some(
                 if attached {
                     "tracking stopped: detached, or the process ended"
