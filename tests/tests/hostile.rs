@@ -713,6 +713,64 @@ fn truncated_copies_report_what_they_hold() {
     assert!(records_in_chunks(&real[..boundary]).1 > 0);
 }
 
+/// A capture followed by gigabytes of holes (space reserved and never written, as a killed
+/// run's last step of growth leaves, or a file extended by hand): the reports read the holes
+/// page by page, in time and memory as large as the file (4 GiB resident, half a minute), and
+/// called 4 GiB of zeros before 8 bytes of garbage "4294961552 bytes of damaged data". Holes
+/// are jumped over now; only the garbage is damage.
+#[test]
+fn holes_after_a_capture_are_jumped_over() {
+    let dir = scratch("hostile-holes");
+    let real = std::fs::read(small_capture()).expect("read");
+    let expected = {
+        let r = run_bounded(
+            &["stats".into(), "--json".into(), small_capture().into()],
+            &dir,
+            TIME_LIMIT,
+        );
+        r.check();
+        r.json()
+    };
+    const HOLE_END: u64 = 4 << 30;
+    for (name, garbage) in [("hole.bin", &b""[..]), ("hole_garbage.bin", b"garbage!")] {
+        let path = dir.join(name);
+        {
+            use std::io::{Seek, SeekFrom, Write};
+            let mut f = std::fs::File::create(&path).expect("create");
+            f.write_all(&real).expect("write");
+            f.set_len(HOLE_END).expect("a sparse file");
+            f.seek(SeekFrom::End(0)).expect("seek");
+            f.write_all(garbage).expect("write");
+        }
+        for args in commands(&path, small_capture(), &dir) {
+            run_bounded_to(&args, &dir, TIME_LIMIT, false).check();
+        }
+        let r = run_bounded(
+            &["stats".into(), "--json".into(), path.clone().into()],
+            &dir,
+            TIME_LIMIT,
+        );
+        r.check();
+        let v = r.json();
+        for key in [
+            "total_allocations",
+            "total_bytes",
+            "peak_bytes",
+            "leaked_bytes",
+        ] {
+            assert_eq!(v[key], expected[key], "{name}: {key}");
+        }
+        // stats --json gives its warnings in the JSON.
+        let warnings = v["warnings"].to_string();
+        if garbage.is_empty() {
+            assert!(!warnings.contains("damaged"), "{name}: {warnings}");
+        } else {
+            let damage = format!("skipped 8 bytes of damaged data at offset {HOLE_END}");
+            assert!(warnings.contains(&damage), "{name}: {warnings}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files that are not captures, and outputs that are inputs.
 

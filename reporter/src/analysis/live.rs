@@ -29,7 +29,7 @@ use std::path::Path;
 /// when it cannot be read).
 fn recorded_settings(path: &Path) -> memtrace_format::settings::Settings {
     match crate::capture::Capture::open(path) {
-        Ok(c) => crate::capture::scan::scan(c.bytes(), c.data_start(), c.header.minor).settings,
+        Ok(c) => crate::capture::scan::scan_capture(&c).settings,
         Err(_) => Default::default(),
     }
 }

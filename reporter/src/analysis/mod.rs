@@ -323,9 +323,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let file = capture.bytes();
     // The scan brings in pages all over the file (the system maps neighbours of each page
     // read): let them go as it goes; decoding reads each chunk again once.
-    let index = scan::scan_releasing(file, capture.data_start(), capture.header.minor, |upto| {
-        capture.release(0..upto)
-    });
+    let index = scan::scan_capture_releasing(capture, |upto| capture.release(0..upto));
     capture.release(0..file.len());
     let clock = Clock::new(&capture.header, index.latest_pair);
     let mut progress = options.progress;

@@ -65,7 +65,7 @@ pub fn chain(first: &Path) -> Vec<(PathBuf, Option<Exec>)> {
     // Bounded: a chain that comes back to a capture it saw ends there.
     while out.len() < 1000 && !out.iter().any(|(p, _)| *p == path) {
         let exec = Capture::open(&path).ok().and_then(|c| {
-            let index = super::scan::scan(c.bytes(), c.data_start(), c.header.minor);
+            let index = super::scan::scan_capture(&c);
             of(&path, c.bytes(), &index)
         });
         let next = exec.as_ref().map(|e| e.next.clone());

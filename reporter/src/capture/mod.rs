@@ -8,6 +8,7 @@ pub mod event;
 pub mod exec;
 pub mod family;
 pub mod follow;
+pub mod holes;
 pub mod pool;
 pub mod scan;
 pub mod settings;
@@ -87,6 +88,8 @@ pub struct Capture {
     pub header: FileHeader,
     /// Encoded length of the file header.
     pub header_len: usize,
+    /// Where the file's holes are (a mapped capture's; None for one held in memory).
+    holes: Option<holes::Holes>,
 }
 
 impl Capture {
@@ -119,7 +122,9 @@ impl Capture {
         // which `shrunk` turns into one line and exit 1.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| err(OpenError::Io(e)))?;
         shrunk::note(path, map.as_ptr(), map.len());
-        Capture::from_data(path.to_path_buf(), Data::Mapped(map))
+        let mut capture = Capture::from_data(path.to_path_buf(), Data::Mapped(map))?;
+        capture.holes = Some(holes::Holes::new(file));
+        Ok(capture)
     }
 
     /// A capture held in memory (tests, or data read from a pipe).
@@ -138,6 +143,7 @@ impl Capture {
                 data,
                 header,
                 header_len,
+                holes: None,
             }),
             Err(e) => Err(CaptureError {
                 path,
@@ -176,6 +182,11 @@ impl Capture {
                 };
             }
         }
+    }
+
+    /// Where the file's holes are, when the file system can tell.
+    pub fn holes(&self) -> Option<&holes::Holes> {
+        self.holes.as_ref()
     }
 
     /// Offset of the first chunk.

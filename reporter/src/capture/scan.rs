@@ -3,6 +3,8 @@
 //! Damaged headers are skipped by scanning forward in 8-byte steps for the next valid one; a chunk
 //! that runs past the end of the file ends the scan (a truncated capture).
 
+use super::holes::{Holes, NextData};
+use super::Capture;
 use hashbrown::{HashMap, HashSet};
 use memtrace_format::chunk::MAX_DECODED;
 use memtrace_format::{
@@ -123,27 +125,103 @@ impl Index {
     }
 }
 
-fn all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0)
+/// Bytes between chunk headers: where the next header is, and the non-zero bytes on the way
+/// (zeros are space reserved and never written; anything else is damage).
+struct Gap {
+    next: Option<usize>,
+    /// Where the damage starts and ends (None: all zeros).
+    damage: Option<(usize, usize)>,
 }
 
-/// The offset of the next valid chunk header at or after `from` (8-byte steps).
-fn next_header(file: &[u8], from: usize) -> Option<usize> {
+/// Where a hole of the file that starts at `pos` ends: `Some(None)` when only holes follow,
+/// `Some(Some(at))` for the data after it (8-byte aligned), None when `pos` is not in a hole
+/// the file system knows of. Asked only at a zero word that starts a page: the file system's
+/// holes are whole pages.
+fn past_hole(file: &[u8], pos: usize, holes: Option<&Holes>) -> Option<Option<usize>> {
+    let holes = holes?;
+    if !pos.is_multiple_of(4096) || file.get(pos..pos + 8)? != [0u8; 8] {
+        return None;
+    }
+    match holes.next_data(pos) {
+        NextData::None => Some(None),
+        NextData::At(at) if at > pos => Some(Some(at.next_multiple_of(CHUNK_ALIGN))),
+        NextData::At(_) | NextData::Unknown => None,
+    }
+}
+
+/// The next valid chunk header at or after `from` (8-byte steps, holes jumped over). The
+/// damage runs from `from` to the next header, as the scan skips it, but a hole on either side
+/// of the non-zero bytes is not part of it.
+fn next_header(file: &[u8], from: usize, holes: Option<&Holes>) -> Gap {
     let magic = CHUNK_MAGIC.to_le_bytes();
+    let mut first: Option<usize> = None;
+    let mut start = from;
+    let mut last_end = from;
+    let mut hole_after_last = false;
     let mut pos = from;
-    while pos + CHUNK_HEADER_LEN <= file.len() {
-        if file[pos..pos + 4] == magic && ChunkHeader::decode(&file[pos..]).is_some() {
-            return Some(pos);
+    let mut next = None;
+    while pos < file.len() {
+        if let Some(after) = past_hole(file, pos, holes) {
+            if first.is_some() {
+                hole_after_last = true;
+            }
+            match after {
+                Some(at) => {
+                    pos = at;
+                    if first.is_none() {
+                        start = at;
+                    }
+                    continue;
+                }
+                None => break,
+            }
+        }
+        if pos + CHUNK_HEADER_LEN <= file.len()
+            && file[pos..pos + 4] == magic
+            && ChunkHeader::decode(&file[pos..]).is_some()
+        {
+            next = Some(pos);
+            break;
+        }
+        let end = (pos + CHUNK_ALIGN).min(file.len());
+        if file[pos..end].iter().any(|&b| b != 0) {
+            first.get_or_insert(pos);
+            last_end = end;
+            hole_after_last = false;
         }
         pos += CHUNK_ALIGN;
     }
-    None
+    let end = if hole_after_last {
+        last_end
+    } else {
+        next.unwrap_or(file.len())
+    };
+    Gap {
+        next,
+        damage: first.map(|_| (start, end)),
+    }
 }
 
 /// Scans the chunk headers of `file`, starting at `data_start`; `minor` is the capture's minor
 /// format version.
 pub fn scan(file: &[u8], data_start: usize, minor: u16) -> Index {
     scan_releasing(file, data_start, minor, |_| {})
+}
+
+/// [`scan`] of an open capture, its file's holes jumped over.
+pub fn scan_capture(capture: &Capture) -> Index {
+    scan_capture_releasing(capture, |_| {})
+}
+
+/// [`scan_releasing`] of an open capture, its file's holes jumped over.
+pub fn scan_capture_releasing(capture: &Capture, done: impl FnMut(usize)) -> Index {
+    scan_with(
+        capture.bytes(),
+        capture.data_start(),
+        capture.header.minor,
+        capture.holes(),
+        done,
+    )
 }
 
 /// Bytes a chunk of a thread decodes to at most (see [`ChunkEntry::decoded_len`]), for a
@@ -169,6 +247,16 @@ pub fn scan_releasing(
     file: &[u8],
     data_start: usize,
     minor: u16,
+    done: impl FnMut(usize),
+) -> Index {
+    scan_with(file, data_start, minor, None, done)
+}
+
+fn scan_with(
+    file: &[u8],
+    data_start: usize,
+    minor: u16,
+    holes: Option<&Holes>,
     mut done: impl FnMut(usize),
 ) -> Index {
     let mut index = Index::default();
@@ -195,16 +283,15 @@ pub fn scan_releasing(
             // Not a valid header: resume at the next one. Zeros are space that was reserved and
             // never written (the trailer's place in a capture of a killed process, the end of a
             // preallocated file); anything else is damage worth a warning.
-            let next = next_header(file, pos + CHUNK_ALIGN);
-            let end = next.unwrap_or(len);
-            if !all_zero(&file[pos..end]) {
-                gaps.push((index.warnings.len(), pos, end - pos));
+            let gap = next_header(file, pos, holes);
+            if let Some((first, end)) = gap.damage {
+                gaps.push((index.warnings.len(), first, end - first));
                 index.warnings.push(format!(
-                    "skipped {} bytes of damaged data at offset {pos}",
-                    end - pos
+                    "skipped {} bytes of damaged data at offset {first}",
+                    end - first
                 ));
             }
-            match next {
+            match gap.next {
                 Some(n) => {
                     pos = n;
                     continue;

@@ -110,7 +110,7 @@ pub fn child_capture(root: &Path, pid: u32) -> PathBuf {
 /// The family of the capture at `root`. Errors (the root cannot be read) are the line to print.
 pub fn discover(root: &Path) -> Result<Family, String> {
     let capture = Capture::open(root).map_err(|e| e.to_string())?;
-    let index = scan::scan(capture.bytes(), capture.data_start(), capture.header.minor);
+    let index = scan::scan_capture(&capture);
     discover_read(root, &capture, &index)
 }
 
@@ -152,7 +152,7 @@ pub fn discover_read(
             let Ok(c) = Capture::open(image) else {
                 continue;
             };
-            let index = scan::scan(c.bytes(), c.data_start(), c.header.minor);
+            let index = scan::scan_capture(&c);
             found.extend(records::children(c.bytes(), &index));
             processes[i].command = c.argv().join(" ");
         }
@@ -255,7 +255,7 @@ pub fn python_children(path: &Path, python_parent: bool) -> usize {
         let Ok(c) = Capture::open(&image) else {
             continue;
         };
-        let index = scan::scan(c.bytes(), c.data_start(), c.header.minor);
+        let index = scan::scan_capture(&c);
         for child in records::children(c.bytes(), &index) {
             let r = &child.record;
             let python = if r.how == memtrace_format::family::how::FORK {

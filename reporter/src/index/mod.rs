@@ -241,9 +241,7 @@ fn from_entry(capture: &Capture, payload: &[u8], want: &Key, limit: u64) -> Opti
         return None;
     }
     let file = capture.bytes();
-    let index = scan::scan_releasing(file, capture.data_start(), capture.header.minor, |upto| {
-        capture.release(0..upto)
-    });
+    let index = scan::scan_capture_releasing(capture, |upto| capture.release(0..upto));
     capture.release(0..file.len());
     let clock = Clock::new(&capture.header, index.latest_pair);
     let mut analysis = Analysis {
