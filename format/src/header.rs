@@ -44,8 +44,17 @@ pub struct FileHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeaderError {
     TooShort,
+    /// The file starts as a capture and ends inside its header: `have` bytes of `need` (None:
+    /// the header's length is not there either).
+    CutShort {
+        have: usize,
+        need: Option<usize>,
+    },
     NotACapture,
-    UnsupportedVersion { major: u16, minor: u16 },
+    UnsupportedVersion {
+        major: u16,
+        minor: u16,
+    },
     Corrupt(&'static str),
 }
 
@@ -53,6 +62,13 @@ impl fmt::Display for HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HeaderError::TooShort => write!(f, "the file is too short to be a memtrace capture"),
+            HeaderError::CutShort { have, need } => {
+                write!(f, "a memtrace capture cut short inside its header ({have} ")?;
+                match need {
+                    Some(need) => write!(f, "of {need} bytes)"),
+                    None => write!(f, "bytes)"),
+                }
+            }
             HeaderError::NotACapture => write!(f, "not a memtrace capture (bad magic number)"),
             HeaderError::UnsupportedVersion { major, minor } => write!(
                 f,
@@ -138,7 +154,10 @@ impl FileHeader {
             return Err(HeaderError::NotACapture);
         }
         if buf.len() < FIXED_LEN {
-            return Err(HeaderError::TooShort);
+            return Err(HeaderError::CutShort {
+                have: buf.len(),
+                need: None,
+            });
         }
         let major = u16::from_le_bytes([buf[8], buf[9]]);
         let minor = u16::from_le_bytes([buf[10], buf[11]]);
@@ -150,7 +169,10 @@ impl FileHeader {
             return Err(HeaderError::Corrupt("impossible header length"));
         }
         if buf.len() < len {
-            return Err(HeaderError::TooShort);
+            return Err(HeaderError::CutShort {
+                have: buf.len(),
+                need: Some(len),
+            });
         }
         let crc = u32::from_le_bytes([buf[16], buf[17], buf[18], buf[19]]);
         if crate::crc::crc32(&buf[FIXED_LEN..len]) != crc {
@@ -247,7 +269,21 @@ mod tests {
             FileHeader::decode(b"hello world, not a capture"),
             Err(HeaderError::NotACapture)
         );
-        assert_eq!(FileHeader::decode(&bytes[..30]), Err(HeaderError::TooShort));
+        assert_eq!(FileHeader::decode(&bytes[..4]), Err(HeaderError::TooShort));
+        assert_eq!(
+            FileHeader::decode(&bytes[..10]),
+            Err(HeaderError::CutShort {
+                have: 10,
+                need: None
+            })
+        );
+        assert_eq!(
+            FileHeader::decode(&bytes[..30]),
+            Err(HeaderError::CutShort {
+                have: 30,
+                need: Some(bytes.len())
+            })
+        );
         let mut v2 = bytes.clone();
         v2[8] = 2;
         assert!(matches!(

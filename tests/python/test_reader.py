@@ -311,7 +311,7 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
         f"FileNotFoundError False {tmp_path}/missing.bin: no such file",
-        f"CaptureError True {tmp_path}/short.bin: not a memtrace capture (the file is too short)",
+        f"CaptureError True {tmp_path}/short.bin: a memtrace capture cut short inside its header (10 bytes)",
         f"CaptureError True {tmp_path}/text.bin: not a memtrace capture (bad magic number)",
         # A copy cut short keeps its trailer (at the file's start) but not every record it counts.
         "ok False True",
