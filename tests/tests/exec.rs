@@ -940,3 +940,142 @@ fn an_exec_keeps_the_program_s_environment_in_its_order() {
         assert_eq!(s["complete"].as_bool(), Some(true), "{s}");
     }
 }
+
+/// Builds tests/programs/static_env.c into `dir` as `name`, statically linked or not.
+fn env_printer(dir: &Path, name: &str, static_link: bool) -> PathBuf {
+    let src = memtrace_e2e::workspace().join("tests/programs/static_env.c");
+    let prog = dir.join(name);
+    let mut gcc = Command::new("gcc");
+    gcc.arg("-O0");
+    if static_link {
+        gcc.arg("-static");
+    }
+    let built = gcc
+        .arg("-o")
+        .arg(&prog)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(built.success(), "gcc static_env.c");
+    prog
+}
+
+/// fexecve and execveat of a statically linked program passed it the tracker's variables (and
+/// LD_PRELOAD) under --follow-fork: the file behind the descriptor was not checked, as an
+/// execve's path is. It gets the environment it was given now, whichever way it is run.
+#[test]
+fn a_statically_linked_program_run_through_a_descriptor_sees_nothing_of_memtrace() {
+    let dir = scratch("exec-descriptor-static");
+    env_printer(&dir, "static_env", true);
+    let runner = compile("exec_by_descriptor", &dir);
+    let runner = runner.to_str().expect("utf-8");
+    for mode in ["fexecve", "execveat", "empty_path"] {
+        for flags in [&[][..], &["--follow-fork"][..]] {
+            let words = [runner, mode, "./static_env"];
+            let (_, out) = run(&dir, flags, &words);
+            assert_eq!(out.status.code(), Some(0), "{mode} {flags:?}: {out:?}");
+            // (The test's own environment may hold a MEMTRACE_ variable: MEMTRACE_BIN.)
+            let alone = plain(&dir, &words).stdout;
+            assert!(alone.starts_with(b"LD_PRELOAD=(none)\n"), "{alone:?}");
+            assert_eq!(out.stdout, alone, "{mode} {flags:?}");
+        }
+    }
+}
+
+/// A set-user-ID program exec'd by another user runs in the loader's secure mode, which drops
+/// LD_PRELOAD: it saw the tracker's other variables (MEMTRACE_OUTPUT...). It gets the
+/// environment it was given now, as a statically linked program does.
+#[test]
+fn a_set_user_id_program_sees_nothing_of_memtrace() {
+    if !is_root() || Command::new("setpriv").arg("--help").output().is_err() {
+        return;
+    }
+    let dir = scratch("exec-setuid");
+    // The other user runs memtrace from here, and writes its capture here.
+    for file in ["memtrace", "libmemtrace_tracker.so"] {
+        let from = memtrace_bin().with_file_name(file);
+        std::fs::copy(&from, dir.join(file)).expect("copy memtrace");
+    }
+    let prog = env_printer(&dir, "env_suid", false);
+    let runner = compile("exec_by_descriptor", &dir);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let as_nobody = |words: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(words)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched()
+    };
+    let runner = runner.to_str().expect("utf-8");
+    let memtrace = dir.join("memtrace");
+    let memtrace = memtrace.to_str().expect("utf-8");
+    let alone = as_nobody(&[runner, "execveat", "./env_suid"]);
+    assert!(
+        alone.stdout.starts_with(b"LD_PRELOAD=(none)\n"),
+        "{alone:?}"
+    );
+    for flags in [&[][..], &["--follow-fork"][..]] {
+        let mut words = vec![memtrace, "run", "-q", "-f", "-o", "run.bin"];
+        words.extend_from_slice(flags);
+        words.extend_from_slice(&["--", "/bin/sh", "-c", "exec ./env_suid"]);
+        let out = as_nobody(&words);
+        assert_eq!(out.status.code(), Some(0), "{flags:?}: {out:?}");
+        assert_eq!(out.stdout, alone.stdout, "{flags:?}: {out:?}");
+    }
+}
+
+/// `memtrace run` inside a `memtrace run --follow-fork`: the outer tracker put its own
+/// variables over the ones the inner run gave its program, which then wrote into the outer
+/// family and the inner run found no capture. The inner run's program is the inner run's.
+#[test]
+fn a_memtrace_run_inside_a_followed_family_writes_its_own_capture() {
+    let dir = scratch("exec-nested-run");
+    let prog = compile("exec", &dir);
+    let memtrace = memtrace_bin();
+    let words = [
+        memtrace.to_str().expect("utf-8"),
+        "run",
+        "-q",
+        "-f",
+        "-o",
+        "inner.bin",
+        prog.to_str().expect("utf-8"),
+        "chain",
+        "0",
+    ];
+    let (_, out) = run(&dir, &["--follow-fork"], &words);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let inner = full_stats(&dir.join("inner.bin"));
+    assert_eq!(inner["complete"].as_bool(), Some(true), "{inner}");
+    assert_eq!(site(&inner, "image_block"), (10_000, 1), "{inner}");
+    let outer = full_stats(&dir.join("run.bin"));
+    assert_eq!(outer["complete"].as_bool(), Some(true), "{outer}");
+}
+
+/// Under --follow-fork the tracker's variables take some 300 bytes of every exec's
+/// environment: an exec just below the system's argument limit failed (E2BIG) where it works
+/// untracked. The exec goes on without them now (the program untracked), as without
+/// --follow-fork.
+#[test]
+fn an_exec_at_the_argument_limit_works_under_follow_fork() {
+    let dir = scratch("exec-e2big");
+    let prog = compile("exec_limits", &dir);
+    let prog = prog.to_str().expect("utf-8");
+    let probe = plain(&dir, &[prog, "probe"]);
+    let limit = String::from_utf8_lossy(&probe.stdout).trim().to_string();
+    assert!(limit.parse::<u64>().is_ok_and(|n| n > 100_000), "{probe:?}");
+    let words = [prog, "run", limit.as_str()];
+    assert_eq!(plain(&dir, &words).stdout, b"child exec ok\n");
+    for flags in [&[][..], &["--follow-fork"][..]] {
+        let (_, out) = run(&dir, flags, &words);
+        assert_eq!(out.status.code(), Some(0), "{flags:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "child exec ok\n",
+            "{flags:?}"
+        );
+    }
+}

@@ -230,6 +230,57 @@ pub fn file_type(path: &[u8]) -> Option<u32> {
     (r == 0).then(|| unsafe { st.assume_init() }.st_mode & libc::S_IFMT)
 }
 
+/// The mode, owner and group of the file at `path` (NUL-terminated, links followed); None when
+/// it cannot be seen. errno kept.
+pub fn mode_and_owner(path: &[u8]) -> Option<(u32, u32, u32)> {
+    debug_assert_eq!(path.last(), Some(&0));
+    let _errno = ErrnoGuard::new();
+    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
+    // SAFETY: path is NUL-terminated; st is a whole stat buffer the call fills.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_newfstatat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            0,
+        )
+    };
+    (r == 0).then(|| {
+        // SAFETY: zeroed, then filled by the call, which succeeded.
+        let st = unsafe { st.assume_init() };
+        (st.st_mode, st.st_uid, st.st_gid)
+    })
+}
+
+/// Whether the file at `path` (NUL-terminated) has file capabilities (which make its exec a
+/// secure one, as set-user-ID does). errno kept.
+pub fn has_file_capabilities(path: &[u8]) -> bool {
+    debug_assert_eq!(path.last(), Some(&0));
+    let _errno = ErrnoGuard::new();
+    // SAFETY: both strings are NUL-terminated; a null buffer of size 0 asks for the length.
+    unsafe {
+        libc::syscall(
+            libc::SYS_getxattr,
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            core::ptr::null_mut::<u8>(),
+            0usize,
+        ) > 0
+    }
+}
+
+/// The real user and group ids of the process.
+pub fn real_ids() -> (u32, u32) {
+    // SAFETY: getuid and getgid have no preconditions.
+    unsafe {
+        (
+            libc::syscall(libc::SYS_getuid) as u32,
+            libc::syscall(libc::SYS_getgid) as u32,
+        )
+    }
+}
+
 pub fn close(fd: c_int) {
     // SAFETY: closes a descriptor the tracker opened.
     unsafe { libc::syscall(libc::SYS_close, fd) };

@@ -197,12 +197,18 @@ pub unsafe extern "C" fn fexecve(
     let f = real(&FEXECVE, c"fexecve");
     // SAFETY: the caller's arguments, as fexecve takes them.
     unsafe {
-        follow(Target::Unknown, &program[..n], argv, envp, |env| {
-            if f == 0 {
-                return enosys();
-            }
-            core::mem::transmute::<usize, FexecveFn>(f)(fd, argv, env)
-        })
+        follow(
+            Target::Behind(link.as_ptr().cast()),
+            &program[..n],
+            argv,
+            envp,
+            |env| {
+                if f == 0 {
+                    return enosys();
+                }
+                core::mem::transmute::<usize, FexecveFn>(f)(fd, argv, env)
+            },
+        )
     }
 }
 
@@ -216,13 +222,51 @@ pub unsafe extern "C" fn execveat(
     flags: c_int,
 ) -> c_int {
     let f = real(&EXECVEAT, c"execveat");
+    let mut file = [0u8; FILE_AT_LEN];
+    // SAFETY: path is the caller's NUL-terminated string (or null).
+    let target = match unsafe { file_at(dirfd, path, flags, &mut file) } {
+        Some(()) => Target::Behind(file.as_ptr().cast()),
+        None => Target::Unknown,
+    };
     // SAFETY: the caller's arguments, as execveat takes them.
     unsafe {
-        follow(Target::Unknown, text(path), argv, envp, |env| match f {
+        follow(target, text(path), argv, envp, |env| match f {
             0 => libc::syscall(libc::SYS_execveat, dirfd, path, argv, env, flags) as c_int,
             f => core::mem::transmute::<usize, ExecveatFn>(f)(dirfd, path, argv, env, flags),
         })
     }
+}
+
+/// Room for the path of the file an execveat names (/proc/self/fd/N/ and a path).
+const FILE_AT_LEN: usize = 1024;
+
+/// Writes into `out` a NUL-terminated path to the file execveat(dirfd, path, flags) runs:
+/// `path` itself when absolute or from the current directory, else through
+/// /proc/self/fd/DIRFD. None when it does not fit.
+///
+/// # Safety
+/// `path` is null or a NUL-terminated string.
+unsafe fn file_at(dirfd: c_int, path: *const c_char, flags: c_int, out: &mut [u8]) -> Option<()> {
+    // SAFETY: as the caller promises.
+    let path = unsafe { text(path) };
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| -> Option<()> {
+        out.get_mut(n..n + bytes.len())?.copy_from_slice(bytes);
+        n += bytes.len();
+        Some(())
+    };
+    let from_dir = path.first() != Some(&b'/') && dirfd != libc::AT_FDCWD;
+    if from_dir {
+        let mut digits = [0u8; 10];
+        put(b"/proc/self/fd/")?;
+        put(super::decimal(dirfd.max(0) as u32, &mut digits))?;
+        if path.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            return put(b"\0");
+        }
+        put(b"/")?;
+    }
+    put(path)?;
+    put(b"\0")
 }
 
 // The variadic exec functions, in C (exec.c); exported by session::exports.

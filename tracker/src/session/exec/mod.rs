@@ -46,6 +46,9 @@ struct Plan {
     force: bool,
     /// `NAME=value\0` strings of the other variables the next image gets.
     fixed: Vec<u8>,
+    /// The MEMTRACE_OUTPUT this process was started with, if it still has it (a followed
+    /// family's processes keep it for their children).
+    given_output: Option<Vec<u8>>,
 }
 
 /// The plan of this image; null when execs are not followed (no `memtrace run` capture).
@@ -115,6 +118,7 @@ pub fn configure(cfg: &Config, tracker: &[u8]) {
         next: cfg.exec + 1,
         force: cfg.force,
         fixed,
+        given_output: given_output(),
     });
     // An earlier plan (the parent's, in a fork child) is left in place: a vfork sibling may
     // still read it.
@@ -138,7 +142,11 @@ pub fn after_fork(child: &Config) {
 pub enum Target {
     /// A path that execve resolves as access(2) does.
     Path(*const c_char),
-    /// Found by the exec function itself (PATH search, a descriptor).
+    /// A file the exec function finds from a descriptor (fexecve, execveat): the path of the
+    /// same file (/proc/self/fd/N...), read to tell whether the tracker can be preloaded into
+    /// it; whether it is there is left to the exec.
+    Behind(*const c_char),
+    /// Found by the exec function itself (PATH search).
     Unknown,
 }
 
@@ -177,10 +185,13 @@ pub unsafe fn follow(
     };
     let reachable = match target {
         Target::Path(p) => accessible(p, libc::F_OK),
-        Target::Unknown => true,
+        Target::Behind(_) | Target::Unknown => true,
     };
+    // SAFETY: envp as the caller promises.
+    let its_own_run = unsafe { sets_its_own_capture(plan, envp) };
     let preloadable = match target {
-        Target::Path(p) if reachable => {
+        _ if its_own_run => false,
+        Target::Path(p) | Target::Behind(p) if reachable => {
             // SAFETY: a NUL-terminated path, as exec takes it.
             let path = unsafe { cstr(p) };
             // SAFETY: envp is a NULL-terminated array of C strings, as exec takes it.
@@ -189,7 +200,9 @@ pub unsafe fn follow(
         }
         _ => true,
     };
-    let envp_next = if preloadable {
+    let envp_next = if its_own_run {
+        envp
+    } else if preloadable {
         prepared.envp
     } else {
         prepared.plain_envp
@@ -207,10 +220,17 @@ pub unsafe fn follow(
     let mut errno = unsafe { *libc::__errno_location() };
     if errno == libc::E2BIG {
         // The tracker's variables made the environment too large: the program as it asked,
-        // untracked, rather than a failure it would not have had.
-        rc = call(envp);
-        // SAFETY: as above.
-        errno = unsafe { *libc::__errno_location() };
+        // untracked, rather than a failure it would not have had; and without the variables
+        // the process was given to follow children (--follow-fork), which the program's own
+        // environment carries.
+        for env in [envp, prepared.plain_envp] {
+            rc = call(env);
+            // SAFETY: as above.
+            errno = unsafe { *libc::__errno_location() };
+            if errno != libc::E2BIG {
+                break;
+            }
+        }
     }
     if reachable {
         CAPTURE.withdraw_trailer();
@@ -227,6 +247,34 @@ pub unsafe fn follow(
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = errno };
     rc
+}
+
+const OUTPUT: &[u8] = b"MEMTRACE_OUTPUT=";
+
+/// The MEMTRACE_OUTPUT of the process's environment now.
+fn given_output() -> Option<Vec<u8>> {
+    extern "C" {
+        static environ: *const *const c_char;
+    }
+    // SAFETY: libc's environment: a NULL-terminated array of C strings; read only.
+    let env = unsafe { entries(environ) };
+    env.into_iter()
+        .find_map(|e| e.strip_prefix(OUTPUT))
+        .map(<[u8]>::to_vec)
+}
+
+/// Whether the environment `envp` names a capture (MEMTRACE_OUTPUT) other than the one this
+/// process was given (`plan`): a `memtrace run` inside a followed family starts its program
+/// so, which its own tracker records. The environment then passes as it is.
+///
+/// # Safety
+/// `envp` is null or a NULL-terminated array of C strings.
+unsafe fn sets_its_own_capture(plan: &Plan, envp: *const *const c_char) -> bool {
+    // SAFETY: as the caller promises.
+    let Some(theirs) = (unsafe { entries(envp) }).find_map(|e| e.strip_prefix(OUTPUT)) else {
+        return false;
+    };
+    plan.given_output.as_deref() != Some(theirs)
 }
 
 /// After a successful chroot: when the tracker's library is out of the new root's reach, the

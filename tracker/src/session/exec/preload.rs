@@ -34,12 +34,33 @@ pub fn preloadable(path: &[u8], tracker: &[u8], hosts_a_guest: bool) -> bool {
     {
         return false;
     }
+    // The loader of a secure exec ignores LD_PRELOAD: the program would only see the
+    // tracker's variables.
+    if secure_exec(path) {
+        return false;
+    }
     let mut head = [0u8; HEAD];
     let n = sys::read_file(path, &mut head);
     match fits_this_build(&head[..n]) {
         Some(fits) => fits && (hosts_a_guest || !statically_linked(path, &head[..n])),
         None => interpreter_fits(&head[..n]),
     }
+}
+
+/// Whether exec'ing `path` (NUL-terminated) changes the process's privileges (set-user-ID or
+/// set-group-ID to another user or group than the real one, or file capabilities): the
+/// loader then runs in secure mode and preloads nothing from a path.
+fn secure_exec(path: &[u8]) -> bool {
+    let Some((mode, uid, gid)) = sys::mode_and_owner(path) else {
+        return false;
+    };
+    if mode & libc::S_IFMT != libc::S_IFREG {
+        return false;
+    }
+    let (ruid, rgid) = sys::real_ids();
+    (mode & libc::S_ISUID != 0 && uid != ruid)
+        || (mode & libc::S_ISGID != 0 && mode & libc::S_IXGRP != 0 && gid != rgid)
+        || sys::has_file_capabilities(path)
 }
 
 /// Whether the program exec'd with the environment `env` is one that runs a guest program in
