@@ -1707,3 +1707,44 @@ fn a_capture_the_program_removed_is_not_blamed_on_static_linking() {
     );
     assert!(!dir.join("cap.bin").exists());
 }
+
+/// memtrace installed under a path with a space or a colon (a virtual environment in "My
+/// Projects"): LD_PRELOAD split the tracker's path there, the loader wrote an error on the
+/// program's stderr (and each followed child's) and no capture was written. The tracker is
+/// preloaded through a link without them now.
+#[test]
+fn memtrace_installed_under_a_path_with_a_space_or_a_colon_tracks_the_program() {
+    let dir = scratch("install-path-space");
+    for (round, installed) in ["my projects/bin", "a:b/bin"].into_iter().enumerate() {
+        let bin = dir.join(installed);
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        for file in ["memtrace", "libmemtrace_tracker.so"] {
+            std::fs::copy(memtrace_bin().with_file_name(file), bin.join(file)).expect("copy");
+        }
+        let script = dir.join("family.py");
+        std::fs::write(
+            &script,
+            "import subprocess, sys\nkept = bytearray(3_000_000)\nsubprocess.run([sys.executable, '-c', 'y = bytearray(2_000_000)'], check=True)\nprint('done')\n",
+        )
+        .expect("write");
+        let cap = dir.join(format!("family{round}.bin"));
+        let out = Command::new(bin.join("memtrace"))
+            .args(["run", "-q", "-f", "--follow-fork", "-o"])
+            .arg(&cap)
+            .arg("--python")
+            .arg(python())
+            .arg(&script)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched();
+        assert_eq!(out.status.code(), Some(0), "{installed}: {out:?}");
+        assert_eq!(out.stdout, b"done\n", "{installed}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{installed}");
+        let s = stats(&cap);
+        let procs = s["processes"].as_array().expect("a family");
+        assert_eq!(procs.len(), 2, "{installed}: {}", s["processes"]);
+        let total = |p: &serde_json::Value| p["total_bytes"].as_u64().unwrap_or(0);
+        assert!(total(&procs[0]) >= 3_000_000, "{installed}: {}", procs[0]);
+        assert!(total(&procs[1]) >= 2_000_000, "{installed}: {}", procs[1]);
+    }
+}

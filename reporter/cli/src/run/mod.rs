@@ -13,6 +13,7 @@ mod execs;
 mod interpreter;
 mod live;
 mod modes;
+mod preload_link;
 mod program;
 mod python;
 mod rundir;
@@ -172,7 +173,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
     if let Some(note) = target.note.as_ref().filter(|_| !args.quiet) {
         crate::say!("memtrace: {note}");
     }
-    let tracker = tracker_path()?;
+    let tracker = preload_link::preloadable(&tracker_path()?)?;
     // A current directory that was removed is no reason to refuse a run whose capture has a
     // place of its own (an absolute -o); the program runs there as it would alone.
     let cwd = match std::env::current_dir() {
