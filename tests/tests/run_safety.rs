@@ -1748,3 +1748,74 @@ fn memtrace_installed_under_a_path_with_a_space_or_a_colon_tracks_the_program() 
         assert!(total(&procs[1]) >= 2_000_000, "{installed}: {}", procs[1]);
     }
 }
+
+/// A program that stops itself (waiting for a debugger) and is continued by another process
+/// than memtrace's parent (the debugger, `kill -CONT PID`): memtrace, stopped with it so that
+/// its parent saw the stop, stayed stopped for ever, and the parent never got the exit status.
+#[test]
+fn a_stopped_program_continued_by_another_process_ends_the_run() {
+    let dir = scratch("stop-continued-elsewhere");
+    let src = dir.join("stops.c");
+    std::fs::write(
+        &src,
+        "#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\n\
+         int main(void) {\n\
+             FILE *f = fopen(\"pid\", \"w\"); fprintf(f, \"%d\\n\", getpid()); fclose(f);\n\
+             printf(\"stopping\\n\"); fflush(stdout);\n\
+             raise(SIGSTOP);\n\
+             printf(\"continued\\n\");\n\
+             return 9;\n\
+         }\n",
+    )
+    .expect("write");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    let mut run = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o", "stops.bin"])
+        .arg(&prog)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts");
+    // The program has stopped itself (state T), and memtrace with it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        let pid = std::fs::read_to_string(dir.join("pid")).unwrap_or_default();
+        if let Ok(pid) = pid.trim().parse::<i32>() {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+            {
+                break pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "the program never stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) of the test's own grandchild.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("memtrace run is still waiting 30 s after its program was continued");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    run.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    assert_eq!(status.code(), Some(9), "{out}");
+    assert_eq!(out, "stopping\ncontinued\n");
+    let s = stats(&dir.join("stops.bin"));
+    assert_eq!(s["complete"], true, "{s}");
+}

@@ -8,6 +8,10 @@
 //!
 //! A stop that the whole group took (Ctrl-Z: memtrace stopped too) is over when memtrace
 //! reads of it: the program runs again by then, and nothing is done.
+//!
+//! While memtrace is stopped with the program, a small forked watcher looks at the program:
+//! continued by another process (a debugger, `kill -CONT` of its pid alone) or ended, it
+//! continues memtrace, which would otherwise stay stopped and never pass the exit status on.
 
 use super::signals::{send, CONTINUED};
 use std::sync::atomic::Ordering;
@@ -59,9 +63,17 @@ fn stop_with(pid: libc::pid_t, sig: libc::c_int) {
         return;
     }
     CONTINUED.store(false, Ordering::Release);
+    let watcher = watch_while_stopped(pid);
     // SAFETY: raise(3) of a stop signal, whose disposition memtrace leaves at the default
     // (job control's stops are not among the forwarded signals); SIGSTOP cannot be caught.
     unsafe { libc::raise(sig) };
+    if let Some(w) = watcher {
+        // SAFETY: kill and waitpid of memtrace's own child, the watcher.
+        unsafe {
+            libc::kill(w, libc::SIGKILL);
+            libc::waitpid(w, std::ptr::null_mut(), 0);
+        }
+    }
     let start = Instant::now();
     while !CONTINUED.load(Ordering::Acquire) {
         if start.elapsed() > CONTINUE_NOTICE {
@@ -72,6 +84,69 @@ fn stop_with(pid: libc::pid_t, sig: libc::c_int) {
     if stopped(pid) {
         send(pid, libc::SIGCONT);
     }
+}
+
+/// How often the watcher looks at the stopped program.
+const WATCH_EVERY: libc::timespec = libc::timespec {
+    tv_sec: 0,
+    tv_nsec: 20_000_000,
+};
+
+/// A process that continues memtrace, stopped with the program, when the program is continued
+/// or ends without memtrace being continued (`kill -CONT` of the program alone, a debugger
+/// that attached to it): memtrace, stopped, could not notice, and its parent would wait for
+/// it for ever. None when it cannot be made (memtrace then stops as before).
+fn watch_while_stopped(program: libc::pid_t) -> Option<libc::pid_t> {
+    let mut path = [0u8; 32];
+    let text = format!("/proc/{program}/stat");
+    path.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+    // SAFETY: getpid only reads the process table.
+    let memtrace = unsafe { libc::getpid() };
+    // SAFETY: fork(2); the child makes only async-signal-safe calls (no allocation, no lock)
+    // and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        return (pid > 0).then_some(pid);
+    }
+    // SAFETY: prctl, nanosleep, kill and _exit are async-signal-safe; `path` is NUL-terminated.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        loop {
+            libc::nanosleep(&WATCH_EVERY, std::ptr::null_mut());
+            if libc::getppid() != memtrace {
+                libc::_exit(0);
+            }
+            if !stopped_raw(&path) {
+                libc::kill(memtrace, libc::SIGCONT);
+                libc::_exit(0);
+            }
+        }
+    }
+}
+
+/// [`stopped`] without allocating (in the watcher, a fork of a threaded process): `path` is
+/// the NUL-terminated /proc/PID/stat.
+fn stopped_raw(path: &[u8]) -> bool {
+    let mut buf = [0u8; 512];
+    // SAFETY: open, read and close with a NUL-terminated path and a buffer of ours.
+    let n = unsafe {
+        let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return false;
+    };
+    let stat = &buf[..n];
+    // The state follows the command's closing parenthesis (the command may hold any).
+    stat.iter()
+        .rposition(|&b| b == b')')
+        .and_then(|at| stat.get(at + 2))
+        == Some(&b'T')
 }
 
 /// Whether process `pid` is stopped by a signal (state T in /proc/PID/stat; not a tracer's
