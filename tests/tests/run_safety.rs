@@ -1819,3 +1819,46 @@ fn a_stopped_program_continued_by_another_process_ends_the_run() {
     let s = stats(&dir.join("stops.bin"));
     assert_eq!(s["complete"], true, "{s}");
 }
+
+/// Under a file size limit below 64 KiB (`ulimit -f 32`), memtrace's probe of its run
+/// directory's room (a 64 KiB file) got SIGXFSZ and killed memtrace before the program
+/// started (exit 153, nothing said). The program runs, and the capture stops at the limit.
+#[test]
+fn a_small_file_size_limit_lets_the_program_run() {
+    let dir = scratch("small-fsize");
+    for (name, words) in [
+        ("native", vec!["/bin/echo", "hello"]),
+        (
+            "python",
+            vec![
+                "--python",
+                python().to_str().expect("utf-8"),
+                "-c",
+                "print('hello')",
+            ],
+        ),
+    ] {
+        let cap = format!("{name}.bin");
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o", &cap])
+            .args(&words)
+            .current_dir(&dir)
+            .stdin(Stdio::null());
+        // SAFETY: setrlimit(2) with a valid struct, in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 32 * 1024,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
+                Ok(())
+            });
+        }
+        let out = cmd.output_watched();
+        assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
+        assert_eq!(out.stdout, b"hello\n", "{name}: {out:?}");
+        let s = stats(&dir.join(&cap));
+        assert!(s["total_allocations"].as_u64() > Some(0), "{name}: {s}");
+    }
+}

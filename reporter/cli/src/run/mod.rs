@@ -129,6 +129,7 @@ pub struct RunError(pub String);
 /// that died of signal N makes memtrace die of N too, or exit 128+N when it cannot); the error
 /// (exit status 1) when memtrace could not run it.
 pub fn execute(args: RunArgs) -> Result<i32, String> {
+    signals::survive_file_size_limit();
     run(args).map_err(|RunError(msg)| msg)
 }
 

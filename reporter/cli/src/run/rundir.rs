@@ -58,9 +58,14 @@ impl RunDir {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         // Room for the start-up hook's files (a few KB): a full file system takes a new
         // directory and then refuses its files, which stopped every Python run.
-        let probe = dir.path().join("room");
-        std::fs::write(&probe, [0u8; ROOM])?;
-        std::fs::remove_file(&probe)?;
+        // No more than the file size limit (`ulimit -f`) allows: a larger probe fails for
+        // that reason alone.
+        let room = ROOM.min(file_size_limit());
+        if room > 0 {
+            let probe = dir.path().join("room");
+            std::fs::write(&probe, vec![0u8; room])?;
+            std::fs::remove_file(&probe)?;
+        }
         Ok(RunDir { dir })
     }
 
@@ -154,4 +159,19 @@ mod tests {
         assert!(made.success());
         assert_eq!(run.read_status(), None);
     }
+}
+
+/// The file size limit (RLIMIT_FSIZE) in bytes; usize::MAX when there is none.
+fn file_size_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) into a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }

@@ -351,3 +351,19 @@ mod tests {
         assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
     }
 }
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// A write of memtrace's own past the file size limit (`ulimit -f`: its run directory's
+/// probe, the start-up hook's files) fails with EFBIG instead of killing memtrace with
+/// SIGXFSZ before the program started. A handler, not SIG_IGN: exec gives the program the
+/// default disposition back, as it would have had.
+pub fn survive_file_size_limit() {
+    // SAFETY: signal(2) with a handler that does nothing (async-signal-safe).
+    unsafe {
+        libc::signal(
+            libc::SIGXFSZ,
+            ignore_signal as *const () as libc::sighandler_t,
+        )
+    };
+}
