@@ -113,6 +113,21 @@ fn printable(text: &str) -> String {
     out
 }
 
+/// The file size limit (RLIMIT_FSIZE) in bytes; usize::MAX when there is none.
+fn file_size_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) into a valid struct.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,19 +174,4 @@ mod tests {
         assert!(made.success());
         assert_eq!(run.read_status(), None);
     }
-}
-
-/// The file size limit (RLIMIT_FSIZE) in bytes; usize::MAX when there is none.
-fn file_size_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit(2) into a valid struct.
-    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit) } != 0
-        || limit.rlim_cur == libc::RLIM_INFINITY
-    {
-        return usize::MAX;
-    }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
