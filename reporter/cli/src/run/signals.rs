@@ -336,22 +336,6 @@ pub fn die_of(sig: libc::c_int) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_kernel_s_signals_reach_the_program_without_memtrace() {
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
-        assert!(!received_it_too(SIGINT, libc::SI_USER, me));
-        assert!(!received_it_too(SIGINT, libc::SI_QUEUE, me));
-        assert!(!received_it_too(SIGINT, libc::SI_TKILL, me));
-        assert!(received_it_too(SIGINT, libc::SI_KERNEL, me));
-        assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
-    }
-}
-
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
 /// A write of memtrace's own past the file size limit (`ulimit -f`: its run directory's
@@ -366,4 +350,20 @@ pub fn survive_file_size_limit() {
             ignore_signal as *const () as libc::sighandler_t,
         )
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_kernel_s_signals_reach_the_program_without_memtrace() {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        assert!(!received_it_too(SIGINT, libc::SI_USER, me));
+        assert!(!received_it_too(SIGINT, libc::SI_QUEUE, me));
+        assert!(!received_it_too(SIGINT, libc::SI_TKILL, me));
+        assert!(received_it_too(SIGINT, libc::SI_KERNEL, me));
+        assert!(received_it_too(SIGQUIT, libc::SI_KERNEL, me));
+    }
 }
