@@ -1862,3 +1862,65 @@ fn a_small_file_size_limit_lets_the_program_run() {
         assert!(s["total_allocations"].as_u64() > Some(0), "{name}: {s}");
     }
 }
+
+/// A capture on a file system with less room than one step of its growth (4 MiB) stopped at
+/// the first refused step ("the disk is full") while megabytes were still free. Smaller steps
+/// are tried first now: a 1.8 MB capture fits on a 4 MiB tmpfs.
+#[test]
+fn a_capture_grows_in_smaller_steps_when_the_disk_is_nearly_full() {
+    let (dir, _) = dirs("small-disk");
+    let small = dir.join("small");
+    std::fs::create_dir(&small).expect("dir");
+    let src = dir.join("pairs.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <stdlib.h>\n\
+         int main(void) {\n\
+             void *ring[256] = {0};\n\
+             unsigned long x = 88172645463325252UL, total = 0;\n\
+             for (long i = 0; i < 300000; i++) {\n\
+                 x ^= x << 13; x ^= x >> 7; x ^= x << 17;\n\
+                 free(ring[x % 256]);\n\
+                 size_t size = 1 + (x >> 20) % 5000;\n\
+                 ring[x % 256] = malloc(size);\n\
+                 total += size;\n\
+             }\n\
+             for (int i = 0; i < 256; i++) free(ring[i]);\n\
+             printf(\"%lu\\n\", total);\n\
+             return 0;\n\
+         }\n",
+    )
+    .expect("write");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("no tmpfs can be mounted here: not tried");
+        return;
+    }
+    let cap = small.join("pairs.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-o"])
+        .arg(&cap)
+        .arg(&prog)
+        .stdin(Stdio::null())
+        .output_watched();
+    let s = memtrace_e2e::report(&["stats", "--json"], &cap);
+    let _ = Command::new("umount").arg(&small).status();
+    assert!(out.status.success(), "{out:?}");
+    let total: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the program's total");
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    // The program's 300,000 and stdout's buffer.
+    assert_eq!(s["total_allocations"], 300_001, "{}", s["warnings"]);
+    assert!(
+        s["total_bytes"].as_u64() > Some(total),
+        "{}",
+        s["total_bytes"]
+    );
+}

@@ -310,16 +310,27 @@ impl Capture {
             self.fail(trailer_flags::WRITE_FAILED | trailer_flags::FILE_SIZE_LIMIT);
             return false;
         }
-        let grown = self.file.with(|fd| {
-            if written {
-                return sys::write_zeros(fd, have, target - have);
+        let grown = loop {
+            let r = self.file.with(|fd| {
+                if written {
+                    return sys::write_zeros(fd, have, target - have);
+                }
+                match sys::fallocate(fd, 0, have, target - have) {
+                    // Filesystems without fallocate: extend the file (sparse) instead.
+                    Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target),
+                    r => r,
+                }
+            });
+            match r {
+                // A step too large for the space left: smaller ones, down to what this write
+                // needs, before the disk counts as full (a whole step refused stopped a
+                // capture with megabytes still free).
+                Some(Err(libc::ENOSPC)) | Some(Err(libc::EDQUOT)) if target > end => {
+                    target = end.max(have + (target - have) / 2);
+                }
+                r => break r,
             }
-            match sys::fallocate(fd, 0, have, target - have) {
-                // Filesystems without fallocate: extend the file (sparse) instead.
-                Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target),
-                r => r,
-            }
-        });
+        };
         let why = match grown {
             Some(Ok(())) => 0,
             None => trailer_flags::DESCRIPTOR_LOST,
