@@ -360,3 +360,63 @@ fn live_at_exit_is_measured_when_the_main_thread_ended_first() {
     assert!(num(&s, "leaked_bytes") >= 15_000, "{s}");
     assert!(num(&s, "leaked_allocations") >= 11, "{s}");
 }
+
+/// 100,000 short threads made `stats` a table of 100,000 rows, which `-n` did not shorten:
+/// the table lists the threads that allocated most (20, or -n if more), then how many more
+/// there are; `--all` (and --json) lists them all.
+#[test]
+fn the_thread_table_of_stats_lists_the_threads_that_allocated_most() {
+    let dir = scratch("thread-table");
+    let src = dir.join("sixty.c");
+    std::fs::write(
+        &src,
+        "#include <pthread.h>\n#include <stdlib.h>\n#include <string.h>\n\
+         static void *work(void *arg) {\n\
+             size_t n = 1000 * (size_t)arg;\n\
+             char *p = malloc(n); memset(p, 1, n); free(p);\n\
+             return NULL;\n\
+         }\n\
+         int main(void) {\n\
+             for (long i = 1; i <= 60; i++) {\n\
+                 pthread_t t; pthread_create(&t, NULL, work, (void *)i); pthread_join(t, NULL);\n\
+             }\n\
+             return 0;\n\
+         }\n",
+    )
+    .expect("write");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    let (cap, out) = record(&dir, "sixty.bin", &prog, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let table = |args: &[&str]| -> Vec<String> {
+        let out = Command::new(memtrace_bin())
+            .arg("stats")
+            .args(args)
+            .arg(&cap)
+            .output_watched();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip_while(|l| !l.starts_with("Threads:"))
+            .skip(2)
+            .take_while(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let rows = table(&[]);
+    assert_eq!(rows.len(), 21, "{rows:#?}");
+    // The biggest first: the thread of 60,000 bytes, then 59,000.
+    assert!(rows[0].contains("58.6 KiB"), "{rows:#?}");
+    assert!(rows[1].contains("57.6 KiB"), "{rows:#?}");
+    assert_eq!(
+        rows[20].trim(),
+        "... 41 more threads, which allocated less (--all or --json lists them all)"
+    );
+    let rows = table(&["-n", "30"]);
+    assert_eq!(rows.len(), 31, "{rows:#?}");
+    assert!(rows[30].contains("... 31 more threads"), "{rows:#?}");
+    // The main thread and the 60.
+    let rows = table(&["--all"]);
+    assert_eq!(rows.len(), 61, "{rows:#?}");
+    assert!(rows.iter().all(|r| !r.contains("more threads")));
+    assert_eq!(stats(&cap)["threads"].as_array().map(Vec::len), Some(61));
+}

@@ -5,7 +5,7 @@ use super::locations::{UNKNOWN, UNKNOWN_NOTE};
 use super::paint::{self, paint, Plain, Styled, BOLD, STRONG};
 use super::paths::Paths;
 use super::stack::StackFrame;
-use super::stats::{LocationRow, ModuleRow, StatsReport};
+use super::stats::{LocationRow, ModuleRow, StatsReport, ThreadRow};
 use super::views::thread_display;
 use super::views::View;
 use std::io::{self, Write};
@@ -19,7 +19,13 @@ pub struct TextOptions {
     pub all_allocators: bool,
     /// How file paths show (`--full-paths`: as recorded).
     pub paths: Paths,
+    /// How many threads the thread table lists at most (the ones that allocated most bytes):
+    /// None for all.
+    pub threads: Option<usize>,
 }
+
+/// Threads listed at least, whatever `-n` says.
+pub const THREADS_SHOWN: usize = 20;
 
 /// A bar of `value / max` of the width, in eighths of a character.
 fn bar(value: u64, max: u64) -> String {
@@ -392,7 +398,18 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
         "  {:>8}  {:<20} {:>14} {:>12} {:>12}",
         "TID", "NAME", "ALLOCATIONS", "BYTES", "AT PEAK"
     )?;
-    for t in &r.threads {
+    // A program of 100,000 short threads made a table of 100,000 rows: the ones that
+    // allocated most, then how many more there are.
+    let mut shown: Vec<&ThreadRow> = r.threads.iter().collect();
+    let hidden = match o.threads {
+        Some(n) if shown.len() > n => {
+            shown.sort_by_key(|t| std::cmp::Reverse(t.bytes));
+            shown.truncate(n);
+            r.threads.len() - n
+        }
+        _ => 0,
+    };
+    for t in shown {
         writeln!(
             out,
             "  {:>8}  {:<20} {:>14} {:>12} {:>12}",
@@ -401,6 +418,13 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
             count(t.allocations),
             size(t.bytes),
             size(t.peak_bytes)
+        )?;
+    }
+    if hidden > 0 {
+        writeln!(
+            out,
+            "  ... {} more threads, which allocated less (--all or --json lists them all)",
+            count(hidden as u64)
         )?;
     }
     for t in &r.threads {

@@ -67,7 +67,8 @@ pub struct StatsArgs {
     /// Print one JSON object instead of text (warnings go into it, not to stderr)
     #[arg(long = "json")]
     pub json: bool,
-    /// List every allocator, also those the program never called
+    /// List every allocator, also those the program never called, and every thread (by
+    /// default the 20 threads, or -n if more, that allocated most)
     #[arg(long = "all")]
     pub all: bool,
     /// Show files with their full paths (by default a file under the script's directory or the
@@ -159,6 +160,8 @@ pub fn execute(args: StatsArgs) -> Result<(), String> {
     let o = TextOptions {
         all_allocators: args.all,
         paths: paths_of(&r, args.full_paths),
+        threads: (!args.all)
+            .then_some(args.top.max(memtrace_reporter::report::text::THREADS_SHOWN)),
     };
     view_args::written(write_report(
         &r,
