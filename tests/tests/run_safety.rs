@@ -1924,3 +1924,92 @@ fn a_capture_grows_in_smaller_steps_when_the_disk_is_nearly_full() {
         s["total_bytes"]
     );
 }
+
+/// An address-space limit lowered from outside the process (`prlimit --pid PID --as=...`, as
+/// batch schedulers and admins do): the capture's mapping still held the room taken without
+/// it, every large allocation of the program failed (0 of 20 succeeded, 20 untracked), and a
+/// Python program got a MemoryError, then died of an allocation of the tracker's (SIGABRT).
+/// A refused allocation makes the capture give back its unused room, and is made again.
+#[test]
+fn an_address_space_limit_lowered_from_outside_leaves_the_program_its_room() {
+    let dir = scratch("rlimit-as-outside");
+    let src = dir.join("big.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n#include <unistd.h>\n\
+         int main(void) {\n\
+             FILE *f = fopen(\"pid\", \"w\"); fprintf(f, \"%d\\n\", getpid()); fclose(f);\n\
+             while (access(\"go\", F_OK) != 0) usleep(10000);\n\
+             int ok = 0;\n\
+             for (int i = 0; i < 20; i++) {\n\
+                 char *p = malloc(50 << 20);\n\
+                 if (p) { memset(p, 1, 4096); ok++; free(p); }\n\
+             }\n\
+             printf(\"ok %d\\n\", ok);\n\
+             return 0;\n\
+         }\n",
+    )
+    .expect("write");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    let script = dir.join("big.py");
+    std::fs::write(
+        &script,
+        "import os, time\n\
+         open('pid', 'w').write(f'{os.getpid()}\\n')\n\
+         while not os.path.exists('go'):\n    time.sleep(0.01)\n\
+         total = 0\n\
+         for i in range(20):\n    b = bytearray(50 << 20)\n    total += len(b)\n    del b\n    x = [str(j) for j in range(100000)]\n\
+         print('ok', total >> 20)\n",
+    )
+    .expect("write");
+    let python = python();
+    let runs: [(&str, Vec<&std::ffi::OsStr>, &str); 2] = [
+        ("native", vec![prog.as_os_str()], "ok 20\n"),
+        (
+            "python",
+            vec!["--python".as_ref(), python.as_os_str(), script.as_os_str()],
+            "ok 1000\n",
+        ),
+    ];
+    for (name, words, expected) in runs {
+        let _ = std::fs::remove_file(dir.join("pid"));
+        let _ = std::fs::remove_file(dir.join("go"));
+        let run = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o", "big.bin"])
+            .args(&words)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("memtrace starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pid = loop {
+            let text = std::fs::read_to_string(dir.join("pid")).unwrap_or_default();
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: the program never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let limit = libc::rlimit {
+            rlim_cur: 600_000_000,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: prlimit(2) of the test's grandchild with a valid struct.
+        let set = unsafe { libc::prlimit(pid, libc::RLIMIT_AS, &limit, std::ptr::null_mut()) };
+        assert_eq!(set, 0, "{name}: prlimit");
+        std::fs::write(dir.join("go"), "").expect("go");
+        let out = run.wait_with_output().expect("wait");
+        assert_eq!(out.status.code(), Some(0), "{name}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            expected,
+            "{name}: {out:?}"
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{name}");
+    }
+}

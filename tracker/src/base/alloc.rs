@@ -41,12 +41,29 @@ impl RealAllocator {
     }
 }
 
+/// What gives back address space the capture holds when an allocation is refused (set by
+/// the session: the capture is a layer above).
+static GIVE_BACK_ROOM: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
+
+/// Sets what a refused allocation of the tracker's calls before it is made again.
+pub fn on_refused(give_back_room: fn() -> bool) {
+    let _ = GIVE_BACK_ROOM.set(give_back_room);
+}
+
+fn gave_back_room() -> bool {
+    GIVE_BACK_ROOM.get().is_some_and(|f| f())
+}
+
 // SAFETY: every block comes from the real allocator (or the bootstrap arena, never freed) with at
 // least the requested size and alignment.
 unsafe impl GlobalAlloc for RealAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's layout.
-        let p = unsafe { self.alloc_from_system(layout) };
+        let mut p = unsafe { self.alloc_from_system(layout) };
+        if p.is_null() && gave_back_room() {
+            // SAFETY: as above.
+            p = unsafe { self.alloc_from_system(layout) };
+        }
         if p.is_null() {
             // Out of memory (the program's address-space limit, a full machine): Rust would
             // abort the process on a null, so the bootstrap arena serves while it lasts.

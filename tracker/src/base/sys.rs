@@ -270,6 +270,26 @@ pub fn has_file_capabilities(path: &[u8]) -> bool {
     }
 }
 
+/// The process's address-space limit (RLIMIT_AS) now, by a raw system call; None when there
+/// is none.
+pub fn address_space_limit() -> Option<u64> {
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let args = [
+        0,
+        libc::RLIMIT_AS as usize,
+        0,
+        &mut now as *mut libc::rlimit as usize,
+        0,
+        0,
+    ];
+    // SAFETY: prlimit64 of this process, reading the limit into a struct of ours.
+    let r = unsafe { raw_syscall(libc::SYS_prlimit64, args) };
+    (r == 0 && now.rlim_cur != libc::RLIM_INFINITY).then_some(now.rlim_cur)
+}
+
 /// The real user and group ids of the process.
 pub fn real_ids() -> (u32, u32) {
     // SAFETY: getuid and getgid have no preconditions.

@@ -548,19 +548,19 @@ impl Capture {
     /// the program no room at all. The unused part of the mapping goes, down to the share of
     /// the room the limit leaves that an open under that limit takes (see `map_sizes`), but
     /// never below what was reserved, plus a margin for reservations in flight.
-    pub fn fit_address_limit(&self, limit: u64) {
+    pub fn fit_address_limit(&self, limit: u64) -> bool {
         let _g = self.grow_lock.lock();
         let base = self.base.load(Ordering::Relaxed);
         let len = self.map_len.load(Ordering::SeqCst);
         if base.is_null() || self.closed.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         let room = share_of_room(limit, vm_size().saturating_sub(len as u64));
         let used = self.reserved.load(Ordering::SeqCst) + SHRINK_MARGIN;
         let page = sys::page_size() as u64;
         let keep = room.max(used).div_ceil(page) * page;
         if keep >= len as u64 {
-            return;
+            return false;
         }
         self.map_len.store(keep as usize, Ordering::SeqCst);
         self.limited.store(true, Ordering::Relaxed);
@@ -577,6 +577,22 @@ impl Capture {
             // SAFETY: [base + cut, base + len) is the tail of this capture's own mapping that no
             // reservation reaches, made or to come.
             sys::unmap(unsafe { base.add(cut as usize) }, len - cut as usize);
+        }
+        true
+    }
+
+    /// An allocation was refused: when the address-space limit was lowered from outside the
+    /// process (`prlimit --pid`, which no hook sees), the mapping still holds the room taken
+    /// without it, and every allocation of the program's fails. Gives back its unused part
+    /// (as `fit_address_limit`); true when it did, and the refused call may be made again.
+    pub fn give_back_room(&self) -> bool {
+        if sys::sandboxed() || self.base.load(Ordering::Relaxed).is_null() {
+            return false;
+        }
+        let _errno = sys::ErrnoGuard::new();
+        match sys::address_space_limit() {
+            Some(limit) => self.fit_address_limit(limit),
+            None => false,
         }
     }
 

@@ -8,6 +8,7 @@
 //! the real call and an allocation's after it, so that a block reused by another thread is always
 //! seen freed before it is allocated again.
 
+use crate::capture::CAPTURE;
 use crate::real::{self, forward, Real};
 use crate::{clock, thread, tls, ACTIVE};
 use libc::{c_int, c_void, off_t, size_t};
@@ -144,7 +145,10 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, site: &CallSite) -> *m
         crate::early::alloc(Allocator::Malloc, p as u64, size as u64, site.ret);
         return p;
     };
-    let p = forward!(r.malloc; size);
+    let mut p = forward!(r.malloc; size);
+    if p.is_null() && size > 0 && CAPTURE.give_back_room() {
+        p = forward!(r.malloc; size);
+    }
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, site.ret);
     } else if size > 0 {
@@ -191,8 +195,11 @@ pub(crate) unsafe extern "C" fn hook_calloc(
         crate::early::alloc(Allocator::Calloc, p as u64, total, site.ret);
         return p;
     };
-    let p = forward!(r.calloc; n, size);
+    let mut p = forward!(r.calloc; n, size);
     let total = (n as u64).saturating_mul(size as u64);
+    if p.is_null() && total > 0 && CAPTURE.give_back_room() {
+        p = forward!(r.calloc; n, size);
+    }
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::Calloc, p as u64, total, site.ret);
     } else if total > 0 {
@@ -262,7 +269,10 @@ pub(crate) unsafe extern "C" fn hook_realloc(
     };
     // The free's time (none in an aggregated capture, which orders nothing by it).
     let before = thread::free_tick(&mut t);
-    let new = forward!(r.realloc; p, size);
+    let mut new = forward!(r.realloc; p, size);
+    if new.is_null() && size > 0 && CAPTURE.give_back_room() {
+        new = forward!(r.realloc; p, size);
+    }
     record_realloc(&mut t, p, new, size as u64, before, site);
     new
 }
@@ -341,7 +351,10 @@ fn aligned(
         crate::early::alloc(allocator, p as u64, size as u64, site.ret);
         return p;
     };
-    let p = forward!(f; align, size);
+    let mut p = forward!(f; align, size);
+    if p.is_null() && size > 0 && out_of_memory() && CAPTURE.give_back_room() {
+        p = forward!(f; align, size);
+    }
     if !p.is_null() {
         thread::record_alloc(&mut t, allocator, p as u64, size as u64, site.ret);
     } else if size > 0 && out_of_memory() {
@@ -399,7 +412,10 @@ fn page_aligned(
         crate::early::alloc(allocator, p as u64, size as u64, site.ret);
         return p;
     };
-    let p = forward!(f; size);
+    let mut p = forward!(f; size);
+    if p.is_null() && size > 0 && out_of_memory() && CAPTURE.give_back_room() {
+        p = forward!(f; size);
+    }
     if !p.is_null() {
         thread::record_alloc(&mut t, allocator, p as u64, size as u64, site.ret);
     } else if size > 0 && out_of_memory() {
@@ -543,7 +559,10 @@ unsafe fn mmap_through(
         }
         return p;
     };
-    let p = forward!(f; addr, len, prot, flags, fd, off);
+    let mut p = forward!(f; addr, len, prot, flags, fd, off);
+    if p == libc::MAP_FAILED && out_of_memory() && CAPTURE.give_back_room() {
+        p = forward!(f; addr, len, prot, flags, fd, off);
+    }
     if p != libc::MAP_FAILED {
         if replaces {
             let tick = clock::event_tick(&mut t);

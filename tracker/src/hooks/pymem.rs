@@ -8,6 +8,7 @@
 //! reporter then knows the type of every block freed after the peak, so of what was live at
 //! the peak.
 
+use crate::capture::CAPTURE;
 use crate::hooks::enter;
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::real::forward;
@@ -129,7 +130,10 @@ unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_voi
     let Some(mut t) = enter() else {
         return forward!(o.malloc; o.ctx, size);
     };
-    let p = forward!(o.malloc; o.ctx, size);
+    let mut p = forward!(o.malloc; o.ctx, size);
+    if p.is_null() && size > 0 && CAPTURE.give_back_room() {
+        p = forward!(o.malloc; o.ctx, size);
+    }
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
     } else if size > 0 {
@@ -143,8 +147,11 @@ unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> 
     let Some(mut t) = enter() else {
         return forward!(o.calloc; o.ctx, n, size);
     };
-    let p = forward!(o.calloc; o.ctx, n, size);
+    let mut p = forward!(o.calloc; o.ctx, n, size);
     let total = (n as u64).saturating_mul(size as u64);
+    if p.is_null() && total > 0 && CAPTURE.give_back_room() {
+        p = forward!(o.calloc; o.ctx, n, size);
+    }
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::PymallocCalloc, p as u64, total, 0);
     } else if total > 0 {
@@ -164,7 +171,10 @@ unsafe extern "C" fn wrapped_realloc(
     };
     // The free's time (none in an aggregated capture, which orders nothing by it).
     let before = thread::free_tick(&mut t);
-    let p = forward!(o.realloc; o.ctx, old, size);
+    let mut p = forward!(o.realloc; o.ctx, old, size);
+    if p.is_null() && size > 0 && CAPTURE.give_back_room() {
+        p = forward!(o.realloc; o.ctx, old, size);
+    }
     if !p.is_null() {
         if !old.is_null() {
             thread::record_free(&mut t, true, old as u64, Some(before));

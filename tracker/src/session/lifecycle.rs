@@ -232,6 +232,7 @@ fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
     let (fd, path, created) = open_capture(cfg)?;
     let header = file_header(cfg);
     crate::capture::on_fail(thread::close_all);
+    crate::alloc::on_refused(|| CAPTURE.give_back_room());
     if let Err(e) = CAPTURE.open(fd, &path, &header) {
         CAPTURE.abandon();
         // The file just created goes; what was there before (a device, a link written
