@@ -72,7 +72,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
                 process,
                 error: Some(e.to_string()),
                 ..Image::default()
-            }
+            };
         }
     };
     let a = analysis::analyze_options(

@@ -62,27 +62,35 @@ pub struct FamilyReport {
     pub followed: bool,
 }
 
-/// The family report of the capture at `root`; None when it has no children.
-pub fn build(root: &Path, include_startup: bool) -> Result<Option<FamilyReport>, String> {
-    from_family(discover(root)?, include_startup)
+/// The family report of the capture at `path` (None when it has no children), and the
+/// warnings about captures beside it left out of the family (another run's).
+pub fn build(path: &Path, include_startup: bool) -> Result<Built, String> {
+    Ok(from_family(discover(path)?, include_startup))
 }
 
-/// [`build`], the root capture already open and read (`stats`): it is not scanned again.
+/// [`build`], the capture already open and read (`stats`): it is not scanned again.
 pub fn build_read(
-    root: &Path,
+    path: &Path,
     capture: &Capture,
     index: &Index,
     include_startup: bool,
-) -> Result<Option<FamilyReport>, String> {
-    from_family(discover_read(root, capture, index)?, include_startup)
+) -> Result<Built, String> {
+    Ok(from_family(
+        discover_read(path, capture, index)?,
+        include_startup,
+    ))
 }
 
-fn from_family(family: Family, include_startup: bool) -> Result<Option<FamilyReport>, String> {
+/// A family's report (None: the capture has no children) and the captures left out of it.
+pub type Built = (Option<FamilyReport>, Vec<String>);
+
+fn from_family(mut family: Family, include_startup: bool) -> Built {
+    let left_out = std::mem::take(&mut family.warnings);
     if !family.has_children() {
-        return Ok(None);
+        return (None, left_out);
     }
     let images = combined::read(&family, include_startup);
-    Ok(Some(assemble(&family, &images)))
+    (Some(assemble(&family, &images)), left_out)
 }
 
 /// The report of a family whose captures were read.

@@ -29,12 +29,12 @@ pub struct FamilyTree {
     pub warnings: Vec<String>,
 }
 
-/// The capture of process `pid` of the family of `root` (its first image). Errors name the
-/// processes there are.
-pub fn capture_of(root: &Path, pid: u32) -> Result<PathBuf, String> {
+/// The capture of process `pid` of the family of `root` (its first image), and what a report
+/// of it should say: captures left out of the family. Errors name the processes there are.
+pub fn capture_of(root: &Path, pid: u32) -> Result<(PathBuf, Vec<String>), String> {
     let family = discover(root)?;
     match family.process(pid) {
-        Some(p) if p.tracked() => Ok(p.captures[0].clone()),
+        Some(p) if p.tracked() => Ok((p.captures[0].clone(), family.warnings.clone())),
         Some(p) => Err(format!("process {pid} {}", family.no_capture_reason(p))),
         None => {
             let pids: Vec<String> = family.processes.iter().map(|p| p.pid.to_string()).collect();
@@ -140,6 +140,7 @@ fn each_image<T: Send>(
             warnings.push(format!("{}: {e}", im.path.display()));
         }
     }
+    warnings.extend(c.family.warnings.iter().cloned());
     (out, warnings)
 }
 

@@ -140,14 +140,22 @@ fn write_report(
 /// Runs `memtrace stats`.
 pub fn execute(args: StatsArgs) -> Result<(), String> {
     let view = args.view.options(View::All);
-    let file = args.view.capture(&args.file)?;
+    let (file, notes) = args.view.capture_noted(&args.file)?;
     let (capture, analysis) = view_args::load(&file, &view)?;
     let mut r = stats::build_view(&capture, &analysis, args.top, &view)?;
+    r.warnings.extend(notes);
     // The family's tree and combined peak, unless --pid asked for one process.
     let family = match args.view.pid {
         Some(_) => None,
         None => {
-            family_report::build_read(&args.file, &capture, &analysis.index, view.include_startup)?
+            let (family, left_out) = family_report::build_read(
+                &args.file,
+                &capture,
+                &analysis.index,
+                view.include_startup,
+            )?;
+            r.warnings.extend(left_out);
+            family
         }
     };
     if let Some(f) = &family {
