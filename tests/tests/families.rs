@@ -1493,3 +1493,42 @@ fn the_family_of_an_exec_image_or_of_a_childs_capture_is_found_beside_the_root()
         assert_eq!(num(&grandchild_of(&s), "peak_bytes"), 3000);
     }
 }
+
+#[test]
+fn children_killed_holding_memory_are_said_to_count_only_up_to_their_last_event() {
+    // Two children hold 1 MiB each while the parent allocates 5 MiB, then are SIGKILLed: 7 MiB
+    // were live at once, but a killed child's capture ends at its last allocation, and nothing
+    // recorded tells when it died. The combined peak is the parent's 5 MiB alone; every report
+    // of it must say why it may be low.
+    let dir = scratch("family-killed");
+    let prog = memtrace_e2e::compile("killed_children", &dir);
+    let cap = dir.join("cap.bin");
+    run_program(&dir, &cap, true, &prog, &[]);
+    let s = stats(&cap);
+    assert_eq!(num(&s, "combined_peak_bytes"), 5 << 20, "{s}");
+    let procs = s["processes"].as_array().expect("a family");
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    let kids: Vec<String> = procs[1..]
+        .iter()
+        .map(|p| num(p, "pid").to_string())
+        .collect();
+    let note = format!(
+        "2 processes were killed or are still running (pid {}): the combined peak counts their memory only up to their last event, so it may be low",
+        kids.join(", ")
+    );
+    let notes: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("combined peak counts"))
+        .collect();
+    assert_eq!(notes, vec![note.clone()]);
+    for args in [vec!["stats"], vec!["tree", "--text"], vec!["summary"]] {
+        let mut args = args.clone();
+        args.push(utf8(&cap));
+        let (_, warnings) = warned(&args, &dir);
+        let notes: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("combined peak counts"))
+            .collect();
+        assert_eq!(notes, vec![&note], "{args:?}");
+    }
+}

@@ -140,6 +140,9 @@ fn each_image<T: Send>(
             warnings.push(format!("{}: {e}", im.path.display()));
         }
     }
+    if c.peak_at.is_some() {
+        warnings.extend(combined::killed_note(&c.family, &c.images));
+    }
     warnings.extend(c.family.warnings.iter().cloned());
     (out, warnings)
 }
