@@ -1532,3 +1532,41 @@ fn children_killed_holding_memory_are_said_to_count_only_up_to_their_last_event(
         assert_eq!(notes, vec![&note], "{args:?}");
     }
 }
+
+#[test]
+fn a_damaged_child_capture_is_named_once_and_marked_in_the_table() {
+    // One child's capture emptied, the other's cut to 1,000 bytes: the warning named the path
+    // twice, and both rows read 0 B with no mark, as if the children allocated nothing.
+    let dir = scratch("family-damaged");
+    let prog = memtrace_e2e::compile("family_runs", &dir);
+    let cap = dir.join("cap.bin");
+    run_program(&dir, &cap, true, &prog, &["2", "2000"]);
+    let files = child_files(&cap);
+    assert_eq!(files.len(), 2, "{files:?}");
+    std::fs::write(&files[0], b"").expect("empty it");
+    let kept = std::fs::read(&files[1]).expect("read it");
+    assert!(kept.len() > 1000, "{}", kept.len());
+    std::fs::write(&files[1], &kept[..1000]).expect("cut it");
+    let (text, warnings) = warned(&["stats", utf8(&cap)], &dir);
+    let empty = files[0].display().to_string();
+    let about_empty: Vec<&String> = warnings.iter().filter(|w| w.contains(&empty)).collect();
+    assert_eq!(
+        about_empty,
+        vec![&format!(
+            "{empty}: not a memtrace capture (the file is too short)"
+        )]
+    );
+    for w in &warnings {
+        assert!(w.matches(&*cap.display().to_string()).count() <= 1, "{w}");
+    }
+    let marked = text.lines().filter(|l| l.ends_with("(damaged)")).count();
+    assert_eq!(marked, 2, "{text}");
+    let s = stats(&cap);
+    let damaged: Vec<bool> = s["processes"]
+        .as_array()
+        .expect("a family")
+        .iter()
+        .map(|p| p["damaged"] == true)
+        .collect();
+    assert_eq!(damaged, vec![false, true, true], "{}", s["processes"]);
+}

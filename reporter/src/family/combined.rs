@@ -35,6 +35,9 @@ pub struct Image {
     pub total_allocations: u64,
     pub leaked_bytes: u64,
     pub complete: bool,
+    /// It could not be read, or records the tracker wrote are missing from it (the file was
+    /// emptied, cut or overwritten).
+    pub damaged: bool,
     /// (monotonic ns, live bytes) in time order.
     pub series: Vec<(u64, u64)>,
     /// Why it could not be read (then its figures are zero).
@@ -75,7 +78,9 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
             return Image {
                 path,
                 process,
-                error: Some(e.to_string()),
+                // The path is the warning's prefix.
+                error: Some(e.kind.to_string()),
+                damaged: true,
                 ..Image::default()
             };
         }
@@ -109,6 +114,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
         total_allocations: a.totals.allocs.count,
         leaked_bytes: a.leaked().bytes,
         complete: a.complete(),
+        damaged: a.index.records_missing().is_some() || a.index.records_damaged > 0,
         series,
         error: None,
         warnings: a.warnings.clone(),
@@ -118,7 +124,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
 /// An image that ended without finishing its capture (killed, or still running) while it held
 /// memory: its heap leaves the combined sum at its last record, too early.
 fn cut_short_holding(img: &Image) -> bool {
-    !img.complete && img.error.is_none() && img.series.last().is_some_and(|p| p.1 > 0)
+    !img.complete && !img.damaged && img.series.last().is_some_and(|p| p.1 > 0)
 }
 
 /// The line every report of a family's combined peak adds when processes were killed holding

@@ -150,7 +150,7 @@ fn read_part(
 ) -> Result<Part, String> {
     let image = &images[i];
     let shown = image.path.display().to_string();
-    let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {e}"))?;
+    let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
     let mut a = analysis::analyze_options(
         &capture,
         Options {

@@ -30,6 +30,9 @@ pub struct ProcessRow {
     /// Every capture of it ended properly (false: killed, or still running, read as far as
     /// it goes).
     pub complete: bool,
+    /// A capture of it could not be read, or misses records its tracker wrote (emptied, cut
+    /// short, overwritten): its figures are what is left.
+    pub damaged: bool,
     /// Its captures, one per image.
     pub captures: Vec<String>,
     /// Depth in the tree (0: the root).
@@ -118,6 +121,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
                 start_s: p.start_realtime_ns.saturating_sub(root_real) as f64 / 1e9,
                 tracked: p.tracked(),
                 complete: mine.iter().all(|im| im.complete && im.error.is_none()),
+                damaged: mine.iter().any(|im| im.damaged),
                 captures: p.captures.iter().map(|c| c.display().to_string()).collect(),
                 depth: 0,
             }
@@ -210,6 +214,8 @@ pub fn render(r: &FamilyReport, out: &mut impl Write) -> io::Result<()> {
             command.push_str("  (no capture)");
         } else if !p.tracked {
             command.push_str("  (not tracked)");
+        } else if p.damaged {
+            command.push_str("  (damaged)");
         } else if !p.complete {
             command.push_str("  (incomplete)");
         }

@@ -103,7 +103,7 @@ fn each_image<T: Send>(
         .map(|&i| {
             let image = &c.images[i];
             let shown = image.path.display().to_string();
-            let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {e}"))?;
+            let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
             let mut a = analysis::analyze_options(
                 &capture,
                 Options {
