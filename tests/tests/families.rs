@@ -1495,6 +1495,35 @@ fn the_family_of_an_exec_image_or_of_a_childs_capture_is_found_beside_the_root()
 }
 
 #[test]
+fn a_process_that_execd_reported_by_pid_says_where_its_later_images_are() {
+    // `--pid N` reads the process's first image: its figures are that image's (the fork's copy
+    // of its parent, 0 bytes here), where the family table counts every image.
+    let dir = scratch("family-pid-images");
+    let (cap, child) = exec_family(&dir);
+    let note = format!(
+        "process {child} exec'd: this report is of its first image only; its later images are in {} (report each by its file)",
+        with_suffix(&cap, &format!(".{child}.exec1")).display()
+    );
+    let pid = child.to_string();
+    let (json, _) = warned(&["stats", "--json", "--pid", &pid, utf8(&cap)], &dir);
+    let s: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(num(&s, "peak_bytes"), 0, "{s}");
+    let notes: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("exec'd"))
+        .collect();
+    assert_eq!(notes, vec![note.clone()]);
+    for args in [
+        vec!["stats", "--pid", &pid, utf8(&cap)],
+        vec!["tree", "--text", "--pid", &pid, utf8(&cap)],
+    ] {
+        let (_, warnings) = warned(&args, &dir);
+        let notes: Vec<&String> = warnings.iter().filter(|w| w.contains("exec'd")).collect();
+        assert_eq!(notes, vec![&note], "{args:?}");
+    }
+}
+
+#[test]
 fn children_killed_holding_memory_are_said_to_count_only_up_to_their_last_event() {
     // Two children hold 1 MiB each while the parent allocates 5 MiB, then are SIGKILLed: 7 MiB
     // were live at once, but a killed child's capture ends at its last allocation, and nothing
