@@ -1224,3 +1224,378 @@ fn a_followed_child_that_cannot_write_its_capture_is_named() {
         "{err}"
     );
 }
+
+// Which captures beside a root belong to its run, and the family of any capture of a run.
+
+fn utf8(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `memtrace run -q -f [--follow-fork] -o CAPTURE -- PROGRAM ARGS` in `dir`: it must succeed.
+fn run_program(dir: &Path, capture: &Path, follow: bool, program: &Path, args: &[&str]) {
+    let mut words = vec!["run", "-q", "-f"];
+    if follow {
+        words.push("--follow-fork");
+    }
+    words.extend(["-o", utf8(capture), "--", utf8(program)]);
+    words.extend_from_slice(args);
+    let out = memtrace_e2e::memtrace(&words, dir);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// `memtrace ARGS` in `dir`, which must succeed: its stdout, and its warnings (stderr's
+/// `memtrace: warning: ` lines, without that).
+fn warned(args: &[&str], dir: &Path) -> (String, Vec<String>) {
+    let out = memtrace_e2e::memtrace(args, dir);
+    assert!(out.status.success(), "{out:?}");
+    let warnings = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("memtrace: warning: "))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), warnings)
+}
+
+/// The child captures beside `capture` (`<capture>.<digits>...`), sorted.
+fn child_files(capture: &Path) -> Vec<PathBuf> {
+    family_files(capture)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains(".exec"))
+        .collect()
+}
+
+fn json_warnings(s: &Value) -> Vec<String> {
+    s["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w.as_str().expect("a string").to_string())
+        .collect()
+}
+
+fn left_out_line(file: &Path, root: &Path) -> String {
+    format!(
+        "{}: left out: an earlier run's capture (it started before {})",
+        file.display(),
+        root.display()
+    )
+}
+
+#[test]
+fn captures_an_earlier_run_left_beside_the_root_are_left_out_of_the_family() {
+    // `-f` replaces the root, not its children's captures: the next run over the same name
+    // listed the earlier run's child as its own, and took its combined peak from it.
+    let dir = scratch("family-earlier-run");
+    let prog = memtrace_e2e::compile("family_runs", &dir);
+    let cap = dir.join("cap.bin");
+    // Run 1: one child holding 3 MiB.
+    run_program(&dir, &cap, true, &prog, &["1", "3145728"]);
+    let earlier = child_files(&cap);
+    assert_eq!(earlier.len(), 1, "{earlier:?}");
+    // Run 2: two children holding 2,000 bytes each while the parent holds 1,000.
+    run_program(&dir, &cap, true, &prog, &["2", "2000"]);
+    let s = stats(&cap);
+    let procs = s["processes"].as_array().expect("a family");
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    for p in &procs[1..] {
+        assert_eq!(num(p, "peak_bytes"), 2000, "{p}");
+        assert_eq!(num(p, "parent_pid"), num(&s, "pid"), "{p}");
+    }
+    assert_eq!(num(&s, "combined_peak_bytes"), 2 * 2000 + 1000, "{s}");
+    let left_out: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("left out"))
+        .collect();
+    assert_eq!(left_out, vec![left_out_line(&earlier[0], &cap)]);
+    // Run 3, without --follow-fork: its child is not tracked, and the three captures of the
+    // runs before are not its: its combined peak is the root's own 1,000 bytes.
+    run_program(&dir, &cap, false, &prog, &["1", "2000"]);
+    let s = stats(&cap);
+    let procs = s["processes"].as_array().expect("a family");
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    assert_eq!(procs[1]["tracked"], false, "{procs:?}");
+    assert_eq!(num(&s, "combined_peak_bytes"), 1000, "{s}");
+    let all_earlier = child_files(&cap);
+    assert_eq!(all_earlier.len(), 3, "{all_earlier:?}");
+    let expected: Vec<String> = all_earlier.iter().map(|f| left_out_line(f, &cap)).collect();
+    let left_out: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("left out"))
+        .collect();
+    assert_eq!(left_out, expected);
+    // A report without a family (no tracked child) says it too, once per file.
+    let (text, warnings) = warned(&["tree", "--text", utf8(&cap)], &dir);
+    assert!(
+        text.contains("1,000 bytes") && !text.contains("pid "),
+        "{text}"
+    );
+    assert_eq!(warnings, expected);
+}
+
+/// `unshare -pf --mount-proc memtrace run -q -f --follow-fork -o CAPTURE -- PROGRAM`: the run
+/// in a pid namespace of its own (the same pids every time); None where none can be made.
+fn run_in_new_namespace(dir: &Path, capture: &Path, program: &Path) -> Option<()> {
+    let out = Command::new("unshare")
+        .args(["-pf", "--mount-proc"])
+        .arg(memtrace_e2e::memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(capture)
+        .arg("--")
+        .arg(program)
+        .current_dir(dir)
+        .output_watched();
+    if !out.status.success() && out.status.code() != Some(3) && out.stdout.is_empty() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.starts_with("unshare:") {
+            eprintln!("skipped: no pid namespace can be made here: {err}");
+            return None;
+        }
+    }
+    if out.status.code() == Some(3) {
+        eprintln!("skipped: the namespace's last pid cannot be set");
+        return None;
+    }
+    assert!(out.status.success(), "{out:?}");
+    Some(())
+}
+
+/// (peak bytes, first capture) of each child of the family of `capture`, sorted.
+fn children_peaks(s: &Value) -> Vec<(i64, String)> {
+    let procs = s["processes"].as_array().expect("a family");
+    let mut out: Vec<(i64, String)> = procs[1..]
+        .iter()
+        .map(|p| {
+            (
+                num(p, "peak_bytes"),
+                p["captures"][0].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn two_children_with_one_pid_are_two_processes_and_an_earlier_runs_capture_is_not_one() {
+    // A pid used twice in a run: the second child wrote `<root>.<pid>.2` and was missing from
+    // the family. Run again in a fresh namespace (the same pids, as in a container), the
+    // earlier run's `<root>.<pid>` was taken for this run's child.
+    let dir = scratch("family-pid-reuse");
+    let prog = memtrace_e2e::compile("pid_reuse", &dir);
+    let cap = dir.join("cap.bin");
+    if run_in_new_namespace(&dir, &cap, &prog).is_none() {
+        return;
+    }
+    let s = stats(&cap);
+    let first = children_peaks(&s);
+    assert_eq!(
+        first.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![2 << 20, 3 << 20],
+        "{}",
+        s["processes"]
+    );
+    let pids: Vec<i64> = s["processes"].as_array().expect("a family")[1..]
+        .iter()
+        .map(|p| num(p, "pid"))
+        .collect();
+    assert_eq!(pids[0], pids[1], "one pid: {pids:?}");
+    assert_ne!(first[0].1, first[1].1, "two captures: {first:?}");
+    let earlier = child_files(&cap);
+    assert_eq!(earlier.len(), 2, "{earlier:?}");
+    run_in_new_namespace(&dir, &cap, &prog).expect("it ran once");
+    let s = stats(&cap);
+    let second = children_peaks(&s);
+    assert_eq!(
+        second.iter().map(|c| c.0).collect::<Vec<_>>(),
+        vec![2 << 20, 3 << 20],
+        "{}",
+        s["processes"]
+    );
+    for (_, file) in &second {
+        assert!(
+            !earlier.iter().any(|e| e.to_string_lossy() == file.as_str()),
+            "{file} is the earlier run's"
+        );
+    }
+    let left_out: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("left out"))
+        .collect();
+    let expected: Vec<String> = earlier.iter().map(|f| left_out_line(f, &cap)).collect();
+    assert_eq!(left_out, expected);
+}
+
+/// `family_exec root` under --follow-fork: (its capture, the child's pid).
+fn exec_family(dir: &Path) -> (PathBuf, i64) {
+    let prog = memtrace_e2e::compile("family_exec", dir);
+    let cap = dir.join("cap.bin");
+    run_program(dir, &cap, true, &prog, &["root"]);
+    let s = stats(&cap);
+    let procs = s["processes"].as_array().expect("a family");
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    (cap, num(&procs[1], "pid"))
+}
+
+fn with_suffix(capture: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", capture.display()))
+}
+
+#[test]
+fn the_family_of_an_exec_image_or_of_a_childs_capture_is_found_beside_the_root() {
+    // Children are named after the root capture: `cap.bin.<pid>`. The report of
+    // `cap.bin.exec1` (the capture `memtrace run` names when the program exec'd) looked for
+    // `cap.bin.exec1.<pid>`: every child "(no capture)", grandchildren missing.
+    let dir = scratch("family-exec-image");
+    let (cap, child) = exec_family(&dir);
+    let grandchild_of = |s: &Value| -> Value {
+        let procs = s["processes"].as_array().expect("a family");
+        procs
+            .iter()
+            .find(|p| num(p, "parent_pid") == child)
+            .cloned()
+            .unwrap_or_else(|| panic!("no grandchild in {procs:?}"))
+    };
+    let image = with_suffix(&cap, ".exec1");
+    let s = stats(&image);
+    let procs = s["processes"].as_array().expect("a family").clone();
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    for p in &procs {
+        assert_eq!(p["tracked"], true, "{p}");
+    }
+    assert_eq!(num(&procs[1], "pid"), child);
+    assert_eq!(num(&procs[1], "peak_bytes"), 1 << 20, "{procs:?}");
+    assert_eq!(num(&grandchild_of(&s), "peak_bytes"), 3000);
+    // The parent's 1,000 bytes, the child's MiB and the grandchild's 3,000 at once.
+    assert_eq!(
+        num(&s, "combined_peak_bytes"),
+        1000 + (1 << 20) + 3000,
+        "{s}"
+    );
+    let warnings = json_warnings(&s);
+    assert!(
+        !warnings.iter().any(|w| w.contains("no capture")),
+        "{warnings:?}"
+    );
+    let (text, _) = warned(&["stats", utf8(&image)], &dir);
+    assert!(!text.contains("(no capture)"), "{text}");
+    // A child's capture, and its exec'd image's: the child and its grandchild.
+    for first in [".", ".exec1"] {
+        let suffix = if first == "." {
+            format!(".{child}")
+        } else {
+            format!(".{child}.exec1")
+        };
+        let s = stats(&with_suffix(&cap, &suffix));
+        let procs = s["processes"].as_array().expect("a family").clone();
+        assert_eq!(procs.len(), 2, "{suffix}: {procs:?}");
+        assert_eq!(num(&procs[0], "pid"), child);
+        assert_eq!(procs[1]["tracked"], true, "{procs:?}");
+        assert_eq!(num(&grandchild_of(&s), "peak_bytes"), 3000);
+    }
+}
+
+#[test]
+fn a_process_that_execd_reported_by_pid_says_where_its_later_images_are() {
+    // `--pid N` reads the process's first image: its figures are that image's (the fork's copy
+    // of its parent, 0 bytes here), where the family table counts every image.
+    let dir = scratch("family-pid-images");
+    let (cap, child) = exec_family(&dir);
+    let note = format!(
+        "process {child} exec'd: this report is of its first image only; its later images are in {} (report each by its file)",
+        with_suffix(&cap, &format!(".{child}.exec1")).display()
+    );
+    let pid = child.to_string();
+    let (json, _) = warned(&["stats", "--json", "--pid", &pid, utf8(&cap)], &dir);
+    let s: Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(num(&s, "peak_bytes"), 0, "{s}");
+    let notes: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("exec'd"))
+        .collect();
+    assert_eq!(notes, vec![note.clone()]);
+    for args in [
+        vec!["stats", "--pid", &pid, utf8(&cap)],
+        vec!["tree", "--text", "--pid", &pid, utf8(&cap)],
+    ] {
+        let (_, warnings) = warned(&args, &dir);
+        let notes: Vec<&String> = warnings.iter().filter(|w| w.contains("exec'd")).collect();
+        assert_eq!(notes, vec![&note], "{args:?}");
+    }
+}
+
+#[test]
+fn children_killed_holding_memory_are_said_to_count_only_up_to_their_last_event() {
+    // Two children hold 1 MiB each while the parent allocates 5 MiB, then are SIGKILLed: 7 MiB
+    // were live at once, but a killed child's capture ends at its last allocation, and nothing
+    // recorded tells when it died. The combined peak is the parent's 5 MiB alone; every report
+    // of it must say why it may be low.
+    let dir = scratch("family-killed");
+    let prog = memtrace_e2e::compile("killed_children", &dir);
+    let cap = dir.join("cap.bin");
+    run_program(&dir, &cap, true, &prog, &[]);
+    let s = stats(&cap);
+    assert_eq!(num(&s, "combined_peak_bytes"), 5 << 20, "{s}");
+    let procs = s["processes"].as_array().expect("a family");
+    assert_eq!(procs.len(), 3, "{procs:?}");
+    let kids: Vec<String> = procs[1..]
+        .iter()
+        .map(|p| num(p, "pid").to_string())
+        .collect();
+    let note = format!(
+        "2 processes were killed or are still running (pid {}): the combined peak counts their memory only up to their last event, so it may be low",
+        kids.join(", ")
+    );
+    let notes: Vec<String> = json_warnings(&s)
+        .into_iter()
+        .filter(|w| w.contains("combined peak counts"))
+        .collect();
+    assert_eq!(notes, vec![note.clone()]);
+    for args in [vec!["stats"], vec!["tree", "--text"], vec!["summary"]] {
+        let mut args = args.clone();
+        args.push(utf8(&cap));
+        let (_, warnings) = warned(&args, &dir);
+        let notes: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains("combined peak counts"))
+            .collect();
+        assert_eq!(notes, vec![&note], "{args:?}");
+    }
+}
+
+#[test]
+fn a_damaged_child_capture_is_named_once_and_marked_in_the_table() {
+    // One child's capture emptied, the other's cut to 1,000 bytes: the warning named the path
+    // twice, and both rows read 0 B with no mark, as if the children allocated nothing.
+    let dir = scratch("family-damaged");
+    let prog = memtrace_e2e::compile("family_runs", &dir);
+    let cap = dir.join("cap.bin");
+    run_program(&dir, &cap, true, &prog, &["2", "2000"]);
+    let files = child_files(&cap);
+    assert_eq!(files.len(), 2, "{files:?}");
+    std::fs::write(&files[0], b"").expect("empty it");
+    let kept = std::fs::read(&files[1]).expect("read it");
+    assert!(kept.len() > 1000, "{}", kept.len());
+    std::fs::write(&files[1], &kept[..1000]).expect("cut it");
+    let (text, warnings) = warned(&["stats", utf8(&cap)], &dir);
+    let empty = files[0].display().to_string();
+    let about_empty: Vec<&String> = warnings.iter().filter(|w| w.contains(&empty)).collect();
+    assert_eq!(
+        about_empty,
+        vec![&format!(
+            "{empty}: not a memtrace capture (the file is too short)"
+        )]
+    );
+    for w in &warnings {
+        assert!(w.matches(&*cap.display().to_string()).count() <= 1, "{w}");
+    }
+    let marked = text.lines().filter(|l| l.ends_with("(damaged)")).count();
+    assert_eq!(marked, 2, "{text}");
+    let s = stats(&cap);
+    let damaged: Vec<bool> = s["processes"]
+        .as_array()
+        .expect("a family")
+        .iter()
+        .map(|p| p["damaged"] == true)
+        .collect();
+    assert_eq!(damaged, vec![false, true, true], "{}", s["processes"]);
+}

@@ -48,10 +48,26 @@ pub struct ViewArgs {
 
 impl ViewArgs {
     /// The capture to read: `file`, or with --pid that process's capture in `file`'s family.
+    /// What the report should say of it (captures beside it left out of its family, a
+    /// process's later images) goes to stderr.
     pub fn capture(&self, file: &Path) -> Result<PathBuf, String> {
+        let (path, notes) = match self.pid {
+            Some(_) => self.capture_noted(file)?,
+            None => (
+                file.to_path_buf(),
+                memtrace_reporter::family::left_out(file),
+            ),
+        };
+        warn(&notes);
+        Ok(path)
+    }
+
+    /// [`Self::capture`] and its notes for the report to show (none without --pid: the family
+    /// report has them).
+    pub fn capture_noted(&self, file: &Path) -> Result<(PathBuf, Vec<String>), String> {
         match self.pid {
             Some(pid) => memtrace_reporter::family::view::capture_of(file, pid),
-            None => Ok(file.to_path_buf()),
+            None => Ok((file.to_path_buf(), Vec::new())),
         }
     }
 

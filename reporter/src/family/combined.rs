@@ -7,6 +7,11 @@
 //! that; else the highest value of each time bucket, at the resolution of the run's length
 //! divided by it); an image's heap is gone at its end (exit,
 //! exec, or the last record of a capture cut short by a kill).
+//!
+//! A killed process held its heap until it died, after its last record, but nothing in the
+//! captures says when it died (the parent's capture records no wait; the root may end before
+//! or after it): its heap is counted up to its last record only, and every report of the
+//! combined peak says so ([`killed_note`]) rather than guess a death.
 
 use super::Family;
 use crate::analysis::{self, Options};
@@ -30,6 +35,9 @@ pub struct Image {
     pub total_allocations: u64,
     pub leaked_bytes: u64,
     pub complete: bool,
+    /// It could not be read, or records the tracker wrote are missing from it (the file was
+    /// emptied, cut or overwritten).
+    pub damaged: bool,
     /// (monotonic ns, live bytes) in time order.
     pub series: Vec<(u64, u64)>,
     /// Why it could not be read (then its figures are zero).
@@ -70,9 +78,11 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
             return Image {
                 path,
                 process,
-                error: Some(e.to_string()),
+                // The path is the warning's prefix.
+                error: Some(e.kind.to_string()),
+                damaged: true,
                 ..Image::default()
-            }
+            };
         }
     };
     let a = analysis::analyze_options(
@@ -104,10 +114,52 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
         total_allocations: a.totals.allocs.count,
         leaked_bytes: a.leaked().bytes,
         complete: a.complete(),
+        damaged: a.index.records_missing().is_some() || a.index.records_damaged > 0,
         series,
         error: None,
         warnings: a.warnings.clone(),
     }
+}
+
+/// An image that ended without finishing its capture (killed, or still running) while it held
+/// memory: its heap leaves the combined sum at its last record, too early.
+fn cut_short_holding(img: &Image) -> bool {
+    !img.complete && !img.damaged && img.series.last().is_some_and(|p| p.1 > 0)
+}
+
+/// The line every report of a family's combined peak adds when processes were killed holding
+/// memory (None when none was): the sum counts their heaps only up to their last event.
+pub fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
+    let mut pids: Vec<u32> = images
+        .iter()
+        .filter(|img| cut_short_holding(img))
+        .filter_map(|img| family.processes.get(img.process).map(|p| p.pid))
+        .collect();
+    pids.dedup();
+    if pids.is_empty() {
+        return None;
+    }
+    const SHOWN: usize = 10;
+    let mut list: Vec<String> = pids.iter().take(SHOWN).map(|p| p.to_string()).collect();
+    if pids.len() > SHOWN {
+        list.push(format!("and {} more", pids.len() - SHOWN));
+    }
+    let (n, were, their) = match pids.len() {
+        1 => (
+            "1 process".to_string(),
+            "was killed or is still running",
+            "its",
+        ),
+        n => (
+            format!("{n} processes"),
+            "were killed or are still running",
+            "their",
+        ),
+    };
+    Some(format!(
+        "{n} {were} (pid {}): the combined peak counts {their} memory only up to {their} last event, so it may be low",
+        list.join(", ")
+    ))
 }
 
 /// Every image's steps as (time, image, value), in time order, each image's heap gone at its

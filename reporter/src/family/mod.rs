@@ -1,24 +1,28 @@
 //! A process family: the process `memtrace run` started and every descendant it followed
 //! (`--follow-fork`), found from the root capture alone. Each capture's child records
 //! (memtrace_format::family) name the processes it started; a child's capture is
-//! `<root capture>.<pid>` and an exec'd image's `<that>.exec<N>` (capture::exec). Captures of
-//! the family found beside the root that no record names (a child started by libc's `system`)
-//! join it too, under the parent their header names.
+//! `<root capture>.<pid>` (`.<pid>.<k>` when that name was taken) and an exec'd image's
+//! `<that>.exec<N>` (capture::exec). Captures of this run found beside the root that no record
+//! names (a child started by libc's `system`) join it too, under the parent their header names;
+//! captures beside it of another run are left out with a warning ([`beside`]). The capture a
+//! report is given may be any image of any process of the run ([`root`] finds the run's root).
 //!
 //! - [`discover`]: the processes and their captures
 //! - [`measure`]: each process read (in parallel) and the combined peak ([`combined`])
 //! - [`report`]: what `stats` shows of a family
 //! - [`view`]: the family's call tree (tree, summary, export); [`page`]: its interactive page
 
+mod beside;
 pub mod combined;
 pub mod grid;
 pub mod page;
 pub mod report;
+mod root;
 pub mod view;
 
 use crate::capture::scan;
 use crate::capture::{exec, family as records, Capture};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
 /// One process of a family.
@@ -36,6 +40,9 @@ pub struct Process {
     /// How its parent started it (`memtrace_format::family::how`); None when no child record
     /// names it (the root, a child libc started).
     pub how: Option<u64>,
+    /// Its parent's index in the family (None: the root). A pid may serve two processes of
+    /// a run: the index tells them apart.
+    pub parent: Option<usize>,
 }
 
 impl Process {
@@ -67,12 +74,46 @@ pub struct Family {
     pub processes: Vec<Process>,
     /// The run followed children (--follow-fork): a child without a capture was to have one.
     pub followed: bool,
+    /// Captures named after the root that were left out (another run's), one line each.
+    pub warnings: Vec<String>,
 }
 
 impl Family {
     /// The process `pid`, if it is in the family.
     pub fn process(&self, pid: u32) -> Option<&Process> {
         self.processes.iter().find(|p| p.pid == pid)
+    }
+
+    /// The index of the process one of whose images is the capture at `path`.
+    pub fn process_with_capture(&self, path: &Path) -> Option<usize> {
+        self.processes
+            .iter()
+            .position(|p| p.captures.iter().any(|c| root::same_file(c, path)))
+    }
+
+    /// The family of process `i`: it and its descendants, it the root.
+    pub fn subtree(mut self, i: usize) -> Family {
+        if i == 0 {
+            return self;
+        }
+        let mut new_index = vec![None; self.processes.len()];
+        new_index[i] = Some(0);
+        let mut processes = vec![Process {
+            parent: None,
+            ..self.processes[i].clone()
+        }];
+        // Parents come before their children.
+        for (j, p) in self.processes.iter().enumerate().skip(i + 1) {
+            if let Some(parent) = p.parent.and_then(|k| new_index[k]) {
+                new_index[j] = Some(processes.len());
+                processes.push(Process {
+                    parent: Some(parent),
+                    ..p.clone()
+                });
+            }
+        }
+        self.processes = processes;
+        self
     }
 
     /// More than the root process.
@@ -100,147 +141,208 @@ impl Family {
     }
 }
 
-/// The capture of the family's process `pid` (its first image).
+/// The capture of the family's process `pid` (its first image), as the tracker names it first:
+/// `<root>.<pid>` (`<root>.<pid>.<k>` when that name was taken; [`beside`] finds it).
 pub fn child_capture(root: &Path, pid: u32) -> PathBuf {
     let mut name = root.as_os_str().to_os_string();
     name.push(format!(".{pid}"));
     PathBuf::from(name)
 }
 
-/// The family of the capture at `root`. Errors (the root cannot be read) are the line to print.
-pub fn discover(root: &Path) -> Result<Family, String> {
-    let capture = Capture::open(root).map_err(|e| e.to_string())?;
+/// The family of the capture at `path`. Errors (it cannot be read) are the line to print.
+pub fn discover(path: &Path) -> Result<Family, String> {
+    let capture = Capture::open(path).map_err(|e| e.to_string())?;
     let index = scan::scan_capture(&capture);
-    discover_read(root, &capture, &index)
+    discover_read(path, &capture, &index)
 }
 
-/// [`discover`], the root capture already open and scanned (a report that read it).
+/// [`discover`], the capture already open and scanned (a report that read it).
+///
+/// The capture may be any image of any process of a run: children are named after the root
+/// capture (the first image of the process `memtrace run` started), so the run is read from
+/// there, and the family is that process's (all its images, its descendants).
 pub fn discover_read(
-    root: &Path,
+    path: &Path,
     capture: &Capture,
     index: &scan::Index,
 ) -> Result<Family, String> {
+    if let Some(family) = family_through_root(path, capture) {
+        return Ok(family);
+    }
+    Ok(discover_run(path, capture, index))
+}
+
+/// The family of `path` when it is a later image, or a descendant's capture, of a run whose
+/// root capture lies beside it.
+fn family_through_root(path: &Path, capture: &Capture) -> Option<Family> {
+    for root in root::candidates(path) {
+        let Ok(rc) = Capture::open(&root) else {
+            continue;
+        };
+        if !root::may_be_root_of(&rc.header, &capture.header) {
+            continue;
+        }
+        let index = scan::scan_capture(&rc);
+        let run = discover_run(&root, &rc, &index);
+        if let Some(i) = run.process_with_capture(path) {
+            return Some(run.subtree(i));
+        }
+    }
+    None
+}
+
+/// The run whose root capture is `root`: its process (every image), the children each image
+/// recorded with their captures ([`beside`]), theirs, and the captures of this run no record
+/// names.
+fn discover_run(root: &Path, capture: &Capture, index: &scan::Index) -> Family {
     let header = &capture.header;
+    let mut beside = beside::Beside::read(root, header.start_realtime_ns);
     let mut processes = vec![Process {
         pid: header.pid,
         parent_pid: header.ppid,
-        command: String::new(),
+        command: capture.argv().join(" "),
         start_realtime_ns: header.start_realtime_ns,
         captures: Vec::new(),
         how: None,
+        parent: None,
     }];
-    let mut by_pid: BTreeMap<u32, usize> = BTreeMap::from([(processes[0].pid, 0)]);
     let mut queue = VecDeque::from([(0usize, root.to_path_buf())]);
-    while let Some((i, first)) = queue.pop_front() {
-        let mut found = Vec::new();
-        let images: Vec<PathBuf> = if i == 0 {
+    loop {
+        while let Some((i, first)) = queue.pop_front() {
+            let found = read_process(
+                &mut processes[i],
+                &first,
+                (i == 0).then_some((capture, index)),
+            );
+            for child in found {
+                if processes.len() >= MAX_PROCESSES || known(&processes, &child.record) {
+                    continue;
+                }
+                let r = &child.record;
+                let path = beside.take_for(r.pid, r.start_realtime_ns);
+                processes.push(recorded_child(r, i));
+                if let Some(path) = path {
+                    queue.push_back((processes.len() - 1, path));
+                }
+            }
+        }
+        // Captures of this run that no record named, under their parent (which may be one of
+        // them: again until none joins).
+        let joined = beside.take_unnamed(|ppid, start| parent_index(&processes, ppid, start));
+        if joined.is_empty() || processes.len() >= MAX_PROCESSES {
+            break;
+        }
+        for (parent, path, h) in joined {
+            processes.push(Process {
+                pid: h.pid,
+                parent_pid: h.ppid,
+                command: h.command,
+                start_realtime_ns: h.start_realtime_ns,
+                captures: Vec::new(),
+                how: None,
+                parent: Some(parent),
+            });
+            queue.push_back((processes.len() - 1, path));
+        }
+    }
+    Family {
+        root: root.to_path_buf(),
+        processes,
+        followed: header.options & memtrace_format::options::FOLLOW_FORK != 0,
+        warnings: beside.left_out(),
+    }
+}
+
+/// Reads process `p`'s images from its first capture `first` (the root's already open: `open`):
+/// its captures and command (its last image's), and the children its images recorded.
+fn read_process(
+    p: &mut Process,
+    first: &Path,
+    open: Option<(&Capture, &scan::Index)>,
+) -> Vec<records::Child> {
+    let mut found = Vec::new();
+    let images: Vec<PathBuf> = match open {
+        Some((capture, index)) => {
             // The root as read: its chain goes on only if it exec'd.
             found.extend(records::children(capture.bytes(), index));
-            processes[0].command = capture.argv().join(" ");
-            let mut images = vec![first.clone()];
-            if let Some(next) = exec::of(&first, capture.bytes(), index).map(|e| e.next) {
+            let mut images = vec![first.to_path_buf()];
+            if let Some(next) = exec::of(first, capture.bytes(), index).map(|e| e.next) {
                 if next.is_file() {
                     images.extend(exec::chain(&next).into_iter().map(|(p, _)| p));
                 }
             }
             images
-        } else {
-            exec::chain(&first).into_iter().map(|(p, _)| p).collect()
+        }
+        None => exec::chain(first).into_iter().map(|(p, _)| p).collect(),
+    };
+    for image in images.iter().skip(usize::from(open.is_some())) {
+        let Ok(c) = Capture::open(image) else {
+            continue;
         };
-        let skip = usize::from(i == 0);
-        for image in images.iter().skip(skip) {
-            let Ok(c) = Capture::open(image) else {
-                continue;
-            };
-            let index = scan::scan_capture(&c);
-            found.extend(records::children(c.bytes(), &index));
-            processes[i].command = c.argv().join(" ");
-        }
-        processes[i].captures = images;
-        for child in found {
-            let r = child.record;
-            if by_pid.contains_key(&r.pid) || processes.len() >= MAX_PROCESSES {
-                continue;
-            }
-            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            let command = if r.argv.is_empty() {
-                text(&r.program)
-            } else {
-                r.argv.iter().map(|a| text(a)).collect::<Vec<_>>().join(" ")
-            };
-            by_pid.insert(r.pid, processes.len());
-            processes.push(Process {
-                pid: r.pid,
-                parent_pid: r.parent_pid,
-                command,
-                start_realtime_ns: r.start_realtime_ns,
-                captures: Vec::new(),
-                how: Some(r.how),
-            });
-            let path = child_capture(root, r.pid);
-            if path.is_file() {
-                queue.push_back((processes.len() - 1, path));
-            }
-        }
-        if queue.is_empty() {
-            // Captures of the family that no record named.
-            for (pid, path) in unnamed_captures(root, &by_pid) {
-                let Ok(c) = Capture::open(&path) else {
-                    continue;
-                };
-                by_pid.insert(pid, processes.len());
-                processes.push(Process {
-                    pid,
-                    parent_pid: c.header.ppid,
-                    command: c.argv().join(" "),
-                    start_realtime_ns: c.header.start_realtime_ns,
-                    captures: Vec::new(),
-                    how: None,
-                });
-                queue.push_back((processes.len() - 1, path));
-            }
-        }
+        let index = scan::scan_capture(&c);
+        found.extend(records::children(c.bytes(), &index));
+        p.command = c.argv().join(" ");
     }
-    Ok(Family {
-        root: root.to_path_buf(),
-        processes,
-        followed: header.options & memtrace_format::options::FOLLOW_FORK != 0,
-    })
+    p.captures = images;
+    found
 }
 
-/// Whether a child capture (`<root>.<pid>`) lies beside `root`: without one the family has no
-/// tracked child, and a report need not read the root's child records.
-pub fn has_child_captures(root: &Path) -> bool {
-    !unnamed_captures(root, &BTreeMap::new()).is_empty()
+/// The record names a process already in the family (the root, or a child recorded twice).
+fn known(processes: &[Process], r: &memtrace_format::family::ChildRecord) -> bool {
+    r.pid == processes[0].pid
+        || processes
+            .iter()
+            .any(|p| p.pid == r.pid && p.start_realtime_ns == r.start_realtime_ns)
+}
+
+/// The process a child record of process `parent` names (its captures not yet read).
+fn recorded_child(r: &memtrace_format::family::ChildRecord, parent: usize) -> Process {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let command = if r.argv.is_empty() {
+        text(&r.program)
+    } else {
+        r.argv.iter().map(|a| text(a)).collect::<Vec<_>>().join(" ")
+    };
+    Process {
+        pid: r.pid,
+        parent_pid: r.parent_pid,
+        command,
+        start_realtime_ns: r.start_realtime_ns,
+        captures: Vec::new(),
+        how: Some(r.how),
+        parent: Some(parent),
+    }
+}
+
+/// The family's process `pid` that was alive at `start_ns`: of those with that pid (a pid may
+/// serve twice), the last to start before it.
+fn parent_index(processes: &[Process], pid: u32, start_ns: u64) -> Option<usize> {
+    (0..processes.len())
+        .filter(|&i| processes[i].pid == pid && processes[i].start_realtime_ns <= start_ns)
+        .max_by_key(|&i| processes[i].start_realtime_ns)
+}
+
+/// Whether a child capture (`<root>.<pid>`) lies beside `path` or beside the root capture
+/// `path` may be an image or a child of: without one the family has no tracked child, and a
+/// report need not read the child records.
+pub fn has_child_captures(path: &Path) -> bool {
+    root::candidates(path)
+        .iter()
+        .chain(std::iter::once(&path.to_path_buf()))
+        .any(|r| !beside::named_after(r).is_empty())
+}
+
+/// The warnings about captures named after the run's root that are not of this run (left out
+/// of the family): what a report of the capture at `path` alone still says.
+pub fn left_out(path: &Path) -> Vec<String> {
+    if !has_child_captures(path) {
+        return Vec::new();
+    }
+    discover(path).map(|f| f.warnings).unwrap_or_default()
 }
 
 /// A family has at most this many processes (a fork bomb's capture stays reportable).
 const MAX_PROCESSES: usize = 4096;
-
-/// `<root>.<pid>` files beside the root whose pid is not in `known`.
-fn unnamed_captures(root: &Path, known: &BTreeMap<u32, usize>) -> Vec<(u32, PathBuf)> {
-    let Some(name) = root.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return Vec::new();
-    };
-    let dir = match root.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let prefix = format!("{name}.");
-    let mut out: Vec<(u32, PathBuf)> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            let pid: u32 = file.strip_prefix(&prefix)?.parse().ok()?;
-            (!known.contains_key(&pid)).then(|| (pid, child_capture(root, pid)))
-        })
-        .collect();
-    out.sort();
-    out
-}
 
 /// How many of the children the capture at `path` recorded (in all its images) are Python
 /// interpreters: an exec'd program called `python*`, or a fork of a process that is Python

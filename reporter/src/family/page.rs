@@ -109,6 +109,8 @@ pub fn interactive_page(
                 .map(|e| format!("{}: {e}", im.path.display()))
         })
         .collect();
+    warnings.extend(combined::killed_note(&family, &images));
+    warnings.extend(family.warnings.iter().cloned());
     let mut kept = Vec::new();
     for p in parts {
         match p {
@@ -148,7 +150,7 @@ fn read_part(
 ) -> Result<Part, String> {
     let image = &images[i];
     let shown = image.path.display().to_string();
-    let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {e}"))?;
+    let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
     let mut a = analysis::analyze_options(
         &capture,
         Options {

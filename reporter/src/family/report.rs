@@ -30,6 +30,9 @@ pub struct ProcessRow {
     /// Every capture of it ended properly (false: killed, or still running, read as far as
     /// it goes).
     pub complete: bool,
+    /// A capture of it could not be read, or misses records its tracker wrote (emptied, cut
+    /// short, overwritten): its figures are what is left.
+    pub damaged: bool,
     /// Its captures, one per image.
     pub captures: Vec<String>,
     /// Depth in the tree (0: the root).
@@ -62,27 +65,35 @@ pub struct FamilyReport {
     pub followed: bool,
 }
 
-/// The family report of the capture at `root`; None when it has no children.
-pub fn build(root: &Path, include_startup: bool) -> Result<Option<FamilyReport>, String> {
-    from_family(discover(root)?, include_startup)
+/// The family report of the capture at `path` (None when it has no children), and the
+/// warnings about captures beside it left out of the family (another run's).
+pub fn build(path: &Path, include_startup: bool) -> Result<Built, String> {
+    Ok(from_family(discover(path)?, include_startup))
 }
 
-/// [`build`], the root capture already open and read (`stats`): it is not scanned again.
+/// [`build`], the capture already open and read (`stats`): it is not scanned again.
 pub fn build_read(
-    root: &Path,
+    path: &Path,
     capture: &Capture,
     index: &Index,
     include_startup: bool,
-) -> Result<Option<FamilyReport>, String> {
-    from_family(discover_read(root, capture, index)?, include_startup)
+) -> Result<Built, String> {
+    Ok(from_family(
+        discover_read(path, capture, index)?,
+        include_startup,
+    ))
 }
 
-fn from_family(family: Family, include_startup: bool) -> Result<Option<FamilyReport>, String> {
+/// A family's report (None: the capture has no children) and the captures left out of it.
+pub type Built = (Option<FamilyReport>, Vec<String>);
+
+fn from_family(mut family: Family, include_startup: bool) -> Built {
+    let left_out = std::mem::take(&mut family.warnings);
     if !family.has_children() {
-        return Ok(None);
+        return (None, left_out);
     }
     let images = combined::read(&family, include_startup);
-    Ok(Some(assemble(&family, &images)))
+    (Some(assemble(&family, &images)), left_out)
 }
 
 /// The report of a family whose captures were read.
@@ -110,6 +121,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
                 start_s: p.start_realtime_ns.saturating_sub(root_real) as f64 / 1e9,
                 tracked: p.tracked(),
                 complete: mine.iter().all(|im| im.complete && im.error.is_none()),
+                damaged: mine.iter().any(|im| im.damaged),
                 captures: p.captures.iter().map(|c| c.display().to_string()).collect(),
                 depth: 0,
             }
@@ -125,6 +137,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
             warnings.push(format!("process {} {}", p.pid, family.no_capture_reason(p)));
         }
     }
+    warnings.extend(combined::killed_note(family, images));
     for im in images.iter().filter(|im| im.process != 0) {
         if let Some(e) = &im.error {
             warnings.push(format!("{}: {e}", im.path.display()));
@@ -201,6 +214,8 @@ pub fn render(r: &FamilyReport, out: &mut impl Write) -> io::Result<()> {
             command.push_str("  (no capture)");
         } else if !p.tracked {
             command.push_str("  (not tracked)");
+        } else if p.damaged {
+            command.push_str("  (damaged)");
         } else if !p.complete {
             command.push_str("  (incomplete)");
         }

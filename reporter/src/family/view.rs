@@ -29,12 +29,18 @@ pub struct FamilyTree {
     pub warnings: Vec<String>,
 }
 
-/// The capture of process `pid` of the family of `root` (its first image). Errors name the
-/// processes there are.
-pub fn capture_of(root: &Path, pid: u32) -> Result<PathBuf, String> {
+/// The capture of process `pid` of the family of `root` (its first image), and what a report
+/// of it should say: captures left out of the family, and where the process's later images
+/// are when it exec'd (a report reads one capture: one image). Errors name the processes
+/// there are.
+pub fn capture_of(root: &Path, pid: u32) -> Result<(PathBuf, Vec<String>), String> {
     let family = discover(root)?;
     match family.process(pid) {
-        Some(p) if p.tracked() => Ok(p.captures[0].clone()),
+        Some(p) if p.tracked() => {
+            let mut notes = family.warnings.clone();
+            notes.extend(later_images_note(p));
+            Ok((p.captures[0].clone(), notes))
+        }
         Some(p) => Err(format!("process {pid} {}", family.no_capture_reason(p))),
         None => {
             let pids: Vec<String> = family.processes.iter().map(|p| p.pid.to_string()).collect();
@@ -45,6 +51,26 @@ pub fn capture_of(root: &Path, pid: u32) -> Result<PathBuf, String> {
             ))
         }
     }
+}
+
+/// `process N exec'd: ...`: the line a report of a process's first image adds when it has
+/// later ones (each its own capture, its own program).
+fn later_images_note(p: &super::Process) -> Option<String> {
+    let later = p.captures.get(1..).filter(|l| !l.is_empty())?;
+    const SHOWN: usize = 3;
+    let mut names: Vec<String> = later
+        .iter()
+        .take(SHOWN)
+        .map(|c| c.display().to_string())
+        .collect();
+    if later.len() > SHOWN {
+        names.push(format!("and {} more", later.len() - SHOWN));
+    }
+    Some(format!(
+        "process {} exec'd: this report is of its first image only; its later images are in {} (report each by its file)",
+        p.pid,
+        names.join(", ")
+    ))
 }
 
 /// The family of `root`, its captures read once, and which to read again for `view` (at the
@@ -103,7 +129,7 @@ fn each_image<T: Send>(
         .map(|&i| {
             let image = &c.images[i];
             let shown = image.path.display().to_string();
-            let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {e}"))?;
+            let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
             let mut a = analysis::analyze_options(
                 &capture,
                 Options {
@@ -140,6 +166,10 @@ fn each_image<T: Send>(
             warnings.push(format!("{}: {e}", im.path.display()));
         }
     }
+    if c.peak_at.is_some() {
+        warnings.extend(combined::killed_note(&c.family, &c.images));
+    }
+    warnings.extend(c.family.warnings.iter().cloned());
     (out, warnings)
 }
 

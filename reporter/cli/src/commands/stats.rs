@@ -49,7 +49,7 @@ objects live at exit by type, {exit [{type, objects, bytes}], peak (null: no typ
 peak), covered}; null for a capture without types), warnings.
 A capture with children (memtrace run --follow-fork; without --pid) adds processes [{pid,
 parent_pid, command, peak_bytes, total_bytes, leaked_bytes, start_s, tracked, complete,
-captures}], combined_peak_bytes and combined_peak_time_s (the highest sum of the processes'
+damaged, captures}], combined_peak_bytes and combined_peak_time_s (the highest sum of the processes'
 live heaps at one moment, seconds after the root's start) and combined_peak_by_process [{pid,
 bytes}]; the text report ends with the process tree and the combined peak.
 --thread keeps one thread in the lists and threads; totals stay the whole run's. A location's
@@ -141,14 +141,22 @@ fn write_report(
 /// Runs `memtrace stats`.
 pub fn execute(args: StatsArgs) -> Result<(), String> {
     let view = args.view.options(View::All);
-    let file = args.view.capture(&args.file)?;
+    let (file, notes) = args.view.capture_noted(&args.file)?;
     let (capture, analysis) = view_args::load(&file, &view)?;
     let mut r = stats::build_view(&capture, &analysis, args.top, &view)?;
+    r.warnings.extend(notes);
     // The family's tree and combined peak, unless --pid asked for one process.
     let family = match args.view.pid {
         Some(_) => None,
         None => {
-            family_report::build_read(&args.file, &capture, &analysis.index, view.include_startup)?
+            let (family, left_out) = family_report::build_read(
+                &args.file,
+                &capture,
+                &analysis.index,
+                view.include_startup,
+            )?;
+            r.warnings.extend(left_out);
+            family
         }
     };
     if let Some(f) = &family {
