@@ -310,9 +310,10 @@ fn a_full_disk_stops_the_capture_and_says_so() {
         );
         return;
     }
-    // 6 MB: room for the first 4 MiB step of the capture (fallocate), not for the second;
-    // 512 KiB: the disk fills during the written steps of the first megabyte. Twice the pairs
-    // of the other tests: their capture (some 5 MB) could fit in 6 MB as it compresses better.
+    // 6 MB: the disk fills in the fallocated steps past the first megabyte (the last ones
+    // smaller, to fit); 512 KiB: it fills during the written steps of the first megabyte.
+    // Twice the pairs of the other tests: their capture (some 5 MB) could fit in 6 MB as it
+    // compresses better.
     for size in ["6m", "512k"] {
         let script = format!(
             "mount -t tmpfs -o size={size} tmpfs {mnt} && cd {mnt} && \
@@ -344,10 +345,12 @@ fn a_full_disk_stops_the_capture_and_says_so() {
         );
     }
 
-    // Full from the start (no room for the first step, 64 KiB of written zeros): no capture,
-    // one line saying why, the program untouched.
+    // Full from the start (the disk filled by another file first): no capture, one line
+    // saying why, the program untouched. (With some room left, the capture takes what fits:
+    // its file grows in smaller steps when a step does not fit.)
     let script = format!(
         "mount -t tmpfs -o size=32k tmpfs {mnt} && cd {mnt} && \
+         (cat /dev/zero > filler 2>/dev/null; true) && \
          {memtrace} run -o full.bin -- {prog} pairs 1000; echo status $?",
         mnt = mnt.display(),
         memtrace = memtrace_bin().display(),
@@ -411,8 +414,9 @@ fn a_full_disk_under_aggregate_counts_every_lost_event() {
     assert_eq!(events(&whole), 9000 + 6000, "{}", warnings(&whole));
     let mnt = dir.join("mnt");
     std::fs::create_dir(&mnt).expect("create mnt/");
-    // 128 KiB: the first snapshot is written, not the next; 200 KiB: most are.
-    for size in ["128k", "200k"] {
+    // 128 KiB: the first snapshot is written, not the next; 136 KiB: most are (the whole
+    // capture takes some 160 KB; the file grows in smaller steps when a step does not fit).
+    for size in ["128k", "136k"] {
         let script = format!(
             "mount -t tmpfs -o size={size} tmpfs {mnt} && cd {mnt} && \
              {memtrace} run --aggregate -o agg.bin -- {prog}; echo status $?; \
