@@ -10,17 +10,22 @@ use std::path::PathBuf;
 
 /// A dict: `combined_peak_bytes`, `combined_peak_time_s`, `combined_peak_by_process` (a list
 /// of `(pid, bytes)`) and `processes` (a list of dicts: pid, parent_pid, command, peak_bytes,
-/// total_bytes, leaked_bytes, tracked, complete); None when the capture has no children.
+/// total_bytes, leaked_bytes, tracked, complete) and `warnings` (captures left out of the
+/// family, damaged ones); None when the capture has no children.
 #[pyfunction]
 #[pyo3(signature = (path, *, include_startup = false))]
 pub fn family(py: Python<'_>, path: PathBuf, include_startup: bool) -> PyResult<Option<Py<PyAny>>> {
-    let built = py
+    let (built, warnings) = py
         .detach(|| crate::pool::transient(|| report::build(&path, include_startup)))
         .map_err(PyValueError::new_err)?;
     let Some(f) = built else {
         return Ok(None);
     };
     let d = PyDict::new(py);
+    // Captures beside this one left out of the family (an earlier run's), and damaged ones.
+    let mut all = warnings;
+    all.extend(f.warnings.iter().cloned());
+    d.set_item("warnings", all)?;
     d.set_item("combined_peak_bytes", f.combined_peak_bytes)?;
     d.set_item("combined_peak_time_s", f.combined_peak_time_s)?;
     let shares: Vec<(u32, u64)> = f

@@ -56,8 +56,8 @@ impl Process {
     }
 }
 
-/// A command cut to a length a frame name can show.
-fn short_command(command: &str) -> String {
+/// A command cut to a length a frame name (or a line) can show.
+pub fn short_command(command: &str) -> String {
     const MAX: usize = 80;
     if command.chars().count() <= MAX {
         return command.to_string();

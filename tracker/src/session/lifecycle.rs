@@ -242,6 +242,20 @@ fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
             z.push(0);
             sys::unlink(&z);
         }
+        if e == libc::ENOMEM {
+            if let Some(limit) = sys::address_space_limit() {
+                // The mapping did not fit under the limit: say which, and what to do.
+                let mut msg = describe(b"cannot write the capture", &path, e);
+                msg.extend_from_slice(
+                    format!(
+                        " (the address-space limit, ulimit -v {} KiB, leaves it too little room: raise it)",
+                        limit / 1024
+                    )
+                    .as_bytes(),
+                );
+                return Err(msg);
+            }
+        }
         return Err(describe(b"cannot write the capture", &path, e));
     }
     crate::coarse::locate();

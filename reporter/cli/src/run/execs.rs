@@ -24,7 +24,7 @@ pub fn announce(capture: &Path, shown: &Path, cwd: &Path) -> (PathBuf, PathBuf) 
     let command = chain[chain.len() - 2]
         .1
         .as_ref()
-        .map(exec::Exec::command)
+        .map(|e| memtrace_reporter::family::short_command(&e.command()))
         .unwrap_or_default();
     let execs = chain.len() - 1;
     let path = if execs <= 3 {
@@ -57,7 +57,7 @@ pub fn announce(capture: &Path, shown: &Path, cwd: &Path) -> (PathBuf, PathBuf) 
 /// The line for an exec whose program wrote no capture.
 fn untraced(e: &exec::Exec) -> String {
     format!(
-        "memtrace: the program exec'd {}, which wrote no capture (statically linked, set-user-ID, 32-bit, out of the tracker's reach after a chroot, or it cleared LD_PRELOAD)",
-        e.command()
+        "memtrace: the program exec'd {}, which wrote no capture (statically linked, set-user-ID, 32-bit, out of the tracker's reach after a chroot, it cleared LD_PRELOAD, or its arguments left no room for the tracker's variables)",
+        memtrace_reporter::family::short_command(&e.command())
     )
 }

@@ -679,8 +679,11 @@
       : `${t}: ${size(root.total)} in ${blocks(root.count)}`;
     s.title = exact(root.total);
     document.getElementById("clear").style.display = state.view === "moment" || state.view === "range" ? "" : "none";
-    document.getElementById("resolution").textContent =
-      `Drag over the chart to pick a time range, click it for one moment (${NB} buckets of ${secs(w)}).`;
+    // An aggregated capture's chart is its snapshots' series: no range or moment to pick, and
+    // a fall is dated by the window it came in (frees carry no time there).
+    document.getElementById("resolution").textContent = D.meta.aggregated
+      ? `Memory over time from the aggregated capture's snapshots: a fall shows at the last timed event of its window (up to 2 s early); ranges and moments are not recorded.`
+      : `Drag over the chart to pick a time range, click it for one moment (${NB} buckets of ${secs(w)}).`;
   }
 
   function render() {
