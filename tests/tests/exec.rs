@@ -1079,3 +1079,38 @@ fn an_exec_at_the_argument_limit_works_under_follow_fork() {
         );
     }
 }
+
+/// Under --follow-fork a child started with an environment of its own (subprocess.run(env=...),
+/// execve with a given envp after vfork, posix_spawn) was not followed, without a word, when
+/// libc used vfork or posix_spawn (fork + execve was). Each is followed now, its capture
+/// holding exactly its program's allocations.
+#[test]
+fn a_child_given_an_environment_of_its_own_is_followed() {
+    let dir = scratch("exec-own-environment");
+    let starter = compile("own_environment", &dir);
+    let child = compile("exec", &dir);
+    for mode in ["fork", "vfork", "spawn"] {
+        let words = [
+            starter.to_str().expect("utf-8"),
+            mode,
+            child.to_str().expect("utf-8"),
+            "chain",
+            "0",
+        ];
+        let (cap, out) = run(&dir, &["--follow-fork", "-q"], &words);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {out:?}");
+        // The child prints its image number first.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("image 0\n{mode}: child exited 0\n")
+        );
+        let s = full_stats(&cap);
+        let procs = s["processes"].as_array().expect("a family");
+        assert_eq!(procs.len(), 2, "{mode}: {}", s["processes"]);
+        assert_eq!(procs[1]["tracked"], true, "{mode}: {}", procs[1]);
+        let captures = procs[1]["captures"].as_array().expect("captures");
+        let last = captures.last().and_then(|c| c.as_str()).expect("a capture");
+        let c = full_stats(Path::new(last));
+        assert_eq!(site(&c, "image_block"), (10_000, 1), "{mode}: {c}");
+    }
+}

@@ -197,9 +197,20 @@ unsafe fn spawn(
     } else {
         pid
     };
+    // A child given an environment of its own is followed as one given the process's.
+    let followed = if recording() {
+        // SAFETY: envp is the caller's NULL-terminated array.
+        unsafe { crate::exec::for_a_followed_child(envp as *const *const c_char) }
+    } else {
+        None
+    };
+    let env = followed
+        .as_ref()
+        .map_or(envp, |(_, env)| *env as *const *mut c_char);
     // SAFETY: libc's function with the caller's arguments (and a valid pid slot).
     let rc =
-        unsafe { core::mem::transmute::<usize, SpawnFn>(f)(out, path, actions, attr, argv, envp) };
+        unsafe { core::mem::transmute::<usize, SpawnFn>(f)(out, path, actions, attr, argv, env) };
+    drop(followed);
     if rc == 0 && recording() {
         // SAFETY: `out` was just written by posix_spawn; path and argv are the caller's C
         // strings.
@@ -214,11 +225,11 @@ unsafe fn spawn(
 
 /// Called by the exec hook in a process that does not record a capture of its own: when it is
 /// a vfork child of a recording image (it shares that image's memory), the child is recorded in
-/// the parent's capture, under the parent's suspended thread.
+/// the parent's capture, under the parent's suspended thread. True for such a child.
 ///
 /// # Safety
 /// `argv` is null or a NULL-terminated array of C strings.
-pub unsafe fn vfork_child_execs(program: &[u8], argv: *const *const c_char) {
+pub unsafe fn vfork_child_execs(program: &[u8], argv: *const *const c_char) -> bool {
     let me = sys::getpid();
     let parent = CAPTURE_PID.load(Ordering::Relaxed);
     let vfork_child = STARTED.load(Ordering::Acquire)
@@ -226,11 +237,12 @@ pub unsafe fn vfork_child_execs(program: &[u8], argv: *const *const c_char) {
         && parent != 0
         && me != parent;
     if !vfork_child || LAST_VFORK_CHILD.swap(me, Ordering::Relaxed) == me {
-        return;
+        return vfork_child;
     }
     // SAFETY: as the caller promises.
     let args = unsafe { words(argv) };
     record_child(me, parent, how::VFORK_EXEC, program, args);
+    true
 }
 
 /// The strings of a NULL-terminated array (none for null). (exec has its own: the exec hook

@@ -169,7 +169,19 @@ pub unsafe fn follow(
     }
     if plan.is_null() || !crate::state::records_this_image() {
         // SAFETY: argv as the caller promises.
-        unsafe { crate::family::vfork_child_execs(program, argv) };
+        let vfork_child = unsafe { crate::family::vfork_child_execs(program, argv) };
+        if vfork_child {
+            // SAFETY: envp as the caller promises.
+            if let Some((scratch, env)) = unsafe { for_a_followed_child(envp) } {
+                // The area is in the parent's memory: a successful exec leaves it there, for
+                // the next vfork child's exec to give back (one such area at most).
+                let area = leave_in_the_parent(scratch);
+                let rc = call(env);
+                // The exec failed: given back now.
+                take_back(area);
+                return rc;
+            }
+        }
         return call(envp);
     }
     // SAFETY: plans are never freed.
@@ -263,6 +275,39 @@ fn given_output() -> Option<Vec<u8>> {
         .map(<[u8]>::to_vec)
 }
 
+/// The area a vfork child's environment was built in, left in the parent's memory by its
+/// successful exec: (address, length), 0 when none.
+static LEFT_BY_A_VFORK_CHILD: [core::sync::atomic::AtomicUsize; 2] = [
+    core::sync::atomic::AtomicUsize::new(0),
+    core::sync::atomic::AtomicUsize::new(0),
+];
+
+/// Before a vfork child's exec with the environment in `scratch`: gives back the area an
+/// earlier vfork child's successful exec left in this memory, and notes this one as the next
+/// to give back (a vfork child that execs cannot unmap what it made in its parent's memory).
+fn leave_in_the_parent(scratch: Scratch) -> (usize, usize) {
+    let (base, len) = scratch.leak();
+    take_back((
+        LEFT_BY_A_VFORK_CHILD[0].swap(base as usize, Ordering::AcqRel),
+        LEFT_BY_A_VFORK_CHILD[1].swap(len, Ordering::AcqRel),
+    ));
+    (base as usize, len)
+}
+
+/// Unmaps an area [`leave_in_the_parent`] noted (after its exec failed, or an earlier one).
+fn take_back((base, len): (usize, usize)) {
+    if base == 0 || len == 0 {
+        return;
+    }
+    if LEFT_BY_A_VFORK_CHILD[0]
+        .compare_exchange(base, 0, Ordering::AcqRel, Ordering::Relaxed)
+        .is_ok()
+    {
+        LEFT_BY_A_VFORK_CHILD[1].store(0, Ordering::Release);
+    }
+    sys::unmap(base as *mut u8, len);
+}
+
 /// Whether the environment `envp` names a capture (MEMTRACE_OUTPUT) other than the one this
 /// process was given (`plan`): a `memtrace run` inside a followed family starts its program
 /// so, which its own tracker records. The environment then passes as it is.
@@ -275,6 +320,54 @@ unsafe fn sets_its_own_capture(plan: &Plan, envp: *const *const c_char) -> bool 
         return false;
     };
     plan.given_output.as_deref() != Some(theirs)
+}
+
+/// The environment for a child started with one of its own (posix_spawn's envp, a vfork
+/// child's exec) under --follow-fork: `envp` with the tracker's variables of this process and
+/// its LD_PRELOAD entry, so that the child is followed as one started with the process's
+/// environment is (a fork child's exec gets them back too). None when children are not
+/// followed, when `envp` is the process's own or names a capture already (a memtrace run of
+/// the program's own), or when no room can be had.
+///
+/// # Safety
+/// `envp` is null or a NULL-terminated array of C strings.
+pub unsafe fn for_a_followed_child(
+    envp: *const *const c_char,
+) -> Option<(Scratch, *const *const c_char)> {
+    let plan = PLAN.load(Ordering::Acquire);
+    if plan.is_null() || sys::sandboxed() {
+        return None;
+    }
+    // SAFETY: plans are never freed.
+    let plan = unsafe { &*plan };
+    extern "C" {
+        static environ: *const *const c_char;
+    }
+    // SAFETY: libc's environment, read only; envp as the caller promises.
+    let (own, env) = unsafe { (entries(environ), entries(envp)) };
+    // SAFETY: a plain read of libc's pointer.
+    if envp == unsafe { environ } || !own.clone().any(|e| e == b"MEMTRACE_FOLLOW_FORK=1") {
+        return None;
+    }
+    if env.clone().any(|e| e.starts_with(OUTPUT)) {
+        return None;
+    }
+    let variables = own.filter(|e| ours(e));
+    let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
+    let room = 8 * (env.clone().count() + variables.clone().count() + 4)
+        + 2 * plan.tracker.len()
+        + 2 * preload.map_or(0, <[u8]>::len)
+        + 64;
+    let mut s = Scratch::new(room)?;
+    let list = s.pointers(env.clone().count() + variables.clone().count() + 2)?;
+    let entry = preload_entry(&mut s, &plan.tracker, preload, &plan.tracker)?;
+    let mut n = program_variables(env, Some(entry), list);
+    for v in variables {
+        list[n] = v.as_ptr() as *const c_char;
+        n += 1;
+    }
+    list[n] = core::ptr::null();
+    Some((s, list.as_ptr()))
 }
 
 /// After a successful chroot: when the tracker's library is out of the new root's reach, the

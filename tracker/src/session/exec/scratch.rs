@@ -89,6 +89,19 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Leaves the mapping in place past this value (a vfork child's exec: the mapping is in
+    /// the parent's memory, which its next child gives back): its address and length.
+    pub fn leak(self) -> (*mut u8, usize) {
+        let kept = (self.base, self.len);
+        if self.in_static {
+            STATIC_BUSY.store(false, Ordering::Release);
+        }
+        core::mem::forget(self);
+        kept
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         if self.in_static {
