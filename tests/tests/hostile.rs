@@ -1282,3 +1282,69 @@ fn an_unknown_thread_lists_the_capture_s_thread_names_escaped_and_few() {
         "{err}"
     );
 }
+
+/// Only `stats --json` said that a capture was cut short, sampled or aggregated: the JSON of
+/// `tree`, `summary`, `lines` and `diff` gave a cut capture's figures as whole ones, and
+/// `diff`'s warnings did not say which capture they were about. Each JSON carries the
+/// capture's state now, and each diff warning and side names its capture.
+#[test]
+fn every_json_report_says_when_its_capture_is_incomplete() {
+    let dir = scratch("hostile-json-state");
+    let real = std::fs::read(small_capture()).expect("read");
+    let cut = dir.join("cut.bin");
+    std::fs::write(&cut, &real[..real.len() * 2 / 3]).expect("write");
+    let whole = small_capture();
+    for (args, name) in [
+        (vec!["tree", "--json"], "tree"),
+        (vec!["summary", "--json"], "summary"),
+        (vec!["lines", "--json"], "lines"),
+    ] {
+        let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
+        all.push(cut.clone().into());
+        let r = run_bounded(&all, &dir, TIME_LIMIT);
+        r.check();
+        let v = r.json();
+        assert_eq!(v["complete"], false, "{name}: {v}");
+        assert_eq!(v["aggregated"], false, "{name}");
+        assert_eq!(v["sample_bytes"], 0, "{name}");
+        assert!(
+            v["warnings"].to_string().contains("truncated"),
+            "{name}: {}",
+            v["warnings"]
+        );
+        let mut all: Vec<OsString> = args.iter().map(OsString::from).collect();
+        all.push(whole.into());
+        let v = run_bounded(&all, &dir, TIME_LIMIT).json();
+        assert_eq!(v["complete"], true, "{name}: {}", v["warnings"]);
+    }
+    let d = run_bounded(
+        &[
+            "diff".into(),
+            "--json".into(),
+            whole.into(),
+            cut.clone().into(),
+        ],
+        &dir,
+        TIME_LIMIT,
+    );
+    d.check();
+    let v = d.json();
+    assert_eq!(v["base_capture"]["complete"], true, "{v}");
+    assert_eq!(v["new_capture"]["complete"], false, "{v}");
+    let text = run_bounded(
+        &["diff".into(), whole.into(), cut.clone().into()],
+        &dir,
+        TIME_LIMIT,
+    );
+    text.check();
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    let new_line = stdout.lines().nth(1).unwrap_or_default();
+    assert!(new_line.ends_with("(incomplete capture)"), "{stdout}");
+    assert!(
+        text.stderr
+            .lines()
+            .all(|l| l.starts_with(&format!("memtrace: warning: NEW {}", cut.display()))),
+        "{}",
+        text.stderr
+    );
+}

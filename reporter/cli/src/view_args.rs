@@ -170,14 +170,50 @@ pub type TreeView = (Capture, Analysis, Selection, CallTree);
 
 /// Reads `path` and builds the call tree of `view`, printing every warning on stderr.
 pub fn load_tree(path: &Path, view: &ViewOptions) -> Result<TreeView, String> {
-    let (capture, analysis, selection) = load_selection(path, view)?;
+    let (capture, mut analysis, selection) = load_selection(path, view)?;
     let (tree, warnings) = tree::build(&capture, &analysis, &selection, view.split_threads);
     warn(&analysis.warnings);
     warn(&warnings);
+    // Kept with the capture's own, for the report's JSON.
+    analysis.warnings.extend(warnings);
     Ok((capture, analysis, selection, tree))
 }
 
 /// Prints the warnings of a text report on stderr.
+/// What a report's JSON says of the capture besides its figures, as `stats --json` does: a
+/// script reading `tree --json` of a sampled, aggregated or cut capture must be able to tell.
+#[derive(serde::Serialize)]
+pub struct CaptureState {
+    pub complete: bool,
+    /// Bytes per sample of a sampled capture (estimates), 0 for an exact one.
+    pub sample_bytes: u64,
+    pub aggregated: bool,
+    pub warnings: Vec<String>,
+}
+
+impl CaptureState {
+    /// The state of a capture read as `analysis`, with the report's own `more` warnings.
+    pub fn of(analysis: &memtrace_reporter::analysis::Analysis, more: &[String]) -> CaptureState {
+        let settings = &analysis.index.settings;
+        CaptureState {
+            complete: analysis.complete(),
+            sample_bytes: settings.sample_bytes,
+            aggregated: settings.aggregate,
+            warnings: analysis.warnings.iter().chain(more).cloned().collect(),
+        }
+    }
+
+    /// The state of a family's report: complete when nothing was said of its captures.
+    pub fn of_family(warnings: &[String]) -> CaptureState {
+        CaptureState {
+            complete: warnings.is_empty(),
+            sample_bytes: 0,
+            aggregated: false,
+            warnings: warnings.to_vec(),
+        }
+    }
+}
+
 pub fn warn(warnings: &[String]) {
     for w in warnings {
         crate::say!("memtrace: warning: {}", escape(w));

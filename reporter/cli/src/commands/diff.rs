@@ -34,7 +34,8 @@ Examples:
   memtrace diff -n 100 before.bin after.bin
   memtrace diff --json before.bin after.bin | jq '.locations[0]'
 
-JSON keys: base, new (the captures), view, peak_bytes, peak_allocations, total_bytes,
+JSON keys: base, new (the captures), base_capture, new_capture (each {complete,
+sample_bytes, aggregated, warnings}), view, peak_bytes, peak_allocations, total_bytes,
 total_allocations, view_bytes, view_allocations (each {base, new, change, percent}; percent null
 when base is 0), locations [{location, function, file, line, bytes, allocations}] (all, the
 largest changes first).")]
@@ -59,6 +60,7 @@ pub struct DiffArgs {
 
 /// What a diff reads of one capture.
 struct Side {
+    state: view_args::CaptureState,
     peak: Sum,
     total: Sum,
     view: Sum,
@@ -83,18 +85,23 @@ impl Loaded {
         })
     }
 
-    /// What the diff reads of it.
-    fn side(mut self) -> Side {
+    /// What the diff reads of it; its warnings are said with its `label` (BASE or NEW).
+    fn side(self, label: &str) -> Side {
         let map = ModuleMap::new(
             self.analysis.tables.modules.clone(),
             &self.capture.header.exe,
         );
         let mut resolver = StackResolver::new(&self.analysis.tables, Symbolizer::new(map));
         let sites = sites::sites(&self.analysis, &self.selection, &mut resolver, false);
-        let mut all = std::mem::take(&mut self.analysis.warnings);
-        all.append(&mut resolver.symbolizer.warnings);
-        view_args::warn(&all);
+        let state = view_args::CaptureState::of(&self.analysis, &resolver.symbolizer.warnings);
+        let named: Vec<String> = state
+            .warnings
+            .iter()
+            .map(|w| format!("{label} {}: {w}", self.capture.path().display()))
+            .collect();
+        view_args::warn(&named);
         Side {
+            state,
             peak: Sum {
                 count: self.analysis.replay.peak.allocations,
                 bytes: self.analysis.replay.peak.bytes,
@@ -110,6 +117,9 @@ impl Loaded {
 struct JsonDiff {
     base: String,
     new: String,
+    /// Whether each capture is whole, sampled or aggregated, and what was said of it.
+    base_capture: view_args::CaptureState,
+    new_capture: view_args::CaptureState,
     view: views::View,
     peak_bytes: Change,
     peak_allocations: Change,
@@ -131,7 +141,7 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
         &opts,
     );
     note_sampling(&base.analysis, &new.analysis);
-    let (base, new) = (base.side(), new.side());
+    let (base, new) = (base.side("BASE"), new.side("NEW"));
     let d = JsonDiff {
         base: args.base.display().to_string(),
         new: args.new.display().to_string(),
@@ -143,6 +153,8 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
         view_bytes: Change::new(base.view.bytes, new.view.bytes),
         view_allocations: Change::new(base.view.count, new.view.count),
         locations: diff::locations(&base.locations, &new.locations),
+        base_capture: base.state,
+        new_capture: new.state,
     };
     let mut out = view_args::stdout(args.json).colored(!args.json && args.color.enabled());
     let r = if args.json {
@@ -180,7 +192,22 @@ fn change_style(change: i64) -> &'static str {
 }
 
 fn render(d: &JsonDiff, top: usize, out: &mut impl Styled) -> io::Result<()> {
-    writeln!(out, "BASE {}\nNEW  {}", d.base, d.new)?;
+    // A side cut short or damaged says so where its name is (its figures are what is left).
+    let mark = |c: &view_args::CaptureState| {
+        if c.complete {
+            ""
+        } else {
+            " (incomplete capture)"
+        }
+    };
+    writeln!(
+        out,
+        "BASE {}{}\nNEW  {}{}",
+        d.base,
+        mark(&d.base_capture),
+        d.new,
+        mark(&d.new_capture)
+    )?;
     let figure = |out: &mut dyn FnMut(&str, String) -> io::Result<()>,
                   name: &str,
                   c: &Change,

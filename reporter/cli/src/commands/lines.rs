@@ -26,7 +26,8 @@ Examples:
   memtrace lines -s allocated -n 10 out.bin   the 10 lines that allocated the most
   memtrace lines --json out.bin | jq '.files[0].lines[0]'
 
-JSON keys: capture, view, files [{file, found, changed, lines [{line, bytes, allocations_live,
+JSON keys: capture, view, complete, sample_bytes, aggregated, warnings (as in stats --json),
+files [{file, found, changed, lines [{line, bytes, allocations_live,
 allocated_bytes, allocations, exit_bytes, exit_allocations, text}]}].")]
 pub struct LinesArgs {
     /// The capture file written by `memtrace run`
@@ -82,6 +83,8 @@ impl From<Sort> for LineSort {
 struct JsonLines {
     capture: String,
     view: View,
+    #[serde(flatten)]
+    state: view_args::CaptureState,
     files: Vec<lines_listing::JsonFile>,
 }
 
@@ -142,6 +145,7 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
         let doc = JsonLines {
             capture: capture.path().display().to_string(),
             view: selection.view,
+            state: view_args::CaptureState::of(&analysis, &[]),
             files: lines_listing::json_files(&with_source, &listing),
         };
         serde_json::to_writer(&mut out, &doc)

@@ -32,7 +32,8 @@ Examples:
   memtrace summary --by-type out.bin          a Python run: (type, line) rows of what is
                                               live at the peak (at exit with --leaks)
 
-JSON keys: capture, view, title, bytes, allocations, functions (rows in all), rows
+JSON keys: capture, view, title, bytes, allocations, functions (rows in all), complete,
+sample_bytes, aggregated, warnings (as in stats --json), rows
 [{location, function, file, thread, own_bytes, own_allocations, total_bytes,
 total_allocations}] (thread: with --threads, else null). With --by-type: capture, view (peak
 or leaks), title, types [{type, objects, bytes, allocations, lines [{location, function, file, line,
@@ -96,6 +97,8 @@ struct JsonSummary<'a> {
     bytes: u64,
     allocations: u64,
     functions: usize,
+    #[serde(flatten)]
+    state: view_args::CaptureState,
     rows: &'a [Row],
 }
 
@@ -176,13 +179,14 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
     // A family: its processes' trees under one root (each process a top-level frame).
     // (A family's files are shown relative to the current directory: it has no one script.)
-    let (capture, argv, tree, title, all) = match args.view.family_tree(&args.file, &opts)? {
+    let (capture, argv, tree, title, all, state) = match args.view.family_tree(&args.file, &opts)? {
         Some(f) => (
             args.file.display().to_string(),
             Vec::new(),
             f.tree,
             f.title,
-            f.warnings,
+            f.warnings.clone(),
+            view_args::CaptureState::of_family(&f.warnings),
         ),
         None => {
             let file = args.view.capture(&args.file)?;
@@ -195,6 +199,7 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
                 tree,
                 title,
                 Vec::new(),
+                view_args::CaptureState::of(&analysis, &[]),
             )
         }
     };
@@ -211,6 +216,7 @@ pub fn execute(args: SummaryArgs) -> Result<(), String> {
             bytes: root.bytes,
             allocations: root.allocations,
             functions: rows.len(),
+            state,
             rows: shown,
         };
         serde_json::to_writer(&mut out, &s)

@@ -32,7 +32,8 @@ Examples:
                                              each type with the lines that allocated it
   memtrace tree --by-type --leaks out.bin    the same at exit
 
-JSON keys: capture, view, title, bytes, allocations, tree. A node: location, function, file,
+JSON keys: capture, view, title, bytes, allocations, complete, sample_bytes, aggregated,
+warnings (as in stats --json), tree. A node: location, function, file,
 line, bytes, share (percent of the root), allocations, own_bytes, own_allocations, threads
 (TIDs), children, more ({nodes, bytes, allocations} left out, or null). Without --depth or
 --biggest the JSON tree is whole. With --by-type: capture, view (peak or leaks), title, types
@@ -78,6 +79,8 @@ struct JsonTree {
     title: String,
     bytes: u64,
     allocations: u64,
+    #[serde(flatten)]
+    state: view_args::CaptureState,
     tree: tree_json::JsonNode,
 }
 
@@ -111,6 +114,7 @@ fn family_tree(
             title: f.title,
             bytes: tree.root().bytes,
             allocations: tree.root().allocations,
+            state: view_args::CaptureState::of_family(&f.warnings),
             tree: tree_json::node_with(
                 &tree,
                 &|serial| serial,
@@ -178,6 +182,7 @@ pub fn execute(args: TreeArgs) -> Result<(), String> {
             title,
             bytes: tree.root().bytes,
             allocations: tree.root().allocations,
+            state: view_args::CaptureState::of(&analysis, &[]),
             tree: tree_json::node(
                 &tree,
                 &analysis,
