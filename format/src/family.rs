@@ -26,6 +26,9 @@ pub mod how {
     pub const VFORK_EXEC: u64 = 2;
     /// posix_spawn() or posix_spawnp() of the command.
     pub const SPAWN: u64 = 3;
+    /// fork() from a signal handler that interrupted one of the tracker's hooks: a copy of the
+    /// parent that records nothing (the tracker's locks may be held in it).
+    pub const FORK_IN_HANDLER: u64 = 4;
 }
 
 /// Room an encoded payload never exceeds.

@@ -840,3 +840,68 @@ fn vfork_children_closing_every_descriptor_leave_the_parent_s_record_alone() {
     assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
     assert!(num(&s, "total_allocations") >= 200, "{s}");
 }
+
+/// Children forked from a signal handler that interrupted one of the tracker's hooks were
+/// missing from the parent's family (62 forked, none listed): the record could not be written
+/// there. It is noted there and written later, with the fork's time.
+#[test]
+fn children_forked_from_a_signal_handler_are_in_the_family() {
+    let dir = run_dir("fork-in-handler-family");
+    let src = dir.join("handler_forks.c");
+    std::fs::write(
+        &src,
+        "#include <signal.h>\n#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n\
+         #include <sys/time.h>\n#include <sys/wait.h>\n#include <unistd.h>\n\
+         static volatile sig_atomic_t forks;\n\
+         static void on_timer(int sig) {\n\
+             (void)sig;\n\
+             pid_t pid = fork();\n\
+             if (pid == 0) _exit(0);\n\
+             if (pid > 0) { waitpid(pid, NULL, 0); forks++; }\n\
+         }\n\
+         int main(void) {\n\
+             struct sigaction sa; memset(&sa, 0, sizeof sa);\n\
+             sa.sa_handler = on_timer; sa.sa_flags = SA_RESTART;\n\
+             sigaction(SIGALRM, &sa, NULL);\n\
+             struct itimerval every = {{0, 2000}, {0, 2000}};\n\
+             setitimer(ITIMER_REAL, &every, NULL);\n\
+             while (forks < 100) free(malloc(100));\n\
+             struct itimerval off = {{0, 0}, {0, 0}};\n\
+             setitimer(ITIMER_REAL, &off, NULL);\n\
+             printf(\"forked %d\\n\", (int)forks);\n\
+             return 0;\n\
+         }\n",
+    )
+    .expect("write");
+    let prog = memtrace_e2e::compile_file(&src, &dir);
+    for (run, flags) in [
+        &[][..],
+        &[][..],
+        &["--follow-fork"][..],
+        &["--follow-fork"][..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cap = dir.join(format!("handler-{run}.bin"));
+        let out = run_quietly(&dir, &cap, flags, &prog);
+        assert_eq!(out.status.code(), Some(0), "run {run}: {out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let forked: usize = stdout
+            .trim()
+            .strip_prefix("forked ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        let s = stats(&cap);
+        assert_eq!(s["complete"].as_bool(), Some(true), "{}", warnings(&s));
+        let procs = s["processes"].as_array().cloned().unwrap_or_default();
+        assert_eq!(procs.len(), forked + 1, "run {run}: {}", s["processes"]);
+        // Each once, under the program (a followed child wrote the parent's noted ones as its
+        // own), and nothing said of the children that record nothing by design.
+        let mut pids: Vec<u64> = procs.iter().filter_map(|p| p["pid"].as_u64()).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), forked + 1, "run {run}");
+        assert_eq!(warnings(&s), "[]", "run {run}");
+    }
+}

@@ -129,6 +129,9 @@ impl Family {
         }
         let path = child_capture(&self.root, p.pid);
         match p.how {
+            Some(memtrace_format::family::how::FORK_IN_HANDLER) => {
+                "was forked by a signal handler that interrupted the tracker: such a child records nothing".to_string()
+            }
             Some(memtrace_format::family::how::FORK) => format!(
                 "has no capture: {} was not written (see what memtrace said during the run) or was removed",
                 path.display()
@@ -360,7 +363,11 @@ pub fn python_children(path: &Path, python_parent: bool) -> usize {
         let index = scan::scan_capture(&c);
         for child in records::children(c.bytes(), &index) {
             let r = &child.record;
-            let python = if r.how == memtrace_format::family::how::FORK {
+            let copy = [
+                memtrace_format::family::how::FORK,
+                memtrace_format::family::how::FORK_IN_HANDLER,
+            ];
+            let python = if copy.contains(&r.how) {
                 python_parent
             } else {
                 is_python(&r.program) || r.argv.first().is_some_and(|a| is_python(a))

@@ -111,24 +111,82 @@ pub fn record_underscore_fork_child(pid: pid_t) {
     }
 }
 
-/// The parent's record of a child made by fork or _Fork: a copy of itself. None for a fork
-/// from a signal handler that interrupted one of the tracker's hooks: writing the record may
-/// need what the interrupted hook holds (and that child records nothing).
-fn record_fork_child(pid: pid_t) {
+/// Children forked from a signal handler that interrupted one of the tracker's hooks, not
+/// recorded yet: writing a record then may need what the interrupted hook holds. Each is
+/// (pid, tick of the fork), written by the next fork of this process or at the capture's end
+/// (the child is this process's copy: its command is read then as it would be now). A pid of
+/// 0 is a free slot; past the last slot a child goes unrecorded.
+const PENDING: usize = 1024;
+static PENDING_PIDS: [AtomicU32; PENDING] = [const { AtomicU32::new(0) }; PENDING];
+static PENDING_TICKS: [AtomicU64; PENDING] = [const { AtomicU64::new(0) }; PENDING];
+
+/// Notes a child forked inside a hook (lock-free: a signal handler's).
+fn defer_fork_child(pid: pid_t) {
+    let tick = clock::pair().0;
+    for (slot, t) in PENDING_PIDS.iter().zip(&PENDING_TICKS) {
+        // The tick first: a drain that sees the pid sees it.
+        if slot.load(Ordering::Relaxed) == 0 {
+            t.store(tick, Ordering::Relaxed);
+            if slot
+                .compare_exchange(0, pid as u32, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// In a fork child: the parent's noted children are the parent's to record, never this
+/// process's (a followed child would have written them into its own capture, as its own).
+pub fn forget_deferred_children() {
+    for slot in &PENDING_PIDS {
+        slot.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Writes the child records [`defer_fork_child`] noted (from a hook's ordinary path, or the
+/// capture's end).
+pub fn record_deferred_children() {
     if crate::tls::get().in_tracker != 0 {
         return;
     }
+    for (slot, t) in PENDING_PIDS.iter().zip(&PENDING_TICKS) {
+        let pid = slot.load(Ordering::Acquire);
+        if pid != 0 {
+            let tick = t.load(Ordering::Relaxed);
+            slot.store(0, Ordering::Release);
+            write_fork_child(pid as pid_t, Some(tick), how::FORK_IN_HANDLER);
+        }
+    }
+}
+
+/// The parent's record of a child made by fork or _Fork: a copy of itself. A fork from a
+/// signal handler that interrupted one of the tracker's hooks is noted, and recorded later
+/// (see [`PENDING_PIDS`]).
+fn record_fork_child(pid: pid_t) {
+    if crate::tls::get().in_tracker != 0 {
+        defer_fork_child(pid);
+        return;
+    }
+    record_deferred_children();
+    write_fork_child(pid, None, how::FORK);
+}
+
+/// Writes the record of the fork child `pid` (at `tick`, or now), made as `made` says.
+fn write_fork_child(pid: pid_t, tick: Option<u64>, made: u64) {
     let mut argv = [0u8; 4096];
     let n = sys::read_cmdline(&mut argv);
     let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);
     let mut exe = [0u8; 4096];
     let e = sys::readlink_exe(&mut exe);
-    record_child(
+    record_child_at(
         pid as u32,
         sys::getpid(),
-        how::FORK,
+        made,
         &exe[..e],
         words.split(|&b| b == 0),
+        tick,
     );
 }
 
@@ -288,13 +346,25 @@ pub fn forget_child_records() {
     CHILD_RECORDS.store(0, Ordering::Release);
 }
 
-/// Writes a child record (a one-record raw Meta chunk) to the open capture.
+/// Writes a child record (a one-record raw Meta chunk) to the open capture, stamped now.
 fn record_child<'a>(
     pid: u32,
     parent: u32,
     how: u64,
     program: &[u8],
     args: impl Iterator<Item = &'a [u8]> + Clone,
+) {
+    record_child_at(pid, parent, how, program, args, None);
+}
+
+/// [`record_child`], stamped `at` (a tick of the fork) when given.
+fn record_child_at<'a>(
+    pid: u32,
+    parent: u32,
+    how: u64,
+    program: &[u8],
+    args: impl Iterator<Item = &'a [u8]> + Clone,
+    at: Option<u64>,
 ) {
     if !CAPTURE.is_open() {
         return;
@@ -307,7 +377,8 @@ fn record_child<'a>(
     let realtime = sys::clock_ns(libc::CLOCK_REALTIME);
     let n = record::encode(&mut payload, pid, parent, realtime, how, program, args);
     let mut out = [0u8; record::MAX_PAYLOAD + 64];
-    let (tick, mono) = clock::pair();
+    let (now, mono) = clock::pair();
+    let tick = at.unwrap_or(now);
     let used = Encoder::new().extended(&mut out, 0, tick, record::CHILD_KIND, &payload[..n]);
     let header = ChunkHeader {
         kind: ChunkKind::Meta,
@@ -321,8 +392,9 @@ fn record_child<'a>(
         record_count: 1,
         first_tick: tick,
         last_tick: tick,
+        // The clock pair is now's (a record written later keeps its fork's tick).
         flush_mono_ns: mono,
-        flush_tick: tick,
+        flush_tick: now,
     };
     CAPTURE.write_chunk(&header, &out[..used]);
     CHILD_RECORDS.fetch_add(1, Ordering::AcqRel);

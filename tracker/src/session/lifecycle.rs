@@ -516,6 +516,8 @@ fn finish() -> bool {
     }
     FINISHER.store(sys::gettid(), Ordering::Release);
     FINISH_DONE.store(false, Ordering::Release);
+    // Children forked from signal handlers inside the tracker's hooks, before the end.
+    crate::family::record_deferred_children();
     // Recording stops first: an event racing with the end comes after it, not a lost one.
     ACTIVE.store(false, Ordering::Release);
     tls::guarded(|| {
@@ -905,6 +907,7 @@ pub unsafe extern "C" fn underscore_fork() -> libc::pid_t {
 /// tracker's locks may be held by the interrupted hook, so the child takes none; it stops
 /// recording (the parent's capture is shared memory) and starts no capture of its own.
 fn stop_in_unknown_child() {
+    crate::family::forget_deferred_children();
     EXITING.store(0, Ordering::Relaxed);
     ACTIVE.store(false, Ordering::Release);
     STARTED.store(false, Ordering::Release);
@@ -920,6 +923,7 @@ pub(crate) extern "C" fn fork_child() {
         stop_in_unknown_child();
         return;
     }
+    crate::family::forget_deferred_children();
     // A thread of the parent's exiting is not one of the child's: its own exit goes on.
     EXITING.store(0, Ordering::Relaxed);
     crate::own_heap::unlock_after_fork();

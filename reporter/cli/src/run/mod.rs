@@ -468,6 +468,16 @@ fn missing_children(capture: &Path) {
     let Ok(family) = memtrace_reporter::family::discover(capture) else {
         return;
     };
+    let in_handlers = family
+        .processes
+        .iter()
+        .filter(|p| !p.tracked() && p.how == Some(memtrace_format::family::how::FORK_IN_HANDLER))
+        .count();
+    if in_handlers > 0 {
+        crate::say!(
+            "memtrace: {in_handlers} children forked by signal handlers that interrupted the tracker were not tracked (such a child records nothing; they are listed in the family)"
+        );
+    }
     for p in family.processes.iter().skip(1) {
         if !p.tracked() && p.how == Some(memtrace_format::family::how::FORK) {
             let path = memtrace_reporter::family::child_capture(capture, p.pid);
