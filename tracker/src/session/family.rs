@@ -190,6 +190,21 @@ fn write_fork_child(pid: pid_t, tick: Option<u64>, made: u64) {
     );
 }
 
+/// Calls `call` with the environment for a child started with `envp` of its own, when
+/// children are followed and it needs the tracker's variables (exec's `for_a_followed_child`);
+/// None when `envp` serves as it is.
+pub type WithFollowedEnv =
+    unsafe fn(*const *const c_char, &mut dyn FnMut(*const *const c_char) -> c_int) -> Option<c_int>;
+
+/// The [`WithFollowedEnv`] exec registers (exec calls this module: this one does not import
+/// exec).
+static FOLLOWED_CHILD_ENV: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers how a posix_spawn child given an environment of its own gets the tracker's.
+pub fn on_own_environment(f: WithFollowedEnv) {
+    FOLLOWED_CHILD_ENV.store(f as usize, Ordering::Release);
+}
+
 /// Interposed posix_spawn(3).
 ///
 /// # Safety
@@ -255,20 +270,33 @@ unsafe fn spawn(
     } else {
         pid
     };
-    // A child given an environment of its own is followed as one given the process's.
-    let followed = if recording() {
-        // SAFETY: envp is the caller's NULL-terminated array.
-        unsafe { crate::exec::for_a_followed_child(envp as *const *const c_char) }
-    } else {
-        None
+    let mut spawn_with = |env: *const *const c_char| {
+        // SAFETY: libc's function with the caller's arguments (and a valid pid slot), the
+        // environment the caller's or one built from it.
+        unsafe {
+            core::mem::transmute::<usize, SpawnFn>(f)(
+                out,
+                path,
+                actions,
+                attr,
+                argv,
+                env as *const *mut c_char,
+            )
+        }
     };
-    let env = followed
-        .as_ref()
-        .map_or(envp, |(_, env)| *env as *const *mut c_char);
-    // SAFETY: libc's function with the caller's arguments (and a valid pid slot).
-    let rc =
-        unsafe { core::mem::transmute::<usize, SpawnFn>(f)(out, path, actions, attr, argv, env) };
-    drop(followed);
+    // A child given an environment of its own is followed as one given the process's.
+    let followed = FOLLOWED_CHILD_ENV.load(Ordering::Acquire);
+    let rc = match (recording(), followed) {
+        (true, f) if f != 0 => {
+            // SAFETY: the function exec registered (`on_own_environment`), with the caller's
+            // NULL-terminated envp.
+            let with_env = unsafe { core::mem::transmute::<usize, WithFollowedEnv>(f) };
+            // SAFETY: as above.
+            unsafe { with_env(envp as *const *const c_char, &mut spawn_with) }
+                .unwrap_or_else(|| spawn_with(envp as *const *const c_char))
+        }
+        _ => spawn_with(envp as *const *const c_char),
+    };
     if rc == 0 && recording() {
         // SAFETY: `out` was just written by posix_spawn; path and argv are the caller's C
         // strings.

@@ -57,6 +57,7 @@ static PLAN: AtomicPtr<Plan> = AtomicPtr::new(core::ptr::null_mut());
 /// Prepares the following of execs of this image (start-up, or a followed fork child).
 pub fn configure(cfg: &Config, tracker: &[u8]) {
     entry::resolve();
+    crate::family::on_own_environment(spawn_with_followed_env);
     let mut fixed = Vec::new();
     let mut set = |name: &str, value: &[u8]| {
         fixed.extend_from_slice(name.as_bytes());
@@ -331,7 +332,7 @@ unsafe fn sets_its_own_capture(plan: &Plan, envp: *const *const c_char) -> bool 
 ///
 /// # Safety
 /// `envp` is null or a NULL-terminated array of C strings.
-pub unsafe fn for_a_followed_child(
+unsafe fn for_a_followed_child(
     envp: *const *const c_char,
 ) -> Option<(Scratch, *const *const c_char)> {
     let plan = PLAN.load(Ordering::Acquire);
@@ -368,6 +369,22 @@ pub unsafe fn for_a_followed_child(
     }
     list[n] = core::ptr::null();
     Some((s, list.as_ptr()))
+}
+
+/// [`for_a_followed_child`] around `call` (what posix_spawn's hook calls: see
+/// family::on_own_environment): None when the environment serves as it is.
+///
+/// # Safety
+/// `envp` is null or a NULL-terminated array of C strings.
+unsafe fn spawn_with_followed_env(
+    envp: *const *const c_char,
+    call: &mut dyn FnMut(*const *const c_char) -> libc::c_int,
+) -> Option<libc::c_int> {
+    // SAFETY: as the caller promises.
+    let (scratch, env) = unsafe { for_a_followed_child(envp) }?;
+    let rc = call(env);
+    drop(scratch);
+    Some(rc)
 }
 
 /// After a successful chroot: when the tracker's library is out of the new root's reach, the
