@@ -757,3 +757,32 @@ fn the_main_thread_of_a_python_run_is_main_thread() {
     let tree = memtrace_e2e::report(&["tree", "--thread", "MainThread", "--json"], &cap);
     assert!(num(&tree["tree"], "bytes") >= 1_000_000, "{tree}");
 }
+
+/// A Python the tracker has no frame layout for (3.9 here) runs tracked without Python stacks,
+/// and memtrace says so; the line named neither the process nor the version (a family may run
+/// several interpreters).
+#[test]
+fn an_unsupported_python_is_named_with_its_process_and_version() {
+    let Some(py39) = pyenv_python(9) else {
+        return;
+    };
+    let dir = scratch("python-unsupported");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-o", "old.bin", "--python"])
+        .arg(&py39)
+        .args(["-c", "x = bytearray(1000); print('ok')"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"ok\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("this Python version is not supported"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        line.starts_with("memtrace: process ") && line.contains("(Python 3.9."),
+        "{line}"
+    );
+}

@@ -34,7 +34,15 @@ fn learn_interpreter(api: &api::Api) -> bool {
         Ok(()) => true,
         Err(msg) => {
             if !msg.is_empty() {
-                crate::lifecycle::tell_memtrace(msg);
+                // A family may run several interpreters: which process, which Python.
+                // SAFETY: Py_GetVersion returns a static NUL-terminated string.
+                let version = unsafe { core::ffi::CStr::from_ptr((api.get_version)()) }.to_bytes();
+                let version = version.split(|&b| b == b' ').next().unwrap_or(b"?");
+                let mut line = format!("process {} (Python ", crate::sys::getpid()).into_bytes();
+                line.extend_from_slice(version);
+                line.extend_from_slice(b"): ");
+                line.extend_from_slice(msg);
+                crate::lifecycle::tell_memtrace(&line);
             }
             false
         }
