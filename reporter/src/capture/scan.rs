@@ -458,8 +458,8 @@ fn scan_with(
     }
     match &index.trailer {
         None => index.warnings.push(
-            "capture is incomplete (no trailer): the process was killed or is still running; \
-             reporting what was recovered"
+            "capture is incomplete (no trailer): the process was killed, exec'd a program by a \
+             raw system call, or is still running; reporting what was recovered"
                 .to_string(),
         ),
         Some(t) => {
