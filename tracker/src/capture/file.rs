@@ -585,6 +585,8 @@ impl Capture {
     /// process (`prlimit --pid`, which no hook sees), the mapping still holds the room taken
     /// without it, and every allocation of the program's fails. Gives back its unused part
     /// (as `fit_address_limit`); true when it did, and the refused call may be made again.
+    #[cold]
+    #[inline(never)]
     pub fn give_back_room(&self) -> bool {
         if sys::sandboxed() || self.base.load(Ordering::Relaxed).is_null() {
             return false;

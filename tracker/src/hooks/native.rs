@@ -145,14 +145,27 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, site: &CallSite) -> *m
         crate::early::alloc(Allocator::Malloc, p as u64, size as u64, site.ret);
         return p;
     };
-    let mut p = forward!(r.malloc; size);
-    if p.is_null() && size > 0 && CAPTURE.give_back_room() {
+    let p = forward!(r.malloc; size);
+    if !p.is_null() {
+        thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, site.ret);
+        return p;
+    }
+    malloc_refused(&mut t, r, size, site)
+}
+
+/// A malloc the allocator refused: made again once the capture gave back room it held (an
+/// address-space limit lowered from outside), else recorded as refused. Out of the hot path.
+#[cold]
+#[inline(never)]
+fn malloc_refused(t: &mut tls::Tls, r: &Real, size: size_t, site: &CallSite) -> *mut c_void {
+    let mut p = core::ptr::null_mut();
+    if size > 0 && CAPTURE.give_back_room() {
         p = forward!(r.malloc; size);
     }
     if !p.is_null() {
-        thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, site.ret);
+        thread::record_alloc(t, Allocator::Malloc, p as u64, size as u64, site.ret);
     } else if size > 0 {
-        thread::record_failed(&mut t, Allocator::Malloc, size as u64, site.ret);
+        thread::record_failed(t, Allocator::Malloc, size as u64, site.ret);
     }
     p
 }

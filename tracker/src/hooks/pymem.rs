@@ -12,7 +12,7 @@ use crate::capture::CAPTURE;
 use crate::hooks::enter;
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::real::forward;
-use crate::{clock, thread};
+use crate::{clock, thread, tls};
 use libc::c_void;
 use memtrace_format::Allocator;
 use std::cell::UnsafeCell;
@@ -130,14 +130,38 @@ unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_voi
     let Some(mut t) = enter() else {
         return forward!(o.malloc; o.ctx, size);
     };
-    let mut p = forward!(o.malloc; o.ctx, size);
-    if p.is_null() && size > 0 && CAPTURE.give_back_room() {
-        p = forward!(o.malloc; o.ctx, size);
-    }
+    let p = forward!(o.malloc; o.ctx, size);
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::PymallocMalloc, p as u64, size as u64, 0);
+        return p;
+    }
+    refused(
+        &mut t,
+        Allocator::PymallocMalloc,
+        size as u64,
+        || forward!(o.malloc; o.ctx, size),
+    )
+}
+
+/// An allocation the allocator refused: made again (`again`) once the capture gave back room
+/// it held (an address-space limit lowered from outside), else recorded as refused. Out of
+/// the hot path.
+#[cold]
+#[inline(never)]
+fn refused(
+    t: &mut tls::Tls,
+    allocator: Allocator,
+    size: u64,
+    again: impl FnOnce() -> *mut c_void,
+) -> *mut c_void {
+    let mut p = core::ptr::null_mut();
+    if size > 0 && CAPTURE.give_back_room() {
+        p = again();
+    }
+    if !p.is_null() {
+        thread::record_alloc(t, allocator, p as u64, size, 0);
     } else if size > 0 {
-        thread::record_failed(&mut t, Allocator::PymallocMalloc, size as u64, 0);
+        thread::record_failed(t, allocator, size, 0);
     }
     p
 }
@@ -147,17 +171,18 @@ unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> 
     let Some(mut t) = enter() else {
         return forward!(o.calloc; o.ctx, n, size);
     };
-    let mut p = forward!(o.calloc; o.ctx, n, size);
+    let p = forward!(o.calloc; o.ctx, n, size);
     let total = (n as u64).saturating_mul(size as u64);
-    if p.is_null() && total > 0 && CAPTURE.give_back_room() {
-        p = forward!(o.calloc; o.ctx, n, size);
-    }
     if !p.is_null() {
         thread::record_alloc(&mut t, Allocator::PymallocCalloc, p as u64, total, 0);
-    } else if total > 0 {
-        thread::record_failed(&mut t, Allocator::PymallocCalloc, total, 0);
+        return p;
     }
-    p
+    refused(
+        &mut t,
+        Allocator::PymallocCalloc,
+        total,
+        || forward!(o.calloc; o.ctx, n, size),
+    )
 }
 
 unsafe extern "C" fn wrapped_realloc(
