@@ -17,7 +17,7 @@ pub fn aggregated_peak(py: Python<'_>, path: PathBuf) -> PyResult<Option<(u64, u
     Ok(py.detach(|| {
         crate::pool::transient(|| {
             let file = capture.bytes();
-            let index = scan::scan(file, capture.data_start(), capture.header.minor);
+            let index = scan::scan_capture(&capture);
             if !index.settings.aggregate {
                 return None;
             }

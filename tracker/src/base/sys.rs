@@ -210,9 +210,9 @@ pub fn unlink(path: &[u8]) {
     unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path.as_ptr(), 0) };
 }
 
-/// What is at `path` (NUL-terminated) itself, a symbolic link not followed: its file type
-/// (`st_mode & S_IFMT`), None when nothing is there (or it cannot be seen); errno kept.
-pub fn file_type(path: &[u8]) -> Option<u32> {
+/// stat(2) of `path` (NUL-terminated) with `flags` (AT_SYMLINK_NOFOLLOW or 0), by a raw
+/// system call; None when nothing can be seen there. errno kept.
+fn stat_at(path: &[u8], flags: c_int) -> Option<libc::stat> {
     debug_assert_eq!(path.last(), Some(&0));
     let _errno = ErrnoGuard::new();
     let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
@@ -223,34 +223,23 @@ pub fn file_type(path: &[u8]) -> Option<u32> {
             libc::AT_FDCWD,
             path.as_ptr(),
             st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
+            flags,
         )
     };
     // SAFETY: zeroed, then filled by the call when it succeeded.
-    (r == 0).then(|| unsafe { st.assume_init() }.st_mode & libc::S_IFMT)
+    (r == 0).then(|| unsafe { st.assume_init() })
+}
+
+/// What is at `path` (NUL-terminated) itself, a symbolic link not followed: its file type
+/// (`st_mode & S_IFMT`), None when nothing is there (or it cannot be seen); errno kept.
+pub fn file_type(path: &[u8]) -> Option<u32> {
+    stat_at(path, libc::AT_SYMLINK_NOFOLLOW).map(|st| st.st_mode & libc::S_IFMT)
 }
 
 /// The mode, owner and group of the file at `path` (NUL-terminated, links followed); None when
 /// it cannot be seen. errno kept.
 pub fn mode_and_owner(path: &[u8]) -> Option<(u32, u32, u32)> {
-    debug_assert_eq!(path.last(), Some(&0));
-    let _errno = ErrnoGuard::new();
-    let mut st = core::mem::MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: path is NUL-terminated; st is a whole stat buffer the call fills.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_newfstatat,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            st.as_mut_ptr(),
-            0,
-        )
-    };
-    (r == 0).then(|| {
-        // SAFETY: zeroed, then filled by the call, which succeeded.
-        let st = unsafe { st.assume_init() };
-        (st.st_mode, st.st_uid, st.st_gid)
-    })
+    stat_at(path, 0).map(|st| (st.st_mode, st.st_uid, st.st_gid))
 }
 
 /// Whether the file at `path` (NUL-terminated) has file capabilities (which make its exec a
@@ -270,16 +259,16 @@ pub fn has_file_capabilities(path: &[u8]) -> bool {
     }
 }
 
-/// The process's address-space limit (RLIMIT_AS) now, by a raw system call; None when there
-/// is none.
-pub fn address_space_limit() -> Option<u64> {
+/// The process's soft limit of `resource` now (RLIMIT_AS, RLIMIT_FSIZE...), by a raw system
+/// call; None when there is none.
+pub fn soft_limit(resource: libc::__rlimit_resource_t) -> Option<u64> {
     let mut now = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     let args = [
         0,
-        libc::RLIMIT_AS as usize,
+        resource as usize,
         0,
         &mut now as *mut libc::rlimit as usize,
         0,

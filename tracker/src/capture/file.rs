@@ -171,17 +171,7 @@ fn share_of_room(limit: u64, others: u64) -> u64 {
 
 /// The largest file this process may write (RLIMIT_FSIZE).
 fn file_size_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } != 0
-        || lim.rlim_cur == libc::RLIM_INFINITY
-    {
-        return u64::MAX;
-    }
-    lim.rlim_cur
+    sys::soft_limit(libc::RLIMIT_FSIZE).unwrap_or(u64::MAX)
 }
 
 impl Capture {
@@ -592,7 +582,7 @@ impl Capture {
             return false;
         }
         let _errno = sys::ErrnoGuard::new();
-        match sys::address_space_limit() {
+        match sys::soft_limit(libc::RLIMIT_AS) {
             Some(limit) => self.fit_address_limit(limit),
             None => false,
         }

@@ -150,22 +150,35 @@ pub(crate) unsafe extern "C" fn hook_malloc(size: size_t, site: &CallSite) -> *m
         thread::record_alloc(&mut t, Allocator::Malloc, p as u64, size as u64, site.ret);
         return p;
     }
-    malloc_refused(&mut t, r, size, site)
+    refused(
+        &mut t,
+        Allocator::Malloc,
+        size as u64,
+        site.ret,
+        || forward!(r.malloc; size),
+    )
 }
 
-/// A malloc the allocator refused: made again once the capture gave back room it held (an
-/// address-space limit lowered from outside), else recorded as refused. Out of the hot path.
+/// An allocation the allocator refused: made again (`again`) once the capture gave back room
+/// it held (an address-space limit lowered from outside), else recorded as refused. Out of
+/// the hot path; `ret` is the call site (0 for PyMem's).
 #[cold]
 #[inline(never)]
-fn malloc_refused(t: &mut tls::Tls, r: &Real, size: size_t, site: &CallSite) -> *mut c_void {
+pub(crate) fn refused(
+    t: &mut tls::Tls,
+    allocator: Allocator,
+    size: u64,
+    ret: u64,
+    again: impl FnOnce() -> *mut c_void,
+) -> *mut c_void {
     let mut p = core::ptr::null_mut();
     if size > 0 && CAPTURE.give_back_room() {
-        p = forward!(r.malloc; size);
+        p = again();
     }
     if !p.is_null() {
-        thread::record_alloc(t, Allocator::Malloc, p as u64, size as u64, site.ret);
+        thread::record_alloc(t, allocator, p as u64, size, ret);
     } else if size > 0 {
-        thread::record_failed(t, Allocator::Malloc, size as u64, site.ret);
+        thread::record_failed(t, allocator, size, ret);
     }
     p
 }

@@ -9,10 +9,10 @@
 //! the peak.
 
 use crate::capture::CAPTURE;
-use crate::hooks::enter;
+use crate::hooks::{enter, refused};
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::real::forward;
-use crate::{clock, thread, tls};
+use crate::{clock, thread};
 use libc::c_void;
 use memtrace_format::Allocator;
 use std::cell::UnsafeCell;
@@ -139,31 +139,9 @@ unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_voi
         &mut t,
         Allocator::PymallocMalloc,
         size as u64,
+        0,
         || forward!(o.malloc; o.ctx, size),
     )
-}
-
-/// An allocation the allocator refused: made again (`again`) once the capture gave back room
-/// it held (an address-space limit lowered from outside), else recorded as refused. Out of
-/// the hot path.
-#[cold]
-#[inline(never)]
-fn refused(
-    t: &mut tls::Tls,
-    allocator: Allocator,
-    size: u64,
-    again: impl FnOnce() -> *mut c_void,
-) -> *mut c_void {
-    let mut p = core::ptr::null_mut();
-    if size > 0 && CAPTURE.give_back_room() {
-        p = again();
-    }
-    if !p.is_null() {
-        thread::record_alloc(t, allocator, p as u64, size, 0);
-    } else if size > 0 {
-        thread::record_failed(t, allocator, size, 0);
-    }
-    p
 }
 
 unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
@@ -181,6 +159,7 @@ unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> 
         &mut t,
         Allocator::PymallocCalloc,
         total,
+        0,
         || forward!(o.calloc; o.ctx, n, size),
     )
 }

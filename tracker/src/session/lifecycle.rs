@@ -243,7 +243,7 @@ fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
             sys::unlink(&z);
         }
         if e == libc::ENOMEM {
-            if let Some(limit) = sys::address_space_limit() {
+            if let Some(limit) = sys::soft_limit(libc::RLIMIT_AS) {
                 // The mapping did not fit under the limit: say which, and what to do.
                 let mut msg = describe(b"cannot write the capture", &path, e);
                 msg.extend_from_slice(

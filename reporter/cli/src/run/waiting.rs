@@ -97,9 +97,7 @@ const WATCH_EVERY: libc::timespec = libc::timespec {
 /// that attached to it): memtrace, stopped, could not notice, and its parent would wait for
 /// it for ever. None when it cannot be made (memtrace then stops as before).
 fn watch_while_stopped(program: libc::pid_t) -> Option<libc::pid_t> {
-    let mut path = [0u8; 32];
-    let text = format!("/proc/{program}/stat");
-    path.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+    let path = stat_path(program)?;
     // SAFETY: getpid only reads the process table.
     let memtrace = unsafe { libc::getpid() };
     // SAFETY: fork(2); the child makes only async-signal-safe calls (no allocation, no lock)
@@ -152,11 +150,13 @@ fn stopped_raw(path: &[u8]) -> bool {
 /// Whether process `pid` is stopped by a signal (state T in /proc/PID/stat; not a tracer's
 /// stop, t).
 fn stopped(pid: libc::pid_t) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the command's closing parenthesis (the command may hold any).
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next())
-        == Some('T')
+    stat_path(pid).is_some_and(|path| stopped_raw(&path))
+}
+
+/// /proc/PID/stat, NUL-terminated.
+fn stat_path(pid: libc::pid_t) -> Option<[u8; 32]> {
+    let mut path = [0u8; 32];
+    let text = format!("/proc/{pid}/stat");
+    path.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+    Some(path)
 }

@@ -264,13 +264,19 @@ pub unsafe fn follow(
 
 const OUTPUT: &[u8] = b"MEMTRACE_OUTPUT=";
 
-/// The MEMTRACE_OUTPUT of the process's environment now.
-fn given_output() -> Option<Vec<u8>> {
+/// libc's `environ`: the process's environment now.
+fn process_environment() -> *const *const c_char {
     extern "C" {
         static environ: *const *const c_char;
     }
+    // SAFETY: a plain read of libc's pointer.
+    unsafe { environ }
+}
+
+/// The MEMTRACE_OUTPUT of the process's environment now.
+fn given_output() -> Option<Vec<u8>> {
     // SAFETY: libc's environment: a NULL-terminated array of C strings; read only.
-    let env = unsafe { entries(environ) };
+    let env = unsafe { entries(process_environment()) };
     env.into_iter()
         .find_map(|e| e.strip_prefix(OUTPUT))
         .map(<[u8]>::to_vec)
@@ -341,13 +347,10 @@ unsafe fn for_a_followed_child(
     }
     // SAFETY: plans are never freed.
     let plan = unsafe { &*plan };
-    extern "C" {
-        static environ: *const *const c_char;
-    }
+    let environ = process_environment();
     // SAFETY: libc's environment, read only; envp as the caller promises.
     let (own, env) = unsafe { (entries(environ), entries(envp)) };
-    // SAFETY: a plain read of libc's pointer.
-    if envp == unsafe { environ } || !own.clone().any(|e| e == b"MEMTRACE_FOLLOW_FORK=1") {
+    if envp == environ || !own.clone().any(|e| e == b"MEMTRACE_FOLLOW_FORK=1") {
         return None;
     }
     if env.clone().any(|e| e.starts_with(OUTPUT)) {
