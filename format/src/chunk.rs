@@ -17,6 +17,9 @@ pub const MAX_PAYLOAD: usize = 64 << 20;
 /// are not bound by it.
 pub const MAX_DECODED: usize = 1 << 20;
 
+/// Chunk flag (since 1.4): bytes 68..72 of the header hold the crc32 of the payload.
+pub const FLAG_PAYLOAD_CRC: u16 = 1;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkKind {
     /// A thread's events, complete.
@@ -66,7 +69,12 @@ impl ChunkCodec {
 pub struct ChunkHeader {
     pub kind: ChunkKind,
     pub codec: ChunkCodec,
+    /// [`FLAG_PAYLOAD_CRC`] (since 1.4); other bits are 0.
     pub flags: u16,
+    /// With [`FLAG_PAYLOAD_CRC`]: crc32 of the payload a reader reads (see
+    /// [`ChunkHeader::checked_len`]). Not covered by the header's own crc: a flipped bit here
+    /// fails the payload's check, which only costs the chunk.
+    pub payload_crc: u32,
     /// The tracker's serial number of the thread (unique within a capture; 0 for process-wide
     /// chunks). OS thread ids can be reused, serials are not.
     pub thread_serial: u32,
@@ -95,6 +103,7 @@ impl ChunkHeader {
             kind: ChunkKind::Trailer,
             codec: ChunkCodec::Raw,
             flags: 0,
+            payload_crc: 0,
             thread_serial: 0,
             tid: 0,
             seq: 0,
@@ -131,7 +140,32 @@ impl ChunkHeader {
         b[56..64].copy_from_slice(&self.flush_tick.to_le_bytes());
         let crc = header_crc(&b);
         b[64..68].copy_from_slice(&crc.to_le_bytes());
+        b[68..72].copy_from_slice(&self.payload_crc.to_le_bytes());
         b
+    }
+
+    /// The header with `crc`, the crc32 of its payload (the bytes [`ChunkHeader::checked_len`]
+    /// counts), as a writer of 1.4 stores every chunk it finishes (not a live staging area).
+    pub fn with_payload_crc(self, crc: u32) -> ChunkHeader {
+        ChunkHeader {
+            flags: self.flags | FLAG_PAYLOAD_CRC,
+            payload_crc: crc,
+            ..self
+        }
+    }
+
+    /// The payload bytes the checksum covers: the records of a raw chunk (`raw_len`), the whole
+    /// stored payload of any other (`stored_len`).
+    pub fn checked_len(&self) -> usize {
+        match self.codec {
+            ChunkCodec::Raw => (self.raw_len as usize).min(self.stored_len as usize),
+            _ => self.stored_len as usize,
+        }
+    }
+
+    /// Whether the header carries a checksum of its payload.
+    pub fn has_payload_crc(&self) -> bool {
+        self.flags & FLAG_PAYLOAD_CRC != 0 && self.kind != ChunkKind::Staging
     }
 
     /// Decodes a header; None when the magic number or the checksum does not match.
@@ -153,6 +187,7 @@ impl ChunkHeader {
             kind: ChunkKind::from_u8(b[4])?,
             codec: ChunkCodec::from_u8(b[5])?,
             flags: u16::from_le_bytes([b[6], b[7]]),
+            payload_crc: u32_at(68),
             thread_serial: u32_at(8),
             tid: u32_at(12),
             seq: u32_at(16),
@@ -196,6 +231,7 @@ mod tests {
             kind,
             codec: ChunkCodec::Zstd,
             flags: 0,
+            payload_crc: 0,
             thread_serial: 3,
             tid: 1234,
             seq: 9,
@@ -214,6 +250,24 @@ mod tests {
         let h = sample(ChunkKind::Events);
         assert_eq!(ChunkHeader::decode(&h.encode()), Some(h));
         assert_eq!(h.total_len(), 72 + 1008);
+    }
+
+    #[test]
+    fn payload_checksum_round_trips_and_covers_what_a_reader_reads() {
+        let payload = b"some records, and padding a raw chunk does not count";
+        let mut h = sample(ChunkKind::Meta);
+        h.codec = ChunkCodec::Raw;
+        h.stored_len = payload.len() as u32;
+        h.raw_len = 13;
+        let h = h.with_payload_crc(crate::crc::crc32(&payload[..h.checked_len()]));
+        assert!(h.has_payload_crc());
+        assert_eq!(h.payload_crc, crate::crc::crc32(b"some records,"));
+        let back = ChunkHeader::decode(&h.encode()).expect("valid");
+        assert_eq!(back, h);
+        let mut z = sample(ChunkKind::Events);
+        z.stored_len = payload.len() as u32;
+        assert_eq!(z.checked_len(), payload.len());
+        assert!(!z.has_payload_crc(), "a 1.3 header has no payload checksum");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::fmt;
 pub const FILE_MAGIC: [u8; 8] = *b"MEMTRACE";
 /// A reader refuses a different major version; minor versions only add what old readers skip.
 pub const MAJOR: u16 = 1;
-pub const MINOR: u16 = 3;
+pub const MINOR: u16 = 4;
 /// Size of the fixed part: magic, major, minor, header length, crc32, reserved.
 pub const FIXED_LEN: usize = 24;
 /// Chunks start at the header length rounded up to this.

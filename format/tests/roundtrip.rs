@@ -425,11 +425,12 @@ proptest! {
 
     #[test]
     fn chunk_header_round_trip(kind in 1u8..=4, zstd in any::<bool>(), a in any::<[u32; 6]>(),
-                               t in any::<[u64; 4]>(), flags in any::<u16>()) {
+                               t in any::<[u64; 4]>(), flags in any::<u16>(), crc in any::<u32>()) {
         let h = ChunkHeader {
             kind: ChunkKind::from_u8(kind).expect("kind"),
             codec: if zstd { ChunkCodec::Zstd } else { ChunkCodec::Raw },
             flags,
+            payload_crc: crc,
             thread_serial: a[0],
             tid: a[1],
             seq: a[2],

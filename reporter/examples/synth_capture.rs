@@ -44,6 +44,7 @@ fn write_chunk(out: &mut impl Write, t: &mut Thread) -> std::io::Result<()> {
         kind: ChunkKind::Events,
         codec: ChunkCodec::Zstd,
         flags: 0,
+        payload_crc: 0,
         thread_serial: t.serial,
         tid: 1000 + t.serial,
         seq: t.seq,

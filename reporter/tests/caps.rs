@@ -19,6 +19,7 @@ fn header(kind: ChunkKind, codec: ChunkCodec, seq: u32, raw_len: usize) -> Chunk
         kind,
         codec,
         flags: 0,
+        payload_crc: 0,
         thread_serial: 1,
         tid: 1,
         seq,

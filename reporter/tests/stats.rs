@@ -75,7 +75,7 @@ fn counts_bytes_peak_and_histogram() {
     assert_eq!(r.allocators.len(), 10, "the C allocators and free, always");
     assert_eq!(r.command, "./prog --flag");
     assert_eq!(r.pid, 4242);
-    assert_eq!(r.format_version, "1.3");
+    assert_eq!(r.format_version, "1.4");
     assert!(r.complete);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     assert_eq!(r.threads.len(), 1);

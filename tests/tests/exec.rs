@@ -918,6 +918,59 @@ fn a_program_that_becomes_a_daemon_leaves_a_whole_capture() {
     }
 }
 
+/// A daemon's capture names the process that forked it as its parent, though that parent
+/// ends at once (daemon()): its header was written after the parent had gone, naming init (in
+/// 4 runs of 6), and a reader building the tree from `parent_pid` put the daemon at the top.
+#[test]
+fn a_daemon_s_parent_is_the_process_that_forked_it() {
+    let dir = scratch("exec-daemon-parent");
+    let prog = compile("daemonize", &dir);
+    for round in 0..5 {
+        let out_dir = dir.join(format!("r{round}"));
+        std::fs::create_dir(&out_dir).expect("mkdir");
+        let done = out_dir.join("done");
+        let args = [
+            "run",
+            "-q",
+            "-f",
+            "--follow-fork",
+            "-o",
+            "run.bin",
+            "--",
+            prog.to_str().expect("utf-8"),
+            done.to_str().expect("utf-8"),
+        ];
+        let out = memtrace(&args, &out_dir);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let start = std::time::Instant::now();
+        let family = loop {
+            let s = full_stats(&out_dir.join("run.bin"));
+            let finished = std::fs::read_to_string(&done).is_ok_and(|t| t == "daemon done\n")
+                && s["processes"].as_array().is_some_and(|p| {
+                    p.len() == 2 && p.iter().all(|r| r["complete"].as_bool() == Some(true))
+                });
+            if finished || start.elapsed().as_secs() > 30 {
+                break s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let rows = family["processes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("round {round}: no family: {family}"));
+        assert_eq!(rows.len(), 2, "{family}");
+        let root = family["pid"].as_u64().expect("pid");
+        let daemon = rows
+            .iter()
+            .find(|r| r["pid"].as_u64() != Some(root))
+            .expect("the daemon's row");
+        assert_eq!(
+            daemon["parent_pid"].as_u64(),
+            Some(root),
+            "round {round}: {family}"
+        );
+    }
+}
+
 #[test]
 fn an_exec_keeps_the_program_s_environment_in_its_order() {
     // The new program gets its environment in the order the exec gave it, with its own

@@ -228,6 +228,7 @@ fn events_header(codec: ChunkCodec, seq: u32, raw_len: usize, records: u32) -> C
         kind: ChunkKind::Events,
         codec,
         flags: 0,
+        payload_crc: 0,
         thread_serial: 1,
         tid: 100,
         seq,
@@ -711,6 +712,30 @@ fn truncated_copies_report_what_they_hold() {
     }
     // The cut at a boundary keeps Events chunks: the test covers reporting what they hold.
     assert!(records_in_chunks(&real[..boundary]).1 > 0);
+
+    // Cut at or inside the trailer's place (reserved right after the header when the tracker
+    // starts): the file is cut, which the report says, rather than blaming the process.
+    let (_, header_len) = FileHeader::decode(&real).expect("a real capture");
+    let data_start = FileHeader::data_start(header_len);
+    for len in [data_start, data_start + 20, data_start + 100] {
+        let path = dir.join(format!("cut-{len}.bin"));
+        std::fs::write(&path, &real[..len]).expect("write");
+        let r = run_bounded(
+            &["stats".into(), "--json".into(), path.clone().into()],
+            &dir,
+            TIME_LIMIT,
+        );
+        r.check();
+        let v = r.json();
+        assert_eq!(v["complete"], false, "{len}: {v}");
+        let warnings = v["warnings"].as_array().expect("warnings");
+        assert_eq!(warnings.len(), 1, "{len}: {warnings:?}");
+        let w = warnings[0].as_str().unwrap_or("");
+        assert!(
+            w.contains(&format!("the file ends at byte {len}")) && !w.contains("killed"),
+            "{len}: {w}"
+        );
+    }
 }
 
 /// A capture followed by gigabytes of holes (space reserved and never written, as a killed
@@ -1347,4 +1372,96 @@ fn every_json_report_says_when_its_capture_is_incomplete() {
         "{}",
         text.stderr
     );
+}
+
+/// A capture of KNOWN_LINES recorded with `extra` options (an aggregated one, a sampled one).
+fn record_known_lines_with(name: &str, extra: &[&str]) -> PathBuf {
+    let dir = scratch(name);
+    let script = write(&dir, "known_lines.py", KNOWN_LINES);
+    let capture = dir.join("known_lines.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .args(extra)
+        .arg("--python")
+        .arg(python())
+        .arg(&script)
+        .arg("20000")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    capture
+}
+
+/// One flipped bit in the payload of any chunk the tracker finished (Events, Meta with the
+/// modules, settings, children and aggregate snapshots, the trailer) is damage that a report
+/// names: not complete, one warning, never figures changed in silence. Raw payloads (streams
+/// stored raw, raw Meta chunks, snapshots) had no check before the payload checksum (1.4).
+#[test]
+fn a_flipped_bit_in_any_chunk_s_payload_is_reported_as_damage() {
+    let full = small_capture().to_path_buf();
+    let aggregated = record_known_lines_with("hostile-flip-aggregate", &["--aggregate"]);
+    let dir = scratch("hostile-flip");
+    for capture in [full, aggregated] {
+        let real = std::fs::read(&capture).expect("read");
+        let chunks = chunk_offsets(&real);
+        let finished: Vec<_> = chunks
+            .iter()
+            .filter(|(_, h)| h.kind != ChunkKind::Staging)
+            .collect();
+        assert!(finished.len() >= 3, "{}: {chunks:?}", capture.display());
+        for (at, h) in &finished {
+            assert!(
+                h.has_payload_crc(),
+                "{}: a chunk the tracker finished carries no payload checksum: {h:?}",
+                capture.display()
+            );
+            // Meta and trailer chunks each, and up to four Events chunks.
+            let nth_events = finished
+                .iter()
+                .filter(|(o, c)| c.kind == ChunkKind::Events && o <= at)
+                .count();
+            if h.kind == ChunkKind::Events && nth_events > 4 {
+                continue;
+            }
+            let start = at + memtrace_format::CHUNK_HEADER_LEN;
+            let len = h.checked_len();
+            for (i, bit) in [(0, 0u8), (len / 2, 3), (len - 1, 7)] {
+                let mut bytes = real.clone();
+                bytes[start + i] ^= 1 << bit;
+                let copy = dir.join("flipped.bin");
+                std::fs::write(&copy, &bytes).expect("write");
+                let out = run_bounded(
+                    &["stats".into(), "--json".into(), copy.clone().into()],
+                    &dir,
+                    TIME_LIMIT,
+                );
+                out.check();
+                let what = format!(
+                    "{}: bit {bit} of payload byte {i} of the {:?} chunk at {at}",
+                    capture.display(),
+                    h.kind
+                );
+                if out.code == Some(1) {
+                    assert!(
+                        out.stderr.contains("does not match its checksum")
+                            || out.stderr.contains("damaged"),
+                        "{what}: {}",
+                        out.stderr
+                    );
+                    continue;
+                }
+                let j = out.json();
+                assert_eq!(j["complete"], false, "{what}: reported complete");
+                let warnings = j["warnings"].to_string();
+                assert!(
+                    warnings.contains("does not match its checksum")
+                        || warnings.contains("damaged trailer"),
+                    "{what}: {warnings}"
+                );
+            }
+        }
+    }
 }

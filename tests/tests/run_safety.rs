@@ -585,6 +585,64 @@ fn the_program_does_not_outlive_a_killed_memtrace() {
     }
 }
 
+/// A `memtrace run` killed with SIGKILL cannot remove its private directory; the next run of
+/// the same user removes it (and leaves a live run's alone).
+#[test]
+fn a_killed_run_s_private_directory_is_removed_by_the_next_run() {
+    let (dir, tmp) = dirs("sigkill-leftover");
+    let script = write(&dir, "sleep.py", SLEEPER);
+    let py = python_str();
+    let private = |tmp: &Path| -> Vec<String> {
+        entries(tmp)
+            .into_iter()
+            .filter(|n| n.starts_with("memtrace-"))
+            .collect()
+    };
+    let mut killed = Running::start(
+        &dir,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    killed.expect_line("pid ");
+    // In a directory of its own: its capture.bin is another file.
+    let second = dir.join("second");
+    std::fs::create_dir(&second).expect("mkdir");
+    let mut live = Running::start(
+        &second,
+        &tmp,
+        &["-q", "--python", &py, script.to_str().expect("utf-8")],
+    );
+    live.expect_line("pid ");
+    let both = private(&tmp);
+    assert_eq!(both.len(), 2, "{both:?}");
+    killed.signal("KILL");
+    let _ = killed.child.wait();
+    assert_eq!(
+        private(&tmp),
+        both,
+        "nothing removes the killed run's directory at once"
+    );
+    let next = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o", "next.bin", "true"])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs");
+    assert!(next.status.success(), "{next:?}");
+    let left = private(&tmp);
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed run's directory is gone, the live run's stays: {left:?}"
+    );
+    assert!(both.contains(&left[0]), "{left:?}");
+    live.signal("INT");
+    let status = live.child.wait().expect("wait");
+    assert!(status.code().is_some() || status.signal().is_some());
+    assert!(private(&tmp).is_empty(), "{:?}", private(&tmp));
+}
+
 /// Fills its stderr pipe exactly, so that memtrace's own last line on it blocks.
 const FILL_STDERR: &str = r#"
 import fcntl, os

@@ -128,7 +128,7 @@ fn json_has_every_key() {
     ] {
         assert!(v.get(key).is_some(), "{key} missing");
     }
-    assert_eq!(v["format_version"], "1.3");
+    assert_eq!(v["format_version"], "1.4");
     assert_eq!(v["command"], "./prog --flag");
     assert_eq!(v["argv"], serde_json::json!(["./prog", "--flag"]));
     assert_eq!(v["pid"], 4242);

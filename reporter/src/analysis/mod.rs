@@ -450,6 +450,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let mut index = index;
     index.records_found = index.records_found.saturating_sub(report.lost_records);
     index.records_damaged = report.lost_records;
+    index.chunks_damaged += report.damaged_chunks;
     let mut warnings = index.warnings.clone();
     warnings.extend(attached::note(
         capture.header.options,

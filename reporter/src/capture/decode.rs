@@ -155,6 +155,9 @@ pub(crate) fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<
     if header.kind == ChunkKind::Staging {
         return staging_payload(stored, header);
     }
+    if !payload_intact(header, stored) {
+        return Err(PAYLOAD_CHANGED.to_string());
+    }
     let raw_len = header.raw_len as usize;
     if !super::scan::unbounded(header) && entry.decoded_len > MAX_DECODED {
         return Err(format!(
@@ -167,6 +170,17 @@ pub(crate) fn payload<'a>(file: &'a [u8], entry: &ChunkEntry) -> Result<Payload<
         ChunkCodec::Zstd => decompress(stored, raw_len).map(|b| Payload::Records(Cow::Owned(b))),
         ChunkCodec::Columns => column_streams(stored, entry.decoded_len),
     }
+}
+
+/// Why a chunk whose payload fails its checksum is skipped.
+pub(crate) const PAYLOAD_CHANGED: &str = "its payload does not match its checksum";
+
+/// Whether a finished chunk's payload (`payload`: the bytes `ChunkHeader::checked_len`
+/// counts) is what its writer checksummed; true for a chunk written without a checksum
+/// (before 1.4).
+pub(crate) fn payload_intact(header: &ChunkHeader, payload: &[u8]) -> bool {
+    !header.has_payload_crc()
+        || (payload.len() == header.checked_len() && crc32fast::hash(payload) == header.payload_crc)
 }
 
 /// The complete records of a staging chunk's payload: raw records up to `raw_len`, or the
@@ -261,8 +275,13 @@ pub fn decode_chunk(file: &[u8], entry: &ChunkEntry, entry_idx: usize) -> Decode
         Ok(b) => b,
         Err(_) if staging && staging_now(file, entry) != Some(held) => return out,
         Err(e) => {
+            let why = if e == PAYLOAD_CHANGED {
+                e
+            } else {
+                format!("cannot decompress it: {e}")
+            };
             out.warning = Some(format!(
-                "skipped damaged chunk at {}: cannot decompress it: {e}",
+                "skipped damaged chunk at {}: {why}",
                 entry.describe()
             ));
             return out;

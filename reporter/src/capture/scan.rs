@@ -76,6 +76,8 @@ pub struct Index {
     /// Event records in chunks whose header was valid but whose payload could not be read (found
     /// while decoding, after the scan): a capture with any is not complete.
     pub records_damaged: u64,
+    /// Chunks found damaged (by the scan, or by the reading of their payloads).
+    pub chunks_damaged: u64,
     /// The (tick, monotonic ns) pair read last in time, from chunk headers or the trailer.
     pub latest_pair: Option<(u64, u64)>,
     pub warnings: Vec<String>,
@@ -112,6 +114,7 @@ impl Index {
     pub fn complete(&self) -> bool {
         self.truncated_at.is_none()
             && self.records_damaged == 0
+            && self.chunks_damaged == 0
             && self.trailer.as_ref().is_some_and(|t| {
                 t.flags & trailer_flags::WRITE_FAILED == 0
                     && self.records_found >= t.records_written
@@ -363,6 +366,14 @@ fn scan_with(
                 };
                 if header.kind == ChunkKind::Events {
                     events.push(entry);
+                } else if !super::decode::payload_intact(&header, entry.payload(file)) {
+                    // Read where it lies by every report (modules, settings, children): checked
+                    // here, once. Its records count as missing.
+                    index.chunks_damaged += 1;
+                    index.warnings.push(format!(
+                        "skipped damaged chunk at offset {pos}: {}",
+                        super::decode::PAYLOAD_CHANGED
+                    ));
                 } else {
                     index.records_found += u64::from(header.record_count);
                     index.meta.push(entry);
@@ -393,7 +404,11 @@ fn scan_with(
             }
             ChunkKind::Trailer => {
                 let n = (header.raw_len as usize).min(stored);
-                match Trailer::decode(&file[payload_start..payload_start + n]) {
+                let payload = &file[payload_start..payload_start + n];
+                match Some(payload)
+                    .filter(|p| super::decode::payload_intact(&header, p))
+                    .and_then(Trailer::decode)
+                {
                     Some(t) => {
                         note_pair(&mut index, t.end_tick, t.end_mono_ns);
                         index.trailer = Some(t);
@@ -448,6 +463,19 @@ fn scan_with(
     }
     index.chunks = chunks;
 
+    // The tracker reserves the trailer's place right after the header when it starts, before
+    // any chunk: a file that ends inside it was cut (a partial copy), not left by a process.
+    let trailer_end =
+        data_start + CHUNK_HEADER_LEN + Trailer::MAX_LEN.div_ceil(CHUNK_ALIGN) * CHUNK_ALIGN;
+    if index.trailer.is_none() && len < trailer_end {
+        index.warnings.clear();
+        index.warnings.push(format!(
+            "capture is cut short: the file ends at byte {len}, inside the place the tracker \
+             reserved for its trailer when it started (byte {trailer_end}); it holds no event \
+             (a partial copy?)"
+        ));
+        return index;
+    }
     if index.trailer.is_none() {
         // The process ended abruptly, most likely while writing such a chunk (payload first,
         // header last): its records are still in the thread's staging area, read as such.

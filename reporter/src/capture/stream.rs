@@ -69,6 +69,9 @@ pub struct StreamReport {
     pub warnings: Vec<String>,
     /// Event records the damaged chunks' headers count and that could not be read.
     pub lost_records: u64,
+    /// Chunks that were damaged (skipped, or read in part), whatever their headers count: a
+    /// chunk of table records only counts no event but holds the stacks' names.
+    pub damaged_chunks: u64,
     /// Events delivered.
     pub events: u64,
     /// The largest tick delivered.
@@ -365,6 +368,7 @@ fn run_here<C: Consumer>(
         let chunk = decode_chunk(file, entry, i);
         if let Some(w) = chunk.warning {
             report.warnings.push(w);
+            report.damaged_chunks += 1;
         }
         consumer.chunk_loaded(None, chunk.tables, None);
     }
@@ -380,6 +384,7 @@ fn run_here<C: Consumer>(
         for (chunk, summary) in batch {
             if let Some(w) = chunk.warning {
                 report.warnings.push(w);
+                report.damaged_chunks += 1;
                 if let Some(e) = index.chunks.get(chunk.entry) {
                     let kept = chunk.events.len() as u64;
                     report.lost_records += u64::from(e.header.record_count).saturating_sub(kept);

@@ -114,7 +114,9 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
         total_allocations: a.totals.allocs.count,
         leaked_bytes: a.leaked().bytes,
         complete: a.complete(),
-        damaged: a.index.records_missing().is_some() || a.index.records_damaged > 0,
+        damaged: a.index.records_missing().is_some()
+            || a.index.records_damaged > 0
+            || a.index.chunks_damaged > 0,
         series,
         error: None,
         warnings: a.warnings.clone(),

@@ -232,6 +232,7 @@ impl CaptureBuilder {
             kind,
             codec,
             flags: 0,
+            payload_crc: 0,
             thread_serial: serial,
             tid,
             seq,

@@ -412,6 +412,7 @@ fn record_child_at<'a>(
         kind: ChunkKind::Meta,
         codec: ChunkCodec::Raw,
         flags: 0,
+        payload_crc: 0,
         thread_serial: 0,
         tid: sys::gettid(),
         seq: 0,

@@ -379,9 +379,22 @@ fn report_status(cfg: &Config, msg: &[u8]) {
     }
 }
 
+/// The pid in this process's capture header (as /proc names it: see sys::proc_ids). A fork
+/// child inherits its parent's value: the parent of its own header.
+static HEADER_PID: AtomicU32 = AtomicU32::new(0);
+/// Set by a followed fork child for its header: the parent's HEADER_PID. Read at the child's
+/// start, the parent may be gone already (daemon()'s parent exits at once), and getppid()
+/// would then name init or a subreaper.
+static CHILD_OF: AtomicU32 = AtomicU32::new(0);
+
 fn file_header(cfg: &Config) -> Vec<u8> {
     // As a parent's child record names them (see sys::proc_ids).
-    let (pid, ppid) = sys::proc_ids();
+    let (pid, mut ppid) = sys::proc_ids();
+    match CHILD_OF.swap(0, Ordering::Relaxed) {
+        0 => {}
+        parent => ppid = parent,
+    }
+    HEADER_PID.store(pid, Ordering::Relaxed);
     // Most command lines fit in a page; a zeroed 256 KiB buffer is a mapping made and
     // unmapped per capture (the pytest plugin opens one per test).
     let mut cmdline = vec![0u8; 4096];
@@ -956,6 +969,7 @@ pub(crate) extern "C" fn fork_child() {
             crate::phdr::leave_loader_alone();
         }
         let pid = sys::getpid();
+        CHILD_OF.store(HEADER_PID.load(Ordering::Relaxed), Ordering::Relaxed);
         let child = Config {
             // As the parent's child record names it (see sys::proc_ids).
             output: child_path(&cfg.root, sys::proc_ids().0),
@@ -995,5 +1009,6 @@ pub(crate) extern "C" fn fork_child() {
             }
             Err(msg) => report_status(&child, &msg),
         }
+        CHILD_OF.store(0, Ordering::Relaxed);
     });
 }

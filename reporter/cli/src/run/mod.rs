@@ -20,6 +20,7 @@ mod rundir;
 mod sentinel;
 mod shebang;
 mod signals;
+mod stale;
 mod target;
 mod waiting;
 

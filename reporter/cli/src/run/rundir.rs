@@ -3,7 +3,12 @@
 //! umask, so that no other user can plant, read or swap what memtrace and the tracker put there.
 //! Removed with everything in it after the run. The status file is still read defensively (no
 //! link followed, never blocking, bounded, control characters shown as escapes).
+//!
+//! A `memtrace run` killed with SIGKILL cannot remove its directory: each directory holds an
+//! `owner` file (memtrace's pid and start time), and the next run removes the directories of
+//! this user whose owner is gone (see `stale`).
 
+use super::stale;
 use super::RunError;
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -36,7 +41,10 @@ impl RunDir {
                 continue;
             }
             match Self::create_in(parent) {
-                Ok(dir) => return Ok(dir),
+                Ok(dir) => {
+                    stale::sweep(parent, dir.path());
+                    return Ok(dir);
+                }
                 Err(e) => {
                     error.get_or_insert(e);
                 }
@@ -56,6 +64,7 @@ impl RunDir {
             .tempdir_in(parent)?;
         // The umask may have taken bits from the owner too; the others never get any.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        stale::mark(dir.path())?;
         // Room for the start-up hook's files (a few KB): a full file system takes a new
         // directory and then refuses its files, which stopped every Python run.
         // No more than the file size limit (`ulimit -f`) allows: a larger probe fails for

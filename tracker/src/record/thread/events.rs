@@ -302,6 +302,7 @@ fn dead_thread_event(t: &mut tls::Tls, f: impl FnOnce(&mut Encoder, &mut [u8], u
         kind: ChunkKind::Events,
         codec: ChunkCodec::Raw,
         flags: 0,
+        payload_crc: 0,
         thread_serial: t.serial,
         tid: sys::gettid(),
         seq: t.next_seq,

@@ -1,0 +1,158 @@
+//! Private directories left by runs that were killed: `memtrace run` removes its directory
+//! when it ends, which SIGKILL does not let it do (its program then dies with it through the
+//! parent-death signal, and nothing is left to clean). Each directory names its owner in a
+//! file, and the next run of the same user removes those whose owner is gone.
+//!
+//! Only a directory that says it is memtrace's is removed: a `memtrace-` name of the private
+//! directories' length, a real directory (no link) of this user, and an `owner` file naming a
+//! process of this pid namespace that no longer runs (its pid gone, or reused by a process
+//! started at another time). A directory whose owner file is not written yet, is unreadable, or
+//! comes from another pid namespace (a container sharing /tmp) is left alone.
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+const OWNER: &str = "owner";
+/// `memtrace-` and the twelve random characters of a private directory's name.
+const NAME_LEN: usize = "memtrace-".len() + 12;
+/// Entries of the temporary directory looked at, and directories removed, by one run: a
+/// /tmp of many thousand entries costs each run a bounded few milliseconds.
+const MAX_LOOKED_AT: usize = 20_000;
+const MAX_REMOVED: usize = 64;
+
+/// Writes the owner file of the new private directory `dir`: this process's pid, start time
+/// and pid namespace.
+pub fn mark(dir: &Path) -> std::io::Result<()> {
+    let me = std::process::id() as libc::pid_t;
+    let line = format!(
+        "{me} {} {}\n",
+        start_time(me).unwrap_or(0),
+        pid_namespace().unwrap_or_default()
+    );
+    std::fs::write(dir.join(OWNER), line)
+}
+
+/// Removes the private directories in `parent`, other than `own`, whose owner is gone. Every
+/// failure is ignored: cleaning up after others never stops a run.
+pub fn sweep(parent: &Path, own: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let Some(namespace) = pid_namespace() else {
+        return;
+    };
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let mut removed = 0;
+    for entry in entries.take(MAX_LOOKED_AT).flatten() {
+        let name = entry.file_name();
+        let bytes = name.as_encoded_bytes();
+        if bytes.len() != NAME_LEN || !bytes.starts_with(b"memtrace-") {
+            continue;
+        }
+        let path = entry.path();
+        if path == own {
+            continue;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != uid {
+            continue;
+        }
+        if owner_gone(&path, &namespace) && std::fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+            if removed == MAX_REMOVED {
+                return;
+            }
+        }
+    }
+}
+
+/// Whether the owner file of `dir` names a process of `namespace` that is no longer running.
+fn owner_gone(dir: &Path, namespace: &str) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(OWNER))
+    else {
+        return false;
+    };
+    let mut text = String::new();
+    if file.take(256).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    let mut fields = text.split_whitespace();
+    let (Some(pid), Some(start), Some(ns)) = (
+        fields.next().and_then(|f| f.parse::<libc::pid_t>().ok()),
+        fields.next().and_then(|f| f.parse::<u64>().ok()),
+        fields.next(),
+    ) else {
+        return false;
+    };
+    if ns != namespace || pid <= 0 {
+        return false;
+    }
+    match start_time(pid) {
+        None => !Path::new(&format!("/proc/{pid}")).exists(),
+        Some(now) => start != 0 && now != start,
+    }
+}
+
+/// The start time of process `pid` (/proc/PID/stat's 22nd field, in clock ticks since boot).
+fn start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (in parentheses, which may hold spaces): state is the 3rd.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process's pid namespace, as /proc/self/ns/pid names it (`pid:[4026531836]`).
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_named(parent: &Path, name: &str) -> std::path::PathBuf {
+        let d = parent.join(name);
+        std::fs::create_dir(&d).expect("mkdir");
+        d
+    }
+
+    #[test]
+    fn only_directories_of_runs_that_are_gone_are_removed() {
+        let parent = tempfile::tempdir().expect("tmp");
+        let p = parent.path();
+        let ns = pid_namespace().expect("a pid namespace");
+        let own = dir_named(p, "memtrace-ownownownown");
+        mark(&own).expect("mark");
+        // Gone: a pid that cannot run (above pid_max), or a live pid with another start time.
+        let gone = dir_named(p, "memtrace-gonegonegone");
+        std::fs::write(gone.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
+        let reused = dir_named(p, "memtrace-reusedreused");
+        std::fs::write(reused.join(OWNER), format!("1 12345678901 {ns}\n")).expect("write");
+        // Kept: a live owner, no owner file, another namespace, another name, a link.
+        let live = dir_named(p, "memtrace-livelivelive");
+        mark(&live).expect("mark");
+        let unmarked = dir_named(p, "memtrace-unmarkedunma");
+        let foreign = dir_named(p, "memtrace-foreignforei");
+        std::fs::write(foreign.join(OWNER), "99999999 5 pid:[1]\n").expect("write");
+        let other = dir_named(p, "memtrace-other");
+        std::fs::write(other.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
+        let target = dir_named(p, "target");
+        std::fs::write(target.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
+        std::os::unix::fs::symlink(&target, p.join("memtrace-linklinklink")).expect("link");
+        sweep(p, &own);
+        assert!(!gone.exists());
+        assert!(!reused.exists());
+        for kept in [&own, &live, &unmarked, &foreign, &other, &target] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        assert!(p.join("memtrace-linklinklink").exists());
+    }
+}
