@@ -57,6 +57,9 @@ pub mod trailer_flags {
     /// C++'s operator new was an allocator library's own (tcmalloc's, jemalloc's), which does
     /// not call malloc: the program's `new` and `delete` are missing.
     pub const OWN_OPERATOR_NEW: u64 = 1 << 8;
+    /// More blocks were live before the tracker started (allocated by linked libraries'
+    /// constructors) than it notes: the rest are not in the capture.
+    pub const EARLY_BLOCKS_LEFT_OUT: u64 = 1 << 9;
 
     /// Why the capture reached its size limit, in words, from a trailer's flags; None when it
     /// did not.
@@ -75,6 +78,13 @@ pub mod trailer_flags {
     pub fn hook_left(flags: u64) -> Option<&'static str> {
         (flags & HOOK_LEFT_BY_A_JUMP != 0).then_some(
             "a signal handler jumped out of an allocation function (siglongjmp) while memtrace recorded it: that thread's later events were not recorded",
+        )
+    }
+
+    /// Blocks allocated before the tracker started and left out, in words; None when none were.
+    pub fn early_blocks_left_out(flags: u64) -> Option<&'static str> {
+        (flags & EARLY_BLOCKS_LEFT_OUT != 0).then_some(
+            "more than 512 blocks allocated before memtrace's tracker started (by the constructors of the program's libraries) were live at once: the others are not in the capture",
         )
     }
 

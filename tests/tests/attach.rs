@@ -1856,3 +1856,144 @@ fn a_detach_without_permission_says_why() {
     detached(&pid, &dir);
     drop(target);
 }
+
+/// The attach's directory is `/tmp/memtrace-attach.PID`, a name anyone can take first, and
+/// memtrace often runs as root. A link planted there once made root's attach give the linked
+/// directory to the process's user; links planted in a directory made there in advance made
+/// the process truncate the linked file (`running`). A link is refused (the directory it
+/// points to untouched); a planted directory is made anew, its links removed, not followed.
+#[test]
+fn links_planted_in_the_attach_s_directory_are_never_followed() {
+    let dir = scratch("attach_planted");
+    let victim_dir = dir.join("victim_dir");
+    std::fs::create_dir(&victim_dir).expect("mkdir");
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "precious").expect("write");
+    let target = python_target(&dir, "sl.py", SCRIPT);
+    let pid = target.pid();
+    let state = std::path::PathBuf::from(format!("/tmp/memtrace-attach.{pid}"));
+    let _ = std::fs::remove_dir_all(&state);
+    let _ = std::fs::remove_file(&state);
+    std::os::unix::fs::symlink(&victim_dir, &state).expect("plant a link");
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        let _ = std::fs::remove_file(&state);
+        return;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not a directory memtrace made"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&victim_dir).expect("read").count(),
+        0,
+        "nothing was made in the linked directory"
+    );
+    std::fs::remove_file(&state).expect("unlink");
+    // A directory made in advance, with links where memtrace and the tracker write.
+    std::fs::create_dir(&state).expect("plant a directory");
+    for name in ["running", "stop", "error"] {
+        std::os::unix::fs::symlink(&victim, state.join(name)).expect("plant a link");
+    }
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "precious");
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(5));
+    let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
+}
+
+/// The thread that makes the attach's calls is stopped anywhere in the program's code, maybe
+/// between a failed call and the program's look at errno: every attach left errno = ENOENT
+/// there (dlopen's). errno is put back with the registers.
+#[test]
+fn attach_and_detach_leave_the_program_s_errno_alone() {
+    let dir = scratch("attach_errno");
+    let prog = memtrace_e2e::compile("errno_kept", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    for round in 0..3 {
+        let capture = format!("cap{round}.bin");
+        let Some(_) = attached(&pid, &capture, &dir) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        detached(&pid, &dir);
+    }
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(
+        String::from_utf8_lossy(&end.stdout),
+        "checks made bad 0 errno 0\n"
+    );
+    assert_eq!(end.status.code(), Some(0));
+}
+
+/// A SIGALRM handler (1 kHz) that raises, caught by the program's loop. Python runs a handler
+/// at any instruction of the main thread, memtrace's queued start included: the handler's
+/// exception was swallowed there (the program never saw it), or escaped before the start's
+/// `try` and killed the program with a SystemError.
+const RAISING_HANDLER: &str = "import os, signal
+class Timeout(Exception): pass
+raised = caught = 0
+armed = False
+def h(sig, frame):
+    global raised, armed
+    if armed:
+        armed = False
+        raised += 1
+        raise Timeout()
+signal.signal(signal.SIGALRM, h)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+print('ready', flush=True)
+done = False
+while not done:
+    try:
+        armed = True
+        while True:
+            if os.path.exists('done'):
+                armed = False
+                done = True
+                break
+            x = [0] * 10
+    except Timeout:
+        caught += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+print('swallowed', raised - caught)
+";
+
+#[test]
+fn an_exception_of_the_program_s_signal_handler_reaches_the_program() {
+    let dir = scratch("attach_raising_handler");
+    let target = python_target(&dir, "alarm.py", RAISING_HANDLER);
+    let pid = target.pid();
+    for round in 0..6 {
+        let capture = format!("cap{round}.bin");
+        let out = memtrace(&["attach", &pid, "-o", &capture], &dir);
+        if refused(&out) {
+            return;
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            detached(&pid, &dir);
+        } else {
+            // The handler raised inside the start: said, and the exception went on to the
+            // program.
+            assert!(
+                err.contains("signal handler of the program raised Timeout"),
+                "{err}"
+            );
+        }
+    }
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "swallowed 0\n");
+    assert_eq!(end.status.code(), Some(0));
+}

@@ -10,6 +10,7 @@ mod attach;
 mod browser;
 mod color;
 mod diff;
+mod embedding;
 mod environments;
 mod exec;
 mod export_readers;

@@ -763,26 +763,50 @@ fn the_main_thread_of_a_python_run_is_main_thread() {
 /// several interpreters).
 #[test]
 fn an_unsupported_python_is_named_with_its_process_and_version() {
-    let Some(py39) = pyenv_python(9) else {
-        return;
-    };
-    let dir = scratch("python-unsupported");
-    let out = Command::new(memtrace_bin())
-        .args(["run", "-o", "old.bin", "--python"])
-        .arg(&py39)
-        .args(["-c", "x = bytearray(1000); print('ok')"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .output_watched();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(out.stdout, b"ok\n");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("this Python version is not supported"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    assert!(
-        line.starts_with("memtrace: process ") && line.contains("(Python 3.9."),
-        "{line}"
-    );
+    // 3.6 to 3.8 failed the tracker module's import and 2.7 never imports it: they were not
+    // named at all (only 3.9 reached the layout check).
+    let mut pythons: Vec<(String, PathBuf)> = [9, 8, 7, 6]
+        .into_iter()
+        .filter_map(|minor| pyenv_python(minor).map(|p| (format!("3.{minor}."), p)))
+        .collect();
+    pythons.extend(python2().map(|p| ("2.7.".to_string(), p)));
+    for (version, py) in pythons {
+        let dir = scratch(&format!("python-unsupported-{version}"));
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-o", "old.bin", "--python"])
+            .arg(&py)
+            .args(["-c", "x = bytearray(1000); print('ok')"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched();
+        assert_eq!(out.status.code(), Some(0), "{version}: {out:?}");
+        assert_eq!(out.stdout, b"ok\n", "{version}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let said: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("this Python version is not supported"))
+            .collect();
+        assert_eq!(said.len(), 1, "{version}: {stderr}");
+        assert!(
+            said[0].starts_with("memtrace: process ")
+                && said[0].contains(&format!("(Python {version}")),
+            "{version}: {}",
+            said[0]
+        );
+    }
+}
+
+/// pyenv's Python 2.7, if installed.
+fn python2() -> Option<PathBuf> {
+    let root = Command::new("pyenv").arg("root").output().ok()?;
+    let root = PathBuf::from(String::from_utf8_lossy(&root.stdout).trim());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("2.7."))
+        .map(|e| e.path().join("bin/python2.7"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
 }

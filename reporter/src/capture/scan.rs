@@ -507,6 +507,9 @@ fn scan_with(
             if let Some(why) = trailer_flags::own_operator_new(t.flags) {
                 index.warnings.push(why.to_string());
             }
+            if let Some(why) = trailer_flags::early_blocks_left_out(t.flags) {
+                index.warnings.push(why.to_string());
+            }
             if t.records_dropped > 0 {
                 index
                     .warnings

@@ -35,6 +35,8 @@ static LOG: SpinLock<Log> = SpinLock::new(Log {
 
 /// Noting goes on until the start has replayed (or dropped) what was noted.
 static OPEN: AtomicBool = AtomicBool::new(true);
+/// A block found the log full: the capture says some were left out.
+static LEFT_OUT: AtomicBool = AtomicBool::new(false);
 
 /// Whether a hook that does not record now should note its block: before the start, and not
 /// for the tracker's own calls.
@@ -58,7 +60,14 @@ pub fn alloc(allocator: Allocator, addr: u64, size: u64, ret: u64) {
             allocator,
         });
         log.len += 1;
+    } else {
+        LEFT_OUT.store(true, Ordering::Relaxed);
     }
+}
+
+/// Whether a block allocated before the start found the log full (the trailer says so).
+pub fn left_out() -> bool {
+    LEFT_OUT.load(Ordering::Relaxed)
 }
 
 /// A block freed (or moved by realloc) before the start.

@@ -70,6 +70,18 @@ unsafe fn report(result: *mut u64, code: c_int) {
     }
 }
 
+/// Writes the address of the calling thread's errno to `result` (not null): `memtrace attach`
+/// puts back the value the thread had before the attach's calls (dlopen sets it).
+///
+/// # Safety
+/// `result` is null or points to a writable word.
+pub unsafe extern "C" fn errno_at(result: *mut u64) {
+    if !result.is_null() {
+        // SAFETY: the caller's word; errno's location is the calling thread's.
+        unsafe { result.write_volatile(libc::__errno_location() as u64) };
+    }
+}
+
 /// Results of [`attach_python`].
 pub const QUEUED: c_int = 0;
 pub const QUEUE_FULL: c_int = 1;
@@ -98,13 +110,8 @@ unsafe fn queue_python(code: *const c_char) -> c_int {
     type Run = unsafe extern "C" fn(*const c_char) -> c_int;
     type Pending = unsafe extern "C" fn(Run, *const c_char) -> c_int;
     // SAFETY: dlsym with NUL-terminated names and a pseudo-handle.
-    let (pending, run) = unsafe {
-        (
-            libc::dlsym(libc::RTLD_DEFAULT, c"Py_AddPendingCall".as_ptr()),
-            libc::dlsym(libc::RTLD_DEFAULT, c"PyRun_SimpleString".as_ptr()),
-        )
-    };
-    if code.is_null() || pending.is_null() || run.is_null() {
+    let pending = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"Py_AddPendingCall".as_ptr()) };
+    if code.is_null() || pending.is_null() || python_runner().is_none() {
         return NOT_PYTHON;
     }
     // SAFETY: a NUL-terminated string, copied with the C library's allocator.
@@ -112,20 +119,88 @@ unsafe fn queue_python(code: *const c_char) -> c_int {
     if copy.is_null() {
         return NO_MEMORY;
     }
-    // SAFETY: the two functions have these C signatures in every CPython 3.
-    let (pending, run) = unsafe {
-        (
-            core::mem::transmute::<*mut c_void, Pending>(pending),
-            core::mem::transmute::<*mut c_void, Run>(run),
-        )
-    };
+    // SAFETY: Py_AddPendingCall has this C signature in every CPython 3.
+    let pending = unsafe { core::mem::transmute::<*mut c_void, Pending>(pending) };
     // SAFETY: CPython's documented call, safe without the GIL.
-    if unsafe { pending(run, copy) } == 0 {
+    if unsafe { pending(run_queued as Run, copy) } == 0 {
         return QUEUED;
     }
     // SAFETY: the copy was not queued: still ours.
     unsafe { libc::free(copy.cast()) };
     QUEUE_FULL
+}
+
+/// CPython's functions [`run_queued`] calls: PyDict_New, PyRun_StringFlags, Py_DecRef.
+type DictNew = unsafe extern "C" fn() -> *mut c_void;
+type RunString = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+) -> *mut c_void;
+type DecRef = unsafe extern "C" fn(*mut c_void);
+
+fn python_runner() -> Option<(DictNew, RunString, DecRef)> {
+    // SAFETY: dlsym with NUL-terminated names and a pseudo-handle.
+    let (new, run, dec) = unsafe {
+        (
+            libc::dlsym(libc::RTLD_DEFAULT, c"PyDict_New".as_ptr()),
+            libc::dlsym(libc::RTLD_DEFAULT, c"PyRun_StringFlags".as_ptr()),
+            libc::dlsym(libc::RTLD_DEFAULT, c"Py_DecRef".as_ptr()),
+        )
+    };
+    if new.is_null() || run.is_null() || dec.is_null() {
+        return None;
+    }
+    // SAFETY: the three functions have these C signatures in every CPython 3.
+    unsafe {
+        Some((
+            core::mem::transmute::<*mut c_void, DictNew>(new),
+            core::mem::transmute::<*mut c_void, RunString>(run),
+            core::mem::transmute::<*mut c_void, DecRef>(dec),
+        ))
+    }
+}
+
+/// `Py_file_input`: the code is a module's statements.
+const FILE_INPUT: c_int = 257;
+
+/// The pending call: runs the queued code (its own copy, freed here) in a dictionary of its
+/// own. An exception that escapes it is the program's (its signal handler ran inside the code:
+/// the code raises nothing of memtrace's), left set with -1, which raises it on in the program's
+/// code as it would have been raised there. (PyRun_SimpleString printed it on the program's
+/// stderr and returned -1 with none set: a SystemError in the program.)
+///
+/// # Safety
+/// Called by CPython with the GIL held, with the copy [`queue_python`] queued.
+unsafe extern "C" fn run_queued(code: *const c_char) -> c_int {
+    let Some((new, run, dec)) = python_runner() else {
+        return 0;
+    };
+    // SAFETY: CPython's calls with the GIL held; `code` is the NUL-terminated copy, freed once.
+    unsafe {
+        let globals = new();
+        let result = if globals.is_null() {
+            // Out of memory before any code ran: nothing of the program's to raise.
+            let clear = libc::dlsym(libc::RTLD_DEFAULT, c"PyErr_Clear".as_ptr());
+            if !clear.is_null() {
+                core::mem::transmute::<*mut c_void, unsafe extern "C" fn()>(clear)();
+            }
+            libc::free(code as *mut c_void);
+            return 0;
+        } else {
+            let r = run(code, FILE_INPUT, globals, globals, core::ptr::null_mut());
+            dec(globals);
+            r
+        };
+        libc::free(code as *mut c_void);
+        if result.is_null() {
+            return -1;
+        }
+        dec(result);
+    }
+    0
 }
 
 /// The start itself: [`attach`]'s code.
@@ -225,7 +300,9 @@ fn sibling(path: &[u8], name: &[u8]) -> Vec<u8> {
 fn create(path: &[u8]) -> Result<(), c_int> {
     let mut c = path.to_vec();
     c.push(0);
-    let fd = crate::sys::open(&c, libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644)?;
+    // Never through a link: the directory is shared with memtrace, which may run as root.
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let fd = crate::sys::open(&c, flags, 0o644)?;
     crate::sys::close(fd);
     Ok(())
 }
@@ -234,7 +311,7 @@ fn create(path: &[u8]) -> Result<(), c_int> {
 fn write_file(path: &[u8], text: &[u8]) {
     let mut c = path.to_vec();
     c.push(0);
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     if let Ok(fd) = crate::sys::open(&c, flags, 0o644) {
         let _ = crate::sys::write_all(fd, text);
         crate::sys::close(fd);

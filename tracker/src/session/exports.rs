@@ -422,5 +422,6 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
 // ---- memtrace attach: called in the target through ptrace (session::attach) ----
 export!(memtrace_attach => crate::attach::attach, (path: *const c_char, stop: *const c_char, active: *const c_char, duration_ms: u64, native: c_int, result: *mut u64) -> c_int);
 export!(memtrace_attach_python => crate::attach::attach_python, (code: *const c_char, result: *mut u64) -> c_int);
+export!(memtrace_errno_at => crate::attach::errno_at, (result: *mut u64) -> ());
 
 export!(PyInit__memtrace_tracker => crate::pyext::init_module, () -> *mut c_void);

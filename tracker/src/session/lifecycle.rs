@@ -135,6 +135,9 @@ fn tell_of_a_malloc_in_the_executable() {
 /// (record/early.rs), at their call sites. Not with --native: a walk needs the caller's frame,
 /// long gone.
 fn record_early_blocks(tracker: &[u8]) {
+    if crate::early::left_out() {
+        CAPTURE.note(memtrace_format::trailer_flags::EARLY_BLOCKS_LEFT_OUT);
+    }
     if crate::unwind::enabled() {
         return;
     }
@@ -498,6 +501,8 @@ extern "C" fn memtrace_fini() {
         && !sys::sandboxed()
         && sys::getpid() == CAPTURE_PID.load(Ordering::Relaxed)
     {
+        // A Python 2 never imports the tracker's module (3.6 to 3.8 are told at the import).
+        crate::session::pyext::tell_if_unsupported();
         finish();
         // Another thread may be finishing it (an _exit): this one's exit must not cut it.
         wait_for_finisher();

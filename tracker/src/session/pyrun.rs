@@ -70,47 +70,37 @@ pub fn adopt_image(hook: Option<&[u8]>, private: Option<&[u8]>) -> bool {
         None => crate::environ::unset(c"MEMTRACE_PYTHONPATH"),
     }
     crate::environ::set(c"PYTHONPATH", &path);
+    // The hook acts only where it finds this (the interpreter's start, not a subinterpreter).
+    crate::environ::set(c"MEMTRACE_PYTHON_HOOK_ARMED", c"1");
     true
 }
 
 /// CPython's `main` is here (the executable defines it, or imports it from libpython) and the
-/// executable is an interpreter: it defines `main` itself or is called python*. A program that
-/// only embeds libpython (gdb, vim) is not a Python run.
+/// executable is named as an interpreter is (`python`, `python3`, `python3.12`, `python3.13t`,
+/// `python3.11-dbg`...). A program that only embeds libpython is not a Python run, even one that
+/// links it statically and exports its API (`Py_BytesMain` then lies in the executable): the
+/// hook would change its environment, and the end of its first interpreter would end its
+/// capture.
 fn is_cpython() -> bool {
     let main = api::sym(c"Py_BytesMain").or_else(|| api::sym(c"Py_Main"));
-    let Some(main) = main else { return false };
-    in_executable(main as usize) || named_python()
-}
-
-fn named_python() -> bool {
-    let mut exe = [0u8; 4096];
-    let n = sys::readlink_exe(&mut exe);
-    let name = exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]);
-    name.starts_with(b"python")
-}
-
-/// Whether `addr` lies in a loaded segment of the executable (the loader's first object).
-fn in_executable(addr: usize) -> bool {
-    unsafe extern "C" fn first(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: the loader passes a valid info; data is the (address, found) pair below.
-        let (info, q) = unsafe { (&*info, &mut *(data as *mut (usize, bool))) };
-        // SAFETY: the loader's description of a loaded object, valid during the callback.
-        for ph in unsafe { crate::phdr::program_headers(info) } {
-            let start = info.dlpi_addr as usize + ph.p_vaddr as usize;
-            if ph.p_type == libc::PT_LOAD && (start..start + ph.p_memsz as usize).contains(&q.0) {
-                q.1 = true;
-            }
-        }
-        1 // the executable comes first: stop there
+    main.is_some() && {
+        let mut exe = [0u8; 4096];
+        let n = sys::readlink_exe(&mut exe);
+        interpreter_name(exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]))
     }
-    let mut q = (addr, false);
-    // SAFETY: the callback only reads the loader's data and writes `q`.
-    unsafe { crate::phdr::iterate_phdr(first, &mut q as *mut (usize, bool) as *mut libc::c_void) };
-    q.1
+}
+
+/// `python`, then a version (digits and dots), then ABI letters, then maybe `-dbg`.
+fn interpreter_name(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"python") else {
+        return false;
+    };
+    let rest = rest.strip_suffix(b"-dbg").unwrap_or(rest);
+    let version_end = rest
+        .iter()
+        .position(|c| !(c.is_ascii_digit() || *c == b'.'))
+        .unwrap_or(rest.len());
+    rest[version_end..].iter().all(|c| c.is_ascii_lowercase())
 }
 
 /// The interpreter's options skip the hook: -E and -I ignore PYTHONPATH, -S skips `site`.
@@ -139,4 +129,34 @@ fn skips_hook() -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interpreter_name;
+
+    #[test]
+    fn interpreters_are_told_from_programs_that_embed_python() {
+        for name in [
+            "python",
+            "python3",
+            "python3.12",
+            "python3.13t",
+            "python3.11-dbg",
+            "python3.7m",
+            "pythonw",
+        ] {
+            assert!(interpreter_name(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "python-apphost",
+            "python3-config.sh",
+            "mypython",
+            "statichost",
+            "py",
+            "python3.12_app",
+        ] {
+            assert!(!interpreter_name(name.as_bytes()), "{name}");
+        }
+    }
 }

@@ -21,13 +21,16 @@ impl Drop for Claim {
 }
 
 pub fn claim(pid: i32) -> Result<Claim, String> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let path = std::env::temp_dir().join(format!("memtrace-attach.{pid}.lock"));
     loop {
+        // Never through a link someone planted at the name (memtrace may run as root).
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         if file.try_lock().is_err() {

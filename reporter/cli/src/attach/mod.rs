@@ -26,13 +26,14 @@ pub mod frame;
 pub mod paths;
 mod process;
 pub mod ptrace;
+mod state_dir;
 pub mod target;
 
 use crate::tui::live::{self, LiveSetup};
 use clap::Args;
 use files::{claim, remove_leftovers, Replaced};
 use memtrace_reporter::analysis::live::Live;
-use process::{alive, injection_thread, not_permitted, not_running, owner};
+use process::{alive, injection_thread, not_ended, not_permitted, not_running, owner};
 use ptrace::{Arg, SeizeError, Stopped};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -205,12 +206,9 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     // From here on Ctrl-C gives up cleanly (see ptrace::catch_interrupts): the files made
     // below are removed.
     let interrupts = ptrace::catch_interrupts();
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| format!("cannot create {}: {e}", shared.theirs.display()))?;
-    // The process removes its files there at the end: let it, whoever it runs as.
-    if let Some(uid) = owner(pid) {
-        let _ = std::os::unix::fs::chown(&dir, Some(uid), None);
-    }
+    // Made anew, never through a link, and given to the process's user (it removes its
+    // files there at the end, whoever it runs as).
+    state_dir::make(&dir, &shared.theirs, owner(pid))?;
     let active = dir.join("active");
     let stop = dir.join("stop");
     let token = attach_token();
@@ -271,7 +269,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     let started = || running.exists() && capture.exists();
     let start = Instant::now();
     while !started() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
-        if let Ok(e) = std::fs::read_to_string(dir.join("error")) {
+        if let Some(e) = state_dir::read(&dir.join("error")) {
             return Err(format!(
                 "process {pid} could not start tracking: {}",
                 e.trim()
@@ -318,7 +316,16 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         let interrupts = ptrace::catch_interrupts();
         let limit = Duration::from_millis(duration_ms) + Duration::from_secs(30);
         let start = Instant::now();
-        while active.exists() && alive(pid) && start.elapsed() < limit && !ptrace::interrupted() {
+        // As in `detach`: the process ended before its tracker stopped.
+        let mut ended = false;
+        while start.elapsed() < limit && !ptrace::interrupted() {
+            if !not_ended(pid) {
+                ended = true;
+                break;
+            }
+            if !active.exists() {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         drop(interrupts);
@@ -328,7 +335,20 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
                 "interrupted: detached from process {pid} before the end of --duration; the capture is {shown}"
             ));
         }
+        if active.exists() && alive(pid) {
+            // The tracker did not stop: the process is still tracked (its interpreter was
+            // finalized, or it runs no Python code): saying "detached" would be false.
+            return Err(format!(
+                "process {pid} did not stop tracking at the end of --duration (a Python process stops when its interpreter runs Python code): it is still tracked, writing {shown}; `memtrace detach {pid}` asks again"
+            ));
+        }
         let _ = std::fs::remove_dir_all(&dir);
+        if ended && capture.exists() {
+            crate::say!(
+                "memtrace: process {pid} ended before the end of --duration; the capture holds its run to its end: memtrace stats {shown}"
+            );
+            return Ok(());
+        }
         if !capture.exists() {
             return Err(format!(
                 "process {pid} ran no Python code while attached (a long call into C, such as a sleep): tracking never started and no capture was written"
@@ -578,6 +598,7 @@ fn attach_native(job: &Job) -> Result<(), String> {
         ],
         &[&cstr(capture), &cstr(&stop), &cstr(&active)],
     )?;
+    restore_errno(&mut thread, via);
     thread.release()?;
     if r & RESULT_WRITTEN == 0 {
         return Err(format!(
@@ -589,7 +610,7 @@ fn attach_native(job: &Job) -> Result<(), String> {
         1 => Err(format!("process {pid} is already tracked by memtrace")),
         2 => {
             // The tracker's reason, when it could write it.
-            let why = std::fs::read_to_string(job.state.ours.join("error"))
+            let why = state_dir::read(&job.state.ours.join("error"))
                 .map(|e| {
                     // "cannot create the capture PATH: REASON": the reason alone.
                     let named = format!("{}: ", capture.display());
@@ -692,6 +713,23 @@ fn load_tracker(
         })
 }
 
+/// Puts back the errno the thread had before the attach's calls (dlopen changes it, and the
+/// program may be about to read it: the thread was stopped anywhere in its own code). Nothing
+/// when the tracker cannot say where errno is.
+fn restore_errno(thread: &mut Stopped, via: i32) {
+    let Ok(objects) = target::objects(via) else {
+        return;
+    };
+    let Some((_, errno_at)) = target::find(via, &objects, "memtrace_errno_at") else {
+        return;
+    };
+    if let Ok(at) = thread.call(errno_at, &[Arg::Result], &[]) {
+        if at != 0 {
+            let _ = thread.restore_errno(at);
+        }
+    }
+}
+
 /// A CPython process: Python code queued with `Py_AddPendingCall(PyRun_SimpleString, code)`,
 /// by the tracker library's `memtrace_attach_python` (loaded first).
 fn attach_python(job: &Job) -> Result<(), String> {
@@ -736,6 +774,7 @@ fn attach_python(job: &Job) -> Result<(), String> {
     )?;
     // The code must outlive this call: the tracker queues a copy on the process's heap.
     let r = thread.call(queue, &[Arg::Str(0), Arg::Result], &[code.as_bytes()])?;
+    restore_errno(&mut thread, via);
     thread.release()?;
     if r & RESULT_WRITTEN == 0 {
         return Err(format!(
@@ -780,13 +819,13 @@ def exists(p):
     except OSError:
         return False
 def read(p):
-    fd = posix.open(p, posix.O_RDONLY | posix.O_CLOEXEC)
+    fd = posix.open(p, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     try:
         return posix.read(fd, 4096).decode('utf-8', 'replace')
     finally:
         posix.close(fd)
 def write(p, text):
-    fd = posix.open(p, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o644)
+    fd = posix.open(p, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_NOFOLLOW | posix.O_CLOEXEC, 0o644)
     try:
         posix.write(fd, text.encode('utf-8', 'replace'))
     finally:
@@ -800,6 +839,19 @@ ready, started = _thread.allocate_lock(), _thread.allocate_lock()
 ready.acquire()
 started.acquire()
 state = {{}}
+def programs(e):
+    # Raised by the program's own signal handler, which Python runs at any instruction of
+    # this code (KeyboardInterrupt from SIGINT's, SystemExit from a SIGTERM handler, a
+    # timeout): the program's, raised on in its own code as it would have been.
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        return True
+    tb = e.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name != '<string>' and not name.startswith('<frozen'):
+            return True
+        tb = tb.tb_next
+    return False
 def mine():
     # `active` is this attach's (a detach before the start, or a later attach, replaced it).
     try:
@@ -830,8 +882,8 @@ def watch():
             posix.unlink(p)
         except OSError:
             pass
-# Nothing may escape: the interpreter's pending call would fail the program's current line
-# (SystemError).
+# Nothing of memtrace's may escape (the pending call would fail the program's current
+# line); what the program's signal handlers raise goes on to the program.
 try:
     try:
         # memtrace gave up waiting (no Python code ran for the whole duration), or the attach
@@ -857,27 +909,39 @@ try:
             mt.start({c}, {native}, True, False, '', True)
             state['tracking'] = True
     except BaseException as e:
+        theirs = programs(e)
+        why = str(e) or type(e).__name__
+        if theirs:
+            why = ('a signal handler of the program raised ' + type(e).__name__ +
+                   ' while tracking started; try again')
         try:
-            write(d + '/error', str(e) or type(e).__name__)
+            if not state.get('tracking'):
+                write(d + '/error', why)
         except BaseException:
             pass
-        for p in (running, active) if mine() else ():
+        for p in (running, active) if mine() and not state.get('tracking') else ():
             try:
                 posix.unlink(p)
             except BaseException:
                 pass
+        if theirs:
+            raise
     finally:
         started.release()
-except BaseException:
-    pass
+except BaseException as e:
+    if programs(e):
+        raise
 ",
         native = if native { "True" } else { "False" },
         secs = duration_ms as f64 / 1000.0,
     );
     // Whatever fails, nothing reaches PyRun_SimpleString: it would print the traceback on the
     // program's stderr and fail the pending call.
+    // The tracker runs it as the pending call's own code (not PyRun_SimpleString, which
+    // printed what escaped on the program's stderr and then failed its current line with a
+    // SystemError): what escapes here is the program's exception, raised on in its code.
     format!(
-        "try:\n    exec({}, {{}})\nexcept BaseException:\n    pass\n",
+        "try:\n    exec({}, {{}})\nexcept BaseException as e:\n    tb = e.__traceback__\n    mine = not isinstance(e, (KeyboardInterrupt, SystemExit))\n    while mine and tb is not None:\n        name = tb.tb_frame.f_code.co_filename\n        mine = name == '<string>' or name.startswith('<frozen')\n        tb = tb.tb_next\n    if not mine:\n        raise\n",
         py_str(&body)
     )
 }
@@ -916,7 +980,7 @@ fn detach(pid: i32) -> Result<(), String> {
         false => paths::state_dir(pid, pid).theirs,
     };
     let active = dir.join("active");
-    let content = match std::fs::read_to_string(&active) {
+    let content = match state_dir::read_checked(&active) {
         Ok(content) => content,
         // Another user's process (through its /proc root), or files another user made.
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
@@ -944,10 +1008,20 @@ fn detach(pid: i32) -> Result<(), String> {
         );
         return Ok(());
     }
-    std::fs::write(dir.join("stop"), b"")
+    state_dir::write_new(&dir.join("stop"))
         .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
     let start = Instant::now();
-    while active.exists() && alive(pid) {
+    // Whether the process ended before its tracker acknowledged the stop (by removing
+    // `active`, which is reached through the process's root: gone with it).
+    let mut ended = false;
+    loop {
+        if !not_ended(pid) {
+            ended = true;
+            break;
+        }
+        if !active.exists() {
+            break;
+        }
         // The request stays: a stopped process detaches when it runs again.
         if let Some(why) = not_running(pid, true) {
             return Err(why);
@@ -966,8 +1040,14 @@ fn detach(pid: i32) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    crate::say!(
-        "memtrace: detached from process {pid}; view the capture with: memtrace stats {capture}"
-    );
+    if ended {
+        crate::say!(
+            "memtrace: process {pid} ended before it stopped tracking; its capture holds its run to its end: memtrace stats {capture}"
+        );
+    } else {
+        crate::say!(
+            "memtrace: detached from process {pid}; view the capture with: memtrace stats {capture}"
+        );
+    }
     Ok(())
 }

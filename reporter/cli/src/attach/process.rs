@@ -9,6 +9,12 @@ pub fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Whether process `pid` has not ended: a zombie (ended, not yet reaped by its parent) has,
+/// and its files under /proc/PID/root are gone with it.
+pub fn not_ended(pid: i32) -> bool {
+    alive(pid) && !matches!(state(pid), Some('Z' | 'X'))
+}
+
 /// The process's state letter from /proc/PID/stat (R, S, D, T stopped, t traced, Z zombie...).
 fn state(pid: i32) -> Option<char> {
     state_of(&format!("/proc/{pid}/stat"))

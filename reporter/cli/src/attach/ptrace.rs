@@ -49,7 +49,24 @@ pub struct Stopped {
     signal: i32,
     /// Calls started (for the test hook `MEMTRACE_TEST_ABANDON_CALL`).
     calls: u32,
+    /// The thread's static TLS as it was before the first call (see [`TlsBefore`]).
+    tls: TlsBefore,
 }
+
+/// The bytes below the thread pointer (x86-64 keeps the static TLS blocks there: errno among
+/// them) before the first call: the calls (dlopen first) change the thread's errno, which the
+/// program may be about to read; the tracker then names errno's address, and its old value is
+/// written back ([`Stopped::restore_errno`]).
+#[derive(Default)]
+struct TlsBefore {
+    /// Address of bytes[0].
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+/// How far below the thread pointer the snapshot reaches: libc's block comes right after the
+/// executable's, which is small in programs (a few hundred bytes in CPython).
+const TLS_SNAPSHOT: u64 = 16 * 1024;
 
 /// Why a seize failed.
 #[derive(Debug)]
@@ -290,6 +307,7 @@ impl Stopped {
             released: false,
             signal: stop_signal(status),
             calls: 0,
+            tls: TlsBefore::default(),
         };
         stopped.snapshot().map_err(SeizeError::Other)?;
         Ok(stopped)
@@ -479,6 +497,44 @@ impl Stopped {
         }
     }
 
+    /// The readable pages of the TLS_SNAPSHOT bytes below the thread pointer (the nearest
+    /// first: a page that cannot be read ends it).
+    fn tls_before(&self) -> TlsBefore {
+        let end = self.saved.fs_base;
+        if end < 4096 {
+            return TlsBefore::default();
+        }
+        // The page below the thread pointer's, up to it; then whole pages further down.
+        let mut start = (end - 1) & !0xfff;
+        let mut bytes = vec![0u8; (end - start) as usize];
+        if read_memory(self.pid, start, &mut bytes) != bytes.len() {
+            return TlsBefore::default();
+        }
+        while end - start < TLS_SNAPSHOT && start >= 8192 {
+            let mut page = vec![0u8; 4096];
+            if read_memory(self.pid, start - 4096, &mut page) != page.len() {
+                break;
+            }
+            page.extend_from_slice(&bytes);
+            bytes = page;
+            start -= 4096;
+        }
+        TlsBefore { start, bytes }
+    }
+
+    /// Writes back the 4 bytes of errno at `at` (its address in this thread, as the tracker
+    /// gave it) as they were before the first call; nothing when they are not in the snapshot.
+    pub fn restore_errno(&self, at: u64) -> Result<(), String> {
+        let tls = &self.tls;
+        let Some(offset) = at.checked_sub(tls.start).map(|o| o as usize) else {
+            return Ok(());
+        };
+        match tls.bytes.get(offset..offset + 4) {
+            Some(old) => self.write(at, old),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `bytes` at `addr` in the target, through /proc/PID/mem (its tracer's to write).
     fn write(&self, addr: u64, bytes: &[u8]) -> Result<(), String> {
         use std::os::unix::fs::FileExt;
@@ -495,6 +551,9 @@ impl Stopped {
     pub fn call(&mut self, func: u64, args: &[Arg], strings: &[&[u8]]) -> Result<u64, String> {
         if self.restorer == 0 {
             return Err("no signal return code to return through".to_string());
+        }
+        if self.calls == 0 {
+            self.tls = self.tls_before();
         }
         // Below the red zone: the strings, the result word, then the frame, 16-byte aligned.
         let mut sp = (self.saved.rsp - 1024) & !0xf;

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 const SITECUSTOMIZE: &str = include_str!("bootstrap/sitecustomize.py");
 /// The original PYTHONPATH (absent: there was none), restored by the hook.
 pub const ORIGINAL_PATH_ENV: &str = "MEMTRACE_PYTHONPATH";
+/// Set for the interpreter memtrace starts (or the tracker adopts), removed by the hook: a
+/// subinterpreter, which imports the hook again, does not find it and leaves all alone.
+pub const ARMED_ENV: &str = "MEMTRACE_PYTHON_HOOK_ARMED";
 
 /// The hook's directory, inside the run's private directory (which removes it after the run).
 /// Its name, `memtrace-py-<pid>`, is how the tracker knows the hook's frames.

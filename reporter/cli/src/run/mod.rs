@@ -306,13 +306,15 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         None => cmd.env_remove(PYTHON_HOOK_ENV),
     };
     if let Some(b) = bootstrap.as_ref().filter(|_| target.python) {
-        cmd.env(PYTHON_ENV, "1").env("PYTHONPATH", b.python_path());
+        cmd.env(PYTHON_ENV, "1")
+            .env("PYTHONPATH", b.python_path())
+            .env(bootstrap::ARMED_ENV, "1");
         match std::env::var_os("PYTHONPATH") {
             Some(v) => cmd.env(bootstrap::ORIGINAL_PATH_ENV, v),
             None => cmd.env_remove(bootstrap::ORIGINAL_PATH_ENV),
         };
     } else {
-        cmd.env_remove(PYTHON_ENV);
+        cmd.env_remove(PYTHON_ENV).env_remove(bootstrap::ARMED_ENV);
     }
     // Also for a program that is (or execs) CPython without being a Python run, e.g.
     // `memtrace run --no-types python3 x.py`: the tracker reads these in any CPython image.

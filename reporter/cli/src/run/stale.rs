@@ -30,7 +30,13 @@ pub fn mark(dir: &Path) -> std::io::Result<()> {
         start_time(me).unwrap_or(0),
         pid_namespace().unwrap_or_default()
     );
-    std::fs::write(dir.join(OWNER), line)
+    // Private whatever the umask, as everything in the directory.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join(OWNER))?;
+    std::io::Write::write_all(&mut file, line.as_bytes())
 }
 
 /// Removes the private directories in `parent`, other than `own`, whose owner is gone. Every

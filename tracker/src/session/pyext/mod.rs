@@ -34,18 +34,64 @@ fn learn_interpreter(api: &api::Api) -> bool {
         Ok(()) => true,
         Err(msg) => {
             if !msg.is_empty() {
-                // A family may run several interpreters: which process, which Python.
                 // SAFETY: Py_GetVersion returns a static NUL-terminated string.
                 let version = unsafe { core::ffi::CStr::from_ptr((api.get_version)()) }.to_bytes();
-                let version = version.split(|&b| b == b' ').next().unwrap_or(b"?");
-                let mut line = format!("process {} (Python ", crate::sys::getpid()).into_bytes();
-                line.extend_from_slice(version);
-                line.extend_from_slice(b"): ");
-                line.extend_from_slice(msg);
-                crate::lifecycle::tell_memtrace(&line);
+                tell_about_python(version, msg);
             }
             false
         }
+    }
+}
+
+/// Says `msg` about this process's Python, whose version `Py_GetVersion` gave as `version`
+/// (a family may run several interpreters: which process, which Python).
+fn tell_about_python(version: &[u8], msg: &[u8]) {
+    let version = version.split(|&b| b == b' ').next().unwrap_or(b"?");
+    let mut line = format!("process {} (Python ", crate::sys::getpid()).into_bytes();
+    line.extend_from_slice(version);
+    line.extend_from_slice(b"): ");
+    line.extend_from_slice(msg);
+    crate::lifecycle::tell_memtrace(&line);
+}
+
+const UNSUPPORTED: &[u8] =
+    b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks";
+
+/// In a Python run whose interpreter never imported this module as a supported Python does
+/// (3.6 to 3.8 fail its import, 2.x looks for another init function): says so, once, when the
+/// interpreter's version is one the tracker does not support. Any other reason (the hook
+/// kept out by -I, an interpreter that failed at start-up) is said elsewhere, or not here.
+pub fn tell_if_unsupported() {
+    static TOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WANTED.load(Ordering::Relaxed) || TRACKING.load(Ordering::Acquire) {
+        return;
+    }
+    type GetVersion = unsafe extern "C" fn() -> *const c_char;
+    let Some(get) = api::sym(c"Py_GetVersion") else {
+        return;
+    };
+    // SAFETY: CPython's Py_GetVersion (every version has it): a static NUL-terminated string.
+    let version = unsafe {
+        let get = core::mem::transmute::<*mut c_void, GetVersion>(get);
+        core::ffi::CStr::from_ptr(get()).to_bytes()
+    };
+    let (major, minor) = major_minor(version);
+    let supported = major == 3 && (10..=13).contains(&minor);
+    if !supported && major != 0 && !TOLD.swap(true, Ordering::AcqRel) {
+        tell_about_python(version, UNSUPPORTED);
+    }
+}
+
+/// "3.8.18 (default, ...)" -> (3, 8); (0, 0) when it does not read as a version.
+fn major_minor(version: &[u8]) -> (u32, u32) {
+    let mut parts = version.split(|&b| b == b'.' || b == b' ').map(|p| {
+        std::str::from_utf8(p)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+    });
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => (0, 0),
     }
 }
 
@@ -331,6 +377,7 @@ static MODULE: Static<ModuleDef> = Static(UnsafeCell::new(ModuleDef {
 /// Called by CPython's import machinery only.
 pub unsafe extern "C" fn init_module() -> *mut Object {
     let Some(api) = api::get() else {
+        tell_if_unsupported();
         return not_this_python();
     };
     if WANTED.load(Ordering::Relaxed)

@@ -9,25 +9,33 @@ def _memtrace_start():
     import sys
 
     here = os.path.dirname(os.path.abspath(__file__))
-    # A followed child's hook is a directory of its own (the tracker made it): removed below.
-    private = os.environ.pop("MEMTRACE_PYTHON_HOOK_PRIVATE", None)
-    original = os.environ.pop("MEMTRACE_PYTHONPATH", None)
-    if original is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = original
-    import atexit
-
-    try:
-        import _memtrace_tracker as tracker
-    except Exception:
-        # Not a Python the tracker knows (3.6 to 3.8 raise SystemError): the program runs as
-        # it would, untracked by Python.
-        tracker = None
+    # Set for the interpreter's start, removed here: absent, this is not the start memtrace
+    # prepared but a subinterpreter (its sys.path comes from the main interpreter's start),
+    # which only passes on to the program's own sitecustomize: it must neither change the
+    # process's environment nor start tracking again (its atexit would end the capture).
+    armed = os.environ.pop("MEMTRACE_PYTHON_HOOK_ARMED", None) is not None
+    private = None
+    tracker = None
+    if armed:
+        # A followed child's hook is a directory of its own (the tracker made it): removed below.
+        private = os.environ.pop("MEMTRACE_PYTHON_HOOK_PRIVATE", None)
+        original = os.environ.pop("MEMTRACE_PYTHONPATH", None)
+        if original is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = original
+        try:
+            import _memtrace_tracker as tracker
+        except Exception:
+            # Not a Python the tracker knows (3.6 to 3.8 raise SystemError): the program runs
+            # as it would, untracked by Python.
+            tracker = None
     sys.path[:] = [p for p in sys.path if _memtrace_absolute(os, p) != here]
     sys.path_importer_cache.pop(here, None)
     sys.modules.pop("_memtrace_tracker", None)
     if tracker is not None:
+        import atexit
+
         # The script, named as its code objects will name it (CPython makes a relative path
         # absolute by prefixing the current directory): its compilation, before its first
         # line runs, is charged to it. `-c` code is "<string>"; `-m` runs under runpy's frames.
@@ -50,7 +58,7 @@ def _memtrace_start():
             sys.meta_path.insert(0, tracker)
     if private is not None and os.path.abspath(private) == here:
         _memtrace_remove(os, here)
-    elif getattr(sys, "dont_write_bytecode", False):
+    elif armed and getattr(sys, "dont_write_bytecode", False):
         _memtrace_write_compiled(os, sys, here, sys._getframe(1).f_code)
     if getattr(sys, "pycache_prefix", None):
         _memtrace_forget_cached(os, sys, here, sys.pycache_prefix)

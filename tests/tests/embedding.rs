@@ -1,0 +1,261 @@
+//! Python embedded in a program, and subinterpreters: memtrace's start-up hook serves the
+//! interpreter memtrace starts, never a program that only embeds Python nor a subinterpreter,
+//! and neither changes what the program sees nor ends its capture early.
+
+use memtrace_e2e::python::{claimed_python, claimed_pythons, write};
+use memtrace_e2e::{memtrace_bin, scratch, stats};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// stdout, stderr and exit status of `cmd` run in `dir` with the user's PYTHONPATH.
+fn run(mut cmd: Command, dir: &Path, pythonpath: &Path) -> Output {
+    cmd.current_dir(dir)
+        .env("PYTHONPATH", pythonpath)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// (bytes, allocations) at `file`:`line` among the top locations by size.
+fn at_line(s: &Value, file: &str, line: u64) -> (i64, i64) {
+    s["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| {
+            l["file"].as_str().is_some_and(|f| f.ends_with(file))
+                && l["line"].as_u64() == Some(line)
+        })
+        .map(|l| {
+            (
+                l["bytes"].as_i64().unwrap_or(0),
+                l["count"].as_i64().unwrap_or(0),
+            )
+        })
+        .fold((0, 0), |(b, c), (lb, lc)| (b + lb, c + lc))
+}
+
+/// A subinterpreter with the main interpreter's settings (what `Py_NewInterpreter` makes, and
+/// the default of `_xxsubinterpreters.create()` before 3.12) imports threading; then the main
+/// interpreter allocates 30 × 100,000 bytes at line 20.
+const SUBINTERPRETER: &str = "\
+import subprocess, sys
+try:
+    import _interpreters as I
+    iid = I.create('legacy')
+    run = I.exec
+except ImportError:
+    import _xxsubinterpreters as I
+    iid = I.create(isolated=False) if sys.version_info >= (3, 12) else I.create()
+    run = I.run_string
+def child():
+    out = subprocess.run(['sh', '-c', 'echo \"${PYTHONPATH-unset}\"'], capture_output=True, text=True)
+    return out.stdout.strip()
+print('before:', child(), flush=True)
+r = run(iid, \"import threading\\nprint('sub imported threading', flush=True)\\n\")
+print('sub failed' if r is not None else 'sub ok', flush=True)
+I.destroy(iid)
+print('after:', child(), flush=True)
+c = [None] * 30
+for i in range(30):
+    c[i] = bytes(100_000)
+print('main', len(c))
+";
+
+/// The bytes of a bytes object of n bytes: n and the object's header (and its NUL).
+const BYTES_HEADER: i64 = 33;
+
+#[test]
+fn a_subinterpreter_changes_nothing_of_the_program_or_its_capture() {
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("embed-subinterpreter-3{minor}"));
+        let userlib = dir.join("userlib");
+        std::fs::create_dir(&userlib).expect("mkdir");
+        let script = write(&dir, "sub.py", SUBINTERPRETER);
+        let mut alone = Command::new(&python);
+        alone.arg(&script);
+        let alone = run(alone, &dir, &userlib);
+        let capture = dir.join("sub.bin");
+        let mut tracked = Command::new(memtrace_bin());
+        tracked
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&capture)
+            .arg("--python")
+            .arg(&python)
+            .arg(&script);
+        let tracked = run(tracked, &dir, &userlib);
+        let what = format!("3.{minor}");
+        assert_eq!(alone.status.code(), Some(0), "{what}: {alone:?}");
+        let expected = format!(
+            "before: {u}\nsub imported threading\nsub ok\nafter: {u}\nmain 30\n",
+            u = userlib.display()
+        );
+        assert_eq!(text(&alone.stdout), expected, "{what}");
+        assert_eq!(
+            text(&tracked.stdout),
+            expected,
+            "{what}: {}",
+            text(&tracked.stderr)
+        );
+        assert_eq!(text(&tracked.stderr), text(&alone.stderr), "{what}");
+        assert_eq!(tracked.status.code(), Some(0), "{what}");
+        // The capture goes on after the subinterpreter's end.
+        let s = stats(&capture);
+        assert_eq!(s["complete"], true, "{what}: {}", s["warnings"]);
+        // The 30 bytes objects (and at most a few small objects the interpreter makes on
+        // its first call there).
+        let (bytes, count) = at_line(&s, "sub.py", 20);
+        let objects = 30 * (100_000 + BYTES_HEADER);
+        assert!(
+            (objects..objects + 1024).contains(&bytes) && (30..=33).contains(&count),
+            "{what}: {bytes} bytes in {count} at line 20: {}",
+            s["top_by_size"]
+        );
+    }
+}
+
+/// Builds tests/programs/`program`.c against `python`'s shared libpython, as `name`.
+fn embedding(program: &str, python: &Path, minor: u32, dir: &Path, name: &str) -> PathBuf {
+    let prefix = python
+        .parent()
+        .and_then(Path::parent)
+        .expect("PREFIX/bin/python");
+    let out = dir.join(name);
+    let src = memtrace_e2e::workspace().join(format!("tests/programs/{program}.c"));
+    let built = Command::new("gcc")
+        .arg("-o")
+        .arg(&out)
+        .arg(src)
+        .arg(format!("-I{}/include/python3.{minor}", prefix.display()))
+        .arg(format!("-L{}/lib", prefix.display()))
+        .arg(format!("-lpython3.{minor}"))
+        .arg(format!("-Wl,-rpath,{}/lib", prefix.display()))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success(), "compiling {program}.c failed");
+    out
+}
+
+/// A program that embeds Python, exec'd by the program memtrace runs, is a native image: it
+/// sees its own environment, and its capture goes on after its interpreter ends. Its name
+/// starts with "python", which once made it an interpreter to memtrace.
+#[test]
+fn a_program_that_embeds_python_is_not_taken_for_an_interpreter() {
+    let minor = 12;
+    let python = claimed_python(minor);
+    let dir = scratch("embed-apphost");
+    let host = embedding("python_apphost", &python, minor, &dir, "python-apphost");
+    let userlib = dir.join("userlib");
+    std::fs::create_dir(&userlib).expect("mkdir");
+    let mut alone = Command::new("/usr/bin/env");
+    alone.arg(&host);
+    let alone = run(alone, &dir, &userlib);
+    assert_eq!(alone.status.code(), Some(0), "{alone:?}");
+    let u = userlib.display();
+    assert_eq!(
+        text(&alone.stdout),
+        format!(
+            "C sees PYTHONPATH={u}\nPython sees PYTHONPATH={u}\nafter: C sees PYTHONPATH={u}\n"
+        )
+    );
+    let capture = dir.join("host.bin");
+    let mut tracked = Command::new(memtrace_bin());
+    tracked
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .args(["--", "/usr/bin/env"])
+        .arg(&host);
+    let tracked = run(tracked, &dir, &userlib);
+    assert_eq!(
+        text(&tracked.stdout),
+        text(&alone.stdout),
+        "{}",
+        text(&tracked.stderr)
+    );
+    assert_eq!(tracked.status.code(), Some(0), "{tracked:?}");
+    let exec = dir.join("host.bin.exec1");
+    let s = stats(&exec);
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+    // The 3,000,000 bytes allocated after the interpreter's end, live at exit (libpython
+    // leaves more of its own).
+    let main: Vec<&Value> = s["top_by_size"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|l| l["function"].as_str() == Some("main"))
+        .collect();
+    assert_eq!(main.len(), 1, "{}", s["top_by_size"]);
+    assert_eq!(main[0]["bytes"].as_i64(), Some(3_000_000), "{}", main[0]);
+    assert_eq!(main[0]["count"].as_i64(), Some(1), "{}", main[0]);
+    let live = s["leaked_bytes"].as_i64().unwrap_or(0);
+    assert!(live >= 3_000_000, "live at exit {live}");
+}
+
+/// `memtrace attach` to a program whose embedded Python is then finalized: the tracker's stop
+/// runs in the interpreter, which is gone, so a detach cannot stop it. When the process then
+/// ends, `memtrace detach` says so; it said "detached" though the process had been tracked to
+/// its end.
+#[test]
+fn a_detach_that_the_process_never_acknowledged_is_not_called_detached() {
+    let minor = 12;
+    let python = claimed_python(minor);
+    let dir = scratch("embed-attach-finalize");
+    let host = embedding("embed_finalize", &python, minor, &dir, "host");
+    let mut child = Command::new(&host)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the host starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready");
+    assert_eq!(line, "ready\n");
+    let pid = child.id().to_string();
+    let memtrace = |args: &[&str]| {
+        Command::new(memtrace_bin())
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("memtrace runs")
+    };
+    let attach = memtrace(&["attach", &pid, "-o", "cap.bin"]);
+    let err = text(&attach.stderr);
+    if !attach.status.success() && err.contains("ptrace") {
+        eprintln!("skipped: ptrace is refused here: {err}");
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
+    assert!(attach.status.success(), "{attach:?}");
+    // Tracking starts in the interpreter, which runs Python code every 20 ms.
+    let start = std::time::Instant::now();
+    while !dir.join("cap.bin").exists() {
+        assert!(start.elapsed().as_secs() < 30, "tracking never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(dir.join("finalize"), "").expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let done = dir.join("done");
+    let ender = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        std::fs::write(done, "").expect("write");
+    });
+    let detach = memtrace(&["detach", &pid]);
+    ender.join().expect("ender");
+    let status = child.wait().expect("the host ends");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    assert_eq!(rest, "bye\n");
+    assert_eq!(status.code(), Some(0));
+    let said = format!("{}{}", text(&detach.stdout), text(&detach.stderr));
+    assert!(!said.contains("detached from"), "{said}");
+    assert!(said.contains("ended before it stopped tracking"), "{said}");
+}
