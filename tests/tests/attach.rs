@@ -1719,7 +1719,14 @@ fn a_capture_the_process_cannot_create_is_refused_with_the_reason() {
 /// the process stayed tracked with no memtrace left); the process goes on to its own end.
 #[test]
 fn a_terminated_attach_with_a_duration_detaches() {
-    let dir = scratch("attach_duration_term");
+    // SIGQUIT (Ctrl-backslash) killed memtrace silently, leaving the process tracked.
+    for (name, signal) in [("term", libc::SIGTERM), ("quit", libc::SIGQUIT)] {
+        terminated_during_duration(name, signal);
+    }
+}
+
+fn terminated_during_duration(name: &str, signal: libc::c_int) {
+    let dir = scratch(&format!("attach_duration_{name}"));
     let target = python_target(&dir, "sl.py", SCRIPT);
     let pid = target.pid();
     let mut attach = Command::new(memtrace_bin())
@@ -1743,11 +1750,14 @@ fn a_terminated_attach_with_a_duration_detaches() {
     }
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) of the memtrace this test started.
-    unsafe { libc::kill(attach.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(attach.id() as libc::pid_t, signal) };
     let out = attach.wait_with_output().expect("memtrace ends");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("interrupted: detached from process"), "{err}");
+    assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+    assert!(
+        err.contains("interrupted: detached from process"),
+        "{name}: {err}"
+    );
     // Detached: a second detach finds nothing to stop.
     let again = memtrace(&["detach", &pid], &dir);
     assert_eq!(again.status.code(), Some(1), "{again:?}");
@@ -1995,5 +2005,49 @@ fn an_exception_of_the_program_s_signal_handler_reaches_the_program() {
     let end = target.finish();
     assert_eq!(String::from_utf8_lossy(&end.stderr), "");
     assert_eq!(String::from_utf8_lossy(&end.stdout), "swallowed 0\n");
+    assert_eq!(end.status.code(), Some(0));
+}
+
+/// `memtrace detach` while `memtrace attach` is still at work (its calls, or waiting for a
+/// Python start queued behind a long call into C) cancelled the start under way, and the
+/// attach then said "attached" with nothing tracked. The detach is refused until the attach
+/// is done.
+#[test]
+fn a_detach_during_an_attach_is_refused_until_the_attach_is_done() {
+    let dir = scratch("attach_detach_race");
+    let script = "import time
+print('ready', flush=True)
+time.sleep(6)
+x = bytearray(1000)
+print('bye', flush=True)
+";
+    let target = python_target(&dir, "slow.py", script);
+    let pid = target.pid();
+    let attach = Command::new(memtrace_bin())
+        .args(["attach", &pid, "-o", "cap.bin"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let during = memtrace(&["detach", &pid], &dir);
+    let attached = attach.wait_with_output().expect("attach ends");
+    if refused(&attached) {
+        return;
+    }
+    let err = String::from_utf8_lossy(&during.stderr);
+    assert_eq!(during.status.code(), Some(1), "{during:?}");
+    assert!(
+        err.contains("is being attached by another memtrace"),
+        "{err}"
+    );
+    assert!(attached.status.success(), "{attached:?}");
+    // Done: the detach works now (the start, still queued, is cancelled or stopped).
+    let after = memtrace(&["detach", &pid], &dir);
+    assert!(after.status.success(), "{after:?}");
+    let end = target.finish();
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
     assert_eq!(end.status.code(), Some(0));
 }

@@ -267,15 +267,31 @@ unsafe fn start(
         deadline_ns,
     }));
     let mut thread: libc::pthread_t = 0;
-    // SAFETY: a plain thread start routine given its own boxed argument.
+    // A small stack: the default (8 MiB, the stack limit's) counts against the program's data
+    // limit (`ulimit -d`) for the rest of its life (the C library keeps a finished thread's
+    // stack for reuse), where the program's own mallocs then failed. The thread polls files and
+    // at the end finishes the capture, which needs far less.
+    // SAFETY: a zeroed attribute object, initialized before use and destroyed after.
+    let mut attr: libc::pthread_attr_t = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    let sized = unsafe {
+        libc::pthread_attr_init(&mut attr) == 0
+            && libc::pthread_attr_setstacksize(&mut attr, CONTROL_STACK) == 0
+    };
+    // SAFETY: a plain thread start routine given its own boxed argument; the attribute object
+    // is initialized when `sized`.
     let r = unsafe {
         libc::pthread_create(
             &mut thread,
-            core::ptr::null(),
+            if sized { &attr } else { core::ptr::null() },
             watch,
             control.cast::<c_void>(),
         )
     };
+    if sized {
+        // SAFETY: initialized above, no longer used.
+        unsafe { libc::pthread_attr_destroy(&mut attr) };
+    }
     if r != 0 {
         // SAFETY: the thread did not start: the box is still ours.
         let control = unsafe { Box::from_raw(control) };
@@ -287,6 +303,9 @@ unsafe fn start(
     unsafe { libc::pthread_detach(thread) };
     ATTACHED
 }
+
+/// The control thread's stack.
+const CONTROL_STACK: usize = 512 * 1024;
 
 /// The file named `name` in the directory of `path`.
 fn sibling(path: &[u8], name: &[u8]) -> Vec<u8> {

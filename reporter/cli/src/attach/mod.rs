@@ -106,7 +106,10 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     // took the first's files for stale ones and removed them (the process stayed tracked, with
     // no way to detach); taken before the process's state is read, which shows "traced" while
     // another attach makes its calls.
-    let _claim = claim(pid)?;
+    // Given up once tracking runs: a `memtrace detach` (which takes it too, so that it cannot
+    // cancel an attach still making its calls) must be able to stop a --duration or a live
+    // view early.
+    let claimed_attach = claim(pid)?;
     remove_leftovers();
     if let Some(why) = not_running(pid, false) {
         return Err(why);
@@ -285,6 +288,14 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         .display()
         .to_string();
     let when = humantime_now();
+    if !active.exists() {
+        // Removed by a detach that did not wait for the lock (another user's temporary
+        // directory): nothing is tracked.
+        return Err(format!(
+            "process {pid}'s attach was cancelled (memtrace detach) before tracking started"
+        ));
+    }
+    drop(claimed_attach);
     if !started() {
         crate::say!(
             "memtrace: attached to process {pid} at {when}; tracking starts when its interpreter next runs Python code; capture {shown}"
@@ -973,6 +984,11 @@ pub fn execute_detach(args: DetachArgs) -> Result<(), String> {
 }
 
 fn detach(pid: i32) -> Result<(), String> {
+    // Not while an attach makes its calls: it would cancel a start under way and the attach
+    // would say "attached" with nothing tracked.
+    let _claim = claim(pid).map_err(|_| {
+        format!("process {pid} is being attached by another memtrace: detach it once that attach is done")
+    })?;
     // A process that is gone has no root to go through: what it left in a /tmp shared with
     // memtrace's is found there.
     let dir = match alive(pid) {

@@ -84,23 +84,25 @@ fn os_error() -> std::io::Error {
     std::io::Error::last_os_error()
 }
 
-/// Set by SIGINT, SIGTERM or SIGHUP while [`catch_interrupts`] holds: the calls are given up.
+/// Set by SIGINT, SIGTERM, SIGHUP or SIGQUIT while [`catch_interrupts`] holds: the calls are
+/// given up.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-/// While held, Ctrl-C (SIGINT), SIGTERM and SIGHUP make memtrace give up the attach cleanly
-/// (the thread released, a call left to end and restore it, the attach's directory removed)
-/// rather than die with its files left behind, which made the process look attached.
+/// While held, Ctrl-C (SIGINT), Ctrl-backslash (SIGQUIT), SIGTERM and SIGHUP make memtrace give up the
+/// attach cleanly (the thread released, a call left to end and restore it, the attach's
+/// directory removed) rather than die with its files left behind, which made the process look
+/// attached; during --duration, they detach it.
 pub struct Interrupts {
     old: Vec<(libc::c_int, libc::sigaction)>,
 }
 
 pub fn catch_interrupts() -> Interrupts {
     let mut old = Vec::new();
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // SAFETY: a zeroed sigaction is a valid value to fill in.
         let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
         act.sa_sigaction = on_interrupt as *const () as usize;
