@@ -2051,3 +2051,35 @@ print('bye', flush=True)
     assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
     assert_eq!(end.status.code(), Some(0));
 }
+
+/// A thread with little stack left where it stopped: the tracker's start, run on that stack,
+/// faulted ("the call faulted (signal 11)") and left the process half started, so that it
+/// could never be attached ("already tracked") nor detached again. The attach is refused,
+/// saying why, and works once the thread is back at a shallow depth.
+#[test]
+fn attach_to_a_thread_with_little_stack_left_is_refused_and_works_later() {
+    let dir = scratch("attach_deep_stack");
+    let prog = memtrace_e2e::compile("deep_stack", &dir);
+    let mut cmd = Command::new(&prog);
+    cmd.arg("24");
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let deep = memtrace(&["attach", &pid, "-o", "deep.bin"], &dir);
+    if refused(&deep) {
+        return;
+    }
+    let err = String::from_utf8_lossy(&deep.stderr);
+    assert_eq!(deep.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("KiB of stack left"), "{err}");
+    std::fs::write(dir.join("shallow"), "").expect("shallow");
+    std::thread::sleep(Duration::from_millis(300));
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "ok 1\n");
+    assert_eq!(end.status.code(), Some(0));
+}

@@ -540,8 +540,23 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
         }
         thread.run_a_little()?;
     }
+    // The calls run on the thread's own stack, below where it stopped: with too little left
+    // the tracker's start faulted there and left the process half started for good.
+    if let Some(room) = process::stack_room(via, thread.stack_pointer()) {
+        if room < STACK_NEEDED {
+            return Err(format!(
+                "process {pid}'s thread has {} KiB of stack left where it runs now; the attach needs {} KiB there: try again when it is less deep in its calls",
+                room / 1024,
+                STACK_NEEDED / 1024
+            ));
+        }
+    }
     Ok(thread)
 }
+
+/// Stack the injected calls need below where the thread stopped (the tracker's start took
+/// more than 28 KiB), with a margin.
+const STACK_NEEDED: u64 = 128 * 1024;
 
 /// The code of an allocator the program brings in place of the C library's: the allocation
 /// functions its executable defines, or the whole code of a library that defines `malloc`

@@ -118,3 +118,50 @@ pub fn injection_thread(pid: i32) -> i32 {
         })
         .unwrap_or(pid)
 }
+
+/// Bytes of stack below `sp` that thread `tid` of its process can still use; None when
+/// /proc does not say. The main thread's stack (`[stack]`) grows down to its size limit
+/// (RLIMIT_STACK, /proc/TID/limits) and to the kernel's guard gap above the mapping below it;
+/// any other thread's is its mapping.
+pub fn stack_room(tid: i32, sp: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{tid}/maps")).ok()?;
+    let mut below_end = 0u64;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let (start, end) = range.split_once('-')?;
+        let (start, end) = (
+            u64::from_str_radix(start, 16).ok()?,
+            u64::from_str_radix(end, 16).ok()?,
+        );
+        if !(start..end).contains(&sp) {
+            if end <= sp {
+                below_end = end;
+            }
+            continue;
+        }
+        if !line.ends_with("[stack]") {
+            return Some(sp - start);
+        }
+        /// The kernel's default stack_guard_gap: 256 pages.
+        const GUARD_GAP: u64 = 256 * 4096;
+        let lowest_by_limit = match stack_limit(tid) {
+            Some(limit) => end.saturating_sub(limit),
+            None => 0,
+        };
+        let lowest = lowest_by_limit.max(below_end.saturating_add(GUARD_GAP));
+        return Some(sp.saturating_sub(lowest));
+    }
+    None
+}
+
+/// The soft stack size limit of `tid`'s process in bytes (None: unlimited or unknown).
+fn stack_limit(tid: i32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{tid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max stack size"))?;
+    line.trim_start_matches("Max stack size")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}

@@ -323,6 +323,11 @@ impl Stopped {
         Ok(())
     }
 
+    /// The thread's stack pointer where it stopped.
+    pub fn stack_pointer(&self) -> u64 {
+        self.saved.rsp
+    }
+
     /// Where the C library's `rt_sigreturn` code is (found by target::sigreturn_code).
     pub fn set_restorer(&mut self, addr: u64) {
         self.restorer = addr;
