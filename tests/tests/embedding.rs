@@ -259,3 +259,63 @@ fn a_detach_that_the_process_never_acknowledged_is_not_called_detached() {
     assert!(!said.contains("detached from"), "{said}");
     assert!(said.contains("ended before it stopped tracking"), "{said}");
 }
+
+/// `memtrace attach` to a program whose embedded Python is not started yet: the queued call
+/// faulted in it ("the call faulted (signal 11)"). It is refused, saying why, and works once
+/// the interpreter runs.
+#[test]
+fn attach_to_an_embedded_python_not_started_yet_says_so_and_works_later() {
+    let minor = 12;
+    let python = claimed_python(minor);
+    let dir = scratch("embed-attach-late");
+    let host = embedding("embed_late", &python, minor, &dir, "host");
+    let mut child = Command::new(&host)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the host starts");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready");
+    assert_eq!(line, "ready\n");
+    let pid = child.id().to_string();
+    let memtrace = |args: &[&str]| {
+        Command::new(memtrace_bin())
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("memtrace runs")
+    };
+    let early = memtrace(&["attach", &pid, "-o", "early.bin"]);
+    let err = text(&early.stderr);
+    if !early.status.success() && err.contains("ptrace") {
+        eprintln!("skipped: ptrace is refused here: {err}");
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    }
+    assert_eq!(early.status.code(), Some(1), "{early:?}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("interpreter is not running"), "{err}");
+    std::fs::write(dir.join("init"), "").expect("write");
+    let start = std::time::Instant::now();
+    while !dir.join("running").exists() {
+        assert!(start.elapsed().as_secs() < 30, "Python never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let later = memtrace(&["attach", &pid, "-o", "later.bin"]);
+    assert!(later.status.success(), "{later:?}");
+    let detach = memtrace(&["detach", &pid]);
+    assert!(detach.status.success(), "{detach:?}");
+    std::fs::write(dir.join("stop"), "").expect("write");
+    let status = child.wait().expect("the host ends");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    assert_eq!(rest, "bye\n");
+    assert_eq!(status.code(), Some(0));
+    let s = stats(&dir.join("later.bin"));
+    assert_eq!(s["complete"], true, "{}", s["warnings"]);
+}

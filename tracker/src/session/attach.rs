@@ -87,6 +87,9 @@ pub const QUEUED: c_int = 0;
 pub const QUEUE_FULL: c_int = 1;
 pub const NOT_PYTHON: c_int = 2;
 pub const NO_MEMORY: c_int = 3;
+/// Python is loaded but its interpreter does not run (not initialized yet, or finalized): a
+/// pending call there faulted.
+pub const NOT_RUNNING: c_int = 4;
 
 /// Queues `code` for a CPython process's main thread: `Py_AddPendingCall(PyRun_SimpleString,
 /// copy)`, the copy on the heap (it must outlive this call). The result goes to `*result`, with
@@ -113,6 +116,16 @@ unsafe fn queue_python(code: *const c_char) -> c_int {
     let pending = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"Py_AddPendingCall".as_ptr()) };
     if code.is_null() || pending.is_null() || python_runner().is_none() {
         return NOT_PYTHON;
+    }
+    type IsInitialized = unsafe extern "C" fn() -> c_int;
+    // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+    let initialized = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"Py_IsInitialized".as_ptr()) };
+    if !initialized.is_null() {
+        // SAFETY: CPython's Py_IsInitialized (every version has it), callable at any time.
+        let running = unsafe { core::mem::transmute::<*mut c_void, IsInitialized>(initialized)() };
+        if running == 0 {
+            return NOT_RUNNING;
+        }
     }
     // SAFETY: a NUL-terminated string, copied with the C library's allocator.
     let copy = unsafe { libc::strdup(code) };

@@ -813,6 +813,9 @@ fn attach_python(job: &Job) -> Result<(), String> {
             "process {pid}'s interpreter refused the call (its queue is full); try again"
         )),
         3 => Err(format!("process {pid} is out of memory")),
+        4 => Err(format!(
+            "process {pid} has Python loaded but its interpreter is not running (not started yet, or ended): nothing was changed; attach once it runs Python"
+        )),
         _ => Err(format!(
             "process {pid} looks like Python but has no Py_AddPendingCall"
         )),
