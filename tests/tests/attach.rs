@@ -670,7 +670,7 @@ fn a_python_target_whose_queued_attach_fails_goes_on_unharmed() {
     };
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("tracking starts when its interpreter next runs Python code"),
+            .contains("tracking starts when its main thread next runs Python code"),
         "{out:?}"
     );
     let state = std::env::temp_dir().join(format!("memtrace-attach.{pid}"));
@@ -2059,7 +2059,7 @@ print('bye', flush=True)
 #[test]
 fn attach_to_a_thread_with_little_stack_left_is_refused_and_works_later() {
     let dir = scratch("attach_deep_stack");
-    let prog = memtrace_e2e::compile("deep_stack", &dir);
+    let prog = memtrace_e2e::compile("stack_nearly_full", &dir);
     let mut cmd = Command::new(&prog);
     cmd.arg("24");
     let target = Target::start(cmd, &dir);
@@ -2082,4 +2082,23 @@ fn attach_to_a_thread_with_little_stack_left_is_refused_and_works_later() {
     let end = target.finish();
     assert_eq!(String::from_utf8_lossy(&end.stdout), "ok 1\n");
     assert_eq!(end.status.code(), Some(0));
+}
+
+/// A capture removed while attached: the detach named it to view, a file not there.
+#[test]
+fn a_detach_says_when_the_capture_was_removed_meanwhile() {
+    let Some((dir, target, pid)) = attached_native("attach_capture_removed") else {
+        return;
+    };
+    std::fs::remove_file(dir.join("cap.bin")).expect("remove the capture");
+    let out = memtrace(&["detach", &pid], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(err.contains("is not there any more"), "{err}");
+    assert!(!err.contains("view the capture"), "{err}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(7));
 }

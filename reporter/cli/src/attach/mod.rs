@@ -298,7 +298,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     drop(claimed_attach);
     if !started() {
         crate::say!(
-            "memtrace: attached to process {pid} at {when}; tracking starts when its interpreter next runs Python code; capture {shown}"
+            "memtrace: attached to process {pid} at {when}; tracking starts when its main thread next runs Python code (it is in a call into C now; other threads running Python do not start it); capture {shown}"
         );
     } else {
         crate::say!(
@@ -389,7 +389,7 @@ fn view_live(capture: &Path, pid: i32, when: &str, active: &Path) -> Result<(), 
                 }
                 if waited.elapsed() > LIVE_PATIENCE {
                     return Err(format!(
-                        "process {pid} did not start tracking within {} s (a Python process starts when its interpreter next runs Python code): {e}",
+                        "process {pid} did not start tracking within {} s (a Python process starts when its main thread next runs Python code): {e}",
                         LIVE_PATIENCE.as_secs()
                     ));
                 }
@@ -1038,7 +1038,7 @@ fn detach(pid: i32) -> Result<(), String> {
         // nothing; a start that never ran (its memtrace killed) left nothing to stop.
         let _ = std::fs::remove_dir_all(&dir);
         crate::say!(
-            "memtrace: process {pid} had not started tracking (a Python process starts when its interpreter next runs Python code; or the memtrace that attached it was killed): the attach is cancelled and the process goes on untracked"
+            "memtrace: process {pid} had not started tracking (a Python process starts when its main thread next runs Python code; or the memtrace that attached it was killed): the attach is cancelled and the process goes on untracked"
         );
         return Ok(());
     }
@@ -1077,6 +1077,10 @@ fn detach(pid: i32) -> Result<(), String> {
     if ended {
         crate::say!(
             "memtrace: process {pid} ended before it stopped tracking; its capture holds its run to its end: memtrace stats {capture}"
+        );
+    } else if !Path::new(&capture).exists() {
+        crate::say!(
+            "memtrace: detached from process {pid}; its capture {capture} is not there any more (removed or moved while attached)"
         );
     } else {
         crate::say!(
