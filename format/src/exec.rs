@@ -12,6 +12,23 @@
 
 use crate::varint;
 
+/// Whether an executable's file name is an interpreter's: `python`, then a version (digits and
+/// dots), then ABI letters, then maybe `-dbg` (`python3.12`, `python3.13t`, `python3.11-dbg`).
+/// A program that embeds Python (`python-apphost`, a host linking libpython statically) is not
+/// one: the tracker gives an exec'd interpreter the Python run's start-up hook, and `memtrace
+/// run` tells a native run of one how to get Python frames.
+pub fn interpreter_name(name: &[u8]) -> bool {
+    let Some(rest) = name.strip_prefix(b"python") else {
+        return false;
+    };
+    let rest = rest.strip_suffix(b"-dbg").unwrap_or(rest);
+    let version_end = rest
+        .iter()
+        .position(|c| !(c.is_ascii_digit() || *c == b'.'))
+        .unwrap_or(rest.len());
+    rest[version_end..].iter().all(|c| c.is_ascii_lowercase())
+}
+
 /// Whether this build's tracker library can be loaded into the ELF program whose first bytes
 /// are `head`: the same class (64-bit), byte order and, on x86-64 and AArch64, machine. None
 /// when `head` is not an ELF header. `memtrace run` refuses such a program; the tracker runs
@@ -119,6 +136,31 @@ pub fn decode(payload: &[u8]) -> Option<ExecRecord> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interpreters_are_told_from_programs_that_embed_python() {
+        for name in [
+            "python",
+            "python3",
+            "python3.12",
+            "python3.13t",
+            "python3.11-dbg",
+            "python3.7m",
+            "pythonw",
+        ] {
+            assert!(interpreter_name(name.as_bytes()), "{name}");
+        }
+        for name in [
+            "python-apphost",
+            "python3-config.sh",
+            "mypython",
+            "statichost",
+            "py",
+            "python3.12_app",
+        ] {
+            assert!(!interpreter_name(name.as_bytes()), "{name}");
+        }
+    }
 
     #[test]
     fn round_trip() {

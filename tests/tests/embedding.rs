@@ -194,6 +194,18 @@ fn a_program_that_embeds_python_is_not_taken_for_an_interpreter() {
     assert_eq!(main[0]["count"].as_i64(), Some(1), "{}", main[0]);
     let live = s["leaked_bytes"].as_i64().unwrap_or(0);
     assert!(live >= 3_000_000, "live at exit {live}");
+    // Run directly, it is no interpreter named as the program either: memtrace's last line
+    // told it to run a SCRIPT.py with --python.
+    let mut direct = Command::new(memtrace_bin());
+    direct
+        .args(["run", "-f", "-o"])
+        .arg(dir.join("direct.bin"))
+        .arg(&host);
+    let direct = run(direct, &dir, &userlib);
+    assert_eq!(direct.status.code(), Some(0), "{direct:?}");
+    let said = text(&direct.stderr);
+    assert!(!said.contains("interpreter named as the program"), "{said}");
+    assert!(said.contains("wrote"), "{said}");
 }
 
 /// `memtrace attach` to a program whose embedded Python is then finalized: the tracker's stop

@@ -353,7 +353,7 @@ const MAX_PROCESSES: usize = 4096;
 pub fn python_children(path: &Path, python_parent: bool) -> usize {
     let is_python = |program: &[u8]| {
         let name = program.rsplit(|&b| b == b'/').next().unwrap_or(program);
-        name.starts_with(b"python")
+        memtrace_format::exec::interpreter_name(name)
     };
     let mut pids = std::collections::BTreeSet::new();
     for (image, _) in exec::chain(path) {

@@ -86,21 +86,10 @@ fn is_cpython() -> bool {
     main.is_some() && {
         let mut exe = [0u8; 4096];
         let n = sys::readlink_exe(&mut exe);
-        interpreter_name(exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]))
+        memtrace_format::exec::interpreter_name(
+            exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]),
+        )
     }
-}
-
-/// `python`, then a version (digits and dots), then ABI letters, then maybe `-dbg`.
-fn interpreter_name(name: &[u8]) -> bool {
-    let Some(rest) = name.strip_prefix(b"python") else {
-        return false;
-    };
-    let rest = rest.strip_suffix(b"-dbg").unwrap_or(rest);
-    let version_end = rest
-        .iter()
-        .position(|c| !(c.is_ascii_digit() || *c == b'.'))
-        .unwrap_or(rest.len());
-    rest[version_end..].iter().all(|c| c.is_ascii_lowercase())
 }
 
 /// The interpreter's options skip the hook: -E and -I ignore PYTHONPATH, -S skips `site`.
@@ -129,34 +118,4 @@ fn skips_hook() -> bool {
         }
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::interpreter_name;
-
-    #[test]
-    fn interpreters_are_told_from_programs_that_embed_python() {
-        for name in [
-            "python",
-            "python3",
-            "python3.12",
-            "python3.13t",
-            "python3.11-dbg",
-            "python3.7m",
-            "pythonw",
-        ] {
-            assert!(interpreter_name(name.as_bytes()), "{name}");
-        }
-        for name in [
-            "python-apphost",
-            "python3-config.sh",
-            "mypython",
-            "statichost",
-            "py",
-            "python3.12_app",
-        ] {
-            assert!(!interpreter_name(name.as_bytes()), "{name}");
-        }
-    }
 }

@@ -667,7 +667,7 @@ fn head_of(capture: &Path) -> std::io::Result<Vec<u8>> {
 /// Whether the program at `path` is a `python*` interpreter (by its name).
 fn is_python_program(path: &[u8]) -> bool {
     let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    name.starts_with(b"python")
+    memtrace_format::exec::interpreter_name(name)
 }
 
 /// `memtrace run --python INTERPRETER ARGS...` for a native run's command line `argv`, each word

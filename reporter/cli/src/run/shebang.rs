@@ -33,7 +33,7 @@ pub fn runs_another_interpreter(script: &Path) -> bool {
 fn runs_python(shebang: &Shebang) -> bool {
     Path::new(&shebang.interpreter)
         .file_name()
-        .is_some_and(|name| name.as_bytes().starts_with(b"python"))
+        .is_some_and(|name| memtrace_format::exec::interpreter_name(name.as_bytes()))
 }
 
 /// The `#!` line of `script` when it is an executable file that has one.
