@@ -46,6 +46,7 @@ pub mod by_type_view;
 pub mod color;
 pub mod commands;
 pub mod inherited;
+pub mod proc_stat;
 pub mod progress;
 pub mod run;
 pub mod tui;

@@ -183,6 +183,14 @@ pub(crate) fn payload_intact(header: &ChunkHeader, payload: &[u8]) -> bool {
         || (payload.len() == header.checked_len() && crc32fast::hash(payload) == header.payload_crc)
 }
 
+/// The trailer a Trailer chunk's payload holds; None when it fails its checksum or does not
+/// decode.
+pub(crate) fn trailer(header: &ChunkHeader, payload: &[u8]) -> Option<memtrace_format::Trailer> {
+    Some(payload)
+        .filter(|p| payload_intact(header, p))
+        .and_then(memtrace_format::Trailer::decode)
+}
+
 /// The complete records of a staging chunk's payload: raw records up to `raw_len`, or the
 /// streams of a columnar staging area up to the record count in `raw_len`.
 fn staging_payload<'a>(stored: &'a [u8], header: &ChunkHeader) -> Result<Payload<'a>, String> {

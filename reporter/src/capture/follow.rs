@@ -494,10 +494,7 @@ impl Follower {
                 let mut buf = vec![0u8; header.stored_len as usize];
                 let n = self.read(&mut buf, pos + CHUNK_HEADER_LEN as u64)?;
                 let n = n.min(header.raw_len as usize);
-                match Some(&buf[..n])
-                    .filter(|p| super::decode::payload_intact(&header, p))
-                    .and_then(Trailer::decode)
-                {
+                match super::decode::trailer(&header, &buf[..n]) {
                     Some(t) => {
                         if t.end_mono_ns != 0 {
                             self.latest_pair = Some((t.end_tick, t.end_mono_ns));

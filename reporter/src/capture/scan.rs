@@ -404,11 +404,7 @@ fn scan_with(
             }
             ChunkKind::Trailer => {
                 let n = (header.raw_len as usize).min(stored);
-                let payload = &file[payload_start..payload_start + n];
-                match Some(payload)
-                    .filter(|p| super::decode::payload_intact(&header, p))
-                    .and_then(Trailer::decode)
-                {
+                match super::decode::trailer(&header, &file[payload_start..payload_start + n]) {
                     Some(t) => {
                         note_pair(&mut index, t.end_tick, t.end_mono_ns);
                         index.trailer = Some(t);

@@ -194,7 +194,7 @@ unsafe extern "C" fn run_queued(code: *const c_char) -> c_int {
     // SAFETY: CPython's calls with the GIL held; `code` is the NUL-terminated copy, freed once.
     unsafe {
         let globals = new();
-        let result = if globals.is_null() {
+        if globals.is_null() {
             // Out of memory before any code ran: nothing of the program's to raise.
             let clear = libc::dlsym(libc::RTLD_DEFAULT, c"PyErr_Clear".as_ptr());
             if !clear.is_null() {
@@ -202,11 +202,9 @@ unsafe extern "C" fn run_queued(code: *const c_char) -> c_int {
             }
             libc::free(code as *mut c_void);
             return 0;
-        } else {
-            let r = run(code, FILE_INPUT, globals, globals, core::ptr::null_mut());
-            dec(globals);
-            r
-        };
+        }
+        let result = run(code, FILE_INPUT, globals, globals, core::ptr::null_mut());
+        dec(globals);
         libc::free(code as *mut c_void);
         if result.is_null() {
             return -1;

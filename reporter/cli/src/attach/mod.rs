@@ -822,6 +822,22 @@ fn attach_python(job: &Job) -> Result<(), String> {
     }
 }
 
+/// Whether an exception raised inside memtrace's queued Python code is the program's: raised
+/// by its own signal handler, which Python runs at any instruction of that code
+/// (KeyboardInterrupt from SIGINT's, SystemExit from a SIGTERM handler, a timeout). It goes on
+/// to the program's code as it would have been raised there.
+const PROGRAMS: &str = "def programs(e):
+    if isinstance(e, (KeyboardInterrupt, SystemExit)):
+        return True
+    tb = e.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name != '<string>' and not name.startswith('<frozen'):
+            return True
+        tb = tb.tb_next
+    return False
+";
+
 /// A Python string literal of `s`.
 fn py_str(s: &str) -> String {
     format!("{s:?}")
@@ -868,19 +884,6 @@ ready, started = _thread.allocate_lock(), _thread.allocate_lock()
 ready.acquire()
 started.acquire()
 state = {{}}
-def programs(e):
-    # Raised by the program's own signal handler, which Python runs at any instruction of
-    # this code (KeyboardInterrupt from SIGINT's, SystemExit from a SIGTERM handler, a
-    # timeout): the program's, raised on in its own code as it would have been.
-    if isinstance(e, (KeyboardInterrupt, SystemExit)):
-        return True
-    tb = e.__traceback__
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if name != '<string>' and not name.startswith('<frozen'):
-            return True
-        tb = tb.tb_next
-    return False
 def mine():
     # `active` is this attach's (a detach before the start, or a later attach, replaced it).
     try:
@@ -964,13 +967,12 @@ except BaseException as e:
         native = if native { "True" } else { "False" },
         secs = duration_ms as f64 / 1000.0,
     );
-    // Whatever fails, nothing reaches PyRun_SimpleString: it would print the traceback on the
-    // program's stderr and fail the pending call.
-    // The tracker runs it as the pending call's own code (not PyRun_SimpleString, which
+    // The tracker runs this as the pending call's own code (not PyRun_SimpleString, which
     // printed what escaped on the program's stderr and then failed its current line with a
-    // SystemError): what escapes here is the program's exception, raised on in its code.
+    // SystemError): what escapes is the program's exception, raised on in its code. `programs`
+    // tells it from memtrace's own, here and in the code (it is handed over in its globals).
     format!(
-        "try:\n    exec({}, {{}})\nexcept BaseException as e:\n    tb = e.__traceback__\n    mine = not isinstance(e, (KeyboardInterrupt, SystemExit))\n    while mine and tb is not None:\n        name = tb.tb_frame.f_code.co_filename\n        mine = name == '<string>' or name.startswith('<frozen')\n        tb = tb.tb_next\n    if not mine:\n        raise\n",
+        "{PROGRAMS}try:\n    exec({}, {{'programs': programs}})\nexcept BaseException as e:\n    if programs(e):\n        raise\n",
         py_str(&body)
     )
 }

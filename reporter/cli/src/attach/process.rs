@@ -22,10 +22,7 @@ fn state(pid: i32) -> Option<char> {
 
 /// The state letter of the stat file `path` (a process's or a thread's).
 fn state_of(path: &str) -> Option<char> {
-    let stat = std::fs::read_to_string(path).ok()?;
-    // The command name, in parentheses, may hold spaces and parentheses: the state follows the
-    // last closing one.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    crate::proc_stat::field(path, 3)?.chars().next()
 }
 
 /// Why `pid` cannot take part in an attach or detach now, from its state: gone (a zombie) or
@@ -127,13 +124,7 @@ pub fn stack_room(tid: i32, sp: u64) -> Option<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{tid}/maps")).ok()?;
     let mut below_end = 0u64;
     for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let range = fields.next()?;
-        let (start, end) = range.split_once('-')?;
-        let (start, end) = (
-            u64::from_str_radix(start, 16).ok()?,
-            u64::from_str_radix(end, 16).ok()?,
-        );
+        let (start, end) = target::maps_range(line.split_whitespace().next()?)?;
         if !(start..end).contains(&sp) {
             if end <= sp {
                 below_end = end;

@@ -92,10 +92,10 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-/// While held, Ctrl-C (SIGINT), Ctrl-backslash (SIGQUIT), SIGTERM and SIGHUP make memtrace give up the
-/// attach cleanly (the thread released, a call left to end and restore it, the attach's
-/// directory removed) rather than die with its files left behind, which made the process look
-/// attached; during --duration, they detach it.
+/// While held, Ctrl-C (SIGINT), Ctrl-backslash (SIGQUIT), SIGTERM and SIGHUP make memtrace
+/// give up the attach cleanly (the thread released, a call left to end and restore it, the
+/// attach's directory removed) rather than die with its files left behind, which made the
+/// process look attached; during --duration, they detach it.
 pub struct Interrupts {
     old: Vec<(libc::c_int, libc::sigaction)>,
 }

@@ -82,13 +82,18 @@ pub fn code_ranges(pid: i32, m: &Mapped) -> Vec<(u64, u64)> {
             if !perms.contains('x') {
                 return None;
             }
-            let (s, e) = range.split_once('-')?;
-            Some((
-                u64::from_str_radix(s, 16).ok()?,
-                u64::from_str_radix(e, 16).ok()?,
-            ))
+            maps_range(range)
         })
         .collect()
+}
+
+/// A /proc/PID/maps range (`start-end`, hex) as `[start, end)`.
+pub fn maps_range(range: &str) -> Option<(u64, u64)> {
+    let (s, e) = range.split_once('-')?;
+    Some((
+        u64::from_str_radix(s, 16).ok()?,
+        u64::from_str_radix(e, 16).ok()?,
+    ))
 }
 
 /// The functions of `m`'s dynamic symbol table that `wanted` keeps, as `[start, end)` in the

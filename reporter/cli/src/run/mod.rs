@@ -385,6 +385,7 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         sentinel::start(&signals::forwarded(), pgid);
     }
     guard.forward_to(child.id());
+    run_dir.sweep_stale();
     let output = output.map(|made| {
         live::settle_output(
             &made,

@@ -41,10 +41,7 @@ impl RunDir {
                 continue;
             }
             match Self::create_in(parent) {
-                Ok(dir) => {
-                    stale::sweep(parent, dir.path());
-                    return Ok(dir);
-                }
+                Ok(dir) => return Ok(dir),
                 Err(e) => {
                     error.get_or_insert(e);
                 }
@@ -80,6 +77,14 @@ impl RunDir {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Removes the directories killed runs left beside this one (see `stale`): called once
+    /// the program runs, so that its start waits for none of it.
+    pub fn sweep_stale(&self) {
+        if let Some(parent) = self.path().parent() {
+            stale::sweep(parent, self.path());
+        }
     }
 
     /// Where the tracker writes why it could not record (it creates the file when it must).

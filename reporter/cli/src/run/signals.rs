@@ -218,9 +218,9 @@ fn descends_from(p: libc::pid_t, ancestor: libc::pid_t) -> bool {
 
 /// The parent of process `p` (/proc/p/stat's fourth field, after the command in parentheses).
 fn parent_of(p: libc::pid_t) -> Option<libc::pid_t> {
-    let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(1)?.parse().ok()
+    crate::proc_stat::field(&format!("/proc/{p}/stat"), 4)?
+        .parse()
+        .ok()
 }
 
 /// Names memtrace to the tracker in the program, which then asks for SIGKILL when memtrace ends

@@ -108,10 +108,9 @@ fn owner_gone(dir: &Path, namespace: &str) -> bool {
 
 /// The start time of process `pid` (/proc/PID/stat's 22nd field, in clock ticks since boot).
 fn start_time(pid: libc::pid_t) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command (in parentheses, which may hold spaces): state is the 3rd.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    crate::proc_stat::field(&format!("/proc/{pid}/stat"), 22)?
+        .parse()
+        .ok()
 }
 
 /// This process's pid namespace, as /proc/self/ns/pid names it (`pid:[4026531836]`).

@@ -54,9 +54,6 @@ fn tell_about_python(version: &[u8], msg: &[u8]) {
     crate::lifecycle::tell_memtrace(&line);
 }
 
-const UNSUPPORTED: &[u8] =
-    b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks";
-
 /// In a Python run whose interpreter never imported this module as a supported Python does
 /// (3.6 to 3.8 fail its import, 2.x looks for another init function): says so, once, when the
 /// interpreter's version is one the tracker does not support. Any other reason (the hook
@@ -76,9 +73,8 @@ pub fn tell_if_unsupported() {
         core::ffi::CStr::from_ptr(get()).to_bytes()
     };
     let (major, minor) = major_minor(version);
-    let supported = major == 3 && (10..=13).contains(&minor);
-    if !supported && major != 0 && !TOLD.swap(true, Ordering::AcqRel) {
-        tell_about_python(version, UNSUPPORTED);
+    if major != 0 && !crate::python::supports(major, minor) && !TOLD.swap(true, Ordering::AcqRel) {
+        tell_about_python(version, crate::python::UNSUPPORTED);
     }
 }
 

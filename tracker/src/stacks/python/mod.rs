@@ -110,15 +110,22 @@ pub fn thread_exited(t: &mut tls::Tls) {
     frames::release(t);
 }
 
+/// What the user is told of a Python version this build has no frame layout for.
+pub(crate) const UNSUPPORTED: &[u8] =
+    b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks";
+
+/// Whether this build knows the frame layout of CPython `major`.`minor`.
+pub(crate) fn supports(major: u32, minor: u32) -> bool {
+    major == 3 && layout::Layout::for_minor(minor).is_some()
+}
+
 /// Learns the running interpreter's frame layout and checks it on the calling thread (the GIL
 /// is held and Python frames run: the import of the tracker). Err, with the message for the
 /// user, when the version is not one this build knows or the check fails.
 pub(crate) fn learn_interpreter(api: &api::Api) -> Result<(), &'static [u8]> {
     let minor = layout::running_minor(api);
     let Some(layout) = minor.and_then(layout::Layout::for_minor) else {
-        return Err(
-            b"this Python version is not supported (3.10 to 3.13 are): allocations have no Python stacks",
-        );
+        return Err(UNSUPPORTED);
     };
     // SAFETY: the GIL is held: the calling thread's state is current.
     let tstate = unsafe { (api.thread_state_get)() } as usize;
