@@ -81,6 +81,18 @@ fn memtrace(args: &[&str], dir: &Path) -> Output {
         .output_watched()
 }
 
+/// `memtrace ARGS` started in `dir`, its output piped, not waited for.
+fn memtrace_in_background(args: &[&str], dir: &Path) -> Child {
+    Command::new(memtrace_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts")
+}
+
 fn wait_for(path: &Path) {
     let start = Instant::now();
     while !path.exists() {
@@ -617,16 +629,7 @@ fn two_attaches_at_once_leave_one_attached_and_detachable() {
     let prog = memtrace_e2e::compile("attach", &dir);
     let target = Target::start(Command::new(&prog), &dir);
     let pid = target.pid();
-    let spawn = |out: &str| {
-        Command::new(memtrace_bin())
-            .args(["attach", &pid, "-o", out])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("memtrace attach")
-    };
+    let spawn = |out: &str| memtrace_in_background(&["attach", &pid, "-o", out], &dir);
     let (a, b) = (spawn("a.bin"), spawn("b.bin"));
     let (a, b) = (
         a.wait_with_output().expect("a"),
@@ -1115,14 +1118,7 @@ fn an_interrupted_attach_leaves_the_process_as_it_was_and_attachable() {
     wait_for(&dir.join("holding"));
     // The injected dlopen waits for the loader's lock, which the program's other thread holds
     // for 3 seconds.
-    let attach = Command::new(memtrace_bin())
-        .args(["attach", &pid, "-o", "cap.bin"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memtrace attach");
+    let attach = memtrace_in_background(&["attach", &pid, "-o", "cap.bin"], &dir);
     std::thread::sleep(Duration::from_millis(700));
     // SAFETY: kill with our child's pid.
     assert_eq!(unsafe { libc::kill(attach.id() as i32, libc::SIGINT) }, 0);
@@ -1729,14 +1725,8 @@ fn terminated_during_duration(name: &str, signal: libc::c_int) {
     let dir = scratch(&format!("attach_duration_{name}"));
     let target = python_target(&dir, "sl.py", SCRIPT);
     let pid = target.pid();
-    let mut attach = Command::new(memtrace_bin())
-        .args(["attach", &pid, "--duration", "30", "-o", "cap.bin"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memtrace starts");
+    let mut attach =
+        memtrace_in_background(&["attach", &pid, "--duration", "30", "-o", "cap.bin"], &dir);
     // Attached once the capture is there (or refused where ptrace is not allowed).
     let start = Instant::now();
     while !dir.join("cap.bin").exists() {
@@ -2023,14 +2013,7 @@ print('bye', flush=True)
 ";
     let target = python_target(&dir, "slow.py", script);
     let pid = target.pid();
-    let attach = Command::new(memtrace_bin())
-        .args(["attach", &pid, "-o", "cap.bin"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memtrace starts");
+    let attach = memtrace_in_background(&["attach", &pid, "-o", "cap.bin"], &dir);
     std::thread::sleep(Duration::from_millis(1500));
     let during = memtrace(&["detach", &pid], &dir);
     let attached = attach.wait_with_output().expect("attach ends");

@@ -208,6 +208,77 @@ fn a_program_that_embeds_python_is_not_taken_for_an_interpreter() {
     assert!(said.contains("wrote"), "{said}");
 }
 
+/// A host started in `dir`, after its "ready" line; killed if the test ends before it does.
+struct Host {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Host {
+    fn start(host: &Path, dir: &Path) -> Host {
+        let mut child = Command::new(host)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the host starts");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready");
+        assert_eq!(line, "ready\n");
+        Host { child, stdout }
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// Its exit status and the rest of its output.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().expect("the host ends");
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).expect("read");
+        (status.code(), rest)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `memtrace ARGS` run in `dir`.
+fn memtrace_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(memtrace_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("memtrace runs")
+}
+
+/// Whether ptrace is refused here (said: the test then checks nothing more).
+fn ptrace_refused(out: &Output) -> bool {
+    let err = text(&out.stderr);
+    let refused = !out.status.success() && err.contains("ptrace");
+    if refused {
+        eprintln!("skipped: ptrace is refused here: {err}");
+    }
+    refused
+}
+
+/// Waits until `path` exists (`what` names it in the failure).
+fn wait_for(path: &Path, what: &str) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed().as_secs() < 30, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// `memtrace attach` to a program whose embedded Python is then finalized: the tracker's stop
 /// runs in the interpreter, which is gone, so a detach cannot stop it. When the process then
 /// ends, `memtrace detach` says so; it said "detached" though the process had been tracked to
@@ -218,41 +289,15 @@ fn a_detach_that_the_process_never_acknowledged_is_not_called_detached() {
     let python = claimed_python(minor);
     let dir = scratch("embed-attach-finalize");
     let host = embedding("embed_finalize", &python, minor, &dir, "host");
-    let mut child = Command::new(&host)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the host starts");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready");
-    assert_eq!(line, "ready\n");
-    let pid = child.id().to_string();
-    let memtrace = |args: &[&str]| {
-        Command::new(memtrace_bin())
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("memtrace runs")
-    };
-    let attach = memtrace(&["attach", &pid, "-o", "cap.bin"]);
-    let err = text(&attach.stderr);
-    if !attach.status.success() && err.contains("ptrace") {
-        eprintln!("skipped: ptrace is refused here: {err}");
-        let _ = child.kill();
-        let _ = child.wait();
+    let host = Host::start(&host, &dir);
+    let pid = host.pid();
+    let attach = memtrace_in(&dir, &["attach", &pid, "-o", "cap.bin"]);
+    if ptrace_refused(&attach) {
         return;
     }
     assert!(attach.status.success(), "{attach:?}");
     // Tracking starts in the interpreter, which runs Python code every 20 ms.
-    let start = std::time::Instant::now();
-    while !dir.join("cap.bin").exists() {
-        assert!(start.elapsed().as_secs() < 30, "tracking never started");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_for(&dir.join("cap.bin"), "tracking never started");
     std::fs::write(dir.join("finalize"), "").expect("write");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let done = dir.join("done");
@@ -260,13 +305,9 @@ fn a_detach_that_the_process_never_acknowledged_is_not_called_detached() {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         std::fs::write(done, "").expect("write");
     });
-    let detach = memtrace(&["detach", &pid]);
+    let detach = memtrace_in(&dir, &["detach", &pid]);
     ender.join().expect("ender");
-    let status = child.wait().expect("the host ends");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
-    assert_eq!(rest, "bye\n");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(host.finish(), (Some(0), "bye\n".to_string()));
     let said = format!("{}{}", text(&detach.stdout), text(&detach.stderr));
     assert!(!said.contains("detached from"), "{said}");
     assert!(said.contains("ended before it stopped tracking"), "{said}");
@@ -281,53 +322,24 @@ fn attach_to_an_embedded_python_not_started_yet_says_so_and_works_later() {
     let python = claimed_python(minor);
     let dir = scratch("embed-attach-late");
     let host = embedding("embed_late", &python, minor, &dir, "host");
-    let mut child = Command::new(&host)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the host starts");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready");
-    assert_eq!(line, "ready\n");
-    let pid = child.id().to_string();
-    let memtrace = |args: &[&str]| {
-        Command::new(memtrace_bin())
-            .args(args)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .expect("memtrace runs")
-    };
-    let early = memtrace(&["attach", &pid, "-o", "early.bin"]);
-    let err = text(&early.stderr);
-    if !early.status.success() && err.contains("ptrace") {
-        eprintln!("skipped: ptrace is refused here: {err}");
-        let _ = child.kill();
-        let _ = child.wait();
+    let host = Host::start(&host, &dir);
+    let pid = host.pid();
+    let early = memtrace_in(&dir, &["attach", &pid, "-o", "early.bin"]);
+    if ptrace_refused(&early) {
         return;
     }
+    let err = text(&early.stderr);
     assert_eq!(early.status.code(), Some(1), "{early:?}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("interpreter is not running"), "{err}");
     std::fs::write(dir.join("init"), "").expect("write");
-    let start = std::time::Instant::now();
-    while !dir.join("running").exists() {
-        assert!(start.elapsed().as_secs() < 30, "Python never ran");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let later = memtrace(&["attach", &pid, "-o", "later.bin"]);
+    wait_for(&dir.join("running"), "Python never ran");
+    let later = memtrace_in(&dir, &["attach", &pid, "-o", "later.bin"]);
     assert!(later.status.success(), "{later:?}");
-    let detach = memtrace(&["detach", &pid]);
+    let detach = memtrace_in(&dir, &["detach", &pid]);
     assert!(detach.status.success(), "{detach:?}");
     std::fs::write(dir.join("stop"), "").expect("write");
-    let status = child.wait().expect("the host ends");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
-    assert_eq!(rest, "bye\n");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(host.finish(), (Some(0), "bye\n".to_string()));
     let s = stats(&dir.join("later.bin"));
     assert_eq!(s["complete"], true, "{}", s["warnings"]);
 }

@@ -139,6 +139,18 @@ fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: b
     }
 }
 
+/// `memtrace stats --json FILE` run bounded in `dir`, checked (exit 0 or 1, no panic, memory
+/// bounded).
+fn stats_json(file: &Path, dir: &Path) -> Outcome {
+    let out = run_bounded(
+        &["stats".into(), "--json".into(), file.into()],
+        dir,
+        TIME_LIMIT,
+    );
+    out.check();
+    out
+}
+
 /// The report commands, each as the arguments for a capture `file` (outputs go to `dir`;
 /// `other` is a second, valid capture for the two-capture commands).
 fn commands(file: &Path, other: &Path, dir: &Path) -> Vec<Vec<OsString>> {
@@ -679,13 +691,7 @@ fn truncated_copies_report_what_they_hold() {
         std::fs::write(&path, cut).expect("write");
         let (expected, events) = records_in_chunks(cut);
         assert!(expected > 0 && expected < written, "{name}: {expected}");
-        let r = run_bounded(
-            &["stats".into(), "--json".into(), path.clone().into()],
-            &dir,
-            TIME_LIMIT,
-        );
-        r.check();
-        let v = r.json();
+        let v = stats_json(&path, &dir).json();
         assert_eq!(v["complete"], false, "{name}: {v}");
         assert_eq!(v["records_found"].as_u64(), Some(expected), "{name}");
         assert_eq!(v["records_written"].as_u64(), Some(written), "{name}");
@@ -720,13 +726,7 @@ fn truncated_copies_report_what_they_hold() {
     for len in [data_start, data_start + 20, data_start + 100] {
         let path = dir.join(format!("cut-{len}.bin"));
         std::fs::write(&path, &real[..len]).expect("write");
-        let r = run_bounded(
-            &["stats".into(), "--json".into(), path.clone().into()],
-            &dir,
-            TIME_LIMIT,
-        );
-        r.check();
-        let v = r.json();
+        let v = stats_json(&path, &dir).json();
         assert_eq!(v["complete"], false, "{len}: {v}");
         let warnings = v["warnings"].as_array().expect("warnings");
         assert_eq!(warnings.len(), 1, "{len}: {warnings:?}");
@@ -1433,12 +1433,7 @@ fn a_flipped_bit_in_any_chunk_s_payload_is_reported_as_damage() {
                 bytes[start + i] ^= 1 << bit;
                 let copy = dir.join("flipped.bin");
                 std::fs::write(&copy, &bytes).expect("write");
-                let out = run_bounded(
-                    &["stats".into(), "--json".into(), copy.clone().into()],
-                    &dir,
-                    TIME_LIMIT,
-                );
-                out.check();
+                let out = stats_json(&copy, &dir);
                 let what = format!(
                     "{}: bit {bit} of payload byte {i} of the {:?} chunk at {at}",
                     capture.display(),

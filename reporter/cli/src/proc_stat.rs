@@ -18,7 +18,10 @@ mod tests {
     #[test]
     fn this_process_s_fields() {
         // The calling thread runs (its process's main thread may wait).
-        assert_eq!(super::field("/proc/thread-self/stat", 3).as_deref(), Some("R"));
+        assert_eq!(
+            super::field("/proc/thread-self/stat", 3).as_deref(),
+            Some("R")
+        );
         let me = format!("/proc/{}/stat", std::process::id());
         let parent = super::field(&me, 4).and_then(|p| p.parse::<u32>().ok());
         assert_eq!(parent, Some(std::os::unix::process::parent_id()));
