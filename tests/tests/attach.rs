@@ -154,17 +154,26 @@ fn refused(out: &Output) -> bool {
 
 /// The nodes of a `tree --json` tree at `file`:`line` (file by its name), bytes summed.
 fn bytes_at(node: &serde_json::Value, file: &str, line: i64) -> i64 {
+    at_line(node, file, line).0
+}
+
+/// Bytes and allocations of the nodes of a `tree --json` tree at `file`:`line` (file by its
+/// name; nodes nested in one another counted once, at the outermost).
+fn at_line(node: &serde_json::Value, file: &str, line: i64) -> (i64, i64) {
     let here = node["file"].as_str().is_some_and(|f| f.ends_with(file))
         && node["line"].as_i64() == Some(line);
     if here {
-        return node["bytes"].as_i64().unwrap_or(0);
+        return (
+            node["bytes"].as_i64().unwrap_or(0),
+            node["allocations"].as_i64().unwrap_or(0),
+        );
     }
-    node["children"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| bytes_at(c, file, line))
-        .sum()
+    let mut sum = (0, 0);
+    for c in node["children"].as_array().into_iter().flatten() {
+        let (b, a) = at_line(c, file, line);
+        sum = (sum.0 + b, sum.1 + a);
+    }
+    sum
 }
 
 #[test]
@@ -240,6 +249,49 @@ fn attach_to_a_native_program_counts_exactly_what_follows() {
     assert_eq!(tree["tree"]["allocations"].as_i64(), Some(1), "{tree}");
     assert_eq!(bytes_at(&tree["tree"], "attach.c", 23), 1_234_567);
     says_attached(&dir.join("cap.bin"));
+}
+
+#[test]
+fn attach_records_what_the_c_library_allocates_for_the_program() {
+    // strdup, asprintf, fopen and opendir call malloc through the C library's own slot for it,
+    // as `memtrace run`'s preloaded hooks see: an attach must record them as run does.
+    let dir = scratch("attach_libc_internal");
+    let prog = memtrace_e2e::compile("libc_internal", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    // --native: the program's own line is in each stack, below the C library's frames.
+    let out = memtrace(&["attach", "--native", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(3), "{end:?}");
+    let attach = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    assert_eq!(
+        at_line(&attach["tree"], "libc_internal.c", 21),
+        (300, 10),
+        "10 strdup copies of 30 bytes: {attach}"
+    );
+    // The same program run from the start under memtrace (go and done already there): each
+    // line keeps what it kept under the attach.
+    let prog = prog.to_str().expect("utf-8");
+    let out = memtrace(&["run", "-q", "--native", "-o", "run.bin", prog], &dir);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let run = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("run.bin"));
+    for line in [21, 23, 25, 27] {
+        let (bytes, allocations) = at_line(&run["tree"], "libc_internal.c", line);
+        assert!(bytes > 0 && allocations >= 10, "line {line}: {run}");
+        assert_eq!(
+            at_line(&attach["tree"], "libc_internal.c", line),
+            (bytes, allocations),
+            "line {line}: {attach}"
+        );
+    }
 }
 
 /// The reports of an attached capture say when it was attached and that what came before is

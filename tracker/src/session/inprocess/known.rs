@@ -143,8 +143,10 @@ impl Cache {
     }
 }
 
-/// Calls `keep` with each slot of `object` through which it calls a hooked function defined
-/// elsewhere, in a writable segment; false when `keep` said to stop.
+/// Calls `keep` with each slot of `object` through which it calls a hooked function, in a
+/// writable segment; false when `keep` said to stop. Slots of the object that defines the
+/// function count too: the C library calls its own malloc through one (strdup, fopen,
+/// opendir...) precisely so that a preloaded allocator sees it, and so must the hooks.
 ///
 /// # Safety
 /// The object stays loaded while this runs.
@@ -157,7 +159,7 @@ pub unsafe fn scan(
     // SAFETY: the caller's promise.
     unsafe {
         object.for_each_slot(|slot| {
-            if !going || slot.defined_here || !object.in_writable_segment(slot.address) {
+            if !going || !object.in_writable_segment(slot.address) {
                 return;
             }
             if let Some(target) = targets.index(slot.name) {
