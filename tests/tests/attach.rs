@@ -1555,6 +1555,82 @@ fn a_python_attach_adds_no_thread_the_program_or_the_capture_sees() {
     );
 }
 
+/// A program that watches its imports (a finder first in `sys.meta_path`) and the Python
+/// functions called from files other than its own (a profile function), and prints both with
+/// whether `threading` and memtrace's module are in `sys.modules`.
+const IMPORTS_SEEN: &str = "import os, sys, time
+seen, files = [], set()
+class Finder:
+    def find_spec(self, name, path=None, target=None):
+        seen.append(name)
+sys.meta_path.insert(0, Finder())
+def profile(frame, event, arg):
+    if event == 'call' and frame.f_code.co_filename not in (__file__, '<string>'):
+        files.add(os.path.basename(frame.f_code.co_filename))
+sys.setprofile(profile)
+print('ready', flush=True)
+while not os.path.exists('go'):
+    time.sleep(0.05)
+KEEP = bytearray(2_000_000)
+open('allocated', 'w').close()
+while not os.path.exists('done'):
+    time.sleep(0.05)
+sys.setprofile(None)
+print(seen, sorted(files), 'threading' in sys.modules, '_memtrace_tracker' in sys.modules)
+";
+
+#[test]
+fn a_python_attach_imports_nothing_into_the_program() {
+    // The attach imported memtrace's module through the program's import system, and
+    // `threading` (with 11 modules of its own) to name threads: the program's import hooks and
+    // profiler saw them, and they stayed in its sys.modules.
+    let dir = scratch("attach_imports_nothing");
+    for f in ["go", "done"] {
+        std::fs::write(dir.join(f), "").expect("gate");
+    }
+    // -S: no site, whose .pth files may import threading at start.
+    let script = write(&dir, "imports_seen.py", IMPORTS_SEEN);
+    let alone = Command::new(python())
+        .arg("-S")
+        .arg(&script)
+        .current_dir(&dir)
+        .output()
+        .expect("python runs");
+    assert!(alone.status.success(), "{alone:?}");
+    let alone = String::from_utf8_lossy(&alone.stdout).replace("ready\n", "");
+    assert!(
+        alone.starts_with("[] ") && alone.ends_with("False False\n"),
+        "{alone}"
+    );
+    for f in ["go", "done", "allocated"] {
+        std::fs::remove_file(dir.join(f)).expect("gate");
+    }
+    let mut cmd = Command::new(python());
+    cmd.arg("-S").arg(&script);
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert!(end.status.success(), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), alone, "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(stats["complete"], serde_json::Value::Bool(true), "{stats}");
+    assert_eq!(stats["threads"][0]["name"], "MainThread", "{stats}");
+    let tree = memtrace_e2e::report(&["tree", "--json", "--leaks"], &dir.join("cap.bin"));
+    let at_line = bytes_at(&tree["tree"], "imports_seen.py", 14);
+    assert!(
+        (2_000_000..2_001_000).contains(&at_line),
+        "{at_line}: {tree}"
+    );
+}
+
 #[test]
 fn attach_to_threads_loading_libraries_leaves_them_running() {
     // A patching pass (run by one thread's dlopen hook) listed the library another thread was

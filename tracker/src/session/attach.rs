@@ -143,36 +143,43 @@ unsafe fn queue_python(code: *const c_char) -> c_int {
     QUEUE_FULL
 }
 
-/// CPython's functions [`run_queued`] calls: PyDict_New, PyRun_StringFlags, Py_DecRef.
-type DictNew = unsafe extern "C" fn() -> *mut c_void;
-type RunString = unsafe extern "C" fn(
-    *const c_char,
-    c_int,
-    *mut c_void,
-    *mut c_void,
-    *mut c_void,
-) -> *mut c_void;
-type DecRef = unsafe extern "C" fn(*mut c_void);
+/// CPython's functions [`run_queued`] calls, found with dlsym.
+struct Runner {
+    dict_new: unsafe extern "C" fn() -> *mut c_void,
+    dict_set: unsafe extern "C" fn(*mut c_void, *const c_char, *mut c_void) -> c_int,
+    run: unsafe extern "C" fn(
+        *const c_char,
+        c_int,
+        *mut c_void,
+        *mut c_void,
+        *mut c_void,
+    ) -> *mut c_void,
+    dec_ref: unsafe extern "C" fn(*mut c_void),
+    err_clear: unsafe extern "C" fn(),
+}
 
-fn python_runner() -> Option<(DictNew, RunString, DecRef)> {
-    // SAFETY: dlsym with NUL-terminated names and a pseudo-handle.
-    let (new, run, dec) = unsafe {
-        (
-            libc::dlsym(libc::RTLD_DEFAULT, c"PyDict_New".as_ptr()),
-            libc::dlsym(libc::RTLD_DEFAULT, c"PyRun_StringFlags".as_ptr()),
-            libc::dlsym(libc::RTLD_DEFAULT, c"Py_DecRef".as_ptr()),
-        )
+fn python_runner() -> Option<Runner> {
+    let find = |name: &CStr| {
+        // SAFETY: dlsym with a NUL-terminated name and a pseudo-handle.
+        let f = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!f.is_null()).then_some(f)
     };
-    if new.is_null() || run.is_null() || dec.is_null() {
-        return None;
-    }
-    // SAFETY: the three functions have these C signatures in every CPython 3.
+    let (new, set, run, dec, clear) = (
+        find(c"PyDict_New")?,
+        find(c"PyDict_SetItemString")?,
+        find(c"PyRun_StringFlags")?,
+        find(c"Py_DecRef")?,
+        find(c"PyErr_Clear")?,
+    );
+    // SAFETY: the functions have these C signatures in every CPython 3.
     unsafe {
-        Some((
-            core::mem::transmute::<*mut c_void, DictNew>(new),
-            core::mem::transmute::<*mut c_void, RunString>(run),
-            core::mem::transmute::<*mut c_void, DecRef>(dec),
-        ))
+        Some(Runner {
+            dict_new: core::mem::transmute::<*mut c_void, _>(new),
+            dict_set: core::mem::transmute::<*mut c_void, _>(set),
+            run: core::mem::transmute::<*mut c_void, _>(run),
+            dec_ref: core::mem::transmute::<*mut c_void, _>(dec),
+            err_clear: core::mem::transmute::<*mut c_void, _>(clear),
+        })
     }
 }
 
@@ -180,36 +187,41 @@ fn python_runner() -> Option<(DictNew, RunString, DecRef)> {
 const FILE_INPUT: c_int = 257;
 
 /// The pending call: runs the queued code (its own copy, freed here) in a dictionary of its
-/// own. An exception that escapes it is the program's (its signal handler ran inside the code:
-/// the code raises nothing of memtrace's), left set with -1, which raises it on in the program's
-/// code as it would have been raised there. (PyRun_SimpleString printed it on the program's
-/// stderr and returned -1 with none set: a SystemError in the program.)
+/// own, which holds this library's module as `_memtrace_tracker`: made here, never imported,
+/// so that the program's import hooks, `sys.modules` and profiler see nothing of the attach.
+/// An exception that escapes the code is the program's (its signal handler ran inside the
+/// code: the code raises nothing of memtrace's), left set with -1, which raises it on in the
+/// program's code as it would have been raised there. (PyRun_SimpleString printed it on the
+/// program's stderr and returned -1 with none set: a SystemError in the program.)
 ///
 /// # Safety
-/// Called by CPython with the GIL held, with the copy [`queue_python`] queued.
+/// Called by CPython with the GIL held, with the pointer given to Py_AddPendingCall.
 unsafe extern "C" fn run_queued(code: *const c_char) -> c_int {
-    let Some((new, run, dec)) = python_runner() else {
+    let Some(py) = python_runner() else {
         return 0;
     };
     // SAFETY: CPython's calls with the GIL held; `code` is the NUL-terminated copy, freed once.
     unsafe {
-        let globals = new();
+        let globals = (py.dict_new)();
         if globals.is_null() {
             // Out of memory before any code ran: nothing of the program's to raise.
-            let clear = libc::dlsym(libc::RTLD_DEFAULT, c"PyErr_Clear".as_ptr());
-            if !clear.is_null() {
-                core::mem::transmute::<*mut c_void, unsafe extern "C" fn()>(clear)();
-            }
+            (py.err_clear)();
             libc::free(code as *mut c_void);
             return 0;
         }
-        let result = run(code, FILE_INPUT, globals, globals, core::ptr::null_mut());
-        dec(globals);
+        // Without it (out of memory), the code says why in the attach's error file.
+        let module = crate::pyext::init_module() as *mut c_void;
+        if module.is_null() || (py.dict_set)(globals, c"_memtrace_tracker".as_ptr(), module) != 0 {
+            (py.err_clear)();
+        }
+        (py.dec_ref)(module);
+        let result = (py.run)(code, FILE_INPUT, globals, globals, core::ptr::null_mut());
+        (py.dec_ref)(globals);
         libc::free(code as *mut c_void);
         if result.is_null() {
             return -1;
         }
-        dec(result);
+        (py.dec_ref)(result);
     }
     0
 }

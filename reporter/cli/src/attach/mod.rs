@@ -14,8 +14,8 @@
 //! (tracker/src/session/attach.rs). A native process calls `memtrace_attach`, which starts
 //! in-process tracking and a control thread. A CPython process (3.10 to 3.13) calls
 //! `memtrace_attach_python`, which queues, with `Py_AddPendingCall`, a few lines of Python
-//! that import the tracker as the `_memtrace_tracker` module and start it as the Python
-//! `Tracker` does, with Python stacks; its main thread runs them at its next
+//! that start the tracker's module (made by the tracker and handed to them, never imported)
+//! as the Python `Tracker` does, with Python stacks; its main thread runs them at its next
 //! bytecode, with the GIL. Either way the tracker ends tracking (every patched slot and
 //! allocator restored, the capture finished) when the file `stop` appears in the attach's
 //! directory, `/tmp/memtrace-attach.PID/` (`memtrace detach` creates it), or when the
@@ -777,17 +777,6 @@ fn attach_python(job: &Job) -> Result<(), String> {
         }
     }
     let dlopen = dlopen_of(pid, via, libc_obj, objects)?;
-    if tracker != state.theirs.join(paths::TRACKER_MODULE) {
-        let link = state.ours.join(paths::TRACKER_MODULE);
-        let _ = std::fs::remove_file(&link);
-        // A link as the process resolves it: to the library's path in its file system.
-        std::os::unix::fs::symlink(tracker, &link).map_err(|e| {
-            format!(
-                "cannot link the tracker into {}: {e}",
-                state.theirs.display()
-            )
-        })?;
-    }
     let code = python_code(&state.theirs, capture, duration_ms, native, token);
     let mut thread = seize(pid, via, objects)?;
     let queue = load_tracker(
@@ -851,7 +840,7 @@ fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool, token
     let c = py_str(&capture.to_string_lossy());
     let token = py_str(token);
     let body = format!(
-        "import sys, _thread, posix
+        "import _thread, posix
 # Only C functions bound here (posix, _thread): the program may have replaced what its own
 # code uses (unittest.mock on os.path.exists or open, freezegun's time.monotonic, a no-op
 # time.sleep), and memtrace's calls must neither reach its replacements nor be fooled by them.
@@ -921,12 +910,8 @@ try:
         # memtrace gave up waiting (no Python code ran for the whole duration), or the attach
         # was cancelled or replaced: nothing starts.
         if mine():
-            sys.path.insert(0, d)
-            try:
-                import _memtrace_tracker as mt
-            finally:
-                if d in sys.path:
-                    sys.path.remove(d)
+            if mt is None:
+                raise RuntimeError('the tracker could not make its module (out of memory?)')
             state['mt'] = mt
             _thread.start_new_thread(watch, ())
             # The thread's first frame is made when it first runs (a 16 KiB block on 3.11):
@@ -971,8 +956,10 @@ except BaseException as e:
     // printed what escaped on the program's stderr and then failed its current line with a
     // SystemError): what escapes is the program's exception, raised on in its code. `programs`
     // tells it from memtrace's own, here and in the code (it is handed over in its globals).
+    // The tracker's module comes in the globals, made by the tracker (never imported: the
+    // program's import hooks and profiler see nothing of the attach).
     format!(
-        "{PROGRAMS}try:\n    exec({}, {{'programs': programs}})\nexcept BaseException as e:\n    if programs(e):\n        raise\n",
+        "{PROGRAMS}try:\n    mt = _memtrace_tracker\nexcept NameError:\n    mt = None\ntry:\n    exec({}, {{'programs': programs, 'mt': mt}})\nexcept BaseException as e:\n    if programs(e):\n        raise\n",
         py_str(&body)
     )
 }

@@ -78,14 +78,14 @@ pub fn capture(pid: i32, ours: &Path) -> Result<Place, String> {
     ))
 }
 
-/// The name of the tracker in the attach's directory: a Python process imports it from there
-/// as the module `_memtrace_tracker`.
+/// The name of the tracker's copy in the attach's directory (the Python module's name: a
+/// program that has the tracker loaded is one memtrace recognizes as tracked).
 pub const TRACKER_MODULE: &str = "_memtrace_tracker.so";
 
 /// The tracker library `ours` as the process will load it: the same path when the process
-/// sees that file, else a copy in the attach's directory `state`, under the module's name (the
-/// loader then finds it loaded by that name at the import and at a later attach, even once the
-/// directory is gone, and never loads a second copy).
+/// sees that file, else a copy in the attach's directory `state`, whose path is the same for
+/// every attach to this process (the loader then finds it loaded by that path at a later
+/// attach, even once the directory is gone, and never loads a second copy).
 pub fn tracker(pid: i32, ours: &Path, state: &Place) -> Result<Place, String> {
     if same_file(ours, &through_root(pid, ours)) {
         return Ok(Place {

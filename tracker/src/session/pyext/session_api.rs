@@ -12,6 +12,8 @@ pub struct SessionApi {
     pub runtime_error: *mut Object,
     pub type_error: *mut Object,
     pub object_is_true: unsafe extern "C" fn(*mut Object) -> c_int,
+    /// `PyImport_ImportModule` (runs the program's import hooks: only for what the tracker
+    /// needs and the program may not have imported, never at an attach).
     pub import_module: unsafe extern "C" fn(*const c_char) -> *mut Object,
     pub call_no_args: unsafe extern "C" fn(*mut Object) -> *mut Object,
     pub call_obj_args: unsafe extern "C" fn(*mut Object, ...) -> *mut Object,
@@ -24,6 +26,9 @@ pub struct SessionApi {
     pub instance_method_new: unsafe extern "C" fn(*mut Object) -> *mut Object,
     /// `PySys_GetObject`: a borrowed reference, or null.
     pub sys_get_object: unsafe extern "C" fn(*const c_char) -> *mut Object,
+    /// `PyDict_GetItemString`: a borrowed reference, or null (also for a non-dict).
+    pub dict_get_item_string: unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object,
+    pub inc_ref: unsafe extern "C" fn(*mut Object),
 }
 
 // SAFETY: function pointers and the addresses of two immortal type objects, shared read-only.
@@ -77,5 +82,10 @@ fn resolve() -> Option<SessionApi> {
         ),
         instance_method_new: func!(c"PyInstanceMethod_New", F<*mut Object, *mut Object>),
         sys_get_object: func!(c"PySys_GetObject", F<*const c_char, *mut Object>),
+        dict_get_item_string: func!(
+            c"PyDict_GetItemString",
+            unsafe extern "C" fn(*mut Object, *const c_char) -> *mut Object
+        ),
+        inc_ref: func!(c"Py_IncRef", F<*mut Object, ()>),
     })
 }

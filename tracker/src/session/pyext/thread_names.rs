@@ -17,6 +17,29 @@ use libc::c_void;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The program's `threading` module (a new reference), or null when it has not imported it:
+/// importing it here would run the program's import hooks and add a dozen modules to its
+/// `sys.modules` (an attach must leave the program's imports alone). A program without
+/// `threading` has no thread of it to name.
+///
+/// # Safety
+/// The GIL is held.
+unsafe fn imported_threading(s: &SessionApi) -> *mut Object {
+    // SAFETY: the GIL is held; both lookups give borrowed references (or null), and the one
+    // handed out is made a new reference.
+    unsafe {
+        let modules = (s.sys_get_object)(c"modules".as_ptr());
+        if modules.is_null() {
+            return core::ptr::null_mut();
+        }
+        let threading = (s.dict_get_item_string)(modules, c"threading".as_ptr());
+        if !threading.is_null() {
+            (s.inc_ref)(threading);
+        }
+        threading
+    }
+}
+
 /// Remembers the name of every thread of `threading` by its native id.
 ///
 /// # Safety
@@ -24,7 +47,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub unsafe fn learn_all(api: &Api, s: &SessionApi) {
     // SAFETY: the GIL is held; every reference taken is given back.
     unsafe {
-        let threading = (s.import_module)(c"threading".as_ptr());
+        let threading = imported_threading(s);
+        if threading.is_null() {
+            // No thread of `threading`'s: the main thread has the name it would give it.
+            names::set(crate::sys::getpid(), b"MainThread");
+            return;
+        }
         let enumerate = attr(api, threading, c"enumerate");
         let list = call(s, enumerate);
         let iter = if list.is_null() {
@@ -87,7 +115,7 @@ pub unsafe fn install(api: &Api, s: &SessionApi) {
     }
     // SAFETY: the GIL is held; the module's reference is given back.
     unsafe {
-        let threading = (s.import_module)(c"threading".as_ptr());
+        let threading = imported_threading(s);
         install_in(api, s, threading);
         (api.dec_ref)(threading);
         if !(s.err_occurred)().is_null() {
@@ -153,7 +181,7 @@ pub unsafe fn remove(api: &Api, s: &SessionApi) {
     }
     // SAFETY: the GIL is held; references taken are given back, the kept ones last.
     unsafe {
-        let threading = (s.import_module)(c"threading".as_ptr());
+        let threading = imported_threading(s);
         let class = attr(api, threading, c"Thread");
         // The class attribute's __get__ gives the instancemethod's function: the wrapper.
         let current = attr(api, class, c"_set_native_id");
