@@ -143,19 +143,25 @@ unsafe fn queue_python(code: *const c_char) -> c_int {
     QUEUE_FULL
 }
 
+type DictNew = unsafe extern "C" fn() -> *mut c_void;
+type DictSet = unsafe extern "C" fn(*mut c_void, *const c_char, *mut c_void) -> c_int;
+type RunString = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *mut c_void,
+    *mut c_void,
+    *mut c_void,
+) -> *mut c_void;
+type DecRef = unsafe extern "C" fn(*mut c_void);
+type ErrClear = unsafe extern "C" fn();
+
 /// CPython's functions [`run_queued`] calls, found with dlsym.
 struct Runner {
-    dict_new: unsafe extern "C" fn() -> *mut c_void,
-    dict_set: unsafe extern "C" fn(*mut c_void, *const c_char, *mut c_void) -> c_int,
-    run: unsafe extern "C" fn(
-        *const c_char,
-        c_int,
-        *mut c_void,
-        *mut c_void,
-        *mut c_void,
-    ) -> *mut c_void,
-    dec_ref: unsafe extern "C" fn(*mut c_void),
-    err_clear: unsafe extern "C" fn(),
+    dict_new: DictNew,
+    dict_set: DictSet,
+    run: RunString,
+    dec_ref: DecRef,
+    err_clear: ErrClear,
 }
 
 fn python_runner() -> Option<Runner> {
@@ -174,11 +180,11 @@ fn python_runner() -> Option<Runner> {
     // SAFETY: the functions have these C signatures in every CPython 3.
     unsafe {
         Some(Runner {
-            dict_new: core::mem::transmute::<*mut c_void, _>(new),
-            dict_set: core::mem::transmute::<*mut c_void, _>(set),
-            run: core::mem::transmute::<*mut c_void, _>(run),
-            dec_ref: core::mem::transmute::<*mut c_void, _>(dec),
-            err_clear: core::mem::transmute::<*mut c_void, _>(clear),
+            dict_new: core::mem::transmute::<*mut c_void, DictNew>(new),
+            dict_set: core::mem::transmute::<*mut c_void, DictSet>(set),
+            run: core::mem::transmute::<*mut c_void, RunString>(run),
+            dec_ref: core::mem::transmute::<*mut c_void, DecRef>(dec),
+            err_clear: core::mem::transmute::<*mut c_void, ErrClear>(clear),
         })
     }
 }
