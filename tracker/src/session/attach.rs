@@ -216,7 +216,7 @@ unsafe extern "C" fn run_queued(code: *const c_char) -> c_int {
             return 0;
         }
         // Without it (out of memory), the code says why in the attach's error file.
-        let module = crate::pyext::init_module() as *mut c_void;
+        let module = crate::pyext::init_module();
         if module.is_null() || (py.dict_set)(globals, c"_memtrace_tracker".as_ptr(), module) != 0 {
             (py.err_clear)();
         }
