@@ -168,6 +168,73 @@ fn many_stacks_give_a_small_page() {
     );
 }
 
+/// A recursive build: each of its 2**13 leaves is reached through its own path of calls from
+/// line 5 and line 6, so no stack holds 0.1% of the peak, and `build` holds nearly all of it.
+const RECURSIVE: &str = "\
+def build(d):
+    if d == 0:
+        return bytearray(2000)
+    return (build(d - 1),
+            build(d - 1))
+t = build(13)
+";
+
+#[test]
+fn small_stacks_are_merged_under_the_callers_they_share() {
+    // They were merged into one "other" at the root: `build` was not on the page at all.
+    let (dir, cap) = capture("flamegraph-recursive", RECURSIVE);
+    flamegraph(&cap, &[]);
+    let data = page_data(&std::fs::read_to_string(dir.join("known.html")).expect("written"));
+    assert!(data["merged"].as_u64() > Some(4000), "{}", data["merged"]);
+    let frames = data["frames"].as_array().expect("frames");
+    let builds: Vec<u64> = (0..frames.len() as u64)
+        .filter(|&i| {
+            frames[i as usize][0]
+                .as_str()
+                .is_some_and(|n| n.starts_with("build"))
+        })
+        .collect();
+    assert!(!builds.is_empty(), "{}", data["frames"]);
+    // What the page draws under `build` is what `tree` gives it: every group through it.
+    let groups = data["groups"].as_array().expect("groups");
+    let under_build: u64 = groups
+        .iter()
+        .filter(|g| {
+            data["stacks"][g["s"].as_u64().expect("s") as usize]
+                .as_array()
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|f| f.as_u64().is_some_and(|f| builds.contains(&f)))
+                })
+        })
+        .filter_map(|g| g["peak"][0].as_u64())
+        .sum();
+    let tree = memtrace_e2e::report(&["tree", "--json"], &cap);
+    let (in_tree, _) = memtrace_e2e::node_sum(&tree["tree"], "build");
+    assert!(in_tree >= 8192 * 2000, "{tree}");
+    assert_eq!(under_build as i64, in_tree);
+    // The "other" frames sit under `build`, none at the root with the bulk of it.
+    let at_root_other: u64 = groups
+        .iter()
+        .filter(|g| {
+            data["stacks"][g["s"].as_u64().expect("s") as usize]
+                .as_array()
+                .map(Vec::len)
+                == Some(1)
+        })
+        .filter(|g| innermost(&data, g) == "other (small stacks)")
+        .filter_map(|g| g["peak"][0].as_u64())
+        .sum();
+    assert!(
+        at_root_other * 100 < in_tree as u64,
+        "{at_root_other} of {in_tree} at the root"
+    );
+    // Every byte is still there once.
+    let peak = data["meta"]["peak"].as_u64().expect("peak");
+    let at_peak: u64 = groups.iter().filter_map(|g| g["peak"][0].as_u64()).sum();
+    assert_eq!(at_peak, peak);
+}
+
 #[test]
 fn a_missing_capture_is_a_one_line_error() {
     let out = Command::new(memtrace_bin())

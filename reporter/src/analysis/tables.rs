@@ -119,20 +119,13 @@ impl Tables {
     /// stack 0, at an unknown stack id, at the first stack seen twice (a cycle) and after
     /// [`MAX_DEPTH`] stacks.
     pub fn stack_frames(&self, stack: u64) -> Vec<Option<Frame>> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        let mut id = stack;
-        while id != 0 && out.len() < MAX_DEPTH && seen.insert(id) {
-            let Some(&(parent, frame)) = self.stacks.get(&id) else {
-                break;
-            };
-            out.push(self.frames.get(&frame).copied());
-            id = parent;
-        }
-        out
+        self.stack_frame_ids(stack)
+            .iter()
+            .map(|f| self.frames.get(f).copied())
+            .collect()
     }
 
-    /// The frame ids of a stack, innermost first, with the same stops as [`Tables::stack_frames`].
+    /// The frame ids of a stack, innermost first (see [`Tables::stack_frames`]).
     pub fn stack_frame_ids(&self, stack: u64) -> Vec<u64> {
         self.stack_frame_ids_whole(stack).0
     }
@@ -140,10 +133,27 @@ impl Tables {
     /// [`Tables::stack_frame_ids`], and whether the chain reached the root: false when it
     /// stopped at a stack id the tables do not have (yet), at a cycle or at the depth limit.
     pub fn stack_frame_ids_whole(&self, stack: u64) -> (Vec<u64>, bool) {
-        let mut seen = HashSet::new();
+        // The ids walked, to stop at a cycle (a damaged capture): looked up in the list while
+        // short (most stacks are: no set to make for each of a page's 100,000 stacks).
+        const LIST: usize = 48;
+        let mut walked: Vec<u64> = Vec::new();
+        let mut seen: HashSet<u64> = HashSet::new();
         let mut out = Vec::new();
         let mut id = stack;
-        while id != 0 && out.len() < MAX_DEPTH && seen.insert(id) {
+        while id != 0 && out.len() < MAX_DEPTH {
+            let again = if walked.len() < LIST {
+                let again = walked.contains(&id);
+                walked.push(id);
+                again
+            } else {
+                if seen.is_empty() {
+                    seen.extend(walked.iter().copied());
+                }
+                !seen.insert(id)
+            };
+            if again {
+                break;
+            }
             let Some(&(parent, frame)) = self.stacks.get(&id) else {
                 break;
             };

@@ -4,9 +4,10 @@
 //! every allocation, and what was live at each time bucket's high-water mark by bucket of
 //! allocation ([`crate::analysis::buckets`]). The page's script computes every view from it.
 
+use super::callers::Callers;
 use crate::analysis::buckets::{BucketData, Change};
 use crate::analysis::sets::AllocSet;
-use crate::analysis::tables::{Frame, FrameView};
+use crate::analysis::tables::{Frame, FrameView, Tables, MAX_DEPTH};
 use crate::analysis::totals::Sum;
 use crate::analysis::Analysis;
 use crate::capture::Capture;
@@ -31,6 +32,11 @@ pub const MAX_GROUPS: usize = 4_000;
 
 /// A group smaller than this share of every view and of every bucket goes into "other".
 pub const MIN_SHARE: f64 = 0.001;
+
+/// At most this many "other" frames under the callers of the merged groups
+/// ([`super::callers`]); the deepest caller chain an "other" frame hangs under.
+const MAX_OTHERS: usize = 1_000;
+const MAX_OTHER_DEPTH: usize = 128;
 
 /// Frame kinds, for the page's filters.
 pub mod kind {
@@ -276,9 +282,8 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
     let mut order: Vec<((u64, u32), Acc)> = groups.into_iter().collect();
     order.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(a.0.cmp(&b.0)));
     let mut kept: Vec<((u64, u32), Acc)> = Vec::new();
-    let mut others: BTreeMap<u32, Vec<Acc>> = BTreeMap::new();
+    let mut left: Vec<((u64, u32), Acc)> = Vec::new();
     let mut used = 0usize;
-    let mut merged = 0usize;
     for (key, acc) in order {
         if acc.score >= MIN_SHARE
             && kept.len() < max_groups
@@ -287,19 +292,17 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             used += acc.changes;
             kept.push((key, acc));
         } else {
-            merged += 1;
-            others.entry(key.1).or_default().push(acc);
+            left.push((key, acc));
         }
     }
-    // "other" of each thread; of every thread at once when that would not fit.
-    let mut other_groups: Vec<(i64, Acc)> = others
-        .into_iter()
-        .map(|(t, accs)| (t as i64, merge(accs)))
-        .collect();
-    let other_changes: usize = other_groups.iter().map(|g| g.1.changes).sum();
+    let merged = left.len();
+    let totals = [tp, tl, tt, ta];
+    let mut other_groups = others(&analysis.tables, left, totals, CHANGE_BUDGET - used);
+    // Of every thread at once at the root when that would not fit.
+    let other_changes: usize = other_groups.iter().map(|g| g.2.changes).sum();
     if used + other_changes > CHANGE_BUDGET && other_groups.len() > 1 {
-        let all = merge(other_groups.into_iter().map(|g| g.1).collect());
-        other_groups = vec![(-1, all)];
+        let all = merge(other_groups.into_iter().map(|g| g.2).collect());
+        other_groups = vec![(Vec::new(), -1, all)];
     }
     let mut frames = Frames::new(capture, analysis);
     let mut out_groups = Vec::with_capacity(kept.len() + other_groups.len());
@@ -307,11 +310,9 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
         let s = frames.stack(*stack);
         out_groups.push(group(s, *thread as i64, acc));
     }
-    if !other_groups.is_empty() {
-        let s = frames.other();
-        for (t, acc) in &other_groups {
-            out_groups.push(group(s, *t, acc));
-        }
+    for (chain, t, acc) in &other_groups {
+        let s = frames.other_under(chain);
+        out_groups.push(group(s, *t, acc));
     }
     let clock = &analysis.clock;
     let seconds = |tick: u64| clock.seconds(tick).max(0.0);
@@ -389,6 +390,83 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
         },
         types: page_types(capture, analysis),
     }
+}
+
+/// The groups not kept on their own, merged under their callers ([`super::callers`]): (the
+/// caller chain's frame ids, the thread, the merged sums). The chains are cut higher until at
+/// most [`MAX_OTHERS`] of them and `room` values of the time buckets are used; at worst each
+/// thread's merged groups sit at its root.
+fn others(
+    tables: &Tables,
+    left: Vec<((u64, u32), Acc)>,
+    totals: [f64; 4],
+    room: usize,
+) -> Vec<(Vec<u64>, i64, Acc)> {
+    let mut callers = Callers::new(MAX_OTHER_DEPTH);
+    for ((stack, thread), acc) in &left {
+        let views = [
+            acc.peak.bytes,
+            acc.leak.bytes,
+            acc.temp.bytes,
+            acc.all.bytes,
+        ];
+        if tables.frame_view == FrameView::Merged {
+            // Every frame shown: the stack table's chains are the callers.
+            let link = |id: u64| tables.stacks.get(&id).copied();
+            callers.add_stack(*thread, *stack, views, MAX_DEPTH, link);
+        } else {
+            callers.add_frames(*thread, &shown_ids(tables, *stack), views);
+        }
+    }
+    let mut threshold = MIN_SHARE;
+    let cuts = loop {
+        let cuts = callers.cuts(totals, threshold);
+        let mut changes: HashMap<u32, usize> = HashMap::new();
+        for (&n, (_, acc)) in cuts.iter().zip(&left) {
+            *changes.entry(n).or_default() += acc.changes;
+        }
+        let fits = changes.len() <= MAX_OTHERS && changes.values().sum::<usize>() <= room;
+        // Above 1, no caller qualifies: the thread's root.
+        if fits || threshold > 1.0 {
+            break cuts;
+        }
+        threshold *= 4.0;
+    };
+    let mut by_cut: BTreeMap<u32, (i64, Vec<Acc>)> = BTreeMap::new();
+    for (n, ((_, thread), acc)) in cuts.into_iter().zip(left) {
+        by_cut
+            .entry(n)
+            .or_insert((thread as i64, Vec::new()))
+            .1
+            .push(acc);
+    }
+    by_cut
+        .into_iter()
+        .map(|(n, (thread, accs))| (callers.chain(n), thread, merge(accs)))
+        .collect()
+}
+
+/// The frame ids of `stack` the page shows, outermost first: the frame view applied (a
+/// Python-only view drops the native frames of a stack that has Python ones).
+fn shown_ids(tables: &Tables, stack: u64) -> Vec<u64> {
+    let ids = tables.stack_frame_ids(stack);
+    let kind = |id: &u64| tables.frames.get(id).copied();
+    let is_python = |k: Option<Frame>| matches!(k, Some(Frame::Python { .. }));
+    let any_python = ids.iter().any(|id| is_python(kind(id)));
+    let any_native = ids
+        .iter()
+        .any(|id| matches!(kind(id), Some(Frame::Native(_))));
+    ids.into_iter()
+        .rev()
+        .filter(|id| {
+            let python = is_python(kind(id));
+            match tables.frame_view {
+                FrameView::PythonOnly => !any_python || python,
+                FrameView::NativeOnly => !any_native || !python,
+                _ => true,
+            }
+        })
+        .collect()
 }
 
 fn downsample(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
@@ -553,9 +631,12 @@ impl<'a> Frames<'a> {
         text.chars().take(240).collect()
     }
 
-    fn other(&mut self) -> u32 {
-        let f = self.intern(OTHER.to_string(), kind::OTHER, None, None);
-        self.stacks.push(vec![f]);
+    /// The page's index of a stack: the frames of the caller chain `chain` (frame ids,
+    /// outermost first), then "other".
+    fn other_under(&mut self, chain: &[u64]) -> u32 {
+        let mut out = self.resolve(chain);
+        out.push(self.intern(OTHER.to_string(), kind::OTHER, None, None));
+        self.stacks.push(out);
         (self.stacks.len() - 1) as u32
     }
 
@@ -564,24 +645,21 @@ impl<'a> Frames<'a> {
         if let Some(&i) = self.stack_index.get(&stack) {
             return i;
         }
-        let tables = &self.analysis.tables;
-        let ids = tables.stack_frame_ids(stack);
-        let kinds: Vec<Option<Frame>> = ids
-            .iter()
-            .rev()
-            .map(|id| tables.frames.get(id).copied())
-            .collect();
-        let is_python = |k: &Option<Frame>| matches!(k, Some(Frame::Python { .. }));
-        let any_python = kinds.iter().any(is_python);
-        let any_native = kinds.iter().any(|k| matches!(k, Some(Frame::Native(_))));
+        let ids = shown_ids(&self.analysis.tables, stack);
+        let mut out = self.resolve(&ids);
+        if out.is_empty() {
+            out.push(self.intern(UNKNOWN.to_string(), kind::UNKNOWN, None, None));
+        }
+        self.stacks.push(out);
+        let i = (self.stacks.len() - 1) as u32;
+        self.stack_index.insert(stack, i);
+        i
+    }
+
+    /// The frames of frame ids `ids` (outermost first), inlined functions expanded.
+    fn resolve(&mut self, ids: &[u64]) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::with_capacity(ids.len());
-        for (i, &id) in ids.iter().rev().enumerate() {
-            let python = is_python(&kinds[i]);
-            match tables.frame_view {
-                FrameView::PythonOnly if any_python && !python => continue,
-                FrameView::NativeOnly if any_native && python => continue,
-                _ => {}
-            }
+        for &id in ids {
             let frames = match self.resolved.get(&id) {
                 Some(f) => f.clone(),
                 None => {
@@ -592,13 +670,7 @@ impl<'a> Frames<'a> {
             };
             out.extend(frames.iter().rev());
         }
-        if out.is_empty() {
-            out.push(self.intern(UNKNOWN.to_string(), kind::UNKNOWN, None, None));
-        }
-        self.stacks.push(out);
-        let i = (self.stacks.len() - 1) as u32;
-        self.stack_index.insert(stack, i);
-        i
+        out
     }
 
     /// A frame id's frames, innermost first (inlined functions expanded).

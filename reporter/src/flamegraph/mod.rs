@@ -3,6 +3,7 @@
 //! the differential flamegraph of two captures.
 
 pub mod app;
+pub mod callers;
 pub mod data;
 pub mod diff_fold;
 pub mod diff_svg;

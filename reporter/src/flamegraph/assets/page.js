@@ -236,7 +236,7 @@
       const fr = D.frames[node.frame];
       if (fr[4]) s += `\n${fr[2]}:${fr[3]}: ${fr[4]}`;
       if (fr[1] === K.UNKNOWN) s += "\n" + D.meta.unknown_help;
-      if (fr[1] === K.OTHER) s += `\n${count(D.merged)} small (stack, thread) groups merged into one, to keep the page small`;
+      if (fr[1] === K.OTHER) s += `\nstacks too small to draw one by one (${count(D.merged)} (stack, thread) groups in all), merged under the callers they share, to keep the page small`;
     }
     return s;
   }
@@ -747,7 +747,7 @@
   window.addEventListener("resize", () => { if (current) drawFlame(current); });
   if (D.merged > 0) {
     document.getElementById("merged").textContent =
-      `${count(D.merged)} small (stack, thread) groups are merged into "other (small stacks)" to keep the page small.`;
+      `${count(D.merged)} small (stack, thread) groups are merged into "other (small stacks)" frames, each under the callers its stacks share, to keep the page small.`;
   }
   render();
 })();
