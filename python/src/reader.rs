@@ -5,6 +5,7 @@ use crate::events::{self, Item};
 use crate::groups::{self, Group};
 use crate::record::{allocator_name, frees, AllocationRecord};
 use crate::shared::{Metadata, Shared};
+use memtrace_format::Allocator;
 use memtrace_reporter::capture::event::code;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -261,6 +262,7 @@ impl Records {
             allocator: allocator_name(g.allocator),
             size: g.sum.bytes,
             n_allocations: g.sum.count,
+            weight: g.sum.bytes,
             address: 0,
             stack_id: g.stack,
             time: None,
@@ -320,17 +322,25 @@ impl Events {
         let (thread, e, position) = self.next_item(py)?;
         let c = e.code();
         let free = frees(c);
+        // A free's size field holds the type of the object it held (typed frees): not a size.
+        let size = if matches!(c, code::FREE | code::PY_FREE) {
+            0
+        } else {
+            e.size
+        };
+        // A sampled allocation stands for more than its size (mappings are always recorded).
+        let sampled = !free && c != Allocator::Mmap as u8;
+        let weight = match self.shared.index.settings.sample_bytes {
+            n if n > 0 && sampled => memtrace_format::settings::weight(size, n),
+            _ => size,
+        };
         Some(AllocationRecord {
             shared: self.shared.clone(),
             kind: if free { "free" } else { "alloc" },
             allocator: allocator_name(c),
-            // A free's size field holds the type of the object it held (typed frees): not a size.
-            size: if matches!(c, code::FREE | code::PY_FREE) {
-                0
-            } else {
-                e.size
-            },
+            size,
             n_allocations: u64::from(!free),
+            weight,
             address: e.addr,
             stack_id: e.stack(),
             time: Some(self.shared.clock.seconds(e.tick).max(0.0)),

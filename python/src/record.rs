@@ -45,6 +45,11 @@ pub struct AllocationRecord {
     /// Allocations in the group (1 for an event).
     #[pyo3(get)]
     pub n_allocations: u64,
+    /// The bytes the record stands for: in a sampled capture (`--sample-bytes`), an allocation
+    /// event's estimate (its size scaled up by its chance of being sampled), which the reports
+    /// sum; `size` otherwise.
+    #[pyo3(get)]
+    pub weight: u64,
     /// The block's address (0 for a group).
     #[pyo3(get)]
     pub address: u64,

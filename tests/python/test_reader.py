@@ -398,6 +398,29 @@ def test_labels_sampling_and_mode_are_attributes(
     assert isinstance(full, dict)
     assert (full["labels"], full["n"], full["sampled"], full["aggregated"]) == ({}, 0, False, False)
 
+    # all_records() of a sampled capture: each sample with the size asked for, and the bytes
+    # it stands for as its weight (mappings are all recorded: their own size); the weights add
+    # up to the reports' estimate.
+    records = (
+        "allocs = [x for x in r.all_records() if x.kind == 'alloc']\n"
+        "out = dict(weights=sum(x.weight for x in allocs), sizes=sorted({x.size for x in allocs}),"
+        " light=sum(1 for x in allocs if x.allocator != 'mmap' and x.size < r.sample_bytes"
+        " and x.weight <= x.size),"
+        " heavy=sum(1 for x in allocs if x.size >= r.sample_bytes and x.weight != x.size))"
+    )
+    out = read(env, sampled, records)
+    assert isinstance(out, dict)
+    assert out["weights"] == stats["total_bytes"]
+    # The script's 10 MB, 3 MB and 2 MB are always sampled, at their own size.
+    assert {10_000_000, 3_000_000, 2_000_000} <= {s - s % 1000 for s in out["sizes"]}
+    assert max(out["sizes"]) < 10_001_000
+    assert (out["light"], out["heavy"]) == (0, 0)
+    out = read(env, capture[0], records.replace("x.weight <= x.size", "x.weight != x.size"))
+    assert isinstance(out, dict)
+    assert (out["light"], out["heavy"]) == (0, 0)
+    full_stats = json.loads(checked([env.memtrace, "stats", "--json", capture[0]]).stdout)
+    assert out["weights"] == full_stats["total_bytes"]
+
     agg = tmp_path / "agg.bin"
     checked([env.memtrace, "run", "-q", "--aggregate", "--label", "k=v", "-o", agg, SCRIPT])
     out = read(env, agg, code)
