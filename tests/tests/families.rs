@@ -522,12 +522,32 @@ fn family_reports_show_each_process(capture: &Path, kids: &[i64], dir: &Path) {
     );
     assert!(out.status.success(), "{out:?}");
     let html = std::fs::read_to_string(&page).expect("the page");
-    assert!(html.contains("Combined peak"), "no combined peak fact");
+    let data = memtrace_e2e::page::page_data(&html);
+    assert!(data["family"].is_object(), "not a family's page");
     for kid in kids {
         assert!(
             html.contains(&format!("pid {kid}: ")),
             "no frame of pid {kid}"
         );
+    }
+    // Without -o: the family's page, and one per process that keeps its own name (a page of a
+    // --pid replaced the family's).
+    let family_page = capture.with_extension("html");
+    let mut pages = vec![family_page.clone()];
+    let cap = capture.to_str().expect("utf-8");
+    let out = memtrace_e2e::memtrace(&["flamegraph", cap], dir);
+    assert!(out.status.success(), "{out:?}");
+    for kid in kids {
+        let pid = kid.to_string();
+        let out = memtrace_e2e::memtrace(&["flamegraph", "--pid", &pid, cap], dir);
+        assert!(out.status.success(), "{out:?}");
+        let stem = capture.file_stem().expect("name").to_string_lossy();
+        pages.push(capture.with_file_name(format!("{stem}.{kid}.html")));
+    }
+    for (i, page) in pages.iter().enumerate() {
+        let html = std::fs::read_to_string(page).expect("each page");
+        let data = memtrace_e2e::page::page_data(&html);
+        assert_eq!(data["family"].is_object(), i == 0, "{}", page.display());
     }
     let bad = memtrace_e2e::memtrace(
         &[

@@ -57,7 +57,8 @@ pub struct FlamegraphArgs {
     /// Compare FILE against BASE: a differential flamegraph
     #[arg(long, value_name = "BASE")]
     pub diff: Option<PathBuf>,
-    /// The HTML file to write [default: FILE with .html; with --diff, .diff.html]
+    /// The HTML file to write [default: FILE with .html (FILE.PID.html with --pid); with
+    /// --diff, .diff.html]
     #[arg(short = 'o', long = "output", value_name = "OUT.html")]
     pub output: Option<PathBuf>,
     /// Draw an icicle graph: the outermost frames at the top
@@ -78,12 +79,34 @@ pub fn execute(args: FlamegraphArgs) -> Result<(), String> {
     }
 }
 
+/// The page written when no -o is given: the capture's name with `extension` in place of its
+/// own, the suffix memtrace gives a family's other captures kept (`out.bin.4242`,
+/// `out.bin.exec1`), and `--pid`'s process named: each capture and process has a page of its
+/// own, and none replaces another's (they all were `out.html`, or `out.bin.html`).
+fn default_page(file: &Path, pid: Option<u32>, extension: &str) -> PathBuf {
+    let ours = file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        let digits = e.strip_prefix("exec").unwrap_or(e);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    let mut name = match ours {
+        true => file.file_name(),
+        false => file.file_stem(),
+    }
+    .map(|n| n.to_os_string())
+    .unwrap_or_default();
+    if let Some(pid) = pid {
+        name.push(format!(".{pid}"));
+    }
+    name.push(format!(".{extension}"));
+    file.with_file_name(name)
+}
+
 /// Writes the page of one view.
 fn write(args: &FlamegraphArgs) -> Result<(), String> {
     let out = args
         .output
         .clone()
-        .unwrap_or_else(|| args.file.with_extension("html"));
+        .unwrap_or_else(|| default_page(&args.file, args.view.pid, "html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     memtrace_reporter::output::check_page_output(&out, args.force)?;
     let opts = args.view.options(View::Peak);
@@ -131,7 +154,7 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
     let out = args
         .output
         .clone()
-        .unwrap_or_else(|| args.file.with_extension("diff.html"));
+        .unwrap_or_else(|| default_page(&args.file, args.view.pid, "diff.html"));
     memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
     memtrace_reporter::output::check_page_output(&out, args.force)?;
     let opts = args.view.options(View::Peak);
@@ -149,4 +172,34 @@ fn save(out: &Path, html: &str) -> Result<(), String> {
     std::fs::write(out, html).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     crate::say!("memtrace: wrote {}", out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_page;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn each_capture_and_process_has_a_page_of_its_own() {
+        let page = |f: &str, pid, ext| default_page(Path::new(f), pid, ext);
+        assert_eq!(page("d/out.bin", None, "html"), PathBuf::from("d/out.html"));
+        assert_eq!(
+            page("out.bin", Some(42), "html"),
+            PathBuf::from("out.42.html")
+        );
+        assert_eq!(
+            page("out.bin.4242", None, "html"),
+            PathBuf::from("out.bin.4242.html")
+        );
+        assert_eq!(
+            page("out.bin.exec1", None, "diff.html"),
+            PathBuf::from("out.bin.exec1.diff.html")
+        );
+        assert_eq!(
+            page("out.bin.4242", Some(7), "html"),
+            PathBuf::from("out.bin.4242.7.html")
+        );
+        assert_eq!(page("cap", None, "html"), PathBuf::from("cap.html"));
+        assert_eq!(page("cap.execute", None, "html"), PathBuf::from("cap.html"));
+    }
 }
