@@ -1293,6 +1293,55 @@ tracemalloc.stop()
 /// The mark of a stack that stops short, as reports name it.
 const TOO_DEEP: &str = "<stack stops short: deeper than kept, outer frames left out>";
 
+/// With --native too, a merged stack keeps every Python frame a Python stack alone keeps (it
+/// kept 507 of a 1,000-deep recursion's, and none of a 5,000-deep one's on 3.11+), and one cut
+/// short ends with the mark.
+#[test]
+fn a_native_stack_keeps_the_python_frames_of_a_deep_recursion() {
+    let dir = scratch("py-too-deep-native");
+    let script = "\
+import sys
+sys.setrecursionlimit(20_000)
+def down(d):
+    if d == 0:
+        return bytearray(3_000_000)
+    return down(d - 1)
+def down2(d):
+    if d == 0:
+        return b\"\\0\" * 2_000_000
+    return down2(d - 1)
+deep = down(5000)
+whole = down2(1000)
+";
+    let count = |stack: &[(String, i64)], f: &str, line: i64| {
+        stack.iter().filter(|(n, l)| n == f && *l == line).count()
+    };
+    for (minor, py) in claimed_pythons() {
+        let s = run_script(&py, &dir, &format!("deep{minor}.py"), script, &["--native"]);
+        // The innermost frame is the interpreter's (each object type's own): the site is found
+        // by its bytes.
+        let site = |bytes: i64| {
+            s["top_by_size"]
+                .as_array()
+                .and_then(|l| l.iter().find(|l| num(l, "bytes") == bytes))
+                .unwrap_or_else(|| panic!("3.{minor}: no site of {bytes} bytes"))
+        };
+        // bytearray(n) asks for n + 1 bytes.
+        let stack = frames_of(site(3_000_001));
+        assert_eq!(count(&stack, "down", 5), 1, "3.{minor}");
+        assert_eq!(count(&stack, "down", 6), 4095, "3.{minor}");
+        assert_eq!(
+            stack.last().map(|f| f.0.as_str()),
+            Some(TOO_DEEP),
+            "3.{minor}"
+        );
+        let stack = frames_of(site(2_000_000 + BYTES_HEADER));
+        assert_eq!(count(&stack, "down2", 9), 1, "3.{minor}");
+        assert_eq!(count(&stack, "down2", 10), 1000, "3.{minor}");
+        assert_eq!(count(&stack, "<module>", 12), 1, "3.{minor}");
+    }
+}
+
 /// A Python stack keeps its innermost 4,096 frames: a deeper one says so with the mark of a
 /// stack that stops short (and the reports count what lies under it), one within the limit
 /// reaches its outermost frame.

@@ -12,9 +12,10 @@ pub enum Frame {
 }
 
 /// The most stacks a walk follows from a stack outwards (a bound against cycles in damaged
-/// tables): the tracker's deepest chain, 4,096 Python frames under the mark of a stack that
-/// stops short, fits.
-pub const MAX_DEPTH: usize = 4097;
+/// tables): the tracker's deepest chains fit, 4,096 Python frames under the mark of a stack
+/// that stops short, and a `--native` one of 4,096 Python frames among 128 native ones (at
+/// 4,097 such a chain lost its outer frames and its mark).
+pub const MAX_DEPTH: usize = 4096 + 128 + 2;
 
 /// Which frames of a stack the reports show (a `--native` capture holds both kinds).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

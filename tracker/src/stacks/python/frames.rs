@@ -668,12 +668,14 @@ pub fn outermost_file(t: &tls::Tls) -> Option<u64> {
     }
 }
 
-/// The chain the last `current` call read, outermost first (empty when it found none).
-pub fn last_chain(t: &tls::Tls) -> &'static [Step] {
+/// The chain the last `current` call read, outermost first (empty when it found none), and
+/// whether it is whole: false when its outermost frames were left out (a chain deeper than
+/// `chain::CAPACITY`).
+pub fn last_chain(t: &tls::Tls) -> (&'static [Step], bool) {
     if t.py.is_null() {
-        return &[];
+        return (&[], true);
     }
     // SAFETY: this thread's own mapping (see frames_of).
     let f = unsafe { &*(t.py as *const ThreadFrames) };
-    &f.chain[..f.depth]
+    (&f.chain[..f.depth], f.complete || f.depth == 0)
 }

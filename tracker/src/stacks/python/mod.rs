@@ -5,7 +5,7 @@
 //! session::pyext; the PyMem allocator wrappers are hooks::pymem.
 
 pub(crate) mod api;
-mod chain;
+pub(crate) mod chain;
 mod codes;
 pub(crate) mod frames;
 mod layout;
@@ -100,7 +100,7 @@ fn walked_stack(
 /// The calling thread's Python frames now, outermost first (interned as `current_stack` does),
 /// for a merged native stack; None when it runs none.
 #[inline]
-pub fn current_chain(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<&'static [Step]> {
+pub fn current_chain(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<(&'static [Step], bool)> {
     current_stack(t, tables)?;
     Some(frames::last_chain(t))
 }

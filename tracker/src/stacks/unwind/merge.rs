@@ -51,10 +51,16 @@ fn is_eval(pc: u64, (start, end): (u64, u64)) -> bool {
 /// the runs whose loop frames were not reached go outside it, so that each loop frame found still
 /// has its own run (the runs pair from the innermost). Runs that do not pair up leave the native
 /// frames alone. A chain longer than `out` keeps its innermost part, marked too deep.
+///
+/// A Python chain that is not `whole` lost its outermost frames: its outermost part belongs to
+/// a run whose entry was left out. It pairs too (a 5,000-deep recursion, one run on 3.11+, lost
+/// every Python frame: no entry, no run), and the chain ends there, marked too deep, since the
+/// runs outside are gone.
 pub fn merge(
     pcs: &[u64],
     short: Option<StopsShort>,
     chain: &[Step],
+    whole: bool,
     out: &mut [u64; MAX_MERGED],
 ) -> usize {
     let eval = (
@@ -62,7 +68,8 @@ pub fn merge(
         EVAL_END.load(Ordering::Relaxed),
     );
     let loops = pcs.iter().filter(|&&pc| is_eval(pc, eval)).count();
-    let runs = chain.iter().filter(|s| s.entry).count();
+    let cut_run = !whole && chain.first().is_some_and(|s| !s.entry);
+    let runs = chain.iter().filter(|s| s.entry).count() + usize::from(cut_run);
     // A whole stack has a loop frame for each run (and more under a greenlet, whose Python
     // chain holds its own frames only); one that stops short, for the inner ones.
     let pairs = eval.0 != 0
@@ -86,6 +93,12 @@ pub fn merge(
             if !run.is_empty() && run.iter().all(|s| s.frame == 0) {
                 continue;
             }
+            if !whole && start == 0 {
+                // The outermost run kept: the runs outside it were left out.
+                chain_out.push(pc);
+                chain_out.push(StopsShort::TooDeep.address());
+                return chain_out.finish();
+            }
         }
         chain_out.push(pc);
     }
@@ -93,6 +106,10 @@ pub fn merge(
         chain_out.push(s.address());
         if pairs {
             chain_out.python(&chain[..end]);
+            // The Python frames outside them were left out too.
+            if !whole && end > 0 {
+                chain_out.push(StopsShort::TooDeep.address());
+            }
         }
     }
     chain_out.finish()
@@ -144,9 +161,67 @@ mod tests {
     }
 
     fn merged(pcs: &[u64], short: Option<StopsShort>, chain: &[Step]) -> Vec<u64> {
-        let mut out = [0u64; MAX_MERGED];
-        let n = merge(pcs, short, chain, &mut out);
+        merged_whole(pcs, short, chain, true)
+    }
+
+    fn merged_whole(
+        pcs: &[u64],
+        short: Option<StopsShort>,
+        chain: &[Step],
+        whole: bool,
+    ) -> Vec<u64> {
+        let mut out = vec![0u64; MAX_MERGED];
+        let out: &mut [u64; MAX_MERGED] = out.as_mut_slice().try_into().expect("sized");
+        let n = merge(pcs, short, chain, whole, out);
         out[..n].to_vec()
+    }
+
+    #[test]
+    fn a_python_chain_cut_short_keeps_its_frames_under_the_loop_that_ran_them() {
+        with_loop(|| {
+            // One run whose entry was left out (a recursion deeper than kept): frames 7, 8, 9,
+            // outermost first, none an entry. Native: malloc's caller, the loop, main.
+            let chain = [
+                Step::for_test(7, false),
+                Step::for_test(8, false),
+                Step::for_test(9, false),
+            ];
+            let pcs = [0x9000, 0x1500, 0x9200];
+            assert_eq!(
+                merged_whole(&pcs, None, &chain, false),
+                [
+                    0x9000,
+                    PYTHON | 9,
+                    PYTHON | 8,
+                    PYTHON | 7,
+                    0x1500,
+                    StopsShort::TooDeep.address()
+                ]
+            );
+            // Whole, the same chain has no run to pair: native only, as before.
+            assert_eq!(merged_whole(&pcs, None, &chain, true), pcs);
+            // Two runs, the outer one cut: the inner run under the inner loop, the cut one
+            // under the outer loop, then the mark.
+            let chain = [
+                Step::for_test(7, false),
+                Step::for_test(8, true),
+                Step::for_test(9, false),
+            ];
+            let pcs = [0x9000, 0x1500, 0x9100, 0x1600, 0x9200];
+            assert_eq!(
+                merged_whole(&pcs, None, &chain, false),
+                [
+                    0x9000,
+                    PYTHON | 9,
+                    PYTHON | 8,
+                    0x1500,
+                    0x9100,
+                    PYTHON | 7,
+                    0x1600,
+                    StopsShort::TooDeep.address()
+                ]
+            );
+        });
     }
 
     /// Python, outermost first: run 1 = [1, 2], run 2 = [3 (hidden: 0), 4], run 3 = [5].

@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Native frames kept per stack: the innermost ones of a deeper stack.
 pub const MAX_DEPTH: usize = 128;
-/// Frames kept per merged stack of native and Python frames.
-pub const MAX_MERGED: usize = 512;
+/// Frames kept per merged stack of native and Python frames: every Python frame a stack of
+/// Python frames alone keeps, with the native ones (512 kept 507 of a 1,000-deep recursion's
+/// frames, where the same run without --native kept all).
+pub const MAX_MERGED: usize = crate::python::chain::CAPACITY + MAX_DEPTH + 2;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -179,7 +181,8 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         }
         (chain, short) => {
             n.interned = false;
-            let len = merge::merge(pcs, short, chain.unwrap_or(&[]), &mut n.merged);
+            let (chain, whole) = chain.unwrap_or((&[], true));
+            let len = merge::merge(pcs, short, chain, whole, &mut n.merged);
             &n.merged[..len]
         }
     };
