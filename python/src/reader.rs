@@ -75,6 +75,11 @@ impl FileReader {
         let shared = py
             .detach(|| crate::pool::transient(|| Shared::open(&path, include_startup)))
             .map_err(|e| errors::open_error(py, e))?;
+        // The aggregated tracker starts its sums at the script's start (as the CLI refuses
+        // --include-startup: the figures would silently leave it out).
+        if include_startup {
+            aggregated_lacks(&shared, "include_startup=True (the interpreter's start-up)")?;
+        }
         Ok(FileReader {
             shared: Arc::new(shared),
             closed: AtomicBool::new(false),

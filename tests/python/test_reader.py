@@ -362,6 +362,18 @@ def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
     assert len(out["errors"]) == 2
     for e in out["errors"]:
         assert "not recorded in an aggregated capture" in e and "\n" not in e
+    # The interpreter's start-up is not in the sums: asked for, one line, as the CLI says.
+    prog = (
+        "import memtrace\n"
+        "try:\n"
+        f"    memtrace.FileReader({str(agg)!r}, include_startup=True)\n"
+        "    print('read')\n"
+        "except memtrace.CaptureError as e:\n"
+        "    print(e)"
+    )
+    refused = env.py(prog).stdout
+    assert "include_startup=True" in refused and "not recorded in an aggregated capture" in refused
+    assert refused.count("\n") == 1
 
 
 def test_labels_sampling_and_mode_are_attributes(

@@ -405,3 +405,40 @@ fn pprof_of_a_sampled_capture_estimates_live_objects() {
         "{comments:?}"
     );
 }
+
+/// A pprof profile says what every report warns of (a capture cut short by a kill, an
+/// aggregated one): sent on to a profiling service, it has no stderr. It carried the sampled
+/// note alone; and a native program's aggregated note spoke of the interpreter's start-up.
+#[test]
+fn pprof_comments_carry_the_reports_warnings() {
+    let dir = scratch("readers-pprof-warnings");
+    let prog = memtrace_e2e::compile("patterns", &dir);
+    let prog = prog.to_str().expect("utf-8");
+    let run = |cap: &str, extra: &[&str], args: &[&str]| {
+        let mut all = vec!["run", "-q", "-f", "-o", cap];
+        all.extend_from_slice(extra);
+        all.push(prog);
+        all.extend_from_slice(args);
+        memtrace_e2e::memtrace(&all, &dir);
+        let pb = dir.join(format!("{cap}.pb.gz"));
+        export(
+            &dir.join(cap),
+            &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
+        );
+        let comments = read("pprof", &pb)["comments"].clone();
+        (stats(&dir.join(cap))["warnings"].clone(), comments)
+    };
+    let has = |list: &Value, what: &str| {
+        list.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|c| c.as_str().is_some_and(|c| c.contains(what)))
+        })
+    };
+    let (warnings, comments) = run("agg.bin", &["--aggregate"], &["leak", "100", "64"]);
+    assert!(has(&comments, "aggregated capture"), "{comments}");
+    assert!(!has(&comments, "start-up"), "{comments}");
+    assert_eq!(comments, warnings);
+    let (warnings, comments) = run("killed.bin", &[], &["kill", "100", "64"]);
+    assert!(!warnings.as_array().is_none_or(Vec::is_empty), "{warnings}");
+    assert_eq!(comments, warnings);
+}

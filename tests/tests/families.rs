@@ -1619,3 +1619,63 @@ fn a_damaged_child_capture_is_named_once_and_marked_in_the_table() {
         .collect();
     assert_eq!(damaged, vec![false, true, true], "{}", s["processes"]);
 }
+
+/// `diff` and `flamegraph --diff` of a family compare the process of the capture given, not
+/// its children: they say so on each side that is a family (a child holding memory was left
+/// out and the diff said "no changes").
+#[test]
+fn a_diff_of_a_family_says_its_children_are_not_compared() {
+    let dir = memtrace_e2e::scratch("family-diff");
+    let prog = memtrace_e2e::compile("patterns", &dir);
+    let prog = prog.to_str().expect("utf-8");
+    for (cap, follow) in [("solo.bin", false), ("fam.bin", true)] {
+        let mut args = vec!["run", "-q", "-f", "-o", cap];
+        if follow {
+            args.push("--follow-fork");
+        }
+        args.extend([prog, "fork", "100"]);
+        let out = memtrace_e2e::memtrace(&args, &dir);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let said = "a family of 2 tracked processes (--follow-fork): only the process of this capture is compared";
+    let out = memtrace_e2e::memtrace(&["diff", "--json", "solo.bin", "fam.bin"], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("NEW fam.bin: {said}")), "{err}");
+    assert!(!err.contains("BASE solo.bin: a family"), "{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        json["new_capture"]["warnings"].to_string().contains(said),
+        "{json}"
+    );
+    let out = memtrace_e2e::memtrace(
+        &[
+            "flamegraph",
+            "-o",
+            "d.html",
+            "--diff",
+            "fam.bin",
+            "solo.bin",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("BASE fam.bin: {said}")), "{err}");
+    let html = std::fs::read_to_string(dir.join("d.html")).expect("page");
+    assert!(html.contains(said), "not on the page");
+    // A child's own capture is one process: nothing to say.
+    let child = std::fs::read_dir(&dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| {
+            n.starts_with("fam.bin.") && n["fam.bin.".len()..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .expect("the child's capture");
+    let out = memtrace_e2e::memtrace(&["diff", "solo.bin", &child], &dir);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("a family of"),
+        "{out:?}"
+    );
+}

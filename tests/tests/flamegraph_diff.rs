@@ -283,3 +283,39 @@ fn a_capture_with_native_stacks_against_one_without_matches_by_python_frames() {
     let titles = frame_titles(&html);
     block_doubled_and_same_kept(&titles, &r.file);
 }
+
+#[test]
+fn a_sampled_side_is_named_on_the_page_and_on_stderr() {
+    // The page never said a side was sampled: its noise read as changes. Its warnings on
+    // stderr did not say which side they were of.
+    let r = runs("flamediff-sampled");
+    let sampled = r.dir.join("sampled2.bin");
+    let out = tracked(
+        python(),
+        &sampled,
+        &["--sample-bytes", "64K", &r.file, "2"],
+        &r.dir,
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let path = r.dir.join("sampled.diff.html");
+    let o = flamegraph_diff(&["-o", path.to_str().expect("utf-8")], &r.base, &sampled);
+    assert!(o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    let named = format!(
+        "memtrace: warning: NEW {}: sampled capture",
+        sampled.display()
+    );
+    assert!(err.contains(&named), "{err}");
+    assert!(err.contains("NEW is sampled and BASE is not"), "{err}");
+    let html = std::fs::read_to_string(&path).expect("the page");
+    assert!(html.contains("NEW warning"), "no warning on the page");
+    assert!(
+        html.contains("sampled capture (--sample-bytes 65536)"),
+        "no sampled note"
+    );
+    assert!(
+        !html.contains("BASE warning"),
+        "BASE has nothing to warn of"
+    );
+}

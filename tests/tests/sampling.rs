@@ -158,6 +158,11 @@ fn every_report_says_it_is_sampled() {
         stdout.contains("              the peak's standard error is at most "),
         "{stdout}"
     );
+    // The allocators' counts are of the calls sampled, beside estimated totals.
+    assert!(
+        stdout.contains("Allocators (calls sampled, not estimates):"),
+        "{stdout}"
+    );
     for args in [
         vec!["tree", c],
         vec!["summary", c],

@@ -77,3 +77,44 @@ fn a_short_script_has_no_unknown_among_its_top_five() {
         assert!(num(churn, "count") >= 20_000, "3.{minor}: {churn}");
     }
 }
+
+/// A script whose file name is not UTF-8 (its bytes kept by Python as surrogate escapes): its
+/// compilation is `<compile>` at it too, not `<unknown>` (the tracker took only a str it could
+/// give as UTF-8).
+#[test]
+fn a_script_named_in_bytes_that_are_not_utf8_has_its_compilation() {
+    use std::os::unix::ffi::OsStrExt;
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("unknown-bytes-3{minor}"));
+        let name = std::ffi::OsStr::from_bytes(b"bad\xff\xfename.py");
+        let script = dir.join(name);
+        std::fs::write(&script, KNOWN_LINES).expect("script");
+        let capture = dir.join("bytes.bin");
+        let mut cmd = std::process::Command::new(memtrace_e2e::memtrace_bin());
+        cmd.args(["run", "-q", "-f", "-o"])
+            .arg(&capture)
+            .arg("--python")
+            .arg(&python)
+            .arg(&script)
+            .arg("20000")
+            .current_dir(&dir);
+        let out = memtrace_e2e::watchdog::output_within(&mut cmd, memtrace_e2e::watchdog::LIMIT);
+        assert!(out.status.success(), "3.{minor}: {out:?}");
+        let v = report(&["stats", "--json", "-n", "10"], &capture);
+        let names = locations(&v["top_by_size"]);
+        assert!(
+            !names.iter().any(|n| n == "<unknown>"),
+            "3.{minor}: {names:?}"
+        );
+        let compile = v["top_by_size"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["function"] == "<compile>")
+            .unwrap_or_else(|| panic!("3.{minor}: no <compile> in {names:?}"));
+        assert!(
+            (500..5_000).contains(&num(compile, "count")),
+            "3.{minor}: {compile}"
+        );
+    }
+}

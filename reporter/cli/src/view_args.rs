@@ -62,6 +62,26 @@ impl ViewArgs {
         Ok(path)
     }
 
+    /// What a comparison (`diff`, `flamegraph --diff`) says of a side that is a family
+    /// (`--follow-fork`) with children tracked, when no --pid is given: only the process of
+    /// this capture is compared. (A child holding 8.6 MiB was left out and the diff said "no
+    /// changes".)
+    pub fn compared_alone(&self, file: &Path) -> Option<String> {
+        if self.pid.is_some() || !memtrace_reporter::family::has_child_captures(file) {
+            return None;
+        }
+        let family = memtrace_reporter::family::discover(file).ok()?;
+        // The process of this capture and its descendants (a child's capture may be given).
+        let own = family.process_with_capture(file).unwrap_or(0);
+        let family = family.subtree(own);
+        let tracked = family.processes.iter().filter(|p| p.tracked()).count();
+        (tracked > 1).then(|| {
+            format!(
+                "a family of {tracked} tracked processes (--follow-fork): only the process of this capture is compared, not its children (to compare a child, give its own capture, FILE.PID)"
+            )
+        })
+    }
+
     /// [`Self::capture`] and its notes for the report to show (none without --pid: the family
     /// report has them).
     pub fn capture_noted(&self, file: &Path) -> Result<(PathBuf, Vec<String>), String> {

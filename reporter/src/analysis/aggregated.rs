@@ -12,10 +12,18 @@ use super::ThreadStats;
 use crate::capture::aggregate::Aggregated;
 use hashbrown::HashMap;
 
-/// The line every report of an aggregated capture shows.
-pub const NOTE: &str = "aggregated capture (memtrace run --aggregate): sums per stack and thread \
-     from its last snapshot; no temporary allocations, no time-range selection, no object types, \
-     and the interpreter's start-up is left out";
+/// The line every report of an aggregated capture shows (`python`: of a Python run, whose
+/// interpreter's start-up the sums leave out).
+pub fn note(python: bool) -> String {
+    let startup = match python {
+        true => ", and the interpreter's start-up is left out",
+        false => "",
+    };
+    format!(
+        "aggregated capture (memtrace run --aggregate): sums per stack and thread from its last \
+         snapshot; no temporary allocations, no time-range selection, no object types{startup}"
+    )
+}
 
 /// The one line for a view an aggregated capture cannot give.
 pub fn unsupported(what: &str) -> String {

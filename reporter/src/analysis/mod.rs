@@ -402,7 +402,8 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     let mut aggregate_warnings: Vec<String> = Vec::new();
     if index.settings.aggregate {
         let (sums, w) = crate::capture::aggregate::read(file, &index);
-        aggregate_warnings.push(aggregated::NOTE.to_string());
+        let python = analyzer.replay.script_start.is_some();
+        aggregate_warnings.push(aggregated::note(python));
         aggregate_warnings.extend(w);
         match sums {
             Some(a) => {

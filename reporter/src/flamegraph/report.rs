@@ -95,16 +95,20 @@ pub struct Side {
     names: Vec<String>,
     view: View,
     title: String,
+    /// What the reports warn of this capture (sampled, aggregated, cut short...).
+    warnings: Vec<String>,
 }
 
 impl Side {
-    /// One capture's side: `tree` is the selection's ([`tree::build`]).
+    /// One capture's side: `tree` is the selection's ([`tree::build`]), `warnings` what the
+    /// reports warn of it (shown on the page).
     pub fn new(
         capture: &Capture,
         analysis: &Analysis,
         selection: &Selection,
         tree: CallTree,
         split_threads: bool,
+        warnings: Vec<String>,
     ) -> Side {
         let names = tree
             .nodes
@@ -129,6 +133,7 @@ impl Side {
             view: selection.view,
             tree,
             names,
+            warnings,
         }
     }
 }
@@ -213,7 +218,13 @@ pub fn diff_page(base: &Side, new: &Side, inverted: bool) -> Result<String, Stri
             ),
             ("View", format!("{}: {}", view_name(new.view), new.title)),
             ("View bytes", change_text(view_bytes)),
-        ],
+        ]
+        .into_iter()
+        // The page is the one shared: what a side's figures are (sampled estimates, an
+        // aggregated or cut-short capture) is said on it, not only on stderr.
+        .chain(base.warnings.iter().map(|w| ("BASE warning", w.clone())))
+        .chain(new.warnings.iter().map(|w| ("NEW warning", w.clone())))
+        .collect(),
         chart_svg: Some(&chart),
         flamegraph_svg: &flamegraph,
         table: &table,

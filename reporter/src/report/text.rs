@@ -302,7 +302,14 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
     }
 
     writeln!(out)?;
-    paint(out, BOLD, "Allocators:")?;
+    // A sampled capture counts the calls it sampled (the totals above are estimates): an
+    // allocator whose small calls drew no sample reads as never called.
+    let sampled = r.sample_bytes > 0;
+    let heading = match sampled {
+        true => "Allocators (calls sampled, not estimates):",
+        false => "Allocators:",
+    };
+    paint(out, BOLD, heading)?;
     writeln!(out)?;
     let mut allocators: Vec<(&String, &u64)> = r.allocators.iter().collect();
     allocators.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
@@ -315,8 +322,13 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
     if never > 0 && !o.all_allocators {
         writeln!(
             out,
-            "  ({} never called: --all lists them)",
-            counted(never as u64, "other")
+            "  ({} {}: --all lists them)",
+            counted(never as u64, "other"),
+            if sampled {
+                "never sampled"
+            } else {
+                "never called"
+            }
         )?;
     }
 

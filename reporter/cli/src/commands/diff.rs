@@ -135,6 +135,12 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
     let mut base = Loaded::read(&args.view.capture(&args.base)?, &opts)?;
     let mut new = Loaded::read(&args.view.capture(&args.new)?, &opts)?;
+    base.analysis
+        .warnings
+        .extend(args.view.compared_alone(&args.base));
+    new.analysis
+        .warnings
+        .extend(args.view.compared_alone(&args.new));
     view_args::match_frames(
         (&base.capture, &mut base.analysis),
         (&new.capture, &mut new.analysis),
@@ -170,7 +176,7 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
 /// A sampled capture against a full one: its counts of live blocks are counts of samples, not
 /// of allocations (its bytes are estimates of the allocations'), so the allocation counts of
 /// the two are not to be compared; says so on stderr.
-fn note_sampling(base: &Analysis, new: &Analysis) {
+pub(crate) fn note_sampling(base: &Analysis, new: &Analysis) {
     let sampled = |a: &Analysis| a.index.settings.sample_bytes > 0 && !a.index.settings.aggregate;
     let which = match (sampled(base), sampled(new)) {
         (true, false) => "BASE is sampled and NEW is not",

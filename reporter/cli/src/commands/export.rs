@@ -62,21 +62,27 @@ pub struct ExportArgs {
 }
 
 /// What a pprof profile says besides its samples, from how the capture was recorded: its
-/// labels (then `site_labels`, a family's process on each sample), and for a sampled capture
-/// a comment saying so and, when its live counts are of samples (not aggregated: an
-/// aggregated capture's sums are estimates already), their estimate.
+/// labels (then `site_labels`, a family's process on each sample); as comments, the reports'
+/// warnings (a capture cut short by a kill, an aggregated or attached one: a profile sent on
+/// to a profiling service has no stderr), a sampled capture's note and, when its live counts
+/// are of samples (not aggregated: an aggregated capture's sums are estimates already), their
+/// estimate.
 fn pprof_meta(
     settings: &memtrace_format::settings::Settings,
+    warnings: &[String],
     site_labels: Vec<Vec<(String, String)>>,
 ) -> export::pprof::Meta {
     let sampled = settings.sample_bytes > 0;
     let live_counts_sampled = sampled && !settings.aggregate;
-    let mut comments = Vec::new();
+    let mut comments = warnings.to_vec();
     if sampled {
-        comments.push(memtrace_reporter::capture::settings::sampled_note(
+        let note = memtrace_reporter::capture::settings::sampled_note(
             settings.sample_bytes,
             settings.aggregate,
-        ));
+        );
+        if !comments.contains(&note) {
+            comments.push(note);
+        }
     }
     if live_counts_sampled {
         comments.push(
@@ -121,6 +127,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
             let (pid_key, process_key) = (own_key("pid", labels), own_key("process", labels));
             let meta = pprof_meta(
                 &f.settings,
+                &f.warnings,
                 f.processes
                     .iter()
                     .map(|(pid, command)| {
@@ -148,7 +155,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
                 capture.path().display(),
                 views::title(&analysis, &selection)
             );
-            let meta = pprof_meta(&analysis.index.settings, Vec::new());
+            let meta = pprof_meta(&analysis.index.settings, &analysis.warnings, Vec::new());
             (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
         }
     };

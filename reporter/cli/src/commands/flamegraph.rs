@@ -5,6 +5,8 @@
 use crate::progress::Progress;
 use crate::view_args::{self, ViewArgs};
 use clap::Args;
+use memtrace_reporter::analysis::Analysis;
+use memtrace_reporter::capture::Capture;
 use memtrace_reporter::family::page as family_page;
 use memtrace_reporter::flamegraph::report::{self, Side};
 use memtrace_reporter::report::tree;
@@ -129,23 +131,45 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
 
 /// The two sides of a differential page, their frames matched as `memtrace diff` matches
 /// them (a capture with native stacks against one without: by Python frames).
-fn sides(base: &Path, new: &Path, opts: &ViewOptions) -> Result<(Side, Side), String> {
+/// `notes`: more for each side to warn of ([`ViewArgs::compared_alone`]).
+fn sides(
+    base: &Path,
+    new: &Path,
+    opts: &ViewOptions,
+    notes: [Option<String>; 2],
+) -> Result<(Side, Side), String> {
     let (base_capture, mut base_analysis, base_selection) = view_args::load_selection(base, opts)?;
     let (new_capture, mut new_analysis, new_selection) = view_args::load_selection(new, opts)?;
+    let [base_note, new_note] = notes;
+    base_analysis.warnings.extend(base_note);
+    new_analysis.warnings.extend(new_note);
     view_args::match_frames(
         (&base_capture, &mut base_analysis),
         (&new_capture, &mut new_analysis),
         opts,
     );
-    let side = |capture, analysis: &_, selection| {
-        let (tree, warnings) = tree::build(capture, analysis, selection, opts.split_threads);
-        view_args::warn(&analysis.warnings);
-        view_args::warn(&warnings);
-        Side::new(capture, analysis, selection, tree, opts.split_threads)
+    super::diff::note_sampling(&base_analysis, &new_analysis);
+    let side = |label: &str, capture: &Capture, analysis: &Analysis, selection| {
+        let (tree, mut warnings) = tree::build(capture, analysis, selection, opts.split_threads);
+        warnings.splice(0..0, analysis.warnings.iter().cloned());
+        // As `memtrace diff` says them: which side, which file.
+        let named: Vec<String> = warnings
+            .iter()
+            .map(|w| format!("{label} {}: {w}", capture.path().display()))
+            .collect();
+        view_args::warn(&named);
+        Side::new(
+            capture,
+            analysis,
+            selection,
+            tree,
+            opts.split_threads,
+            warnings,
+        )
     };
     Ok((
-        side(&base_capture, &base_analysis, &base_selection),
-        side(&new_capture, &new_analysis, &new_selection),
+        side("BASE", &base_capture, &base_analysis, &base_selection),
+        side("NEW", &new_capture, &new_analysis, &new_selection),
     ))
 }
 
@@ -158,10 +182,15 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
     memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
     memtrace_reporter::output::check_page_output(&out, args.force)?;
     let opts = args.view.options(View::Peak);
+    let notes = [
+        args.view.compared_alone(base),
+        args.view.compared_alone(&args.file),
+    ];
     let (base, new) = sides(
         &args.view.capture(base)?,
         &args.view.capture(&args.file)?,
         &opts,
+        notes,
     )?;
     let html = report::diff_page(&base, &new, args.inverted)?;
     save(&out, &html)

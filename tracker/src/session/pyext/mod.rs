@@ -217,14 +217,33 @@ unsafe fn with_str_arg(
     // SAFETY: a live object from the caller; the UTF-8 buffer belongs to it.
     let p = unsafe { (api.unicode_as_utf8_and_size)(arg, &mut len) };
     if p.is_null() || len < 0 {
-        // SAFETY: clearing the TypeError of an argument that is not a str.
+        // SAFETY: clearing the TypeError of an argument that is not a str (or the
+        // UnicodeEncodeError of one that holds surrogate escapes).
         unsafe { (api.err_clear)() };
+        // A file name that is not UTF-8 (its bytes as surrogate escapes): the bytes the frames
+        // name it by (its compilation read as `<unknown>` otherwise).
+        if is_exact_str(arg) {
+            // SAFETY: a live str, alive during this call.
+            if let Some(bytes) = unsafe { crate::python::file_name_bytes(arg as usize) } {
+                f(t, &bytes);
+            }
+        }
     } else {
         // SAFETY: `len` bytes of UTF-8 owned by `arg`, alive during this call.
         let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
         f(t, bytes);
     }
     tls::get().in_tracker = was;
+}
+
+/// Whether the live object `o` is a str (of type str itself).
+fn is_exact_str(o: *mut Object) -> bool {
+    let Some(str_type) = api::sym(c"PyUnicode_Type") else {
+        return false;
+    };
+    // SAFETY: a live object's header: its type pointer follows its reference count.
+    let ty = unsafe { ((o as usize + 8) as *const usize).read() };
+    ty == str_type as usize
 }
 
 /// PyMethodDef.

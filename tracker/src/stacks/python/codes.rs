@@ -271,7 +271,7 @@ pub fn name(api: &Api, layout: &Layout, code: usize, tables: &mut dyn Tables) ->
 ///
 /// # Safety
 /// `s` is a live str object of the layout's version, alive as long as the returned slice is.
-unsafe fn text<'a>(layout: &Layout, s: usize) -> Option<Cow<'a, [u8]>> {
+pub(super) unsafe fn text<'a>(layout: &Layout, s: usize) -> Option<Cow<'a, [u8]>> {
     if s == 0 {
         return None;
     }

@@ -105,6 +105,18 @@ pub fn current_chain(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<(&'sta
     Some(frames::last_chain(t))
 }
 
+/// The bytes of the str object `s` as the frames name a file: UTF-8, a file name's bytes that
+/// are not UTF-8 given back from their surrogate escapes (codes.rs); None before the
+/// interpreter's layout is known or for a str not laid out compactly.
+///
+/// # Safety
+/// `s` is a live str object, alive as long as the returned bytes are used.
+pub(crate) unsafe fn file_name_bytes(s: usize) -> Option<Vec<u8>> {
+    let py = INTERPRETER.get()?;
+    // SAFETY: the caller's promise.
+    unsafe { codes::text(&py.layout, s) }.map(|t| t.into_owned())
+}
+
 /// The thread is ending (its last destructors run): its frame caches go.
 pub fn thread_exited(t: &mut tls::Tls) {
     frames::release(t);
