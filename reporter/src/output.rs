@@ -103,6 +103,30 @@ pub fn check_page_output(out: &Path, force: bool) -> Result<(), String> {
     }
 }
 
+/// Checks, before a report's work, that `out` can be written: an existing file opened for
+/// writing (not truncated), or a new one made and removed again. The error, the one line the
+/// write itself would give, then comes at once rather than after the whole analysis (seconds on
+/// a large capture).
+pub fn check_writable(out: &Path) -> Result<(), String> {
+    let cannot = |e: std::io::Error| format!("cannot write {}: {e}", out.display());
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => Err(format!("cannot write {}: it is a directory", out.display())),
+        Ok(_) => std::fs::OpenOptions::new()
+            .write(true)
+            .open(out)
+            .map(drop)
+            .map_err(cannot),
+        Err(_) => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(out)
+                .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+            std::fs::remove_file(out).map_err(cannot)
+        }
+    }
+}
+
 /// Checks that an export to `out` loses no capture: an existing capture is only replaced with
 /// `force` (any other file is replaced, as a shell's `>` would).
 pub fn check_export_output(out: &Path, force: bool) -> Result<(), String> {
@@ -118,6 +142,30 @@ pub fn check_export_output(out: &Path, force: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_that_cannot_be_written_is_said_before_any_work() {
+        let dir = std::env::temp_dir().join(format!("memtrace-writable-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let new = dir.join("new.html");
+        assert_eq!(check_writable(&new), Ok(()));
+        // Checked, not left behind.
+        assert!(!new.exists());
+        let missing = dir.join("no/such/dir/x.html");
+        let err = check_writable(&missing).expect_err("no directory");
+        assert!(
+            err.starts_with(&format!("cannot create {}: ", missing.display())),
+            "{err}"
+        );
+        let err = check_writable(&dir).expect_err("a directory");
+        assert!(err.ends_with("it is a directory"), "{err}");
+        let kept = dir.join("kept.html");
+        std::fs::write(&kept, "page").expect("write");
+        assert_eq!(check_writable(&kept), Ok(()));
+        // Not truncated.
+        assert_eq!(std::fs::read_to_string(&kept).expect("read"), "page");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_page_is_made_again_but_a_capture_or_another_file_needs_force() {

@@ -405,3 +405,31 @@ fn the_page_draws_the_cgroup_memory_limit_in_chromium() {
     });
     assert_eq!(shots.len(), 2, "{shots:?}");
 }
+
+/// The page's sizes read as `memtrace stats` prints them: one decimal, an exact tie (a value
+/// ending in .25 or .75) to the even digit, as Rust formats it (toFixed rounded 781.25 up).
+#[test]
+fn the_page_rounds_sizes_as_the_command_line_does() {
+    let js = std::fs::read_to_string(
+        memtrace_e2e::workspace().join("reporter/src/flamegraph/assets/page.js"),
+    )
+    .expect("page.js");
+    let start = js.find("  function fixed1(").expect("fixed1");
+    let end = start + js[start..].find("  function size(").expect("size");
+    let values = [
+        781.25, 781.75, 0.25, 0.75, 1.05, 2.5, 781.3, 1023.95, 12.349,
+    ];
+    let list: Vec<String> = values.iter().map(f64::to_string).collect();
+    let program = format!(
+        "{}\nconsole.log([{}].map(fixed1).join(' '));",
+        &js[start..end],
+        list.join(",")
+    );
+    let out = Command::new("node")
+        .args(["-e", &program])
+        .output()
+        .expect("the browser tests need node on PATH");
+    assert!(out.status.success(), "{out:?}");
+    let want: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want.join(" "));
+}

@@ -99,7 +99,7 @@ fn a_missing_capture_is_a_one_line_error() {
 fn a_native_capture_is_compared_with_a_plain_one_by_its_python_frames() {
     // Innermost, a --native capture has the C function that allocated, a plain one the Python
     // line: compared as they are, every location of one would be missing from the other.
-    let (dir, base, _) = runs("diff-native");
+    let (dir, base, plain) = runs("diff-native");
     let native = dir.join("native2.bin");
     let script = dir.join("twice.py");
     let out = Command::new(memtrace_bin())
@@ -133,6 +133,22 @@ fn a_native_capture_is_compared_with_a_plain_one_by_its_python_frames() {
         assert_eq!(num(&row["bytes"], "new"), to * BLOCK, "{row}");
         // No C function holds the blocks.
         assert_eq!(d["locations"][0]["location"], row["location"], "{d}");
+    }
+    // The same run with and without native stacks: the script's compilation is `<compile>`
+    // on both sides (the --native side's was the interpreter's parser, and `<compile>` read as
+    // gone).
+    let out = diff(&["--json"], &plain, &native);
+    assert!(out.status.success(), "{out:?}");
+    let d: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rows = d["locations"].as_array().expect("locations");
+    let compile = format!("<compile> at {}", script.display());
+    for r in rows {
+        let location = r["location"].as_str().unwrap_or_default();
+        let (was, now) = (num(&r["bytes"], "base"), num(&r["bytes"], "new"));
+        if location == compile {
+            assert!((was - now).abs() * 100 <= was, "{r}");
+        }
+        assert!(!location.starts_with("block_new"), "{d}");
     }
     // Frames chosen by the user are kept as chosen, with nothing to say.
     let out = diff(&["--json", "--native-only"], &base, &native);

@@ -12,6 +12,8 @@ pub struct Table {
     pub columns: Vec<&'static str>,
     /// The first cell is text, the others are numbers (aligned right).
     pub rows: Vec<Vec<String>>,
+    /// The one line shown when there is no row (an empty table read as a page that failed).
+    pub empty: &'static str,
 }
 
 /// What the page shows.
@@ -62,6 +64,14 @@ pub fn render(page: &Page) -> String {
         let _ = write!(h, "<th>{}</th>", escape(c));
     }
     h.push_str("</tr></thead><tbody>\n");
+    if t.rows.is_empty() {
+        let _ = writeln!(
+            h,
+            "<tr><td colspan=\"{}\">{}</td></tr>",
+            t.columns.len(),
+            escape(t.empty)
+        );
+    }
     for row in &t.rows {
         h.push_str("<tr>");
         for (i, cell) in row.iter().enumerate() {
@@ -135,6 +145,7 @@ mod tests {
             heading: "Top lines".to_string(),
             id: "top-lines",
             columns: vec!["location", "bytes", "allocations"],
+            empty: "(none)",
             rows: vec![vec![
                 "f<T> at a.py:2".to_string(),
                 "100".to_string(),

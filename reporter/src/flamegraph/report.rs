@@ -191,6 +191,8 @@ pub fn diff_page(base: &Side, new: &Side, inverted: bool) -> Result<String, Stri
         heading: format!("Largest changes by location, {}", view_name(new.view)),
         id: "changes",
         columns: vec!["location", "BASE bytes", "NEW bytes", "change", "%"],
+        // As `memtrace diff` says it.
+        empty: "(no changes)",
         rows: changes
             .iter()
             .take(TOP_LINES)

@@ -40,7 +40,8 @@ fn draw(lines: &[String], look: &Look, sorted: bool) -> std::io::Result<String> 
         opt.direction = Direction::Inverted;
     }
     let mut out = Vec::new();
-    if lines.is_empty() {
+    let empty = lines.is_empty();
+    if empty {
         // inferno refuses an empty profile: draw one empty frame instead.
         let empty = ["(no memory in this view) 1".to_string()];
         flamegraph::from_lines(&mut opt, empty.iter().map(String::as_str), &mut out)
@@ -48,7 +49,18 @@ fn draw(lines: &[String], look: &Look, sorted: bool) -> std::io::Result<String> 
         flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
     }
     .map_err(std::io::Error::other)?;
-    String::from_utf8(out).map_err(std::io::Error::other)
+    let svg = String::from_utf8(out).map_err(std::io::Error::other)?;
+    // The empty frame's one sample is not a byte the view holds.
+    Ok(match empty {
+        true => zero_bytes(&svg),
+        false => svg,
+    })
+}
+
+/// An empty picture's hover texts with the stand-in sample read as no bytes.
+fn zero_bytes(svg: &str) -> String {
+    svg.replace(" (1 bytes, 100%)", " (0 bytes)")
+        .replace(" (1 bytes, 100.00%)", " (0 bytes)")
 }
 
 #[cfg(test)]
@@ -71,14 +83,20 @@ mod tests {
         assert!(svg.contains("Memory at the peak"));
         assert!(svg.contains("alloc_big"));
         assert!(svg.contains("9,000 bytes"), "hover text in bytes");
-        assert!(render(
+        let empty = render(
             &[],
             &Look {
                 title: "t",
                 subtitle: None,
-                inverted: true
-            }
+                inverted: true,
+            },
         )
-        .is_ok());
+        .expect("an empty picture");
+        // Its stand-in sample is no byte of the view.
+        assert!(
+            empty.contains("(no memory in this view) (0 bytes)"),
+            "{empty}"
+        );
+        assert!(!empty.contains("1 bytes"), "{empty}");
     }
 }

@@ -108,6 +108,7 @@ pub fn execute(args: ExportArgs) -> Result<(), String> {
     if let Some(out) = &args.output {
         memtrace_reporter::output::check_not_input(out, &[&args.file])?;
         memtrace_reporter::output::check_export_output(out, args.force)?;
+        memtrace_reporter::output::check_writable(out)?;
     }
     let opts = args.view.options(views::View::Peak);
     // CSV rows carry no stack, so no process frame: it stays one process's.

@@ -111,6 +111,7 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| default_page(&args.file, args.view.pid, "html"));
     memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
     memtrace_reporter::output::check_page_output(&out, args.force)?;
+    memtrace_reporter::output::check_writable(&out)?;
     let opts = args.view.options(View::Peak);
     if args.view.pid.is_none() {
         if let Some(page) = family_page::interactive_page(&args.file, &opts, args.inverted)? {
@@ -181,6 +182,7 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
         .unwrap_or_else(|| default_page(&args.file, args.view.pid, "diff.html"));
     memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
     memtrace_reporter::output::check_page_output(&out, args.force)?;
+    memtrace_reporter::output::check_writable(&out)?;
     let opts = args.view.options(View::Peak);
     let notes = [
         args.view.compared_alone(base),

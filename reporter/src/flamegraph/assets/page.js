@@ -10,13 +10,24 @@
   const NB = D.buckets.hwm.length;
 
   // ---- numbers for people ----
+  // One decimal as the command line prints it (Rust's formatting): an exact tie, which only a
+  // value ending in .25 or .75 is, goes to the even digit (toFixed rounds it up: 781.25 KiB
+  // read 781.3 here and 781.2 in `memtrace stats`).
+  function fixed1(v) {
+    const q = v * 4;
+    if (Number.isInteger(q) && q % 2 !== 0) {
+      const lo = Math.floor(v * 10);
+      return ((lo % 2 === 0 ? lo : lo + 1) / 10).toFixed(1);
+    }
+    return v.toFixed(1);
+  }
   function size(n) {
     const units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     if (n < 1024) return n + " B";
     let v = n / 1024, u = 0;
     while (v >= 1024 && u + 1 < units.length) { v /= 1024; u++; }
-    if (v.toFixed(1) === "1024.0" && u + 1 < units.length) { v /= 1024; u++; }
-    return v.toFixed(1) + " " + units[u];
+    if (fixed1(v) === "1024.0" && u + 1 < units.length) { v /= 1024; u++; }
+    return fixed1(v) + " " + units[u];
   }
   function count(n) { return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ","); }
   function exact(n) { return count(n) + " bytes"; }

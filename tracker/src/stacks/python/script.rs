@@ -143,32 +143,40 @@ fn is_main(t: &tls::Tls) -> bool {
 /// frame while the script is being compiled; None otherwise.
 #[inline]
 pub fn compile_stack(t: &tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+    let frame = compile_frame(t, tables)?;
+    Some(match stacks::stack(0, frame) {
+        Ok(id) => id,
+        Err(id) => {
+            tables.stack(id, 0, frame);
+            id
+        }
+    })
+}
+
+/// The frame `<compile>` at the script (the frame of [`compile_stack`]; a `--native` stack
+/// ends with it, so that its Python view names the compilation as a capture without native
+/// stacks does).
+#[inline]
+pub fn compile_frame(t: &tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     let phase = PHASE.load(Ordering::Acquire);
     if !(phase == STARTED || phase == COMPILING) || !is_main(t) {
         return None;
     }
-    compiling_stack(phase, tables)
+    compiling_frame(phase, tables)
 }
 
-/// `compile_stack` while the script is being compiled (kept out of the allocation path).
+/// `compile_frame` while the script is being compiled (kept out of the allocation path).
 #[inline(never)]
-fn compiling_stack(phase: u8, tables: &mut dyn Tables) -> Option<u64> {
+fn compiling_frame(phase: u8, tables: &mut dyn Tables) -> Option<u64> {
     if phase == STARTED {
         PHASE.store(COMPILING, Ordering::Relaxed);
     }
     let function = string(FUNCTION, tables);
     let file = string(path(), tables);
-    let frame = match stacks::python_frame(function, file, 0) {
+    Some(match stacks::python_frame(function, file, 0) {
         Ok(id) => id,
         Err(id) => {
             tables.python_frame(id, function, file, 0);
-            id
-        }
-    };
-    Some(match stacks::stack(0, frame) {
-        Ok(id) => id,
-        Err(id) => {
-            tables.stack(id, 0, frame);
             id
         }
     })

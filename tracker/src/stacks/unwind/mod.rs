@@ -171,18 +171,30 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     }
     let pcs = &n.pcs[..depth.frames];
     let epoch = stacks::EPOCH.load(Ordering::Relaxed);
-    let keys = match (crate::python::current_chain(t, tables), depth.short) {
-        (None, None) => {
+    let chain = crate::python::current_chain(t, tables);
+    // The main script's compilation (no Python frame yet): its `<compile>` frame outermost,
+    // so that the stack's Python frames name it as a capture without native stacks does (a
+    // diff of the two listed it as gone, and the interpreter's parser as new).
+    let compile = match chain {
+        None => crate::python::script::compile_frame(t, tables),
+        Some(_) => None,
+    };
+    let keys = match (chain, depth.short, compile) {
+        (None, None, None) => {
             // The same frames as the last walk's, interned alone in this epoch: the same id.
             if depth.again && n.interned && n.interned_epoch == epoch {
                 return Some(n.interned_stack);
             }
             pcs
         }
-        (chain, short) => {
+        (chain, short, compile) => {
             n.interned = false;
             let (chain, whole) = chain.unwrap_or((&[], true));
-            let len = merge::merge(pcs, short, chain, whole, &mut n.merged);
+            let mut len = merge::merge(pcs, short, chain, whole, &mut n.merged);
+            if let Some(frame) = compile.filter(|_| len < MAX_MERGED) {
+                n.merged[len] = merge::PYTHON | frame;
+                len += 1;
+            }
             &n.merged[..len]
         }
     };
