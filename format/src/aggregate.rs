@@ -54,6 +54,10 @@ pub struct Head {
     pub allocators: [u64; ALLOCATORS],
     /// Frees by kind: free (malloc family), pymalloc_free, munmap.
     pub free_kinds: [u64; 3],
+    /// Frees that found their block and unmaps that took part of a mapping, as a full
+    /// capture's reports count frees (since December 2026: a varint after the entries; None
+    /// in older captures).
+    pub found_frees: Option<u64>,
 }
 
 /// Allocators counted (the allocation records' types 0..12).
@@ -164,6 +168,10 @@ impl Snapshot {
         for e in &self.entries {
             pos = put_entry(&mut buf, pos, e);
         }
+        if let Some(n) = self.head.found_frees {
+            buf.resize(buf.len() + varint::MAX_VARINT_LEN, 0);
+            pos = varint::put(&mut buf, pos, n);
+        }
         buf.truncate(pos);
         buf
     }
@@ -239,6 +247,8 @@ pub fn decode(payload: &[u8], series_base: u64) -> Option<Snapshot> {
             total_bytes: next()?,
         });
     }
+    // Written by later trackers only: absent, the payload ends here.
+    head.found_frees = next();
     Some(Snapshot {
         head,
         histogram,
@@ -268,6 +278,7 @@ mod tests {
                 frees: 12,
                 allocators: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
                 free_kinds: [5, 6, 1],
+                found_frees: None,
             },
             histogram: vec![(0, 1, 0), (5, 10, 200), (64, 1, 1 << 63)],
             series: vec![(500_000, 10), (600_000, 1 << 33), (700_000, 4096)],
@@ -286,7 +297,19 @@ mod tests {
             ],
         };
         let bytes = s.encode(400_000);
-        assert_eq!(decode(&bytes, 400_000), Some(s));
+        assert_eq!(decode(&bytes, 400_000), Some(s.clone()));
         assert_eq!(decode(&bytes[..bytes.len() - 1], 400_000), None);
+        // The frees that found their block, after the entries: an older reader stops before.
+        let mut later = s;
+        later.head.found_frees = Some(300);
+        let bytes = later.encode(400_000);
+        assert_eq!(bytes.len(), s_len(&later) + 2);
+        assert_eq!(decode(&bytes, 400_000), Some(later));
+    }
+
+    fn s_len(s: &Snapshot) -> usize {
+        let mut older = s.clone();
+        older.head.found_frees = None;
+        older.encode(400_000).len()
     }
 }

@@ -555,6 +555,9 @@ fn unmaps_of_any_part_of_a_mapping_count_as_in_a_full_capture() {
         // The peak is the end: `a` whole (10 pages), before anything else, is less.
         assert_eq!(num(&s, "peak_bytes"), 23 * 4096, "{extra:?}: {s}");
         assert_eq!(num(&s, "total_allocations"), 6, "{extra:?}: {s}");
+        // Each unmap that took part of a mapping is a free, as in a full capture (aggregated:
+        // allocations less those live, 0 here, since the pieces still live count as theirs).
+        assert_eq!(num(&s, "total_frees"), 5, "{extra:?}: {s}");
     }
 }
 

@@ -34,13 +34,14 @@ pub fn unsupported(what: &str) -> String {
 }
 
 /// Puts the snapshots' sums in place of what the events would have given. `heap_points`: the
-/// series' resolution. Returns the last snapshot's tick.
+/// series' resolution; `sampled`: the capture is sampled. Returns the last snapshot's tick.
 pub fn apply(
     a: &Aggregated,
     totals: &mut Totals,
     replay: &mut Replay,
     threads: &mut [ThreadStats],
     heap_points: usize,
+    sampled: bool,
 ) -> u64 {
     let thread_of: HashMap<u64, u32> = threads
         .iter()
@@ -139,8 +140,14 @@ pub fn apply(
     if let Some(n) = replay.buckets.as_ref().map(Buckets::count) {
         replay.buckets = Some(Buckets::from_series(n, &points));
     }
-    // Every allocation not live now was freed (or unmapped).
-    replay.frees = h.alloc_count.saturating_sub(h.live_count);
+    // The frees that found their block (and unmaps that took part of a mapping), as a full
+    // capture counts them; a tracker before December 2026 wrote none: every allocation not
+    // live now was freed (a mapping unmapped in two calls counted once, an mremap's move as a
+    // free). A sampled capture's sums are estimates: so is this.
+    replay.frees = match h.found_frees {
+        Some(n) if !sampled => n,
+        _ => h.alloc_count.saturating_sub(h.live_count),
+    };
     replay.set_aggregated(
         peak,
         peak_set,

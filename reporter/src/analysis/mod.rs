@@ -413,6 +413,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
                     &mut analyzer.replay,
                     &mut analyzer.threads,
                     options.heap_points,
+                    index.settings.sample_bytes > 0,
                 );
                 last_tick = Some(last_tick.map_or(t, |l| l.max(t)));
             }

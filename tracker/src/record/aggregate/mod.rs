@@ -134,6 +134,9 @@ pub(super) struct State {
     allocators: [u64; ALLOCATORS],
     /// Frees by kind (free and the like, pymalloc's, unmaps): all of them, found or not.
     free_kinds: [u64; 3],
+    /// Frees that found their block and unmaps that took part of a mapping: the frees a full
+    /// capture's reports count.
+    found_frees: u64,
     histogram: [(u64, u64); BINS],
     /// `events` when the last snapshot was written (entries changed after it are written).
     written_event: u64,
@@ -191,6 +194,7 @@ impl State {
             peak_tick: 0,
             allocators: [0; ALLOCATORS],
             free_kinds: [0; 3],
+            found_frees: 0,
             histogram: [(0, 0); BINS],
             written_event: 0,
             written_allocations: 0,
@@ -430,10 +434,13 @@ impl State {
 
     /// A free of a block not in the shadow: a large one, or one not known.
     #[inline(never)]
-    fn free_large(&mut self, addr: u64) {
-        if let Some((bytes, packed)) = self.take_large(addr) {
-            self.release(bytes, packed);
-        }
+    /// Whether the block was found.
+    fn free_large(&mut self, addr: u64) -> bool {
+        let Some((bytes, packed)) = self.take_large(addr) else {
+            return false;
+        };
+        self.release(bytes, packed);
+        true
     }
 
     /// A mapping of `[addr, addr + size)` (an mmap, or an mremap's new half) made live and
@@ -814,11 +821,13 @@ pub fn alloc(
 pub fn free(me: usize, python: bool, addr: u64) {
     let mut s = STATE.lock(me);
     s.free_kinds[usize::from(python)] += 1;
-    if let Some((bytes, entry)) = s.small.take(addr) {
+    let found = if let Some((bytes, entry)) = s.small.take(addr) {
         s.release(bytes, u64::from(entry) | 1 << 32);
+        true
     } else {
-        s.free_large(addr);
-    }
+        s.free_large(addr)
+    };
+    s.found_frees += u64::from(found);
     if s.live_bytes < s.next_fall_write {
         s.write(now(), 0);
     }
@@ -829,6 +838,7 @@ pub fn munmap(me: usize, addr: u64, len: u64, tick: u64) {
     let mut s = STATE.lock(me);
     s.free_kinds[2] += 1;
     if s.maps.overlaps(addr, len) {
+        s.found_frees += 1;
         s.unmap_range(addr, len);
         s.after_event(tick);
     }

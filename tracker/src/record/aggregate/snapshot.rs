@@ -57,7 +57,7 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) -> Option<u64> {
     let changed = (0..s.entries_len)
         .filter(|&i| s.entry(i).changed > since)
         .count();
-    let need = MAX_HEAD_LEN + (2 + 2 * s.points_len) * MAX_VARINT_LEN + changed * MAX_ENTRY_LEN;
+    let need = MAX_HEAD_LEN + (3 + 2 * s.points_len) * MAX_VARINT_LEN + changed * MAX_ENTRY_LEN;
     if !s.buf.reserve(need) {
         return None;
     }
@@ -78,6 +78,7 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) -> Option<u64> {
         frees: s.frees(),
         allocators: s.allocators,
         free_kinds: s.free_kinds,
+        found_frees: Some(s.found_frees),
     };
     let mut pos = aggregate::put_head(buf, 0, &head, &s.histogram);
     pos = varint::put(buf, pos, s.points_len as u64);
@@ -110,6 +111,8 @@ pub(super) fn write(s: &mut State, tick: u64, flags: u64) -> Option<u64> {
             },
         );
     }
+    // After the entries (an older reader stops before it).
+    pos = varint::put(buf, pos, s.found_frees);
     // SAFETY: the record buffer is len + 64 bytes, mapped for this state alone.
     let record = unsafe { core::slice::from_raw_parts_mut(s.buf.record, s.buf.len + 64) };
     let used =
