@@ -1679,3 +1679,48 @@ fn a_diff_of_a_family_says_its_children_are_not_compared() {
         "{out:?}"
     );
 }
+
+/// Threads at work when the process forks (a child not followed): the family's combined peak
+/// is the one tracked process's own peak, to the byte (it read 32 bytes below it when the
+/// process's series missed its last allocation before a fall in the same nanosecond).
+#[test]
+fn one_tracked_process_s_combined_peak_is_its_own_peak() {
+    let dir = memtrace_e2e::scratch("family-one-tracked-peak");
+    let script = memtrace_e2e::python::write(
+        &dir,
+        "threads_fork.py",
+        "import threading, os, time
+keep = []
+def worker(n):
+    local = [bytearray(50_000) for _ in range(20 * n)]
+    keep.append(bytearray(100_000 * n))
+    time.sleep(0.05)
+ts = [threading.Thread(target=worker, args=(i + 1,)) for i in range(4)]
+for t in ts: t.start()
+pid = os.fork()
+if pid == 0:
+    child = [bytearray(3_000_000) for _ in range(3)]
+    time.sleep(0.1)
+    os._exit(0)
+for t in ts: t.join()
+os.waitpid(pid, 0)
+tmp = bytearray(5_000_000); del tmp
+",
+    );
+    for round in 0..3 {
+        let cap = dir.join(format!("tf{round}.bin"));
+        let out = memtrace_e2e::python::tracked(
+            memtrace_e2e::python::python(),
+            &cap,
+            &[script.to_str().expect("utf-8")],
+            &dir,
+            b"",
+        );
+        assert!(out.status.success(), "{out:?}");
+        let s = stats(&cap);
+        assert_eq!(
+            s["combined_peak_bytes"], s["peak_bytes"],
+            "round {round}: {s}"
+        );
+    }
+}

@@ -97,12 +97,15 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     );
     let start = capture.header.start_mono_ns;
     let at = |tick: u64| -> u64 { (start as f64 + a.clock.ns(tick)).max(0.0) as u64 };
-    let series = a
+    let mut series: Vec<(u64, u64)> = a
         .replay
         .heap_series
         .points()
         .map(|(t, v)| (at(t), v))
         .collect();
+    if let Some(t) = a.replay.peak.tick {
+        with_peak(&mut series, at(t), a.replay.peak.bytes);
+    }
     let end = start + (a.duration_s() * 1e9) as u64;
     Image {
         path,
@@ -120,6 +123,25 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
         series,
         error: None,
         warnings: a.warnings.clone(),
+    }
+}
+
+/// Puts the image's exact peak (`bytes` at `t`) into its step series where the series' points
+/// missed it (the last allocation before a fall in the same nanosecond): one tracked process's
+/// combined peak read 32 bytes below its own peak. The step after it is kept.
+fn with_peak(series: &mut Vec<(u64, u64)>, t: u64, bytes: u64) {
+    if series.iter().any(|p| p.1 >= bytes) {
+        return;
+    }
+    let i = series.partition_point(|p| p.0 < t);
+    match series.get(i).copied() {
+        Some((at, after)) if at == t => {
+            series[i].1 = bytes;
+            if series.get(i + 1).is_none_or(|p| p.0 > t + 1) {
+                series.insert(i + 1, (t + 1, after));
+            }
+        }
+        _ => series.insert(i, (t, bytes)),
     }
 }
 
@@ -245,6 +267,24 @@ mod tests {
             series: series.to_vec(),
             ..Image::default()
         }
+    }
+
+    #[test]
+    fn an_image_s_series_holds_its_exact_peak() {
+        // The series' point at the peak's nanosecond holds what followed it.
+        let mut s = vec![(0, 0), (10, 90), (20, 0)];
+        with_peak(&mut s, 10, 100);
+        assert_eq!(s, vec![(0, 0), (10, 100), (11, 90), (20, 0)]);
+        // Between two points.
+        let mut s = vec![(0, 0), (10, 90), (20, 0)];
+        with_peak(&mut s, 15, 100);
+        assert_eq!(s, vec![(0, 0), (10, 90), (15, 100), (20, 0)]);
+        // Already there: unchanged.
+        let mut s = vec![(0, 0), (10, 100), (20, 0)];
+        with_peak(&mut s, 10, 100);
+        assert_eq!(s, vec![(0, 0), (10, 100), (20, 0)]);
+        let p = peak(&[image(0, &[(0, 0), (10, 100), (11, 90), (20, 0)], 30)], 1);
+        assert_eq!(p.bytes, 100);
     }
 
     #[test]
