@@ -2071,3 +2071,31 @@ fn an_address_space_limit_lowered_from_outside_leaves_the_program_its_room() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{name}");
     }
 }
+
+/// Under a umask that takes the owner's own permissions away (`umask 0777`, as some services
+/// set), the capture is still its owner's to read and write: it was made with mode 000, and a
+/// user who is not root could not read what the run recorded. The group and others keep what
+/// the umask left them.
+#[test]
+fn under_umask_0777_the_capture_stays_readable_by_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _tmp) = dirs("umask-0777");
+    for (mask, want) in [("0777", 0o600), ("0027", 0o640)] {
+        let command = format!(
+            "umask {mask} && exec '{}' run -q -f -o capture.bin /bin/true",
+            memtrace_bin().display()
+        );
+        let out = Command::new("/bin/sh")
+            .args(["-c", &command])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched();
+        assert!(out.status.success(), "{out:?}");
+        let mode = std::fs::metadata(dir.join("capture.bin"))
+            .expect("the capture")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, want, "umask {mask}: {mode:o}");
+    }
+}

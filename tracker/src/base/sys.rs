@@ -409,6 +409,24 @@ pub fn file_id(fd: c_int) -> Result<(u64, u64), c_int> {
     Ok((st.st_dev, st.st_ino))
 }
 
+/// Gives the owner of the file open at `fd` read and write permission when the umask it was
+/// made under took them away (a service's `umask 0777`): a capture its own user cannot read is
+/// lost. The group's and others' bits stay as the umask left them. errno kept.
+pub fn owner_may_read(fd: c_int) {
+    let _errno = ErrnoGuard::new();
+    // SAFETY: a zeroed stat is a valid out-parameter; fstat only writes it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
+        return;
+    }
+    let mode = st.st_mode & 0o7777;
+    if mode & 0o600 != 0o600 {
+        // SAFETY: fchmod of the caller's descriptor, with a mode.
+        unsafe { libc::syscall(libc::SYS_fchmod, fd, mode | 0o600) };
+    }
+}
+
 /// The file system type (statfs `f_type`) of the file open at `fd`.
 pub fn fs_type(fd: c_int) -> Option<i64> {
     // SAFETY: a zeroed statfs is a valid out-parameter; fstatfs only writes it.

@@ -325,7 +325,12 @@ fn open_capture(cfg: &Config) -> Result<(c_int, Vec<u8>, bool), Vec<u8>> {
             };
         match sys::open(&z, flags, 0o644) {
             Ok(fd) => match sys::move_fd_high(fd) {
-                Some(fd) => return Ok((fd, path, !overwrite)),
+                Some(fd) => {
+                    if !overwrite {
+                        sys::owner_may_read(fd);
+                    }
+                    return Ok((fd, path, !overwrite));
+                }
                 // Only a standard stream's number was free: the program's, closed on purpose.
                 None => {
                     if !overwrite {
