@@ -235,6 +235,70 @@ fn small_stacks_are_merged_under_the_callers_they_share() {
     assert_eq!(at_peak, peak);
 }
 
+/// 15,000 small stacks through five functions, each given a block in each of 30 rounds: many
+/// values of the time buckets, more than the page's room when each stack's own are counted.
+const SPREAD_OVER_TIME: &str = "\
+import time
+keep = []
+def f0(n, k): g(n, k)
+def f1(n, k): g(n, k)
+def f2(n, k): g(n, k)
+def f3(n, k): g(n, k)
+def f4(n, k): g(n, k)
+FS = [f0, f1, f2, f3, f4]
+def g(n, k):
+    if n == 0:
+        keep.append(bytearray(200))
+        return
+    FS[(k // 5 ** (n - 1)) % 5](n - 1, k)
+def build():
+    for r in range(30):
+        for k in range(15000):
+            FS[k % 5](6, k)
+        time.sleep(0.02)
+build()
+";
+
+#[test]
+fn small_stacks_of_many_moments_are_merged_under_their_callers_too() {
+    // Their own values of the time buckets added up past the page's room at every cut, and all
+    // of them went to one "other" at the root: `build` drew 3.5% of the peak for its 96%.
+    let (dir, cap) = capture("flamegraph-spread", SPREAD_OVER_TIME);
+    flamegraph(&cap, &[]);
+    let data = page_data(&std::fs::read_to_string(dir.join("known.html")).expect("written"));
+    let frames = data["frames"].as_array().expect("frames");
+    let builds: Vec<u64> = (0..frames.len() as u64)
+        .filter(|&i| {
+            frames[i as usize][0]
+                .as_str()
+                .is_some_and(|n| n.starts_with("build"))
+        })
+        .collect();
+    let groups = data["groups"].as_array().expect("groups");
+    let under_build: u64 = groups
+        .iter()
+        .filter(|g| {
+            data["stacks"][g["s"].as_u64().expect("s") as usize]
+                .as_array()
+                .is_some_and(|s| {
+                    s.iter()
+                        .any(|f| f.as_u64().is_some_and(|f| builds.contains(&f)))
+                })
+        })
+        .filter_map(|g| g["peak"][0].as_u64())
+        .sum();
+    let tree = memtrace_e2e::report(&["tree", "--json"], &cap);
+    let (in_tree, _) = memtrace_e2e::node_sum(&tree["tree"], "build");
+    assert!(in_tree >= 30 * 15000 * 200, "{in_tree}");
+    // All of it but what a line of `build` holding under 0.1% of every view allocated (its
+    // `time.sleep`): that goes under `<module>`'s "other".
+    let under_build = under_build as i64;
+    assert!(
+        under_build <= in_tree && under_build * 1000 >= in_tree * 999,
+        "{under_build} of {in_tree}"
+    );
+}
+
 #[test]
 fn a_missing_capture_is_a_one_line_error() {
     let out = Command::new(memtrace_bin())

@@ -421,11 +421,8 @@ fn others(
     let mut threshold = MIN_SHARE;
     let cuts = loop {
         let cuts = callers.cuts(totals, threshold);
-        let mut changes: HashMap<u32, usize> = HashMap::new();
-        for (&n, (_, acc)) in cuts.iter().zip(&left) {
-            *changes.entry(n).or_default() += acc.changes;
-        }
-        let fits = changes.len() <= MAX_OTHERS && changes.values().sum::<usize>() <= room;
+        let fits = merged_values(&cuts, &left) <= room
+            && cuts.iter().collect::<hashbrown::HashSet<_>>().len() <= MAX_OTHERS;
         // Above 1, no caller qualifies: the thread's root.
         if fits || threshold > 1.0 {
             break cuts;
@@ -444,6 +441,23 @@ fn others(
         .into_iter()
         .map(|(n, (thread, accs))| (callers.chain(n), thread, merge(accs)))
         .collect()
+}
+
+/// The values of the time buckets the groups `left` take once merged at their `cuts`: per
+/// "other" group, a history per bucket of allocation and a value per bucket where it changes,
+/// at most one per (bucket of allocation, bucket) whatever the groups merged there ([`merge`]).
+/// (Summing the groups' own counts gave the same total at every cut: past the room, every
+/// group went to the thread's root.)
+fn merged_values(cuts: &[u32], left: &[((u64, u32), Acc)]) -> usize {
+    let mut histories: hashbrown::HashSet<(u32, u32)> = hashbrown::HashSet::new();
+    let mut values: hashbrown::HashSet<(u32, u32, u32)> = hashbrown::HashSet::new();
+    for (&n, (_, acc)) in cuts.iter().zip(left) {
+        for (&a, h) in &acc.live {
+            histories.insert((n, a));
+            values.extend(h.iter().map(|&(b, _, _)| (n, a, b)));
+        }
+    }
+    histories.len() + values.len()
 }
 
 /// The frame ids of `stack` the page shows, outermost first: the frame view applied (a

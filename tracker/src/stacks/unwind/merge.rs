@@ -302,15 +302,7 @@ mod tests {
             let chain = [Step::for_test(1, true), Step::for_test(2, false)];
             assert_eq!(
                 merged(&pcs, None, &chain),
-                [
-                    0x9000,
-                    PYTHON | 2,
-                    PYTHON | 1,
-                    LOOP,
-                    0x9100,
-                    0x1600,
-                    0x9200
-                ]
+                [0x9000, PYTHON | 2, PYTHON | 1, LOOP, 0x9100, 0x1600, 0x9200]
             );
         });
     }
