@@ -840,7 +840,7 @@ fn python_code(dir: &Path, capture: &Path, duration_ms: u64, native: bool, token
     let c = py_str(&capture.to_string_lossy());
     let token = py_str(token);
     let body = format!(
-        "import _thread, posix
+        "# sys, posix and _thread come in the globals (the program's __import__ sees nothing).
 # Only C functions bound here (posix, _thread): the program may have replaced what its own
 # code uses (unittest.mock on os.path.exists or open, freezegun's time.monotonic, a no-op
 # time.sleep), and memtrace's calls must neither reach its replacements nor be fooled by them.
@@ -898,6 +898,11 @@ def watch():
         mt.stop()
     except BaseException:
         pass
+    try:
+        while mt in sys.meta_path:
+            sys.meta_path.remove(mt)
+    except BaseException:
+        pass
     for p in (running, stop, active) if mine() else ():
         try:
             posix.unlink(p)
@@ -925,6 +930,14 @@ try:
                 pass
             mt.start({c}, {native}, True, False, '', True)
             state['tracking'] = True
+            # A program without threading yet: the tracker's module is the first finder until
+            # it imports it (as under memtrace run; all in C: it finds nothing, asks the
+            # finders after it for threading and has its threads name themselves).
+            if 'threading' not in sys.modules:
+                try:
+                    sys.meta_path.insert(0, mt)
+                except BaseException:
+                    pass
     except BaseException as e:
         theirs = programs(e)
         why = str(e) or type(e).__name__
@@ -959,7 +972,7 @@ except BaseException as e:
     // The tracker's module comes in the globals, made by the tracker (never imported: the
     // program's import hooks and profiler see nothing of the attach).
     format!(
-        "{PROGRAMS}try:\n    mt = _memtrace_tracker\nexcept NameError:\n    mt = None\ntry:\n    exec({}, {{'programs': programs, 'mt': mt}})\nexcept BaseException as e:\n    if programs(e):\n        raise\n",
+        "{PROGRAMS}try:\n    mt = _memtrace_tracker\nexcept NameError:\n    mt = None\ntry:\n    exec({}, {{'programs': programs, 'mt': mt, 'sys': sys, 'posix': posix, '_thread': _thread}})\nexcept BaseException as e:\n    if programs(e):\n        raise\n",
         py_str(&body)
     )
 }
