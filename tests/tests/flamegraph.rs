@@ -179,6 +179,35 @@ def build(d):
 t = build(13)
 ";
 
+/// How many of the page's frames are `function`'s (by name, any line), and the bytes at the
+/// peak of the groups whose stacks pass through one of them: what the page draws under it.
+fn peak_under(data: &serde_json::Value, function: &str) -> (usize, u64) {
+    let frames = data["frames"].as_array().expect("frames");
+    let ids: Vec<u64> = (0..frames.len() as u64)
+        .filter(|&i| {
+            frames[i as usize][0]
+                .as_str()
+                .is_some_and(|n| n.starts_with(function))
+        })
+        .collect();
+    let through = |g: &&serde_json::Value| {
+        data["stacks"][g["s"].as_u64().expect("s") as usize]
+            .as_array()
+            .is_some_and(|s| {
+                s.iter()
+                    .any(|f| f.as_u64().is_some_and(|f| ids.contains(&f)))
+            })
+    };
+    let bytes = data["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter(through)
+        .filter_map(|g| g["peak"][0].as_u64())
+        .sum();
+    (ids.len(), bytes)
+}
+
 /// The bytes at the peak under `function` (every line of it, nested calls counted once), as
 /// `memtrace summary` (and `tree`) give them. (The tree's JSON of 15,000 stacks is some 20 MB:
 /// read into the test's process, its size showed in the resident size other tests measure of
@@ -199,29 +228,10 @@ fn small_stacks_are_merged_under_the_callers_they_share() {
     flamegraph(&cap, &[]);
     let data = page_data(&std::fs::read_to_string(dir.join("known.html")).expect("written"));
     assert!(data["merged"].as_u64() > Some(4000), "{}", data["merged"]);
-    let frames = data["frames"].as_array().expect("frames");
-    let builds: Vec<u64> = (0..frames.len() as u64)
-        .filter(|&i| {
-            frames[i as usize][0]
-                .as_str()
-                .is_some_and(|n| n.starts_with("build"))
-        })
-        .collect();
-    assert!(!builds.is_empty(), "{}", data["frames"]);
+    let (builds, under_build) = peak_under(&data, "build");
+    assert!(builds > 0, "{}", data["frames"]);
     // What the page draws under `build` is what `tree` gives it: every group through it.
     let groups = data["groups"].as_array().expect("groups");
-    let under_build: u64 = groups
-        .iter()
-        .filter(|g| {
-            data["stacks"][g["s"].as_u64().expect("s") as usize]
-                .as_array()
-                .is_some_and(|s| {
-                    s.iter()
-                        .any(|f| f.as_u64().is_some_and(|f| builds.contains(&f)))
-                })
-        })
-        .filter_map(|g| g["peak"][0].as_u64())
-        .sum();
     let in_tree = function_total(&cap, "build");
     assert!(in_tree >= 8192 * 2000, "{in_tree}");
     assert_eq!(under_build as i64, in_tree);
@@ -278,27 +288,7 @@ fn small_stacks_of_many_moments_are_merged_under_their_callers_too() {
     let (dir, cap) = capture("flamegraph-spread", SPREAD_OVER_TIME);
     flamegraph(&cap, &[]);
     let data = page_data(&std::fs::read_to_string(dir.join("known.html")).expect("written"));
-    let frames = data["frames"].as_array().expect("frames");
-    let builds: Vec<u64> = (0..frames.len() as u64)
-        .filter(|&i| {
-            frames[i as usize][0]
-                .as_str()
-                .is_some_and(|n| n.starts_with("build"))
-        })
-        .collect();
-    let groups = data["groups"].as_array().expect("groups");
-    let under_build: u64 = groups
-        .iter()
-        .filter(|g| {
-            data["stacks"][g["s"].as_u64().expect("s") as usize]
-                .as_array()
-                .is_some_and(|s| {
-                    s.iter()
-                        .any(|f| f.as_u64().is_some_and(|f| builds.contains(&f)))
-                })
-        })
-        .filter_map(|g| g["peak"][0].as_u64())
-        .sum();
+    let (_, under_build) = peak_under(&data, "build");
     let in_tree = function_total(&cap, "build");
     assert!(in_tree >= 30 * 15000 * 200, "{in_tree}");
     // All of it but what a line of `build` holding under 0.1% of every view allocated (its

@@ -111,6 +111,21 @@ impl Tables {
             .or_else(|| self.innermost(stack))
     }
 
+    /// The frame ids of `stack` a report shows in [`Tables::frame_view`], outermost first: with
+    /// one kind shown, a stack that has frames of that kind keeps only those.
+    pub fn shown_frame_ids(&self, stack: u64) -> Vec<u64> {
+        let ids = self.stack_frame_ids(stack);
+        let python = |id: &u64| matches!(self.frames.get(id), Some(Frame::Python { .. }));
+        let native = |id: &u64| matches!(self.frames.get(id), Some(Frame::Native(_)));
+        let keep: &dyn Fn(&u64) -> bool = match self.frame_view {
+            FrameView::Merged => &|_| true,
+            FrameView::PythonOnly if ids.iter().any(python) => &python,
+            FrameView::NativeOnly if ids.iter().any(native) => &|id| !python(id),
+            _ => &|_| true,
+        };
+        ids.iter().rev().copied().filter(|id| keep(id)).collect()
+    }
+
     /// The frames of a stack, innermost first (stops at unknown ids and at cycles).
     pub fn frames_of(&self, stack: u64) -> Vec<Frame> {
         self.stack_frames(stack).into_iter().flatten().collect()

@@ -159,19 +159,13 @@ impl Callers {
             let v = &self.views[n];
             (0..4).map(|i| v[i] as f64 / totals[i]).fold(0.0, f64::max)
         };
-        // A caller holds at least what its callees hold: the nodes that qualify are the top of
-        // each chain, and a node's cut is itself or its parent's.
+        // A node qualifies when its parent does and it holds the share (a root always): its
+        // cut is itself, else its parent's cut. Parents come first.
         let mut cut = vec![0u32; self.parent.len()];
         for n in 0..self.parent.len() {
             let p = self.parent[n];
-            cut[n] = if p == NONE || share(n) >= threshold {
-                n as u32
-            } else {
-                cut[p as usize]
-            };
-            if p != NONE && cut[p as usize] != p {
-                cut[n] = cut[p as usize];
-            }
+            let qualifies = p == NONE || (cut[p as usize] == p && share(n) >= threshold);
+            cut[n] = if qualifies { n as u32 } else { cut[p as usize] };
         }
         self.leaves.iter().map(|&l| cut[l as usize]).collect()
     }

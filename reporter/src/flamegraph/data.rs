@@ -415,7 +415,7 @@ fn others(
             let link = |id: u64| tables.stacks.get(&id).copied();
             callers.add_stack(*thread, *stack, views, MAX_DEPTH, link);
         } else {
-            callers.add_frames(*thread, &shown_ids(tables, *stack), views);
+            callers.add_frames(*thread, &tables.shown_frame_ids(*stack), views);
         }
     }
     let mut threshold = MIN_SHARE;
@@ -458,29 +458,6 @@ fn merged_values(cuts: &[u32], left: &[((u64, u32), Acc)]) -> usize {
         }
     }
     histories.len() + values.len()
-}
-
-/// The frame ids of `stack` the page shows, outermost first: the frame view applied (a
-/// Python-only view drops the native frames of a stack that has Python ones).
-fn shown_ids(tables: &Tables, stack: u64) -> Vec<u64> {
-    let ids = tables.stack_frame_ids(stack);
-    let kind = |id: &u64| tables.frames.get(id).copied();
-    let is_python = |k: Option<Frame>| matches!(k, Some(Frame::Python { .. }));
-    let any_python = ids.iter().any(|id| is_python(kind(id)));
-    let any_native = ids
-        .iter()
-        .any(|id| matches!(kind(id), Some(Frame::Native(_))));
-    ids.into_iter()
-        .rev()
-        .filter(|id| {
-            let python = is_python(kind(id));
-            match tables.frame_view {
-                FrameView::PythonOnly => !any_python || python,
-                FrameView::NativeOnly => !any_native || !python,
-                _ => true,
-            }
-        })
-        .collect()
 }
 
 fn downsample(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
@@ -659,7 +636,7 @@ impl<'a> Frames<'a> {
         if let Some(&i) = self.stack_index.get(&stack) {
             return i;
         }
-        let ids = shown_ids(&self.analysis.tables, stack);
+        let ids = self.analysis.tables.shown_frame_ids(stack);
         let mut out = self.resolve(&ids);
         if out.is_empty() {
             out.push(self.intern(UNKNOWN.to_string(), kind::UNKNOWN, None, None));

@@ -154,8 +154,6 @@ type RunString = unsafe extern "C" fn(
 ) -> *mut c_void;
 type DecRef = unsafe extern "C" fn(*mut c_void);
 type ErrClear = unsafe extern "C" fn();
-type SysGet = unsafe extern "C" fn(*const c_char) -> *mut c_void;
-type DictGet = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
 /// CPython's functions [`run_queued`] calls, found with dlsym.
 struct Runner {
@@ -164,9 +162,6 @@ struct Runner {
     run: RunString,
     dec_ref: DecRef,
     err_clear: ErrClear,
-    /// PySys_GetObject and PyDict_GetItemString: borrowed references.
-    sys_get_object: SysGet,
-    dict_get: DictGet,
 }
 
 fn python_runner() -> Option<Runner> {
@@ -182,7 +177,6 @@ fn python_runner() -> Option<Runner> {
         find(c"Py_DecRef")?,
         find(c"PyErr_Clear")?,
     );
-    let (sys_get, dict_get) = (find(c"PySys_GetObject")?, find(c"PyDict_GetItemString")?);
     // SAFETY: the functions have these C signatures in every CPython 3.
     unsafe {
         Some(Runner {
@@ -191,8 +185,6 @@ fn python_runner() -> Option<Runner> {
             run: core::mem::transmute::<*mut c_void, RunString>(run),
             dec_ref: core::mem::transmute::<*mut c_void, DecRef>(dec),
             err_clear: core::mem::transmute::<*mut c_void, ErrClear>(clear),
-            sys_get_object: core::mem::transmute::<*mut c_void, SysGet>(sys_get),
-            dict_get: core::mem::transmute::<*mut c_void, DictGet>(dict_get),
         })
     }
 }
@@ -231,14 +223,12 @@ unsafe extern "C" fn run_queued(code: *const c_char) -> c_int {
         (py.dec_ref)(module);
         // The built-in modules the code uses, from sys.modules (every interpreter has them
         // from its start): an import statement would call the program's `__import__`.
-        let modules = (py.sys_get_object)(c"modules".as_ptr());
-        for name in [c"sys", c"posix", c"_thread"] {
-            let m = match modules.is_null() {
-                true => core::ptr::null_mut(),
-                false => (py.dict_get)(modules, name.as_ptr()),
-            };
-            if !m.is_null() && (py.dict_set)(globals, name.as_ptr(), m) != 0 {
-                (py.err_clear)();
+        if let Some(s) = crate::pyext::session_api::get() {
+            for name in [c"sys", c"posix", c"_thread"] {
+                let m = crate::pyext::session_api::imported(s, name);
+                if !m.is_null() && (py.dict_set)(globals, name.as_ptr(), m) != 0 {
+                    (py.err_clear)();
+                }
             }
         }
         let result = (py.run)(code, FILE_INPUT, globals, globals, core::ptr::null_mut());

@@ -12,7 +12,7 @@
 
 mod objects;
 mod session;
-mod session_api;
+pub(crate) mod session_api;
 mod startup;
 mod thread_names;
 mod types;

@@ -36,6 +36,22 @@ unsafe impl Send for SessionApi {}
 // SAFETY: as above.
 unsafe impl Sync for SessionApi {}
 
+/// The module `name` if the program has imported it (a borrowed reference from sys.modules),
+/// else null: never an import, which would run the program's import hooks.
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn imported(s: &SessionApi, name: &core::ffi::CStr) -> *mut Object {
+    // SAFETY: the caller's promise; both lookups give borrowed references (or null).
+    unsafe {
+        let modules = (s.sys_get_object)(c"modules".as_ptr());
+        if modules.is_null() {
+            return core::ptr::null_mut();
+        }
+        (s.dict_get_item_string)(modules, name.as_ptr())
+    }
+}
+
 static API: OnceLock<Option<SessionApi>> = OnceLock::new();
 
 /// The functions, or None when one is missing (not a CPython 3.9+).

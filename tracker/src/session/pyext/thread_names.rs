@@ -28,11 +28,7 @@ unsafe fn imported_threading(s: &SessionApi) -> *mut Object {
     // SAFETY: the GIL is held; both lookups give borrowed references (or null), and the one
     // handed out is made a new reference.
     unsafe {
-        let modules = (s.sys_get_object)(c"modules".as_ptr());
-        if modules.is_null() {
-            return core::ptr::null_mut();
-        }
-        let threading = (s.dict_get_item_string)(modules, c"threading".as_ptr());
+        let threading = session_api::imported(s, c"threading");
         if !threading.is_null() {
             (s.inc_ref)(threading);
         }
