@@ -2158,7 +2158,10 @@ print('bye', flush=True)
     let target = python_target(&dir, "slow.py", script);
     let pid = target.pid();
     let attach = memtrace_in_background(&["attach", &pid, "-o", "cap.bin"], &dir);
-    std::thread::sleep(Duration::from_millis(1500));
+    // The detach comes once the attach holds its claim (its lock file is there), however slow
+    // the machine: a fixed wait sent it before the attach began on a loaded one.
+    wait_for(&std::env::temp_dir().join(format!("memtrace-attach.{pid}.lock")));
+    std::thread::sleep(Duration::from_millis(300));
     let during = memtrace(&["detach", &pid], &dir);
     let attached = attach.wait_with_output().expect("attach ends");
     if refused(&attached) {

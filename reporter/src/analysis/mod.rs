@@ -135,6 +135,10 @@ pub struct Options {
     /// Take the "peak" at this moment (CLOCK_MONOTONIC ns) instead of at the highest point:
     /// what was live then (a family's combined peak, see [`crate::family`]).
     pub peak_at_mono_ns: Option<u64>,
+    /// Take the "peak" at this tick of the capture (wins over `peak_at_mono_ns`): a family's
+    /// combined peak names the tick of what each image held, since one nanosecond may hold
+    /// several ticks of different values ([`crate::family::combined::Peak::by_image_tick`]).
+    pub peak_at_tick: Option<u64>,
     /// Time buckets on a grid given in CLOCK_MONOTONIC ns, each bucket's snapshot at its
     /// moment (a family's buckets, common to its captures); replaces [`Options::buckets`].
     pub bucket_moments: Option<BucketMoments>,
@@ -166,6 +170,7 @@ impl Default for Options {
             heap_points: series::MAX_POINTS,
             heap_steps: false,
             peak_at_mono_ns: None,
+            peak_at_tick: None,
             bucket_moments: None,
         }
     }
@@ -360,7 +365,9 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             } else {
                 series::Series::with_capacity(options.heap_points)
             };
-            r.peak_at = options.peak_at_mono_ns.map(last_tick_of);
+            r.peak_at = options
+                .peak_at_tick
+                .or_else(|| options.peak_at_mono_ns.map(last_tick_of));
             r
         },
         threads: index

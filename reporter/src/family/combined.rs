@@ -38,8 +38,10 @@ pub struct Image {
     /// It could not be read, or records the tracker wrote are missing from it (the file was
     /// emptied, cut or overwritten).
     pub damaged: bool,
-    /// (monotonic ns, live bytes) in time order.
-    pub series: Vec<(u64, u64)>,
+    /// (monotonic ns, live bytes, the capture's tick of that value) in time order: the tick
+    /// is what a snapshot of this image is taken at, since one nanosecond may hold several
+    /// ticks of different values.
+    pub series: Vec<(u64, u64, u64)>,
     /// Why it could not be read (then its figures are zero).
     pub error: Option<String>,
     pub warnings: Vec<String>,
@@ -56,6 +58,9 @@ pub struct Peak {
     pub by_process: Vec<(usize, u64)>,
     /// What each image held then, by image index.
     pub by_image: Vec<u64>,
+    /// The tick (of its own capture) of what each image held then, by image index: None when
+    /// it held nothing. A snapshot of the image at that tick holds `by_image`'s value.
+    pub by_image_tick: Vec<Option<u64>>,
 }
 
 /// Reads every capture of `family` (in parallel).
@@ -97,14 +102,14 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     );
     let start = capture.header.start_mono_ns;
     let at = |tick: u64| -> u64 { (start as f64 + a.clock.ns(tick)).max(0.0) as u64 };
-    let mut series: Vec<(u64, u64)> = a
+    let mut series: Vec<(u64, u64, u64)> = a
         .replay
         .heap_series
         .points()
-        .map(|(t, v)| (at(t), v))
+        .map(|(t, v)| (at(t), v, t))
         .collect();
     if let Some(t) = a.replay.peak.tick {
-        with_peak(&mut series, at(t), a.replay.peak.bytes);
+        with_peak(&mut series, (at(t), a.replay.peak.bytes, t));
     }
     let end = start + (a.duration_s() * 1e9) as u64;
     Image {
@@ -126,22 +131,23 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     }
 }
 
-/// Puts the image's exact peak (`bytes` at `t`) into its step series where the series' points
-/// missed it (the last allocation before a fall in the same nanosecond): one tracked process's
-/// combined peak read 32 bytes below its own peak. The step after it is kept.
-fn with_peak(series: &mut Vec<(u64, u64)>, t: u64, bytes: u64) {
+/// Puts the image's exact peak (`bytes` at `t`, its tick `tick`) into its step series where
+/// the series' points missed it (the last allocation before a fall in the same nanosecond):
+/// one tracked process's combined peak read 32 bytes below its own peak. The step after it
+/// is kept.
+fn with_peak(series: &mut Vec<(u64, u64, u64)>, (t, bytes, tick): (u64, u64, u64)) {
     if series.iter().any(|p| p.1 >= bytes) {
         return;
     }
     let i = series.partition_point(|p| p.0 < t);
     match series.get(i).copied() {
-        Some((at, after)) if at == t => {
-            series[i].1 = bytes;
+        Some((at, after, after_tick)) if at == t => {
+            series[i] = (t, bytes, tick);
             if series.get(i + 1).is_none_or(|p| p.0 > t + 1) {
-                series.insert(i + 1, (t + 1, after));
+                series.insert(i + 1, (t + 1, after, after_tick));
             }
         }
-        _ => series.insert(i, (t, bytes)),
+        _ => series.insert(i, (t, bytes, tick)),
     }
 }
 
@@ -186,14 +192,15 @@ pub fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
     ))
 }
 
-/// Every image's steps as (time, image, value), in time order, each image's heap gone at its
-/// end (equal times: an image's end after its own last step; the sort is stable).
-pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64)> {
-    let mut points: Vec<(u64, usize, u64)> = Vec::new();
+/// Every image's steps as (time, image, value, its tick), in time order, each image's heap
+/// gone at its end (no tick; equal times: an image's end after its own last step; the sort
+/// is stable).
+pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64, Option<u64>)> {
+    let mut points: Vec<(u64, usize, u64, Option<u64>)> = Vec::new();
     for (i, img) in images.iter().enumerate() {
-        points.extend(img.series.iter().map(|&(t, v)| (t, i, v)));
+        points.extend(img.series.iter().map(|&(t, v, tick)| (t, i, v, Some(tick))));
         let last = img.series.last().map_or(0, |p| p.0);
-        points.push((img.end_mono_ns.max(last), i, 0));
+        points.push((img.end_mono_ns.max(last), i, 0, None));
     }
     points.sort_by_key(|p| p.0);
     points
@@ -205,7 +212,7 @@ pub fn sum_series(images: &[Image], origin_ns: u64, max_points: usize) -> Vec<(f
     let mut series = crate::analysis::series::Series::with_capacity(max_points);
     let mut current = vec![0u64; images.len()];
     let mut sum = 0u64;
-    for (t, i, v) in steps(images) {
+    for (t, i, v, _) in steps(images) {
         sum = sum - current[i] + v;
         current[i] = v;
         series.record(t.saturating_sub(origin_ns), sum);
@@ -219,7 +226,7 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
     let mut current = vec![0u64; images.len()];
     let mut sum: u64 = 0;
     let mut best = (0u64, 0u64, 0usize);
-    for (k, &(t, i, v)) in points.iter().enumerate() {
+    for (k, &(t, i, v, _)) in points.iter().enumerate() {
         sum = sum - current[i] + v;
         current[i] = v;
         if sum > best.0 {
@@ -231,8 +238,10 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
     }
     // What each image held at that moment: the sweep again, up to it.
     let mut held = vec![0u64; images.len()];
-    for &(_, i, v) in &points[..=best.2] {
+    let mut held_tick = vec![None; images.len()];
+    for &(_, i, v, tick) in &points[..=best.2] {
         held[i] = v;
+        held_tick[i] = tick.filter(|_| v > 0);
     }
     let mut by_process = vec![0u64; processes];
     let held_by_image = held.clone();
@@ -252,6 +261,7 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
         mono_ns: best.1,
         by_process,
         by_image: held_by_image,
+        by_image_tick: held_tick,
     }
 }
 
@@ -259,32 +269,54 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
 mod tests {
     use super::*;
 
+    /// An image of (ns, bytes) steps, each at the tick of its nanosecond.
     fn image(process: usize, series: &[(u64, u64)], end: u64) -> Image {
         Image {
             process,
             start_mono_ns: series.first().map_or(0, |p| p.0),
             end_mono_ns: end,
-            series: series.to_vec(),
+            series: series.iter().map(|&(t, v)| (t, v, t)).collect(),
             ..Image::default()
         }
     }
 
     #[test]
     fn an_image_s_series_holds_its_exact_peak() {
-        // The series' point at the peak's nanosecond holds what followed it.
-        let mut s = vec![(0, 0), (10, 90), (20, 0)];
-        with_peak(&mut s, 10, 100);
-        assert_eq!(s, vec![(0, 0), (10, 100), (11, 90), (20, 0)]);
+        // The series' point at the peak's nanosecond holds what followed it (tick 105, the
+        // nanosecond's last); the peak was at tick 103 of that nanosecond.
+        let mut s = vec![(0, 0, 0), (10, 90, 105), (20, 0, 200)];
+        with_peak(&mut s, (10, 100, 103));
+        assert_eq!(
+            s,
+            vec![(0, 0, 0), (10, 100, 103), (11, 90, 105), (20, 0, 200)]
+        );
         // Between two points.
-        let mut s = vec![(0, 0), (10, 90), (20, 0)];
-        with_peak(&mut s, 15, 100);
-        assert_eq!(s, vec![(0, 0), (10, 90), (15, 100), (20, 0)]);
+        let mut s = vec![(0, 0, 0), (10, 90, 100), (20, 0, 200)];
+        with_peak(&mut s, (15, 100, 150));
+        assert_eq!(
+            s,
+            vec![(0, 0, 0), (10, 90, 100), (15, 100, 150), (20, 0, 200)]
+        );
         // Already there: unchanged.
-        let mut s = vec![(0, 0), (10, 100), (20, 0)];
-        with_peak(&mut s, 10, 100);
-        assert_eq!(s, vec![(0, 0), (10, 100), (20, 0)]);
+        let mut s = vec![(0, 0, 0), (10, 100, 100), (20, 0, 200)];
+        with_peak(&mut s, (10, 100, 100));
+        assert_eq!(s, vec![(0, 0, 0), (10, 100, 100), (20, 0, 200)]);
         let p = peak(&[image(0, &[(0, 0), (10, 100), (11, 90), (20, 0)], 30)], 1);
         assert_eq!(p.bytes, 100);
+    }
+
+    #[test]
+    fn the_peak_names_the_tick_of_what_each_image_held() {
+        // A's peak (100) at tick 103 and what followed in its nanosecond (52, tick 105); B
+        // holds 40 from ns 5. A snapshot of A at the end of ns 10 would hold 52, not 100.
+        let mut a = image(0, &[(0, 0)], 30);
+        a.series.extend([(10, 52, 105), (20, 0, 200)]);
+        with_peak(&mut a.series, (10, 100, 103));
+        let b = image(1, &[(5, 40)], 30);
+        let p = peak(&[a, b], 2);
+        assert_eq!((p.bytes, p.mono_ns), (140, 10));
+        assert_eq!(p.by_image, vec![100, 40]);
+        assert_eq!(p.by_image_tick, vec![Some(103), Some(5)]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn grid(images: &[Image], origin_ns: u64, end_ns: u64, n: usize) -> Grid {
     let mut best: Vec<(u64, u64)> = Vec::with_capacity(n);
     let mut current = vec![0u64; images.len()];
     let mut sum = 0u64;
-    for (t, i, v) in steps(images) {
+    for (t, i, v, _) in steps(images) {
         let b = bucket_of(t);
         while best.len() <= b {
             let start = start_of(best.len());
@@ -98,7 +98,7 @@ mod tests {
             process,
             start_mono_ns: series.first().map_or(0, |p| p.0),
             end_mono_ns: end,
-            series: series.to_vec(),
+            series: series.iter().map(|&(t, v)| (t, v, t)).collect(),
             ..Image::default()
         }
     }

@@ -158,6 +158,7 @@ fn read_part(
             freeze: true,
             include_startup: view.include_startup,
             peak_at_mono_ns: Some(peak.mono_ns),
+            peak_at_tick: peak.by_image_tick.get(i).copied().flatten(),
             bucket_moments: Some(grid.moments.clone()),
             ..Options::default()
         },

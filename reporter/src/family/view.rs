@@ -79,6 +79,9 @@ struct Chosen {
     family: Family,
     images: Vec<Image>,
     peak_at: Option<u64>,
+    /// By image: the tick of its capture at the combined peak (see
+    /// [`combined::Peak::by_image_tick`]).
+    peak_ticks: Vec<Option<u64>>,
     chosen: Vec<usize>,
 }
 
@@ -91,15 +94,16 @@ fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
         return Ok(None);
     }
     let images = combined::read(&family, view.include_startup);
-    let (peak_at, chosen) = if view.view == View::Peak {
+    let (peak_at, peak_ticks, chosen) = if view.view == View::Peak {
         let peak = combined::peak(&images, family.processes.len());
         let held: Vec<usize> = (0..images.len())
             .filter(|&i| peak.by_image.get(i).copied().unwrap_or(0) > 0)
             .collect();
-        (Some(peak.mono_ns), held)
+        (Some(peak.mono_ns), peak.by_image_tick, held)
     } else {
         (
             None,
+            Vec::new(),
             (0..images.len())
                 .filter(|&i| images[i].error.is_none())
                 .collect(),
@@ -109,6 +113,7 @@ fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
         family,
         images,
         peak_at,
+        peak_ticks,
         chosen,
     }))
 }
@@ -137,6 +142,7 @@ fn each_image<T: Send>(
                     freeze: true,
                     include_startup: view.include_startup,
                     peak_at_mono_ns: c.peak_at,
+                    peak_at_tick: c.peak_ticks.get(i).copied().flatten(),
                     ..Options::default()
                 },
             );

@@ -174,6 +174,7 @@ pub fn analyze_in(places: &Places, capture: &Capture, mut options: Options) -> (
     // A result at a moment chosen from outside, or kept unfrozen, is not stored.
     let usable = options.freeze
         && options.peak_at_mono_ns.is_none()
+        && options.peak_at_tick.is_none()
         && !disabled()
         && place::indexable(capture.path());
     let identity = usable.then(|| Identity::of(capture)).flatten();
