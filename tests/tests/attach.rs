@@ -2180,6 +2180,10 @@ print('bye', flush=True)
     let end = target.finish();
     assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
     assert_eq!(end.status.code(), Some(0));
+    // The detach raced the program's end: the attach's directory in /tmp is gone all the same
+    // (it was removed through /proc/PID/root, gone with the process, and stayed).
+    let state = std::path::PathBuf::from(format!("/tmp/memtrace-attach.{pid}"));
+    assert!(!state.exists(), "{} left behind", state.display());
 }
 
 /// A thread with little stack left where it stopped: the tracker's start, run on that stack,
@@ -2231,4 +2235,33 @@ fn a_detach_says_when_the_capture_was_removed_meanwhile() {
     std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(end.status.code(), Some(7));
+}
+
+/// `attach --duration` to a process that ends before the duration: the attach's directory in
+/// the process's /tmp, removed through /proc/PID/root once the process was gone, stayed.
+#[test]
+fn an_attach_with_a_duration_to_a_process_that_ends_leaves_nothing_in_tmp() {
+    let dir = scratch("attach_duration_ends");
+    let target = python_target(&dir, "ends.py", SCRIPT);
+    let pid = target.pid();
+    let attach =
+        memtrace_in_background(&["attach", &pid, "--duration", "60", "-o", "cap.bin"], &dir);
+    let start = Instant::now();
+    while !dir.join("cap.bin").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no capture");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let_it_allocate_and_end(target, &dir, 5);
+    let out = attach.wait_with_output().expect("memtrace ends");
+    if refused(&out) {
+        return;
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("ended before the end of --duration"), "{err}");
+    let state = std::path::PathBuf::from(format!("/tmp/memtrace-attach.{pid}"));
+    assert!(!state.exists(), "{} left behind", state.display());
+    let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
+    let peak = stats["peak_bytes"].as_u64().expect("a peak");
+    assert!((3_000_000..3_100_000).contains(&peak), "{stats}");
 }

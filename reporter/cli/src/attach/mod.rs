@@ -212,6 +212,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     // Made anew, never through a link, and given to the process's user (it removes its
     // files there at the end, whoever it runs as).
     state_dir::make(&dir, &shared.theirs, owner(pid))?;
+    let held = state_dir::Held::new(&dir);
     let active = dir.join("active");
     let stop = dir.join("stop");
     let token = attach_token();
@@ -312,7 +313,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         let detached = if active.exists() && alive(pid) {
             detach(pid)
         } else {
-            let _ = std::fs::remove_dir_all(&dir);
+            held.remove();
             Ok(())
         };
         viewed?;
@@ -353,7 +354,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
                 "process {pid} did not stop tracking at the end of --duration (a Python process stops when its interpreter runs Python code): it is still tracked, writing {shown}; `memtrace detach {pid}` asks again"
             ));
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        held.remove();
         if ended && capture.exists() {
             crate::say!(
                 "memtrace: process {pid} ended before the end of --duration; the capture holds its run to its end: memtrace stats {shown}"
@@ -1015,6 +1016,7 @@ fn detach(pid: i32) -> Result<(), String> {
         true => paths::state_dir(pid, injection_thread(pid)).ours,
         false => paths::state_dir(pid, pid).theirs,
     };
+    let held = state_dir::Held::new(&dir);
     let active = dir.join("active");
     let content = match state_dir::read_checked(&active) {
         Ok(content) => content,
@@ -1030,7 +1032,7 @@ fn detach(pid: i32) -> Result<(), String> {
     // The capture's path, then the attach's token.
     let capture = content.lines().next().unwrap_or_default().to_string();
     if !alive(pid) {
-        let _ = std::fs::remove_dir_all(&dir);
+        held.remove();
         return Err(format!(
             "process {pid} is gone; its capture {capture} ends where it ended"
         ));
@@ -1038,7 +1040,7 @@ fn detach(pid: i32) -> Result<(), String> {
     if !dir.join(RUNNING).exists() {
         // Tracking has not started: a Python start still queued finds `active` gone and does
         // nothing; a start that never ran (its memtrace killed) left nothing to stop.
-        let _ = std::fs::remove_dir_all(&dir);
+        held.remove();
         crate::say!(
             "memtrace: process {pid} had not started tracking (a Python process starts when its main thread next runs Python code; or the memtrace that attached it was killed): the attach is cancelled and the process goes on untracked"
         );
@@ -1063,7 +1065,7 @@ fn detach(pid: i32) -> Result<(), String> {
             return Err(why);
         }
         if tracker_gone(pid) {
-            let _ = std::fs::remove_dir_all(&dir);
+            held.remove();
             return Err(format!(
                 "process {pid} ran another program (exec), which ended its tracking: the capture {capture} ends there"
             ));
@@ -1075,7 +1077,7 @@ fn detach(pid: i32) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    held.remove();
     if ended {
         crate::say!(
             "memtrace: process {pid} ended before it stopped tracking; its capture holds its run to its end: memtrace stats {capture}"

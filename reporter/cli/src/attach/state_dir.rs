@@ -108,6 +108,42 @@ pub fn read(path: &Path) -> Option<String> {
     read_checked(path).ok()
 }
 
+/// The directory `dir`, held through its parent (the process's /tmp, opened while the process
+/// lives): `dir`'s path goes through /proc/PID/root, which is gone with the process, and a
+/// detach that saw the process end left the directory behind.
+pub struct Held {
+    tmp: Option<std::fs::File>,
+    dir: std::path::PathBuf,
+}
+
+impl Held {
+    /// Holds `dir`'s parent (no handle when it cannot be opened: then `dir`'s path is used).
+    pub fn new(dir: &Path) -> Held {
+        let tmp = dir.parent().and_then(|tmp| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                .open(tmp)
+                .ok()
+        });
+        Held {
+            tmp,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Removes the directory and what is in it, if it is there.
+    pub fn remove(&self) {
+        use std::os::fd::AsRawFd;
+        let through_handle = self
+            .tmp
+            .as_ref()
+            .zip(self.dir.file_name())
+            .map(|(tmp, name)| Path::new(&format!("/proc/self/fd/{}", tmp.as_raw_fd())).join(name));
+        let _ = std::fs::remove_dir_all(through_handle.as_deref().unwrap_or(&self.dir));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +173,20 @@ mod tests {
         assert_eq!(read(&dir.join("error")), None);
         std::fs::hard_link(&secret, dir.join("active")).expect("link");
         assert!(read_checked(&dir.join("active")).is_err());
+    }
+
+    #[test]
+    fn a_held_directory_is_removed_through_its_parent_after_its_path_is_gone() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("tmp/memtrace-attach.1")).expect("mkdir");
+        std::fs::write(root.join("tmp/memtrace-attach.1/active"), "x").expect("write");
+        let held = Held::new(&root.join("tmp/memtrace-attach.1"));
+        // The way to it is gone (as /proc/PID/root is when the process ends).
+        let moved = tmp.path().join("moved");
+        std::fs::rename(&root, &moved).expect("rename");
+        held.remove();
+        assert!(!moved.join("tmp/memtrace-attach.1").exists());
+        assert!(moved.join("tmp").exists());
     }
 }
