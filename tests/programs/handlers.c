@@ -5,7 +5,7 @@
  *   would overflow that stack.
  * - "pause": a SIGALRM handler that allocates runs every 0.5 ms while the main thread only
  *   waits in pause() (so the handler never interrupts the allocator: a safe program) until it
- *   ran 4,000 times; then prints "done". An attach must hold the signals during its calls,
+ *   ran 4,000 times and the file "done" exists; then prints "done". An attach must hold the signals during its calls,
  *   which run the allocator. */
 #include <signal.h>
 #include <stdio.h>
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
         sigaction(SIGALRM, &sa, NULL);
         struct itimerval it = {{0, 500}, {0, 500}};
         setitimer(ITIMER_REAL, &it, NULL);
-        while (count < 4000)
+        while (count < 4000 || access("done", F_OK) != 0)
             pause();
         struct itimerval off = {{0, 0}, {0, 0}};
         setitimer(ITIMER_REAL, &off, NULL);

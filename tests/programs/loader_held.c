@@ -1,5 +1,5 @@
 /* memtrace attach's test program for a call that has to wait: a thread holds the loader's lock
- * (inside a dl_iterate_phdr callback) for 3 seconds while the main thread spins in its own
+ * (inside a dl_iterate_phdr callback) until the file `release` exists (at most a minute) while the main thread spins in its own
  * code until SIGUSR1, so an injected dlopen waits for that lock. Writes "holding" once the lock
  * is held; at the end prints "done" and exits with status 8. */
 #define _GNU_SOURCE
@@ -21,7 +21,8 @@ static int hold(struct dl_phdr_info *info, size_t size, void *data) {
     (void)size;
     (void)data;
     fclose(fopen("holding", "w"));
-    sleep(3);
+    for (int i = 0; i < 3000 && access("release", F_OK) != 0; i++)
+        usleep(20000);
     return 1;
 }
 

@@ -1,5 +1,6 @@
 /* Lowers its stack limit to 256 KiB, recurses until about argv[1] KiB of it are left, says
- * "ready" and waits there until the file `shallow` exists; back at main it waits for `done`,
+ * "ready" and waits there until the file `shallow` exists; back at main it makes the file `back`,
+ * waits for `done`,
  * mallocs, prints "ok 1" and exits 0. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     limit = 256 * 1024;
     left = atol(argv[1]) * 1024;
     rec(0);
+    fclose(fopen("back", "w"));
     while (access("done", F_OK) != 0)
         usleep(20000);
     void *volatile m = malloc(100000);

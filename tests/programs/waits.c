@@ -1,5 +1,5 @@
 /* memtrace attach's test program for waits the kernel ends with EINTR at a ptrace stop: one
- * wait of 2 seconds, by the mode given (epoll, sigtimedwait, recv with SO_RCVTIMEO, semtimedop,
+ * wait of N seconds (the second argument; 2 by default), by the mode given (epoll, sigtimedwait, recv with SO_RCVTIMEO, semtimedop,
  * read and readv with SO_RCVTIMEO, write to a full socket with SO_SNDTIMEO, io_uring_enter
  * waiting for a completion),
  * that nothing ends but its timeout. Prints "ready", then the call's result, its errno and
@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/sem.h>
@@ -28,14 +29,15 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
+    int seconds = argc > 2 ? atoi(argv[2]) : 2;
     int r = -2, err = 0;
     int fds[2];
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR2);
     sigprocmask(SIG_BLOCK, &set, NULL);
-    struct timespec two = {2, 0};
-    struct timeval two_tv = {2, 0};
+    struct timespec two = {seconds, 0};
+    struct timeval two_tv = {seconds, 0};
     printf("ready\n");
     fflush(stdout);
     double start = now();
@@ -44,7 +46,7 @@ int main(int argc, char **argv) {
         int ep = epoll_create1(0);
         struct epoll_event ev = {.events = EPOLLIN};
         epoll_ctl(ep, EPOLL_CTL_ADD, fds[0], &ev);
-        r = epoll_wait(ep, &ev, 1, 2000);
+        r = epoll_wait(ep, &ev, 1, seconds * 1000);
     } else if (strcmp(mode, "sigtimedwait") == 0) {
         r = sigtimedwait(&set, NULL, &two);
     } else if (strcmp(mode, "recv") == 0) {
@@ -76,7 +78,7 @@ int main(int argc, char **argv) {
             printf("io_uring unavailable\n");
             return 4;
         }
-        struct __kernel_timespec ts = {2, 0};
+        struct __kernel_timespec ts = {seconds, 0};
         struct io_uring_getevents_arg arg;
         memset(&arg, 0, sizeof arg);
         arg.ts = (uint64_t)(uintptr_t)&ts;

@@ -69,6 +69,27 @@ pub fn link_tracker_module(dir: &Path) {
 }
 
 /// Whether the tests run as root (CI does): what a few tests need (chroot, another user).
+/// Makes the file at `path` executable (mode 755) as a new file that a child process wrote:
+/// a file this process wrote was open for writing in the children other tests fork meanwhile,
+/// and running it could fail with "Text file busy" (ETXTBSY) until they exec.
+pub fn make_executable(path: &Path) {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "cp \"$1\" \"$1.x\" && chmod 755 \"$1.x\" && mv -f \"$1.x\" \"$1\"",
+            "sh",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "make {} executable: {out:?}",
+        path.display()
+    );
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -260,6 +281,21 @@ pub fn kill_when_ready(
     extra: &[&str],
     after: std::time::Duration,
 ) {
+    kill_when(dir, program, capture, extra, || {
+        std::thread::sleep(after);
+        true
+    });
+}
+
+/// [`kill_when_ready`], the kill once `until` holds after READY (asked every 100 ms, for a
+/// minute at most): a state of the capture rather than a time, which a loaded machine outruns.
+pub fn kill_when(
+    dir: &Path,
+    program: &Path,
+    capture: &Path,
+    extra: &[&str],
+    until: impl Fn() -> bool,
+) {
     let ready = dir.join("ready");
     let _ = std::fs::remove_file(&ready);
     let child = Command::new(memtrace_bin())
@@ -286,7 +322,14 @@ pub fn kill_when_ready(
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    std::thread::sleep(after);
+    let waited = std::time::Instant::now();
+    while !until() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "the capture never showed what the test waits for"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // SAFETY: kill(2) of the program's pid, which it wrote itself.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let out = child.wait_with_output().expect("memtrace ends");

@@ -283,14 +283,19 @@ fn a_killed_aggregated_run_shows_what_was_live_at_its_last_snapshot() {
     let dir = scratch("aggregate-killed");
     let prog = compile(PROGRAM, &dir);
     let cap = dir.join("killed.bin");
-    // It serves for longer than a snapshot's period (2 s) before it is killed.
-    kill_when_ready(
-        &dir,
-        &prog,
-        &cap,
-        &["--aggregate"],
-        Duration::from_millis(3500),
-    );
+    // It serves until a snapshot (every 2 s) holds its serving loop a hundred times.
+    let served = || {
+        let out = Command::new(memtrace_bin())
+            .args(["stats", "--json"])
+            .arg(&cap)
+            .stdin(Stdio::null())
+            .output_watched();
+        out.status.success()
+            && serde_json::from_slice::<Value>(&out.stdout).is_ok_and(|s| {
+                at_line(&s["top_by_count"], 38).is_some_and(|l| num(l, "count") >= 100)
+            })
+    };
+    memtrace_e2e::kill_when(&dir, &prog, &cap, &["--aggregate"], served);
     let s = stats(&cap);
     assert_eq!(s["complete"], false);
     let big = at_line(&s["top_at_peak"], 16).unwrap_or_else(|| panic!("{s}"));

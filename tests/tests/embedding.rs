@@ -299,10 +299,17 @@ fn a_detach_that_the_process_never_acknowledged_is_not_called_detached() {
     // Tracking starts in the interpreter, which runs Python code every 20 ms.
     wait_for(&dir.join("cap.bin"), "tracking never started");
     std::fs::write(dir.join("finalize"), "").expect("write");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for(
+        &dir.join("finalized"),
+        "the interpreter was never finalized",
+    );
+    // The process ends once the detach has asked it to stop (its `stop` file), not after a
+    // fixed time that a loaded machine may outrun.
     let done = dir.join("done");
+    let stop = std::path::PathBuf::from(format!("/tmp/memtrace-attach.{pid}/stop"));
     let ender = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        wait_for(&stop, "the detach never asked the process to stop");
+        std::thread::sleep(std::time::Duration::from_millis(200));
         std::fs::write(done, "").expect("write");
     });
     let detach = memtrace_in(&dir, &["detach", &pid]);

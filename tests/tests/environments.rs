@@ -295,8 +295,7 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
         .expect("SCRIPT's head");
     let text_of_script = format!("#!{}\nimport sys, venvonly\n{rest}", venv_python.display());
     let script = write(&dir, "known.py", &text_of_script);
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    memtrace_e2e::make_executable(&script);
     let plain = bounded(Command::new(&script), &dir);
     assert_eq!(plain.status.code(), Some(5), "untracked: {plain:?}");
     let capture = dir.join("shebang.bin");
@@ -321,11 +320,7 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
             base.display()
         ),
     );
-    std::fs::set_permissions(
-        &isolated,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
+    memtrace_e2e::make_executable(&isolated);
     let plain = bounded(Command::new(&isolated), &dir);
     assert_eq!(plain.status.code(), Some(0), "{plain:?}");
     assert!(text(&plain.stdout).starts_with("1\nNone\n"), "{plain:?}");
@@ -555,8 +550,7 @@ fn a_shim_s_environment_is_the_program_s_and_the_user_s_site_runs_once() {
             python().display()
         ),
     );
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    memtrace_e2e::make_executable(&shim);
     write(
         &lib,
         "sitecustomize.py",

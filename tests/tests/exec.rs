@@ -254,8 +254,7 @@ fn a_failed_exec_goes_on_in_the_same_capture() {
     // is not a program (ENOEXEC): the last two fail after the capture was made ready.
     let not_exec = write(&dir, "not-executable", "data");
     let bad = write(&dir, "bad-program", "\x7fELF not really");
-    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    memtrace_e2e::make_executable(&bad);
     for target in [
         None,
         Some(not_exec.to_str().expect("utf-8")),
@@ -846,7 +845,6 @@ fn children_after_a_chroot_run_as_without_the_tracker_under_follow_fork() {
 fn a_program_of_another_elf_class_is_refused_in_one_line() {
     // A 32-bit program's loader cannot load the 64-bit tracker: memtrace says so, as it does
     // for a statically linked one, instead of running it with the loader's error on its stderr.
-    use std::os::unix::fs::PermissionsExt;
     let dir = scratch("run-elf32");
     let mut header = vec![0u8; 64];
     header[..4].copy_from_slice(b"\x7fELF");
@@ -855,7 +853,7 @@ fn a_program_of_another_elf_class_is_refused_in_one_line() {
     header[18] = 3; // EM_386
     let prog = dir.join("prog32");
     std::fs::write(&prog, &header).expect("written");
-    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    memtrace_e2e::make_executable(&prog);
     let out = memtrace(&["run", "-o", "x.bin", prog.to_str().expect("utf-8")], &dir);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = stderr(&out);

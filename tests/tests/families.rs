@@ -662,6 +662,9 @@ fn memtrace_e2e_child(capture: &Path, pid: i64) -> PathBuf {
 fn a_child_that_outlives_the_parent_is_in_the_family() {
     let dir = scratch("family-orphan");
     let done = dir.join("done");
+    // The child allocates once the parent's run is over (the test says so with `go`), however
+    // slow the machine.
+    let go = dir.join("go");
     let script = write(
         &dir,
         "orphan.py",
@@ -670,19 +673,21 @@ fn a_child_that_outlives_the_parent_is_in_the_family() {
 import subprocess, sys
 
 code = '''
-import time
-time.sleep(1.0)
+import os, time
+while not os.path.exists({go:?}): time.sleep(0.02)
 def late():
     return b\"\\\\0\" * 6_000_000
 kept = late()
 open({done:?}, \"w\").close()
 '''
-child = subprocess.Popen([sys.executable, \"-c\", code], start_new_session=True)
+child = subprocess.Popen([sys.executable, \"-c\", code], start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print(child.pid)
 "
         ),
     );
     let (capture, out) = run_traced(&dir, &script);
+    std::fs::write(&go, "").expect("go");
     let kid = pids(&out.stdout)[0];
     // The parent is gone; the child finishes its capture on its own.
     let child_capture = memtrace_e2e_child(&capture, kid);

@@ -358,8 +358,7 @@ fn a_missing_or_foreign_interpreter_is_one_clear_line() {
 }
 
 fn make_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    memtrace_e2e::make_executable(path);
 }
 
 /// A directory holding `python3`, a link to the real interpreter: an ELF python3 on PATH.
@@ -501,6 +500,41 @@ fn an_explicit_interpreter_is_a_native_run() {
 
 /// Ctrl-C: the terminal signals the whole process group; memtrace stays, the script gets its
 /// KeyboardInterrupt, and memtrace ends as the untracked python does.
+/// Waits until a Python process of process group `group` (or a child of its leader) sleeps (its system call
+/// clock_nanosleep, 230 on x86-64, or nanosleep, 35).
+fn wait_for_python_asleep(group: i32) {
+    let start = std::time::Instant::now();
+    loop {
+        let asleep = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let dir = e.path();
+                let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+                let Some((head, rest)) = stat.rsplit_once(')') else {
+                    return false;
+                };
+                // In the group, or memtrace's child (in a group of its own).
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let group = group.to_string();
+                let in_group = fields.get(1) == Some(&group.as_str())
+                    || fields.get(2) == Some(&group.as_str());
+                let python = head.contains("(python");
+                let call = std::fs::read_to_string(dir.join("syscall")).unwrap_or_default();
+                in_group && python && (call.starts_with("230 ") || call.starts_with("35 "))
+            });
+        if asleep {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the script never slept"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn ctrl_c_is_a_keyboard_interrupt_in_the_script() {
     let dir = scratch("py-sigint");
@@ -521,9 +555,9 @@ fn ctrl_c_is_a_keyboard_interrupt_in_the_script() {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read");
         assert_eq!(line, "ready\n");
-        // Let the script reach its sleep.
-        std::thread::sleep(std::time::Duration::from_millis(300));
         let group = i32::try_from(child.id()).expect("pid");
+        // Once the script is in its sleep (a SIGINT before it put the traceback elsewhere).
+        wait_for_python_asleep(group);
         // SAFETY: killpg on the group of the child just started in its own group.
         assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0);
         child.wait_with_output().expect("wait")
@@ -675,8 +709,7 @@ fn a_script_run_through_its_shebang_line_keeps_its_process_name() {
         python().display()
     );
     let script = write(&dir, "a_long_worker_name.py", &text);
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    memtrace_e2e::make_executable(&script);
     let plain = Command::new(&script).current_dir(&dir).output_watched();
     let traced = Command::new(memtrace_bin())
         .args([

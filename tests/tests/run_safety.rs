@@ -676,7 +676,8 @@ fn a_sigterm_after_the_program_ended_ends_memtrace() {
     let mut started = false;
     loop {
         let list = std::fs::read_to_string(&children).unwrap_or_default();
-        started |= !list.trim().is_empty();
+        // Seen running, or (a short run between two looks) its capture made.
+        started |= !list.trim().is_empty() || dir.join("capture.bin").exists();
         if started && list.trim().is_empty() {
             break;
         }
@@ -1030,32 +1031,35 @@ fn timeout_s_signal_reaches_the_program_once() {
     for sig in ["INT", "TERM"] {
         let script = write(&dir, &format!("count_{sig}.py"), &counter(sig));
         let script = script.to_str().expect("utf-8");
+        // `timeout` expires once the program says it is ready (its handler set), however slow
+        // the machine: SIGALRM is timeout's own expiry (a fixed 1 s came before the handler on
+        // a loaded one).
         let run = |tracked: bool| {
-            let mut cmd = Command::new("timeout");
-            cmd.args(["--preserve-status", "-s", sig, "1"]);
-            if tracked {
-                cmd.arg(memtrace_bin()).args([
-                    "run",
-                    "-q",
-                    "-f",
-                    "-o",
-                    "timeout.bin",
-                    "--python",
-                    &py,
-                ]);
+            let program = if tracked {
+                format!(
+                    "'{}' run -q -f -o timeout.bin --python '{py}'",
+                    memtrace_bin().display()
+                )
             } else {
-                cmd.arg(&py);
-            }
-            let out = cmd
-                .arg(script)
+                format!("'{py}'")
+            };
+            let line = format!(
+                "rm -f out.txt; timeout --preserve-status -s {sig} 120 {program} '{script}' > out.txt & t=$!; \
+                 until grep -q ready out.txt; do sleep 0.02; done; kill -ALRM $t; wait $t; echo \"status $?\""
+            );
+            let out = Command::new("sh")
+                .args(["-c", &line])
                 .current_dir(&dir)
                 .env("TMPDIR", &tmp)
                 .stdin(Stdio::null())
                 .output_watched();
-            (
-                out.status.code(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-            )
+            let said = String::from_utf8_lossy(&out.stdout).into_owned();
+            let status = said
+                .trim()
+                .strip_prefix("status ")
+                .and_then(|s| s.parse::<i32>().ok());
+            let printed = std::fs::read_to_string(dir.join("out.txt")).unwrap_or_default();
+            (status, printed)
         };
         let expected = (Some(0), format!("ready\ngot\nSIG{sig} x1\n"));
         let (status, plain) = run(false);
@@ -1074,7 +1078,7 @@ fn a_signal_to_memtrace_alone_from_its_group_s_leader_is_passed_on() {
     let (dir, tmp) = dirs("leader-signal");
     let script = write(&dir, "count.py", &counter("TERM"));
     let line = format!(
-        "'{}' run -q -f -o leader.bin --python '{}' '{}' & pid=$!; sleep 1; kill -TERM $pid; wait $pid; echo \"exit $?\"",
+        "'{}' run -q -f -o leader.bin --python '{}' '{}' > out.txt & pid=$!; until grep -q ready out.txt; do sleep 0.02; done; kill -TERM $pid; wait $pid; echo \"exit $?\" >> out.txt; cat out.txt",
         memtrace_bin().display(),
         python_str(),
         script.display()
@@ -1472,9 +1476,7 @@ fn an_executable_py_file_of_another_interpreter_runs_as_its_path_would() {
     // `./bashy.py` runs bash, as its #! line says; it ran with python3 (a SyntaxError).
     let (dir, _) = dirs("foreign-shebang");
     let script = write(&dir, "bashy.py", "#!/bin/bash\necho \"bash here $0 $1\"\n");
-    let mut perm = std::fs::metadata(&script).expect("meta").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&script, perm).expect("chmod");
+    memtrace_e2e::make_executable(&script);
     let alone = Command::new("./bashy.py")
         .arg("a")
         .current_dir(&dir)

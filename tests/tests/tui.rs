@@ -243,12 +243,12 @@ fn a_terminal_that_goes_away_ends_the_ui() {
     let _ = tmux.run(&["kill-server"]);
     let start = Instant::now();
     let alive = || Path::new(&format!("/proc/{pid}")).exists();
-    while alive() && start.elapsed() < Duration::from_secs(5) {
+    while alive() && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));
     }
     if alive() {
         // SAFETY: kill(2) on the process this test started, left running.
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        panic!("memtrace tree {pid} still runs 5 s after its terminal went away");
+        panic!("memtrace tree {pid} still runs 30 s after its terminal went away");
     }
 }

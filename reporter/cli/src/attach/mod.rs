@@ -259,7 +259,10 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         Some(_) => attach_python(&job),
         None => attach_native(&job),
     };
-    drop(interrupts);
+    // With --duration the signals stay caught until its wait (which then detaches): left to
+    // their default between the two, a SIGTERM or SIGQUIT ended memtrace silently and the
+    // process stayed tracked.
+    let kept_interrupts = (duration_ms > 0 && !args.live).then_some(interrupts);
     if let Err(e) = attached {
         return Err(match ptrace::interrupted() {
             true => interrupted(pid),
@@ -272,7 +275,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     let running = dir.join(RUNNING);
     let started = || running.exists() && capture.exists();
     let start = Instant::now();
-    while !started() && start.elapsed() < Duration::from_secs(10) && alive(pid) {
+    while !started() && start.elapsed() < Duration::from_secs(10) && not_ended(pid) {
         if let Some(e) = state_dir::read(&dir.join("error")) {
             return Err(format!(
                 "process {pid} could not start tracking: {}",
@@ -281,13 +284,28 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    made.keep();
-    replaced.discard();
     let shown = capture
         .strip_prefix(&cwd)
         .unwrap_or(&capture)
         .display()
         .to_string();
+    if !not_ended(pid) {
+        // Its files under /proc/PID/root are gone with it: not "cancelled", not "attached".
+        held.remove();
+        if !capture.exists() {
+            return Err(format!(
+                "process {pid} ended before tracking started: nothing was recorded"
+            ));
+        }
+        made.keep();
+        replaced.discard();
+        crate::say!(
+            "memtrace: process {pid} ended just after tracking started; its capture holds its run to its end: memtrace stats {shown}"
+        );
+        return Ok(());
+    }
+    made.keep();
+    replaced.discard();
     let when = humantime_now();
     if !active.exists() {
         // Removed by a detach that did not wait for the lock (another user's temporary
@@ -325,7 +343,7 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
     if duration_ms > 0 {
         // Tracking ends by itself: wait for it. Ctrl-C, SIGTERM or a closed terminal end it
         // early (a detach): they ended memtrace alone, and the process stayed tracked.
-        let interrupts = ptrace::catch_interrupts();
+        let interrupts = kept_interrupts.unwrap_or_else(ptrace::catch_interrupts);
         let limit = Duration::from_millis(duration_ms) + Duration::from_secs(30);
         let start = Instant::now();
         // As in `detach`: the process ended before its tracker stopped.

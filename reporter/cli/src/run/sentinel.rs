@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// How long memtrace waits for the sentinel's report of a signal from a process of the group:
 /// `timeout` signals its group right after its child, but on a busy machine the sentinel may
 /// run some time later. A signal sent to memtrace alone is passed on this much later.
-pub const GROUP_WAIT: Duration = Duration::from_millis(100);
+pub const GROUP_WAIT: Duration = Duration::from_millis(500);
 /// Reports older than this are dropped unmatched (the program's own `kill(0, ...)`).
 const KEPT: Duration = Duration::from_secs(1);
 
