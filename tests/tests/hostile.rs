@@ -13,6 +13,7 @@ use memtrace_format::{
 use serde_json::Value;
 use std::ffi::OsString;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -64,18 +65,23 @@ impl Outcome {
     }
 }
 
-/// Runs `memtrace ARGS` in `dir`, measuring its peak resident size (wait4's rusage of that one
-/// child); kills it and fails past `limit`.
+/// Runs `memtrace ARGS` in `dir`, measuring its peak resident size (through
+/// tests/programs/peak_rss.c); kills it and fails past `limit`.
 fn run_bounded(args: &[OsString], dir: &Path, limit: Duration) -> Outcome {
     run_bounded_to(args, dir, limit, true)
 }
 
-/// [`run_bounded`], its output kept or (`keep_stdout` false) thrown away: the peak resident
-/// size a child reports counts this process's too (a child starts as a copy of it), so a test
-/// must not hold large outputs.
+/// tests/programs/peak_rss.c, compiled once.
+fn peak_rss() -> &'static Path {
+    static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+    PROGRAM.get_or_init(|| memtrace_e2e::compile("peak_rss", &scratch("peak-rss")))
+}
+
+/// [`run_bounded`], its output kept or (`keep_stdout` false) thrown away.
 // The child is reaped by wait4, which std does not know of.
 #[allow(clippy::zombie_processes)]
 fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: bool) -> Outcome {
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let what = format!(
         "memtrace {}",
         args.iter()
@@ -83,7 +89,14 @@ fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: b
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut child = Command::new(memtrace_bin())
+    let peak_file = std::env::temp_dir().join(format!(
+        "memtrace-e2e-peak-rss.{}.{}",
+        std::process::id(),
+        RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut child = Command::new(peak_rss())
+        .arg(&peak_file)
+        .arg(memtrace_bin())
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -93,6 +106,7 @@ fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: b
             Stdio::null()
         })
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("memtrace starts");
     let out = child.stdout.take();
@@ -122,6 +136,8 @@ fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: b
         }
         assert!(r == 0, "{what}: wait4 failed");
         if start.elapsed() > limit {
+            // SAFETY: kill(2) of the process group this test made (the wrapper and memtrace).
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = child.kill();
             panic!("{what}: still running after {limit:?}");
         }
@@ -130,12 +146,22 @@ fn run_bounded_to(args: &[OsString], dir: &Path, limit: Duration, keep_stdout: b
     let stdout = out_reader.join().expect("stdout reader");
     let stderr = String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned();
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let max_rss_kib = std::fs::read_to_string(&peak_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: no peak resident size from peak_rss ({usage_note})",
+                usage_note = usage.ru_maxrss
+            )
+        });
+    let _ = std::fs::remove_file(&peak_file);
     Outcome {
         what,
         code,
         stdout,
         stderr,
-        max_rss_kib: usage.ru_maxrss,
+        max_rss_kib,
     }
 }
 

@@ -10,9 +10,15 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// Whether process `pid` has not ended: a zombie (ended, not yet reaped by its parent) has,
-/// and its files under /proc/PID/root are gone with it.
+/// and its files under /proc/PID/root are gone with it. A main thread that ended (a zombie
+/// thread) does not end a process whose other threads run.
 pub fn not_ended(pid: i32) -> bool {
-    alive(pid) && !matches!(state(pid), Some('Z' | 'X'))
+    let thread = injection_thread(pid);
+    alive(pid)
+        && !matches!(
+            state_of(&format!("/proc/{pid}/task/{thread}/stat")),
+            Some('Z' | 'X') | None
+        )
 }
 
 /// The process's state letter from /proc/PID/stat (R, S, D, T stopped, t traced, Z zombie...).
