@@ -368,8 +368,9 @@ fn reports_of_a_capture_being_written_call_nothing_damaged() {
     let script = write(
         &dir,
         "slow.py",
-        "import time\nkeep = []\nfor i in range(200):\n    keep.append(bytearray(100000))\n    \
-         x = [str(j) for j in range(2000)]\n    time.sleep(0.01)\n",
+        "import os, time\nkeep = []\nfor i in range(200):\n    keep.append(bytearray(100000))\n    \
+         x = [str(j) for j in range(2000)]\n    time.sleep(0.01)\n\
+         while not os.path.exists('stop'):\n    x = [str(j) for j in range(2000)]\n    time.sleep(0.01)\n",
     );
     let cap = dir.join("w.bin");
     let mut run = Command::new(memtrace_bin())
@@ -401,11 +402,15 @@ fn reports_of_a_capture_being_written_call_nothing_damaged() {
                     "read {reads}: {warnings:?}"
                 );
                 reads += 1;
+                // The program allocates until told to stop, after enough reads.
+                if reads == 8 {
+                    std::fs::write(dir.join("stop"), "").expect("stop");
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(reads >= 5, "only {reads} reads while the program ran");
+    assert!(reads >= 8, "only {reads} reads while the program ran");
 }
 
 #[test]
