@@ -1093,28 +1093,46 @@ fn reports_show_source_lines_of_python_files_only() {
 fn a_capture_cut_short_while_a_report_reads_it_ends_the_report_in_one_line() {
     // `cp other.bin cap.bin` truncates the file in place: the report's next read of its map
     // past the new end faulted (SIGBUS, exit 135, no word).
-    let capture = record_known_lines("hostile-shrink", 3_000_000);
-    let mut child = Command::new(memtrace_bin())
-        .arg("stats")
-        .arg(&capture)
-        .env("MEMTRACE_INDEX", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("memtrace starts");
-    // Once the capture is mapped, cut it to its first page.
-    let maps = format!("/proc/{}/maps", child.id());
+    // The report is stopped once it has mapped the capture, the capture cut to its first
+    // page, and the report let go on (tried again when the report was done before its stop).
+    let mut tries = 0;
+    let (capture, child) = loop {
+        tries += 1;
+        let capture = record_known_lines("hostile-shrink", 3_000_000);
+        let mut child = Command::new(memtrace_bin())
+            .arg("stats")
+            .arg(&capture)
+            .env("MEMTRACE_INDEX", "off")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("memtrace starts");
+        let maps = format!("/proc/{}/maps", child.id());
+        let name = capture.to_str().expect("utf-8").to_string();
+        let start = Instant::now();
+        while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(&name)) {
+            assert!(start.elapsed() < TIME_LIMIT, "the capture was never mapped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) of the report this test started.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        if child.try_wait().expect("wait").is_some() {
+            assert!(tries < 5, "the report ended before its stop {tries} times");
+            continue;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&capture)
+            .and_then(|f| f.set_len(4096))
+            .expect("truncate");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        break (capture, child);
+    };
     let name = capture.to_str().expect("utf-8");
     let start = Instant::now();
-    while !std::fs::read_to_string(&maps).is_ok_and(|m| m.contains(name)) {
-        assert!(start.elapsed() < TIME_LIMIT, "the capture was never mapped");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&capture)
-        .and_then(|f| f.set_len(4096))
-        .expect("truncate");
+    let mut child = child;
     while child.try_wait().expect("wait").is_none() {
         assert!(start.elapsed() < TIME_LIMIT, "the report hangs");
         std::thread::sleep(Duration::from_millis(10));
