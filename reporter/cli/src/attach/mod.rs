@@ -488,8 +488,9 @@ const LOADER_FUNCTIONS: &[&str] = &[
     "_Fork",
 ];
 
-/// How long memtrace waits for the main thread to leave the allocator and the loader.
-const SAFE_POINT_PATIENCE: Duration = Duration::from_secs(5);
+/// How long memtrace waits for the main thread to leave the allocator and the loader (long
+/// enough for a loaded machine, where the thread runs only now and then).
+const SAFE_POINT_PATIENCE: Duration = Duration::from_secs(15);
 
 fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, String> {
     let mut thread = Stopped::seize(via).map_err(|e| match e {
