@@ -403,6 +403,14 @@ fn others(
     room: usize,
 ) -> Vec<(Vec<u64>, i64, Acc)> {
     let mut callers = Callers::new(MAX_OTHER_DEPTH);
+    if tables.frame_view == FrameView::Merged {
+        // At most every stack id of the table, once per thread that uses it: mostly once.
+        let max_id = tables.stacks.keys().copied().max().unwrap_or(0);
+        callers.reserve(
+            tables.stacks.len().min(left.len() * MAX_OTHER_DEPTH),
+            max_id,
+        );
+    }
     for ((stack, thread), acc) in &left {
         let views = [
             acc.peak.bytes,
