@@ -225,6 +225,53 @@ fn every_pyenv_python_is_tracked() {
     }
 }
 
+/// bench/callgrind.sh's way: `valgrind --trace-children=yes memtrace run --python PY script`.
+/// valgrind runs the interpreter inside its tool, a static program: only /proc/self/exe names
+/// the interpreter there (/proc/thread-self/exe is the tool), and a tracker that read the latter
+/// took the run for a native one (no Python frames, no pymalloc: the bench measured nothing).
+#[test]
+fn a_python_run_under_valgrind_is_tracked_as_python() {
+    let Some(python) = debian_python() else {
+        return;
+    };
+    let dir = scratch("env-valgrind-python");
+    let script = write(&dir, "known.py", SCRIPT);
+    let capture = dir.join("known.bin");
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["-q", "--tool=none", "--trace-children=yes"])
+        .arg(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&capture)
+        .arg("--python")
+        .arg(&python)
+        .arg(&script);
+    let out = bounded(cmd, &dir);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_eq!(text(&out.stdout), "size 10000000\n");
+    // valgrind's launcher is the first program, its tool (running the interpreter) the next:
+    // one capture holds the script's allocation.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read the directory")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("known.bin"))
+        .collect();
+    names.sort();
+    let holding: Vec<Value> = names
+        .iter()
+        .map(|n| stats(&dir.join(n)))
+        .filter(|s| location(s, "f", 5).is_some())
+        .collect();
+    assert_eq!(holding.len(), 1, "one of {names:?} holds f at line 5");
+    let s = &holding[0];
+    the_script_allocation_is_at_its_line(s, "under valgrind");
+    assert!(
+        allocator(s, "pymalloc_malloc") > 0,
+        "under valgrind: {}",
+        s["allocators"]
+    );
+}
+
 /// `base -m venv --without-pip VENV` (bounded, run in `dir`); the venv's `bin/python`.
 fn make_venv(base: &Path, venv: &Path, dir: &Path) -> PathBuf {
     let mut make = Command::new(base);

@@ -600,20 +600,22 @@ pub fn readlink(path: &[u8], buf: &mut [u8]) -> usize {
     }
 }
 
-/// The program's executable path into buf; returns the length. Through /proc/thread-self: a
+/// The program's executable path into buf; returns the length. /proc/self first: valgrind
+/// shows its guest the guest's own executable there (and only there: /proc/thread-self/exe is
+/// its tool, which made a Python run under valgrind a native one). Then /proc/thread-self: a
 /// process whose main thread ended (pthread_exit) while others run has no /proc/self/exe.
 pub fn readlink_exe(buf: &mut [u8]) -> usize {
-    match readlink(b"/proc/thread-self/exe\0", buf) {
-        0 => readlink(b"/proc/self/exe\0", buf),
+    match readlink(b"/proc/self/exe\0", buf) {
+        0 => readlink(b"/proc/thread-self/exe\0", buf),
         n => n,
     }
 }
 
-/// The program's command line (NUL-separated) into buf; returns the length. Through
-/// /proc/thread-self, as [`readlink_exe`].
+/// The program's command line (NUL-separated) into buf; returns the length. /proc/self first,
+/// then /proc/thread-self, as [`readlink_exe`].
 pub fn read_cmdline(buf: &mut [u8]) -> usize {
-    match read_file(b"/proc/thread-self/cmdline\0", buf) {
-        0 => read_file(b"/proc/self/cmdline\0", buf),
+    match read_file(b"/proc/self/cmdline\0", buf) {
+        0 => read_file(b"/proc/thread-self/cmdline\0", buf),
         n => n,
     }
 }
