@@ -139,6 +139,11 @@ pub struct Options {
     /// combined peak names the tick of what each image held, since one nanosecond may hold
     /// several ticks of different values ([`crate::family::combined::Peak::by_image_tick`]).
     pub peak_at_tick: Option<u64>,
+    /// Take the "peak" right after this event (its index in the replay's order; wins over
+    /// both above): a tick may hold several events of different values, and a family's
+    /// combined peak names the event of each image's value
+    /// ([`crate::family::combined::Peak::by_image_at`]).
+    pub peak_at_event: Option<u64>,
     /// Time buckets on a grid given in CLOCK_MONOTONIC ns, each bucket's snapshot at its
     /// moment (a family's buckets, common to its captures); replaces [`Options::buckets`].
     pub bucket_moments: Option<BucketMoments>,
@@ -171,6 +176,7 @@ impl Default for Options {
             heap_steps: false,
             peak_at_mono_ns: None,
             peak_at_tick: None,
+            peak_at_event: None,
             bucket_moments: None,
         }
     }
@@ -368,6 +374,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             r.peak_at = options
                 .peak_at_tick
                 .or_else(|| options.peak_at_mono_ns.map(last_tick_of));
+            r.peak_at_event = options.peak_at_event;
             r
         },
         threads: index

@@ -69,8 +69,14 @@ pub struct Replay {
     /// Instead of the highest point, take `peak` at this tick: what is live after the last
     /// event at or before it (a family's combined peak, a moment chosen from outside).
     pub peak_at: Option<u64>,
+    /// Instead of the highest point, take `peak` right after this event (its index in the
+    /// replay's order; wins over `peak_at`): a tick may hold several events of different
+    /// values, and a family's combined peak names the event of each image's value.
+    pub peak_at_event: Option<u64>,
     /// `peak` was taken at `peak_at` (the first event after it was seen).
     peak_at_taken: bool,
+    /// The tick of the last event replayed (that of `peak_at_event`'s snapshot).
+    last_tick: u64,
 }
 
 /// What a frozen replay keeps of its live heap.
@@ -242,18 +248,23 @@ impl Replay {
         self.peak_at_taken = true;
     }
 
-    /// With `peak_at`, once every event is replayed: nothing came after it, so `peak` is what
-    /// is live at the end.
+    /// With `peak_at` or `peak_at_event`, once every event is replayed: nothing came after
+    /// it, so `peak` is what is live at the end.
     pub fn finish_peak_at(&mut self, last_tick: Option<u64>) {
-        if self.peak_at.is_some() && !self.peak_at_taken {
+        if self.peak_chosen() && !self.peak_at_taken {
             let tick = last_tick.or(self.peak_at).unwrap_or(0);
             self.take_peak_at(tick, self.events);
         }
     }
 
+    /// The peak is taken at a moment chosen from outside, not at the highest point.
+    fn peak_chosen(&self) -> bool {
+        self.peak_at.is_some() || self.peak_at_event.is_some()
+    }
+
     #[inline]
     fn check_peak(&mut self, tick: u64, event_index: u64) {
-        if self.peak_at.is_some() {
+        if self.peak_chosen() {
             return;
         }
         self.check_highest(tick, event_index, self.live_bytes());
@@ -290,7 +301,7 @@ impl Replay {
             t.start_afresh();
         }
         self.heap_series.clear();
-        self.heap_series.record(tick, 0);
+        self.heap_series.record_event(tick, 0, index);
     }
 
     /// Adds the mapping of an mmap or of an mremap's new half (replacing what it overlaps).
@@ -327,7 +338,7 @@ impl Replay {
     pub fn events(&mut self, thread: usize, events: &[Event]) {
         // Most replays (every text report) want none of the extras: their loop leaves out the
         // checks for them, on the path of every event.
-        let plain = self.peak_at.is_none()
+        let plain = !self.peak_chosen()
             && self.buckets.is_none()
             && self.temporary.is_none()
             && self.frozen.is_none();
@@ -358,7 +369,16 @@ impl Replay {
         for (i, ev) in events.iter().enumerate() {
             let index = base + i as u64 + 1;
             if EXTRAS {
-                if let Some(at) = self.peak_at {
+                if let Some(after) = self.peak_at_event {
+                    if index > after && !self.peak_at_taken {
+                        let tick = if i > 0 {
+                            events[i - 1].tick
+                        } else {
+                            self.last_tick
+                        };
+                        self.take_peak_at(tick, index - 1);
+                    }
+                } else if let Some(at) = self.peak_at {
                     if ev.tick > at && !self.peak_at_taken {
                         self.take_peak_at(at, index - 1);
                     }
@@ -390,7 +410,8 @@ impl Replay {
                 } else {
                     self.check_highest(ev.tick, index, self.live_now::<false>());
                 }
-                self.heap_series.record(ev.tick, self.live_now::<EXTRAS>());
+                self.heap_series
+                    .record_event(ev.tick, self.live_now::<EXTRAS>(), index);
                 continue;
             }
             match c {
@@ -431,8 +452,11 @@ impl Replay {
                             self.departed_since(b.index(), d);
                         }
                         // Live bytes fell: only a new bucket of the series can take them.
-                        self.heap_series
-                            .record_fall(ev.tick, self.live_now::<EXTRAS>());
+                        self.heap_series.record_fall_event(
+                            ev.tick,
+                            self.live_now::<EXTRAS>(),
+                            index,
+                        );
                     }
                 }
                 code::MUNMAP => {
@@ -440,7 +464,8 @@ impl Replay {
                         self.frees += 1;
                     }
                     self.unmap(ev.addr, ev.size);
-                    self.heap_series.record(ev.tick, self.live_bytes());
+                    self.heap_series
+                        .record_event(ev.tick, self.live_bytes(), index);
                 }
                 code::RESIDENT => self.resident_series.record(ev.tick, ev.size),
                 code::MREMAP_OLD => self.unmap(ev.addr, ev.size),
@@ -451,7 +476,8 @@ impl Replay {
                     self.map(ev, thread, index);
                     self.check_peak(ev.tick, index);
                     self.allocated(ev, thread);
-                    self.heap_series.record(ev.tick, self.live_bytes());
+                    self.heap_series
+                        .record_event(ev.tick, self.live_bytes(), index);
                 }
                 code::MARKER
                     if self.exit.is_none()
@@ -470,6 +496,9 @@ impl Replay {
                 }
                 _ => {}
             }
+        }
+        if let Some(last) = events.last() {
+            self.last_tick = last.tick;
         }
         self.events = base + events.len() as u64;
     }
@@ -529,6 +558,69 @@ mod tests {
         );
         let top = r.heap_series.points().map(|p| p.1).max();
         assert_eq!(top, Some(r.peak.bytes));
+    }
+
+    #[test]
+    fn a_peak_taken_after_an_event_holds_that_event_s_value_within_its_tick() {
+        // Three events in tick 10 (150, then 100, then 148) and one in tick 20: a snapshot at
+        // tick 10 holds what its last event left (148); one after event 1 holds 150, the
+        // series' value there, and the series names that event.
+        let at = |tick: u64, mut e: Event| {
+            e.tick = tick;
+            e
+        };
+        let events = [
+            at(10, alloc(0x100, 150, 1)),
+            at(10, free(0x100)),
+            at(10, alloc(0x200, 148, 2)),
+            at(20, alloc(0x300, 1, 3)),
+        ];
+        let mut by_tick = Replay {
+            peak_at: Some(10),
+            ..Replay::default()
+        };
+        by_tick.events(0, &events[..2]);
+        by_tick.events(1, &events[2..]);
+        assert_eq!(by_tick.peak.bytes, 148);
+        let mut by_event = Replay {
+            peak_at: Some(10),
+            peak_at_event: Some(1),
+            ..Replay::default()
+        };
+        by_event.events(0, &events[..2]);
+        by_event.events(1, &events[2..]);
+        assert_eq!((by_event.peak.bytes, by_event.peak.event_index), (150, 1));
+        assert_eq!(by_event.peak.tick, Some(10));
+        assert_eq!(sum(&by_event.peak_set(), 1, 0), (150, 1));
+        // After event 2, the first of the second run: the tick is the run before's last.
+        let mut across = Replay {
+            peak_at_event: Some(2),
+            ..Replay::default()
+        };
+        across.events(0, &events[..2]);
+        across.events(1, &events[2..]);
+        assert_eq!((across.peak.bytes, across.peak.tick), (0, Some(10)));
+        // After the last event: taken at the end.
+        let mut last = Replay {
+            peak_at_event: Some(4),
+            ..Replay::default()
+        };
+        last.events(0, &events);
+        last.finish_peak_at(Some(20));
+        assert_eq!((last.peak.bytes, last.peak.event_index), (149, 4));
+        // The highest value's event, as a series of one-tick steps keeps it once widened.
+        let mut free_run = Replay {
+            heap_series: Series::with_capacity(8),
+            ..Replay::default()
+        };
+        free_run.events(0, &events);
+        assert_eq!(
+            free_run
+                .heap_series
+                .points_with_events()
+                .collect::<Vec<_>>(),
+            vec![(10, 150, 1), (20, 149, 4)]
+        );
     }
 
     #[test]

@@ -11,8 +11,9 @@ pub struct Series {
     pub(crate) capacity: usize,
     /// log2 of the ticks per bucket.
     pub(crate) shift: u32,
-    /// (bucket, tick of the highest value, the value), in bucket order.
-    pub(crate) points: Vec<(u64, u64, u64)>,
+    /// (bucket, tick of the highest value, the value, the event after which it was the value:
+    /// its index in the replay's order, 0 where not given), in bucket order.
+    pub(crate) points: Vec<(u64, u64, u64, u64)>,
     /// Keep the last value of a tick rather than its highest, while buckets are one tick wide
     /// ([`Series::steps`]).
     pub(crate) steps: bool,
@@ -41,20 +42,29 @@ impl Series {
     }
 
     /// Records `value` at `tick` (ticks come in order; a late one joins the last bucket).
-    /// Inlined: the replay calls it for every event.
     #[inline]
     pub fn record(&mut self, tick: u64, value: u64) {
+        self.record_event(tick, value, 0);
+    }
+
+    /// Records `value` at `tick`, the value after the event `event` (its index in the replay's
+    /// order): a point's event is where a snapshot finds its value exactly, where a tick may
+    /// hold several events of different values. Inlined: the replay calls it for every event.
+    #[inline]
+    pub fn record_event(&mut self, tick: u64, value: u64, event: u64) {
         let bucket = tick >> self.shift;
         match self.points.last_mut() {
             Some(last) if last.0 >= bucket => {
                 if self.steps && self.shift == 0 {
                     last.2 = value;
+                    last.3 = event;
                 } else if value > last.2 {
                     last.1 = tick;
                     last.2 = value;
+                    last.3 = event;
                 }
             }
-            _ => self.open_bucket(bucket, tick, value),
+            _ => self.open_bucket(bucket, tick, value, event),
         }
     }
 
@@ -63,15 +73,21 @@ impl Series {
     /// bucket is looked for.
     #[inline]
     pub fn record_fall(&mut self, tick: u64, value: u64) {
+        self.record_fall_event(tick, value, 0);
+    }
+
+    /// [`Series::record_fall`] after the event `event` ([`Series::record_event`]).
+    #[inline]
+    pub fn record_fall_event(&mut self, tick: u64, value: u64, event: u64) {
         match self.points.last() {
             Some(last) if last.0 >= tick >> self.shift && !self.steps => {}
-            _ => self.record(tick, value),
+            _ => self.record_event(tick, value, event),
         }
     }
 
     /// A point in a new bucket (widening the buckets first when the series is full).
     #[cold]
-    fn open_bucket(&mut self, bucket: u64, tick: u64, value: u64) {
+    fn open_bucket(&mut self, bucket: u64, tick: u64, value: u64, event: u64) {
         let capacity = if self.capacity == 0 {
             MAX_POINTS
         } else {
@@ -79,25 +95,26 @@ impl Series {
         };
         if self.points.len() >= capacity {
             self.widen();
-            return self.record(tick, value);
+            return self.record_event(tick, value, event);
         }
-        self.points.push((bucket, tick, value));
+        self.points.push((bucket, tick, value, event));
     }
 
     /// Doubles the bucket width, merging pairs of buckets into their highest point.
     fn widen(&mut self) {
         self.shift = (self.shift + 1).min(63);
-        let mut merged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.points.len() / 2 + 1);
-        for &(_, tick, value) in &self.points {
+        let mut merged: Vec<(u64, u64, u64, u64)> = Vec::with_capacity(self.points.len() / 2 + 1);
+        for &(_, tick, value, event) in &self.points {
             let bucket = tick >> self.shift;
             match merged.last_mut() {
                 Some(last) if last.0 >= bucket => {
                     if value > last.2 {
                         last.1 = tick;
                         last.2 = value;
+                        last.3 = event;
                     }
                 }
-                _ => merged.push((bucket, tick, value)),
+                _ => merged.push((bucket, tick, value, event)),
             }
         }
         self.points = merged;
@@ -114,7 +131,12 @@ impl Series {
 
     /// The (tick, value) points in time order.
     pub fn points(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.points.iter().map(|&(_, t, v)| (t, v))
+        self.points.iter().map(|&(_, t, v, _)| (t, v))
+    }
+
+    /// The (tick, value, event) points in time order ([`Series::record_event`]).
+    pub fn points_with_events(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.points.iter().map(|&(_, t, v, e)| (t, v, e))
     }
 
     pub fn len(&self) -> usize {

@@ -38,10 +38,10 @@ pub struct Image {
     /// It could not be read, or records the tracker wrote are missing from it (the file was
     /// emptied, cut or overwritten).
     pub damaged: bool,
-    /// (monotonic ns, live bytes, the capture's tick of that value) in time order: the tick
-    /// is what a snapshot of this image is taken at, since one nanosecond may hold several
-    /// ticks of different values.
-    pub series: Vec<(u64, u64, u64)>,
+    /// (monotonic ns, live bytes, where a snapshot of this image finds that value) in time
+    /// order: one nanosecond may hold several ticks, and one tick several events, of
+    /// different values.
+    pub series: Vec<(u64, u64, At)>,
     /// Why it could not be read (then its figures are zero).
     pub error: Option<String>,
     pub warnings: Vec<String>,
@@ -58,9 +58,25 @@ pub struct Peak {
     pub by_process: Vec<(usize, u64)>,
     /// What each image held then, by image index.
     pub by_image: Vec<u64>,
-    /// The tick (of its own capture) of what each image held then, by image index: None when
-    /// it held nothing. A snapshot of the image at that tick holds `by_image`'s value.
-    pub by_image_tick: Vec<Option<u64>>,
+    /// Where (in its own capture) each image held that, by image index: None when it held
+    /// nothing. A snapshot of the image there holds `by_image`'s value.
+    pub by_image_at: Vec<Option<At>>,
+}
+
+/// Where a snapshot of an image finds a value of its series: right after the event `event`
+/// (its index in the replay's order), or, where the series names none (0: an aggregated
+/// capture's), after the last event of the tick `tick`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct At {
+    pub tick: u64,
+    pub event: u64,
+}
+
+impl At {
+    /// The options that take an analysis's peak here.
+    pub fn peak_options(at: Option<At>) -> (Option<u64>, Option<u64>) {
+        (at.map(|a| a.tick), at.map(|a| a.event).filter(|&e| e > 0))
+    }
 }
 
 /// Reads every capture of `family` (in parallel).
@@ -102,14 +118,19 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     );
     let start = capture.header.start_mono_ns;
     let at = |tick: u64| -> u64 { (start as f64 + a.clock.ns(tick)).max(0.0) as u64 };
-    let mut series: Vec<(u64, u64, u64)> = a
+    let mut series: Vec<(u64, u64, At)> = a
         .replay
         .heap_series
-        .points()
-        .map(|(t, v)| (at(t), v, t))
+        .points_with_events()
+        .map(|(t, v, event)| (at(t), v, At { tick: t, event }))
         .collect();
     if let Some(t) = a.replay.peak.tick {
-        with_peak(&mut series, (at(t), a.replay.peak.bytes, t));
+        let peak = &a.replay.peak;
+        let place = At {
+            tick: t,
+            event: peak.event_index,
+        };
+        with_peak(&mut series, (at(t), peak.bytes, place));
     }
     let end = start + (a.duration_s() * 1e9) as u64;
     Image {
@@ -131,23 +152,23 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     }
 }
 
-/// Puts the image's exact peak (`bytes` at `t`, its tick `tick`) into its step series where
+/// Puts the image's exact peak (`bytes` at `t`, found at `place`) into its step series where
 /// the series' points missed it (the last allocation before a fall in the same nanosecond):
 /// one tracked process's combined peak read 32 bytes below its own peak. The step after it
 /// is kept.
-fn with_peak(series: &mut Vec<(u64, u64, u64)>, (t, bytes, tick): (u64, u64, u64)) {
+fn with_peak(series: &mut Vec<(u64, u64, At)>, (t, bytes, place): (u64, u64, At)) {
     if series.iter().any(|p| p.1 >= bytes) {
         return;
     }
     let i = series.partition_point(|p| p.0 < t);
     match series.get(i).copied() {
         Some((at, after, after_tick)) if at == t => {
-            series[i] = (t, bytes, tick);
+            series[i] = (t, bytes, place);
             if series.get(i + 1).is_none_or(|p| p.0 > t + 1) {
                 series.insert(i + 1, (t + 1, after, after_tick));
             }
         }
-        _ => series.insert(i, (t, bytes, tick)),
+        _ => series.insert(i, (t, bytes, place)),
     }
 }
 
@@ -192,13 +213,13 @@ pub fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
     ))
 }
 
-/// Every image's steps as (time, image, value, its tick), in time order, each image's heap
-/// gone at its end (no tick; equal times: an image's end after its own last step; the sort
+/// Every image's steps as (time, image, value, where), in time order, each image's heap
+/// gone at its end (nowhere; equal times: an image's end after its own last step; the sort
 /// is stable).
-pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64, Option<u64>)> {
-    let mut points: Vec<(u64, usize, u64, Option<u64>)> = Vec::new();
+pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64, Option<At>)> {
+    let mut points: Vec<(u64, usize, u64, Option<At>)> = Vec::new();
     for (i, img) in images.iter().enumerate() {
-        points.extend(img.series.iter().map(|&(t, v, tick)| (t, i, v, Some(tick))));
+        points.extend(img.series.iter().map(|&(t, v, at)| (t, i, v, Some(at))));
         let last = img.series.last().map_or(0, |p| p.0);
         points.push((img.end_mono_ns.max(last), i, 0, None));
     }
@@ -238,10 +259,10 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
     }
     // What each image held at that moment: the sweep again, up to it.
     let mut held = vec![0u64; images.len()];
-    let mut held_tick = vec![None; images.len()];
-    for &(_, i, v, tick) in &points[..=best.2] {
+    let mut held_at = vec![None; images.len()];
+    for &(_, i, v, at) in &points[..=best.2] {
         held[i] = v;
-        held_tick[i] = tick.filter(|_| v > 0);
+        held_at[i] = at.filter(|_| v > 0);
     }
     let mut by_process = vec![0u64; processes];
     let held_by_image = held.clone();
@@ -261,7 +282,7 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
         mono_ns: best.1,
         by_process,
         by_image: held_by_image,
-        by_image_tick: held_tick,
+        by_image_at: held_at,
     }
 }
 
@@ -275,48 +296,76 @@ mod tests {
             process,
             start_mono_ns: series.first().map_or(0, |p| p.0),
             end_mono_ns: end,
-            series: series.iter().map(|&(t, v)| (t, v, t)).collect(),
+            series: series.iter().map(|&(t, v)| (t, v, here(t))).collect(),
             ..Image::default()
         }
+    }
+
+    /// A place of a series: its tick, and the event a thousand times further (a tick may hold
+    /// several events).
+    fn here(tick: u64) -> At {
+        At {
+            tick,
+            event: tick * 1000,
+        }
+    }
+
+    /// `(ns, bytes, tick)` points with their places.
+    fn placed(points: &[(u64, u64, u64)]) -> Vec<(u64, u64, At)> {
+        points.iter().map(|&(t, v, k)| (t, v, here(k))).collect()
     }
 
     #[test]
     fn an_image_s_series_holds_its_exact_peak() {
         // The series' point at the peak's nanosecond holds what followed it (tick 105, the
         // nanosecond's last); the peak was at tick 103 of that nanosecond.
-        let mut s = vec![(0, 0, 0), (10, 90, 105), (20, 0, 200)];
-        with_peak(&mut s, (10, 100, 103));
+        let mut s = placed(&[(0, 0, 0), (10, 90, 105), (20, 0, 200)]);
+        with_peak(&mut s, (10, 100, here(103)));
         assert_eq!(
             s,
-            vec![(0, 0, 0), (10, 100, 103), (11, 90, 105), (20, 0, 200)]
+            placed(&[(0, 0, 0), (10, 100, 103), (11, 90, 105), (20, 0, 200)])
         );
         // Between two points.
-        let mut s = vec![(0, 0, 0), (10, 90, 100), (20, 0, 200)];
-        with_peak(&mut s, (15, 100, 150));
+        let mut s = placed(&[(0, 0, 0), (10, 90, 100), (20, 0, 200)]);
+        with_peak(&mut s, (15, 100, here(150)));
         assert_eq!(
             s,
-            vec![(0, 0, 0), (10, 90, 100), (15, 100, 150), (20, 0, 200)]
+            placed(&[(0, 0, 0), (10, 90, 100), (15, 100, 150), (20, 0, 200)])
         );
         // Already there: unchanged.
-        let mut s = vec![(0, 0, 0), (10, 100, 100), (20, 0, 200)];
-        with_peak(&mut s, (10, 100, 100));
-        assert_eq!(s, vec![(0, 0, 0), (10, 100, 100), (20, 0, 200)]);
+        let mut s = placed(&[(0, 0, 0), (10, 100, 100), (20, 0, 200)]);
+        with_peak(&mut s, (10, 100, here(100)));
+        assert_eq!(s, placed(&[(0, 0, 0), (10, 100, 100), (20, 0, 200)]));
         let p = peak(&[image(0, &[(0, 0), (10, 100), (11, 90), (20, 0)], 30)], 1);
         assert_eq!(p.bytes, 100);
     }
 
     #[test]
-    fn the_peak_names_the_tick_of_what_each_image_held() {
+    fn the_peak_names_where_each_image_held_it() {
         // A's peak (100) at tick 103 and what followed in its nanosecond (52, tick 105); B
-        // holds 40 from ns 5. A snapshot of A at the end of ns 10 would hold 52, not 100.
+        // holds 40 from ns 5. A snapshot of A at the end of ns 10 would hold 52, not 100; the
+        // peak's event is named, since its tick may hold later events too.
         let mut a = image(0, &[(0, 0)], 30);
-        a.series.extend([(10, 52, 105), (20, 0, 200)]);
-        with_peak(&mut a.series, (10, 100, 103));
+        a.series.extend(placed(&[(10, 52, 105), (20, 0, 200)]));
+        let peak_event = At {
+            tick: 103,
+            event: 103_007,
+        };
+        with_peak(&mut a.series, (10, 100, peak_event));
         let b = image(1, &[(5, 40)], 30);
         let p = peak(&[a, b], 2);
         assert_eq!((p.bytes, p.mono_ns), (140, 10));
         assert_eq!(p.by_image, vec![100, 40]);
-        assert_eq!(p.by_image_tick, vec![Some(103), Some(5)]);
+        assert_eq!(p.by_image_at, vec![Some(peak_event), Some(here(5))]);
+        assert_eq!(
+            At::peak_options(p.by_image_at[0]),
+            (Some(103), Some(103_007))
+        );
+        // A series without events (an aggregated capture's) is found by tick.
+        assert_eq!(
+            At::peak_options(Some(At { tick: 7, event: 0 })),
+            (Some(7), None)
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 /// The first bytes of an index, with the layout's version: a change of layout or of what an
 /// analysis means changes it, and older indexes are then rebuilt.
-const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x06";
+const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x07";
 
 /// An index is at most this share of its capture's size (1/25: 4%).
 pub const MAX_SHARE: u64 = 25;
@@ -175,6 +175,7 @@ pub fn analyze_in(places: &Places, capture: &Capture, mut options: Options) -> (
     let usable = options.freeze
         && options.peak_at_mono_ns.is_none()
         && options.peak_at_tick.is_none()
+        && options.peak_at_event.is_none()
         && !disabled()
         && place::indexable(capture.path());
     let identity = usable.then(|| Identity::of(capture)).flatten();

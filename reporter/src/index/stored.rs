@@ -137,11 +137,12 @@ impl Store for Series {
         w.put(&self.capacity);
         w.put(&self.shift);
         w.u64(self.points.len() as u64);
-        let mut prev = (0u64, 0u64, 0u64);
+        let mut prev = (0u64, 0u64, 0u64, 0u64);
         for &p in &self.points {
             w.u64(p.0.wrapping_sub(prev.0));
             w.u64(p.1.wrapping_sub(prev.1));
             w.put(&(p.2.wrapping_sub(prev.2) as i64));
+            w.u64(p.3.wrapping_sub(prev.3));
             prev = p;
         }
         w.put(&self.steps);
@@ -151,12 +152,13 @@ impl Store for Series {
         let shift = r.get()?;
         let n = r.count()?;
         let mut points = Vec::with_capacity(n);
-        let mut prev = (0u64, 0u64, 0u64);
+        let mut prev = (0u64, 0u64, 0u64, 0u64);
         for _ in 0..n {
             let bucket = prev.0.wrapping_add(r.u64()?);
             let tick = prev.1.wrapping_add(r.u64()?);
             let value = prev.2.wrapping_add(r.get::<i64>()? as u64);
-            prev = (bucket, tick, value);
+            let event = prev.3.wrapping_add(r.u64()?);
+            prev = (bucket, tick, value, event);
             points.push(prev);
         }
         Some(Series {
