@@ -608,9 +608,9 @@ mod tests {
         last.events(0, &events);
         last.finish_peak_at(Some(20));
         assert_eq!((last.peak.bytes, last.peak.event_index), (149, 4));
-        // The highest value's event, as a series of one-tick steps keeps it once widened.
+        // A steps series names the event of each point's value: its tick's last.
         let mut free_run = Replay {
-            heap_series: Series::with_capacity(8),
+            heap_series: Series::steps(8),
             ..Replay::default()
         };
         free_run.events(0, &events);
@@ -619,7 +619,7 @@ mod tests {
                 .heap_series
                 .points_with_events()
                 .collect::<Vec<_>>(),
-            vec![(10, 150, 1), (20, 149, 4)]
+            vec![(10, 148, 3), (20, 149, 4)]
         );
     }
 

@@ -11,9 +11,12 @@ pub struct Series {
     pub(crate) capacity: usize,
     /// log2 of the ticks per bucket.
     pub(crate) shift: u32,
-    /// (bucket, tick of the highest value, the value, the event after which it was the value:
-    /// its index in the replay's order, 0 where not given), in bucket order.
-    pub(crate) points: Vec<(u64, u64, u64, u64)>,
+    /// (bucket, tick of the highest value, the value), in bucket order.
+    pub(crate) points: Vec<(u64, u64, u64)>,
+    /// A steps series' ([`Series::steps`]) only: for each point, the event after which its
+    /// value was the value (its index in the replay's order, 0 where not given). Kept apart:
+    /// the other series, on the path of every event of every report, do without it.
+    pub(crate) events: Vec<u64>,
     /// Keep the last value of a tick rather than its highest, while buckets are one tick wide
     /// ([`Series::steps`]).
     pub(crate) steps: bool,
@@ -57,14 +60,23 @@ impl Series {
             Some(last) if last.0 >= bucket => {
                 if self.steps && self.shift == 0 {
                     last.2 = value;
-                    last.3 = event;
+                    self.set_last_event(event);
                 } else if value > last.2 {
                     last.1 = tick;
                     last.2 = value;
-                    last.3 = event;
+                    if self.steps {
+                        self.set_last_event(event);
+                    }
                 }
             }
             _ => self.open_bucket(bucket, tick, value, event),
+        }
+    }
+
+    #[inline]
+    fn set_last_event(&mut self, event: u64) {
+        if let Some(e) = self.events.last_mut() {
+            *e = event;
         }
     }
 
@@ -97,27 +109,40 @@ impl Series {
             self.widen();
             return self.record_event(tick, value, event);
         }
-        self.points.push((bucket, tick, value, event));
+        self.points.push((bucket, tick, value));
+        if self.steps {
+            self.events.push(event);
+        }
     }
 
     /// Doubles the bucket width, merging pairs of buckets into their highest point.
     fn widen(&mut self) {
         self.shift = (self.shift + 1).min(63);
-        let mut merged: Vec<(u64, u64, u64, u64)> = Vec::with_capacity(self.points.len() / 2 + 1);
-        for &(_, tick, value, event) in &self.points {
+        let mut merged: Vec<(u64, u64, u64)> = Vec::with_capacity(self.points.len() / 2 + 1);
+        let mut events: Vec<u64> = Vec::with_capacity(self.events.len() / 2 + 1);
+        for (i, &(_, tick, value)) in self.points.iter().enumerate() {
+            let event = self.events.get(i).copied().unwrap_or(0);
             let bucket = tick >> self.shift;
             match merged.last_mut() {
                 Some(last) if last.0 >= bucket => {
                     if value > last.2 {
                         last.1 = tick;
                         last.2 = value;
-                        last.3 = event;
+                        if let Some(e) = events.last_mut() {
+                            *e = event;
+                        }
                     }
                 }
-                _ => merged.push((bucket, tick, value, event)),
+                _ => {
+                    merged.push((bucket, tick, value));
+                    if self.steps {
+                        events.push(event);
+                    }
+                }
             }
         }
         self.points = merged;
+        self.events = events;
     }
 
     /// Forgets every point.
@@ -131,12 +156,17 @@ impl Series {
 
     /// The (tick, value) points in time order.
     pub fn points(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.points.iter().map(|&(_, t, v, _)| (t, v))
+        self.points.iter().map(|&(_, t, v)| (t, v))
     }
 
-    /// The (tick, value, event) points in time order ([`Series::record_event`]).
+    /// The (tick, value, event) points in time order ([`Series::record_event`]; events only
+    /// in a steps series, else 0).
     pub fn points_with_events(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-        self.points.iter().map(|&(_, t, v, e)| (t, v, e))
+        let events = self.events.iter().copied().chain(std::iter::repeat(0));
+        self.points
+            .iter()
+            .zip(events)
+            .map(|(&(_, t, v), e)| (t, v, e))
     }
 
     pub fn len(&self) -> usize {
@@ -182,5 +212,26 @@ mod tests {
         s.record(9, 100);
         s.record(7, 52); // late: replayed after tick 9
         assert_eq!(s.points().collect::<Vec<_>>(), vec![(5, 2), (9, 52)]);
+    }
+
+    #[test]
+    fn a_steps_series_names_the_event_of_each_value_widened_or_not() {
+        let mut s = Series::steps(2);
+        s.record_event(1, 5, 1);
+        s.record_event(1, 3, 2); // the tick's last value and event
+        s.record_event(2, 4, 3);
+        s.record_event(3, 1, 4); // full: two ticks a bucket from here, each its highest
+        s.record_event(3, 9, 5);
+        assert_eq!(
+            s.points_with_events().collect::<Vec<_>>(),
+            vec![(1, 3, 2), (3, 9, 5)]
+        );
+        // Other series name no event.
+        let mut plain = Series::with_capacity(4);
+        plain.record_event(1, 5, 1);
+        assert_eq!(
+            plain.points_with_events().collect::<Vec<_>>(),
+            vec![(1, 5, 0)]
+        );
     }
 }

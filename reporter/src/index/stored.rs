@@ -137,35 +137,48 @@ impl Store for Series {
         w.put(&self.capacity);
         w.put(&self.shift);
         w.u64(self.points.len() as u64);
-        let mut prev = (0u64, 0u64, 0u64, 0u64);
+        let mut prev = (0u64, 0u64, 0u64);
         for &p in &self.points {
             w.u64(p.0.wrapping_sub(prev.0));
             w.u64(p.1.wrapping_sub(prev.1));
             w.put(&(p.2.wrapping_sub(prev.2) as i64));
-            w.u64(p.3.wrapping_sub(prev.3));
             prev = p;
         }
         w.put(&self.steps);
+        w.u64(self.events.len() as u64);
+        let mut prev = 0u64;
+        for &e in &self.events {
+            w.u64(e.wrapping_sub(prev));
+            prev = e;
+        }
     }
     fn get(r: &mut Reader) -> Option<Series> {
         let capacity = r.get()?;
         let shift = r.get()?;
         let n = r.count()?;
         let mut points = Vec::with_capacity(n);
-        let mut prev = (0u64, 0u64, 0u64, 0u64);
+        let mut prev = (0u64, 0u64, 0u64);
         for _ in 0..n {
             let bucket = prev.0.wrapping_add(r.u64()?);
             let tick = prev.1.wrapping_add(r.u64()?);
             let value = prev.2.wrapping_add(r.get::<i64>()? as u64);
-            let event = prev.3.wrapping_add(r.u64()?);
-            prev = (bucket, tick, value, event);
+            prev = (bucket, tick, value);
             points.push(prev);
+        }
+        let steps = r.get()?;
+        let n = r.count()?;
+        let mut events = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(r.u64()?);
+            events.push(prev);
         }
         Some(Series {
             capacity,
             shift,
             points,
-            steps: r.get()?,
+            events,
+            steps,
         })
     }
 }

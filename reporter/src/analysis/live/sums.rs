@@ -277,7 +277,7 @@ impl LiveSums {
         let s = &self.heap_series;
         (self.series_end, self.series_high) = match s.points.last() {
             // A series that keeps a tick's last value wants every event.
-            Some(&(bucket, _, high, _)) if !s.steps => {
+            Some(&(bucket, _, high)) if !s.steps => {
                 let end = (u128::from(bucket) + 1) << s.shift;
                 (u64::try_from(end).unwrap_or(u64::MAX), high)
             }
