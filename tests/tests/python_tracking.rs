@@ -1637,3 +1637,54 @@ fn a_program_using_tracemalloc_runs_as_alone() {
         assert_eq!(out.stdout, b"ok\n", "{py:?}");
     }
 }
+
+/// `atexit._run_exitfuncs()` called by the program (as some test runners do): the script goes
+/// on, and so does its capture. The tracker's exit function, run and cleared with the others,
+/// ended the capture there: the 20 MB the script kept afterwards were in no report, and
+/// nothing said so (review 4).
+#[test]
+fn a_program_that_runs_its_exit_functions_goes_on_being_tracked() {
+    let text = "\
+import atexit
+def keep(n):
+    return b\"\\0\" * n
+atexit.register(lambda: print(\"exit function\"))
+first = keep(1_000_000)
+atexit._run_exitfuncs()
+print(\"went on\")
+second = keep(20_000_000)
+";
+    for py in claimed_and_debian_pythons() {
+        let dir = scratch("py-run-exitfuncs");
+        let script = write(&dir, "exits.py", text);
+        let words = [script.to_str().expect("utf-8")];
+        let plain = untracked(&py, &words, &dir, b"");
+        assert_eq!(
+            String::from_utf8_lossy(&plain.stdout),
+            "exit function\nwent on\n",
+            "{py:?}"
+        );
+        let capture = dir.join("exits.bin");
+        let out = tracked(&py, &capture, &words, &dir, b"");
+        assert_eq!(out.status.code(), plain.status.code(), "{py:?}: {out:?}");
+        assert_eq!(out.stdout, plain.stdout, "{py:?}");
+        assert_eq!(out.stderr, plain.stderr, "{py:?}");
+        let s = stats(&capture);
+        assert_eq!(s["complete"], true, "{py:?}: {}", s["warnings"]);
+        assert_eq!(s["leaks_at"], "exit_snapshot", "{py:?}");
+        // Both blocks of keep (line 3), the one made after the exit functions too.
+        let site = location(&s, "top_by_size", "keep", 3)
+            .unwrap_or_else(|| panic!("{py:?}: nothing in keep: {}", s["top_by_size"]));
+        assert_eq!(
+            num(site, "bytes"),
+            21_000_000 + 2 * BYTES_HEADER,
+            "{py:?}: {site}"
+        );
+        assert_eq!(num(site, "count"), 2, "{py:?}: {site}");
+        assert!(
+            num(&s, "leaked_bytes") >= 21_000_000 + 2 * BYTES_HEADER,
+            "{py:?}: leaked {}",
+            s["leaked_bytes"]
+        );
+    }
+}

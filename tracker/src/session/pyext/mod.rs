@@ -10,6 +10,7 @@
 //! Imported into an interpreter that `memtrace run` did not start, the module does nothing until
 //! its `start` is called (session.rs: in-process tracking).
 
+mod exit_functions;
 mod objects;
 mod session;
 pub(crate) mod session_api;
@@ -114,6 +115,14 @@ unsafe extern "C" fn script_finished(_module: *mut Object, _: *mut Object) -> *m
     let Some(api) = api::get() else {
         return core::ptr::null_mut();
     };
+    // SAFETY: the GIL is held (an exit function).
+    if !unsafe { (api.eval_get_frame)() }.is_null() {
+        // Python code runs the exit functions (`atexit._run_exitfuncs()`, as some test runners
+        // do), not the interpreter's end: the script goes on, and this function is registered
+        // again once they are done (exit_functions.rs). It ended the capture here: what the
+        // script did afterwards was not recorded, and nothing said so.
+        return none(api);
+    }
     // Not once recording has ended (the program sandboxed itself: the types' chunks would make
     // system calls its filter forbids).
     if TRACKING.load(Ordering::Relaxed) && ACTIVE.load(Ordering::Acquire) {
@@ -284,7 +293,7 @@ struct Static<T>(UnsafeCell<T>);
 // SAFETY: handed to Python once, under the GIL; the tracker never touches it again.
 unsafe impl<T> Sync for Static<T> {}
 
-static METHODS: Static<[MethodDef; 13]> = Static(UnsafeCell::new([
+static METHODS: Static<[MethodDef; 14]> = Static(UnsafeCell::new([
     MethodDef {
         name: c"start".as_ptr(),
         meth: session::start as *const c_void,
@@ -321,6 +330,12 @@ static METHODS: Static<[MethodDef; 13]> = Static(UnsafeCell::new([
         name: c"script_finished".as_ptr(),
         meth: script_finished as *const c_void,
         flags: METH_NOARGS,
+        doc: core::ptr::null(),
+    },
+    MethodDef {
+        name: c"exit_functions".as_ptr(),
+        meth: exit_functions::exit_functions as *const c_void,
+        flags: METH_O,
         doc: core::ptr::null(),
     },
     MethodDef {

@@ -47,6 +47,9 @@ def _memtrace_start():
             if os.path.isfile(path):
                 tracker.script_path(path)
         atexit.register(tracker.script_finished)
+        # A program that runs the exit functions itself goes on: the tracker's is registered
+        # again after them (CPython clears them once run), for the interpreter's end.
+        atexit._run_exitfuncs = tracker.exit_functions(atexit._run_exitfuncs)
         # Threads are named once the program imports threading: importing it here would add
         # milliseconds to every start and change the program's own imports. Until then the
         # tracker module is the first finder: it finds nothing, but has threading's loader
