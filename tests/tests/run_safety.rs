@@ -6,7 +6,7 @@
 use memtrace_e2e::python::python;
 use memtrace_e2e::tmux::{have_tmux, Tmux};
 use memtrace_e2e::watchdog::Watched;
-use memtrace_e2e::{memtrace_bin, scratch, stats};
+use memtrace_e2e::{compile, memtrace_bin, scratch, stats};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -2100,4 +2100,62 @@ fn under_umask_0777_the_capture_stays_readable_by_its_owner() {
             & 0o777;
         assert_eq!(mode, want, "umask {mask}: {mode:o}");
     }
+}
+
+#[test]
+fn a_program_that_failed_beside_a_full_capture_disk_is_told_why_it_may_have() {
+    // The capture takes the space of the file system it shares with the program's output: a
+    // program that failed for want of space got no word from memtrace, whose capture was whole
+    // (review 3). Now the run says the capture's file system is full, and where to put it.
+    let (dir, _) = dirs("full-disk-note");
+    let prog = compile("fills_disk", &dir);
+    let small = dir.join("small");
+    std::fs::create_dir(&small).expect("dir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("no tmpfs can be mounted here: not tried");
+        return;
+    }
+    let plain = Command::new(&prog)
+        .arg(small.join("plain.txt"))
+        .stdin(Stdio::null())
+        .output_watched();
+    let _ = std::fs::remove_file(small.join("plain.txt"));
+    let out = run_in(
+        &dir,
+        &[
+            "run",
+            "-o",
+            small.join("cap.bin").to_str().expect("utf-8"),
+            "--",
+            prog.to_str().expect("utf-8"),
+            small.join("out.txt").to_str().expect("utf-8"),
+        ],
+    );
+    let _ = Command::new("umount").arg(&small).status();
+    assert_eq!(plain.status.code(), Some(1), "{plain:?}");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("write failed: No space left on device\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("memtrace: the capture's file system is full ("),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("write the capture elsewhere (-o)"),
+        "{stderr}"
+    );
+    // A program that succeeds hears nothing of it.
+    let fine = run_in(&dir, &["run", "-o", "fine.bin", "/bin/true"]);
+    assert!(
+        !String::from_utf8_lossy(&fine.stderr).contains("file system is full"),
+        "{fine:?}"
+    );
 }

@@ -7,6 +7,7 @@
 //! - [`rundir`]: the run's private directory (the Python hook, the tracker's status file)
 
 mod bootstrap;
+mod disk;
 mod elf;
 pub(crate) mod environment;
 mod execs;
@@ -447,6 +448,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             // A program that exec'd has a capture per program: the hint names the last.
             let (last, last_shown) = execs::announce(&capture, &shown, &cwd);
             report(&last, &last_shown, tracker_msg.as_deref(), status);
+            if !status.success() {
+                disk::say_if_full(&last);
+            }
             if args.follow_fork {
                 missing_children(&capture);
             } else {
