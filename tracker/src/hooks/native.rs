@@ -46,14 +46,19 @@ fn enter_from(site: u64, ret: u64) -> Option<Entered> {
     // signal handler's hook that finds the flag set compares with them (see left_by_a_jump),
     // and compared with the last call's return address it called a hook left by a jump that
     // was not. Stored again after the flag: a handler's hook that ran just before it (the
-    // flag still clear) left its own there.
-    t.call_site = site;
+    // flag still clear) left its own there. The return address goes first each time: a
+    // handler that comes between the two stores finds no call site (0, as a finished hook
+    // leaves it), never this one beside another call's return address (a handler's exec,
+    // which sets the flag itself, took that for a hook left by a jump, and said so).
     t.entry_ret = ret;
+    compiler_fence(Ordering::SeqCst);
+    t.call_site = site;
     compiler_fence(Ordering::SeqCst);
     t.in_tracker = 1;
     compiler_fence(Ordering::SeqCst);
-    t.call_site = site;
     t.entry_ret = ret;
+    compiler_fence(Ordering::SeqCst);
+    t.call_site = site;
     Some(Entered(t))
 }
 
