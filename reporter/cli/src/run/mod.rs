@@ -130,23 +130,11 @@ const PACKAGED_TRACKER_FILE: &str = "_memtrace_tracker.so";
 pub struct RunError(pub String);
 
 /// Runs the program; returns the exit status memtrace should exit with: the program's own (one
-/// that died of signal N makes memtrace die of N too, or exit 128+N when it cannot); 127 or 126
-/// for a program that is not there or not executable, as a shell says; the error (exit status
-/// 1) when memtrace could not run it otherwise.
+/// that died of signal N makes memtrace die of N too, or exit 128+N when it cannot); the error
+/// (exit status 1) when memtrace could not run it.
 pub fn execute(args: RunArgs) -> Result<i32, String> {
     signals::survive_file_size_limit();
-    match run(args) {
-        Ok(code) => Ok(code),
-        // A program that cannot be run exits as a shell, `env` or `timeout` says so: 127 or
-        // 126 (scripts tell "not found" from the program's own failure by it).
-        Err(RunError(msg)) => match program::unrunnable_status() {
-            Some(status) => {
-                crate::say!("memtrace: {msg}");
-                Ok(status)
-            }
-            None => Err(msg),
-        },
-    }
+    run(args).map_err(|RunError(msg)| msg)
 }
 
 /// The line for a program that could not be started.

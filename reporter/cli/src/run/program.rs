@@ -4,22 +4,6 @@ use super::{elf, RunError};
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
-
-/// The status a shell gives a program it cannot run, once [`resolve`] refused one: 127 (not
-/// found) or 126 (found, not executable), as `env`, `timeout` and `nohup` exit; 0 before.
-static UNRUNNABLE: AtomicI32 = AtomicI32::new(0);
-
-/// The exit status for the program [`resolve`] refused, if it refused one.
-pub fn unrunnable_status() -> Option<i32> {
-    Some(UNRUNNABLE.load(Ordering::Relaxed)).filter(|&s| s != 0)
-}
-
-/// `message` as the error of a program that cannot be run, exiting with `status`.
-fn unrunnable(status: i32, message: String) -> RunError {
-    UNRUNNABLE.store(status, Ordering::Relaxed);
-    RunError(message)
-}
 
 /// The program's path: as given when it contains a slash, else found on PATH.
 pub fn resolve(program: &OsStr) -> Result<PathBuf, RunError> {
@@ -29,22 +13,19 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, RunError> {
     }
     if program.to_string_lossy().contains('/') {
         if !given.exists() {
-            return Err(unrunnable(
-                127,
-                format!("{}: no such file", given.display()),
-            ));
+            return Err(RunError(format!("{}: no such file", given.display())));
         }
         if given.is_dir() {
-            return Err(unrunnable(
-                126,
-                format!("{} is a directory, not a program", given.display()),
-            ));
+            return Err(RunError(format!(
+                "{} is a directory, not a program",
+                given.display()
+            )));
         }
         if !is_executable(given) {
-            return Err(unrunnable(
-                126,
-                format!("{}: permission denied (not executable)", given.display()),
-            ));
+            return Err(RunError(format!(
+                "{}: permission denied (not executable)",
+                given.display()
+            )));
         }
         return Ok(given.to_path_buf());
     }
@@ -57,7 +38,7 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, RunError> {
                 given.display()
             ))
         } else {
-            unrunnable(127, format!("{}: command not found", given.display()))
+            RunError(format!("{}: command not found", given.display()))
         }
     })
 }
