@@ -135,14 +135,10 @@ pub struct Options {
     /// Take the "peak" at this moment (CLOCK_MONOTONIC ns) instead of at the highest point:
     /// what was live then (a family's combined peak, see [`crate::family`]).
     pub peak_at_mono_ns: Option<u64>,
-    /// Take the "peak" at this tick of the capture (wins over `peak_at_mono_ns`): a family's
-    /// combined peak names the tick of what each image held, since one nanosecond may hold
-    /// several ticks of different values ([`crate::family::combined::Peak::by_image_tick`]).
-    pub peak_at_tick: Option<u64>,
     /// Take the "peak" right after this event (its index in the replay's order; wins over
-    /// both above): a tick may hold several events of different values, and a family's
-    /// combined peak names the event of each image's value
-    /// ([`crate::family::combined::Peak::by_image_at`]).
+    /// `peak_at_mono_ns`): one nanosecond may hold several ticks, and one tick several events,
+    /// of different values; a family's combined peak names the event of each image's value
+    /// ([`crate::family::combined::Peak::by_image_event`]).
     pub peak_at_event: Option<u64>,
     /// Time buckets on a grid given in CLOCK_MONOTONIC ns, each bucket's snapshot at its
     /// moment (a family's buckets, common to its captures); replaces [`Options::buckets`].
@@ -175,7 +171,6 @@ impl Default for Options {
             heap_points: series::MAX_POINTS,
             heap_steps: false,
             peak_at_mono_ns: None,
-            peak_at_tick: None,
             peak_at_event: None,
             bucket_moments: None,
         }
@@ -371,9 +366,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             } else {
                 series::Series::with_capacity(options.heap_points)
             };
-            r.peak_at = options
-                .peak_at_tick
-                .or_else(|| options.peak_at_mono_ns.map(last_tick_of));
+            r.peak_at = options.peak_at_mono_ns.map(last_tick_of);
             r.peak_at_event = options.peak_at_event;
             r
         },

@@ -38,10 +38,11 @@ pub struct Image {
     /// It could not be read, or records the tracker wrote are missing from it (the file was
     /// emptied, cut or overwritten).
     pub damaged: bool,
-    /// (monotonic ns, live bytes, where a snapshot of this image finds that value) in time
+    /// (monotonic ns, live bytes, the event after which it held them: its index in the
+    /// replay's order, 0 where the series names none, as an aggregated capture's) in time
     /// order: one nanosecond may hold several ticks, and one tick several events, of
     /// different values.
-    pub series: Vec<(u64, u64, At)>,
+    pub series: Vec<(u64, u64, u64)>,
     /// Why it could not be read (then its figures are zero).
     pub error: Option<String>,
     pub warnings: Vec<String>,
@@ -58,25 +59,10 @@ pub struct Peak {
     pub by_process: Vec<(usize, u64)>,
     /// What each image held then, by image index.
     pub by_image: Vec<u64>,
-    /// Where (in its own capture) each image held that, by image index: None when it held
-    /// nothing. A snapshot of the image there holds `by_image`'s value.
-    pub by_image_at: Vec<Option<At>>,
-}
-
-/// Where a snapshot of an image finds a value of its series: right after the event `event`
-/// (its index in the replay's order), or, where the series names none (0: an aggregated
-/// capture's), after the last event of the tick `tick`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct At {
-    pub tick: u64,
-    pub event: u64,
-}
-
-impl At {
-    /// The options that take an analysis's peak here.
-    pub fn peak_options(at: Option<At>) -> (Option<u64>, Option<u64>) {
-        (at.map(|a| a.tick), at.map(|a| a.event).filter(|&e| e > 0))
-    }
+    /// The event (of its own capture) after which each image held that, by image index: None
+    /// when it held nothing, or its series names no event. A snapshot of the image right after
+    /// it holds `by_image`'s value (`Options::peak_at_event`).
+    pub by_image_event: Vec<Option<u64>>,
 }
 
 /// Reads every capture of `family` (in parallel).
@@ -118,19 +104,15 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     );
     let start = capture.header.start_mono_ns;
     let at = |tick: u64| -> u64 { (start as f64 + a.clock.ns(tick)).max(0.0) as u64 };
-    let mut series: Vec<(u64, u64, At)> = a
+    let mut series: Vec<(u64, u64, u64)> = a
         .replay
         .heap_series
         .points_with_events()
-        .map(|(t, v, event)| (at(t), v, At { tick: t, event }))
+        .map(|(t, v, event)| (at(t), v, event))
         .collect();
     if let Some(t) = a.replay.peak.tick {
         let peak = &a.replay.peak;
-        let place = At {
-            tick: t,
-            event: peak.event_index,
-        };
-        with_peak(&mut series, (at(t), peak.bytes, place));
+        with_peak(&mut series, (at(t), peak.bytes, peak.event_index));
     }
     let end = start + (a.duration_s() * 1e9) as u64;
     Image {
@@ -152,23 +134,23 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
     }
 }
 
-/// Puts the image's exact peak (`bytes` at `t`, found at `place`) into its step series where
+/// Puts the image's exact peak (`bytes` at `t`, after the event `event`) into its step series where
 /// the series' points missed it (the last allocation before a fall in the same nanosecond):
 /// one tracked process's combined peak read 32 bytes below its own peak. The step after it
 /// is kept.
-fn with_peak(series: &mut Vec<(u64, u64, At)>, (t, bytes, place): (u64, u64, At)) {
+fn with_peak(series: &mut Vec<(u64, u64, u64)>, (t, bytes, event): (u64, u64, u64)) {
     if series.iter().any(|p| p.1 >= bytes) {
         return;
     }
     let i = series.partition_point(|p| p.0 < t);
     match series.get(i).copied() {
-        Some((at, after, after_tick)) if at == t => {
-            series[i] = (t, bytes, place);
+        Some((at, after, after_event)) if at == t => {
+            series[i] = (t, bytes, event);
             if series.get(i + 1).is_none_or(|p| p.0 > t + 1) {
-                series.insert(i + 1, (t + 1, after, after_tick));
+                series.insert(i + 1, (t + 1, after, after_event));
             }
         }
-        _ => series.insert(i, (t, bytes, place)),
+        _ => series.insert(i, (t, bytes, event)),
     }
 }
 
@@ -213,15 +195,15 @@ pub fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
     ))
 }
 
-/// Every image's steps as (time, image, value, where), in time order, each image's heap
-/// gone at its end (nowhere; equal times: an image's end after its own last step; the sort
+/// Every image's steps as (time, image, value, its event), in time order, each image's heap
+/// gone at its end (event 0; equal times: an image's end after its own last step; the sort
 /// is stable).
-pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64, Option<At>)> {
-    let mut points: Vec<(u64, usize, u64, Option<At>)> = Vec::new();
+pub(crate) fn steps(images: &[Image]) -> Vec<(u64, usize, u64, u64)> {
+    let mut points: Vec<(u64, usize, u64, u64)> = Vec::new();
     for (i, img) in images.iter().enumerate() {
-        points.extend(img.series.iter().map(|&(t, v, at)| (t, i, v, Some(at))));
+        points.extend(img.series.iter().map(|&(t, v, event)| (t, i, v, event)));
         let last = img.series.last().map_or(0, |p| p.0);
-        points.push((img.end_mono_ns.max(last), i, 0, None));
+        points.push((img.end_mono_ns.max(last), i, 0, 0));
     }
     points.sort_by_key(|p| p.0);
     points
@@ -259,10 +241,10 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
     }
     // What each image held at that moment: the sweep again, up to it.
     let mut held = vec![0u64; images.len()];
-    let mut held_at = vec![None; images.len()];
-    for &(_, i, v, at) in &points[..=best.2] {
+    let mut held_event = vec![None; images.len()];
+    for &(_, i, v, event) in &points[..=best.2] {
         held[i] = v;
-        held_at[i] = at.filter(|_| v > 0);
+        held_event[i] = Some(event).filter(|&e| e > 0 && v > 0);
     }
     let mut by_process = vec![0u64; processes];
     let held_by_image = held.clone();
@@ -282,7 +264,7 @@ pub fn peak(images: &[Image], processes: usize) -> Peak {
         mono_ns: best.1,
         by_process,
         by_image: held_by_image,
-        by_image_at: held_at,
+        by_image_event: held_event,
     }
 }
 
@@ -301,17 +283,14 @@ mod tests {
         }
     }
 
-    /// A place of a series: its tick, and the event a thousand times further (a tick may hold
+    /// The event of a series' point at `tick`: a thousand times further (a tick may hold
     /// several events).
-    fn here(tick: u64) -> At {
-        At {
-            tick,
-            event: tick * 1000,
-        }
+    fn here(tick: u64) -> u64 {
+        tick * 1000
     }
 
-    /// `(ns, bytes, tick)` points with their places.
-    fn placed(points: &[(u64, u64, u64)]) -> Vec<(u64, u64, At)> {
+    /// `(ns, bytes, tick)` points with their events.
+    fn placed(points: &[(u64, u64, u64)]) -> Vec<(u64, u64, u64)> {
         points.iter().map(|&(t, v, k)| (t, v, here(k))).collect()
     }
 
@@ -347,25 +326,18 @@ mod tests {
         // peak's event is named, since its tick may hold later events too.
         let mut a = image(0, &[(0, 0)], 30);
         a.series.extend(placed(&[(10, 52, 105), (20, 0, 200)]));
-        let peak_event = At {
-            tick: 103,
-            event: 103_007,
-        };
+        let peak_event = 103_007;
         with_peak(&mut a.series, (10, 100, peak_event));
         let b = image(1, &[(5, 40)], 30);
         let p = peak(&[a, b], 2);
         assert_eq!((p.bytes, p.mono_ns), (140, 10));
         assert_eq!(p.by_image, vec![100, 40]);
-        assert_eq!(p.by_image_at, vec![Some(peak_event), Some(here(5))]);
-        assert_eq!(
-            At::peak_options(p.by_image_at[0]),
-            (Some(103), Some(103_007))
-        );
-        // A series without events (an aggregated capture's) is found by tick.
-        assert_eq!(
-            At::peak_options(Some(At { tick: 7, event: 0 })),
-            (Some(7), None)
-        );
+        assert_eq!(p.by_image_event, vec![Some(peak_event), Some(here(5))]);
+        // A series without events (an aggregated capture's) names none: the moment is taken
+        // by time.
+        let mut c = image(0, &[(5, 40)], 30);
+        c.series[0].2 = 0;
+        assert_eq!(peak(&[c], 1).by_image_event, vec![None]);
     }
 
     #[test]

@@ -98,10 +98,7 @@ mod tests {
             process,
             start_mono_ns: series.first().map_or(0, |p| p.0),
             end_mono_ns: end,
-            series: series
-                .iter()
-                .map(|&(t, v)| (t, v, super::super::combined::At { tick: t, event: t }))
-                .collect(),
+            series: series.iter().map(|&(t, v)| (t, v, t)).collect(),
             ..Image::default()
         }
     }

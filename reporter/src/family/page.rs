@@ -151,8 +151,6 @@ fn read_part(
     let image = &images[i];
     let shown = image.path.display().to_string();
     let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
-    let (peak_at_tick, peak_at_event) =
-        super::combined::At::peak_options(peak.by_image_at.get(i).copied().flatten());
     let mut a = analysis::analyze_options(
         &capture,
         Options {
@@ -160,8 +158,7 @@ fn read_part(
             freeze: true,
             include_startup: view.include_startup,
             peak_at_mono_ns: Some(peak.mono_ns),
-            peak_at_tick,
-            peak_at_event,
+            peak_at_event: peak.by_image_event.get(i).copied().flatten(),
             bucket_moments: Some(grid.moments.clone()),
             ..Options::default()
         },

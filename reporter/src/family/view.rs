@@ -79,9 +79,9 @@ struct Chosen {
     family: Family,
     images: Vec<Image>,
     peak_at: Option<u64>,
-    /// By image: where in its capture it held its part of the combined peak (see
-    /// [`combined::Peak::by_image_at`]).
-    peak_places: Vec<Option<combined::At>>,
+    /// By image: the event of its capture after which it held its part of the combined peak
+    /// (see [`combined::Peak::by_image_event`]).
+    peak_events: Vec<Option<u64>>,
     chosen: Vec<usize>,
 }
 
@@ -94,12 +94,12 @@ fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
         return Ok(None);
     }
     let images = combined::read(&family, view.include_startup);
-    let (peak_at, peak_places, chosen) = if view.view == View::Peak {
+    let (peak_at, peak_events, chosen) = if view.view == View::Peak {
         let peak = combined::peak(&images, family.processes.len());
         let held: Vec<usize> = (0..images.len())
             .filter(|&i| peak.by_image.get(i).copied().unwrap_or(0) > 0)
             .collect();
-        (Some(peak.mono_ns), peak.by_image_at, held)
+        (Some(peak.mono_ns), peak.by_image_event, held)
     } else {
         (
             None,
@@ -113,7 +113,7 @@ fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
         family,
         images,
         peak_at,
-        peak_places,
+        peak_events,
         chosen,
     }))
 }
@@ -135,8 +135,6 @@ fn each_image<T: Send>(
             let image = &c.images[i];
             let shown = image.path.display().to_string();
             let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
-            let (peak_at_tick, peak_at_event) =
-                combined::At::peak_options(c.peak_places.get(i).copied().flatten());
             let mut a = analysis::analyze_options(
                 &capture,
                 Options {
@@ -144,8 +142,7 @@ fn each_image<T: Send>(
                     freeze: true,
                     include_startup: view.include_startup,
                     peak_at_mono_ns: c.peak_at,
-                    peak_at_tick,
-                    peak_at_event,
+                    peak_at_event: c.peak_events.get(i).copied().flatten(),
                     ..Options::default()
                 },
             );

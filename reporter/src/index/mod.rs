@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 /// The first bytes of an index, with the layout's version: a change of layout or of what an
 /// analysis means changes it, and older indexes are then rebuilt.
-const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x07";
+const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x06";
 
 /// An index is at most this share of its capture's size (1/25: 4%).
 pub const MAX_SHARE: u64 = 25;
@@ -171,11 +171,12 @@ pub fn analyze(capture: &Capture, options: Options) -> Analysis {
 
 /// [`analyze`] with the index in `places`, and whether the index answered.
 pub fn analyze_in(places: &Places, capture: &Capture, mut options: Options) -> (Analysis, Outcome) {
-    // A result at a moment chosen from outside, or kept unfrozen, is not stored.
+    // A result at a moment chosen from outside, kept unfrozen, or with a series of steps (its
+    // points' events are not stored), is not stored.
     let usable = options.freeze
         && options.peak_at_mono_ns.is_none()
-        && options.peak_at_tick.is_none()
         && options.peak_at_event.is_none()
+        && !options.heap_steps
         && !disabled()
         && place::indexable(capture.path());
     let identity = usable.then(|| Identity::of(capture)).flatten();

@@ -145,12 +145,6 @@ impl Store for Series {
             prev = p;
         }
         w.put(&self.steps);
-        w.u64(self.events.len() as u64);
-        let mut prev = 0u64;
-        for &e in &self.events {
-            w.u64(e.wrapping_sub(prev));
-            prev = e;
-        }
     }
     fn get(r: &mut Reader) -> Option<Series> {
         let capacity = r.get()?;
@@ -165,20 +159,13 @@ impl Store for Series {
             prev = (bucket, tick, value);
             points.push(prev);
         }
-        let steps = r.get()?;
-        let n = r.count()?;
-        let mut events = Vec::with_capacity(n);
-        let mut prev = 0u64;
-        for _ in 0..n {
-            prev = prev.wrapping_add(r.u64()?);
-            events.push(prev);
-        }
         Some(Series {
             capacity,
             shift,
             points,
-            events,
-            steps,
+            // A series of steps, whose points carry their events, is never stored.
+            events: Vec::new(),
+            steps: r.get()?,
         })
     }
 }
