@@ -25,6 +25,20 @@ fn dirs(name: &str) -> (PathBuf, PathBuf) {
     (dir, tmp)
 }
 
+/// A tmpfs mounted with `options` on the new directory `dir/name`; None where mounting is not
+/// permitted (the caller unmounts it).
+fn tmpfs(dir: &Path, name: &str, options: &str) -> Option<PathBuf> {
+    let at = dir.join(name);
+    std::fs::create_dir(&at).expect("mkdir");
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+        .arg(&at)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(at)
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
@@ -863,18 +877,10 @@ fn an_output_that_cannot_be_written_is_refused_before_the_program_starts() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("it is a directory"), "{err}");
     // A read-only file system, where this test may mount one.
-    let ro = dir.join("ro");
-    std::fs::create_dir(&ro).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
-        .arg(&ro)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(ro) = tmpfs(&dir, "ro", "ro,size=1m") else {
         eprintln!("skipped the read-only file system: mount is not permitted here");
         return;
-    }
+    };
     let out = run("ro/cap.bin");
     let _ = Command::new("umount").arg(&ro).status();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -1644,17 +1650,10 @@ fn a_full_tmpdir_falls_back_to_another_temporary_directory() {
     // A full $TMPDIR took the private directory and refused the start-up hook's files: every
     // Python run stopped ("No space left on device").
     let (dir, _) = dirs("full-tmpdir");
-    let full = dir.join("full");
-    std::fs::create_dir(&full).expect("dir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&full)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(full) = tmpfs(&dir, "full", "size=256k") else {
         eprintln!("no tmpfs can be mounted here: not tried");
         return;
-    }
+    };
     // Fill it.
     let _ = std::fs::write(full.join("fill"), vec![0u8; 1 << 20]);
     let script = write(&dir, "s.py", "print('ran')\n");
@@ -2109,17 +2108,10 @@ fn a_program_that_failed_beside_a_full_capture_disk_is_told_why_it_may_have() {
     // (review 3). Now the run says the capture's file system is full, and where to put it.
     let (dir, _) = dirs("full-disk-note");
     let prog = compile("fills_disk", &dir);
-    let small = dir.join("small");
-    std::fs::create_dir(&small).expect("dir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(small) = tmpfs(&dir, "small", "size=4m") else {
         eprintln!("no tmpfs can be mounted here: not tried");
         return;
-    }
+    };
     let plain = Command::new(&prog)
         .arg(small.join("plain.txt"))
         .stdin(Stdio::null())
