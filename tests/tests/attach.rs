@@ -2210,10 +2210,14 @@ fn an_exception_of_the_program_s_signal_handler_reaches_the_program() {
 #[test]
 fn a_detach_during_an_attach_is_refused_until_the_attach_is_done() {
     let dir = scratch("attach_detach_race");
-    let script = "import time
+    // It ends once told (`done`): ending right after its tracking started, it raced the
+    // detach below ("not attached", its tracker's files gone with it).
+    let script = "import os, time
 print('ready', flush=True)
 time.sleep(6)
 x = bytearray(1000)
+while not os.path.exists('done'):
+    time.sleep(0.02)
 print('bye', flush=True)
 ";
     let target = python_target(&dir, "slow.py", script);
@@ -2238,6 +2242,7 @@ print('bye', flush=True)
     // Done: the detach works now (the start, still queued, is cancelled or stopped).
     let after = memtrace(&["detach", &pid], &dir);
     assert!(after.status.success(), "{after:?}");
+    std::fs::write(dir.join("done"), "").expect("done");
     let end = target.finish();
     assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
     assert_eq!(end.status.code(), Some(0));
