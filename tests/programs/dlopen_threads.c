@@ -1,12 +1,13 @@
-/* Threads that load, call and unload libraries for argv[1] seconds (tests/tests/attach.rs): each
- * of 2 threads dlopens the libraries named after it in turn (RTLD_NOW), calls their
- * `lib_work` if they have one, and closes them. Prints "ready" first and "bye" last (or what
- * failed), exits 9. */
+/* Threads that load, call and unload libraries until a file `stop` appears in the working
+ * directory, or for argv[1] seconds at most (tests/tests/attach.rs): each of 2 threads dlopens
+ * the libraries named after it in turn (RTLD_NOW), calls their `lib_work` if they have one, and
+ * closes them. Prints "ready" first and "bye" last (or what failed), exits 9. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 static int seconds;
 static int nlibs;
@@ -16,7 +17,7 @@ static void *loop(void *arg) {
     (void)arg;
     long failed = 0;
     time_t start = time(0);
-    while (time(0) - start < seconds) {
+    while (time(0) - start < seconds && access("stop", F_OK) != 0) {
         for (int i = 0; i < nlibs; i++) {
             void *h = dlopen(libs[i], RTLD_NOW);
             if (!h) {

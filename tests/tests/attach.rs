@@ -1738,7 +1738,9 @@ fn attach_to_threads_loading_libraries_leaves_them_running() {
             let mut cmd = Command::new(&prog);
             // Libraries of the system (zlib, bzip2's: dpkg's own; expat: python3's), where
             // the crash was found, and ours.
-            cmd.args(["4", "libz.so.1", "libbz2.so.1.0", "libexpat.so.1"])
+            // It runs until told (`stop`): under load the two attaches took longer than a
+            // fixed run, and the second found its target ended.
+            cmd.args(["120", "libz.so.1", "libbz2.so.1.0", "libexpat.so.1"])
                 .args((0..3).map(|i| format!("./lib{i}.so")));
             Target::start(cmd, &dir)
         })
@@ -1748,6 +1750,9 @@ fn attach_to_threads_loading_libraries_leaves_them_running() {
             return;
         };
     }
+    // The loads go on for a while with the tracker in place before the targets end.
+    std::thread::sleep(Duration::from_secs(1));
+    std::fs::write(dir.join("stop"), "").expect("stop");
     for (i, target) in targets.into_iter().enumerate() {
         let end = target.finish();
         assert_eq!(end.status.code(), Some(9), "target {i}: {end:?}");
