@@ -83,7 +83,7 @@ static void *worker(void *arg) {
 }
 
 int main(void) {
-    alarm(60);
+    alarm(240);
     pthread_t t;
     pthread_create(&t, 0, worker, 0);
     puts("ready");

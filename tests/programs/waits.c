@@ -3,7 +3,8 @@
  * read and readv with SO_RCVTIMEO, write to a full socket with SO_SNDTIMEO, io_uring_enter
  * waiting for a completion),
  * that nothing ends but its timeout. Prints "ready", then the call's result, its errno and
- * how long it took in tenths of a second; exits with status 4. */
+ * how long it took in tenths of a second; then waits for a file `done` in the working directory
+ * (at most 120 s: the test detaches first) and exits with status 4. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/io_uring.h>
@@ -95,5 +96,8 @@ int main(int argc, char **argv) {
     err = r < 0 ? errno : 0;
     long tenths = (long)((now() - start) * 10);
     printf("%s %d errno %d tenths %ld\n", mode, r, err, tenths);
+    fflush(stdout);
+    for (int i = 0; i < 6000 && access("done", F_OK) != 0; i++)
+        usleep(20000);
     return 4;
 }

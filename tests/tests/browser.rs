@@ -249,10 +249,15 @@ def main():
 
 
 main()
-# A thread that runs no Python code (it calls bytearray straight from C): its allocation has no
-# frame, the page's <unknown>.
-__import__('_thread').start_new_thread(bytearray, (100_000,))
-time.sleep(0.2)
+# A thread that runs no Python code (it calls bytearray straight from C, and len on it): its
+# allocation has no frame, the page's <unknown>. The script waits for it (a fixed sleep ended
+# before the thread ran on a loaded machine).
+done = __import__('collections').deque()
+__import__('_thread').start_new_thread(done.extend, (map(len, map(bytearray, [100_000])),))
+for _ in range(6000):
+    if done:
+        break
+    time.sleep(0.01)
 ";
 
 #[test]

@@ -788,13 +788,19 @@ fn daemon_threads_still_running_at_exit_are_harmless() {
     let dir = scratch("py-daemons");
     let text = "\
 import threading, sys
-def churn():
+def churn(n):
     while True:
         x = [str(i) for i in range(100)]
         d = {i: bytearray(64) for i in range(50)}
-for _ in range(4):
-    threading.Thread(target=churn, daemon=True).start()
-import time; time.sleep(0.2)
+        n[0] += 1
+counts = [[0] for _ in range(4)]
+for c in counts:
+    threading.Thread(target=churn, args=(c,), daemon=True).start()
+import time
+# Each thread has churned a while (however loaded the machine), and goes on as the script ends.
+start = time.time()
+while min(c[0] for c in counts) < 200 and time.time() - start < 60:
+    time.sleep(0.01)
 print('bye')
 ";
     let script = write(&dir, "daemons.py", text);

@@ -6,7 +6,7 @@
 use memtrace_e2e::python::python;
 use memtrace_e2e::tmux::{have_tmux, Tmux};
 use memtrace_e2e::watchdog::Watched;
-use memtrace_e2e::{compile, memtrace_bin, scratch, stats};
+use memtrace_e2e::{compile, memtrace_bin, scratch, stats, workspace};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -1127,6 +1127,12 @@ fn a_program_that_stops_itself_gives_the_terminal_back() {
     }
     let (dir, _) = dirs("stop-self");
     let program = memtrace_e2e::compile("stop_self", &dir);
+    let source = std::fs::read_to_string(workspace().join("tests/programs/stop_self.c"))
+        .expect("stop_self.c");
+    let malloc_line = 1 + source
+        .lines()
+        .position(|l| l.contains("malloc(1234)"))
+        .expect("the program's malloc");
     for (how, status) in [("stop", 147), ("tstp", 148)] {
         let command = format!(
             "'{}' run -q -f -o capture.bin '{}' {how}",
@@ -1143,12 +1149,13 @@ fn a_program_that_stops_itself_gives_the_terminal_back() {
         assert!(screen.contains("FG status=0"), "{how}: {screen}");
         let s = stats(&dir.join("capture.bin"));
         assert_eq!(s["complete"], true, "{how}: {s}");
+        let line = malloc_line;
         let mine = s["top_by_size"]
             .as_array()
             .into_iter()
             .flatten()
-            .any(|t| t["function"] == "main" && t["line"] == 12 && t["bytes"] == 1234);
-        assert!(mine, "{how}: its 1234 bytes at line 12: {s}");
+            .any(|t| t["function"] == "main" && t["line"] == line && t["bytes"] == 1234);
+        assert!(mine, "{how}: its 1234 bytes at line {line}: {s}");
         drop(tmux);
     }
 }

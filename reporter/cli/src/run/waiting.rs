@@ -96,10 +96,16 @@ const WATCH_EVERY: libc::timespec = libc::timespec {
 /// or ends without memtrace being continued (`kill -CONT` of the program alone, a debugger
 /// that attached to it): memtrace, stopped, could not notice, and its parent would wait for
 /// it for ever. None when it cannot be made (memtrace then stops as before).
+///
+/// The program may be continued before memtrace's own stop has taken effect (memtrace slow
+/// to run between its look and its raise): a SIGCONT then would come too early and be lost, so
+/// the watcher sends it only once it sees memtrace stopped. Memtrace ends the watcher when its
+/// stop is over (or never came: a stop signal the kernel dropped).
 fn watch_while_stopped(program: libc::pid_t) -> Option<libc::pid_t> {
     let path = stat_path(program)?;
     // SAFETY: getpid only reads the process table.
     let memtrace = unsafe { libc::getpid() };
+    let own_path = stat_path(memtrace)?;
     // SAFETY: fork(2); the child makes only async-signal-safe calls (no allocation, no lock)
     // and ends with _exit.
     let pid = unsafe { libc::fork() };
@@ -114,7 +120,7 @@ fn watch_while_stopped(program: libc::pid_t) -> Option<libc::pid_t> {
             if libc::getppid() != memtrace {
                 libc::_exit(0);
             }
-            if !stopped_raw(&path) {
+            if !stopped_raw(&path) && stopped_raw(&own_path) {
                 libc::kill(memtrace, libc::SIGCONT);
                 libc::_exit(0);
             }
