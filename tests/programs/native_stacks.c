@@ -1,5 +1,6 @@
 /* Allocations in known functions, for whole native stacks (memtrace run --native).
-   Usage: native_stacks levels | signal | altsignal | threads N | dlopen LIB | callers
+   Usage: native_stacks levels | signal | altsignal | threads N | dlopen LIB | callers | busy |
+   rotate
    Each site allocates a size no other site uses; the markers in comments name the lines the
    test expects in the stacks. Functions are noipa so that -O2 neither inlines, clones nor
    tail-calls them; the empty asm after each call keeps the caller's frame on the stack. */
@@ -98,6 +99,23 @@ NOIPA void *caller_b(size_t n) {
 
 static void *turns[1000];
 
+/* A second call site, reached from one caller at two lines of main: in turn with the two callers
+   of shared_alloc, each walk must have its own call path's frames (a thread keeps its last few
+   walks, and the same registers at one call site do not make the same stack). */
+NOIPA void *other_alloc(size_t n) {
+    void *p = malloc(n); /* SITE other_alloc */
+    KEEP(p);
+    return p;
+}
+
+NOIPA void *other_via(size_t n) {
+    void *p = other_alloc(n); /* SITE other_via */
+    KEEP(p);
+    return p;
+}
+
+static void *rotation[1600];
+
 /* Six values live across its malloc: at -O2 one of them is kept in rbp, so the frame pointer at
    the call site is another at every call (the walk's trace must not compare it, and must still
    tell its two callers apart). */
@@ -148,6 +166,13 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 500; i++) {
             turns[2 * i] = caller_a(1201); /* SITE main_a */
             turns[2 * i + 1] = caller_b(1301); /* SITE main_b */
+        }
+    } else if (!strcmp(mode, "rotate")) {
+        for (int i = 0; i < 400; i++) {
+            rotation[4 * i] = caller_a(1601); /* SITE main_rot_a */
+            rotation[4 * i + 1] = other_via(1701); /* SITE main_rot_other */
+            rotation[4 * i + 2] = caller_b(1601); /* SITE main_rot_b */
+            rotation[4 * i + 3] = other_via(1801); /* SITE main_rot_other2 */
         }
     } else if (!strcmp(mode, "busy")) {
         /* Runs from one caller, then the other, then in turn; all live at the end. */

@@ -248,6 +248,35 @@ fn one_call_site_under_two_callers_in_turn_keeps_each_caller() {
     }
 }
 
+/// Two call sites in turn, one under two callers, the other called from two lines: the walks a
+/// thread keeps give each allocation its own call path, never another's (the walks of a few
+/// call paths in turn are given again, each from its own).
+#[test]
+fn call_paths_in_turn_each_keep_their_own_stack() {
+    let dir = scratch("native-rotate");
+    for flags in BUILDS {
+        let prog = gcc(&dir, SRC, flags, &[]);
+        run_native(&dir, &prog, &["rotate"]);
+        let stacks = tree_stacks(&dir, &dir.join("native.bin"));
+        for path in [
+            ["shared_alloc", "caller_a", "main_rot_a"],
+            ["shared_alloc", "caller_b", "main_rot_b"],
+            ["other_alloc", "other_via", "main_rot_other"],
+            ["other_alloc", "other_via", "main_rot_other2"],
+        ] {
+            one_stack_under(&stacks, path, 400, flags);
+        }
+        for site in ["shared_alloc", "other_alloc"] {
+            let at_the_site: u64 = stacks
+                .iter()
+                .filter(|(stack, _)| stack.first() == Some(&at(site, SRC, site)))
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(at_the_site, 800, "{flags:?}: {site}: {stacks:?}");
+        }
+    }
+}
+
 /// A call site whose frame pointer is another value at every call (at -O2 the function keeps
 /// one of its values in rbp), reached from two callers in runs and in turn: the walk's trace,
 /// which then does not compare the frame pointer, still gives each allocation its own caller.

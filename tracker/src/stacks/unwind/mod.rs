@@ -64,19 +64,25 @@ struct Native {
     walks: u32,
     /// The last walk's return addresses, innermost first.
     pcs: [u64; MAX_DEPTH],
-    /// What the last walk read from the first frame of the program on (see `walk`).
-    trace: walk::Trace,
+    /// What the last walks read from the first frame of the program on (see `walk`).
+    traces: walk::Traces,
     /// The last merged chain, innermost first.
     merged: [u64; MAX_MERGED],
-    /// The stack id the last walk's frames were interned as, alone (no Python frames, not cut
-    /// short), and the stack epoch then; `interned` false when the last stack was another.
-    interned: bool,
-    interned_epoch: u64,
-    interned_stack: u64,
+    /// For each trace, the stack id its frames were interned as, alone (no Python frames, not
+    /// cut short), and the stack epoch then (`valid` false when they were not).
+    interned: [Interned; walk::TRACES],
     /// Code outside every module met by walks, with the snapshot it was not in: the loader is
     /// asked about a new module once per such address (JIT code meets the same ones again).
     unknown: [(u64, usize); UNKNOWN_SLOTS],
     tree: tree::Tree,
+}
+
+/// A trace's frames as a stack of their own (zeroed: none).
+#[derive(Clone, Copy)]
+struct Interned {
+    valid: bool,
+    epoch: u64,
+    stack: u64,
 }
 
 const UNKNOWN_SLOTS: usize = 64;
@@ -150,11 +156,11 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     }
     let snapshot = loaded::current(&mut n.walks)?;
     let site = t.call_site;
-    let mut depth = match walk::again(snapshot, &n.bounds, &n.trace, site) {
+    let mut depth = match walk::again(snapshot, &n.bounds, &n.traces, &mut n.pcs, site) {
         Some(depth) => depth,
         None => {
             let cache = n.cache.get_or_insert_with(Cache::new_in);
-            walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site)
+            walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.traces, site)
         }
     };
     if depth.short == Some(StopsShort::UnknownCode)
@@ -164,7 +170,7 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         // Code of a module loaded since the snapshot was made: walk again with the new one.
         let snapshot = loaded::current(&mut n.walks)?;
         let cache = n.cache.get_or_insert_with(Cache::new_in);
-        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.trace, site);
+        depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.traces, site);
     }
     if depth.frames == 0 {
         return None;
@@ -179,16 +185,22 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         None => crate::python::script::compile_frame(t, tables),
         Some(_) => None,
     };
+    // A trace kept afresh: what its frames were interned as is not known yet.
+    if let Some(i) = depth.kept {
+        n.interned[i].valid = false;
+    }
     let keys = match (chain, depth.short, compile) {
         (None, None, None) => {
-            // The same frames as the last walk's, interned alone in this epoch: the same id.
-            if depth.again && n.interned && n.interned_epoch == epoch {
-                return Some(n.interned_stack);
+            // The same frames as a trace's, interned alone in this epoch: the same id.
+            if let Some(i) = depth.again {
+                let known = n.interned[i];
+                if known.valid && known.epoch == epoch {
+                    return Some(known.stack);
+                }
             }
             pcs
         }
         (chain, short, compile) => {
-            n.interned = false;
             let (chain, whole) = chain.unwrap_or((&[], true));
             let mut len = merge::merge(pcs, short, chain, whole, &mut n.merged);
             if let Some(frame) = compile.filter(|_| len < MAX_MERGED) {
@@ -200,7 +212,13 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     };
     let stack = n.tree.intern(epoch, keys, tables);
     if keys.as_ptr() == n.pcs.as_ptr() {
-        (n.interned, n.interned_epoch, n.interned_stack) = (true, epoch, stack);
+        if let Some(i) = depth.again.or(depth.kept) {
+            n.interned[i] = Interned {
+                valid: true,
+                epoch,
+                stack,
+            };
+        }
     }
     Some(stack)
 }

@@ -7,9 +7,12 @@
 //! so that the stack can be marked and its Python frames still placed.
 //!
 //! From the first frame of the program on, a walk is a function of its registers there, the
-//! unwind tables (the snapshot) and the stack words it reads: each thread keeps its last walk's
-//! [`Trace`], and a walk that reaches the same frame with the same registers, on a stack whose
-//! words read then still hold the same values, ends there with the frames found last time.
+//! unwind tables (the snapshot) and the stack words it reads: each thread keeps its last walks'
+//! [`Trace`]s, and a walk that reaches the same frame with the same registers as one of them, on
+//! a stack whose words read then still hold the same values, ends there with the frames that
+//! walk found. A few are kept, not one: allocations alternate between call paths (a Python
+//! object and then its buffer, each from its own function), and with one trace every walk of
+//! such a loop missed and walked the whole stack.
 
 use super::bounds::{self, Window};
 use super::loaded::Snapshot;
@@ -34,11 +37,48 @@ const REG_RIP: u64 = 16;
 /// Stack words a trace keeps, at most (a walk reads one or two a frame).
 const MAX_READS: usize = 4 * MAX_DEPTH;
 
+/// Walks a thread keeps (see the module's doc).
+pub const TRACES: usize = 4;
+
+/// A thread's last walks; zeroed memory holds none.
+pub struct Traces {
+    traces: [Trace; TRACES],
+    /// The trace the next walk from a new first frame replaces.
+    next: usize,
+}
+
+impl Traces {
+    /// The trace a walk from the first frame `first` with `regs` records into: the one from
+    /// there with the same registers but perhaps the frame pointer (the same path, read
+    /// otherwise now), else the oldest.
+    fn victim(&mut self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> usize {
+        if let Some(i) = self.traces.iter().position(|t| {
+            t.snapshot == snapshot && t.first == first && same_regs(&t.regs, regs, false)
+        }) {
+            return i;
+        }
+        let i = self.next % TRACES;
+        self.next = (i + 1) % TRACES;
+        i
+    }
+
+    /// What a trace learnt of the rule at the first frame `first` (see `Trace::bp_free`): a
+    /// property of that code, which every walk from there shares.
+    fn learnt(&self, snapshot: usize, first: u64) -> Option<bool> {
+        self.traces
+            .iter()
+            .find(|t| t.bp_checked && t.snapshot == snapshot && t.first == first)
+            .map(|t| t.bp_free)
+    }
+}
+
 /// The last walk of a thread from the first frame of the program out: where it started, what
 /// it read, what it found. All zero bytes are a trace that matches nothing.
 pub struct Trace {
-    /// The walk's frames are still in its `out` and may be given again.
+    /// The walk is whole and its frames may be given again.
     valid: bool,
+    /// Its frames (return addresses, innermost first): `frames` of them.
+    pcs: [u64; MAX_DEPTH],
     /// The snapshot it used (snapshots are never freed: an address names one).
     snapshot: usize,
     /// The first frame's return address and the registers there.
@@ -97,11 +137,15 @@ impl Trace {
             && same_regs(&self.regs, regs, false)
     }
 
-    fn walked(&self) -> Walked {
+    /// Its walk again: its frames copied into `out`; `index`: its place among the traces.
+    fn walked(&self, index: usize, out: &mut [u64; MAX_DEPTH]) -> Walked {
+        let n = self.frames.min(MAX_DEPTH);
+        out[..n].copy_from_slice(&self.pcs[..n]);
         Walked {
             frames: self.frames,
             short: StopsShort::from_address(self.short),
-            again: true,
+            again: Some(index),
+            kept: None,
         }
     }
 
@@ -177,8 +221,10 @@ pub struct Walked {
     pub frames: usize,
     /// Why it stopped before the thread's first frame; None when it reached it.
     pub short: Option<StopsShort>,
-    /// The frames are the last walk's, given again from its trace (`out` is unchanged).
-    pub again: bool,
+    /// The frames are those of an earlier walk, given again from the trace of this index.
+    pub again: Option<usize>,
+    /// The walk was kept as the trace of this index (a walk that was not given again).
+    pub kept: Option<usize>,
 }
 
 /// The registers where a walk starts, and the call site's return address when it starts there.
@@ -209,17 +255,18 @@ fn start(site: u64) -> (u64, u64, u64, Option<u64>) {
     (ip, sp, bp, None)
 }
 
-/// The last walk's frames again (in `out` still), when a walk from the call site `site` would
-/// give them: what [`walk`] finds at the call site's frame, without its set-up. None when it
-/// would not (or `site` is 0): the caller walks.
+/// An earlier walk's frames again (copied into `out`), when a walk from the call site `site`
+/// would give them: what [`walk`] finds at the call site's frame, without its set-up. None when
+/// it would not (or `site` is 0): the caller walks.
 #[inline]
 pub fn again(
     snapshot: &Snapshot,
     thread: &bounds::Stack,
-    trace: &Trace,
+    traces: &Traces,
+    out: &mut [u64; MAX_DEPTH],
     site: u64,
 ) -> Option<Walked> {
-    if site == 0 || !trace.valid || !trace.at_site {
+    if site == 0 {
         return None;
     }
     let (ip, sp, bp, _) = start(site);
@@ -228,14 +275,23 @@ pub fn again(
         return None;
     }
     let window = bounds::window(thread, sp)?;
-    // The registers `walk` compares at the call site: (ip, sp, bp), every other one 0, against
-    // a trace whose other registers are 0 (`at_site`).
-    let diff = (trace.first ^ ip)
-        | (trace.regs.ip() ^ ip)
-        | (trace.regs.sp() ^ sp)
-        | ((trace.regs.bp() ^ bp) * u64::from(!trace.bp_free))
-        | (trace.snapshot ^ snapshot as *const Snapshot as usize) as u64;
-    (diff == 0 && trace.reads_hold(&window)).then(|| trace.walked())
+    let snapshot_id = snapshot as *const Snapshot as usize;
+    for (i, trace) in traces.traces.iter().enumerate() {
+        if !trace.valid || !trace.at_site {
+            continue;
+        }
+        // The registers `walk` compares at the call site: (ip, sp, bp), every other one 0,
+        // against a trace whose other registers are 0 (`at_site`).
+        let diff = (trace.first ^ ip)
+            | (trace.regs.ip() ^ ip)
+            | (trace.regs.sp() ^ sp)
+            | ((trace.regs.bp() ^ bp) * u64::from(!trace.bp_free))
+            | (trace.snapshot ^ snapshot_id) as u64;
+        if diff == 0 && trace.reads_hold(&window) {
+            return Some(trace.walked(i, out));
+        }
+    }
+    None
 }
 
 /// Fills `out` with the return addresses of the allocating code's stack, innermost first (the
@@ -246,15 +302,18 @@ pub fn walk(
     cache: &mut Cache,
     thread: &bounds::Stack,
     out: &mut [u64; MAX_DEPTH],
-    trace: &mut Trace,
+    traces: &mut Traces,
     site: u64,
 ) -> Walked {
     let (ip, sp, bp, mut call_site) = start(site);
     let mut walked = Walked {
         frames: 0,
         short: Some(StopsShort::Unwinding),
-        again: false,
+        again: None,
+        kept: None,
     };
+    // The trace this walk records into, once its first frame is known.
+    let mut into = 0;
     let Some(mut window) = bounds::window(thread, sp) else {
         return walked;
     };
@@ -279,6 +338,7 @@ pub fn walk(
             Some(ra) => ra,
             None => {
                 let before = regs.sp();
+                let trace = &mut traces.traces[into];
                 let mut read = |a: u64| {
                     let r = window.read(a);
                     if recording {
@@ -328,10 +388,14 @@ pub fn walk(
             walked.short = Some(StopsShort::TooDeep);
             break;
         }
-        // The first frame of the program: the last walk's frames, if it read the same (found
+        // The first frame of the program: an earlier walk's frames, if it read the same (found
         // in known code and not a signal frame then, in this same snapshot).
-        if n == 0 && trace.matches(snapshot_id, ra, &regs, &window) {
-            return trace.walked();
+        if n == 0 {
+            for (i, trace) in traces.traces.iter().enumerate() {
+                if trace.matches(snapshot_id, ra, &regs, &window) {
+                    return trace.walked(i, out);
+                }
+            }
         }
         // Most frames of a stack are in the module of the frame before: look that one up first.
         let code = if last.0 <= ra && ra < last.1 {
@@ -340,9 +404,7 @@ pub fn walk(
             snapshot.code_of(ra)
         };
         let Some(code) = code else {
-            // JIT or other code no module covers: it has no unwind tables to follow. (`out`
-            // changes: the trace's frames are no longer there.)
-            trace.valid = false;
+            // JIT or other code no module covers: it has no unwind tables to follow.
             out[n] = ra;
             n += 1;
             walked.short = Some(StopsShort::UnknownCode);
@@ -353,7 +415,6 @@ pub fn walk(
             // A signal handler's caller: continue in the interrupted code (reading another
             // stack window: such a walk is not kept).
             kept = false;
-            trace.valid = false;
             let Some((pc, next)) = interrupted(&window, thread, regs.sp(), &mut regs) else {
                 break;
             };
@@ -365,8 +426,14 @@ pub fn walk(
             continue;
         }
         if n == 0 {
+            into = traces.victim(snapshot_id, ra, &regs);
+            let learnt = traces.learnt(snapshot_id, ra);
+            let trace = &mut traces.traces[into];
             bp_varies = trace.missed_by_bp(snapshot_id, ra, &regs);
             trace.start(snapshot_id, ra, &regs);
+            if let Some(free) = learnt {
+                (trace.bp_free, trace.bp_checked) = (free, true);
+            }
             recording = true;
         }
         out[n] = ra;
@@ -381,9 +448,12 @@ pub fn walk(
     // cut by the bound on steps depended on the frames before the first one too.
     let cut = steps >= 2 * MAX_DEPTH + OWN_FRAMES;
     if recording && kept && !cut && walked.short != Some(StopsShort::UnknownCode) {
+        let trace = &mut traces.traces[into];
         trace.valid = true;
         trace.span = span(&trace.reads[..trace.len]);
+        trace.pcs[..n].copy_from_slice(&out[..n]);
         trace.frames = n;
+        walked.kept = Some(into);
         trace.short = walked.short.map_or(0, StopsShort::address);
         if bp_varies {
             if let Some(free) = first_step_ignores_bp(snapshot, cache, &window, trace) {
