@@ -26,7 +26,7 @@ pub(crate) fn enter() -> Option<Entered> {
 /// [`enter`] from an allocation function called at `site`: a native walk (--native) of what
 /// the hook records starts there, not in the tracker's own frames.
 #[inline(always)]
-fn enter_at(site: &CallSite) -> Option<Entered> {
+pub(crate) fn enter_at(site: &CallSite) -> Option<Entered> {
     enter_from(site as *const CallSite as u64, site.ret)
 }
 

@@ -9,7 +9,7 @@
 //! the peak.
 
 use crate::capture::CAPTURE;
-use crate::hooks::{enter, refused};
+use crate::hooks::{enter, enter_at, refused, CallSite, Entered};
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::real::forward;
 use crate::{clock, thread};
@@ -73,11 +73,12 @@ pub fn install(api: &Api) {
             let original = originals.add(i);
             (api.mem_get_allocator)(domain, original);
             let typed = domain == DOMAIN_OBJ && TYPED_FREES.load(Ordering::Relaxed);
+            let (malloc, calloc, realloc) = allocating_entries();
             let wrapper = MemAllocator {
                 ctx: original as *mut c_void,
-                malloc: wrapped_malloc,
-                calloc: wrapped_calloc,
-                realloc: wrapped_realloc,
+                malloc,
+                calloc,
+                realloc,
                 free: if typed {
                     wrapped_typed_free
                 } else {
@@ -111,7 +112,8 @@ pub fn uninstall(api: &Api) {
             (api.mem_get_allocator)(domain, &mut current);
             let original = originals.add(i);
             if current.ctx == original as *mut c_void
-                && current.malloc as usize == wrapped_malloc as *const () as usize
+                && (current.malloc as usize == wrapped_malloc as *const () as usize
+                    || current.malloc as usize == sited_malloc as *const () as usize)
             {
                 (api.mem_set_allocator)(domain, original);
                 INSTALLED[i].store(false, Ordering::Release);
@@ -125,9 +127,93 @@ fn original(ctx: *mut c_void) -> &'static MemAllocator {
     unsafe { &*(ctx as *const MemAllocator) }
 }
 
+type MallocFn = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
+type CallocFn = unsafe extern "C" fn(*mut c_void, usize, usize) -> *mut c_void;
+type ReallocFn = unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> *mut c_void;
+
+/// The wrappers the interpreter calls to allocate: under `--native`, the trampolines that pass
+/// their call site (see [`at_site`]); else the wrappers themselves (the site would serve
+/// nothing, and each call would pay for the trampoline).
+fn allocating_entries() -> (MallocFn, CallocFn, ReallocFn) {
+    if crate::stacks::unwind::enabled() {
+        (sited_malloc, sited_calloc, sited_realloc)
+    } else {
+        (wrapped_malloc, wrapped_calloc, wrapped_realloc)
+    }
+}
+
+/// Defines `$name`, with the C signature of a PyMem allocation function, as a trampoline to
+/// `$hook`, which takes the same arguments and a `&CallSite` last. As the allocation
+/// functions' trampolines (session/exports.rs), it pushes the caller's frame pointer below the
+/// caller's return address and passes their address, so that a native walk (--native) starts
+/// at the interpreter's call with its registers there, not in the tracker's own frames (each
+/// of them a lookup in the unwinder's rule cache, whose slots the tracker's code addresses then
+/// shared with the program's: the walks' cost moved with the tracker's code layout), and a
+/// walk from a call path met before is given again before any set-up (unwind/walk.rs,
+/// `again`). Its CFI lets an unwinder started in the hook step through it.
+macro_rules! at_site {
+    ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            core::arch::naked_asm!(
+                ".cfi_startproc",
+                "push rbp",
+                ".cfi_adjust_cfa_offset 8",
+                ".cfi_rel_offset rbp, 0",
+                concat!("mov ", $reg, ", rsp"),
+                "call {hook}",
+                "pop rbp",
+                ".cfi_adjust_cfa_offset -8",
+                ".cfi_restore rbp",
+                "ret",
+                ".cfi_endproc",
+                hook = sym $hook
+            );
+            #[cfg(target_arch = "aarch64")]
+            core::arch::naked_asm!(
+                "stp x29, x30, [sp, #-16]!",
+                concat!("mov ", $a64, ", sp"),
+                "bl {hook}",
+                "ldp x29, x30, [sp], #16",
+                "ret",
+                hook = sym $hook
+            );
+        }
+    };
+}
+
+at_site!(sited_malloc, malloc_at, "rdx", "x2", (ctx: *mut c_void, size: usize) -> *mut c_void);
+at_site!(sited_calloc, calloc_at, "rcx", "x3", (ctx: *mut c_void, n: usize, size: usize) -> *mut c_void);
+at_site!(sited_realloc, realloc_at, "rcx", "x3", (ctx: *mut c_void, old: *mut c_void, size: usize) -> *mut c_void);
+
+/// [`enter`], from the call site `site` when a trampoline gave it.
+#[inline(always)]
+fn enter_from(site: Option<&CallSite>) -> Option<Entered> {
+    match site {
+        Some(site) => enter_at(site),
+        None => enter(),
+    }
+}
+
+unsafe extern "C" fn malloc_at(ctx: *mut c_void, size: usize, site: &CallSite) -> *mut c_void {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { malloc_from(ctx, size, Some(site)) }
+}
+
 unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { malloc_from(ctx, size, None) }
+}
+
+/// The wrapped malloc, called at `site` when a trampoline gave it.
+///
+/// # Safety
+/// As the allocator's malloc: `ctx` is a wrapper's context.
+#[inline(always)]
+unsafe fn malloc_from(ctx: *mut c_void, size: usize, site: Option<&CallSite>) -> *mut c_void {
     let o = original(ctx);
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_from(site) else {
         return forward!(o.malloc; o.ctx, size);
     };
     let p = forward!(o.malloc; o.ctx, size);
@@ -144,9 +230,34 @@ unsafe extern "C" fn wrapped_malloc(ctx: *mut c_void, size: usize) -> *mut c_voi
     )
 }
 
+unsafe extern "C" fn calloc_at(
+    ctx: *mut c_void,
+    n: usize,
+    size: usize,
+    site: &CallSite,
+) -> *mut c_void {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { calloc_from(ctx, n, size, Some(site)) }
+}
+
 unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { calloc_from(ctx, n, size, None) }
+}
+
+/// The wrapped calloc, called at `site` when a trampoline gave it.
+///
+/// # Safety
+/// As the allocator's calloc: `ctx` is a wrapper's context.
+#[inline(always)]
+unsafe fn calloc_from(
+    ctx: *mut c_void,
+    n: usize,
+    size: usize,
+    site: Option<&CallSite>,
+) -> *mut c_void {
     let o = original(ctx);
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_from(site) else {
         return forward!(o.calloc; o.ctx, n, size);
     };
     let p = forward!(o.calloc; o.ctx, n, size);
@@ -164,13 +275,38 @@ unsafe extern "C" fn wrapped_calloc(ctx: *mut c_void, n: usize, size: usize) -> 
     )
 }
 
+unsafe extern "C" fn realloc_at(
+    ctx: *mut c_void,
+    old: *mut c_void,
+    size: usize,
+    site: &CallSite,
+) -> *mut c_void {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { realloc_from(ctx, old, size, Some(site)) }
+}
+
 unsafe extern "C" fn wrapped_realloc(
     ctx: *mut c_void,
     old: *mut c_void,
     size: usize,
 ) -> *mut c_void {
+    // SAFETY: the allocator's own contract, passed on.
+    unsafe { realloc_from(ctx, old, size, None) }
+}
+
+/// The wrapped realloc, called at `site` when a trampoline gave it.
+///
+/// # Safety
+/// As the allocator's realloc: `ctx` is a wrapper's context.
+#[inline(always)]
+unsafe fn realloc_from(
+    ctx: *mut c_void,
+    old: *mut c_void,
+    size: usize,
+    site: Option<&CallSite>,
+) -> *mut c_void {
     let o = original(ctx);
-    let Some(mut t) = enter() else {
+    let Some(mut t) = enter_from(site) else {
         return forward!(o.realloc; o.ctx, old, size);
     };
     // The free's time (none in an aggregated capture, which orders nothing by it).

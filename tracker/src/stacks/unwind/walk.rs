@@ -38,7 +38,7 @@ const REG_RIP: u64 = 16;
 const MAX_READS: usize = 4 * MAX_DEPTH;
 
 /// Walks a thread keeps (see the module's doc).
-pub const TRACES: usize = 4;
+pub const TRACES: usize = 8;
 
 /// A thread's last walks; zeroed memory holds none.
 pub struct Traces {
