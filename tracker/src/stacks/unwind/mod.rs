@@ -156,7 +156,7 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     }
     let snapshot = loaded::current(&mut n.walks)?;
     let site = t.call_site;
-    let mut depth = match walk::again(snapshot, &n.bounds, &n.traces, &mut n.pcs, site) {
+    let mut depth = match walk::again(snapshot, &n.bounds, &mut n.traces, &mut n.pcs, site) {
         Some(depth) => depth,
         None => {
             let cache = n.cache.get_or_insert_with(Cache::new_in);

@@ -43,23 +43,36 @@ pub const TRACES: usize = 8;
 /// A thread's last walks; zeroed memory holds none.
 pub struct Traces {
     traces: [Trace; TRACES],
-    /// The trace the next walk from a new first frame replaces.
-    next: usize,
+    /// Counts the walks kept and given again: each trace notes the count at its last use.
+    uses: u64,
 }
 
 impl Traces {
-    /// The trace a walk from the first frame `first` with `regs` records into: the one from
-    /// there with the same registers but perhaps the frame pointer (the same path, read
-    /// otherwise now), else the oldest.
-    fn victim(&mut self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> usize {
-        if let Some(i) = self.traces.iter().position(|t| {
-            t.snapshot == snapshot && t.first == first && same_regs(&t.regs, regs, false)
-        }) {
-            return i;
+    /// The trace a new walk records into: the least recently used. Not the one from the same
+    /// first frame with the same registers: the frames outside may differ (one function that
+    /// allocates, called from several), and each of those paths needs a trace of its own.
+    fn victim(&self) -> usize {
+        let mut oldest = 0;
+        for (i, t) in self.traces.iter().enumerate() {
+            if t.used < self.traces[oldest].used {
+                oldest = i;
+            }
         }
-        let i = self.next % TRACES;
-        self.next = (i + 1) % TRACES;
-        i
+        oldest
+    }
+
+    /// Notes that trace `i` was used now.
+    fn use_trace(&mut self, i: usize) {
+        self.uses += 1;
+        self.traces[i].used = self.uses;
+    }
+
+    /// Whether a walk from the first frame `first` with `regs` missed one of the traces by the
+    /// frame pointer alone, while whether its first step depends on it is not known yet.
+    fn missed_by_bp(&self, snapshot: usize, first: u64, regs: &UnwindRegsX86_64) -> bool {
+        self.traces
+            .iter()
+            .any(|t| t.missed_by_bp(snapshot, first, regs))
     }
 
     /// What a trace learnt of the rule at the first frame `first` (see `Trace::bp_free`): a
@@ -77,6 +90,8 @@ impl Traces {
 pub struct Trace {
     /// The walk is whole and its frames may be given again.
     valid: bool,
+    /// `Traces::uses` when it was last kept or given again (0: never).
+    used: u64,
     /// Its frames (return addresses, innermost first): `frames` of them.
     pcs: [u64; MAX_DEPTH],
     /// The snapshot it used (snapshots are never freed: an address names one).
@@ -262,7 +277,7 @@ fn start(site: u64) -> (u64, u64, u64, Option<u64>) {
 pub fn again(
     snapshot: &Snapshot,
     thread: &bounds::Stack,
-    traces: &Traces,
+    traces: &mut Traces,
     out: &mut [u64; MAX_DEPTH],
     site: u64,
 ) -> Option<Walked> {
@@ -288,7 +303,9 @@ pub fn again(
             | ((trace.regs.bp() ^ bp) * u64::from(!trace.bp_free))
             | (trace.snapshot ^ snapshot_id) as u64;
         if diff == 0 && trace.reads_hold(&window) {
-            return Some(trace.walked(i, out));
+            let walked = trace.walked(i, out);
+            traces.use_trace(i);
+            return Some(walked);
         }
     }
     None
@@ -393,7 +410,9 @@ pub fn walk(
         if n == 0 {
             for (i, trace) in traces.traces.iter().enumerate() {
                 if trace.matches(snapshot_id, ra, &regs, &window) {
-                    return trace.walked(i, out);
+                    let walked = trace.walked(i, out);
+                    traces.use_trace(i);
+                    return walked;
                 }
             }
         }
@@ -426,10 +445,10 @@ pub fn walk(
             continue;
         }
         if n == 0 {
-            into = traces.victim(snapshot_id, ra, &regs);
+            into = traces.victim();
             let learnt = traces.learnt(snapshot_id, ra);
+            bp_varies = traces.missed_by_bp(snapshot_id, ra, &regs);
             let trace = &mut traces.traces[into];
-            bp_varies = trace.missed_by_bp(snapshot_id, ra, &regs);
             trace.start(snapshot_id, ra, &regs);
             if let Some(free) = learnt {
                 (trace.bp_free, trace.bp_checked) = (free, true);
@@ -460,6 +479,7 @@ pub fn walk(
                 (trace.bp_free, trace.bp_checked) = (free, true);
             }
         }
+        traces.use_trace(into);
     }
     walked
 }
