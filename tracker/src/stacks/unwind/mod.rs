@@ -62,7 +62,7 @@ struct Native {
     cache: Option<Cache>,
     /// Walks since the loader's lists were last checked (see `loaded::current`).
     walks: u32,
-    /// The last walk's return addresses, innermost first.
+    /// The current walk's return addresses, innermost first (walked, or copied from a trace).
     pcs: [u64; MAX_DEPTH],
     /// What the last walks read from the first frame of the program on (see `walk`).
     traces: walk::Traces,

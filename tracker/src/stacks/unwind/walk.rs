@@ -85,8 +85,8 @@ impl Traces {
     }
 }
 
-/// The last walk of a thread from the first frame of the program out: where it started, what
-/// it read, what it found. All zero bytes are a trace that matches nothing.
+/// A walk of a thread from the first frame of the program out: where it started, what it read,
+/// what it found. All zero bytes are a trace that matches nothing.
 pub struct Trace {
     /// The walk is whole and its frames may be given again.
     valid: bool,
@@ -345,7 +345,7 @@ pub fn walk(
     // read was kept: a walk that read past the trace's room, or left its window, is not kept.
     let mut recording = false;
     let mut kept = true;
-    // The last walk from here missed by the frame pointer alone: this one's first step is
+    // A trace from here missed by the frame pointer alone: this walk's first step is
     // checked for depending on it.
     let mut bp_varies = false;
     while steps < 2 * MAX_DEPTH + OWN_FRAMES {
