@@ -3,5 +3,8 @@
 
 pub(crate) mod native;
 pub(crate) mod pymem;
+mod trampoline;
+
+pub(crate) use trampoline::site_trampoline;
 
 pub(crate) use native::*;

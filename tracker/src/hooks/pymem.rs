@@ -9,7 +9,7 @@
 //! the peak.
 
 use crate::capture::CAPTURE;
-use crate::hooks::{enter, enter_at, refused, CallSite, Entered};
+use crate::hooks::{enter, enter_at, refused, site_trampoline, CallSite, Entered};
 use crate::python::api::{Api, MemAllocator, DOMAIN_MEM, DOMAIN_OBJ};
 use crate::real::forward;
 use crate::{clock, thread};
@@ -132,7 +132,7 @@ type CallocFn = unsafe extern "C" fn(*mut c_void, usize, usize) -> *mut c_void;
 type ReallocFn = unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> *mut c_void;
 
 /// The wrappers the interpreter calls to allocate: under `--native`, the trampolines that pass
-/// their call site (see [`at_site`]); else the wrappers themselves (the site would serve
+/// their call site (below); else the wrappers themselves (the site would serve
 /// nothing, and each call would pay for the trampoline).
 fn allocating_entries() -> (MallocFn, CallocFn, ReallocFn) {
     if crate::stacks::unwind::enabled() {
@@ -142,50 +142,15 @@ fn allocating_entries() -> (MallocFn, CallocFn, ReallocFn) {
     }
 }
 
-/// Defines `$name`, with the C signature of a PyMem allocation function, as a trampoline to
-/// `$hook`, which takes the same arguments and a `&CallSite` last. As the allocation
-/// functions' trampolines (session/exports.rs), it pushes the caller's frame pointer below the
-/// caller's return address and passes their address, so that a native walk (--native) starts
-/// at the interpreter's call with its registers there, not in the tracker's own frames (each
-/// of them a lookup in the unwinder's rule cache, whose slots the tracker's code addresses then
-/// shared with the program's: the walks' cost moved with the tracker's code layout), and a
-/// walk from a call path met before is given again before any set-up (unwind/walk.rs,
-/// `again`). Its CFI lets an unwinder started in the hook step through it.
-macro_rules! at_site {
-    ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        #[unsafe(naked)]
-        unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!(
-                ".cfi_startproc",
-                "push rbp",
-                ".cfi_adjust_cfa_offset 8",
-                ".cfi_rel_offset rbp, 0",
-                concat!("mov ", $reg, ", rsp"),
-                "call {hook}",
-                "pop rbp",
-                ".cfi_adjust_cfa_offset -8",
-                ".cfi_restore rbp",
-                "ret",
-                ".cfi_endproc",
-                hook = sym $hook
-            );
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!(
-                "stp x29, x30, [sp, #-16]!",
-                concat!("mov ", $a64, ", sp"),
-                "bl {hook}",
-                "ldp x29, x30, [sp], #16",
-                "ret",
-                hook = sym $hook
-            );
-        }
-    };
-}
-
-at_site!(sited_malloc, malloc_at, "rdx", "x2", (ctx: *mut c_void, size: usize) -> *mut c_void);
-at_site!(sited_calloc, calloc_at, "rcx", "x3", (ctx: *mut c_void, n: usize, size: usize) -> *mut c_void);
-at_site!(sited_realloc, realloc_at, "rcx", "x3", (ctx: *mut c_void, old: *mut c_void, size: usize) -> *mut c_void);
+// Under `--native` the interpreter calls these call-site trampolines (hooks/trampoline.rs), as
+// the exported allocation functions are: a walk then starts at the interpreter's call with its
+// registers there, not in the tracker's own frames (each of them a lookup in the unwinder's rule
+// cache, whose slots the tracker's code addresses shared with the program's: the walks' cost
+// moved with the tracker's code layout), and a walk from a call path met before is given again
+// before any set-up (unwind/walk.rs, `again`).
+site_trampoline!(sited_malloc => malloc_at, "rdx", "x2", (ctx: *mut c_void, size: usize) -> *mut c_void);
+site_trampoline!(sited_calloc => calloc_at, "rcx", "x3", (ctx: *mut c_void, n: usize, size: usize) -> *mut c_void);
+site_trampoline!(sited_realloc => realloc_at, "rcx", "x3", (ctx: *mut c_void, old: *mut c_void, size: usize) -> *mut c_void);
 
 /// [`enter`], from the call site `site` when a trampoline gave it.
 #[inline(always)]

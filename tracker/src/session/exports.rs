@@ -25,42 +25,16 @@ macro_rules! export {
 
 // ---- the allocation functions (hooks::native): the call site goes along ----
 
-/// Defines `$name` with the C signature `($args) -> $ret` as a trampoline to `$hook`, which takes
-/// the same arguments and a `&hooks::native::CallSite` last: the trampoline pushes the caller's
-/// frame pointer below its return address and passes their address (so that a --native walk
-/// starts at the call site with the caller's registers). Its CFI lets an unwinder started in the
-/// hook step through it.
+/// Defines `$name`, exported with the C signature `($args) -> $ret`, as a call-site trampoline
+/// to `hooks::native::$hook` (hooks/trampoline.rs), which takes the same arguments and the call
+/// site last (in `$reg`, or `$a64` on aarch64).
 macro_rules! trampoline {
     ($name:ident, $hook:ident, $reg:literal, $a64:literal, ($($arg:ident: $ty:ty),*) -> $ret:ty) => {
-        #[unsafe(naked)]
-        #[no_mangle]
-        /// # Safety
-        /// Same contract as the C library function of this name.
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            #[cfg(target_arch = "x86_64")]
-            core::arch::naked_asm!(
-                ".cfi_startproc",
-                "push rbp",
-                ".cfi_adjust_cfa_offset 8",
-                ".cfi_rel_offset rbp, 0",
-                concat!("mov ", $reg, ", rsp"),
-                "call {hook}",
-                "pop rbp",
-                ".cfi_adjust_cfa_offset -8",
-                ".cfi_restore rbp",
-                "ret",
-                ".cfi_endproc",
-                hook = sym crate::hooks::native::$hook
-            );
-            #[cfg(target_arch = "aarch64")]
-            core::arch::naked_asm!(
-                "stp x29, x30, [sp, #-16]!",
-                concat!("mov ", $a64, ", sp"),
-                "bl {hook}",
-                "ldp x29, x30, [sp], #16",
-                "ret",
-                hook = sym crate::hooks::native::$hook
-            );
+        crate::hooks::site_trampoline! {
+            #[no_mangle]
+            /// # Safety
+            /// Same contract as the C library function of this name.
+            pub $name => crate::hooks::native::$hook, $reg, $a64, ($($arg: $ty),*) -> $ret
         }
     };
 }
