@@ -68,21 +68,10 @@ struct Native {
     traces: walk::Traces,
     /// The last merged chain, innermost first.
     merged: [u64; MAX_MERGED],
-    /// For each trace, the stack id its frames were interned as, alone (no Python frames, not
-    /// cut short), and the stack epoch then (`valid` false when they were not).
-    interned: [Interned; walk::TRACES],
     /// Code outside every module met by walks, with the snapshot it was not in: the loader is
     /// asked about a new module once per such address (JIT code meets the same ones again).
     unknown: [(u64, usize); UNKNOWN_SLOTS],
     tree: tree::Tree,
-}
-
-/// A trace's frames as a stack of their own (zeroed: none).
-#[derive(Clone, Copy)]
-struct Interned {
-    valid: bool,
-    epoch: u64,
-    stack: u64,
 }
 
 const UNKNOWN_SLOTS: usize = 64;
@@ -185,18 +174,11 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         None => crate::python::script::compile_frame(t, tables),
         Some(_) => None,
     };
-    // A trace kept afresh: what its frames were interned as is not known yet.
-    if let Some(i) = depth.kept {
-        n.interned[i].valid = false;
-    }
     let keys = match (chain, depth.short, compile) {
         (None, None, None) => {
-            // The same frames as a trace's, interned alone in this epoch: the same id.
-            if let Some(i) = depth.again {
-                let known = n.interned[i];
-                if known.valid && known.epoch == epoch {
-                    return Some(known.stack);
-                }
+            // A trace's frames, interned alone in this epoch: the same id.
+            if let Some(stack) = depth.trace.and_then(|i| n.traces.interned(i, epoch)) {
+                return Some(stack);
             }
             pcs
         }
@@ -212,12 +194,8 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
     };
     let stack = n.tree.intern(epoch, keys, tables);
     if keys.as_ptr() == n.pcs.as_ptr() {
-        if let Some(i) = depth.again.or(depth.kept) {
-            n.interned[i] = Interned {
-                valid: true,
-                epoch,
-                stack,
-            };
+        if let Some(i) = depth.trace {
+            n.traces.set_interned(i, epoch, stack);
         }
     }
     Some(stack)

@@ -61,6 +61,18 @@ impl Traces {
         oldest
     }
 
+    /// The stack id trace `i`'s frames were interned as alone in `epoch`, if known.
+    pub fn interned(&self, i: usize, epoch: u64) -> Option<u64> {
+        let t = &self.traces[i];
+        (t.interned_stack != 0 && t.interned_epoch == epoch).then_some(t.interned_stack)
+    }
+
+    /// Notes that trace `i`'s frames were interned alone as `stack` in `epoch`.
+    pub fn set_interned(&mut self, i: usize, epoch: u64, stack: u64) {
+        let t = &mut self.traces[i];
+        (t.interned_stack, t.interned_epoch) = (stack, epoch);
+    }
+
     /// Notes that trace `i` was used now.
     fn use_trace(&mut self, i: usize) {
         self.uses += 1;
@@ -94,6 +106,10 @@ pub struct Trace {
     used: u64,
     /// Its frames (return addresses, innermost first): `frames` of them.
     pcs: [u64; MAX_DEPTH],
+    /// The stack id its frames were interned as alone (no Python frames, not cut short), and
+    /// the stack epoch then; 0: not known (stack ids start at 1).
+    interned_stack: u64,
+    interned_epoch: u64,
     /// The snapshot it used (snapshots are never freed: an address names one).
     snapshot: usize,
     /// The first frame's return address and the registers there.
@@ -159,8 +175,7 @@ impl Trace {
         Walked {
             frames: self.frames,
             short: StopsShort::from_address(self.short),
-            again: Some(index),
-            kept: None,
+            trace: Some(index),
         }
     }
 
@@ -170,6 +185,7 @@ impl Trace {
         self.bp_free &= same_rule;
         self.bp_checked &= same_rule;
         self.valid = false;
+        self.interned_stack = 0;
         self.snapshot = snapshot;
         self.first = first;
         self.regs = *regs;
@@ -236,10 +252,9 @@ pub struct Walked {
     pub frames: usize,
     /// Why it stopped before the thread's first frame; None when it reached it.
     pub short: Option<StopsShort>,
-    /// The frames are those of an earlier walk, given again from the trace of this index.
-    pub again: Option<usize>,
-    /// The walk was kept as the trace of this index (a walk that was not given again).
-    pub kept: Option<usize>,
+    /// The trace that holds these frames: the one they were given again from, or the one the
+    /// walk was just kept as; None when the walk was not kept.
+    pub trace: Option<usize>,
 }
 
 /// The registers where a walk starts, and the call site's return address when it starts there.
@@ -326,8 +341,7 @@ pub fn walk(
     let mut walked = Walked {
         frames: 0,
         short: Some(StopsShort::Unwinding),
-        again: None,
-        kept: None,
+        trace: None,
     };
     // The trace this walk records into, once its first frame is known.
     let mut into = 0;
@@ -472,7 +486,7 @@ pub fn walk(
         trace.span = span(&trace.reads[..trace.len]);
         trace.pcs[..n].copy_from_slice(&out[..n]);
         trace.frames = n;
-        walked.kept = Some(into);
+        walked.trace = Some(into);
         trace.short = walked.short.map_or(0, StopsShort::address);
         if bp_varies {
             if let Some(free) = first_step_ignores_bp(snapshot, cache, &window, trace) {
