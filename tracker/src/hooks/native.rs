@@ -193,6 +193,11 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, site: &CallSite) {
         return;
     }
     let Some(r) = real() else { return };
+    // A free sampling surely leaves out is passed on before the thread's state is touched
+    // (only a running capture samples: no block from before its start is looked for).
+    if ACTIVE.load(Ordering::Relaxed) && thread::surely_unrecorded_free(p as u64) {
+        return forward!(r.free; p);
+    }
     let Some(mut t) = enter_at(site) else {
         crate::early::free(p as u64);
         return forward!(r.free; p);

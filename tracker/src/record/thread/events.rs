@@ -48,11 +48,17 @@ impl ThreadState {
     }
 }
 
-#[inline]
+/// An allocation: sampling's countdown in the hook itself (an allocation sampling leaves out
+/// costs no call), the record out of line.
+#[inline(always)]
 pub fn record_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
-    if !sample::take_alloc(t, allocator, addr, size) {
-        return;
+    if sample::take_alloc(t, allocator, addr, size) {
+        record_alloc_taken(t, allocator, addr, size, ret);
     }
+}
+
+#[inline(never)]
+fn record_alloc_taken(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64, ret: u64) {
     if aggregate::on() {
         return aggregate_alloc(t, allocator, addr, size, ret);
     }
@@ -160,6 +166,13 @@ pub fn record_free(t: &mut tls::Tls, python: bool, addr: u64, tick: Option<u64>)
 #[inline(always)]
 pub fn take_free(addr: u64) -> bool {
     sample::take_free(addr)
+}
+
+/// Whether a free of `addr` is surely not recorded (sampling, and no sample near it): the
+/// hook passes it on at once.
+#[inline(always)]
+pub fn surely_unrecorded_free(addr: u64) -> bool {
+    sample::surely_unsampled(addr)
 }
 
 /// [`record_free`] of a free that [`take_free`] said is to be recorded (the caller prefetched
