@@ -1682,6 +1682,159 @@ fn a_full_tmpdir_falls_back_to_another_temporary_directory() {
 }
 
 #[test]
+fn a_full_disk_without_fallocate_never_breaks_the_program() {
+    // On file systems without fallocate (ext2, vfat, NFSv3, some FUSE ones) the capture grew
+    // as a sparse file, and once the disk was full the tracker's next store into the mapping
+    // killed the program with SIGBUS. Here a seccomp filter refuses fallocate
+    // (tests/programs/no_fallocate.c), on a 4 MiB tmpfs with some 1.5 MiB free.
+    let (dir, _) = dirs("full-no-fallocate");
+    let Some(small) = tmpfs(&dir, "small", "size=4m") else {
+        eprintln!("no tmpfs can be mounted here: not tried");
+        return;
+    };
+    let filled = std::fs::write(small.join("fill"), vec![0u8; 2_600_000]);
+    let launcher = memtrace_e2e::compile("no_fallocate", &dir);
+    let script = write(
+        &dir,
+        "big.py",
+        "import random\nkeep = []\nfor r in range(20):\n    keep = [str(random.random()) for i in range(200_000)]\nprint('done', len(keep))\n",
+    );
+    let cap = small.join("cap.bin");
+    let out = Command::new(&launcher)
+        .arg(memtrace_bin())
+        .args(["run", "-o"])
+        .arg(&cap)
+        .arg("--python")
+        .arg(python())
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output_watched();
+    // Read outside the tmpfs, unmounted first whatever the outcome.
+    let kept = dir.join("cap.bin");
+    let copied = std::fs::copy(&cap, &kept);
+    let _ = Command::new("umount").arg(&small).status();
+    filled.expect("fill");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"done 200000\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("incomplete"), "{err}");
+    copied.expect("a capture");
+    let s = stats(&kept);
+    assert_eq!(s["complete"].as_bool(), Some(false), "{s}");
+    assert!(
+        s["total_allocations"].as_u64().is_some_and(|n| n > 0),
+        "{s}"
+    );
+}
+
+#[test]
+fn a_signal_sent_with_sigqueue_reaches_the_program_with_its_value() {
+    // memtrace passed every signal on with kill(2): the program's handler read `code 0 value
+    // 0`, from memtrace's pid, where it should read sigqueue's code, value and sender.
+    let dir = scratch("sigqueue");
+    let prog = compile("sigqueue_receiver", &dir);
+    let mut run = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o", "q.bin"])
+        .arg(&prog)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memtrace starts");
+    let mut stdout = BufReader::new(run.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("ready");
+    assert_eq!(line, "ready\n");
+    let value = libc::sigval {
+        sival_ptr: 7 as *mut libc::c_void,
+    };
+    // SAFETY: sigqueue(3) of a plain signal to our own child (memtrace), which waits for it.
+    let r = unsafe { libc::sigqueue(run.id() as libc::pid_t, libc::SIGUSR1, value) };
+    assert_eq!(r, 0, "sigqueue: {}", std::io::Error::last_os_error());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("the rest");
+    let status = run.wait().expect("memtrace ends");
+    assert_eq!(status.code(), Some(0), "{rest}");
+    assert_eq!(
+        rest,
+        format!(
+            "code {} value 7 sender {}\n",
+            libc::SI_QUEUE,
+            std::process::id()
+        )
+    );
+}
+
+/// A sanitizer-built program that a tracked program execs (a test runner, `make check`) runs as
+/// it would alone: untracked, its environment as given. With the tracker preloaded ahead of its
+/// runtime, AddressSanitizer's refused to start (exit 1) and ThreadSanitizer's crashed.
+#[test]
+fn a_sanitizer_built_program_a_tracked_program_execs_runs_as_alone() {
+    let (dir, _) = dirs("sanitizer-exec");
+    write(
+        &dir,
+        "prog.c",
+        "#include <stdio.h>\n#include <stdlib.h>\nint main(void) { free(malloc(10)); puts(\"sanitized ok\"); return 3; }\n",
+    );
+    for flag in ["address", "thread"] {
+        let bin = dir.join(format!("prog-{flag}"));
+        let built = Command::new("gcc")
+            .arg(format!("-fsanitize={flag}"))
+            .arg("-o")
+            .arg(&bin)
+            .arg(dir.join("prog.c"))
+            .status()
+            .is_ok_and(|s| s.success());
+        if !built {
+            eprintln!("gcc cannot build with -fsanitize={flag} here: not tried");
+            continue;
+        }
+        let command = format!("malloc_probe=1; exec {}", bin.display());
+        let out = run_in(
+            &dir,
+            &["run", "-f", "-o", "e.bin", "--", "/bin/sh", "-c", &command],
+        );
+        assert_eq!(out.status.code(), Some(3), "{flag}: {out:?}");
+        assert_eq!(out.stdout, b"sanitized ok\n", "{flag}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("which wrote no capture (") && err.contains("built with a sanitizer"),
+            "{flag}: {err}"
+        );
+        assert!(
+            !err.contains("ASan runtime") && !err.contains("ThreadSanitizer"),
+            "{err}"
+        );
+    }
+    // A sanitizer runtime the program's environment preloads itself must come first too.
+    let runtime = Command::new("gcc")
+        .arg("-print-file-name=libasan.so")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| p.starts_with('/') && Path::new(p).exists());
+    let plain = dir.join("prog-plain");
+    let built = Command::new("gcc")
+        .arg("-o")
+        .arg(&plain)
+        .arg(dir.join("prog.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    let Some(runtime) = runtime.filter(|_| built) else {
+        eprintln!("no libasan.so to preload here: not tried");
+        return;
+    };
+    let command = format!("LD_PRELOAD={runtime} exec {}", plain.display());
+    let out = run_in(
+        &dir,
+        &["run", "-f", "-o", "p.bin", "--", "/bin/sh", "-c", &command],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(out.stdout, b"sanitized ok\n", "{out:?}");
+}
+
+#[test]
 fn the_closing_hint_is_a_command_to_paste() {
     // "memtrace tree my capture.bin" named two files to a shell.
     let (dir, _) = dirs("hint-quoted");

@@ -20,6 +20,9 @@ struct memtrace_tls {
     uint64_t entry_ret;    /* the return address the recording hook's trampoline pushed */
 };
 
-static __thread struct memtrace_tls memtrace_tls_block __attribute__((tls_model("initial-exec")));
+/* Not static: on x86-64 the Rust side reads it in place (tls.rs, `block`); hidden, so that it
+   stays the tracker's own. */
+__attribute__((visibility("hidden"))) __thread struct memtrace_tls memtrace_tls_block
+    __attribute__((tls_model("initial-exec")));
 
 struct memtrace_tls *memtrace_tls_get(void) { return &memtrace_tls_block; }

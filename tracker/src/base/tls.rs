@@ -34,6 +34,7 @@ pub struct Tls {
     pub entry_ret: u64,
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 extern "C" {
     fn memtrace_tls_get() -> *mut Tls;
 }
@@ -43,7 +44,35 @@ extern "C" {
 pub fn get() -> &'static mut Tls {
     // SAFETY: the block is static thread-local storage of this thread; the tracker only uses it
     // from this thread and never keeps two live references across a call that also takes one.
-    unsafe { &mut *memtrace_tls_get() }
+    unsafe { &mut *block() }
+}
+
+/// The block's address: on x86-64 read in place, as C code reads an initial-exec variable (the
+/// thread pointer plus the offset the loader put in the GOT), two instructions where a call to
+/// tls.c's `memtrace_tls_get` cost a call and a return on every hook.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block() -> *mut Tls {
+    let p: *mut Tls;
+    // SAFETY: reads this thread's thread pointer (%fs:0, set by the C library for every thread)
+    // and the GOT slot of tls.c's `memtrace_tls_block` (declared initial-exec there: the slot
+    // holds its offset from the thread pointer, fixed at load); nothing is written.
+    unsafe {
+        core::arch::asm!(
+            "mov {p}, qword ptr fs:[0]",
+            "add {p}, qword ptr [rip + memtrace_tls_block@GOTTPOFF]",
+            p = out(reg) p,
+            options(pure, readonly, nostack),
+        );
+    }
+    p
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn block() -> *mut Tls {
+    // SAFETY: tls.c's accessor returns this thread's block.
+    unsafe { memtrace_tls_get() }
 }
 
 /// Runs `f` with the re-entrancy flag set, so that allocations made on the way are not recorded.

@@ -1,5 +1,6 @@
 //! The capture file: a shared mapping of the file, grown in large steps with fallocate (which
-//! reserves the disk blocks, so a full disk is an error here and never a SIGBUS later). Writers
+//! reserves the disk blocks, so a full disk is an error here and never a SIGBUS later; written
+//! zeros where the file system has no fallocate). Writers
 //! reserve space with an atomic offset; only growing the file takes a lock.
 //!
 //! The first megabyte is reserved by writing zeros instead, on the local file systems whose
@@ -57,7 +58,7 @@ pub struct Capture {
     map_len: AtomicUsize,
     /// End of the reserved part of the file.
     reserved: AtomicU64,
-    /// Bytes of the file backed by fallocate (or ftruncate where fallocate is not supported).
+    /// Bytes of the file backed by fallocate (or written zeros where it is not supported).
     allocated: AtomicU64,
     grow_lock: SpinLock<()>,
     /// No more reservations (the capture was finished, or writing failed).
@@ -306,8 +307,12 @@ impl Capture {
                     return sys::write_zeros(fd, have, target - have);
                 }
                 match sys::fallocate(fd, 0, have, target - have) {
-                    // Filesystems without fallocate: extend the file (sparse) instead.
-                    Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => sys::ftruncate(fd, target),
+                    // File systems without fallocate (ext2, vfat, NFSv3, some FUSE ones): the
+                    // blocks are reserved by writing zeros. A sparse file (ftruncate) left the
+                    // first store past the disk's end to fail as a SIGBUS in the program.
+                    Err(libc::EOPNOTSUPP) | Err(libc::ENOSYS) => {
+                        sys::write_zeros(fd, have, target - have)
+                    }
                     r => r,
                 }
             });

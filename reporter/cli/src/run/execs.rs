@@ -57,7 +57,7 @@ pub fn announce(capture: &Path, shown: &Path, cwd: &Path) -> (PathBuf, PathBuf) 
 /// The line for an exec whose program wrote no capture.
 fn untraced(e: &exec::Exec) -> String {
     format!(
-        "memtrace: the program exec'd {}, which wrote no capture (statically linked, set-user-ID, 32-bit, out of the tracker's reach after a chroot, it cleared LD_PRELOAD, or its arguments left no room for the tracker's variables)",
+        "memtrace: the program exec'd {}, which wrote no capture (statically linked, set-user-ID, 32-bit, built with a sanitizer, out of the tracker's reach after a chroot, it cleared LD_PRELOAD, its arguments left no room for the tracker's variables, or no capture file could be made)",
         memtrace_reporter::family::short_command(&e.command())
     )
 }

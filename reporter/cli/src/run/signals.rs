@@ -196,7 +196,7 @@ fn pass_on(shared: &Mutex<State>, info: &libc::siginfo_t) {
         return;
     }
     if !lock(shared).ended {
-        send(pid, info.si_signo);
+        send_as(pid, info);
     }
 }
 
@@ -302,6 +302,29 @@ fn received_it_too(sig: libc::c_int, code: libc::c_int, pid: libc::pid_t) -> boo
         return false;
     }
     !(sig == SIGHUP && session == me)
+}
+
+/// Passes on a signal as it came: one sent with sigqueue(3) keeps its value, its code and its
+/// sender (with kill(2) the program read `code 0 value 0` and memtrace's pid). Else as kill.
+fn send_as(pid: libc::pid_t, info: &libc::siginfo_t) {
+    // The kernel takes a queued signal's information from another process only with a code
+    // below 0 other than tgkill's (the rest it writes itself).
+    if info.si_code < 0 && info.si_code != libc::SI_TKILL {
+        // SAFETY: rt_sigqueueinfo(2) of our own child with a copy of a siginfo the kernel
+        // filled for memtrace; only read.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigqueueinfo,
+                pid,
+                info.si_signo,
+                info as *const libc::siginfo_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+    send(pid, info.si_signo);
 }
 
 pub(super) fn send(pid: libc::pid_t, sig: libc::c_int) {

@@ -29,7 +29,8 @@ mod tables;
 pub use allocated::allocated_bytes;
 pub use events::{
     free_tick, prefetch_free, record_alloc, record_failed, record_free, record_free_taken,
-    record_marker, record_mremap, record_munmap, record_typed_free, surely_unrecorded_free, take_free,
+    record_marker, record_mremap, record_munmap, record_typed_free, surely_unrecorded_free,
+    take_free,
 };
 pub use exec_pause::{flush_current, pause_others, restart_current, resume_others};
 pub use exit::init_key;

@@ -202,8 +202,10 @@ pub unsafe fn follow(
     };
     // SAFETY: envp as the caller promises.
     let its_own_run = unsafe { sets_its_own_capture(plan, envp) };
+    // SAFETY: envp is a NULL-terminated array of C strings, as exec takes it.
+    let sanitizer_preloaded = preload::preloads_a_sanitizer(unsafe { entries(envp) });
     let preloadable = match target {
-        _ if its_own_run => false,
+        _ if its_own_run || sanitizer_preloaded => false,
         Target::Path(p) | Target::Behind(p) if reachable => {
             // SAFETY: a NUL-terminated path, as exec takes it.
             let path = unsafe { cstr(p) };

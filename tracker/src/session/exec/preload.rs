@@ -42,9 +42,109 @@ pub fn preloadable(path: &[u8], tracker: &[u8], hosts_a_guest: bool) -> bool {
     let mut head = [0u8; HEAD];
     let n = sys::read_file(path, &mut head);
     match fits_this_build(&head[..n]) {
-        Some(fits) => fits && (hosts_a_guest || !statically_linked(path, &head[..n])),
+        Some(fits) => {
+            fits && (hosts_a_guest || !statically_linked(path, &head[..n]))
+                && !needs_a_sanitizer_runtime(path, &head[..n])
+        }
         None => interpreter_fits(&head[..n]),
     }
+}
+
+/// The start of the names of the sanitizer runtimes that must be the first object a program
+/// loads: after a preloaded tracker, AddressSanitizer's refuses to start (the program exits 1)
+/// and ThreadSanitizer's crashes. `memtrace run` refuses such a program by name; one that a
+/// tracked program execs (a test suite's runner, `make check` under --follow-fork) runs
+/// untracked, with the environment it was given.
+const SANITIZER_RUNTIMES: [&[u8]; 4] =
+    [b"libasan.so", b"libtsan.so", b"libmsan.so", b"libclang_rt."];
+
+/// Whether the ELF file at `path`, whose start is `head` (of this build's class), needs a
+/// sanitizer's runtime library (a DT_NEEDED entry naming one, as gcc's default links it).
+/// False when unsure. Reads a few hundred bytes with a small buffer: an exec may come from a
+/// signal handler on a small alternate stack.
+fn needs_a_sanitizer_runtime(path: &[u8], head: &[u8]) -> bool {
+    const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
+    const DT_NEEDED: u64 = 1;
+    const DT_STRTAB: u64 = 5;
+    /// Dynamic entries read at most (a real program has a few dozen).
+    const MAX_DYNAMIC: u64 = 512;
+    let word = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+    };
+    let (Some(phoff), Some(entsize), Some(count)) = (
+        word(head, 0x20),
+        head.get(0x36..0x38)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
+        head.get(0x38..0x3a)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
+    ) else {
+        return false;
+    };
+    if cfg!(not(target_pointer_width = "64")) || entsize < 56 || count > 256 {
+        return false;
+    }
+    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        return false;
+    };
+    let needs = (|| -> Option<bool> {
+        // The dynamic section (its file offset and size) and the loaded segments, which turn
+        // the string table's address into a file offset.
+        let mut dynamic = None;
+        let mut loads = [(0u64, 0u64, 0u64); 8];
+        let mut n_loads = 0;
+        for i in 0..count {
+            let mut ph = [0u8; 56];
+            if sys::pread(fd, &mut ph, phoff + i * entsize) != Ok(56) {
+                return Some(false);
+            }
+            let kind = u32::from_le_bytes(ph[..4].try_into().unwrap_or_default());
+            let (offset, vaddr, filesz) = (word(&ph, 8)?, word(&ph, 16)?, word(&ph, 32)?);
+            if kind == PT_DYNAMIC {
+                dynamic = Some((offset, filesz));
+            } else if kind == PT_LOAD && n_loads < loads.len() {
+                loads[n_loads] = (vaddr, offset, filesz);
+                n_loads += 1;
+            }
+        }
+        let Some((dyn_offset, dyn_size)) = dynamic else {
+            return Some(false);
+        };
+        let entries = (dyn_size / 16).min(MAX_DYNAMIC);
+        let entry = |i: u64| {
+            let mut e = [0u8; 16];
+            (sys::pread(fd, &mut e, dyn_offset + i * 16) == Ok(16))
+                .then(|| (word(&e, 0).unwrap_or(0), word(&e, 8).unwrap_or(0)))
+        };
+        let strtab = (0..entries)
+            .map_while(entry)
+            .take_while(|&(tag, _)| tag != 0)
+            .find(|&(tag, _)| tag == DT_STRTAB)
+            .and_then(|(_, addr)| {
+                loads[..n_loads]
+                    .iter()
+                    .find(|&&(vaddr, _, filesz)| vaddr <= addr && addr < vaddr + filesz)
+                    .map(|&(vaddr, offset, _)| addr - vaddr + offset)
+            });
+        let Some(strtab) = strtab else {
+            return Some(false);
+        };
+        Some(
+            (0..entries)
+                .map_while(entry)
+                .take_while(|&(tag, _)| tag != 0)
+                .filter(|&(tag, _)| tag == DT_NEEDED)
+                .any(|(_, name)| {
+                    let mut b = [0u8; 16];
+                    let n = sys::pread(fd, &mut b, strtab + name).unwrap_or(0);
+                    SANITIZER_RUNTIMES.iter().any(|r| b[..n].starts_with(r))
+                }),
+        )
+    })()
+    .unwrap_or(false);
+    sys::close(fd);
+    needs
 }
 
 /// Whether exec'ing `path` (NUL-terminated) changes the process's privileges (set-user-ID or
@@ -61,6 +161,20 @@ fn secure_exec(path: &[u8]) -> bool {
     (mode & libc::S_ISUID != 0 && uid != ruid)
         || (mode & libc::S_ISGID != 0 && mode & libc::S_IXGRP != 0 && gid != rgid)
         || sys::has_file_capabilities(path)
+}
+
+/// Whether the environment `env` preloads a sanitizer's runtime itself (`LD_PRELOAD=libasan.so
+/// prog`): it must come first, and after the tracker it refuses to start. The program then
+/// runs untracked, with the environment it was given.
+pub fn preloads_a_sanitizer<'a>(mut env: impl Iterator<Item = &'a [u8]>) -> bool {
+    env.any(|entry| {
+        entry.strip_prefix(b"LD_PRELOAD=").is_some_and(|list| {
+            list.split(|&c| c == b':' || c == b' ').any(|path| {
+                let name = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
+                SANITIZER_RUNTIMES.iter().any(|r| name.starts_with(r))
+            })
+        })
+    })
 }
 
 /// Whether the program exec'd with the environment `env` is one that runs a guest program in
@@ -169,6 +283,18 @@ mod tests {
         h[5] = 1;
         h[18..20].copy_from_slice(&machine.to_le_bytes());
         h
+    }
+
+    #[test]
+    fn a_sanitizer_runtime_in_ld_preload_is_seen_by_its_name() {
+        let asan: [&[u8]; 2] = [b"A=1", b"LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libasan.so.8"];
+        assert!(preloads_a_sanitizer(asan.iter().copied()));
+        let tsan: [&[u8]; 1] = [b"LD_PRELOAD=/x/libm.so:libtsan.so.2"];
+        assert!(preloads_a_sanitizer(tsan.iter().copied()));
+        let tracker: [&[u8]; 1] = [b"LD_PRELOAD=/opt/memtrace/libmemtrace_tracker.so"];
+        assert!(!preloads_a_sanitizer(tracker.iter().copied()));
+        let elsewhere: [&[u8]; 2] = [b"X_LD_PRELOAD=libasan.so", b"PATH=/libasan.so"];
+        assert!(!preloads_a_sanitizer(elsewhere.iter().copied()));
     }
 
     #[test]
