@@ -215,6 +215,36 @@ fn attach_to_python_records_the_line_and_the_target_goes_on() {
     assert!((3_000_000..3_200_000).contains(&live), "{live}");
 }
 
+#[test]
+fn an_attach_to_a_program_without_threading_charges_it_nothing_of_its_own() {
+    // Without threading imported (python -S), the attach puts the tracker's module first in
+    // sys.meta_path; it did so once tracking had started, and the list's growth (64 bytes,
+    // live to the end) was charged to the program's line, under memtrace's own code.
+    let dir = scratch("attach_no_threading");
+    let script = SCRIPT.replacen("import os, time", "import os, sys, time; sys.meta_path = list(sys.meta_path); assert 'threading' not in sys.modules", 1);
+    write(&dir, "sl.py", &script);
+    let mut cmd = Command::new(python());
+    cmd.args(["-S", "sl.py"]);
+    let target = Target::start(cmd, &dir);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(5), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    for view in [&["tree", "--json"][..], &["tree", "--json", "--leaks"][..]] {
+        let tree = memtrace_e2e::report(view, &dir.join("cap.bin"));
+        let kept = bytes_at(&tree["tree"], "sl.py", 7);
+        assert!((3_000_000..3_001_000).contains(&kept), "{view:?}: {tree}");
+        assert!(!has_file(&tree["tree"], "<string>"), "{view:?}: {tree}");
+    }
+}
+
 /// tests/programs/attach.c started in a scratch directory `name` and attached to, its capture
 /// `cap.bin` there; None when ptrace is refused here (the test says so and ends).
 fn attached_native(name: &str) -> Option<(std::path::PathBuf, Target, String)> {
@@ -2354,4 +2384,47 @@ fn an_attach_with_a_duration_to_a_process_that_ends_leaves_nothing_in_tmp() {
     let stats = memtrace_e2e::stats(&dir.join("cap.bin"));
     let peak = stats["peak_bytes"].as_u64().expect("a peak");
     assert!((3_000_000..3_100_000).contains(&peak), "{stats}");
+}
+
+#[test]
+fn attach_to_a_thread_waiting_inside_the_allocator_waits_until_it_leaves() {
+    // malloc_stats holds the main arena's lock while it writes to a full pipe. The return
+    // address into it lies 8 KiB down the stack (under fprintf's buffer), past the 512 bytes
+    // the attach looked through for one, so it called dlopen there, whose malloc waited for
+    // that lock for good: the program hung. The C library's unwind tables name the thread's
+    // real callers: the attach waits until malloc_stats has returned.
+    let dir = scratch("attach_malloc_stats");
+    let prog = memtrace_e2e::compile("malloc_stats_blocked", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let wchan = format!("/proc/{pid}/wchan");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("pipe_write")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never waited in write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drain = dir.join("drain");
+    let drainer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::write(drain, "").expect("drain");
+    });
+    let start = Instant::now();
+    let attach = attached(&pid, "cap.bin", &dir);
+    let waited = start.elapsed();
+    drainer.join().expect("drainer");
+    let Some(_) = attach else {
+        return;
+    };
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "attached after {waited:?}"
+    );
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(9), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
 }

@@ -23,6 +23,7 @@
 
 mod files;
 pub mod frame;
+mod libc_frames;
 pub mod paths;
 mod process;
 pub mod ptrace;
@@ -543,6 +544,10 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
             .flat_map(|m| target::code_ranges(via, m))
             .collect(),
         loader: ranges_of(LOADER_FUNCTIONS),
+        libc_frames: target::libc(objects).and_then(|m| {
+            let data = target::file_data(via, m)?;
+            libc_frames::LibcFrames::new(&data, m.start, target::code_ranges(via, m))
+        }),
     };
     // The call runs where the thread stopped: wait, letting it run a moment at a time, until
     // that is outside the allocator and the loader (a sweep's program looping on malloc
@@ -948,17 +953,24 @@ try:
                 write(running, '')
             except OSError:
                 pass
-            mt.start({c}, {native}, True, False, '', True)
-            state['tracking'] = True
             # A program without threading yet: the tracker's module is the first finder until
             # it imports it (as under memtrace run; all in C: it finds nothing, asks the
-            # finders after it for threading and has its threads name themselves).
+            # finders after it for threading and has its threads name themselves). Put in
+            # before the start: the list's growth is memtrace's, not the program's line's.
             if 'threading' not in sys.modules:
                 try:
                     sys.meta_path.insert(0, mt)
                 except BaseException:
                     pass
+            mt.start({c}, {native}, True, False, '', True)
+            state['tracking'] = True
     except BaseException as e:
+        if not state.get('tracking'):
+            try:
+                while mt in sys.meta_path:
+                    sys.meta_path.remove(mt)
+            except BaseException:
+                pass
         theirs = programs(e)
         why = str(e) or type(e).__name__
         if theirs:

@@ -710,8 +710,26 @@ impl Stopped {
             .chunks_exact(8)
             .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or([0; 8])));
         // Outside the C library its allocator is not running (it calls nothing outside it):
-        // only a system call's wait can be inside it.
-        let allocator_words = if in_syscall { ALLOCATOR_SCAN / 8 } else { 0 };
+        // only a system call's wait can be inside it. Its real callers tell, where the
+        // library's tables can walk them; else the top words (stale ones too) do.
+        let mut allocator_words = if in_syscall { ALLOCATOR_SCAN / 8 } else { 0 };
+        if in_syscall {
+            let read = |addr: u64| {
+                let at = usize::try_from(addr.checked_sub(self.saved.rsp)?).ok()?;
+                let w = stack[..n].get(at..at.checked_add(8)?)?;
+                Some(u64::from_ne_bytes(w.try_into().ok()?))
+            };
+            let callers = hazards
+                .libc_frames
+                .as_ref()
+                .and_then(|f| f.callers((self.saved.rip, self.saved.rsp, self.saved.rbp), read));
+            if let Some(callers) = callers {
+                if callers.iter().any(|&r| inside(&hazards.allocator, r)) {
+                    return false;
+                }
+                allocator_words = 0;
+            }
+        }
         // An allocator the program brings calls the C library (a lock's wait, a mapping, a
         // sleep): the first word past the C library's frames that points into the program's
         // code is the return address that tells whether the thread is under it. Only that one:
@@ -886,6 +904,8 @@ pub struct Hazards {
     pub program_code: Vec<(u64, u64)>,
     /// The loader's functions.
     pub loader: Vec<(u64, u64)>,
+    /// The C library's unwind tables, which tell a waiting thread's real callers.
+    pub libc_frames: Option<super::libc_frames::LibcFrames>,
 }
 
 /// Reads the process's memory at `addr` into `buf` (through /proc/PID/mem, which its tracer

@@ -100,18 +100,7 @@ pub fn maps_range(range: &str) -> Option<(u64, u64)> {
 /// process (read through the process's root, so that a process in another mount namespace
 /// reads its own files); an undefined size makes an empty range.
 fn defined(pid: i32, m: &Mapped, wanted: impl Fn(&str) -> bool) -> Vec<(u64, u64)> {
-    let Ok(rel) = m.path.strip_prefix("/") else {
-        return Vec::new();
-    };
-    let file = Path::new(&format!("/proc/{pid}/root")).join(rel);
-    // The mapped file itself when it is gone from its path (the loader still knows it by that
-    // name: a dlopen of it returns the old one).
-    let mapped = format!("/proc/{pid}/map_files/{}", m.range);
-    let data = match m.deleted {
-        true => std::fs::read(&mapped),
-        false => std::fs::read(&file).or_else(|_| std::fs::read(&m.path)),
-    };
-    let Ok(data) = data else {
+    let Some(data) = file_data(pid, m) else {
         return Vec::new();
     };
     let Ok(obj) = object::File::parse(&*data) else {
@@ -125,6 +114,20 @@ fn defined(pid: i32, m: &Mapped, wanted: impl Fn(&str) -> bool) -> Vec<(u64, u64
         .filter(|s| s.is_definition() && s.name().is_ok_and(&wanted))
         .map(|s| (base + s.address(), base + s.address() + s.size()))
         .collect()
+}
+
+/// The file of the object `m`, read through the process's root (a process in another mount
+/// namespace reads its own files), or the mapped file itself when it is gone from its path (the
+/// loader still knows it by that name: a dlopen of it returns the old one).
+pub fn file_data(pid: i32, m: &Mapped) -> Option<Vec<u8>> {
+    let rel = m.path.strip_prefix("/").ok()?;
+    let file = Path::new(&format!("/proc/{pid}/root")).join(rel);
+    let mapped = format!("/proc/{pid}/map_files/{}", m.range);
+    match m.deleted {
+        true => std::fs::read(&mapped),
+        false => std::fs::read(&file).or_else(|_| std::fs::read(&m.path)),
+    }
+    .ok()
 }
 
 /// The address ranges `[start, end)` of the functions `names` defined in the object `m` (those
