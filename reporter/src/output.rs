@@ -89,6 +89,13 @@ pub const PAGE_TAG: &str = "<meta name=\"generator\" content=\"memtrace";
 /// Checks that writing the page `out` loses nothing: a page memtrace wrote is made again, but
 /// a capture or any other file is only replaced with `force`. The error is the line to show.
 pub fn check_page_output(out: &Path, force: bool) -> Result<(), String> {
+    // No --force makes a directory a page: saying to use it led to a second refusal.
+    if out.is_dir() {
+        return Err(format!(
+            "cannot write {}: it is a directory (name a file with -o)",
+            out.display()
+        ));
+    }
     match existing(out) {
         Existing::Nothing | Existing::Page => Ok(()),
         _ if force => Ok(()),
@@ -194,6 +201,14 @@ mod tests {
         assert!(check_export_output(&capture, false).is_err());
         assert!(check_export_output(&capture, true).is_ok());
         assert!(check_export_output(&other, false).is_ok());
+        // A directory: refused with or without --force, and the line does not offer it.
+        for force in [false, true] {
+            let e = check_page_output(&dir, force).expect_err("a directory");
+            assert!(
+                e.ends_with("it is a directory (name a file with -o)"),
+                "{e}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -386,6 +386,27 @@ fn two_children_holding_30_mb_at_once_make_a_combined_peak_of_60_mb() {
         assert!(text.contains(&format!("pid {kid} ")), "{text}");
     }
     family_reports_show_each_process(&capture, &kids, &dir);
+    // The reports that read one process say so (lines showed the parent's few MB alone and
+    // said nothing); with --pid they read the process asked for, and say nothing.
+    let c = capture.to_str().expect("utf-8");
+    let said = "tracked processes (--follow-fork): only the process of this capture is shown, not its children (--pid PID shows a child's)";
+    let kid = kids[0].to_string();
+    for args in [
+        vec!["lines", c],
+        vec!["tree", "--by-type", "--text", c],
+        vec!["summary", "--by-type", c],
+    ] {
+        let out = memtrace_e2e::memtrace(&args, &dir);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(said), "{args:?}: {err}");
+        let mut with_pid = args.clone();
+        with_pid.splice(1..1, ["--pid", kid.as_str()]);
+        let out = memtrace_e2e::memtrace(&with_pid, &dir);
+        assert!(out.status.success(), "{with_pid:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("only the process"), "{with_pid:?}: {err}");
+    }
 }
 
 /// The nodes of a `tree --json` tree named `function` at `line`, anywhere below `node`.

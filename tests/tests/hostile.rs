@@ -1303,12 +1303,22 @@ fn a_line_break_in_a_name_starts_no_row_of_a_text_report() {
     let script = write(
         &dir,
         "forged.py",
-        "def make(name):\n    ns = {}\n    exec(compile('def f(n):\\n    return bytearray(n)\\n', 'innocent.py', 'exec'), ns)\n    f = ns['f']\n    f.__code__ = f.__code__.replace(co_name=name, co_qualname=name)\n    return f\nkeep = [make('leak\\nFORGED_ROW')(500000)]\n",
+        "import threading\ndef make(name):\n    ns = {}\n    exec(compile('def f(n):\\n    return bytearray(n)\\n', 'innocent.py', 'exec'), ns)\n    f = ns['f']\n    f.__code__ = f.__code__.replace(co_name=name, co_qualname=name)\n    return f\nkeep = [make('leak\\nFORGED_ROW')(500000)]\nt = threading.Thread(target=lambda: keep.append(bytearray(1000)), name='worker\\nFORGED_THREAD')\nt.start()\nt.join()\n",
     );
     let cap = dir.join("forged.bin");
     let arg = script.to_string_lossy().into_owned();
-    let out = tracked(python(), &cap, &[&arg], &dir, b"");
+    // The command line and a thread's name too (stats wrote both raw).
+    let out = tracked(python(), &cap, &[&arg, "x\nFORGED_ARG"], &dir, b"");
     assert!(out.status.success(), "{out:?}");
+    let out = Command::new(memtrace_bin())
+        .args(["stats", "--threads"])
+        .arg(&cap)
+        .output()
+        .expect("memtrace runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("x\\x0aFORGED_ARG"), "{text}");
+    assert!(text.contains("worker\\x0aFORGED_THREAD"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("FORGED")), "{text}");
     for args in [&["tree", "--text"][..], &["summary"][..], &["stats"][..]] {
         let out = Command::new(memtrace_bin())
             .args(args)

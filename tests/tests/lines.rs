@@ -182,6 +182,48 @@ fn code_run_with_dash_c_is_listed_from_the_command_line() {
     assert_eq!(line(file, 2)["text"], "y = b'\\0' * 500_000");
 }
 
+#[test]
+fn code_made_from_strings_at_run_time_is_not_the_dash_c_program_s() {
+    // A dataclass's __init__ is exec'd from a string (file "<string>", its own line 4): its
+    // frame's memory showed at line 4 of the -c program, a line that allocates nothing. The
+    // factory lambda (line 5 of the program) holds the 4 MB lists.
+    let dir = scratch("lines-c-exec");
+    let capture = dir.join("c.bin");
+    let code = "from dataclasses import dataclass, field\n@dataclass\nclass C:\n    a: int = 0\n    buf: list = field(default_factory=lambda: [0] * 500_000)\nobjs = [C() for _ in range(5)]\n";
+    let out = tracked(python(), &capture, &["-c", code], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let v = lines_json(&capture, &[]);
+    let files = v["files"].as_array().expect("files");
+    let file = files
+        .iter()
+        .find(|f| f["file"] == "<string>")
+        .unwrap_or_else(|| panic!("no <string> file: {v}"));
+    // Five lists of 500,000 pointers at line 5 (the lambda), none at line 4.
+    let at5 = line(file, 5)["bytes"].as_u64().expect("line 5");
+    assert!((20_000_000..20_100_000).contains(&at5), "{v}");
+    assert!(
+        file["lines"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .filter(|l| l["line"] == 4)
+            .all(|l| l["bytes"] == 0),
+        "{v}"
+    );
+    // What exec made is listed apart, when asked for.
+    assert!(
+        files
+            .iter()
+            .all(|f| f["file"] != "<string> (code made at run time)"),
+        "{v}"
+    );
+    let v = lines_json(&capture, &["<string> (code made at run time)"]);
+    let made = &v["files"][0];
+    assert_eq!(made["file"], "<string> (code made at run time)", "{v}");
+    let at4 = line(made, 4)["bytes"].as_u64().expect("line 4");
+    assert!((20_000_000..20_100_000).contains(&at4), "{v}");
+}
+
 fn one_line_error(args: &[&str], dir: &Path, expected: &str) {
     let out = memtrace(args, dir);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

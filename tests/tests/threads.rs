@@ -418,5 +418,10 @@ fn the_thread_table_of_stats_lists_the_threads_that_allocated_most() {
     let rows = table(&["--all"]);
     assert_eq!(rows.len(), 61, "{rows:#?}");
     assert!(rows.iter().all(|r| !r.contains("more threads")));
+    // Every row in the same order, all shown or not: by bytes, the most first.
+    assert!(
+        rows[0].contains("58.6 KiB") && rows[1].contains("57.6 KiB"),
+        "{rows:#?}"
+    );
     assert_eq!(stats(&cap)["threads"].as_array().map(Vec::len), Some(61));
 }

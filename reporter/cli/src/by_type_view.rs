@@ -36,6 +36,9 @@ pub fn write(
     }
     let (capture, analysis) = view_args::load(file, &opts)?;
     view_args::warn(&analysis.warnings);
+    if let Some(note) = view.shown_alone(file) {
+        view_args::warn(&[note]);
+    }
     let (groups, title) = if moment == View::Peak {
         let groups = by_type::peak_groups(&capture, &analysis)?;
         let title = by_type::peak_title(&groups);

@@ -40,8 +40,9 @@ pub struct ViewArgs {
     /// Show native frames only (a `--native` capture of a Python program merges both)
     #[arg(long)]
     pub native_only: bool,
-    /// A family (`memtrace run --follow-fork`): report on process PID alone (by default the
-    /// reports show every process of the family, each as the outermost frame)
+    /// A family (`memtrace run --follow-fork`): report on process PID alone (by default tree,
+    /// summary, flamegraph and export show every process of the family, each as the outermost
+    /// frame; lines, diff and the by-type views read the given capture's process alone)
     #[arg(long, value_name = "PID", allow_negative_numbers = true)]
     pub pid: Option<u32>,
 }
@@ -67,6 +68,22 @@ impl ViewArgs {
     /// this capture is compared. (A child holding 8.6 MiB was left out and the diff said "no
     /// changes".)
     pub fn compared_alone(&self, file: &Path) -> Option<String> {
+        self.alone(
+            file,
+            "compared",
+            "to compare a child, give its own capture, FILE.PID",
+        )
+    }
+
+    /// What a report that reads one process (`lines`, the by-type views) says of a family
+    /// with children tracked, when no --pid is given: only the process of this capture is
+    /// shown. (A family's `lines` showed the root's 7.8 MiB where its children held 68 MiB,
+    /// and said nothing.)
+    pub fn shown_alone(&self, file: &Path) -> Option<String> {
+        self.alone(file, "shown", "--pid PID shows a child's")
+    }
+
+    fn alone(&self, file: &Path, what: &str, instead: &str) -> Option<String> {
         if self.pid.is_some() || !memtrace_reporter::family::has_child_captures(file) {
             return None;
         }
@@ -77,7 +94,7 @@ impl ViewArgs {
         let tracked = family.processes.iter().filter(|p| p.tracked()).count();
         (tracked > 1).then(|| {
             format!(
-                "a family of {tracked} tracked processes (--follow-fork): only the process of this capture is compared, not its children (to compare a child, give its own capture, FILE.PID)"
+                "a family of {tracked} tracked processes (--follow-fork): only the process of this capture is {what}, not its children ({instead})"
             )
         })
     }
@@ -267,6 +284,27 @@ pub fn list_length(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("0 lists nothing: give 1 or more".into()),
         Ok(n) => Ok(n),
+        // A whole number too large to hold: every row is listed well below it.
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => Ok(usize::MAX),
         Err(_) => Err(format!("'{s}' is not a count (a whole number, 1 or more)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::list_length;
+
+    #[test]
+    fn a_list_length_is_a_count_of_one_or_more() {
+        assert_eq!(list_length("3"), Ok(3));
+        // Too large to hold is still a count: every row.
+        assert_eq!(list_length("99999999999999999999"), Ok(usize::MAX));
+        assert!(list_length("0").is_err_and(|e| e.contains("lists nothing")));
+        for bad in ["-1", "x", "1.5", ""] {
+            assert!(
+                list_length(bad).is_err_and(|e| e.contains("is not a count")),
+                "{bad}"
+            );
+        }
     }
 }

@@ -318,8 +318,9 @@ fn scan_with(
             }
             index.truncated_at = Some(pos);
             index.warnings.push(format!(
-                "capture is truncated at offset {pos}; read {} complete chunks",
-                index.chunks_read
+                "capture is truncated at offset {pos}; read {} complete chunk{}",
+                index.chunks_read,
+                if index.chunks_read == 1 { "" } else { "s" }
             ));
             break;
         }

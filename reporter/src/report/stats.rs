@@ -413,10 +413,13 @@ fn build_threads(
         } else {
             "end"
         },
-        // Not known in an aggregated capture (its sums start afresh at the script's start).
+        // Not known in an aggregated capture (its sums start afresh at the script's start);
+        // none where nothing was live at the start (a Tracker's, an attach's: tracking and the
+        // "script" start together).
         startup_bytes: analysis
             .replay
             .script_start
+            .filter(|s| s.allocations > 0)
             .map(|s| s.bytes)
             .filter(|_| !analysis.index.settings.aggregate),
         startup_included: analysis.replay.include_startup,

@@ -8,6 +8,7 @@ use super::stack::StackFrame;
 use super::stats::{LocationRow, ModuleRow, StatsReport, ThreadRow};
 use super::views::thread_display;
 use super::views::View;
+use super::visible::escape;
 use std::io::{self, Write};
 
 const BAR_WIDTH: usize = 40;
@@ -146,7 +147,7 @@ fn top_modules(
     writeln!(out)?;
     for (i, m) in rows.iter().enumerate() {
         let file = match &m.file {
-            Some(f) if *f != m.module => format!("  ({})", o.paths.file(f)),
+            Some(f) if *f != m.module => format!("  ({})", escape(&o.paths.file(f))),
             _ => String::new(),
         };
         write!(out, "  {:>2}. ", i + 1)?;
@@ -159,7 +160,7 @@ fn top_modules(
             out,
             "  {:>20}  {}{file}",
             counted(m.count, "allocation"),
-            m.module
+            escape(&m.module)
         )?;
     }
     Ok(())
@@ -185,9 +186,11 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
     writeln!(
         out,
         "Capture:      {} (format {})",
-        r.capture, r.format_version
+        escape(&r.capture),
+        r.format_version
     )?;
-    writeln!(out, "Command:      {}", r.command)?;
+    // The program's words may hold line breaks: one would forge a line of the report.
+    writeln!(out, "Command:      {}", escape(&r.command))?;
     writeln!(out, "PID:          {}", r.pid)?;
     writeln!(
         out,
@@ -206,7 +209,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
         } else {
             ", not written"
         };
-        writeln!(out, "Exec'd:       {}", e.command)?;
+        writeln!(out, "Exec'd:       {}", escape(&e.command))?;
         writeln!(
             out,
             "              its capture: {}{missing}",
@@ -412,10 +415,11 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
     )?;
     // A program of 100,000 short threads made a table of 100,000 rows: the ones that
     // allocated most, then how many more there are.
+    // By bytes allocated, the most first (then by TID), however many there are.
     let mut shown: Vec<&ThreadRow> = r.threads.iter().collect();
+    shown.sort_by_key(|t| (std::cmp::Reverse(t.bytes), t.tid));
     let hidden = match o.threads {
         Some(n) if shown.len() > n => {
-            shown.sort_by_key(|t| std::cmp::Reverse(t.bytes));
             shown.truncate(n);
             r.threads.len() - n
         }
@@ -426,7 +430,7 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
             out,
             "  {:>8}  {:<20} {:>14} {:>12} {:>12}",
             t.tid,
-            t.name.as_deref().unwrap_or("-"),
+            escape(t.name.as_deref().unwrap_or("-")),
             count(t.allocations),
             size(t.bytes),
             size(t.peak_bytes)

@@ -133,8 +133,14 @@ struct JsonDiff {
 /// Runs `memtrace diff`.
 pub fn execute(args: DiffArgs) -> Result<(), String> {
     let opts = args.view.options(views::View::Peak);
-    let mut base = Loaded::read(&args.view.capture(&args.base)?, &opts)?;
-    let mut new = Loaded::read(&args.view.capture(&args.new)?, &opts)?;
+    // With --pid, each side is that process's capture: named so (the heading named the
+    // family's root while the figures were the child's).
+    let (base_path, new_path) = (
+        args.view.capture(&args.base)?,
+        args.view.capture(&args.new)?,
+    );
+    let mut base = Loaded::read(&base_path, &opts)?;
+    let mut new = Loaded::read(&new_path, &opts)?;
     base.analysis
         .warnings
         .extend(args.view.compared_alone(&args.base));
@@ -149,8 +155,8 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
     note_sampling(&base.analysis, &new.analysis);
     let (base, new) = (base.side("BASE"), new.side("NEW"));
     let d = JsonDiff {
-        base: args.base.display().to_string(),
-        new: args.new.display().to_string(),
+        base: base_path.display().to_string(),
+        new: new_path.display().to_string(),
         view: opts.view,
         peak_bytes: Change::new(base.peak.bytes, new.peak.bytes),
         peak_allocations: Change::new(base.peak.count, new.peak.count),

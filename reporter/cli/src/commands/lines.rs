@@ -95,6 +95,9 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
     let file = args.view.capture(&args.file)?;
     let (capture, analysis, selection) = view_args::load_selection(&file, &opts)?;
     view_args::warn(&analysis.warnings);
+    if let Some(note) = args.view.shown_alone(&args.file) {
+        view_args::warn(&[note]);
+    }
     if !lines::has_python_frames(&analysis.tables) {
         return Err(format!(
             "{} has no Python frames: `memtrace lines` lists Python source lines (for a native \
@@ -106,7 +109,11 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
     let filter = LineFilter {
         function: args.function.as_deref(),
     };
-    let all_files = lines::by_line(&analysis, &selection, filter);
+    let code = run_code(&capture.argv());
+    let all_files = split_string_code(
+        lines::by_line(&analysis, &selection, filter),
+        code.as_deref(),
+    );
     let files = chosen_files(all_files, &args.sources)?;
     if let Some(name) = &args.function {
         if files.iter().all(|f| f.lines.is_empty()) {
@@ -118,7 +125,6 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
         }
     }
     let started = lines_listing::started_at(capture.header.start_realtime_ns);
-    let code = run_code(&capture.argv());
     let with_source: Vec<(FileMemory, Source)> = files
         .into_iter()
         .map(|f| {
@@ -168,13 +174,83 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
     view_args::written(r.and_then(|()| out.flush()))
 }
 
+/// The name under which `lines` lists code compiled from a string at run time (exec, eval: a
+/// dataclass's `__init__`, a namedtuple's `__new__`), whose source the capture does not have.
+const MADE_AT_RUN_TIME: &str = "<string> (code made at run time)";
+
+/// The `<string>` file holds the `-c` program's code and whatever exec and eval made from
+/// strings at run time: only the lines of the program's own code keep its source (a frame at
+/// its top level, or in a function or class its text defines), the others are listed apart.
+/// (A dataclass's `__init__`, line 4 of its own generated text, showed its 38 MiB at line 4
+/// of the `-c` program; a script run listed the standard library's such code as its own.)
+fn split_string_code(files: Vec<FileMemory>, code: Option<&str>) -> Vec<FileMemory> {
+    let mut out = Vec::with_capacity(files.len() + 1);
+    let mut made = FileMemory {
+        file: MADE_AT_RUN_TIME.to_string(),
+        ..FileMemory::default()
+    };
+    for mut f in files {
+        if f.file != "<string>" {
+            out.push(f);
+            continue;
+        }
+        let Some(code) = code else {
+            made.lines.append(&mut f.lines);
+            made.functions.append(&mut f.functions);
+            continue;
+        };
+        let theirs: Vec<u64> = f
+            .lines
+            .keys()
+            .copied()
+            .filter(|line| {
+                let names = f.functions.get(line).map(Vec::as_slice).unwrap_or_default();
+                !names.iter().all(|n| defined_in(code, n))
+            })
+            .collect();
+        for line in theirs {
+            if let Some(m) = f.lines.remove(&line) {
+                made.lines.insert(line, m);
+            }
+            if let Some(n) = f.functions.remove(&line) {
+                made.functions.insert(line, n);
+            }
+        }
+        if !f.lines.is_empty() {
+            out.push(f);
+        }
+    }
+    if !made.lines.is_empty() {
+        out.push(made);
+    }
+    out
+}
+
+/// Whether the function `name` of a `<string>` frame may be the `-c` program's own: its top
+/// level, a comprehension or lambda in it, or a function or class its text defines.
+fn defined_in(code: &str, name: &str) -> bool {
+    // A qualified name (`C.__init__`): its own part.
+    let own = name.rsplit('.').next().unwrap_or(name);
+    match own {
+        "<module>" | "<listcomp>" | "<dictcomp>" | "<setcomp>" | "<genexpr>" => true,
+        "<lambda>" => code.contains("lambda"),
+        _ => ["def ", "class "].iter().any(|kw| {
+            code.match_indices(kw).any(|(at, _)| {
+                let rest = code[at + kw.len()..].trim_start();
+                rest.starts_with(own)
+                    && !rest[own.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            })
+        }),
+    }
+}
+
 /// The files to list: those named (each must have memory, or it is an error naming the files
 /// that have), else the program's own.
 fn chosen_files(all: Vec<FileMemory>, named: &[String]) -> Result<Vec<FileMemory>, String> {
     if named.is_empty() {
         let own: Vec<FileMemory> = all
             .iter()
-            .filter(|f| !lines::is_library_file(&f.file))
+            .filter(|f| !lines::is_library_file(&f.file) && f.file != MADE_AT_RUN_TIME)
             .cloned()
             .collect();
         // A program that is all library code (a `-m` of an installed module): list everything.
