@@ -16,7 +16,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ._locations import location, top_lines
 from ._native import FileReader, write_flamegraph
-from ._sizes import format_size
+from ._sizes import allocations, format_size
 from ._tracker import Tracker
 
 #: The file name a cell's frames carry (one for every cell, as `%%time`'s `<timed exec>`).
@@ -105,11 +105,11 @@ def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:
     meta = reader.metadata
     if leaks:
         total, count = meta.leaked_bytes, meta.leaked_allocations
-        print(f"memtrace: the cell left {format_size(total)} ({total} bytes) live in {count} allocations")
+        print(f"memtrace: the cell left {format_size(total)} ({total} bytes) live in {allocations(count)}")
         records = reader.leaked_records()
     else:
         total, count = meta.peak_bytes, meta.peak_allocations
-        print(f"memtrace: the cell's peak: {format_size(total)} ({total} bytes) in {count} allocations")
+        print(f"memtrace: the cell's peak: {format_size(total)} ({total} bytes) in {allocations(count)}")
         records = reader.peak_records()
     # The magic's own frames (running the cell) are not the cell's lines.
     records = [r for r in records if location(r)[1] != __file__]

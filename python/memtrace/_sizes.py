@@ -54,3 +54,8 @@ def format_size(n: int | float) -> str:
             return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def allocations(n: int) -> str:
+    """`n allocations`, `1 allocation`."""
+    return f"{n} allocation" if n == 1 else f"{n} allocations"

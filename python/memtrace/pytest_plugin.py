@@ -45,7 +45,7 @@ import pytest
 from . import _native
 from ._locations import location, top_lines, top_types
 from ._native import FileReader
-from ._sizes import format_size, parse_size
+from ._sizes import allocations as _allocations, format_size, parse_size
 from ._tracker import Tracker, _tracker_module, release_hooks
 
 #: Lines listed in a failure message.
@@ -373,12 +373,16 @@ class MemtracePlugin:
         reader = FileReader(path)
         meta = reader.metadata
         family = _native.family(path) if in_family else None
-        peak = meta.peak_bytes if family is None else family["combined_peak_bytes"]
+        if family is None:
+            peak, allocations = meta.peak_bytes, meta.peak_allocations
+        else:
+            # The family's: the root's own count beside the combined bytes was another moment's.
+            peak, allocations = family["combined_peak_bytes"], family["combined_peak_allocations"]
         result = Result(
             nodeid=nodeid,
             capture=path,
             peak_bytes=peak,
-            peak_allocations=meta.peak_allocations,
+            peak_allocations=allocations,
         )
         if memory is not None and peak > memory:
             headline = (
@@ -470,7 +474,7 @@ class MemtracePlugin:
         for r in biggest:
             terminalreporter.write_line(
                 f"{format_size(r.peak_bytes):>11}  {r.nodeid}  "
-                f"({r.peak_bytes} bytes in {r.peak_allocations} allocations)"
+                f"({r.peak_bytes} bytes in {_allocations(r.peak_allocations)})"
             )
         if self.keep:
             terminalreporter.write_line(f"captures in {self.dir}")

@@ -2,14 +2,15 @@
 //! `memtrace run --follow-fork`) through the reporter library: each process's figures and the
 //! combined peak, the highest sum of their live heaps at one moment. None without children.
 
-use memtrace_reporter::family::report;
+use memtrace_reporter::family::{report, view};
+use memtrace_reporter::report::views::ViewOptions;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::path::PathBuf;
 
-/// A dict: `combined_peak_bytes`, `combined_peak_time_s`, `combined_peak_by_process` (a list
-/// of `(pid, bytes)`) and `processes` (a list of dicts: pid, parent_pid, command, peak_bytes,
+/// A dict: `combined_peak_bytes`, `combined_peak_allocations`, `combined_peak_time_s`,
+/// `combined_peak_by_process` (a list of `(pid, bytes)`) and `processes` (a list of dicts: pid, parent_pid, command, peak_bytes,
 /// total_bytes, leaked_bytes, tracked, complete) and `warnings` (captures left out of the
 /// family, damaged ones); None when the capture has no children.
 #[pyfunction]
@@ -34,6 +35,17 @@ pub fn family(py: Python<'_>, path: PathBuf, include_startup: bool) -> PyResult<
         .map(|s| (s.pid, s.bytes))
         .collect();
     d.set_item("combined_peak_by_process", shares)?;
+    // The allocations live at the combined peak: the family's peak view (each process's
+    // capture read again, to its share of the peak).
+    let view = ViewOptions {
+        include_startup,
+        ..ViewOptions::default()
+    };
+    let allocations = py
+        .detach(|| crate::pool::transient(|| view::build(&path, &view)))
+        .map_err(PyValueError::new_err)?
+        .map_or(0, |t| t.tree.root().allocations);
+    d.set_item("combined_peak_allocations", allocations)?;
     let procs = PyList::empty(py);
     for p in &f.processes {
         let row = PyDict::new(py);

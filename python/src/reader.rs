@@ -127,6 +127,8 @@ impl FileReader {
     /// in their order; empty when it has none.
     #[getter]
     fn labels<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        // As `metadata`: a closed reader's capture is not read.
+        self.check_open()?;
         let d = PyDict::new(py);
         for (k, v) in &self.shared.index.settings.labels {
             d.set_item(k, v)?;
@@ -213,6 +215,12 @@ impl FileReader {
     #[pyo3(signature = (threshold = 1))]
     fn temporary_records(&self, py: Python<'_>, threshold: usize) -> PyResult<Records> {
         self.check_open()?;
+        // As `--temporary-threshold` takes it (0 was read as 1, 2**63 accepted).
+        if !(1..=1_000_000).contains(&threshold) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "threshold must be from 1 to 1000000 (allocations made between one and its free), not {threshold}"
+            )));
+        }
         let s = &self.shared;
         aggregated_lacks(s, "temporary allocations")?;
         if s.index.settings.sample_bytes > 0 {

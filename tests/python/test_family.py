@@ -5,6 +5,7 @@ limit_memory applies to the combined peak of a test's processes."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from conftest import Env, checked, run
@@ -144,3 +145,46 @@ def test_limit_memory_applies_to_the_combined_peak(env: Env, tmp_path: Path) -> 
     assert "Test was limited to 30.0 MiB (31457280 bytes) but allocated" in out
     assert "(the combined peak of its processes: pid " in out
     assert not list(tmp_path.glob("*.bin*")), "captures are removed"
+
+
+FORKING_TEST = '''\
+import os
+
+
+def test_fork_holds():
+    to_parent, to_child = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        kept = [bytearray(1_000_000) for _ in range(20)]
+        os.write(to_parent[1], b"x")
+        os.read(to_child[0], 1)
+        os._exit(0)
+    os.read(to_parent[0], 1)
+    mine = [bytearray(2_000_000) for _ in range(5)]
+    os.write(to_child[1], b"y")
+    os.waitpid(pid, 0)
+    del mine
+'''
+
+
+def test_the_summary_counts_the_allocations_of_the_combined_peak(env: Env, tmp_path: Path) -> None:
+    # The summary paired the family's combined peak bytes with the root process's own count
+    # (30,001,209 bytes "in 2 allocations" where the family held 25 blocks then).
+    (tmp_path / "test_fork.py").write_text(FORKING_TEST)
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace",
+         "--memtrace-bin-dir", "kept", "test_fork.py"],
+        cwd=tmp_path,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    line = next(l for l in out.splitlines() if "test_fork_holds" in l and "bytes in" in l)
+    m = re.search(r"\((\d+) bytes in (\d+) allocations?\)", line)
+    assert m, line
+    captures = sorted((tmp_path / "kept").glob("*.bin"))
+    assert len(captures) == 1, captures
+    tree = json.loads(checked([env.memtrace, "tree", "--json", captures[0]]).stdout)
+    assert int(m.group(1)) == tree["tree"]["bytes"], (line, tree["title"])
+    assert int(m.group(2)) == tree["tree"]["allocations"], (line, tree["title"])
+    # The child's 20 blocks and the parent's 5 were all live at the combined peak.
+    assert int(m.group(2)) >= 25 and int(m.group(1)) >= 30_000_000, line

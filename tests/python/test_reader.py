@@ -200,7 +200,7 @@ def test_a_reader_is_a_context_manager(env: Env, capture: tuple[Path, int]) -> N
         "    n = len(list(inner.peak_records()))\n"
         "refused = []\n"
         "for f in (lambda: inner.metadata, inner.peak_records, inner.leaked_records,"
-        " inner.all_records, lambda: inner.temporary_records(1)):\n"
+        " inner.all_records, lambda: inner.temporary_records(1), lambda: inner.labels):\n"
         "    try:\n"
         "        f()\n"
         "    except ValueError as e:\n"
@@ -211,7 +211,26 @@ def test_a_reader_is_a_context_manager(env: Env, capture: tuple[Path, int]) -> N
     assert isinstance(out, dict)
     assert out["peak"] > 15_000_000 and out["n"] > 0, out
     assert out["closed"] == [True, True]
-    assert out["refused"] == ["I/O operation on a closed FileReader"] * 5
+    assert out["refused"] == ["I/O operation on a closed FileReader"] * 6
+
+
+def test_a_temporary_threshold_out_of_range_is_refused(env: Env, capture: tuple[Path, int]) -> None:
+    # As --temporary-threshold takes it: 0 was read as 1, and 2**63 accepted.
+    path, _ = capture
+    out = read(
+        env,
+        path,
+        "refused = []\n"
+        "for n in (0, 1_000_001, 2**63):\n"
+        "    try:\n"
+        "        r.temporary_records(n)\n"
+        "    except ValueError as e:\n"
+        "        refused.append(str(e))\n"
+        "out = dict(refused=refused, one=len(list(r.temporary_records(1))) >= 0)",
+    )
+    assert isinstance(out, dict)
+    assert len(out["refused"]) == 3, out
+    assert all(e.startswith("threshold must be from 1 to 1000000") for e in out["refused"]), out
 
 
 def test_write_flamegraph_errors_are_the_python_ones(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:

@@ -44,6 +44,11 @@ def test_exact_counts_in_process(env: Env, tmp_path: Path) -> None:
     assert out["top"] == [10_000_001, 1, [["work", str(prog), 5], ["<module>", str(prog), 8]]]
     assert 3_000_001 <= out["leaked"] < 3_100_000
     assert out["leak"] == [3_000_001, [["<module>", str(prog), 10]]]
+    # Tracking started in a running interpreter: no start-up of its own to speak of.
+    stats = json.loads(run([env.memtrace, "stats", "--json", tmp_path / "out.bin"]).stdout)
+    assert stats["startup_bytes"] is None, stats["startup_bytes"]
+    text = run([env.memtrace, "stats", tmp_path / "out.bin"]).stdout
+    assert "Start-up:" not in text, text
 
 
 def test_nested_and_existing_captures_are_refused(env: Env, tmp_path: Path) -> None:
