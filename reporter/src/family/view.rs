@@ -118,8 +118,32 @@ fn choose(root: &Path, view: &ViewOptions) -> Result<Option<Chosen>, String> {
     }))
 }
 
-/// (process, what `f` made, warnings) of one image.
-type ImageResult<T> = (usize, T, Vec<String>);
+/// (process, what `f` made, warnings: (its file, what is said)) of one image.
+type ImageResult<T> = (usize, T, Vec<(String, String)>);
+
+/// The images' warnings, each prefixed with its file; one said of several files alike (an
+/// aggregated family's "aggregated capture ..." of each process) is said once, naming the first
+/// and how many more.
+fn merged_warnings(said: Vec<(String, String)>) -> Vec<String> {
+    let mut by_text: Vec<(String, Vec<String>)> = Vec::new();
+    for (file, text) in said {
+        match by_text.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, files)) => files.push(file),
+            None => by_text.push((text, vec![file])),
+        }
+    }
+    by_text
+        .into_iter()
+        .map(|(text, files)| match files.len() {
+            1 => format!("{}: {text}", files[0]),
+            n => format!(
+                "{} and {} more of the family's captures: {text}",
+                files[0],
+                n - 1
+            ),
+        })
+        .collect()
+}
 
 /// `f` of each chosen image's capture, analysis and selection (in parallel): (process, result)
 /// in image order, and the warnings (each prefixed with its file).
@@ -149,24 +173,31 @@ fn each_image<T: Send>(
             a.tables.frame_view = view.frame_view;
             let selection = views::select(&a, view).map_err(|e| format!("{shown}: {e}"))?;
             let (t, w) = f(&capture, &a, &selection);
-            let mut warnings: Vec<String> =
-                a.warnings.iter().map(|x| format!("{shown}: {x}")).collect();
-            warnings.extend(w.into_iter().map(|x| format!("{shown}: {x}")));
+            let warnings: Vec<(String, String)> = a
+                .warnings
+                .iter()
+                .cloned()
+                .chain(w)
+                .map(|x| (shown.clone(), x))
+                .collect();
             Ok((image.process, t, warnings))
         })
         .collect();
     let mut out = Vec::new();
-    let mut warnings = Vec::new();
+    let mut said = Vec::new();
+    let mut failed = Vec::new();
     for r in results {
         match r {
             Ok((process, t, w)) => {
                 out.push((process, t));
-                warnings.extend(w);
+                said.extend(w);
             }
             // One process's unreadable capture or bad --thread name is not the family's error.
-            Err(e) => warnings.push(e),
+            Err(e) => failed.push(e),
         }
     }
+    let mut warnings = merged_warnings(said);
+    warnings.extend(failed);
     for im in &c.images {
         if let Some(e) = &im.error {
             warnings.push(format!("{}: {e}", im.path.display()));
@@ -375,4 +406,27 @@ fn title(c: &Chosen, view: &ViewOptions, (bytes, allocations): (u64, u64)) -> St
         human::count(bytes),
         human::counted(allocations, "allocation")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_warnings;
+
+    #[test]
+    fn a_warning_several_captures_share_is_said_once() {
+        let said = |f: &str, t: &str| (f.to_string(), t.to_string());
+        let out = merged_warnings(vec![
+            said("a.bin", "aggregated capture"),
+            said("a.bin.7", "capture is incomplete"),
+            said("a.bin.7", "aggregated capture"),
+            said("a.bin.8", "aggregated capture"),
+        ]);
+        assert_eq!(
+            out,
+            [
+                "a.bin and 2 more of the family's captures: aggregated capture",
+                "a.bin.7: capture is incomplete",
+            ]
+        );
+    }
 }
