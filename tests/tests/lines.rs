@@ -453,5 +453,26 @@ fn the_listing_s_columns_have_names_of_their_own() {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{view}: {header}");
+        // The run ended normally: its exit snapshot is the last column.
+        assert_eq!(names.last(), Some(&"At exit"), "{view}: {header}");
     }
+    // A program killed before its exit has none: what was live at the capture's end, as stats
+    // says "Live at end".
+    let (killed, _) = track_script(
+        python(),
+        &dir,
+        "killed.py",
+        "import os\nkept = bytearray(1_000_000)\nos.kill(os.getpid(), 9)\n",
+    );
+    let out = memtrace(&["lines", killed.to_str().expect("utf-8")], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("Line #"))
+        .expect("a header");
+    assert!(
+        header.trim_end().ends_with("At end  Line Contents"),
+        "{header}"
+    );
 }

@@ -72,6 +72,9 @@ pub fn started_at(start_realtime_ns: u64) -> SystemTime {
 pub struct Listing<'a> {
     /// The name of the view's column: `Peak`, `Leaked`, `Temporary`, `All`.
     pub view_column: &'a str,
+    /// The name of the last column: `At exit` (the capture has an exit snapshot), else `At end`
+    /// (a killed program's, a Tracker's: as stats says "Live at end").
+    pub end_column: &'a str,
     /// Every line of each file, not only those with memory and their context.
     pub all: bool,
     /// Only the lines of this function (the whole function is shown).
@@ -111,7 +114,7 @@ fn write_file(
     writeln!(
         out,
         "{:>6}  {:>10}  {:>10}  {:>11}  {:>10}  Line Contents",
-        "Line #", listing.view_column, "Allocated", "Allocations", "At exit"
+        "Line #", listing.view_column, "Allocated", "Allocations", listing.end_column
     )?;
     writeln!(out, "{}", "=".repeat(HEADER_WIDTH))?;
     let shown = shown_lines(file, source, listing);
@@ -307,7 +310,7 @@ pub fn write_sorted(
     writeln!(
         out,
         "{:>10}  {:>10}  {:>11}  {:>10}  Location and line",
-        listing.view_column, "Allocated", "Allocations", "At exit"
+        listing.view_column, "Allocated", "Allocations", listing.end_column
     )?;
     for (_, file, source, n, m) in rows.into_iter().take(top) {
         writeln!(
@@ -360,6 +363,7 @@ mod tests {
 
     const LISTING: Listing<'static> = Listing {
         view_column: "Peak",
+        end_column: "At exit",
         all: false,
         function: None,
     };

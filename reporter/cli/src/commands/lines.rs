@@ -143,6 +143,11 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
             View::All => "All",
             View::Peak => "Peak",
         },
+        end_column: if analysis.replay.exit.is_some() {
+            "At exit"
+        } else {
+            "At end"
+        },
         all: args.all,
         function: args.function.as_deref(),
     };
