@@ -42,6 +42,8 @@ class MemtraceMagics(Magics):
     def memtrace(self, line: str, cell: str) -> Any:
         """Runs the cell under memtrace and reports its peak memory and top lines; the value
         of its last expression is the cell's, as without the magic."""
+        # IPython leaves this frame out of a raising cell's traceback (as %%time's own).
+        __tracebackhide__ = True  # noqa: F841
         args = parse_argstring(self.memtrace, line)
         if args.top < 0:
             raise UsageError(f"%%memtrace: -n takes a number of lines, 0 or more (not {args.top})")

@@ -162,6 +162,24 @@ def test_a_cell_runs_as_ipython_runs_it(env: Env, tmp_path: Path) -> None:
     assert "source: 2 raise KeyError('k')" in lines, r.stdout
 
 
+IPYTHON_TRACEBACK = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+ip.run_cell("%%memtrace --no-html -d " + sys.argv[1] + "\\nz = 1\\nraise KeyError('k')\\n")
+"""
+
+
+def test_a_raising_cell_s_traceback_shows_the_cell_not_memtrace(env: Env, tmp_path: Path) -> None:
+    """The traceback IPython shows of a cell that raises under %%memtrace names the cell's
+    line, not the magic's own code (as %%time's shows none of its own)."""
+    r = run([env.python, "-c", IPYTHON_TRACEBACK, tmp_path / "results"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "KeyError" in r.stdout and "<memtrace-cell>" in r.stdout, r.stdout
+    assert "_ipython.py" not in r.stdout, r.stdout
+
+
 SESSION = """
 import os, sys
 from IPython.core.interactiveshell import InteractiveShell
