@@ -20,8 +20,11 @@ class Line:
 
     @property
     def label(self) -> str:
-        if self.file:
+        # Line 0: no line (a script's compilation, `<compile>`), as the reports write it.
+        if self.file and self.line:
             return f"{self.function} at {self.file}:{self.line}"
+        if self.file:
+            return f"{self.function} at {self.file}"
         return self.function
 
 

@@ -497,3 +497,13 @@ def test_the_summary_lists_every_worker_s_tests_under_xdist(env: Env, tmp_path: 
         "test_workers.py::test_6mb",
         "test_workers.py::test_4mb",
     ], out
+
+
+def test_a_location_without_a_line_is_named_without_one(env: Env) -> None:
+    # A failure listed `<compile> at <string>:0` where the reports write no line.
+    r = env.py(
+        "from memtrace._locations import Line\n"
+        "for l in (Line('<compile>', 'app.py', 0), Line('f', 'app.py', 3), Line('<unknown>', '', 0)):\n"
+        "    print(l.label)\n"
+    )
+    assert r.stdout.splitlines() == ["<compile> at app.py", "f at app.py:3", "<unknown>"], r.stdout
