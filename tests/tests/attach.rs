@@ -2428,3 +2428,134 @@ fn attach_to_a_thread_waiting_inside_the_allocator_waits_until_it_leaves() {
     assert_eq!(end.status.code(), Some(9), "{end:?}");
     assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
 }
+
+#[test]
+fn attach_waits_while_another_thread_holds_the_allocator_in_a_system_call() {
+    // A thread in malloc_stats holds the main arena's lock while it writes to a full pipe that
+    // only the main thread drains. The attach looked at the main thread alone and called
+    // dlopen there, whose malloc waited for that lock: the program hung for good. It waits now
+    // until no other thread waits in the kernel under the allocator.
+    let dir = scratch("attach_malloc_stats_thread");
+    let prog = memtrace_e2e::compile("malloc_stats_thread", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let start = Instant::now();
+    // The thread waits in write (system call 1) on the pipe.
+    let in_write = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| {
+                std::fs::read_to_string(t.path().join("syscall"))
+                    .is_ok_and(|s| s.split_whitespace().next() == Some("1"))
+            })
+    };
+    while !in_write() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never waited in write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drain = dir.join("drain");
+    let drainer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::write(drain, "").expect("drain");
+    });
+    let start = Instant::now();
+    let attach = attached(&pid, "cap.bin", &dir);
+    let waited = start.elapsed();
+    drainer.join().expect("drainer");
+    let Some(_) = attach else {
+        return;
+    };
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "attached after {waited:?}"
+    );
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(9), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let s = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(s["complete"], true, "{s}");
+}
+
+#[test]
+fn an_attach_near_the_recursion_limit_leaves_the_program_its_limit_and_tracks_it() {
+    // memtrace's queued code runs on top of the program's frames: at depth 195 of a limit of
+    // 200 (3.10, 3.11) its own RecursionError reached the program's line, and tracking never
+    // started. The limit is raised while the code runs and put back.
+    let dir = scratch("attach_recursion_limit");
+    // C calls only (os.access, os.open), as few frames as can be: the program alone runs at
+    // 198 of its 200.
+    let script = "import os, sys, time
+sys.setrecursionlimit(200)
+print('ready', flush=True)
+def rec(n):
+    if n == 0:
+        while not os.access('go', os.F_OK):
+            time.sleep(0.02)
+        kept = [bytearray(100_000) for _ in range(10)]
+        os.close(os.open('allocated', os.O_CREAT | os.O_WRONLY))
+        while not os.access('done', os.F_OK):
+            time.sleep(0.02)
+        return 0
+    return rec(n - 1) + 1
+print('depth', rec(195), sys.getrecursionlimit())
+";
+    let target = python_target(&dir, "deep.py", script);
+    let pid = target.pid();
+    let Some(_) = attached(&pid, "cap.bin", &dir) else {
+        return;
+    };
+    std::fs::write(dir.join("go"), "").expect("go");
+    wait_for(&dir.join("allocated"));
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(0), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "depth 195 200\n");
+    assert_eq!(String::from_utf8_lossy(&end.stderr), "");
+    // The ten blocks of line 8 (stacks 190 frames deep: read through stats, whose JSON is flat).
+    let s = memtrace_e2e::stats(&dir.join("cap.bin"));
+    let at8: Vec<&serde_json::Value> = s["top_by_size"]
+        .as_array()
+        .expect("top_by_size")
+        .iter()
+        .filter(|l| l["file"].as_str().is_some_and(|f| f.ends_with("deep.py")) && l["line"] == 8)
+        .collect();
+    let bytes: i64 = at8.iter().filter_map(|l| l["bytes"].as_i64()).sum();
+    assert!(
+        (1_000_000..1_002_000).contains(&bytes),
+        "{bytes} bytes at line 8"
+    );
+}
+
+#[test]
+fn an_attach_to_a_thread_on_a_stack_inside_the_heap_is_refused_and_harms_nothing() {
+    // The main thread ran on a coroutine's 12 KiB stack taken from malloc: the attach counted
+    // the whole heap below it as free stack, ran its calls there and wrote over 1,595 bytes of
+    // the block below. Its room cannot be told: the attach says so and calls nothing.
+    let dir = scratch("attach_heap_stack");
+    let prog = memtrace_e2e::compile("heap_stack", &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    let out = memtrace(&["attach", &pid, "-o", "cap.bin"], &dir);
+    if refused(&out) {
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("runs on a stack inside its heap or data"),
+        "{err}"
+    );
+    std::fs::write(dir.join("go"), "").expect("go");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(0), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "damaged 0\n");
+}

@@ -53,12 +53,13 @@ impl LibcFrames {
     }
 
     /// The return addresses of the frames of a thread stopped at `rip` (stack pointer `rsp`,
-    /// frame pointer `rbp`), from its caller's out to the first one outside the C library;
+    /// frame pointer `rbp` when known), from its caller's out to the first one outside the C
+    /// library;
     /// `read` reads a word of its stack. None when the tables cannot tell (a frame without an
     /// entry or with a rule this walk does not follow, a word not read, too many frames).
     pub fn callers(
         &self,
-        (rip, rsp, rbp): (u64, u64, u64),
+        (rip, rsp, rbp): (u64, u64, Option<u64>),
         mut read: impl FnMut(u64) -> Option<u64>,
     ) -> Option<Vec<u64>> {
         let eh_frame = EhFrame::new(&self.eh_frame, NativeEndian);
@@ -70,7 +71,7 @@ impl LibcFrames {
             .ok()?;
         let table = hdr.table()?;
         let mut context = Box::new(UnwindContext::new());
-        let (mut sp, mut bp) = (rsp, Some(rbp));
+        let (mut sp, mut bp) = (rsp, rbp);
         // The stop's own instruction is looked up as it is; a return address, one byte before
         // (its call's last byte: a call that ends a function returns past it).
         let mut lookup = rip;

@@ -24,6 +24,7 @@
 mod files;
 pub mod frame;
 mod libc_frames;
+mod other_threads;
 pub mod paths;
 mod process;
 pub mod ptrace;
@@ -568,6 +569,11 @@ fn seize(pid: i32, via: i32, objects: &[target::Mapped]) -> Result<Stopped, Stri
     // The calls run on the thread's own stack, below where it stopped: with too little left
     // the tracker's start faulted there and left the process half started for good.
     if let Some(room) = process::stack_room(via, thread.stack_pointer()) {
+        if room == 0 {
+            return Err(format!(
+                "process {pid}'s thread runs on a stack inside its heap or data (a coroutine's?), whose free room cannot be told: the attach's calls could write over the program's memory; it goes on untouched"
+            ));
+        }
         if room < STACK_NEEDED {
             return Err(format!(
                 "process {pid}'s thread has {} KiB of stack left where it runs now; the attach needs {} KiB there: try again when it is less deep in its calls",
@@ -1003,8 +1009,11 @@ except BaseException as e:
     // tells it from memtrace's own, here and in the code (it is handed over in its globals).
     // The tracker's module comes in the globals, made by the tracker (never imported: the
     // program's import hooks and profiler see nothing of the attach).
+    // Its frames come on top of the program's: near the recursion limit (3.10, 3.11) memtrace's
+    // own RecursionError reached the program's line, and tracking never started. The limit
+    // is raised while it runs, and put back whatever happens.
     format!(
-        "{PROGRAMS}try:\n    mt = _memtrace_tracker\nexcept NameError:\n    mt = None\ntry:\n    exec({}, {{'programs': programs, 'mt': mt, 'sys': sys, 'posix': posix, '_thread': _thread}})\nexcept BaseException as e:\n    if programs(e):\n        raise\n",
+        "{PROGRAMS}memtrace_limit = sys.getrecursionlimit()\nsys.setrecursionlimit(memtrace_limit + 100)\ntry:\n    try:\n        mt = _memtrace_tracker\n    except NameError:\n        mt = None\n    try:\n        exec({}, {{'programs': programs, 'mt': mt, 'sys': sys, 'posix': posix, '_thread': _thread}})\n    except BaseException as e:\n        if programs(e):\n            raise\nfinally:\n    sys.setrecursionlimit(memtrace_limit)\n",
         py_str(&body)
     )
 }

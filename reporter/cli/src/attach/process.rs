@@ -125,7 +125,10 @@ pub fn injection_thread(pid: i32) -> i32 {
 /// Bytes of stack below `sp` that thread `tid` of its process can still use; None when
 /// /proc does not say. The main thread's stack (`[stack]`) grows down to its size limit
 /// (RLIMIT_STACK, /proc/TID/limits) and to the kernel's guard gap above the mapping below it;
-/// any other thread's is its mapping.
+/// any other thread's is its anonymous mapping. A stack inside the heap or a file's mapping (a
+/// coroutine's, taken from malloc or a static array) has 0: what lies below it is the
+/// program's data (the whole heap below was counted as stack, and an attach wrote over 1,595
+/// bytes of a block there).
 pub fn stack_room(tid: i32, sp: u64) -> Option<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{tid}/maps")).ok()?;
     let mut below_end = 0u64;
@@ -138,7 +141,9 @@ pub fn stack_room(tid: i32, sp: u64) -> Option<u64> {
             continue;
         }
         if !line.ends_with("[stack]") {
-            return Some(sp - start);
+            // Anonymous: five fields, no name (a thread's stack, one mapped for a coroutine).
+            let anonymous = line.split_whitespace().count() == 5;
+            return Some(if anonymous { sp - start } else { 0 });
         }
         /// The kernel's default stack_guard_gap: 256 pages.
         const GUARD_GAP: u64 = 256 * 4096;

@@ -130,6 +130,9 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
+/// What [`wait_stop`] says when its patience ran out.
+const NOT_IN_TIME: &str = "the process did not stop in time";
+
 /// Waits for a stop of `pid`; its status. `interruptible`: gives up when memtrace is asked
 /// to stop.
 fn wait_stop(pid: libc::pid_t, patience: Duration, interruptible: bool) -> Result<i32, String> {
@@ -142,7 +145,7 @@ fn wait_stop(pid: libc::pid_t, patience: Duration, interruptible: bool) -> Resul
             return Err(INTERRUPTED_LINE.to_string());
         }
         if start.elapsed() > patience {
-            return Err("the process did not stop in time".to_string());
+            return Err(NOT_IN_TIME.to_string());
         }
         std::thread::sleep(Duration::from_micros(200));
     }
@@ -619,8 +622,14 @@ impl Stopped {
             unsafe { libc::ptrace(libc::PTRACE_SYSCALL, self.pid, 0, signal) };
             abandon_if_asked(self.calls);
             let left = CALL_PATIENCE.saturating_sub(start.elapsed());
-            let status = wait_stop(self.pid, left, true).map_err(|e| {
-                format!("{e} (the call goes on in it; the process resumes when it ends)")
+            // Said plainly: the call did not come back (the process may wait in it for a lock
+            // another of its threads holds), not that the process did not stop.
+            let status = wait_stop(self.pid, left, true).map_err(|e| match e.as_str() {
+                NOT_IN_TIME => format!(
+                    "memtrace's call into the process did not return in {} s (it may wait there for a lock another of its threads holds); it goes on in the process, which resumes when the call ends",
+                    CALL_PATIENCE.as_secs()
+                ),
+                _ => e,
             })?;
             if !libc::WIFSTOPPED(status) {
                 return Err("the process ended during the attach".to_string());
@@ -719,10 +728,9 @@ impl Stopped {
                 let w = stack[..n].get(at..at.checked_add(8)?)?;
                 Some(u64::from_ne_bytes(w.try_into().ok()?))
             };
-            let callers = hazards
-                .libc_frames
-                .as_ref()
-                .and_then(|f| f.callers((self.saved.rip, self.saved.rsp, self.saved.rbp), read));
+            let callers = hazards.libc_frames.as_ref().and_then(|f| {
+                f.callers((self.saved.rip, self.saved.rsp, Some(self.saved.rbp)), read)
+            });
             if let Some(callers) = callers {
                 if callers.iter().any(|&r| inside(&hazards.allocator, r)) {
                     return false;
@@ -750,7 +758,16 @@ impl Stopped {
                 return false;
             }
         }
-        true
+        // Another thread waiting in the kernel under the allocator may hold its lock, which
+        // the injected calls' allocations would wait for.
+        !hazards.libc_frames.as_ref().is_some_and(|f| {
+            super::other_threads::one_waits_under_the_allocator(
+                self.pid,
+                self.pid,
+                f,
+                &hazards.allocator,
+            )
+        })
     }
 
     /// Lets the thread run a moment and stops it again (registers saved anew); a signal that
@@ -910,7 +927,7 @@ pub struct Hazards {
 
 /// Reads the process's memory at `addr` into `buf` (through /proc/PID/mem, which its tracer
 /// may read); the bytes read (fewer at the end of a mapping).
-fn read_memory(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> usize {
+pub fn read_memory(pid: libc::pid_t, addr: u64, buf: &mut [u8]) -> usize {
     use std::os::unix::fs::FileExt;
     let Ok(mem) = std::fs::File::open(format!("/proc/{pid}/mem")) else {
         return 0;
