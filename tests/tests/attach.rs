@@ -586,6 +586,8 @@ fn attach_live_shows_the_process_and_quitting_detaches() {
     ui.wait("the line", |s| s.iter().any(|l| l.contains("attach.c:23")));
     let (status, err) = quit_attach_live(&ui, &dir);
     assert_eq!(status, "status=0", "{err}");
+    // Said once (the detach's own line, then the view's, said it twice).
+    assert_eq!(err.matches("detached from process").count(), 1, "{err}");
     assert!(!std::env::temp_dir()
         .join(format!("memtrace-attach.{pid}/active"))
         .exists());

@@ -330,14 +330,15 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         let viewed = view_live(&capture, pid, &when, &active);
         // Tracking that ended by itself (--duration, the process gone) has nothing left to
         // stop; any other end of the view, a failure included, detaches.
-        let detached = if active.exists() && alive(pid) {
-            detach(pid)
+        let (detached, said) = if active.exists() && alive(pid) {
+            // `detach` says how it ended itself (one line, not two).
+            (detach(pid), true)
         } else {
             held.remove();
-            Ok(())
+            (Ok(()), false)
         };
         viewed?;
-        if detached.is_ok() {
+        if detached.is_ok() && !said {
             crate::say!("memtrace: detached from process {pid}; the capture is {shown}");
         }
         return detached;
