@@ -35,7 +35,9 @@ raise SystemExit(5)
 struct Target(Option<Child>);
 
 impl Target {
-    /// Starts `cmd` in `dir` and waits for its "ready" line.
+    /// Starts `cmd` in `dir` and waits for its "ready" line (a minute at most: a target that
+    /// never says it, one that deadlocked on its own, fails the test instead of holding the
+    /// suite).
     fn start(mut cmd: Command, dir: &Path) -> Target {
         let mut child = cmd
             .current_dir(dir)
@@ -44,11 +46,20 @@ impl Target {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the target starts");
-        let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        reader.read_line(&mut line).expect("read ready");
-        assert_eq!(line, "ready\n");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).map(|_| line);
+            let _ = tx.send((read, reader));
+        });
+        let Ok((line, reader)) = rx.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the target said nothing for a minute");
+        };
+        assert_eq!(line.expect("read ready"), "ready\n");
         // The rest of the output is read at the end.
         child.stdout = Some(reader.into_inner());
         Target(Some(child))
@@ -58,9 +69,23 @@ impl Target {
         self.0.as_ref().map_or(0, Child::id).to_string()
     }
 
+    /// Waits for the target's end and its output; five minutes at most (a target memtrace
+    /// left hung fails the test instead of holding the suite).
     fn finish(mut self) -> Output {
         let child = self.0.take().expect("running");
-        child.wait_with_output().expect("the target ends")
+        let pid = child.id() as libc::pid_t;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(out) => out.expect("the target ends"),
+            Err(_) => {
+                // SAFETY: kill(2) of our own child, not yet reaped (its waiter still waits).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("the target did not end within five minutes (hung?)");
+            }
+        }
     }
 }
 
