@@ -2420,40 +2420,7 @@ fn attach_to_a_thread_waiting_inside_the_allocator_waits_until_it_leaves() {
     // the attach looked through for one, so it called dlopen there, whose malloc waited for
     // that lock for good: the program hung. The C library's unwind tables name the thread's
     // real callers: the attach waits until malloc_stats has returned.
-    let dir = scratch("attach_malloc_stats");
-    let prog = memtrace_e2e::compile("malloc_stats_blocked", &dir);
-    let target = Target::start(Command::new(&prog), &dir);
-    let pid = target.pid();
-    let wchan = format!("/proc/{pid}/wchan");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("pipe_write")) {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never waited in write"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let drain = dir.join("drain");
-    let drainer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(2));
-        std::fs::write(drain, "").expect("drain");
-    });
-    let start = Instant::now();
-    let attach = attached(&pid, "cap.bin", &dir);
-    let waited = start.elapsed();
-    drainer.join().expect("drainer");
-    let Some(_) = attach else {
-        return;
-    };
-    assert!(
-        waited >= Duration::from_millis(1500),
-        "attached after {waited:?}"
-    );
-    detached(&pid, &dir);
-    std::fs::write(dir.join("done"), "").expect("done");
-    let end = target.finish();
-    assert_eq!(end.status.code(), Some(9), "{end:?}");
-    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    attach_while_malloc_stats_waits("attach_malloc_stats", "malloc_stats_blocked");
 }
 
 #[test]
@@ -2462,52 +2429,7 @@ fn attach_waits_while_another_thread_holds_the_allocator_in_a_system_call() {
     // only the main thread drains. The attach looked at the main thread alone and called
     // dlopen there, whose malloc waited for that lock: the program hung for good. It waits now
     // until no other thread waits in the kernel under the allocator.
-    let dir = scratch("attach_malloc_stats_thread");
-    let prog = memtrace_e2e::compile("malloc_stats_thread", &dir);
-    let target = Target::start(Command::new(&prog), &dir);
-    let pid = target.pid();
-    let start = Instant::now();
-    // The thread waits in write (system call 1) on the pipe.
-    let in_write = || {
-        std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|t| {
-                std::fs::read_to_string(t.path().join("syscall"))
-                    .is_ok_and(|s| s.split_whitespace().next() == Some("1"))
-            })
-    };
-    while !in_write() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never waited in write"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let drain = dir.join("drain");
-    let drainer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(2));
-        std::fs::write(drain, "").expect("drain");
-    });
-    let start = Instant::now();
-    let attach = attached(&pid, "cap.bin", &dir);
-    let waited = start.elapsed();
-    drainer.join().expect("drainer");
-    let Some(_) = attach else {
-        return;
-    };
-    assert!(
-        waited >= Duration::from_millis(1500),
-        "attached after {waited:?}"
-    );
-    detached(&pid, &dir);
-    std::fs::write(dir.join("done"), "").expect("done");
-    let end = target.finish();
-    assert_eq!(end.status.code(), Some(9), "{end:?}");
-    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
-    let s = memtrace_e2e::stats(&dir.join("cap.bin"));
-    assert_eq!(s["complete"], true, "{s}");
+    attach_while_malloc_stats_waits("attach_malloc_stats_thread", "malloc_stats_thread");
 }
 
 #[test]
@@ -2585,4 +2507,56 @@ fn an_attach_to_a_thread_on_a_stack_inside_the_heap_is_refused_and_harms_nothing
     let end = target.finish();
     assert_eq!(end.status.code(), Some(0), "{end:?}");
     assert_eq!(String::from_utf8_lossy(&end.stdout), "damaged 0\n");
+}
+
+/// tests/programs/`program`.c (a thread of it in malloc_stats, writing to a full pipe under the
+/// arena's lock, until the test writes `drain`, 2 s after the attach starts) attached to: the
+/// attach waits until the pipe drains, then attaches; the program ends as alone (9, "bye").
+fn attach_while_malloc_stats_waits(name: &str, program: &str) {
+    let dir = scratch(name);
+    let prog = memtrace_e2e::compile(program, &dir);
+    let target = Target::start(Command::new(&prog), &dir);
+    let pid = target.pid();
+    // A thread waits in write (system call 1) on the pipe.
+    let start = Instant::now();
+    let in_write = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|t| {
+                std::fs::read_to_string(t.path().join("syscall"))
+                    .is_ok_and(|s| s.split_whitespace().next() == Some("1"))
+            })
+    };
+    while !in_write() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never waited in write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drain = dir.join("drain");
+    let drainer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::write(drain, "").expect("drain");
+    });
+    let start = Instant::now();
+    let attach = attached(&pid, "cap.bin", &dir);
+    let waited = start.elapsed();
+    drainer.join().expect("drainer");
+    let Some(_) = attach else {
+        return;
+    };
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "attached after {waited:?}"
+    );
+    detached(&pid, &dir);
+    std::fs::write(dir.join("done"), "").expect("done");
+    let end = target.finish();
+    assert_eq!(end.status.code(), Some(9), "{end:?}");
+    assert_eq!(String::from_utf8_lossy(&end.stdout), "bye\n");
+    let s = memtrace_e2e::stats(&dir.join("cap.bin"));
+    assert_eq!(s["complete"], true, "{s}");
 }

@@ -1766,6 +1766,22 @@ fn a_signal_sent_with_sigqueue_reaches_the_program_with_its_value() {
     );
 }
 
+/// `dir`/prog.c built with `-fsanitize=FLAG` as `dir`/prog-FLAG; None where gcc cannot (said).
+fn built_with_a_sanitizer(dir: &Path, flag: &str) -> Option<PathBuf> {
+    let bin = dir.join(format!("prog-{flag}"));
+    let built = Command::new("gcc")
+        .arg(format!("-fsanitize={flag}"))
+        .arg("-o")
+        .arg(&bin)
+        .arg(dir.join("prog.c"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("gcc cannot build with -fsanitize={flag} here: not tried");
+    }
+    built.then_some(bin)
+}
+
 /// A sanitizer-built program that a tracked program execs (a test runner, `make check`) runs as
 /// it would alone: untracked, its environment as given. With the tracker preloaded ahead of its
 /// runtime, AddressSanitizer's refused to start (exit 1) and ThreadSanitizer's crashed.
@@ -1778,19 +1794,10 @@ fn a_sanitizer_built_program_a_tracked_program_execs_runs_as_alone() {
         "#include <stdio.h>\n#include <stdlib.h>\nint main(void) { free(malloc(10)); puts(\"sanitized ok\"); return 3; }\n",
     );
     for flag in ["address", "thread"] {
-        let bin = dir.join(format!("prog-{flag}"));
-        let built = Command::new("gcc")
-            .arg(format!("-fsanitize={flag}"))
-            .arg("-o")
-            .arg(&bin)
-            .arg(dir.join("prog.c"))
-            .status()
-            .is_ok_and(|s| s.success());
-        if !built {
-            eprintln!("gcc cannot build with -fsanitize={flag} here: not tried");
+        let Some(bin) = built_with_a_sanitizer(&dir, flag) else {
             continue;
-        }
-        let command = format!("malloc_probe=1; exec {}", bin.display());
+        };
+        let command = format!("exec {}", bin.display());
         let out = run_in(
             &dir,
             &["run", "-f", "-o", "e.bin", "--", "/bin/sh", "-c", &command],
@@ -1876,18 +1883,9 @@ fn a_program_built_with_a_sanitizer_is_refused_by_name() {
         ("address", "AddressSanitizer"),
         ("thread", "ThreadSanitizer"),
     ] {
-        let bin = dir.join(format!("prog-{flag}"));
-        let built = Command::new("gcc")
-            .arg(format!("-fsanitize={flag}"))
-            .arg("-o")
-            .arg(&bin)
-            .arg(dir.join("prog.c"))
-            .status()
-            .is_ok_and(|s| s.success());
-        if !built {
-            eprintln!("gcc cannot build with -fsanitize={flag} here: not tried");
+        let Some(bin) = built_with_a_sanitizer(&dir, flag) else {
             continue;
-        }
+        };
         let out = run_in(
             &dir,
             &["run", "-q", "-o", "s.bin", bin.to_str().expect("utf-8")],

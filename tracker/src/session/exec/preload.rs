@@ -73,18 +73,9 @@ fn needs_a_sanitizer_runtime(path: &[u8], head: &[u8]) -> bool {
         b.get(at..at + 8)
             .map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
     };
-    let (Some(phoff), Some(entsize), Some(count)) = (
-        word(head, 0x20),
-        head.get(0x36..0x38)
-            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
-        head.get(0x38..0x3a)
-            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
-    ) else {
+    let Some((phoff, entsize, count)) = program_headers(head).filter(|&(_, e, _)| e >= 56) else {
         return false;
     };
-    if cfg!(not(target_pointer_width = "64")) || entsize < 56 || count > 256 {
-        return false;
-    }
     let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         return false;
     };
@@ -184,26 +175,32 @@ pub fn hosts_a_guest<'a>(mut env: impl Iterator<Item = &'a [u8]>) -> bool {
     env.any(|entry| entry.starts_with(b"VALGRIND_LAUNCHER="))
 }
 
+/// Where the program headers of the ELF file whose start is `head` (of this build's class) are:
+/// (file offset, entry size, count). None for a header this build does not read (32-bit), an
+/// entry too short to hold a type, or more than a real program has (a dozen; a damaged file is
+/// left to the exec).
+fn program_headers(head: &[u8]) -> Option<(u64, u64, u64)> {
+    const MAX_HEADERS: u64 = 256;
+    let half = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let phoff = head
+        .get(0x20..0x28)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))?;
+    let (entsize, count) = (half(0x36)?, half(0x38)?);
+    (cfg!(target_pointer_width = "64") && entsize >= 4 && count <= MAX_HEADERS)
+        .then_some((phoff, entsize, count))
+}
+
 /// Whether the ELF file at `path`, whose start is `head` (of this build's class), has no
 /// program interpreter (PT_INTERP): a statically linked program, which no loader preloads
 /// into. False when unsure.
 fn statically_linked(path: &[u8], head: &[u8]) -> bool {
     const PT_INTERP: u32 = 3;
-    /// A real program has a dozen; more is a damaged file, left to the exec.
-    const MAX_HEADERS: u64 = 256;
-    let (Some(phoff), Some(entsize), Some(count)) = (
-        head.get(0x20..0x28)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default())),
-        head.get(0x36..0x38)
-            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
-        head.get(0x38..0x3a)
-            .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]]))),
-    ) else {
+    let Some((phoff, entsize, count)) = program_headers(head).filter(|&(_, _, n)| n > 0) else {
         return false;
     };
-    if cfg!(not(target_pointer_width = "64")) || entsize < 4 || count == 0 || count > MAX_HEADERS {
-        return false;
-    }
     let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
         return false;
     };
