@@ -9,7 +9,8 @@
 //! varint `memory_limit` (the cgroup v2 `memory.max` the process ran under, 0: none; absent in
 //! the first writers: 0), then varint `aggregate` (1: `memtrace run --aggregate`, the
 //! capture holds aggregate snapshots (crate::aggregate) instead of allocation records; absent:
-//! 0). Unknown trailing bytes are left for later versions.
+//! 0), then varint `gaps` (how the sampler drew the bytes between two samples, [`Gaps`];
+//! absent: 0, exponential). Unknown trailing bytes are left for later versions.
 
 use crate::varint;
 
@@ -31,6 +32,100 @@ pub struct Settings {
     pub memory_limit: u64,
     /// Aggregated capture (`--aggregate`): sums per stack and thread, no allocation records.
     pub aggregate: bool,
+    /// How the sampler spaced its samples (what a sample weighs depends on it).
+    pub gaps: Gaps,
+}
+
+impl Settings {
+    /// How the capture was sampled.
+    pub fn sampling(&self) -> Sampling {
+        Sampling {
+            bytes: self.sample_bytes,
+            gaps: self.gaps,
+        }
+    }
+}
+
+/// How a sampling tracker drew the bytes from one sample to the next, in each thread's stream
+/// of allocated bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Gaps {
+    /// Exponential of mean N (the first writers): a request of `s` bytes is sampled with
+    /// probability `1 - exp(-s/N)`; requests of N bytes or more are always recorded.
+    #[default]
+    Exponential,
+    /// Uniform between N/2 and 3N/2 (mean N), the first gap of a thread drawn so that every
+    /// byte is sampled with probability 1/N: a request smaller than N/2 holds at most one
+    /// sample, with probability `s/N` exactly, so a sample stands for N bytes; requests of N/2
+    /// bytes or more are always recorded. The samples are spread more evenly than exponential
+    /// gaps spread them, which halves the error of estimates of the memory live at a moment
+    /// (docs/TRACKER.md, "Byte sampling on the hot path").
+    Uniform,
+}
+
+impl Gaps {
+    fn code(self) -> u64 {
+        match self {
+            Gaps::Exponential => 0,
+            Gaps::Uniform => 1,
+        }
+    }
+}
+
+/// A capture's sampling: the mean bytes between samples (0: every allocation is recorded) and
+/// how the gaps were drawn.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sampling {
+    pub bytes: u64,
+    pub gaps: Gaps,
+}
+
+impl Sampling {
+    /// A full capture.
+    pub const NONE: Sampling = Sampling {
+        bytes: 0,
+        gaps: Gaps::Exponential,
+    };
+
+    /// The sampling a tracker of this version does, one sample per `bytes` (0: none).
+    pub fn current(bytes: u64) -> Sampling {
+        Sampling {
+            bytes,
+            gaps: Gaps::Uniform,
+        }
+    }
+
+    pub fn is_sampled(self) -> bool {
+        self.bytes > 0
+    }
+
+    /// The smallest request that is always recorded.
+    pub fn always_from(self) -> u64 {
+        match self.gaps {
+            Gaps::Exponential => self.bytes,
+            Gaps::Uniform => self.bytes / 2,
+        }
+    }
+
+    /// What one recorded allocation of `size` bytes stands for, in bytes: its own size when
+    /// the capture is not sampled or the request is always recorded; otherwise the inverse of
+    /// the probability it had to be recorded times its size (an unbiased estimate of the bytes
+    /// such records stand for): `size / (1 - exp(-size/N))` with exponential gaps, N with
+    /// uniform ones.
+    pub fn weight(self, size: u64) -> u64 {
+        let n = self.bytes;
+        if n == 0 || size == 0 || size >= self.always_from() {
+            return size;
+        }
+        match self.gaps {
+            Gaps::Uniform => n,
+            Gaps::Exponential => {
+                let s = size as f64;
+                let p = -(-s / n as f64).exp_m1();
+                (s / p).round() as u64
+            }
+        }
+    }
 }
 
 fn put_bytes(buf: &mut [u8], pos: usize, bytes: &[u8]) -> usize {
@@ -48,6 +143,7 @@ pub fn encode(
     labels: &[u8],
     memory_limit: u64,
     aggregate: bool,
+    gaps: Gaps,
 ) -> usize {
     let mut pos = varint::put(buf, 0, sample_bytes);
     let fits = |budget: &mut usize, e: &[u8]| {
@@ -72,7 +168,8 @@ pub fn encode(
         pos = put_bytes(buf, pos, &e[eq + 1..]);
     }
     let pos = varint::put(buf, pos, memory_limit);
-    varint::put(buf, pos, u64::from(aggregate))
+    let pos = varint::put(buf, pos, u64::from(aggregate));
+    varint::put(buf, pos, gaps.code())
 }
 
 /// Decodes a payload; None when it is damaged.
@@ -95,30 +192,22 @@ pub fn decode(payload: &[u8]) -> Option<Settings> {
     }
     let memory_limit = varint::get(payload, &mut pos).unwrap_or(0);
     let aggregate = varint::get(payload, &mut pos).unwrap_or(0) == 1;
+    // A code this reader does not know: a later sampler; weighed as the nearest it knows.
+    let gaps = match varint::get(payload, &mut pos).unwrap_or(0) {
+        0 => Gaps::Exponential,
+        _ => Gaps::Uniform,
+    };
     Some(Settings {
         sample_bytes,
         labels,
         memory_limit,
         aggregate,
+        gaps,
     })
 }
 
-/// What one recorded allocation of `size` bytes stands for, in bytes, in a capture sampled
-/// every `n` bytes: requests of `n` bytes or more are always recorded (their own size); a
-/// smaller one was recorded with probability `1 - exp(-size/n)` (the sampler's countdown is
-/// exponentially distributed), so `size / (1 - exp(-size/n))` is an unbiased estimate of the
-/// bytes such records stand for. With `n` 0 (not sampled), the size itself.
-pub fn weight(size: u64, n: u64) -> u64 {
-    if n == 0 || size >= n || size == 0 {
-        return size;
-    }
-    let s = size as f64;
-    let p = -(-s / n as f64).exp_m1();
-    (s / p).round() as u64
-}
-
 /// How many allocations one recorded allocation of `size` bytes weighing `weight` bytes (see
-/// [`weight`]) stands for: `weight / size`, a fraction, rounded down or up at random in
+/// [`Sampling::weight`]) stands for: `weight / size`, a fraction, rounded down or up at random in
 /// proportion to it, the draw made from `seed` (a hash of the event: the same capture always
 /// gives the same counts). So the counts' sum is unbiased, as the bytes' is: rounding each to
 /// the nearest counted a request of 0.9 times the sampling period as 2 allocations, where it
@@ -152,7 +241,7 @@ mod tests {
     fn sampled_counts_sum_to_what_the_samples_stand_for() {
         // 0.9 of the period: each sample stands for 1.686 allocations.
         let (size, n) = (3686, 4096);
-        let w = weight(size, n);
+        let w = exponential(n).weight(size);
         let total: u64 = (0..100_000).map(|i| sampled_count(size, w, i)).sum();
         let expected = 100_000.0 * w as f64 / size as f64;
         assert!(
@@ -174,9 +263,11 @@ mod tests {
             b"service=api\0version=1.4\0bad\0=x",
             1 << 30,
             true,
+            Gaps::Uniform,
         );
         let s = decode(&buf[..n]).unwrap();
         assert!(s.aggregate);
+        assert_eq!(s.sampling(), Sampling::current(524288));
         assert_eq!(s.sample_bytes, 524288);
         assert_eq!(s.memory_limit, 1 << 30);
         assert_eq!(
@@ -188,19 +279,45 @@ mod tests {
         );
     }
 
+    fn exponential(bytes: u64) -> Sampling {
+        Sampling {
+            bytes,
+            gaps: Gaps::Exponential,
+        }
+    }
+
     #[test]
-    fn weights() {
-        assert_eq!(weight(100, 0), 100);
-        assert_eq!(weight(1 << 20, 1 << 19), 1 << 20);
-        assert_eq!(weight(1 << 19, 1 << 19), 1 << 19);
+    fn a_first_writers_record_reads_as_exponential() {
+        // sample_bytes, no label, memory_limit, aggregate: no gaps field.
+        let s = decode(&[0x80, 0x80, 0x20, 0, 0, 0]).unwrap();
+        assert_eq!(s.sampling(), exponential(524288));
+    }
+
+    #[test]
+    fn exponential_weights() {
+        assert_eq!(exponential(0).weight(100), 100);
+        assert_eq!(exponential(1 << 19).weight(1 << 20), 1 << 20);
+        assert_eq!(exponential(1 << 19).weight(1 << 19), 1 << 19);
         // A tiny request stands for about n bytes.
-        let w = weight(16, 1 << 19);
+        let w = exponential(1 << 19).weight(16);
         assert!((w as i64 - (1 << 19) as i64).abs() < 16, "{w}");
         // Half of n: p = 1 - e^-0.5.
-        let w = weight(1 << 18, 1 << 19);
+        let w = exponential(1 << 19).weight(1 << 18);
         assert_eq!(
             w,
             ((1u64 << 18) as f64 / (1.0 - (-0.5f64).exp())).round() as u64
         );
+    }
+
+    #[test]
+    fn uniform_weights() {
+        let s = Sampling::current(1 << 19);
+        assert_eq!(s.weight(16), 1 << 19);
+        assert_eq!(s.weight((1 << 18) - 1), 1 << 19);
+        // Half of n and more: always recorded, their own size.
+        assert_eq!(s.weight(1 << 18), 1 << 18);
+        assert_eq!(s.weight(1 << 20), 1 << 20);
+        assert_eq!(s.weight(0), 0);
+        assert_eq!(Sampling::NONE.weight(100), 100);
     }
 }

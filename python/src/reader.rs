@@ -343,9 +343,9 @@ impl Events {
         };
         // A sampled allocation stands for more than its size (mappings are always recorded).
         let sampled = !free && c != Allocator::Mmap as u8;
-        let weight = match self.shared.index.settings.sample_bytes {
-            n if n > 0 && sampled => memtrace_format::settings::weight(size, n),
-            _ => size,
+        let weight = match sampled {
+            true => self.shared.index.settings.sampling().weight(size),
+            false => size,
         };
         Some(AllocationRecord {
             shared: self.shared.clone(),

@@ -33,7 +33,7 @@ fn main() {
             let start = Instant::now();
             let chunk = decode_chunk(capture.bytes(), entry, i);
             let decoded = Instant::now();
-            let totals = Totals::from_sampled(&chunk.events, 0);
+            let totals = Totals::from_sampled(&chunk.events, chunk.sampling);
             totals_s += decoded.elapsed().as_secs_f64();
             decode_s += (decoded - start).as_secs_f64();
             events += chunk.events.len();

@@ -430,14 +430,14 @@ def test_labels_sampling_and_mode_are_attributes(
     assert (full["labels"], full["n"], full["sampled"], full["aggregated"]) == ({}, 0, False, False)
 
     # all_records() of a sampled capture: each sample with the size asked for, and the bytes
-    # it stands for as its weight (mappings are all recorded: their own size); the weights add
-    # up to the reports' estimate.
+    # it stands for as its weight (requests of half the period or more and mappings are all
+    # recorded: their own size); the weights add up to the reports' estimate.
     records = (
         "allocs = [x for x in r.all_records() if x.kind == 'alloc']\n"
         "out = dict(weights=sum(x.weight for x in allocs), sizes=sorted({x.size for x in allocs}),"
-        " light=sum(1 for x in allocs if x.allocator != 'mmap' and x.size < r.sample_bytes"
-        " and x.weight <= x.size),"
-        " heavy=sum(1 for x in allocs if x.size >= r.sample_bytes and x.weight != x.size))"
+        " light=sum(1 for x in allocs if x.allocator != 'mmap' and x.size < r.sample_bytes // 2"
+        " and x.weight != r.sample_bytes),"
+        " heavy=sum(1 for x in allocs if x.size >= r.sample_bytes // 2 and x.weight != x.size))"
     )
     out = read(env, sampled, records)
     assert isinstance(out, dict)
@@ -446,7 +446,7 @@ def test_labels_sampling_and_mode_are_attributes(
     assert {10_000_000, 3_000_000, 2_000_000} <= {s - s % 1000 for s in out["sizes"]}
     assert max(out["sizes"]) < 10_001_000
     assert (out["light"], out["heavy"]) == (0, 0)
-    out = read(env, capture[0], records.replace("x.weight <= x.size", "x.weight != x.size"))
+    out = read(env, capture[0], records.replace("x.weight != r.sample_bytes", "x.weight != x.size"))
     assert isinstance(out, dict)
     assert (out["light"], out["heavy"]) == (0, 0)
     full_stats = json.loads(checked([env.memtrace, "stats", "--json", capture[0]]).stdout)

@@ -1,4 +1,4 @@
-//! `memtrace run --sample-bytes N`: requests of N bytes or more are always recorded with their
+//! `memtrace run --sample-bytes N`: requests of N/2 bytes or more are always recorded with their
 //! size, smaller ones by chance with a weight that makes the estimates unbiased, only the frees
 //! of sampled blocks are recorded, and every report says the capture is sampled. The random
 //! streams are fixed (MEMTRACE_SAMPLE_SEED) so that the statistical bounds, generous as they
@@ -278,9 +278,10 @@ fn heavy_bins(s: &Value) -> Vec<i64> {
 
 #[test]
 fn sampled_allocation_counts_are_unbiased_near_the_period() {
-    // Each sample stood for its count rounded to the nearest: a request of 0.9 times the period
-    // (3,686 bytes at 4 KiB) is sampled with probability 0.59 and stands for 1.69 allocations,
-    // counted as 2 (+18.5%). Now rounded up or down at random in proportion.
+    // Each sample stood for its count rounded to the nearest: a request of 1,600 bytes at 4 KiB
+    // is sampled with probability 0.39 and stands for 2.56 allocations, counted as 3 (+17%).
+    // Now rounded up or down at random in proportion. 3,686 bytes, above half the period, are
+    // always recorded.
     let dir = scratch("sampling-counts");
     let prog = compile("patterns", &dir);
     for size in ["3686", "1600", "200"] {

@@ -81,7 +81,7 @@ impl Live {
             ));
         }
         let mut sums = LiveSums::new(include_startup);
-        sums.sample_bytes = settings.sample_bytes;
+        sums.sampling = settings.sampling();
         let analysis = Analysis {
             index: Index::default(),
             clock: Clock::new(&follower.header, None),
@@ -105,7 +105,7 @@ impl Live {
 
     /// The capture's byte sampling (0: every allocation).
     pub fn sample_bytes(&self) -> u64 {
-        self.sums.sample_bytes
+        self.sums.sampling.bytes
     }
 
     pub fn follower(&self) -> &Follower {

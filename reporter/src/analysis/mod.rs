@@ -26,6 +26,7 @@ use crate::capture::scan::{self, Index};
 use crate::capture::stream::{self, BatchLimits, Consumer};
 use crate::capture::Capture;
 use hashbrown::HashMap;
+use memtrace_format::settings::Sampling;
 use memtrace_format::Marker;
 use replay::{Replay, Snapshot};
 use sets::AllocSet;
@@ -190,9 +191,9 @@ struct Analyzer<'a> {
     startup_cut: Option<Startup>,
     /// File bytes decoded and not released yet.
     unreleased: Option<std::ops::Range<usize>>,
-    /// Byte sampling of the capture (0: full): events come as recorded and are weighed here,
-    /// after the start-up's totals (which count sizes asked for, as the chunks' totals do).
-    sample_bytes: u64,
+    /// Byte sampling of the capture: events come as recorded and are weighed here, after the
+    /// start-up's totals (which count sizes asked for, as the chunks' totals do).
+    sampling: Sampling,
     /// The weighed copy of a run of events of a sampled capture.
     weighed: Vec<Event>,
 }
@@ -204,7 +205,7 @@ struct Startup {
     threads: Vec<Totals>,
     events: u64,
     started: bool,
-    sample_bytes: u64,
+    sampling: Sampling,
 }
 
 /// A Python run's start-up is some ten thousand events: no start marker by this many events
@@ -218,7 +219,7 @@ impl Startup {
             e.code() == code::MARKER && Marker::from_code(e.size) == Marker::ScriptStart
         });
         let before = &events[..start.unwrap_or(events.len())];
-        let t = Totals::from_sampled(before, self.sample_bytes);
+        let t = Totals::from_sampled(before, self.sampling);
         if let Some(slot) = self.threads.get_mut(thread) {
             slot.merge(t.clone());
         }
@@ -233,7 +234,7 @@ impl Consumer for Analyzer<'_> {
     const WEIGHED: bool = false;
 
     fn summarize(chunk: &DecodedChunk) -> Totals {
-        Totals::from_sampled(&chunk.events, chunk.sample_bytes)
+        Totals::from_sampled(&chunk.events, chunk.sampling)
     }
 
     fn chunk_loaded(
@@ -271,12 +272,12 @@ impl Consumer for Analyzer<'_> {
                 self.startup = None;
             }
         }
-        if self.sample_bytes == 0 {
+        if !self.sampling.is_sampled() {
             self.replay.events(thread, events);
         } else {
             self.weighed.clear();
             self.weighed.extend_from_slice(events);
-            crate::capture::settings::weigh(&mut self.weighed, self.sample_bytes);
+            crate::capture::settings::weigh(&mut self.weighed, self.sampling);
             self.replay.events(thread, &self.weighed);
         }
     }
@@ -386,11 +387,11 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             threads: vec![Totals::default(); index.threads.len()],
             events: 0,
             started: false,
-            sample_bytes: index.settings.sample_bytes,
+            sampling: index.settings.sampling(),
         }),
         startup_cut: None,
         unreleased: None,
-        sample_bytes: index.settings.sample_bytes,
+        sampling: index.settings.sampling(),
         weighed: Vec::new(),
     };
     let report = stream::run(file, &index, &mut analyzer, limits);

@@ -3,6 +3,7 @@
 
 use crate::capture::event::{code, Event};
 use hashbrown::HashMap;
+use memtrace_format::settings::Sampling;
 use memtrace_format::Allocator;
 
 /// Histogram bins: one for size 0, then one per power of two, [2^k, 2^(k+1)).
@@ -99,14 +100,14 @@ impl Default for Totals {
 impl Totals {
     /// The totals of one thread's events.
     pub fn from_events(events: &[Event]) -> Totals {
-        Totals::from_sampled(events, 0)
+        Totals::from_sampled(events, Sampling::NONE)
     }
 
-    /// The totals of one thread's events, of a capture sampled every `sample_bytes` bytes (0:
-    /// not sampled), read before they are weighed: an allocation of `s` bytes counts as the
-    /// bytes it stands for (memtrace_format::settings::weight) and as that many over `s`
-    /// allocations, in the histogram's bin of `s`.
-    pub fn from_sampled(events: &[Event], sample_bytes: u64) -> Totals {
+    /// The totals of one thread's events, of a capture sampled as `sampling` says, read before
+    /// they are weighed: an allocation of `s` bytes counts as the bytes it stands for
+    /// (`Sampling::weight`) and as that many over `s` allocations, in the histogram's bin of
+    /// `s`.
+    pub fn from_sampled(events: &[Event], sampling: Sampling) -> Totals {
         let mut t = Totals::default();
         // Allocation sites repeat (loops): sum runs of one stack before touching the map.
         let mut run_stack = 0u64;
@@ -129,10 +130,10 @@ impl Totals {
                 _ => continue,
             };
             let size = ev.size;
-            let (count, bytes) = if sample_bytes == 0 || allocator == Allocator::Mmap as u8 {
+            let (count, bytes) = if !sampling.is_sampled() || allocator == Allocator::Mmap as u8 {
                 (1, size)
             } else {
-                let w = memtrace_format::settings::weight(size, sample_bytes);
+                let w = sampling.weight(size);
                 let seed = ev.addr ^ ev.tick.rotate_left(32);
                 (memtrace_format::settings::sampled_count(size, w, seed), w)
             };

@@ -79,9 +79,9 @@ pub struct DecodedChunk {
     pub tables: ChunkTables,
     /// What was wrong with the chunk, if anything (damaged chunks have no events).
     pub warning: Option<String>,
-    /// The capture's byte sampling (0: full): its allocations' sizes are the sizes asked for
-    /// until the stream weighs them, after `Consumer::summarize`.
-    pub sample_bytes: u64,
+    /// The capture's byte sampling: its allocations' sizes are the sizes asked for until the
+    /// stream weighs them, after `Consumer::summarize`.
+    pub sampling: memtrace_format::settings::Sampling,
 }
 
 thread_local! {

@@ -4,7 +4,7 @@
 
 use super::event::{code, Event};
 use super::scan::Index;
-use memtrace_format::settings::{self, Settings, SETTINGS_KIND};
+use memtrace_format::settings::{self, Sampling, Settings, SETTINGS_KIND};
 use memtrace_format::Allocator;
 
 /// The settings record of a capture (the last one in its Meta chunks), or the defaults (a
@@ -19,14 +19,14 @@ pub fn read(file: &[u8], index: &Index) -> Settings {
 
 /// Replaces the size of each sampled allocation by the bytes it stands for (mappings are
 /// always recorded and keep theirs). Nothing for a full capture.
-pub fn weigh(events: &mut [Event], sample_bytes: u64) {
-    if sample_bytes == 0 {
+pub fn weigh(events: &mut [Event], sampling: Sampling) {
+    if !sampling.is_sampled() {
         return;
     }
     for e in events {
         let c = e.code();
         if c < code::ALLOC_END && c != Allocator::Mmap as u8 {
-            e.size = settings::weight(e.size, sample_bytes);
+            e.size = sampling.weight(e.size);
         }
     }
 }

@@ -144,12 +144,12 @@ fn decode_planned<C: Consumer>(
     p: &Planned,
 ) -> (DecodedChunk, C::Summary) {
     let mut chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
-    chunk.sample_bytes = index.settings.sample_bytes;
+    chunk.sampling = index.settings.sampling();
     let summary = C::summarize(&chunk);
     // The totals count the sizes asked for; the events then carry the bytes each sampled
     // allocation stands for.
     if C::WEIGHED {
-        super::settings::weigh(&mut chunk.events, chunk.sample_bytes);
+        super::settings::weigh(&mut chunk.events, chunk.sampling);
     }
     (chunk, summary)
 }

@@ -3,10 +3,14 @@
 //! long-running program pays for one event per N bytes instead of one per call.
 //!
 //! Each thread counts down the bytes to its next sample (in its TLS block: no lock, no
-//! allocation). The countdown is drawn from an exponential distribution of mean N, so an
-//! allocation of `s` bytes is sampled with probability `1 - exp(-s/N)` whatever came before it,
-//! and the reader weighs each sample by the inverse (memtrace_format::settings::weight).
-//! Requests of N bytes or more, and mappings, are always recorded.
+//! allocation). The gaps between samples are drawn uniformly between N/2 and 3N/2, the
+//! thread's first one from the distribution that makes every byte's chance exactly 1/N
+//! (memtrace_format::settings::Gaps::Uniform). A request smaller than N/2 then holds at most
+//! one sample, with probability s/N, and stands for N bytes; requests of N/2 bytes or more,
+//! and mappings, are always recorded. Exponential gaps (tcmalloc's) would make each request's
+//! chance independent of the others'; these spread the samples evenly over the bytes
+//! allocated, which halves the error of the memory estimated live at a moment
+//! (docs/TRACKER.md, "Byte sampling on the hot path", has the figures).
 //!
 //! Only the frees of sampled blocks are recorded: their addresses are kept in a lock-free
 //! open-addressing set of fixed size (mapped once, touched as used), probed over a short
@@ -72,7 +76,8 @@ pub fn take_alloc(t: &mut tls::Tls, allocator: Allocator, addr: u64, size: u64) 
     if n == 0 || allocator == Allocator::Mmap {
         return true;
     }
-    if size < n {
+    // Below half of N: at most one sample in the request (a gap is at least N/2).
+    if size < n >> 1 {
         t.sample_left -= size as i64;
         if t.sample_left > 0 {
             return false;
@@ -106,9 +111,10 @@ pub fn surely_unsampled(addr: u64) -> bool {
     counter(addr).is_some_and(|c| c.load(Ordering::Acquire) == 0)
 }
 
-/// The countdown reached zero (or the thread's first allocation): a fresh countdown. Returns
-/// whether this allocation is a sample (not so for a thread's first countdown that it does not
-/// exhaust).
+/// The countdown reached zero (or the thread's first allocation): `sample_left` counts the
+/// bytes up to and with the next sample, so at zero or below the sample is in this request
+/// and the next one lies a gap further on. Returns whether this allocation is a sample (not so
+/// for a thread's first countdown that it does not exhaust).
 #[cold]
 fn crossed(t: &mut tls::Tls, n: u64, size: u64) -> bool {
     if t.sample_rng == 0 {
@@ -117,25 +123,43 @@ fn crossed(t: &mut tls::Tls, n: u64, size: u64) -> bool {
             s => s.wrapping_add(SEEDED.fetch_add(1, Ordering::Relaxed)),
         };
         t.sample_rng = memtrace_format::settings::splitmix(seed) | 1;
-        t.sample_left = draw(t, n) - size as i64;
+        t.sample_left = first_gap(t, n) - size as i64;
         if t.sample_left > 0 {
             return false;
         }
     }
-    t.sample_left = draw(t, n);
+    t.sample_left += gap(t, n);
     true
 }
 
-/// Bytes to the next sample: exponential of mean `n`, at least 1.
-fn draw(t: &mut tls::Tls, n: u64) -> i64 {
+/// A uniform draw in [0, 1).
+fn uniform(t: &mut tls::Tls) -> f64 {
     let mut x = t.sample_rng;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
     t.sample_rng = x;
-    // Uniform in (0, 1]: never ln(0).
-    let u = ((x >> 11) + 1) as f64 / (1u64 << 53) as f64;
-    ((-u.ln() * n as f64) as i64).max(1)
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Bytes from one sample to the next: uniform between n/2 and 3n/2 (mean n).
+fn gap(t: &mut tls::Tls, n: u64) -> i64 {
+    let n = n as f64;
+    ((n / 2.0 + uniform(t) * n) as i64).max(1)
+}
+
+/// Bytes to a thread's first sample, counting it (at least 1): the distance from a point
+/// chosen at random to the next sample of a long run of gaps, whose density is
+/// P(gap > x) / n: flat below n/2 (half the mass), falling straight to 0 at 3n/2 (the other
+/// half). So every byte, the thread's first ones too, is sampled with probability 1/n.
+fn first_gap(t: &mut tls::Tls, n: u64) -> i64 {
+    let n = n as f64;
+    let before = if uniform(t) < 0.5 {
+        uniform(t) * n / 2.0
+    } else {
+        1.5 * n - n * uniform(t).sqrt()
+    };
+    before as i64 + 1
 }
 
 #[inline(always)]
@@ -241,13 +265,48 @@ mod tests {
     }
 
     #[test]
-    fn countdown_is_exponential() {
+    fn gaps_are_uniform_between_half_and_one_and_a_half_n() {
         let mut t: tls::Tls = unsafe_zeroed();
         t.sample_rng = 12345;
         let n = 1000;
-        let draws: Vec<i64> = (0..20000).map(|_| draw(&mut t, n)).collect();
+        let draws: Vec<i64> = (0..20000).map(|_| gap(&mut t, n)).collect();
         let mean = draws.iter().sum::<i64>() as f64 / draws.len() as f64;
-        assert!((mean - 1000.0).abs() < 50.0, "{mean}");
+        assert!((mean - 1000.0).abs() < 10.0, "{mean}");
+        assert!(draws.iter().all(|&g| (500..1500).contains(&g)));
+        let low = draws.iter().filter(|&&g| g < 750).count();
+        assert!((4500..5500).contains(&low), "{low} of 20000 below 750");
+    }
+
+    /// Every byte of a thread's stream is sampled with probability 1/n, its first bytes too: a
+    /// request of s < n/2 bytes at any place is sampled in s/n of the streams.
+    #[test]
+    fn every_byte_is_sampled_with_probability_one_in_n() {
+        let n = 1000u64;
+        let streams = 40_000u32;
+        // Requests of 100 bytes: the 1st, the 5th and the 20th of each stream.
+        let mut hits = [0u32; 3];
+        for seed in 1..=streams {
+            let mut t: tls::Tls = unsafe_zeroed();
+            t.sample_rng = memtrace_format::settings::splitmix(u64::from(seed)) | 1;
+            t.sample_left = first_gap(&mut t, n);
+            for i in 0..20 {
+                t.sample_left -= 100;
+                let sampled = t.sample_left <= 0;
+                if sampled {
+                    t.sample_left += gap(&mut t, n);
+                }
+                match (i, sampled) {
+                    (0, true) => hits[0] += 1,
+                    (4, true) => hits[1] += 1,
+                    (19, true) => hits[2] += 1,
+                    _ => {}
+                }
+            }
+        }
+        // Expected 4,000 each (one in ten); the standard deviation is 60.
+        for h in hits {
+            assert!((3800..4200).contains(&h), "{hits:?}");
+        }
     }
 
     fn unsafe_zeroed() -> tls::Tls {

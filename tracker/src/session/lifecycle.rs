@@ -287,6 +287,7 @@ fn write_settings(cfg: &Config) {
         &cfg.labels,
         limit,
         cfg.aggregate,
+        settings::Gaps::Uniform,
     );
     let mut record = vec![0u8; settings::MAX_PAYLOAD + 32];
     let used = memtrace_format::Encoder::new().extended(

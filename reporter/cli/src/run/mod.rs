@@ -79,7 +79,7 @@ pub struct RunArgs {
     #[arg(long = "native")]
     pub native: bool,
     /// Sample allocations by bytes: each byte is sampled with probability 1/N (N such as 512K,
-    /// 1M, 4096); requests of N bytes or more are always recorded. Reports scale estimates
+    /// 1M, 4096); requests of N/2 bytes or more are always recorded. Reports scale estimates
     /// and say the capture is sampled
     #[arg(long = "sample-bytes", value_name = "N")]
     pub sample_bytes: Option<String>,

@@ -29,6 +29,7 @@ use crate::capture::event::{code, Event};
 use crate::capture::follow::EventSink;
 use hashbrown::HashMap;
 use memtrace_format::columns::AllocFreed;
+use memtrace_format::settings::Sampling;
 use memtrace_format::{Allocator, Marker};
 
 /// Stack ids below this find their group through a per-thread array (the tracker numbers
@@ -78,8 +79,8 @@ pub struct LiveSums {
     /// Count what a Python run's interpreter start-up left live too (else the sums start
     /// afresh at the script's start, as the replay does).
     pub include_startup: bool,
-    /// The capture's byte sampling (0: full): each allocation counts the bytes it stands for.
-    pub sample_bytes: u64,
+    /// The capture's byte sampling: each allocation counts the bytes it stands for.
+    pub sampling: Sampling,
 }
 
 impl LiveSums {
@@ -190,11 +191,7 @@ impl LiveSums {
     /// capture.
     #[inline(always)]
     fn weighed(&self, size: u64) -> u64 {
-        if self.sample_bytes == 0 {
-            size
-        } else {
-            memtrace_format::settings::weight(size, self.sample_bytes)
-        }
+        self.sampling.weight(size)
     }
 
     /// Counts a block that leaves the nursery live: in its group's figures now, and in those
@@ -709,24 +706,21 @@ mod tests {
     /// weighs them (the live view added the samples' own sizes).
     #[test]
     fn a_sampled_capture_s_allocations_are_weighed() {
-        let sample = 64 << 10;
+        let sample = Sampling::current(64 << 10);
         let mut s = LiveSums::new(false);
-        s.sample_bytes = sample;
+        s.sampling = sample;
         s.add(0, &Event::new(Allocator::Malloc as u8, 1, 0x100, 1000, 1));
         s.add(
             0,
             &Event::new(Allocator::Malloc as u8, 2, 0x200, 100_000, 1),
         );
-        let weighed = memtrace_format::settings::weight(1000, sample)
-            + memtrace_format::settings::weight(100_000, sample);
-        assert!(weighed > 101_000);
+        // 1000 bytes stand for 64 KiB; 100,000 (above half of it) are always recorded.
+        let weighed = (64 << 10) + 100_000;
+        assert_eq!(sample.weight(1000) + sample.weight(100_000), weighed);
         assert_eq!(s.live_bytes(), weighed);
         assert_eq!(s.peak.bytes, weighed);
         s.add(0, &Event::new(code::FREE, 3, 0x100, 0, 0));
-        assert_eq!(
-            s.live_bytes(),
-            memtrace_format::settings::weight(100_000, sample)
-        );
+        assert_eq!(s.live_bytes(), 100_000);
     }
 
     #[test]

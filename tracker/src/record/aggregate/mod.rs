@@ -515,7 +515,7 @@ impl State {
         {
             (1, size)
         } else {
-            let w = memtrace_format::settings::weight(size, self.sample_bytes);
+            let w = memtrace_format::settings::Sampling::current(self.sample_bytes).weight(size);
             let seed = addr ^ tick.rotate_left(32);
             (memtrace_format::settings::sampled_count(size, w, seed), w)
         };
