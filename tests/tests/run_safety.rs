@@ -2309,3 +2309,68 @@ fn a_program_that_failed_beside_a_full_capture_disk_is_told_why_it_may_have() {
         "{fine:?}"
     );
 }
+
+/// A program that lowers its own file size limit: a write of the tracker's past it (the status
+/// file where an exec'd image says it could not record, a followed Python child's hook) raised
+/// SIGXFSZ, which killed the program (exit 153, or a child killed by signal 25), in every mode.
+#[test]
+fn a_program_that_lowers_its_file_size_limit_is_never_killed_for_it() {
+    let dir = scratch("file-size-limit");
+    let prog = compile("file_size_limit", &dir);
+    let modes: [&[&str]; 5] = [
+        &[],
+        &["--follow-fork"],
+        &["--native", "--follow-fork"],
+        &["--sample-bytes", "512K", "--follow-fork"],
+        &["--aggregate", "--follow-fork"],
+    ];
+    for (limit, what) in [("0", "exec"), ("50", "exec"), ("0", "fork"), ("50", "fork")] {
+        let alone = Command::new(&prog)
+            .args([limit, what])
+            .current_dir(&dir)
+            .output_watched();
+        for opts in modes {
+            let out = Command::new(memtrace_bin())
+                .args(["run", "-q", "-f", "-o", "cap.bin"])
+                .args(opts)
+                .arg("--")
+                .arg(&prog)
+                .args([limit, what])
+                .current_dir(&dir)
+                .output_watched();
+            let case = format!("{limit} {what} {opts:?}");
+            assert_eq!(out.status.code(), alone.status.code(), "{case}: {out:?}");
+            assert_eq!(out.stdout, alone.stdout, "{case}");
+        }
+    }
+    // A Python program's followed Python child: its hook (some 7.7 KB) did not fit.
+    let script = dir.join("limited.py");
+    std::fs::write(
+        &script,
+        "import resource, subprocess, sys\n\
+         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n\
+         p = subprocess.run([sys.executable, '-c', 'x = [bytes(100) for i in range(10000)]; \
+         print(len(x))'], capture_output=True, text=True)\n\
+         print(p.returncode, p.stdout.strip())\n",
+    )
+    .expect("write the script");
+    let py = python();
+    let alone = Command::new(py).arg(&script).output_watched();
+    assert_eq!(String::from_utf8_lossy(&alone.stdout), "0 10000\n");
+    let out = Command::new(memtrace_bin())
+        .args([
+            "run",
+            "-q",
+            "-f",
+            "--follow-fork",
+            "-o",
+            "py.bin",
+            "--python",
+        ])
+        .arg(py)
+        .arg(&script)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, alone.stdout);
+}

@@ -443,3 +443,91 @@ fn a_diff_of_a_sampled_capture_and_a_full_one_says_the_counts_do_not_compare() {
         );
     }
 }
+
+/// The sizes of the allocations a capture holds, as recorded.
+fn recorded_sizes(capture: &Path) -> Vec<u64> {
+    use memtrace_reporter::capture::decode::decode_chunk;
+    use memtrace_reporter::capture::event::EventKind;
+    use memtrace_reporter::capture::{scan, Capture};
+    let c = Capture::open(capture).expect("a capture");
+    let index = scan::scan(c.bytes(), c.data_start(), c.header.minor);
+    let mut sizes = Vec::new();
+    for (i, entry) in index.chunks.iter().enumerate() {
+        for e in decode_chunk(c.bytes(), entry, i).events {
+            if matches!(e.kind(), EventKind::Alloc(_)) {
+                sizes.push(e.size);
+            }
+        }
+    }
+    sizes.sort_unstable();
+    sizes
+}
+
+#[test]
+fn followed_fork_children_sample_on_their_own() {
+    // Each child makes the same 1,000 allocations of distinct sizes (8 MB: some 120 samples at
+    // 64 KiB). The forking thread's countdown and random state were copied into every child,
+    // so all of them sampled the same allocations (40 runs of 40): a family's figures had
+    // twice the error of four independent samples.
+    let dir = scratch("sampling-fork-children");
+    let prog = compile("sampled_children", &dir);
+    for seed in [None, Some("7")] {
+        let cap = dir.join("family.bin");
+        let mut cmd = Command::new(memtrace_bin());
+        cmd.args([
+            "run",
+            "-q",
+            "-f",
+            "--follow-fork",
+            "--sample-bytes",
+            "64K",
+            "-o",
+        ])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .arg("4")
+        .current_dir(&dir);
+        if let Some(s) = seed {
+            cmd.env("MEMTRACE_SAMPLE_SEED", s);
+        }
+        let out = cmd.output_watched();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "children done\n");
+        let children: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                name.starts_with("family.bin.") && !name.contains("exec")
+            })
+            .collect();
+        assert_eq!(children.len(), 4, "{children:?}");
+        let samples: Vec<Vec<u64>> = children
+            .iter()
+            .map(|c| {
+                recorded_sizes(c)
+                    .into_iter()
+                    .filter(|s| s % 16 == 0 && (16..=16_000).contains(s))
+                    .collect()
+            })
+            .collect();
+        for (i, s) in samples.iter().enumerate() {
+            assert!(
+                (60..200).contains(&s.len()),
+                "child {i}: {} samples",
+                s.len()
+            );
+            for other in &samples[..i] {
+                assert_ne!(
+                    s, other,
+                    "two children sampled the same allocations ({seed:?})"
+                );
+            }
+        }
+        for c in children {
+            std::fs::remove_file(c).expect("remove");
+        }
+    }
+}

@@ -136,7 +136,13 @@ before = [bytearray(1000) for _ in range(100)]
 # ptrace only; or also calls of the tracker's that this program never makes (ftruncate,
 # fallocate, gettid, readlinkat, sync_file_range, pwritev, membarrier, fstatfs, mincore,
 # getpid, getppid).
-sandbox([101] if sys.argv[1] == "ptrace" else [101, 77, 285, 186, 267, 277, 296, 324, 138, 27, 39, 110])
+# prlimit64 alone: the tracker reads the file size limit at each growth of the capture.
+if sys.argv[1] == "ptrace":
+    sandbox([101])
+elif sys.argv[1] == "prlimit":
+    sandbox([302])
+else:
+    sandbox([101, 77, 285, 186, 267, 277, 296, 324, 138, 27, 39, 110])
 after = [str(i) * 3 for i in range(300000)]
 print(len(before), len(after), sum(map(len, after)))
 "#;
@@ -161,14 +167,14 @@ fn a_python_program_that_sandboxes_itself_runs_as_without_memtrace() {
         line_of(PY_SANDBOX, "after = "),
     );
     let py = python().to_str().expect("utf-8 path");
-    for mode in ["ptrace", "tracker"] {
+    for mode in ["ptrace", "tracker", "prlimit"] {
         let alone = Command::new(py)
             .args(["sandboxed.py", mode])
             .current_dir(&dir)
             .output()
             .expect("run python");
         assert_eq!(alone.status.code(), Some(0), "{mode}: {alone:?}");
-        let stops = mode == "tracker";
+        let stops = mode != "ptrace";
         // (--native: the C program's test; its locations are native frames.)
         for opts in [&[][..], &["--aggregate"][..], &["--no-types"][..]] {
             let name = format!("{mode}{}.bin", opts.join(""));

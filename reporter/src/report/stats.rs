@@ -446,9 +446,11 @@ fn build_threads(
     }
 }
 
-/// A bound of the standard error of a sampled capture's peak: each sample below N bytes stands
-/// for at most about N bytes with a variance below N² (larger ones are exact), so N times the
-/// root of the samples live at the peak. An aggregated capture keeps estimated counts, not
+/// A bound of the standard error of a sampled capture's peak: each sample of a request below
+/// the size always recorded (N/2, or N in a capture with exponential gaps) stands for about N
+/// bytes with a variance below N², so N times the root of the samples live at the peak. The
+/// blocks always recorded are exact but counted too (the live set does not tell them apart):
+/// the bound is loose where they are many. An aggregated capture keeps estimated counts, not
 /// samples (the bound took them for samples: 355 MB on a peak of 24 MB): there the samples
 /// number at most about the peak's bytes over N, which gives the root of N times the peak.
 fn peak_standard_error(analysis: &Analysis) -> u64 {

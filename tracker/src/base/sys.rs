@@ -295,7 +295,13 @@ pub fn close(fd: c_int) {
     unsafe { libc::syscall(libc::SYS_close, fd) };
 }
 
+/// Writes all of `buf` to `fd`: a pipe, or a regular file written at its end (appended to, or
+/// new). Never past the process's file size limit (RLIMIT_FSIZE, which a program may lower):
+/// the kernel would send SIGXFSZ, whose default action kills the program; Err(EFBIG) instead.
 pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
+    if past_file_size_limit(fd, buf.len() as u64) {
+        return Err(libc::EFBIG);
+    }
     while !buf.is_empty() {
         // SAFETY: buf is a valid slice.
         let r = result(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) });
@@ -306,6 +312,20 @@ pub fn write_all(fd: c_int, mut buf: &[u8]) -> Result<(), c_int> {
         }
     }
     Ok(())
+}
+
+/// Whether `len` more bytes at the end of `fd` would pass RLIMIT_FSIZE (regular files only:
+/// the limit leaves pipes and devices alone).
+fn past_file_size_limit(fd: c_int, len: u64) -> bool {
+    let Some(limit) = soft_limit(libc::RLIMIT_FSIZE) else {
+        return false;
+    };
+    // SAFETY: a zeroed stat is a valid out-buffer; fstat writes only into it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat of a descriptor of the tracker's into the buffer above.
+    let ok = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0;
+    ok && st.st_mode & libc::S_IFMT == libc::S_IFREG
+        && (st.st_size.max(0) as u64).saturating_add(len) > limit
 }
 
 /// Reads up to buf.len() bytes; returns how many.

@@ -194,8 +194,9 @@ pub(crate) unsafe extern "C" fn hook_free(p: *mut c_void, site: &CallSite) {
     }
     let Some(r) = real() else { return };
     // A free sampling surely leaves out is passed on before the thread's state is touched
-    // (only a running capture samples: no block from before its start is looked for).
-    if ACTIVE.load(Ordering::Relaxed) && thread::surely_unrecorded_free(p as u64) {
+    // (only a running capture samples: no block from before its start is looked for). Sampling
+    // is asked first: a full capture's free then reads one flag, not two.
+    if thread::surely_unrecorded_free(p as u64) && ACTIVE.load(Ordering::Relaxed) {
         return forward!(r.free; p);
     }
     let Some(mut t) = enter_at(site) else {

@@ -28,6 +28,11 @@ static SAMPLE_BYTES: AtomicU64 = AtomicU64::new(0);
 static SEED: AtomicU64 = AtomicU64::new(0);
 /// Threads seeded so far (each gets its own stream of the fixed seed).
 static SEEDED: AtomicU64 = AtomicU64::new(0);
+/// Which process of a family this is (0 for the first), mixed into a fixed seed so that each
+/// process has its own streams: a fork child's own line of forks and the image's exec count.
+static LINEAGE: AtomicU64 = AtomicU64::new(0);
+/// Forks this process made, so that each child's lineage differs from its siblings'.
+static FORKS: AtomicU64 = AtomicU64::new(0);
 
 const SET_BITS: u32 = 20;
 const SET_SLOTS: usize = 1 << SET_BITS;
@@ -51,8 +56,17 @@ static FILTER: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
 /// The set was full once: every free is recorded.
 static OVERFLOW: AtomicBool = AtomicBool::new(false);
 
-/// Turns sampling on (n > 0) for the capture starting now.
-pub fn configure(n: u64, seed: u64) {
+/// Turns sampling on (n > 0) for the capture starting now, in the `exec`th image of the
+/// process.
+pub fn configure(n: u64, seed: u64, exec: u32) {
+    if exec > 0 {
+        LINEAGE.store(
+            memtrace_format::settings::splitmix(
+                LINEAGE.load(Ordering::Relaxed) ^ u64::from(exec) << 32,
+            ),
+            Ordering::Relaxed,
+        );
+    }
     if n > 0 && SET.load(Ordering::Acquire).is_null() {
         match sys::map_anon(SET_SLOTS * 8 + FILTER_LEN) {
             Some(p) => {
@@ -66,6 +80,23 @@ pub fn configure(n: u64, seed: u64) {
     }
     SEED.store(seed, Ordering::Relaxed);
     SAMPLE_BYTES.store(n, Ordering::Relaxed);
+}
+
+/// Before a fork, in the parent: the child to come gets the next number.
+pub fn fork_prepare() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// In a fork child: the forking thread's countdown and random state came from the parent (as
+/// its siblings' did), so all of them would sample the same requests; they start afresh, as a
+/// new thread's do, in a stream of the child's own.
+pub fn fork_child(t: &mut tls::Tls) {
+    let line = LINEAGE.load(Ordering::Relaxed) ^ FORKS.load(Ordering::Relaxed);
+    LINEAGE.store(memtrace_format::settings::splitmix(line), Ordering::Relaxed);
+    FORKS.store(0, Ordering::Relaxed);
+    SEEDED.store(0, Ordering::Relaxed);
+    t.sample_rng = 0;
+    t.sample_left = 0;
 }
 
 /// Whether an allocation of `size` bytes is recorded; when sampling, a recorded block's
@@ -120,7 +151,10 @@ fn crossed(t: &mut tls::Tls, n: u64, size: u64) -> bool {
     if t.sample_rng == 0 {
         let seed = match SEED.load(Ordering::Relaxed) {
             0 => crate::clock::tick() ^ (u64::from(sys::gettid()) << 32),
-            s => s.wrapping_add(SEEDED.fetch_add(1, Ordering::Relaxed)),
+            // A base of the seed's own (seeds 1 and 2 share no thread's stream), then one
+            // stream a thread.
+            s => memtrace_format::settings::splitmix(s ^ LINEAGE.load(Ordering::Relaxed))
+                .wrapping_add(SEEDED.fetch_add(1, Ordering::Relaxed)),
         };
         t.sample_rng = memtrace_format::settings::splitmix(seed) | 1;
         t.sample_left = first_gap(t, n) - size as i64;
@@ -250,9 +284,9 @@ mod tests {
 
     #[test]
     fn set_keeps_what_is_sampled() {
-        configure(0, 0);
-        configure(1 << 19, 1);
-        configure(0, 0);
+        configure(0, 0, 0);
+        configure(1 << 19, 1, 0);
+        configure(0, 0, 0);
         for a in (0x1000u64..0x1000 + 4096 * 16).step_by(16) {
             insert(a);
         }

@@ -263,7 +263,7 @@ fn start_capture(cfg: &Config) -> Result<(), Vec<u8>> {
     }
     crate::coarse::locate();
     crate::clock::configure(cfg.follow_fork);
-    crate::sample::configure(cfg.sample_bytes, cfg.sample_seed);
+    crate::sample::configure(cfg.sample_bytes, cfg.sample_seed, cfg.exec);
     crate::aggregate::configure(cfg.aggregate, cfg.sample_bytes);
     write_settings(cfg);
     modules::refresh();
@@ -864,6 +864,7 @@ pub(crate) extern "C" fn fork_prepare() {
     }
     // Before any lock: it takes the aggregate state's as an allocation does.
     crate::aggregate::at_fork();
+    crate::sample::fork_prepare();
     CONFIG.raw_lock();
     modules::lock_for_fork();
     crate::phdr::lock_for_fork();
@@ -1006,6 +1007,7 @@ pub(crate) extern "C" fn fork_child() {
         crate::rss::reset();
         modules::reset();
         thread::reset_for_new_capture();
+        crate::sample::fork_child(tls::get());
         EXIT_MARKED.store(false, Ordering::Relaxed);
         EXITING.store(0, Ordering::Relaxed);
         FINISHED.store(false, Ordering::Relaxed);

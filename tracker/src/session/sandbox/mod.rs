@@ -68,6 +68,28 @@ fn tracker_calls() -> impl Iterator<Item = (c_long, [u64; 6])> {
         (libc::SYS_write, [3, PTR, 64, 0, 0, 0]),
         (libc::SYS_close, [3, 0, 0, 0, 0, 0]),
         (libc::SYS_readlinkat, [at_fdcwd, PTR, PTR, 4096, 0, 0]),
+        // The limits the capture keeps within (file size, address space), the stack's size
+        // (native unwinding) and the open files (the capture's descriptor).
+        (
+            libc::SYS_prlimit64,
+            [0, libc::RLIMIT_FSIZE as u64, 0, PTR, 0, 0],
+        ),
+        (
+            libc::SYS_prlimit64,
+            [0, libc::RLIMIT_AS as u64, 0, PTR, 0, 0],
+        ),
+        (
+            libc::SYS_prlimit64,
+            [0, libc::RLIMIT_STACK as u64, 0, PTR, 0, 0],
+        ),
+        (
+            libc::SYS_prlimit64,
+            [0, libc::RLIMIT_NOFILE as u64, 0, PTR, 0, 0],
+        ),
+        (
+            libc::SYS_getrlimit,
+            [libc::RLIMIT_NOFILE as u64, PTR, 0, 0, 0, 0],
+        ),
         (
             libc::SYS_fcntl,
             [3, libc::F_DUPFD_CLOEXEC as u64, FD, 0, 0, 0],
