@@ -905,11 +905,15 @@ ready, started = _thread.allocate_lock(), _thread.allocate_lock()
 ready.acquire()
 started.acquire()
 state = {{}}
+# What the program's signal handlers raise inside this code goes on to the program: every
+# handler of the main thread's that drops memtrace's own errors raises the program's on.
 def mine():
     # `active` is this attach's (a detach before the start, or a later attach, replaced it).
     try:
         return read(active).split('\\n')[1:2] == [{token}]
-    except BaseException:
+    except BaseException as e:
+        if programs(e):
+            raise
         return False
 def watch():
     mt = state['mt']
@@ -967,8 +971,9 @@ try:
             if 'threading' not in sys.modules:
                 try:
                     sys.meta_path.insert(0, mt)
-                except BaseException:
-                    pass
+                except BaseException as e:
+                    if programs(e):
+                        raise
             mt.start({c}, {native}, True, False, '', True)
             state['tracking'] = True
     except BaseException as e:
@@ -976,8 +981,9 @@ try:
             try:
                 while mt in sys.meta_path:
                     sys.meta_path.remove(mt)
-            except BaseException:
-                pass
+            except BaseException as again:
+                if programs(again):
+                    raise
         theirs = programs(e)
         why = str(e) or type(e).__name__
         if theirs:
@@ -986,13 +992,15 @@ try:
         try:
             if not state.get('tracking'):
                 write(d + '/error', why)
-        except BaseException:
-            pass
+        except BaseException as again:
+            if programs(again):
+                raise
         for p in (running, active) if mine() and not state.get('tracking') else ():
             try:
                 posix.unlink(p)
-            except BaseException:
-                pass
+            except BaseException as again:
+                if programs(again):
+                    raise
         if theirs:
             raise
     finally:
