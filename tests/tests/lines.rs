@@ -476,3 +476,42 @@ fn the_listing_s_columns_have_names_of_their_own() {
         "{header}"
     );
 }
+
+/// A source in Latin-1 (a PEP 263 coding line) was read as UTF-8: `s = "\u{fffd}t\u{fffd}"`
+/// for `s = "été"`; a UTF-8 byte-order mark showed as `\u{feff}` before the first line.
+#[test]
+fn a_source_is_shown_in_the_encoding_its_coding_line_names() {
+    let dir = scratch("lines-encoding");
+    let latin: &[u8] = b"# -*- coding: latin-1 -*-\ns = \"\xe9t\xe9\"\ndef work():\n    return b\"\\1\" * 1_000_000\nkeep = work()\nprint(len(s), len(keep))\n";
+    std::fs::write(dir.join("latin.py"), latin).expect("write");
+    let bom: &[u8] = b"\xEF\xBB\xBFimport sys\ndef work():\n    return b\"\\1\" * 1_000_000\nkeep = work()\nprint(len(keep))\n";
+    std::fs::write(dir.join("bom.py"), bom).expect("write");
+    for (script, shown, allocating) in [
+        ("latin.py", ("     2 ", "  s = \"\u{e9}t\u{e9}\""), 4),
+        ("bom.py", ("     1 ", "  import sys"), 3),
+    ] {
+        let capture = dir.join(format!("{script}.bin"));
+        let out = tracked(python(), &capture, &[script], &dir, b"");
+        assert!(out.status.success(), "{out:?}");
+        let out = memtrace(&["lines", "--all", capture.to_str().expect("utf-8")], &dir);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (number, contents) = shown;
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(number) && l.ends_with(contents)),
+            "{script}: {text}"
+        );
+        assert!(
+            !text.contains("feff") && !text.contains('\u{fffd}'),
+            "{text}"
+        );
+        let v = lines_json(&capture, &[]);
+        let file = v["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .find(|f| f["file"].as_str().is_some_and(|n| n.ends_with(script)))
+            .unwrap_or_else(|| panic!("no {script} in {v}"));
+        assert_eq!(line(file, allocating)["bytes"], 1_000_033, "{script}");
+    }
+}

@@ -614,7 +614,7 @@ impl<'a> Frames<'a> {
             // Not a source file to read whole (a FIFO, a device, a huge generated file): none.
             let text = crate::report::source_file::read(std::path::Path::new(file))?;
             Some(
-                String::from_utf8_lossy(&text)
+                crate::report::source_file::text(&text)
                     .lines()
                     .map(str::to_string)
                     .collect(),

@@ -39,7 +39,7 @@ impl Source {
             .is_ok_and(|m| m > started);
         Source {
             lines: Some(
-                String::from_utf8_lossy(&bytes)
+                super::source_file::text(&bytes)
                     .lines()
                     .map(str::to_string)
                     .collect(),

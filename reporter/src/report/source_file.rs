@@ -22,6 +22,77 @@ pub fn read(path: &Path) -> Option<Vec<u8>> {
     (named_python || python_shebang(&bytes)).then_some(bytes)
 }
 
+/// The text of a Python source file's bytes, as the interpreter decodes them: UTF-8 with a
+/// leading byte-order mark left out, unless a PEP 263 coding line (a comment in the first two
+/// lines, `# -*- coding: latin-1 -*-`) names Latin-1 or Windows-1252, which are decoded here.
+/// Other encodings are read as UTF-8, bytes that are not shown as U+FFFD.
+pub fn text(bytes: &[u8]) -> String {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match declared_encoding(bytes) {
+        Some(Declared::Latin1) => bytes.iter().map(|&b| char::from(b)).collect(),
+        Some(Declared::Windows1252) => bytes.iter().map(|&b| windows_1252(b)).collect(),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// An encoding a coding line may name that is not UTF-8 and is decoded here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Declared {
+    Latin1,
+    Windows1252,
+}
+
+/// The encoding a PEP 263 coding line names, when it is one decoded here. As the interpreter
+/// looks: the first line, then the second only when the first is a comment or blank.
+fn declared_encoding(bytes: &[u8]) -> Option<Declared> {
+    for line in bytes.split(|&b| b == b'\n').take(2) {
+        let line = line.trim_ascii_start();
+        if !line.starts_with(b"#") {
+            if line.trim_ascii().is_empty() {
+                continue;
+            }
+            return None;
+        }
+        let Some(at) = line.windows(6).position(|w| w == b"coding") else {
+            continue;
+        };
+        let rest = &line[at + 6..];
+        if !matches!(rest.first(), Some(b':' | b'=')) {
+            continue;
+        }
+        let name: String = rest[1..]
+            .iter()
+            .skip_while(|&&b| b == b' ' || b == b'\t')
+            .take_while(|&&b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            .map(|&b| match b {
+                b'_' => '-',
+                _ => char::from(b.to_ascii_lowercase()),
+            })
+            .collect();
+        return match name.as_str() {
+            "latin-1" | "latin1" | "l1" | "iso-8859-1" | "iso8859-1" | "iso-latin-1" => {
+                Some(Declared::Latin1)
+            }
+            "cp1252" | "windows-1252" => Some(Declared::Windows1252),
+            _ => None,
+        };
+    }
+    None
+}
+
+/// Windows-1252: Latin-1 but for 0x80-0x9F (five of which it leaves undefined: U+FFFD).
+fn windows_1252(b: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+        0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
+    ];
+    match b {
+        0x80..=0x9F => char::from_u32(u32::from(HIGH[usize::from(b - 0x80)])).unwrap_or('\u{FFFD}'),
+        _ => char::from(b),
+    }
+}
+
 /// Names of Python sources (Cython's too: its frames name its .pyx files).
 const PYTHON_SUFFIXES: [&str; 5] = ["py", "pyw", "pyx", "pxd", "pxi"];
 
@@ -34,6 +105,25 @@ fn python_shebang(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_decode_as_their_coding_line_says() {
+        // é in Latin-1 (0xE9), and Windows-1252's euro sign (0x80).
+        let latin = b"# -*- coding: latin-1 -*-\ns = \"\xe9t\xe9\"\n";
+        assert_eq!(text(latin).lines().nth(1), Some("s = \"\u{e9}t\u{e9}\""));
+        let cp = b"#!/usr/bin/env python3\n# vim: set fileencoding=cp1252 :\np = \"\x80\"\n";
+        assert_eq!(text(cp).lines().nth(2), Some("p = \"\u{20ac}\""));
+        // A coding line after code does not count; a BOM is left out.
+        let late = b"x = 1\n# coding: latin-1\ns = \"\xe9\"\n";
+        assert_eq!(text(late).lines().nth(2), Some("s = \"\u{fffd}\""));
+        assert_eq!(text(b"\xEF\xBB\xBFimport sys\n"), "import sys\n");
+        assert_eq!(text("s = \"\u{e9}\"\n".as_bytes()), "s = \"\u{e9}\"\n");
+        // Another encoding: read as UTF-8.
+        assert_eq!(
+            text(b"# coding: shift_jis\nx\n"),
+            "# coding: shift_jis\nx\n"
+        );
+    }
 
     #[test]
     fn only_regular_files_of_a_sensible_size_are_read() {
