@@ -128,7 +128,9 @@ fn a_directory_or_zip_application_runs_as_python_runs_it() {
         .current_dir(&dir)
         .output_watched();
     assert!(zipped.status.success(), "{zipped:?}");
-    for entry in ["app", "app.pyz"] {
+    // A zip application by another name: `python3 app.zip` runs it too.
+    std::fs::copy(dir.join("app.pyz"), dir.join("app.zip")).expect("copy");
+    for entry in ["app", "app.pyz", "app.zip"] {
         let w = words(&[entry]);
         let plain = untracked(py, &w, &dir, b"");
         let cap = dir.join(format!("{entry}.bin"));

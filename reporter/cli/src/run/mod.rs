@@ -32,7 +32,7 @@ use std::process::Command;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-Python: a first word ending in .py (or .pyz, or a directory with a __main__.py), or
+Python: a first word ending in .py (or .pyz, a zip application, or a directory with a __main__.py), or
 -m MODULE, -c CODE, or - (the program read from stdin) runs the Python interpreter
 (--python PATH, else $VIRTUAL_ENV/bin/python, else python3 on PATH) exactly as
 `python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged (an

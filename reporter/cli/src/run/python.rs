@@ -16,6 +16,16 @@ pub fn is_script_name(path: &Path) -> bool {
     matches!(ext, Some("py" | "pyw" | "pyz" | "pyzw"))
 }
 
+/// Whether `path` is a zip archive (its first bytes are a zip entry's), which `python PATH` runs
+/// as a zip application whatever its name (`app.zip`); no program runs such a file itself.
+pub fn is_zip_archive(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"PK\x03\x04")
+}
+
 /// What the interpreter is asked to run.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Entry {
@@ -55,7 +65,10 @@ impl PythonRun {
             [b'-', f @ (b'm' | b'c'), tail @ ..] => (*f, tail),
             _ => {
                 let path = Path::new(first);
-                if !is_script_name(path) && !path.join("__main__.py").is_file() {
+                if !is_script_name(path)
+                    && !path.join("__main__.py").is_file()
+                    && !is_zip_archive(path)
+                {
                     return None;
                 }
                 return Some(Ok(PythonRun {

@@ -48,7 +48,7 @@ pub fn plan(words: &[OsString], python: Option<&OsStr>) -> Result<Target, RunErr
     match PythonRun::parse(words) {
         Some(run) => python_target(run?, python),
         None if python.is_some() => Err(RunError(
-            "--python is for Python runs: a script ending in .py (or .pyz, or a directory with a __main__.py), -m MODULE, -c CODE or - (the program read from stdin)".into(),
+            "--python is for Python runs: a script ending in .py (or .pyz, a zip application, or a directory with a __main__.py), -m MODULE, -c CODE or - (the program read from stdin)".into(),
         )),
         None => native_target(words),
     }
