@@ -2374,3 +2374,34 @@ fn a_program_that_lowers_its_file_size_limit_is_never_killed_for_it() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, alone.stdout);
 }
+
+/// A program that lowers its open-file limit to its three standard descriptors and then execs:
+/// the new image's loader had no descriptor to open the preloaded tracker with and wrote
+/// "ERROR: ld.so: object ... cannot be preloaded" on the program's stderr, a line the program
+/// alone never shows (the shell it execs fails either way: its loader cannot open libc).
+#[test]
+fn an_exec_with_no_descriptor_free_shows_the_program_s_stderr_alone() {
+    let dir = scratch("exec-without-descriptors");
+    let prog = compile("exec_without_descriptors", &dir);
+    let alone = Command::new(&prog).current_dir(&dir).output_watched();
+    assert!(
+        String::from_utf8_lossy(&alone.stderr).contains("error while loading shared libraries"),
+        "{alone:?}"
+    );
+    for opts in [&[][..], &["--follow-fork"][..], &["--native"][..]] {
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o", "cap.bin"])
+            .args(opts)
+            .arg("--")
+            .arg(&prog)
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), alone.status.code(), "{opts:?}: {out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&alone.stderr),
+            "{opts:?}"
+        );
+        assert_eq!(out.stdout, alone.stdout, "{opts:?}");
+    }
+}

@@ -772,6 +772,25 @@ pub fn move_fd_high(fd: c_int) -> Option<c_int> {
     None
 }
 
+/// The most descriptors [`no_descriptor_free_after_exec`] looks at (one call each).
+const MAX_DESCRIPTORS_SCANNED: c_int = 4096;
+
+/// Whether an exec now would leave the new image no descriptor to open a file with: every
+/// number under the open-file limit is taken by a descriptor the exec keeps (not
+/// close-on-exec). Its loader could not open a preloaded library then, and says so on the
+/// program's stderr. False when unsure (a limit above 4096 numbers).
+pub fn no_descriptor_free_after_exec() -> bool {
+    let limit = open_files_limit();
+    if limit > MAX_DESCRIPTORS_SCANNED {
+        return false;
+    }
+    (0..limit).all(|fd| {
+        // SAFETY: fcntl F_GETFD only reads the descriptor's flags (EBADF when it is free).
+        let flags = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_GETFD) };
+        flags >= 0 && flags & libc::c_long::from(libc::FD_CLOEXEC) == 0
+    })
+}
+
 /// The soft limit on open files (descriptor numbers are below it); c_int::MAX when unlimited
 /// or unknown.
 fn open_files_limit() -> c_int {

@@ -206,6 +206,9 @@ pub unsafe fn follow(
     let sanitizer_preloaded = preload::preloads_a_sanitizer(unsafe { entries(envp) });
     let preloadable = match target {
         _ if its_own_run || sanitizer_preloaded => false,
+        // A program that lowered its open-file limit to the descriptors it keeps: the loader
+        // could not open the tracker, and would say so on the program's stderr.
+        _ if sys::no_descriptor_free_after_exec() => false,
         Target::Path(p) | Target::Behind(p) if reachable => {
             // SAFETY: a NUL-terminated path, as exec takes it.
             let path = unsafe { cstr(p) };

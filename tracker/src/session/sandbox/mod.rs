@@ -94,6 +94,7 @@ fn tracker_calls() -> impl Iterator<Item = (c_long, [u64; 6])> {
             libc::SYS_fcntl,
             [3, libc::F_DUPFD_CLOEXEC as u64, FD, 0, 0, 0],
         ),
+        (libc::SYS_fcntl, [3, libc::F_GETFD as u64, 0, 0, 0, 0]),
         (
             libc::SYS_rt_sigprocmask,
             [libc::SIG_BLOCK as u64, PTR, PTR, 8, 0, 0],
