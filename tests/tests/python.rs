@@ -158,6 +158,11 @@ fn a_directory_or_zip_application_runs_as_python_runs_it() {
         // Seven buffers of 100,001 bytes, their objects and the list.
         let bytes = kept["exit_bytes"].as_u64().expect("bytes");
         assert!((700_007..702_000).contains(&bytes), "{entry}: {kept}");
+        // The source, read from the archive too.
+        assert_eq!(
+            kept["text"], "keep = [bytearray(100000) for _ in range(7)]",
+            "{entry}: {kept}"
+        );
     }
 }
 

@@ -28,3 +28,4 @@ pub mod types;
 pub mod view_tree;
 pub mod views;
 pub mod visible;
+mod zip_member;

@@ -18,8 +18,20 @@ pub fn read(path: &Path) -> Option<Vec<u8>> {
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| PYTHON_SUFFIXES.contains(&e));
-    let bytes = regular_file::read(path, MAX_SOURCE_BYTES, Links::Follow)?;
+    let Some(bytes) = regular_file::read(path, MAX_SOURCE_BYTES, Links::Follow) else {
+        return named_python.then(|| in_zip_application(path)).flatten();
+    };
     (named_python || python_shebang(&bytes)).then_some(bytes)
+}
+
+/// A source inside a zip application (`app.pyz/__main__.py`, `app.zip/pkg/mod.py`): the
+/// member of the first of `path`'s ancestors that is a file, when it is a zip archive.
+fn in_zip_application(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let archive = path.ancestors().skip(1).find(|a| a.is_file())?;
+    let member = path.strip_prefix(archive).ok()?;
+    let bytes = regular_file::read(archive, MAX_SOURCE_BYTES, Links::Follow)?;
+    super::zip_member::read(&bytes, member.as_os_str().as_bytes(), MAX_SOURCE_BYTES)
 }
 
 /// The text of a Python source file's bytes, as the interpreter decodes them: UTF-8 with a
