@@ -613,12 +613,7 @@ impl<'a> Frames<'a> {
         let lines = self.sources.entry(file.to_string()).or_insert_with(|| {
             // Not a source file to read whole (a FIFO, a device, a huge generated file): none.
             let text = crate::report::source_file::read(std::path::Path::new(file))?;
-            Some(
-                crate::report::source_file::text(&text)
-                    .lines()
-                    .map(str::to_string)
-                    .collect(),
-            )
+            Some(crate::report::source_file::lines(&text))
         });
         let Some(lines) = lines else {
             return String::new();

@@ -38,12 +38,7 @@ impl Source {
             .and_then(|m| m.modified())
             .is_ok_and(|m| m > started);
         Source {
-            lines: Some(
-                super::source_file::text(&bytes)
-                    .lines()
-                    .map(str::to_string)
-                    .collect(),
-            ),
+            lines: Some(super::source_file::lines(&bytes)),
             changed,
         }
     }

@@ -34,11 +34,16 @@ fn in_zip_application(path: &Path) -> Option<Vec<u8>> {
     super::zip_member::read(&bytes, member.as_os_str().as_bytes(), MAX_SOURCE_BYTES)
 }
 
+/// The lines of a Python source file's bytes, decoded as [`text`] says.
+pub fn lines(bytes: &[u8]) -> Vec<String> {
+    text(bytes).lines().map(str::to_string).collect()
+}
+
 /// The text of a Python source file's bytes, as the interpreter decodes them: UTF-8 with a
 /// leading byte-order mark left out, unless a PEP 263 coding line (a comment in the first two
 /// lines, `# -*- coding: latin-1 -*-`) names Latin-1 or Windows-1252, which are decoded here.
 /// Other encodings are read as UTF-8, bytes that are not shown as U+FFFD.
-pub fn text(bytes: &[u8]) -> String {
+fn text(bytes: &[u8]) -> String {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match declared_encoding(bytes) {
         Some(Declared::Latin1) => bytes.iter().map(|&b| char::from(b)).collect(),

@@ -18,7 +18,7 @@ pub fn is_script_name(path: &Path) -> bool {
 
 /// Whether `path` is a zip archive (its first bytes are a zip entry's), which `python PATH` runs
 /// as a zip application whatever its name (`app.zip`); no program runs such a file itself.
-pub fn is_zip_archive(path: &Path) -> bool {
+fn is_zip_archive(path: &Path) -> bool {
     use std::io::Read;
     let mut magic = [0u8; 4];
     std::fs::File::open(path)
