@@ -5,11 +5,15 @@
 from __future__ import annotations
 
 import ast
+import io
 import itertools
 import linecache
+import os
+import tokenize
 from pathlib import Path
 from typing import Any
 
+import IPython
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -58,18 +62,28 @@ class MemtraceMagics(Magics):
         while capture.exists():
             number = next(_cells)
             capture = results / f"cell-{number}.bin"
-        code, last = self._compile(cell)
+        try:
+            code, last = self._compile(cell)
+        except SyntaxError as e:
+            # Shown as a cell's syntax error is (its line), not from inside the magic.
+            raise e.with_traceback(None) from None
+        tracker = Tracker(capture, native=args.native)
+        try:
+            tracker.start()
+        except (RuntimeError, OSError) as e:
+            # Another Tracker runs (or the capture cannot be made): the cell is not run.
+            raise UsageError(f"%%memtrace: cannot track the cell: {e}") from None
         value = None
         # A cell that raises is reported too (what it allocated until then), then raises.
         try:
-            with Tracker(capture, native=args.native):
+            try:
                 exec(code, self.shell.user_ns)  # noqa: S102 (running the user's cell is the point)
                 if last is not None:
                     value = eval(last, self.shell.user_ns)  # noqa: S307 (the cell's last line)
+            finally:
+                tracker.stop()
         finally:
-            # No capture when tracking could not start (another Tracker runs): its error alone.
-            if capture.exists():
-                report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
+            report(capture, top=args.top, leaks=args.leaks, html=not args.no_html)
         return value
 
     def _compile(self, cell: str) -> tuple[Any, Any]:
@@ -82,14 +96,31 @@ class MemtraceMagics(Magics):
         # is the one it has in the cell as written.
         dropped = _leading_blank_lines(cell) - _leading_blank_lines(source)
         source = "\n" * max(dropped, 0) + source
+        # Before parsing: a syntax error shows its line from here.
+        linecache.cache[CELL_FILE] = (len(source), None, source.splitlines(True), CELL_FILE)
         tree = ast.parse(source, CELL_FILE)
         flags = getattr(self.shell.compile, "flags", 0)
         last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
+        # A last expression followed by `;` is run but not displayed, as IPython does.
+        if tree.body and isinstance(tree.body[-1], ast.Expr) and not _ends_with_semicolon(source):
             expression = ast.Expression(tree.body.pop().value)
             last = compile(expression, CELL_FILE, "eval", flags=flags, dont_inherit=True)
-        linecache.cache[CELL_FILE] = (len(source), None, source.splitlines(True), CELL_FILE)
         return compile(tree, CELL_FILE, "exec", flags=flags, dont_inherit=True), last
+
+
+def _ends_with_semicolon(source: str) -> bool:
+    """Whether the source's last token (comments aside) is a `;`."""
+    last = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type not in _NOT_CODE:
+                last = token
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return last is not None and last.type == tokenize.OP and last.string == ";"
+
+
+_NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT}
 
 
 def _leading_blank_lines(text: str) -> int:
@@ -113,14 +144,23 @@ def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:
         total, count = meta.peak_bytes, meta.peak_allocations
         print(f"memtrace: the cell's peak: {format_size(total)} ({total} bytes) in {allocations(count)}")
         records = reader.peak_records()
-    # The magic's own frames (running the cell) are not the cell's lines.
-    records = [r for r in records if location(r)[1] != __file__]
+    # The magic's own frames (running the cell) are not the cell's lines, nor IPython's own
+    # (its history writer, which may write while the cell runs).
+    records = [r for r in records if not _ours(location(r)[1])]
     for l in top_lines(records, top):
         print(f"  {format_size(l.size):>11} ({l.size} bytes) in {l.n_allocations}: {l.label}")
     if html:
         page = capture.with_suffix(".html")
         write_flamegraph(capture, page, leaks=leaks)
         print(f"memtrace: wrote {page}")
+
+
+_IPYTHON_DIR = str(Path(IPython.__file__).parent) + os.sep
+
+
+def _ours(file: str) -> bool:
+    """Whether a frame's file is the magic's or IPython's."""
+    return file == __file__ or file.startswith(_IPYTHON_DIR)
 
 
 def register(ipython: Any) -> None:

@@ -222,6 +222,12 @@ class Tracker:
         self._active = False
         if _recording is self:
             _recording = None
+        elif os.getpid() != self._pid:
+            # A forked child (one this Tracker did not follow) that started a Tracker of its
+            # own: the session running here is that one's, and this one records nothing here.
+            atexit.unregister(self._stop_at_exit)
+            self._restore_env()
+            return
         module = _tracker_module()
         # Tracking ends and the capture is finished even when the types walk fails (its error
         # still reaches the caller): a tracker left on would go on hooking the program.

@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator
@@ -50,6 +51,9 @@ from ._tracker import Tracker, _tracker_module, release_hooks
 
 #: Lines listed in a failure message.
 TOP_LINES = 5
+
+#: What the bytes of the leaked types count.
+TYPES_NOTE = "the objects' own blocks, not the buffers they hold"
 
 #: The name of the report property that carries a test's peak (bytes, allocations).
 PEAK_PROPERTY = "memtrace_peak"
@@ -124,6 +128,15 @@ def pytest_configure(config: pytest.Config) -> None:
         except (ImportError, RuntimeError) as e:
             raise pytest.UsageError(f"--memtrace: {e}") from e
         config.pluginmanager.register(MemtracePlugin(config), "memtrace-plugin")
+    elif config.getoption("memtrace_bin_dir") is not None:
+        # Not an error: an ini file's addopts may name it for the runs that add --memtrace.
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                "--memtrace-bin-dir keeps the captures of --memtrace: without it, no test is "
+                "tracked and nothing is kept"
+            ),
+            stacklevel=2,
+        )
 
 
 def _limit(item: pytest.Item, name: str) -> int | None:
@@ -256,6 +269,11 @@ class MemtracePlugin:
         #: The process that made the directory: a forked child that goes on running pytest
         #: (its test did not end with os._exit) leaves it alone.
         self.owner = os.getpid()
+        #: When the session started here: a capture written since is another test's (another
+        #: xdist worker's, whose names this one does not know), never to be replaced.
+        self.started = time.time()
+        #: The capture paths given to this process's tests (a test run again replaces its own).
+        self.given: set[Path] = set()
         self.results: dict[str, Result] = {}
         #: Capture names given so far, and their tests.
         self.names: dict[str, str] = {}
@@ -271,6 +289,10 @@ class MemtracePlugin:
         if self.names.setdefault(name, nodeid) != nodeid:
             name = _file_name(nodeid, taken=True)
         path = self.dir / f"{name}.bin"
+        if self.keep and path not in self.given and _written_since(path, self.started):
+            # Another worker's test of the same name: both captures are kept.
+            path = self.dir / f"{_file_name(nodeid, taken=True)}.bin"
+        self.given.add(path)
         if path.exists():
             path.unlink()
         return path
@@ -512,9 +534,19 @@ def _biggest_child(path: Path, shares: list[tuple[int, int]], own: int) -> tuple
         return None
 
 
+def _written_since(path: Path, started: float) -> bool:
+    """Whether `path` is a file written since `started` (a time.time(); with 2 s to spare for
+    file systems that keep coarse times)."""
+    try:
+        return path.stat().st_mtime >= started - 2
+    except OSError:
+        return False
+
+
 def _message(headline: str, verb: str, records: Any, verb_line: bool = True) -> str:
     lines = [headline, f"Top {verb} lines:"] if verb_line else [headline]
-    for line in top_lines(records, TOP_LINES):
+    # The plugin's own frames (the call of the test with its fixtures) are not the test's lines.
+    for line in top_lines((r for r in records if not _ours(r)), TOP_LINES):
         allocations = "allocation" if line.n_allocations == 1 else "allocations"
         lines.append(
             f"  {format_size(line.size):>11} ({line.size} bytes) in {line.n_allocations} "
@@ -528,7 +560,9 @@ def _types_message(records: list[Any]) -> str:
     types = top_types(records, TOP_LINES)
     if not types:
         return ""
-    lines = ["", "Top leaked types:"]
+    # An object's buffers (a list's items, a dict's table, a bytearray's bytes) are blocks of
+    # no object: they count in the lines above, not here.
+    lines = ["", f"Top leaked types ({TYPES_NOTE}):"]
     for t in types:
         objects = "object" if t.n_objects == 1 else "objects"
         lines.append(

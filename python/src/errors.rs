@@ -14,11 +14,22 @@ create_exception!(
     "The file is not a readable memtrace capture (not a capture, corrupt, or an unsupported format version)."
 );
 
-/// The Python exception for a capture that could not be opened: its message names the file,
-/// and an `OSError` carries the system's error number in `errno` too (as `open()`'s do, so
-/// that `e.errno == errno.EACCES` works; `filename` stays unset, which would change the
-/// message's form).
+/// The Python exception for a capture that could not be opened: its message names the file.
+/// A system call's failure is the `OSError` `open()` raises (`errno`, `strerror`, `filename`:
+/// `e.errno == errno.EACCES` works, and `e.filename` names the capture); the other
+/// `OSError`s carry `errno` where there is one.
 pub fn open_error(py: Python<'_>, e: OpenFailure) -> PyErr {
+    if let OpenError::Io(io) = &e.kind {
+        if let Some(n) = io.raw_os_error() {
+            let strerror = strerror(py, n);
+            let filename = e.path.clone().into_os_string();
+            return if io.kind() == ErrorKind::NotFound {
+                PyFileNotFoundError::new_err((n, strerror, filename))
+            } else {
+                PyOSError::new_err((n, strerror, filename))
+            };
+        }
+    }
     let message = e.to_string();
     let (err, errno) = match &e.kind {
         OpenError::Io(io) if io.kind() == ErrorKind::NotFound => {
@@ -38,3 +49,11 @@ pub fn open_error(py: Python<'_>, e: OpenFailure) -> PyErr {
 
 /// EISDIR, the same number on every Linux architecture.
 const EISDIR: i32 = 21;
+
+/// The system's text for an error number, as Python's `os.strerror` gives it.
+fn strerror(py: Python<'_>, n: i32) -> String {
+    py.import("os")
+        .and_then(|os| os.call_method1("strerror", (n,)))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| format!("error {n}"))
+}

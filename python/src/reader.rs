@@ -212,15 +212,32 @@ impl FileReader {
 
     /// The temporary allocations (freed by their thread before it made `threshold` more
     /// allocations), grouped by stack, thread and allocator, largest first.
-    #[pyo3(signature = (threshold = 1))]
-    fn temporary_records(&self, py: Python<'_>, threshold: usize) -> PyResult<Records> {
+    #[pyo3(signature = (threshold = None), text_signature = "($self, threshold=1)")]
+    fn temporary_records(
+        &self,
+        py: Python<'_>,
+        threshold: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Records> {
         self.check_open()?;
-        // As `--temporary-threshold` takes it (0 was read as 1, 2**63 accepted).
-        if !(1..=1_000_000).contains(&threshold) {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "threshold must be from 1 to 1000000 (allocations made between one and its free), not {threshold}"
-            )));
-        }
+        let threshold = match threshold {
+            Some(t) if !t.is_instance_of::<pyo3::types::PyInt>() => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(
+                    "threshold must be an int (allocations made between one and its free)",
+                ))
+            }
+            Some(t) => t.clone(),
+            None => 1i64.into_pyobject(py)?.into_any(),
+        };
+        // As `--temporary-threshold` takes it (0 was read as 1, 2**63 accepted; a negative
+        // number or one past 64 bits was an OverflowError).
+        let threshold = match threshold.extract::<i64>() {
+            Ok(n) if (1..=1_000_000).contains(&n) => n as usize,
+            _ => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "threshold must be from 1 to 1000000 (allocations made between one and its free), not {threshold}"
+                )))
+            }
+        };
         let s = &self.shared;
         aggregated_lacks(s, "temporary allocations")?;
         if s.index.settings.sample_bytes > 0 {

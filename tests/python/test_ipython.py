@@ -109,23 +109,61 @@ except UsageError as e:
     print("usage:", e)
 with memtrace.Tracker(sys.argv[2]):
     try:
-        ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[3], "pass\\n")
+        ip.run_cell_magic("memtrace", "--no-html -d " + sys.argv[3], "ran = 1\\n")
     except Exception as e:
-        print(type(e).__name__, "context:", type(e.__context__).__name__)
+        print(type(e).__name__, "context shown:", not e.__suppress_context__, e)
+    print("run_cell:", flush=True)
+    ip.run_cell("%%memtrace --no-html -d " + sys.argv[3] + "\\nran = 2\\n")
+print("ran" in ip.user_ns)
 """
 
 
 def test_a_cell_that_cannot_be_tracked_says_why_alone(env: Env, tmp_path: Path) -> None:
-    """A results directory that is a file is a usage error; a cell run while another Tracker
-    runs raises that Tracker's RuntimeError alone (a report of the capture never made was
-    chained to it: FileNotFoundError)."""
+    """A results directory that is a file is a usage error; so is a cell run while another
+    Tracker runs: one line that says why, no traceback of the magic's or the Tracker's (a
+    report of the capture never made was chained to it: FileNotFoundError), and the cell is
+    not run."""
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     r = run([env.python, "-c", REFUSED_CELLS, a_file, tmp_path / "outer.bin", tmp_path / "results"])
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith(f"usage: %%memtrace: -d {a_file}: cannot hold the results"), lines
-    assert lines[1] == "RuntimeError context: NoneType", lines
+    refusal = "%%memtrace: cannot track the cell: a memtrace Tracker is already active in this process"
+    assert lines[1] == f"UsageError context shown: False {refusal}", lines
+    # IPython writes a usage error to stderr: that line alone.
+    assert lines[2:] == ["run_cell:", "False"], lines
+    assert r.stderr.splitlines() == [f"UsageError: {refusal}"], r.stderr
+
+
+CELL_FORMS = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "memtrace")
+d = "--no-html -d " + sys.argv[1]
+ip.run_cell("%%memtrace " + d + "\\nfirst = 'A' * 10\\nfirst\\n")
+print("---", flush=True)
+ip.run_cell("%%memtrace " + d + "\\nsecond = 'B' * 10\\nsecond;  # no value shown\\n")
+print("---", flush=True)
+ip.run_cell("%%memtrace " + d + "\\nok = 1\\nbroken = (\\n")
+"""
+
+
+def test_a_cell_s_semicolon_and_syntax_error_show_as_without_the_magic(
+    env: Env, tmp_path: Path
+) -> None:
+    """A last expression followed by `;` shows no value (it showed Out[n]), and a cell with a
+    syntax error shows its own line (it showed the previous %%memtrace cell's)."""
+    r = run([env.python, "-c", CELL_FORMS, tmp_path / "results"], env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    first, second, third = r.stdout.split("---\n")
+    assert re.search(r"Out\[\d+\]: 'AAAAAAAAAA'", first), first
+    assert "Out[" not in second and "BBBB" not in second, second
+    assert "memtrace: the cell's peak:" in second, second
+    assert "broken = (" in third and "SyntaxError" in third, third
+    assert "first" not in third and "second" not in third, third
+    assert "memtrace: the cell's peak:" not in third, third
 
 
 IPYTHON_SYNTAX_CELL = """

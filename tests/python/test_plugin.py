@@ -140,7 +140,7 @@ def test_limits_with_the_real_tracker(env: Env, tmp_path: Path) -> None:
     path = tmp_path / "project" / "test_limits.py"
     check_outcome(r.stdout, f"test_over at {path}:8", f"test_leaky at {path}:20")
     # limit_leaks still names the leaked objects' types (its test has a full capture).
-    leaked_types = r.stdout.split("Top leaked types:\n", 1)[1].split("\n=", 1)[0]
+    leaked_types = r.stdout.split("Top leaked types (the objects' own blocks, not the buffers they hold):\n", 1)[1].split("\n=", 1)[0]
     assert re.search(
         rf"^ +\d+ B \((\d+) bytes\) in 1 object of bytearray: test_leaky at {re.escape(str(path))}:20$",
         leaked_types,
@@ -497,6 +497,56 @@ def test_the_summary_lists_every_worker_s_tests_under_xdist(env: Env, tmp_path: 
         "test_workers.py::test_6mb",
         "test_workers.py::test_4mb",
     ], out
+
+
+def test_kept_captures_of_one_name_from_two_workers_are_both_kept(env: Env, tmp_path: Path) -> None:
+    """Two tests whose ids differ only in `::` against `_`, run one after the other on two
+    xdist workers: the second keeps its capture under the hashed name (it deleted the first's,
+    without a word). A failure's lines leave out the plugin's own frames (the call of a test
+    with its arguments), and --memtrace-bin-dir alone says that it does nothing."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_names.py").write_text(
+        "import time, pytest\n\n"
+        "@pytest.fixture\n"
+        "def later():\n"
+        "    time.sleep(3)\n\n"
+        "class TestB_test:\n"
+        "    def test_c(self):\n"
+        "        b = bytearray(2_000_000)\n\n"
+        "class TestB:\n"
+        "    def test_test_c(self, later):\n"
+        "        b = bytearray(3_000_000)\n\n"
+        "@pytest.mark.limit_memory('1 MB')\n"
+        "@pytest.mark.parametrize('n', [1_500_000])\n"
+        "def test_over(n):\n"
+        "    b = bytearray(n)\n"
+    )
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    bins = tmp_path / "bins"
+    r = run(
+        [env.python, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist", "load",
+         "--memtrace", "--memtrace-bin-dir", str(bins), "test_names.py"],
+        cwd=project,
+        env=environ,
+    )
+    out = r.stdout + r.stderr
+    assert re.search(r"^=+ 1 failed, 2 passed", out, re.M), out
+    assert "pytest_plugin.py" not in out, out
+    assert re.search(r"\(1500057 bytes\) in 2 allocations: test_over at \S+test_names.py:18$", out, re.M), out
+    kept = sorted(p.name for p in bins.iterdir() if "TestB" in p.name)
+    assert len(kept) == 2, kept
+    peaks = sorted(
+        int(env.py(f"import memtrace; print(memtrace.FileReader({str(bins / k)!r}).metadata.peak_bytes)").stdout)
+        for k in kept
+    )
+    assert 2_000_001 <= peaks[0] < 2_100_000 and 3_000_001 <= peaks[1] < 3_100_000, peaks
+    alone = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace-bin-dir",
+                 str(tmp_path / "unused"), "-k", "test_c", "test_names.py"], cwd=project, env=environ)
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert "--memtrace-bin-dir keeps the captures of --memtrace" in alone.stdout + alone.stderr
+    assert not (tmp_path / "unused").exists()
 
 
 def test_a_location_without_a_line_is_named_without_one(env: Env) -> None:

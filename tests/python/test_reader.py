@@ -215,13 +215,14 @@ def test_a_reader_is_a_context_manager(env: Env, capture: tuple[Path, int]) -> N
 
 
 def test_a_temporary_threshold_out_of_range_is_refused(env: Env, capture: tuple[Path, int]) -> None:
-    # As --temporary-threshold takes it: 0 was read as 1, and 2**63 accepted.
+    # As --temporary-threshold takes it: 0 was read as 1, and 2**63 accepted; a negative
+    # number or one past 64 bits was an OverflowError.
     path, _ = capture
     out = read(
         env,
         path,
         "refused = []\n"
-        "for n in (0, 1_000_001, 2**63):\n"
+        "for n in (0, -1, 1_000_001, 2**63, 2**70, -2**70):\n"
         "    try:\n"
         "        r.temporary_records(n)\n"
         "    except ValueError as e:\n"
@@ -229,7 +230,7 @@ def test_a_temporary_threshold_out_of_range_is_refused(env: Env, capture: tuple[
         "out = dict(refused=refused, one=len(list(r.temporary_records(1))) >= 0)",
     )
     assert isinstance(out, dict)
-    assert len(out["refused"]) == 3, out
+    assert len(out["refused"]) == 6, out
     assert all(e.startswith("threshold must be from 1 to 1000000") for e in out["refused"]), out
 
 
@@ -329,7 +330,8 @@ def test_errors(env: Env, capture: tuple[Path, int], tmp_path: Path) -> None:
     r = run([env.python, "-c", code, *names, tmp_path], timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [
-        f"FileNotFoundError False {tmp_path}/missing.bin: no such file",
+        # As open() raises it: errno, strerror and filename.
+        f"FileNotFoundError False [Errno 2] No such file or directory: '{tmp_path}/missing.bin'",
         f"CaptureError True {tmp_path}/short.bin: a memtrace capture cut short inside its header (10 bytes)",
         f"CaptureError True {tmp_path}/text.bin: not a memtrace capture (bad magic number)",
         # A copy cut short keeps its trailer (at the file's start) but not every record it counts.

@@ -337,6 +337,55 @@ def test_a_tracker_left_running_stops_at_the_programs_exit(env: Env, tmp_path: P
     assert 4_000_001 <= stats["leaked_bytes"] < 4_100_000, stats["leaked_bytes"]
 
 
+def test_a_fork_child_a_tracker_does_not_follow_starts_its_own(env: Env, tmp_path: Path) -> None:
+    """A child forked while a Tracker(follow_fork=False) records is not tracked: it may start
+    a Tracker of its own, which records the child's allocations alone, and leaving the
+    parent's with-block in the child stops nothing there. A followed child is refused with
+    the message that says it is tracked already."""
+    code = (
+        "import os, sys, memtrace\n"
+        "parent, child, followed = sys.argv[1:4]\n"
+        "with memtrace.Tracker(parent):\n"
+        "    a = bytearray(2_000_000)\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        with memtrace.Tracker(child):\n"
+        "            b = bytearray(3_000_000)\n"
+        "            del b\n"
+        "            c = bytearray(1_000_000)\n"
+        "if pid == 0:\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print('child', os.waitstatus_to_exitcode(status))\n"
+        "with memtrace.Tracker(followed, follow_fork=True):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        try:\n"
+        "            memtrace.Tracker(child + '.2').start()\n"
+        "        except RuntimeError as e:\n"
+        "            print('followed:', e, flush=True)\n"
+        "        os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    parent, child, followed = tmp_path / "parent.bin", tmp_path / "child.bin", tmp_path / "f.bin"
+    r = env.py(code, str(parent), str(child), str(followed))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr == "", r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "child 0", r.stdout
+    assert lines[1].startswith("followed: this process is already tracked by memtrace"), r.stdout
+    assert not (tmp_path / "child.bin.2").exists()
+    child_stats = json.loads(run([env.memtrace, "stats", "--json", child]).stdout)
+    # The child's own capture: its 3 MB peak and 1 MB left, not the parent's 2 MB block.
+    assert 3_000_001 <= child_stats["peak_bytes"] < 3_100_000, child_stats["peak_bytes"]
+    assert 1_000_001 <= child_stats["leaked_bytes"] < 1_100_000, child_stats["leaked_bytes"]
+    assert child_stats["complete"] is True, child_stats
+    parent_stats = json.loads(run([env.memtrace, "stats", "--json", parent]).stdout)
+    # The parent's capture holds its own 2 MB, none of the child's.
+    assert 2_000_001 <= parent_stats["peak_bytes"] < 2_100_000, parent_stats["peak_bytes"]
+    assert parent_stats["complete"] is True, parent_stats
+
+
 def test_paths_that_cannot_name_a_capture_are_refused_clearly(env: Env, tmp_path: Path) -> None:
     code = (
         "import os, memtrace\n"

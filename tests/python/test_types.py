@@ -115,7 +115,7 @@ def test_limit_leaks_names_the_leaked_types(env: Env, tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     bytes_ = 2000 * size
     m = re.search(
-        r"Top leaked types:\n +\S+ \S+ \((\d+) bytes\) in (\d+) objects of test_leak\.Blob: "
+        r"Top leaked types \(the objects' own blocks, not the buffers they hold\):\n +\S+ \S+ \((\d+) bytes\) in (\d+) objects of test_leak\.Blob: "
         r"(.*)\n",
         r.stdout,
     )

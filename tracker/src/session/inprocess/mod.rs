@@ -23,8 +23,8 @@ mod relocated;
 mod targets;
 
 use crate::config::Config;
-use crate::lifecycle;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use crate::{lifecycle, sys};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 const IDLE: u8 = 0;
 /// Starting or stopping.
@@ -32,6 +32,9 @@ const BUSY: u8 = 1;
 const RUNNING: u8 = 2;
 
 static SESSION: AtomicU8 = AtomicU8::new(IDLE);
+/// The process whose start made the session run: a forked child inherits the session with the
+/// rest of its parent's memory.
+static SESSION_PID: AtomicU32 = AtomicU32::new(0);
 /// Slots are patched: objects loaded now are patched too.
 static HOOKED: AtomicBool = AtomicBool::new(false);
 
@@ -61,15 +64,30 @@ impl Drop for Starting {
 /// Claims the session for a start: refused while a capture is recorded here (an in-process
 /// one, or `memtrace run`'s).
 pub fn claim() -> Result<Starting, &'static str> {
-    SESSION
+    const ACTIVE_HERE: &str = "a memtrace Tracker is already active in this process";
+    const TRACKED: &str = "this process is already tracked by memtrace (memtrace run, or followed from its parent's memtrace.Tracker(follow_fork=True) or pytest --memtrace)";
+    if SESSION
         .compare_exchange(IDLE, BUSY, Ordering::AcqRel, Ordering::Acquire)
-        .map_err(|_| "a memtrace Tracker is already active in this process")?;
+        .is_err()
+    {
+        if SESSION_PID.load(Ordering::Relaxed) == sys::getpid() {
+            return Err(ACTIVE_HERE);
+        }
+        // A forked child with its parent's session: a followed one records it (a capture of
+        // its own runs)...
+        if lifecycle::capture_started() {
+            return Err(TRACKED);
+        }
+        // ...one not followed records nothing, and a session of its own takes the inherited
+        // one's place (its hooks, still patched, pass straight through until then).
+        SESSION
+            .compare_exchange(RUNNING, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| ACTIVE_HERE)?;
+    }
     let starting = Starting(());
     // With no session, a capture that runs is memtrace run's.
     if lifecycle::capture_started() || another_tracker_preloaded() {
-        return Err(
-            "this process is already tracked by memtrace (memtrace run, or followed from its parent's memtrace.Tracker(follow_fork=True) or pytest --memtrace)",
-        );
+        return Err(TRACKED);
     }
     Ok(starting)
 }
@@ -116,6 +134,7 @@ impl Starting {
         crate::ACTIVE.store(true, Ordering::Release);
         HOOKED.store(true, Ordering::Release);
         crate::tls::guarded(got::patch_all);
+        SESSION_PID.store(sys::getpid(), Ordering::Relaxed);
         SESSION.store(RUNNING, Ordering::Release);
         core::mem::forget(self);
     }
