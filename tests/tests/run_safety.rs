@@ -2405,3 +2405,39 @@ fn an_exec_with_no_descriptor_free_shows_the_program_s_stderr_alone() {
         assert_eq!(out.stdout, alone.stdout, "{opts:?}");
     }
 }
+
+/// A signal handler that allocates, delivered to a thread while it forks (a SIGCHLD of an
+/// earlier child, during the next fork): it came into a hook while the fork handlers held the
+/// tracker's locks on that thread, and waited for them for ever (10 runs of 10 hung, in every
+/// mode). The signals now wait until the fork's locks are let go.
+#[test]
+fn a_signal_handler_that_allocates_during_a_fork_never_hangs_the_program() {
+    let dir = scratch("fork-signal-alloc");
+    let prog = compile("fork_signal_alloc", &dir);
+    let modes: [&[&str]; 5] = [
+        &[],
+        &["--follow-fork"],
+        &["--native"],
+        &["--aggregate", "--follow-fork"],
+        &["--sample-bytes", "4K"],
+    ];
+    for round in 0..3 {
+        for opts in modes {
+            let out = Command::new(memtrace_bin())
+                .args(["run", "-q", "-f", "-o", "cap.bin"])
+                .args(opts)
+                .arg("--")
+                .arg(&prog)
+                .arg("200")
+                .current_dir(&dir)
+                .output_watched();
+            let case = format!("round {round} {opts:?}");
+            assert_eq!(out.status.code(), Some(0), "{case}: {out:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout),
+                "reaped 200\n",
+                "{case}"
+            );
+        }
+    }
+}

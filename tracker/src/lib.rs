@@ -29,7 +29,9 @@ use base::{
 };
 use capture::{compress, modules, rss, staging, status};
 use record::{aggregate, early, names, sample, thread};
-use session::{attach, exec, family, inprocess, lifecycle, orphan, pyext, pyrun, state};
+use session::{
+    attach, exec, family, fork_signals, inprocess, lifecycle, orphan, pyext, pyrun, state,
+};
 use stacks::{python, unwind};
 
 use std::sync::atomic::AtomicBool;

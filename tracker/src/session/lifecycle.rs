@@ -859,6 +859,23 @@ pub(crate) fn exit_now(status: c_int) -> ! {
 /// handler) takes none: the interrupted hook may hold any of them, and waiting here for it
 /// waited for ever. The child then only stops recording, as one made by _Fork there does.
 pub(crate) extern "C" fn fork_prepare() {
+    let mask = block_signals_for_fork();
+    take_fork_locks(mask);
+}
+
+/// Before a fork's first lock: blocks the signals (crate::fork_signals); the mask before, for
+/// [`take_fork_locks`] (None: none blocked, as in a fork from inside a hook, which takes no
+/// lock).
+pub(crate) fn block_signals_for_fork() -> Option<u64> {
+    if forking_inside_a_hook() {
+        return None;
+    }
+    crate::fork_signals::block()
+}
+
+/// Takes every lock of the tracker's for a fork, then keeps `mask` (from
+/// [`block_signals_for_fork`]) for the parent and the child to put back.
+pub(crate) fn take_fork_locks(mask: Option<u64>) {
     if forking_inside_a_hook() {
         return;
     }
@@ -875,6 +892,7 @@ pub(crate) extern "C" fn fork_prepare() {
     crate::names::lock_for_fork();
     // Last: an allocation of the tracker's may come under any lock above.
     crate::own_heap::lock_for_fork();
+    crate::fork_signals::keep(mask);
 }
 
 /// Whether this thread forks from inside one of the tracker's hooks (a signal handler that
@@ -884,9 +902,17 @@ fn forking_inside_a_hook() -> bool {
 }
 
 pub(crate) extern "C" fn fork_parent() {
+    let mask = release_fork_locks_in_parent();
+    crate::fork_signals::restore(mask);
+}
+
+/// In the parent: lets go of every lock [`take_fork_locks`] took; the signal mask to put back
+/// once the caller let go of its own.
+pub(crate) fn release_fork_locks_in_parent() -> Option<u64> {
     if forking_inside_a_hook() {
-        return;
+        return None;
     }
+    let mask = crate::fork_signals::taken();
     crate::own_heap::unlock_after_fork();
     crate::names::unlock_after_fork();
     crate::python::unlock_after_fork();
@@ -902,6 +928,7 @@ pub(crate) extern "C" fn fork_parent() {
     if in_daemon != 0 && !sys::sandboxed() && in_daemon == sys::gettid() {
         finish_now();
     }
+    mask
 }
 
 /// Interposed _Fork(3) (glibc 2.34): a fork that runs no atfork handlers, for signal handlers
@@ -948,6 +975,15 @@ pub(crate) extern "C" fn fork_child() {
         stop_in_unknown_child();
         return;
     }
+    let mask = crate::fork_signals::taken();
+    start_in_child();
+    // Last: the child's start (a followed child's capture) takes locks too.
+    crate::fork_signals::restore(mask);
+}
+
+/// The child's part of [`fork_child`]: every lock let go, then recording stops or (followed)
+/// starts a capture of the child's own.
+fn start_in_child() {
     crate::family::forget_deferred_children();
     // A thread of the parent's exiting is not one of the child's: its own exit goes on.
     EXITING.store(0, Ordering::Relaxed);

@@ -9,6 +9,7 @@ pub(crate) mod descriptors;
 pub(crate) mod exec;
 pub(crate) mod exports;
 pub(crate) mod family;
+pub(crate) mod fork_signals;
 pub(crate) mod inprocess;
 pub(crate) mod lifecycle;
 pub(crate) mod limits;

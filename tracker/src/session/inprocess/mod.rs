@@ -201,13 +201,16 @@ fn register_fork_handlers() {
 }
 
 extern "C" fn fork_prepare() {
+    // Before the first lock (see crate::fork_signals).
+    let mask = lifecycle::block_signals_for_fork();
     got::lock_for_fork();
-    lifecycle::fork_prepare();
+    lifecycle::take_fork_locks(mask);
 }
 
 extern "C" fn fork_parent() {
-    lifecycle::fork_parent();
+    let mask = lifecycle::release_fork_locks_in_parent();
     got::unlock_after_fork();
+    crate::fork_signals::restore(mask);
 }
 
 /// In the child the patched slots stay (the memory is the parent's copy): the child's own
