@@ -61,6 +61,9 @@ pub struct FollowedThread {
     done: usize,
     /// The staging record count last read for `next_seq` (0: none).
     staged: u32,
+    /// Events decoded but not delivered (a merge that stopped at a poll's limit), before those
+    /// of `next_seq`: delivered first by the next poll.
+    carry: Vec<Event>,
 }
 
 /// Takes a poll's new events, merged across threads by tick.
@@ -281,12 +284,16 @@ impl Follower {
     ) -> io::Result<()> {
         let mut streams: Vec<Stream> = busy
             .iter()
-            .map(|&thread| Stream {
-                thread,
-                events: super::pool::take(),
-                head: 0,
-                chunks: 0,
-                more: true,
+            .map(|&thread| {
+                let mut events = super::pool::take();
+                events.append(&mut self.threads[thread].carry);
+                Stream {
+                    thread,
+                    events,
+                    head: 0,
+                    chunks: 0,
+                    more: true,
+                }
             })
             .collect();
         let result = self.merge_streams(&mut streams, sink, up);
@@ -308,6 +315,13 @@ impl Follower {
             self.refill(s, up)?;
         }
         loop {
+            if up.behind {
+                // A thread reached the poll's limit with chunks left: the others' events past
+                // its last one delivered could come before its next ones. They wait, decoded,
+                // for the next poll (the merge stays in tick order across polls).
+                self.carry_over(streams);
+                return Ok(());
+            }
             let Some((i, len)) = next_run(streams.iter().map(|s| &s.events[s.head..])) else {
                 return Ok(());
             };
@@ -320,6 +334,16 @@ impl Follower {
             s.head += len;
             // Only this thread's events were used.
             self.refill(s, up)?;
+        }
+    }
+
+    /// Keeps the events the merge decoded and did not deliver, each thread's for its next poll.
+    fn carry_over(&mut self, streams: &[Stream]) {
+        for s in streams {
+            let left = &s.events[s.head..];
+            if !left.is_empty() {
+                self.threads[s.thread].carry = left.to_vec();
+            }
         }
     }
 
@@ -354,7 +378,8 @@ impl Follower {
     /// area changed since it was last read.
     fn has_new(&self, t: usize) -> bool {
         let th = &self.threads[t];
-        self.pending.keys().any(|&(s, _)| s == th.serial)
+        !th.carry.is_empty()
+            || self.pending.keys().any(|&(s, _)| s == th.serial)
             || self
                 .staged_now
                 .get(&th.serial)
@@ -582,6 +607,7 @@ impl Follower {
             next_seq: 0,
             done: 0,
             staged: 0,
+            carry: Vec::new(),
         });
         self.by_serial.insert(serial, t);
         up.new_threads.push(t);
@@ -591,6 +617,11 @@ impl Follower {
     /// Delivers thread `t`'s new events into `out`: its finished chunks in `seq` order, then
     /// the part of its staging area not delivered yet.
     fn deliver(&mut self, t: usize, out: &mut impl EventOut, up: &mut Update) -> io::Result<()> {
+        let carry = std::mem::take(&mut self.threads[t].carry);
+        out.delivered(carry.len());
+        for ev in carry {
+            out.push(ev);
+        }
         let mut chunks = 0;
         while self.deliver_step(t, &mut chunks, out, up)? {}
         Ok(())
