@@ -1750,3 +1750,38 @@ tmp = bytearray(5_000_000); del tmp
         );
     }
 }
+
+/// A copy of a child's capture beside it under the name a reused pid's capture takes
+/// (`cap.bin.<pid>.2`, as `cp` makes a backup): it joined the family as another process, and
+/// the combined peak counted the child twice.
+#[test]
+fn a_copy_of_a_child_s_capture_is_not_another_process() {
+    let dir = scratch("family-copy");
+    let prog = memtrace_e2e::compile("family_runs", &dir);
+    let cap = dir.join("cap.bin");
+    run_program(&dir, &cap, true, &prog, &["2", "2000"]);
+    let before = stats(&cap);
+    let files = child_files(&cap);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let copy = PathBuf::from(format!("{}.2", files[0].display()));
+    std::fs::copy(&files[0], &copy).expect("copy it");
+    let (text, warnings) = warned(&["stats", utf8(&cap)], &dir);
+    assert_eq!(
+        warnings,
+        vec![format!(
+            "{}: a copy of process {}'s capture: left out of the family",
+            copy.display(),
+            files[0]
+                .extension()
+                .and_then(|e| e.to_str())
+                .expect("a pid")
+        )],
+        "{text}"
+    );
+    let after = stats(&cap);
+    assert_eq!(after["processes"], before["processes"]);
+    assert_eq!(
+        num(&after, "combined_peak_bytes"),
+        num(&before, "combined_peak_bytes")
+    );
+}

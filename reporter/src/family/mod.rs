@@ -210,6 +210,7 @@ fn discover_run(root: &Path, capture: &Capture, index: &scan::Index) -> Family {
         parent: None,
     }];
     let mut queue = VecDeque::from([(0usize, root.to_path_buf())]);
+    let mut copies = Vec::new();
     loop {
         while let Some((i, first)) = queue.pop_front() {
             let found = read_process(
@@ -236,6 +237,22 @@ fn discover_run(root: &Path, capture: &Capture, index: &scan::Index) -> Family {
             break;
         }
         for (parent, path, h) in joined {
+            // The same process again (pid and start): a copy of its capture (`x.<pid>.2` made
+            // by the user), not another process.
+            if processes.iter().any(|p| {
+                p.pid == h.pid
+                    && (p.start_realtime_ns == h.start_realtime_ns
+                        || p.captures
+                            .iter()
+                            .any(|c| started_at(c, h.start_realtime_ns)))
+            }) {
+                copies.push(format!(
+                    "{}: a copy of process {}'s capture: left out of the family",
+                    path.display(),
+                    h.pid
+                ));
+                continue;
+            }
             processes.push(Process {
                 pid: h.pid,
                 parent_pid: h.ppid,
@@ -252,7 +269,7 @@ fn discover_run(root: &Path, capture: &Capture, index: &scan::Index) -> Family {
         root: root.to_path_buf(),
         processes,
         followed: header.options & memtrace_format::options::FOLLOW_FORK != 0,
-        warnings: beside.left_out(),
+        warnings: beside.left_out().into_iter().chain(copies).collect(),
     }
 }
 
@@ -288,6 +305,11 @@ fn read_process(
     }
     p.captures = images;
     found
+}
+
+/// Whether the capture at `path` started at `start_ns` (its header's wall-clock start).
+fn started_at(path: &Path, start_ns: u64) -> bool {
+    Capture::open(path).is_ok_and(|c| c.header.start_realtime_ns == start_ns)
 }
 
 /// The record names a process already in the family (the root, or a child recorded twice).

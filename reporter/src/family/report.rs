@@ -209,7 +209,8 @@ pub fn render(r: &FamilyReport, out: &mut impl Write) -> io::Result<()> {
     )?;
     for p in &r.processes {
         let pid = format!("{}{}", "  ".repeat(p.depth), p.pid);
-        let mut command = p.command.clone();
+        // A command's line breaks and control characters would break the table's rows.
+        let mut command = crate::report::visible::escape(&p.command).into_owned();
         if !p.tracked && r.followed {
             command.push_str("  (no capture)");
         } else if !p.tracked {
@@ -247,4 +248,50 @@ pub fn render(r: &FamilyReport, out: &mut impl Write) -> io::Result<()> {
             shares.join(", ")
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pid: u32, command: &str) -> ProcessRow {
+        ProcessRow {
+            pid,
+            parent_pid: 1,
+            command: command.to_string(),
+            peak_bytes: 100,
+            total_bytes: 100,
+            leaked_bytes: 0,
+            start_s: 0.0,
+            tracked: true,
+            complete: true,
+            damaged: false,
+            captures: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    /// A command with line breaks (`python3 -c "a\nb"`) kept the table's row on one line
+    /// only in the other views: the processes table broke over several.
+    #[test]
+    fn a_command_s_line_breaks_stay_in_its_row() {
+        let r = FamilyReport {
+            processes: vec![row(10, "sh"), row(11, "python3 -c import os\nprint(1)\r")],
+            combined_peak_bytes: 200,
+            combined_peak_time_s: 0.5,
+            combined_peak_by_process: Vec::new(),
+            warnings: Vec::new(),
+            followed: true,
+        };
+        let mut out = Vec::new();
+        render(&r, &mut out).expect("render");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        // A blank line, the title, the header, two rows, the combined peak.
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(
+            lines[4].ends_with("python3 -c import os\\x0aprint(1)\\x0d"),
+            "{text}"
+        );
+    }
 }
