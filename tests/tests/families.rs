@@ -1785,3 +1785,26 @@ fn a_copy_of_a_child_s_capture_is_not_another_process() {
         num(&before, "combined_peak_bytes")
     );
 }
+
+/// An aggregated family: a parent holding 1,998 bytes through its spawned child's life (the
+/// child 24,096), and 4,096 more after it. The parent's series held no point from its first
+/// allocations to the 4,096 (its window's high moved there): the combined peak left it out
+/// (24,096). Its window now closes at the spawn, as at a fork.
+#[test]
+fn an_aggregated_parent_s_memory_through_its_spawned_child_s_life_counts() {
+    let dir = scratch("family-spawn-aggregated");
+    let prog = memtrace_e2e::compile("spawn_holding", &dir);
+    for round in 0..4 {
+        let cap = dir.join(format!("agg{round}.bin"));
+        let out = Command::new(memtrace_e2e::memtrace_bin())
+            .args(["run", "-q", "-f", "--follow-fork", "--aggregate", "-o"])
+            .arg(&cap)
+            .arg("--")
+            .arg(&prog)
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let s = stats(&cap);
+        assert_eq!(num(&s, "combined_peak_bytes"), 26_094, "round {round}: {s}");
+    }
+}

@@ -284,6 +284,10 @@ unsafe fn spawn(
             )
         }
     };
+    if recording() {
+        // The aggregated series notes what this process holds as the child starts.
+        crate::aggregate::at_fork();
+    }
     // A child given an environment of its own is followed as one given the process's.
     let followed = FOLLOWED_CHILD_ENV.load(Ordering::Acquire);
     let rc = match (recording(), followed) {

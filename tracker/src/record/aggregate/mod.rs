@@ -885,7 +885,8 @@ pub fn finish() {
     s.write(tick, memtrace_format::aggregate::flags::FINAL);
 }
 
-/// Before a fork (ahead of every lock the fork takes): the series' window closes at the fork.
+/// Before a fork (ahead of every lock the fork takes) or a spawn: the series' window closes
+/// there, so that it holds what the parent held when the child began.
 pub fn at_fork() {
     // Not from a signal handler that interrupted this thread inside the tracker (a fork
     // there, or _Fork): the state may be half changed, and its lock held by this thread.
