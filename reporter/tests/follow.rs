@@ -423,3 +423,48 @@ fn a_poll_s_limit_keeps_the_merge_in_tick_order_across_polls() {
     assert_eq!(live.live_bytes(), 0);
     assert_eq!((live.peak().bytes, live.peak().allocations), (100, 1));
 }
+
+#[test]
+fn a_finished_capture_holding_fewer_records_than_its_trailer_counts_says_so_once() {
+    // A copy cut short keeps its trailer (its place is at the file's start) and loses chunks:
+    // `stats` said "truncated or damaged", the live view showed what was left as complete.
+    let mut chunk = Chunk::new();
+    chunk.malloc(10, 0x1000, 100).malloc(20, 0x2000, 200);
+    let build = |written: u64| {
+        let mut b = start();
+        let mut t = CaptureBuilder::new();
+        let trailer_at = t.trailer_with(&memtrace_format::record::Trailer {
+            end_mono_ns: 60,
+            end_tick: 60,
+            records_written: written,
+            records_dropped: 0,
+            flags: 0,
+            threads: 1,
+        });
+        b.events(1, 101, 0, &chunk);
+        let mut file = b.bytes();
+        let trailer = t.file[trailer_at..].to_vec();
+        file[trailer_at..trailer_at + trailer.len()].copy_from_slice(&trailer);
+        file
+    };
+    for (written, said) in [(2, false), (50, true)] {
+        let path = write_bytes("follow_cut", &build(written));
+        let mut live = Live::open(&path, true).expect("opens");
+        while live.poll().expect("poll").behind {}
+        live.poll().expect("poll");
+        assert!(live.finished());
+        assert_eq!(live.live_bytes(), 300);
+        let told: Vec<&String> = live
+            .analysis
+            .warnings
+            .iter()
+            .filter(|w| w.contains("truncated or damaged"))
+            .collect();
+        let expected = "capture is truncated or damaged: its chunks hold 2 of the 50 records the tracker wrote; showing what is left";
+        if said {
+            assert_eq!(told, vec![expected], "{:?}", live.analysis.warnings);
+        } else {
+            assert!(told.is_empty(), "{told:?}");
+        }
+    }
+}

@@ -887,7 +887,7 @@ subprocess.run([\"true\"], check=True)
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(
         err.lines().last(),
-        Some("memtrace: 2 child processes were not tracked; --follow-fork tracks them"),
+        Some("memtrace: 2 Python child processes were not tracked; --follow-fork tracks them"),
         "{err}"
     );
     assert!(family_files(&capture).is_empty(), "no child capture");

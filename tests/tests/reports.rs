@@ -400,3 +400,43 @@ fn without_path_a_program_is_found_where_execvp_looks() {
     assert!(out.status.success(), "{out:?}");
     assert!(cap.is_file());
 }
+
+/// A capture appended to itself (`cat a.bin a.bin > b.bin`): every chunk of the second copy
+/// is ignored, and said in one line (it was one line per chunk: 21 for a small capture, each
+/// report again); the figures are the capture's own.
+#[test]
+fn a_capture_appended_to_itself_reads_as_itself_with_one_warning() {
+    let dir = scratch("appended-to-itself");
+    let (cap, out) = track_script(
+        python(),
+        &dir,
+        "many.py",
+        "keep = [str(i) * 3 for i in range(300_000)]\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&cap).expect("read");
+    let twice = dir.join("twice.bin");
+    std::fs::write(&twice, [bytes.clone(), bytes].concat()).expect("write");
+    let once = stats(&cap);
+    let out = memtrace(&["stats", "--json", twice.to_str().expect("utf-8")], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let again: Value = serde_json::from_slice(&out.stdout).expect("json");
+    for key in [
+        "peak_bytes",
+        "total_allocations",
+        "total_bytes",
+        "leaked_bytes",
+    ] {
+        assert_eq!(again[key], once[key], "{key}");
+    }
+    // The text report says it on stderr (the JSON one in its warnings).
+    let text = memtrace(&["stats", twice.to_str().expect("utf-8")], &dir);
+    assert!(text.status.success(), "{text:?}");
+    let err = String::from_utf8_lossy(&text.stderr);
+    let copies: Vec<&str> = err.lines().filter(|l| l.contains("second cop")).collect();
+    assert_eq!(copies.len(), 1, "{err}");
+    assert!(
+        copies[0].contains("chunks that were second copies of others (the first at offset "),
+        "{err}"
+    );
+}

@@ -469,7 +469,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
     warnings.extend(report.warnings);
     if report.lost_records > 0 {
         warnings.push(format!(
-            "{} event records in damaged chunks could not be read: the figures leave them out",
+            "{} event records in damaged chunks could not be read: the figures leave them out (a lost free leaves its block live: the live and peak figures may be too high)",
             report.lost_records
         ));
     }

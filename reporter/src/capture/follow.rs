@@ -197,6 +197,10 @@ pub struct Follower {
     scratch: Vec<u8>,
     /// Each staging area's (thread serial, seq, record count), as this poll read it.
     staged_now: HashMap<u32, (u32, u32)>,
+    /// Records of the Events and Meta chunks read (the trailer counts those the tracker wrote).
+    records_found: u64,
+    /// The capture was said to hold fewer records than its trailer counts.
+    told_missing: bool,
 }
 
 impl Follower {
@@ -239,6 +243,8 @@ impl Follower {
             latest_pair: None,
             bytes_read: 0,
             scratch: Vec::new(),
+            records_found: 0,
+            told_missing: false,
             staged_now: HashMap::new(),
         })
     }
@@ -264,10 +270,29 @@ impl Follower {
             };
             self.deliver(t, &mut direct, &mut up)?;
             up.events = direct.events;
-            return Ok(up);
+        } else {
+            self.deliver_merged(&busy, sink, &mut up)?;
         }
-        self.deliver_merged(&busy, sink, &mut up)?;
+        self.check_complete(&mut up);
         Ok(up)
+    }
+
+    /// Once a finished capture is read to its end: says so when its chunks hold fewer records
+    /// than its trailer counts (a copy cut short keeps its trailer, at the file's start), as
+    /// the reports of a whole read do.
+    fn check_complete(&mut self, up: &mut Update) {
+        let Some(t) = &self.trailer else { return };
+        if self.told_missing || up.behind || !self.pending.is_empty() || self.hole.is_some() {
+            return;
+        }
+        if self.records_found < t.records_written {
+            self.told_missing = true;
+            up.warnings.push(format!(
+                "capture is truncated or damaged: its chunks hold {} of the {} records the \
+                 tracker wrote; showing what is left",
+                self.records_found, t.records_written
+            ));
+        }
     }
 
     /// Delivers the new events of the threads `busy` (several) into `sink`, merged by tick,
@@ -535,6 +560,7 @@ impl Follower {
                 let Some((entry, bytes)) = self.load(pos, header, up)? else {
                     return Ok(());
                 };
+                self.records_found += u64::from(header.record_count);
                 if header.kind == ChunkKind::Meta {
                     let chunk = decode_chunk(&bytes, &entry, 0);
                     if let Some(w) = chunk.warning {

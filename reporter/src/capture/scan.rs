@@ -422,16 +422,25 @@ fn scan_with(
     // Staging chunks superseded by an Events chunk of the same (thread, seq) are stale copies.
     let mut seen: HashSet<(u32, u32)> = HashSet::with_capacity(events.len());
     let mut chunks: Vec<ChunkEntry> = Vec::with_capacity(events.len() + staging.len());
+    // Chunks seen twice (a capture appended to itself has all of them): one line says so.
+    let mut second: Vec<usize> = Vec::new();
     for e in events {
         if seen.insert((e.header.thread_serial, e.header.seq)) {
             index.records_found += u64::from(e.header.record_count);
             chunks.push(e);
         } else {
-            index.warnings.push(format!(
-                "ignored a second chunk for thread {} seq {} at offset {}",
-                e.header.thread_serial, e.header.seq, e.offset
-            ));
+            second.push(e.offset);
         }
+    }
+    match second[..] {
+        [] => {}
+        [at] => index
+            .warnings
+            .push(format!("ignored a second copy of a chunk at offset {at}")),
+        [first, ..] => index.warnings.push(format!(
+            "ignored {} chunks that were second copies of others (the first at offset {first})",
+            second.len()
+        )),
     }
     for s in staging {
         if seen.insert((s.header.thread_serial, s.header.seq)) {

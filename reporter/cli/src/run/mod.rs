@@ -505,9 +505,13 @@ fn children_hint(capture: &Path, python_run: bool) {
     }
     match memtrace_reporter::family::python_children(capture, python_run) {
         0 => {}
-        1 => crate::say!("memtrace: 1 child process was not tracked; --follow-fork tracks it"),
+        1 => {
+            crate::say!("memtrace: 1 Python child process was not tracked; --follow-fork tracks it")
+        }
         n => {
-            crate::say!("memtrace: {n} child processes were not tracked; --follow-fork tracks them")
+            crate::say!(
+                "memtrace: {n} Python child processes were not tracked; --follow-fork tracks them"
+            )
         }
     }
 }
