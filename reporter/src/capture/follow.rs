@@ -19,6 +19,7 @@ mod decode_live;
 
 use super::decode::{decode_chunk, ChunkTables};
 use super::event::Event;
+use super::holes::NextData;
 use super::scan::ChunkEntry;
 use decode_live::{decode_into, EventOut};
 use hashbrown::HashMap;
@@ -510,11 +511,41 @@ impl Follower {
 
     /// The next valid chunk header within [`LOOKAHEAD`] bytes after `pos`.
     fn look_ahead(&mut self, pos: u64) -> io::Result<Option<u64>> {
+        let mut from = pos;
+        let mut first = CHUNK_ALIGN;
+        loop {
+            if let Some(at) = self.look_in_window(from, first)? {
+                return Ok(Some(at));
+            }
+            // A finished capture has all its chunks written: one past a longer stretch of
+            // zeros (a hole made by hand, a zeroed range) is looked for up to the file's end,
+            // the file system's holes jumped over, as a whole read does. Once: the chunk found
+            // moves the reading past the stretch.
+            if self.trailer.is_none() {
+                return Ok(None);
+            }
+            let next = from + LOOKAHEAD as u64;
+            if next >= self.file.metadata()?.len() {
+                return Ok(None);
+            }
+            let holes = super::holes::Holes::new(self.file.try_clone()?);
+            from = match holes.next_data(next as usize) {
+                NextData::None => return Ok(None),
+                NextData::At(at) => (at as u64).max(next) / CHUNK_ALIGN as u64 * CHUNK_ALIGN as u64,
+                NextData::Unknown => next,
+            };
+            first = 0;
+        }
+    }
+
+    /// The first chunk header in the window of [`LOOKAHEAD`] bytes from `pos`, at `first` or
+    /// after (`CHUNK_ALIGN` steps).
+    fn look_in_window(&mut self, pos: u64, first: usize) -> io::Result<Option<u64>> {
         let mut buf = std::mem::take(&mut self.scratch);
         let read = self.read(scratch_of(&mut buf, LOOKAHEAD + CHUNK_HEADER_LEN), pos);
         let found = read.map(|n| {
             let magic = memtrace_format::CHUNK_MAGIC.to_le_bytes();
-            let mut at = CHUNK_ALIGN;
+            let mut at = first;
             while at + CHUNK_HEADER_LEN <= n {
                 if buf[at..at + 4] == magic && ChunkHeader::decode(&buf[at..]).is_some() {
                     return Some(pos + at as u64);
@@ -695,7 +726,13 @@ impl Follower {
                     .map(|&(_, q)| q)
                     .min();
                 if let Some(q) = later {
-                    if !self.staging_has(serial, seq)? {
+                    let staged = self.staging_has(serial, seq)?;
+                    // In a finished capture a staging area that still holds it is its last
+                    // copy (the chunk itself was lost): its records, then the next chunk.
+                    if staged && self.trailer.is_some() {
+                        self.read_staging(t, out, up)?;
+                    }
+                    if !staged || self.trailer.is_some() {
                         let th = &mut self.threads[t];
                         th.next_seq = q;
                         th.done = 0;
