@@ -1808,3 +1808,62 @@ fn an_aggregated_parent_s_memory_through_its_spawned_child_s_life_counts() {
         assert_eq!(num(&s, "combined_peak_bytes"), 26_094, "round {round}: {s}");
     }
 }
+
+/// A followed child that execs a program the tracker cannot follow (statically linked, as a
+/// set-user-ID one): its row showed its first image's 0 figures under that image's command,
+/// with no mark, and the run named only the root's own execs. The row says what it exec'd,
+/// and the run says it too.
+#[test]
+fn a_child_s_exec_that_wrote_no_capture_is_named_in_its_row_and_by_the_run() {
+    let dir = scratch("family-child-exec-static");
+    let prog = memtrace_e2e::compile("child_execs", &dir);
+    let src = memtrace_e2e::workspace().join("tests/programs/static_hello.c");
+    let stat = dir.join("static_hello");
+    let built = Command::new("gcc")
+        .args(["-O0", "-static", "-o"])
+        .arg(&stat)
+        .arg(&src)
+        .output_watched();
+    assert!(built.status.success(), "{built:?}");
+    let cap = dir.join("cap.bin");
+    let out = Command::new(memtrace_e2e::memtrace_bin())
+        .args(["run", "-f", "--follow-fork", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .arg(&stat)
+        .current_dir(&dir)
+        .output_watched();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"static program ran\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("which wrote no capture"))
+        .collect();
+    assert_eq!(said.len(), 1, "{err}");
+    assert!(
+        said[0].starts_with("memtrace: child process ")
+            && said[0].contains(&format!(
+                "exec'd {}, which wrote no capture",
+                stat.display()
+            )),
+        "{err}"
+    );
+    let s = stats(&cap);
+    let rows = s["processes"].as_array().expect("a family");
+    assert_eq!(rows.len(), 2, "{s}");
+    assert_eq!(rows[0]["exec_without_capture"], Value::Null, "{s}");
+    assert_eq!(
+        rows[1]["exec_without_capture"].as_str(),
+        Some(stat.display().to_string().as_str()),
+        "{s}"
+    );
+    assert_eq!(num(&rows[1], "peak_bytes"), 2000, "{s}");
+    let text = memtrace_e2e::memtrace(&["stats", cap.to_str().expect("utf-8")], &dir);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("(then exec'd {}: no capture)", stat.display())),
+        "{text}"
+    );
+}

@@ -43,6 +43,9 @@ pub struct Process {
     /// Its parent's index in the family (None: the root). A pid may serve two processes of
     /// a run: the index tells them apart.
     pub parent: Option<usize>,
+    /// Its last image exec'd a program that wrote no capture (set-user-ID, static, or its
+    /// capture could not be written): that program's command. Its figures stop at the exec.
+    pub exec_without_capture: Option<String>,
 }
 
 impl Process {
@@ -208,6 +211,7 @@ fn discover_run(root: &Path, capture: &Capture, index: &scan::Index) -> Family {
         captures: Vec::new(),
         how: None,
         parent: None,
+        exec_without_capture: None,
     }];
     let mut queue = VecDeque::from([(0usize, root.to_path_buf())]);
     let mut copies = Vec::new();
@@ -261,6 +265,7 @@ fn discover_run(root: &Path, capture: &Capture, index: &scan::Index) -> Family {
                 captures: Vec::new(),
                 how: None,
                 parent: Some(parent),
+                exec_without_capture: None,
             });
             queue.push_back((processes.len() - 1, path));
         }
@@ -281,20 +286,31 @@ fn read_process(
     open: Option<(&Capture, &scan::Index)>,
 ) -> Vec<records::Child> {
     let mut found = Vec::new();
+    // The last image's exec, if it made one.
+    let last_exec;
     let images: Vec<PathBuf> = match open {
         Some((capture, index)) => {
             // The root as read: its chain goes on only if it exec'd.
             found.extend(records::children(capture.bytes(), index));
             let mut images = vec![first.to_path_buf()];
-            if let Some(next) = exec::of(first, capture.bytes(), index).map(|e| e.next) {
-                if next.is_file() {
-                    images.extend(exec::chain(&next).into_iter().map(|(p, _)| p));
+            let exec = exec::of(first, capture.bytes(), index);
+            match exec.as_ref().map(|e| e.next.clone()) {
+                Some(next) if next.is_file() => {
+                    let chain = exec::chain(&next);
+                    last_exec = chain.last().and_then(|(_, e)| e.clone());
+                    images.extend(chain.into_iter().map(|(p, _)| p));
                 }
+                _ => last_exec = exec,
             }
             images
         }
-        None => exec::chain(first).into_iter().map(|(p, _)| p).collect(),
+        None => {
+            let chain = exec::chain(first);
+            last_exec = chain.last().and_then(|(_, e)| e.clone());
+            chain.into_iter().map(|(p, _)| p).collect()
+        }
     };
+    p.exec_without_capture = last_exec.filter(|e| !e.next.is_file()).map(|e| e.command());
     for image in images.iter().skip(usize::from(open.is_some())) {
         let Ok(c) = Capture::open(image) else {
             continue;
@@ -336,6 +352,7 @@ fn recorded_child(r: &memtrace_format::family::ChildRecord, parent: usize) -> Pr
         captures: Vec::new(),
         how: Some(r.how),
         parent: Some(parent),
+        exec_without_capture: None,
     }
 }
 

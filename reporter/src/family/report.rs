@@ -35,6 +35,9 @@ pub struct ProcessRow {
     pub damaged: bool,
     /// Its captures, one per image.
     pub captures: Vec<String>,
+    /// The command of a program its last image exec'd that wrote no capture (set-user-ID,
+    /// static): its figures stop at that exec.
+    pub exec_without_capture: Option<String>,
     /// Depth in the tree (0: the root).
     #[serde(skip)]
     pub depth: usize,
@@ -123,6 +126,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
                 complete: mine.iter().all(|im| im.complete && im.error.is_none()),
                 damaged: mine.iter().any(|im| im.damaged),
                 captures: p.captures.iter().map(|c| c.display().to_string()).collect(),
+                exec_without_capture: p.exec_without_capture.clone(),
                 depth: 0,
             }
         })
@@ -220,6 +224,12 @@ pub fn render(r: &FamilyReport, out: &mut impl Write) -> io::Result<()> {
         } else if !p.complete {
             command.push_str("  (incomplete)");
         }
+        if let Some(program) = &p.exec_without_capture {
+            command.push_str(&format!(
+                "  (then exec'd {}: no capture)",
+                crate::report::visible::escape(program)
+            ));
+        }
         writeln!(
             out,
             "  {:<24} {:>8}  {:>11}  {:>11}  {:>12}  {}",
@@ -267,6 +277,7 @@ mod tests {
             complete: true,
             damaged: false,
             captures: Vec::new(),
+            exec_without_capture: None,
             depth: 0,
         }
     }

@@ -487,6 +487,14 @@ fn missing_children(capture: &Path) {
         );
     }
     for p in family.processes.iter().skip(1) {
+        // The root's own exec is said by the run (execs.rs).
+        if let Some(program) = &p.exec_without_capture {
+            crate::say!(
+                "memtrace: child process {} exec'd {}, which wrote no capture (its figures stop at the exec)",
+                p.pid,
+                memtrace_reporter::report::visible::escape(program)
+            );
+        }
         if !p.tracked() && p.how == Some(memtrace_format::family::how::FORK) {
             let path = memtrace_reporter::family::child_capture(capture, p.pid);
             crate::say!(
