@@ -246,3 +246,21 @@ fn pprof_is_not_written_to_a_terminal() {
         "memtrace: pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout\nstatus=1\n"
     );
 }
+
+/// `-o -` writes to stdout, as tools that take `-o` read it: it wrote a file named `-`.
+#[test]
+fn an_output_of_dash_is_stdout() {
+    let (dir, cap) = capture("export-dash");
+    for format in ["folded", "csv", "speedscope"] {
+        let to_stdout = exported(&cap, &["--format", format]);
+        let out = Command::new(memtrace_bin())
+            .arg("export")
+            .arg(&cap)
+            .args(["--format", format, "-o", "-"])
+            .current_dir(&dir)
+            .output_watched();
+        assert!(out.status.success(), "{format}: {out:?}");
+        assert_eq!(out.stdout, to_stdout, "{format}");
+        assert!(!dir.join("-").exists(), "{format}: a file named -");
+    }
+}

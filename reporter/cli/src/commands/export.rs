@@ -50,8 +50,8 @@ pub struct ExportArgs {
     /// The format to write
     #[arg(short = 'f', long, value_enum)]
     pub format: Format,
-    /// Write to this file instead of stdout (required for pprof on a terminal); an existing
-    /// file is replaced, except a capture
+    /// Write to this file instead of stdout (required for pprof on a terminal; `-` is
+    /// stdout); an existing file is replaced, except a capture
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
     /// Replace OUT even when it is a capture
@@ -99,7 +99,11 @@ fn pprof_meta(
 }
 
 /// Runs `memtrace export`.
-pub fn execute(args: ExportArgs) -> Result<(), String> {
+pub fn execute(mut args: ExportArgs) -> Result<(), String> {
+    // `-o -`: stdout, as tools that take -o read it (it wrote a file named `-`).
+    if args.output.as_deref() == Some(std::path::Path::new("-")) {
+        args.output = None;
+    }
     if args.format == Format::Pprof && args.output.is_none() && io::stdout().is_terminal() {
         return Err(
             "pprof is binary: write it to a file with -o OUT.pb.gz, or redirect stdout".into(),
