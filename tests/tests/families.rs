@@ -1807,6 +1807,14 @@ fn an_aggregated_parent_s_memory_through_its_spawned_child_s_life_counts() {
         let s = stats(&cap);
         assert_eq!(num(&s, "combined_peak_bytes"), 26_094, "round {round}: {s}");
     }
+    // The combined peak of aggregated captures says its resolution (it said nothing, and
+    // highs 30 ms apart read as one moment: 20 MiB for two 10 MiB spikes that never met).
+    let (_, warnings) = warned(&["stats", utf8(&dir.join("agg0.bin"))], &dir);
+    let said: Vec<&String> = warnings
+        .iter()
+        .filter(|w| w.contains("100 ms resolution"))
+        .collect();
+    assert_eq!(said.len(), 1, "{warnings:?}");
 }
 
 /// A followed child that execs a program the tracker cannot follow (statically linked, as a

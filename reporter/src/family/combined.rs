@@ -46,6 +46,8 @@ pub struct Image {
     /// Why it could not be read (then its figures are zero).
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    /// An aggregated capture (`--aggregate`): its series has a point per 100 ms window.
+    pub aggregated: bool,
 }
 
 /// The combined peak.
@@ -131,6 +133,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
         series,
         error: None,
         warnings: a.warnings.clone(),
+        aggregated: a.index.settings.aggregate,
     }
 }
 
@@ -162,6 +165,19 @@ fn cut_short_holding(img: &Image) -> bool {
 
 /// The line every report of a family's combined peak adds when processes were killed holding
 /// memory (None when none was): the sum counts their heaps only up to their last event.
+/// What every report of an aggregated family's combined peak says (once): its processes'
+/// series hold the highest point of each 100 ms, so highs closer than that are put together
+/// (or missed). None for a family of full captures, or of one process.
+pub fn resolution_note(images: &[Image]) -> Option<String> {
+    let processes: std::collections::BTreeSet<usize> = images.iter().map(|i| i.process).collect();
+    (processes.len() > 1 && images.iter().any(|i| i.aggregated)).then(|| {
+        "the combined peak of aggregated captures (--aggregate) is at their series' 100 ms \
+         resolution: highs of two processes less than 100 ms apart may be counted as one \
+         moment (the figure too high) or missed (too low)"
+            .to_string()
+    })
+}
+
 pub fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
     let mut pids: Vec<u32> = images
         .iter()

@@ -110,6 +110,7 @@ pub fn interactive_page(
         })
         .collect();
     warnings.extend(combined::killed_note(&family, &images));
+    warnings.extend(combined::resolution_note(&images));
     warnings.extend(family.warnings.iter().cloned());
     let mut kept = Vec::new();
     for p in parts {

@@ -142,6 +142,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
         }
     }
     warnings.extend(combined::killed_note(family, images));
+    warnings.extend(combined::resolution_note(images));
     for im in images.iter().filter(|im| im.process != 0) {
         if let Some(e) = &im.error {
             warnings.push(format!("{}: {e}", im.path.display()));
