@@ -264,3 +264,39 @@ fn an_output_of_dash_is_stdout() {
         assert!(!dir.join("-").exists(), "{format}: a file named -");
     }
 }
+
+/// `export --format csv | head -1`: the closed pipe made a CSV export fail ("cannot write the
+/// report: Broken pipe", status 1) where every other report ends quietly.
+#[test]
+fn a_csv_export_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = scratch("export-csv-pipe");
+    // Some 4,000 lines that each keep a list: a CSV far larger than a pipe's buffer.
+    let body: String = (0..4000)
+        .map(|i| format!("k.append([0] * {})\n", i + 1))
+        .collect();
+    let script = write(&dir, "lines.py", &format!("k = []\n{body}"));
+    let cap = dir.join("lines.bin");
+    let script_arg = script.to_string_lossy().into_owned();
+    let out = tracked(python(), &cap, &[&script_arg], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let mut child = Command::new(memtrace_bin())
+        .arg("export")
+        .arg(&cap)
+        .args(["--format", "csv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("export starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a line");
+    assert!(first.starts_with("location,"), "{first}");
+    // The read end is closed here (the reader dropped), as `head -1` does.
+    let out = child.wait_with_output().expect("export ends");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{out:?}");
+}

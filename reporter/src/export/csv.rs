@@ -38,7 +38,7 @@ pub fn write(sites: &Sites, live_counts_sampled: bool, out: &mut dyn Write) -> i
             .then_with(|| a.0.label.cmp(&b.0.label))
     });
     let mut w = ::csv::Writer::from_writer(out);
-    w.write_record(HEADER).map_err(io::Error::other)?;
+    w.write_record(HEADER).map_err(io_error)?;
     for (l, (live, allocated)) in rows {
         let line = l.line.map(|n| n.to_string()).unwrap_or_default();
         let live_count = super::live_objects(&allocated, &live, live_counts_sampled);
@@ -52,9 +52,17 @@ pub fn write(sites: &Sites, live_counts_sampled: bool, out: &mut dyn Write) -> i
             &allocated.bytes.to_string(),
             &allocated.count.to_string(),
         ])
-        .map_err(io::Error::other)?;
+        .map_err(io_error)?;
     }
     w.flush()
+}
+
+/// The I/O error inside a CSV one as it is (a closed pipe stays one: `| head` is fine).
+fn io_error(e: ::csv::Error) -> io::Error {
+    match e.into_kind() {
+        ::csv::ErrorKind::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    }
 }
 
 /// A name as a spreadsheet takes it as text: names come from the program (`co_name`, a file
