@@ -2441,3 +2441,37 @@ fn a_signal_handler_that_allocates_during_a_fork_never_hangs_the_program() {
         }
     }
 }
+
+/// A signal sent by name (`killall memtrace`, `pkill -f 'memtrace run'`) to memtrace in a
+/// script (not its group's leader): the process memtrace leaves in the group to tell a
+/// signal to the group from one to memtrace alone bore memtrace's name and command line, so
+/// it got the signal too, memtrace took it for the group's, and the program never got it
+/// (it ran on). That process goes by a name of its own.
+#[test]
+fn a_signal_sent_to_memtrace_by_name_reaches_the_program() {
+    let (dir, tmp) = dirs("signal-by-name");
+    let script = write(&dir, "count.py", &counter("TERM"));
+    let mt = memtrace_bin().display().to_string();
+    let line = format!(
+        "'{mt}' run -q -f -o byname.bin --python '{py}' '{script}' > out.txt & pid=$!; \
+         until grep -q ready out.txt; do sleep 0.02; done; \
+         for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ \"$p\" = \"$$\" ] && continue; \
+           case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in \"{mt} run\"*) kill -TERM $p;; esac; done; \
+         for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done; \
+         kill -KILL $pid 2>/dev/null; wait $pid; echo \"exit $?\" >> out.txt; cat out.txt",
+        py = python_str(),
+        script = script.display()
+    );
+    let out = Command::new("setsid")
+        .args(["-w", "sh", "-c", &line])
+        .current_dir(&dir)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::null())
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ready\ngot\nSIGTERM x1\nexit 0\n",
+        "{out:?}"
+    );
+}

@@ -8,7 +8,10 @@
 //!
 //! The sentinel is a fork of memtrace that only waits: it catches the signals memtrace passes
 //! on and reports each (its number and sender) on a pipe. It dies with memtrace (PR_SET_PDEATHSIG)
-//! and holds no descriptor but the pipe's, so nothing waits on it.
+//! and holds no descriptor but the pipe's, so nothing waits on it. It goes by a name of its
+//! own (`mt-sentinel`, its command line too): a signal sent by name (`killall memtrace`,
+//! `pkill -f 'memtrace run'`) reached memtrace and the sentinel alike, and memtrace took it for
+//! one the whole group got, so the program never got it.
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -49,11 +52,13 @@ pub fn start(signals: &[libc::c_int], group: libc::pid_t) -> bool {
     }
     // SAFETY: getpid only reads the process table.
     let parent = unsafe { libc::getpid() };
+    // Read before the fork: the child only writes over it.
+    let args = argument_area();
     // SAFETY: fork(2); the child runs only async-signal-safe calls (`wait_for_signals`) and
     // never returns from it.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        wait_for_signals(parent, group, fds[1], signals);
+        wait_for_signals(parent, group, fds[1], signals, args);
     }
     // SAFETY: descriptors this function made: the write end is the sentinel's alone.
     unsafe { libc::close(fds[1]) };
@@ -157,11 +162,28 @@ fn wait_for_signals(
     group: libc::pid_t,
     fd: libc::c_int,
     signals: &[libc::c_int],
+    args: Option<(usize, usize)>,
 ) -> ! {
     // SAFETY: async-signal-safe calls only (this runs in a fork of a process with threads):
-    // prctl, getppid, setpgid, dup2, close_range/close, sigaction, sigprocmask, pause, _exit.
+    // prctl, getppid, setpgid, dup2, close_range/close, sigaction, sigprocmask, pause, _exit,
+    // and stores into this process's own copy of its argument strings.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::prctl(
+            libc::PR_SET_NAME,
+            SENTINEL_NAME.as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if let Some((start, end)) = args {
+            // The command line (/proc/PID/cmdline) is read from here: the name, then zeros.
+            let area = core::slice::from_raw_parts_mut(start as *mut u8, end - start);
+            area.fill(0);
+            let name = SENTINEL_NAME.to_bytes();
+            let n = name.len().min(area.len().saturating_sub(1));
+            area[..n].copy_from_slice(&name[..n]);
+        }
         if libc::getppid() != parent || libc::setpgid(0, group) != 0 {
             libc::_exit(0);
         }
@@ -191,6 +213,20 @@ fn wait_for_signals(
             libc::pause();
         }
     }
+}
+
+/// The sentinel's process name and command line (see the top).
+const SENTINEL_NAME: &core::ffi::CStr = c"mt-sentinel";
+
+/// Where this process's argument strings lie (`/proc/self/stat`'s arg_start and arg_end), for
+/// the sentinel to write its name over; None when they cannot be read.
+fn argument_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields 48 and 49, counted from 1; the 3rd is the first after the command's ')'.
+    let mut after = stat.rsplit_once(')')?.1.split_whitespace().skip(48 - 3);
+    let start: usize = after.next()?.parse().ok()?;
+    let end: usize = after.next()?.parse().ok()?;
+    (start != 0 && end > start).then_some((start, end))
 }
 
 /// The sentinel's handler: the signal and its sender, in one write (atomic on a pipe).
