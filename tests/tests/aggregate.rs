@@ -312,6 +312,24 @@ fn a_killed_aggregated_run_shows_what_was_live_at_its_last_snapshot() {
     // The serving loop was seen, a few thousand times at most.
     let serving = at_line(&s["top_by_count"], 38).unwrap_or_else(|| panic!("{s}"));
     assert!(num(serving, "count") >= 100, "{serving}");
+    // The reports say the figures are the last snapshot's, and when it was taken (nothing
+    // said so: a kill of an idle program loses what it did just before going idle).
+    assert_eq!(cut_short_notes(&s), 1, "{s}");
+}
+
+/// The warnings of a `stats --json` that say an aggregated capture has no final snapshot and
+/// when its last one was taken.
+fn cut_short_notes(s: &Value) -> usize {
+    s["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|w| {
+            w.starts_with("aggregated capture without its final snapshot")
+                && w.contains("its last snapshot, taken at ")
+        })
+        .count()
 }
 
 #[test]
@@ -337,6 +355,8 @@ fn every_report_reads_an_aggregated_capture() {
         let out = memtrace(&args, &dir);
         assert!(out.status.success(), "{args:?}: {out:?}");
     }
+    // A finished run's capture has its final snapshot.
+    assert_eq!(cut_short_notes(&stats(&agg)), 0);
     // The report itself says so (a warning on stderr alone was lost with `stats > report.txt`),
     // and so does its JSON; a full capture's does not.
     let stats_text = memtrace(&["stats", c], &dir);

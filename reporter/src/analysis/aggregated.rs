@@ -25,6 +25,17 @@ pub fn note(python: bool) -> String {
     )
 }
 
+/// What an aggregated capture that has no final snapshot (its run was killed, or still runs)
+/// holds: its last snapshot's figures, taken `at_s` seconds into the run.
+pub fn cut_short(at_s: f64) -> String {
+    format!(
+        "aggregated capture without its final snapshot (the run was killed, or still runs): the \
+         figures are those of its last snapshot, taken at {at_s:.3} s; what changed after it is \
+         not in them (a snapshot is written every 2 s while the program allocates, and at its \
+         next allocation after a pause: changes made just before it went idle wait for it)"
+    )
+}
+
 /// The one line for a view an aggregated capture cannot give.
 pub fn unsupported(what: &str) -> String {
     format!(

@@ -415,6 +415,10 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         aggregate_warnings.extend(w);
         match sums {
             Some(a) => {
+                // Killed (no final snapshot): the figures stop at the last one written.
+                if a.head.flags & memtrace_format::aggregate::flags::FINAL == 0 {
+                    aggregate_warnings.push(aggregated::cut_short(clock.seconds(a.head.tick)));
+                }
                 let t = aggregated::apply(
                     &a,
                     &mut analyzer.totals,

@@ -90,9 +90,9 @@ pub struct RunArgs {
     /// Keep sums per stack and thread instead of every allocation: the capture grows with the
     /// stacks that change between snapshots and the run's length, not with the events (a
     /// program whose 100,000 stacks all keep changing writes some 1 MB a second); written out
-    /// every 2 seconds
-    /// and at each new high peak, so a kill loses at most the last seconds (for long runs;
-    /// temporary allocations are not recorded)
+    /// every 2 seconds while the program allocates and at each new high peak, so a kill loses
+    /// at most its last 2 seconds of allocating (an idle program writes at its next
+    /// allocation; for long runs; temporary allocations are not recorded)
     #[arg(long = "aggregate")]
     pub aggregate: bool,
     /// Show the live view (as `memtrace live`) while the program runs; the program's output
