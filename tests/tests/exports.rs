@@ -300,3 +300,49 @@ fn a_csv_export_into_a_closed_pipe_ends_quietly() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{out:?}");
 }
+
+/// A family's pprof at the combined peak: the processes that held nothing then were left
+/// out, and with them their allocations (alloc_space 6,150,601 of the run's 9,150,601).
+#[test]
+fn a_family_s_pprof_at_the_peak_keeps_every_process_s_allocations() {
+    let dir = scratch("export-family-idle");
+    let prog = memtrace_e2e::compile("family_idle_children", &dir);
+    let cap = dir.join("f.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "--follow-fork", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .current_dir(&dir)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let s = stats(&cap);
+    let processes = s["processes"].as_array().expect("a family");
+    assert_eq!(processes.len(), 4, "{s}");
+    let total: i64 = processes.iter().map(|p| num(p, "total_bytes")).sum();
+    // Each process's own capture counts its allocations.
+    let count: i64 = processes
+        .iter()
+        .flat_map(|p| p["captures"].as_array().expect("captures").clone())
+        .map(|c| {
+            num(
+                &stats(Path::new(c.as_str().expect("a path"))),
+                "total_allocations",
+            )
+        })
+        .sum();
+    let pb = dir.join("peak.pb.gz");
+    exported(
+        &cap,
+        &["--format", "pprof", "-o", pb.to_str().expect("utf-8")],
+    );
+    let mut raw = Vec::new();
+    GzDecoder::new(std::fs::File::open(&pb).expect("written"))
+        .read_to_end(&mut raw)
+        .expect("gzip");
+    let p = Profile::decode(raw.as_slice()).expect("a pprof profile");
+    let sum = |i: usize| p.sample.iter().map(|x| x.value[i]).sum::<i64>();
+    // alloc_objects, alloc_space, inuse_objects, inuse_space.
+    assert_eq!((sum(0), sum(1)), (count, total), "{s}");
+    assert_eq!(sum(3), num(&s, "combined_peak_bytes"), "{s}");
+}

@@ -270,10 +270,10 @@ pub struct FamilySites {
 
 /// The family's sites of `view` (None without tracked children).
 pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, String> {
-    let Some(c) = choose(root, view)? else {
+    let Some(mut c) = choose(root, view)? else {
         return Ok(None);
     };
-    let (per_image, warnings) = each_image(&c, view, |capture, a, selection| {
+    let of_image = |capture: &Capture, a: &analysis::Analysis, selection: &views::Selection| {
         let map = ModuleMap::new(a.tables.modules.clone(), &capture.header.exe);
         let mut resolver = StackResolver::new(&a.tables, Symbolizer::new(map));
         let sites = export::sites::sites(a, selection, &mut resolver, view.split_threads);
@@ -281,7 +281,30 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
             (sites, a.index.settings.clone()),
             resolver.symbolizer.warnings,
         )
-    });
+    };
+    let (mut per_image, mut warnings) = each_image(&c, view, of_image);
+    if view.view == View::Peak {
+        // The images that held nothing at the combined peak still made their allocations
+        // (pprof's alloc_space, the CSV's allocated bytes): they count with nothing live (they
+        // were left out, and their allocations with them).
+        let held = std::mem::take(&mut c.chosen);
+        c.chosen = (0..c.images.len())
+            .filter(|i| !held.contains(i) && c.images[*i].error.is_none())
+            .collect();
+        let (idle, said) = each_image(&c, view, of_image);
+        for (process, (mut list, settings)) in idle {
+            for s in &mut list.list {
+                s.live = Default::default();
+            }
+            per_image.push((process, (list, settings)));
+        }
+        for w in said {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+        c.chosen = held;
+    }
     let mut sites = Sites::default();
     let mut processes = Vec::new();
     // The children inherit the run's settings: the first image's.
