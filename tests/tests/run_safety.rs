@@ -2475,3 +2475,42 @@ fn a_signal_sent_to_memtrace_by_name_reaches_the_program() {
         "{out:?}"
     );
 }
+
+/// `-o` naming a symbolic link: one that leads nowhere was looked through (nothing there), so
+/// the program ran and the capture then could not be made ("File exists"); with `-f` the file
+/// a link led to was truncated and rewritten in place. Without `-f` a link is refused before
+/// the program starts; `-f` gives the name to a new file and leaves the link's file alone.
+#[test]
+fn a_capture_named_by_a_symbolic_link_never_writes_through_it() {
+    let (dir, _) = dirs("output-symlink");
+    std::fs::write(dir.join("target.txt"), "important\n").expect("write");
+    std::os::unix::fs::symlink("target.txt", dir.join("link.bin")).expect("link");
+    std::os::unix::fs::symlink("nowhere.bin", dir.join("dangling.bin")).expect("link");
+    for name in ["link.bin", "dangling.bin"] {
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-o", name, "--", "sh", "-c", "echo ran"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched();
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        assert_eq!(out.stdout, b"", "{name}: the program ran");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("memtrace: {name} already exists (use -f to overwrite it)\n")
+        );
+        let forced = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o", name, "--", "sh", "-c", "echo ran"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched();
+        assert_eq!(forced.status.code(), Some(0), "{name}: {forced:?}");
+        let meta = std::fs::symlink_metadata(dir.join(name)).expect("the capture");
+        assert!(meta.is_file(), "{name}: still a link");
+        assert!(stats(&dir.join(name))["total_allocations"].is_u64());
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("target.txt")).expect("read"),
+        "important\n"
+    );
+    assert!(!dir.join("nowhere.bin").exists());
+}

@@ -205,7 +205,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
                 )));
             }
             memtrace_reporter::output::check_capture_output(out).map_err(RunError)?;
-            if out.exists() && !args.force {
+            // The name itself: a symbolic link that leads nowhere is there too (the check
+            // looked through it, the program ran, and the capture could not be created).
+            if std::fs::symlink_metadata(out).is_ok() && !args.force {
                 return Err(RunError(format!(
                     "{} already exists (use -f to overwrite it)",
                     out.display()
@@ -222,7 +224,12 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
             // (set-user-ID, a loader error) writes no capture, and the old one stayed there
             // as if it were this run's. (The tracker makes a new file, never truncating one
             // another run may have mapped; unlinking leaves such a mapping whole.)
-            if args.force && std::fs::symlink_metadata(out).is_ok_and(|m| m.is_file()) {
+            // A symbolic link goes itself: -f gives the name to a new file (the file it led to
+            // was truncated and rewritten in place, under a name the user never gave).
+            if args.force
+                && std::fs::symlink_metadata(out)
+                    .is_ok_and(|m| m.is_file() || m.file_type().is_symlink())
+            {
                 let _ = std::fs::remove_file(out);
             }
             let dir = out
