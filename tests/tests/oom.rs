@@ -188,4 +188,14 @@ fn every_allocator_s_refused_request_is_listed_at_its_line() {
     .map(|&(k, l)| (k.to_string(), l))
     .collect();
     assert_eq!(failed, want, "{}", s["failed_requests"]);
+    // The last one's size overflows (it read 18446744073709551615 bytes).
+    let text = memtrace(&["stats", cap.to_str().unwrap()], &dir);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(
+        text.contains(
+            "Failed:       6 requests refused by the allocator, the last: more than 2^64 bytes \
+             (realloc: its size overflows) at main at "
+        ),
+        "{text}"
+    );
 }

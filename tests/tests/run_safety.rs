@@ -2514,3 +2514,39 @@ fn a_capture_named_by_a_symbolic_link_never_writes_through_it() {
     );
     assert!(!dir.join("nowhere.bin").exists());
 }
+
+/// A script whose `#!` line names an interpreter that is not there (a carriage return at its
+/// end, as a file saved with Windows line ends has): the kernel says ENOENT, and memtrace said
+/// "No such file or directory" of a script that is there.
+#[test]
+fn a_script_with_a_bad_interpreter_is_named_as_such() {
+    let (dir, _) = dirs("bad-interpreter");
+    std::fs::write(dir.join("crlf.sh"), "#!/bin/sh\r\necho hi\r\n").expect("write");
+    std::fs::write(dir.join("none.sh"), "#!/nonexistent/interp -x\necho hi\n").expect("write");
+    for (name, said) in [
+        (
+            "crlf.sh",
+            "bad interpreter \"/bin/sh\\r\" in its #! line (the line ends with a carriage return: the file has Windows line ends)",
+        ),
+        (
+            "none.sh",
+            "bad interpreter \"/nonexistent/interp\" in its #! line (no such file)",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-o", "x.bin"])
+            .arg(&path)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output_watched();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("memtrace: cannot run {}: {said}\n", path.display())
+        );
+        assert!(!dir.join("x.bin").exists());
+    }
+}

@@ -74,6 +74,12 @@ fn describe(err: &Error, sub: Option<&Command>) -> String {
                 .next()
                 .map(|s| format!(" (did you mean '{s}'?)"))
                 .unwrap_or_default();
+            // clap reads `-n -1`'s value as an option: say what it is.
+            if is_negative_number(&arg) {
+                return format!(
+                    "'{arg}' is a negative number: counts, depths, durations and pids are 0 or more"
+                );
+            }
             let what = if arg.starts_with('-') {
                 "unknown option"
             } else {
@@ -95,6 +101,12 @@ fn describe(err: &Error, sub: Option<&Command>) -> String {
         }
         _ => first_line(err),
     }
+}
+
+/// `-1`, `-2.5`: what clap takes for an option where a value was meant.
+fn is_negative_number(arg: &str) -> bool {
+    arg.strip_prefix('-')
+        .is_some_and(|d| d.parse::<f64>().is_ok() && d.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// clap's first line without its `error: ` and without a trailing colon.
@@ -203,7 +215,17 @@ fn command_of(line: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{bare, command_of};
+    use super::{bare, command_of, is_negative_number};
+
+    #[test]
+    fn negative_numbers_are_told_from_options() {
+        for n in ["-1", "-5", "-2.5", "-10"] {
+            assert!(is_negative_number(n), "{n}");
+        }
+        for o in ["-f", "--force", "-", "-n", "-1x", "--1", "-.5e"] {
+            assert!(!is_negative_number(o), "{o}");
+        }
+    }
 
     #[test]
     fn names_and_examples() {

@@ -109,6 +109,17 @@ fn man_prints_the_page_or_writes_one_per_command() {
     }
     let stats = std::fs::read_to_string(dir.join("memtrace-stats.1")).expect("stats page");
     assert!(stats.contains("\\-\\-full\\-paths"), "{stats}");
+    // The examples are kept line for line (they were refilled into paragraphs and hyphenated,
+    // under "EXTRA").
+    assert!(!page.contains(".SH EXTRA"), "{page}");
+    let examples = page
+        .split(".SH \"NOTES AND EXAMPLES\"\n")
+        .nth(1)
+        .expect("the examples' section");
+    assert!(
+        examples.contains(".nf\n  memtrace run ./myprog arg1 arg2     trace a program, write memtrace\\-myprog.<pid>.bin\n"),
+        "{examples}"
+    );
     let out = memtrace(&["man", "-d", "/nonexistent/memtrace-man"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(

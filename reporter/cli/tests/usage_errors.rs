@@ -100,3 +100,20 @@ fn an_unknown_option_or_command_is_named() {
          'memtrace --help')"
     );
 }
+
+/// A negative number where a count or a duration goes: clap reads it as an option, and the
+/// line said "unknown option '-1'".
+#[test]
+fn a_negative_number_is_named_as_one() {
+    for args in [
+        &["stats", "-n", "-1", "out.bin"][..],
+        &["tree", "--depth", "-1", "out.bin"],
+        &["attach", "--duration", "-1", "1234"],
+    ] {
+        let line = error_line(args);
+        assert!(
+            line.contains(": '-1' is a negative number: counts, depths, durations and pids are 0 or more; for example: "),
+            "{args:?}: {line}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 //! A SIGBUS anywhere else is left as it was (the default action).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Once;
 
 /// Captures noted at once (a diff reads two; a family a few more: the others go unnamed).
@@ -14,6 +14,8 @@ const SLOTS: usize = 8;
 const PATH_BYTES: usize = 512;
 
 struct Slot {
+    /// A map is noted here and not forgotten yet.
+    claimed: AtomicBool,
     start: AtomicUsize,
     len: AtomicUsize,
     path_len: AtomicUsize,
@@ -22,6 +24,7 @@ struct Slot {
 
 #[allow(clippy::declare_interior_mutable_const)]
 const EMPTY: Slot = Slot {
+    claimed: AtomicBool::new(false),
     start: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
     path_len: AtomicUsize::new(0),
@@ -36,8 +39,16 @@ static INSTALL: Once = Once::new();
 /// the file.
 pub fn note(path: &Path, start: *const u8, len: usize) {
     INSTALL.call_once(install);
-    let i = NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS;
+    // A free slot first (one whose map was forgotten): a family's captures read one after
+    // another took the slot of the root's, still read, whose faults then went unnamed.
+    let free = SLOTS_IN_USE.iter().position(|s| {
+        s.claimed
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    });
+    let i = free.unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed) % SLOTS);
     let slot = &SLOTS_IN_USE[i];
+    slot.claimed.store(true, Ordering::Relaxed);
     // Unpublished while the path is written.
     slot.len.store(0, Ordering::Release);
     let bytes = path.as_os_str().as_encoded_bytes();
@@ -57,6 +68,7 @@ pub fn forget(start: *const u8) {
     for slot in &SLOTS_IN_USE {
         if slot.start.load(Ordering::Relaxed) == start as usize {
             slot.len.store(0, Ordering::Release);
+            slot.claimed.store(false, Ordering::Release);
         }
     }
 }

@@ -59,18 +59,23 @@ pub fn header_lines(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
             .stack
             .first()
             .map_or("an unknown place".to_string(), |f| f.label.clone());
+        // A request whose size overflows (calloc's count times size) is kept as the largest.
+        let asked = match last.bytes {
+            u64::MAX => format!(
+                "more than 2^64 bytes ({}: its size overflows)",
+                last.allocator
+            ),
+            b => format!("{} ({b} bytes, {})", size(b), last.allocator),
+        };
         writeln!(
             out,
-            "Failed:       {} refused by the allocator{}: {} ({} bytes, {}) at {place}, at {:.3} s",
+            "Failed:       {} refused by the allocator{}: {asked} at {place}, at {:.3} s",
             if n == 1 {
                 "1 request".to_string()
             } else {
                 format!("{n} requests")
             },
             if n == 1 { "" } else { ", the last" },
-            size(last.bytes),
-            last.bytes,
-            last.allocator,
             last.time_s
         )?;
     }

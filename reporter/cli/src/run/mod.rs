@@ -148,7 +148,36 @@ fn spawn_error(program: &Path, e: &std::io::Error) -> String {
             program.display()
         );
     }
+    if e.kind() == std::io::ErrorKind::NotFound {
+        if let Some(interpreter) = missing_interpreter(program) {
+            // The kernel says ENOENT for the interpreter of a `#!` line, not the file.
+            return format!(
+                "cannot run {}: bad interpreter {interpreter:?} in its #! line{}",
+                program.display(),
+                if interpreter.ends_with('\r') {
+                    " (the line ends with a carriage return: the file has Windows line ends)"
+                } else {
+                    " (no such file)"
+                }
+            );
+        }
+    }
     format!("cannot run {}: {e}", program.display())
+}
+
+/// The interpreter a script's `#!` line names when that file does not exist.
+fn missing_interpreter(program: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let text = String::from_utf8_lossy(line);
+    let interpreter = text
+        .trim_start_matches([' ', '\t'])
+        .split([' ', '\t'])
+        .next()?;
+    (!interpreter.is_empty() && !Path::new(interpreter).exists()).then(|| interpreter.to_string())
 }
 
 /// Whether files can be made in `dir` (a read-only file system, no write permission): asked
