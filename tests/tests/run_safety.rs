@@ -2446,7 +2446,8 @@ fn a_signal_handler_that_allocates_during_a_fork_never_hangs_the_program() {
 /// script (not its group's leader): the process memtrace leaves in the group to tell a
 /// signal to the group from one to memtrace alone bore memtrace's name and command line, so
 /// it got the signal too, memtrace took it for the group's, and the program never got it
-/// (it ran on). That process goes by a name of its own.
+/// (it ran on). That process goes by a name of its own. (Only this test's memtrace is named:
+/// the other tests' run beside it.)
 #[test]
 fn a_signal_sent_to_memtrace_by_name_reaches_the_program() {
     let (dir, tmp) = dirs("signal-by-name");
@@ -2456,7 +2457,7 @@ fn a_signal_sent_to_memtrace_by_name_reaches_the_program() {
         "'{mt}' run -q -f -o byname.bin --python '{py}' '{script}' > out.txt & pid=$!; \
          until grep -q ready out.txt; do sleep 0.02; done; \
          for d in /proc/[0-9]*; do p=${{d#/proc/}}; [ \"$p\" = \"$$\" ] && continue; \
-           case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in \"{mt} run\"*) kill -TERM $p;; esac; done; \
+           case \"$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)\" in \"{mt} run -q -f -o byname.bin \"*) kill -TERM $p;; esac; done; \
          for i in $(seq 200); do kill -0 $pid 2>/dev/null || break; sleep 0.05; done; \
          kill -KILL $pid 2>/dev/null; wait $pid; echo \"exit $?\" >> out.txt; cat out.txt",
         py = python_str(),
