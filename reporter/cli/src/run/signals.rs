@@ -68,8 +68,26 @@ struct State {
     program: Option<libc::pid_t>,
     /// The program has ended: nothing is sent to its pid any more.
     ended: bool,
-    /// Signals that came while there was no program to take them.
-    held: Vec<libc::c_int>,
+    /// Signals that came while there was no program to take them, with their information
+    /// (a sigqueue's value and sender go on with them).
+    held: Vec<Held>,
+}
+
+/// A signal's information, kept as its bytes until the program is known (the struct holds a
+/// pointer, which a thread may not hand to another).
+#[derive(Clone, Copy)]
+struct Held([u8; std::mem::size_of::<libc::siginfo_t>()]);
+
+impl Held {
+    fn of(info: &libc::siginfo_t) -> Held {
+        // SAFETY: siginfo_t is plain data (integers and a pointer-sized union), read whole.
+        Held(unsafe { std::mem::transmute_copy(info) })
+    }
+
+    fn info(&self) -> libc::siginfo_t {
+        // SAFETY: the bytes of a siginfo_t (`of`), read back unaligned.
+        unsafe { std::mem::transmute_copy(&self.0) }
+    }
 }
 
 pub struct Forwarder {
@@ -119,8 +137,10 @@ impl Forwarder {
     pub fn forward_to(&self, pid: u32) {
         let mut state = lock(&self.state);
         state.program = Some(pid as libc::pid_t);
-        for sig in std::mem::take(&mut state.held) {
-            send(pid as libc::pid_t, sig);
+        // As they came: one queued before memtrace knew the program's pid (the program may be
+        // quicker to start than memtrace to note it) reached it as a plain kill from memtrace.
+        for held in std::mem::take(&mut state.held) {
+            send_as(pid as libc::pid_t, &held.info());
         }
     }
 
@@ -129,13 +149,13 @@ impl Forwarder {
     /// default effect on memtrace.
     pub fn finish(mut self) {
         let held = self.stop();
-        for sig in held {
+        for h in held {
             // SAFETY: raise(3) of a plain signal number, whose disposition is now the default.
-            unsafe { libc::raise(sig) };
+            unsafe { libc::raise(h.info().si_signo) };
         }
     }
 
-    fn stop(&mut self) -> Vec<libc::c_int> {
+    fn stop(&mut self) -> Vec<Held> {
         lock(&self.state).ended = true;
         // Behind signal-hook's back (it never uninstalls its handler, which would swallow the
         // signals): nothing in memtrace registers these signals again after a run.
@@ -182,7 +202,7 @@ fn pass_on(shared: &Mutex<State>, info: &libc::siginfo_t) {
         match state.program {
             Some(pid) if !state.ended => pid,
             _ => {
-                state.held.push(info.si_signo);
+                state.held.push(Held::of(info));
                 return;
             }
         }
