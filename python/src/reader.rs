@@ -219,24 +219,23 @@ impl FileReader {
         threshold: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Records> {
         self.check_open()?;
+        // As `--temporary-threshold` takes it (0 was read as 1, 2**63 accepted; a negative
+        // number or one past 64 bits was an OverflowError).
         let threshold = match threshold {
+            None => 1,
             Some(t) if !t.is_instance_of::<pyo3::types::PyInt>() => {
                 return Err(pyo3::exceptions::PyTypeError::new_err(
                     "threshold must be an int (allocations made between one and its free)",
                 ))
             }
-            Some(t) => t.clone(),
-            None => 1i64.into_pyobject(py)?.into_any(),
-        };
-        // As `--temporary-threshold` takes it (0 was read as 1, 2**63 accepted; a negative
-        // number or one past 64 bits was an OverflowError).
-        let threshold = match threshold.extract::<i64>() {
-            Ok(n) if (1..=1_000_000).contains(&n) => n as usize,
-            _ => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "threshold must be from 1 to 1000000 (allocations made between one and its free), not {threshold}"
-                )))
-            }
+            Some(t) => match t.extract::<i64>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n as usize,
+                _ => {
+                    return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                        "threshold must be from 1 to 1000000 (allocations made between one and its free), not {t}"
+                    )))
+                }
+            },
         };
         let s = &self.shared;
         aggregated_lacks(s, "temporary allocations")?;

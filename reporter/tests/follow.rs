@@ -460,7 +460,7 @@ fn a_finished_capture_holding_fewer_records_than_its_trailer_counts_says_so_once
             .iter()
             .filter(|w| w.contains("truncated or damaged"))
             .collect();
-        let expected = "capture is truncated or damaged: its chunks hold 2 of the 50 records the tracker wrote; showing what is left";
+        let expected = "capture is truncated or damaged: its chunks hold 2 of the 50 records the tracker wrote; reporting what is left";
         if said {
             assert_eq!(told, vec![expected], "{:?}", live.analysis.warnings);
         } else {

@@ -1796,13 +1796,16 @@ fn an_aggregated_parent_s_memory_through_its_spawned_child_s_life_counts() {
     let prog = memtrace_e2e::compile("spawn_holding", &dir);
     for round in 0..4 {
         let cap = dir.join(format!("agg{round}.bin"));
-        let out = Command::new(memtrace_e2e::memtrace_bin())
-            .args(["run", "-q", "-f", "--follow-fork", "--aggregate", "-o"])
-            .arg(&cap)
-            .arg("--")
-            .arg(&prog)
-            .current_dir(&dir)
-            .output_watched();
+        let words = [
+            "run",
+            "-q",
+            "-f",
+            "--follow-fork",
+            "--aggregate",
+            "-o",
+            utf8(&cap),
+        ];
+        let out = memtrace_e2e::memtrace(&[&words[..], &["--", utf8(&prog)]].concat(), &dir);
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         let s = stats(&cap);
         assert_eq!(num(&s, "combined_peak_bytes"), 26_094, "round {round}: {s}");
@@ -1834,14 +1837,8 @@ fn a_child_s_exec_that_wrote_no_capture_is_named_in_its_row_and_by_the_run() {
         .output_watched();
     assert!(built.status.success(), "{built:?}");
     let cap = dir.join("cap.bin");
-    let out = Command::new(memtrace_e2e::memtrace_bin())
-        .args(["run", "-f", "--follow-fork", "-o"])
-        .arg(&cap)
-        .arg("--")
-        .arg(&prog)
-        .arg(&stat)
-        .current_dir(&dir)
-        .output_watched();
+    let words = ["run", "-f", "--follow-fork", "-o", utf8(&cap), "--"];
+    let out = memtrace_e2e::memtrace(&[&words[..], &[utf8(&prog), utf8(&stat)]].concat(), &dir);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, b"static program ran\n");
     let err = String::from_utf8_lossy(&out.stderr);

@@ -2487,23 +2487,24 @@ fn a_capture_named_by_a_symbolic_link_never_writes_through_it() {
     std::fs::write(dir.join("target.txt"), "important\n").expect("write");
     std::os::unix::fs::symlink("target.txt", dir.join("link.bin")).expect("link");
     std::os::unix::fs::symlink("nowhere.bin", dir.join("dangling.bin")).expect("link");
-    for name in ["link.bin", "dangling.bin"] {
-        let out = Command::new(memtrace_bin())
-            .args(["run", "-q", "-o", name, "--", "sh", "-c", "echo ran"])
+    let run = |extra: &[&str], name: &str| {
+        Command::new(memtrace_bin())
+            .args(["run", "-q"])
+            .args(extra)
+            .args(["-o", name, "--", "sh", "-c", "echo ran"])
             .current_dir(&dir)
             .stdin(Stdio::null())
-            .output_watched();
+            .output_watched()
+    };
+    for name in ["link.bin", "dangling.bin"] {
+        let out = run(&[], name);
         assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
         assert_eq!(out.stdout, b"", "{name}: the program ran");
         assert_eq!(
             String::from_utf8_lossy(&out.stderr),
             format!("memtrace: {name} already exists (use -f to overwrite it)\n")
         );
-        let forced = Command::new(memtrace_bin())
-            .args(["run", "-q", "-f", "-o", name, "--", "sh", "-c", "echo ran"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output_watched();
+        let forced = run(&["-f"], name);
         assert_eq!(forced.status.code(), Some(0), "{name}: {forced:?}");
         let meta = std::fs::symlink_metadata(dir.join(name)).expect("the capture");
         assert!(meta.is_file(), "{name}: still a link");

@@ -288,10 +288,9 @@ impl Follower {
         }
         if self.records_found < t.records_written {
             self.told_missing = true;
-            up.warnings.push(format!(
-                "capture is truncated or damaged: its chunks hold {} of the {} records the \
-                 tracker wrote; showing what is left",
-                self.records_found, t.records_written
+            up.warnings.push(super::scan::records_missing_note(
+                self.records_found,
+                t.records_written,
             ));
         }
     }
@@ -511,30 +510,32 @@ impl Follower {
 
     /// The next valid chunk header within [`LOOKAHEAD`] bytes after `pos`.
     fn look_ahead(&mut self, pos: u64) -> io::Result<Option<u64>> {
+        if let Some(at) = self.look_in_window(pos, CHUNK_ALIGN)? {
+            return Ok(Some(at));
+        }
+        // A finished capture has all its chunks written: one past a longer stretch of zeros (a
+        // hole made by hand, a zeroed range) is looked for up to the file's end, the file
+        // system's holes jumped over, as a whole read does. Once: the chunk found moves the
+        // reading past the stretch.
+        if self.trailer.is_none() {
+            return Ok(None);
+        }
+        let len = self.file.metadata()?.len();
+        let holes = super::holes::Holes::new(self.file.try_clone()?);
         let mut from = pos;
-        let mut first = CHUNK_ALIGN;
         loop {
-            if let Some(at) = self.look_in_window(from, first)? {
-                return Ok(Some(at));
-            }
-            // A finished capture has all its chunks written: one past a longer stretch of
-            // zeros (a hole made by hand, a zeroed range) is looked for up to the file's end,
-            // the file system's holes jumped over, as a whole read does. Once: the chunk found
-            // moves the reading past the stretch.
-            if self.trailer.is_none() {
-                return Ok(None);
-            }
             let next = from + LOOKAHEAD as u64;
-            if next >= self.file.metadata()?.len() {
+            if next >= len {
                 return Ok(None);
             }
-            let holes = super::holes::Holes::new(self.file.try_clone()?);
             from = match holes.next_data(next as usize) {
                 NextData::None => return Ok(None),
                 NextData::At(at) => (at as u64).max(next) / CHUNK_ALIGN as u64 * CHUNK_ALIGN as u64,
                 NextData::Unknown => next,
             };
-            first = 0;
+            if let Some(at) = self.look_in_window(from, 0)? {
+                return Ok(Some(at));
+            }
         }
     }
 

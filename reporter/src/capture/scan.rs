@@ -533,13 +533,20 @@ fn scan_with(
     if let Some(written) = index.records_missing() {
         // The trailer's place is at the start of the file: a copy cut short (a partial copy, a
         // full disk) keeps it and loses chunks after the cut, whole ones included.
-        index.warnings.push(format!(
-            "capture is truncated or damaged: its chunks hold {} of the {} records the tracker \
-             wrote; reporting what is left",
-            index.records_found, written
-        ));
+        index
+            .warnings
+            .push(records_missing_note(index.records_found, written));
     }
     index
+}
+
+/// What a report of a capture whose chunks hold `found` of the `written` records its trailer
+/// counts says (a copy cut short keeps its trailer: the trailer's place is at the file's start).
+pub fn records_missing_note(found: u64, written: u64) -> String {
+    format!(
+        "capture is truncated or damaged: its chunks hold {found} of the {written} records the \
+         tracker wrote; reporting what is left"
+    )
 }
 
 /// A raw Meta chunk: bounded by the file alone.

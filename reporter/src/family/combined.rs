@@ -163,12 +163,18 @@ fn cut_short_holding(img: &Image) -> bool {
     !img.complete && !img.damaged && img.series.last().is_some_and(|p| p.1 > 0)
 }
 
-/// The line every report of a family's combined peak adds when processes were killed holding
-/// memory (None when none was): the sum counts their heaps only up to their last event.
-/// What every report of an aggregated family's combined peak says (once): its processes'
-/// series hold the highest point of each 100 ms, so highs closer than that are put together
-/// (or missed). None for a family of full captures, or of one process.
-pub fn resolution_note(images: &[Image]) -> Option<String> {
+/// What every report of a family's combined peak says of it (each line once): processes
+/// killed holding memory ([`killed_note`]), and an aggregated family's resolution.
+pub fn notes(family: &Family, images: &[Image]) -> impl Iterator<Item = String> {
+    killed_note(family, images)
+        .into_iter()
+        .chain(resolution_note(images))
+}
+
+/// An aggregated family's processes' series hold the highest point of each 100 ms, so highs
+/// closer than that are put together (or missed). None for a family of full captures, or of
+/// one process.
+fn resolution_note(images: &[Image]) -> Option<String> {
     let processes: std::collections::BTreeSet<usize> = images.iter().map(|i| i.process).collect();
     (processes.len() > 1 && images.iter().any(|i| i.aggregated)).then(|| {
         "the combined peak of aggregated captures (--aggregate) is at their series' 100 ms \
@@ -178,7 +184,9 @@ pub fn resolution_note(images: &[Image]) -> Option<String> {
     })
 }
 
-pub fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
+/// The line every report of a family's combined peak adds when processes were killed holding
+/// memory (None when none was): the sum counts their heaps only up to their last event.
+fn killed_note(family: &Family, images: &[Image]) -> Option<String> {
     let mut pids: Vec<u32> = images
         .iter()
         .filter(|img| cut_short_holding(img))

@@ -109,8 +109,7 @@ pub fn interactive_page(
                 .map(|e| format!("{}: {e}", im.path.display()))
         })
         .collect();
-    warnings.extend(combined::killed_note(&family, &images));
-    warnings.extend(combined::resolution_note(&images));
+    warnings.extend(combined::notes(&family, &images));
     warnings.extend(family.warnings.iter().cloned());
     let mut kept = Vec::new();
     for p in parts {

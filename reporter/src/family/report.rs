@@ -141,8 +141,7 @@ pub fn assemble(family: &Family, images: &[Image]) -> FamilyReport {
             warnings.push(format!("process {} {}", p.pid, family.no_capture_reason(p)));
         }
     }
-    warnings.extend(combined::killed_note(family, images));
-    warnings.extend(combined::resolution_note(images));
+    warnings.extend(combined::notes(family, images));
     for im in images.iter().filter(|im| im.process != 0) {
         if let Some(e) = &im.error {
             warnings.push(format!("{}: {e}", im.path.display()));

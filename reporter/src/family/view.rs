@@ -204,8 +204,7 @@ fn each_image<T: Send>(
         }
     }
     if c.peak_at.is_some() {
-        warnings.extend(combined::killed_note(&c.family, &c.images));
-        warnings.extend(combined::resolution_note(&c.images));
+        warnings.extend(combined::notes(&c.family, &c.images));
     }
     warnings.extend(c.family.warnings.iter().cloned());
     (out, warnings)

@@ -355,29 +355,68 @@ pub fn fallocate(fd: c_int, mode: c_int, offset: u64, len: u64) -> Result<(), c_
     result(unsafe { libc::syscall(libc::SYS_fallocate, fd, mode, offset, len) }).map(|_| ())
 }
 
+/// Every signal but glibc's two internal ones (32, cancellation; 33, set*id across threads:
+/// glibc never blocks them, and a thread calling setuid waits for each thread to take its 33).
+/// SIGKILL and SIGSTOP stay deliverable: the kernel says so.
+const ALL_SIGNALS: u64 = !((1 << 31) | (1 << 32));
+
+/// Blocks every signal on this thread ([`ALL_SIGNALS`]); the mask before (the kernel's 64-bit
+/// set), None when the call failed.
+pub fn block_signals() -> Option<u64> {
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask with two 8-byte sets this frame owns, of the kernel's size.
+    let r = unsafe {
+        raw_syscall(
+            libc::SYS_rt_sigprocmask,
+            [
+                libc::SIG_BLOCK as usize,
+                &ALL_SIGNALS as *const u64 as usize,
+                &mut old as *mut u64 as usize,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+    (r == 0).then_some(old)
+}
+
+/// Puts back a mask [`block_signals`] gave on this thread.
+pub fn set_signal_mask(mask: u64) {
+    // SAFETY: rt_sigprocmask with an 8-byte set this frame owns and no old set.
+    unsafe {
+        raw_syscall(
+            libc::SYS_rt_sigprocmask,
+            [
+                libc::SIG_SETMASK as usize,
+                &mask as *const u64 as usize,
+                0,
+                8,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
 /// Keeps this thread's signals blocked while it lives (the mask before comes back at its end).
 pub struct SignalsBlocked {
-    old: libc::sigset_t,
+    old: Option<u64>,
 }
 
 impl SignalsBlocked {
     pub fn new() -> SignalsBlocked {
-        // SAFETY: zeroed sigset_t values are valid; sigfillset fills `all`, pthread_sigmask only
-        // reads it and writes `old` (SIGKILL and SIGSTOP stay deliverable: the kernel says so).
-        unsafe {
-            let mut all: libc::sigset_t = core::mem::zeroed();
-            let mut old: libc::sigset_t = core::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-            SignalsBlocked { old }
+        SignalsBlocked {
+            old: block_signals(),
         }
     }
 }
 
 impl Drop for SignalsBlocked {
     fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new` on this thread.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+        if let Some(m) = self.old {
+            set_signal_mask(m);
+        }
     }
 }
 

@@ -15,37 +15,13 @@ static SAVED: AtomicU64 = AtomicU64::new(0);
 /// `SAVED` holds a mask to put back.
 static HELD: AtomicBool = AtomicBool::new(false);
 
-/// Every signal but glibc's two internal ones (32, cancellation; 33, set*id across threads:
-/// glibc never blocks them, and a thread calling setuid waits for each thread to take its 33).
-const ALL: u64 = !((1 << 31) | (1 << 32));
-
-/// rt_sigprocmask(how, set, old) on this thread with the kernel's 8-byte sets; the mask before.
-fn sigprocmask(how: libc::c_int, set: u64) -> Option<u64> {
-    let mut old: u64 = 0;
-    // SAFETY: rt_sigprocmask with two 8-byte sets this frame owns, of the kernel's size.
-    let r = unsafe {
-        sys::raw_syscall(
-            libc::SYS_rt_sigprocmask,
-            [
-                how as usize,
-                &set as *const u64 as usize,
-                &mut old as *mut u64 as usize,
-                8,
-                0,
-                0,
-            ],
-        )
-    };
-    (r == 0).then_some(old)
-}
-
 /// Blocks the signals on this thread, before the fork handlers take their first lock: the
 /// mask before, for [`keep`] (None when nothing was changed: sandboxed, or the call failed).
 pub fn block() -> Option<u64> {
     if sys::sandboxed() {
         return None;
     }
-    sigprocmask(libc::SIG_BLOCK, ALL)
+    sys::block_signals()
 }
 
 /// Keeps the mask `block` returned, once the fork's locks are held.
@@ -66,6 +42,6 @@ pub fn taken() -> Option<u64> {
 /// Puts back the mask `taken` gave, after the last lock was let go.
 pub fn restore(mask: Option<u64>) {
     if let Some(m) = mask {
-        let _ = sigprocmask(libc::SIG_SETMASK, m);
+        sys::set_signal_mask(m);
     }
 }
