@@ -46,6 +46,14 @@ fn peak(cap: &Path) -> i64 {
     num(&stats(cap), "peak_bytes")
 }
 
+/// Now, as nanoseconds since the epoch (pprof's `time_nanos`).
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_nanos() as i64
+}
+
 #[test]
 fn folded_stacks_name_the_site_with_its_bytes() {
     let (dir, cap) = capture("export-folded");
@@ -116,7 +124,9 @@ fn speedscope_samples_weigh_the_peak() {
 
 #[test]
 fn pprof_decodes_with_the_four_sample_types() {
+    let before = now_ns();
     let (dir, cap) = capture("export-pprof");
+    let after = now_ns();
     let out = dir.join("known.pb.gz");
     let path = out.to_string_lossy().into_owned();
     exported(&cap, &["--format", "pprof", "-o", &path]);
@@ -168,6 +178,13 @@ fn pprof_decodes_with_the_four_sample_types() {
     assert_eq!(known[0].location_id.len(), 3);
     let inuse: i64 = p.sample.iter().map(|x| x.value[3]).sum();
     assert_eq!(inuse, peak(&cap));
+    // When the run was (it was 0: a profile of 1970 to a profiling service).
+    assert!(
+        (before..=after).contains(&p.time_nanos),
+        "{} not in {before}..={after}",
+        p.time_nanos
+    );
+    assert!(p.duration_nanos > 0 && p.duration_nanos <= after - before);
 }
 
 #[test]
@@ -308,6 +325,7 @@ fn a_family_s_pprof_at_the_peak_keeps_every_process_s_allocations() {
     let dir = scratch("export-family-idle");
     let prog = memtrace_e2e::compile("family_idle_children", &dir);
     let cap = dir.join("f.bin");
+    let before = now_ns();
     let out = Command::new(memtrace_bin())
         .args(["run", "-q", "-f", "--follow-fork", "-o"])
         .arg(&cap)
@@ -315,6 +333,7 @@ fn a_family_s_pprof_at_the_peak_keeps_every_process_s_allocations() {
         .arg(&prog)
         .current_dir(&dir)
         .output_watched();
+    let after = now_ns();
     assert!(out.status.success(), "{out:?}");
     let s = stats(&cap);
     let processes = s["processes"].as_array().expect("a family");
@@ -345,4 +364,6 @@ fn a_family_s_pprof_at_the_peak_keeps_every_process_s_allocations() {
     // alloc_objects, alloc_space, inuse_objects, inuse_space.
     assert_eq!((sum(0), sum(1)), (count, total), "{s}");
     assert_eq!(sum(3), num(&s, "combined_peak_bytes"), "{s}");
+    // The root's start.
+    assert!((before..=after).contains(&p.time_nanos), "{}", p.time_nanos);
 }

@@ -29,6 +29,8 @@ pub struct Image {
     /// Index of its process in the family.
     pub process: usize,
     pub start_mono_ns: u64,
+    /// The wall-clock time of the start (ns since the epoch, 0 when the header has none).
+    pub start_realtime_ns: u64,
     pub end_mono_ns: u64,
     pub peak_bytes: u64,
     pub total_bytes: u64,
@@ -121,6 +123,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
         path,
         process,
         start_mono_ns: start,
+        start_realtime_ns: capture.header.start_realtime_ns,
         end_mono_ns: end,
         peak_bytes: a.replay.peak.bytes,
         total_bytes: a.totals.allocs.bytes,

@@ -265,6 +265,8 @@ pub struct FamilySites {
     pub warnings: Vec<String>,
     /// From the root's start to the last process's end.
     pub duration_ns: i64,
+    /// The wall-clock time of the first process's start (ns since the epoch).
+    pub start_realtime_ns: i64,
 }
 
 /// The family's sites of `view` (None without tracked children).
@@ -325,7 +327,9 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         .iter()
         .fold((0, 0), |(b, n), s| (b + s.live.bytes, n + s.live.count));
     let title = title(&c, view, live);
-    let start = c.images.iter().map(|i| i.start_mono_ns).min().unwrap_or(0);
+    let first = c.images.iter().min_by_key(|i| i.start_mono_ns);
+    let start = first.map_or(0, |i| i.start_mono_ns);
+    let start_realtime_ns = first.map_or(0, |i| i.start_realtime_ns) as i64;
     let end = c
         .images
         .iter()
@@ -339,6 +343,7 @@ pub fn sites(root: &Path, view: &ViewOptions) -> Result<Option<FamilySites>, Str
         title,
         warnings,
         duration_ns: end.saturating_sub(start) as i64,
+        start_realtime_ns,
     }))
 }
 

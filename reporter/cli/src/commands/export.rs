@@ -122,7 +122,9 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
         }
         _ => None,
     };
-    let (sites, name, duration_ns, meta) = match family {
+    // The profile's time and length: pprof's time_nanos (when the run started, UTC) and
+    // duration_nanos.
+    let (sites, name, timing, meta) = match family {
         // A family: each site's outermost frame is its process (`pid 123: python3 x.py`).
         Some(f) => {
             view_args::warn(&f.warnings);
@@ -143,7 +145,7 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
                     })
                     .collect(),
             );
-            (f.sites, name, f.duration_ns, meta)
+            (f.sites, name, (f.start_realtime_ns, f.duration_ns), meta)
         }
         None => {
             let file = args.view.capture(&args.file)?;
@@ -161,7 +163,9 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
                 views::title(&analysis, &selection)
             );
             let meta = pprof_meta(&analysis.index.settings, &analysis.warnings, Vec::new());
-            (sites, name, (analysis.duration_s() * 1e9) as i64, meta)
+            let start = capture.header.start_realtime_ns as i64;
+            let duration = (analysis.duration_s() * 1e9) as i64;
+            (sites, name, (start, duration), meta)
         }
     };
     match &args.output {
@@ -169,7 +173,7 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
             let file =
                 File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             let mut out = Visible::with(io::BufWriter::new(file), data_style(args.format, false));
-            write(args.format, &sites, &name, duration_ns, &meta, &mut out)
+            write(args.format, &sites, &name, timing, &meta, &mut out)
                 .and_then(|()| out.flush())
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))
         }
@@ -181,7 +185,7 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
                 data_style(args.format, terminal),
             );
             view_args::written(
-                write(args.format, &sites, &name, duration_ns, &meta, &mut out)
+                write(args.format, &sites, &name, timing, &meta, &mut out)
                     .and_then(|()| out.flush()),
             )
         }
@@ -203,14 +207,14 @@ fn write(
     format: Format,
     sites: &Sites,
     name: &str,
-    duration_ns: i64,
+    (time_ns, duration_ns): (i64, i64),
     meta: &export::pprof::Meta,
     out: &mut dyn Write,
 ) -> io::Result<()> {
     match format {
         Format::Folded => export::folded::write(sites, out),
         Format::Speedscope => export::speedscope::write(sites, name, out),
-        Format::Pprof => export::pprof::write(sites, 0, duration_ns, meta, out),
+        Format::Pprof => export::pprof::write(sites, time_ns, duration_ns, meta, out),
         Format::Csv => export::csv::write(sites, meta.live_counts_sampled, out),
     }
 }
