@@ -211,6 +211,12 @@ impl Callers {
         self.leaves.iter().map(|&l| cut[l as usize]).collect()
     }
 
+    /// Whether `node`, the cut of group `group` (in the order added), is that group's own
+    /// stack whole: its leaf node, above the depth bound (a chain cut at the bound is not).
+    pub fn is_whole(&self, group: usize, node: u32) -> bool {
+        self.leaves.get(group) == Some(&node) && self.depth[node as usize] < self.max_depth
+    }
+
     /// The frame ids from the thread's root down to `node` (outermost first).
     pub fn chain(&self, node: u32) -> Vec<u64> {
         let mut out = Vec::new();

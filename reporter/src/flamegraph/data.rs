@@ -299,10 +299,10 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
     let totals = [tp, tl, tt, ta];
     let mut other_groups = others(&analysis.tables, left, totals, CHANGE_BUDGET - used);
     // Of every thread at once at the root when that would not fit.
-    let other_changes: usize = other_groups.iter().map(|g| g.2.changes).sum();
+    let other_changes: usize = other_groups.iter().map(|g| g.3.changes).sum();
     if used + other_changes > CHANGE_BUDGET && other_groups.len() > 1 {
-        let all = merge(other_groups.into_iter().map(|g| g.2).collect());
-        other_groups = vec![(Vec::new(), -1, all)];
+        let all = merge(other_groups.into_iter().map(|g| g.3).collect());
+        other_groups = vec![(Vec::new(), Tail::Other, -1, all)];
     }
     let mut frames = Frames::new(capture, analysis);
     let mut out_groups = Vec::with_capacity(kept.len() + other_groups.len());
@@ -310,8 +310,8 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
         let s = frames.stack(*stack);
         out_groups.push(group(s, *thread as i64, acc));
     }
-    for (chain, t, acc) in &other_groups {
-        let s = frames.other_under(chain);
+    for (chain, tail, t, acc) in &other_groups {
+        let s = frames.other_under(chain, *tail);
         out_groups.push(group(s, *t, acc));
     }
     let clock = &analysis.clock;
@@ -392,16 +392,29 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
     }
 }
 
+/// What an "other" frame of merged groups has below it on the page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Tail {
+    /// Nothing: the merged groups' own frames are too small to show.
+    Other,
+    /// The innermost frame (frame id) the merged groups share, when that location holds a
+    /// share of some view: a line reached from thousands of small stacks (callers, recursion
+    /// depths) is still a location of its own in the table, the search and the inverted view.
+    OtherThen(u64),
+    /// No "other" frame: the caller chain is the groups' whole stack.
+    Whole,
+}
+
 /// The groups not kept on their own, merged under their callers ([`super::callers`]): (the
-/// caller chain's frame ids, the thread, the merged sums). The chains are cut higher until at
-/// most [`MAX_OTHERS`] of them and `room` values of the time buckets are used; at worst each
-/// thread's merged groups sit at its root.
+/// caller chain's frame ids, what comes below it, the thread, the merged sums). The chains
+/// are cut higher until at most [`MAX_OTHERS`] of them and `room` values of the time buckets
+/// are used; at worst each thread's merged groups sit at its root.
 fn others(
     tables: &Tables,
     left: Vec<((u64, u32), Acc)>,
     totals: [f64; 4],
     room: usize,
-) -> Vec<(Vec<u64>, i64, Acc)> {
+) -> Vec<(Vec<u64>, Tail, i64, Acc)> {
     let mut callers = Callers::new(MAX_OTHER_DEPTH);
     if tables.frame_view == FrameView::Merged {
         // At most every stack id of the table, once per thread that uses it: mostly once.
@@ -411,6 +424,9 @@ fn others(
             max_id,
         );
     }
+    // Each group's innermost frame id (None: no frame), and the views' bytes of each.
+    let mut leaves: Vec<Option<u64>> = Vec::with_capacity(left.len());
+    let mut by_leaf: HashMap<u64, [u64; 4]> = HashMap::new();
     for ((stack, thread), acc) in &left {
         let views = [
             acc.peak.bytes,
@@ -418,18 +434,36 @@ fn others(
             acc.temp.bytes,
             acc.all.bytes,
         ];
-        if tables.frame_view == FrameView::Merged {
+        let leaf = if tables.frame_view == FrameView::Merged {
             // Every frame shown: the stack table's chains are the callers.
             let link = |id: u64| tables.stacks.get(&id).copied();
             callers.add_stack(*thread, *stack, views, MAX_DEPTH, link);
+            tables.stacks.get(stack).map(|&(_, frame)| frame)
         } else {
-            callers.add_frames(*thread, &tables.shown_frame_ids(*stack), views);
+            let frames = tables.shown_frame_ids(*stack);
+            callers.add_frames(*thread, &frames, views);
+            frames.last().copied()
+        };
+        if let Some(l) = leaf {
+            let sum = by_leaf.entry(l).or_default();
+            for (s, v) in sum.iter_mut().zip(views) {
+                *s += v;
+            }
         }
+        leaves.push(leaf);
     }
+    let shown_leaf = |leaf: Option<u64>| {
+        leaf.filter(|l| {
+            by_leaf
+                .get(l)
+                .is_some_and(|v| (0..4).any(|i| v[i] as f64 / totals[i] >= MIN_SHARE))
+        })
+    };
     let mut threshold = MIN_SHARE;
     let cuts = loop {
         let cuts = callers.cuts(totals, threshold);
-        let fits = merged_values(&cuts, &left) <= room
+        let keys: Vec<(u32, Tail)> = cuts.iter().map(|&n| (n, Tail::Other)).collect();
+        let fits = merged_values(&keys, &left) <= room
             && cuts.iter().collect::<hashbrown::HashSet<_>>().len() <= MAX_OTHERS;
         // Above 1, no caller qualifies: the thread's root.
         if fits || threshold > 1.0 {
@@ -437,17 +471,35 @@ fn others(
         }
         threshold *= 4.0;
     };
-    let mut by_cut: BTreeMap<u32, (i64, Vec<Acc>)> = BTreeMap::new();
-    for (n, ((_, thread), acc)) in cuts.into_iter().zip(left) {
-        by_cut
-            .entry(n)
+    let tail = |i: usize, n: u32, keep_leaf: bool| match shown_leaf(leaves[i]) {
+        _ if callers.is_whole(i, n) => Tail::Whole,
+        Some(l) if keep_leaf => Tail::OtherThen(l),
+        _ => Tail::Other,
+    };
+    let mut keys: Vec<(u32, Tail)> = cuts
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (n, tail(i, n, true)))
+        .collect();
+    // The locations kept below "other" split its values: without them when they do not fit.
+    if merged_values(&keys, &left) > room {
+        keys = cuts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, tail(i, n, false)))
+            .collect();
+    }
+    let mut by_key: BTreeMap<(u32, Tail), (i64, Vec<Acc>)> = BTreeMap::new();
+    for (key, ((_, thread), acc)) in keys.into_iter().zip(left) {
+        by_key
+            .entry(key)
             .or_insert((thread as i64, Vec::new()))
             .1
             .push(acc);
     }
-    by_cut
+    by_key
         .into_iter()
-        .map(|(n, (thread, accs))| (callers.chain(n), thread, merge(accs)))
+        .map(|((n, tail), (thread, accs))| (callers.chain(n), tail, thread, merge(accs)))
         .collect()
 }
 
@@ -456,10 +508,10 @@ fn others(
 /// at most one per (bucket of allocation, bucket) whatever the groups merged there ([`merge`]).
 /// (Summing the groups' own counts gave the same total at every cut: past the room, every
 /// group went to the thread's root.)
-fn merged_values(cuts: &[u32], left: &[((u64, u32), Acc)]) -> usize {
-    let mut histories: hashbrown::HashSet<(u32, u32)> = hashbrown::HashSet::new();
-    let mut values: hashbrown::HashSet<(u32, u32, u32)> = hashbrown::HashSet::new();
-    for (&n, (_, acc)) in cuts.iter().zip(left) {
+fn merged_values(keys: &[(u32, Tail)], left: &[((u64, u32), Acc)]) -> usize {
+    let mut histories: hashbrown::HashSet<((u32, Tail), u32)> = hashbrown::HashSet::new();
+    let mut values: hashbrown::HashSet<((u32, Tail), u32, u32)> = hashbrown::HashSet::new();
+    for (&n, (_, acc)) in keys.iter().zip(left) {
         for (&a, h) in &acc.live {
             histories.insert((n, a));
             values.extend(h.iter().map(|&(b, _, _)| (n, a, b)));
@@ -626,10 +678,17 @@ impl<'a> Frames<'a> {
     }
 
     /// The page's index of a stack: the frames of the caller chain `chain` (frame ids,
-    /// outermost first), then "other".
-    fn other_under(&mut self, chain: &[u64]) -> u32 {
+    /// outermost first), then "other" and what `tail` keeps below it.
+    fn other_under(&mut self, chain: &[u64], tail: Tail) -> u32 {
         let mut out = self.resolve(chain);
-        out.push(self.intern(OTHER.to_string(), kind::OTHER, None, None));
+        match tail {
+            Tail::Whole if !out.is_empty() => {}
+            Tail::OtherThen(leaf) => {
+                out.push(self.intern(OTHER.to_string(), kind::OTHER, None, None));
+                out.extend(self.resolve(&[leaf]));
+            }
+            _ => out.push(self.intern(OTHER.to_string(), kind::OTHER, None, None)),
+        }
         self.stacks.push(out);
         (self.stacks.len() - 1) as u32
     }
