@@ -27,6 +27,22 @@ fn malloc_and_free_counts_and_bytes() {
     assert_eq!(d.get("leaked_allocations"), 0);
 }
 
+/// The allocation functions looked up in the C library's own handle (ctypes'
+/// `CDLL("libc.so.6")`): they were the C library's own, unseen, and a block freed through the
+/// handle's `free` stayed live.
+#[test]
+fn functions_looked_up_in_the_c_library_s_handle_are_recorded() {
+    let dir = scratch("libc-handle");
+    let prog = compile("libc_handle", &dir);
+    let d = Delta::of(&dir, &prog, &["use"]);
+    assert_eq!(d.get("total_allocations"), 5);
+    assert_eq!(d.get("total_bytes"), 21_000_000);
+    assert_eq!(d.get("total_frees"), 4);
+    assert_eq!(d.get("peak_bytes"), 12_000_000);
+    assert_eq!(d.get("leaked_bytes"), 5_000_000);
+    assert_eq!(d.get("leaked_allocations"), 1);
+}
+
 #[test]
 fn leaks_are_live_at_exit() {
     let (dir, prog) = setup("leak");

@@ -335,6 +335,38 @@ fn every_way_a_stack_changes_is_placed_exactly() {
     }
 }
 
+/// ctypes' `CDLL("libc.so.6")` looks `malloc` and `free` up in the C library's handle: they
+/// were the C library's own, and the 30 MB block was on no line.
+const CTYPES_LIBC: &str = "\
+import ctypes
+libc = ctypes.CDLL('libc.so.6')
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def grab():
+    return libc.malloc(30_000_000)
+kept = grab()
+gone = libc.malloc(20_000_000)
+libc.free(gone)
+";
+
+#[test]
+fn ctypes_calls_of_the_c_library_s_malloc_and_free_are_recorded() {
+    let dir = scratch("py-ctypes-libc");
+    let s = run_script(python(), &dir, "ctypes_libc.py", CTYPES_LIBC, &[]);
+    let at = |function: &str, line: i64| {
+        location(&s, "top_by_size", function, line)
+            .map(|l| num(l, "bytes"))
+            .unwrap_or_else(|| panic!("no {function}:{line} in {s}"))
+    };
+    // The block and the int object ctypes returns for its address.
+    assert!((30_000_000..30_001_000).contains(&at("grab", 7)), "{s}");
+    assert!((20_000_000..20_001_000).contains(&at("<module>", 9)), "{s}");
+    // The block freed through the handle's free is not live at exit; the kept one is.
+    let leaked = num(&s, "leaked_bytes");
+    assert!((30_000_000..31_000_000).contains(&leaked), "{leaked}");
+}
+
 #[test]
 fn small_objects_are_each_an_allocation() {
     // 50,000 objects of one line, each its own pymalloc allocation (itertools.repeat makes no

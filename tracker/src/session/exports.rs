@@ -334,7 +334,9 @@ pub unsafe extern "C" fn dlopen(file: *const c_char, mode: c_int) -> *mut c_void
 
 /// dlsym(3): goes on to the C library's by a jump (RTLD_NEXT is found from the return address,
 /// left in place). Only when a deep-bound dlopen is pending (or at the first call) does it call
-/// `before_dlsym` first: a program reaches what it loaded through dlsym.
+/// `before_dlsym` first: a program reaches what it loaded through dlsym. A lookup in a
+/// library's own handle (neither RTLD_DEFAULT nor RTLD_NEXT: no caller's address needed) goes
+/// to `dlsym_in_handle`, which gives the hooks for the functions they stand for.
 ///
 /// # Safety
 /// Same contract as the C library's dlsym.
@@ -344,6 +346,12 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
     #[cfg(target_arch = "x86_64")]
     core::arch::naked_asm!(
         ".cfi_startproc",
+        "test rdi, rdi",
+        "jz 1f",
+        "cmp rdi, -1",
+        "je 1f",
+        "jmp {in_handle}",
+        "1:",
         "cmp byte ptr [rip + {pending}], 0",
         "jne 2f",
         "mov rax, qword ptr [rip + {next}]",
@@ -373,9 +381,15 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
         pending = sym crate::session::inprocess::deepbind::PENDING,
         next = sym crate::session::inprocess::deepbind::NEXT_DLSYM,
         before = sym crate::session::inprocess::deepbind::before_dlsym,
+        in_handle = sym crate::session::inprocess::handle_dlsym::dlsym_in_handle,
     );
     #[cfg(target_arch = "aarch64")]
     core::arch::naked_asm!(
+        "cbz x0, 1f",
+        "cmn x0, #1",
+        "b.eq 1f",
+        "b {in_handle}",
+        "1:",
         "stp x0, x1, [sp, #-32]!",
         "str x30, [sp, #16]",
         "bl {before}",
@@ -388,6 +402,7 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
         "mov x0, #0",
         "ret",
         before = sym crate::session::inprocess::deepbind::before_dlsym,
+        in_handle = sym crate::session::inprocess::handle_dlsym::dlsym_in_handle,
     );
 }
 

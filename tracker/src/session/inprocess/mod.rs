@@ -17,6 +17,7 @@
 
 pub mod deepbind;
 mod got;
+pub mod handle_dlsym;
 mod known;
 mod loader;
 mod relocated;

@@ -58,7 +58,7 @@ pub fn get() -> &'static Targets {
 /// This library's own definition of `name`: taking the address of an exported function in
 /// Rust goes through the GOT, which names the global definition (the C library's, when the
 /// tracker is not preloaded), so the hooks are looked up in this library's handle.
-fn own(name: &core::ffi::CStr) -> usize {
+pub(super) fn own(name: &core::ffi::CStr) -> usize {
     static HANDLE: OnceLock<usize> = OnceLock::new();
     let handle = *HANDLE.get_or_init(|| {
         // SAFETY: dladdr fills `info` for an address of this library; dlopen with RTLD_NOLOAD
