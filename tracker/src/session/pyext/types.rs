@@ -2,7 +2,10 @@
 //! objects, written as object-types records (memtrace_format::objects) in Meta chunks, so that
 //! the reporter can give each block live at exit the type of the object in it.
 //!
-//! The walk starts from `gc.get_objects()` and follows every object's referents through its
+//! The walk starts from the objects the collector tracks (`PyUnstable_GC_VisitObjects` from
+//! 3.12; `gc.get_objects()` before, whose audit event the program's hooks see on 3.10 and 3.11
+//! only; gc's functions are called from its definition, never imported: the program's import
+//! hooks and finders saw an import of gc) and follows every object's referents through its
 //! type's `tp_traverse`, as pympler does, so that objects outside the collector's lists
 //! (strings, bytes, ints, floats, untracked tuples and dicts) are found too; each object is
 //! taken once. It runs with the thread's re-entrancy flag set: what it allocates (the list,
@@ -240,32 +243,19 @@ pub fn record_live_objects(api: &Api, session: &SessionApi) {
 
 /// Every live object found, by type object.
 fn walk(api: &Api, session: &SessionApi) -> Option<HashMap<usize, Vec<u64>, Fast>> {
-    // SAFETY: the GIL is held; new references, each released below.
-    let (list, frozen) = unsafe {
-        let gc = (session.import_module)(c"gc".as_ptr());
-        if gc.is_null() {
-            (api.err_clear)();
-            return None;
-        }
-        let list = call(api, session, gc, c"get_objects");
-        let frozen = call(api, session, gc, c"get_freeze_count");
-        (api.dec_ref)(gc);
-        let none_frozen = !frozen.is_null() && (session.object_is_true)(frozen) == 0;
-        if !frozen.is_null() {
-            (api.dec_ref)(frozen);
+    let gc = gc_functions(api, session)?;
+    // SAFETY: the GIL is held; the gc module's own function, a new reference released here.
+    let frozen = unsafe {
+        let count = gc.call(api, session, c"get_freeze_count");
+        let none_frozen = !count.is_null() && (session.object_is_true)(count) == 0;
+        if !count.is_null() {
+            (api.dec_ref)(count);
         }
         (api.err_clear)();
-        if list.is_null() {
-            return None;
-        }
-        (list, !none_frozen)
+        !none_frozen
     };
-    // SAFETY: `list` is the list gc.get_objects returned: its size and item array are read
-    // as CPython lays out a PyListObject; nothing runs that could change it meanwhile.
-    let listed = unsafe {
-        let n = word(list as usize + LIST_SIZE);
-        core::slice::from_raw_parts(word(list as usize + LIST_ITEMS) as *const usize, n)
-    };
+    let tracked = Tracked::list(api, session, &gc)?;
+    let listed = tracked.objects();
     let mut w = Walk {
         seen: HashSet::default(),
         pending: Vec::new(),
@@ -285,54 +275,178 @@ fn walk(api: &Api, session: &SessionApi) -> Option<HashMap<usize, Vec<u64>, Fast
     } else {
         w.seen.reserve(listed.len() * 2);
         // The list itself is the walk's, not the program's.
-        w.seen.insert(list as usize);
+        if let Tracked::List(list) = tracked {
+            w.seen.insert(list as usize);
+        }
         w.pending
             .extend(listed.iter().filter(|&&o| w.seen.insert(o)));
         drain(&mut w, &mut by_type);
     }
-    // SAFETY: the reference gc.get_objects returned.
-    unsafe { (api.dec_ref)(list) };
+    tracked.release(api);
     Some(by_type)
 }
 
-/// `gc.NAME()` as the gc module defines it (the program may have replaced the module's
-/// attribute: its own function must not run here): a new reference, or null (with the error
-/// set, or when the module is not one with such a function).
-///
-/// # Safety
-/// The GIL must be held; `gc` is what importing gc gave.
-unsafe fn call(
-    api: &Api,
-    session: &SessionApi,
-    gc: *mut Object,
-    name: &core::ffi::CStr,
-) -> *mut Object {
-    let Some(get_def) = module_get_def() else {
-        return core::ptr::null_mut();
-    };
-    // SAFETY: the caller's promise. PyModule_GetDef gives the definition of a module object
-    // made from one (null otherwise, with a TypeError set for an object that is not a
-    // module); its method table ends with an entry whose name is null.
-    unsafe {
-        let def = get_def(gc) as usize;
-        if def == 0 {
-            return core::ptr::null_mut();
+/// The objects the collector tracks, as the walk starts from them.
+enum Tracked {
+    /// What `gc.get_objects()` returned (3.10, 3.11): a new reference.
+    List(*mut Object),
+    /// What `PyUnstable_GC_VisitObjects` gave (3.12 on): no list, no audit event.
+    Visited(Vec<usize>),
+}
+
+type VisitObjects = unsafe extern "C" fn(Visit, *mut c_void);
+
+impl Tracked {
+    fn list(api: &Api, session: &SessionApi, gc: &GcFunctions) -> Option<Tracked> {
+        if let Some(visit_objects) = func_opt(c"PyUnstable_GC_VisitObjects") {
+            // SAFETY: the CPython function of this name and signature; the GIL is held. The
+            // callback only pushes each object's address.
+            let visit_objects =
+                unsafe { core::mem::transmute::<usize, VisitObjects>(visit_objects) };
+            let mut found: Vec<usize> = Vec::new();
+            // SAFETY: as above: `collect` gets `found` back as its argument.
+            unsafe { visit_objects(collect, &mut found as *mut Vec<usize> as *mut c_void) };
+            return Some(Tracked::Visited(found));
         }
-        let mut method = word(def + MODULE_DEF_METHODS);
-        while method != 0 && word(method) != 0 {
-            let ml_name = core::ffi::CStr::from_ptr(word(method) as *const c_char);
-            if ml_name == name {
-                let f = (session.cfunction_new)(method as *mut c_void, gc, core::ptr::null_mut());
-                if f.is_null() {
-                    return f;
-                }
-                let r = (session.call_no_args)(f);
-                (api.dec_ref)(f);
-                return r;
+        // SAFETY: the GIL is held; the gc module's own function.
+        let list = unsafe { gc.call(api, session, c"get_objects") };
+        // SAFETY: clearing the error of a failed call, if any.
+        unsafe { (api.err_clear)() };
+        (!list.is_null()).then_some(Tracked::List(list))
+    }
+
+    fn objects(&self) -> &[usize] {
+        match self {
+            // SAFETY: `list` is the list gc.get_objects returned: its size and item array are
+            // read as CPython lays out a PyListObject; nothing runs that could change it
+            // meanwhile.
+            Tracked::List(list) => unsafe {
+                let n = word(*list as usize + LIST_SIZE);
+                core::slice::from_raw_parts(word(*list as usize + LIST_ITEMS) as *const usize, n)
+            },
+            Tracked::Visited(found) => found,
+        }
+    }
+
+    fn release(self, api: &Api) {
+        if let Tracked::List(list) = self {
+            // SAFETY: the reference gc.get_objects returned; the GIL is held.
+            unsafe { (api.dec_ref)(list) };
+        }
+    }
+}
+
+/// `PyUnstable_GC_VisitObjects`' callback: notes the object and goes on.
+unsafe extern "C" fn collect(o: *mut Object, found: *mut c_void) -> c_int {
+    // SAFETY: `found` is the Vec `Tracked::list` passed, alive for the whole visit.
+    unsafe { (*(found as *mut Vec<usize>)).push(o as usize) };
+    1
+}
+
+/// A CPython symbol's address, None when this Python has none.
+fn func_opt(name: &core::ffi::CStr) -> Option<usize> {
+    crate::python::api::sym(name).map(|p| p as usize)
+}
+
+/// The gc module's functions, called from its definition: that of the module the program
+/// imported, else the definition `PyInit_gc` gives (never an import: the program's import
+/// hooks and finders would see one), else (a Python that does not export it) an import.
+struct GcFunctions {
+    /// The PyModuleDef.
+    def: usize,
+    /// The module (a new reference), or null when the definition came from `PyInit_gc`.
+    module: *mut Object,
+}
+
+impl Drop for GcFunctions {
+    fn drop(&mut self) {
+        if !self.module.is_null() {
+            if let Some(api) = crate::python::api::get() {
+                // SAFETY: the reference taken in `gc_functions`; the GIL is still held.
+                unsafe { (api.dec_ref)(self.module) };
             }
-            method += METHOD_DEF_SIZE;
         }
-        core::ptr::null_mut()
+    }
+}
+
+fn gc_functions(api: &Api, session: &SessionApi) -> Option<GcFunctions> {
+    let get_def = module_get_def()?;
+    // SAFETY: the GIL is held; `imported` gives a borrowed reference (taken here) or null.
+    let module = unsafe {
+        let m = super::session_api::imported(session, c"gc");
+        if !m.is_null() {
+            (session.inc_ref)(m);
+        }
+        m
+    };
+    if !module.is_null() {
+        // SAFETY: a module object (null def, and a TypeError, for one that is not).
+        let def = unsafe { get_def(module) } as usize;
+        // SAFETY: clearing that TypeError, if any.
+        unsafe { (api.err_clear)() };
+        let f = GcFunctions { def, module };
+        return (def != 0).then_some(f);
+    }
+    if let (Some(init), Some(def_type)) = (func_opt(c"PyInit_gc"), func_opt(c"PyModuleDef_Type")) {
+        // SAFETY: gc's module init of 3.10 to 3.13, multi-phase: it readies and returns its
+        // PyModuleDef (a PyObject of type PyModuleDef_Type), and makes no module.
+        let def =
+            unsafe { core::mem::transmute::<usize, unsafe extern "C" fn() -> *mut Object>(init)() };
+        // SAFETY: a non-null result is an object: its type word is readable.
+        if !def.is_null() && unsafe { word(def as usize + OB_TYPE) } == def_type {
+            return Some(GcFunctions {
+                def: def as usize,
+                module: core::ptr::null_mut(),
+            });
+        }
+        // SAFETY: clearing the error of a failed init, if any.
+        unsafe { (api.err_clear)() };
+    }
+    // SAFETY: the GIL is held; a new reference or null (with the error cleared).
+    let module = unsafe { (session.import_module)(c"gc".as_ptr()) };
+    if module.is_null() {
+        // SAFETY: as above.
+        unsafe { (api.err_clear)() };
+        return None;
+    }
+    // SAFETY: as above.
+    let def = unsafe { get_def(module) } as usize;
+    let f = GcFunctions { def, module };
+    (def != 0).then_some(f)
+}
+
+impl GcFunctions {
+    /// `gc.NAME()` as the gc module defines it (the program may have replaced the module's
+    /// attribute: its own function must not run here): a new reference, or null (with the
+    /// error set, or when the definition has no such function).
+    ///
+    /// # Safety
+    /// The GIL must be held.
+    unsafe fn call(&self, api: &Api, session: &SessionApi, name: &core::ffi::CStr) -> *mut Object {
+        // SAFETY: the caller's promise. A PyModuleDef's method table ends with an entry whose
+        // name is null; gc's functions do not use the module they are bound to (null when the
+        // definition came from PyInit_gc).
+        unsafe {
+            let mut method = word(self.def + MODULE_DEF_METHODS);
+            while method != 0 && word(method) != 0 {
+                let ml_name = core::ffi::CStr::from_ptr(word(method) as *const c_char);
+                if ml_name == name {
+                    let f = (session.cfunction_new)(
+                        method as *mut c_void,
+                        self.module,
+                        core::ptr::null_mut(),
+                    );
+                    if f.is_null() {
+                        return f;
+                    }
+                    let r = (session.call_no_args)(f);
+                    (api.dec_ref)(f);
+                    return r;
+                }
+                method += METHOD_DEF_SIZE;
+            }
+            core::ptr::null_mut()
+        }
     }
 }
 
