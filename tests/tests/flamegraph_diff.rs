@@ -319,3 +319,31 @@ fn a_sampled_side_is_named_on_the_page_and_on_stderr() {
         "BASE has nothing to warn of"
     );
 }
+
+#[test]
+fn callers_whose_lines_moved_are_still_matched() {
+    // NEW's script has a comment line more above the module's calls: every frame under
+    // `<module>` was "new" in NEW (0 → all its bytes) and BASE's frames were not drawn.
+    let dir = scratch("flamediff-moved");
+    let path = write(&dir, "moved.py", TWICE_AND_SAME);
+    let file = path.display().to_string();
+    let arg = file.clone();
+    let base = dir.join("base.bin");
+    let out = tracked(python(), &base, &[&arg, "1"], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let moved = TWICE_AND_SAME.replace("keep = [same()]", "# one line more\nkeep = [same()]");
+    write(&dir, "moved.py", &moved);
+    let new = dir.join("new.bin");
+    let out = tracked(python(), &new, &[&arg, "2"], &dir, b"");
+    assert!(out.status.success(), "{out:?}");
+    let page = dir.join("moved.diff.html");
+    let o = flamegraph_diff(&["-o", page.to_str().expect("utf-8")], &base, &new);
+    assert!(o.status.success(), "{o:?}");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    let titles = frame_titles(&html);
+    block_doubled_and_same_kept(&titles, &file);
+    // The module's frame, named without its line, holds both runs' bytes.
+    let module = title_of(&titles, &format!("<module> at {file}"));
+    assert!(!module.contains("(0 → "), "{module}");
+    assert!(!titles.iter().any(|t| t.contains(", new)")), "{titles:#?}");
+}

@@ -154,10 +154,21 @@ fn frame_name(analysis: &Analysis, node: &Node, split_threads: bool) -> String {
             None => format!("thread #{serial}"),
         };
     }
-    node.location
-        .as_ref()
-        .map(|l| l.label.clone())
-        .unwrap_or_default()
+    let Some(l) = &node.location else {
+        return String::new();
+    };
+    // A caller is matched by its function, not by the line it called from: an edit that moves
+    // a caller's lines (a comment added above the call) made every frame below it "new" in
+    // NEW and "gone" in BASE. The lines that allocated keep theirs, as `memtrace diff` matches
+    // them.
+    match l.line {
+        Some(line) if !node.children.is_empty() => l
+            .label
+            .strip_suffix(&format!(":{line}"))
+            .unwrap_or(&l.label)
+            .to_string(),
+        _ => l.label.clone(),
+    }
 }
 
 /// The differential page of `new` against `base`. The error is the one line to show.

@@ -28,7 +28,9 @@ pub fn is_unsafe(c: char) -> bool {
         | '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
         // Invisible ones that join nothing: zero width space, word joiner and the invisible
         // operators, the byte order mark (two names that differ by one read the same).
-        | '\u{200b}' | '\u{2060}'..='\u{2064}' | '\u{feff}')
+        | '\u{200b}' | '\u{2060}'..='\u{2064}' | '\u{feff}'
+        // The line and paragraph separators: a line break to some terminals and pagers.
+        | '\u{2028}' | '\u{2029}')
 }
 
 fn push_escaped(out: &mut String, c: char, style: Style) {
@@ -216,6 +218,7 @@ mod tests {
         assert_eq!(escape("\x1b]0;PWNED\x07"), "\\x1b]0;PWNED\\x07");
         assert_eq!(escape("a\nb\tc\x7f"), "a\\x0ab\\x09c\\x7f");
         assert_eq!(escape("\u{9b}31m x\u{202e}y é"), "\\u{9b}31m x\\u{202e}y é");
+        assert_eq!(escape("a\u{2028}b\u{2029}"), "a\\u{2028}b\\u{2029}");
     }
 
     #[test]

@@ -46,8 +46,9 @@ Peak at the combined peak.
 
 With --diff BASE, FILE is NEW and the page is a differential flamegraph: NEW's frames (width:
 bytes in NEW), each coloured by the change of its own bytes against BASE (red grew, blue
-shrank), matched by symbolized location (`function at file:line`) as in `memtrace diff`; the
-hover text gives a frame's bytes before and after and the change. The chart shows both heaps,
+shrank), a line that allocated matched by its location (`function at file:line`) as in
+`memtrace diff`, a caller by its function and file (`function at file`: its lines may move
+between the two runs); the hover text gives a frame's bytes before and after and the change. The chart shows both heaps,
 the table the largest changes by location.
 
   memtrace flamegraph --diff before.bin after.bin    writes after.diff.html
