@@ -120,3 +120,21 @@ fn a_planted_index_is_neither_waited_on_nor_read_without_bound() {
     assert_eq!(report(&["stats"], &cap, true), whole);
     assert!(idx.exists(), "an index is written again");
 }
+
+/// The index names the program's functions, files and sizes as the capture does: it was
+/// readable by all (0644) beside a capture kept to its owner.
+#[test]
+fn an_index_is_readable_only_by_whom_its_capture_is() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("index-private");
+    let (cap, out) = track_script(python(), &dir, "private.py", SCRIPT);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::set_permissions(&cap, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    report(&["stats"], &cap, true);
+    let idx = dir.join(".private.bin.mtidx");
+    let mode = std::fs::metadata(&idx)
+        .expect("an index beside")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+}

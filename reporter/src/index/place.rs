@@ -130,7 +130,9 @@ pub struct Places {
 impl Places {
     /// $XDG_CACHE_HOME/memtrace, else ~/.cache/memtrace.
     pub fn from_env() -> Places {
-        let base = match std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        // A relative XDG_CACHE_HOME is not one (the XDG spec: it is ignored), as an empty one.
+        let absolute = |d: &std::ffi::OsString| Path::new(d).is_absolute();
+        let base = match std::env::var_os("XDG_CACHE_HOME").filter(absolute) {
             Some(d) => Some(PathBuf::from(d)),
             None => std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
@@ -167,23 +169,34 @@ impl Places {
     }
 
     /// Writes the index beside the capture, else in the cache directory; where it went, if
-    /// anywhere.
+    /// anywhere. It is readable by whom the capture is readable, no one more: it names the
+    /// program's functions, files and sizes, as the capture does (an index of a capture kept
+    /// to its owner was readable by all). The cache directory is its owner's alone.
     pub fn write(&self, capture: &Path, bytes: &[u8]) -> Option<PathBuf> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let mode = std::fs::metadata(capture)
+            .map(|m| m.permissions().mode() & 0o444 | 0o200)
+            .unwrap_or(0o600);
         if let Some(p) = beside(capture) {
-            if write_whole(&p, bytes).is_ok() {
+            if write_whole(&p, bytes, mode).is_ok() {
                 return Some(p);
             }
         }
         let p = self.in_cache(capture)?;
-        std::fs::create_dir_all(p.parent()?).ok()?;
-        write_whole(&p, bytes).ok().map(|()| p)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(p.parent()?)
+            .ok()?;
+        write_whole(&p, bytes, mode).ok().map(|()| p)
     }
 }
 
 /// Writes `bytes` at `path` whole or not at all (a reader never sees half an index): a
 /// temporary file then a rename. The temporary file is a new one (whatever is at its name,
-/// a link planted there included, is never written through).
-pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// a link planted there included, is never written through), of permissions `mode` (less the
+/// umask's).
+pub fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(format!(".tmp{}", std::process::id()));
@@ -192,8 +205,7 @@ pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        // Writable by its owner only, whatever the umask: a reader believes no other index.
-        .mode(0o644)
+        .mode(mode)
         .open(&tmp)
         .and_then(|mut f| f.write_all(bytes))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -225,12 +237,52 @@ mod tests {
         let path = dir.join(".cap.bin.mtidx");
         let tmp = dir.join(format!(".cap.bin.mtidx.tmp{}", std::process::id()));
         std::os::unix::fs::symlink(&victim, &tmp).expect("link");
-        assert!(write_whole(&path, b"index").is_err());
+        assert!(write_whole(&path, b"index", 0o644).is_err());
         assert_eq!(std::fs::read(&victim).expect("victim"), b"mine");
         assert!(!path.exists());
         // With the name free, it is written whole.
-        write_whole(&path, b"index").expect("written");
+        write_whole(&path, b"index", 0o644).expect("written");
         assert_eq!(std::fs::read(&path).expect("index"), b"index");
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
+
+    #[test]
+    fn an_index_is_readable_by_whom_its_capture_is_and_the_cache_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("memtrace-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        let capture = dir.join("cap.bin");
+        std::fs::write(&capture, b"capture").expect("capture");
+        let places = Places {
+            cache: Some(dir.join("cache").join("memtrace")),
+        };
+        for (capture_mode, index_mode) in [(0o600, 0o600), (0o644, 0o644), (0o640, 0o640)] {
+            std::fs::set_permissions(&capture, std::fs::Permissions::from_mode(capture_mode))
+                .expect("chmod");
+            let written = places.write(&capture, b"index").expect("written");
+            assert_eq!(written, beside(&capture).expect("a name"));
+            // Less what the umask takes away (022 or 002 here).
+            assert_eq!(
+                mode(&written) & !0o022,
+                index_mode & !0o022,
+                "{capture_mode:o}"
+            );
+            assert_eq!(mode(&written) & 0o077 & !(capture_mode & 0o077), 0);
+            std::fs::remove_file(&written).expect("clean");
+        }
+        // Where the index cannot go beside the capture (a directory at its name): the cache,
+        // its owner's alone.
+        std::fs::set_permissions(&capture, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::fs::create_dir(beside(&capture).expect("a name")).expect("in the way");
+        let written = places.write(&capture, b"index").expect("written");
+        assert!(
+            written.starts_with(dir.join("cache")),
+            "{}",
+            written.display()
+        );
+        assert_eq!(mode(written.parent().expect("dir")), 0o700);
+        assert_eq!(mode(&written) & 0o077, 0);
         std::fs::remove_dir_all(&dir).expect("clean");
     }
 }
