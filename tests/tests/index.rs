@@ -138,3 +138,39 @@ fn an_index_is_readable_only_by_whom_its_capture_is() {
         .mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
+
+/// Many objects live at the script's end: the index held each one's address and type, and at
+/// megabytes it was over its bound, so none was written and every report read the capture
+/// whole.
+const MANY_OBJECTS: &str = "\
+def record(i):
+    return {'id': i, 'name': 'item-%d' % i, 'tags': (i % 7, i % 11)}
+keep = [record(i) for i in range(200_000)]
+";
+
+#[test]
+fn a_capture_with_many_objects_live_at_exit_gets_its_index() {
+    let dir = scratch("index-objects");
+    let (cap, out) = track_script(python(), &dir, "objects.py", MANY_OBJECTS);
+    assert!(out.status.success(), "{out:?}");
+    let views: [&[&str]; 4] = [
+        &["stats"],
+        &["tree", "--text", "--by-type"],
+        &["summary", "--by-type", "--leaks"],
+        &["stats", "--json"],
+    ];
+    let whole: Vec<String> = views.iter().map(|v| report(v, &cap, false)).collect();
+    assert!(whole[0].contains("dict"), "{}", whole[0]);
+    report(&["stats"], &cap, true);
+    let idx = dir.join(".objects.bin.mtidx");
+    assert!(idx.exists(), "no index beside {}", cap.display());
+    assert!(
+        len(&idx) * 25 <= len(&cap),
+        "{} for {}",
+        len(&idx),
+        len(&cap)
+    );
+    for (v, w) in views.iter().zip(&whole) {
+        assert_eq!(&report(v, &cap, true), w, "{v:?}");
+    }
+}

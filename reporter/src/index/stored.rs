@@ -82,12 +82,25 @@ fields!(TypeRow {
     objects,
     blocks
 });
-fields!(ExitTypes {
-    rows,
-    untyped,
-    by_site,
-    block_types
-});
+/// The types at exit but each block's (`block_types`, per object: a capture with a million
+/// objects live at exit had an index of megabytes, over its bound, so it had none). No report
+/// reads them from an analysis (the Python reader's records do, and read the capture whole).
+impl Store for ExitTypes {
+    fn put(&self, w: &mut Writer) {
+        w.put(&self.rows);
+        w.put(&self.untyped);
+        w.put(&self.by_site);
+        w.put(&hashbrown::HashMap::<u64, (usize, u64)>::new());
+    }
+    fn get(r: &mut Reader) -> Option<ExitTypes> {
+        Some(ExitTypes {
+            rows: r.get()?,
+            untyped: r.get()?,
+            by_site: r.get()?,
+            block_types: r.get()?,
+        })
+    }
+}
 fields!(BucketData {
     t0,
     width,
@@ -182,7 +195,9 @@ impl Store for Temporary {
     }
 }
 
-/// The tables but their frame view, which the report chooses.
+/// The tables but their frame view, which the report chooses, and the object-types records:
+/// the analysis reads them once, into [`ExitTypes`] (their addresses, one per object live at
+/// exit, were most of an index, too large for its bound).
 impl Store for Tables {
     fn put(&self, w: &mut Writer) {
         w.put(&self.stacks);
@@ -190,7 +205,7 @@ impl Store for Tables {
         w.put(&self.strings);
         w.put(&self.modules);
         w.put(&self.failed);
-        w.put(&self.objects);
+        w.put(&Vec::<ObjectTypes>::new());
         w.put(&self.type_names);
     }
     fn get(r: &mut Reader) -> Option<Tables> {
