@@ -416,3 +416,28 @@ fn an_existing_capture_or_other_file_is_not_overwritten_without_force() {
         .expect("read")
         .starts_with(b"MEMTRACE"));
 }
+
+/// A program that frees half its memory and ends within one coarse tick: the chart's line
+/// stayed at the last stretch's highest value, far above what was live at the end.
+#[test]
+fn the_chart_ends_at_what_was_live_at_the_end() {
+    let dir = scratch("flamegraph-chart-end");
+    let prog = memtrace_e2e::compile("free_then_end", &dir);
+    let cap = dir.join("end.bin");
+    let out = Command::new(memtrace_bin())
+        .args(["run", "-q", "-f", "-o"])
+        .arg(&cap)
+        .arg("--")
+        .arg(&prog)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    flamegraph(&cap, &[]);
+    let data = page_data(&std::fs::read_to_string(dir.join("end.html")).expect("written"));
+    let heap = data["heap"].as_array().expect("the heap's line");
+    let last = heap.last().and_then(|p| p[1].as_u64()).expect("a point");
+    let live_at_end = data["meta"]["leaked"].as_u64().expect("live at the end");
+    assert!(live_at_end >= 500 * 100_000, "{live_at_end}");
+    assert_eq!(last, live_at_end, "{heap:?}");
+    let highest = heap.iter().filter_map(|p| p[1].as_u64()).max();
+    assert_eq!(highest, data["meta"]["peak"].as_u64());
+}

@@ -360,10 +360,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         },
         buckets,
-        heap: downsample(&super::page::seconds(
-            analysis,
-            &analysis.replay.heap_series,
-        )),
+        heap: downsample(&super::page::heap_line(analysis)),
         rss: downsample(&super::page::seconds(
             analysis,
             &analysis.replay.resident_series,

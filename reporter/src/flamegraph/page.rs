@@ -25,6 +25,21 @@ pub fn own_by_location(tree: &CallTree) -> HashMap<Location, Sum> {
     m
 }
 
+/// The live heap over time for a chart: its series, then what was live at the end when that
+/// differs from the series' last value. Each point of the series is the highest value of its
+/// stretch, so frees in the last stretch (a program that frees and ends, or is killed, within
+/// one coarse tick) never showed: the line ended high above "live at the end".
+pub fn heap_line(analysis: &Analysis) -> Vec<(f64, u64)> {
+    let mut line = seconds(analysis, &analysis.replay.heap_series);
+    let end = analysis.replay.live_bytes();
+    if let Some(&(t, v)) = line.last() {
+        if v != end {
+            line.push((t.max(analysis.duration_s()), end));
+        }
+    }
+    line
+}
+
 /// A series in (seconds from the capture's start, bytes).
 pub fn seconds(analysis: &Analysis, series: &Series) -> Vec<(f64, u64)> {
     series

@@ -127,7 +127,7 @@ impl Side {
                 .peak
                 .tick
                 .map(|t| (analysis.clock.seconds(t).max(0.0), replay.peak.bytes)),
-            heap: page::seconds(analysis, &replay.heap_series),
+            heap: page::heap_line(analysis),
             rss: page::seconds(analysis, &replay.resident_series),
             title: views::title(analysis, selection),
             view: selection.view,

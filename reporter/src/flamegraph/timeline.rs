@@ -10,9 +10,10 @@ pub const MAX_POINTS: usize = 2000;
 /// A series of (seconds, bytes).
 pub type Series = Vec<(f64, u64)>;
 
-/// Keeps at most `max` points: the highest of each of `max` equal time buckets.
+/// Keeps at most `max` points: the highest of each of `max - 1` equal time buckets, and the
+/// last point.
 pub fn downsample(points: &[(f64, u64)], max: usize) -> Series {
-    if points.len() <= max || max == 0 {
+    if points.len() <= max || max < 3 {
         return points.to_vec();
     }
     let (t0, t1) = (points[0].0, points[points.len() - 1].0);
@@ -20,7 +21,7 @@ pub fn downsample(points: &[(f64, u64)], max: usize) -> Series {
     let mut out: Series = Vec::with_capacity(max);
     let mut current: Option<(usize, (f64, u64))> = None;
     for &(t, v) in points {
-        let bucket = (((t - t0) / span) * (max - 1) as f64) as usize;
+        let bucket = (((t - t0) / span) * (max - 2) as f64) as usize;
         match current {
             Some((b, best)) if b == bucket => {
                 if v > best.1 {
@@ -37,6 +38,12 @@ pub fn downsample(points: &[(f64, u64)], max: usize) -> Series {
     }
     if let Some((_, p)) = current {
         out.push(p);
+    }
+    // The line ends where the series does (what is live at the end), not at its last
+    // stretch's highest point.
+    let last = points[points.len() - 1];
+    if out.last() != Some(&last) {
+        out.push(last);
     }
     out
 }
@@ -178,6 +185,8 @@ mod tests {
         let d = downsample(&points, MAX_POINTS);
         assert!(d.len() <= MAX_POINTS, "{}", d.len());
         assert!(d.contains(&(54.321, 10_000_000)));
+        // The line ends at the series' last value, however high its last stretch was.
+        assert_eq!(d.last(), points.last());
         assert_eq!(downsample(&points[..10], MAX_POINTS), points[..10].to_vec());
     }
 
