@@ -43,6 +43,35 @@ fn functions_looked_up_in_the_c_library_s_handle_are_recorded() {
     assert_eq!(d.get("leaked_allocations"), 1);
 }
 
+/// A lookup in a library's handle that succeeds leaves no error for dlerror(): the lookups the
+/// tracker made of its own failed for names outside the global scope, and their error was the
+/// program's (GLib's module loader took it for its own and loaded no module).
+#[test]
+fn a_lookup_in_a_library_s_handle_leaves_dlerror_as_it_was() {
+    let dir = scratch("dlerror-after-lookup");
+    let prog = compile("dlerror_after_lookup", &dir);
+    std::fs::write(dir.join("plugin.c"), "int plugin_fn(void) { return 7; }\n").expect("write");
+    let plugin = dir.join("libplugin.so");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&plugin)
+        .arg(dir.join("plugin.c"))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let plugin = plugin.to_str().expect("utf-8");
+    let plain = Command::new(&prog).arg(plugin).output_watched();
+    assert!(plain.status.success(), "{plain:?}");
+    let stdout = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(
+        stdout.starts_with("plugin_fn found, dlerror (none)\n"),
+        "{stdout}"
+    );
+    let (_cap, out) = record(&dir, "run.bin", &prog, &[plugin]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), stdout);
+}
+
 #[test]
 fn leaks_are_live_at_exit() {
     let (dir, prog) = setup("leak");

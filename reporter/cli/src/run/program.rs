@@ -33,14 +33,32 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, RunError> {
         // The program's words take hyphens (-m, -c, the program's own options), so a misspelt
         // option of memtrace's ends up here: name it as one.
         if program.as_encoded_bytes().starts_with(b"-") {
+            let hint = match closest_option(&program.to_string_lossy()) {
+                Some(o) => format!("did you mean '{o}'?"),
+                None => "see memtrace run --help".to_string(),
+            };
             RunError(format!(
-                "{}: not an option of memtrace run (see memtrace run --help), nor a program",
+                "{}: not an option of memtrace run ({hint}), nor a program",
                 given.display()
             ))
         } else {
             RunError(format!("{}: command not found", given.display()))
         }
     })
+}
+
+/// The option of `memtrace run` closest to a misspelt `--name` (as clap suggests for the other
+/// commands, whose words are not a program's).
+fn closest_option(word: &str) -> Option<String> {
+    use clap::Args;
+    let name = word.split('=').next()?.strip_prefix("--")?;
+    let run = super::RunArgs::augment_args(clap::Command::new("run"));
+    run.get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|long| (strsim::jaro_winkler(name, long), long))
+        .filter(|&(score, _)| score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, long)| format!("--{long}"))
 }
 
 /// The first executable file called `name` in the directories of $PATH.
@@ -100,6 +118,13 @@ mod tests {
 
     #[test]
     fn a_misspelt_option_is_named_as_one() {
+        let err = resolve(OsStr::new("--nativ")).expect_err("not an option");
+        assert_eq!(
+            err.0,
+            "--nativ: not an option of memtrace run (did you mean '--native'?), nor a program"
+        );
+        let err = resolve(OsStr::new("--follow-forks")).expect_err("not an option");
+        assert!(err.0.contains("did you mean '--follow-fork'?"), "{}", err.0);
         let err = resolve(OsStr::new("--no-object-types")).expect_err("not an option");
         assert_eq!(
             err.0,

@@ -3,15 +3,21 @@
 //! first, but one in a library's handle searches that library's scope only, and
 //! `dlsym(dlopen("libc.so.6"), "malloc")` gave the C library's own `malloc`: ctypes'
 //! `CDLL("libc.so.6").malloc(...)` went unseen, and blocks freed through such a handle's `free`
-//! stayed live in the capture. A function the tracker hooks, found in a handle as the very
-//! definition its hook forwards to, is given as the hook, as the global scope would give it.
+//! stayed live in the capture. An allocation function the tracker hooks, found in a handle as
+//! the very definition its hook forwards to, is given as the hook, as the global scope would
+//! give it. Nothing else changes: other names are not even compared past a list, and the
+//! tracker makes no lookup of its own that could fail (a failed one left its error for the
+//! program's `dlerror()` after a lookup that had succeeded: GLib's module loader took it for
+//! its own and loaded no module).
 
 use super::deepbind::{before_dlsym, NEXT_DLSYM, PENDING};
 use super::targets;
-use crate::tls;
+use crate::definition::object_of;
+use crate::{real, tls};
 use core::ffi::CStr;
 use libc::{c_char, c_void};
 use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
@@ -36,18 +42,74 @@ pub unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_cha
         return found;
     }
     // SAFETY: a name the C library's dlsym just found a symbol for: a NUL-terminated string.
-    let name = unsafe { CStr::from_ptr(name) };
-    tls::guarded(|| hook_for(name, found as usize)).map_or(found, |h| h as *mut c_void)
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    // No lookup of its own here (its failure would be left for the program's dlerror(), which
+    // GLib's modules take for their own), and none at all past the first call: the swaps are
+    // made once.
+    let swaps = tls::guarded(swaps);
+    swaps
+        .iter()
+        .find(|s| s.real == found as usize && s.name == name)
+        .map_or(found, |s| s.hook as *mut c_void)
 }
 
-/// The tracker's hook of `name` when `found` is the definition the hook forwards to (the next
-/// one after the tracker): None for any other symbol or definition.
-fn hook_for(name: &CStr, found: usize) -> Option<usize> {
-    // SAFETY: a lookup of the next definition by its NUL-terminated name, from the tracker:
-    // the one its hook (if it has one) forwards to.
-    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
-    if next != found {
-        return None;
-    }
-    Some(targets::own(name)).filter(|&h| h != 0 && h != found)
+/// A hooked allocation function: its name, the definition its hook forwards to, and the hook.
+struct Swap {
+    name: &'static [u8],
+    real: usize,
+    hook: usize,
+}
+
+/// The allocation functions whose hooks forward to the allocator's own object (the C
+/// library's, or an allocator preloaded after the tracker that defines them all): only those
+/// are swapped, so that a lookup in a handle never pairs the tracker's hook of one function
+/// with another allocator's sibling (a shim's malloc with the C library's realloc).
+fn swaps() -> &'static [Swap] {
+    static SWAPS: OnceLock<Vec<Swap>> = OnceLock::new();
+    SWAPS.get_or_init(|| {
+        let Some(r) = real::get() else {
+            return Vec::new();
+        };
+        let allocator = object_of(r.malloc as usize);
+        let functions: [(&'static CStr, Option<usize>); 14] = [
+            (c"malloc", Some(r.malloc as usize)),
+            (c"free", Some(r.free as usize)),
+            (c"calloc", Some(r.calloc as usize)),
+            (c"realloc", Some(r.realloc as usize)),
+            (c"reallocarray", None),
+            (c"posix_memalign", Some(r.posix_memalign as usize)),
+            (c"aligned_alloc", r.aligned_alloc.map(|f| f as usize)),
+            (c"memalign", r.memalign.map(|f| f as usize)),
+            (c"valloc", r.valloc.map(|f| f as usize)),
+            (c"pvalloc", r.pvalloc.map(|f| f as usize)),
+            (c"mmap", Some(r.mmap as usize)),
+            (c"mmap64", Some(r.mmap as usize)),
+            (c"munmap", Some(r.munmap as usize)),
+            (c"mremap", r.mremap.map(|f| f as usize)),
+        ];
+        functions
+            .into_iter()
+            .filter_map(|(name, real)| {
+                // reallocarray's hook goes through realloc's: the C library's own is the one.
+                let real = match real {
+                    Some(f) => f,
+                    None => next_definition(name)?,
+                };
+                let hook = targets::own(name);
+                let same_allocator = allocator != 0 && object_of(real) == allocator;
+                (real != 0 && hook != 0 && hook != real && same_allocator).then_some(Swap {
+                    name: name.to_bytes(),
+                    real,
+                    hook,
+                })
+            })
+            .collect()
+    })
+}
+
+/// The next definition of `name` after the tracker's, from the objects' tables (no dlsym: its
+/// failure would be left for the program's dlerror()).
+fn next_definition(name: &CStr) -> Option<usize> {
+    let f = crate::definition::next_definition_after(swaps as *const () as usize, name.to_bytes());
+    (f != 0).then_some(f)
 }
