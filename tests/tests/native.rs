@@ -72,6 +72,37 @@ fn a_lookup_in_a_library_s_handle_leaves_dlerror_as_it_was() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), stdout);
 }
 
+/// A malloc shim preloaded after the tracker that finds its `free` through `dlsym` at its first
+/// call: the tracker's own failed lookup at its start (of CPython's `Py_BytesMain`, in a
+/// program that is no Python) left an error string that the next dl call frees, through the
+/// shim's `free`, which called `dlsym`, which freed it again: `echo` died of SIGSEGV.
+#[test]
+fn a_shim_that_finds_free_through_dlsym_runs() {
+    let dir = scratch("lazy-shim");
+    let shim_c = dir.join("shim.c");
+    std::fs::write(
+        &shim_c,
+        "#define _GNU_SOURCE\n#include <dlfcn.h>\n#include <stddef.h>\n\
+         static void *(*next_malloc)(size_t); static void (*next_free)(void *);\n\
+         void *malloc(size_t n) { if (!next_malloc) next_malloc = dlsym(RTLD_NEXT, \"malloc\"); return next_malloc(n); }\n\
+         void free(void *p) { if (!next_free) next_free = dlsym(RTLD_NEXT, \"free\"); next_free(p); }\n",
+    )
+    .expect("write");
+    let shim = dir.join("libshim.so");
+    let built = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&shim)
+        .arg(&shim_c)
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let preload = format!("LD_PRELOAD={}", shim.display());
+    let env = std::path::Path::new("/usr/bin/env");
+    let (_cap, out) = record(&dir, "run.bin", env, &[&preload, "echo", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+}
+
 #[test]
 fn leaks_are_live_at_exit() {
     let (dir, prog) = setup("leak");

@@ -81,15 +81,18 @@ pub fn adopt_image(hook: Option<&[u8]>, private: Option<&[u8]>) -> bool {
 /// links it statically and exports its API (`Py_BytesMain` then lies in the executable): the
 /// hook would change its environment, and the end of its first interpreter would end its
 /// capture.
+///
+/// The name is asked first: a program that is no interpreter makes no lookup, whose failure
+/// glibc keeps as an error string, freed at the process's next dl call (a malloc shim
+/// preloaded after the tracker that finds its `free` through `dlsym` then recursed until its
+/// stack ran out: `/bin/echo` killed by SIGSEGV).
 fn is_cpython() -> bool {
-    let main = api::sym(c"Py_BytesMain").or_else(|| api::sym(c"Py_Main"));
-    main.is_some() && {
-        let mut exe = [0u8; 4096];
-        let n = sys::readlink_exe(&mut exe);
-        memtrace_format::exec::interpreter_name(
-            exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]),
-        )
-    }
+    let mut exe = [0u8; 4096];
+    let n = sys::readlink_exe(&mut exe);
+    memtrace_format::exec::interpreter_name(exe[..n].rsplit(|&c| c == b'/').next().unwrap_or(&[]))
+        && api::sym(c"Py_BytesMain")
+            .or_else(|| api::sym(c"Py_Main"))
+            .is_some()
 }
 
 /// The interpreter's options skip the hook: -E and -I ignore PYTHONPATH, -S skips `site`.
