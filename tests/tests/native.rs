@@ -34,13 +34,17 @@ fn malloc_and_free_counts_and_bytes() {
 fn functions_looked_up_in_the_c_library_s_handle_are_recorded() {
     let dir = scratch("libc-handle");
     let prog = compile("libc_handle", &dir);
-    let d = Delta::of(&dir, &prog, &["use"]);
-    assert_eq!(d.get("total_allocations"), 5);
-    assert_eq!(d.get("total_bytes"), 21_000_000);
-    assert_eq!(d.get("total_frees"), 4);
-    assert_eq!(d.get("peak_bytes"), 12_000_000);
-    assert_eq!(d.get("leaked_bytes"), 5_000_000);
-    assert_eq!(d.get("leaked_allocations"), 1);
+    // dlvsym too, at the functions' glibc version, in the handle and in RTLD_DEFAULT (where a
+    // versioned malloc is the C library's, never the tracker's unversioned one).
+    for args in [&["use"][..], &["use", "versioned"]] {
+        let d = Delta::of(&dir, &prog, args);
+        assert_eq!(d.get("total_allocations"), 5, "{args:?}");
+        assert_eq!(d.get("total_bytes"), 21_000_000, "{args:?}");
+        assert_eq!(d.get("total_frees"), 4, "{args:?}");
+        assert_eq!(d.get("peak_bytes"), 12_000_000, "{args:?}");
+        assert_eq!(d.get("leaked_bytes"), 5_000_000, "{args:?}");
+        assert_eq!(d.get("leaked_allocations"), 1, "{args:?}");
+    }
 }
 
 /// A lookup in a library's handle that succeeds leaves no error for dlerror(): the lookups the

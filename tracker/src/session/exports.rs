@@ -406,6 +406,73 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, name: *const c_char) -> *mut
     );
 }
 
+/// dlvsym(3): a versioned lookup. With RTLD_NEXT it goes on to the C library's by a jump (the
+/// caller's return address left in place, from which RTLD_NEXT is found), looking that one up
+/// first at the first call; any other handle, RTLD_DEFAULT included (a versioned `malloc` is the
+/// C library's, never the tracker's unversioned one), goes to `dlvsym_in_handle`, which gives
+/// the hooks for the allocation functions they stand for, as `dlsym` does.
+///
+/// # Safety
+/// Same contract as the C library's dlvsym.
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn dlvsym(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: *const c_char,
+) -> *mut c_void {
+    #[cfg(target_arch = "x86_64")]
+    core::arch::naked_asm!(
+        ".cfi_startproc",
+        "cmp rdi, -1",
+        "je 1f",
+        "jmp {in_handle}",
+        "1:",
+        "push rdi",
+        ".cfi_adjust_cfa_offset 8",
+        "push rsi",
+        ".cfi_adjust_cfa_offset 8",
+        "push rdx",
+        ".cfi_adjust_cfa_offset 8",
+        "call {next}",
+        "pop rdx",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rsi",
+        ".cfi_adjust_cfa_offset -8",
+        "pop rdi",
+        ".cfi_adjust_cfa_offset -8",
+        "test rax, rax",
+        "jz 3f",
+        "jmp rax",
+        "3:",
+        "xor eax, eax",
+        "ret",
+        ".cfi_endproc",
+        in_handle = sym crate::session::inprocess::handle_dlsym::dlvsym_in_handle,
+        next = sym crate::session::inprocess::handle_dlsym::next_dlvsym,
+    );
+    #[cfg(target_arch = "aarch64")]
+    core::arch::naked_asm!(
+        "cmn x0, #1",
+        "b.eq 1f",
+        "b {in_handle}",
+        "1:",
+        "stp x0, x1, [sp, #-32]!",
+        "stp x2, x30, [sp, #16]",
+        "bl {next}",
+        "mov x16, x0",
+        "ldp x2, x30, [sp, #16]",
+        "ldp x0, x1, [sp], #32",
+        "cbz x16, 3f",
+        "br x16",
+        "3:",
+        "mov x0, #0",
+        "ret",
+        in_handle = sym crate::session::inprocess::handle_dlsym::dlvsym_in_handle,
+        next = sym crate::session::inprocess::handle_dlsym::next_dlvsym,
+    );
+}
+
 // ---- the Python extension module (session::pyext) ----
 
 // ---- memtrace attach: called in the target through ptrace (session::attach) ----

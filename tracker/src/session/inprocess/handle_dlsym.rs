@@ -16,7 +16,7 @@ use crate::definition::object_of;
 use crate::{real, tls};
 use core::ffi::CStr;
 use libc::{c_char, c_void};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
@@ -36,12 +36,59 @@ pub unsafe extern "C" fn dlsym_in_handle(handle: *mut c_void, name: *const c_cha
     }
     // SAFETY: the C library's dlsym (or the next preloaded one), with the caller's arguments.
     let found = unsafe { core::mem::transmute::<usize, DlsymFn>(next)(handle, name) };
+    // SAFETY: the caller's name, a NUL-terminated string when `found` is not null.
+    unsafe { swapped(found, name) }
+}
+
+type DlvsymFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> *mut c_void;
+
+/// The C library's `dlvsym` (the next definition after the tracker's, from the objects'
+/// tables: no lookup through `dlvsym` itself), looked up once; 0 when there is none.
+pub extern "C" fn next_dlvsym() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let mut f = NEXT.load(Ordering::Acquire);
+    if f == 0 {
+        let _errno = crate::sys::ErrnoGuard::new();
+        f = crate::definition::next_definition_after(next_dlvsym as *const () as usize, b"dlvsym");
+        NEXT.store(f, Ordering::Release);
+    }
+    f
+}
+
+/// `dlvsym(handle, name, version)` for any handle but `RTLD_NEXT` (the exported `dlvsym` jumps
+/// here), as [`dlsym_in_handle`].
+///
+/// # Safety
+/// Same contract as the C library's dlvsym.
+pub unsafe extern "C" fn dlvsym_in_handle(
+    handle: *mut c_void,
+    name: *const c_char,
+    version: *const c_char,
+) -> *mut c_void {
+    if PENDING.load(Ordering::Acquire) {
+        before_dlsym();
+    }
+    let next = next_dlvsym();
+    if next == 0 {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: the C library's dlvsym, with the caller's arguments.
+    let found = unsafe { core::mem::transmute::<usize, DlvsymFn>(next)(handle, name, version) };
+    // SAFETY: as in `dlsym_in_handle`.
+    unsafe { swapped(found, name) }
+}
+
+/// `found`, the definition of `name` a lookup gave, or the tracker's hook it stands for.
+///
+/// # Safety
+/// `name` is a NUL-terminated string when `found` is not null.
+unsafe fn swapped(found: *mut c_void, name: *const c_char) -> *mut c_void {
     // The tracker's own lookups (its hooks' own handle, deep-bound objects' definitions) want
     // what is there.
     if found.is_null() || name.is_null() || tls::get().in_tracker != 0 {
         return found;
     }
-    // SAFETY: a name the C library's dlsym just found a symbol for: a NUL-terminated string.
+    // SAFETY: the caller's promise.
     let name = unsafe { CStr::from_ptr(name) }.to_bytes();
     // No lookup of its own here (its failure would be left for the program's dlerror(), which
     // GLib's modules take for their own), and none at all past the first call: the swaps are
