@@ -16,7 +16,7 @@ use crate::definition::object_of;
 use crate::{real, tls};
 use core::ffi::CStr;
 use libc::{c_char, c_void};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
@@ -111,47 +111,67 @@ struct Swap {
 /// library's, or an allocator preloaded after the tracker that defines them all): only those
 /// are swapped, so that a lookup in a handle never pairs the tracker's hook of one function
 /// with another allocator's sibling (a shim's malloc with the C library's realloc).
+///
+/// Made by the first lookup that needs them; a lookup on another thread meanwhile does not
+/// wait (it is not swapped): the making opens the tracker's own handle, which waits for the
+/// loader's lock, which that thread may hold (a library's constructor looking a name up in a
+/// handle, in a `dlopen`).
 fn swaps() -> &'static [Swap] {
     static SWAPS: OnceLock<Vec<Swap>> = OnceLock::new();
-    SWAPS.get_or_init(|| {
-        let Some(r) = real::get() else {
-            return Vec::new();
-        };
-        let allocator = object_of(r.malloc as usize);
-        let functions: [(&'static CStr, Option<usize>); 14] = [
-            (c"malloc", Some(r.malloc as usize)),
-            (c"free", Some(r.free as usize)),
-            (c"calloc", Some(r.calloc as usize)),
-            (c"realloc", Some(r.realloc as usize)),
-            (c"reallocarray", None),
-            (c"posix_memalign", Some(r.posix_memalign as usize)),
-            (c"aligned_alloc", r.aligned_alloc.map(|f| f as usize)),
-            (c"memalign", r.memalign.map(|f| f as usize)),
-            (c"valloc", r.valloc.map(|f| f as usize)),
-            (c"pvalloc", r.pvalloc.map(|f| f as usize)),
-            (c"mmap", Some(r.mmap as usize)),
-            (c"mmap64", Some(r.mmap as usize)),
-            (c"munmap", Some(r.munmap as usize)),
-            (c"mremap", r.mremap.map(|f| f as usize)),
-        ];
-        functions
-            .into_iter()
-            .filter_map(|(name, real)| {
-                // reallocarray's hook goes through realloc's: the C library's own is the one.
-                let real = match real {
-                    Some(f) => f,
-                    None => next_definition(name)?,
-                };
-                let hook = targets::own(name);
-                let same_allocator = allocator != 0 && object_of(real) == allocator;
-                (real != 0 && hook != 0 && hook != real && same_allocator).then_some(Swap {
-                    name: name.to_bytes(),
-                    real,
-                    hook,
-                })
+    static MAKING: AtomicBool = AtomicBool::new(false);
+    if let Some(s) = SWAPS.get() {
+        return s;
+    }
+    if MAKING.swap(true, Ordering::AcqRel) {
+        return SWAPS.get().map_or(&[], |s| &s[..]);
+    }
+    match make_swaps() {
+        Some(made) => SWAPS.get_or_init(|| made),
+        // The real functions are not known yet: a later lookup makes them.
+        None => {
+            MAKING.store(false, Ordering::Release);
+            &[]
+        }
+    }
+}
+
+fn make_swaps() -> Option<Vec<Swap>> {
+    let r = real::get()?;
+    let allocator = object_of(r.malloc as usize);
+    let functions: [(&'static CStr, Option<usize>); 14] = [
+        (c"malloc", Some(r.malloc as usize)),
+        (c"free", Some(r.free as usize)),
+        (c"calloc", Some(r.calloc as usize)),
+        (c"realloc", Some(r.realloc as usize)),
+        (c"reallocarray", None),
+        (c"posix_memalign", Some(r.posix_memalign as usize)),
+        (c"aligned_alloc", r.aligned_alloc.map(|f| f as usize)),
+        (c"memalign", r.memalign.map(|f| f as usize)),
+        (c"valloc", r.valloc.map(|f| f as usize)),
+        (c"pvalloc", r.pvalloc.map(|f| f as usize)),
+        (c"mmap", Some(r.mmap as usize)),
+        (c"mmap64", Some(r.mmap as usize)),
+        (c"munmap", Some(r.munmap as usize)),
+        (c"mremap", r.mremap.map(|f| f as usize)),
+    ];
+    let made = functions
+        .into_iter()
+        .filter_map(|(name, real)| {
+            // reallocarray's hook goes through realloc's: the C library's own is the one.
+            let real = match real {
+                Some(f) => f,
+                None => next_definition(name)?,
+            };
+            let hook = targets::own(name);
+            let same_allocator = allocator != 0 && object_of(real) == allocator;
+            (real != 0 && hook != 0 && hook != real && same_allocator).then_some(Swap {
+                name: name.to_bytes(),
+                real,
+                hook,
             })
-            .collect()
-    })
+        })
+        .collect();
+    Some(made)
 }
 
 /// The next definition of `name` after the tracker's, from the objects' tables (no dlsym: its
