@@ -17,7 +17,12 @@ use std::path::{Path, PathBuf};
 /// freed at once (temporary), some kept past the exit snapshot (leaks). `extra` bytes more in
 /// one allocation make a different capture of the same size class.
 fn builder(extra: u64, finished: bool) -> CaptureBuilder {
-    const EVENTS: u64 = 60_000;
+    builder_of(extra, finished, 60_000)
+}
+
+/// [`builder`] with `EVENTS` allocations per thread.
+#[allow(non_snake_case)]
+fn builder_of(extra: u64, finished: bool, EVENTS: u64) -> CaptureBuilder {
     let mut b = CaptureBuilder::new();
     let mut tick = 1_000;
     for (serial, tid) in [(1u32, 100u32), (2, 200)] {
@@ -356,4 +361,25 @@ fn a_capture_changed_with_its_time_put_back_is_read_again() {
         read(&no_cache(), &path, &view).2,
         Outcome::Written(_)
     ));
+}
+
+/// Five temporary thresholds and the first again: with four entries a fifth evicted the first,
+/// and each report read the capture whole (13-21 s each on a 104 MB capture).
+#[test]
+fn several_thresholds_keep_their_entries() {
+    let d = dir("thresholds");
+    // Large enough that five entries fit the index's share of it.
+    let path = builder_of(0, true, 400_000).write_to(&d.join("cap.bin"));
+    let view = |threshold: usize| ViewOptions {
+        view: View::Temporary,
+        temporary_threshold: threshold,
+        ..ViewOptions::default()
+    };
+    for t in [2, 3, 4, 5, 6] {
+        let outcome = read(&no_cache(), &path, &view(t)).2;
+        assert!(matches!(outcome, Outcome::Written(_)), "{t}: {outcome:?}");
+    }
+    for t in [2, 3, 4, 5, 6] {
+        assert_eq!(read(&no_cache(), &path, &view(t)).2, Outcome::Read, "{t}");
+    }
 }

@@ -38,7 +38,7 @@ const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x06";
 pub const MAX_SHARE: u64 = 25;
 
 /// Entries one index keeps (the latest first).
-const MAX_ENTRIES: usize = 4;
+const MAX_ENTRIES: usize = 8;
 
 /// The analysis options an entry was computed with (those that change its result).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
