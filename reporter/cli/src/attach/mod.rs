@@ -357,6 +357,9 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
                 break;
             }
             if !active.exists() {
+                // A Python process stops tracking as its interpreter ends, just before the
+                // process does: seen between the two, its end read as a detach.
+                ended = ends_soon(pid);
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -394,6 +397,18 @@ pub fn execute(args: AttachArgs) -> Result<(), String> {
         crate::say!("memtrace: stop with: memtrace detach {pid}");
     }
     Ok(())
+}
+
+/// Whether process `pid`, whose tracking just stopped, ends within half a second.
+fn ends_soon(pid: i32) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(500) {
+        if !not_ended(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 /// The live view of an attached process's capture, once it is there: a Python process starts
