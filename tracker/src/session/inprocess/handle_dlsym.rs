@@ -12,7 +12,7 @@
 
 use super::deepbind::{before_dlsym, NEXT_DLSYM, PENDING};
 use super::targets;
-use crate::definition::object_of;
+use crate::definition::start_of;
 use crate::{real, tls};
 use core::ffi::CStr;
 use libc::{c_char, c_void};
@@ -137,7 +137,7 @@ fn swaps() -> &'static [Swap] {
 
 fn make_swaps() -> Option<Vec<Swap>> {
     let r = real::get()?;
-    let allocator = object_of(r.malloc as usize);
+    let allocator = start_of(r.malloc as usize);
     let functions: [(&'static CStr, Option<usize>); 14] = [
         (c"malloc", Some(r.malloc as usize)),
         (c"free", Some(r.free as usize)),
@@ -163,7 +163,7 @@ fn make_swaps() -> Option<Vec<Swap>> {
                 None => next_definition(name)?,
             };
             let hook = targets::own(name);
-            let same_allocator = allocator != 0 && object_of(real) == allocator;
+            let same_allocator = allocator != 0 && start_of(real) == allocator;
             (real != 0 && hook != 0 && hook != real && same_allocator).then_some(Swap {
                 name: name.to_bytes(),
                 real,
