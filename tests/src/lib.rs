@@ -116,6 +116,21 @@ pub fn compile_file(src: &Path, dir: &Path) -> PathBuf {
     out
 }
 
+/// Compiles tests/programs/`lib`.c into `dir`/lib`lib`.so with `flags`; the library's path.
+pub fn compile_shared(lib: &str, dir: &Path, flags: &[&str]) -> PathBuf {
+    let out = dir.join(format!("lib{lib}.so"));
+    let src = workspace().join("tests/programs").join(format!("{lib}.c"));
+    let built = Command::new("gcc")
+        .args(flags)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&out)
+        .arg(src)
+        .status()
+        .expect("gcc runs");
+    assert!(built.success(), "compiling {lib}.c failed");
+    out
+}
+
 /// Compiles tests/programs/`lib`.c into `dir`/lib`lib`.so and tests/programs/`prog`.c into
 /// `dir`/`name`, linked with it (found there at run time), both with `flags` and the program
 /// with `extra` after the library (more libraries); the program's path.
@@ -125,15 +140,8 @@ pub fn compile_linked(
     flags: &[&str],
     extra: &[&str],
 ) -> PathBuf {
+    compile_shared(lib, dir, flags);
     let src = workspace().join("tests/programs");
-    let built = Command::new("gcc")
-        .args(flags)
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(dir.join(format!("lib{lib}.so")))
-        .arg(src.join(format!("{lib}.c")))
-        .status()
-        .expect("gcc runs");
-    assert!(built.success(), "compiling {lib}.c failed");
     let out = dir.join(name);
     let built = Command::new("gcc")
         .args(flags)

@@ -54,15 +54,7 @@ fn functions_looked_up_in_the_c_library_s_handle_are_recorded() {
 fn a_lookup_in_a_library_s_handle_leaves_dlerror_as_it_was() {
     let dir = scratch("dlerror-after-lookup");
     let prog = compile("dlerror_after_lookup", &dir);
-    std::fs::write(dir.join("plugin.c"), "int plugin_fn(void) { return 7; }\n").expect("write");
-    let plugin = dir.join("libplugin.so");
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&plugin)
-        .arg(dir.join("plugin.c"))
-        .status()
-        .expect("gcc runs");
-    assert!(built.success());
+    let plugin = compile_shared("plugin_fn", &dir, &[]);
     let plugin = plugin.to_str().expect("utf-8");
     let plain = Command::new(&prog).arg(plugin).output_watched();
     assert!(plain.status.success(), "{plain:?}");
@@ -83,23 +75,7 @@ fn a_lookup_in_a_library_s_handle_leaves_dlerror_as_it_was() {
 #[test]
 fn a_shim_that_finds_free_through_dlsym_runs() {
     let dir = scratch("lazy-shim");
-    let shim_c = dir.join("shim.c");
-    std::fs::write(
-        &shim_c,
-        "#define _GNU_SOURCE\n#include <dlfcn.h>\n#include <stddef.h>\n\
-         static void *(*next_malloc)(size_t); static void (*next_free)(void *);\n\
-         void *malloc(size_t n) { if (!next_malloc) next_malloc = dlsym(RTLD_NEXT, \"malloc\"); return next_malloc(n); }\n\
-         void free(void *p) { if (!next_free) next_free = dlsym(RTLD_NEXT, \"free\"); next_free(p); }\n",
-    )
-    .expect("write");
-    let shim = dir.join("libshim.so");
-    let built = Command::new("gcc")
-        .args(["-shared", "-fPIC", "-o"])
-        .arg(&shim)
-        .arg(&shim_c)
-        .status()
-        .expect("gcc runs");
-    assert!(built.success());
+    let shim = compile_shared("lazy_free_shim", &dir, &[]);
     let preload = format!("LD_PRELOAD={}", shim.display());
     let env = std::path::Path::new("/usr/bin/env");
     let (_cap, out) = record(&dir, "run.bin", env, &[&preload, "echo", "hi"]);
