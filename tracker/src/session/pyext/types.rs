@@ -12,7 +12,7 @@
 //! the tables here) is neither recorded nor changes what the program's blocks are. Called with
 //! the GIL held, from `script_finished`, before the capture ends.
 
-use super::api::{func, Api, Object};
+use super::api::{func, sym, Api, Object};
 use super::session_api::SessionApi;
 use crate::capture::CAPTURE;
 use libc::{c_char, c_int, c_void};
@@ -298,11 +298,11 @@ type VisitObjects = unsafe extern "C" fn(Visit, *mut c_void);
 
 impl Tracked {
     fn list(api: &Api, session: &SessionApi, gc: &GcFunctions) -> Option<Tracked> {
-        if let Some(visit_objects) = func_opt(c"PyUnstable_GC_VisitObjects") {
+        if let Some(visit_objects) = sym(c"PyUnstable_GC_VisitObjects") {
             // SAFETY: the CPython function of this name and signature; the GIL is held. The
             // callback only pushes each object's address.
             let visit_objects =
-                unsafe { core::mem::transmute::<usize, VisitObjects>(visit_objects) };
+                unsafe { core::mem::transmute::<*mut c_void, VisitObjects>(visit_objects) };
             let mut found: Vec<usize> = Vec::new();
             // SAFETY: as above: `collect` gets `found` back as its argument.
             unsafe { visit_objects(collect, &mut found as *mut Vec<usize> as *mut c_void) };
@@ -341,11 +341,6 @@ unsafe extern "C" fn collect(o: *mut Object, found: *mut c_void) -> c_int {
     // SAFETY: `found` is the Vec `Tracked::list` passed, alive for the whole visit.
     unsafe { (*(found as *mut Vec<usize>)).push(o as usize) };
     1
-}
-
-/// A CPython symbol's address, None when this Python has none.
-fn func_opt(name: &core::ffi::CStr) -> Option<usize> {
-    crate::python::api::sym(name).map(|p| p as usize)
 }
 
 /// The gc module's functions, called from its definition: that of the module the program
@@ -387,13 +382,14 @@ fn gc_functions(api: &Api, session: &SessionApi) -> Option<GcFunctions> {
         let f = GcFunctions { def, module };
         return (def != 0).then_some(f);
     }
-    if let (Some(init), Some(def_type)) = (func_opt(c"PyInit_gc"), func_opt(c"PyModuleDef_Type")) {
+    if let (Some(init), Some(def_type)) = (sym(c"PyInit_gc"), sym(c"PyModuleDef_Type")) {
         // SAFETY: gc's module init of 3.10 to 3.13, multi-phase: it readies and returns its
         // PyModuleDef (a PyObject of type PyModuleDef_Type), and makes no module.
-        let def =
-            unsafe { core::mem::transmute::<usize, unsafe extern "C" fn() -> *mut Object>(init)() };
+        let def = unsafe {
+            core::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> *mut Object>(init)()
+        };
         // SAFETY: a non-null result is an object: its type word is readable.
-        if !def.is_null() && unsafe { word(def as usize + OB_TYPE) } == def_type {
+        if !def.is_null() && unsafe { word(def as usize + OB_TYPE) } == def_type as usize {
             return Some(GcFunctions {
                 def: def as usize,
                 module: core::ptr::null_mut(),
