@@ -138,33 +138,18 @@ fn swaps() -> &'static [Swap] {
 fn make_swaps() -> Option<Vec<Swap>> {
     let r = real::get()?;
     let allocator = start_of(r.malloc as usize);
-    let functions: [(&'static CStr, Option<usize>); 14] = [
-        (c"malloc", Some(r.malloc as usize)),
-        (c"free", Some(r.free as usize)),
-        (c"calloc", Some(r.calloc as usize)),
-        (c"realloc", Some(r.realloc as usize)),
-        (c"reallocarray", None),
-        (c"posix_memalign", Some(r.posix_memalign as usize)),
-        (c"aligned_alloc", r.aligned_alloc.map(|f| f as usize)),
-        (c"memalign", r.memalign.map(|f| f as usize)),
-        (c"valloc", r.valloc.map(|f| f as usize)),
-        (c"pvalloc", r.pvalloc.map(|f| f as usize)),
-        (c"mmap", Some(r.mmap as usize)),
-        (c"mmap64", Some(r.mmap as usize)),
-        (c"munmap", Some(r.munmap as usize)),
-        (c"mremap", r.mremap.map(|f| f as usize)),
-    ];
-    let made = functions
+    let made = targets::allocation_hooks(r)
         .into_iter()
-        .filter_map(|(name, real)| {
+        .filter_map(|(name, hook, forward)| {
             // reallocarray's hook goes through realloc's: the C library's own is the one.
-            let real = match real {
+            let real = match forward {
+                // A function the C library lacks.
+                Some(targets::NONE) => return None,
                 Some(f) => f,
                 None => next_definition(name)?,
             };
-            let hook = targets::own(name);
             let same_allocator = allocator != 0 && start_of(real) == allocator;
-            (real != 0 && hook != 0 && hook != real && same_allocator).then_some(Swap {
+            (hook != 0 && hook != real && same_allocator).then_some(Swap {
                 name: name.to_bytes(),
                 real,
                 hook,

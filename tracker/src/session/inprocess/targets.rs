@@ -47,7 +47,7 @@ impl Targets {
 }
 
 /// A forward address no definition has (the real function is missing: never hooked).
-const NONE: usize = usize::MAX;
+pub(super) const NONE: usize = usize::MAX;
 
 static TARGETS: OnceLock<Targets> = OnceLock::new();
 
@@ -124,26 +124,16 @@ pub unsafe fn for_deep_handle(
     })
 }
 
-/// The hooked functions whose `definition` (what the process's code calls, and the address a
-/// slot taking it holds) is what the hook forwards to. `loader` and `closer` are the hooks of
-/// `dlopen` and `dlclose` with what they forward to.
-fn choose(
-    loader: (usize, Option<usize>),
-    closer: (usize, Option<usize>),
-    definition: impl Fn(&core::ffi::CStr) -> Option<(usize, usize)>,
-) -> Targets {
-    let mut list = Vec::new();
-    let Some(r) = real::get() else {
-        return Targets { list };
-    };
-    let allocator = object_of(r.malloc as usize);
-    // (name, hook, what the hook forwards to: None when it forwards to a sibling, such as
-    // reallocarray to realloc, which must then come from the allocator's own object).
-    // `ours`: this library's hook `name`, forwarding to `f`; `opt`: a function the C library
-    // may lack (then NONE, which no slot holds).
+/// This library's hooks of the allocation functions: (name, hook, what the hook forwards to:
+/// None when it forwards to a sibling, such as reallocarray to realloc, which must then come
+/// from the allocator's own object; [`NONE`] for a function the C library lacks, which no
+/// definition is).
+pub(super) fn allocation_hooks(
+    r: &real::Real,
+) -> [(&'static core::ffi::CStr, usize, Option<usize>); 14] {
     let ours = |name: &'static core::ffi::CStr, f: Option<usize>| (name, own(name), f);
     let opt = |f: Option<usize>| Some(f.unwrap_or(NONE));
-    let candidates: [(&'static core::ffi::CStr, usize, Option<usize>); 20] = [
+    [
         ours(c"malloc", Some(r.malloc as usize)),
         ours(c"free", Some(r.free as usize)),
         ours(c"calloc", Some(r.calloc as usize)),
@@ -158,6 +148,25 @@ fn choose(
         ours(c"mmap64", Some(r.mmap as usize)),
         ours(c"munmap", Some(r.munmap as usize)),
         ours(c"mremap", opt(r.mremap.map(|f| f as usize))),
+    ]
+}
+
+/// The hooked functions whose `definition` (what the process's code calls, and the address a
+/// slot taking it holds) is what the hook forwards to. `loader` and `closer` are the hooks of
+/// `dlopen` and `dlclose` with what they forward to.
+fn choose(
+    loader: (usize, Option<usize>),
+    closer: (usize, Option<usize>),
+    definition: impl Fn(&core::ffi::CStr) -> Option<(usize, usize)>,
+) -> Targets {
+    let mut list = Vec::new();
+    let Some(r) = real::get() else {
+        return Targets { list };
+    };
+    let allocator = object_of(r.malloc as usize);
+    let opt = |f: Option<usize>| Some(f.unwrap_or(NONE));
+    let ours = |name: &'static core::ffi::CStr, f: Option<usize>| (name, own(name), f);
+    let others = [
         ours(c"_exit", opt(r.underscore_exit.map(|f| f as usize))),
         ours(c"kill", opt(r.kill.map(|f| f as usize))),
         // Forwards to `kill` (its own hook, then the real one).
@@ -166,6 +175,7 @@ fn choose(
         (c"dlopen", loader.0, opt(loader.1)),
         (c"dlclose", closer.0, opt(closer.1)),
     ];
+    let candidates = allocation_hooks(r).into_iter().chain(others);
     for (name, hook, forward) in candidates {
         if hook == 0 {
             continue;
