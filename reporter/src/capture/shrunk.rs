@@ -2,7 +2,10 @@
 //! file in place, `truncate -s`): the next read of a page past the new end faults with SIGBUS,
 //! which killed the report with no word. The maps of the captures open are noted here, and a
 //! SIGBUS at an address inside one ends the report with one line naming the file and exit 1.
-//! A SIGBUS anywhere else is left as it was (the default action).
+//! A SIGBUS anywhere else is left as it was (the default action). The handler stays installed
+//! for all threads: decoding threads read the map at once and fault together, and with the
+//! handler reset by the first fault (SA_RESETHAND) the second killed the report by SIGBUS
+//! before the first could say why.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,6 +37,8 @@ const EMPTY: Slot = Slot {
 static SLOTS_IN_USE: [Slot; SLOTS] = [EMPTY; SLOTS];
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 static INSTALL: Once = Once::new();
+/// A thread of the report is saying the capture was cut short (the others wait for its exit).
+static SAYING: AtomicBool = AtomicBool::new(false);
 
 /// Notes the map of the capture at `path`, `len` bytes at `start`, so that a fault in it names
 /// the file.
@@ -79,7 +84,7 @@ fn install() {
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigbus as *const () as usize;
-        action.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND;
+        action.sa_flags = libc::SA_SIGINFO;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut());
     }
@@ -93,10 +98,22 @@ extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc
         let start = s.start.load(Ordering::Relaxed);
         len != 0 && addr >= start && addr - start < len
     }) else {
-        // Not a capture's page: the default action (SA_RESETHAND restored it) when the
-        // faulting instruction runs again.
+        // Not a capture's page: the default action when the faulting instruction runs again.
+        // SAFETY: sigaction(2) may be called from a signal handler; a zeroed action is SIG_DFL.
+        unsafe {
+            let mut default: libc::sigaction = std::mem::zeroed();
+            libc::sigemptyset(&mut default.sa_mask);
+            libc::sigaction(libc::SIGBUS, &default, std::ptr::null_mut());
+        }
         return;
     };
+    if SAYING.swap(true, Ordering::AcqRel) {
+        // Another thread says it and ends the process.
+        loop {
+            // SAFETY: pause(2) may be called from a signal handler.
+            unsafe { libc::pause() };
+        }
+    }
     let mut path = [0u8; PATH_BYTES];
     for (chunk, w) in path.chunks_mut(8).zip(&slot.path) {
         chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
