@@ -55,7 +55,6 @@ impl Consumer for Sender {
     type Summary = ();
     // The records keep the sizes asked for; a sample's weight is computed beside it
     // (reader.rs).
-    const WEIGHED: bool = false;
 
     fn summarize(_: &DecodedChunk) {}
 

@@ -76,8 +76,8 @@ fn is_heap_alloc(c: u8) -> bool {
 }
 
 /// Blocks live at a moment whose type is still to be found: by address, (group key without its
-/// type, size, the event index that made the block).
-type Pending = HashMap<u64, (Key, u64, u64)>;
+/// type, the block's bytes and count, the event index that made the block).
+type Pending = HashMap<u64, (Key, Sum, u64)>;
 
 /// Replays the stream up to event `target` (the capture's end when None) and groups what is
 /// live there.
@@ -107,14 +107,24 @@ impl LiveAt<'_> {
                 .unwrap_or(Allocator::Malloc as u8);
             let key = (b.stack(), b.thread(), allocator, NO_TYPE);
             if let Some((_, pending)) = &mut self.follow {
-                pending.insert(addr, (key, b.size, b.index()));
+                pending.insert(
+                    addr,
+                    (
+                        key,
+                        Sum {
+                            count: b.count(),
+                            bytes: b.size,
+                        },
+                        b.index(),
+                    ),
+                );
                 continue;
             }
             let t = self.exit_type(addr, b.index());
             groups
                 .entry((key.0, key.1, key.2, t))
                 .or_default()
-                .add(b.size);
+                .add_n(b.count(), b.size);
         }
         for (_, m) in self.replay.maps.iter() {
             groups
@@ -146,12 +156,12 @@ impl LiveAt<'_> {
             if c != code::FREE && c != code::PY_FREE {
                 continue;
             }
-            if let Some((key, size, _)) = pending.remove(&e.addr) {
+            if let Some((key, sum, _)) = pending.remove(&e.addr) {
                 let t = freed_type(e, rows).unwrap_or(NO_TYPE);
                 groups
                     .entry((key.0, key.1, key.2, t))
                     .or_default()
-                    .add(size);
+                    .merge(sum);
             }
         }
     }
@@ -162,12 +172,12 @@ impl LiveAt<'_> {
             return;
         };
         let mut groups = self.result.take().unwrap_or_default();
-        for (addr, (key, size, index)) in pending {
+        for (addr, (key, sum, index)) in pending {
             let t = self.exit_type(addr, index);
             groups
                 .entry((key.0, key.1, key.2, t))
                 .or_default()
-                .add(size);
+                .merge(sum);
         }
         self.result = Some(groups);
     }
@@ -225,6 +235,7 @@ pub fn live_at(
 ) -> Vec<Group> {
     let mut replay = Replay::default();
     replay.include_startup = include_startup;
+    replay.sampling = index.settings.sampling();
     let mut live = LiveAt {
         types,
         replay,
@@ -337,6 +348,7 @@ pub fn temporary(
 ) -> Vec<Group> {
     let mut replay = Replay::with_temporary(Some(threshold.max(1)));
     replay.include_startup = include_startup;
+    replay.sampling = index.settings.sampling();
     let mut t = Temporaries {
         replay,
         started: false,

@@ -454,6 +454,25 @@ def test_labels_sampling_and_mode_are_attributes(
     full_stats = json.loads(checked([env.memtrace, "stats", "--json", capture[0]]).stdout)
     assert out["weights"] == full_stats["total_bytes"]
 
+    # The records live at the peak count the allocations their samples stand for, as the
+    # reports do (they counted the samples: a sampled block of 100 bytes stands for some 5,000
+    # allocations at 512 KiB): 200,000 small objects (one block each) live together.
+    small = tmp_path / "small.py"
+    small.write_text("keep = [bytes(60) for _ in range(200_000)]\n")
+    small_cap = tmp_path / "small.bin"
+    checked([env.memtrace, "run", "-q", "--sample-bytes", "512K", "-o", small_cap, small],
+            env={**os.environ, "MEMTRACE_SAMPLE_SEED": "5"})
+    peak = (
+        "rs = list(r.peak_records())\n"
+        "out = dict(n=sum(x.n_allocations for x in rs), b=sum(x.size for x in rs))"
+    )
+    out = read(env, small_cap, peak)
+    assert isinstance(out, dict)
+    small_stats = json.loads(checked([env.memtrace, "stats", "--json", small_cap]).stdout)
+    assert (out["n"], out["b"]) == (small_stats["peak_allocations"], small_stats["peak_bytes"])
+    assert 140_000 < out["n"] < 260_000, out
+    assert small_stats["peak_samples"] < 200, small_stats
+
     agg = tmp_path / "agg.bin"
     checked([env.memtrace, "run", "-q", "--aggregate", "--label", "k=v", "-o", agg, SCRIPT])
     out = read(env, agg, code)

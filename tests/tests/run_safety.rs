@@ -2552,3 +2552,63 @@ fn a_script_with_a_bad_interpreter_is_named_as_such() {
         assert!(!dir.join("x.bin").exists());
     }
 }
+
+/// A library the program links runs a command from its constructor, before the tracker's own
+/// constructor cleans the environment: the command inherited the variable by which memtrace's
+/// direct child asks to die with memtrace, saw a parent that is not memtrace and killed itself
+/// (the library read nothing, the program exited 1) whenever memtrace ran without a terminal.
+#[test]
+fn a_command_run_by_a_linked_library_s_constructor_runs() {
+    let (dir, _) = dirs("ctor-popen");
+    let lib = memtrace_e2e::compile_shared("ctor_popen", &dir, &["-O0"]);
+    let main = dir.join("ctor_popen_main");
+    let built = Command::new("gcc")
+        .args(["-O0", "-g", "-o"])
+        .arg(&main)
+        .arg(workspace().join("tests/programs/ctor_popen_main.c"))
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .status()
+        .expect("gcc runs");
+    assert!(built.success());
+    let plain = Command::new(&main).output_watched();
+    assert!(plain.status.success(), "{plain:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&plain.stdout),
+        "main: probed-by-constructor\n"
+    );
+    let cap = dir.join("ctor.bin");
+    for mode in [
+        &[][..],
+        &["--follow-fork"],
+        &["--native"],
+        &["--aggregate"],
+        &["--sample-bytes", "64K"],
+    ] {
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&cap)
+            .args(mode)
+            .arg(&main)
+            .stdin(Stdio::null())
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {out:?}");
+        assert_eq!(out.stdout, plain.stdout, "{mode:?}");
+        if mode.contains(&"--sample-bytes") {
+            continue;
+        }
+        // The program's own allocation is recorded, at its line.
+        let s = stats(&cap);
+        let at_main = s["top_by_size"].as_array().and_then(|rows| {
+            rows.iter().find(|r| {
+                r["line"] == 9
+                    && r["file"]
+                        .as_str()
+                        .is_some_and(|f| f.ends_with("ctor_popen_main.c"))
+            })
+        });
+        let row = at_main.unwrap_or_else(|| panic!("{mode:?}: no row at main.c:9 in {s}"));
+        assert_eq!((&row["bytes"], &row["count"]), (&100.into(), &1.into()));
+    }
+}

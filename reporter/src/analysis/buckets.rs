@@ -380,18 +380,22 @@ impl Buckets {
         cell
     }
 
-    /// After an allocation by `allocator` (its code, `Allocator as u8`) made at `tick`: `live`
-    /// is the live bytes after it.
+    /// After an allocation by `allocator` (its code, `Allocator as u8`) of `size` bytes standing
+    /// for `count` allocations (1 but in a sampled capture) made at `tick`: `live` is the live
+    /// bytes after it.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn allocated(
         &mut self,
         stack: u64,
         thread: u32,
         allocator: u8,
         size: u64,
+        count: u64,
         tick: u64,
         live: u64,
     ) {
+        let count = count as i64;
         let key = (stack, thread, self.cur as u32);
         // With moments, the snapshot is taken by the clock (`mark_if_past`), not by the heap.
         let new_max = self.moments.is_none() && live > self.cur_max;
@@ -399,7 +403,7 @@ impl Buckets {
         let cell = self.touch(key);
         cell.allocators |= 1 << (allocator & 15);
         cell.bytes += size as i64;
-        cell.count += 1;
+        cell.count += count;
         if !new_max {
             if cell.epoch != epoch {
                 cell.epoch = epoch;
@@ -407,7 +411,7 @@ impl Buckets {
                 cell.since_count = 0;
             }
             cell.since_bytes -= size as i64;
-            cell.since_count -= 1;
+            cell.since_count -= count;
         } else {
             // A new high-water mark: what came after the last one no longer counts.
             self.epoch += 1;
@@ -593,7 +597,7 @@ mod tests {
             self.b.advance(tick, self.live, self.index);
             self.live += size;
             self.blocks.insert(self.index, (stack, size));
-            self.b.allocated(stack, 0, 0, size, tick, self.live);
+            self.b.allocated(stack, 0, 0, size, 1, tick, self.live);
             self.index
         }
         fn free(&mut self, tick: u64, which: u64) {

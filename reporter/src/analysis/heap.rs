@@ -15,6 +15,8 @@ pub struct Block {
     stack: u64,
     thread: u32,
     index: u64,
+    /// The allocations the block stands for: 1, or a sampled capture's estimate.
+    count: u64,
 }
 
 impl Block {
@@ -24,7 +26,19 @@ impl Block {
             stack,
             thread,
             index,
+            count: 1,
         }
+    }
+
+    /// The block standing for `count` allocations (a sample of a sampled capture).
+    pub fn standing_for(self, count: u64) -> Block {
+        Block { count, ..self }
+    }
+
+    /// The allocations the block stands for (1 but in a sampled capture).
+    #[inline]
+    pub fn count(&self) -> u64 {
+        self.count
     }
 
     /// The allocation's stack id.
@@ -164,6 +178,7 @@ impl Slot {
             stack: bits(self.code_stack, STACK_SHIFT, STACK_BITS),
             thread: bits(x, THREAD_SHIFT, THREAD_BITS) as u32,
             index: bits(x, 0, INDEX_BITS),
+            count: 1,
         }
     }
 }
@@ -191,8 +206,14 @@ pub struct LiveHeap {
     newer: HashMap<u64, VecDeque<Block>>,
     /// Blocks at addresses without a code (unaligned, or beyond 47 bits), oldest first.
     outside: HashMap<u64, VecDeque<Block>>,
+    /// The count of each block standing for more than one allocation (a sampled capture's),
+    /// by its event index: a slot has no room for it, and only sampled captures have any.
+    counts: HashMap<u64, u64>,
     bytes: u64,
+    /// Allocations live (estimates in a sampled capture).
     count: u64,
+    /// Blocks live.
+    blocks: u64,
 }
 
 impl Default for LiveHeap {
@@ -202,8 +223,10 @@ impl Default for LiveHeap {
             wide: HashMap::new(),
             newer: HashMap::new(),
             outside: HashMap::new(),
+            counts: HashMap::new(),
             bytes: 0,
             count: 0,
+            blocks: 0,
         }
     }
 }
@@ -213,15 +236,49 @@ impl LiveHeap {
         self.bytes
     }
 
+    /// Allocations live: blocks, or in a sampled capture the allocations they stand for.
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Blocks live (samples in a sampled capture).
+    pub fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    /// `block` with the count it was given when allocated.
+    #[inline(always)]
+    fn counted(&self, block: Block) -> Block {
+        if self.counts.is_empty() {
+            return block;
+        }
+        match self.counts.get(&block.index) {
+            Some(&count) => block.standing_for(count),
+            None => block,
+        }
+    }
+
+    /// Forgets the count of a block gone, and says it.
+    #[inline(always)]
+    fn take_count(&mut self, block: Block) -> Block {
+        if self.counts.is_empty() {
+            return block;
+        }
+        match self.counts.remove(&block.index) {
+            Some(count) => block.standing_for(count),
+            None => block,
+        }
     }
 
     // Inlined whole: the replay's loop calls it for every allocation.
     #[inline(always)]
     pub fn alloc(&mut self, addr: u64, block: Block) {
         self.bytes = self.bytes.wrapping_add(block.size);
-        self.count += 1;
+        self.count += block.count;
+        self.blocks += 1;
+        if block.count != 1 {
+            self.counts.insert(block.index, block.count);
+        }
         let Some(code) = addr_code(addr) else {
             self.outside.entry(addr).or_default().push_back(block);
             return;
@@ -272,9 +329,17 @@ impl LiveHeap {
         } else {
             o.remove();
         }
+        Some(self.gone(old))
+    }
+
+    /// Takes a block freed out of the totals.
+    #[inline(always)]
+    fn gone(&mut self, old: Block) -> Block {
+        let old = self.take_count(old);
         self.bytes = self.bytes.wrapping_sub(old.size);
-        self.count -= 1;
-        Some(old)
+        self.count = self.count.wrapping_sub(old.count);
+        self.blocks -= 1;
+        old
     }
 
     #[cold]
@@ -284,9 +349,7 @@ impl LiveHeap {
         if queue.is_empty() {
             self.outside.remove(&addr);
         }
-        self.bytes = self.bytes.wrapping_sub(old.size);
-        self.count -= 1;
-        Some(old)
+        Some(self.gone(old))
     }
 
     /// Every live block (the older first at a shared address).
@@ -304,6 +367,7 @@ impl LiveHeap {
             })
             .chain(queued(&self.newer))
             .chain(queued(&self.outside))
+            .map(|(a, b)| (a, self.counted(b)))
     }
 }
 

@@ -191,11 +191,6 @@ struct Analyzer<'a> {
     startup_cut: Option<Startup>,
     /// File bytes decoded and not released yet.
     unreleased: Option<std::ops::Range<usize>>,
-    /// Byte sampling of the capture: events come as recorded and are weighed here, after the
-    /// start-up's totals (which count sizes asked for, as the chunks' totals do).
-    sampling: Sampling,
-    /// The weighed copy of a run of events of a sampled capture.
-    weighed: Vec<Event>,
 }
 
 /// The totals of the events before a Python script's start, kept to be taken away from the
@@ -231,7 +226,6 @@ impl Startup {
 
 impl Consumer for Analyzer<'_> {
     type Summary = Totals;
-    const WEIGHED: bool = false;
 
     fn summarize(chunk: &DecodedChunk) -> Totals {
         Totals::from_sampled(&chunk.events, chunk.sampling)
@@ -272,14 +266,7 @@ impl Consumer for Analyzer<'_> {
                 self.startup = None;
             }
         }
-        if !self.sampling.is_sampled() {
-            self.replay.events(thread, events);
-        } else {
-            self.weighed.clear();
-            self.weighed.extend_from_slice(events);
-            crate::capture::settings::weigh(&mut self.weighed, self.sampling);
-            self.replay.events(thread, &self.weighed);
-        }
+        self.replay.events(thread, events);
     }
 
     fn decoded(&mut self, range: std::ops::Range<usize>) {
@@ -369,6 +356,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             };
             r.peak_at = options.peak_at_mono_ns.map(last_tick_of);
             r.peak_at_event = options.peak_at_event;
+            r.sampling = index.settings.sampling();
             r
         },
         threads: index
@@ -391,8 +379,6 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
         }),
         startup_cut: None,
         unreleased: None,
-        sampling: index.settings.sampling(),
-        weighed: Vec::new(),
     };
     let report = stream::run(file, &index, &mut analyzer, limits);
     if let Some(rest) = analyzer.unreleased.take() {

@@ -9,11 +9,14 @@ use super::series::Series;
 use super::sets::{self, AllocSet, Departed, Departures, TypedDepartures};
 use super::temporary::Temporary;
 use crate::capture::event::{code, Event};
+use memtrace_format::settings::{sampled_count, Sampling};
 use memtrace_format::{Allocator, Marker};
 
 /// The least block a class takes: a heap type object (PyHeapTypeObject) is some 900 bytes on
 /// 3.10 to 3.13, so smaller blocks held no class.
 const MIN_CLASS_BLOCK: u64 = 512;
+
+const MMAP: u8 = Allocator::Mmap as u8;
 
 /// Live memory at one point of the timeline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,6 +80,12 @@ pub struct Replay {
     peak_at_taken: bool,
     /// The tick of the last event replayed (that of `peak_at_event`'s snapshot).
     last_tick: u64,
+    /// The capture's byte sampling: the events come as recorded, and each sampled allocation
+    /// is weighed here, its bytes and its count (the allocations it stands for) estimates.
+    pub sampling: Sampling,
+    /// Blocks and mappings live at the peak: `peak.allocations` itself but in a sampled
+    /// capture, where it is an estimate and this the number of samples.
+    pub peak_samples: u64,
 }
 
 /// What a frozen replay keeps of its live heap.
@@ -229,6 +238,11 @@ impl Replay {
         }
     }
 
+    /// Blocks and mappings live (samples, in a sampled capture).
+    fn live_samples(&self) -> u64 {
+        self.heap.blocks() + self.maps.count()
+    }
+
     fn snapshot(&self, tick: u64, event_index: u64) -> Snapshot {
         Snapshot {
             tick: Some(tick),
@@ -243,6 +257,7 @@ impl Replay {
     #[cold]
     fn take_peak_at(&mut self, tick: u64, index: u64) {
         self.peak = self.snapshot(tick, index);
+        self.peak_samples = self.live_samples();
         self.peak_departed.clear();
         self.peak_typed.clear();
         self.peak_at_taken = true;
@@ -275,6 +290,7 @@ impl Replay {
     fn check_highest(&mut self, tick: u64, event_index: u64, live: u64) {
         if live > self.peak.bytes {
             self.peak = self.snapshot(tick, event_index);
+            self.peak_samples = self.live_samples();
             self.peak_departed.clear();
             self.peak_typed.clear();
         }
@@ -293,6 +309,7 @@ impl Replay {
             bytes: 0,
             allocations: 0,
         };
+        self.peak_samples = 0;
         self.frees = 0;
         if let Some(b) = &mut self.buckets {
             b.start_afresh(tick, index);
@@ -320,7 +337,7 @@ impl Replay {
 
     /// Tells the buckets of an allocation (once the heap holds it).
     #[inline]
-    fn allocated(&mut self, ev: &Event, thread: u32) {
+    fn allocated(&mut self, ev: &Event, thread: u32, count: u64) {
         if let Some(b) = &mut self.buckets {
             let live = self.heap.bytes().wrapping_add(self.maps.bytes());
             // The new half of an mremap is a mapping.
@@ -330,7 +347,7 @@ impl Replay {
             } else {
                 Allocator::Mmap as u8
             };
-            b.allocated(ev.stack(), thread, allocator, ev.size, ev.tick, live);
+            b.allocated(ev.stack(), thread, allocator, ev.size, count, ev.tick, live);
         }
     }
 
@@ -339,6 +356,7 @@ impl Replay {
         // Most replays (every text report) want none of the extras: their loop leaves out the
         // checks for them, on the path of every event.
         let plain = !self.peak_chosen()
+            && !self.sampling.is_sampled()
             && self.buckets.is_none()
             && self.temporary.is_none()
             && self.frozen.is_none();
@@ -360,8 +378,20 @@ impl Replay {
         }
     }
 
+    /// A sampled capture's allocation `ev` (of the heap: mappings are always recorded)
+    /// weighed: the bytes it stands for, and the allocations (drawn as the totals draw them,
+    /// analysis::totals, so that a block counts alike in both).
+    #[inline]
+    fn weighed(&self, ev: &Event) -> (Event, u64) {
+        let w = self.sampling.weight(ev.size);
+        let seed = ev.addr ^ ev.tick.rotate_left(32);
+        let mut weighed = *ev;
+        weighed.size = w;
+        (weighed, sampled_count(ev.size, w, seed))
+    }
+
     /// [`Replay::events`]; `EXTRAS` false when there is no `peak_at`, no buckets, no temporary
-    /// allocations to find and no frozen heap.
+    /// allocations to find, no frozen heap and no sampling.
     #[inline(always)]
     fn replay<const EXTRAS: bool>(&mut self, thread: usize, events: &[Event]) {
         let thread = thread as u32;
@@ -393,11 +423,18 @@ impl Replay {
             }
             let c = ev.code();
             if c < code::ALLOC_END {
-                if c == Allocator::Mmap as u8 {
+                let weighed;
+                let (ev, count) = if EXTRAS && self.sampling.is_sampled() && c != MMAP {
+                    weighed = self.weighed(ev);
+                    (&weighed.0, weighed.1)
+                } else {
+                    (ev, 1)
+                };
+                if c == MMAP {
                     self.map(ev, thread, index);
                 } else {
-                    self.heap
-                        .alloc(ev.addr, Block::new(ev.size, ev.stack(), thread, index));
+                    let block = Block::new(ev.size, ev.stack(), thread, index);
+                    self.heap.alloc(ev.addr, block.standing_for(count));
                     if EXTRAS {
                         if let Some(t) = &mut self.temporary {
                             t.allocated(thread, ev.addr, index);
@@ -406,7 +443,7 @@ impl Replay {
                 }
                 if EXTRAS {
                     self.check_peak(ev.tick, index);
-                    self.allocated(ev, thread);
+                    self.allocated(ev, thread, count);
                 } else {
                     self.check_highest(ev.tick, index, self.live_now::<false>());
                 }
@@ -425,7 +462,7 @@ impl Replay {
                         continue;
                     };
                     {
-                        self.frees += 1;
+                        self.frees += b.count();
                         // A typed free's size is the type of the object the block held; the
                         // block may have held a class.
                         if ev.size != 0 {
@@ -441,7 +478,7 @@ impl Replay {
                             stack: b.stack(),
                             thread: b.thread(),
                             bytes: b.size,
-                            count: 1,
+                            count: b.count() as i64,
                         };
                         if EXTRAS {
                             self.departed(b.index(), d);
@@ -475,7 +512,7 @@ impl Replay {
                 code::MREMAP_NEW => {
                     self.map(ev, thread, index);
                     self.check_peak(ev.tick, index);
-                    self.allocated(ev, thread);
+                    self.allocated(ev, thread, 1);
                     self.heap_series
                         .record_event(ev.tick, self.live_bytes(), index);
                 }

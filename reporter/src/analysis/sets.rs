@@ -218,7 +218,7 @@ pub fn live_at(index: u64, heap: &LiveHeap, maps: &Mappings, departed: &Departur
     for (_, b) in heap.iter() {
         if b.index() <= index {
             let e = signed.entry((b.stack(), b.thread())).or_default();
-            e.0 += 1;
+            e.0 += b.count() as i64;
             e.1 += b.size as i64;
         }
     }

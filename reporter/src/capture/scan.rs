@@ -527,7 +527,7 @@ fn scan_with(
     if index.settings.sample_bytes > 0 {
         index.warnings.push(super::settings::sampled_note(
             index.settings.sample_bytes,
-            index.settings.aggregate,
+            true,
         ));
     }
     if let Some(written) = index.records_missing() {

@@ -54,10 +54,6 @@ pub trait Consumer: Send {
     );
     /// A run of one thread's events, in merged timeline order.
     fn events(&mut self, thread: usize, events: &[Event]);
-    /// Whether the stream gives [`Consumer::events`] the allocations of a sampled capture
-    /// weighed (the bytes each stands for, capture::settings::weigh), or as recorded (the
-    /// consumer weighs them itself).
-    const WEIGHED: bool = true;
     /// The file bytes `range` (a chunk) are decoded and will not be read again.
     fn decoded(&mut self, _range: std::ops::Range<usize>) {}
 }
@@ -145,12 +141,9 @@ fn decode_planned<C: Consumer>(
 ) -> (DecodedChunk, C::Summary) {
     let mut chunk = decode_chunk(file, &index.chunks[p.chunk], p.chunk);
     chunk.sampling = index.settings.sampling();
+    // The events keep the sizes asked for: a sampled capture's consumers weigh them
+    // (analysis::replay, the totals).
     let summary = C::summarize(&chunk);
-    // The totals count the sizes asked for; the events then carry the bytes each sampled
-    // allocation stands for.
-    if C::WEIGHED {
-        super::settings::weigh(&mut chunk.events, chunk.sampling);
-    }
     (chunk, summary)
 }
 

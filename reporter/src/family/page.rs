@@ -397,7 +397,6 @@ fn empty_meta() -> data::Meta {
         version: env!("CARGO_PKG_VERSION"),
         warnings: Vec::new(),
         aggregated: false,
-        live_counts_sampled: false,
         memory_limit: None,
     }
 }

@@ -146,9 +146,6 @@ pub struct Meta {
     /// An aggregated capture (`memtrace run --aggregate`): sums per stack and thread, so no
     /// temporary allocations and nothing live at a moment of the page's choosing.
     pub aggregated: bool,
-    /// Counts of live blocks are counts of samples (a sampled capture, not aggregated): the
-    /// page calls them so.
-    pub live_counts_sampled: bool,
     /// The cgroup v2 memory limit the process ran under (bytes), drawn on the chart.
     pub memory_limit: Option<u64>,
 }
@@ -355,8 +352,6 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             version: env!("CARGO_PKG_VERSION"),
             warnings: analysis.warnings.clone(),
             aggregated: analysis.index.settings.aggregate,
-            live_counts_sampled: analysis.index.settings.sample_bytes > 0
-                && !analysis.index.settings.aggregate,
             memory_limit: Some(analysis.index.settings.memory_limit).filter(|&l| l > 0),
         },
         buckets,

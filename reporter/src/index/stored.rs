@@ -236,6 +236,7 @@ impl Store for Replay {
         w.put(&self.resident_series);
         w.put(&self.temporary);
         w.put(&self.frozen);
+        w.put(&self.peak_samples);
     }
     fn get(r: &mut Reader) -> Option<Replay> {
         let mut replay = Replay::default();
@@ -250,6 +251,7 @@ impl Store for Replay {
         replay.temporary = r.get()?;
         replay.frozen = r.get::<Option<Frozen>>()?;
         replay.frozen.as_ref()?;
+        replay.peak_samples = r.get()?;
         Some(replay)
     }
 }

@@ -111,8 +111,11 @@ pub struct StatsReport {
     pub total_bytes: u64,
     pub total_frees: u64,
     pub peak_bytes: u64,
-    /// Live allocations at the peak.
+    /// Live allocations at the peak (a sampled capture's: estimates).
     pub peak_allocations: u64,
+    /// Blocks and mappings live at the peak: `peak_allocations`, but in a sampled capture the
+    /// samples its estimate comes from; null for an aggregated capture (it keeps sums).
+    pub peak_samples: Option<u64>,
     pub peak_time_s: f64,
     pub leaked_bytes: u64,
     pub leaked_allocations: u64,
@@ -405,6 +408,7 @@ fn build_threads(
         total_frees: analysis.replay.frees,
         peak_bytes: peak.bytes,
         peak_allocations: peak.allocations,
+        peak_samples: (!analysis.index.settings.aggregate).then_some(analysis.replay.peak_samples),
         peak_time_s: peak.tick.map_or(0.0, |t| analysis.clock.seconds(t)),
         leaked_bytes: leaked.bytes,
         leaked_allocations: leaked.allocations,
@@ -459,7 +463,7 @@ fn peak_standard_error(analysis: &Analysis) -> u64 {
     let bound = if analysis.index.settings.aggregate {
         (n * peak.bytes as f64).sqrt()
     } else {
-        n * (peak.allocations as f64).sqrt()
+        n * (analysis.replay.peak_samples as f64).sqrt()
     };
     bound.round() as u64
 }

@@ -179,18 +179,17 @@ pub fn execute(args: DiffArgs) -> Result<(), String> {
     view_args::written(r.and_then(|()| out.flush()))
 }
 
-/// A sampled capture against a full one: its counts of live blocks are counts of samples, not
-/// of allocations (its bytes are estimates of the allocations'), so the allocation counts of
-/// the two are not to be compared; says so on stderr.
+/// A sampled capture against a full one: its bytes and counts are estimates, set against exact
+/// figures (a change within the estimate's error is none); says so on stderr.
 pub(crate) fn note_sampling(base: &Analysis, new: &Analysis) {
-    let sampled = |a: &Analysis| a.index.settings.sample_bytes > 0 && !a.index.settings.aggregate;
+    let sampled = |a: &Analysis| a.index.settings.sample_bytes > 0;
     let which = match (sampled(base), sampled(new)) {
         (true, false) => "BASE is sampled and NEW is not",
         (false, true) => "NEW is sampled and BASE is not",
         _ => return,
     };
     crate::say!(
-        "memtrace: {which}: its counts of live blocks are of samples, so the allocation counts are not comparable (bytes are estimates)"
+        "memtrace: {which}: its bytes and allocation counts are estimates, set against exact ones"
     );
 }
 

@@ -64,37 +64,23 @@ pub struct ExportArgs {
 /// What a pprof profile says besides its samples, from how the capture was recorded: its
 /// labels (then `site_labels`, a family's process on each sample); as comments, the reports'
 /// warnings (a capture cut short by a kill, an aggregated or attached one: a profile sent on
-/// to a profiling service has no stderr), a sampled capture's note and, when its live counts
-/// are of samples (not aggregated: an aggregated capture's sums are estimates already), their
-/// estimate.
+/// to a profiling service has no stderr) and a sampled capture's note.
 fn pprof_meta(
     settings: &memtrace_format::settings::Settings,
     warnings: &[String],
     site_labels: Vec<Vec<(String, String)>>,
 ) -> export::pprof::Meta {
-    let sampled = settings.sample_bytes > 0;
-    let live_counts_sampled = sampled && !settings.aggregate;
     let mut comments = warnings.to_vec();
-    if sampled {
-        let note = memtrace_reporter::capture::settings::sampled_note(
-            settings.sample_bytes,
-            settings.aggregate,
-        );
+    if settings.sample_bytes > 0 {
+        let note = memtrace_reporter::capture::settings::sampled_note(settings.sample_bytes, true);
         if !comments.contains(&note) {
             comments.push(note);
         }
-    }
-    if live_counts_sampled {
-        comments.push(
-            "inuse_objects: each site's live bytes over its mean allocation size (estimates)"
-                .to_string(),
-        );
     }
     export::pprof::Meta {
         labels: settings.labels.clone(),
         comments,
         site_labels,
-        live_counts_sampled,
     }
 }
 
@@ -215,7 +201,7 @@ fn write(
         Format::Folded => export::folded::write(sites, out),
         Format::Speedscope => export::speedscope::write(sites, name, out),
         Format::Pprof => export::pprof::write(sites, time_ns, duration_ns, meta, out),
-        Format::Csv => export::csv::write(sites, meta.live_counts_sampled, out),
+        Format::Csv => export::csv::write(sites, out),
     }
 }
 

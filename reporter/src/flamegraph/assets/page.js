@@ -185,12 +185,9 @@
     });
     return out;
   }
-  // "N allocations", or of a sampled capture's live views "N sampled blocks": its live
-  // counts are counts of samples, beside bytes that are estimates.
+  // "N allocations" (a sampled capture's are estimates, as its bytes are).
   function blocks(n) {
-    const sampled = D.meta.live_counts_sampled && state.view !== "all";
-    const word = sampled ? "sampled block" : "allocation";
-    return `${count(n)} ${word}${n === 1 ? "" : "s"}`;
+    return `${count(n)} allocation${n === 1 ? "" : "s"}`;
   }
   function threadName(t) { return t < 0 ? "every thread" : (D.threads[t] || ("thread #" + t)); }
 
