@@ -2612,3 +2612,36 @@ fn a_command_run_by_a_linked_library_s_constructor_runs() {
         assert_eq!((&row["bytes"], &row["count"]), (&100.into(), &1.into()));
     }
 }
+
+/// An exec whose environment holds LD_PRELOAD twice: the loader takes the last entry, and the
+/// exec'd program keeps both (memtrace put its own entry in the first and dropped the rest,
+/// so the program's library was never loaded).
+#[test]
+fn an_exec_with_two_ld_preload_entries_keeps_the_loader_s() {
+    let (dir, _) = dirs("two-preloads");
+    let lib = memtrace_e2e::compile_shared("says_preloaded", &dir, &["-O0"]);
+    let prog = compile("exec_two_preloads", &dir);
+    let cmd = "env | grep -E '^(LD_PRELOAD|C)=' ; echo done";
+    let args = [lib.to_str().expect("utf-8"), cmd];
+    let plain = Command::new(&prog).args(args).output_watched();
+    assert!(plain.status.success(), "{plain:?}");
+    let text = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(text.starts_with("preloaded\n"), "{text}");
+    let cap = dir.join("two.bin");
+    for mode in [&[][..], &["--follow-fork"], &["--native"]] {
+        let out = Command::new(memtrace_bin())
+            .args(["run", "-q", "-f", "-o"])
+            .arg(&cap)
+            .args(mode)
+            .arg(&prog)
+            .args(args)
+            .current_dir(&dir)
+            .output_watched();
+        assert_eq!(out.status.code(), Some(0), "{mode:?}: {out:?}");
+        // Followed children keep the tracker in LD_PRELOAD (its entry first), as documented.
+        let tracker = memtrace_bin().with_file_name("libmemtrace_tracker.so");
+        let shown =
+            String::from_utf8_lossy(&out.stdout).replace(&format!("{}:", tracker.display()), "");
+        assert_eq!(shown, text, "{mode:?}");
+    }
+}

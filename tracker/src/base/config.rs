@@ -271,6 +271,9 @@ fn replace_pid(template: &[u8], pid: u32) -> Vec<u8> {
 /// Removes the tracker (by path or file name) from LD_PRELOAD, the rest left as it was; the
 /// variable goes when the tracker was all of it.
 fn remove_from_preload(tracker_path: &[u8]) {
+    if let (2.., Some(last)) = crate::environ::last_entry(b"LD_PRELOAD=") {
+        return remove_from_last_preload(&last, tracker_path);
+    }
     let Some(preload) = var(c"LD_PRELOAD") else {
         return;
     };
@@ -281,5 +284,20 @@ fn remove_from_preload(tracker_path: &[u8]) {
         crate::environ::unset(c"LD_PRELOAD");
     } else if let Ok(v) = CString::new([rest.before, rest.after].concat()) {
         crate::environ::set(c"LD_PRELOAD", &v);
+    }
+}
+
+/// [`remove_from_preload`] where LD_PRELOAD is given more than once (an exec with such an
+/// environment): the tracker is in the last entry, the loader's; the others stay as they were.
+fn remove_from_last_preload(last: &[u8], tracker_path: &[u8]) {
+    let Some(rest) = crate::preload_var::without_tracker(last, tracker_path) else {
+        return;
+    };
+    if rest.is_empty() && !rest.separated {
+        return crate::environ::replace_last(b"LD_PRELOAD=", None);
+    }
+    if let Ok(entry) = CString::new([&b"LD_PRELOAD="[..], rest.before, rest.after].concat()) {
+        // The environment keeps the entry for good, as setenv would.
+        crate::environ::replace_last(b"LD_PRELOAD=", Some(Box::leak(entry.into_boxed_c_str())));
     }
 }

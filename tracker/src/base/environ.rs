@@ -37,3 +37,65 @@ pub fn unset(name: &CStr) {
         f => unsafe { core::mem::transmute::<usize, UnsetenvFn>(f)(name.as_ptr()) },
     };
 }
+
+extern "C" {
+    static mut environ: *mut *mut c_char;
+}
+
+/// The entries of `environ` that start with `prefix` (`NAME=`): how many, and the value of the
+/// last one (the one the loader takes for LD_PRELOAD, where getenv gives the first).
+pub fn last_entry(prefix: &[u8]) -> (usize, Option<Vec<u8>>) {
+    let mut found = (0, None);
+    // SAFETY: the process's environment, a NULL-terminated array of C strings, read at
+    // start-up before the program runs.
+    unsafe {
+        let env = environ;
+        if env.is_null() {
+            return found;
+        }
+        let mut i = 0;
+        while !(*env.add(i)).is_null() {
+            let e = CStr::from_ptr(*env.add(i)).to_bytes();
+            if let Some(value) = e.strip_prefix(prefix) {
+                found = (found.0 + 1, Some(value.to_vec()));
+            }
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Replaces the last entry of `environ` that starts with `prefix` by `entry` (a whole
+/// `NAME=value`, which stays for good), or takes it out when None, the others left in their
+/// places: with the variable given twice, setenv and unsetenv would change the first or both.
+pub fn replace_last(prefix: &[u8], entry: Option<&'static CStr>) {
+    // SAFETY: as in `last_entry`; the array is the process's own, changed in place (POSIX
+    // lets a program change `environ`), at start-up before the program runs.
+    unsafe {
+        let env = environ;
+        if env.is_null() {
+            return;
+        }
+        let mut last = None;
+        let mut i = 0;
+        while !(*env.add(i)).is_null() {
+            if CStr::from_ptr(*env.add(i)).to_bytes().starts_with(prefix) {
+                last = Some(i);
+            }
+            i += 1;
+        }
+        let Some(at) = last else {
+            return;
+        };
+        match entry {
+            Some(e) => *env.add(at) = e.as_ptr().cast_mut(),
+            None => {
+                let mut j = at;
+                while !(*env.add(j)).is_null() {
+                    *env.add(j) = *env.add(j + 1);
+                    j += 1;
+                }
+            }
+        }
+    }
+}

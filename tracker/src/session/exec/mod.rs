@@ -362,7 +362,7 @@ unsafe fn for_a_followed_child(
         return None;
     }
     let variables = own.filter(|e| ours(e));
-    let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
+    let preload = loaders_preload(env.clone());
     let room = 8 * (env.clone().count() + variables.clone().count() + 4)
         + 2 * plan.tracker.len()
         + 2 * preload.map_or(0, <[u8]>::len)
@@ -484,7 +484,7 @@ unsafe fn prepare(
     let env = unsafe { entries(envp) };
     // SAFETY: as above.
     let args = unsafe { entries(argv) };
-    let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
+    let preload = loaders_preload(env.clone());
     let names = plan.fixed.split(|&b| b == 0).filter(|s| !s.is_empty());
     let room = 8 * (env.clone().count() + names.clone().count() + 4)
         + plan.fixed.len()
@@ -526,34 +526,42 @@ fn plain_environment<'e>(
     env: impl Iterator<Item = &'e [u8]> + Clone,
     tracker: &[u8],
 ) -> Option<*const *const c_char> {
-    let preload = env.clone().find_map(|e| e.strip_prefix(b"LD_PRELOAD="));
+    let preload = loaders_preload(env.clone());
     let list = s.pointers(env.clone().count() + 2)?;
     let others = preload_entry(s, b"", preload, tracker);
     program_variables(env, others, list);
     Some(list.as_ptr())
 }
 
+/// The value of the LD_PRELOAD entry the loader takes: the last one (getenv gives the first).
+fn loaders_preload<'e>(env: impl Iterator<Item = &'e [u8]>) -> Option<&'e [u8]> {
+    env.filter_map(|e| e.strip_prefix(b"LD_PRELOAD=")).last()
+}
+
 /// Puts the entries of `env` that are the program's (not the tracker's variables) at the
-/// start of `out`, in their order, with `preload` in place of the first LD_PRELOAD entry (at
-/// the end when there is none; nothing when `preload` is None): the program's environment
-/// keeps its order across the exec. Returns how many.
+/// start of `out`, in their order, with `preload` in place of the last LD_PRELOAD entry, the
+/// loader's (at the end when there is none; nothing when `preload` is None), earlier ones as
+/// they were: the program's environment keeps its order across the exec. Returns how many.
 fn program_variables<'e>(
-    env: impl Iterator<Item = &'e [u8]>,
+    env: impl Iterator<Item = &'e [u8]> + Clone,
     preload: Option<*const c_char>,
     out: &mut [*const c_char],
 ) -> usize {
     let mut n = 0;
     let mut preload = preload;
-    let mut placed = false;
+    let mut left = env
+        .clone()
+        .filter(|e| e.starts_with(b"LD_PRELOAD="))
+        .count();
     for e in env {
         if e.starts_with(b"LD_PRELOAD=") {
-            // Later LD_PRELOAD entries go: the new one stands for the program's first.
-            if !placed {
-                placed = true;
-                if let Some(p) = preload.take() {
-                    out[n] = p;
-                    n += 1;
-                }
+            left -= 1;
+            if left > 0 {
+                out[n] = e.as_ptr() as *const c_char;
+                n += 1;
+            } else if let Some(p) = preload.take() {
+                out[n] = p;
+                n += 1;
             }
         } else if !ours(e) {
             out[n] = e.as_ptr() as *const c_char;
