@@ -1337,3 +1337,57 @@ fn a_preloaded_library_that_interposes_dlsym_still_answers() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n", "{out:?}");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// A program moved or deleted after its run: the report shows its addresses as offsets and
+/// says why (it said nothing, where a rebuilt file gets a warning).
+#[test]
+fn a_program_gone_since_the_run_is_named_in_a_warning() {
+    let (dir, prog) = setup("gone-program");
+    let cap = dir.join("gone.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            prog.to_str().expect("utf-8"),
+            "malloc",
+            "10",
+            "100",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let moved = dir.join("patterns.moved");
+    std::fs::rename(&prog, &moved).expect("rename");
+    let out = Command::new(memtrace_bin())
+        .args(["stats", cap.to_str().expect("utf-8")])
+        .env("MEMTRACE_INDEX", "off")
+        .current_dir(&dir)
+        .output_watched();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "memtrace: warning: {} is gone (moved or deleted since the capture): its addresses are shown as offsets",
+            prog.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("patterns+0x"),
+        "{out:?}"
+    );
+    // Back in place: no warning.
+    std::fs::rename(&moved, &prog).expect("rename back");
+    let out = Command::new(memtrace_bin())
+        .args(["stats", cap.to_str().expect("utf-8")])
+        .env("MEMTRACE_INDEX", "off")
+        .current_dir(&dir)
+        .output_watched();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{out:?}"
+    );
+}

@@ -94,14 +94,14 @@ impl Symbolizer {
     fn loader(&mut self, module: usize) -> Option<&Loader> {
         let slot = self.loaders.get_mut(module)?;
         let loaded = slot.get_or_insert_with(|| open(&self.map, module));
-        if !std::mem::replace(&mut self.used[module], true)
-            && loaded.as_ref().err() == Some(&elf::Unavailable::BuildIdMismatch)
-        {
+        if !std::mem::replace(&mut self.used[module], true) {
             let path = Path::new(OsStr::from_bytes(&self.map.modules[module].path));
-            self.warnings.push(format!(
-                "{} changed since the capture (its build-id differs): its addresses are shown as offsets",
-                path.display()
-            ));
+            if let Some(why) = loaded.as_ref().err().and_then(|e| unavailable(path, e)) {
+                self.warnings.push(format!(
+                    "{} {why}: its addresses are shown as offsets",
+                    path.display()
+                ));
+            }
         }
         loaded.as_ref().ok()
     }
@@ -181,6 +181,25 @@ impl Symbolizer {
 }
 
 /// Opens the debug data of module `module` of `map`.
+/// Why the file of a module the capture names has no symbols, in words for a warning; None
+/// where that is as expected (no file path: the vDSO, an anonymous mapping; a file that is
+/// there but no object file).
+fn unavailable(path: &Path, e: &elf::Unavailable) -> Option<&'static str> {
+    match e {
+        elf::Unavailable::BuildIdMismatch => {
+            Some("changed since the capture (its build-id differs)")
+        }
+        elf::Unavailable::Missing if path.is_absolute() => match std::fs::File::open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("is gone (moved or deleted since the capture)")
+            }
+            Err(_) => Some("cannot be read"),
+            Ok(_) => None,
+        },
+        elf::Unavailable::Missing => None,
+    }
+}
+
 fn open(map: &ModuleMap, module: usize) -> Result<Loader, elf::Unavailable> {
     let m = &map.modules[module];
     elf::open(Path::new(OsStr::from_bytes(&m.path)), &m.build_id)
