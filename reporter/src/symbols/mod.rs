@@ -239,11 +239,16 @@ mod tests {
         s.preload([0x10010, 0x20010, 0x99999].into_iter());
         assert!(s.loaders.iter().all(Option::is_some));
         assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        // A file gone is said at its first use too.
         assert_eq!(s.resolve(0x20010).module.as_deref(), Some("libtwo.so"));
-        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.resolve(0x20020).module.as_deref(), Some("libtwo.so"));
+        assert_eq!(
+            s.warnings,
+            ["/nonexistent/libtwo.so is gone (moved or deleted since the capture): its addresses are shown as offsets"]
+        );
         assert_eq!(s.resolve(0x10010).offset, 0x10);
         assert_eq!(s.resolve(0x10020).offset, 0x20);
-        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
-        assert!(s.warnings[0].contains("changed since the capture"));
+        assert_eq!(s.warnings.len(), 2, "{:?}", s.warnings);
+        assert!(s.warnings[1].contains("changed since the capture"));
     }
 }
