@@ -15,6 +15,10 @@ pub enum StopsShort {
     UnknownCode,
     /// Unwinding could not follow a frame (no unwind information, a stack it could not read).
     Unwinding,
+    /// The allocation ran on a stack the walk may not use: one whose bounds the tracker does not
+    /// know (a coroutine's, a fiber's) or with too little room left below (a thread stack of
+    /// PTHREAD_STACK_MIN): only the call site is kept.
+    NoRoom,
     /// A mark of a later version.
     Other(u64),
 }
@@ -26,6 +30,7 @@ impl StopsShort {
             StopsShort::TooDeep => 1,
             StopsShort::UnknownCode => 2,
             StopsShort::Unwinding => 3,
+            StopsShort::NoRoom => 4,
             StopsShort::Other(a) => a,
         }
     }
@@ -36,6 +41,7 @@ impl StopsShort {
             1 => Some(StopsShort::TooDeep),
             2 => Some(StopsShort::UnknownCode),
             3 => Some(StopsShort::Unwinding),
+            4 => Some(StopsShort::NoRoom),
             0 => None,
             a if a < FIRST_CODE_ADDRESS => Some(StopsShort::Other(a)),
             _ => None,
@@ -52,6 +58,9 @@ impl StopsShort {
             StopsShort::Unwinding => {
                 "<stack stops short: unwinding ended at a frame it could not follow>"
             }
+            StopsShort::NoRoom => {
+                "<stack stops short: on a stack too small to walk or of unknown bounds (a coroutine's)>"
+            }
             StopsShort::Other(_) => "<stack stops short>",
         }
     }
@@ -67,6 +76,7 @@ mod tests {
             StopsShort::TooDeep,
             StopsShort::UnknownCode,
             StopsShort::Unwinding,
+            StopsShort::NoRoom,
         ] {
             assert_eq!(StopsShort::from_address(s.address()), Some(s));
         }

@@ -1157,3 +1157,27 @@ fn a_frame_view_that_cannot_apply_says_so() {
         );
     }
 }
+
+/// An allocation on a coroutine's own stack (bounds the tracker cannot know) or on a thread
+/// stack of PTHREAD_STACK_MIN (no room for the walk) keeps its call site under a mark, and
+/// counts in the share of the peak that stops short (it was a one-frame stack that passed for
+/// a whole one).
+#[test]
+fn a_stack_the_walk_may_not_use_is_marked_where_it_stops() {
+    let dir = scratch("native-no-room");
+    let prog = gcc(&dir, "short_stacks", &["-O0"], &[]);
+    let s = run_native(&dir, &prog, &[]);
+    let mark =
+        "<stack stops short: on a stack too small to walk or of unknown bounds (a coroutine's)>";
+    for (bytes, function, marker) in [
+        (5555, "coroutine_inner", "coroutine"),
+        (6666, "small_thread_inner", "small_thread"),
+    ] {
+        let stack = site(&s, bytes, 1);
+        assert_eq!(stack.len(), 2, "{stack:?}");
+        assert_eq!(stack[0], at(function, "short_stacks", marker));
+        assert_eq!(stack[1].0.as_deref(), Some(mark), "{stack:?}");
+    }
+    assert_eq!(num(&s, "peak_stops_short_bytes"), 5555 + 6666, "{s}");
+    assert_eq!(num(&s, "peak_stops_short_allocations"), 2, "{s}");
+}

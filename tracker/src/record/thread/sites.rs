@@ -64,7 +64,7 @@ impl ThreadState {
             self.maybe_script_start(t);
         }
         if crate::unwind::enabled() {
-            if let Some(id) = crate::unwind::stack(t, self) {
+            if let Some(id) = crate::unwind::stack(t, self, ret) {
                 return id;
             }
         }

@@ -9,10 +9,12 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// The calling thread's stack: the mapping of /proc/self/maps its stack pointer is in (for
-    /// the main thread's growing `[stack]`, down to its size limit). None on a signal stack
-    /// (the thread's own is not known from there); empty when the maps cannot tell (the walk
-    /// then stays within a signal stack or reads nothing).
+    /// The calling thread's own stack, whatever stack the code runs on now (a coroutine's):
+    /// the main thread's `[stack]` (down to its size limit), another thread's the mapping of
+    /// /proc/self/maps that holds its thread block (the C library puts it at the top of the
+    /// thread's stack). None on a signal stack (the thread's own is not known from there);
+    /// empty when the maps cannot tell (the walk then stays within a signal stack or reads
+    /// nothing).
     ///
     /// Not pthread_getattr_np: it takes the thread's lock and allocates while holding it, so a
     /// program's own call of it reaches the hook with the lock held, and a second call from the
@@ -22,7 +24,13 @@ impl Stack {
         if signal_stack().is_some_and(|alt| alt.contains(sp)) {
             return None;
         }
-        let Some((start, end, main)) = mapping_of(sp) else {
+        let own = if crate::sys::gettid() == crate::sys::getpid() {
+            main_stack()
+        } else {
+            // SAFETY: pthread_self reads the thread pointer; no lock, no allocation.
+            mapping_of(unsafe { libc::pthread_self() } as u64)
+        };
+        let Some((start, end, main)) = own.or_else(|| mapping_of(sp)) else {
             return Some(Stack::default());
         };
         let lo = if main {
@@ -69,6 +77,12 @@ fn main_stack_low(start: u64, end: u64) -> u64 {
         }
     };
     start.min(end.saturating_sub(limit))
+}
+
+/// The `[stack]` mapping: (start, end, true).
+fn main_stack() -> Option<(u64, u64, bool)> {
+    let m = crate::maps::find(|m| m.named(b"[stack]"))?;
+    Some((m.start, m.end, true))
 }
 
 /// The mapping holding `addr`: (start, end, whether it is `[stack]`).

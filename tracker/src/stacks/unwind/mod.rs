@@ -115,6 +115,32 @@ fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
 const FIRST_WALK_ROOM: u64 = 32 << 10;
 const WALK_ROOM: u64 = 20 << 10;
 
+/// The stack of an allocation on a stack the walk may not use (see `StopsShort::NoRoom`): the
+/// call site `ret`, marked as stopping short, with the thread's Python frames as a walk that
+/// stopped there would have them. None without a call site.
+#[cold]
+fn call_site_only(
+    t: &mut tls::Tls,
+    n: &mut Native,
+    tables: &mut dyn Tables,
+    ret: u64,
+) -> Option<u64> {
+    if ret == 0 {
+        return None;
+    }
+    n.pcs[0] = ret;
+    let (chain, whole) = crate::python::current_chain(t, tables).unwrap_or((&[], true));
+    let len = merge::merge(
+        &n.pcs[..1],
+        Some(StopsShort::NoRoom),
+        chain,
+        whole,
+        &mut n.merged,
+    );
+    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
+    Some(n.tree.intern(epoch, &n.merged[..len], tables))
+}
+
 /// The thread is ending: its unwinding state goes.
 pub fn thread_exited(t: &mut tls::Tls) {
     if t.native.is_null() {
@@ -131,7 +157,7 @@ pub fn thread_exited(t: &mut tls::Tls) {
 /// in `tables`; None when it could not be unwound (the caller falls back to the call site).
 /// Called from a hook with the re-entrancy flag set.
 #[inline(never)]
-pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
+pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables, ret: u64) -> Option<u64> {
     let n = native_of(t)?;
     // A small thread stack or signal stack (PTHREAD_STACK_MIN, SIGSTKSZ) is the program's
     // choice: the walk must not overflow it, the call site does instead.
@@ -141,7 +167,7 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables) -> Option<u64> {
         WALK_ROOM
     };
     if bounds::room_below(&n.bounds, bounds::stack_pointer()) < need {
-        return None;
+        return call_site_only(t, n, tables, ret);
     }
     let snapshot = loaded::current(&mut n.walks)?;
     let site = t.call_site;
