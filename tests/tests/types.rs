@@ -566,3 +566,43 @@ fn the_walk_at_the_end_is_unseen_by_the_program_s_finders_and_audit_hooks() {
         assert!(!stdout.contains("audit import"), "3.{minor}: {stdout}");
     }
 }
+
+/// A sampled capture's types at exit and at the peak: estimates of the objects of each type,
+/// as its bytes and counts are (each object was matched to the sampled block whose weight, the
+/// bytes it stands for, covered its address: 4 KiB of neighbours took the first type found).
+#[test]
+fn a_sampled_capture_s_types_are_estimates_of_each_type() {
+    let dir = scratch("types-sampled");
+    let script = write(
+        &dir,
+        "mixed.py",
+        "class Point:\n    __slots__ = (\"x\", \"y\")\n    def __init__(self, x, y):\n        \
+         self.x = x\n        self.y = y\npoints = [Point(i, float(i)) for i in range(20000)]\n",
+    );
+    let capture = dir.join("mixed.bin");
+    let out = std::process::Command::new(memtrace_e2e::memtrace_bin())
+        .args(["run", "-q", "-f", "--sample-bytes", "4096", "--python"])
+        .arg(memtrace_e2e::python::python())
+        .arg("-o")
+        .arg(&capture)
+        .arg(&script)
+        .env("MEMTRACE_SAMPLE_SEED", "1")
+        .current_dir(&dir)
+        .output()
+        .expect("memtrace runs");
+    assert!(out.status.success(), "{out:?}");
+    let s = json(&["stats", "--json", capture.to_str().expect("utf-8")], &dir);
+    let near = |v: &Value, want: f64| (v.as_f64().unwrap_or(0.0) - want).abs() <= want * 0.3;
+    for moment in ["exit", "peak"] {
+        let rows = &s["types"][moment];
+        for name in ["__main__.Point", "float"] {
+            let e = entry(rows, name);
+            assert!(near(&e["objects"], 20_000.0), "{moment} {name}: {e}");
+        }
+        // The points' blocks: 20,000 of the same size (48 bytes on 3.11).
+        let points = entry(rows, "__main__.Point");
+        let size =
+            points["bytes"].as_f64().unwrap_or(0.0) / points["objects"].as_f64().unwrap_or(1.0);
+        assert!((24.0..=80.0).contains(&size), "{moment}: {points}");
+    }
+}

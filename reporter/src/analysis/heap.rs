@@ -17,6 +17,9 @@ pub struct Block {
     index: u64,
     /// The allocations the block stands for: 1, or a sampled capture's estimate.
     count: u64,
+    /// The bytes asked for: `size`, but in a sampled capture, where `size` is the bytes the
+    /// sample stands for.
+    asked: u64,
 }
 
 impl Block {
@@ -27,12 +30,34 @@ impl Block {
             thread,
             index,
             count: 1,
+            asked: size,
         }
     }
 
-    /// The block standing for `count` allocations (a sample of a sampled capture).
-    pub fn standing_for(self, count: u64) -> Block {
-        Block { count, ..self }
+    /// A sample of a sampled capture: `size` bytes asked for, standing for `weight` bytes in
+    /// `count` allocations.
+    pub fn weighed(self, weight: u64, count: u64) -> Block {
+        Block {
+            size: weight,
+            count,
+            asked: self.asked,
+            ..self
+        }
+    }
+
+    /// The block standing for `count` allocations of `asked` bytes in all ([`Block::weighed`]).
+    fn standing_for(self, count: u64, asked: u64) -> Block {
+        Block {
+            count,
+            asked,
+            ..self
+        }
+    }
+
+    /// The bytes asked for (a sample's own size, where `size` is what it stands for).
+    #[inline]
+    pub fn asked(&self) -> u64 {
+        self.asked
     }
 
     /// The allocations the block stands for (1 but in a sampled capture).
@@ -179,6 +204,7 @@ impl Slot {
             thread: bits(x, THREAD_SHIFT, THREAD_BITS) as u32,
             index: bits(x, 0, INDEX_BITS),
             count: 1,
+            asked: bits(x, SIZE_SHIFT, SIZE_BITS),
         }
     }
 }
@@ -206,9 +232,10 @@ pub struct LiveHeap {
     newer: HashMap<u64, VecDeque<Block>>,
     /// Blocks at addresses without a code (unaligned, or beyond 47 bits), oldest first.
     outside: HashMap<u64, VecDeque<Block>>,
-    /// The count of each block standing for more than one allocation (a sampled capture's),
-    /// by its event index: a slot has no room for it, and only sampled captures have any.
-    counts: HashMap<u64, u64>,
+    /// The count and the bytes asked for of each block of a sampled capture that stands for
+    /// more than itself, by its event index: a slot has no room for them, and only sampled
+    /// captures have any.
+    counts: HashMap<u64, (u64, u64)>,
     bytes: u64,
     /// Allocations live (estimates in a sampled capture).
     count: u64,
@@ -253,7 +280,7 @@ impl LiveHeap {
             return block;
         }
         match self.counts.get(&block.index) {
-            Some(&count) => block.standing_for(count),
+            Some(&(count, asked)) => block.standing_for(count, asked),
             None => block,
         }
     }
@@ -265,7 +292,7 @@ impl LiveHeap {
             return block;
         }
         match self.counts.remove(&block.index) {
-            Some(count) => block.standing_for(count),
+            Some((count, asked)) => block.standing_for(count, asked),
             None => block,
         }
     }
@@ -276,8 +303,8 @@ impl LiveHeap {
         self.bytes = self.bytes.wrapping_add(block.size);
         self.count += block.count;
         self.blocks += 1;
-        if block.count != 1 {
-            self.counts.insert(block.index, block.count);
+        if block.count != 1 || block.asked != block.size {
+            self.counts.insert(block.index, (block.count, block.asked));
         }
         let Some(code) = addr_code(addr) else {
             self.outside.entry(addr).or_default().push_back(block);

@@ -57,6 +57,17 @@ impl ExitTypes {
     }
 }
 
+/// A block live at exit, as the types are matched to it.
+struct ExitBlock {
+    addr: u64,
+    /// The bytes it asked for: its objects lie there.
+    asked: u64,
+    /// The bytes and allocations it stands for.
+    sum: Sum,
+    stack: u64,
+    thread: u32,
+}
+
 /// The types of the blocks live at exit; None when the capture has no object-types records
 /// (not a Python run, a tracker without them, or a run that did not reach the script's end).
 /// `exit_bytes`/`exit_allocations`: the totals live at exit, of which what has no type is
@@ -72,14 +83,25 @@ pub fn exit_types(
     }
     let exit_index = replay.exit.map_or(u64::MAX, |e| e.event_index);
     // Blocks live at exit, by address (the capture ends with the script: what is live at its
-    // end and was allocated before the exit marker is what was live at exit).
-    let mut blocks: Vec<(u64, u64, u64, u32)> = Vec::new();
+    // end and was allocated before the exit marker is what was live at exit). An object is in
+    // the bytes a block asked for; a sampled block's figures are the bytes and allocations it
+    // stands for, and its objects stand for as many more.
+    let mut blocks: Vec<ExitBlock> = Vec::new();
     let mut indices: HashMap<u64, u64> = HashMap::new();
     for (a, b) in replay.heap.iter().filter(|(_, b)| b.index() <= exit_index) {
-        blocks.push((a, b.size, b.stack(), b.thread()));
+        blocks.push(ExitBlock {
+            addr: a,
+            asked: b.asked(),
+            sum: Sum {
+                count: b.count(),
+                bytes: b.size,
+            },
+            stack: b.stack(),
+            thread: b.thread(),
+        });
         indices.insert(a, b.index());
     }
-    blocks.sort_unstable_by_key(|b| b.0);
+    blocks.sort_unstable_by_key(|b| b.addr);
     let mut names: Vec<String> = Vec::new();
     let mut name_index: HashMap<&[u8], usize> = HashMap::new();
     // Per block (by position in `blocks`): its type and object count.
@@ -90,11 +112,11 @@ pub fn exit_types(
             names.len() - 1
         });
         for &addr in &rec.addrs {
-            let Some(i) = blocks.partition_point(|b| b.0 <= addr).checked_sub(1) else {
+            let Some(i) = blocks.partition_point(|b| b.addr <= addr).checked_sub(1) else {
                 continue;
             };
-            let (start, size, ..) = blocks[i];
-            if addr >= start.saturating_add(size.max(1)) {
+            let b = &blocks[i];
+            if addr >= b.addr.saturating_add(b.asked.max(1)) {
                 continue;
             }
             let slot = typed.entry(i).or_insert((t, 0));
@@ -104,16 +126,19 @@ pub fn exit_types(
     }
     let mut objects = vec![0u64; names.len()];
     let mut sums = vec![Sum::default(); names.len()];
-    for &(t, n) in typed.values() {
-        objects[t] += n;
+    for (&i, &(t, n)) in &typed {
+        objects[t] += n * blocks[i].sum.count;
     }
     let mut by_site_raw: HashMap<(usize, u64, u32), Sum> = HashMap::new();
     let mut typed_bytes = Sum::default();
     for (&i, &(t, _)) in &typed {
-        let (_, size, stack, thread) = blocks[i];
-        sums[t].add(size);
-        typed_bytes.add(size);
-        by_site_raw.entry((t, stack, thread)).or_default().add(size);
+        let b = &blocks[i];
+        sums[t].merge(b.sum);
+        typed_bytes.merge(b.sum);
+        by_site_raw
+            .entry((t, b.stack, b.thread))
+            .or_default()
+            .merge(b.sum);
     }
     let (rows, renumber) = ranked_rows(&names, &sums, |t| objects[t]);
     let mut by_site: HashMap<(usize, u64, u32), Sum> = by_site_raw
@@ -123,7 +148,7 @@ pub fn exit_types(
     let mut block_types = HashMap::with_capacity(typed.len());
     let mut is_typed = vec![false; blocks.len()];
     for (&i, &(t, _)) in &typed {
-        let addr = blocks[i].0;
+        let addr = blocks[i].addr;
         block_types.insert(
             addr,
             (renumber[t], indices.get(&addr).copied().unwrap_or(0)),
@@ -131,12 +156,12 @@ pub fn exit_types(
         is_typed[i] = true;
     }
     let untyped_row = rows.len();
-    for (i, &(_, size, stack, thread)) in blocks.iter().enumerate() {
+    for (i, b) in blocks.iter().enumerate() {
         if !is_typed[i] {
             by_site
-                .entry((untyped_row, stack, thread))
+                .entry((untyped_row, b.stack, b.thread))
                 .or_default()
-                .add(size);
+                .merge(b.sum);
         }
     }
     let untyped = Sum {
@@ -253,7 +278,7 @@ pub fn peak_types(
             by_site_raw
                 .entry((t, b.stack(), b.thread()))
                 .or_default()
-                .add(b.size);
+                .add_n(b.count(), b.size);
         }
     }
     let mut sums = vec![Sum::default(); names.len()];

@@ -8,6 +8,7 @@ use super::mappings::{Mapping, Mappings};
 use super::series::Series;
 use super::sets::{self, AllocSet, Departed, Departures, TypedDepartures};
 use super::temporary::Temporary;
+use super::totals::Sum;
 use crate::capture::event::{code, Event};
 use memtrace_format::settings::{sampled_count, Sampling};
 use memtrace_format::{Allocator, Marker};
@@ -423,6 +424,7 @@ impl Replay {
             }
             let c = ev.code();
             if c < code::ALLOC_END {
+                let asked = ev.size;
                 let weighed;
                 let (ev, count) = if EXTRAS && self.sampling.is_sampled() && c != MMAP {
                     weighed = self.weighed(ev);
@@ -433,8 +435,8 @@ impl Replay {
                 if c == MMAP {
                     self.map(ev, thread, index);
                 } else {
-                    let block = Block::new(ev.size, ev.stack(), thread, index);
-                    self.heap.alloc(ev.addr, block.standing_for(count));
+                    let block = Block::new(asked, ev.stack(), thread, index);
+                    self.heap.alloc(ev.addr, block.weighed(ev.size, count));
                     if EXTRAS {
                         if let Some(t) = &mut self.temporary {
                             t.allocated(thread, ev.addr, index);
@@ -468,7 +470,11 @@ impl Replay {
                         if ev.size != 0 {
                             if b.index() <= self.peak.event_index {
                                 let ty = self.class_deaths.key(ev.size);
-                                self.peak_typed.push(ty, b.stack(), b.thread(), b.size);
+                                let sum = Sum {
+                                    count: b.count(),
+                                    bytes: b.size,
+                                };
+                                self.peak_typed.push(ty, b.stack(), b.thread(), sum);
                             }
                             if b.size >= MIN_CLASS_BLOCK {
                                 self.class_deaths.freed(ev.addr, Some(b.stack()));

@@ -151,15 +151,15 @@ fn typed_slot(&(ty, stack, thread): &TypedKey) -> usize {
 
 impl TypedDepartures {
     #[inline]
-    pub fn push(&mut self, object_type: u64, stack: u64, thread: u32, bytes: u64) {
+    /// A block that held an object of `object_type` went: `sum`, the bytes and allocations it
+    /// stands for.
+    pub fn push(&mut self, object_type: u64, stack: u64, thread: u32, sum: Sum) {
         let key = (object_type, stack, thread);
         let i = typed_slot(&key);
         let bit = 1u64 << i;
         if self.cache.is_empty() {
             self.cache = vec![((0, 0, 0), Sum::default()); TYPED_SLOTS];
         }
-        let mut sum = Sum::default();
-        sum.add(bytes);
         if self.used & bit == 0 {
             self.used |= bit;
             self.cache[i] = (key, sum);
@@ -167,7 +167,7 @@ impl TypedDepartures {
         }
         let (k, s) = &mut self.cache[i];
         if *k == key {
-            s.add(bytes);
+            s.merge(sum);
             return;
         }
         let evicted = std::mem::replace(&mut self.cache[i], (key, sum));
@@ -288,7 +288,15 @@ mod tests {
         // More keys than the cache holds, interleaved, past several folds.
         let n = 3 * FOLD_AT as u64 + 5;
         for i in 0..n {
-            d.push(i % 7, i % 300, (i % 2) as u32, 10 + i % 3);
+            d.push(
+                i % 7,
+                i % 300,
+                (i % 2) as u32,
+                Sum {
+                    count: 1,
+                    bytes: 10 + i % 3,
+                },
+            );
         }
         let mut want: HashMap<TypedKey, Sum> = HashMap::new();
         for i in 0..n {
@@ -300,9 +308,10 @@ mod tests {
         assert_eq!(d.by_type_site(), want);
         d.clear();
         assert!(d.by_type_site().is_empty());
-        d.push(1, 2, 3, 4);
-        d.push(1, 2, 3, 5);
-        let one: HashMap<TypedKey, Sum> = [((1, 2, 3), Sum { count: 2, bytes: 9 })].into();
+        d.push(1, 2, 3, Sum { count: 1, bytes: 4 });
+        // A sample standing for 7 allocations.
+        d.push(1, 2, 3, Sum { count: 7, bytes: 5 });
+        let one: HashMap<TypedKey, Sum> = [((1, 2, 3), Sum { count: 8, bytes: 9 })].into();
         assert_eq!(d.by_type_site(), one);
     }
 }
