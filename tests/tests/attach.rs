@@ -378,8 +378,14 @@ fn attach_refuses_a_missing_process_and_a_static_program() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("no process 999999999"), "{err}");
+    // detach says it as attach does (it said "not attached by memtrace").
     let out = memtrace(&["detach", "999999999"], &dir);
     assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "memtrace: no process 999999999 (it is gone, or never existed)"
+    );
 
     // Statically linked: the same program built -static, when the C library's static archive
     // is installed.

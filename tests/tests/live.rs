@@ -588,3 +588,50 @@ fn live_without_a_terminal_is_refused_before_any_wait() {
         started.elapsed()
     );
 }
+
+/// A program that allocates and then sleeps 8 s: the view's clock goes on (it showed the time
+/// of the last allocation, `running 0.0 s`, for as long as the program idled).
+#[test]
+fn live_counts_the_time_of_an_idle_program() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("live-idle");
+    write(
+        &dir,
+        "idle.py",
+        "import time\nKEEP = bytearray(2_000_000)\ntime.sleep(8)\n",
+    );
+    let mut child = Run(Command::new(memtrace_bin())
+        .args(["run", "-q", "-o", "out.bin", "--python"])
+        .arg(python())
+        .arg("idle.py")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("memtrace run starts"));
+    let start = Instant::now();
+    while !dir.join("out.bin").exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no capture");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cmd = format!(
+        "cd {} && {} live out.bin; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 140, 40);
+    // Its clock passes 3 s while the program sleeps (it allocates nothing then).
+    let running = |s: &[String]| -> Option<f64> {
+        let rest = s.first()?.strip_prefix("● running ")?;
+        rest.split(' ').next()?.trim_end_matches('s').parse().ok()
+    };
+    let screen = ui.wait("the clock past 3 s", |s| {
+        running(s).is_some_and(|t| t >= 3.0)
+    });
+    assert!(screen[0].starts_with("● running"), "{}", screen[0]);
+    let status = child.0.wait().expect("memtrace run ends");
+    assert!(status.success(), "{status:?}");
+    ui.wait("the end", |s| s[0].starts_with("■ ended"));
+}

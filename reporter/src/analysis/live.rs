@@ -221,4 +221,20 @@ impl Live {
     pub fn elapsed_s(&self) -> f64 {
         self.analysis.duration_s()
     }
+
+    /// Seconds since the capture started, for a program that still runs: the wall clock now
+    /// against the capture's start (the header's, so a capture followed from another machine
+    /// keeps it), and never less than the last event's time. An idle program makes no event:
+    /// the view stood still at its last allocation.
+    pub fn running_s(&self) -> f64 {
+        let last = self.elapsed_s();
+        let start = self.follower.header.start_realtime_ns;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        if start == 0 || now <= start {
+            return last;
+        }
+        ((now - start) as f64 / 1e9).max(last)
+    }
 }

@@ -1091,6 +1091,9 @@ fn detach(pid: i32) -> Result<(), String> {
                 active.display()
             ))
         }
+        Err(_) if !alive(pid) => {
+            return Err(format!("no process {pid} (it is gone, or never existed)"))
+        }
         Err(_) => return Err(format!("process {pid} is not attached by memtrace")),
     };
     // The capture's path, then the attach's token.

@@ -288,7 +288,12 @@ fn draw(frame: &mut Frame, app: &mut App, follow: &Follow) {
         Paragraph::new(state_line(follow)).style(Style::new().add_modifier(Modifier::BOLD)),
         head,
     );
-    let data = sparkline(&follow.live.series(), follow.live.elapsed_s(), spark.width);
+    // Up to now while the program runs (an idle one makes no point), to its end after.
+    let end_s = match follow.ended {
+        None => follow.live.running_s(),
+        Some(_) => follow.live.elapsed_s(),
+    };
+    let data = sparkline(&follow.live.series(), end_s, spark.width);
     frame.render_widget(
         Sparkline::default()
             .data(&data)
@@ -310,7 +315,7 @@ fn state_line(follow: &Follow) -> String {
             "● running, catching up: {} read",
             seconds(follow.live.elapsed_s())
         ),
-        (None, _) => format!("● running {}", seconds(follow.live.elapsed_s())),
+        (None, _) => format!("● running {}", seconds(follow.live.running_s())),
     };
     let peak_at = peak.tick.map_or(0.0, |t| a.clock.seconds(t));
     let view = match follow.moment {
