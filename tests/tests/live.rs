@@ -45,13 +45,14 @@ impl Drop for Run {
     }
 }
 
-/// Starts the script under `memtrace run -o out.bin` and waits for its capture to appear.
-fn start(dir: &Path) -> Run {
-    write(dir, "grow.py", SCRIPT);
+/// Writes `text` as the script `name` in `dir`, starts it under `memtrace run -o out.bin` and
+/// waits for its capture to appear.
+fn start_script(dir: &Path, name: &str, text: &str) -> Run {
+    write(dir, name, text);
     let child = Command::new(memtrace_bin())
         .args(["run", "-q", "-o", "out.bin", "--python"])
         .arg(python())
-        .arg("grow.py")
+        .arg(name)
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -71,7 +72,7 @@ fn live_follows_a_growing_capture_to_its_end() {
         return;
     }
     let dir = scratch("live");
-    let mut child = start(&dir);
+    let mut child = start_script(&dir, "grow.py", SCRIPT);
     let cmd = format!(
         "cd {} && {} live out.bin; sleep 60",
         dir.display(),
@@ -174,7 +175,7 @@ fn live_follows_a_capture_on_a_network_file_system() {
             return;
         }
     };
-    let mut child = start(&writer);
+    let mut child = start_script(&writer, "grow.py", SCRIPT);
     let cmd = format!(
         "{} live {}; sleep 60",
         memtrace_bin().display(),
@@ -597,25 +598,11 @@ fn live_counts_the_time_of_an_idle_program() {
         return;
     }
     let dir = scratch("live-idle");
-    write(
+    let mut child = start_script(
         &dir,
         "idle.py",
         "import time\nKEEP = bytearray(2_000_000)\ntime.sleep(8)\n",
     );
-    let mut child = Run(Command::new(memtrace_bin())
-        .args(["run", "-q", "-o", "out.bin", "--python"])
-        .arg(python())
-        .arg("idle.py")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("memtrace run starts"));
-    let start = Instant::now();
-    while !dir.join("out.bin").exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no capture");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let cmd = format!(
         "cd {} && {} live out.bin; sleep 60",
         dir.display(),

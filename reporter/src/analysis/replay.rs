@@ -8,9 +8,9 @@ use super::mappings::{Mapping, Mappings};
 use super::series::Series;
 use super::sets::{self, AllocSet, Departed, Departures, TypedDepartures};
 use super::temporary::Temporary;
-use super::totals::Sum;
+use super::totals::{self, Sum};
 use crate::capture::event::{code, Event};
-use memtrace_format::settings::{sampled_count, Sampling};
+use memtrace_format::settings::Sampling;
 use memtrace_format::{Allocator, Marker};
 
 /// The least block a class takes: a heap type object (PyHeapTypeObject) is some 900 bytes on
@@ -379,18 +379,6 @@ impl Replay {
         }
     }
 
-    /// A sampled capture's allocation `ev` (of the heap: mappings are always recorded)
-    /// weighed: the bytes it stands for, and the allocations (drawn as the totals draw them,
-    /// analysis::totals, so that a block counts alike in both).
-    #[inline]
-    fn weighed(&self, ev: &Event) -> (Event, u64) {
-        let w = self.sampling.weight(ev.size);
-        let seed = ev.addr ^ ev.tick.rotate_left(32);
-        let mut weighed = *ev;
-        weighed.size = w;
-        (weighed, sampled_count(ev.size, w, seed))
-    }
-
     /// [`Replay::events`]; `EXTRAS` false when there is no `peak_at`, no buckets, no temporary
     /// allocations to find, no frozen heap and no sampling.
     #[inline(always)]
@@ -424,14 +412,18 @@ impl Replay {
             }
             let c = ev.code();
             if c < code::ALLOC_END {
+                // A sampled capture's heap allocation stands for more (mappings are always
+                // recorded): the event weighed, its count beside.
                 let asked = ev.size;
-                let weighed;
-                let (ev, count) = if EXTRAS && self.sampling.is_sampled() && c != MMAP {
-                    weighed = self.weighed(ev);
-                    (&weighed.0, weighed.1)
+                let mut weighed = *ev;
+                let count = if EXTRAS && self.sampling.is_sampled() && c != MMAP {
+                    let (count, bytes) = totals::stands_for(ev, self.sampling);
+                    weighed.size = bytes;
+                    count
                 } else {
-                    (ev, 1)
+                    1
                 };
+                let ev = &weighed;
                 if c == MMAP {
                     self.map(ev, thread, index);
                 } else {
@@ -476,7 +468,7 @@ impl Replay {
                                 };
                                 self.peak_typed.push(ty, b.stack(), b.thread(), sum);
                             }
-                            if b.size >= MIN_CLASS_BLOCK {
+                            if b.asked() >= MIN_CLASS_BLOCK {
                                 self.class_deaths.freed(ev.addr, Some(b.stack()));
                             }
                         }

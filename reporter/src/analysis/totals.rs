@@ -97,6 +97,19 @@ impl Default for Totals {
     }
 }
 
+/// What a heap allocation `ev` of a capture sampled as `sampling` says stands for: (the
+/// allocations, the bytes). The count is drawn from the event itself, so that every reader
+/// (the totals, the replay's live sets) counts a sample alike.
+#[inline]
+pub fn stands_for(ev: &Event, sampling: Sampling) -> (u64, u64) {
+    let w = sampling.weight(ev.size);
+    let seed = ev.addr ^ ev.tick.rotate_left(32);
+    (
+        memtrace_format::settings::sampled_count(ev.size, w, seed),
+        w,
+    )
+}
+
 impl Totals {
     /// The totals of one thread's events.
     pub fn from_events(events: &[Event]) -> Totals {
@@ -133,9 +146,7 @@ impl Totals {
             let (count, bytes) = if !sampling.is_sampled() || allocator == Allocator::Mmap as u8 {
                 (1, size)
             } else {
-                let w = sampling.weight(size);
-                let seed = ev.addr ^ ev.tick.rotate_left(32);
-                (memtrace_format::settings::sampled_count(size, w, seed), w)
+                stands_for(ev, sampling)
             };
             t.allocs.add_n(count, bytes);
             t.histogram[bin_of(size)].add_n(count, bytes);

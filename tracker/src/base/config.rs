@@ -269,28 +269,18 @@ fn replace_pid(template: &[u8], pid: u32) -> Vec<u8> {
 }
 
 /// Removes the tracker (by path or file name) from LD_PRELOAD, the rest left as it was; the
-/// variable goes when the tracker was all of it.
+/// entry goes when the tracker was all of it. The tracker is in the last LD_PRELOAD entry, the
+/// one the loader took (an exec may give the variable twice): that one is changed, the others
+/// stay as they were.
 fn remove_from_preload(tracker_path: &[u8]) {
-    if let (2.., Some(last)) = crate::environ::last_entry(b"LD_PRELOAD=") {
-        return remove_from_last_preload(&last, tracker_path);
+    // Nothing in a privileged process (secure_getenv answers nothing there).
+    if var(c"LD_PRELOAD").is_none() {
+        return;
     }
-    let Some(preload) = var(c"LD_PRELOAD") else {
+    let Some(last) = crate::environ::last_value(b"LD_PRELOAD=") else {
         return;
     };
-    let Some(rest) = crate::preload_var::without_tracker(&preload, tracker_path) else {
-        return;
-    };
-    if rest.is_empty() && !rest.separated {
-        crate::environ::unset(c"LD_PRELOAD");
-    } else if let Ok(v) = CString::new([rest.before, rest.after].concat()) {
-        crate::environ::set(c"LD_PRELOAD", &v);
-    }
-}
-
-/// [`remove_from_preload`] where LD_PRELOAD is given more than once (an exec with such an
-/// environment): the tracker is in the last entry, the loader's; the others stay as they were.
-fn remove_from_last_preload(last: &[u8], tracker_path: &[u8]) {
-    let Some(rest) = crate::preload_var::without_tracker(last, tracker_path) else {
+    let Some(rest) = crate::preload_var::without_tracker(&last, tracker_path) else {
         return;
     };
     if rest.is_empty() && !rest.separated {

@@ -42,10 +42,10 @@ extern "C" {
     static mut environ: *mut *mut c_char;
 }
 
-/// The entries of `environ` that start with `prefix` (`NAME=`): how many, and the value of the
-/// last one (the one the loader takes for LD_PRELOAD, where getenv gives the first).
-pub fn last_entry(prefix: &[u8]) -> (usize, Option<Vec<u8>>) {
-    let mut found = (0, None);
+/// The value of the last entry of `environ` that starts with `prefix` (`NAME=`): the one the
+/// loader takes for LD_PRELOAD, where getenv gives the first.
+pub fn last_value(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut found = None;
     // SAFETY: the process's environment, a NULL-terminated array of C strings, read at
     // start-up before the program runs.
     unsafe {
@@ -57,7 +57,7 @@ pub fn last_entry(prefix: &[u8]) -> (usize, Option<Vec<u8>>) {
         while !(*env.add(i)).is_null() {
             let e = CStr::from_ptr(*env.add(i)).to_bytes();
             if let Some(value) = e.strip_prefix(prefix) {
-                found = (found.0 + 1, Some(value.to_vec()));
+                found = Some(value.to_vec());
             }
             i += 1;
         }
@@ -67,7 +67,8 @@ pub fn last_entry(prefix: &[u8]) -> (usize, Option<Vec<u8>>) {
 
 /// Replaces the last entry of `environ` that starts with `prefix` by `entry` (a whole
 /// `NAME=value`, which stays for good), or takes it out when None, the others left in their
-/// places: with the variable given twice, setenv and unsetenv would change the first or both.
+/// places (in place, as the C library's setenv and unsetenv change an entry; with the variable
+/// given twice they would change the first or both).
 pub fn replace_last(prefix: &[u8], entry: Option<&'static CStr>) {
     // SAFETY: as in `last_entry`; the array is the process's own, changed in place (POSIX
     // lets a program change `environ`), at start-up before the program runs.

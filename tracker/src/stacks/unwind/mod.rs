@@ -115,32 +115,6 @@ fn native_of(t: &mut tls::Tls) -> Option<&'static mut Native> {
 const FIRST_WALK_ROOM: u64 = 32 << 10;
 const WALK_ROOM: u64 = 20 << 10;
 
-/// The stack of an allocation on a stack the walk may not use (see `StopsShort::NoRoom`): the
-/// call site `ret`, marked as stopping short, with the thread's Python frames as a walk that
-/// stopped there would have them. None without a call site.
-#[cold]
-fn call_site_only(
-    t: &mut tls::Tls,
-    n: &mut Native,
-    tables: &mut dyn Tables,
-    ret: u64,
-) -> Option<u64> {
-    if ret == 0 {
-        return None;
-    }
-    n.pcs[0] = ret;
-    let (chain, whole) = crate::python::current_chain(t, tables).unwrap_or((&[], true));
-    let len = merge::merge(
-        &n.pcs[..1],
-        Some(StopsShort::NoRoom),
-        chain,
-        whole,
-        &mut n.merged,
-    );
-    let epoch = stacks::EPOCH.load(Ordering::Relaxed);
-    Some(n.tree.intern(epoch, &n.merged[..len], tables))
-}
-
 /// The thread is ending: its unwinding state goes.
 pub fn thread_exited(t: &mut tls::Tls) {
     if t.native.is_null() {
@@ -154,7 +128,8 @@ pub fn thread_exited(t: &mut tls::Tls) {
 }
 
 /// The interned native stack of the calling thread's allocation, defining new frames and stacks
-/// in `tables`; None when it could not be unwound (the caller falls back to the call site).
+/// in `tables` (on a stack the walk may not use, the call site under a mark); None when it
+/// could not be unwound (the caller falls back to the call site).
 /// Called from a hook with the re-entrancy flag set.
 #[inline(never)]
 pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables, ret: u64) -> Option<u64> {
@@ -166,9 +141,32 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables, ret: u64) -> Option<u64>
     } else {
         WALK_ROOM
     };
-    if bounds::room_below(&n.bounds, bounds::stack_pointer()) < need {
-        return call_site_only(t, n, tables, ret);
+    let depth = if bounds::room_below(&n.bounds, bounds::stack_pointer()) < need {
+        call_site_only(n, ret)?
+    } else {
+        walked(t, n)?
+    };
+    intern(t, n, tables, depth)
+}
+
+/// A stack the walk may not use (too small, or of bounds not known: a coroutine's): the call
+/// site `ret` alone, as a walk that stopped there (`StopsShort::NoRoom`); None without one.
+#[cold]
+fn call_site_only(n: &mut Native, ret: u64) -> Option<walk::Walked> {
+    if ret == 0 {
+        return None;
     }
+    n.pcs[0] = ret;
+    Some(walk::Walked {
+        frames: 1,
+        short: Some(StopsShort::NoRoom),
+        trace: None,
+    })
+}
+
+/// The calling thread's walk into `n.pcs`; None when it found no frame.
+#[inline(always)]
+fn walked(t: &mut tls::Tls, n: &mut Native) -> Option<walk::Walked> {
     let snapshot = loaded::current(&mut n.walks)?;
     let site = t.call_site;
     let mut depth = match walk::again(snapshot, &n.bounds, &mut n.traces, &mut n.pcs, site) {
@@ -187,9 +185,17 @@ pub fn stack(t: &mut tls::Tls, tables: &mut dyn Tables, ret: u64) -> Option<u64>
         let cache = n.cache.get_or_insert_with(Cache::new_in);
         depth = walk::walk(snapshot, cache, &n.bounds, &mut n.pcs, &mut n.traces, site);
     }
-    if depth.frames == 0 {
-        return None;
-    }
+    (depth.frames > 0).then_some(depth)
+}
+
+/// The stack of `depth` frames in `n.pcs`, merged with the thread's Python frames and interned.
+#[inline(always)]
+fn intern(
+    t: &mut tls::Tls,
+    n: &mut Native,
+    tables: &mut dyn Tables,
+    depth: walk::Walked,
+) -> Option<u64> {
     let pcs = &n.pcs[..depth.frames];
     let epoch = stacks::EPOCH.load(Ordering::Relaxed);
     let chain = crate::python::current_chain(t, tables);
