@@ -116,6 +116,23 @@ pub fn compile_file(src: &Path, dir: &Path) -> PathBuf {
     out
 }
 
+/// Compiles the C++ program tests/programs/<name>.cpp into `dir` without optimizations (so no
+/// `new` is elided).
+pub fn compile_cxx(name: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(name);
+    let src = workspace()
+        .join("tests/programs")
+        .join(format!("{name}.cpp"));
+    let status = Command::new("g++")
+        .args(["-O0", "-g", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("g++ runs");
+    assert!(status.success(), "compiling {} failed", src.display());
+    out
+}
+
 /// Compiles tests/programs/`lib`.c into `dir`/lib`lib`.so with `flags`; the library's path.
 pub fn compile_shared(lib: &str, dir: &Path, flags: &[&str]) -> PathBuf {
     let out = dir.join(format!("lib{lib}.so"));

@@ -9,6 +9,7 @@ mod aggregate;
 mod attach;
 mod browser;
 mod color;
+mod cxx;
 mod diff;
 mod embedding;
 mod environments;

@@ -32,7 +32,7 @@ use record::{aggregate, early, names, sample, thread};
 use session::{
     attach, exec, family, fork_signals, inprocess, lifecycle, orphan, pyext, pyrun, state,
 };
-use stacks::{python, unwind};
+use stacks::{python, unwind, wrappers};
 
 use std::sync::atomic::AtomicBool;
 

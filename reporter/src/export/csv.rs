@@ -22,10 +22,7 @@ pub const HEADER: [&str; 8] = [
 pub fn write(sites: &Sites, out: &mut dyn Write) -> io::Result<()> {
     let mut by_location: HashMap<Location, (Sum, Sum)> = HashMap::new();
     for s in &sites.list {
-        let key = sites
-            .innermost(s)
-            .cloned()
-            .unwrap_or_else(Location::unknown);
+        let key = sites.location(s).cloned().unwrap_or_else(Location::unknown);
         let e = by_location.entry(key).or_default();
         e.0.merge(s.live);
         e.1.merge(s.allocated);

@@ -62,6 +62,25 @@ impl Sites {
         self.paths.location(site.node)
     }
 
+    /// The location a site's allocations are counted at: its innermost one, or past the
+    /// allocator wrappers inside it (`operator new`, `strdup`, Rust's `alloc`: see
+    /// [`crate::report::locations::is_allocator_wrapper`]) when anything is left (None: no
+    /// stack known).
+    pub fn location(&self, site: &PathSite) -> Option<&Location> {
+        let innermost = self.innermost(site)?;
+        if !innermost.is_allocator_wrapper() {
+            return Some(innermost);
+        }
+        let frames = self.frames(site);
+        Some(
+            frames
+                .into_iter()
+                .rev()
+                .find(|l| !l.is_allocator_wrapper())
+                .unwrap_or(innermost),
+        )
+    }
+
     /// Adds `other`'s sites, each under `location` (a family's process).
     pub fn graft(&mut self, location: &Location, other: &Sites) {
         let at = self.paths.child(ROOT, location);

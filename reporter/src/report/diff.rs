@@ -58,10 +58,7 @@ pub fn by_location(sites: &Sites) -> HashMap<Location, Sum> {
         .iter()
         .filter(|s| s.live.count > 0 || s.live.bytes > 0)
     {
-        let key = sites
-            .innermost(s)
-            .cloned()
-            .unwrap_or_else(Location::unknown);
+        let key = sites.location(s).cloned().unwrap_or_else(Location::unknown);
         m.entry(key).or_default().merge(s.live);
     }
     m

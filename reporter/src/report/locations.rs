@@ -1,5 +1,6 @@
-//! Allocation sites: stacks reduced to their innermost frame and grouped by source location
-//! (function, file, line), so that different return addresses on one line count together.
+//! Allocation sites: stacks reduced to their innermost frame (past allocator wrappers such as
+//! `operator new`) and grouped by source location (function, file, line), so that different
+//! return addresses on one line count together.
 
 use crate::analysis::tables::{Frame, Tables};
 use crate::analysis::totals::Sum;
@@ -75,6 +76,73 @@ impl Location {
     }
 }
 
+/// Whether a native frame's function only passes a request on to the allocator, so that the
+/// location of what it allocates is its caller's: C++'s `operator new` family, the C library's
+/// `strdup` family, Rust's allocator shims and its `alloc` crate (`Vec`, `Box`, `String` and
+/// their growth). Without `--native` the tracker records the caller's call site itself
+/// (tracker/src/stacks/wrappers.rs); with it, the frames are kept in the stack and the top
+/// lists, modules, CSV rows and diffs pass over them.
+pub fn is_allocator_wrapper(function: &str, file: Option<&str>) -> bool {
+    let f = function.trim_start_matches('<');
+    const RUST: [&str; 8] = [
+        "alloc::",
+        "std::alloc::",
+        "std::sys::alloc::",
+        "core::alloc::",
+        "__rust_alloc",
+        "__rust_realloc",
+        "__rdl_",
+        "__rg_",
+    ];
+    const C: [&str; 8] = [
+        "strdup",
+        "__strdup",
+        "__GI___strdup",
+        "strndup",
+        "__strndup",
+        "__GI___strndup",
+        "wcsdup",
+        "__wcsdup",
+    ];
+    f.starts_with("operator new")
+        || RUST.iter().any(|p| f.starts_with(p))
+        // A Python function may have such a name: only C code's.
+        || (C.contains(&f) && !file.is_some_and(|p| p.ends_with(".py")))
+}
+
+impl Location {
+    /// Whether this is a location inside an allocator wrapper ([`is_allocator_wrapper`]).
+    pub fn is_allocator_wrapper(&self) -> bool {
+        self.function
+            .as_deref()
+            .is_some_and(|f| is_allocator_wrapper(f, self.file.as_deref()))
+    }
+}
+
+/// The location a stack's allocations are counted at: its innermost shown frame's, or where
+/// that is an allocator wrapper's (and the stack goes on past it), the first location outside
+/// the wrappers, inlined functions counted. None for an unknown stack.
+pub fn location_of_stack(
+    stack: u64,
+    tables: &Tables,
+    symbolizer: &mut Symbolizer,
+) -> Option<Location> {
+    let (_, frame) = tables.innermost_shown(stack)?;
+    let first = resolve(frame, tables, symbolizer);
+    if !matches!(frame, Frame::Native(_)) || !first.is_allocator_wrapper() {
+        return Some(first);
+    }
+    let locs = super::view_tree::shown_locations(tables, stack, &mut |id| {
+        super::view_tree::frame_locations(tables, id, symbolizer)
+    });
+    Some(
+        locs.into_iter()
+            .rev()
+            .find(|l| !l.is_allocator_wrapper())
+            .unwrap_or(first),
+    )
+}
+
 /// The allocations of one stack.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackSum {
@@ -136,17 +204,31 @@ pub fn by_location(
     let mut out: Vec<LocationTotals> = Vec::new();
     let mut slot_of: HashMap<Location, usize> = HashMap::new();
     // Many stacks share an innermost frame: resolve each frame once.
-    let mut frame_slot: HashMap<u64, usize> = HashMap::new();
+    // None: the frame is an allocator wrapper's, each stack's location is found past it.
+    let mut frame_slot: HashMap<u64, Option<usize>> = HashMap::new();
     let mut unknown_slot: Option<usize> = None;
     for (&stack, &sum) in by_stack {
         let slot = match tables.innermost_shown(stack) {
             Some((frame_id, frame)) => match frame_slot.get(&frame_id) {
-                Some(&s) => s,
+                Some(&Some(s)) => s,
+                // An allocator wrapper's frame: each stack's location lies further out.
+                Some(&None) => {
+                    let loc = location_of_stack(stack, tables, symbolizer)
+                        .unwrap_or_else(Location::unknown);
+                    slot(&mut out, &mut slot_of, loc)
+                }
                 None => {
                     let loc = resolve(frame, tables, symbolizer);
-                    let s = slot(&mut out, &mut slot_of, loc);
-                    frame_slot.insert(frame_id, s);
-                    s
+                    if matches!(frame, Frame::Native(_)) && loc.is_allocator_wrapper() {
+                        frame_slot.insert(frame_id, None);
+                        let loc = location_of_stack(stack, tables, symbolizer)
+                            .unwrap_or_else(Location::unknown);
+                        slot(&mut out, &mut slot_of, loc)
+                    } else {
+                        let s = slot(&mut out, &mut slot_of, loc);
+                        frame_slot.insert(frame_id, Some(s));
+                        s
+                    }
                 }
             },
             None => *unknown_slot
@@ -261,5 +343,41 @@ pub fn test_location(f: &str, line: u64) -> Location {
         file: Some("a.py".to_string()),
         line: Some(line),
         label: format!("{f} at a.py:{line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_allocator_wrapper;
+
+    #[test]
+    fn allocator_wrappers_are_known_by_name() {
+        for f in [
+            "operator new(unsigned long)",
+            "operator new[](unsigned long, std::nothrow_t const&)",
+            "operator new(unsigned long, std::align_val_t)",
+            "__GI___strdup",
+            "strndup",
+            "<alloc::raw_vec::RawVecInner>::try_allocate_in",
+            "alloc::raw_vec::finish_grow",
+            "__rust_alloc",
+            "__rdl_alloc",
+            "<std::alloc::System as core::alloc::global::GlobalAlloc>::alloc",
+        ] {
+            assert!(is_allocator_wrapper(f, None), "{f}");
+        }
+        for f in [
+            "main",
+            "operator delete(void*)",
+            "std::vector<long>::push_back(long const&)",
+            "myapp::alloc_buffers",
+            "PyObject_Malloc",
+            "strdupv",
+        ] {
+            assert!(!is_allocator_wrapper(f, None), "{f}");
+        }
+        // A Python function of that name is the program's own.
+        assert!(!is_allocator_wrapper("strdup", Some("/app/util.py")));
+        assert!(is_allocator_wrapper("strdup", Some("./string/strdup.c")));
     }
 }

@@ -48,7 +48,7 @@ pub struct ModuleTotals {
 pub fn by_module(
     by_stack: &HashMap<u64, Sum>,
     tables: &Tables,
-    symbolizer: &Symbolizer,
+    symbolizer: &mut Symbolizer,
 ) -> Vec<ModuleTotals> {
     let mut g = Grouping::default();
     // --native-only: the module of the innermost native frame, Python frames aside.
@@ -72,7 +72,11 @@ pub fn by_module(
                     None => g.native(None, symbolizer),
                 },
             },
-            None => g.native(innermost_native_address(stack, tables), symbolizer),
+            None => {
+                let addr = innermost_native_address(stack, tables)
+                    .map(|a| past_wrappers(a, stack, tables, symbolizer));
+                g.native(addr, symbolizer)
+            }
         };
         g.out[slot].sum.merge(sum);
     }
@@ -148,6 +152,32 @@ fn innermost_native_of_any(stack: u64, tables: &Tables) -> Option<u64> {
         Frame::Native(addr) => Some(addr),
         Frame::Python { .. } => None,
     })
+}
+
+/// `addr`, the innermost native frame of `stack`, or when all of that frame's functions are
+/// allocator wrappers (`operator new`: see locations::is_allocator_wrapper), the first native
+/// frame further out that is not, so that C++ and Rust allocations count for the module that
+/// asked for them, not for libstdc++.
+fn past_wrappers(addr: u64, stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> u64 {
+    let mut wrapper = |a: u64| {
+        let sym = symbolizer.resolve(a);
+        let is = |f: &Option<String>, file: &Option<String>| {
+            f.as_deref()
+                .is_some_and(|f| super::locations::is_allocator_wrapper(f, file.as_deref()))
+        };
+        is(&sym.function, &sym.file) && sym.inlined_into.iter().all(|c| is(&c.function, &c.file))
+    };
+    if !wrapper(addr) {
+        return addr;
+    }
+    tables
+        .walk(stack)
+        .filter_map(|f| match f {
+            Frame::Native(a) => Some(a),
+            Frame::Python { .. } => None,
+        })
+        .find(|&a| !wrapper(a))
+        .unwrap_or(addr)
 }
 
 /// The address of the stack's innermost frame when it is a native frame.

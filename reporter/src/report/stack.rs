@@ -40,3 +40,26 @@ pub fn frames(stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> Vec<S
     locs.reverse();
     locs.into_iter().map(StackFrame::from).collect()
 }
+
+/// [`frames`] from the frame the stack's allocations are counted at
+/// ([`super::locations::location_of_stack`]): the allocator wrappers' frames inside it (C++'s
+/// `operator new`, `strdup`, Rust's allocator shims) left out, unless nothing else is left.
+pub fn frames_from_location(
+    stack: u64,
+    tables: &Tables,
+    symbolizer: &mut Symbolizer,
+) -> Vec<StackFrame> {
+    let mut all = frames(stack, tables, symbolizer);
+    let wrappers = all
+        .iter()
+        .take_while(|f| {
+            f.function
+                .as_deref()
+                .is_some_and(|name| super::locations::is_allocator_wrapper(name, f.file.as_deref()))
+        })
+        .count();
+    if wrappers < all.len() {
+        all.drain(..wrappers);
+    }
+    all
+}

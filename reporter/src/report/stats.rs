@@ -241,7 +241,7 @@ fn top_rows(
     locations::top_by_bytes(&locs, top)
         .into_iter()
         .map(|l| {
-            let frames = stack::frames(l.heaviest.stack, tables, symbolizer);
+            let frames = stack::frames_from_location(l.heaviest.stack, tables, symbolizer);
             LocationRow::new(l, frames)
         })
         .collect()
@@ -331,11 +331,11 @@ fn build_threads(
     let top_by_count = locations::top_by_count(&locs, top)
         .into_iter()
         .map(|l| {
-            let frames = stack::frames(l.busiest.stack, tables, &mut symbolizer);
+            let frames = stack::frames_from_location(l.busiest.stack, tables, &mut symbolizer);
             LocationRow::new(l, frames)
         })
         .collect();
-    let mods = modules::by_module(&view_stacks, tables, &symbolizer);
+    let mods = modules::by_module(&view_stacks, tables, &mut symbolizer);
     let top_at_peak = top_rows(&peak_stacks, tables, &mut symbolizer, top);
     let top_modules = modules::top_by_bytes(&mods, top)
         .into_iter()
@@ -380,7 +380,7 @@ fn build_threads(
                 .map_or("unknown", |a| a.name())
                 .to_string(),
             time_s: analysis.clock.seconds(tick),
-            stack: stack::frames(f.stack, tables, &mut symbolizer),
+            stack: stack::frames_from_location(f.stack, tables, &mut symbolizer),
         })
         .collect();
     let peak = analysis.replay.peak;

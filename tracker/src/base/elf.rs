@@ -71,7 +71,7 @@ struct Sym {
     _other: u8,
     shndx: u16,
     value: u64,
-    _size: u64,
+    size: u64,
 }
 
 /// One slot through which the object calls or takes the address of a function.
@@ -255,6 +255,46 @@ impl<'a> Object<'a> {
             }
         }
         found
+    }
+}
+
+impl Object<'_> {
+    /// Where the object's function `name` lies, `[start, end)` from its symbol's value and size
+    /// (looked up as [`Object::definition`] does); None when it does not define it as a plain
+    /// function with a size.
+    ///
+    /// # Safety
+    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
+    pub unsafe fn function_extent(&self, name: &[u8]) -> Option<(usize, usize)> {
+        // SAFETY: the caller's promise.
+        let t = unsafe { self.tables() };
+        if t.symtab == 0 || t.strtab == 0 {
+            return None;
+        }
+        let mut found = None;
+        let mut check = |index: usize| {
+            // SAFETY: an index from the object's hash table is an entry of its symbol table.
+            match unsafe { t.defines(index, name) } {
+                Some(at) => {
+                    // SAFETY: as above.
+                    let size = unsafe { (*(t.symtab as *const Sym).add(index)).size } as usize;
+                    found = at
+                        .filter(|_| size > 0)
+                        .map(|a| (self.base.wrapping_add(a), size));
+                    true
+                }
+                None => false,
+            }
+        };
+        // SAFETY: the hash tables named by the dynamic section are mapped while the object is.
+        unsafe {
+            if t.gnu_hash != 0 {
+                gnu_hash_chain(t.gnu_hash, name, &mut check);
+            } else if t.hash != 0 {
+                sysv_hash_chain(t.hash, name, &mut check);
+            }
+        }
+        found.map(|(start, size)| (start, start + size))
     }
 }
 

@@ -61,6 +61,7 @@ extern "C" fn memtrace_init() {
         // A followed child checks it (fork_child), and every thread before it reads the
         // loader's list (phdr::may_iterate_phdr). A scan of a few KiB.
         crate::find_loader_lock::learn();
+        crate::wrappers::find();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg);
@@ -593,6 +594,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         crate::pyrun::configure(false, cfg.python_allocators);
         thread::set_python_run(cfg.python_allocators);
         crate::unwind::configure(cfg.native);
+        crate::wrappers::find();
         thread::begin_capture();
         stacks::clear();
         crate::rss::reset();

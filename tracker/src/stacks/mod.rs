@@ -9,5 +9,6 @@ pub(crate) mod unwind;
 #[cfg(not(target_arch = "x86_64"))]
 #[path = "unwind_off.rs"]
 pub(crate) mod unwind;
+pub(crate) mod wrappers;
 
 pub(crate) use table::*;

@@ -72,7 +72,11 @@ impl ThreadState {
             Some(id) => id,
             None => match crate::python::script::compile_stack(t, self) {
                 Some(id) => id,
-                None => self.site(ret),
+                None => {
+                    // A call site inside `operator new` or `strdup` names their caller's.
+                    let slot = if t.call_site != 0 { t.call_site + 8 } else { 0 };
+                    self.site(crate::wrappers::outer_site(slot, ret))
+                }
             },
         }
     }

@@ -15,11 +15,13 @@
 mod bounds;
 mod loaded;
 mod merge;
+mod step;
 mod tree;
 mod walk;
 
 pub use loaded::{after_fork, dlclose, module_closed};
 pub use merge::learn_eval_loop;
+pub use step::distance_to_caller;
 
 use crate::{stacks, sys, tls};
 use framehop::x86_64::CacheX86_64;
