@@ -765,6 +765,37 @@ print([d for t in (\"/dev/shm\", tempfile.gettempdir()) for d in glob.glob(os.pa
     assert!(!files.is_empty(), "the child was tracked");
 }
 
+/// Python children killed as they start (a supervisor's, a test runner's timeout), before
+/// their interpreter imported the hook that removes its directory: the run removes those
+/// directories at its end (3 runs of this left 28 of them).
+#[test]
+fn python_children_killed_at_their_start_leave_no_hook_directory() {
+    let dir = scratch("family-killed-at-start");
+    let main = write(
+        &dir,
+        "main.py",
+        "\
+import subprocess, sys, time
+pids = []
+for i in range(12):
+    p = subprocess.Popen([sys.executable, \"-c\", \"pass\"])
+    time.sleep(0.001 * i)
+    p.kill()
+    p.wait()
+    pids.append(str(p.pid))
+with open(\"pids.txt\", \"w\") as f:
+    f.write(\" \".join(pids))
+print(\"done\")
+",
+    );
+    for _ in 0..2 {
+        run_family(python(), &dir, &main, &[]);
+        let pids = std::fs::read_to_string(dir.join("pids.txt")).expect("the pids");
+        let left: Vec<String> = pids.split_whitespace().flat_map(hook_dirs_of).collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
+
 /// The hook directories of the followed child `pid` still there: its own are
 /// `memtrace-py-<pid><4 digits>`, in /dev/shm or the temporary directory.
 fn hook_dirs_of(pid: &str) -> Vec<String> {

@@ -97,7 +97,46 @@ fn fill(dir: &[u8], tracker: &[u8]) -> Option<()> {
     let link = path(b"_memtrace_tracker.so");
     // SAFETY: symlink(2) of two NUL-terminated paths.
     let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr() as *const libc::c_char) };
-    (rc == 0).then_some(())
+    if rc != 0 {
+        return None;
+    }
+    // Best effort: without it a directory left by a killed child stays (no harm otherwise).
+    if let Ok(fd) = sys::open(&path(OWNER), flags, 0o600) {
+        let _ = sys::write_all(fd, &owner_line());
+        sys::close(fd);
+    }
+    Some(())
+}
+
+/// The file naming the process that made the directory, as `memtrace run`'s own private
+/// directories name theirs (reporter/cli/src/run/stale.rs): `memtrace run` removes the
+/// directories of children killed before their interpreter imported the hook (which removes its
+/// directory itself).
+const OWNER: &[u8] = b"owner";
+
+/// `pid start-time pid-namespace`: the start time is /proc/self/stat's 22nd field (clock ticks
+/// since boot), which tells a reused pid; the namespace, which pids the line is about.
+fn owner_line() -> Vec<u8> {
+    let mut stat = [0u8; 1024];
+    let n = sys::read_file(b"/proc/self/stat\0", &mut stat);
+    // The fields after the command's closing parenthesis, the third of them field 3.
+    let after = stat[..n]
+        .iter()
+        .rposition(|&b| b == b')')
+        .map_or(&[][..], |i| &stat[i + 1..n]);
+    let start = after
+        .split(|&b| b == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(22 - 3)
+        .unwrap_or(b"0");
+    let mut ns = [0u8; 64];
+    let len = sys::readlink(b"/proc/self/ns/pid\0", &mut ns);
+    let mut line = format!("{} ", sys::getpid()).into_bytes();
+    line.extend_from_slice(start);
+    line.push(b' ');
+    line.extend_from_slice(&ns[..len]);
+    line.push(b'\n');
+    line
 }
 
 /// The most bytes a compiled hook (or the hook's source) is read with: some 9 KiB today.
@@ -197,7 +236,7 @@ fn join(base: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 /// Removes a directory this module made: when filling it failed, or at the end of a process
 /// whose interpreter never imported the hook (which removes it itself).
 fn remove(dir: &[u8]) {
-    for name in [&b"sitecustomize.py"[..], b"_memtrace_tracker.so"] {
+    for name in [&b"sitecustomize.py"[..], b"_memtrace_tracker.so", OWNER] {
         sys::unlink(&join(dir, &[name]));
     }
     let cache = join(dir, &[b"__pycache__"]);

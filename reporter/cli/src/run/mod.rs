@@ -447,6 +447,9 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         b.keep_compiled();
     }
     drop(run_dir);
+    if args.follow_fork {
+        stale::sweep_python_hooks();
+    }
     guard.finish();
     let status = child
         .wait()

@@ -1,7 +1,9 @@
 //! Private directories left by runs that were killed: `memtrace run` removes its directory
 //! when it ends, which SIGKILL does not let it do (its program then dies with it through the
 //! parent-death signal, and nothing is left to clean). Each directory names its owner in a
-//! file, and the next run of the same user removes those whose owner is gone.
+//! file, and the next run of the same user removes those whose owner is gone. The start-up
+//! hook directories of followed Python children killed before their interpreter started
+//! (`memtrace-py-*`) name theirs too, and are removed at the end of the run.
 //!
 //! Only a directory that says it is memtrace's is removed: a `memtrace-` name of the private
 //! directories' length, a real directory (no link) of this user, and an `owner` file naming a
@@ -54,7 +56,7 @@ pub fn sweep(parent: &Path, own: &Path) {
     for entry in entries.take(MAX_LOOKED_AT).flatten() {
         let name = entry.file_name();
         let bytes = name.as_encoded_bytes();
-        if bytes.len() != NAME_LEN || !bytes.starts_with(b"memtrace-") {
+        if !is_memtraces(bytes) {
             continue;
         }
         let path = entry.path();
@@ -73,6 +75,28 @@ pub fn sweep(parent: &Path, own: &Path) {
                 return;
             }
         }
+    }
+}
+
+/// Whether a name is one memtrace gives its directories: a run's private directory, or the
+/// start-up hook directory the tracker makes for a followed Python child
+/// (`memtrace-py-<pid><4 digits>`, tracker/src/session/pyhook.rs).
+fn is_memtraces(name: &[u8]) -> bool {
+    let hook = name
+        .strip_prefix(PYTHON_HOOK_PREFIX.as_bytes())
+        .is_some_and(|digits| digits.len() >= 5 && digits.iter().all(u8::is_ascii_digit));
+    hook || (name.len() == NAME_LEN && name.starts_with(b"memtrace-"))
+}
+
+const PYTHON_HOOK_PREFIX: &str = "memtrace-py-";
+
+/// Removes the start-up hook directories of followed Python children that were killed before
+/// their interpreter imported the hook (which removes its directory itself): at the end of a
+/// run, where the tracker makes them (/dev/shm, else the temporary directory).
+pub fn sweep_python_hooks() {
+    let tmp = std::env::temp_dir();
+    for parent in [Path::new("/dev/shm"), tmp.as_path(), Path::new("/tmp")] {
+        sweep(parent, Path::new(""));
     }
 }
 
@@ -149,13 +173,30 @@ mod tests {
         std::fs::write(foreign.join(OWNER), "99999999 5 pid:[1]\n").expect("write");
         let other = dir_named(p, "memtrace-other");
         std::fs::write(other.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
+        // A followed Python child's hook directory: removed when its owner is gone.
+        let hook_gone = dir_named(p, "memtrace-py-999999991234");
+        std::fs::write(hook_gone.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
+        let hook_live = dir_named(p, "memtrace-py-123451234");
+        mark(&hook_live).expect("mark");
+        let hook_named_wrong = dir_named(p, "memtrace-py-12ab");
+        std::fs::write(hook_named_wrong.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
         let target = dir_named(p, "target");
         std::fs::write(target.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
         std::os::unix::fs::symlink(&target, p.join("memtrace-linklinklink")).expect("link");
         sweep(p, &own);
         assert!(!gone.exists());
         assert!(!reused.exists());
-        for kept in [&own, &live, &unmarked, &foreign, &other, &target] {
+        assert!(!hook_gone.exists());
+        for kept in [
+            &own,
+            &live,
+            &unmarked,
+            &foreign,
+            &other,
+            &target,
+            &hook_live,
+            &hook_named_wrong,
+        ] {
             assert!(kept.exists(), "{} was removed", kept.display());
         }
         assert!(p.join("memtrace-linklinklink").exists());

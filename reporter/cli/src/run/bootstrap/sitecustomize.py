@@ -158,7 +158,8 @@ def _memtrace_remove(os, here):
             os.remove(os.path.join(cache, name))
         except OSError:
             pass
-    for path in (os.path.join(here, "sitecustomize.py"), os.path.join(here, "_memtrace_tracker.so")):
+    for name in ("sitecustomize.py", "_memtrace_tracker.so", "owner"):
+        path = os.path.join(here, name)
         try:
             os.remove(path)
         except OSError:
