@@ -622,3 +622,62 @@ fn live_counts_the_time_of_an_idle_program() {
     assert!(status.success(), "{status:?}");
     ui.wait("the end", |s| s[0].starts_with("■ ended"));
 }
+
+/// The live view of a sampled capture counts the allocations its samples stand for, as every
+/// other report does (it showed 98 for 100,000 blocks of 64 bytes: the samples).
+#[test]
+fn live_counts_a_sampled_capture_s_allocations_as_estimates() {
+    if !have_tmux() {
+        return;
+    }
+    let dir = scratch("live-sampled");
+    let prog = memtrace_e2e::compile("patterns", &dir);
+    let cap = dir.join("out.bin");
+    let out = memtrace_e2e::memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "--sample-bytes",
+            "64K",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            "--",
+            prog.to_str().expect("utf-8"),
+            "leak",
+            "100000",
+            "64",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stats = memtrace_e2e::stats(&cap);
+    let live = memtrace_e2e::num(&stats, "leaked_allocations");
+    let samples = memtrace_e2e::num(&stats, "peak_samples");
+    // 6.4 MB of 64-byte blocks at one sample per 64 KiB: about a hundred samples, each
+    // standing for some thousand blocks.
+    assert!((80_000..120_000).contains(&live), "{live}");
+    assert!(samples < 200, "{samples}");
+    let cmd = format!(
+        "cd {} && {} live out.bin; sleep 60",
+        dir.display(),
+        memtrace_bin().display()
+    );
+    let ui = Tmux::start(&cmd, 160, 40);
+    let shown = format!("{} allocations", grouped(live as u64));
+    let screen = ui.wait(&shown, |s| s.iter().any(|l| l.contains(&shown)));
+    assert!(screen[0].starts_with("■ ended"), "{}", screen[0]);
+}
+
+/// `n` with thousands separators, as the view writes counts.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

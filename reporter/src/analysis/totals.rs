@@ -102,12 +102,15 @@ impl Default for Totals {
 /// (the totals, the replay's live sets) counts a sample alike.
 #[inline]
 pub fn stands_for(ev: &Event, sampling: Sampling) -> (u64, u64) {
-    let w = sampling.weight(ev.size);
-    let seed = ev.addr ^ ev.tick.rotate_left(32);
-    (
-        memtrace_format::settings::sampled_count(ev.size, w, seed),
-        w,
-    )
+    sample_stands_for(ev.addr, ev.tick, ev.size, sampling)
+}
+
+/// [`stands_for`] of an allocation of `size` bytes at `addr` and `tick`.
+#[inline]
+pub fn sample_stands_for(addr: u64, tick: u64, size: u64, sampling: Sampling) -> (u64, u64) {
+    let w = sampling.weight(size);
+    let seed = addr ^ tick.rotate_left(32);
+    (memtrace_format::settings::sampled_count(size, w, seed), w)
 }
 
 impl Totals {

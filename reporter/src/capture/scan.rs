@@ -525,10 +525,9 @@ fn scan_with(
     }
     index.settings = super::settings::read(file, &index);
     if index.settings.sample_bytes > 0 {
-        index.warnings.push(super::settings::sampled_note(
-            index.settings.sample_bytes,
-            true,
-        ));
+        index
+            .warnings
+            .push(super::settings::sampled_note(index.settings.sample_bytes));
     }
     if let Some(written) = index.records_missing() {
         // The trailer's place is at the start of the file: a copy cut short (a partial copy, a

@@ -15,17 +15,12 @@ pub fn read(file: &[u8], index: &Index) -> Settings {
         .unwrap_or_default()
 }
 
-/// The one line every report shows about a sampled capture: every report counts the
-/// allocations each sample stands for (`counts_estimated`), but the live view counts its
-/// live blocks as the samples they are.
-pub fn sampled_note(sample_bytes: u64, counts_estimated: bool) -> String {
-    let counts = match counts_estimated {
-        true => "counts are estimates too",
-        false => "counts of live blocks are of samples",
-    };
+/// The one line every report (the live view too) shows about a sampled capture: bytes and
+/// counts are what the samples stand for.
+pub fn sampled_note(sample_bytes: u64) -> String {
     format!(
         "sampled capture (--sample-bytes {}): bytes and allocation totals are estimates from \
-         about one sample per {} allocated; {counts}",
+         about one sample per {} allocated; counts are estimates too",
         sample_bytes,
         crate::report::human::size(sample_bytes)
     )

@@ -76,23 +76,27 @@ impl Location {
     }
 }
 
-/// Whether a native frame's function only passes a request on to the allocator, so that the
-/// location of what it allocates is its caller's: C++'s `operator new` family, the C library's
-/// `strdup` family, Rust's allocator shims and its `alloc` crate (`Vec`, `Box`, `String` and
-/// their growth). Without `--native` the tracker records the caller's call site itself
-/// (tracker/src/stacks/wrappers.rs); with it, the frames are kept in the stack and the top
-/// lists, modules, CSV rows and diffs pass over them.
-pub fn is_allocator_wrapper(function: &str, file: Option<&str>) -> bool {
-    let f = function.trim_start_matches('<');
-    const RUST: [&str; 8] = [
-        "alloc::",
-        "std::alloc::",
-        "std::sys::alloc::",
-        "core::alloc::",
-        "__rust_alloc",
-        "__rust_realloc",
-        "__rdl_",
-        "__rg_",
+/// Whether a frame is an allocator wrapper's, so that the location of what it allocates is its
+/// caller's: C++'s `operator new` family of the C++ library (libstdc++, libc++), the C
+/// library's `strdup` family, Rust's allocator shims, and the code of Rust's standard library
+/// (`Vec`, `Box`, `String`, `format!` and their growth: its sources are under `library/` of
+/// the toolchain). A program's own `operator new`, `strdup` or trait implementation for a
+/// standard type is its code, and is kept. Told from the frame's function, file and label
+/// (`f in libstdc++.so.6` when the library has no line tables). Without `--native` the tracker
+/// records the caller's call site itself (tracker/src/stacks/wrappers.rs); with it, the frames
+/// are kept in the stack and the top lists, modules, CSV rows and diffs pass over them.
+pub fn is_allocator_wrapper(function: &str, file: Option<&str>, label: &str) -> bool {
+    let in_library = |names: &[&str]| {
+        file.is_none()
+            && label
+                .rsplit_once(" in ")
+                .is_some_and(|(_, module)| names.iter().any(|n| module.starts_with(n)))
+    };
+    const RUST_SHIMS: [&str; 4] = ["__rust_alloc", "__rust_realloc", "__rdl_", "__rg_"];
+    const RUST_LIBRARY: [&str; 3] = [
+        "/library/alloc/src/",
+        "/library/core/src/",
+        "/library/std/src/",
     ];
     const C: [&str; 8] = [
         "strdup",
@@ -104,10 +108,17 @@ pub fn is_allocator_wrapper(function: &str, file: Option<&str>) -> bool {
         "wcsdup",
         "__wcsdup",
     ];
-    f.starts_with("operator new")
-        || RUST.iter().any(|p| f.starts_with(p))
-        // A Python function may have such a name: only C code's.
-        || (C.contains(&f) && !file.is_some_and(|p| p.ends_with(".py")))
+    const C_SOURCES: [&str; 3] = ["/strdup.c", "/strndup.c", "/wcsdup.c"];
+    if function.starts_with("operator new") {
+        return in_library(&["libstdc++", "libc++"])
+            || file.is_some_and(|f| f.contains("libsupc++") || f.contains("libcxx"));
+    }
+    if C.contains(&function) {
+        return in_library(&["libc.so", "libc-", "libc.musl"])
+            || file.is_some_and(|f| C_SOURCES.iter().any(|s| f.ends_with(s)));
+    }
+    RUST_SHIMS.iter().any(|p| function.starts_with(p))
+        || file.is_some_and(|f| RUST_LIBRARY.iter().any(|p| f.contains(p)))
 }
 
 impl Location {
@@ -115,7 +126,7 @@ impl Location {
     pub fn is_allocator_wrapper(&self) -> bool {
         self.function
             .as_deref()
-            .is_some_and(|f| is_allocator_wrapper(f, self.file.as_deref()))
+            .is_some_and(|f| is_allocator_wrapper(f, self.file.as_deref(), &self.label))
     }
 }
 
@@ -351,33 +362,62 @@ mod tests {
     use super::is_allocator_wrapper;
 
     #[test]
-    fn allocator_wrappers_are_known_by_name() {
-        for f in [
-            "operator new(unsigned long)",
-            "operator new[](unsigned long, std::nothrow_t const&)",
-            "operator new(unsigned long, std::align_val_t)",
-            "__GI___strdup",
-            "strndup",
-            "<alloc::raw_vec::RawVecInner>::try_allocate_in",
-            "alloc::raw_vec::finish_grow",
-            "__rust_alloc",
+    fn allocator_wrappers_are_known_by_name_and_place() {
+        let wrapper =
+            |f: &str, file: Option<&str>, label: &str| is_allocator_wrapper(f, file, label);
+        // The libraries' own, with line tables or without.
+        let n = "operator new(unsigned long)";
+        assert!(wrapper(n, None, &format!("{n} in libstdc++.so.6")));
+        assert!(wrapper(
+            n,
+            Some("../../../../libstdc++-v3/libsupc++/new_op.cc"),
+            ""
+        ));
+        let aligned = "operator new[](unsigned long, std::align_val_t)";
+        assert!(wrapper(
+            aligned,
+            None,
+            &format!("{aligned} in libstdc++.so.6")
+        ));
+        assert!(wrapper("__GI___strdup", Some("./string/strdup.c"), ""));
+        assert!(wrapper("strndup", None, "strndup in libc.so.6"));
+        assert!(wrapper("__rust_alloc", None, "__rust_alloc in prog"));
+        assert!(wrapper(
             "__rdl_alloc",
-            "<std::alloc::System as core::alloc::global::GlobalAlloc>::alloc",
-        ] {
-            assert!(is_allocator_wrapper(f, None), "{f}");
-        }
+            Some("/rustc/abc/library/std/src/alloc.rs"),
+            ""
+        ));
+        let grow = "<alloc::raw_vec::RawVecInner>::try_allocate_in";
+        assert!(wrapper(
+            grow,
+            Some("/rustc/abc/library/alloc/src/raw_vec.rs"),
+            ""
+        ));
+        let padding = "<core::fmt::Formatter>::padding";
+        assert!(wrapper(
+            padding,
+            Some("/rustc/abc/library/core/src/fmt/mod.rs"),
+            ""
+        ));
+        // The program's own.
+        assert!(!wrapper(n, Some("own.cpp"), &format!("{n} at own.cpp:9")));
+        assert!(!wrapper(n, None, &format!("{n} in myprog")));
+        assert!(!wrapper("strdup", Some("os.c"), "strdup at os.c:6"));
+        assert!(!wrapper(
+            "strdup",
+            Some("/app/util.py"),
+            "strdup at /app/util.py:3"
+        ));
+        let fill = "<alloc::vec::Vec<u8> as fp::Fill>::fill";
+        assert!(!wrapper(fill, Some("fp.rs"), ""));
+        assert!(!wrapper("alloc::make", Some("src/alloc.rs"), ""));
         for f in [
             "main",
             "operator delete(void*)",
-            "std::vector<long>::push_back(long const&)",
-            "myapp::alloc_buffers",
             "PyObject_Malloc",
             "strdupv",
         ] {
-            assert!(!is_allocator_wrapper(f, None), "{f}");
+            assert!(!wrapper(f, None, &format!("{f} in libc.so.6")), "{f}");
         }
-        // A Python function of that name is the program's own.
-        assert!(!is_allocator_wrapper("strdup", Some("/app/util.py")));
-        assert!(is_allocator_wrapper("strdup", Some("./string/strdup.c")));
     }
 }

@@ -160,12 +160,9 @@ fn innermost_native_of_any(stack: u64, tables: &Tables) -> Option<u64> {
 /// asked for them, not for libstdc++.
 fn past_wrappers(addr: u64, stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> u64 {
     let mut wrapper = |a: u64| {
-        let sym = symbolizer.resolve(a);
-        let is = |f: &Option<String>, file: &Option<String>| {
-            f.as_deref()
-                .is_some_and(|f| super::locations::is_allocator_wrapper(f, file.as_deref()))
-        };
-        is(&sym.function, &sym.file) && sym.inlined_into.iter().all(|c| is(&c.function, &c.file))
+        super::locations::resolve_all(Frame::Native(a), tables, symbolizer)
+            .iter()
+            .all(super::locations::Location::is_allocator_wrapper)
     };
     if !wrapper(addr) {
         return addr;

@@ -53,9 +53,9 @@ pub fn frames_from_location(
     let wrappers = all
         .iter()
         .take_while(|f| {
-            f.function
-                .as_deref()
-                .is_some_and(|name| super::locations::is_allocator_wrapper(name, f.file.as_deref()))
+            f.function.as_deref().is_some_and(|name| {
+                super::locations::is_allocator_wrapper(name, f.file.as_deref(), &f.label)
+            })
         })
         .count();
     if wrappers < all.len() {

@@ -61,7 +61,6 @@ extern "C" fn memtrace_init() {
         // A followed child checks it (fork_child), and every thread before it reads the
         // loader's list (phdr::may_iterate_phdr). A scan of a few KiB.
         crate::find_loader_lock::learn();
-        crate::wrappers::find();
         // SAFETY: registering plain functions that never unwind.
         unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
         let result = start_capture(&cfg);
@@ -69,6 +68,8 @@ extern "C" fn memtrace_init() {
             report_status(&cfg, &msg);
         } else {
             CAPTURE_PID.store(pid, Ordering::Relaxed);
+            // Read before recording: the unwind rules of the libraries' allocation wrappers.
+            crate::wrappers::find();
             STARTED.store(true, Ordering::Release);
             ACTIVE.store(true, Ordering::Release);
             // SAFETY: registering a plain function that never unwinds.
@@ -594,7 +595,6 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         crate::pyrun::configure(false, cfg.python_allocators);
         thread::set_python_run(cfg.python_allocators);
         crate::unwind::configure(cfg.native);
-        crate::wrappers::find();
         thread::begin_capture();
         stacks::clear();
         crate::rss::reset();
@@ -605,6 +605,7 @@ pub fn begin_in_process(cfg: Config) -> Result<(), Vec<u8>> {
         FINISHER.store(0, Ordering::Relaxed);
         FINISH_DONE.store(false, Ordering::Relaxed);
         start_capture(&cfg)?;
+        crate::wrappers::find();
         CAPTURE_PID.store(pid, Ordering::Relaxed);
         *CONFIG.lock() = Some(cfg);
         STARTED.store(true, Ordering::Release);

@@ -2,15 +2,17 @@
 //! malloc (`operator new` and its variants, `strdup`). Without `--native` an allocation's stack
 //! is its call site alone, and a call site inside one of them names no line of the program: all
 //! of a C++ program's `new`s read `operator new(unsigned long) in libstdc++.so.6`. The site
-//! recorded is then the wrapper's own caller (its caller's, for a wrapper that calls another),
-//! found by one unwind step per wrapper: the distance between the two return addresses on the
-//! stack, learnt from the wrapper's unwind rule at its first call and kept.
+//! recorded is then the wrapper's own caller (its caller's, for a wrapper that calls another).
 //!
-//! The wrappers are looked up once, at the start, in the libraries that define them (a
-//! program's own `operator new` is its code, not a wrapper); a C++ library loaded later by
-//! `dlopen` keeps its call sites.
+//! At the start of a capture the wrappers are looked up in the libraries that define them (a
+//! program's own `operator new` is its code, not a wrapper), and their unwind rules read once:
+//! for each byte of a wrapper's code, how far above a return address there the wrapper's own
+//! return address lies (a rule through the frame pointer gives none). A hook then steps out of
+//! a wrapper by a table lookup and one read of its own thread's stack: no lock, no unwinding,
+//! nothing that could wait (a call site inside the loader's lock, a fork child). A C++ library
+//! first loaded by `dlopen` later keeps its call sites.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// The wrappers looked for, in the C++ library (the mangled `operator new` family) and the C
 /// library.
@@ -27,37 +29,40 @@ const CXX: [&[u8]; 8] = [
 const LIBC: [&[u8]; 3] = [b"strdup", b"strndup", b"wcsdup"];
 
 const MAX_RANGES: usize = CXX.len() + LIBC.len();
+/// Bytes of wrapper code whose steps are kept, in all (these functions are tens of bytes).
+const MAX_CODE: usize = 4096;
+/// A wrapper larger than this is not one.
+const MAX_WRAPPER: usize = 1024;
 
-/// The wrappers' code, `[start, end)` each, and the bounds of them all (the one test an
-/// allocation from anywhere else pays). Written at the start, before recording begins.
-static RANGES: [(AtomicU64, AtomicU64); MAX_RANGES] =
-    [const { (AtomicU64::new(0), AtomicU64::new(0)) }; MAX_RANGES];
+/// The wrappers' code, `[start, end)` each, with where their steps begin in [`STEPS`].
+static RANGES: [(AtomicU64, AtomicU64, AtomicUsize); MAX_RANGES] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicUsize::new(0)) }; MAX_RANGES];
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-static LOW: AtomicU64 = AtomicU64::new(u64::MAX);
-static HIGH: AtomicU64 = AtomicU64::new(0);
-
-/// Return addresses inside wrappers (a call of malloc, or of another wrapper) and the distance
-/// from the slot holding one up to the slot of its wrapper's own return address; [`NO_STEP`]
-/// where the wrapper's rule gives none.
-const STEPS: usize = 32;
-static STEP_PC: [AtomicU64; STEPS] = [const { AtomicU64::new(0) }; STEPS];
-static STEP_DISTANCE: [AtomicU64; STEPS] = [const { AtomicU64::new(0) }; STEPS];
-static STEPS_LEARNT: crate::lock::SpinLock<usize> = crate::lock::SpinLock::new(0);
-/// How many of the steps are learnt (read without the lock).
-static LEARNT: AtomicUsize = AtomicUsize::new(0);
-const NO_STEP: u64 = u64::MAX;
+/// The bounds of the C++ library's wrappers and of the C library's: `[low, high)` each.
+static BOUNDS: [(AtomicU64, AtomicU64); 2] =
+    [const { (AtomicU64::new(u64::MAX), AtomicU64::new(0)) }; 2];
+/// For a return address `start + i` of a wrapper, the distance from its slot up to the slot of
+/// the wrapper's own return address (0: none).
+static STEPS: [AtomicU8; MAX_CODE] = [const { AtomicU8::new(0) }; MAX_CODE];
 
 /// Wrappers called within wrappers, followed at most.
 const MAX_DEPTH: usize = 4;
 
-/// Finds the wrappers among the loaded libraries (at the start of a capture).
+/// Finds the wrappers among the loaded libraries and reads their unwind rules (at the start of
+/// a capture, before recording).
 pub fn find() {
-    let mut found: [(u64, u64); MAX_RANGES] = [(0, 0); MAX_RANGES];
+    // Nothing is stepped while the tables change.
+    COUNT.store(0, Ordering::Release);
+    for (low, high) in &BOUNDS {
+        low.store(u64::MAX, Ordering::Release);
+        high.store(0, Ordering::Release);
+    }
+    let mut found: [(u64, u64, usize); MAX_RANGES] = [(0, 0, 0); MAX_RANGES];
     let mut n = 0;
     crate::phdr::each_object(|info| {
-        let names: &[&[u8]] = match library(info) {
-            Some(Library::Cxx) => &CXX,
-            Some(Library::C) => &LIBC,
+        let (names, library): (&[&[u8]], usize) = match library(info) {
+            Some(Library::Cxx) => (&CXX, 0),
+            Some(Library::C) => (&LIBC, 1),
             None => return false,
         };
         // SAFETY: the loader's description of a loaded object, inside its callback.
@@ -65,23 +70,48 @@ pub fn find() {
         for name in names {
             // SAFETY: as above: the object stays loaded during the callback.
             if let Some((start, end)) = unsafe { object.function_extent(name) } {
-                if n < MAX_RANGES {
-                    found[n] = (start as u64, end as u64);
+                if n < MAX_RANGES && end - start <= MAX_WRAPPER {
+                    found[n] = (start as u64, end as u64, library);
                     n += 1;
                 }
             }
         }
         false
     });
-    for (slot, &(start, end)) in RANGES.iter().zip(&found[..n]) {
-        slot.0.store(start, Ordering::Relaxed);
-        slot.1.store(end, Ordering::Relaxed);
+    let mut kept = 0;
+    let mut used = 0;
+    let mut bounds = [(u64::MAX, 0u64); 2];
+    let mut steps = [0u8; MAX_WRAPPER];
+    for &(start, end, library) in &found[..n] {
+        let len = (end - start) as usize;
+        if used + len > MAX_CODE || !crate::unwind::distances(start, &mut steps[..len]) {
+            continue;
+        }
+        for (slot, &d) in STEPS[used..used + len].iter().zip(&steps[..len]) {
+            slot.store(d, Ordering::Relaxed);
+        }
+        let r = &RANGES[kept];
+        r.0.store(start, Ordering::Relaxed);
+        r.1.store(end, Ordering::Relaxed);
+        r.2.store(used, Ordering::Relaxed);
+        used += len;
+        kept += 1;
+        let b = &mut bounds[library];
+        *b = (b.0.min(start), b.1.max(end));
     }
-    COUNT.store(n, Ordering::Release);
-    let low = found[..n].iter().map(|r| r.0).min().unwrap_or(u64::MAX);
-    let high = found[..n].iter().map(|r| r.1).max().unwrap_or(0);
-    LOW.store(low, Ordering::Release);
-    HIGH.store(high, Ordering::Release);
+    COUNT.store(kept, Ordering::Release);
+    for ((low, high), (l, h)) in BOUNDS.iter().zip(bounds) {
+        high.store(h, Ordering::Release);
+        low.store(l, Ordering::Release);
+    }
+}
+
+/// Whether `pc` lies within the bounds of one library's wrappers.
+#[inline(always)]
+fn near_wrappers(pc: u64) -> bool {
+    BOUNDS
+        .iter()
+        .any(|(low, high)| low.load(Ordering::Relaxed) <= pc && pc < high.load(Ordering::Relaxed))
 }
 
 enum Library {
@@ -109,10 +139,10 @@ fn library(info: &libc::dl_phdr_info) -> Option<Library> {
 /// The call site to record for an allocation whose hook was called from `ret`, its return
 /// address held at the stack slot `slot` (0: not known): `ret` itself, unless it lies in a
 /// wrapper, then the first return address outside the wrappers (or the last one found, where a
-/// step is not known).
+/// wrapper's rule gives no step).
 #[inline(always)]
 pub fn outer_site(slot: u64, ret: u64) -> u64 {
-    if ret < LOW.load(Ordering::Relaxed) || ret >= HIGH.load(Ordering::Relaxed) || slot == 0 {
+    if slot == 0 || !near_wrappers(ret) {
         return ret;
     }
     outer_site_of_wrapper(slot, ret)
@@ -127,12 +157,10 @@ fn outer_site_of_wrapper(mut slot: u64, mut ret: u64) -> u64 {
         return ret;
     }
     for _ in 0..MAX_DEPTH {
-        let Some(distance) = distance(ret, slot) else {
+        let Some(distance) = step(ret) else {
             break;
         };
-        let Some(up) = slot.checked_add(distance) else {
-            break;
-        };
+        let up = slot + distance;
         // SAFETY: `up` is the slot of the return address of the wrapper's caller, in the
         // frames that called the hook on this thread's stack (live while it runs): the unwind
         // rule of the wrapper's code at `ret` puts it there.
@@ -141,50 +169,21 @@ fn outer_site_of_wrapper(mut slot: u64, mut ret: u64) -> u64 {
             break;
         }
         (slot, ret) = (up, caller);
-        if ret < LOW.load(Ordering::Relaxed) || ret >= HIGH.load(Ordering::Relaxed) {
+        if !near_wrappers(ret) {
             break;
         }
     }
     ret
 }
 
-fn in_wrapper(pc: u64) -> bool {
-    let n = COUNT.load(Ordering::Acquire);
-    RANGES[..n]
-        .iter()
-        .any(|(start, end)| start.load(Ordering::Relaxed) <= pc && pc < end.load(Ordering::Relaxed))
-}
-
-/// The step learnt for the return address `pc` among the first `upto`.
-fn learnt(pc: u64, upto: usize) -> Option<u64> {
-    (0..upto.min(STEPS)).find_map(|i| {
-        (STEP_PC[i].load(Ordering::Acquire) == pc).then(|| STEP_DISTANCE[i].load(Ordering::Relaxed))
-    })
-}
-
 /// The distance from the slot of the return address `pc` to its wrapper's own return
-/// address, when `pc` lies in a wrapper: learnt at the first call from `pc` (a few return
-/// addresses in all, looked up before the wrappers' ranges), kept after.
-fn distance(pc: u64, slot: u64) -> Option<u64> {
-    let d = match learnt(pc, LEARNT.load(Ordering::Acquire)) {
-        Some(d) => d,
-        None if !in_wrapper(pc) => return None,
-        None => {
-            let mut learning = STEPS_LEARNT.lock();
-            match learnt(pc, *learning) {
-                Some(d) => d,
-                None => {
-                    let d = crate::unwind::distance_to_caller(pc, slot).unwrap_or(NO_STEP);
-                    if *learning < STEPS {
-                        STEP_DISTANCE[*learning].store(d, Ordering::Relaxed);
-                        STEP_PC[*learning].store(pc, Ordering::Release);
-                        *learning += 1;
-                        LEARNT.store(*learning, Ordering::Release);
-                    }
-                    d
-                }
-            }
-        }
-    };
-    (d != NO_STEP && d > 0 && d.is_multiple_of(8)).then_some(d)
+/// address, when `pc` lies inside a wrapper whose rule there gives one.
+fn step(pc: u64) -> Option<u64> {
+    let n = COUNT.load(Ordering::Acquire);
+    let (start, _, at) = RANGES[..n].iter().find(|(start, end, _)| {
+        start.load(Ordering::Relaxed) < pc && pc < end.load(Ordering::Relaxed)
+    })?;
+    let i = at.load(Ordering::Relaxed) + (pc - start.load(Ordering::Relaxed)) as usize;
+    let d = u64::from(STEPS.get(i)?.load(Ordering::Relaxed));
+    (d > 0 && d.is_multiple_of(8)).then_some(d)
 }

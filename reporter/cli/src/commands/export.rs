@@ -72,7 +72,7 @@ fn pprof_meta(
 ) -> export::pprof::Meta {
     let mut comments = warnings.to_vec();
     if settings.sample_bytes > 0 {
-        let note = memtrace_reporter::capture::settings::sampled_note(settings.sample_bytes, true);
+        let note = memtrace_reporter::capture::settings::sampled_note(settings.sample_bytes);
         if !comments.contains(&note) {
             comments.push(note);
         }

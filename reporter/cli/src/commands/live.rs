@@ -63,8 +63,7 @@ pub fn execute(args: LiveArgs) -> Result<(), String> {
     let sampled = live.sample_bytes();
     let setup = LiveSetup {
         command,
-        note: (sampled > 0)
-            .then(|| memtrace_reporter::capture::settings::sampled_note(sampled, false)),
+        note: (sampled > 0).then(|| memtrace_reporter::capture::settings::sampled_note(sampled)),
         quit_on_hangup: false,
         // A finished capture's own words ("the program ended") are more than "gone" (a pid
         // that may be another's by now); one without its end is of a process killed.

@@ -81,6 +81,7 @@ fn unpack(packed: u64) -> Block {
 /// A block from the nursery, which its group has not counted (see the module's doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Uncounted {
+    pub addr: u64,
     pub size: u64,
     pub group: u32,
     /// The peak generation when it was allocated.
@@ -117,6 +118,7 @@ impl Place {
     fn uncounted(&self) -> Uncounted {
         let (size, group) = unpack(self.slot.packed);
         Uncounted {
+            addr: self.slot.addr,
             size,
             group,
             since: self.since,

@@ -24,7 +24,7 @@ use crate::analysis::mappings::{Mapping, Mappings};
 use crate::analysis::replay::Snapshot;
 use crate::analysis::series::Series;
 use crate::analysis::sets::{AllocSet, Key};
-use crate::analysis::totals::Sum;
+use crate::analysis::totals::{self, Sum};
 use crate::capture::event::{code, Event};
 use crate::capture::follow::EventSink;
 use hashbrown::HashMap;
@@ -81,6 +81,11 @@ pub struct LiveSums {
     pub include_startup: bool,
     /// The capture's byte sampling: each allocation counts the bytes it stands for.
     pub sampling: Sampling,
+    /// In a sampled capture, the allocations each live sample stands for (a 16-byte sample
+    /// stands for N/16), drawn as the replay and the totals draw them
+    /// (`totals::sample_stands_for`), by address: the older first where two blocks are live at
+    /// one address (events of two threads that tie), as a free takes the older.
+    counts: HashMap<u64, Vec<u64>>,
 }
 
 impl LiveSums {
@@ -194,11 +199,26 @@ impl LiveSums {
         self.sampling.weight(size)
     }
 
+    /// The allocations the live block at `addr` stands for: one, or in a sampled capture the
+    /// estimate its sample was drawn.
+    #[inline(always)]
+    fn count_of(&self, addr: u64) -> u64 {
+        if self.counts.is_empty() {
+            return 1;
+        }
+        self.counts
+            .get(&addr)
+            .and_then(|c| c.first())
+            .copied()
+            .unwrap_or(1)
+    }
+
     /// Counts a block that leaves the nursery live: in its group's figures now, and in those
     /// at the peak when it was live then.
     #[cold]
     fn count_settled(&mut self, u: Uncounted) {
-        self.change(u.group as usize, u.size as i64, 1);
+        let count = self.count_of(u.addr) as i64;
+        self.change(u.group as usize, u.size as i64, count);
         if self.at_peak(u.since) {
             self.count_at_peak(u);
         }
@@ -208,9 +228,10 @@ impl LiveSums {
     /// from the nursery counts nowhere else: its allocation and free cancel).
     #[cold]
     fn count_at_peak(&mut self, u: Uncounted) {
+        let count = self.count_of(u.addr) as i64;
         let gr = self.changing(u.group as usize);
         gr.peak_bytes = gr.peak_bytes.wrapping_add(u.size as i64);
-        gr.peak_count += 1;
+        gr.peak_count += count;
     }
 
     fn snapshot(&self, tick: u64) -> Snapshot {
@@ -291,9 +312,11 @@ impl LiveSums {
             self.max_tick,
         );
         let heap_series = std::mem::take(&mut self.heap_series);
+        let sampling = self.sampling;
         *self = LiveSums {
             include_startup,
             script_start,
+            sampling,
             events,
             max_tick,
             heap_series,
@@ -334,13 +357,17 @@ impl LiveSums {
     /// A heap allocation (not an mmap), counted.
     #[inline(always)]
     fn heap_alloc(&mut self, thread: u32, tick: u64, addr: u64, size: u64, stack: u64) {
-        let size = self.weighed(size);
+        let (count, size) = if self.sampling.bytes == 0 {
+            (1, size)
+        } else {
+            self.sampled(addr, tick, size)
+        };
         let g = self.group(stack, thread);
         let inserted = self.blocks.insert(addr, size, g as u32, self.generation);
         self.heap_bytes = self.heap_bytes.wrapping_add(size);
-        self.heap_count += 1;
+        self.heap_count += count;
         if !inserted.nursery {
-            self.change(g, size as i64, 1);
+            self.change(g, size as i64, count as i64);
         }
         if let Some(u) = inserted.settled {
             self.count_settled(u);
@@ -353,13 +380,35 @@ impl LiveSums {
         }
     }
 
+    /// A sampled allocation: the allocations and bytes it stands for, the count noted by
+    /// address.
+    #[cold]
+    fn sampled(&mut self, addr: u64, tick: u64, size: u64) -> (u64, u64) {
+        let (count, bytes) = totals::sample_stands_for(addr, tick, size, self.sampling);
+        self.counts.entry(addr).or_default().push(count);
+        (count, bytes)
+    }
+
+    /// The count of the (older) block freed at `addr` leaves the notes.
+    #[cold]
+    fn forget_count(&mut self, addr: u64) {
+        if let Some(c) = self.counts.get_mut(&addr) {
+            if c.len() > 1 {
+                c.remove(0);
+            } else {
+                self.counts.remove(&addr);
+            }
+        }
+    }
+
     /// A free, counted.
     #[inline(always)]
     fn heap_free(&mut self, tick: u64, addr: u64) {
         if let Some(freed) = self.blocks.remove(addr) {
+            let count = self.count_of(addr);
             let size = match freed {
                 Freed::Counted((size, g)) => {
-                    self.change(g as usize, (size as i64).wrapping_neg(), -1);
+                    self.change(g as usize, (size as i64).wrapping_neg(), -(count as i64));
                     size
                 }
                 Freed::Uncounted(u) => {
@@ -369,8 +418,11 @@ impl LiveSums {
                     u.size
                 }
             };
+            if !self.counts.is_empty() {
+                self.forget_count(addr);
+            }
             self.heap_bytes = self.heap_bytes.wrapping_sub(size);
-            self.heap_count -= 1;
+            self.heap_count -= count;
             // Live bytes never rise without a point recorded: they are below the last one, and
             // within its bucket they change nothing.
             if tick >= self.series_end {
@@ -458,7 +510,7 @@ impl LiveSums {
         for u in self.blocks.uncounted().filter(|u| counts(u)) {
             let (bytes, count) = &mut by_group[u.group as usize];
             *bytes = bytes.wrapping_add(u.size as i64);
-            *count += 1;
+            *count += self.count_of(u.addr) as i64;
         }
         AllocSet {
             groups: self
@@ -627,8 +679,19 @@ mod tests {
     /// allocation and a free at its address as the thread's next event at once, as the
     /// decoder hands them over.
     fn compare(evs: &[(u32, Event)], step: usize) -> (LiveSums, Replay) {
+        compare_sampled(evs, step, Sampling::NONE)
+    }
+
+    /// [`compare`] of the events as the samples of a capture sampled as `sampling` says.
+    fn compare_sampled(
+        evs: &[(u32, Event)],
+        step: usize,
+        sampling: Sampling,
+    ) -> (LiveSums, Replay) {
         let mut sums = LiveSums::new(false);
+        sums.sampling = sampling;
         let mut replay = Replay::default();
+        replay.sampling = sampling;
         let mut pairs = 0;
         for part in evs.chunks(step) {
             let mut i = 0;
@@ -689,6 +752,46 @@ mod tests {
             let (sums, _) = compare(&evs, 997);
             assert!(sums.peak.bytes > 0 && sums.peak_set() != sums.live_set());
         }
+    }
+
+    /// A sampled capture's live blocks count the allocations each sample stands for (a
+    /// 16-byte sample at 4 KiB stands for 256), drawn as the replay draws them: the live view's
+    /// counts now, at the peak and by group are the replay's (they were counts of samples).
+    #[test]
+    fn sampled_counts_match_the_replay() {
+        let sampling = Sampling::current(4096);
+        for seed in [5, 77, 3030] {
+            let evs = events(seed, 20_000, true);
+            let (sums, _) = compare_sampled(&evs, 997, sampling);
+            // The same events as blocks of a full capture: most are far below 4 KiB, and
+            // stand for several allocations each.
+            let (blocks, _) = compare(&evs, 997);
+            let (estimated, counted) = (sums.peak_set().total(), blocks.peak_set().total());
+            assert!(
+                estimated.count > 4 * counted.count,
+                "{estimated:?} {counted:?}"
+            );
+            assert_eq!(sums.peak.allocations, estimated.count);
+        }
+    }
+
+    /// A sampled Python run's sums start afresh at the script's start and still weigh what
+    /// comes after (they counted samples' own sizes from there on).
+    #[test]
+    fn a_sampled_run_is_weighed_after_the_script_starts() {
+        let sampling = Sampling::current(4096);
+        let mut s = LiveSums::new(false);
+        s.sampling = sampling;
+        s.add(0, &Event::new(Allocator::Malloc as u8, 1, 0x100, 1000, 1));
+        s.add(
+            0,
+            &Event::new(code::MARKER, 2, 0, Marker::ScriptStart.code(), 0),
+        );
+        s.add(0, &Event::new(Allocator::Malloc as u8, 3, 0x200, 64, 1));
+        assert_eq!(s.live_bytes(), 4096);
+        let (count, _) = totals::sample_stands_for(0x200, 3, 64, sampling);
+        assert_eq!(s.live_allocations(), count);
+        assert!(count > 1);
     }
 
     #[test]

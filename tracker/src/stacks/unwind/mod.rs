@@ -21,7 +21,7 @@ mod walk;
 
 pub use loaded::{after_fork, dlclose, module_closed};
 pub use merge::learn_eval_loop;
-pub use step::distance_to_caller;
+pub use step::distances;
 
 use crate::{stacks, sys, tls};
 use framehop::x86_64::CacheX86_64;

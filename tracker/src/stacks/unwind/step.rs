@@ -1,44 +1,56 @@
-//! One step out of a single frame, for the allocator wrappers (stacks/wrappers.rs): how far
-//! above a return address's slot the return address of its own function's caller lies.
+//! The unwind rule of allocator wrappers' code (stacks/wrappers.rs): at each return address
+//! inside a wrapper, how far above the return address's slot the return address of the
+//! wrapper's own caller lies. Read once, from the modules' `.eh_frame`, at the start of a
+//! capture, so that the hooks look a distance up and never unwind.
 
-use super::{loaded, Cache};
-use crate::lock::SpinLock;
+use super::loaded;
+use super::Cache;
 use framehop::x86_64::UnwindRegsX86_64;
 use framehop::{FrameAddress, Unwinder};
 
-/// framehop's rule cache for these steps (taken once per wrapper's call site, not per event).
-static CACHE: SpinLock<Option<Cache>> = SpinLock::new(None);
+/// A stack pointer the rules are evaluated at (no stack is read: any address does).
+const SP: u64 = 1 << 40;
+/// The most a wrapper's frame is taken to hold (a distance fits a byte).
+const REACH: u64 = 256;
 
-/// Bytes above the slot a step may read: a wrapper's frame is a few words.
-const REACH: u64 = 1024;
-
-/// For the return address `pc`, held at the stack slot `slot` of this thread: the distance from
-/// `slot` up to the slot of the return address of `pc`'s function, when its unwind rule puts
-/// that at a fixed distance from the stack pointer (a rule through the frame pointer differs
-/// from call to call: None, as for code no module's tables cover).
-pub fn distance_to_caller(pc: u64, slot: u64) -> Option<u64> {
+/// Fills `out[i]` with the distance, for a return address at `start + i`, from its slot to the
+/// slot of the return address of its function's caller: 0 where the rule gives none (a rule
+/// through the frame pointer, or code no module's tables cover). False when the modules' tables
+/// could not be read.
+pub fn distances(start: u64, out: &mut [u8]) -> bool {
     let mut walks = 0;
-    let snapshot = loaded::current(&mut walks)?;
-    let address = FrameAddress::from_return_address(pc)?;
-    let sp = slot.checked_add(8)?;
-    let mut cache = CACHE.lock();
-    let cache = cache.get_or_insert_with(Cache::new_in);
-    // A frame pointer of 0: a rule that reads through it fails (the read is out of reach).
-    let mut regs = UnwindRegsX86_64::new(pc, sp, 0);
-    let mut read = |a: u64| {
-        if a >= slot && a < slot + REACH && a.is_multiple_of(8) {
-            // SAFETY: a word of this thread's stack just above the hook's call site, inside
-            // the frames that called it (a wrapper's), which are live while the hook runs.
-            Ok(unsafe { core::ptr::read_volatile(a as *const u64) })
-        } else {
-            Err(())
-        }
+    let Some(snapshot) = loaded::current(&mut walks) else {
+        return false;
     };
-    match snapshot
-        .unwinder
-        .unwind_frame(address, &mut regs, cache, &mut read)
-    {
-        Ok(Some(ra)) if ra != 0 && regs.sp() > sp => Some(regs.sp() - 8 - slot),
-        _ => None,
+    let mut cache = Cache::new_in();
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = 0;
+        let pc = start + i as u64;
+        let Some(address) = FrameAddress::from_return_address(pc) else {
+            continue;
+        };
+        // The return address's slot is at SP - 8 (the hook's frame below it); a frame pointer
+        // of 0 makes a rule that reads through it fail.
+        let mut regs = UnwindRegsX86_64::new(pc, SP, 0);
+        // Every word of the frame reads as a plausible return address.
+        let mut read = |a: u64| {
+            if (SP..SP + REACH).contains(&a) {
+                Ok(1)
+            } else {
+                Err(())
+            }
+        };
+        if let Ok(Some(_)) = snapshot
+            .unwinder
+            .unwind_frame(address, &mut regs, &mut cache, &mut read)
+        {
+            // The caller's return address lies just below the frame's CFA, the new stack
+            // pointer: that far above the slot at SP - 8.
+            let distance = regs.sp().wrapping_sub(8).wrapping_sub(SP - 8);
+            if regs.sp() > SP && distance < REACH {
+                *d = distance as u8;
+            }
+        }
     }
+    true
 }
