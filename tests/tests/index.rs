@@ -174,3 +174,78 @@ fn a_capture_with_many_objects_live_at_exit_gets_its_index() {
         assert_eq!(&report(v, &cap, true), w, "{v:?}");
     }
 }
+
+/// A family's reports (a capture of `--follow-fork`) read each process's capture twice, for the
+/// family's combined peak and then at it: both are kept in each capture's index (when they fit
+/// its share: captures of a few MB read whole in a moment), and a later report of the family
+/// reads none of them whole (they were read whole every time).
+#[test]
+fn a_family_s_later_reports_read_its_captures_indexes() {
+    let dir = scratch("index-family");
+    let prog = compile("fork_churn", &dir);
+    let cap = dir.join("fam.bin");
+    // Captures of some 35 MB each: a family's series of steps (up to 262,144 points) fits
+    // within an index's share of them.
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "--follow-fork",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            "--",
+            prog.to_str().expect("utf-8"),
+            "6000000",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let views: [&[&str]; 5] = [
+        &["stats"],
+        &["stats", "--json"],
+        &["tree", "--text"],
+        &["summary"],
+        &["stats", "--leaks"],
+    ];
+    let whole: Vec<String> = views.iter().map(|v| report(v, &cap, false)).collect();
+    let indexes = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(&dir)
+            .expect("the directory")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                name.is_some_and(|n| n.starts_with(".fam.bin") && n.ends_with(".mtidx"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    assert!(indexes().is_empty(), "MEMTRACE_INDEX=off writes no index");
+    assert_eq!(report(views[0], &cap, true), whole[0]);
+    let written = indexes();
+    assert_eq!(written.len(), 2, "one index per process: {written:?}");
+    let times = || -> Vec<std::time::SystemTime> {
+        written
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .expect("mtime")
+            })
+            .collect()
+    };
+    let first = times();
+    // The first report of each view may add its entry; the second of each reads them all.
+    for (v, want) in views.iter().zip(&whole) {
+        assert_eq!(&report(v, &cap, true), want, "{v:?}");
+    }
+    let settled = times();
+    for (v, want) in views.iter().zip(&whole) {
+        assert_eq!(&report(v, &cap, true), want, "{v:?}");
+    }
+    assert_eq!(times(), settled, "a later report wrote an index again");
+    assert!(first.len() == 2);
+    assert!(whole[0].contains("Processes"), "{}", whole[0]);
+}

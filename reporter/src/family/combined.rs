@@ -14,7 +14,7 @@
 //! combined peak says so ([`killed_note`]) rather than guess a death.
 
 use super::Family;
-use crate::analysis::{self, Options};
+use crate::analysis::Options;
 use crate::capture::Capture;
 use rayon::prelude::*;
 use std::path::PathBuf;
@@ -96,7 +96,7 @@ fn read_image(process: usize, path: PathBuf, include_startup: bool) -> Image {
             };
         }
     };
-    let a = analysis::analyze_options(
+    let a = crate::index::analyze(
         &capture,
         Options {
             include_startup,

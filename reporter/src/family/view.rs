@@ -159,7 +159,7 @@ fn each_image<T: Send>(
             let image = &c.images[i];
             let shown = image.path.display().to_string();
             let capture = Capture::open(&image.path).map_err(|e| format!("{shown}: {}", e.kind))?;
-            let mut a = analysis::analyze_options(
+            let mut a = crate::index::analyze(
                 &capture,
                 Options {
                     temporary: view.temporary(),

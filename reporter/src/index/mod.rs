@@ -8,7 +8,8 @@
 //! the events. The chunk index and the clock are found again from the capture's chunk headers.
 //!
 //! - One index holds a few entries, one per set of analysis options that changes the result
-//!   (`--include-startup`, `--temporary-threshold`, the page's buckets). Views that select from
+//!   (`--include-startup`, `--temporary-threshold`, the page's buckets; for a capture of a
+//!   family, its series of steps and the family's combined peak). Views that select from
 //!   one result (peak, leaks, a thread, Python-only frames, a process) share an entry. A plain
 //!   report's entry computes the temporary allocations too (threshold 1), so `--temporary`
 //!   answers from it as well.
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 /// The first bytes of an index, with the layout's version: a change of layout or of what an
 /// analysis means changes it, and older indexes are then rebuilt.
-const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x07";
+const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x08";
 
 /// An index is at most this share of its capture's size (1/25: 4%).
 pub const MAX_SHARE: u64 = 25;
@@ -47,6 +48,12 @@ struct Key {
     heap_points: usize,
     temporary: Option<usize>,
     buckets: Option<usize>,
+    /// The series follows every step (a family's reports find their combined peak so).
+    heap_steps: bool,
+    /// The "peak" taken at a moment given from outside (a family's combined peak): its
+    /// CLOCK_MONOTONIC ns and its event.
+    peak_at: Option<u64>,
+    peak_at_event: Option<u64>,
 }
 
 impl Key {
@@ -56,6 +63,9 @@ impl Key {
             heap_points: options.heap_points,
             temporary: options.temporary,
             buckets: options.buckets,
+            heap_steps: options.heap_steps,
+            peak_at: options.peak_at_mono_ns,
+            peak_at_event: options.peak_at_event,
         }
     }
 
@@ -63,6 +73,9 @@ impl Key {
     fn answers(&self, want: &Key) -> bool {
         self.include_startup == want.include_startup
             && self.heap_points == want.heap_points
+            && self.heap_steps == want.heap_steps
+            && self.peak_at == want.peak_at
+            && self.peak_at_event == want.peak_at_event
             && (want.temporary.is_none() || self.temporary == want.temporary)
             && (want.buckets.is_none() || self.buckets == want.buckets)
     }
@@ -74,6 +87,9 @@ impl Store for Key {
         w.put(&self.heap_points);
         w.put(&self.temporary);
         w.put(&self.buckets);
+        w.put(&self.heap_steps);
+        w.put(&self.peak_at);
+        w.put(&self.peak_at_event);
     }
     fn get(r: &mut Reader) -> Option<Key> {
         Some(Key {
@@ -81,6 +97,9 @@ impl Store for Key {
             heap_points: r.get()?,
             temporary: r.get()?,
             buckets: r.get()?,
+            heap_steps: r.get()?,
+            peak_at: r.get()?,
+            peak_at_event: r.get()?,
         })
     }
 }
@@ -171,12 +190,11 @@ pub fn analyze(capture: &Capture, options: Options) -> Analysis {
 
 /// [`analyze`] with the index in `places`, and whether the index answered.
 pub fn analyze_in(places: &Places, capture: &Capture, mut options: Options) -> (Analysis, Outcome) {
-    // A result at a moment chosen from outside, kept unfrozen, or with a series of steps (its
-    // points' events are not stored), is not stored.
+    // A result kept unfrozen, or on a grid of buckets given from outside (a family's page), is
+    // not stored. One at a moment given from outside (a family's combined peak) is, under that
+    // moment: the family's next report asks for the same.
     let usable = options.freeze
-        && options.peak_at_mono_ns.is_none()
-        && options.peak_at_event.is_none()
-        && !options.heap_steps
+        && options.bucket_moments.is_none()
         && !disabled()
         && place::indexable(capture.path());
     let identity = usable.then(|| Identity::of(capture)).flatten();

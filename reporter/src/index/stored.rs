@@ -158,6 +158,13 @@ impl Store for Series {
             prev = p;
         }
         w.put(&self.steps);
+        // Events rise with the points: by their differences.
+        w.u64(self.events.len() as u64);
+        let mut prev = 0u64;
+        for &e in &self.events {
+            w.put(&(e.wrapping_sub(prev) as i64));
+            prev = e;
+        }
     }
     fn get(r: &mut Reader) -> Option<Series> {
         let capacity = r.get()?;
@@ -172,13 +179,21 @@ impl Store for Series {
             prev = (bucket, tick, value);
             points.push(prev);
         }
+        let steps = r.get()?;
+        // A series of steps' points carry their events (none for the others).
+        let n = r.count()?;
+        let mut events = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            prev = prev.wrapping_add(r.get::<i64>()? as u64);
+            events.push(prev);
+        }
         Some(Series {
             capacity,
             shift,
             points,
-            // A series of steps, whose points carry their events, is never stored.
-            events: Vec::new(),
-            steps: r.get()?,
+            events,
+            steps,
         })
     }
 }
