@@ -144,7 +144,10 @@ fn browses_the_peak_in_tmux() {
     tmux.text("work");
     tmux.wait_for("/work");
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("│work");
+    // The whole frame: tmux may show one half drawn (the panel's name before the tree's line).
+    let screen = tmux.wait("the worker's function selected and shown", |s| {
+        s.iter().any(|l| l.contains("│work")) && s.iter().any(|l| l.contains("  work  "))
+    });
     assert!(line(&screen, "match 1 of").contains("match 1 of"));
     assert!(line(&screen, "│thread").contains("tui-worker"));
     assert!(line(&screen, "  work  ").contains("tui_sites.py:15"));
