@@ -1231,6 +1231,56 @@ fn children_in_pid_namespaces_of_their_own_are_named_and_linked_as_their_parents
 }
 
 #[test]
+fn a_fork_inside_a_pid_namespace_is_linked_to_its_capture() {
+    // Inside a pid namespace whose /proc is memtrace's, fork returns the child's pid there (2),
+    // while the child's capture is named by /proc's pid: its parent's record named a process 2
+    // that "has no capture" (a phantom row), and the capture stood apart.
+    let dir = scratch("family-pidns-inner");
+    let capture = dir.join("inner.bin");
+    let Some(out) = run_in_pid_namespace("pid_namespace_inner", &dir, &capture) else {
+        return;
+    };
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("has no capture"),
+        "{out:?}"
+    );
+    let s = stats(&capture);
+    let procs = s["processes"].as_array().expect("processes").clone();
+    // The program, its child, the namespace's first process and its child: all tracked.
+    assert_eq!(procs.len(), 4, "{procs:?}");
+    let root = num(&s, "pid");
+    for p in &procs {
+        assert_eq!(p["tracked"], true, "{p}");
+        let pid = num(p, "pid");
+        assert!(
+            pid == root || dir.join(format!("inner.bin.{pid}")).exists(),
+            "{p}"
+        );
+    }
+    let pids: Vec<i64> = procs.iter().map(|p| num(p, "pid")).collect();
+    // A chain: each process's parent is the one before it.
+    let mut at = root;
+    for _ in 0..3 {
+        let next = procs
+            .iter()
+            .find(|p| num(p, "parent_pid") == at)
+            .unwrap_or_else(|| panic!("no child of {at} in {procs:?}"));
+        at = num(next, "pid");
+    }
+    let inner = procs
+        .iter()
+        .find(|p| num(p, "pid") == at)
+        .expect("the inner one");
+    let kept = num(inner, "leaked_bytes");
+    assert!(
+        (200_000..200_000 + 8192).contains(&kept),
+        "{kept} in {pids:?}"
+    );
+    let warnings = s["warnings"].to_string();
+    assert!(!warnings.contains("has no capture"), "{warnings}");
+}
+
+#[test]
 fn pid_1_of_a_namespace_signalling_itself_goes_on_being_recorded() {
     // The kernel drops a signal at its default action that the first process of a pid
     // namespace sends itself: the program goes on, and its capture must not end there.

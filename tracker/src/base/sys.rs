@@ -623,6 +623,42 @@ pub fn proc_ids() -> (u32, u32) {
     (pid, ppid)
 }
 
+/// The pid of a child of the calling thread as /proc names it (see [`proc_ids`]), from `pid`,
+/// the one fork or posix_spawn returned: the same, unless this process's pid namespace is not
+/// /proc's (a process inside one made by `unshare(CLONE_NEWPID)`: fork returns the child's pid
+/// there), then found among the thread's children by the pid their innermost namespace gives
+/// them (the last of /proc's `NSpid`); `pid` when not found.
+pub fn proc_pid_of_child(pid: u32) -> u32 {
+    if proc_ids().0 == getpid() {
+        return pid;
+    }
+    let mut children = [0u8; 4096];
+    let n = read_file(b"/proc/thread-self/children\0", &mut children);
+    for word in children[..n].split(|&b| b == b' ' || b == b'\n') {
+        let Some(candidate) = std::str::from_utf8(word)
+            .ok()
+            .and_then(|w| w.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let path = format!("/proc/{candidate}/status\0");
+        let mut status = [0u8; 2048];
+        let len = read_file(path.as_bytes(), &mut status);
+        let innermost = status[..len]
+            .split(|&b| b == b'\n')
+            .find(|l| l.starts_with(b"NSpid:"))
+            .and_then(|l| {
+                l.split(|b| b.is_ascii_whitespace())
+                    .rfind(|f| !f.is_empty())
+            })
+            .and_then(|f| std::str::from_utf8(f).ok()?.parse::<u32>().ok());
+        if innermost == Some(pid) {
+            return candidate;
+        }
+    }
+    pid
+}
+
 /// [`proc_ids`] read from /proc/self/status.
 fn read_proc_ids() -> (u32, u32) {
     let mut buf = [0u8; 1024];

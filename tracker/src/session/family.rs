@@ -180,9 +180,10 @@ fn write_fork_child(pid: pid_t, tick: Option<u64>, made: u64) {
     let words = argv[..n].strip_suffix(&[0]).unwrap_or(&argv[..n]);
     let mut exe = [0u8; 4096];
     let e = sys::readlink_exe(&mut exe);
+    // Both as /proc names them, as the child's capture and header do (sys::proc_ids).
     record_child_at(
-        pid as u32,
-        sys::getpid(),
+        sys::proc_pid_of_child(pid as u32),
+        sys::proc_ids().0,
         made,
         &exe[..e],
         words.split(|&b| b == 0),
@@ -307,7 +308,8 @@ unsafe fn spawn(
         let (child, program, args) =
             unsafe { (*out, text(path), words(argv as *const *const c_char)) };
         if child > 0 {
-            record_child(child as u32, sys::getpid(), how::SPAWN, program, args);
+            let child = sys::proc_pid_of_child(child as u32);
+            record_child(child, sys::proc_ids().0, how::SPAWN, program, args);
         }
     }
     rc
