@@ -89,6 +89,14 @@ fn fill(dir: &[u8], tracker: &[u8]) -> Option<()> {
         p
     };
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // The owner first: a child killed from here on leaves a directory `memtrace run` knows to
+    // remove (one killed before has its pid in the directory's name). Best effort: without it
+    // a directory left by a killed child stays (no harm otherwise).
+    let owner = owner_line();
+    if let Ok(fd) = sys::open(&path(OWNER), flags, 0o600) {
+        let _ = sys::write_all(fd, &owner);
+        sys::close(fd);
+    }
     let fd = sys::open(&path(b"sitecustomize.py"), flags, 0o644).ok()?;
     let written = sys::write_all(fd, SITECUSTOMIZE);
     sys::close(fd);
@@ -99,11 +107,6 @@ fn fill(dir: &[u8], tracker: &[u8]) -> Option<()> {
     let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr() as *const libc::c_char) };
     if rc != 0 {
         return None;
-    }
-    // Best effort: without it a directory left by a killed child stays (no harm otherwise).
-    if let Ok(fd) = sys::open(&path(OWNER), flags, 0o600) {
-        let _ = sys::write_all(fd, &owner_line());
-        sys::close(fd);
     }
     Some(())
 }

@@ -3,7 +3,8 @@
 //! parent-death signal, and nothing is left to clean). Each directory names its owner in a
 //! file, and the next run of the same user removes those whose owner is gone. The start-up
 //! hook directories of followed Python children killed before their interpreter started
-//! (`memtrace-py-*`) name theirs too, and are removed at the end of the run.
+//! (`memtrace-py-*`) name theirs too, and are removed at the end of the run; one whose child was
+//! killed before its owner file was written is known by the pid in its name.
 //!
 //! Only a directory that says it is memtrace's is removed: a `memtrace-` name of the private
 //! directories' length, a real directory (no link) of this user, and an `owner` file naming a
@@ -69,7 +70,11 @@ pub fn sweep(parent: &Path, own: &Path) {
         if !meta.is_dir() || meta.uid() != uid {
             continue;
         }
-        if owner_gone(&path, &namespace) && std::fs::remove_dir_all(&path).is_ok() {
+        let gone = match owner_gone(&path, &namespace) {
+            Some(gone) => gone,
+            None => hook_creator_gone(bytes),
+        };
+        if gone && std::fs::remove_dir_all(&path).is_ok() {
             removed += 1;
             if removed == MAX_REMOVED {
                 return;
@@ -100,18 +105,38 @@ pub fn sweep_python_hooks() {
     }
 }
 
-/// Whether the owner file of `dir` names a process of `namespace` that is no longer running.
-fn owner_gone(dir: &Path, namespace: &str) -> bool {
+/// A start-up hook directory with no owner file (its child was killed as it made it): whether
+/// the process its name holds (`memtrace-py-<pid><4 digits>`) is gone. A run's own private
+/// directories without one are kept.
+fn hook_creator_gone(name: &[u8]) -> bool {
+    let Some(digits) = name.strip_prefix(PYTHON_HOOK_PREFIX.as_bytes()) else {
+        return false;
+    };
+    let pid = std::str::from_utf8(&digits[..digits.len().saturating_sub(4)])
+        .ok()
+        .and_then(|p| p.parse::<libc::pid_t>().ok());
+    pid.is_some_and(|pid| pid > 0 && !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Whether the owner file of `dir` names a process of `namespace` that is no longer running;
+/// None when there is no owner file.
+fn owner_gone(dir: &Path, namespace: &str) -> Option<bool> {
     let Ok(file) = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(dir.join(OWNER))
     else {
-        return false;
+        return None;
     };
+    owner_file_gone(file, namespace)
+}
+
+/// Whether an owner file names a process of `namespace` that is no longer running; None when
+/// it says nothing (empty, cut short: its writer was killed as it wrote it).
+fn owner_file_gone(file: std::fs::File, namespace: &str) -> Option<bool> {
     let mut text = String::new();
     if file.take(256).read_to_string(&mut text).is_err() {
-        return false;
+        return None;
     }
     let mut fields = text.split_whitespace();
     let (Some(pid), Some(start), Some(ns)) = (
@@ -119,15 +144,15 @@ fn owner_gone(dir: &Path, namespace: &str) -> bool {
         fields.next().and_then(|f| f.parse::<u64>().ok()),
         fields.next(),
     ) else {
-        return false;
+        return None;
     };
     if ns != namespace || pid <= 0 {
-        return false;
+        return Some(false);
     }
-    match start_time(pid) {
+    Some(match start_time(pid) {
         None => !Path::new(&format!("/proc/{pid}")).exists(),
         Some(now) => start != 0 && now != start,
-    }
+    })
 }
 
 /// The start time of process `pid` (/proc/PID/stat's 22nd field, in clock ticks since boot).
@@ -178,6 +203,12 @@ mod tests {
         std::fs::write(hook_gone.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
         let hook_live = dir_named(p, "memtrace-py-123451234");
         mark(&hook_live).expect("mark");
+        // Killed before its owner file was written: its name's pid is gone.
+        let hook_unmarked = dir_named(p, "memtrace-py-999999990000");
+        let hook_cut_short = dir_named(p, "memtrace-py-999999980000");
+        std::fs::write(hook_cut_short.join(OWNER), "").expect("write");
+        let run_cut_short = dir_named(p, "memtrace-cutshortcuts");
+        std::fs::write(run_cut_short.join(OWNER), "").expect("write");
         let hook_named_wrong = dir_named(p, "memtrace-py-12ab");
         std::fs::write(hook_named_wrong.join(OWNER), format!("99999999 5 {ns}\n")).expect("write");
         let target = dir_named(p, "target");
@@ -187,6 +218,9 @@ mod tests {
         assert!(!gone.exists());
         assert!(!reused.exists());
         assert!(!hook_gone.exists());
+        assert!(!hook_unmarked.exists());
+        assert!(!hook_cut_short.exists());
+        assert!(run_cut_short.exists());
         for kept in [
             &own,
             &live,
