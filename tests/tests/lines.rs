@@ -515,3 +515,49 @@ fn a_source_is_shown_in_the_encoding_its_coding_line_names() {
         assert_eq!(line(file, allocating)["bytes"], 1_000_033, "{script}");
     }
 }
+
+/// Options that shape nothing in `lines` are said so, not dropped in silence; `--temporary
+/// --json` gives its threshold as `stats --json` does.
+#[test]
+fn options_lines_does_not_use_are_said_and_the_threshold_is_given() {
+    let dir = scratch("lines-options");
+    let capture = run(python(), &dir);
+    let cap = capture.to_str().expect("utf-8");
+    let out = memtrace(&["lines", "--threads", cap], &dir);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--threads"), "{err}");
+    let out = memtrace(&["lines", "--json", "-s", "bytes", "-n", "2", cap], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--json gives every line"));
+    let v = lines_json(&capture, &["--temporary", "--temporary-threshold", "3"]);
+    assert_eq!(v["temporary_threshold"], 3, "{v}");
+    assert_eq!(
+        lines_json(&capture, &[])["temporary_threshold"],
+        Value::Null
+    );
+}
+
+/// An executable script whose name has no `.py` and whose `#!` line runs Python is a Python
+/// run: it ran as a native program (no Python frame, `lines` refused it) and the hint to add
+/// --python was refused for its name.
+#[test]
+fn an_executable_python_script_named_without_py_is_a_python_run() {
+    let dir = scratch("lines-shebang");
+    let text = format!(
+        "#!{}\nkeep = bytearray(1_500_000)\nprint(len(keep))\n",
+        python().display()
+    );
+    let script = write(&dir, "tool", &text);
+    memtrace_e2e::make_executable(&script);
+    let out = memtrace(&["run", "-q", "-f", "-o", "tool.bin", "./tool"], &dir);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1500000\n");
+    let v = lines_json(&dir.join("tool.bin"), &[]);
+    let file = &v["files"][0];
+    assert!(
+        file["file"].as_str().expect("a path").ends_with("/tool"),
+        "{v}"
+    );
+    assert_eq!(line(file, 2)["bytes"], 1_500_057, "{v}");
+}

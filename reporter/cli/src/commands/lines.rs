@@ -26,7 +26,8 @@ Examples:
   memtrace lines -s allocated -n 10 out.bin   the 10 lines that allocated the most
   memtrace lines --json out.bin | jq '.files[0].lines[0]'
 
-JSON keys: capture, view, complete, sample_bytes, aggregated, warnings (as in stats --json),
+JSON keys: capture, view, temporary_threshold (with --temporary), complete, sample_bytes,
+aggregated, warnings (as in stats --json),
 files [{file, found, changed, lines [{line, bytes, allocations_live,
 allocated_bytes, allocations, exit_bytes, exit_allocations, text}]}].")]
 pub struct LinesArgs {
@@ -83,6 +84,8 @@ impl From<Sort> for LineSort {
 struct JsonLines {
     capture: String,
     view: View,
+    /// With --temporary, its N (as stats --json gives it).
+    temporary_threshold: Option<usize>,
     #[serde(flatten)]
     state: view_args::CaptureState,
     files: Vec<lines_listing::JsonFile>,
@@ -97,6 +100,20 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
     view_args::warn(&analysis.warnings);
     if let Some(note) = args.view.shown_alone(&args.file) {
         view_args::warn(&[note]);
+    }
+    // Options other reports take that shape nothing here: said, not silently dropped.
+    if args.view.threads {
+        view_args::warn(&[
+            "--threads splits tree, summary and stats by thread; `memtrace lines` charges each \
+             line with every thread's memory (--thread NAME lists one thread's)"
+                .to_string(),
+        ]);
+    }
+    if args.json && args.sort.is_some() {
+        view_args::warn(&[
+            "--sort and --top shape the text listing; --json gives every line of each file"
+                .to_string(),
+        ]);
     }
     if !lines::has_python_frames(&analysis.tables) {
         return Err(format!(
@@ -156,6 +173,7 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
         let doc = JsonLines {
             capture: capture.path().display().to_string(),
             view: selection.view,
+            temporary_threshold: selection.threshold,
             state: view_args::CaptureState::of(&analysis, &[]),
             files: lines_listing::json_files(&with_source, &listing),
         };

@@ -65,9 +65,13 @@ impl PythonRun {
             [b'-', f @ (b'm' | b'c'), tail @ ..] => (*f, tail),
             _ => {
                 let path = Path::new(first);
+                // An executable script named otherwise (`./tool`) whose #! line runs Python is a
+                // Python run too (it ran as a native one, without a Python frame, and the hint
+                // to add --python was refused).
                 if !is_script_name(path)
                     && !path.join("__main__.py").is_file()
                     && !is_zip_archive(path)
+                    && super::shebang::python_of(path).is_none()
                 {
                     return None;
                 }
