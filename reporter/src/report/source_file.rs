@@ -34,9 +34,19 @@ fn in_zip_application(path: &Path) -> Option<Vec<u8>> {
     super::zip_member::read(&bytes, member.as_os_str().as_bytes(), MAX_SOURCE_BYTES)
 }
 
-/// The lines of a Python source file's bytes, decoded as [`text`] says.
+/// The lines of a Python source file's bytes, decoded as [`text`] says, split as the
+/// interpreter counts them: at `\n`, `\r\n` and a lone `\r` (universal newlines; a file of
+/// old Mac line endings was one line).
 pub fn lines(bytes: &[u8]) -> Vec<String> {
-    text(bytes).lines().map(str::to_string).collect()
+    let text = text(bytes);
+    if !text.contains('\r') {
+        return text.lines().map(str::to_string).collect();
+    }
+    text.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// The text of a Python source file's bytes, as the interpreter decodes them: UTF-8 with a
@@ -122,6 +132,15 @@ fn python_shebang(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_end_where_the_interpreter_ends_them() {
+        assert_eq!(lines(b"a = 1\rb = 2\rc = 3\r"), ["a = 1", "b = 2", "c = 3"]);
+        assert_eq!(lines(b"a\r\nb\nc"), ["a", "b", "c"]);
+        assert_eq!(lines(b"a\n\nb\n"), ["a", "", "b"]);
+        assert_eq!(lines(b"a\r\rb"), ["a", "", "b"]);
+        assert!(lines(b"").is_empty());
+    }
 
     #[test]
     fn sources_decode_as_their_coding_line_says() {
