@@ -68,6 +68,20 @@ fn each_memory_line_has_its_exact_bytes_on_every_claimed_python() {
             assert_eq!(l["exit_bytes"], bytes, "3.{minor} line {n}: {l}");
         }
         assert_eq!(line(file, 3)["text"], "    b = b\"\\2\" * 2_000_000");
+        // Compiling the script holds no line of its text: it is the file's `compile`, not a
+        // line 0 (which showed with no text, and pulled context lines into the listing).
+        assert!(
+            file["lines"]
+                .as_array()
+                .expect("lines")
+                .iter()
+                .all(|l| l["line"] != 0),
+            "3.{minor}: {file}"
+        );
+        assert!(
+            file["compile"]["allocations"].as_u64() > Some(0),
+            "3.{minor}: {file}"
+        );
         // The call line holds its callee's memory: at least the three objects.
         let call = line(file, 8)["bytes"].as_u64().expect("bytes");
         assert!(call >= 6_000_099, "3.{minor}: {call}");

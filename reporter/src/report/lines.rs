@@ -32,6 +32,9 @@ impl LineMemory {
 pub struct FileMemory {
     pub file: String,
     pub lines: BTreeMap<u64, LineMemory>,
+    /// What compiling the file (the script's `<compile>` frame, line 0: no line of its text)
+    /// allocated, apart from its lines.
+    pub compile: LineMemory,
     /// The functions whose frames stood at each line (for `--function`).
     pub functions: BTreeMap<u64, Vec<String>>,
 }
@@ -116,6 +119,13 @@ pub fn by_line(analysis: &Analysis, selection: &Selection, filter: LineFilter) -
         }
     }
     let mut files: Vec<FileMemory> = named.into_values().collect();
+    for f in &mut files {
+        if let Some(compile) = f.lines.remove(&0) {
+            f.compile = compile;
+            f.functions.remove(&0);
+        }
+    }
+    files.retain(|f| !f.lines.is_empty() || !f.compile.is_empty());
     files.sort_by(|a, b| b.top_bytes().cmp(&a.top_bytes()).then(a.file.cmp(&b.file)));
     files
 }

@@ -105,6 +105,24 @@ fn write_file(
         (Some(_), false) => "",
     };
     writeln!(out, "Filename: {}{note}", file.file)?;
+    let compile = &file.compile;
+    if !compile.is_empty() && listing.function.is_none() {
+        writeln!(
+            out,
+            "Compiling it: {} {}, {} allocated (no line of its text holds it)",
+            match compile.view.count {
+                0 => "nothing".to_string(),
+                _ => bytes_cell(compile.view.bytes, compile.view.count),
+            },
+            match listing.view_column {
+                "Peak" => "at the peak",
+                "Leaked" => "leaked",
+                "Temporary" => "temporary",
+                _ => "in the view",
+            },
+            bytes_cell(compile.allocated.bytes, compile.allocated.count),
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -223,6 +241,8 @@ pub struct JsonFile {
     pub found: bool,
     pub changed: bool,
     pub lines: Vec<JsonLine>,
+    /// What compiling the file allocated (no line of its text holds it; null when nothing).
+    pub compile: Option<JsonLine>,
 }
 
 /// The JSON form of the files: every line with memory (of the function, with `--function`).
@@ -239,6 +259,8 @@ pub fn json_files(files: &[(FileMemory, Source)], listing: &Listing) -> Vec<Json
                 .filter(|(n, m)| !m.is_empty() && of_function(file, **n, listing))
                 .map(|(&n, m)| json_line(n, m, source))
                 .collect(),
+            compile: (!file.compile.is_empty() && listing.function.is_none())
+                .then(|| json_line(0, &file.compile, source)),
         })
         .collect()
 }

@@ -29,7 +29,8 @@ Examples:
 JSON keys: capture, view, temporary_threshold (with --temporary), complete, sample_bytes,
 aggregated, warnings (as in stats --json),
 files [{file, found, changed, lines [{line, bytes, allocations_live,
-allocated_bytes, allocations, exit_bytes, exit_allocations, text}]}].")]
+allocated_bytes, allocations, exit_bytes, exit_allocations, text}], compile (the same figures
+for compiling the file, which no line of its text holds, or null)}].")]
 pub struct LinesArgs {
     /// The capture file written by `memtrace run`
     #[arg(value_name = "FILE")]
