@@ -272,8 +272,39 @@ fn bad_arguments_and_native_captures_are_one_line_each() {
     one_line_error(
         &["lines", native.to_str().expect("utf-8")],
         &dir,
-        "has no Python frames",
+        "for a native program",
     );
+    // A Python memtrace does not track (3.9, where pyenv has one) is named as such, not taken
+    // for a native program.
+    if let Some(old) = memtrace_e2e::python::pyenv_python(9) {
+        let (old_cap, out) = tracked_run(&old, &dir);
+        assert!(out.status.success(), "{out:?}");
+        one_line_error(
+            &["lines", old_cap.to_str().expect("utf-8")],
+            &dir,
+            "its Python (3.9) ran without Python tracking",
+        );
+    }
+}
+
+/// `memtrace run -q -f -o old.bin PYTHON work.py` (without --python: a Python memtrace may not
+/// take as one runs as a native program).
+fn tracked_run(python: &Path, dir: &Path) -> (PathBuf, std::process::Output) {
+    write(dir, "work.py", SCRIPT);
+    let cap = dir.join("old.bin");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "-o",
+            cap.to_str().expect("utf-8"),
+            python.to_str().expect("utf-8"),
+            "work.py",
+        ],
+        dir,
+    );
+    (cap, out)
 }
 
 /// A long module: the line of each allocation is found with a cursor in the module's line table

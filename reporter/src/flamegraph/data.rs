@@ -781,7 +781,7 @@ fn basename(path: &str) -> &str {
 }
 
 /// The Python version, from the name of libpython or of the executable (`python3.12`).
-fn python_version(capture: &Capture, analysis: &Analysis) -> Option<String> {
+pub fn python_version(capture: &Capture, analysis: &Analysis) -> Option<String> {
     let exe = String::from_utf8_lossy(&capture.header.exe).into_owned();
     let names = analysis
         .tables

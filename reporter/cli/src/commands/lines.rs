@@ -117,11 +117,22 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
         ]);
     }
     if !lines::has_python_frames(&analysis.tables) {
+        // A Python that ran untracked (not 3.10-3.13), or a run cut before its script
+        // started, is not "a native program".
+        let why = match memtrace_reporter::flamegraph::data::python_version(&capture, &analysis) {
+            Some(v) => format!(
+                "its Python ({v}) ran without Python tracking (memtrace tracks CPython 3.10 to \
+                 3.13), or the run ended before the script started; try `memtrace tree {}`",
+                args.file.display()
+            ),
+            None => format!(
+                "for a native program, try `memtrace tree {}`",
+                args.file.display()
+            ),
+        };
         return Err(format!(
-            "{} has no Python frames: `memtrace lines` lists Python source lines (for a native \
-             program, try `memtrace tree {}`)",
+            "{} has no Python frames: `memtrace lines` lists Python source lines ({why})",
             args.file.display(),
-            args.file.display()
         ));
     }
     let filter = LineFilter {
