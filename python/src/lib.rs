@@ -12,7 +12,6 @@ mod reader;
 mod record;
 mod shared;
 mod stacks;
-mod version;
 
 use pyo3::prelude::*;
 

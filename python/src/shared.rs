@@ -2,7 +2,6 @@
 //! records (which resolve their stacks through it).
 
 use crate::stacks::{FrameTuple, Resolver, StackKind};
-use crate::version;
 use memtrace_format::options;
 use memtrace_reporter::analysis::sets::AllocSet;
 use memtrace_reporter::analysis::{self, Options};
@@ -112,7 +111,7 @@ impl Shared {
         let peak = analysis.replay.peak;
         let names = std::iter::once(header.exe.as_slice())
             .chain(analysis.tables.modules.iter().map(|m| m.path.as_slice()));
-        let python_version = version::python_version(names);
+        let python_version = memtrace_reporter::capture::python_version::of_names(names);
         let argv = capture.argv();
         let metadata = Metadata {
             command: argv.join(" "),

@@ -664,20 +664,10 @@ fn live_counts_a_sampled_capture_s_allocations_as_estimates() {
         memtrace_bin().display()
     );
     let ui = Tmux::start(&cmd, 160, 40);
-    let shown = format!("{} allocations", grouped(live as u64));
+    let shown = format!(
+        "{} allocations",
+        memtrace_reporter::report::human::count(live as u64)
+    );
     let screen = ui.wait(&shown, |s| s.iter().any(|l| l.contains(&shown)));
     assert!(screen[0].starts_with("■ ended"), "{}", screen[0]);
-}
-
-/// `n` with thousands separators, as the view writes counts.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }

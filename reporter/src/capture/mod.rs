@@ -10,6 +10,7 @@ pub mod family;
 pub mod follow;
 pub mod holes;
 pub mod pool;
+pub mod python_version;
 pub mod scan;
 pub mod settings;
 pub mod shrunk;

@@ -71,14 +71,10 @@ impl Sites {
         if !innermost.is_allocator_wrapper() {
             return Some(innermost);
         }
-        let frames = self.frames(site);
-        Some(
-            frames
-                .into_iter()
-                .rev()
-                .find(|l| !l.is_allocator_wrapper())
-                .unwrap_or(innermost),
-        )
+        let mut frames = self.frames(site);
+        frames.reverse();
+        let at = crate::report::locations::past_wrappers(&frames, |l| l.is_allocator_wrapper());
+        Some(frames.get(at).copied().unwrap_or(innermost))
     }
 
     /// Adds `other`'s sites, each under `location` (a family's process).

@@ -327,7 +327,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
         meta: Meta {
             path: visible(&capture.path().display().to_string()),
             command: visible(&argv.join(" ")),
-            python: python_version(capture, analysis),
+            python: crate::capture::python_version::of_capture(capture, analysis),
             mode: mode(
                 native,
                 analysis.index.settings.sample_bytes,
@@ -778,33 +778,6 @@ fn visible(s: &str) -> String {
 
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
-}
-
-/// The Python version, from the name of libpython or of the executable (`python3.12`).
-pub fn python_version(capture: &Capture, analysis: &Analysis) -> Option<String> {
-    let exe = String::from_utf8_lossy(&capture.header.exe).into_owned();
-    let names = analysis
-        .tables
-        .modules
-        .iter()
-        .map(|m| String::from_utf8_lossy(&m.path).into_owned())
-        .chain(std::iter::once(exe));
-    for path in names {
-        let base = basename(&path);
-        for prefix in ["libpython", "python"] {
-            if let Some(rest) = base.strip_prefix(prefix) {
-                let v: String = rest
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.')
-                    .collect();
-                let v = v.trim_end_matches('.');
-                if v.contains('.') {
-                    return Some(v.to_string());
-                }
-            }
-        }
-    }
-    None
 }
 
 /// The data as JSON that is safe inside a `<script>` element: `<` never appears as such (so

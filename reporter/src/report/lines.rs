@@ -125,7 +125,6 @@ pub fn by_line(analysis: &Analysis, selection: &Selection, filter: LineFilter) -
             f.functions.remove(&0);
         }
     }
-    files.retain(|f| !f.lines.is_empty() || !f.compile.is_empty());
     files.sort_by(|a, b| b.top_bytes().cmp(&a.top_bytes()).then(a.file.cmp(&b.file)));
     files
 }

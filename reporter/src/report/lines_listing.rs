@@ -67,6 +67,8 @@ pub fn started_at(start_realtime_ns: u64) -> SystemTime {
 pub struct Listing<'a> {
     /// The name of the view's column: `Peak`, `Leaked`, `Temporary`, `All`.
     pub view_column: &'a str,
+    /// The view's figure in words, for a sentence: `at the peak`, `leaked`, ...
+    pub view_words: &'a str,
     /// The name of the last column: `At exit` (the capture has an exit snapshot), else `At end`
     /// (a killed program's, a Tracker's: as stats says "Live at end").
     pub end_column: &'a str,
@@ -114,12 +116,7 @@ fn write_file(
                 0 => "nothing".to_string(),
                 _ => bytes_cell(compile.view.bytes, compile.view.count),
             },
-            match listing.view_column {
-                "Peak" => "at the peak",
-                "Leaked" => "leaked",
-                "Temporary" => "temporary",
-                _ => "in the view",
-            },
+            listing.view_words,
             bytes_cell(compile.allocated.bytes, compile.allocated.count),
         )?;
     }
@@ -380,6 +377,7 @@ mod tests {
 
     const LISTING: Listing<'static> = Listing {
         view_column: "Peak",
+        view_words: "at the peak",
         end_column: "At exit",
         all: false,
         function: None,

@@ -130,9 +130,18 @@ impl Location {
     }
 }
 
+/// Where a stack's allocations are counted, in its locations `innermost_first`: the first one
+/// past the allocator wrappers it starts with, or the innermost when nothing else is left.
+pub fn past_wrappers<T>(innermost_first: &[T], wrapper: impl Fn(&T) -> bool) -> usize {
+    innermost_first
+        .iter()
+        .position(|l| !wrapper(l))
+        .unwrap_or(0)
+}
+
 /// The location a stack's allocations are counted at: its innermost shown frame's, or where
-/// that is an allocator wrapper's (and the stack goes on past it), the first location outside
-/// the wrappers, inlined functions counted. None for an unknown stack.
+/// that is an allocator wrapper's, the location [`past_wrappers`] picks, inlined functions
+/// counted. None for an unknown stack.
 pub fn location_of_stack(
     stack: u64,
     tables: &Tables,
@@ -143,15 +152,12 @@ pub fn location_of_stack(
     if !matches!(frame, Frame::Native(_)) || !first.is_allocator_wrapper() {
         return Some(first);
     }
-    let locs = super::view_tree::shown_locations(tables, stack, &mut |id| {
+    let mut locs = super::view_tree::shown_locations(tables, stack, &mut |id| {
         super::view_tree::frame_locations(tables, id, symbolizer)
     });
-    Some(
-        locs.into_iter()
-            .rev()
-            .find(|l| !l.is_allocator_wrapper())
-            .unwrap_or(first),
-    )
+    locs.reverse();
+    let at = past_wrappers(&locs, Location::is_allocator_wrapper);
+    Some(locs.into_iter().nth(at).unwrap_or(first))
 }
 
 /// The allocations of one stack.
@@ -220,28 +226,22 @@ pub fn by_location(
     let mut unknown_slot: Option<usize> = None;
     for (&stack, &sum) in by_stack {
         let slot = match tables.innermost_shown(stack) {
-            Some((frame_id, frame)) => match frame_slot.get(&frame_id) {
-                Some(&Some(s)) => s,
-                // An allocator wrapper's frame: each stack's location lies further out.
-                Some(&None) => {
-                    let loc = location_of_stack(stack, tables, symbolizer)
-                        .unwrap_or_else(Location::unknown);
-                    slot(&mut out, &mut slot_of, loc)
-                }
-                None => {
+            Some((frame_id, frame)) => {
+                let known = *frame_slot.entry(frame_id).or_insert_with(|| {
                     let loc = resolve(frame, tables, symbolizer);
-                    if matches!(frame, Frame::Native(_)) && loc.is_allocator_wrapper() {
-                        frame_slot.insert(frame_id, None);
+                    let wrapper = matches!(frame, Frame::Native(_)) && loc.is_allocator_wrapper();
+                    (!wrapper).then(|| slot(&mut out, &mut slot_of, loc))
+                });
+                match known {
+                    Some(s) => s,
+                    // An allocator wrapper's frame: each stack's location lies further out.
+                    None => {
                         let loc = location_of_stack(stack, tables, symbolizer)
                             .unwrap_or_else(Location::unknown);
                         slot(&mut out, &mut slot_of, loc)
-                    } else {
-                        let s = slot(&mut out, &mut slot_of, loc);
-                        frame_slot.insert(frame_id, Some(s));
-                        s
                     }
                 }
-            },
+            }
             None => *unknown_slot
                 .get_or_insert_with(|| slot(&mut out, &mut slot_of, Location::unknown())),
         };

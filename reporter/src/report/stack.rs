@@ -42,24 +42,19 @@ pub fn frames(stack: u64, tables: &Tables, symbolizer: &mut Symbolizer) -> Vec<S
 }
 
 /// [`frames`] from the frame the stack's allocations are counted at
-/// ([`super::locations::location_of_stack`]): the allocator wrappers' frames inside it (C++'s
-/// `operator new`, `strdup`, Rust's allocator shims) left out, unless nothing else is left.
+/// ([`super::locations::past_wrappers`]): the allocator wrappers' frames inside it (C++'s
+/// `operator new`, `strdup`, Rust's allocator shims) left out.
 pub fn frames_from_location(
     stack: u64,
     tables: &Tables,
     symbolizer: &mut Symbolizer,
 ) -> Vec<StackFrame> {
     let mut all = frames(stack, tables, symbolizer);
-    let wrappers = all
-        .iter()
-        .take_while(|f| {
-            f.function.as_deref().is_some_and(|name| {
-                super::locations::is_allocator_wrapper(name, f.file.as_deref(), &f.label)
-            })
+    let at = super::locations::past_wrappers(&all, |f| {
+        f.function.as_deref().is_some_and(|name| {
+            super::locations::is_allocator_wrapper(name, f.file.as_deref(), &f.label)
         })
-        .count();
-    if wrappers < all.len() {
-        all.drain(..wrappers);
-    }
+    });
+    all.drain(..at);
     all
 }

@@ -229,22 +229,48 @@ impl<'a> Object<'a> {
     /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
     pub unsafe fn definition(&self, name: &[u8]) -> Definition {
         // SAFETY: the caller's promise.
+        match unsafe { self.defining_symbol(name) } {
+            Some((_, Some(a))) => Definition::At(self.base.wrapping_add(a)),
+            Some((_, None)) => Definition::Indirect,
+            None => Definition::Absent,
+        }
+    }
+
+    /// Where the object's function `name` lies, `[start, end)` from its symbol's value and size
+    /// (looked up as [`Object::definition`] does); None when it does not define it as a plain
+    /// function with a size.
+    ///
+    /// # Safety
+    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
+    pub unsafe fn function_extent(&self, name: &[u8]) -> Option<(usize, usize)> {
+        // SAFETY: the caller's promise.
+        let (index, at) = unsafe { self.defining_symbol(name) }?;
+        // SAFETY: the caller's promise; `index` is an entry of the symbol table.
+        let t = unsafe { self.tables() };
+        // SAFETY: as above.
+        let size = unsafe { (*(t.symtab as *const Sym).add(index)).size } as usize;
+        let start = self.base.wrapping_add(at?);
+        (size > 0).then_some((start, start + size))
+    }
+
+    /// The symbol table entry defining `name` in its default version, found through the
+    /// object's hash table as the loader finds it: its index and its value (None for an
+    /// indirect function).
+    ///
+    /// # Safety
+    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
+    unsafe fn defining_symbol(&self, name: &[u8]) -> Option<(usize, Option<usize>)> {
+        // SAFETY: the caller's promise.
         let t = unsafe { self.tables() };
         if t.symtab == 0 || t.strtab == 0 {
-            return Definition::Absent;
+            return None;
         }
-        let mut found = Definition::Absent;
+        let mut found = None;
         let mut check = |index: usize| {
             // SAFETY: an index from the object's hash table is an entry of its symbol table.
-            match unsafe { t.defines(index, name) } {
-                Some(address) => {
-                    found = address.map_or(Definition::Indirect, |a| {
-                        Definition::At(self.base.wrapping_add(a))
-                    });
-                    true
-                }
-                None => false,
-            }
+            let defined = unsafe { t.defines(index, name) };
+            found = defined.map(|at| (index, at));
+            found.is_some()
         };
         // SAFETY: the hash tables named by the dynamic section are mapped while the object is.
         unsafe {
@@ -255,46 +281,6 @@ impl<'a> Object<'a> {
             }
         }
         found
-    }
-}
-
-impl Object<'_> {
-    /// Where the object's function `name` lies, `[start, end)` from its symbol's value and size
-    /// (looked up as [`Object::definition`] does); None when it does not define it as a plain
-    /// function with a size.
-    ///
-    /// # Safety
-    /// The object must stay loaded while this runs (inside a dl_iterate_phdr callback).
-    pub unsafe fn function_extent(&self, name: &[u8]) -> Option<(usize, usize)> {
-        // SAFETY: the caller's promise.
-        let t = unsafe { self.tables() };
-        if t.symtab == 0 || t.strtab == 0 {
-            return None;
-        }
-        let mut found = None;
-        let mut check = |index: usize| {
-            // SAFETY: an index from the object's hash table is an entry of its symbol table.
-            match unsafe { t.defines(index, name) } {
-                Some(at) => {
-                    // SAFETY: as above.
-                    let size = unsafe { (*(t.symtab as *const Sym).add(index)).size } as usize;
-                    found = at
-                        .filter(|_| size > 0)
-                        .map(|a| (self.base.wrapping_add(a), size));
-                    true
-                }
-                None => false,
-            }
-        };
-        // SAFETY: the hash tables named by the dynamic section are mapped while the object is.
-        unsafe {
-            if t.gnu_hash != 0 {
-                gnu_hash_chain(t.gnu_hash, name, &mut check);
-            } else if t.hash != 0 {
-                sysv_hash_chain(t.hash, name, &mut check);
-            }
-        }
-        found.map(|(start, size)| (start, start + size))
     }
 }
 

@@ -105,10 +105,7 @@ fn fill(dir: &[u8], tracker: &[u8]) -> Option<()> {
     let link = path(b"_memtrace_tracker.so");
     // SAFETY: symlink(2) of two NUL-terminated paths.
     let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr() as *const libc::c_char) };
-    if rc != 0 {
-        return None;
-    }
-    Some(())
+    (rc == 0).then_some(())
 }
 
 /// The file naming the process that made the directory, as `memtrace run`'s own private

@@ -45,39 +45,30 @@ static BOUNDS: [(AtomicU64, AtomicU64); 2] =
 /// the wrapper's own return address (0: none).
 static STEPS: [AtomicU8; MAX_CODE] = [const { AtomicU8::new(0) }; MAX_CODE];
 
+/// What [`find`] found last (a mix of the wrappers' ranges; 0: nothing yet).
+static FOUND: AtomicU64 = AtomicU64::new(0);
+
 /// Wrappers called within wrappers, followed at most.
 const MAX_DEPTH: usize = 4;
 
 /// Finds the wrappers among the loaded libraries and reads their unwind rules (at the start of
 /// a capture, before recording).
 pub fn find() {
+    let (found, n) = located();
+    // The same wrappers as at the last start (the pytest plugin starts a capture per test):
+    // their rules stand.
+    let fingerprint = found[..n].iter().fold(n as u64 + 1, |h, &(start, end, _)| {
+        (h ^ start ^ end.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    });
+    if FOUND.load(Ordering::Acquire) == fingerprint {
+        return;
+    }
     // Nothing is stepped while the tables change.
     COUNT.store(0, Ordering::Release);
     for (low, high) in &BOUNDS {
         low.store(u64::MAX, Ordering::Release);
         high.store(0, Ordering::Release);
     }
-    let mut found: [(u64, u64, usize); MAX_RANGES] = [(0, 0, 0); MAX_RANGES];
-    let mut n = 0;
-    crate::phdr::each_object(|info| {
-        let (names, library): (&[&[u8]], usize) = match library(info) {
-            Some(Library::Cxx) => (&CXX, 0),
-            Some(Library::C) => (&LIBC, 1),
-            None => return false,
-        };
-        // SAFETY: the loader's description of a loaded object, inside its callback.
-        let object = unsafe { crate::elf::Object::new(info) };
-        for name in names {
-            // SAFETY: as above: the object stays loaded during the callback.
-            if let Some((start, end)) = unsafe { object.function_extent(name) } {
-                if n < MAX_RANGES && end - start <= MAX_WRAPPER {
-                    found[n] = (start as u64, end as u64, library);
-                    n += 1;
-                }
-            }
-        }
-        false
-    });
     let mut kept = 0;
     let mut used = 0;
     let mut bounds = [(u64::MAX, 0u64); 2];
@@ -104,6 +95,36 @@ pub fn find() {
         high.store(h, Ordering::Release);
         low.store(l, Ordering::Release);
     }
+    // Read again at the next start when some rules could not be read now (the loader's lock
+    // held: a tracker loaded by dlopen).
+    FOUND.store(if kept == n { fingerprint } else { 0 }, Ordering::Release);
+}
+
+/// The wrappers' code in the loaded libraries: `[start, end)` and the library (0: C++, 1: C)
+/// of each, and how many.
+fn located() -> ([(u64, u64, usize); MAX_RANGES], usize) {
+    let mut found: [(u64, u64, usize); MAX_RANGES] = [(0, 0, 0); MAX_RANGES];
+    let mut n = 0;
+    crate::phdr::each_object(|info| {
+        let (names, library): (&[&[u8]], usize) = match library(info) {
+            Some(Library::Cxx) => (&CXX, 0),
+            Some(Library::C) => (&LIBC, 1),
+            None => return false,
+        };
+        // SAFETY: the loader's description of a loaded object, inside its callback.
+        let object = unsafe { crate::elf::Object::new(info) };
+        for name in names {
+            // SAFETY: as above: the object stays loaded during the callback.
+            if let Some((start, end)) = unsafe { object.function_extent(name) } {
+                if n < MAX_RANGES && end - start <= MAX_WRAPPER {
+                    found[n] = (start as u64, end as u64, library);
+                    n += 1;
+                }
+            }
+        }
+        false
+    });
+    (found, n)
 }
 
 /// Whether `pc` lies within the bounds of one library's wrappers.

@@ -119,7 +119,8 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
     if !lines::has_python_frames(&analysis.tables) {
         // A Python that ran untracked (not 3.10-3.13), or a run cut before its script
         // started, is not "a native program".
-        let why = match memtrace_reporter::flamegraph::data::python_version(&capture, &analysis) {
+        let why = match memtrace_reporter::capture::python_version::of_capture(&capture, &analysis)
+        {
             Some(v) => format!(
                 "its Python ({v}) ran without Python tracking (memtrace tracks CPython 3.10 to \
                  3.13), or the run ended before the script started; try `memtrace tree {}`",
@@ -164,14 +165,16 @@ pub fn execute(args: LinesArgs) -> Result<(), String> {
             (f, source)
         })
         .collect();
+    // Not the name of another column (`At exit`, `Allocated` are columns of every view).
+    let (view_column, view_words) = match selection.view {
+        View::Leaks => ("Leaked", "leaked"),
+        View::Temporary => ("Temporary", "temporary"),
+        View::All => ("All", "in all"),
+        View::Peak => ("Peak", "at the peak"),
+    };
     let listing = Listing {
-        // Not the name of another column (`At exit`, `Allocated` are columns of every view).
-        view_column: match selection.view {
-            View::Leaks => "Leaked",
-            View::Temporary => "Temporary",
-            View::All => "All",
-            View::Peak => "Peak",
-        },
+        view_column,
+        view_words,
         end_column: if analysis.replay.exit.is_some() {
             "At exit"
         } else {

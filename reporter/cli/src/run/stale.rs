@@ -100,7 +100,12 @@ const PYTHON_HOOK_PREFIX: &str = "memtrace-py-";
 /// run, where the tracker makes them (/dev/shm, else the temporary directory).
 pub fn sweep_python_hooks() {
     let tmp = std::env::temp_dir();
-    for parent in [Path::new("/dev/shm"), tmp.as_path(), Path::new("/tmp")] {
+    // As the tracker chooses: $TMPDIR, or /tmp when that has a `:` (PYTHONPATH's separator).
+    let mut parents = vec![Path::new("/dev/shm"), tmp.as_path()];
+    if tmp != Path::new("/tmp") {
+        parents.push(Path::new("/tmp"));
+    }
+    for parent in parents {
         sweep(parent, Path::new(""));
     }
 }
@@ -119,7 +124,8 @@ fn hook_creator_gone(name: &[u8]) -> bool {
 }
 
 /// Whether the owner file of `dir` names a process of `namespace` that is no longer running;
-/// None when there is no owner file.
+/// None when there is none, or it says nothing (empty, cut short: its writer was killed as it
+/// wrote it).
 fn owner_gone(dir: &Path, namespace: &str) -> Option<bool> {
     let Ok(file) = std::fs::OpenOptions::new()
         .read(true)
@@ -128,12 +134,6 @@ fn owner_gone(dir: &Path, namespace: &str) -> Option<bool> {
     else {
         return None;
     };
-    owner_file_gone(file, namespace)
-}
-
-/// Whether an owner file names a process of `namespace` that is no longer running; None when
-/// it says nothing (empty, cut short: its writer was killed as it wrote it).
-fn owner_file_gone(file: std::fs::File, namespace: &str) -> Option<bool> {
     let mut text = String::new();
     if file.take(256).read_to_string(&mut text).is_err() {
         return None;
