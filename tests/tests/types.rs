@@ -606,3 +606,65 @@ fn a_sampled_capture_s_types_are_estimates_of_each_type() {
         assert!((24.0..=80.0).contains(&size), "{moment}: {points}");
     }
 }
+
+/// Two classes of one `__name__` made in two functions, and a class nested in another: each
+/// is its own row, named by its `__qualname__`. Prints the three object sizes.
+const SCOPES_SCRIPT: &str = "\
+import sys
+def first():
+    class Local:
+        __slots__ = (\"a\",)
+    return [Local() for i in range(300)]
+def second():
+    class Local:
+        __slots__ = (\"a\", \"b\")
+    return [Local() for i in range(500)]
+class Outer:
+    class Inner:
+        __slots__ = ()
+ones, twos, inners = first(), second(), [Outer.Inner() for i in range(70)]
+print(sys.getsizeof(ones[0]), sys.getsizeof(twos[0]), sys.getsizeof(inners[0]))
+";
+
+#[test]
+fn classes_of_one_name_in_different_scopes_are_rows_of_their_own_on_every_claimed_python() {
+    for (minor, python) in claimed_pythons() {
+        let dir = scratch(&format!("types-scopes-3{minor}"));
+        let script = write(&dir, "scopes.py", SCOPES_SCRIPT);
+        let capture = dir.join("scopes.bin");
+        let sizes = tracked_sizes(&python, &script, &capture, &dir);
+        let path = capture.to_str().expect("utf-8");
+        let stats = json(&["stats", "--json", path], &dir);
+        let exit = &stats["types"]["exit"];
+        for (name, n, size) in [
+            ("__main__.first.<locals>.Local", 300u64, sizes[0]),
+            ("__main__.second.<locals>.Local", 500, sizes[1]),
+            ("__main__.Outer.Inner", 70, sizes[2]),
+        ] {
+            let e = entry(exit, name);
+            assert_eq!(e["objects"], n, "3.{minor}: {e}");
+            assert_eq!(e["bytes"], n * size, "3.{minor}: {e}");
+        }
+        let rows = exit.as_array().expect("rows");
+        assert!(
+            rows.iter().all(|r| r["type"] != "__main__.Local"),
+            "3.{minor}: {exit}"
+        );
+        // The text table keeps its columns: the longest name fits its column.
+        let text = memtrace(&["stats", path], &dir);
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        let row = text
+            .lines()
+            .find(|l| l.contains("__main__.second.<locals>.Local"))
+            .unwrap_or_else(|| panic!("3.{minor}: {text}"));
+        let header = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("TYPE"))
+            .expect("a header");
+        assert_eq!(
+            row.chars().count(),
+            header.chars().count(),
+            "3.{minor}:\n{header}\n{row}"
+        );
+    }
+}

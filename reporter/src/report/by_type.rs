@@ -190,6 +190,10 @@ pub fn render_tree(groups: &[TypeGroup], lines: usize, out: &mut impl Write) -> 
     Ok(())
 }
 
+/// The type column's least and greatest width (a longer name is shortened in its middle).
+const TYPE_WIDTH: usize = 32;
+const MAX_TYPE_WIDTH: usize = 56;
+
 /// The text table: one row per (type, line), the most bytes first.
 pub fn render_table(groups: &[TypeGroup], top: usize, out: &mut impl Write) -> io::Result<()> {
     let mut rows: Vec<(&TypeGroup, &TypeLine)> = groups
@@ -197,18 +201,25 @@ pub fn render_table(groups: &[TypeGroup], top: usize, out: &mut impl Write) -> i
         .flat_map(|g| g.lines.iter().map(move |l| (g, l)))
         .collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.bytes));
+    let longest = rows
+        .iter()
+        .take(top)
+        .map(|(g, _)| g.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let width = longest.clamp(TYPE_WIDTH, MAX_TYPE_WIDTH);
     writeln!(
         out,
-        "{:>10} {:>12}  {:<32} LINE",
+        "{:>10} {:>12}  {:<width$} LINE",
         "BYTES", "ALLOCATIONS", "TYPE"
     )?;
     for (g, l) in rows.iter().take(top) {
         writeln!(
             out,
-            "{:>10} {:>12}  {:<32} {}",
+            "{:>10} {:>12}  {:<width$} {}",
             size(l.bytes),
             count(l.allocations),
-            g.name,
+            super::types::fitted(&g.name, width),
             l.location
         )?;
     }

@@ -92,16 +92,43 @@ pub fn render(r: &TypesReport, top: usize, out: &mut impl Write) -> io::Result<(
     render_rows(&r.exit, top, out)
 }
 
+/// The type column's least and greatest width, in characters: a longer name (a class made in a
+/// nested function: `__main__.build.<locals>.Record`) is shortened in its middle.
+const NAME_WIDTH: usize = 40;
+const MAX_NAME_WIDTH: usize = 72;
+
+/// `name` in at most `width` characters: its start and its end (the class's own name) around
+/// an ellipsis.
+pub(crate) fn fitted(name: &str, width: usize) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() <= width {
+        return name.to_string();
+    }
+    let tail = (width - 1) * 2 / 3;
+    let head = width - 1 - tail;
+    let mut s: String = chars[..head].iter().collect();
+    s.push('…');
+    s.extend(&chars[chars.len() - tail..]);
+    s
+}
+
 fn render_rows(entries: &[TypeEntry], top: usize, out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "  {:<40} {:>12} {:>12}", "TYPE", "OBJECTS", "BYTES")?;
     let (objects, rest): (Vec<&TypeEntry>, Vec<&TypeEntry>) =
         entries.iter().partition(|e| e.name != NO_OBJECT);
     let shown = objects.len().min(top.max(1));
-    for e in objects[..shown].iter().chain(rest.iter()) {
+    let rows = || objects[..shown].iter().chain(rest.iter());
+    let longest = rows().map(|e| e.name.chars().count()).max().unwrap_or(0);
+    let width = longest.clamp(NAME_WIDTH, MAX_NAME_WIDTH);
+    writeln!(
+        out,
+        "  {:<width$} {:>12} {:>12}",
+        "TYPE", "OBJECTS", "BYTES"
+    )?;
+    for e in rows() {
         writeln!(
             out,
-            "  {:<40} {:>12} {:>12}",
-            e.name,
+            "  {:<width$} {:>12} {:>12}",
+            fitted(&e.name, width),
             count(e.objects),
             size(e.bytes)
         )?;
@@ -117,4 +144,20 @@ fn render_rows(entries: &[TypeEntry], top: usize, out: &mut impl Write) -> io::R
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fitted;
+
+    #[test]
+    fn a_long_name_keeps_its_start_and_its_class() {
+        assert_eq!(fitted("__main__.Pair", 40), "__main__.Pair");
+        let long = "__main__.a_function_with_a_long_name.<locals>.AClassWithALongNameIndeed";
+        let f = fitted(long, 40);
+        assert_eq!(f.chars().count(), 40);
+        assert_eq!(f, "__main__.a_fu….AClassWithALongNameIndeed");
+        // Characters, not bytes.
+        assert_eq!(fitted("ééééé", 4), "é…éé");
+    }
 }
