@@ -32,16 +32,34 @@ const NO_TYPE: usize = usize::MAX;
 /// The type (row, block's event index) of each typed block live at exit, by address.
 pub type BlockTypes = HashMap<u64, (usize, u64)>;
 
-/// The row of each type a typed free names, by the type's address (see `Shared::type_rows`).
-pub type TypeRows = HashMap<u64, usize>;
+/// The row of the type each typed free names (see `Shared::freed_types`): by the type's
+/// address, and where a class died while the program ran, by the life of the class at that
+/// address when the free came (an earlier class is named from the line that made it, as the
+/// command's reports name it, not after the class CPython made later in its memory).
+#[derive(Debug, Default)]
+pub struct FreedTypes {
+    /// The row of the type at each address at the end (named by the walk there).
+    pub rows: HashMap<u64, usize>,
+    /// By type address: the event index of each death of a class there, oldest first, and
+    /// the row of the class that died.
+    pub lives: HashMap<u64, Vec<(u64, usize)>>,
+}
 
-/// The type of a typed free's object (its size field holds the type's address; 0: unknown).
-pub fn freed_type(e: &Event, rows: &TypeRows) -> Option<usize> {
-    let c = e.code();
-    if (c == code::FREE || c == code::PY_FREE) && e.size != 0 {
-        rows.get(&e.size).copied()
-    } else {
-        None
+impl FreedTypes {
+    /// The type of the object a typed free (event `position`) held: its size field holds the
+    /// type's address (0: unknown).
+    pub fn of(&self, e: &Event, position: u64) -> Option<usize> {
+        let c = e.code();
+        if (c != code::FREE && c != code::PY_FREE) || e.size == 0 {
+            return None;
+        }
+        if let Some(deaths) = self.lives.get(&e.size) {
+            let life = deaths.partition_point(|&(index, _)| index < position);
+            if let Some(&(_, row)) = deaths.get(life) {
+                return Some(row);
+            }
+        }
+        self.rows.get(&e.size).copied()
     }
 }
 
@@ -93,11 +111,14 @@ struct LiveAt<'t> {
     /// With the rows of the types typed frees name: the blocks live at `target` whose type is
     /// found later, by the free that ends each (or at exit): by address, (group key without
     /// its type, size, event index).
-    follow: Option<(&'t TypeRows, Pending)>,
+    follow: Option<(&'t FreedTypes, Pending)>,
+    /// The event index of the last event seen (after `target`, as followed).
+    position: u64,
 }
 
 impl LiveAt<'_> {
     fn take(&mut self) {
+        self.position = self.replay.events;
         let mut groups: HashMap<Key, Sum> = HashMap::new();
         for (addr, b) in self.replay.heap.iter() {
             let allocator = self
@@ -152,12 +173,13 @@ impl LiveAt<'_> {
             return;
         };
         for e in events {
+            self.position += 1;
             let c = e.code();
             if c != code::FREE && c != code::PY_FREE {
                 continue;
             }
             if let Some((key, sum, _)) = pending.remove(&e.addr) {
-                let t = freed_type(e, rows).unwrap_or(NO_TYPE);
+                let t = rows.of(e, self.position).unwrap_or(NO_TYPE);
                 groups
                     .entry((key.0, key.1, key.2, t))
                     .or_default()
@@ -231,7 +253,7 @@ pub fn live_at(
     include_startup: bool,
     target: Option<u64>,
     types: Option<&BlockTypes>,
-    freed: Option<&TypeRows>,
+    freed: Option<&FreedTypes>,
 ) -> Vec<Group> {
     let mut replay = Replay::default();
     replay.include_startup = include_startup;
@@ -243,6 +265,7 @@ pub fn live_at(
         target,
         result: None,
         follow: freed.map(|rows| (rows, HashMap::new())),
+        position: 0,
     };
     if target == Some(0) {
         return Vec::new();

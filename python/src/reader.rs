@@ -179,7 +179,7 @@ impl FileReader {
                     s.include_startup,
                     Some(s.peak_index),
                     s.block_types.as_ref(),
-                    Some(&s.type_rows),
+                    Some(&s.freed_types),
                 )
             })
         });
@@ -377,7 +377,7 @@ impl Events {
             // The block this allocation made, if it was live at exit with a known object in
             // it; for a free, the type its object had (a typed free's).
             object_type: if free {
-                groups::freed_type(&e, &self.shared.type_rows)
+                self.shared.freed_types.of(&e, position)
             } else {
                 self.shared
                     .block_types

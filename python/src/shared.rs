@@ -4,7 +4,7 @@
 use crate::stacks::{FrameTuple, Resolver, StackKind};
 use memtrace_format::options;
 use memtrace_reporter::analysis::sets::AllocSet;
-use memtrace_reporter::analysis::{self, Options};
+use memtrace_reporter::analysis::{self, objects, Analysis, Options};
 use memtrace_reporter::capture::clock::Clock;
 use memtrace_reporter::capture::scan::Index;
 use memtrace_reporter::capture::{Capture, CaptureError};
@@ -87,7 +87,7 @@ pub struct Shared {
     /// The type of each typed block live at exit, by address (None: no types in the capture).
     pub block_types: Option<crate::groups::BlockTypes>,
     /// The row in `type_names` of each type that typed frees name, by the type's address.
-    pub type_rows: crate::groups::TypeRows,
+    pub freed_types: crate::groups::FreedTypes,
     /// An aggregated capture (`memtrace run --aggregate`): what was live at the peak and at
     /// exit, by (stack, thread), from its snapshots (it has no events to replay).
     pub aggregated: Option<(AllocSet, AllocSet)>,
@@ -103,6 +103,7 @@ impl Shared {
             Options {
                 include_startup,
                 freeze: true,
+                all_class_lives: true,
                 ..Options::default()
             },
         );
@@ -155,7 +156,7 @@ impl Shared {
             .unwrap_or_default();
         let mut type_names: Vec<String> = type_names;
         let block_types = types.map(|t| t.block_types);
-        let type_rows = freed_type_rows(&analysis.tables.type_names, &mut type_names);
+        let freed_types = freed_types(&analysis, &mut type_names);
         let aggregated = analysis
             .index
             .settings
@@ -174,7 +175,7 @@ impl Shared {
             exit_index: analysis.replay.exit.map(|e| e.event_index),
             type_names,
             block_types,
-            type_rows,
+            freed_types,
             aggregated,
             resolver: Mutex::new(Resolver::new(tables, Symbolizer::new(map))),
             capture,
@@ -190,24 +191,32 @@ impl Shared {
     }
 }
 
-/// The rows of the types that typed frees name (type address -> name in the capture), added to
-/// `names` (the types live at exit) where a name is not there yet.
-fn freed_type_rows(
-    freed: &hashbrown::HashMap<u64, Box<str>>,
-    names: &mut Vec<String>,
-) -> crate::groups::TypeRows {
+/// The rows of the types that typed frees name (type address -> name in the capture; a class
+/// that died before the end by the line that made it), added to `names` (the types live at
+/// exit) where a name is not there yet.
+fn freed_types(analysis: &Analysis, names: &mut Vec<String>) -> crate::groups::FreedTypes {
     let mut row_of: hashbrown::HashMap<String, usize> = names
         .iter()
         .enumerate()
         .map(|(i, n)| (n.clone(), i))
         .collect();
-    let mut rows = crate::groups::TypeRows::new();
-    for (&addr, name) in freed {
-        let row = *row_of.entry(name.to_string()).or_insert_with(|| {
-            names.push(name.to_string());
+    let mut row = |name: String| {
+        *row_of.entry(name.clone()).or_insert_with(|| {
+            names.push(name);
             names.len() - 1
-        });
-        rows.insert(addr, row);
+        })
+    };
+    let tables = &analysis.tables;
+    let mut freed = crate::groups::FreedTypes::default();
+    for (&addr, name) in &tables.type_names {
+        freed.rows.insert(addr, row(name.to_string()));
     }
-    rows
+    for (addr, deaths) in analysis.replay.class_deaths.lives() {
+        let lives = deaths
+            .into_iter()
+            .map(|(index, made_at)| (index, row(objects::freed_class(tables, made_at))))
+            .collect();
+        freed.lives.insert(addr, lives);
+    }
+    freed
 }

@@ -36,8 +36,8 @@ pub struct ClassDeaths {
     /// Deaths so far per address.
     deaths: HashMap<u64, u32>,
     /// The stack that allocated the class of (address, life) that died (None: allocated
-    /// before the capture knew of it).
-    dead: HashMap<(u64, u32), Option<u64>>,
+    /// before the capture knew of it), and the event index of its death.
+    dead: HashMap<(u64, u32), (Option<u64>, u64)>,
 }
 
 impl Default for ClassDeaths {
@@ -87,10 +87,20 @@ impl ClassDeaths {
         }
     }
 
-    /// A typed free of the block at `block`, allocated at `stack`: when the block held a class
-    /// seen as a type, that class's life ended.
+    /// A typed free named the type `ty`: a class that dies later is told apart from the one
+    /// made at its address after it (as [`ClassDeaths::key`] does, for the frees whose key is
+    /// not needed).
     #[inline]
-    pub fn freed(&mut self, block: u64, stack: Option<u64>) {
+    pub fn named(&mut self, ty: u64) {
+        if ty <= ADDRESS_MASK && self.recent[recent_slot(ty)] != ty {
+            self.key(ty);
+        }
+    }
+
+    /// A typed free (event `index`) of the block at `block`, allocated at `stack`: when the
+    /// block held a class seen as a type, that class's life ended.
+    #[inline]
+    pub fn freed(&mut self, block: u64, stack: Option<u64>, index: u64) {
         let class = block.wrapping_add(TYPE_OFFSET);
         let (word, bit) = filter_bit(class);
         if self.seen_filter[word] & bit == 0 || !self.seen.remove(&class) {
@@ -102,7 +112,7 @@ impl ClassDeaths {
             self.recent[slot] = 0;
         }
         let lives = self.deaths.entry(class).or_insert(0);
-        self.dead.insert((class, *lives), stack);
+        self.dead.insert((class, *lives), (stack, index));
         *lives += 1;
     }
 
@@ -116,7 +126,24 @@ impl ClassDeaths {
         if life >= last {
             return (address, None);
         }
-        (address, self.dead.get(&(address, life)).copied())
+        (
+            address,
+            self.dead.get(&(address, life)).map(|&(stack, _)| stack),
+        )
+    }
+
+    /// The classes that died, by address: each death's event index and the stack that made
+    /// the class (None: made before the capture knew of it), in the order of their lives.
+    pub fn lives(&self) -> HashMap<u64, Vec<(u64, Option<u64>)>> {
+        let mut lives: HashMap<u64, Vec<(u64, Option<u64>)>> = HashMap::new();
+        for (&address, &n) in &self.deaths {
+            let deaths = (0..n)
+                .filter_map(|life| self.dead.get(&(address, life)))
+                .map(|&(stack, index)| (index, stack))
+                .collect();
+            lives.insert(address, deaths);
+        }
+        lives
     }
 }
 
@@ -130,25 +157,26 @@ mod tests {
         let a = 0x36b_93d0;
         let first = d.key(a);
         // A block that held no class seen as a type changes nothing.
-        d.freed(0x1000, Some(7));
+        d.freed(0x1000, Some(7), 1);
         assert_eq!(d.key(a), first);
         // The class at `a` dies (its block starts 16 bytes before it), made at stack 9.
-        d.freed(a - TYPE_OFFSET, Some(9));
+        d.freed(a - TYPE_OFFSET, Some(9), 2);
         let second = d.key(a);
         assert_ne!(first, second);
         assert_eq!(d.resolve(first), (a, Some(Some(9))));
         // The later class at `a` is the one living at the end.
         assert_eq!(d.resolve(second), (a, None));
         // It dies too: both earlier lives read as dead classes, each with its own site.
-        d.freed(a - TYPE_OFFSET, Some(11));
+        d.freed(a - TYPE_OFFSET, Some(11), 3);
         assert_eq!(d.resolve(second), (a, Some(Some(11))));
         assert_eq!(d.resolve(first), (a, Some(Some(9))));
+        assert_eq!(d.lives()[&a], vec![(2, Some(9)), (3, Some(11))]);
     }
 
     #[test]
     fn a_type_never_seen_has_one_life() {
         let mut d = ClassDeaths::default();
-        d.freed(0x5000 - TYPE_OFFSET, None);
+        d.freed(0x5000 - TYPE_OFFSET, None, 1);
         assert_eq!(d.key(0x5000), 0x5000);
         assert_eq!(d.resolve(0x5000), (0x5000, None));
     }

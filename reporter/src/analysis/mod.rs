@@ -144,6 +144,8 @@ pub struct Options {
     /// Time buckets on a grid given in CLOCK_MONOTONIC ns, each bucket's snapshot at its
     /// moment (a family's buckets, common to its captures); replaces [`Options::buckets`].
     pub bucket_moments: Option<BucketMoments>,
+    /// Follow the lives of every type a typed free names ([`replay::Replay::all_class_lives`]).
+    pub all_class_lives: bool,
 }
 
 /// A grid of time buckets and the moment of each one's snapshot, in CLOCK_MONOTONIC ns.
@@ -174,6 +176,7 @@ impl Default for Options {
             peak_at_mono_ns: None,
             peak_at_event: None,
             bucket_moments: None,
+            all_class_lives: false,
         }
     }
 }
@@ -357,6 +360,7 @@ pub fn analyze_options(capture: &Capture, options: Options) -> Analysis {
             r.peak_at = options.peak_at_mono_ns.map(last_tick_of);
             r.peak_at_event = options.peak_at_event;
             r.sampling = index.settings.sampling();
+            r.all_class_lives = options.all_class_lives;
             r
         },
         threads: index

@@ -207,7 +207,7 @@ fn ranked_rows(
 
 /// The name of a class freed before the script's end (the walk then named the types alive),
 /// from the line that made it (`made_at`: its block's stack), as far as the capture tells.
-fn freed_class(tables: &Tables, made_at: Option<u64>) -> String {
+pub fn freed_class(tables: &Tables, made_at: Option<u64>) -> String {
     let line = made_at.and_then(|stack| {
         tables.frames_of(stack).into_iter().find_map(|f| match f {
             Frame::Python { file, line, .. } => {

@@ -53,8 +53,13 @@ pub struct Replay {
     /// of the object they held (typed frees): by (type address, stack, thread).
     pub peak_typed: TypedDepartures,
     /// Classes freed while the program ran: the lives of the type addresses `peak_typed`
-    /// names (its type addresses are [`ClassDeaths::key`]s).
+    /// names (its type addresses are [`ClassDeaths::key`]s), or of every typed free's with
+    /// `all_class_lives`.
     pub class_deaths: ClassDeaths,
+    /// Follow the lives of the types every typed free names, not only those of the blocks
+    /// live at the peak, and keep them past [`Replay::freeze`] (a reader that names each
+    /// free's type).
+    pub all_class_lives: bool,
     /// Temporary allocations, when asked for.
     pub temporary: Option<Temporary>,
     /// Count what a Python run's interpreter start-up left live too (else the replay starts
@@ -131,7 +136,9 @@ impl Replay {
         self.peak_departed = Departures::default();
         self.exit_departed = Departures::default();
         self.peak_typed = TypedDepartures::default();
-        self.class_deaths = ClassDeaths::default();
+        if !self.all_class_lives {
+            self.class_deaths = ClassDeaths::default();
+        }
         self.frozen = Some(frozen);
     }
 
@@ -451,7 +458,7 @@ impl Replay {
                         // A typed free of a block from before the capture knew of it may be
                         // a class's.
                         if ev.size != 0 {
-                            self.class_deaths.freed(ev.addr, None);
+                            self.class_deaths.freed(ev.addr, None, index);
                         }
                         continue;
                     };
@@ -467,9 +474,11 @@ impl Replay {
                                     bytes: b.size,
                                 };
                                 self.peak_typed.push(ty, b.stack(), b.thread(), sum);
+                            } else if self.all_class_lives {
+                                self.class_deaths.named(ev.size);
                             }
                             if b.asked() >= MIN_CLASS_BLOCK {
-                                self.class_deaths.freed(ev.addr, Some(b.stack()));
+                                self.class_deaths.freed(ev.addr, Some(b.stack()), index);
                             }
                         }
                         let d = Departed {
