@@ -668,3 +668,46 @@ fn classes_of_one_name_in_different_scopes_are_rows_of_their_own_on_every_claime
         );
     }
 }
+
+/// Without the Python allocators' events, pymalloc's small objects live inside arenas the
+/// capture knows only as whole mappings: the types table says it counts only the objects in
+/// blocks of their own, and counts none of the small ones.
+#[test]
+fn without_the_python_allocators_the_types_say_what_they_leave_out() {
+    let (_, python) = claimed_pythons().pop().expect("a claimed Python");
+    let dir = scratch("types-no-pymalloc");
+    let script = write(&dir, "known.py", SCRIPT);
+    let capture = dir.join("np.bin");
+    let path = capture.to_str().expect("utf-8");
+    let out = memtrace(
+        &[
+            "run",
+            "-q",
+            "-f",
+            "--no-python-allocators",
+            "-o",
+            path,
+            "--python",
+            python.to_str().expect("utf-8"),
+            script.to_str().expect("utf-8"),
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stats = json(&["stats", "--json", path], &dir);
+    let types = &stats["types"];
+    let covered = types["covered"].as_str().expect("covered");
+    assert!(
+        covered.starts_with("exit only, and only objects in blocks of their own")
+            && covered.contains("--no-python-allocators"),
+        "{covered}"
+    );
+    assert_eq!(types["peak"], Value::Null, "{types}");
+    let rows = types["exit"].as_array().expect("rows");
+    assert!(rows.iter().all(|r| r["type"] != "__main__.Pair"), "{types}");
+    let text = memtrace(&["stats", path], &dir);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("(most small objects) are in no block"),
+        "{text:?}"
+    );
+}

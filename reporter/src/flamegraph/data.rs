@@ -114,8 +114,10 @@ fn page_types(capture: &Capture, analysis: &Analysis) -> Option<PageTypes> {
     Some(PageTypes {
         covered: if peak.is_some() {
             crate::report::types::COVERAGE_PEAK
-        } else {
+        } else if capture.header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0 {
             crate::report::types::COVERAGE
+        } else {
+            crate::report::types::COVERAGE_NO_PYTHON_ALLOCATORS
         },
         peak,
         exit: cut(groups_of(capture, analysis, exit)),

@@ -445,7 +445,10 @@ fn build_threads(
         records_written: analysis.index.trailer.as_ref().map(|t| t.records_written),
         exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
             .map(ExecRow::from),
-        types: super::types::report(analysis),
+        types: super::types::report(
+            analysis,
+            capture.header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0,
+        ),
         warnings,
     }
 }

@@ -13,7 +13,10 @@ use std::io::{self, Write};
 /// What the types cover, in words (the same in JSON and text), for a capture without typed
 /// frees.
 pub const COVERAGE: &str =
-    "exit only: the objects live when the script finished, walked on every CPython 3.10-3.13; no types at the peak (this capture has no typed frees: --no-types, --no-python-allocators or the in-process Tracker)";
+    "exit only: the objects live when the script finished, walked on every CPython 3.10-3.13; no types at the peak (this capture has no typed frees: --no-types or the in-process Tracker)";
+/// What the types cover in a capture without the Python allocators' events.
+pub const COVERAGE_NO_PYTHON_ALLOCATORS: &str =
+    "exit only, and only objects in blocks of their own: this capture has no events of the Python allocators (--no-python-allocators), so the objects pymalloc keeps inside its arenas (most small objects) are in no block it knows and are not counted; no types at the peak";
 /// What the types cover with typed frees.
 pub const COVERAGE_PEAK: &str =
     "peak and exit, CPython 3.10-3.13: at the peak each block's type as its free or the walk at the script's end named it; at exit the objects live when the script finished";
@@ -62,16 +65,19 @@ pub fn exit_entries(t: &ExitTypes) -> Vec<TypeEntry> {
     rows
 }
 
-/// The types table of an analysis, None without types.
-pub fn report(analysis: &Analysis) -> Option<TypesReport> {
+/// The types table of an analysis, None without types; `python_allocators`: the capture has
+/// the Python allocators' events (the capture's options say).
+pub fn report(analysis: &Analysis, python_allocators: bool) -> Option<TypesReport> {
     analysis.types.as_ref().map(|t| {
         let peak = analysis.peak_types.as_ref().map(exit_entries);
         TypesReport {
             exit: exit_entries(t),
             covered: if peak.is_some() {
                 COVERAGE_PEAK
-            } else {
+            } else if python_allocators {
                 COVERAGE
+            } else {
+                COVERAGE_NO_PYTHON_ALLOCATORS
             },
             peak,
         }
