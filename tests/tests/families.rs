@@ -407,6 +407,22 @@ fn two_children_holding_30_mb_at_once_make_a_combined_peak_of_60_mb() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("only the process"), "{with_pid:?}: {err}");
     }
+    // The CSV export (rows name no process) says so too; the family's pprof does not.
+    let csv_said =
+        "only the process of this capture is exported, not its children (CSV rows name no process";
+    for (args, alone) in [
+        (vec!["export", "--format", "csv", c], true),
+        (
+            vec!["export", "--format", "csv", "--pid", kid.as_str(), c],
+            false,
+        ),
+        (vec!["export", "--format", "folded", c], false),
+    ] {
+        let out = memtrace_e2e::memtrace(&args, &dir);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.contains(csv_said), alone, "{args:?}: {err}");
+    }
 }
 
 /// The nodes of a `tree --json` tree named `function` at `line`, anywhere below `node`.

@@ -83,6 +83,17 @@ impl ViewArgs {
         self.alone(file, "shown", "--pid PID shows a child's")
     }
 
+    /// What `export --format csv` (rows with no process) says of a family with children
+    /// tracked, when no --pid is given: only the process of this capture is exported, where
+    /// the other formats of the same command hold the whole family at its combined peak.
+    pub fn exported_alone(&self, file: &Path) -> Option<String> {
+        self.alone(
+            file,
+            "exported",
+            "CSV rows name no process: --pid PID exports a child's; folded, speedscope and pprof export the whole family",
+        )
+    }
+
     fn alone(&self, file: &Path, what: &str, instead: &str) -> Option<String> {
         if self.pid.is_some() || !memtrace_reporter::family::has_child_captures(file) {
             return None;

@@ -134,6 +134,11 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
             (f.sites, name, (f.start_realtime_ns, f.duration_ns), meta)
         }
         None => {
+            if args.format == Format::Csv {
+                if let Some(note) = args.view.exported_alone(&args.file) {
+                    view_args::warn(&[note]);
+                }
+            }
             let file = args.view.capture(&args.file)?;
             let (capture, analysis, selection) = view_args::load_selection(&file, &opts)?;
             let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
