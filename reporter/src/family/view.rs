@@ -424,7 +424,9 @@ fn title(c: &Chosen, view: &ViewOptions, (bytes, allocations): (u64, u64)) -> St
             )
         }
         (View::All, _) => format!("Every allocation of {n} processes"),
-        (View::Leaks, _) => format!("Memory live at exit of each of {n} processes"),
+        (View::Leaks, _) => {
+            format!("Memory live at exit (or at the end of its capture) of each of {n} processes")
+        }
         (View::Temporary, _) => format!("Temporary allocations of {n} processes"),
         (View::Peak, None) => format!("Memory of {n} processes"),
     };
