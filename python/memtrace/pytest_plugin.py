@@ -37,6 +37,7 @@ import re
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator
@@ -57,6 +58,8 @@ TYPES_NOTE = "the objects' own blocks, not the buffers they hold"
 
 #: The name of the report property that carries a test's peak (bytes, allocations).
 PEAK_PROPERTY = "memtrace_peak"
+#: How pytest words a strict xfail whose test passed (its report's longrepr).
+XPASS_STRICT = "[XPASS(strict)]"
 
 
 def check_tracker() -> None:
@@ -128,15 +131,28 @@ def pytest_configure(config: pytest.Config) -> None:
         except (ImportError, RuntimeError) as e:
             raise pytest.UsageError(f"--memtrace: {e}") from e
         config.pluginmanager.register(MemtracePlugin(config), "memtrace-plugin")
-    elif config.getoption("memtrace_bin_dir") is not None:
-        # Not an error: an ini file's addopts may name it for the runs that add --memtrace.
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(
-                "--memtrace-bin-dir keeps the captures of --memtrace: without it, no test is "
-                "tracked and nothing is kept"
-            ),
-            stacklevel=2,
-        )
+
+
+BIN_DIR_ALONE = (
+    "memtrace: --memtrace-bin-dir keeps the captures of --memtrace: without it, no test is "
+    "tracked and nothing is kept"
+)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    # Not an error, nor a warning (a project's `filterwarnings = error` made one stop the
+    # session): an ini file's addopts may name it for the runs that add --memtrace.
+    if not config.getoption("memtrace") and config.getoption("memtrace_bin_dir") is not None:
+        return BIN_DIR_ALONE
+    return None
+
+
+def _warn(item: pytest.Item, message: str) -> None:
+    """Warns of what the plugin could not do for a test. Always shown, never raised: a
+    project's `filterwarnings = error` made each such warning fail the test it was about."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", pytest.PytestWarning)
+        item.warn(pytest.PytestWarning(message))
 
 
 def _limit(item: pytest.Item, name: str) -> int | None:
@@ -206,11 +222,10 @@ class _Region:
 
     def _gave_way(self) -> None:
         self.stopped = self.failed = True
-        self.item.warn(
-            pytest.PytestWarning(
-                "memtrace: this test started a memtrace Tracker of its own: the plugin stopped "
-                "tracking it there (its limits are not checked)"
-            )
+        _warn(
+            self.item,
+            "memtrace: this test started a memtrace Tracker of its own: the plugin stopped "
+            "tracking it there (its limits are not checked)",
         )
 
     def start(self) -> None:
@@ -221,7 +236,7 @@ class _Region:
             self.tracker.start()
         except RuntimeError as e:
             self.stopped = self.failed = True
-            self.item.warn(pytest.PytestWarning(f"memtrace: this test ran untracked: {e}"))
+            _warn(self.item, f"memtrace: this test ran untracked: {e}")
 
     def stop(self) -> None:
         if not self.started or self.stopped:
@@ -465,9 +480,24 @@ class MemtracePlugin:
         if not result.failures:
             return
         failures = "\n\n".join(result.failures)
-        if report.passed and hasattr(report, "wasxfail"):
-            # A test expected to fail that failed on memory: xfailed, as pytest reads any
-            # other failure of it (a strict xfail that passed is a failure already).
+        xpassed = report.passed and hasattr(report, "wasxfail")
+        # A strict xfail whose test passed is a failure already ("[XPASS(strict)] reason").
+        strict = report.failed and str(report.longrepr).startswith(XPASS_STRICT)
+        if xpassed or strict:
+            xfail = item.get_closest_marker("xfail")
+            if xfail is not None and xfail.kwargs.get("raises") is not None:
+                # Expected to fail with an exception of its own: a failure on memory is
+                # another failure, as pytest reads any other exception.
+                if xpassed:
+                    del report.wasxfail
+                report.outcome = "failed"
+                report.longrepr = failures
+                return
+            # A test expected to fail that failed on memory: xfailed, strict or not, as
+            # pytest reads any other failure of it.
+            if strict:
+                report.wasxfail = str(report.longrepr)[len(XPASS_STRICT) :].strip()
+                report.longrepr = None
             report.outcome = "skipped"
             report.sections.append(("memtrace", failures))
         elif report.passed:

@@ -557,3 +557,70 @@ def test_a_location_without_a_line_is_named_without_one(env: Env) -> None:
         "    print(l.label)\n"
     )
     assert r.stdout.splitlines() == ["<compile> at app.py", "f at app.py:3", "<unknown>"], r.stdout
+
+
+STRICT_PROJECT = '''\
+import pytest
+from memtrace import Tracker
+
+
+def test_starting_a_tracker_itself(tmp_path):
+    with Tracker(tmp_path / "mine.bin"):
+        data = bytearray(100_000)
+    assert len(data) == 100_000
+
+
+@pytest.mark.xfail(reason="a known regression")
+@pytest.mark.limit_memory("1 KB")
+def test_strict_xfail_over():
+    data = bytearray(100_000)
+    assert data
+
+
+@pytest.mark.xfail(raises=ZeroDivisionError)
+@pytest.mark.limit_memory("1 KB")
+def test_xfail_expecting_another_failure_over():
+    data = bytearray(100_000)
+    assert data
+
+
+@pytest.mark.xfail(reason="fails itself")
+@pytest.mark.limit_memory("1 KB")
+def test_strict_xfail_failing_itself():
+    data = bytearray(100_000)
+    assert not data
+'''
+
+
+def test_a_project_s_strict_settings_change_no_outcome(env: Env, tmp_path: Path) -> None:
+    """A project with `filterwarnings = error` and `xfail_strict = true` (toolz's): the plugin's
+    warnings stay warnings (they failed the tests they were about, with tracebacks through the
+    plugin), a strict xfail over its limit is xfailed (it read as an unexpected pass), one
+    expecting another exception fails on the limit, and --memtrace-bin-dir alone stops
+    nothing."""
+    project = tmp_path / "strict"
+    project.mkdir()
+    (project / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\nxfail_strict = true\n")
+    (project / "test_strict.py").write_text(STRICT_PROJECT)
+    environ = dict(os.environ)
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    r = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--memtrace",
+             "test_strict.py"], cwd=project, env=environ)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert re.search(r"^PASSED test_strict\.py::test_starting_a_tracker_itself", out, re.M), out
+    assert "memtrace: this test started a memtrace Tracker of its own" in out, out
+    assert re.search(r"^XFAIL test_strict\.py::test_strict_xfail_over - a known regression", out, re.M), out
+    assert re.search(r"^XFAIL test_strict\.py::test_strict_xfail_failing_itself", out, re.M), out
+    assert re.search(
+        r"^FAILED test_strict\.py::test_xfail_expecting_another_failure_over - Test was l", out, re.M
+    ), out
+    assert re.search(r"^E? *Test was limited to 1\.0 KiB \(1024 bytes\) but allocated", out, re.M), out
+    assert "XPASS" not in out and "pytest_plugin.py" not in out, out
+    assert re.search(r"^=+ 1 failed, 1 passed, 2 xfailed", out, re.M), out
+    alone = run([env.python, "-m", "pytest", "-p", "no:cacheprovider", "--memtrace-bin-dir",
+                 str(tmp_path / "unused"), "-k", "itself", "test_strict.py"], cwd=project, env=environ)
+    out = alone.stdout + alone.stderr
+    assert alone.returncode == 0, out
+    assert "--memtrace-bin-dir keeps the captures of --memtrace" in out, out
+    assert "INTERNALERROR" not in out, out

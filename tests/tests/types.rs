@@ -360,6 +360,13 @@ fn no_types_skips_the_walk_and_changes_no_figure() {
     assert_eq!(out.stdout.split(|&b| b == b' ').count(), 2, "{out:?}");
     let stats = json(&["stats", "--json", path], &dir);
     assert_eq!(stats["types"], Value::Null);
+    assert!(
+        stats["types_missing"]
+            .as_str()
+            .is_some_and(|w| w.contains("--no-types")),
+        "{}",
+        stats["types_missing"]
+    );
     // Without types the capture has every other record: the classes' blocks are there, at
     // exit, on their lines.
     let on = json(&["lines", "--json", path], &dir);
@@ -708,6 +715,43 @@ fn without_the_python_allocators_the_types_say_what_they_leave_out() {
     let text = memtrace(&["stats", path], &dir);
     assert!(
         String::from_utf8_lossy(&text.stdout).contains("(most small objects) are in no block"),
+        "{text:?}"
+    );
+}
+
+/// A script that ends in `os._exit` never reaches the walk at its end: the report says why it
+/// has no types rather than leaving the section out.
+#[test]
+fn a_script_ended_by_os_exit_says_why_it_has_no_types() {
+    let (_, python) = claimed_pythons().pop().expect("a claimed Python");
+    let dir = scratch("types-os-exit");
+    let script = write(
+        &dir,
+        "quits.py",
+        "import os\nkept = [str(i) for i in range(1000)]\nos._exit(3)\n",
+    );
+    let capture = dir.join("quits.bin");
+    let out = tracked(
+        &python,
+        &capture,
+        &[script.to_str().expect("utf-8")],
+        &dir,
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let path = capture.to_str().expect("utf-8");
+    let stats = json(&["stats", "--json", path], &dir);
+    assert_eq!(stats["types"], Value::Null);
+    assert!(
+        stats["types_missing"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("the script did not finish")),
+        "{}",
+        stats["types_missing"]
+    );
+    let text = memtrace(&["stats", path], &dir);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("Types: none: the script did not finish"),
         "{text:?}"
     );
 }

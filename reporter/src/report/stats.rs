@@ -176,6 +176,9 @@ pub struct StatsReport {
     pub failed_requests: Vec<FailedRow>,
     /// A Python run: objects live at exit by type (report::types); null otherwise.
     pub types: Option<super::types::TypesReport>,
+    /// A Python run without types: why (the script did not finish, or types were off); null
+    /// otherwise.
+    pub types_missing: Option<&'static str>,
     pub warnings: Vec<String>,
 }
 
@@ -445,6 +448,7 @@ fn build_threads(
         records_written: analysis.index.trailer.as_ref().map(|t| t.records_written),
         exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
             .map(ExecRow::from),
+        types_missing: super::types::missing(analysis),
         types: super::types::report(
             analysis,
             capture.header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0,

@@ -403,6 +403,9 @@ pub fn render_with(r: &StatsReport, out: &mut impl Styled, o: &TextOptions) -> i
     if let Some(t) = &r.types {
         writeln!(out)?;
         super::types::render(t, r.top_by_size.len().max(10), out)?;
+    } else if let Some(why) = r.types_missing {
+        writeln!(out)?;
+        writeln!(out, "Types: none: {why}.")?;
     }
 
     writeln!(out)?;

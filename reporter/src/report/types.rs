@@ -65,6 +65,20 @@ pub fn exit_entries(t: &ExitTypes) -> Vec<TypeEntry> {
     rows
 }
 
+/// Why a Python run's capture has no types: its script did not finish (the walk of the live
+/// objects runs when it does), or they were not asked for. None for a capture with types and
+/// for other programs.
+pub fn missing(analysis: &Analysis) -> Option<&'static str> {
+    if analysis.types.is_some() || analysis.replay.script_start.is_none() {
+        return None;
+    }
+    Some(if analysis.replay.exit.is_none() {
+        "the script did not finish (os._exit, a fatal signal or a kill): the objects are walked when it does"
+    } else {
+        "not recorded (--no-types, or a Tracker without object_types=True)"
+    })
+}
+
 /// The types table of an analysis, None without types; `python_allocators`: the capture has
 /// the Python allocators' events (the capture's options say).
 pub fn report(analysis: &Analysis, python_allocators: bool) -> Option<TypesReport> {
