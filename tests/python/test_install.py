@@ -45,6 +45,22 @@ def test_the_command_is_the_cli(env: Env, tmp_path: Path) -> None:
     assert r.returncode == 1 and r.stderr.startswith("memtrace: ")
 
 
+def test_the_command_of_a_venv_not_activated_runs_that_venv_s_python(env: Env, tmp_path: Path) -> None:
+    # `venv/bin/memtrace run -m pytest` ran python3 on PATH, which had no pytest.
+    environ = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    code = "import os, sys; print(sys.prefix); print(os.environ.get('MEMTRACE_PACKAGE_PYTHON'))"
+    r = checked([env.memtrace, "run", "-q", "-o", tmp_path / "v.bin", "-c", code], env=environ)
+    prefix = checked([env.python, "-c", "import sys; print(sys.prefix)"]).stdout.strip()
+    # The program does not see how its interpreter was chosen.
+    assert r.stdout.splitlines() == [prefix, "None"], r.stdout
+    checked([env.memtrace, "run", "-q", "-o", tmp_path / "p.bin", "-m", "pytest", "--version"], env=environ)
+    # --python still wins.
+    system = checked(["python3", "-c", "import sys; print(sys.prefix)"], env=environ).stdout.strip()
+    r = checked([env.memtrace, "run", "-q", "-o", tmp_path / "s.bin", "--python", "python3", "-c",
+                 "import sys; print(sys.prefix)"], env=environ)
+    assert r.stdout.strip() == system, r.stdout
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_installs_on_each_python(version: str, wheel: Path, tmp_path: Path) -> None:
     python = pyenv_python(version)

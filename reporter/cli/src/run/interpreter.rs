@@ -1,5 +1,6 @@
 //! Choosing the Python interpreter of a Python run: `--python PATH` if given, else the active
-//! virtual environment's (`$VIRTUAL_ENV/bin/python`), else `python3` on PATH.
+//! virtual environment's (`$VIRTUAL_ENV/bin/python`), else, for the `memtrace` of a virtual
+//! environment's package, that environment's, else `python3` on PATH.
 //!
 //! The tracker must be preloaded into the interpreter itself. An ELF interpreter is checked from
 //! its file (no process is started); one that is a script, such as pyenv's bash shim (which
@@ -16,6 +17,11 @@ use std::process::{Command, Stdio};
 const VIRTUAL_ENV: &str = "VIRTUAL_ENV";
 /// The interpreter looked for on PATH when neither `--python` nor a virtual environment says.
 const DEFAULT_NAME: &str = "python3";
+/// Set by the Python package's `memtrace` console script when it runs from a virtual
+/// environment that is not activated: that environment's interpreter (`venv/bin/memtrace run
+/// -m pytest` ran `python3` on PATH, which had no pytest). Taken out of the program's
+/// environment.
+pub const PACKAGE_PYTHON: &str = "MEMTRACE_PACKAGE_PYTHON";
 
 /// An interpreter chosen: its path, and what the script that stands for it (a shim) changes
 /// in the environment before it runs it (pyenv's PATH and PYENV_* variables), for the program
@@ -61,10 +67,17 @@ fn named(given: &OsStr) -> Result<PathBuf, RunError> {
     })
 }
 
-/// The virtual environment's interpreter, else `python3` on PATH.
+/// The active virtual environment's interpreter, else that of the environment whose
+/// `memtrace` runs, else `python3` on PATH.
 fn default() -> Result<PathBuf, RunError> {
     if let Some(venv) = std::env::var_os(VIRTUAL_ENV).filter(|v| !v.is_empty()) {
         let python = Path::new(&venv).join("bin").join("python");
+        if python.is_file() {
+            return Ok(python);
+        }
+    }
+    if let Some(python) = std::env::var_os(PACKAGE_PYTHON).filter(|v| !v.is_empty()) {
+        let python = PathBuf::from(python);
         if python.is_file() {
             return Ok(python);
         }

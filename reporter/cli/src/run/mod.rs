@@ -34,7 +34,8 @@ use std::process::Command;
 #[command(after_help = "\
 Python: a first word ending in .py (or .pyz, a zip application, or a directory with a __main__.py), or
 -m MODULE, -c CODE, or - (the program read from stdin) runs the Python interpreter
-(--python PATH, else $VIRTUAL_ENV/bin/python, else python3 on PATH) exactly as
+(--python PATH, else $VIRTUAL_ENV/bin/python, else the Python of the virtual environment whose
+memtrace this is, else python3 on PATH) exactly as
 `python script.py` would, with sys.argv, stdin, stdout and the exit status unchanged (an
 executable script whose #! line names Python runs with that interpreter; one whose #! line
 names another, bash or node, runs as its path would run it). memtrace's options come first; every word after the program is the program's.
@@ -99,7 +100,8 @@ pub struct RunArgs {
     /// goes to <capture>.out, named in the view
     #[arg(long = "live")]
     pub live: bool,
-    /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else python3)
+    /// The Python interpreter of a Python run (default: $VIRTUAL_ENV/bin/python, else the
+    /// Python of the virtual environment whose memtrace this is, else python3)
     #[arg(long = "python", value_name = "PATH")]
     pub python: Option<OsString>,
     /// The program and its arguments; or a Python script.py, -m MODULE, -c CODE or - (read
@@ -324,7 +326,8 @@ fn run(args: RunArgs) -> Result<i32, RunError> {
         .env("LD_PRELOAD", &preload)
         .env("MEMTRACE_OUTPUT", &template)
         .env("MEMTRACE_STATUS", &status_file)
-        .env_remove("MEMTRACE_PARENT_CAPTURE");
+        .env_remove("MEMTRACE_PARENT_CAPTURE")
+        .env_remove(interpreter::PACKAGE_PYTHON);
     match &target.process_name {
         Some(name) => cmd.env("MEMTRACE_COMM", name),
         None => cmd.env_remove("MEMTRACE_COMM"),
