@@ -88,6 +88,32 @@ def _check_labels(labels: Mapping[str, str]) -> dict[str, str]:
 _recording: Tracker | None = None
 
 
+_watching_forks = False
+
+
+def _watch_forks() -> None:
+    """Has each forked child of a following Tracker end its own capture at its exit (once per
+    process: a pytest session starts a Tracker per test)."""
+    global _watching_forks
+    if not _watching_forks:
+        _watching_forks = True
+        os.register_at_fork(after_in_child=_end_followed_child)
+
+
+def _end_followed_child() -> None:
+    """In a child forked while a Tracker(follow_fork=True) records: the child's own capture
+    ends with its script, before the interpreter's teardown, as under memtrace run
+    --follow-fork (its live at exit was 0 B: the teardown had freed everything). The
+    tracker's own exit function is registered, not called from Python code here (it leaves
+    the capture alone when Python code calls it: a test runner running the exit functions)."""
+    t = _recording
+    if t is None or not t._active or not t.follow_fork:
+        return
+    finished = getattr(_tracker_module(), "script_finished", None)
+    if finished is not None:
+        atexit.register(finished)
+
+
 class Tracker:
     """Records every allocation of this process into the capture ``path`` while active::
 
@@ -189,6 +215,7 @@ class Tracker:
         # not the program's (as the tracker's own calls are never recorded).
         if self.follow_fork:
             self._pass_on(module)
+            _watch_forks()
         # A Tracker still running when the program ends stops at its exit, as the script's end
         # of a memtrace run does: what is live then is measured before the interpreter's
         # teardown frees it (the capture was finished after it, and showed nothing live).
@@ -208,7 +235,8 @@ class Tracker:
         _recording = self
 
     def _stop_at_exit(self) -> None:
-        # Not in a forked child that exits through atexit: the tracking is its parent's.
+        # Not in a forked child that exits through atexit: the tracking is its parent's (a
+        # followed child's own capture ends with _end_followed_child's).
         if self._active and os.getpid() == self._pid:
             self.stop()
 

@@ -437,3 +437,31 @@ def test_stop_keeps_what_the_program_set_in_the_environment(env: Env, tmp_path: 
     r = run([env.python, "-c", code, tmp_path / "env.bin"])
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout == "/opt/mine.so | the program s | None\n"
+
+
+def test_a_followed_child_s_live_at_exit_is_what_it_left(env: Env, tmp_path: Path) -> None:
+    """A Tracker(follow_fork=True) left running: a forked child that ends with sys.exit (its
+    atexit functions run) leaves a capture whose live at exit is what it held then, as under
+    memtrace run --follow-fork (the interpreter's teardown freed it all first: 0 B)."""
+    code = (
+        "import os, sys, memtrace\n"
+        "t = memtrace.Tracker(sys.argv[1], follow_fork=True)\n"
+        "t.start()\n"
+        "kept = bytearray(1_000_000)\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    x = bytearray(3_000_000)\n"
+        "    sys.exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(pid, os.waitstatus_to_exitcode(status))\n"
+    )
+    capture = tmp_path / "fl.bin"
+    r = env.py(code, str(capture))
+    pid, status = r.stdout.split()
+    assert status == "0", r.stdout
+    child = json.loads(run([env.memtrace, "stats", "--json", f"{capture}.{pid}"]).stdout)
+    assert child["leaks_at"] == "exit_snapshot", child["leaks_at"]
+    # The child's 3 MB buffer (and the 1 MB it inherited is not its own allocation).
+    assert 3_000_001 <= child["leaked_bytes"] < 3_200_000, child["leaked_bytes"]
+    parent = json.loads(run([env.memtrace, "stats", "--json", capture]).stdout)
+    assert 1_000_001 <= parent["leaked_bytes"] < 1_200_000, parent["leaked_bytes"]
