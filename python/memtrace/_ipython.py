@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ._locations import location, top_lines
+from ._locations import top_lines
 from ._native import FileReader, write_flamegraph
 from ._sizes import allocations, format_size
 from ._tracker import Tracker
@@ -144,9 +144,9 @@ def report(capture: Path, *, top: int, leaks: bool, html: bool) -> None:
         total, count = meta.peak_bytes, meta.peak_allocations
         print(f"memtrace: the cell's peak: {format_size(total)} ({total} bytes) in {allocations(count)}")
         records = reader.peak_records()
-    # The magic's own frames (running the cell) are not the cell's lines, nor IPython's own
-    # (its history writer, which may write while the cell runs).
-    records = [r for r in records if not _ours(location(r)[1])]
+    # The magic's own work (running the cell) is not the cell's, nor IPython's own (its
+    # history writer, which may write while the cell runs).
+    records = [r for r in records if not _ipython_s(r)]
     for l in top_lines(records, top):
         print(f"  {format_size(l.size):>11} ({l.size} bytes) in {l.n_allocations}: {l.label}")
     if html:
@@ -161,6 +161,19 @@ _IPYTHON_DIR = str(Path(IPython.__file__).parent) + os.sep
 def _ours(file: str) -> bool:
     """Whether a frame's file is the magic's or IPython's."""
     return file == __file__ or file.startswith(_IPYTHON_DIR)
+
+
+def _ipython_s(record: Any) -> bool:
+    """Whether an allocation is the magic's or IPython's work: from the innermost frame out,
+    a frame of theirs comes before any of the cell's. The history writer's thread allocates
+    inside the standard library (contextlib, sqlite3) called from IPython's code: those
+    innermost frames are neither, and were listed as the cell's lines."""
+    for _function, file, _line in record.python_stack():
+        if file == CELL_FILE:
+            return False
+        if _ours(file):
+            return True
+    return False
 
 
 def register(ipython: Any) -> None:

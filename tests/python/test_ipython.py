@@ -251,3 +251,30 @@ def test_a_cell_keeps_the_session_s_semantics(env: Env, tmp_path: Path) -> None:
     assert top and 5_000_001 <= int(top.group(1)) < 5_010_000, r.stdout
     assert sorted(p.name for p in (start / "memtrace-results").iterdir()) == ["cell-1.bin", "cell-2.bin"]
     assert not (other / "memtrace-results").exists()
+
+
+def test_ipython_s_own_threads_are_not_the_cell_s_lines(env: Env) -> None:
+    """The rule that leaves IPython's work out of a cell's lines: from the innermost frame out,
+    a frame of IPython's (or the magic's) before any of the cell's. Its history writer's
+    thread allocates inside the standard library called from IPython (contextlib, sqlite3),
+    and those lines were listed as the cell's."""
+    r = env.py(
+        "import os, IPython\n"
+        "from memtrace import _ipython as m\n"
+        "ipy = os.path.dirname(IPython.__file__)\n"
+        "class R:\n"
+        "    def __init__(self, *stack): self.stack = list(stack)\n"
+        "    def python_stack(self): return self.stack\n"
+        "cases = [\n"
+        "    R(('helper', '/usr/lib/python3/contextlib.py', 301),\n"
+        "      ('run', ipy + '/core/history.py', 1279), ('_bootstrap', '/usr/lib/python3/threading.py', 1)),\n"
+        "    R(('report', m.__file__, 150)),\n"
+        "    R(('f', '/tmp/x.py', 3), ('<module>', m.CELL_FILE, 1), ('memtrace', m.__file__, 70),\n"
+        "      ('run_cell', ipy + '/core/interactiveshell.py', 3000)),\n"
+        "    R(('work', m.CELL_FILE, 5), ('run', '/usr/lib/python3/threading.py', 975)),\n"
+        "    R(('work', '/tmp/mod.py', 3), ('_bootstrap', '/usr/lib/python3/threading.py', 1)),\n"
+        "    R(),\n"
+        "]\n"
+        "print([m._ipython_s(c) for c in cases])\n"
+    )
+    assert r.stdout.strip() == "[True, True, False, False, False, False]", r.stdout
