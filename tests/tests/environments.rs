@@ -385,6 +385,17 @@ fn an_executable_script_runs_with_the_interpreter_its_first_line_names() {
         ),
         "{out:?}"
     );
+    // The last line says the same, not that an interpreter was named as the program (with a
+    // `--python` command that would not keep -I).
+    let err = text(&out.stderr);
+    let wrote = err
+        .lines()
+        .find(|l| l.starts_with("memtrace: wrote "))
+        .unwrap_or_default();
+    assert!(
+        wrote.ends_with("Python ran with -I, which keeps memtrace's start-up hook out, so the capture has no Python frames"),
+        "{err}"
+    );
 }
 
 /// In-process tracking: the script imports the tracker as `_memtrace_tracker` and tracks

@@ -619,6 +619,24 @@ fn next_step(capture: &Path, shown: &dyn std::fmt::Display) -> String {
     let python_allocators = header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0;
     let interpreter =
         is_python_program(&header.exe) || header.argv.first().is_some_and(|a| is_python_program(a));
+    // The interpreter's own options before its script (a #! line's): one that keeps the
+    // start-up hook out was said at the start, and running the script as Python again would
+    // not keep it.
+    let options: Vec<OsString> = header
+        .argv
+        .iter()
+        .skip(1)
+        .take_while(|w| w.starts_with(b"-") && !matches!(&w[..], b"-m" | b"-c" | b"-"))
+        .map(|w| std::os::unix::ffi::OsStringExt::from_vec(w.clone()))
+        .collect();
+    let hidden = interpreter
+        .then(|| shebang::hides_the_hook(&options))
+        .flatten();
+    if let (false, Some(flag)) = (python_allocators, hidden) {
+        return format!(
+            "view it with: memtrace stats {shown}. Python ran with {flag}, which keeps memtrace's start-up hook out, so the capture has no Python frames"
+        );
+    }
     match (python_allocators, interpreter) {
         (false, true) => format!(
             "view it with: memtrace stats {shown}. {} ran as a native program (an interpreter named as the program), so the capture has no Python frames; for the script's own lines: {}",
