@@ -47,8 +47,10 @@ def test_metadata(env: Env, capture: tuple[Path, int]) -> None:
                 "total_frees", "leaked_bytes", "leaked_allocations"):
         assert meta[key] == stats[key], key
     assert meta["duration_s"] == pytest.approx(stats["duration_s"])
-    # The peak holds the bytearrays of 10 MB, 3 MB (the worker thread's) and 2 MB.
-    assert 15_000_003 <= meta["peak_bytes"] < 15_500_000
+    # The peak holds the bytearrays of 10 MB, 3 MB (the worker thread's) and 2 MB, and the
+    # code the script's `import threading` loaded (some 0.7 MB in this environment's Python,
+    # whose start-up did not import it).
+    assert 15_000_003 <= meta["peak_bytes"] < 16_000_000
 
 
 def test_peak_records(env: Env, capture: tuple[Path, int]) -> None:
@@ -373,7 +375,7 @@ def test_an_aggregated_capture(env: Env, tmp_path: Path) -> None:
     assert isinstance(out, dict)
     assert (out["total"], out["count"]) == (out["peak"], out["peak_count"])
     assert out["leaked"] == out["leaked_bytes"]
-    assert 15_000_003 <= out["peak"] < 15_500_000
+    assert 15_000_003 <= out["peak"] < 16_000_000
     # One record per stack and thread (no allocator kept): the bytearray's buffer and its
     # object, allocated at the same line, are one record of two allocations.
     big, worker = out["top"]
