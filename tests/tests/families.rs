@@ -1969,3 +1969,35 @@ fn a_child_s_exec_that_wrote_no_capture_is_named_in_its_row_and_by_the_run() {
         "{text}"
     );
 }
+
+/// A family's page with a Python process whose data is larger than its share of the page even
+/// with no group of its own (many children share the page's size): its "other" groups, more
+/// than one a thread, kept the count of groups to cut from falling, and `flamegraph` spun
+/// forever. It now ends with the page, every process in it.
+#[test]
+fn a_family_page_whose_python_process_outgrows_its_share_is_written() {
+    let dir = scratch("family-page-share");
+    let script = write(
+        &dir,
+        "few.py",
+        "import subprocess, json, email.mime.text, http.client, decimal, argparse, asyncio\n\
+         data = [dict(a=i, b=str(i)) for i in range(100000)]\n\
+         for i in range(20):\n    subprocess.run([\"true\"])\n\
+         print(len(json.dumps(data)))\n",
+    );
+    let (capture, _) = run_traced(&dir, &script);
+    let page = dir.join("few.html");
+    let mut cmd = Command::new(memtrace_e2e::memtrace_bin());
+    cmd.args(["flamegraph", "-f", "-o"])
+        .arg(&page)
+        .arg(&capture)
+        .current_dir(&dir);
+    let out = memtrace_e2e::watchdog::output_within(&mut cmd, std::time::Duration::from_secs(120));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    assert!(html.contains("few.py"), "the root process is on the page");
+    assert!(
+        html.matches(": true").count() >= 20,
+        "the 20 children are on the page"
+    );
+}

@@ -166,12 +166,11 @@ fn read_part(
     a.tables.frame_view = view.frame_view;
     let mut max_groups = share;
     let mut data = loop {
-        let d = data::build(&capture, &a, start, max_groups);
-        let kept = d.groups.len().saturating_sub(d.threads.len() + 1);
+        let (d, kept) = data::build(&capture, &a, start, max_groups);
         if kept == 0 || data::to_script_json(&d).len() <= budget {
             break d;
         }
-        max_groups = kept * 7 / 10;
+        max_groups = data::fewer_groups(kept);
     };
     // What it held at the combined peak: nothing when it had ended or not begun.
     if peak.by_image.get(i).copied().unwrap_or(0) == 0 {

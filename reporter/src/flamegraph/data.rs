@@ -220,18 +220,30 @@ pub const DATA_LIMIT: usize = 9 << 20;
 pub fn build_json(capture: &Capture, analysis: &Analysis, start: &Start) -> String {
     let mut max_groups = MAX_GROUPS;
     loop {
-        let data = build(capture, analysis, start, max_groups);
+        let (data, kept) = build(capture, analysis, start, max_groups);
         let json = to_script_json(&data);
-        let kept = data.groups.len().saturating_sub(data.threads.len() + 1);
         if json.len() <= DATA_LIMIT || kept == 0 {
             return json;
         }
-        max_groups = kept * 7 / 10;
+        max_groups = fewer_groups(kept);
     }
 }
 
-/// The page's data, keeping at most `max_groups` (stack, thread) groups of their own.
-pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: usize) -> PageData {
+/// The groups to keep at most next time, when `kept` made data too large: fewer each time
+/// (it was the groups less the threads' "other" groups, which are not always one a thread:
+/// the count stayed put and a family's page never finished).
+pub fn fewer_groups(kept: usize) -> usize {
+    kept * 7 / 10
+}
+
+/// The page's data, keeping at most `max_groups` (stack, thread) groups of their own, and
+/// how many it kept of their own (those besides the "other" groups).
+pub fn build(
+    capture: &Capture,
+    analysis: &Analysis,
+    start: &Start,
+    max_groups: usize,
+) -> (PageData, usize) {
     let empty = BucketData::default();
     let bd = analysis.buckets.as_ref().unwrap_or(&empty);
     let mut groups: HashMap<(u64, u32), Acc> = HashMap::new();
@@ -303,6 +315,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
         let all = merge(other_groups.into_iter().map(|g| g.3).collect());
         other_groups = vec![(Vec::new(), Tail::Other, -1, all)];
     }
+    let own_groups = kept.len();
     let mut frames = Frames::new(capture, analysis);
     let mut out_groups = Vec::with_capacity(kept.len() + other_groups.len());
     for ((stack, thread), acc) in &kept {
@@ -325,7 +338,7 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
     let leaked = analysis.leaked();
     let argv = capture.argv();
     let native = capture.header.options & memtrace_format::options::NATIVE != 0;
-    PageData {
+    let data = PageData {
         meta: Meta {
             path: visible(&capture.path().display().to_string()),
             command: visible(&argv.join(" ")),
@@ -383,7 +396,8 @@ pub fn build(capture: &Capture, analysis: &Analysis, start: &Start, max_groups: 
             thread: start.thread,
         },
         types: page_types(capture, analysis),
-    }
+    };
+    (data, own_groups)
 }
 
 /// What an "other" frame of merged groups has below it on the page.
