@@ -97,9 +97,15 @@ pub fn interactive_page(
         split_threads: view.split_threads,
         thread: None,
     };
+    // The processes of a family load the same libraries: their debug data are read once.
+    let symbols = crate::symbols::LoaderCache::default();
     let parts: Vec<Result<Part, String>> = readable
         .par_iter()
-        .map(|&i| read_part(&images, i, &grid, &peak, view, &start, share, budget))
+        .map(|&i| {
+            read_part(
+                &images, i, &grid, &peak, view, &start, share, budget, &symbols,
+            )
+        })
         .collect();
     let mut warnings: Vec<String> = images
         .iter()
@@ -147,6 +153,7 @@ fn read_part(
     start: &Start,
     share: usize,
     budget: usize,
+    symbols: &crate::symbols::LoaderCache,
 ) -> Result<Part, String> {
     let image = &images[i];
     let shown = image.path.display().to_string();
@@ -166,7 +173,7 @@ fn read_part(
     a.tables.frame_view = view.frame_view;
     let mut max_groups = share;
     let mut data = loop {
-        let (d, kept) = data::build(&capture, &a, start, max_groups);
+        let (d, kept) = data::build(&capture, &a, start, max_groups, symbols);
         if kept == 0 || data::to_script_json(&d).len() <= budget {
             break d;
         }

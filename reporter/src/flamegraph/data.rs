@@ -14,7 +14,7 @@ use crate::capture::Capture;
 use crate::report::locations::{self, UNKNOWN};
 use crate::report::views::{thread_label, View};
 use crate::symbols::modules::ModuleMap;
-use crate::symbols::Symbolizer;
+use crate::symbols::{LoaderCache, Symbolizer};
 use hashbrown::HashMap;
 use memtrace_format::Allocator;
 use serde::Serialize;
@@ -219,8 +219,10 @@ pub const DATA_LIMIT: usize = 9 << 20;
 /// [`DATA_LIMIT`] bytes but for a pathological capture.
 pub fn build_json(capture: &Capture, analysis: &Analysis, start: &Start) -> String {
     let mut max_groups = MAX_GROUPS;
+    // Each try resolves the same modules.
+    let symbols = LoaderCache::default();
     loop {
-        let (data, kept) = build(capture, analysis, start, max_groups);
+        let (data, kept) = build(capture, analysis, start, max_groups, &symbols);
         let json = to_script_json(&data);
         if json.len() <= DATA_LIMIT || kept == 0 {
             return json;
@@ -237,12 +239,14 @@ pub fn fewer_groups(kept: usize) -> usize {
 }
 
 /// The page's data, keeping at most `max_groups` (stack, thread) groups of their own, and
-/// how many it kept of their own (those besides the "other" groups).
+/// how many it kept of their own (those besides the "other" groups); native frames resolved
+/// with the debug data in `symbols`.
 pub fn build(
     capture: &Capture,
     analysis: &Analysis,
     start: &Start,
     max_groups: usize,
+    symbols: &LoaderCache,
 ) -> (PageData, usize) {
     let empty = BucketData::default();
     let bd = analysis.buckets.as_ref().unwrap_or(&empty);
@@ -316,7 +320,7 @@ pub fn build(
         other_groups = vec![(Vec::new(), Tail::Other, -1, all)];
     }
     let own_groups = kept.len();
-    let mut frames = Frames::new(capture, analysis);
+    let mut frames = Frames::new(capture, analysis, symbols);
     let mut out_groups = Vec::with_capacity(kept.len() + other_groups.len());
     for ((stack, thread), acc) in &kept {
         let s = frames.stack(*stack);
@@ -633,11 +637,11 @@ struct Frames<'a> {
 }
 
 impl<'a> Frames<'a> {
-    fn new(capture: &Capture, analysis: &'a Analysis) -> Frames<'a> {
+    fn new(capture: &Capture, analysis: &'a Analysis, symbols: &LoaderCache) -> Frames<'a> {
         let map = ModuleMap::new(analysis.tables.modules.clone(), &capture.header.exe);
         Frames {
             analysis,
-            symbolizer: Symbolizer::new(map),
+            symbolizer: Symbolizer::with_cache(map, symbols.clone()),
             table: Vec::new(),
             index: HashMap::new(),
             resolved: HashMap::new(),

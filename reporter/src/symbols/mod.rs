@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What an address resolved to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -47,10 +48,39 @@ impl Symbol {
     }
 }
 
+/// A module's debug data, opened once and shared by the symbolizers of a [`LoaderCache`].
+type Opened = Arc<Mutex<Result<Loader, elf::Unavailable>>>;
+
+/// The modules' debug data opened so far, by file and build-id, for several symbolizers to
+/// share: the captures of one family (a process's children load the same libraries; a page
+/// of 1,000 processes opened libc's debug file 122 times), or one capture read again.
+#[derive(Clone, Default)]
+pub struct LoaderCache(Arc<Mutex<OpenedByFile>>);
+
+/// Debug data by (file path, build-id).
+type OpenedByFile = HashMap<(Vec<u8>, Vec<u8>), Opened>;
+
+impl LoaderCache {
+    fn map(&self) -> MutexGuard<'_, OpenedByFile> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Locks a module's debug data (a panic elsewhere leaves it as it was: read-only use).
+fn locked(opened: &Opened) -> MutexGuard<'_, Result<Loader, elf::Unavailable>> {
+    opened
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Resolves addresses, caching per address and loading each module's debug data once.
 pub struct Symbolizer {
     map: ModuleMap,
-    loaders: Vec<Option<Result<Loader, elf::Unavailable>>>,
+    loaders: Vec<Option<Opened>>,
+    /// Shared with other symbolizers, when given.
+    shared: Option<LoaderCache>,
     /// Modules already used (a changed file is reported on its module's first use).
     used: Vec<bool>,
     cache: HashMap<u64, Symbol>,
@@ -64,10 +94,40 @@ impl Symbolizer {
         Symbolizer {
             map,
             loaders: (0..n).map(|_| None).collect(),
+            shared: None,
             used: vec![false; n],
             cache: HashMap::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// A symbolizer whose modules' debug data come from `cache` and go into it.
+    pub fn with_cache(map: ModuleMap, cache: LoaderCache) -> Symbolizer {
+        Symbolizer {
+            shared: Some(cache),
+            ..Symbolizer::new(map)
+        }
+    }
+
+    /// The key of module `m` in a [`LoaderCache`].
+    fn key(&self, m: usize) -> (Vec<u8>, Vec<u8>) {
+        let module = &self.map.modules[m];
+        (module.path.clone(), module.build_id.clone())
+    }
+
+    /// Module `m`'s debug data, from the shared cache when there is one, else opened.
+    fn opened(&self, m: usize) -> Opened {
+        let Some(shared) = &self.shared else {
+            return Arc::new(Mutex::new(open(&self.map, m)));
+        };
+        let key = self.key(m);
+        if let Some(o) = shared.map().get(&key) {
+            return o.clone();
+        }
+        // Opened outside the cache's lock: other threads' modules open meanwhile (one of two
+        // threads opening the same module keeps its copy).
+        let o = Arc::new(Mutex::new(open(&self.map, m)));
+        shared.map().entry(key).or_insert(o).clone()
     }
 
     /// Loads the debug data of the modules holding `addrs` all at once, on the threads of the
@@ -80,30 +140,49 @@ impl Symbolizer {
             .collect();
         modules.sort_unstable();
         modules.dedup();
+        // Those another symbolizer opened already.
+        if let Some(shared) = self.shared.clone() {
+            let cached = shared.map();
+            let mut left = Vec::with_capacity(modules.len());
+            for m in modules {
+                match cached.get(&self.key(m)) {
+                    Some(o) => self.loaders[m] = Some(o.clone()),
+                    None => left.push(m),
+                }
+            }
+            modules = left;
+        }
         if modules.len() < 2 {
             return;
         }
-        let map = &self.map;
-        let opened: Vec<(usize, Result<Loader, elf::Unavailable>)> =
-            modules.par_iter().map(|&m| (m, open(map, m))).collect();
+        let this = &*self;
+        let opened: Vec<(usize, Opened)> =
+            modules.par_iter().map(|&m| (m, this.opened(m))).collect();
         for (m, loaded) in opened {
             self.loaders[m] = Some(loaded);
         }
     }
 
-    fn loader(&mut self, module: usize) -> Option<&Loader> {
-        let slot = self.loaders.get_mut(module)?;
-        let loaded = slot.get_or_insert_with(|| open(&self.map, module));
+    fn loader(&mut self, module: usize) -> Option<Opened> {
+        if self.loaders.get(module)?.is_none() {
+            let opened = self.opened(module);
+            self.loaders[module] = Some(opened);
+        }
+        let loaded = self.loaders[module].clone()?;
         if !std::mem::replace(&mut self.used[module], true) {
             let path = Path::new(OsStr::from_bytes(&self.map.modules[module].path));
-            if let Some(why) = loaded.as_ref().err().and_then(|e| unavailable(path, e)) {
+            if let Some(why) = locked(&loaded)
+                .as_ref()
+                .err()
+                .and_then(|e| unavailable(path, e))
+            {
                 self.warnings.push(format!(
                     "{} {why}: its addresses are shown as offsets",
                     path.display()
                 ));
             }
         }
-        loaded.as_ref().ok()
+        Some(loaded)
     }
 
     /// The module holding an address: its file name and its full path.
@@ -137,7 +216,11 @@ impl Symbolizer {
             offset,
             ..Symbol::default()
         };
-        let Some(loader) = self.loader(module) else {
+        let Some(opened) = self.loader(module) else {
+            return sym;
+        };
+        let guard = locked(&opened);
+        let Ok(loader) = guard.as_ref() else {
             return sym;
         };
         // A return address points after the call: look up the call instruction.
@@ -223,6 +306,32 @@ mod tests {
                 file_offset: 0,
             }],
         }
+    }
+
+    #[test]
+    fn symbolizers_of_one_cache_open_a_module_once() {
+        let exe = std::env::current_exe().expect("the test's executable");
+        let map = || {
+            ModuleMap::new(
+                vec![module(0x10000, exe.as_os_str().as_bytes())],
+                b"/nonexistent/prog",
+            )
+        };
+        let cache = LoaderCache::default();
+        let mut first = Symbolizer::with_cache(map(), cache.clone());
+        let mut second = Symbolizer::with_cache(map(), cache.clone());
+        let a = first.resolve(0x10010).clone();
+        assert_eq!(second.resolve(0x10010), &a);
+        let (one, two) = (first.loaders[0].clone(), second.loaders[0].clone());
+        assert!(Arc::ptr_eq(&one.expect("opened"), &two.expect("opened")));
+        assert_eq!(cache.map().len(), 1);
+        // Without a cache each opens its own.
+        let mut alone = Symbolizer::new(map());
+        assert_eq!(alone.resolve(0x10010), &a);
+        assert_eq!(cache.map().len(), 1);
+        // The changed file is said by each symbolizer at its first use.
+        assert_eq!(first.warnings.len(), 1, "{:?}", first.warnings);
+        assert_eq!(second.warnings, first.warnings);
     }
 
     #[test]
