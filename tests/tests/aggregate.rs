@@ -755,3 +755,51 @@ fn a_killed_aggregated_run_that_freed_before_waiting_shows_what_it_kept() {
         .collect();
     assert_eq!(lines[0], (15, 4 << 20), "{l}");
 }
+
+#[test]
+fn a_block_held_while_the_program_allocates_nothing_is_charted_held() {
+    // Frees carry no time: the fall of the heap was dated at the last allocation before it,
+    // the block's own, and the chart read 10 MB held 800 ms as gone at once.
+    let dir = scratch("aggregate-held-while-idle");
+    let prog = compile("held_while_idle", &dir);
+    for (name, extra) in [("full.bin", &[][..]), ("agg.bin", &["--aggregate"][..])] {
+        let cap = run(&dir, name, &prog, extra);
+        let data = page_data(&dir, &cap, &format!("{name}.html"));
+        let width = data["buckets"]["width_s"].as_f64().expect("width");
+        let held = high_water_marks(&data)
+            .iter()
+            .filter(|&&b| b >= 10_000_000)
+            .count() as f64
+            * width;
+        assert!(
+            (0.6..1.2).contains(&held),
+            "{name}: 10 MB charted for {held} s"
+        );
+    }
+}
+
+#[test]
+fn an_aggregated_family_s_combined_peak_counts_a_child_holding_memory_while_idle() {
+    // Child A holds 10 MB without allocating while child B takes 10 MB: A's fall was dated at
+    // its allocation, and the combined peak read 10 MB.
+    for aggregate in [false, true] {
+        let dir = scratch(&format!("aggregate-family-idle-{aggregate}"));
+        let prog = compile("held_while_idle", &dir);
+        let mut args = vec!["run", "-q", "-f", "--follow-fork", "-o", "family.bin"];
+        if aggregate {
+            args.push("--aggregate");
+        }
+        args.extend_from_slice(&[prog.to_str().expect("utf-8"), "family"]);
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{out:?}");
+        let s = stats(&dir.join("family.bin"));
+        let peak = num(&s, "combined_peak_bytes");
+        assert!(
+            (20_000_000..=20_002_000).contains(&peak),
+            "aggregate {aggregate}: {peak}: {s}"
+        );
+        // The parent allocated nothing: its peak has no time, not minus the machine's uptime.
+        let at = s["peak_time_s"].as_f64().expect("a time");
+        assert!((0.0..=1.0).contains(&at), "aggregate {aggregate}: {at}");
+    }
+}

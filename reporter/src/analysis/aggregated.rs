@@ -113,7 +113,9 @@ pub fn apply(
     }
     *totals = t;
     let peak = Snapshot {
-        tick: Some(h.peak_tick),
+        // None when nothing was ever allocated (the tracker's peak tick stays 0), as a full
+        // capture's before any event: a time of tick 0 read as minus the machine's uptime.
+        tick: (h.peak_tick != 0).then_some(h.peak_tick),
         event_index: 0,
         bytes: h.peak_bytes,
         allocations: h.peak_count,

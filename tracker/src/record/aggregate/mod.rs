@@ -155,9 +155,14 @@ pub(super) struct State {
     window_end: u64,
     window_max: u64,
     window_tick: u64,
-    /// The tick of the last timed event (an allocation, a mapping's change): the frees after
-    /// it, untimed, are placed there when the window closes.
+    /// The tick of the last timed event (an allocation, a mapping's change).
     last_tick: u64,
+    /// When the heap first fell from the window's highest (0: it has not): a free carries no
+    /// time, so the first one after the highest reads the clock. The window's fall is placed
+    /// there: placed at the last timed event before it (the allocation of a block held while
+    /// the program waited), a chart read the block as gone at once, and a family's combined
+    /// peak missed a child holding memory while idle.
+    fall_tick: u64,
     points: [(u64, u64); POINTS],
     points_len: usize,
     /// The clock at the start, to turn nanoseconds into ticks.
@@ -205,6 +210,7 @@ impl State {
             next_fall_write: 0,
             window_end: 0,
             window_max: 0,
+            fall_tick: 0,
             window_tick: 0,
             last_tick: 0,
             points: [(0, 0); POINTS],
@@ -560,6 +566,7 @@ impl State {
         }
         self.window_max = self.live_bytes;
         self.window_tick = tick;
+        self.fall_tick = 0;
         if self.live_bytes <= self.peak_bytes {
             return false;
         }
@@ -582,6 +589,7 @@ impl State {
     #[inline]
     fn after_event(&mut self, tick: u64) {
         self.last_tick = self.last_tick.max(tick);
+        self.note_fall(tick);
         if tick >= self.window_end {
             self.close_window(tick);
         }
@@ -604,9 +612,21 @@ impl State {
         self.points[self.points_len] = (self.window_tick, self.window_max);
         self.points_len += 1;
         if live < self.window_max {
-            let fell = self.last_tick.max(self.window_tick + 1);
+            let fell = if self.fall_tick > self.window_tick {
+                self.fall_tick
+            } else {
+                self.last_tick.max(self.window_tick + 1)
+            };
             self.points[self.points_len] = (fell, live);
             self.points_len += 1;
+        }
+    }
+
+    /// The heap is below the window's highest at `tick`: the first time, that is when it fell.
+    #[inline(always)]
+    fn note_fall(&mut self, tick: u64) {
+        if self.fall_tick == 0 && self.live_bytes < self.window_max {
+            self.fall_tick = tick;
         }
     }
 
@@ -620,6 +640,7 @@ impl State {
         self.window_max = self.live_bytes;
         self.window_tick = tick;
         self.last_tick = tick;
+        self.fall_tick = 0;
     }
 
     #[cold]
@@ -639,6 +660,7 @@ impl State {
         self.window_end = tick.saturating_add(window.max(1));
         self.window_max = self.live_bytes;
         self.window_tick = tick;
+        self.fall_tick = 0;
         if now_ns >= self.next_write_ns || self.points_len + 2 > POINTS {
             self.write(tick, 0);
         }
@@ -828,6 +850,10 @@ pub fn free(me: usize, python: bool, addr: u64) {
         s.free_large(addr)
     };
     s.found_frees += u64::from(found);
+    // The first fall from the window's highest is timed (one clock read per highest).
+    if s.fall_tick == 0 && s.live_bytes < s.window_max {
+        s.fall_tick = now();
+    }
     if s.live_bytes < s.next_fall_write {
         s.write(now(), 0);
     }
