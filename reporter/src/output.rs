@@ -118,6 +118,9 @@ pub fn check_writable(out: &Path) -> Result<(), String> {
     let cannot = |e: std::io::Error| format!("cannot write {}: {e}", out.display());
     match std::fs::metadata(out) {
         Ok(m) if m.is_dir() => Err(format!("cannot write {}: it is a directory", out.display())),
+        // A FIFO or a device is opened once, by the write: opened and closed here, a FIFO's
+        // reader took the close for the end and left, and the write waited for good.
+        Ok(m) if !m.is_file() => Ok(()),
         Ok(_) => std::fs::OpenOptions::new()
             .write(true)
             .open(out)
@@ -132,6 +135,66 @@ pub fn check_writable(out: &Path) -> Result<(), String> {
             std::fs::remove_file(out).map_err(cannot)
         }
     }
+}
+
+/// Writes the file `out` with `write`, whole or not at all: a regular file (or a new one) is
+/// written beside it under a temporary name and renamed over it once complete, so that a write
+/// that fails (a full disk) leaves the earlier file as it was, and no part-written one (it
+/// left a cut page in place of a good one). A FIFO or a device is written in place, as is a
+/// file in a directory where no other file can be made. A link is followed: the file it
+/// names is the one replaced.
+pub fn write_whole(
+    out: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let target = match std::fs::metadata(out) {
+        Ok(m) if !m.is_file() => return in_place(out, write),
+        Ok(m) => Some((std::fs::canonicalize(out)?, m)),
+        Err(_) => None,
+    };
+    let path = target.as_ref().map_or(out, |(p, _)| p.as_path());
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temporary = path.with_file_name(format!(".{name}.{}.part", std::process::id()));
+    let file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+    {
+        Ok(f) => f,
+        Err(_) => return in_place(out, write),
+    };
+    let written = (|| {
+        if let Some((_, meta)) = &target {
+            // The file keeps its permissions.
+            file.set_permissions(meta.permissions())?;
+        }
+        let mut w = std::io::BufWriter::new(&file);
+        write(&mut w)?;
+        w.flush()?;
+        drop(w);
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// [`write_whole`] where no temporary file can be made or used.
+fn in_place(
+    out: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)?;
+    let mut w = std::io::BufWriter::new(file);
+    write(&mut w)?;
+    w.flush()
 }
 
 /// Checks that an export to `out` loses no capture: an existing capture is only replaced with
@@ -149,6 +212,54 @@ pub fn check_export_output(out: &Path, force: bool) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_the_earlier_file_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("memtrace-whole-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let out = dir.join("page.html");
+        std::fs::write(&out, "the good page").expect("write");
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).expect("mode");
+        let failed = write_whole(&out, |w| {
+            w.write_all(b"half a pa")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("read"),
+            "the good page"
+        );
+        // Nothing left beside it; a write that works replaces it, its mode kept.
+        let names = || {
+            let mut n: Vec<String> = std::fs::read_dir(&dir)
+                .expect("list")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(), ["page.html"]);
+        write_whole(&out, |w| w.write_all(b"a new page")).expect("written");
+        assert_eq!(std::fs::read_to_string(&out).expect("read"), "a new page");
+        let mode = std::fs::metadata(&out).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // Through a link, the file it names is replaced and the link stays.
+        let link = dir.join("link.html");
+        std::os::unix::fs::symlink(&out, &link).expect("link");
+        write_whole(&link, |w| w.write_all(b"through the link")).expect("written");
+        assert!(std::fs::symlink_metadata(&link).expect("meta").is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("read"),
+            "through the link"
+        );
+        // A new file that fails is not left behind.
+        let new = dir.join("new.csv");
+        assert!(write_whole(&new, |_| Err(std::io::Error::other("no"))).is_err());
+        assert!(!new.exists());
+        assert_eq!(names(), ["link.html", "page.html"]);
+        std::fs::remove_dir_all(&dir).expect("clean");
+    }
 
     #[test]
     fn an_output_that_cannot_be_written_is_said_before_any_work() {

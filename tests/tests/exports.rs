@@ -367,3 +367,43 @@ fn a_family_s_pprof_at_the_peak_keeps_every_process_s_allocations() {
     // The root's start.
     assert!((before..=after).contains(&p.time_nanos), "{}", p.time_nanos);
 }
+
+/// An export or a page written to a FIFO reaches its reader whole, every time: a check before
+/// the write opened and closed the FIFO, its reader took that for the end and left, and the
+/// write then waited for a reader for good (one run in three).
+#[test]
+fn an_export_and_a_page_written_to_a_fifo_reach_their_reader() {
+    let (dir, cap) = capture("export-fifo");
+    let fifo = dir.join("out.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let c = cap.to_str().expect("utf-8");
+    let f = fifo.to_str().expect("utf-8");
+    let folded = exported(&cap, &["--format", "folded"]);
+    for round in 0..5 {
+        for args in [
+            vec!["export", c, "--format", "folded", "-o", f],
+            vec!["flamegraph", "-f", "-o", f, c],
+        ] {
+            let reader = std::thread::spawn({
+                let fifo = fifo.clone();
+                move || std::fs::read(fifo).expect("read the FIFO")
+            });
+            let mut cmd = Command::new(memtrace_bin());
+            cmd.args(&args);
+            let out =
+                memtrace_e2e::watchdog::output_within(&mut cmd, std::time::Duration::from_secs(60));
+            assert!(out.status.success(), "round {round} {args:?}: {out:?}");
+            let got = reader.join().expect("the reader");
+            if args[0] == "export" {
+                assert_eq!(got, folded, "round {round}");
+            } else {
+                assert!(
+                    got.ends_with(b"</html>\n"),
+                    "round {round}: {} bytes",
+                    got.len()
+                );
+            }
+        }
+    }
+}

@@ -415,6 +415,15 @@ fn an_existing_capture_or_other_file_is_not_overwritten_without_force() {
     assert!(!std::fs::read(&other)
         .expect("read")
         .starts_with(b"MEMTRACE"));
+    // `-o -` is stdout, as export's is (it wrote a file named `-`).
+    let out = run(&["flamegraph", "-o", "-", "known.bin"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.ends_with(b"</html>\n"),
+        "{} bytes",
+        out.stdout.len()
+    );
+    assert!(!dir.join("-").exists());
 }
 
 /// A program that frees half its memory and ends within one coarse tick: the chart's line

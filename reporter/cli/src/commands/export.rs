@@ -9,7 +9,6 @@ use memtrace_reporter::report::views;
 use memtrace_reporter::report::visible::{Style, Visible};
 use memtrace_reporter::symbols::modules::ModuleMap;
 use memtrace_reporter::symbols::Symbolizer;
-use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -160,14 +159,11 @@ pub fn execute(mut args: ExportArgs) -> Result<(), String> {
         }
     };
     match &args.output {
-        Some(path) => {
-            let file =
-                File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            let mut out = Visible::with(io::BufWriter::new(file), data_style(args.format, false));
-            write(args.format, &sites, &name, timing, &meta, &mut out)
-                .and_then(|()| out.flush())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))
-        }
+        Some(path) => memtrace_reporter::output::write_whole(path, |w| {
+            let mut out = Visible::with(w, data_style(args.format, false));
+            write(args.format, &sites, &name, timing, &meta, &mut out).and_then(|()| out.flush())
+        })
+        .map_err(|e| format!("cannot write {}: {e}", path.display())),
         None => {
             let stdout = io::stdout();
             let terminal = stdout.is_terminal();

@@ -11,6 +11,7 @@ use memtrace_reporter::family::page as family_page;
 use memtrace_reporter::flamegraph::report::{self, Side};
 use memtrace_reporter::report::tree;
 use memtrace_reporter::report::views::{View, ViewOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -60,8 +61,8 @@ pub struct FlamegraphArgs {
     /// Compare FILE against BASE: a differential flamegraph
     #[arg(long, value_name = "BASE")]
     pub diff: Option<PathBuf>,
-    /// The HTML file to write [default: FILE with .html (FILE.PID.html with --pid); with
-    /// --diff, .diff.html]
+    /// The HTML file to write (`-`: stdout) [default: FILE with .html (FILE.PID.html with
+    /// --pid); with --diff, .diff.html]
     #[arg(short = 'o', long = "output", value_name = "OUT.html")]
     pub output: Option<PathBuf>,
     /// Draw an icicle graph: the outermost frames at the top
@@ -110,9 +111,11 @@ fn write(args: &FlamegraphArgs) -> Result<(), String> {
         .output
         .clone()
         .unwrap_or_else(|| default_page(&args.file, args.view.pid, "html"));
-    memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
-    memtrace_reporter::output::check_page_output(&out, args.force)?;
-    memtrace_reporter::output::check_writable(&out)?;
+    if out != Path::new(STDOUT) {
+        memtrace_reporter::output::check_not_input(&out, &[&args.file])?;
+        memtrace_reporter::output::check_page_output(&out, args.force)?;
+        memtrace_reporter::output::check_writable(&out)?;
+    }
     let opts = args.view.options(View::Peak);
     if args.view.pid.is_none() {
         if let Some(page) = family_page::interactive_page(&args.file, &opts, args.inverted)? {
@@ -181,9 +184,11 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
         .output
         .clone()
         .unwrap_or_else(|| default_page(&args.file, args.view.pid, "diff.html"));
-    memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
-    memtrace_reporter::output::check_page_output(&out, args.force)?;
-    memtrace_reporter::output::check_writable(&out)?;
+    if out != Path::new(STDOUT) {
+        memtrace_reporter::output::check_not_input(&out, &[base, &args.file])?;
+        memtrace_reporter::output::check_page_output(&out, args.force)?;
+        memtrace_reporter::output::check_writable(&out)?;
+    }
     let opts = args.view.options(View::Peak);
     let notes = [
         args.view.compared_alone(base),
@@ -199,9 +204,21 @@ fn write_diff(base: &Path, args: &FlamegraphArgs) -> Result<(), String> {
     save(&out, &html)
 }
 
+/// `-o -`: the page goes to stdout (as export's does; it wrote a file named `-`).
+const STDOUT: &str = "-";
+
 /// Writes the page and says so on stderr.
 fn save(out: &Path, html: &str) -> Result<(), String> {
-    std::fs::write(out, html).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    if out == Path::new(STDOUT) {
+        let mut stdout = std::io::stdout().lock();
+        return view_args::written(
+            stdout
+                .write_all(html.as_bytes())
+                .and_then(|()| stdout.flush()),
+        );
+    }
+    memtrace_reporter::output::write_whole(out, |w| w.write_all(html.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     crate::say!("memtrace: wrote {}", out.display());
     Ok(())
 }
