@@ -52,6 +52,9 @@ pub enum Existing {
     Capture,
     /// An HTML page memtrace wrote (its generator tag).
     Page,
+    /// What `memtrace export` writes: its CSV header, speedscope's schema, a gzip file (pprof),
+    /// folded stacks (lines ending in a count), or nothing at all (an empty file).
+    Export,
     /// Anything else.
     Other,
 }
@@ -78,9 +81,33 @@ pub fn existing(out: &Path) -> Existing {
         .any(|w| w == PAGE_TAG.as_bytes())
     {
         Existing::Page
+    } else if is_export(head) {
+        Existing::Export
     } else {
         Existing::Other
     }
+}
+
+/// Whether the first bytes of a file are those of an export (see [`Existing::Export`]).
+fn is_export(head: &[u8]) -> bool {
+    const GZIP: &[u8] = &[0x1f, 0x8b];
+    let speedscope = crate::export::speedscope::SCHEMA.as_bytes();
+    if head.is_empty()
+        || head.starts_with(GZIP)
+        || head.starts_with(crate::export::csv::HEADER.join(",").as_bytes())
+        || head.windows(speedscope.len()).any(|w| w == speedscope)
+    {
+        return true;
+    }
+    // Folded stacks: every whole line is a stack, a space and a count.
+    let whole = match head.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &head[..end],
+        None => return false,
+    };
+    whole.split(|&b| b == b'\n').all(|line| {
+        let count = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+        line.len() > count.len() + 1 && !count.is_empty() && count.iter().all(u8::is_ascii_digit)
+    })
 }
 
 /// The generator tag every page memtrace writes carries in its first bytes.
@@ -103,7 +130,7 @@ pub fn check_page_output(out: &Path, force: bool) -> Result<(), String> {
             "{} is a capture: not overwritten (choose another file with -o, or use --force)",
             out.display()
         )),
-        Existing::Other => Err(format!(
+        Existing::Other | Existing::Export => Err(format!(
             "{} already exists and is not a page memtrace wrote: not overwritten (use --force)",
             out.display()
         )),
@@ -197,21 +224,45 @@ fn in_place(
     w.flush()
 }
 
-/// Checks that an export to `out` loses no capture: an existing capture is only replaced with
-/// `force` (any other file is replaced, as a shell's `>` would).
+/// Checks that an export to `out` loses nothing: an export memtrace wrote is made again, but a
+/// capture or any other file (a script named by mistake) is only replaced with `force`.
 pub fn check_export_output(out: &Path, force: bool) -> Result<(), String> {
-    if existing(out) == Existing::Capture && !force {
-        return Err(format!(
+    match existing(out) {
+        Existing::Nothing | Existing::Export => Ok(()),
+        // A FIFO or a device: written to, not replaced.
+        _ if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) => Ok(()),
+        _ if force => Ok(()),
+        Existing::Capture => Err(format!(
             "{} is a capture: not overwritten (choose another file with -o, or use --force)",
             out.display()
-        ));
+        )),
+        Existing::Page | Existing::Other => Err(format!(
+            "{} already exists and is not an export memtrace wrote: not overwritten (use --force)",
+            out.display()
+        )),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exports_are_told_from_other_files() {
+        assert!(is_export(b""));
+        assert!(is_export(b"location,function,file,line,live_bytes,live_allocations,allocated_bytes,allocations\n"));
+        assert!(is_export(
+            b"{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
+        ));
+        assert!(is_export(&[0x1f, 0x8b, 8, 0]));
+        assert!(is_export(
+            b"main;f at a.py:3 4096\npid 7: x;g 12\npartial line wit"
+        ));
+        assert!(!is_export(b"import os\nx = 5\n"));
+        assert!(!is_export(b"x = 5\nprint(x)\n"));
+        assert!(!is_export(b"no newline 5"));
+        assert!(!is_export(b"12\n"));
+    }
 
     #[test]
     fn a_failed_write_leaves_the_earlier_file_whole() {
@@ -311,7 +362,9 @@ mod tests {
         assert!(check_page_output(&other, true).is_ok());
         assert!(check_export_output(&capture, false).is_err());
         assert!(check_export_output(&capture, true).is_ok());
-        assert!(check_export_output(&other, false).is_ok());
+        // Another file is not an export's to replace (a script named by mistake).
+        assert!(check_export_output(&other, false).is_err());
+        assert!(check_export_output(&other, true).is_ok());
         // A directory: refused with or without --force, and the line does not offer it.
         for force in [false, true] {
             let e = check_page_output(&dir, force).expect_err("a directory");

@@ -386,6 +386,18 @@ fn an_existing_capture_or_other_file_is_not_overwritten_without_force() {
             vec!["export", "--format", "csv", "-o", "other.bin", "known.bin"],
             &other,
         ),
+        // A file that is not an export (it replaced a script named by mistake).
+        (
+            vec![
+                "export",
+                "--format",
+                "folded",
+                "-o",
+                "notes.html",
+                "known.bin",
+            ],
+            &notes,
+        ),
     ] {
         let before = std::fs::read(target).expect("read");
         let out = run(&args);
@@ -415,6 +427,11 @@ fn an_existing_capture_or_other_file_is_not_overwritten_without_force() {
     assert!(!std::fs::read(&other)
         .expect("read")
         .starts_with(b"MEMTRACE"));
+    // An export memtrace wrote is made again, in any format over any other.
+    for format in ["csv", "folded", "speedscope", "pprof", "csv"] {
+        let out = run(&["export", "--format", format, "-o", "sites.out", "known.bin"]);
+        assert!(out.status.success(), "{format}: {out:?}");
+    }
     // `-o -` is stdout, as export's is (it wrote a file named `-`).
     let out = run(&["flamegraph", "-o", "-", "known.bin"]);
     assert!(out.status.success(), "{out:?}");

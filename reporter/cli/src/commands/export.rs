@@ -50,10 +50,10 @@ pub struct ExportArgs {
     #[arg(short = 'f', long, value_enum)]
     pub format: Format,
     /// Write to this file instead of stdout (required for pprof on a terminal; `-` is
-    /// stdout); an existing file is replaced, except a capture
+    /// stdout); an export memtrace wrote is replaced, any other file only with --force
     #[arg(short = 'o', long = "output", value_name = "OUT")]
     pub output: Option<PathBuf>,
-    /// Replace OUT even when it is a capture
+    /// Replace OUT even when it is a capture or another file not an export
     #[arg(long = "force")]
     pub force: bool,
     #[command(flatten)]
