@@ -234,6 +234,22 @@ fn aggregated_and_full_python_captures_agree() {
 
     let full = stats_with(&["-n", "5"], &full_capture);
     let agg = stats_with(&["-n", "5"], &agg_capture);
+    // Why there are no types: --no-types for the full one; the aggregated one says its own
+    // reason (it blamed --no-types).
+    assert!(
+        full["types_missing"]
+            .as_str()
+            .is_some_and(|w| w.contains("--no-types")),
+        "{}",
+        full["types_missing"]
+    );
+    assert!(
+        agg["types_missing"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("an aggregated capture (--aggregate)")),
+        "{}",
+        agg["types_missing"]
+    );
     // What the start-up held is not known there (it said 0 bytes).
     assert!(agg["startup_bytes"].is_null(), "{}", agg["startup_bytes"]);
     assert!(

@@ -273,6 +273,11 @@ impl LiveHeap {
         self.blocks
     }
 
+    /// Blocks live that stand for more than themselves (a sampled capture's weighed samples).
+    pub fn weighed_blocks(&self) -> u64 {
+        self.counts.len() as u64
+    }
+
     /// `block` with the count it was given when allocated.
     #[inline(always)]
     fn counted(&self, block: Block) -> Block {

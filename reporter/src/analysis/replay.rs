@@ -92,6 +92,9 @@ pub struct Replay {
     /// Blocks and mappings live at the peak: `peak.allocations` itself but in a sampled
     /// capture, where it is an estimate and this the number of samples.
     pub peak_samples: u64,
+    /// Of `peak_samples`, those that stand for more than themselves (a sampled capture's
+    /// requests below the size always recorded): the ones the estimate's error comes from.
+    pub peak_weighed: u64,
 }
 
 /// What a frozen replay keeps of its live heap.
@@ -266,6 +269,7 @@ impl Replay {
     fn take_peak_at(&mut self, tick: u64, index: u64) {
         self.peak = self.snapshot(tick, index);
         self.peak_samples = self.live_samples();
+        self.peak_weighed = self.heap.weighed_blocks();
         self.peak_departed.clear();
         self.peak_typed.clear();
         self.peak_at_taken = true;
@@ -299,6 +303,7 @@ impl Replay {
         if live > self.peak.bytes {
             self.peak = self.snapshot(tick, event_index);
             self.peak_samples = self.live_samples();
+            self.peak_weighed = self.heap.weighed_blocks();
             self.peak_departed.clear();
             self.peak_typed.clear();
         }
@@ -318,6 +323,7 @@ impl Replay {
             allocations: 0,
         };
         self.peak_samples = 0;
+        self.peak_weighed = 0;
         self.frees = 0;
         if let Some(b) = &mut self.buckets {
             b.start_afresh(tick, index);

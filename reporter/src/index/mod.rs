@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 /// The first bytes of an index, with the layout's version: a change of layout or of what an
 /// analysis means changes it, and older indexes are then rebuilt.
-const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x08";
+const MAGIC: &[u8; 8] = b"MTIDX\x00\x00\x09";
 
 /// An index is at most this share of its capture's size (1/25: 4%).
 pub const MAX_SHARE: u64 = 25;

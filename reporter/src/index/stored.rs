@@ -252,6 +252,7 @@ impl Store for Replay {
         w.put(&self.temporary);
         w.put(&self.frozen);
         w.put(&self.peak_samples);
+        w.put(&self.peak_weighed);
     }
     fn get(r: &mut Reader) -> Option<Replay> {
         let mut replay = Replay::default();
@@ -267,6 +268,7 @@ impl Store for Replay {
         replay.frozen = r.get::<Option<Frozen>>()?;
         replay.frozen.as_ref()?;
         replay.peak_samples = r.get()?;
+        replay.peak_weighed = r.get()?;
         Some(replay)
     }
 }

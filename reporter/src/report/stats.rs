@@ -459,9 +459,9 @@ fn build_threads(
 
 /// A bound of the standard error of a sampled capture's peak: each sample of a request below
 /// the size always recorded (N/2, or N in a capture with exponential gaps) stands for about N
-/// bytes with a variance below N², so N times the root of the samples live at the peak. The
-/// blocks always recorded are exact but counted too (the live set does not tell them apart):
-/// the bound is loose where they are many. An aggregated capture keeps estimated counts, not
+/// bytes with a variance below N², so N times the root of those samples live at the peak (the
+/// blocks always recorded are exact: a peak of 16 such blocks read "at most 44%"). An
+/// aggregated capture keeps estimated counts, not
 /// samples (the bound took them for samples: 355 MB on a peak of 24 MB): there the samples
 /// number at most about the peak's bytes over N, which gives the root of N times the peak.
 fn peak_standard_error(analysis: &Analysis) -> u64 {
@@ -470,7 +470,8 @@ fn peak_standard_error(analysis: &Analysis) -> u64 {
     let bound = if analysis.index.settings.aggregate {
         (n * peak.bytes as f64).sqrt()
     } else {
-        n * (analysis.replay.peak_samples as f64).sqrt()
+        // Blocks of N/2 bytes and more are recorded exactly: no error of theirs.
+        n * (analysis.replay.peak_weighed as f64).sqrt()
     };
     bound.round() as u64
 }

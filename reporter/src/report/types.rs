@@ -72,7 +72,9 @@ pub fn missing(analysis: &Analysis) -> Option<&'static str> {
     if analysis.types.is_some() || analysis.replay.script_start.is_none() {
         return None;
     }
-    Some(if analysis.replay.exit.is_none() {
+    Some(if analysis.index.settings.aggregate {
+        "an aggregated capture (--aggregate) keeps sums per stack, not the blocks objects are in"
+    } else if analysis.replay.exit.is_none() {
         "the script did not finish (os._exit, a fatal signal or a kill): the objects are walked when it does"
     } else {
         "not recorded (--no-types, or a Tracker without object_types=True)"
