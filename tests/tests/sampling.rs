@@ -191,6 +191,18 @@ fn every_report_says_it_is_sampled() {
             "{args:?}: {err}"
         );
     }
+    // The text reports say it on stdout too: a report redirected to a file kept no word of it.
+    let said = "(estimates: a sampled capture, one sample per 256.0 KiB allocated)";
+    for args in [vec!["tree", "--text", c], vec!["summary", c]] {
+        let out = memtrace(&args, &dir);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let first = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert!(first.ends_with(said), "{args:?}: {first}");
+    }
 }
 
 #[test]

@@ -196,8 +196,17 @@ pub fn title(analysis: &Analysis, s: &Selection) -> String {
         }
         None => String::new(),
     };
+    // A sampled capture's figures are estimates: said on the line itself, not only on stderr
+    // (a report redirected to a file lost it).
+    let sampled = match analysis.index.settings.sample_bytes {
+        0 => String::new(),
+        n => format!(
+            " (estimates: a sampled capture, one sample per {} allocated)",
+            super::human::size(n)
+        ),
+    };
     format!(
-        "{what}{threads}: {} ({} bytes) in {}",
+        "{what}{threads}: {} ({} bytes) in {}{sampled}",
         super::human::size(s.total.bytes),
         super::human::count(s.total.bytes),
         super::human::counted(s.total.count, "allocation")
