@@ -57,6 +57,8 @@ pub enum Existing {
     Export,
     /// Anything else.
     Other,
+    /// A file that cannot be read (its permissions): why.
+    Unreadable(std::io::ErrorKind),
 }
 
 /// Looks at the start of the file at `out`.
@@ -70,9 +72,11 @@ pub fn existing(out: &Path) -> Existing {
         return Existing::Other;
     }
     let mut head = [0u8; 512];
-    let n = std::fs::File::open(out)
-        .and_then(|mut f| f.read(&mut head))
-        .unwrap_or(0);
+    let n = match std::fs::File::open(out).and_then(|mut f| f.read(&mut head)) {
+        Ok(n) => n,
+        // Not looked at: never taken for an empty export, nor replaced without --force.
+        Err(e) => return Existing::Unreadable(e.kind()),
+    };
     let head = &head[..n];
     if head.starts_with(&memtrace_format::header::FILE_MAGIC) {
         Existing::Capture
@@ -134,7 +138,18 @@ pub fn check_page_output(out: &Path, force: bool) -> Result<(), String> {
             "{} already exists and is not a page memtrace wrote: not overwritten (use --force)",
             out.display()
         )),
+        Existing::Unreadable(why) => Err(unreadable(out, why)),
     }
+}
+
+/// The line for an existing output that cannot be read: its reason, not --force (which then
+/// failed on the same permissions).
+fn unreadable(out: &Path, why: std::io::ErrorKind) -> String {
+    format!(
+        "cannot replace {}: {} (it cannot be read)",
+        out.display(),
+        std::io::Error::from(why)
+    )
 }
 
 /// Checks, before a report's work, that `out` can be written: an existing file opened for
@@ -240,6 +255,7 @@ pub fn check_export_output(out: &Path, force: bool) -> Result<(), String> {
             "{} already exists and is not an export memtrace wrote: not overwritten (use --force)",
             out.display()
         )),
+        Existing::Unreadable(why) => Err(unreadable(out, why)),
     }
 }
 

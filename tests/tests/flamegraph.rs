@@ -467,3 +467,54 @@ fn the_chart_ends_at_what_was_live_at_the_end() {
     let highest = heap.iter().filter_map(|p| p[1].as_u64()).max();
     assert_eq!(highest, data["meta"]["peak"].as_u64());
 }
+
+/// An existing output the user cannot read is neither taken for an empty export (and replaced
+/// through its directory) nor refused as "not a page" with a --force that fails in turn: the
+/// line says it cannot be read, and the file is as it was.
+#[test]
+fn an_output_the_user_cannot_read_is_left_and_the_reason_said() {
+    if !memtrace_e2e::is_root() {
+        eprintln!("skipped: switching to another user needs root");
+        return;
+    }
+    let (dir, cap) = capture("flamegraph-unreadable", "x = bytearray(1000)\n");
+    let locked = dir.join("locked.html");
+    std::fs::write(&locked, b"secret").expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for p in [&dir, &cap] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(memtrace_bin())
+            .args(args)
+            .current_dir(&dir)
+            .output_watched()
+    };
+    for args in [
+        vec!["flamegraph", "-o", "locked.html", "known.bin"],
+        vec![
+            "export",
+            "--format",
+            "csv",
+            "-o",
+            "locked.html",
+            "known.bin",
+        ],
+    ] {
+        let out = as_nobody(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("setpriv") {
+            eprintln!("skipped: setpriv does not run here: {err}");
+            return;
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(
+            err.ends_with("cannot replace locked.html: permission denied (it cannot be read)\n"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(std::fs::read(&locked).expect("read"), b"secret");
+    }
+}
