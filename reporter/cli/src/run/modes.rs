@@ -35,20 +35,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "t" | "tb" | "tib" => 40,
         _ => return Err(bad()),
     };
+    let too_large =
+        || format!("invalid --sample-bytes value '{text}': at most 1T (1099511627776 bytes)");
+    // Digits past u64 are a number too large, as 2T is (they read as not a number).
     let n = digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(1u64 << shift))
-        .ok_or_else(bad)?;
+        .ok_or_else(too_large)?;
     if n == 0 {
         return Err(format!(
             "invalid --sample-bytes value '{text}': must be at least 1 byte"
         ));
     }
     if n > MAX_SAMPLE_BYTES {
-        return Err(format!(
-            "invalid --sample-bytes value '{text}': at most 1T (1099511627776 bytes)"
-        ));
+        return Err(too_large());
     }
     Ok(n)
 }
@@ -171,6 +172,11 @@ mod tests {
             "1P",
         ] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        // Too large is one message, in digits or in units.
+        for large in ["99999999999999999999", "2T", "18446744073709551616K"] {
+            let e = parse_size(large).expect_err(large);
+            assert!(e.ends_with("at most 1T (1099511627776 bytes)"), "{e}");
         }
     }
 
