@@ -39,7 +39,8 @@ fn objects_are_matched_to_the_blocks_live_at_exit_that_contain_them() {
         .collect();
     assert_eq!(rows, [("Y", 1, 1, 64), ("X", 2, 1, 48)]);
     assert_eq!((t.untyped.count, t.untyped.bytes), (1, 500));
-    let report = types::report(&a, true).expect("a types report");
+    let report =
+        types::report(&a, memtrace_format::options::PYTHON_ALLOCATORS).expect("a types report");
     let exit: Vec<(&str, u64, u64)> = report
         .exit
         .iter()
@@ -59,5 +60,8 @@ fn a_capture_without_object_types_has_no_types() {
     b.trailer(100);
     let a = analyze(&b);
     assert!(a.types.is_none());
-    assert_eq!(types::report(&a, true), None);
+    assert_eq!(
+        types::report(&a, memtrace_format::options::PYTHON_ALLOCATORS),
+        None
+    );
 }

@@ -112,13 +112,7 @@ fn page_types(capture: &Capture, analysis: &Analysis) -> Option<PageTypes> {
         .as_ref()
         .map(|t| cut(groups_of(capture, analysis, t)));
     Some(PageTypes {
-        covered: if peak.is_some() {
-            crate::report::types::COVERAGE_PEAK
-        } else if capture.header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0 {
-            crate::report::types::COVERAGE
-        } else {
-            crate::report::types::COVERAGE_NO_PYTHON_ALLOCATORS
-        },
+        covered: crate::report::types::coverage(analysis, capture.header.options),
         peak,
         exit: cut(groups_of(capture, analysis, exit)),
     })

@@ -449,10 +449,7 @@ fn build_threads(
         exec: crate::capture::exec::of(capture.path(), capture.bytes(), &analysis.index)
             .map(ExecRow::from),
         types_missing: super::types::missing(analysis),
-        types: super::types::report(
-            analysis,
-            capture.header.options & memtrace_format::options::PYTHON_ALLOCATORS != 0,
-        ),
+        types: super::types::report(analysis, capture.header.options),
         warnings,
     }
 }

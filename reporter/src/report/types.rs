@@ -81,22 +81,26 @@ pub fn missing(analysis: &Analysis) -> Option<&'static str> {
     })
 }
 
-/// The types table of an analysis, None without types; `python_allocators`: the capture has
-/// the Python allocators' events (the capture's options say).
-pub fn report(analysis: &Analysis, python_allocators: bool) -> Option<TypesReport> {
-    analysis.types.as_ref().map(|t| {
-        let peak = analysis.peak_types.as_ref().map(exit_entries);
-        TypesReport {
-            exit: exit_entries(t),
-            covered: if peak.is_some() {
-                COVERAGE_PEAK
-            } else if python_allocators {
-                COVERAGE
-            } else {
-                COVERAGE_NO_PYTHON_ALLOCATORS
-            },
-            peak,
-        }
+/// What the types of a capture cover, in words (the stats table's and the page's): the peak
+/// too when it has typed frees; exit only, and without pymalloc's objects when it has no
+/// events of the Python allocators (the capture's options say).
+pub fn coverage(analysis: &Analysis, options: u64) -> &'static str {
+    if analysis.peak_types.is_some() {
+        COVERAGE_PEAK
+    } else if options & memtrace_format::options::PYTHON_ALLOCATORS != 0 {
+        COVERAGE
+    } else {
+        COVERAGE_NO_PYTHON_ALLOCATORS
+    }
+}
+
+/// The types table of an analysis, None without types; `options`: the capture's header
+/// options.
+pub fn report(analysis: &Analysis, options: u64) -> Option<TypesReport> {
+    analysis.types.as_ref().map(|t| TypesReport {
+        exit: exit_entries(t),
+        covered: coverage(analysis, options),
+        peak: analysis.peak_types.as_ref().map(exit_entries),
     })
 }
 

@@ -589,7 +589,7 @@ impl State {
     #[inline]
     fn after_event(&mut self, tick: u64) {
         self.last_tick = self.last_tick.max(tick);
-        self.note_fall(tick);
+        self.note_fall(|| tick);
         if tick >= self.window_end {
             self.close_window(tick);
         }
@@ -622,11 +622,12 @@ impl State {
         }
     }
 
-    /// The heap is below the window's highest at `tick`: the first time, that is when it fell.
+    /// The heap is below the window's highest now: the first time, that is when it fell
+    /// (`now` is read only then: a free has no time of its own).
     #[inline(always)]
-    fn note_fall(&mut self, tick: u64) {
+    fn note_fall(&mut self, now: impl FnOnce() -> u64) {
         if self.fall_tick == 0 && self.live_bytes < self.window_max {
-            self.fall_tick = tick;
+            self.fall_tick = now();
         }
     }
 
@@ -851,9 +852,7 @@ pub fn free(me: usize, python: bool, addr: u64) {
     };
     s.found_frees += u64::from(found);
     // The first fall from the window's highest is timed (one clock read per highest).
-    if s.fall_tick == 0 && s.live_bytes < s.window_max {
-        s.fall_tick = now();
-    }
+    s.note_fall(now);
     if s.live_bytes < s.next_fall_write {
         s.write(now(), 0);
     }
